@@ -1,0 +1,1 @@
+"""Grid LSTM reference implementation."""

@@ -1,0 +1,76 @@
+"""Experiment loggers: W&B (offline unless told otherwise), CSV, or none."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from typing import Any
+
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+def wandb_has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(configured: str | None = None) -> str:
+    """Explicit config, else WANDB_MODE, else online only if credentials exist."""
+    if configured:
+        return configured
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if wandb_has_credentials() else "offline"
+
+
+def hydra_job_names() -> tuple[str | None, str]:
+    """(group, name) for W&B: the sweep groups its jobs, each job is named by its overrides."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep = os.path.relpath(hydra_cfg.sweep.dir, hydra_cfg.runtime.cwd)
+        return sweep, f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname or 'defaults'}"
+    return None, os.path.relpath(hydra_cfg.runtime.output_dir, hydra_cfg.runtime.cwd)
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers = []
+    for logger_cfg in (cfg.get("logger") or {}).values():
+        if logger_cfg is None or "_target_" not in logger_cfg:
+            continue
+        if logger_cfg._target_.endswith("WandbLogger"):
+            logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg))
+            group, name = hydra_job_names()
+            with open_dict(logger_cfg):
+                logger_cfg.mode = wandb_mode(logger_cfg.get("mode"))
+                logger_cfg.offline = logger_cfg.mode == "offline"
+                logger_cfg.group = logger_cfg.get("group") or group
+                logger_cfg.name = logger_cfg.get("name") or name
+        loggers.append(instantiate(logger_cfg))
+    return loggers
+
+
+def log_hyperparameters(loggers: list[Logger], cfg: DictConfig, extra: dict[str, Any]) -> None:
+    """Log the whole resolved config as plain containers, plus ``extra`` (e.g. params)."""
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    hparams.update(extra)
+    for logger in loggers:
+        logger.log_hyperparams(hparams)
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so the next job of a sweep starts its own."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()

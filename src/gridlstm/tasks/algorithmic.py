@@ -1,0 +1,112 @@
+"""Algorithmic sequence tasks (addition; later memorization): prompt -> answer.
+
+Training uses teacher forcing with the loss on answer positions only. Evaluation decodes
+greedily from the prompt, feeding back the model's own predictions (no teacher forcing), and
+scores whole answers (exact match) and single symbols (per-position accuracy). Positions
+after a prematurely generated end token count as wrong, so stopping early never scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
+
+from gridlstm.nn import TokenSequenceModel, count_parameters
+
+
+def mask_after_end(generated: Tensor, target: Tensor, end_token: int, vocab_size: int) -> Tensor:
+    """Replace every position after the first generated ``end_token`` by a wrong symbol."""
+    ended = (generated == end_token).long().cumsum(1)
+    after_end = torch.cat([torch.zeros_like(ended[:, :1]), ended[:, :-1]], 1) > 0
+    return torch.where(after_end, (target + 1) % vocab_size, generated)
+
+
+class AlgorithmicSequenceModule(L.LightningModule):
+    """Wraps a sequence backbone from `gridlstm.nn` for prompt -> answer tasks.
+
+    Args:
+        net: the backbone's config (a plain dict with ``_target_``); stored in checkpoints
+            so they rebuild without Hydra's config files.
+        vocab_size, prompt_length, answer_length, end_token: the task's layout.
+        optimizer: ``_partial_`` optimizer config; scheduler: optional ``_partial_`` LR
+            scheduler config stepped every optimizer step.
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any],
+        vocab_size: int,
+        prompt_length: int,
+        answer_length: int,
+        end_token: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = TokenSequenceModel(vocab_size, instantiate(net))
+        self.num_parameters = count_parameters(self.model)
+        self.samples_seen = 0
+        for split in ("val", "test"):
+            setattr(self, f"{split}_acc", MulticlassExactMatch(num_classes=vocab_size))
+            setattr(self, f"{split}_digit_acc", MulticlassAccuracy(vocab_size, average="micro"))
+            setattr(self, f"{split}_loss", MeanMetric())
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.model(tokens)[0]
+
+    def _answer_loss(self, batch: Tensor) -> Tensor:
+        """Teacher-forced cross-entropy on the answer positions only."""
+        logits = self(batch[:, :-1])[:, self.hparams.prompt_length - 1 :]
+        targets = batch[:, self.hparams.prompt_length :]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        loss = self._answer_loss(batch)
+        self.samples_seen += batch.shape[0] * self.trainer.world_size
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/samples_seen", float(self.samples_seen))
+        return loss
+
+    def _evaluate(self, batch: Tensor, split: str) -> None:
+        prompt = batch[:, : self.hparams.prompt_length]
+        target = batch[:, self.hparams.prompt_length :]
+        generated = self.model.greedy_continue(prompt, self.hparams.answer_length)
+        generated = mask_after_end(
+            generated, target, self.hparams.end_token, self.hparams.vocab_size
+        )
+        acc = getattr(self, f"{split}_acc")
+        digit_acc = getattr(self, f"{split}_digit_acc")
+        loss = getattr(self, f"{split}_loss")
+        acc(generated, target)
+        digit_acc(generated[:, :-1], target[:, :-1])
+        loss(self._answer_loss(batch), weight=batch.shape[0])
+        self.log(f"{split}/acc", acc, prog_bar=True)
+        self.log(f"{split}/digit_acc", digit_acc)
+        self.log(f"{split}/loss", loss)
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["samples_seen"] = self.samples_seen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.samples_seen = int(checkpoint.get("samples_seen", 0))

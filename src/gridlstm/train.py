@@ -1,0 +1,122 @@
+"""The function Hydra calls: build, fit, test the best checkpoint, write ``metrics.json``.
+
+Run-output contract (ARCHITECTURE.md): every run writes into its Hydra output directory the
+composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best checkpoint, logs, and
+``metrics.json``: a flat object of the final ``val/...`` and ``test/...`` metrics (measured
+on the best checkpoint) plus ``params``, ``samples_seen`` and ``wall_time_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from gridlstm.config import ConfigError, build, check_compatible, check_launch
+from gridlstm.launch import job_environment
+from gridlstm.loggers import build_loggers, finish_wandb, log_hyperparameters
+
+log = logging.getLogger(__name__)
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
+    callbacks = []
+    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        if callback_cfg is None:
+            continue
+        callback = instantiate(callback_cfg)
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            log.info("logger=none: skipping callback %s (it needs a logger)", name)
+            continue
+        callbacks.append(callback)
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> L.Trainer:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
+    hardware.pop("name", None)
+    if isinstance(hardware.get("strategy"), dict):
+        hardware["strategy"] = instantiate(hardware["strategy"])
+    kwargs.update(hardware)
+    return L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks)
+
+
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    module_class = get_class(cfg.task.module._target_)
+    return module_class(
+        net=OmegaConf.to_container(cfg.model.net, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.optim.scheduler, resolve=True)
+        if cfg.optim.get("scheduler")
+        else None,
+        **datamodule.module_kwargs(),
+    )
+
+
+def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
+    table = Table(title="Final metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    Console().print(f"outputs: {output_dir}")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then validate and test the best checkpoint; returns the final metrics."""
+    start = time.time()
+    check_launch()
+    check_compatible(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
+    module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
+    output_dir = Path(cfg.paths.output_dir)
+    log.info("model=%s: %d trainable parameters", cfg.model.name, module.num_parameters)
+
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, loggers, build_callbacks(cfg, has_logger=bool(loggers)))
+    log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
+
+    trainer.fit(module, datamodule=datamodule)
+    samples_seen = module.samples_seen
+    train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "train/loss"}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt_path = "best" if best else None
+    val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+
+    metrics: dict[str, Any] = {**train_metrics, **val[0], **test[0]}
+    metrics.update(
+        params=module.num_parameters,
+        samples_seen=samples_seen,
+        global_step=trainer.global_step,
+        wall_time_s=round(time.time() - start, 2),
+    )
+    if trainer.is_global_zero:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print_summary(metrics, output_dir)
+    return metrics
+
+
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Entry point for ``train.py``: one clear line and exit code 2 on a bad config."""
+    try:
+        with job_environment():
+            return train(cfg)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        finish_wandb()
