@@ -102,9 +102,9 @@ class Grid2dLSTM(nn.Module):
         batch_first: bool = True,
     ) -> None:
         super().__init__()
-        check_positive("input_size", input_size)
         check_positive("hidden_size", hidden_size)
         check_positive("num_layers", num_layers)
+        check_positive("input_size", input_size)
         check_choice("priority", priority, PRIORITIES)
         check_probability("dropout", dropout)
         self.input_size = input_size

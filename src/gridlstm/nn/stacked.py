@@ -24,9 +24,9 @@ class StackedLSTM(nn.LSTM):
         forget_bias: float = 1.0,
         batch_first: bool = True,
     ) -> None:
-        check_positive("input_size", input_size)
         check_positive("hidden_size", hidden_size)
         check_positive("num_layers", num_layers)
+        check_positive("input_size", input_size)
         check_probability("dropout", dropout)
         super().__init__(
             input_size,

@@ -1,0 +1,52 @@
+"""Shared fixtures: run ``train.py`` as users do, in a scratch directory, offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A tiny but complete run: a few steps of every loop.
+TINY = [
+    "model.net.hidden_size=12",
+    "model.net.num_layers=2",
+    "task.datamodule.digits=2",
+    "task.datamodule.batch_size=8",
+    "task.datamodule.batches_per_epoch=3",
+    "task.datamodule.val_size=24",
+    "task.datamodule.test_size=16",
+    "task.datamodule.eval_batch_size=8",
+    "trainer.max_steps=6",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def offline_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_"))}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
+    env.pop("PL_GLOBAL_SEED", None)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, prefix: list[str] | None = None):
+    command = [*(prefix or [sys.executable]), str(ROOT / "train.py"), *args]
+    return subprocess.run(
+        command, cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """``cli(*args)`` runs train.py in ``tmp_path``; outputs land in tmp_path/outputs."""
+
+    def run(*args: str, timeout: int = 300, prefix: list[str] | None = None):
+        return run_cli(list(args), tmp_path, timeout=timeout, prefix=prefix)
+
+    run.cwd = tmp_path
+    return run

@@ -1,0 +1,91 @@
+"""The algorithmic-task LightningModule: metrics on hand-made predictions, loss masking,
+evaluation that never trains, and a model that can fit a tiny pool."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from gridlstm.data.addition import EOS, AdditionDataModule
+from gridlstm.tasks import AlgorithmicSequenceModule
+from gridlstm.tasks.algorithmic import mask_after_end
+
+NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 24, "hidden_size": 24, "num_layers": 2}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+
+
+def module_for(dm: AdditionDataModule) -> AlgorithmicSequenceModule:
+    torch.manual_seed(0)
+    return AlgorithmicSequenceModule(net=NET, optimizer=ADAM, **dm.module_kwargs())
+
+
+def test_mask_after_end_makes_positions_after_an_early_stop_wrong():
+    target = torch.tensor([[1, 2, 3, EOS], [4, 5, 6, EOS], [7, 8, 9, EOS]])
+    generated = torch.tensor(
+        [
+            [1, 2, 3, EOS],  # exact
+            [4, EOS, 6, EOS],  # stops early: "6" after the end must not count
+            [7, 8, 9, 9],  # overruns: no end token where one is due
+        ]
+    )
+    masked = mask_after_end(generated, target, EOS, vocab_size=13)
+    correct = masked == target
+    assert correct.all(1).tolist() == [True, False, False]
+    assert correct[:, :-1].sum(1).tolist() == [3, 1, 3]
+
+
+def test_evaluation_scores_exact_match_and_digit_accuracy(monkeypatch):
+    dm = AdditionDataModule(digits=2, val_size=4, test_size=4, eval_batch_size=4, seed=0)
+    dm.setup()
+    module = module_for(dm)
+    batch = dm.splits["val"]
+    answers = batch[:, dm.prompt_length :].clone()
+    answers[1, 0] = (answers[1, 0] + 1) % 10  # one wrong digit
+    answers[2, 1] = EOS  # stops after one digit: 1 of 3 digits right
+    monkeypatch.setattr(module.model, "greedy_continue", lambda prompt, steps: answers)
+    module._evaluate(batch, "val")
+    assert module.val_acc.compute().item() == 0.5
+    assert abs(module.val_digit_acc.compute().item() - (3 + 2 + 1 + 3) / 12) < 1e-6
+
+
+def test_loss_only_on_answer_positions():
+    dm = AdditionDataModule(digits=3, val_size=5, test_size=5, seed=0)
+    dm.setup()
+    module = module_for(dm)
+    batch = dm.splits["val"]
+    logits = module(batch[:, :-1])
+    per_position = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+    # Targets are the answer tokens only: positions prompt_length .. end of the row.
+    expected = per_position[:, dm.prompt_length - 1 :].mean()
+    torch.testing.assert_close(module._answer_loss(batch), expected)
+    assert not torch.isclose(per_position.mean(), expected)
+
+
+def test_validation_never_steps_the_optimizer_and_runs_in_eval_mode():
+    dm = AdditionDataModule(digits=2, val_size=20, test_size=20, eval_batch_size=10, seed=0)
+    module = module_for(dm)
+    modes = []
+    module.model.register_forward_pre_hook(lambda m, _: modes.append(m.training))
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)
+    trainer.validate(module, datamodule=dm, verbose=False)
+    assert modes and not any(modes)
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_model_overfits_a_tiny_pool():
+    dm = AdditionDataModule(digits=2, val_size=20, test_size=20, train_pool=16,
+                            batch_size=16, batches_per_epoch=50, seed=0)
+    module = module_for(dm)
+    trainer = L.Trainer(accelerator="cpu", max_steps=250, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False,
+                        limit_val_batches=0)
+    dm.setup()
+    start = module._answer_loss(dm.splits["pool"]).item()
+    trainer.fit(module, datamodule=dm)
+    end = module._answer_loss(dm.splits["pool"]).item()
+    assert end < 0.1 * start, (start, end)
+    assert module.samples_seen == 250 * 16

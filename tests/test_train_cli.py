@@ -1,0 +1,102 @@
+"""``python train.py`` end to end, as a user runs it (subprocesses, offline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("outputs/*/*/.hydra"))
+
+
+def test_single_run_writes_metrics_and_loadable_checkpoints(cli):
+    result = cli(*TINY, "logger=csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.cwd)
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val/acc", "val/digit_acc", "val/loss", "test/acc", "test/digit_acc",
+                "test/loss", "params", "samples_seen", "wall_time_s"):
+        assert key in metrics, key
+    assert metrics["samples_seen"] == 6 * 8
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["net"]["_target_"] == "gridlstm.nn.Grid2dLSTM"
+    assert checkpoint["samples_seen"] == 48
+    assert list(run.glob("checkpoints/best-step*.ckpt"))
+    assert (run / "csv" / "metrics.csv").exists()
+    assert "Final metrics" in result.stdout
+
+
+def test_stacked_lstm_runs_through_the_cli(cli):
+    result = cli(*TINY, "model=stacked_lstm", "logger=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.cwd)
+    assert json.loads((run / "metrics.json").read_text())["params"] > 0
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("model=grid9d", ["Could not find 'model/grid9d'", "grid2d", "stacked_lstm"]),
+        ("task=chess", ["Could not find 'task/chess'", "addition"]),
+        ("hardware=tpu", ["Could not find 'hardware/tpu'", "ddp_cpu", "gpu"]),
+    ],
+)
+def test_unknown_group_option_names_the_choices(cli, override, fragments):
+    assert_one_line_error(cli(override), *fragments)
+    assert not run_dirs(cli.cwd)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.net.hidden_size=0", "error: model=grid2d: hidden_size must be an integer >= 1, got 0"),
+        ("model.net.num_layers=0", "error: model=grid2d: num_layers must be an integer >= 1, got 0"),
+        ("model.net.hidden_size=-4", "error: model=grid2d: hidden_size must be an integer >= 1"),
+        ("task.datamodule.digits=0", "error: task=addition: digits must be an integer >= 1, got 0"),
+        ("model.net.priority=time", "error: model=grid2d: priority must be one of 'depth', 'none'"),
+    ],
+)
+def test_bad_values_stop_before_training_and_spare_earlier_runs(cli, override, message):
+    earlier = cli.cwd / "outputs" / "earlier" / "run"
+    (earlier / ".hydra").mkdir(parents=True)
+    (earlier / "metrics.json").write_text('{"test/acc": 0.5}')
+    before = {p: p.stat().st_mtime_ns for p in earlier.rglob("*")}
+
+    result = cli(*TINY, override, "logger=none")
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error_lines == [message] or error_lines[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Epoch" not in result.stdout  # no training started
+    assert {p: p.stat().st_mtime_ns for p in earlier.rglob("*")} == before
+    new_runs = [p for p in cli.cwd.glob("outputs/*/*") if p != earlier]
+    assert not [p for p in new_runs if (p / "metrics.json").exists()]
+
+
+def test_incompatible_model_and_task_names_the_compatible_models(cli, tmp_path):
+    extra = tmp_path / "extra_conf" / "model"
+    extra.mkdir(parents=True)
+    (extra / "vector_net.yaml").write_text(
+        "name: vector_net\ninput_kind: vector\nnet:\n  _target_: torch.nn.Identity\n"
+    )
+    result = cli("--config-dir", str(tmp_path / "extra_conf"), "model=vector_net", "logger=none")
+    assert result.returncode == 2
+    assert (
+        "error: model=vector_net takes vector input but task=addition provides sequence input; "
+        "models for task=addition: grid2d, stacked_lstm"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
