@@ -47,7 +47,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         if logger_cfg is None or "_target_" not in logger_cfg:
             continue
         if logger_cfg._target_.endswith("WandbLogger"):
-            logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg))
+            logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
             group, name = hydra_job_names()
             with open_dict(logger_cfg):
                 logger_cfg.mode = wandb_mode(logger_cfg.get("mode"))

@@ -92,8 +92,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule)
     samples_seen = module.samples_seen
     train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "train/loss"}
+    # The first ModelCheckpoint tracks the task's main metric (conf/callbacks/default.yaml).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    ckpt_path = "best" if best else None
+    ckpt_path = best or None
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
 

@@ -32,6 +32,12 @@ PLUS, EQUALS, EOS = VOCAB.index("+"), VOCAB.index("="), VOCAB.index(".")
 _SPLIT_STREAMS = {"val": 1, "test": 2, "pool": 3}
 
 
+def rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def prompt_length(digits: int) -> int:
     return 2 * digits + 2
 
@@ -127,9 +133,7 @@ class AdditionStream(IterableDataset):
     @staticmethod
     def _stream_id() -> int:
         """A distinct id per (rank, dataloader worker)."""
-        rank = 0
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank = torch.distributed.get_rank()
+        rank, _ = rank_and_world()
         worker = get_worker_info()
         return rank if worker is None else rank * worker.num_workers + worker.id
 
@@ -245,7 +249,10 @@ class AdditionDataModule(L.LightningDataModule):
         return DataLoader(stream, batch_size=None)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.eval_batch_size)
+        # Each rank scores a disjoint slice, every example exactly once (a DistributedSampler
+        # would pad with duplicates); torchmetrics sums the counts across ranks.
+        rank, world = rank_and_world()
+        return DataLoader(self.splits[split][rank::world], batch_size=self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

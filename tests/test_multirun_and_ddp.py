@@ -1,0 +1,91 @@
+"""Sweeps and multi-process training: each job trains exactly once, in its own directory,
+with its own W&B run; DDP runs log the same metric names as single-process ones."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import TINY
+
+CPU_MULTINODE = [
+    "hardware=multinode",
+    "hardware.accelerator=cpu",
+    "hardware.devices=2",
+    "hardware.num_nodes=1",
+    "hardware.precision=32-true",
+    "hardware.strategy.process_group_backend=gloo",
+]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+
+
+def sweep_jobs(root: Path) -> tuple[Path, list[Path]]:
+    """The one sweep directory under multirun/ and its job directories."""
+    sweeps = [p.parent for p in root.glob("multirun/**/multirun.yaml")]
+    assert len(sweeps) == 1, sweeps  # a child re-running the sweep would add another
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir())
+    return sweeps[0], jobs
+
+
+def trained_jobs(result, root: Path, count: int) -> list[dict]:
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.count("Launching 2 jobs") + result.stderr.count("Launching 2 jobs") >= 1
+    _, jobs = sweep_jobs(root)
+    assert [job.name for job in jobs] == [str(i) for i in range(count)]
+    metrics = []
+    for job in jobs:
+        assert len(list(job.glob("**/metrics.json"))) == 1
+        metrics.append(json.loads((job / "metrics.json").read_text()))
+    return metrics
+
+
+def test_multirun_gives_one_directory_and_one_offline_wandb_run_per_job(cli):
+    result = cli("-m", *TINY, "logger=wandb", "model.net.hidden_size=12,16")
+    metrics = trained_jobs(result, cli.cwd, 2)
+    assert metrics[0]["params"] != metrics[1]["params"]  # the swept value took effect
+    sweep, jobs = sweep_jobs(cli.cwd)
+    group = str(sweep.relative_to(cli.cwd)).encode()
+    run_ids = set()
+    for job in jobs:
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        run_ids.add(run_file.stem)
+        assert group in run_file.read_bytes()  # the sweep groups its jobs in W&B
+    assert len(run_ids) == 2
+
+
+def test_ddp_cpu_run_logs_the_same_metrics_as_a_cpu_run(cli):
+    single = cli(*TINY, "logger=none")
+    ddp = cli(*TINY, "logger=none", "hardware=ddp_cpu")
+    assert single.returncode == 0 and ddp.returncode == 0, ddp.stderr[-4000:]
+    runs = sorted(cli.cwd.glob("outputs/*/*/metrics.json"))
+    assert len(runs) == 2
+    by_world = {}
+    for path in runs:
+        world = 2 if (path.parent / "train_rank1.log").exists() else 1
+        by_world[world] = json.loads(path.read_text())
+    assert set(by_world) == {1, 2}
+    assert by_world[1].keys() == by_world[2].keys()
+    assert by_world[2]["samples_seen"] == 2 * by_world[1]["samples_seen"]
+
+
+def test_ddp_cpu_multirun_trains_each_job_once_on_two_processes(cli):
+    result = cli("-m", *TINY, "logger=none", "hardware=ddp_cpu", "model.net.hidden_size=12,16")
+    metrics = trained_jobs(result, cli.cwd, 2)
+    _, jobs = sweep_jobs(cli.cwd)
+    for job, job_metrics in zip(jobs, metrics, strict=True):
+        # rank 1 ran this job (its own log) and both ranks' samples were counted once
+        assert (job / "train_rank1.log").exists()
+        assert job_metrics["samples_seen"] == 2 * 6 * 8
+        assert job_metrics["global_step"] == 6
+
+
+def test_externally_launched_multirun_shares_one_sweep(cli):
+    """The multi-node mechanism, on one machine: torchrun starts the ranks, every rank runs
+    the same sweep, each job is trained once by both."""
+    result = cli("-m", *TINY, "logger=none", *CPU_MULTINODE, "model.net.hidden_size=12,16",
+                 prefix=[*TORCHRUN, "--standalone"])
+    metrics = trained_jobs(result, cli.cwd, 2)
+    sweep, _ = sweep_jobs(cli.cwd)
+    assert sweep.name.startswith("torchrun-")
+    assert [m["samples_seen"] for m in metrics] == [96, 96]
