@@ -68,8 +68,13 @@ def test_validation_never_steps_the_optimizer_and_runs_in_eval_mode():
     modes = []
     module.model.register_forward_pre_hook(lambda m, _: modes.append(m.training))
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     trainer.validate(module, datamodule=dm, verbose=False)
     assert modes and not any(modes)
     for key, value in module.state_dict().items():
@@ -77,12 +82,25 @@ def test_validation_never_steps_the_optimizer_and_runs_in_eval_mode():
 
 
 def test_model_overfits_a_tiny_pool():
-    dm = AdditionDataModule(digits=2, val_size=20, test_size=20, train_pool=16,
-                            batch_size=16, batches_per_epoch=50, seed=0)
+    dm = AdditionDataModule(
+        digits=2,
+        val_size=20,
+        test_size=20,
+        train_pool=16,
+        batch_size=16,
+        batches_per_epoch=50,
+        seed=0,
+    )
     module = module_for(dm)
-    trainer = L.Trainer(accelerator="cpu", max_steps=250, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False,
-                        limit_val_batches=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=250,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     dm.setup()
     start = module._answer_loss(dm.splits["pool"]).item()
     trainer.fit(module, datamodule=dm)

@@ -37,8 +37,16 @@ def compose_train(overrides: list[str], output_dir: Path | None = None):
 
 
 def test_expected_groups_exist():
-    assert {"model", "task", "hardware", "logger", "trainer", "callbacks", "experiment",
-            "debug"} <= set(GROUPS)
+    assert {
+        "model",
+        "task",
+        "hardware",
+        "logger",
+        "trainer",
+        "callbacks",
+        "experiment",
+        "debug",
+    } <= set(GROUPS)
     assert {"cpu", "gpu", "ddp", "ddp_cpu"} <= {o for g, o in OPTIONS if g == "hardware"}
     assert {"wandb", "csv", "none"} <= {o for g, o in OPTIONS if g == "logger"}
 

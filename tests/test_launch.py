@@ -10,8 +10,15 @@ import pytest
 from gridlstm import launch
 from gridlstm.config import ConfigError, check_launch
 
-LAUNCH_VARS = ("GRIDLSTM_RUN_ID", "SLURM_JOB_ID", "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID",
-               "WORLD_SIZE", "LOCAL_RANK", launch.CHILD_ENV)
+LAUNCH_VARS = (
+    "GRIDLSTM_RUN_ID",
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "TORCHELASTIC_RUN_ID",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    launch.CHILD_ENV,
+)
 
 
 @pytest.fixture(autouse=True)

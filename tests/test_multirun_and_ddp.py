@@ -83,8 +83,14 @@ def test_ddp_cpu_multirun_trains_each_job_once_on_two_processes(cli):
 def test_externally_launched_multirun_shares_one_sweep(cli):
     """The multi-node mechanism, on one machine: torchrun starts the ranks, every rank runs
     the same sweep, each job is trained once by both."""
-    result = cli("-m", *TINY, "logger=none", *CPU_MULTINODE, "model.net.hidden_size=12,16",
-                 prefix=[*TORCHRUN, "--standalone"])
+    result = cli(
+        "-m",
+        *TINY,
+        "logger=none",
+        *CPU_MULTINODE,
+        "model.net.hidden_size=12,16",
+        prefix=[*TORCHRUN, "--standalone"],
+    )
     metrics = trained_jobs(result, cli.cwd, 2)
     sweep, _ = sweep_jobs(cli.cwd)
     assert sweep.name.startswith("torchrun-")

@@ -20,8 +20,17 @@ def test_single_run_writes_metrics_and_loadable_checkpoints(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.cwd)
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("val/acc", "val/digit_acc", "val/loss", "test/acc", "test/digit_acc",
-                "test/loss", "params", "samples_seen", "wall_time_s"):
+    for key in (
+        "val/acc",
+        "val/digit_acc",
+        "val/loss",
+        "test/acc",
+        "test/digit_acc",
+        "test/loss",
+        "params",
+        "samples_seen",
+        "wall_time_s",
+    ):
         assert key in metrics, key
     assert metrics["samples_seen"] == 6 * 8
     assert 0.0 <= metrics["test/acc"] <= 1.0
@@ -63,8 +72,14 @@ def test_unknown_group_option_names_the_choices(cli, override, fragments):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.net.hidden_size=0", "error: model=grid2d: hidden_size must be an integer >= 1, got 0"),
-        ("model.net.num_layers=0", "error: model=grid2d: num_layers must be an integer >= 1, got 0"),
+        (
+            "model.net.hidden_size=0",
+            "error: model=grid2d: hidden_size must be an integer >= 1, got 0",
+        ),
+        (
+            "model.net.num_layers=0",
+            "error: model=grid2d: num_layers must be an integer >= 1, got 0",
+        ),
         ("model.net.hidden_size=-4", "error: model=grid2d: hidden_size must be an integer >= 1"),
         ("task.datamodule.digits=0", "error: task=addition: digits must be an integer >= 1, got 0"),
         ("model.net.priority=time", "error: model=grid2d: priority must be one of 'depth', 'none'"),

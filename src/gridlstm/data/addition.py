@@ -144,7 +144,9 @@ class AdditionStream(IterableDataset):
         generator = torch.Generator().manual_seed(int(seed))
         for _ in range(self.batches_per_epoch):
             if self.pool is not None:
-                index = torch.randint(0, self.pool.shape[0], (self.batch_size,), generator=generator)
+                index = torch.randint(
+                    0, self.pool.shape[0], (self.batch_size,), generator=generator
+                )
                 yield self.pool[index]
                 continue
             a, b = sample_operands(self.batch_size, self.digits, generator)
@@ -181,8 +183,14 @@ class AdditionDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        sizes = dict(digits=digits, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                     batches_per_epoch=batches_per_epoch, val_size=val_size, test_size=test_size)
+        sizes = dict(
+            digits=digits,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            batches_per_epoch=batches_per_epoch,
+            val_size=val_size,
+            test_size=test_size,
+        )
         for name, value in sizes.items():
             check_positive(name, value)
         if train_pool is not None:
@@ -225,7 +233,9 @@ class AdditionDataModule(L.LightningDataModule):
             self.splits[split] = self._orient(rows)
             held_out |= keys
         if self.train_pool is not None:
-            rows, _ = _unique_problems(self.train_pool, self.digits, self._generator("pool"), held_out)
+            rows, _ = _unique_problems(
+                self.train_pool, self.digits, self._generator("pool"), held_out
+            )
             self.splits["pool"] = self._orient(rows)
         self._held_out = held_out
 
