@@ -1,8 +1,8 @@
-"""Independent naive per-cell Grid LSTM (spec section 1), for tests only.
+"""Independent naive per-cell Grid LSTM (spec sections 1 and 3), for tests only.
 
-Written straight from the block equations, one cell at a time, sharing no code with
-`gridlstm.nn`. Weights are given per block as full matrices over H = [h_time; h_depth]
-in gate order (i, f, g, o).
+Written straight from the block equations, one cell at a time, in float64, sharing no code
+with `gridlstm.nn`. Weights are given per layer and dimension as full matrices over
+H = [h_1; ...; h_N] (grid dimensions, then depth) in gate order (i, f, g, o).
 """
 
 from __future__ import annotations
@@ -10,43 +10,90 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# --------------------------------------------------------------------------------------
+# General N-D grid, one cell at a time (spec section 1 + 3.2 - 3.5), for any grid_dims K.
 
-def lstm_transform(W: Tensor, b: Tensor, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-    """One LSTM transform of the block: gates from H, new memory from this dimension's m."""
+
+def reference_transform(t: dict, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+    """t: {"kind", "W", "b", "peep", "form", "coupled", "act"} straight from the equations."""
+    z = H @ t["W"].T + (t["b"] if t["b"] is not None else 0.0)
     d = m.shape[-1]
-    z = H @ W.T + b
-    g_u = torch.sigmoid(z[..., 0:d])  # input (update) gate
-    g_f = torch.sigmoid(z[..., d : 2 * d])
-    g_c = torch.tanh(z[..., 2 * d : 3 * d])
-    g_o = torch.sigmoid(z[..., 3 * d : 4 * d])
-    m_new = g_f * m + g_u * g_c
-    return g_o * torch.tanh(m_new), m_new
+    if t["kind"] == "nonlstm":
+        act = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[t["act"]]
+        return act(z), m
+    peep = t["peep"]
+    if t["coupled"]:
+        a_f, a_c, a_o = z[..., :d], z[..., d : 2 * d], z[..., 2 * d :]
+        if peep is not None:
+            a_f = a_f + peep[0] * m
+        g_f = torch.sigmoid(a_f)
+        g_u = 1 - g_f
+    else:
+        a_u, a_f, a_c, a_o = z[..., :d], z[..., d : 2 * d], z[..., 2 * d : 3 * d], z[..., 3 * d :]
+        if peep is not None:
+            a_u, a_f = a_u + peep[0] * m, a_f + peep[1] * m
+        g_u, g_f = torch.sigmoid(a_u), torch.sigmoid(a_f)
+    m_new = g_f * m + g_u * torch.tanh(a_c)
+    if peep is not None:
+        a_o = a_o + peep[-1] * m_new
+    g_o = torch.sigmoid(a_o)
+    h_new = g_o * torch.tanh(m_new) if t["form"] == "standard" else torch.tanh(g_o * m_new)
+    return h_new, m_new
 
 
-def naive_grid2d(
-    x: Tensor,
-    blocks: list[dict[str, Tensor]],
-    num_layers: int,
-    priority: str,
-    h0: Tensor,
-    c0: Tensor,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """x: (B, T, d) bottom depth hidden vectors. blocks[l] (or blocks[0] if tied) holds
-    W_time, b_time, W_depth, b_depth, each W of shape (4d, 2d) over [h_time; h_depth].
-    Returns (top depth hidden (B, T, d), h_n (L, B, d), c_n (L, B, d))."""
-    B, T, d = x.shape
-    h_time = [h0[layer] for layer in range(num_layers)]
-    m_time = [c0[layer] for layer in range(num_layers)]
-    outputs = []
-    for t in range(T):
-        h_depth, m_depth = x[:, t], torch.zeros(B, d, dtype=x.dtype)
-        for layer in range(num_layers):
-            w = blocks[layer if len(blocks) > 1 else 0]
-            H = torch.cat([h_time[layer], h_depth], dim=-1)
-            new_h_time, new_m_time = lstm_transform(w["W_time"], w["b_time"], H, m_time[layer])
-            if priority == "depth":
-                H = torch.cat([new_h_time, h_depth], dim=-1)
-            h_depth, m_depth = lstm_transform(w["W_depth"], w["b_depth"], H, m_depth)
-            h_time[layer], m_time[layer] = new_h_time, new_m_time
-        outputs.append(h_depth)
-    return torch.stack(outputs, 1), torch.stack(h_time), torch.stack(m_time)
+def reference_block(layer: list[dict], priority: list[int], h: list, m: list):
+    N = len(h)
+    new_h, new_m = list(h), list(m)
+    H = torch.cat(h, -1)
+    for i in range(N):
+        if i not in priority:
+            new_h[i], new_m[i] = reference_transform(layer[i], H, m[i])
+    for p in priority:
+        H_prime = torch.cat(new_h, -1)
+        new_h[p], new_m[p] = reference_transform(layer[p], H_prime, m[p])
+    return new_h, new_m
+
+
+def reference_grid(h_bottom, m_bottom, layers, priority, boundary, L):
+    """h_bottom, m_bottom: (B, *sizes, d). layers[l][i]: transform of dim i at layer l.
+    boundary[k] = (h, m) each (L, B, *sizes without k, d). Returns (top (B, *sizes, d),
+    [(h_out, m_out) leaving each grid dim k at its far end])."""
+    import itertools
+
+    sizes = list(h_bottom.shape[1:-1])
+    K = len(sizes)
+    cell_h, cell_m = {}, {}
+    for p in itertools.product(*(range(s) for s in sizes)):
+        for layer in range(L):
+            h, m = [], []
+            for k in range(K):
+                if p[k] > 0:
+                    q = p[:k] + (p[k] - 1,) + p[k + 1 :]
+                    h.append(cell_h[q, layer][k])
+                    m.append(cell_m[q, layer][k])
+                else:
+                    rest = p[:k] + p[k + 1 :]
+                    h.append(boundary[k][0][(layer, slice(None), *rest)])
+                    m.append(boundary[k][1][(layer, slice(None), *rest)])
+            if layer == 0:
+                h.append(h_bottom[(slice(None), *p)])
+                m.append(m_bottom[(slice(None), *p)])
+            else:
+                h.append(cell_h[p, layer - 1][K])
+                m.append(cell_m[p, layer - 1][K])
+            cell_h[p, layer], cell_m[p, layer] = reference_block(layers[layer], priority, h, m)
+    positions = list(itertools.product(*(range(s) for s in sizes)))
+    B, d = h_bottom.shape[0], h_bottom.shape[-1]
+    top = torch.stack([cell_h[p, L - 1][K] for p in positions], 1).reshape(B, *sizes, d)
+    finals = []
+    for k in range(K):
+        last = [p for p in positions if p[k] == sizes[k] - 1]
+        rest = sizes[:k] + sizes[k + 1 :]
+        pair = tuple(
+            torch.stack(
+                [torch.stack([store[p, layer][k] for p in last], 1) for layer in range(L)]
+            ).reshape(L, B, *rest, d)
+            for store in (cell_h, cell_m)
+        )
+        finals.append(pair)
+    return top, finals

@@ -9,8 +9,7 @@ import torch
 
 from gridlstm.nn import Grid2dLSTM
 from tests.conftest import TINY
-from tests.reference import naive_grid2d
-from tests.test_nn import block_weights
+from tests.test_grid import reference_forward
 
 pytestmark = [
     pytest.mark.gpu,
@@ -22,15 +21,15 @@ pytestmark = [
 @pytest.mark.parametrize("priority", ["depth", "none"])
 def test_cudnn_fast_path_matches_the_float64_reference(dtype, priority):
     torch.manual_seed(0)
-    grid = Grid2dLSTM(24, 32, 3, priority=priority).double()
-    x = torch.randn(5, 17, 24, dtype=torch.float64)
-    zeros = torch.zeros(3, 5, 32, dtype=torch.float64)
-    reference, _, _ = naive_grid2d(
-        grid.input_proj(x), block_weights(grid), 3, priority, zeros, zeros
-    )
-    gpu = grid.to("cuda", dtype)
-    with torch.backends.cudnn.flags(enabled=True):
-        out, _ = gpu(x.to("cuda", dtype))
+    grid = Grid2dLSTM(5, 4, 3, priority=priority).double()  # test_grid's sizes: IN=5, D=4, L=3
+    x = torch.randn(6, 17, 5, dtype=torch.float64)
+    zeros = torch.zeros(3, 6, 4, dtype=torch.float64)
+    with torch.no_grad():
+        reference, _ = reference_forward(grid, x, [(zeros, zeros)])
+        gpu = grid.to("cuda", dtype)
+        assert gpu.backend == "fast"
+        with torch.backends.cudnn.flags(enabled=True):
+            out, _ = gpu(x.to("cuda", dtype))
     tolerance = 1e-4 if dtype == torch.float32 else 3e-2
     torch.testing.assert_close(out.double().cpu(), reference, atol=tolerance, rtol=tolerance)
 

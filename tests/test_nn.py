@@ -1,30 +1,16 @@
-"""`gridlstm.nn`: the grid2d fast path against the independent naive reference."""
+"""`gridlstm.nn`: Grid2dLSTM conveniences, the stacked baseline, the token model.
+
+The grid math itself is checked against the independent reference in test_grid.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from gridlstm.nn import Grid2dLSTM, StackedLSTM, TokenSequenceModel, count_parameters
-from tests.reference import naive_grid2d
+from gridlstm.nn import Grid2dLSTM, StackedLSTM, TokenSequenceModel
 
 # Distinct sizes everywhere: batch, time, layers, hidden, input.
 B, T, L, D, IN = 3, 5, 4, 6, 7
-
-
-def block_weights(grid: Grid2dLSTM) -> list[dict[str, torch.Tensor]]:
-    """Re-express the module's parameters as full block matrices over [h_time; h_depth]."""
-    blocks = []
-    for time_lstm, depth_lstm in zip(grid.time, grid.depth, strict=True):
-        blocks.append(
-            {
-                "W_time": torch.cat([time_lstm.weight_hh_l0, time_lstm.weight_ih_l0], dim=1),
-                "b_time": time_lstm.bias_ih_l0 + time_lstm.bias_hh_l0,
-                "W_depth": depth_lstm.gates.weight,
-                "b_depth": depth_lstm.gates.bias,
-            }
-        )
-    return blocks
 
 
 def make(tied: bool, priority: str, seed: int = 0) -> Grid2dLSTM:
@@ -32,28 +18,11 @@ def make(tied: bool, priority: str, seed: int = 0) -> Grid2dLSTM:
     return Grid2dLSTM(IN, D, L, tied=tied, priority=priority).double()
 
 
-@pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("priority", ["depth", "none"])
-def test_fast_path_matches_naive_reference_outputs_and_gradients(tied: bool, priority: str):
-    grid = make(tied, priority)
-    torch.manual_seed(1)
-    x = torch.randn(B, T, IN, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(L, B, D, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(L, B, D, dtype=torch.float64, requires_grad=True)
-
-    out, (h_n, c_n) = grid(x, (h0, c0))
-    bottom = grid.input_proj(x)
-    ref_out, ref_h, ref_c = naive_grid2d(bottom, block_weights(grid), L, priority, h0, c0)
-    torch.testing.assert_close(out, ref_out)
-    torch.testing.assert_close(h_n, ref_h)
-    torch.testing.assert_close(c_n, ref_c)
-
-    weights = torch.randn_like(out)
-    inputs = [x, h0, c0, *grid.parameters()]
-    fast = torch.autograd.grad((out * weights).sum() + h_n.sum() + c_n.sum(), inputs)
-    ref = torch.autograd.grad((ref_out * weights).sum() + ref_h.sum() + ref_c.sum(), inputs)
-    for got, want in zip(fast, ref, strict=True):
-        torch.testing.assert_close(got, want)
+@pytest.mark.parametrize(("name", "dims"), [("depth", [1]), ("none", []), ("time", [0])])
+def test_grid2d_priority_names_map_to_dimensions(name, dims):
+    grid = make(False, name)
+    assert grid.priority == dims and grid.grid_dims == 1
+    assert grid.backend == ("hyperplane" if name == "time" else "fast")
 
 
 def test_priority_changes_the_output():
@@ -84,22 +53,12 @@ def test_batch_first_false_is_a_transpose():
     torch.testing.assert_close(out_tbf.transpose(0, 1), out)
 
 
-def test_tied_shares_one_block_and_counts_parameters():
-    d = D
-    block = (4 * d * d + 4 * d * d + 8 * d) + (4 * d * 2 * d + 4 * d)  # time LSTM + depth LSTM
-    projection = IN * d + d
-    assert count_parameters(make(True, "depth")) == projection + block
-    assert count_parameters(make(False, "depth")) == projection + L * block
-    # Tied layers really are one block: perturbing it changes every layer.
-    tied = make(True, "depth")
-    assert len(tied.time) == 1 and len(tied.depth) == 1
-
-
 def test_forget_bias_initialisation():
     grid = Grid2dLSTM(D, D, 2, forget_bias=2.5)
-    total = grid.time[0].bias_ih_l0 + grid.time[0].bias_hh_l0
-    assert torch.all(total[D : 2 * D] == 2.5)
-    assert torch.all(grid.depth[1].gates.bias[D : 2 * D] == 2.5)
+    for block in grid.blocks:
+        for transform in block.transforms:
+            assert torch.all(transform.bias[D : 2 * D] == 2.5)
+            assert torch.all(transform.bias[:D] == 0) and torch.all(transform.bias[2 * D :] == 0)
     stacked = StackedLSTM(IN, D, 2, forget_bias=2.5)
     assert torch.all((stacked.bias_ih_l1 + stacked.bias_hh_l1)[D : 2 * D] == 2.5)
 
@@ -119,7 +78,7 @@ def test_stacked_lstm_is_nn_lstm():
         ({"hidden_size": 0}, "hidden_size must be an integer >= 1"),
         ({"num_layers": 0}, "num_layers must be an integer >= 1"),
         ({"input_size": -3}, "input_size must be an integer >= 1"),
-        ({"priority": "time"}, "priority must be one of 'depth', 'none'"),
+        ({"priority": "width"}, "priority must be one of 'depth', 'none', 'time'"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
     ],
 )
@@ -136,9 +95,11 @@ def test_wrong_state_shape_is_rejected():
     grid = make(False, "depth")
     x = torch.randn(B, T, IN, dtype=torch.float64)
     bad = torch.zeros(L - 1, B, D, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(4, 3, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"state h of grid dimension 0 must have shape \(4, 3, 6\)"
+    ):
         grid(x, (bad, bad))
-    with pytest.raises(ValueError, match="input_size=7"):
+    with pytest.raises(ValueError, match="input_size = 7"):
         grid(torch.randn(B, T, IN + 1, dtype=torch.float64))
 
 

@@ -1,0 +1,190 @@
+"""The N-dimensional Grid LSTM block (spec section 1) and its per-dimension transforms.
+
+A block receives a hidden vector h_i and a memory vector m_i for every dimension i, forms
+H = [h_1; ...; h_N] and applies one transform per dimension, each with its own weights
+(unless shared). It emits N pairs (h'_i, m'_i); memories are never mixed across dimensions.
+
+Transforms:
+* `LSTMTransform`: gates from H, new memory from this dimension's own m. Options: output
+  form ``standard`` (h' = o * tanh(m')) or ``paper`` (h' = tanh(o * m')), biases, forget-gate
+  bias init, peepholes (Gers: i and f see m, o sees m'), coupled input-forget gate (i = 1 - f).
+* `NonLSTMTransform` (paper 3.3): h' = act(V H + b) with no memory; m passes through.
+
+Priority (paper 3.2): non-priority dimensions are computed first from H; then each priority
+dimension, in the given order, from H with the hidden vectors of every dimension computed so
+far replaced by their new values.
+
+Weight layout: every transform holds one matrix over the whole H, gate rows in PyTorch order
+(input, forget, cell, output; ``coupled`` drops the input rows). Column block j multiplies
+h_j, so for time x depth the time transform's columns [0:d] are nn.LSTM's W_hh and [d:2d]
+its W_ih.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gridlstm.nn.checks import check_choice, check_positive
+
+KINDS = ("lstm", "nonlstm")
+OUTPUT_FORMS = ("standard", "paper")
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
+
+
+class LSTMTransform(nn.Module):
+    """One LSTM transform of a block: (H, m) -> (h', m')."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_size: int,
+        *,
+        output_form: str = "standard",
+        bias: bool = True,
+        forget_bias: float = 1.0,
+        peephole: bool = False,
+        coupled: bool = False,
+    ) -> None:
+        super().__init__()
+        check_choice("output_form", output_form, OUTPUT_FORMS)
+        self.hidden_size, self.output_form = hidden_size, output_form
+        self.peephole, self.coupled = peephole, coupled
+        gates = 3 if coupled else 4
+        bound = hidden_size**-0.5
+        self.weight = nn.Parameter(torch.empty(gates * hidden_size, in_features))
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.bias = nn.Parameter(torch.zeros(gates * hidden_size)) if bias else None
+        if self.bias is not None:
+            forget = 0 if coupled else 1
+            with torch.no_grad():
+                self.bias[forget * hidden_size : (forget + 1) * hidden_size] = forget_bias
+        if peephole:
+            count = 2 if coupled else 3
+            self.peep = nn.Parameter(torch.empty(count, hidden_size).uniform_(-bound, bound))
+
+    def gates(self, H: Tensor) -> Tensor:
+        return nn.functional.linear(H, self.weight, self.bias)
+
+    def forward(self, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.gates(H)
+        if self.coupled:
+            f, g, o = z.chunk(3, dim=-1)
+            if self.peephole:
+                f = f + self.peep[0] * m
+            f = torch.sigmoid(f)
+            i = 1.0 - f
+        else:
+            i, f, g, o = z.chunk(4, dim=-1)
+            if self.peephole:
+                i, f = i + self.peep[0] * m, f + self.peep[1] * m
+            i, f = torch.sigmoid(i), torch.sigmoid(f)
+        m_new = f * m + i * torch.tanh(g)
+        if self.peephole:
+            o = o + self.peep[-1] * m_new
+        o = torch.sigmoid(o)
+        h_new = o * torch.tanh(m_new) if self.output_form == "standard" else torch.tanh(o * m_new)
+        return h_new, m_new
+
+
+class NonLSTMTransform(nn.Module):
+    """A non-LSTM dimension (paper 3.3): h' = act(V H + b); the memory passes through."""
+
+    def __init__(
+        self, in_features: int, hidden_size: int, *, activation: str = "tanh", bias: bool = True
+    ) -> None:
+        super().__init__()
+        check_choice("activation", activation, ACTIVATIONS)
+        self.activation = activation
+        self.linear = nn.Linear(in_features, hidden_size, bias=bias)
+
+    def forward(self, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        return ACTIVATIONS[self.activation](self.linear(H)), m
+
+
+class GridBlock(nn.Module):
+    """One N-dimensional block: N (h, m) pairs in, N (h', m') pairs out.
+
+    Args:
+        num_dims: N.
+        hidden_size: d, the size of every h and m.
+        kinds: per dimension, ``"lstm"`` or ``"nonlstm"`` (default all LSTM).
+        priority: ordered priority dimensions (indices); the rest are computed first.
+        share_dims: one transform (one weight matrix) for all N dimensions (TensorFlow's
+            ``tied=True``, spec 3.5 (c)); needs all kinds equal.
+        shared: ready-made transforms to use for some dimensions (index -> module), e.g. the
+            depth LSTM shared across layers (spec 3.5 (b)).
+        output_form, bias, forget_bias, peephole, coupled, activation: transform options.
+    """
+
+    def __init__(
+        self,
+        num_dims: int,
+        hidden_size: int,
+        *,
+        kinds: Sequence[str] | None = None,
+        priority: Sequence[int] = (),
+        share_dims: bool = False,
+        shared: dict[int, nn.Module] | None = None,
+        output_form: str = "standard",
+        bias: bool = True,
+        forget_bias: float = 1.0,
+        peephole: bool = False,
+        coupled: bool = False,
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        check_positive("num_dims", num_dims)
+        check_positive("hidden_size", hidden_size)
+        kinds = list(kinds) if kinds is not None else ["lstm"] * num_dims
+        if len(kinds) != num_dims:
+            raise ValueError(f"kinds must name {num_dims} dimensions, got {kinds!r}")
+        for kind in kinds:
+            check_choice("kinds", kind, KINDS)
+        check_choice("activation", activation, ACTIVATIONS)
+        priority = list(priority)
+        for dim in priority:
+            check_choice("priority", dim, range(num_dims))
+        if len(set(priority)) != len(priority):
+            raise ValueError(f"priority lists a dimension twice: {priority!r}")
+        if share_dims and len(set(kinds)) > 1:
+            raise ValueError("share_dims=True needs every dimension of the same kind")
+        self.num_dims, self.hidden_size = num_dims, hidden_size
+        self.kinds, self.priority = kinds, priority
+        self.order = [i for i in range(num_dims) if i not in priority] + priority
+        in_features = num_dims * hidden_size
+
+        def make(kind: str) -> nn.Module:
+            if kind == "lstm":
+                return LSTMTransform(
+                    in_features,
+                    hidden_size,
+                    output_form=output_form,
+                    bias=bias,
+                    forget_bias=forget_bias,
+                    peephole=peephole,
+                    coupled=coupled,
+                )
+            return NonLSTMTransform(in_features, hidden_size, activation=activation, bias=bias)
+
+        shared = dict(shared or {})
+        if share_dims:
+            one = shared.get(0) or make(kinds[0])
+            transforms = [one] * num_dims
+        else:
+            transforms = [shared.get(i) or make(kind) for i, kind in enumerate(kinds)]
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(
+        self, h: Sequence[Tensor], m: Sequence[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        h_out, m_out = list(h), list(m)
+        H = torch.cat(list(h), dim=-1)
+        first_priority = len(self.order) - len(self.priority)
+        for step, dim in enumerate(self.order):
+            if step >= first_priority:
+                H = torch.cat(h_out, dim=-1)  # every dimension computed so far is new
+            h_out[dim], m_out[dim] = self.transforms[dim](H, m[dim])
+        return h_out, m_out

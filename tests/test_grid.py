@@ -1,0 +1,252 @@
+"""`GridLSTM`: every backend against the independent per-cell float64 reference
+(tests/reference.py), outputs and gradients, over the options of spec sections 1 and 3."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gridlstm.nn import GridLSTM, LSTMTransform, NonLSTMTransform, count_parameters
+from tests.reference import reference_grid
+
+IN, D, B, L = 5, 4, 3, 3
+SIZES = {0: [], 1: [6], 2: [3, 2]}
+
+
+def transforms_of(net: GridLSTM) -> list[list[dict]]:
+    """The module's weights as plain equation parameters (shared tensors stay shared)."""
+    layers = []
+    for block in net.blocks:
+        dims = []
+        for t in block.transforms:
+            if isinstance(t, NonLSTMTransform):
+                dims.append(
+                    {
+                        "kind": "nonlstm",
+                        "W": t.linear.weight,
+                        "b": t.linear.bias,
+                        "act": t.activation,
+                    }
+                )
+            else:
+                assert isinstance(t, LSTMTransform)
+                dims.append(
+                    {
+                        "kind": "lstm",
+                        "W": t.weight,
+                        "b": t.bias,
+                        "peep": t.peep if t.peephole else None,
+                        "form": t.output_form,
+                        "coupled": t.coupled,
+                    }
+                )
+        layers.append(dims)
+    return layers
+
+
+def reference_forward(net: GridLSTM, x: torch.Tensor, boundary):
+    h_bottom = net.input_proj(x)
+    m_bottom = net.memory_proj(x) if net.memory_proj is not None else torch.zeros_like(h_bottom)
+    return reference_grid(h_bottom, m_bottom, transforms_of(net), net.priority, boundary, L)
+
+
+CASES = {
+    "plain": {},
+    "no-priority": {"priority": []},
+    "time-priority": {"priority": [0]},
+    "two-priorities": {"priority": ["depth", 0]},
+    "tied": {"tied": True},
+    "tie-depth-lstm": {"tie_depth_lstm": True},
+    "share-dims": {"share_dims": True},
+    "paper-form": {"output_form": "paper"},
+    "nonlstm-depth-relu": {"kinds": "depth-nonlstm", "activation": "relu"},
+    "peephole": {"peephole": True},
+    "coupled-peephole": {"coupled": True, "peephole": True},
+    "no-bias": {"bias": False},
+    "input-to-memory": {"input_to_memory": True},
+}
+
+
+def build(grid_dims: int, case: str, seed: int = 0) -> GridLSTM:
+    kwargs = dict(CASES[case])
+    if grid_dims == 0:
+        kwargs["priority"] = [p for p in kwargs.get("priority", ["depth"]) if p == "depth"]
+    if kwargs.get("kinds") == "depth-nonlstm":
+        kwargs["kinds"] = ["lstm"] * grid_dims + ["nonlstm"]
+        if grid_dims == 0:
+            kwargs["kinds"] = ["nonlstm"]
+    torch.manual_seed(seed)
+    return GridLSTM(IN, D, L, grid_dims, **kwargs).double()
+
+
+def random_state(grid_dims: int):
+    sizes = SIZES[grid_dims]
+    pairs = []
+    for k in range(grid_dims):
+        shape = (L, B, *sizes[:k], *sizes[k + 1 :], D)
+        pairs.append(
+            (
+                torch.randn(shape, dtype=torch.float64, requires_grad=True),
+                torch.randn(shape, dtype=torch.float64, requires_grad=True),
+            )
+        )
+    return pairs
+
+
+def flat_outputs(output, final) -> list[torch.Tensor]:
+    if final is None:
+        return [output]
+    if isinstance(final, tuple):
+        final = [final]
+    return [output, *(t for pair in final for t in pair)]
+
+
+# A 1-LSTM has only the depth dimension: no time priority, nothing to share dims with.
+MATRIX = [
+    (k, case)
+    for k in (0, 1, 2)
+    for case in CASES
+    if not (k == 0 and case in ("time-priority", "two-priorities", "share-dims"))
+]
+
+
+@pytest.mark.parametrize(("grid_dims", "case"), MATRIX, ids=[f"K{k}-{c}" for k, c in MATRIX])
+def test_every_backend_matches_the_reference(grid_dims, case):
+    net = build(grid_dims, case)
+    torch.manual_seed(1)
+    x = torch.randn(B, *SIZES[grid_dims], IN, dtype=torch.float64, requires_grad=True)
+    state = random_state(grid_dims)
+    ref_out, ref_final = reference_forward(net, x, state)
+    reference = [ref_out, *(t for pair in ref_final for t in pair)]
+    weights = [torch.randn_like(t) for t in reference]
+    inputs = [x, *(t for pair in state for t in pair), *net.parameters()]
+    ref_grads = torch.autograd.grad(
+        sum((w * t).sum() for w, t in zip(weights, reference, strict=True)), inputs
+    )
+
+    backends = ["naive", "hyperplane"] + (["fast"] if net.fast_path_blocker() is None else [])
+    for backend in backends:
+        net.backend = backend
+        call_state = None if grid_dims == 0 else (state[0] if grid_dims == 1 else state)
+        got = flat_outputs(*net(x, call_state))
+        assert len(got) == len(reference)
+        for g, r in zip(got, reference, strict=True):
+            torch.testing.assert_close(g, r, msg=lambda m, b=backend: f"{b}: {m}")
+        grads = torch.autograd.grad(
+            sum((w * t).sum() for w, t in zip(weights, got, strict=True)), inputs
+        )
+        for g, r in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(g, r, msg=lambda m, b=backend: f"{b} grad: {m}")
+
+
+def test_auto_backend_choice():
+    assert build(1, "plain").backend == "fast"
+    assert build(1, "no-priority").backend == "fast"
+    assert build(1, "tied").backend == "fast"
+    assert build(0, "tied").backend == "fast"
+    assert build(0, "plain").backend == "hyperplane"
+    for case in ("time-priority", "paper-form", "peephole", "coupled-peephole"):
+        assert build(1, case).backend == "hyperplane", case
+    assert build(2, "plain").backend == "hyperplane"
+
+
+def test_fast_path_is_torch_nn_lstm_with_copied_weights():
+    """Layer 0's time dimension of a 2-LSTM is exactly nn.LSTM over the projected input."""
+    net = build(1, "plain")
+    x = torch.randn(B, 6, IN, dtype=torch.float64)
+    _, (h_n, c_n) = net(x)
+    lstm = torch.nn.LSTM(D, D, batch_first=True).double()
+    time = net.blocks[0].transforms[0]
+    with torch.no_grad():
+        lstm.weight_hh_l0.copy_(time.weight[:, :D])
+        lstm.weight_ih_l0.copy_(time.weight[:, D:])
+        lstm.bias_ih_l0.copy_(time.bias)
+        lstm.bias_hh_l0.zero_()
+    _, (h_ref, c_ref) = lstm(net.input_proj(x))
+    torch.testing.assert_close(h_n[:1], h_ref)
+    torch.testing.assert_close(c_n[:1], c_ref)
+
+
+def test_tied_one_lstm_is_nn_lstm_over_zero_input():
+    net = build(0, "tied")
+    x = torch.randn(B, IN, dtype=torch.float64)
+    out, _ = net(x)
+    lstm = torch.nn.LSTM(1, D, batch_first=True).double()
+    t = net.blocks[0].transforms[0]
+    with torch.no_grad():
+        lstm.weight_hh_l0.copy_(t.weight)
+        lstm.bias_ih_l0.copy_(t.bias)
+        lstm.bias_hh_l0.zero_()
+    h0 = net.input_proj(x)[None]
+    seq, _ = lstm(torch.zeros(B, L, 1, dtype=torch.float64), (h0, torch.zeros_like(h0)))
+    torch.testing.assert_close(out, seq[:, -1])
+
+
+def test_gradcheck_on_tiny_shapes():
+    for grid_dims, case in ((1, "plain"), (2, "plain"), (1, "peephole")):
+        torch.manual_seed(0)
+        net = GridLSTM(2, 2, 2, grid_dims, **CASES[case]).double()
+        x = torch.randn(1, *([2] * grid_dims), 2, dtype=torch.float64, requires_grad=True)
+        for backend in (
+            ("hyperplane", "fast") if net.fast_path_blocker() is None else ("hyperplane",)
+        ):
+            net.backend = backend
+            assert torch.autograd.gradcheck(lambda inp, net=net: net(inp)[0], (x,))
+
+
+def test_the_three_tying_modes_differ_as_they_must():
+    d, N = D, 2
+    in_f = N * d
+    lstm_t = 4 * d * in_f + 4 * d
+    proj = IN * d + d
+    untied, tied = build(1, "plain"), build(1, "tied")
+    depth_tied, shared = build(1, "tie-depth-lstm"), build(1, "share-dims")
+    assert count_parameters(untied) == proj + L * N * lstm_t
+    assert count_parameters(tied) == proj + N * lstm_t  # (a) one block for all layers
+    assert count_parameters(depth_tied) == proj + L * lstm_t + lstm_t  # (b) time per layer
+    assert count_parameters(shared) == proj + L * lstm_t  # (c) one matrix per block
+    # (a): every layer is the same block object; (b): only the depth transforms are shared.
+    assert all(b is tied.blocks[0] for b in tied.blocks)
+    assert all(b.transforms[1] is depth_tied.blocks[0].transforms[1] for b in depth_tied.blocks)
+    assert depth_tied.blocks[1].transforms[0] is not depth_tied.blocks[0].transforms[0]
+    # (c): within a block both dimensions use one transform, across layers they differ.
+    assert shared.blocks[0].transforms[0] is shared.blocks[0].transforms[1]
+    assert shared.blocks[1].transforms[0] is not shared.blocks[0].transforms[0]
+    # Same weights copied into each mode's parameters give different functions.
+    x = torch.randn(B, 6, IN, dtype=torch.float64)
+    outs = [net(x)[0] for net in (untied, tied, depth_tied, shared)]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.allclose(outs[i], outs[j])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"priority": [5]}, "priority must be one of 0, 1"),
+        ({"priority": ["width"]}, "priority entries must be dimension indices or 'depth'"),
+        ({"kinds": ["lstm", "gru"]}, "kinds must be one of 'lstm', 'nonlstm'"),
+        ({"kinds": ["lstm"]}, "kinds must name 2 dimensions"),
+        ({"backend": "fast", "output_form": "paper"}, "backend='fast' does not apply"),
+        ({"backend": "cuda"}, "backend must be one of"),
+        ({"share_dims": True, "kinds": ["lstm", "nonlstm"]}, "share_dims=True needs"),
+        ({"tied": True, "tie_depth_lstm": True}, "drop tie_depth_lstm"),
+        ({"grid_dims": -1}, "grid_dims must be an integer >= 0"),
+        ({"hidden_size": 0}, "hidden_size must be an integer >= 1"),
+        ({"output_form": "fancy"}, "output_form must be one of 'standard', 'paper'"),
+        ({"activation": "gelu"}, "activation must be one of"),
+    ],
+)
+def test_inconsistent_options_raise_value_error(kwargs, message):
+    args = {"input_size": IN, "hidden_size": D, "num_layers": L, "grid_dims": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        GridLSTM(**args)
+
+
+def test_wrong_state_and_input_shapes_are_rejected():
+    net = build(2, "plain")
+    x = torch.randn(B, 3, 2, IN, dtype=torch.float64)
+    with pytest.raises(ValueError, match="state h of grid dimension 0 must have shape"):
+        net(x, [(torch.zeros(L, B, 3, D), torch.zeros(L, B, 3, D))] * 2)
+    with pytest.raises(ValueError, match="input must be 4-D"):
+        net(torch.randn(B, 3, IN, dtype=torch.float64))
