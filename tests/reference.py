@@ -54,13 +54,16 @@ def reference_block(layer: list[dict], priority: list[int], h: list, m: list):
     return new_h, new_m
 
 
-def reference_grid(h_bottom, m_bottom, layers, priority, boundary, L):
-    """h_bottom, m_bottom: (B, *sizes, d). layers[l][i]: transform of dim i at layer l.
-    boundary[k] = (h, m) each (L, B, *sizes without k, d). Returns (top (B, *sizes, d),
-    [(h_out, m_out) leaving each grid dim k at its far end])."""
+def reference_grid(inputs, layers, priority, boundary, L, output_dims, valid=None):
+    """inputs: {dim: (h, m or None)} projected input, each (B, *sizes, d), replacing the
+    incoming h (and m if given) of that dimension at layer 0. layers[l][i]: transform of dim
+    i at layer l. boundary[k] = (h, m) each (L, B, *sizes without k, d). valid (B, T) for
+    one grid dim: padding steps keep the time state and output 0.
+    Returns (top outputs concatenated over output_dims, [(h, m) leaving each grid dim])."""
     import itertools
 
-    sizes = list(h_bottom.shape[1:-1])
+    some = next(iter(inputs.values()))[0]
+    B, sizes, d = some.shape[0], list(some.shape[1:-1]), some.shape[-1]
     K = len(sizes)
     cell_h, cell_m = {}, {}
     for p in itertools.product(*(range(s) for s in sizes)):
@@ -76,15 +79,26 @@ def reference_grid(h_bottom, m_bottom, layers, priority, boundary, L):
                     h.append(boundary[k][0][(layer, slice(None), *rest)])
                     m.append(boundary[k][1][(layer, slice(None), *rest)])
             if layer == 0:
-                h.append(h_bottom[(slice(None), *p)])
-                m.append(m_bottom[(slice(None), *p)])
+                h.append(torch.zeros(B, d, dtype=some.dtype))
+                m.append(torch.zeros(B, d, dtype=some.dtype))
+                for dim, (h_x, m_x) in inputs.items():
+                    h[dim] = h_x[(slice(None), *p)]
+                    if m_x is not None:
+                        m[dim] = m_x[(slice(None), *p)]
             else:
                 h.append(cell_h[p, layer - 1][K])
                 m.append(cell_m[p, layer - 1][K])
-            cell_h[p, layer], cell_m[p, layer] = reference_block(layers[layer], priority, h, m)
+            new_h, new_m = reference_block(layers[layer], priority, h, m)
+            if valid is not None:
+                keep = valid[:, p[0]].unsqueeze(-1)
+                new_h[0] = torch.where(keep, new_h[0], h[0])
+                new_m[0] = torch.where(keep, new_m[0], m[0])
+            cell_h[p, layer], cell_m[p, layer] = new_h, new_m
     positions = list(itertools.product(*(range(s) for s in sizes)))
-    B, d = h_bottom.shape[0], h_bottom.shape[-1]
-    top = torch.stack([cell_h[p, L - 1][K] for p in positions], 1).reshape(B, *sizes, d)
+    tops = [torch.cat([cell_h[p, L - 1][i] for i in output_dims], -1) for p in positions]
+    top = torch.stack(tops, 1).reshape(B, *sizes, -1)
+    if valid is not None:
+        top = top * valid.unsqueeze(-1)
     finals = []
     for k in range(K):
         last = [p for p in positions if p[k] == sizes[k] - 1]

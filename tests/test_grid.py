@@ -44,10 +44,14 @@ def transforms_of(net: GridLSTM) -> list[list[dict]]:
     return layers
 
 
-def reference_forward(net: GridLSTM, x: torch.Tensor, boundary):
-    h_bottom = net.input_proj(x)
-    m_bottom = net.memory_proj(x) if net.memory_proj is not None else torch.zeros_like(h_bottom)
-    return reference_grid(h_bottom, m_bottom, transforms_of(net), net.priority, boundary, L)
+def reference_forward(net: GridLSTM, x: torch.Tensor, boundary, valid=None):
+    """The reference on the module's weights; input projections split per input dim."""
+    h_x = net.input_proj(x).split(D, -1)
+    m_x = net.memory_proj(x).split(D, -1) if net.memory_proj is not None else None
+    inputs = {dim: (h_x[i], m_x[i] if m_x else None) for i, dim in enumerate(net.input_dims)}
+    return reference_grid(
+        inputs, transforms_of(net), net.priority, boundary, net.num_layers, net.output_dims, valid
+    )
 
 
 CASES = {
@@ -64,6 +68,8 @@ CASES = {
     "coupled-peephole": {"coupled": True, "peephole": True},
     "no-bias": {"bias": False},
     "input-to-memory": {"input_to_memory": True},
+    "output-all-sides": {"output_dims": "all"},
+    "input-on-grid-dim": {"input_dims": "grid+depth", "input_to_memory": True},
 }
 
 
@@ -71,6 +77,10 @@ def build(grid_dims: int, case: str, seed: int = 0) -> GridLSTM:
     kwargs = dict(CASES[case])
     if grid_dims == 0:
         kwargs["priority"] = [p for p in kwargs.get("priority", ["depth"]) if p == "depth"]
+    if kwargs.get("output_dims") == "all":
+        kwargs["output_dims"] = [*range(grid_dims), "depth"]
+    if kwargs.get("input_dims") == "grid+depth":
+        kwargs["input_dims"] = [*range(grid_dims)][:1] + ["depth"]
     if kwargs.get("kinds") == "depth-nonlstm":
         kwargs["kinds"] = ["lstm"] * grid_dims + ["nonlstm"]
         if grid_dims == 0:
@@ -223,8 +233,12 @@ def test_the_three_tying_modes_differ_as_they_must():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"priority": [5]}, "priority must be one of 0, 1"),
-        ({"priority": ["width"]}, "priority entries must be dimension indices or 'depth'"),
+        ({"priority": [5]}, "priority entries must be one of 0, 'depth'; got 5"),
+        ({"priority": ["width"]}, "priority entries must be one of 0, 'depth'; got 'width'"),
+        ({"priority": ["depth", "depth"]}, "priority must list distinct dimensions"),
+        ({"input_dims": []}, "input_dims must list distinct dimensions"),
+        ({"output_dims": [2]}, "output_dims entries must be one of 0, 'depth'"),
+        ({"backend": "fast", "input_dims": [0]}, "backend='fast' does not apply: input"),
         ({"kinds": ["lstm", "gru"]}, "kinds must be one of 'lstm', 'nonlstm'"),
         ({"kinds": ["lstm"]}, "kinds must name 2 dimensions"),
         ({"backend": "fast", "output_form": "paper"}, "backend='fast' does not apply"),
@@ -250,3 +264,37 @@ def test_wrong_state_and_input_shapes_are_rejected():
         net(x, [(torch.zeros(L, B, 3, D), torch.zeros(L, B, 3, D))] * 2)
     with pytest.raises(ValueError, match="input must be 4-D"):
         net(torch.randn(B, 3, IN, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("case", ["plain", "no-priority", "peephole"])
+def test_length_mask_matches_reference_and_separate_runs(case):
+    net = build(1, case)
+    torch.manual_seed(2)
+    T = 6
+    x = torch.randn(B, T, IN, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4])
+    valid = torch.arange(T)[None] < lengths[:, None]
+    zeros = torch.zeros(L, B, D, dtype=torch.float64)
+    ref_out, (ref_final,) = reference_forward(net, x, [(zeros, zeros)], valid)
+    backends = ["naive", "hyperplane"] + (["fast"] if net.fast_path_blocker() is None else [])
+    for backend in backends:
+        net.backend = backend
+        out, (h_n, c_n) = net(x, lengths=lengths)
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(h_n, ref_final[0])
+        torch.testing.assert_close(c_n, ref_final[1])
+        grad = torch.autograd.grad(out.sum() + h_n.sum(), x)[0]
+        assert torch.all(grad[1, 2:] == 0)  # padding never influences anything
+        # Row 1 alone, truncated to its length, gives the same output and final state.
+        out_1, (h_1, c_1) = net(x[1:2, :2])
+        torch.testing.assert_close(out[1:2, :2], out_1)
+        torch.testing.assert_close(h_n[:, 1:2], h_1)
+
+
+def test_lengths_are_checked():
+    net = build(1, "plain")
+    x = torch.randn(B, 6, IN, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"lengths must hold one length in \[1, 6\]"):
+        net(x, lengths=torch.tensor([7, 1, 1]))
+    with pytest.raises(ValueError, match="grid_dims=1"):
+        build(2, "plain")(torch.randn(B, 3, 2, IN, dtype=torch.float64), lengths=torch.tensor([1]))

@@ -82,7 +82,10 @@ def test_unknown_group_option_names_the_choices(cli, override, fragments):
         ),
         ("model.net.hidden_size=-4", "error: model=grid2d: hidden_size must be an integer >= 1"),
         ("task.datamodule.digits=0", "error: task=addition: digits must be an integer >= 1, got 0"),
-        ("model.net.priority=width", "error: model=grid2d: priority must be one of 'depth', 'none', 'time'"),
+        (
+            "model.net.priority=width",
+            "error: model=grid2d: priority must be one of 'depth', 'none', 'time'",
+        ),
     ],
 )
 def test_bad_values_stop_before_training_and_spare_earlier_runs(cli, override, message):

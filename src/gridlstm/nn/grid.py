@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.checks import check_choice, check_positive, check_probability
@@ -38,20 +39,38 @@ Pair = tuple[Tensor, Tensor]
 
 
 def lstm_kernel(
-    x: Tensor, h0: Tensor, c0: Tensor, weight: Tensor, bias: Tensor | None, split: int
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    split: int,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, Pair]:
     """Run `torch.nn.LSTM`'s kernel (cuDNN on GPU) on a block transform's weights.
 
     ``weight`` (4d, F): columns [0:split] multiply the recurrent h (nn.LSTM's W_hh), the rest
     multiply the input (W_ih). x: (B, T, F - split) batch-first; h0, c0: (1, B, d).
+    ``lengths``: run as a packed sequence, as nn.LSTM does (final state at each row's end).
     """
     params = [weight[:, split:].contiguous(), weight[:, :split].contiguous()]
     if bias is not None:
         params += [bias, torch.zeros_like(bias)]
-    output, h_n, c_n = torch._VF.lstm(  # the op behind nn.LSTM.forward
-        x, (h0, c0), params, bias is not None, 1, 0.0, False, False, True
+    has_bias = bias is not None
+    if lengths is None:
+        output, h_n, c_n = torch._VF.lstm(  # the op behind nn.LSTM.forward
+            x, (h0, c0), params, has_bias, 1, 0.0, False, False, True
+        )
+        return output, (h_n, c_n)
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    order, unorder = packed.sorted_indices, packed.unsorted_indices
+    hx = (h0.index_select(1, order), c0.index_select(1, order))
+    data, h_n, c_n = torch._VF.lstm(
+        packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, False, False
     )
-    return output, (h_n, c_n)
+    packed_out = PackedSequence(data, packed.batch_sizes, order, unorder)
+    output, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
+    return output, (h_n.index_select(1, unorder), c_n.index_select(1, unorder))
 
 
 class GridLSTM(nn.Module):
@@ -69,7 +88,11 @@ class GridLSTM(nn.Module):
         tie_depth_lstm: per-layer blocks whose depth transform is shared (spec 3.5 (b),
             coreylynch's ``tie_weights``).
         share_dims: one transform for all dimensions of a block (spec 3.5 (c), TF ``tied``).
-        input_to_memory: also project the input into the bottom depth memory.
+        input_dims: dimensions whose incoming h at the bottom layer is the projected input
+            (paper 3.4; default depth). For a grid dimension this replaces the h it receives
+            at layer 0 (TensorFlow GridRNNCell's input dimensions); its m still flows.
+        output_dims: dimensions whose top-layer hidden vectors form the output (concatenated).
+        input_to_memory: also project the input into the incoming m of the input dimensions.
         dropout: on the depth hidden vector between layers.
         backend: ``auto``, ``fast``, ``hyperplane`` or ``naive``.
         output_form, bias, forget_bias, peephole, coupled, activation: see `GridBlock`.
@@ -93,6 +116,8 @@ class GridLSTM(nn.Module):
         peephole: bool = False,
         coupled: bool = False,
         activation: str = "tanh",
+        input_dims: Sequence[int | str] = ("depth",),
+        output_dims: Sequence[int | str] = ("depth",),
         input_to_memory: bool = False,
         dropout: float = 0.0,
         batch_first: bool = True,
@@ -112,12 +137,9 @@ class GridLSTM(nn.Module):
         self.num_layers, self.grid_dims = num_layers, grid_dims
         self.depth = grid_dims  # index of the depth dimension
         self.batch_first, self.tied, self.tie_depth_lstm = batch_first, tied, tie_depth_lstm
-        self.priority = [self.depth if p == "depth" else p for p in priority]
-        for dim in self.priority:
-            if isinstance(dim, bool) or not isinstance(dim, int):
-                raise ValueError(
-                    f"priority entries must be dimension indices or 'depth', got {dim!r}"
-                )
+        self.priority = self._dims("priority", priority, allow_empty=True)
+        self.input_dims = self._dims("input_dims", input_dims)
+        self.output_dims = self._dims("output_dims", output_dims)
 
         def make(shared: dict[int, nn.Module] | None = None) -> GridBlock:
             return GridBlock(
@@ -145,8 +167,10 @@ class GridLSTM(nn.Module):
         else:
             blocks = [first] + [make() for _ in range(num_layers - 1)]
         self.blocks = nn.ModuleList(blocks)
-        self.input_proj = nn.Linear(input_size, hidden_size)
-        self.memory_proj = nn.Linear(input_size, hidden_size) if input_to_memory else None
+        # One projection per input dimension, computed as one GEMM.
+        width = hidden_size * len(self.input_dims)
+        self.input_proj = nn.Linear(input_size, width)
+        self.memory_proj = nn.Linear(input_size, width) if input_to_memory else None
         self.dropout = nn.Dropout(dropout)
 
         blocker = self.fast_path_blocker()
@@ -159,9 +183,24 @@ class GridLSTM(nn.Module):
             "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
         )
 
+    def _dims(self, option: str, dims: Sequence[int | str], allow_empty: bool = False) -> list[int]:
+        """Dimension names/indices -> indices ("depth" is the last dimension)."""
+        resolved = []
+        for dim in dims:
+            index = self.depth if dim == "depth" else dim
+            if isinstance(index, bool) or index not in range(self.grid_dims + 1):
+                allowed = ", ".join([*map(str, range(self.grid_dims)), "'depth'"])
+                raise ValueError(f"{option} entries must be one of {allowed}; got {dim!r}")
+            resolved.append(index)
+        if len(set(resolved)) != len(resolved) or (not resolved and not allow_empty):
+            raise ValueError(f"{option} must list distinct dimensions, got {list(dims)!r}")
+        return resolved
+
     def fast_path_blocker(self) -> str | None:
         """Why the exact fast path does not apply to this configuration (None if it does)."""
         block = self.blocks[0]
+        if self.input_dims != [self.depth]:
+            return "input projected onto a grid dimension"
         if self.grid_dims > 1:
             return "more than one grid dimension needs a wavefront over the grid"
         if self.grid_dims == 0 and len(set(map(id, self.blocks))) > 1:
@@ -184,29 +223,36 @@ class GridLSTM(nn.Module):
         return None
 
     # ------------------------------------------------------------------ public API
-    def forward(self, input: Tensor, state=None):  # noqa: ANN001, ANN201
-        """``output, state = net(input, state)``.
+    def forward(self, input: Tensor, state=None, lengths: Tensor | None = None):  # noqa: ANN001, ANN201
+        """``output, state = net(input, state, lengths)``.
 
-        K = 0: input (B, F) -> output (B, d), state None.
-        K = 1: input (B, T, F) (or (T, B, F)) -> output (B, T, d); state (h, m) each
-        (L, B, d), the time dimension's vectors, like `nn.LSTM`'s (h_n, c_n).
-        K >= 2: input (B, S_1..S_K, F) -> output (B, S_1..S_K, d); state a list with, per grid
-        dimension k, (h, m) each (L, B, *sizes without S_k, d).
+        K = 0: input (B, F) -> output (B, d * len(output_dims)), state None.
+        K = 1: input (B, T, F) (or (T, B, F)) -> output (B, T, d * len(output_dims)); state
+        (h, m) each (L, B, d), the time dimension's vectors, like `nn.LSTM`'s (h_n, c_n).
+        ``lengths`` (B,): steps t >= length leave the time state unchanged (so the final
+        state is the one after each sequence's last step) and give zero output.
+        K >= 2: input (B, S_1..S_K, F) -> output (B, S_1..S_K, d * len(output_dims)); state a
+        list with, per grid dimension k, (h, m) each (L, B, *sizes without S_k, d).
         """
         x = self._check_input(input)
         if self.grid_dims == 1 and not self.batch_first:
             x = x.transpose(0, 1)
+        valid = self._valid_steps(x, lengths)
         boundary = self._boundary(x, state)
-        h_bottom = self.input_proj(x)
-        m_bottom = (
-            self.memory_proj(x) if self.memory_proj is not None else torch.zeros_like(h_bottom)
-        )
+        d = self.hidden_size
+        h_proj = self.input_proj(x).split(d, dim=-1)
+        m_proj = self.memory_proj(x).split(d, dim=-1) if self.memory_proj is not None else None
+        inputs = {
+            dim: (h_proj[i], m_proj[i] if m_proj is not None else None)
+            for i, dim in enumerate(self.input_dims)
+        }
         if self.backend == "fast":
-            output, final = self._fast(h_bottom, m_bottom, boundary)
+            output, final = self._fast(inputs, boundary, lengths)
         else:
-            output, final = self._scheduled(
-                h_bottom, m_bottom, boundary, self.backend == "hyperplane"
-            )
+            wavefront = self.backend == "hyperplane"
+            output, final = self._scheduled(x, inputs, boundary, wavefront, valid)
+        if valid is not None:
+            output = output * valid.unsqueeze(-1).to(output.dtype)
         if self.grid_dims == 1:
             final = final[0]
             if not self.batch_first:
@@ -224,6 +270,21 @@ class GridLSTM(nn.Module):
                 f"features = input_size = {self.input_size}; got shape {tuple(input.shape)}"
             )
         return input
+
+    def _valid_steps(self, x: Tensor, lengths: Tensor | None) -> Tensor | None:
+        """(B, T) bool mask of real (non-padding) steps, or None."""
+        if lengths is None:
+            return None
+        if self.grid_dims != 1:
+            raise ValueError("lengths applies to one grid dimension (grid_dims=1) only")
+        lengths = torch.as_tensor(lengths, device=x.device)
+        steps = x.shape[1]
+        if lengths.shape != (x.shape[0],) or lengths.min() < 1 or lengths.max() > steps:
+            raise ValueError(
+                f"lengths must hold one length in [1, {steps}] per batch row ({x.shape[0]}), "
+                f"got {lengths.tolist()}"
+            )
+        return torch.arange(steps, device=x.device)[None, :] < lengths[:, None]
 
     def _boundary(self, x: Tensor, state) -> list[Pair]:  # noqa: ANN001
         """Incoming (h, m) per grid dimension, each (L, B, *sizes without k, d)."""
@@ -250,9 +311,12 @@ class GridLSTM(nn.Module):
 
     # ------------------------------------------------------------------ fast path
     def _fast(
-        self, h_depth: Tensor, m_depth: Tensor, boundary: list[Pair]
+        self, inputs: dict, boundary: list[Pair], lengths: Tensor | None
     ) -> tuple[Tensor, list[Pair]]:
         d = self.hidden_size
+        h_depth, m_depth = inputs[self.depth]
+        if m_depth is None:
+            m_depth = torch.zeros_like(h_depth)
         if self.grid_dims == 0:
             # One block applied L times = an LSTM over L steps of zero input (one zero W_ih
             # column) starting from h0 = the projected input.
@@ -268,18 +332,28 @@ class GridLSTM(nn.Module):
                 h_depth = self.dropout(h_depth)
             h0, c0 = h0_all[layer : layer + 1], c0_all[layer : layer + 1]
             time = block.transforms[0]
-            h_time, (h_last, c_last) = lstm_kernel(h_depth, h0, c0, time.weight, time.bias, split=d)
+            h_time, (h_last, c_last) = lstm_kernel(
+                h_depth, h0, c0, time.weight, time.bias, split=d, lengths=lengths
+            )
+            h_read = h_time
             if 1 not in block.priority:
                 # No depth priority: the depth transform reads the time vector the block got.
-                h_time = torch.cat([h0.transpose(0, 1), h_time[:, :-1]], dim=1)
-            h_depth, m_depth = block.transforms[1](torch.cat([h_time, h_depth], -1), m_depth)
+                h_read = torch.cat([h0.transpose(0, 1), h_time[:, :-1]], dim=1)
+            h_depth, m_depth = block.transforms[1](torch.cat([h_read, h_depth], -1), m_depth)
             h_n.append(h_last)
             c_n.append(c_last)
-        return h_depth, [(torch.cat(h_n), torch.cat(c_n))]
+        top = {0: h_time, 1: h_depth}
+        output = torch.cat([top[dim] for dim in self.output_dims], dim=-1)
+        return output, [(torch.cat(h_n), torch.cat(c_n))]
 
     # ------------------------------------------------------------------ schedulers
     def _scheduled(
-        self, h_bottom: Tensor, m_bottom: Tensor, boundary: list[Pair], wavefront: bool
+        self,
+        x: Tensor,
+        inputs: dict,
+        boundary: list[Pair],
+        wavefront: bool,
+        valid: Tensor | None,
     ) -> tuple[Tensor, list[Pair]]:
         """Run every cell (position p, layer l) of the grid.
 
@@ -288,7 +362,7 @@ class GridLSTM(nn.Module):
         (no in-place writes into tensors autograd needs).
         """
         K, L, d = self.grid_dims, self.num_layers, self.hidden_size
-        batch, sizes = h_bottom.shape[0], list(h_bottom.shape[1:-1])
+        batch, sizes = x.shape[0], list(x.shape[1:-1])
         positions = list(itertools.product(*(range(s) for s in sizes)))
         cells = [(p, layer) for p in positions for layer in range(L)]
         if wavefront:
@@ -302,6 +376,7 @@ class GridLSTM(nn.Module):
 
         out_h: dict[tuple, list[Tensor]] = {}
         out_m: dict[tuple, list[Tensor]] = {}
+        zeros = x.new_zeros(batch, d)
 
         def incoming(p: tuple[int, ...], layer: int) -> tuple[list[Tensor], list[Tensor]]:
             h_in, m_in = [], []
@@ -318,8 +393,14 @@ class GridLSTM(nn.Module):
                 h_in.append(self.dropout(out_h[(p, layer - 1)][K]))
                 m_in.append(out_m[(p, layer - 1)][K])
             else:
-                h_in.append(h_bottom[(slice(None), *p)])
-                m_in.append(m_bottom[(slice(None), *p)])
+                h_in.append(zeros)
+                m_in.append(zeros)
+                # Input dimensions: at the bottom layer the incoming h (and, with
+                # input_to_memory, m) of the dimension is the projected input.
+                for dim, (h_x, m_x) in inputs.items():
+                    h_in[dim] = h_x[(slice(None), *p)]
+                    if m_x is not None:
+                        m_in[dim] = m_x[(slice(None), *p)]
             return h_in, m_in
 
         for group in groups:
@@ -327,14 +408,22 @@ class GridLSTM(nn.Module):
             h_in = [torch.cat([hs[i] for hs, _ in ins]) for i in range(K + 1)]
             m_in = [torch.cat([ms[i] for _, ms in ins]) for i in range(K + 1)]
             h_new, m_new = self.blocks[group[0][1]](h_in, m_in)
+            if valid is not None:
+                # Padding steps pass the time state through unchanged.
+                keep = torch.cat([valid[:, p[0]] for p, _ in group]).unsqueeze(-1)
+                h_new[0] = torch.where(keep, h_new[0], h_in[0])
+                m_new[0] = torch.where(keep, m_new[0], m_in[0])
             h_parts = [t.split(batch) for t in h_new]
             m_parts = [t.split(batch) for t in m_new]
             for j, cell in enumerate(group):
                 out_h[cell] = [parts[j] for parts in h_parts]
                 out_m[cell] = [parts[j] for parts in m_parts]
 
-        top = torch.stack([out_h[(p, L - 1)][K] for p in positions], dim=1)
-        output = top.reshape(batch, *sizes, d)
+        tops = [
+            torch.cat([out_h[(p, L - 1)][dim] for dim in self.output_dims], dim=-1)
+            for p in positions
+        ]
+        output = torch.stack(tops, dim=1).reshape(batch, *sizes, -1)
         final = []
         for k in range(K):
             last = [p for p in positions if p[k] == sizes[k] - 1]
