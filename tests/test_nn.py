@@ -114,3 +114,10 @@ def test_greedy_continue_feeds_back_its_own_predictions():
         next_token = model(sequence)[0][:, -1].argmax(-1, keepdim=True)
         sequence = torch.cat([sequence, next_token], 1)
     torch.testing.assert_close(generated, sequence[:, 6:])
+
+
+def test_token_model_reads_every_output_side():
+    grid = Grid2dLSTM(8, 6, 2, output_dims=[0, "depth"])
+    model = TokenSequenceModel(11, grid)
+    logits, _ = model(torch.randint(0, 11, (2, 5)))
+    assert grid.output_size == 12 and logits.shape == (2, 5, 11)

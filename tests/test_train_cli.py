@@ -115,6 +115,6 @@ def test_incompatible_model_and_task_names_the_compatible_models(cli, tmp_path):
     assert result.returncode == 2
     assert (
         "error: model=vector_net takes vector input but task=addition provides sequence input; "
-        "models for task=addition: grid2d, stacked_lstm"
+        "models for task=addition: grid2d, stacked_gru, stacked_lstm, stacked_peephole_lstm"
     ) in result.stderr
     assert "Traceback" not in result.stderr

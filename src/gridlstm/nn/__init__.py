@@ -1,5 +1,6 @@
 """Pure-PyTorch Grid LSTM modules (no Lightning, no Hydra)."""
 
+from gridlstm.nn.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM, StackedGRU
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
@@ -7,6 +8,10 @@ from gridlstm.nn.stacked import StackedLSTM
 from gridlstm.nn.token_model import TokenSequenceModel, count_parameters
 
 __all__ = [
+    "DeepFeedForward",
+    "MDLSTM2d",
+    "StackedCellLSTM",
+    "StackedGRU",
     "GridBlock",
     "GridLSTM",
     "Grid2dLSTM",

@@ -183,6 +183,11 @@ class GridLSTM(nn.Module):
             "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
         )
 
+    @property
+    def output_size(self) -> int:
+        """Features of the output: d per output dimension."""
+        return self.hidden_size * len(self.output_dims)
+
     def _dims(self, option: str, dims: Sequence[int | str], allow_empty: bool = False) -> list[int]:
         """Dimension names/indices -> indices ("depth" is the last dimension)."""
         resolved = []

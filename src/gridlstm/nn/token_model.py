@@ -1,8 +1,9 @@
 """Token sequence model: embedding -> recurrent backbone -> softmax head.
 
-The backbone is any module with the `nn.LSTM` interface (``input_size``, ``hidden_size``,
-``forward(x, state) -> (output, state)``), so the same wrapper serves the grid models and the
-baselines, for training (teacher forcing) and for step-by-step greedy decoding.
+The backbone is any module with the `nn.LSTM` interface (``input_size``, ``hidden_size``, an
+optional ``output_size``, ``forward(x, state) -> (output, state)``), so the same wrapper serves
+the grid models and the baselines, for training (teacher forcing) and for step-by-step greedy
+decoding.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class TokenSequenceModel(nn.Module):
         check_positive("vocab_size", vocab_size)
         self.embedding = nn.Embedding(vocab_size, backbone.input_size)
         self.backbone = backbone
-        self.head = nn.Linear(backbone.hidden_size, vocab_size)
+        self.head = nn.Linear(getattr(backbone, "output_size", backbone.hidden_size), vocab_size)
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """Logits (batch, time, vocab) for every position, and the final state."""

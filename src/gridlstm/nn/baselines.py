@@ -1,0 +1,190 @@
+"""Baselines with the Grid LSTM calling convention ``output, state = net(input, state)``.
+
+* `StackedCellLSTM`: a stacked LSTM built from the grid's `LSTMTransform`, so it has the
+  same variants (peepholes, coupled input-forget gate, paper output form). Without them it
+  equals `torch.nn.LSTM` (use `StackedLSTM` there: it runs on cuDNN).
+* `StackedGRU`: `torch.nn.GRU` with the suite's constructor.
+* `DeepFeedForward`: deep tanh or ReLU nets, the parity baselines (vector in, vector out).
+* `MDLSTM2d`: Graves' 2D Multidimensional LSTM, for comparison with the 3-LSTM: one forget
+  gate per dimension and the two incoming memories *summed*, which is exactly what Grid LSTM
+  avoids. Layers are stacked on the previous layer's outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gridlstm.nn.block import ACTIVATIONS, LSTMTransform
+from gridlstm.nn.checks import check_choice, check_positive, check_probability
+
+State = tuple[Tensor, Tensor]
+
+
+class StackedCellLSTM(nn.Module):
+    """Stacked LSTM with peephole / coupled-gate / output-form variants (a loop over time)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        peephole: bool = False,
+        coupled: bool = False,
+        output_form: str = "standard",
+        forget_bias: float = 1.0,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
+        check_positive("input_size", input_size)
+        check_probability("dropout", dropout)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.batch_first = num_layers, batch_first
+        # Layer l's transform reads H = [h_{t-1}; input], like nn.LSTM's [W_hh | W_ih].
+        self.layers = nn.ModuleList(
+            LSTMTransform(
+                hidden_size + (input_size if layer == 0 else hidden_size),
+                hidden_size,
+                output_form=output_form,
+                forget_bias=forget_bias,
+                peephole=peephole,
+                coupled=coupled,
+            )
+            for layer in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, input: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        x = input if self.batch_first else input.transpose(0, 1)
+        batch = x.shape[0]
+        if state is None:
+            zeros = x.new_zeros(self.num_layers, batch, self.hidden_size)
+            state = (zeros, zeros)
+        h_n, c_n = [], []
+        for layer, transform in enumerate(self.layers):
+            if layer > 0:
+                x = self.dropout(x)
+            h, m = state[0][layer], state[1][layer]
+            outputs = []
+            for t in range(x.shape[1]):
+                h, m = transform(torch.cat([h, x[:, t]], dim=-1), m)
+                outputs.append(h)
+            x = torch.stack(outputs, dim=1)
+            h_n.append(h)
+            c_n.append(m)
+        output = x if self.batch_first else x.transpose(0, 1)
+        return output, (torch.stack(h_n), torch.stack(c_n))
+
+
+class StackedGRU(nn.GRU):
+    """`torch.nn.GRU` (cuDNN on GPU) with the suite's constructor."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+    ) -> None:
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
+        check_positive("input_size", input_size)
+        check_probability("dropout", dropout)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            dropout=dropout if num_layers > 1 else 0.0,
+            batch_first=batch_first,
+        )
+
+
+class DeepFeedForward(nn.Module):
+    """``num_layers`` fully connected layers with tanh or ReLU: (B, F) -> ((B, d), None)."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, *, activation: str = "tanh"
+    ) -> None:
+        super().__init__()
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
+        check_positive("input_size", input_size)
+        check_choice("activation", activation, ("tanh", "relu"))
+        self.input_size, self.hidden_size, self.activation = input_size, hidden_size, activation
+        sizes = [input_size] + [hidden_size] * num_layers
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
+
+    def forward(self, input: Tensor, state: None = None) -> tuple[Tensor, None]:
+        x = input
+        for layer in self.layers:
+            x = ACTIVATIONS[self.activation](layer(x))
+        return x, None
+
+
+class MDLSTM2d(nn.Module):
+    """Graves' 2D Multidimensional LSTM over (B, H, W, F) -> ((B, H, W, d), None).
+
+    Cell (i, j) reads x_ij, h from (i-1, j) and from (i, j-1); gates i, o, g and one forget
+    gate per dimension; m = f_1 * m_(i-1,j) + f_2 * m_(i,j-1) + i * g; h = o * tanh(m).
+    Cells on one anti-diagonal are computed together.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, *, forget_bias: float = 1.0
+    ) -> None:
+        super().__init__()
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
+        check_positive("input_size", input_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        d = hidden_size
+        self.gates = nn.ModuleList(
+            nn.Linear((input_size if layer == 0 else d) + 2 * d, 5 * d)
+            for layer in range(num_layers)
+        )
+        bound = d**-0.5
+        for linear in self.gates:
+            nn.init.uniform_(linear.weight, -bound, bound)
+            with torch.no_grad():
+                linear.bias.zero_()
+                linear.bias[d : 3 * d] = forget_bias  # gate order: i, f_1, f_2, g, o
+
+    def _layer(self, x: Tensor, gates: nn.Linear) -> Tensor:
+        batch, height, width, _ = x.shape
+        d = self.hidden_size
+        zeros = x.new_zeros(batch, d)
+        h: dict[tuple[int, int], Tensor] = {}
+        m: dict[tuple[int, int], Tensor] = {}
+        for diagonal in range(height + width - 1):
+            cells = [(i, diagonal - i) for i in range(height) if 0 <= diagonal - i < width]
+            h_up = torch.cat([h.get((i - 1, j), zeros) for i, j in cells])
+            h_left = torch.cat([h.get((i, j - 1), zeros) for i, j in cells])
+            m_up = torch.cat([m.get((i - 1, j), zeros) for i, j in cells])
+            m_left = torch.cat([m.get((i, j - 1), zeros) for i, j in cells])
+            inputs = torch.cat([x[:, i, j] for i, j in cells])
+            z = gates(torch.cat([inputs, h_up, h_left], dim=-1))
+            i_g, f_1, f_2, g, o = z.chunk(5, dim=-1)
+            m_new = (
+                torch.sigmoid(f_1) * m_up
+                + torch.sigmoid(f_2) * m_left
+                + torch.sigmoid(i_g) * torch.tanh(g)
+            )
+            h_new = torch.sigmoid(o) * torch.tanh(m_new)
+            for cell, h_cell, m_cell in zip(
+                cells, h_new.split(batch), m_new.split(batch), strict=True
+            ):
+                h[cell], m[cell] = h_cell, m_cell
+        rows = [torch.stack([h[i, j] for j in range(width)], dim=1) for i in range(height)]
+        return torch.stack(rows, dim=1)
+
+    def forward(self, input: Tensor, state: None = None) -> tuple[Tensor, None]:
+        x = input
+        for gates in self.gates:
+            x = self._layer(x, gates)
+        return x, None
