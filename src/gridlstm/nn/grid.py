@@ -42,18 +42,18 @@ def lstm_kernel(
     x: Tensor,
     h0: Tensor,
     c0: Tensor,
-    weight: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
     bias: Tensor | None,
-    split: int,
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, Pair]:
-    """Run `torch.nn.LSTM`'s kernel (cuDNN on GPU) on a block transform's weights.
+    """Run `torch.nn.LSTM`'s kernel (oneDNN on CPU, cuDNN on GPU) on slices of a block
+    transform's weight: ``w_hh`` multiplies the recurrent h, ``w_ih`` the input.
 
-    ``weight`` (4d, F): columns [0:split] multiply the recurrent h (nn.LSTM's W_hh), the rest
-    multiply the input (W_ih). x: (B, T, F - split) batch-first; h0, c0: (1, B, d).
-    ``lengths``: run as a packed sequence, as nn.LSTM does (final state at each row's end).
+    x: (B, T, F) batch-first; h0, c0: (1, B, d). ``lengths``: run as a packed sequence, as
+    nn.LSTM does (final state at each row's end).
     """
-    params = [weight[:, split:].contiguous(), weight[:, :split].contiguous()]
+    params = [w_ih.contiguous(), w_hh.contiguous()]
     if bias is not None:
         params += [bias, torch.zeros_like(bias)]
     has_bias = bias is not None
@@ -71,6 +71,24 @@ def lstm_kernel(
     packed_out = PackedSequence(data, packed.batch_sizes, order, unorder)
     output, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
     return output, (h_n.index_select(1, unorder), c_n.index_select(1, unorder))
+
+
+def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: Tensor) -> Pair:
+    """The depth transform at every (batch, time) position at once.
+
+    A standard LSTM depth transform is one step of an LSTM whose batch is every (b, t): input
+    the new time hidden vector (W_ih = columns [0:d]), state the depth (h, m) (W_hh = columns
+    [d:2d]). Running it through the LSTM kernel (oneDNN / cuDNN) fuses the gate arithmetic.
+    """
+    if not isinstance(transform, LSTMTransform):
+        return transform(torch.cat([h_time, h_depth], -1), m_depth)
+    d = h_depth.shape[-1]
+    shape = h_depth.shape
+    rows = h_time.reshape(-1, 1, d)
+    state = (h_depth.reshape(1, -1, d), m_depth.reshape(1, -1, d))
+    w = transform.weight
+    _, (h, m) = lstm_kernel(rows, *state, w[:, :d], w[:, d:], transform.bias)
+    return h.reshape(shape), m.reshape(shape)
 
 
 class GridLSTM(nn.Module):
@@ -327,8 +345,8 @@ class GridLSTM(nn.Module):
             # column) starting from h0 = the projected input.
             lead = self.blocks[0].transforms[0]
             steps = h_depth.new_zeros(h_depth.shape[0], self.num_layers, 1)
-            weight = torch.nn.functional.pad(lead.weight, (0, 1))
-            out, _ = lstm_kernel(steps, h_depth[None], m_depth[None], weight, lead.bias, split=d)
+            w_ih = lead.weight.new_zeros(lead.weight.shape[0], 1)
+            out, _ = lstm_kernel(steps, h_depth[None], m_depth[None], w_ih, lead.weight, lead.bias)
             return out[:, -1], []
         h_n, c_n = [], []
         h0_all, c0_all = boundary[0]
@@ -337,14 +355,15 @@ class GridLSTM(nn.Module):
                 h_depth = self.dropout(h_depth)
             h0, c0 = h0_all[layer : layer + 1], c0_all[layer : layer + 1]
             time = block.transforms[0]
+            w = time.weight
             h_time, (h_last, c_last) = lstm_kernel(
-                h_depth, h0, c0, time.weight, time.bias, split=d, lengths=lengths
+                h_depth, h0, c0, w[:, d:], w[:, :d], time.bias, lengths=lengths
             )
             h_read = h_time
             if 1 not in block.priority:
                 # No depth priority: the depth transform reads the time vector the block got.
                 h_read = torch.cat([h0.transpose(0, 1), h_time[:, :-1]], dim=1)
-            h_depth, m_depth = block.transforms[1](torch.cat([h_read, h_depth], -1), m_depth)
+            h_depth, m_depth = depth_step(block.transforms[1], h_read, h_depth, m_depth)
             h_n.append(h_last)
             c_n.append(c_last)
         top = {0: h_time, 1: h_depth}

@@ -1,0 +1,172 @@
+"""Throughput benchmark: ``python -m gridlstm.bench [--device cuda] [--json out.json]``.
+
+Times forward + backward, in one process:
+1. a 2-LSTM (time x depth) on every backend that applies, against `torch.nn.LSTM` with the
+   same hidden size, layers, batch and length (tokens/s and the ratio to nn.LSTM). The grid
+   does twice the matrix work of a stacked LSTM (two transforms per block), so 0.5x is
+   parity per FLOP;
+2. a 3-LSTM over an S x S grid with depth: the hyperplane scheduler against the naive
+   per-cell reference (the speed-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gridlstm.nn import GridLSTM, count_parameters
+
+
+def seconds_per_step(
+    step: Callable[[], None], device: torch.device, warmup: int, repeats: int
+) -> float:
+    """Median wall time of one call, after warm-up."""
+    for _ in range(warmup):
+        step()
+    timings = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    return sorted(timings)[len(timings) // 2]
+
+
+def forward_backward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        net.zero_grad(set_to_none=True)
+        output = net(x)[0]
+        output.float().sum().backward()
+
+    return step
+
+
+def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
+    x = torch.randn(batch, length, d, device=device, dtype=dtype)
+    tokens = batch * length
+    results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
+    lstm = nn.LSTM(d, d, layers, batch_first=True).to(device, dtype)
+    base = seconds_per_step(forward_backward(lstm, x), device, args.warmup, args.repeats)
+    results["nn.LSTM"] = {"tokens_per_s": tokens / base, "params": count_parameters(lstm)}
+    backends = args.backends.split(",")
+    for backend in backends:
+        grid = GridLSTM(d, d, layers, grid_dims=1, backend=backend).to(device, dtype)
+        if backend != "fast" and length * layers > args.max_cells:
+            continue  # a per-cell backend over a long sequence would take minutes
+        t = seconds_per_step(forward_backward(grid, x), device, args.warmup, args.repeats)
+        results[f"grid2d/{backend}"] = {
+            "tokens_per_s": tokens / t,
+            "ratio_to_nn.LSTM": base / t,
+            "params": count_parameters(grid),
+        }
+    return results
+
+
+def bench_grid3d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    size, d, layers, batch = args.grid_size, args.grid_hidden, args.grid_layers, args.grid_batch
+    x = torch.randn(batch, size, size, d, device=device, dtype=dtype)
+    results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
+    timings = {}
+    for backend in ("hyperplane", "naive"):
+        torch.manual_seed(0)
+        grid = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
+        repeats = max(1, args.repeats // 2)
+        timings[backend] = seconds_per_step(forward_backward(grid, x), device, 1, repeats)
+        results[f"grid3d/{backend}"] = {
+            "seconds": timings[backend],
+            "params": count_parameters(grid),
+        }
+    results["hyperplane_speedup"] = timings["naive"] / timings["hyperplane"]
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m gridlstm.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=100)
+    parser.add_argument("--backends", default="fast,hyperplane", help="grid2d backends to time")
+    parser.add_argument("--max-cells", type=int, default=2000, help="skip per-cell backends above")
+    parser.add_argument("--grid-size", type=int, default=14)
+    parser.add_argument("--grid-hidden", type=int, default=32)
+    parser.add_argument("--grid-layers", type=int, default=3)
+    parser.add_argument("--grid-batch", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--skip-grid3d", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    for name in ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+
+    results = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dtype": args.dtype,
+        "grid2d": bench_grid2d(args, device, dtype),
+    }
+    if not args.skip_grid3d:
+        results["grid3d"] = bench_grid3d(args, device, dtype)
+    print_results(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def print_results(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    g2 = results["grid2d"]
+    table = Table(
+        title=f"2-LSTM fwd+bwd, d={g2['hidden']} L={g2['layers']} B={g2['batch']} T={g2['length']} "
+        f"({results['device']}, {results['threads']} threads, {results['dtype']})"
+    )
+    for column in ("model", "params", "tokens/s", "vs nn.LSTM"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for name, row in g2.items():
+        if isinstance(row, dict):
+            ratio = row.get("ratio_to_nn.LSTM")
+            table.add_row(
+                name,
+                f"{row['params']:,}",
+                f"{row['tokens_per_s']:,.0f}",
+                f"{ratio:.2f}x" if ratio else "1.00x",
+            )
+    console = Console()
+    console.print(table)
+    if "grid3d" in results:
+        g3 = results["grid3d"]
+        console.print(
+            f"3-LSTM {g3['grid']} x {g3['layers']} layers, d={g3['hidden']}, B={g3['batch']}: "
+            f"hyperplane {g3['grid3d/hyperplane']['seconds']:.3f} s, naive "
+            f"{g3['grid3d/naive']['seconds']:.3f} s per fwd+bwd -> "
+            f"{g3['hyperplane_speedup']:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
