@@ -15,8 +15,9 @@ Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_b
   time (`torch.nn.LSTM`'s kernel on the time transform's weights) plus one batched depth step
   for all time steps. K = 0 with one block for all layers: one LSTM kernel over L steps of
   zero input with h0 = the projected input.
-* ``hyperplane``: cells with equal coordinate sum are independent; sum(sizes) - K sequential
-  steps, each one call per layer (one call in all when the layers share a block).
+* ``hyperplane``: cells with equal coordinate sum are independent; sum(sizes) + L - 1
+  sequential steps, each a few index gathers and one block call per layer on the hyperplane
+  (one call in all when the layers share a block); see `gridlstm.nn.wavefront`.
 * ``naive``: one cell at a time (the reference order).
 """
 
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from gridlstm.nn import wavefront
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.checks import check_choice, check_positive, check_probability
 
@@ -190,6 +192,7 @@ class GridLSTM(nn.Module):
         self.input_proj = nn.Linear(input_size, width)
         self.memory_proj = nn.Linear(input_size, width) if input_to_memory else None
         self.dropout = nn.Dropout(dropout)
+        self._plans: dict[tuple, list[wavefront.Step]] = {}
 
         blocker = self.fast_path_blocker()
         if backend == "fast" and blocker:
@@ -271,9 +274,14 @@ class GridLSTM(nn.Module):
         }
         if self.backend == "fast":
             output, final = self._fast(inputs, boundary, lengths)
+        elif self.backend == "hyperplane":
+            sizes = list(x.shape[1:-1])
+            steps = self._plan(sizes, x.device)
+            output, final = wavefront.run(
+                self.blocks, self.dropout, steps, sizes, inputs, boundary, self.output_dims, valid
+            )
         else:
-            wavefront = self.backend == "hyperplane"
-            output, final = self._scheduled(x, inputs, boundary, wavefront, valid)
+            output, final = self._naive(x, inputs, boundary, valid)
         if valid is not None:
             output = output * valid.unsqueeze(-1).to(output.dtype)
         if self.grid_dims == 1:
@@ -371,32 +379,25 @@ class GridLSTM(nn.Module):
         return output, [(torch.cat(h_n), torch.cat(c_n))]
 
     # ------------------------------------------------------------------ schedulers
-    def _scheduled(
-        self,
-        x: Tensor,
-        inputs: dict,
-        boundary: list[Pair],
-        wavefront: bool,
-        valid: Tensor | None,
-    ) -> tuple[Tensor, list[Pair]]:
-        """Run every cell (position p, layer l) of the grid.
+    def _plan(self, sizes: list[int], device: torch.device) -> list[wavefront.Step]:
+        """The hyperplane index plan for this grid shape, built once per shape and device."""
+        key = (tuple(sizes), str(device))
+        if key not in self._plans:
+            steps = wavefront.plan(
+                sizes, self.num_layers, self.tied, self.input_dims, self.memory_proj is not None
+            )
+            self._plans[key] = wavefront._to_device(steps, device)
+        return self._plans[key]
 
-        ``wavefront``: batch the cells of one hyperplane sum(p) + l = s (grouped by block);
-        otherwise one cell at a time in lexicographic order. Cell outputs are kept in a dict
-        (no in-place writes into tensors autograd needs).
-        """
+    def _naive(
+        self, x: Tensor, inputs: dict, boundary: list[Pair], valid: Tensor | None
+    ) -> tuple[Tensor, list[Pair]]:
+        """Every cell (position p, layer l) one at a time, in lexicographic order; cell
+        outputs kept in a dict (the reference order, and a check on the hyperplane plan)."""
         K, L, d = self.grid_dims, self.num_layers, self.hidden_size
         batch, sizes = x.shape[0], list(x.shape[1:-1])
         positions = list(itertools.product(*(range(s) for s in sizes)))
-        cells = [(p, layer) for p in positions for layer in range(L)]
-        if wavefront:
-            steps: dict[tuple[int, int], list] = {}
-            for p, layer in cells:
-                group = 0 if self.tied else layer
-                steps.setdefault((sum(p) + layer, group), []).append((p, layer))
-            groups = [steps[key] for key in sorted(steps)]
-        else:
-            groups = [[cell] for cell in cells]
+        groups = [[(p, layer)] for p in positions for layer in range(L)]
 
         out_h: dict[tuple, list[Tensor]] = {}
         out_m: dict[tuple, list[Tensor]] = {}
