@@ -22,7 +22,7 @@ its W_ih.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -68,25 +68,43 @@ class LSTMTransform(nn.Module):
     def gates(self, H: Tensor) -> Tensor:
         return nn.functional.linear(H, self.weight, self.bias)
 
-    def forward(self, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-        z = self.gates(H)
+    def peepholes(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """(input, forget, output) peephole vectors; None where absent."""
+        if not self.peephole:
+            return None, None, None
         if self.coupled:
-            f, g, o = z.chunk(3, dim=-1)
-            if self.peephole:
-                f = f + self.peep[0] * m
-            f = torch.sigmoid(f)
-            i = 1.0 - f
-        else:
-            i, f, g, o = z.chunk(4, dim=-1)
-            if self.peephole:
-                i, f = i + self.peep[0] * m, f + self.peep[1] * m
-            i, f = torch.sigmoid(i), torch.sigmoid(f)
-        m_new = f * m + i * torch.tanh(g)
-        if self.peephole:
-            o = o + self.peep[-1] * m_new
-        o = torch.sigmoid(o)
-        h_new = o * torch.tanh(m_new) if self.output_form == "standard" else torch.tanh(o * m_new)
-        return h_new, m_new
+            return None, self.peep[0], self.peep[1]
+        return self.peep[0], self.peep[1], self.peep[2]
+
+    def forward(self, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        return lstm_pointwise(self.gates(H), m, self.peepholes(), self.coupled, self.output_form)
+
+
+def lstm_pointwise(
+    z: Tensor,
+    m: Tensor,
+    peep: tuple[Tensor | None, Tensor | None, Tensor | None],
+    coupled: bool,
+    output_form: str,
+) -> tuple[Tensor, Tensor]:
+    """The LSTM arithmetic after the gate GEMM: z (..., G*d) pre-activations, m (..., d).
+
+    Shared by `LSTMTransform` and the layer-batched hyperplane scheduler, so the two cannot
+    drift apart. ``peep`` = (input, forget, output) peephole vectors, broadcastable to m.
+    """
+    p_i, p_f, p_o = peep
+    if coupled:
+        f, g, o = z.chunk(3, dim=-1)
+    else:
+        i, f, g, o = z.chunk(4, dim=-1)
+        i = torch.sigmoid(i if p_i is None else i + p_i * m)
+    f = torch.sigmoid(f if p_f is None else f + p_f * m)
+    if coupled:
+        i = 1.0 - f
+    m_new = f * m + i * torch.tanh(g)
+    o = torch.sigmoid(o if p_o is None else o + p_o * m_new)
+    h_new = o * torch.tanh(m_new) if output_form == "standard" else torch.tanh(o * m_new)
+    return h_new, m_new
 
 
 class NonLSTMTransform(nn.Module):
@@ -178,13 +196,16 @@ class GridBlock(nn.Module):
         self.transforms = nn.ModuleList(transforms)
 
     def forward(
-        self, h: Sequence[Tensor], m: Sequence[Tensor]
+        self, h: Sequence[Tensor], m: Sequence[Tensor], apply: Callable | None = None
     ) -> tuple[list[Tensor], list[Tensor]]:
+        """N (h, m) pairs in, N out. ``apply(dim, H, m)`` replaces this block's own
+        transforms (the hyperplane scheduler passes layer-batched ones)."""
+        apply = apply or (lambda dim, H, m_dim: self.transforms[dim](H, m_dim))
         h_out, m_out = list(h), list(m)
         H = torch.cat(list(h), dim=-1)
         first_priority = len(self.order) - len(self.priority)
         for step, dim in enumerate(self.order):
             if step >= first_priority:
                 H = torch.cat(h_out, dim=-1)  # every dimension computed so far is new
-            h_out[dim], m_out[dim] = self.transforms[dim](H, m[dim])
+            h_out[dim], m_out[dim] = apply(dim, H, m[dim])
         return h_out, m_out

@@ -59,16 +59,19 @@ def lstm_kernel(
     if bias is not None:
         params += [bias, torch.zeros_like(bias)]
     has_bias = bias is not None
+    # cuDNN keeps what backward needs only in "train" mode; follow grad mode like nn.LSTM
+    # follows self.training (there is no dropout inside a one-layer kernel call).
+    train = torch.is_grad_enabled()
     if lengths is None:
         output, h_n, c_n = torch._VF.lstm(  # the op behind nn.LSTM.forward
-            x, (h0, c0), params, has_bias, 1, 0.0, False, False, True
+            x, (h0, c0), params, has_bias, 1, 0.0, train, False, True
         )
         return output, (h_n, c_n)
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     hx = (h0.index_select(1, order), c0.index_select(1, order))
     data, h_n, c_n = torch._VF.lstm(
-        packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, False, False
+        packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
     )
     packed_out = PackedSequence(data, packed.batch_sizes, order, unorder)
     output, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
@@ -204,6 +207,14 @@ class GridLSTM(nn.Module):
             "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
         )
 
+    def extra_repr(self) -> str:
+        params = sum(p.numel() for p in self.parameters())
+        return (
+            f"grid_dims={self.grid_dims}, layers={self.num_layers}, hidden={self.hidden_size}, "
+            f"priority={self.priority}, tied={self.tied}, tie_depth_lstm={self.tie_depth_lstm}, "
+            f"backend={self.backend!r}, params={params:,}"
+        )
+
     @property
     def output_size(self) -> int:
         """Features of the output: d per output dimension."""
@@ -278,7 +289,15 @@ class GridLSTM(nn.Module):
             sizes = list(x.shape[1:-1])
             steps = self._plan(sizes, x.device)
             output, final = wavefront.run(
-                self.blocks, self.dropout, steps, sizes, inputs, boundary, self.output_dims, valid
+                self.blocks,
+                self._batched,
+                self.dropout,
+                steps,
+                sizes,
+                inputs,
+                boundary,
+                self.output_dims,
+                valid,
             )
         else:
             output, final = self._naive(x, inputs, boundary, valid)
@@ -384,10 +403,15 @@ class GridLSTM(nn.Module):
         key = (tuple(sizes), str(device))
         if key not in self._plans:
             steps = wavefront.plan(
-                sizes, self.num_layers, self.tied, self.input_dims, self.memory_proj is not None
+                sizes, self.num_layers, self._batched, self.input_dims, self.memory_proj is not None
             )
             self._plans[key] = wavefront._to_device(steps, device)
         return self._plans[key]
+
+    @property
+    def _batched(self) -> bool:
+        """Per-layer weights: the hyperplane scheduler batches the layers' GEMMs."""
+        return not self.tied and self.num_layers > 1
 
     def _naive(
         self, x: Tensor, inputs: dict, boundary: list[Pair], valid: Tensor | None

@@ -7,9 +7,12 @@ of prod(sizes) * L.
 
 Each step gathers its cells' incoming vectors with a few `index_select` calls on the
 previous hyperplane's outputs and on static pools (boundary state, projected input, zeros),
-using index tensors planned once per grid shape; then it runs one block call per layer on
-the hyperplane (one call in all when the layers share a block). Nothing is written in place
-into a tensor autograd needs: each step's outputs are new tensors.
+using index tensors planned once per grid shape. Then:
+* layers sharing one block (``tied``): one block call for the whole hyperplane;
+* per-layer weights: the hyperplane is laid out as (layer, slot) with every layer padded to
+  the same number of slots (empty slots read zeros), and each transform is one batched GEMM
+  (`torch.baddbmm`) over the layers' stacked weights.
+Nothing is written in place into a tensor autograd needs: each step's outputs are new.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from gridlstm.nn.block import ACTIVATIONS, LSTMTransform, lstm_pointwise
 
 
 @dataclass
@@ -33,7 +38,7 @@ class Gather:
 
 @dataclass
 class Step:
-    groups: list[tuple[int, int, int]]  # (layer of the block, first row, end row)
+    slots: int  # rows of the step (cells, plus padding when layers are batched)
     gathers: dict[tuple[int, str], Gather]  # (dim, "h" | "m") -> Gather
     time: Tensor | None  # time index of each cell (one grid dimension), for length masks
     top: Tensor  # rows of top-layer cells
@@ -49,9 +54,13 @@ def _linear(p: tuple[int, ...], sizes: list[int]) -> int:
 
 
 def plan(
-    sizes: list[int], layers: int, tied: bool, input_dims: list[int], memory_input: bool
+    sizes: list[int], layers: int, batched: bool, input_dims: list[int], memory_input: bool
 ) -> list[Step]:
-    """Index plan for a grid of ``sizes`` x ``layers``; see the module docstring."""
+    """Index plan for a grid of ``sizes`` x ``layers``; see the module docstring.
+
+    ``batched``: lay each hyperplane out as ``layers`` equal runs of slots (for per-layer
+    weights); otherwise one run of cells. Static pools have a zero row at index 0.
+    """
     K = len(sizes)
     positions = list(itertools.product(*(range(s) for s in sizes)))
     by_step: dict[int, list[tuple]] = {}
@@ -64,63 +73,110 @@ def plan(
     def source(p: tuple[int, ...], layer: int, dim: int, part: str):
         """("prev", cell) or ("static", index into the (dim, part) pool)."""
         if layer == 0 and dim in input_dims and (part == "h" or memory_input):
-            offset = 1 if dim == K else layers * rest_count[dim]
+            offset = 1 if dim == K else 1 + layers * rest_count[dim]
             return "static", offset + _linear(p, sizes)
         if dim == K:
             return ("prev", (p, layer - 1)) if layer > 0 else ("static", 0)
         if p[dim] > 0:
             return "prev", (p[:dim] + (p[dim] - 1,) + p[dim + 1 :], layer)
         rest = p[:dim] + p[dim + 1 :]
-        return "static", layer * rest_count[dim] + _linear(rest, rest_sizes[dim])
+        return "static", 1 + layer * rest_count[dim] + _linear(rest, rest_sizes[dim])
 
     steps, row_of = [], {}
     for s in sorted(by_step):
-        cells = sorted(by_step[s], key=lambda c: (0 if tied else c[1], c[0]))
-        groups: list[tuple[int, int, int]] = []
-        for row, (_, layer) in enumerate(cells):
-            key = 0 if tied else layer
-            if groups and groups[-1][0] == key:
-                groups[-1] = (key, groups[-1][1], row + 1)
-            else:
-                groups.append((key, row, row + 1))
+        if batched:
+            per_layer = [sorted(c for c in by_step[s] if c[1] == layer) for layer in range(layers)]
+            width = max(len(cells) for cells in per_layer)
+            slots: list[tuple | None] = []
+            for cells in per_layer:
+                slots += cells + [None] * (width - len(cells))
+        else:
+            slots = sorted(by_step[s])
         gathers = {}
         for dim in range(K + 1):
             for part in ("h", "m"):
-                prev, static, slots = [], [], []
-                for p, layer in cells:
-                    kind, where = source(p, layer, dim, part)
+                prev, static, order = [], [], []
+                for cell in slots:
+                    kind, where = ("static", 0) if cell is None else source(*cell, dim, part)
                     if kind == "prev":
-                        slots.append(len(prev))
+                        order.append(("prev", len(prev)))
                         prev.append(row_of[where])
                     else:
-                        slots.append(-1 - len(static))
+                        order.append(("static", len(static)))
                         static.append(where)
-                order = [slot if slot >= 0 else len(prev) - 1 - slot for slot in slots]
-                identity = order == list(range(len(order)))
+                flat = [i if kind == "prev" else len(prev) + i for kind, i in order]
                 gathers[dim, part] = Gather(
                     torch.tensor(prev) if prev else None,
                     torch.tensor(static) if static else None,
-                    None if identity else torch.tensor(order),
+                    None if flat == list(range(len(flat))) else torch.tensor(flat),
                 )
-        top = [row for row, (_, layer) in enumerate(cells) if layer == layers - 1]
+        top = [r for r, c in enumerate(slots) if c is not None and c[1] == layers - 1]
         step = Step(
-            groups=groups,
+            slots=len(slots),
             gathers=gathers,
-            time=torch.tensor([p[0] for p, _ in cells]) if K == 1 else None,
+            time=torch.tensor([0 if c is None else c[0][0] for c in slots]) if K == 1 else None,
             top=torch.tensor(top, dtype=torch.long),
-            top_at=[_linear(cells[row][0], sizes) for row in top],
+            top_at=[_linear(slots[r][0], sizes) for r in top],
         )
         for k in range(K):
-            rows = [r for r, (p, _) in enumerate(cells) if p[k] == sizes[k] - 1]
+            rows = [r for r, c in enumerate(slots) if c is not None and c[0][k] == sizes[k] - 1]
             at = [
-                cells[r][1] * rest_count[k]
-                + _linear(cells[r][0][:k] + cells[r][0][k + 1 :], rest_sizes[k])
+                slots[r][1] * rest_count[k]
+                + _linear(slots[r][0][:k] + slots[r][0][k + 1 :], rest_sizes[k])
                 for r in rows
             ]
             step.last.append((torch.tensor(rows, dtype=torch.long), at))
         steps.append(step)
-        row_of = {cell: row for row, cell in enumerate(cells)}
+        row_of = {cell: row for row, cell in enumerate(slots) if cell is not None}
     return steps
+
+
+class LayerStack:
+    """Every layer's transform of one dimension as one batched GEMM (per-layer weights).
+
+    Weights are stacked once per forward; ``__call__(dim, H, m)`` takes rows laid out as
+    (layer, slot) and is passed to `GridBlock.forward` as its ``apply``.
+    """
+
+    def __init__(self, blocks: nn.ModuleList) -> None:
+        self.layers = len(blocks)
+        self.dims = []
+        for dim in range(blocks[0].num_dims):
+            transforms = [block.transforms[dim] for block in blocks]
+            first = transforms[0]
+            if isinstance(first, LSTMTransform):
+                weight = torch.stack([t.weight for t in transforms])
+                bias = torch.stack([t.bias for t in transforms]) if first.bias is not None else None
+                peeps = tuple(self._stacked_peephole(transforms, i) for i in range(3))
+                self.dims.append(("lstm", weight, bias, peeps, first.coupled, first.output_form))
+            else:
+                weight = torch.stack([t.linear.weight for t in transforms])
+                linear_bias = first.linear.bias
+                bias = (
+                    torch.stack([t.linear.bias for t in transforms])
+                    if linear_bias is not None
+                    else None
+                )
+                self.dims.append(("nonlstm", weight, bias, first.activation))
+
+    @staticmethod
+    def _stacked_peephole(transforms: list[LSTMTransform], gate: int) -> Tensor | None:
+        """The layers' peephole vectors of one gate as (L, 1, d), or None."""
+        vectors = [t.peepholes()[gate] for t in transforms]
+        return None if vectors[0] is None else torch.stack(vectors).unsqueeze(1)
+
+    def __call__(self, dim: int, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        kind, weight, bias, *rest = self.dims[dim]
+        H3 = H.reshape(self.layers, -1, H.shape[-1])
+        Wt = weight.transpose(1, 2)
+        z = torch.bmm(H3, Wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), H3, Wt)
+        if kind == "nonlstm":
+            return ACTIVATIONS[rest[0]](z).reshape(-1, z.shape[-1]), m
+        peeps, coupled, form = rest
+        h_new, m_new = lstm_pointwise(
+            z, m.reshape(self.layers, -1, m.shape[-1]), peeps, coupled, form
+        )
+        return h_new.reshape(m.shape), m_new.reshape(m.shape)
 
 
 def _to_device(steps: list[Step], device: torch.device) -> list[Step]:
@@ -134,7 +190,7 @@ def _to_device(steps: list[Step], device: torch.device) -> list[Step]:
         }
         moved.append(
             Step(
-                step.groups,
+                step.slots,
                 gathers,
                 move(step.time),
                 move(step.top),
@@ -152,6 +208,7 @@ def _rows_first(t: Tensor) -> Tensor:
 
 def run(
     blocks: nn.ModuleList,
+    batched: bool,
     dropout: nn.Module,
     steps: list[Step],
     sizes: list[int],
@@ -165,16 +222,18 @@ def run(
     K, L = len(sizes), len(blocks)
     some = next(iter(inputs.values()))[0]
     batch, d = some.shape[0], some.shape[-1]
+    stack = LayerStack(blocks) if batched else None
+    zero = some.new_zeros(1, batch, d)
     pools: dict[tuple[int, str], Tensor] = {}
     for dim in range(K + 1):
         for part, index in (("h", 0), ("m", 1)):
-            first = (
-                some.new_zeros(1, batch, d)
-                if dim == K
-                else _rows_first(boundary[dim][index].movedim(0, 1))
-            )
+            pool = [zero]
+            if dim < K:
+                pool.append(_rows_first(boundary[dim][index].movedim(0, 1)))
             given = inputs.get(dim, (None, None))[index]
-            pools[dim, part] = first if given is None else torch.cat([first, _rows_first(given)])
+            if given is not None:
+                pool.append(_rows_first(given))
+            pools[dim, part] = torch.cat(pool) if len(pool) > 1 else zero
 
     prev: dict[tuple[int, str], Tensor] = {}
     tops: dict[int, list[Tensor]] = {dim: [] for dim in output_dims}
@@ -193,20 +252,13 @@ def run(
                 parts.append(pools[key].index_select(0, g.static))
             rows = torch.cat(parts) if len(parts) > 1 else parts[0]
             gathered[key] = rows if g.order is None else rows.index_select(0, g.order)
-        out_h: list[list[Tensor]] = [[] for _ in range(K + 1)]
-        out_m: list[list[Tensor]] = [[] for _ in range(K + 1)]
-        for layer, a, b in step.groups:
-            n = b - a
-            h_in = [gathered[dim, "h"][a:b].reshape(n * batch, d) for dim in range(K + 1)]
-            m_in = [gathered[dim, "m"][a:b].reshape(n * batch, d) for dim in range(K + 1)]
-            h_new, m_new = blocks[layer](h_in, m_in)
-            for dim in range(K + 1):
-                out_h[dim].append(h_new[dim].reshape(n, batch, d))
-                out_m[dim].append(m_new[dim].reshape(n, batch, d))
+        rows = step.slots * batch
+        h_in = [gathered[dim, "h"].reshape(rows, d) for dim in range(K + 1)]
+        m_in = [gathered[dim, "m"].reshape(rows, d) for dim in range(K + 1)]
+        h_new, m_new = blocks[0](h_in, m_in, apply=stack)
         for dim in range(K + 1):
-            h_cat = torch.cat(out_h[dim]) if len(out_h[dim]) > 1 else out_h[dim][0]
-            m_cat = torch.cat(out_m[dim]) if len(out_m[dim]) > 1 else out_m[dim][0]
-            prev[dim, "h"], prev[dim, "m"] = h_cat, m_cat
+            prev[dim, "h"] = h_new[dim].reshape(step.slots, batch, d)
+            prev[dim, "m"] = m_new[dim].reshape(step.slots, batch, d)
         if valid is not None:
             # Padding steps pass the time state through unchanged.
             keep = valid.t().index_select(0, step.time).unsqueeze(-1)

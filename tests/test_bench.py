@@ -1,0 +1,54 @@
+"""The benchmark command runs and reports what the docs quote (tiny sizes; no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridlstm import bench
+
+
+def test_bench_writes_json_with_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = [
+        "--hidden",
+        "8",
+        "--layers",
+        "2",
+        "--batch",
+        "3",
+        "--length",
+        "5",
+        "--grid-size",
+        "3",
+        "--grid-hidden",
+        "4",
+        "--grid-layers",
+        "2",
+        "--grid-batch",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--backends",
+        "fast,hyperplane,naive",
+        "--json",
+        str(out),
+    ]
+    results = bench.main(args)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    g2 = results["grid2d"]
+    for backend in ("fast", "hyperplane", "naive"):
+        row = g2[f"grid2d/{backend}"]
+        assert row["tokens_per_s"] > 0 and row["ratio_to_nn.LSTM"] > 0
+        assert row["params"] == g2["grid2d/fast"]["params"]
+    assert results["grid3d"]["hyperplane_speedup"] > 0
+    assert "vs nn.LSTM" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_sizes(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--hidden", "0"])
+    assert "--hidden must be >= 1" in capsys.readouterr().err
