@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from gridlstm.nn import Grid2dLSTM
+from gridlstm.nn import GridLSTM
 from tests.conftest import TINY
 from tests.test_grid import reference_forward
 
@@ -18,20 +18,29 @@ pytestmark = [
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("priority", ["depth", "none"])
-def test_cudnn_fast_path_matches_the_float64_reference(dtype, priority):
+@pytest.mark.parametrize(
+    ("grid_dims", "options"),
+    [(1, {}), (1, {"priority": []}), (1, {"peephole": True}), (2, {}), (2, {"tied": True})],
+)
+def test_every_backend_on_gpu_matches_the_float64_reference(dtype, grid_dims, options):
     torch.manual_seed(0)
-    grid = Grid2dLSTM(5, 4, 3, priority=priority).double()  # test_grid's sizes: IN=5, D=4, L=3
-    x = torch.randn(6, 17, 5, dtype=torch.float64)
-    zeros = torch.zeros(3, 6, 4, dtype=torch.float64)
+    net = GridLSTM(5, 4, 3, grid_dims, **options).double()  # test_grid's IN=5, D=4, L=3
+    sizes = [9] if grid_dims == 1 else [4, 3]
+    x = torch.randn(6, *sizes, 5, dtype=torch.float64)
+    zeros = [
+        (torch.zeros(3, 6, *sizes[:k], *sizes[k + 1 :], 4, dtype=torch.float64),) * 2
+        for k in range(grid_dims)
+    ]
     with torch.no_grad():
-        reference, _ = reference_forward(grid, x, [(zeros, zeros)])
-        gpu = grid.to("cuda", dtype)
-        assert gpu.backend == "fast"
-        with torch.backends.cudnn.flags(enabled=True):
-            out, _ = gpu(x.to("cuda", dtype))
-    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
-    torch.testing.assert_close(out.double().cpu(), reference, atol=tolerance, rtol=tolerance)
+        reference, _ = reference_forward(net, x, zeros)
+    gpu = net.to("cuda", dtype)
+    backends = ["naive", "hyperplane"] + (["fast"] if gpu.fast_path_blocker() is None else [])
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    for backend in backends:
+        gpu.backend = backend
+        out, _ = gpu(x.to("cuda", dtype))
+        out.float().sum().backward()  # cuDNN backward needs the kernel run in train mode
+        torch.testing.assert_close(out.double().cpu(), reference, atol=tolerance, rtol=tolerance)
 
 
 def test_gpu_hardware_runs_in_bf16(cli):

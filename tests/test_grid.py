@@ -298,3 +298,17 @@ def test_lengths_are_checked():
         net(x, lengths=torch.tensor([7, 1, 1]))
     with pytest.raises(ValueError, match="grid_dims=1"):
         build(2, "plain")(torch.randn(B, 3, 2, IN, dtype=torch.float64), lengths=torch.tensor([1]))
+
+
+def test_project_input_false_feeds_the_input_itself():
+    torch.manual_seed(0)
+    net = GridLSTM(D, D, L, 1, project_input=False).double()
+    x = torch.randn(B, 6, D, dtype=torch.float64)
+    zeros = torch.zeros(L, B, D, dtype=torch.float64)
+    out, _ = net(x)
+    ref, _ = reference_grid(
+        {1: (x, None)}, transforms_of(net), net.priority, [(zeros, zeros)], L, [1]
+    )
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="project_input=False needs input_size"):
+        GridLSTM(IN, D, L, 1, project_input=False)

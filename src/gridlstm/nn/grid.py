@@ -116,6 +116,9 @@ class GridLSTM(nn.Module):
             at layer 0 (TensorFlow GridRNNCell's input dimensions); its m still flows.
         output_dims: dimensions whose top-layer hidden vectors form the output (concatenated).
         input_to_memory: also project the input into the incoming m of the input dimensions.
+        project_input: False feeds the input itself as the incoming h (it must then have
+            hidden_size features per input dimension), e.g. when an embedding already is
+            the projection.
         dropout: on the depth hidden vector between layers.
         backend: ``auto``, ``fast``, ``hyperplane`` or ``naive``.
         output_form, bias, forget_bias, peephole, coupled, activation: see `GridBlock`.
@@ -142,6 +145,7 @@ class GridLSTM(nn.Module):
         input_dims: Sequence[int | str] = ("depth",),
         output_dims: Sequence[int | str] = ("depth",),
         input_to_memory: bool = False,
+        project_input: bool = True,
         dropout: float = 0.0,
         batch_first: bool = True,
         backend: str = "auto",
@@ -192,7 +196,14 @@ class GridLSTM(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         # One projection per input dimension, computed as one GEMM.
         width = hidden_size * len(self.input_dims)
-        self.input_proj = nn.Linear(input_size, width)
+        if not project_input and input_size != width:
+            raise ValueError(
+                f"project_input=False needs input_size = hidden_size x {len(self.input_dims)} "
+                f"input dims = {width}, got {input_size}"
+            )
+        if not project_input and input_to_memory:
+            raise ValueError("input_to_memory=True needs project_input=True")
+        self.input_proj = nn.Linear(input_size, width) if project_input else nn.Identity()
         self.memory_proj = nn.Linear(input_size, width) if input_to_memory else None
         self.dropout = nn.Dropout(dropout)
         self._plans: dict[tuple, list[wavefront.Step]] = {}
@@ -421,7 +432,6 @@ class GridLSTM(nn.Module):
         K, L, d = self.grid_dims, self.num_layers, self.hidden_size
         batch, sizes = x.shape[0], list(x.shape[1:-1])
         positions = list(itertools.product(*(range(s) for s in sizes)))
-        groups = [[(p, layer)] for p in positions for layer in range(L)]
 
         out_h: dict[tuple, list[Tensor]] = {}
         out_m: dict[tuple, list[Tensor]] = {}
@@ -452,21 +462,16 @@ class GridLSTM(nn.Module):
                         m_in[dim] = m_x[(slice(None), *p)]
             return h_in, m_in
 
-        for group in groups:
-            ins = [incoming(p, layer) for p, layer in group]
-            h_in = [torch.cat([hs[i] for hs, _ in ins]) for i in range(K + 1)]
-            m_in = [torch.cat([ms[i] for _, ms in ins]) for i in range(K + 1)]
-            h_new, m_new = self.blocks[group[0][1]](h_in, m_in)
-            if valid is not None:
-                # Padding steps pass the time state through unchanged.
-                keep = torch.cat([valid[:, p[0]] for p, _ in group]).unsqueeze(-1)
-                h_new[0] = torch.where(keep, h_new[0], h_in[0])
-                m_new[0] = torch.where(keep, m_new[0], m_in[0])
-            h_parts = [t.split(batch) for t in h_new]
-            m_parts = [t.split(batch) for t in m_new]
-            for j, cell in enumerate(group):
-                out_h[cell] = [parts[j] for parts in h_parts]
-                out_m[cell] = [parts[j] for parts in m_parts]
+        for p in positions:
+            for layer in range(L):
+                h_in, m_in = incoming(p, layer)
+                h_new, m_new = self.blocks[layer](h_in, m_in)
+                if valid is not None:
+                    # Padding steps pass the time state through unchanged.
+                    keep = valid[:, p[0]].unsqueeze(-1)
+                    h_new[0] = torch.where(keep, h_new[0], h_in[0])
+                    m_new[0] = torch.where(keep, m_new[0], m_in[0])
+                out_h[p, layer], out_m[p, layer] = h_new, m_new
 
         tops = [
             torch.cat([out_h[(p, L - 1)][dim] for dim in self.output_dims], dim=-1)
