@@ -9,10 +9,10 @@ import pytest
 
 @pytest.mark.slow
 def test_default_experiment_learns_addition(cli):
-    # The default config, shortened: accuracy is far above chance (1e-4) well before 8000 steps.
-    result = cli("logger=none", "trainer.max_steps=5000", timeout=1200)
+    # The default config as a user runs it (minus W&B); chance exact-match is 1e-4.
+    result = cli("logger=none", timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
-    assert metrics["test/acc"] > 0.3, metrics
+    assert metrics["test/acc"] > 0.5, metrics
     assert metrics["test/digit_acc"] > 0.8, metrics

@@ -198,14 +198,27 @@ class GridBlock(nn.Module):
     def forward(
         self, h: Sequence[Tensor], m: Sequence[Tensor], apply: Callable | None = None
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """N (h, m) pairs in, N out. ``apply(dim, H, m)`` replaces this block's own
-        transforms (the hyperplane scheduler passes layer-batched ones)."""
-        apply = apply or (lambda dim, H, m_dim: self.transforms[dim](H, m_dim))
+        """N (h, m) pairs in, N out.
+
+        ``apply(dims, H, ms) -> [(h', m') per dim]`` replaces this block's own transforms;
+        it is called once for all non-priority dimensions (they read the same H) and then
+        once per priority dimension. The hyperplane scheduler passes layer-batched ones.
+        """
+        apply = apply or self._own_transforms
         h_out, m_out = list(h), list(m)
-        H = torch.cat(list(h), dim=-1)
         first_priority = len(self.order) - len(self.priority)
-        for step, dim in enumerate(self.order):
-            if step >= first_priority:
-                H = torch.cat(h_out, dim=-1)  # every dimension computed so far is new
-            h_out[dim], m_out[dim] = apply(dim, H, m[dim])
+        groups = [self.order[:first_priority]] + [[dim] for dim in self.priority]
+        for group in groups:
+            if not group:
+                continue
+            H = torch.cat(h_out, dim=-1)  # every dimension computed so far is new
+            for dim, (h_new, m_new) in zip(
+                group, apply(group, H, [m[i] for i in group]), strict=True
+            ):
+                h_out[dim], m_out[dim] = h_new, m_new
         return h_out, m_out
+
+    def _own_transforms(
+        self, dims: list[int], H: Tensor, ms: list[Tensor]
+    ) -> list[tuple[Tensor, Tensor]]:
+        return [self.transforms[dim](H, m) for dim, m in zip(dims, ms, strict=True)]

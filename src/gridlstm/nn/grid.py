@@ -449,7 +449,8 @@ class GridLSTM(nn.Module):
                     h_in.append(boundary[k][0][(layer, slice(None), *rest)])
                     m_in.append(boundary[k][1][(layer, slice(None), *rest)])
             if layer > 0:
-                h_in.append(self.dropout(out_h[(p, layer - 1)][K]))
+                h_below = out_h[(p, layer - 1)][K]
+                h_in.append(self.dropout(h_below) if self.dropout.p > 0 else h_below)
                 m_in.append(out_m[(p, layer - 1)][K])
             else:
                 h_in.append(zeros)

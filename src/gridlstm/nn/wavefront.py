@@ -132,51 +132,92 @@ def plan(
 
 
 class LayerStack:
-    """Every layer's transform of one dimension as one batched GEMM (per-layer weights).
+    """Every layer's transforms as batched GEMMs (per-layer weights).
 
-    Weights are stacked once per forward; ``__call__(dim, H, m)`` takes rows laid out as
-    (layer, slot) and is passed to `GridBlock.forward` as its ``apply``.
+    Weights are stacked (and transposed) once per forward. The dimensions a block computes
+    from the same H (all non-priority ones) are fused: one `torch.baddbmm` over the layers
+    and one pass of the LSTM arithmetic for all of them. ``__call__(dims, H, ms)`` takes rows
+    laid out as (layer, slot) and is passed to `GridBlock.forward` as its ``apply``.
     """
 
     def __init__(self, blocks: nn.ModuleList) -> None:
         self.layers = len(blocks)
-        self.dims = []
-        for dim in range(blocks[0].num_dims):
-            transforms = [block.transforms[dim] for block in blocks]
-            first = transforms[0]
-            if isinstance(first, LSTMTransform):
-                weight = torch.stack([t.weight for t in transforms])
-                bias = torch.stack([t.bias for t in transforms]) if first.bias is not None else None
-                peeps = tuple(self._stacked_peephole(transforms, i) for i in range(3))
-                self.dims.append(("lstm", weight, bias, peeps, first.coupled, first.output_form))
+        block = blocks[0]
+        first_priority = len(block.order) - len(block.priority)
+        groups = [tuple(block.order[:first_priority])] + [(d,) for d in block.priority]
+        self.groups = {dims: None for dims in groups if dims}
+        for dims in self.groups:
+            per_layer = [[b.transforms[dim] for b in blocks] for dim in dims]
+            if all(self._fusable(per_layer[0][0], ts[0]) for ts in per_layer):
+                self.groups[dims] = self._stack(per_layer)
             else:
-                weight = torch.stack([t.linear.weight for t in transforms])
-                linear_bias = first.linear.bias
-                bias = (
-                    torch.stack([t.linear.bias for t in transforms])
-                    if linear_bias is not None
-                    else None
-                )
-                self.dims.append(("nonlstm", weight, bias, first.activation))
+                self.groups[dims] = [self._stack([ts]) for ts in per_layer]
 
     @staticmethod
-    def _stacked_peephole(transforms: list[LSTMTransform], gate: int) -> Tensor | None:
-        """The layers' peephole vectors of one gate as (L, 1, d), or None."""
-        vectors = [t.peepholes()[gate] for t in transforms]
-        return None if vectors[0] is None else torch.stack(vectors).unsqueeze(1)
+    def _fusable(a: nn.Module, b: nn.Module) -> bool:
+        if isinstance(a, LSTMTransform) and isinstance(b, LSTMTransform):
+            same = ("peephole", "coupled", "output_form")
+            return all(getattr(a, k) == getattr(b, k) for k in same) and (a.bias is None) == (
+                b.bias is None
+            )
+        return a is b  # a lone non-LSTM transform (or the same shared one)
 
-    def __call__(self, dim: int, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-        kind, weight, bias, *rest = self.dims[dim]
-        H3 = H.reshape(self.layers, -1, H.shape[-1])
-        Wt = weight.transpose(1, 2)
-        z = torch.bmm(H3, Wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), H3, Wt)
+    @staticmethod
+    def _stack(per_dim: list[list[nn.Module]]) -> tuple:
+        """Stack [dim][layer] transforms: weights (L, in, n*out), bias (L, 1, n*out)."""
+        first = per_dim[0][0]
+        n = len(per_dim)
+        if isinstance(first, LSTMTransform):
+            weights = [torch.stack([t.weight for t in ts]) for ts in per_dim]
+            biases = (
+                [torch.stack([t.bias for t in ts]) for ts in per_dim]
+                if first.bias is not None
+                else None
+            )
+            peeps = []
+            for gate in range(3):
+                vectors = [[t.peepholes()[gate] for t in ts] for ts in per_dim]
+                peeps.append(
+                    None
+                    if vectors[0][0] is None
+                    else torch.stack([torch.stack(v) for v in vectors], dim=1).unsqueeze(1)
+                )  # (L, 1, n, d)
+            options = (tuple(peeps), first.coupled, first.output_form)
+            kind = "lstm"
+        else:
+            weights = [torch.stack([t.linear.weight for t in ts]) for ts in per_dim]
+            has_bias = first.linear.bias is not None
+            biases = (
+                [torch.stack([t.linear.bias for t in ts]) for ts in per_dim] if has_bias else None
+            )
+            options = (first.activation,)
+            kind = "nonlstm"
+        weight_t = torch.cat(weights, dim=1).transpose(1, 2)
+        bias = None if biases is None else torch.cat(biases, dim=1).unsqueeze(1)
+        return kind, n, weight_t, bias, options
+
+    def __call__(self, dims: list[int], H: Tensor, ms: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        entry = self.groups[tuple(dims)]
+        if isinstance(entry, list):  # not fusable: one stacked GEMM per dimension
+            return [self._run(e, H, [m])[0] for e, m in zip(entry, ms, strict=True)]
+        return self._run(entry, H, ms)
+
+    def _run(self, entry: tuple, H: Tensor, ms: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        kind, n, weight_t, bias, options = entry
+        L, d = self.layers, ms[0].shape[-1]
+        H3 = H.reshape(L, -1, H.shape[-1])
+        z = torch.bmm(H3, weight_t) if bias is None else torch.baddbmm(bias, H3, weight_t)
+        z = z.reshape(L, z.shape[1], n, -1)  # (L, rows, dims, gates)
         if kind == "nonlstm":
-            return ACTIVATIONS[rest[0]](z).reshape(-1, z.shape[-1]), m
-        peeps, coupled, form = rest
-        h_new, m_new = lstm_pointwise(
-            z, m.reshape(self.layers, -1, m.shape[-1]), peeps, coupled, form
+            h = ACTIVATIONS[options[0]](z)
+            return [(h[:, :, i].reshape(-1, d), m) for i, m in enumerate(ms)]
+        m = (
+            torch.stack([m.reshape(L, -1, d) for m in ms], dim=2)
+            if n > 1
+            else ms[0].reshape(L, -1, 1, d)
         )
-        return h_new.reshape(m.shape), m_new.reshape(m.shape)
+        h_new, m_new = lstm_pointwise(z, m, *options)
+        return [(h_new[:, :, i].reshape(-1, d), m_new[:, :, i].reshape(-1, d)) for i in range(n)]
 
 
 def _to_device(steps: list[Step], device: torch.device) -> list[Step]:
@@ -241,7 +282,7 @@ def run(
     lasts: list[dict[str, list[Tensor]]] = [{"h": [], "m": []} for _ in range(K)]
     last_at: list[list[int]] = [[] for _ in range(K)]
     for step in steps:
-        if (K, "h") in prev:
+        if (K, "h") in prev and dropout.p > 0:
             prev[K, "h"] = dropout(prev[K, "h"])  # depth h passed up between layers
         gathered: dict[tuple[int, str], Tensor] = {}
         for key, g in step.gathers.items():
