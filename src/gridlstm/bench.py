@@ -25,21 +25,24 @@ from gridlstm.nn import GridLSTM, count_parameters
 
 
 def seconds_per_step(
-    step: Callable[[], None], device: torch.device, warmup: int, repeats: int
-) -> float:
-    """Median wall time of one call, after warm-up."""
+    steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median wall time of one call of each step. The steps are timed round-robin, so
+    drift (CPU clocks, other load) affects every model alike."""
     for _ in range(warmup):
-        step()
-    timings = []
+        for step in steps.values():
+            step()
+    timings: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        timings.append(time.perf_counter() - start)
-    return sorted(timings)[len(timings) // 2]
+        for name, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            timings[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
 
 
 def forward_backward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -54,40 +57,38 @@ def forward_backward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
     x = torch.randn(batch, length, d, device=device, dtype=dtype)
-    tokens = batch * length
-    results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
-    lstm = nn.LSTM(d, d, layers, batch_first=True).to(device, dtype)
-    base = seconds_per_step(forward_backward(lstm, x), device, args.warmup, args.repeats)
-    results["nn.LSTM"] = {"tokens_per_s": tokens / base, "params": count_parameters(lstm)}
-    backends = args.backends.split(",")
-    for backend in backends:
-        grid = GridLSTM(d, d, layers, grid_dims=1, backend=backend).to(device, dtype)
+    nets: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True)}
+    for backend in args.backends.split(","):
         if backend != "fast" and length * layers > args.max_cells:
             continue  # a per-cell backend over a long sequence would take minutes
-        t = seconds_per_step(forward_backward(grid, x), device, args.warmup, args.repeats)
-        results[f"grid2d/{backend}"] = {
-            "tokens_per_s": tokens / t,
-            "ratio_to_nn.LSTM": base / t,
-            "params": count_parameters(grid),
+        nets[f"grid2d/{backend}"] = GridLSTM(d, d, layers, grid_dims=1, backend=backend)
+    nets = {name: net.to(device, dtype) for name, net in nets.items()}
+    steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
+    results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
+    for name, net in nets.items():
+        results[name] = {
+            "tokens_per_s": batch * length / seconds[name],
+            "params": count_parameters(net),
         }
+        if name != "nn.LSTM":
+            results[name]["ratio_to_nn.LSTM"] = seconds["nn.LSTM"] / seconds[name]
     return results
 
 
 def bench_grid3d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     size, d, layers, batch = args.grid_size, args.grid_hidden, args.grid_layers, args.grid_batch
     x = torch.randn(batch, size, size, d, device=device, dtype=dtype)
-    results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
-    timings = {}
+    nets = {}
     for backend in ("hyperplane", "naive"):
         torch.manual_seed(0)
-        grid = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
-        repeats = max(1, args.repeats // 2)
-        timings[backend] = seconds_per_step(forward_backward(grid, x), device, 1, repeats)
-        results[f"grid3d/{backend}"] = {
-            "seconds": timings[backend],
-            "params": count_parameters(grid),
-        }
-    results["hyperplane_speedup"] = timings["naive"] / timings["hyperplane"]
+        nets[backend] = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
+    steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    seconds = seconds_per_step(steps, device, 1, max(1, args.repeats // 2))
+    results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
+    for name, net in nets.items():
+        results[f"grid3d/{name}"] = {"seconds": seconds[name], "params": count_parameters(net)}
+    results["hyperplane_speedup"] = seconds["naive"] / seconds["hyperplane"]
     return results
 
 

@@ -3,7 +3,6 @@
 * `StackedCellLSTM`: a stacked LSTM built from the grid's `LSTMTransform`, so it has the
   same variants (peepholes, coupled input-forget gate, paper output form). Without them it
   equals `torch.nn.LSTM` (use `StackedLSTM` there: it runs on cuDNN).
-* `StackedGRU`: `torch.nn.GRU` with the suite's constructor.
 * `DeepFeedForward`: deep tanh or ReLU nets, the parity baselines (vector in, vector out).
 * `MDLSTM2d`: Graves' 2D Multidimensional LSTM, for comparison with the 3-LSTM: one forget
   gate per dimension and the two incoming memories *summed*, which is exactly what Grid LSTM
@@ -16,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gridlstm.nn.block import ACTIVATIONS, LSTMTransform
-from gridlstm.nn.checks import check_choice, check_positive, check_probability
+from gridlstm.nn.checks import check_choice, check_sizes
 
 State = tuple[Tensor, Tensor]
 
@@ -38,10 +37,7 @@ class StackedCellLSTM(nn.Module):
         batch_first: bool = True,
     ) -> None:
         super().__init__()
-        check_positive("hidden_size", hidden_size)
-        check_positive("num_layers", num_layers)
-        check_positive("input_size", input_size)
-        check_probability("dropout", dropout)
+        check_sizes(input_size, hidden_size, num_layers, dropout)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.batch_first = num_layers, batch_first
         # Layer l's transform reads H = [h_{t-1}; input], like nn.LSTM's [W_hh | W_ih].
@@ -80,31 +76,6 @@ class StackedCellLSTM(nn.Module):
         return output, (torch.stack(h_n), torch.stack(c_n))
 
 
-class StackedGRU(nn.GRU):
-    """`torch.nn.GRU` (cuDNN on GPU) with the suite's constructor."""
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        *,
-        dropout: float = 0.0,
-        batch_first: bool = True,
-    ) -> None:
-        check_positive("hidden_size", hidden_size)
-        check_positive("num_layers", num_layers)
-        check_positive("input_size", input_size)
-        check_probability("dropout", dropout)
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers=num_layers,
-            dropout=dropout if num_layers > 1 else 0.0,
-            batch_first=batch_first,
-        )
-
-
 class DeepFeedForward(nn.Module):
     """``num_layers`` fully connected layers with tanh or ReLU: (B, F) -> ((B, d), None)."""
 
@@ -112,9 +83,7 @@ class DeepFeedForward(nn.Module):
         self, input_size: int, hidden_size: int, num_layers: int = 1, *, activation: str = "tanh"
     ) -> None:
         super().__init__()
-        check_positive("hidden_size", hidden_size)
-        check_positive("num_layers", num_layers)
-        check_positive("input_size", input_size)
+        check_sizes(input_size, hidden_size, num_layers)
         check_choice("activation", activation, ("tanh", "relu"))
         self.input_size, self.hidden_size, self.activation = input_size, hidden_size, activation
         sizes = [input_size] + [hidden_size] * num_layers
@@ -139,9 +108,7 @@ class MDLSTM2d(nn.Module):
         self, input_size: int, hidden_size: int, num_layers: int = 1, *, forget_bias: float = 1.0
     ) -> None:
         super().__init__()
-        check_positive("hidden_size", hidden_size)
-        check_positive("num_layers", num_layers)
-        check_positive("input_size", input_size)
+        check_sizes(input_size, hidden_size, num_layers)
         self.input_size, self.hidden_size = input_size, hidden_size
         d = hidden_size
         self.gates = nn.ModuleList(

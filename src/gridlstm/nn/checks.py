@@ -24,3 +24,11 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+
+
+def check_sizes(input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0) -> None:
+    """The checks every recurrent module of `gridlstm.nn` makes on its sizes."""
+    check_positive("hidden_size", hidden_size)
+    check_positive("num_layers", num_layers)
+    check_positive("input_size", input_size)
+    check_probability("dropout", dropout)

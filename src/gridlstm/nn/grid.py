@@ -33,7 +33,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from gridlstm.nn import wavefront
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
-from gridlstm.nn.checks import check_choice, check_positive, check_probability
+from gridlstm.nn.checks import check_choice, check_sizes
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "fast", "hyperplane", "naive")
@@ -151,12 +151,9 @@ class GridLSTM(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        check_positive("hidden_size", hidden_size)
-        check_positive("num_layers", num_layers)
-        check_positive("input_size", input_size)
+        check_sizes(input_size, hidden_size, num_layers, dropout)
         if isinstance(grid_dims, bool) or not isinstance(grid_dims, int) or grid_dims < 0:
             raise ValueError(f"grid_dims must be an integer >= 0, got {grid_dims!r}")
-        check_probability("dropout", dropout)
         check_choice("backend", backend, BACKENDS)
         if tied and tie_depth_lstm:
             raise ValueError("tied=True already shares the whole block; drop tie_depth_lstm")
