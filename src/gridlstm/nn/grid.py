@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn import wavefront
-from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
+from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
 
 log = logging.getLogger(__name__)
@@ -413,7 +413,7 @@ class GridLSTM(nn.Module):
             steps = wavefront.plan(
                 sizes, self.num_layers, self._batched, self.input_dims, self.memory_proj is not None
             )
-            self._plans[key] = wavefront._to_device(steps, device)
+            self._plans[key] = wavefront.to_device(steps, device)
         return self._plans[key]
 
     @property
@@ -490,4 +490,4 @@ class GridLSTM(nn.Module):
         return output, final
 
 
-__all__ = ["GridLSTM", "NonLSTMTransform", "lstm_kernel"]
+__all__ = ["GridLSTM", "depth_step", "lstm_kernel"]

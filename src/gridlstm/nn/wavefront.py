@@ -220,7 +220,7 @@ class LayerStack:
         return [(h_new[:, :, i].reshape(-1, d), m_new[:, :, i].reshape(-1, d)) for i in range(n)]
 
 
-def _to_device(steps: list[Step], device: torch.device) -> list[Step]:
+def to_device(steps: list[Step], device: torch.device) -> list[Step]:
     def move(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.to(device)
 

@@ -1,0 +1,36 @@
+"""W&B mode: explicit config, else WANDB_MODE, else online only with credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridlstm.loggers import wandb_mode
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+
+
+def test_offline_without_credentials(no_credentials):
+    assert wandb_mode() == "offline"
+
+
+def test_online_with_an_api_key_or_netrc(no_credentials, monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode() == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.delenv("NETRC")
+    assert wandb_mode() == "online"
+
+
+def test_wandb_mode_env_and_config_take_precedence(no_credentials, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode() == "disabled"
+    assert wandb_mode("offline") == "offline"
