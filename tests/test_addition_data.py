@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gridlstm.data.addition import EOS, VOCAB, AdditionDataModule, _keys
+from gridlstm.data.addition import EOS, VOCAB, AdditionDataModule
+from gridlstm.data.synthetic import keys
 
 
 def parse(row: torch.Tensor, digits: int, reverse: bool) -> tuple[int, int, int]:
@@ -41,7 +42,7 @@ def test_fifteen_digit_sums_exceed_int64_free_arithmetic():
 
 
 def problems(rows: torch.Tensor, digits: int) -> set[bytes]:
-    return set(_keys(rows[:, :digits], rows[:, digits + 1 : 2 * digits + 1]))
+    return set(keys(torch.cat([rows[:, :digits], rows[:, digits + 1 : 2 * digits + 1]], 1)))
 
 
 def test_splits_are_disjoint_and_training_never_sees_held_out_problems():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
@@ -19,6 +18,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 
 from gridlstm.nn import TokenSequenceModel, count_parameters
+from gridlstm.tasks.base import TaskModule
 
 
 def mask_after_end(generated: Tensor, target: Tensor, end_token: int, vocab_size: int) -> Tensor:
@@ -28,7 +28,7 @@ def mask_after_end(generated: Tensor, target: Tensor, end_token: int, vocab_size
     return torch.where(after_end, (target + 1) % vocab_size, generated)
 
 
-class AlgorithmicSequenceModule(L.LightningModule):
+class AlgorithmicSequenceModule(TaskModule):
     """Wraps a sequence backbone from `gridlstm.nn` for prompt -> answer tasks.
 
     Args:
@@ -53,7 +53,6 @@ class AlgorithmicSequenceModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = TokenSequenceModel(vocab_size, instantiate(net))
         self.num_parameters = count_parameters(self.model)
-        self.samples_seen = 0
         for split in ("val", "test"):
             setattr(self, f"{split}_acc", MulticlassExactMatch(num_classes=vocab_size))
             setattr(self, f"{split}_digit_acc", MulticlassAccuracy(vocab_size, average="micro"))
@@ -70,9 +69,8 @@ class AlgorithmicSequenceModule(L.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss = self._answer_loss(batch)
-        self.samples_seen += batch.shape[0] * self.trainer.world_size
+        self.count_samples(batch.shape[0])
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/samples_seen", float(self.samples_seen))
         return loss
 
     def _evaluate(self, batch: Tensor, split: str) -> None:
@@ -97,19 +95,3 @@ class AlgorithmicSequenceModule(L.LightningModule):
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         self._evaluate(batch, "test")
-
-    def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["samples_seen"] = self.samples_seen
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.samples_seen = int(checkpoint.get("samples_seen", 0))
