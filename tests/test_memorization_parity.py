@@ -47,7 +47,7 @@ def test_parity_labels_are_the_xor_of_the_bits():
     "make",
     [
         lambda seed: MemorizationDataModule(
-            length=3, vocab=5, val_size=20, test_size=20, seed=seed
+            length=4, vocab=6, val_size=20, test_size=20, seed=seed
         ),
         lambda seed: ParityDataModule(bits=8, val_size=60, test_size=60, batch_size=128, seed=seed),
     ],
