@@ -30,6 +30,7 @@ def test_single_run_writes_metrics_and_loadable_checkpoints(cli):
         "params",
         "samples_seen",
         "wall_time_s",
+        "val/samples_to_threshold",
     ):
         assert key in metrics, key
     assert metrics["samples_seen"] == 6 * 8

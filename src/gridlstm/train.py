@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from gridlstm.callbacks import SamplesToThreshold
 from gridlstm.config import ConfigError, build, check_compatible, check_launch
 from gridlstm.launch import job_environment
 from gridlstm.loggers import build_loggers, finish_wandb, log_hyperparameters
@@ -86,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("model=%s: %d trainable parameters", cfg.model.name, module.num_parameters)
 
     loggers = build_loggers(cfg)
-    trainer = build_trainer(cfg, loggers, build_callbacks(cfg, has_logger=bool(loggers)))
+    callbacks = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, bool(loggers)))
+    trainer = build_trainer(cfg, loggers, callbacks)
     log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
 
     trainer.fit(module, datamodule=datamodule)
@@ -99,6 +101,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
 
     metrics: dict[str, Any] = {**train_metrics, **val[0], **test[0]}
+    for callback in callbacks:
+        if isinstance(callback, SamplesToThreshold):  # null when never reached
+            metrics["val/samples_to_threshold"] = callback.samples
     metrics.update(
         params=module.num_parameters,
         samples_seen=samples_seen,

@@ -1,0 +1,53 @@
+"""SamplesToThreshold: the first fit-time validation at or above the threshold counts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+
+from gridlstm.callbacks import SamplesToThreshold
+
+
+def validate(callback, acc, samples, *, sanity=False, fn=TrainerFn.FITTING):
+    logged = []
+    logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append((metrics, step)))
+    trainer = SimpleNamespace(
+        sanity_checking=sanity,
+        state=SimpleNamespace(fn=fn),
+        callback_metrics={"val/acc": torch.tensor(acc)},
+        loggers=[logger],
+        global_step=samples // 10,
+    )
+    callback.on_validation_end(trainer, SimpleNamespace(samples_seen=samples))
+    return logged
+
+
+def test_first_crossing_is_recorded_once():
+    callback = SamplesToThreshold("val/acc", 0.9)
+    assert validate(callback, 0.95, 50, sanity=True) == []  # sanity check: ignored
+    validate(callback, 0.5, 100)
+    assert callback.samples is None
+    logged = validate(callback, 0.9, 200)  # equal counts as reached
+    assert callback.samples == 200
+    assert logged == [({"val/samples_to_threshold": 200}, 20)]
+    validate(callback, 0.99, 300)
+    validate(callback, 0.1, 400)
+    assert callback.samples == 200
+    validate(SamplesToThreshold("val/acc", 0.9), 1.0, 500, fn=TrainerFn.VALIDATING)
+
+
+def test_state_survives_a_checkpoint():
+    callback = SamplesToThreshold("val/acc", 0.5)
+    validate(callback, 0.7, 1234)
+    restored = SamplesToThreshold("val/acc", 0.5)
+    restored.load_state_dict(callback.state_dict())
+    assert restored.samples == 1234
+
+
+@pytest.mark.parametrize("threshold", [0, -0.1, 1.01, 2])
+def test_threshold_outside_unit_interval_is_rejected(threshold):
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]"):
+        SamplesToThreshold("val/acc", threshold)
