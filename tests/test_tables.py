@@ -1,0 +1,73 @@
+"""The table command on fixture sweeps in the real on-disk layout."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from gridlstm import tables
+
+
+def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None, metrics_text=None):
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(
+        f"model:\n  name: {model}\n  net:\n    num_layers: {layers}\n    hidden_size: 32\n"
+        f"    tied: true\ntask:\n  name: addition\n  datamodule:\n    digits: 3\n"
+    )
+    if metrics_text is not None:
+        (job / "metrics.json").write_text(metrics_text)
+    elif acc is not None:
+        metrics = {
+            "test/acc": acc,
+            "val/acc": acc + 0.01,
+            "params": 1000 * layers,
+            "samples_seen": 6400,
+            "val/samples_to_threshold": None,
+        }
+        (job / "metrics.json").write_text(json.dumps(metrics))
+        (job / "csv").mkdir()
+        rows = [
+            {"step": "9", "train/samples_seen": "640", "val/acc": ""},
+            {"step": "9", "train/samples_seen": "", "val/acc": "0.2"},
+            {"step": "99", "train/samples_seen": "6400", "val/acc": ""},
+            {"step": "99", "train/samples_seen": "", "val/acc": str(acc)},
+        ]
+        with (job / "csv" / "metrics.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["step", "train/samples_seen", "val/acc"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def test_table_markdown_csv_and_plot(tmp_path, capsys):
+    sweep = tmp_path / "multirun" / "2026-11-21" / "10-00-00_abc123"
+    make_job(sweep, "0", "grid2d", 2, 0.5)
+    make_job(sweep, "1", "stacked_lstm", 4, 0.25)
+    make_job(sweep, "2", "grid2d", 4, None, metrics_text="{not json")
+    make_job(sweep, "3", "grid2d", 8, None)  # never finished: no metrics.json
+    assert tables.main([str(sweep)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{sweep / '2' / 'metrics.json'}: malformed JSON" in err
+    assert f"{sweep / '3' / 'metrics.json'}: missing" in err
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert [(r["job"], r["model"], r["layers"], r["test/acc"]) for r in rows] == [
+        ("0", "grid2d", "2", "0.5"),
+        ("1", "stacked_lstm", "4", "0.25"),
+    ]
+    assert rows[0]["params"] == "2000" and rows[0]["size"] == "3"
+    md = (sweep / "table.md").read_text()
+    assert "| 0 | grid2d | 2 | 32 | True | 2000 | addition | 3 | 0.5000 |" in md
+    assert "Paper: a tied 2-LSTM solves 15-digit addition" in md
+    assert (sweep / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "(2 curves)" in out
+
+
+def test_no_usable_job_is_one_clear_error(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, "0", "grid2d", 2, None, metrics_text="[]")
+    assert tables.main([str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "no job has a usable metrics.json" in err and "expected a JSON object" in err
+    assert tables.main([str(tmp_path / "nowhere")]) == 2
+    assert "not a directory" in capsys.readouterr().err
