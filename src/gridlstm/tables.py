@@ -101,7 +101,7 @@ def markdown(rows: list[dict[str, Any]], tasks: set[str]) -> str:
     return "\n".join(lines + [""] + claims) + "\n"
 
 
-def curves(sweep: Path, jobs: list[Path], out: Path) -> int:
+def curves(sweep: Path, rows: list[dict[str, Any]], out: Path) -> int:
     """Plot val/acc against train/samples_seen per job; returns the number of curves."""
     import matplotlib
 
@@ -110,7 +110,8 @@ def curves(sweep: Path, jobs: list[Path], out: Path) -> int:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     drawn = 0
-    for job in jobs:
+    for row in rows:
+        job = sweep / row["job"]
         log = job / "csv" / "metrics.csv"
         if not log.is_file():
             continue
@@ -124,7 +125,8 @@ def curves(sweep: Path, jobs: list[Path], out: Path) -> int:
                     points.append((record["step"], float(record["val/acc"])))
         xy = [(samples_at_step[s], acc) for s, acc in points if s in samples_at_step]
         if xy:
-            axes.plot(*zip(*xy, strict=True), marker=".", label=job.name)
+            label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']}"
+            axes.plot(*zip(*xy, strict=True), marker=".", label=label)
             drawn += 1
     axes.set_xlabel("training samples seen")
     axes.set_ylabel("validation accuracy (exact match)")
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    drawn = curves(args.sweep, job_dirs(args.sweep), args.sweep / "curves.png")
+    drawn = curves(args.sweep, rows, args.sweep / "curves.png")
     print(table)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
