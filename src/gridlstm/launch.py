@@ -66,11 +66,25 @@ def run_id() -> str:
     return f"{datetime.now():%Y-%m-%d/%H-%M-%S}_{secrets.token_hex(3)}"
 
 
+def comparable_hidden(model: str, layers: int, tied: bool, base: int) -> int:
+    """Hidden size giving ``model`` about the recurrent weights of a ``layers``-layer stacked
+    LSTM with ``base`` units, for comparisons at equal parameter count (spec section 3).
+
+    Weights per d^2: stacked LSTM 8 L (4 gates over [h; x]), untied 2-LSTM 16 L (two
+    transforms over [h_time; h_depth] per block), tied 2-LSTM 16 (one block in all).
+    """
+    grid = str(model).startswith("grid2d")
+    per_d2 = (16 if tied else 16 * layers) if grid else 8 * layers
+    return max(1, round(base * (8 * layers / per_d2) ** 0.5))
+
+
 def register_resolvers() -> None:
     # use_cache: Hydra copies the resolver cache into every job of a sweep, so all jobs of
     # one multirun see the same id.
     if not OmegaConf.has_resolver("gridlstm_run_id"):
         OmegaConf.register_new_resolver("gridlstm_run_id", run_id, use_cache=True)
+    if not OmegaConf.has_resolver("gridlstm_comparable_hidden"):
+        OmegaConf.register_new_resolver("gridlstm_comparable_hidden", comparable_hidden)
 
 
 def hydra_job_command(local_rank: int) -> tuple[list[str], str]:

@@ -125,11 +125,12 @@ def curves(sweep: Path, rows: list[dict[str, Any]], out: Path) -> int:
                     points.append((record["step"], float(record["val/acc"])))
         xy = [(samples_at_step[s], acc) for s, acc in points if s in samples_at_step]
         if xy:
-            label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']}"
+            size = f"{TASK_SIZE.get(row['task'], 'size')}={row['size']}"
+            label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']} {size}"
             axes.plot(*zip(*xy, strict=True), marker=".", label=label)
             drawn += 1
     axes.set_xlabel("training samples seen")
-    axes.set_ylabel("validation accuracy (exact match)")
+    axes.set_ylabel("validation accuracy (val/acc)")
     axes.set_title(sweep.name)
     if drawn:
         axes.legend(fontsize="small")
