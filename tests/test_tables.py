@@ -13,7 +13,9 @@ def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None,
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "config.yaml").write_text(
-        f"model:\n  name: {model}\n  net:\n    num_layers: {layers}\n    hidden_size: 32\n"
+        f"model:\n  name: {model}\n  net:\n    num_layers: {layers}\n"
+        "    hidden_size: ${gridlstm_comparable_hidden:${model.name},${model.net.num_layers},"
+        "${oc.select:model.net.tied,false},32}\n"
         f"    tied: true\ntask:\n  name: addition\n  datamodule:\n    digits: 3\n"
     )
     if metrics_text is not None:
@@ -57,7 +59,9 @@ def test_table_markdown_csv_and_plot(tmp_path, capsys):
     ]
     assert rows[0]["params"] == "2000" and rows[0]["size"] == "3"
     md = (sweep / "table.md").read_text()
+    # hidden resolved through the presets' resolver: tied grid, 2 layers, base 32 -> 32
     assert "| 0 | grid2d | 2 | 32 | True | 2000 | addition | 3 | 0.5000 |" in md
+    assert rows[1]["hidden"] == "32"  # stacked LSTM at its base width
     assert "Paper: a tied 2-LSTM solves 15-digit addition" in md
     assert (sweep / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "(2 curves)" in out

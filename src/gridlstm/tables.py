@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gridlstm.launch import register_resolvers
 
 # Spec section 3 ([paper] claims only).
 REFERENCE = {
@@ -65,17 +68,21 @@ def read_job(job: Path) -> dict[str, Any]:
     config_path = job / ".hydra" / "config.yaml"
     if not config_path.is_file():
         raise ValueError(f"{config_path}: missing")
-    cfg = OmegaConf.load(config_path)
-    net, task = cfg.model.net, cfg.task
-    row = {
-        "job": job.name,
-        "model": cfg.model.name,
-        "layers": net.get("num_layers"),
-        "hidden": net.get("hidden_size"),
-        "tied": net.get("tied", ""),
-        "task": task.name,
-        "size": task.datamodule.get(TASK_SIZE.get(task.name, ""), ""),
-    }
+    try:
+        # The saved config keeps interpolations, some through the suite's resolvers.
+        cfg = OmegaConf.load(config_path)
+        net, task = cfg.model.net, cfg.task
+        row = {
+            "job": job.name,
+            "model": cfg.model.name,
+            "layers": net.get("num_layers"),
+            "hidden": net.get("hidden_size"),
+            "tied": net.get("tied", ""),
+            "task": task.name,
+            "size": task.datamodule.get(TASK_SIZE.get(task.name, ""), ""),
+        }
+    except OmegaConfBaseException as error:
+        raise ValueError(f"{config_path}: {error}") from None
     return {key: row[key] if key in row else metrics.get(key) for key in COLUMNS}
 
 
@@ -166,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep", type=Path, help="a multirun directory, e.g. multirun/2026-11-21/10-00-00_ab12cd"
     )
     args = parser.parse_args(argv)
+    register_resolvers()
     try:
         rows, problems = build_tables(args.sweep)
     except TableError as error:
