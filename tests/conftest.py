@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +51,15 @@ def cli(tmp_path: Path):
 
     run.cwd = tmp_path
     return run
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A CPU Trainer for in-process tests: no logger, checkpoints, progress bar or summary."""
+    defaults = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**{**defaults, **kwargs})

@@ -3,13 +3,13 @@ evaluation that never trains, and a model that can fit a tiny pool."""
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from gridlstm.data.addition import EOS, AdditionDataModule
 from gridlstm.tasks import AlgorithmicSequenceModule
 from gridlstm.tasks.algorithmic import mask_after_end
+from tests.conftest import quiet_trainer
 
 NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 24, "hidden_size": 24, "num_layers": 2}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
@@ -68,13 +68,7 @@ def test_validation_never_steps_the_optimizer_and_runs_in_eval_mode():
     modes = []
     module.model.register_forward_pre_hook(lambda m, _: modes.append(m.training))
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer()
     trainer.validate(module, datamodule=dm, verbose=False)
     assert modes and not any(modes)
     for key, value in module.state_dict().items():
@@ -92,15 +86,7 @@ def test_model_overfits_a_tiny_pool():
         seed=0,
     )
     module = module_for(dm)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=250,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(max_steps=250, limit_val_batches=0)
     dm.setup()
     start = module._answer_loss(dm.splits["pool"]).item()
     trainer.fit(module, datamodule=dm)

@@ -3,13 +3,13 @@ the parity classifier learns a small k."""
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
 from gridlstm.data import MemorizationDataModule, ParityDataModule
 from gridlstm.data.synthetic import keys
 from gridlstm.tasks import VectorClassificationModule
+from tests.conftest import quiet_trainer
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
@@ -97,15 +97,7 @@ def test_tied_one_lstm_learns_small_parity():
     }
     module = VectorClassificationModule(net=net, optimizer=ADAM, **dm.module_kwargs())
     assert module.backbone.backend == "fast" and module.backbone.input_size == 4
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=300,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(max_steps=300, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
     pool = dm.splits["pool"]
     accuracy = (module(pool[:, :-1].float()).argmax(-1) == pool[:, -1]).float().mean()

@@ -63,10 +63,6 @@ def encode(a: Tensor, b: Tensor, reverse: bool = False) -> Tensor:
     return torch.cat([a, column(PLUS), b, column(EQUALS), s, column(EOS)], dim=1)
 
 
-def to_text(row: Tensor) -> str:
-    return "".join(VOCAB[int(t)] for t in row)
-
-
 class AdditionDataModule(SyntheticDataModule):
     """Random ``digits``-digit additions generated from ``seed``.
 
