@@ -17,8 +17,17 @@ def test_comparable_hidden_formula():
     assert comparable_hidden("grid2d", 2, True, 128) == 128
 
 
-@pytest.mark.parametrize("experiment", ["addition_cpu", "memorization_cpu"])
-@pytest.mark.parametrize("layers", [2, 4])
+@pytest.mark.parametrize(
+    ("experiment", "layers"),
+    [
+        ("addition_cpu", 2),
+        ("addition_cpu", 4),
+        ("memorization_cpu", 2),
+        ("memorization_cpu", 4),
+        ("addition_paper", 8),
+        ("memorization_paper", 2),
+    ],
+)
 def test_presets_give_comparable_parameter_counts(experiment, layers, tmp_path):
     counts = {}
     for model in ("stacked_lstm", "grid2d_untied", "grid2d"):
@@ -26,7 +35,23 @@ def test_presets_give_comparable_parameter_counts(experiment, layers, tmp_path):
             [f"experiment={experiment}", f"model={model}", f"model.net.num_layers={layers}"],
             tmp_path,
         )
-        assert cfg.task.name == experiment.removesuffix("_cpu")
+        assert cfg.task.name == experiment.rsplit("_", 1)[0]
         counts[model] = count_parameters(instantiate(cfg.model.net))
     smallest, largest = min(counts.values()), max(counts.values())
     assert largest / smallest < 1.15, counts  # within 15% (input projections differ a bit)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "sizes"),
+    [("addition_paper", {"digits": 15}), ("memorization_paper", {"length": 20, "vocab": 66})],
+)
+def test_paper_presets_use_the_paper_task_size_and_sweep_all_three_models(
+    experiment, sizes, tmp_path
+):
+    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    for key, value in sizes.items():
+        assert cfg.task.datamodule[key] == value
+    # Without -m the preset is the tied 2-LSTM alone; with -m the sweep covers the table.
+    assert cfg.model.name == "grid2d" and cfg.model.net.tied
+    params = cfg.hydra.sweeper.params
+    assert params["model"].split(",") == ["stacked_lstm", "grid2d_untied", "grid2d"]
