@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,51 @@ TINY = [
     "trainer.max_steps=6",
     "trainer.log_every_n_steps=1",
 ]
+
+
+# A tiny language-model run (task=text / enwik8); the file comes from write_corpus.
+TINY_LM = [
+    "model.net.hidden_size=12",
+    "model.net.num_layers=2",
+    "task.datamodule.bptt=8",
+    "task.datamodule.batch_size=4",
+    "task.datamodule.eval_batch_size=3",
+    "trainer.max_steps=6",
+    "trainer.log_every_n_steps=1",
+]
+
+WORDS = "grid long short term memory cells along depth and time share one block".split()
+
+
+def write_corpus(path: Path, size: int = 3000, seed: int = 0) -> Path:
+    """A text file of ``size`` bytes of random words (ASCII, so bytes = characters)."""
+    rng = random.Random(seed)
+    text = ""
+    while len(text) < size:
+        text += rng.choice(WORDS) + rng.choice("  \n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text[:size])
+    return path
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def task_overrides(task: str, tmp_path: Path) -> list[str]:
+    """Small sizes for ``task``, with the data files it reads generated under tmp_path."""
+    if task == "text":
+        return [*TINY_LM, f"task.path={write_corpus(tmp_path / 'corpus.txt')}"]
+    if task == "enwik8":
+        corpus = write_corpus(tmp_path / "data" / "enwik8")
+        return [
+            *TINY_LM,
+            f"task.datamodule.data_dir={corpus.parent}",
+            f"task.datamodule.md5={md5_of(corpus)}",
+            "task.datamodule.download=false",
+        ]
+    small = [o for o in TINY if not o.startswith("task.datamodule.digits")]
+    return TINY if task == "addition" else small
 
 
 def offline_env() -> dict[str, str]:

@@ -51,3 +51,25 @@ def test_state_survives_a_checkpoint():
 def test_threshold_outside_unit_interval_is_rejected(threshold):
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]"):
         SamplesToThreshold("val/acc", threshold)
+
+
+def test_min_mode_counts_the_first_value_at_or_below_the_threshold():
+    callback = SamplesToThreshold("val/acc", 1.5, mode="min")  # e.g. bits/char
+    validate(callback, 2.0, 100)
+    assert callback.samples is None
+    validate(callback, 1.5, 200)
+    assert callback.samples == 200
+
+
+def test_threshold_none_turns_the_callback_off():
+    callback = SamplesToThreshold("val/acc", None)
+    assert validate(callback, 1.0, 100) == [] and callback.samples is None
+
+
+@pytest.mark.parametrize(
+    ("threshold", "mode", "message"),
+    [(0, "min", "must be > 0"), (0.5, "up", "mode must be"), ("x", "max", "a number or null")],
+)
+def test_bad_min_mode_settings_are_rejected(threshold, mode, message):
+    with pytest.raises(ValueError, match=message):
+        SamplesToThreshold("val/bpc", threshold, mode=mode)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 from gridlstm.config import models_for
 from gridlstm.launch import register_resolvers
 from gridlstm.train import train
-from tests.conftest import CONF, TINY
+from tests.conftest import CONF, task_overrides
 
 register_resolvers()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -76,10 +76,10 @@ PAIRS = [
 @pytest.mark.parametrize(("model", "task"), PAIRS, ids=[f"{m}-{t}" for m, t in PAIRS])
 def test_every_compatible_pair_runs_fast_dev_run(model, task, tmp_path):
     overrides = [f"model={model}", f"task={task}", "debug=fast_dev_run", "hardware=cpu"]
-    # Small sizes every model and task has (digits is addition's own).
-    small = [o for o in TINY if not o.startswith(("trainer.", "task.datamodule.digits"))]
+    small = [o for o in task_overrides(task, tmp_path) if not o.startswith("trainer.")]
     cfg = compose_train(overrides + small, tmp_path)
     metrics = train(cfg)
     assert metrics["params"] > 0
-    assert {"val/acc", "test/acc"} <= metrics.keys()
+    main = cfg.task.monitor.split("/")[1]
+    assert {f"val/{main}", f"test/{main}"} <= metrics.keys()
     assert json.loads((tmp_path / "metrics.json").read_text())["params"] == metrics["params"]

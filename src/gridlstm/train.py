@@ -29,6 +29,9 @@ from gridlstm.loggers import build_loggers, finish_wandb, log_hyperparameters
 
 log = logging.getLogger(__name__)
 
+# Last logged training values kept in metrics.json (chars_per_s is a running mean).
+FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s")
+
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
     callbacks = []
@@ -54,7 +57,10 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
 
 
 def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
-    module_class = get_class(cfg.task.module._target_)
+    """The task's LightningModule: backbone and optimizer configs, what the data says
+    (vocabulary, sizes) and the task's own module options (``task.module.*``)."""
+    options = OmegaConf.to_container(cfg.task.module, resolve=True)
+    module_class = get_class(options.pop("_target_"))
     return module_class(
         net=OmegaConf.to_container(cfg.model.net, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
@@ -62,6 +68,7 @@ def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightn
         if cfg.optim.get("scheduler")
         else None,
         **datamodule.module_kwargs(),
+        **options,
     )
 
 
@@ -93,7 +100,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     trainer.fit(module, datamodule=datamodule)
     samples_seen = module.samples_seen
-    train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "train/loss"}
+    train_metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_TRAIN_METRICS
+    }
     # The first ModelCheckpoint tracks the task's main metric (conf/callbacks/default.yaml).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt_path = best or None

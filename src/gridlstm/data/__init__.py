@@ -1,7 +1,15 @@
 """LightningDataModules, one per task."""
 
 from gridlstm.data.addition import AdditionDataModule
+from gridlstm.data.enwik8 import Enwik8DataModule
 from gridlstm.data.memorization import MemorizationDataModule
 from gridlstm.data.parity import ParityDataModule
+from gridlstm.data.text import TextDataModule
 
-__all__ = ["AdditionDataModule", "MemorizationDataModule", "ParityDataModule"]
+__all__ = [
+    "AdditionDataModule",
+    "Enwik8DataModule",
+    "MemorizationDataModule",
+    "ParityDataModule",
+    "TextDataModule",
+]

@@ -5,7 +5,7 @@ from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
 from gridlstm.nn.stacked import StackedGRU, StackedLSTM
-from gridlstm.nn.token_model import TokenSequenceModel, count_parameters
+from gridlstm.nn.token_model import TokenSequenceModel, count_parameters, detach_state
 
 __all__ = [
     "DeepFeedForward",
@@ -20,4 +20,5 @@ __all__ = [
     "StackedLSTM",
     "TokenSequenceModel",
     "count_parameters",
+    "detach_state",
 ]

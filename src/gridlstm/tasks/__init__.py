@@ -2,5 +2,6 @@
 
 from gridlstm.tasks.algorithmic import AlgorithmicSequenceModule
 from gridlstm.tasks.classification import VectorClassificationModule
+from gridlstm.tasks.language_model import LanguageModelModule
 
-__all__ = ["AlgorithmicSequenceModule", "VectorClassificationModule"]
+__all__ = ["AlgorithmicSequenceModule", "LanguageModelModule", "VectorClassificationModule"]

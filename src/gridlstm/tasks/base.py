@@ -1,11 +1,13 @@
-"""What every task module shares: the optimizer/scheduler from config, and a count of the
-training samples seen (across all ranks), kept in checkpoints and logged."""
+"""What every task module shares: the optimizer/scheduler from config, a count of the
+training samples seen (across all ranks, kept in checkpoints and logged), and the global
+gradient norm before clipping (``train/grad_norm``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 
 
@@ -17,6 +19,12 @@ class TaskModule(L.LightningModule):
     def count_samples(self, batch_size: int) -> None:
         self.samples_seen += batch_size * self.trainer.world_size
         self.log("train/samples_seen", float(self.samples_seen))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called after AMP unscaling and before clipping: the norm that clipping compares.
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())

@@ -1,0 +1,113 @@
+"""Sample text from a language-model checkpoint (``task=enwik8`` or ``task=text``).
+
+    python -m gridlstm.sample ckpt=outputs/.../checkpoints/last.ckpt prime="The " \\
+        length=500 temperature=0.8 top_k=20 seed=1
+
+Checkpoints carry the vocabulary and the model config, so nothing else is needed. The same
+seed gives the same text; ``temperature=0`` is greedy decoding.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gridlstm.data.text import decode, encode
+from gridlstm.tasks.language_model import TASK, LanguageModelModule
+
+
+@dataclass
+class SampleConfig:
+    ckpt: str = ""
+    prime: str = "\n"
+    length: int = 500
+    temperature: float = 1.0
+    top_k: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+class SampleError(ValueError):
+    """A bad argument or checkpoint; the message is one line for the user."""
+
+
+def parse_args(argv: list[str]) -> SampleConfig:
+    """``key=value`` arguments, like the training command's overrides. Values stay raw
+    strings until checked against `SampleConfig` (so ``prime=true`` stays the text 'true')."""
+    names = [f.name for f in fields(SampleConfig)]
+    raw: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in names:
+            raise SampleError(f"unknown argument {arg!r}; valid: {', '.join(f'{n}=' for n in names)}")
+        raw[key] = None if key == "top_k" and value.lower() in ("null", "none") else value
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SampleConfig), raw)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        raise SampleError(f"{key}: {str(error).splitlines()[0]}" if key else str(error)) from None
+    cfg = SampleConfig(**OmegaConf.to_container(merged))
+    if not cfg.ckpt:
+        raise SampleError("no checkpoint given: ckpt=path/to/last.ckpt")
+    if cfg.length < 1:
+        raise SampleError(f"length must be >= 1, got {cfg.length}")
+    if cfg.temperature < 0:
+        raise SampleError(f"temperature must be >= 0 (0: greedy), got {cfg.temperature}")
+    if cfg.top_k is not None and cfg.top_k < 1:
+        raise SampleError(f"top_k must be >= 1 or null, got {cfg.top_k}")
+    if not cfg.prime:
+        raise SampleError("prime must hold at least one character")
+    return cfg
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
+    """The language model in a checkpoint written by ``train.py`` (task=enwik8 or text)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
+        raise SampleError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("gridlstm_task") != TASK:
+        raise SampleError(
+            f"{path} is not a language-model checkpoint (it has no vocabulary to sample "
+            "from); use one from a run with task=enwik8 or task=text"
+        )
+    module = LanguageModelModule(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.to(device).eval()
+
+
+def sample(cfg: SampleConfig) -> str:
+    """The prime followed by ``cfg.length`` sampled characters."""
+    module = load_model(cfg.ckpt, cfg.device)
+    vocab = module.hparams.vocab
+    try:
+        prime = encode(cfg.prime, vocab)
+    except ValueError as error:
+        raise SampleError(f"prime: {error}") from None
+    generator = torch.Generator(cfg.device).manual_seed(cfg.seed)
+    tokens = torch.tensor([prime], device=cfg.device)
+    generated = module.model.sample(tokens, cfg.length, cfg.temperature, cfg.top_k, generator)
+    return cfg.prime + decode(generated[0].tolist(), vocab)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cfg = parse_args(sys.argv[1:] if argv is None else argv)
+        text = sample(cfg)
+    except SampleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Character-level language modelling with truncated BPTT, scored in bits per character.
+
+Training: each batch is the next window of every stream (`gridlstm.data.text`); the
+backbone's time state is carried from batch to batch and detached every step, and reset at
+the start of every training epoch. Evaluation starts from a fresh state, carries it across
+the whole split, and reports bits/char = mean cross-entropy in nats / ln 2 over every target
+of the split (spec section 4), summed over ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from gridlstm.data.text import IGNORE
+from gridlstm.nn import TokenSequenceModel, count_parameters, detach_state
+from gridlstm.tasks.base import TaskModule
+
+TASK = "language_model"  # marks checkpoints the sampler accepts
+
+
+class LanguageModelModule(TaskModule):
+    """Wraps a sequence backbone from `gridlstm.nn` as a next-token model.
+
+    Args:
+        net: the backbone's config (a plain dict with ``_target_``).
+        vocab_size: symbols; vocab: the characters (None: bytes). Both are stored in
+            checkpoints so the sampler needs nothing else.
+        output_dropout: dropout on the backbone's output before the softmax head.
+        optimizer, scheduler: ``_partial_`` configs (see `TaskModule`).
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any],
+        vocab_size: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        vocab: list[str] | None = None,
+        output_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = TokenSequenceModel(vocab_size, instantiate(net), dropout=output_dropout)
+        self.num_parameters = count_parameters(self.model)
+        self.val_nats, self.test_nats = MeanMetric(), MeanMetric()
+        self.state: Any = None
+        self.chars_trained, self.train_seconds = 0, 0.0
+        self._step_start = 0.0
+
+    def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        return self.model(tokens, state)
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        self.state = None  # every epoch reads the streams from their beginning
+
+    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits, state = self(inputs, self.state)
+        self.state = detach_state(state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        self.count_samples(batch.shape[0])
+        self.chars_trained += targets.numel() * self.trainer.world_size
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bpc", loss / math.log(2))
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        self.train_seconds += time.perf_counter() - self._step_start
+        if self.train_seconds > 0:  # running mean over the fit, all ranks together
+            self.log("train/chars_per_s", self.chars_trained / self.train_seconds)
+
+    # ------------------------------------------------------------------ evaluation
+    def on_validation_epoch_start(self) -> None:
+        self.eval_state = None
+
+    def on_test_epoch_start(self) -> None:
+        self.eval_state = None
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], nats: MeanMetric) -> None:
+        inputs, targets = batch
+        logits, self.eval_state = self(inputs, self.eval_state)
+        losses = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+        )
+        nats.update(losses[targets.reshape(-1) != IGNORE])
+
+    def _log_split(self, split: str, nats: MeanMetric) -> None:
+        mean = nats.compute()  # summed over every rank's targets
+        # Equal on every rank already; sync_dist only silences Lightning's DDP advice.
+        self.log(f"{split}/loss", mean, sync_dist=True)
+        self.log(f"{split}/bpc", mean / math.log(2), prog_bar=True, sync_dist=True)
+        nats.reset()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_nats)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val", self.val_nats)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_nats)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test", self.test_nats)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["gridlstm_task"] = TASK
