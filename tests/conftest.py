@@ -41,7 +41,21 @@ TINY_LM = [
     "trainer.log_every_n_steps=1",
 ]
 
-WORDS = "grid long short term memory cells along depth and time share one block".split()
+WORDS = [
+    "grid",
+    "long",
+    "short",
+    "term",
+    "memory",
+    "cells",
+    "along",
+    "depth",
+    "and",
+    "time",
+    "share",
+    "one",
+    "block",
+]
 
 
 def write_corpus(path: Path, size: int = 3000, seed: int = 0) -> Path:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 
 CPU_MULTINODE = [
@@ -95,3 +97,26 @@ def test_externally_launched_multirun_shares_one_sweep(cli):
     sweep, _ = sweep_jobs(cli.cwd)
     assert sweep.name.startswith("torchrun-")
     assert [m["samples_seen"] for m in metrics] == [96, 96]
+
+
+def test_ddp_cpu_language_model_scores_the_whole_split_once(cli, tmp_path):
+    """Each rank scores its own evaluation streams; bits/char summed over both ranks equals
+    a one-process evaluation of the same checkpoint."""
+    from gridlstm.data import TextDataModule
+    from gridlstm.tasks import LanguageModelModule
+    from tests.conftest import TINY_LM, quiet_trainer, write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus.txt", 3000)
+    result = cli(
+        "task=text", f"task.path={corpus}", *TINY_LM, "trainer.val_check_interval=3",
+        "logger=none", "hardware=ddp_cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    [metrics_file] = cli.cwd.glob("outputs/*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    [best] = metrics_file.parent.glob("checkpoints/best-*.ckpt")
+    module = LanguageModelModule.load_from_checkpoint(best, map_location="cpu")
+    dm = TextDataModule(corpus, bptt=8, batch_size=4, eval_batch_size=3)
+    [single] = quiet_trainer().validate(module, datamodule=dm, verbose=False)
+    assert metrics["val/bpc"] == pytest.approx(single["val/bpc"], rel=1e-5)
+    assert metrics["samples_seen"] == 6 * 4 * 2

@@ -45,7 +45,8 @@ def parse_args(argv: list[str]) -> SampleConfig:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in names:
-            raise SampleError(f"unknown argument {arg!r}; valid: {', '.join(f'{n}=' for n in names)}")
+            valid = ", ".join(f"{name}=" for name in names)
+            raise SampleError(f"unknown argument {arg!r}; valid: {valid}")
         raw[key] = None if key == "top_k" and value.lower() in ("null", "none") else value
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SampleConfig), raw)

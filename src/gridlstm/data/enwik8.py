@@ -40,10 +40,12 @@ def md5sum(path: Path) -> str:
 
 
 def where_to_put_it(target: Path, md5: str | None) -> str:
+    target = target.absolute()
     checksum = f", md5 {md5}" if md5 else ""
     return (
         f"put the file at {target} (enwik8 from {URL}, 100,000,000 bytes{checksum}) or the zip "
-        f"at {target.with_suffix('.zip')}, or point task.data_dir at a directory holding one"
+        f"at {target.with_suffix('.zip')}, or point task.datamodule.data_dir at a directory "
+        "holding one"
     )
 
 

@@ -96,12 +96,14 @@ class TrainWindows(Dataset):
 
 
 class EvalWindows(Dataset):
-    """Consecutive (inputs, targets) windows of this rank's evaluation streams; the streams
-    together cover every target of the split once (padding targets are ``IGNORE``)."""
+    """Consecutive (inputs, targets) windows of this rank's evaluation streams (dealt
+    round-robin from ``rows`` streams in all); the streams together cover every target of
+    the split once (padding targets are ``IGNORE``)."""
 
     def __init__(self, tokens: np.ndarray, rows: int, bptt: int, rank: int, world: int) -> None:
+        # ``rows`` streams in all, whatever the world size: the score does not depend on it.
         targets = len(tokens) - 1
-        length = math.ceil(targets / min(rows * world, targets))
+        length = math.ceil(targets / min(rows, targets))
         streams = math.ceil(targets / length)
         mine = range(rank, streams, world)
         inputs = np.zeros((len(mine), length), dtype=np.int64)

@@ -1,0 +1,120 @@
+"""Sampling: deterministic for a seed, top_k respected, checkpoints carry the vocabulary,
+and bad arguments or checkpoints give one clear line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gridlstm.data import AdditionDataModule, TextDataModule
+from gridlstm.nn import TokenSequenceModel
+from gridlstm.sample import SampleConfig, SampleError, main, parse_args, sample
+from gridlstm.tasks import AlgorithmicSequenceModule, LanguageModelModule
+from tests.conftest import quiet_trainer, write_corpus
+
+NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 9, "hidden_size": 9, "num_layers": 2}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+
+
+def save_checkpoint(module, datamodule, path):
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0)
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def char_checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lm")
+    dm = TextDataModule(write_corpus(tmp / "c.txt", 1500), vocab="char", bptt=8, batch_size=4)
+    torch.manual_seed(0)
+    module = LanguageModelModule(NET, optimizer=ADAM, **dm.module_kwargs())
+    return save_checkpoint(module, dm, tmp / "lm.ckpt"), dm.vocab
+
+
+def run(ckpt, *args):
+    return sample(parse_args([f"ckpt={ckpt}", *args]))
+
+
+def test_sampling_is_deterministic_for_a_seed_and_uses_the_checkpoint_vocabulary(
+    char_checkpoint,
+):
+    ckpt, vocab = char_checkpoint
+    first = run(ckpt, "prime=grid ", "length=40", "seed=5")
+    assert first == run(ckpt, "prime=grid ", "length=40", "seed=5")
+    assert first != run(ckpt, "prime=grid ", "length=40", "seed=6")
+    assert first.startswith("grid ") and len(first) == 45
+    assert set(first) <= set(vocab)
+
+
+def test_top_k_one_and_temperature_zero_are_greedy(char_checkpoint):
+    ckpt, _ = char_checkpoint
+    greedy = run(ckpt, "prime=long ", "length=25", "temperature=0")
+    assert run(ckpt, "prime=long ", "length=25", "top_k=1", "seed=1") == greedy
+    assert run(ckpt, "prime=long ", "length=25", "top_k=1", "seed=2") == greedy
+
+
+class FixedLogits(nn.Module):
+    input_size = hidden_size = 3
+
+    def forward(self, x, state=None):
+        return x.new_zeros(*x.shape[:2], 3), state
+
+
+def test_top_k_only_draws_the_k_most_likely_tokens():
+    model = TokenSequenceModel(6, FixedLogits())
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 3.0, 1.0, 2.0, 0.5, 2.5]))
+    generator = torch.Generator().manual_seed(0)
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    drawn = model.sample(prompt, 400, temperature=2.0, top_k=3, generator=generator)
+    assert set(drawn.flatten().tolist()) == {1, 3, 5}
+    drawn = model.sample(prompt, 400, temperature=2.0, generator=generator)
+    assert set(drawn.flatten().tolist()) == set(range(6))
+
+
+def test_a_checkpoint_from_another_task_is_refused_in_one_line(tmp_path, capsys):
+    dm = AdditionDataModule(digits=2, val_size=10, test_size=10, batches_per_epoch=2)
+    module = AlgorithmicSequenceModule(NET, optimizer=ADAM, **dm.module_kwargs())
+    ckpt = save_checkpoint(module, dm, tmp_path / "addition.ckpt")
+    with pytest.raises(SystemExit) as exit_:
+        main([f"ckpt={ckpt}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not a language-model checkpoint" in err
+    assert "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ckpt=x.ckpt", "tokens=5"], "unknown argument 'tokens=5'; valid: ckpt=, prime="),
+        (["ckpt=x.ckpt", "length=many"], "length: Value 'many'"),
+        (["ckpt=x.ckpt", "length=0"], "length must be >= 1"),
+        (["ckpt=x.ckpt", "temperature=-1"], "temperature must be >= 0"),
+        (["ckpt=x.ckpt", "top_k=0"], "top_k must be >= 1"),
+        (["prime=a"], "no checkpoint given"),
+        (["ckpt=x.ckpt", "prime="], "prime must hold at least one character"),
+    ],
+)
+def test_bad_arguments(args, message):
+    with pytest.raises(SampleError, match=message):
+        parse_args(args)
+
+
+def test_bad_checkpoint_files_and_unknown_prime_characters(tmp_path, char_checkpoint):
+    with pytest.raises(SampleError, match="does not exist"):
+        sample(SampleConfig(ckpt=str(tmp_path / "none.ckpt")))
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    with pytest.raises(SampleError, match="is not a readable checkpoint"):
+        sample(SampleConfig(ckpt=str(tmp_path / "junk.ckpt")))
+    ckpt, _ = char_checkpoint
+    with pytest.raises(SampleError, match=r"prime: characters 'Z' are not in the model's"):
+        run(ckpt, "prime=Zgrid")
+
+
+def test_prime_is_kept_as_text():
+    assert parse_args(["ckpt=a", "prime=true"]).prime == "true"
+    assert parse_args(["ckpt=a", "prime=12", "top_k=null"]).top_k is None
