@@ -75,3 +75,29 @@ def test_no_usable_job_is_one_clear_error(tmp_path, capsys):
     assert "no job has a usable metrics.json" in err and "expected a JSON object" in err
     assert tables.main([str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_language_model_sweep_gets_bits_per_char_columns_and_curves(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for job, (model, bpc) in enumerate([("grid2d", 1.9), ("stacked_lstm", 2.1)]):
+        path = sweep / str(job)
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra" / "config.yaml").write_text(
+            f"model:\n  name: {model}\n  net:\n    num_layers: 3\n    hidden_size: 64\n"
+            "task:\n  name: enwik8\n  monitor: val/bpc\n  datamodule:\n    bptt: 100\n"
+        )
+        metrics = {"test/bpc": bpc, "val/bpc": bpc + 0.1, "train/chars_per_s": 5e4}
+        (path / "metrics.json").write_text(json.dumps({**metrics, "params": 10, "samples_seen": 8}))
+        (path / "csv").mkdir()
+        (path / "csv" / "metrics.csv").write_text(
+            f"step,train/samples_seen,val/bpc\n9,4,\n9,,3.0\n19,8,\n19,,{bpc}\n"
+        )
+    assert tables.main([str(sweep)]) == 0
+    md = (sweep / "table.md").read_text()
+    assert md.splitlines()[0] == (
+        "| job | model | layers | hidden | tied | params | task | size | test/bpc | val/bpc | "
+        "train/chars_per_s | samples_seen | val/samples_to_threshold |"
+    )
+    assert "| 0 | grid2d | 3 | 64 |  | 10 | enwik8 | 100 | 1.9000 | 2.0000 |" in md
+    assert "1.47 bits/char" in md
+    assert "(2 curves)" in capsys.readouterr().out
