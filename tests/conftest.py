@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import random
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +76,40 @@ def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def fake_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is where a bright 6x6 square sits (learnable, not trivial noise)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count).astype(np.uint8)
+    images = rng.integers(0, 40, (count, 28, 28)).astype(np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        row, col = divmod(int(label), 5)
+        image[2 + 12 * row : 8 + 12 * row, 1 + 5 * col : 7 + 5 * col] = 250
+    return images, labels
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    magic = 2051 if array.ndim == 3 else 2049
+    return struct.pack(f">i{array.ndim}i", magic, *array.shape) + array.tobytes()
+
+
+def write_mnist(root: Path, train: int = 120, test: int = 40, gz: bool = False) -> dict:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    (train_x, train_y), (test_x, test_y) = fake_digits(train, 0), fake_digits(test, 1)
+    files = {
+        "train-images-idx3-ubyte": train_x,
+        "train-labels-idx1-ubyte": train_y,
+        "t10k-images-idx3-ubyte": test_x,
+        "t10k-labels-idx1-ubyte": test_y,
+    }
+    for name, array in files.items():
+        if gz:
+            (raw / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(array)))
+        else:
+            (raw / name).write_bytes(idx_bytes(array))
+    return files
+
+
 def task_overrides(task: str, tmp_path: Path) -> list[str]:
     """Small sizes for ``task``, with the data files it reads generated under tmp_path."""
     if task == "text":
@@ -84,6 +121,18 @@ def task_overrides(task: str, tmp_path: Path) -> list[str]:
             f"task.datamodule.data_dir={corpus.parent}",
             f"task.datamodule.md5={md5_of(corpus)}",
             "task.datamodule.download=false",
+        ]
+    if task == "mnist":
+        write_mnist(tmp_path / "mnist", train=60, test=20)
+        return [
+            "model.net.hidden_size=8",
+            f"task.datamodule.data_dir={tmp_path / 'mnist'}",
+            "task.datamodule.download=false",
+            "task.datamodule.strict_sizes=false",
+            "task.datamodule.val_size=20",
+            "task.datamodule.batch_size=8",
+            "task.datamodule.eval_batch_size=10",
+            "trainer.max_steps=4",
         ]
     small = [o for o in TINY if not o.startswith("task.datamodule.digits")]
     return TINY if task == "addition" else small

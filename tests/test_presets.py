@@ -55,3 +55,25 @@ def test_paper_presets_use_the_paper_task_size_and_sweep_all_three_models(
     assert cfg.model.name == "grid2d" and cfg.model.net.tied
     params = cfg.hydra.sweeper.params
     assert params["model"].split(",") == ["stacked_lstm", "grid2d_untied", "grid2d"]
+
+
+def test_enwik8_paper_preset_compares_at_an_equal_parameter_budget(tmp_path):
+    from gridlstm.nn import TokenSequenceModel
+
+    counts = {}
+    for model in ("grid2d", "stacked_lstm"):
+        cfg = compose_train(["experiment=enwik8_paper", f"model={model}"], tmp_path)
+        assert cfg.task.name == "enwik8" and cfg.task.datamodule.split == [0.9, 0.05, 0.05]
+        net = instantiate(cfg.model.net)
+        counts[model] = count_parameters(TokenSequenceModel(256, net))
+    # About the 16.8M parameters reported for the paper's tied 2-LSTM [secondary].
+    assert min(counts.values()) > 16.0e6 and max(counts.values()) < 16.8e6, counts
+    assert max(counts.values()) / min(counts.values()) < 1.01, counts
+
+
+def test_coreylynch_grid_shares_only_the_depth_lstm(tmp_path):
+    cfg = compose_train(["experiment=enwik8_coreylynch"], tmp_path)
+    assert cfg.model.name == "grid2d_coreylynch"
+    assert cfg.model.net.tie_depth_lstm and not cfg.model.net.tied
+    assert cfg.model.net.hidden_size == 1000 and cfg.model.net.num_layers == 6
+    assert cfg.hydra.sweeper.params["model.net.num_layers"] == "3,6"

@@ -3,6 +3,7 @@
 from gridlstm.data.addition import AdditionDataModule
 from gridlstm.data.enwik8 import Enwik8DataModule
 from gridlstm.data.memorization import MemorizationDataModule
+from gridlstm.data.mnist import MNISTDataModule
 from gridlstm.data.parity import ParityDataModule
 from gridlstm.data.text import TextDataModule
 
@@ -10,6 +11,7 @@ __all__ = [
     "AdditionDataModule",
     "Enwik8DataModule",
     "MemorizationDataModule",
+    "MNISTDataModule",
     "ParityDataModule",
     "TextDataModule",
 ]

@@ -4,6 +4,7 @@ from gridlstm.nn.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
+from gridlstm.nn.image import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
 from gridlstm.nn.stacked import StackedGRU, StackedLSTM
 from gridlstm.nn.token_model import TokenSequenceModel, count_parameters, detach_state
 
@@ -15,6 +16,10 @@ __all__ = [
     "GridBlock",
     "GridLSTM",
     "Grid2dLSTM",
+    "Grid3dLSTM",
+    "MDLSTMImage",
+    "RowLSTM",
+    "SmallCNN",
     "LSTMTransform",
     "NonLSTMTransform",
     "StackedLSTM",

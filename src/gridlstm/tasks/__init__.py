@@ -2,6 +2,12 @@
 
 from gridlstm.tasks.algorithmic import AlgorithmicSequenceModule
 from gridlstm.tasks.classification import VectorClassificationModule
+from gridlstm.tasks.image import ImageClassificationModule
 from gridlstm.tasks.language_model import LanguageModelModule
 
-__all__ = ["AlgorithmicSequenceModule", "LanguageModelModule", "VectorClassificationModule"]
+__all__ = [
+    "AlgorithmicSequenceModule",
+    "ImageClassificationModule",
+    "LanguageModelModule",
+    "VectorClassificationModule",
+]
