@@ -120,3 +120,26 @@ def test_ddp_cpu_language_model_scores_the_whole_split_once(cli, tmp_path):
     [single] = quiet_trainer().validate(module, datamodule=dm, verbose=False)
     assert metrics["val/bpc"] == pytest.approx(single["val/bpc"], rel=1e-5)
     assert metrics["samples_seen"] == 6 * 4 * 2
+
+
+def test_ddp_cpu_mnist_scores_every_image_once(cli, tmp_path):
+    from gridlstm.data import MNISTDataModule
+    from gridlstm.tasks import ImageClassificationModule
+    from tests.conftest import quiet_trainer, task_overrides
+
+    overrides = task_overrides("mnist", tmp_path)
+    result = cli(
+        "task=mnist", "model=cnn", *overrides, "trainer.val_check_interval=2",
+        "logger=none", "hardware=ddp_cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    [metrics_file] = cli.cwd.glob("outputs/*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    [best] = metrics_file.parent.glob("checkpoints/best-*.ckpt")
+    module = ImageClassificationModule.load_from_checkpoint(best, map_location="cpu")
+    dm = MNISTDataModule(
+        tmp_path / "mnist", download=False, strict_sizes=False, val_size=20, eval_batch_size=10
+    )
+    [single] = quiet_trainer().validate(module, datamodule=dm, verbose=False)
+    assert metrics["val/error"] == pytest.approx(single["val/error"])
+    assert metrics["samples_seen"] == 4 * 8 * 2

@@ -77,3 +77,18 @@ def test_coreylynch_grid_shares_only_the_depth_lstm(tmp_path):
     assert cfg.model.net.tie_depth_lstm and not cfg.model.net.tied
     assert cfg.model.net.hidden_size == 1000 and cfg.model.net.num_layers == 6
     assert cfg.hydra.sweeper.params["model.net.num_layers"] == "3,6"
+
+
+@pytest.mark.parametrize("experiment", ["mnist_cpu", "mnist_paper"])
+def test_mnist_presets_build_every_model_of_their_table(experiment, tmp_path):
+    from gridlstm.tasks import ImageClassificationModule
+
+    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    models = cfg.hydra.sweeper.params["model"].split(",")
+    assert models == ["grid3d", "mdlstm", "row_lstm", "cnn"]
+    for model in models:
+        cfg = compose_train([f"experiment={experiment}", f"model={model}"], tmp_path)
+        assert cfg.task.name == "mnist" and cfg.model.input_kind == "image"
+        net = dict(cfg.model.net)
+        module = ImageClassificationModule(net, 28, 1, 10, dict(cfg.optim.optimizer))
+        assert module.num_parameters > 0

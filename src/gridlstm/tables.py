@@ -30,6 +30,7 @@ REFERENCE = {
     "addition": "Paper: a tied 2-LSTM solves 15-digit addition (training budget up to 5 million "
     "samples) and significantly outperforms the standard LSTM.",
     "memorization": "Paper: the 2-LSTM significantly outperforms the standard LSTM.",
+    "mnist": "Paper: a 3-LSTM reaches 0.32% test error on MNIST (50000 / 10000 / 10000).",
     "enwik8": "Paper: a tied 2-LSTM reaches 1.47 bits/char on enwik8; same table [secondary]: "
     "stacked LSTM 1.67, MRNN 1.60, GF-LSTM 1.58.",
 }
@@ -39,6 +40,7 @@ TASK_SIZE = {
     "memorization": "length",
     "enwik8": "bptt",
     "text": "bptt",
+    "mnist": "train_size",
 }
 BASE_COLUMNS = ["job", "model", "layers", "hidden", "tied", "params", "task", "size"]
 # By the task's main metric (task.monitor): the columns worth a table.
