@@ -62,3 +62,28 @@ def test_ddp_multirun_on_gpus_trains_each_job_once(cli):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(cli.cwd.glob("multirun/**/metrics.json"))) == 2
+
+
+@pytest.mark.parametrize("task", ["text", "mnist"])
+def test_language_model_and_mnist_run_on_gpu_in_bf16(cli, tmp_path, task):
+    from tests.conftest import task_overrides
+
+    model = "grid2d" if task == "text" else "grid3d"
+    result = cli(f"task={task}", f"model={model}", *task_overrides(task, tmp_path),
+                 "hardware=gpu", "logger=none")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
+    metrics = json.loads(path.read_text())
+    main = "test/bpc" if task == "text" else "test/error"
+    assert metrics[main] == metrics[main]  # not NaN
+
+
+def test_grid3d_on_gpu_matches_cpu():
+    from gridlstm.nn import Grid3dLSTM
+
+    torch.manual_seed(0)
+    net = Grid3dLSTM(28, 1, 4, 16, 2, directions=4)
+    images = torch.randn(5, 1, 28, 28)
+    expected, _ = net(images)
+    got, _ = net.to("cuda")(images.to("cuda"))
+    torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=1e-4)

@@ -50,7 +50,8 @@ class LanguageModelModule(TaskModule):
         self.model = TokenSequenceModel(vocab_size, instantiate(net), dropout=output_dropout)
         self.num_parameters = count_parameters(self.model)
         self.val_nats, self.test_nats = MeanMetric(), MeanMetric()
-        self.state: Any = None
+        self.bptt_state: Any = None  # the time state carried across training batches
+        self.eval_state: Any = None  # ... and across evaluation batches
         self.chars_trained, self.train_seconds = 0, 0.0
         self._step_start = 0.0
 
@@ -59,15 +60,15 @@ class LanguageModelModule(TaskModule):
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
-        self.state = None  # every epoch reads the streams from their beginning
+        self.bptt_state = None  # every epoch reads the streams from their beginning
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         self._step_start = time.perf_counter()
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         inputs, targets = batch[:, :-1], batch[:, 1:]
-        logits, state = self(inputs, self.state)
-        self.state = detach_state(state)
+        logits, state = self(inputs, self.bptt_state)
+        self.bptt_state = detach_state(state)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         self.count_samples(batch.shape[0])
         self.chars_trained += targets.numel() * self.trainer.world_size
