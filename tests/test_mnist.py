@@ -230,3 +230,17 @@ def test_validation_reports_error_rate_and_never_trains(tmp_path):
 def test_row_lstm_reads_rows():
     net = RowLSTM(28, 1, 8, 1)
     assert net(torch.randn(2, 1, 28, 28))[0].shape == (2, 8)
+
+
+def test_a_failed_download_is_one_line_naming_the_files(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried http://x/,\ngot: nope"
+        )
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(ValueError, match=r"downloading through torchvision failed") as error:
+        small(tmp_path, download=True)
+    assert "\n" not in str(error.value) and "t10k-labels-idx1-ubyte" in str(error.value)
