@@ -99,25 +99,31 @@ def test_externally_launched_multirun_shares_one_sweep(cli):
     assert [m["samples_seen"] for m in metrics] == [96, 96]
 
 
+def ddp_run_against_one_process(cli, args, module_class, datamodule) -> tuple[dict, dict]:
+    """Train ``args`` on 2 CPU processes; return its metrics.json and a one-process
+    validation of its best checkpoint on ``datamodule``."""
+    from tests.conftest import quiet_trainer
+
+    result = cli(*args, "logger=none", "hardware=ddp_cpu")
+    assert result.returncode == 0, result.stderr[-4000:]
+    [metrics_file] = cli.cwd.glob("outputs/*/*/metrics.json")
+    [best] = metrics_file.parent.glob("checkpoints/best-*.ckpt")
+    module = module_class.load_from_checkpoint(best, map_location="cpu")
+    [single] = quiet_trainer().validate(module, datamodule=datamodule, verbose=False)
+    return json.loads(metrics_file.read_text()), single
+
+
 def test_ddp_cpu_language_model_scores_the_whole_split_once(cli, tmp_path):
     """Each rank scores its own evaluation streams; bits/char summed over both ranks equals
     a one-process evaluation of the same checkpoint."""
     from gridlstm.data import TextDataModule
     from gridlstm.tasks import LanguageModelModule
-    from tests.conftest import TINY_LM, quiet_trainer, write_corpus
+    from tests.conftest import TINY_LM, write_corpus
 
     corpus = write_corpus(tmp_path / "corpus.txt", 3000)
-    result = cli(
-        "task=text", f"task.path={corpus}", *TINY_LM, "trainer.val_check_interval=3",
-        "logger=none", "hardware=ddp_cpu",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    [metrics_file] = cli.cwd.glob("outputs/*/*/metrics.json")
-    metrics = json.loads(metrics_file.read_text())
-    [best] = metrics_file.parent.glob("checkpoints/best-*.ckpt")
-    module = LanguageModelModule.load_from_checkpoint(best, map_location="cpu")
+    args = ["task=text", f"task.path={corpus}", *TINY_LM, "trainer.val_check_interval=3"]
     dm = TextDataModule(corpus, bptt=8, batch_size=4, eval_batch_size=3)
-    [single] = quiet_trainer().validate(module, datamodule=dm, verbose=False)
+    metrics, single = ddp_run_against_one_process(cli, args, LanguageModelModule, dm)
     assert metrics["val/bpc"] == pytest.approx(single["val/bpc"], rel=1e-5)
     assert metrics["samples_seen"] == 6 * 4 * 2
 
@@ -125,21 +131,14 @@ def test_ddp_cpu_language_model_scores_the_whole_split_once(cli, tmp_path):
 def test_ddp_cpu_mnist_scores_every_image_once(cli, tmp_path):
     from gridlstm.data import MNISTDataModule
     from gridlstm.tasks import ImageClassificationModule
-    from tests.conftest import quiet_trainer, task_overrides
+    from tests.conftest import task_overrides
 
-    overrides = task_overrides("mnist", tmp_path)
-    result = cli(
-        "task=mnist", "model=cnn", *overrides, "trainer.val_check_interval=2",
-        "logger=none", "hardware=ddp_cpu",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    [metrics_file] = cli.cwd.glob("outputs/*/*/metrics.json")
-    metrics = json.loads(metrics_file.read_text())
-    [best] = metrics_file.parent.glob("checkpoints/best-*.ckpt")
-    module = ImageClassificationModule.load_from_checkpoint(best, map_location="cpu")
+    args = ["task=mnist", "model=cnn", *task_overrides("mnist", tmp_path)]
     dm = MNISTDataModule(
         tmp_path / "mnist", download=False, strict_sizes=False, val_size=20, eval_batch_size=10
     )
-    [single] = quiet_trainer().validate(module, datamodule=dm, verbose=False)
+    metrics, single = ddp_run_against_one_process(
+        cli, [*args, "trainer.val_check_interval=2"], ImageClassificationModule, dm
+    )
     assert metrics["val/error"] == pytest.approx(single["val/error"])
     assert metrics["samples_seen"] == 4 * 8 * 2

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from gridlstm.data.files import partial_file
 from gridlstm.data.text import TextDataModule
 
 log = logging.getLogger(__name__)
@@ -56,38 +55,26 @@ def extract_verified(archive: Path, target: Path, md5: str | None) -> None:
         with (
             zipfile.ZipFile(archive) as zipped,
             zipped.open(MEMBER) as member,
-            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out,
+            partial_file(target) as (out, partial),
         ):
-            partial = Path(out.name)
-            try:
-                shutil.copyfileobj(member, out, 1 << 22)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+            shutil.copyfileobj(member, out, 1 << 22)
+            out.flush()
+            found = md5sum(partial)
+            if md5 and found != md5:
+                raise ValueError(
+                    f"the enwik8 in {archive} has md5 {found}, expected {md5}: the file is "
+                    f"corrupt or not enwik8; delete it and retry, or "
+                    f"{where_to_put_it(target, md5)}"
+                )
     except (zipfile.BadZipFile, KeyError) as error:
         raise ValueError(f"{archive} is not the enwik8 zip ({error})") from None
-    found = md5sum(partial)
-    if md5 and found != md5:
-        partial.unlink(missing_ok=True)
-        raise ValueError(
-            f"the enwik8 in {archive} has md5 {found}, expected {md5}: the file is corrupt or "
-            f"not enwik8; delete it and retry, or {where_to_put_it(target, md5)}"
-        )
-    os.replace(partial, target)
 
 
 def download(url: str, archive: Path) -> None:
     """Fetch ``url`` to ``archive`` through a temporary file (renamed when complete)."""
     log.info("downloading %s to %s", url, archive)
-    with tempfile.NamedTemporaryFile(dir=archive.parent, delete=False) as out:
-        partial = Path(out.name)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                shutil.copyfileobj(response, out, 1 << 22)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, archive)
+    with urllib.request.urlopen(url, timeout=60) as response, partial_file(archive) as (out, _):
+        shutil.copyfileobj(response, out, 1 << 22)
 
 
 class Enwik8DataModule(TextDataModule):

@@ -57,27 +57,38 @@ def to_patches(images: Tensor, patch_size: int) -> Tensor:
 class PatchScan(nn.Module):
     """Base of the patch-grid scanners: patching, directions, end-cell features.
 
-    Subclasses build one 2-D network per direction in ``make_scan(input_size)``, mapping
+    Args:
+        image_size: H (square) or (H, W); channels: C.
+        patch_size: p, must divide H and W.
+        hidden_size, num_layers: d and depth L of each scan's network.
+        directions: 1, 2 or 4 scans from different corners, one network each.
+        **scan_options: passed to each network.
+
+    Subclasses build the network of one direction in ``make_scan(input_size)``, mapping
     (B, H', W', F) -> ((B, H', W', d), state).
     """
 
     def __init__(
         self,
-        image_size: int | tuple[int, int],
-        channels: int,
-        patch_size: int,
-        hidden_size: int,
-        directions: int,
+        image_size: int | tuple[int, int] = 28,
+        channels: int = 1,
+        patch_size: int = 4,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        directions: int = 1,
+        **scan_options: Any,
     ) -> None:
         super().__init__()
         self.image_size = check_image(image_size, patch_size)
         check_positive("channels", channels)
         check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
         if directions not in DIRECTIONS:
             raise ValueError(f"directions must be one of {sorted(DIRECTIONS)}; got {directions!r}")
         self.channels, self.patch_size, self.directions = channels, patch_size, directions
-        self.hidden_size = hidden_size
+        self.hidden_size, self.num_layers = hidden_size, num_layers
         self.output_size = directions * hidden_size
+        self.scan_options = scan_options
         self.scans = nn.ModuleList(
             self.make_scan(channels * patch_size**2) for _ in range(directions)
         )
@@ -105,54 +116,22 @@ class PatchScan(nn.Module):
 
 
 class Grid3dLSTM(PatchScan):
-    """3-LSTM over image patches: a `GridLSTM` with two grid dimensions and depth.
-
-    Args:
-        image_size: H (square) or (H, W); channels: C.
-        patch_size: p, must divide H and W.
-        hidden_size, num_layers: d and depth L.
-        directions: 1, 2 or 4 scans from different corners, one network each.
-        **grid_options: any `GridLSTM` option (tied, priority, backend, dropout, ...).
-    """
-
-    def __init__(
-        self,
-        image_size: int | tuple[int, int] = 28,
-        channels: int = 1,
-        patch_size: int = 4,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        directions: int = 1,
-        **grid_options: Any,
-    ) -> None:
-        check_positive("num_layers", num_layers)
-        self.num_layers, self.grid_options = num_layers, grid_options
-        super().__init__(image_size, channels, patch_size, hidden_size, directions)
+    """3-LSTM over image patches: a `GridLSTM` with two grid dimensions and depth per scan
+    direction. Arguments: see `PatchScan`; ``scan_options`` are any `GridLSTM` options (tied,
+    priority, backend, dropout, ...)."""
 
     def make_scan(self, input_size: int) -> nn.Module:
         return GridLSTM(
-            input_size, self.hidden_size, self.num_layers, grid_dims=2, **self.grid_options
+            input_size, self.hidden_size, self.num_layers, grid_dims=2, **self.scan_options
         )
 
 
 class MDLSTMImage(PatchScan):
-    """Baseline: Graves' 2D Multidimensional LSTM (`MDLSTM2d`) over the same patch grid."""
-
-    def __init__(
-        self,
-        image_size: int | tuple[int, int] = 28,
-        channels: int = 1,
-        patch_size: int = 4,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        directions: int = 1,
-    ) -> None:
-        check_positive("num_layers", num_layers)
-        self.num_layers = num_layers
-        super().__init__(image_size, channels, patch_size, hidden_size, directions)
+    """Baseline: Graves' 2D Multidimensional LSTM (`MDLSTM2d`) over the same patch grid.
+    Arguments: see `PatchScan` (``scan_options``: ``forget_bias``)."""
 
     def make_scan(self, input_size: int) -> nn.Module:
-        return MDLSTM2d(input_size, self.hidden_size, self.num_layers)
+        return MDLSTM2d(input_size, self.hidden_size, self.num_layers, **self.scan_options)
 
 
 class RowLSTM(nn.Module):
