@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from gridlstm import tables
 
 
@@ -101,3 +103,12 @@ def test_language_model_sweep_gets_bits_per_char_columns_and_curves(tmp_path, ca
     assert "| 0 | grid2d | 3 | 64 |  | 10 | enwik8 | 100 | 1.9000 | 2.0000 |" in md
     assert "1.47 bits/char" in md
     assert "(2 curves)" in capsys.readouterr().out
+
+
+def test_samples_at_validation_steps_come_from_the_logged_training_steps():
+    # Batch 32: samples = 32 * (step + 1); validation ran at steps no training row logged.
+    to_samples = tables.samples_from_step([(24.0, 800.0), (49.0, 1600.0), (74.0, 2400.0)])
+    assert to_samples(130.0) == pytest.approx(32 * 131)
+    assert to_samples(60.0) == pytest.approx(32 * 61)
+    assert tables.samples_from_step([(9.0, 640.0)])(99.0) == pytest.approx(6400)
+    assert tables.samples_from_step([]) is None

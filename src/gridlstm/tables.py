@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -125,6 +126,20 @@ def markdown(rows: list[dict[str, Any]], tasks: set[str]) -> str:
     return "\n".join(lines + [""] + claims) + "\n"
 
 
+def samples_from_step(logged: list[tuple[float, float]]):  # noqa: ANN201
+    """Samples seen at any step, from the (step, samples) pairs the training log holds.
+
+    Samples grow by the same batch every step, so the line through the logged pairs is
+    exact; validation steps rarely coincide with logged training steps."""
+    if not logged:
+        return None
+    if len({step for step, _ in logged}) == 1:
+        step, samples = logged[0]
+        return lambda at: samples * (at + 1) / (step + 1)
+    slope, intercept = np.polyfit(*zip(*logged, strict=True), 1)
+    return lambda at: slope * at + intercept
+
+
 def curves(sweep: Path, rows: list[dict[str, Any]], out: Path) -> int:
     """Plot each job's main validation metric against train/samples_seen; returns the
     number of curves."""
@@ -142,15 +157,18 @@ def curves(sweep: Path, rows: list[dict[str, Any]], out: Path) -> int:
         log = job / "csv" / "metrics.csv"
         if not log.is_file():
             continue
-        samples_at_step: dict[str, float] = {}
+        samples_at_step: list[tuple[float, float]] = []
         points = []
         with log.open() as handle:
             for record in csv.DictReader(handle):
                 if record.get("train/samples_seen"):
-                    samples_at_step[record["step"]] = float(record["train/samples_seen"])
+                    samples_at_step.append(
+                        (float(record["step"]), float(record["train/samples_seen"]))
+                    )
                 if record.get(monitor):
-                    points.append((record["step"], float(record[monitor])))
-        xy = [(samples_at_step[s], acc) for s, acc in points if s in samples_at_step]
+                    points.append((float(record["step"]), float(record[monitor])))
+        to_samples = samples_from_step(samples_at_step)
+        xy = [(to_samples(step), value) for step, value in points] if to_samples else []
         if xy:
             size = f"{TASK_SIZE.get(row['task'], 'size')}={row['size']}"
             label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']} {size}"
