@@ -170,3 +170,12 @@ def test_train_command_writes_bpc_and_throughput_and_the_sampler_reads_its_check
     )
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.startswith("grid ") and len(sampled.stdout.rstrip("\n")) >= 30
+
+
+def test_output_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = TokenSequenceModel(11, StackedLSTM(8, 8, 1), dropout=0.5)
+    tokens = torch.randint(0, 11, (2, 6))
+    assert not torch.equal(model(tokens)[0], model(tokens)[0])
+    model.eval()
+    torch.testing.assert_close(model(tokens)[0], model(tokens)[0])

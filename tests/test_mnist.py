@@ -244,3 +244,19 @@ def test_a_failed_download_is_one_line_naming_the_files(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"downloading through torchvision failed") as error:
         small(tmp_path, download=True)
     assert "\n" not in str(error.value) and "t10k-labels-idx1-ubyte" in str(error.value)
+
+
+def test_augmentation_applies_to_training_batches_only(tmp_path):
+    from types import SimpleNamespace
+
+    write_mnist(tmp_path)
+    batch = next(iter(small(tmp_path).val_dataloader()))
+    for training, changed in ((False, False), (True, True)):
+        dm = small(tmp_path, augment=True)
+        dm.trainer = SimpleNamespace(training=training)
+        images, labels = dm.on_after_batch_transfer(batch, 0)
+        assert torch.equal(labels, batch[1])
+        assert (not torch.equal(images, batch[0])) == changed
+    plain = small(tmp_path)
+    plain.trainer = SimpleNamespace(training=True)
+    assert plain.on_after_batch_transfer(batch, 0) is batch
