@@ -34,3 +34,19 @@ def test_wandb_mode_env_and_config_take_precedence(no_credentials, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode() == "disabled"
     assert wandb_mode("offline") == "offline"
+
+
+def test_final_metrics_go_to_the_wandb_run_summary(no_credentials, tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    from gridlstm.loggers import finish_wandb, log_final_metrics
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb_logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="test")
+    csv_logger = CSVLogger(str(tmp_path))
+    try:
+        log_final_metrics([csv_logger, wandb_logger], {"test/acc": 0.75, "params": 12})
+        assert wandb_logger.experiment.summary["test/acc"] == 0.75
+        assert wandb_logger.experiment.summary["params"] == 12
+    finally:
+        finish_wandb()

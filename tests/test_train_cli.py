@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def test_single_run_writes_metrics_and_loadable_checkpoints(cli):
     assert checkpoint["samples_seen"] == 48
     assert list(run.glob("checkpoints/best-step*.ckpt"))
     assert (run / "csv" / "metrics.csv").exists()
+    # The curves hold the two fit-time validations (3 batches per epoch, 6 steps), not the
+    # final scores of the best checkpoint.
+    with (run / "csv" / "metrics.csv").open() as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("val/acc")]
+    assert len(logged) == 2 and not any(row.get("test/acc") for row in logged)
     assert "Final metrics" in result.stdout
 
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
@@ -64,6 +64,14 @@ def log_hyperparameters(loggers: list[Logger], cfg: DictConfig, extra: dict[str,
     hparams.update(extra)
     for logger in loggers:
         logger.log_hyperparams(hparams)
+
+
+def log_final_metrics(loggers: list[Logger], metrics: dict[str, Any]) -> None:
+    """The final metrics (best checkpoint) as W&B run summary, not as points of the training
+    curves; call on global rank zero. CSV runs keep them in metrics.json."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(metrics)
 
 
 def finish_wandb() -> None:

@@ -25,7 +25,12 @@ from rich.table import Table
 from gridlstm.callbacks import SamplesToThreshold
 from gridlstm.config import ConfigError, build, check_compatible, check_launch
 from gridlstm.launch import job_environment
-from gridlstm.loggers import build_loggers, finish_wandb, log_hyperparameters
+from gridlstm.loggers import (
+    build_loggers,
+    finish_wandb,
+    log_final_metrics,
+    log_hyperparameters,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +111,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # The first ModelCheckpoint tracks the task's main metric (conf/callbacks/default.yaml).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt_path = best or None
+    # Scores of the best checkpoint are not points of the training curves: metrics.json and
+    # the W&B summary hold them.
+    trainer.loggers = []
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    trainer.loggers = loggers
 
     metrics: dict[str, Any] = {**train_metrics, **val[0], **test[0]}
     for callback in callbacks:
@@ -120,6 +129,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         wall_time_s=round(time.time() - start, 2),
     )
     if trainer.is_global_zero:
+        log_final_metrics(loggers, metrics)
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print_summary(metrics, output_dir)
     return metrics
