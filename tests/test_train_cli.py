@@ -118,8 +118,8 @@ def test_bad_values_stop_before_training_and_spare_earlier_runs(cli, override, m
         (
             ["model=grid1d"],
             "error: model=grid1d takes vector input but task=addition provides sequence input; "
-            "models for task=addition: grid2d, grid2d_untied, stacked_gru, stacked_lstm, "
-            "stacked_peephole_lstm",
+            "models for task=addition: grid2d, grid2d_coreylynch, grid2d_untied, stacked_gru, "
+            "stacked_lstm, stacked_peephole_lstm",
         ),
         (
             ["task=parity"],
