@@ -23,6 +23,7 @@ Two problems this module solves:
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import subprocess
@@ -154,6 +155,11 @@ class HydraDDPStrategy(DDPStrategy):
 
 
 @contextmanager
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def job_environment() -> Iterator[None]:
     """Give each job of a sweep a clean distributed environment.
 
@@ -163,12 +169,16 @@ def job_environment() -> Iterator[None]:
     """
     before = {key: os.environ.get(key) for key in _DDP_ENV}
     owns_launch = not externally_launched() and os.environ.get(CHILD_ENV) != "1"
+    if externally_launched():
+        # The group outlives the jobs; left to interpreter shutdown, gloo's threads can
+        # abort the process ("terminate called without an active exception").
+        atexit.unregister(_destroy_process_group)  # once, however many jobs
+        atexit.register(_destroy_process_group)
     try:
         yield
     finally:
         if owns_launch:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            _destroy_process_group()
             for key, value in before.items():
                 if value is None:
                     os.environ.pop(key, None)
