@@ -154,12 +154,12 @@ class HydraDDPStrategy(DDPStrategy):
             )
 
 
-@contextmanager
 def _destroy_process_group() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 
+@contextmanager
 def job_environment() -> Iterator[None]:
     """Give each job of a sweep a clean distributed environment.
 
