@@ -88,8 +88,6 @@ class Enwik8DataModule(TextDataModule):
         Other arguments: see `TextDataModule` (``vocab="byte"``, the standard split).
     """
 
-    task_name = "enwik8"
-
     def __init__(
         self,
         data_dir: str | Path = "data",

@@ -136,8 +136,6 @@ class TextDataModule(L.LightningDataModule):
         eval_batch_size: evaluation streams in all (split across ranks).
     """
 
-    task_name = "text"
-
     def __init__(
         self,
         path: str | Path | None = None,
