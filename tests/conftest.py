@@ -72,6 +72,52 @@ def write_corpus(path: Path, size: int = 3000, seed: int = 0) -> Path:
     return path
 
 
+# A toy Chinese -> English lexicon: generated pairs are learnable (word-by-word, reordered
+# only by the fixed templates below), never real data.
+SUBJECTS = [("我", "I"), ("你", "you"), ("他", "he"), ("我们", "we"), ("他们", "they")]
+VERBS = [("喜欢", "like"), ("看", "see"), ("有", "have"), ("要", "want")]
+OBJECTS = [("猫", "cats"), ("狗", "dogs"), ("书", "books"), ("茶", "tea"), ("水", "water")]
+
+
+def toy_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``count`` (zh, en) pairs such as ("我喜欢猫。", "I like cats.")."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        (s_zh, s_en), (v_zh, v_en), (o_zh, o_en) = (
+            rng.choice(SUBJECTS),
+            rng.choice(VERBS),
+            rng.choice(OBJECTS),
+        )
+        en = f"{s_en} {v_en} {o_en}."
+        pairs.append((f"{s_zh}{v_zh}{o_zh}。", en[0].upper() + en[1:]))
+    return pairs
+
+
+def write_pairs(path: Path, count: int = 60, seed: int = 0) -> Path:
+    """Pairs in the Tatoeba export's format: English<TAB>Mandarin<TAB>attribution."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{en}\t{zh}\tCC-BY 2.0 (France) test #{i}" for i, (zh, en) in
+             enumerate(toy_pairs(count, seed))]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# A tiny translation run (task=translation); the file comes from write_pairs.
+TINY_TR = [
+    "model.net.hidden_size=8",
+    "model.net.num_layers=1",
+    "task.datamodule.val_size=6",
+    "task.datamodule.test_size=6",
+    "task.datamodule.src_vocab_size=280",
+    "task.datamodule.tgt_vocab_size=280",
+    "task.datamodule.batch_size=8",
+    "task.datamodule.eval_batch_size=8",
+    "trainer.max_steps=4",
+    "trainer.log_every_n_steps=1",
+]
+
+
 def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -114,6 +160,8 @@ def task_overrides(task: str, tmp_path: Path) -> list[str]:
     """Small sizes for ``task``, with the data files it reads generated under tmp_path."""
     if task == "text":
         return [*TINY_LM, f"task.path={write_corpus(tmp_path / 'corpus.txt')}"]
+    if task == "translation":
+        return [*TINY_TR, f"task.path={write_pairs(tmp_path / 'pairs.txt')}"]
     if task == "enwik8":
         corpus = write_corpus(tmp_path / "data" / "enwik8")
         return [

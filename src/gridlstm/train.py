@@ -35,7 +35,7 @@ from gridlstm.loggers import (
 log = logging.getLogger(__name__)
 
 # Last logged training values kept in metrics.json (chars_per_s is a running mean).
-FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s")
+FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s", "train/tokens_per_s")
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
@@ -122,6 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for callback in callbacks:
         if isinstance(callback, SamplesToThreshold):  # null when never reached
             metrics["val/samples_to_threshold"] = callback.samples
+    metrics.update(getattr(module, "extra_metrics", {}))  # e.g. a width solved for a budget
     metrics.update(
         params=module.num_parameters,
         samples_seen=samples_seen,

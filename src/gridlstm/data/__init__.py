@@ -6,6 +6,7 @@ from gridlstm.data.memorization import MemorizationDataModule
 from gridlstm.data.mnist import MNISTDataModule
 from gridlstm.data.parity import ParityDataModule
 from gridlstm.data.text import TextDataModule
+from gridlstm.data.translation import TranslationDataModule
 
 __all__ = [
     "AdditionDataModule",
@@ -14,4 +15,5 @@ __all__ = [
     "MNISTDataModule",
     "ParityDataModule",
     "TextDataModule",
+    "TranslationDataModule",
 ]

@@ -5,10 +5,16 @@ from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
 from gridlstm.nn.image import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
+from gridlstm.nn.reencoder import Reencoder
+from gridlstm.nn.seq2seq import AttentionSeq2Seq, Seq2Seq, TransformerSeq2Seq
 from gridlstm.nn.stacked import StackedGRU, StackedLSTM
 from gridlstm.nn.token_model import TokenSequenceModel, count_parameters, detach_state
 
 __all__ = [
+    "AttentionSeq2Seq",
+    "Reencoder",
+    "Seq2Seq",
+    "TransformerSeq2Seq",
     "DeepFeedForward",
     "MDLSTM2d",
     "StackedCellLSTM",

@@ -1,0 +1,165 @@
+"""Translate a file with a translation checkpoint (``task=translation``).
+
+    python -m gridlstm.translate ckpt=outputs/.../checkpoints/best-step1000.ckpt \\
+        input=source.zh [output=out.en] [reference=ref.en] [beam=4] [length_penalty=1.0] \\
+        [batch_size=64] [device=cpu]
+
+One source sentence per line in (UTF-8), one translation per line out (to ``output``, else to
+standard output). With ``reference`` the corpus BLEU (sacrebleu, the target language's
+standard tokenizer) and chrF are printed too. The checkpoint carries the tokenizers and the
+model config; only the suite's own translation models are rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gridlstm.data.files import partial_file
+from gridlstm.data.translation import tokens_to_tensor
+from gridlstm.tasks.translation import TASK, TranslationModule, score
+
+USAGE = __doc__.split("\n\n")[1].strip()
+
+
+@dataclass
+class TranslateConfig:
+    ckpt: str = ""
+    input: str = ""
+    output: str | None = None
+    reference: str | None = None
+    beam: int = 4
+    length_penalty: float = 1.0
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+class TranslateError(ValueError):
+    """A bad argument, file or checkpoint; the message is one line for the user."""
+
+
+def parse_args(argv: list[str]) -> TranslateConfig:
+    names = [f.name for f in fields(TranslateConfig)]
+    raw: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in names:
+            valid = ", ".join(f"{name}=" for name in names)
+            raise TranslateError(f"unknown argument {arg!r}; valid: {valid}")
+        raw[key] = value
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TranslateConfig), raw)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        first = str(error).splitlines()[0]
+        raise TranslateError(f"{key}: {first}" if key else first) from None
+    cfg = TranslateConfig(**OmegaConf.to_container(merged))
+    if not cfg.ckpt:
+        raise TranslateError("no checkpoint given: ckpt=path/to/best.ckpt")
+    if not cfg.input:
+        raise TranslateError("no input given: input=FILE (one source sentence per line)")
+    if cfg.beam < 1:
+        raise TranslateError(f"beam must be >= 1, got {cfg.beam}")
+    if cfg.batch_size < 1:
+        raise TranslateError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise TranslateError(f"device={cfg.device}: no CUDA device is available; use device=cpu")
+    return cfg
+
+
+def read_lines(path: str, what: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise TranslateError(f"{what} file {path!r} does not exist")
+    try:
+        return file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise TranslateError(
+            f"{what} file {path!r} is not UTF-8 ({error.reason} at byte {error.start})"
+        ) from None
+
+
+def load_model(path: str | Path, device: str = "cpu") -> TranslationModule:
+    """The translation model in a checkpoint written by ``train.py`` (task=translation)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TranslateError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
+        reason = type(error).__name__
+        raise TranslateError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("gridlstm_task") != TASK:
+        raise TranslateError(
+            f"{path} is not a translation checkpoint; use one from a run with task=translation"
+        )
+    try:
+        module = TranslationModule(**checkpoint["hyper_parameters"])
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TranslateError(f"{path}: cannot rebuild the model ({first})") from None
+    return module.to(device).eval()
+
+
+def translate(module: TranslationModule, sentences: list[str], cfg: TranslateConfig) -> list[str]:
+    """Translations in input order (batched by source length, which speeds up decoding)."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[str] = [""] * len(sentences)
+    module.hparams.length_penalty = cfg.length_penalty
+    for start in range(0, len(order), cfg.batch_size):
+        rows = order[start : start + cfg.batch_size]
+        src, lengths = tokens_to_tensor(module.src_tok, [sentences[i] for i in rows])
+        with torch.no_grad():
+            hyps = module.translate_batch(src.to(cfg.device), lengths.to(cfg.device), cfg.beam)
+        for i, hyp in zip(rows, hyps, strict=True):
+            out[i] = hyp if sentences[i].strip() else ""
+    return out
+
+
+def run(cfg: TranslateConfig) -> tuple[list[str], dict[str, float] | None]:
+    sentences = read_lines(cfg.input, "input")
+    references = read_lines(cfg.reference, "reference") if cfg.reference else None
+    if references is not None and len(references) != len(sentences):
+        raise TranslateError(
+            f"reference has {len(references)} lines but input has {len(sentences)}"
+        )
+    if cfg.output and Path(cfg.output).resolve() in {Path(cfg.input).resolve()}:
+        raise TranslateError("output would overwrite the input file; choose another output")
+    module = load_model(cfg.ckpt, cfg.device)
+    hypotheses = translate(module, sentences, cfg)
+    scores = score(hypotheses, references, module.hparams.tgt_lang) if references else None
+    return hypotheses, scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(USAGE)
+        return
+    try:
+        cfg = parse_args(argv)
+        hypotheses, scores = run(cfg)
+    except TranslateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    text = "".join(f"{line}\n" for line in hypotheses)
+    if cfg.output:
+        target = Path(cfg.output)
+        with partial_file(target) as (out, _):  # never a half-written output file
+            out.write(text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    if scores:
+        stream = sys.stdout if cfg.output else sys.stderr
+        print(f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}", file=stream)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Translation models: no prediction sees a later target token, padding changes nothing,
+incremental decoding equals the full forward, beam 1 equals greedy, and a wide beam finds
+the exhaustive search's best hypothesis."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from gridlstm.nn import AttentionSeq2Seq, Reencoder, TransformerSeq2Seq
+from gridlstm.nn.decoding import allowed, beam_search, greedy
+from gridlstm.nn.sizing import width_for_budget
+
+BOS, EOS = 1, 2
+MODELS = {
+    "reencoder": (Reencoder, {}),
+    "reencoder-tied-both": (Reencoder, {"tied": True, "direction": "both"}),
+    "reencoder-backward-time-priority": (Reencoder, {"direction": "backward", "priority": [0]}),
+    "reencoder-paper-form": (Reencoder, {"output_form": "paper", "num_layers": 3}),
+    "lstm_attention": (AttentionSeq2Seq, {}),
+    "transformer": (TransformerSeq2Seq, {"heads": 2}),
+}
+
+
+def make(name: str, src_vocab: int = 11, tgt_vocab: int = 13):
+    torch.manual_seed(0)
+    cls, options = MODELS[name]
+    options = {"hidden_size": 8, "num_layers": 2, **options}
+    return cls(src_vocab, tgt_vocab, **options).double().eval()
+
+
+def batch():
+    torch.manual_seed(1)
+    src = torch.randint(3, 11, (3, 5))
+    lengths = torch.tensor([5, 3, 1])
+    src[1, 3:] = 0
+    src[2, 1:] = 0
+    return src, lengths, torch.randint(3, 13, (3, 6))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_prediction_sees_a_later_target_token(name):
+    model = make(name)
+    src, lengths, tgt = batch()
+    logits = model(src, lengths, tgt)
+    for k in range(tgt.shape[1]):
+        changed = tgt.clone()
+        changed[:, k] = torch.where(tgt[:, k] == 3, 4, 3)
+        other = model(src, lengths, changed)
+        torch.testing.assert_close(other[:, :k], logits[:, :k], rtol=0, atol=1e-12)
+        assert (other[:, k:] - logits[:, k:]).abs().max() > 1e-6  # the change is seen later
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_after_the_source_changes_nothing(name):
+    model = make(name)
+    src, lengths, tgt = batch()
+    padded = torch.cat([src, torch.zeros(3, 4, dtype=torch.long)], 1)
+    torch.testing.assert_close(model(padded, lengths, tgt), model(src, lengths, tgt))
+    # ... and a row gives the same logits alone as in a batch of longer rows.
+    alone = model(src[2:, :1], lengths[2:], tgt[2:])
+    torch.testing.assert_close(alone, model(src, lengths, tgt)[2:])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_incremental_steps_equal_the_full_forward(name):
+    model = make(name)
+    src, lengths, tgt = batch()
+    state, steps = model.start(src, lengths), []
+    for j in range(tgt.shape[1]):
+        logits, state = model.step(state, tgt[:, j])
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), model(src, lengths, tgt))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_beam_of_one_is_greedy_decoding(name):
+    model = make(name)
+    src, lengths, _ = batch()
+    assert beam_search(model, src, lengths, BOS, EOS, 7, beam=1) == greedy(
+        model, src, lengths, BOS, EOS, 7
+    )
+
+
+def sequence_score(model, src, lengths, tokens: list[int], finished: bool, penalty: float):
+    target = tokens + [EOS] if finished else tokens
+    logits = model(src, lengths, torch.tensor([[BOS, *target]]))[0, : len(target)]
+    logp = (
+        allowed(logits, BOS).log_softmax(-1).gather(1, torch.tensor(target)[:, None]).sum().item()
+    )
+    return logp / max(1, len(target)) ** penalty
+
+
+@pytest.mark.parametrize("name", ["reencoder", "lstm_attention"])
+@pytest.mark.parametrize("penalty", [0.0, 1.0])
+def test_a_wide_beam_finds_the_exhaustive_best(name, penalty):
+    model = make(name, tgt_vocab=6)  # real target tokens 3, 4, 5
+    torch.manual_seed(3)
+    for p in model.parameters():  # sharper distributions than the initialisation
+        p.data.mul_(4)
+    src, lengths, _ = batch()
+    src, lengths = src[:1], lengths[:1]
+    max_len = 3
+    candidates = []
+    for n in range(max_len + 1):
+        for tokens in itertools.product([3, 4, 5], repeat=n):
+            if n < max_len:  # ended by </s>
+                candidates.append((sequence_score(model, src, lengths, list(tokens), True,
+                                                  penalty), list(tokens)))  # fmt: skip
+            else:  # ran out of steps
+                candidates.append((sequence_score(model, src, lengths, list(tokens), False,
+                                                  penalty), list(tokens)))  # fmt: skip
+    best = max(candidates)[1]
+    found = beam_search(model, src, lengths, BOS, EOS, max_len, beam=200, length_penalty=penalty)
+    assert found == [best]
+
+
+def test_width_solver_meets_a_parameter_budget_for_every_model():
+    for name in ("reencoder", "reencoder-tied-both", "lstm_attention", "transformer"):
+        cls, options = MODELS[name]
+        options = {"num_layers": 2, **options}
+        multiple = options.get("heads", 1)
+
+        def build(width, cls=cls, options=options):
+            return cls(300, 300, hidden_size=width, **options)
+
+        width, params = width_for_budget(build, 200_000, multiple)
+        assert width % multiple == 0
+        assert abs(params - 200_000) / 200_000 < 0.02, (name, width, params)
