@@ -34,6 +34,14 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
         "1",
         "--backends",
         "fast,hyperplane,naive",
+        "--tr-batch",
+        "2",
+        "--tr-src-len",
+        "3",
+        "--tr-tgt-len",
+        "3",
+        "--tr-params",
+        "150000",
         "--json",
         str(out),
     ]
@@ -45,7 +53,13 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
         assert row["tokens_per_s"] > 0 and row["ratio_to_nn.LSTM"] > 0
         assert row["params"] == g2["grid2d/fast"]["params"]
     assert results["grid3d"]["hyperplane_speedup"] > 0
-    assert "vs nn.LSTM" in capsys.readouterr().out
+    translation = results["translation"]
+    for model in ("reencoder", "lstm_attention"):
+        row = translation[model]
+        assert abs(row["params"] - 150_000) / 150_000 < 0.05  # same budget for both
+        assert min(row["train_tokens_per_s"], row["beam4_sentences_per_s"]) > 0
+    printed = capsys.readouterr().out
+    assert "vs nn.LSTM" in printed and "beam-4 sent/s" in printed
 
 
 def test_bench_rejects_bad_sizes(capsys):

@@ -6,7 +6,9 @@ Times forward + backward, in one process:
    does twice the matrix work of a stacked LSTM (two transforms per block), so 0.5x is
    parity per FLOP;
 2. a 3-LSTM over an S x S grid with depth: the hyperplane scheduler against the naive
-   per-cell reference (the speed-up).
+   per-cell reference (the speed-up);
+3. translation at the ``translation_cpu`` preset's sizes: training target tokens/s of the
+   Reencoder and the attention LSTM baseline, and decoding sentences/s (greedy, beam 4).
 """
 
 from __future__ import annotations
@@ -92,6 +94,57 @@ def bench_grid3d(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     return results
 
 
+def bench_translation(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    """The translation_cpu preset's models (widths solved for 2.5M parameters with 4,000-token
+    vocabularies) on random sentence pairs of Tatoeba's mean lengths. Untrained models never
+    emit </s>, so decoding always runs to the length limit: a worst case, equal for all."""
+    from gridlstm.nn import AttentionSeq2Seq, Reencoder
+    from gridlstm.nn.decoding import decode
+    from gridlstm.nn.sizing import width_for_budget
+
+    vocab, batch, src_len, tgt_len = 4000, args.tr_batch, args.tr_src_len, args.tr_tgt_len
+    builders = {
+        "reencoder": lambda d: Reencoder(vocab, vocab, hidden_size=d, num_layers=2),
+        "lstm_attention": lambda d: AttentionSeq2Seq(vocab, vocab, hidden_size=d, num_layers=2),
+    }
+    src = torch.randint(3, vocab, (batch, src_len), device=device)
+    lengths = torch.full((batch,), src_len, device=device)
+    tgt = torch.randint(3, vocab, (batch, tgt_len), device=device)
+    nets, train_steps = {}, {}
+    for name, build in builders.items():
+        width, _ = width_for_budget(build, args.tr_params)
+        torch.manual_seed(0)
+        net = build(width).to(device, dtype)
+        nets[name] = net
+
+        def step(net: nn.Module = net) -> None:
+            net.zero_grad(set_to_none=True)
+            logits = net(src, lengths, tgt)
+            nn.functional.cross_entropy(logits.float().flatten(0, 1), tgt.flatten()).backward()
+
+        train_steps[name] = step
+    seconds = seconds_per_step(train_steps, device, 1, max(1, args.repeats // 2))
+    decode_len = 2 * src_len + 10  # the preset's limit: 2 x source + 10
+    decode_steps = {}
+    for name, net in nets.items():
+        for beam in (1, 4):
+            decode_steps[f"{name}/beam{beam}"] = lambda net=net, beam=beam: decode(
+                net.eval(), src, lengths, 1, 2, decode_len, beam
+            )
+    decode_seconds = seconds_per_step(decode_steps, device, 0, max(1, args.repeats // 5))
+    results: dict = {"batch": batch, "src_len": src_len, "tgt_len": tgt_len, "vocab": vocab}
+    for name, net in nets.items():
+        results[name] = {
+            "hidden": net.hidden_size,
+            "params": count_parameters(net),
+            "train_tokens_per_s": batch * tgt_len / seconds[name],
+            "greedy_sentences_per_s": batch / decode_seconds[f"{name}/beam1"],
+            "beam4_sentences_per_s": batch / decode_seconds[f"{name}/beam4"],
+        }
+    results["reencoder_train_ratio"] = seconds["lstm_attention"] / seconds["reencoder"]
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m gridlstm.bench", description=__doc__.split("\n")[0]
@@ -111,9 +164,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-grid3d", action="store_true")
+    parser.add_argument("--skip-translation", action="store_true")
+    parser.add_argument("--tr-batch", type=int, default=64, help="translation: pairs per batch")
+    parser.add_argument("--tr-src-len", type=int, default=7, help="translation: source tokens")
+    parser.add_argument("--tr-tgt-len", type=int, default=9, help="translation: target tokens")
+    parser.add_argument("--tr-params", type=int, default=2_500_000, help="translation: budget")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    for name in ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "repeats"):
+    positive = ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "repeats")
+    for name in (*positive, "tr_batch", "tr_src_len", "tr_tgt_len", "tr_params"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -131,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if not args.skip_grid3d:
         results["grid3d"] = bench_grid3d(args, device, dtype)
+    if not args.skip_translation:
+        results["translation"] = bench_translation(args, device, dtype)
     print_results(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -167,6 +228,25 @@ def print_results(results: dict) -> None:
             f"{g3['grid3d/naive']['seconds']:.3f} s per fwd+bwd -> "
             f"{g3['hyperplane_speedup']:.1f}x"
         )
+    if "translation" in results:
+        tr = results["translation"]
+        table = Table(
+            title=f"Translation, translation_cpu sizes: B={tr['batch']}, source {tr['src_len']} "
+            f"/ target {tr['tgt_len']} tokens, vocab {tr['vocab']}"
+        )
+        for column in ("model", "d", "params", "train tok/s", "greedy sent/s", "beam-4 sent/s"):
+            table.add_column(column, justify="right" if column != "model" else "left")
+        for name in ("reencoder", "lstm_attention"):
+            row = tr[name]
+            table.add_row(
+                name,
+                str(row["hidden"]),
+                f"{row['params']:,}",
+                f"{row['train_tokens_per_s']:,.0f}",
+                f"{row['greedy_sentences_per_s']:,.1f}",
+                f"{row['beam4_sentences_per_s']:,.1f}",
+            )
+        console.print(table)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 The paper describes the model as a Grid LSTM whose two grid dimensions run along the target
 and the source sentence, with depth as the third dimension. What it leaves open is ours
-(docs/model.md, "Reencoder"):
+(docs/translation.md):
 
 * the input at cell (j, i) is the embedding of target token j (the decoder input: <s> y_1 ..)
   and of source token i, projected together (one linear map of the concatenation, computed as
