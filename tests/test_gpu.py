@@ -87,3 +87,36 @@ def test_grid3d_on_gpu_matches_cpu():
     expected, _ = net(images)
     got, _ = net.to("cuda")(images.to("cuda"))
     torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_reencoder_on_gpu_matches_cpu_and_decodes_incrementally():
+    from gridlstm.nn import Reencoder
+    from gridlstm.nn.decoding import beam_search, greedy
+
+    torch.manual_seed(0)
+    net = Reencoder(50, 60, hidden_size=16, num_layers=2, direction="both").eval()
+    src = torch.randint(3, 50, (4, 7))
+    lengths = torch.tensor([7, 5, 3, 1])
+    tgt = torch.randint(3, 60, (4, 6))
+    expected = net(src, lengths, tgt)
+    gpu = net.to("cuda")
+    got = gpu(src.cuda(), lengths.cuda(), tgt.cuda())
+    torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=1e-4)
+    state, steps = gpu.start(src.cuda(), lengths.cuda()), []
+    for j in range(tgt.shape[1]):
+        logits, state = gpu.step(state, tgt[:, j].cuda())
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), got, atol=1e-4, rtol=1e-4)
+    args = (src.cuda(), lengths.cuda(), 1, 2, 8)
+    assert beam_search(gpu, *args, beam=1) == greedy(gpu, *args)
+
+
+def test_translation_runs_on_gpu_in_bf16(cli, tmp_path):
+    from tests.conftest import task_overrides
+
+    result = cli("task=translation", "model=reencoder", *task_overrides("translation", tmp_path),
+                 "hardware=gpu", "logger=none")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
+    metrics = json.loads(path.read_text())
+    assert 0 <= metrics["test/bleu"] <= 100 and metrics["val/loss"] == metrics["val/loss"]

@@ -142,3 +142,23 @@ def test_ddp_cpu_mnist_scores_every_image_once(cli, tmp_path):
     )
     assert metrics["val/error"] == pytest.approx(single["val/error"])
     assert metrics["samples_seen"] == 4 * 8 * 2
+
+
+def test_ddp_cpu_translation_scores_every_sentence_once(cli, tmp_path):
+    """Each rank decodes its own dev sentences; BLEU over the gathered translations equals a
+    one-process validation of the same checkpoint."""
+    from gridlstm.data import TranslationDataModule
+    from gridlstm.tasks import TranslationModule
+    from tests.conftest import task_overrides
+
+    args = ["task=translation", "model=lstm_attention", *task_overrides("translation", tmp_path)]
+    dm = TranslationDataModule(
+        tmp_path / "pairs.txt", val_size=6, test_size=6, src_vocab_size=280,
+        tgt_vocab_size=280, eval_batch_size=8,
+    )  # fmt: skip
+    metrics, single = ddp_run_against_one_process(
+        cli, [*args, "trainer.val_check_interval=2"], TranslationModule, dm
+    )
+    assert metrics["val/bleu"] == pytest.approx(single["val/bleu"])
+    assert metrics["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)
+    assert metrics["samples_seen"] == 4 * 8 * 2

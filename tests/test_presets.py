@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from gridlstm.launch import comparable_hidden
@@ -92,3 +93,22 @@ def test_mnist_presets_build_every_model_of_their_table(experiment, tmp_path):
         net = dict(cfg.model.net)
         module = ImageClassificationModule(net, 28, 1, 10, dict(cfg.optim.optimizer))
         assert module.num_parameters > 0
+
+
+@pytest.mark.parametrize("experiment", ["translation_cpu", "translation_paper"])
+def test_translation_presets_give_every_model_the_same_parameter_budget(experiment, tmp_path):
+    from omegaconf import OmegaConf
+
+    from gridlstm.tasks.translation import build_net
+
+    counts = {}
+    for model in ("reencoder", "lstm_attention", "transformer"):
+        cfg = compose_train([f"experiment={experiment}", f"model={model}"], tmp_path)
+        vocab = cfg.task.datamodule.src_vocab_size, cfg.task.datamodule.tgt_vocab_size
+        net = OmegaConf.to_container(cfg.model.net, resolve=True)
+        with torch.device("meta"):
+            built, _ = build_net(net, *vocab, cfg.task.module.param_budget)
+        counts[model] = count_parameters(built)
+    budget = cfg.task.module.param_budget
+    assert all(abs(c - budget) / budget < 0.02 for c in counts.values()), counts
+    assert cfg.hydra.sweeper.params["model"].split(",") == list(counts)

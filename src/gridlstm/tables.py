@@ -52,7 +52,7 @@ METRIC_COLUMNS = {
     "acc": ["test/acc", "val/acc", "test/digit_acc"],
     "bpc": ["test/bpc", "val/bpc", "train/chars_per_s"],
     "error": ["test/error", "val/error"],
-    "bleu": ["test/bleu", "val/bleu", "test/chrf", "train/tokens_per_s"],
+    "bleu": ["test/bleu", "val/bleu", "test/chrf", "test/ppl", "train/tokens_per_s"],
 }
 TAIL_COLUMNS = ["samples_seen", "val/samples_to_threshold"]
 
