@@ -3,10 +3,17 @@
 Thin Hydra entry point over ``conf/``; the work happens in `gridlstm.train`.
 """
 
-import hydra
-from omegaconf import DictConfig
+import os
 
-from gridlstm.launch import register_resolvers
+# Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads steal the
+# cores that other jobs need (measured in docs/benchmarks.md, "CPU threads"). It must be set
+# before torch loads OpenMP; export OMP_WAIT_POLICY=ACTIVE to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from gridlstm.launch import register_resolvers  # noqa: E402
 
 register_resolvers()
 

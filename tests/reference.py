@@ -1,4 +1,4 @@
-"""Independent naive per-cell Grid LSTM (spec sections 1 and 3), for tests only.
+"""Independent naive per-cell Grid LSTM (docs/model.md, sections 1 and 3), for tests only.
 
 Written straight from the block equations, one cell at a time, in float64, sharing no code
 with `gridlstm.nn`. Weights are given per layer and dimension as full matrices over
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 # --------------------------------------------------------------------------------------
-# General N-D grid, one cell at a time (spec section 1 + 3.2 - 3.5), for any grid_dims K.
+# General N-D grid, one cell at a time (docs/model.md section 1), for any grid_dims K.
 
 
 def reference_transform(t: dict, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:

@@ -44,10 +44,10 @@ def test_dev_translations_go_to_a_wandb_table_offline(tmp_path, monkeypatch):
 
 
 def test_dev_translations_are_logged_to_the_console_without_wandb(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="gridlstm.tasks.translation"):
+    with caplog.at_level(logging.INFO, logger="gridlstm.tasks.showcase"):
         small_run(tmp_path)
-    shown = [r.message for r in caplog.records if "| reference:" in r.message]
-    assert len(shown) == 2 and all(m.startswith("step 4 | ") for m in shown)
+    shown = [r.message for r in caplog.records if "| reference: " in r.message]
+    assert len(shown) == 2 and all(m.startswith("val/samples | step: 4 | source: ") for m in shown)
 
 
 def test_only_the_suites_translation_models_are_built():

@@ -12,7 +12,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 class SamplesToThreshold(Callback):
     """Training samples seen when the monitored validation metric first reached
-    ``threshold`` (spec section 3: "samples seen when validation accuracy first reached X%").
+    ``threshold`` (docs/model.md section 3: "samples seen when validation accuracy first
+    reached X%").
 
     ``mode="max"``: reached when metric >= threshold, an accuracy in (0, 1]; ``mode="min"``:
     when metric <= threshold, a positive loss such as bits/char. ``threshold=None`` turns the

@@ -69,7 +69,7 @@ def run_id() -> str:
 
 def comparable_hidden(model: str, layers: int, tied: bool, base: int) -> int:
     """Hidden size giving ``model`` about the recurrent weights of a ``layers``-layer stacked
-    LSTM with ``base`` units, for comparisons at equal parameter count (spec section 3).
+    LSTM with ``base`` units, for comparisons at equal parameter count (docs/model.md section 3).
 
     Weights per d^2: stacked LSTM 8 L (4 gates over [h; x]), untied 2-LSTM 16 L (two
     transforms over [h_time; h_depth] per block), tied 2-LSTM 16 (one block in all).

@@ -50,12 +50,34 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
             group, name = hydra_job_names()
             with open_dict(logger_cfg):
+                # Ours, not WandbLogger's: applied by watch_model once the model exists.
+                watch = (logger_cfg.pop("watch", None), logger_cfg.pop("watch_log_freq", 100))
                 logger_cfg.mode = wandb_mode(logger_cfg.get("mode"))
                 logger_cfg.offline = logger_cfg.mode == "offline"
                 logger_cfg.group = logger_cfg.get("group") or group
                 logger_cfg.name = logger_cfg.get("name") or name
+            logger = instantiate(logger_cfg)
+            logger.gridlstm_watch = watch
+            loggers.append(logger)
+            continue
         loggers.append(instantiate(logger_cfg))
     return loggers
+
+
+WATCH = ("gradients", "parameters", "all")
+
+
+def watch_model(loggers: list[Logger], model: Any) -> None:
+    """``logger.wandb.watch``: gradient / parameter histograms of ``model`` via wandb.watch."""
+    for logger in loggers:
+        what, freq = getattr(logger, "gridlstm_watch", (None, 100))
+        if what is None:
+            continue
+        if what not in WATCH:
+            raise ValueError(
+                f"logger.wandb.watch must be one of {', '.join(WATCH)} or null, got {what!r}"
+            )
+        logger.watch(model, log=what, log_freq=int(freq))
 
 
 def log_hyperparameters(loggers: list[Logger], cfg: DictConfig, extra: dict[str, Any]) -> None:

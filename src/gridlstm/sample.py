@@ -100,9 +100,16 @@ def sample(cfg: SampleConfig) -> str:
     return cfg.prime + decode(generated[0].tolist(), vocab)
 
 
+USAGE = __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1]
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(USAGE.strip())
+        return
     try:
-        cfg = parse_args(sys.argv[1:] if argv is None else argv)
+        cfg = parse_args(argv)
         text = sample(cfg)
     except SampleError as error:
         print(f"error: {error}", file=sys.stderr)

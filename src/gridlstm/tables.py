@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.launch import register_resolvers
 
-# Spec section 3 ([paper] claims only).
+# The paper's claims (docs/model.md section 3; [paper] only).
 REFERENCE = {
     "parity": "Paper: a tied 1-LSTM solves k-bit parity up to k = 250; deep tanh/ReLU nets fail.",
     "addition": "Paper: a tied 2-LSTM solves 15-digit addition (training budget up to 5 million "

@@ -1,6 +1,6 @@
 """The function Hydra calls: build, fit, test the best checkpoint, write ``metrics.json``.
 
-Run-output contract (ARCHITECTURE.md): every run writes into its Hydra output directory the
+Run-output contract (README, "Outputs"): every run writes into its Hydra output directory the
 composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best checkpoint, logs, and
 ``metrics.json``: a flat object of the final ``val/...`` and ``test/...`` metrics (measured
 on the best checkpoint) plus ``params``, ``samples_seen`` and ``wall_time_s``.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,14 +23,17 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from gridlstm import threads
 from gridlstm.callbacks import SamplesToThreshold
 from gridlstm.config import ConfigError, build, check_compatible, check_launch
-from gridlstm.launch import job_environment
+from gridlstm.console import print_config_tree, quiet_third_party
+from gridlstm.launch import CHILD_ENV, job_environment
 from gridlstm.loggers import (
     build_loggers,
     finish_wandb,
     log_final_metrics,
     log_hyperparameters,
+    watch_model,
 )
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     hardware.pop("name", None)
+    hardware.pop("threads", None)
     if isinstance(hardware.get("strategy"), dict):
         hardware["strategy"] = instantiate(hardware["strategy"])
     kwargs.update(hardware)
@@ -87,21 +92,61 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     Console().print(f"outputs: {output_dir}")
 
 
+def processes_per_machine(cfg: DictConfig) -> int:
+    """Training processes this run starts on one machine (they divide its CPU cores)."""
+    hardware = cfg.hardware
+    devices = hardware.get("devices", 1)
+    if hardware.get("accelerator") == "cpu" and isinstance(devices, int) and devices > 1:
+        return devices
+    return 1
+
+
+def is_first_process() -> bool:
+    return os.environ.get(CHILD_ENV) != "1" and os.environ.get("RANK", "0") == "0"
+
+
+def validate_if_never_validated(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
+) -> str:
+    """A run that stops before its first validation (max_steps below one epoch or one
+    val_check_interval) validates once at the end, so it still has a point on its curve and
+    a best checkpoint; returns that checkpoint's path ('' if nothing was needed)."""
+    callback = trainer.checkpoint_callback
+    if callback is None or callback.best_model_path or trainer.global_step == 0:
+        return ""
+    log.info("no validation ran during training: validating once at step %d", trainer.global_step)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    path = Path(callback.dirpath or ".") / f"best-step{trainer.global_step}.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; returns the final metrics."""
     start = time.time()
+    quiet_third_party()
+    output_dir = Path(cfg.paths.output_dir)
+    if is_first_process():
+        print(f"run directory: {output_dir}", flush=True)
+        if cfg.get("print_config", True):
+            print_config_tree(cfg)
     check_launch()
     check_compatible(cfg)
+    count = build(
+        f"hardware={cfg.hardware.name}",
+        lambda: threads.apply(cfg.hardware.get("threads", "auto"), processes_per_machine(cfg)),
+    )
+    log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
-    output_dir = Path(cfg.paths.output_dir)
     log.info("model=%s: %d trainable parameters", cfg.model.name, module.num_parameters)
 
     loggers = build_loggers(cfg)
     callbacks = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, bool(loggers)))
     trainer = build_trainer(cfg, loggers, callbacks)
     log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
+    build("logger=wandb", lambda: watch_model(loggers, module))
 
     trainer.fit(module, datamodule=datamodule)
     samples_seen = module.samples_seen
@@ -110,6 +155,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     # The first ModelCheckpoint tracks the task's main metric (conf/callbacks/default.yaml).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = best or validate_if_never_validated(trainer, module, datamodule)
     ckpt_path = best or None
     # Scores of the best checkpoint are not points of the training curves: metrics.json and
     # the W&B summary hold them.
@@ -144,5 +190,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception:
+        print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
+        raise
     finally:
         finish_wandb()

@@ -1,4 +1,4 @@
-"""Sequence memorization (spec section 3): read a random sequence, then reproduce it.
+"""Sequence memorization (docs/model.md section 3): read a random sequence, then reproduce it.
 
 Layout with ``length = n`` and ``vocab`` tokens in all (the last two are special):
 
@@ -6,7 +6,7 @@ Layout with ``length = n`` and ``vocab`` tokens in all (the last two are special
     <-- prompt ------>  <-- answer ---->
 
 Symbols are uniform over the ``vocab - 2`` ordinary tokens [ours: 20 symbols from 64 by
-default, spec section 3]. Loss and scoring are on the answer only, like addition.
+default, docs/model.md section 3]. Loss and scoring are on the answer only, like addition.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The N-dimensional Grid LSTM block (spec section 1) and its per-dimension transforms.
+"""The N-dimensional Grid LSTM block (docs/model.md section 1) and its per-dimension transforms.
 
 A block receives a hidden vector h_i and a memory vector m_i for every dimension i, forms
 H = [h_1; ...; h_N] and applies one transform per dimension, each with its own weights
@@ -131,9 +131,9 @@ class GridBlock(nn.Module):
         kinds: per dimension, ``"lstm"`` or ``"nonlstm"`` (default all LSTM).
         priority: ordered priority dimensions (indices); the rest are computed first.
         share_dims: one transform (one weight matrix) for all N dimensions (TensorFlow's
-            ``tied=True``, spec 3.5 (c)); needs all kinds equal.
+            ``tied=True``, paper 3.5 (c), docs/model.md 1.4); needs all kinds equal.
         shared: ready-made transforms to use for some dimensions (index -> module), e.g. the
-            depth LSTM shared across layers (spec 3.5 (b)).
+            depth LSTM shared across layers (paper 3.5 (b), docs/model.md 1.4).
         output_form, bias, forget_bias, peephole, coupled, activation: transform options.
     """
 

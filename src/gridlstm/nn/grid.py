@@ -1,4 +1,4 @@
-"""Grid LSTM networks: K sequence/spatial dimensions plus depth (spec section 2).
+"""Grid LSTM networks: K sequence/spatial dimensions plus depth (docs/model.md section 2).
 
 ``grid_dims = K``: 0 gives the 1-LSTM (a vector in, L blocks along depth), 1 the 2-LSTM
 (time x depth), 2 the 3-LSTM (two spatial dimensions x depth), and so on. Dimension indices:
@@ -11,7 +11,7 @@ The output is the top depth hidden vector at every position. Along each grid dim
 far end, per layer, so chunks of a sequence can be chained (truncated BPTT).
 
 Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_blocker`):
-* ``fast``: exact factorisation (spec section 2). K = 1: per layer one cuDNN-able LSTM over
+* ``fast``: exact factorisation (docs/model.md section 2). K = 1: per layer one cuDNN-able LSTM over
   time (`torch.nn.LSTM`'s kernel on the time transform's weights) plus one batched depth step
   for all time steps. K = 0 with one block for all layers: one LSTM kernel over L steps of
   zero input with h0 = the projected input.
@@ -107,10 +107,11 @@ class GridLSTM(nn.Module):
         kinds: per dimension (K grid dims then depth) ``"lstm"`` or ``"nonlstm"``.
         priority: ordered priority dimensions; ints or ``"depth"`` (default ``["depth"]``
             [ours, as coreylynch/grid-lstm]); ``[]`` for none.
-        tied: one block for every layer ("tied along depth", spec 3.5 (a)).
-        tie_depth_lstm: per-layer blocks whose depth transform is shared (spec 3.5 (b),
-            coreylynch's ``tie_weights``).
-        share_dims: one transform for all dimensions of a block (spec 3.5 (c), TF ``tied``).
+        tied: one block for every layer ("tied along depth", paper 3.5 (a), docs/model.md 1.4).
+        tie_depth_lstm: per-layer blocks whose depth transform is shared (paper 3.5 (b),
+            docs/model.md 1.4, coreylynch's ``tie_weights``).
+        share_dims: one transform for all dimensions of a block (paper 3.5 (c),
+            docs/model.md 1.4, TF ``tied``).
         input_dims: dimensions whose incoming h at the bottom layer is the projected input
             (paper 3.4; default depth). For a grid dimension this replaces the h it receives
             at layer 0 (TensorFlow GridRNNCell's input dimensions); its m still flows.

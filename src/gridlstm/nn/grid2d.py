@@ -1,4 +1,4 @@
-"""2-LSTM over time x depth: `GridLSTM` with one grid dimension (spec section 2).
+"""2-LSTM over time x depth: `GridLSTM` with one grid dimension (docs/model.md section 2).
 
 Kept as its own name because it is the model of most of the paper's tables (addition,
 memorization, enwik8) and of ``model=grid2d``. ``priority`` takes the names used in configs.

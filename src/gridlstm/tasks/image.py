@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from gridlstm.nn import count_parameters
 from gridlstm.tasks.base import TaskModule
+from gridlstm.tasks.showcase import should_show, show_images
 
 
 class ImageClassificationModule(TaskModule):
@@ -28,6 +29,7 @@ class ImageClassificationModule(TaskModule):
         num_classes: int,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
+        show_errors: int = 8,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -37,6 +39,7 @@ class ImageClassificationModule(TaskModule):
         for split in ("val", "test"):
             setattr(self, f"{split}_acc", MulticlassAccuracy(num_classes, average="micro"))
             setattr(self, f"{split}_loss", MeanMetric())
+        self.errors: list[tuple[Tensor, int, int]] = []  # misclassified val images (rank 0)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.backbone(images)[0])
@@ -51,7 +54,12 @@ class ImageClassificationModule(TaskModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
         images, labels = batch
         logits = self(images)
-        getattr(self, f"{split}_acc").update(logits.argmax(-1), labels)
+        predicted = logits.argmax(-1)
+        getattr(self, f"{split}_acc").update(predicted, labels)
+        if split == "val" and len(self.errors) < self.hparams.show_errors:
+            for i in (predicted != labels).nonzero().flatten().tolist():
+                if len(self.errors) < self.hparams.show_errors:
+                    self.errors.append((images[i], int(labels[i]), int(predicted[i])))
         getattr(self, f"{split}_loss").update(F.cross_entropy(logits, labels), len(labels))
 
     def _log_split(self, split: str) -> None:
@@ -67,8 +75,14 @@ class ImageClassificationModule(TaskModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
+    def on_validation_epoch_start(self) -> None:
+        self.errors = []
+
     def on_validation_epoch_end(self) -> None:
         self._log_split("val")
+        if self.errors and should_show(self):
+            captions = [f"label {label}, predicted {guess}" for _, label, guess in self.errors]
+            show_images(self, "val/misclassified", [image for image, *_ in self.errors], captions)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")

@@ -4,7 +4,7 @@ Training: each batch is the next window of every stream (`gridlstm.data.text`); 
 backbone's time state is carried from batch to batch and detached every step, and reset at
 the start of every training epoch. Evaluation starts from a fresh state, carries it across
 the whole split, and reports bits/char = mean cross-entropy in nats / ln 2 over every target
-of the split (spec section 4), summed over ranks.
+of the split (docs/model.md section 4), summed over ranks.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import math
 import time
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from gridlstm.data.text import IGNORE
+from gridlstm.data.text import IGNORE, decode, encode
 from gridlstm.nn import TokenSequenceModel, count_parameters, detach_state
 from gridlstm.tasks.base import TaskModule
+from gridlstm.tasks.showcase import should_show, show_table
 
 TASK = "language_model"  # marks checkpoints the sampler accepts
 
@@ -33,6 +35,8 @@ class LanguageModelModule(TaskModule):
         vocab_size: symbols; vocab: the characters (None: bytes). Both are stored in
             checkpoints so the sampler needs nothing else.
         output_dropout: dropout on the backbone's output before the softmax head.
+        sample_length: characters sampled after every validation (W&B table or console);
+            0 turns it off.
         optimizer, scheduler: ``_partial_`` configs (see `TaskModule`).
     """
 
@@ -44,6 +48,7 @@ class LanguageModelModule(TaskModule):
         scheduler: dict[str, Any] | None = None,
         vocab: list[str] | None = None,
         output_dropout: float = 0.0,
+        sample_length: int = 200,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -108,6 +113,19 @@ class LanguageModelModule(TaskModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", self.val_nats)
+        if self.hparams.sample_length > 0 and should_show(self):
+            self._show_sample()
+
+    def _show_sample(self) -> None:
+        """A sample (temperature 0.8, fixed seed) from the start of a line: what the model
+        writes at this point of training."""
+        vocab = self.hparams.vocab
+        prime = "\n" if vocab is None or "\n" in vocab else vocab[0]
+        tokens = torch.tensor([encode(prime, vocab)], device=self.device)
+        generator = torch.Generator(self.device).manual_seed(0)
+        ids = self.model.sample(tokens, self.hparams.sample_length, 0.8, None, generator)
+        text = decode(ids[0].tolist(), vocab)
+        show_table(self, "val/samples", ["step", "sample"], [[self.global_step, text]])
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_nats)

@@ -18,7 +18,6 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 from hydra.utils import get_class
-from lightning.pytorch.loggers import WandbLogger
 from tokenizers import Tokenizer
 from torch import Tensor
 from torchmetrics import MeanMetric
@@ -29,6 +28,7 @@ from gridlstm.nn.decoding import decode as decode_ids
 from gridlstm.nn.decoding import max_length
 from gridlstm.nn.sizing import width_for_budget
 from gridlstm.tasks.base import TaskModule
+from gridlstm.tasks.showcase import should_show, show_table
 
 log = logging.getLogger(__name__)
 TASK = "translation"  # marks checkpoints that gridlstm.translate accepts
@@ -199,20 +199,13 @@ class TranslationModule(TaskModule):
         self.log(f"{split}/ppl", torch.exp(mean.clamp(max=50)), sync_dist=True)
         self.log(f"{split}/bleu", scores["bleu"], prog_bar=True, sync_dist=True)
         self.log(f"{split}/chrf", scores["chrf"], sync_dist=True)
-        if split == "val" and not self.trainer.sanity_checking:
+        if split == "val":
             self._show_samples(outputs[: self.hparams.log_samples])
 
     def _show_samples(self, samples: list[tuple[int, str, str, str]]) -> None:
-        if not samples or not self.trainer.is_global_zero:
-            return
-        rows = [[self.global_step, src, hyp, ref] for _, src, hyp, ref in samples]
-        wandb = [lg for lg in self.loggers if isinstance(lg, WandbLogger)]
-        for logger in wandb:
-            logger.log_table("val/samples", columns=["step", "source", "output", "reference"],
-                             data=rows)  # fmt: skip
-        if not wandb:
-            for step, src, hyp, ref in rows:
-                log.info("step %d | %s -> %s | reference: %s", step, src, hyp, ref)
+        if samples and should_show(self):
+            rows = [[self.global_step, src, hyp, ref] for _, src, hyp, ref in samples]
+            show_table(self, "val/samples", ["step", "source", "output", "reference"], rows)
 
     def on_validation_epoch_start(self) -> None:
         self.outputs = []

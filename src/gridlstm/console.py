@@ -1,0 +1,116 @@
+"""A quiet, informative console: the composed config as a tree, a progress bar that counts
+steps, a model summary without Lightning's always-zero FLOPs line, and known harmless
+third-party messages filtered where they are raised (each filter says why)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
+
+# Shown first, in this order; other top-level keys follow.
+CONFIG_ORDER = ("model", "task", "hardware", "trainer", "optim", "callbacks", "logger", "seed")
+
+# (message regex, why it is harmless here)
+HARMLESS_WARNINGS = (
+    # Lightning's own _pytree shim calls a torch API that torch deprecated; nothing we call.
+    (r".*isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning internals"),
+    # Synthetic tasks are IterableDatasets with a __len__ for the progress bar; each worker
+    # draws its own stream (gridlstm.data.synthetic), which is what the warning asks for.
+    (r"Your `IterableDataset` has `__len__` defined", "workers are configured independently"),
+    # Short epochs (tests, smoke runs) log less often than log_every_n_steps; intended.
+    (r"The number of training batches .* is smaller than the logging interval", "short epochs"),
+    # Checkpoint callbacks look for the main metric before the first validation has run.
+    (r".*could not find the monitored key in the returned metrics", "before first validation"),
+    # nn.Transformer with norm_first=True cannot use nested tensors; a speed hint only.
+    (r"enable_nested_tensor is True, but self.use_nested_tensor is False", "pre-norm"),
+)
+
+
+class _DropTips(logging.Filter):
+    """Lightning prints advertising tips (cloud loggers, litmodels) on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+def quiet_third_party() -> None:
+    for pattern, _why in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
+
+
+def print_config_tree(cfg: DictConfig, order: Sequence[str] = CONFIG_ORDER) -> None:
+    """The composed config, one branch per group (as lightning-hydra-template prints it);
+    interpolations resolved where they can be."""
+    tree = Tree("config", style="dim", guide_style="dim")
+    keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order and k != "hydra"]
+    for key in keys:
+        branch = tree.add(key, style="bold")
+        value = cfg[key]
+        try:
+            text = (
+                OmegaConf.to_yaml(value, resolve=True)
+                if isinstance(value, DictConfig)
+                else str(value)
+            )
+        except Exception:  # noqa: BLE001 - an unresolvable interpolation is shown as written
+            text = OmegaConf.to_yaml(value) if isinstance(value, DictConfig) else str(value)
+        branch.add(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+    Console().print(tree)
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar whose title reads ``Epoch 3 · step 750/8000``: the suite trains by
+    steps (``max_epochs=-1``), where Lightning's default title reads ``Epoch 3/-2``."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        description = f"Epoch {current_epoch}"
+        if trainer.max_steps and trainer.max_steps > 0:
+            description += f" · step {trainer.global_step}/{trainer.max_steps}"
+        elif trainer.max_epochs is not None and trainer.max_epochs > 0:
+            description += f"/{trainer.max_epochs - 1}"
+        return description
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's rich model summary without the FLOPs column and total (always 0: the
+    suite does not trace FLOPs)."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        from lightning.pytorch.utilities.model_summary import get_human_readable_count
+        from rich.table import Table
+
+        kept = [(name, column) for name, column in summary_data if name not in ("FLOPs", "Mode")]
+        table = Table(header_style="bold")
+        for name, _ in kept:
+            table.add_column(name, justify="right" if name == "Params" else "left")
+        for row in zip(*(column for _, column in kept), strict=True):
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        console.print(
+            f"Trainable params: {get_human_readable_count(int(trainable_parameters))}   "
+            f"Total params: {get_human_readable_count(int(total_parameters))}   "
+            f"Size: {model_size:.2f} MB"
+        )

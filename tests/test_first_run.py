@@ -1,0 +1,140 @@
+"""What a new user sees first: the run directory and config at start, a progress title that
+counts steps, no FLOPs line, a thread setting that reaches torch, a curve point even for a
+run shorter than one epoch, samples and images in the offline W&B folder, ``--help`` for
+every tool, and documentation that stays inside the repository."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gridlstm import threads
+from gridlstm.console import StepProgressBar
+from tests.conftest import ROOT, TINY, offline_env, task_overrides
+
+
+def test_console_names_the_run_directory_first_and_prints_the_config(cli):
+    result = cli(*TINY, "logger=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = cli.cwd.glob("outputs/*/*")
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines[0] == f"run directory: {run}"
+    assert lines[1] == "config" and any("├── model" in line for line in lines)
+    assert "FLOPs" not in result.stdout + result.stderr
+    assert "Tip:" not in result.stdout + result.stderr
+    quiet = cli(*TINY, "logger=none", "print_config=false")
+    assert "├── model" not in quiet.stdout
+
+
+def test_progress_title_counts_steps_not_negative_epochs():
+    bar = StepProgressBar()
+    trainer = SimpleNamespace(max_steps=8000, max_epochs=-1, global_step=750)
+    bar._trainer = trainer
+    assert bar._get_train_description(3) == "Epoch 3 · step 750/8000"
+    bar._trainer = SimpleNamespace(max_steps=-1, max_epochs=10, global_step=0)
+    assert bar._get_train_description(2) == "Epoch 2/9"
+
+
+def test_thread_setting_reaches_torch(tmp_path):
+    from gridlstm.train import train
+    from tests.test_configs import compose_train
+
+    before = torch.get_num_threads()
+    try:
+        cfg = compose_train([*TINY, "logger=none", "hardware.threads=3", "print_config=false"],
+                            tmp_path)  # fmt: skip
+        train(cfg)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_auto_threads_take_the_free_cores_divided_among_processes(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0)
+    assert threads.resolve("auto") == 8 and threads.resolve(None, processes=2) == 4
+    monkeypatch.setattr(threads, "busy_cores", lambda: 6)  # another job keeps 6 cores busy
+    assert threads.resolve("auto") == 2 and threads.resolve("auto", processes=4) == 1
+    monkeypatch.setattr(threads, "busy_cores", lambda: 20)
+    assert threads.resolve("auto") == 1
+    assert threads.resolve(5) == 5
+    for bad in (0, -1, "many", 1.5, True):
+        with pytest.raises(ValueError, match="threads must be 'auto' or an integer >= 1"):
+            threads.resolve(bad)
+
+
+def test_bad_thread_setting_is_one_line(cli):
+    result = cli(*TINY, "logger=none", "hardware.threads=0")
+    assert result.returncode == 2
+    assert "error: hardware=cpu: threads must be 'auto' or an integer >= 1, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_run_shorter_than_one_epoch_still_validates_once(cli):
+    short = [o for o in TINY if not o.startswith(("trainer.max_steps", "task.datamodule.batches"))]
+    result = cli(*short, "task.datamodule.batches_per_epoch=10", "trainer.max_steps=4",
+                 "logger=csv")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = cli.cwd.glob("outputs/*/*")
+    assert (run / "checkpoints" / "best-step4.ckpt").is_file()
+    with (run / "csv" / "metrics.csv").open() as handle:
+        points = [r for r in csv.DictReader(handle) if r.get("val/acc")]
+    assert len(points) == 1
+
+
+@pytest.mark.parametrize(
+    ("task", "model", "pattern"),
+    [
+        ("text", "grid2d", "media/table/val/samples_*.table.json"),
+        ("mnist", "cnn", "media/images/val/misclassified_*.png"),
+    ],
+)
+def test_offline_wandb_folder_holds_samples_and_images(cli, tmp_path, task, model, pattern):
+    overrides = task_overrides(task, tmp_path)
+    result = cli(
+        f"task={task}",
+        f"model={model}",
+        *overrides,
+        "logger=wandb",
+        "trainer.val_check_interval=2",
+        "trainer.check_val_every_n_epoch=null",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = list(cli.cwd.glob(f"outputs/*/*/wandb/offline-run-*/files/{pattern}"))
+    assert found, sorted(p.name for p in cli.cwd.glob("outputs/*/*/wandb/offline-run-*/files/**/*"))
+
+
+@pytest.mark.parametrize("tool", ["sample", "tables", "bench", "translate"])
+def test_every_tool_answers_help(tool, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", f"gridlstm.{tool}", "--help"],
+        cwd=tmp_path,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"gridlstm.{tool}" in result.stdout
+
+
+OUTSIDE = re.compile(
+    r"GRID_LSTM_SPEC|ARCHITECTURE\.md|\.\./shared|\bspec section|\bthe spec\b", re.I
+)
+DOC_LINK = re.compile(r"docs/[\w./-]+\.(?:md|png|json|py)")
+
+
+def test_code_config_and_readme_refer_only_to_documents_in_the_repository():
+    files = [ROOT / "README.md", *ROOT.glob("src/**/*.py"), *ROOT.glob("conf/**/*.yaml")]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not OUTSIDE.search(text), (path, OUTSIDE.search(text).group(0))
+        for link in DOC_LINK.findall(text):
+            assert (ROOT / link).is_file(), (path, link)
+    assert (ROOT / "LICENSE").is_file() and "MIT" in (ROOT / "LICENSE").read_text()
