@@ -138,3 +138,12 @@ def test_code_config_and_readme_refer_only_to_documents_in_the_repository():
         for link in DOC_LINK.findall(text):
             assert (ROOT / link).is_file(), (path, link)
     assert (ROOT / "LICENSE").is_file() and "MIT" in (ROOT / "LICENSE").read_text()
+
+
+def test_the_text_cpu_data_command_works_in_a_fresh_clone(tmp_path):
+    preset = (ROOT / "conf" / "experiment" / "text_cpu.yaml").read_text()
+    (command,) = [line.split("#", 1)[1].strip() for line in preset.splitlines()
+                  if "pydoc_data" in line]  # fmt: skip
+    result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "pydoc_topics.txt").stat().st_size > 100_000
