@@ -118,3 +118,16 @@ def test_bad_checkpoint_files_and_unknown_prime_characters(tmp_path, char_checkp
 def test_prime_is_kept_as_text():
     assert parse_args(["ckpt=a", "prime=true"]).prime == "true"
     assert parse_args(["ckpt=a", "prime=12", "top_k=null"]).top_k is None
+
+
+def test_a_checkpoint_naming_other_code_is_refused_and_never_runs_it(tmp_path, char_checkpoint):
+    ckpt, _ = char_checkpoint
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    marker = tmp_path / "written"
+    checkpoint["hyper_parameters"]["net"] = {"_target_": "pathlib.Path.write_text",
+                                             "self": str(marker), "data": "x"}  # fmt: skip
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, crafted)
+    with pytest.raises(SampleError, match="'pathlib.Path.write_text' is not a language-model"):
+        run(crafted)
+    assert not marker.exists()

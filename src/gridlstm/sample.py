@@ -33,6 +33,13 @@ class SampleConfig:
     device: str = "cpu"
 
 
+# Sequence backbones a language-model checkpoint may name: its config is data, never code.
+BACKBONES = frozenset(
+    f"gridlstm.nn.{name}"
+    for name in ("Grid2dLSTM", "GridLSTM", "StackedLSTM", "StackedGRU", "StackedCellLSTM")
+)
+
+
 class SampleError(ValueError):
     """A bad argument or checkpoint; the message is one line for the user."""
 
@@ -81,8 +88,19 @@ def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
             f"{path} is not a language-model checkpoint (it has no vocabulary to sample "
             "from); use one from a run with task=enwik8 or task=text"
         )
-    module = LanguageModelModule(**checkpoint["hyper_parameters"])
-    module.load_state_dict(checkpoint["state_dict"])
+    hparams = checkpoint.get("hyper_parameters") or {}
+    target = (hparams.get("net") or {}).get("_target_")
+    if target not in BACKBONES:
+        raise SampleError(
+            f"{path}: model class {target!r} is not a language-model backbone of this suite; "
+            f"allowed: {', '.join(sorted(BACKBONES))}"
+        )
+    try:
+        module = LanguageModelModule(**hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SampleError(f"{path}: cannot rebuild the model ({first})") from None
     return module.to(device).eval()
 
 
