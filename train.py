@@ -6,7 +6,7 @@ Thin Hydra entry point over ``conf/``; the work happens in `gridlstm.train`.
 import os
 
 # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads steal the
-# cores that other jobs need (measured in docs/benchmarks.md, "CPU threads"). It must be set
+# cores that other jobs need (measured: README, "Console and CPU threads"). It must be set
 # before torch loads OpenMP; export OMP_WAIT_POLICY=ACTIVE to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
