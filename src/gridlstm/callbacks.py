@@ -1,13 +1,22 @@
-"""Callbacks of the suite (Lightning's own cover checkpoints, progress and LR logging)."""
+"""Callbacks of the suite (Lightning's own cover checkpoints, progress and LR logging):
+samples to threshold, and what keeps long runs safe (divergence, interruption, resume)."""
 
 from __future__ import annotations
 
+import logging
+import math
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 class SamplesToThreshold(Callback):
@@ -62,3 +71,152 @@ class SamplesToThreshold(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = state_dict.get("samples")
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite (or exploding) loss, gradient norm or weights."""
+
+
+class Divergence(Callback):
+    """Stop at the first step whose loss or gradient norm is non-finite (or whose loss
+    exceeds ``max_loss``), and after any step that leaves non-finite weights.
+
+    Why here and not at validation: by the next validation the weights are NaN and Lightning
+    would checkpoint them (``last.ckpt``, even "best" when no best exists yet). Stopping at the
+    step keeps every checkpoint on disk finite. ``skip_steps`` bad steps are skipped first
+    (their gradients dropped, the optimizer not stepped), for the odd spike in a long run.
+    Under ``16-mixed`` the gradient scaler owns inf/NaN gradients, so only the loss and the
+    weights are checked.
+    """
+
+    def __init__(self, max_loss: float | None = 1.0e3, skip_steps: int = 0) -> None:
+        if max_loss is not None and not (isinstance(max_loss, (int, float)) and max_loss > 0):
+            raise ValueError(f"max_loss must be a positive number or null, got {max_loss!r}")
+        if isinstance(skip_steps, bool) or not isinstance(skip_steps, int) or skip_steps < 0:
+            raise ValueError(f"skip_steps must be an integer >= 0, got {skip_steps!r}")
+        self.max_loss, self.skip_steps = max_loss, skip_steps
+        self.skipped = 0
+        self._bad: str | None = None
+
+    def _problem(self, name: str, value: Tensor, limit: float | None = None) -> str | None:
+        value = float(value)
+        if not math.isfinite(value):
+            return f"{name} is {value}"
+        if limit is not None and value > limit:
+            return f"{name} is {value:.4g}, above divergence.max_loss={limit:g}"
+        return None
+
+    def _fail(self, trainer: L.Trainer, problem: str) -> None:
+        raise Diverged(f"training diverged at step {trainer.global_step}: {problem}")
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._bad = None
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
+    ) -> None:
+        self._bad = self._problem("train/loss", loss.detach(), self.max_loss)
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
+    ) -> None:
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if self._bad is None and grads and trainer.precision != "16-mixed":
+            self._bad = self._problem("train/grad_norm", torch.nn.utils.get_total_norm(grads))
+        if self._bad is None:
+            return
+        if self.skipped >= self.skip_steps:
+            self._fail(trainer, self._bad)
+        self.skipped += 1
+        log.warning(
+            "step %d skipped (%s); %d of divergence.skip_steps=%d used",
+            trainer.global_step,
+            self._bad,
+            self.skipped,
+            self.skip_steps,
+        )
+        for param in pl_module.parameters():
+            param.grad = None  # the optimizer leaves parameters without gradients alone
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        weights = [p.detach() for p in pl_module.parameters()]
+        if weights and not torch.isfinite(torch.nn.utils.get_total_norm(weights)):
+            self._fail(trainer, "the weights became non-finite (lower the learning rate)")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = int(state_dict.get("skipped", 0))
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Lightning's on-exception checkpoint, for interruptions only (SIGTERM, SIGUSR1 outside
+    SLURM, Ctrl-C): saves ``last.ckpt`` mid-epoch so ``resume=auto`` continues from the
+    interrupted step. An error or a divergence saves nothing (the weights may be broken)."""
+
+    def __init__(self, dirpath: str, filename: str = "last") -> None:
+        super().__init__(dirpath, filename)
+        self.reason: str | None = None
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.reason = "SIGTERM"
+        elif isinstance(exception, KeyboardInterrupt):
+            self.reason = "SIGINT"
+        else:
+            return
+        if trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0:
+            super().on_exception(trainer, pl_module, exception)
+            log.info(
+                "interrupted (%s) at step %d: saved %s",
+                self.reason,
+                trainer.global_step,
+                self.ckpt_path,
+            )
+
+
+class RunState(Callback):
+    """What else a resumed run needs to continue as if never stopped: the RNG states
+    (dropout, sampling) and which task and model the checkpoint belongs to (checked before a
+    resume, and by the evaluate tool). RNG states are restored when training restarts, after
+    the sanity check, which would otherwise consume them."""
+
+    def __init__(self, identity: dict[str, str] | None = None) -> None:
+        self.identity = dict(identity or {})
+        self._rng: dict[str, Any] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["gridlstm_run"] = dict(self.identity)
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rng = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._rng is None:
+            return
+        state, self._rng = self._rng, None
+        torch.set_rng_state(state["torch"])
+        kind, keys, *rest = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), *rest))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

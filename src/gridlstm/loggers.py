@@ -29,6 +29,13 @@ def wandb_mode(configured: str | None = None) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
+def hydra_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def hydra_job_names() -> tuple[str | None, str]:
     """(group, name) for W&B: the sweep groups its jobs, each job is named by its overrides."""
     from hydra.core.hydra_config import HydraConfig
@@ -96,11 +103,12 @@ def log_final_metrics(loggers: list[Logger], metrics: dict[str, Any]) -> None:
             logger.experiment.summary.update(metrics)
 
 
-def finish_wandb() -> None:
-    """Close the W&B run so the next job of a sweep starts its own."""
+def finish_wandb(exit_code: int = 0) -> None:
+    """Close the W&B run so the next job of a sweep starts its own; a non-zero exit code
+    (crash, divergence, interruption) marks it failed on the dashboard."""
     try:
         import wandb
     except ImportError:
         return
     if wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)

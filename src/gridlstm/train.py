@@ -1,9 +1,15 @@
-"""The function Hydra calls: build, fit, test the best checkpoint, write ``metrics.json``.
+"""The function Hydra calls: build, fit (or resume), test the best checkpoint, write
+``metrics.json``.
 
 Run-output contract (README, "Outputs"): every run writes into its Hydra output directory the
 composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best checkpoint, logs, and
-``metrics.json``: a flat object of the final ``val/...`` and ``test/...`` metrics (measured
-on the best checkpoint) plus ``params``, ``samples_seen`` and ``wall_time_s``.
+``metrics.json``: a flat object with a ``status`` (`gridlstm.runs`), the final ``val/...`` and
+``test/...`` metrics (measured on the best checkpoint) plus ``params``, ``samples_seen`` and
+``wall_time_s``.
+
+Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged (a
+multirun job returns NaN instead, so the sweep goes on); 128 + the signal number when
+interrupted (143 SIGTERM, 130 SIGINT), after saving ``checkpoints/last.ckpt``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,14 +30,15 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gridlstm import threads
-from gridlstm.callbacks import SamplesToThreshold
+from gridlstm import runs, threads
+from gridlstm.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
 from gridlstm.config import ConfigError, build, check_compatible, check_launch
 from gridlstm.console import print_config_tree, quiet_third_party
 from gridlstm.launch import CHILD_ENV, job_environment
 from gridlstm.loggers import (
     build_loggers,
     finish_wandb,
+    hydra_multirun,
     log_final_metrics,
     log_hyperparameters,
     watch_model,
@@ -121,6 +129,58 @@ def validate_if_never_validated(
     return str(path)
 
 
+class Stopped(Exception):
+    """Training ended early (divergence, interruption); ``metrics.json`` says why."""
+
+    def __init__(self, metrics: dict[str, Any], exit_code: int) -> None:
+        super().__init__(metrics.get("reason", ""))
+        self.metrics, self.exit_code = metrics, exit_code
+
+
+def sigusr1_as_sigterm() -> None:
+    """Outside SLURM, SIGUSR1 (the warning signal schedulers send before a kill) stops the run
+    as SIGTERM does. Under SLURM, Lightning's SLURM environment owns SIGUSR1 (save an hpc
+    checkpoint, requeue the job), so it is left alone."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if sys.platform == "win32" or SLURMEnvironment.detect():
+        return
+    signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+
+
+def identity(cfg: DictConfig) -> dict[str, str]:
+    """Which task and model a checkpoint belongs to (checked before it is resumed)."""
+    return {"task": str(cfg.task.name), "model": str(cfg.model.name)}
+
+
+def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """(checkpoint to resume from or None, metrics of a run already completed or None)."""
+    auto = str(cfg.get("resume")).lower() == "auto" and not cfg.get("ckpt_path")
+    if auto and runs.read_status(output_dir) == runs.COMPLETED:
+        return None, json.loads((output_dir / "metrics.json").read_text())
+    path = runs.resume_from(cfg.get("resume"), cfg.get("ckpt_path"), output_dir, identity(cfg))
+    if is_first_process():
+        if path is not None:
+            print(f"resuming from {path}", flush=True)
+        elif str(cfg.get("resume")).lower() == "auto":
+            print(f"resume=auto: no checkpoint in {output_dir}; starting fresh", flush=True)
+    return path, None
+
+
+def stopped(
+    status: str, reason: str, exit_code: int, trainer: L.Trainer, module: Any, start: float
+) -> Stopped:
+    metrics = {
+        "status": status,
+        "reason": reason,
+        "params": module.num_parameters,
+        "samples_seen": module.samples_seen,
+        "global_step": trainer.global_step,
+        "wall_time_s": round(time.time() - start, 2),
+    }
+    return Stopped(metrics, exit_code)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; returns the final metrics."""
     start = time.time()
@@ -128,10 +188,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if is_first_process():
         print(f"run directory: {output_dir}", flush=True)
-        if cfg.get("print_config", True):
-            print_config_tree(cfg)
     check_launch()
     check_compatible(cfg)
+    resume, finished = choose_start(cfg, output_dir)
+    if finished is not None:
+        print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)
+        return finished
+    if is_first_process() and cfg.get("print_config", True):
+        print_config_tree(cfg)
     count = build(
         f"hardware={cfg.hardware.name}",
         lambda: threads.apply(cfg.hardware.get("threads", "auto"), processes_per_machine(cfg)),
@@ -144,12 +208,49 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     loggers = build_loggers(cfg)
     callbacks = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, bool(loggers)))
+    interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
+    callbacks += [interrupt, RunState(identity(cfg))]
     trainer = build_trainer(cfg, loggers, callbacks)
     log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
     build("logger=wandb", lambda: watch_model(loggers, module))
+    sigusr1_as_sigterm()
 
-    trainer.fit(module, datamodule=datamodule)
-    samples_seen = module.samples_seen
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        metrics = evaluate_best(trainer, module, datamodule, callbacks)
+    except Diverged as error:
+        log.error("%s", error)
+        raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start) from None
+    except SystemExit:
+        if interrupt.reason is None:
+            raise
+        number = signal.SIGINT if interrupt.reason == "SIGINT" else signal.SIGTERM
+        saved = (
+            f"; resume with resume=auto from {interrupt.ckpt_path}" if trainer.global_step else ""
+        )
+        reason = f"interrupted by {interrupt.reason} at step {trainer.global_step}{saved}"
+        raise stopped(runs.INTERRUPTED, reason, 128 + number, trainer, module, start) from None
+    metrics.update(
+        status=runs.COMPLETED,
+        params=module.num_parameters,
+        samples_seen=module.samples_seen,
+        global_step=trainer.global_step,
+        wall_time_s=round(time.time() - start, 2),
+    )
+    if trainer.is_global_zero:
+        log_final_metrics(loggers, metrics)
+        runs.write_metrics(output_dir, metrics)
+        print_summary(metrics, output_dir)
+    return metrics
+
+
+def evaluate_best(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    callbacks: list[Callback],
+) -> dict[str, Any]:
+    """Final training values, then val and test metrics of the best checkpoint."""
     train_metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_TRAIN_METRICS
     }
@@ -159,9 +260,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = best or None
     # Scores of the best checkpoint are not points of the training curves: metrics.json and
     # the W&B summary hold them.
-    trainer.loggers = []
+    loggers, trainer.loggers = trainer.loggers, []
+    samples_seen = module.samples_seen  # loading the best checkpoint rewinds the counter
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    module.samples_seen = samples_seen
     trainer.loggers = loggers
 
     metrics: dict[str, Any] = {**train_metrics, **val[0], **test[0]}
@@ -169,29 +272,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(callback, SamplesToThreshold):  # null when never reached
             metrics["val/samples_to_threshold"] = callback.samples
     metrics.update(getattr(module, "extra_metrics", {}))  # e.g. a width solved for a budget
-    metrics.update(
-        params=module.num_parameters,
-        samples_seen=samples_seen,
-        global_step=trainer.global_step,
-        wall_time_s=round(time.time() - start, 2),
-    )
-    if trainer.is_global_zero:
-        log_final_metrics(loggers, metrics)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        print_summary(metrics, output_dir)
     return metrics
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
-    """Entry point for ``train.py``: one clear line and exit code 2 on a bad config."""
+    """Entry point for ``train.py``: one clear line and exit code 2 on a bad config; see the
+    module docstring for the other exit codes."""
+    exit_code = 0
     try:
         with job_environment():
             return train(cfg)
     except ConfigError as error:
+        exit_code = 2
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except Exception:
+    except Stopped as stop:
+        exit_code = stop.exit_code
+        if is_first_process():
+            runs.write_metrics(Path(cfg.paths.output_dir), stop.metrics)
+        print(f"{stop.metrics['status']}: {stop.metrics['reason']}", file=sys.stderr)
+        print(f"run directory: {cfg.paths.output_dir}", file=sys.stderr)
+        if stop.metrics["status"] == runs.DIVERGED and hydra_multirun():
+            return {**stop.metrics, cfg.task.monitor: float("nan")}  # the sweep goes on
+        raise SystemExit(stop.exit_code) from None
+    except BaseException:
+        exit_code = 1
         print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
         raise
     finally:
-        finish_wandb()
+        finish_wandb(exit_code)

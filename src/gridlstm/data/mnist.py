@@ -22,9 +22,10 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from gridlstm.data.files import partial_file
+from gridlstm.data.position import ResumableLoader, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
 
@@ -231,17 +232,17 @@ class MNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = rank_and_world()
         dataset = self._dataset("train")
-        if world > 1:  # Lightning calls set_epoch on it: a new shuffle every epoch
-            sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed)
-        else:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
-        return DataLoader(
+        # Lightning calls set_epoch on it with the trainer's epoch: a new shuffle every epoch,
+        # drawn from (seed, epoch), so a resumed run shuffles as the uninterrupted one did.
+        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed)
+        loader = ResumableLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
         )
+        return resumable(loader, self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         # Each rank scores a disjoint slice, every image once (no padding duplicates).

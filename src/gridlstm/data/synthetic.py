@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from gridlstm.data.position import ResumableLoader, epoch_of, resumable
 from gridlstm.nn.checks import check_positive
 
 _SPLIT_STREAMS = {"val": 1, "test": 2, "pool": 3}
@@ -39,8 +40,9 @@ def keys(problems: Tensor) -> list[bytes]:
 class ProblemStream(IterableDataset):
     """Endless fresh training batches, ``batches_per_epoch`` per epoch per process.
 
-    Each pass is seeded by (seed, pass, rank, worker), so ranks and workers see different
-    data and reruns with the same seed see the same data.
+    Each pass is seeded by (seed, epoch, rank, worker), so ranks and workers see different
+    data, reruns with the same seed see the same data, and a resumed run continues the
+    stream it was reading (`gridlstm.data.position`).
     """
 
     def __init__(
@@ -62,7 +64,8 @@ class ProblemStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Tensor]:
         source = self.source
-        state = np.random.SeedSequence([source.seed, self.passes, self._stream_id()])
+        epoch = epoch_of(source, self.passes)
+        state = np.random.SeedSequence([source.seed, epoch, self._stream_id()])
         self.passes += 1
         generator = torch.Generator().manual_seed(int(state.generate_state(1)[0]))
         for _ in range(len(self)):
@@ -179,7 +182,7 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         stream = ProblemStream(self, self._held_out, self.splits.get("pool"))
-        return DataLoader(stream, batch_size=None)
+        return resumable(ResumableLoader(stream, batch_size=None), self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         # Each rank scores a disjoint slice, every example exactly once (a DistributedSampler

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from gridlstm.data.position import ResumableLoader, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
 
@@ -188,7 +189,8 @@ class TextDataModule(L.LightningDataModule):
         rank, world = rank_and_world()
         self.check_train_size(world)
         data = TrainWindows(self.split_tokens("train"), self.batch_size, self.bptt, rank, world)
-        return DataLoader(data, batch_size=None, shuffle=False, num_workers=self.num_workers)
+        loader = ResumableLoader(data, batch_size=None, shuffle=False, num_workers=self.num_workers)
+        return resumable(loader, self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         rank, world = rank_and_world()

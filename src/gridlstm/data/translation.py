@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gridlstm.data.position import ResumableLoader, epoch_of, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
 
@@ -256,13 +258,21 @@ class BucketSampler(Sampler[list[int]]):
     ``pool`` batches are sorted by length and cut into batches; batch order is shuffled.
     Each epoch draws a new order from (seed, epoch); each rank takes every world-th batch."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, pool: int = 50):
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int,
+        pool: int = 50,
+        epoch: Callable[[int], int] | None = None,
+    ):
         self.lengths, self.batch_size, self.seed, self.pool = lengths, batch_size, seed, pool
-        self.epoch = 0
+        self.passes = 0
+        self.epoch_of = epoch  # the trainer's epoch (given this sampler's pass count)
         self.rank, self.world = rank_and_world()
 
-    def batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 100_003 + self.epoch)
+    def batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 100_003 + epoch)
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
         size = self.batch_size * self.pool
@@ -277,9 +287,9 @@ class BucketSampler(Sampler[list[int]]):
         return batches[self.rank : usable : self.world]
 
     def __iter__(self):  # noqa: ANN204
-        batches = self.batches()
-        self.epoch += 1
-        return iter(batches)
+        epoch = self.passes if self.epoch_of is None else self.epoch_of(self.passes)
+        self.passes += 1
+        return iter(self.batches(epoch))
 
     def __len__(self) -> int:
         full = -(-len(self.lengths) // self.batch_size)
@@ -402,10 +412,13 @@ class TranslationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         data = self.datasets["train"]
         lengths = [len(s) * (len(t) + 1) for s, t in zip(data.sources, data.targets, strict=True)]
-        sampler = BucketSampler(lengths, self.batch_size, self.seed)
-        return DataLoader(
+        sampler = BucketSampler(
+            lengths, self.batch_size, self.seed, epoch=lambda passes: epoch_of(self, passes)
+        )
+        loader = ResumableLoader(
             data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
         )
+        return resumable(loader, self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         """Every pair once; ranks take disjoint slices (no padding duplicates)."""

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from torchmetrics import MeanMetric
 
@@ -59,6 +60,7 @@ class LanguageModelModule(TaskModule):
         self.eval_state: Any = None  # ... and across evaluation batches
         self.chars_trained, self.train_seconds = 0, 0.0
         self._step_start = 0.0
+        self._resume_state: tuple[int, int, Any] | None = None  # (epoch, batch, state)
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         return self.model(tokens, state)
@@ -71,6 +73,11 @@ class LanguageModelModule(TaskModule):
         self._step_start = time.perf_counter()
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        if self._resume_state is not None:  # first step after a resume
+            epoch, batch_at, state = self._resume_state
+            if (epoch, batch_at) == (self.current_epoch, batch_idx):  # resumed mid-epoch
+                self.bptt_state = state
+            self._resume_state = None
         inputs, targets = batch[:, :-1], batch[:, 1:]
         logits, state = self(inputs, self.bptt_state)
         self.bptt_state = detach_state(state)
@@ -137,3 +144,13 @@ class LanguageModelModule(TaskModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["gridlstm_task"] = TASK
+        # The carried state belongs to a place in the streams: a resume mid-epoch continues
+        # with it, a resume at an epoch boundary starts the streams (and the state) afresh.
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            checkpoint["bptt_state"] = (self.current_epoch, int(done), self.bptt_state)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("bptt_state")
+        self._resume_state = tuple(saved) if saved is not None else None

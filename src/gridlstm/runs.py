@@ -1,0 +1,135 @@
+"""A run directory's state: its ``metrics.json`` (with a ``status``) and where it resumes from.
+
+Why a status: a sweep on a cluster ends with a mix of finished, preempted and diverged jobs,
+and tables, requeued jobs and people must tell them apart without reading logs:
+
+* ``completed``: trained to the end; the val/test metrics are those of the best checkpoint.
+* ``interrupted``: stopped by SIGTERM / SIGINT (preemption, a time limit, Ctrl-C) after
+  saving ``checkpoints/last.ckpt``; ``resume=auto`` continues it.
+* ``diverged``: a non-finite or exploding loss, gradient norm or weights stopped it; the
+  checkpoints on disk are from before (`gridlstm.callbacks.Divergence`).
+
+``metrics.json`` is strict JSON (a non-finite value is written as null) and is replaced
+atomically, so a kill mid-write leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gridlstm.config import ConfigError
+
+COMPLETED, INTERRUPTED, DIVERGED = "completed", "interrupted", "diverged"
+RESUME_CHOICES = ("false", "auto")
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN/Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the user's usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
+    write_atomic(output_dir / "metrics.json", json.dumps(strict(metrics), indent=2) + "\n")
+
+
+def read_status(output_dir: Path) -> str | None:
+    """The status of the run recorded in ``output_dir`` (None: no finished record)."""
+    path = output_dir / "metrics.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    # metrics.json written before statuses existed only ever described completed runs.
+    return record.get("status", COMPLETED)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest resumable checkpoint of a run: ``checkpoints/last.ckpt`` (validation,
+    SIGTERM, Ctrl-C) or Lightning's SLURM ``hpc_ckpt_*.ckpt`` (saved on the requeue signal)."""
+    candidates = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
+    found = [path for path in candidates if path.is_file()]
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
+
+def check_checkpoint(path: Path, option: str, expected: dict[str, str]) -> None:
+    """A readable Lightning checkpoint of the same task and model, or one ConfigError line."""
+    if not path.is_file():
+        raise ConfigError(f"{option}={path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or pickled code
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error)
+        raise ConfigError(f"{option}={path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"{option}={path}: not a Lightning checkpoint (no state_dict)")
+    saved = checkpoint.get("gridlstm_run") or {}
+    for key, want in expected.items():
+        have = saved.get(key)
+        if have is not None and have != want:
+            raise ConfigError(
+                f"{option}={path}: the checkpoint is of {key}={have}, this run is {key}={want}; "
+                f"resume with {key}={have} or pick a checkpoint of {key}={want}"
+            )
+
+
+def resume_from(
+    cfg_resume: Any, ckpt_path: Any, output_dir: Path, expected: dict[str, str]
+) -> Path | None:
+    """The checkpoint this run continues from (None: start fresh), or a ConfigError.
+
+    ``ckpt_path`` names one explicitly; ``resume=auto`` takes the run directory's newest
+    checkpoint if there is one. Refuses to start a fresh run over an earlier run's results.
+    """
+    resume = "false" if cfg_resume in (None, False) else str(cfg_resume).lower()
+    if resume not in RESUME_CHOICES:
+        raise ConfigError(f"resume={cfg_resume}: valid choices are false, auto")
+    if ckpt_path not in (None, ""):
+        path = Path(str(ckpt_path)).expanduser()
+        check_checkpoint(path, "ckpt_path", expected)
+        return path
+    status = read_status(output_dir)
+    found = latest_checkpoint(output_dir)
+    if resume == "auto":
+        if found is not None:
+            check_checkpoint(found, "resume=auto", expected)
+        return found
+    if status is not None or found is not None:
+        what = f"a {status} run" if status else "checkpoints of an earlier run"
+        raise ConfigError(
+            f"run directory {output_dir} already holds {what}; continue it with resume=auto, "
+            "or choose another hydra.run.dir"
+        )
+    return None
