@@ -179,21 +179,30 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
                 self.ckpt_path,
             )
 
+    def teardown(self, *args: Any, **kwargs: Any) -> None:
+        """Keep the file: Lightning's version deletes it at teardown, and with it the
+        ``last.ckpt`` that ModelCheckpoint and the resume rely on."""
+
 
 class RunState(Callback):
     """What else a resumed run needs to continue as if never stopped: the RNG states
     (dropout, sampling) and which task and model the checkpoint belongs to (checked before a
-    resume, and by the evaluate tool). RNG states are restored when training restarts, after
-    the sanity check, which would otherwise consume them."""
+    resume), plus the run's resolved config (the evaluate tool rebuilds from it). RNG
+    states are restored when training restarts, after the sanity check, which would
+    otherwise consume them."""
 
-    def __init__(self, identity: dict[str, str] | None = None) -> None:
-        self.identity = dict(identity or {})
+    def __init__(
+        self, identity: dict[str, str] | None = None, config: dict[str, Any] | None = None
+    ) -> None:
+        self.identity, self.config = dict(identity or {}), config
         self._rng: dict[str, Any] | None = None
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint["gridlstm_run"] = dict(self.identity)
+        if self.config is not None:  # the resolved run config: gridlstm.evaluate rebuilds from it
+            checkpoint["gridlstm_config"] = self.config
 
     def state_dict(self) -> dict[str, Any]:
         numpy_state = np.random.get_state()

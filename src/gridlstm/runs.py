@@ -126,6 +126,11 @@ def resume_from(
         if found is not None:
             check_checkpoint(found, "resume=auto", expected)
         return found
+    if status == COMPLETED:
+        raise ConfigError(
+            f"run directory {output_dir} already holds a completed run; choose another "
+            "hydra.run.dir (or evaluate its checkpoints with python -m gridlstm.evaluate)"
+        )
     if status is not None or found is not None:
         what = f"a {status} run" if status else "checkpoints of an earlier run"
         raise ConfigError(

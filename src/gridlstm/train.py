@@ -209,7 +209,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg)
     callbacks = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, bool(loggers)))
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
-    callbacks += [interrupt, RunState(identity(cfg))]
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks += [interrupt, RunState(identity(cfg), config)]
     trainer = build_trainer(cfg, loggers, callbacks)
     log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
     build("logger=wandb", lambda: watch_model(loggers, module))
@@ -219,7 +220,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         metrics = evaluate_best(trainer, module, datamodule, callbacks)
     except Diverged as error:
-        log.error("%s", error)
         raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start) from None
     except SystemExit:
         if interrupt.reason is None:
