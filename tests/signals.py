@@ -30,3 +30,14 @@ class InfiniteLearningRateAtStep(Callback):
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = float("inf")
+
+
+class NaNGradientAtSteps(Callback):
+    """A transient fault: at the given steps one gradient turns NaN after backward."""
+
+    def __init__(self, steps: list[int]) -> None:
+        self.steps = set(steps)
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step in self.steps:
+            next(p for p in pl_module.parameters() if p.grad is not None).grad.fill_(float("nan"))

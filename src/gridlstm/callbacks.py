@@ -106,8 +106,8 @@ class Divergence(Callback):
             return f"{name} is {value:.4g}, above divergence.max_loss={limit:g}"
         return None
 
-    def _fail(self, trainer: L.Trainer, problem: str) -> None:
-        raise Diverged(f"training diverged at step {trainer.global_step}: {problem}")
+    def _fail(self, step: int, problem: str) -> None:
+        raise Diverged(f"training diverged at step {step}: {problem}")
 
     def on_train_batch_start(self, *args: Any) -> None:
         self._bad = None
@@ -126,7 +126,7 @@ class Divergence(Callback):
         if self._bad is None:
             return
         if self.skipped >= self.skip_steps:
-            self._fail(trainer, self._bad)
+            self._fail(trainer.global_step, self._bad)
         self.skipped += 1
         log.warning(
             "step %d skipped (%s); %d of divergence.skip_steps=%d used",
@@ -143,7 +143,10 @@ class Divergence(Callback):
     ) -> None:
         weights = [p.detach() for p in pl_module.parameters()]
         if weights and not torch.isfinite(torch.nn.utils.get_total_norm(weights)):
-            self._fail(trainer, "the weights became non-finite (lower the learning rate)")
+            # global_step already counts this update; name the step that made it
+            self._fail(
+                trainer.global_step - 1, "the weights became non-finite (lower the learning rate)"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped}

@@ -1,0 +1,217 @@
+"""Long runs that survive: resume, interruption (a real SIGTERM / SIGINT), divergence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, task_overrides
+
+# 10 steps of 3-batch epochs with dropout: a stop at step 4 is mid-epoch, and any RNG, data
+# or optimizer state that a resume failed to restore changes the final numbers.
+ADDITION = [*TINY, "trainer.max_steps=10", "model.net.dropout=0.1", "logger=csv"]
+KILL = "+callbacks.kill._target_=tests.signals.SignalAtStep"
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def final_numbers(record: dict) -> dict:
+    """What a resumed run must reproduce (timings excluded)."""
+    return {k: v for k, v in record.items() if not k.startswith(("wall_time", "train/chars"))}
+
+
+def interrupted_then_resumed(cli, args: list[str], step: int, name: str = "SIGTERM") -> Path:
+    run = cli.cwd / "interrupted"
+    first = cli(*args, f"hydra.run.dir={run}", KILL, f"+callbacks.kill.step={step}",
+                f"+callbacks.kill.name={name}")  # fmt: skip
+    code = {"SIGTERM": 143, "SIGINT": 130}[name]
+    assert first.returncode == code, first.stderr[-2000:]
+    record = metrics(run)
+    assert record["status"] == "interrupted" and record["global_step"] == step
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert f"interrupted by {name} at step {step}" in first.stderr
+    second = cli(*args, f"hydra.run.dir={run}", "resume=auto")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming from" in second.stdout
+    return run
+
+
+def test_sigterm_mid_epoch_then_resume_matches_the_uninterrupted_run(cli):
+    straight = cli(*ADDITION, f"hydra.run.dir={cli.cwd / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = interrupted_then_resumed(cli, ADDITION, step=4)
+    expected = final_numbers(metrics(cli.cwd / "straight"))
+    assert expected["status"] == "completed" and expected["samples_seen"] == 80
+    assert final_numbers(metrics(run)) == expected
+
+
+def test_language_model_resume_restores_the_stream_position_and_carried_state(cli, tmp_path):
+    # Validation every 15 steps (mid-epoch checkpoints); the stop at step 22 is mid-epoch, so
+    # the resumed run must continue the streams with the carried state of step 22.
+    args = [
+        "task=text",
+        *task_overrides("text", tmp_path),
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=15",
+        "model.net.dropout=0.1",
+        "logger=csv",
+    ]
+    straight = cli(*args, f"hydra.run.dir={cli.cwd / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = interrupted_then_resumed(cli, args, step=22)
+    assert final_numbers(metrics(run)) == final_numbers(metrics(cli.cwd / "straight"))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(cli):
+    run = interrupted_then_resumed(cli, ADDITION, step=5, name="SIGINT")
+    assert metrics(run)["status"] == "completed"
+
+
+def test_a_completed_run_is_not_restarted_and_not_overwritten(cli):
+    run = cli.cwd / "done"
+    assert cli(*ADDITION, f"hydra.run.dir={run}").returncode == 0
+    before = (run / "metrics.json").read_text()
+    checkpoints = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
+    again = cli(*ADDITION, f"hydra.run.dir={run}", "resume=auto")  # a requeued job
+    assert again.returncode == 0 and "holds a completed run; nothing to do" in again.stdout
+    fresh = cli(*ADDITION, f"hydra.run.dir={run}")  # the same directory reused by mistake
+    assert fresh.returncode == 2 and "already holds a completed run" in fresh.stderr
+    assert "Traceback" not in fresh.stderr
+    assert (run / "metrics.json").read_text() == before
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == checkpoints
+
+
+def test_resume_auto_without_a_checkpoint_starts_fresh_and_says_so(cli):
+    run = cli.cwd / "new"
+    result = cli(*TINY, "logger=csv", f"hydra.run.dir={run}", "resume=auto")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resume=auto: no checkpoint in" in result.stdout
+    assert metrics(run)["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing.ckpt", "no such file"),
+        (
+            lambda tmp: _write(tmp / "garbage.ckpt", b"not a checkpoint"),
+            "not a readable checkpoint",
+        ),
+        (lambda tmp: _write(tmp / "empty.ckpt", b""), "not a readable checkpoint"),
+    ],
+)
+def test_bad_ckpt_path_is_one_line(cli, make, message):
+    path = make(cli.cwd)
+    result = cli(*TINY, f"ckpt_path={path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "ckpt_path=" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (cli.cwd / "outputs").exists() or not list((cli.cwd / "outputs").rglob("*.ckpt"))
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def test_a_checkpoint_of_another_task_or_model_is_refused(cli):
+    run = cli.cwd / "addition"
+    assert cli(*TINY, "logger=csv", f"hydra.run.dir={run}").returncode == 0
+    last = run / "checkpoints" / "last.ckpt"
+    other_task = cli("task=memorization", f"ckpt_path={last}")
+    assert other_task.returncode == 2
+    assert "the checkpoint is of task=addition, this run is task=memorization" in other_task.stderr
+    other_model = cli(*TINY, "model=stacked_lstm", f"ckpt_path={last}")
+    assert other_model.returncode == 2 and "model=grid2d" in other_model.stderr
+
+
+def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(cli):
+    run = cli.cwd / "nan"
+    result = cli(*ADDITION, f"hydra.run.dir={run}",
+                 "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
+                 "+callbacks.poison.step=7")  # fmt: skip
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "training diverged at step 7" in result.stderr
+    record = metrics(run)
+    assert record["status"] == "diverged" and record["global_step"] == 8  # 8 updates made
+    text = (run / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    for path in (run / "checkpoints").glob("*.ckpt"):  # validations at steps 3 and 6
+        weights = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in weights.values()), path.name
+
+
+def test_an_exploding_loss_is_divergence(cli):
+    huge = cli(*TINY, "logger=csv", "optim.optimizer.lr=1e6", "hydra.run.dir=huge")
+    assert huge.returncode == 3 and "above divergence.max_loss=1000" in huge.stderr
+    assert metrics(cli.cwd / "huge")["status"] == "diverged"
+
+
+@pytest.mark.parametrize(("skip", "code"), [(2, 0), (1, 3)])
+def test_skip_steps_tolerates_a_bounded_number_of_bad_steps(cli, skip, code):
+    run = cli.cwd / "spikes"
+    result = cli(*TINY, "logger=csv", f"hydra.run.dir={run}",
+                 f"callbacks.divergence.skip_steps={skip}",
+                 "+callbacks.nan._target_=tests.signals.NaNGradientAtSteps",
+                 "+callbacks.nan.steps=[2,4]")  # fmt: skip
+    assert result.returncode == code, result.stderr[-2000:]
+    if code == 0:
+        assert metrics(run)["status"] == "completed"
+        assert "step 2 skipped (train/grad_norm is nan)" in result.stdout + result.stderr
+    else:
+        assert "training diverged at step 4: train/grad_norm is nan" in result.stderr
+
+
+def test_evaluate_reproduces_the_test_metrics_and_runs_with_a_longer_task(cli, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import offline_env
+
+    run = cli.cwd / "trained"
+    assert cli(*TINY, "logger=csv", f"hydra.run.dir={run}").returncode == 0
+    trained = metrics(run)
+    best = next((run / "checkpoints").glob("best-*.ckpt"))
+
+    def evaluate(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "gridlstm.evaluate", *args]
+        return subprocess.run(
+            command, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=120
+        )
+
+    same = evaluate(f"ckpt_path={best}", "out=same")
+    assert same.returncode == 0, same.stderr[-2000:]
+    scored = metrics(tmp_path / "same")
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss", "test/digit_acc"):
+        assert scored[key] == pytest.approx(trained[key], abs=1e-6), key
+    longer = evaluate(f"ckpt_path={best}", "out=longer", "task.datamodule.digits=5")
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert metrics(tmp_path / "longer")["overrides"] == ["task.datamodule.digits=5"]
+    assert "digits: 5" in (tmp_path / "longer" / "config.yaml").read_text()
+    typo = evaluate(f"ckpt_path={best}", "task.datamodule.digitz=5")
+    assert typo.returncode == 2 and "digitz" in typo.stderr and "Traceback" not in typo.stderr
+    reshaped = evaluate(f"ckpt_path={best}", "model.net.num_layers=3")
+    assert reshaped.returncode == 2 and "do not fit" in reshaped.stderr
+
+
+def test_evaluate_refuses_a_config_naming_foreign_code(tmp_path):
+    from omegaconf import OmegaConf
+
+    from gridlstm.config import ConfigError
+    from gridlstm.evaluate import check_targets
+
+    cfg = OmegaConf.create({"task": {"datamodule": {"_target_": "os.system"}}, "model": {}})
+    with pytest.raises(ConfigError, match="not a class of this suite"):
+        check_targets(cfg)
+    fine = OmegaConf.create(
+        {
+            "task": {"datamodule": {"_target_": "gridlstm.data.AdditionDataModule"}},
+            "model": {"net": {"_target_": "gridlstm.nn.Grid2dLSTM"}},
+        }  # fmt: skip
+    )
+    check_targets(fine)
