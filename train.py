@@ -10,10 +10,13 @@ import os
 # before torch loads OpenMP; export OMP_WAIT_POLICY=ACTIVE to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import sys  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from gridlstm.launch import register_resolvers  # noqa: E402
+from gridlstm.sweeps import missing_plugin  # noqa: E402
 
 register_resolvers()
 
@@ -27,4 +30,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    if problem := missing_plugin(sys.argv[1:]):
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     main()

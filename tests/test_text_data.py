@@ -14,6 +14,11 @@ from gridlstm.data.text import IGNORE, EvalWindows, TrainWindows, decode, encode
 from tests.conftest import md5_of, write_corpus
 
 
+def visible(directory: Path) -> list[str]:
+    """Files left in ``directory``, without hidden lock files."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(".lock"))
+
+
 def random_bytes(path: Path, size: int, seed: int = 0) -> bytes:
     data = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +104,39 @@ def make_zip(path: Path, member: bytes, name: str = "enwik8") -> str:
     return path.resolve().as_uri()
 
 
+def test_ranks_started_together_download_once(tmp_path, monkeypatch):
+    """Ranks that start at the same moment (srun, torchrun) share one download."""
+    import threading
+    import time
+
+    import gridlstm.data.enwik8 as enwik8
+
+    data = random_bytes(tmp_path / "source" / "member", 5000)
+    url = make_zip(tmp_path / "mirror" / "enwik8.zip", data)
+    md5 = md5_of(tmp_path / "source" / "member")
+    calls = []
+    real = enwik8.download
+
+    def slow_download(url: str, archive: Path) -> None:
+        calls.append(url)
+        time.sleep(0.3)  # long enough for every rank to arrive while it runs
+        real(url, archive)
+
+    monkeypatch.setattr(enwik8, "download", slow_download)
+    ranks = [
+        threading.Thread(
+            target=Enwik8DataModule, kwargs=dict(data_dir=tmp_path / "data", url=url, md5=md5)
+        )
+        for _ in range(3)
+    ]
+    for rank in ranks:
+        rank.start()
+    for rank in ranks:
+        rank.join()
+    assert len(calls) == 1
+    assert (tmp_path / "data" / "enwik8").read_bytes() == data
+
+
 def test_download_extracts_and_verifies_the_official_zip_layout(tmp_path):
     data = random_bytes(tmp_path / "source" / "member", 5000)
     url = make_zip(tmp_path / "mirror" / "enwik8.zip", data)
@@ -106,7 +144,8 @@ def test_download_extracts_and_verifies_the_official_zip_layout(tmp_path):
     dm = Enwik8DataModule(data_dir=tmp_path / "data", url=url, md5=md5)
     assert (tmp_path / "data" / "enwik8").read_bytes() == data
     assert bytes(dm.split_tokens("train")) == data[:4500]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["enwik8", "enwik8.zip"]
+    # (the hidden .enwik8.lock is the download lock: one fetcher per node)
+    assert visible(tmp_path / "data") == ["enwik8", "enwik8.zip"]
 
 
 def test_download_with_a_wrong_checksum_fails_clearly_and_leaves_nothing(tmp_path):
@@ -114,14 +153,14 @@ def test_download_with_a_wrong_checksum_fails_clearly_and_leaves_nothing(tmp_pat
     with pytest.raises(ValueError, match=r"has md5 [0-9a-f]{32}, expected 0{32}") as error:
         Enwik8DataModule(data_dir=tmp_path / "data", url=url, md5="0" * 32)
     assert "\n" not in str(error.value)
-    assert list((tmp_path / "data").iterdir()) == []
+    assert visible(tmp_path / "data") == []
 
 
 def test_failed_download_says_where_to_put_the_file(tmp_path):
     url = (tmp_path / "nowhere" / "enwik8.zip").as_uri()
     with pytest.raises(ValueError, match=r"downloading .* failed .* md5 a1fa5ffddb56f4953e"):
         Enwik8DataModule(data_dir=tmp_path / "data", url=url)
-    assert list((tmp_path / "data").iterdir()) == []
+    assert visible(tmp_path / "data") == []
 
 
 def test_offline_without_a_file_names_the_path_and_checksum(tmp_path):
@@ -141,7 +180,7 @@ def test_a_zip_without_enwik8_inside_is_rejected(tmp_path):
     make_zip(tmp_path / "enwik8.zip", b"x" * 100, name="other")
     with pytest.raises(ValueError, match="is not the enwik8 zip"):
         Enwik8DataModule(data_dir=tmp_path, download=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["enwik8.zip"]
+    assert visible(tmp_path) == ["enwik8.zip"]
 
 
 def test_a_wrong_local_enwik8_is_reported_and_kept(tmp_path):

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gridlstm import runs, threads
+from gridlstm import runs, sweeps, threads
 from gridlstm.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
 from gridlstm.config import ConfigError, build, check_compatible, check_launch
 from gridlstm.console import print_config_tree, quiet_third_party
@@ -70,7 +70,7 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
     hardware.pop("threads", None)
     if isinstance(hardware.get("strategy"), dict):
         hardware["strategy"] = instantiate(hardware["strategy"])
-    kwargs.update(hardware)
+    kwargs.update(one_gpu_per_job(hardware))
     return L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks)
 
 
@@ -100,13 +100,38 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     Console().print(f"outputs: {output_dir}")
 
 
+def hydra_launcher() -> DictConfig | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().launcher if HydraConfig.initialized() else None
+
+
 def processes_per_machine(cfg: DictConfig) -> int:
-    """Training processes this run starts on one machine (they divide its CPU cores)."""
+    """Training processes on this machine that divide its CPU cores: this run's (ddp_cpu: one
+    per device) times the jobs a parallel launcher runs side by side."""
     hardware = cfg.hardware
     devices = hardware.get("devices", 1)
+    own = 1
     if hardware.get("accelerator") == "cpu" and isinstance(devices, int) and devices > 1:
-        return devices
-    return 1
+        own = devices
+    return own * sweeps.parallel_jobs(hydra_launcher())
+
+
+def one_gpu_per_job(hardware: dict[str, Any]) -> dict[str, Any]:
+    """Under a parallel local launcher, a one-GPU job takes GPU (job number mod GPUs) instead
+    of every job sharing GPU 0."""
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    if (
+        sweeps.parallel_jobs(hydra_launcher()) > 1
+        and hardware.get("accelerator") in ("gpu", "cuda")
+        and hardware.get("devices") == 1
+        and torch.cuda.is_available()
+    ):
+        job = int(HydraConfig.get().job.num)
+        hardware["devices"] = sweeps.gpu_for_job(job, torch.cuda.device_count())
+    return hardware
 
 
 def is_first_process() -> bool:
@@ -153,16 +178,36 @@ def identity(cfg: DictConfig) -> dict[str, str]:
     return {"task": str(cfg.task.name), "model": str(cfg.model.name)}
 
 
+def check_sweeper(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        sweeper = HydraConfig.get().sweeper
+        problem = sweeps.direction_problem(sweeper, cfg.task.monitor, cfg.task.monitor_mode)
+        if problem:
+            raise ConfigError(problem)
+
+
+def requested_resume(cfg: DictConfig) -> str:
+    """``resume`` as given; a SLURM job that was requeued (preempted, timed out) resumes
+    automatically, whatever its command line said."""
+    resume = "false" if cfg.get("resume") in (None, False) else str(cfg.get("resume")).lower()
+    if resume == "false" and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        return "auto"
+    return resume
+
+
 def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
     """(checkpoint to resume from or None, metrics of a run already completed or None)."""
-    auto = str(cfg.get("resume")).lower() == "auto" and not cfg.get("ckpt_path")
+    resume = requested_resume(cfg)
+    auto = resume == "auto" and not cfg.get("ckpt_path")
     if auto and runs.read_status(output_dir) == runs.COMPLETED:
         return None, json.loads((output_dir / "metrics.json").read_text())
-    path = runs.resume_from(cfg.get("resume"), cfg.get("ckpt_path"), output_dir, identity(cfg))
+    path = runs.resume_from(resume, cfg.get("ckpt_path"), output_dir, identity(cfg))
     if is_first_process():
         if path is not None:
             print(f"resuming from {path}", flush=True)
-        elif str(cfg.get("resume")).lower() == "auto":
+        elif resume == "auto":
             print(f"resume=auto: no checkpoint in {output_dir}; starting fresh", flush=True)
     return path, None
 
@@ -190,6 +235,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"run directory: {output_dir}", flush=True)
     check_launch()
     check_compatible(cfg)
+    check_sweeper(cfg)
     resume, finished = choose_start(cfg, output_dir)
     if finished is not None:
         print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)
@@ -217,7 +263,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     sigusr1_as_sigterm()
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics = evaluate_best(trainer, module, datamodule, callbacks)
     except Diverged as error:
         raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start) from None
@@ -262,8 +308,12 @@ def evaluate_best(
     # the W&B summary hold them.
     loggers, trainer.loggers = trainer.loggers, []
     samples_seen = module.samples_seen  # loading the best checkpoint rewinds the counter
-    val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    val = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+    )
+    test = trainer.test(
+        module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+    )
     module.samples_seen = samples_seen
     trainer.loggers = loggers
 

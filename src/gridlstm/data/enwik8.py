@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from gridlstm.data.files import partial_file
+from gridlstm.data.files import one_fetcher, partial_file
 from gridlstm.data.text import TextDataModule
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,13 @@ class Enwik8DataModule(TextDataModule):
         super().__init__(path=self.data_dir / MEMBER, split=split, **kwargs)
 
     def resolve(self) -> Path:
+        target = self.path
+        if not target.is_file():
+            with one_fetcher(target.parent, MEMBER):
+                return self._fetch()
+        return self._fetch()
+
+    def _fetch(self) -> Path:
         target, archive = self.path, self.path.with_suffix(".zip")
         if target.is_file():
             found = md5sum(target) if self.md5 else None

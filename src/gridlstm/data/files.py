@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from filelock import FileLock
+
 
 @contextmanager
 def partial_file(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
@@ -25,3 +27,32 @@ def partial_file(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
             partial.unlink(missing_ok=True)
             raise
     os.replace(partial, target)
+
+
+def hf_load_dataset():  # noqa: ANN201 - datasets.load_dataset, imported on demand
+    """Hugging Face ``datasets.load_dataset``; the package is an extra (``[hf]``) since only
+    parquet / JSON-lines sources need it."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise ValueError(
+            "reading parquet / JSON-lines files needs Hugging Face datasets: "
+            'pip install -e ".[hf]" (or pip install datasets)'
+        ) from None
+    return load_dataset
+
+
+@contextmanager
+def one_fetcher(directory: Path, name: str) -> Iterator[None]:
+    """One process at a time fetches or unpacks ``name`` into ``directory``.
+
+    Ranks started together (srun, torchrun; several nodes on a shared file system) would
+    otherwise all download the same file. The data is needed before the Trainer exists (the
+    model's vocabulary and sizes come from it), so Lightning's ``prepare_data`` comes too
+    late; a lock file does the same job: the first process fetches, the others wait and then
+    find the finished, verified file. Callers check for the file before taking the lock, so a
+    read-only data directory that already holds it needs no lock.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory / f".{name}.lock")):
+        yield

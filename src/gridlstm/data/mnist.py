@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from gridlstm.data.files import partial_file
+from gridlstm.data.files import hf_load_dataset, one_fetcher, partial_file
 from gridlstm.data.position import ResumableLoader, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
@@ -145,6 +145,12 @@ class MNISTDataModule(L.LightningDataModule):
     def _raw_files(self) -> Path:
         """Make sure the four raw IDX files are there (download or gunzip), and valid."""
         raw = self.data_dir / "MNIST" / "raw"
+        if all((raw / name).is_file() for name in FILES):
+            return self._fetch(raw)
+        with one_fetcher(self.data_dir, "MNIST"):
+            return self._fetch(raw)
+
+    def _fetch(self, raw: Path) -> Path:
         missing = [name for name in FILES if not (raw / name).is_file()]
         for name in list(missing):
             if (raw / f"{name}.gz").is_file():
@@ -187,7 +193,7 @@ class MNISTDataModule(L.LightningDataModule):
                 "source=parquet needs parquet_files with a 'train' and a 'test' entry; "
                 f"got {sorted(files)}"
             )
-        from datasets import load_dataset
+        load_dataset = hf_load_dataset()
 
         for split, paths in files.items():
             for path in [paths] if isinstance(paths, (str, Path)) else paths:

@@ -33,6 +33,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gridlstm.data.files import hf_load_dataset
 from gridlstm.data.position import ResumableLoader, epoch_of, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
@@ -104,7 +105,7 @@ def read_text_pair(prefix: Path, src: str, tgt: str) -> list[Pair]:
 
 def read_hf(path: Path, kind: str, src: str, tgt: str) -> list[Pair]:
     """JSON-lines or parquet through Hugging Face ``datasets`` (local files, no download)."""
-    from datasets import load_dataset
+    load_dataset = hf_load_dataset()
 
     try:
         data = load_dataset("json" if kind == "jsonl" else kind, data_files=str(path))["train"]

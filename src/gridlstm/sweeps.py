@@ -1,0 +1,77 @@
+"""Hydra's launcher and sweeper plugins as this suite uses them.
+
+* The plugins are an extra (``pip install -e ".[cluster]"``): a command that names one
+  that is not installed gets one line saying which extra to install, before Hydra starts.
+* Jobs that a local launcher runs side by side divide the machine: the CPU threads of each
+  job (``hardware.threads=auto``) and, with one GPU per job, which GPU.
+* An Optuna search must optimise the task's main metric in its direction.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+# Command-line choices -> (the plugin's module, its pip package).
+PLUGINS = {
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
+    "parallel": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "optuna": ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper"),
+}
+
+
+def missing_plugin(argv: list[str]) -> str | None:
+    """A one-line message if ``argv`` selects a launcher/sweeper plugin that is not installed."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key in ("hydra/launcher", "hydra/sweeper"):
+            choice = value
+        elif key == "hparams_search" and value:
+            choice = "optuna"  # every hparams_search config uses the Optuna sweeper
+        else:
+            continue
+        if choice not in PLUGINS:
+            continue
+        module, package = PLUGINS[choice]
+        if importlib.util.find_spec(module) is None:
+            return (
+                f"{arg} needs the {package} plugin, which is not installed: "
+                'pip install -e ".[cluster]" (or pip install ' + package + ")"
+            )
+    return None
+
+
+def parallel_jobs(launcher: Any) -> int:
+    """Jobs a local launcher runs at once (1 for sequential and cluster launchers)."""
+    if launcher is None or not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        return 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    if n_jobs < 0:  # joblib: -1 is one per CPU, -2 all but one, ...
+        n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    return max(1, n_jobs)
+
+
+def gpu_for_job(job_num: int, gpus: int) -> list[int]:
+    """The one GPU job ``job_num`` of a parallel local sweep uses: round robin."""
+    return [job_num % gpus]
+
+
+DIRECTIONS = {"max": "maximize", "min": "minimize"}
+
+
+def direction_problem(sweeper: Any, monitor: str, mode: str) -> str | None:
+    """A one-line message if an Optuna sweep optimises the task's metric the wrong way."""
+    if sweeper is None or "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return None
+    direction = sweeper.get("direction")
+    if isinstance(direction, str) and direction != DIRECTIONS.get(mode):
+        return (
+            f"hydra.sweeper.direction={direction}, but train.py returns {monitor}, which is "
+            f"best at its {mode}imum: set hydra.sweeper.direction={DIRECTIONS.get(mode)}"
+        )
+    return None
