@@ -1,0 +1,113 @@
+"""Hydra's launcher and sweeper plugins: parallel local jobs, submitit (local), Optuna."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from gridlstm import sweeps
+from tests.conftest import TINY
+
+ARGS = [*TINY, "logger=csv", "print_config=false"]
+KILL = ["+callbacks.kill._target_=tests.signals.SignalAtStep", "+callbacks.kill.step=4"]
+
+
+def statuses(sweep: Path) -> dict[str, str]:
+    return {
+        job.name: json.loads((job / "metrics.json").read_text())["status"]
+        for job in sorted(sweep.iterdir())
+        if (job / "metrics.json").is_file()
+    }
+
+
+def test_parallel_launcher_runs_each_job_once_in_its_own_process(cli):
+    sweep = cli.cwd / "parallel"
+    result = cli("-m", *ARGS, "hydra/launcher=parallel", f"hydra.sweep.dir={sweep}", "seed=1,2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert statuses(sweep) == {"0": "completed", "1": "completed"}
+    for job in ("0", "1"):
+        log = (sweep / job / "train.log").read_text()
+        assert log.count("model=grid2d:") == 1  # built once: trained once
+        assert "CPU threads: 1" in log  # two jobs side by side share the 2 cores
+
+
+def test_submitit_local_sweep_survives_sigterm_and_resumes(cli):
+    sweep = cli.cwd / "submitit"
+    common = ["-m", *ARGS, "trainer.max_steps=10", "hydra/launcher=local",
+              f"hydra.sweep.dir={sweep}", "seed=1,2"]  # fmt: skip
+    first = cli(*common, *KILL)
+    assert first.returncode != 0  # the jobs were stopped: the sweep says so
+    assert statuses(sweep) == {"0": "interrupted", "1": "interrupted"}
+    assert all((sweep / job / "checkpoints" / "last.ckpt").is_file() for job in ("0", "1"))
+    second = cli(*common, "resume=auto")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert statuses(sweep) == {"0": "completed", "1": "completed"}
+    for job in ("0", "1"):
+        record = json.loads((sweep / job / "metrics.json").read_text())
+        assert record["global_step"] == 10 and record["samples_seen"] == 80
+
+
+def test_optuna_search_of_three_trials(cli):
+    sweep = cli.cwd / "optuna"
+    result = cli(*ARGS, "hparams_search=addition_optuna", "hydra.sweeper.n_trials=3",
+                 "hydra.sweeper.sampler.n_startup_trials=2",
+                 f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert statuses(sweep) == {"0": "completed", "1": "completed", "2": "completed"}
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    values = [json.loads((sweep / j / "metrics.json").read_text())["val/acc"] for j in "012"]
+    assert best.best_value == pytest.approx(max(values))
+    assert "optim.optimizer.lr" in best.best_params
+
+
+def test_optuna_direction_must_match_the_task_metric(cli):
+    result = cli(*ARGS, "hparams_search=addition_optuna", "hydra.sweeper.direction=minimize",
+                 "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={cli.cwd / 'wrong'}")  # fmt: skip
+    assert result.returncode == 2
+    assert "set hydra.sweeper.direction=maximize" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_slurm_option_is_refused_before_anything_runs(cli):
+    result = cli("-m", *ARGS, "hydra/launcher=slurm", "hydra.launcher.partitoin=gpu", "seed=1,2")
+    assert result.returncode != 0
+    assert "Key 'partitoin' not in 'SlurmQueueConf'" in result.stderr
+    assert not (cli.cwd / "multirun").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "package"),
+    [
+        (["-m", "hydra/launcher=parallel"], "hydra-joblib-launcher"),
+        (["-m", "hydra/launcher=slurm"], "hydra-submitit-launcher"),
+        (["hparams_search=mnist_optuna"], "hydra-optuna-sweeper"),
+        (["-m", "hydra/sweeper=optuna"], "hydra-optuna-sweeper"),
+    ],
+)
+def test_a_missing_plugin_names_the_extra(monkeypatch, argv, package):
+    monkeypatch.setattr(sweeps.importlib.util, "find_spec", lambda name: None)
+    message = sweeps.missing_plugin(argv)
+    assert message is not None and package in message and '".[cluster]"' in message
+    assert sweeps.missing_plugin(["-m", "seed=1,2"]) is None
+
+
+def test_parallel_jobs_share_cores_and_gpus():
+    joblib = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
+    assert sweeps.parallel_jobs(OmegaConf.create({**joblib, "n_jobs": 3})) == 3
+    assert sweeps.parallel_jobs(OmegaConf.create({**joblib, "n_jobs": -1})) >= 1
+    basic = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+    assert sweeps.parallel_jobs(OmegaConf.create(basic)) == 1
+    assert [sweeps.gpu_for_job(job, 4) for job in range(6)] == [[0], [1], [2], [3], [0], [1]]
+
+
+def test_a_requeued_slurm_job_resumes_automatically(monkeypatch):
+    from gridlstm.train import requested_resume
+
+    cfg = OmegaConf.create({"resume": False})
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert requested_resume(cfg) == "false"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert requested_resume(cfg) == "auto"
