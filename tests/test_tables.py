@@ -112,3 +112,20 @@ def test_samples_at_validation_steps_come_from_the_logged_training_steps():
     assert to_samples(60.0) == pytest.approx(32 * 61)
     assert tables.samples_from_step([(9.0, 640.0)])(99.0) == pytest.approx(6400)
     assert tables.samples_from_step([]) is None
+
+
+def test_stopped_jobs_show_their_status_and_reason(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, "0", "grid2d", 2, 0.5)
+    reason = "training diverged at step 7: train/loss is nan"
+    diverged = {"status": "diverged", "reason": reason, "samples_seen": 64, "global_step": 8}
+    make_job(sweep, "1", "grid2d", 4, None, metrics_text=json.dumps(diverged))
+    assert tables.main([str(sweep)]) == 0
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert [(r["job"], r["status"], r["reason"]) for r in rows] == [
+        ("0", "completed", ""),
+        ("1", "diverged", reason),
+    ]
+    make_job(tmp_path / "clean", "0", "grid2d", 2, 0.5)
+    assert tables.main([str(tmp_path / "clean")]) == 0
+    assert "status" not in (tmp_path / "clean" / "table.md").read_text()

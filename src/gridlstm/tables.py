@@ -55,6 +55,7 @@ METRIC_COLUMNS = {
     "bleu": ["test/bleu", "val/bleu", "test/chrf", "test/ppl", "train/tokens_per_s"],
 }
 TAIL_COLUMNS = ["samples_seen", "val/samples_to_threshold"]
+STATUS_COLUMNS = ["status", "reason"]
 
 
 class TableError(ValueError):
@@ -74,6 +75,7 @@ def read_job(job: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(metrics, dict):
         raise ValueError(f"{metrics_path}: expected a JSON object")
+    metrics.setdefault("status", "completed")  # written before runs recorded a status
     config_path = job / ".hydra" / "config.yaml"
     if not config_path.is_file():
         raise ValueError(f"{config_path}: missing")
@@ -105,7 +107,10 @@ def columns(rows: list[dict[str, Any]]) -> list[str]:
         for column in METRIC_COLUMNS.get(row["monitor"].split("/")[-1], [row["monitor"]]):
             if column not in metric_columns and any(column in r for r in rows):
                 metric_columns.append(column)
-    return BASE_COLUMNS + metric_columns + TAIL_COLUMNS
+    # Which runs were stopped early (interrupted, diverged) and why, when any was.
+    stopped = [c for c in STATUS_COLUMNS if any(r.get("status", "completed") != "completed"
+                                                for r in rows)]  # fmt: skip
+    return BASE_COLUMNS + metric_columns + TAIL_COLUMNS + stopped
 
 
 def job_dirs(sweep: Path) -> list[Path]:
