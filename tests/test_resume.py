@@ -8,12 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, task_overrides
+from tests.conftest import TINY, run_cli, task_overrides
 
 # 10 steps of 3-batch epochs with dropout: a stop at step 4 is mid-epoch, and any RNG, data
 # or optimizer state that a resume failed to restore changes the final numbers.
 ADDITION = [*TINY, "trainer.max_steps=10", "model.net.dropout=0.1", "logger=csv"]
 KILL = "+callbacks.kill._target_=tests.signals.SignalAtStep"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One completed tiny run, shared by the tests that only read it."""
+    cwd = tmp_path_factory.mktemp("trained")
+    result = run_cli([*TINY, "logger=csv", f"hydra.run.dir={cwd / 'run'}"], cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cwd / "run"
 
 
 def metrics(run: Path) -> dict:
@@ -25,6 +34,9 @@ def final_numbers(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith(("wall_time", "train/chars"))}
 
 
+interrupted_parts: dict[Path, float] = {}  # wall time of each run's interrupted part
+
+
 def interrupted_then_resumed(cli, args: list[str], step: int, name: str = "SIGTERM") -> Path:
     run = cli.cwd / "interrupted"
     first = cli(*args, f"hydra.run.dir={run}", KILL, f"+callbacks.kill.step={step}",
@@ -33,6 +45,7 @@ def interrupted_then_resumed(cli, args: list[str], step: int, name: str = "SIGTE
     assert first.returncode == code, first.stderr[-2000:]
     record = metrics(run)
     assert record["status"] == "interrupted" and record["global_step"] == step
+    interrupted_parts[run] = record["wall_time_s"]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert f"interrupted by {name} at step {step}" in first.stderr
     second = cli(*args, f"hydra.run.dir={run}", "resume=auto")
@@ -45,9 +58,11 @@ def test_sigterm_mid_epoch_then_resume_matches_the_uninterrupted_run(cli):
     straight = cli(*ADDITION, f"hydra.run.dir={cli.cwd / 'straight'}")
     assert straight.returncode == 0, straight.stderr[-2000:]
     run = interrupted_then_resumed(cli, ADDITION, step=4)
+    first_wall = interrupted_parts[run]
     expected = final_numbers(metrics(cli.cwd / "straight"))
     assert expected["status"] == "completed" and expected["samples_seen"] == 80
     assert final_numbers(metrics(run)) == expected
+    assert metrics(run)["wall_time_s"] > first_wall  # both parts counted
 
 
 def test_language_model_resume_restores_the_stream_position_and_carried_state(cli, tmp_path):
@@ -67,19 +82,19 @@ def test_language_model_resume_restores_the_stream_position_and_carried_state(cl
     assert final_numbers(metrics(run)) == final_numbers(metrics(cli.cwd / "straight"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(cli):
     run = interrupted_then_resumed(cli, ADDITION, step=5, name="SIGINT")
     assert metrics(run)["status"] == "completed"
 
 
-def test_a_completed_run_is_not_restarted_and_not_overwritten(cli):
-    run = cli.cwd / "done"
-    assert cli(*ADDITION, f"hydra.run.dir={run}").returncode == 0
+def test_a_completed_run_is_not_restarted_and_not_overwritten(cli, trained):
+    run = trained
     before = (run / "metrics.json").read_text()
     checkpoints = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
-    again = cli(*ADDITION, f"hydra.run.dir={run}", "resume=auto")  # a requeued job
+    again = cli(*TINY, "logger=csv", f"hydra.run.dir={run}", "resume=auto")  # a requeued job
     assert again.returncode == 0 and "holds a completed run; nothing to do" in again.stdout
-    fresh = cli(*ADDITION, f"hydra.run.dir={run}")  # the same directory reused by mistake
+    fresh = cli(*TINY, "logger=csv", f"hydra.run.dir={run}")  # the directory reused by mistake
     assert fresh.returncode == 2 and "already holds a completed run" in fresh.stderr
     assert "Traceback" not in fresh.stderr
     assert (run / "metrics.json").read_text() == before
@@ -119,10 +134,8 @@ def _write(path: Path, content: bytes) -> Path:
     return path
 
 
-def test_a_checkpoint_of_another_task_or_model_is_refused(cli):
-    run = cli.cwd / "addition"
-    assert cli(*TINY, "logger=csv", f"hydra.run.dir={run}").returncode == 0
-    last = run / "checkpoints" / "last.ckpt"
+def test_a_checkpoint_of_another_task_or_model_is_refused(cli, trained):
+    last = trained / "checkpoints" / "last.ckpt"
     other_task = cli("task=memorization", f"ckpt_path={last}")
     assert other_task.returncode == 2
     assert "the checkpoint is of task=addition, this run is task=memorization" in other_task.stderr
@@ -167,36 +180,32 @@ def test_skip_steps_tolerates_a_bounded_number_of_bad_steps(cli, skip, code):
         assert "training diverged at step 4: train/grad_norm is nan" in result.stderr
 
 
-def test_evaluate_reproduces_the_test_metrics_and_runs_with_a_longer_task(cli, tmp_path):
-    import subprocess
-    import sys
+def test_evaluate_reproduces_the_test_metrics_and_runs_with_a_longer_task(
+    trained, tmp_path, monkeypatch, capsys
+):
+    from gridlstm.evaluate import main as evaluate
 
-    from tests.conftest import offline_env
-
-    run = cli.cwd / "trained"
-    assert cli(*TINY, "logger=csv", f"hydra.run.dir={run}").returncode == 0
-    trained = metrics(run)
-    best = next((run / "checkpoints").glob("best-*.ckpt"))
-
-    def evaluate(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "gridlstm.evaluate", *args]
-        return subprocess.run(
-            command, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=120
-        )
-
-    same = evaluate(f"ckpt_path={best}", "out=same")
-    assert same.returncode == 0, same.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    scores = metrics(trained)
+    best = next((trained / "checkpoints").glob("best-*.ckpt"))
+    evaluate([f"ckpt_path={best}", "out=same"])
     scored = metrics(tmp_path / "same")
     for key in ("val/acc", "val/loss", "test/acc", "test/loss", "test/digit_acc"):
-        assert scored[key] == pytest.approx(trained[key], abs=1e-6), key
-    longer = evaluate(f"ckpt_path={best}", "out=longer", "task.datamodule.digits=5")
-    assert longer.returncode == 0, longer.stderr[-2000:]
+        assert scored[key] == pytest.approx(scores[key], abs=1e-6), key
+    assert "test/loss" in capsys.readouterr().out
+    evaluate([f"ckpt_path={best}", "out=longer", "task.datamodule.digits=5"])
     assert metrics(tmp_path / "longer")["overrides"] == ["task.datamodule.digits=5"]
     assert "digits: 5" in (tmp_path / "longer" / "config.yaml").read_text()
-    typo = evaluate(f"ckpt_path={best}", "task.datamodule.digitz=5")
-    assert typo.returncode == 2 and "digitz" in typo.stderr and "Traceback" not in typo.stderr
-    reshaped = evaluate(f"ckpt_path={best}", "model.net.num_layers=3")
-    assert reshaped.returncode == 2 and "do not fit" in reshaped.stderr
+    for args, message in [
+        (["task.datamodule.digitz=5"], "task.datamodule.digitz: Key 'digitz' is not in struct"),
+        (["model.net.num_layers=3"], "its weights do not fit the model"),
+        (["trainer.max_steps=3"], "only task.*, model.* and hardware.* options apply"),
+        (["out=same"], "out=same already holds a metrics.json"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            evaluate([f"ckpt_path={best}", *args])
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 def test_evaluate_refuses_a_config_naming_foreign_code(tmp_path):
@@ -215,3 +224,22 @@ def test_evaluate_refuses_a_config_naming_foreign_code(tmp_path):
         }  # fmt: skip
     )
     check_targets(fine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["mnist", "translation"])
+def test_resume_matches_for_shuffled_datasets(cli, tmp_path, task):
+    """Shuffles (MNIST) and bucket orders (translation) are drawn from (seed, epoch), and a
+    mid-epoch resume skips the batches already trained on."""
+    args = [f"task={task}", *task_overrides(task, tmp_path), "trainer.max_steps=12", "logger=csv"]
+    if task == "mnist":
+        args += ["task.datamodule.val_size=10"]  # 50 train images: 6 batches of 8 per epoch
+    straight = cli(*args, f"hydra.run.dir={cli.cwd / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = interrupted_then_resumed(cli, args, step=8)
+    assert final_numbers(metrics(run)) == final_numbers(metrics(cli.cwd / "straight"))
+
+
+def test_resume_must_be_false_or_auto(cli):
+    result = cli(*TINY, "resume=maybe")
+    assert result.returncode == 2 and "resume=maybe: valid choices are false, auto" in result.stderr

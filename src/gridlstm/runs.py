@@ -76,6 +76,15 @@ def read_status(output_dir: Path) -> str | None:
     return record.get("status", COMPLETED)
 
 
+def previous_wall_time(output_dir: Path) -> float:
+    """Seconds the earlier, interrupted part of a run took (0 if unknown)."""
+    try:
+        record = json.loads((output_dir / "metrics.json").read_text())
+        return float(record.get("wall_time_s") or 0.0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The newest resumable checkpoint of a run: ``checkpoints/last.ckpt`` (validation,
     SIGTERM, Ctrl-C) or Lightning's SLURM ``hpc_ckpt_*.ckpt`` (saved on the requeue signal)."""

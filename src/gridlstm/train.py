@@ -240,6 +240,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if finished is not None:
         print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)
         return finished
+    if resume is not None and resume.is_relative_to(output_dir):
+        start -= runs.previous_wall_time(output_dir)  # wall_time_s counts every part of a run
     if is_first_process() and cfg.get("print_config", True):
         print_config_tree(cfg)
     count = build(
