@@ -147,15 +147,18 @@ def test_a_checkpoint_of_another_task_or_model_is_refused(cli, trained):
     assert other_model.returncode == 2 and "model=grid2d" in other_model.stderr
 
 
-def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(cli):
+# Step 7 breaks the weights mid-epoch (caught at the next step); step 8 is the last of an
+# epoch, so a validation and a checkpoint follow at once (caught before them).
+@pytest.mark.parametrize("step", [7, 8])
+def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(cli, step):
     run = cli.cwd / "nan"
     result = cli(*ADDITION, f"hydra.run.dir={run}",
                  "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
-                 "+callbacks.poison.step=7")  # fmt: skip
+                 f"+callbacks.poison.step={step}")  # fmt: skip
     assert result.returncode == 3, result.stderr[-2000:]
-    assert "training diverged at step 7" in result.stderr
+    assert f"training diverged at step {step}: the weights became non-finite" in result.stderr
     record = metrics(run)
-    assert record["status"] == "diverged" and record["global_step"] == 8  # 8 updates made
+    assert record["status"] == "diverged" and record["global_step"] == step + 1
     text = (run / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     for path in (run / "checkpoints").glob("*.ckpt"):  # validations at steps 3 and 6

@@ -79,62 +79,86 @@ class Diverged(RuntimeError):
 
 class Divergence(Callback):
     """Stop at the first step whose loss or gradient norm is non-finite (or whose loss
-    exceeds ``max_loss``), and after any step that leaves non-finite weights.
+    exceeds ``max_loss``), or whose update left non-finite weights.
 
     Why here and not at validation: by the next validation the weights are NaN and Lightning
     would checkpoint them (``last.ckpt``, even "best" when no best exists yet). Stopping at the
     step keeps every checkpoint on disk finite. ``skip_steps`` bad steps are skipped first
-    (their gradients dropped, the optimizer not stepped), for the odd spike in a long run.
-    Under ``16-mixed`` the gradient scaler owns inf/NaN gradients, so only the loss and the
-    weights are checked.
+    (their gradients dropped, the optimizer not stepped), for the odd spike in a long run;
+    broken weights cannot be skipped. Under ``16-mixed`` the gradient scaler owns inf/NaN
+    gradients, so only the loss and the weights are checked.
+
+    Cost: the checks are computed on the device and read back together, one host-device
+    synchronisation per step. The weights left by an update are read at the next step, and
+    before any validation or checkpoint, so a broken update never reaches either.
     """
 
     def __init__(self, max_loss: float | None = 1.0e3, skip_steps: int = 0) -> None:
-        if max_loss is not None and not (isinstance(max_loss, (int, float)) and max_loss > 0):
+        if max_loss is not None and (
+            isinstance(max_loss, bool) or not isinstance(max_loss, (int, float)) or max_loss <= 0
+        ):
             raise ValueError(f"max_loss must be a positive number or null, got {max_loss!r}")
         if isinstance(skip_steps, bool) or not isinstance(skip_steps, int) or skip_steps < 0:
             raise ValueError(f"skip_steps must be an integer >= 0, got {skip_steps!r}")
         self.max_loss, self.skip_steps = max_loss, skip_steps
         self.skipped = 0
-        self._bad: str | None = None
-
-    def _problem(self, name: str, value: Tensor, limit: float | None = None) -> str | None:
-        value = float(value)
-        if not math.isfinite(value):
-            return f"{name} is {value}"
-        if limit is not None and value > limit:
-            return f"{name} is {value:.4g}, above divergence.max_loss={limit:g}"
-        return None
+        self._losses: list[Tensor] = []
+        self._weights: tuple[int, Tensor] | None = None  # (step of the update, weight norm)
 
     def _fail(self, step: int, problem: str) -> None:
         raise Diverged(f"training diverged at step {step}: {problem}")
 
-    def on_train_batch_start(self, *args: Any) -> None:
-        self._bad = None
+    def _check_weights(self) -> None:
+        """Stop if the latest update left non-finite weights (one synchronisation)."""
+        if self._weights is not None:
+            step, norm = self._weights
+            self._weights = None
+            if not math.isfinite(float(norm)):
+                self._fail(step, "the weights became non-finite (lower the learning rate)")
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
-        self._bad = self._problem("train/loss", loss.detach(), self.max_loss)
+        self._losses.append(loss.detach().float())
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
     ) -> None:
+        checks: dict[str, Tensor] = {}
+        if self._weights is not None:
+            checks["weights"] = self._weights[1]
+        if self._losses:  # the worst of the accumulated micro-batches
+            checks["train/loss"] = torch.stack(self._losses).max()
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if self._bad is None and grads and trainer.precision != "16-mixed":
-            self._bad = self._problem("train/grad_norm", torch.nn.utils.get_total_norm(grads))
-        if self._bad is None:
+        if grads and trainer.precision != "16-mixed":
+            checks["train/grad_norm"] = torch.nn.utils.get_total_norm(grads)
+        self._losses = []
+        if not checks:
+            return
+        device = next(iter(checks.values())).device
+        values = torch.stack([v.float().to(device) for v in checks.values()]).tolist()
+        read = dict(zip(checks, values, strict=True))  # the one synchronisation of the step
+        if not math.isfinite(read.pop("weights", 0.0)):
+            step, self._weights = self._weights[0], None
+            self._fail(step, "the weights became non-finite (lower the learning rate)")
+        self._weights = None
+        problem = None
+        for name, value in read.items():
+            if not math.isfinite(value):
+                problem = f"{name} is {value}"
+            elif name == "train/loss" and self.max_loss is not None and value > self.max_loss:
+                problem = f"{name} is {value:.4g}, above divergence.max_loss={self.max_loss:g}"
+            if problem:
+                break
+        if problem is None:
             return
         if self.skipped >= self.skip_steps:
-            self._fail(trainer.global_step, self._bad)
+            self._fail(trainer.global_step, problem)
         self.skipped += 1
         log.warning(
             "step %d skipped (%s); %d of divergence.skip_steps=%d used",
-            trainer.global_step,
-            self._bad,
-            self.skipped,
-            self.skip_steps,
-        )
+            trainer.global_step, problem, self.skipped, self.skip_steps,
+        )  # fmt: skip
         for param in pl_module.parameters():
             param.grad = None  # the optimizer leaves parameters without gradients alone
 
@@ -142,11 +166,17 @@ class Divergence(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
         weights = [p.detach() for p in pl_module.parameters()]
-        if weights and not torch.isfinite(torch.nn.utils.get_total_norm(weights)):
-            # global_step already counts this update; name the step that made it
-            self._fail(
-                trainer.global_step - 1, "the weights became non-finite (lower the learning rate)"
-            )
+        if weights:  # global_step already counts this update: name the step that made it
+            self._weights = (trainer.global_step - 1, torch.nn.utils.get_total_norm(weights))
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_weights()
+
+    def on_save_checkpoint(self, *args: Any) -> None:
+        self._check_weights()  # raising here aborts the save: nothing broken is written
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_weights()
 
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped}
