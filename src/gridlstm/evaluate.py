@@ -113,6 +113,20 @@ def check_targets(cfg: DictConfig) -> None:
         walk(OmegaConf.to_container(cfg[group], resolve=False), group)
 
 
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+    """Load ``weights`` into ``module``; a short description of any mismatch, else None."""
+    mine = module.state_dict()
+    resized = [k for k in weights if k in mine and mine[k].shape != weights[k].shape]
+    missing = [k for k in mine if k not in weights]
+    unexpected = [k for k in weights if k not in mine]
+    for what, keys in (("resized", resized), ("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            return f"{what}: {keys[0]}{more}"
+    module.load_state_dict(weights)
+    return None
+
+
 def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     """Validate and test the checkpoint's weights; writes ``metrics.json`` into ``out``."""
     start = time.time()
@@ -126,14 +140,11 @@ def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     weights = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    try:
-        module.load_state_dict(weights)
-    except RuntimeError as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if problem := load_weights(module, weights):
         raise ConfigError(
             f"ckpt_path={ckpt}: its weights do not fit the model built from this config "
-            f"({lines[-1][:200]}); change only options that keep the model's shape"
-        ) from None
+            f"({problem}); change only options that keep the model's shape"
+        )
     hardware = OmegaConf.to_container(cfg.hardware)
     trainer = L.Trainer(
         accelerator=hardware.get("accelerator", "cpu"),
