@@ -252,3 +252,13 @@ def test_resume_matches_for_shuffled_datasets(cli, tmp_path, task):
 def test_resume_must_be_false_or_auto(cli):
     result = cli(*TINY, "resume=maybe")
     assert result.returncode == 2 and "resume=maybe: valid choices are false, auto" in result.stderr
+
+
+def test_sigusr1_outside_slurm_stops_like_sigterm(cli):
+    """Schedulers other than SLURM send SIGUSR1 as their warning: it saves and stops."""
+    run = cli.cwd / "usr1"
+    result = cli(*ADDITION, f"hydra.run.dir={run}", KILL, "+callbacks.kill.step=4",
+                 "+callbacks.kill.name=SIGUSR1")  # fmt: skip
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert metrics(run)["status"] == "interrupted"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
