@@ -129,3 +129,20 @@ def test_stopped_jobs_show_their_status_and_reason(tmp_path, capsys):
     make_job(tmp_path / "clean", "0", "grid2d", 2, 0.5)
     assert tables.main([str(tmp_path / "clean")]) == 0
     assert "status" not in (tmp_path / "clean" / "table.md").read_text()
+
+
+def test_a_job_config_cannot_copy_the_environment_into_the_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDLSTM_TEST_SECRET", "hunter2-token")
+    sweep = tmp_path / "sweep"
+    make_job(sweep, "0", "grid2d", 2, 0.5)
+    config = sweep / "0" / ".hydra" / "config.yaml"
+    text = config.read_text().replace("name: grid2d", "name: ${oc.env:GRIDLSTM_TEST_SECRET}")
+    text = text.replace("digits: 3", "digits: ${oc.decode:'3'}")
+    config.write_text(text)
+    assert tables.main([str(sweep)]) == 0
+    for name in ("table.md", "table.csv"):
+        written = (sweep / name).read_text()
+        assert "hunter2-token" not in written
+        assert "${oc.env:GRIDLSTM_TEST_SECRET}" in written  # shown as the text it is
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert rows[0]["hidden"] == "32"  # the suite's own resolver still resolves

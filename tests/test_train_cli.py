@@ -93,6 +93,9 @@ def test_unknown_group_option_names_the_choices(cli, override, fragments):
             "model.net.priority=width",
             "error: model=grid2d: priority must be one of 'depth', 'none', 'time'",
         ),
+        # What goes to Lightning and torch (all cases in-process: tests/test_checks.py).
+        ("hardware=gpu", "error: hardware=gpu: no CUDA GPU is available on this machine"),
+        ("optim.optimizer.lr=-1", "error: optim.optimizer: Invalid learning rate: -1"),
     ],
 )
 def test_bad_values_stop_before_training_and_spare_earlier_runs(cli, override, message):

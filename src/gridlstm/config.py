@@ -8,6 +8,7 @@ came from.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -76,3 +77,131 @@ def build(what: str, factory: Callable[[], T]) -> T:
         raise ConfigError(f"{what}: {cause}") from error
     except ValueError as error:
         raise ConfigError(f"{what}: {error}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's first line (and the next, when the first only introduces it)."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0] + (" " + lines[1] if lines[0].endswith(":") and len(lines) > 1 else "")
+    return text[:300]
+
+
+def check_trainer_options(cfg: DictConfig) -> None:
+    """Values the Trainer would accept but that make a run meaningless, and unknown keys."""
+    import inspect
+
+    import lightning as L
+
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    known = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    for key in trainer:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(f'trainer.{c}' for c in close)}?" if close else ""
+            raise ConfigError(f"trainer.{key}: not an argument of lightning.Trainer{hint}")
+    steps, epochs = trainer.get("max_steps", -1), trainer.get("max_epochs")
+    if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 1 and steps != -1):
+        raise ConfigError(
+            f"trainer.max_steps={steps}: give a number of optimizer steps >= 1 "
+            "(or -1 to stop by trainer.max_epochs)"
+        )
+    if steps == -1 and (epochs is None or epochs == -1):
+        raise ConfigError(
+            "trainer.max_steps=-1 and trainer.max_epochs=-1: the run would never end "
+            "(the synthetic tasks draw fresh data forever); set one of them"
+        )
+    for key in ("val_check_interval", "limit_val_batches"):
+        value = trainer.get(key, 1.0)
+        fraction = isinstance(value, float) and 0.0 < value <= 1.0
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not (fraction or count):
+            raise ConfigError(
+                f"trainer.{key}={value}: give a fraction in (0, 1] or a batch count >= 1 "
+                "(runs choose their best checkpoint and report val metrics by validating)"
+            )
+    for key in ("log_every_n_steps", "check_val_every_n_epoch", "accumulate_grad_batches"):
+        value = trainer.get(key, 1)
+        if value is None and key == "check_val_every_n_epoch":  # val_check_interval counts
+            continue  # batches across epochs (the translation presets)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"trainer.{key}={value}: give an integer >= 1")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or clip < 0):  # fmt: skip
+        raise ConfigError(
+            f"trainer.gradient_clip_val={clip}: give a norm > 0, or 0 / null for no clipping"
+        )
+
+
+def check_seed(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed}: give an integer in [0, 2**32 - 1]")
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    """The accelerator exists here, and the Trainer accepts hardware x trainer options."""
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
+    name = hardware.pop("name", cfg.hardware.get("name"))
+    hardware.pop("threads", None)
+    accelerator = str(hardware.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"hardware={name}: no CUDA GPU is available on this machine "
+            "(torch.cuda.is_available() is False); use hardware=cpu"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"hardware={name}: Apple's MPS is not available here; use hardware=cpu")
+    devices = hardware.get("devices", "auto")
+    valid_list = isinstance(devices, list) and devices and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
+    )  # fmt: skip
+    valid_count = isinstance(devices, int) and not isinstance(devices, bool) and (
+        devices >= 1 or devices == -1
+    )  # fmt: skip
+    if not (valid_list or valid_count or devices == "auto"):
+        raise ConfigError(
+            f"hardware.devices={devices}: give a count >= 1, -1 (all), 'auto', or a list of "
+            "device indices such as [0, 1]"
+        )
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    try:
+        if isinstance(hardware.get("strategy"), dict):
+            hardware["strategy"] = instantiate(hardware["strategy"])
+        kwargs.update(hardware)
+        quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False)  # fmt: skip
+        L.Trainer(**{**kwargs, **quiet})
+    except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
+        cause = error.__cause__ or error
+        raise ConfigError(f"hardware={name} / trainer: {_first_line(cause)}") from None
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """The optimizer and scheduler configs build (on a stand-in parameter)."""
+    import torch
+    from hydra.utils import instantiate
+
+    try:
+        optimizer = instantiate(cfg.optim.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    except Exception as error:  # noqa: BLE001 - any bad option gets one line
+        raise ConfigError(f"optim.optimizer: {_first_line(error.__cause__ or error)}") from None
+    if cfg.optim.get("scheduler"):
+        try:
+            instantiate(cfg.optim.scheduler)(optimizer)
+        except Exception as error:  # noqa: BLE001
+            raise ConfigError(f"optim.scheduler: {_first_line(error.__cause__ or error)}") from None
+
+
+def check_run(cfg: DictConfig) -> None:
+    """Everything a run will hand to Lightning and torch, checked before any work."""
+    check_seed(cfg)
+    check_trainer_options(cfg)
+    check_optimizer(cfg)
+    check_hardware(cfg)

@@ -15,12 +15,13 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.launch import register_resolvers
@@ -62,6 +63,29 @@ class TableError(ValueError):
     """The directory holds no usable job."""
 
 
+# Resolvers a job config may call when the table reads it: the suite's width formula and
+# OmegaConf's pure selection. Anything else (oc.env, oc.decode, a resolver of another
+# program) stays literal text: a table never copies the environment into table.md.
+SAFE_RESOLVERS = frozenset({"gridlstm_comparable_hidden", "oc.select"})
+RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
+
+
+def _defuse(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _defuse(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_defuse(value) for value in node]
+    if isinstance(node, str) and set(RESOLVER_CALL.findall(node)) - SAFE_RESOLVERS:
+        return node.replace("${", "\\${")  # OmegaConf's escape: the text is kept as is
+    return node
+
+
+def read_config(path: Path) -> DictConfig:
+    """A job's saved config, with every interpolation through an unsafe resolver escaped."""
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return OmegaConf.create(_defuse(raw))
+
+
 def read_job(job: Path) -> dict[str, Any]:
     """One row; raises ValueError naming the file that is missing or malformed."""
     metrics_path = job / "metrics.json"
@@ -81,7 +105,7 @@ def read_job(job: Path) -> dict[str, Any]:
         raise ValueError(f"{config_path}: missing")
     try:
         # The saved config keeps interpolations, some through the suite's resolvers.
-        cfg = OmegaConf.load(config_path)
+        cfg = read_config(config_path)
         net, task = cfg.model.net, cfg.task
         row = {
             "job": job.name,

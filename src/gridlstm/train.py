@@ -32,7 +32,7 @@ from rich.table import Table
 
 from gridlstm import runs, sweeps, threads
 from gridlstm.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
-from gridlstm.config import ConfigError, build, check_compatible, check_launch
+from gridlstm.config import ConfigError, build, check_compatible, check_launch, check_run
 from gridlstm.console import print_config_tree, quiet_third_party
 from gridlstm.launch import CHILD_ENV, job_environment
 from gridlstm.loggers import (
@@ -236,6 +236,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_launch()
     check_compatible(cfg)
     check_sweeper(cfg)
+    check_run(cfg)
     resume, finished = choose_start(cfg, output_dir)
     if finished is not None:
         print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)

@@ -1,0 +1,81 @@
+"""What is checked before any work: the options handed to Lightning's Trainer, the hardware,
+the optimizer and scheduler, and the seed (in-process on composed configs; the end-to-end
+path through train.py is covered by one case per kind in the CLI tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridlstm.config import ConfigError, check_run
+from tests.test_configs import compose_train
+
+CASES = [
+    ("hardware=gpu", "hardware=gpu: no CUDA GPU is available on this machine"),
+    ("hardware.devices=0", "hardware.devices=0: give a count >= 1, -1 (all), 'auto'"),
+    ("hardware.devices=[-1]", "hardware.devices=[-1]: give a count >= 1"),
+    ("hardware.devices=abc", "hardware.devices=abc: give a count >= 1"),
+    ("hardware.precision=17", "hardware=cpu / trainer: Precision 17 is invalid"),
+    ("hardware.accelerator=tpu", "hardware=cpu / trainer: Requirement 'torch_xla"),
+    ("+hardware.strategy=fsdp2x", "hardware=cpu / trainer:"),
+    ("trainer.max_steps=-5", "trainer.max_steps=-5: give a number of optimizer steps >= 1"),
+    ("trainer.max_steps=0", "trainer.max_steps=0: give a number of optimizer steps >= 1"),
+    ("trainer.max_steps=1.5", "trainer.max_steps=1.5: give a number"),
+    ("trainer.max_epochs=-1", None),  # fine while max_steps is set
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: give a norm > 0"),
+    ("trainer.gradient_clip_val=0", None),  # documented: no clipping
+    ("trainer.val_check_interval=0", "trainer.val_check_interval=0: give a fraction in (0, 1]"),
+    ("trainer.val_check_interval=1.5", "trainer.val_check_interval=1.5: give a fraction"),
+    ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0: give a fraction in (0, 1]"),
+    ("trainer.log_every_n_steps=-1", "trainer.log_every_n_steps=-1: give an integer >= 1"),
+    ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0: give an integer"),
+    ("+trainer.max_step=3", "trainer.max_step: not an argument of lightning.Trainer; did you"),
+    ("+trainer.foo=1", "trainer.foo: not an argument of lightning.Trainer"),
+    ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: give an integer"),
+    ("optim.optimizer.lr=-1", "optim.optimizer: Invalid learning rate: -1"),
+    ("optim.optimizer.weight_decay=-0.1", "optim.optimizer: Invalid weight_decay value"),
+    (
+        "optim.optimizer._target_=torch.optim.Adamm",
+        "optim.optimizer: Error loading 'torch.optim.Adamm': ModuleNotFoundError",
+    ),
+    ("+optim.optimizer.betas=[0.9]", "optim.optimizer:"),
+    (
+        "optim.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true}",
+        "optim.scheduler: StepLR.__init__() missing 1 required positional argument",
+    ),
+    (
+        "optim.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,"
+        "T_max:100,foo:1}",
+        "optim.scheduler:",
+    ),
+    ("seed=-3", "seed=-3: give an integer in [0, 2**32 - 1]"),
+    ("seed=4294967296", "seed=4294967296: give an integer in [0, 2**32 - 1]"),
+    ("seed=1.5", "seed=1.5: give an integer"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), CASES, ids=[c[0][:40] for c in CASES])
+def test_run_options_are_checked_before_any_work(tmp_path, override, message):
+    cfg = compose_train([override], tmp_path)
+    if message is None:
+        check_run(cfg)
+        return
+    with pytest.raises(ConfigError) as error:
+        check_run(cfg)
+    text = str(error.value)
+    assert text.startswith(message), text
+    assert "\n" not in text  # one line
+
+
+def test_never_ending_runs_are_refused(tmp_path):
+    cfg = compose_train(["trainer.max_steps=-1", "trainer.max_epochs=-1"], tmp_path)
+    with pytest.raises(ConfigError, match="the run would never end"):
+        check_run(cfg)
+
+
+def test_every_preset_passes_the_checks(tmp_path):
+    """The shipped configs are valid (GPU presets are composed with hardware=cpu here)."""
+    from tests.test_configs import CONF
+
+    for preset in sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")):
+        cfg = compose_train([f"experiment={preset}", "hardware=cpu"], tmp_path)
+        check_run(cfg)
