@@ -242,3 +242,21 @@ def test_cli_reports_bad_text_input_in_one_line_before_work(cli, overrides, mess
     assert len(errors) == 1 and errors[0].startswith(message), result.stderr
     assert "Traceback" not in result.stderr
     assert not (cli.cwd / "outputs").exists() or not list((cli.cwd / "outputs").rglob("*.ckpt"))
+
+
+def test_unpacked_files_get_the_users_umask_permissions(tmp_path):
+    """A shared data directory: what the suite unpacks is readable by the group and others
+    when the umask says so (temporary files start as 0600)."""
+    import os
+    import stat
+
+    data = random_bytes(tmp_path / "source" / "member", 5000)
+    url = make_zip(tmp_path / "mirror" / "enwik8.zip", data)
+    md5 = md5_of(tmp_path / "source" / "member")
+    old = os.umask(0o022)
+    try:
+        Enwik8DataModule(data_dir=tmp_path / "data", url=url, md5=md5)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "data" / "enwik8").stat().st_mode)
+    assert mode == 0o644

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from gridlstm.config import ConfigError
+from gridlstm.data.files import current_umask
 
 COMPLETED, INTERRUPTED, DIVERGED = "completed", "interrupted", "diverged"
 RESUME_CHOICES = ("false", "auto")
@@ -50,9 +51,7 @@ def write_atomic(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the user's usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

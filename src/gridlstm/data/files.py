@@ -26,7 +26,16 @@ def partial_file(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
             out.close()
             partial.unlink(missing_ok=True)
             raise
+    # NamedTemporaryFile makes the file 0600; give it the permissions any new file gets, so
+    # colleagues who share a data directory can read it.
+    os.chmod(partial, 0o666 & ~current_umask())
     os.replace(partial, target)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def hf_load_dataset():  # noqa: ANN201 - datasets.load_dataset, imported on demand

@@ -1,0 +1,74 @@
+"""Run records survive failures: atomic, strict metrics.json and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from gridlstm import runs
+
+
+def test_metrics_json_is_strict_and_records_the_status(tmp_path):
+    runs.write_metrics(tmp_path, {"status": "diverged", "val/loss": math.nan, "x": [math.inf, 1.0]})
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"status": "diverged", "val/loss": None, "x": [None, 1.0]}
+    assert runs.read_status(tmp_path) == "diverged"
+
+
+def test_a_failed_metrics_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    runs.write_metrics(tmp_path, {"status": "completed", "test/acc": 0.5})
+    before = (tmp_path / "metrics.json").read_text()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        runs.write_metrics(tmp_path, {"status": "completed", "test/acc": 0.9})
+    assert (tmp_path / "metrics.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable(
+    tmp_path, monkeypatch
+):
+    """Checkpoints go through Lightning's atomic save (a temporary file renamed on success)."""
+    from fsspec.implementations.local import LocalFileOpener
+    from lightning.fabric.utilities.cloud_io import _atomic_save
+
+    path = tmp_path / "last.ckpt"
+    _atomic_save({"state_dict": {"w": torch.ones(3)}}, path)
+    real_write = LocalFileOpener.write
+
+    def killed_mid_write(self, data):  # noqa: ANN001, ANN202
+        real_write(self, data[: len(data) // 2])
+        raise KeyboardInterrupt  # the process is stopped half way
+
+    monkeypatch.setattr(LocalFileOpener, "write", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        _atomic_save({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded["state_dict"]["w"], torch.ones(3))
+
+
+def test_resume_choices_and_refusals(tmp_path):
+    from gridlstm.config import ConfigError
+
+    assert runs.resume_from("auto", None, tmp_path, {}) is None  # nothing yet: start fresh
+    assert runs.resume_from(False, None, tmp_path, {}) is None
+    with pytest.raises(ConfigError, match="resume=yes: valid choices are false, auto"):
+        runs.resume_from("yes", None, tmp_path, {})
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict": {}, "gridlstm_run": {"task": "addition"}},
+               tmp_path / "checkpoints" / "last.ckpt")  # fmt: skip
+    with pytest.raises(ConfigError, match="holds checkpoints of an earlier run; continue it"):
+        runs.resume_from(False, None, tmp_path, {"task": "addition"})
+    found = runs.resume_from("auto", None, tmp_path, {"task": "addition"})
+    assert found == tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="the checkpoint is of task=addition, this run is"):
+        runs.resume_from("auto", None, tmp_path, {"task": "parity"})
