@@ -41,3 +41,14 @@ class NaNGradientAtSteps(Callback):
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step in self.steps:
             next(p for p in pl_module.parameters() if p.grad is not None).grad.fill_(float("nan"))
+
+
+class RaiseAtStep(Callback):
+    """A crash (a bug, a lost file system) in the middle of training."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated crash at step {self.step}")

@@ -111,3 +111,25 @@ def test_a_requeued_slurm_job_resumes_automatically(monkeypatch):
     assert requested_resume(cfg) == "false"
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert requested_resume(cfg) == "auto"
+
+
+def test_a_sweep_survives_an_invalid_and_a_crashing_job(cli):
+    """Jobs 0 and 1 have an invalid config, job 2 trains, job 3 crashes at step 2: the sweep
+    runs them all, records why, counts them at the end and exits 1."""
+    sweep = cli.cwd / "mixed"
+    result = cli("-m", *ARGS, f"hydra.sweep.dir={sweep}",
+                 "+callbacks.crash._target_=tests.signals.RaiseAtStep",
+                 "model.net.num_layers=0,2", "+callbacks.crash.step=100,2")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    records = {job: json.loads((sweep / job / "metrics.json").read_text()) for job in "0123"}
+    invalid = {
+        "status": "failed",
+        "reason": "model=grid2d: num_layers must be an integer >= 1, got 0",
+    }
+    assert records["0"] == invalid and records["1"] == invalid
+    assert records["2"]["status"] == "completed"
+    assert records["3"]["status"] == "failed"
+    assert records["3"]["reason"] == "RuntimeError: simulated crash at step 2"
+    assert f"sweep {sweep}: 4 jobs: 1 completed, 3 failed" in result.stdout
+    assert "job 0: model=grid2d: num_layers must be an integer >= 1, got 0" in result.stdout
+    assert "simulated crash at step 2" in (sweep / "3" / "train.log").read_text()

@@ -8,6 +8,8 @@ and tables, requeued jobs and people must tell them apart without reading logs:
   saving ``checkpoints/last.ckpt``; ``resume=auto`` continues it.
 * ``diverged``: a non-finite or exploding loss, gradient norm or weights stopped it; the
   checkpoints on disk are from before (`gridlstm.callbacks.Divergence`).
+* ``failed``: a job of a sweep (``-m``) whose config was invalid or that crashed; ``reason``
+  holds the one-line error (the traceback is in the job's log) and the sweep went on.
 
 ``metrics.json`` is strict JSON (a non-finite value is written as null) and is replaced
 atomically, so a kill mid-write leaves the previous file whole.
@@ -27,7 +29,7 @@ import torch
 from gridlstm.config import ConfigError
 from gridlstm.data.files import current_umask
 
-COMPLETED, INTERRUPTED, DIVERGED = "completed", "interrupted", "diverged"
+COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
 RESUME_CHOICES = ("false", "auto")
 
 

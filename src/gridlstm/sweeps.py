@@ -5,13 +5,20 @@
 * Jobs that a local launcher runs side by side divide the machine: the CPU threads of each
   job (``hardware.threads=auto``) and, with one GPU per job, which GPU.
 * An Optuna search must optimise the task's main metric in its direction.
+* A sweep ends with one line counting its jobs by status, listing the failed ones, and a
+  non-zero exit code when any failed (`SweepReport`, a Hydra callback).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from collections import Counter
+from pathlib import Path
 from typing import Any
+
+from hydra.experimental.callback import Callback
 
 # Command-line choices -> (the plugin's module, its pip package).
 PLUGINS = {
@@ -75,3 +82,30 @@ def direction_problem(sweeper: Any, monitor: str, mode: str) -> str | None:
             f"best at its {mode}imum: set hydra.sweeper.direction={DIRECTIONS.get(mode)}"
         )
     return None
+
+
+class SweepReport(Callback):
+    """After a sweep: how many jobs completed, diverged, were interrupted or failed (read
+    from the jobs' ``metrics.json``), the failed ones with their reasons, and exit code 1
+    when any job failed."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir))
+        if not sweep.is_dir():
+            return
+        counts: Counter[str] = Counter()
+        failed = []
+        for job in sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir()):
+            try:
+                record = json.loads((job / "metrics.json").read_text())
+                status = record.get("status", "completed")
+            except (OSError, ValueError, AttributeError):
+                record, status = {}, "no metrics.json"
+            counts[status] += 1
+            if status == "failed":
+                failed.append(f"  job {job.name}: {record.get('reason', '')}")
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        print(f"sweep {sweep}: {sum(counts.values())} jobs: {summary}", flush=True)
+        if failed:
+            print("\n".join(failed), flush=True)
+            raise SystemExit(1)

@@ -328,9 +328,20 @@ def evaluate_best(
     return metrics
 
 
+def failed_job(cfg: DictConfig, reason: str) -> dict[str, Any]:
+    """Under ``-m``, a job that cannot run is recorded and the sweep goes on with the next
+    one (`gridlstm.sweeps.SweepReport` counts the failures at the end)."""
+    output_dir = Path(cfg.paths.output_dir)
+    record = {"status": runs.FAILED, "reason": reason}
+    if is_first_process() and runs.read_status(output_dir) is None:  # never over a result
+        runs.write_metrics(output_dir, record)
+    return {**record, str(cfg.task.get("monitor", "value")): float("nan")}
+
+
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Entry point for ``train.py``: one clear line and exit code 2 on a bad config; see the
-    module docstring for the other exit codes."""
+    module docstring for the other exit codes. Under ``-m`` a bad or failing job is recorded
+    (``status: failed``) and the sweep goes on."""
     exit_code = 0
     try:
         with job_environment():
@@ -338,6 +349,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     except ConfigError as error:
         exit_code = 2
         print(f"error: {error}", file=sys.stderr)
+        if hydra_multirun():
+            return failed_job(cfg, str(error))
         raise SystemExit(2) from None
     except Stopped as stop:
         exit_code = stop.exit_code
@@ -348,6 +361,14 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         if stop.metrics["status"] == runs.DIVERGED and hydra_multirun():
             return {**stop.metrics, cfg.task.monitor: float("nan")}  # the sweep goes on
         raise SystemExit(stop.exit_code) from None
+    except Exception as error:
+        exit_code = 1
+        print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
+        if hydra_multirun():
+            log.exception("job failed")  # the traceback goes to the job's log
+            lines = str(error).strip().splitlines()
+            return failed_job(cfg, f"{type(error).__name__}: {lines[0] if lines else ''}")
+        raise
     except BaseException:
         exit_code = 1
         print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
