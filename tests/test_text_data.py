@@ -260,3 +260,11 @@ def test_unpacked_files_get_the_users_umask_permissions(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "data" / "enwik8").stat().st_mode)
     assert mode == 0o644
+
+
+@pytest.mark.parametrize("vocab", ["byte", "char"])
+def test_a_text_of_one_repeated_symbol_is_refused(tmp_path, vocab):
+    path = tmp_path / "same.txt"
+    path.write_text("a" * 4000)
+    with pytest.raises(ValueError, match="is one symbol \\('a'\\) repeated: there is nothing"):
+        TextDataModule(path=path, vocab=vocab, bptt=8, batch_size=4)

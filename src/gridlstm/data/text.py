@@ -159,6 +159,7 @@ class TextDataModule(L.LightningDataModule):
         self.tokens, self.vocab = read_corpus(self.resolve(), vocab)
         self.bounds = split_bounds(len(self.tokens), list(split))
         self.check_train_size(world=1)
+        self.check_learnable()
 
     def resolve(self) -> Path:
         """The file to read (subclasses fetch or verify it first)."""
@@ -180,6 +181,17 @@ class TextDataModule(L.LightningDataModule):
                 f"the train split has {end - start} tokens, fewer than batch_size x processes x "
                 f"bptt + 1 = {needed} needed for one batch: lower batch_size or bptt, or use "
                 "more text"
+            )
+
+    def check_learnable(self) -> None:
+        """A train split of one repeated symbol gives a model nothing to learn (bits/char 0
+        after a few steps): refuse it rather than report a meaningless result."""
+        train = np.asarray(self.split_tokens("train"))
+        if np.count_nonzero(np.bincount(train, minlength=2)) < 2:
+            symbol = self.decode([int(train[0])])
+            raise ValueError(
+                f"the train split of {str(self.path)!r} is one symbol ({symbol!r}) repeated: "
+                "there is nothing to learn; use a real text"
             )
 
     def module_kwargs(self) -> dict[str, Any]:
