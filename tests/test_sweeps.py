@@ -133,3 +133,17 @@ def test_a_sweep_survives_an_invalid_and_a_crashing_job(cli):
     assert f"sweep {sweep}: 4 jobs: 1 completed, 3 failed" in result.stdout
     assert "job 0: model=grid2d: num_layers must be an integer >= 1, got 0" in result.stdout
     assert "simulated crash at step 2" in (sweep / "3" / "train.log").read_text()
+
+
+def test_optuna_search_goes_on_when_trials_diverge(cli):
+    """Diverged trials return the worst score (-inf when maximising): Optuna records them
+    and the search finishes; the closing line counts them."""
+    sweep = cli.cwd / "optuna_diverged"
+    result = cli(*ARGS, "hparams_search=addition_optuna", "hydra.sweeper.n_trials=2",
+                 "model.net.num_layers=1", "model.net.hidden_size=8",
+                 "hydra.sweeper.params={optim.optimizer.lr:'choice(1000000.0)'}",
+                 f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert statuses(sweep) == {"0": "diverged", "1": "diverged"}
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == float("-inf")
+    assert "2 jobs: 2 diverged" in result.stdout

@@ -7,15 +7,17 @@ composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best checkpoint
 ``test/...`` metrics (measured on the best checkpoint) plus ``params``, ``samples_seen`` and
 ``wall_time_s``.
 
-Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged (a
-multirun job returns NaN instead, so the sweep goes on); 128 + the signal number when
-interrupted (143 SIGTERM, 130 SIGINT), after saving ``checkpoints/last.ckpt``.
+Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged; 128 + the
+signal number when interrupted (143 SIGTERM, 130 SIGINT), after saving
+``checkpoints/last.ckpt``. Under ``-m`` a diverged, invalid or crashing job is recorded and
+returns the worst score to the sweeper instead, so the sweep goes on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -178,6 +180,10 @@ def identity(cfg: DictConfig) -> dict[str, str]:
     return {"task": str(cfg.task.name), "model": str(cfg.model.name)}
 
 
+class SweepConfigError(ConfigError):
+    """A mistake in the sweep itself: every job would fail, so the sweep stops at once."""
+
+
 def check_sweeper(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -185,7 +191,7 @@ def check_sweeper(cfg: DictConfig) -> None:
         sweeper = HydraConfig.get().sweeper
         problem = sweeps.direction_problem(sweeper, cfg.task.monitor, cfg.task.monitor_mode)
         if problem:
-            raise ConfigError(problem)
+            raise SweepConfigError(problem)
 
 
 def requested_resume(cfg: DictConfig) -> str:
@@ -335,7 +341,13 @@ def failed_job(cfg: DictConfig, reason: str) -> dict[str, Any]:
     record = {"status": runs.FAILED, "reason": reason}
     if is_first_process() and runs.read_status(output_dir) is None:  # never over a result
         runs.write_metrics(output_dir, record)
-    return {**record, str(cfg.task.get("monitor", "value")): float("nan")}
+    return {**record, str(cfg.task.get("monitor", "value")): worst_value(cfg)}
+
+
+def worst_value(cfg: DictConfig) -> float:
+    """What a failed or diverged job returns to the sweeper: the worst possible score in the
+    task's direction (Optuna accepts infinities; NaN makes hydra-optuna-sweeper 1.3 crash)."""
+    return -math.inf if cfg.task.get("monitor_mode", "max") == "max" else math.inf
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
@@ -349,7 +361,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     except ConfigError as error:
         exit_code = 2
         print(f"error: {error}", file=sys.stderr)
-        if hydra_multirun():
+        if hydra_multirun() and not isinstance(error, SweepConfigError):
             return failed_job(cfg, str(error))
         raise SystemExit(2) from None
     except Stopped as stop:
@@ -359,7 +371,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         print(f"{stop.metrics['status']}: {stop.metrics['reason']}", file=sys.stderr)
         print(f"run directory: {cfg.paths.output_dir}", file=sys.stderr)
         if stop.metrics["status"] == runs.DIVERGED and hydra_multirun():
-            return {**stop.metrics, cfg.task.monitor: float("nan")}  # the sweep goes on
+            return {**stop.metrics, cfg.task.monitor: worst_value(cfg)}  # the sweep goes on
         raise SystemExit(stop.exit_code) from None
     except Exception as error:
         exit_code = 1
