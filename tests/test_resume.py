@@ -149,7 +149,7 @@ def test_a_checkpoint_of_another_task_or_model_is_refused(cli, trained):
 
 # Step 7 breaks the weights mid-epoch (caught at the next step); step 8 is the last of an
 # epoch, so a validation and a checkpoint follow at once (caught before them).
-@pytest.mark.parametrize("step", [7, 8])
+@pytest.mark.parametrize("step", [pytest.param(7, marks=pytest.mark.slow), 8])
 def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(cli, step):
     run = cli.cwd / "nan"
     result = cli(*ADDITION, f"hydra.run.dir={run}",
@@ -172,7 +172,7 @@ def test_an_exploding_loss_is_divergence(cli):
     assert metrics(cli.cwd / "huge")["status"] == "diverged"
 
 
-@pytest.mark.parametrize(("skip", "code"), [(2, 0), (1, 3)])
+@pytest.mark.parametrize(("skip", "code"), [(2, 0), pytest.param(1, 3, marks=pytest.mark.slow)])
 def test_skip_steps_tolerates_a_bounded_number_of_bad_steps(cli, skip, code):
     run = cli.cwd / "spikes"
     result = cli(*TINY, "logger=csv", f"hydra.run.dir={run}",
