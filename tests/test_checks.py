@@ -79,3 +79,17 @@ def test_every_preset_passes_the_checks(tmp_path):
     for preset in sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")):
         cfg = compose_train([f"experiment={preset}", "hardware=cpu"], tmp_path)
         check_run(cfg)
+
+
+def test_an_output_directory_that_cannot_be_created_is_one_line(tmp_path):
+    from gridlstm.config import output_dir_problem
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    message = output_dir_problem([f"hydra.run.dir={blocker}/run"], cwd=tmp_path)
+    assert message == (
+        f"hydra.run.dir={blocker}/run: cannot create it (Not a directory); choose a directory "
+        "you can write to"
+    )
+    assert output_dir_problem([f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path) is None
+    assert output_dir_problem(["seed=1"], cwd=tmp_path) is None

@@ -9,6 +9,7 @@ came from.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -205,3 +206,29 @@ def check_run(cfg: DictConfig) -> None:
     check_trainer_options(cfg)
     check_optimizer(cfg)
     check_hardware(cfg)
+
+
+def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
+    """A one-line message if the run or sweep directory cannot be created (checked before
+    Hydra tries to, which would end in a traceback)."""
+    cwd = cwd or Path.cwd()
+    given = False
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        given = True
+        path = cwd / Path(value.strip("'\"")).expanduser()
+        try:  # Hydra creates this directory next anyway
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return (
+                f"{key}={value}: cannot create it ({error.strerror}); choose a directory you "
+                "can write to"
+            )
+    if not given and not os.access(cwd, os.W_OK | os.X_OK):
+        return (
+            f"runs are written under {cwd} (outputs/, multirun/), which is not writable; run "
+            "from a writable directory or set hydra.run.dir / hydra.sweep.dir"
+        )
+    return None
