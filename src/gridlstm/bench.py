@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from gridlstm.nn import GridLSTM, count_parameters
+from gridlstm.nn.grid import BACKENDS
 
 
 def seconds_per_step(
@@ -147,7 +148,9 @@ def bench_translation(args: argparse.Namespace, device: torch.device, dtype: tor
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m gridlstm.bench", description=__doc__.split("\n")[0]
+        prog="python -m gridlstm.bench",
+        description=__doc__.split("\n")[0],
+        usage="%(prog)s [options] (all options: --help)",  # errors stay two lines
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -175,9 +178,23 @@ def main(argv: list[str] | None = None) -> dict:
     for name in (*positive, "tr_batch", "tr_src_len", "tr_tgt_len", "tr_params"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    for name in ("warmup", "max_cells"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    timed = [b for b in BACKENDS if b != "auto"]
+    if not args.backends or set(args.backends.split(",")) - set(timed):
+        parser.error(f"--backends {args.backends}: choose from {', '.join(timed)}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device}: not a device; use cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {args.device}: use cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device is available")
+    if args.json is not None and not args.json.parent.expanduser().is_dir():
+        parser.error(f"--json {args.json}: the directory {args.json.parent} does not exist")
+    dtype = getattr(torch, args.dtype)
 
     results = {
         "device": torch.cuda.get_device_name(device)

@@ -1,0 +1,218 @@
+"""Bad input to every tool: exit code 2, one or two lines naming the option, no traceback,
+and nothing written over an earlier run.
+
+In-process, so that many cases stay cheap: train.py's entry (`gridlstm.train.main`) on
+composed configs, and the ``main`` of the sampler, translator, evaluator, table command and
+benchmark. (The same paths through real subprocesses: tests/test_train_cli.py,
+tests/test_resume.py, tests/test_sample.py.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, run_cli, write_corpus
+from tests.test_configs import compose_train
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory) -> Path:
+    """A finished run whose files no bad command may touch."""
+    cwd = tmp_path_factory.mktemp("earlier")
+    result = run_cli([*TINY, "logger=csv", f"hydra.run.dir={cwd / 'run'}"], cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = cwd / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    files = cwd / "files"
+    files.mkdir()
+    (files / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    (files / "empty.ckpt").write_bytes(b"")
+    (files / "garbage.ckpt").write_bytes(b"PK\x03\x04 not really a checkpoint")
+    # A checkpoint that loads with weights_only=True but names foreign code to build.
+    crafted = torch.load(last, weights_only=True)
+    crafted["gridlstm_task"] = "language_model"
+    crafted["hyper_parameters"]["net"] = {"_target_": "os.system", "command": "touch hacked"}
+    crafted["hyper_parameters"]["vocab_size"] = 256
+    torch.save(crafted, files / "crafted.ckpt")
+    crafted["gridlstm_config"]["task"]["datamodule"]["_target_"] = "os.remove"
+    torch.save(crafted, files / "crafted_config.ckpt")
+    write_corpus(files / "text.txt", size=400)
+    (files / "one_symbol.txt").write_text("z" * 8000)
+    (files / "sweep").mkdir()
+    return cwd
+
+
+def fill(text: str, places: dict[str, str]) -> str:
+    for name, value in places.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def ckpt(earlier: Path, name: str) -> str:
+    if name == "last":
+        return str(earlier / "run" / "checkpoints" / "last.ckpt")
+    return str(earlier / "files" / name)
+
+
+# (tool, arguments, fragments the message must hold). Paths: {last}, {files}, {run}.
+TRAIN = [
+    ("model.net.num_layers=0", "model=grid2d: num_layers must be an integer >= 1"),
+    ("model.net.hidden_size=-4", "model=grid2d: hidden_size must be an integer >= 1"),
+    ("model.net.priority=width", "model=grid2d: priority must be one of"),
+    ("model.net.dropout=1.5", "model=grid2d: dropout"),
+    ("task.datamodule.digits=0", "task=addition: digits must be an integer >= 1"),
+    ("task.datamodule.batch_size=0", "task=addition: batch_size"),
+    ("task.datamodule.val_size=0", "task=addition: val_size"),
+    ("task.threshold=1.5", "task=addition: threshold must be in (0, 1]"),
+    ("task=parity", "model=grid2d takes sequence input but task=parity"),
+    ("task=text", "task=text: no text file given: set task.path"),
+    ("task=text task.path={files}/missing.txt", "task=text: text file"),
+    ("task=text task.path={files}/one_symbol.txt", "is one symbol ('z') repeated"),
+    ("task=text task.path={files}/text.txt task.datamodule.vocab=word", "task=text: vocab"),
+    ("task=text task.path={files}/text.txt task.datamodule.bptt=0", "task=text: bptt"),
+    ("hardware=gpu", "hardware=gpu: no CUDA GPU is available"),
+    ("hardware.devices=0", "hardware.devices=0"),
+    ("hardware.precision=17", "hardware=cpu / trainer: Precision 17 is invalid"),
+    ("hardware.threads=0", "hardware=cpu: threads must be 'auto' or an integer >= 1"),
+    ("trainer.max_steps=-5", "trainer.max_steps=-5"),
+    ("trainer.max_steps=0", "trainer.max_steps=0"),
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),
+    ("trainer.val_check_interval=0", "trainer.val_check_interval=0"),
+    ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0"),
+    ("+trainer.max_step=3", "trainer.max_step: not an argument of lightning.Trainer"),
+    ("optim.optimizer.lr=-1", "optim.optimizer: Invalid learning rate"),
+    ("optim.optimizer._target_=torch.optim.Adamm", "optim.optimizer: Error loading"),
+    (
+        "optim.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true}",
+        "optim.scheduler: StepLR",
+    ),
+    ("seed=-3", "seed=-3"),
+    ("resume=maybe", "resume=maybe: valid choices are false, auto"),
+    ("ckpt_path={files}/missing.ckpt", "ckpt_path=", "no such file"),
+    ("ckpt_path={files}/garbage.ckpt", "ckpt_path=", "not a readable checkpoint"),
+    ("ckpt_path={files}/empty.ckpt", "ckpt_path=", "not a readable checkpoint"),
+    ("ckpt_path={files}/truncated.ckpt", "ckpt_path=", "not a readable checkpoint"),
+    ("ckpt_path={last} model=stacked_lstm", "the checkpoint is of model=grid2d"),
+    ("callbacks.divergence.max_loss=-1", "max_loss must be a positive number"),
+    ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
+]
+SAMPLE = [
+    (["ckpt={last}", "length=0"], "length must be >= 1"),
+    (["ckpt={last}", "temperature=-1"], "temperature must be >= 0"),
+    (["ckpt={last}", "top_k=0"], "top_k must be >= 1"),
+    (["ckpt={last}", "colour=red"], "unknown argument 'colour=red'"),
+    (["length=10"], "no checkpoint given: ckpt="),
+    (["ckpt={files}/missing.ckpt"], "does not exist"),
+    (["ckpt={files}/garbage.ckpt"], "is not a readable checkpoint"),
+    (["ckpt={files}/empty.ckpt"], "is not a readable checkpoint"),
+    (["ckpt={files}/truncated.ckpt"], "is not a readable checkpoint"),
+    (["ckpt={last}"], "is not a language-model checkpoint"),
+    (["ckpt={files}/crafted.ckpt"], "model class 'os.system' is not a language-model backbone"),
+]
+TRANSLATE = [
+    (["ckpt={last}", "input={files}/text.txt"], "is not a translation checkpoint"),
+    (["ckpt={files}/truncated.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
+    (["ckpt={last}", "beam=oops"], "beam"),
+    (["speed=2"], "unknown argument 'speed=2'"),
+]
+EVALUATE = [
+    ([], "no checkpoint given: ckpt_path="),
+    (["ckpt_path={files}/missing.ckpt"], "ckpt_path=", "no such file"),
+    (["ckpt_path={files}/truncated.ckpt"], "ckpt_path=", "not a readable checkpoint"),
+    (["ckpt_path={last}", "task.datamodule.digitz=5"], "task.datamodule.digitz"),
+    (["ckpt_path={last}", "trainer.max_steps=5"], "trainer.max_steps: only task.*"),
+    (["ckpt_path={last}", "model.net.num_layers=3"], "its weights do not fit"),
+    (["ckpt_path={last}", "nonsense"], "argument 'nonsense' is not key=value"),
+    (["ckpt_path={files}/crafted_config.ckpt"], "_target_='os.remove' is not a class"),
+]
+TABLES = [
+    (["{files}/nowhere"], "not a directory"),
+    (["{files}/sweep"], "no job"),
+]
+BENCH = [
+    (["--hidden", "0"], "--hidden must be >= 1"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--warmup", "-1"], "--warmup must be >= 0"),
+    (["--backends", "fast,warp"], "--backends fast,warp: choose from"),
+    (["--device", "tpu9"], "--device tpu9"),
+    (["--device", "cuda"], "--device cuda: no CUDA device is available"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--json", "{files}/no/such/dir/out.json"], "--json"),
+    (["--layers", "two"], "--layers"),
+]
+
+CASES = (
+    [("train", [arg], fragments) for arg, *fragments in TRAIN]
+    + [("sample", args, fragments) for args, *fragments in SAMPLE]
+    + [("translate", args, fragments) for args, *fragments in TRANSLATE]
+    + [("evaluate", args, fragments) for args, *fragments in EVALUATE]
+    + [("tables", args, fragments) for args, *fragments in TABLES]
+    + [("bench", args, fragments) for args, *fragments in BENCH]
+)
+
+
+def test_there_are_at_least_sixty_cases_across_the_tools():
+    assert len(CASES) >= 60 and {tool for tool, _, _ in CASES} >= {
+        "train", "sample", "tables", "bench"
+    }  # fmt: skip
+
+
+def run_tool(tool: str, args: list[str], tmp_path: Path) -> int:
+    if tool == "train":
+        from gridlstm.train import main
+
+        own = args[0].split(" ")
+        # The addition sizes of TINY apply to the default task only.
+        base = [o for o in TINY if not o.startswith("task.")] if "task=" in args[0] else TINY
+        overrides = [*base, "logger=csv", "print_config=false", *own]
+        before = torch.get_num_threads()
+        try:
+            main(compose_train(overrides, tmp_path / "new_run"))
+        finally:
+            torch.set_num_threads(before)
+        return 0
+    module = __import__(f"gridlstm.{tool}", fromlist=["main"])
+    returned = module.main(args)
+    return returned if isinstance(returned, int) else 0
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "fragments"), CASES, ids=[f"{t}:{' '.join(a)[:50]}" for t, a, _ in CASES]
+)
+def test_bad_input_is_one_line_and_spares_earlier_runs(
+    earlier, tmp_path, monkeypatch, capsys, tool, args, fragments
+):
+    monkeypatch.chdir(tmp_path)
+    places = {"last": ckpt(earlier, "last"), "files": str(earlier / "files")}
+    args = [fill(arg, places) for arg in args]
+    before = snapshot(earlier)
+    with pytest.raises(SystemExit) as stop:
+        code = run_tool(tool, args, tmp_path)
+        raise SystemExit(code)
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) <= 2, err  # the message (and, for argparse tools, the usage line)
+    assert "Traceback" not in out + err
+    for fragment in fragments:
+        assert fill(fragment, places) in err, err
+    assert snapshot(earlier) == before
+    assert not (tmp_path / "hacked").exists()
+    if tool == "train":
+        assert not (tmp_path / "new_run" / "metrics.json").exists()
+        assert not list((tmp_path / "new_run").rglob("*.ckpt"))
+
+
+def test_a_metrics_file_is_never_a_bare_nan(earlier):
+    text = (earlier / "run" / "metrics.json").read_text()
+    json.loads(text)  # strict JSON: a NaN would fail here
+    assert "NaN" not in text
