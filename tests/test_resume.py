@@ -166,10 +166,13 @@ def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(cli, st
         assert all(torch.isfinite(w).all() for w in weights.values()), path.name
 
 
-def test_an_exploding_loss_is_divergence(cli):
-    huge = cli(*TINY, "logger=csv", "optim.optimizer.lr=1e6", "hydra.run.dir=huge")
+def test_an_exploding_loss_is_divergence_and_the_wandb_run_is_marked_failed(cli):
+    huge = cli(*TINY, "logger=wandb", "optim.optimizer.lr=1e6", "hydra.run.dir=huge")
     assert huge.returncode == 3 and "above divergence.max_loss=1000" in huge.stderr
     assert metrics(cli.cwd / "huge")["status"] == "diverged"
+    # W&B finishes the run with the same exit code (dashboards show it as failed).
+    (log,) = (cli.cwd / "huge").glob("wandb/offline-run-*/logs/debug.log")
+    assert "got exitcode: 3" in log.read_text()
 
 
 @pytest.mark.parametrize(("skip", "code"), [(2, 0), pytest.param(1, 3, marks=pytest.mark.slow)])
