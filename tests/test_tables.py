@@ -146,3 +146,46 @@ def test_a_job_config_cannot_copy_the_environment_into_the_table(tmp_path, monke
         assert "${oc.env:GRIDLSTM_TEST_SECRET}" in written  # shown as the text it is
     rows = list(csv.DictReader((sweep / "table.csv").open()))
     assert rows[0]["hidden"] == "32"  # the suite's own resolver still resolves
+
+
+def test_jobs_that_differ_only_in_seed_are_summarised_with_mean_std_and_n(tmp_path, capsys):
+    """2 depths x 3 seeds, one of which diverged: mean +- sample std over completed runs."""
+    import statistics
+
+    sweep = tmp_path / "sweep"
+    accs = {(2, 1): 0.5, (2, 2): 0.7, (2, 3): 0.9, (4, 1): 0.2, (4, 2): 0.4, (4, 3): None}
+    for number, ((layers, seed), acc) in enumerate(accs.items()):
+        job = str(number)
+        if acc is None:
+            diverged = {"status": "diverged", "reason": "nan at step 3"}
+            make_job(sweep, job, "grid2d", layers, None, metrics_text=json.dumps(diverged))
+        else:
+            make_job(sweep, job, "grid2d", layers, acc)
+            record = json.loads((sweep / job / "metrics.json").read_text())
+            record["val/samples_to_threshold"] = 1000 * seed if acc >= 0.7 else None
+            (sweep / job / "metrics.json").write_text(json.dumps(record))
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(
+            f"- model.net.num_layers={layers}\n- seed={seed}\n- logger=csv\n"
+        )
+    assert tables.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    cells = list(csv.DictReader((sweep / "table_seeds.csv").open()))
+    assert [(c["model.net.num_layers"], c["n"], c["jobs"]) for c in cells] == [
+        ("2", "3", "3"),
+        ("4", "2", "3"),
+    ]
+    assert float(cells[0]["test/acc mean"]) == pytest.approx(0.7)
+    assert float(cells[0]["test/acc std"]) == pytest.approx(statistics.stdev([0.5, 0.7, 0.9]))
+    assert float(cells[1]["test/acc mean"]) == pytest.approx(0.3)
+    assert float(cells[0]["val/samples_to_threshold median"]) == 2500  # seeds 2, 3 reached
+    assert cells[0]["val/samples_to_threshold reached"] == "2"
+    md = (sweep / "table.md").read_text()
+    assert "| 2 | 3/3 | 0.7000 +- 0.2000 |" in md
+    assert "| 4 | 2/3 | 0.3000 +- 0.1414 |" in md
+    assert "2500 (2/3)" in md
+    assert "not averaged: job 5: diverged (nan at step 3)" in md
+    # the per-job table gets a column per swept override
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert [(r["model.net.num_layers"], r["seed"]) for r in rows][:2] == [("2", "1"), ("2", "2")]
+    assert "logger" not in rows[0]  # the same for every job: not a column
+    assert "(2 curves)" in out  # one mean curve with a band per depth

@@ -7,6 +7,11 @@ threshold) with the paper's reference claim for the task alongside, and ``curves
 task's validation metric against training samples seen, one curve per job (from each job's
 CSV log; run the sweep with ``logger=csv``).
 A job whose ``metrics.json`` is missing or malformed is reported by name and left out.
+
+Every override that differs between jobs (``.hydra/overrides.yaml``) gets a column. When the
+jobs differ in ``seed``, the jobs of each cell (the same values of every other swept override)
+are also summarised, mean +- std and n (`gridlstm.aggregate`): a second table in
+``table.md``, ``table_seeds.csv``, and one mean curve with a band per cell.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from gridlstm import aggregate
 from gridlstm.launch import register_resolvers
 
 # The paper's claims (docs/model.md section 3; [paper] only).
@@ -120,7 +126,33 @@ def read_job(job: Path) -> dict[str, Any]:
         }
     except OmegaConfBaseException as error:
         raise ValueError(f"{config_path}: {error}") from None
+    row["overrides"] = read_overrides(job / ".hydra" / "overrides.yaml")
     return {**metrics, **row}
+
+
+def read_overrides(path: Path) -> dict[str, str]:
+    """The job's command-line overrides as {key: value} (``+``/``~`` prefixes dropped)."""
+    if not path.is_file():
+        return {}
+    try:
+        listed = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except OmegaConfBaseException:
+        return {}
+    found = {}
+    for item in listed if isinstance(listed, list) else []:
+        key, sep, value = str(item).partition("=")
+        if sep and not key.startswith("hydra"):
+            found[key.lstrip("+~")] = value
+    return found
+
+
+def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """Overrides whose value differs between jobs (in first-seen order), seed last."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["overrides"] if k not in keys]
+    varying = [k for k in keys if len({row["overrides"].get(k) for row in rows}) > 1]
+    return [k for k in varying if k != "seed"] + (["seed"] if "seed" in varying else [])
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -134,7 +166,13 @@ def columns(rows: list[dict[str, Any]]) -> list[str]:
     # Which runs were stopped early (interrupted, diverged) and why, when any was.
     stopped = [c for c in STATUS_COLUMNS if any(r.get("status", "completed") != "completed"
                                                 for r in rows)]  # fmt: skip
-    return BASE_COLUMNS + metric_columns + TAIL_COLUMNS + stopped
+    return (
+        BASE_COLUMNS[:1]
+        + swept_keys(rows)
+        + BASE_COLUMNS[1:]
+        + metric_columns
+        + (TAIL_COLUMNS + stopped)
+    )
 
 
 def job_dirs(sweep: Path) -> list[Path]:
@@ -152,10 +190,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def value(row: dict[str, Any], column: str) -> Any:
+    """A row's value for a column: a metric or field, else the job's override."""
+    return row[column] if column in row else row["overrides"].get(column)
+
+
 def markdown(rows: list[dict[str, Any]], tasks: set[str]) -> str:
     names = columns(rows)
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in names) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(value(row, c)) for c in names) + " |" for row in rows]
     claims = [REFERENCE[t] for t in sorted(tasks) if t in REFERENCE]
     return "\n".join(lines + [""] + claims) + "\n"
 
@@ -174,49 +217,73 @@ def samples_from_step(logged: list[tuple[float, float]]):  # noqa: ANN201
     return lambda at: slope * at + intercept
 
 
-def curves(sweep: Path, rows: list[dict[str, Any]], out: Path) -> int:
-    """Plot each job's main validation metric against train/samples_seen; returns the
-    number of curves."""
+def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
+    """(training samples seen, main validation metric) at each validation of a job, from its
+    CSV log (empty without one)."""
+    monitor, log = row["monitor"], sweep / row["job"] / "csv" / "metrics.csv"
+    if not log.is_file():
+        return []
+    samples_at_step: list[tuple[float, float]] = []
+    points = []
+    with log.open() as handle:
+        for record in csv.DictReader(handle):
+            if record.get("train/samples_seen"):
+                samples_at_step.append((float(record["step"]), float(record["train/samples_seen"])))
+            if record.get(monitor):
+                points.append((float(record["step"]), float(record[monitor])))
+    to_samples = samples_from_step(samples_at_step)
+    return [(round(to_samples(step)), value) for step, value in points] if to_samples else []
+
+
+def curves(
+    sweep: Path, rows: list[dict[str, Any]], out: Path, group_by: list[str] | None = None
+) -> int:
+    """Plot the main validation metric against train/samples_seen: one curve per job, or,
+    when jobs differ in seed (``group_by``: the other swept keys), the mean over each cell's
+    seeds with a +-1 std band. Returns the number of curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    drawn = 0
     monitors = sorted({row["monitor"] for row in rows})
+    groups: dict[str, list[list[tuple[float, float]]]] = {}
     for row in rows:
-        monitor = row["monitor"]
-        job = sweep / row["job"]
-        log = job / "csv" / "metrics.csv"
-        if not log.is_file():
+        xy = job_curve(sweep, row)
+        stopped = row.get("status", "completed") != "completed"
+        if not xy or (stopped and group_by is not None):
             continue
-        samples_at_step: list[tuple[float, float]] = []
-        points = []
-        with log.open() as handle:
-            for record in csv.DictReader(handle):
-                if record.get("train/samples_seen"):
-                    samples_at_step.append(
-                        (float(record["step"]), float(record["train/samples_seen"]))
-                    )
-                if record.get(monitor):
-                    points.append((float(record["step"]), float(record[monitor])))
-        to_samples = samples_from_step(samples_at_step)
-        xy = [(to_samples(step), value) for step, value in points] if to_samples else []
-        if xy:
+        if group_by is None:
             size = f"{TASK_SIZE.get(row['task'], 'size')}={row['size']}"
             label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']} {size}"
-            axes.plot(*zip(*xy, strict=True), marker=".", label=label)
-            drawn += 1
+        else:
+            label = " ".join(f"{k}={value(row, k)}" for k in group_by) or row["model"]
+        groups.setdefault(label, []).append(xy)
+    for label, members in groups.items():
+        if group_by is None:
+            axes.plot(*zip(*members[0], strict=True), marker=".", label=label)
+            continue
+        by_x: dict[float, list[float]] = {}
+        for xy in members:
+            for x, y in xy:
+                by_x.setdefault(x, []).append(y)
+        xs = sorted(x for x, ys in by_x.items() if len(ys) == len(members))  # every seed
+        if not xs:
+            continue
+        mean = np.array([np.mean(by_x[x]) for x in xs])
+        std = np.array([np.std(by_x[x], ddof=1) if len(by_x[x]) > 1 else 0.0 for x in xs])
+        axes.plot(xs, mean, marker=".", label=f"{label} (n={len(members)})")
+        axes.fill_between(xs, mean - std, mean + std, alpha=0.2)
     axes.set_xlabel("training samples seen")
-    axes.set_ylabel(", ".join(monitors))
+    axes.set_ylabel(", ".join(monitors) + (" (mean +- std over seeds)" if group_by else ""))
     axes.set_title(sweep.name)
-    if drawn:
+    if groups:
         axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(out, dpi=120)
     plt.close(figure)
-    return drawn
+    return len(groups)
 
 
 def build_tables(sweep: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -252,16 +319,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = markdown(rows, {row["task"] for row in rows})
+    names = columns(rows)
+    swept = swept_keys(rows)
+    written = ["table.md", "table.csv"]
+    group_by = None
+    if "seed" in swept:  # cells of several seeds: mean +- std, n
+        group_by = [k for k in swept if k != "seed"]
+        summarised = [c for c in names if c.startswith(("test/", "val/", "train/"))]
+        summarised += ["samples_seen"]
+        flat = [{**row["overrides"], **row} for row in rows]
+        cells, left_out = aggregate.summary(flat, group_by, summarised)
+        table += (
+            "\n## Over seeds\n\nMean +- sample std over the completed runs of each cell; "
+            "n = completed / jobs.\n\n" + aggregate.markdown(cells, summarised, group_by)
+        )
+        table += "".join(f"\nnot averaged: {line}" for line in left_out) + (
+            "\n" if left_out else ""
+        )
+        cells.to_csv(args.sweep / "table_seeds.csv", index=False)
+        written.append("table_seeds.csv")
     (args.sweep / "table.md").write_text(table)
     with (args.sweep / "table.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns(rows), extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
-        writer.writerows(rows)
-    drawn = curves(args.sweep, rows, args.sweep / "curves.png")
+        writer.writerows({c: value(row, c) for c in names} for row in rows)
+    drawn = curves(args.sweep, rows, args.sweep / "curves.png", group_by)
     print(table)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    print(f"wrote {args.sweep / 'table.md'}, table.csv and curves.png ({drawn} curves)")
+    print(f"wrote {args.sweep / 'table.md'}, {', '.join(written[1:])} and curves.png "
+          f"({drawn} curves)")  # fmt: skip
     return 0
 
 

@@ -1,0 +1,79 @@
+"""Jobs of a sweep that differ only in ``seed``, summarised: mean +- std and n per metric.
+
+Why: one seed per cell cannot tell signal from noise. A sweep such as
+``-m model=grid2d,stacked_lstm model.net.num_layers=1,2,4 seed=1,2,3`` gives each
+(model, layers) cell three runs; the summary reports each metric as mean +- sample std over
+the completed runs, n, and for samples-to-threshold the median over the runs that reached the
+threshold with how many did. Runs that did not complete (diverged, failed, interrupted) are
+not averaged in; they are counted per cell and listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+THRESHOLD = "val/samples_to_threshold"
+
+
+def summary(
+    rows: list[dict[str, Any]], group_by: list[str], metrics: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """One row per cell (the ``group_by`` values); and the runs left out, one line each."""
+    frame = pd.DataFrame(
+        [{**{k: str(row.get(k, "")) for k in group_by}, **row} for row in rows]
+    )  # fmt: skip
+    if "status" not in frame:
+        frame["status"] = "completed"
+    frame["status"] = frame["status"].fillna("completed")
+    done = frame[frame["status"] == "completed"]
+    left_out = [
+        f"job {row['job']}: {row['status']}" + (f" ({row['reason']})" if row.get("reason") else "")
+        for _, row in frame[frame["status"] != "completed"].iterrows()
+    ]
+    keys = group_by or ["_all"]
+    if not group_by:
+        frame, done = frame.assign(_all=""), done.assign(_all="")
+    cells = frame.groupby(keys, sort=False).size().rename("jobs").to_frame()
+    cells["n"] = done.groupby(keys, sort=False).size().reindex(cells.index).fillna(0).astype(int)
+    for metric in metrics:
+        if metric not in done or metric == THRESHOLD:
+            continue
+        values = pd.to_numeric(done[metric], errors="coerce")
+        stats = values.groupby([done[k] for k in keys], sort=False).agg(["mean", "std"])
+        cells[f"{metric} mean"] = stats["mean"]
+        cells[f"{metric} std"] = stats["std"]
+    if THRESHOLD in done:
+        reached = pd.to_numeric(done[THRESHOLD], errors="coerce")
+        grouped = reached.groupby([done[k] for k in keys], sort=False)
+        cells[f"{THRESHOLD} median"] = grouped.median()
+        cells[f"{THRESHOLD} reached"] = grouped.count()
+    cells = cells.reset_index()
+    return cells.drop(columns=["_all"], errors="ignore"), left_out
+
+
+def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> str:
+    """The summary as a table: ``mean +- std`` cells, n, samples to threshold as
+    ``median (reached/n)``."""
+    header = [*group_by, "n"]
+    shown = [m for m in metrics if f"{m} mean" in cells]
+    header += shown
+    has_threshold = f"{THRESHOLD} median" in cells
+    if has_threshold:
+        header.append(f"{THRESHOLD} (median, reached/n)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, cell in cells.iterrows():
+        row = [str(cell[k]) for k in group_by] + [f"{cell['n']}/{cell['jobs']}"]
+        for metric in shown:
+            mean, std = cell[f"{metric} mean"], cell[f"{metric} std"]
+            if pd.isna(mean):
+                row.append("-")
+            else:
+                row.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}"))
+        if has_threshold:
+            median, reached = cell[f"{THRESHOLD} median"], cell[f"{THRESHOLD} reached"]
+            shown_median = "-" if pd.isna(median) else f"{median:.0f}"
+            row.append(f"{shown_median} ({int(reached)}/{cell['n']})")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
