@@ -99,3 +99,23 @@ def test_reverse_writes_the_same_problems_least_significant_first():
 def test_bad_sizes_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AdditionDataModule(**kwargs)
+
+
+def test_the_training_seed_moves_only_the_training_stream():
+    """-m seed=1,2,3 with a fixed data_seed: the same val/test problems, other training data."""
+
+    def data(seed: int) -> tuple[AdditionDataModule, torch.Tensor]:
+        dm = AdditionDataModule(digits=5, val_size=50, test_size=50, seed=seed, data_seed=7)
+        dm.setup()
+        return dm, next(iter(dm.train_dataloader()))
+
+    (first, batch_1), (second, batch_2) = data(1), data(2)
+    assert torch.equal(first.splits["val"], second.splits["val"])
+    assert torch.equal(first.splits["test"], second.splits["test"])
+    assert not torch.equal(batch_1, batch_2)
+    moved = AdditionDataModule(digits=5, val_size=50, test_size=50, seed=1, data_seed=8)
+    moved.setup()
+    assert not torch.equal(moved.splits["val"], first.splits["val"])
+    legacy = AdditionDataModule(digits=5, val_size=50, test_size=50, seed=7)  # data_seed=None
+    legacy.setup()
+    assert torch.equal(legacy.splits["val"], first.splits["val"])

@@ -10,7 +10,7 @@ and ``.`` ends the answer [ours]. ``reverse=True`` writes every number least sig
 digit first [ours; off by default]. Digits are generated directly as digit tensors, so any
 n works (no integer overflow at n = 15 or beyond).
 
-Validation and test sets are fixed by the seed and disjoint from each other; training
+Validation and test sets are fixed by ``data_seed`` and disjoint from each other; training
 examples are drawn afresh every epoch (different per rank and worker) and never equal a
 held-out problem.
 """
