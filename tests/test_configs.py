@@ -83,3 +83,10 @@ def test_every_compatible_pair_runs_fast_dev_run(model, task, tmp_path):
     main = cfg.task.monitor.split("/")[1]
     assert {f"val/{main}", f"test/{main}"} <= metrics.keys()
     assert json.loads((tmp_path / "metrics.json").read_text())["params"] == metrics["params"]
+
+
+def test_every_preset_logs_to_wandb_and_csv(tmp_path):
+    """Curves for every preset: the table command reads the CSV logs, W&B the dashboards."""
+    for preset in sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")):
+        cfg = compose_train([f"experiment={preset}"], tmp_path)
+        assert set(cfg.logger) == {"wandb", "csv"}, preset
