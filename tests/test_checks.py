@@ -93,3 +93,18 @@ def test_an_output_directory_that_cannot_be_created_is_one_line(tmp_path):
     )
     assert output_dir_problem([f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path) is None
     assert output_dir_problem(["seed=1"], cwd=tmp_path) is None
+
+
+def test_saved_configs_are_read_without_calling_foreign_resolvers(monkeypatch):
+    """A checkpoint's or job's config is data: only the suite's resolvers run on it."""
+    from omegaconf import OmegaConf
+
+    from gridlstm.config import defuse, resolved
+
+    monkeypatch.setenv("GRIDLSTM_TEST_SECRET", "hunter2-token")
+    raw = {"a": "${oc.env:GRIDLSTM_TEST_SECRET}", "b": ["x-${oc.decode:'1'}"], "c": "${a}",
+           "d": "${oc.select:e,7}"}  # fmt: skip
+    cfg = resolved(OmegaConf.create(defuse(raw)))  # what the evaluate tool does
+    assert cfg.a == "${oc.env:GRIDLSTM_TEST_SECRET}" and cfg.c == cfg.a
+    assert cfg.b[0] == "x-${oc.decode:'1'}" and cfg.d == 7
+    assert "hunter2" not in OmegaConf.to_yaml(cfg)

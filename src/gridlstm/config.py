@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
@@ -232,3 +233,35 @@ def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
             "from a writable directory or set hydra.run.dir / hydra.sweep.dir"
         )
     return None
+
+
+# Resolvers a saved config may call when a tool reads it back (tables, evaluate): the suite's
+# width formula and OmegaConf's pure selection. Anything else (oc.env, oc.decode, a resolver
+# of another program) stays literal text: a tool never copies the environment into its output.
+SAFE_RESOLVERS = frozenset({"gridlstm_comparable_hidden", "oc.select"})
+RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
+
+
+def defuse(node: Any) -> Any:
+    """A plain container with every interpolation through an unsafe resolver escaped."""
+    if isinstance(node, dict):
+        return {key: defuse(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [defuse(value) for value in node]
+    if isinstance(node, str) and set(RESOLVER_CALL.findall(node)) - SAFE_RESOLVERS:
+        return node.replace("${", "\\${")  # OmegaConf's escape: the text is kept as is
+    return node
+
+
+def resolved(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with its interpolations resolved once, for good: text that an escaped
+    interpolation left behind (``${oc.env:...}`` from `defuse`) stays text afterwards."""
+
+    def literal(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: literal(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [literal(value) for value in node]
+        return node.replace("${", "\\${") if isinstance(node, str) else node
+
+    return OmegaConf.create(literal(OmegaConf.to_container(cfg, resolve=True)))

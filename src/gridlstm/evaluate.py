@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm import data, nn, runs, tasks
-from gridlstm.config import ConfigError, build
+from gridlstm.config import ConfigError, build, defuse, resolved
 from gridlstm.console import quiet_third_party
 from gridlstm.launch import register_resolvers, run_id
 from gridlstm.train import build_module
@@ -66,14 +66,14 @@ def saved_config(path: Path) -> DictConfig:
     runs.check_checkpoint(path, "ckpt_path", {})
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(checkpoint.get("gridlstm_config"), dict):
-        return OmegaConf.create(checkpoint["gridlstm_config"])
+        return OmegaConf.create(defuse(checkpoint["gridlstm_config"]))
     hydra_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
     if not hydra_config.is_file():
         raise ConfigError(
             f"ckpt_path={path}: the checkpoint holds no config and {hydra_config} does not "
             "exist; evaluate a checkpoint inside the run directory train.py wrote"
         )
-    return OmegaConf.load(hydra_config)
+    return OmegaConf.create(defuse(OmegaConf.to_container(OmegaConf.load(hydra_config))))
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -134,7 +134,7 @@ def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     OmegaConf.update(cfg, "paths.output_dir", str(out), force_add=True)
     check_targets(cfg)
     try:
-        OmegaConf.resolve(cfg)
+        cfg = resolved(cfg)
     except OmegaConfBaseException as error:
         raise ConfigError(f"the checkpoint's config: {str(error).splitlines()[0]}") from None
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))

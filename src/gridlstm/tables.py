@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm import aggregate
+from gridlstm.config import defuse
 from gridlstm.launch import register_resolvers
 
 # The paper's claims (docs/model.md section 3; [paper] only).
@@ -69,27 +69,10 @@ class TableError(ValueError):
     """The directory holds no usable job."""
 
 
-# Resolvers a job config may call when the table reads it: the suite's width formula and
-# OmegaConf's pure selection. Anything else (oc.env, oc.decode, a resolver of another
-# program) stays literal text: a table never copies the environment into table.md.
-SAFE_RESOLVERS = frozenset({"gridlstm_comparable_hidden", "oc.select"})
-RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
-
-
-def _defuse(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {key: _defuse(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_defuse(value) for value in node]
-    if isinstance(node, str) and set(RESOLVER_CALL.findall(node)) - SAFE_RESOLVERS:
-        return node.replace("${", "\\${")  # OmegaConf's escape: the text is kept as is
-    return node
-
-
 def read_config(path: Path) -> DictConfig:
     """A job's saved config, with every interpolation through an unsafe resolver escaped."""
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    return OmegaConf.create(_defuse(raw))
+    return OmegaConf.create(defuse(raw))
 
 
 def read_job(job: Path) -> dict[str, Any]:
