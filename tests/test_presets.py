@@ -112,3 +112,55 @@ def test_translation_presets_give_every_model_the_same_parameter_budget(experime
     budget = cfg.task.module.param_budget
     assert all(abs(c - budget) / budget < 0.02 for c in counts.values()), counts
     assert cfg.hydra.sweeper.params["model"].split(",") == list(counts)
+
+
+# Every model a comparison preset's task accepts (and the tying variants), at a budget that
+# each can meet; (experiment, budget, extra overrides per variant).
+BUDGETS = [
+    ("addition_cpu", 200_000),
+    ("memorization_cpu", 200_000),
+    ("parity_cpu", 50_000),
+    ("text_cpu", 200_000),
+    ("mnist_cpu", 800_000),  # the 3-LSTM has ~100 d^2 weights: 2% steps need d >= ~100
+]
+VARIANTS = {
+    "sequence": [
+        ["model.net.share_dims=true"],
+        ["model.net.tied=false"],
+        ["model.net.num_layers=8"],
+    ],
+}
+
+
+def budget_cases() -> list[tuple[str, int, str, list[str]]]:
+    from gridlstm.config import models_for
+    from tests.test_configs import CONF
+
+    cases = []
+    for experiment, budget in BUDGETS:
+        kind = compose_train([f"experiment={experiment}"]).task.input_kind
+        for model in models_for(kind, CONF):
+            cases.append((experiment, budget, model, []))
+        if kind == "sequence":
+            cases += [(experiment, budget, "grid2d", extra) for extra in VARIANTS["sequence"]]
+    return cases
+
+
+@pytest.mark.parametrize(("experiment", "budget", "model", "extra"), budget_cases())
+def test_param_budget_gives_every_model_the_budget_within_two_percent(
+    tmp_path, experiment, budget, model, extra
+):
+    from gridlstm.train import build_module
+    from tests.conftest import task_overrides
+
+    task = compose_train([f"experiment={experiment}"]).task.name
+    data = []  # small generated files for the tasks that read data (sizes do not matter)
+    if task in ("text", "mnist"):
+        data = [o for o in task_overrides(task, tmp_path) if o.startswith("task.")]
+        data += ["task.datamodule.train_size=30"] if task == "mnist" else []
+    cfg = compose_train([f"experiment={experiment}", f"model={model}", *extra, *data,
+                         f"param_budget={budget}"], tmp_path)  # fmt: skip
+    datamodule = instantiate(cfg.task.datamodule)
+    module = build_module(cfg, datamodule)
+    assert abs(module.num_parameters - budget) <= 0.02 * budget, (module.num_parameters, budget)
+    assert module.extra_metrics["hidden"] == module.hparams.net["hidden_size"]

@@ -45,6 +45,7 @@ from gridlstm.loggers import (
     log_hyperparameters,
     watch_model,
 )
+from gridlstm.nn.sizing import width_for_budget
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +77,50 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
     return L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks)
 
 
-def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+def build_module(
+    cfg: DictConfig, datamodule: L.LightningDataModule, net: dict[str, Any] | None = None
+) -> L.LightningModule:
     """The task's LightningModule: backbone and optimizer configs, what the data says
-    (vocabulary, sizes) and the task's own module options (``task.module.*``)."""
+    (vocabulary, sizes) and the task's own module options (``task.module.*``). With a
+    ``param_budget``, the backbone's width is solved first (`solve_width`)."""
+    if net is None and cfg.get("param_budget"):
+        width, params = solve_width(cfg, datamodule)
+        log.info("param_budget=%s: hidden_size %d gives %d parameters", cfg.param_budget,
+                 width, params)  # fmt: skip
+        module = build_module(cfg, datamodule, net_at(cfg, width))
+        module.extra_metrics = {**getattr(module, "extra_metrics", {}), "hidden": width}
+        return module
     options = OmegaConf.to_container(cfg.task.module, resolve=True)
     module_class = get_class(options.pop("_target_"))
     return module_class(
-        net=OmegaConf.to_container(cfg.model.net, resolve=True),
+        net=net or OmegaConf.to_container(cfg.model.net, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.optim.scheduler, resolve=True)
         if cfg.optim.get("scheduler")
         else None,
         **datamodule.module_kwargs(),
         **options,
+    )
+
+
+def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
+    """The backbone config with ``hidden_size=width`` (what follows it, e.g. an
+    ``input_size: ${.hidden_size}``, follows)."""
+    net = OmegaConf.to_container(cfg.model.net, resolve=False)
+    net["hidden_size"] = width
+    return OmegaConf.to_container(OmegaConf.create(net), resolve=True)
+
+
+def solve_width(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[int, int]:
+    """(hidden_size, parameters) of the whole model closest to ``param_budget``: the model is
+    built at candidate widths (on the meta device: shapes only), so every architecture, tying
+    mode and head is counted as it is, with no formula per model name."""
+    budget = cfg.param_budget
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"param_budget must be a number of parameters >= 1, got {budget!r}")
+    multiple = int(cfg.model.net.get("heads", 1) or 1)  # attention heads divide the width
+    return width_for_budget(
+        lambda width: build_module(cfg, datamodule, net_at(cfg, width)), budget, multiple
     )
 
 
