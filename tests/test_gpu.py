@@ -120,3 +120,28 @@ def test_translation_runs_on_gpu_in_bf16(cli, tmp_path):
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
     assert 0 <= metrics["test/bleu"] <= 100 and metrics["val/loss"] == metrics["val/loss"]
+
+
+def test_sigterm_then_resume_on_gpu_matches_the_uninterrupted_run(cli):
+    """The #12 resume contract on CUDA: RNG (CPU and CUDA), optimizer and data position."""
+    from tests.test_resume import ADDITION, final_numbers, interrupted_then_resumed, metrics
+
+    args = [*ADDITION, "hardware=gpu", "hardware.precision=32-true", "trainer.deterministic=true"]
+    straight = cli(*args, f"hydra.run.dir={cli.cwd / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = interrupted_then_resumed(cli, args, step=4)
+    assert final_numbers(metrics(run)) == final_numbers(metrics(cli.cwd / "straight"))
+
+
+def test_divergence_on_gpu_stops_with_exit_code_3_and_finite_checkpoints(cli):
+    from tests.test_resume import ADDITION, metrics
+
+    run = cli.cwd / "nan"
+    result = cli(*ADDITION, "hardware=gpu", f"hydra.run.dir={run}",
+                 "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
+                 "+callbacks.poison.step=8")  # fmt: skip
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert metrics(run)["status"] == "diverged"
+    for path in (run / "checkpoints").glob("*.ckpt"):
+        weights = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in weights.values()), path.name
