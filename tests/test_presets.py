@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from gridlstm.launch import comparable_hidden
 from gridlstm.nn import count_parameters
 from tests.test_configs import compose_train
 
 
-def test_comparable_hidden_formula():
-    assert comparable_hidden("stacked_lstm", 4, False, 128) == 128
-    assert comparable_hidden("grid2d_untied", 4, False, 128) == round(128 / 2**0.5)
-    assert comparable_hidden("grid2d", 4, True, 128) == round(128 * 2**0.5)
-    assert comparable_hidden("grid2d", 2, True, 128) == 128
+def built_parameters(overrides: list[str], tmp_path) -> int:
+    """Parameters of the model that train.py would build (budget solved), on the meta device."""
+    from gridlstm.train import build_module
+
+    cfg = compose_train(overrides, tmp_path)
+    with torch.device("meta"):
+        return build_module(cfg, instantiate(cfg.task.datamodule)).num_parameters
 
 
 @pytest.mark.parametrize(
@@ -30,16 +33,13 @@ def test_comparable_hidden_formula():
     ],
 )
 def test_presets_give_comparable_parameter_counts(experiment, layers, tmp_path):
-    counts = {}
+    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    assert cfg.task.name == experiment.rsplit("_", 1)[0]
+    budget = cfg.param_budget
     for model in ("stacked_lstm", "grid2d_untied", "grid2d"):
-        cfg = compose_train(
-            [f"experiment={experiment}", f"model={model}", f"model.net.num_layers={layers}"],
-            tmp_path,
-        )
-        assert cfg.task.name == experiment.rsplit("_", 1)[0]
-        counts[model] = count_parameters(instantiate(cfg.model.net))
-    smallest, largest = min(counts.values()), max(counts.values())
-    assert largest / smallest < 1.15, counts  # within 15% (input projections differ a bit)
+        overrides = [f"experiment={experiment}", f"model={model}", f"model.net.num_layers={layers}"]
+        count = built_parameters(overrides, tmp_path)
+        assert abs(count - budget) <= 0.02 * budget, (model, count, budget)
 
 
 @pytest.mark.parametrize(
@@ -59,14 +59,15 @@ def test_paper_presets_use_the_paper_task_size_and_sweep_all_three_models(
 
 
 def test_enwik8_paper_preset_compares_at_an_equal_parameter_budget(tmp_path):
-    from gridlstm.nn import TokenSequenceModel
+    from tests.conftest import task_overrides
 
+    data = [o for o in task_overrides("enwik8", tmp_path) if o.startswith("task.datamodule.")]
     counts = {}
     for model in ("grid2d", "stacked_lstm"):
         cfg = compose_train(["experiment=enwik8_paper", f"model={model}"], tmp_path)
         assert cfg.task.name == "enwik8" and cfg.task.datamodule.split == [0.9, 0.05, 0.05]
-        net = instantiate(cfg.model.net)
-        counts[model] = count_parameters(TokenSequenceModel(256, net))
+        counts[model] = built_parameters(["experiment=enwik8_paper", f"model={model}", *data],
+                                         tmp_path)  # fmt: skip
     # About the 16.8M parameters reported for the paper's tied 2-LSTM [secondary].
     assert min(counts.values()) > 16.0e6 and max(counts.values()) < 16.8e6, counts
     assert max(counts.values()) / min(counts.values()) < 1.01, counts
@@ -164,3 +165,56 @@ def test_param_budget_gives_every_model_the_budget_within_two_percent(
     module = build_module(cfg, datamodule)
     assert abs(module.num_parameters - budget) <= 0.02 * budget, (module.num_parameters, budget)
     assert module.extra_metrics["hidden"] == module.hparams.net["hidden_size"]
+
+
+CLAIMS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("claims_*"))
+
+
+def test_there_is_a_claims_study_for_each_of_the_five_claims():
+    assert CLAIMS == [
+        "claims_addition_depth",
+        "claims_coreylynch",
+        "claims_memorization_depth",
+        "claims_mnist",
+        "claims_parity",
+    ]
+
+
+@pytest.mark.parametrize("experiment", CLAIMS)
+def test_every_claims_study_sweeps_at_least_three_seeds_and_runs_fast_dev_run(
+    experiment, tmp_path
+):
+    """Each study as its sweep would start it (the deepest swept network), for one batch."""
+    from gridlstm.train import train
+    from tests.conftest import task_overrides
+
+    params = compose_train([f"experiment={experiment}"], tmp_path).hydra.sweeper.params
+    assert len(str(params["seed"]).split(",")) >= 3
+    overrides = [f"experiment={experiment}", "debug=fast_dev_run", "hardware.threads=1"]
+    if "model.net.num_layers" in params:
+        deepest = max(int(n) for n in str(params["model.net.num_layers"]).split(","))
+        overrides.append(f"model.net.num_layers={deepest}")
+    task = compose_train(overrides, tmp_path).task.name
+    if task in ("text", "mnist"):  # small generated files in the real formats
+        data = [o for o in task_overrides(task, tmp_path) if o.startswith("task.")]
+        overrides += data + (["task.datamodule.train_size=30"] if task == "mnist" else [])
+    cfg = compose_train(overrides, tmp_path)
+    metrics = train(cfg)
+    assert metrics["status"] == "completed" and metrics["params"] > 0
+    if cfg.get("param_budget"):
+        assert abs(metrics["params"] - cfg.param_budget) <= 0.02 * cfg.param_budget
+
+
+def test_the_cpu_coreylynch_study_uses_the_settings_of_the_enwik8_preset(tmp_path):
+    """coreylynch/grid-lstm's README settings, in both presets (only width, data, steps differ)."""
+    full = compose_train(["experiment=enwik8_coreylynch"], tmp_path)
+    cpu = compose_train(["experiment=claims_coreylynch"], tmp_path)
+    for cfg in (full, cpu):
+        assert cfg.optim.optimizer._target_ == "torch.optim.RMSprop"
+        assert cfg.optim.optimizer.lr == 0.001
+        assert (cfg.task.datamodule.bptt, cfg.task.datamodule.batch_size) == (50, 50)
+        assert list(cfg.task.datamodule.split) == [0.95, 0.04, 0.01]
+        assert cfg.model.net.dropout == 0.25 and cfg.task.module.output_dropout == 0.25
+        assert cfg.model.name == "grid2d_coreylynch" and cfg.model.net.tie_depth_lstm
+    for key in ("model", "model.net.num_layers", "model.net.dropout"):
+        assert full.hydra.sweeper.params[key] == cpu.hydra.sweeper.params[key]

@@ -189,3 +189,26 @@ def test_jobs_that_differ_only_in_seed_are_summarised_with_mean_std_and_n(tmp_pa
     assert [(r["model.net.num_layers"], r["seed"]) for r in rows][:2] == [("2", "1"), ("2", "2")]
     assert "logger" not in rows[0]  # the same for every job: not a column
     assert "(2 curves)" in out  # one mean curve with a band per depth
+
+
+def test_a_cell_whose_runs_were_all_interrupted_is_shown_with_n_zero(tmp_path):
+    """A preempted cell (every seed stopped by SIGTERM) must not break the summary."""
+    sweep = tmp_path / "sweep"
+    for number, (layers, seed) in enumerate([(2, 1), (2, 2), (8, 1), (8, 2)]):
+        job = str(number)
+        if layers == 8:
+            stopped = {"status": "interrupted", "reason": "interrupted by SIGTERM at step 5"}
+            make_job(sweep, job, "grid2d", layers, None, metrics_text=json.dumps(stopped))
+        else:
+            make_job(sweep, job, "grid2d", layers, 0.8)
+            record = json.loads((sweep / job / "metrics.json").read_text())
+            record["val/samples_to_threshold"] = 640
+            (sweep / job / "metrics.json").write_text(json.dumps(record))
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(
+            f"- model.net.num_layers={layers}\n- seed={seed}\n"
+        )
+    assert tables.main([str(sweep)]) == 0
+    md = (sweep / "table.md").read_text()
+    assert "| 2 | 2/2 | 0.8000 +- 0.0000 |" in md and "640 (2/2)" in md
+    assert "| 8 | 0/2 | - |" in md and "- (0/0)" in md
+    assert "job 2: interrupted (interrupted by SIGTERM at step 5)" in md

@@ -48,7 +48,8 @@ def summary(
         reached = pd.to_numeric(done[THRESHOLD], errors="coerce")
         grouped = reached.groupby([done[k] for k in keys], sort=False)
         cells[f"{THRESHOLD} median"] = grouped.median()
-        cells[f"{THRESHOLD} reached"] = grouped.count()
+        # a cell whose runs all failed or were interrupted has reached nothing (not NaN)
+        cells[f"{THRESHOLD} reached"] = grouped.count().reindex(cells.index).fillna(0).astype(int)
     cells = cells.reset_index()
     return cells.drop(columns=["_all"], errors="ignore"), left_out
 
