@@ -167,7 +167,8 @@ def test_param_budget_gives_every_model_the_budget_within_two_percent(
     assert module.extra_metrics["hidden"] == module.hparams.net["hidden_size"]
 
 
-CLAIMS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("claims_*"))
+EXPERIMENTS = Path(__file__).parents[1] / "conf" / "experiment"
+CLAIMS = sorted(p.stem for p in EXPERIMENTS.glob("claims_*"))
 
 
 def test_there_is_a_claims_study_for_each_of_the_five_claims():
