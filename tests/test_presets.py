@@ -182,9 +182,7 @@ def test_there_is_a_claims_study_for_each_of_the_five_claims():
 
 
 @pytest.mark.parametrize("experiment", CLAIMS)
-def test_every_claims_study_sweeps_at_least_three_seeds_and_runs_fast_dev_run(
-    experiment, tmp_path
-):
+def test_every_claims_study_sweeps_at_least_three_seeds_and_runs_fast_dev_run(experiment, tmp_path):
     """Each study as its sweep would start it (the deepest swept network), for one batch."""
     from gridlstm.train import train
     from tests.conftest import task_overrides
