@@ -312,3 +312,43 @@ def test_project_input_false_feeds_the_input_itself():
     torch.testing.assert_close(out, ref)
     with pytest.raises(ValueError, match="project_input=False needs input_size"):
         GridLSTM(IN, D, L, 1, project_input=False)
+
+
+# ---- no silent wrong math: option combinations either work exactly or say why not
+
+
+def test_share_dims_with_tie_depth_lstm_is_refused_instead_of_dropping_the_tie():
+    with pytest.raises(ValueError, match="no separate depth transform"):
+        GridLSTM(5, 4, 3, 1, share_dims=True, tie_depth_lstm=True)
+
+
+def test_assigning_a_backend_that_does_not_apply_is_refused():
+    net = GridLSTM(5, 4, 3, 1, priority=[0, "depth"])  # time priority: no fast path
+    assert net.backend == "hyperplane"
+    with pytest.raises(ValueError, match="backend='fast' does not apply: time priority"):
+        net.backend = "fast"
+    assert net.backend == "hyperplane"  # unchanged
+    with pytest.raises(ValueError, match="backend"):
+        net.backend = "cudnn"
+    net.backend = "naive"
+    net.backend = "auto"  # re-picks
+    assert net.backend == "hyperplane"
+
+
+@pytest.mark.parametrize("mode", ["tied", "tie_depth_lstm"])
+def test_a_per_layer_state_dict_cannot_be_loaded_into_a_tied_network(mode):
+    torch.manual_seed(0)
+    untied, tied = GridLSTM(5, 4, 3, 1), GridLSTM(5, 4, 3, 1, **{mode: True})
+    assert set(untied.state_dict()) == set(tied.state_dict())  # every key "matches"
+    before = {k: v.clone() for k, v in tied.state_dict().items()}
+    with pytest.raises(RuntimeError, match="shares it across layers"):
+        tied.load_state_dict(untied.state_dict())
+    # the reverse is a valid initialisation: an untied network that computes the tied one
+    x = torch.randn(2, 6, 5)
+    tied.load_state_dict(before)
+    untied.load_state_dict(tied.state_dict())
+    torch.testing.assert_close(untied(x)[0], tied(x)[0], rtol=0, atol=0)
+    # and a tied network's own state dict round-trips
+    again = GridLSTM(5, 4, 3, 1, **{mode: True})
+    again.load_state_dict(tied.state_dict())
+    torch.testing.assert_close(again(x)[0], tied(x)[0], rtol=0, atol=0)

@@ -158,6 +158,12 @@ class GridLSTM(nn.Module):
         check_choice("backend", backend, BACKENDS)
         if tied and tie_depth_lstm:
             raise ValueError("tied=True already shares the whole block; drop tie_depth_lstm")
+        if share_dims and tie_depth_lstm:
+            raise ValueError(
+                "share_dims=True gives each block one transform for all dimensions, so there is "
+                "no separate depth transform for tie_depth_lstm to share; use tied=True to share "
+                "the whole block across layers"
+            )
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.grid_dims = num_layers, grid_dims
         self.depth = grid_dims  # index of the depth dimension
@@ -206,15 +212,59 @@ class GridLSTM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self._plans: dict[tuple, list[wavefront.Step]] = {}
 
+        self._register_load_state_dict_pre_hook(self._check_tied_state)
+        self.backend = backend
+        log.info(
+            "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
+        )
+
+    @property
+    def backend(self) -> str:
+        """The backend in use: ``fast``, ``hyperplane`` or ``naive``."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: str) -> None:
+        """Assignable after construction (``auto`` re-picks); ``fast`` where it does not apply
+        is refused, since it would compute a different function."""
+        check_choice("backend", backend, BACKENDS)
         blocker = self.fast_path_blocker()
         if backend == "fast" and blocker:
             raise ValueError(
                 f"backend='fast' does not apply: {blocker}; use 'hyperplane' or 'naive'"
             )
-        self.backend = backend if backend != "auto" else ("hyperplane" if blocker else "fast")
-        log.info(
-            "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
-        )
+        self._backend = backend if backend != "auto" else ("hyperplane" if blocker else "fast")
+
+    def _check_tied_state(
+        self, state_dict: dict, prefix: str, _meta: dict, _strict: bool, _missing: list,
+        _unexpected: list, error_msgs: list[str],
+    ) -> None:  # fmt: skip
+        """A tied network holds one block (or one depth transform) under every layer's name:
+        loading per-layer values that differ would silently keep only the last layer's. Such
+        a state dict (e.g. from an untied network) is refused; the reverse (tied -> untied) is
+        a valid initialisation and loads."""
+        shared = ""
+        if self.tied:
+            shared = "blocks.{}."
+        elif self.tie_depth_lstm:
+            shared = "blocks.{}.transforms." + str(self.depth) + "."
+        if not shared:
+            return
+        first = prefix + shared.format(0)
+        for key, value in state_dict.items():
+            if not key.startswith(first):
+                continue
+            rest = key[len(first) :]
+            for layer in range(1, self.num_layers):
+                other = state_dict.get(prefix + shared.format(layer) + rest)
+                if other is not None and not torch.equal(other, value):
+                    mode = "tied=True" if self.tied else "tie_depth_lstm=True"
+                    error_msgs.append(
+                        f"{prefix + shared.format(layer) + rest} differs from {key}, but this "
+                        f"network ({mode}) shares it across layers: the state dict comes from "
+                        "a network with per-layer weights"
+                    )
+                    return
 
     def extra_repr(self) -> str:
         params = sum(p.numel() for p in self.parameters())
