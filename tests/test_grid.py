@@ -352,3 +352,34 @@ def test_a_per_layer_state_dict_cannot_be_loaded_into_a_tied_network(mode):
     again = GridLSTM(5, 4, 3, 1, **{mode: True})
     again.load_state_dict(tied.state_dict())
     torch.testing.assert_close(again(x)[0], tied(x)[0], rtol=0, atol=0)
+
+
+# ---- torch.nn.LSTM conventions
+
+
+@pytest.mark.parametrize("options", [{}, {"tied": True}, {"peephole": True, "coupled": True}])
+def test_reset_parameters_restores_the_initialisation_and_keeps_ties(options):
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 3, 1, kinds=["nonlstm", "lstm"], **options)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(7.0)
+    net.reset_parameters()
+    depth = net.blocks[0].transforms[1]
+    forget = 0 if options.get("coupled") else 1  # gate order (i, f, g, o); coupled (f, g, o)
+    expected = torch.zeros_like(depth.bias)
+    expected[forget * 4 : (forget + 1) * 4] = 1.0  # forget_bias
+    assert torch.equal(depth.bias.detach(), expected)
+    assert all(p.abs().max() < 7.0 for p in net.parameters())
+    assert all(p.abs().max() <= 1.0 for n, p in net.named_parameters() if "bias" not in n)
+    if options.get("tied"):
+        assert all(block is net.blocks[0] for block in net.blocks)
+
+
+def test_device_and_dtype_factory_arguments():
+    net = GridLSTM(5, 4, 2, 1, dtype=torch.float64)
+    assert {p.dtype for p in net.parameters()} == {torch.float64}
+    out, _ = net(torch.randn(2, 3, 5, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    meta = GridLSTM(5, 4, 2, 1, device="meta")
+    assert {p.device.type for p in meta.parameters()} == {"meta"}

@@ -52,18 +52,28 @@ class LSTMTransform(nn.Module):
         check_choice("output_form", output_form, OUTPUT_FORMS)
         self.hidden_size, self.output_form = hidden_size, output_form
         self.peephole, self.coupled = peephole, coupled
+        self.forget_bias = forget_bias
         gates = 3 if coupled else 4
-        bound = hidden_size**-0.5
         self.weight = nn.Parameter(torch.empty(gates * hidden_size, in_features))
-        nn.init.uniform_(self.weight, -bound, bound)
-        self.bias = nn.Parameter(torch.zeros(gates * hidden_size)) if bias else None
-        if self.bias is not None:
-            forget = 0 if coupled else 1
-            with torch.no_grad():
-                self.bias[forget * hidden_size : (forget + 1) * hidden_size] = forget_bias
+        self.bias = nn.Parameter(torch.empty(gates * hidden_size)) if bias else None
         if peephole:
-            count = 2 if coupled else 3
-            self.peep = nn.Parameter(torch.empty(count, hidden_size).uniform_(-bound, bound))
+            self.peep = nn.Parameter(torch.empty(2 if coupled else 3, hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's uniform(+-1/sqrt(d)) weights; zero biases except the forget gate's,
+        which starts at ``forget_bias``."""
+        bound = self.hidden_size**-0.5
+        with torch.no_grad():
+            nn.init.uniform_(self.weight, -bound, bound)
+            if self.bias is not None:
+                forget = 0 if self.coupled else 1
+                self.bias.zero_()
+                self.bias[forget * self.hidden_size : (forget + 1) * self.hidden_size] = (
+                    self.forget_bias
+                )
+            if self.peephole:
+                nn.init.uniform_(self.peep, -bound, bound)
 
     def gates(self, H: Tensor) -> Tensor:
         return nn.functional.linear(H, self.weight, self.bias)

@@ -122,6 +122,7 @@ class GridLSTM(nn.Module):
             the projection.
         dropout: on the depth hidden vector between layers.
         backend: ``auto``, ``fast``, ``hyperplane`` or ``naive``.
+        device, dtype: where and in which floating type the parameters live (as nn.LSTM).
         output_form, bias, forget_bias, peephole, coupled, activation: see `GridBlock`.
     """
 
@@ -150,6 +151,8 @@ class GridLSTM(nn.Module):
         dropout: float = 0.0,
         batch_first: bool = True,
         backend: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size, num_layers, dropout)
@@ -214,9 +217,17 @@ class GridLSTM(nn.Module):
 
         self._register_load_state_dict_pre_hook(self._check_tied_state)
         self.backend = backend
+        if device is not None or dtype is not None:  # nn.LSTM's factory arguments
+            self.to(device=device, dtype=dtype)
         log.info(
             "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
         )
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every weight as at construction; shared (tied) modules once each."""
+        for module in self.modules():  # deduplicated: a tied block is visited once
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
 
     @property
     def backend(self) -> str:
