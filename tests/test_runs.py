@@ -72,3 +72,16 @@ def test_resume_choices_and_refusals(tmp_path):
     assert found == tmp_path / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match="the checkpoint is of task=addition, this run is"):
         runs.resume_from("auto", None, tmp_path, {"task": "parity"})
+
+
+def test_a_stopped_run_records_the_width_its_param_budget_solved():
+    """Tables read `hidden` from metrics.json: an interrupted job must not fall back to the
+    config's unsolved width."""
+    from types import SimpleNamespace
+
+    from gridlstm.train import stopped
+
+    module = SimpleNamespace(num_parameters=251490, extra_metrics={"hidden": 124}, samples_seen=64)
+    trainer = SimpleNamespace(global_step=1)
+    record = stopped("interrupted", "interrupted by SIGTERM at step 1", 143, trainer, module, 0.0)
+    assert record.metrics["hidden"] == 124 and record.metrics["params"] == 251490

@@ -257,6 +257,7 @@ def stopped(
         "status": status,
         "reason": reason,
         "params": module.num_parameters,
+        **getattr(module, "extra_metrics", {}),  # e.g. the width a param_budget solved
         "samples_seen": module.samples_seen,
         "global_step": trainer.global_step,
         "wall_time_s": round(time.time() - start, 2),
