@@ -383,3 +383,38 @@ def test_device_and_dtype_factory_arguments():
     assert out.dtype == torch.float64
     meta = GridLSTM(5, 4, 2, 1, device="meta")
     assert {p.device.type for p in meta.parameters()} == {"meta"}
+
+
+def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monkeypatch):
+    """Simulates a torch release where torch._VF.lstm's arguments mean something else: the
+    once-per-dtype probe against nn.LSTM catches it and the network stays exact."""
+    from gridlstm.nn import grid
+
+    real = grid.vf_lstm
+
+    def changed(*args):  # e.g. the gate order of the weights reinterpreted
+        output, h_n, c_n = real(*args)
+        return -output, -h_n, c_n
+
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 3, 1).double()
+    assert net.backend == "fast"
+    x = torch.randn(2, 6, 5, dtype=torch.float64)
+    exact, _ = net(x)
+    monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
+    monkeypatch.setattr(grid, "vf_lstm", changed)
+    with pytest.warns(RuntimeWarning, match="not usable on cpu in torch.float64"):
+        out, _ = net(x)
+    torch.testing.assert_close(out, exact)  # computed by the hyperplane backend instead
+    monkeypatch.setattr(grid, "vf_lstm", lambda *args: (_ for _ in ()).throw(TypeError("args")))
+    grid._KERNEL_AGREES.clear()
+    with pytest.warns(RuntimeWarning, match="it raised TypeError"):
+        out, _ = net(x)
+    torch.testing.assert_close(out, exact)
+
+
+def test_the_kernel_probe_passes_on_this_torch():
+    from gridlstm.nn.grid import kernel_agrees
+
+    assert kernel_agrees(torch.device("cpu"), torch.float32)
+    assert kernel_agrees(torch.device("cpu"), torch.float64)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -38,6 +39,60 @@ from gridlstm.nn.checks import check_choice, check_sizes
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "fast", "hyperplane", "naive")
 Pair = tuple[Tensor, Tensor]
+
+
+def vf_lstm(*args: object) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch._VF.lstm``, the private op behind nn.LSTM.forward (one place to call it)."""
+    return torch._VF.lstm(*args)
+
+
+_KERNEL_AGREES: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether our call of the private LSTM op computes what ``nn.LSTM`` computes on this
+    device and dtype. Checked once per (device type, dtype) per process, on a tiny LSTM:
+    a torch release that changed the op's arguments would otherwise silently change the fast
+    path's function. On disagreement (or an error) the caller falls back, with a warning."""
+    if device.type == "meta":  # shapes only: nothing to compare
+        return True
+    if torch.is_autocast_enabled(device.type):  # the kernel runs in autocast's dtype
+        dtype = torch.get_autocast_dtype(device.type)
+    key = (device.type, dtype)
+    if key not in _KERNEL_AGREES:
+        generator = torch.Generator().manual_seed(0)
+        reference = nn.LSTM(3, 4, batch_first=True)
+        with torch.no_grad():
+            for p in reference.parameters():
+                p.copy_(torch.rand(p.shape, generator=generator) - 0.5)
+        reference = reference.to(device, dtype)
+        x = (torch.rand(2, 5, 3, generator=generator) - 0.5).to(device, dtype)
+        h0 = torch.zeros(1, 2, 4, device=device, dtype=dtype)
+        tolerance = 1e-4 if dtype in (torch.float32, torch.float64) else 3e-2
+        try:
+            with torch.no_grad(), torch.autocast(device.type, enabled=False):
+                expected, (h_n, c_n) = reference(x, (h0, h0))
+                bias = reference.bias_ih_l0 + reference.bias_hh_l0
+                ours, (h_k, c_k) = lstm_kernel(
+                    x, h0, h0, reference.weight_ih_l0, reference.weight_hh_l0, bias
+                )
+            agrees = all(
+                torch.allclose(a.float(), b.float(), atol=tolerance, rtol=tolerance)
+                for a, b in ((ours, expected), (h_k, h_n), (c_k, c_n))
+            )
+            problem = "its results differ from nn.LSTM's"
+        except (RuntimeError, TypeError) as error:  # e.g. a changed signature
+            agrees, problem = False, f"it raised {type(error).__name__}: {error}"
+        if not agrees:
+            warnings.warn(
+                f"the fast path's LSTM kernel call (torch._VF.lstm, torch {torch.__version__}) "
+                f"is not usable on {device.type} in {dtype}: {problem}; GridLSTM uses the "
+                "hyperplane backend there instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        _KERNEL_AGREES[key] = agrees
+    return _KERNEL_AGREES[key]
 
 
 def lstm_kernel(
@@ -63,14 +118,12 @@ def lstm_kernel(
     # follows self.training (there is no dropout inside a one-layer kernel call).
     train = torch.is_grad_enabled()
     if lengths is None:
-        output, h_n, c_n = torch._VF.lstm(  # the op behind nn.LSTM.forward
-            x, (h0, c0), params, has_bias, 1, 0.0, train, False, True
-        )
+        output, h_n, c_n = vf_lstm(x, (h0, c0), params, has_bias, 1, 0.0, train, False, True)
         return output, (h_n, c_n)
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     hx = (h0.index_select(1, order), c0.index_select(1, order))
-    data, h_n, c_n = torch._VF.lstm(
+    data, h_n, c_n = vf_lstm(
         packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
     )
     packed_out = PackedSequence(data, packed.batch_sizes, order, unorder)
@@ -353,9 +406,12 @@ class GridLSTM(nn.Module):
             dim: (h_proj[i], m_proj[i] if m_proj is not None else None)
             for i, dim in enumerate(self.input_dims)
         }
-        if self.backend == "fast":
+        backend = self.backend
+        if backend == "fast" and not kernel_agrees(x.device, x.dtype):
+            backend = "hyperplane"
+        if backend == "fast":
             output, final = self._fast(inputs, boundary, lengths)
-        elif self.backend == "hyperplane":
+        elif backend == "hyperplane":
             sizes = list(x.shape[1:-1])
             steps = self._plan(sizes, x.device)
             output, final = wavefront.run(
