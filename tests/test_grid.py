@@ -262,8 +262,10 @@ def test_wrong_state_and_input_shapes_are_rejected():
     x = torch.randn(B, 3, 2, IN, dtype=torch.float64)
     with pytest.raises(ValueError, match="state h of grid dimension 0 must have shape"):
         net(x, [(torch.zeros(L, B, 3, D), torch.zeros(L, B, 3, D))] * 2)
-    with pytest.raises(ValueError, match="input must be 4-D"):
-        net(torch.randn(B, 3, IN, dtype=torch.float64))
+    with pytest.raises(ValueError, match="input must be 4-D .*, or 3-D without the batch"):
+        net(torch.randn(3, IN, dtype=torch.float64))
+    with pytest.raises(ValueError, match="features = input_size"):
+        net(torch.randn(B, 3, 2, IN + 1, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("case", ["plain", "no-priority", "peephole"])
@@ -418,3 +420,25 @@ def test_the_kernel_probe_passes_on_this_torch():
 
     assert kernel_agrees(torch.device("cpu"), torch.float32)
     assert kernel_agrees(torch.device("cpu"), torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("grid_dims", "shape", "batch_first"),
+    [(0, (5,), True), (1, (6, 5), True), (1, (6, 5), False), (2, (3, 4, 5), True)],
+)
+def test_unbatched_input_gives_the_batch_of_one_result_unbatched(grid_dims, shape, batch_first):
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 2, grid_dims, batch_first=batch_first)
+    x = torch.randn(*shape)
+    at = 1 if grid_dims == 1 and not batch_first else 0
+    batched, batched_state = net(x.unsqueeze(at))
+    out, state = net(x)
+    torch.testing.assert_close(out, batched.squeeze(at))
+    if grid_dims == 1:  # (h, m) each (L, d), as nn.LSTM's unbatched (h_n, c_n)
+        assert state[0].shape == (2, 4)
+        torch.testing.assert_close(state[0], batched_state[0].squeeze(1))
+        again, _ = net(x, state)  # an unbatched state carries on
+        expected, _ = net(x.unsqueeze(at), batched_state)
+        torch.testing.assert_close(again, expected.squeeze(at))
+    with pytest.raises(ValueError, match="lengths needs batched input"):
+        net(x, lengths=torch.tensor([2]))

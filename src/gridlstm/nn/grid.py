@@ -95,6 +95,15 @@ def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
     return _KERNEL_AGREES[key]
 
 
+def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
+    """Add or drop the batch dimension of every tensor of a (nested) state."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return getattr(state, method)(dim)
+    return type(state)(_map_state(part, dim, method) for part in state)
+
+
 def lstm_kernel(
     x: Tensor,
     h0: Tensor,
@@ -386,6 +395,9 @@ class GridLSTM(nn.Module):
     def forward(self, input: Tensor, state=None, lengths: Tensor | None = None):  # noqa: ANN001, ANN201
         """``output, state = net(input, state, lengths)``.
 
+        Unbatched input (the shapes below without B; for K = 1 ``(T, F)``) gives unbatched
+        output and state, as `nn.LSTM` does.
+
         K = 0: input (B, F) -> output (B, d * len(output_dims)), state None.
         K = 1: input (B, T, F) (or (T, B, F)) -> output (B, T, d * len(output_dims)); state
         (h, m) each (L, B, d), the time dimension's vectors, like `nn.LSTM`'s (h_n, c_n).
@@ -394,6 +406,12 @@ class GridLSTM(nn.Module):
         K >= 2: input (B, S_1..S_K, F) -> output (B, S_1..S_K, d * len(output_dims)); state a
         list with, per grid dimension k, (h, m) each (L, B, *sizes without S_k, d).
         """
+        if isinstance(input, Tensor) and input.dim() == self.grid_dims + 1:
+            if lengths is not None:
+                raise ValueError("lengths needs batched input (one length per batch row)")
+            at = 1 if self.grid_dims == 1 and not self.batch_first else 0
+            output, final = self.forward(input.unsqueeze(at), _map_state(state, 1, "unsqueeze"))
+            return output.squeeze(at), _map_state(final, 1, "squeeze")
         x = self._check_input(input)
         if self.grid_dims == 1 and not self.batch_first:
             x = x.transpose(0, 1)
@@ -442,8 +460,9 @@ class GridLSTM(nn.Module):
         expected = self.grid_dims + 2
         if input.dim() != expected or input.shape[-1] != self.input_size:
             raise ValueError(
-                f"input must be {expected}-D (batch, {self.grid_dims} grid dims, features) with "
-                f"features = input_size = {self.input_size}; got shape {tuple(input.shape)}"
+                f"input must be {expected}-D (batch, {self.grid_dims} grid dims, features), or "
+                f"{expected - 1}-D without the batch, with features = input_size = "
+                f"{self.input_size}; got shape {tuple(input.shape)}"
             )
         return input
 
