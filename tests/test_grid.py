@@ -442,3 +442,28 @@ def test_unbatched_input_gives_the_batch_of_one_result_unbatched(grid_dims, shap
         torch.testing.assert_close(again, expected.squeeze(at))
     with pytest.raises(ValueError, match="lengths needs batched input"):
         net(x, lengths=torch.tensor([2]))
+
+
+@pytest.mark.parametrize("backend", ["fast", "hyperplane", "naive"])
+@pytest.mark.parametrize("options", [{}, {"tied": True}, {"tie_depth_lstm": True}])
+def test_state_dict_round_trip_on_every_backend(backend, options):
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 3, 1, backend=backend, **options)
+    copy = GridLSTM(5, 4, 3, 1, backend=backend, **options)
+    copy.load_state_dict(net.state_dict())
+    x = torch.randn(2, 6, 5)
+    torch.testing.assert_close(copy(x)[0], net(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["fast", "hyperplane", "naive"])
+def test_torch_compile_matches_eager_on_every_backend(backend):
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 2, 1, backend=backend)
+    x = torch.randn(2, 4, 5)
+    compiled = torch.compile(net)
+    out, (h, m) = compiled(x)
+    expected, (h_e, m_e) = net(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h, h_e, rtol=1e-5, atol=1e-6)
+    out.sum().backward()  # and it trains
