@@ -147,3 +147,13 @@ def test_the_text_cpu_data_command_works_in_a_fresh_clone(tmp_path):
     result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "pydoc_topics.txt").stat().st_size > 100_000
+
+
+def test_the_readme_lists_every_option_of_every_config_group():
+    """A new user learns the choices from the README's config-group table."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| group | options |") :]
+    table = table[: table.index("\n\n")]
+    for group in ("model", "task", "hardware", "logger", "experiment", "debug"):
+        for option in sorted((ROOT / "conf" / group).glob("*.yaml")):
+            assert f"`{option.stem}`" in table, f"{group}={option.stem} is not in the README"
