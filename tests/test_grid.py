@@ -467,3 +467,50 @@ def test_torch_compile_matches_eager_on_every_backend(backend):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h, h_e, rtol=1e-5, atol=1e-6)
     out.sum().backward()  # and it trains
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "cudnn", "onednn", "expected"),
+    [
+        ("cuda", torch.bfloat16, 91900, False, torch.bfloat16),  # the H100 image: cuDNN 9.19
+        ("cuda", torch.bfloat16, 91300, False, torch.bfloat16),
+        ("cuda", torch.bfloat16, 90100, False, torch.float32),  # before cuDNN's bf16 RNNs
+        ("cuda", torch.bfloat16, None, False, torch.float32),  # no cuDNN at all
+        ("cuda", torch.float16, 80000, False, torch.float16),  # fp16 RNNs: every cuDNN
+        ("cpu", torch.bfloat16, None, True, torch.bfloat16),
+        ("cpu", torch.bfloat16, None, False, torch.float32),  # oneDNN without bf16 on this CPU
+    ],
+)
+def test_the_kernel_dtype_under_autocast_follows_the_installed_library(
+    device, dtype, cudnn, onednn, expected
+):
+    from gridlstm.nn.grid import kernel_dtype
+
+    assert kernel_dtype(device, dtype, cudnn, onednn) == expected
+
+
+def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monkeypatch):
+    """Simulates a CPU whose oneDNN has no bf16 LSTM: under bf16 autocast the kernel runs in
+    float32 (no failure, no precision lost in the recurrence); with one, in bf16."""
+    from gridlstm.nn import grid
+
+    seen: list[torch.dtype] = []
+    real = grid.vf_lstm
+
+    def recording(*args):
+        seen.append(args[0].dtype)  # the kernel's input
+        return real(*args)
+
+    torch.manual_seed(0)
+    net = GridLSTM(5, 8, 2, 1)
+    x = torch.randn(3, 7, 5)
+    exact, _ = net(x)
+    monkeypatch.setattr(grid, "vf_lstm", recording)
+    monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
+    for supported, kernel in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda s=supported: s)
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = net(x)
+        assert seen and set(seen) == {kernel}, (supported, seen)
+        assert (out.float() - exact).abs().max() < 5e-2  # bf16 projections either way

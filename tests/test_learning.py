@@ -9,15 +9,16 @@ import pytest
 
 
 @pytest.mark.slow
-def test_default_experiment_learns_addition(cli):
-    # The default config as a user runs it (minus W&B). Chance exact-match is 1e-4; when the
-    # model "clicks" (0.97 with seed 1234, 0.11 with seed 7) varies, so this asks for learning.
-    result = cli("logger=none", timeout=1200)
+@pytest.mark.parametrize("seed", [1, 7])
+def test_default_experiment_learns_addition(cli, seed):
+    # The default config as a user runs it (minus W&B), on two seeds. The README publishes
+    # the spread over seeds 1-5 (test exact-match 0.99 or more for every seed); chance is
+    # 1e-3 (2-digit operands, 3 answer digits).
+    result = cli("logger=none", f"seed={seed}", timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
-    assert metrics["test/acc"] > 0.05, metrics
-    assert metrics["test/digit_acc"] > 0.6, metrics
+    assert metrics["test/acc"] >= 0.97, metrics
 
 
 @pytest.mark.slow

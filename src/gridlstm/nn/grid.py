@@ -47,6 +47,30 @@ def vf_lstm(*args: object) -> tuple[Tensor, Tensor, Tensor]:
 
 
 _KERNEL_AGREES: dict[tuple[str, torch.dtype], bool] = {}
+CUDNN_BF16_RNN = 91300  # cuDNN's RNN API takes bfloat16 from 9.13 on
+
+
+def kernel_dtype(
+    device_type: str, dtype: torch.dtype, cudnn_version: int | None, onednn_bf16: bool
+) -> torch.dtype:
+    """The dtype the LSTM kernel runs in when autocast asks for ``dtype``: that dtype where
+    the installed library has a kernel for it, else float32. Without this, a bf16 run would
+    fail (older cuDNN; oneDNN on CPUs without bf16) or fall onto a slow generic path."""
+    if dtype == torch.bfloat16:
+        if device_type == "cuda" and (cudnn_version is None or cudnn_version < CUDNN_BF16_RNN):
+            return torch.float32
+        if device_type == "cpu" and not onednn_bf16:
+            return torch.float32
+    return dtype
+
+
+def autocast_kernel_dtype(device: torch.device) -> torch.dtype | None:
+    """Under autocast on ``device``: the dtype the kernel runs in (`kernel_dtype`); else None."""
+    if device.type not in ("cuda", "cpu") or not torch.is_autocast_enabled(device.type):
+        return None
+    cudnn = torch.backends.cudnn.version() if device.type == "cuda" else None
+    onednn = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return kernel_dtype(device.type, torch.get_autocast_dtype(device.type), cudnn, onednn)
 
 
 def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
@@ -56,8 +80,7 @@ def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
     path's function. On disagreement (or an error) the caller falls back, with a warning."""
     if device.type == "meta":  # shapes only: nothing to compare
         return True
-    if torch.is_autocast_enabled(device.type):  # the kernel runs in autocast's dtype
-        dtype = torch.get_autocast_dtype(device.type)
+    dtype = autocast_kernel_dtype(device) or dtype  # the dtype the kernel will run in
     key = (device.type, dtype)
     if key not in _KERNEL_AGREES:
         generator = torch.Generator().manual_seed(0)
@@ -117,8 +140,14 @@ def lstm_kernel(
     transform's weight: ``w_hh`` multiplies the recurrent h, ``w_ih`` the input.
 
     x: (B, T, F) batch-first; h0, c0: (1, B, d). ``lengths``: run as a packed sequence, as
-    nn.LSTM does (final state at each row's end).
+    nn.LSTM does (final state at each row's end). Under autocast, a dtype the installed
+    library has no LSTM kernel for runs in float32 instead (`kernel_dtype`).
     """
+    wanted = autocast_kernel_dtype(x.device)
+    if wanted is not None and wanted != torch.get_autocast_dtype(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            up = [t.to(wanted) if t is not None else None for t in (x, h0, c0, w_ih, w_hh, bias)]
+            return lstm_kernel(*up, lengths=lengths)
     params = [w_ih.contiguous(), w_hh.contiguous()]
     if bias is not None:
         params += [bias, torch.zeros_like(bias)]
