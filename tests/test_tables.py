@@ -212,3 +212,17 @@ def test_a_cell_whose_runs_were_all_interrupted_is_shown_with_n_zero(tmp_path):
     assert "| 2 | 2/2 | 0.8000 +- 0.0000 |" in md and "640 (2/2)" in md
     assert "| 8 | 0/2 | - |" in md and "- (0/0)" in md
     assert "job 2: interrupted (interrupted by SIGTERM at step 5)" in md
+
+
+def test_a_seed_only_sweep_counts_runs_as_integers(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in (1, 2, 3):
+        job = str(seed - 1)
+        make_job(sweep, job, "grid2d", 2, 0.9)
+        record = json.loads((sweep / job / "metrics.json").read_text())
+        record["val/samples_to_threshold"] = 640 * seed
+        (sweep / job / "metrics.json").write_text(json.dumps(record))
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+    assert tables.main([str(sweep)]) == 0
+    md = (sweep / "table.md").read_text()
+    assert "| 3/3 | 0.9000 +- 0.0000 |" in md and "1280 (3/3)" in md

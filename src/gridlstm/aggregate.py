@@ -65,7 +65,9 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
         header.append(f"{THRESHOLD} (median, reached/n)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, cell in cells.iterrows():
-        row = [str(cell[k]) for k in group_by] + [f"{cell['n']}/{cell['jobs']}"]
+        # (iterrows turns an all-numeric row into floats: counts are cast back)
+        n = int(cell["n"])
+        row = [str(cell[k]) for k in group_by] + [f"{n}/{int(cell['jobs'])}"]
         for metric in shown:
             mean, std = cell[f"{metric} mean"], cell[f"{metric} std"]
             if pd.isna(mean):
@@ -75,6 +77,6 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
         if has_threshold:
             median, reached = cell[f"{THRESHOLD} median"], cell[f"{THRESHOLD} reached"]
             shown_median = "-" if pd.isna(median) else f"{median:.0f}"
-            row.append(f"{shown_median} ({int(reached)}/{cell['n']})")
+            row.append(f"{shown_median} ({int(reached)}/{n})")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
