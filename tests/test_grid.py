@@ -514,3 +514,16 @@ def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monk
             out, _ = net(x)
         assert seen and set(seen) == {kernel}, (supported, seen)
         assert (out.float() - exact).abs().max() < 5e-2  # bf16 projections either way
+
+
+def test_the_kernel_probe_leaves_the_global_rng_alone(monkeypatch):
+    """A resumed run must draw the same random numbers as an uninterrupted one, whichever
+    step triggers the once-per-process probe."""
+    from gridlstm.nn import grid
+
+    monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    assert grid.kernel_agrees(torch.device("cpu"), torch.float32)
+    assert torch.equal(torch.rand(4), expected)
