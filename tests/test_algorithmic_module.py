@@ -11,7 +11,13 @@ from gridlstm.tasks import AlgorithmicSequenceModule
 from gridlstm.tasks.algorithmic import mask_after_end
 from tests.conftest import quiet_trainer
 
-NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 24, "hidden_size": 24, "num_layers": 2}
+NET = {
+    "_target_": "gridlstm.nn.Grid2dLSTM",
+    "input_size": 24,
+    "hidden_size": 24,
+    "num_layers": 2,
+    "batch_first": True,
+}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 

@@ -28,6 +28,12 @@ def test_console_names_the_run_directory_first_and_prints_the_config(cli):
     assert lines[1] == "config" and any("├── model" in line for line in lines)
     assert "FLOPs" not in result.stdout + result.stderr
     assert "Tip:" not in result.stdout + result.stderr
+    # Lightning's echo of default arguments, its "last checkpoint" warnings on a fresh run
+    # directory, and the config check's trainer stay out of the console.
+    console = result.stdout + result.stderr
+    assert console.count("GPU available:") == 1
+    assert "was configured so 100%" not in console
+    assert "ckpt_path=None" not in console and 'ckpt_path="last"' not in console
     quiet = cli(*TINY, "logger=none", "print_config=false")
     assert "├── model" not in quiet.stdout
 

@@ -24,7 +24,9 @@ pytestmark = [
 )
 def test_every_backend_on_gpu_matches_the_float64_reference(dtype, grid_dims, options):
     torch.manual_seed(0)
-    net = GridLSTM(5, 4, 3, grid_dims, **options).double()  # test_grid's IN=5, D=4, L=3
+    net = GridLSTM(
+        5, 4, 3, grid_dims, batch_first=True, **options
+    ).double()  # test_grid's IN=5, D=4, L=3
     sizes = [9] if grid_dims == 1 else [4, 3]
     x = torch.randn(6, *sizes, 5, dtype=torch.float64)
     zeros = [

@@ -86,7 +86,7 @@ def build(grid_dims: int, case: str, seed: int = 0) -> GridLSTM:
         if grid_dims == 0:
             kwargs["kinds"] = ["nonlstm"]
     torch.manual_seed(seed)
-    return GridLSTM(IN, D, L, grid_dims, **kwargs).double()
+    return GridLSTM(IN, D, L, grid_dims, batch_first=True, **kwargs).double()
 
 
 def random_state(grid_dims: int):
@@ -109,6 +109,12 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
     if isinstance(final, tuple):
         final = [final]
     return [output, *(t for pair in final for t in pair)]
+
+
+def applicable_backends(net: GridLSTM) -> list[str]:
+    backends = ["naive", "hyperplane"]
+    backends += ["scan"] if net.scan_blocker() is None else []
+    return backends + (["fast"] if net.fast_path_blocker() is None else [])
 
 
 # A 1-LSTM has only the depth dimension: no time priority, nothing to share dims with.
@@ -134,8 +140,7 @@ def test_every_backend_matches_the_reference(grid_dims, case):
         sum((w * t).sum() for w, t in zip(weights, reference, strict=True)), inputs
     )
 
-    backends = ["naive", "hyperplane"] + (["fast"] if net.fast_path_blocker() is None else [])
-    for backend in backends:
+    for backend in applicable_backends(net):
         net.backend = backend
         call_state = None if grid_dims == 0 else (state[0] if grid_dims == 1 else state)
         got = flat_outputs(*net(x, call_state))
@@ -155,8 +160,11 @@ def test_auto_backend_choice():
     assert build(1, "tied").backend == "fast"
     assert build(0, "tied").backend == "fast"
     assert build(0, "plain").backend == "hyperplane"
+    for case in ("time-priority", "paper-form", "peephole", "coupled-peephole", "share-dims"):
+        assert build(1, case).backend in ("scan", "fast"), case
     for case in ("time-priority", "paper-form", "peephole", "coupled-peephole"):
-        assert build(1, case).backend == "hyperplane", case
+        assert build(1, case).backend == "scan", case
+    assert build(1, "input-on-grid-dim").backend == "hyperplane"
     assert build(2, "plain").backend == "hyperplane"
 
 
@@ -195,7 +203,7 @@ def test_tied_one_lstm_is_nn_lstm_over_zero_input():
 def test_gradcheck_on_tiny_shapes():
     for grid_dims, case in ((1, "plain"), (2, "plain"), (1, "peephole")):
         torch.manual_seed(0)
-        net = GridLSTM(2, 2, 2, grid_dims, **CASES[case]).double()
+        net = GridLSTM(2, 2, 2, grid_dims, batch_first=True, **CASES[case]).double()
         x = torch.randn(1, *([2] * grid_dims), 2, dtype=torch.float64, requires_grad=True)
         for backend in (
             ("hyperplane", "fast") if net.fast_path_blocker() is None else ("hyperplane",)
@@ -268,7 +276,9 @@ def test_wrong_state_and_input_shapes_are_rejected():
         net(torch.randn(B, 3, 2, IN + 1, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("case", ["plain", "no-priority", "peephole"])
+@pytest.mark.parametrize(
+    "case", ["plain", "no-priority", "peephole", "time-priority", "paper-form"]
+)
 def test_length_mask_matches_reference_and_separate_runs(case):
     net = build(1, case)
     torch.manual_seed(2)
@@ -278,8 +288,7 @@ def test_length_mask_matches_reference_and_separate_runs(case):
     valid = torch.arange(T)[None] < lengths[:, None]
     zeros = torch.zeros(L, B, D, dtype=torch.float64)
     ref_out, (ref_final,) = reference_forward(net, x, [(zeros, zeros)], valid)
-    backends = ["naive", "hyperplane"] + (["fast"] if net.fast_path_blocker() is None else [])
-    for backend in backends:
+    for backend in applicable_backends(net):
         net.backend = backend
         out, (h_n, c_n) = net(x, lengths=lengths)
         torch.testing.assert_close(out, ref_out)
@@ -304,7 +313,7 @@ def test_lengths_are_checked():
 
 def test_project_input_false_feeds_the_input_itself():
     torch.manual_seed(0)
-    net = GridLSTM(D, D, L, 1, project_input=False).double()
+    net = GridLSTM(D, D, L, 1, project_input=False, batch_first=True).double()
     x = torch.randn(B, 6, D, dtype=torch.float64)
     zeros = torch.zeros(L, B, D, dtype=torch.float64)
     out, _ = net(x)
@@ -325,22 +334,28 @@ def test_share_dims_with_tie_depth_lstm_is_refused_instead_of_dropping_the_tie()
 
 
 def test_assigning_a_backend_that_does_not_apply_is_refused():
-    net = GridLSTM(5, 4, 3, 1, priority=[0, "depth"])  # time priority: no fast path
-    assert net.backend == "hyperplane"
+    net = GridLSTM(
+        5, 4, 3, 1, priority=[0, "depth"], batch_first=True
+    )  # time priority: no fast path
+    assert net.backend == "scan"
     with pytest.raises(ValueError, match="backend='fast' does not apply: time priority"):
         net.backend = "fast"
-    assert net.backend == "hyperplane"  # unchanged
+    assert net.backend == "scan"  # unchanged
     with pytest.raises(ValueError, match="backend"):
         net.backend = "cudnn"
     net.backend = "naive"
     net.backend = "auto"  # re-picks
-    assert net.backend == "hyperplane"
+    assert net.backend == "scan"
+    three = GridLSTM(5, 4, 3, 2)
+    with pytest.raises(ValueError, match="backend='scan' does not apply: the scan runs the 2-LSTM"):
+        three.backend = "scan"
 
 
 @pytest.mark.parametrize("mode", ["tied", "tie_depth_lstm"])
 def test_a_per_layer_state_dict_cannot_be_loaded_into_a_tied_network(mode):
     torch.manual_seed(0)
-    untied, tied = GridLSTM(5, 4, 3, 1), GridLSTM(5, 4, 3, 1, **{mode: True})
+    untied = GridLSTM(5, 4, 3, 1, batch_first=True)
+    tied = GridLSTM(5, 4, 3, 1, batch_first=True, **{mode: True})
     assert set(untied.state_dict()) == set(tied.state_dict())  # every key "matches"
     before = {k: v.clone() for k, v in tied.state_dict().items()}
     with pytest.raises(RuntimeError, match="shares it across layers"):
@@ -351,7 +366,7 @@ def test_a_per_layer_state_dict_cannot_be_loaded_into_a_tied_network(mode):
     untied.load_state_dict(tied.state_dict())
     torch.testing.assert_close(untied(x)[0], tied(x)[0], rtol=0, atol=0)
     # and a tied network's own state dict round-trips
-    again = GridLSTM(5, 4, 3, 1, **{mode: True})
+    again = GridLSTM(5, 4, 3, 1, batch_first=True, **{mode: True})
     again.load_state_dict(tied.state_dict())
     torch.testing.assert_close(again(x)[0], tied(x)[0], rtol=0, atol=0)
 
@@ -362,7 +377,7 @@ def test_a_per_layer_state_dict_cannot_be_loaded_into_a_tied_network(mode):
 @pytest.mark.parametrize("options", [{}, {"tied": True}, {"peephole": True, "coupled": True}])
 def test_reset_parameters_restores_the_initialisation_and_keeps_ties(options):
     torch.manual_seed(0)
-    net = GridLSTM(5, 4, 3, 1, kinds=["nonlstm", "lstm"], **options)
+    net = GridLSTM(5, 4, 3, 1, kinds=["nonlstm", "lstm"], batch_first=True, **options)
     with torch.no_grad():
         for p in net.parameters():
             p.fill_(7.0)
@@ -378,12 +393,29 @@ def test_reset_parameters_restores_the_initialisation_and_keeps_ties(options):
         assert all(block is net.blocks[0] for block in net.blocks)
 
 
+@pytest.mark.parametrize("backend", ["fast", "scan", "hyperplane", "naive"])
+def test_time_major_by_default_as_nn_lstm(backend):
+    """Without batch_first the 2-LSTM reads (T, B, F) and returns (T, B, d), as nn.LSTM does;
+    the state is (L, B, d) either way."""
+    torch.manual_seed(0)
+    time_major = GridLSTM(5, 4, 2, 1, backend=backend).double()
+    assert time_major.batch_first is False
+    batch_major = GridLSTM(5, 4, 2, 1, backend=backend, batch_first=True).double()
+    batch_major.load_state_dict(time_major.state_dict())
+    x = torch.randn(3, 7, 5, dtype=torch.float64)  # (B=3, T=7, F)
+    expected, (h, m) = batch_major(x)
+    out, (h_t, m_t) = time_major(x.transpose(0, 1))
+    assert out.shape == (7, 3, 4) and h_t.shape == (2, 3, 4)
+    torch.testing.assert_close(out, expected.transpose(0, 1))
+    torch.testing.assert_close((h_t, m_t), (h, m))
+
+
 def test_device_and_dtype_factory_arguments():
-    net = GridLSTM(5, 4, 2, 1, dtype=torch.float64)
+    net = GridLSTM(5, 4, 2, 1, dtype=torch.float64, batch_first=True)
     assert {p.dtype for p in net.parameters()} == {torch.float64}
     out, _ = net(torch.randn(2, 3, 5, dtype=torch.float64))
     assert out.dtype == torch.float64
-    meta = GridLSTM(5, 4, 2, 1, device="meta")
+    meta = GridLSTM(5, 4, 2, 1, device="meta", batch_first=True)
     assert {p.device.type for p in meta.parameters()} == {"meta"}
 
 
@@ -399,7 +431,7 @@ def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monk
         return -output, -h_n, c_n
 
     torch.manual_seed(0)
-    net = GridLSTM(5, 4, 3, 1).double()
+    net = GridLSTM(5, 4, 3, 1, batch_first=True).double()
     assert net.backend == "fast"
     x = torch.randn(2, 6, 5, dtype=torch.float64)
     exact, _ = net(x)
@@ -407,7 +439,7 @@ def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monk
     monkeypatch.setattr(grid, "vf_lstm", changed)
     with pytest.warns(RuntimeWarning, match="not usable on cpu in torch.float64"):
         out, _ = net(x)
-    torch.testing.assert_close(out, exact)  # computed by the hyperplane backend instead
+    torch.testing.assert_close(out, exact)  # computed by the scan backend instead
     monkeypatch.setattr(grid, "vf_lstm", lambda *args: (_ for _ in ()).throw(TypeError("args")))
     grid._KERNEL_AGREES.clear()
     with pytest.warns(RuntimeWarning, match="it raised TypeError"):
@@ -448,8 +480,8 @@ def test_unbatched_input_gives_the_batch_of_one_result_unbatched(grid_dims, shap
 @pytest.mark.parametrize("options", [{}, {"tied": True}, {"tie_depth_lstm": True}])
 def test_state_dict_round_trip_on_every_backend(backend, options):
     torch.manual_seed(0)
-    net = GridLSTM(5, 4, 3, 1, backend=backend, **options)
-    copy = GridLSTM(5, 4, 3, 1, backend=backend, **options)
+    net = GridLSTM(5, 4, 3, 1, backend=backend, batch_first=True, **options)
+    copy = GridLSTM(5, 4, 3, 1, backend=backend, batch_first=True, **options)
     copy.load_state_dict(net.state_dict())
     x = torch.randn(2, 6, 5)
     torch.testing.assert_close(copy(x)[0], net(x)[0], rtol=0, atol=0)
@@ -459,7 +491,7 @@ def test_state_dict_round_trip_on_every_backend(backend, options):
 @pytest.mark.parametrize("backend", ["fast", "hyperplane", "naive"])
 def test_torch_compile_matches_eager_on_every_backend(backend):
     torch.manual_seed(0)
-    net = GridLSTM(5, 4, 2, 1, backend=backend)
+    net = GridLSTM(5, 4, 2, 1, backend=backend, batch_first=True)
     x = torch.randn(2, 4, 5)
     compiled = torch.compile(net)
     out, (h, m) = compiled(x)
@@ -502,7 +534,7 @@ def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monk
         return real(*args)
 
     torch.manual_seed(0)
-    net = GridLSTM(5, 8, 2, 1)
+    net = GridLSTM(5, 8, 2, 1, batch_first=True)
     x = torch.randn(3, 7, 5)
     exact, _ = net(x)
     monkeypatch.setattr(grid, "vf_lstm", recording)

@@ -23,15 +23,17 @@ ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 def grid_net(**options) -> dict:
     return {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 10, "hidden_size": 10,
-            "num_layers": 3, **options}  # fmt: skip
+            "num_layers": 3, "batch_first": True, **options}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "backbone",
     [
-        lambda: Grid2dLSTM(6, 7, 3, backend="fast"),
-        lambda: Grid2dLSTM(6, 7, 3, backend="hyperplane", tied=False, priority="time"),
-        lambda: Grid2dLSTM(6, 7, 2, backend="naive", peephole=True),
+        lambda: Grid2dLSTM(6, 7, 3, backend="fast", batch_first=True),
+        lambda: Grid2dLSTM(
+            6, 7, 3, backend="hyperplane", tied=False, priority="time", batch_first=True
+        ),
+        lambda: Grid2dLSTM(6, 7, 2, backend="naive", peephole=True, batch_first=True),
         lambda: StackedLSTM(6, 7, 2),
     ],
     ids=["grid-fast", "grid-hyperplane-untied", "grid-naive", "stacked"],

@@ -15,14 +15,14 @@ B, T, L, D, IN = 3, 5, 4, 6, 7
 
 def make(tied: bool, priority: str, seed: int = 0) -> Grid2dLSTM:
     torch.manual_seed(seed)
-    return Grid2dLSTM(IN, D, L, tied=tied, priority=priority).double()
+    return Grid2dLSTM(IN, D, L, tied=tied, priority=priority, batch_first=True).double()
 
 
 @pytest.mark.parametrize(("name", "dims"), [("depth", [1]), ("none", []), ("time", [0])])
 def test_grid2d_priority_names_map_to_dimensions(name, dims):
     grid = make(False, name)
     assert grid.priority == dims and grid.grid_dims == 1
-    assert grid.backend == ("hyperplane" if name == "time" else "fast")
+    assert grid.backend == ("scan" if name == "time" else "fast")
 
 
 def test_priority_changes_the_output():
@@ -54,7 +54,7 @@ def test_batch_first_false_is_a_transpose():
 
 
 def test_forget_bias_initialisation():
-    grid = Grid2dLSTM(D, D, 2, forget_bias=2.5)
+    grid = Grid2dLSTM(D, D, 2, forget_bias=2.5, batch_first=True)
     for block in grid.blocks:
         for transform in block.transforms:
             assert torch.all(transform.bias[D : 2 * D] == 2.5)
@@ -105,7 +105,7 @@ def test_wrong_state_shape_is_rejected():
 
 def test_greedy_continue_feeds_back_its_own_predictions():
     torch.manual_seed(0)
-    model = TokenSequenceModel(11, Grid2dLSTM(8, 8, 2)).eval()
+    model = TokenSequenceModel(11, Grid2dLSTM(8, 8, 2, batch_first=True)).eval()
     prompt = torch.randint(0, 11, (4, 6))
     generated = model.greedy_continue(prompt, 5)
     # Same result by re-running the whole growing sequence from scratch at every step.
@@ -116,8 +116,15 @@ def test_greedy_continue_feeds_back_its_own_predictions():
     torch.testing.assert_close(generated, sequence[:, 6:])
 
 
+def test_token_model_refuses_a_time_major_backbone():
+    with pytest.raises(ValueError, match="must be built with batch_first=True"):
+        TokenSequenceModel(11, Grid2dLSTM(8, 8, 2))  # nn.LSTM's default: (T, B, F)
+    with pytest.raises(ValueError, match=r"\(LSTM\) must be built with batch_first=True"):
+        TokenSequenceModel(11, torch.nn.LSTM(8, 8))
+
+
 def test_token_model_reads_every_output_side():
-    grid = Grid2dLSTM(8, 6, 2, output_dims=[0, "depth"])
+    grid = Grid2dLSTM(8, 6, 2, output_dims=[0, "depth"], batch_first=True)
     model = TokenSequenceModel(11, grid)
     logits, _ = model(torch.randint(0, 11, (2, 5)))
     assert grid.output_size == 12 and logits.shape == (2, 5, 11)

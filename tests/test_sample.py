@@ -13,7 +13,13 @@ from gridlstm.sample import SampleConfig, SampleError, main, parse_args, sample
 from gridlstm.tasks import AlgorithmicSequenceModule, LanguageModelModule
 from tests.conftest import quiet_trainer, write_corpus
 
-NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 9, "hidden_size": 9, "num_layers": 2}
+NET = {
+    "_target_": "gridlstm.nn.Grid2dLSTM",
+    "input_size": 9,
+    "hidden_size": 9,
+    "num_layers": 2,
+    "batch_first": True,
+}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 

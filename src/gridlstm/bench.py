@@ -64,7 +64,9 @@ def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     for backend in args.backends.split(","):
         if backend != "fast" and length * layers > args.max_cells:
             continue  # a per-cell backend over a long sequence would take minutes
-        nets[f"grid2d/{backend}"] = GridLSTM(d, d, layers, grid_dims=1, backend=backend)
+        nets[f"grid2d/{backend}"] = GridLSTM(
+            d, d, layers, grid_dims=1, backend=backend, batch_first=True
+        )
     nets = {name: net.to(device, dtype) for name, net in nets.items()}
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
     seconds = seconds_per_step(steps, device, args.warmup, args.repeats)

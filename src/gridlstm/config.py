@@ -149,6 +149,8 @@ def check_hardware(cfg: DictConfig) -> None:
     import torch
     from hydra.utils import instantiate
 
+    from gridlstm.console import lightning_info_silenced
+
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))
     hardware.pop("threads", None)
@@ -179,7 +181,8 @@ def check_hardware(cfg: DictConfig) -> None:
         kwargs.update(hardware)
         quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                      enable_model_summary=False)  # fmt: skip
-        L.Trainer(**{**kwargs, **quiet})
+        with lightning_info_silenced():
+            L.Trainer(**{**kwargs, **quiet})
     except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
         cause = error.__cause__ or error
         raise ConfigError(f"hardware={name} / trainer: {_first_line(cause)}") from None

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
@@ -31,20 +32,34 @@ HARMLESS_WARNINGS = (
     (r".*could not find the monitored key in the returned metrics", "before first validation"),
     # nn.Transformer with norm_first=True cannot use nested tensors; a speed hint only.
     (r"enable_nested_tensor is True, but self.use_nested_tensor is False", "pre-norm"),
+    # With an on-exception checkpoint callback (our InterruptCheckpoint), Lightning >= 2.6
+    # turns fit(ckpt_path=None) into "last" and says so twice. A fresh run directory holds no
+    # checkpoint (reusing one is refused), and resumes pass ckpt_path explicitly.
+    (r"`\.fit\(ckpt_path=None\)` was called without a model", "fresh run directory"),
+    (r"\.fit\(ckpt_path=\"last\"\) is set, but there is no last checkpoint", "fresh run directory"),
 )
 
 
 class _DropTips(logging.Filter):
-    """Lightning prints advertising tips (cloud loggers, litmodels) on every run."""
+    """Lightning prints advertising tips (cloud loggers, litmodels) on every run, and echoes
+    Trainer arguments that are set to their defaults (``Trainer(limit_val_batches=1.0)`` was
+    configured so 100% of the batches will be used): our trainer config spells them out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith("💡 Tip")
+        message = str(record.getMessage())
+        return not (message.startswith("💡 Tip") or "=1.0)` was configured so " in message)
+
+
+LIGHTNING_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 def quiet_third_party() -> None:
     for pattern, _why in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in logger.filters):
             logger.addFilter(_DropTips())
@@ -114,3 +129,18 @@ class ModelSummary(RichModelSummary):
             f"Total params: {get_human_readable_count(int(total_parameters))}   "
             f"Size: {model_size:.2f} MB"
         )
+
+
+@contextmanager
+def lightning_info_silenced() -> Iterator[None]:
+    """For Trainers built only to check a config: their "GPU available" lines would print
+    twice on every run (once for the check, once for the real trainer)."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

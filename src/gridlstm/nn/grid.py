@@ -15,6 +15,9 @@ Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_b
   time (`torch.nn.LSTM`'s kernel on the time transform's weights) plus one batched depth step
   for all time steps. K = 0 with one block for all layers: one LSTM kernel over L steps of
   zero input with h0 = the projected input.
+* ``scan`` (K = 1): the same per-layer factorisation with the time recurrence run step by
+  step, so it covers what the kernel cannot (paper output form, peepholes, coupled gates,
+  non-LSTM dimensions, time priority); see `gridlstm.nn.scan`.
 * ``hyperplane``: cells with equal coordinate sum are independent; sum(sizes) + L - 1
   sequential steps, each a few index gathers and one block call per layer on the hyperplane
   (one call in all when the layers share a block); see `gridlstm.nn.wavefront`.
@@ -32,12 +35,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from gridlstm.nn import wavefront
+from gridlstm.nn import scan, wavefront
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "fast", "hyperplane", "naive")
+BACKENDS = ("auto", "fast", "scan", "hyperplane", "naive")
 Pair = tuple[Tensor, Tensor]
 
 
@@ -111,7 +114,7 @@ def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
             warnings.warn(
                 f"the fast path's LSTM kernel call (torch._VF.lstm, torch {torch.__version__}) "
                 f"is not usable on {device.type} in {dtype}: {problem}; GridLSTM uses the "
-                "hyperplane backend there instead",
+                "scan backend (2-LSTM) or the hyperplane backend (1-LSTM) there instead",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -213,7 +216,9 @@ class GridLSTM(nn.Module):
             hidden_size features per input dimension), e.g. when an embedding already is
             the projection.
         dropout: on the depth hidden vector between layers.
-        backend: ``auto``, ``fast``, ``hyperplane`` or ``naive``.
+        batch_first: K = 1 only: input and output are (B, T, F) instead of nn.LSTM's default
+            time-major (T, B, F). The state is (L, B, d) either way, as in nn.LSTM.
+        backend: ``auto``, ``fast``, ``scan``, ``hyperplane`` or ``naive``.
         device, dtype: where and in which floating type the parameters live (as nn.LSTM).
         output_form, bias, forget_bias, peephole, coupled, activation: see `GridBlock`.
     """
@@ -241,7 +246,7 @@ class GridLSTM(nn.Module):
         input_to_memory: bool = False,
         project_input: bool = True,
         dropout: float = 0.0,
-        batch_first: bool = True,
+        batch_first: bool = False,
         backend: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -331,12 +336,16 @@ class GridLSTM(nn.Module):
         """Assignable after construction (``auto`` re-picks); ``fast`` where it does not apply
         is refused, since it would compute a different function."""
         check_choice("backend", backend, BACKENDS)
-        blocker = self.fast_path_blocker()
-        if backend == "fast" and blocker:
+        blockers = {"fast": self.fast_path_blocker(), "scan": self.scan_blocker()}
+        if blockers.get(backend):
+            others = [b for b in BACKENDS[1:] if b != backend and not blockers.get(b)]
             raise ValueError(
-                f"backend='fast' does not apply: {blocker}; use 'hyperplane' or 'naive'"
+                f"backend={backend!r} does not apply: {blockers[backend]}; use "
+                + " or ".join(repr(b) for b in others)
             )
-        self._backend = backend if backend != "auto" else ("hyperplane" if blocker else "fast")
+        if backend == "auto":
+            backend = next(b for b in ("fast", "scan", "hyperplane") if not blockers.get(b))
+        self._backend = backend
 
     def _check_tied_state(
         self, state_dict: dict, prefix: str, _meta: dict, _strict: bool, _missing: list,
@@ -395,6 +404,14 @@ class GridLSTM(nn.Module):
             raise ValueError(f"{option} must list distinct dimensions, got {list(dims)!r}")
         return resolved
 
+    def scan_blocker(self) -> str | None:
+        """Why the per-layer time scan (`gridlstm.nn.scan`) does not apply (None if it does)."""
+        if self.grid_dims != 1:
+            return "the scan runs the 2-LSTM (exactly one grid dimension)"
+        if self.input_dims != [self.depth]:
+            return "input projected onto a grid dimension"
+        return None
+
     def fast_path_blocker(self) -> str | None:
         """Why the exact fast path does not apply to this configuration (None if it does)."""
         block = self.blocks[0]
@@ -429,8 +446,9 @@ class GridLSTM(nn.Module):
         output and state, as `nn.LSTM` does.
 
         K = 0: input (B, F) -> output (B, d * len(output_dims)), state None.
-        K = 1: input (B, T, F) (or (T, B, F)) -> output (B, T, d * len(output_dims)); state
-        (h, m) each (L, B, d), the time dimension's vectors, like `nn.LSTM`'s (h_n, c_n).
+        K = 1: input (T, B, F) -> output (T, B, d * len(output_dims)), or (B, T, ...) both
+        with ``batch_first=True``; state (h, m) each (L, B, d), the time dimension's vectors,
+        like `nn.LSTM`'s (h_n, c_n).
         ``lengths`` (B,): steps t >= length leave the time state unchanged (so the final
         state is the one after each sequence's last step) and give zero output.
         K >= 2: input (B, S_1..S_K, F) -> output (B, S_1..S_K, d * len(output_dims)); state a
@@ -456,9 +474,16 @@ class GridLSTM(nn.Module):
         }
         backend = self.backend
         if backend == "fast" and not kernel_agrees(x.device, x.dtype):
-            backend = "hyperplane"
+            backend = "scan" if self.grid_dims == 1 else "hyperplane"
         if backend == "fast":
             output, final = self._fast(inputs, boundary, lengths)
+        elif backend == "scan":
+            h_depth, m_depth = inputs[self.depth]
+            if m_depth is None:
+                m_depth = torch.zeros_like(h_depth)
+            output, final = scan.run(
+                self.blocks, self.dropout, h_depth, m_depth, boundary[0], self.output_dims, valid
+            )
         elif backend == "hyperplane":
             sizes = list(x.shape[1:-1])
             steps = self._plan(sizes, x.device)

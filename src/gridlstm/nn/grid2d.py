@@ -15,8 +15,9 @@ PRIORITIES = {"depth": ["depth"], "none": [], "time": [0]}
 
 
 class Grid2dLSTM(GridLSTM):
-    """A 2-LSTM with the `torch.nn.LSTM` interface: input (B, T, F), state (h, m) of the time
-    dimension per layer, each (num_layers, B, hidden_size).
+    """A 2-LSTM with the `torch.nn.LSTM` interface: input (T, B, F) (or (B, T, F) with
+    ``batch_first=True``), state (h, m) of the time dimension per layer, each
+    (num_layers, B, hidden_size).
 
     ``priority``: ``"depth"`` (default [ours]: the depth LSTM reads the new time hidden
     vector), ``"time"`` (the reverse) or ``"none"``. Other options: see `GridLSTM`.

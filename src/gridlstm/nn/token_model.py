@@ -1,7 +1,8 @@
 """Token sequence model: embedding -> recurrent backbone -> (dropout) -> softmax head.
 
 The backbone is any module with the `nn.LSTM` interface (``input_size``, ``hidden_size``, an
-optional ``output_size``, ``forward(x, state) -> (output, state)``), so the same wrapper serves
+optional ``output_size``, ``forward(x, state) -> (output, state)``, built with
+``batch_first=True``), so the same wrapper serves
 the grid models and the baselines: training (teacher forcing, with the state carried across
 truncated-BPTT chunks), greedy decoding, and sampling.
 """
@@ -37,6 +38,11 @@ class TokenSequenceModel(nn.Module):
         super().__init__()
         check_positive("vocab_size", vocab_size)
         check_probability("dropout", dropout)
+        if getattr(backbone, "batch_first", True) is not True:
+            raise ValueError(
+                f"the backbone ({type(backbone).__name__}) must be built with batch_first=True: "
+                "TokenSequenceModel feeds it (batch, time, features)"
+            )
         self.embedding = nn.Embedding(vocab_size, backbone.input_size)
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)

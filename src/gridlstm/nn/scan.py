@@ -1,0 +1,139 @@
+"""The layer-by-layer time scan for 2-LSTMs (backend ``scan``; docs/model.md section 2.3).
+
+The fast path hands each layer's time recurrence to `torch.nn.LSTM`'s kernel, which only
+computes the standard LSTM. This backend keeps the same factorisation, one layer at a time,
+but runs the recurrence itself, so it computes every block the kernel cannot: the paper's
+output form h' = tanh(o * m'), peepholes, coupled gates, non-LSTM dimensions and time
+priority. Per layer:
+
+* the input half of every transform that reads the layer's incoming depth vector is one
+  GEMM for all time steps at once (the recurrence only adds the h_{t-1} half);
+* the recurrence is one GEMM and one pass of the gate arithmetic per time step
+  (`gridlstm.nn.block.lstm_pointwise`, shared with every other backend). With time priority
+  the depth transform must run inside the loop too, since it reads h_{t-1}: its h_{t-1} half
+  and the time transform's are one GEMM, then one more small GEMM for the time transform's
+  half that reads the new depth vector;
+* a depth transform that reads the time vectors (depth or no priority) runs after the loop
+  for all positions at once.
+
+So a forward is L * T small sequential steps of a few ops each, against sum(sizes) + L - 1
+larger but far busier steps for the general hyperplane scheduler.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
+
+Pair = tuple[Tensor, Tensor]
+
+
+def weights(transform: nn.Module) -> tuple[Tensor, Tensor | None]:
+    """(weight, bias) of an LSTM or non-LSTM transform (weight: gates x [h_time; h_depth])."""
+    if isinstance(transform, LSTMTransform):
+        return transform.weight, transform.bias
+    return transform.linear.weight, transform.linear.bias
+
+
+def finish(transform: nn.Module, z: Tensor, m: Tensor) -> Pair:
+    """A transform's output from its pre-activations z (the GEMM already done)."""
+    if isinstance(transform, LSTMTransform):
+        return lstm_pointwise(z, m, transform.peepholes(), transform.coupled, transform.output_form)
+    return ACTIVATIONS[transform.activation](z), m  # non-LSTM: the memory passes through
+
+
+def stage(block: GridBlock, dim: int) -> int:
+    """When a block computes ``dim``: 0 with the non-priority dimensions, else 1 + its
+    place in the priority list (`GridBlock.forward`)."""
+    return 1 + block.priority.index(dim) if dim in block.priority else 0
+
+
+def layer(
+    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, valid: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Pair]:
+    """One layer over all time steps. h_depth, m_depth: (B, T, d) from below; h0, c0: (B, d).
+
+    Returns (h_time (B, T, d), h_depth', m_depth', final time state). Steps where ``valid``
+    (B, T) is False keep the time state unchanged.
+    """
+    time, depth = block.transforms[0], block.transforms[1]
+    d, steps = h_depth.shape[-1], h_depth.shape[1]
+    w_time, b_time = weights(time)
+    h, m = h0, c0
+    hs: list[Tensor] = []
+    if stage(block, 1) < stage(block, 0):  # time priority
+        w_depth, b_depth = weights(depth)
+        depth_in = h_depth @ w_depth[:, d:].t()  # (B, T, Gd): the h_depth half, all steps
+        rows = w_depth.shape[0]
+        w_prev = torch.cat([w_depth[:, :d], w_time[:, :d]]).t()  # both h_{t-1} halves
+        b_prev = None
+        if b_depth is not None or b_time is not None:
+            b_prev = torch.cat(
+                [
+                    b_depth if b_depth is not None else w_depth.new_zeros(rows),
+                    b_time if b_time is not None else w_time.new_zeros(w_time.shape[0]),
+                ]
+            )
+        w_new = w_time[:, d:].t()
+        hd_out, md_out = [], []
+        for t in range(steps):
+            g = h @ w_prev if b_prev is None else torch.addmm(b_prev, h, w_prev)
+            hd, md = finish(depth, depth_in[:, t] + g[:, :rows], m_depth[:, t])
+            h_new, m_new = finish(time, torch.addmm(g[:, rows:], hd, w_new), m)
+            if valid is not None:
+                keep = valid[:, t : t + 1]
+                h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+            h, m = h_new, m_new
+            hs.append(h)
+            hd_out.append(hd)
+            md_out.append(md)
+        return torch.stack(hs, 1), torch.stack(hd_out, 1), torch.stack(md_out, 1), (h, m)
+
+    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)  # (B, T, G), all steps
+    w_prev = w_time[:, :d].t()
+    for t in range(steps):
+        h_new, m_new = finish(time, torch.addmm(time_in[:, t], h, w_prev), m)
+        if valid is not None:
+            keep = valid[:, t : t + 1]
+            h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+        h, m = h_new, m_new
+        hs.append(h)
+    h_time = torch.stack(hs, 1)
+    # The depth transform at every position at once, from the time vector it reads.
+    h_read = (
+        h_time if stage(block, 1) > stage(block, 0) else torch.cat([h0[:, None], h_time[:, :-1]], 1)
+    )
+    w_depth, b_depth = weights(depth)
+    z = nn.functional.linear(torch.cat([h_read, h_depth], -1), w_depth, b_depth)
+    h_up, m_up = finish(depth, z, m_depth)
+    return h_time, h_up, m_up, (h, m)
+
+
+def run(
+    blocks: nn.ModuleList,
+    dropout: nn.Module,
+    h_depth: Tensor,
+    m_depth: Tensor,
+    boundary: Pair,
+    output_dims: list[int],
+    valid: Tensor | None,
+) -> tuple[Tensor, list[Pair]]:
+    """All layers. h_depth, m_depth: the projected input (B, T, d); boundary: the incoming
+    time state (h, m) each (L, B, d). Returns (output (B, T, d * len(output_dims)),
+    [(h_n, m_n)] each (L, B, d))."""
+    h0_all, c0_all = boundary
+    h_n, c_n = [], []
+    h_time = h_depth
+    for index, block in enumerate(blocks):
+        if index > 0:
+            h_depth = dropout(h_depth)
+        h_time, h_depth, m_depth, (h, m) = layer(
+            block, h_depth, m_depth, h0_all[index], c0_all[index], valid
+        )
+        h_n.append(h)
+        c_n.append(m)
+    top = {0: h_time, 1: h_depth}
+    output = torch.cat([top[dim] for dim in output_dims], dim=-1)
+    return output, [(torch.stack(h_n), torch.stack(c_n))]
