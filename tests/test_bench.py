@@ -66,3 +66,25 @@ def test_bench_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--hidden", "0"])
     assert "--hidden must be >= 1" in capsys.readouterr().err
+
+
+def test_the_peer_row_computes_our_time_priority_2_lstm():
+    """The LSTMCell loop is the same function as GridLSTM(priority=[0]) with its weights, so
+    the peer ratio compares equal work."""
+    import torch
+
+    from gridlstm.nn import GridLSTM
+
+    torch.manual_seed(0)
+    peer = bench.CellLoopGrid(6, 3).double()
+    ours = GridLSTM(6, 6, 3, 1, priority=[0], project_input=False, batch_first=True).double()
+    with torch.no_grad():
+        for layer, block in enumerate(ours.blocks):
+            time, depth = block.transforms
+            d_cell, t_cell = peer.depth[layer], peer.time[layer]
+            depth.weight.copy_(torch.cat([d_cell.weight_ih, d_cell.weight_hh], 1))
+            depth.bias.copy_(d_cell.bias_ih + d_cell.bias_hh)
+            time.weight.copy_(torch.cat([t_cell.weight_hh, t_cell.weight_ih], 1))
+            time.bias.copy_(t_cell.bias_ih + t_cell.bias_hh)
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(peer(x)[0], ours(x)[0])

@@ -5,9 +5,12 @@ Times forward + backward, in one process:
    same hidden size, layers, batch and length (tokens/s and the ratio to nn.LSTM). The grid
    does twice the matrix work of a stacked LSTM (two transforms per block), so 0.5x is
    parity per FLOP;
-2. a 3-LSTM over an S x S grid with depth: the hyperplane scheduler against the naive
-   per-cell reference (the speed-up);
-3. translation at the ``translation_cpu`` preset's sizes: training target tokens/s of the
+2. 2-LSTMs outside the LSTM kernel (time priority, the paper output form) on the scan and
+   hyperplane backends, and the per-cell `nn.LSTMCell` loop of the public PyTorch Grid LSTMs
+   (the peer row), each against nn.LSTM;
+3. a 3-LSTM over an S x S grid with depth: the hyperplane scheduler against the naive
+   per-cell reference (the speed-up), and the MNIST preset's 3-LSTM (seconds per step);
+4. translation at the ``translation_cpu`` preset's sizes: training target tokens/s of the
    Reencoder and the attention LSTM baseline, and decoding sentences/s (greedy, beam 4).
 """
 
@@ -79,6 +82,72 @@ def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dt
         if name != "nn.LSTM":
             results[name]["ratio_to_nn.LSTM"] = seconds["nn.LSTM"] / seconds[name]
     return results
+
+
+class CellLoopGrid(nn.Module):
+    """The peer: a time-priority 2-LSTM as the public PyTorch Grid LSTMs write it, two
+    `nn.LSTMCell` per layer (depth cell: input the time h, state the depth (h, c); then time
+    cell: input the new depth h, state the time (h, c)), looping over time and layers. The
+    same function and FLOPs as our ``priority=[0]`` 2-LSTM."""
+
+    def __init__(self, size: int, layers: int) -> None:
+        super().__init__()
+        self.depth = nn.ModuleList(nn.LSTMCell(size, size) for _ in range(layers))
+        self.time = nn.ModuleList(nn.LSTMCell(size, size) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        zeros = x.new_zeros(x.shape[0], x.shape[-1])
+        state = [(zeros, zeros) for _ in self.time]
+        outputs = []
+        for t in range(x.shape[1]):
+            h_depth, c_depth = x[:, t], zeros
+            cells = zip(self.depth, self.time, strict=True)
+            for layer, (depth_cell, time_cell) in enumerate(cells):
+                h_time, c_time = state[layer]
+                h_depth, c_depth = depth_cell(h_time, (h_depth, c_depth))
+                state[layer] = time_cell(h_depth, (h_time, c_time))
+            outputs.append(h_depth)
+        return torch.stack(outputs, 1), None
+
+
+def bench_variants(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    """2-LSTMs the LSTM kernel cannot run (time priority, the paper output form) on the
+    backends that can, plus the per-cell peer, all against nn.LSTM at the same shape."""
+    d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
+    x = torch.randn(batch, length, d, device=device, dtype=dtype)
+    nets: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True)}
+    variants = {"time-priority": {"priority": [0]}, "paper-form": {"output_form": "paper"}}
+    for variant, options in variants.items():
+        for backend in ("scan", "hyperplane"):
+            nets[f"{variant}/{backend}"] = GridLSTM(
+                d, d, layers, grid_dims=1, backend=backend, batch_first=True, **options
+            )
+    nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
+    nets = {name: net.to(device, dtype) for name, net in nets.items()}
+    steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
+    results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
+    for name, net in nets.items():
+        results[name] = {
+            "tokens_per_s": batch * length / seconds[name],
+            "params": count_parameters(net),
+            "ratio_to_nn.LSTM": seconds["nn.LSTM"] / seconds[name],
+        }
+    peer = seconds["time-priority/LSTMCell loop"]
+    for name in results:
+        if name.startswith("time-priority/") and not name.endswith("loop"):
+            results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
+    return results
+
+
+def bench_mnist(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    """The MNIST preset's 3-LSTM (experiment=mnist_cpu: 4x4 patches -> 7x7 grid, 2 layers,
+    32 units, batch 64, untied), forward + backward, on the hyperplane scheduler."""
+    x = torch.randn(64, 7, 7, 16, device=device, dtype=dtype)
+    torch.manual_seed(0)
+    net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
+    seconds = seconds_per_step({"mnist": forward_backward(net, x)}, device, 1, args.repeats)
+    return {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64, "seconds": seconds["mnist"]}
 
 
 def bench_grid3d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
@@ -169,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-grid3d", action="store_true")
+    parser.add_argument("--skip-variants", action="store_true", help="time priority, paper form")
+    parser.add_argument("--skip-mnist", action="store_true", help="the MNIST preset's 3-LSTM")
     parser.add_argument("--skip-translation", action="store_true")
     parser.add_argument("--tr-batch", type=int, default=64, help="translation: pairs per batch")
     parser.add_argument("--tr-src-len", type=int, default=7, help="translation: source tokens")
@@ -207,8 +278,12 @@ def main(argv: list[str] | None = None) -> dict:
         "dtype": args.dtype,
         "grid2d": bench_grid2d(args, device, dtype),
     }
+    if not args.skip_variants:
+        results["variants"] = bench_variants(args, device, dtype)
     if not args.skip_grid3d:
         results["grid3d"] = bench_grid3d(args, device, dtype)
+    if not args.skip_mnist:
+        results["mnist"] = bench_mnist(args, device, dtype)
     if not args.skip_translation:
         results["translation"] = bench_translation(args, device, dtype)
     print_results(results)
@@ -239,6 +314,28 @@ def print_results(results: dict) -> None:
             )
     console = Console()
     console.print(table)
+    if "variants" in results:
+        variants = results["variants"]
+        table = Table(title="2-LSTM variants outside the LSTM kernel, same shape")
+        for column in ("model", "params", "tokens/s", "vs nn.LSTM", "vs LSTMCell loop"):
+            table.add_column(column, justify="right" if column != "model" else "left")
+        for name, row in variants.items():
+            if isinstance(row, dict):
+                peer = row.get("ratio_to_LSTMCell_loop")
+                table.add_row(
+                    name,
+                    f"{row['params']:,}",
+                    f"{row['tokens_per_s']:,.0f}",
+                    f"{row['ratio_to_nn.LSTM']:.2f}x",
+                    f"{peer:.2f}x" if peer else "",
+                )
+        console.print(table)
+    if "mnist" in results:
+        mnist = results["mnist"]
+        console.print(
+            f"MNIST preset 3-LSTM ({mnist['grid']}, {mnist['layers']} layers, d={mnist['hidden']}, "
+            f"B={mnist['batch']}): {mnist['seconds']:.3f} s per fwd+bwd (hyperplane)"
+        )
     if "grid3d" in results:
         g3 = results["grid3d"]
         console.print(

@@ -53,58 +53,51 @@ def stage(block: GridBlock, dim: int) -> int:
 def layer(
     block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, valid: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Pair]:
-    """One layer over all time steps. h_depth, m_depth: (B, T, d) from below; h0, c0: (B, d).
+    """One layer over all time steps, time-major. h_depth, m_depth: (T, B, d) from below;
+    h0, c0: (B, d); ``valid``: (T, B, 1) or None.
 
-    Returns (h_time (B, T, d), h_depth', m_depth', final time state). Steps where ``valid``
-    (B, T) is False keep the time state unchanged.
+    Returns (h_time (T, B, d), h_depth', m_depth', final time state). Steps where ``valid``
+    is False keep the time state unchanged.
     """
     time, depth = block.transforms[0], block.transforms[1]
-    d, steps = h_depth.shape[-1], h_depth.shape[1]
+    d, steps = h_depth.shape[-1], h_depth.shape[0]
     w_time, b_time = weights(time)
     h, m = h0, c0
     hs: list[Tensor] = []
-    if stage(block, 1) < stage(block, 0):  # time priority
+    if stage(block, 1) < stage(block, 0):  # time priority: both transforms in the loop
         w_depth, b_depth = weights(depth)
-        depth_in = h_depth @ w_depth[:, d:].t()  # (B, T, Gd): the h_depth half, all steps
-        rows = w_depth.shape[0]
-        w_prev = torch.cat([w_depth[:, :d], w_time[:, :d]]).t()  # both h_{t-1} halves
-        b_prev = None
-        if b_depth is not None or b_time is not None:
-            b_prev = torch.cat(
-                [
-                    b_depth if b_depth is not None else w_depth.new_zeros(rows),
-                    b_time if b_time is not None else w_time.new_zeros(w_time.shape[0]),
-                ]
-            )
-        w_new = w_time[:, d:].t()
+        # What does not depend on h_{t-1}, for all steps at once (the depth transform's
+        # h_depth half and bias); unbind, not [t]: one backward node for all steps instead
+        # of a zero-filled (T, B, G) gradient per step.
+        depth_in = nn.functional.linear(h_depth, w_depth[:, d:], b_depth).unbind(0)
+        m_steps = m_depth.unbind(0)
+        w_depth_prev = w_depth[:, :d].t()
+        w_time_prev, w_time_new = w_time[:, :d].t(), w_time[:, d:].t()
         hd_out, md_out = [], []
         for t in range(steps):
-            g = h @ w_prev if b_prev is None else torch.addmm(b_prev, h, w_prev)
-            hd, md = finish(depth, depth_in[:, t] + g[:, :rows], m_depth[:, t])
-            h_new, m_new = finish(time, torch.addmm(g[:, rows:], hd, w_new), m)
+            hd, md = finish(depth, torch.addmm(depth_in[t], h, w_depth_prev), m_steps[t])
+            z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
+            h_new, m_new = finish(time, torch.addmm(z, hd, w_time_new), m)
             if valid is not None:
-                keep = valid[:, t : t + 1]
-                h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+                h_new, m_new = torch.where(valid[t], h_new, h), torch.where(valid[t], m_new, m)
             h, m = h_new, m_new
             hs.append(h)
             hd_out.append(hd)
             md_out.append(md)
-        return torch.stack(hs, 1), torch.stack(hd_out, 1), torch.stack(md_out, 1), (h, m)
+        return torch.stack(hs), torch.stack(hd_out), torch.stack(md_out), (h, m)
 
-    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)  # (B, T, G), all steps
+    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time).unbind(0)  # all steps
     w_prev = w_time[:, :d].t()
     for t in range(steps):
-        h_new, m_new = finish(time, torch.addmm(time_in[:, t], h, w_prev), m)
+        h_new, m_new = finish(time, torch.addmm(time_in[t], h, w_prev), m)
         if valid is not None:
-            keep = valid[:, t : t + 1]
-            h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+            h_new, m_new = torch.where(valid[t], h_new, h), torch.where(valid[t], m_new, m)
         h, m = h_new, m_new
         hs.append(h)
-    h_time = torch.stack(hs, 1)
+    h_time = torch.stack(hs)
     # The depth transform at every position at once, from the time vector it reads.
-    h_read = (
-        h_time if stage(block, 1) > stage(block, 0) else torch.cat([h0[:, None], h_time[:, :-1]], 1)
-    )
+    reads_new = stage(block, 1) > stage(block, 0)
+    h_read = h_time if reads_new else torch.cat([h0[None], h_time[:-1]])
     w_depth, b_depth = weights(depth)
     z = nn.functional.linear(torch.cat([h_read, h_depth], -1), w_depth, b_depth)
     h_up, m_up = finish(depth, z, m_depth)
@@ -121,19 +114,22 @@ def run(
     valid: Tensor | None,
 ) -> tuple[Tensor, list[Pair]]:
     """All layers. h_depth, m_depth: the projected input (B, T, d); boundary: the incoming
-    time state (h, m) each (L, B, d). Returns (output (B, T, d * len(output_dims)),
-    [(h_n, m_n)] each (L, B, d))."""
+    time state (h, m) each (L, B, d); ``valid``: (B, T) or None. Returns (output
+    (B, T, d * len(output_dims)), [(h_n, m_n)] each (L, B, d))."""
     h0_all, c0_all = boundary
     h_n, c_n = [], []
+    # Time-major inside, so that each step's rows are contiguous.
+    h_depth, m_depth = h_depth.transpose(0, 1).contiguous(), m_depth.transpose(0, 1).contiguous()
+    keep = None if valid is None else valid.t().unsqueeze(-1)
     h_time = h_depth
     for index, block in enumerate(blocks):
         if index > 0:
             h_depth = dropout(h_depth)
         h_time, h_depth, m_depth, (h, m) = layer(
-            block, h_depth, m_depth, h0_all[index], c0_all[index], valid
+            block, h_depth, m_depth, h0_all[index], c0_all[index], keep
         )
         h_n.append(h)
         c_n.append(m)
     top = {0: h_time, 1: h_depth}
-    output = torch.cat([top[dim] for dim in output_dims], dim=-1)
+    output = torch.cat([top[dim] for dim in output_dims], dim=-1).transpose(0, 1)
     return output, [(torch.stack(h_n), torch.stack(c_n))]
