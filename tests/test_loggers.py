@@ -50,3 +50,20 @@ def test_final_metrics_go_to_the_wandb_run_summary(no_credentials, tmp_path, mon
         assert wandb_logger.experiment.summary["params"] == 12
     finally:
         finish_wandb()
+
+
+def test_no_anonymous_setting_warning_on_an_offline_run(no_credentials, tmp_path, capfd):
+    """Lightning passes anonymous=None, which wandb warns about on every run."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from gridlstm.loggers import drop_unset_anonymous, finish_wandb
+
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="test")
+    drop_unset_anonymous(logger)
+    try:
+        logger.experiment.log({"x": 1})
+    finally:
+        finish_wandb()
+    captured = capfd.readouterr()
+    assert "anonymous setting has no effect" not in captured.out + captured.err
+    assert "offline" in captured.out + captured.err  # wandb did print its own lines

@@ -64,11 +64,21 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
                 logger_cfg.group = logger_cfg.get("group") or group
                 logger_cfg.name = logger_cfg.get("name") or name
             logger = instantiate(logger_cfg)
+            drop_unset_anonymous(logger)
             logger.gridlstm_watch = watch
             loggers.append(logger)
             continue
         loggers.append(instantiate(logger_cfg))
     return loggers
+
+
+def drop_unset_anonymous(logger: WandbLogger) -> None:
+    """WandbLogger passes ``anonymous=None`` to ``wandb.init``, and wandb >= 0.22 warns on
+    every run that the (deprecated) setting has no effect, even when it is None. Leaving an
+    unset value out changes nothing else."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and "anonymous" in init and init["anonymous"] is None:
+        del init["anonymous"]
 
 
 WATCH = ("gradients", "parameters", "all")
