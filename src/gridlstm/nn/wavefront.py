@@ -5,9 +5,10 @@ cells with sum(p) + l = s are independent, and all their inputs lie on hyperplan
 on the grid's boundary. A grid therefore takes sum(sizes) + L - 1 sequential steps instead
 of prod(sizes) * L.
 
-Each step gathers its cells' incoming vectors with a few `index_select` calls on the
-previous hyperplane's outputs and on static pools (boundary state, projected input, zeros),
-using index tensors planned once per grid shape. Then:
+Each step gathers its cells' incoming vectors with one `index_select` per part (h, m) for all
+dimensions at once, from the previous hyperplane's outputs followed by the step's rows of
+the static pools (boundary state, projected input, zeros; those rows are gathered for all
+steps at once before the loop), using index tensors planned once per grid shape. Then:
 * layers sharing one block (``tied``): one block call for the whole hyperplane;
 * per-layer weights: the hyperplane is laid out as (layer, slot) with every layer padded to
   the same number of slots (empty slots read zeros), and each transform is one batched GEMM
@@ -44,6 +45,40 @@ class Step:
     top: Tensor  # rows of top-layer cells
     top_at: list[int]  # their linear positions
     last: list[tuple[Tensor, list[int]]] = field(default_factory=list)  # per grid dim k
+    # Per part ("h" | "m"): the gathers of every dimension as one (see `combine`).
+    index: dict[str, Tensor] = field(default_factory=dict)
+    static: dict[str, Tensor] = field(default_factory=dict)
+
+
+def combine(steps: list[Step], pool_sizes: dict[str, list[int]]) -> None:
+    """Fold each step's per-dimension Gathers into one gather per part.
+
+    The step reads from ``cat([previous outputs, static rows])``: the previous hyperplane's
+    outputs of dims 0..K stacked as (K + 1) x previous-slots rows, then the rows of the
+    dimensions' static pools this step needs (``static``: indices into the pools of all
+    dimensions concatenated, whose sizes are ``pool_sizes``). ``index`` picks the rows in
+    dimension-major order: dimension k's incoming vectors are rows [k slots, (k + 1) slots).
+    """
+    previous = 0
+    dims = len(pool_sizes["h"])
+    for step in steps:
+        for part, sizes in pool_sizes.items():
+            offsets = [sum(sizes[:k]) for k in range(dims)]
+            pieces, static, base = [], [], dims * previous
+            for dim in range(dims):
+                g = step.gathers[dim, part]
+                rows = []
+                if g.prev is not None:
+                    rows.append(g.prev + dim * previous)
+                if g.static is not None:
+                    rows.append(torch.arange(base, base + len(g.static)))
+                    static.append(g.static + offsets[dim])
+                    base += len(g.static)
+                index = torch.cat(rows)
+                pieces.append(index if g.order is None else index[g.order])
+            step.index[part] = torch.cat(pieces)
+            step.static[part] = torch.cat(static) if static else torch.zeros(0, dtype=torch.long)
+        previous = step.slots
 
 
 def _linear(p: tuple[int, ...], sizes: list[int]) -> int:
@@ -128,6 +163,17 @@ def plan(
             step.last.append((torch.tensor(rows, dtype=torch.long), at))
         steps.append(step)
         row_of = {cell: row for row, cell in enumerate(slots) if cell is not None}
+    positions_count = len(positions)
+    pool_sizes = {
+        part: [
+            1
+            + (layers * rest_count[dim] if dim < K else 0)
+            + (positions_count if dim in input_dims and (part == "h" or memory_input) else 0)
+            for dim in range(K + 1)
+        ]
+        for part in ("h", "m")
+    }
+    combine(steps, pool_sizes)
     return steps
 
 
@@ -237,6 +283,8 @@ def to_device(steps: list[Step], device: torch.device) -> list[Step]:
                 move(step.top),
                 step.top_at,
                 [(move(rows), at) for rows, at in step.last],
+                {part: t.to(device) for part, t in step.index.items()},
+                {part: t.to(device) for part, t in step.static.items()},
             )
         )
     return moved
@@ -276,44 +324,52 @@ def run(
                 pool.append(_rows_first(given))
             pools[dim, part] = torch.cat(pool) if len(pool) > 1 else zero
 
-    prev: dict[tuple[int, str], Tensor] = {}
+    # Every step's static rows in one gather per part before the loop (a per-step gather
+    # from the pools would cost a zero-filled pool-sized gradient per step).
+    static: dict[str, list[Tensor]] = {}
+    for part in ("h", "m"):
+        pool = torch.cat([pools[dim, part] for dim in range(K + 1)])
+        wanted = torch.cat([step.static[part] for step in steps])
+        static[part] = list(
+            pool.index_select(0, wanted).split([len(step.static[part]) for step in steps])
+        )
+
+    prev: dict[str, Tensor] = {}  # part -> previous outputs, (K + 1) * slots rows of (B, d)
     tops: dict[int, list[Tensor]] = {dim: [] for dim in output_dims}
     top_at: list[int] = []
     lasts: list[dict[str, list[Tensor]]] = [{"h": [], "m": []} for _ in range(K)]
     last_at: list[list[int]] = [[] for _ in range(K)]
-    for step in steps:
-        if (K, "h") in prev and dropout.p > 0:
-            prev[K, "h"] = dropout(prev[K, "h"])  # depth h passed up between layers
-        gathered: dict[tuple[int, str], Tensor] = {}
-        for key, g in step.gathers.items():
-            parts = []
-            if g.prev is not None:
-                parts.append(prev[key].index_select(0, g.prev))
-            if g.static is not None:
-                parts.append(pools[key].index_select(0, g.static))
-            rows = torch.cat(parts) if len(parts) > 1 else parts[0]
-            gathered[key] = rows if g.order is None else rows.index_select(0, g.order)
-        rows = step.slots * batch
-        h_in = [gathered[dim, "h"].reshape(rows, d) for dim in range(K + 1)]
-        m_in = [gathered[dim, "m"].reshape(rows, d) for dim in range(K + 1)]
+    for number, step in enumerate(steps):
+        gathered = {}
+        for part in ("h", "m"):
+            rows = static[part][number]
+            if part in prev:
+                rows = torch.cat([prev[part], rows]) if len(rows) else prev[part]
+            gathered[part] = rows.index_select(0, step.index[part])
+        size = step.slots * batch
+        h_in = list(gathered["h"].reshape(K + 1, size, d).unbind(0))
+        m_in = list(gathered["m"].reshape(K + 1, size, d).unbind(0))
         h_new, m_new = blocks[0](h_in, m_in, apply=stack)
-        for dim in range(K + 1):
-            prev[dim, "h"] = h_new[dim].reshape(step.slots, batch, d)
-            prev[dim, "m"] = m_new[dim].reshape(step.slots, batch, d)
         if valid is not None:
             # Padding steps pass the time state through unchanged.
-            keep = valid.t().index_select(0, step.time).unsqueeze(-1)
-            prev[0, "h"] = torch.where(keep, prev[0, "h"], gathered[0, "h"])
-            prev[0, "m"] = torch.where(keep, prev[0, "m"], gathered[0, "m"])
+            keep = valid.t().index_select(0, step.time).unsqueeze(-1).reshape(size, 1)
+            h_new[0] = torch.where(keep, h_new[0], h_in[0])
+            m_new[0] = torch.where(keep, m_new[0], m_in[0])
+        h_cells = [h.reshape(step.slots, batch, d) for h in h_new]
+        m_cells = [m.reshape(step.slots, batch, d) for m in m_new]
         if len(step.top):
             for dim in output_dims:
-                tops[dim].append(prev[dim, "h"].index_select(0, step.top))
+                tops[dim].append(h_cells[dim].index_select(0, step.top))
             top_at.extend(step.top_at)
         for k, (rows, at) in enumerate(step.last):
             if len(rows):
-                lasts[k]["h"].append(prev[k, "h"].index_select(0, rows))
-                lasts[k]["m"].append(prev[k, "m"].index_select(0, rows))
+                lasts[k]["h"].append(h_cells[k].index_select(0, rows))
+                lasts[k]["m"].append(m_cells[k].index_select(0, rows))
                 last_at[k].extend(at)
+        if number + 1 < len(steps):
+            if dropout.p > 0:  # on the depth h passed up between layers (not the output)
+                h_cells[K] = dropout(h_cells[K])
+            prev = {"h": torch.cat(h_cells), "m": torch.cat(m_cells)}
 
     device = some.device
     order = torch.argsort(torch.tensor(top_at, device=device))
