@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gridlstm.loggers import wandb_mode
@@ -52,18 +54,25 @@ def test_final_metrics_go_to_the_wandb_run_summary(no_credentials, tmp_path, mon
         finish_wandb()
 
 
-def test_no_anonymous_setting_warning_on_an_offline_run(no_credentials, tmp_path, capfd):
-    """Lightning passes anonymous=None, which wandb warns about on every run."""
-    from lightning.pytorch.loggers import WandbLogger
+def test_no_anonymous_setting_warning_on_an_offline_run(no_credentials, tmp_path):
+    """Lightning passes anonymous=None, which wandb warns about on every run. Checked in a
+    fresh process: wandb prints that warning once per process and keeps its settings."""
+    import subprocess
+    import sys
 
-    from gridlstm.loggers import drop_unset_anonymous, finish_wandb
-
-    logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="test")
-    drop_unset_anonymous(logger)
-    try:
-        logger.experiment.log({"x": 1})
-    finally:
-        finish_wandb()
-    captured = capfd.readouterr()
-    assert "anonymous setting has no effect" not in captured.out + captured.err
-    assert "offline" in captured.out + captured.err  # wandb did print its own lines
+    script = f"""
+from lightning.pytorch.loggers import WandbLogger
+from gridlstm.loggers import drop_unset_anonymous, finish_wandb
+logger = WandbLogger(save_dir={str(tmp_path)!r}, offline=True, project="test")
+drop_unset_anonymous(logger)
+logger.experiment.log({{"x": 1}})
+finish_wandb()
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = result.stdout + result.stderr
+    assert "offline" in console  # wandb did print its own lines
+    assert "anonymous setting has no effect" not in console
