@@ -128,6 +128,7 @@ def test_ddp_cpu_language_model_scores_the_whole_split_once(cli, tmp_path):
     assert metrics["samples_seen"] == 6 * 4 * 2
 
 
+@pytest.mark.slow  # the language-model DDP scoring test stays in the default suite
 def test_ddp_cpu_mnist_scores_every_image_once(cli, tmp_path):
     from gridlstm.data import MNISTDataModule
     from gridlstm.tasks import ImageClassificationModule
@@ -144,6 +145,7 @@ def test_ddp_cpu_mnist_scores_every_image_once(cli, tmp_path):
     assert metrics["samples_seen"] == 4 * 8 * 2
 
 
+@pytest.mark.slow  # the language-model DDP scoring test stays in the default suite
 def test_ddp_cpu_translation_scores_every_sentence_once(cli, tmp_path):
     """Each rank decodes its own dev sentences; BLEU over the gathered translations equals a
     one-process validation of the same checkpoint."""

@@ -61,7 +61,9 @@ def test_the_reencoder_overfits_a_handful_of_pairs_to_bleu_100(reencoder_run):
     assert {"val/chrf", "val/loss", "val/ppl", "test/chrf", "train/tokens_per_s"} <= set(metrics)
 
 
-@pytest.mark.parametrize("model", ["lstm_attention", "transformer"])
+@pytest.mark.parametrize(
+    "model", ["lstm_attention", pytest.param("transformer", marks=pytest.mark.slow)]
+)
 def test_the_baselines_overfit_a_handful_of_pairs_to_bleu_100(tmp_path, model):
     metrics, _ = overfit(tmp_path, model)
     assert metrics["val/bleu"] == pytest.approx(100.0)
