@@ -14,7 +14,7 @@ IN, D, B, T, L = 5, 4, 3, 7, 2
 
 def test_stacked_cell_lstm_without_variants_is_nn_lstm():
     torch.manual_seed(0)
-    net = StackedCellLSTM(IN, D, L).double()
+    net = StackedCellLSTM(IN, D, L, batch_first=True).double()
     lstm = torch.nn.LSTM(IN, D, L, batch_first=True).double()
     with torch.no_grad():
         for layer, t in enumerate(net.layers):
@@ -33,7 +33,7 @@ def test_stacked_cell_lstm_without_variants_is_nn_lstm():
 @pytest.mark.parametrize("variant", [{"peephole": True}, {"coupled": True, "peephole": True}])
 def test_stacked_cell_lstm_variants_match_the_reference(variant):
     torch.manual_seed(0)
-    net = StackedCellLSTM(IN, D, L, **variant).double()
+    net = StackedCellLSTM(IN, D, L, batch_first=True, **variant).double()
     x = torch.randn(B, T, IN, dtype=torch.float64)
     out, _ = net(x)
     seq = x
@@ -56,7 +56,7 @@ def test_stacked_cell_lstm_variants_match_the_reference(variant):
 
 
 def test_gru_and_feed_forward_shapes_and_sizes():
-    out, h = StackedGRU(IN, D, L)(torch.randn(B, T, IN))
+    out, h = StackedGRU(IN, D, L, batch_first=True)(torch.randn(B, T, IN))
     assert out.shape == (B, T, D) and h.shape == (L, B, D)
     for activation in ("tanh", "relu"):
         net = DeepFeedForward(IN, D, 6, activation=activation)

@@ -34,7 +34,7 @@ def grid_net(**options) -> dict:
             6, 7, 3, backend="hyperplane", tied=False, priority="time", batch_first=True
         ),
         lambda: Grid2dLSTM(6, 7, 2, backend="naive", peephole=True, batch_first=True),
-        lambda: StackedLSTM(6, 7, 2),
+        lambda: StackedLSTM(6, 7, 2, batch_first=True),
     ],
     ids=["grid-fast", "grid-hyperplane-untied", "grid-naive", "stacked"],
 )
@@ -176,7 +176,7 @@ def test_train_command_writes_bpc_and_throughput_and_the_sampler_reads_its_check
 
 def test_output_dropout_acts_in_training_only():
     torch.manual_seed(0)
-    model = TokenSequenceModel(11, StackedLSTM(8, 8, 1), dropout=0.5)
+    model = TokenSequenceModel(11, StackedLSTM(8, 8, 1, batch_first=True), dropout=0.5)
     tokens = torch.randint(0, 11, (2, 6))
     assert not torch.equal(model(tokens)[0], model(tokens)[0])
     model.eval()

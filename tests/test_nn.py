@@ -59,13 +59,13 @@ def test_forget_bias_initialisation():
         for transform in block.transforms:
             assert torch.all(transform.bias[D : 2 * D] == 2.5)
             assert torch.all(transform.bias[:D] == 0) and torch.all(transform.bias[2 * D :] == 0)
-    stacked = StackedLSTM(IN, D, 2, forget_bias=2.5)
+    stacked = StackedLSTM(IN, D, 2, forget_bias=2.5, batch_first=True)
     assert torch.all((stacked.bias_ih_l1 + stacked.bias_hh_l1)[D : 2 * D] == 2.5)
 
 
 def test_stacked_lstm_is_nn_lstm():
     torch.manual_seed(0)
-    stacked = StackedLSTM(IN, D, L)
+    stacked = StackedLSTM(IN, D, L, batch_first=True)
     reference = torch.nn.LSTM(IN, D, L, batch_first=True)
     reference.load_state_dict(stacked.state_dict())
     x = torch.randn(B, T, IN)

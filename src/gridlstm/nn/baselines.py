@@ -34,7 +34,7 @@ class StackedCellLSTM(nn.Module):
         output_form: str = "standard",
         forget_bias: float = 1.0,
         dropout: float = 0.0,
-        batch_first: bool = True,
+        batch_first: bool = False,
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size, num_layers, dropout)

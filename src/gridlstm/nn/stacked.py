@@ -22,7 +22,7 @@ class StackedLSTM(nn.LSTM):
         *,
         dropout: float = 0.0,
         forget_bias: float = 1.0,
-        batch_first: bool = True,
+        batch_first: bool = False,
     ) -> None:
         check_sizes(input_size, hidden_size, num_layers, dropout)
         super().__init__(
@@ -48,7 +48,7 @@ class StackedGRU(nn.GRU):
         num_layers: int = 1,
         *,
         dropout: float = 0.0,
-        batch_first: bool = True,
+        batch_first: bool = False,
     ) -> None:
         check_sizes(input_size, hidden_size, num_layers, dropout)
         super().__init__(
