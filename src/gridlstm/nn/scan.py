@@ -10,9 +10,9 @@ priority. Per layer:
   GEMM for all time steps at once (the recurrence only adds the h_{t-1} half);
 * the recurrence is one GEMM and one pass of the gate arithmetic per time step
   (`gridlstm.nn.block.lstm_pointwise`, shared with every other backend). With time priority
-  the depth transform must run inside the loop too, since it reads h_{t-1}: its h_{t-1} half
-  and the time transform's are one GEMM, then one more small GEMM for the time transform's
-  half that reads the new depth vector;
+  the depth transform must run inside the loop too, since it reads h_{t-1}: three GEMMs per
+  step (the h_{t-1} halves of both transforms, then the time transform's half that reads
+  the new depth vector; stacking the first two into one GEMM measured no faster);
 * a depth transform that reads the time vectors (depth or no priority) runs after the loop
   for all positions at once.
 
