@@ -60,16 +60,14 @@ def forward_backward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+def against_lstm(
+    args: argparse.Namespace, nets: dict[str, nn.Module], device: torch.device, dtype: torch.dtype
+) -> tuple[dict, dict[str, float]]:
+    """Time ``nets`` and an `nn.LSTM` of the same hidden size, layers, batch and length in
+    one round-robin; rows of tokens/s, parameters and the ratio to nn.LSTM."""
     d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
     x = torch.randn(batch, length, d, device=device, dtype=dtype)
-    nets: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True)}
-    for backend in args.backends.split(","):
-        if backend != "fast" and length * layers > args.max_cells:
-            continue  # a per-cell backend over a long sequence would take minutes
-        nets[f"grid2d/{backend}"] = GridLSTM(
-            d, d, layers, grid_dims=1, backend=backend, batch_first=True
-        )
+    nets = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True), **nets}
     nets = {name: net.to(device, dtype) for name, net in nets.items()}
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
     seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
@@ -78,10 +76,21 @@ def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dt
         results[name] = {
             "tokens_per_s": batch * length / seconds[name],
             "params": count_parameters(net),
+            "ratio_to_nn.LSTM": seconds["nn.LSTM"] / seconds[name],
         }
-        if name != "nn.LSTM":
-            results[name]["ratio_to_nn.LSTM"] = seconds["nn.LSTM"] / seconds[name]
-    return results
+    return results, seconds
+
+
+def bench_grid2d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    d, layers = args.hidden, args.layers
+    nets: dict[str, nn.Module] = {}
+    for backend in args.backends.split(","):
+        if backend != "fast" and args.length * layers > args.max_cells:
+            continue  # a per-cell backend over a long sequence would take minutes
+        nets[f"grid2d/{backend}"] = GridLSTM(
+            d, d, layers, grid_dims=1, backend=backend, batch_first=True
+        )
+    return against_lstm(args, nets, device, dtype)[0]
 
 
 class CellLoopGrid(nn.Module):
@@ -113,9 +122,8 @@ class CellLoopGrid(nn.Module):
 def bench_variants(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     """2-LSTMs the LSTM kernel cannot run (time priority, the paper output form) on the
     backends that can, plus the per-cell peer, all against nn.LSTM at the same shape."""
-    d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
-    x = torch.randn(batch, length, d, device=device, dtype=dtype)
-    nets: dict[str, nn.Module] = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True)}
+    d, layers = args.hidden, args.layers
+    nets: dict[str, nn.Module] = {}
     variants = {"time-priority": {"priority": [0]}, "paper-form": {"output_form": "paper"}}
     for variant, options in variants.items():
         for backend in ("scan", "hyperplane"):
@@ -123,18 +131,9 @@ def bench_variants(args: argparse.Namespace, device: torch.device, dtype: torch.
                 d, d, layers, grid_dims=1, backend=backend, batch_first=True, **options
             )
     nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
-    nets = {name: net.to(device, dtype) for name, net in nets.items()}
-    steps = {name: forward_backward(net, x) for name, net in nets.items()}
-    seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
-    results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
-    for name, net in nets.items():
-        results[name] = {
-            "tokens_per_s": batch * length / seconds[name],
-            "params": count_parameters(net),
-            "ratio_to_nn.LSTM": seconds["nn.LSTM"] / seconds[name],
-        }
+    results, seconds = against_lstm(args, nets, device, dtype)
     peer = seconds["time-priority/LSTMCell loop"]
-    for name in results:
+    for name in nets:
         if name.startswith("time-priority/") and not name.endswith("loop"):
             results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
     return results
