@@ -30,7 +30,8 @@ from gridlstm.nn.block import ACTIVATIONS, LSTMTransform, lstm_pointwise
 
 @dataclass
 class Gather:
-    """Where one incoming vector of every cell of a step comes from."""
+    """Where one incoming vector of every cell of a step comes from, per dimension (the
+    planning form; `combine` folds a step's Gathers into one gather per part)."""
 
     prev: Tensor | None  # rows of the previous hyperplane
     static: Tensor | None  # rows of the static pool
@@ -40,7 +41,6 @@ class Gather:
 @dataclass
 class Step:
     slots: int  # rows of the step (cells, plus padding when layers are batched)
-    gathers: dict[tuple[int, str], Gather]  # (dim, "h" | "m") -> Gather
     time: Tensor | None  # time index of each cell (one grid dimension), for length masks
     top: Tensor  # rows of top-layer cells
     top_at: list[int]  # their linear positions
@@ -50,8 +50,13 @@ class Step:
     static: dict[str, Tensor] = field(default_factory=dict)
 
 
-def combine(steps: list[Step], pool_sizes: dict[str, list[int]]) -> None:
-    """Fold each step's per-dimension Gathers into one gather per part.
+def combine(
+    steps: list[Step],
+    gathers: list[dict[tuple[int, str], Gather]],
+    pool_sizes: dict[str, list[int]],
+) -> None:
+    """Fold each step's per-dimension ``gathers`` ((dim, part) -> Gather) into one gather
+    per part.
 
     The step reads from ``cat([previous outputs, static rows])``: the previous hyperplane's
     outputs of dims 0..K stacked as (K + 1) x previous-slots rows, then the rows of the
@@ -61,12 +66,12 @@ def combine(steps: list[Step], pool_sizes: dict[str, list[int]]) -> None:
     """
     previous = 0
     dims = len(pool_sizes["h"])
-    for step in steps:
+    for step, step_gathers in zip(steps, gathers, strict=True):
         for part, sizes in pool_sizes.items():
             offsets = [sum(sizes[:k]) for k in range(dims)]
             pieces, static, base = [], [], dims * previous
             for dim in range(dims):
-                g = step.gathers[dim, part]
+                g = step_gathers[dim, part]
                 rows = []
                 if g.prev is not None:
                     rows.append(g.prev + dim * previous)
@@ -117,7 +122,7 @@ def plan(
         rest = p[:dim] + p[dim + 1 :]
         return "static", 1 + layer * rest_count[dim] + _linear(rest, rest_sizes[dim])
 
-    steps, row_of = [], {}
+    steps, all_gathers, row_of = [], [], {}
     for s in sorted(by_step):
         if batched:
             per_layer = [sorted(c for c in by_step[s] if c[1] == layer) for layer in range(layers)]
@@ -146,9 +151,9 @@ def plan(
                     None if flat == list(range(len(flat))) else torch.tensor(flat),
                 )
         top = [r for r, c in enumerate(slots) if c is not None and c[1] == layers - 1]
+        all_gathers.append(gathers)
         step = Step(
             slots=len(slots),
-            gathers=gathers,
             time=torch.tensor([0 if c is None else c[0][0] for c in slots]) if K == 1 else None,
             top=torch.tensor(top, dtype=torch.long),
             top_at=[_linear(slots[r][0], sizes) for r in top],
@@ -173,7 +178,7 @@ def plan(
         ]
         for part in ("h", "m")
     }
-    combine(steps, pool_sizes)
+    combine(steps, all_gathers, pool_sizes)
     return steps
 
 
@@ -272,13 +277,9 @@ def to_device(steps: list[Step], device: torch.device) -> list[Step]:
 
     moved = []
     for step in steps:
-        gathers = {
-            k: Gather(move(g.prev), move(g.static), move(g.order)) for k, g in step.gathers.items()
-        }
         moved.append(
             Step(
                 step.slots,
-                gathers,
                 move(step.time),
                 move(step.top),
                 step.top_at,
