@@ -71,6 +71,7 @@ def test_ddp_cpu_run_logs_the_same_metrics_as_a_cpu_run(cli):
     assert by_world[2]["samples_seen"] == 2 * by_world[1]["samples_seen"]
 
 
+@pytest.mark.slow  # DDP itself stays in the default suite (same metrics as one process)
 def test_ddp_cpu_multirun_trains_each_job_once_on_two_processes(cli):
     result = cli("-m", *TINY, "logger=none", "hardware=ddp_cpu", "model.net.hidden_size=12,16")
     metrics = trained_jobs(result, cli.cwd, 2)
@@ -82,6 +83,7 @@ def test_ddp_cpu_multirun_trains_each_job_once_on_two_processes(cli):
         assert job_metrics["global_step"] == 6
 
 
+@pytest.mark.slow  # keeps the default suite near 10 minutes on 2 cores
 def test_externally_launched_multirun_shares_one_sweep(cli):
     """The multi-node mechanism, on one machine: torchrun starts the ranks, every rank runs
     the same sweep, each job is trained once by both."""

@@ -135,6 +135,7 @@ def test_a_sweep_survives_an_invalid_and_a_crashing_job(cli):
     assert "simulated crash at step 2" in (sweep / "3" / "train.log").read_text()
 
 
+@pytest.mark.slow  # the Optuna search itself stays in the default suite
 def test_optuna_search_goes_on_when_trials_diverge(cli):
     """Diverged trials return the worst score (-inf when maximising): Optuna records them
     and the search finishes; the closing line counts them."""
