@@ -22,11 +22,15 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from gridlstm.nn import GridLSTM, count_parameters
+
+if TYPE_CHECKING:
+    from rich.table import Table
 from gridlstm.nn.grid import BACKENDS
 
 
@@ -291,44 +295,45 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+def rate_table(title: str, rows: dict) -> Table:
+    """The rows of `against_lstm` as a table; a "vs LSTMCell loop" column where any has it."""
+    from rich.table import Table
+
+    rows = {name: row for name, row in rows.items() if isinstance(row, dict)}
+    peer = any("ratio_to_LSTMCell_loop" in row for row in rows.values())
+    columns = ("model", "params", "tokens/s", "vs nn.LSTM") + (
+        ("vs LSTMCell loop",) if peer else ()
+    )
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for name, row in rows.items():
+        cells = [name, f"{row['params']:,}", f"{row['tokens_per_s']:,.0f}"]
+        cells.append(f"{row['ratio_to_nn.LSTM']:.2f}x")
+        if peer:
+            ratio = row.get("ratio_to_LSTMCell_loop")
+            cells.append(f"{ratio:.2f}x" if ratio else "")
+        table.add_row(*cells)
+    return table
+
+
 def print_results(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     g2 = results["grid2d"]
-    table = Table(
-        title=f"2-LSTM fwd+bwd, d={g2['hidden']} L={g2['layers']} B={g2['batch']} T={g2['length']} "
-        f"({results['device']}, {results['threads']} threads, {results['dtype']})"
-    )
-    for column in ("model", "params", "tokens/s", "vs nn.LSTM"):
-        table.add_column(column, justify="right" if column != "model" else "left")
-    for name, row in g2.items():
-        if isinstance(row, dict):
-            ratio = row.get("ratio_to_nn.LSTM")
-            table.add_row(
-                name,
-                f"{row['params']:,}",
-                f"{row['tokens_per_s']:,.0f}",
-                f"{ratio:.2f}x" if ratio else "1.00x",
-            )
     console = Console()
-    console.print(table)
+    console.print(
+        rate_table(
+            f"2-LSTM fwd+bwd, d={g2['hidden']} L={g2['layers']} B={g2['batch']} "
+            f"T={g2['length']} ({results['device']}, {results['threads']} threads, "
+            f"{results['dtype']})",
+            g2,
+        )
+    )
     if "variants" in results:
-        variants = results["variants"]
-        table = Table(title="2-LSTM variants outside the LSTM kernel, same shape")
-        for column in ("model", "params", "tokens/s", "vs nn.LSTM", "vs LSTMCell loop"):
-            table.add_column(column, justify="right" if column != "model" else "left")
-        for name, row in variants.items():
-            if isinstance(row, dict):
-                peer = row.get("ratio_to_LSTMCell_loop")
-                table.add_row(
-                    name,
-                    f"{row['params']:,}",
-                    f"{row['tokens_per_s']:,.0f}",
-                    f"{row['ratio_to_nn.LSTM']:.2f}x",
-                    f"{peer:.2f}x" if peer else "",
-                )
-        console.print(table)
+        title = "2-LSTM variants outside the LSTM kernel, same shape"
+        console.print(rate_table(title, results["variants"]))
     if "mnist" in results:
         mnist = results["mnist"]
         console.print(
