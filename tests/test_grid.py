@@ -475,7 +475,7 @@ def test_unbatched_input_gives_the_batch_of_one_result_unbatched(grid_dims, shap
         net(x, lengths=torch.tensor([2]))
 
 
-@pytest.mark.parametrize("backend", ["fast", "hyperplane", "naive"])
+@pytest.mark.parametrize("backend", ["fast", "scan", "hyperplane", "naive"])
 @pytest.mark.parametrize("options", [{}, {"tied": True}, {"tie_depth_lstm": True}])
 def test_state_dict_round_trip_on_every_backend(backend, options):
     torch.manual_seed(0)
@@ -487,7 +487,7 @@ def test_state_dict_round_trip_on_every_backend(backend, options):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["fast", "hyperplane", "naive"])
+@pytest.mark.parametrize("backend", ["fast", "scan", "hyperplane", "naive"])
 def test_torch_compile_matches_eager_on_every_backend(backend):
     torch.manual_seed(0)
     net = GridLSTM(5, 4, 2, 1, backend=backend, batch_first=True)

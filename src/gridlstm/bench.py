@@ -134,6 +134,11 @@ def bench_variants(args: argparse.Namespace, device: torch.device, dtype: torch.
             nets[f"{variant}/{backend}"] = GridLSTM(
                 d, d, layers, grid_dims=1, backend=backend, batch_first=True, **options
             )
+        if args.compile:
+            nets[f"{variant}/scan, compile={args.compile}"] = GridLSTM(
+                d, d, layers, grid_dims=1, backend="scan", batch_first=True,
+                compile=args.compile, **options,
+            )  # fmt: skip
     nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
     results, seconds = against_lstm(args, nets, device, dtype)
     peer = seconds["time-priority/LSTMCell loop"]
@@ -149,8 +154,20 @@ def bench_mnist(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     x = torch.randn(64, 7, 7, 16, device=device, dtype=dtype)
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
-    seconds = seconds_per_step({"mnist": forward_backward(net, x)}, device, 1, args.repeats)
-    return {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64, "seconds": seconds["mnist"]}
+    steps = {"mnist": forward_backward(net, x)}
+    results = {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64}
+    if args.compile:
+        compiled = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane", compile=args.compile)
+        compiled.load_state_dict(net.state_dict())
+        steps["compiled"] = forward_backward(compiled.to(device, dtype), x)
+        start = time.perf_counter()
+        steps["compiled"]()  # compiles
+        results["compile_seconds"] = time.perf_counter() - start
+    seconds = seconds_per_step(steps, device, 1, args.repeats)
+    results["seconds"] = seconds["mnist"]
+    if args.compile:
+        results["seconds_compiled"] = seconds["compiled"]
+    return results
 
 
 def bench_grid3d(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
@@ -248,6 +265,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tr-src-len", type=int, default=7, help="translation: source tokens")
     parser.add_argument("--tr-tgt-len", type=int, default=9, help="translation: target tokens")
     parser.add_argument("--tr-params", type=int, default=2_500_000, help="translation: budget")
+    parser.add_argument(
+        "--compile",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="also time the scan variants and the MNIST 3-LSTM with GridLSTM(compile=MODE)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     positive = ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "repeats")
@@ -339,6 +361,12 @@ def print_results(results: dict) -> None:
         console.print(
             f"MNIST preset 3-LSTM ({mnist['grid']}, {mnist['layers']} layers, d={mnist['hidden']}, "
             f"B={mnist['batch']}): {mnist['seconds']:.3f} s per fwd+bwd (hyperplane)"
+            + (
+                f"; compiled {mnist['seconds_compiled']:.3f} s after "
+                f"{mnist['compile_seconds']:.0f} s of compilation"
+                if "seconds_compiled" in mnist
+                else ""
+            )
         )
     if "grid3d" in results:
         g3 = results["grid3d"]

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from gridlstm.nn import scan, wavefront
+from gridlstm.nn import compiled, scan, wavefront
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
 
@@ -120,6 +120,18 @@ def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
             )
         _KERNEL_AGREES[key] = agrees
     return _KERNEL_AGREES[key]
+
+
+def compile_mode(option: bool | str | None) -> str | None:
+    """The ``compile`` option as a torch.compile mode (None: eager)."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return "default"
+    if option not in compiled.MODES:
+        choices = ", ".join(repr(m) for m in (False, True, *compiled.MODES))
+        raise ValueError(f"compile must be one of {choices}; got {option!r}")
+    return option
 
 
 def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
@@ -219,6 +231,11 @@ class GridLSTM(nn.Module):
         batch_first: K = 1 only: input and output are (B, T, F) instead of nn.LSTM's default
             time-major (T, B, F). The state is (L, B, d) either way, as in nn.LSTM.
         backend: ``auto``, ``fast``, ``scan``, ``hyperplane`` or ``naive``.
+        compile: ``torch.compile`` the per-step function of the ``scan`` and ``hyperplane``
+            backends (`gridlstm.nn.compiled`): True or ``"default"``, ``"reduce-overhead"``
+            (adds CUDA graphs on GPUs) or ``"max-autotune"``. No effect on ``fast`` (one
+            kernel call per layer) and ``naive`` (the reference). To compile a whole network
+            instead, call ``torch.compile(net)`` as for any module.
         device, dtype: where and in which floating type the parameters live (as nn.LSTM).
         output_form, bias, forget_bias, peephole, coupled, activation: see `GridBlock`.
     """
@@ -248,6 +265,7 @@ class GridLSTM(nn.Module):
         dropout: float = 0.0,
         batch_first: bool = False,
         backend: str = "auto",
+        compile: bool | str = False,  # noqa: A002 (the option's name in the configs)
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -256,6 +274,7 @@ class GridLSTM(nn.Module):
         if isinstance(grid_dims, bool) or not isinstance(grid_dims, int) or grid_dims < 0:
             raise ValueError(f"grid_dims must be an integer >= 0, got {grid_dims!r}")
         check_choice("backend", backend, BACKENDS)
+        self.compile_mode = compile_mode(compile)
         if tied and tie_depth_lstm:
             raise ValueError("tied=True already shares the whole block; drop tie_depth_lstm")
         if share_dims and tie_depth_lstm:
@@ -388,6 +407,7 @@ class GridLSTM(nn.Module):
             f"grid_dims={self.grid_dims}, layers={self.num_layers}, hidden={self.hidden_size}, "
             f"priority={self.priority}, tied={self.tied}, tie_depth_lstm={self.tie_depth_lstm}, "
             f"backend={self.backend!r}, params={params:,}"
+            + (f", compile={self.compile_mode!r}" if self.compile_mode else "")
         )
 
     @property
@@ -486,7 +506,14 @@ class GridLSTM(nn.Module):
             if m_depth is None:
                 m_depth = torch.zeros_like(h_depth)
             output, final = scan.run(
-                self.blocks, self.dropout, h_depth, m_depth, boundary[0], self.output_dims, valid
+                self.blocks,
+                self.dropout,
+                h_depth,
+                m_depth,
+                boundary[0],
+                self.output_dims,
+                valid,
+                compiled.scan_steps(self.compile_mode),
             )
         elif backend == "hyperplane":
             sizes = list(x.shape[1:-1])
@@ -501,6 +528,7 @@ class GridLSTM(nn.Module):
                 boundary,
                 self.output_dims,
                 valid,
+                compiled.hyperplane_step(self.compile_mode),
             )
         else:
             output, final = self._naive(x, inputs, boundary, valid)

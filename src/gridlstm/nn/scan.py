@@ -50,17 +50,63 @@ def stage(block: GridBlock, dim: int) -> int:
     return 1 + block.priority.index(dim) if dim in block.priority else 0
 
 
+def recurrence_step(
+    time: nn.Module, z_in: Tensor, h: Tensor, m: Tensor, w_prev: Tensor, keep: Tensor | None
+) -> Pair:
+    """One time step without time priority: the h_{t-1} half of the time transform's GEMM
+    added to its precomputed input half ``z_in``, then the gate arithmetic. Rows where
+    ``keep`` (B, 1) is False keep the state (padding steps)."""
+    h_new, m_new = finish(time, torch.addmm(z_in, h, w_prev), m)
+    if keep is not None:
+        h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+    return h_new, m_new
+
+
+def priority_step(
+    time: nn.Module,
+    depth: nn.Module,
+    depth_in: Tensor,
+    m_depth: Tensor,
+    h: Tensor,
+    m: Tensor,
+    w_depth_prev: Tensor,
+    w_time_prev: Tensor,
+    w_time_new: Tensor,
+    b_time: Tensor | None,
+    keep: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One time step with time priority: the depth transform first (it reads h_{t-1}),
+    then the time transform from h_{t-1} and the new depth vector. Returns (h, m, h_depth',
+    m_depth')."""
+    hd, md = finish(depth, torch.addmm(depth_in, h, w_depth_prev), m_depth)
+    z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
+    h_new, m_new = finish(time, torch.addmm(z, hd, w_time_new), m)
+    if keep is not None:
+        h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+    return h_new, m_new, hd, md
+
+
+STEPS = {"recurrence": recurrence_step, "priority": priority_step}
+
+
 def layer(
-    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, valid: Tensor | None
+    block: GridBlock,
+    h_depth: Tensor,
+    m_depth: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    valid: Tensor | None,
+    steps: dict = STEPS,  # noqa: B006 (read only)
 ) -> tuple[Tensor, Tensor, Tensor, Pair]:
     """One layer over all time steps, time-major. h_depth, m_depth: (T, B, d) from below;
-    h0, c0: (B, d); ``valid``: (T, B, 1) or None.
+    h0, c0: (B, d); ``valid``: (T, B, 1) or None; ``steps``: `STEPS` or compiled versions.
 
     Returns (h_time (T, B, d), h_depth', m_depth', final time state). Steps where ``valid``
     is False keep the time state unchanged.
     """
     time, depth = block.transforms[0], block.transforms[1]
-    d, steps = h_depth.shape[-1], h_depth.shape[0]
+    d, count = h_depth.shape[-1], h_depth.shape[0]
+    keeps = [None] * count if valid is None else valid.unbind(0)
     w_time, b_time = weights(time)
     h, m = h0, c0
     hs: list[Tensor] = []
@@ -74,13 +120,11 @@ def layer(
         w_depth_prev = w_depth[:, :d].t()
         w_time_prev, w_time_new = w_time[:, :d].t(), w_time[:, d:].t()
         hd_out, md_out = [], []
-        for t in range(steps):
-            hd, md = finish(depth, torch.addmm(depth_in[t], h, w_depth_prev), m_steps[t])
-            z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
-            h_new, m_new = finish(time, torch.addmm(z, hd, w_time_new), m)
-            if valid is not None:
-                h_new, m_new = torch.where(valid[t], h_new, h), torch.where(valid[t], m_new, m)
-            h, m = h_new, m_new
+        for t in range(count):
+            h, m, hd, md = steps["priority"](
+                time, depth, depth_in[t], m_steps[t], h, m,
+                w_depth_prev, w_time_prev, w_time_new, b_time, keeps[t],
+            )  # fmt: skip
             hs.append(h)
             hd_out.append(hd)
             md_out.append(md)
@@ -88,11 +132,8 @@ def layer(
 
     time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time).unbind(0)  # all steps
     w_prev = w_time[:, :d].t()
-    for t in range(steps):
-        h_new, m_new = finish(time, torch.addmm(time_in[t], h, w_prev), m)
-        if valid is not None:
-            h_new, m_new = torch.where(valid[t], h_new, h), torch.where(valid[t], m_new, m)
-        h, m = h_new, m_new
+    for t in range(count):
+        h, m = steps["recurrence"](time, time_in[t], h, m, w_prev, keeps[t])
         hs.append(h)
     h_time = torch.stack(hs)
     # The depth transform at every position at once, from the time vector it reads.
@@ -112,10 +153,12 @@ def run(
     boundary: Pair,
     output_dims: list[int],
     valid: Tensor | None,
+    steps: dict = STEPS,  # noqa: B006 (read only)
 ) -> tuple[Tensor, list[Pair]]:
     """All layers. h_depth, m_depth: the projected input (B, T, d); boundary: the incoming
-    time state (h, m) each (L, B, d); ``valid``: (B, T) or None. Returns (output
-    (B, T, d * len(output_dims)), [(h_n, m_n)] each (L, B, d))."""
+    time state (h, m) each (L, B, d); ``valid``: (B, T) or None; ``steps``: `STEPS` or
+    compiled versions. Returns (output (B, T, d * len(output_dims)), [(h_n, m_n)] each
+    (L, B, d))."""
     h0_all, c0_all = boundary
     h_n, c_n = [], []
     # Time-major inside, so that each step's rows are contiguous.
@@ -126,7 +169,7 @@ def run(
         if index > 0:
             h_depth = dropout(h_depth)
         h_time, h_depth, m_depth, (h, m) = layer(
-            block, h_depth, m_depth, h0_all[index], c0_all[index], keep
+            block, h_depth, m_depth, h0_all[index], c0_all[index], keep, steps
         )
         h_n.append(h)
         c_n.append(m)

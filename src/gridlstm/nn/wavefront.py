@@ -296,6 +296,31 @@ def _rows_first(t: Tensor) -> Tensor:
     return t.movedim(0, -2).reshape(-1, t.shape[0], t.shape[-1])
 
 
+def step(
+    block: nn.Module,
+    stack: LayerStack | None,
+    rows_h: Tensor,
+    rows_m: Tensor,
+    index_h: Tensor,
+    index_m: Tensor,
+    keep: Tensor | None,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """One hyperplane: gather every cell's incoming (h, m) of all dimensions (``rows_*``:
+    (rows, B, d) candidates, ``index_*``: dimension-major picks) and apply the block.
+
+    Rows where ``keep`` (slots * B, 1) is False are padding time steps: they pass the time
+    state through unchanged. This is the per-step function ``compile`` compiles.
+    """
+    dims, d = block.num_dims, rows_h.shape[-1]
+    h_in = list(rows_h.index_select(0, index_h).reshape(dims, -1, d).unbind(0))
+    m_in = list(rows_m.index_select(0, index_m).reshape(dims, -1, d).unbind(0))
+    h_new, m_new = block(h_in, m_in, apply=stack)
+    if keep is not None:
+        h_new[0] = torch.where(keep, h_new[0], h_in[0])
+        m_new[0] = torch.where(keep, m_new[0], m_in[0])
+    return h_new, m_new
+
+
 def run(
     blocks: nn.ModuleList,
     batched: bool,
@@ -306,9 +331,11 @@ def run(
     boundary: list[tuple[Tensor, Tensor]],
     output_dims: list[int],
     valid: Tensor | None,
+    cells=step,  # noqa: ANN001
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-    """Execute a plan. Returns (top outputs (B, *sizes, d * len(output_dims)), final state
-    per grid dimension (h, m) each (L, B, *sizes without k, d))."""
+    """Execute a plan; ``cells`` is `step` or a compiled version of it. Returns (top
+    outputs (B, *sizes, d * len(output_dims)), final state per grid dimension (h, m) each
+    (L, B, *sizes without k, d))."""
     K, L = len(sizes), len(blocks)
     some = next(iter(inputs.values()))[0]
     batch, d = some.shape[0], some.shape[-1]
@@ -341,21 +368,17 @@ def run(
     lasts: list[dict[str, list[Tensor]]] = [{"h": [], "m": []} for _ in range(K)]
     last_at: list[list[int]] = [[] for _ in range(K)]
     for number, step in enumerate(steps):
-        gathered = {}
+        rows = {}
         for part in ("h", "m"):
-            rows = static[part][number]
+            rows[part] = static[part][number]
             if part in prev:
-                rows = torch.cat([prev[part], rows]) if len(rows) else prev[part]
-            gathered[part] = rows.index_select(0, step.index[part])
-        size = step.slots * batch
-        h_in = list(gathered["h"].reshape(K + 1, size, d).unbind(0))
-        m_in = list(gathered["m"].reshape(K + 1, size, d).unbind(0))
-        h_new, m_new = blocks[0](h_in, m_in, apply=stack)
+                rows[part] = torch.cat([prev[part], rows[part]]) if len(rows[part]) else prev[part]
+        keep = None
         if valid is not None:
-            # Padding steps pass the time state through unchanged.
-            keep = valid.t().index_select(0, step.time).unsqueeze(-1).reshape(size, 1)
-            h_new[0] = torch.where(keep, h_new[0], h_in[0])
-            m_new[0] = torch.where(keep, m_new[0], m_in[0])
+            keep = valid.t().index_select(0, step.time).unsqueeze(-1).reshape(-1, 1)
+        h_new, m_new = cells(
+            blocks[0], stack, rows["h"], rows["m"], step.index["h"], step.index["m"], keep
+        )
         h_cells = [h.reshape(step.slots, batch, d) for h in h_new]
         m_cells = [m.reshape(step.slots, batch, d) for m in m_new]
         if len(step.top):
