@@ -36,13 +36,45 @@ def test_every_backend_on_gpu_matches_the_float64_reference(dtype, grid_dims, op
     with torch.no_grad():
         reference, _ = reference_forward(net, x, zeros)
     gpu = net.to("cuda", dtype)
-    backends = ["naive", "hyperplane"] + (["fast"] if gpu.fast_path_blocker() is None else [])
+    backends = ["naive", "hyperplane"] + (["scan"] if gpu.scan_blocker() is None else [])
+    backends += ["fast"] if gpu.fast_path_blocker() is None else []
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2
     for backend in backends:
         gpu.backend = backend
         out, _ = gpu(x.to("cuda", dtype))
         out.float().sum().backward()  # cuDNN backward needs the kernel run in train mode
         torch.testing.assert_close(out.double().cpu(), reference, atol=tolerance, rtol=tolerance)
+
+
+def test_the_fast_path_hands_cudnn_one_weight_buffer():
+    """No "weights are not part of single contiguous chunk of memory" warning: cuDNN takes
+    the packed buffer of `kernel_weights` as its weight layout (forward and backward)."""
+    import warnings
+
+    torch.manual_seed(0)
+    net = GridLSTM(16, 32, 2, 1, batch_first=True, backend="fast").cuda()
+    x = torch.randn(4, 10, 16, device="cuda")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net(x)[0].sum().backward()
+    assert not [w for w in caught if "contiguous chunk" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    ("grid_dims", "options"),
+    [(1, {"backend": "scan", "priority": [0]}), (2, {"backend": "hyperplane"})],
+)
+def test_compiled_steps_with_cuda_graphs_match_eager(grid_dims, options):
+    torch.manual_seed(0)
+    eager = GridLSTM(3, 8, 2, grid_dims, batch_first=True, **options).cuda()
+    graphs = GridLSTM(3, 8, 2, grid_dims, batch_first=True, compile="reduce-overhead", **options)
+    graphs = graphs.cuda()
+    graphs.load_state_dict(eager.state_dict())
+    x = torch.randn(4, *([7] if grid_dims == 1 else [3, 4]), 3, device="cuda")
+    for _ in range(3):  # recording, then replays
+        got = graphs(x)[0]
+        got.sum().backward()
+    torch.testing.assert_close(got, eager(x)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_gpu_hardware_runs_in_bf16(cli):

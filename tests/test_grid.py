@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gridlstm.nn import GridLSTM, LSTMTransform, NonLSTMTransform, count_parameters
+from gridlstm.nn import GridLSTM, LSTMTransform, NonLSTMTransform, count_parameters, grid
 from tests.reference import reference_grid
 
 IN, D, B, L = 5, 4, 3, 3
@@ -421,8 +421,6 @@ def test_device_and_dtype_factory_arguments():
 def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monkeypatch):
     """Simulates a torch release where torch._VF.lstm's arguments mean something else: the
     once-per-dtype probe against nn.LSTM catches it and the network stays exact."""
-    from gridlstm.nn import grid
-
     real = grid.vf_lstm
 
     def changed(*args):  # e.g. the gate order of the weights reinterpreted
@@ -523,8 +521,6 @@ def test_the_kernel_dtype_under_autocast_follows_the_installed_library(
 def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monkeypatch):
     """Simulates a CPU whose oneDNN has no bf16 LSTM: under bf16 autocast the kernel runs in
     float32 (no failure, no precision lost in the recurrence); with one, in bf16."""
-    from gridlstm.nn import grid
-
     seen: list[torch.dtype] = []
     real = grid.vf_lstm
 
@@ -550,11 +546,59 @@ def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monk
 def test_the_kernel_probe_leaves_the_global_rng_alone(monkeypatch):
     """A resumed run must draw the same random numbers as an uninterrupted one, whichever
     step triggers the once-per-process probe."""
-    from gridlstm.nn import grid
-
     monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
     torch.manual_seed(3)
     expected = torch.rand(4)
     torch.manual_seed(3)
     assert grid.kernel_agrees(torch.device("cpu"), torch.float32)
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_cudnn_weights_are_one_buffer_in_the_kernels_layout():
+    """On CUDA the kernel gets w_ih, w_hh, b_ih, b_hh back to back from the start of one
+    buffer (cuDNN's layout; otherwise it warns and compacts them on every call). Checked
+    on CPU tensors: the layout, the values and that gradients reach the transform."""
+    torch.manual_seed(0)
+    weight = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(16, dtype=torch.float64, requires_grad=True)
+    w_ih, w_hh = weight[:, 4:], weight[:, :4]
+    packed = grid.kernel_weights(w_ih, w_hh, bias, packed=True)
+    assert [tuple(p.shape) for p in packed] == [(16, 4), (16, 4), (16,), (16,)]
+    start = packed[0].data_ptr()
+    assert packed[0].storage_offset() == 0
+    offsets = [(p.data_ptr() - start) // p.element_size() for p in packed]
+    assert offsets == [0, 64, 128, 144]
+    assert all(p.is_contiguous() for p in packed)
+    for got, expected in zip(packed, [w_ih, w_hh, bias, torch.zeros(16)], strict=True):
+        torch.testing.assert_close(got, expected.to(got))
+    probe = [torch.randn_like(p) for p in packed]
+    loss = sum((q * p).sum() for q, p in zip(probe, packed, strict=True))
+    grads = torch.autograd.grad(loss, [weight, bias])
+    torch.testing.assert_close(grads[0], torch.cat([probe[1], probe[0]], dim=1))
+    torch.testing.assert_close(grads[1], probe[2])
+    unpacked = grid.kernel_weights(w_ih, w_hh, None, packed=False)
+    assert len(unpacked) == 2 and all(p.is_contiguous() for p in unpacked)
+
+
+def test_the_fast_path_hands_cuda_a_packed_buffer(monkeypatch):
+    """The CUDA branch of `lstm_kernel`, simulated on CPU tensors: the same result as the
+    unpacked weights, with the kernel receiving one buffer."""
+    torch.manual_seed(0)
+    d = 4
+    x = torch.randn(2, 5, d)
+    h0, c0 = torch.randn(1, 2, d), torch.randn(1, 2, d)
+    weight, bias = torch.randn(4 * d, 2 * d), torch.randn(4 * d)
+    expected = grid.lstm_kernel(x, h0, c0, weight[:, d:], weight[:, :d], bias)
+    seen = []
+    real_vf_lstm, real_packing = grid.vf_lstm, grid.kernel_weights
+
+    def recording(*args):
+        seen.append(args[2])
+        return real_vf_lstm(*args)
+
+    monkeypatch.setattr(grid, "vf_lstm", recording)
+    monkeypatch.setattr(grid, "kernel_weights", lambda *a, packed: real_packing(*a, packed=True))
+    got = grid.lstm_kernel(x, h0, c0, weight[:, d:], weight[:, :d], bias)
+    torch.testing.assert_close(got[0], expected[0])
+    params = seen[0]
+    assert len({p.untyped_storage().data_ptr() for p in params}) == 1

@@ -143,6 +143,28 @@ def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
     return type(state)(_map_state(part, dim, method) for part in state)
 
 
+def kernel_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor | None, packed: bool) -> list[Tensor]:
+    """The LSTM kernel's weight list [w_ih, w_hh(, b_ih, b_hh)] from slices of a transform's
+    weight (b_hh: zeros, the transform has one bias).
+
+    ``packed`` (cuDNN): the four are views of one new buffer, back to back from its start in
+    this order, which is cuDNN's weight layout for a one-layer LSTM. cuDNN then runs on that
+    buffer as it is. Given separate tensors it would warn on every call ("...call
+    flatten_parameters()", a method GridLSTM does not have) and compact them into a buffer
+    of its own. Either way one copy of the weights per call remains: a column slice of a
+    transform's weight is not contiguous (docs/model.md section 2.1).
+    """
+    tensors = [w_ih, w_hh] + ([bias, torch.zeros_like(bias)] if bias is not None else [])
+    if not packed:
+        return [t.contiguous() for t in tensors]
+    starts = [sum(t.numel() for t in tensors[:i]) for i in range(len(tensors))]
+    flat = w_ih.new_empty(sum(t.numel() for t in tensors))
+    for start, t in zip(starts, tensors, strict=True):
+        # In place into the new buffer, which autograd records: the gradient reaches t.
+        flat.narrow(0, start, t.numel()).view_as(t).copy_(t)
+    return [flat.narrow(0, s, t.numel()).view_as(t) for s, t in zip(starts, tensors, strict=True)]
+
+
 def lstm_kernel(
     x: Tensor,
     h0: Tensor,
@@ -164,9 +186,7 @@ def lstm_kernel(
         with torch.autocast(x.device.type, enabled=False):
             up = [t.to(wanted) if t is not None else None for t in (x, h0, c0, w_ih, w_hh, bias)]
             return lstm_kernel(*up, lengths=lengths)
-    params = [w_ih.contiguous(), w_hh.contiguous()]
-    if bias is not None:
-        params += [bias, torch.zeros_like(bias)]
+    params = kernel_weights(w_ih, w_hh, bias, packed=x.device.type == "cuda")
     has_bias = bias is not None
     # cuDNN keeps what backward needs only in "train" mode; follow grad mode like nn.LSTM
     # follows self.training (there is no dropout inside a one-layer kernel call).
