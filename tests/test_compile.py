@@ -61,7 +61,7 @@ def test_each_step_function_traces_as_one_graph_and_matches_eager(grid_dims, opt
 
     def dynamo(fn, mode):  # noqa: ANN001, ANN202, ARG001
         if fn not in traced:
-            traced[fn] = torch.compile(fn, dynamic=True, fullgraph=True, backend="eager")
+            traced[fn] = torch.compile(fn, fullgraph=True, backend="eager")
         return traced[fn]
 
     torch.manual_seed(0)

@@ -1,11 +1,15 @@
 """Opt-in ``torch.compile`` of the schedulers' per-step functions (``GridLSTM(compile=...)``).
 
 The scan and hyperplane backends run a Python loop of small steps; compiling the step (not
-the loop) keeps compilation to one graph per step function, whatever the sequence length or
-grid size: shapes are compiled dynamic, so a new length or a hyperplane of another width
-does not recompile. ``"reduce-overhead"`` adds CUDA graphs on GPUs (torch.compile records
-one graph per distinct step shape and replays it); on a CPU it is the same as ``"default"``.
-Compiled and eager steps compute the same function (tests/test_compile.py).
+the loop) keeps compilation small whatever the sequence length or grid size. Shapes follow
+torch.compile's automatic dynamic shapes: a step is compiled for the first shape it sees
+and, once a second shape turns up, once more with dynamic sizes, which then serves every
+length and hyperplane width. (Every step of the scan has the same shape, so it stays
+static until the batch size changes; compiling dynamic from the start measured 1.7x slower
+on the hyperplane steps on a CPU, docs/benchmarks.md.) ``"reduce-overhead"`` adds CUDA
+graphs on GPUs (torch.compile records one graph per distinct step shape and replays it); on
+a CPU it is the same as ``"default"``. Compiled and eager steps compute the same function
+(tests/test_compile.py).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ def compiled(fn: Callable, mode: str) -> Callable:
     every network shares the compiled graphs)."""
     key = (fn, mode)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn, dynamic=True, mode=mode)
+        _COMPILED[key] = torch.compile(fn, mode=mode)
     return _COMPILED[key]
 
 
