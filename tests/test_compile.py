@@ -33,6 +33,17 @@ def test_an_unknown_mode_is_refused_naming_the_choices():
         GridLSTM(3, 4, 2, 1, compile="fast")
 
 
+def test_cuda_graphs_are_left_out_without_grad():
+    """Under no_grad every step call would start a new CUDA-graph iteration and free the
+    outputs the loop still holds, so evaluation runs the steps compiled without graphs."""
+    assert compiled.mode_now("reduce-overhead") == "reduce-overhead"
+    with torch.no_grad():
+        assert compiled.mode_now("reduce-overhead") == "default"
+        assert compiled.mode_now("max-autotune") == "max-autotune"
+        assert compiled.hyperplane_step("reduce-overhead") is compiled.hyperplane_step("default")
+    assert compiled.mode_now(None) is None
+
+
 def test_eager_networks_use_the_plain_step_functions():
     assert compiled.scan_steps(None) is scan.STEPS
     assert compiled.hyperplane_step(None) is wavefront.step

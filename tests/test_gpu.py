@@ -75,6 +75,8 @@ def test_compiled_steps_with_cuda_graphs_match_eager(grid_dims, options):
         got = graphs(x)[0]
         got.sum().backward()
     torch.testing.assert_close(got, eager(x)[0], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # evaluation: compiled steps without CUDA graphs
+        torch.testing.assert_close(graphs(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_gpu_hardware_runs_in_bf16(cli):

@@ -33,8 +33,23 @@ def compiled(fn: Callable, mode: str) -> Callable:
     return _COMPILED[key]
 
 
+def mode_now(mode: str | None) -> str | None:
+    """``mode``, except that CUDA graphs are left out when grad is off.
+
+    With CUDA graphs torch.compile keeps a step's outputs in a memory pool that later
+    replays reuse once it sees a new iteration, and it assumes one at every call made
+    without a pending backward. Under ``no_grad`` (validation, decoding) that is every step,
+    while the loop still holds the earlier steps' outputs; so there the steps run compiled
+    without CUDA graphs.
+    """
+    if mode == "reduce-overhead" and not torch.is_grad_enabled():
+        return "default"
+    return mode
+
+
 def scan_steps(mode: str | None) -> dict[str, Callable]:
     """The scan backend's step functions (`gridlstm.nn.scan.STEPS`), compiled if ``mode``."""
+    mode = mode_now(mode)
     if mode is None:
         return scan.STEPS
     return {name: compiled(fn, mode) for name, fn in scan.STEPS.items()}
@@ -42,4 +57,5 @@ def scan_steps(mode: str | None) -> dict[str, Callable]:
 
 def hyperplane_step(mode: str | None) -> Callable:
     """The hyperplane scheduler's step function (`gridlstm.nn.wavefront.step`)."""
+    mode = mode_now(mode)
     return wavefront.step if mode is None else compiled(wavefront.step, mode)
