@@ -87,6 +87,12 @@ TRAIN = [
     ("trainer.max_steps=0", "trainer.max_steps=0"),
     ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),
     ("trainer.val_check_interval=0", "trainer.val_check_interval=0"),
+    (
+        "trainer.val_check_interval=100000",
+        "trainer.val_check_interval=100000: an epoch of task=addition has",
+        "trainer.check_val_every_n_epoch=null",
+    ),
+    ("model.net.compile=fast", "model=grid2d: compile must be one of", "'reduce-overhead'"),
     ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0"),
     ("+trainer.max_step=3", "trainer.max_step: not an argument of lightning.Trainer"),
     ("optim.optimizer.lr=-1", "optim.optimizer: Invalid learning rate"),
@@ -148,6 +154,7 @@ BENCH = [
     (["--dtype", "float16"], "--dtype"),
     (["--json", "{files}/no/such/dir/out.json"], "--json"),
     (["--layers", "two"], "--layers"),
+    (["--compile", "fast"], "--compile: invalid choice: 'fast'"),
 ]
 
 CASES = (

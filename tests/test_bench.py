@@ -66,9 +66,6 @@ def test_bench_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--hidden", "0"])
     assert "--hidden must be >= 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        bench.main(["--compile", "fast"])
-    assert "--compile: invalid choice: 'fast'" in capsys.readouterr().err
 
 
 def test_the_peer_row_computes_our_time_priority_2_lstm():

@@ -265,6 +265,21 @@ def stopped(
     return Stopped(metrics, exit_code)
 
 
+def interval_problem(error: ValueError, trainer: L.Trainer, cfg: DictConfig) -> str | None:
+    """Lightning checks an integer ``val_check_interval`` against the batches of an epoch
+    only once the data is set up (at the start of fit, before the first step); its error,
+    as a one-line message naming the choices. None for any other error."""
+    if "`val_check_interval`" not in str(error):
+        return None
+    batches = trainer.num_training_batches
+    return (
+        f"trainer.val_check_interval={cfg.trainer.val_check_interval}: an epoch of "
+        f"task={cfg.task.name} has {batches} training batches; use at most {batches}, a "
+        "fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null to count "
+        "batches across epochs"
+    )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; returns the final metrics."""
     start = time.time()
@@ -309,6 +324,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = evaluate_best(trainer, module, datamodule, callbacks)
     except Diverged as error:
         raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start) from None
+    except ValueError as error:
+        problem = interval_problem(error, trainer, cfg)
+        if problem is None:
+            raise
+        raise ConfigError(problem) from None
     except SystemExit:
         if interrupt.reason is None:
             raise
