@@ -22,6 +22,8 @@ larger but far busier steps for the general hyperplane scheduler.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import Tensor, nn
 
@@ -96,7 +98,7 @@ def layer(
     h0: Tensor,
     c0: Tensor,
     valid: Tensor | None,
-    steps: dict = STEPS,  # noqa: B006 (read only)
+    steps: Mapping[str, Callable] = STEPS,
 ) -> tuple[Tensor, Tensor, Tensor, Pair]:
     """One layer over all time steps, time-major. h_depth, m_depth: (T, B, d) from below;
     h0, c0: (B, d); ``valid``: (T, B, 1) or None; ``steps``: `STEPS` or compiled versions.
@@ -153,7 +155,7 @@ def run(
     boundary: Pair,
     output_dims: list[int],
     valid: Tensor | None,
-    steps: dict = STEPS,  # noqa: B006 (read only)
+    steps: Mapping[str, Callable] = STEPS,
 ) -> tuple[Tensor, list[Pair]]:
     """All layers. h_depth, m_depth: the projected input (B, T, d); boundary: the incoming
     time state (h, m) each (L, B, d); ``valid``: (B, T) or None; ``steps``: `STEPS` or

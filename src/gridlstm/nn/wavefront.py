@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -331,7 +332,7 @@ def run(
     boundary: list[tuple[Tensor, Tensor]],
     output_dims: list[int],
     valid: Tensor | None,
-    cells=step,  # noqa: ANN001
+    cells: Callable = step,
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Execute a plan; ``cells`` is `step` or a compiled version of it. Returns (top
     outputs (B, *sizes, d * len(output_dims)), final state per grid dimension (h, m) each
