@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
@@ -73,3 +74,45 @@ def test_threshold_none_turns_the_callback_off():
 def test_bad_min_mode_settings_are_rejected(threshold, mode, message):
     with pytest.raises(ValueError, match=message):
         SamplesToThreshold("val/bpc", threshold, mode=mode)
+
+
+class _Regression(L.LightningModule):
+    """One linear layer whose loss starts near ``level`` (a tiny model for real Trainer runs)."""
+
+    def __init__(self, level: float) -> None:
+        super().__init__()
+        self.layer, self.level = torch.nn.Linear(4, 1), level
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        return self.layer(x).float().pow(2).mean() + self.level
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=1e-3)
+
+    def train_dataloader(self):
+        data = torch.utils.data.TensorDataset(torch.randn(32, 4))
+        return torch.utils.data.DataLoader(data, batch_size=8)
+
+
+@pytest.mark.parametrize(("level", "diverges"), [(2.5, False), (2000.0, True)])
+def test_max_loss_applies_to_the_unscaled_loss_under_a_gradient_scaler(level, diverges):
+    """16-mixed on a GPU scales the loss by 65536 before backward: a loss of 2.5 must not
+    read as 163,840 (> max_loss), while a real loss above max_loss still stops the run."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from gridlstm.callbacks import Diverged, Divergence
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # what 16-mixed uses on CUDA
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+        callbacks=[Divergence(max_loss=1000)],
+    )  # fmt: skip
+    if diverges:
+        with pytest.raises(Diverged, match=r"train/loss is 20\d\d, above divergence.max_loss"):
+            trainer.fit(_Regression(level))
+    else:
+        trainer.fit(_Regression(level))
+        assert trainer.global_step == 3

@@ -513,7 +513,7 @@ def test_torch_compile_matches_eager_on_every_backend(backend):
 def test_the_kernel_dtype_under_autocast_follows_the_installed_library(
     device, dtype, cudnn, onednn, expected
 ):
-    from gridlstm.nn.grid import kernel_dtype
+    from gridlstm.nn.precision import kernel_dtype
 
     assert kernel_dtype(device, dtype, cudnn, onednn) == expected
 

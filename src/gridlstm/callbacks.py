@@ -86,7 +86,9 @@ class Divergence(Callback):
     step keeps every checkpoint on disk finite. ``skip_steps`` bad steps are skipped first
     (their gradients dropped, the optimizer not stepped), for the odd spike in a long run;
     broken weights cannot be skipped. Under ``16-mixed`` the gradient scaler owns inf/NaN
-    gradients, so only the loss and the weights are checked.
+    gradients, so only the loss and the weights are checked; the loss Lightning hands to
+    backward is then multiplied by the scaler's scale (65536 at the start), so it is divided
+    back before ``max_loss`` applies.
 
     Cost: the checks are computed on the device and read back together, one host-device
     synchronisation per step. The weights left by an update are read at the next step, and
@@ -119,7 +121,11 @@ class Divergence(Callback):
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
-        self._losses.append(loss.detach().float())
+        loss = loss.detach().float()
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and scaler.is_enabled():  # the scaled loss: divide back
+            loss = loss / scaler.get_scale()
+        self._losses.append(loss)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any

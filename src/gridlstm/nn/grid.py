@@ -38,6 +38,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from gridlstm.nn import compiled, scan, wavefront
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
+from gridlstm.nn.precision import autocast_kernel_dtype, quiet_relayout
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "fast", "scan", "hyperplane", "naive")
@@ -50,30 +51,6 @@ def vf_lstm(*args: object) -> tuple[Tensor, Tensor, Tensor]:
 
 
 _KERNEL_AGREES: dict[tuple[str, torch.dtype], bool] = {}
-CUDNN_BF16_RNN = 91300  # cuDNN's RNN API takes bfloat16 from 9.13 on
-
-
-def kernel_dtype(
-    device_type: str, dtype: torch.dtype, cudnn_version: int | None, onednn_bf16: bool
-) -> torch.dtype:
-    """The dtype the LSTM kernel runs in when autocast asks for ``dtype``: that dtype where
-    the installed library has a kernel for it, else float32. Without this, a bf16 run would
-    fail (older cuDNN; oneDNN on CPUs without bf16) or fall onto a slow generic path."""
-    if dtype == torch.bfloat16:
-        if device_type == "cuda" and (cudnn_version is None or cudnn_version < CUDNN_BF16_RNN):
-            return torch.float32
-        if device_type == "cpu" and not onednn_bf16:
-            return torch.float32
-    return dtype
-
-
-def autocast_kernel_dtype(device: torch.device) -> torch.dtype | None:
-    """Under autocast on ``device``: the dtype the kernel runs in (`kernel_dtype`); else None."""
-    if device.type not in ("cuda", "cpu") or not torch.is_autocast_enabled(device.type):
-        return None
-    cudnn = torch.backends.cudnn.version() if device.type == "cuda" else None
-    onednn = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return kernel_dtype(device.type, torch.get_autocast_dtype(device.type), cudnn, onednn)
 
 
 def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
@@ -178,11 +155,12 @@ def lstm_kernel(
     transform's weight: ``w_hh`` multiplies the recurrent h, ``w_ih`` the input.
 
     x: (B, T, F) batch-first; h0, c0: (1, B, d). ``lengths``: run as a packed sequence, as
-    nn.LSTM does (final state at each row's end). Under autocast, a dtype the installed
-    library has no LSTM kernel for runs in float32 instead (`kernel_dtype`).
+    nn.LSTM does (final state at each row's end). Under autocast the kernel runs with autocast
+    off, on inputs cast to the dtype `gridlstm.nn.precision` decides: on CUDA autocast would
+    run it in float16 even under bf16, and a dtype with no kernel runs in float32 instead.
     """
     wanted = autocast_kernel_dtype(x.device)
-    if wanted is not None and wanted != torch.get_autocast_dtype(x.device.type):
+    if wanted is not None:
         with torch.autocast(x.device.type, enabled=False):
             up = [t.to(wanted) if t is not None else None for t in (x, h0, c0, w_ih, w_hh, bias)]
             return lstm_kernel(*up, lengths=lengths)
@@ -192,14 +170,16 @@ def lstm_kernel(
     # follows self.training (there is no dropout inside a one-layer kernel call).
     train = torch.is_grad_enabled()
     if lengths is None:
-        output, h_n, c_n = vf_lstm(x, (h0, c0), params, has_bias, 1, 0.0, train, False, True)
+        with quiet_relayout():  # bf16 sizes cuDNN pads: it re-packs (docs: `quiet_relayout`)
+            output, h_n, c_n = vf_lstm(x, (h0, c0), params, has_bias, 1, 0.0, train, False, True)
         return output, (h_n, c_n)
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     hx = (h0.index_select(1, order), c0.index_select(1, order))
-    data, h_n, c_n = vf_lstm(
-        packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
-    )
+    with quiet_relayout():
+        data, h_n, c_n = vf_lstm(
+            packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
+        )
     packed_out = PackedSequence(data, packed.batch_sizes, order, unorder)
     output, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
     return output, (h_n.index_select(1, unorder), c_n.index_select(1, unorder))

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gridlstm.nn.baselines import MDLSTM2d
 from gridlstm.nn.checks import check_positive
 from gridlstm.nn.grid import GridLSTM
+from gridlstm.nn.precision import run_rnn
 
 # Scan directions: (flip rows, flip columns) per network; the start corner of each scan.
 DIRECTIONS: dict[int, list[tuple[bool, bool]]] = {
@@ -155,7 +156,7 @@ class RowLSTM(nn.Module):
 
     def forward(self, images: Tensor, state: None = None) -> tuple[Tensor, None]:
         rows = images.permute(0, 2, 1, 3).flatten(2)  # (B, H, C*W)
-        output, _ = self.lstm(rows)
+        output, _ = run_rnn(self.lstm, rows)
         return output[:, -1], None
 
 

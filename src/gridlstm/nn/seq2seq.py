@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from gridlstm.nn.precision import run_rnn
+
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     """Reverse the first ``lengths[b]`` steps of each row of (B, S, ...); padding stays last."""
@@ -92,7 +94,7 @@ class AttentionSeq2Seq(Seq2Seq):
         embedded = self.drop(self.src_embed(src))
         packed = pack_padded_sequence(embedded, src_lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)  # fmt: skip
-        out, (h, c) = self.encoder(packed)
+        out, (h, c) = run_rnn(self.encoder, packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
         memory = self.bridge(out)
 
@@ -112,11 +114,12 @@ class AttentionSeq2Seq(Seq2Seq):
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         state = self.start(src, src_lengths)
-        out, _ = self.decoder(self.drop(self.tgt_embed(tgt_in)), state.hidden)
+        out, _ = run_rnn(self.decoder, self.drop(self.tgt_embed(tgt_in)), state.hidden)
         return self._attend(state, out)
 
     def step(self, state: AttentionState, tokens: Tensor) -> tuple[Tensor, AttentionState]:
-        out, hidden = self.decoder(self.drop(self.tgt_embed(tokens))[:, None], state.hidden)
+        embedded = self.drop(self.tgt_embed(tokens))[:, None]
+        out, hidden = run_rnn(self.decoder, embedded, state.hidden)
         logits = self._attend(state, out)[:, 0]
         return logits, AttentionState(state.memory, state.mask, hidden)
 

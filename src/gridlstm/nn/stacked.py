@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from gridlstm.nn.checks import check_sizes
+from gridlstm.nn.precision import run_rnn
 
 
 class StackedLSTM(nn.LSTM):
@@ -37,6 +40,11 @@ class StackedLSTM(nn.LSTM):
                 getattr(self, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size].fill_(forget_bias)
                 getattr(self, f"bias_hh_l{layer}")[hidden_size : 2 * hidden_size].zero_()
 
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> Any:
+        """`torch.nn.LSTM`'s forward, its kernel in the dtype `gridlstm.nn.precision` decides
+        under autocast (on CUDA, autocast alone would run it in float16 under bf16)."""
+        return run_rnn(self, input, hx)
+
 
 class StackedGRU(nn.GRU):
     """`torch.nn.GRU` (cuDNN on GPU) with the suite's constructor."""
@@ -58,3 +66,7 @@ class StackedGRU(nn.GRU):
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=batch_first,
         )
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Any:
+        """`torch.nn.GRU`'s forward, its kernel dtype decided as for `StackedLSTM`."""
+        return run_rnn(self, input, hx)
