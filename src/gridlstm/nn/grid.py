@@ -329,7 +329,7 @@ class GridLSTM(nn.Module):
         self.input_proj = nn.Linear(input_size, width) if project_input else nn.Identity()
         self.memory_proj = nn.Linear(input_size, width) if input_to_memory else None
         self.dropout = nn.Dropout(dropout)
-        self._plans: dict[tuple, list[wavefront.Step]] = {}
+        self._plans: dict[tuple, wavefront.Plan] = {}
 
         self._register_load_state_dict_pre_hook(self._check_tied_state)
         self.backend = backend
@@ -517,12 +517,11 @@ class GridLSTM(nn.Module):
             )
         elif backend == "hyperplane":
             sizes = list(x.shape[1:-1])
-            steps = self._plan(sizes, x.device)
             output, final = wavefront.run(
                 self.blocks,
                 self._batched,
                 self.dropout,
-                steps,
+                self._plan(sizes, x.device),
                 sizes,
                 inputs,
                 boundary,
@@ -630,14 +629,14 @@ class GridLSTM(nn.Module):
         return output, [(torch.cat(h_n), torch.cat(c_n))]
 
     # ------------------------------------------------------------------ schedulers
-    def _plan(self, sizes: list[int], device: torch.device) -> list[wavefront.Step]:
+    def _plan(self, sizes: list[int], device: torch.device) -> wavefront.Plan:
         """The hyperplane index plan for this grid shape, built once per shape and device."""
         key = (tuple(sizes), str(device))
         if key not in self._plans:
-            steps = wavefront.plan(
+            plan = wavefront.plan(
                 sizes, self.num_layers, self._batched, self.input_dims, self.memory_proj is not None
             )
-            self._plans[key] = wavefront.to_device(steps, device)
+            self._plans[key] = wavefront.to_device(plan, device)
         return self._plans[key]
 
     @property

@@ -18,14 +18,16 @@ Nothing is written in place into a tensor autograd needs: each step's outputs ar
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn import handwritten
 from gridlstm.nn.block import ACTIVATIONS, LSTMTransform, lstm_pointwise
 
 
@@ -49,6 +51,17 @@ class Step:
     # Per part ("h" | "m"): the gathers of every dimension as one (see `combine`).
     index: dict[str, Tensor] = field(default_factory=dict)
     static: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A grid shape's steps, plus where the outputs sit among all steps' outputs laid back
+    to back (step s as (D * slots_s) rows, dimension-major), as `handwritten` returns them."""
+
+    steps: list[Step]
+    top_rows: list[Tensor]  # per dimension: its top-layer h at every position, in order
+    last_rows: list[Tensor]  # per grid dim k: the cells at its far end, in final-state order
+    layout: handwritten.Layout | None = None  # built on first use (`layout`)
 
 
 def combine(
@@ -180,7 +193,28 @@ def plan(
         for part in ("h", "m")
     }
     combine(steps, all_gathers, pool_sizes)
-    return steps
+    return Plan(steps, *_output_rows(steps, K))
+
+
+def _output_rows(steps: list[Step], K: int) -> tuple[list[Tensor], list[Tensor]]:
+    """`Plan.top_rows` and `Plan.last_rows`."""
+    offset, tops, top_at = 0, [[] for _ in range(K + 1)], []
+    lasts, last_at = [[] for _ in range(K)], [[] for _ in range(K)]
+    for step in steps:
+        for dim in range(K + 1):
+            tops[dim].append(step.top + offset + dim * step.slots)
+        top_at += step.top_at
+        for k, (rows, at) in enumerate(step.last):
+            lasts[k].append(rows + offset + k * step.slots)
+            last_at[k] += at
+        offset += (K + 1) * step.slots
+    order = torch.argsort(torch.tensor(top_at))
+    top_rows = [torch.cat(rows)[order] for rows in tops]
+    last_rows = [
+        torch.cat(rows)[torch.argsort(torch.tensor(at))]
+        for rows, at in zip(lasts, last_at, strict=True)
+    ]
+    return top_rows, last_rows
 
 
 class LayerStack:
@@ -272,12 +306,12 @@ class LayerStack:
         return [(h_new[:, :, i].reshape(-1, d), m_new[:, :, i].reshape(-1, d)) for i in range(n)]
 
 
-def to_device(steps: list[Step], device: torch.device) -> list[Step]:
+def to_device(plan: Plan, device: torch.device) -> Plan:
     def move(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.to(device)
 
     moved = []
-    for step in steps:
+    for step in plan.steps:
         moved.append(
             Step(
                 step.slots,
@@ -289,7 +323,7 @@ def to_device(steps: list[Step], device: torch.device) -> list[Step]:
                 {part: t.to(device) for part, t in step.static.items()},
             )
         )
-    return moved
+    return Plan(moved, [move(t) for t in plan.top_rows], [move(t) for t in plan.last_rows])
 
 
 def _rows_first(t: Tensor) -> Tensor:
@@ -322,11 +356,80 @@ def step(
     return h_new, m_new
 
 
+_PER_OP: list[bool] = [False]
+
+
+@contextlib.contextmanager
+def per_op_steps() -> Iterator[None]:
+    """Run the per-op steps (`step` under autograd) even where `handwritten` applies: for
+    comparisons and tests of the per-op path."""
+    _PER_OP.append(True)
+    try:
+        yield
+    finally:
+        _PER_OP.pop()
+
+
+def handwritten_blocker(
+    stack: LayerStack, dropout: nn.Module, valid: Tensor | None, cells: Callable
+) -> str | None:
+    """Why `handwritten` does not apply (None if it does); the per-op steps run instead."""
+    if _PER_OP[-1]:
+        return "per_op_steps() asked for the per-op steps"
+    if cells is not step:
+        return "the compile option compiles the per-op step"
+    if valid is not None:
+        return "sequence lengths"
+    if dropout.p > 0 and dropout.training:
+        return "dropout between layers"
+    if torch.compiler.is_compiling():
+        return "torch.compile traces the per-op steps"
+    for entry in stack.groups.values():
+        if isinstance(entry, list) or entry[0] != "lstm":
+            return "non-LSTM transforms, or options differing across layers"
+        peeps, coupled, output_form = entry[4]
+        if any(p is not None for p in peeps) or coupled or output_form != "standard":
+            return "peepholes, coupled gates or the paper output form"
+    return None
+
+
+def layout(plan: Plan, stack: LayerStack) -> handwritten.Layout:
+    """The plan as `handwritten` reads it (built once per plan; the groups are the
+    network's, which does not change)."""
+    if plan.layout is None:
+        steps = plan.steps
+        D = len(steps[0].index["h"]) // steps[0].slots
+        starts = [0]
+        for step in steps:
+            starts.append(starts[-1] + D * step.slots)
+        static_at = [starts[-1]]
+        for step in steps:
+            static_at.append(static_at[-1] + len(step.static["h"]))
+        index: dict[str, list[Tensor]] = {"h": [], "m": []}
+        for number, step in enumerate(steps):
+            previous = D * steps[number - 1].slots if number else 0
+            for part, picks in step.index.items():  # rows of [previous outputs; static rows]
+                base = torch.where(picks < previous, starts[max(number - 1, 0)], 0)
+                static = static_at[number] - previous
+                index[part].append(picks + torch.where(picks < previous, base, static))
+        plan.layout = handwritten.Layout(
+            dims=D,
+            groups=stack.layers,
+            slots=tuple(step.slots for step in steps),
+            starts=tuple(starts),
+            static_rows=static_at[-1] - starts[-1],
+            index_h=tuple(index["h"]),
+            index_m=tuple(index["m"]),
+            transforms=tuple(handwritten.Group(dims) for dims in stack.groups),
+        )
+    return plan.layout
+
+
 def run(
     blocks: nn.ModuleList,
     batched: bool,
     dropout: nn.Module,
-    steps: list[Step],
+    plan: Plan,
     sizes: list[int],
     inputs: dict[int, tuple[Tensor, Tensor | None]],
     boundary: list[tuple[Tensor, Tensor]],
@@ -336,11 +439,12 @@ def run(
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Execute a plan; ``cells`` is `step` or a compiled version of it. Returns (top
     outputs (B, *sizes, d * len(output_dims)), final state per grid dimension (h, m) each
-    (L, B, *sizes without k, d))."""
+    (L, B, *sizes without k, d)). Runs `handwritten` where it applies, else the per-op
+    steps."""
     K, L = len(sizes), len(blocks)
     some = next(iter(inputs.values()))[0]
     batch, d = some.shape[0], some.shape[-1]
-    stack = LayerStack(blocks) if batched else None
+    stack = LayerStack(blocks if batched else blocks[:1])
     zero = some.new_zeros(1, batch, d)
     pools: dict[tuple[int, str], Tensor] = {}
     for dim in range(K + 1):
@@ -355,14 +459,36 @@ def run(
 
     # Every step's static rows in one gather per part before the loop (a per-step gather
     # from the pools would cost a zero-filled pool-sized gradient per step).
-    static: dict[str, list[Tensor]] = {}
+    steps = plan.steps
+    static_all: dict[str, Tensor] = {}
     for part in ("h", "m"):
         pool = torch.cat([pools[dim, part] for dim in range(K + 1)])
         wanted = torch.cat([step.static[part] for step in steps])
-        static[part] = list(
-            pool.index_select(0, wanted).split([len(step.static[part]) for step in steps])
-        )
+        static_all[part] = pool.index_select(0, wanted)
 
+    if handwritten_blocker(stack, dropout, valid, cells) is None:
+        entries = list(stack.groups.values())
+        params = [e[2] for e in entries] + [e[3] for e in entries]
+        static = torch.stack([static_all["h"], static_all["m"]])
+        h_all, m_all = handwritten.run(layout(plan, stack), static, params).unbind(0)
+        columns = [h_all.index_select(0, plan.top_rows[dim]) for dim in output_dims]
+        output = torch.cat(columns, dim=-1).movedim(1, 0).reshape(batch, *sizes, -1)
+        final = []
+        for k in range(K):
+            rest = sizes[:k] + sizes[k + 1 :]
+            final.append(
+                tuple(
+                    t.index_select(0, plan.last_rows[k]).reshape(L, *rest, batch, d).movedim(-2, 1)
+                    for t in (h_all, m_all)
+                )
+            )
+        return output, final
+
+    stack = stack if batched else None
+    static = {
+        part: list(t.split([len(step.static[part]) for step in steps]))
+        for part, t in static_all.items()
+    }
     prev: dict[str, Tensor] = {}  # part -> previous outputs, (K + 1) * slots rows of (B, d)
     tops: dict[int, list[Tensor]] = {dim: [] for dim in output_dims}
     top_at: list[int] = []

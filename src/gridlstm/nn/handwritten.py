@@ -1,0 +1,224 @@
+"""The hyperplane scheduler's steps as one autograd Function with a hand-written backward.
+
+Why: on a CPU the per-op version (`gridlstm.nn.wavefront.step` under autograd) is bound by
+the cost of thousands of small calls per forward + backward, most of them autograd's views
+and backward nodes, not by its GEMMs (docs/benchmarks.md). Here the forward runs without
+autograd and keeps, per step and group, only what the backward needs; the backward walks the
+steps in reverse with a few large ops each (one GEMM for the input gradient, one
+accumulating GEMM for the weight gradient, the LSTM arithmetic's derivative written out,
+one `index_add_` per part to route the gradients back to the rows they were gathered from).
+
+Applies to blocks whose every transform is a standard LSTM (output form ``standard``, no
+peepholes, no coupled gates), with or without biases and priority, tied or per-layer
+weights. `blocker` names what it does not cover; the scheduler then runs the per-op steps.
+The two compute the same function (tests/test_handwritten.py, against the float64
+reference and `torch.autograd.gradcheck`).
+
+Layout. A step's cells are R = groups x r rows (``groups``: the layers when weights are
+per layer, else 1) of (B, d) vectors per dimension; every per-dimension tensor is
+dimension-major, (D, groups, r, B, d), which is how the scheduler gathers and stores them.
+A block's H is (groups, r * B, D * d), one copy per step. Transforms are grouped as the
+block computes them (`GridBlock.forward`): the non-priority dimensions from one H, then each
+priority dimension from H with the new hidden vectors of every dimension computed so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+@dataclass(frozen=True)
+class Group:
+    """Dimensions a block computes from one H, as a slice when contiguous (cheap views)."""
+
+    dims: tuple[int, ...]
+
+    @property
+    def index(self) -> slice | list[int]:
+        first, last = self.dims[0], self.dims[-1]
+        if list(self.dims) == list(range(first, last + 1)):
+            return slice(first, last + 1)
+        return list(self.dims)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the Function needs of a plan besides the tensors (`gridlstm.nn.wavefront.Plan`)."""
+
+    dims: int  # D: grid dimensions + depth
+    groups: int  # row groups with their own weights (layers if per-layer, else 1)
+    slots: tuple[int, ...]  # R per step
+    starts: tuple[int, ...]  # first output row of each step, then the total
+    static_rows: int
+    index_h: tuple[Tensor, ...]  # per step: dimension-major picks of [all outputs; static]
+    index_m: tuple[Tensor, ...]
+    transforms: tuple[Group, ...]
+
+
+def _tanh(x: Tensor) -> Tensor:
+    """tanh(x) as 2 sigmoid(2x) - 1: on a CPU torch's vectorised tanh measured 8x slower
+    than its sigmoid (65 against 8 us on 57k floats), and this form costs two cheap passes."""
+    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
+def _lstm(z: Tensor, m: Tensor, shape: tuple[int, ...]) -> tuple[Tensor, ...]:
+    """Standard LSTM arithmetic on z (groups, r * B, n * 4d) viewed per dimension and gate as
+    (n, 4, groups, r, B, d); m (n, groups, r, B, d). Returns h', m' and what backward needs."""
+    groups, r, batch, n, d = shape
+    gates = z.view(groups, r, batch, n, 4, d).permute(3, 4, 0, 1, 2, 5)
+    sig = torch.sigmoid(gates)  # i, f, o used; the g slot is unused
+    g = _tanh(gates[:, 2])
+    m_new = torch.addcmul(sig[:, 1] * m, sig[:, 0], g)
+    tanh_m = _tanh(m_new)
+    return sig[:, 3] * tanh_m, m_new, sig, g, tanh_m
+
+
+def _lstm_backward(
+    dh: Tensor, dm_new: Tensor, m: Tensor, sig: Tensor, g: Tensor, tanh_m: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Gradients of `_lstm`: (dz as (groups, r, B, n, 4, d) contiguous, dm)."""
+    i, f, o = sig[:, 0], sig[:, 1], sig[:, 3]
+    dm = torch.ops.aten.tanh_backward(dh * o, tanh_m).add_(dm_new)
+    n, _, groups, r, batch, d = sig.shape
+    # d(output)/d(activation) per gate, in z's layout, then one sigmoid' pass for all four
+    # gates and a tanh' pass over the g slot.
+    dz = sig.new_empty(groups, r, batch, n, 4, d)
+    view = dz.permute(3, 4, 0, 1, 2, 5)
+    torch.mul(dm, g, out=view[:, 0])
+    torch.mul(dm, m, out=view[:, 1])
+    torch.mul(dh, tanh_m, out=view[:, 3])
+    dg = dm * i
+    torch.ops.aten.sigmoid_backward(view, sig, grad_input=view)
+    torch.ops.aten.tanh_backward(dg, g, grad_input=view[:, 2])
+    return dz, dm * f
+
+
+class HyperplaneSteps(torch.autograd.Function):
+    """All steps of a plan: (static, weights..., biases...) -> every step's (h, m).
+
+    ``static``: (2, rows, B, d), the h and m of every step's static rows (boundary state,
+    projected input, zeros) back to back. The output, (2, rows_out, B, d), holds every
+    step's output h and m back to back, step s as (D * R_s) dimension-major rows. Steps
+    gather from one buffer: all outputs followed by the static rows, so a step's picks
+    (`Layout.index_*`) are global rows of it and the backward routes gradients with one
+    `index_add_` per part into one gradient buffer of the same layout. Weights
+    (groups, D * d, n * 4d) and biases (groups, 1, n * 4d) or None, one per transform
+    group, stacked and transposed as `gridlstm.nn.wavefront.LayerStack` does.
+    """
+
+    @staticmethod
+    def forward(  # noqa: D102
+        ctx, layout: Layout, gemm_dtype: torch.dtype, static: Tensor, *params: Tensor | None
+    ) -> Tensor:
+        with torch.autocast(static.device.type, enabled=False):
+            return HyperplaneSteps._forward(ctx, layout, gemm_dtype, static, params)
+
+    @staticmethod
+    def _forward(
+        ctx, layout: Layout, gemm_dtype: torch.dtype, static: Tensor, params: tuple
+    ) -> Tensor:
+        D, G = layout.dims, layout.groups
+        batch, d = static.shape[2], static.shape[3]
+        weights, biases = params[: len(layout.transforms)], params[len(layout.transforms) :]
+        cast = gemm_dtype != static.dtype  # autocast: GEMMs in its dtype, the rest not
+        gemm_weights = [w.to(gemm_dtype) for w in weights]
+        total = layout.starts[-1]
+        buffer = static.new_empty(2, total + static.shape[1], batch, d)
+        buffer[:, total:] = static
+        saved = []
+        for s, R in enumerate(layout.slots):
+            r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
+            h_in = buffer[0].index_select(0, layout.index_h[s]).view(D, G, r, batch, d)
+            m_in = buffer[1].index_select(0, layout.index_m[s]).view(D, G, r, batch, d)
+            h_out, m_out = (
+                buffer[0, at].view(D, G, r, batch, d),
+                buffer[1, at].view(D, G, r, batch, d),
+            )
+            H = h_in.permute(1, 2, 3, 0, 4).reshape(G, r * batch, D * d)
+            per_group = []
+            for number, group in enumerate(layout.transforms):
+                w, b = gemm_weights[number], biases[number]
+                H_gemm = H.to(gemm_dtype)
+                if cast:
+                    z = torch.bmm(H_gemm, w).to(static.dtype)
+                    z = z if b is None else z.add_(b)
+                else:
+                    z = torch.bmm(H, w) if b is None else torch.baddbmm(b, H, w)
+                m = m_in[group.index]
+                h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, len(group.dims), d))
+                h_out[group.index] = h_new
+                m_out[group.index] = m_new
+                per_group.append((H_gemm, m, sig, g, tanh_m))
+                if number + 1 < len(layout.transforms):  # later groups read the new h
+                    H = H.view(G, r, batch, D, d).clone()
+                    H[:, :, :, group.index] = h_new.permute(1, 2, 3, 0, 4)
+                    H = H.view(G, r * batch, D * d)
+            saved.append(per_group)
+        ctx.layout, ctx.saved, ctx.gemm_weights = layout, saved, gemm_weights
+        ctx.save_for_backward(*weights)
+        ctx.has_bias = [b is not None for b in biases]
+        return buffer[:, :total]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+        layout, weights = ctx.layout, ctx.gemm_weights
+        D, G = layout.dims, layout.groups
+        batch, d = grad.shape[2], grad.shape[3]
+        dweights = [torch.zeros_like(w, dtype=grad.dtype) for w in ctx.saved_tensors]
+        dbiases = [
+            w.new_zeros(w.shape[0], 1, w.shape[2]) if has else None
+            for w, has in zip(weights, ctx.has_bias, strict=True)
+        ]
+        total = layout.starts[-1]
+        # Gradients of the gather buffer: the outputs' own, plus what later steps route back.
+        dbuffer = grad.new_zeros(2, total + layout.static_rows, batch, d)
+        dbuffer[:, :total] = grad
+        for s in reversed(range(len(layout.slots))):
+            R = layout.slots[s]
+            r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
+            # Becomes the gradient of the h gathered (a copy: index_add_ refuses a source
+            # inside its destination, though the rows it adds to are other steps').
+            dh = dbuffer[0, at].view(D, G, r, batch, d).clone()
+            dm_out = dbuffer[1, at].view(D, G, r, batch, d)
+            dm_in = dh.new_empty(D, G, r, batch, d)
+            for number in reversed(range(len(layout.transforms))):
+                group = layout.transforms[number]
+                H, m, sig, g, tanh_m = ctx.saved[s][number]
+                dz, dm = _lstm_backward(dh[group.index], dm_out[group.index], m, sig, g, tanh_m)
+                dm_in[group.index] = dm
+                dz = dz.view(G, r * batch, -1)
+                if dbiases[number] is not None:
+                    dbiases[number] += dz.sum(1, keepdim=True)
+                if H.dtype != dz.dtype:  # autocast: the GEMMs in its dtype
+                    dz = dz.to(H.dtype)
+                    dweights[number] += torch.bmm(H.transpose(1, 2), dz)
+                else:
+                    dweights[number].baddbmm_(H.transpose(1, 2), dz)
+                dH = torch.bmm(dz, weights[number].transpose(1, 2))
+                # This group's new h replaced the gathered one, which reaches the output
+                # only through H from here on.
+                dh[group.index] = 0.0
+                dh += dH.view(G, r, batch, D, d).permute(3, 0, 1, 2, 4)
+            # Gathers read only earlier steps' outputs and static rows: done before they are.
+            dbuffer[0].index_add_(0, layout.index_h[s], dh.reshape(D * R, batch, d))
+            dbuffer[1].index_add_(0, layout.index_m[s], dm_in.reshape(D * R, batch, d))
+        ctx.saved = ctx.gemm_weights = None
+        dweights = [dw.to(w.dtype) for dw, w in zip(dweights, ctx.saved_tensors, strict=True)]
+        return (None, None, dbuffer[:, total:], *dweights, *dbiases)
+
+
+def run(layout: Layout, static: Tensor, params: list) -> Tensor:
+    """`HyperplaneSteps` applied: every step's (h, m), (2, rows, B, d). Under autocast the
+    GEMMs run in its dtype and the LSTM arithmetic, the state and the outputs stay in the
+    input's floating type (more precise than the per-op steps, whose gates autocast leaves
+    in the GEMMs' dtype)."""
+    device = static.device.type
+    gemm_dtype = static.dtype
+    if torch.is_autocast_enabled(device):
+        gemm_dtype = torch.get_autocast_dtype(device)
+    return HyperplaneSteps.apply(layout, gemm_dtype, static, *params)
