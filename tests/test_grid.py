@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
-from gridlstm.nn import GridLSTM, LSTMTransform, NonLSTMTransform, count_parameters, grid
+from gridlstm.nn import (
+    GridLSTM,
+    LSTMTransform,
+    NonLSTMTransform,
+    count_parameters,
+    grid,
+    wavefront,
+)
 from tests.reference import reference_grid
 
 IN, D, B, L = 5, 4, 3, 3
@@ -112,7 +121,9 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
 
 
 def applicable_backends(net: GridLSTM) -> list[str]:
-    backends = ["naive", "hyperplane"]
+    """"hyperplane/per-op": the hyperplane scheduler's per-op steps (`wavefront.per_op_steps`),
+    which it otherwise runs only where `gridlstm.nn.handwritten` does not apply."""
+    backends = ["naive", "hyperplane", "hyperplane/per-op"]
     backends += ["scan"] if net.scan_blocker() is None else []
     return backends + (["fast"] if net.fast_path_blocker() is None else [])
 
@@ -141,9 +152,11 @@ def test_every_backend_matches_the_reference(grid_dims, case):
     )
 
     for backend in applicable_backends(net):
-        net.backend = backend
+        net.backend = backend.split("/")[0]
         call_state = None if grid_dims == 0 else (state[0] if grid_dims == 1 else state)
-        got = flat_outputs(*net(x, call_state))
+        per_op = backend.endswith("/per-op")
+        with wavefront.per_op_steps() if per_op else contextlib.nullcontext():
+            got = flat_outputs(*net(x, call_state))
         assert len(got) == len(reference)
         for g, r in zip(got, reference, strict=True):
             torch.testing.assert_close(g, r, msg=lambda m, b=backend: f"{b}: {m}")
@@ -288,7 +301,7 @@ def test_length_mask_matches_reference_and_separate_runs(case):
     zeros = torch.zeros(L, B, D, dtype=torch.float64)
     ref_out, (ref_final,) = reference_forward(net, x, [(zeros, zeros)], valid)
     for backend in applicable_backends(net):
-        net.backend = backend
+        net.backend = backend.split("/")[0]  # lengths: the per-op steps either way
         out, (h_n, c_n) = net(x, lengths=lengths)
         torch.testing.assert_close(out, ref_out)
         torch.testing.assert_close(h_n, ref_final[0])

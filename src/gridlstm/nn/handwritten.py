@@ -171,7 +171,7 @@ class HyperplaneSteps(torch.autograd.Function):
         batch, d = grad.shape[2], grad.shape[3]
         dweights = [torch.zeros_like(w, dtype=grad.dtype) for w in ctx.saved_tensors]
         dbiases = [
-            w.new_zeros(w.shape[0], 1, w.shape[2]) if has else None
+            grad.new_zeros(w.shape[0], 1, w.shape[2]) if has else None
             for w, has in zip(weights, ctx.has_bias, strict=True)
         ]
         total = layout.starts[-1]
@@ -207,7 +207,6 @@ class HyperplaneSteps(torch.autograd.Function):
             # Gathers read only earlier steps' outputs and static rows: done before they are.
             dbuffer[0].index_add_(0, layout.index_h[s], dh.reshape(D * R, batch, d))
             dbuffer[1].index_add_(0, layout.index_m[s], dm_in.reshape(D * R, batch, d))
-        ctx.saved = ctx.gemm_weights = None
         dweights = [dw.to(w.dtype) for dw, w in zip(dweights, ctx.saved_tensors, strict=True)]
         return (None, None, dbuffer[:, total:], *dweights, *dbiases)
 

@@ -1,0 +1,192 @@
+"""`gridlstm.nn.handwritten`: the hyperplane steps with a hand-written backward.
+
+The reference matrix (tests/test_grid.py) checks it against the float64 reference over every
+option; here: `gradcheck` with respect to the weights as well as the inputs, agreement with
+the per-op steps on grids and options the matrix does not reach, when it is used and when
+not, autocast and inference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from gridlstm.nn import GridLSTM, handwritten, wavefront
+
+
+def outputs(net: GridLSTM, x: torch.Tensor, state=None) -> list[torch.Tensor]:
+    out, final = net(x, state)
+    if final is None:
+        return [out]
+    pairs = [final] if isinstance(final, tuple) else final
+    return [out, *(t for pair in pairs for t in pair)]
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[int]:
+    """Counts the runs of the hand-written Function."""
+    count: list[int] = []
+    original = handwritten.run
+
+    def counting(*args, **kwargs):
+        count.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(handwritten, "run", counting)
+    return count
+
+
+@pytest.mark.parametrize(
+    ("grid_dims", "options"),
+    [(2, {}), (1, {"priority": [0], "tied": True}), (2, {"priority": [0, "depth"]})],
+    ids=["3lstm", "2lstm-tied-time-priority", "3lstm-two-priorities"],
+)
+def test_gradcheck_inputs_state_and_weights(grid_dims, options, calls):
+    torch.manual_seed(0)
+    net = GridLSTM(2, 2, 2, grid_dims, batch_first=True, backend="hyperplane", **options)
+    net = net.double()
+    names = [name for name, _ in net.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in net.parameters())
+    x = torch.randn(2, *([3, 2][:grid_dims]), 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *params):
+        return tuple(outputs_of(dict(zip(names, params, strict=True)), x))
+
+    def outputs_of(weights, x):
+        out, final = functional_call(net, weights, (x,))
+        pairs = [final] if isinstance(final, tuple) else final
+        return [out, *(t for pair in pairs for t in pair)]
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert calls, "the hand-written steps did not run"
+
+
+CASES = {
+    "3lstm-depth-priority": (2, {}),
+    "3lstm-no-priority": (2, {"priority": []}),
+    "3lstm-tied": (2, {"tied": True}),
+    "3lstm-grid-priority": (2, {"priority": [1]}),  # non-priority dims 0 and 2: not a slice
+    "3lstm-tie-depth-lstm": (2, {"tie_depth_lstm": True}),
+    "3lstm-share-dims-no-bias": (2, {"share_dims": True, "bias": False}),
+    "3lstm-input-on-grid": (2, {"input_dims": [0, "depth"], "input_to_memory": True}),
+    "4lstm": (3, {"output_dims": [0, 2, "depth"]}),
+    "2lstm-time-priority": (1, {"priority": [0]}),
+    "1lstm-untied": (0, {}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_agrees_with_the_per_op_steps(case, calls):
+    grid_dims, options = CASES[case]
+    torch.manual_seed(0)
+    net = GridLSTM(3, 4, 3, grid_dims, backend="hyperplane", batch_first=True, **options)
+    net = net.double()
+    x = torch.randn(2, *([4, 3, 2][:grid_dims]), 3, dtype=torch.float64, requires_grad=True)
+    state = None
+    if grid_dims >= 2:  # a given boundary state, so its gradient is checked too
+        sizes = [4, 3, 2][:grid_dims]
+        shapes = [(3, 2, *sizes[:k], *sizes[k + 1 :], 4) for k in range(grid_dims)]
+        state = [
+            tuple(torch.randn(s, dtype=torch.float64, requires_grad=True) for _ in "hm")
+            for s in shapes
+        ]
+    leaves = [x, *net.parameters(), *(t for pair in state or [] for t in pair)]
+    results = []
+    for per_op in (False, True):
+        with wavefront.per_op_steps() if per_op else torch.enable_grad():
+            got = outputs(net, x, state)
+        torch.manual_seed(1)
+        loss = sum((torch.randn_like(t) * t).sum() for t in got)
+        results.append((got, torch.autograd.grad(loss, leaves)))
+    assert len(calls) == 1  # the first run only
+    (ours, our_grads), (theirs, their_grads) = results
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"peephole": True}, "peepholes"),
+        ({"output_form": "paper"}, "paper output form"),
+        ({"coupled": True}, "coupled"),
+        ({"kinds": ["lstm", "lstm", "nonlstm"]}, "non-LSTM"),
+        ({"dropout": 0.3}, "dropout"),
+        ({"compile": True}, "compile"),
+    ],
+)
+def test_the_per_op_steps_run_where_it_does_not_apply(options, reason):
+    net = GridLSTM(3, 4, 2, 2, backend="hyperplane", **options)
+    stack = wavefront.LayerStack(net.blocks)
+    compiled = options.get("compile")
+    cells = object() if compiled else wavefront.step
+    blocker = wavefront.handwritten_blocker(stack, net.dropout, None, cells)
+    assert blocker is not None and reason in blocker
+
+
+def test_lengths_and_eval_dropout(calls):
+    torch.manual_seed(0)
+    net = GridLSTM(3, 4, 2, 1, priority=[0], dropout=0.5, backend="hyperplane")
+    x = torch.randn(5, 2, 3)
+    net(x, lengths=torch.tensor([5, 3]))
+    assert not calls  # sequence lengths: per-op
+    net.train()
+    net(x)
+    assert not calls  # dropout while training: per-op
+    net.eval()  # dropout off: the hand-written steps
+    out, _ = net(x)
+    assert len(calls) == 1
+    with wavefront.per_op_steps():
+        torch.testing.assert_close(out, net(x)[0])
+
+
+def test_inference_without_grad_matches(calls):
+    torch.manual_seed(0)
+    net = GridLSTM(3, 8, 2, 2, backend="hyperplane")
+    x = torch.randn(2, 3, 4, 3)
+    with torch.no_grad():
+        out, final = net(x)
+    assert not out.requires_grad
+    out_grad, final_grad = net(x)
+    torch.testing.assert_close(out, out_grad)
+    torch.testing.assert_close(final[1][1], final_grad[1][1])
+    assert len(calls) == 2
+
+
+def test_autocast_runs_the_gemms_in_its_dtype_and_the_rest_in_float32(calls, monkeypatch):
+    """Under bf16 autocast the GEMMs see bf16 operands; outputs and gradients stay float32
+    and within bf16 rounding of the float32 run (closer than the per-op steps there)."""
+    torch.manual_seed(0)
+    net = GridLSTM(5, 8, 2, 2, backend="hyperplane")
+    x = torch.randn(3, 4, 3, 5)
+    seen: list[torch.dtype] = []
+    bmm = torch.bmm
+
+    def spy(a, b, *args, **kwargs):
+        seen.append(a.dtype)
+        return bmm(a, b, *args, **kwargs)
+
+    def run(per_op: bool, autocast: bool):
+        with (
+            wavefront.per_op_steps() if per_op else torch.enable_grad(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+        ):
+            out, final = net(x)
+        loss = out.float().square().sum() + sum(t.float().sum() for p in final for t in p)
+        return out, torch.autograd.grad(loss, list(net.parameters()))
+
+    reference, reference_grads = run(per_op=False, autocast=False)
+    monkeypatch.setattr(torch, "bmm", spy)
+    out, grads = run(per_op=False, autocast=True)
+    monkeypatch.setattr(torch, "bmm", bmm)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert out.dtype == torch.float32
+    assert all(g.dtype == torch.float32 for g in grads)
+    error = (out - reference).abs().max()
+    assert 0 < error < 1e-2  # bf16 GEMMs, not float32 ones
+    per_op_out, _ = run(per_op=True, autocast=True)
+    assert error < (per_op_out.float() - reference).abs().max()
+    for g, r in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=5e-2, atol=5e-2 * r.abs().max().item())
