@@ -53,6 +53,8 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
         assert row["tokens_per_s"] > 0 and row["ratio_to_nn.LSTM"] > 0
         assert row["params"] == g2["grid2d/fast"]["params"]
     assert results["grid3d"]["hyperplane_speedup"] > 0
+    assert results["grid3d"]["per_op_speedup"] > 0
+    assert min(results["mnist"]["seconds"], results["mnist"]["seconds_per_op_steps"]) > 0
     translation = results["translation"]
     for model in ("reencoder", "lstm_attention"):
         row = translation[model]

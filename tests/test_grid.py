@@ -121,7 +121,7 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
 
 
 def applicable_backends(net: GridLSTM) -> list[str]:
-    """"hyperplane/per-op": the hyperplane scheduler's per-op steps (`wavefront.per_op_steps`),
+    """ "hyperplane/per-op": the hyperplane scheduler's per-op steps (`wavefront.per_op_steps`),
     which it otherwise runs only where `gridlstm.nn.handwritten` does not apply."""
     backends = ["naive", "hyperplane", "hyperplane/per-op"]
     backends += ["scan"] if net.scan_blocker() is None else []

@@ -17,6 +17,7 @@ Times forward + backward, in one process:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from gridlstm.nn import GridLSTM, count_parameters
+from gridlstm.nn import GridLSTM, count_parameters, wavefront
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -55,11 +56,15 @@ def seconds_per_step(
     return {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
 
 
-def forward_backward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def forward_backward(net: nn.Module, x: torch.Tensor, per_op: bool = False) -> Callable[[], None]:
+    """One forward + backward; ``per_op``: the hyperplane scheduler's per-op steps instead of
+    the hand-written ones (`gridlstm.nn.wavefront.per_op_steps`)."""
+
     def step() -> None:
         net.zero_grad(set_to_none=True)
-        output = net(x)[0]
-        output.float().sum().backward()
+        with wavefront.per_op_steps() if per_op else contextlib.nullcontext():
+            output = net(x)[0]
+            output.float().sum().backward()
 
     return step
 
@@ -154,7 +159,7 @@ def bench_mnist(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     x = torch.randn(64, 7, 7, 16, device=device, dtype=dtype)
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
-    steps = {"mnist": forward_backward(net, x)}
+    steps = {"mnist": forward_backward(net, x), "per-op": forward_backward(net, x, per_op=True)}
     results = {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64}
     if args.compile:
         compiled = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane", compile=args.compile)
@@ -165,6 +170,7 @@ def bench_mnist(args: argparse.Namespace, device: torch.device, dtype: torch.dty
         results["compile_seconds"] = time.perf_counter() - start
     seconds = seconds_per_step(steps, device, 1, args.repeats)
     results["seconds"] = seconds["mnist"]
+    results["seconds_per_op_steps"] = seconds["per-op"]
     if args.compile:
         results["seconds_compiled"] = seconds["compiled"]
     return results
@@ -178,11 +184,14 @@ def bench_grid3d(args: argparse.Namespace, device: torch.device, dtype: torch.dt
         torch.manual_seed(0)
         nets[backend] = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    steps["hyperplane, per-op steps"] = forward_backward(nets["hyperplane"], x, per_op=True)
     seconds = seconds_per_step(steps, device, 1, max(1, args.repeats // 2))
     results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
-    for name, net in nets.items():
+    for name in steps:
+        net = nets[name.split(",")[0]]
         results[f"grid3d/{name}"] = {"seconds": seconds[name], "params": count_parameters(net)}
     results["hyperplane_speedup"] = seconds["naive"] / seconds["hyperplane"]
+    results["per_op_speedup"] = seconds["naive"] / seconds["hyperplane, per-op steps"]
     return results
 
 
@@ -360,7 +369,8 @@ def print_results(results: dict) -> None:
         mnist = results["mnist"]
         console.print(
             f"MNIST preset 3-LSTM ({mnist['grid']}, {mnist['layers']} layers, d={mnist['hidden']}, "
-            f"B={mnist['batch']}): {mnist['seconds']:.3f} s per fwd+bwd (hyperplane)"
+            f"B={mnist['batch']}): {mnist['seconds']:.3f} s per fwd+bwd (hyperplane; per-op "
+            f"steps {mnist['seconds_per_op_steps']:.3f} s)"
             + (
                 f"; compiled {mnist['seconds_compiled']:.3f} s after "
                 f"{mnist['compile_seconds']:.0f} s of compilation"
@@ -374,7 +384,9 @@ def print_results(results: dict) -> None:
             f"3-LSTM {g3['grid']} x {g3['layers']} layers, d={g3['hidden']}, B={g3['batch']}: "
             f"hyperplane {g3['grid3d/hyperplane']['seconds']:.3f} s, naive "
             f"{g3['grid3d/naive']['seconds']:.3f} s per fwd+bwd -> "
-            f"{g3['hyperplane_speedup']:.1f}x"
+            f"{g3['hyperplane_speedup']:.1f}x (per-op steps "
+            f"{g3['grid3d/hyperplane, per-op steps']['seconds']:.3f} s, "
+            f"{g3['per_op_speedup']:.1f}x)"
         )
     if "translation" in results:
         tr = results["translation"]
