@@ -236,3 +236,33 @@ def test_compiled_and_fp16_runs_train_on_gpu(cli, tmp_path, task, model, extra):
     metrics = json.loads(path.read_text())
     main = "test/error" if task == "mnist" else "test/acc"
     assert metrics[main] == metrics[main]  # not NaN
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
+def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocast):
+    """gridlstm.nn.handwritten on CUDA: outputs and weight gradients against the per-op
+    steps in float32; under bf16 autocast, float32 outputs within bf16 rounding."""
+    import contextlib
+
+    from gridlstm.nn import wavefront
+
+    torch.manual_seed(0)
+    net = GridLSTM(16, 32, 2, 2, backend="hyperplane").cuda()
+    x = torch.randn(8, 7, 7, 16, device="cuda")
+
+    def run(per_op: bool, bf16: bool):
+        with (
+            wavefront.per_op_steps() if per_op else contextlib.nullcontext(),
+            torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16),
+        ):
+            out, final = net(x)
+        loss = out.float().square().sum() + sum(t.float().sum() for p in final for t in p)
+        return out, torch.autograd.grad(loss, list(net.parameters()))
+
+    expected, expected_grads = run(per_op=True, bf16=False)
+    got, grads = run(per_op=False, bf16=autocast)
+    assert got.dtype == torch.float32
+    tolerance = 3e-2 if autocast else 1e-4
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, atol=tolerance * e.abs().max().item(), rtol=tolerance)
