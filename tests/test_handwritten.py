@@ -142,7 +142,16 @@ def test_lengths_and_eval_dropout(calls):
         torch.testing.assert_close(out, net(x)[0])
 
 
-def test_inference_without_grad_matches(calls):
+def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls, monkeypatch):
+    kept: list[int] = []
+    forward = handwritten.HyperplaneSteps._forward
+
+    def spy(ctx, *args):
+        result = forward(ctx, *args)
+        kept.append(sum(len(per_group) for per_group in ctx.saved))
+        return result
+
+    monkeypatch.setattr(handwritten.HyperplaneSteps, "_forward", staticmethod(spy))
     torch.manual_seed(0)
     net = GridLSTM(3, 8, 2, 2, backend="hyperplane")
     x = torch.randn(2, 3, 4, 3)
@@ -153,6 +162,7 @@ def test_inference_without_grad_matches(calls):
     torch.testing.assert_close(out, out_grad)
     torch.testing.assert_close(final[1][1], final_grad[1][1])
     assert len(calls) == 2
+    assert kept[0] == 0 and kept[1] > 0  # the activations only where a backward can follow
 
 
 def test_autocast_runs_the_gemms_in_its_dtype_and_the_rest_in_float32(calls, monkeypatch):

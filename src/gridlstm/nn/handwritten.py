@@ -129,6 +129,7 @@ class HyperplaneSteps(torch.autograd.Function):
         total = layout.starts[-1]
         buffer = static.new_empty(2, total + static.shape[1], batch, d)
         buffer[:, total:] = static
+        keep = any(ctx.needs_input_grad)  # else (inference) nothing is kept for a backward
         saved = []
         for s, R in enumerate(layout.slots):
             r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
@@ -152,7 +153,8 @@ class HyperplaneSteps(torch.autograd.Function):
                 h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, len(group.dims), d))
                 h_out[group.index] = h_new
                 m_out[group.index] = m_new
-                per_group.append((H_gemm, m, sig, g, tanh_m))
+                if keep:
+                    per_group.append((H_gemm, m, sig, g, tanh_m))
                 if number + 1 < len(layout.transforms):  # later groups read the new h
                     H = H.view(G, r, batch, D, d).clone()
                     H[:, :, :, group.index] = h_new.permute(1, 2, 3, 0, 4)

@@ -14,6 +14,9 @@ steps at once before the loop), using index tensors planned once per grid shape.
   the same number of slots (empty slots read zeros), and each transform is one batched GEMM
   (`torch.baddbmm`) over the layers' stacked weights.
 Nothing is written in place into a tensor autograd needs: each step's outputs are new.
+
+Where every transform is a standard LSTM, `run` hands all steps to `gridlstm.nn.handwritten`
+instead (one autograd Function with a hand-written backward; same plan, same function).
 """
 
 from __future__ import annotations
@@ -409,9 +412,10 @@ def layout(plan: Plan, stack: LayerStack) -> handwritten.Layout:
         for number, step in enumerate(steps):
             previous = D * steps[number - 1].slots if number else 0
             for part, picks in step.index.items():  # rows of [previous outputs; static rows]
-                base = torch.where(picks < previous, starts[max(number - 1, 0)], 0)
-                static = static_at[number] - previous
-                index[part].append(picks + torch.where(picks < previous, base, static))
+                shift = torch.where(
+                    picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
+                )
+                index[part].append(picks + shift)
         plan.layout = handwritten.Layout(
             dims=D,
             groups=stack.layers,
