@@ -113,7 +113,6 @@ def test_agrees_with_the_per_op_steps(case, calls):
         ({"output_form": "paper"}, "paper output form"),
         ({"coupled": True}, "coupled"),
         ({"kinds": ["lstm", "lstm", "nonlstm"]}, "non-LSTM"),
-        ({"dropout": 0.3}, "dropout"),
         ({"compile": True}, "compile"),
     ],
 )
@@ -126,20 +125,66 @@ def test_the_per_op_steps_run_where_it_does_not_apply(options, reason):
     assert blocker is not None and reason in blocker
 
 
-def test_lengths_and_eval_dropout(calls):
+def test_sequence_lengths_run_the_per_op_steps(calls):
     torch.manual_seed(0)
-    net = GridLSTM(3, 4, 2, 1, priority=[0], dropout=0.5, backend="hyperplane")
-    x = torch.randn(5, 2, 3)
-    net(x, lengths=torch.tensor([5, 3]))
-    assert not calls  # sequence lengths: per-op
-    net.train()
-    net(x)
-    assert not calls  # dropout while training: per-op
-    net.eval()  # dropout off: the hand-written steps
-    out, _ = net(x)
+    net = GridLSTM(3, 4, 2, 1, priority=[0], backend="hyperplane")
+    net(torch.randn(5, 2, 3), lengths=torch.tensor([5, 3]))
+    assert not calls
+
+
+@pytest.mark.parametrize(
+    ("grid_dims", "options"),
+    [(2, {}), (2, {"tied": True}), (1, {"priority": [0]}), (3, {"priority": []})],
+    ids=["3lstm", "3lstm-tied", "2lstm-time-priority", "4lstm"],
+)
+def test_dropout_drops_what_the_per_op_steps_drop(grid_dims, options, calls):
+    """Dropout on the depth h between layers: for one seed both paths drop the same units
+    (the hand-written steps draw as nn.Dropout does), so outputs and gradients agree; the
+    top outputs are not dropped, and in eval mode nothing is."""
+    torch.manual_seed(0)
+    net = GridLSTM(3, 4, 3, grid_dims, dropout=0.4, backend="hyperplane", **options).double()
+    x = torch.randn(2, *([4, 3, 2][:grid_dims]), 3, dtype=torch.float64, requires_grad=True)
+    if grid_dims == 1:
+        x = x.transpose(0, 1)  # time-major
+    leaves = [x, *net.parameters()]
+    results = []
+    for per_op in (False, True):
+        torch.manual_seed(7)
+        with wavefront.per_op_steps() if per_op else torch.enable_grad():
+            got = outputs(net, x)
+        torch.manual_seed(1)
+        loss = sum((torch.randn_like(t) * t).sum() for t in got)
+        results.append((got, torch.autograd.grad(loss, leaves)))
     assert len(calls) == 1
+    (ours, our_grads), (theirs, their_grads) = results
+    for a, b in zip([*ours, *our_grads], [*theirs, *their_grads], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.manual_seed(7)
+    again = outputs(net, x)[0]
+    torch.manual_seed(8)
+    other = outputs(net, x)[0]
+    torch.testing.assert_close(again, ours[0])  # the seed decides the units
+    assert not torch.allclose(other, ours[0])
+    net.eval()
+    eval_out = outputs(net, x)[0]
     with wavefront.per_op_steps():
-        torch.testing.assert_close(out, net(x)[0])
+        torch.testing.assert_close(eval_out, outputs(net, x)[0], rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(eval_out, ours[0])
+
+
+def test_gradcheck_with_dropout(calls):
+    """With the random draws fixed by a seed per call, the dropped network's gradients are
+    the numerical ones."""
+    torch.manual_seed(0)
+    net = GridLSTM(2, 2, 3, 2, dropout=0.5, backend="hyperplane").double()
+    x = torch.randn(2, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x):
+        torch.manual_seed(5)
+        return net(x)[0]
+
+    assert torch.autograd.gradcheck(f, (x,))
+    assert calls
 
 
 def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls, monkeypatch):

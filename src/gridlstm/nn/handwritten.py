@@ -1,18 +1,19 @@
 """The hyperplane scheduler's steps as one autograd Function with a hand-written backward.
 
-Why: on a CPU the per-op version (`gridlstm.nn.wavefront.step` under autograd) is bound by
-the cost of thousands of small calls per forward + backward, most of them autograd's views
-and backward nodes, not by its GEMMs (docs/benchmarks.md). Here the forward runs without
-autograd and keeps, per step and group, only what the backward needs; the backward walks the
-steps in reverse with a few large ops each (one GEMM for the input gradient, one
-accumulating GEMM for the weight gradient, the LSTM arithmetic's derivative written out,
-one `index_add_` per part to route the gradients back to the rows they were gathered from).
+The forward runs without autograd and keeps, per step and group, only what the backward
+needs; the backward walks the steps in reverse with a few large ops each (one GEMM for the
+input gradient, one accumulating GEMM for the weight gradient, the LSTM arithmetic's
+derivative written out, one `index_add_` per part to route the gradients back to the rows
+they were gathered from). On a 2-core CPU it measured 1.1-1.2x faster than the per-op steps
+(`gridlstm.nn.wavefront.step` under autograd): both are bound by their GEMMs and by passes
+of the gate arithmetic over memory (docs/benchmarks.md).
 
 Applies to blocks whose every transform is a standard LSTM (output form ``standard``, no
-peepholes, no coupled gates), with or without biases and priority, tied or per-layer
-weights. `blocker` names what it does not cover; the scheduler then runs the per-op steps.
-The two compute the same function (tests/test_handwritten.py, against the float64
-reference and `torch.autograd.gradcheck`).
+peepholes, no coupled gates), with or without biases, priority and dropout between layers,
+tied or per-layer weights. `gridlstm.nn.wavefront.handwritten_blocker` names what it does
+not cover; the scheduler then runs the per-op steps. The two compute the same function
+(tests/test_handwritten.py: against the per-op steps, the float64 reference and
+`torch.autograd.gradcheck`).
 
 Layout. A step's cells are R = groups x r rows (``groups``: the layers when weights are
 per layer, else 1) of (B, d) vectors per dimension; every per-dimension tensor is
@@ -97,6 +98,19 @@ def _lstm_backward(
     return dz, dm * f
 
 
+def _depth_mask(layout: Layout, s: int, noise: Tensor) -> Tensor:
+    """Step ``s``'s dropout factors on its gathered depth h, (groups, r, B, d): ``noise``
+    (R_{s-1}, B, d) at the rows gathered from step s - 1's depth outputs, 1 where the depth
+    input is the network's input (layer 0, a static row)."""
+    D, G, R = layout.dims, layout.groups, layout.slots[s]
+    picks = layout.index_h[s][(D - 1) * R :]
+    first = layout.starts[s - 1] + (D - 1) * layout.slots[s - 1]  # step s-1's depth h rows
+    from_previous = picks < layout.starts[-1]
+    rows = torch.where(from_previous, picks - first, 0)
+    mask = torch.where(from_previous[:, None, None], noise.index_select(0, rows), 1.0)
+    return mask.view(G, R // G, *noise.shape[1:])
+
+
 class HyperplaneSteps(torch.autograd.Function):
     """All steps of a plan: (static, weights..., biases...) -> every step's (h, m).
 
@@ -112,14 +126,19 @@ class HyperplaneSteps(torch.autograd.Function):
 
     @staticmethod
     def forward(  # noqa: D102
-        ctx, layout: Layout, gemm_dtype: torch.dtype, static: Tensor, *params: Tensor | None
+        ctx,
+        layout: Layout,
+        gemm_dtype: torch.dtype,
+        dropout: float,
+        static: Tensor,
+        *params: Tensor | None,
     ) -> Tensor:
         with torch.autocast(static.device.type, enabled=False):
-            return HyperplaneSteps._forward(ctx, layout, gemm_dtype, static, params)
+            return HyperplaneSteps._forward(ctx, layout, gemm_dtype, dropout, static, params)
 
     @staticmethod
     def _forward(
-        ctx, layout: Layout, gemm_dtype: torch.dtype, static: Tensor, params: tuple
+        ctx, layout: Layout, gemm_dtype: torch.dtype, dropout: float, static: Tensor, params: tuple
     ) -> Tensor:
         D, G = layout.dims, layout.groups
         batch, d = static.shape[2], static.shape[3]
@@ -130,11 +149,15 @@ class HyperplaneSteps(torch.autograd.Function):
         buffer = static.new_empty(2, total + static.shape[1], batch, d)
         buffer[:, total:] = static
         keep = any(ctx.needs_input_grad)  # else (inference) nothing is kept for a backward
-        saved = []
+        saved, masks, noise = [], [], None
         for s, R in enumerate(layout.slots):
             r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
             h_in = buffer[0].index_select(0, layout.index_h[s]).view(D, G, r, batch, d)
             m_in = buffer[1].index_select(0, layout.index_m[s]).view(D, G, r, batch, d)
+            if noise is not None:  # dropout on the depth h that layers pass up
+                mask = _depth_mask(layout, s, noise)
+                h_in[D - 1] *= mask
+                masks.append(mask if keep else None)
             h_out, m_out = (
                 buffer[0, at].view(D, G, r, batch, d),
                 buffer[1, at].view(D, G, r, batch, d),
@@ -160,6 +183,11 @@ class HyperplaneSteps(torch.autograd.Function):
                     H[:, :, :, group.index] = h_new.permute(1, 2, 3, 0, 4)
                     H = H.view(G, r * batch, D * d)
             saved.append(per_group)
+            if dropout > 0 and s + 1 < len(layout.slots):
+                # Drawn as nn.Dropout draws for the per-op steps' outputs of this step (same
+                # shape and order), so on a CPU both paths drop the same units for a seed.
+                noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
+        ctx.masks = masks
         ctx.layout, ctx.saved, ctx.gemm_weights = layout, saved, gemm_weights
         ctx.save_for_backward(*weights)
         ctx.has_bias = [b is not None for b in biases]
@@ -206,14 +234,16 @@ class HyperplaneSteps(torch.autograd.Function):
                 # only through H from here on.
                 dh[group.index] = 0.0
                 dh += dH.view(G, r, batch, D, d).permute(3, 0, 1, 2, 4)
+            if ctx.masks and s > 0:
+                dh[D - 1] *= ctx.masks[s - 1]
             # Gathers read only earlier steps' outputs and static rows: done before they are.
             dbuffer[0].index_add_(0, layout.index_h[s], dh.reshape(D * R, batch, d))
             dbuffer[1].index_add_(0, layout.index_m[s], dm_in.reshape(D * R, batch, d))
         dweights = [dw.to(w.dtype) for dw, w in zip(dweights, ctx.saved_tensors, strict=True)]
-        return (None, None, dbuffer[:, total:], *dweights, *dbiases)
+        return (None, None, None, dbuffer[:, total:], *dweights, *dbiases)
 
 
-def run(layout: Layout, static: Tensor, params: list) -> Tensor:
+def run(layout: Layout, static: Tensor, params: list, dropout: float = 0.0) -> Tensor:
     """`HyperplaneSteps` applied: every step's (h, m), (2, rows, B, d). Under autocast the
     GEMMs run in its dtype and the LSTM arithmetic, the state and the outputs stay in the
     input's floating type (more precise than the per-op steps, whose gates autocast leaves
@@ -222,4 +252,4 @@ def run(layout: Layout, static: Tensor, params: list) -> Tensor:
     gemm_dtype = static.dtype
     if torch.is_autocast_enabled(device):
         gemm_dtype = torch.get_autocast_dtype(device)
-    return HyperplaneSteps.apply(layout, gemm_dtype, static, *params)
+    return HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)

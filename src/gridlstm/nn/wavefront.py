@@ -383,8 +383,6 @@ def handwritten_blocker(
         return "the compile option compiles the per-op step"
     if valid is not None:
         return "sequence lengths"
-    if dropout.p > 0 and dropout.training:
-        return "dropout between layers"
     if torch.compiler.is_compiling():
         return "torch.compile traces the per-op steps"
     for entry in stack.groups.values():
@@ -474,7 +472,8 @@ def run(
         entries = list(stack.groups.values())
         params = [e[2] for e in entries] + [e[3] for e in entries]
         static = torch.stack([static_all["h"], static_all["m"]])
-        h_all, m_all = handwritten.run(layout(plan, stack), static, params).unbind(0)
+        p = dropout.p if dropout.training else 0.0
+        h_all, m_all = handwritten.run(layout(plan, stack), static, params, p).unbind(0)
         columns = [h_all.index_select(0, plan.top_rows[dim]) for dim in output_dims]
         output = torch.cat(columns, dim=-1).movedim(1, 0).reshape(batch, *sizes, -1)
         final = []
