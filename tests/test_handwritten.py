@@ -245,3 +245,14 @@ def test_autocast_runs_the_gemms_in_its_dtype_and_the_rest_in_float32(calls, mon
     assert error < (per_op_out.float() - reference).abs().max()
     for g, r in zip(grads, reference_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=5e-2, atol=5e-2 * r.abs().max().item())
+
+
+def test_tanh_form():
+    """The sigmoid form of tanh: within rounding of torch.tanh in float32/64 on a CPU; torch's
+    own in 16-bit types, where the sigmoid form would lose the precision of values near 0."""
+    x = torch.linspace(-12, 12, 10001, dtype=torch.float64)
+    torch.testing.assert_close(handwritten._tanh(x), torch.tanh(x), rtol=0, atol=1e-15)
+    x32 = x.float()
+    torch.testing.assert_close(handwritten._tanh(x32), torch.tanh(x32), rtol=0, atol=2e-7)
+    small = torch.tensor([1e-3, -2e-4], dtype=torch.bfloat16)
+    assert torch.equal(handwritten._tanh(small), torch.tanh(small))
