@@ -129,3 +129,36 @@ def test_width_solver_meets_a_parameter_budget_for_every_model():
         width, params = width_for_budget(build, 200_000, multiple)
         assert width % multiple == 0
         assert abs(params - 200_000) / 200_000 < 0.02, (name, width, params)
+
+
+class PrefixTable(torch.nn.Module):
+    """A toy decoder whose next-token probabilities depend on the target prefix alone."""
+
+    TABLE = {  # prefix -> probabilities of (</s>, a, b, c); tokens a, b, c = 3, 4, 5
+        (): (0.01, 0.90, 0.05, 0.04),
+        (3,): (0.01, 0.97, 0.01, 0.01),
+        (3, 3): (0.007, 0.98, 0.006, 0.007),
+    }
+    OTHER = (0.97, 0.01, 0.01, 0.01)
+
+    def start(self, src, src_lengths):
+        return [() for _ in range(src.shape[0])]
+
+    def step(self, state, tokens):
+        state = [p if t == BOS else (*p, t) for p, t in zip(state, tokens.tolist(), strict=True)]
+        probs = torch.tensor([self.TABLE.get(p, self.OTHER) for p in state], dtype=torch.float64)
+        logits = torch.full((len(state), 6), -30.0, dtype=torch.float64)
+        logits[:, [EOS, 3, 4, 5]] = probs.log()
+        return logits, state
+
+    def reorder(self, state, index):
+        return [state[i] for i in index.tolist()]
+
+
+def test_beam_search_does_not_stop_while_a_live_hypothesis_is_better():
+    """With beam 2, "b </s>" and "a b </s>" finish first (after 2 and 3 steps) while "a a a"
+    is still live and far more probable; stopping at two finished hypotheses (fairseq's rule)
+    would return "b". The best finished, "a a a </s>", must win (exhaustively the best)."""
+    src, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
+    found = beam_search(PrefixTable(), src, lengths, BOS, EOS, 8, beam=2, length_penalty=1.0)
+    assert found == [[3, 3, 3]]

@@ -4,9 +4,12 @@ Both add one target token per step through the model's incremental ``step`` (the
 adds one target column and reuses everything already computed). Beam search follows the
 common recipe (fairseq, OpenNMT): ``beam`` live hypotheses per sentence; each step takes the
 best ``2 * beam`` extensions, an extension ending in </s> is finished, the others refill the
-beam; a sentence stops once it has ``beam`` finished hypotheses (or at ``max_len``), and the
-best finished one by score / length ** length_penalty wins. With ``beam=1`` this is greedy
-decoding. <s> and <pad> are never proposed.
+beam, and the best finished one by score / length ** length_penalty wins. A sentence stops
+once it has ``beam`` finished hypotheses and none of its live ones scores better (by the same
+measure, at its current length) than the best finished one, or at ``max_len``. The second
+condition is Hugging Face's rule; fairseq's stops at ``beam`` finished hypotheses, which can
+drop a live one far more probable than all of them: short, unlikely hypotheses finish first.
+With ``beam=1`` this is greedy decoding. <s> and <pad> are never proposed.
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ def beam_search(
                         pick[b, slot] = b * beam + k
                     if len(kept) == beam and len(finished[b]) >= beam:
                         break
-                if len(finished[b]) >= beam or last:
+                live = [normalised(new_scores[b, i].item(), len(h)) for i, h in enumerate(kept)]
+                best_finished = max((score for score, _ in finished[b]), default=float("-inf"))
+                if last or (len(finished[b]) >= beam and max(live, default=-1e30) <= best_finished):
                     if last:  # out of steps: unfinished hypotheses compete as they are
                         for slot, hyp in enumerate(kept):
                             score = new_scores[b, slot].item()
