@@ -114,7 +114,8 @@ def beam_search(
                         break
                 live = [normalised(new_scores[b, i].item(), len(h)) for i, h in enumerate(kept)]
                 best_finished = max((score for score, _ in finished[b]), default=float("-inf"))
-                if last or (len(finished[b]) >= beam and max(live, default=-1e30) <= best_finished):
+                best_live = max(live, default=float("-inf"))
+                if last or (len(finished[b]) >= beam and best_live <= best_finished):
                     if last:  # out of steps: unfinished hypotheses compete as they are
                         for slot, hyp in enumerate(kept):
                             score = new_scores[b, slot].item()

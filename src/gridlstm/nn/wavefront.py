@@ -475,17 +475,8 @@ def run(
         p = dropout.p if dropout.training else 0.0
         h_all, m_all = handwritten.run(layout(plan, stack), static, params, p).unbind(0)
         columns = [h_all.index_select(0, plan.top_rows[dim]) for dim in output_dims]
-        output = torch.cat(columns, dim=-1).movedim(1, 0).reshape(batch, *sizes, -1)
-        final = []
-        for k in range(K):
-            rest = sizes[:k] + sizes[k + 1 :]
-            final.append(
-                tuple(
-                    t.index_select(0, plan.last_rows[k]).reshape(L, *rest, batch, d).movedim(-2, 1)
-                    for t in (h_all, m_all)
-                )
-            )
-        return output, final
+        ends = [tuple(t.index_select(0, rows) for t in (h_all, m_all)) for rows in plan.last_rows]
+        return _shaped(columns, ends, sizes, L)
 
     stack = stack if batched else None
     static = {
@@ -528,18 +519,23 @@ def run(
     device = some.device
     order = torch.argsort(torch.tensor(top_at, device=device))
     columns = [torch.cat(tops[dim]).index_select(0, order) for dim in output_dims]
-    output = torch.cat(columns, dim=-1)  # (P, B, features)
-    output = output.movedim(1, 0).reshape(batch, *sizes, -1)
-    final = []
+    ends = []
     for k in range(K):
         order = torch.argsort(torch.tensor(last_at[k], device=device))
+        ends.append(tuple(torch.cat(lasts[k][part]).index_select(0, order) for part in ("h", "m")))
+    return _shaped(columns, ends, sizes, L)
+
+
+def _shaped(
+    columns: list[Tensor], ends: list[tuple[Tensor, Tensor]], sizes: list[int], L: int
+) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """`run`'s results from rows of (B, d): per output dimension its top-layer h at every
+    position, in order; per grid dimension k the (h, m) of the cells at its far end, in
+    (layer, position without k) order."""
+    batch, d = columns[0].shape[1], columns[0].shape[2]
+    output = torch.cat(columns, dim=-1).movedim(1, 0).reshape(batch, *sizes, -1)
+    final = []
+    for k, pair in enumerate(ends):
         rest = sizes[:k] + sizes[k + 1 :]
-        pair = tuple(
-            torch.cat(lasts[k][part])
-            .index_select(0, order)
-            .reshape(L, *rest, batch, d)
-            .movedim(-2, 1)
-            for part in ("h", "m")
-        )
-        final.append(pair)
+        final.append(tuple(t.reshape(L, *rest, batch, d).movedim(-2, 1) for t in pair))
     return output, final
