@@ -5,6 +5,7 @@ the exhaustive search's best hypothesis."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -94,26 +95,25 @@ def sequence_score(model, src, lengths, tokens: list[int], finished: bool, penal
 
 
 @pytest.mark.parametrize("name", ["reencoder", "lstm_attention"])
-@pytest.mark.parametrize("penalty", [0.0, 1.0])
+@pytest.mark.parametrize("penalty", [0.0, 1.0, 2.0])
 def test_a_wide_beam_finds_the_exhaustive_best(name, penalty):
+    """Beam 8 over 3 tokens and 4 steps (121 hypotheses, 81 of the last length): the beam
+    does not cover the space, so a stop rule that quits early can fail this."""
     model = make(name, tgt_vocab=6)  # real target tokens 3, 4, 5
     torch.manual_seed(3)
     for p in model.parameters():  # sharper distributions than the initialisation
         p.data.mul_(4)
     src, lengths, _ = batch()
     src, lengths = src[:1], lengths[:1]
-    max_len = 3
+    max_len = 4
     candidates = []
     for n in range(max_len + 1):
         for tokens in itertools.product([3, 4, 5], repeat=n):
-            if n < max_len:  # ended by </s>
-                candidates.append((sequence_score(model, src, lengths, list(tokens), True,
-                                                  penalty), list(tokens)))  # fmt: skip
-            else:  # ran out of steps
-                candidates.append((sequence_score(model, src, lengths, list(tokens), False,
-                                                  penalty), list(tokens)))  # fmt: skip
+            ended = n < max_len  # ended by </s>, else ran out of steps
+            score = sequence_score(model, src, lengths, list(tokens), ended, penalty)
+            candidates.append((score, list(tokens)))
     best = max(candidates)[1]
-    found = beam_search(model, src, lengths, BOS, EOS, max_len, beam=200, length_penalty=penalty)
+    found = beam_search(model, src, lengths, BOS, EOS, max_len, beam=8, length_penalty=penalty)
     assert found == [best]
 
 
@@ -162,3 +162,44 @@ def test_beam_search_does_not_stop_while_a_live_hypothesis_is_better():
     src, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
     found = beam_search(PrefixTable(), src, lengths, BOS, EOS, 8, beam=2, length_penalty=1.0)
     assert found == [[3, 3, 3]]
+
+
+class ShortFirst(PrefixTable):
+    """ "A </s>" finishes at step 2 with score -0.645 (penalty 1) while "A C" is live at
+    -0.699 for its current length; P(</s> | A C) = 0.99 makes "A C </s>" score -0.469, the
+    exhaustive best. A rule that compares live hypotheses at their current length, without the
+    </s> they still need, returns "A" with beam 2 and beam 3."""
+
+    TABLE = {  # tokens A, B, C = 3, 4, 5; probabilities of (</s>, A, B, C)
+        (): (0.30, 0.60, 0.05, 0.05),
+        (3,): (0.459, 0.065, 0.064, 0.412),
+        (3, 5): (0.99, 0.004, 0.003, 0.003),
+    }
+    OTHER = (0.97, 0.01, 0.01, 0.01)
+
+
+def exhaustive_best(table: PrefixTable, max_len: int, penalty: float) -> list[int]:
+    """The best hypothesis by brute force over every token sequence up to ``max_len``."""
+    def prob(prefix: tuple, token: int) -> float:
+        return table.TABLE.get(prefix, table.OTHER)[[EOS, 3, 4, 5].index(token)]
+
+    candidates = []
+    for n in range(max_len + 1):
+        for tokens in itertools.product([3, 4, 5], repeat=n):
+            score = sum(math.log(prob(tokens[:i], t)) for i, t in enumerate(tokens))
+            length = n
+            if n < max_len:
+                score, length = score + math.log(prob(tokens, EOS)), n + 1
+            candidates.append((score / max(1, length) ** penalty, list(tokens)))
+    return max(candidates)[1]
+
+
+@pytest.mark.parametrize("beam", [2, 3])
+@pytest.mark.parametrize("penalty", [-0.5, 0.0, 0.5, 1.0, 2.0])
+def test_beam_search_stops_only_when_no_live_hypothesis_can_still_win(beam, penalty):
+    src, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
+    found = beam_search(ShortFirst(), src, lengths, BOS, EOS, 6, beam, length_penalty=penalty)
+    best = exhaustive_best(ShortFirst(), 6, penalty)
+    assert found == [best]
+    if penalty > 0:
+        assert best == [3, 5]  # the case this table was made for

@@ -4,12 +4,17 @@ Both add one target token per step through the model's incremental ``step`` (the
 adds one target column and reuses everything already computed). Beam search follows the
 common recipe (fairseq, OpenNMT): ``beam`` live hypotheses per sentence; each step takes the
 best ``2 * beam`` extensions, an extension ending in </s> is finished, the others refill the
-beam, and the best finished one by score / length ** length_penalty wins. A sentence stops
-once it has ``beam`` finished hypotheses and none of its live ones scores better (by the same
-measure, at its current length) than the best finished one, or at ``max_len``. The second
-condition is Hugging Face's rule; fairseq's stops at ``beam`` finished hypotheses, which can
-drop a live one far more probable than all of them: short, unlikely hypotheses finish first.
-With ``beam=1`` this is greedy decoding. <s> and <pad> are never proposed.
+beam, and the best finished one by score / length ** length_penalty wins (the length counts
+</s>). A sentence stops once it has ``beam`` finished hypotheses and no live one can still
+beat the best of them, or at ``max_len``. "Can still beat" uses an optimistic bound that holds
+for every length penalty: a live hypothesis's log-probability only falls as it grows, so its
+best final score is its current one divided by the most favourable final length: ``max_len``
+for a penalty > 0 (dividing a negative score by a larger number raises it), one more token
+(its </s>) for a penalty <= 0. Comparing a live hypothesis at its current length, without the
+</s> it still needs, stopped too early (a live "A C" with P(</s> | A C) = 0.99 lost to a
+finished "A"); fairseq's rule, stop at ``beam`` finished, drops live hypotheses far more
+probable than all finished ones. With ``beam=1`` this is greedy decoding. <s> and <pad> are
+never proposed.
 """
 
 from __future__ import annotations
@@ -80,6 +85,12 @@ def beam_search(
     def normalised(score: float, length: int) -> float:
         return score / max(1, length) ** length_penalty
 
+    def best_possible(score: float, length: int) -> float:
+        """The best normalised score a live hypothesis of ``length`` tokens can still reach
+        (module docstring): scores only fall, so only the final length can help."""
+        final = max_len if length_penalty > 0 else min(length + 1, max_len)
+        return normalised(score, final)
+
     for step in range(max_len):
         logits, state = model.step(state, tokens)
         vocab = logits.shape[-1]
@@ -112,7 +123,7 @@ def beam_search(
                         pick[b, slot] = b * beam + k
                     if len(kept) == beam and len(finished[b]) >= beam:
                         break
-                live = [normalised(new_scores[b, i].item(), len(h)) for i, h in enumerate(kept)]
+                live = [best_possible(new_scores[b, i].item(), len(h)) for i, h in enumerate(kept)]
                 best_finished = max((score for score, _ in finished[b]), default=float("-inf"))
                 best_live = max(live, default=float("-inf"))
                 if last or (len(finished[b]) >= beam and best_live <= best_finished):
