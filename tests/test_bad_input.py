@@ -9,7 +9,11 @@ tests/test_resume.py, tests/test_sample.py.)
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,18 +37,83 @@ def earlier(tmp_path_factory) -> Path:
     (files / "truncated.ckpt").write_bytes(data[: len(data) // 2])
     (files / "empty.ckpt").write_bytes(b"")
     (files / "garbage.ckpt").write_bytes(b"PK\x03\x04 not really a checkpoint")
-    # A checkpoint that loads with weights_only=True but names foreign code to build.
-    crafted = torch.load(last, weights_only=True)
-    crafted["gridlstm_task"] = "language_model"
-    crafted["hyper_parameters"]["net"] = {"_target_": "os.system", "command": "touch hacked"}
-    crafted["hyper_parameters"]["vocab_size"] = 256
-    torch.save(crafted, files / "crafted.ckpt")
-    crafted["gridlstm_config"]["task"]["datamodule"]["_target_"] = "os.remove"
-    torch.save(crafted, files / "crafted_config.ckpt")
+    craft_checkpoints(last, files)
     write_corpus(files / "text.txt", size=400)
     (files / "one_symbol.txt").write_text("z" * 8000)
     (files / "sweep").mkdir()
     return cwd
+
+
+# A module outside the allow-list whose import, or whose function, leaves a sentinel file in
+# the working directory, and a pickle that does the same when loaded: a crafted checkpoint
+# that got either built would leave "hacked" behind.
+PAYLOAD = """from pathlib import Path
+Path("hacked").touch()
+def make(*args, **kwargs):
+    Path("hacked").touch()
+"""
+
+
+class Pickled:
+    def __reduce__(self):
+        return (os.system, ("touch hacked",))
+
+
+def craft_checkpoints(last: Path, files: Path) -> None:
+    """Checkpoints that load with weights_only=True but name code to build, one file per
+    family: at the top level, nested at any depth, in lists, through interpolation, through
+    torch.load / pickle, through hydra's reserved keys, and a pickled checkpoint."""
+    (files / "sentinel_payload.py").write_text(PAYLOAD)
+    (files / "evil.pkl").write_bytes(pickle.dumps(Pickled()))
+    torch.save({"state_dict": {}, "payload": Pickled()}, files / "pickled.ckpt")
+    evil = str(files / "evil.pkl")
+    payload = {"_target_": "sentinel_payload.make"}
+    base = torch.load(last, weights_only=True)
+    lm_net = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 9, "hidden_size": 9}
+
+    def lm(name: str, **changes) -> None:  # a language-model checkpoint (sample)
+        crafted = copy.deepcopy(base)
+        crafted["gridlstm_task"] = "language_model"
+        crafted["hyper_parameters"].update(vocab_size=256, **changes)
+        torch.save(crafted, files / name)
+
+    def translation(name: str, **changes) -> None:  # a translation checkpoint (translate)
+        crafted = copy.deepcopy(base)
+        crafted["gridlstm_task"] = "translation"
+        crafted["hyper_parameters"].update(changes)
+        torch.save(crafted, files / name)
+
+    def config(name: str, change) -> None:  # a stored training config (evaluate)
+        crafted = copy.deepcopy(base)
+        change(crafted["gridlstm_config"])
+        torch.save(crafted, files / name)
+
+    lm("crafted.ckpt", net={"_target_": "os.system", "command": "touch hacked"})
+    lm("nested.ckpt", net={**lm_net, "input_size": payload})
+    lm("deep.ckpt", net={**lm_net, "a": {"b": {"c": payload}}})
+    lm("in_list.ckpt", net={**lm_net, "extra": [1, [payload]]})
+    lm("torch_load.ckpt", net={**lm_net, "input_size": {
+        "_target_": "torch.load", "f": evil, "weights_only": False}})  # fmt: skip
+    lm("pickle_loads.ckpt", net={**lm_net, "x": {"_target_": "pickle.loads", "data": "x"}})
+    lm("interpolated.ckpt", net={**lm_net, "input_size": "${.payload}", "payload": payload})
+    lm("resolver.ckpt", net={**lm_net, "input_size": "${oc.env:HOME}"})
+    lm("args.ckpt", net={**lm_net, "_args_": [payload]})
+    lm("optimizer.ckpt", optimizer={"_target_": "sentinel_payload.make", "_partial_": True})
+    translation("translation_nested.ckpt", net={
+        "_target_": "gridlstm.nn.Reencoder", "hidden_size": payload})  # fmt: skip
+    config("crafted_config.ckpt", lambda c: c["task"]["datamodule"].update(_target_="os.remove"))
+    config("config_nested.ckpt", lambda c: c["task"]["datamodule"].update(digits=payload))
+    config("config_list.ckpt", lambda c: c["model"]["net"].update(extra=[payload]))
+    config("config_interpolation.ckpt", lambda c: c["task"].update(
+        payload=payload, datamodule="${task.payload}"))  # fmt: skip
+    config("config_unused_node.ckpt", lambda c: c.update(
+        x=payload, task={**c["task"], "datamodule": "${x}"}))  # fmt: skip
+    config("config_outside.ckpt", lambda c: c["task"]["datamodule"].update(
+        digits="${oc.env:HOME}"))  # fmt: skip
+    config("config_torch_load.ckpt", lambda c: c["optim"].update(optimizer={
+        "_target_": "torch.load", "f": evil, "weights_only": False}))  # fmt: skip
+    config("config_module.ckpt", lambda c: c["task"]["module"].update(
+        _target_="sentinel_payload.make"))  # fmt: skip
 
 
 def fill(text: str, places: dict[str, str]) -> str:
@@ -81,6 +150,7 @@ TRAIN = [
     ("task=text task.path={files}/text.txt task.datamodule.bptt=0", "task=text: bptt"),
     ("hardware=gpu", "hardware=gpu: no CUDA GPU is available"),
     ("hardware.devices=0", "hardware.devices=0"),
+    ("hardware.devices=2", "hardware.devices=2: several processes", "hardware=ddp_cpu"),
     ("hardware.precision=17", "hardware=cpu / trainer: Precision 17 is invalid"),
     ("hardware.threads=0", "hardware=cpu: threads must be 'auto' or an integer >= 1"),
     ("trainer.max_steps=-5", "trainer.max_steps=-5"),
@@ -107,6 +177,7 @@ TRAIN = [
     ("ckpt_path={files}/garbage.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={files}/empty.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={files}/truncated.ckpt", "ckpt_path=", "not a readable checkpoint"),
+    ("ckpt_path={files}/pickled.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={last} model=stacked_lstm", "the checkpoint is of model=grid2d"),
     ("callbacks.divergence.max_loss=-1", "max_loss must be a positive number"),
     ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
@@ -117,18 +188,34 @@ SAMPLE = [
     (["ckpt={last}", "top_k=0"], "top_k must be >= 1"),
     (["ckpt={last}", "colour=red"], "unknown argument 'colour=red'"),
     (["length=10"], "no checkpoint given: ckpt="),
-    (["ckpt={files}/missing.ckpt"], "does not exist"),
-    (["ckpt={files}/garbage.ckpt"], "is not a readable checkpoint"),
-    (["ckpt={files}/empty.ckpt"], "is not a readable checkpoint"),
-    (["ckpt={files}/truncated.ckpt"], "is not a readable checkpoint"),
+    (["ckpt={files}/missing.ckpt"], "no such file"),
+    (["ckpt={files}/garbage.ckpt"], "not a readable checkpoint"),
+    (["ckpt={files}/empty.ckpt"], "not a readable checkpoint"),
+    (["ckpt={files}/truncated.ckpt"], "not a readable checkpoint"),
+    (["ckpt={files}/pickled.ckpt"], "not a readable checkpoint"),
     (["ckpt={last}"], "is not a language-model checkpoint"),
-    (["ckpt={files}/crafted.ckpt"], "model class 'os.system' is not a language-model backbone"),
+    (["ckpt={files}/crafted.ckpt"], "net._target_='os.system' is not one of the suite's"),
+    (["ckpt={files}/nested.ckpt"], "net.input_size._target_ is not allowed there"),
+    (["ckpt={files}/deep.ckpt"], "net.a.b.c._target_ is not allowed there"),
+    (["ckpt={files}/in_list.ckpt"], "net.extra[1][0]._target_ is not allowed there"),
+    (["ckpt={files}/torch_load.ckpt"], "net.input_size._target_ is not allowed there"),
+    (["ckpt={files}/pickle_loads.ckpt"], "net.x._target_ is not allowed there"),
+    (["ckpt={files}/interpolated.ckpt"], "net.input_size._target_ is not allowed there"),
+    (["ckpt={files}/resolver.ckpt"], "calls the resolver 'oc.env'"),
+    (["ckpt={files}/args.ckpt"], "net._args_ is not allowed there"),
+    (["ckpt={files}/optimizer.ckpt"], "optimizer._target_='sentinel_payload.make' is not one"),
+    (["ckpt={last}", "device=tpu9"], "device=tpu9"),
+    (["ckpt={last}", "device=cuda"], "device=cuda"),
 ]
 TRANSLATE = [
     (["ckpt={last}", "input={files}/text.txt"], "is not a translation checkpoint"),
     (["ckpt={files}/truncated.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
     (["ckpt={last}", "beam=oops"], "beam"),
     (["speed=2"], "unknown argument 'speed=2'"),
+    (["ckpt={files}/translation_nested.ckpt", "input={files}/text.txt"],
+     "net.hidden_size._target_ is not allowed there"),  # fmt: skip
+    (["ckpt={files}/pickled.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
+    (["ckpt={last}", "input={files}/text.txt", "device=tpu9"], "device=tpu9"),
 ]
 EVALUATE = [
     ([], "no checkpoint given: ckpt_path="),
@@ -138,7 +225,16 @@ EVALUATE = [
     (["ckpt_path={last}", "trainer.max_steps=5"], "trainer.max_steps: only task.*"),
     (["ckpt_path={last}", "model.net.num_layers=3"], "its weights do not fit"),
     (["ckpt_path={last}", "nonsense"], "argument 'nonsense' is not key=value"),
-    (["ckpt_path={files}/crafted_config.ckpt"], "_target_='os.remove' is not a class"),
+    (["ckpt_path={files}/crafted_config.ckpt"], "_target_='os.remove' is not one of"),
+    (["ckpt_path={files}/pickled.ckpt"], "not a readable checkpoint"),
+    (["ckpt_path={files}/config_nested.ckpt"], "digits._target_ is not allowed there"),
+    (["ckpt_path={files}/config_list.ckpt"], "extra[0]._target_ is not allowed there"),
+    (["ckpt_path={files}/config_interpolation.ckpt"], "datamodule._target_='sentinel_payload"),
+    (["ckpt_path={files}/config_unused_node.ckpt"], "Interpolation key 'x' not found"),
+    (["ckpt_path={files}/config_outside.ckpt"], "calls the resolver 'oc.env'"),
+    (["ckpt_path={files}/config_torch_load.ckpt"], "_target_='torch.load' is not one of"),
+    (["ckpt_path={files}/config_module.ckpt"], "sentinel_payload.make' is not one of"),
+    (["ckpt_path={last}", "task.datamodule.digits=${oc.env:HOME}"], "calls the resolver"),
 ]
 TABLES = [
     (["{files}/nowhere"], "not a directory"),
@@ -199,6 +295,7 @@ def test_bad_input_is_one_line_and_spares_earlier_runs(
     earlier, tmp_path, monkeypatch, capsys, tool, args, fragments
 ):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(earlier / "files"))  # the payload module is importable
     places = {"last": ckpt(earlier, "last"), "files": str(earlier / "files")}
     args = [fill(arg, places) for arg in args]
     before = snapshot(earlier)
@@ -209,11 +306,13 @@ def test_bad_input_is_one_line_and_spares_earlier_runs(
     assert stop.value.code == 2, err[-2000:]
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) <= 2, err  # the message (and, for argparse tools, the usage line)
+    assert not out.strip() or tool == "train", out  # nothing printed before the error
     assert "Traceback" not in out + err
     for fragment in fragments:
         assert fill(fragment, places) in err, err
     assert snapshot(earlier) == before
     assert not (tmp_path / "hacked").exists()
+    assert "sentinel_payload" not in sys.modules
     if tool == "train":
         assert not (tmp_path / "new_run" / "metrics.json").exists()
         assert not list((tmp_path / "new_run").rglob("*.ckpt"))

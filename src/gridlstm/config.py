@@ -174,6 +174,12 @@ def check_hardware(cfg: DictConfig) -> None:
             f"hardware.devices={devices}: give a count >= 1, -1 (all), 'auto', or a list of "
             "device indices such as [0, 1]"
         )
+    several = devices == -1 or (valid_count and devices > 1) or (valid_list and len(devices) > 1)
+    if several and not isinstance(hardware.get("strategy"), dict):
+        raise ConfigError(
+            f"hardware.devices={devices}: several processes need a strategy that starts them "
+            "under Hydra; use hardware=ddp_cpu (CPU) or hardware=ddp (GPUs), or devices=1"
+        )
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     try:
         if isinstance(hardware.get("strategy"), dict):
@@ -186,6 +192,28 @@ def check_hardware(cfg: DictConfig) -> None:
     except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
         cause = error.__cause__ or error
         raise ConfigError(f"hardware={name} / trainer: {_first_line(cause)}") from None
+
+
+def check_device(value: str, option: str = "device") -> None:
+    """A torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"{option}={value}: not a device; give cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{option}={value}: no CUDA device is available; use {option}=cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{option}={value}: this machine has cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{option}={value}: Apple's MPS is not available; use {option}=cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{option}={value}: give cpu, cuda, cuda:N or mps")
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -256,15 +284,16 @@ def defuse(node: Any) -> Any:
     return node
 
 
+def literal(node: Any) -> Any:
+    """A plain container with every ``${`` escaped: text stays text when read again."""
+    if isinstance(node, dict):
+        return {key: literal(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [literal(value) for value in node]
+    return node.replace("${", "\\${") if isinstance(node, str) else node
+
+
 def resolved(cfg: DictConfig) -> DictConfig:
     """``cfg`` with its interpolations resolved once, for good: text that an escaped
     interpolation left behind (``${oc.env:...}`` from `defuse`) stays text afterwards."""
-
-    def literal(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: literal(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [literal(value) for value in node]
-        return node.replace("${", "\\${") if isinstance(node, str) else node
-
     return OmegaConf.create(literal(OmegaConf.to_container(cfg, resolve=True)))

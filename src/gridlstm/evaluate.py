@@ -20,24 +20,20 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm import data, nn, runs, tasks
-from gridlstm.config import ConfigError, build, defuse, resolved
+from gridlstm import checkpoints, runs
+from gridlstm.config import ConfigError, build
 from gridlstm.console import quiet_third_party
 from gridlstm.launch import register_resolvers, run_id
 from gridlstm.train import build_module
 
-# Everything a checkpoint's config may name: the classes this suite exports.
-ALLOWED = frozenset(
-    f"{package.__name__}.{name}"
-    for package in (nn, data, tasks)
-    for name in package.__all__
-    if isinstance(getattr(package, name), type)
-)
-SCORED = ("task", "model", "hardware")  # the config groups a re-score builds from
+SCORED = ("task", "model", "hardware")  # the config groups a re-score may override
+# What a re-score reads of the stored config; the rest (callbacks, loggers, launchers, a DDP
+# strategy) is never built here, so it is dropped before anything looks at it.
+USED = ("task", "model", "optim", "hardware", "param_budget", "seed")
+HARDWARE_USED = ("name", "accelerator", "precision")
 
 
 def parse(argv: list[str]) -> tuple[Path, Path | None, list[str]]:
@@ -61,19 +57,28 @@ def parse(argv: list[str]) -> tuple[Path, Path | None, list[str]]:
     return ckpt, out, overrides
 
 
-def saved_config(path: Path) -> DictConfig:
-    """The training config stored in the checkpoint, else the run directory's."""
-    runs.check_checkpoint(path, "ckpt_path", {})
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(checkpoint.get("gridlstm_config"), dict):
-        return OmegaConf.create(defuse(checkpoint["gridlstm_config"]))
-    hydra_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not hydra_config.is_file():
-        raise ConfigError(
-            f"ckpt_path={path}: the checkpoint holds no config and {hydra_config} does not "
-            "exist; evaluate a checkpoint inside the run directory train.py wrote"
-        )
-    return OmegaConf.create(defuse(OmegaConf.to_container(OmegaConf.load(hydra_config))))
+def saved_config(path: Path, checkpoint: dict[str, Any]) -> DictConfig:
+    """The training config stored in the checkpoint, else the run directory's: only the
+    parts a re-score uses, resolved and checked (`gridlstm.checkpoints.plain_tree`)."""
+    stored = checkpoint.get("gridlstm_config")
+    if not isinstance(stored, dict):
+        hydra_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
+        if not hydra_config.is_file():
+            raise ConfigError(
+                f"ckpt_path={path}: the checkpoint holds no config and {hydra_config} does not "
+                "exist; evaluate a checkpoint inside the run directory train.py wrote"
+            )
+        try:
+            stored = OmegaConf.to_container(OmegaConf.load(hydra_config))
+        except (OmegaConfBaseException, OSError, ValueError) as error:
+            raise ConfigError(f"{hydra_config}: {str(error).splitlines()[0]}") from None
+        if not isinstance(stored, dict):
+            raise ConfigError(f"{hydra_config}: not a config mapping")
+    used = {key: stored[key] for key in USED if key in stored}
+    if isinstance(used.get("hardware"), dict):
+        used["hardware"] = {k: v for k, v in used["hardware"].items() if k in HARDWARE_USED}
+    what = f"ckpt_path={path}: the stored config"
+    return OmegaConf.create(checkpoints.plain_tree(used, checkpoints.CONFIG_TARGETS, what))
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -92,25 +97,31 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def check_targets(cfg: DictConfig) -> None:
-    """Refuse any ``_target_`` that is not one of the suite's classes."""
-
-    def walk(node: Any, where: str) -> None:
-        if isinstance(node, dict):
-            target = node.get("_target_")
-            if target is not None and target not in ALLOWED:
-                raise ConfigError(
-                    f"{where}._target_={target!r} is not a class of this suite; the checkpoint's "
-                    "config names something else, refusing to build it"
-                )
-            for key, value in node.items():
-                walk(value, f"{where}.{key}")
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{where}[{i}]")
-
-    for group in ("task", "model"):
-        walk(OmegaConf.to_container(cfg[group], resolve=False), group)
+def stored_data(cfg: DictConfig, hparams: dict[str, Any], overrides: list[str]) -> Any:
+    """The data module as the model saw it in training: built with the checkpoint's own
+    tokenizers or vocabulary (never trained again), refusing overrides that would change
+    what the model was trained on, and checked against what the model stored."""
+    options = OmegaConf.to_container(cfg.task.datamodule, resolve=True)
+    cls = checkpoints.suite_classes()["datamodule"][options["_target_"]]
+    fixed = getattr(cls, "FIXED_AFTER_TRAINING", {})
+    for override in overrides:
+        key = override.partition("=")[0]
+        name = key.removeprefix("task.datamodule.")
+        if key.startswith("task.datamodule.") and name in fixed:
+            raise ConfigError(
+                f"{key}: cannot change after training ({fixed[name]}); options that may change: "
+                "the data files, batch sizes and the task's length options"
+            )
+    if not hasattr(cls, "stored_options"):  # nothing learned from the data (synthetic tasks)
+        return checkpoints.build(options, "datamodule")
+    datamodule = checkpoints.build({**options, **cls.stored_options(hparams)}, "datamodule")
+    for key, value in datamodule.module_kwargs().items():
+        if key in hparams and hparams[key] != value:
+            raise ConfigError(
+                f"task={cfg.task.name}: the data gives {key}={str(value)[:40]!r} but the model "
+                f"was trained with {str(hparams[key])[:40]!r}; re-score on data it can read"
+            )
+    return datamodule
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
@@ -130,17 +141,20 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> s
 def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     """Validate and test the checkpoint's weights; writes ``metrics.json`` into ``out``."""
     start = time.time()
-    cfg = apply_overrides(saved_config(ckpt), overrides)
+    checkpoint = checkpoints.read(ckpt, "ckpt_path")
+    cfg = apply_overrides(saved_config(ckpt, checkpoint), overrides)
     OmegaConf.update(cfg, "paths.output_dir", str(out), force_add=True)
-    check_targets(cfg)
-    try:
-        cfg = resolved(cfg)
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"the checkpoint's config: {str(error).splitlines()[0]}") from None
-    datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
+    # The overrides are the user's own text, but they land in a tree built from the
+    # checkpoint: check the result the same way before anything is built.
+    cfg = OmegaConf.create(
+        checkpoints.plain_tree(
+            OmegaConf.to_container(cfg), checkpoints.CONFIG_TARGETS, "the config to re-score"
+        )
+    )
+    hparams = checkpoints.hyper_parameters(checkpoint, ckpt)
+    datamodule = build(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
-    weights = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    if problem := load_weights(module, weights):
+    if problem := load_weights(module, checkpoint["state_dict"]):
         raise ConfigError(
             f"ckpt_path={ckpt}: its weights do not fit the model built from this config "
             f"({problem}); change only options that keep the model's shape"

@@ -24,8 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from gridlstm import checkpoints
 from gridlstm.config import ConfigError
 from gridlstm.data.files import current_umask
 
@@ -95,16 +94,9 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def check_checkpoint(path: Path, option: str, expected: dict[str, str]) -> None:
-    """A readable Lightning checkpoint of the same task and model, or one ConfigError line."""
-    if not path.is_file():
-        raise ConfigError(f"{option}={path}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or pickled code
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error)
-        raise ConfigError(f"{option}={path}: not a readable checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"{option}={path}: not a Lightning checkpoint (no state_dict)")
+    """A readable Lightning checkpoint of the same task and model, or one ConfigError line.
+    Lightning then loads it with ``weights_only=True`` and builds nothing from its config."""
+    checkpoint = checkpoints.read(path, option)
     saved = checkpoint.get("gridlstm_run") or {}
     for key, want in expected.items():
         have = saved.get(key)

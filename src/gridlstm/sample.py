@@ -18,6 +18,8 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from gridlstm import checkpoints
+from gridlstm.config import ConfigError, check_device
 from gridlstm.data.text import decode, encode
 from gridlstm.tasks.language_model import TASK, LanguageModelModule
 
@@ -71,24 +73,26 @@ def parse_args(argv: list[str]) -> SampleConfig:
         raise SampleError(f"top_k must be >= 1 or null, got {cfg.top_k}")
     if not cfg.prime:
         raise SampleError("prime must hold at least one character")
+    try:
+        check_device(cfg.device)
+    except ConfigError as error:
+        raise SampleError(str(error)) from None
     return cfg
 
 
 def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
-    """The language model in a checkpoint written by ``train.py`` (task=enwik8 or text)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SampleError(f"checkpoint {str(path)!r} does not exist")
+    """The language model in a checkpoint written by ``train.py`` (task=enwik8 or text),
+    opened through `gridlstm.checkpoints` (weights and plain data only; suite classes only)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
-        raise SampleError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("gridlstm_task") != TASK:
-        raise SampleError(
-            f"{path} is not a language-model checkpoint (it has no vocabulary to sample "
-            "from); use one from a run with task=enwik8 or task=text"
-        )
-    hparams = checkpoint.get("hyper_parameters") or {}
+        checkpoint = checkpoints.read(path, "ckpt")
+        if checkpoint.get("gridlstm_task") != TASK:
+            raise SampleError(
+                f"{path} is not a language-model checkpoint (it has no vocabulary to sample "
+                "from); use one from a run with task=enwik8 or task=text"
+            )
+        hparams = checkpoints.hyper_parameters(checkpoint, path)
+    except checkpoints.CheckpointError as error:
+        raise SampleError(str(error)) from None
     target = (hparams.get("net") or {}).get("_target_")
     if target not in BACKBONES:
         raise SampleError(

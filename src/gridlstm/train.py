@@ -285,9 +285,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.time()
     quiet_third_party()
     output_dir = Path(cfg.paths.output_dir)
-    if is_first_process():
-        print(f"run directory: {output_dir}", flush=True)
-    check_launch()
+    check_launch()  # every check before the first line of output (the error comes alone)
     check_compatible(cfg)
     check_sweeper(cfg)
     check_run(cfg)
@@ -297,16 +295,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return finished
     if resume is not None and resume.is_relative_to(output_dir):
         start -= runs.previous_wall_time(output_dir)  # wall_time_s counts every part of a run
-    if is_first_process() and cfg.get("print_config", True):
-        print_config_tree(cfg)
     count = build(
         f"hardware={cfg.hardware.name}",
         lambda: threads.apply(cfg.hardware.get("threads", "auto"), processes_per_machine(cfg)),
     )
-    log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
+    # Everything that can refuse the config has run: only now the run's own output.
+    if is_first_process():
+        print(f"run directory: {output_dir}", flush=True)
+        if cfg.get("print_config", True):
+            print_config_tree(cfg)
+    log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
+    log.info("seed: %d", cfg.seed)
     log.info("model=%s: %d trainable parameters", cfg.model.name, module.num_parameters)
 
     loggers = build_loggers(cfg)

@@ -21,6 +21,8 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from gridlstm import checkpoints
+from gridlstm.config import ConfigError, check_device
 from gridlstm.data.files import partial_file
 from gridlstm.data.translation import tokens_to_tensor
 from gridlstm.tasks.translation import TASK, TranslationModule, score
@@ -68,8 +70,10 @@ def parse_args(argv: list[str]) -> TranslateConfig:
         raise TranslateError(f"beam must be >= 1, got {cfg.beam}")
     if cfg.batch_size < 1:
         raise TranslateError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise TranslateError(f"device={cfg.device}: no CUDA device is available; use device=cpu")
+    try:
+        check_device(cfg.device)
+    except ConfigError as error:
+        raise TranslateError(str(error)) from None
     return cfg
 
 
@@ -86,21 +90,20 @@ def read_lines(path: str, what: str) -> list[str]:
 
 
 def load_model(path: str | Path, device: str = "cpu") -> TranslationModule:
-    """The translation model in a checkpoint written by ``train.py`` (task=translation)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TranslateError(f"checkpoint {str(path)!r} does not exist")
+    """The translation model in a checkpoint written by ``train.py`` (task=translation),
+    opened through `gridlstm.checkpoints` (weights and plain data only; suite classes only)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
-        reason = type(error).__name__
-        raise TranslateError(f"{path} is not a readable checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("gridlstm_task") != TASK:
-        raise TranslateError(
-            f"{path} is not a translation checkpoint; use one from a run with task=translation"
-        )
+        checkpoint = checkpoints.read(path, "ckpt")
+        if checkpoint.get("gridlstm_task") != TASK:
+            raise TranslateError(
+                f"{path} is not a translation checkpoint; use one from a run with "
+                "task=translation"
+            )
+        hparams = checkpoints.hyper_parameters(checkpoint, path)
+    except checkpoints.CheckpointError as error:
+        raise TranslateError(str(error)) from None
     try:
-        module = TranslationModule(**checkpoint["hyper_parameters"])
+        module = TranslationModule(**hparams)
         module.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -33,11 +33,14 @@ IGNORE = -100  # target of padded positions (F.cross_entropy's default ignore_in
 VOCABS = ("byte", "char")
 
 
-def read_corpus(path: Path, vocab: str) -> tuple[np.ndarray, list[str] | None]:
+def read_corpus(
+    path: Path, vocab: str, symbols: list[str] | None = None
+) -> tuple[np.ndarray, list[str] | None]:
     """Token ids of the whole file and the vocabulary (None: bytes 0..255).
 
     Bytes are memory-mapped. Characters are decoded once into an id array (4 bytes per
-    character in memory) with the vocabulary sorted by code point.
+    character in memory) with the vocabulary sorted by code point, or, with ``symbols`` (a
+    trained model's vocabulary), in that order: a character outside it is an error.
     """
     check_choice("vocab", vocab, VOCABS)
     if not path.is_file():
@@ -54,8 +57,18 @@ def read_corpus(path: Path, vocab: str) -> tuple[np.ndarray, list[str] | None]:
             "use vocab=byte for arbitrary bytes"
         ) from None
     code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    symbols, ids = np.unique(code_points, return_inverse=True)
-    return ids.astype(np.int32), [chr(c) for c in symbols]
+    found, ids = np.unique(code_points, return_inverse=True)
+    if symbols is None:
+        return ids.astype(np.int32), [chr(c) for c in found]
+    index = {symbol: i for i, symbol in enumerate(symbols)}
+    unknown = [chr(c) for c in found if chr(c) not in index]
+    if unknown:
+        raise ValueError(
+            f"text file {str(path)!r} holds characters {''.join(unknown[:20])!r} that are not "
+            f"in the model's vocabulary of {len(symbols)} characters"
+        )
+    mapping = np.array([index[chr(c)] for c in found], dtype=np.int32)
+    return mapping[ids], list(symbols)
 
 
 def split_bounds(total: int, fractions: list[float]) -> dict[str, tuple[int, int]]:
@@ -135,7 +148,16 @@ class TextDataModule(L.LightningDataModule):
         bptt: truncated-BPTT length (steps per training and evaluation window).
         batch_size: training streams per process.
         eval_batch_size: evaluation streams in all (split across ranks).
+        symbols: with ``vocab="char"``, the vocabulary to encode with instead of the file's
+            own characters: a re-score must use the ids the model was trained on
+            (``gridlstm.evaluate`` passes the checkpoint's).
     """
+
+    # Options a re-score of a trained model may not change (``gridlstm.evaluate``), and why.
+    FIXED_AFTER_TRAINING = {
+        "vocab": "the model reads the symbols it was trained on",
+        "split": "it chose the text the model trained on; another split tests on it",
+    }
 
     def __init__(
         self,
@@ -146,6 +168,7 @@ class TextDataModule(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 0,
+        symbols: list[str] | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("bptt", bptt), ("batch_size", batch_size)):
@@ -156,7 +179,9 @@ class TextDataModule(L.LightningDataModule):
         self.path, self.vocab_kind = Path(path).expanduser(), vocab
         self.bptt, self.batch_size, self.eval_batch_size = bptt, batch_size, eval_batch_size
         self.num_workers = num_workers
-        self.tokens, self.vocab = read_corpus(self.resolve(), vocab)
+        if symbols is not None and vocab != "char":
+            raise ValueError(f"symbols apply to vocab=char only, not vocab={vocab!r}")
+        self.tokens, self.vocab = read_corpus(self.resolve(), vocab, symbols)
         self.bounds = split_bounds(len(self.tokens), list(split))
         self.check_train_size(world=1)
         self.check_learnable()
@@ -193,6 +218,13 @@ class TextDataModule(L.LightningDataModule):
                 f"the train split of {str(self.path)!r} is one symbol ({symbol!r}) repeated: "
                 "there is nothing to learn; use a real text"
             )
+
+    @staticmethod
+    def stored_options(module_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The constructor options that rebuild this data as a trained model saw it, from
+        what `module_kwargs` gave the model (its checkpoint's hyper-parameters)."""
+        vocab = module_kwargs.get("vocab")
+        return {} if vocab is None else {"symbols": list(vocab)}
 
     def module_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "vocab": self.vocab}

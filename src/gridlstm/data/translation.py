@@ -312,7 +312,21 @@ class TranslationDataModule(L.LightningDataModule):
         src_vocab_size, tgt_vocab_size: BPE vocabulary sizes (trained on the train split).
         max_len: training pairs with more tokens on either side are dropped (counted).
         batch_size: training pairs per batch per process; eval_batch_size: per eval batch.
+        tokenizers: the (source, target) tokenizers as JSON text, used instead of training
+            new ones: a re-score must encode with the ids the model was trained on
+            (``gridlstm.evaluate`` passes the checkpoint's).
     """
+
+    # Options a re-score of a trained model may not change (``gridlstm.evaluate``), and why.
+    FIXED_AFTER_TRAINING = {
+        "split_seed": "it chose the pairs the model trained on; another split tests on them",
+        "val_size": "it drew the split the model trained on; another size tests on its pairs",
+        "test_size": "it drew the split the model trained on; another size tests on its pairs",
+        "src_vocab_size": "the checkpoint's tokenizers are used as they are",
+        "tgt_vocab_size": "the checkpoint's tokenizers are used as they are",
+        "src": "the model translates the languages it was trained on",
+        "tgt": "the model translates the languages it was trained on",
+    }
 
     def __init__(
         self,
@@ -333,10 +347,13 @@ class TranslationDataModule(L.LightningDataModule):
         eval_batch_size: int = 100,
         num_workers: int = 0,
         seed: int = 0,
+        tokenizers: list[str] | tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         if path is None or str(path) == "":
             raise DataError("no data given: set task.path=/path/to/pairs (tsv, jsonl, parquet)")
+        if tokenizers is not None and len(tokenizers) != 2:
+            raise DataError(f"tokenizers: give (source, target), got {len(tokenizers)}")
         if src == tgt:
             raise DataError(f"src and tgt are both {src!r}; translate between two languages")
         if max_len < 2:
@@ -365,8 +382,11 @@ class TranslationDataModule(L.LightningDataModule):
         else:
             self.pairs = {"train": read(path), "val": read(val_path), "test": read(test_path)}
         train = self.pairs["train"]
-        self.src_tokenizer = train_tokenizer([s for s, _ in train], src_vocab_size)
-        self.tgt_tokenizer = train_tokenizer([t for _, t in train], tgt_vocab_size)
+        if tokenizers is None:
+            self.src_tokenizer = train_tokenizer([s for s, _ in train], src_vocab_size)
+            self.tgt_tokenizer = train_tokenizer([t for _, t in train], tgt_vocab_size)
+        else:
+            self.src_tokenizer, self.tgt_tokenizer = (Tokenizer.from_str(t) for t in tokenizers)
         self.datasets = {name: self._encode(name) for name in ("train", "val", "test")}
         if len(self.datasets["train"]) == 0:
             raise DataError(
@@ -398,6 +418,12 @@ class TranslationDataModule(L.LightningDataModule):
     @property
     def vocab_sizes(self) -> tuple[int, int]:
         return self.src_tokenizer.get_vocab_size(), self.tgt_tokenizer.get_vocab_size()
+
+    @staticmethod
+    def stored_options(module_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The constructor options that rebuild this data as a trained model saw it, from
+        what `module_kwargs` gave the model (its checkpoint's hyper-parameters)."""
+        return {"tokenizers": [module_kwargs["src_tokenizer"], module_kwargs["tgt_tokenizer"]]}
 
     def module_kwargs(self) -> dict[str, Any]:
         """What the translation module needs from the data (and stores in checkpoints)."""
