@@ -136,12 +136,12 @@ def test_translate_refuses_bad_input_and_checkpoints_in_one_line(reencoder_run, 
     tampered(run, tmp_path / "code.ckpt", evil)
     ckpt = best_checkpoint(run)
     cases = [
-        ([f"ckpt={tmp_path / 'nope.ckpt'}", f"input={good}"], "does not exist"),
+        ([f"ckpt={tmp_path / 'nope.ckpt'}", f"input={good}"], "no such file"),
         ([f"ckpt={ckpt}", f"input={tmp_path / 'nope.txt'}"], "input file"),
         ([f"ckpt={ckpt}", f"input={latin1}"], "is not UTF-8"),
         ([f"ckpt={truncated}", f"input={good}"], "not a readable checkpoint"),
         ([f"ckpt={other_task}", f"input={good}"], "not a translation checkpoint"),
-        ([f"ckpt={tmp_path / 'code.ckpt'}", f"input={good}"], "is not a translation model"),
+        ([f"ckpt={tmp_path / 'code.ckpt'}", f"input={good}"], "is not one of the suite's net"),
         ([f"ckpt={ckpt}", f"input={good}", "beam=0"], "beam must be >= 1"),
         ([f"ckpt={ckpt}", f"input={good}", "bean=3"], "unknown argument 'bean=3'"),
         ([f"ckpt={ckpt}", f"input={good}", f"reference={latin1}"], "reference file"),
@@ -156,6 +156,54 @@ def test_translate_refuses_bad_input_and_checkpoints_in_one_line(reencoder_run, 
         assert len(stderr.strip().splitlines()) == 1, stderr
     assert not marker.exists()  # the checkpoint's config never ran code
     assert good.read_text(encoding="utf-8") == "我喜欢猫。\n"
+
+
+def test_evaluate_scores_with_the_checkpoints_tokenizers_and_refuses_a_new_split(
+    reencoder_run, tmp_path, monkeypatch, capsys
+):
+    """evaluate rebuilds the data with the tokenizers stored in the checkpoint (training new
+    ones would give other token ids silently) and reproduces the run's own test metrics;
+    an override of what the model was trained on is one line, exit 2."""
+    import gridlstm.data.translation as translation_data
+    from gridlstm.evaluate import main as evaluate_main
+
+    metrics, run = reencoder_run
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        evaluate_main([f"ckpt_path={best_checkpoint(run)}", "task.datamodule.split_seed=1"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "task.datamodule.split_seed: cannot change after training" in err
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("evaluate trained a tokenizer")
+
+    monkeypatch.setattr(translation_data, "train_tokenizer", no_training)
+    evaluate_main([f"ckpt_path={best_checkpoint(run)}", "out=scored"])
+    scored = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    for key in ("val/loss", "val/bleu", "test/bleu", "test/chrf"):
+        assert scored[key] == pytest.approx(metrics[key], abs=1e-5), key
+
+
+def test_translation_data_encodes_with_given_tokenizers(tmp_path):
+    """Two splits train tokenizers with the same vocabulary size but other token ids; given
+    the first split's tokenizers, the second encodes exactly as the first did."""
+    from gridlstm.data import TranslationDataModule
+    from tests.conftest import write_pairs
+
+    path = write_pairs(tmp_path / "pairs.tsv", count=80)
+    options = dict(path=path, val_size=10, test_size=10, src_vocab_size=280,
+                   tgt_vocab_size=280)  # fmt: skip
+    first = TranslationDataModule(**options, split_seed=0)
+    other = TranslationDataModule(**options, split_seed=1)
+    sentence = [toy_pairs(1, seed=9)[0][0]]
+    ids = first.src_tokenizer.encode_batch(sentence)[0].ids
+    assert other.src_tokenizer.encode_batch(sentence)[0].ids != ids  # why it matters
+    kwargs = first.module_kwargs()
+    given = TranslationDataModule(**options, split_seed=1,
+                                  **TranslationDataModule.stored_options(kwargs))  # fmt: skip
+    assert given.src_tokenizer.encode_batch(sentence)[0].ids == ids
+    assert given.module_kwargs() == {**kwargs}
 
 
 def test_translate_help_shows_the_usage(tmp_path):

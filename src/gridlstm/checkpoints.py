@@ -37,11 +37,14 @@ class CheckpointError(ConfigError):
 
 
 def _classes(package: Any) -> dict[str, type]:
-    return {
+    """A package's exported classes, by their exported and their defining import path."""
+    exported = {
         f"{package.__name__}.{name}": getattr(package, name)
         for name in package.__all__
         if isinstance(getattr(package, name), type)
     }
+    defined = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in exported.values()}
+    return {**defined, **exported}
 
 
 def _subclasses(module: Any, base: type) -> dict[str, type]:
@@ -105,7 +108,8 @@ def _refuse_resolvers(node: Any, where: str, what: str) -> None:
         for i, value in enumerate(node):
             _refuse_resolvers(value, f"{where}[{i}]", what)
     elif isinstance(node, str):
-        calls = set(RESOLVER_CALL.findall(node)) - SAFE_RESOLVERS
+        unescaped = node.replace("\\${", "")  # an escaped interpolation is text
+        calls = set(RESOLVER_CALL.findall(unescaped)) - SAFE_RESOLVERS
         if calls:
             raise CheckpointError(
                 f"{what}: {where}={node!r} calls the resolver {sorted(calls)[0]!r}, which reads "

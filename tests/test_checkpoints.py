@@ -1,0 +1,102 @@
+"""The checkpoint loader's rules on their own (the tools' ends: tests/test_bad_input.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gridlstm import checkpoints
+from gridlstm.checkpoints import CONFIG_TARGETS, HPARAM_TARGETS, CheckpointError, plain_tree
+
+NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 4, "hidden_size": 4}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+
+
+def config(**changes):
+    tree = {
+        "task": {"datamodule": {"_target_": "gridlstm.data.AdditionDataModule", "digits": 3},
+                 "module": {"_target_": "gridlstm.tasks.AlgorithmicSequenceModule"}},
+        "model": {"net": dict(NET)},
+        "optim": {"optimizer": dict(ADAM), "scheduler": None},
+    }  # fmt: skip
+    tree.update(changes)
+    return tree
+
+
+def test_the_suites_own_config_passes_and_comes_back_as_plain_data():
+    tree = config(seed=3, width="${model.net.hidden_size}")
+    assert plain_tree(tree, CONFIG_TARGETS, "cfg") == {**tree, "width": 4}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": {"net": {**NET, "_target_": "os.system"}}}, "'os.system' is not one of"),
+        ({"model": {"net": {**NET, "x": {"_target_": "gridlstm.nn.GridLSTM"}}}},
+         "model.net.x._target_ is not allowed there"),  # suite classes only where they go
+        ({"model": {"net": {**NET, "x": [{"y": [ADAM]}]}}}, "x[0].y[0]._target_ is not allowed"),
+        ({"model": {"net": {**NET, "_recursive_": True}}}, "_recursive_ is not allowed there"),
+        ({"model": {"net": {**NET, "_partial_": True}}}, "_partial_ is not allowed there"),
+        ({"callbacks": {"x": {"_target_": "gridlstm.nn.GridLSTM"}}}, "callbacks.x._target_"),
+        ({"model": "${x}", "x": {"net": {**NET, "_target_": "builtins.exec"}}}, "'builtins.exec'"),
+        ({"model": {"net": {**NET, "input_size": "${oc.env:HOME}"}}}, "resolver 'oc.env'"),
+        ({"model": {"net": {**NET, "input_size": "${oc.create:{_target_: os.system}}"}}},
+         "resolver 'oc.create'"),
+        ({"model": {"net": {**NET, "input_size": "${..missing}"}}}, "cannot be read as a config"),
+        ({"optim": {"optimizer": {**ADAM, "_target_": "torch.load"}}}, "'torch.load' is not one"),
+        ({"task": {"datamodule": {**NET}}}, "'gridlstm.nn.Grid2dLSTM' is not one of the suite's "
+         "datamodule classes"),  # a class of the suite, at the wrong position
+    ],
+)
+def test_a_target_anywhere_else_is_refused(change, message):
+    with pytest.raises(CheckpointError, match=None) as error:
+        plain_tree(config(**change), CONFIG_TARGETS, "cfg")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_text_from_an_escaped_interpolation_stays_text():
+    tree = plain_tree(config(note="\\${oc.env:HOME}"), CONFIG_TARGETS, "cfg")
+    assert tree["note"] == "\\${oc.env:HOME}"  # escaped again: resolving it again reads text
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.create(tree).note == "${oc.env:HOME}"
+
+
+def test_classes_are_known_by_their_exported_and_defining_paths():
+    net = checkpoints.suite_classes()["net"]
+    assert net["gridlstm.nn.Grid2dLSTM"] is net["gridlstm.nn.grid2d.Grid2dLSTM"]
+    assert "torch.optim.AdamW" in checkpoints.suite_classes()["optimizer"]
+    assert "torch.optim.lr_scheduler.CosineAnnealingLR" in checkpoints.suite_classes()["scheduler"]
+
+
+def test_hyper_parameters_resolve_only_the_configs_and_keep_data_as_stored():
+    """A tokenizer (JSON text) may hold '${' when the corpus does: it is data, never read as
+    a config, while the backbone's config is resolved and checked."""
+    tokenizer = '{"model": {"vocab": {"${x}": 5, "${oc.env:HOME}": 6}}}'
+    checkpoint = {"hyper_parameters": {"net": {**NET, "hidden_size": "${.input_size}"},
+                                       "optimizer": ADAM, "src_tokenizer": tokenizer}}  # fmt: skip
+    hparams = checkpoints.hyper_parameters(checkpoint, "x.ckpt")
+    assert hparams["src_tokenizer"] == tokenizer and hparams["net"]["hidden_size"] == 4
+    checkpoint["hyper_parameters"]["vocab"] = [{"_target_": "gridlstm.nn.GridLSTM"}]
+    with pytest.raises(CheckpointError, match=r"vocab\[0\]._target_ is not allowed there"):
+        checkpoints.hyper_parameters(checkpoint, "x.ckpt")
+    assert set(HPARAM_TARGETS) == {("net",), ("optimizer",), ("scheduler",)}
+
+
+def test_read_refuses_pickled_objects_and_non_checkpoints(tmp_path):
+    torch.save({"state_dict": {}, "x": torch.nn.ReLU()}, tmp_path / "module.ckpt")
+    torch.save([1, 2], tmp_path / "list.ckpt")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        checkpoints.read(tmp_path / "module.ckpt")
+    with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
+        checkpoints.read(tmp_path / "list.ckpt")
+    torch.save({"state_dict": {"w": torch.ones(2)}}, tmp_path / "fine.ckpt")
+    assert checkpoints.read(tmp_path / "fine.ckpt")["state_dict"]["w"].tolist() == [1.0, 1.0]
+
+
+def test_build_calls_the_allowed_class_with_plain_arguments():
+    module = checkpoints.build({**NET, "num_layers": 1, "batch_first": True}, "net")
+    assert type(module).__name__ == "Grid2dLSTM"
+    with pytest.raises(CheckpointError):
+        checkpoints.build({"_target_": "os.system", "command": "true"}, "net")
