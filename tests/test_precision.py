@@ -11,17 +11,25 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn import GridLSTM, StackedGRU, StackedLSTM
 from gridlstm.nn import grid as grid_module
-from gridlstm.nn.precision import run_rnn
+from gridlstm.nn.precision import kernel_dtype, run_rnn
 
 
 @pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, StackedLSTM, StackedGRU])
 @pytest.mark.parametrize("packed", [False, True])
-def test_run_rnn_under_autocast_equals_the_module_cast_to_the_kernel_dtype(cls, packed):
+@pytest.mark.parametrize("onednn_bf16", [True, False], ids=["cpu-bf16", "cpu-no-bf16"])
+def test_run_rnn_under_autocast_equals_the_module_cast_to_the_kernel_dtype(
+    cls, packed, onednn_bf16, monkeypatch
+):
+    """Both answers of the CPU probe, whatever this CPU has: the expected dtype comes from
+    the same decision the code makes (`kernel_dtype`), bf16 only where oneDNN has it."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
+    expected = kernel_dtype("cpu", torch.bfloat16, None, onednn_bf16)
+    assert expected == (torch.bfloat16 if onednn_bf16 else torch.float32)
     torch.manual_seed(0)
     kwargs = {"batch_first": True} | ({"bidirectional": True} if cls in (nn.LSTM, nn.GRU) else {})
     rnn = cls(5, 8, 2, **kwargs)
     x, lengths = torch.randn(3, 7, 5), torch.tensor([7, 4, 2])
-    reference = copy.deepcopy(rnn).to(torch.bfloat16)
+    reference = copy.deepcopy(rnn).to(expected)
 
     def run(module, inputs):
         if packed:
@@ -31,8 +39,8 @@ def test_run_rnn_under_autocast_equals_the_module_cast_to_the_kernel_dtype(cls, 
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = run(rnn, x)
-    assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got, run(reference, x.bfloat16()), rtol=0, atol=0)
+    assert got.dtype == expected
+    torch.testing.assert_close(got, run(reference, x.to(expected)), rtol=0, atol=0)
     got.float().sum().backward()  # gradients reach the float32 parameters
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in rnn.parameters())
 
