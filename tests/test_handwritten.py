@@ -187,27 +187,96 @@ def test_gradcheck_with_dropout(calls):
     assert calls
 
 
-def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls, monkeypatch):
-    kept: list[int] = []
-    forward = handwritten.HyperplaneSteps._forward
+def packed_shapes(run) -> list[tuple[int, ...]]:
+    """Shapes of the tensors autograd saved (through saved-tensor hooks) while ``run`` ran."""
+    shapes: list[tuple[int, ...]] = []
 
-    def spy(ctx, *args):
-        result = forward(ctx, *args)
-        kept.append(sum(len(per_group) for per_group in ctx.saved))
-        return result
+    def pack(tensor):
+        shapes.append(tuple(tensor.shape))
+        return tensor
 
-    monkeypatch.setattr(handwritten.HyperplaneSteps, "_forward", staticmethod(spy))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        run()
+    return shapes
+
+
+def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls):
     torch.manual_seed(0)
     net = GridLSTM(3, 8, 2, 2, backend="hyperplane")
     x = torch.randn(2, 3, 4, 3)
-    with torch.no_grad():
-        out, final = net(x)
-    assert not out.requires_grad
-    out_grad, final_grad = net(x)
-    torch.testing.assert_close(out, out_grad)
-    torch.testing.assert_close(final[1][1], final_grad[1][1])
+    results = {}
+
+    def run(grad: bool):
+        with torch.set_grad_enabled(grad):
+            results[grad] = net(x)
+
+    assert packed_shapes(lambda: run(False)) == []
+    assert not results[False][0].requires_grad
+    kept = packed_shapes(lambda: run(True))
+    torch.testing.assert_close(results[False][0], results[True][0])
+    torch.testing.assert_close(results[False][1][1][1], results[True][1][1][1])
     assert len(calls) == 2
-    assert kept[0] == 0 and kept[1] > 0  # the activations only where a backward can follow
+    # The activations only where a backward can follow: the gate activations, saved as
+    # (dimensions, 4 gates, groups, r, B, d), go through save_for_backward.
+    assert any(len(shape) == 6 and shape[1] == 4 for shape in kept), kept
+
+
+def test_saved_tensor_hooks_see_every_activation(calls):
+    """Activation offload and checkpointing work through saved-tensor hooks: a pack hook that
+    moves every saved tensor away (here: a copy held elsewhere, the original overwritten)
+    must leave the gradients as they were. Activations kept on ``ctx`` would bypass it."""
+    torch.manual_seed(0)
+    net = GridLSTM(3, 8, 2, 2, backend="hyperplane", dropout=0.3)
+    x = torch.randn(2, 3, 4, 3)
+
+    def gradients():
+        torch.manual_seed(1)
+        out, _ = net(x)
+        return torch.autograd.grad(out.square().sum(), list(net.parameters()))
+
+    expected = gradients()
+    store: list[torch.Tensor] = []
+
+    def pack(tensor):
+        store.append(tensor.detach().clone())
+        return len(store) - 1
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda key: store[key]):
+        got = gradients()
+    assert len(calls) == 2
+    assert any(t.dim() == 6 and t.shape[1] == 4 for t in store)  # the gate activations
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_a_float64_network_under_autocast_keeps_float64(calls):
+    """Autocast leaves float64 GEMMs alone (torch's rule): the hand-written steps too, as the
+    per-op steps do."""
+    torch.manual_seed(0)
+    net = GridLSTM(5, 8, 2, 2, backend="hyperplane").double()
+    x = torch.randn(3, 4, 3, 5, dtype=torch.float64)
+    reference, _ = net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = net(x)
+    assert len(calls) == 2 and out.dtype == torch.float64
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-12)
+
+
+def test_the_plan_cache_keeps_the_most_recently_used_shapes(monkeypatch):
+    built: list[tuple[int, ...]] = []
+    plan = wavefront.plan
+
+    def counting(sizes, *args):
+        built.append(tuple(sizes))
+        return plan(sizes, *args)
+
+    monkeypatch.setattr(wavefront, "plan", counting)
+    net = GridLSTM(3, 4, 1, 2, backend="hyperplane")
+    net.max_plans = 2
+    for length in (2, 3, 2, 4, 2, 3):  # 3 was least recently used when 4 arrived
+        net(torch.randn(1, length, 2, 3))
+    assert [sizes[0] for sizes in built] == [2, 3, 4, 3]
+    assert len(net._plans) == 2
 
 
 def test_autocast_runs_the_gemms_in_its_dtype_and_the_rest_in_float32(calls, monkeypatch):

@@ -191,19 +191,46 @@ class HyperplaneSteps(torch.autograd.Function):
                 # Drawn as nn.Dropout draws for the per-op steps' outputs of this step (same
                 # shape and order), so on a CPU both paths drop the same units for a seed.
                 noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
-        ctx.masks = masks
-        ctx.layout, ctx.saved, ctx.gemm_weights = layout, saved, gemm_weights
-        ctx.save_for_backward(*weights)
+        # Everything the backward reads goes through save_for_backward, so saved-tensor
+        # hooks (activation checkpointing, offload to the CPU) see it.
+        ctx.layout, ctx.steps = layout, [len(per_group) for per_group in saved]
         ctx.has_bias = [b is not None for b in biases]
+        ctx.cast, ctx.has_masks = cast, bool(masks) and keep
+        activations = [t for per_group in saved for group in per_group for t in group]
+        ctx.save_for_backward(
+            *weights,
+            *(gemm_weights if cast and keep else ()),
+            *(masks if ctx.has_masks else ()),
+            *activations,
+        )
         return buffer[:, :total]
+
+    @staticmethod
+    def _unpack(ctx) -> tuple[list, list, list, list]:
+        """(weights, GEMM weights, masks, per step and group (H, m, sig, g, tanh_m))."""
+        tensors = list(ctx.saved_tensors)
+        count = len(ctx.layout.transforms)
+        weights, tensors = tensors[:count], tensors[count:]
+        gemm_weights = weights
+        if ctx.cast:
+            gemm_weights, tensors = tensors[:count], tensors[count:]
+        masks = []
+        if ctx.has_masks:
+            masks, tensors = tensors[: len(ctx.steps) - 1], tensors[len(ctx.steps) - 1 :]
+        saved = []
+        for groups in ctx.steps:
+            saved.append([tuple(tensors[5 * k : 5 * k + 5]) for k in range(groups)])
+            tensors = tensors[5 * groups :]
+        return weights, gemm_weights, masks, saved
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
-        layout, weights = ctx.layout, ctx.gemm_weights
+        layout = ctx.layout
+        params, weights, masks, saved = HyperplaneSteps._unpack(ctx)
         D, G = layout.dims, layout.groups
         batch, d = grad.shape[2], grad.shape[3]
-        dweights = [torch.zeros_like(w, dtype=grad.dtype) for w in ctx.saved_tensors]
+        dweights = [torch.zeros_like(w, dtype=grad.dtype) for w in params]
         dbiases = [
             grad.new_zeros(w.shape[0], 1, w.shape[2]) if has else None
             for w, has in zip(weights, ctx.has_bias, strict=True)
@@ -222,7 +249,7 @@ class HyperplaneSteps(torch.autograd.Function):
             dm_in = dh.new_empty(D, G, r, batch, d)
             for number in reversed(range(len(layout.transforms))):
                 group = layout.transforms[number]
-                H, m, sig, g, tanh_m = ctx.saved[s][number]
+                H, m, sig, g, tanh_m = saved[s][number]
                 dz, dm = _lstm_backward(dh[group.index], dm_out[group.index], m, sig, g, tanh_m)
                 dm_in[group.index] = dm
                 dz = dz.view(G, r * batch, -1)
@@ -238,12 +265,12 @@ class HyperplaneSteps(torch.autograd.Function):
                 # only through H from here on.
                 dh[group.index] = 0.0
                 dh += dH.view(G, r, batch, D, d).permute(3, 0, 1, 2, 4)
-            if ctx.masks and s > 0:
-                dh[D - 1] *= ctx.masks[s - 1]
+            if masks and s > 0:
+                dh[D - 1] *= masks[s - 1]
             # Gathers read only earlier steps' outputs and static rows: done before they are.
             dbuffer[0].index_add_(0, layout.index_h[s], dh.reshape(D * R, batch, d))
             dbuffer[1].index_add_(0, layout.index_m[s], dm_in.reshape(D * R, batch, d))
-        dweights = [dw.to(w.dtype) for dw, w in zip(dweights, ctx.saved_tensors, strict=True)]
+        dweights = [dw.to(w.dtype) for dw, w in zip(dweights, params, strict=True)]
         return (None, None, None, dbuffer[:, total:], *dweights, *dbiases)
 
 
@@ -254,6 +281,8 @@ def run(layout: Layout, static: Tensor, params: list, dropout: float = 0.0) -> T
     in the GEMMs' dtype)."""
     device = static.device.type
     gemm_dtype = static.dtype
-    if torch.is_autocast_enabled(device):
+    # Autocast casts float32 and 16-bit inputs of its GEMMs, never float64 ones: a float64
+    # network under autocast keeps float64, as on the per-op steps.
+    if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
         gemm_dtype = torch.get_autocast_dtype(device)
     return HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
