@@ -181,3 +181,29 @@ def test_output_dropout_acts_in_training_only():
     assert not torch.equal(model(tokens)[0], model(tokens)[0])
     model.eval()
     torch.testing.assert_close(model(tokens)[0], model(tokens)[0])
+
+
+def test_a_resume_takes_its_own_ranks_state_or_a_fresh_one_for_another_world(caplog):
+    """Per-rank BPTT states: rank r continues with state r; a checkpoint from another number
+    of processes (the streams are cut differently) starts every stream afresh, saying why."""
+    from types import SimpleNamespace
+
+    module = LanguageModelModule(grid_net(), vocab_size=5, optimizer=ADAM)
+    states = [(torch.full((2, 3), float(rank)),) for rank in range(2)]
+    module._trainer = SimpleNamespace(world_size=2, global_rank=1)
+    assert module._own_state(states)[0].equal(states[1][0])
+    with caplog.at_level("WARNING"):
+        assert module._own_state(states[:1]) is None
+    assert "BPTT state of 1 process(es), this run has 2" in caplog.text
+
+
+def test_a_grid_state_on_another_device_is_an_error_as_in_nn_lstm():
+    net = Grid2dLSTM(3, 4, 1, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    _, state = net(x)
+    moved = [tuple(t.to("meta") for t in pair) for pair in state] if isinstance(
+        state, list) else tuple(t.to("meta") for t in state)  # fmt: skip
+    with pytest.raises(RuntimeError, match="not at the same device"):
+        net(x, moved)
+    with pytest.raises(RuntimeError, match="not at the same device"):
+        nn.LSTM(3, 4, batch_first=True)(x, (torch.zeros(1, 2, 4, device="meta"),) * 2)

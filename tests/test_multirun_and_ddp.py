@@ -166,3 +166,31 @@ def test_ddp_cpu_translation_scores_every_sentence_once(cli, tmp_path):
     assert metrics["val/bleu"] == pytest.approx(single["val/bleu"])
     assert metrics["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)
     assert metrics["samples_seen"] == 4 * 8 * 2
+
+
+def test_ddp_cpu_language_model_resume_restores_each_ranks_carried_state(cli, tmp_path):
+    """Each rank reads its own text streams and carries its own BPTT state: a run resumed
+    mid-epoch from step 6 on 2 processes ends exactly as the run that never stopped (with
+    rank 0's state on both ranks, as checkpoints once held, it does not)."""
+    from tests.conftest import TINY_LM, write_corpus
+    from tests.test_resume import final_numbers
+
+    corpus = write_corpus(tmp_path / "corpus.txt", 3000)
+    args = ["task=text", f"task.path={corpus}", *TINY_LM, "trainer.val_check_interval=3",
+            "logger=none", "hardware=ddp_cpu", "hardware.threads=1"]  # fmt: skip
+    runs = {name: tmp_path / name for name in ("straight", "first", "resumed")}
+    last = runs["first"] / "checkpoints" / "last.ckpt"
+    for name, extra in [
+        ("straight", ["trainer.max_steps=9"]),
+        ("first", ["trainer.max_steps=6"]),
+        ("resumed", ["trainer.max_steps=9", f"ckpt_path={last}"]),
+    ]:
+        result = cli(*args, *extra, f"hydra.run.dir={runs[name]}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    saved = __import__("torch").load(last, weights_only=True)["bptt_states"]
+    assert (saved["epoch"], saved["batch"], len(saved["states"])) == (0, 6, 2)
+    h = saved["states"][0][0][0]  # rank 0's first (h, m) pair
+    assert not h.equal(saved["states"][1][0][0])  # two streams, two states
+    record = {name: json.loads((run / "metrics.json").read_text()) for name, run in runs.items()}
+    assert record["resumed"]["global_step"] == 9
+    assert final_numbers(record["resumed"]) == final_numbers(record["straight"])

@@ -584,6 +584,11 @@ class GridLSTM(nn.Module):
             )
         for k, (pair, shape) in enumerate(zip(pairs, shapes, strict=True)):
             for name, tensor in zip(("h", "m"), pair, strict=True):
+                if tensor.device != x.device:  # nn.LSTM's error: never a silent copy
+                    raise RuntimeError(
+                        "Input and hidden tensors are not at the same device, found input "
+                        f"tensor at {x.device} and hidden tensor at {tensor.device}"
+                    )
                 if tuple(tensor.shape) != shape:
                     raise ValueError(
                         f"state {name} of grid dimension {k} must have shape {shape}, "

@@ -9,6 +9,7 @@ of the split (docs/model.md section 4), summed over ranks.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
 from torchmetrics import MeanMetric
 
@@ -25,6 +27,7 @@ from gridlstm.nn import TokenSequenceModel, count_parameters, detach_state
 from gridlstm.tasks.base import TaskModule
 from gridlstm.tasks.showcase import should_show, show_table
 
+log = logging.getLogger(__name__)
 TASK = "language_model"  # marks checkpoints the sampler accepts
 
 
@@ -60,7 +63,7 @@ class LanguageModelModule(TaskModule):
         self.eval_state: Any = None  # ... and across evaluation batches
         self.chars_trained, self.train_seconds = 0, 0.0
         self._step_start = 0.0
-        self._resume_state: tuple[int, int, Any] | None = None  # (epoch, batch, state)
+        self._resume_state: dict[str, Any] | None = None  # epoch, batch, states per rank
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         return self.model(tokens, state)
@@ -74,10 +77,9 @@ class LanguageModelModule(TaskModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         if self._resume_state is not None:  # first step after a resume
-            epoch, batch_at, state = self._resume_state
-            if (epoch, batch_at) == (self.current_epoch, batch_idx):  # resumed mid-epoch
-                self.bptt_state = state
-            self._resume_state = None
+            saved, self._resume_state = self._resume_state, None
+            if (saved["epoch"], saved["batch"]) == (self.current_epoch, batch_idx):
+                self.bptt_state = self._own_state(saved["states"])  # resumed mid-epoch
         inputs, targets = batch[:, :-1], batch[:, 1:]
         logits, state = self(inputs, self.bptt_state)
         self.bptt_state = detach_state(state)
@@ -148,9 +150,43 @@ class LanguageModelModule(TaskModule):
         # with it, a resume at an epoch boundary starts the streams (and the state) afresh.
         if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
             done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
-            checkpoint["bptt_state"] = (self.current_epoch, int(done), self.bptt_state)
+            checkpoint["bptt_states"] = {
+                "epoch": self.current_epoch,
+                "batch": int(done),
+                "states": self._states_of_every_rank(),
+            }
+
+    def _states_of_every_rank(self) -> list[Any]:
+        """The carried state of every rank, on the CPU, in rank order: each rank reads its
+        own streams, so each carries its own state. A collective under DDP (Lightning dumps a
+        checkpoint on every rank together and writes rank 0's)."""
+        world = self.trainer.world_size
+        if world == 1 or self.bptt_state is None:  # None on every rank alike (epoch start)
+            return [apply_to_collection(self.bptt_state, Tensor, Tensor.cpu)] * world
+        gathered = self.all_gather(self.bptt_state)  # a leading (world,) dimension
+        return [
+            apply_to_collection(gathered, Tensor, lambda t, r=rank: t[r].cpu())
+            for rank in range(world)
+        ]
+
+    def _own_state(self, states: list[Any]) -> Any:
+        """This rank's saved state on this module's device, or None (a fresh state) when the
+        checkpoint came from another number of processes: the streams are cut by the total
+        number of rows, so no saved state continues any of this run's streams."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if len(states) != world:
+            log.warning(
+                "the checkpoint carries the BPTT state of %d process(es), this run has %d: the "
+                "text streams are cut differently, so each starts from a fresh state",
+                len(states), world,
+            )  # fmt: skip
+            return None
+        return apply_to_collection(states[rank], Tensor, lambda t: t.to(self.device))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get("bptt_state")
-        self._resume_state = tuple(saved) if saved is not None else None
+        saved = checkpoint.get("bptt_states")
+        if saved is None and checkpoint.get("bptt_state") is not None:  # rank 0's only
+            epoch, batch, state = checkpoint["bptt_state"]
+            saved = {"epoch": epoch, "batch": batch, "states": [state]}
+        self._resume_state = saved
