@@ -48,12 +48,17 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
     results = bench.main(args)
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     g2 = results["grid2d"]
+    lstm = g2["nn.LSTM"]["tokens_per_s"]
     for backend in ("fast", "hyperplane", "naive"):
         row = g2[f"grid2d/{backend}"]
-        assert row["tokens_per_s"] > 0 and row["ratio_to_nn.LSTM"] > 0
+        assert row["tokens_per_s"] > 0  # the ratio reads "this many times nn.LSTM's speed"
+        assert row["ratio_to_nn.LSTM"] == pytest.approx(row["tokens_per_s"] / lstm)
         assert row["params"] == g2["grid2d/fast"]["params"]
-    assert results["grid3d"]["hyperplane_speedup"] > 0
-    assert results["grid3d"]["per_op_speedup"] > 0
+    g3 = results["grid3d"]
+    naive = g3["grid3d/naive"]["seconds"]  # speedups read "this many times faster than naive"
+    assert g3["hyperplane_speedup"] == pytest.approx(naive / g3["grid3d/hyperplane"]["seconds"])
+    per_op = g3["grid3d/hyperplane, per-op steps"]["seconds"]
+    assert g3["per_op_speedup"] == pytest.approx(naive / per_op)
     assert min(results["mnist"]["seconds"], results["mnist"]["seconds_per_op_steps"]) > 0
     translation = results["translation"]
     for model in ("reencoder", "lstm_attention"):

@@ -37,7 +37,9 @@ def test_first_crossing_is_recorded_once():
     validate(callback, 0.99, 300)
     validate(callback, 0.1, 400)
     assert callback.samples == 200
-    validate(SamplesToThreshold("val/acc", 0.9), 1.0, 500, fn=TrainerFn.VALIDATING)
+    standalone = SamplesToThreshold("val/acc", 0.9)  # a validate() outside fit: not counted
+    assert validate(standalone, 1.0, 500, fn=TrainerFn.VALIDATING) == []
+    assert standalone.samples is None
 
 
 def test_state_survives_a_checkpoint():

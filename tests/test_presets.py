@@ -171,14 +171,33 @@ EXPERIMENTS = Path(__file__).parents[1] / "conf" / "experiment"
 CLAIMS = sorted(p.stem for p in EXPERIMENTS.glob("claims_*"))
 
 
+# study: (the claim's task, its Grid LSTM, the baselines it is compared with, the axis swept)
+STUDIES = {
+    "claims_addition_depth": ("addition", "grid2d", {"stacked_lstm"}, "model.net.num_layers"),
+    "claims_coreylynch": ("text", "grid2d_coreylynch", {"stacked_lstm"}, "model.net.num_layers"),
+    "claims_memorization_depth": ("memorization", "grid2d", {"stacked_lstm"},
+                                  "model.net.num_layers"),  # fmt: skip
+    "claims_mnist": ("mnist", "grid3d", {"mdlstm", "row_lstm", "cnn"}, None),
+    "claims_parity": ("parity", "grid1d", {"tanh_net", "relu_net"}, "task.datamodule.bits"),
+}
+
+
 def test_there_is_a_claims_study_for_each_of_the_five_claims():
-    assert CLAIMS == [
-        "claims_addition_depth",
-        "claims_coreylynch",
-        "claims_memorization_depth",
-        "claims_mnist",
-        "claims_parity",
-    ]
+    assert set(CLAIMS) == set(STUDIES)
+
+
+@pytest.mark.parametrize("experiment", sorted(STUDIES))
+def test_each_claims_study_compares_its_grid_lstm_with_the_baselines_on_the_claims_task(
+    experiment, tmp_path
+):
+    task, grid, baselines, axis = STUDIES[experiment]
+    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    params = cfg.hydra.sweeper.params
+    assert cfg.task.name == task
+    assert set(str(params["model"]).split(",")) == {grid, *baselines}
+    assert len(str(params["seed"]).split(",")) >= 3
+    if axis is not None:
+        assert len(str(params[axis]).split(",")) >= 2
 
 
 @pytest.mark.parametrize("experiment", CLAIMS)

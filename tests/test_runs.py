@@ -36,24 +36,43 @@ def test_a_failed_metrics_write_leaves_the_previous_file_whole(tmp_path, monkeyp
 def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable(
     tmp_path, monkeypatch
 ):
-    """Checkpoints go through Lightning's atomic save (a temporary file renamed on success)."""
+    """The suite saves through the Trainer (ModelCheckpoint, the interrupt checkpoint): a
+    save killed half way through leaves the previous last.ckpt whole, and the suite's
+    loader and resume check still accept it."""
     from fsspec.implementations.local import LocalFileOpener
-    from lightning.fabric.utilities.cloud_io import _atomic_save
 
-    path = tmp_path / "last.ckpt"
-    _atomic_save({"state_dict": {"w": torch.ones(3)}}, path)
+    from gridlstm import checkpoints
+    from gridlstm.data import AdditionDataModule
+    from gridlstm.tasks import AlgorithmicSequenceModule
+    from tests.conftest import quiet_trainer
+
+    net = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 8, "hidden_size": 8,
+           "num_layers": 1, "batch_first": True}  # fmt: skip
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+    data = AdditionDataModule(digits=2, batch_size=8, batches_per_epoch=2, val_size=8,
+                              test_size=8, eval_batch_size=8)  # fmt: skip
+    module = AlgorithmicSequenceModule(net, optimizer=adam, **data.module_kwargs())
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(path)
+    saved = {k: v.clone() for k, v in module.state_dict().items()}
     real_write = LocalFileOpener.write
 
     def killed_mid_write(self, data):  # noqa: ANN001, ANN202
         real_write(self, data[: len(data) // 2])
         raise KeyboardInterrupt  # the process is stopped half way
 
+    for p in module.parameters():
+        p.data.zero_()
     monkeypatch.setattr(LocalFileOpener, "write", killed_mid_write)
     with pytest.raises(KeyboardInterrupt):
-        _atomic_save({"state_dict": {"w": torch.zeros(3)}}, path)
+        trainer.save_checkpoint(path)
     monkeypatch.undo()
-    loaded = torch.load(path, weights_only=True)
-    assert torch.equal(loaded["state_dict"]["w"], torch.ones(3))
+    loaded = checkpoints.read(path)
+    for key, value in saved.items():
+        assert torch.equal(loaded["state_dict"][key], value), key
+    runs.check_checkpoint(path, "ckpt_path", {})
 
 
 def test_resume_choices_and_refusals(tmp_path):
