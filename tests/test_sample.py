@@ -111,10 +111,10 @@ def test_bad_arguments(args, message):
 
 
 def test_bad_checkpoint_files_and_unknown_prime_characters(tmp_path, char_checkpoint):
-    with pytest.raises(SampleError, match="does not exist"):
+    with pytest.raises(SampleError, match="no such file"):
         sample(SampleConfig(ckpt=str(tmp_path / "none.ckpt")))
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
-    with pytest.raises(SampleError, match="is not a readable checkpoint"):
+    with pytest.raises(SampleError, match="not a readable checkpoint"):
         sample(SampleConfig(ckpt=str(tmp_path / "junk.ckpt")))
     ckpt, _ = char_checkpoint
     with pytest.raises(SampleError, match=r"prime: characters 'Z' are not in the model's"):
@@ -134,6 +134,6 @@ def test_a_checkpoint_naming_other_code_is_refused_and_never_runs_it(tmp_path, c
                                              "self": str(marker), "data": "x"}  # fmt: skip
     crafted = tmp_path / "crafted.ckpt"
     torch.save(checkpoint, crafted)
-    with pytest.raises(SampleError, match="'pathlib.Path.write_text' is not a language-model"):
+    with pytest.raises(SampleError, match="'pathlib.Path.write_text' is not one of the suite's"):
         run(crafted)
     assert not marker.exists()

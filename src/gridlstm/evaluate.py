@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm import checkpoints, runs
 from gridlstm.config import ConfigError, build
-from gridlstm.console import quiet_third_party
+from gridlstm.console import lightning_info_silenced, quiet_third_party
 from gridlstm.launch import register_resolvers, run_id
 from gridlstm.train import build_module
 
@@ -138,6 +138,32 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> s
     return None
 
 
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """One process on the stored (or overridden) accelerator and precision, or one line."""
+    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
+    accelerator = str(hardware.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"hardware.accelerator={accelerator}: no CUDA GPU is available on this machine; "
+            "re-score with hardware.accelerator=cpu"
+        )
+    try:
+        with lightning_info_silenced():
+            return L.Trainer(
+                accelerator=accelerator,
+                devices=1,
+                precision=hardware.get("precision", "32-true"),
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=False,
+                use_distributed_sampler=False,
+            )
+    except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"hardware: {first}") from None
+
+
 def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
     """Validate and test the checkpoint's weights; writes ``metrics.json`` into ``out``."""
     start = time.time()
@@ -151,6 +177,7 @@ def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
             OmegaConf.to_container(cfg), checkpoints.CONFIG_TARGETS, "the config to re-score"
         )
     )
+    trainer = build_trainer(cfg)  # hardware first: its mistakes cost no data loading
     hparams = checkpoints.hyper_parameters(checkpoint, ckpt)
     datamodule = build(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
@@ -159,17 +186,6 @@ def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
             f"ckpt_path={ckpt}: its weights do not fit the model built from this config "
             f"({problem}); change only options that keep the model's shape"
         )
-    hardware = OmegaConf.to_container(cfg.hardware)
-    trainer = L.Trainer(
-        accelerator=hardware.get("accelerator", "cpu"),
-        devices=1,
-        precision=hardware.get("precision", "32-true"),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-    )
     out.mkdir(parents=True, exist_ok=True)
     val = trainer.validate(module, datamodule=datamodule, verbose=False)
     test = trainer.test(module, datamodule=datamodule, verbose=False)

@@ -45,6 +45,7 @@ from gridlstm.loggers import (
     log_hyperparameters,
     watch_model,
 )
+from gridlstm.nn import GridLSTM
 from gridlstm.nn.sizing import width_for_budget
 
 log = logging.getLogger(__name__)
@@ -53,17 +54,18 @@ log = logging.getLogger(__name__)
 FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s", "train/tokens_per_s")
 
 
-def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
-    callbacks = []
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> tuple[list[Callback], list[str]]:
+    """The configured callbacks, and the names of those left out (they need a logger)."""
+    callbacks, skipped = [], []
     for name, callback_cfg in (cfg.get("callbacks") or {}).items():
         if callback_cfg is None:
             continue
         callback = instantiate(callback_cfg)
         if isinstance(callback, LearningRateMonitor) and not has_logger:
-            log.info("logger=none: skipping callback %s (it needs a logger)", name)
+            skipped.append(name)
             continue
         callbacks.append(callback)
-    return callbacks
+    return callbacks, skipped
 
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> L.Trainer:
@@ -271,13 +273,30 @@ def interval_problem(error: ValueError, trainer: L.Trainer, cfg: DictConfig) -> 
     as a one-line message naming the choices. None for any other error."""
     if "`val_check_interval`" not in str(error):
         return None
-    batches = trainer.num_training_batches
+    return interval_message(cfg, trainer.num_training_batches)
+
+
+def interval_message(cfg: DictConfig, batches: int) -> str:
     return (
         f"trainer.val_check_interval={cfg.trainer.val_check_interval}: an epoch of "
         f"task={cfg.task.name} has {batches} training batches; use at most {batches}, a "
         "fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null to count "
         "batches across epochs"
     )
+
+
+def check_val_interval(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """An integer ``val_check_interval`` longer than an epoch, refused before any output where
+    the data module knows its epoch (the synthetic tasks); Lightning finds the others once
+    the data is set up (`interval_problem`)."""
+    interval = cfg.trainer.get("val_check_interval")
+    batches = getattr(datamodule, "batches_per_epoch", None)
+    counted_per_epoch = cfg.trainer.get("check_val_every_n_epoch", 1) is not None
+    if (
+        isinstance(interval, int) and not isinstance(interval, bool) and isinstance(batches, int)
+        and counted_per_epoch and interval > batches
+    ):  # fmt: skip
+        raise ConfigError(interval_message(cfg, batches))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -302,6 +321,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
+    check_val_interval(cfg, datamodule)
+    has_logger = any(c is not None and "_target_" in c for c in (cfg.get("logger") or {}).values())
+    callbacks, skipped = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, has_logger))
     # Everything that can refuse the config has run: only now the run's own output.
     if is_first_process():
         print(f"run directory: {output_dir}", flush=True)
@@ -309,10 +331,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print_config_tree(cfg)
     log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
     log.info("seed: %d", cfg.seed)
-    log.info("model=%s: %d trainable parameters", cfg.model.name, module.num_parameters)
+    for name in skipped:
+        log.info("logger=none: skipping callback %s (it needs a logger)", name)
+    backends = sorted({m.backend for m in module.modules() if isinstance(m, GridLSTM)})
+    log.info("model=%s: %d trainable parameters%s", cfg.model.name, module.num_parameters,
+             f" (GridLSTM backend {', '.join(backends)})" if backends else "")  # fmt: skip
 
     loggers = build_loggers(cfg)
-    callbacks = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, bool(loggers)))
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [interrupt, RunState(identity(cfg), config)]

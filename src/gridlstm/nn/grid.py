@@ -336,7 +336,7 @@ class GridLSTM(nn.Module):
         self.backend = backend
         if device is not None or dtype is not None:  # nn.LSTM's factory arguments
             self.to(device=device, dtype=dtype)
-        log.info(
+        log.debug(  # the training command names the backend once the config is checked
             "GridLSTM(grid_dims=%d, layers=%d): backend=%s", grid_dims, num_layers, self.backend
         )
 
