@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, run_cli, write_corpus
+from tests.conftest import TINY, run_cli, write_corpus, write_pairs
 from tests.test_configs import compose_train
 
 
@@ -40,6 +40,7 @@ def earlier(tmp_path_factory) -> Path:
     craft_checkpoints(last, files)
     write_corpus(files / "text.txt", size=400)
     (files / "one_symbol.txt").write_text("z" * 8000)
+    write_pairs(files / "handful.tsv", count=8)
     (files / "sweep").mkdir()
     return cwd
 
@@ -146,6 +147,10 @@ TRAIN = [
     ("task=text", "task=text: no text file given: set task.path"),
     ("task=text task.path={files}/missing.txt", "task=text: text file"),
     ("task=text task.path={files}/one_symbol.txt", "is one symbol ('z') repeated"),
+    ("task=translation model=reencoder task.path={files}/missing.tsv",
+     "missing.tsv does not exist"),  # fmt: skip
+    ("task=translation model=reencoder task.path={files}/handful.tsv",
+     "leaves no training pairs"),  # 8 pairs; the default held-out sizes take 2000  # fmt: skip
     ("task=text task.path={files}/text.txt task.datamodule.vocab=word", "task=text: vocab"),
     ("task=text task.path={files}/text.txt task.datamodule.bptt=0", "task=text: bptt"),
     ("hardware=gpu", "hardware=gpu: no CUDA GPU is available"),
@@ -179,6 +184,8 @@ TRAIN = [
     ("ckpt_path={files}/truncated.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={files}/pickled.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={last} model=stacked_lstm", "the checkpoint is of model=grid2d"),
+    ("ckpt_path={last} task=memorization",
+     "the checkpoint is of task=addition, this run is task=memorization"),  # fmt: skip
     ("callbacks.divergence.max_loss=-1", "max_loss must be a positive number"),
     ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
 ]

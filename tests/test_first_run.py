@@ -116,18 +116,28 @@ def test_offline_wandb_folder_holds_samples_and_images(cli, tmp_path, task, mode
     assert found, sorted(p.name for p in cli.cwd.glob("outputs/*/*/wandb/offline-run-*/files/**/*"))
 
 
-@pytest.mark.parametrize("tool", ["sample", "tables", "bench", "translate"])
-def test_every_tool_answers_help(tool, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", f"gridlstm.{tool}", "--help"],
-        cwd=tmp_path,
-        env=offline_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+HELP = """
+import contextlib, io, runpy, sys
+for tool in sys.argv[1:]:
+    sys.argv, out = [f"gridlstm.{tool}", "--help"], io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_module(f"gridlstm.{tool}", run_name="__main__")
+        except SystemExit as stop:
+            assert stop.code in (0, None), (tool, stop.code)
+    assert f"gridlstm.{tool}" in out.getvalue(), (tool, out.getvalue())
+    print("help:", tool)
+"""
+
+
+def test_every_tool_answers_help(tmp_path):
+    """Each command's ``python -m`` entry (its ``__main__`` block), in one interpreter."""
+    tools = ["sample", "tables", "bench", "translate", "evaluate"]
+    command = [sys.executable, "-c", HELP, *tools]
+    result = subprocess.run(command, cwd=tmp_path, env=offline_env(), capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"gridlstm.{tool}" in result.stdout
+    assert result.stdout.split() == [word for tool in tools for word in ("help:", tool)]
 
 
 OUTSIDE = re.compile(

@@ -69,6 +69,7 @@ def test_sigterm_mid_epoch_then_resume_matches_the_uninterrupted_run(cli):
     assert metrics(run)["wall_time_s"] > first_wall  # both parts counted
 
 
+@pytest.mark.slow  # the 2-process resume (tests/test_multirun_and_ddp.py) covers it too
 def test_language_model_resume_restores_the_stream_position_and_carried_state(cli, tmp_path):
     # Validation every 15 steps (mid-epoch checkpoints); the stop at step 22 is mid-epoch, so
     # the resumed run must continue the streams with the carried state of step 22.
@@ -113,16 +114,9 @@ def test_resume_auto_without_a_checkpoint_starts_fresh_and_says_so(cli):
     assert metrics(run)["status"] == "completed"
 
 
-@pytest.mark.parametrize(
+@pytest.mark.parametrize(  # the other bad checkpoints in-process: tests/test_bad_input.py
     ("make", "message"),
-    [
-        (lambda tmp: tmp / "missing.ckpt", "no such file"),
-        (
-            lambda tmp: _write(tmp / "garbage.ckpt", b"not a checkpoint"),
-            "not a readable checkpoint",
-        ),
-        (lambda tmp: _write(tmp / "empty.ckpt", b""), "not a readable checkpoint"),
-    ],
+    [(lambda tmp: _write(tmp / "garbage.ckpt", b"not a checkpoint"), "not a readable")],
 )
 def test_bad_ckpt_path_is_one_line(cli, make, message):
     path = make(cli.cwd)
@@ -138,13 +132,6 @@ def _write(path: Path, content: bytes) -> Path:
     return path
 
 
-def test_a_checkpoint_of_another_task_or_model_is_refused(cli, trained):
-    last = trained / "checkpoints" / "last.ckpt"
-    other_task = cli("task=memorization", f"ckpt_path={last}")
-    assert other_task.returncode == 2
-    assert "the checkpoint is of task=addition, this run is task=memorization" in other_task.stderr
-    other_model = cli(*TINY, "model=stacked_lstm", f"ckpt_path={last}")
-    assert other_model.returncode == 2 and "model=grid2d" in other_model.stderr
 
 
 # Step 7 breaks the weights mid-epoch (caught at the next step); step 8 is the last of an

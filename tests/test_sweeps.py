@@ -34,6 +34,7 @@ def test_parallel_launcher_runs_each_job_once_in_its_own_process(cli):
         assert "CPU threads: 1" in log  # two jobs side by side share the 2 cores
 
 
+@pytest.mark.slow  # 50 s; a SIGTERM'd run resuming stays in the default suite (test_resume.py)
 def test_submitit_local_sweep_survives_sigterm_and_resumes(cli):
     sweep = cli.cwd / "submitit"
     common = ["-m", *ARGS, "trainer.max_steps=10", "hydra/launcher=local",

@@ -204,22 +204,3 @@ def test_translation_data_encodes_with_given_tokenizers(tmp_path):
                                   **TranslationDataModule.stored_options(kwargs))  # fmt: skip
     assert given.src_tokenizer.encode_batch(sentence)[0].ids == ids
     assert given.module_kwargs() == {**kwargs}
-
-
-def test_translate_help_shows_the_usage(tmp_path):
-    result = translate("--help", cwd=tmp_path)
-    assert result.returncode == 0 and "ckpt=" in result.stdout and "beam=" in result.stdout
-
-
-def test_bad_translation_config_stops_train_py_in_one_line(tmp_path):
-    data = write_handful(tmp_path)
-    cases = [
-        ([f"task.path={tmp_path / 'missing.tsv'}"], "missing.tsv does not exist"),
-        ([f"task.path={data}"], "leaves no training pairs"),  # 8 pairs, dev+test 2000
-    ]
-    for args, message in cases:
-        result = run_cli(["task=translation", "model=reencoder", "logger=none", *args], tmp_path)
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert message in result.stderr
-        assert "Traceback" not in result.stderr
-    assert not list(tmp_path.glob("outputs/*/*/metrics.json"))
