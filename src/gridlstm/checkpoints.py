@@ -21,7 +21,7 @@ before resolution; it becomes the node ``x`` names afterwards. Hydra's own block
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +199,29 @@ def hyper_parameters(checkpoint: Mapping[str, Any], path: str | Path) -> dict[st
             hparams[key] = _resolved(hparams[key], f"{what}.{key}")
     _walk(hparams, (), HPARAM_TARGETS, what)
     return hparams
+
+
+def load_module(
+    path: str | Path,
+    task: str,
+    module_class: type,
+    not_this_task: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
+    """A task module rebuilt from a checkpoint of ``task`` (the tools that need no config,
+    sample and translate): its checked hyper-parameters, ``check`` (a tool's own rule, may
+    raise CheckpointError) before anything is built, then the stored weights; CPU, eval
+    mode. ``not_this_task``: the message for a checkpoint of another task."""
+    checkpoint = read(path, "ckpt")
+    if checkpoint.get("gridlstm_task") != task:
+        raise CheckpointError(not_this_task)
+    hparams = hyper_parameters(checkpoint, path)
+    if check is not None:
+        check(hparams)
+    try:
+        module = module_class(**hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: cannot rebuild the model ({first})") from None
+    return module.eval()

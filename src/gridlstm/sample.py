@@ -83,29 +83,26 @@ def parse_args(argv: list[str]) -> SampleConfig:
 def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
     """The language model in a checkpoint written by ``train.py`` (task=enwik8 or text),
     opened through `gridlstm.checkpoints` (weights and plain data only; suite classes only)."""
-    try:
-        checkpoint = checkpoints.read(path, "ckpt")
-        if checkpoint.get("gridlstm_task") != TASK:
-            raise SampleError(
-                f"{path} is not a language-model checkpoint (it has no vocabulary to sample "
-                "from); use one from a run with task=enwik8 or task=text"
+
+    def language_model_backbone(hparams: dict[str, Any]) -> None:
+        target = (hparams.get("net") or {}).get("_target_")
+        if target not in BACKBONES:
+            raise checkpoints.CheckpointError(
+                f"{path}: model class {target!r} is not a language-model backbone of this "
+                f"suite; allowed: {', '.join(sorted(BACKBONES))}"
             )
-        hparams = checkpoints.hyper_parameters(checkpoint, path)
+
+    not_a_language_model = (
+        f"{path} is not a language-model checkpoint (it has no vocabulary to sample from); "
+        "use one from a run with task=enwik8 or task=text"
+    )
+    try:
+        module = checkpoints.load_module(
+            path, TASK, LanguageModelModule, not_a_language_model, language_model_backbone
+        )
     except checkpoints.CheckpointError as error:
         raise SampleError(str(error)) from None
-    target = (hparams.get("net") or {}).get("_target_")
-    if target not in BACKBONES:
-        raise SampleError(
-            f"{path}: model class {target!r} is not a language-model backbone of this suite; "
-            f"allowed: {', '.join(sorted(BACKBONES))}"
-        )
-    try:
-        module = LanguageModelModule(**hparams)
-        module.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SampleError(f"{path}: cannot rebuild the model ({first})") from None
-    return module.to(device).eval()
+    return module.to(device)
 
 
 def sample(cfg: SampleConfig) -> str:

@@ -92,23 +92,14 @@ def read_lines(path: str, what: str) -> list[str]:
 def load_model(path: str | Path, device: str = "cpu") -> TranslationModule:
     """The translation model in a checkpoint written by ``train.py`` (task=translation),
     opened through `gridlstm.checkpoints` (weights and plain data only; suite classes only)."""
+    not_translation = (
+        f"{path} is not a translation checkpoint; use one from a run with task=translation"
+    )
     try:
-        checkpoint = checkpoints.read(path, "ckpt")
-        if checkpoint.get("gridlstm_task") != TASK:
-            raise TranslateError(
-                f"{path} is not a translation checkpoint; use one from a run with "
-                "task=translation"
-            )
-        hparams = checkpoints.hyper_parameters(checkpoint, path)
+        module = checkpoints.load_module(path, TASK, TranslationModule, not_translation)
     except checkpoints.CheckpointError as error:
         raise TranslateError(str(error)) from None
-    try:
-        module = TranslationModule(**hparams)
-        module.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise TranslateError(f"{path}: cannot rebuild the model ({first})") from None
-    return module.to(device).eval()
+    return module.to(device)
 
 
 def translate(module: TranslationModule, sentences: list[str], cfg: TranslateConfig) -> list[str]:
