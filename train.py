@@ -15,7 +15,7 @@ import sys  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from gridlstm.config import output_dir_problem  # noqa: E402
+from gridlstm.config import compose_problem, output_dir_problem  # noqa: E402
 from gridlstm.launch import register_resolvers  # noqa: E402
 from gridlstm.sweeps import missing_plugin  # noqa: E402
 
@@ -31,7 +31,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    if problem := missing_plugin(sys.argv[1:]) or output_dir_problem(sys.argv[1:]):
+    argv = sys.argv[1:]
+    conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+    if problem := missing_plugin(argv) or output_dir_problem(argv) or compose_problem(argv, conf):
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     main()

@@ -160,6 +160,7 @@ TRAIN = [
     ("hardware.threads=0", "hardware=cpu: threads must be 'auto' or an integer >= 1"),
     ("trainer.max_steps=-5", "trainer.max_steps=-5"),
     ("trainer.max_steps=0", "trainer.max_steps=0"),
+    ("trainer.max_epochs=abc", "trainer.max_epochs=abc: give an integer"),
     ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),
     ("trainer.val_check_interval=0", "trainer.val_check_interval=0"),
     (
@@ -190,9 +191,12 @@ TRAIN = [
     ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
 ]
 SAMPLE = [
-    (["ckpt={last}", "length=0"], "length must be >= 1"),
+    (["ckpt={last}", "length=0"], "length must be in [1, 10,000,000], got 0"),
     (["ckpt={last}", "temperature=-1"], "temperature must be >= 0"),
     (["ckpt={last}", "top_k=0"], "top_k must be >= 1"),
+    (["ckpt={last}", "temperature=nan"], "temperature must be >= 0"),
+    (["ckpt={last}", "length=100000000000"], "length must be in [1, 10,000,000]"),
+    (["ckpt={files}"], "a directory, not a checkpoint file"),
     (["ckpt={last}", "colour=red"], "unknown argument 'colour=red'"),
     (["length=10"], "no checkpoint given: ckpt="),
     (["ckpt={files}/missing.ckpt"], "no such file"),
@@ -243,6 +247,10 @@ EVALUATE = [
     (["ckpt_path={files}/config_module.ckpt"], "sentinel_payload.make' is not one of"),
     (["ckpt_path={last}", "task.datamodule.digits=${oc.env:HOME}"], "calls the resolver"),
     (["ckpt_path={last}", "hardware.accelerator=gpu"], "no CUDA GPU is available"),
+    (["ckpt_path={last}", "task=5"], "task: a group of options, not a value"),
+    (["ckpt_path={last}", "model.net=null"], "model.net: a group of options, not a value"),
+    (["ckpt_path={last}", "out={files}/text.txt/scores"], "text.txt is not a writable directory"),
+    (["ckpt_path={files}"], "a directory, not a checkpoint file"),
     (["ckpt_path={last}", "hardware.accelerator=tpu9"], "hardware:"),
     (["ckpt_path={last}", "hardware.precision=17"], "hardware: Precision 17 is invalid"),
 ]

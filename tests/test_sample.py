@@ -98,7 +98,7 @@ def test_a_checkpoint_from_another_task_is_refused_in_one_line(tmp_path, capsys)
     [
         (["ckpt=x.ckpt", "tokens=5"], "unknown argument 'tokens=5'; valid: ckpt=, prime="),
         (["ckpt=x.ckpt", "length=many"], "length: Value 'many'"),
-        (["ckpt=x.ckpt", "length=0"], "length must be >= 1"),
+        (["ckpt=x.ckpt", "length=0"], "length must be in"),
         (["ckpt=x.ckpt", "temperature=-1"], "temperature must be >= 0"),
         (["ckpt=x.ckpt", "top_k=0"], "top_k must be >= 1"),
         (["prime=a"], "no checkpoint given"),

@@ -69,10 +69,18 @@ def assert_one_line_error(result, *fragments: str) -> None:
         ("model=grid9d", ["Could not find 'model/grid9d'", "grid2d", "stacked_lstm"]),
         ("task=chess", ["Could not find 'task/chess'", "addition"]),
         ("hardware=tpu", ["Could not find 'hardware/tpu'", "ddp_cpu", "gpu"]),
+        ("model.net.widht=3", ["Could not override 'model.net.widht'", "+model.net.widht=3",
+                               "not in struct"]),  # fmt: skip
+        ("seed=1,2", ["Ambiguous value for argument 'seed=1,2'", "--multirun"]),
     ],
 )
 def test_unknown_group_option_names_the_choices(cli, override, fragments):
-    assert_one_line_error(cli(override), *fragments)
+    """Hydra's own refusals, as one line with exit code 2 like the suite's."""
+    result = cli(override)
+    assert_one_line_error(result, *fragments)
+    assert result.returncode == 2
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert not run_dirs(cli.cwd)
 
 

@@ -87,6 +87,8 @@ RESERVED = ("_args_", "_recursive_", "_convert_", "_partial_", "_target_")
 def read(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint as tensors and plain containers, or one `CheckpointError` line."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{option}={path}: a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{option}={path}: no such file")
     try:

@@ -103,6 +103,11 @@ def check_trainer_options(cfg: DictConfig) -> None:
             close = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f"; did you mean {', '.join(f'trainer.{c}' for c in close)}?" if close else ""
             raise ConfigError(f"trainer.{key}: not an argument of lightning.Trainer{hint}")
+    for key in ("max_epochs", "min_epochs", "min_steps"):
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < -1):  # fmt: skip
+            raise ConfigError(f"trainer.{key}={value}: give an integer (-1: no limit) or null")
     steps, epochs = trainer.get("max_steps", -1), trainer.get("max_epochs")
     if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 1 and steps != -1):
         raise ConfigError(
@@ -263,6 +268,48 @@ def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
             f"runs are written under {cwd} (outputs/, multirun/), which is not writable; run "
             "from a writable directory or set hydra.run.dir / hydra.sweep.dir"
         )
+    return None
+
+
+def _one_line(text: str) -> str:
+    """Hydra's multi-line message as one line: indented lists joined with commas."""
+    parts: list[str] = []
+    items: list[str] = []
+    for raw in text.splitlines():
+        if raw.startswith(("\t", "    ")) and parts:
+            items.append(raw.strip())
+            continue
+        if items:
+            parts[-1] += " " + ", ".join(items)
+            items = []
+        if raw.strip():
+            parts.append(raw.strip())
+    if items:
+        parts[-1] += " " + ", ".join(items)
+    return "; ".join(parts)
+
+
+def compose_problem(argv: list[str], conf: Path) -> str | None:
+    """Hydra's own refusals (an unknown config-group option, a key that is not in the config,
+    an override that does not parse) as one line, before Hydra would print them over several
+    lines with exit code 1. Sweeps (``-m``) and Hydra's flags (``--help``, ``--cfg``) are
+    left to Hydra."""
+    if any(arg.startswith("-") for arg in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3", job_name="train"):
+            compose("train", overrides=argv, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        message = _one_line(str(error)).split("; Config search path")[0]  # where Hydra looked
+        cause = error.__cause__
+        if cause is not None and str(cause).strip():
+            first = str(cause).strip().splitlines()[0]
+            message = message if first in message else f"{message} ({first})"
+        return message
     return None
 
 

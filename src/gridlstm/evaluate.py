@@ -13,6 +13,7 @@ Only the suite's own classes are built from a checkpoint: its config is data, ne
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -91,7 +92,15 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                 f"{key}: only task.*, model.* and hardware.* options apply to a re-score"
             )
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
+            change = OmegaConf.from_dotlist([override])
+            new = OmegaConf.select(change, key)
+            if isinstance(OmegaConf.select(cfg, key), DictConfig) and not isinstance(
+                new, DictConfig
+            ):
+                raise ConfigError(
+                    f"{key}: a group of options, not a value; change its keys ({key}.NAME=...)"
+                )
+            cfg = OmegaConf.merge(cfg, change)
         except OmegaConfBaseException as error:
             raise ConfigError(f"{key}: {str(error).splitlines()[0]}") from None
     return cfg
@@ -136,6 +145,18 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> s
             return f"{what}: {keys[0]}{more}"
     module.load_state_dict(weights)
     return None
+
+
+def check_writable(out: Path) -> None:
+    """``out`` can be created (checked before any work; nothing is created yet)."""
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"out={out}: cannot be created ({parent} is not a writable directory); choose "
+            "a directory you can write to"
+        )
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
@@ -215,11 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     register_resolvers()
     try:
         ckpt, out, overrides = parse(argv)
-        if not ckpt.is_file():
-            raise ConfigError(f"ckpt_path={ckpt}: no such file")
         out = out or Path("outputs") / "evaluate" / run_id()
         if (out / "metrics.json").exists():
             raise ConfigError(f"out={out} already holds a metrics.json; choose another out=")
+        check_writable(out)
         metrics = evaluate(ckpt, out, overrides)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

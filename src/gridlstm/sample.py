@@ -9,6 +9,7 @@ seed gives the same text; ``temperature=0`` is greedy decoding.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -42,6 +43,9 @@ BACKBONES = frozenset(
 )
 
 
+MAX_LENGTH = 10_000_000  # characters per call: the model samples one at a time
+
+
 class SampleError(ValueError):
     """A bad argument or checkpoint; the message is one line for the user."""
 
@@ -65,9 +69,9 @@ def parse_args(argv: list[str]) -> SampleConfig:
     cfg = SampleConfig(**OmegaConf.to_container(merged))
     if not cfg.ckpt:
         raise SampleError("no checkpoint given: ckpt=path/to/last.ckpt")
-    if cfg.length < 1:
-        raise SampleError(f"length must be >= 1, got {cfg.length}")
-    if cfg.temperature < 0:
+    if not 1 <= cfg.length <= MAX_LENGTH:
+        raise SampleError(f"length must be in [1, {MAX_LENGTH:,}], got {cfg.length}")
+    if not (math.isfinite(cfg.temperature) and cfg.temperature >= 0):
         raise SampleError(f"temperature must be >= 0 (0: greedy), got {cfg.temperature}")
     if cfg.top_k is not None and cfg.top_k < 1:
         raise SampleError(f"top_k must be >= 1 or null, got {cfg.top_k}")
