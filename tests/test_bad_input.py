@@ -227,6 +227,9 @@ TRANSLATE = [
      "net.hidden_size._target_ is not allowed there"),  # fmt: skip
     (["ckpt={files}/pickled.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
     (["ckpt={last}", "input={files}/text.txt", "device=tpu9"], "device=tpu9"),
+    (["ckpt={last}", "input={files}/text.txt", "length_penalty=nan"], "length_penalty must be"),
+    (["ckpt={last}", "input={files}/text.txt", "output={files}/text.txt/out.en"],
+     "text.txt is not a writable directory"),  # fmt: skip
 ]
 EVALUATE = [
     ([], "no checkpoint given: ckpt_path="),

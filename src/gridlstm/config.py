@@ -221,6 +221,22 @@ def check_device(value: str, option: str = "device") -> None:
         raise ConfigError(f"{option}={value}: give cpu, cuda, cuda:N or mps")
 
 
+def check_writable(path: Path, option: str, file: bool = False) -> None:
+    """``path``, a directory (or with ``file``, a file) this user can create or write: the
+    nearest existing ancestor of it (of its directory) is a writable directory. Nothing is
+    created."""
+    if file and Path(path).is_dir():
+        raise ConfigError(f"{option}={path}: a directory; give a file name")
+    parent = Path(path).absolute().parent if file else Path(path).absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{option}={path}: cannot be created ({parent} is not a writable directory); "
+            "choose a place you can write to"
+        )
+
+
 def check_optimizer(cfg: DictConfig) -> None:
     """The optimizer and scheduler configs build (on a stand-in parameter)."""
     import torch

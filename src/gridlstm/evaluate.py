@@ -13,7 +13,6 @@ Only the suite's own classes are built from a checkpoint: its config is data, ne
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm import checkpoints, runs
-from gridlstm.config import ConfigError, build
+from gridlstm.config import ConfigError, build, check_writable
 from gridlstm.console import lightning_info_silenced, quiet_third_party
 from gridlstm.launch import register_resolvers, run_id
 from gridlstm.train import build_module
@@ -147,18 +146,6 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> s
     return None
 
 
-def check_writable(out: Path) -> None:
-    """``out`` can be created (checked before any work; nothing is created yet)."""
-    parent = out.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"out={out}: cannot be created ({parent} is not a writable directory); choose "
-            "a directory you can write to"
-        )
-
-
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     """One process on the stored (or overridden) accelerator and precision, or one line."""
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
@@ -239,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         out = out or Path("outputs") / "evaluate" / run_id()
         if (out / "metrics.json").exists():
             raise ConfigError(f"out={out} already holds a metrics.json; choose another out=")
-        check_writable(out)
+        check_writable(out, "out")
         metrics = evaluate(ckpt, out, overrides)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ model config; only the suite's own translation models are rebuilt from it.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,7 +23,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm import checkpoints
-from gridlstm.config import ConfigError, check_device
+from gridlstm.config import ConfigError, check_device, check_writable
 from gridlstm.data.files import partial_file
 from gridlstm.data.translation import tokens_to_tensor
 from gridlstm.tasks.translation import TASK, TranslationModule, score
@@ -70,8 +71,12 @@ def parse_args(argv: list[str]) -> TranslateConfig:
         raise TranslateError(f"beam must be >= 1, got {cfg.beam}")
     if cfg.batch_size < 1:
         raise TranslateError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if not math.isfinite(cfg.length_penalty):
+        raise TranslateError(f"length_penalty must be a finite number, got {cfg.length_penalty}")
     try:
         check_device(cfg.device)
+        if cfg.output:
+            check_writable(Path(cfg.output), "output", file=True)
     except ConfigError as error:
         raise TranslateError(str(error)) from None
     return cfg
