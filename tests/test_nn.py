@@ -128,3 +128,47 @@ def test_token_model_reads_every_output_side():
     model = TokenSequenceModel(11, grid)
     logits, _ = model(torch.randint(0, 11, (2, 5)))
     assert grid.output_size == 12 and logits.shape == (2, 5, 11)
+
+
+def test_priority_takes_the_same_forms_in_both_classes():
+    """Names ("depth", "none", "time") and lists of dimensions, in GridLSTM and Grid2dLSTM."""
+    import gridlstm
+    from gridlstm.nn import Grid2dLSTM, GridLSTM
+
+    x = torch.randn(2, 5, 3)
+    for name, listed in (("depth", ["depth"]), ("none", []), ("time", [0])):
+        outputs = []
+        for make in (
+            lambda p: GridLSTM(3, 4, 2, priority=p, batch_first=True),
+            lambda p: Grid2dLSTM(3, 4, 2, priority=p, batch_first=True),
+        ):
+            for priority in (name, listed):
+                torch.manual_seed(0)
+                net = make(priority)
+                assert net.priority == net._dims("priority", listed, allow_empty=True)
+                outputs.append(net(x)[0])
+        for out in outputs[1:]:
+            torch.testing.assert_close(out, outputs[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="priority must be one of 'depth', 'none' or a list"):
+        GridLSTM(3, 4, 1, grid_dims=2, priority="time")  # which of two grid dimensions?
+    assert GridLSTM(3, 4, 1, grid_dims=2, priority=1).priority == [1]
+    assert gridlstm.__version__ == __import__("importlib.metadata").metadata.version("gridlstm")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"bidirectional": True}, "bidirectional=True is not supported"),
+    ({"proj_size": 2}, "proj_size=2 is not supported")])  # fmt: skip
+def test_nn_lstm_options_a_grid_lstm_lacks_are_refused(option, message):
+    from gridlstm.nn import Grid2dLSTM, GridLSTM
+
+    for cls in (GridLSTM, Grid2dLSTM):
+        with pytest.raises(ValueError, match=message):
+            cls(3, 4, **option)
+        cls(3, 4, bidirectional=False, proj_size=0)  # nn.LSTM's defaults are accepted
+
+
+def test_decoding_is_exported():
+    from gridlstm import nn as gnn
+    from gridlstm.nn import decoding
+
+    assert gnn.greedy is decoding.greedy and gnn.beam_search is decoding.beam_search

@@ -2,6 +2,7 @@
 
 from gridlstm.nn.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
+from gridlstm.nn.decoding import beam_search, greedy
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
 from gridlstm.nn.image import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
@@ -30,6 +31,8 @@ __all__ = [
     "NonLSTMTransform",
     "StackedLSTM",
     "TokenSequenceModel",
+    "beam_search",
     "count_parameters",
     "detach_state",
+    "greedy",
 ]

@@ -213,7 +213,8 @@ class GridLSTM(nn.Module):
         num_layers: L, blocks along depth.
         grid_dims: K, sequence/spatial dimensions of the input (0, 1, 2, ...).
         kinds: per dimension (K grid dims then depth) ``"lstm"`` or ``"nonlstm"``.
-        priority: ordered priority dimensions; ints or ``"depth"`` (default ``["depth"]``
+        priority: ordered priority dimensions; ints or ``"depth"`` (default ``["depth"]``;
+            also one name as `Grid2dLSTM` takes it: ``"depth"``, ``"none"``, ``"time"``
             [ours, as coreylynch/grid-lstm]); ``[]`` for none.
         tied: one block for every layer ("tied along depth", paper 3.5 (a), docs/model.md 1.4).
         tie_depth_lstm: per-layer blocks whose depth transform is shared (paper 3.5 (b),
@@ -249,7 +250,7 @@ class GridLSTM(nn.Module):
         grid_dims: int = 1,
         *,
         kinds: Sequence[str] | None = None,
-        priority: Sequence[int | str] = ("depth",),
+        priority: str | int | Sequence[int | str] = ("depth",),
         tied: bool = False,
         tie_depth_lstm: bool = False,
         share_dims: bool = False,
@@ -269,8 +270,17 @@ class GridLSTM(nn.Module):
         compile: bool | str = False,  # noqa: A002 (the option's name in the configs)
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        bidirectional: bool = False,
+        proj_size: int = 0,
     ) -> None:
         super().__init__()
+        if bidirectional:  # nn.LSTM's options that a Grid LSTM does not have: said, not ignored
+            raise ValueError(
+                "bidirectional=True is not supported: a Grid LSTM runs each grid dimension one "
+                "way; run a second one on the flipped input and concatenate"
+            )
+        if proj_size:
+            raise ValueError(f"proj_size={proj_size} is not supported (only 0, nn.LSTM's default)")
         check_sizes(input_size, hidden_size, num_layers, dropout)
         if isinstance(grid_dims, bool) or not isinstance(grid_dims, int) or grid_dims < 0:
             raise ValueError(f"grid_dims must be an integer >= 0, got {grid_dims!r}")
@@ -288,7 +298,7 @@ class GridLSTM(nn.Module):
         self.num_layers, self.grid_dims = num_layers, grid_dims
         self.depth = grid_dims  # index of the depth dimension
         self.batch_first, self.tied, self.tie_depth_lstm = batch_first, tied, tie_depth_lstm
-        self.priority = self._dims("priority", priority, allow_empty=True)
+        self.priority = self._dims("priority", self._priority_list(priority), allow_empty=True)
         self.input_dims = self._dims("input_dims", input_dims)
         self.output_dims = self._dims("output_dims", output_dims)
 
@@ -415,6 +425,23 @@ class GridLSTM(nn.Module):
     def output_size(self) -> int:
         """Features of the output: d per output dimension."""
         return self.hidden_size * len(self.output_dims)
+
+    def _priority_list(self, priority: str | int | Sequence[int | str]) -> Sequence[int | str]:
+        """The forms `Grid2dLSTM` and the configs use, as a list: ``"depth"``, ``"none"``,
+        ``"time"`` (the 2-LSTM's grid dimension 0) or one dimension."""
+        if isinstance(priority, str):
+            names: dict[str, list] = {"depth": ["depth"], "none": []}
+            if self.grid_dims == 1:
+                names["time"] = [0]
+            if priority not in names:
+                choices = ", ".join(repr(name) for name in names)
+                raise ValueError(
+                    f"priority must be one of {choices} or a list of dimensions, got {priority!r}"
+                )
+            return names[priority]
+        if isinstance(priority, int) and not isinstance(priority, bool):
+            return [priority]
+        return priority
 
     def _dims(self, option: str, dims: Sequence[int | str], allow_empty: bool = False) -> list[int]:
         """Dimension names/indices -> indices ("depth" is the last dimension)."""

@@ -6,12 +6,13 @@ memorization, enwik8) and of ``model=grid2d``. ``priority`` takes the names used
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gridlstm.nn.checks import check_choice
 from gridlstm.nn.grid import GridLSTM
 
-PRIORITIES = {"depth": ["depth"], "none": [], "time": [0]}
+PRIORITIES = ("depth", "none", "time")  # as `GridLSTM` reads them for one grid dimension
 
 
 class Grid2dLSTM(GridLSTM):
@@ -20,7 +21,8 @@ class Grid2dLSTM(GridLSTM):
     (num_layers, B, hidden_size).
 
     ``priority``: ``"depth"`` (default [ours]: the depth LSTM reads the new time hidden
-    vector), ``"time"`` (the reverse) or ``"none"``. Other options: see `GridLSTM`.
+    vector), ``"time"`` (the reverse) or ``"none"``, or a list as `GridLSTM` takes it (0:
+    time, ``"depth"``). Other options: see `GridLSTM`.
     """
 
     def __init__(
@@ -29,15 +31,10 @@ class Grid2dLSTM(GridLSTM):
         hidden_size: int,
         num_layers: int = 1,
         *,
-        priority: str = "depth",
+        priority: str | int | Sequence[int | str] = "depth",
         **kwargs: Any,
     ) -> None:
-        check_choice("priority", priority, PRIORITIES)
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            grid_dims=1,
-            priority=PRIORITIES[priority],
-            **kwargs,
-        )
+        if isinstance(priority, str):
+            check_choice("priority", priority, PRIORITIES)  # the configs' names, listed
+        super().__init__(input_size, hidden_size, num_layers, grid_dims=1, priority=priority,
+                         **kwargs)  # fmt: skip
