@@ -21,6 +21,7 @@ before resolution; it becomes the node ``x`` names afterwards. Hydra's own block
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def _subclasses(module: Any, base: type) -> dict[str, type]:
     }
 
 
+@functools.cache  # the classes are fixed once imported; every _target_ looks them up
 def suite_classes() -> dict[str, dict[str, type]]:
     """What a checkpoint may name, by kind: the suite's exported classes and torch's
     optimizers and schedulers (built by the training loop from ``_partial_`` configs)."""
@@ -102,25 +104,25 @@ def read(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
     return checkpoint
 
 
-def _refuse_resolvers(node: Any, where: str, what: str) -> None:
+def _where(path: tuple[str, ...]) -> str:
+    return "".join(p if p.startswith("[") or i == 0 else f".{p}" for i, p in enumerate(path))
+
+
+def _refuse_resolvers(node: Any, path: tuple[str, ...], what: str) -> None:
     if isinstance(node, Mapping):
         for key, value in node.items():
-            _refuse_resolvers(value, f"{where}.{key}" if where else str(key), what)
+            _refuse_resolvers(value, (*path, str(key)), what)
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            _refuse_resolvers(value, f"{where}[{i}]", what)
+            _refuse_resolvers(value, (*path, f"[{i}]"), what)
     elif isinstance(node, str):
         unescaped = node.replace("\\${", "")  # an escaped interpolation is text
         calls = set(RESOLVER_CALL.findall(unescaped)) - SAFE_RESOLVERS
         if calls:
             raise CheckpointError(
-                f"{what}: {where}={node!r} calls the resolver {sorted(calls)[0]!r}, which reads "
-                "outside the stored config; refusing it"
+                f"{what}: {_where(path)}={node!r} calls the resolver {sorted(calls)[0]!r}, which "
+                "reads outside the stored config; refusing it"
             )
-
-
-def _where(path: tuple[str, ...]) -> str:
-    return "".join(p if p.startswith("[") or i == 0 else f".{p}" for i, p in enumerate(path))
 
 
 def _walk(node: Any, path: tuple[str, ...], targets: Mapping[tuple, str], what: str) -> None:
@@ -156,7 +158,7 @@ def _walk(node: Any, path: tuple[str, ...], targets: Mapping[tuple, str], what: 
 
 def _resolved(tree: Mapping[str, Any], what: str) -> dict[str, Any]:
     """A config subtree resolved once (only between its own nodes), all text escaped after."""
-    _refuse_resolvers(tree, "", what)
+    _refuse_resolvers(tree, (), what)
     try:
         resolved = OmegaConf.to_container(OmegaConf.create(dict(tree)), resolve=True)
     except (OmegaConfBaseException, ValueError, TypeError) as error:
@@ -177,14 +179,14 @@ def plain_tree(
     return tree
 
 
-def build(node: Mapping[str, Any], kind: str, **extra: Any) -> Any:
+def build(node: Mapping[str, Any], kind: str) -> Any:
     """The allow-listed class ``node`` names, called with its other keys (plain data)."""
     options = dict(node)
     target = options.pop("_target_", None)
     classes = suite_classes()[kind]
     if target not in classes:  # plain_tree has refused this already; never build around it
         raise CheckpointError(f"{target!r} is not one of the suite's {kind} classes")
-    return classes[target](**options, **extra)
+    return classes[target](**options)
 
 
 def hyper_parameters(checkpoint: Mapping[str, Any], path: str | Path) -> dict[str, Any]:

@@ -48,11 +48,14 @@ def hydra_job_names() -> tuple[str | None, str]:
     return None, os.path.relpath(hydra_cfg.runtime.output_dir, hydra_cfg.runtime.cwd)
 
 
+def logger_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The configured loggers (``logger=none``: none)."""
+    return [c for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
+
+
 def build_loggers(cfg: DictConfig) -> list[Logger]:
     loggers = []
-    for logger_cfg in (cfg.get("logger") or {}).values():
-        if logger_cfg is None or "_target_" not in logger_cfg:
-            continue
+    for logger_cfg in logger_configs(cfg):
         if logger_cfg._target_.endswith("WandbLogger"):
             logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
             group, name = hydra_job_names()

@@ -43,6 +43,7 @@ from gridlstm.loggers import (
     hydra_multirun,
     log_final_metrics,
     log_hyperparameters,
+    logger_configs,
     watch_model,
 )
 from gridlstm.nn import GridLSTM
@@ -322,7 +323,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     check_val_interval(cfg, datamodule)
-    has_logger = any(c is not None and "_target_" in c for c in (cfg.get("logger") or {}).values())
+    has_logger = bool(logger_configs(cfg))
     callbacks, skipped = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, has_logger))
     # Everything that can refuse the config has run: only now the run's own output.
     if is_first_process():

@@ -9,10 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gridlstm.nn.checks import check_choice
 from gridlstm.nn.grid import GridLSTM
-
-PRIORITIES = ("depth", "none", "time")  # as `GridLSTM` reads them for one grid dimension
 
 
 class Grid2dLSTM(GridLSTM):
@@ -34,7 +31,5 @@ class Grid2dLSTM(GridLSTM):
         priority: str | int | Sequence[int | str] = "depth",
         **kwargs: Any,
     ) -> None:
-        if isinstance(priority, str):
-            check_choice("priority", priority, PRIORITIES)  # the configs' names, listed
         super().__init__(input_size, hidden_size, num_layers, grid_dims=1, priority=priority,
                          **kwargs)  # fmt: skip
