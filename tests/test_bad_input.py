@@ -191,44 +191,47 @@ TRAIN = [
     ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
 ]
 SAMPLE = [
-    (["ckpt={last}", "length=0"], "length must be in [1, 10,000,000], got 0"),
-    (["ckpt={last}", "temperature=-1"], "temperature must be >= 0"),
-    (["ckpt={last}", "top_k=0"], "top_k must be >= 1"),
-    (["ckpt={last}", "temperature=nan"], "temperature must be >= 0"),
-    (["ckpt={last}", "length=100000000000"], "length must be in [1, 10,000,000]"),
-    (["ckpt={files}"], "a directory, not a checkpoint file"),
-    (["ckpt={last}", "colour=red"], "unknown argument 'colour=red'"),
-    (["length=10"], "no checkpoint given: ckpt="),
-    (["ckpt={files}/missing.ckpt"], "no such file"),
-    (["ckpt={files}/garbage.ckpt"], "not a readable checkpoint"),
-    (["ckpt={files}/empty.ckpt"], "not a readable checkpoint"),
-    (["ckpt={files}/truncated.ckpt"], "not a readable checkpoint"),
-    (["ckpt={files}/pickled.ckpt"], "not a readable checkpoint"),
-    (["ckpt={last}"], "is not a language-model checkpoint"),
-    (["ckpt={files}/crafted.ckpt"], "net._target_='os.system' is not one of the suite's"),
-    (["ckpt={files}/nested.ckpt"], "net.input_size._target_ is not allowed there"),
-    (["ckpt={files}/deep.ckpt"], "net.a.b.c._target_ is not allowed there"),
-    (["ckpt={files}/in_list.ckpt"], "net.extra[1][0]._target_ is not allowed there"),
-    (["ckpt={files}/torch_load.ckpt"], "net.input_size._target_ is not allowed there"),
-    (["ckpt={files}/pickle_loads.ckpt"], "net.x._target_ is not allowed there"),
-    (["ckpt={files}/interpolated.ckpt"], "net.input_size._target_ is not allowed there"),
-    (["ckpt={files}/resolver.ckpt"], "calls the resolver 'oc.env'"),
-    (["ckpt={files}/args.ckpt"], "net._args_ is not allowed there"),
-    (["ckpt={files}/optimizer.ckpt"], "optimizer._target_='sentinel_payload.make' is not one"),
-    (["ckpt={last}", "device=tpu9"], "device=tpu9"),
-    (["ckpt={last}", "device=cuda"], "device=cuda"),
+    (["ckpt_path={last}", "length=0"], "length must be in [1, 10,000,000], got 0"),
+    (["ckpt_path={last}", "temperature=-1"], "temperature must be >= 0"),
+    (["ckpt_path={last}", "top_k=0"], "top_k must be >= 1"),
+    (["ckpt_path={last}", "temperature=nan"], "temperature must be >= 0"),
+    (["ckpt_path={last}", "length=100000000000"], "length must be in [1, 10,000,000]"),
+    (["ckpt_path={files}"], "a directory, not a checkpoint file"),
+    (["ckpt_path={last}", "colour=red"], "unknown argument 'colour=red'"),
+    (["length=10"], "no checkpoint given: ckpt_path="),
+    (["ckpt={last}", "length=0"], "note: ckpt= is now ckpt_path=", "length must be in [1,"),
+    (["--length", "10"], "arguments are key=value", "write length=VALUE"),
+    (["ckpt_path={files}/missing.ckpt"], "no such file"),
+    (["ckpt_path={files}/garbage.ckpt"], "not a readable checkpoint"),
+    (["ckpt_path={files}/empty.ckpt"], "not a readable checkpoint"),
+    (["ckpt_path={files}/truncated.ckpt"], "not a readable checkpoint"),
+    (["ckpt_path={files}/pickled.ckpt"], "not a readable checkpoint"),
+    (["ckpt_path={last}"], "is not a language-model checkpoint"),
+    (["ckpt_path={files}/crafted.ckpt"], "net._target_='os.system' is not one of the suite's"),
+    (["ckpt_path={files}/nested.ckpt"], "net.input_size._target_ is not allowed there"),
+    (["ckpt_path={files}/deep.ckpt"], "net.a.b.c._target_ is not allowed there"),
+    (["ckpt_path={files}/in_list.ckpt"], "net.extra[1][0]._target_ is not allowed there"),
+    (["ckpt_path={files}/torch_load.ckpt"], "net.input_size._target_ is not allowed there"),
+    (["ckpt_path={files}/pickle_loads.ckpt"], "net.x._target_ is not allowed there"),
+    (["ckpt_path={files}/interpolated.ckpt"], "net.input_size._target_ is not allowed there"),
+    (["ckpt_path={files}/resolver.ckpt"], "calls the resolver 'oc.env'"),
+    (["ckpt_path={files}/args.ckpt"], "net._args_ is not allowed there"),
+    (["ckpt_path={files}/optimizer.ckpt"], "optimizer._target_='sentinel_payload.make' is not one"),
+    (["ckpt_path={last}", "device=tpu9"], "device=tpu9"),
+    (["ckpt_path={last}", "device=cuda"], "device=cuda"),
 ]
 TRANSLATE = [
-    (["ckpt={last}", "input={files}/text.txt"], "is not a translation checkpoint"),
-    (["ckpt={files}/truncated.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
-    (["ckpt={last}", "beam=oops"], "beam"),
+    (["ckpt_path={last}", "input={files}/text.txt"], "is not a translation checkpoint"),
+    (["ckpt_path={files}/truncated.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
+    (["ckpt_path={last}", "beam=oops"], "beam"),
     (["speed=2"], "unknown argument 'speed=2'"),
-    (["ckpt={files}/translation_nested.ckpt", "input={files}/text.txt"],
+    (["ckpt_path={files}/translation_nested.ckpt", "input={files}/text.txt"],
      "net.hidden_size._target_ is not allowed there"),  # fmt: skip
-    (["ckpt={files}/pickled.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
-    (["ckpt={last}", "input={files}/text.txt", "device=tpu9"], "device=tpu9"),
-    (["ckpt={last}", "input={files}/text.txt", "length_penalty=nan"], "length_penalty must be"),
-    (["ckpt={last}", "input={files}/text.txt", "output={files}/text.txt/out.en"],
+    (["ckpt_path={files}/pickled.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
+    (["ckpt_path={last}", "input={files}/text.txt", "device=tpu9"], "device=tpu9"),
+    (["ckpt_path={last}", "input={files}/text.txt", "length_penalty=nan"],
+     "length_penalty must be"),  # fmt: skip
+    (["ckpt_path={last}", "input={files}/text.txt", "output={files}/text.txt/out.en"],
      "text.txt is not a writable directory"),  # fmt: skip
 ]
 EVALUATE = [
@@ -258,20 +261,25 @@ EVALUATE = [
     (["ckpt_path={last}", "hardware.precision=17"], "hardware: Precision 17 is invalid"),
 ]
 TABLES = [
-    (["{files}/nowhere"], "not a directory"),
-    (["{files}/sweep"], "no job"),
+    (["sweep={files}/nowhere"], "not a directory"),
+    (["sweep={files}/sweep"], "no job"),
+    ([], "no sweep given: sweep="),
+    (["{files}/sweep"], "argument '", "is not key=value; valid: sweep="),
 ]
 BENCH = [
-    (["--hidden", "0"], "--hidden must be >= 1"),
-    (["--repeats", "0"], "--repeats must be >= 1"),
-    (["--warmup", "-1"], "--warmup must be >= 0"),
-    (["--backends", "fast,warp"], "--backends fast,warp: choose from"),
-    (["--device", "tpu9"], "--device tpu9"),
-    (["--device", "cuda"], "--device cuda: no CUDA device is available"),
-    (["--dtype", "float16"], "--dtype"),
-    (["--json", "{files}/no/such/dir/out.json"], "--json"),
-    (["--layers", "two"], "--layers"),
-    (["--compile", "fast"], "--compile: invalid choice: 'fast'"),
+    (["hidden=0"], "hidden must be >= 1"),
+    (["repeats=0"], "repeats must be >= 1"),
+    (["warmup=-1"], "warmup must be >= 0"),
+    (["backends=fast,warp"], "backends=fast,warp: choose from"),
+    (["device=tpu9"], "device=tpu9"),
+    (["device=cuda"], "device=cuda: no CUDA device is available"),
+    (["device=mps"], "device=mps"),
+    (["dtype=float16"], "dtype=float16: choose float32 or bfloat16"),
+    (["json={files}/text.txt/out.json"], "json="),
+    (["layers=two"], "layers: Value 'two'"),
+    (["compile=fast"], "compile=fast: choose default"),
+    (["--device", "cuda"], "'--device': arguments are key=value", "write device=VALUE"),
+    (["speed=max"], "unknown argument 'speed=max'; valid: device="),
 ]
 
 CASES = (
@@ -292,7 +300,7 @@ def test_there_are_at_least_sixty_cases_across_the_tools():
 
 def run_tool(tool: str, args: list[str], tmp_path: Path) -> int:
     if tool == "train":
-        from gridlstm.train import main
+        from gridlstm.run.training import main
 
         own = args[0].split(" ")
         # The addition sizes of TINY apply to the default task only.

@@ -6,46 +6,31 @@ import json
 
 import pytest
 
-from gridlstm import bench
+from gridlstm import bench as command
+from gridlstm.analysis import benchmarks as bench
 
 
 def test_bench_writes_json_with_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = [
-        "--hidden",
-        "8",
-        "--layers",
-        "2",
-        "--batch",
-        "3",
-        "--length",
-        "5",
-        "--grid-size",
-        "3",
-        "--grid-hidden",
-        "4",
-        "--grid-layers",
-        "2",
-        "--grid-batch",
-        "2",
-        "--repeats",
-        "2",
-        "--warmup",
-        "1",
-        "--backends",
-        "fast,hyperplane,naive",
-        "--tr-batch",
-        "2",
-        "--tr-src-len",
-        "3",
-        "--tr-tgt-len",
-        "3",
-        "--tr-params",
-        "150000",
-        "--json",
-        str(out),
+        "hidden=8",
+        "layers=2",
+        "batch=3",
+        "length=5",
+        "grid_size=3",
+        "grid_hidden=4",
+        "grid_layers=2",
+        "grid_batch=2",
+        "repeats=2",
+        "warmup=1",
+        "backends=fast,hyperplane,naive",
+        "tr_batch=2",
+        "tr_src_len=3",
+        "tr_tgt_len=3",
+        "tr_params=150000",
+        f"json={out}",
     ]
-    results = bench.main(args)
+    results = command.main(args)
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     g2 = results["grid2d"]
     lstm = g2["nn.LSTM"]["tokens_per_s"]
@@ -71,8 +56,8 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
 
 def test_bench_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--hidden", "0"])
-    assert "--hidden must be >= 1" in capsys.readouterr().err
+        command.main(["hidden=0"])
+    assert "hidden must be >= 1" in capsys.readouterr().err
 
 
 def test_the_peer_row_computes_our_time_priority_2_lstm():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
-from gridlstm.callbacks import SamplesToThreshold
+from gridlstm.run.callbacks import SamplesToThreshold
 
 
 def validate(callback, acc, samples, *, sanity=False, fn=TrainerFn.FITTING):
@@ -103,7 +103,7 @@ def test_max_loss_applies_to_the_unscaled_loss_under_a_gradient_scaler(level, di
     read as 163,840 (> max_loss), while a real loss above max_loss still stops the run."""
     from lightning.pytorch.plugins.precision import MixedPrecision
 
-    from gridlstm.callbacks import Diverged, Divergence
+    from gridlstm.run.callbacks import Diverged, Divergence
 
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # what 16-mixed uses on CUDA
     trainer = L.Trainer(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gridlstm import checkpoints
-from gridlstm.checkpoints import CONFIG_TARGETS, HPARAM_TARGETS, CheckpointError, plain_tree
+from gridlstm.run import checkpoints
+from gridlstm.run.checkpoints import CONFIG_TARGETS, HPARAM_TARGETS, CheckpointError, plain_tree
 
 NET = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 4, "hidden_size": 4}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridlstm.config import ConfigError, check_run
+from gridlstm.run.config import ConfigError, check_run
 from tests.test_configs import compose_train
 
 CASES = [
@@ -82,7 +82,7 @@ def test_every_preset_passes_the_checks(tmp_path):
 
 
 def test_an_output_directory_that_cannot_be_created_is_one_line(tmp_path):
-    from gridlstm.config import output_dir_problem
+    from gridlstm.run.config import output_dir_problem
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -99,7 +99,7 @@ def test_saved_configs_are_read_without_calling_foreign_resolvers(monkeypatch):
     """A checkpoint's or job's config is data: only the suite's resolvers run on it."""
     from omegaconf import OmegaConf
 
-    from gridlstm.config import defuse, resolved
+    from gridlstm.run.config import defuse, resolved
 
     monkeypatch.setenv("GRIDLSTM_TEST_SECRET", "hunter2-token")
     raw = {"a": "${oc.env:GRIDLSTM_TEST_SECRET}", "b": ["x-${oc.decode:'1'}"], "c": "${a}",

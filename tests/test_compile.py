@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from gridlstm.nn import GridLSTM, compiled, scan, wavefront
+from gridlstm.nn import GridLSTM
+from gridlstm.nn.backends import compiled, hyperplane, scan
 from gridlstm.nn.grid import compile_mode
 
 
@@ -46,7 +47,7 @@ def test_cuda_graphs_are_left_out_without_grad():
 
 def test_eager_networks_use_the_plain_step_functions():
     assert compiled.scan_steps(None) is scan.STEPS
-    assert compiled.hyperplane_step(None) is wavefront.step
+    assert compiled.hyperplane_step(None) is hyperplane.step
     assert compiled.hyperplane_step("default") is compiled.hyperplane_step("default")
 
 
@@ -80,7 +81,7 @@ def test_each_step_function_traces_as_one_graph_and_matches_eager(grid_dims, opt
     shape = (2, 5, 3) if grid_dims == 1 else (2, 3, 4, 3)
     x = torch.randn(*shape, requires_grad=True)
     lengths = torch.tensor([5, 3]) if use_lengths else None
-    with wavefront.per_op_steps():  # the compile option compiles these, bit for bit
+    with hyperplane.per_op_steps():  # the compile option compiles these, bit for bit
         expected = outputs_and_grads(net, x, lengths)
 
     monkeypatch.setattr(compiled, "compiled", dynamo)

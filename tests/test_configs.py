@@ -12,9 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from gridlstm.config import models_for
-from gridlstm.launch import register_resolvers
-from gridlstm.train import train
+from gridlstm.run.config import models_for
+from gridlstm.run.launch import register_resolvers
+from gridlstm.run.training import train
 from tests.conftest import CONF, task_overrides
 
 register_resolvers()

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gridlstm import threads
-from gridlstm.console import StepProgressBar
+from gridlstm.run import threads
+from gridlstm.run.console import StepProgressBar
 from tests.conftest import ROOT, TINY, offline_env, task_overrides
 
 
@@ -48,7 +48,7 @@ def test_progress_title_counts_steps_not_negative_epochs():
 
 
 def test_thread_setting_reaches_torch(tmp_path):
-    from gridlstm.train import train
+    from gridlstm.run.training import train
     from tests.test_configs import compose_train
 
     before = torch.get_num_threads()
@@ -132,7 +132,7 @@ for tool in sys.argv[1:]:
 
 def test_every_tool_answers_help(tmp_path):
     """Each command's ``python -m`` entry (its ``__main__`` block), in one interpreter."""
-    tools = ["sample", "tables", "bench", "translate", "evaluate"]
+    tools = ["sample", "tables", "bench", "translate", "evaluate", "train"]
     command = [sys.executable, "-c", HELP, *tools]
     result = subprocess.run(command, cwd=tmp_path, env=offline_env(), capture_output=True,
                             text=True, timeout=120)  # fmt: skip

@@ -132,7 +132,7 @@ def test_grid3d_on_gpu_matches_cpu():
 
 def test_reencoder_on_gpu_matches_cpu_and_decodes_incrementally():
     from gridlstm.nn import Reencoder
-    from gridlstm.nn.decoding import beam_search, greedy
+    from gridlstm.nn.models.decoding import beam_search, greedy
 
     torch.manual_seed(0)
     net = Reencoder(50, 60, hidden_size=16, num_layers=2, direction="both").eval()
@@ -240,11 +240,11 @@ def test_compiled_and_fp16_runs_train_on_gpu(cli, tmp_path, task, model, extra):
 
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
 def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocast):
-    """gridlstm.nn.handwritten on CUDA: outputs and weight gradients against the per-op
-    steps in float32; under bf16 autocast, float32 outputs within bf16 rounding."""
+    """gridlstm.nn.backends.hyperplane.handwritten on CUDA: outputs and weight gradients against
+    the per-op steps in float32; under bf16 autocast, float32 outputs within bf16 rounding."""
     import contextlib
 
-    from gridlstm.nn import wavefront
+    from gridlstm.nn.backends import hyperplane
 
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, 2, backend="hyperplane").cuda()
@@ -252,7 +252,7 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
 
     def run(per_op: bool, bf16: bool):
         with (
-            wavefront.per_op_steps() if per_op else contextlib.nullcontext(),
+            hyperplane.per_op_steps() if per_op else contextlib.nullcontext(),
             torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16),
         ):
             out, final = net(x)

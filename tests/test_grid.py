@@ -13,9 +13,8 @@ from gridlstm.nn import (
     LSTMTransform,
     NonLSTMTransform,
     count_parameters,
-    grid,
-    wavefront,
 )
+from gridlstm.nn.backends import hyperplane, kernel
 from tests.reference import reference_grid
 
 IN, D, B, L = 5, 4, 3, 3
@@ -121,8 +120,9 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
 
 
 def applicable_backends(net: GridLSTM) -> list[str]:
-    """ "hyperplane/per-op": the hyperplane scheduler's per-op steps (`wavefront.per_op_steps`),
-    which it otherwise runs only where `gridlstm.nn.handwritten` does not apply."""
+    """ "hyperplane/per-op": the hyperplane scheduler's per-op steps (`hyperplane.per_op_steps`),
+    which it otherwise runs only where `gridlstm.nn.backends.hyperplane.handwritten` does not
+    apply."""
     backends = ["naive", "hyperplane", "hyperplane/per-op"]
     backends += ["scan"] if net.scan_blocker() is None else []
     return backends + (["fast"] if net.fast_path_blocker() is None else [])
@@ -155,7 +155,7 @@ def test_every_backend_matches_the_reference(grid_dims, case):
         net.backend = backend.split("/")[0]
         call_state = None if grid_dims == 0 else (state[0] if grid_dims == 1 else state)
         per_op = backend.endswith("/per-op")
-        with wavefront.per_op_steps() if per_op else contextlib.nullcontext():
+        with hyperplane.per_op_steps() if per_op else contextlib.nullcontext():
             got = flat_outputs(*net(x, call_state))
         assert len(got) == len(reference)
         for g, r in zip(got, reference, strict=True):
@@ -434,7 +434,7 @@ def test_device_and_dtype_factory_arguments():
 def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monkeypatch):
     """Simulates a torch release where torch._VF.lstm's arguments mean something else: the
     once-per-dtype probe against nn.LSTM catches it and the network stays exact."""
-    real = grid.vf_lstm
+    real = kernel.vf_lstm
 
     def changed(*args):  # e.g. the gate order of the weights reinterpreted
         output, h_n, c_n = real(*args)
@@ -445,20 +445,20 @@ def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monk
     assert net.backend == "fast"
     x = torch.randn(2, 6, 5, dtype=torch.float64)
     exact, _ = net(x)
-    monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
-    monkeypatch.setattr(grid, "vf_lstm", changed)
+    monkeypatch.setattr(kernel, "_KERNEL_AGREES", {})
+    monkeypatch.setattr(kernel, "vf_lstm", changed)
     with pytest.warns(RuntimeWarning, match="not usable on cpu in torch.float64"):
         out, _ = net(x)
     torch.testing.assert_close(out, exact)  # computed by the scan backend instead
-    monkeypatch.setattr(grid, "vf_lstm", lambda *args: (_ for _ in ()).throw(TypeError("args")))
-    grid._KERNEL_AGREES.clear()
+    monkeypatch.setattr(kernel, "vf_lstm", lambda *args: (_ for _ in ()).throw(TypeError("args")))
+    kernel._KERNEL_AGREES.clear()
     with pytest.warns(RuntimeWarning, match="it raised TypeError"):
         out, _ = net(x)
     torch.testing.assert_close(out, exact)
 
 
 def test_the_kernel_probe_passes_on_this_torch():
-    from gridlstm.nn.grid import kernel_agrees
+    from gridlstm.nn.backends.kernel import kernel_agrees
 
     assert kernel_agrees(torch.device("cpu"), torch.float32)
     assert kernel_agrees(torch.device("cpu"), torch.float64)
@@ -535,7 +535,7 @@ def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monk
     """Simulates a CPU whose oneDNN has no bf16 LSTM: under bf16 autocast the kernel runs in
     float32 (no failure, no precision lost in the recurrence); with one, in bf16."""
     seen: list[torch.dtype] = []
-    real = grid.vf_lstm
+    real = kernel.vf_lstm
 
     def recording(*args):
         seen.append(args[0].dtype)  # the kernel's input
@@ -545,25 +545,25 @@ def test_without_a_bf16_kernel_the_fast_path_runs_the_recurrence_in_float32(monk
     net = GridLSTM(5, 8, 2, 1, batch_first=True)
     x = torch.randn(3, 7, 5)
     exact, _ = net(x)
-    monkeypatch.setattr(grid, "vf_lstm", recording)
-    monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
-    for supported, kernel in ((True, torch.bfloat16), (False, torch.float32)):
+    monkeypatch.setattr(kernel, "vf_lstm", recording)
+    monkeypatch.setattr(kernel, "_KERNEL_AGREES", {})
+    for supported, wanted in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda s=supported: s)
         seen.clear()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out, _ = net(x)
-        assert seen and set(seen) == {kernel}, (supported, seen)
+        assert seen and set(seen) == {wanted}, (supported, seen)
         assert (out.float() - exact).abs().max() < 5e-2  # bf16 projections either way
 
 
 def test_the_kernel_probe_leaves_the_global_rng_alone(monkeypatch):
     """A resumed run must draw the same random numbers as an uninterrupted one, whichever
     step triggers the once-per-process probe."""
-    monkeypatch.setattr(grid, "_KERNEL_AGREES", {})
+    monkeypatch.setattr(kernel, "_KERNEL_AGREES", {})
     torch.manual_seed(3)
     expected = torch.rand(4)
     torch.manual_seed(3)
-    assert grid.kernel_agrees(torch.device("cpu"), torch.float32)
+    assert kernel.kernel_agrees(torch.device("cpu"), torch.float32)
     assert torch.equal(torch.rand(4), expected)
 
 
@@ -575,7 +575,7 @@ def test_cudnn_weights_are_one_buffer_in_the_kernels_layout():
     weight = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(16, dtype=torch.float64, requires_grad=True)
     w_ih, w_hh = weight[:, 4:], weight[:, :4]
-    packed = grid.kernel_weights(w_ih, w_hh, bias, packed=True)
+    packed = kernel.kernel_weights(w_ih, w_hh, bias, packed=True)
     assert [tuple(p.shape) for p in packed] == [(16, 4), (16, 4), (16,), (16,)]
     start = packed[0].data_ptr()
     assert packed[0].storage_offset() == 0
@@ -589,7 +589,7 @@ def test_cudnn_weights_are_one_buffer_in_the_kernels_layout():
     grads = torch.autograd.grad(loss, [weight, bias])
     torch.testing.assert_close(grads[0], torch.cat([probe[1], probe[0]], dim=1))
     torch.testing.assert_close(grads[1], probe[2])
-    unpacked = grid.kernel_weights(w_ih, w_hh, None, packed=False)
+    unpacked = kernel.kernel_weights(w_ih, w_hh, None, packed=False)
     assert len(unpacked) == 2 and all(p.is_contiguous() for p in unpacked)
 
 
@@ -601,17 +601,17 @@ def test_the_fast_path_hands_cuda_a_packed_buffer(monkeypatch):
     x = torch.randn(2, 5, d)
     h0, c0 = torch.randn(1, 2, d), torch.randn(1, 2, d)
     weight, bias = torch.randn(4 * d, 2 * d), torch.randn(4 * d)
-    expected = grid.lstm_kernel(x, h0, c0, weight[:, d:], weight[:, :d], bias)
+    expected = kernel.lstm_kernel(x, h0, c0, weight[:, d:], weight[:, :d], bias)
     seen = []
-    real_vf_lstm, real_packing = grid.vf_lstm, grid.kernel_weights
+    real_vf_lstm, real_packing = kernel.vf_lstm, kernel.kernel_weights
 
     def recording(*args):
         seen.append(args[2])
         return real_vf_lstm(*args)
 
-    monkeypatch.setattr(grid, "vf_lstm", recording)
-    monkeypatch.setattr(grid, "kernel_weights", lambda *a, packed: real_packing(*a, packed=True))
-    got = grid.lstm_kernel(x, h0, c0, weight[:, d:], weight[:, :d], bias)
+    monkeypatch.setattr(kernel, "vf_lstm", recording)
+    monkeypatch.setattr(kernel, "kernel_weights", lambda *a, packed: real_packing(*a, packed=True))
+    got = kernel.lstm_kernel(x, h0, c0, weight[:, d:], weight[:, :d], bias)
     torch.testing.assert_close(got[0], expected[0])
     params = seen[0]
     assert len({p.untyped_storage().data_ptr() for p in params}) == 1

@@ -1,4 +1,4 @@
-"""`gridlstm.nn.handwritten`: the hyperplane steps with a hand-written backward.
+"""`gridlstm.nn.backends.hyperplane.handwritten`: the hyperplane steps with a hand-written backward.
 
 The reference matrix (tests/test_grid.py) checks it against the float64 reference over every
 option; here: `gradcheck` with respect to the weights as well as the inputs, agreement with
@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from gridlstm.nn import GridLSTM, handwritten, wavefront
+from gridlstm.nn import GridLSTM
+from gridlstm.nn.backends import hyperplane
+from gridlstm.nn.backends.hyperplane import handwritten
 
 
 def outputs(net: GridLSTM, x: torch.Tensor, state=None) -> list[torch.Tensor]:
@@ -93,7 +95,7 @@ def test_agrees_with_the_per_op_steps(case, calls):
     leaves = [x, *net.parameters(), *(t for pair in state or [] for t in pair)]
     results = []
     for per_op in (False, True):
-        with wavefront.per_op_steps() if per_op else torch.enable_grad():
+        with hyperplane.per_op_steps() if per_op else torch.enable_grad():
             got = outputs(net, x, state)
         torch.manual_seed(1)
         loss = sum((torch.randn_like(t) * t).sum() for t in got)
@@ -118,10 +120,10 @@ def test_agrees_with_the_per_op_steps(case, calls):
 )
 def test_the_per_op_steps_run_where_it_does_not_apply(options, reason):
     net = GridLSTM(3, 4, 2, 2, backend="hyperplane", **options)
-    stack = wavefront.LayerStack(net.blocks)
+    stack = hyperplane.LayerStack(net.blocks)
     compiled = options.get("compile")
-    cells = object() if compiled else wavefront.step
-    blocker = wavefront.handwritten_blocker(stack, net.dropout, None, cells)
+    cells = object() if compiled else hyperplane.step
+    blocker = hyperplane.handwritten_blocker(stack, net.dropout, None, cells)
     assert blocker is not None and reason in blocker
 
 
@@ -150,7 +152,7 @@ def test_dropout_drops_what_the_per_op_steps_drop(grid_dims, options, calls):
     results = []
     for per_op in (False, True):
         torch.manual_seed(7)
-        with wavefront.per_op_steps() if per_op else torch.enable_grad():
+        with hyperplane.per_op_steps() if per_op else torch.enable_grad():
             got = outputs(net, x)
         torch.manual_seed(1)
         loss = sum((torch.randn_like(t) * t).sum() for t in got)
@@ -167,7 +169,7 @@ def test_dropout_drops_what_the_per_op_steps_drop(grid_dims, options, calls):
     assert not torch.allclose(other, ours[0])
     net.eval()
     eval_out = outputs(net, x)[0]
-    with wavefront.per_op_steps():
+    with hyperplane.per_op_steps():
         torch.testing.assert_close(eval_out, outputs(net, x)[0], rtol=1e-12, atol=1e-12)
     assert not torch.allclose(eval_out, ours[0])
 
@@ -264,13 +266,13 @@ def test_a_float64_network_under_autocast_keeps_float64(calls):
 
 def test_the_plan_cache_keeps_the_most_recently_used_shapes(monkeypatch):
     built: list[tuple[int, ...]] = []
-    plan = wavefront.plan
+    plan = hyperplane.plan
 
     def counting(sizes, *args):
         built.append(tuple(sizes))
         return plan(sizes, *args)
 
-    monkeypatch.setattr(wavefront, "plan", counting)
+    monkeypatch.setattr(hyperplane, "plan", counting)
     net = GridLSTM(3, 4, 1, 2, backend="hyperplane")
     net.max_plans = 2
     for length in (2, 3, 2, 4, 2, 3):  # 3 was least recently used when 4 arrived
@@ -294,7 +296,7 @@ def test_autocast_runs_the_gemms_in_its_dtype_and_the_rest_in_float32(calls, mon
 
     def run(per_op: bool, autocast: bool):
         with (
-            wavefront.per_op_steps() if per_op else torch.enable_grad(),
+            hyperplane.per_op_steps() if per_op else torch.enable_grad(),
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
         ):
             out, final = net(x)

@@ -160,7 +160,7 @@ def test_train_command_writes_bpc_and_throughput_and_the_sampler_reads_its_check
             sys.executable,
             "-m",
             "gridlstm.sample",
-            f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
             "prime=grid ",
             "length=30",
             "seed=3",

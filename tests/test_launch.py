@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from gridlstm import launch
-from gridlstm.config import ConfigError, check_launch
+from gridlstm.run import launch
+from gridlstm.run.config import ConfigError, check_launch
 
 LAUNCH_VARS = (
     "GRIDLSTM_RUN_ID",

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from gridlstm.loggers import wandb_mode
+from gridlstm.run.loggers import wandb_mode
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_wandb_mode_env_and_config_take_precedence(no_credentials, monkeypatch):
 def test_final_metrics_go_to_the_wandb_run_summary(no_credentials, tmp_path, monkeypatch):
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-    from gridlstm.loggers import finish_wandb, log_final_metrics
+    from gridlstm.run.loggers import finish_wandb, log_final_metrics
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     wandb_logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="test")
@@ -62,7 +62,7 @@ def test_no_anonymous_setting_warning_on_an_offline_run(no_credentials, tmp_path
 
     script = f"""
 from lightning.pytorch.loggers import WandbLogger
-from gridlstm.loggers import drop_unset_anonymous, finish_wandb
+from gridlstm.run.loggers import drop_unset_anonymous, finish_wandb
 logger = WandbLogger(save_dir={str(tmp_path)!r}, offline=True, project="test")
 drop_unset_anonymous(logger)
 logger.experiment.log({{"x": 1}})

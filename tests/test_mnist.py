@@ -12,7 +12,7 @@ import torch
 from gridlstm.data import MNISTDataModule
 from gridlstm.data.mnist import shift_images
 from gridlstm.nn import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
-from gridlstm.nn.image import to_patches
+from gridlstm.nn.models.image import to_patches
 from gridlstm.tasks import ImageClassificationModule
 from tests.conftest import fake_digits, quiet_trainer, write_mnist
 

@@ -14,7 +14,7 @@ from tests.test_configs import compose_train
 
 def built_parameters(overrides: list[str], tmp_path) -> int:
     """Parameters of the model that train.py would build (budget solved), on the meta device."""
-    from gridlstm.train import build_module
+    from gridlstm.run.training import build_module
 
     cfg = compose_train(overrides, tmp_path)
     with torch.device("meta"):
@@ -134,7 +134,7 @@ VARIANTS = {
 
 
 def budget_cases() -> list[tuple[str, int, str, list[str]]]:
-    from gridlstm.config import models_for
+    from gridlstm.run.config import models_for
     from tests.test_configs import CONF
 
     cases = []
@@ -151,7 +151,7 @@ def budget_cases() -> list[tuple[str, int, str, list[str]]]:
 def test_param_budget_gives_every_model_the_budget_within_two_percent(
     tmp_path, experiment, budget, model, extra
 ):
-    from gridlstm.train import build_module
+    from gridlstm.run.training import build_module
     from tests.conftest import task_overrides
 
     task = compose_train([f"experiment={experiment}"]).task.name
@@ -203,7 +203,7 @@ def test_each_claims_study_compares_its_grid_lstm_with_the_baselines_on_the_clai
 @pytest.mark.parametrize("experiment", CLAIMS)
 def test_every_claims_study_sweeps_at_least_three_seeds_and_runs_fast_dev_run(experiment, tmp_path):
     """Each study as its sweep would start it (the deepest swept network), for one batch."""
-    from gridlstm.train import train
+    from gridlstm.run.training import train
     from tests.conftest import task_overrides
 
     params = compose_train([f"experiment={experiment}"], tmp_path).hydra.sweeper.params

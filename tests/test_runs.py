@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gridlstm import runs
+from gridlstm.run import runs
 
 
 def test_metrics_json_is_strict_and_records_the_status(tmp_path):
@@ -41,8 +41,8 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable
     loader and resume check still accept it."""
     from fsspec.implementations.local import LocalFileOpener
 
-    from gridlstm import checkpoints
     from gridlstm.data import AdditionDataModule
+    from gridlstm.run import checkpoints
     from gridlstm.tasks import AlgorithmicSequenceModule
     from tests.conftest import quiet_trainer
 
@@ -76,7 +76,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable
 
 
 def test_resume_choices_and_refusals(tmp_path):
-    from gridlstm.config import ConfigError
+    from gridlstm.run.config import ConfigError
 
     assert runs.resume_from("auto", None, tmp_path, {}) is None  # nothing yet: start fresh
     assert runs.resume_from(False, None, tmp_path, {}) is None
@@ -98,7 +98,7 @@ def test_a_stopped_run_records_the_width_its_param_budget_solved():
     config's unsolved width."""
     from types import SimpleNamespace
 
-    from gridlstm.train import stopped
+    from gridlstm.run.training import stopped
 
     module = SimpleNamespace(num_parameters=251490, extra_metrics={"hidden": 124}, samples_seen=64)
     trainer = SimpleNamespace(global_step=1)

@@ -9,6 +9,7 @@ from torch import nn
 
 from gridlstm.data import AdditionDataModule, TextDataModule
 from gridlstm.nn import TokenSequenceModel
+from gridlstm.run.config import ConfigError
 from gridlstm.sample import SampleConfig, SampleError, main, parse_args, sample
 from gridlstm.tasks import AlgorithmicSequenceModule, LanguageModelModule
 from tests.conftest import quiet_trainer, write_corpus
@@ -40,7 +41,7 @@ def char_checkpoint(tmp_path_factory):
 
 
 def run(ckpt, *args):
-    return sample(parse_args([f"ckpt={ckpt}", *args]))
+    return sample(parse_args([f"ckpt_path={ckpt}", *args]))
 
 
 def test_sampling_is_deterministic_for_a_seed_and_uses_the_checkpoint_vocabulary(
@@ -86,7 +87,7 @@ def test_a_checkpoint_from_another_task_is_refused_in_one_line(tmp_path, capsys)
     module = AlgorithmicSequenceModule(NET, optimizer=ADAM, **dm.module_kwargs())
     ckpt = save_checkpoint(module, dm, tmp_path / "addition.ckpt")
     with pytest.raises(SystemExit) as exit_:
-        main([f"ckpt={ckpt}"])
+        main([f"ckpt_path={ckpt}"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "not a language-model checkpoint" in err
@@ -96,34 +97,34 @@ def test_a_checkpoint_from_another_task_is_refused_in_one_line(tmp_path, capsys)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ckpt=x.ckpt", "tokens=5"], "unknown argument 'tokens=5'; valid: ckpt=, prime="),
-        (["ckpt=x.ckpt", "length=many"], "length: Value 'many'"),
-        (["ckpt=x.ckpt", "length=0"], "length must be in"),
-        (["ckpt=x.ckpt", "temperature=-1"], "temperature must be >= 0"),
-        (["ckpt=x.ckpt", "top_k=0"], "top_k must be >= 1"),
+        (["ckpt_path=x.ckpt", "tokens=5"], "unknown argument 'tokens=5'; valid: ckpt_path="),
+        (["ckpt_path=x.ckpt", "length=many"], "length: Value 'many'"),
+        (["ckpt_path=x.ckpt", "length=0"], "length must be in"),
+        (["ckpt_path=x.ckpt", "temperature=-1"], "temperature must be >= 0"),
+        (["ckpt_path=x.ckpt", "top_k=0"], "top_k must be >= 1"),
         (["prime=a"], "no checkpoint given"),
-        (["ckpt=x.ckpt", "prime="], "prime must hold at least one character"),
+        (["ckpt_path=x.ckpt", "prime="], "prime must hold at least one character"),
     ],
 )
 def test_bad_arguments(args, message):
-    with pytest.raises(SampleError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_args(args)
 
 
 def test_bad_checkpoint_files_and_unknown_prime_characters(tmp_path, char_checkpoint):
     with pytest.raises(SampleError, match="no such file"):
-        sample(SampleConfig(ckpt=str(tmp_path / "none.ckpt")))
+        sample(SampleConfig(ckpt_path=str(tmp_path / "none.ckpt")))
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
     with pytest.raises(SampleError, match="not a readable checkpoint"):
-        sample(SampleConfig(ckpt=str(tmp_path / "junk.ckpt")))
+        sample(SampleConfig(ckpt_path=str(tmp_path / "junk.ckpt")))
     ckpt, _ = char_checkpoint
     with pytest.raises(SampleError, match=r"prime: characters 'Z' are not in the model's"):
         run(ckpt, "prime=Zgrid")
 
 
 def test_prime_is_kept_as_text():
-    assert parse_args(["ckpt=a", "prime=true"]).prime == "true"
-    assert parse_args(["ckpt=a", "prime=12", "top_k=null"]).top_k is None
+    assert parse_args(["ckpt_path=a", "prime=true"]).prime == "true"
+    assert parse_args(["ckpt_path=a", "prime=12", "top_k=null"]).top_k is None
 
 
 def test_a_checkpoint_naming_other_code_is_refused_and_never_runs_it(tmp_path, char_checkpoint):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gridlstm.nn import AttentionSeq2Seq, Reencoder, TransformerSeq2Seq
-from gridlstm.nn.decoding import allowed, beam_search, greedy
+from gridlstm.nn.models.decoding import allowed, beam_search, greedy
 from gridlstm.nn.sizing import width_for_budget
 
 BOS, EOS = 1, 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from gridlstm import sweeps
+from gridlstm.run import sweeps
 from tests.conftest import TINY
 
 ARGS = [*TINY, "logger=csv", "print_config=false"]
@@ -105,7 +105,7 @@ def test_parallel_jobs_share_cores_and_gpus():
 
 
 def test_a_requeued_slurm_job_resumes_automatically(monkeypatch):
-    from gridlstm.train import requested_resume
+    from gridlstm.run.training import requested_resume
 
     cfg = OmegaConf.create({"resume": False})
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)

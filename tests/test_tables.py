@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gridlstm import tables
+from gridlstm import tables as command
+from gridlstm.analysis import tables
 
 
 def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None, metrics_text=None):
@@ -50,7 +51,7 @@ def test_table_markdown_csv_and_plot(tmp_path, capsys):
     make_job(sweep, "1", "stacked_lstm", 4, 0.25)
     make_job(sweep, "2", "grid2d", 4, None, metrics_text="{not json")
     make_job(sweep, "3", "grid2d", 8, None)  # never finished: no metrics.json
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     out, err = capsys.readouterr()
     assert f"{sweep / '2' / 'metrics.json'}: malformed JSON" in err
     assert f"{sweep / '3' / 'metrics.json'}: missing" in err
@@ -72,10 +73,12 @@ def test_table_markdown_csv_and_plot(tmp_path, capsys):
 def test_no_usable_job_is_one_clear_error(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     make_job(sweep, "0", "grid2d", 2, None, metrics_text="[]")
-    assert tables.main([str(sweep)]) == 2
+    with pytest.raises(SystemExit, match="2"):
+        command.main([f"sweep={sweep}"])
     err = capsys.readouterr().err
     assert "no job has a usable metrics.json" in err and "expected a JSON object" in err
-    assert tables.main([str(tmp_path / "nowhere")]) == 2
+    with pytest.raises(SystemExit, match="2"):
+        command.main([f"sweep={tmp_path / 'nowhere'}"])
     assert "not a directory" in capsys.readouterr().err
 
 
@@ -94,7 +97,7 @@ def test_language_model_sweep_gets_bits_per_char_columns_and_curves(tmp_path, ca
         (path / "csv" / "metrics.csv").write_text(
             f"step,train/samples_seen,val/bpc\n9,4,\n9,,3.0\n19,8,\n19,,{bpc}\n"
         )
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     md = (sweep / "table.md").read_text()
     assert md.splitlines()[0] == (
         "| job | model | layers | hidden | tied | params | task | size | test/bpc | val/bpc | "
@@ -120,14 +123,14 @@ def test_stopped_jobs_show_their_status_and_reason(tmp_path, capsys):
     reason = "training diverged at step 7: train/loss is nan"
     diverged = {"status": "diverged", "reason": reason, "samples_seen": 64, "global_step": 8}
     make_job(sweep, "1", "grid2d", 4, None, metrics_text=json.dumps(diverged))
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     rows = list(csv.DictReader((sweep / "table.csv").open()))
     assert [(r["job"], r["status"], r["reason"]) for r in rows] == [
         ("0", "completed", ""),
         ("1", "diverged", reason),
     ]
     make_job(tmp_path / "clean", "0", "grid2d", 2, 0.5)
-    assert tables.main([str(tmp_path / "clean")]) == 0
+    command.main([f"sweep={tmp_path / 'clean'}"])
     assert "status" not in (tmp_path / "clean" / "table.md").read_text()
 
 
@@ -139,7 +142,7 @@ def test_a_job_config_cannot_copy_the_environment_into_the_table(tmp_path, monke
     text = config.read_text().replace("name: grid2d", "name: ${oc.env:GRIDLSTM_TEST_SECRET}")
     text = text.replace("digits: 3", "digits: ${oc.decode:'3'}")
     config.write_text(text)
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     for name in ("table.md", "table.csv"):
         written = (sweep / name).read_text()
         assert "hunter2-token" not in written
@@ -167,7 +170,7 @@ def test_jobs_that_differ_only_in_seed_are_summarised_with_mean_std_and_n(tmp_pa
         (sweep / job / ".hydra" / "overrides.yaml").write_text(
             f"- model.net.num_layers={layers}\n- seed={seed}\n- logger=csv\n"
         )
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     out = capsys.readouterr().out
     cells = list(csv.DictReader((sweep / "table_seeds.csv").open()))
     assert [(c["model.net.num_layers"], c["n"], c["jobs"]) for c in cells] == [
@@ -207,7 +210,7 @@ def test_a_cell_whose_runs_were_all_interrupted_is_shown_with_n_zero(tmp_path):
         (sweep / job / ".hydra" / "overrides.yaml").write_text(
             f"- model.net.num_layers={layers}\n- seed={seed}\n"
         )
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     md = (sweep / "table.md").read_text()
     assert "| 2 | 2/2 | 0.8000 +- 0.0000 |" in md and "640 (2/2)" in md
     assert "| 8 | 0/2 | - |" in md and "- (0/0)" in md
@@ -223,6 +226,6 @@ def test_a_seed_only_sweep_counts_runs_as_integers(tmp_path):
         record["val/samples_to_threshold"] = 640 * seed
         (sweep / job / "metrics.json").write_text(json.dumps(record))
         (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
-    assert tables.main([str(sweep)]) == 0
+    command.main([f"sweep={sweep}"])
     md = (sweep / "table.md").read_text()
     assert "| 3/3 | 0.9000 +- 0.0000 |" in md and "1280 (3/3)" in md

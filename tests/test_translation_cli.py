@@ -87,14 +87,14 @@ def test_translate_reproduces_the_references_and_scores_like_sacrebleu(reencoder
     reference = tmp_path / "ref.en"
     reference.write_text("".join(f"{en}\n" for _, en in HANDFUL), encoding="utf-8")
     out = tmp_path / "out.en"
-    result = translate(f"ckpt={best_checkpoint(run)}", f"input={source}", f"output={out}",
+    result = translate(f"ckpt_path={best_checkpoint(run)}", f"input={source}", f"output={out}",
                        f"reference={reference}", "beam=3", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     hypotheses = out.read_text(encoding="utf-8").splitlines()
     assert hypotheses == [en for _, en in HANDFUL]
     assert "BLEU 100.00" in result.stdout
     # Streaming to stdout (greedy), BLEU on stderr; our score() is sacrebleu's.
-    result = translate(f"ckpt={best_checkpoint(run)}", f"input={source}", "beam=1",
+    result = translate(f"ckpt_path={best_checkpoint(run)}", f"input={source}", "beam=1",
                        f"reference={reference}", cwd=tmp_path)  # fmt: skip
     assert result.stdout.splitlines() == hypotheses
     assert "BLEU" in result.stderr
@@ -136,16 +136,16 @@ def test_translate_refuses_bad_input_and_checkpoints_in_one_line(reencoder_run, 
     tampered(run, tmp_path / "code.ckpt", evil)
     ckpt = best_checkpoint(run)
     cases = [
-        ([f"ckpt={tmp_path / 'nope.ckpt'}", f"input={good}"], "no such file"),
-        ([f"ckpt={ckpt}", f"input={tmp_path / 'nope.txt'}"], "input file"),
-        ([f"ckpt={ckpt}", f"input={latin1}"], "is not UTF-8"),
-        ([f"ckpt={truncated}", f"input={good}"], "not a readable checkpoint"),
-        ([f"ckpt={other_task}", f"input={good}"], "not a translation checkpoint"),
-        ([f"ckpt={tmp_path / 'code.ckpt'}", f"input={good}"], "is not one of the suite's net"),
-        ([f"ckpt={ckpt}", f"input={good}", "beam=0"], "beam must be >= 1"),
-        ([f"ckpt={ckpt}", f"input={good}", "bean=3"], "unknown argument 'bean=3'"),
-        ([f"ckpt={ckpt}", f"input={good}", f"reference={latin1}"], "reference file"),
-        ([f"ckpt={ckpt}", f"input={good}", f"output={good}"], "overwrite the input"),
+        ([f"ckpt_path={tmp_path / 'nope.ckpt'}", f"input={good}"], "no such file"),
+        ([f"ckpt_path={ckpt}", f"input={tmp_path / 'nope.txt'}"], "input file"),
+        ([f"ckpt_path={ckpt}", f"input={latin1}"], "is not UTF-8"),
+        ([f"ckpt_path={truncated}", f"input={good}"], "not a readable checkpoint"),
+        ([f"ckpt_path={other_task}", f"input={good}"], "not a translation checkpoint"),
+        ([f"ckpt_path={tmp_path / 'code.ckpt'}", f"input={good}"], "is not one of the suite's net"),
+        ([f"ckpt_path={ckpt}", f"input={good}", "beam=0"], "beam must be >= 1"),
+        ([f"ckpt_path={ckpt}", f"input={good}", "bean=3"], "unknown argument 'bean=3'"),
+        ([f"ckpt_path={ckpt}", f"input={good}", f"reference={latin1}"], "reference file"),
+        ([f"ckpt_path={ckpt}", f"input={good}", f"output={good}"], "overwrite the input"),
     ]
     for args, message in cases:  # in process: the same main() as the command
         with pytest.raises(SystemExit) as exit_:
@@ -165,7 +165,7 @@ def test_evaluate_scores_with_the_checkpoints_tokenizers_and_refuses_a_new_split
     ones would give other token ids silently) and reproduces the run's own test metrics;
     an override of what the model was trained on is one line, exit 2."""
     import gridlstm.data.translation as translation_data
-    from gridlstm.evaluate import main as evaluate_main
+    from gridlstm.run.evaluation import main as evaluate_main
 
     metrics, run = reencoder_run
     monkeypatch.chdir(tmp_path)

@@ -1,240 +1,67 @@
 """Re-score a checkpoint on the validation and test sets, without training.
 
     python -m gridlstm.evaluate ckpt_path=outputs/.../checkpoints/best-step4000.ckpt \\
-        [task.datamodule.digits=20] [hardware.accelerator=gpu] [out=DIR]
+        [task.datamodule.digits=20] [device=cuda] [out=DIR]    (or: gridlstm-evaluate ...)
 
-The run's config comes from the checkpoint itself (``train.py`` stores it there) or, for
-older checkpoints, from the run directory's ``.hydra/config.yaml``. ``key=value`` arguments
-change it before anything is built, e.g. a longer addition or memorization task than in
-training, to test generalisation. Results go to ``metrics.json`` in a directory of their own
-(default ``outputs/evaluate/<date>/<time>_<id>``), with the config used (``config.yaml``).
-Only the suite's own classes are built from a checkpoint: its config is data, never code.
+Config overrides (``task.*``, ``model.*``, ``hardware.*``) change the run's stored config
+before anything is built, e.g. a longer addition or memorization task than in training, to
+test generalisation. Results go to ``metrics.json`` in a directory of their own (default
+``outputs/evaluate/<date>/<time>_<id>``; ``hydra.run.dir=`` is a synonym of ``out=``), with
+the config used (``config.yaml``).
 """
 
 from __future__ import annotations
 
-import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import lightning as L
-import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from gridlstm import checkpoints, runs
-from gridlstm.config import ConfigError, build, check_writable
-from gridlstm.console import lightning_info_silenced, quiet_third_party
-from gridlstm.launch import register_resolvers, run_id
-from gridlstm.train import build_module
-
-SCORED = ("task", "model", "hardware")  # the config groups a re-score may override
-# What a re-score reads of the stored config; the rest (callbacks, loggers, launchers, a DDP
-# strategy) is never built here, so it is dropped before anything looks at it.
-USED = ("task", "model", "optim", "hardware", "param_budget", "seed")
-HARDWARE_USED = ("name", "accelerator", "precision")
+from gridlstm.run import arguments
+from gridlstm.run.arguments import option
+from gridlstm.run.config import ConfigError, check_writable
 
 
-def parse(argv: list[str]) -> tuple[Path, Path | None, list[str]]:
-    """(checkpoint, output directory or None, config overrides)."""
-    ckpt, out, overrides = None, None, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise ConfigError(
-                f"argument {arg!r} is not key=value; give ckpt_path=PATH, optionally out=DIR "
-                "and config overrides such as task.datamodule.digits=20"
-            )
-        if key == "ckpt_path":
-            ckpt = Path(value).expanduser()
-        elif key == "out":
-            out = Path(value).expanduser()
-        else:
-            overrides.append(arg)
-    if ckpt is None:
-        raise ConfigError("no checkpoint given: ckpt_path=outputs/.../checkpoints/best-....ckpt")
-    return ckpt, out, overrides
+@dataclass
+class EvaluateConfig:
+    ckpt_path: str = option("", "a checkpoint written by train.py")
+    out: str | None = option(None, "the results directory (default outputs/evaluate/...)")
+    device: str | None = option(None, "cpu, cuda or cuda:N (default: the run's accelerator)")
 
 
-def saved_config(path: Path, checkpoint: dict[str, Any]) -> DictConfig:
-    """The training config stored in the checkpoint, else the run directory's: only the
-    parts a re-score uses, resolved and checked (`gridlstm.checkpoints.plain_tree`)."""
-    stored = checkpoint.get("gridlstm_config")
-    if not isinstance(stored, dict):
-        hydra_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
-        if not hydra_config.is_file():
-            raise ConfigError(
-                f"ckpt_path={path}: the checkpoint holds no config and {hydra_config} does not "
-                "exist; evaluate a checkpoint inside the run directory train.py wrote"
-            )
-        try:
-            stored = OmegaConf.to_container(OmegaConf.load(hydra_config))
-        except (OmegaConfBaseException, OSError, ValueError) as error:
-            raise ConfigError(f"{hydra_config}: {str(error).splitlines()[0]}") from None
-        if not isinstance(stored, dict):
-            raise ConfigError(f"{hydra_config}: not a config mapping")
-    used = {key: stored[key] for key in USED if key in stored}
-    if isinstance(used.get("hardware"), dict):
-        used["hardware"] = {k: v for k, v in used["hardware"].items() if k in HARDWARE_USED}
-    what = f"ckpt_path={path}: the stored config"
-    return OmegaConf.create(checkpoints.plain_tree(used, checkpoints.CONFIG_TARGETS, what))
-
-
-def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """Overrides of existing keys only (a typo is an error, not a new key)."""
-    OmegaConf.set_struct(cfg, True)
-    for override in overrides:
-        key = override.partition("=")[0]
-        if key.split(".")[0] not in SCORED:
-            raise ConfigError(
-                f"{key}: only task.*, model.* and hardware.* options apply to a re-score"
-            )
-        try:
-            change = OmegaConf.from_dotlist([override])
-            new = OmegaConf.select(change, key)
-            if isinstance(OmegaConf.select(cfg, key), DictConfig) and not isinstance(
-                new, DictConfig
-            ):
-                raise ConfigError(
-                    f"{key}: a group of options, not a value; change its keys ({key}.NAME=...)"
-                )
-            cfg = OmegaConf.merge(cfg, change)
-        except OmegaConfBaseException as error:
-            raise ConfigError(f"{key}: {str(error).splitlines()[0]}") from None
-    return cfg
-
-
-def stored_data(cfg: DictConfig, hparams: dict[str, Any], overrides: list[str]) -> Any:
-    """The data module as the model saw it in training: built with the checkpoint's own
-    tokenizers or vocabulary (never trained again), refusing overrides that would change
-    what the model was trained on, and checked against what the model stored."""
-    options = OmegaConf.to_container(cfg.task.datamodule, resolve=True)
-    cls = checkpoints.suite_classes()["datamodule"][options["_target_"]]
-    fixed = getattr(cls, "FIXED_AFTER_TRAINING", {})
-    for override in overrides:
-        key = override.partition("=")[0]
-        name = key.removeprefix("task.datamodule.")
-        if key.startswith("task.datamodule.") and name in fixed:
-            raise ConfigError(
-                f"{key}: cannot change after training ({fixed[name]}); options that may change: "
-                "the data files, batch sizes and the task's length options"
-            )
-    if not hasattr(cls, "stored_options"):  # nothing learned from the data (synthetic tasks)
-        return checkpoints.build(options, "datamodule")
-    datamodule = checkpoints.build({**options, **cls.stored_options(hparams)}, "datamodule")
-    for key, value in datamodule.module_kwargs().items():
-        if key in hparams and hparams[key] != value:
-            raise ConfigError(
-                f"task={cfg.task.name}: the data gives {key}={str(value)[:40]!r} but the model "
-                f"was trained with {str(hparams[key])[:40]!r}; re-score on data it can read"
-            )
-    return datamodule
-
-
-def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
-    """Load ``weights`` into ``module``; a short description of any mismatch, else None."""
-    mine = module.state_dict()
-    resized = [k for k in weights if k in mine and mine[k].shape != weights[k].shape]
-    missing = [k for k in mine if k not in weights]
-    unexpected = [k for k in weights if k not in mine]
-    for what, keys in (("resized", resized), ("missing", missing), ("unexpected", unexpected)):
-        if keys:
-            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-            return f"{what}: {keys[0]}{more}"
-    module.load_state_dict(weights)
-    return None
-
-
-def build_trainer(cfg: DictConfig) -> L.Trainer:
-    """One process on the stored (or overridden) accelerator and precision, or one line."""
-    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
-    accelerator = str(hardware.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"hardware.accelerator={accelerator}: no CUDA GPU is available on this machine; "
-            "re-score with hardware.accelerator=cpu"
-        )
-    try:
-        with lightning_info_silenced():
-            return L.Trainer(
-                accelerator=accelerator,
-                devices=1,
-                precision=hardware.get("precision", "32-true"),
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=False,
-                use_distributed_sampler=False,
-            )
-    except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"hardware: {first}") from None
-
-
-def evaluate(ckpt: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
-    """Validate and test the checkpoint's weights; writes ``metrics.json`` into ``out``."""
-    start = time.time()
-    checkpoint = checkpoints.read(ckpt, "ckpt_path")
-    cfg = apply_overrides(saved_config(ckpt, checkpoint), overrides)
-    OmegaConf.update(cfg, "paths.output_dir", str(out), force_add=True)
-    # The overrides are the user's own text, but they land in a tree built from the
-    # checkpoint: check the result the same way before anything is built.
-    cfg = OmegaConf.create(
-        checkpoints.plain_tree(
-            OmegaConf.to_container(cfg), checkpoints.CONFIG_TARGETS, "the config to re-score"
-        )
+def parse(argv: list[str]) -> tuple[EvaluateConfig, list[str]]:
+    """(options, config overrides); every other ``key=value`` is an override."""
+    cfg, overrides = arguments.parse(
+        argv,
+        EvaluateConfig,
+        synonyms={"hydra.run.dir": "out"},
+        extra=lambda key: True,
+        extra_help="task.*=, model.*=, hardware.*=",
     )
-    trainer = build_trainer(cfg)  # hardware first: its mistakes cost no data loading
-    hparams = checkpoints.hyper_parameters(checkpoint, ckpt)
-    datamodule = build(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
-    module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
-    if problem := load_weights(module, checkpoint["state_dict"]):
-        raise ConfigError(
-            f"ckpt_path={ckpt}: its weights do not fit the model built from this config "
-            f"({problem}); change only options that keep the model's shape"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    val = trainer.validate(module, datamodule=datamodule, verbose=False)
-    test = trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics = {
-        "status": runs.COMPLETED,
-        **val[0],
-        **test[0],
-        "ckpt_path": str(ckpt),
-        "overrides": overrides,
-        "params": module.num_parameters,
-        "wall_time_s": round(time.time() - start, 2),
-    }
-    OmegaConf.save(cfg, out / "config.yaml")
-    runs.write_metrics(out, metrics)
-    return metrics
+    if not cfg.ckpt_path:
+        raise ConfigError("no checkpoint given: ckpt_path=outputs/.../checkpoints/best-....ckpt")
+    return cfg, overrides
 
 
-USAGE = __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1]
+def run(argv: list[str]) -> None:
+    from gridlstm.run.console import quiet_third_party
+    from gridlstm.run.evaluation import evaluate
+    from gridlstm.run.launch import register_resolvers, run_id
 
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(USAGE.strip())
-        return
     quiet_third_party()
     register_resolvers()
-    try:
-        ckpt, out, overrides = parse(argv)
-        out = out or Path("outputs") / "evaluate" / run_id()
-        if (out / "metrics.json").exists():
-            raise ConfigError(f"out={out} already holds a metrics.json; choose another out=")
-        check_writable(out, "out")
-        metrics = evaluate(ckpt, out, overrides)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cfg, overrides = parse(argv)
+    out = Path(cfg.out).expanduser() if cfg.out else Path("outputs") / "evaluate" / run_id()
+    if (out / "metrics.json").exists():
+        raise ConfigError(f"out={out} already holds a metrics.json; choose another out=")
+    check_writable(out, "out")
+    metrics = evaluate(Path(cfg.ckpt_path).expanduser(), out, overrides, cfg.device)
     for key, value in metrics.items():
         if key.startswith(("val/", "test/")):
             print(f"{key:<24} {value:.4f}")
     print(f"outputs: {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments.run_command(argv, __doc__, EvaluateConfig, run)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Translate a file with a translation checkpoint (``task=translation``).
 
-    python -m gridlstm.translate ckpt=outputs/.../checkpoints/best-step1000.ckpt \\
+    python -m gridlstm.translate ckpt_path=outputs/.../checkpoints/best-step1000.ckpt \\
         input=source.zh [output=out.en] [reference=ref.en] [beam=4] [length_penalty=1.0] \\
         [batch_size=64] [device=cpu]
 
@@ -14,57 +14,40 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm import checkpoints
-from gridlstm.config import ConfigError, check_device, check_writable
 from gridlstm.data.files import partial_file
 from gridlstm.data.translation import tokens_to_tensor
+from gridlstm.run import arguments, checkpoints
+from gridlstm.run.arguments import option
+from gridlstm.run.config import ConfigError, check_device, check_writable
 from gridlstm.tasks.translation import TASK, TranslationModule, score
-
-USAGE = __doc__.split("\n\n")[1].strip()
 
 
 @dataclass
 class TranslateConfig:
-    ckpt: str = ""
-    input: str = ""
-    output: str | None = None
-    reference: str | None = None
-    beam: int = 4
-    length_penalty: float = 1.0
-    batch_size: int = 64
-    device: str = "cpu"
+    ckpt_path: str = option("", "a checkpoint of a task=translation run")
+    input: str = option("", "source sentences, one per line (UTF-8)")
+    output: str | None = option(None, "write the translations here (default: stdout)")
+    reference: str | None = option(None, "reference translations: print BLEU and chrF")
+    beam: int = option(4, "beam width (1: greedy)")
+    length_penalty: float = option(1.0, "GNMT length penalty exponent")
+    batch_size: int = option(64, "sentences decoded together")
+    device: str = option("cpu", "cpu, cuda or cuda:N")
 
 
-class TranslateError(ValueError):
+class TranslateError(ConfigError):
     """A bad argument, file or checkpoint; the message is one line for the user."""
 
 
 def parse_args(argv: list[str]) -> TranslateConfig:
-    names = [f.name for f in fields(TranslateConfig)]
-    raw: dict[str, Any] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in names:
-            valid = ", ".join(f"{name}=" for name in names)
-            raise TranslateError(f"unknown argument {arg!r}; valid: {valid}")
-        raw[key] = value
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(TranslateConfig), raw)
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None)
-        first = str(error).splitlines()[0]
-        raise TranslateError(f"{key}: {first}" if key else first) from None
-    cfg = TranslateConfig(**OmegaConf.to_container(merged))
-    if not cfg.ckpt:
-        raise TranslateError("no checkpoint given: ckpt=path/to/best.ckpt")
+    """``key=value`` arguments (`gridlstm.run.arguments`), checked before any work."""
+    cfg, _ = arguments.parse(argv, TranslateConfig, aliases={"ckpt": "ckpt_path"})
+    if not cfg.ckpt_path:
+        raise TranslateError("no checkpoint given: ckpt_path=path/to/best.ckpt")
     if not cfg.input:
         raise TranslateError("no input given: input=FILE (one source sentence per line)")
     if cfg.beam < 1:
@@ -73,12 +56,9 @@ def parse_args(argv: list[str]) -> TranslateConfig:
         raise TranslateError(f"batch_size must be >= 1, got {cfg.batch_size}")
     if not math.isfinite(cfg.length_penalty):
         raise TranslateError(f"length_penalty must be a finite number, got {cfg.length_penalty}")
-    try:
-        check_device(cfg.device)
-        if cfg.output:
-            check_writable(Path(cfg.output), "output", file=True)
-    except ConfigError as error:
-        raise TranslateError(str(error)) from None
+    check_device(cfg.device)
+    if cfg.output:
+        check_writable(Path(cfg.output), "output", file=True)
     return cfg
 
 
@@ -96,7 +76,7 @@ def read_lines(path: str, what: str) -> list[str]:
 
 def load_model(path: str | Path, device: str = "cpu") -> TranslationModule:
     """The translation model in a checkpoint written by ``train.py`` (task=translation),
-    opened through `gridlstm.checkpoints` (weights and plain data only; suite classes only)."""
+    opened through `gridlstm.run.checkpoints` (weights and plain data only; suite classes only)."""
     not_translation = (
         f"{path} is not a translation checkpoint; use one from a run with task=translation"
     )
@@ -131,23 +111,16 @@ def run(cfg: TranslateConfig) -> tuple[list[str], dict[str, float] | None]:
         )
     if cfg.output and Path(cfg.output).resolve() in {Path(cfg.input).resolve()}:
         raise TranslateError("output would overwrite the input file; choose another output")
-    module = load_model(cfg.ckpt, cfg.device)
+    module = load_model(cfg.ckpt_path, cfg.device)
     hypotheses = translate(module, sentences, cfg)
     scores = score(hypotheses, references, module.hparams.tgt_lang) if references else None
     return hypotheses, scores
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(USAGE)
-        return
-    try:
-        cfg = parse_args(argv)
-        hypotheses, scores = run(cfg)
-    except TranslateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+def translate_file(argv: list[str]) -> None:
+    """The command: translate ``input`` to ``output`` (or stdout), scores to the other."""
+    cfg = parse_args(argv)
+    hypotheses, scores = run(cfg)
     text = "".join(f"{line}\n" for line in hypotheses)
     if cfg.output:
         target = Path(cfg.output)
@@ -158,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     if scores:
         stream = sys.stdout if cfg.output else sys.stderr
         print(f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}", file=stream)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments.run_command(argv, __doc__, TranslateConfig, translate_file)
 
 
 if __name__ == "__main__":

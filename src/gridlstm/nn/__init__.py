@@ -1,15 +1,15 @@
 """Pure-PyTorch Grid LSTM modules (no Lightning, no Hydra)."""
 
-from gridlstm.nn.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
-from gridlstm.nn.decoding import beam_search, greedy
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
-from gridlstm.nn.image import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
-from gridlstm.nn.reencoder import Reencoder
-from gridlstm.nn.seq2seq import AttentionSeq2Seq, Seq2Seq, TransformerSeq2Seq
-from gridlstm.nn.stacked import StackedGRU, StackedLSTM
-from gridlstm.nn.token_model import TokenSequenceModel, count_parameters, detach_state
+from gridlstm.nn.models.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
+from gridlstm.nn.models.decoding import beam_search, greedy
+from gridlstm.nn.models.image import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
+from gridlstm.nn.models.reencoder import Reencoder
+from gridlstm.nn.models.seq2seq import AttentionSeq2Seq, Seq2Seq, TransformerSeq2Seq
+from gridlstm.nn.models.stacked import StackedGRU, StackedLSTM
+from gridlstm.nn.models.token_model import TokenSequenceModel, count_parameters, detach_state
 
 __all__ = [
     "AttentionSeq2Seq",

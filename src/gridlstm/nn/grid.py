@@ -17,87 +17,30 @@ Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_b
   zero input with h0 = the projected input.
 * ``scan`` (K = 1): the same per-layer factorisation with the time recurrence run step by
   step, so it covers what the kernel cannot (paper output form, peepholes, coupled gates,
-  non-LSTM dimensions, time priority); see `gridlstm.nn.scan`.
+  non-LSTM dimensions, time priority); see `gridlstm.nn.backends.scan`.
 * ``hyperplane``: cells with equal coordinate sum are independent; sum(sizes) + L - 1
   sequential steps, each a few index gathers and one block call per layer on the hyperplane
-  (one call in all when the layers share a block); see `gridlstm.nn.wavefront`.
+  (one call in all when the layers share a block); see `gridlstm.nn.backends.hyperplane`.
 * ``naive``: one cell at a time (the reference order).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from gridlstm.nn import compiled, scan, wavefront
+from gridlstm.nn.backends import compiled, fast, hyperplane, naive, scan
+from gridlstm.nn.backends.kernel import kernel_agrees
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
-from gridlstm.nn.precision import autocast_kernel_dtype, quiet_relayout
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "fast", "scan", "hyperplane", "naive")
 Pair = tuple[Tensor, Tensor]
-
-
-def vf_lstm(*args: object) -> tuple[Tensor, Tensor, Tensor]:
-    """``torch._VF.lstm``, the private op behind nn.LSTM.forward (one place to call it)."""
-    return torch._VF.lstm(*args)
-
-
-_KERNEL_AGREES: dict[tuple[str, torch.dtype], bool] = {}
-
-
-def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether our call of the private LSTM op computes what ``nn.LSTM`` computes on this
-    device and dtype. Checked once per (device type, dtype) per process, on a tiny LSTM:
-    a torch release that changed the op's arguments would otherwise silently change the fast
-    path's function. On disagreement (or an error) the caller falls back, with a warning."""
-    if device.type == "meta":  # shapes only: nothing to compare
-        return True
-    dtype = autocast_kernel_dtype(device) or dtype  # the dtype the kernel will run in
-    key = (device.type, dtype)
-    if key not in _KERNEL_AGREES:
-        generator = torch.Generator().manual_seed(0)
-        with torch.random.fork_rng(devices=[]):  # nn.LSTM's init must not move the global RNG
-            reference = nn.LSTM(3, 4, batch_first=True)
-        with torch.no_grad():
-            for p in reference.parameters():
-                p.copy_(torch.rand(p.shape, generator=generator) - 0.5)
-        reference = reference.to(device, dtype)
-        x = (torch.rand(2, 5, 3, generator=generator) - 0.5).to(device, dtype)
-        h0 = torch.zeros(1, 2, 4, device=device, dtype=dtype)
-        tolerance = 1e-4 if dtype in (torch.float32, torch.float64) else 3e-2
-        try:
-            with torch.no_grad(), torch.autocast(device.type, enabled=False):
-                expected, (h_n, c_n) = reference(x, (h0, h0))
-                bias = reference.bias_ih_l0 + reference.bias_hh_l0
-                ours, (h_k, c_k) = lstm_kernel(
-                    x, h0, h0, reference.weight_ih_l0, reference.weight_hh_l0, bias
-                )
-            agrees = all(
-                torch.allclose(a.float(), b.float(), atol=tolerance, rtol=tolerance)
-                for a, b in ((ours, expected), (h_k, h_n), (c_k, c_n))
-            )
-            problem = "its results differ from nn.LSTM's"
-        except (RuntimeError, TypeError) as error:  # e.g. a changed signature
-            agrees, problem = False, f"it raised {type(error).__name__}: {error}"
-        if not agrees:
-            warnings.warn(
-                f"the fast path's LSTM kernel call (torch._VF.lstm, torch {torch.__version__}) "
-                f"is not usable on {device.type} in {dtype}: {problem}; GridLSTM uses the "
-                "scan backend (2-LSTM) or the hyperplane backend (1-LSTM) there instead",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        _KERNEL_AGREES[key] = agrees
-    return _KERNEL_AGREES[key]
 
 
 def compile_mode(option: bool | str | None) -> str | None:
@@ -120,88 +63,6 @@ def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
         return getattr(state, method)(dim)
     return type(state)(_map_state(part, dim, method) for part in state)
 
-
-def kernel_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor | None, packed: bool) -> list[Tensor]:
-    """The LSTM kernel's weight list [w_ih, w_hh(, b_ih, b_hh)] from slices of a transform's
-    weight (b_hh: zeros, the transform has one bias).
-
-    ``packed`` (cuDNN): the four are views of one new buffer, back to back from its start in
-    this order, which is cuDNN's weight layout for a one-layer LSTM. cuDNN then runs on that
-    buffer as it is. Given separate tensors it would warn on every call ("...call
-    flatten_parameters()", a method GridLSTM does not have) and compact them into a buffer
-    of its own. Either way one copy of the weights per call remains: a column slice of a
-    transform's weight is not contiguous (docs/model.md section 2.1).
-    """
-    tensors = [w_ih, w_hh] + ([bias, torch.zeros_like(bias)] if bias is not None else [])
-    if not packed:
-        return [t.contiguous() for t in tensors]
-    starts = [sum(t.numel() for t in tensors[:i]) for i in range(len(tensors))]
-    flat = w_ih.new_empty(sum(t.numel() for t in tensors))
-    for start, t in zip(starts, tensors, strict=True):
-        # In place into the new buffer, which autograd records: the gradient reaches t.
-        flat.narrow(0, start, t.numel()).view_as(t).copy_(t)
-    return [flat.narrow(0, s, t.numel()).view_as(t) for s, t in zip(starts, tensors, strict=True)]
-
-
-def lstm_kernel(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    bias: Tensor | None,
-    lengths: Tensor | None = None,
-) -> tuple[Tensor, Pair]:
-    """Run `torch.nn.LSTM`'s kernel (oneDNN on CPU, cuDNN on GPU) on slices of a block
-    transform's weight: ``w_hh`` multiplies the recurrent h, ``w_ih`` the input.
-
-    x: (B, T, F) batch-first; h0, c0: (1, B, d). ``lengths``: run as a packed sequence, as
-    nn.LSTM does (final state at each row's end). Under autocast the kernel runs with autocast
-    off, on inputs cast to the dtype `gridlstm.nn.precision` decides: on CUDA autocast would
-    run it in float16 even under bf16, and a dtype with no kernel runs in float32 instead.
-    """
-    wanted = autocast_kernel_dtype(x.device)
-    if wanted is not None:
-        with torch.autocast(x.device.type, enabled=False):
-            up = [t.to(wanted) if t is not None else None for t in (x, h0, c0, w_ih, w_hh, bias)]
-            return lstm_kernel(*up, lengths=lengths)
-    params = kernel_weights(w_ih, w_hh, bias, packed=x.device.type == "cuda")
-    has_bias = bias is not None
-    # cuDNN keeps what backward needs only in "train" mode; follow grad mode like nn.LSTM
-    # follows self.training (there is no dropout inside a one-layer kernel call).
-    train = torch.is_grad_enabled()
-    if lengths is None:
-        with quiet_relayout():  # bf16 sizes cuDNN pads: it re-packs (docs: `quiet_relayout`)
-            output, h_n, c_n = vf_lstm(x, (h0, c0), params, has_bias, 1, 0.0, train, False, True)
-        return output, (h_n, c_n)
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    order, unorder = packed.sorted_indices, packed.unsorted_indices
-    hx = (h0.index_select(1, order), c0.index_select(1, order))
-    with quiet_relayout():
-        data, h_n, c_n = vf_lstm(
-            packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
-        )
-    packed_out = PackedSequence(data, packed.batch_sizes, order, unorder)
-    output, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
-    return output, (h_n.index_select(1, unorder), c_n.index_select(1, unorder))
-
-
-def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: Tensor) -> Pair:
-    """The depth transform at every (batch, time) position at once.
-
-    A standard LSTM depth transform is one step of an LSTM whose batch is every (b, t): input
-    the new time hidden vector (W_ih = columns [0:d]), state the depth (h, m) (W_hh = columns
-    [d:2d]). Running it through the LSTM kernel (oneDNN / cuDNN) fuses the gate arithmetic.
-    """
-    if not isinstance(transform, LSTMTransform):
-        return transform(torch.cat([h_time, h_depth], -1), m_depth)
-    d = h_depth.shape[-1]
-    shape = h_depth.shape
-    rows = h_time.reshape(-1, 1, d)
-    state = (h_depth.reshape(1, -1, d), m_depth.reshape(1, -1, d))
-    w = transform.weight
-    _, (h, m) = lstm_kernel(rows, *state, w[:, :d], w[:, d:], transform.bias)
-    return h.reshape(shape), m.reshape(shape)
 
 
 class GridLSTM(nn.Module):
@@ -234,7 +95,7 @@ class GridLSTM(nn.Module):
             time-major (T, B, F). The state is (L, B, d) either way, as in nn.LSTM.
         backend: ``auto``, ``fast``, ``scan``, ``hyperplane`` or ``naive``.
         compile: ``torch.compile`` the per-step function of the ``scan`` and ``hyperplane``
-            backends (`gridlstm.nn.compiled`): True or ``"default"``, ``"reduce-overhead"``
+            backends (`gridlstm.nn.backends.compiled`): True or ``"default"``, ``"reduce-overhead"``
             (adds CUDA graphs on GPUs) or ``"max-autotune"``. No effect on ``fast`` (one
             kernel call per layer) and ``naive`` (the reference). To compile a whole network
             instead, call ``torch.compile(net)`` as for any module.
@@ -340,7 +201,7 @@ class GridLSTM(nn.Module):
         self.input_proj = nn.Linear(input_size, width) if project_input else nn.Identity()
         self.memory_proj = nn.Linear(input_size, width) if input_to_memory else None
         self.dropout = nn.Dropout(dropout)
-        self._plans: OrderedDict[tuple, wavefront.Plan] = OrderedDict()
+        self._plans: OrderedDict[tuple, hyperplane.Plan] = OrderedDict()
 
         self._register_load_state_dict_pre_hook(self._check_tied_state)
         self.backend = backend
@@ -457,7 +318,8 @@ class GridLSTM(nn.Module):
         return resolved
 
     def scan_blocker(self) -> str | None:
-        """Why the per-layer time scan (`gridlstm.nn.scan`) does not apply (None if it does)."""
+        """Why the per-layer time scan (`gridlstm.nn.backends.scan`) does not apply (None if it
+        does)."""
         if self.grid_dims != 1:
             return "the scan runs the 2-LSTM (exactly one grid dimension)"
         if self.input_dims != [self.depth]:
@@ -528,7 +390,7 @@ class GridLSTM(nn.Module):
         if backend == "fast" and not kernel_agrees(x.device, x.dtype):
             backend = "scan" if self.grid_dims == 1 else "hyperplane"
         if backend == "fast":
-            output, final = self._fast(inputs, boundary, lengths)
+            output, final = fast.run(self, inputs, boundary, lengths)
         elif backend == "scan":
             h_depth, m_depth = inputs[self.depth]
             if m_depth is None:
@@ -545,7 +407,7 @@ class GridLSTM(nn.Module):
             )
         elif backend == "hyperplane":
             sizes = list(x.shape[1:-1])
-            output, final = wavefront.run(
+            output, final = hyperplane.run(
                 self.blocks,
                 self._batched,
                 self.dropout,
@@ -558,7 +420,7 @@ class GridLSTM(nn.Module):
                 compiled.hyperplane_step(self.compile_mode),
             )
         else:
-            output, final = self._naive(x, inputs, boundary, valid)
+            output, final = naive.run(self, x, inputs, boundary, valid)
         if valid is not None:
             output = output * valid.unsqueeze(-1).to(output.dtype)
         if self.grid_dims == 1:
@@ -623,61 +485,23 @@ class GridLSTM(nn.Module):
                     )
         return [(h.to(x), m.to(x)) for h, m in pairs]
 
-    # ------------------------------------------------------------------ fast path
-    def _fast(
-        self, inputs: dict, boundary: list[Pair], lengths: Tensor | None
-    ) -> tuple[Tensor, list[Pair]]:
-        d = self.hidden_size
-        h_depth, m_depth = inputs[self.depth]
-        if m_depth is None:
-            m_depth = torch.zeros_like(h_depth)
-        if self.grid_dims == 0:
-            # One block applied L times = an LSTM over L steps of zero input (one zero W_ih
-            # column) starting from h0 = the projected input.
-            lead = self.blocks[0].transforms[0]
-            steps = h_depth.new_zeros(h_depth.shape[0], self.num_layers, 1)
-            w_ih = lead.weight.new_zeros(lead.weight.shape[0], 1)
-            out, _ = lstm_kernel(steps, h_depth[None], m_depth[None], w_ih, lead.weight, lead.bias)
-            return out[:, -1], []
-        h_n, c_n = [], []
-        h0_all, c0_all = boundary[0]
-        for layer, block in enumerate(self.blocks):
-            if layer > 0:
-                h_depth = self.dropout(h_depth)
-            h0, c0 = h0_all[layer : layer + 1], c0_all[layer : layer + 1]
-            time = block.transforms[0]
-            w = time.weight
-            h_time, (h_last, c_last) = lstm_kernel(
-                h_depth, h0, c0, w[:, d:], w[:, :d], time.bias, lengths=lengths
-            )
-            h_read = h_time
-            if 1 not in block.priority:
-                # No depth priority: the depth transform reads the time vector the block got.
-                h_read = torch.cat([h0.transpose(0, 1), h_time[:, :-1]], dim=1)
-            h_depth, m_depth = depth_step(block.transforms[1], h_read, h_depth, m_depth)
-            h_n.append(h_last)
-            c_n.append(c_last)
-        top = {0: h_time, 1: h_depth}
-        output = torch.cat([top[dim] for dim in self.output_dims], dim=-1)
-        return output, [(torch.cat(h_n), torch.cat(c_n))]
-
     # ------------------------------------------------------------------ schedulers
     # Plans kept per module, least recently used evicted first. A plan costs 5-68 ms to
     # build and 9-367 kB to keep (7 x 7 to 50 x 50 grids, 2-core CPU, docs/model.md);
     # translation meets thousands of (source, target) shapes, a bucketed epoch far fewer.
     max_plans = 256
 
-    def _plan(self, sizes: list[int], device: torch.device) -> wavefront.Plan:
+    def _plan(self, sizes: list[int], device: torch.device) -> hyperplane.Plan:
         """The hyperplane index plan for this grid shape, built once per shape and device
         while it stays among the `max_plans` most recently used."""
         key = (tuple(sizes), str(device))
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
-        plan = wavefront.plan(
+        plan = hyperplane.plan(
             sizes, self.num_layers, self._batched, self.input_dims, self.memory_proj is not None
         )
-        self._plans[key] = wavefront.to_device(plan, device)
+        self._plans[key] = hyperplane.to_device(plan, device)
         while len(self._plans) > self.max_plans:
             self._plans.popitem(last=False)
         return self._plans[key]
@@ -687,73 +511,5 @@ class GridLSTM(nn.Module):
         """Per-layer weights: the hyperplane scheduler batches the layers' GEMMs."""
         return not self.tied and self.num_layers > 1
 
-    def _naive(
-        self, x: Tensor, inputs: dict, boundary: list[Pair], valid: Tensor | None
-    ) -> tuple[Tensor, list[Pair]]:
-        """Every cell (position p, layer l) one at a time, in lexicographic order; cell
-        outputs kept in a dict (the reference order, and a check on the hyperplane plan)."""
-        K, L, d = self.grid_dims, self.num_layers, self.hidden_size
-        batch, sizes = x.shape[0], list(x.shape[1:-1])
-        positions = list(itertools.product(*(range(s) for s in sizes)))
 
-        out_h: dict[tuple, list[Tensor]] = {}
-        out_m: dict[tuple, list[Tensor]] = {}
-        zeros = x.new_zeros(batch, d)
-
-        def incoming(p: tuple[int, ...], layer: int) -> tuple[list[Tensor], list[Tensor]]:
-            h_in, m_in = [], []
-            for k in range(K):
-                if p[k] > 0:
-                    prev = (p[:k] + (p[k] - 1,) + p[k + 1 :], layer)
-                    h_in.append(out_h[prev][k])
-                    m_in.append(out_m[prev][k])
-                else:
-                    rest = p[:k] + p[k + 1 :]
-                    h_in.append(boundary[k][0][(layer, slice(None), *rest)])
-                    m_in.append(boundary[k][1][(layer, slice(None), *rest)])
-            if layer > 0:
-                h_below = out_h[(p, layer - 1)][K]
-                h_in.append(self.dropout(h_below) if self.dropout.p > 0 else h_below)
-                m_in.append(out_m[(p, layer - 1)][K])
-            else:
-                h_in.append(zeros)
-                m_in.append(zeros)
-                # Input dimensions: at the bottom layer the incoming h (and, with
-                # input_to_memory, m) of the dimension is the projected input.
-                for dim, (h_x, m_x) in inputs.items():
-                    h_in[dim] = h_x[(slice(None), *p)]
-                    if m_x is not None:
-                        m_in[dim] = m_x[(slice(None), *p)]
-            return h_in, m_in
-
-        for p in positions:
-            for layer in range(L):
-                h_in, m_in = incoming(p, layer)
-                h_new, m_new = self.blocks[layer](h_in, m_in)
-                if valid is not None:
-                    # Padding steps pass the time state through unchanged.
-                    keep = valid[:, p[0]].unsqueeze(-1)
-                    h_new[0] = torch.where(keep, h_new[0], h_in[0])
-                    m_new[0] = torch.where(keep, m_new[0], m_in[0])
-                out_h[p, layer], out_m[p, layer] = h_new, m_new
-
-        tops = [
-            torch.cat([out_h[(p, L - 1)][dim] for dim in self.output_dims], dim=-1)
-            for p in positions
-        ]
-        output = torch.stack(tops, dim=1).reshape(batch, *sizes, -1)
-        final = []
-        for k in range(K):
-            last = [p for p in positions if p[k] == sizes[k] - 1]
-            rest_sizes = sizes[:k] + sizes[k + 1 :]
-            pair = []
-            for store in (out_h, out_m):
-                layers = [
-                    torch.stack([store[(p, layer)][k] for p in last], dim=1) for layer in range(L)
-                ]
-                pair.append(torch.stack(layers).reshape(L, batch, *rest_sizes, d))
-            final.append((pair[0], pair[1]))
-        return output, final
-
-
-__all__ = ["GridLSTM", "depth_step", "lstm_kernel"]
+__all__ = ["GridLSTM"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gridlstm.nn.token_model import count_parameters
+from gridlstm.nn.models.token_model import count_parameters
 
 
 def width_for_budget(

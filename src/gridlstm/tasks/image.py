@@ -1,4 +1,4 @@
-"""Image classification (MNIST): an image backbone from `gridlstm.nn.image`, a linear
+"""Image classification (MNIST): an image backbone from `gridlstm.nn.models.image`, a linear
 classifier on its features; accuracy and error rate (the paper reports 0.32% test error).
 
 The backbone is built from its config with ``image_size`` and ``channels`` set by the task,

@@ -24,8 +24,8 @@ from torchmetrics import MeanMetric
 
 from gridlstm.data.translation import BOS, EOS, PAD, decode
 from gridlstm.nn import count_parameters
-from gridlstm.nn.decoding import decode as decode_ids
-from gridlstm.nn.decoding import max_length
+from gridlstm.nn.models.decoding import decode as decode_ids
+from gridlstm.nn.models.decoding import max_length
 from gridlstm.nn.sizing import width_for_budget
 from gridlstm.tasks.base import TaskModule
 from gridlstm.tasks.showcase import should_show, show_table
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 TASK = "translation"  # marks checkpoints that gridlstm.translate accepts
 # The only classes a translation checkpoint may name (its config is data, not code).
 MODELS = {
-    "gridlstm.nn.Reencoder": "gridlstm.nn.reencoder.Reencoder",
-    "gridlstm.nn.AttentionSeq2Seq": "gridlstm.nn.seq2seq.AttentionSeq2Seq",
-    "gridlstm.nn.TransformerSeq2Seq": "gridlstm.nn.seq2seq.TransformerSeq2Seq",
+    "gridlstm.nn.Reencoder": "gridlstm.nn.models.reencoder.Reencoder",
+    "gridlstm.nn.AttentionSeq2Seq": "gridlstm.nn.models.seq2seq.AttentionSeq2Seq",
+    "gridlstm.nn.TransformerSeq2Seq": "gridlstm.nn.models.seq2seq.TransformerSeq2Seq",
 }
 MODELS.update({path: path for path in list(MODELS.values())})
 

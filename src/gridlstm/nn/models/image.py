@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn.baselines import MDLSTM2d
 from gridlstm.nn.checks import check_positive
 from gridlstm.nn.grid import GridLSTM
+from gridlstm.nn.models.baselines import MDLSTM2d
 from gridlstm.nn.precision import run_rnn
 
 # Scan directions: (flip rows, flip columns) per network; the start corner of each scan.

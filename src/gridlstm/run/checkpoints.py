@@ -22,6 +22,7 @@ before resolution; it becomes the node ``x`` names afterwards. Hydra's own block
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm.config import RESOLVER_CALL, SAFE_RESOLVERS, ConfigError, literal
+from gridlstm import MOVED
+from gridlstm.run.config import RESOLVER_CALL, SAFE_RESOLVERS, ConfigError, literal
 
 
 class CheckpointError(ConfigError):
@@ -45,7 +47,21 @@ def _classes(package: Any) -> dict[str, type]:
         if isinstance(getattr(package, name), type)
     }
     defined = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in exported.values()}
-    return {**defined, **exported}
+    # Defining paths from before a module moved (`gridlstm.MOVED`): saved checkpoints keep them.
+    before_move = {
+        f"{old}.{name.removeprefix(new + '.')}": cls
+        for name, cls in defined.items()
+        for old, new in MOVED.items()
+        if name.startswith(new + ".") and "." not in name.removeprefix(new + ".")
+    }
+    # ... and by the package that re-exports it (data/translation.py became a package).
+    by_package = {
+        f"{parent}.{cls.__qualname__}": cls
+        for cls in exported.values()
+        if (parent := cls.__module__.rpartition(".")[0]) in sys.modules
+        and getattr(sys.modules[parent], cls.__qualname__, None) is cls
+    }
+    return {**before_move, **by_package, **defined, **exported}
 
 
 def _subclasses(module: Any, base: type) -> dict[str, type]:

@@ -1,4 +1,4 @@
-"""Greedy and beam-search decoding for any `gridlstm.nn.seq2seq.Seq2Seq` model.
+"""Greedy and beam-search decoding for any `gridlstm.nn.models.seq2seq.Seq2Seq` model.
 
 Both add one target token per step through the model's incremental ``step`` (the Reencoder
 adds one target column and reuses everything already computed). Beam search follows the
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gridlstm.nn.seq2seq import Seq2Seq
+from gridlstm.nn.models.seq2seq import Seq2Seq
 
 
 def allowed(logits: Tensor, bos: int, pad: int = 0) -> Tensor:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from gridlstm.nn.grid import GridLSTM
-from gridlstm.nn.seq2seq import Seq2Seq, reverse_padded
+from gridlstm.nn.models.seq2seq import Seq2Seq, reverse_padded
 
 DIRECTIONS = ("forward", "backward", "both")
 

@@ -5,12 +5,12 @@ needs; the backward walks the steps in reverse with a few large ops each (one GE
 input gradient, one accumulating GEMM for the weight gradient, the LSTM arithmetic's
 derivative written out, one `index_add_` per part to route the gradients back to the rows
 they were gathered from). On a 2-core CPU it measured 1.1-1.2x faster than the per-op steps
-(`gridlstm.nn.wavefront.step` under autograd): both are bound by their GEMMs and by passes
+(`gridlstm.nn.backends.hyperplane.step` under autograd): both are bound by their GEMMs and by passes
 of the gate arithmetic over memory (docs/benchmarks.md).
 
 Applies to blocks whose every transform is a standard LSTM (output form ``standard``, no
 peepholes, no coupled gates), with or without biases, priority and dropout between layers,
-tied or per-layer weights. `gridlstm.nn.wavefront.handwritten_blocker` names what it does
+tied or per-layer weights. `gridlstm.nn.backends.hyperplane.handwritten_blocker` names what it does
 not cover; the scheduler then runs the per-op steps. The two compute the same function
 (tests/test_handwritten.py: against the per-op steps, the float64 reference and
 `torch.autograd.gradcheck`).
@@ -26,10 +26,15 @@ priority dimension from H with the new hidden vectors of every dimension compute
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+if TYPE_CHECKING:
+    from gridlstm.nn.backends.hyperplane.per_op import LayerStack
+    from gridlstm.nn.backends.hyperplane.plans import Plan
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Layout:
-    """What the Function needs of a plan besides the tensors (`gridlstm.nn.wavefront.Plan`)."""
+    """What the Function needs of a plan besides the tensors
+    (`gridlstm.nn.backends.hyperplane.Plan`)."""
 
     dims: int  # D: grid dimensions + depth
     groups: int  # row groups with their own weights (layers if per-layer, else 1)
@@ -125,7 +131,7 @@ class HyperplaneSteps(torch.autograd.Function):
     (`Layout.index_*`) are global rows of it and the backward routes gradients with one
     `index_add_` per part into one gradient buffer of the same layout. Weights
     (groups, D * d, n * 4d) and biases (groups, 1, n * 4d) or None, one per transform
-    group, stacked and transposed as `gridlstm.nn.wavefront.LayerStack` does.
+    group, stacked and transposed as `gridlstm.nn.backends.hyperplane.LayerStack` does.
     """
 
     @staticmethod
@@ -286,3 +292,36 @@ def run(layout: Layout, static: Tensor, params: list, dropout: float = 0.0) -> T
     if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
         gemm_dtype = torch.get_autocast_dtype(device)
     return HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
+
+
+def layout(plan: Plan, stack: LayerStack) -> Layout:
+    """The plan as `handwritten` reads it (built once per plan; the groups are the
+    network's, which does not change)."""
+    if plan.layout is None:
+        steps = plan.steps
+        D = len(steps[0].index["h"]) // steps[0].slots
+        starts = [0]
+        for step in steps:
+            starts.append(starts[-1] + D * step.slots)
+        static_at = [starts[-1]]
+        for step in steps:
+            static_at.append(static_at[-1] + len(step.static["h"]))
+        index: dict[str, list[Tensor]] = {"h": [], "m": []}
+        for number, step in enumerate(steps):
+            previous = D * steps[number - 1].slots if number else 0
+            for part, picks in step.index.items():  # rows of [previous outputs; static rows]
+                shift = torch.where(
+                    picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
+                )
+                index[part].append(picks + shift)
+        plan.layout = Layout(
+            dims=D,
+            groups=stack.layers,
+            slots=tuple(step.slots for step in steps),
+            starts=tuple(starts),
+            static_rows=static_at[-1] - starts[-1],
+            index_h=tuple(index["h"]),
+            index_m=tuple(index["m"]),
+            transforms=tuple(Group(dims) for dims in stack.groups),
+        )
+    return plan.layout

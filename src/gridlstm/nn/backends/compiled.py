@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from gridlstm.nn import scan, wavefront
+from gridlstm.nn.backends import hyperplane, scan
 
 MODES = ("default", "reduce-overhead", "max-autotune")
 _COMPILED: dict[tuple[Callable, str], Callable] = {}
@@ -48,7 +48,8 @@ def mode_now(mode: str | None) -> str | None:
 
 
 def scan_steps(mode: str | None) -> dict[str, Callable]:
-    """The scan backend's step functions (`gridlstm.nn.scan.STEPS`), compiled if ``mode``."""
+    """The scan backend's step functions (`gridlstm.nn.backends.scan.STEPS`), compiled if
+    ``mode``."""
     mode = mode_now(mode)
     if mode is None:
         return scan.STEPS
@@ -56,6 +57,6 @@ def scan_steps(mode: str | None) -> dict[str, Callable]:
 
 
 def hyperplane_step(mode: str | None) -> Callable:
-    """The hyperplane scheduler's step function (`gridlstm.nn.wavefront.step`)."""
+    """The hyperplane scheduler's step function (`gridlstm.nn.backends.hyperplane.step`)."""
     mode = mode_now(mode)
-    return wavefront.step if mode is None else compiled(wavefront.step, mode)
+    return hyperplane.step if mode is None else compiled(hyperplane.step, mode)

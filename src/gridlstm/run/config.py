@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gridlstm import launch
+from gridlstm.run import launch
 
 T = TypeVar("T")
 
@@ -154,7 +154,7 @@ def check_hardware(cfg: DictConfig) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from gridlstm.console import lightning_info_silenced
+    from gridlstm.run.console import lightning_info_silenced
 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))

@@ -7,7 +7,7 @@ and tables, requeued jobs and people must tell them apart without reading logs:
 * ``interrupted``: stopped by SIGTERM / SIGINT (preemption, a time limit, Ctrl-C) after
   saving ``checkpoints/last.ckpt``; ``resume=auto`` continues it.
 * ``diverged``: a non-finite or exploding loss, gradient norm or weights stopped it; the
-  checkpoints on disk are from before (`gridlstm.callbacks.Divergence`).
+  checkpoints on disk are from before (`gridlstm.run.callbacks.Divergence`).
 * ``failed``: a job of a sweep (``-m``) whose config was invalid or that crashed; ``reason``
   holds the one-line error (the traceback is in the job's log) and the sweep went on.
 
@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gridlstm import checkpoints
-from gridlstm.config import ConfigError
 from gridlstm.data.files import current_umask
+from gridlstm.run import checkpoints
+from gridlstm.run.config import ConfigError
 
 COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
 RESUME_CHOICES = ("false", "auto")

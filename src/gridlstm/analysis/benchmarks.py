@@ -1,0 +1,416 @@
+"""Throughput benchmark (``python -m gridlstm.bench [device=cuda] [json=out.json]``).
+
+Times forward + backward, in one process:
+1. a 2-LSTM (time x depth) on every backend that applies, against `torch.nn.LSTM` with the
+   same hidden size, layers, batch and length (tokens/s and the ratio to nn.LSTM). The grid
+   does twice the matrix work of a stacked LSTM (two transforms per block), so 0.5x is
+   parity per FLOP;
+2. 2-LSTMs outside the LSTM kernel (time priority, the paper output form) on the scan and
+   hyperplane backends, and the per-cell `nn.LSTMCell` loop of the public PyTorch Grid LSTMs
+   (the peer row), each against nn.LSTM;
+3. a 3-LSTM over an S x S grid with depth: the hyperplane scheduler against the naive
+   per-cell reference (the speed-up), and the MNIST preset's 3-LSTM (seconds per step);
+4. translation at the ``translation_cpu`` preset's sizes: training target tokens/s of the
+   Reencoder and the attention LSTM baseline, and decoding sentences/s (greedy, beam 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from gridlstm.nn import GridLSTM, count_parameters
+from gridlstm.nn.backends import compiled, hyperplane
+from gridlstm.run.arguments import option
+from gridlstm.run.config import ConfigError, check_device, check_writable
+
+if TYPE_CHECKING:
+    from rich.table import Table
+from gridlstm.nn.grid import BACKENDS
+
+
+def seconds_per_step(
+    steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median wall time of one call of each step. The steps are timed round-robin, so
+    drift (CPU clocks, other load) affects every model alike."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            timings[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
+
+
+def forward_backward(net: nn.Module, x: torch.Tensor, per_op: bool = False) -> Callable[[], None]:
+    """One forward + backward; ``per_op``: the hyperplane scheduler's per-op steps instead of
+    the hand-written ones (`gridlstm.nn.backends.hyperplane.per_op_steps`)."""
+
+    def step() -> None:
+        net.zero_grad(set_to_none=True)
+        with hyperplane.per_op_steps() if per_op else contextlib.nullcontext():
+            output = net(x)[0]
+            output.float().sum().backward()
+
+    return step
+
+
+def against_lstm(
+    args: BenchConfig, nets: dict[str, nn.Module], device: torch.device, dtype: torch.dtype
+) -> tuple[dict, dict[str, float]]:
+    """Time ``nets`` and an `nn.LSTM` of the same hidden size, layers, batch and length in
+    one round-robin; rows of tokens/s, parameters and the ratio to nn.LSTM."""
+    d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
+    x = torch.randn(batch, length, d, device=device, dtype=dtype)
+    nets = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True), **nets}
+    nets = {name: net.to(device, dtype) for name, net in nets.items()}
+    steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
+    results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
+    for name, net in nets.items():
+        results[name] = {
+            "tokens_per_s": batch * length / seconds[name],
+            "params": count_parameters(net),
+            "ratio_to_nn.LSTM": seconds["nn.LSTM"] / seconds[name],
+        }
+    return results, seconds
+
+
+def bench_grid2d(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+    d, layers = args.hidden, args.layers
+    nets: dict[str, nn.Module] = {}
+    for backend in args.backends.split(","):
+        if backend != "fast" and args.length * layers > args.max_cells:
+            continue  # a per-cell backend over a long sequence would take minutes
+        nets[f"grid2d/{backend}"] = GridLSTM(
+            d, d, layers, grid_dims=1, backend=backend, batch_first=True
+        )
+    return against_lstm(args, nets, device, dtype)[0]
+
+
+class CellLoopGrid(nn.Module):
+    """The peer: a time-priority 2-LSTM as the public PyTorch Grid LSTMs write it, two
+    `nn.LSTMCell` per layer (depth cell: input the time h, state the depth (h, c); then time
+    cell: input the new depth h, state the time (h, c)), looping over time and layers. The
+    same function and FLOPs as our ``priority=[0]`` 2-LSTM."""
+
+    def __init__(self, size: int, layers: int) -> None:
+        super().__init__()
+        self.depth = nn.ModuleList(nn.LSTMCell(size, size) for _ in range(layers))
+        self.time = nn.ModuleList(nn.LSTMCell(size, size) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        zeros = x.new_zeros(x.shape[0], x.shape[-1])
+        state = [(zeros, zeros) for _ in self.time]
+        outputs = []
+        for t in range(x.shape[1]):
+            h_depth, c_depth = x[:, t], zeros
+            cells = zip(self.depth, self.time, strict=True)
+            for layer, (depth_cell, time_cell) in enumerate(cells):
+                h_time, c_time = state[layer]
+                h_depth, c_depth = depth_cell(h_time, (h_depth, c_depth))
+                state[layer] = time_cell(h_depth, (h_time, c_time))
+            outputs.append(h_depth)
+        return torch.stack(outputs, 1), None
+
+
+def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+    """2-LSTMs the LSTM kernel cannot run (time priority, the paper output form) on the
+    backends that can, plus the per-cell peer, all against nn.LSTM at the same shape."""
+    d, layers = args.hidden, args.layers
+    nets: dict[str, nn.Module] = {}
+    variants = {"time-priority": {"priority": [0]}, "paper-form": {"output_form": "paper"}}
+    for variant, options in variants.items():
+        for backend in ("scan", "hyperplane"):
+            nets[f"{variant}/{backend}"] = GridLSTM(
+                d, d, layers, grid_dims=1, backend=backend, batch_first=True, **options
+            )
+        if args.compile:
+            nets[f"{variant}/scan, compile={args.compile}"] = GridLSTM(
+                d, d, layers, grid_dims=1, backend="scan", batch_first=True,
+                compile=args.compile, **options,
+            )  # fmt: skip
+    nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
+    results, seconds = against_lstm(args, nets, device, dtype)
+    peer = seconds["time-priority/LSTMCell loop"]
+    for name in nets:
+        if name.startswith("time-priority/") and not name.endswith("loop"):
+            results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
+    return results
+
+
+def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+    """The MNIST preset's 3-LSTM (experiment=mnist_cpu: 4x4 patches -> 7x7 grid, 2 layers,
+    32 units, batch 64, untied), forward + backward, on the hyperplane scheduler."""
+    x = torch.randn(64, 7, 7, 16, device=device, dtype=dtype)
+    torch.manual_seed(0)
+    net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
+    steps = {"mnist": forward_backward(net, x), "per-op": forward_backward(net, x, per_op=True)}
+    results = {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64}
+    if args.compile:
+        compiled = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane", compile=args.compile)
+        compiled.load_state_dict(net.state_dict())
+        steps["compiled"] = forward_backward(compiled.to(device, dtype), x)
+        start = time.perf_counter()
+        steps["compiled"]()  # compiles
+        results["compile_seconds"] = time.perf_counter() - start
+    seconds = seconds_per_step(steps, device, 1, args.repeats)
+    results["seconds"] = seconds["mnist"]
+    results["seconds_per_op_steps"] = seconds["per-op"]
+    if args.compile:
+        results["seconds_compiled"] = seconds["compiled"]
+    return results
+
+
+def bench_grid3d(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+    size, d, layers, batch = args.grid_size, args.grid_hidden, args.grid_layers, args.grid_batch
+    x = torch.randn(batch, size, size, d, device=device, dtype=dtype)
+    nets = {}
+    for backend in ("hyperplane", "naive"):
+        torch.manual_seed(0)
+        nets[backend] = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
+    steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    steps["hyperplane, per-op steps"] = forward_backward(nets["hyperplane"], x, per_op=True)
+    seconds = seconds_per_step(steps, device, 1, max(1, args.repeats // 2))
+    results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
+    for name in steps:
+        net = nets[name.split(",")[0]]
+        results[f"grid3d/{name}"] = {"seconds": seconds[name], "params": count_parameters(net)}
+    results["hyperplane_speedup"] = seconds["naive"] / seconds["hyperplane"]
+    results["per_op_speedup"] = seconds["naive"] / seconds["hyperplane, per-op steps"]
+    return results
+
+
+def bench_translation(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+    """The translation_cpu preset's models (widths solved for 2.5M parameters with 4,000-token
+    vocabularies) on random sentence pairs of Tatoeba's mean lengths. Untrained models never
+    emit </s>, so decoding always runs to the length limit: a worst case, equal for all."""
+    from gridlstm.nn import AttentionSeq2Seq, Reencoder
+    from gridlstm.nn.models.decoding import decode
+    from gridlstm.nn.sizing import width_for_budget
+
+    vocab, batch, src_len, tgt_len = 4000, args.tr_batch, args.tr_src_len, args.tr_tgt_len
+    builders = {
+        "reencoder": lambda d: Reencoder(vocab, vocab, hidden_size=d, num_layers=2),
+        "lstm_attention": lambda d: AttentionSeq2Seq(vocab, vocab, hidden_size=d, num_layers=2),
+    }
+    src = torch.randint(3, vocab, (batch, src_len), device=device)
+    lengths = torch.full((batch,), src_len, device=device)
+    tgt = torch.randint(3, vocab, (batch, tgt_len), device=device)
+    nets, train_steps = {}, {}
+    for name, build in builders.items():
+        width, _ = width_for_budget(build, args.tr_params)
+        torch.manual_seed(0)
+        net = build(width).to(device, dtype)
+        nets[name] = net
+
+        def step(net: nn.Module = net) -> None:
+            net.zero_grad(set_to_none=True)
+            logits = net(src, lengths, tgt)
+            nn.functional.cross_entropy(logits.float().flatten(0, 1), tgt.flatten()).backward()
+
+        train_steps[name] = step
+    seconds = seconds_per_step(train_steps, device, 1, max(1, args.repeats // 2))
+    decode_len = 2 * src_len + 10  # the preset's limit: 2 x source + 10
+    decode_steps = {}
+    for name, net in nets.items():
+        for beam in (1, 4):
+            decode_steps[f"{name}/beam{beam}"] = lambda net=net, beam=beam: decode(
+                net.eval(), src, lengths, 1, 2, decode_len, beam
+            )
+    decode_seconds = seconds_per_step(decode_steps, device, 0, max(1, args.repeats // 5))
+    results: dict = {"batch": batch, "src_len": src_len, "tgt_len": tgt_len, "vocab": vocab}
+    for name, net in nets.items():
+        results[name] = {
+            "hidden": net.hidden_size,
+            "params": count_parameters(net),
+            "train_tokens_per_s": batch * tgt_len / seconds[name],
+            "greedy_sentences_per_s": batch / decode_seconds[f"{name}/beam1"],
+            "beam4_sentences_per_s": batch / decode_seconds[f"{name}/beam4"],
+        }
+    results["reencoder_train_ratio"] = seconds["lstm_attention"] / seconds["reencoder"]
+    return results
+
+
+@dataclass
+class BenchConfig:
+    device: str = option("cpu", "cpu, cuda or cuda:N")
+    dtype: str = option("float32", "float32 or bfloat16")
+    hidden: int = option(256, "2-LSTM: hidden size")
+    layers: int = option(3, "2-LSTM: layers")
+    batch: int = option(32, "2-LSTM: batch")
+    length: int = option(100, "2-LSTM: time steps")
+    backends: str = option("fast,hyperplane", "2-LSTM: backends to time (comma-separated)")
+    max_cells: int = option(2000, "skip per-cell backends above this many cells")
+    grid_size: int = option(14, "3-LSTM: S of the S x S grid")
+    grid_hidden: int = option(32, "3-LSTM: hidden size")
+    grid_layers: int = option(3, "3-LSTM: layers")
+    grid_batch: int = option(16, "3-LSTM: batch")
+    warmup: int = option(2, "untimed steps first")
+    repeats: int = option(10, "timed steps")
+    skip_grid3d: bool = option(False, "leave out the 3-LSTM")
+    skip_variants: bool = option(False, "leave out time priority and the paper output form")
+    skip_mnist: bool = option(False, "leave out the MNIST preset's 3-LSTM")
+    skip_translation: bool = option(False, "leave out translation")
+    tr_batch: int = option(64, "translation: pairs per batch")
+    tr_src_len: int = option(7, "translation: source tokens")
+    tr_tgt_len: int = option(9, "translation: target tokens")
+    tr_params: int = option(2_500_000, "translation: parameter budget")
+    compile: str | None = option(
+        None, "also time the scan variants and MNIST with GridLSTM(compile=MODE)"
+    )
+    json: str | None = option(None, "also write the results here")
+
+
+def check(args: BenchConfig) -> None:
+    """One `ConfigError` line for an option out of range, before anything is timed."""
+    positive = ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "repeats")
+    for name in (*positive, "grid_layers", "grid_batch", "tr_batch", "tr_src_len",
+                 "tr_tgt_len", "tr_params"):  # fmt: skip
+        if getattr(args, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("warmup", "max_cells"):
+        if getattr(args, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(args, name)}")
+    if args.dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"dtype={args.dtype}: choose float32 or bfloat16")
+    if args.compile is not None and args.compile not in compiled.MODES:
+        raise ConfigError(f"compile={args.compile}: choose {', '.join(compiled.MODES)}")
+    timed = [b for b in BACKENDS if b != "auto"]
+    if not args.backends or set(args.backends.split(",")) - set(timed):
+        raise ConfigError(f"backends={args.backends}: choose from {', '.join(timed)}")
+    check_device(args.device)
+    if torch.device(args.device).type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={args.device}: the benchmark runs on cpu, cuda or cuda:N")
+    if args.json is not None:
+        check_writable(Path(args.json).expanduser(), "json", file=True)
+
+
+def run(args: BenchConfig) -> dict:
+    """Time everything ``args`` asks for; print the tables (and write ``args.json``)."""
+    check(args)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+
+    results = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dtype": args.dtype,
+        "grid2d": bench_grid2d(args, device, dtype),
+    }
+    if not args.skip_variants:
+        results["variants"] = bench_variants(args, device, dtype)
+    if not args.skip_grid3d:
+        results["grid3d"] = bench_grid3d(args, device, dtype)
+    if not args.skip_mnist:
+        results["mnist"] = bench_mnist(args, device, dtype)
+    if not args.skip_translation:
+        results["translation"] = bench_translation(args, device, dtype)
+    print_results(results)
+    if args.json:
+        Path(args.json).expanduser().write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def rate_table(title: str, rows: dict) -> Table:
+    """The rows of `against_lstm` as a table; a "vs LSTMCell loop" column where any has it."""
+    from rich.table import Table
+
+    rows = {name: row for name, row in rows.items() if isinstance(row, dict)}
+    peer = any("ratio_to_LSTMCell_loop" in row for row in rows.values())
+    columns = ("model", "params", "tokens/s", "vs nn.LSTM") + (
+        ("vs LSTMCell loop",) if peer else ()
+    )
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for name, row in rows.items():
+        cells = [name, f"{row['params']:,}", f"{row['tokens_per_s']:,.0f}"]
+        cells.append(f"{row['ratio_to_nn.LSTM']:.2f}x")
+        if peer:
+            ratio = row.get("ratio_to_LSTMCell_loop")
+            cells.append(f"{ratio:.2f}x" if ratio else "")
+        table.add_row(*cells)
+    return table
+
+
+def print_results(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    g2 = results["grid2d"]
+    console = Console()
+    console.print(
+        rate_table(
+            f"2-LSTM fwd+bwd, d={g2['hidden']} L={g2['layers']} B={g2['batch']} "
+            f"T={g2['length']} ({results['device']}, {results['threads']} threads, "
+            f"{results['dtype']})",
+            g2,
+        )
+    )
+    if "variants" in results:
+        title = "2-LSTM variants outside the LSTM kernel, same shape"
+        console.print(rate_table(title, results["variants"]))
+    if "mnist" in results:
+        mnist = results["mnist"]
+        console.print(
+            f"MNIST preset 3-LSTM ({mnist['grid']}, {mnist['layers']} layers, d={mnist['hidden']}, "
+            f"B={mnist['batch']}): {mnist['seconds']:.3f} s per fwd+bwd (hyperplane; per-op "
+            f"steps {mnist['seconds_per_op_steps']:.3f} s)"
+            + (
+                f"; compiled {mnist['seconds_compiled']:.3f} s after "
+                f"{mnist['compile_seconds']:.0f} s of compilation"
+                if "seconds_compiled" in mnist
+                else ""
+            )
+        )
+    if "grid3d" in results:
+        g3 = results["grid3d"]
+        console.print(
+            f"3-LSTM {g3['grid']} x {g3['layers']} layers, d={g3['hidden']}, B={g3['batch']}: "
+            f"hyperplane {g3['grid3d/hyperplane']['seconds']:.3f} s, naive "
+            f"{g3['grid3d/naive']['seconds']:.3f} s per fwd+bwd -> "
+            f"{g3['hyperplane_speedup']:.1f}x (per-op steps "
+            f"{g3['grid3d/hyperplane, per-op steps']['seconds']:.3f} s, "
+            f"{g3['per_op_speedup']:.1f}x)"
+        )
+    if "translation" in results:
+        tr = results["translation"]
+        table = Table(
+            title=f"Translation, translation_cpu sizes: B={tr['batch']}, source {tr['src_len']} "
+            f"/ target {tr['tgt_len']} tokens, vocab {tr['vocab']}"
+        )
+        for column in ("model", "d", "params", "train tok/s", "greedy sent/s", "beam-4 sent/s"):
+            table.add_column(column, justify="right" if column != "model" else "left")
+        for name in ("reencoder", "lstm_attention"):
+            row = tr[name]
+            table.add_row(
+                name,
+                str(row["hidden"]),
+                f"{row['params']:,}",
+                f"{row['train_tokens_per_s']:,.0f}",
+                f"{row['greedy_sentences_per_s']:,.1f}",
+                f"{row['beam4_sentences_per_s']:,.1f}",
+            )
+        console.print(table)
+

@@ -1,0 +1,322 @@
+"""Paper-shaped tables from a sweep (``python -m gridlstm.tables sweep=<multirun dir>``).
+
+Collects every job's ``metrics.json`` and composed config (``.hydra/config.yaml``) and writes,
+into the sweep directory, ``table.md`` and ``table.csv`` (model, layers, hidden, tied,
+parameters, task size, the task's metrics: accuracy, bits/char, error rate or BLEU, samples to
+threshold) with the paper's reference claim for the task alongside, and ``curves.png``: the
+task's validation metric against training samples seen, one curve per job (from each job's
+CSV log; run the sweep with ``logger=csv``).
+A job whose ``metrics.json`` is missing or malformed is reported by name and left out.
+
+Every override that differs between jobs (``.hydra/overrides.yaml``) gets a column. When the
+jobs differ in ``seed``, the jobs of each cell (the same values of every other swept override)
+are also summarised, mean +- std and n (`gridlstm.analysis.aggregate`): a second table in
+``table.md``, ``table_seeds.csv``, and one mean curve with a band per cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gridlstm.analysis import aggregate
+from gridlstm.run.config import ConfigError, defuse
+
+# The paper's claims (docs/model.md section 3; [paper] only).
+REFERENCE = {
+    "parity": "Paper: a tied 1-LSTM solves k-bit parity up to k = 250; deep tanh/ReLU nets fail.",
+    "addition": "Paper: a tied 2-LSTM solves 15-digit addition (training budget up to 5 million "
+    "samples) and significantly outperforms the standard LSTM.",
+    "memorization": "Paper: the 2-LSTM significantly outperforms the standard LSTM.",
+    "mnist": "Paper: a 3-LSTM reaches 0.32% test error on MNIST (50000 / 10000 / 10000).",
+    "translation": "Paper: the Reencoder (a 3-LSTM over target x source x depth) beats a "
+    "phrase-based system on Chinese -> English (IWSLT BTEC: 44,016 / 1,006 / 503 pairs).",
+    "enwik8": "Paper: a tied 2-LSTM reaches 1.47 bits/char on enwik8; same table [secondary]: "
+    "stacked LSTM 1.67, MRNN 1.60, GF-LSTM 1.58.",
+}
+TASK_SIZE = {
+    "parity": "bits",
+    "addition": "digits",
+    "memorization": "length",
+    "enwik8": "bptt",
+    "text": "bptt",
+    "mnist": "train_size",
+    "translation": "max_len",
+}
+BASE_COLUMNS = ["job", "model", "layers", "hidden", "tied", "params", "task", "size"]
+# By the task's main metric (task.monitor): the columns worth a table.
+METRIC_COLUMNS = {
+    "acc": ["test/acc", "val/acc", "test/digit_acc"],
+    "bpc": ["test/bpc", "val/bpc", "train/chars_per_s"],
+    "error": ["test/error", "val/error"],
+    "bleu": ["test/bleu", "val/bleu", "test/chrf", "test/ppl", "train/tokens_per_s"],
+}
+TAIL_COLUMNS = ["samples_seen", "val/samples_to_threshold"]
+STATUS_COLUMNS = ["status", "reason"]
+
+
+class TableError(ConfigError):
+    """The directory holds no usable job."""
+
+
+def read_config(path: Path) -> DictConfig:
+    """A job's saved config, with every interpolation through an unsafe resolver escaped."""
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return OmegaConf.create(defuse(raw))
+
+
+def read_job(job: Path) -> dict[str, Any]:
+    """One row; raises ValueError naming the file that is missing or malformed."""
+    metrics_path = job / "metrics.json"
+    if not metrics_path.is_file():
+        raise ValueError(f"{metrics_path}: missing (the job did not finish?)")
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{metrics_path}: malformed JSON ({error.msg}, line {error.lineno})"
+        ) from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{metrics_path}: expected a JSON object")
+    metrics.setdefault("status", "completed")  # written before runs recorded a status
+    config_path = job / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise ValueError(f"{config_path}: missing")
+    try:
+        # The saved config keeps interpolations, some through the suite's resolvers.
+        cfg = read_config(config_path)
+        net, task = cfg.model.net, cfg.task
+        row = {
+            "job": job.name,
+            "model": cfg.model.name,
+            "layers": net.get("num_layers"),
+            # A width solved for a parameter budget is in metrics.json, not in the config.
+            "hidden": metrics.get("hidden", net.get("hidden_size")),
+            "tied": net.get("tied", ""),
+            "task": task.name,
+            "size": task.datamodule.get(TASK_SIZE.get(task.name, ""), ""),
+            "monitor": task.get("monitor", "val/acc"),
+        }
+    except OmegaConfBaseException as error:
+        raise ValueError(f"{config_path}: {error}") from None
+    row["overrides"] = read_overrides(job / ".hydra" / "overrides.yaml")
+    return {**metrics, **row}
+
+
+def read_overrides(path: Path) -> dict[str, str]:
+    """The job's command-line overrides as {key: value} (``+``/``~`` prefixes dropped)."""
+    if not path.is_file():
+        return {}
+    try:
+        listed = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except OmegaConfBaseException:
+        return {}
+    found = {}
+    for item in listed if isinstance(listed, list) else []:
+        key, sep, value = str(item).partition("=")
+        if sep and not key.startswith("hydra"):
+            found[key.lstrip("+~")] = value
+    return found
+
+
+def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """Overrides whose value differs between jobs (in first-seen order), seed last."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["overrides"] if k not in keys]
+    varying = [k for k in keys if len({row["overrides"].get(k) for row in rows}) > 1]
+    return [k for k in varying if k != "seed"] + (["seed"] if "seed" in varying else [])
+
+
+def columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The base columns, the metric columns of the jobs' main metrics that some job has,
+    and samples seen / to threshold."""
+    metric_columns: list[str] = []
+    for row in rows:
+        for column in METRIC_COLUMNS.get(row["monitor"].split("/")[-1], [row["monitor"]]):
+            if column not in metric_columns and any(column in r for r in rows):
+                metric_columns.append(column)
+    # Which runs were stopped early (interrupted, diverged) and why, when any was.
+    stopped = [c for c in STATUS_COLUMNS if any(r.get("status", "completed") != "completed"
+                                                for r in rows)]  # fmt: skip
+    return (
+        BASE_COLUMNS[:1]
+        + swept_keys(rows)
+        + BASE_COLUMNS[1:]
+        + metric_columns
+        + (TAIL_COLUMNS + stopped)
+    )
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    jobs = [p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    return sorted(
+        jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name)
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if not math.isnan(value) else "nan"
+    return str(value)
+
+
+def value(row: dict[str, Any], column: str) -> Any:
+    """A row's value for a column: a metric or field, else the job's override."""
+    return row[column] if column in row else row["overrides"].get(column)
+
+
+def markdown(rows: list[dict[str, Any]], tasks: set[str]) -> str:
+    names = columns(rows)
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(_cell(value(row, c)) for c in names) + " |" for row in rows]
+    claims = [REFERENCE[t] for t in sorted(tasks) if t in REFERENCE]
+    return "\n".join(lines + [""] + claims) + "\n"
+
+
+def samples_from_step(logged: list[tuple[float, float]]):  # noqa: ANN201
+    """Samples seen at any step, from the (step, samples) pairs the training log holds.
+
+    Samples grow by the same batch every step, so the line through the logged pairs is
+    exact; validation steps rarely coincide with logged training steps."""
+    if not logged:
+        return None
+    if len({step for step, _ in logged}) == 1:
+        step, samples = logged[0]
+        return lambda at: samples * (at + 1) / (step + 1)
+    slope, intercept = np.polyfit(*zip(*logged, strict=True), 1)
+    return lambda at: slope * at + intercept
+
+
+def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
+    """(training samples seen, main validation metric) at each validation of a job, from its
+    CSV log (empty without one)."""
+    monitor, log = row["monitor"], sweep / row["job"] / "csv" / "metrics.csv"
+    if not log.is_file():
+        return []
+    samples_at_step: list[tuple[float, float]] = []
+    points = []
+    with log.open() as handle:
+        for record in csv.DictReader(handle):
+            if record.get("train/samples_seen"):
+                samples_at_step.append((float(record["step"]), float(record["train/samples_seen"])))
+            if record.get(monitor):
+                points.append((float(record["step"]), float(record[monitor])))
+    to_samples = samples_from_step(samples_at_step)
+    return [(round(to_samples(step)), value) for step, value in points] if to_samples else []
+
+
+def curves(
+    sweep: Path, rows: list[dict[str, Any]], out: Path, group_by: list[str] | None = None
+) -> int:
+    """Plot the main validation metric against train/samples_seen: one curve per job, or,
+    when jobs differ in seed (``group_by``: the other swept keys), the mean over each cell's
+    seeds with a +-1 std band. Returns the number of curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    monitors = sorted({row["monitor"] for row in rows})
+    groups: dict[str, list[list[tuple[float, float]]]] = {}
+    for row in rows:
+        xy = job_curve(sweep, row)
+        stopped = row.get("status", "completed") != "completed"
+        if not xy or (stopped and group_by is not None):
+            continue
+        if group_by is None:
+            size = f"{TASK_SIZE.get(row['task'], 'size')}={row['size']}"
+            label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']} {size}"
+        else:
+            label = " ".join(f"{k}={value(row, k)}" for k in group_by) or row["model"]
+        groups.setdefault(label, []).append(xy)
+    for label, members in groups.items():
+        if group_by is None:
+            axes.plot(*zip(*members[0], strict=True), marker=".", label=label)
+            continue
+        by_x: dict[float, list[float]] = {}
+        for xy in members:
+            for x, y in xy:
+                by_x.setdefault(x, []).append(y)
+        xs = sorted(x for x, ys in by_x.items() if len(ys) == len(members))  # every seed
+        if not xs:
+            continue
+        mean = np.array([np.mean(by_x[x]) for x in xs])
+        std = np.array([np.std(by_x[x], ddof=1) if len(by_x[x]) > 1 else 0.0 for x in xs])
+        axes.plot(xs, mean, marker=".", label=f"{label} (n={len(members)})")
+        axes.fill_between(xs, mean - std, mean + std, alpha=0.2)
+    axes.set_xlabel("training samples seen")
+    axes.set_ylabel(", ".join(monitors) + (" (mean +- std over seeds)" if group_by else ""))
+    axes.set_title(sweep.name)
+    if groups:
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return len(groups)
+
+
+def build_tables(sweep: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of every usable job, and one problem line per job left out."""
+    if not sweep.is_dir():
+        raise TableError(f"{sweep}: not a directory")
+    jobs = job_dirs(sweep)
+    if not jobs:
+        raise TableError(f"{sweep}: no job directories (sub-folders with .hydra/) found")
+    rows, problems = [], []
+    for job in jobs:
+        try:
+            rows.append(read_job(job))
+        except ValueError as error:
+            problems.append(str(error))
+    if not rows:
+        raise TableError(f"{sweep}: no job has a usable metrics.json:\n  " + "\n  ".join(problems))
+    return rows, problems
+
+
+def report(sweep: Path) -> None:
+    """Write table.md, table.csv (and table_seeds.csv) and curves.png into ``sweep`` and print
+    the table; raises `TableError` when no job is usable."""
+    rows, problems = build_tables(sweep)
+    table = markdown(rows, {row["task"] for row in rows})
+    names = columns(rows)
+    swept = swept_keys(rows)
+    written = ["table.md", "table.csv"]
+    group_by = None
+    if "seed" in swept:  # cells of several seeds: mean +- std, n
+        group_by = [k for k in swept if k != "seed"]
+        summarised = [c for c in names if c.startswith(("test/", "val/", "train/"))]
+        summarised += ["samples_seen"]
+        flat = [{**row["overrides"], **row} for row in rows]
+        cells, left_out = aggregate.summary(flat, group_by, summarised)
+        table += (
+            "\n## Over seeds\n\nMean +- sample std over the completed runs of each cell; "
+            "n = completed / jobs.\n\n" + aggregate.markdown(cells, summarised, group_by)
+        )
+        table += "".join(f"\nnot averaged: {line}" for line in left_out) + (
+            "\n" if left_out else ""
+        )
+        cells.to_csv(sweep / "table_seeds.csv", index=False)
+        written.append("table_seeds.csv")
+    (sweep / "table.md").write_text(table)
+    with (sweep / "table.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        writer.writerows({c: value(row, c) for c in names} for row in rows)
+    drawn = curves(sweep, rows, sweep / "curves.png", group_by)
+    print(table)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png "
+          f"({drawn} curves)")  # fmt: skip

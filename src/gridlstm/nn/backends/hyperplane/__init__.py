@@ -1,0 +1,20 @@
+"""The ``hyperplane`` backend: cells with equal coordinate sum run together.
+
+`plan` builds a grid shape's gather indices once; `scheduler.run` executes a plan with the
+hand-written steps (`handwritten`) where they apply, else the per-op steps (`per_op`).
+"""
+
+from gridlstm.nn.backends.hyperplane.per_op import LayerStack, per_op_steps, step
+from gridlstm.nn.backends.hyperplane.plans import Plan, plan, to_device
+from gridlstm.nn.backends.hyperplane.scheduler import handwritten_blocker, run
+
+__all__ = [
+    "LayerStack",
+    "Plan",
+    "handwritten_blocker",
+    "per_op_steps",
+    "plan",
+    "run",
+    "step",
+    "to_device",
+]

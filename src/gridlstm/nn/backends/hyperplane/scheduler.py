@@ -1,0 +1,157 @@
+"""Execute a hyperplane plan: the hand-written steps where they apply, else the per-op
+steps one hyperplane at a time.
+
+Every step's static rows (boundary state, projected input, zeros) are gathered in one
+`index_select` per part before the loop. Where every transform is a standard LSTM, all steps
+go to `gridlstm.nn.backends.hyperplane.handwritten` (one autograd Function with a
+hand-written backward; same plan, same function); `handwritten_blocker` names why not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gridlstm.nn.backends.hyperplane import handwritten, per_op
+from gridlstm.nn.backends.hyperplane.per_op import LayerStack
+from gridlstm.nn.backends.hyperplane.plans import Plan
+
+
+def _rows_first(t: Tensor) -> Tensor:
+    """(B, *index dims, d) -> (prod(index dims), B, d)."""
+    return t.movedim(0, -2).reshape(-1, t.shape[0], t.shape[-1])
+
+def handwritten_blocker(
+    stack: LayerStack, dropout: nn.Module, valid: Tensor | None, cells: Callable
+) -> str | None:
+    """Why `handwritten` does not apply (None if it does); the per-op steps run instead."""
+    if per_op._PER_OP[-1]:
+        return "per_op_steps() asked for the per-op steps"
+    if cells is not per_op.step:
+        return "the compile option compiles the per-op step"
+    if valid is not None:
+        return "sequence lengths"
+    if torch.compiler.is_compiling():
+        return "torch.compile traces the per-op steps"
+    for entry in stack.groups.values():
+        if isinstance(entry, list) or entry[0] != "lstm":
+            return "non-LSTM transforms, or options differing across layers"
+        peeps, coupled, output_form = entry[4]
+        if any(p is not None for p in peeps) or coupled or output_form != "standard":
+            return "peepholes, coupled gates or the paper output form"
+    return None
+
+def run(
+    blocks: nn.ModuleList,
+    batched: bool,
+    dropout: nn.Module,
+    plan: Plan,
+    sizes: list[int],
+    inputs: dict[int, tuple[Tensor, Tensor | None]],
+    boundary: list[tuple[Tensor, Tensor]],
+    output_dims: list[int],
+    valid: Tensor | None,
+    cells: Callable = per_op.step,
+) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """Execute a plan; ``cells`` is `step` or a compiled version of it. Returns (top
+    outputs (B, *sizes, d * len(output_dims)), final state per grid dimension (h, m) each
+    (L, B, *sizes without k, d)). Runs `handwritten` where it applies, else the per-op
+    steps."""
+    K, L = len(sizes), len(blocks)
+    some = next(iter(inputs.values()))[0]
+    batch, d = some.shape[0], some.shape[-1]
+    stack = LayerStack(blocks if batched else blocks[:1])
+    zero = some.new_zeros(1, batch, d)
+    pools: dict[tuple[int, str], Tensor] = {}
+    for dim in range(K + 1):
+        for part, index in (("h", 0), ("m", 1)):
+            pool = [zero]
+            if dim < K:
+                pool.append(_rows_first(boundary[dim][index].movedim(0, 1)))
+            given = inputs.get(dim, (None, None))[index]
+            if given is not None:
+                pool.append(_rows_first(given))
+            pools[dim, part] = torch.cat(pool) if len(pool) > 1 else zero
+
+    # Every step's static rows in one gather per part before the loop (a per-step gather
+    # from the pools would cost a zero-filled pool-sized gradient per step).
+    steps = plan.steps
+    static_all: dict[str, Tensor] = {}
+    for part in ("h", "m"):
+        pool = torch.cat([pools[dim, part] for dim in range(K + 1)])
+        wanted = torch.cat([step.static[part] for step in steps])
+        static_all[part] = pool.index_select(0, wanted)
+
+    if handwritten_blocker(stack, dropout, valid, cells) is None:
+        entries = list(stack.groups.values())
+        params = [e[2] for e in entries] + [e[3] for e in entries]
+        static = torch.stack([static_all["h"], static_all["m"]])
+        p = dropout.p if dropout.training else 0.0
+        h_all, m_all = handwritten.run(handwritten.layout(plan, stack), static, params, p).unbind(0)
+        columns = [h_all.index_select(0, plan.top_rows[dim]) for dim in output_dims]
+        ends = [tuple(t.index_select(0, rows) for t in (h_all, m_all)) for rows in plan.last_rows]
+        return _shaped(columns, ends, sizes, L)
+
+    stack = stack if batched else None
+    static = {
+        part: list(t.split([len(step.static[part]) for step in steps]))
+        for part, t in static_all.items()
+    }
+    prev: dict[str, Tensor] = {}  # part -> previous outputs, (K + 1) * slots rows of (B, d)
+    tops: dict[int, list[Tensor]] = {dim: [] for dim in output_dims}
+    top_at: list[int] = []
+    lasts: list[dict[str, list[Tensor]]] = [{"h": [], "m": []} for _ in range(K)]
+    last_at: list[list[int]] = [[] for _ in range(K)]
+    for number, step in enumerate(steps):
+        rows = {}
+        for part in ("h", "m"):
+            rows[part] = static[part][number]
+            if part in prev:
+                rows[part] = torch.cat([prev[part], rows[part]]) if len(rows[part]) else prev[part]
+        keep = None
+        if valid is not None:
+            keep = valid.t().index_select(0, step.time).unsqueeze(-1).reshape(-1, 1)
+        h_new, m_new = cells(
+            blocks[0], stack, rows["h"], rows["m"], step.index["h"], step.index["m"], keep
+        )
+        h_cells = [h.reshape(step.slots, batch, d) for h in h_new]
+        m_cells = [m.reshape(step.slots, batch, d) for m in m_new]
+        if len(step.top):
+            for dim in output_dims:
+                tops[dim].append(h_cells[dim].index_select(0, step.top))
+            top_at.extend(step.top_at)
+        for k, (rows, at) in enumerate(step.last):
+            if len(rows):
+                lasts[k]["h"].append(h_cells[k].index_select(0, rows))
+                lasts[k]["m"].append(m_cells[k].index_select(0, rows))
+                last_at[k].extend(at)
+        if number + 1 < len(steps):
+            if dropout.p > 0:  # on the depth h passed up between layers (not the output)
+                h_cells[K] = dropout(h_cells[K])
+            prev = {"h": torch.cat(h_cells), "m": torch.cat(m_cells)}
+
+    device = some.device
+    order = torch.argsort(torch.tensor(top_at, device=device))
+    columns = [torch.cat(tops[dim]).index_select(0, order) for dim in output_dims]
+    ends = []
+    for k in range(K):
+        order = torch.argsort(torch.tensor(last_at[k], device=device))
+        ends.append(tuple(torch.cat(lasts[k][part]).index_select(0, order) for part in ("h", "m")))
+    return _shaped(columns, ends, sizes, L)
+
+
+def _shaped(
+    columns: list[Tensor], ends: list[tuple[Tensor, Tensor]], sizes: list[int], L: int
+) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """`run`'s results from rows of (B, d): per output dimension its top-layer h at every
+    position, in order; per grid dimension k the (h, m) of the cells at its far end, in
+    (layer, position without k) order."""
+    batch, d = columns[0].shape[1], columns[0].shape[2]
+    output = torch.cat(columns, dim=-1).movedim(1, 0).reshape(batch, *sizes, -1)
+    final = []
+    for k, pair in enumerate(ends):
+        rest = sizes[:k] + sizes[k + 1 :]
+        final.append(tuple(t.reshape(L, *rest, batch, d).movedim(-2, 1) for t in pair))
+    return output, final

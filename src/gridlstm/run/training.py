@@ -1,0 +1,470 @@
+"""The function Hydra calls: build, fit (or resume), test the best checkpoint, write
+``metrics.json``.
+
+Run-output contract (README, "Outputs"): every run writes into its Hydra output directory the
+composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best checkpoint, logs, and
+``metrics.json``: a flat object with a ``status`` (`gridlstm.run.runs`), the final ``val/...`` and
+``test/...`` metrics (measured on the best checkpoint) plus ``params``, ``samples_seen`` and
+``wall_time_s``.
+
+Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged; 128 + the
+signal number when interrupted (143 SIGTERM, 130 SIGINT), after saving
+``checkpoints/last.ckpt``. Under ``-m`` a diverged, invalid or crashing job is recorded and
+returns the worst score to the sweeper instead, so the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from gridlstm.nn import GridLSTM
+from gridlstm.nn.sizing import width_for_budget
+from gridlstm.run import runs, sweeps, threads
+from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
+from gridlstm.run.config import ConfigError, build, check_compatible, check_launch, check_run
+from gridlstm.run.console import print_config_tree, quiet_third_party
+from gridlstm.run.launch import CHILD_ENV, job_environment
+from gridlstm.run.loggers import (
+    build_loggers,
+    finish_wandb,
+    hydra_multirun,
+    log_final_metrics,
+    log_hyperparameters,
+    logger_configs,
+    watch_model,
+)
+
+log = logging.getLogger(__name__)
+
+# Last logged training values kept in metrics.json (chars_per_s is a running mean).
+FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s", "train/tokens_per_s")
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> tuple[list[Callback], list[str]]:
+    """The configured callbacks, and the names of those left out (they need a logger)."""
+    callbacks, skipped = [], []
+    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
+        if callback_cfg is None:
+            continue
+        callback = instantiate(callback_cfg)
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            skipped.append(name)
+            continue
+        callbacks.append(callback)
+    return callbacks, skipped
+
+
+def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> L.Trainer:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
+    hardware.pop("name", None)
+    hardware.pop("threads", None)
+    if isinstance(hardware.get("strategy"), dict):
+        hardware["strategy"] = instantiate(hardware["strategy"])
+    kwargs.update(one_gpu_per_job(hardware))
+    return L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks)
+
+
+def build_module(
+    cfg: DictConfig, datamodule: L.LightningDataModule, net: dict[str, Any] | None = None
+) -> L.LightningModule:
+    """The task's LightningModule: backbone and optimizer configs, what the data says
+    (vocabulary, sizes) and the task's own module options (``task.module.*``). With a
+    ``param_budget``, the backbone's width is solved first (`solve_width`)."""
+    if net is None and cfg.get("param_budget"):
+        width, params = solve_width(cfg, datamodule)
+        log.info("param_budget=%s: hidden_size %d gives %d parameters", cfg.param_budget,
+                 width, params)  # fmt: skip
+        module = build_module(cfg, datamodule, net_at(cfg, width))
+        module.extra_metrics = {**getattr(module, "extra_metrics", {}), "hidden": width}
+        return module
+    options = OmegaConf.to_container(cfg.task.module, resolve=True)
+    module_class = get_class(options.pop("_target_"))
+    return module_class(
+        net=net or OmegaConf.to_container(cfg.model.net, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.optim.scheduler, resolve=True)
+        if cfg.optim.get("scheduler")
+        else None,
+        **datamodule.module_kwargs(),
+        **options,
+    )
+
+
+def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
+    """The backbone config with ``hidden_size=width`` (what follows it, e.g. an
+    ``input_size: ${.hidden_size}``, follows)."""
+    net = OmegaConf.to_container(cfg.model.net, resolve=False)
+    net["hidden_size"] = width
+    return OmegaConf.to_container(OmegaConf.create(net), resolve=True)
+
+
+def solve_width(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[int, int]:
+    """(hidden_size, parameters) of the whole model closest to ``param_budget``: the model is
+    built at candidate widths (on the meta device: shapes only), so every architecture, tying
+    mode and head is counted as it is, with no formula per model name."""
+    budget = cfg.param_budget
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"param_budget must be a number of parameters >= 1, got {budget!r}")
+    multiple = int(cfg.model.net.get("heads", 1) or 1)  # attention heads divide the width
+    return width_for_budget(
+        lambda width: build_module(cfg, datamodule, net_at(cfg, width)), budget, multiple
+    )
+
+
+def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
+    table = Table(title="Final metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    Console().print(f"outputs: {output_dir}")
+
+
+def hydra_launcher() -> DictConfig | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().launcher if HydraConfig.initialized() else None
+
+
+def processes_per_machine(cfg: DictConfig) -> int:
+    """Training processes on this machine that divide its CPU cores: this run's (ddp_cpu: one
+    per device) times the jobs a parallel launcher runs side by side."""
+    hardware = cfg.hardware
+    devices = hardware.get("devices", 1)
+    own = 1
+    if hardware.get("accelerator") == "cpu" and isinstance(devices, int) and devices > 1:
+        own = devices
+    return own * sweeps.parallel_jobs(hydra_launcher())
+
+
+def one_gpu_per_job(hardware: dict[str, Any]) -> dict[str, Any]:
+    """Under a parallel local launcher, a one-GPU job takes GPU (job number mod GPUs) instead
+    of every job sharing GPU 0."""
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    if (
+        sweeps.parallel_jobs(hydra_launcher()) > 1
+        and hardware.get("accelerator") in ("gpu", "cuda")
+        and hardware.get("devices") == 1
+        and torch.cuda.is_available()
+    ):
+        job = int(HydraConfig.get().job.num)
+        hardware["devices"] = sweeps.gpu_for_job(job, torch.cuda.device_count())
+    return hardware
+
+
+def is_first_process() -> bool:
+    return os.environ.get(CHILD_ENV) != "1" and os.environ.get("RANK", "0") == "0"
+
+
+def validate_if_never_validated(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
+) -> str:
+    """A run that stops before its first validation (max_steps below one epoch or one
+    val_check_interval) validates once at the end, so it still has a point on its curve and
+    a best checkpoint; returns that checkpoint's path ('' if nothing was needed)."""
+    callback = trainer.checkpoint_callback
+    if callback is None or callback.best_model_path or trainer.global_step == 0:
+        return ""
+    log.info("no validation ran during training: validating once at step %d", trainer.global_step)
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    path = Path(callback.dirpath or ".") / f"best-step{trainer.global_step}.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+class Stopped(Exception):
+    """Training ended early (divergence, interruption); ``metrics.json`` says why."""
+
+    def __init__(self, metrics: dict[str, Any], exit_code: int) -> None:
+        super().__init__(metrics.get("reason", ""))
+        self.metrics, self.exit_code = metrics, exit_code
+
+
+def sigusr1_as_sigterm() -> None:
+    """Outside SLURM, SIGUSR1 (the warning signal schedulers send before a kill) stops the run
+    as SIGTERM does. Under SLURM, Lightning's SLURM environment owns SIGUSR1 (save an hpc
+    checkpoint, requeue the job), so it is left alone."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if sys.platform == "win32" or SLURMEnvironment.detect():
+        return
+    signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+
+
+def identity(cfg: DictConfig) -> dict[str, str]:
+    """Which task and model a checkpoint belongs to (checked before it is resumed)."""
+    return {"task": str(cfg.task.name), "model": str(cfg.model.name)}
+
+
+class SweepConfigError(ConfigError):
+    """A mistake in the sweep itself: every job would fail, so the sweep stops at once."""
+
+
+def check_sweeper(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        sweeper = HydraConfig.get().sweeper
+        problem = sweeps.direction_problem(sweeper, cfg.task.monitor, cfg.task.monitor_mode)
+        if problem:
+            raise SweepConfigError(problem)
+
+
+def requested_resume(cfg: DictConfig) -> str:
+    """``resume`` as given; a SLURM job that was requeued (preempted, timed out) resumes
+    automatically, whatever its command line said."""
+    resume = "false" if cfg.get("resume") in (None, False) else str(cfg.get("resume")).lower()
+    if resume == "false" and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        return "auto"
+    return resume
+
+
+def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """(checkpoint to resume from or None, metrics of a run already completed or None)."""
+    resume = requested_resume(cfg)
+    auto = resume == "auto" and not cfg.get("ckpt_path")
+    if auto and runs.read_status(output_dir) == runs.COMPLETED:
+        return None, json.loads((output_dir / "metrics.json").read_text())
+    path = runs.resume_from(resume, cfg.get("ckpt_path"), output_dir, identity(cfg))
+    if is_first_process():
+        if path is not None:
+            print(f"resuming from {path}", flush=True)
+        elif resume == "auto":
+            print(f"resume=auto: no checkpoint in {output_dir}; starting fresh", flush=True)
+    return path, None
+
+
+def stopped(
+    status: str, reason: str, exit_code: int, trainer: L.Trainer, module: Any, start: float
+) -> Stopped:
+    metrics = {
+        "status": status,
+        "reason": reason,
+        "params": module.num_parameters,
+        **getattr(module, "extra_metrics", {}),  # e.g. the width a param_budget solved
+        "samples_seen": module.samples_seen,
+        "global_step": trainer.global_step,
+        "wall_time_s": round(time.time() - start, 2),
+    }
+    return Stopped(metrics, exit_code)
+
+
+def interval_problem(error: ValueError, trainer: L.Trainer, cfg: DictConfig) -> str | None:
+    """Lightning checks an integer ``val_check_interval`` against the batches of an epoch
+    only once the data is set up (at the start of fit, before the first step); its error,
+    as a one-line message naming the choices. None for any other error."""
+    if "`val_check_interval`" not in str(error):
+        return None
+    return interval_message(cfg, trainer.num_training_batches)
+
+
+def interval_message(cfg: DictConfig, batches: int) -> str:
+    return (
+        f"trainer.val_check_interval={cfg.trainer.val_check_interval}: an epoch of "
+        f"task={cfg.task.name} has {batches} training batches; use at most {batches}, a "
+        "fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null to count "
+        "batches across epochs"
+    )
+
+
+def check_val_interval(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """An integer ``val_check_interval`` longer than an epoch, refused before any output where
+    the data module knows its epoch (the synthetic tasks); Lightning finds the others once
+    the data is set up (`interval_problem`)."""
+    interval = cfg.trainer.get("val_check_interval")
+    batches = getattr(datamodule, "batches_per_epoch", None)
+    counted_per_epoch = cfg.trainer.get("check_val_every_n_epoch", 1) is not None
+    if (
+        isinstance(interval, int) and not isinstance(interval, bool) and isinstance(batches, int)
+        and counted_per_epoch and interval > batches
+    ):  # fmt: skip
+        raise ConfigError(interval_message(cfg, batches))
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then validate and test the best checkpoint; returns the final metrics."""
+    start = time.time()
+    quiet_third_party()
+    output_dir = Path(cfg.paths.output_dir)
+    check_launch()  # every check before the first line of output (the error comes alone)
+    check_compatible(cfg)
+    check_sweeper(cfg)
+    check_run(cfg)
+    resume, finished = choose_start(cfg, output_dir)
+    if finished is not None:
+        print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)
+        return finished
+    if resume is not None and resume.is_relative_to(output_dir):
+        start -= runs.previous_wall_time(output_dir)  # wall_time_s counts every part of a run
+    count = build(
+        f"hardware={cfg.hardware.name}",
+        lambda: threads.apply(cfg.hardware.get("threads", "auto"), processes_per_machine(cfg)),
+    )
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
+    module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
+    check_val_interval(cfg, datamodule)
+    has_logger = bool(logger_configs(cfg))
+    callbacks, skipped = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, has_logger))
+    # Everything that can refuse the config has run: only now the run's own output.
+    if is_first_process():
+        print(f"run directory: {output_dir}", flush=True)
+        if cfg.get("print_config", True):
+            print_config_tree(cfg)
+    log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
+    log.info("seed: %d", cfg.seed)
+    for name in skipped:
+        log.info("logger=none: skipping callback %s (it needs a logger)", name)
+    backends = sorted({m.backend for m in module.modules() if isinstance(m, GridLSTM)})
+    log.info("model=%s: %d trainable parameters%s", cfg.model.name, module.num_parameters,
+             f" (GridLSTM backend {', '.join(backends)})" if backends else "")  # fmt: skip
+
+    loggers = build_loggers(cfg)
+    interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks += [interrupt, RunState(identity(cfg), config)]
+    trainer = build_trainer(cfg, loggers, callbacks)
+    log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
+    build("logger=wandb", lambda: watch_model(loggers, module))
+    sigusr1_as_sigterm()
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        metrics = evaluate_best(trainer, module, datamodule, callbacks)
+    except Diverged as error:
+        raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start) from None
+    except ValueError as error:
+        problem = interval_problem(error, trainer, cfg)
+        if problem is None:
+            raise
+        raise ConfigError(problem) from None
+    except SystemExit:
+        if interrupt.reason is None:
+            raise
+        number = signal.SIGINT if interrupt.reason == "SIGINT" else signal.SIGTERM
+        saved = (
+            f"; resume with resume=auto from {interrupt.ckpt_path}" if trainer.global_step else ""
+        )
+        reason = f"interrupted by {interrupt.reason} at step {trainer.global_step}{saved}"
+        raise stopped(runs.INTERRUPTED, reason, 128 + number, trainer, module, start) from None
+    metrics.update(
+        status=runs.COMPLETED,
+        params=module.num_parameters,
+        samples_seen=module.samples_seen,
+        global_step=trainer.global_step,
+        wall_time_s=round(time.time() - start, 2),
+    )
+    if trainer.is_global_zero:
+        log_final_metrics(loggers, metrics)
+        runs.write_metrics(output_dir, metrics)
+        print_summary(metrics, output_dir)
+    return metrics
+
+
+def evaluate_best(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    callbacks: list[Callback],
+) -> dict[str, Any]:
+    """Final training values, then val and test metrics of the best checkpoint."""
+    train_metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_TRAIN_METRICS
+    }
+    # The first ModelCheckpoint tracks the task's main metric (conf/callbacks/default.yaml).
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = best or validate_if_never_validated(trainer, module, datamodule)
+    ckpt_path = best or None
+    # Scores of the best checkpoint are not points of the training curves: metrics.json and
+    # the W&B summary hold them.
+    loggers, trainer.loggers = trainer.loggers, []
+    samples_seen = module.samples_seen  # loading the best checkpoint rewinds the counter
+    val = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+    )
+    test = trainer.test(
+        module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+    )
+    module.samples_seen = samples_seen
+    trainer.loggers = loggers
+
+    metrics: dict[str, Any] = {**train_metrics, **val[0], **test[0]}
+    for callback in callbacks:
+        if isinstance(callback, SamplesToThreshold):  # null when never reached
+            metrics["val/samples_to_threshold"] = callback.samples
+    metrics.update(getattr(module, "extra_metrics", {}))  # e.g. a width solved for a budget
+    return metrics
+
+
+def failed_job(cfg: DictConfig, reason: str) -> dict[str, Any]:
+    """Under ``-m``, a job that cannot run is recorded and the sweep goes on with the next
+    one (`gridlstm.run.sweeps.SweepReport` counts the failures at the end)."""
+    output_dir = Path(cfg.paths.output_dir)
+    record = {"status": runs.FAILED, "reason": reason}
+    if is_first_process() and runs.read_status(output_dir) is None:  # never over a result
+        runs.write_metrics(output_dir, record)
+    return {**record, str(cfg.task.get("monitor", "value")): worst_value(cfg)}
+
+
+def worst_value(cfg: DictConfig) -> float:
+    """What a failed or diverged job returns to the sweeper: the worst possible score in the
+    task's direction (Optuna accepts infinities; NaN makes hydra-optuna-sweeper 1.3 crash)."""
+    return -math.inf if cfg.task.get("monitor_mode", "max") == "max" else math.inf
+
+
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Entry point for ``train.py``: one clear line and exit code 2 on a bad config; see the
+    module docstring for the other exit codes. Under ``-m`` a bad or failing job is recorded
+    (``status: failed``) and the sweep goes on."""
+    exit_code = 0
+    try:
+        with job_environment():
+            return train(cfg)
+    except ConfigError as error:
+        exit_code = 2
+        print(f"error: {error}", file=sys.stderr)
+        if hydra_multirun() and not isinstance(error, SweepConfigError):
+            return failed_job(cfg, str(error))
+        raise SystemExit(2) from None
+    except Stopped as stop:
+        exit_code = stop.exit_code
+        if is_first_process():
+            runs.write_metrics(Path(cfg.paths.output_dir), stop.metrics)
+        print(f"{stop.metrics['status']}: {stop.metrics['reason']}", file=sys.stderr)
+        print(f"run directory: {cfg.paths.output_dir}", file=sys.stderr)
+        if stop.metrics["status"] == runs.DIVERGED and hydra_multirun():
+            return {**stop.metrics, cfg.task.monitor: worst_value(cfg)}  # the sweep goes on
+        raise SystemExit(stop.exit_code) from None
+    except Exception as error:
+        exit_code = 1
+        print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
+        if hydra_multirun():
+            log.exception("job failed")  # the traceback goes to the job's log
+            lines = str(error).strip().splitlines()
+            return failed_job(cfg, f"{type(error).__name__}: {lines[0] if lines else ''}")
+        raise
+    except BaseException:
+        exit_code = 1
+        print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
+        raise
+    finally:
+        finish_wandb(exit_code)
