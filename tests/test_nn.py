@@ -172,3 +172,47 @@ def test_decoding_is_exported():
     from gridlstm.nn import decoding
 
     assert gnn.greedy is decoding.greedy and gnn.beam_search is decoding.beam_search
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("enforce_sorted", [False, True])
+def test_packed_sequence_input_matches_each_sequence_run_alone(batch_first, enforce_sorted):
+    """nn.LSTM's packed convention: packed in, packed out with the same batch_sizes and
+    indices, state in the batch's original order; each sequence as if run on its own."""
+    from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
+
+    from gridlstm.nn import GridLSTM
+
+    torch.manual_seed(0)
+    net = GridLSTM(3, 5, 2, 1, batch_first=batch_first).double()
+    steps = [6, 4, 1] if enforce_sorted else [2, 6, 4]
+    seqs = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in steps]
+    packed = pack_sequence(seqs, enforce_sorted=enforce_sorted)
+    out, (h, m) = net(packed)
+    reference = torch.nn.LSTM(3, 5, 2, batch_first=batch_first).double()(packed)[0]
+    assert isinstance(out, type(packed))
+    assert torch.equal(out.batch_sizes, reference.batch_sizes)
+    for mine, theirs in ((out.sorted_indices, reference.sorted_indices),
+                         (out.unsorted_indices, reference.unsorted_indices)):  # fmt: skip
+        assert (mine is None and theirs is None) or torch.equal(mine, theirs)
+    padded, lengths = pad_packed_sequence(out, batch_first=True)
+    assert lengths.tolist() == steps
+    for row, seq in enumerate(seqs):
+        alone, (h_alone, m_alone) = net(seq)  # unbatched: (T, F)
+        torch.testing.assert_close(padded[row, : len(seq)], alone)
+        torch.testing.assert_close(h[:, row], h_alone)
+        torch.testing.assert_close(m[:, row], m_alone)
+    out.data.sum().backward()
+    assert all(seq.grad is not None and seq.grad.abs().sum() > 0 for seq in seqs)
+
+
+def test_packed_sequence_refusals():
+    from torch.nn.utils.rnn import pack_sequence
+
+    from gridlstm.nn import GridLSTM
+
+    packed = pack_sequence([torch.randn(3, 4), torch.randn(2, 4)])
+    with pytest.raises(ValueError, match="carries its lengths"):
+        GridLSTM(4, 5)(packed, lengths=torch.tensor([3, 2]))
+    with pytest.raises(ValueError, match="grid_dims=1 only"):
+        GridLSTM(4, 5, grid_dims=2)(packed)

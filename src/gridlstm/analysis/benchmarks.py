@@ -12,6 +12,8 @@ Times forward + backward, in one process:
    per-cell reference (the speed-up), and the MNIST preset's 3-LSTM (seconds per step);
 4. translation at the ``translation_cpu`` preset's sizes: training target tokens/s of the
    Reencoder and the attention LSTM baseline, and decoding sentences/s (greedy, beam 4).
+
+Longer than 400 lines because the four parts share their timing helpers, options and tables.
 """
 
 from __future__ import annotations

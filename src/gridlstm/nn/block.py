@@ -144,7 +144,12 @@ class GridBlock(nn.Module):
             ``tied=True``, paper 3.5 (c), docs/model.md 1.4); needs all kinds equal.
         shared: ready-made transforms to use for some dimensions (index -> module), e.g. the
             depth LSTM shared across layers (paper 3.5 (b), docs/model.md 1.4).
-        output_form, bias, forget_bias, peephole, coupled, activation: transform options.
+        output_form: ``standard`` h' = o * tanh(m') or ``paper`` h' = tanh(o * m').
+        bias: biases on the transforms.
+        forget_bias: initial forget-gate bias.
+        peephole: peephole connections.
+        coupled: coupled input-forget gate (i = 1 - f).
+        activation: of non-LSTM dimensions: ``tanh``, ``relu`` or ``sigmoid``.
     """
 
     def __init__(

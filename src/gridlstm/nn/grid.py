@@ -22,6 +22,11 @@ Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_b
   sequential steps, each a few index gathers and one block call per layer on the hyperplane
   (one call in all when the layers share a block); see `gridlstm.nn.backends.hyperplane`.
 * ``naive``: one cell at a time (the reference order).
+
+Longer than 400 lines because the constructor checks every option of the paper's variants
+with a message of its own, and the reasons a backend does not apply are spelled out here, next
+to the choice (as `torch.nn.modules.rnn` does); the backends themselves live in
+`gridlstm.nn.backends`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn.backends import compiled, fast, hyperplane, naive, scan
 from gridlstm.nn.backends.kernel import kernel_agrees
@@ -99,8 +105,16 @@ class GridLSTM(nn.Module):
             (adds CUDA graphs on GPUs) or ``"max-autotune"``. No effect on ``fast`` (one
             kernel call per layer) and ``naive`` (the reference). To compile a whole network
             instead, call ``torch.compile(net)`` as for any module.
-        device, dtype: where and in which floating type the parameters live (as nn.LSTM).
-        output_form, bias, forget_bias, peephole, coupled, activation: see `GridBlock`.
+        device: where the parameters live (as nn.LSTM).
+        dtype: their floating type (as nn.LSTM).
+        output_form: ``standard`` h' = o * tanh(m') or ``paper`` h' = tanh(o * m').
+        bias: biases on the transforms.
+        forget_bias: initial forget-gate bias.
+        peephole: peephole connections.
+        coupled: coupled input-forget gate (i = 1 - f).
+        activation: of non-LSTM dimensions: ``tanh``, ``relu`` or ``sigmoid``.
+        bidirectional: nn.LSTM's option; only False (a Grid LSTM has no reverse direction).
+        proj_size: nn.LSTM's option; only 0.
     """
 
     def __init__(
@@ -365,9 +379,13 @@ class GridLSTM(nn.Module):
         like `nn.LSTM`'s (h_n, c_n).
         ``lengths`` (B,): steps t >= length leave the time state unchanged (so the final
         state is the one after each sequence's last step) and give zero output.
+        K = 1 also takes a `PackedSequence` (as nn.LSTM: the output is packed the same way, the
+        state is in the batch's original order); it runs as the padded batch with ``lengths``.
         K >= 2: input (B, S_1..S_K, F) -> output (B, S_1..S_K, d * len(output_dims)); state a
         list with, per grid dimension k, (h, m) each (L, B, *sizes without S_k, d).
         """
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, state, lengths)
         if isinstance(input, Tensor) and input.dim() == self.grid_dims + 1:
             if lengths is not None:
                 raise ValueError("lengths needs batched input (one length per batch row)")
@@ -430,6 +448,25 @@ class GridLSTM(nn.Module):
         elif self.grid_dims == 0:
             final = None
         return output, final
+
+    def _forward_packed(self, input: PackedSequence, state, lengths):  # noqa: ANN001, ANN202
+        """nn.LSTM's packed calling convention on top of the padded one with ``lengths``."""
+        if self.grid_dims != 1:
+            raise ValueError(
+                f"a PackedSequence is a batch of sequences: grid_dims=1 only (got {self.grid_dims})"
+            )
+        if lengths is not None:
+            raise ValueError("a PackedSequence carries its lengths; do not also pass lengths")
+        padded, steps = pad_packed_sequence(input, batch_first=self.batch_first)
+        output, final = self.forward(padded, state, lengths=steps)
+        order = input.sorted_indices  # None: the batch was packed already sorted
+        if order is not None:
+            output = output.index_select(0 if self.batch_first else 1, order)
+            steps = steps.index_select(0, order.to(steps.device))
+        data = pack_padded_sequence(output, steps, batch_first=self.batch_first).data
+        packed = PackedSequence(data, input.batch_sizes, input.sorted_indices,
+                                input.unsorted_indices)  # fmt: skip
+        return packed, final
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, input: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ steals time from the others and a run can slow down by an order of magnitude. ``
 therefore takes the cores that are not already busy (from the 1-minute load average,
 measured before this run adds its own), divided among the processes this run starts on the
 machine (``ddp_cpu``: one per device), and at least 1. An integer sets the count
-exactly. Measured options: README, "Console and CPU threads".
+exactly. Measured options: docs/configuration.md, "Console and CPU threads".
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
 """The function Hydra calls: build, fit (or resume), test the best checkpoint, write
 ``metrics.json``.
 
-Run-output contract (README, "Outputs"): every run writes into its Hydra output directory the
-composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best checkpoint, logs, and
-``metrics.json``: a flat object with a ``status`` (`gridlstm.run.runs`), the final ``val/...`` and
-``test/...`` metrics (measured on the best checkpoint) plus ``params``, ``samples_seen`` and
-``wall_time_s``.
+Run-output contract (docs/configuration.md, "Outputs"): every run writes into its Hydra
+output directory the composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best
+checkpoint, logs, and ``metrics.json``: a flat object with a ``status`` (`gridlstm.run.runs`),
+the final ``val/...`` and ``test/...`` metrics (measured on the best checkpoint) plus
+``params``, ``samples_seen`` and ``wall_time_s``.
 
 Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged; 128 + the
 signal number when interrupted (143 SIGTERM, 130 SIGINT), after saving
 ``checkpoints/last.ckpt``. Under ``-m`` a diverged, invalid or crashing job is recorded and
 returns the worst score to the sweeper instead, so the sweep goes on.
+
+Longer than 400 lines because the one procedure has many exits (resume, requeue, divergence,
+interruption, a failed sweep job) and each is a small function here, next to the others.
 """
 
 from __future__ import annotations

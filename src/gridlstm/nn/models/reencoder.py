@@ -24,6 +24,7 @@ the full forward's computation for that column.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,8 @@ class Reencoder(Seq2Seq):
     """A 3-LSTM translation model (grid dims: target, source; plus depth).
 
     Args:
-        src_vocab_size, tgt_vocab_size: vocabulary sizes (from the data).
+        src_vocab_size: source vocabulary size (from the data).
+        tgt_vocab_size: target vocabulary size (from the data).
         hidden_size: d of every cell (also the embedding size).
         num_layers: blocks along depth.
         direction: ``forward`` | ``backward`` | ``both`` scan of the source dimension.
@@ -64,7 +66,7 @@ class Reencoder(Seq2Seq):
         num_layers: int = 2,
         direction: str = "forward",
         dropout: float = 0.0,
-        **grid,
+        **grid: Any,
     ) -> None:
         super().__init__()
         if direction not in DIRECTIONS:

@@ -1,0 +1,171 @@
+"""The package's layout as docs/index.md states it: imports run one way (nn -> data -> tasks
+-> run -> analysis -> commands), no import cycles, the pure-PyTorch layer free of Lightning and
+Hydra, the package root only packages and entry points, and long files say why."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "gridlstm"
+# Lower layers first; a module may import its own layer and those before it.
+LAYERS = ["nn", "data", "tasks", "run", "analysis"]
+COMMANDS = {"train", "evaluate", "sample", "translate", "tables", "bench"}
+LONG = 400  # lines; a longer module states why in its docstring ("Longer than 400 lines")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports(path: Path, known: set[str], top_level_only: bool) -> set[str]:
+    """The package's modules ``path`` imports (run-time imports only; with
+    ``top_level_only`` those executed when the module is imported)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST, nested: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and is_type_checking(child):
+                continue
+            inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                names = [f"{child.module}.{a.name}" for a in child.names]
+                if not set(names) <= known:  # names defined by the module, not submodules
+                    names.append(child.module)
+            else:
+                names = []
+            if not (top_level_only and nested):
+                for name in names:
+                    # The deepest module the name reaches (from pkg import submodule).
+                    while name and name not in known:
+                        name = name.rpartition(".")[0]
+                    if name:
+                        found.add(name)
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return found
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1  # the package itself: version and the moved-module table
+    if parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    assert parts[1] in COMMANDS, f"{module}: the package root holds only layers and commands"
+    return len(LAYERS)
+
+
+def test_imports_run_one_way():
+    known = set(modules())
+    upward = []
+    for name, path in modules().items():
+        for target in imports(path, known, top_level_only=False):
+            if layer(target) > layer(name):
+                upward.append(f"{name} imports {target}")
+    assert not upward, upward
+
+
+def test_no_import_cycles():
+    known = set(modules())
+    graph = {name: imports(path, known, top_level_only=True) for name, path in modules().items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def walk(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
+            elif nxt not in state:
+                walk(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            walk(name, [name])
+    assert not cycles, cycles
+
+
+def test_the_library_layer_needs_no_lightning_or_hydra():
+    """`gridlstm.nn` imported alone loads neither Lightning nor Hydra nor OmegaConf."""
+    code = (
+        "import sys, gridlstm.nn, gridlstm.nn.backends.hyperplane; "
+        "print(sorted(m for m in ('lightning', 'hydra', 'omegaconf') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=120)  # fmt: skip
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_package_root_holds_only_packages_and_commands():
+    loose = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert loose == COMMANDS
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == {
+        *LAYERS
+    }
+
+
+def test_long_modules_say_why():
+    unexplained = []
+    for name, path in modules().items():
+        lines = path.read_text(encoding="utf-8").count("\n")
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        if lines > LONG and "Longer than 400 lines" not in doc:
+            unexplained.append(f"{name}: {lines} lines")
+    assert not unexplained, unexplained
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("gridlstm.callbacks", "gridlstm.run.callbacks"),
+        ("gridlstm.checkpoints", "gridlstm.run.checkpoints"),
+        ("gridlstm.nn.wavefront", "gridlstm.nn.backends.hyperplane"),
+        ("gridlstm.nn.image", "gridlstm.nn.models.image"),
+        ("gridlstm.aggregate", "gridlstm.analysis.aggregate"),
+    ],
+)
+def test_old_module_paths_still_import_with_a_deprecation_warning(old, new):
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
+               for w in caught)  # fmt: skip
+
+
+def test_hydra_targets_at_old_paths_still_resolve():
+    """Saved configs name callbacks and strategies by the paths before the move."""
+    from hydra.utils import get_class
+
+    from gridlstm.run.callbacks import Divergence
+    from gridlstm.run.launch import HydraDDPStrategy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert get_class("gridlstm.callbacks.Divergence") is Divergence
+        assert get_class("gridlstm.launch.HydraDDPStrategy") is HydraDDPStrategy

@@ -1,0 +1,48 @@
+"""Checkpoints saved before the 0.2 layout move still load and evaluate, with the scores the
+old code gave (tests/data: written by gridlstm 0.1.0, commit 74c940c; see its .json)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gridlstm import evaluate
+from gridlstm.run import checkpoints
+
+DATA = Path(__file__).parent / "data"
+SAVED = DATA / "addition_stacked_lstm_v0.1.ckpt"
+
+
+def scores(out: Path) -> dict[str, float]:
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+
+
+def test_a_checkpoint_saved_before_the_move_evaluates_as_it_did(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    expected = json.loads((DATA / "addition_stacked_lstm_v0.1.json").read_text())
+    expected.pop("made_by")
+    evaluate.main([f"ckpt_path={SAVED}", f"out={tmp_path / 'scores'}"])
+    assert scores(tmp_path / "scores") == pytest.approx(expected, abs=1e-6)
+
+
+def test_old_defining_import_paths_in_a_checkpoint_still_load(tmp_path, monkeypatch):
+    """A stored ``_target_`` may name a class by the module that defined it before the move
+    (``gridlstm.nn.stacked.StackedLSTM``, now in ``gridlstm.nn.models.stacked``)."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = torch.load(SAVED, weights_only=True)
+    old = "gridlstm.nn.stacked.StackedLSTM"
+    checkpoint["hyper_parameters"]["net"]["_target_"] = old
+    checkpoint["gridlstm_config"]["model"]["net"]["_target_"] = old
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    assert checkpoints.suite_classes()["net"][old].__module__ == "gridlstm.nn.models.stacked"
+    evaluate.main([f"ckpt_path={moved}", f"out={tmp_path / 'scores'}"])
+    reference = tmp_path / "reference"
+    shutil.copy(SAVED, tmp_path / "saved.ckpt")
+    evaluate.main([f"ckpt_path={tmp_path / 'saved.ckpt'}", f"out={reference}"])
+    assert scores(tmp_path / "scores") == scores(reference)
