@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from gridlstm.run.config import models_for
+from gridlstm.run.config import RENAMED_OPTIONS, models_for
 from gridlstm.run.launch import register_resolvers
 from gridlstm.run.training import train
 from tests.conftest import CONF, task_overrides
@@ -20,7 +20,8 @@ from tests.conftest import CONF, task_overrides
 register_resolvers()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+RENAMED = {old for group, old in RENAMED_OPTIONS if group == "model"}  # aliases of others
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem not in RENAMED)
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 
 
@@ -90,3 +91,17 @@ def test_every_preset_logs_to_wandb_and_csv(tmp_path):
     for preset in sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")):
         cfg = compose_train([f"experiment={preset}"], tmp_path)
         assert set(cfg.logger) == {"wandb", "csv"}, preset
+
+
+def test_a_renamed_model_option_still_composes_the_same_with_a_note():
+    """``model=grid1d`` (the 1-LSTM's old name) is ``model=grid_1lstm``."""
+    from gridlstm.run.config import renamed_options
+
+    old = compose_train(["model=grid1d", "task=parity"])
+    new = compose_train(["model=grid_1lstm", "task=parity"])
+    assert OmegaConf.to_container(old.model) == OmegaConf.to_container(new.model)
+    assert old.model.name == "grid_1lstm" and old.model.net.grid_dims == 0
+    assert renamed_options(["-m", "model=grid1d,tanh_net", "seed=1"]) == [
+        "note: model=grid1d is now model=grid_1lstm (the old name still works)"
+    ]
+    assert renamed_options(["model=grid_1lstm"]) == []

@@ -169,3 +169,43 @@ def test_hydra_targets_at_old_paths_still_resolve():
         warnings.simplefilter("ignore", DeprecationWarning)
         assert get_class("gridlstm.callbacks.Divergence") is Divergence
         assert get_class("gridlstm.launch.HydraDDPStrategy") is HydraDDPStrategy
+
+
+README = SRC.parent / "README.md"
+
+
+def test_the_readme_is_short_and_its_library_example_runs():
+    text = README.read_text(encoding="utf-8")
+    assert text.count("\n") < 250
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(example, "README.md", "exec"), {})  # noqa: S102 - our own README
+
+
+def test_every_command_is_installed_as_a_console_script():
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts")
+               if ep.name.startswith("gridlstm-")}  # fmt: skip
+    assert set(scripts) == {f"gridlstm-{command}" for command in COMMANDS}
+    for name, ep in scripts.items():
+        assert ep.value == f"gridlstm.{name.removeprefix('gridlstm-')}:main"
+        assert callable(ep.load())
+
+
+def test_a_renamed_class_resolves_by_its_old_name_in_code_configs_and_checkpoints():
+    """``Grid3dLSTM`` (an image classifier, not ``GridLSTM(grid_dims=2)``) is now
+    ``Grid3dImageClassifier``; the old name still works everywhere it was written."""
+    from hydra.utils import get_class
+
+    import gridlstm.nn
+    from gridlstm.nn import Grid3dImageClassifier
+    from gridlstm.run import checkpoints
+
+    with pytest.warns(DeprecationWarning, match="Grid3dLSTM is now Grid3dImageClassifier"):
+        assert gridlstm.nn.Grid3dLSTM is Grid3dImageClassifier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert get_class("gridlstm.nn.Grid3dLSTM") is Grid3dImageClassifier
+    allowed = checkpoints.suite_classes()["net"]
+    for old in ("gridlstm.nn.Grid3dLSTM", "gridlstm.nn.image.Grid3dLSTM"):
+        assert allowed[old] is Grid3dImageClassifier

@@ -169,7 +169,7 @@ def test_nn_lstm_options_a_grid_lstm_lacks_are_refused(option, message):
 
 def test_decoding_is_exported():
     from gridlstm import nn as gnn
-    from gridlstm.nn import decoding
+    from gridlstm.nn.models import decoding
 
     assert gnn.greedy is decoding.greedy and gnn.beam_search is decoding.beam_search
 

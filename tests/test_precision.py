@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn import GridLSTM, StackedGRU, StackedLSTM
-from gridlstm.nn import grid as grid_module
+from gridlstm.nn.backends import kernel
 from gridlstm.nn.precision import kernel_dtype, run_rnn
 
 
@@ -57,14 +57,14 @@ def test_the_grid_kernel_runs_with_autocast_off_in_the_decided_dtype(monkeypatch
     """Autocast never picks the kernel's dtype (on CUDA it would pick float16 under bf16):
     the kernel is called with autocast off, its input and weights already in that dtype."""
     seen = []
-    real = grid_module.vf_lstm
+    real = kernel.vf_lstm
 
     def recording(*args):
         weights = args[2]
         seen.append((torch.is_autocast_enabled("cpu"), args[0].dtype, {w.dtype for w in weights}))
         return real(*args)
 
-    monkeypatch.setattr(grid_module, "vf_lstm", recording)
+    monkeypatch.setattr(kernel, "vf_lstm", recording)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     net = GridLSTM(5, 8, 2, 1, batch_first=True, backend="fast")
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -180,7 +180,7 @@ def test_skip_steps_tolerates_a_bounded_number_of_bad_steps(cli, skip, code):
 def test_evaluate_reproduces_the_test_metrics_and_runs_with_a_longer_task(
     trained, tmp_path, monkeypatch, capsys
 ):
-    from gridlstm.run.evaluation import main as evaluate
+    from gridlstm.evaluate import main as evaluate
 
     monkeypatch.chdir(tmp_path)
     scores = metrics(trained)

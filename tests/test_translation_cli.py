@@ -165,7 +165,7 @@ def test_evaluate_scores_with_the_checkpoints_tokenizers_and_refuses_a_new_split
     ones would give other token ids silently) and reproduces the run's own test metrics;
     an override of what the model was trained on is one line, exit 2."""
     import gridlstm.data.translation as translation_data
-    from gridlstm.run.evaluation import main as evaluate_main
+    from gridlstm.evaluate import main as evaluate_main
 
     metrics, run = reencoder_run
     monkeypatch.chdir(tmp_path)

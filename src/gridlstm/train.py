@@ -35,7 +35,7 @@ def main(conf: Path | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from gridlstm.run.config import compose_problem, output_dir_problem
+    from gridlstm.run.config import compose_problem, output_dir_problem, renamed_options
     from gridlstm.run.launch import register_resolvers
     from gridlstm.run.sweeps import missing_plugin
 
@@ -49,6 +49,8 @@ def main(conf: Path | None = None) -> None:
     if problem := missing_plugin(argv) or output_dir_problem(argv) or compose_problem(argv, conf):
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    for note in renamed_options(argv):
+        print(note, file=sys.stderr)
 
     @hydra.main(version_base="1.3", config_path=str(conf), config_name="train")
     def run(cfg: DictConfig) -> float | None:

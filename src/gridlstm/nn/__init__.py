@@ -1,11 +1,14 @@
 """Pure-PyTorch Grid LSTM modules (no Lightning, no Hydra)."""
 
+import warnings
+
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
+from gridlstm.nn.models import image as _image
 from gridlstm.nn.models.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
 from gridlstm.nn.models.decoding import beam_search, greedy
-from gridlstm.nn.models.image import Grid3dLSTM, MDLSTMImage, RowLSTM, SmallCNN
+from gridlstm.nn.models.image import Grid3dImageClassifier, MDLSTMImage, RowLSTM, SmallCNN
 from gridlstm.nn.models.reencoder import Reencoder
 from gridlstm.nn.models.seq2seq import AttentionSeq2Seq, Seq2Seq, TransformerSeq2Seq
 from gridlstm.nn.models.stacked import StackedGRU, StackedLSTM
@@ -23,7 +26,7 @@ __all__ = [
     "GridBlock",
     "GridLSTM",
     "Grid2dLSTM",
-    "Grid3dLSTM",
+    "Grid3dImageClassifier",
     "MDLSTMImage",
     "RowLSTM",
     "SmallCNN",
@@ -36,3 +39,13 @@ __all__ = [
     "detach_state",
     "greedy",
 ]
+
+RENAMED = _image.RENAMED  # exported classes' names before 0.2 (old -> new); still resolve
+
+
+def __getattr__(name: str) -> type:
+    if name in RENAMED:
+        warnings.warn(f"{name} is now {RENAMED[name]}; the old name will be removed",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return globals()[RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

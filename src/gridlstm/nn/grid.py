@@ -346,7 +346,7 @@ class GridLSTM(nn.Module):
         if self.input_dims != [self.depth]:
             return "input projected onto a grid dimension"
         if self.grid_dims > 1:
-            return "more than one grid dimension needs a wavefront over the grid"
+            return "more than one grid dimension needs the hyperplane scheduler"
         if self.grid_dims == 0 and len(set(map(id, self.blocks))) > 1:
             return "an untied 1-LSTM has a different block at every layer"
         if self.grid_dims == 0 and self.dropout.p > 0:

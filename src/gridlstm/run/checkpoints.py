@@ -61,7 +61,15 @@ def _classes(package: Any) -> dict[str, type]:
         if (parent := cls.__module__.rpartition(".")[0]) in sys.modules
         and getattr(sys.modules[parent], cls.__qualname__, None) is cls
     }
-    return {**before_move, **by_package, **defined, **exported}
+    known = {**before_move, **by_package, **defined, **exported}
+    # ... and by the names classes had before a rename (the package's RENAMED: old -> new).
+    renamed = {
+        f"{path.rpartition('.')[0]}.{old}": cls
+        for old, new in getattr(package, "RENAMED", {}).items()
+        for path, cls in known.items()
+        if path.rpartition(".")[2] == new
+    }
+    return {**renamed, **known}
 
 
 def _subclasses(module: Any, base: type) -> dict[str, type]:

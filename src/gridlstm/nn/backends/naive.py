@@ -60,9 +60,9 @@ def run(
             h_new, m_new = net.blocks[layer](h_in, m_in)
             if valid is not None:
                 # Padding steps pass the time state through unchanged.
-                keep = valid[:, p[0]].unsqueeze(-1)
-                h_new[0] = torch.where(keep, h_new[0], h_in[0])
-                m_new[0] = torch.where(keep, m_new[0], m_in[0])
+                real = valid[:, p[0]].unsqueeze(-1)
+                h_new[0] = torch.where(real, h_new[0], h_in[0])
+                m_new[0] = torch.where(real, m_new[0], m_in[0])
             out_h[p, layer], out_m[p, layer] = h_new, m_new
 
     tops = [

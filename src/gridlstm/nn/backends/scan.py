@@ -53,14 +53,14 @@ def stage(block: GridBlock, dim: int) -> int:
 
 
 def recurrence_step(
-    time: nn.Module, z_in: Tensor, h: Tensor, m: Tensor, w_prev: Tensor, keep: Tensor | None
+    time: nn.Module, z_in: Tensor, h: Tensor, m: Tensor, w_prev: Tensor, real: Tensor | None
 ) -> Pair:
     """One time step without time priority: the h_{t-1} half of the time transform's GEMM
     added to its precomputed input half ``z_in``, then the gate arithmetic. Rows where
-    ``keep`` (B, 1) is False keep the state (padding steps)."""
+    ``real`` (B, 1) is False keep the state (padding steps)."""
     h_new, m_new = finish(time, torch.addmm(z_in, h, w_prev), m)
-    if keep is not None:
-        h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+    if real is not None:
+        h_new, m_new = torch.where(real, h_new, h), torch.where(real, m_new, m)
     return h_new, m_new
 
 
@@ -75,7 +75,7 @@ def priority_step(
     w_time_prev: Tensor,
     w_time_new: Tensor,
     b_time: Tensor | None,
-    keep: Tensor | None,
+    real: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One time step with time priority: the depth transform first (it reads h_{t-1}),
     then the time transform from h_{t-1} and the new depth vector. Returns (h, m, h_depth',
@@ -83,8 +83,8 @@ def priority_step(
     hd, md = finish(depth, torch.addmm(depth_in, h, w_depth_prev), m_depth)
     z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
     h_new, m_new = finish(time, torch.addmm(z, hd, w_time_new), m)
-    if keep is not None:
-        h_new, m_new = torch.where(keep, h_new, h), torch.where(keep, m_new, m)
+    if real is not None:
+        h_new, m_new = torch.where(real, h_new, h), torch.where(real, m_new, m)
     return h_new, m_new, hd, md
 
 
@@ -165,13 +165,13 @@ def run(
     h_n, c_n = [], []
     # Time-major inside, so that each step's rows are contiguous.
     h_depth, m_depth = h_depth.transpose(0, 1).contiguous(), m_depth.transpose(0, 1).contiguous()
-    keep = None if valid is None else valid.t().unsqueeze(-1)
+    real = None if valid is None else valid.t().unsqueeze(-1)
     h_time = h_depth
     for index, block in enumerate(blocks):
         if index > 0:
             h_depth = dropout(h_depth)
         h_time, h_depth, m_depth, (h, m) = layer(
-            block, h_depth, m_depth, h0_all[index], c0_all[index], keep, steps
+            block, h_depth, m_depth, h0_all[index], c0_all[index], real, steps
         )
         h_n.append(h)
         c_n.append(m)

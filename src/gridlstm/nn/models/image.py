@@ -12,6 +12,7 @@ that has seen the whole image. Patching and the directions are our choices (docs
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -116,10 +117,12 @@ class PatchScan(nn.Module):
         return torch.cat(features, dim=-1), None
 
 
-class Grid3dLSTM(PatchScan):
-    """3-LSTM over image patches: a `GridLSTM` with two grid dimensions and depth per scan
-    direction. Arguments: see `PatchScan`; ``scan_options`` are any `GridLSTM` options (tied,
-    priority, backend, dropout, ...)."""
+class Grid3dImageClassifier(PatchScan):
+    """The paper's MNIST model: a 3-LSTM over image patches (a `GridLSTM` with two grid
+    dimensions and depth per scan direction) read out by `PatchScan`'s classifier. Named
+    ``Grid3dLSTM`` before 0.2, which read as ``GridLSTM(grid_dims=2)``; it is not one.
+    Arguments: see `PatchScan`; ``scan_options`` are any `GridLSTM` options (tied, priority,
+    backend, dropout, ...)."""
 
     def make_scan(self, input_size: int) -> nn.Module:
         return GridLSTM(
@@ -190,3 +193,15 @@ class SmallCNN(nn.Module):
 
     def forward(self, images: Tensor, state: None = None) -> tuple[Tensor, None]:
         return self.features(images), None
+
+
+RENAMED = {"Grid3dLSTM": "Grid3dImageClassifier"}  # old name -> new name (0.2)
+
+
+def __getattr__(name: str) -> type:
+    """The classes' names before 0.2, with a DeprecationWarning."""
+    if name in RENAMED:
+        warnings.warn(f"{name} is now {RENAMED[name]}; the old name will be removed",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return globals()[RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -158,7 +158,7 @@ class HyperplaneSteps(torch.autograd.Function):
         total = layout.starts[-1]
         buffer = static.new_empty(2, total + static.shape[1], batch, d)
         buffer[:, total:] = static
-        keep = any(ctx.needs_input_grad)  # else (inference) nothing is kept for a backward
+        for_backward = any(ctx.needs_input_grad)  # else (inference) nothing is kept
         saved, masks, noise = [], [], None
         for s, R in enumerate(layout.slots):
             r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
@@ -167,7 +167,7 @@ class HyperplaneSteps(torch.autograd.Function):
             if noise is not None:  # dropout on the depth h that layers pass up
                 mask = _depth_mask(layout, s, noise)
                 h_in[D - 1] *= mask
-                masks.append(mask if keep else None)
+                masks.append(mask if for_backward else None)
             h_out, m_out = (
                 buffer[0, at].view(D, G, r, batch, d),
                 buffer[1, at].view(D, G, r, batch, d),
@@ -186,7 +186,7 @@ class HyperplaneSteps(torch.autograd.Function):
                 h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, len(group.dims), d))
                 h_out[group.index] = h_new
                 m_out[group.index] = m_new
-                if keep:
+                if for_backward:
                     per_group.append((H_gemm, m, sig, g, tanh_m))
                 if number + 1 < len(layout.transforms):  # later groups read the new h
                     H = H.view(G, r, batch, D, d).clone()
@@ -201,11 +201,11 @@ class HyperplaneSteps(torch.autograd.Function):
         # hooks (activation checkpointing, offload to the CPU) see it.
         ctx.layout, ctx.steps = layout, [len(per_group) for per_group in saved]
         ctx.has_bias = [b is not None for b in biases]
-        ctx.cast, ctx.has_masks = cast, bool(masks) and keep
+        ctx.cast, ctx.has_masks = cast, bool(masks) and for_backward
         activations = [t for per_group in saved for group in per_group for t in group]
         ctx.save_for_backward(
             *weights,
-            *(gemm_weights if cast and keep else ()),
+            *(gemm_weights if cast and for_backward else ()),
             *(masks if ctx.has_masks else ()),
             *activations,
         )

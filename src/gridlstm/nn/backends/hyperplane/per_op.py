@@ -114,21 +114,21 @@ def step(
     rows_m: Tensor,
     index_h: Tensor,
     index_m: Tensor,
-    keep: Tensor | None,
+    real: Tensor | None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """One hyperplane: gather every cell's incoming (h, m) of all dimensions (``rows_*``:
     (rows, B, d) candidates, ``index_*``: dimension-major picks) and apply the block.
 
-    Rows where ``keep`` (slots * B, 1) is False are padding time steps: they pass the time
+    Rows where ``real`` (slots * B, 1) is False are padding time steps: they pass the time
     state through unchanged. This is the per-step function ``compile`` compiles.
     """
     dims, d = block.num_dims, rows_h.shape[-1]
     h_in = list(rows_h.index_select(0, index_h).reshape(dims, -1, d).unbind(0))
     m_in = list(rows_m.index_select(0, index_m).reshape(dims, -1, d).unbind(0))
     h_new, m_new = block(h_in, m_in, apply=stack)
-    if keep is not None:
-        h_new[0] = torch.where(keep, h_new[0], h_in[0])
-        m_new[0] = torch.where(keep, m_new[0], m_in[0])
+    if real is not None:
+        h_new[0] = torch.where(real, h_new[0], h_in[0])
+        m_new[0] = torch.where(real, m_new[0], m_in[0])
     return h_new, m_new
 
 

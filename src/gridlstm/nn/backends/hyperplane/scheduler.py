@@ -110,11 +110,11 @@ def run(
             rows[part] = static[part][number]
             if part in prev:
                 rows[part] = torch.cat([prev[part], rows[part]]) if len(rows[part]) else prev[part]
-        keep = None
+        real = None
         if valid is not None:
-            keep = valid.t().index_select(0, step.time).unsqueeze(-1).reshape(-1, 1)
+            real = valid.t().index_select(0, step.time).unsqueeze(-1).reshape(-1, 1)
         h_new, m_new = cells(
-            blocks[0], stack, rows["h"], rows["m"], step.index["h"], step.index["m"], keep
+            blocks[0], stack, rows["h"], rows["m"], step.index["h"], step.index["m"], real
         )
         h_cells = [h.reshape(step.slots, batch, d) for h in h_new]
         m_cells = [m.reshape(step.slots, batch, d) for m in m_new]
