@@ -12,7 +12,7 @@ python3 -m venv "$venv"
 . "$venv/bin/activate"
 python -m pip install --quiet --upgrade pip
 pip install --quiet -e ".[dev]" "torch==2.6.0" "torchvision==0.21.0" "lightning==2.6.0" \
-    "hydra-core==1.3.0" "omegaconf==2.3.0"
+    "hydra-core==1.3.6" "omegaconf==2.3.0"
 python -c "import torch, lightning, hydra; print('torch', torch.__version__, \
 'lightning', lightning.__version__, 'hydra', hydra.__version__)"
 python -m pytest -q -p no:cacheprovider tests/test_grid.py tests/test_nn.py \

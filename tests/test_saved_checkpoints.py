@@ -46,3 +46,20 @@ def test_old_defining_import_paths_in_a_checkpoint_still_load(tmp_path, monkeypa
     shutil.copy(SAVED, tmp_path / "saved.ckpt")
     evaluate.main([f"ckpt_path={tmp_path / 'saved.ckpt'}", f"out={reference}"])
     assert scores(tmp_path / "scores") == scores(reference)
+
+
+def test_evaluate_device_replaces_the_stored_accelerator(tmp_path, monkeypatch, capsys):
+    """``device=`` is the same option as in sample, translate and bench: it wins over the
+    run's stored (or overridden) accelerator, and a missing GPU is one line."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="2"):
+        evaluate.main([f"ckpt_path={SAVED}", "hardware.accelerator=gpu", f"out={tmp_path / 'a'}"])
+    assert "no CUDA GPU is available" in capsys.readouterr().err
+    evaluate.main([f"ckpt_path={SAVED}", "hardware.accelerator=gpu", "device=cpu",
+                   f"out={tmp_path / 'b'}"])  # fmt: skip
+    assert (tmp_path / "b" / "metrics.json").is_file()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="2"):
+        evaluate.main([f"ckpt_path={SAVED}", "device=cuda", f"out={tmp_path / 'c'}"])
+    assert "device=cuda: no CUDA device is available" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

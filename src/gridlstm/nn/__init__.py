@@ -1,11 +1,8 @@
 """Pure-PyTorch Grid LSTM modules (no Lightning, no Hydra)."""
 
-import warnings
-
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
-from gridlstm.nn.models import image as _image
 from gridlstm.nn.models.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
 from gridlstm.nn.models.decoding import beam_search, greedy
 from gridlstm.nn.models.image import Grid3dImageClassifier, MDLSTMImage, RowLSTM, SmallCNN
@@ -40,12 +37,5 @@ __all__ = [
     "greedy",
 ]
 
-RENAMED = _image.RENAMED  # exported classes' names before 0.2 (old -> new); still resolve
-
-
-def __getattr__(name: str) -> type:
-    if name in RENAMED:
-        warnings.warn(f"{name} is now {RENAMED[name]}; the old name will be removed",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return globals()[RENAMED[name]]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Exported classes' names before 0.2 (old -> new) still resolve, with a DeprecationWarning.
+from gridlstm.nn.models.image import RENAMED, __getattr__  # noqa: E402, F401
