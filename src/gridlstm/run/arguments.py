@@ -97,6 +97,10 @@ def usage(doc: str, schema: type) -> str:
     lines = [head, "", "options (key=value; defaults in brackets):"]
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, bool):
+            default = str(default).lower()  # as it is typed: skip_mnist=true
+        elif isinstance(default, str) and (not default.isprintable() or " " in default):
+            default = repr(default)
         shown = "" if default in ("", None) else f" [{default}]"
         lines.append(f"  {f.name + '=':<18} {f.metadata.get('help', '')}{shown}")
     return "\n".join(lines)
