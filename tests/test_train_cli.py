@@ -134,3 +134,31 @@ def test_incompatible_model_and_task_names_the_compatible_models(cli, overrides,
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_installed_train_command_finds_its_config_or_says_where_to_look(
+    tmp_path, monkeypatch, capsys
+):
+    """``python -m gridlstm.train`` / ``gridlstm-train``: $GRIDLSTM_CONF, the checkout's
+    conf/, ./conf, in that order; none of them is one line and exit 2."""
+    from gridlstm import train as command
+
+    checkout = command.CHECKOUT_CONF
+    assert command.conf_dir() == checkout.resolve()
+    mine = tmp_path / "myconf"
+    mine.mkdir()
+    (mine / "train.yaml").write_text("seed: 1\n")
+    monkeypatch.setenv("GRIDLSTM_CONF", str(mine))
+    assert command.conf_dir() == mine.resolve()
+    monkeypatch.delenv("GRIDLSTM_CONF")
+    monkeypatch.setattr(command, "CHECKOUT_CONF", tmp_path / "nowhere")
+    monkeypatch.chdir(tmp_path)
+    assert command.conf_dir() is None
+    monkeypatch.setattr("sys.argv", ["gridlstm-train"])
+    with pytest.raises(SystemExit) as stop:
+        command.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: no conf/train.yaml found: run from the repository root or set "
+        "GRIDLSTM_CONF=/path/to/conf"
+    )
