@@ -154,6 +154,7 @@ def test_old_module_paths_still_import_with_a_deprecation_warning(old, new):
         warnings.simplefilter("always")
         module = importlib.import_module(old)
     assert module is importlib.import_module(new)
+    assert module.__spec__.name == new and module.__name__ == new  # the real module, untouched
     assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
                for w in caught)  # fmt: skip
 

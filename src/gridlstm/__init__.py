@@ -53,10 +53,14 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             DeprecationWarning,
             stacklevel=2,
         )
-        return importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(MOVED[spec.name])
+        spec.loader_state = module.__spec__  # the import system sets this spec on it next
+        return module
 
     def exec_module(self, module) -> None:  # noqa: ANN001
-        """Nothing to run: the module at the new path is already executed."""
+        """Nothing to run (the module at the new path is executed); give it its own spec
+        back, so that it keeps its name for reloads and tools."""
+        module.__spec__ = module.__spec__.loader_state
 
 
 if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
