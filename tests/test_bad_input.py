@@ -334,7 +334,7 @@ def test_bad_input_is_one_line_and_spares_earlier_runs(
     out, err = capsys.readouterr()
     assert stop.value.code == 2, err[-2000:]
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) <= 2, err  # the message (and, for argparse tools, the usage line)
+    assert len(lines) <= 2, err  # the message (and a note where an old argument name was used)
     assert not out.strip(), out  # nothing printed before the error (or after it)
     assert "Traceback" not in out + err
     for fragment in fragments:
