@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -253,8 +254,45 @@ def check_optimizer(cfg: DictConfig) -> None:
             raise ConfigError(f"optim.scheduler: {_first_line(error.__cause__ or error)}") from None
 
 
+NUMBER_TYPES = {float: "a number", int: "an integer", bool: "true or false"}
+
+
+def _scalar_type(hint: Any) -> type | None:
+    """float, int or bool when ``hint`` is one of them (or Optional of one), else None."""
+    if hint in NUMBER_TYPES:
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and args[0] in NUMBER_TYPES else None
+
+
+def check_value_types(node: DictConfig | None, where: str) -> None:
+    """A text value where the constructor takes a number or a flag, named by its key (the
+    constructor itself would say only "could not convert string to float: 'abc'")."""
+    from hydra.utils import get_class
+
+    if node is None or "_target_" not in node:
+        return
+    try:
+        cls = get_class(node._target_)
+        hints: dict[str, Any] = {}
+        for base in reversed(cls.__mro__):  # a subclass's **options reach its bases' __init__
+            if "__init__" in vars(base) and base.__module__.startswith("gridlstm."):
+                hints.update(typing.get_type_hints(base.__init__))
+    except Exception:  # noqa: BLE001 - an unknown target is reported where it is built
+        return
+    for key, value in OmegaConf.to_container(node, resolve=True).items():
+        wanted = _scalar_type(hints.get(key))
+        if wanted is None or not isinstance(value, str):
+            continue
+        raise ConfigError(
+            f"{where}.{key}={value}: expected {NUMBER_TYPES[wanted]} ({wanted.__name__})"
+        )
+
+
 def check_run(cfg: DictConfig) -> None:
     """Everything a run will hand to Lightning and torch, checked before any work."""
+    check_value_types(cfg.model.get("net"), "model.net")
+    check_value_types(cfg.task.get("datamodule"), "task.datamodule")
     check_seed(cfg)
     check_trainer_options(cfg)
     check_optimizer(cfg)
