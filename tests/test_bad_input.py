@@ -257,6 +257,7 @@ EVALUATE = [
     (["ckpt_path={last}", "task.datamodule.digits=${oc.env:HOME}"], "calls the resolver"),
     (["ckpt_path={last}", "hardware.accelerator=gpu"], "no CUDA GPU is available"),
     (["ckpt_path={last}", "task=5"], "task: a group of options, not a value"),
+    (["ckpt_path={last}", "task.datamodule.digits=many"], "task.datamodule.digits=many: expected"),
     (["ckpt_path={last}", "model.net=null"], "model.net: a group of options, not a value"),
     (["ckpt_path={last}", "out={files}/text.txt/scores"], "text.txt is not a writable directory"),
     (["ckpt_path={files}"], "a directory, not a checkpoint file"),

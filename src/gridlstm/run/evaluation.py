@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.run import checkpoints, runs
-from gridlstm.run.config import ConfigError, build, check_device
+from gridlstm.run.config import ConfigError, build, check_device, check_value_types
 from gridlstm.run.console import lightning_info_silenced
 from gridlstm.run.training import build_module
 
@@ -167,6 +167,8 @@ def evaluate(
             OmegaConf.to_container(cfg), checkpoints.CONFIG_TARGETS, "the config to re-score"
         )
     )
+    check_value_types(cfg.model.get("net"), "model.net")
+    check_value_types(cfg.task.get("datamodule"), "task.datamodule")
     trainer = build_trainer(cfg, device)  # hardware first: its mistakes cost no data loading
     hparams = checkpoints.hyper_parameters(checkpoint, ckpt)
     datamodule = build(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
