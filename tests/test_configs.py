@@ -12,7 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from gridlstm.run.config import RENAMED_OPTIONS, models_for
+from gridlstm.run.arguments import RENAMED_OPTIONS
+from gridlstm.run.config import models_for
 from gridlstm.run.launch import register_resolvers
 from gridlstm.run.training import train
 from tests.conftest import CONF, task_overrides
@@ -95,7 +96,7 @@ def test_every_preset_logs_to_wandb_and_csv(tmp_path):
 
 def test_a_renamed_model_option_still_composes_the_same_with_a_note():
     """``model=grid1d`` (the 1-LSTM's old name) is ``model=grid_1lstm``."""
-    from gridlstm.run.config import renamed_options
+    from gridlstm.run.arguments import renamed_options
 
     old = compose_train(["model=grid1d", "task=parity"])
     new = compose_train(["model=grid_1lstm", "task=parity"])

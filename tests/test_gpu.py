@@ -120,10 +120,10 @@ def test_language_model_and_mnist_run_on_gpu_in_bf16(cli, tmp_path, task):
 
 
 def test_grid3d_on_gpu_matches_cpu():
-    from gridlstm.nn import Grid3dImageClassifier
+    from gridlstm.nn import Grid3dImageEncoder
 
     torch.manual_seed(0)
-    net = Grid3dImageClassifier(28, 1, 4, 16, 2, directions=4)
+    net = Grid3dImageEncoder(28, 1, 4, 16, 2, directions=4)
     images = torch.randn(5, 1, 28, 28)
     expected, _ = net(images)
     got, _ = net.to("cuda")(images.to("cuda"))

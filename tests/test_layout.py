@@ -195,18 +195,18 @@ def test_every_command_is_installed_as_a_console_script():
 
 def test_a_renamed_class_resolves_by_its_old_name_in_code_configs_and_checkpoints():
     """``Grid3dLSTM`` (an image classifier, not ``GridLSTM(grid_dims=2)``) is now
-    ``Grid3dImageClassifier``; the old name still works everywhere it was written."""
+    ``Grid3dImageEncoder``; the old name still works everywhere it was written."""
     from hydra.utils import get_class
 
     import gridlstm.nn
-    from gridlstm.nn import Grid3dImageClassifier
+    from gridlstm.nn import Grid3dImageEncoder
     from gridlstm.run import checkpoints
 
-    with pytest.warns(DeprecationWarning, match="Grid3dLSTM is now Grid3dImageClassifier"):
-        assert gridlstm.nn.Grid3dLSTM is Grid3dImageClassifier
+    with pytest.warns(DeprecationWarning, match="Grid3dLSTM is now Grid3dImageEncoder"):
+        assert gridlstm.nn.Grid3dLSTM is Grid3dImageEncoder
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        assert get_class("gridlstm.nn.Grid3dLSTM") is Grid3dImageClassifier
+        assert get_class("gridlstm.nn.Grid3dLSTM") is Grid3dImageEncoder
     allowed = checkpoints.suite_classes()["net"]
     for old in ("gridlstm.nn.Grid3dLSTM", "gridlstm.nn.image.Grid3dLSTM"):
-        assert allowed[old] is Grid3dImageClassifier
+        assert allowed[old] is Grid3dImageEncoder

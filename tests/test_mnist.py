@@ -11,7 +11,7 @@ import torch
 
 from gridlstm.data import MNISTDataModule
 from gridlstm.data.mnist import shift_images
-from gridlstm.nn import Grid3dImageClassifier, MDLSTMImage, RowLSTM, SmallCNN
+from gridlstm.nn import Grid3dImageEncoder, MDLSTMImage, RowLSTM, SmallCNN
 from gridlstm.nn.models.image import to_patches
 from gridlstm.tasks import ImageClassificationModule
 from tests.conftest import fake_digits, quiet_trainer, write_mnist
@@ -140,7 +140,7 @@ def test_patches_hold_each_patch_in_order():
 
 @pytest.mark.parametrize("directions", [1, 2, 4])
 def test_grid3d_output_shape_per_direction_setting(directions):
-    net = Grid3dImageClassifier(
+    net = Grid3dImageEncoder(
         28, 1, patch_size=7, hidden_size=6, num_layers=2, directions=directions
     )
     features, state = net(torch.randn(3, 1, 28, 28))
@@ -151,8 +151,8 @@ def test_grid3d_output_shape_per_direction_setting(directions):
 @pytest.mark.parametrize("options", [{}, {"tied": True, "priority": []}])
 def test_hyperplane_and_naive_schedulers_agree_for_grid3d(options):
     torch.manual_seed(0)
-    hyper = Grid3dImageClassifier((12, 8), 2, 4, 5, 3, 2, backend="hyperplane", **options).double()
-    naive = Grid3dImageClassifier((12, 8), 2, 4, 5, 3, 2, backend="naive", **options).double()
+    hyper = Grid3dImageEncoder((12, 8), 2, 4, 5, 3, 2, backend="hyperplane", **options).double()
+    naive = Grid3dImageEncoder((12, 8), 2, 4, 5, 3, 2, backend="naive", **options).double()
     naive.load_state_dict(hyper.state_dict())
     images = torch.randn(3, 2, 12, 8, dtype=torch.double, requires_grad=True)
     out_h, out_n = hyper(images)[0], naive(images)[0]
@@ -164,7 +164,7 @@ def test_hyperplane_and_naive_schedulers_agree_for_grid3d(options):
 
 def test_directions_scan_from_different_corners():
     torch.manual_seed(0)
-    net = Grid3dImageClassifier(5, 1, 1, 4, 1, directions=2)  # 1x1 patches: the grid is the image
+    net = Grid3dImageEncoder(5, 1, 1, 4, 1, directions=2)  # 1x1 patches: the grid is the image
     net.scans[1].load_state_dict(net.scans[0].state_dict())
     image = torch.randn(1, 1, 5, 5)
     features, _ = net(image)
@@ -177,9 +177,9 @@ def test_directions_scan_from_different_corners():
 @pytest.mark.parametrize(
     ("factory", "message"),
     [
-        (lambda: Grid3dImageClassifier(28, 1, patch_size=5),
+        (lambda: Grid3dImageEncoder(28, 1, patch_size=5),
          r"patch_size=5 .* \[1, 2, 4, 7, 14, 28\]"),  # fmt: skip
-        (lambda: Grid3dImageClassifier(28, 1, directions=3),
+        (lambda: Grid3dImageEncoder(28, 1, directions=3),
          r"directions must be one of \[1, 2, 4\]; got 3"),  # fmt: skip
         (lambda: MDLSTMImage(28, 1, patch_size=3), r"patch_size=3 does not divide"),
         (lambda: SmallCNN(28, 1, num_layers=6), r"pools a 28x28 image to nothing"),
@@ -192,7 +192,7 @@ def test_bad_model_settings(factory, message):
 
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 NETS = {
-    "grid3d": {"_target_": "gridlstm.nn.Grid3dImageClassifier", "patch_size": 7, "hidden_size": 12},
+    "grid3d": {"_target_": "gridlstm.nn.Grid3dImageEncoder", "patch_size": 7, "hidden_size": 12},
     "mdlstm": {"_target_": "gridlstm.nn.MDLSTMImage", "patch_size": 7, "hidden_size": 12},
     "row_lstm": {"_target_": "gridlstm.nn.RowLSTM", "hidden_size": 16, "num_layers": 1},
     "cnn": {"_target_": "gridlstm.nn.SmallCNN", "hidden_size": 8},

@@ -35,7 +35,8 @@ def main(conf: Path | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from gridlstm.run.config import compose_problem, output_dir_problem, renamed_options
+    from gridlstm.run.arguments import renamed_options
+    from gridlstm.run.config import compose_problem, output_dir_problem
     from gridlstm.run.launch import register_resolvers
     from gridlstm.run.sweeps import missing_plugin
 

@@ -5,7 +5,7 @@ from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
 from gridlstm.nn.models.baselines import DeepFeedForward, MDLSTM2d, StackedCellLSTM
 from gridlstm.nn.models.decoding import beam_search, greedy
-from gridlstm.nn.models.image import Grid3dImageClassifier, MDLSTMImage, RowLSTM, SmallCNN
+from gridlstm.nn.models.image import Grid3dImageEncoder, MDLSTMImage, RowLSTM, SmallCNN
 from gridlstm.nn.models.reencoder import Reencoder
 from gridlstm.nn.models.seq2seq import AttentionSeq2Seq, Seq2Seq, TransformerSeq2Seq
 from gridlstm.nn.models.stacked import StackedGRU, StackedLSTM
@@ -23,7 +23,7 @@ __all__ = [
     "GridBlock",
     "GridLSTM",
     "Grid2dLSTM",
-    "Grid3dImageClassifier",
+    "Grid3dImageEncoder",
     "MDLSTMImage",
     "RowLSTM",
     "SmallCNN",

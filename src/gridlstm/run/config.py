@@ -299,23 +299,6 @@ def check_run(cfg: DictConfig) -> None:
     check_hardware(cfg)
 
 
-# Config-group options kept under an old name (a file that includes the new one): saved
-# commands still run, with a note. (group, old) -> new.
-RENAMED_OPTIONS = {("model", "grid1d"): "grid_1lstm"}
-
-
-def renamed_options(argv: list[str]) -> list[str]:
-    """One note per old option name on the command line (sweeps included)."""
-    notes = []
-    for arg in argv:
-        key, _, value = arg.lstrip("+~").partition("=")
-        for choice in value.split(","):
-            if (new := RENAMED_OPTIONS.get((key, choice.strip()))) is not None:
-                notes.append(f"note: {key}={choice.strip()} is now {key}={new} "
-                             "(the old name still works)")  # fmt: skip
-    return notes
-
-
 def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
     """A one-line message if the run or sweep directory cannot be created (checked before
     Hydra tries to, which would end in a traceback)."""

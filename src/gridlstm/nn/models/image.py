@@ -117,12 +117,12 @@ class PatchScan(nn.Module):
         return torch.cat(features, dim=-1), None
 
 
-class Grid3dImageClassifier(PatchScan):
-    """The paper's MNIST model: a 3-LSTM over image patches (a `GridLSTM` with two grid
-    dimensions and depth per scan direction) read out by `PatchScan`'s classifier. Named
-    ``Grid3dLSTM`` before 0.2, which read as ``GridLSTM(grid_dims=2)``; it is not one.
-    Arguments: see `PatchScan`; ``scan_options`` are any `GridLSTM` options (tied, priority,
-    backend, dropout, ...)."""
+class Grid3dImageEncoder(PatchScan):
+    """The paper's MNIST backbone: a 3-LSTM over image patches (a `GridLSTM` with two grid
+    dimensions and depth per scan direction); images in, the end cells' hidden vectors out
+    (the task's classifier reads them). Named ``Grid3dLSTM`` before 0.2, which read as
+    ``GridLSTM(grid_dims=2)``; it is not one. Arguments: see `PatchScan`; ``scan_options``
+    are any `GridLSTM` options (tied, priority, backend, dropout, ...)."""
 
     def make_scan(self, input_size: int) -> nn.Module:
         return GridLSTM(
@@ -195,7 +195,7 @@ class SmallCNN(nn.Module):
         return self.features(images), None
 
 
-RENAMED = {"Grid3dLSTM": "Grid3dImageClassifier"}  # old name -> new name (0.2)
+RENAMED = {"Grid3dLSTM": "Grid3dImageEncoder"}  # old name -> new name (0.2)
 
 
 def __getattr__(name: str) -> type:
