@@ -138,3 +138,27 @@ def test_a_checkpoint_naming_other_code_is_refused_and_never_runs_it(tmp_path, c
     with pytest.raises(SampleError, match="'pathlib.Path.write_text' is not one of the suite's"):
         run(crafted)
     assert not marker.exists()
+
+
+def test_the_backbone_may_be_named_by_any_accepted_path_but_must_be_a_language_model(
+    tmp_path, char_checkpoint
+):
+    """A checkpoint may name its backbone by its defining module's path, as the checkpoint
+    loader allows; a net class of the suite that is no sequence backbone is refused."""
+    ckpt, _ = char_checkpoint
+    checkpoint = torch.load(ckpt, weights_only=True)
+    exported = checkpoint["hyper_parameters"]["net"]["_target_"]
+    name = exported.rpartition(".")[2]
+    assert name == "Grid2dLSTM"
+    defining = f"gridlstm.nn.grid2d.{name}"
+    for target, works in ((defining, True), ("gridlstm.nn.SmallCNN", False)):
+        checkpoint["hyper_parameters"]["net"]["_target_"] = target
+        path = tmp_path / f"{works}.ckpt"
+        torch.save(checkpoint, path)
+        if works:
+            assert run(path, "prime=grid ", "length=5", "seed=5") == run(
+                ckpt, "prime=grid ", "length=5", "seed=5"
+            )
+        else:
+            with pytest.raises(SampleError, match="is not a language-model backbone"):
+                run(path, "length=5")

@@ -34,11 +34,9 @@ class SampleConfig:
     device: str = option("cpu", "cpu, cuda or cuda:N")
 
 
-# Sequence backbones a language-model checkpoint may name: its config is data, never code.
-BACKBONES = frozenset(
-    f"gridlstm.nn.{name}"
-    for name in ("Grid2dLSTM", "GridLSTM", "StackedLSTM", "StackedGRU", "StackedCellLSTM")
-)
+# Sequence backbones a language-model checkpoint may name (by any import path the checkpoint
+# loader accepts for them): its config is data, never code.
+BACKBONES = ("Grid2dLSTM", "GridLSTM", "StackedLSTM", "StackedGRU", "StackedCellLSTM")
 
 
 MAX_LENGTH = 10_000_000  # characters per call: the model samples one at a time
@@ -71,10 +69,12 @@ def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
 
     def language_model_backbone(hparams: dict[str, Any]) -> None:
         target = (hparams.get("net") or {}).get("_target_")
-        if target not in BACKBONES:
+        cls = checkpoints.suite_classes()["net"].get(target)
+        if cls is None or cls.__qualname__ not in BACKBONES:
+            allowed = ", ".join(f"gridlstm.nn.{name}" for name in sorted(BACKBONES))
             raise checkpoints.CheckpointError(
                 f"{path}: model class {target!r} is not a language-model backbone of this "
-                f"suite; allowed: {', '.join(sorted(BACKBONES))}"
+                f"suite; allowed: {allowed}"
             )
 
     not_a_language_model = (
