@@ -87,7 +87,7 @@ def test_unknown_group_option_names_the_choices(cli, override, fragments):
 @pytest.mark.parametrize(
     ("override", "message"),
     [  # as a user meets them; every value check in-process: tests/test_bad_input.py
-        ("model.net.hidden_size=abc", "error: model=grid2d: hidden_size must be an integer"),
+        ("model.net.hidden_size=abc", "error: model.net.hidden_size=abc: expected an integer"),
         ("task=enwik8 task.datamodule.download=false task.datamodule.data_dir=nowhere",
          "error: task=enwik8:"),  # fmt: skip
         ("hardware=gpu", "error: hardware=gpu: no CUDA GPU is available on this machine"),

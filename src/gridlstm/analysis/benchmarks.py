@@ -283,9 +283,9 @@ class BenchConfig:
 
 def check(args: BenchConfig) -> None:
     """One `ConfigError` line for an option out of range, before anything is timed."""
-    positive = ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "repeats")
-    for name in (*positive, "grid_layers", "grid_batch", "tr_batch", "tr_src_len",
-                 "tr_tgt_len", "tr_params"):  # fmt: skip
+    positive = ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "grid_layers",
+                "grid_batch", "repeats", "tr_batch", "tr_src_len", "tr_tgt_len", "tr_params")
+    for name in positive:
         if getattr(args, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(args, name)}")
     for name in ("warmup", "max_cells"):

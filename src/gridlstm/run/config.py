@@ -267,7 +267,8 @@ def _scalar_type(hint: Any) -> type | None:
 
 def check_value_types(node: DictConfig | None, where: str) -> None:
     """A text value where the constructor takes a number or a flag, named by its key (the
-    constructor itself would say only "could not convert string to float: 'abc'")."""
+    constructor would say only "could not convert string to float: 'abc'"); a value copied
+    from another key (``input_size: ${...hidden_size}``) is named at that key."""
     from hydra.utils import get_class
 
     if node is None or "_target_" not in node:
@@ -282,7 +283,7 @@ def check_value_types(node: DictConfig | None, where: str) -> None:
         return
     for key, value in OmegaConf.to_container(node, resolve=True).items():
         wanted = _scalar_type(hints.get(key))
-        if wanted is None or not isinstance(value, str):
+        if wanted is None or not isinstance(value, str) or OmegaConf.is_interpolation(node, key):
             continue
         raise ConfigError(
             f"{where}.{key}={value}: expected {NUMBER_TYPES[wanted]} ({wanted.__name__})"
