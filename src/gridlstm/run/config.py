@@ -266,9 +266,8 @@ def _scalar_type(hint: Any) -> type | None:
 
 
 def check_value_types(node: DictConfig | None, where: str) -> None:
-    """A text value where the constructor takes a number or a flag, named by its key (the
-    constructor would say only "could not convert string to float: 'abc'"); a value copied
-    from another key (``input_size: ${...hidden_size}``) is named at that key."""
+    """A text value where the constructor takes a number or a flag, named by its key; a value
+    copied from another key (``input_size: ${...hidden_size}``) is named at that key."""
     from hydra.utils import get_class
 
     if node is None or "_target_" not in node:
