@@ -168,6 +168,7 @@ def test_ddp_cpu_translation_scores_every_sentence_once(cli, tmp_path):
     assert metrics["samples_seen"] == 4 * 8 * 2
 
 
+@pytest.mark.slow  # 43-49 s on 2 cores: the default suite stays near 10 minutes
 def test_ddp_cpu_language_model_resume_restores_each_ranks_carried_state(cli, tmp_path):
     """Each rank reads its own text streams and carries its own BPTT state: a run resumed
     mid-epoch from step 6 on 2 processes ends exactly as the run that never stopped (with
