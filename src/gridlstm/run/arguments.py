@@ -108,16 +108,12 @@ def usage(doc: str, schema: type) -> str:
     return "\n".join(lines)
 
 
-def wants_help(argv: Sequence[str]) -> bool:
-    return any(arg in HELP for arg in argv)
-
-
 def run_command(
     argv: Sequence[str] | None, doc: str, schema: type, body: Callable[[list[str]], Any]
 ) -> Any:
     """``--help``, else ``body(argv)`` with a `ConfigError` as ``error: ...`` and exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
+    if any(arg in HELP for arg in argv):
         print(usage(doc, schema))
         return None
     try:
