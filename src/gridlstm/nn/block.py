@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn.backends import native
 from gridlstm.nn.checks import check_choice, check_positive
 
 KINDS = ("lstm", "nonlstm")
@@ -101,8 +102,15 @@ def lstm_pointwise(
 
     Shared by `LSTMTransform` and the layer-batched hyperplane scheduler, so the two cannot
     drift apart. ``peep`` = (input, forget, output) peephole vectors, broadcastable to m.
+    Without peepholes or coupled gates, on a CPU, one fused native op computes it
+    (`gridlstm.nn.backends.native`).
     """
     p_i, p_f, p_o = peep
+    if p_i is None and p_f is None and p_o is None and not coupled and native.applies(z):
+        from gridlstm.nn.backends.native import functions  # needs the built library
+
+        m = m.expand(z.shape[:-1] + m.shape[-1:])
+        return functions.lstm_gates(z, m, output_form == "paper")
     if coupled:
         f, g, o = z.chunk(3, dim=-1)
     else:

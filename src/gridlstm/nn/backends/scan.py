@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn.backends import native
 from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
 
 Pair = tuple[Tensor, Tensor]
@@ -91,6 +92,50 @@ def priority_step(
 STEPS = {"recurrence": recurrence_step, "priority": priority_step}
 
 
+def plain_lstm(transform: nn.Module) -> bool:
+    """Whether the native time loops cover a transform: an LSTM without peepholes or
+    coupled gates, either output form."""
+    return (
+        isinstance(transform, LSTMTransform)
+        and all(p is None for p in transform.peepholes())
+        and not transform.coupled
+    )
+
+
+def native_layer(
+    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
+    """`layer` with the time loop in C++ (`gridlstm.nn.backends.native`), or None where it
+    does not apply (the PyTorch loop then runs)."""
+    time, depth = block.transforms[0], block.transforms[1]
+    priority = stage(block, 1) < stage(block, 0)
+    if h_depth.shape[0] == 0 or not plain_lstm(time) or (priority and not plain_lstm(depth)):
+        return None
+    if not native.applies(h_depth):
+        return None
+    from gridlstm.nn.backends.native import functions  # needs the built library
+
+    d = h_depth.shape[-1]
+    w_time, b_time = weights(time)
+    paper = time.output_form == "paper"
+    if priority:
+        w_depth, b_depth = weights(depth)
+        depth_in = nn.functional.linear(h_depth, w_depth[:, d:], b_depth)
+        h_time, m_time, h_up, m_up = functions.NativeScanPriority.apply(
+            depth_in, m_depth, h0, c0, w_depth[:, :d].t(), w_time[:, :d].t(),
+            w_time[:, d:].t(), b_time, real, paper, depth.output_form == "paper",
+        )  # fmt: skip
+        return h_time, h_up, m_up, (h_time[-1], m_time[-1])
+    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)
+    h_time, m_time = functions.NativeScan.apply(time_in, h0, c0, w_time[:, :d].t(), real, paper)
+    reads_new = stage(block, 1) > stage(block, 0)
+    h_read = h_time if reads_new else torch.cat([h0[None], h_time[:-1]])
+    w_depth, b_depth = weights(depth)
+    z = nn.functional.linear(torch.cat([h_read, h_depth], -1), w_depth, b_depth)
+    h_up, m_up = finish(depth, z, m_depth)
+    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
+
+
 def layer(
     block: GridBlock,
     h_depth: Tensor,
@@ -106,6 +151,10 @@ def layer(
     Returns (h_time (T, B, d), h_depth', m_depth', final time state). Steps where ``valid``
     is False keep the time state unchanged.
     """
+    if steps is STEPS:
+        done = native_layer(block, h_depth, m_depth, h0, c0, valid)
+        if done is not None:
+            return done
     time, depth = block.transforms[0], block.transforms[1]
     d, count = h_depth.shape[-1], h_depth.shape[0]
     keeps = [None] * count if valid is None else valid.unbind(0)

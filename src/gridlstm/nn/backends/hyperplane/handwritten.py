@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gridlstm.nn.backends import native
+
 if TYPE_CHECKING:
     from gridlstm.nn.backends.hyperplane.per_op import LayerStack
     from gridlstm.nn.backends.hyperplane.plans import Plan
@@ -291,6 +293,10 @@ def run(layout: Layout, static: Tensor, params: list, dropout: float = 0.0) -> T
     # network under autocast keeps float64, as on the per-op steps.
     if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
         gemm_dtype = torch.get_autocast_dtype(device)
+    if gemm_dtype == static.dtype and native.applies(static):
+        from gridlstm.nn.backends.native import functions  # needs the built library
+
+        return functions.hyperplane_steps(layout, static, params, dropout)
     return HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
 
 

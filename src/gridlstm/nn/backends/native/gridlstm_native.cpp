@@ -1,0 +1,659 @@
+// Native CPU steps for GridLSTM (gridlstm.nn.backends.native loads this file).
+//
+// Three things, each the fused counterpart of a Python path that stays the reference:
+//  * lstm_gates / lstm_gates_backward: the LSTM arithmetic after the gate GEMM in one pass
+//    (gridlstm.nn.block.lstm_pointwise without peepholes or coupled gates);
+//  * hyperplane_forward / hyperplane_backward: every step of a hyperplane plan (gather, GEMM,
+//    gates, scatter), the hand-written steps' loop (hyperplane/handwritten.py) in C++;
+//  * scan_forward / scan_backward and scan_priority_forward / scan_priority_backward: a
+//    2-LSTM layer's time loop (backends/scan.py), without and with time priority.
+// The weight gradients are one GEMM per transform at the end over all steps' rows.
+//
+// Layouts follow the Python code: gate pre-activations are rows of n x 4 x d (i, f, g, o per
+// dimension), state vectors are dimension-major (n, rows, d). What a backward needs of a
+// forward is kept as "act" rows of n x 5 x d: sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+// and t, where t = tanh(m') (standard form, h' = o t) or t = h' = tanh(o m') (paper form).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+// Rows of the gate arithmetic in one place: row `row` of a step lives at
+// base + (row / per_g) * g_stride + (row % per_g) * row_size, which covers contiguous
+// (rows, .) tensors (per_g = rows) and per-layer blocks of a longer buffer.
+struct Rows {
+  int64_t per_g;
+  int64_t g_stride;  // in rows
+  int64_t at(int64_t row) const { return (row / per_g) * g_stride + row % per_g; }
+};
+
+template <typename T>
+inline Vec<T> sigmoid(const Vec<T>& x) {
+  return (Vec<T>(T(1)) + x.neg().exp()).reciprocal();
+}
+
+// Forward gate arithmetic for rows [begin, end): z rows (n*4d) at z_rows; m, h', m' per
+// dimension k as (rows, d) at m[k], h[k], mn[k]; act rows (n*5d) at act_rows (may be null).
+template <typename T>
+void gates_forward(const T* z, Rows z_rows, const std::vector<const T*>& m,
+                   const std::vector<T*>& h, const std::vector<T*>& mn, T* act, Rows act_rows,
+                   int64_t rows, int64_t d, bool paper) {
+  const int64_t n = static_cast<int64_t>(m.size());
+  const int64_t width = n * 4 * d;
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      for (int64_t k = 0; k < n; ++k) {
+        const T* zr = z + z_rows.at(row) * width + k * 4 * d;
+        const T* mr = m[k] + row * d;
+        T* hr = h[k] + row * d;
+        T* mnr = mn[k] + row * d;
+        T* ar = act ? act + act_rows.at(row) * n * 5 * d + k * 5 * d : nullptr;
+        for (int64_t j = 0; j < d; j += Vec<T>::size()) {
+          const int64_t c = std::min<int64_t>(Vec<T>::size(), d - j);
+          auto i = sigmoid(Vec<T>::loadu(zr + j, c));
+          auto f = sigmoid(Vec<T>::loadu(zr + d + j, c));
+          auto g = Vec<T>::loadu(zr + 2 * d + j, c).tanh();
+          auto o = sigmoid(Vec<T>::loadu(zr + 3 * d + j, c));
+          auto mnew = f * Vec<T>::loadu(mr + j, c) + i * g;
+          Vec<T> t = paper ? (o * mnew).tanh() : mnew.tanh();
+          Vec<T> hnew = paper ? t : o * t;
+          hnew.store(hr + j, c);
+          mnew.store(mnr + j, c);
+          if (ar) {
+            i.store(ar + j, c);
+            f.store(ar + d + j, c);
+            g.store(ar + 2 * d + j, c);
+            o.store(ar + 3 * d + j, c);
+            t.store(ar + 4 * d + j, c);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Backward of gates_forward: dh, dmn per dimension (null: zero); m (previous memory) and
+// mn (new memory, read in the paper form) per dimension; writes dz rows (n*4d) and dm.
+template <typename T>
+void gates_backward(const std::vector<const T*>& dh, const std::vector<const T*>& dmn,
+                    const T* act, Rows act_rows, const std::vector<const T*>& m,
+                    const std::vector<const T*>& mn, T* dz, Rows dz_rows,
+                    const std::vector<T*>& dm, int64_t rows, int64_t d, bool paper) {
+  const int64_t n = static_cast<int64_t>(m.size());
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n * 4 * d));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    const Vec<T> one(T(1));
+    for (int64_t row = begin; row < end; ++row) {
+      for (int64_t k = 0; k < n; ++k) {
+        const T* ar = act + act_rows.at(row) * n * 5 * d + k * 5 * d;
+        T* dzr = dz + dz_rows.at(row) * n * 4 * d + k * 4 * d;
+        for (int64_t j = 0; j < d; j += Vec<T>::size()) {
+          const int64_t c = std::min<int64_t>(Vec<T>::size(), d - j);
+          auto i = Vec<T>::loadu(ar + j, c);
+          auto f = Vec<T>::loadu(ar + d + j, c);
+          auto g = Vec<T>::loadu(ar + 2 * d + j, c);
+          auto o = Vec<T>::loadu(ar + 3 * d + j, c);
+          auto t = Vec<T>::loadu(ar + 4 * d + j, c);
+          Vec<T> gh = dh[k] ? Vec<T>::loadu(dh[k] + row * d + j, c) : Vec<T>(T(0));
+          Vec<T> dmv = dmn[k] ? Vec<T>::loadu(dmn[k] + row * d + j, c) : Vec<T>(T(0));
+          Vec<T> d_o;
+          if (paper) {
+            auto dp = gh * (one - t * t);
+            dmv = dmv + dp * o;
+            d_o = dp * Vec<T>::loadu(mn[k] + row * d + j, c);
+          } else {
+            dmv = dmv + gh * o * (one - t * t);
+            d_o = gh * t;
+          }
+          (dmv * g * i * (one - i)).store(dzr + j, c);
+          (dmv * Vec<T>::loadu(m[k] + row * d + j, c) * f * (one - f)).store(dzr + d + j, c);
+          (dmv * i * (one - g * g)).store(dzr + 2 * d + j, c);
+          (d_o * o * (one - o)).store(dzr + 3 * d + j, c);
+          (dmv * f).store(dm[k] + row * d + j, c);
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- the gate op
+
+// z (M, n*4d), m (n, M, d) -> h' (n, M, d), m' (n, M, d), act (M, n*5d).
+std::tuple<Tensor, Tensor, Tensor> lstm_gates(const Tensor& z_in, const Tensor& m_in,
+                                              bool paper) {
+  TORCH_CHECK(m_in.dim() == 3 && z_in.dim() == 2, "lstm_gates: z (M, n*4d) and m (n, M, d)");
+  const int64_t n = m_in.size(0), M = m_in.size(1), d = m_in.size(2);
+  TORCH_CHECK(z_in.size(0) == M && z_in.size(1) == n * 4 * d,
+              "lstm_gates: z must be (M, n*4d) for m (n, M, d)");
+  TORCH_CHECK(m_in.scalar_type() == at::kFloat || m_in.scalar_type() == at::kDouble,
+              "lstm_gates: m must be float32 or float64");
+  // bf16 (or other) pre-activations: the arithmetic in the state's type.
+  Tensor z = z_in.to(m_in.scalar_type()).contiguous();
+  Tensor m = m_in.contiguous();
+  Tensor h = at::empty_like(m), mn = at::empty_like(m);
+  Tensor act = at::empty({M, n * 5 * d}, m.options());
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstm_gates", [&] {
+    std::vector<const scalar_t*> mp;
+    std::vector<scalar_t*> hp, mnp;
+    for (int64_t k = 0; k < n; ++k) {
+      mp.push_back(m.const_data_ptr<scalar_t>() + k * M * d);
+      hp.push_back(h.data_ptr<scalar_t>() + k * M * d);
+      mnp.push_back(mn.data_ptr<scalar_t>() + k * M * d);
+    }
+    gates_forward<scalar_t>(z.const_data_ptr<scalar_t>(), {M, M}, mp, hp, mnp,
+                            act.data_ptr<scalar_t>(), {M, M}, M, d, paper);
+  });
+  return {h, mn, act};
+}
+
+// Gradients of lstm_gates: (dz (M, n*4d), dm (n, M, d)).
+std::tuple<Tensor, Tensor> lstm_gates_backward(const Tensor& dh_in, const Tensor& dmn_in,
+                                               const Tensor& act_in, const Tensor& m_in,
+                                               const Tensor& mn_in, bool paper) {
+  const int64_t n = m_in.size(0), M = m_in.size(1), d = m_in.size(2);
+  Tensor act = act_in.contiguous(), m = m_in.contiguous(), mn = mn_in.contiguous();
+  Tensor dh = dh_in.contiguous(), dmn = dmn_in.contiguous();
+  Tensor dz = at::empty({M, n * 4 * d}, m.options());
+  Tensor dm = at::empty_like(m);
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstm_gates_backward", [&] {
+    std::vector<const scalar_t*> dhp, dmnp, mp, mnp;
+    std::vector<scalar_t*> dmp;
+    for (int64_t k = 0; k < n; ++k) {
+      dhp.push_back(dh.const_data_ptr<scalar_t>() + k * M * d);
+      dmnp.push_back(dmn.const_data_ptr<scalar_t>() + k * M * d);
+      mp.push_back(m.const_data_ptr<scalar_t>() + k * M * d);
+      mnp.push_back(mn.const_data_ptr<scalar_t>() + k * M * d);
+      dmp.push_back(dm.data_ptr<scalar_t>() + k * M * d);
+    }
+    gates_backward<scalar_t>(dhp, dmnp, act.const_data_ptr<scalar_t>(), {M, M}, mp, mnp,
+                             dz.data_ptr<scalar_t>(), {M, M}, dmp, M, d, paper);
+  });
+  return {dz, dm};
+}
+
+// ---------------------------------------------------------------- hyperplane steps
+
+// What both directions read of a plan.
+struct Plan {
+  int64_t D, G, B, d, total, steps;
+  std::vector<int64_t> slots, starts, group_dims, group_first, group_size, offsets;
+  // offsets[s]: step s's first row of a per-layer block in H, act and dz (B * sum r).
+  Plan(at::IntArrayRef slots_, at::IntArrayRef starts_, at::IntArrayRef dims_,
+       at::IntArrayRef sizes_, int64_t groups, int64_t batch, int64_t width)
+      : G(groups), B(batch), d(width), steps(slots_.size()), slots(slots_.vec()),
+        starts(starts_.vec()), group_dims(dims_.vec()), group_size(sizes_.vec()) {
+    TORCH_CHECK(starts.size() == slots.size() + 1, "hyperplane: starts must have steps + 1");
+    D = slots.empty() || slots[0] == 0 ? 1 : starts[1] / slots[0];
+    total = starts.back();
+    int64_t first = 0;
+    for (auto size : group_size) {
+      group_first.push_back(first);
+      first += size;
+    }
+    TORCH_CHECK(first == static_cast<int64_t>(group_dims.size()), "hyperplane: group sizes");
+    int64_t at = 0;
+    for (auto R : slots) {
+      offsets.push_back(at);
+      at += B * (R / G);
+    }
+    offsets.push_back(at);
+  }
+  int64_t dim(int64_t group, int64_t k) const { return group_dims[group_first[group] + k]; }
+};
+
+// out (2, total, B, d): every step's (h, m); saved for the backward: per transform group
+// H (G, B sum r, D d) and act (G, B sum r, n 5d); the gathered m (total, B, d); dropout
+// noise per step after the first.
+std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>, Tensor, std::vector<Tensor>>
+hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList biases,
+                   at::TensorList index_h, at::TensorList index_m, at::IntArrayRef slots,
+                   at::IntArrayRef starts, at::IntArrayRef group_dims,
+                   at::IntArrayRef group_sizes, int64_t groups, double dropout, bool keep) {
+  TORCH_CHECK(stat.dim() == 4 && stat.size(0) == 2, "hyperplane: static must be (2, S, B, d)");
+  const Plan p(slots, starts, group_dims, group_sizes, groups, stat.size(2), stat.size(3));
+  const int64_t D = p.D, G = p.G, B = p.B, d = p.d, S = stat.size(1);
+  const int64_t cell = B * d;
+  Tensor buffer = at::empty({2, p.total + S, B, d}, stat.options());
+  buffer.narrow(1, p.total, S).copy_(stat);
+  Tensor m_all = at::empty({p.total, B, d}, stat.options());
+  std::vector<Tensor> Hs, acts, noises;
+  for (size_t t = 0; t < group_sizes.size(); ++t) {
+    Hs.push_back(at::empty({G, p.offsets.back(), D * d}, stat.options()));
+    acts.push_back(at::empty({G, p.offsets.back(), group_sizes[t] * 5 * d}, stat.options()));
+  }
+  Tensor noise;  // the previous step's dropout factors on its depth outputs
+  AT_DISPATCH_FLOATING_TYPES(stat.scalar_type(), "hyperplane_forward", [&] {
+    using T = scalar_t;
+    T* bh = buffer.data_ptr<T>();
+    T* bm = bh + (p.total + S) * cell;
+    for (int64_t s = 0; s < p.steps; ++s) {
+      const int64_t R = p.slots[s], r = R / G, rows = R * B, at = p.starts[s];
+      const int64_t* ih = index_h[s].const_data_ptr<int64_t>();
+      const int64_t* im = index_m[s].const_data_ptr<int64_t>();
+      T* m_in = m_all.data_ptr<T>() + at * cell;
+      for (int64_t q = 0; q < D * R; ++q)
+        std::memcpy(m_in + q * cell, bm + im[q] * cell, cell * sizeof(T));
+      // H (G, r B, D d) of this step, in the first group's H buffer; row j*B + b.
+      Tensor H = Hs[0].narrow(1, p.offsets[s], r * B);
+      T* Hp = H.data_ptr<T>();
+      const int64_t g_stride = p.offsets.back() * D * d;  // elements per layer block
+      const T* np = noise.defined() ? noise.const_data_ptr<T>() : nullptr;
+      const int64_t first = s > 0 ? p.starts[s - 1] + (D - 1) * p.slots[s - 1] : 0;
+      for (int64_t dim = 0; dim < D; ++dim) {
+        for (int64_t j = 0; j < R; ++j) {
+          const int64_t pick = ih[dim * R + j];
+          const T* src = bh + pick * cell;
+          const T* mask = (np && dim == D - 1 && pick < p.total) ? np + (pick - first) * cell
+                                                                 : nullptr;
+          T* dst = Hp + (j / r) * g_stride + (j % r) * B * D * d + dim * d;
+          for (int64_t b = 0; b < B; ++b) {
+            T* out = dst + b * D * d;
+            const T* in = src + b * d;
+            if (mask) {
+              for (int64_t e = 0; e < d; ++e) out[e] = in[e] * mask[b * d + e];
+            } else {
+              std::memcpy(out, in, d * sizeof(T));
+            }
+          }
+        }
+      }
+      for (size_t t = 0; t < group_sizes.size(); ++t) {
+        const int64_t n = group_sizes[t];
+        Tensor Ht = Hs[t].narrow(1, p.offsets[s], r * B);
+        if (t > 0) {  // the previous group's H with its new h in place
+          Ht.copy_(Hs[t - 1].narrow(1, p.offsets[s], r * B));
+          const int64_t prev = t - 1;
+          T* Hq = Ht.data_ptr<T>();
+          for (int64_t k = 0; k < group_sizes[prev]; ++k) {
+            const int64_t dim = p.dim(prev, k);
+            const T* hnew = bh + (at + dim * R) * cell;
+            for (int64_t row = 0; row < rows; ++row)
+              std::memcpy(Hq + (row / (r * B)) * g_stride + (row % (r * B)) * D * d + dim * d,
+                          hnew + row * d, d * sizeof(T));
+          }
+        }
+        Tensor z = biases[t].numel() ? at::baddbmm(biases[t], Ht, weights[t])
+                                     : at::bmm(Ht, weights[t]);
+        std::vector<const T*> mp;
+        std::vector<T*> hp, mnp;
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t dim = p.dim(t, k);
+          mp.push_back(m_in + dim * R * cell);
+          hp.push_back(bh + (at + dim * R) * cell);
+          mnp.push_back(bm + (at + dim * R) * cell);
+        }
+        T* ap = keep ? acts[t].data_ptr<T>() + p.offsets[s] * n * 5 * d : nullptr;
+        gates_forward<T>(z.const_data_ptr<T>(), {rows, rows}, mp, hp, mnp, ap,
+                         {r * B, p.offsets.back()}, rows, d, false);
+      }
+      if (dropout > 0 && s + 1 < p.steps) {
+        // Drawn as the Python steps draw it (same shape and order): the same units drop.
+        noise = at::empty({R, B, d}, stat.options()).bernoulli_(1 - dropout).div_(1 - dropout);
+        if (keep) noises.push_back(noise);
+      } else {
+        noise = Tensor();
+      }
+    }
+  });
+  if (!keep) {
+    Hs.clear();
+    acts.clear();
+    m_all = at::empty({0}, stat.options());
+  }
+  return {buffer.narrow(1, 0, p.total), Hs, acts, m_all, noises};
+}
+
+// Gradients of hyperplane_forward: (d static (2, S, B, d), d weights, d biases).
+std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> hyperplane_backward(
+    const Tensor& grad_in, at::TensorList weights, at::TensorList Hs, at::TensorList acts,
+    const Tensor& m_all, at::TensorList noises, at::TensorList index_h, at::TensorList index_m,
+    at::IntArrayRef slots, at::IntArrayRef starts, at::IntArrayRef group_dims,
+    at::IntArrayRef group_sizes, int64_t groups, int64_t static_rows,
+    at::IntArrayRef has_bias) {
+  Tensor grad = grad_in.contiguous();
+  const Plan p(slots, starts, group_dims, group_sizes, groups, grad.size(2), grad.size(3));
+  const int64_t D = p.D, G = p.G, B = p.B, d = p.d, cell = B * d;
+  const size_t count = group_sizes.size();
+  Tensor dbuffer = at::zeros({2, p.total + static_rows, B, d}, grad.options());
+  dbuffer.narrow(1, 0, p.total).copy_(grad);
+  std::vector<Tensor> dzs, weights_t;
+  for (size_t t = 0; t < count; ++t) {
+    dzs.push_back(at::empty({G, p.offsets.back(), group_sizes[t] * 4 * d}, grad.options()));
+    weights_t.push_back(weights[t].transpose(1, 2));
+  }
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "hyperplane_backward", [&] {
+    using T = scalar_t;
+    T* dbh = dbuffer.data_ptr<T>();
+    T* dbm = dbh + (p.total + static_rows) * cell;
+    const T* bm = m_all.const_data_ptr<T>();
+    Tensor dh_t, dm_in_t;
+    for (int64_t s = p.steps - 1; s >= 0; --s) {
+      const int64_t R = p.slots[s], r = R / G, rows = R * B, at = p.starts[s];
+      dh_t = at::empty({D * R, B, d}, grad.options());
+      dm_in_t = at::empty({D * R, B, d}, grad.options());
+      T* dh = dh_t.data_ptr<T>();
+      T* dm_in = dm_in_t.data_ptr<T>();
+      std::memcpy(dh, dbh + at * cell, D * R * cell * sizeof(T));
+      const T* dm_out = dbm + at * cell;
+      for (int64_t t = static_cast<int64_t>(count) - 1; t >= 0; --t) {
+        const int64_t n = group_sizes[t];
+        std::vector<const T*> dhp, dmnp, mp, mnp;
+        std::vector<T*> dmp;
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t dim = p.dim(t, k);
+          dhp.push_back(dh + dim * R * cell);
+          dmnp.push_back(dm_out + dim * R * cell);
+          mp.push_back(bm + (at + dim * R) * cell);
+          mnp.push_back(nullptr);  // standard form only here
+          dmp.push_back(dm_in + dim * R * cell);
+        }
+        Tensor dz = dzs[t].narrow(1, p.offsets[s], r * B);
+        const Rows blocks{r * B, p.offsets.back()};
+        gates_backward<T>(dhp, dmnp, acts[t].const_data_ptr<T>() + p.offsets[s] * n * 5 * d,
+                          blocks, mp, mnp, dz.data_ptr<T>(), blocks, dmp, rows, d, false);
+        Tensor dH = at::bmm(dz, weights_t[t]);  // (G, r B, D d), contiguous
+        const T* dHp = dH.const_data_ptr<T>();
+        // This group's new h replaced the gathered one: from here on it reaches the
+        // output only through H.
+        for (int64_t k = 0; k < n; ++k)
+          std::memset(dh + p.dim(t, k) * R * cell, 0, R * cell * sizeof(T));
+        for (int64_t dim = 0; dim < D; ++dim) {
+          T* dst = dh + dim * R * cell;
+          for (int64_t q = 0; q < rows; ++q) {
+            T* o = dst + q * d;
+            const T* i = dHp + q * D * d + dim * d;
+            for (int64_t e = 0; e < d; ++e) o[e] += i[e];
+          }
+        }
+      }
+      if (s > 0 && !noises.empty()) {
+        const T* np = noises[s - 1].const_data_ptr<T>();
+        const int64_t* ih = index_h[s].const_data_ptr<int64_t>();
+        const int64_t first = p.starts[s - 1] + (D - 1) * p.slots[s - 1];
+        for (int64_t j = 0; j < R; ++j) {
+          const int64_t pick = ih[(D - 1) * R + j];
+          if (pick >= p.total) continue;
+          T* o = dh + ((D - 1) * R + j) * cell;
+          const T* mask = np + (pick - first) * cell;
+          for (int64_t e = 0; e < cell; ++e) o[e] *= mask[e];
+        }
+      }
+      // Gathers read only earlier steps' outputs and static rows: routed back before
+      // those steps run backward.
+      const int64_t* ih = index_h[s].const_data_ptr<int64_t>();
+      const int64_t* im = index_m[s].const_data_ptr<int64_t>();
+      for (int64_t q = 0; q < D * R; ++q) {
+        T* oh = dbh + ih[q] * cell;
+        const T* sh = dh + q * cell;
+        for (int64_t e = 0; e < cell; ++e) oh[e] += sh[e];
+        T* om = dbm + im[q] * cell;
+        const T* sm = dm_in + q * cell;
+        for (int64_t e = 0; e < cell; ++e) om[e] += sm[e];
+      }
+    }
+  });
+  std::vector<Tensor> dweights, dbiases;
+  for (size_t t = 0; t < count; ++t) {
+    dweights.push_back(at::bmm(Hs[t].transpose(1, 2), dzs[t]));
+    dbiases.push_back(has_bias[t] ? dzs[t].sum(1, true) : at::empty({0}, grad.options()));
+  }
+  return {dbuffer.narrow(1, p.total, static_rows), dweights, dbiases};
+}
+
+// ---------------------------------------------------------------- scan time loops
+
+// Rows where real (B, 1) is false keep the state (padding steps).
+template <typename T>
+void keep_state(const bool* real, T* h, T* m, const T* h_prev, const T* m_prev, int64_t B,
+                int64_t d) {
+  for (int64_t b = 0; b < B; ++b) {
+    if (real[b]) continue;
+    std::memcpy(h + b * d, h_prev + b * d, d * sizeof(T));
+    std::memcpy(m + b * d, m_prev + b * d, d * sizeof(T));
+  }
+}
+
+// One layer's time loop without time priority. z_in (T, B, 4d): the input half and bias
+// for all steps; w_prev (d, 4d) multiplies h_{t-1}. -> hs, ms (T, B, d), act (T, B, 5d).
+std::tuple<Tensor, Tensor, Tensor> scan_forward(const Tensor& z_in_, const Tensor& h0,
+                                                const Tensor& c0, const Tensor& w_prev,
+                                                const std::optional<Tensor>& real_, bool paper,
+                                                bool keep) {
+  Tensor z_in = z_in_.contiguous();
+  const int64_t T_ = z_in.size(0), B = z_in.size(1), d = h0.size(-1);
+  Tensor hs = at::empty({T_, B, d}, z_in.options()), ms = at::empty_like(hs);
+  Tensor act = at::empty({keep ? T_ : 1, B, 5 * d}, z_in.options());
+  Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
+  Tensor z = at::empty({B, 4 * d}, z_in.options());
+  AT_DISPATCH_FLOATING_TYPES(z_in.scalar_type(), "scan_forward", [&] {
+    using T = scalar_t;
+    Tensor h = h0.contiguous(), m = c0.contiguous();
+    for (int64_t t = 0; t < T_; ++t) {
+      at::addmm_out(z, z_in[t], h, w_prev);
+      Tensor ht = hs[t], mt = ms[t];
+      gates_forward<T>(z.const_data_ptr<T>(), {B, B}, {m.const_data_ptr<T>()},
+                       {ht.data_ptr<T>()}, {mt.data_ptr<T>()},
+                       act.data_ptr<T>() + (keep ? t * B * 5 * d : 0), {B, B}, B, d, paper);
+      if (real.defined())
+        keep_state<T>(real[t].const_data_ptr<bool>(), ht.data_ptr<T>(), mt.data_ptr<T>(),
+                      h.const_data_ptr<T>(), m.const_data_ptr<T>(), B, d);
+      h = ht;
+      m = mt;
+    }
+  });
+  return {hs, ms, act};
+}
+
+// Padding rows of a backward step: no gate gradient; the state's gradient passes through.
+template <typename T>
+void pass_through(const bool* real, T* dz, T* dm_prev, const T* dm, int64_t B, int64_t d,
+                  int64_t width) {
+  for (int64_t b = 0; b < B; ++b) {
+    if (real[b]) continue;
+    std::memset(dz + b * width, 0, width * sizeof(T));
+    std::memcpy(dm_prev + b * d, dm + b * d, d * sizeof(T));
+  }
+}
+
+// h_prev's gradient from dz: dz @ w^T (+ dh itself on padding rows, which kept h).
+void add_kept(Tensor& dh_prev, const Tensor& dh, const Tensor& real_t) {
+  if (real_t.defined()) dh_prev.add_(dh * real_t.logical_not());
+}
+
+// Gradients of scan_forward: (dz_in, dh0, dc0, dw_prev).
+std::tuple<Tensor, Tensor, Tensor, Tensor> scan_backward(
+    const Tensor& dhs_, const Tensor& dms_, const Tensor& act, const Tensor& hs,
+    const Tensor& ms, const Tensor& h0, const Tensor& c0, const Tensor& w_prev,
+    const std::optional<Tensor>& real_, bool paper) {
+  Tensor dhs = dhs_.contiguous(), dms = dms_.contiguous();
+  const int64_t T_ = hs.size(0), B = hs.size(1), d = hs.size(2);
+  Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
+  Tensor dz_all = at::empty({T_, B, 4 * d}, hs.options());
+  Tensor dh = at::zeros({B, d}, hs.options()), dm = at::zeros({B, d}, hs.options());
+  Tensor w_t = w_prev.t();
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "scan_backward", [&] {
+    using T = scalar_t;
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      dh.add_(dhs[t]);
+      dm.add_(dms[t]);
+      const Tensor m_prev = t > 0 ? ms[t - 1] : c0.contiguous();
+      Tensor dz = dz_all[t];
+      Tensor dm_prev = at::empty({B, d}, hs.options());
+      Tensor mt = ms[t];
+      gates_backward<T>({dh.const_data_ptr<T>()}, {dm.const_data_ptr<T>()},
+                        act.const_data_ptr<T>() + t * B * 5 * d, {B, B},
+                        {m_prev.const_data_ptr<T>()}, {mt.const_data_ptr<T>()},
+                        dz.data_ptr<T>(), {B, B}, {dm_prev.data_ptr<T>()}, B, d, paper);
+      Tensor real_t = real.defined() ? real[t] : Tensor();
+      if (real_t.defined())
+        pass_through<T>(real_t.const_data_ptr<bool>(), dz.data_ptr<T>(),
+                        dm_prev.data_ptr<T>(), dm.const_data_ptr<T>(), B, d, 4 * d);
+      Tensor dh_prev = at::mm(dz, w_t);
+      add_kept(dh_prev, dh, real_t);
+      dh = dh_prev;
+      dm = dm_prev;
+    }
+  });
+  Tensor h_prev = at::cat({h0.unsqueeze(0), hs.narrow(0, 0, T_ - 1)}).view({T_ * B, d});
+  Tensor dw = at::mm(h_prev.t(), dz_all.view({T_ * B, 4 * d}));
+  return {dz_all, dh, dm, dw};
+}
+
+// One layer's time loop with time priority: per step the depth transform (from h_{t-1}),
+// then the time transform from h_{t-1} and the new depth vector.
+// -> hs, ms, hds, mds (T, B, d), act_time, act_depth (T, B, 5d).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> scan_priority_forward(
+    const Tensor& depth_in_, const Tensor& m_depth_, const Tensor& h0, const Tensor& c0,
+    const Tensor& w_depth_prev, const Tensor& w_time_prev, const Tensor& w_time_new,
+    const std::optional<Tensor>& b_time, const std::optional<Tensor>& real_, bool paper_time,
+    bool paper_depth, bool keep) {
+  Tensor depth_in = depth_in_.contiguous(), m_depth = m_depth_.contiguous();
+  const int64_t T_ = depth_in.size(0), B = depth_in.size(1), d = h0.size(-1);
+  auto opts = depth_in.options();
+  Tensor hs = at::empty({T_, B, d}, opts), ms = at::empty_like(hs);
+  Tensor hds = at::empty_like(hs), mds = at::empty_like(hs);
+  Tensor act_t = at::empty({keep ? T_ : 1, B, 5 * d}, opts), act_d = at::empty_like(act_t);
+  Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
+  Tensor zd = at::empty({B, 4 * d}, opts), zt = at::empty({B, 4 * d}, opts);
+  AT_DISPATCH_FLOATING_TYPES(depth_in.scalar_type(), "scan_priority_forward", [&] {
+    using T = scalar_t;
+    Tensor h = h0.contiguous(), m = c0.contiguous();
+    for (int64_t t = 0; t < T_; ++t) {
+      at::addmm_out(zd, depth_in[t], h, w_depth_prev);
+      Tensor hd = hds[t], md = mds[t], ht = hs[t], mt = ms[t];
+      gates_forward<T>(zd.const_data_ptr<T>(), {B, B}, {m_depth[t].const_data_ptr<T>()},
+                       {hd.data_ptr<T>()}, {md.data_ptr<T>()},
+                       act_d.data_ptr<T>() + (keep ? t * B * 5 * d : 0), {B, B}, B, d,
+                       paper_depth);
+      if (b_time.has_value())
+        at::addmm_out(zt, *b_time, h, w_time_prev);
+      else
+        at::mm_out(zt, h, w_time_prev);
+      zt.addmm_(hd, w_time_new);
+      gates_forward<T>(zt.const_data_ptr<T>(), {B, B}, {m.const_data_ptr<T>()},
+                       {ht.data_ptr<T>()}, {mt.data_ptr<T>()},
+                       act_t.data_ptr<T>() + (keep ? t * B * 5 * d : 0), {B, B}, B, d,
+                       paper_time);
+      if (real.defined())
+        keep_state<T>(real[t].const_data_ptr<bool>(), ht.data_ptr<T>(), mt.data_ptr<T>(),
+                      h.const_data_ptr<T>(), m.const_data_ptr<T>(), B, d);
+      h = ht;
+      m = mt;
+    }
+  });
+  return {hs, ms, hds, mds, act_t, act_d};
+}
+
+// Gradients of scan_priority_forward: (d depth_in, d m_depth, dh0, dc0, dw_depth_prev,
+// dw_time_prev, dw_time_new, db_time).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>
+scan_priority_backward(const Tensor& dhs_, const Tensor& dms_, const Tensor& dhds_,
+                       const Tensor& dmds_, const Tensor& act_t, const Tensor& act_d,
+                       const Tensor& hs, const Tensor& ms, const Tensor& hds, const Tensor& mds,
+                       const Tensor& h0, const Tensor& c0, const Tensor& m_depth_,
+                       const Tensor& w_depth_prev, const Tensor& w_time_prev,
+                       const Tensor& w_time_new, const std::optional<Tensor>& real_,
+                       bool paper_time, bool paper_depth) {
+  Tensor dhs = dhs_.contiguous(), dms = dms_.contiguous();
+  Tensor dhds = dhds_.contiguous(), dmds = dmds_.contiguous(), m_depth = m_depth_.contiguous();
+  const int64_t T_ = hs.size(0), B = hs.size(1), d = hs.size(2);
+  auto opts = hs.options();
+  Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
+  Tensor dzt_all = at::empty({T_, B, 4 * d}, opts), dzd_all = at::empty_like(dzt_all);
+  Tensor dm_depth = at::empty({T_, B, d}, opts);
+  Tensor dh = at::zeros({B, d}, opts), dm = at::zeros({B, d}, opts);
+  Tensor wt_prev = w_time_prev.t(), wt_new = w_time_new.t(), wd_prev = w_depth_prev.t();
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "scan_priority_backward", [&] {
+    using T = scalar_t;
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      dh.add_(dhs[t]);
+      dm.add_(dms[t]);
+      const Tensor m_prev = t > 0 ? ms[t - 1] : c0.contiguous();
+      Tensor dzt = dzt_all[t], dzd = dzd_all[t], mt = ms[t], mdt = mds[t];
+      Tensor dm_prev = at::empty({B, d}, opts);
+      gates_backward<T>({dh.const_data_ptr<T>()}, {dm.const_data_ptr<T>()},
+                        act_t.const_data_ptr<T>() + t * B * 5 * d, {B, B},
+                        {m_prev.const_data_ptr<T>()}, {mt.const_data_ptr<T>()},
+                        dzt.data_ptr<T>(), {B, B}, {dm_prev.data_ptr<T>()}, B, d, paper_time);
+      Tensor real_t = real.defined() ? real[t] : Tensor();
+      if (real_t.defined())
+        pass_through<T>(real_t.const_data_ptr<bool>(), dzt.data_ptr<T>(),
+                        dm_prev.data_ptr<T>(), dm.const_data_ptr<T>(), B, d, 4 * d);
+      Tensor dhd = at::addmm(dhds[t], dzt, wt_new);
+      Tensor dmd = dm_depth[t];
+      gates_backward<T>({dhd.const_data_ptr<T>()}, {dmds[t].const_data_ptr<T>()},
+                        act_d.const_data_ptr<T>() + t * B * 5 * d, {B, B},
+                        {m_depth[t].const_data_ptr<T>()}, {mdt.const_data_ptr<T>()},
+                        dzd.data_ptr<T>(), {B, B}, {dmd.data_ptr<T>()}, B, d, paper_depth);
+      Tensor dh_prev = at::mm(dzt, wt_prev);
+      dh_prev.addmm_(dzd, wd_prev);
+      add_kept(dh_prev, dh, real_t);
+      dh = dh_prev;
+      dm = dm_prev;
+    }
+  });
+  Tensor h_prev = at::cat({h0.unsqueeze(0), hs.narrow(0, 0, T_ - 1)}).view({T_ * B, d});
+  Tensor dzt_flat = dzt_all.view({T_ * B, 4 * d}), dzd_flat = dzd_all.view({T_ * B, 4 * d});
+  Tensor dw_depth_prev = at::mm(h_prev.t(), dzd_flat);
+  Tensor dw_time_prev = at::mm(h_prev.t(), dzt_flat);
+  Tensor dw_time_new = at::mm(hds.view({T_ * B, d}).t(), dzt_flat);
+  Tensor db_time = dzt_flat.sum(0);
+  return {dzd_all, dm_depth, dh, dm, dw_depth_prev, dw_time_prev, dw_time_new, db_time};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(gridlstm, m) {
+  m.def("lstm_gates(Tensor z, Tensor m, bool paper) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "lstm_gates_backward(Tensor dh, Tensor dm_new, Tensor act, Tensor m, Tensor m_new, "
+      "bool paper) -> (Tensor, Tensor)");
+  m.def(
+      "hyperplane_forward(Tensor static, Tensor[] weights, Tensor[] biases, Tensor[] index_h, "
+      "Tensor[] index_m, int[] slots, int[] starts, int[] group_dims, int[] group_sizes, "
+      "int groups, float dropout, bool keep) -> (Tensor, Tensor[], Tensor[], Tensor, Tensor[])");
+  m.def(
+      "hyperplane_backward(Tensor grad, Tensor[] weights, Tensor[] H, Tensor[] act, Tensor m, "
+      "Tensor[] noise, Tensor[] index_h, Tensor[] index_m, int[] slots, int[] starts, "
+      "int[] group_dims, int[] group_sizes, int groups, int static_rows, int[] has_bias) "
+      "-> (Tensor, Tensor[], Tensor[])");
+  m.def(
+      "scan_forward(Tensor z_in, Tensor h0, Tensor c0, Tensor w_prev, Tensor? real, "
+      "bool paper, bool keep) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "scan_backward(Tensor dhs, Tensor dms, Tensor act, Tensor hs, Tensor ms, Tensor h0, "
+      "Tensor c0, Tensor w_prev, Tensor? real, bool paper) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "scan_priority_forward(Tensor depth_in, Tensor m_depth, Tensor h0, Tensor c0, "
+      "Tensor w_depth_prev, Tensor w_time_prev, Tensor w_time_new, Tensor? b_time, "
+      "Tensor? real, bool paper_time, bool paper_depth, bool keep) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "scan_priority_backward(Tensor dhs, Tensor dms, Tensor dhds, Tensor dmds, Tensor act_t, "
+      "Tensor act_d, Tensor hs, Tensor ms, Tensor hds, Tensor mds, Tensor h0, Tensor c0, "
+      "Tensor m_depth, Tensor w_depth_prev, Tensor w_time_prev, Tensor w_time_new, "
+      "Tensor? real, bool paper_time, bool paper_depth) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(gridlstm, CPU, m) {
+  m.impl("lstm_gates", &lstm_gates);
+  m.impl("lstm_gates_backward", &lstm_gates_backward);
+  m.impl("hyperplane_forward", &hyperplane_forward);
+  m.impl("hyperplane_backward", &hyperplane_backward);
+  m.impl("scan_forward", &scan_forward);
+  m.impl("scan_backward", &scan_backward);
+  m.impl("scan_priority_forward", &scan_priority_forward);
+  m.impl("scan_priority_backward", &scan_priority_backward);
+}
