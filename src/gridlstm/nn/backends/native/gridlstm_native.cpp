@@ -37,9 +37,23 @@ struct Rows {
   int64_t at(int64_t row) const { return (row / per_g) * g_stride + row % per_g; }
 };
 
+// exp within 20 units of the last place in float32 (ATen's inlined polynomial, 3x faster
+// than the 1-unit Sleef call here); float64 keeps the 1-unit exp.
+template <typename T>
+inline Vec<T> exp_(const Vec<T>& x) {
+  return x.exp_u20();
+}
+
 template <typename T>
 inline Vec<T> sigmoid(const Vec<T>& x) {
-  return (Vec<T>(T(1)) + x.neg().exp()).reciprocal();
+  return (Vec<T>(T(1)) + exp_(x.neg())).reciprocal();
+}
+
+// tanh as 2 sigmoid(2x) - 1, as the PyTorch steps compute it on a CPU: one exp, where the
+// vectorised tanh measured 3-4x slower (absolute error about one unit of the last place).
+template <typename T>
+inline Vec<T> tanh_(const Vec<T>& x) {
+  return Vec<T>(T(2)) / (Vec<T>(T(1)) + exp_(x * Vec<T>(T(-2)))) - Vec<T>(T(1));
 }
 
 // Forward gate arithmetic for rows [begin, end): z rows (n*4d) at z_rows; m, h', m' per
@@ -63,10 +77,10 @@ void gates_forward(const T* z, Rows z_rows, const std::vector<const T*>& m,
           const int64_t c = std::min<int64_t>(Vec<T>::size(), d - j);
           auto i = sigmoid(Vec<T>::loadu(zr + j, c));
           auto f = sigmoid(Vec<T>::loadu(zr + d + j, c));
-          auto g = Vec<T>::loadu(zr + 2 * d + j, c).tanh();
+          auto g = tanh_(Vec<T>::loadu(zr + 2 * d + j, c));
           auto o = sigmoid(Vec<T>::loadu(zr + 3 * d + j, c));
           auto mnew = f * Vec<T>::loadu(mr + j, c) + i * g;
-          Vec<T> t = paper ? (o * mnew).tanh() : mnew.tanh();
+          Vec<T> t = paper ? tanh_(o * mnew) : tanh_(mnew);
           Vec<T> hnew = paper ? t : o * t;
           hnew.store(hr + j, c);
           mnew.store(mnr + j, c);
