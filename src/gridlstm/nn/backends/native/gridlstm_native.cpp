@@ -335,12 +335,13 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> hyperplane_backward
     at::IntArrayRef slots, at::IntArrayRef starts, at::IntArrayRef group_dims,
     at::IntArrayRef group_sizes, int64_t groups, int64_t static_rows,
     at::IntArrayRef has_bias) {
-  Tensor grad = grad_in.contiguous();
+  const Tensor& grad = grad_in;
   const Plan p(slots, starts, group_dims, group_sizes, groups, grad.size(2), grad.size(3));
   const int64_t D = p.D, G = p.G, B = p.B, d = p.d, cell = B * d;
   const size_t count = group_sizes.size();
-  Tensor dbuffer = at::zeros({2, p.total + static_rows, B, d}, grad.options());
+  Tensor dbuffer = at::empty({2, p.total + static_rows, B, d}, grad.options());
   dbuffer.narrow(1, 0, p.total).copy_(grad);
+  dbuffer.narrow(1, p.total, static_rows).zero_();
   std::vector<Tensor> dzs, weights_t;
   for (size_t t = 0; t < count; ++t) {
     dzs.push_back(at::empty({G, p.offsets.back(), group_sizes[t] * 4 * d}, grad.options()));
