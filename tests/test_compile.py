@@ -8,6 +8,7 @@ from torch._dynamo.utils import counters
 
 from gridlstm.nn import GridLSTM
 from gridlstm.nn.backends import compiled, hyperplane, scan
+from gridlstm.nn.backends.native import python_steps
 from gridlstm.nn.grid import compile_mode
 
 
@@ -81,12 +82,14 @@ def test_each_step_function_traces_as_one_graph_and_matches_eager(grid_dims, opt
     shape = (2, 5, 3) if grid_dims == 1 else (2, 3, 4, 3)
     x = torch.randn(*shape, requires_grad=True)
     lengths = torch.tensor([5, 3]) if use_lengths else None
-    with hyperplane.per_op_steps():  # the compile option compiles these, bit for bit
+    # The compile option compiles the PyTorch per-op steps, bit for bit.
+    with hyperplane.per_op_steps(), python_steps():
         expected = outputs_and_grads(net, x, lengths)
 
     monkeypatch.setattr(compiled, "compiled", dynamo)
     net.compile_mode = "default"
-    got = outputs_and_grads(net, x, lengths)
+    with python_steps():  # the parts outside the compiled steps as in ``expected``
+        got = outputs_and_grads(net, x, lengths)
     assert traced, "no step function went through torch.compile"
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=0)

@@ -15,6 +15,7 @@ from gridlstm.nn import (
     count_parameters,
 )
 from gridlstm.nn.backends import hyperplane, kernel
+from gridlstm.nn.backends.native import python_steps
 from tests.reference import reference_grid
 
 IN, D, B, L = 5, 4, 3, 3
@@ -122,10 +123,18 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
 def applicable_backends(net: GridLSTM) -> list[str]:
     """ "hyperplane/per-op": the hyperplane scheduler's per-op steps (`hyperplane.per_op_steps`),
     which it otherwise runs only where `gridlstm.nn.backends.hyperplane.handwritten` does not
-    apply."""
-    backends = ["naive", "hyperplane", "hyperplane/per-op"]
-    backends += ["scan"] if net.scan_blocker() is None else []
+    apply; "/python": the PyTorch steps where the native ones would run
+    (`gridlstm.nn.backends.native.python_steps`)."""
+    backends = ["naive", "hyperplane", "hyperplane/python", "hyperplane/per-op"]
+    backends += ["scan", "scan/python"] if net.scan_blocker() is None else []
     return backends + (["fast"] if net.fast_path_blocker() is None else [])
+
+
+def path(backend: str) -> contextlib.AbstractContextManager:
+    """The steps an `applicable_backends` entry names."""
+    if backend.endswith("/per-op"):
+        return hyperplane.per_op_steps()
+    return python_steps() if backend.endswith("/python") else contextlib.nullcontext()
 
 
 # A 1-LSTM has only the depth dimension: no time priority, nothing to share dims with.
@@ -154,8 +163,7 @@ def test_every_backend_matches_the_reference(grid_dims, case):
     for backend in applicable_backends(net):
         net.backend = backend.split("/")[0]
         call_state = None if grid_dims == 0 else (state[0] if grid_dims == 1 else state)
-        per_op = backend.endswith("/per-op")
-        with hyperplane.per_op_steps() if per_op else contextlib.nullcontext():
+        with path(backend):
             got = flat_outputs(*net(x, call_state))
         assert len(got) == len(reference)
         for g, r in zip(got, reference, strict=True):
@@ -302,7 +310,8 @@ def test_length_mask_matches_reference_and_separate_runs(case):
     ref_out, (ref_final,) = reference_forward(net, x, [(zeros, zeros)], valid)
     for backend in applicable_backends(net):
         net.backend = backend.split("/")[0]  # lengths: the per-op steps either way
-        out, (h_n, c_n) = net(x, lengths=lengths)
+        with path(backend):
+            out, (h_n, c_n) = net(x, lengths=lengths)
         torch.testing.assert_close(out, ref_out)
         torch.testing.assert_close(h_n, ref_final[0])
         torch.testing.assert_close(c_n, ref_final[1])

@@ -3,7 +3,8 @@
 The reference matrix (tests/test_grid.py) checks it against the float64 reference over every
 option; here: `gradcheck` with respect to the weights as well as the inputs, agreement with
 the per-op steps on grids and options the matrix does not reach, when it is used and when
-not, autocast and inference."""
+not, autocast and inference. Every test runs twice: on the native loop
+(`gridlstm.nn.backends.native`, where the library builds) and on the PyTorch one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,27 @@ from torch.func import functional_call
 from gridlstm.nn import GridLSTM
 from gridlstm.nn.backends import hyperplane
 from gridlstm.nn.backends.hyperplane import handwritten
+from gridlstm.nn.backends.native import build, python_steps
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def steps(request) -> str:
+    """Which loop the hand-written steps run: the native one or the PyTorch one."""
+    if request.param == "python":
+        with python_steps():
+            yield "python"
+        return
+    if not build.load():
+        pytest.skip(f"the native library did not build: {build.build_info()['reason']}")
+    yield "native"
+
+
+def gate_activations(shape: tuple[int, ...], steps: str, d: int) -> bool:
+    """Whether a saved tensor of this shape holds gate activations: (dimensions, 4 gates,
+    groups, r, B, d) on the PyTorch loop, (groups, rows, n * 5d) on the native one."""
+    if steps == "python":
+        return len(shape) == 6 and shape[1] == 4
+    return len(shape) == 3 and shape[-1] % (5 * d) == 0
 
 
 def outputs(net: GridLSTM, x: torch.Tensor, state=None) -> list[torch.Tensor]:
@@ -202,7 +224,7 @@ def packed_shapes(run) -> list[tuple[int, ...]]:
     return shapes
 
 
-def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls):
+def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls, steps):
     torch.manual_seed(0)
     net = GridLSTM(3, 8, 2, 2, backend="hyperplane")
     x = torch.randn(2, 3, 4, 3)
@@ -218,12 +240,12 @@ def test_inference_without_grad_matches_and_keeps_nothing_for_a_backward(calls):
     torch.testing.assert_close(results[False][0], results[True][0])
     torch.testing.assert_close(results[False][1][1][1], results[True][1][1][1])
     assert len(calls) == 2
-    # The activations only where a backward can follow: the gate activations, saved as
-    # (dimensions, 4 gates, groups, r, B, d), go through save_for_backward.
-    assert any(len(shape) == 6 and shape[1] == 4 for shape in kept), kept
+    # The activations only where a backward can follow: the gate activations go through
+    # save_for_backward.
+    assert any(gate_activations(shape, steps, 8) for shape in kept), kept
 
 
-def test_saved_tensor_hooks_see_every_activation(calls):
+def test_saved_tensor_hooks_see_every_activation(calls, steps):
     """Activation offload and checkpointing work through saved-tensor hooks: a pack hook that
     moves every saved tensor away (here: a copy held elsewhere, the original overwritten)
     must leave the gradients as they were. Activations kept on ``ctx`` would bypass it."""
@@ -246,7 +268,7 @@ def test_saved_tensor_hooks_see_every_activation(calls):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda key: store[key]):
         got = gradients()
     assert len(calls) == 2
-    assert any(t.dim() == 6 and t.shape[1] == 4 for t in store)  # the gate activations
+    assert any(gate_activations(tuple(t.shape), steps, 8) for t in store)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
 
