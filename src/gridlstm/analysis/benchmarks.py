@@ -19,6 +19,7 @@ Longer than 400 lines because the four parts share their timing helpers, options
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import platform
 import time
@@ -32,6 +33,8 @@ from torch import nn
 
 from gridlstm.nn import GridLSTM, count_parameters
 from gridlstm.nn.backends import compiled, hyperplane
+from gridlstm.nn.backends.native import build as native_build
+from gridlstm.nn.backends.native import python_steps
 from gridlstm.run.arguments import option
 from gridlstm.run.config import ConfigError, check_device, check_writable
 
@@ -61,13 +64,23 @@ def seconds_per_step(
     return {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
 
 
-def forward_backward(net: nn.Module, x: torch.Tensor, per_op: bool = False) -> Callable[[], None]:
-    """One forward + backward; ``per_op``: the hyperplane scheduler's per-op steps instead of
-    the hand-written ones (`gridlstm.nn.backends.hyperplane.per_op_steps`)."""
+def steps_context(per_op: bool = False, python: bool = False) -> contextlib.AbstractContextManager:
+    """``per_op``: the hyperplane scheduler's per-op steps instead of the hand-written ones
+    (`gridlstm.nn.backends.hyperplane.per_op_steps`); ``python``: the PyTorch steps where the
+    native ones would run (`gridlstm.nn.backends.native.python_steps`)."""
+    if per_op:
+        return hyperplane.per_op_steps()
+    return python_steps() if python else contextlib.nullcontext()
+
+
+def forward_backward(
+    net: nn.Module, x: torch.Tensor, per_op: bool = False, python: bool = False
+) -> Callable[[], None]:
+    """One forward + backward on the steps `steps_context` names."""
 
     def step() -> None:
         net.zero_grad(set_to_none=True)
-        with hyperplane.per_op_steps() if per_op else contextlib.nullcontext():
+        with steps_context(per_op, python):
             output = net(x)[0]
             output.float().sum().backward()
 
@@ -75,15 +88,23 @@ def forward_backward(net: nn.Module, x: torch.Tensor, per_op: bool = False) -> C
 
 
 def against_lstm(
-    args: BenchConfig, nets: dict[str, nn.Module], device: torch.device, dtype: torch.dtype
+    args: BenchConfig,
+    nets: dict[str, nn.Module],
+    device: torch.device,
+    dtype: torch.dtype,
+    python_rows: tuple[str, ...] = (),
 ) -> tuple[dict, dict[str, float]]:
     """Time ``nets`` and an `nn.LSTM` of the same hidden size, layers, batch and length in
-    one round-robin; rows of tokens/s, parameters and the ratio to nn.LSTM."""
+    one round-robin; rows of tokens/s, parameters and the ratio to nn.LSTM. ``python_rows``:
+    nets also timed on the PyTorch steps (rows named "<name>, python steps")."""
     d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
     x = torch.randn(batch, length, d, device=device, dtype=dtype)
     nets = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True), **nets}
     nets = {name: net.to(device, dtype) for name, net in nets.items()}
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
+    for name in python_rows:  # the same net again on the PyTorch steps
+        steps[f"{name}, python steps"] = forward_backward(nets[name], x, python=True)
+        nets[f"{name}, python steps"] = nets[name]
     seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
     results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
     for name, net in nets.items():
@@ -150,12 +171,22 @@ def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) 
                 compile=args.compile, **options,
             )  # fmt: skip
     nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
-    results, seconds = against_lstm(args, nets, device, dtype)
+    native = tuple(name for name in nets if "/scan" in name and "compile" not in name)
+    native = native if native_steps(device) else ()
+    results, seconds = against_lstm(args, nets, device, dtype, python_rows=native)
     peer = seconds["time-priority/LSTMCell loop"]
-    for name in nets:
+    for name in results:
         if name.startswith("time-priority/") and not name.endswith("loop"):
             results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
+    for name in native:
+        results[name]["native_speedup"] = seconds[f"{name}, python steps"] / seconds[name]
     return results
+
+
+def native_steps(device: torch.device) -> bool:
+    """Whether the native CPU steps run here (then rows time them against the PyTorch
+    steps)."""
+    return device.type == "cpu" and not native_build.switched_off() and native_build.load()
 
 
 def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
@@ -165,6 +196,8 @@ def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> 
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
     steps = {"mnist": forward_backward(net, x), "per-op": forward_backward(net, x, per_op=True)}
+    if native_steps(device):
+        steps["python"] = forward_backward(net, x, python=True)
     results = {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64}
     if args.compile:
         compiled = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane", compile=args.compile)
@@ -176,6 +209,9 @@ def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> 
     seconds = seconds_per_step(steps, device, 1, args.repeats)
     results["seconds"] = seconds["mnist"]
     results["seconds_per_op_steps"] = seconds["per-op"]
+    if "python" in seconds:
+        results["seconds_python_steps"] = seconds["python"]
+        results["native_speedup"] = seconds["python"] / seconds["mnist"]
     if args.compile:
         results["seconds_compiled"] = seconds["compiled"]
     return results
@@ -190,6 +226,8 @@ def bench_grid3d(args: BenchConfig, device: torch.device, dtype: torch.dtype) ->
         nets[backend] = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
     steps["hyperplane, per-op steps"] = forward_backward(nets["hyperplane"], x, per_op=True)
+    if native_steps(device):
+        steps["hyperplane, python steps"] = forward_backward(nets["hyperplane"], x, python=True)
     seconds = seconds_per_step(steps, device, 1, max(1, args.repeats // 2))
     results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
     for name in steps:
@@ -197,6 +235,8 @@ def bench_grid3d(args: BenchConfig, device: torch.device, dtype: torch.dtype) ->
         results[f"grid3d/{name}"] = {"seconds": seconds[name], "params": count_parameters(net)}
     results["hyperplane_speedup"] = seconds["naive"] / seconds["hyperplane"]
     results["per_op_speedup"] = seconds["naive"] / seconds["hyperplane, per-op steps"]
+    if "hyperplane, python steps" in seconds:
+        results["python_steps_speedup"] = seconds["naive"] / seconds["hyperplane, python steps"]
     return results
 
 
@@ -223,12 +263,16 @@ def bench_translation(args: BenchConfig, device: torch.device, dtype: torch.dtyp
         net = build(width).to(device, dtype)
         nets[name] = net
 
-        def step(net: nn.Module = net) -> None:
+        def step(net: nn.Module = net, python: bool = False) -> None:
             net.zero_grad(set_to_none=True)
-            logits = net(src, lengths, tgt)
-            nn.functional.cross_entropy(logits.float().flatten(0, 1), tgt.flatten()).backward()
+            with steps_context(python=python):
+                logits = net(src, lengths, tgt)
+                loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), tgt.flatten())
+                loss.backward()
 
         train_steps[name] = step
+        if name == "reencoder" and native_steps(device):
+            train_steps["reencoder, python steps"] = functools.partial(step, python=True)
     seconds = seconds_per_step(train_steps, device, 1, max(1, args.repeats // 2))
     decode_len = 2 * src_len + 10  # the preset's limit: 2 x source + 10
     decode_steps = {}
@@ -248,6 +292,10 @@ def bench_translation(args: BenchConfig, device: torch.device, dtype: torch.dtyp
             "beam4_sentences_per_s": batch / decode_seconds[f"{name}/beam4"],
         }
     results["reencoder_train_ratio"] = seconds["lstm_attention"] / seconds["reencoder"]
+    if "reencoder, python steps" in seconds:
+        results["reencoder_native_speedup"] = seconds["reencoder, python steps"] / seconds[
+            "reencoder"
+        ]
     return results
 
 
@@ -318,8 +366,10 @@ def run(args: BenchConfig) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": args.dtype,
-        "grid2d": bench_grid2d(args, device, dtype),
     }
+    if native_steps(device):  # built (or loaded from the cache) here, before any timing
+        results["native_build"] = native_build.build_info()
+    results["grid2d"] = bench_grid2d(args, device, dtype)
     if not args.skip_variants:
         results["variants"] = bench_variants(args, device, dtype)
     if not args.skip_grid3d:
@@ -385,6 +435,12 @@ def print_results(results: dict) -> None:
                 if "seconds_compiled" in mnist
                 else ""
             )
+            + (
+                f"; native steps {mnist['native_speedup']:.2f}x the PyTorch steps "
+                f"({mnist['seconds_python_steps']:.3f} s)"
+                if "native_speedup" in mnist
+                else ""
+            )
         )
     if "grid3d" in results:
         g3 = results["grid3d"]
@@ -394,7 +450,14 @@ def print_results(results: dict) -> None:
             f"{g3['grid3d/naive']['seconds']:.3f} s per fwd+bwd -> "
             f"{g3['hyperplane_speedup']:.1f}x (per-op steps "
             f"{g3['grid3d/hyperplane, per-op steps']['seconds']:.3f} s, "
-            f"{g3['per_op_speedup']:.1f}x)"
+            f"{g3['per_op_speedup']:.1f}x"
+            + (
+                f"; PyTorch steps {g3['grid3d/hyperplane, python steps']['seconds']:.3f} s, "
+                f"{g3['python_steps_speedup']:.1f}x"
+                if "python_steps_speedup" in g3
+                else ""
+            )
+            + ")"
         )
     if "translation" in results:
         tr = results["translation"]
@@ -415,4 +478,9 @@ def print_results(results: dict) -> None:
                 f"{row['beam4_sentences_per_s']:,.1f}",
             )
         console.print(table)
+        if "reencoder_native_speedup" in tr:
+            console.print(
+                f"Reencoder training: native steps {tr['reencoder_native_speedup']:.2f}x the "
+                "PyTorch steps"
+            )
 

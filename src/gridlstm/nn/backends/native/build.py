@@ -67,6 +67,15 @@ def missing_tool() -> str | None:
     from torch.utils.cpp_extension import is_ninja_available
 
     if not is_ninja_available():
+        # The ninja wheel (a dependency) puts its binary in the environment's bin folder,
+        # which is not on PATH when the environment's python runs unactivated.
+        try:
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        except (ImportError, AttributeError):
+            pass
+    if not is_ninja_available():
         return "ninja is not installed (pip install ninja)"
     return None
 

@@ -93,7 +93,7 @@ class NativeHyperplaneSteps(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
-        layout, (count, noises) = ctx.layout, ctx.counts
+        layout, count = ctx.layout, ctx.counts[0]
         saved = list(ctx.saved_tensors)
         weights, Hs, acts = saved[:count], saved[count : 2 * count], saved[2 * count : 3 * count]
         m_all, noise = saved[3 * count], saved[3 * count + 1 :]

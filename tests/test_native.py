@@ -1,0 +1,264 @@
+"""`gridlstm.nn.backends.native`: the C++ gate op and loops against the PyTorch steps.
+
+The reference matrix (tests/test_grid.py) and the hand-written tests (tests/test_handwritten.py)
+run the native path too; here: the op itself (gradcheck, `torch.library.opcheck`, agreement
+with `lstm_pointwise`), the scan loops against the PyTorch loops to 1e-12 in float64, that the
+native path is the one that ran, and the switches: the environment variable, `python_steps`,
+the capability probe both ways, and a missing compiler or failed build falling back with one
+warning."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from gridlstm.nn import GridLSTM
+from gridlstm.nn.backends import native
+from gridlstm.nn.backends.native import build, python_steps
+from gridlstm.nn.block import lstm_pointwise
+
+if not build.load():  # the suite's CI builds it; elsewhere say why, visibly
+    pytest.skip(f"the native library did not build: {build.build_info()['reason']}",
+                allow_module_level=True)  # fmt: skip
+
+from gridlstm.nn.backends.native import functions  # noqa: E402 - needs the library
+
+NO_PEEPHOLES = (None, None, None)
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["standard", "paper"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_gate_op_gradcheck(paper, n):
+    torch.manual_seed(0)
+    z = torch.randn(5, n * 4 * 3, dtype=torch.float64, requires_grad=True)
+    m = torch.randn(n, 5, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(z, m):
+        h, m_new, _ = torch.ops.gridlstm.lstm_gates(z, m, paper)
+        return h, m_new
+
+    assert torch.autograd.gradcheck(f, (z, m))
+
+
+def test_gate_op_passes_torch_library_opcheck():
+    """Schema, fake (meta) kernel and autograd registration as torch.library checks them."""
+    z = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    m = torch.randn(1, 4, 2, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.gridlstm.lstm_gates.default, (z, m, True))
+
+
+@pytest.mark.parametrize("form", ["standard", "paper"])
+def test_gate_op_agrees_with_the_pytorch_arithmetic(form):
+    torch.manual_seed(0)
+    z = torch.randn(6, 7, 4 * 5, dtype=torch.float64) * 3
+    m = torch.randn(6, 7, 5, dtype=torch.float64) * 2
+    with python_steps():
+        expected = lstm_pointwise(z, m, NO_PEEPHOLES, False, form)
+    got = functions.lstm_gates(z, m, form == "paper")
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+    # float32: exp within 20 units of the last place; bf16 pre-activations in float32.
+    got32 = functions.lstm_gates(z.float(), m.float(), form == "paper")
+    for g, e in zip(got32, expected, strict=True):
+        torch.testing.assert_close(g, e.float(), rtol=1e-5, atol=1e-5)
+    z16 = z.bfloat16()
+    got16 = functions.lstm_gates(z16, m.float(), form == "paper")
+    with python_steps():
+        expected16 = lstm_pointwise(z16.float(), m.float(), NO_PEEPHOLES, False, form)
+    for g, e in zip(got16, expected16, strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def native_runs(monkeypatch) -> list[str]:
+    """Names of the native loops that ran."""
+    ran: list[str] = []
+    for name in ("NativeScan", "NativeScanPriority", "NativeHyperplaneSteps"):
+        cls = getattr(functions, name)
+        original = cls.apply
+
+        def counting(*args, _name=name, _original=original):
+            ran.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(cls, "apply", counting)
+    return ran
+
+
+SCAN_CASES = {
+    "plain": ({}, "NativeScan"),
+    "paper-form": ({"output_form": "paper"}, "NativeScan"),
+    "no-priority": ({"priority": []}, "NativeScan"),
+    "time-priority": ({"priority": [0]}, "NativeScanPriority"),
+    "time-priority-paper-tied": (
+        {"priority": [0], "output_form": "paper", "tied": True},
+        "NativeScanPriority",
+    ),
+    "time-priority-no-bias-dropout": (
+        {"priority": [0], "bias": False, "dropout": 0.3},
+        "NativeScanPriority",
+    ),
+}
+
+
+def run_and_grads(net, x, state, lengths, seed=3):
+    leaves = [x, *net.parameters(), *state]
+    torch.manual_seed(seed)
+    out, (h_n, c_n) = net(x, tuple(state), lengths=lengths)
+    torch.manual_seed(1)
+    got = [out, h_n, c_n]
+    loss = sum((torch.randn_like(t) * t).sum() for t in got)
+    return got, torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("case", SCAN_CASES)
+def test_scan_loops_agree_with_the_pytorch_loops(case, lengths, native_runs):
+    """Outputs, final state and every gradient (input, given state, weights) to 1e-12 in
+    float64, with padding (sequence lengths) and dropout between layers (same seed)."""
+    options, loop = SCAN_CASES[case]
+    torch.manual_seed(0)
+    net = GridLSTM(3, 4, 3, 1, backend="scan", batch_first=True, **options).double()
+    x = torch.randn(3, 6, 3, dtype=torch.float64, requires_grad=True)
+    state = [torch.randn(3, 3, 4, dtype=torch.float64, requires_grad=True) for _ in "hm"]
+    sizes = torch.tensor([6, 2, 5]) if lengths else None
+    ours = run_and_grads(net, x, state, sizes)
+    assert native_runs == [loop] * 3  # one per layer
+    with python_steps():
+        theirs = run_and_grads(net, x, state, sizes)
+    assert len(native_runs) == 3
+    for a, b in zip([*ours[0], *ours[1]], [*theirs[0], *theirs[1]], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [{"output_form": "paper"}, {"priority": [0]}],
+                         ids=["paper-form", "time-priority"])  # fmt: skip
+def test_scan_loops_gradcheck(options, native_runs):
+    torch.manual_seed(0)
+    net = GridLSTM(2, 2, 2, 1, backend="scan", batch_first=True, **options).double()
+    x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 2])
+    names = [name for name, _ in net.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in net.parameters())
+
+    def f(x, *params):
+        weights = dict(zip(names, params, strict=True))
+        out, (h, c) = torch.func.functional_call(net, weights, (x,), {"lengths": lengths})
+        return out, h, c
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert native_runs
+
+
+def test_the_switches_turn_the_native_path_off(monkeypatch, native_runs):
+    cpu = torch.zeros(1)
+    assert native.applies(cpu)
+    with python_steps():
+        assert not native.applies(cpu)
+    assert native.applies(cpu)  # the context restores
+    assert not native.applies(cpu.bfloat16())  # not covered: the PyTorch steps
+    assert not native.applies(torch.zeros(1, device="meta"))
+    monkeypatch.setenv("GRIDLSTM_NATIVE", "0")
+    assert not native.applies(cpu)
+    net = GridLSTM(3, 4, 2, 1, backend="scan", batch_first=True)
+    net(torch.randn(2, 3, 3))
+    assert native_runs == []
+
+
+PROBES = [("AVX512", "AVX2"), ("AVX2", "AVX2"), ("DEFAULT", "DEFAULT"), ("NO AVX", "DEFAULT")]
+
+
+@pytest.mark.parametrize(("found", "target"), PROBES)
+def test_the_build_targets_what_the_cpu_has(monkeypatch, found, target):
+    """AVX2 flags where the CPU has AVX2 (or AVX-512), else the portable build; each in its
+    own cache directory, so nodes with different CPUs sharing a cache never mix them."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: found)
+    assert build.capability() == target
+    assert ("-mavx2" in build.flags(target)) == (target == "AVX2")
+    assert build.cache_dir("AVX2") != build.cache_dir("DEFAULT")
+
+
+def fresh_load(monkeypatch, tmp_path) -> tuple[bool, list[str]]:
+    """`build.load` as in a new process (the loaded library stays loaded here)."""
+    monkeypatch.setattr(build, "_STATE", {})
+    monkeypatch.setenv("GRIDLSTM_NATIVE_CACHE", str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = build.load()
+        second = build.load()  # warned once only
+    assert first == second
+    return first, [str(w.message) for w in caught]
+
+
+def test_a_missing_compiler_falls_back_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    loaded, messages = fresh_load(monkeypatch, tmp_path)
+    assert not loaded
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert "no C++ compiler ('no-such-compiler-here' is not on PATH" in messages[0]
+    assert "GRIDLSTM_NATIVE=0" in messages[0]
+    # The network still runs, on the PyTorch steps, with their results.
+    torch.manual_seed(0)
+    net = GridLSTM(3, 4, 2, 2, backend="hyperplane").double()
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64)
+    assert not native.applies(x)
+    fallback = net(x)[0]
+    monkeypatch.setattr(build, "_STATE", {"loaded": True})
+    with python_steps():
+        torch.testing.assert_close(fallback, net(x)[0], rtol=0, atol=0)
+
+
+def test_a_failed_build_falls_back_naming_the_error(monkeypatch, tmp_path):
+    import torch.utils.cpp_extension as cpp_extension
+
+    def broken(**kwargs):
+        raise RuntimeError("Error building extension 'gridlstm_native'")
+
+    monkeypatch.setattr(cpp_extension, "load", broken)
+    loaded, messages = fresh_load(monkeypatch, tmp_path)
+    assert not loaded and len(messages) == 1
+    assert "its build failed in" in messages[0] and "Error building extension" in messages[0]
+
+
+@pytest.mark.slow
+def test_parallel_first_uses_build_once_and_the_portable_build_agrees(tmp_path):
+    """Two processes starting at once on an empty cache: one builds, the other waits on the
+    lock and loads the same library. Then the portable (no AVX2) build, forced through the
+    probe, computes what the PyTorch steps compute. About a minute (two compilations)."""
+    script = (
+        "import torch, sys\n"
+        "from gridlstm.nn.backends.native import build\n"
+        "if sys.argv[1] == 'DEFAULT':\n"
+        "    torch.backends.cpu.get_cpu_capability = lambda: 'DEFAULT'\n"
+        "assert build.load(), build.build_info()\n"
+        "from gridlstm.nn import GridLSTM\n"
+        "from gridlstm.nn.backends.native import python_steps\n"
+        "torch.manual_seed(0)\n"
+        "net = GridLSTM(3, 4, 2, 2, backend='hyperplane').double()\n"
+        "x = torch.randn(2, 3, 2, 3, dtype=torch.float64)\n"
+        "out = net(x)[0]\n"
+        "with python_steps():\n"
+        "    torch.testing.assert_close(out, net(x)[0], rtol=1e-12, atol=1e-12)\n"
+        "print(build.build_info()['path'])\n"
+    )
+    env = {**os.environ, "GRIDLSTM_NATIVE_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, "AVX2"], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    paths = {out.strip().splitlines()[-1] for out, _ in outs}
+    assert len(paths) == 1
+    if build.capability() == "AVX2":
+        portable = subprocess.run([sys.executable, "-c", script, "DEFAULT"], env=env,
+                                  capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert portable.returncode == 0, portable.stderr
+        assert "DEFAULT" in portable.stdout
