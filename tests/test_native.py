@@ -262,3 +262,27 @@ def test_parallel_first_uses_build_once_and_the_portable_build_agrees(tmp_path):
                                   capture_output=True, text=True, timeout=600)  # fmt: skip
         assert portable.returncode == 0, portable.stderr
         assert "DEFAULT" in portable.stdout
+
+
+@pytest.mark.parametrize("backend", ["hyperplane", "scan"])
+def test_buffers_still_referenced_are_never_reused(backend):
+    """The native ops take large buffers from a pool of their earlier ones that nothing
+    references any more: outputs a caller still holds, and activations a pending backward
+    still needs, must survive later calls of the same shapes."""
+    torch.manual_seed(0)
+    grid_dims = 2 if backend == "hyperplane" else 1
+    net = GridLSTM(8, 64, 2, grid_dims, backend=backend, batch_first=True)
+    shape = (32, 12, 12, 8) if grid_dims == 2 else (64, 40, 8)  # buffers above 1 MiB
+    x1, x2 = torch.randn(shape), torch.randn(shape)
+    expected_out = net(x1)[0]
+    expected_grads = torch.autograd.grad(expected_out.square().sum(), list(net.parameters()))
+    expected_out = expected_out.detach().clone()
+    first = net(x1)[0]  # its graph (saved activations) stays pending
+    for _ in range(2):  # same shapes again: the pool must skip first's buffers
+        second = net(x2)[0]
+        torch.autograd.grad(second.square().sum(), list(net.parameters()))
+        del second
+    torch.testing.assert_close(first, expected_out, rtol=1e-6, atol=1e-7)
+    grads = torch.autograd.grad(first.square().sum(), list(net.parameters()))
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-7)

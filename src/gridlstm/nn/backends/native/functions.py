@@ -1,7 +1,7 @@
 """Autograd for the native ops: the gate op as a `torch.library` custom op with
 `register_autograd` (usable anywhere, traceable through its fake kernel), and the whole-loop
 ops (hyperplane steps, scan time loops) as autograd Functions whose backward is the matching
-native loop. Importing this module needs the library loaded (`build.load`)."""
+native loop. Importing this module loads (or builds) the library; ImportError if it cannot."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from gridlstm.nn.backends.native import build
+
 if TYPE_CHECKING:
     from gridlstm.nn.backends.hyperplane.handwritten import Layout
 
+if not build.load():
+    raise ImportError(f"the native library is not available: {build.build_info()['reason']}")
 ops = torch.ops.gridlstm
 
 

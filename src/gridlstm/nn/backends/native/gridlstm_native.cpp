@@ -19,7 +19,9 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace {
@@ -27,6 +29,39 @@ namespace {
 using at::Tensor;
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
+
+// Large buffers (saved activations, gradients, workspaces) come from a small pool of this
+// library's own earlier buffers that nothing references any more. Training repeats the same
+// shapes every step, and fresh multi-megabyte allocations are returned to the system and
+// faulted back in page by page each time: on the 2-core development machine those page
+// faults measured as much time as the gate arithmetic. Buffers under 1 MiB use the ordinary
+// allocator; the pool holds at most kPoolEntries buffers, dropping the oldest free ones.
+constexpr int64_t kPoolMinBytes = 1 << 20;
+constexpr size_t kPoolEntries = 64;
+
+Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
+  int64_t numel = 1;
+  for (auto size : shape) numel *= size;
+  const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(
+                                    c10::typeMetaToScalarType(options.dtype())));
+  if (bytes < kPoolMinBytes) return at::empty(shape, options);
+  static std::mutex mutex;
+  static std::vector<Tensor> pool;
+  std::lock_guard<std::mutex> lock(mutex);
+  for (auto& held : pool) {
+    if (held.numel() == numel && held.dtype() == options.dtype() &&
+        held.storage().use_count() == 1)
+      return held.view(shape);  // nothing else references it: reuse
+  }
+  Tensor fresh = at::empty({numel}, options);
+  if (pool.size() >= kPoolEntries) {
+    auto free = std::find_if(pool.begin(), pool.end(),
+                             [](const Tensor& t) { return t.storage().use_count() == 1; });
+    if (free != pool.end()) pool.erase(free);
+  }
+  if (pool.size() < kPoolEntries) pool.push_back(fresh);
+  return fresh.view(shape);
+}
 
 // Rows of the gate arithmetic in one place: row `row` of a step lives at
 // base + (row / per_g) * g_stride + (row % per_g) * row_size, which covers contiguous
@@ -155,8 +190,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_gates(const Tensor& z_in, const Tensor& 
   // bf16 (or other) pre-activations: the arithmetic in the state's type.
   Tensor z = z_in.to(m_in.scalar_type()).contiguous();
   Tensor m = m_in.contiguous();
-  Tensor h = at::empty_like(m), mn = at::empty_like(m);
-  Tensor act = at::empty({M, n * 5 * d}, m.options());
+  Tensor h = pooled_empty(m.sizes(), m.options()), mn = pooled_empty(m.sizes(), m.options());
+  Tensor act = pooled_empty({M, n * 5 * d}, m.options());
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstm_gates", [&] {
     std::vector<const scalar_t*> mp;
     std::vector<scalar_t*> hp, mnp;
@@ -178,8 +213,8 @@ std::tuple<Tensor, Tensor> lstm_gates_backward(const Tensor& dh_in, const Tensor
   const int64_t n = m_in.size(0), M = m_in.size(1), d = m_in.size(2);
   Tensor act = act_in.contiguous(), m = m_in.contiguous(), mn = mn_in.contiguous();
   Tensor dh = dh_in.contiguous(), dmn = dmn_in.contiguous();
-  Tensor dz = at::empty({M, n * 4 * d}, m.options());
-  Tensor dm = at::empty_like(m);
+  Tensor dz = pooled_empty({M, n * 4 * d}, m.options());
+  Tensor dm = pooled_empty(m.sizes(), m.options());
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstm_gates_backward", [&] {
     std::vector<const scalar_t*> dhp, dmnp, mp, mnp;
     std::vector<scalar_t*> dmp;
@@ -238,15 +273,20 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
   const Plan p(slots, starts, group_dims, group_sizes, groups, stat.size(2), stat.size(3));
   const int64_t D = p.D, G = p.G, B = p.B, d = p.d, S = stat.size(1);
   const int64_t cell = B * d;
-  Tensor buffer = at::empty({2, p.total + S, B, d}, stat.options());
+  Tensor buffer = pooled_empty({2, p.total + S, B, d}, stat.options());
   buffer.narrow(1, p.total, S).copy_(stat);
-  Tensor m_all = at::empty({p.total, B, d}, stat.options());
+  Tensor m_all = pooled_empty({p.total, B, d}, stat.options());
   std::vector<Tensor> Hs, acts, noises;
   for (size_t t = 0; t < group_sizes.size(); ++t) {
-    Hs.push_back(at::empty({G, p.offsets.back(), D * d}, stat.options()));
-    acts.push_back(at::empty({G, p.offsets.back(), group_sizes[t] * 5 * d}, stat.options()));
+    Hs.push_back(pooled_empty({G, p.offsets.back(), D * d}, stat.options()));
+    acts.push_back(pooled_empty({G, p.offsets.back(), group_sizes[t] * 5 * d}, stat.options()));
   }
   Tensor noise;  // the previous step's dropout factors on its depth outputs
+  // One workspace for every step's pre-activations (fresh large buffers per step cost page
+  // faults that measured as much as the arithmetic).
+  const int64_t widest = *std::max_element(group_sizes.begin(), group_sizes.end()) * 4 * d;
+  const int64_t most = *std::max_element(p.slots.begin(), p.slots.end()) / G * B;
+  Tensor workspace = pooled_empty({G * most * widest}, stat.options());
   AT_DISPATCH_FLOATING_TYPES(stat.scalar_type(), "hyperplane_forward", [&] {
     using T = scalar_t;
     T* bh = buffer.data_ptr<T>();
@@ -297,8 +337,11 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
                           hnew + row * d, d * sizeof(T));
           }
         }
-        Tensor z = biases[t].numel() ? at::baddbmm(biases[t], Ht, weights[t])
-                                     : at::bmm(Ht, weights[t]);
+        Tensor z = workspace.narrow(0, 0, G * r * B * n * 4 * d).view({G, r * B, n * 4 * d});
+        if (biases[t].numel())
+          at::baddbmm_out(z, biases[t], Ht, weights[t]);
+        else
+          at::bmm_out(z, Ht, weights[t]);
         std::vector<const T*> mp;
         std::vector<T*> hp, mnp;
         for (int64_t k = 0; k < n; ++k) {
@@ -339,12 +382,12 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> hyperplane_backward
   const Plan p(slots, starts, group_dims, group_sizes, groups, grad.size(2), grad.size(3));
   const int64_t D = p.D, G = p.G, B = p.B, d = p.d, cell = B * d;
   const size_t count = group_sizes.size();
-  Tensor dbuffer = at::empty({2, p.total + static_rows, B, d}, grad.options());
+  Tensor dbuffer = pooled_empty({2, p.total + static_rows, B, d}, grad.options());
   dbuffer.narrow(1, 0, p.total).copy_(grad);
   dbuffer.narrow(1, p.total, static_rows).zero_();
   std::vector<Tensor> dzs, weights_t;
   for (size_t t = 0; t < count; ++t) {
-    dzs.push_back(at::empty({G, p.offsets.back(), group_sizes[t] * 4 * d}, grad.options()));
+    dzs.push_back(pooled_empty({G, p.offsets.back(), group_sizes[t] * 4 * d}, grad.options()));
     weights_t.push_back(weights[t].transpose(1, 2));
   }
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "hyperplane_backward", [&] {
@@ -352,11 +395,13 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> hyperplane_backward
     T* dbh = dbuffer.data_ptr<T>();
     T* dbm = dbh + (p.total + static_rows) * cell;
     const T* bm = m_all.const_data_ptr<T>();
-    Tensor dh_t, dm_in_t;
+    // Workspaces for every step (see hyperplane_forward).
+    const int64_t most = *std::max_element(p.slots.begin(), p.slots.end());
+    Tensor dh_t = pooled_empty({D * most * cell}, grad.options());
+    Tensor dm_in_t = pooled_empty({D * most * cell}, grad.options());
+    Tensor dH_t = pooled_empty({most * B * D * d}, grad.options());
     for (int64_t s = p.steps - 1; s >= 0; --s) {
       const int64_t R = p.slots[s], r = R / G, rows = R * B, at = p.starts[s];
-      dh_t = at::empty({D * R, B, d}, grad.options());
-      dm_in_t = at::empty({D * R, B, d}, grad.options());
       T* dh = dh_t.data_ptr<T>();
       T* dm_in = dm_in_t.data_ptr<T>();
       std::memcpy(dh, dbh + at * cell, D * R * cell * sizeof(T));
@@ -377,7 +422,8 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> hyperplane_backward
         const Rows blocks{r * B, p.offsets.back()};
         gates_backward<T>(dhp, dmnp, acts[t].const_data_ptr<T>() + p.offsets[s] * n * 5 * d,
                           blocks, mp, mnp, dz.data_ptr<T>(), blocks, dmp, rows, d, false);
-        Tensor dH = at::bmm(dz, weights_t[t]);  // (G, r B, D d), contiguous
+        Tensor dH = dH_t.narrow(0, 0, rows * D * d).view({G, r * B, D * d});
+        at::bmm_out(dH, dz, weights_t[t]);
         const T* dHp = dH.const_data_ptr<T>();
         // This group's new h replaced the gathered one: from here on it reaches the
         // output only through H.
@@ -447,8 +493,8 @@ std::tuple<Tensor, Tensor, Tensor> scan_forward(const Tensor& z_in_, const Tenso
                                                 bool keep) {
   Tensor z_in = z_in_.contiguous();
   const int64_t T_ = z_in.size(0), B = z_in.size(1), d = h0.size(-1);
-  Tensor hs = at::empty({T_, B, d}, z_in.options()), ms = at::empty_like(hs);
-  Tensor act = at::empty({keep ? T_ : 1, B, 5 * d}, z_in.options());
+  Tensor hs = pooled_empty({T_, B, d}, z_in.options()), ms = pooled_empty(hs.sizes(), hs.options());
+  Tensor act = pooled_empty({keep ? T_ : 1, B, 5 * d}, z_in.options());
   Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
   Tensor z = at::empty({B, 4 * d}, z_in.options());
   AT_DISPATCH_FLOATING_TYPES(z_in.scalar_type(), "scan_forward", [&] {
@@ -494,7 +540,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> scan_backward(
   Tensor dhs = dhs_.contiguous(), dms = dms_.contiguous();
   const int64_t T_ = hs.size(0), B = hs.size(1), d = hs.size(2);
   Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
-  Tensor dz_all = at::empty({T_, B, 4 * d}, hs.options());
+  Tensor dz_all = pooled_empty({T_, B, 4 * d}, hs.options());
   Tensor dh = at::zeros({B, d}, hs.options()), dm = at::zeros({B, d}, hs.options());
   Tensor w_t = w_prev.t();
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "scan_backward", [&] {
@@ -536,9 +582,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> scan_priority_forward
   Tensor depth_in = depth_in_.contiguous(), m_depth = m_depth_.contiguous();
   const int64_t T_ = depth_in.size(0), B = depth_in.size(1), d = h0.size(-1);
   auto opts = depth_in.options();
-  Tensor hs = at::empty({T_, B, d}, opts), ms = at::empty_like(hs);
-  Tensor hds = at::empty_like(hs), mds = at::empty_like(hs);
-  Tensor act_t = at::empty({keep ? T_ : 1, B, 5 * d}, opts), act_d = at::empty_like(act_t);
+  Tensor hs = pooled_empty({T_, B, d}, opts), ms = pooled_empty(hs.sizes(), hs.options());
+  Tensor hds = pooled_empty(hs.sizes(), hs.options()), mds = pooled_empty(hs.sizes(), hs.options());
+  Tensor act_t = pooled_empty({keep ? T_ : 1, B, 5 * d}, opts), act_d = pooled_empty(act_t.sizes(), act_t.options());
   Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
   Tensor zd = at::empty({B, 4 * d}, opts), zt = at::empty({B, 4 * d}, opts);
   AT_DISPATCH_FLOATING_TYPES(depth_in.scalar_type(), "scan_priority_forward", [&] {
@@ -585,8 +631,8 @@ scan_priority_backward(const Tensor& dhs_, const Tensor& dms_, const Tensor& dhd
   const int64_t T_ = hs.size(0), B = hs.size(1), d = hs.size(2);
   auto opts = hs.options();
   Tensor real = real_.has_value() ? real_->contiguous() : Tensor();
-  Tensor dzt_all = at::empty({T_, B, 4 * d}, opts), dzd_all = at::empty_like(dzt_all);
-  Tensor dm_depth = at::empty({T_, B, d}, opts);
+  Tensor dzt_all = pooled_empty({T_, B, 4 * d}, opts), dzd_all = pooled_empty(dzt_all.sizes(), dzt_all.options());
+  Tensor dm_depth = pooled_empty({T_, B, d}, opts);
   Tensor dh = at::zeros({B, d}, opts), dm = at::zeros({B, d}, opts);
   Tensor wt_prev = w_time_prev.t(), wt_new = w_time_new.t(), wd_prev = w_depth_prev.t();
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "scan_priority_backward", [&] {
