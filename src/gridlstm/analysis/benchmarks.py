@@ -159,9 +159,13 @@ def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) 
     backends that can, plus the per-cell peer, all against nn.LSTM at the same shape."""
     d, layers = args.hidden, args.layers
     nets: dict[str, nn.Module] = {}
-    variants = {"time-priority": {"priority": [0]}, "paper-form": {"output_form": "paper"}}
+    variants = {
+        "time-priority": {"priority": [0]},
+        "time-priority, tied": {"priority": [0], "tied": True},
+        "paper-form": {"output_form": "paper"},
+    }
     for variant, options in variants.items():
-        for backend in ("scan", "hyperplane"):
+        for backend in ("scan", "hyperplane") if "tied" not in variant else ("scan",):
             nets[f"{variant}/{backend}"] = GridLSTM(
                 d, d, layers, grid_dims=1, backend=backend, batch_first=True, **options
             )

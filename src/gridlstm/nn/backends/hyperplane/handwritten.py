@@ -282,11 +282,15 @@ class HyperplaneSteps(torch.autograd.Function):
         return (None, None, None, dbuffer[:, total:], *dweights, *dbiases)
 
 
-def run(layout: Layout, static: Tensor, params: list, dropout: float = 0.0) -> Tensor:
-    """`HyperplaneSteps` applied: every step's (h, m), (2, rows, B, d). Under autocast the
-    GEMMs run in its dtype and the LSTM arithmetic, the state and the outputs stay in the
-    input's floating type (more precise than the per-op steps, whose gates autocast leaves
-    in the GEMMs' dtype)."""
+def run(
+    layout: Layout, static: Tensor, params: list, picks: tuple[Tensor, Tensor], dropout: float = 0.0
+) -> Tensor:
+    """`HyperplaneSteps` applied, returning the output rows ``picks`` = (rows of h, rows of m)
+    back to back, (len(picks[0]) + len(picks[1]), B, d). Under autocast the GEMMs run in its
+    dtype and the LSTM arithmetic, the state and the outputs stay in the input's floating type
+    (more precise than the per-op steps, whose gates autocast leaves in the GEMMs' dtype).
+    Without autocast, on a CPU, the native loop runs instead (`gridlstm.nn.backends.native`;
+    same function)."""
     device = static.device.type
     gemm_dtype = static.dtype
     # Autocast casts float32 and 16-bit inputs of its GEMMs, never float64 ones: a float64
@@ -296,8 +300,9 @@ def run(layout: Layout, static: Tensor, params: list, dropout: float = 0.0) -> T
     if gemm_dtype == static.dtype and native.applies(static):
         from gridlstm.nn.backends.native import functions  # needs the built library
 
-        return functions.hyperplane_steps(layout, static, params, dropout)
-    return HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
+        return functions.hyperplane_steps(layout, static, params, dropout, picks)
+    out = HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
+    return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
 
 
 def layout(plan: Plan, stack: LayerStack) -> Layout:

@@ -89,9 +89,16 @@ def run(
         params = [e[2] for e in entries] + [e[3] for e in entries]
         static = torch.stack([static_all["h"], static_all["m"]])
         p = dropout.p if dropout.training else 0.0
-        h_all, m_all = handwritten.run(handwritten.layout(plan, stack), static, params, p).unbind(0)
-        columns = [h_all.index_select(0, plan.top_rows[dim]) for dim in output_dims]
-        ends = [tuple(t.index_select(0, rows) for t in (h_all, m_all)) for rows in plan.last_rows]
+        # The rows read: each output dimension's top h, then the far-end cells' h, then their m.
+        tops = [plan.top_rows[dim] for dim in output_dims]
+        none = tops[0].new_empty(0)  # a 1-LSTM (K = 0) has no far-end cells
+        picks = (torch.cat([*tops, *plan.last_rows]), torch.cat([none, *plan.last_rows]))
+        rows = handwritten.run(handwritten.layout(plan, stack), static, params, picks, p)
+        h_rows, m_rows = rows.split([len(picks[0]), len(picks[1])])
+        counts = [len(t) for t in plan.last_rows]
+        columns = list(h_rows.split([len(t) for t in tops] + [sum(counts)])[: len(tops)])
+        h_ends = h_rows[len(h_rows) - sum(counts) :].split(counts)
+        ends = list(zip(h_ends, m_rows.split(counts), strict=True))
         return _shaped(columns, ends, sizes, L)
 
     stack = stack if batched else None

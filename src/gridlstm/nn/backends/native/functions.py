@@ -78,26 +78,28 @@ class NativeHyperplaneSteps(torch.autograd.Function):
     same arguments (without the GEMM dtype: no autocast here), same result."""
 
     @staticmethod
-    def forward(ctx, layout: Layout, dropout: float, static: Tensor, *params: Tensor | None):  # noqa: D102
+    def forward(  # noqa: D102
+        ctx, layout: Layout, dropout: float, picks: tuple, static: Tensor, *params: Tensor | None
+    ) -> Tensor:
         count = len(layout.transforms)
         weights, biases = list(params[:count]), params[count:]
         dims, sizes = _flat_groups(layout)
         keep = any(ctx.needs_input_grad)
         none = static.new_empty(0)
-        out, Hs, acts, m_all, noises = ops.hyperplane_forward(
+        rows, Hs, acts, m_all, noises = ops.hyperplane_forward(
             static, weights, [none if b is None else b for b in biases],
             list(layout.index_h), list(layout.index_m), list(layout.slots),
-            list(layout.starts), dims, sizes, layout.groups, dropout, keep,
+            list(layout.starts), dims, sizes, layout.groups, dropout, keep, *picks,
         )  # fmt: skip
-        ctx.layout, ctx.counts = layout, (count, len(noises))
+        ctx.layout, ctx.count, ctx.picks = layout, count, picks
         ctx.has_bias = [int(b is not None) for b in biases]
         ctx.save_for_backward(*weights, *Hs, *acts, m_all, *noises)
-        return out
+        return rows
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
-        layout, count = ctx.layout, ctx.counts[0]
+        layout, count = ctx.layout, ctx.count
         saved = list(ctx.saved_tensors)
         weights, Hs, acts = saved[:count], saved[count : 2 * count], saved[2 * count : 3 * count]
         m_all, noise = saved[3 * count], saved[3 * count + 1 :]
@@ -105,16 +107,18 @@ class NativeHyperplaneSteps(torch.autograd.Function):
         dstatic, dweights, dbiases = ops.hyperplane_backward(
             grad, weights, Hs, acts, m_all, noise, list(layout.index_h), list(layout.index_m),
             list(layout.slots), list(layout.starts), dims, sizes, layout.groups,
-            layout.static_rows, ctx.has_bias,
+            layout.static_rows, ctx.has_bias, *ctx.picks,
         )  # fmt: skip
         dbiases = [db if has else None for db, has in zip(dbiases, ctx.has_bias, strict=True)]
-        return (None, None, dstatic, *dweights, *dbiases)
+        return (None, None, None, dstatic, *dweights, *dbiases)
 
 
-def hyperplane_steps(layout: Layout, static: Tensor, params: list, dropout: float) -> Tensor:
-    """Every step's (h, m), (2, rows, B, d), as `handwritten.run` returns it."""
+def hyperplane_steps(
+    layout: Layout, static: Tensor, params: list, dropout: float, picks: tuple[Tensor, Tensor]
+) -> Tensor:
+    """The output rows ``picks`` (of h, then of m), as `handwritten.run` returns them."""
     with torch.autocast("cpu", enabled=False):
-        return NativeHyperplaneSteps.apply(layout, dropout, static, *params)
+        return NativeHyperplaneSteps.apply(layout, dropout, picks, static, *params)
 
 
 # ---------------------------------------------------------------- scan time loops

@@ -261,14 +261,15 @@ struct Plan {
   int64_t dim(int64_t group, int64_t k) const { return group_dims[group_first[group] + k]; }
 };
 
-// out (2, total, B, d): every step's (h, m); saved for the backward: per transform group
+// The rows pick_h of every step's h, then the rows pick_m of its m; saved for the backward: per transform group
 // H (G, B sum r, D d) and act (G, B sum r, n 5d); the gathered m (total, B, d); dropout
 // noise per step after the first.
 std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>, Tensor, std::vector<Tensor>>
 hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList biases,
                    at::TensorList index_h, at::TensorList index_m, at::IntArrayRef slots,
                    at::IntArrayRef starts, at::IntArrayRef group_dims,
-                   at::IntArrayRef group_sizes, int64_t groups, double dropout, bool keep) {
+                   at::IntArrayRef group_sizes, int64_t groups, double dropout, bool keep,
+                   const Tensor& pick_h, const Tensor& pick_m) {
   TORCH_CHECK(stat.dim() == 4 && stat.size(0) == 2, "hyperplane: static must be (2, S, B, d)");
   const Plan p(slots, starts, group_dims, group_sizes, groups, stat.size(2), stat.size(3));
   const int64_t D = p.D, G = p.G, B = p.B, d = p.d, S = stat.size(1);
@@ -363,28 +364,31 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
       }
     }
   });
+  // Only the rows the caller reads (top outputs, final states): their gradients are all a
+  // backward receives, so no gradient of the whole buffer is ever materialised.
+  Tensor picked = at::cat({buffer[0].index_select(0, pick_h), buffer[1].index_select(0, pick_m)});
   if (!keep) {
     Hs.clear();
     acts.clear();
     m_all = at::empty({0}, stat.options());
   }
-  return {buffer.narrow(1, 0, p.total), Hs, acts, m_all, noises};
+  return {picked, Hs, acts, m_all, noises};
 }
 
 // Gradients of hyperplane_forward: (d static (2, S, B, d), d weights, d biases).
 std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> hyperplane_backward(
-    const Tensor& grad_in, at::TensorList weights, at::TensorList Hs, at::TensorList acts,
+    const Tensor& grad, at::TensorList weights, at::TensorList Hs, at::TensorList acts,
     const Tensor& m_all, at::TensorList noises, at::TensorList index_h, at::TensorList index_m,
     at::IntArrayRef slots, at::IntArrayRef starts, at::IntArrayRef group_dims,
-    at::IntArrayRef group_sizes, int64_t groups, int64_t static_rows,
-    at::IntArrayRef has_bias) {
-  const Tensor& grad = grad_in;
-  const Plan p(slots, starts, group_dims, group_sizes, groups, grad.size(2), grad.size(3));
+    at::IntArrayRef group_sizes, int64_t groups, int64_t static_rows, at::IntArrayRef has_bias,
+    const Tensor& pick_h, const Tensor& pick_m) {
+  const Plan p(slots, starts, group_dims, group_sizes, groups, grad.size(1), grad.size(2));
   const int64_t D = p.D, G = p.G, B = p.B, d = p.d, cell = B * d;
   const size_t count = group_sizes.size();
   Tensor dbuffer = pooled_empty({2, p.total + static_rows, B, d}, grad.options());
-  dbuffer.narrow(1, 0, p.total).copy_(grad);
-  dbuffer.narrow(1, p.total, static_rows).zero_();
+  dbuffer.zero_();
+  dbuffer[0].index_add_(0, pick_h, grad.narrow(0, 0, pick_h.size(0)));
+  dbuffer[1].index_add_(0, pick_m, grad.narrow(0, pick_h.size(0), pick_m.size(0)));
   std::vector<Tensor> dzs, weights_t;
   for (size_t t = 0; t < count; ++t) {
     dzs.push_back(pooled_empty({G, p.offsets.back(), group_sizes[t] * 4 * d}, grad.options()));
@@ -683,12 +687,13 @@ TORCH_LIBRARY(gridlstm, m) {
   m.def(
       "hyperplane_forward(Tensor static, Tensor[] weights, Tensor[] biases, Tensor[] index_h, "
       "Tensor[] index_m, int[] slots, int[] starts, int[] group_dims, int[] group_sizes, "
-      "int groups, float dropout, bool keep) -> (Tensor, Tensor[], Tensor[], Tensor, Tensor[])");
+      "int groups, float dropout, bool keep, Tensor pick_h, Tensor pick_m) "
+      "-> (Tensor, Tensor[], Tensor[], Tensor, Tensor[])");
   m.def(
       "hyperplane_backward(Tensor grad, Tensor[] weights, Tensor[] H, Tensor[] act, Tensor m, "
       "Tensor[] noise, Tensor[] index_h, Tensor[] index_m, int[] slots, int[] starts, "
-      "int[] group_dims, int[] group_sizes, int groups, int static_rows, int[] has_bias) "
-      "-> (Tensor, Tensor[], Tensor[])");
+      "int[] group_dims, int[] group_sizes, int groups, int static_rows, int[] has_bias, "
+      "Tensor pick_h, Tensor pick_m) -> (Tensor, Tensor[], Tensor[])");
   m.def(
       "scan_forward(Tensor z_in, Tensor h0, Tensor c0, Tensor w_prev, Tensor? real, "
       "bool paper, bool keep) -> (Tensor, Tensor, Tensor)");
