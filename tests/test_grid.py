@@ -183,7 +183,9 @@ def test_auto_backend_choice():
     assert build(0, "plain").backend == "hyperplane"
     for case in ("paper-form", "peephole", "coupled-peephole"):
         assert build(1, case).backend == "scan", case
-    assert build(1, "time-priority").backend == "hyperplane"  # measured faster there
+    assert build(1, "time-priority").backend == "scan"  # measured faster there, untied
+    tied = GridLSTM(IN, D, L, 1, priority=[0], tied=True)
+    assert tied.backend == "hyperplane"  # measured faster there, tied
     assert build(1, "input-on-grid-dim").backend == "hyperplane"
     assert build(2, "plain").backend == "hyperplane"
 

@@ -180,7 +180,7 @@ def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) 
     results, seconds = against_lstm(args, nets, device, dtype, python_rows=native)
     peer = seconds["time-priority/LSTMCell loop"]
     for name in results:
-        if name.startswith("time-priority/") and not name.endswith("loop"):
+        if name.startswith("time-priority") and not name.endswith("loop"):
             results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
     for name in native:
         results[name]["native_speedup"] = seconds[f"{name}, python steps"] / seconds[name]

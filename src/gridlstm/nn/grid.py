@@ -250,9 +250,10 @@ class GridLSTM(nn.Module):
             )
         if backend == "auto":
             # With time priority the scan runs both transforms inside its loop, which measured
-            # slower than the hyperplane scheduler for tied networks (docs/benchmarks.md).
-            if self.grid_dims == 1 and 0 in self.priority and not blockers["scan"]:
-                blockers["scan"] = "time priority (slower than hyperplane there)"
+            # slower than the hyperplane scheduler for tied networks (one GEMM for all layers
+            # per hyperplane there) and faster for untied ones (docs/benchmarks.md).
+            if self.grid_dims == 1 and 0 in self.priority and self.tied and not blockers["scan"]:
+                blockers["scan"] = "tied time priority (slower than hyperplane there)"
             backend = next(b for b in ("fast", "scan", "hyperplane") if not blockers.get(b))
         self._backend = backend
 
