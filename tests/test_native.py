@@ -286,3 +286,13 @@ def test_buffers_still_referenced_are_never_reused(backend):
     grads = torch.autograd.grad(first.square().sum(), list(net.parameters()))
     for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-7)
+
+
+def test_the_build_command_reports_and_fails_when_switched_off(monkeypatch, capsys):
+    from gridlstm.nn.backends.native.__main__ import main
+
+    assert main() == 0
+    assert "native CPU steps (" in capsys.readouterr().out
+    monkeypatch.setenv("GRIDLSTM_NATIVE", "off")
+    assert main() == 1
+    assert "switched off" in capsys.readouterr().out

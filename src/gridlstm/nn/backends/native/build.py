@@ -11,6 +11,7 @@ the others wait for it. The library registers its ops under ``torch.ops.gridlstm
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -59,13 +60,25 @@ def cache_dir(target: str) -> Path:
     return Path(root) / tag
 
 
+def cpp_extension():  # noqa: ANN201 - the module
+    """`torch.utils.cpp_extension`, imported without its log line about a missing CUDA
+    runtime (irrelevant to a CPU build)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as module
+    finally:
+        logger.setLevel(level)
+    return module
+
+
 def missing_tool() -> str | None:
     """What a build needs and this machine lacks, named for the one-line message."""
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         return f"no C++ compiler ({compiler!r} is not on PATH; install g++ or set CXX)"
-    from torch.utils.cpp_extension import is_ninja_available
-
+    is_ninja_available = cpp_extension().is_ninja_available
     if not is_ninja_available():
         # The ninja wheel (a dependency) puts its binary in the environment's bin folder,
         # which is not on PATH when the environment's python runs unactivated.
@@ -91,12 +104,12 @@ def load() -> bool:
         directory = cache_dir(target)
         try:
             from filelock import FileLock
-            from torch.utils.cpp_extension import load as cpp_load
 
             directory.mkdir(parents=True, exist_ok=True)
+            _STATE["built"] = not (directory / "gridlstm_native.so").exists()
             start = time.perf_counter()
             with FileLock(str(directory / "build.lock"), timeout=LOCK_TIMEOUT):
-                path = cpp_load(
+                path = cpp_extension().load(
                     name="gridlstm_native",
                     sources=[str(SOURCE)],
                     extra_cflags=flags(target),
@@ -121,5 +134,5 @@ def load() -> bool:
 
 
 def build_info() -> dict[str, object]:
-    """What `load` did: loaded, and the build (or cache-load) seconds, path or reason."""
+    """What `load` did: loaded, built (or found in the cache), seconds, path or reason."""
     return dict(_STATE)
