@@ -296,3 +296,18 @@ def test_the_build_command_reports_and_fails_when_switched_off(monkeypatch, caps
     monkeypatch.setenv("GRIDLSTM_NATIVE", "off")
     assert main() == 1
     assert "switched off" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["standard", "paper"])
+def test_gate_op_double_backward(paper):
+    """create_graph=True differentiates the gate op's backward (through the PyTorch
+    arithmetic): second derivatives as gradgradcheck computes them numerically."""
+    torch.manual_seed(0)
+    z = torch.randn(4, 2 * 4 * 3, dtype=torch.float64, requires_grad=True)
+    m = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(z, m):
+        h, m_new, _ = torch.ops.gridlstm.lstm_gates(z, m, paper)
+        return h, m_new
+
+    assert torch.autograd.gradgradcheck(f, (z, m))

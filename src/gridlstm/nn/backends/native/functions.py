@@ -40,16 +40,37 @@ def _gates_backward_fake(
 def _gates_setup(ctx, inputs: tuple, output: tuple) -> None:
     z, m, paper = inputs
     h, m_new, act = output
-    ctx.save_for_backward(act, m, m_new)
+    ctx.save_for_backward(act, m, m_new, z)
     ctx.paper, ctx.z_dtype = paper, z.dtype
 
 
 def _gates_backward(ctx, dh: Tensor | None, dm_new: Tensor | None, _dact: None) -> tuple:
-    act, m, m_new = ctx.saved_tensors
+    act, m, m_new, z = ctx.saved_tensors
     dh = torch.zeros_like(m) if dh is None else dh
     dm_new = torch.zeros_like(m) if dm_new is None else dm_new
+    if torch.is_grad_enabled():  # create_graph=True: a differentiable backward is wanted
+        return (*_pytorch_gates_backward(z, m, dh, dm_new, ctx.paper), None)
     dz, dm = ops.lstm_gates_backward(dh, dm_new, act, m, m_new, ctx.paper)
     return dz.to(ctx.z_dtype), dm, None
+
+
+def _pytorch_gates_backward(
+    z: Tensor, m: Tensor, dh: Tensor, dm_new: Tensor, paper: bool
+) -> tuple[Tensor, Tensor]:
+    """The gate op's backward through the PyTorch arithmetic, itself differentiable: double
+    backward (gradient penalties, Hessian-vector products) gets true second derivatives."""
+    from gridlstm.nn.backends.native import python_steps
+    from gridlstm.nn.block import lstm_pointwise
+
+    n, rows, d = m.shape
+    with python_steps():
+        h, m_new = lstm_pointwise(
+            z.view(rows, n, 4 * d), m.permute(1, 0, 2), (None, None, None), False,
+            "paper" if paper else "standard",
+        )  # fmt: skip
+    grads = (dh.permute(1, 0, 2), dm_new.permute(1, 0, 2))
+    dz, dm = torch.autograd.grad((h, m_new), (z, m), grads, create_graph=True)
+    return dz, dm
 
 
 torch.library.register_autograd(
