@@ -326,16 +326,20 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
       for (size_t t = 0; t < group_sizes.size(); ++t) {
         const int64_t n = group_sizes[t];
         Tensor Ht = Hs[t].narrow(1, p.offsets[s], r * B);
-        if (t > 0) {  // the previous group's H with its new h in place
-          Ht.copy_(Hs[t - 1].narrow(1, p.offsets[s], r * B));
-          const int64_t prev = t - 1;
+        if (t > 0) {  // the previous group's H with its new h in place, in one pass
+          std::vector<const T*> fresh(D, nullptr);  // per dimension: its new h, if any
+          for (int64_t k = 0; k < group_sizes[t - 1]; ++k) {
+            const int64_t dim = p.dim(t - 1, k);
+            fresh[dim] = bh + (at + dim * R) * cell;
+          }
+          const T* Hprev = Hs[t - 1].narrow(1, p.offsets[s], r * B).const_data_ptr<T>();
           T* Hq = Ht.data_ptr<T>();
-          for (int64_t k = 0; k < group_sizes[prev]; ++k) {
-            const int64_t dim = p.dim(prev, k);
-            const T* hnew = bh + (at + dim * R) * cell;
-            for (int64_t row = 0; row < rows; ++row)
-              std::memcpy(Hq + (row / (r * B)) * g_stride + (row % (r * B)) * D * d + dim * d,
-                          hnew + row * d, d * sizeof(T));
+          for (int64_t row = 0; row < rows; ++row) {
+            const int64_t where = (row / (r * B)) * g_stride + (row % (r * B)) * D * d;
+            for (int64_t dim = 0; dim < D; ++dim) {
+              const T* src = fresh[dim] ? fresh[dim] + row * d : Hprev + where + dim * d;
+              std::memcpy(Hq + where + dim * d, src, d * sizeof(T));
+            }
           }
         }
         Tensor z = workspace.narrow(0, 0, G * r * B * n * 4 * d).view({G, r * B, n * 4 * d});
