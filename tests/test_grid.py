@@ -358,7 +358,7 @@ def test_share_dims_with_tie_depth_lstm_is_refused_instead_of_dropping_the_tie()
 
 def test_assigning_a_backend_that_does_not_apply_is_refused():
     net = GridLSTM(
-        5, 4, 3, 1, priority=[0, "depth"], batch_first=True
+        5, 4, 3, 1, priority=[0, "depth"], batch_first=True, tied=True
     )  # time priority: no fast path
     assert net.backend == "hyperplane"
     with pytest.raises(ValueError, match="backend='fast' does not apply: time priority"):
@@ -366,7 +366,7 @@ def test_assigning_a_backend_that_does_not_apply_is_refused():
     assert net.backend == "hyperplane"  # unchanged
     with pytest.raises(ValueError, match="backend"):
         net.backend = "cudnn"
-    net.backend = "scan"  # applies, only not auto's choice
+    net.backend = "scan"  # applies, only not auto's choice (tied)
     net.backend = "auto"  # re-picks
     assert net.backend == "hyperplane"
     three = GridLSTM(5, 4, 3, 2)

@@ -56,6 +56,8 @@ def test_multirun_gives_one_directory_and_one_offline_wandb_run_per_job(cli):
     assert len(run_ids) == 2
 
 
+# 25-28 s; DDP also runs in the default suite through the language-model test below.
+@pytest.mark.slow
 def test_ddp_cpu_run_logs_the_same_metrics_as_a_cpu_run(cli):
     single = cli(*TINY, "logger=none")
     ddp = cli(*TINY, "logger=none", "hardware=ddp_cpu")

@@ -22,7 +22,7 @@ def make(tied: bool, priority: str, seed: int = 0) -> Grid2dLSTM:
 def test_grid2d_priority_names_map_to_dimensions(name, dims):
     grid = make(False, name)
     assert grid.priority == dims and grid.grid_dims == 1
-    assert grid.backend == ("hyperplane" if name == "time" else "fast")
+    assert grid.backend == ("scan" if name == "time" else "fast")  # untied time priority
 
 
 def test_priority_changes_the_output():

@@ -23,6 +23,8 @@ def statuses(sweep: Path) -> dict[str, str]:
     }
 
 
+# 20-23 s; sweeps on the basic launcher run in the default suite.
+@pytest.mark.slow
 def test_parallel_launcher_runs_each_job_once_in_its_own_process(cli):
     sweep = cli.cwd / "parallel"
     result = cli("-m", *ARGS, "hydra/launcher=parallel", f"hydra.sweep.dir={sweep}", "seed=1,2")
