@@ -311,3 +311,14 @@ def test_gate_op_double_backward(paper):
         return h, m_new
 
     assert torch.autograd.gradgradcheck(f, (z, m))
+
+
+def test_cpu_autocast_keeps_the_pytorch_steps(native_runs):
+    """Under CPU autocast the GEMMs run in its dtype, which the native loops do not: the
+    PyTorch steps run, also where the input itself stays float32 (no input projection)."""
+    net = GridLSTM(8, 8, 2, 1, backend="scan", batch_first=True, project_input=False)
+    x = torch.randn(2, 4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)[0]
+    assert native_runs == []
+    assert not torch.isnan(out).any()

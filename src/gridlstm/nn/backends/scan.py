@@ -128,12 +128,20 @@ def native_layer(
         return h_time, h_up, m_up, (h_time[-1], m_time[-1])
     time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)
     h_time, m_time = functions.NativeScan.apply(time_in, h0, c0, w_time[:, :d].t(), real, paper)
+    h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
+    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
+
+
+def depth_after_loop(
+    block: GridBlock, h_time: Tensor, h0: Tensor, h_depth: Tensor, m_depth: Tensor
+) -> Pair:
+    """The depth transform at every position at once (depth or no priority), from the time
+    vector it reads: the new one (depth priority) or the previous one (none)."""
     reads_new = stage(block, 1) > stage(block, 0)
     h_read = h_time if reads_new else torch.cat([h0[None], h_time[:-1]])
-    w_depth, b_depth = weights(depth)
+    w_depth, b_depth = weights(block.transforms[1])
     z = nn.functional.linear(torch.cat([h_read, h_depth], -1), w_depth, b_depth)
-    h_up, m_up = finish(depth, z, m_depth)
-    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
+    return finish(block.transforms[1], z, m_depth)
 
 
 def layer(
@@ -187,12 +195,7 @@ def layer(
         h, m = steps["recurrence"](time, time_in[t], h, m, w_prev, keeps[t])
         hs.append(h)
     h_time = torch.stack(hs)
-    # The depth transform at every position at once, from the time vector it reads.
-    reads_new = stage(block, 1) > stage(block, 0)
-    h_read = h_time if reads_new else torch.cat([h0[None], h_time[:-1]])
-    w_depth, b_depth = weights(depth)
-    z = nn.functional.linear(torch.cat([h_read, h_depth], -1), w_depth, b_depth)
-    h_up, m_up = finish(depth, z, m_depth)
+    h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
     return h_time, h_up, m_up, (h, m)
 
 

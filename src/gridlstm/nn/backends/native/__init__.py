@@ -33,10 +33,12 @@ def python_steps() -> Iterator[None]:
 
 def applies(t: Tensor) -> bool:
     """Whether the native steps may run on tensors like ``t`` now: a CPU float32/64 tensor,
-    not switched off, not traced by torch.compile, and the library loads."""
+    no CPU autocast, not switched off, not traced by torch.compile, and the library loads."""
     if _PYTHON[-1] or build.switched_off():
         return False
     if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_autocast_enabled("cpu"):  # its GEMMs run in autocast's dtype: PyTorch steps
         return False
     if torch.compiler.is_compiling():
         return False
