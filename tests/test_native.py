@@ -322,3 +322,14 @@ def test_cpu_autocast_keeps_the_pytorch_steps(native_runs):
         out = net(x)[0]
     assert native_runs == []
     assert not torch.isnan(out).any()
+
+
+def test_the_pool_keeps_at_most_512_mib_and_64_buffers():
+    """A run of ever-new shapes (translation's sentence lengths) must not pile up idle
+    buffers: the pool drops its oldest free ones beyond 64 buffers or 512 MiB."""
+    torch.manual_seed(0)
+    net = GridLSTM(8, 64, 2, 2, backend="hyperplane")
+    for width in range(4, 40):  # 36 shapes, each with buffers of a new size above 1 MiB
+        net(torch.randn(32, 12, width, 8))[0].sum().backward()
+    held, size, idle = torch.ops.gridlstm.pool_stats()
+    assert 0 < held <= 64 and idle <= size <= 512 * 2**20

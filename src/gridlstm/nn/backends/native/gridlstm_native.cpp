@@ -35,9 +35,33 @@ using Vec = at::vec::Vectorized<T>;
 // shapes every step, and fresh multi-megabyte allocations are returned to the system and
 // faulted back in page by page each time: on the 2-core development machine those page
 // faults measured as much time as the gate arithmetic. Buffers under 1 MiB use the ordinary
-// allocator; the pool holds at most kPoolEntries buffers, dropping the oldest free ones.
-constexpr int64_t kPoolMinBytes = 1 << 20;
+// allocator. The pool holds at most kPoolEntries buffers and kPoolBytes in all, dropping the
+// oldest free ones first, so a run of ever-new shapes keeps at most that much idle memory.
+constexpr int64_t kPoolMinBytes = int64_t(1) << 20;
+constexpr int64_t kPoolBytes = int64_t(512) << 20;
 constexpr size_t kPoolEntries = 64;
+
+struct Pool {
+  std::mutex mutex;
+  std::vector<Tensor> held;
+};
+
+Pool& pool_instance() {
+  static Pool pool;
+  return pool;
+}
+
+// (buffers held, bytes held, bytes of those nothing else references), for tests.
+std::vector<int64_t> pool_stats() {
+  Pool& p = pool_instance();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  int64_t bytes = 0, idle = 0;
+  for (const auto& t : p.held) {
+    bytes += static_cast<int64_t>(t.nbytes());
+    if (t.storage().use_count() == 1) idle += static_cast<int64_t>(t.nbytes());
+  }
+  return {static_cast<int64_t>(p.held.size()), bytes, idle};
+}
 
 Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
   int64_t numel = 1;
@@ -45,21 +69,27 @@ Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(
                                     c10::typeMetaToScalarType(options.dtype())));
   if (bytes < kPoolMinBytes) return at::empty(shape, options);
-  static std::mutex mutex;
-  static std::vector<Tensor> pool;
-  std::lock_guard<std::mutex> lock(mutex);
+  Pool& p = pool_instance();
+  std::vector<Tensor>& pool = p.held;
+  const auto unused = [](const Tensor& t) { return t.storage().use_count() == 1; };
+  std::lock_guard<std::mutex> lock(p.mutex);
   for (auto& held : pool) {
-    if (held.numel() == numel && held.dtype() == options.dtype() &&
-        held.storage().use_count() == 1)
+    if (held.numel() == numel && held.dtype() == options.dtype() && unused(held))
       return held.view(shape);  // nothing else references it: reuse
   }
   Tensor fresh = at::empty({numel}, options);
-  if (pool.size() >= kPoolEntries) {
-    auto free = std::find_if(pool.begin(), pool.end(),
-                             [](const Tensor& t) { return t.storage().use_count() == 1; });
-    if (free != pool.end()) pool.erase(free);
+  int64_t total = bytes;
+  for (const auto& held : pool) total += static_cast<int64_t>(held.nbytes());
+  for (auto it = pool.begin(); it != pool.end() &&
+                               (total > kPoolBytes || pool.size() >= kPoolEntries);) {
+    if (unused(*it)) {
+      total -= static_cast<int64_t>(it->nbytes());
+      it = pool.erase(it);
+    } else {
+      ++it;
+    }
   }
-  if (pool.size() < kPoolEntries) pool.push_back(fresh);
+  if (total <= kPoolBytes && pool.size() < kPoolEntries) pool.push_back(fresh);
   return fresh.view(shape);
 }
 
@@ -684,6 +714,7 @@ scan_priority_backward(const Tensor& dhs_, const Tensor& dms_, const Tensor& dhd
 }  // namespace
 
 TORCH_LIBRARY(gridlstm, m) {
+  m.def("pool_stats() -> int[]", &pool_stats);
   m.def("lstm_gates(Tensor z, Tensor m, bool paper) -> (Tensor, Tensor, Tensor)");
   m.def(
       "lstm_gates_backward(Tensor dh, Tensor dm_new, Tensor act, Tensor m, Tensor m_new, "
