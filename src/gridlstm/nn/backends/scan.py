@@ -17,7 +17,9 @@ priority. Per layer:
   for all positions at once.
 
 So a forward is L * T small sequential steps of a few ops each, against sum(sizes) + L - 1
-larger but far busier steps for the general hyperplane scheduler.
+larger but far busier steps for the general hyperplane scheduler. On a CPU, where the
+transforms in the loop are LSTMs without peepholes or coupled gates, the loop runs in C++
+(`native_layer`, `gridlstm.nn.backends.native`); the code here is its reference and fallback.
 """
 
 from __future__ import annotations
