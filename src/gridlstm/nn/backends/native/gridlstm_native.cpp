@@ -565,6 +565,27 @@ void pass_through(const bool* real, T* dz, T* dm_prev, const T* dm, int64_t B, i
   }
 }
 
+// The time transform's backward at step t of a scan: its gate derivatives into dz (B, 4d),
+// and the previous memory's gradient (returned). Padding rows (real false) keep the state:
+// no gate gradient, the memory's gradient passes through.
+template <typename T>
+Tensor time_step_backward(const Tensor& dh, const Tensor& dm, const Tensor& act, const Tensor& ms,
+                          const Tensor& c0, const Tensor& real_t, int64_t t, Tensor& dz,
+                          bool paper) {
+  const int64_t B = dh.size(0), d = dh.size(1);
+  const Tensor m_prev = t > 0 ? ms[t - 1] : c0.contiguous();
+  const Tensor mt = ms[t];
+  Tensor dm_prev = at::empty({B, d}, dh.options());
+  gates_backward<T>({dh.const_data_ptr<T>()}, {dm.const_data_ptr<T>()},
+                    act.const_data_ptr<T>() + t * B * 5 * d, {B, B},
+                    {m_prev.const_data_ptr<T>()}, {mt.const_data_ptr<T>()}, dz.data_ptr<T>(),
+                    {B, B}, {dm_prev.data_ptr<T>()}, B, d, paper);
+  if (real_t.defined())
+    pass_through<T>(real_t.const_data_ptr<bool>(), dz.data_ptr<T>(), dm_prev.data_ptr<T>(),
+                    dm.const_data_ptr<T>(), B, d, 4 * d);
+  return dm_prev;
+}
+
 // h_prev's gradient from dz: dz @ w^T (+ dh itself on padding rows, which kept h).
 void add_kept(Tensor& dh_prev, const Tensor& dh, const Tensor& real_t) {
   if (real_t.defined()) dh_prev.add_(dh * real_t.logical_not());
@@ -586,18 +607,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> scan_backward(
     for (int64_t t = T_ - 1; t >= 0; --t) {
       dh.add_(dhs[t]);
       dm.add_(dms[t]);
-      const Tensor m_prev = t > 0 ? ms[t - 1] : c0.contiguous();
       Tensor dz = dz_all[t];
-      Tensor dm_prev = at::empty({B, d}, hs.options());
-      Tensor mt = ms[t];
-      gates_backward<T>({dh.const_data_ptr<T>()}, {dm.const_data_ptr<T>()},
-                        act.const_data_ptr<T>() + t * B * 5 * d, {B, B},
-                        {m_prev.const_data_ptr<T>()}, {mt.const_data_ptr<T>()},
-                        dz.data_ptr<T>(), {B, B}, {dm_prev.data_ptr<T>()}, B, d, paper);
-      Tensor real_t = real.defined() ? real[t] : Tensor();
-      if (real_t.defined())
-        pass_through<T>(real_t.const_data_ptr<bool>(), dz.data_ptr<T>(),
-                        dm_prev.data_ptr<T>(), dm.const_data_ptr<T>(), B, d, 4 * d);
+      const Tensor real_t = real.defined() ? real[t] : Tensor();
+      Tensor dm_prev = time_step_backward<T>(dh, dm, act, ms, c0, real_t, t, dz, paper);
       Tensor dh_prev = at::mm(dz, w_t);
       add_kept(dh_prev, dh, real_t);
       dh = dh_prev;
@@ -678,17 +690,9 @@ scan_priority_backward(const Tensor& dhs_, const Tensor& dms_, const Tensor& dhd
     for (int64_t t = T_ - 1; t >= 0; --t) {
       dh.add_(dhs[t]);
       dm.add_(dms[t]);
-      const Tensor m_prev = t > 0 ? ms[t - 1] : c0.contiguous();
-      Tensor dzt = dzt_all[t], dzd = dzd_all[t], mt = ms[t], mdt = mds[t];
-      Tensor dm_prev = at::empty({B, d}, opts);
-      gates_backward<T>({dh.const_data_ptr<T>()}, {dm.const_data_ptr<T>()},
-                        act_t.const_data_ptr<T>() + t * B * 5 * d, {B, B},
-                        {m_prev.const_data_ptr<T>()}, {mt.const_data_ptr<T>()},
-                        dzt.data_ptr<T>(), {B, B}, {dm_prev.data_ptr<T>()}, B, d, paper_time);
-      Tensor real_t = real.defined() ? real[t] : Tensor();
-      if (real_t.defined())
-        pass_through<T>(real_t.const_data_ptr<bool>(), dzt.data_ptr<T>(),
-                        dm_prev.data_ptr<T>(), dm.const_data_ptr<T>(), B, d, 4 * d);
+      Tensor dzt = dzt_all[t], dzd = dzd_all[t], mdt = mds[t];
+      const Tensor real_t = real.defined() ? real[t] : Tensor();
+      Tensor dm_prev = time_step_backward<T>(dh, dm, act_t, ms, c0, real_t, t, dzt, paper_time);
       Tensor dhd = at::addmm(dhds[t], dzt, wt_new);
       Tensor dmd = dm_depth[t];
       gates_backward<T>({dhd.const_data_ptr<T>()}, {dmds[t].const_data_ptr<T>()},
