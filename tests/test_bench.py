@@ -8,6 +8,7 @@ import pytest
 
 from gridlstm import bench as command
 from gridlstm.analysis import benchmarks as bench
+from gridlstm.nn.backends.native import build as native_build
 
 
 def test_bench_writes_json_with_ratios(tmp_path, capsys):
@@ -45,6 +46,20 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
     per_op = g3["grid3d/hyperplane, per-op steps"]["seconds"]
     assert g3["per_op_speedup"] == pytest.approx(naive / per_op)
     assert min(results["mnist"]["seconds"], results["mnist"]["seconds_per_op_steps"]) > 0
+    # Where the native steps build, rows that have both paths time both.
+    mnist = results["mnist"]
+    if native_build.load():
+        speedup = mnist["seconds_python_steps"] / mnist["seconds"]
+        assert mnist["native_speedup"] == pytest.approx(speedup)
+        python_3d = g3["grid3d/hyperplane, python steps"]["seconds"]
+        assert g3["python_steps_speedup"] == pytest.approx(naive / python_3d)
+        scan = results["variants"]["paper-form/scan"]
+        python_scan = results["variants"]["paper-form/scan, python steps"]
+        ratio = scan["tokens_per_s"] / python_scan["tokens_per_s"]
+        assert scan["native_speedup"] == pytest.approx(ratio)
+        assert results["native_build"]["loaded"] is True
+    else:
+        assert "native_speedup" not in mnist and "native_build" not in results
     translation = results["translation"]
     for model in ("reencoder", "lstm_attention"):
         row = translation[model]

@@ -333,3 +333,13 @@ def test_the_pool_keeps_at_most_512_mib_and_64_buffers():
         net(torch.randn(32, 12, width, 8))[0].sum().backward()
     held, size, idle = torch.ops.gridlstm.pool_stats()
     assert 0 < held <= 64 and idle <= size <= 512 * 2**20
+
+
+def test_an_unknown_switch_value_is_named_once_and_leaves_the_steps_on(monkeypatch):
+    monkeypatch.setenv("GRIDLSTM_NATIVE", "maybe")
+    monkeypatch.setattr(build, "_WARNED_SWITCH", set())
+    with pytest.warns(RuntimeWarning, match=r"GRIDLSTM_NATIVE='maybe' is not one of 0, false"):
+        assert native.applies(torch.zeros(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        assert native.applies(torch.zeros(1))

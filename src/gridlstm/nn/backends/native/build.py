@@ -28,9 +28,24 @@ LOCK_TIMEOUT = 900.0  # seconds to wait for another process's build
 _STATE: dict[str, object] = {}  # "loaded": bool, "reason": str, "seconds": float, "path": str
 
 
+OFF = ("0", "false", "off", "no")
+ON = ("", "1", "true", "on", "yes")
+_WARNED_SWITCH: set[str] = set()
+
+
 def switched_off() -> bool:
-    """Whether the environment variable turns the native steps off."""
-    return os.environ.get(ENV_SWITCH, "").strip().lower() in ("0", "false", "off", "no")
+    """Whether the environment variable turns the native steps off. A value that is neither
+    on nor off leaves them on, with one warning naming the choices."""
+    value = os.environ.get(ENV_SWITCH, "").strip().lower()
+    if value not in OFF + ON and value not in _WARNED_SWITCH:
+        _WARNED_SWITCH.add(value)
+        warnings.warn(
+            f"gridlstm: {ENV_SWITCH}={value!r} is not one of {', '.join(OFF + ON[1:])}; "
+            "the native CPU steps stay on",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return value in OFF
 
 
 def capability() -> str:
