@@ -37,6 +37,10 @@ def _gates_backward_fake(
     return m.new_empty(rows, n * 4 * d), torch.empty_like(m)
 
 
+def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
 def _gates_setup(ctx, inputs: tuple, output: tuple) -> None:
     z, m, paper = inputs
     h, m_new, act = output
@@ -46,8 +50,7 @@ def _gates_setup(ctx, inputs: tuple, output: tuple) -> None:
 
 def _gates_backward(ctx, dh: Tensor | None, dm_new: Tensor | None, _dact: None) -> tuple:
     act, m, m_new, z = ctx.saved_tensors
-    dh = torch.zeros_like(m) if dh is None else dh
-    dm_new = torch.zeros_like(m) if dm_new is None else dm_new
+    dh, dm_new = _zeros_if_none(dh, m), _zeros_if_none(dm_new, m)
     if torch.is_grad_enabled():  # create_graph=True: a differentiable backward is wanted
         return (*_pytorch_gates_backward(z, m, dh, dm_new, ctx.paper), None)
     dz, dm = ops.lstm_gates_backward(dh, dm_new, act, m, m_new, ctx.paper)
@@ -143,10 +146,6 @@ def hyperplane_steps(
 
 
 # ---------------------------------------------------------------- scan time loops
-
-
-def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
 
 
 class NativeScan(torch.autograd.Function):

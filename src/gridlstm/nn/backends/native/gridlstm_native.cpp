@@ -310,7 +310,8 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
   std::vector<Tensor> Hs, acts, noises;
   for (size_t t = 0; t < group_sizes.size(); ++t) {
     Hs.push_back(pooled_empty({G, p.offsets.back(), D * d}, stat.options()));
-    acts.push_back(pooled_empty({G, p.offsets.back(), group_sizes[t] * 5 * d}, stat.options()));
+    if (keep)  // inference keeps no activations
+      acts.push_back(pooled_empty({G, p.offsets.back(), group_sizes[t] * 5 * d}, stat.options()));
   }
   Tensor noise;  // the previous step's dropout factors on its depth outputs
   // One workspace for every step's pre-activations (fresh large buffers per step cost page
@@ -403,7 +404,6 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
   Tensor picked = at::cat({buffer[0].index_select(0, pick_h), buffer[1].index_select(0, pick_m)});
   if (!keep) {
     Hs.clear();
-    acts.clear();
     m_all = at::empty({0}, stat.options());
   }
   return {picked, Hs, acts, m_all, noises};
