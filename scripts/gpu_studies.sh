@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The GPU study queue (issue: evidence for the paper's claims). Runs the studies of
+# scripts/gpu_studies.yaml side by side on one GPU within a deadline, each job preemption-safe
+# (resume=auto in multirun/gpu_studies/<study>/<job>), and copies tables and metrics to
+# docs/claims/<claim>/gpu/. Run it again on a later GPU session to continue.
+#   scripts/gpu_studies.sh [--dry-run] [minutes=40] [jobs=16] [only=addition15,parity]
+# Data: MNIST IDX files under $GRIDLSTM_DATA_DIR/mnist/MNIST/raw; the Tatoeba pairs file in
+# $GRIDLSTM_TRANSLATION_FILE. A study whose data is missing is skipped with one line.
+# --dry-run: every job for a few steps at tiny sizes on the CPU, results under
+# multirun/gpu_studies/dry_run and docs/claims/<claim>/gpu_dry_run/ (or results=DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+args=()
+dry=false
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) dry=true; args+=("dry_run=true") ;;
+        -h|--help) exec python -m gridlstm.run.queue --help ;;
+        *) args+=("$arg") ;;
+    esac
+done
+if [[ "$dry" == false ]] && ! python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    echo "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU" >&2
+    exit 2
+fi
+export WANDB_MODE="${WANDB_MODE:-offline}"
+exec python -m gridlstm.run.queue studies=scripts/gpu_studies.yaml "${args[@]}"

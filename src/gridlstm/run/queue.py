@@ -1,0 +1,329 @@
+"""A study queue: many ``train.py`` jobs side by side under one wall-clock deadline.
+
+    python -m gridlstm.run.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
+        [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies] [results=docs/claims]
+
+Why not a Hydra multirun: a lent GPU machine is held for a fixed time, and whatever has not
+finished by then must be stopped so that a later session continues it. Each job here is its
+own ``train.py`` process in its own process group, in a stable run directory
+(``<runs>/<study>/<job>``) with ``resume=auto``. At the deadline each running job gets
+SIGTERM, which saves ``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the
+queue again continues it. A job whose run is ``completed`` is not started again.
+
+When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
+tables, curves and each job's ``metrics.json`` and overrides are copied to
+``<results>/<claim>/gpu/`` (``<results>/<claim>/gpu_dry_run/`` for a dry run; one study
+per claim), with
+``queue.json`` saying what ran where, for how long, and what was skipped.
+
+The studies file (YAML) maps a study name to:
+
+* ``claim``: the folder under ``results`` (e.g. ``addition_depth``);
+* ``overrides``: ``key=value`` strings every job gets;
+* ``grid``: ``{key: [values]}``, one job per combination (in file order);
+* ``needs``: optional ``{override_key: description}`` of data files that must exist
+  (a missing one skips the study with one line, naming the override to set);
+* ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from gridlstm.run import arguments
+from gridlstm.run.arguments import option
+from gridlstm.run.config import ConfigError
+
+STUDY_KEYS = {"claim", "overrides", "grid", "needs", "dry_run"}
+GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
+MIN_START_S = 60  # a job is not started with less time than this left
+
+
+@dataclass
+class QueueConfig:
+    studies: str = option("", "the studies file (YAML), e.g. scripts/gpu_studies.yaml")
+    minutes: float = option(40.0, "wall-clock deadline for the whole queue")
+    jobs: int = option(16, "jobs side by side")
+    dry_run: bool = option(False, "a few steps of every job at tiny sizes, on the CPU")
+    only: str = option("", "comma-separated study names (default: all)")
+    runs: str = option("multirun/gpu_studies", "run directories: <runs>/<study>/<job>")
+    results: str = option("docs/claims", "tables go to <results>/<claim>/gpu/")
+    threads: int = option(1, "CPU threads per job")
+
+
+@dataclass
+class Job:
+    study: str
+    name: str
+    overrides: list[str]
+    run_dir: Path
+    log: Path
+    status: str = "queued"
+    seconds: float = 0.0
+    returncode: int | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def job_name(combo: dict[str, Any]) -> str:
+    """A folder name from the swept values: ``model=grid2d, model.net.num_layers=4`` gives
+    ``grid2d-num_layers4`` (the model by name, other keys by their last part)."""
+    parts = [str(v) if k == "model" else f"{str(k).split('.')[-1]}{v}" for k, v in combo.items()]
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts)) or "job"
+
+
+def load_studies(path: Path) -> dict[str, dict[str, Any]]:
+    """The studies file, checked: one ConfigError naming the study and key that is wrong."""
+    if not path.is_file():
+        raise ConfigError(f"studies={path}: no such file")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
+    claims: dict[str, str] = {}
+    for name, study in raw.items():
+        if not isinstance(study, dict):
+            raise ConfigError(f"{path}: study {name!r} must be a mapping")
+        unknown = set(study) - STUDY_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{path}: study {name!r} has unknown keys {sorted(unknown)}; "
+                f"valid keys: {', '.join(sorted(STUDY_KEYS))}"
+            )
+        if not study.get("claim"):
+            raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
+        if study["claim"] in claims:
+            raise ConfigError(f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
+                              f"claim {study['claim']!r}; each study needs its own folder")
+        claims[study["claim"]] = name
+        grid = study.get("grid") or {}
+        if not isinstance(grid, dict) or any(not isinstance(v, list) or not v
+                                             for v in grid.values()):  # fmt: skip
+            raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
+    return raw
+
+
+def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
+    grid = study.get("grid") or {}
+    base = [str(o) for o in study.get("overrides") or []]
+    if dry_run:
+        base += [str(o) for o in study.get("dry_run") or []]
+    base = [os.path.expandvars(o) for o in base]  # data paths: $GRIDLSTM_DATA_DIR, ...
+    jobs = []
+    for values in itertools.product(*grid.values()) if grid else [()]:
+        combo = dict(zip(grid.keys(), values, strict=True))
+        job = job_name(combo) if combo else name
+        run_dir = runs / name / job
+        overrides = base + [f"{k}={v}" for k, v in combo.items()]
+        jobs.append(Job(name, job, overrides, run_dir, run_dir.parent / f"{job}.log"))
+    return jobs
+
+
+def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
+    """A line naming the data a study needs and lacks, or None."""
+    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    for key, what in (study.get("needs") or {}).items():
+        value = given.get(key, "")
+        if not value or "$" in value or not Path(value).expanduser().exists():
+            return f"needs {what} ({key}={value or '?'}: not found; set it in the environment)"
+    return None
+
+
+def check_jobs(jobs: list[Job]) -> None:
+    """Compose every job's config before any starts: a typo in the studies file is one
+    ConfigError naming the job, not a failure found after the GPU's time has been spent."""
+    from gridlstm.run.config import compose_problem
+    from gridlstm.run.launch import register_resolvers
+    from gridlstm.train import conf_dir
+
+    conf = conf_dir()
+    if conf is None:
+        raise ConfigError("no conf/train.yaml found: run from the repository root")
+    register_resolvers()
+    for job in jobs:
+        if problem := compose_problem(job.overrides, conf):
+            raise ConfigError(f"{job.study}/{job.name}: {problem}")
+
+
+def read_status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class Queue:
+    """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic())."""
+
+    def __init__(self, jobs: list[Job], slots: int, deadline: float, threads: int) -> None:
+        self.jobs, self.slots, self.deadline, self.threads = jobs, slots, deadline, threads
+        self.lock = threading.Lock()
+        self.procs: set[subprocess.Popen] = set()
+
+    def command(self, job: Job) -> list[str]:
+        return [sys.executable, "-m", "gridlstm.train", *job.overrides, f"hydra.run.dir={job.run_dir}",
+                "resume=auto", "print_config=false", f"hardware.threads={self.threads}"]  # fmt: skip
+
+    def run_one(self, job: Job) -> None:
+        if read_status(job.run_dir) == "completed":
+            job.status, job.note = "done earlier", "completed in an earlier queue run"
+            return
+        left = self.deadline - time.monotonic()
+        if left < MIN_START_S:
+            job.status, job.note = "not started", f"only {left:.0f} s left of the deadline"
+            return
+        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(self.threads)}
+        start = time.monotonic()
+        with job.log.open("a") as log:
+            log.write(f"$ {' '.join(self.command(job))}\n")
+            log.flush()
+            proc = subprocess.Popen(self.command(job), stdout=log, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)  # fmt: skip
+            with self.lock:
+                self.procs.add(proc)
+            try:
+                proc.wait(timeout=max(self.deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:
+                job.note = "stopped at the deadline (SIGTERM); resume=auto continues it"
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=GRACE_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    job.note = "killed after the deadline's grace period"
+            finally:
+                with self.lock:
+                    self.procs.discard(proc)
+        job.seconds, job.returncode = round(time.monotonic() - start, 1), proc.returncode
+        job.status = read_status(job.run_dir) or ("failed" if proc.returncode else "no metrics")
+        print(f"[queue] {job.study}/{job.name}: {job.status} after {job.seconds:.0f} s"
+              + (f" ({job.note})" if job.note else ""), flush=True)  # fmt: skip
+
+    def run(self) -> None:
+        with ThreadPoolExecutor(max_workers=self.slots) as pool:
+            list(pool.map(self.run_one, self.jobs))
+
+    def stop_all(self) -> None:
+        with self.lock:
+            for proc in self.procs:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def interleave(groups: list[list[Job]]) -> list[Job]:
+    """One job of each study in turn, so that every study makes progress before the deadline."""
+    return [j for row in itertools.zip_longest(*groups) for j in row if j is not None]
+
+
+def device_name() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001  (a broken CUDA setup still gets a report)
+        pass
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def collect(name: str, study: dict[str, Any], jobs: list[Job], runs: Path, out: Path) -> None:
+    """Tables and per-job metrics of one study into ``out`` (replacing an earlier copy)."""
+    from gridlstm.analysis.tables import TableError, report
+
+    sweep = runs / name
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        report(sweep)
+    except TableError as error:
+        print(f"[queue] {name}: no table ({error})", flush=True)
+    for artefact in ("table.md", "table.csv", "table_seeds.csv", "curves.png"):
+        if (sweep / artefact).is_file():
+            shutil.copy2(sweep / artefact, out / artefact)
+    for job in jobs:
+        for part in ("metrics.json", ".hydra/overrides.yaml"):
+            if (job.run_dir / part).is_file():
+                target = out / "jobs" / job.name / Path(part).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(job.run_dir / part, target)
+
+
+def run(argv: list[str]) -> None:
+    cfg, _ = arguments.parse(argv, QueueConfig)
+    if not cfg.studies:
+        raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
+    if cfg.jobs < 1 or cfg.minutes <= 0 or cfg.threads < 1:
+        raise ConfigError("jobs, threads and minutes must be positive")
+    studies = load_studies(Path(cfg.studies))
+    chosen = [s for s in cfg.only.split(",") if s] or list(studies)
+    unknown = [s for s in chosen if s not in studies]
+    if unknown:
+        raise ConfigError(f"only={cfg.only}: unknown studies {unknown}; choices: "
+                          + ", ".join(studies))  # fmt: skip
+    runs = Path(cfg.runs) / ("dry_run" if cfg.dry_run else "")
+    started = time.time()
+    deadline = time.monotonic() + cfg.minutes * 60
+    groups, skipped = {}, {}
+    for name in chosen:
+        jobs = expand(name, studies[name], runs, cfg.dry_run)
+        reason = missing_data(studies[name], jobs[0].overrides)
+        if reason:
+            skipped[name] = reason
+            print(f"[queue] {name}: skipped: {reason}", flush=True)
+        else:
+            groups[name] = jobs
+    check_jobs([j for js in groups.values() for j in js])
+    queue = Queue(interleave(list(groups.values())), cfg.jobs, deadline, cfg.threads)
+    print(f"[queue] {len(queue.jobs)} jobs of {len(groups)} studies, {cfg.jobs} at a time, "
+          f"deadline {cfg.minutes:g} min, on {device_name()}", flush=True)  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, lambda *_: queue.stop_all())
+    try:
+        queue.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for name, jobs in groups.items():
+        claim = studies[name]["claim"]
+        out = Path(cfg.results) / claim / ("gpu_dry_run" if cfg.dry_run else "gpu")
+        collect(name, studies[name], jobs, runs, out)
+        summary = {
+            "study": name, "device": device_name(), "dry_run": cfg.dry_run,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+            "deadline_minutes": cfg.minutes, "jobs_side_by_side": cfg.jobs,
+            "jobs": [{"job": j.name, "status": j.status, "seconds": j.seconds,
+                      "returncode": j.returncode, "note": j.note,
+                      "overrides": j.overrides} for j in jobs],
+        }  # fmt: skip
+        (out / "queue.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"[queue] {name}: results in {out}", flush=True)
+    failed = [j for js in groups.values() for j in js if j.status in ("failed", "no metrics")]
+    print(f"[queue] done in {time.time() - started:.0f} s; {len(failed)} failed"
+          + "".join(f"\n  {j.study}/{j.name}: see {j.log}" for j in failed)
+          + "".join(f"\n  {n}: skipped: {r}" for n, r in skipped.items()), flush=True)  # fmt: skip
+    if failed:
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments.run_command(argv, __doc__, QueueConfig, run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The study queue (gridlstm.run.queue, scripts/gpu_studies.sh): jobs, deadline, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gridlstm.run import queue
+from gridlstm.run.config import ConfigError
+from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
+
+TINY_ADDITION = [
+    "task=addition",
+    "model=stacked_lstm",
+    "logger=csv",
+    "model.net.hidden_size=8",
+    "model.net.num_layers=1",
+    "task.datamodule.digits=2",
+    "task.datamodule.batch_size=8",
+    "task.datamodule.batches_per_epoch=2",
+    "task.datamodule.val_size=16",
+    "task.datamodule.test_size=16",
+]
+
+
+def write_studies(path: Path, studies: dict) -> Path:
+    path.write_text(json.dumps(studies))  # JSON is YAML
+    return path
+
+
+def run_queue(tmp_path: Path, studies: dict, *extra: str) -> None:
+    queue.main([f"studies={write_studies(tmp_path / 'studies.yaml', studies)}",
+                f"runs={tmp_path / 'runs'}", f"results={tmp_path / 'results'}", *extra])  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    for key, value in offline_env().items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ({"overrides": []}, "needs a claim"),
+        ({"claim": "c", "grid": {"seed": []}}, "grid must map keys to non-empty lists"),
+        ({"claim": "c", "runs": 3}, "unknown keys ['runs']; valid keys: claim, dry_run"),
+    ],
+)
+def test_a_bad_studies_file_is_one_line_naming_the_study(tmp_path, study, message):
+    path = write_studies(tmp_path / "s.yaml", {"mine": study})
+    with pytest.raises(ConfigError, match="study 'mine'.*" + message.replace("[", r"\[")):
+        queue.load_studies(path)
+
+
+def test_two_studies_may_not_share_a_results_folder(tmp_path):
+    path = write_studies(tmp_path / "s.yaml", {"a": {"claim": "x"}, "b": {"claim": "x"}})
+    with pytest.raises(ConfigError, match="'a' and 'b' share claim 'x'"):
+        queue.load_studies(path)
+
+
+def test_a_typo_in_a_job_is_refused_before_any_job_starts(tmp_path, capsys):
+    studies = {"ok": {"claim": "ok", "overrides": TINY_ADDITION},
+               "typo": {"claim": "t", "overrides": [*TINY_ADDITION, "trainer.max_stpes=3"]}}  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        run_queue(tmp_path, studies)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: typo/typo: ") and "max_stpes" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_are_the_grid_in_file_order_with_the_dry_run_overrides_and_the_environment(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MY_DATA", "/data/here")
+    study = {"claim": "c", "overrides": ["task.path=$MY_DATA/x.txt"], "dry_run": ["trainer.max_steps=2"],
+             "grid": {"model": ["grid2d", "stacked_lstm"], "model.net.num_layers": [1, 8]}}  # fmt: skip
+    jobs = queue.expand("s", study, tmp_path, dry_run=True)
+    assert [j.name for j in jobs] == [
+        "grid2d-num_layers1", "grid2d-num_layers8", "stacked_lstm-num_layers1",
+        "stacked_lstm-num_layers8"]  # fmt: skip
+    assert jobs[1].overrides == ["task.path=/data/here/x.txt", "trainer.max_steps=2",
+                                 "model=grid2d", "model.net.num_layers=8"]  # fmt: skip
+    assert jobs[1].run_dir == tmp_path / "s" / "grid2d-num_layers8"
+    assert queue.expand("s", study, tmp_path, dry_run=False)[0].overrides[1] == "model=grid2d"
+    # Every study makes progress: one job of each study in turn.
+    a, b = queue.expand("a", study, tmp_path, False), queue.expand("b", {"claim": "d"}, tmp_path, False)
+    assert [(j.study, j.name) for j in queue.interleave([a, b])][:3] == [
+        ("a", "grid2d-num_layers1"), ("b", "b"), ("a", "grid2d-num_layers8")]  # fmt: skip
+
+
+def test_a_study_without_its_data_is_skipped_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_VAR_HERE", raising=False)
+    studies = {"mnist": {"claim": "m", "needs": {"task.datamodule.data_dir": "the MNIST files"},
+                         "overrides": ["task.datamodule.data_dir=$NO_SUCH_VAR_HERE/mnist"]}}  # fmt: skip
+    run_queue(tmp_path, studies, "minutes=1")
+    out = capsys.readouterr().out
+    assert "mnist: skipped: needs the MNIST files (task.datamodule.data_dir=$NO_SUCH_VAR_HERE" in out
+    assert not (tmp_path / "results" / "m").exists()
+
+
+def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(queue, "MIN_START_S", 1)
+    long_run = {"long": {"claim": "long", "overrides": [*TINY_ADDITION, "trainer.max_steps=100000"]},
+                "short": {"claim": "short", "overrides": [*TINY_ADDITION, "trainer.max_steps=4"]}}  # fmt: skip
+    start = time.monotonic()
+    run_queue(tmp_path, long_run, "minutes=0.4", "jobs=2")
+    assert time.monotonic() - start < 0.4 * 60 + queue.GRACE_S
+    first = json.loads((tmp_path / "runs" / "long" / "long" / "metrics.json").read_text())
+    assert first["status"] == "interrupted" and first["global_step"] > 0
+    assert (tmp_path / "runs" / "long" / "long" / "checkpoints" / "last.ckpt").is_file()
+    report = json.loads((tmp_path / "results" / "long" / "gpu" / "queue.json").read_text())
+    assert report["jobs"][0]["status"] == "interrupted" and "SIGTERM" in report["jobs"][0]["note"]
+    short = tmp_path / "results" / "short" / "gpu"
+    assert json.loads((short / "jobs" / "short" / "metrics.json").read_text())["status"] == "completed"
+    assert (short / "table.md").is_file()
+
+    run_queue(tmp_path, long_run, "minutes=0.4", "jobs=2")
+    second = json.loads((tmp_path / "runs" / "long" / "long" / "metrics.json").read_text())
+    assert second["status"] == "interrupted" and second["global_step"] > first["global_step"]
+    log = (tmp_path / "runs" / "long" / "long.log").read_text()
+    assert "last.ckpt" in log.split("$ ")[-1]  # the second run resumed from the checkpoint
+    report = json.loads((short / "queue.json").read_text())
+    assert report["jobs"][0]["status"] == "done earlier"  # a completed job is not run again
+
+
+@pytest.mark.slow
+def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
+    """scripts/gpu_studies.sh --dry-run: every job of every study for a few steps."""
+    write_mnist(tmp_path / "data" / "mnist", train=60, test=20)
+    env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "data"),
+           "GRIDLSTM_TRANSLATION_FILE": str(write_pairs(tmp_path / "pairs.txt", count=80))}  # fmt: skip
+    done = subprocess.run(
+        ["bash", "scripts/gpu_studies.sh", "--dry-run", "jobs=2", f"runs={tmp_path / 'runs'}",
+         f"results={tmp_path / 'results'}"],  # fmt: skip
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    studies = queue.load_studies(ROOT / "scripts" / "gpu_studies.yaml")
+    for name, study in studies.items():
+        out = tmp_path / "results" / study["claim"] / "gpu_dry_run"
+        report = json.loads((out / "queue.json").read_text())
+        assert report["dry_run"] is True
+        assert {j["status"] for j in report["jobs"]} == {"completed"}, (name, report["jobs"])
+        assert len(report["jobs"]) == len(queue.expand(name, study, tmp_path, True))
+        assert (out / "table.md").is_file()
+
+
+def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    done = subprocess.run(["bash", "scripts/gpu_studies.sh", "minutes=1"], cwd=ROOT,
+                          env=offline_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU")
