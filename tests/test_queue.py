@@ -33,8 +33,14 @@ def write_studies(path: Path, studies: dict) -> Path:
 
 
 def run_queue(tmp_path: Path, studies: dict, *extra: str) -> None:
-    queue.main([f"studies={write_studies(tmp_path / 'studies.yaml', studies)}",
-                f"runs={tmp_path / 'runs'}", f"results={tmp_path / 'results'}", *extra])  # fmt: skip
+    queue.main(
+        [
+            f"studies={write_studies(tmp_path / 'studies.yaml', studies)}",
+            f"runs={tmp_path / 'runs'}",
+            f"results={tmp_path / 'results'}",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +70,10 @@ def test_two_studies_may_not_share_a_results_folder(tmp_path):
 
 
 def test_a_typo_in_a_job_is_refused_before_any_job_starts(tmp_path, capsys):
-    studies = {"ok": {"claim": "ok", "overrides": TINY_ADDITION},
-               "typo": {"claim": "t", "overrides": [*TINY_ADDITION, "trainer.max_stpes=3"]}}  # fmt: skip
+    studies = {
+        "ok": {"claim": "ok", "overrides": TINY_ADDITION},
+        "typo": {"claim": "t", "overrides": [*TINY_ADDITION, "trainer.max_stpes=3"]},
+    }
     with pytest.raises(SystemExit) as stop:
         run_queue(tmp_path, studies)
     assert stop.value.code == 2
@@ -78,36 +86,62 @@ def test_jobs_are_the_grid_in_file_order_with_the_dry_run_overrides_and_the_envi
     tmp_path, monkeypatch
 ):
     monkeypatch.setenv("MY_DATA", "/data/here")
-    study = {"claim": "c", "overrides": ["task.path=$MY_DATA/x.txt"], "dry_run": ["trainer.max_steps=2"],
-             "grid": {"model": ["grid2d", "stacked_lstm"], "model.net.num_layers": [1, 8]}}  # fmt: skip
+    study = {
+        "claim": "c",
+        "overrides": ["task.path=$MY_DATA/x.txt"],
+        "dry_run": ["trainer.max_steps=2"],
+        "grid": {"model": ["grid2d", "stacked_lstm"], "model.net.num_layers": [1, 8]},
+    }
     jobs = queue.expand("s", study, tmp_path, dry_run=True)
     assert [j.name for j in jobs] == [
-        "grid2d-num_layers1", "grid2d-num_layers8", "stacked_lstm-num_layers1",
-        "stacked_lstm-num_layers8"]  # fmt: skip
-    assert jobs[1].overrides == ["task.path=/data/here/x.txt", "trainer.max_steps=2",
-                                 "model=grid2d", "model.net.num_layers=8"]  # fmt: skip
+        "grid2d-num_layers1",
+        "grid2d-num_layers8",
+        "stacked_lstm-num_layers1",
+        "stacked_lstm-num_layers8",
+    ]
+    assert jobs[1].overrides == [
+        "task.path=/data/here/x.txt",
+        "trainer.max_steps=2",
+        "model=grid2d",
+        "model.net.num_layers=8",
+    ]
     assert jobs[1].run_dir == tmp_path / "s" / "grid2d-num_layers8"
     assert queue.expand("s", study, tmp_path, dry_run=False)[0].overrides[1] == "model=grid2d"
     # Every study makes progress: one job of each study in turn.
-    a, b = queue.expand("a", study, tmp_path, False), queue.expand("b", {"claim": "d"}, tmp_path, False)
+    a, b = (
+        queue.expand("a", study, tmp_path, False),
+        queue.expand("b", {"claim": "d"}, tmp_path, False),
+    )
     assert [(j.study, j.name) for j in queue.interleave([a, b])][:3] == [
-        ("a", "grid2d-num_layers1"), ("b", "b"), ("a", "grid2d-num_layers8")]  # fmt: skip
+        ("a", "grid2d-num_layers1"),
+        ("b", "b"),
+        ("a", "grid2d-num_layers8"),
+    ]
 
 
 def test_a_study_without_its_data_is_skipped_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("NO_SUCH_VAR_HERE", raising=False)
-    studies = {"mnist": {"claim": "m", "needs": {"task.datamodule.data_dir": "the MNIST files"},
-                         "overrides": ["task.datamodule.data_dir=$NO_SUCH_VAR_HERE/mnist"]}}  # fmt: skip
+    studies = {
+        "mnist": {
+            "claim": "m",
+            "needs": {"task.datamodule.data_dir": "the MNIST files"},
+            "overrides": ["task.datamodule.data_dir=$NO_SUCH_VAR_HERE/mnist"],
+        }
+    }
     run_queue(tmp_path, studies, "minutes=1")
     out = capsys.readouterr().out
-    assert "mnist: skipped: needs the MNIST files (task.datamodule.data_dir=$NO_SUCH_VAR_HERE" in out
+    assert (
+        "mnist: skipped: needs the MNIST files (task.datamodule.data_dir=$NO_SUCH_VAR_HERE" in out
+    )
     assert not (tmp_path / "results" / "m").exists()
 
 
 def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_path, monkeypatch):
     monkeypatch.setattr(queue, "MIN_START_S", 1)
-    long_run = {"long": {"claim": "long", "overrides": [*TINY_ADDITION, "trainer.max_steps=100000"]},
-                "short": {"claim": "short", "overrides": [*TINY_ADDITION, "trainer.max_steps=4"]}}  # fmt: skip
+    long_run = {
+        "long": {"claim": "long", "overrides": [*TINY_ADDITION, "trainer.max_steps=100000"]},
+        "short": {"claim": "short", "overrides": [*TINY_ADDITION, "trainer.max_steps=4"]},
+    }
     start = time.monotonic()
     run_queue(tmp_path, long_run, "minutes=0.4", "jobs=2")
     assert time.monotonic() - start < 0.4 * 60 + queue.GRACE_S
@@ -117,7 +151,9 @@ def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_pat
     report = json.loads((tmp_path / "results" / "long" / "gpu" / "queue.json").read_text())
     assert report["jobs"][0]["status"] == "interrupted" and "SIGTERM" in report["jobs"][0]["note"]
     short = tmp_path / "results" / "short" / "gpu"
-    assert json.loads((short / "jobs" / "short" / "metrics.json").read_text())["status"] == "completed"
+    assert (
+        json.loads((short / "jobs" / "short" / "metrics.json").read_text())["status"] == "completed"
+    )
     assert (short / "table.md").is_file()
 
     run_queue(tmp_path, long_run, "minutes=0.4", "jobs=2")
@@ -133,12 +169,25 @@ def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_pat
 def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
     """scripts/gpu_studies.sh --dry-run: every job of every study for a few steps."""
     write_mnist(tmp_path / "data" / "mnist", train=60, test=20)
-    env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "data"),
-           "GRIDLSTM_TRANSLATION_FILE": str(write_pairs(tmp_path / "pairs.txt", count=80))}  # fmt: skip
+    env = {
+        **offline_env(),
+        "GRIDLSTM_DATA_DIR": str(tmp_path / "data"),
+        "GRIDLSTM_TRANSLATION_FILE": str(write_pairs(tmp_path / "pairs.txt", count=80)),
+    }
     done = subprocess.run(
-        ["bash", "scripts/gpu_studies.sh", "--dry-run", "jobs=2", f"runs={tmp_path / 'runs'}",
-         f"results={tmp_path / 'results'}"],  # fmt: skip
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+        [
+            "bash",
+            "scripts/gpu_studies.sh",
+            "--dry-run",
+            "jobs=2",
+            f"runs={tmp_path / 'runs'}",
+            f"results={tmp_path / 'results'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     studies = queue.load_studies(ROOT / "scripts" / "gpu_studies.yaml")
@@ -156,8 +205,15 @@ def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
-    done = subprocess.run(["bash", "scripts/gpu_studies.sh", "minutes=1"], cwd=ROOT,
-                          env=offline_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "scripts/gpu_studies.sh", "minutes=1"],
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU")
+        "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU"
+    )

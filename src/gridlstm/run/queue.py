@@ -28,6 +28,7 @@ The studies file (YAML) maps a study name to:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -108,12 +109,15 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
         if not study.get("claim"):
             raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
         if study["claim"] in claims:
-            raise ConfigError(f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
-                              f"claim {study['claim']!r}; each study needs its own folder")
+            raise ConfigError(
+                f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
+                f"claim {study['claim']!r}; each study needs its own folder"
+            )
         claims[study["claim"]] = name
         grid = study.get("grid") or {}
-        if not isinstance(grid, dict) or any(not isinstance(v, list) or not v
-                                             for v in grid.values()):  # fmt: skip
+        if not isinstance(grid, dict) or any(
+            not isinstance(v, list) or not v for v in grid.values()
+        ):
             raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
     return raw
 
@@ -176,8 +180,16 @@ class Queue:
         self.procs: set[subprocess.Popen] = set()
 
     def command(self, job: Job) -> list[str]:
-        return [sys.executable, "-m", "gridlstm.train", *job.overrides, f"hydra.run.dir={job.run_dir}",
-                "resume=auto", "print_config=false", f"hardware.threads={self.threads}"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "gridlstm.train",
+            *job.overrides,
+            f"hydra.run.dir={job.run_dir}",
+            "resume=auto",
+            "print_config=false",
+            f"hardware.threads={self.threads}",
+        ]
 
     def run_one(self, job: Job) -> None:
         if read_status(job.run_dir) == "completed":
@@ -193,8 +205,13 @@ class Queue:
         with job.log.open("a") as log:
             log.write(f"$ {' '.join(self.command(job))}\n")
             log.flush()
-            proc = subprocess.Popen(self.command(job), stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                self.command(job),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
             with self.lock:
                 self.procs.add(proc)
             try:
@@ -213,8 +230,11 @@ class Queue:
                     self.procs.discard(proc)
         job.seconds, job.returncode = round(time.monotonic() - start, 1), proc.returncode
         job.status = read_status(job.run_dir) or ("failed" if proc.returncode else "no metrics")
-        print(f"[queue] {job.study}/{job.name}: {job.status} after {job.seconds:.0f} s"
-              + (f" ({job.note})" if job.note else ""), flush=True)  # fmt: skip
+        print(
+            f"[queue] {job.study}/{job.name}: {job.status} after {job.seconds:.0f} s"
+            + (f" ({job.note})" if job.note else ""),
+            flush=True,
+        )
 
     def run(self) -> None:
         with ThreadPoolExecutor(max_workers=self.slots) as pool:
@@ -223,10 +243,8 @@ class Queue:
     def stop_all(self) -> None:
         with self.lock:
             for proc in self.procs:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
 
 
 def interleave(groups: list[list[Job]]) -> list[Job]:
@@ -276,8 +294,9 @@ def run(argv: list[str]) -> None:
     chosen = [s for s in cfg.only.split(",") if s] or list(studies)
     unknown = [s for s in chosen if s not in studies]
     if unknown:
-        raise ConfigError(f"only={cfg.only}: unknown studies {unknown}; choices: "
-                          + ", ".join(studies))  # fmt: skip
+        raise ConfigError(
+            f"only={cfg.only}: unknown studies {unknown}; choices: " + ", ".join(studies)
+        )
     runs = Path(cfg.runs) / ("dry_run" if cfg.dry_run else "")
     started = time.time()
     deadline = time.monotonic() + cfg.minutes * 60
@@ -292,8 +311,11 @@ def run(argv: list[str]) -> None:
             groups[name] = jobs
     check_jobs([j for js in groups.values() for j in js])
     queue = Queue(interleave(list(groups.values())), cfg.jobs, deadline, cfg.threads)
-    print(f"[queue] {len(queue.jobs)} jobs of {len(groups)} studies, {cfg.jobs} at a time, "
-          f"deadline {cfg.minutes:g} min, on {device_name()}", flush=True)  # fmt: skip
+    print(
+        f"[queue] {len(queue.jobs)} jobs of {len(groups)} studies, {cfg.jobs} at a time, "
+        f"deadline {cfg.minutes:g} min, on {device_name()}",
+        flush=True,
+    )
     previous = signal.signal(signal.SIGTERM, lambda *_: queue.stop_all())
     try:
         queue.run()
@@ -304,19 +326,33 @@ def run(argv: list[str]) -> None:
         out = Path(cfg.results) / claim / ("gpu_dry_run" if cfg.dry_run else "gpu")
         collect(name, studies[name], jobs, runs, out)
         summary = {
-            "study": name, "device": device_name(), "dry_run": cfg.dry_run,
+            "study": name,
+            "device": device_name(),
+            "dry_run": cfg.dry_run,
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-            "deadline_minutes": cfg.minutes, "jobs_side_by_side": cfg.jobs,
-            "jobs": [{"job": j.name, "status": j.status, "seconds": j.seconds,
-                      "returncode": j.returncode, "note": j.note,
-                      "overrides": j.overrides} for j in jobs],
-        }  # fmt: skip
+            "deadline_minutes": cfg.minutes,
+            "jobs_side_by_side": cfg.jobs,
+            "jobs": [
+                {
+                    "job": j.name,
+                    "status": j.status,
+                    "seconds": j.seconds,
+                    "returncode": j.returncode,
+                    "note": j.note,
+                    "overrides": j.overrides,
+                }
+                for j in jobs
+            ],
+        }
         (out / "queue.json").write_text(json.dumps(summary, indent=1) + "\n")
         print(f"[queue] {name}: results in {out}", flush=True)
     failed = [j for js in groups.values() for j in js if j.status in ("failed", "no metrics")]
-    print(f"[queue] done in {time.time() - started:.0f} s; {len(failed)} failed"
-          + "".join(f"\n  {j.study}/{j.name}: see {j.log}" for j in failed)
-          + "".join(f"\n  {n}: skipped: {r}" for n, r in skipped.items()), flush=True)  # fmt: skip
+    print(
+        f"[queue] done in {time.time() - started:.0f} s; {len(failed)} failed"
+        + "".join(f"\n  {j.study}/{j.name}: see {j.log}" for j in failed)
+        + "".join(f"\n  {n}: skipped: {r}" for n, r in skipped.items()),
+        flush=True,
+    )
     if failed:
         raise SystemExit(1)
 
