@@ -66,6 +66,7 @@ class QueueConfig:
     runs: str = option("multirun/gpu_studies", "run directories: <runs>/<study>/<job>")
     results: str = option("docs/claims", "tables go to <results>/<claim>/gpu/")
     threads: int = option(1, "CPU threads per job")
+    tag: str = option("gpu", "results sub-folder: <results>/<claim>/<tag>/ (e.g. cpu)")
 
 
 @dataclass
@@ -290,6 +291,8 @@ def run(argv: list[str]) -> None:
         raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
     if cfg.jobs < 1 or cfg.minutes <= 0 or cfg.threads < 1:
         raise ConfigError("jobs, threads and minutes must be positive")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.tag):
+        raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
     studies = load_studies(Path(cfg.studies))
     chosen = [s for s in cfg.only.split(",") if s] or list(studies)
     unknown = [s for s in chosen if s not in studies]
@@ -323,7 +326,7 @@ def run(argv: list[str]) -> None:
         signal.signal(signal.SIGTERM, previous)
     for name, jobs in groups.items():
         claim = studies[name]["claim"]
-        out = Path(cfg.results) / claim / ("gpu_dry_run" if cfg.dry_run else "gpu")
+        out = Path(cfg.results) / claim / (f"{cfg.tag}_dry_run" if cfg.dry_run else cfg.tag)
         collect(name, studies[name], jobs, runs, out)
         summary = {
             "study": name,
