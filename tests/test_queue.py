@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,6 +63,13 @@ def test_a_bad_studies_file_is_one_line_naming_the_study(tmp_path, study, messag
     path = write_studies(tmp_path / "s.yaml", {"mine": study})
     with pytest.raises(ConfigError, match="study 'mine'.*" + message.replace("[", r"\[")):
         queue.load_studies(path)
+
+
+def test_a_results_tag_that_is_not_a_folder_name_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_queue(tmp_path, {"a": {"claim": "x"}}, "tag=../up")
+    assert stop.value.code == 2
+    assert "tag='../up': a folder name" in capsys.readouterr().err
 
 
 def test_two_studies_may_not_share_a_results_folder(tmp_path):
@@ -136,6 +145,23 @@ def test_a_study_without_its_data_is_skipped_with_one_line(tmp_path, capsys, mon
     assert not (tmp_path / "results" / "m").exists()
 
 
+def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1, 2]}}}
+    done = tmp_path / "runs" / "s" / "seed1"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text(json.dumps({"status": "completed", "test/acc": 0.5}))
+    jobs = queue.expand("s", studies["s"], tmp_path / "runs", dry_run=False)
+    assert "resume=auto" in queue.Queue(jobs, 1, 0.0, 1).command(jobs[1])
+    run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start seed 2
+    report = json.loads((tmp_path / "results" / "s" / "gpu" / "queue.json").read_text())
+    assert [(j["job"], j["status"]) for j in report["jobs"]] == [
+        ("seed1", "done earlier"),
+        ("seed2", "not started"),
+    ]
+    assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
+
+
+@pytest.mark.slow
 def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_path, monkeypatch):
     monkeypatch.setattr(queue, "MIN_START_S", 1)
     long_run = {
@@ -143,8 +169,8 @@ def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_pat
         "short": {"claim": "short", "overrides": [*TINY_ADDITION, "trainer.max_steps=4"]},
     }
     start = time.monotonic()
-    run_queue(tmp_path, long_run, "minutes=0.4", "jobs=2")
-    assert time.monotonic() - start < 0.4 * 60 + queue.GRACE_S
+    run_queue(tmp_path, long_run, "minutes=0.6", "jobs=2")
+    assert time.monotonic() - start < 0.6 * 60 + queue.GRACE_S
     first = json.loads((tmp_path / "runs" / "long" / "long" / "metrics.json").read_text())
     assert first["status"] == "interrupted" and first["global_step"] > 0
     assert (tmp_path / "runs" / "long" / "long" / "checkpoints" / "last.ckpt").is_file()
@@ -156,13 +182,49 @@ def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_pat
     )
     assert (short / "table.md").is_file()
 
-    run_queue(tmp_path, long_run, "minutes=0.4", "jobs=2")
+    run_queue(tmp_path, long_run, "minutes=0.6", "jobs=2")
     second = json.loads((tmp_path / "runs" / "long" / "long" / "metrics.json").read_text())
     assert second["status"] == "interrupted" and second["global_step"] > first["global_step"]
     log = (tmp_path / "runs" / "long" / "long.log").read_text()
     assert "last.ckpt" in log.split("$ ")[-1]  # the second run resumed from the checkpoint
     report = json.loads((short / "queue.json").read_text())
     assert report["jobs"][0]["status"] == "done earlier"  # a completed job is not run again
+
+
+def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_path):
+    long = [*TINY_ADDITION, "trainer.max_steps=100000"]
+    studies = write_studies(
+        tmp_path / "s.yaml",
+        {"long": {"claim": "long", "overrides": long, "grid": {"seed": [1, 2]}}},
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gridlstm.run.queue",
+            f"studies={studies}",
+            "jobs=1",
+            f"runs={tmp_path / 'runs'}",
+            f"results={tmp_path / 'results'}",
+        ],
+        cwd=ROOT,
+        env=offline_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    first = tmp_path / "runs" / "long" / "seed1" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not first.is_file() and time.monotonic() < deadline:  # training is under way
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=queue.GRACE_S + 60)
+    report = json.loads((tmp_path / "results" / "long" / "gpu" / "queue.json").read_text())
+    assert [(j["job"], j["status"]) for j in report["jobs"]] == [
+        ("seed1", "interrupted"),
+        ("seed2", "not started"),
+    ], out
+    assert report["jobs"][1]["note"] == "the queue was stopped"
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ from gridlstm.run.config import ConfigError
 STUDY_KEYS = {"claim", "overrides", "grid", "needs", "dry_run"}
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
 MIN_START_S = 60  # a job is not started with less time than this left
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -179,6 +180,7 @@ class Queue:
         self.jobs, self.slots, self.deadline, self.threads = jobs, slots, deadline, threads
         self.lock = threading.Lock()
         self.procs: set[subprocess.Popen] = set()
+        self.stopped = False  # SIGTERM / Ctrl-C to the queue: stop the jobs, start no more
 
     def command(self, job: Job) -> list[str]:
         return [
@@ -197,6 +199,9 @@ class Queue:
             job.status, job.note = "done earlier", "completed in an earlier queue run"
             return
         left = self.deadline - time.monotonic()
+        if self.stopped:
+            job.status, job.note = "not started", "the queue was stopped"
+            return
         if left < MIN_START_S:
             job.status, job.note = "not started", f"only {left:.0f} s left of the deadline"
             return
@@ -215,6 +220,8 @@ class Queue:
             )
             with self.lock:
                 self.procs.add(proc)
+                if self.stopped:  # the stop came between the start and now
+                    os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=max(self.deadline - time.monotonic(), 1))
             except subprocess.TimeoutExpired:
@@ -231,6 +238,9 @@ class Queue:
                     self.procs.discard(proc)
         job.seconds, job.returncode = round(time.monotonic() - start, 1), proc.returncode
         job.status = read_status(job.run_dir) or ("failed" if proc.returncode else "no metrics")
+        if job.status in ("failed", "no metrics") and (job.note or self.stopped):
+            # SIGTERM before train.py had set up its handler: nothing was trained or lost.
+            job.status, job.note = "not started", "stopped while starting up"
         print(
             f"[queue] {job.study}/{job.name}: {job.status} after {job.seconds:.0f} s"
             + (f" ({job.note})" if job.note else ""),
@@ -243,6 +253,7 @@ class Queue:
 
     def stop_all(self) -> None:
         with self.lock:
+            self.stopped = True
             for proc in self.procs:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -319,11 +330,14 @@ def run(argv: list[str]) -> None:
         f"deadline {cfg.minutes:g} min, on {device_name()}",
         flush=True,
     )
-    previous = signal.signal(signal.SIGTERM, lambda *_: queue.stop_all())
+    # The jobs run in their own sessions (a terminal's Ctrl-C does not reach them): the queue
+    # passes SIGTERM and SIGINT on, and each job saves last.ckpt as at the deadline.
+    previous = {s: signal.signal(s, lambda *_: queue.stop_all()) for s in STOP_SIGNALS}
     try:
         queue.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     for name, jobs in groups.items():
         claim = studies[name]["claim"]
         out = Path(cfg.results) / claim / (f"{cfg.tag}_dry_run" if cfg.dry_run else cfg.tag)
