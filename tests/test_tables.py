@@ -229,3 +229,35 @@ def test_a_seed_only_sweep_counts_runs_as_integers(tmp_path):
     command.main([f"sweep={sweep}"])
     md = (sweep / "table.md").read_text()
     assert "| 3/3 | 0.9000 +- 0.0000 |" in md and "1280 (3/3)" in md
+
+
+def test_samples_to_extra_thresholds_come_from_the_logs_and_are_summarised_over_seeds(
+    tmp_path, capsys
+):
+    """thresholds=0.5,0.2: samples at the first validation at or above each value (val/acc:
+    0.2 at 640 samples, then the job's accuracy at 6400), median over the seeds that did."""
+    sweep = tmp_path / "sweep"
+    for number, (seed, acc) in enumerate([(1, 0.4), (2, 0.6), (3, 0.9)]):
+        make_job(sweep, str(number), "grid2d", 2, acc)
+        (sweep / str(number) / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+    command.main([f"sweep={sweep}", "thresholds=0.5,0.2"])
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert [(r["val/samples_to_0.5"], r["val/samples_to_0.2"]) for r in rows] == [
+        ("", "640"),
+        ("6400", "640"),
+        ("6400", "640"),
+    ]
+    cells = list(csv.DictReader((sweep / "table_seeds.csv").open()))
+    assert float(cells[0]["val/samples_to_0.5 median"]) == 6400
+    assert cells[0]["val/samples_to_0.5 reached"] == "2"
+    assert "| 6400 (2/3) | 640 (3/3) |" in (sweep / "table.md").read_text()
+
+
+def test_thresholds_that_are_not_numbers_are_one_line(tmp_path, capsys):
+    make_job(tmp_path / "sweep", "0", "grid2d", 2, 0.5)
+    with pytest.raises(SystemExit) as stop:
+        command.main([f"sweep={tmp_path / 'sweep'}", "thresholds=0.9,high"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: thresholds=0.9,high: numbers separated by commas, e.g. 0.9,0.99"
+    )

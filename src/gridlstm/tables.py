@@ -19,6 +19,9 @@ from gridlstm.run.config import ConfigError
 @dataclass
 class TablesConfig:
     sweep: str = option("", "a multirun directory, e.g. multirun/2026-11-21/10-00-00_ab12cd")
+    thresholds: str = option(
+        "", "also samples to these values of the main validation metric, e.g. 0.9,0.99"
+    )
 
 
 def run(argv: list[str]) -> None:
@@ -28,8 +31,14 @@ def run(argv: list[str]) -> None:
     cfg, _ = arguments.parse(argv, TablesConfig)
     if not cfg.sweep:
         raise ConfigError("no sweep given: sweep=multirun/<date>/<time>_<id>")
+    try:
+        thresholds = [float(t) for t in str(cfg.thresholds).split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"thresholds={cfg.thresholds}: numbers separated by commas, e.g. 0.9,0.99"
+        ) from None
     register_resolvers()
-    report(Path(cfg.sweep).expanduser())
+    report(Path(cfg.sweep).expanduser(), thresholds)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,12 @@ import pandas as pd
 THRESHOLD = "val/samples_to_threshold"
 
 
+def is_threshold(metric: str) -> bool:
+    """Samples-to-threshold columns (the run's own, and `tables`' ``thresholds=``): a median
+    over the runs that reached it, with how many did, instead of mean +- std."""
+    return metric.startswith("val/samples_to_")
+
+
 def summary(
     rows: list[dict[str, Any]], group_by: list[str], metrics: list[str]
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -38,18 +44,20 @@ def summary(
     cells = frame.groupby(keys, sort=False).size().rename("jobs").to_frame()
     cells["n"] = done.groupby(keys, sort=False).size().reindex(cells.index).fillna(0).astype(int)
     for metric in metrics:
-        if metric not in done or metric == THRESHOLD:
+        if metric not in done or is_threshold(metric):
             continue
         values = pd.to_numeric(done[metric], errors="coerce")
         stats = values.groupby([done[k] for k in keys], sort=False).agg(["mean", "std"])
         cells[f"{metric} mean"] = stats["mean"]
         cells[f"{metric} std"] = stats["std"]
-    if THRESHOLD in done:
-        reached = pd.to_numeric(done[THRESHOLD], errors="coerce")
+    for threshold in [m for m in dict.fromkeys([THRESHOLD, *metrics]) if is_threshold(m)]:
+        if threshold not in done:
+            continue
+        reached = pd.to_numeric(done[threshold], errors="coerce")
         grouped = reached.groupby([done[k] for k in keys], sort=False)
-        cells[f"{THRESHOLD} median"] = grouped.median()
+        cells[f"{threshold} median"] = grouped.median()
         # a cell whose runs all failed or were interrupted has reached nothing (not NaN)
-        cells[f"{THRESHOLD} reached"] = grouped.count().reindex(cells.index).fillna(0).astype(int)
+        cells[f"{threshold} reached"] = grouped.count().reindex(cells.index).fillna(0).astype(int)
     cells = cells.reset_index()
     return cells.drop(columns=["_all"], errors="ignore"), left_out
 
@@ -60,9 +68,9 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
     header = [*group_by, "n"]
     shown = [m for m in metrics if f"{m} mean" in cells]
     header += shown
-    has_threshold = f"{THRESHOLD} median" in cells
-    if has_threshold:
-        header.append(f"{THRESHOLD} (median, reached/n)")
+    thresholds = [m for m in dict.fromkeys([THRESHOLD, *metrics])
+                  if is_threshold(m) and f"{m} median" in cells]  # fmt: skip
+    header += [f"{t} (median, reached/n)" for t in thresholds]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, cell in cells.iterrows():
         # (iterrows turns an all-numeric row into floats: counts are cast back)
@@ -74,8 +82,8 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
                 row.append("-")
             else:
                 row.append(f"{mean:.4f}" + ("" if pd.isna(std) else f" +- {std:.4f}"))
-        if has_threshold:
-            median, reached = cell[f"{THRESHOLD} median"], cell[f"{THRESHOLD} reached"]
+        for threshold in thresholds:
+            median, reached = cell[f"{threshold} median"], cell[f"{threshold} reached"]
             shown_median = "-" if pd.isna(median) else f"{median:.0f}"
             row.append(f"{shown_median} ({int(reached)}/{n})")
         lines.append("| " + " | ".join(row) + " |")

@@ -297,9 +297,9 @@ def bench_translation(args: BenchConfig, device: torch.device, dtype: torch.dtyp
         }
     results["reencoder_train_ratio"] = seconds["lstm_attention"] / seconds["reencoder"]
     if "reencoder, python steps" in seconds:
-        results["reencoder_native_speedup"] = seconds["reencoder, python steps"] / seconds[
-            "reencoder"
-        ]
+        results["reencoder_native_speedup"] = (
+            seconds["reencoder, python steps"] / seconds["reencoder"]
+        )
     return results
 
 
@@ -335,8 +335,21 @@ class BenchConfig:
 
 def check(args: BenchConfig) -> None:
     """One `ConfigError` line for an option out of range, before anything is timed."""
-    positive = ("hidden", "layers", "batch", "length", "grid_size", "grid_hidden", "grid_layers",
-                "grid_batch", "repeats", "tr_batch", "tr_src_len", "tr_tgt_len", "tr_params")
+    positive = (
+        "hidden",
+        "layers",
+        "batch",
+        "length",
+        "grid_size",
+        "grid_hidden",
+        "grid_layers",
+        "grid_batch",
+        "repeats",
+        "tr_batch",
+        "tr_src_len",
+        "tr_tgt_len",
+        "tr_params",
+    )
     for name in positive:
         if getattr(args, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(args, name)}")
@@ -487,4 +500,3 @@ def print_results(results: dict) -> None:
                 f"Reencoder training: native steps {tr['reencoder_native_speedup']:.2f}x the "
                 "PyTorch steps"
             )
-

@@ -104,6 +104,7 @@ def read_job(job: Path) -> dict[str, Any]:
             "task": task.name,
             "size": task.datamodule.get(TASK_SIZE.get(task.name, ""), ""),
             "monitor": task.get("monitor", "val/acc"),
+            "monitor_mode": task.get("monitor_mode", "max"),
         }
     except OmegaConfBaseException as error:
         raise ValueError(f"{config_path}: {error}") from None
@@ -176,8 +177,8 @@ def value(row: dict[str, Any], column: str) -> Any:
     return row[column] if column in row else row["overrides"].get(column)
 
 
-def markdown(rows: list[dict[str, Any]], tasks: set[str]) -> str:
-    names = columns(rows)
+def markdown(rows: list[dict[str, Any]], tasks: set[str], extra: list[str] | None = None) -> str:
+    names = columns(rows) + (extra or [])
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_cell(value(row, c)) for c in names) + " |" for row in rows]
     claims = [REFERENCE[t] for t in sorted(tasks) if t in REFERENCE]
@@ -214,6 +215,28 @@ def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
                 points.append((float(record["step"]), float(record[monitor])))
     to_samples = samples_from_step(samples_at_step)
     return [(round(to_samples(step)), value) for step, value in points] if to_samples else []
+
+
+def samples_to(curve: list[tuple[float, float]], threshold: float, mode: str) -> float | None:
+    """Training samples seen at the first validation where the metric reached ``threshold``
+    (>= for mode max, <= for min); None if it never did."""
+    for samples, metric in curve:
+        if (metric >= threshold) if mode == "max" else (metric <= threshold):
+            return samples
+    return None
+
+
+def threshold_column(threshold: float) -> str:
+    return f"val/samples_to_{threshold:g}"
+
+
+def add_thresholds(sweep: Path, rows: list[dict[str, Any]], thresholds: list[float]) -> None:
+    """Samples to each extra threshold, from each job's CSV log (None without a log)."""
+    for row in rows:
+        curve = job_curve(sweep, row)
+        for threshold in thresholds:
+            reached = samples_to(curve, threshold, row["monitor_mode"]) if curve else None
+            row[threshold_column(threshold)] = reached
 
 
 def curves(
@@ -285,12 +308,15 @@ def build_tables(sweep: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, problems
 
 
-def report(sweep: Path) -> None:
+def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     """Write table.md, table.csv (and table_seeds.csv) and curves.png into ``sweep`` and print
-    the table; raises `TableError` when no job is usable."""
+    the table; raises `TableError` when no job is usable. ``thresholds``: also the samples
+    seen when the main validation metric first reached each (from the CSV logs)."""
     rows, problems = build_tables(sweep)
-    table = markdown(rows, {row["task"] for row in rows})
-    names = columns(rows)
+    add_thresholds(sweep, rows, thresholds or [])
+    extra = [threshold_column(t) for t in thresholds or []]
+    table = markdown(rows, {row["task"] for row in rows}, extra)
+    names = columns(rows) + extra
     swept = swept_keys(rows)
     written = ["table.md", "table.csv"]
     group_by = None
