@@ -12,9 +12,9 @@ queue again continues it. A job whose run is ``completed`` is not started again.
 
 When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
 tables, curves and each job's ``metrics.json`` and overrides are copied to
-``<results>/<claim>/gpu/`` (``<results>/<claim>/gpu_dry_run/`` for a dry run; one study
-per claim), with
-``queue.json`` saying what ran where, for how long, and what was skipped.
+``<results>/<claim>/<tag>/`` (``tag=gpu`` by default; ``<tag>_dry_run/`` for a dry run; one
+study per claim), with ``queue.json`` saying what ran where, for how long, and with what
+status.
 
 The studies file (YAML) maps a study name to:
 
