@@ -275,7 +275,7 @@ def device_name() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def collect(name: str, study: dict[str, Any], jobs: list[Job], runs: Path, out: Path) -> None:
+def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
     """Tables and per-job metrics of one study into ``out`` (replacing an earlier copy)."""
     from gridlstm.analysis.tables import TableError, report
 
@@ -341,7 +341,7 @@ def run(argv: list[str]) -> None:
     for name, jobs in groups.items():
         claim = studies[name]["claim"]
         out = Path(cfg.results) / claim / (f"{cfg.tag}_dry_run" if cfg.dry_run else cfg.tag)
-        collect(name, studies[name], jobs, runs, out)
+        collect(name, jobs, runs, out)
         summary = {
             "study": name,
             "device": device_name(),
