@@ -168,7 +168,10 @@ def test_param_budget_gives_every_model_the_budget_within_two_percent(
 
 
 EXPERIMENTS = Path(__file__).parents[1] / "conf" / "experiment"
-CLAIMS = sorted(p.stem for p in EXPERIMENTS.glob("claims_*"))
+# Stage-1 pilots (one seed, a grid of settings) find where a study can show its claim; the
+# studies themselves sweep seeds.
+PILOTS = sorted(p.stem for p in EXPERIMENTS.glob("claims_*_pilot.yaml"))
+CLAIMS = sorted(p.stem for p in EXPERIMENTS.glob("claims_*") if p.stem not in PILOTS)
 
 
 # study: (the claim's task, its Grid LSTM, the baselines it is compared with, the axis swept)
@@ -182,8 +185,24 @@ STUDIES = {
 }
 
 
+# Second-round studies: a family's configuration comes on the command line; they sweep seeds.
+ROUND2 = {"claims_parity_frontier": "parity"}
+
+
 def test_there_is_a_claims_study_for_each_of_the_five_claims():
-    assert set(CLAIMS) == set(STUDIES)
+    assert set(CLAIMS) == set(STUDIES) | set(ROUND2)
+    assert PILOTS == ["claims_addition_pilot", "claims_parity_pilot"]
+
+
+@pytest.mark.parametrize("pilot", PILOTS)
+def test_each_pilot_is_one_seed_over_learning_rates_and_stops_once_solved(pilot, tmp_path):
+    cfg = compose_train([f"experiment={pilot}"], tmp_path)
+    params = cfg.hydra.sweeper.params
+    assert "seed" not in params
+    assert len(str(params["optim.optimizer.lr"]).split(",")) >= 2
+    assert STUDIES[pilot.replace("_pilot", "_depth" if "addition" in pilot else "")][0] == (
+        cfg.task.name
+    )
 
 
 @pytest.mark.parametrize("experiment", sorted(STUDIES))
@@ -200,14 +219,14 @@ def test_each_claims_study_compares_its_grid_lstm_with_the_baselines_on_the_clai
         assert len(str(params[axis]).split(",")) >= 2
 
 
-@pytest.mark.parametrize("experiment", CLAIMS)
+@pytest.mark.parametrize("experiment", CLAIMS + PILOTS)
 def test_every_claims_study_sweeps_at_least_three_seeds_and_runs_fast_dev_run(experiment, tmp_path):
     """Each study as its sweep would start it (the deepest swept network), for one batch."""
     from gridlstm.run.training import train
     from tests.conftest import task_overrides
 
     params = compose_train([f"experiment={experiment}"], tmp_path).hydra.sweeper.params
-    assert len(str(params["seed"]).split(",")) >= 3
+    assert experiment in PILOTS or len(str(params["seed"]).split(",")) >= 3
     overrides = [f"experiment={experiment}", "debug=fast_dev_run", "hardware.threads=1"]
     if "model.net.num_layers" in params:
         deepest = max(int(n) for n in str(params["model.net.num_layers"]).split(","))
