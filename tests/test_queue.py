@@ -279,3 +279,14 @@ def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
     assert done.stderr.strip() == (
         "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU"
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("jobs=0", "jobs=0: must be positive"), ("minutes=-1", "minutes=-1.0: must be positive")],
+)
+def test_a_queue_option_out_of_range_is_one_line(tmp_path, capsys, option, message):
+    with pytest.raises(SystemExit) as stop:
+        run_queue(tmp_path, {"a": {"claim": "x"}}, option)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"

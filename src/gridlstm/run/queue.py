@@ -300,8 +300,9 @@ def run(argv: list[str]) -> None:
     cfg, _ = arguments.parse(argv, QueueConfig)
     if not cfg.studies:
         raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
-    if cfg.jobs < 1 or cfg.minutes <= 0 or cfg.threads < 1:
-        raise ConfigError("jobs, threads and minutes must be positive")
+    for key in ("jobs", "threads", "minutes"):
+        if getattr(cfg, key) <= 0 or (key != "minutes" and getattr(cfg, key) < 1):
+            raise ConfigError(f"{key}={getattr(cfg, key)}: must be positive")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.tag):
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
     studies = load_studies(Path(cfg.studies))
