@@ -15,7 +15,7 @@ dry=false
 for arg in "$@"; do
     case "$arg" in
         --dry-run) dry=true; args+=("dry_run=true") ;;
-        -h|--help) exec python -m gridlstm.run.queue --help ;;
+        -h|--help) exec python -m gridlstm.queue --help ;;
         *) args+=("$arg") ;;
     esac
 done
@@ -24,4 +24,4 @@ if [[ "$dry" == false ]] && ! python -c "import torch, sys; sys.exit(not torch.c
     exit 2
 fi
 export WANDB_MODE="${WANDB_MODE:-offline}"
-exec python -m gridlstm.run.queue studies=scripts/gpu_studies.yaml "${args[@]}"
+exec python -m gridlstm.queue studies=scripts/gpu_studies.yaml "${args[@]}"

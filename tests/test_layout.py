@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gridlstm"
 # Lower layers first; a module may import its own layer and those before it.
 LAYERS = ["nn", "data", "tasks", "run", "analysis"]
-COMMANDS = {"train", "evaluate", "sample", "translate", "tables", "bench"}
+COMMANDS = {"train", "evaluate", "sample", "translate", "tables", "bench", "queue"}
 LONG = 400  # lines; a longer module states why in its docstring ("Longer than 400 lines")
 
 

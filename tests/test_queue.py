@@ -1,4 +1,4 @@
-"""The study queue (gridlstm.run.queue, scripts/gpu_studies.sh): jobs, deadline, resume."""
+"""The study queue (gridlstm.queue, scripts/gpu_studies.sh): jobs, deadline, resume."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gridlstm.run import queue
+from gridlstm import queue
 from gridlstm.run.config import ConfigError
 from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
 
@@ -201,7 +201,7 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
         [
             sys.executable,
             "-m",
-            "gridlstm.run.queue",
+            "gridlstm.queue",
             f"studies={studies}",
             "jobs=1",
             f"runs={tmp_path / 'runs'}",

@@ -1,6 +1,6 @@
 """A study queue: many ``train.py`` jobs side by side under one wall-clock deadline.
 
-    python -m gridlstm.run.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
+    python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
         [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies] [results=docs/claims]
 
 Why not a Hydra multirun: a lent GPU machine is held for a fixed time, and whatever has not
