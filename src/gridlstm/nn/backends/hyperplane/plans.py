@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from gridlstm.nn.backends.fused.steps import Sources
     from gridlstm.nn.backends.hyperplane.handwritten import Layout
 
 
@@ -54,6 +55,7 @@ class Plan:
     top_rows: list[Tensor]  # per dimension: its top-layer h at every position, in order
     last_rows: list[Tensor]  # per grid dim k: the cells at its far end, in final-state order
     layout: Layout | None = None  # built on first use (`layout`)
+    fused: Sources | None = None  # the fused step's gather rows, built on its first use
 
 
 def combine(

@@ -4,7 +4,9 @@ steps one hyperplane at a time.
 Every step's static rows (boundary state, projected input, zeros) are gathered in one
 `index_select` per part before the loop. Where every transform is a standard LSTM, all steps
 go to `gridlstm.nn.backends.hyperplane.handwritten` (one autograd Function with a
-hand-written backward; same plan, same function); `handwritten_blocker` names why not.
+hand-written backward; same plan, same function); `handwritten_blocker` names why not. On a
+GPU the fused Triton step (`gridlstm.nn.backends.fused`, one launch per group and step) takes
+them instead, and the paper output form as well, where `fused.blocker` allows.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn.backends import fused
 from gridlstm.nn.backends.hyperplane import handwritten, per_op
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack
 from gridlstm.nn.backends.hyperplane.plans import Plan
@@ -24,9 +27,14 @@ def _rows_first(t: Tensor) -> Tensor:
     return t.movedim(0, -2).reshape(-1, t.shape[0], t.shape[-1])
 
 def handwritten_blocker(
-    stack: LayerStack, dropout: nn.Module, valid: Tensor | None, cells: Callable
+    stack: LayerStack,
+    dropout: nn.Module,
+    valid: Tensor | None,
+    cells: Callable,
+    paper_form: bool = False,
 ) -> str | None:
-    """Why `handwritten` does not apply (None if it does); the per-op steps run instead."""
+    """Why `handwritten` does not apply (None if it does); the per-op steps run instead.
+    ``paper_form``: whether the paper output form is covered (by the fused step)."""
     if per_op._PER_OP[-1]:
         return "per_op_steps() asked for the per-op steps"
     if cells is not per_op.step:
@@ -39,8 +47,10 @@ def handwritten_blocker(
         if isinstance(entry, list) or entry[0] != "lstm":
             return "non-LSTM transforms, or options differing across layers"
         peeps, coupled, output_form = entry[4]
-        if any(p is not None for p in peeps) or coupled or output_form != "standard":
-            return "peepholes, coupled gates or the paper output form"
+        if any(p is not None for p in peeps) or coupled:
+            return "peepholes or coupled gates"
+        if output_form != "standard" and not paper_form:
+            return "the paper output form"
     return None
 
 def run(
@@ -84,7 +94,12 @@ def run(
         wanted = torch.cat([step.static[part] for step in steps])
         static_all[part] = pool.index_select(0, wanted)
 
-    if handwritten_blocker(stack, dropout, valid, cells) is None:
+    # The fused Triton step (GPU) covers the paper output form too; the PyTorch one does not.
+    use_fused = (
+        handwritten_blocker(stack, dropout, valid, cells, paper_form=True) is None
+        and fused.blocker(stack, dropout, some) is None
+    )
+    if use_fused or handwritten_blocker(stack, dropout, valid, cells) is None:
         entries = list(stack.groups.values())
         params = [e[2] for e in entries] + [e[3] for e in entries]
         static = torch.stack([static_all["h"], static_all["m"]])
@@ -93,7 +108,11 @@ def run(
         tops = [plan.top_rows[dim] for dim in output_dims]
         none = tops[0].new_empty(0)  # a 1-LSTM (K = 0) has no far-end cells
         picks = (torch.cat([*tops, *plan.last_rows]), torch.cat([none, *plan.last_rows]))
-        rows = handwritten.run(handwritten.layout(plan, stack), static, params, picks, p)
+        layout = handwritten.layout(plan, stack)
+        if use_fused:
+            rows = fused.run(layout, plan, static, params, picks, fused.paper_forms(stack))
+        else:
+            rows = handwritten.run(layout, static, params, picks, p)
         h_rows, m_rows = rows.split([len(picks[0]), len(picks[1])])
         counts = [len(t) for t in plan.last_rows]
         columns = list(h_rows.split([len(t) for t in tops] + [sum(counts)])[: len(tops)])

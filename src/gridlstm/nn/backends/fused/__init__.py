@@ -1,0 +1,161 @@
+"""The fused Triton hyperplane step: on a GPU, one kernel launch per transform group and
+hyperplane step (gather, GEMM and LSTM arithmetic together) instead of the ~10 launches of
+the hand-written PyTorch step, which left the GPU launch-bound (docs/benchmarks.md).
+
+It sits behind the PyTorch steps, which stay the reference and the fallback: the scheduler
+(`gridlstm.nn.backends.hyperplane.scheduler`) takes it for CUDA tensors in float32, bfloat16
+or float16 where every transform is an LSTM without peepholes or coupled gates (standard or
+paper output form), without sequence lengths, dropout between layers, autocast or
+torch.compile, when Triton imports and a probe at first use (per device type and dtype) agrees
+with the PyTorch steps. Otherwise, or with ``GRIDLSTM_TRITON=0`` in the environment, the
+PyTorch steps run; a failed probe says so once.
+
+``with interpreted():`` runs it on CPU tensors through Triton's interpreter: slow (tens of ms
+per program), it is how the tests check the kernels on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from gridlstm.nn.backends.hyperplane.handwritten import Layout
+    from gridlstm.nn.backends.hyperplane.per_op import LayerStack
+    from gridlstm.nn.backends.hyperplane.plans import Plan
+
+ENV_SWITCH = "GRIDLSTM_TRITON"  # 0 / false / off / no: never use the fused step
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_MODE: list[str] = ["auto"]  # "auto", "interpret" (CPU tensors via the interpreter) or "off"
+_PROBED: dict[tuple[str, torch.dtype], bool] = {}
+
+
+@contextlib.contextmanager
+def _mode(mode: str) -> Iterator[None]:
+    _MODE.append(mode)
+    try:
+        yield
+    finally:
+        _MODE.pop()
+
+
+def interpreted() -> contextlib.AbstractContextManager[None]:
+    """Run the fused step on CPU tensors through Triton's interpreter (for tests)."""
+    return _mode("interpret")
+
+
+def pytorch_steps() -> contextlib.AbstractContextManager[None]:
+    """Run the PyTorch steps even where the fused one applies (to compare or time both)."""
+    return _mode("off")
+
+
+def missing() -> str | None:
+    """Why Triton cannot be used at all (None if it can)."""
+    if os.environ.get(ENV_SWITCH, "").strip().lower() in ("0", "false", "off", "no"):
+        return f"{ENV_SWITCH}={os.environ[ENV_SWITCH]}"
+    try:
+        import triton  # noqa: F401  (ships with the CUDA builds of torch)
+    except ImportError:
+        return "Triton is not installed"
+    return None
+
+
+def blocker(stack: LayerStack, dropout: nn.Module, t: Tensor) -> str | None:
+    """Why the fused step does not apply to these tensors (None if it does). The options the
+    hand-written steps also refuse (non-LSTM transforms, peepholes, lengths, ...) are checked
+    by `gridlstm.nn.backends.hyperplane.handwritten_blocker` before this."""
+    if _MODE[-1] == "off":
+        return "pytorch_steps() asked for the PyTorch steps"
+    wanted = "cpu" if _MODE[-1] == "interpret" else "cuda"
+    if t.device.type != wanted:
+        return f"not a {wanted.upper()} tensor"
+    if t.dtype not in DTYPES:
+        return f"{t.dtype} (the fused step runs float32, bfloat16 and float16)"
+    if torch.is_autocast_enabled(t.device.type):
+        return "autocast (its GEMMs would run in another dtype than the state)"
+    if dropout.training and dropout.p > 0:
+        return "dropout between layers"
+    reason = missing()
+    if reason is None and not probe(t.device, t.dtype):
+        reason = "its probe disagreed with the PyTorch steps"
+    return reason
+
+
+def paper_forms(stack: LayerStack) -> tuple[bool, ...]:
+    """Per transform group: whether it uses the paper output form h = tanh(o m')."""
+    return tuple(entry[4][2] == "paper" for entry in stack.groups.values())
+
+
+def run(
+    layout: Layout,
+    plan: Plan,
+    static: Tensor,
+    params: list,
+    picks: tuple[Tensor, Tensor],
+    paper: tuple[bool, ...],
+) -> Tensor:
+    """`gridlstm.nn.backends.hyperplane.handwritten.run`'s result through the fused step."""
+    from gridlstm.nn.backends.fused.steps import FusedSteps, sources
+
+    if plan.fused is None:
+        plan.fused = sources(layout, static.device)
+    interpret = _MODE[-1] == "interpret"
+    out = FusedSteps.apply(layout, plan.fused, paper, interpret, static, *params)
+    return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
+
+
+def probe(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the fused step computes what the PyTorch steps compute on this device type and
+    dtype: checked once per process on a tiny tied and an untied 3-LSTM (forward and
+    gradients), so that a Triton or driver problem falls back instead of training wrongly."""
+    key = (device.type, dtype)
+    if key in _PROBED:
+        return _PROBED[key]
+    _PROBED[key] = True  # the probe's own forward must take the fused step
+    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    problem = "its results differ from the PyTorch steps'"
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            agrees = all(_agrees(device, dtype, tied, tolerance) for tied in (True, False))
+    except Exception as error:  # noqa: BLE001 (any compile or launch failure means: fall back)
+        agrees, problem = False, f"it raised {type(error).__name__}: {error}"
+    if not agrees:
+        warnings.warn(
+            f"gridlstm: the fused Triton hyperplane step is not usable on {device.type} in "
+            f"{dtype}: {problem}; the PyTorch steps run instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    _PROBED[key] = agrees
+    return agrees
+
+
+def _agrees(device: torch.device, dtype: torch.dtype, tied: bool, tolerance: float) -> bool:
+    """A tiny 3-LSTM's output and gradients, fused against the PyTorch steps."""
+    from gridlstm.nn.grid import GridLSTM
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        net = GridLSTM(3, 4, num_layers=2, grid_dims=2, tied=tied, backend="hyperplane")
+    net = net.to(device, dtype)
+    x = (torch.rand(2, 3, 2, 3, generator=generator) - 0.5).to(device, dtype)
+    results = []
+    for context in (contextlib.nullcontext(), pytorch_steps()):
+        with context:
+            out, _ = net(x)
+            grads = torch.autograd.grad(out.float().square().sum(), list(net.parameters()))
+        results.append([out, *grads])
+    return all(
+        torch.allclose(a.float(), b.float(), atol=tolerance, rtol=tolerance)
+        for a, b in zip(*results, strict=True)
+    )
+
+
+__all__ = ["ENV_SWITCH", "blocker", "interpreted", "missing", "paper_forms", "probe",
+           "pytorch_steps", "run"]  # fmt: skip

@@ -1,0 +1,172 @@
+"""All hyperplane steps of a plan with the fused Triton step (`kernels`): the same function
+and layout as `gridlstm.nn.backends.hyperplane.handwritten.HyperplaneSteps`, one kernel
+launch per transform group and step in the forward.
+
+A block computes its transforms in groups (the non-priority dimensions from one H, then
+each priority dimension from H with the new hidden vectors of the dimensions before it).
+Here a later group simply gathers those columns from this step's output rows, which the
+earlier group's kernel has just written: `Sources` holds, per step and group, the buffer row
+of every cell's incoming h. The backward walks the steps in reverse: the gate derivatives in
+one kernel per group, dH = dz W^T as one cuBLAS GEMM, the gradients routed back to their
+rows with one `index_add_` per part; the weight gradients are one GEMM per group over all
+steps at the end (the forward kept every step's gathered H and pre-activations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from gridlstm.nn.backends.fused import kernels
+from gridlstm.nn.backends.hyperplane.handwritten import Layout
+
+BLOCK_M, BLOCK_D, BLOCK_K = 32, 32, 32
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Per step and group: the buffer rows each cell's H is gathered from (D * R,), and
+    each group's dimensions as a device tensor."""
+
+    h: tuple[tuple[Tensor, ...], ...]
+    dims: tuple[Tensor, ...]
+
+
+def sources(layout: Layout, device: torch.device) -> Sources:
+    """`Sources` of a layout: group 0 reads the step's gathered rows, a later group reads the
+    dimensions of the groups before it from this step's own output rows."""
+    per_step = []
+    for s, R in enumerate(layout.slots):
+        rows = layout.index_h[s].clone()
+        per_group = [rows.clone()]
+        for group in layout.transforms[:-1]:
+            for dim in group.dims:
+                start = layout.starts[s] + dim * R
+                rows[dim * R : (dim + 1) * R] = torch.arange(start, start + R, device=rows.device)
+            per_group.append(rows.clone())
+        per_step.append(tuple(t.to(device) for t in per_group))
+    dims = tuple(torch.tensor(g.dims, device=device) for g in layout.transforms)
+    return Sources(tuple(per_step), dims)
+
+
+def _precision(dtype: torch.dtype) -> str:
+    """tl.dot's input precision: float32 GEMMs as torch runs them (TF32 only where
+    torch.backends.cuda.matmul.allow_tf32 allows it)."""
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+class FusedSteps(torch.autograd.Function):
+    """(static, weights..., biases...) -> every step's (h, m), as `HyperplaneSteps`."""
+
+    @staticmethod
+    def forward(  # noqa: D102
+        ctx,
+        layout: Layout,
+        where: Sources,
+        paper: tuple[bool, ...],
+        interpret: bool,
+        static: Tensor,
+        *params: Tensor | None,
+    ) -> Tensor:
+        run = kernels.build(interpret)
+        D, G = layout.dims, layout.groups
+        batch, d = static.shape[2], static.shape[3]
+        count = len(layout.transforms)
+        weights = [w.to(static.dtype).contiguous() for w in params[:count]]
+        biases = [None if b is None else b.to(static.dtype).contiguous() for b in params[count:]]
+        total = layout.starts[-1]
+        buffer = static.new_empty(2, total + static.shape[1], batch, d)
+        buffer[:, total:] = static
+        save = any(ctx.needs_input_grad)
+        rows_all = batch * sum(R // G for R in layout.slots)
+        z_all = [static.new_empty(G, rows_all, w.shape[2]) for w in weights] if save else []
+        h_all = [static.new_empty(G, rows_all, D * d) for _ in weights] if save else []
+        at = 0
+        for s, R in enumerate(layout.slots):
+            r = R // G
+            M = r * batch
+            for number in range(count):
+                w, b = weights[number], biases[number]
+                n4 = w.shape[2]
+                grid = (G * triton_cdiv(M, BLOCK_M), (n4 // (4 * d)) * triton_cdiv(d, BLOCK_D))
+                run.step_forward[grid](
+                    buffer[0], buffer[1], where.h[s][number], layout.index_m[s],
+                    where.dims[number], w, w if b is None else b,
+                    z_all[number][:, at:] if save else buffer,
+                    h_all[number][:, at:] if save else buffer,
+                    layout.starts[s], M, batch, d, R, r, D * d, n4,
+                    rows_all * n4, rows_all * D * d,
+                    HAS_BIAS=b is not None, PAPER=paper[number], SAVE=save,
+                    PRECISION=_precision(static.dtype),
+                    BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
+                )  # fmt: skip
+            at += M
+        ctx.layout, ctx.where, ctx.paper, ctx.interpret = layout, where, paper, interpret
+        ctx.has_bias = [b is not None for b in biases]
+        ctx.dtypes = [p.dtype for p in params[:count]]
+        if save:
+            ctx.save_for_backward(buffer, *weights, *z_all, *h_all)
+        return buffer[:, :total]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+        layout, where, run = ctx.layout, ctx.where, kernels.build(ctx.interpret)
+        count = len(layout.transforms)
+        buffer, *rest = ctx.saved_tensors
+        weights, z_all, h_all = rest[:count], rest[count : 2 * count], rest[2 * count :]
+        D, G = layout.dims, layout.groups
+        batch, d = grad.shape[2], grad.shape[3]
+        total = layout.starts[-1]
+        grad = grad.to(buffer.dtype)
+        dbuffer = grad.new_zeros(2, total + layout.static_rows, batch, d)
+        dbuffer[:, :total] = grad
+        dz_all = [torch.empty_like(z) for z in z_all]
+        ends = [0]
+        for R in layout.slots:
+            ends.append(ends[-1] + (R // G) * batch)
+        for s in reversed(range(len(layout.slots))):
+            R = layout.slots[s]
+            r, M = R // G, (R // G) * batch
+            rows = slice(layout.starts[s], layout.starts[s + 1])
+            dh = dbuffer[0, rows].view(D, G, r, batch, d).clone()
+            dm_out = dbuffer[1, rows].view(D, G, r, batch, d)
+            dm_in = torch.empty_like(dh)
+            for number in reversed(range(count)):
+                group = layout.transforms[number]
+                n4 = z_all[number].shape[2]
+                z = z_all[number][:, ends[s] : ends[s + 1]].contiguous()
+                dz = torch.empty_like(z)
+                grid = (triton_cdiv(G * M, BLOCK_M), (n4 // (4 * d)) * triton_cdiv(d, BLOCK_D))
+                run.step_backward[grid](
+                    z, buffer[1], layout.index_m[s], where.dims[number], dh, dm_out, dz, dm_in,
+                    G * M, M, batch, d, R, r, n4,
+                    PAPER=ctx.paper[number], BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
+                )  # fmt: skip
+                dz_all[number][:, ends[s] : ends[s + 1]] = dz
+                dH = torch.bmm(dz, weights[number].transpose(1, 2))
+                # This group's new h replaced the gathered one, which reaches the output
+                # only through H from here on.
+                dh[group.index] = 0.0
+                dh += dH.view(G, r, batch, D, d).permute(3, 0, 1, 2, 4)
+            dbuffer[0].index_add_(0, layout.index_h[s], dh.reshape(D * R, batch, d))
+            dbuffer[1].index_add_(0, layout.index_m[s], dm_in.reshape(D * R, batch, d))
+        dweights = [
+            torch.bmm(h.transpose(1, 2), dz).to(dtype)
+            for h, dz, dtype in zip(h_all, dz_all, ctx.dtypes, strict=True)
+        ]
+        dbiases = [
+            dz.sum(1, keepdim=True) if has else None
+            for dz, has in zip(dz_all, ctx.has_bias, strict=True)
+        ]
+        return (None, None, None, None, dbuffer[:, total:], *dweights, *dbiases)
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    """Ceiling division for launch grids."""
+    return -(-a // b)
