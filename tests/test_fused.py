@@ -1,0 +1,233 @@
+"""`gridlstm.nn.backends.fused`: the fused Triton hyperplane step, run on the CPU through
+Triton's interpreter (`fused.interpreted`), against the float64 reference (tests/reference.py),
+plus when the scheduler takes it and how it falls back.
+
+The kernels compute in float32 with IEEE dots here (the interpreter's bf16 dot is broken),
+so outputs are compared to the float64 reference at 2e-6 and gradients at 2e-5 (float32
+rounding over a few dozen cells). The interpreter needs tens of ms per program: the shapes
+are tiny, a representative few cases run by default and the whole option matrix is `slow`.
+GPU sizes and bf16 are in tests/test_gpu.py."""
+
+from __future__ import annotations
+
+import types
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from gridlstm.nn.backends import fused
+from gridlstm.nn.backends.hyperplane import per_op
+from tests.test_grid import B, IN, SIZES, build, flat_outputs, random_state, reference_forward
+
+pytest.importorskip("triton", reason="Triton ships with the CUDA builds of torch")
+
+# Every case of the reference matrix (tests/test_grid.py) that the fused step covers; the
+# others (non-LSTM transforms, peepholes, coupled gates) fall back (test below).
+COVERED = ["plain", "no-priority", "time-priority", "two-priorities", "tied", "tie-depth-lstm",
+           "share-dims", "paper-form", "no-bias", "input-to-memory", "output-all-sides",
+           "input-on-grid-dim"]  # fmt: skip
+MATRIX = [
+    (k, case)
+    for k in (0, 1, 2)
+    for case in COVERED
+    if not (k == 0 and case in ("time-priority", "two-priorities", "share-dims"))
+]
+DEFAULT = [(2, "plain"), (2, "tied"), (1, "paper-form"), (1, "time-priority"), (0, "no-bias")]
+
+
+@pytest.fixture
+def launches(monkeypatch) -> list[int]:
+    """Counts the runs of the fused Function (so a test knows the kernels ran)."""
+    from gridlstm.nn.backends.fused import steps
+
+    count: list[int] = []
+    original = steps.FusedSteps.apply
+
+    def counting(*args):
+        count.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(steps.FusedSteps, "apply", counting)
+    return count
+
+
+def check_against_reference(grid_dims: int, case: str, launches: list[int]) -> None:
+    with fused.interpreted():  # a failed probe would fall back silently: check it here
+        assert fused.probe(torch.device("cpu"), torch.float32), "the fused step's probe failed"
+    launches.clear()  # count only this test's own launches
+    net64 = build(grid_dims, case)
+    net64.backend = "hyperplane"
+    torch.manual_seed(1)
+    x = torch.randn(B, *SIZES[grid_dims], IN, dtype=torch.float64, requires_grad=True)
+    state = random_state(grid_dims)
+    ref_out, ref_final = reference_forward(net64, x, state)
+    reference = [ref_out, *(t for pair in ref_final for t in pair)]
+    weights = [torch.randn_like(t) for t in reference]
+    inputs = [x, *(t for pair in state for t in pair), *net64.parameters()]
+    ref_grads = torch.autograd.grad(
+        sum((w * t).sum() for w, t in zip(weights, reference, strict=True)), inputs
+    )
+
+    net = net64.float()  # the same weights in float32 (.float() converts in place: copy first)
+    x32 = x.detach().float().requires_grad_()
+    state32 = [tuple(t.detach().float().requires_grad_() for t in pair) for pair in state]
+    call_state = None if grid_dims == 0 else (state32[0] if grid_dims == 1 else state32)
+    with fused.interpreted():
+        got = flat_outputs(*net(x32, call_state))
+        inputs32 = [x32, *(t for pair in state32 for t in pair), *net.parameters()]
+        grads = torch.autograd.grad(
+            sum((w.float() * t).sum() for w, t in zip(weights, got, strict=True)), inputs32
+        )
+    assert launches, "the fused step did not run"
+    for g, r in zip(got, reference, strict=True):
+        torch.testing.assert_close(g.double(), r, atol=2e-6, rtol=2e-6)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g.double(), r, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize(("grid_dims", "case"), DEFAULT, ids=[f"K{k}-{c}" for k, c in DEFAULT])
+def test_fused_step_matches_the_float64_reference(grid_dims, case, launches):
+    check_against_reference(grid_dims, case, launches)
+
+
+SLOW = [c for c in MATRIX if c not in DEFAULT]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("grid_dims", "case"), SLOW, ids=[f"K{k}-{c}" for k, c in SLOW])
+def test_fused_step_matches_the_float64_reference_over_every_covered_option(
+    grid_dims, case, launches
+):
+    check_against_reference(grid_dims, case, launches)
+
+
+def test_batched_layers_with_padding_slots_and_tiles_larger_than_one(launches, monkeypatch):
+    """Per-layer weights on a grid whose hyperplanes hold different numbers of cells per
+    layer (padding slots read zeros), with the row and unit tiles split (block sizes
+    smaller than the rows and units), against the PyTorch steps."""
+    from gridlstm.nn.backends.fused import steps
+
+    monkeypatch.setattr(steps, "BLOCK_M", 16)
+    monkeypatch.setattr(steps, "BLOCK_D", 16)
+    monkeypatch.setattr(steps, "BLOCK_K", 16)
+    torch.manual_seed(0)
+    net = build(2, "plain").float()
+    x = torch.randn(7, 4, 3, IN)
+    with fused.pytorch_steps():
+        expected = flat_outputs(*net(x))
+        expected_grads = torch.autograd.grad(sum(t.square().sum() for t in expected),
+                                             list(net.parameters()))  # fmt: skip
+    with fused.interpreted():
+        got = flat_outputs(*net(x))
+        grads = torch.autograd.grad(sum(t.square().sum() for t in got), list(net.parameters()))
+    assert launches
+    for g, e in zip([*got, *grads], [*expected, *expected_grads], strict=True):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_keeps_nothing_for_the_backward_and_agrees(launches):
+    torch.manual_seed(0)
+    net = build(2, "tied").float()
+    x = torch.randn(2, 3, 2, IN)
+    with torch.no_grad():
+        with fused.pytorch_steps():
+            expected, _ = net(x)
+        with fused.interpreted():
+            got, _ = net(x)
+    assert launches
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ dispatch and fallback
+def stack_of(net) -> per_op.LayerStack:
+    return per_op.LayerStack(net.blocks if net._batched else net.blocks[:1])
+
+
+def fake_cuda(dtype: torch.dtype = torch.float32) -> types.SimpleNamespace:
+    """What `fused.blocker` reads of a tensor, as a CUDA tensor would show it (no GPU here)."""
+    return types.SimpleNamespace(device=torch.device("cuda"), dtype=dtype)
+
+
+@pytest.fixture
+def probe_result(monkeypatch) -> list[bool]:
+    """The probe's answer, set by the test (the real probe needs a GPU for CUDA)."""
+    answer = [True]
+    monkeypatch.setattr(fused, "probe", lambda device, dtype: answer[0])
+    return answer
+
+
+def test_cuda_tensors_of_covered_options_take_the_fused_step(probe_result):
+    net = build(2, "plain").float()
+    stack, dropout = stack_of(net), nn.Dropout(0.0)
+    for dtype in fused.DTYPES:
+        assert fused.blocker(stack, dropout, fake_cuda(dtype)) is None
+    assert "float64" in fused.blocker(stack, dropout, fake_cuda(torch.float64))
+    assert fused.blocker(stack, dropout, torch.zeros(1)) == "not a CUDA tensor"
+    training = nn.Dropout(0.1).train()
+    assert fused.blocker(stack, training, fake_cuda()) == "dropout between layers"
+    assert fused.blocker(stack, nn.Dropout(0.1).eval(), fake_cuda()) is None
+    with fused.pytorch_steps():
+        assert "pytorch_steps" in fused.blocker(stack, dropout, fake_cuda())
+    probe_result[0] = False
+    assert "probe" in fused.blocker(stack, dropout, fake_cuda())
+
+
+def test_switch_and_missing_triton_are_named(monkeypatch, probe_result):
+    net = build(2, "plain").float()
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    assert fused.blocker(stack_of(net), nn.Dropout(0.0), fake_cuda()) == "GRIDLSTM_TRITON=0"
+    monkeypatch.delenv(fused.ENV_SWITCH)
+    monkeypatch.setitem(__import__("sys").modules, "triton", None)  # as if not installed
+    assert fused.missing() == "Triton is not installed"
+
+
+@pytest.mark.parametrize("case", ["peephole", "nonlstm-depth-relu", "coupled-peephole"])
+def test_options_it_does_not_cover_run_the_pytorch_steps(case, launches):
+    torch.manual_seed(0)
+    net = build(2, case).float()
+    net.backend = "hyperplane"
+    x = torch.randn(2, 3, 2, IN)
+    with fused.interpreted():
+        got, _ = net(x)
+    with fused.pytorch_steps():
+        expected, _ = net(x)
+    assert not launches
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_kernel_that_fails_at_first_use_falls_back_with_one_warning(monkeypatch, launches):
+    """A Triton compile or launch failure (here: the kernels cannot be built) is caught by the
+    probe: one warning, then the PyTorch steps, with the same results."""
+    from gridlstm.nn.backends.fused import kernels
+
+    def broken(interpret: bool = False):
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setattr(kernels, "build", broken)
+    monkeypatch.setattr(fused, "_PROBED", {})
+    net = build(2, "tied").float()
+    x = torch.randn(2, 3, 2, IN)
+    with fused.pytorch_steps():
+        expected, _ = net(x)
+    with fused.interpreted(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, _ = net(x)
+        second, _ = net(x)
+    messages = [str(w.message) for w in caught if "fused Triton" in str(w.message)]
+    assert len(messages) == 1 and "no kernel for this GPU" in messages[0], messages
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(second, expected)
+
+
+def test_a_probe_that_disagrees_falls_back(monkeypatch):
+    """Kernels that run but compute something else (here: the forward's output negated) fail
+    the probe, which names the disagreement."""
+    from gridlstm.nn.backends.fused import steps
+
+    original = steps.FusedSteps.apply
+    monkeypatch.setattr(steps.FusedSteps, "apply", lambda *args: -original(*args))
+    monkeypatch.setattr(fused, "_PROBED", {})
+    with fused.interpreted(), pytest.warns(RuntimeWarning, match="differ from the PyTorch"):
+        assert not fused.probe(torch.device("cpu"), torch.float32)
