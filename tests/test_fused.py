@@ -19,7 +19,7 @@ from torch import nn
 
 from gridlstm.nn.backends import fused
 from gridlstm.nn.backends.hyperplane import per_op
-from tests.test_grid import B, IN, SIZES, build, flat_outputs, random_state, reference_forward
+from tests.test_grid import IN, SIZES, B, build, flat_outputs, random_state, reference_forward
 
 pytest.importorskip("triton", reason="Triton ships with the CUDA builds of torch")
 

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, graphs
 from gridlstm.nn.sizing import width_for_budget
 from gridlstm.run import runs, sweeps, threads
 from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
@@ -77,6 +77,7 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     hardware.pop("name", None)
     hardware.pop("threads", None)
+    hardware.pop("cuda_graphs", None)  # applied to the model (`apply_cuda_graphs`)
     if isinstance(hardware.get("strategy"), dict):
         hardware["strategy"] = instantiate(hardware["strategy"])
     kwargs.update(one_gpu_per_job(hardware))
@@ -107,6 +108,31 @@ def build_module(
         **datamodule.module_kwargs(),
         **options,
     )
+
+
+def apply_cuda_graphs(
+    cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule
+) -> int:
+    """With ``hardware.cuda_graphs=true``, every GridLSTM of the model replays CUDA graphs
+    (`gridlstm.nn.graphs`); returns how many. Refused, before any work, for a task whose
+    batch shapes vary and for a model without a GridLSTM."""
+    if not cfg.hardware.get("cuda_graphs", False):
+        return 0
+    reason = getattr(datamodule, "shapes_vary", None)
+    if reason:
+        raise ConfigError(
+            f"hardware.cuda_graphs=true needs fixed batch shapes, but task={cfg.task.name}: "
+            f"{reason}; drop hardware.cuda_graphs"
+        )
+    nets = [m for m in module.modules() if isinstance(m, GridLSTM)]
+    if not nets:
+        raise ConfigError(
+            f"hardware.cuda_graphs=true graphs GridLSTM backbones; model={cfg.model.name} has "
+            "none"
+        )
+    for net in nets:
+        graphs.graphed(net)
+    return len(nets)
 
 
 def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
@@ -326,6 +352,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     check_val_interval(cfg, datamodule)
+    graphed = apply_cuda_graphs(cfg, module, datamodule)
     has_logger = bool(logger_configs(cfg))
     callbacks, skipped = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, has_logger))
     # Everything that can refuse the config has run: only now the run's own output.
@@ -340,6 +367,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     backends = sorted({m.backend for m in module.modules() if isinstance(m, GridLSTM)})
     log.info("model=%s: %d trainable parameters%s", cfg.model.name, module.num_parameters,
              f" (GridLSTM backend {', '.join(backends)})" if backends else "")  # fmt: skip
+    if graphed:
+        log.info("hardware.cuda_graphs: %d GridLSTM(s) replay CUDA graphs per input shape", graphed)
 
     loggers = build_loggers(cfg)
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))

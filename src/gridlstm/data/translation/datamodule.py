@@ -44,6 +44,8 @@ class TranslationDataModule(L.LightningDataModule):
             (``gridlstm.evaluate`` passes the checkpoint's).
     """
 
+    shapes_vary = "sentence pairs are batched by length, so batch shapes vary"
+
     # Options a re-score of a trained model may not change (``gridlstm.evaluate``), and why.
     FIXED_AFTER_TRAINING = {
         "split_seed": "it chose the pairs the model trained on; another split tests on them",
