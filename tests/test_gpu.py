@@ -266,3 +266,88 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
     torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
     for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e, atol=tolerance * e.abs().max().item(), rtol=tolerance)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "options"),
+    [
+        (torch.float32, {}),
+        (torch.float32, {"tied": True, "output_form": "paper"}),
+        (torch.bfloat16, {}),
+        (torch.float16, {"tied": True}),
+    ],
+    ids=["float32", "float32-tied-paper", "bf16", "fp16-tied"],
+)
+def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, options):
+    """gridlstm.nn.backends.fused on CUDA at the MNIST preset's sizes (14 x 14 patches, d 64,
+    3 layers, batch 32): outputs and gradients against the PyTorch steps in float32 (16-bit
+    runs against the float32 PyTorch steps, within 16-bit rounding), and the fused step ran."""
+    from gridlstm.nn.backends import fused
+    from gridlstm.nn.backends.fused import steps
+
+    torch.manual_seed(0)
+    net = GridLSTM(16, 64, 3, 2, backend="hyperplane", **options).cuda()
+    x = torch.randn(32, 14, 14, 16, device="cuda")
+
+    def run(module, inputs):
+        out, final = module(inputs)
+        loss = out.float().square().mean() + sum(t.float().mean() for p in final for t in p)
+        return out.float(), torch.autograd.grad(loss, list(module.parameters()))
+
+    with fused.pytorch_steps():
+        expected, expected_grads = run(net, x)
+    calls = []
+    original = steps.FusedSteps.apply
+    steps.FusedSteps.apply = lambda *args: calls.append(1) or original(*args)
+    try:
+        low = net.to(dtype) if dtype != torch.float32 else net
+        got, grads = run(low, x.to(dtype))
+    finally:
+        steps.FusedSteps.apply = original
+    assert calls, "the fused step did not run"
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+    for g, e in zip(grads, expected_grads, strict=True):
+        scale = e.abs().max().item() + 1e-6
+        torch.testing.assert_close(g.float(), e, atol=tolerance * scale, rtol=tolerance)
+
+
+@pytest.mark.parametrize("grid_dims", [1, 2])
+def test_cuda_graphs_replay_the_eager_forward_and_backward(grid_dims):
+    """gridlstm.nn.graphs on CUDA: three training steps with graphs (recording, then replays)
+    give the eager steps' losses and weights, with a carried state for the 2-LSTM."""
+    from gridlstm.nn import graphs
+
+    torch.manual_seed(0)
+    eager = GridLSTM(8, 32, 2, grid_dims, batch_first=True).cuda()
+    graphed = GridLSTM(8, 32, 2, grid_dims, batch_first=True).cuda()
+    graphed.load_state_dict(eager.state_dict())
+    dispatcher = graphs.graphed(graphed)
+    shape = (4, 20, 8) if grid_dims == 1 else (4, 6, 5, 8)
+    batches = [torch.randn(*shape, device="cuda") for _ in range(3)]
+    losses = []
+    for net in (eager, graphed):
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        state, seen = None, []
+        for x in batches:
+            out, final = net(x, state)
+            loss = out.square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen.append(loss.item())
+            if grid_dims == 1:
+                state = tuple(t.detach() for t in final)
+        losses.append(seen)
+    assert len(dispatcher.graphs) == (2 if grid_dims == 1 else 1)
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4,
+                               atol=1e-6)  # fmt: skip
+    for a, b in zip(graphed.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cuda_graphs_train_the_addition_task(cli):
+    result = cli(*TINY, "hardware=gpu", "hardware.precision=32-true", "hardware.cuda_graphs=true",
+                 "logger=none")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replay CUDA graphs" in result.stdout + result.stderr

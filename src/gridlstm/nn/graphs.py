@@ -32,7 +32,7 @@ def _flatten(state: Any) -> tuple[list[Tensor], Any]:
     if isinstance(state, Tensor):
         return [state], "tensor"
     parts = [_flatten(part) for part in state]
-    return [t for tensors, _ in parts for t in tensors], (type(state), [s for _, s in parts])
+    return [t for tensors, _ in parts for t in tensors], (type(state), tuple(s for _, s in parts))
 
 
 def _rebuild(tensors: list[Tensor], structure: Any) -> tuple[Any, list[Tensor]]:
@@ -72,16 +72,17 @@ class Graphed:
         self.net, self.max_shapes = net, max_shapes
         self.graphs: dict[tuple, tuple[nn.Module, Any]] = {}
         self.warned = False
+        self.device_type = "cuda"  # where graphs are recorded (tests simulate them on "cpu")
 
     def eager_reason(self, input: Any, lengths: Any) -> str | None:  # noqa: A002
         """Why this call runs eagerly (None: it replays or records a graph)."""
         if not isinstance(input, Tensor) or lengths is not None:
             return "packed input or sequence lengths"
-        if input.device.type != "cuda":
-            return "not on a CUDA device"
+        if input.device.type != self.device_type:
+            return f"not on a {self.device_type.upper()} device"
         if not (self.net.training and torch.is_grad_enabled()):
             return "evaluation or no gradients"
-        if torch.is_autocast_enabled("cuda"):
+        if torch.is_autocast_enabled(self.device_type):
             return "autocast"
         return None
 
@@ -107,7 +108,9 @@ class Graphed:
             log.info("cuda_graphs: recorded the forward and backward for input %s",
                      tuple(input.shape))  # fmt: skip
         graphed, flat = self.graphs[key]
-        results = graphed(*args)
+        # The graph's outputs live in its static buffers, which the next replay overwrites:
+        # copies (differentiable) are what the caller keeps, e.g. a carried state.
+        results = [t.clone() for t in graphed(*args)]
         final, _ = _rebuild(list(results[1:]), flat.out_structure)
         return results[0], final
 
