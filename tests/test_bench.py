@@ -67,6 +67,37 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
         assert min(row["train_tokens_per_s"], row["beam4_sentences_per_s"]) > 0
     printed = capsys.readouterr().out
     assert "vs nn.LSTM" in printed and "beam-4 sent/s" in printed
+    # The GPU targets: computed on any device; at these sizes only MNIST and translation
+    # are timed at the targets' sizes (the others need the bench's default shapes).
+    assert "GPU targets" in printed
+    rows = {row["target"]: row for row in results["targets"]}
+    assert rows["MNIST 3-LSTM faster than 2 CPU cores"]["measured"] == mnist["seconds"]
+    assert rows["time priority >= 0.30x nn.LSTM"]["met"] is None
+    assert rows["3-LSTM 14x14x3 >= 50x naive"]["met"] is None
+    reencoder = rows["Reencoder training tokens/s >= 3x"]
+    assert reencoder["measured"] == translation["reencoder"]["train_tokens_per_s"]
+
+
+def test_targets_read_their_rows_at_their_sizes_and_say_whether_they_are_met():
+    from gridlstm.analysis import targets
+
+    results = {
+        "grid2d": dict(targets.SHAPE_2D),
+        "variants": {"time-priority/hyperplane": {"ratio_to_nn.LSTM": 0.31},
+                     "paper-form/hyperplane": {"ratio_to_nn.LSTM": 0.29}},
+        "grid3d": {"grid": "14x14", "layers": 3, "hyperplane_speedup": 60.0},
+        "mnist": {"seconds": 0.01, "seconds_cuda_graphs": 0.004},
+    }  # fmt: skip
+    rows = {row["target"]: row for row in targets.check(results)}
+    assert rows["time priority >= 0.30x nn.LSTM"]["met"] is True
+    assert rows["paper form >= 0.30x nn.LSTM"]["met"] is False
+    assert rows["3-LSTM 14x14x3 >= 50x naive"]["met"] is True
+    mnist = rows["MNIST 3-LSTM fwd+bwd >= 5x faster"]
+    assert mnist["measured"] == 0.004 and mnist["met"] is True  # the faster of the two paths
+    assert rows["Reencoder training tokens/s >= 3x"]["met"] is None  # not timed
+    results["grid2d"]["hidden"] = 128  # other sizes than the targets': not compared
+    rows = {row["target"]: row for row in targets.check(results)}
+    assert rows["time priority >= 0.30x nn.LSTM"]["measured"] is None
 
 
 def test_bench_rejects_bad_sizes(capsys):

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from gridlstm.nn import GridLSTM, count_parameters
-from gridlstm.nn.backends import compiled, hyperplane
+from gridlstm.analysis import targets
+from gridlstm.nn import GridLSTM, count_parameters, graphs
+from gridlstm.nn.backends import compiled, fused, hyperplane
 from gridlstm.nn.backends.native import build as native_build
 from gridlstm.nn.backends.native import python_steps
 from gridlstm.run.arguments import option
@@ -67,10 +68,31 @@ def seconds_per_step(
 def steps_context(per_op: bool = False, python: bool = False) -> contextlib.AbstractContextManager:
     """``per_op``: the hyperplane scheduler's per-op steps instead of the hand-written ones
     (`gridlstm.nn.backends.hyperplane.per_op_steps`); ``python``: the PyTorch steps where the
-    native ones would run (`gridlstm.nn.backends.native.python_steps`)."""
+    native (CPU) or the fused Triton (GPU) ones would run (`gridlstm.nn.backends.native`,
+    `gridlstm.nn.backends.fused`)."""
     if per_op:
         return hyperplane.per_op_steps()
-    return python_steps() if python else contextlib.nullcontext()
+    if python:
+        stack = contextlib.ExitStack()
+        stack.enter_context(python_steps())
+        stack.enter_context(fused.pytorch_steps())
+        return stack
+    return contextlib.nullcontext()
+
+
+def gpu_rows(device: torch.device) -> bool:
+    """Whether rows comparing the fused Triton step and CUDA graphs with the PyTorch steps
+    are timed (on a GPU)."""
+    return device.type == "cuda"
+
+
+def graphed_copy(net: GridLSTM) -> GridLSTM:
+    """A copy of ``net`` that replays CUDA graphs (`gridlstm.nn.graphs`)."""
+    import copy
+
+    twin = copy.deepcopy(net)
+    graphs.graphed(twin)
+    return twin
 
 
 def forward_backward(
@@ -177,13 +199,18 @@ def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) 
     nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
     native = tuple(name for name in nets if "/scan" in name and "compile" not in name)
     native = native if native_steps(device) else ()
+    if gpu_rows(device):  # the fused step against the PyTorch steps, and CUDA graphs
+        native = tuple(name for name in nets if name.endswith("/hyperplane"))
+        for name in native:
+            nets[f"{name}, cuda graphs"] = graphed_copy(nets[name])
     results, seconds = against_lstm(args, nets, device, dtype, python_rows=native)
     peer = seconds["time-priority/LSTMCell loop"]
     for name in results:
         if name.startswith("time-priority") and not name.endswith("loop"):
             results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
     for name in native:
-        results[name]["native_speedup"] = seconds[f"{name}, python steps"] / seconds[name]
+        key = "fused_speedup" if gpu_rows(device) else "native_speedup"
+        results[name][key] = seconds[f"{name}, python steps"] / seconds[name]
     return results
 
 
@@ -200,8 +227,10 @@ def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> 
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
     steps = {"mnist": forward_backward(net, x), "per-op": forward_backward(net, x, per_op=True)}
-    if native_steps(device):
+    if native_steps(device) or gpu_rows(device):
         steps["python"] = forward_backward(net, x, python=True)
+    if gpu_rows(device):
+        steps["graphs"] = forward_backward(graphed_copy(net), x)
     results = {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64}
     if args.compile:
         compiled = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane", compile=args.compile)
@@ -215,7 +244,10 @@ def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> 
     results["seconds_per_op_steps"] = seconds["per-op"]
     if "python" in seconds:
         results["seconds_python_steps"] = seconds["python"]
-        results["native_speedup"] = seconds["python"] / seconds["mnist"]
+        key = "fused_speedup" if gpu_rows(device) else "native_speedup"
+        results[key] = seconds["python"] / seconds["mnist"]
+    if "graphs" in seconds:
+        results["seconds_cuda_graphs"] = seconds["graphs"]
     if args.compile:
         results["seconds_compiled"] = seconds["compiled"]
     return results
@@ -230,7 +262,7 @@ def bench_grid3d(args: BenchConfig, device: torch.device, dtype: torch.dtype) ->
         nets[backend] = GridLSTM(d, d, layers, grid_dims=2, backend=backend).to(device, dtype)
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
     steps["hyperplane, per-op steps"] = forward_backward(nets["hyperplane"], x, per_op=True)
-    if native_steps(device):
+    if native_steps(device) or gpu_rows(device):
         steps["hyperplane, python steps"] = forward_backward(nets["hyperplane"], x, python=True)
     seconds = seconds_per_step(steps, device, 1, max(1, args.repeats // 2))
     results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
@@ -395,6 +427,7 @@ def run(args: BenchConfig) -> dict:
         results["mnist"] = bench_mnist(args, device, dtype)
     if not args.skip_translation:
         results["translation"] = bench_translation(args, device, dtype)
+    results["targets"] = targets.check(results)
     print_results(results)
     if args.json:
         Path(args.json).expanduser().write_text(json.dumps(results, indent=2) + "\n")
@@ -458,6 +491,17 @@ def print_results(results: dict) -> None:
                 if "native_speedup" in mnist
                 else ""
             )
+            + (
+                f"; fused Triton step {mnist['fused_speedup']:.2f}x the PyTorch steps "
+                f"({mnist['seconds_python_steps']:.3f} s)"
+                if "fused_speedup" in mnist
+                else ""
+            )
+            + (
+                f"; CUDA graphs {mnist['seconds_cuda_graphs']:.3f} s"
+                if "seconds_cuda_graphs" in mnist
+                else ""
+            )
         )
     if "grid3d" in results:
         g3 = results["grid3d"]
@@ -500,3 +544,13 @@ def print_results(results: dict) -> None:
                 f"Reencoder training: native steps {tr['reencoder_native_speedup']:.2f}x the "
                 "PyTorch steps"
             )
+    if results.get("targets"):
+        title = f"GPU targets ({results['device']}; baselines: H100 fp32, per-op design)"
+        table = Table(title=title)
+        for column in ("target", "measured", "goal", "met"):
+            table.add_column(column, justify="left" if column == "target" else "right")
+        for row in results["targets"]:
+            measured = "not timed" if row["measured"] is None else f"{row['measured']:,.4g}"
+            met = {None: "", True: "yes", False: "no"}[row["met"]]
+            table.add_row(row["target"], measured, f"{row['goal']:,.4g}", met)
+        console.print(table)
