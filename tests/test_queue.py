@@ -108,11 +108,11 @@ def test_jobs_are_the_grid_in_file_order_with_the_dry_run_overrides_and_the_envi
         "stacked_lstm-num_layers1",
         "stacked_lstm-num_layers8",
     ]
-    assert jobs[1].overrides == [
+    assert jobs[1].overrides == [  # the dry run's last: it wins over the grid
         "task.path=/data/here/x.txt",
-        "trainer.max_steps=2",
         "model=grid2d",
         "model.net.num_layers=8",
+        "trainer.max_steps=2",
     ]
     assert jobs[1].run_dir == tmp_path / "s" / "grid2d-num_layers8"
     assert queue.expand("s", study, tmp_path, dry_run=False)[0].overrides[1] == "model=grid2d"

@@ -23,7 +23,8 @@ The studies file (YAML) maps a study name to:
 * ``grid``: ``{key: [values]}``, one job per combination (in file order);
 * ``needs``: optional ``{override_key: description}`` of data files that must exist
   (a missing one skips the study with one line, naming the override to set);
-* ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU).
+* ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU),
+  after the grid's, so they win over it.
 """
 
 from __future__ import annotations
@@ -126,16 +127,15 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
 
 def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
     grid = study.get("grid") or {}
-    base = [str(o) for o in study.get("overrides") or []]
-    if dry_run:
-        base += [str(o) for o in study.get("dry_run") or []]
-    base = [os.path.expandvars(o) for o in base]  # data paths: $GRIDLSTM_DATA_DIR, ...
+    base = [os.path.expandvars(str(o)) for o in study.get("overrides") or []]  # $DATA paths
+    # The dry run's overrides come last: they win over the grid's (tiny sizes, on the CPU).
+    tiny = [os.path.expandvars(str(o)) for o in study.get("dry_run") or []] if dry_run else []
     jobs = []
     for values in itertools.product(*grid.values()) if grid else [()]:
         combo = dict(zip(grid.keys(), values, strict=True))
         job = job_name(combo) if combo else name
         run_dir = runs / name / job
-        overrides = base + [f"{k}={v}" for k, v in combo.items()]
+        overrides = base + [f"{k}={v}" for k, v in combo.items()] + tiny
         jobs.append(Job(name, job, overrides, run_dir, run_dir.parent / f"{job}.log"))
     return jobs
 

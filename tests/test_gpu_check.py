@@ -1,0 +1,71 @@
+"""scripts/gpu_check.sh: the GPU check (pytest -m gpu, the bench with the GPU targets, a
+smoke run of every task), here in its dry-run mode on the CPU, with every task's data
+generated in its real on-disk format; and its refusals."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
+
+
+def run_check(*args: str, env: dict | None = None, timeout: int = 120):
+    return subprocess.run(["bash", "scripts/gpu_check.sh", *args], cwd=ROOT,
+                          env=env or offline_env(), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
+    data = tmp_path / "data"
+    write_mnist(data / "mnist", train=60, test=20)
+    (data / "enwik8").mkdir(parents=True)
+    rng = random.Random(0)
+    text = "".join(rng.choice("abcdefgh <>\n") for _ in range(40_000))
+    (data / "enwik8" / "enwik8").write_text(text)
+    env = {
+        **offline_env(),
+        "GRIDLSTM_DATA_DIR": str(data),
+        "GRIDLSTM_TRANSLATION_FILE": str(write_pairs(tmp_path / "pairs.txt", count=80)),
+        "OMP_NUM_THREADS": "1",
+    }
+    out = tmp_path / "check"
+    done = run_check("--dry-run", f"out={out}", env=env, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "pytest -m gpu: skipped in the dry run (it needs a CUDA device)" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(s["step"], s["exit"]) for s in summary["steps"]] == [
+        ("pytest_gpu", "skipped"), ("bench_float32", "0"), ("bench_bfloat16", "0"),
+        ("smoke", "0"),
+    ]  # fmt: skip
+    targets = json.loads((out / "targets.json").read_text())
+    assert targets["device"] == "cpu (dry run)"
+    assert len(targets["float32"]) == len(targets["bfloat16"]) == 6
+    for task in ("addition", "memorization", "parity", "enwik8", "mnist", "translation"):
+        report = json.loads((out / "smoke" / f"smoke_{task}" / "gpu_dry_run" / "queue.json")
+                            .read_text())  # fmt: skip
+        assert {j["status"] for j in report["jobs"]} == {"completed"}, (task, report["jobs"])
+
+
+def test_without_a_gpu_it_refuses_and_names_the_dry_run():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    done = run_check()
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "gpu_check.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU"
+    )
+
+
+def test_an_unknown_argument_is_one_line_naming_the_valid_ones():
+    done = run_check("--dryrun")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "gpu_check.sh: unknown argument '--dryrun'; valid: --dry-run, out=DIR, minutes=N"
+    )
