@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from gridlstm.nn import GridLSTM, graphs
 from gridlstm.run.config import ConfigError
-from gridlstm.run.training import apply_cuda_graphs
+from gridlstm.run.cuda_graphs import apply as apply_cuda_graphs
 
 
 @pytest.fixture

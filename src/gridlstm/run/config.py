@@ -1,9 +1,8 @@
 """Start-up checks on the composed config: fail in one line, before any work.
 
-Hydra itself rejects unknown config-group options (naming the available ones); this module
-adds what Hydra cannot know: which models fit which tasks, and the value checks done by the
-constructors of the data module and the backbone, reported with the config group they
-came from.
+Hydra itself rejects unknown config-group options (naming the available ones); this module adds
+what Hydra cannot know: which models fit which tasks, and the value checks done by the
+constructors of the data module and the backbone, reported with the config group they came from.
 """
 
 from __future__ import annotations
@@ -149,46 +148,19 @@ def check_seed(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={seed}: give an integer in [0, 2**32 - 1]")
 
 
-def check_cuda_graphs(option: object, accelerator: str, hardware: dict) -> None:
-    """``hardware.cuda_graphs`` (`gridlstm.nn.graphs`): a bool, on one CUDA GPU, without
-    autocast (Lightning's autocast caches weight casts across steps, which a graph cannot
-    hold)."""
-    if not isinstance(option, bool):
-        raise ConfigError(f"hardware.cuda_graphs={option}: give true or false")
-    if not option:
-        return
-    if accelerator not in ("gpu", "cuda"):
-        raise ConfigError(
-            f"hardware.cuda_graphs=true records CUDA graphs: it needs a GPU (hardware=gpu), "
-            f"got accelerator={accelerator}"
-        )
-    precision = str(hardware.get("precision", "32-true"))
-    if "mixed" in precision:
-        raise ConfigError(
-            f"hardware.cuda_graphs=true cannot record under autocast (precision={precision}): "
-            "use hardware.precision=32-true, bf16-true or 16-true"
-        )
-    devices = hardware.get("devices", 1)
-    if devices != 1 or isinstance(hardware.get("strategy"), dict):
-        raise ConfigError(
-            f"hardware.cuda_graphs=true runs on one GPU (devices=1, no DDP strategy); got "
-            f"devices={devices}"
-        )
-
-
 def check_hardware(cfg: DictConfig) -> None:
     """The accelerator exists here, and the Trainer accepts hardware x trainer options."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
 
-    from gridlstm.run.console import lightning_info_silenced
+    from gridlstm.run import console, cuda_graphs
 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))
     hardware.pop("threads", None)
     accelerator = str(hardware.get("accelerator", "auto"))
-    check_cuda_graphs(hardware.pop("cuda_graphs", False), accelerator, hardware)
+    cuda_graphs.check(hardware.pop("cuda_graphs", False), accelerator, hardware)
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"hardware={name}: no CUDA GPU is available on this machine "
@@ -221,7 +193,7 @@ def check_hardware(cfg: DictConfig) -> None:
         kwargs.update(hardware)
         quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                      enable_model_summary=False)  # fmt: skip
-        with lightning_info_silenced():
+        with console.lightning_info_silenced():
             L.Trainer(**{**kwargs, **quiet})
     except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
         cause = error.__cause__ or error

@@ -35,9 +35,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gridlstm.nn import GridLSTM, graphs
+from gridlstm.nn import GridLSTM
 from gridlstm.nn.sizing import width_for_budget
-from gridlstm.run import runs, sweeps, threads
+from gridlstm.run import cuda_graphs, runs, sweeps, threads
 from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
 from gridlstm.run.config import ConfigError, build, check_compatible, check_launch, check_run
 from gridlstm.run.console import print_config_tree, quiet_third_party
@@ -108,31 +108,6 @@ def build_module(
         **datamodule.module_kwargs(),
         **options,
     )
-
-
-def apply_cuda_graphs(
-    cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule
-) -> int:
-    """With ``hardware.cuda_graphs=true``, every GridLSTM of the model replays CUDA graphs
-    (`gridlstm.nn.graphs`); returns how many. Refused, before any work, for a task whose
-    batch shapes vary and for a model without a GridLSTM."""
-    if not cfg.hardware.get("cuda_graphs", False):
-        return 0
-    reason = getattr(datamodule, "shapes_vary", None)
-    if reason:
-        raise ConfigError(
-            f"hardware.cuda_graphs=true needs fixed batch shapes, but task={cfg.task.name}: "
-            f"{reason}; drop hardware.cuda_graphs"
-        )
-    nets = [m for m in module.modules() if isinstance(m, GridLSTM)]
-    if not nets:
-        raise ConfigError(
-            f"hardware.cuda_graphs=true graphs GridLSTM backbones; model={cfg.model.name} has "
-            "none"
-        )
-    for net in nets:
-        graphs.graphed(net)
-    return len(nets)
 
 
 def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
@@ -352,7 +327,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     check_val_interval(cfg, datamodule)
-    graphed = apply_cuda_graphs(cfg, module, datamodule)
+    graphed = cuda_graphs.apply(cfg, module, datamodule)
     has_logger = bool(logger_configs(cfg))
     callbacks, skipped = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, has_logger))
     # Everything that can refuse the config has run: only now the run's own output.
