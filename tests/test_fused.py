@@ -39,26 +39,28 @@ DEFAULT = [(2, "plain"), (2, "tied"), (1, "paper-form"), (1, "time-priority"), (
 
 @pytest.fixture
 def launches(monkeypatch) -> list[int]:
-    """Counts the runs of the fused Function (so a test knows the kernels ran)."""
-    from gridlstm.nn.backends.fused import steps
+    """Counts the runs of the fused Functions (so a test knows the kernels ran)."""
+    from gridlstm.nn.backends.fused import scan, steps
 
     count: list[int] = []
-    original = steps.FusedSteps.apply
+    for function in (steps.FusedSteps, scan.FusedRecurrence):
 
-    def counting(*args):
-        count.append(1)
-        return original(*args)
+        def counting(*args, original=function.apply):
+            count.append(1)
+            return original(*args)
 
-    monkeypatch.setattr(steps.FusedSteps, "apply", counting)
+        monkeypatch.setattr(function, "apply", counting)
     return count
 
 
-def check_against_reference(grid_dims: int, case: str, launches: list[int]) -> None:
+def check_against_reference(
+    grid_dims: int, case: str, launches: list[int], backend: str = "hyperplane"
+) -> None:
     with fused.interpreted():  # a failed probe would fall back silently: check it here
         assert fused.probe(torch.device("cpu"), torch.float32), "the fused step's probe failed"
     launches.clear()  # count only this test's own launches
     net64 = build(grid_dims, case)
-    net64.backend = "hyperplane"
+    net64.backend = backend
     torch.manual_seed(1)
     x = torch.randn(B, *SIZES[grid_dims], IN, dtype=torch.float64, requires_grad=True)
     state = random_state(grid_dims)
@@ -93,6 +95,39 @@ def test_fused_step_matches_the_float64_reference(grid_dims, case, launches):
 
 
 SLOW = [c for c in MATRIX if c not in DEFAULT]
+
+# The scan's fused recurrence: 2-LSTM options without time priority.
+SCAN = ["plain", "no-priority", "tied", "tie-depth-lstm", "share-dims", "paper-form", "no-bias",
+        "input-to-memory", "output-all-sides"]  # fmt: skip
+SCAN_DEFAULT = ["paper-form", "no-priority"]
+
+
+@pytest.mark.parametrize("case", SCAN_DEFAULT)
+def test_fused_scan_recurrence_matches_the_float64_reference(case, launches):
+    check_against_reference(1, case, launches, backend="scan")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in SCAN if c not in SCAN_DEFAULT])
+def test_fused_scan_recurrence_matches_the_float64_reference_over_every_covered_option(
+    case, launches
+):
+    check_against_reference(1, case, launches, backend="scan")
+
+
+def test_the_scan_keeps_time_priority_and_lengths_on_its_own_loop(launches):
+    """Time priority and sequence lengths are not in the fused recurrence: the scan's own
+    loop runs, with the same results as outside interpreted()."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, IN)
+    for case, lengths in (("time-priority", None), ("plain", torch.tensor([5, 3]))):
+        net = build(1, case).float()
+        net.backend = "scan"
+        with fused.interpreted():
+            got, _ = net(x, lengths=lengths)
+        expected, _ = net(x, lengths=lengths)
+        torch.testing.assert_close(got, expected)
+    assert not launches
 
 
 @pytest.mark.slow

@@ -312,6 +312,40 @@ def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, option
         torch.testing.assert_close(g.float(), e, atol=tolerance * scale, rtol=tolerance)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_scan_recurrence_on_gpu_matches_the_pytorch_steps(dtype):
+    """The scan's time recurrence on the fused step (paper form, d 128, T 50, B 16), against
+    the PyTorch loop in float32; bf16 within its rounding."""
+    from gridlstm.nn.backends import fused
+    from gridlstm.nn.backends.fused import scan
+
+    torch.manual_seed(0)
+    net = GridLSTM(32, 128, 2, 1, batch_first=True, backend="scan", output_form="paper").cuda()
+    x = torch.randn(16, 50, 32, device="cuda")
+
+    def run(module, inputs):
+        out, (h, m) = module(inputs)
+        loss = out.float().square().mean() + h.float().mean() + m.float().mean()
+        return out.float(), torch.autograd.grad(loss, list(module.parameters()))
+
+    with fused.pytorch_steps():
+        expected, expected_grads = run(net, x)
+    calls = []
+    original = scan.FusedRecurrence.apply
+    scan.FusedRecurrence.apply = lambda *args: calls.append(1) or original(*args)
+    try:
+        low = net.to(dtype)
+        got, grads = run(low, x.to(dtype))
+    finally:
+        scan.FusedRecurrence.apply = original
+    assert len(calls) == 2  # one per layer
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+    for g, e in zip(grads, expected_grads, strict=True):
+        scale = e.abs().max().item() + 1e-6
+        torch.testing.assert_close(g.float(), e, atol=tolerance * scale, rtol=tolerance)
+
+
 @pytest.mark.parametrize("grid_dims", [1, 2])
 def test_cuda_graphs_replay_the_eager_forward_and_backward(grid_dims):
     """gridlstm.nn.graphs on CUDA: three training steps with graphs (recording, then replays)

@@ -200,7 +200,7 @@ def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) 
     native = tuple(name for name in nets if "/scan" in name and "compile" not in name)
     native = native if native_steps(device) else ()
     if gpu_rows(device):  # the fused step against the PyTorch steps, and CUDA graphs
-        native = tuple(name for name in nets if name.endswith("/hyperplane"))
+        native = tuple(name for name in nets if name.endswith(("/hyperplane", "/scan")))
         for name in native:
             nets[f"{name}, cuda graphs"] = graphed_copy(nets[name])
     results, seconds = against_lstm(args, nets, device, dtype, python_rows=native)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn.backends import native
+from gridlstm.nn.backends import fused, native
 from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
 
 Pair = tuple[Tensor, Tensor]
@@ -134,6 +134,30 @@ def native_layer(
     return h_time, h_up, m_up, (h_time[-1], m_time[-1])
 
 
+def fused_layer(
+    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
+    """`layer` with the time recurrence on the fused Triton step (a GPU;
+    `gridlstm.nn.backends.fused.scan`), or None where it does not apply: time priority,
+    sequence lengths, peepholes or coupled gates, or tensors `fused.tensor_blocker` refuses."""
+    time = block.transforms[0]
+    if real is not None or stage(block, 1) < stage(block, 0) or not plain_lstm(time):
+        return None
+    if h_depth.shape[0] == 0 or fused.tensor_blocker(h_depth) is not None:
+        return None
+    from gridlstm.nn.backends.fused import scan as fused_scan  # imports Triton
+
+    d = h_depth.shape[-1]
+    w_time, b_time = weights(time)
+    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)  # all steps at once
+    paper = time.output_form == "paper"
+    h_time, m_time = fused_scan.recurrence(
+        time_in, h0, c0, w_time[:, :d].t(), paper, fused.interpreting()
+    )
+    h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
+    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
+
+
 def depth_after_loop(
     block: GridBlock, h_time: Tensor, h0: Tensor, h_depth: Tensor, m_depth: Tensor
 ) -> Pair:
@@ -162,7 +186,9 @@ def layer(
     is False keep the time state unchanged.
     """
     if steps is STEPS:
-        done = native_layer(block, h_depth, m_depth, h0, c0, valid)
+        done = fused_layer(block, h_depth, m_depth, h0, c0, valid)
+        if done is None:
+            done = native_layer(block, h_depth, m_depth, h0, c0, valid)
         if done is not None:
             return done
     time, depth = block.transforms[0], block.transforms[1]

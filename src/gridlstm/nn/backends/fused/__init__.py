@@ -1,6 +1,8 @@
 """The fused Triton hyperplane step: on a GPU, one kernel launch per transform group and
 hyperplane step (gather, GEMM and LSTM arithmetic together) instead of the ~10 launches of
-the hand-written PyTorch step, which left the GPU launch-bound (docs/benchmarks.md).
+the hand-written PyTorch step, which left the GPU launch-bound (docs/benchmarks.md). The
+scan's time recurrence (depth or no priority) uses the same kernels, one launch per time
+step (`gridlstm.nn.backends.fused.scan`).
 
 It sits behind the PyTorch steps, which stay the reference and the fallback: the scheduler
 (`gridlstm.nn.backends.hyperplane.scheduler`) takes it for CUDA tensors in float32, bfloat16
@@ -67,9 +69,23 @@ def missing() -> str | None:
 
 
 def blocker(stack: LayerStack, dropout: nn.Module, t: Tensor) -> str | None:
-    """Why the fused step does not apply to these tensors (None if it does). The options the
-    hand-written steps also refuse (non-LSTM transforms, peepholes, lengths, ...) are checked
-    by `gridlstm.nn.backends.hyperplane.handwritten_blocker` before this."""
+    """Why the fused hyperplane step does not apply to these tensors (None if it does). The
+    options the hand-written steps also refuse (non-LSTM transforms, peepholes, lengths, ...)
+    are checked by `gridlstm.nn.backends.hyperplane.handwritten_blocker` before this."""
+    if dropout.training and dropout.p > 0:
+        return "dropout between layers"
+    return tensor_blocker(t)
+
+
+def interpreting() -> bool:
+    """Whether the kernels run through Triton's CPU interpreter (`interpreted`)."""
+    return _MODE[-1] == "interpret"
+
+
+def tensor_blocker(t: Tensor) -> str | None:
+    """Why the fused kernels do not apply to tensors like ``t`` (device, dtype, autocast,
+    switched off, Triton missing, failed probe); None if they do. The scan's fused recurrence
+    (`gridlstm.nn.backends.fused.scan`) asks only this: its options are checked by the scan."""
     if _MODE[-1] == "off":
         return "pytorch_steps() asked for the PyTorch steps"
     wanted = "cpu" if _MODE[-1] == "interpret" else "cuda"
@@ -79,8 +95,6 @@ def blocker(stack: LayerStack, dropout: nn.Module, t: Tensor) -> str | None:
         return f"{t.dtype} (the fused step runs float32, bfloat16 and float16)"
     if torch.is_autocast_enabled(t.device.type):
         return "autocast (its GEMMs would run in another dtype than the state)"
-    if dropout.training and dropout.p > 0:
-        return "dropout between layers"
     reason = missing()
     if reason is None and not probe(t.device, t.dtype):
         reason = "its probe disagreed with the PyTorch steps"
@@ -105,8 +119,7 @@ def run(
 
     if plan.fused is None:
         plan.fused = sources(layout, static.device)
-    interpret = _MODE[-1] == "interpret"
-    out = FusedSteps.apply(layout, plan.fused, paper, interpret, static, *params)
+    out = FusedSteps.apply(layout, plan.fused, paper, interpreting(), static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
 
 
@@ -122,7 +135,7 @@ def probe(device: torch.device, dtype: torch.dtype) -> bool:
     problem = "its results differ from the PyTorch steps'"
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            agrees = all(_agrees(device, dtype, tied, tolerance) for tied in (True, False))
+            agrees = all(_agrees(device, dtype, case, tolerance) for case in PROBES)
     except Exception as error:  # noqa: BLE001 (any compile or launch failure means: fall back)
         agrees, problem = False, f"it raised {type(error).__name__}: {error}"
     if not agrees:
@@ -136,15 +149,25 @@ def probe(device: torch.device, dtype: torch.dtype) -> bool:
     return agrees
 
 
-def _agrees(device: torch.device, dtype: torch.dtype, tied: bool, tolerance: float) -> bool:
-    """A tiny 3-LSTM's output and gradients, fused against the PyTorch steps."""
+# The probe's networks: the hyperplane step tied and untied (3-LSTM), the scan's recurrence
+# (2-LSTM, paper output form).
+PROBES = (
+    {"grid_dims": 2, "tied": True, "backend": "hyperplane"},
+    {"grid_dims": 2, "tied": False, "backend": "hyperplane"},
+    {"grid_dims": 1, "output_form": "paper", "backend": "scan"},
+)
+
+
+def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: float) -> bool:
+    """A tiny network's output and gradients, fused against the PyTorch steps."""
     from gridlstm.nn.grid import GridLSTM
 
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
-        net = GridLSTM(3, 4, num_layers=2, grid_dims=2, tied=tied, backend="hyperplane")
+        net = GridLSTM(3, 4, num_layers=2, batch_first=True, **case)
     net = net.to(device, dtype)
-    x = (torch.rand(2, 3, 2, 3, generator=generator) - 0.5).to(device, dtype)
+    shape = (2, 3, 2, 3) if case["grid_dims"] == 2 else (2, 4, 3)
+    x = (torch.rand(*shape, generator=generator) - 0.5).to(device, dtype)
     results = []
     for context in (contextlib.nullcontext(), pytorch_steps()):
         with context:
@@ -157,5 +180,5 @@ def _agrees(device: torch.device, dtype: torch.dtype, tied: bool, tolerance: flo
     )
 
 
-__all__ = ["ENV_SWITCH", "blocker", "interpreted", "missing", "paper_forms", "probe",
-           "pytorch_steps", "run"]  # fmt: skip
+__all__ = ["ENV_SWITCH", "blocker", "interpreted", "interpreting", "missing", "paper_forms",
+           "probe", "pytorch_steps", "run", "tensor_blocker"]  # fmt: skip

@@ -34,13 +34,16 @@ def step_forward(
     src_h, idx_m,  # int64 (D * R): buffer row of every cell's incoming h (per dim), its m
     dims,  # int64 (n): the buffer dimension of each of the group's n transforms
     w, bias,  # (G, D * d, n * 4d) and (G, 1, n * 4d) (bias unused without HAS_BIAS)
+    z_in,  # (M, n * 4d): pre-activations added per row (the scan's input half; HAS_ZIN)
     z_save, h_save,  # (G, M_all, n * 4d) and (G, M_all, D * d), offset to this step
     out_start, M, B, d, R, r, KD, N4, stride_zg, stride_hg,
-    HAS_BIAS: tl.constexpr, PAPER: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_ZIN: tl.constexpr, PAPER: tl.constexpr, SAVE: tl.constexpr,
+    SAVE_H: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """One program: BLOCK_M cell rows (slot x batch) of one group (layer) times BLOCK_D units
-    of one transform, all four gates."""
+    of one transform, all four gates. ``SAVE``: keep the pre-activations; ``SAVE_H``: the
+    gathered H too (where the caller does not hold it already)."""
     tiles_m = (M + BLOCK_M - 1) // BLOCK_M
     tiles_d = (d + BLOCK_D - 1) // BLOCK_D
     group = tl.program_id(0) // tiles_m
@@ -68,7 +71,7 @@ def step_forward(
             mask=both,
             other=0.0,
         )
-        if SAVE:  # the gathered H, once (by the programs of the first unit block)
+        if SAVE_H:  # the gathered H, once (by the programs of the first unit block)
             h_at = h_save + group.to(tl.int64) * stride_hg + rows[:, None] * KD + ks[None, :]
             tl.store(h_at, x, mask=both & (tl.program_id(1) == 0))
         w_at = w_group + ks[:, None] * N4 + units[None, :]
@@ -85,6 +88,12 @@ def step_forward(
         acc_o += tl.load(b_at + 3 * d, mask=unit_ok, other=0.0).to(tl.float32)[None, :]
 
     tile_ok = row_ok[:, None] & unit_ok[None, :]
+    if HAS_ZIN:
+        zin_at = z_in + rows.to(tl.int64)[:, None] * N4 + e * 4 * d + units[None, :]
+        acc_i += tl.load(zin_at, mask=tile_ok, other=0.0).to(tl.float32)
+        acc_f += tl.load(zin_at + d, mask=tile_ok, other=0.0).to(tl.float32)
+        acc_g += tl.load(zin_at + 2 * d, mask=tile_ok, other=0.0).to(tl.float32)
+        acc_o += tl.load(zin_at + 3 * d, mask=tile_ok, other=0.0).to(tl.float32)
     dim = tl.load(dims + e)
     m_row = tl.load(idx_m + dim * R + slot, mask=row_ok, other=0)
     cell = batch[:, None] * d + units[None, :]

@@ -96,12 +96,13 @@ class FusedSteps(torch.autograd.Function):
                 grid = (G * triton_cdiv(M, BLOCK_M), (n4 // (4 * d)) * triton_cdiv(d, BLOCK_D))
                 run.step_forward[grid](
                     buffer[0], buffer[1], where.h[s][number], layout.index_m[s],
-                    where.dims[number], w, w if b is None else b,
+                    where.dims[number], w, w if b is None else b, buffer,
                     z_all[number][:, at:] if save else buffer,
                     h_all[number][:, at:] if save else buffer,
                     layout.starts[s], M, batch, d, R, r, D * d, n4,
                     rows_all * n4, rows_all * D * d,
-                    HAS_BIAS=b is not None, PAPER=paper[number], SAVE=save,
+                    HAS_BIAS=b is not None, HAS_ZIN=False, PAPER=paper[number], SAVE=save,
+                    SAVE_H=save,
                     PRECISION=_precision(static.dtype),
                     BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
                 )  # fmt: skip
