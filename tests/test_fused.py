@@ -15,10 +15,9 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
+from gridlstm.nn import GridLSTM
 from gridlstm.nn.backends import fused
-from gridlstm.nn.backends.hyperplane import per_op
 from tests.test_grid import IN, SIZES, B, build, flat_outputs, random_state, reference_forward
 
 pytest.importorskip("triton", reason="Triton ships with the CUDA builds of torch")
@@ -176,10 +175,6 @@ def test_inference_keeps_nothing_for_the_backward_and_agrees(launches):
 
 
 # ------------------------------------------------------------------ dispatch and fallback
-def stack_of(net) -> per_op.LayerStack:
-    return per_op.LayerStack(net.blocks if net._batched else net.blocks[:1])
-
-
 def fake_cuda(dtype: torch.dtype = torch.float32) -> types.SimpleNamespace:
     """What `fused.blocker` reads of a tensor, as a CUDA tensor would show it (no GPU here)."""
     return types.SimpleNamespace(device=torch.device("cuda"), dtype=dtype)
@@ -193,29 +188,44 @@ def probe_result(monkeypatch) -> list[bool]:
     return answer
 
 
-def test_cuda_tensors_of_covered_options_take_the_fused_step(probe_result):
-    net = build(2, "plain").float()
-    stack, dropout = stack_of(net), nn.Dropout(0.0)
+def test_cuda_tensors_take_the_fused_step(probe_result):
     for dtype in fused.DTYPES:
-        assert fused.blocker(stack, dropout, fake_cuda(dtype)) is None
-    assert "float64" in fused.blocker(stack, dropout, fake_cuda(torch.float64))
-    assert fused.blocker(stack, dropout, torch.zeros(1)) == "not a CUDA tensor"
-    training = nn.Dropout(0.1).train()
-    assert fused.blocker(stack, training, fake_cuda()) == "dropout between layers"
-    assert fused.blocker(stack, nn.Dropout(0.1).eval(), fake_cuda()) is None
+        assert fused.blocker(fake_cuda(dtype)) is None
+    assert "float64" in fused.blocker(fake_cuda(torch.float64))
+    assert fused.blocker(torch.zeros(1)) == "not a CUDA tensor"
     with fused.pytorch_steps():
-        assert "pytorch_steps" in fused.blocker(stack, dropout, fake_cuda())
+        assert "pytorch_steps" in fused.blocker(fake_cuda())
     probe_result[0] = False
-    assert "probe" in fused.blocker(stack, dropout, fake_cuda())
+    assert "probe" in fused.blocker(fake_cuda())
 
 
 def test_switch_and_missing_triton_are_named(monkeypatch, probe_result):
-    net = build(2, "plain").float()
     monkeypatch.setenv(fused.ENV_SWITCH, "0")
-    assert fused.blocker(stack_of(net), nn.Dropout(0.0), fake_cuda()) == "GRIDLSTM_TRITON=0"
+    assert fused.blocker(fake_cuda()) == "GRIDLSTM_TRITON=0"
     monkeypatch.delenv(fused.ENV_SWITCH)
     monkeypatch.setitem(__import__("sys").modules, "triton", None)  # as if not installed
     assert fused.missing() == "Triton is not installed"
+
+
+@pytest.mark.parametrize("priority", [["depth"], ["depth", 0]], ids=["depth", "depth-then-0"])
+def test_dropout_between_layers_drops_the_units_the_pytorch_steps_drop(priority, launches):
+    """Dropout on the depth h passed up: the fused step draws the masks as the hand-written
+    steps do, so for a seed both drop the same units and agree, outputs and gradients
+    (including a priority order in which a later group reads the new depth h, unmasked)."""
+    torch.manual_seed(0)
+    net = GridLSTM(IN, 4, 3, 2, priority=priority, dropout=0.4).train()
+    x = torch.randn(2, 3, 2, IN)
+    results = []
+    for context in (fused.pytorch_steps(), fused.interpreted()):
+        with context:
+            torch.manual_seed(5)
+            out, _ = net(x)
+            grads = torch.autograd.grad(out.square().sum(), list(net.parameters()))
+        results.append([out, *grads])
+    assert launches
+    assert not torch.equal(results[0][0], net.eval()(x)[0])  # dropout did act
+    for got, expected in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case", ["peephole", "nonlstm-depth-relu", "coupled-peephole"])

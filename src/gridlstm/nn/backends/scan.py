@@ -139,11 +139,11 @@ def fused_layer(
 ) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
     """`layer` with the time recurrence on the fused Triton step (a GPU;
     `gridlstm.nn.backends.fused.scan`), or None where it does not apply: time priority,
-    sequence lengths, peepholes or coupled gates, or tensors `fused.tensor_blocker` refuses."""
+    sequence lengths, peepholes or coupled gates, or tensors `fused.blocker` refuses."""
     time = block.transforms[0]
     if real is not None or stage(block, 1) < stage(block, 0) or not plain_lstm(time):
         return None
-    if h_depth.shape[0] == 0 or fused.tensor_blocker(h_depth) is not None:
+    if h_depth.shape[0] == 0 or fused.blocker(h_depth) is not None:
         return None
     from gridlstm.nn.backends.fused import scan as fused_scan  # imports Triton
 

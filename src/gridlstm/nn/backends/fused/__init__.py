@@ -7,10 +7,10 @@ step (`gridlstm.nn.backends.fused.scan`).
 It sits behind the PyTorch steps, which stay the reference and the fallback: the scheduler
 (`gridlstm.nn.backends.hyperplane.scheduler`) takes it for CUDA tensors in float32, bfloat16
 or float16 where every transform is an LSTM without peepholes or coupled gates (standard or
-paper output form), without sequence lengths, dropout between layers, autocast or
-torch.compile, when Triton imports and a probe at first use (per device type and dtype) agrees
-with the PyTorch steps. Otherwise, or with ``GRIDLSTM_TRITON=0`` in the environment, the
-PyTorch steps run; a failed probe says so once.
+paper output form), without sequence lengths, autocast or torch.compile, when Triton imports
+and a probe at first use (per device type and dtype) agrees with the PyTorch steps.
+Otherwise, or with ``GRIDLSTM_TRITON=0`` in the environment, the PyTorch steps run; a failed
+probe says so once.
 
 ``with interpreted():`` runs it on CPU tensors through Triton's interpreter: slow (tens of ms
 per program), it is how the tests check the kernels on a machine without a GPU.
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 if TYPE_CHECKING:
     from gridlstm.nn.backends.hyperplane.handwritten import Layout
@@ -68,24 +68,16 @@ def missing() -> str | None:
     return None
 
 
-def blocker(stack: LayerStack, dropout: nn.Module, t: Tensor) -> str | None:
-    """Why the fused hyperplane step does not apply to these tensors (None if it does). The
-    options the hand-written steps also refuse (non-LSTM transforms, peepholes, lengths, ...)
-    are checked by `gridlstm.nn.backends.hyperplane.handwritten_blocker` before this."""
-    if dropout.training and dropout.p > 0:
-        return "dropout between layers"
-    return tensor_blocker(t)
-
-
 def interpreting() -> bool:
     """Whether the kernels run through Triton's CPU interpreter (`interpreted`)."""
     return _MODE[-1] == "interpret"
 
 
-def tensor_blocker(t: Tensor) -> str | None:
+def blocker(t: Tensor) -> str | None:
     """Why the fused kernels do not apply to tensors like ``t`` (device, dtype, autocast,
-    switched off, Triton missing, failed probe); None if they do. The scan's fused recurrence
-    (`gridlstm.nn.backends.fused.scan`) asks only this: its options are checked by the scan."""
+    switched off, Triton missing, failed probe); None if they do. The options are checked by
+    the caller: `gridlstm.nn.backends.hyperplane.handwritten_blocker` for the hyperplane
+    step, `gridlstm.nn.backends.scan.fused_layer` for the scan's recurrence."""
     if _MODE[-1] == "off":
         return "pytorch_steps() asked for the PyTorch steps"
     wanted = "cpu" if _MODE[-1] == "interpret" else "cuda"
@@ -113,13 +105,14 @@ def run(
     params: list,
     picks: tuple[Tensor, Tensor],
     paper: tuple[bool, ...],
+    dropout: float = 0.0,
 ) -> Tensor:
     """`gridlstm.nn.backends.hyperplane.handwritten.run`'s result through the fused step."""
     from gridlstm.nn.backends.fused.steps import FusedSteps, sources
 
     if plan.fused is None:
         plan.fused = sources(layout, static.device)
-    out = FusedSteps.apply(layout, plan.fused, paper, interpreting(), static, *params)
+    out = FusedSteps.apply(layout, plan.fused, paper, interpreting(), dropout, static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
 
 
@@ -181,4 +174,4 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
 
 
 __all__ = ["ENV_SWITCH", "blocker", "interpreted", "interpreting", "missing", "paper_forms",
-           "probe", "pytorch_steps", "run", "tensor_blocker"]  # fmt: skip
+           "probe", "pytorch_steps", "run"]  # fmt: skip

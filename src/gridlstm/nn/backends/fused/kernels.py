@@ -35,9 +35,11 @@ def step_forward(
     dims,  # int64 (n): the buffer dimension of each of the group's n transforms
     w, bias,  # (G, D * d, n * 4d) and (G, 1, n * 4d) (bias unused without HAS_BIAS)
     z_in,  # (M, n * 4d): pre-activations added per row (the scan's input half; HAS_ZIN)
+    drop,  # (G * M, d): dropout factors of the gathered depth h (HAS_DROP)
     z_save, h_save,  # (G, M_all, n * 4d) and (G, M_all, D * d), offset to this step
-    out_start, M, B, d, R, r, KD, N4, stride_zg, stride_hg,
-    HAS_BIAS: tl.constexpr, HAS_ZIN: tl.constexpr, PAPER: tl.constexpr, SAVE: tl.constexpr,
+    out_start, M, B, d, R, r, KD, N4, stride_zg, stride_hg, depth,
+    HAS_BIAS: tl.constexpr, HAS_ZIN: tl.constexpr, HAS_DROP: tl.constexpr,
+    PAPER: tl.constexpr, SAVE: tl.constexpr,
     SAVE_H: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -71,6 +73,10 @@ def step_forward(
             mask=both,
             other=0.0,
         )
+        if HAS_DROP:  # dropout on the depth h that layers pass up (dimension ``depth``)
+            in_depth = both & ((ks // d) == depth)[None, :]
+            drop_at = drop + (group * M + rows).to(tl.int64)[:, None] * d + (ks % d)[None, :]
+            x = x * tl.load(drop_at, mask=in_depth, other=1.0).to(x.dtype)
         if SAVE_H:  # the gathered H, once (by the programs of the first unit block)
             h_at = h_save + group.to(tl.int64) * stride_hg + rows[:, None] * KD + ks[None, :]
             tl.store(h_at, x, mask=both & (tl.program_id(1) == 0))

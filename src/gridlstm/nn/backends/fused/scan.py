@@ -43,9 +43,10 @@ class FusedRecurrence(torch.autograd.Function):
         for t in range(steps):
             at = rows[t : t + 1]
             run.step_forward[grid](
-                h, m, at, at, dims, w, w, time_in[t], z[t], h,
-                t + 1, batch, batch, d, 1, 1, d, n4, 0, 0,
-                HAS_BIAS=False, HAS_ZIN=True, PAPER=paper, SAVE=True, SAVE_H=False,
+                h, m, at, at, dims, w, w, time_in[t], h, z[t], h,
+                t + 1, batch, batch, d, 1, 1, d, n4, 0, 0, 0,
+                HAS_BIAS=False, HAS_ZIN=True, HAS_DROP=False, PAPER=paper, SAVE=True,
+                SAVE_H=False,
                 PRECISION=_precision(dtype), BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
             )  # fmt: skip
         ctx.paper, ctx.interpret, ctx.w_dtype = paper, interpret, w_prev.dtype

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from gridlstm.nn.backends.fused import kernels
-from gridlstm.nn.backends.hyperplane.handwritten import Layout
+from gridlstm.nn.backends.hyperplane.handwritten import Layout, _depth_mask
 
 BLOCK_M, BLOCK_D, BLOCK_K = 32, 32, 32
 
@@ -70,6 +70,7 @@ class FusedSteps(torch.autograd.Function):
         where: Sources,
         paper: tuple[bool, ...],
         interpret: bool,
+        dropout: float,
         static: Tensor,
         *params: Tensor | None,
     ) -> Tensor:
@@ -86,10 +87,20 @@ class FusedSteps(torch.autograd.Function):
         rows_all = batch * sum(R // G for R in layout.slots)
         z_all = [static.new_empty(G, rows_all, w.shape[2]) for w in weights] if save else []
         h_all = [static.new_empty(G, rows_all, D * d) for _ in weights] if save else []
-        at = 0
+        # A group gathers the depth h (and so applies dropout to it) unless an earlier group
+        # of the block computed the depth dimension, whose new h it then reads.
+        gathers_depth, seen = [], set()
+        for group in layout.transforms:
+            gathers_depth.append(D - 1 not in seen)
+            seen.update(group.dims)
+        at, noise, masks = 0, None, []
         for s, R in enumerate(layout.slots):
             r = R // G
             M = r * batch
+            mask = None
+            if noise is not None:  # as the hand-written steps draw and apply it
+                mask = _depth_mask(layout, s, noise).contiguous()
+                masks.append(mask)
             for number in range(count):
                 w, b = weights[number], biases[number]
                 n4 = w.shape[2]
@@ -97,21 +108,27 @@ class FusedSteps(torch.autograd.Function):
                 run.step_forward[grid](
                     buffer[0], buffer[1], where.h[s][number], layout.index_m[s],
                     where.dims[number], w, w if b is None else b, buffer,
+                    buffer if mask is None else mask,
                     z_all[number][:, at:] if save else buffer,
                     h_all[number][:, at:] if save else buffer,
                     layout.starts[s], M, batch, d, R, r, D * d, n4,
-                    rows_all * n4, rows_all * D * d,
-                    HAS_BIAS=b is not None, HAS_ZIN=False, PAPER=paper[number], SAVE=save,
+                    rows_all * n4, rows_all * D * d, D - 1,
+                    HAS_BIAS=b is not None, HAS_ZIN=False,
+                    HAS_DROP=mask is not None and gathers_depth[number],
+                    PAPER=paper[number], SAVE=save,
                     SAVE_H=save,
                     PRECISION=_precision(static.dtype),
                     BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
                 )  # fmt: skip
             at += M
+            if dropout > 0 and s + 1 < len(layout.slots):
+                noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
         ctx.layout, ctx.where, ctx.paper, ctx.interpret = layout, where, paper, interpret
+        ctx.masks = len(masks)
         ctx.has_bias = [b is not None for b in biases]
         ctx.dtypes = [p.dtype for p in params[:count]]
         if save:
-            ctx.save_for_backward(buffer, *weights, *z_all, *h_all)
+            ctx.save_for_backward(buffer, *weights, *z_all, *h_all, *masks)
         return buffer[:, :total]
 
     @staticmethod
@@ -120,7 +137,8 @@ class FusedSteps(torch.autograd.Function):
         layout, where, run = ctx.layout, ctx.where, kernels.build(ctx.interpret)
         count = len(layout.transforms)
         buffer, *rest = ctx.saved_tensors
-        weights, z_all, h_all = rest[:count], rest[count : 2 * count], rest[2 * count :]
+        weights, z_all = rest[:count], rest[count : 2 * count]
+        h_all, masks = rest[2 * count : 3 * count], rest[3 * count :]
         D, G = layout.dims, layout.groups
         batch, d = grad.shape[2], grad.shape[3]
         total = layout.starts[-1]
@@ -155,6 +173,8 @@ class FusedSteps(torch.autograd.Function):
                 # only through H from here on.
                 dh[group.index] = 0.0
                 dh += dH.view(G, r, batch, D, d).permute(3, 0, 1, 2, 4)
+            if masks and s > 0:  # the gathered depth h was multiplied by the mask
+                dh[D - 1] *= masks[s - 1].view(G, r, batch, d)
             dbuffer[0].index_add_(0, layout.index_h[s], dh.reshape(D * R, batch, d))
             dbuffer[1].index_add_(0, layout.index_m[s], dm_in.reshape(D * R, batch, d))
         dweights = [
@@ -165,7 +185,7 @@ class FusedSteps(torch.autograd.Function):
             dz.sum(1, keepdim=True) if has else None
             for dz, has in zip(dz_all, ctx.has_bias, strict=True)
         ]
-        return (None, None, None, None, dbuffer[:, total:], *dweights, *dbiases)
+        return (None, None, None, None, None, dbuffer[:, total:], *dweights, *dbiases)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -97,7 +97,7 @@ def run(
     # The fused Triton step (GPU) covers the paper output form too; the PyTorch one does not.
     use_fused = (
         handwritten_blocker(stack, dropout, valid, cells, paper_form=True) is None
-        and fused.blocker(stack, dropout, some) is None
+        and fused.blocker(some) is None
     )
     if use_fused or handwritten_blocker(stack, dropout, valid, cells) is None:
         entries = list(stack.groups.values())
@@ -110,7 +110,7 @@ def run(
         picks = (torch.cat([*tops, *plan.last_rows]), torch.cat([none, *plan.last_rows]))
         layout = handwritten.layout(plan, stack)
         if use_fused:
-            rows = fused.run(layout, plan, static, params, picks, fused.paper_forms(stack))
+            rows = fused.run(layout, plan, static, params, picks, fused.paper_forms(stack), p)
         else:
             rows = handwritten.run(layout, static, params, picks, p)
         h_rows, m_rows = rows.split([len(picks[0]), len(picks[1])])
