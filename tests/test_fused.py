@@ -276,3 +276,23 @@ def test_a_probe_that_disagrees_falls_back(monkeypatch):
     monkeypatch.setattr(fused, "_PROBED", {})
     with fused.interpreted(), pytest.warns(RuntimeWarning, match="differ from the PyTorch"):
         assert not fused.probe(torch.device("cpu"), torch.float32)
+
+
+def test_the_reencoder_with_dropout_trains_on_the_fused_step(launches):
+    """The translation model (a 3-LSTM over target x source, dropout between layers as in the
+    translation presets) takes the fused step, with the PyTorch steps' loss and gradients."""
+    from gridlstm.nn import Reencoder
+
+    torch.manual_seed(0)
+    model = Reencoder(11, 13, hidden_size=8, num_layers=2, dropout=0.2).train()
+    src, tgt = torch.randint(1, 11, (2, 4)), torch.randint(1, 13, (2, 3))
+    lengths = torch.tensor([4, 3])
+    results = []
+    for context in (fused.pytorch_steps(), fused.interpreted()):
+        with context:
+            torch.manual_seed(3)
+            loss = model(src, lengths, tgt).logsumexp(-1).mean()
+            results.append([loss, *torch.autograd.grad(loss, list(model.parameters()))])
+    assert launches
+    for got, expected in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
