@@ -115,8 +115,7 @@ class FusedSteps(torch.autograd.Function):
                     rows_all * n4, rows_all * D * d, D - 1,
                     HAS_BIAS=b is not None, HAS_ZIN=False,
                     HAS_DROP=mask is not None and gathers_depth[number],
-                    PAPER=paper[number], SAVE=save,
-                    SAVE_H=save,
+                    PAPER=paper[number], SAVE=save, SAVE_H=save,
                     PRECISION=_precision(static.dtype),
                     BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
                 )  # fmt: skip
@@ -124,7 +123,6 @@ class FusedSteps(torch.autograd.Function):
             if dropout > 0 and s + 1 < len(layout.slots):
                 noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
         ctx.layout, ctx.where, ctx.paper, ctx.interpret = layout, where, paper, interpret
-        ctx.masks = len(masks)
         ctx.has_bias = [b is not None for b in biases]
         ctx.dtypes = [p.dtype for p in params[:count]]
         if save:
@@ -182,8 +180,8 @@ class FusedSteps(torch.autograd.Function):
             for h, dz, dtype in zip(h_all, dz_all, ctx.dtypes, strict=True)
         ]
         dbiases = [
-            dz.sum(1, keepdim=True) if has else None
-            for dz, has in zip(dz_all, ctx.has_bias, strict=True)
+            dz.sum(1, keepdim=True).to(dtype) if has else None
+            for dz, has, dtype in zip(dz_all, ctx.has_bias, ctx.dtypes, strict=True)
         ]
         return (None, None, None, None, None, dbuffer[:, total:], *dweights, *dbiases)
 
