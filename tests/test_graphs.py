@@ -122,3 +122,23 @@ def test_apply_cuda_graphs_switches_every_gridlstm_and_refuses_what_it_cannot_gr
         apply_cuda_graphs(config("translation"), module, varying)
     with pytest.raises(ConfigError, match="model=stacked_lstm has none"):
         apply_cuda_graphs(config(model="stacked_lstm"), torch.nn.LSTM(3, 4), plain)
+
+
+def test_a_network_that_cannot_be_recorded_runs_eagerly_with_one_warning(monkeypatch, caplog):
+    def refuse(module, samples):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 2, 1)
+    x = torch.randn(6, 3, 5)
+    expected, _ = type(net).forward(net, x)
+    dispatcher = on_cpu(net)
+    with caplog.at_level(logging.WARNING, logger="gridlstm.nn.graphs"):
+        first, _ = net(x)
+        second, _ = net(torch.randn(7, 3, 5))
+    torch.testing.assert_close(first, expected)
+    assert second.shape[0] == 7
+    warnings = [r.message for r in caplog.records if "cannot be recorded" in r.message]
+    assert len(warnings) == 1 and "stream is capturing" in warnings[0], warnings
+    assert dispatcher.eager_reason(x, None).startswith("recording failed (RuntimeError")

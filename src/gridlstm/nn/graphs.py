@@ -6,8 +6,9 @@ once and replays them as two launches. A graph is fixed to its shapes, so `Graph
 per input signature (shapes, dtypes, which inputs need gradients, whether a state is passed)
 and runs the network eagerly where a graph cannot help or cannot be recorded: in evaluation or
 without gradients, with sequence lengths or packed input, under autocast (whose weight cache
-graphs cannot hold), on the CPU, and past `MAX_SHAPES` signatures (the shapes vary, so graphs
-would only cost memory; said once).
+graphs cannot hold), on the CPU, past `MAX_SHAPES` signatures (the shapes vary, so graphs
+would only cost memory; said once), and for good once a recording failed (e.g. the per-op
+hyperplane steps copy index lists to the GPU inside the step; said once).
 
 ``graphed(net)`` switches a network over in place: its parameters, state dict and checkpoints
 are unchanged, so a run with graphs resumes one without and back.
@@ -72,10 +73,13 @@ class Graphed:
         self.net, self.max_shapes = net, max_shapes
         self.graphs: dict[tuple, tuple[nn.Module, Any]] = {}
         self.warned = False
+        self.failed = ""  # why recording failed: then everything runs eagerly
         self.device_type = "cuda"  # where graphs are recorded (tests simulate them on "cpu")
 
     def eager_reason(self, input: Any, lengths: Any) -> str | None:  # noqa: A002
         """Why this call runs eagerly (None: it replays or records a graph)."""
+        if self.failed:
+            return f"recording failed ({self.failed})"
         if not isinstance(input, Tensor) or lengths is not None:
             return "packed input or sequence lengths"
         if input.device.type != self.device_type:
@@ -103,7 +107,13 @@ class Graphed:
                 return type(self.net).forward(self.net, input, state, lengths)
             flat = _Flat(self.net, structure)
             samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in args)
-            graphed = torch.cuda.make_graphed_callables(flat, samples)
+            try:
+                graphed = torch.cuda.make_graphed_callables(flat, samples)
+            except RuntimeError as error:  # e.g. a host-to-device copy inside the step
+                self.failed = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                log.warning("cuda_graphs: this network cannot be recorded (%s); it runs "
+                            "without graphs", self.failed)  # fmt: skip
+                return type(self.net).forward(self.net, input, state, lengths)
             self.graphs[key] = (graphed, flat)
             log.info("cuda_graphs: recorded the forward and backward for input %s",
                      tuple(input.shape))  # fmt: skip
