@@ -77,7 +77,7 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     hardware.pop("name", None)
     hardware.pop("threads", None)
-    hardware.pop("cuda_graphs", None)  # applied to the model (`apply_cuda_graphs`)
+    hardware.pop("cuda_graphs", None)  # applied to the model (`cuda_graphs.apply`)
     if isinstance(hardware.get("strategy"), dict):
         hardware["strategy"] = instantiate(hardware["strategy"])
     kwargs.update(one_gpu_per_job(hardware))
