@@ -53,11 +53,12 @@ def sources(layout: Layout, device: torch.device) -> Sources:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    """tl.dot's input precision: float32 GEMMs as torch runs them (TF32 only where
-    torch.backends.cuda.matmul.allow_tf32 allows it)."""
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
+    """tl.dot's input precision: float32 GEMMs as torch runs them (IEEE unless
+    torch.backends.cuda.matmul.allow_tf32 allows TF32); 16-bit types keep Triton's default
+    (the setting concerns float32 operands only)."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
 
 
 class FusedSteps(torch.autograd.Function):
