@@ -298,11 +298,16 @@ def test_the_reencoder_with_dropout_trains_on_the_fused_step(launches):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_float32_dots_follow_torchs_tf32_setting(monkeypatch):
+def test_float32_dots_follow_torchs_tf32_setting():
     """float32 GEMMs in the kernel are as precise as torch's: IEEE unless TF32 is allowed."""
     from gridlstm.nn.backends.fused.steps import _precision
 
-    for allowed, expected in ((False, "ieee"), (True, "tf32")):
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", allowed)
-        assert _precision(torch.float32) == expected
-        assert _precision(torch.bfloat16) == "tf32"  # Triton's default; only float32 cares
+    matmul = torch.backends.cuda.matmul  # a settings object: set and restored by hand
+    before = matmul.allow_tf32
+    try:
+        for allowed, expected in ((False, "ieee"), (True, "tf32")):
+            matmul.allow_tf32 = allowed
+            assert _precision(torch.float32) == expected
+            assert _precision(torch.bfloat16) == "tf32"  # Triton's default; only float32 cares
+    finally:
+        matmul.allow_tf32 = before
