@@ -18,7 +18,7 @@ import torch
 
 from gridlstm.nn import GridLSTM
 from gridlstm.nn.backends import fused
-from tests.test_grid import IN, SIZES, B, build, flat_outputs, random_state, reference_forward
+from tests.test_grid import IN, build, flat_outputs, reference_case
 
 pytest.importorskip("triton", reason="Triton ships with the CUDA builds of torch")
 
@@ -60,18 +60,9 @@ def check_against_reference(
     launches.clear()  # count only this test's own launches
     net64 = build(grid_dims, case)
     net64.backend = backend
-    torch.manual_seed(1)
-    x = torch.randn(B, *SIZES[grid_dims], IN, dtype=torch.float64, requires_grad=True)
-    state = random_state(grid_dims)
-    ref_out, ref_final = reference_forward(net64, x, state)
-    reference = [ref_out, *(t for pair in ref_final for t in pair)]
-    weights = [torch.randn_like(t) for t in reference]
-    inputs = [x, *(t for pair in state for t in pair), *net64.parameters()]
-    ref_grads = torch.autograd.grad(
-        sum((w * t).sum() for w, t in zip(weights, reference, strict=True)), inputs
-    )
+    x, state, reference, weights, ref_grads = reference_case(net64, grid_dims)
 
-    net = net64.float()  # the same weights in float32 (.float() converts in place: copy first)
+    net = net64.float()  # the same weights in float32 (in place: the reference is computed)
     x32 = x.detach().float().requires_grad_()
     state32 = [tuple(t.detach().float().requires_grad_() for t in pair) for pair in state]
     call_state = None if grid_dims == 0 else (state32[0] if grid_dims == 1 else state32)

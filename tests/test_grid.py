@@ -146,9 +146,10 @@ MATRIX = [
 ]
 
 
-@pytest.mark.parametrize(("grid_dims", "case"), MATRIX, ids=[f"K{k}-{c}" for k, c in MATRIX])
-def test_every_backend_matches_the_reference(grid_dims, case):
-    net = build(grid_dims, case)
+def reference_case(net: GridLSTM, grid_dims: int) -> tuple:
+    """An input, a random incoming state, the float64 reference's outputs on them, random
+    output weights and the reference's gradients of the weighted sum (w.r.t. input, state
+    and parameters): what every backend is compared with."""
     torch.manual_seed(1)
     x = torch.randn(B, *SIZES[grid_dims], IN, dtype=torch.float64, requires_grad=True)
     state = random_state(grid_dims)
@@ -159,6 +160,14 @@ def test_every_backend_matches_the_reference(grid_dims, case):
     ref_grads = torch.autograd.grad(
         sum((w * t).sum() for w, t in zip(weights, reference, strict=True)), inputs
     )
+    return x, state, reference, weights, ref_grads
+
+
+@pytest.mark.parametrize(("grid_dims", "case"), MATRIX, ids=[f"K{k}-{c}" for k, c in MATRIX])
+def test_every_backend_matches_the_reference(grid_dims, case):
+    net = build(grid_dims, case)
+    x, state, reference, weights, ref_grads = reference_case(net, grid_dims)
+    inputs = [x, *(t for pair in state for t in pair), *net.parameters()]
 
     for backend in applicable_backends(net):
         net.backend = backend.split("/")[0]
