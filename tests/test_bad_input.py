@@ -161,11 +161,9 @@ TRAIN = [
     ("hardware.devices=2", "hardware.devices=2: several processes", "hardware=ddp_cpu"),
     ("hardware.precision=17", "hardware=cpu / trainer: Precision 17 is invalid"),
     ("hardware.threads=0", "hardware=cpu: threads must be 'auto' or an integer >= 1"),
-    ("hardware.cuda_graphs=true", "hardware.cuda_graphs=true records CUDA graphs: it needs a GPU"),
     ("hardware=gpu hardware.cuda_graphs=true",
      "cannot record under autocast (precision=bf16-mixed)",
      "hardware.precision=32-true"),  # fmt: skip
-    ("hardware.cuda_graphs=maybe", "hardware.cuda_graphs=maybe: give true or false"),
     ("trainer.max_steps=-5", "trainer.max_steps=-5"),
     ("trainer.max_steps=0", "trainer.max_steps=0"),
     ("trainer.max_epochs=abc", "trainer.max_epochs=abc: give an integer"),

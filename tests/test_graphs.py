@@ -9,6 +9,7 @@ tests/test_gpu.py (graphed and eager runs agree, outputs and gradients)."""
 from __future__ import annotations
 
 import logging
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -142,3 +143,24 @@ def test_a_network_that_cannot_be_recorded_runs_eagerly_with_one_warning(monkeyp
     warnings = [r.message for r in caplog.records if "cannot be recorded" in r.message]
     assert len(warnings) == 1 and "stream is capturing" in warnings[0], warnings
     assert dispatcher.eager_reason(x, None).startswith("recording failed (RuntimeError")
+
+
+@pytest.mark.parametrize(
+    ("option", "hardware", "message"),
+    [
+        ("maybe", {}, "hardware.cuda_graphs=maybe: give true or false"),
+        (True, {"accelerator": "cpu"}, "it needs a GPU (hardware=gpu), got accelerator=cpu"),
+        (True, {"precision": "bf16-mixed"}, "cannot record under autocast (precision=bf16-mixed)"),
+        (True, {"precision": "16-mixed"}, "use hardware.precision=32-true, bf16-true or 16-true"),
+        (True, {"devices": 2}, "runs on one GPU (devices=1, no DDP strategy); got devices=2"),
+        (True, {"strategy": {"_target_": "x"}}, "runs on one GPU"),
+    ],
+)
+def test_the_option_is_checked_with_the_hardware(option, hardware, message):
+    from gridlstm.run import cuda_graphs
+
+    hardware = {"accelerator": "gpu", "devices": 1, "precision": "32-true", **hardware}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cuda_graphs.check(option, hardware["accelerator"], hardware)
+    cuda_graphs.check(False, "cpu", {})  # off: nothing to check
+    cuda_graphs.check(True, "gpu", {"devices": 1, "precision": "bf16-true"})
