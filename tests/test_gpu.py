@@ -268,6 +268,34 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
         torch.testing.assert_close(g, e, atol=tolerance * e.abs().max().item(), rtol=tolerance)
 
 
+def fused_against_pytorch_steps(net, x, dtype, function, monkeypatch) -> int:
+    """``net``'s output and gradients in ``dtype`` (a fused autograd ``function`` counted)
+    against the PyTorch steps in float32, within 1e-4 (16-bit: 5e-2, gradients scaled by
+    their largest entry); returns how often ``function`` ran."""
+    from gridlstm.nn.backends import fused
+
+    def run(module, inputs):
+        out, final = module(inputs)
+        leaves = torch.utils._pytree.tree_leaves(final)
+        loss = out.float().square().mean() + sum(t.float().mean() for t in leaves)
+        return out.float(), torch.autograd.grad(loss, list(module.parameters()))
+
+    with fused.pytorch_steps():
+        expected, expected_grads = run(net, x)
+    assert fused.probe(x.device, dtype)  # first, so its own launches are not counted below
+    calls = []
+    original = function.apply
+    monkeypatch.setattr(function, "apply", lambda *args: calls.append(1) or original(*args))
+    got, grads = run(net.to(dtype), x.to(dtype))
+    monkeypatch.undo()
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+    for g, e in zip(grads, expected_grads, strict=True):
+        scale = e.abs().max().item() + 1e-6
+        torch.testing.assert_close(g.float(), e, atol=tolerance * scale, rtol=tolerance)
+    return len(calls)
+
+
 @pytest.mark.parametrize(
     ("dtype", "options"),
     [
@@ -278,72 +306,30 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
     ],
     ids=["float32", "float32-tied-paper", "bf16", "fp16-tied"],
 )
-def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, options):
+def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, options, monkeypatch):
     """gridlstm.nn.backends.fused on CUDA at the MNIST preset's sizes (14 x 14 patches, d 64,
     3 layers, batch 32): outputs and gradients against the PyTorch steps in float32 (16-bit
     runs against the float32 PyTorch steps, within 16-bit rounding), and the fused step ran."""
-    from gridlstm.nn.backends import fused
     from gridlstm.nn.backends.fused import steps
 
     torch.manual_seed(0)
     net = GridLSTM(16, 64, 3, 2, backend="hyperplane", **options).cuda()
     x = torch.randn(32, 14, 14, 16, device="cuda")
-
-    def run(module, inputs):
-        out, final = module(inputs)
-        loss = out.float().square().mean() + sum(t.float().mean() for p in final for t in p)
-        return out.float(), torch.autograd.grad(loss, list(module.parameters()))
-
-    with fused.pytorch_steps():
-        expected, expected_grads = run(net, x)
-    calls = []
-    original = steps.FusedSteps.apply
-    steps.FusedSteps.apply = lambda *args: calls.append(1) or original(*args)
-    try:
-        low = net.to(dtype) if dtype != torch.float32 else net
-        got, grads = run(low, x.to(dtype))
-    finally:
-        steps.FusedSteps.apply = original
+    calls = fused_against_pytorch_steps(net, x, dtype, steps.FusedSteps, monkeypatch)
     assert calls, "the fused step did not run"
-    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
-    for g, e in zip(grads, expected_grads, strict=True):
-        scale = e.abs().max().item() + 1e-6
-        torch.testing.assert_close(g.float(), e, atol=tolerance * scale, rtol=tolerance)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_scan_recurrence_on_gpu_matches_the_pytorch_steps(dtype):
+def test_fused_scan_recurrence_on_gpu_matches_the_pytorch_steps(dtype, monkeypatch):
     """The scan's time recurrence on the fused step (paper form, d 128, T 50, B 16), against
     the PyTorch loop in float32; bf16 within its rounding."""
-    from gridlstm.nn.backends import fused
     from gridlstm.nn.backends.fused import scan
 
     torch.manual_seed(0)
     net = GridLSTM(32, 128, 2, 1, batch_first=True, backend="scan", output_form="paper").cuda()
     x = torch.randn(16, 50, 32, device="cuda")
-
-    def run(module, inputs):
-        out, (h, m) = module(inputs)
-        loss = out.float().square().mean() + h.float().mean() + m.float().mean()
-        return out.float(), torch.autograd.grad(loss, list(module.parameters()))
-
-    with fused.pytorch_steps():
-        expected, expected_grads = run(net, x)
-    calls = []
-    original = scan.FusedRecurrence.apply
-    scan.FusedRecurrence.apply = lambda *args: calls.append(1) or original(*args)
-    try:
-        low = net.to(dtype)
-        got, grads = run(low, x.to(dtype))
-    finally:
-        scan.FusedRecurrence.apply = original
-    assert len(calls) == 2  # one per layer
-    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
-    for g, e in zip(grads, expected_grads, strict=True):
-        scale = e.abs().max().item() + 1e-6
-        torch.testing.assert_close(g.float(), e, atol=tolerance * scale, rtol=tolerance)
+    calls = fused_against_pytorch_steps(net, x, dtype, scan.FusedRecurrence, monkeypatch)
+    assert calls == 2  # one per layer
 
 
 @pytest.mark.parametrize("grid_dims", [1, 2])
