@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from gridlstm.nn.backends import native
 from gridlstm.nn.checks import check_choice, check_positive
+from gridlstm.nn.gates import lstm_reference
 
 KINDS = ("lstm", "nonlstm")
 OUTPUT_FORMS = ("standard", "paper")
@@ -102,27 +103,20 @@ def lstm_pointwise(
 
     Shared by `LSTMTransform` and the layer-batched hyperplane scheduler, so the two cannot
     drift apart. ``peep`` = (input, forget, output) peephole vectors, broadcastable to m.
-    Without peepholes or coupled gates, on a CPU, one fused native op computes it
-    (`gridlstm.nn.backends.native`).
+    Without peepholes or coupled gates, on a CPU, with z and m in one dtype, one fused
+    native op computes it (`gridlstm.nn.backends.native`); else `gridlstm.nn.gates`.
     """
-    p_i, p_f, p_o = peep
-    if p_i is None and p_f is None and p_o is None and not coupled and native.applies(z):
+    if (
+        not coupled
+        and all(p is None for p in peep)
+        and z.dtype == m.dtype
+        and native.applies(z, "gates")
+    ):
         from gridlstm.nn.backends.native import functions  # needs the built library
 
         m = m.expand(z.shape[:-1] + m.shape[-1:])
         return functions.lstm_gates(z, m, output_form == "paper")
-    if coupled:
-        f, g, o = z.chunk(3, dim=-1)
-    else:
-        i, f, g, o = z.chunk(4, dim=-1)
-        i = torch.sigmoid(i if p_i is None else i + p_i * m)
-    f = torch.sigmoid(f if p_f is None else f + p_f * m)
-    if coupled:
-        i = 1.0 - f
-    m_new = f * m + i * torch.tanh(g)
-    o = torch.sigmoid(o if p_o is None else o + p_o * m_new)
-    h_new = o * torch.tanh(m_new) if output_form == "standard" else torch.tanh(o * m_new)
-    return h_new, m_new
+    return lstm_reference(z, m, peep, coupled, output_form)
 
 
 class NonLSTMTransform(nn.Module):

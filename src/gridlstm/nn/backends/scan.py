@@ -113,7 +113,7 @@ def native_layer(
     priority = stage(block, 1) < stage(block, 0)
     if h_depth.shape[0] == 0 or not plain_lstm(time) or (priority and not plain_lstm(depth)):
         return None
-    if not native.applies(h_depth):
+    if not native.applies(h_depth, "scan recurrence"):
         return None
     from gridlstm.nn.backends.native import functions  # needs the built library
 
@@ -122,14 +122,15 @@ def native_layer(
     paper = time.output_form == "paper"
     if priority:
         w_depth, b_depth = weights(depth)
-        depth_in = nn.functional.linear(h_depth, w_depth[:, d:], b_depth)
         h_time, m_time, h_up, m_up = functions.NativeScanPriority.apply(
-            depth_in, m_depth, h0, c0, w_depth[:, :d].t(), w_time[:, :d].t(),
-            w_time[:, d:].t(), b_time, real, paper, depth.output_form == "paper",
+            h_depth, w_depth[:, d:], b_depth, m_depth, h0, c0, w_depth[:, :d].t(),
+            w_time[:, :d].t(), w_time[:, d:].t(), b_time, real, paper,
+            depth.output_form == "paper",
         )  # fmt: skip
         return h_time, h_up, m_up, (h_time[-1], m_time[-1])
-    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)
-    h_time, m_time = functions.NativeScan.apply(time_in, h0, c0, w_time[:, :d].t(), real, paper)
+    h_time, m_time = functions.NativeScan.apply(
+        h_depth, w_time[:, d:], b_time, h0, c0, w_time[:, :d].t(), real, paper
+    )
     h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
     return h_time, h_up, m_up, (h_time[-1], m_time[-1])
 

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from gridlstm.nn.backends import native
 
@@ -75,6 +74,8 @@ def _tanh(x: Tensor) -> Tensor:
     precision of numbers near 1."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return torch.tanh(x)
+    if torch.is_grad_enabled() and x.requires_grad:  # recorded (double backward): no in-place
+        return torch.sigmoid(x * 2.0) * 2.0 - 1.0
     return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
 
 
@@ -123,6 +124,73 @@ def _depth_mask(layout: Layout, s: int, noise: Tensor) -> Tensor:
     return mask.view(G, R // G, *noise.shape[1:])
 
 
+def steps_forward(
+    layout: Layout,
+    gemm_dtype: torch.dtype,
+    dropout: float,
+    static: Tensor,
+    params: tuple,
+    keep: bool,
+    noises: list[Tensor] | None = None,
+) -> tuple[Tensor, list, list, list]:
+    """Every step of a plan in PyTorch: (outputs (2, rows_out, B, d), per step and group
+    what the hand-written backward reads (if ``keep``), dropout masks (if ``keep``), the
+    dropout noise per step). ``noises`` given (one per step but the last): that noise
+    instead of new draws. Under autograd it is an ordinary recorded computation (the double
+    backward's reference)."""
+    D, G = layout.dims, layout.groups
+    batch, d = static.shape[2], static.shape[3]
+    weights, biases = params[: len(layout.transforms)], params[len(layout.transforms) :]
+    cast = gemm_dtype != static.dtype  # autocast: GEMMs in its dtype, the rest not
+    gemm_weights = [w.to(gemm_dtype) for w in weights]
+    total = layout.starts[-1]
+    buffer = static.new_empty(2, total + static.shape[1], batch, d)
+    buffer[:, total:] = static
+    saved, masks, drawn, noise = [], [], [], None
+    for s, R in enumerate(layout.slots):
+        r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
+        h_in = buffer[0].index_select(0, layout.index_h[s]).view(D, G, r, batch, d)
+        m_in = buffer[1].index_select(0, layout.index_m[s]).view(D, G, r, batch, d)
+        if noise is not None:  # dropout on the depth h that layers pass up
+            mask = _depth_mask(layout, s, noise)
+            h_in[D - 1] *= mask
+            masks.append(mask if keep else None)
+        h_out, m_out = (
+            buffer[0, at].view(D, G, r, batch, d),
+            buffer[1, at].view(D, G, r, batch, d),
+        )
+        H = h_in.permute(1, 2, 3, 0, 4).reshape(G, r * batch, D * d)
+        per_group = []
+        for number, group in enumerate(layout.transforms):
+            w, b = gemm_weights[number], biases[number]
+            H_gemm = H.to(gemm_dtype)
+            if cast:
+                z = torch.bmm(H_gemm, w).to(static.dtype)
+                z = z if b is None else z + b
+            else:
+                z = torch.bmm(H, w) if b is None else torch.baddbmm(b, H, w)
+            m = m_in[group.index]
+            h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, len(group.dims), d))
+            h_out[group.index] = h_new
+            m_out[group.index] = m_new
+            if keep:
+                per_group.append((H_gemm, m, sig, g, tanh_m))
+            if number + 1 < len(layout.transforms):  # later groups read the new h
+                H = H.view(G, r, batch, D, d).clone()
+                H[:, :, :, group.index] = h_new.permute(1, 2, 3, 0, 4)
+                H = H.view(G, r * batch, D * d)
+        saved.append(per_group)
+        if dropout > 0 and s + 1 < len(layout.slots):
+            if noises:
+                noise = noises[s]
+            else:
+                # Drawn as nn.Dropout draws for the per-op steps' outputs of this step (same
+                # shape and order), so on a CPU both paths drop the same units for a seed.
+                noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
+            drawn.append(noise)
+    return buffer[:, :total], saved, masks, drawn
+
+
 class HyperplaneSteps(torch.autograd.Function):
     """All steps of a plan: (static, weights..., biases...) -> every step's (h, m).
 
@@ -145,73 +213,31 @@ class HyperplaneSteps(torch.autograd.Function):
         static: Tensor,
         *params: Tensor | None,
     ) -> Tensor:
+        keep = any(ctx.needs_input_grad)  # else (inference) nothing is kept
         with torch.autocast(static.device.type, enabled=False):
-            return HyperplaneSteps._forward(ctx, layout, gemm_dtype, dropout, static, params)
-
-    @staticmethod
-    def _forward(
-        ctx, layout: Layout, gemm_dtype: torch.dtype, dropout: float, static: Tensor, params: tuple
-    ) -> Tensor:
-        D, G = layout.dims, layout.groups
-        batch, d = static.shape[2], static.shape[3]
-        weights, biases = params[: len(layout.transforms)], params[len(layout.transforms) :]
-        cast = gemm_dtype != static.dtype  # autocast: GEMMs in its dtype, the rest not
-        gemm_weights = [w.to(gemm_dtype) for w in weights]
-        total = layout.starts[-1]
-        buffer = static.new_empty(2, total + static.shape[1], batch, d)
-        buffer[:, total:] = static
-        for_backward = any(ctx.needs_input_grad)  # else (inference) nothing is kept
-        saved, masks, noise = [], [], None
-        for s, R in enumerate(layout.slots):
-            r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
-            h_in = buffer[0].index_select(0, layout.index_h[s]).view(D, G, r, batch, d)
-            m_in = buffer[1].index_select(0, layout.index_m[s]).view(D, G, r, batch, d)
-            if noise is not None:  # dropout on the depth h that layers pass up
-                mask = _depth_mask(layout, s, noise)
-                h_in[D - 1] *= mask
-                masks.append(mask if for_backward else None)
-            h_out, m_out = (
-                buffer[0, at].view(D, G, r, batch, d),
-                buffer[1, at].view(D, G, r, batch, d),
+            out, saved, masks, noises = steps_forward(
+                layout, gemm_dtype, dropout, static, params, keep
             )
-            H = h_in.permute(1, 2, 3, 0, 4).reshape(G, r * batch, D * d)
-            per_group = []
-            for number, group in enumerate(layout.transforms):
-                w, b = gemm_weights[number], biases[number]
-                H_gemm = H.to(gemm_dtype)
-                if cast:
-                    z = torch.bmm(H_gemm, w).to(static.dtype)
-                    z = z if b is None else z.add_(b)
-                else:
-                    z = torch.bmm(H, w) if b is None else torch.baddbmm(b, H, w)
-                m = m_in[group.index]
-                h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, len(group.dims), d))
-                h_out[group.index] = h_new
-                m_out[group.index] = m_new
-                if for_backward:
-                    per_group.append((H_gemm, m, sig, g, tanh_m))
-                if number + 1 < len(layout.transforms):  # later groups read the new h
-                    H = H.view(G, r, batch, D, d).clone()
-                    H[:, :, :, group.index] = h_new.permute(1, 2, 3, 0, 4)
-                    H = H.view(G, r * batch, D * d)
-            saved.append(per_group)
-            if dropout > 0 and s + 1 < len(layout.slots):
-                # Drawn as nn.Dropout draws for the per-op steps' outputs of this step (same
-                # shape and order), so on a CPU both paths drop the same units for a seed.
-                noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
+        weights, biases = params[: len(layout.transforms)], params[len(layout.transforms) :]
+        cast = gemm_dtype != static.dtype
         # Everything the backward reads goes through save_for_backward, so saved-tensor
         # hooks (activation checkpointing, offload to the CPU) see it.
         ctx.layout, ctx.steps = layout, [len(per_group) for per_group in saved]
         ctx.has_bias = [b is not None for b in biases]
-        ctx.cast, ctx.has_masks = cast, bool(masks) and for_backward
+        ctx.gemm_dtype, ctx.dropout = gemm_dtype, dropout
+        ctx.cast, ctx.has_masks = cast, bool(masks) and keep
         activations = [t for per_group in saved for group in per_group for t in group]
+        gemm_weights = [w.to(gemm_dtype) for w in weights] if cast and keep else []
         ctx.save_for_backward(
             *weights,
-            *(gemm_weights if cast and for_backward else ()),
+            *gemm_weights,
             *(masks if ctx.has_masks else ()),
             *activations,
+            static,
+            *biases,
+            *(noises if ctx.has_masks else ()),
         )
-        return buffer[:, :total]
+        return out
 
     @staticmethod
     def _unpack(ctx) -> tuple[list, list, list, list]:
@@ -232,8 +258,37 @@ class HyperplaneSteps(torch.autograd.Function):
         return weights, gemm_weights, masks, saved
 
     @staticmethod
-    @once_differentiable
+    def _double_backward(ctx, grad: Tensor) -> tuple:
+        """The backward as a graph (create_graph=True): the forward again in recorded
+        PyTorch ops, with the forward's dropout noise, differentiated."""
+        from gridlstm.nn.backends.native.functions import differentiable_backward
+
+        tensors = list(ctx.saved_tensors)
+        count = len(ctx.layout.transforms)
+        noise_count = len(ctx.steps) - 1 if ctx.has_masks else 0
+        tail = tensors[len(tensors) - 1 - count - noise_count :]
+        weights, static = tensors[:count], tail[0]
+        biases, noises = tail[1 : 1 + count], tail[1 + count :]
+        layout, gemm_dtype, dropout = ctx.layout, ctx.gemm_dtype, ctx.dropout
+
+        def again(static: Tensor, *params: Tensor | None) -> tuple[Tensor]:
+            with torch.autocast(static.device.type, enabled=False):
+                out = steps_forward(layout, gemm_dtype, dropout, static, params, False, noises)
+            return (out[0],)
+
+        grads = differentiable_backward(
+            again, (static, *weights, *biases), tuple(ctx.needs_input_grad[3:]), (grad,)
+        )
+        return (None, None, None, *grads)
+
+    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            return HyperplaneSteps._double_backward(ctx, grad)
+        return HyperplaneSteps._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad: Tensor) -> tuple:
         layout = ctx.layout
         params, weights, masks, saved = HyperplaneSteps._unpack(ctx)
         D, G = layout.dims, layout.groups
@@ -297,7 +352,7 @@ def run(
     # network under autocast keeps float64, as on the per-op steps.
     if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
         gemm_dtype = torch.get_autocast_dtype(device)
-    if gemm_dtype == static.dtype and native.applies(static):
+    if gemm_dtype == static.dtype and native.applies(static, "hyperplane step"):
         from gridlstm.nn.backends.native import functions  # needs the built library
 
         return functions.hyperplane_steps(layout, static, params, dropout, picks)

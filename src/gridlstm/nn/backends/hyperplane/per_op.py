@@ -11,11 +11,12 @@ place into a tensor autograd needs: each step's outputs are new. This is the ste
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import warnings
 
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn import steps
 from gridlstm.nn.block import ACTIVATIONS, LSTMTransform, lstm_pointwise
 
 
@@ -132,15 +133,13 @@ def step(
     return h_new, m_new
 
 
-_PER_OP: list[bool] = [False]
-
-
-@contextlib.contextmanager
-def per_op_steps() -> Iterator[None]:
-    """Run the per-op steps (`step` under autograd) even where `handwritten` applies: for
-    comparisons and tests of the per-op path."""
-    _PER_OP.append(True)
-    try:
-        yield
-    finally:
-        _PER_OP.pop()
+def per_op_steps() -> contextlib.AbstractContextManager[None]:
+    """Deprecated: ``gridlstm.nn.steps.without("handwritten", "fused")`` runs the per-op
+    steps (`step` under autograd) where the hand-written or fused ones would apply."""
+    warnings.warn(
+        "gridlstm.nn.backends.hyperplane.per_op_steps() is deprecated: use "
+        "gridlstm.nn.steps.without('handwritten', 'fused')",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return steps.without("handwritten", "fused")

@@ -20,6 +20,7 @@ from gridlstm.nn.backends import fused
 from gridlstm.nn.backends.hyperplane import handwritten, per_op
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack
 from gridlstm.nn.backends.hyperplane.plans import Plan
+from gridlstm.nn.steps import note, switched_off
 
 
 def _rows_first(t: Tensor) -> Tensor:
@@ -35,14 +36,10 @@ def handwritten_blocker(
 ) -> str | None:
     """Why `handwritten` does not apply (None if it does); the per-op steps run instead.
     ``paper_form``: whether the paper output form is covered (by the fused step)."""
-    if per_op._PER_OP[-1]:
-        return "per_op_steps() asked for the per-op steps"
     if cells is not per_op.step:
         return "the compile option compiles the per-op step"
     if valid is not None:
         return "sequence lengths"
-    if torch.compiler.is_compiling():
-        return "torch.compile traces the per-op steps"
     for entry in stack.groups.values():
         if isinstance(entry, list) or entry[0] != "lstm":
             return "non-LSTM transforms, or options differing across layers"
@@ -95,11 +92,13 @@ def run(
         static_all[part] = pool.index_select(0, wanted)
 
     # The fused Triton step (GPU) covers the paper output form too; the PyTorch one does not.
-    use_fused = (
-        handwritten_blocker(stack, dropout, valid, cells, paper_form=True) is None
-        and fused.blocker(some) is None
+    options = handwritten_blocker(stack, dropout, valid, cells, paper_form=True)
+    use_fused = (options or fused.blocker(some)) is None
+    hand = (
+        handwritten_blocker(stack, dropout, valid, cells) or switched_off("handwritten")
     )
-    if use_fused or handwritten_blocker(stack, dropout, valid, cells) is None:
+    note("hyperplane steps", "handwritten", "the fused step ran" if use_fused else hand)
+    if use_fused or hand is None:
         entries = list(stack.groups.values())
         params = [e[2] for e in entries] + [e[3] for e in entries]
         static = torch.stack([static_all["h"], static_all["m"]])

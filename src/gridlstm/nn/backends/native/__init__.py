@@ -4,45 +4,66 @@ loops in C++ (``gridlstm_native.cpp``), each behind the PyTorch code it replaces
 The PyTorch steps stay the reference and the fallback: the native path runs on CPU tensors
 in float32 / float64 where the options are covered (standard or paper output form, no
 peepholes or coupled gates), and only when its library built (`build.load`; one warning
-names what is missing otherwise). ``GRIDLSTM_NATIVE=0`` in the environment or
-``with python_steps():`` runs the PyTorch steps instead, to compare or time both.
+names what is missing otherwise). ``GRIDLSTM_NATIVE=0`` in the environment (never build or load it),
+``with gridlstm.nn.steps.without("native"):`` or ``gridlstm.nn.steps.reference()`` run the
+PyTorch steps instead, to compare or time both.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import warnings
 
 import torch
 from torch import Tensor
 
+from gridlstm.nn import steps
 from gridlstm.nn.backends.native import build
 
-_PYTHON: list[bool] = [False]
+
+def python_steps() -> contextlib.AbstractContextManager[None]:
+    """Deprecated: ``gridlstm.nn.steps.without("native")`` (or ``steps.reference()``)."""
+    warnings.warn(
+        "gridlstm.nn.backends.native.python_steps() is deprecated: use "
+        "gridlstm.nn.steps.without('native') or gridlstm.nn.steps.reference()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return steps.without("native")
 
 
-@contextlib.contextmanager
-def python_steps() -> Iterator[None]:
-    """Run the PyTorch steps even where the native ones apply (nestable)."""
-    _PYTHON.append(True)
-    try:
-        yield
-    finally:
-        _PYTHON.pop()
-
-
-def applies(t: Tensor) -> bool:
-    """Whether the native steps may run on tensors like ``t`` now: a CPU float32/64 tensor,
-    no CPU autocast, not switched off, not traced by torch.compile, and the library loads."""
-    if _PYTHON[-1] or build.switched_off():
-        return False
+def blocker(t: Tensor) -> str | None:
+    """Why the native steps may not run on tensors like ``t`` now (None if they may): a CPU
+    float32/64 tensor, no CPU autocast, not switched off (`gridlstm.nn.steps`, or
+    ``GRIDLSTM_NATIVE=0``), no torch.func transform or torch.compile tracing, and the
+    library loads."""
+    reason = steps.switched_off("native")
+    if reason is not None:
+        return reason
+    if build.switched_off():
+        return f"{build.ENV_SWITCH}=0"
     if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
-        return False
+        return f"not a float32/float64 CPU tensor ({t.dtype} on {t.device.type})"
     if torch.is_autocast_enabled("cpu"):  # its GEMMs run in autocast's dtype: PyTorch steps
-        return False
-    if torch.compiler.is_compiling():
-        return False
-    return build.load()
+        return "CPU autocast"
+    if not build.load():
+        return f"the library is not available: {build.build_info().get('reason')}"
+    return None
 
 
-__all__ = ["applies", "python_steps"]
+def applies(t: Tensor, choice: str = "native") -> bool:
+    """Whether the native steps run on tensors like ``t`` now (`blocker`); the decision is
+    recorded for `gridlstm.nn.steps.explain` under ``choice``."""
+    reason = blocker(t)
+    steps.note(choice, "native", reason)
+    return reason is None
+
+
+def release_buffers() -> int:
+    """Free the idle buffers the native steps keep for reuse; returns the bytes freed."""
+    if "loaded" not in build.build_info() or not build.build_info()["loaded"]:
+        return 0
+    return int(torch.ops.gridlstm.pool_release())
+
+
+__all__ = ["applies", "blocker", "python_steps", "release_buffers"]

@@ -1,7 +1,12 @@
 """Autograd for the native ops: the gate op as a `torch.library` custom op with
 `register_autograd` (usable anywhere, traceable through its fake kernel), and the whole-loop
 ops (hyperplane steps, scan time loops) as autograd Functions whose backward is the matching
-native loop. Importing this module loads (or builds) the library; ImportError if it cannot."""
+native loop. Importing this module loads (or builds) the library; ImportError if it cannot.
+
+Every backward is differentiable: under ``create_graph=True`` (gradient penalties,
+Hessian-vector products) it recomputes the forward with the PyTorch reference from the saved
+inputs and differentiates that, so second derivatives are the reference's; otherwise the
+native backward runs without building a graph."""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from gridlstm.nn import steps
 from gridlstm.nn.backends.native import build
+from gridlstm.nn.gates import lstm_reference
 
 if TYPE_CHECKING:
     from gridlstm.nn.backends.hyperplane.handwritten import Layout
@@ -25,8 +32,8 @@ ops = torch.ops.gridlstm
 
 @torch.library.register_fake("gridlstm::lstm_gates")
 def _gates_fake(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor, Tensor]:
-    n, rows, d = m.shape
-    return torch.empty_like(m), torch.empty_like(m), m.new_empty(rows, n * 5 * d)
+    n, rows, d = m.shape  # the real kernel returns new contiguous buffers in m's dtype
+    return m.new_empty(n, rows, d), m.new_empty(n, rows, d), m.new_empty(rows, n * 5 * d)
 
 
 @torch.library.register_fake("gridlstm::lstm_gates_backward")
@@ -34,11 +41,30 @@ def _gates_backward_fake(
     dh: Tensor, dm_new: Tensor, act: Tensor, m: Tensor, m_new: Tensor, paper: bool
 ) -> tuple[Tensor, Tensor]:
     n, rows, d = m.shape
-    return m.new_empty(rows, n * 4 * d), torch.empty_like(m)
+    return m.new_empty(rows, n * 4 * d), m.new_empty(n, rows, d)
 
 
 def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+def differentiable_backward(
+    reference, inputs: tuple, needs: tuple[bool, ...], outputs_grad: tuple  # noqa: ANN001
+) -> list[Tensor | None]:
+    """The gradients of ``reference(*inputs)`` (the PyTorch computation of a native op's
+    outputs) for the inputs in ``needs``, as a graph (``create_graph=True``): the backward
+    of a native op under double backward. Inputs that need no gradient get None."""
+    wanted = [x for x, need in zip(inputs, needs, strict=True) if need]
+    with torch.enable_grad(), steps.reference():
+        outputs = reference(*inputs)
+    pairs = [(o, g) for o, g in zip(outputs, outputs_grad, strict=True) if g is not None]
+    grads = iter(
+        torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g for _, g in pairs],
+            create_graph=True, allow_unused=True, materialize_grads=True,
+        )  # fmt: skip
+    )
+    return [next(grads) if need else None for need in needs]
 
 
 def _gates_setup(ctx, inputs: tuple, output: tuple) -> None:
@@ -48,32 +74,27 @@ def _gates_setup(ctx, inputs: tuple, output: tuple) -> None:
     ctx.paper, ctx.z_dtype = paper, z.dtype
 
 
+def _gates_reference(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor]:
+    """The gate op's function in PyTorch, in its layout: z (M, n*4d), m (n, M, d)."""
+    n, rows, d = m.shape
+    h, m_new = lstm_reference(
+        z.view(rows, n, 4 * d), m.permute(1, 0, 2), (None, None, None), False,
+        "paper" if paper else "standard",
+    )  # fmt: skip
+    return h.permute(1, 0, 2), m_new.permute(1, 0, 2)
+
+
 def _gates_backward(ctx, dh: Tensor | None, dm_new: Tensor | None, _dact: None) -> tuple:
     act, m, m_new, z = ctx.saved_tensors
-    dh, dm_new = _zeros_if_none(dh, m), _zeros_if_none(dm_new, m)
     if torch.is_grad_enabled():  # create_graph=True: a differentiable backward is wanted
-        return (*_pytorch_gates_backward(z, m, dh, dm_new, ctx.paper), None)
+        dz, dm = differentiable_backward(
+            lambda z_, m_: _gates_reference(z_, m_, ctx.paper), (z, m),
+            tuple(ctx.needs_input_grad[:2]), (dh, dm_new),
+        )  # fmt: skip
+        return dz, dm, None
+    dh, dm_new = _zeros_if_none(dh, m), _zeros_if_none(dm_new, m)
     dz, dm = ops.lstm_gates_backward(dh, dm_new, act, m, m_new, ctx.paper)
     return dz.to(ctx.z_dtype), dm, None
-
-
-def _pytorch_gates_backward(
-    z: Tensor, m: Tensor, dh: Tensor, dm_new: Tensor, paper: bool
-) -> tuple[Tensor, Tensor]:
-    """The gate op's backward through the PyTorch arithmetic, itself differentiable: double
-    backward (gradient penalties, Hessian-vector products) gets true second derivatives."""
-    from gridlstm.nn.backends.native import python_steps
-    from gridlstm.nn.block import lstm_pointwise
-
-    n, rows, d = m.shape
-    with python_steps():
-        h, m_new = lstm_pointwise(
-            z.view(rows, n, 4 * d), m.permute(1, 0, 2), (None, None, None), False,
-            "paper" if paper else "standard",
-        )  # fmt: skip
-    grads = (dh.permute(1, 0, 2), dm_new.permute(1, 0, 2))
-    dz, dm = torch.autograd.grad((h, m_new), (z, m), grads, create_graph=True)
-    return dz, dm
 
 
 torch.library.register_autograd(
@@ -82,8 +103,8 @@ torch.library.register_autograd(
 
 
 def lstm_gates(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor]:
-    """`gridlstm.nn.block.lstm_pointwise` without peepholes or coupled gates, fused:
-    z (..., 4d) pre-activations (float32/64, or bf16 computed in m's type), m (..., d)."""
+    """`gridlstm.nn.gates.lstm_reference` without peepholes or coupled gates, fused:
+    z (..., 4d) pre-activations and m (..., d) in one dtype, float32 or float64."""
     d = m.shape[-1]
     h, m_new, _ = ops.lstm_gates(z.reshape(-1, 4 * d), m.reshape(1, -1, d), paper)
     return h.view(m.shape), m_new.view(m.shape)
@@ -115,18 +136,32 @@ class NativeHyperplaneSteps(torch.autograd.Function):
             list(layout.index_h), list(layout.index_m), list(layout.slots),
             list(layout.starts), dims, sizes, layout.groups, dropout, keep, *picks,
         )  # fmt: skip
-        ctx.layout, ctx.count, ctx.picks = layout, count, picks
+        ctx.layout, ctx.count, ctx.picks, ctx.dropout = layout, count, picks, dropout
         ctx.has_bias = [int(b is not None) for b in biases]
-        ctx.save_for_backward(*weights, *Hs, *acts, m_all, *noises)
+        ctx.save_for_backward(*weights, *Hs, *acts, m_all, static, *biases, *noises)
         return rows
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
         layout, count = ctx.layout, ctx.count
         saved = list(ctx.saved_tensors)
         weights, Hs, acts = saved[:count], saved[count : 2 * count], saved[2 * count : 3 * count]
-        m_all, noise = saved[3 * count], saved[3 * count + 1 :]
+        m_all, static = saved[3 * count], saved[3 * count + 1]
+        biases, noise = saved[3 * count + 2 : 4 * count + 2], saved[4 * count + 2 :]
+        if torch.is_grad_enabled():  # create_graph=True: the PyTorch steps, recorded
+            from gridlstm.nn.backends.hyperplane.handwritten import steps_forward
+
+            def again(static: Tensor, *params: Tensor | None) -> tuple[Tensor]:
+                out = steps_forward(layout, static.dtype, ctx.dropout, static, params, False,
+                                    noise)[0]  # fmt: skip
+                picks = ctx.picks
+                return (torch.cat([out[0].index_select(0, picks[0]),
+                                   out[1].index_select(0, picks[1])]),)  # fmt: skip
+
+            grads = differentiable_backward(
+                again, (static, *weights, *biases), tuple(ctx.needs_input_grad[3:]), (grad,)
+            )
+            return (None, None, None, *grads)
         dims, sizes = _flat_groups(layout)
         dstatic, dweights, dbiases = ops.hyperplane_backward(
             grad, weights, Hs, acts, m_all, noise, list(layout.index_h), list(layout.index_m),
@@ -148,61 +183,127 @@ def hyperplane_steps(
 # ---------------------------------------------------------------- scan time loops
 
 
+def _input_half_backward(dz: Tensor, h_depth: Tensor, w_in: Tensor, needs: tuple) -> tuple:
+    """Gradients of z = linear(h_depth, w_in, b) (the loop's input half for every step)."""
+    flat = dz.reshape(-1, dz.shape[-1])
+    dx = dz @ w_in if needs[0] else None
+    dw = flat.t() @ h_depth.reshape(-1, h_depth.shape[-1]) if needs[1] else None
+    db = flat.sum(0) if needs[2] else None
+    return dx, dw, db
+
+
+def _keep(real: Tensor | None, t: int, new: Tensor, old: Tensor) -> Tensor:
+    return new if real is None else torch.where(real[t], new, old)
+
+
+def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
+    """`NativeScan`'s function in PyTorch (the scan's PyTorch loop)."""
+    z_in = torch.nn.functional.linear(h_depth, w_in, b_in)
+    form = "paper" if paper else "standard"
+    h, m, hs, ms = h0, c0, [], []
+    for t in range(z_in.shape[0]):
+        h_new, m_new = lstm_reference(torch.addmm(z_in[t], h, w_prev), m, (None,) * 3, False, form)
+        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
+        hs.append(h)
+        ms.append(m)
+    return torch.stack(hs), torch.stack(ms)
+
+
 class NativeScan(torch.autograd.Function):
     """A 2-LSTM layer's time loop without time priority (`gridlstm.nn.backends.scan.layer`):
-    z_in (T, B, 4d) input halves with bias, h0/c0 (B, d), w_prev (d, 4d), real (T, B, 1) or
-    None -> hs, ms (T, B, d)."""
+    h_depth (T, B, d) with the time transform's input half w_in (4d, d) and bias b_in,
+    h0/c0 (B, d), w_prev (d, 4d), real (T, B, 1) or None -> hs, ms (T, B, d)."""
 
     @staticmethod
-    def forward(ctx, z_in, h0, c0, w_prev, real, paper):  # noqa: D102
+    def forward(ctx, h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: D102
         keep = any(ctx.needs_input_grad)
+        z_in = torch.nn.functional.linear(h_depth, w_in, b_in)
         hs, ms, act = ops.scan_forward(z_in, h0, c0, w_prev, real, paper, keep)
         ctx.paper = paper
-        ctx.save_for_backward(act, hs, ms, h0, c0, w_prev, real)
+        ctx.save_for_backward(act, hs, ms, h_depth, w_in, b_in, h0, c0, w_prev, real)
         return hs, ms
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dhs, dms):  # noqa: D102
-        act, hs, ms, h0, c0, w_prev, real = ctx.saved_tensors
+        act, hs, ms, h_depth, w_in, b_in, h0, c0, w_prev, real = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[:6])
+        inputs = (h_depth, w_in, b_in, h0, c0, w_prev)
+        if torch.is_grad_enabled():  # create_graph=True
+            grads = differentiable_backward(
+                lambda *x: scan_reference(*x, real, ctx.paper), inputs, needs, (dhs, dms)
+            )
+            return *grads, None, None
         dz, dh0, dc0, dw = ops.scan_backward(
             _zeros_if_none(dhs, hs), _zeros_if_none(dms, ms), act, hs, ms, h0, c0, w_prev,
             real, ctx.paper,
         )  # fmt: skip
-        return dz, dh0, dc0, dw, None, None
+        return *_input_half_backward(dz, h_depth, w_in, needs[:3]), dh0, dc0, dw, None, None
+
+
+def scan_priority_reference(  # noqa: ANN201
+    h_depth, w_din, b_din, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time,  # noqa: ANN001
+    real, paper_time, paper_depth,  # noqa: ANN001
+):  # fmt: skip
+    """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
+    depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
+    forms = ("paper" if paper_time else "standard", "paper" if paper_depth else "standard")
+    none = (None, None, None)
+    h, m, out = h0, c0, ([], [], [], [])
+    for t in range(depth_in.shape[0]):
+        hd, md = lstm_reference(torch.addmm(depth_in[t], h, w_depth_prev), m_depth[t], none,
+                                False, forms[1])  # fmt: skip
+        z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
+        h_new, m_new = lstm_reference(torch.addmm(z, hd, w_time_new), m, none, False, forms[0])
+        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
+        for values, x in zip(out, (h, m, hd, md), strict=True):
+            values.append(x)
+    return tuple(torch.stack(values) for values in out)
 
 
 class NativeScanPriority(torch.autograd.Function):
-    """A 2-LSTM layer's time loop with time priority: depth_in (T, B, 4d) the depth
-    transform's input half with bias, m_depth (T, B, d), h0/c0 (B, d), weights (d, 4d)
-    -> hs, ms, hds, mds (T, B, d)."""
+    """A 2-LSTM layer's time loop with time priority: h_depth (T, B, d) with the depth
+    transform's input half w_din (4d, d) and bias b_din, m_depth (T, B, d), h0/c0 (B, d),
+    weights (d, 4d) -> hs, ms, hds, mds (T, B, d)."""
 
     @staticmethod
     def forward(  # noqa: D102
-        ctx, depth_in, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time, real,
-        paper_time, paper_depth,
+        ctx, h_depth, w_din, b_din, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new,
+        b_time, real, paper_time, paper_depth,
     ):  # fmt: skip
         keep = any(ctx.needs_input_grad)
+        depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
         hs, ms, hds, mds, act_t, act_d = ops.scan_priority_forward(
             depth_in, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time, real,
             paper_time, paper_depth, keep,
         )  # fmt: skip
-        ctx.papers, ctx.has_bias = (paper_time, paper_depth), b_time is not None
+        ctx.papers = (paper_time, paper_depth)
         ctx.save_for_backward(
-            act_t, act_d, hs, ms, hds, mds, h0, c0, m_depth, w_depth_prev, w_time_prev,
-            w_time_new, real,
+            act_t, act_d, hs, ms, hds, mds, h_depth, w_din, b_din, m_depth, h0, c0,
+            w_depth_prev, w_time_prev, w_time_new, b_time, real,
         )  # fmt: skip
         return hs, ms, hds, mds
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dhs, dms, dhds, dmds):  # noqa: D102
         saved = ctx.saved_tensors
         act_t, act_d, hs, ms, hds, mds = saved[:6]
+        inputs, real = saved[6:16], saved[16]
+        needs = tuple(ctx.needs_input_grad[:10])
+        if torch.is_grad_enabled():  # create_graph=True
+            grads = differentiable_backward(
+                lambda *x: scan_priority_reference(*x, real, *ctx.papers), inputs, needs,
+                (dhs, dms, dhds, dmds),
+            )  # fmt: skip
+            return *grads, None, None, None
+        h_depth, w_din, b_din, m_depth, h0, c0, w_dp, w_tp, w_tn, b_time = inputs
         grads = ops.scan_priority_backward(
             _zeros_if_none(dhs, hs), _zeros_if_none(dms, ms), _zeros_if_none(dhds, hds),
-            _zeros_if_none(dmds, mds), act_t, act_d, hs, ms, hds, mds, *saved[6:], *ctx.papers,
+            _zeros_if_none(dmds, mds), act_t, act_d, hs, ms, hds, mds, h0, c0, m_depth,
+            w_dp, w_tp, w_tn, real, *ctx.papers,
         )  # fmt: skip
         d_in, d_m_depth, dh0, dc0, dw_dp, dw_tp, dw_tn, db_time = grads
-        db_time = db_time if ctx.has_bias else None
-        return d_in, d_m_depth, dh0, dc0, dw_dp, dw_tp, dw_tn, db_time, None, None, None
+        db_time = db_time if b_time is not None else None
+        return (
+            *_input_half_backward(d_in, h_depth, w_din, needs[:3]),
+            d_m_depth, dh0, dc0, dw_dp, dw_tp, dw_tn, db_time, None, None, None,
+        )  # fmt: skip

@@ -17,10 +17,12 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -36,20 +38,25 @@ using Vec = at::vec::Vectorized<T>;
 // faulted back in page by page each time: on the 2-core development machine those page
 // faults measured as much time as the gate arithmetic. Buffers under 1 MiB use the ordinary
 // allocator. The pool holds at most kPoolEntries buffers and kPoolBytes in all, dropping the
-// oldest free ones first, so a run of ever-new shapes keeps at most that much idle memory.
+// least recently used free ones first, so a run of ever-new shapes keeps at most that much
+// idle memory; `pool_release` frees every idle buffer. Under inference mode nothing is pooled:
+// an inference tensor handed to a later autograd call cannot be saved for backward or
+// written in place there.
 constexpr int64_t kPoolMinBytes = int64_t(1) << 20;
 constexpr int64_t kPoolBytes = int64_t(512) << 20;
 constexpr size_t kPoolEntries = 64;
 
 struct Pool {
   std::mutex mutex;
-  std::vector<Tensor> held;
+  std::vector<Tensor> held;  // least recently used first
 };
 
 Pool& pool_instance() {
   static Pool pool;
   return pool;
 }
+
+bool unused(const Tensor& t) { return t.storage().use_count() == 1; }
 
 // (buffers held, bytes held, bytes of those nothing else references), for tests.
 std::vector<int64_t> pool_stats() {
@@ -58,9 +65,25 @@ std::vector<int64_t> pool_stats() {
   int64_t bytes = 0, idle = 0;
   for (const auto& t : p.held) {
     bytes += static_cast<int64_t>(t.nbytes());
-    if (t.storage().use_count() == 1) idle += static_cast<int64_t>(t.nbytes());
+    if (unused(t)) idle += static_cast<int64_t>(t.nbytes());
   }
   return {static_cast<int64_t>(p.held.size()), bytes, idle};
+}
+
+// Drops every buffer nothing else references; returns the bytes released.
+int64_t pool_release() {
+  Pool& p = pool_instance();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  int64_t freed = 0;
+  for (auto it = p.held.begin(); it != p.held.end();) {
+    if (unused(*it)) {
+      freed += static_cast<int64_t>(it->nbytes());
+      it = p.held.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return freed;
 }
 
 Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
@@ -68,14 +91,19 @@ Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
   for (auto size : shape) numel *= size;
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(
                                     c10::typeMetaToScalarType(options.dtype())));
-  if (bytes < kPoolMinBytes) return at::empty(shape, options);
+  if (bytes < kPoolMinBytes || c10::InferenceMode::is_enabled())
+    return at::empty(shape, options);
   Pool& p = pool_instance();
   std::vector<Tensor>& pool = p.held;
-  const auto unused = [](const Tensor& t) { return t.storage().use_count() == 1; };
   std::lock_guard<std::mutex> lock(p.mutex);
-  for (auto& held : pool) {
-    if (held.numel() == numel && held.dtype() == options.dtype() && unused(held))
-      return held.view(shape);  // nothing else references it: reuse
+  for (auto it = pool.begin(); it != pool.end(); ++it) {
+    if (it->numel() == numel && it->dtype() == options.dtype() && unused(*it) &&
+        !it->is_inference()) {
+      Tensor found = *it;  // nothing else references it: reuse, now the most recent
+      pool.erase(it);
+      pool.push_back(found);
+      return found.view(shape);
+    }
   }
   Tensor fresh = at::empty({numel}, options);
   int64_t total = bytes;
@@ -103,10 +131,17 @@ struct Rows {
 };
 
 // exp within 20 units of the last place in float32 (ATen's inlined polynomial, 3x faster
-// than the 1-unit Sleef call here); float64 keeps the 1-unit exp.
+// than the 1-unit Sleef call here); float64 keeps the 1-unit exp. The polynomial clamps its
+// input, which would turn NaN into a number (sigmoid(NaN) near 0, tanh(NaN) = -1) and
+// exp(+-inf) into finite values (sigmoid(-inf) > 0, so 0 * inf memories would not give NaN):
+// NaN and the infinities get exp's own values back, so every NaN and inf pattern is the
+// PyTorch steps' one.
 template <typename T>
 inline Vec<T> exp_(const Vec<T>& x) {
-  return x.exp_u20();
+  const Vec<T> inf(std::numeric_limits<T>::infinity());
+  Vec<T> e = Vec<T>::blendv(x.exp_u20(), x, x.isnan());
+  e = Vec<T>::blendv(e, inf, x == inf);
+  return Vec<T>::blendv(e, Vec<T>(T(0)), x == inf.neg());
 }
 
 template <typename T>
@@ -240,7 +275,14 @@ std::tuple<Tensor, Tensor, Tensor> lstm_gates(const Tensor& z_in, const Tensor& 
 std::tuple<Tensor, Tensor> lstm_gates_backward(const Tensor& dh_in, const Tensor& dmn_in,
                                                const Tensor& act_in, const Tensor& m_in,
                                                const Tensor& mn_in, bool paper) {
+  TORCH_CHECK(m_in.dim() == 3, "lstm_gates_backward: m must be (n, M, d)");
   const int64_t n = m_in.size(0), M = m_in.size(1), d = m_in.size(2);
+  for (const Tensor* t : {&dh_in, &dmn_in, &mn_in})
+    TORCH_CHECK(t->sizes() == m_in.sizes() && t->scalar_type() == m_in.scalar_type(),
+                "lstm_gates_backward: dh, dm_new and m_new must match m");
+  TORCH_CHECK(act_in.dim() == 2 && act_in.size(0) == M && act_in.size(1) == n * 5 * d &&
+                  act_in.scalar_type() == m_in.scalar_type(),
+              "lstm_gates_backward: act must be (M, n*5d) in m's dtype");
   Tensor act = act_in.contiguous(), m = m_in.contiguous(), mn = mn_in.contiguous();
   Tensor dh = dh_in.contiguous(), dmn = dmn_in.contiguous();
   Tensor dz = pooled_empty({M, n * 4 * d}, m.options());
@@ -304,6 +346,24 @@ hyperplane_forward(const Tensor& stat, at::TensorList weights, at::TensorList bi
   const Plan p(slots, starts, group_dims, group_sizes, groups, stat.size(2), stat.size(3));
   const int64_t D = p.D, G = p.G, B = p.B, d = p.d, S = stat.size(1);
   const int64_t cell = B * d;
+  // Sizes here; the index values are checked once per plan layout, in Python.
+  TORCH_CHECK(index_h.size() == slots.size() && index_m.size() == slots.size(),
+              "hyperplane: one index tensor per step");
+  for (size_t s = 0; s < slots.size(); ++s)
+    for (const Tensor* t : {&index_h[s], &index_m[s]})
+      TORCH_CHECK(t->scalar_type() == at::kLong && t->is_contiguous() && t->numel() == D * slots[s],
+                  "hyperplane: step ", s, "'s indices must be D * R contiguous int64 rows");
+  TORCH_CHECK(weights.size() == group_sizes.size() && biases.size() == group_sizes.size(),
+              "hyperplane: one weight and one bias per transform group");
+  for (size_t t = 0; t < weights.size(); ++t) {
+    TORCH_CHECK(weights[t].sizes() == at::IntArrayRef({G, D * d, group_sizes[t] * 4 * d}) &&
+                    weights[t].scalar_type() == stat.scalar_type(),
+                "hyperplane: transform group ", t, "'s weight must be (G, D d, n 4d) in the "
+                "state's dtype");
+    TORCH_CHECK(biases[t].numel() == 0 || (biases[t].numel() == G * group_sizes[t] * 4 * d &&
+                                           biases[t].scalar_type() == stat.scalar_type()),
+                "hyperplane: transform group ", t, "'s bias must be (G, 1, n 4d)");
+  }
   Tensor buffer = pooled_empty({2, p.total + S, B, d}, stat.options());
   buffer.narrow(1, p.total, S).copy_(stat);
   Tensor m_all = pooled_empty({p.total, B, d}, stat.options());
@@ -523,12 +583,30 @@ void keep_state(const bool* real, T* h, T* m, const T* h_prev, const T* m_prev, 
   }
 }
 
+// The shapes and dtypes a scan loop reads raw pointers from, checked before it does.
+void check_scan(const Tensor& z_in, const Tensor& h0, const Tensor& c0, const Tensor& w,
+                const std::optional<Tensor>& real, const char* op) {
+  TORCH_CHECK(h0.dim() == 2 && c0.sizes() == h0.sizes(), op, ": h0 and c0 must be (B, d)");
+  const int64_t B = h0.size(0), d = h0.size(1);
+  TORCH_CHECK(z_in.dim() == 3 && z_in.size(1) == B && z_in.size(2) == 4 * d, op,
+              ": the input half must be (T, B, 4d)");
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == d && w.size(1) == 4 * d, op,
+              ": the weight must be (d, 4d)");
+  for (const Tensor* t : {&c0, &z_in, &w})
+    TORCH_CHECK(t->scalar_type() == h0.scalar_type(), op, ": every tensor in one dtype");
+  TORCH_CHECK(!real.has_value() ||
+                  (real->scalar_type() == at::kBool &&
+                   real->sizes() == at::IntArrayRef({z_in.size(0), B, 1})),
+              op, ": real must be a (T, B, 1) bool mask");
+}
+
 // One layer's time loop without time priority. z_in (T, B, 4d): the input half and bias
 // for all steps; w_prev (d, 4d) multiplies h_{t-1}. -> hs, ms (T, B, d), act (T, B, 5d).
 std::tuple<Tensor, Tensor, Tensor> scan_forward(const Tensor& z_in_, const Tensor& h0,
                                                 const Tensor& c0, const Tensor& w_prev,
                                                 const std::optional<Tensor>& real_, bool paper,
                                                 bool keep) {
+  check_scan(z_in_, h0, c0, w_prev, real_, "scan_forward");
   Tensor z_in = z_in_.contiguous();
   const int64_t T_ = z_in.size(0), B = z_in.size(1), d = h0.size(-1);
   Tensor hs = pooled_empty({T_, B, d}, z_in.options()), ms = pooled_empty(hs.sizes(), hs.options());
@@ -629,6 +707,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> scan_priority_forward
     const Tensor& w_depth_prev, const Tensor& w_time_prev, const Tensor& w_time_new,
     const std::optional<Tensor>& b_time, const std::optional<Tensor>& real_, bool paper_time,
     bool paper_depth, bool keep) {
+  check_scan(depth_in_, h0, c0, w_depth_prev, real_, "scan_priority_forward");
+  for (const Tensor* w : {&w_time_prev, &w_time_new})
+    TORCH_CHECK(w->sizes() == w_depth_prev.sizes() && w->scalar_type() == h0.scalar_type(),
+                "scan_priority_forward: the weights must be (d, 4d) in the state's dtype");
+  TORCH_CHECK(m_depth_.sizes() == at::IntArrayRef({depth_in_.size(0), depth_in_.size(1),
+                                                   h0.size(-1)}) &&
+                  m_depth_.scalar_type() == h0.scalar_type(),
+              "scan_priority_forward: m_depth must be (T, B, d) in the state's dtype");
+  TORCH_CHECK(!b_time.has_value() || (b_time->numel() == 4 * h0.size(-1) &&
+                                      b_time->scalar_type() == h0.scalar_type()),
+              "scan_priority_forward: b_time must hold 4d values in the state's dtype");
   Tensor depth_in = depth_in_.contiguous(), m_depth = m_depth_.contiguous();
   const int64_t T_ = depth_in.size(0), B = depth_in.size(1), d = h0.size(-1);
   auto opts = depth_in.options();
@@ -719,6 +808,7 @@ scan_priority_backward(const Tensor& dhs_, const Tensor& dms_, const Tensor& dhd
 
 TORCH_LIBRARY(gridlstm, m) {
   m.def("pool_stats() -> int[]", &pool_stats);
+  m.def("pool_release() -> int", &pool_release);
   m.def("lstm_gates(Tensor z, Tensor m, bool paper) -> (Tensor, Tensor, Tensor)");
   m.def(
       "lstm_gates_backward(Tensor dh, Tensor dm_new, Tensor act, Tensor m, Tensor m_new, "

@@ -1,0 +1,139 @@
+"""Which step implementation may run: the one switch for the PyTorch reference steps, and a
+record of what ran and why.
+
+Every backend has a PyTorch reference (the per-op steps, the scan's PyTorch loop, the gate
+arithmetic of `gridlstm.nn.gates`) and may hand its steps to a faster implementation:
+
+* ``native``: the C++ steps on a CPU (`gridlstm.nn.backends.native`);
+* ``fused``: the Triton steps on a GPU (`gridlstm.nn.backends.fused`);
+* ``handwritten``: the hyperplane's PyTorch steps with a hand-written backward.
+
+Each computes the reference's function or steps aside before it runs. ``with reference():``
+or ``GRIDLSTM_STEPS=reference`` in the environment makes all of them step aside;
+``with without("native"):`` only the ones named (to compare or time two paths). Both are
+context-local (`contextvars`): two threads or asyncio tasks each keep their own mode.
+
+``with explain() as record:`` collects, for every choice made inside it, which
+implementation ran and why each other one stepped aside (also logged at DEBUG level on
+``gridlstm.nn.steps``), as ``torch.backends`` users inspect what ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+IMPLEMENTATIONS = ("native", "fused", "handwritten")
+ENV = "GRIDLSTM_STEPS"  # "fast" (default) or "reference"
+CHOICES = ("fast", "reference")
+log = logging.getLogger(__name__)
+
+_OFF: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "gridlstm_steps_off", default=None
+)
+_INTERPRET: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "gridlstm_interpret", default=False
+)
+_RECORD: contextvars.ContextVar[list[tuple[str, str, str | None]] | None] = (
+    contextvars.ContextVar("gridlstm_steps_record", default=None)
+)
+_WARNED: set[str] = set()
+
+
+def env_mode() -> str:
+    """``GRIDLSTM_STEPS``: ``fast`` (default) or ``reference``. Another value warns once,
+    naming the choices, and keeps the fast steps."""
+    value = os.environ.get(ENV, "").strip().lower() or "fast"
+    if value not in CHOICES:
+        if value not in _WARNED:
+            _WARNED.add(value)
+            warnings.warn(
+                f"gridlstm: {ENV}={value!r} is not one of {', '.join(CHOICES)}; the fast "
+                "steps stay on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "fast"
+    return value
+
+
+@contextlib.contextmanager
+def _switched(off: frozenset[str]) -> Iterator[None]:
+    token = _OFF.set((_OFF.get() or frozenset()) | off)
+    try:
+        yield
+    finally:
+        _OFF.reset(token)
+
+
+def reference() -> contextlib.AbstractContextManager[None]:
+    """Run the PyTorch reference steps everywhere inside (nestable, context-local)."""
+    return _switched(frozenset(IMPLEMENTATIONS))
+
+
+def without(*names: str) -> contextlib.AbstractContextManager[None]:
+    """Let the named implementations step aside inside (nestable, context-local)."""
+    unknown = [n for n in names if n not in IMPLEMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown step implementation {unknown}; choose from {IMPLEMENTATIONS}")
+    return _switched(frozenset(names))
+
+
+@contextlib.contextmanager
+def interpreted() -> Iterator[None]:
+    """Run the fused steps on CPU tensors through Triton's interpreter (for tests)."""
+    token = _INTERPRET.set(True)
+    try:
+        yield
+    finally:
+        _INTERPRET.reset(token)
+
+
+def interpreting() -> bool:
+    """Whether the fused steps run through Triton's CPU interpreter (`interpreted`)."""
+    return _INTERPRET.get()
+
+
+def switched_off(name: str) -> str | None:
+    """Why ``name`` must step aside whatever the tensors are (None if it need not): the
+    switches above, a torch.func transform (the fast steps' autograd Functions and ops have
+    no batching or functorch rules), or torch.compile tracing (it traces the reference)."""
+    if name in (_OFF.get() or ()):
+        return f"switched off (gridlstm.nn.steps: {sorted(_OFF.get() or ())})"
+    if env_mode() == "reference":
+        return f"{ENV}=reference"
+    if torch._C._are_functorch_transforms_active():
+        return "a torch.func transform (grad, vmap, jacrev...) is active"
+    if torch.compiler.is_compiling():
+        return "torch.compile traces the reference steps"
+    return None
+
+
+def note(choice: str, implementation: str, reason: str | None) -> None:
+    """Record one choice: ``implementation`` ran (``reason`` None) or stepped aside."""
+    record = _RECORD.get()
+    if record is not None:
+        record.append((choice, implementation, reason))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s: %s %s", choice, implementation, "ran" if reason is None else reason)
+
+
+@contextlib.contextmanager
+def explain() -> Iterator[list[tuple[str, str, str | None]]]:
+    """Collect (choice, implementation, why it stepped aside or None if it ran) inside."""
+    record: list[tuple[str, str, str | None]] = []
+    token = _RECORD.set(record)
+    try:
+        yield record
+    finally:
+        _RECORD.reset(token)
+
+
+__all__ = ["ENV", "IMPLEMENTATIONS", "explain", "interpreted", "interpreting", "note",
+           "reference", "switched_off", "without"]  # fmt: skip
