@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.backends import compiled, hyperplane, scan
-from gridlstm.nn.backends.native import python_steps
 from gridlstm.nn.grid import compile_mode
 
 
@@ -83,12 +82,12 @@ def test_each_step_function_traces_as_one_graph_and_matches_eager(grid_dims, opt
     x = torch.randn(*shape, requires_grad=True)
     lengths = torch.tensor([5, 3]) if use_lengths else None
     # The compile option compiles the PyTorch per-op steps, bit for bit.
-    with hyperplane.per_op_steps(), python_steps():
+    with dispatch.without("handwritten", "fused"), dispatch.without("native"):
         expected = outputs_and_grads(net, x, lengths)
 
     monkeypatch.setattr(compiled, "compiled", dynamo)
     net.compile_mode = "default"
-    with python_steps():  # the parts outside the compiled steps as in ``expected``
+    with dispatch.without("native"):  # the parts outside the compiled steps as in ``expected``
         got = outputs_and_grads(net, x, lengths)
     assert traced, "no step function went through torch.compile"
     for g, e in zip(got, expected, strict=True):

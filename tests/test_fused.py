@@ -16,7 +16,7 @@ import warnings
 import pytest
 import torch
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.backends import fused
 from tests.test_grid import IN, build, flat_outputs, reference_case
 
@@ -140,7 +140,7 @@ def test_batched_layers_with_padding_slots_and_tiles_larger_than_one(launches, m
     torch.manual_seed(0)
     net = build(2, "plain").float()
     x = torch.randn(7, 4, 3, IN)
-    with fused.pytorch_steps():
+    with dispatch.without("fused"):
         expected = flat_outputs(*net(x))
         expected_grads = torch.autograd.grad(sum(t.square().sum() for t in expected),
                                              list(net.parameters()))  # fmt: skip
@@ -157,7 +157,7 @@ def test_inference_keeps_nothing_for_the_backward_and_agrees(launches):
     net = build(2, "tied").float()
     x = torch.randn(2, 3, 2, IN)
     with torch.no_grad():
-        with fused.pytorch_steps():
+        with dispatch.without("fused"):
             expected, _ = net(x)
         with fused.interpreted():
             got, _ = net(x)
@@ -184,8 +184,8 @@ def test_cuda_tensors_take_the_fused_step(probe_result):
         assert fused.blocker(fake_cuda(dtype)) is None
     assert "float64" in fused.blocker(fake_cuda(torch.float64))
     assert fused.blocker(torch.zeros(1)) == "not a CUDA tensor"
-    with fused.pytorch_steps():
-        assert "pytorch_steps" in fused.blocker(fake_cuda())
+    with dispatch.without("fused"):
+        assert "switched off" in fused.blocker(fake_cuda())
     probe_result[0] = False
     assert "probe" in fused.blocker(fake_cuda())
 
@@ -207,7 +207,7 @@ def test_dropout_between_layers_drops_the_units_the_pytorch_steps_drop(priority,
     net = GridLSTM(IN, 4, 3, 2, priority=priority, dropout=0.4).train()
     x = torch.randn(2, 3, 2, IN)
     results = []
-    for context in (fused.pytorch_steps(), fused.interpreted()):
+    for context in (dispatch.without("fused"), fused.interpreted()):
         with context:
             torch.manual_seed(5)
             out, _ = net(x)
@@ -227,7 +227,7 @@ def test_options_it_does_not_cover_run_the_pytorch_steps(case, launches):
     x = torch.randn(2, 3, 2, IN)
     with fused.interpreted():
         got, _ = net(x)
-    with fused.pytorch_steps():
+    with dispatch.without("fused"):
         expected, _ = net(x)
     assert not launches
     torch.testing.assert_close(got, expected)
@@ -245,7 +245,7 @@ def test_a_kernel_that_fails_at_first_use_falls_back_with_one_warning(monkeypatc
     monkeypatch.setattr(fused, "_PROBED", {})
     net = build(2, "tied").float()
     x = torch.randn(2, 3, 2, IN)
-    with fused.pytorch_steps():
+    with dispatch.without("fused"):
         expected, _ = net(x)
     with fused.interpreted(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -279,7 +279,7 @@ def test_the_reencoder_with_dropout_trains_on_the_fused_step(launches):
     src, tgt = torch.randint(1, 11, (2, 4)), torch.randint(1, 13, (2, 3))
     lengths = torch.tensor([4, 3])
     results = []
-    for context in (fused.pytorch_steps(), fused.interpreted()):
+    for context in (dispatch.without("fused"), fused.interpreted()):
         with context:
             torch.manual_seed(3)
             loss = model(src, lengths, tgt).logsumexp(-1).mean()

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, dispatch
 from tests.conftest import TINY
 from tests.test_grid import reference_forward
 
@@ -244,7 +244,6 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
     the per-op steps in float32; under bf16 autocast, float32 outputs within bf16 rounding."""
     import contextlib
 
-    from gridlstm.nn.backends import hyperplane
 
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, 2, backend="hyperplane").cuda()
@@ -252,7 +251,7 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
 
     def run(per_op: bool, bf16: bool):
         with (
-            hyperplane.per_op_steps() if per_op else contextlib.nullcontext(),
+            dispatch.without("handwritten", "fused") if per_op else contextlib.nullcontext(),
             torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16),
         ):
             out, final = net(x)
@@ -280,7 +279,7 @@ def fused_against_pytorch_steps(net, x, dtype, function, monkeypatch) -> int:
         loss = out.float().square().mean() + sum(t.float().mean() for t in leaves)
         return out.float(), torch.autograd.grad(loss, list(module.parameters()))
 
-    with fused.pytorch_steps():
+    with dispatch.without("fused"):
         expected, expected_grads = run(net, x)
     assert fused.probe(x.device, dtype)  # first, so its own launches are not counted below
     calls = []

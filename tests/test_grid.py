@@ -13,9 +13,9 @@ from gridlstm.nn import (
     LSTMTransform,
     NonLSTMTransform,
     count_parameters,
+    dispatch,
 )
-from gridlstm.nn.backends import hyperplane, kernel
-from gridlstm.nn.backends.native import python_steps
+from gridlstm.nn.backends import kernel
 from tests.reference import reference_grid
 
 IN, D, B, L = 5, 4, 3, 3
@@ -133,8 +133,8 @@ def applicable_backends(net: GridLSTM) -> list[str]:
 def path(backend: str) -> contextlib.AbstractContextManager:
     """The steps an `applicable_backends` entry names."""
     if backend.endswith("/per-op"):
-        return hyperplane.per_op_steps()
-    return python_steps() if backend.endswith("/python") else contextlib.nullcontext()
+        return dispatch.without("handwritten", "fused")
+    return dispatch.without("native") if backend.endswith("/python") else contextlib.nullcontext()
 
 
 # A 1-LSTM has only the depth dimension: no time priority, nothing to share dims with.

@@ -12,17 +12,17 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.backends import hyperplane
 from gridlstm.nn.backends.hyperplane import handwritten
-from gridlstm.nn.backends.native import build, python_steps
+from gridlstm.nn.backends.native import build
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])
 def steps(request) -> str:
     """Which loop the hand-written steps run: the native one or the PyTorch one."""
     if request.param == "python":
-        with python_steps():
+        with dispatch.without("native"):
             yield "python"
         return
     if not build.load():
@@ -117,7 +117,7 @@ def test_agrees_with_the_per_op_steps(case, calls):
     leaves = [x, *net.parameters(), *(t for pair in state or [] for t in pair)]
     results = []
     for per_op in (False, True):
-        with hyperplane.per_op_steps() if per_op else torch.enable_grad():
+        with dispatch.without("handwritten", "fused") if per_op else torch.enable_grad():
             got = outputs(net, x, state)
         torch.manual_seed(1)
         loss = sum((torch.randn_like(t) * t).sum() for t in got)
@@ -174,7 +174,7 @@ def test_dropout_drops_what_the_per_op_steps_drop(grid_dims, options, calls):
     results = []
     for per_op in (False, True):
         torch.manual_seed(7)
-        with hyperplane.per_op_steps() if per_op else torch.enable_grad():
+        with dispatch.without("handwritten", "fused") if per_op else torch.enable_grad():
             got = outputs(net, x)
         torch.manual_seed(1)
         loss = sum((torch.randn_like(t) * t).sum() for t in got)
@@ -191,7 +191,7 @@ def test_dropout_drops_what_the_per_op_steps_drop(grid_dims, options, calls):
     assert not torch.allclose(other, ours[0])
     net.eval()
     eval_out = outputs(net, x)[0]
-    with hyperplane.per_op_steps():
+    with dispatch.without("handwritten", "fused"):
         torch.testing.assert_close(eval_out, outputs(net, x)[0], rtol=1e-12, atol=1e-12)
     assert not torch.allclose(eval_out, ours[0])
 
@@ -318,7 +318,7 @@ def test_autocast_runs_the_gemms_in_its_dtype_and_the_rest_in_float32(calls, mon
 
     def run(per_op: bool, autocast: bool):
         with (
-            hyperplane.per_op_steps() if per_op else torch.enable_grad(),
+            dispatch.without("handwritten", "fused") if per_op else torch.enable_grad(),
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
         ):
             out, final = net(x)

@@ -17,9 +17,9 @@ import warnings
 import pytest
 import torch
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.backends import native
-from gridlstm.nn.backends.native import build, python_steps
+from gridlstm.nn.backends.native import build
 from gridlstm.nn.block import lstm_pointwise
 
 if not build.load():  # the suite's CI builds it; elsewhere say why, visibly
@@ -57,7 +57,7 @@ def test_gate_op_agrees_with_the_pytorch_arithmetic(form):
     torch.manual_seed(0)
     z = torch.randn(6, 7, 4 * 5, dtype=torch.float64) * 3
     m = torch.randn(6, 7, 5, dtype=torch.float64) * 2
-    with python_steps():
+    with dispatch.without("native"):
         expected = lstm_pointwise(z, m, NO_PEEPHOLES, False, form)
     got = functions.lstm_gates(z, m, form == "paper")
     for g, e in zip(got, expected, strict=True):
@@ -68,7 +68,7 @@ def test_gate_op_agrees_with_the_pytorch_arithmetic(form):
         torch.testing.assert_close(g, e.float(), rtol=1e-5, atol=1e-5)
     z16 = z.bfloat16()
     got16 = functions.lstm_gates(z16, m.float(), form == "paper")
-    with python_steps():
+    with dispatch.without("native"):
         expected16 = lstm_pointwise(z16.float(), m.float(), NO_PEEPHOLES, False, form)
     for g, e in zip(got16, expected16, strict=True):
         assert g.dtype == torch.float32
@@ -130,7 +130,7 @@ def test_scan_loops_agree_with_the_pytorch_loops(case, lengths, native_runs):
     sizes = torch.tensor([6, 2, 5]) if lengths else None
     ours = run_and_grads(net, x, state, sizes)
     assert native_runs == [loop] * 3  # one per layer
-    with python_steps():
+    with dispatch.without("native"):
         theirs = run_and_grads(net, x, state, sizes)
     assert len(native_runs) == 3
     for a, b in zip([*ours[0], *ours[1]], [*theirs[0], *theirs[1]], strict=True):
@@ -159,7 +159,7 @@ def test_scan_loops_gradcheck(options, native_runs):
 def test_the_switches_turn_the_native_path_off(monkeypatch, native_runs):
     cpu = torch.zeros(1)
     assert native.applies(cpu)
-    with python_steps():
+    with dispatch.without("native"):
         assert not native.applies(cpu)
     assert native.applies(cpu)  # the context restores
     assert not native.applies(cpu.bfloat16())  # not covered: the PyTorch steps
@@ -210,7 +210,7 @@ def test_a_missing_compiler_falls_back_with_one_line(monkeypatch, tmp_path):
     assert not native.applies(x)
     fallback = net(x)[0]
     monkeypatch.setattr(build, "_STATE", {"loaded": True})
-    with python_steps():
+    with dispatch.without("native"):
         torch.testing.assert_close(fallback, net(x)[0], rtol=0, atol=0)
 
 
@@ -238,12 +238,12 @@ def test_parallel_first_uses_build_once_and_the_portable_build_agrees(tmp_path):
         "    torch.backends.cpu.get_cpu_capability = lambda: 'DEFAULT'\n"
         "assert build.load(), build.build_info()\n"
         "from gridlstm.nn import GridLSTM\n"
-        "from gridlstm.nn.backends.native import python_steps\n"
+        "from gridlstm.nn import dispatch\n"
         "torch.manual_seed(0)\n"
         "net = GridLSTM(3, 4, 2, 2, backend='hyperplane').double()\n"
         "x = torch.randn(2, 3, 2, 3, dtype=torch.float64)\n"
         "out = net(x)[0]\n"
-        "with python_steps():\n"
+        "with dispatch.without('native'):\n"
         "    torch.testing.assert_close(out, net(x)[0], rtol=1e-12, atol=1e-12)\n"
         "print(build.build_info()['path'])\n"
     )

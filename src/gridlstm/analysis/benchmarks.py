@@ -32,10 +32,9 @@ import torch
 from torch import nn
 
 from gridlstm.analysis import targets
-from gridlstm.nn import GridLSTM, count_parameters, graphs
-from gridlstm.nn.backends import compiled, fused, hyperplane
+from gridlstm.nn import GridLSTM, count_parameters, dispatch, graphs
+from gridlstm.nn.backends import compiled
 from gridlstm.nn.backends.native import build as native_build
-from gridlstm.nn.backends.native import python_steps
 from gridlstm.run.arguments import option
 from gridlstm.run.config import ConfigError, check_device, check_writable
 
@@ -67,16 +66,13 @@ def seconds_per_step(
 
 def steps_context(per_op: bool = False, python: bool = False) -> contextlib.AbstractContextManager:
     """``per_op``: the hyperplane scheduler's per-op steps instead of the hand-written ones
-    (`gridlstm.nn.backends.hyperplane.per_op_steps`); ``python``: the PyTorch steps where the
+    (``dispatch.without("handwritten", "fused")``); ``python``: the PyTorch steps where the
     native (CPU) or the fused Triton (GPU) ones would run (`gridlstm.nn.backends.native`,
     `gridlstm.nn.backends.fused`)."""
     if per_op:
-        return hyperplane.per_op_steps()
+        return dispatch.without("handwritten", "fused")
     if python:
-        stack = contextlib.ExitStack()
-        stack.enter_context(python_steps())
-        stack.enter_context(fused.pytorch_steps())
-        return stack
+        return dispatch.without("native", "fused")
     return contextlib.nullcontext()
 
 

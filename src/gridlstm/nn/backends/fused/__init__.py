@@ -9,10 +9,10 @@ It sits behind the PyTorch steps, which stay the reference and the fallback: the
 or float16 where every transform is an LSTM without peepholes or coupled gates (standard or
 paper output form), without sequence lengths, autocast or torch.compile, when Triton imports
 and a probe at first use (per device type and dtype) agrees with the PyTorch steps.
-Otherwise, with ``GRIDLSTM_TRITON=0`` in the environment, or under `gridlstm.nn.steps`'
+Otherwise, with ``GRIDLSTM_TRITON=0`` in the environment, or under `gridlstm.nn.dispatch`'
 switches, the PyTorch steps run; a failed probe says so once.
 
-``with gridlstm.nn.steps.interpreted():`` runs it on CPU tensors through Triton's
+``with gridlstm.nn.dispatch.interpreted():`` runs it on CPU tensors through Triton's
 interpreter: slow (tens of ms per program), it is how the tests check the kernels on a
 machine without a GPU.
 """
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from gridlstm.nn import steps
+from gridlstm.nn import dispatch
 
 if TYPE_CHECKING:
     from gridlstm.nn.backends.hyperplane.handwritten import Layout
@@ -38,19 +38,19 @@ ENV_SWITCH = "GRIDLSTM_TRITON"  # 0 / false / off / no: never use the fused step
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # (device, dtype, float32 matmul precision) -> whether the probe agreed
 _PROBED: dict[tuple[str, torch.dtype, str], bool] = {}
-interpreted = steps.interpreted
-interpreting = steps.interpreting
+interpreted = dispatch.interpreted
+interpreting = dispatch.interpreting
 
 
 def pytorch_steps() -> contextlib.AbstractContextManager[None]:
-    """Deprecated: ``gridlstm.nn.steps.without("fused")`` (or ``steps.reference()``)."""
+    """Deprecated: ``gridlstm.nn.dispatch.without("fused")`` (or ``dispatch.reference()``)."""
     warnings.warn(
         "gridlstm.nn.backends.fused.pytorch_steps() is deprecated: use "
-        "gridlstm.nn.steps.without('fused') or gridlstm.nn.steps.reference()",
+        "gridlstm.nn.dispatch.without('fused') or gridlstm.nn.dispatch.reference()",
         DeprecationWarning,
         stacklevel=2,
     )
-    return steps.without("fused")
+    return dispatch.without("fused")
 
 
 def missing() -> str | None:
@@ -71,12 +71,12 @@ def blocker(t: Tensor) -> str | None:
     the caller: `gridlstm.nn.backends.hyperplane.handwritten_blocker` for the hyperplane
     step, `gridlstm.nn.backends.scan.fused_layer` for the scan's recurrence."""
     reason = _blocker(t)
-    steps.note("fused step", "fused", reason)
+    dispatch.note("fused step", "fused", reason)
     return reason
 
 
 def _blocker(t: Tensor) -> str | None:
-    reason = steps.switched_off("fused")  # includes torch.compile and torch.func
+    reason = dispatch.switched_off("fused")  # includes torch.compile and torch.func
     if reason is not None:
         return reason
     wanted = "cpu" if interpreting() else "cuda"
@@ -172,7 +172,7 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
     shape = (2, 3, 2, 3) if case["grid_dims"] == 2 else (2, 4, 3)
     x = (torch.rand(*shape, generator=generator) - 0.5).to(device, dtype)
     results = []
-    for context in (contextlib.nullcontext(), steps.without("fused")):
+    for context in (contextlib.nullcontext(), dispatch.without("fused")):
         with context:
             out, _ = net(x)
             grads = torch.autograd.grad(out.float().square().sum(), list(net.parameters()))

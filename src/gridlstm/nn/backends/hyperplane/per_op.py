@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn import steps
+from gridlstm.nn import dispatch
 from gridlstm.nn.block import ACTIVATIONS, LSTMTransform, lstm_pointwise
 
 
@@ -134,12 +134,12 @@ def step(
 
 
 def per_op_steps() -> contextlib.AbstractContextManager[None]:
-    """Deprecated: ``gridlstm.nn.steps.without("handwritten", "fused")`` runs the per-op
+    """Deprecated: ``gridlstm.nn.dispatch.without("handwritten", "fused")`` runs the per-op
     steps (`step` under autograd) where the hand-written or fused ones would apply."""
     warnings.warn(
         "gridlstm.nn.backends.hyperplane.per_op_steps() is deprecated: use "
-        "gridlstm.nn.steps.without('handwritten', 'fused')",
+        "gridlstm.nn.dispatch.without('handwritten', 'fused')",
         DeprecationWarning,
         stacklevel=2,
     )
-    return steps.without("handwritten", "fused")
+    return dispatch.without("handwritten", "fused")

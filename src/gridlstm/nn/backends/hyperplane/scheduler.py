@@ -20,7 +20,7 @@ from gridlstm.nn.backends import fused
 from gridlstm.nn.backends.hyperplane import handwritten, per_op
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack
 from gridlstm.nn.backends.hyperplane.plans import Plan
-from gridlstm.nn.steps import note, switched_off
+from gridlstm.nn.dispatch import note, switched_off
 
 
 def _rows_first(t: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ The PyTorch steps stay the reference and the fallback: the native path runs on C
 in float32 / float64 where the options are covered (standard or paper output form, no
 peepholes or coupled gates), and only when its library built (`build.load`; one warning
 names what is missing otherwise). ``GRIDLSTM_NATIVE=0`` in the environment (never build or load it),
-``with gridlstm.nn.steps.without("native"):`` or ``gridlstm.nn.steps.reference()`` run the
+``with gridlstm.nn.dispatch.without("native"):`` or ``gridlstm.nn.dispatch.reference()`` run the
 PyTorch steps instead, to compare or time both.
 """
 
@@ -17,27 +17,27 @@ import warnings
 import torch
 from torch import Tensor
 
-from gridlstm.nn import steps
+from gridlstm.nn import dispatch
 from gridlstm.nn.backends.native import build
 
 
 def python_steps() -> contextlib.AbstractContextManager[None]:
-    """Deprecated: ``gridlstm.nn.steps.without("native")`` (or ``steps.reference()``)."""
+    """Deprecated: ``gridlstm.nn.dispatch.without("native")`` (or ``dispatch.reference()``)."""
     warnings.warn(
         "gridlstm.nn.backends.native.python_steps() is deprecated: use "
-        "gridlstm.nn.steps.without('native') or gridlstm.nn.steps.reference()",
+        "gridlstm.nn.dispatch.without('native') or gridlstm.nn.dispatch.reference()",
         DeprecationWarning,
         stacklevel=2,
     )
-    return steps.without("native")
+    return dispatch.without("native")
 
 
 def blocker(t: Tensor) -> str | None:
     """Why the native steps may not run on tensors like ``t`` now (None if they may): a CPU
-    float32/64 tensor, no CPU autocast, not switched off (`gridlstm.nn.steps`, or
+    float32/64 tensor, no CPU autocast, not switched off (`gridlstm.nn.dispatch`, or
     ``GRIDLSTM_NATIVE=0``), no torch.func transform or torch.compile tracing, and the
     library loads."""
-    reason = steps.switched_off("native")
+    reason = dispatch.switched_off("native")
     if reason is not None:
         return reason
     if build.switched_off():
@@ -53,9 +53,9 @@ def blocker(t: Tensor) -> str | None:
 
 def applies(t: Tensor, choice: str = "native") -> bool:
     """Whether the native steps run on tensors like ``t`` now (`blocker`); the decision is
-    recorded for `gridlstm.nn.steps.explain` under ``choice``."""
+    recorded for `gridlstm.nn.dispatch.explain` under ``choice``."""
     reason = blocker(t)
-    steps.note(choice, "native", reason)
+    dispatch.note(choice, "native", reason)
     return reason is None
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from gridlstm.nn import steps
+from gridlstm.nn import dispatch
 from gridlstm.nn.backends.native import build
 from gridlstm.nn.gates import lstm_reference
 
@@ -55,7 +55,7 @@ def differentiable_backward(
     outputs) for the inputs in ``needs``, as a graph (``create_graph=True``): the backward
     of a native op under double backward. Inputs that need no gradient get None."""
     wanted = [x for x, need in zip(inputs, needs, strict=True) if need]
-    with torch.enable_grad(), steps.reference():
+    with torch.enable_grad(), dispatch.reference():
         outputs = reference(*inputs)
     pairs = [(o, g) for o, g in zip(outputs, outputs_grad, strict=True) if g is not None]
     grads = iter(

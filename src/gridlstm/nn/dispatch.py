@@ -15,7 +15,7 @@ context-local (`contextvars`): two threads or asyncio tasks each keep their own 
 
 ``with explain() as record:`` collects, for every choice made inside it, which
 implementation ran and why each other one stepped aside (also logged at DEBUG level on
-``gridlstm.nn.steps``), as ``torch.backends`` users inspect what ran.
+``gridlstm.nn.dispatch``), as ``torch.backends`` users inspect what ran.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ CHOICES = ("fast", "reference")
 log = logging.getLogger(__name__)
 
 _OFF: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
-    "gridlstm_steps_off", default=None
+    "gridlstm_dispatch_off", default=None
 )
 _INTERPRET: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "gridlstm_interpret", default=False
 )
 _RECORD: contextvars.ContextVar[list[tuple[str, str, str | None]] | None] = (
-    contextvars.ContextVar("gridlstm_steps_record", default=None)
+    contextvars.ContextVar("gridlstm_dispatch_record", default=None)
 )
 _WARNED: set[str] = set()
 
@@ -105,7 +105,7 @@ def switched_off(name: str) -> str | None:
     switches above, a torch.func transform (the fast steps' autograd Functions and ops have
     no batching or functorch rules), or torch.compile tracing (it traces the reference)."""
     if name in (_OFF.get() or ()):
-        return f"switched off (gridlstm.nn.steps: {sorted(_OFF.get() or ())})"
+        return f"switched off (gridlstm.nn.dispatch: {sorted(_OFF.get() or ())})"
     if env_mode() == "reference":
         return f"{ENV}=reference"
     if torch._C._are_functorch_transforms_active():
@@ -117,6 +117,8 @@ def switched_off(name: str) -> str | None:
 
 def note(choice: str, implementation: str, reason: str | None) -> None:
     """Record one choice: ``implementation`` ran (``reason`` None) or stepped aside."""
+    if torch.compiler.is_compiling():  # traced code records nothing (no side effects)
+        return
     record = _RECORD.get()
     if record is not None:
         record.append((choice, implementation, reason))
