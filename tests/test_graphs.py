@@ -154,13 +154,36 @@ def test_a_network_that_cannot_be_recorded_runs_eagerly_with_one_warning(monkeyp
         (True, {"precision": "16-mixed"}, "use hardware.precision=32-true, bf16-true or 16-true"),
         (True, {"devices": 2}, "runs on one GPU (devices=1, no DDP strategy); got devices=2"),
         (True, {"strategy": {"_target_": "x"}}, "runs on one GPU"),
+        (True, {"accumulate": 2}, "with trainer.accumulate_grad_batches=2: graphed backwards"),
     ],
 )
 def test_the_option_is_checked_with_the_hardware(option, hardware, message):
     from gridlstm.run import cuda_graphs
 
     hardware = {"accelerator": "gpu", "devices": 1, "precision": "32-true", **hardware}
+    accumulate = hardware.pop("accumulate", 1)
     with pytest.raises(ConfigError, match=re.escape(message)):
-        cuda_graphs.check(option, hardware["accelerator"], hardware)
+        cuda_graphs.check(option, hardware["accelerator"], hardware, accumulate)
     cuda_graphs.check(False, "cpu", {})  # off: nothing to check
     cuda_graphs.check(True, "gpu", {"devices": 1, "precision": "bf16-true"})
+
+
+def test_a_graph_never_replays_onto_moved_or_replaced_parameters(recorded):
+    """A graph replays fixed addresses: new parameter storage (``.to(device)``, a replaced
+    parameter) or an input on another device records again instead of replaying."""
+    torch.manual_seed(0)
+    net = GridLSTM(5, 4, 2, 1)
+    on_cpu(net)
+    x = torch.randn(6, 3, 5)
+    net(x)
+    net(x)
+    assert len(recorded) == 1
+    net.to(torch.float64).to(torch.float32)  # same Parameter objects, new storage
+    out, _ = net(x)
+    assert len(recorded) == 2
+    torch.testing.assert_close(out, type(net).forward(net, x)[0])
+    with torch.no_grad():
+        net.input_proj.weight = torch.nn.Parameter(net.input_proj.weight * 2)
+    out, _ = net(x)
+    assert len(recorded) == 3
+    torch.testing.assert_close(out, type(net).forward(net, x)[0])

@@ -343,3 +343,76 @@ def test_an_unknown_switch_value_is_named_once_and_leaves_the_steps_on(monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once only
         assert native.applies(torch.zeros(1))
+
+
+def test_the_cache_key_holds_the_torch_install_and_the_interpreter(monkeypatch):
+    """Two environments with the same torch release build into different directories (their
+    build files name different paths, so sharing one made each rebuild the other's)."""
+    here = build.cache_dir("AVX2")
+    monkeypatch.setattr(sys, "executable", "/some/other/venv/bin/python")
+    assert build.cache_dir("AVX2") != here
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__file__", "/some/other/site-packages/torch/__init__.py")
+    assert build.cache_dir("AVX2") != here
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_under_our_lock(monkeypatch, tmp_path):
+    """torch's own build lock, left behind when a build was killed, hangs torch releases
+    before 2.7 forever: `load` removes it while holding its outer lock."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setattr(build, "_STATE", {})
+    monkeypatch.setenv("GRIDLSTM_NATIVE_CACHE", str(tmp_path))
+    directory = build.cache_dir(build.capability())
+    directory.mkdir(parents=True)
+    (directory / "lock").write_text("")
+    seen = []
+
+    def fake_load(**kwargs):
+        seen.append((directory / "lock").exists())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not build.load()
+    assert seen == [False]
+
+
+def pool_bytes() -> int:
+    return int(torch.ops.gridlstm.pool_stats()[1])
+
+
+@pytest.mark.parametrize("backend", ["hyperplane", "scan"])
+def test_buffers_made_under_inference_mode_never_reach_training(backend):
+    """An inference-mode forward, then a training step of the same shapes (what Lightning's
+    ``validate`` then ``fit`` does): inference tensors cannot be saved for backward nor
+    written outside inference mode, so the pool must never hand one to training."""
+    torch.manual_seed(0)
+    grid_dims = 2 if backend == "hyperplane" else 1
+    net = GridLSTM(8, 64, 2, grid_dims, backend=backend, batch_first=True)
+    shape = (32, 12, 12, 8) if grid_dims == 2 else (64, 40, 8)  # buffers above 1 MiB
+    x = torch.randn(shape)
+    native.release_buffers()
+    expected = torch.autograd.grad(net(x)[0].square().sum(), list(net.parameters()))
+    native.release_buffers()
+    with torch.inference_mode():
+        net(x)
+        net(x)
+    grads = torch.autograd.grad(net(x)[0].square().sum(), list(net.parameters()))
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-7)
+
+
+def test_the_pool_releases_idle_buffers_and_keeps_referenced_ones():
+    torch.manual_seed(0)
+    net = GridLSTM(8, 64, 2, 1, backend="scan", batch_first=True)
+    with torch.no_grad():
+        net(torch.randn(64, 40, 8))
+    assert pool_bytes() > 0
+    freed = native.release_buffers()
+    assert freed > 0 and pool_bytes() == 0
+    held = net(torch.randn(64, 40, 8))[0]  # still referenced: release keeps it
+    native.release_buffers()
+    assert pool_bytes() > 0
+    del held

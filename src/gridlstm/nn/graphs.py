@@ -90,12 +90,21 @@ class Graphed:
             return "autocast"
         return None
 
+    def key(self, structure: Any, args: tuple[Tensor, ...]) -> tuple:
+        """A recording's signature: the inputs' shapes, dtypes, devices and which need
+        gradients, and where every parameter's storage lives. A graph replays fixed memory
+        addresses, so after ``net.to(other_device)``, a ``load_state_dict`` that replaced a
+        parameter or a new parameter tensor, it must not replay (a new recording is made)."""
+        params = tuple((id(p), p.data_ptr(), str(p.device)) for p in self.net.parameters())
+        inputs = tuple((tuple(t.shape), t.dtype, str(t.device), t.requires_grad) for t in args)
+        return structure, inputs, params
+
     def __call__(self, input: Tensor, state: Any = None, lengths: Any = None):  # noqa: A002, ANN204
         if self.eager_reason(input, lengths) is not None:
             return type(self.net).forward(self.net, input, state, lengths)
         tensors, structure = _flatten(state)
         args = (input, *tensors)
-        key = (structure, *((tuple(t.shape), t.dtype, t.requires_grad) for t in args))
+        key = self.key(structure, args)
         if key not in self.graphs:
             if len(self.graphs) >= self.max_shapes:
                 if not self.warned:

@@ -160,7 +160,8 @@ def check_hardware(cfg: DictConfig) -> None:
     name = hardware.pop("name", cfg.hardware.get("name"))
     hardware.pop("threads", None)
     accelerator = str(hardware.get("accelerator", "auto"))
-    cuda_graphs.check(hardware.pop("cuda_graphs", False), accelerator, hardware)
+    accumulate = cfg.get("trainer", {}).get("accumulate_grad_batches", 1)
+    cuda_graphs.check(hardware.pop("cuda_graphs", False), accelerator, hardware, accumulate)
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"hardware={name}: no CUDA GPU is available on this machine "

@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 
-def check(option: object, accelerator: str, hardware: dict) -> None:
+def check(option: object, accelerator: str, hardware: dict, accumulate: int = 1) -> None:
     """``hardware.cuda_graphs`` (`gridlstm.nn.graphs`): a bool, on one CUDA GPU, without
     autocast (Lightning's autocast caches weight casts across steps, which a graph cannot
-    hold)."""
+    hold) and without gradient accumulation (``trainer.accumulate_grad_batches``): a graphed
+    backward accumulating into ``.grad`` gives 2 g2 instead of g1 + g2 (an open PyTorch
+    issue with make_graphed_callables)."""
     if not isinstance(option, bool):
         raise ConfigError(f"hardware.cuda_graphs={option}: give true or false")
     if not option:
@@ -31,6 +33,12 @@ def check(option: object, accelerator: str, hardware: dict) -> None:
         raise ConfigError(
             f"hardware.cuda_graphs=true cannot record under autocast (precision={precision}): "
             "use hardware.precision=32-true, bf16-true or 16-true"
+        )
+    if accumulate != 1:
+        raise ConfigError(
+            f"hardware.cuda_graphs=true with trainer.accumulate_grad_batches={accumulate}: "
+            "graphed backwards do not accumulate gradients correctly (PyTorch's "
+            "make_graphed_callables); use accumulate_grad_batches=1 or drop hardware.cuda_graphs"
         )
     devices = hardware.get("devices", 1)
     if devices != 1 or isinstance(hardware.get("strategy"), dict):

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -66,11 +67,18 @@ def flags(target: str) -> list[str]:
 
 
 def cache_dir(target: str) -> Path:
-    """One directory per (torch version, capability, source)."""
+    """One directory per (torch version and install, interpreter, capability, source text
+    and path): two environments with the same torch release would otherwise share one
+    directory, and each would rebuild the other's library (its build files name the
+    headers' and the interpreter's paths)."""
     root = os.environ.get(ENV_CACHE) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gridlstm", "native"
     )
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags(target)).encode()).hexdigest()
+    where = "\n".join([str(Path(torch.__file__).resolve().parent), sys.executable,
+                       sys.version, str(SOURCE.resolve())])  # fmt: skip
+    digest = hashlib.sha256(
+        SOURCE.read_bytes() + " ".join(flags(target)).encode() + where.encode()
+    ).hexdigest()
     tag = f"torch{torch.__version__}-{target}-{digest[:12]}".replace("+", "_")
     return Path(root) / tag
 
@@ -124,6 +132,10 @@ def load() -> bool:
             _STATE["built"] = not (directory / "gridlstm_native.so").exists()
             start = time.perf_counter()
             with FileLock(str(directory / "build.lock"), timeout=LOCK_TIMEOUT):
+                # torch's own build lock, left behind by a build that was killed: torch
+                # releases before 2.7 wait for it forever. Safe to remove here, since the
+                # outer lock keeps every other process of ours out of this directory.
+                (directory / "lock").unlink(missing_ok=True)
                 path = cpp_extension().load(
                     name="gridlstm_native",
                     sources=[str(SOURCE)],
