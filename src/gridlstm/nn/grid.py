@@ -473,12 +473,23 @@ class GridLSTM(nn.Module):
     def _check_input(self, input: Tensor) -> Tensor:
         expected = self.grid_dims + 2
         if input.dim() != expected or input.shape[-1] != self.input_size:
+            if self.grid_dims == 1:  # the layout the user chose, as nn.LSTM names it
+                layout = "(batch, time, features)" if self.batch_first else (
+                    "(time, batch, features), batch_first=False")  # fmt: skip
+            else:
+                layout = f"(batch, {self.grid_dims} grid dims, features)"
             raise ValueError(
-                f"input must be {expected}-D (batch, {self.grid_dims} grid dims, features), or "
-                f"{expected - 1}-D without the batch, with features = input_size = "
-                f"{self.input_size}; got shape {tuple(input.shape)}"
+                f"input must be {expected}-D {layout}, or {expected - 1}-D without the batch, "
+                f"with features = input_size = {self.input_size}; got shape "
+                f"{tuple(input.shape)}"
             )
         return input
+
+    def flatten_parameters(self) -> None:
+        """`nn.LSTM.flatten_parameters`'s counterpart, so that code calling it (after
+        loading, ``DataParallel`` or ``.to()``) keeps working. Nothing to do: the fast path
+        packs its kernel weights per call (`gridlstm.nn.backends.kernel.kernel_weights`)
+        and the other backends read the parameters as they are."""
 
     def _valid_steps(self, x: Tensor, lengths: Tensor | None) -> Tensor | None:
         """(B, T) bool mask of real (non-padding) steps, or None."""
@@ -536,10 +547,14 @@ class GridLSTM(nn.Module):
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
-        plan = hyperplane.plan(
-            sizes, self.num_layers, self._batched, self.input_dims, self.memory_proj is not None
-        )
-        self._plans[key] = hyperplane.to_device(plan, device)
+        # Kept across calls: never made of inference tensors, which a later training call
+        # could not save for backward (an inference-mode forward, then a training step).
+        with torch.inference_mode(False):
+            plan = hyperplane.plan(
+                sizes, self.num_layers, self._batched, self.input_dims,
+                self.memory_proj is not None,
+            )  # fmt: skip
+            self._plans[key] = hyperplane.to_device(plan, device)
         while len(self._plans) > self.max_plans:
             self._plans.popitem(last=False)
         return self._plans[key]

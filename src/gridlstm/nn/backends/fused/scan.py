@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gridlstm.nn.backends import recompute
 from gridlstm.nn.backends.fused import kernels
 from gridlstm.nn.backends.fused.steps import BLOCK_D, BLOCK_K, BLOCK_M, _precision, triton_cdiv
 
@@ -28,6 +29,7 @@ class FusedRecurrence(torch.autograd.Function):
         ctx, paper: bool, interpret: bool, time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor
     ) -> tuple[Tensor, Tensor]:
         run = kernels.build(interpret)
+        time_in_given = time_in
         steps, batch, n4 = time_in.shape
         d = n4 // 4
         dtype = time_in.dtype
@@ -50,13 +52,26 @@ class FusedRecurrence(torch.autograd.Function):
                 PRECISION=_precision(dtype), BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
             )  # fmt: skip
         ctx.paper, ctx.interpret, ctx.w_dtype = paper, interpret, w_prev.dtype
-        ctx.save_for_backward(h, m, w, z)
+        ctx.save_for_backward(h, m, w, z, time_in_given, h0, c0, w_prev)
         return h[1:], m[1:]
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_h: Tensor, grad_m: Tensor) -> tuple:  # noqa: D102
-        h, m, w, z = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the PyTorch recurrence, recorded
+            inputs = tuple(ctx.saved_tensors[4:])
+            grads = recompute.differentiable_backward(
+                lambda x, h0, c0, w: recompute.recurrence_reference(
+                    x, h0, c0, w.to(x.dtype), None, ctx.paper
+                ),
+                inputs, tuple(ctx.needs_input_grad[2:]), (grad_h, grad_m),
+            )  # fmt: skip
+            return None, None, *grads
+        return FusedRecurrence._backward(ctx, grad_h, grad_m)
+
+    @staticmethod
+    @once_differentiable
+    def _backward(ctx, grad_h: Tensor, grad_m: Tensor) -> tuple:
+        h, m, w, z = ctx.saved_tensors[:4]
         run = kernels.build(ctx.interpret)
         steps, batch, n4 = z.shape
         d = n4 // 4

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gridlstm.nn.backends import recompute
 from gridlstm.nn.backends.fused import kernels
 from gridlstm.nn.backends.hyperplane.handwritten import Layout, _depth_mask
 
@@ -94,7 +95,7 @@ class FusedSteps(torch.autograd.Function):
         for group in layout.transforms:
             gathers_depth.append(D - 1 not in seen)
             seen.update(group.dims)
-        at, noise, masks = 0, None, []
+        at, noise, masks, noises = 0, None, [], []
         for s, R in enumerate(layout.slots):
             r = R // G
             M = r * batch
@@ -123,19 +124,46 @@ class FusedSteps(torch.autograd.Function):
             at += M
             if dropout > 0 and s + 1 < len(layout.slots):
                 noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
+                noises.append(noise)
         ctx.layout, ctx.where, ctx.paper, ctx.interpret = layout, where, paper, interpret
         ctx.has_bias = [b is not None for b in biases]
         ctx.dtypes = [p.dtype for p in params[:count]]
+        ctx.dropout, ctx.tensors = dropout, (count, len(masks))
         if save:
-            ctx.save_for_backward(buffer, *weights, *z_all, *h_all, *masks)
+            ctx.save_for_backward(
+                buffer, *weights, *z_all, *h_all, *masks, static, *params, *noises
+            )
         return buffer[:, :total]
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+        if not torch.is_grad_enabled():
+            return FusedSteps._backward(ctx, grad)
+        # create_graph=True: the PyTorch steps in the same output forms, recorded.
+        count, masks = ctx.tensors
+        tail = ctx.saved_tensors[1 + 3 * count + masks :]
+        static, params, noises = tail[0], tail[1 : 1 + 2 * count], list(tail[1 + 2 * count :])
+        forms = tuple("paper" if p else "standard" for p in ctx.paper)
+
+        def again(static: Tensor, *params: Tensor | None) -> tuple[Tensor]:
+            params = tuple(None if p is None else p.to(static.dtype) for p in params)
+            return (
+                recompute.hyperplane_reference(
+                    ctx.layout, ctx.dropout, static, params, noises, forms
+                ),
+            )
+
+        grads = recompute.differentiable_backward(
+            again, (static, *params), tuple(ctx.needs_input_grad[5:]), (grad,)
+        )
+        return (None, None, None, None, None, *grads)
+
+    @staticmethod
+    @once_differentiable
+    def _backward(ctx, grad: Tensor) -> tuple:
         layout, where, run = ctx.layout, ctx.where, kernels.build(ctx.interpret)
         count = len(layout.transforms)
-        buffer, *rest = ctx.saved_tensors
+        buffer, *rest = ctx.saved_tensors[: 1 + 3 * count + ctx.tensors[1]]
         weights, z_all = rest[:count], rest[count : 2 * count]
         h_all, masks = rest[2 * count : 3 * count], rest[3 * count :]
         D, G = layout.dims, layout.groups

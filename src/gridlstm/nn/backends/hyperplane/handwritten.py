@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from gridlstm.nn.backends import native
+from gridlstm.nn.gates import lstm_reference
 
 if TYPE_CHECKING:
     from gridlstm.nn.backends.hyperplane.per_op import LayerStack
@@ -132,12 +133,15 @@ def steps_forward(
     params: tuple,
     keep: bool,
     noises: list[Tensor] | None = None,
+    forms: tuple[str, ...] | None = None,
 ) -> tuple[Tensor, list, list, list]:
     """Every step of a plan in PyTorch: (outputs (2, rows_out, B, d), per step and group
     what the hand-written backward reads (if ``keep``), dropout masks (if ``keep``), the
     dropout noise per step). ``noises`` given (one per step but the last): that noise
-    instead of new draws. Under autograd it is an ordinary recorded computation (the double
-    backward's reference)."""
+    instead of new draws. ``forms`` given (an output form per transform group): the gate
+    arithmetic of `gridlstm.nn.gates` in those forms instead of the hand-written one (the
+    double backward's reference, also for the fused step's paper form). Under autograd it is
+    an ordinary recorded computation."""
     D, G = layout.dims, layout.groups
     batch, d = static.shape[2], static.shape[3]
     weights, biases = params[: len(layout.transforms)], params[len(layout.transforms) :]
@@ -170,10 +174,15 @@ def steps_forward(
             else:
                 z = torch.bmm(H, w) if b is None else torch.baddbmm(b, H, w)
             m = m_in[group.index]
-            h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, len(group.dims), d))
+            n = len(group.dims)
+            if forms is None:
+                h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, n, d))
+            else:
+                gates = z.view(G, r, batch, n, 4 * d).permute(3, 0, 1, 2, 4)
+                h_new, m_new = lstm_reference(gates, m, (None,) * 3, False, forms[number])
             h_out[group.index] = h_new
             m_out[group.index] = m_new
-            if keep:
+            if keep and forms is None:
                 per_group.append((H_gemm, m, sig, g, tanh_m))
             if number + 1 < len(layout.transforms):  # later groups read the new h
                 H = H.view(G, r, batch, D, d).clone()
@@ -261,7 +270,7 @@ class HyperplaneSteps(torch.autograd.Function):
     def _double_backward(ctx, grad: Tensor) -> tuple:
         """The backward as a graph (create_graph=True): the forward again in recorded
         PyTorch ops, with the forward's dropout noise, differentiated."""
-        from gridlstm.nn.backends.native.functions import differentiable_backward
+        from gridlstm.nn.backends.recompute import differentiable_backward
 
         tensors = list(ctx.saved_tensors)
         count = len(ctx.layout.transforms)
@@ -380,7 +389,7 @@ def layout(plan: Plan, stack: LayerStack) -> Layout:
                     picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
                 )
                 index[part].append(picks + shift)
-        plan.layout = Layout(
+        plan.layout = check_layout(Layout(
             dims=D,
             groups=stack.layers,
             slots=tuple(step.slots for step in steps),
@@ -389,5 +398,25 @@ def layout(plan: Plan, stack: LayerStack) -> Layout:
             index_h=tuple(index["h"]),
             index_m=tuple(index["m"]),
             transforms=tuple(Group(dims) for dims in stack.groups),
-        )
+        ))  # fmt: skip
     return plan.layout
+
+
+def check_layout(layout: Layout) -> Layout:
+    """Every step's gather indices in range and of the right count, checked once per layout:
+    the native loop reads rows at these indices without bounds checks."""
+    rows = layout.starts[-1] + layout.static_rows
+    if len(layout.starts) != len(layout.slots) + 1:
+        raise ValueError("hyperplane layout: starts must hold one entry per step, then the total")
+    for s, R in enumerate(layout.slots):
+        for part, index in (("h", layout.index_h[s]), ("m", layout.index_m[s])):
+            if index.dtype != torch.int64 or index.numel() != layout.dims * R:
+                raise ValueError(
+                    f"hyperplane layout: step {s}'s {part} indices must be {layout.dims * R} "
+                    f"int64 rows, got {index.numel()} {index.dtype}"
+                )
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= rows):
+                raise ValueError(
+                    f"hyperplane layout: step {s}'s {part} indices leave the buffer's {rows} rows"
+                )
+    return layout

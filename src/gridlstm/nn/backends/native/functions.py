@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from gridlstm.nn import dispatch
+from gridlstm.nn.backends import recompute
 from gridlstm.nn.backends.native import build
 from gridlstm.nn.gates import lstm_reference
 
@@ -48,25 +48,6 @@ def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
 
-def differentiable_backward(
-    reference, inputs: tuple, needs: tuple[bool, ...], outputs_grad: tuple  # noqa: ANN001
-) -> list[Tensor | None]:
-    """The gradients of ``reference(*inputs)`` (the PyTorch computation of a native op's
-    outputs) for the inputs in ``needs``, as a graph (``create_graph=True``): the backward
-    of a native op under double backward. Inputs that need no gradient get None."""
-    wanted = [x for x, need in zip(inputs, needs, strict=True) if need]
-    with torch.enable_grad(), dispatch.reference():
-        outputs = reference(*inputs)
-    pairs = [(o, g) for o, g in zip(outputs, outputs_grad, strict=True) if g is not None]
-    grads = iter(
-        torch.autograd.grad(
-            [o for o, _ in pairs], wanted, [g for _, g in pairs],
-            create_graph=True, allow_unused=True, materialize_grads=True,
-        )  # fmt: skip
-    )
-    return [next(grads) if need else None for need in needs]
-
-
 def _gates_setup(ctx, inputs: tuple, output: tuple) -> None:
     z, m, paper = inputs
     h, m_new, act = output
@@ -87,7 +68,7 @@ def _gates_reference(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor]
 def _gates_backward(ctx, dh: Tensor | None, dm_new: Tensor | None, _dact: None) -> tuple:
     act, m, m_new, z = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a differentiable backward is wanted
-        dz, dm = differentiable_backward(
+        dz, dm = recompute.differentiable_backward(
             lambda z_, m_: _gates_reference(z_, m_, ctx.paper), (z, m),
             tuple(ctx.needs_input_grad[:2]), (dh, dm_new),
         )  # fmt: skip
@@ -149,16 +130,14 @@ class NativeHyperplaneSteps(torch.autograd.Function):
         m_all, static = saved[3 * count], saved[3 * count + 1]
         biases, noise = saved[3 * count + 2 : 4 * count + 2], saved[4 * count + 2 :]
         if torch.is_grad_enabled():  # create_graph=True: the PyTorch steps, recorded
-            from gridlstm.nn.backends.hyperplane.handwritten import steps_forward
 
             def again(static: Tensor, *params: Tensor | None) -> tuple[Tensor]:
-                out = steps_forward(layout, static.dtype, ctx.dropout, static, params, False,
-                                    noise)[0]  # fmt: skip
-                picks = ctx.picks
-                return (torch.cat([out[0].index_select(0, picks[0]),
-                                   out[1].index_select(0, picks[1])]),)  # fmt: skip
+                rows = recompute.hyperplane_reference(
+                    layout, ctx.dropout, static, params, noise, picks=ctx.picks
+                )
+                return (rows,)
 
-            grads = differentiable_backward(
+            grads = recompute.differentiable_backward(
                 again, (static, *weights, *biases), tuple(ctx.needs_input_grad[3:]), (grad,)
             )
             return (None, None, None, *grads)
@@ -192,23 +171,6 @@ def _input_half_backward(dz: Tensor, h_depth: Tensor, w_in: Tensor, needs: tuple
     return dx, dw, db
 
 
-def _keep(real: Tensor | None, t: int, new: Tensor, old: Tensor) -> Tensor:
-    return new if real is None else torch.where(real[t], new, old)
-
-
-def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
-    """`NativeScan`'s function in PyTorch (the scan's PyTorch loop)."""
-    z_in = torch.nn.functional.linear(h_depth, w_in, b_in)
-    form = "paper" if paper else "standard"
-    h, m, hs, ms = h0, c0, [], []
-    for t in range(z_in.shape[0]):
-        h_new, m_new = lstm_reference(torch.addmm(z_in[t], h, w_prev), m, (None,) * 3, False, form)
-        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
-        hs.append(h)
-        ms.append(m)
-    return torch.stack(hs), torch.stack(ms)
-
-
 class NativeScan(torch.autograd.Function):
     """A 2-LSTM layer's time loop without time priority (`gridlstm.nn.backends.scan.layer`):
     h_depth (T, B, d) with the time transform's input half w_in (4d, d) and bias b_in,
@@ -229,8 +191,8 @@ class NativeScan(torch.autograd.Function):
         needs = tuple(ctx.needs_input_grad[:6])
         inputs = (h_depth, w_in, b_in, h0, c0, w_prev)
         if torch.is_grad_enabled():  # create_graph=True
-            grads = differentiable_backward(
-                lambda *x: scan_reference(*x, real, ctx.paper), inputs, needs, (dhs, dms)
+            grads = recompute.differentiable_backward(
+                lambda *x: recompute.scan_reference(*x, real, ctx.paper), inputs, needs, (dhs, dms)
             )
             return *grads, None, None
         dz, dh0, dc0, dw = ops.scan_backward(
@@ -238,26 +200,6 @@ class NativeScan(torch.autograd.Function):
             real, ctx.paper,
         )  # fmt: skip
         return *_input_half_backward(dz, h_depth, w_in, needs[:3]), dh0, dc0, dw, None, None
-
-
-def scan_priority_reference(  # noqa: ANN201
-    h_depth, w_din, b_din, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time,  # noqa: ANN001
-    real, paper_time, paper_depth,  # noqa: ANN001
-):  # fmt: skip
-    """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
-    depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
-    forms = ("paper" if paper_time else "standard", "paper" if paper_depth else "standard")
-    none = (None, None, None)
-    h, m, out = h0, c0, ([], [], [], [])
-    for t in range(depth_in.shape[0]):
-        hd, md = lstm_reference(torch.addmm(depth_in[t], h, w_depth_prev), m_depth[t], none,
-                                False, forms[1])  # fmt: skip
-        z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
-        h_new, m_new = lstm_reference(torch.addmm(z, hd, w_time_new), m, none, False, forms[0])
-        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
-        for values, x in zip(out, (h, m, hd, md), strict=True):
-            values.append(x)
-    return tuple(torch.stack(values) for values in out)
 
 
 class NativeScanPriority(torch.autograd.Function):
@@ -290,8 +232,8 @@ class NativeScanPriority(torch.autograd.Function):
         inputs, real = saved[6:16], saved[16]
         needs = tuple(ctx.needs_input_grad[:10])
         if torch.is_grad_enabled():  # create_graph=True
-            grads = differentiable_backward(
-                lambda *x: scan_priority_reference(*x, real, *ctx.papers), inputs, needs,
+            grads = recompute.differentiable_backward(
+                lambda *x: recompute.scan_priority_reference(*x, real, *ctx.papers), inputs, needs,
                 (dhs, dms, dhds, dmds),
             )  # fmt: skip
             return *grads, None, None, None

@@ -1,0 +1,101 @@
+"""Differentiable backwards for the fast steps: under ``create_graph=True`` (gradient
+penalties, Hessian-vector products) a native or fused backward recomputes its forward with
+the PyTorch reference, from the inputs it saved, and differentiates that, so that second
+derivatives are the reference's. Pure PyTorch: importable without any built library."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from gridlstm.nn import dispatch
+from gridlstm.nn.gates import lstm_reference
+
+if TYPE_CHECKING:
+    from gridlstm.nn.backends.hyperplane.handwritten import Layout
+
+
+def differentiable_backward(
+    reference, inputs: tuple, needs: tuple[bool, ...], outputs_grad: tuple  # noqa: ANN001
+) -> list[Tensor | None]:
+    """The gradients of ``reference(*inputs)`` (the PyTorch computation of a native op's
+    outputs) for the inputs in ``needs``, as a graph (``create_graph=True``): the backward
+    of a native op under double backward. Inputs that need no gradient get None."""
+    wanted = [x for x, need in zip(inputs, needs, strict=True) if need]
+    with torch.enable_grad(), dispatch.reference():
+        outputs = reference(*inputs)
+    pairs = [(o, g) for o, g in zip(outputs, outputs_grad, strict=True) if g is not None]
+    grads = iter(
+        torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g for _, g in pairs],
+            create_graph=True, allow_unused=True, materialize_grads=True,
+        )  # fmt: skip
+    )
+    return [next(grads) if need else None for need in needs]
+
+
+def _keep(real: Tensor | None, t: int, new: Tensor, old: Tensor) -> Tensor:
+    return new if real is None else torch.where(real[t], new, old)
+
+
+def recurrence_reference(time_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
+    """A 2-LSTM layer's time recurrence in PyTorch, from its input half ``time_in`` (T, B,
+    4d): (hs, ms) each (T, B, d); rows where ``real`` (T, B, 1) is False keep the state."""
+    form = "paper" if paper else "standard"
+    h, m, hs, ms = h0, c0, [], []
+    for t in range(time_in.shape[0]):
+        h_new, m_new = lstm_reference(
+            torch.addmm(time_in[t], h, w_prev), m, (None,) * 3, False, form
+        )
+        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
+        hs.append(h)
+        ms.append(m)
+    return torch.stack(hs), torch.stack(ms)
+
+
+def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
+    """`NativeScan`'s function in PyTorch (the scan's PyTorch loop)."""
+    time_in = torch.nn.functional.linear(h_depth, w_in, b_in)
+    return recurrence_reference(time_in, h0, c0, w_prev, real, paper)
+
+
+def scan_priority_reference(  # noqa: ANN201
+    h_depth, w_din, b_din, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time,  # noqa: ANN001
+    real, paper_time, paper_depth,  # noqa: ANN001
+):  # fmt: skip
+    """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
+    depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
+    forms = ("paper" if paper_time else "standard", "paper" if paper_depth else "standard")
+    none = (None, None, None)
+    h, m, out = h0, c0, ([], [], [], [])
+    for t in range(depth_in.shape[0]):
+        hd, md = lstm_reference(torch.addmm(depth_in[t], h, w_depth_prev), m_depth[t], none,
+                                False, forms[1])  # fmt: skip
+        z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
+        h_new, m_new = lstm_reference(torch.addmm(z, hd, w_time_new), m, none, False, forms[0])
+        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
+        for values, x in zip(out, (h, m, hd, md), strict=True):
+            values.append(x)
+    return tuple(torch.stack(values) for values in out)
+
+
+def hyperplane_reference(
+    layout: Layout,
+    dropout: float,
+    static: Tensor,
+    params: tuple,
+    noises: list[Tensor],
+    forms: tuple[str, ...] | None = None,
+    picks: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Every hyperplane step in recorded PyTorch ops with the forward's dropout ``noises``:
+    the outputs (2, rows_out, B, d), or the rows ``picks`` (of h, then of m)."""
+    from gridlstm.nn.backends.hyperplane.handwritten import steps_forward
+
+    forms = forms or ("standard",) * len(layout.transforms)
+    out = steps_forward(layout, static.dtype, dropout, static, params, False, noises, forms)[0]
+    if picks is None:
+        return out
+    return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])

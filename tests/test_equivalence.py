@@ -1,0 +1,389 @@
+"""The equivalence matrix: every (backend x step implementation) against the PyTorch reference
+at the edges a user meets, not only on the happy path.
+
+An implementation joins by registering a `Path` in `PATHS`: the backend, the options, the
+`gridlstm.nn.dispatch` switches that select it, and the implementation that must be seen
+running (`dispatch.explain`), so a path that silently stepped aside cannot pass vacuously.
+The reference is the same network with the naive backend (one cell at a time) under
+``dispatch.reference()`` (PyTorch gate arithmetic everywhere).
+
+The rule checked: same outputs, final states, gradients and NaN pattern (float32: 1e-5
+relative; float64: 1e-10), or the same error as the reference, raised before running. The
+fused Triton steps run here through Triton's CPU interpreter (float32, tiny shapes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import Tensor
+
+from gridlstm.nn import GridLSTM, dispatch
+from gridlstm.nn.backends import fused, native
+from gridlstm.nn.block import lstm_pointwise
+from gridlstm.nn.gates import lstm_reference
+
+HAS_NATIVE = native.build.load()
+try:
+    import triton  # noqa: F401
+
+    HAS_TRITON = True
+except ImportError:
+    HAS_TRITON = False
+
+
+@dataclass(frozen=True)
+class Path:
+    """One implementation as a user reaches it."""
+
+    name: str
+    backend: str
+    grid_dims: int
+    options: dict = field(default_factory=dict)
+    off: tuple[str, ...] = ()  # dispatch.without(*off)
+    runs: str | None = None  # the implementation that must run (None: nothing to record)
+    interpreted: bool = False  # the fused steps, through Triton's interpreter (float32)
+
+    def context(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        if self.off:
+            stack.enter_context(dispatch.without(*self.off))
+        if self.interpreted:
+            stack.enter_context(dispatch.interpreted())
+        return stack
+
+    def marks(self) -> list:
+        if self.runs == "native" and not HAS_NATIVE:
+            return [pytest.mark.skip(reason="the native library did not build here")]
+        if self.interpreted and not HAS_TRITON:
+            return [pytest.mark.skip(reason="Triton is not installed")]
+        return []
+
+
+PATHS: list[Path] = []
+
+
+def register(path: Path) -> Path:
+    PATHS.append(path)
+    return path
+
+
+register(Path("fast/kernel", "fast", 1))
+register(Path("scan/native", "scan", 1, runs="native"))
+register(Path("scan/native/time-priority", "scan", 1, {"priority": "time"}, runs="native"))
+register(Path("scan/native/paper", "scan", 1, {"output_form": "paper"}, runs="native"))
+register(Path("scan/pytorch", "scan", 1, off=("native",)))
+register(Path("hyperplane/native", "hyperplane", 2, runs="native"))
+register(Path("hyperplane/native/1-lstm", "hyperplane", 0, {"tied": True}, runs="native"))
+register(Path("hyperplane/handwritten", "hyperplane", 2, off=("native",), runs="handwritten"))
+register(Path("hyperplane/per-op", "hyperplane", 2, off=("handwritten", "fused"),
+              runs="native"))  # fmt: skip  (the per-op steps with the native gate op)
+register(Path("naive/native-gates", "naive", 1, runs="native"))
+register(Path("hyperplane/fused", "hyperplane", 2, interpreted=True, runs="fused"))
+register(Path("scan/fused", "scan", 1, {"output_form": "paper"}, interpreted=True,
+              runs="fused"))  # fmt: skip
+
+DOUBLE = [p for p in PATHS if not p.interpreted]  # float64 cases (the fused steps: float32)
+
+
+def params(paths: list[Path]) -> list:
+    return [pytest.param(p, id=p.name, marks=p.marks()) for p in paths]
+
+
+def shape(path: Path, batch: int = 2) -> tuple[int, ...]:
+    return {0: (batch, 3), 1: (batch, 4, 3), 2: (batch, 3, 2, 3)}[path.grid_dims]
+
+
+def networks(path: Path, dtype: torch.dtype) -> tuple[GridLSTM, GridLSTM]:
+    """The path's network and the reference (same weights, naive backend)."""
+    torch.manual_seed(0)
+    options = dict(path.options)
+    net = GridLSTM(3, 4, 2, path.grid_dims, batch_first=True, backend=path.backend, **options)
+    reference = GridLSTM(3, 4, 2, path.grid_dims, batch_first=True, backend="naive", **options)
+    reference.load_state_dict(net.state_dict())
+    return net.to(dtype), reference.to(dtype)
+
+
+def tolerance(dtype: torch.dtype) -> dict:
+    return {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5,
+                                                                            "atol": 1e-5}
+
+
+def outputs(net: GridLSTM, x: Tensor, state=None) -> list[Tensor]:  # noqa: ANN001
+    out, final = net(x, state)
+    return [out, *([] if final is None else torch.utils._pytree.tree_leaves(final))]
+
+
+def on_path(path: Path, fn):  # noqa: ANN001, ANN201
+    """``fn()`` on the path, checking that the path's implementation ran."""
+    with path.context(), dispatch.explain() as record:
+        result = fn()
+    if path.runs is not None:
+        ran = {implementation for _, implementation, reason in record if reason is None}
+        assert path.runs in ran, f"{path.name}: {path.runs} did not run: {record}"
+    return result
+
+
+def on_reference(fn):  # noqa: ANN001, ANN201
+    with dispatch.reference():
+        return fn()
+
+
+def assert_same(got: list, expected: list, dtype: torch.dtype) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g.isnan(), e.isnan()), "NaN patterns differ"
+        torch.testing.assert_close(g, e, equal_nan=True, **tolerance(dtype))
+
+
+# ------------------------------------------------------------------ NaN and infinity
+
+EDGES = ["input:nan", "input:+inf", "input:-inf", "weight:nan", "weight:+inf", "weight:-inf",
+         "h0:nan", "m0:+inf", "m0:-inf"]  # fmt: skip
+VALUES = {"nan": float("nan"), "+inf": float("inf"), "-inf": -float("inf")}
+
+
+def poisoned(path: Path, edge: str, net: GridLSTM, reference: GridLSTM):  # noqa: ANN201
+    """The input and state with the edge value, and the weight (in both networks)."""
+    where, value = edge.split(":")
+    torch.manual_seed(1)
+    x = torch.randn(shape(path))
+    state = None
+    if where == "input":
+        x[0].view(-1)[0] = VALUES[value]  # batch row 0 only: row 1 must stay finite
+    elif where == "weight":
+        for model in (net, reference):
+            with torch.no_grad():
+                model.blocks[0].transforms[0].weight.view(-1)[5] = VALUES[value]
+    else:
+        h0, m0 = torch.zeros(2, 2, 4), torch.zeros(2, 2, 4)
+        (h0 if where == "h0" else m0)[0, 0, 1] = VALUES[value]
+        state = (h0, m0)
+    return x, state
+
+
+EDGE_CASES = [
+    pytest.param(p, edge, id=f"{p.name}-{edge}", marks=p.marks())
+    for p in PATHS
+    for edge in EDGES
+    if p.grid_dims == 1 or edge.split(":")[0] in ("input", "weight")  # states: 2-LSTMs
+]
+
+
+@pytest.mark.parametrize(("path", "edge"), EDGE_CASES)
+def test_nan_and_infinity_propagate_as_in_the_reference(path, edge):
+    """float32 (where the native build's vectorised exp used to clamp NaN away)."""
+    net, reference = networks(path, torch.float32)
+    x, state = poisoned(path, edge, net, reference)
+    with torch.no_grad():
+        expected = on_reference(lambda: outputs(reference, x, state))
+        got = on_path(path, lambda: outputs(net, x, state))
+    if edge.endswith("nan"):
+        assert expected[0].isnan().any()  # the edge reached the output
+    assert_same(got, expected, torch.float32)
+
+
+def test_the_native_gate_op_keeps_nan_and_infinity():
+    """The op itself, every special value in every gate (float32 and float64)."""
+    if not HAS_NATIVE:
+        pytest.skip("the native library did not build here")
+    for dtype in (torch.float32, torch.float64):
+        specials = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, 100.0, -100.0],
+                                dtype=dtype)  # fmt: skip
+        z = specials.repeat(36)[: 6 * 4 * 6].view(6, 4 * 6)
+        m = specials.roll(1).repeat(6).view(6, 6)
+        for form in ("standard", "paper"):
+            expected = lstm_reference(z, m, (None,) * 3, False, form)
+            with dispatch.explain() as record:
+                got = lstm_pointwise(z, m, (None,) * 3, False, form)
+            assert record[-1] == ("gates", "native", None)
+            assert_same(list(got), list(expected), dtype)
+
+
+# ------------------------------------------------------------------ autograd at the edges
+
+
+@pytest.mark.parametrize("path", params(PATHS))
+def test_an_inference_mode_forward_then_a_training_step(path):
+    dtype = torch.float32 if path.interpreted else torch.float64
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
+
+    def train(model: GridLSTM) -> list[Tensor]:
+        out = outputs(model, x)
+        return [out[0], *torch.autograd.grad(out[0].square().sum(), list(model.parameters()))]
+
+    def inference_then_train() -> list[Tensor]:
+        with torch.inference_mode():
+            outputs(net, x)
+        return train(net)
+
+    assert_same(on_path(path, inference_then_train), on_reference(lambda: train(reference)),
+                dtype)  # fmt: skip
+
+
+def penalty_grads(model: GridLSTM, x: Tensor) -> list[Tensor]:
+    """An input-gradient penalty's gradients (double backward; the initial memory, zeros,
+    needs no gradient: only some of the gate op's inputs do)."""
+    x = x.clone().requires_grad_()
+    out = outputs(model, x)[0]
+    (gx,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    return list(torch.autograd.grad(gx.square().sum(), list(model.parameters())))
+
+
+@pytest.mark.parametrize("path", params(PATHS))
+def test_an_input_gradient_penalty(path):
+    dtype = torch.float32 if path.interpreted else torch.float64
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
+    assert_same(on_path(path, lambda: penalty_grads(net, x)),
+                on_reference(lambda: penalty_grads(reference, x)), dtype)  # fmt: skip
+
+
+def func_results(model: torch.nn.Module, x: Tensor, vmap: bool = True) -> list[Tensor]:
+    """torch.func.grad (functional_call over the parameters), jacrev and vmap."""
+    weights = dict(model.named_parameters())
+
+    def loss(p: dict, inp: Tensor) -> Tensor:
+        return torch.func.functional_call(model, p, (inp,))[0].square().sum()
+
+    grads = torch.func.grad(loss)(weights, x)
+    jac = torch.func.jacrev(lambda inp: model(inp)[0].sum(0))(x)
+    if not vmap:
+        return [*grads.values(), jac]
+    mapped = torch.func.vmap(lambda inp: model(inp)[0])(x[None].expand(2, *x.shape))
+    return [*grads.values(), jac, mapped]
+
+
+@pytest.mark.parametrize("path", params(DOUBLE))
+def test_torch_func_transforms(path):
+    """The fast steps step aside under torch.func (grad, jacrev, vmap). The fast backend runs
+    nn.LSTM's kernel, which has no vmap rule: there vmap raises what nn.LSTM raises."""
+    net, reference = networks(path, torch.float64)
+    x = torch.randn(shape(path), dtype=torch.float64)
+    vmap = path.backend != "fast"
+    expected = on_reference(lambda: func_results(reference, x, vmap))
+    with path.context():
+        got = func_results(net, x, vmap)
+    assert_same(got, expected, torch.float64)
+    if not vmap:
+        lstm = torch.nn.LSTM(3, 4, batch_first=True).double()
+        with pytest.raises(RuntimeError) as from_lstm:
+            torch.func.vmap(lambda inp: lstm(inp)[0])(x[None].expand(2, *x.shape))
+        with pytest.raises(RuntimeError) as from_net:
+            torch.func.vmap(lambda inp: net(inp)[0])(x[None].expand(2, *x.shape))
+        assert str(from_net.value) == str(from_lstm.value)
+
+
+# ------------------------------------------------------------------ layouts and dtypes
+
+
+@pytest.mark.parametrize("path", params([p for p in DOUBLE if p.grid_dims == 1]))
+def test_non_contiguous_expanded_and_transposed_inputs_and_states(path):
+    net, reference = networks(path, torch.float64)
+    torch.manual_seed(2)
+    x = torch.randn(4, 2, 3, dtype=torch.float64).transpose(0, 1)  # (B, T, F), strided
+    h0 = torch.randn(2, 1, 4, dtype=torch.float64).expand(2, 2, 4)  # one row for the batch
+    c0 = torch.randn(2, 4, 2, dtype=torch.float64).transpose(1, 2)  # (L, B, d), transposed
+    assert not (x.is_contiguous() or h0.is_contiguous() or c0.is_contiguous())
+
+    def run(model: GridLSTM) -> list[Tensor]:
+        out = outputs(model, x, (h0, c0))
+        return [*out, *torch.autograd.grad(out[0].square().sum(), list(model.parameters()))]
+
+    assert_same(on_path(path, lambda: run(net)), on_reference(lambda: run(reference)),
+                torch.float64)  # fmt: skip
+
+
+DTYPES = [(torch.float32, torch.float32), (torch.float64, torch.float32),
+          (torch.float32, torch.float64), (torch.bfloat16, torch.float32),
+          (torch.float32, torch.bfloat16), (torch.float64, torch.float64)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("z_dtype", "m_dtype"), DTYPES)
+def test_the_gate_arithmetic_promotes_dtypes_as_pytorch_does(z_dtype, m_dtype):
+    """Mixed dtypes compute in the promoted dtype (the native op steps aside for them)."""
+    torch.manual_seed(0)
+    z, m = torch.randn(5, 16).to(z_dtype), torch.randn(5, 4).to(m_dtype)
+    expected = lstm_reference(z, m, (None,) * 3, False, "standard")
+    got = lstm_pointwise(z, m, (None,) * 3, False, "standard")
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == e.dtype == torch.promote_types(z_dtype, m_dtype)
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gate_op_contract_holds_for_non_contiguous_inputs():
+    """torch.library.opcheck: fake kernel (shapes, strides, dtypes) against the real one and
+    the autograd registration, with a permuted m and a transposed z."""
+    if not HAS_NATIVE:
+        pytest.skip("the native library did not build here")
+    ops = torch.ops.gridlstm
+    torch.manual_seed(0)
+    m = torch.randn(5, 2, 4, dtype=torch.float64).permute(1, 0, 2)  # (n, M, d) strided
+    z = torch.randn(2 * 16, 5, dtype=torch.float64).t()  # (M, n 4d), transposed
+    for paper in (False, True):
+        torch.library.opcheck(ops.lstm_gates, (z, m, paper))
+        torch.library.opcheck(ops.lstm_gates, (z.requires_grad_(), m, paper))
+        z = z.detach()
+
+
+# ------------------------------------------------------------------ switches
+
+
+def test_two_threads_keep_their_own_switches():
+    """The switches are context-local: a thread under ``reference()`` and one without run
+    at the same time, each with its own implementation."""
+    if not HAS_NATIVE:
+        pytest.skip("the native library did not build here")
+    net = GridLSTM(3, 4, 2, 1, backend="scan", batch_first=True)
+    x = torch.randn(2, 4, 3)
+    barrier = threading.Barrier(2)
+    seen: dict[str, set] = {}
+    errors: list[BaseException] = []
+
+    def work(name: str, reference: bool) -> None:
+        try:
+            context = dispatch.reference() if reference else contextlib.nullcontext()
+            with context, dispatch.explain() as record:
+                barrier.wait()  # both switched and inside before either runs
+                for _ in range(20):
+                    net(x)
+                barrier.wait()  # both done before either leaves its switch
+            seen[name] = {reason is None for choice, impl, reason in record if impl == "native"}
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=("ref", True)),
+               threading.Thread(target=work, args=("fast", False))]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert seen == {"ref": {False}, "fast": {True}}
+
+
+def test_the_environment_variable_and_the_old_switches(monkeypatch):
+    if not HAS_NATIVE:
+        pytest.skip("the native library did not build here")
+    x = torch.randn(2, 4, 3)
+    monkeypatch.setenv("GRIDLSTM_STEPS", "reference")
+    assert not native.applies(x)
+    monkeypatch.setenv("GRIDLSTM_STEPS", "fast")
+    assert native.applies(x)
+    monkeypatch.setenv("GRIDLSTM_STEPS", "sometimes")
+    with pytest.warns(RuntimeWarning, match="not one of fast, reference"):
+        assert native.applies(x)
+    monkeypatch.delenv("GRIDLSTM_STEPS")
+    old = pytest.warns(DeprecationWarning, match=r"dispatch.without\('native'\)")
+    with old, native.python_steps():
+        assert not native.applies(x)
+    old = pytest.warns(DeprecationWarning, match=r"dispatch.without\('fused'\)")
+    with old, fused.pytorch_steps():
+        assert "switched off" in fused.blocker(x)
+    with pytest.raises(ValueError, match="unknown step implementation"):
+        dispatch.without("cuda")
