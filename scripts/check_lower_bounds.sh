@@ -16,7 +16,7 @@ pip install --quiet -e ".[dev]" "torch==2.6.0" "torchvision==0.21.0" "lightning=
 python -c "import torch, lightning, hydra; print('torch', torch.__version__, \
 'lightning', lightning.__version__, 'hydra', hydra.__version__)"
 # The native CPU steps build against this torch, or the one-line fallback says why.
-python -m gridlstm.nn.backends.native || true
+python -m gridlstm.nn.kernels.native || true
 python -m pytest -q -p no:cacheprovider tests/test_grid.py tests/test_nn.py tests/test_native.py \
     "tests/test_resume.py::test_sigterm_mid_epoch_then_resume_matches_the_uninterrupted_run" \
     "tests/test_train_cli.py::test_single_run_writes_metrics_and_loadable_checkpoints"

@@ -8,7 +8,7 @@ import pytest
 
 from gridlstm import bench as command
 from gridlstm.analysis import benchmarks as bench
-from gridlstm.nn.backends.native import build as native_build
+from gridlstm.nn.kernels.native import build as native_build
 
 
 def test_bench_writes_json_with_ratios(tmp_path, capsys):

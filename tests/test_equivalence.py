@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from gridlstm.nn import GridLSTM, dispatch
-from gridlstm.nn.backends import fused, native
 from gridlstm.nn.block import lstm_pointwise
-from gridlstm.nn.gates import lstm_reference
+from gridlstm.nn.kernels import fused, native
+from gridlstm.nn.kernels.gates import lstm_reference
 
 HAS_NATIVE = native.build.load()
 try:

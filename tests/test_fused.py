@@ -1,4 +1,4 @@
-"""`gridlstm.nn.backends.fused`: the fused Triton hyperplane step, run on the CPU through
+"""`gridlstm.nn.kernels.fused`: the fused Triton hyperplane step, run on the CPU through
 Triton's interpreter (`fused.interpreted`), against the float64 reference (tests/reference.py),
 plus when the scheduler takes it and how it falls back.
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gridlstm.nn import GridLSTM, dispatch
-from gridlstm.nn.backends import fused
+from gridlstm.nn.kernels import fused
 from tests.test_grid import IN, build, flat_outputs, reference_case
 
 pytest.importorskip("triton", reason="Triton ships with the CUDA builds of torch")
@@ -39,7 +39,7 @@ DEFAULT = [(2, "plain"), (2, "tied"), (1, "paper-form"), (1, "time-priority"), (
 @pytest.fixture
 def launches(monkeypatch) -> list[int]:
     """Counts the runs of the fused Functions (so a test knows the kernels ran)."""
-    from gridlstm.nn.backends.fused import scan, steps
+    from gridlstm.nn.kernels.fused import scan, steps
 
     count: list[int] = []
     for function in (steps.FusedSteps, scan.FusedRecurrence):
@@ -132,7 +132,7 @@ def test_batched_layers_with_padding_slots_and_tiles_larger_than_one(launches, m
     """Per-layer weights on a grid whose hyperplanes hold different numbers of cells per
     layer (padding slots read zeros), with the row and unit tiles split (block sizes
     smaller than the rows and units), against the PyTorch steps."""
-    from gridlstm.nn.backends.fused import steps
+    from gridlstm.nn.kernels.fused import steps
 
     monkeypatch.setattr(steps, "BLOCK_M", 16)
     monkeypatch.setattr(steps, "BLOCK_D", 16)
@@ -236,7 +236,7 @@ def test_options_it_does_not_cover_run_the_pytorch_steps(case, launches):
 def test_a_kernel_that_fails_at_first_use_falls_back_with_one_warning(monkeypatch, launches):
     """A Triton compile or launch failure (here: the kernels cannot be built) is caught by the
     probe: one warning, then the PyTorch steps, with the same results."""
-    from gridlstm.nn.backends.fused import kernels
+    from gridlstm.nn.kernels.fused import kernels
 
     def broken(interpret: bool = False):
         raise RuntimeError("no kernel for this GPU")
@@ -260,7 +260,7 @@ def test_a_kernel_that_fails_at_first_use_falls_back_with_one_warning(monkeypatc
 def test_a_probe_that_disagrees_falls_back(monkeypatch):
     """Kernels that run but compute something else (here: the forward's output negated) fail
     the probe, which names the disagreement."""
-    from gridlstm.nn.backends.fused import steps
+    from gridlstm.nn.kernels.fused import steps
 
     original = steps.FusedSteps.apply
     monkeypatch.setattr(steps.FusedSteps, "apply", lambda *args: -original(*args))
@@ -291,7 +291,7 @@ def test_the_reencoder_with_dropout_trains_on_the_fused_step(launches):
 
 def test_float32_dots_follow_torchs_tf32_setting():
     """float32 GEMMs in the kernel are as precise as torch's: IEEE unless TF32 is allowed."""
-    from gridlstm.nn.backends.fused.steps import _precision
+    from gridlstm.nn.kernels.fused.steps import _precision
 
     matmul = torch.backends.cuda.matmul  # a settings object: set and restored by hand
     before = matmul.allow_tf32

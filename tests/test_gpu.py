@@ -240,7 +240,7 @@ def test_compiled_and_fp16_runs_train_on_gpu(cli, tmp_path, task, model, extra):
 
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
 def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocast):
-    """gridlstm.nn.backends.hyperplane.handwritten on CUDA: outputs and weight gradients against
+    """gridlstm.nn.kernels.handwritten on CUDA: outputs and weight gradients against
     the per-op steps in float32; under bf16 autocast, float32 outputs within bf16 rounding."""
     import contextlib
 
@@ -271,7 +271,7 @@ def fused_against_pytorch_steps(net, x, dtype, function, monkeypatch) -> int:
     """``net``'s output and gradients in ``dtype`` (a fused autograd ``function`` counted)
     against the PyTorch steps in float32, within 1e-4 (16-bit: 5e-2, gradients scaled by
     their largest entry); returns how often ``function`` ran."""
-    from gridlstm.nn.backends import fused
+    from gridlstm.nn.kernels import fused
 
     def run(module, inputs):
         out, final = module(inputs)
@@ -306,10 +306,10 @@ def fused_against_pytorch_steps(net, x, dtype, function, monkeypatch) -> int:
     ids=["float32", "float32-tied-paper", "bf16", "fp16-tied"],
 )
 def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, options, monkeypatch):
-    """gridlstm.nn.backends.fused on CUDA at the MNIST preset's sizes (14 x 14 patches, d 64,
+    """gridlstm.nn.kernels.fused on CUDA at the MNIST preset's sizes (14 x 14 patches, d 64,
     3 layers, batch 32): outputs and gradients against the PyTorch steps in float32 (16-bit
     runs against the float32 PyTorch steps, within 16-bit rounding), and the fused step ran."""
-    from gridlstm.nn.backends.fused import steps
+    from gridlstm.nn.kernels.fused import steps
 
     torch.manual_seed(0)
     net = GridLSTM(16, 64, 3, 2, backend="hyperplane", **options).cuda()
@@ -322,7 +322,7 @@ def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, option
 def test_fused_scan_recurrence_on_gpu_matches_the_pytorch_steps(dtype, monkeypatch):
     """The scan's time recurrence on the fused step (paper form, d 128, T 50, B 16), against
     the PyTorch loop in float32; bf16 within its rounding."""
-    from gridlstm.nn.backends.fused import scan
+    from gridlstm.nn.kernels.fused import scan
 
     torch.manual_seed(0)
     net = GridLSTM(32, 128, 2, 1, batch_first=True, backend="scan", output_form="paper").cuda()

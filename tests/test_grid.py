@@ -15,7 +15,7 @@ from gridlstm.nn import (
     count_parameters,
     dispatch,
 )
-from gridlstm.nn.backends import kernel
+from gridlstm.nn.kernels import lstm as kernel
 from tests.reference import reference_grid
 
 IN, D, B, L = 5, 4, 3, 3
@@ -122,9 +122,9 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
 
 def applicable_backends(net: GridLSTM) -> list[str]:
     """ "hyperplane/per-op": the hyperplane scheduler's per-op steps (`hyperplane.per_op_steps`),
-    which it otherwise runs only where `gridlstm.nn.backends.hyperplane.handwritten` does not
+    which it otherwise runs only where `gridlstm.nn.kernels.handwritten` does not
     apply; "/python": the PyTorch steps where the native ones would run
-    (`gridlstm.nn.backends.native.python_steps`)."""
+    (`gridlstm.nn.kernels.native.python_steps`)."""
     backends = ["naive", "hyperplane", "hyperplane/python", "hyperplane/per-op"]
     backends += ["scan", "scan/python"] if net.scan_blocker() is None else []
     return backends + (["fast"] if net.fast_path_blocker() is None else [])
@@ -478,7 +478,7 @@ def test_fast_path_falls_back_with_a_warning_if_the_private_lstm_op_changes(monk
 
 
 def test_the_kernel_probe_passes_on_this_torch():
-    from gridlstm.nn.backends.kernel import kernel_agrees
+    from gridlstm.nn.kernels.lstm import kernel_agrees
 
     assert kernel_agrees(torch.device("cpu"), torch.float32)
     assert kernel_agrees(torch.device("cpu"), torch.float64)

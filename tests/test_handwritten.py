@@ -1,10 +1,10 @@
-"""`gridlstm.nn.backends.hyperplane.handwritten`: the hyperplane steps with a hand-written backward.
+"""`gridlstm.nn.kernels.handwritten`: the hyperplane steps with a hand-written backward.
 
 The reference matrix (tests/test_grid.py) checks it against the float64 reference over every
 option; here: `gradcheck` with respect to the weights as well as the inputs, agreement with
 the per-op steps on grids and options the matrix does not reach, when it is used and when
 not, autocast and inference. Every test runs twice: on the native loop
-(`gridlstm.nn.backends.native`, where the library builds) and on the PyTorch one."""
+(`gridlstm.nn.kernels.native`, where the library builds) and on the PyTorch one."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from torch.func import functional_call
 
 from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.backends import hyperplane
-from gridlstm.nn.backends.hyperplane import handwritten
-from gridlstm.nn.backends.native import build
+from gridlstm.nn.kernels import handwritten, pytorch_steps
+from gridlstm.nn.kernels.native import build
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])
@@ -344,8 +344,8 @@ def test_tanh_form():
     """The sigmoid form of tanh: within rounding of torch.tanh in float32/64 on a CPU; torch's
     own in 16-bit types, where the sigmoid form would lose the precision of values near 0."""
     x = torch.linspace(-12, 12, 10001, dtype=torch.float64)
-    torch.testing.assert_close(handwritten._tanh(x), torch.tanh(x), rtol=0, atol=1e-15)
+    torch.testing.assert_close(pytorch_steps.tanh(x), torch.tanh(x), rtol=0, atol=1e-15)
     x32 = x.float()
-    torch.testing.assert_close(handwritten._tanh(x32), torch.tanh(x32), rtol=0, atol=2e-7)
+    torch.testing.assert_close(pytorch_steps.tanh(x32), torch.tanh(x32), rtol=0, atol=2e-7)
     small = torch.tensor([1e-3, -2e-4], dtype=torch.bfloat16)
-    assert torch.equal(handwritten._tanh(small), torch.tanh(small))
+    assert torch.equal(pytorch_steps.tanh(small), torch.tanh(small))

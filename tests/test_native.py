@@ -1,4 +1,4 @@
-"""`gridlstm.nn.backends.native`: the C++ gate op and loops against the PyTorch steps.
+"""`gridlstm.nn.kernels.native`: the C++ gate op and loops against the PyTorch steps.
 
 The reference matrix (tests/test_grid.py) and the hand-written tests (tests/test_handwritten.py)
 run the native path too; here: the op itself (gradcheck, `torch.library.opcheck`, agreement
@@ -18,15 +18,15 @@ import pytest
 import torch
 
 from gridlstm.nn import GridLSTM, dispatch
-from gridlstm.nn.backends import native
-from gridlstm.nn.backends.native import build
 from gridlstm.nn.block import lstm_pointwise
+from gridlstm.nn.kernels import native
+from gridlstm.nn.kernels.native import build
 
 if not build.load():  # the suite's CI builds it; elsewhere say why, visibly
     pytest.skip(f"the native library did not build: {build.build_info()['reason']}",
                 allow_module_level=True)  # fmt: skip
 
-from gridlstm.nn.backends.native import functions  # noqa: E402 - needs the library
+from gridlstm.nn.kernels.native import functions  # noqa: E402 - needs the library
 
 NO_PEEPHOLES = (None, None, None)
 
@@ -233,7 +233,7 @@ def test_parallel_first_uses_build_once_and_the_portable_build_agrees(tmp_path):
     probe, computes what the PyTorch steps compute. About a minute (two compilations)."""
     script = (
         "import torch, sys\n"
-        "from gridlstm.nn.backends.native import build\n"
+        "from gridlstm.nn.kernels.native import build\n"
         "if sys.argv[1] == 'DEFAULT':\n"
         "    torch.backends.cpu.get_cpu_capability = lambda: 'DEFAULT'\n"
         "assert build.load(), build.build_info()\n"
@@ -289,7 +289,7 @@ def test_buffers_still_referenced_are_never_reused(backend):
 
 
 def test_the_build_command_reports_and_fails_when_switched_off(monkeypatch, capsys):
-    from gridlstm.nn.backends.native.__main__ import main
+    from gridlstm.nn.kernels.native.__main__ import main
 
     assert main() == 0
     assert "native CPU steps (" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn import GridLSTM, StackedGRU, StackedLSTM
-from gridlstm.nn.backends import kernel
+from gridlstm.nn.kernels import lstm as kernel
 from gridlstm.nn.precision import kernel_dtype, run_rnn
 
 

@@ -34,7 +34,7 @@ from torch import nn
 from gridlstm.analysis import targets
 from gridlstm.nn import GridLSTM, count_parameters, dispatch, graphs
 from gridlstm.nn.backends import compiled
-from gridlstm.nn.backends.native import build as native_build
+from gridlstm.nn.kernels.native import build as native_build
 from gridlstm.run.arguments import option
 from gridlstm.run.config import ConfigError, check_device, check_writable
 
@@ -67,8 +67,8 @@ def seconds_per_step(
 def steps_context(per_op: bool = False, python: bool = False) -> contextlib.AbstractContextManager:
     """``per_op``: the hyperplane scheduler's per-op steps instead of the hand-written ones
     (``dispatch.without("handwritten", "fused")``); ``python``: the PyTorch steps where the
-    native (CPU) or the fused Triton (GPU) ones would run (`gridlstm.nn.backends.native`,
-    `gridlstm.nn.backends.fused`)."""
+    native (CPU) or the fused Triton (GPU) ones would run (`gridlstm.nn.kernels.native`,
+    `gridlstm.nn.kernels.fused`)."""
     if per_op:
         return dispatch.without("handwritten", "fused")
     if python:

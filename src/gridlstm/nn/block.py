@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn.backends import native
 from gridlstm.nn.checks import check_choice, check_positive
-from gridlstm.nn.gates import lstm_reference
+from gridlstm.nn.kernels import native
+from gridlstm.nn.kernels.gates import lstm_reference
 
 KINDS = ("lstm", "nonlstm")
 OUTPUT_FORMS = ("standard", "paper")
@@ -104,7 +104,7 @@ def lstm_pointwise(
     Shared by `LSTMTransform` and the layer-batched hyperplane scheduler, so the two cannot
     drift apart. ``peep`` = (input, forget, output) peephole vectors, broadcastable to m.
     Without peepholes or coupled gates, on a CPU, with z and m in one dtype, one fused
-    native op computes it (`gridlstm.nn.backends.native`); else `gridlstm.nn.gates`.
+    native op computes it (`gridlstm.nn.kernels.native`); else `gridlstm.nn.kernels.gates`.
     """
     if (
         not coupled
@@ -112,7 +112,7 @@ def lstm_pointwise(
         and z.dtype == m.dtype
         and native.applies(z, "gates")
     ):
-        from gridlstm.nn.backends.native import functions  # needs the built library
+        from gridlstm.nn.kernels.native import functions  # needs the built library
 
         m = m.expand(z.shape[:-1] + m.shape[-1:])
         return functions.lstm_gates(z, m, output_form == "paper")

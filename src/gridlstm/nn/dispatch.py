@@ -2,10 +2,10 @@
 record of what ran and why.
 
 Every backend has a PyTorch reference (the per-op steps, the scan's PyTorch loop, the gate
-arithmetic of `gridlstm.nn.gates`) and may hand its steps to a faster implementation:
+arithmetic of `gridlstm.nn.kernels.gates`) and may hand its steps to a faster implementation:
 
-* ``native``: the C++ steps on a CPU (`gridlstm.nn.backends.native`);
-* ``fused``: the Triton steps on a GPU (`gridlstm.nn.backends.fused`);
+* ``native``: the C++ steps on a CPU (`gridlstm.nn.kernels.native`);
+* ``fused``: the Triton steps on a GPU (`gridlstm.nn.kernels.fused`);
 * ``handwritten``: the hyperplane's PyTorch steps with a hand-written backward.
 
 Each computes the reference's function or steps aside before it runs. ``with reference():``

@@ -40,9 +40,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from gridlstm.nn.backends import compiled, fast, hyperplane, naive, scan
-from gridlstm.nn.backends.kernel import kernel_agrees
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
+from gridlstm.nn.kernels.lstm import kernel_agrees
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "fast", "scan", "hyperplane", "naive")
@@ -488,7 +488,7 @@ class GridLSTM(nn.Module):
     def flatten_parameters(self) -> None:
         """`nn.LSTM.flatten_parameters`'s counterpart, so that code calling it (after
         loading, ``DataParallel`` or ``.to()``) keeps working. Nothing to do: the fast path
-        packs its kernel weights per call (`gridlstm.nn.backends.kernel.kernel_weights`)
+        packs its kernel weights per call (`gridlstm.nn.kernels.lstm.kernel_weights`)
         and the other backends read the parameters as they are."""
 
     def _valid_steps(self, x: Tensor, lengths: Tensor | None) -> Tensor | None:

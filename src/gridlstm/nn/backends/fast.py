@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn.backends.kernel import lstm_kernel
 from gridlstm.nn.block import LSTMTransform
+from gridlstm.nn.kernels.lstm import lstm_kernel
 
 if TYPE_CHECKING:
     from gridlstm.nn.grid import GridLSTM

@@ -19,7 +19,7 @@ priority. Per layer:
 So a forward is L * T small sequential steps of a few ops each, against sum(sizes) + L - 1
 larger but far busier steps for the general hyperplane scheduler. On a CPU, where the
 transforms in the loop are LSTMs without peepholes or coupled gates, the loop runs in C++
-(`native_layer`, `gridlstm.nn.backends.native`); the code here is its reference and fallback.
+(`native_layer`, `gridlstm.nn.kernels.native`); the code here is its reference and fallback.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn.backends import fused, native
 from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
+from gridlstm.nn.kernels import fused, native
 
 Pair = tuple[Tensor, Tensor]
 
@@ -107,7 +107,7 @@ def plain_lstm(transform: nn.Module) -> bool:
 def native_layer(
     block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
-    """`layer` with the time loop in C++ (`gridlstm.nn.backends.native`), or None where it
+    """`layer` with the time loop in C++ (`gridlstm.nn.kernels.native`), or None where it
     does not apply (the PyTorch loop then runs)."""
     time, depth = block.transforms[0], block.transforms[1]
     priority = stage(block, 1) < stage(block, 0)
@@ -115,7 +115,7 @@ def native_layer(
         return None
     if not native.applies(h_depth, "scan recurrence"):
         return None
-    from gridlstm.nn.backends.native import functions  # needs the built library
+    from gridlstm.nn.kernels.native import functions  # needs the built library
 
     d = h_depth.shape[-1]
     w_time, b_time = weights(time)
@@ -139,14 +139,14 @@ def fused_layer(
     block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
     """`layer` with the time recurrence on the fused Triton step (a GPU;
-    `gridlstm.nn.backends.fused.scan`), or None where it does not apply: time priority,
+    `gridlstm.nn.kernels.fused.scan`), or None where it does not apply: time priority,
     sequence lengths, peepholes or coupled gates, or tensors `fused.blocker` refuses."""
     time = block.transforms[0]
     if real is not None or stage(block, 1) < stage(block, 0) or not plain_lstm(time):
         return None
     if h_depth.shape[0] == 0 or fused.blocker(h_depth) is not None:
         return None
-    from gridlstm.nn.backends.fused import scan as fused_scan  # imports Triton
+    from gridlstm.nn.kernels.fused import scan as fused_scan  # imports Triton
 
     d = h_depth.shape[-1]
     w_time, b_time = weights(time)

@@ -5,8 +5,8 @@ hand-written steps (`handwritten`) where they apply, else the per-op steps (`per
 """
 
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack, per_op_steps, step
-from gridlstm.nn.backends.hyperplane.plans import Plan, plan, to_device
 from gridlstm.nn.backends.hyperplane.scheduler import handwritten_blocker, run
+from gridlstm.nn.kernels.plans import Plan, plan, to_device
 
 __all__ = [
     "LayerStack",

@@ -3,9 +3,9 @@ steps one hyperplane at a time.
 
 Every step's static rows (boundary state, projected input, zeros) are gathered in one
 `index_select` per part before the loop. Where every transform is a standard LSTM, all steps
-go to `gridlstm.nn.backends.hyperplane.handwritten` (one autograd Function with a
+go to `gridlstm.nn.kernels.handwritten` (one autograd Function with a
 hand-written backward; same plan, same function); `handwritten_blocker` names why not. On a
-GPU the fused Triton step (`gridlstm.nn.backends.fused`, one launch per group and step) takes
+GPU the fused Triton step (`gridlstm.nn.kernels.fused`, one launch per group and step) takes
 them instead, and the paper output form as well, where `fused.blocker` allows.
 """
 
@@ -16,16 +16,21 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from gridlstm.nn.backends import fused
-from gridlstm.nn.backends.hyperplane import handwritten, per_op
+from gridlstm.nn.backends.hyperplane import per_op
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack
-from gridlstm.nn.backends.hyperplane.plans import Plan
 from gridlstm.nn.dispatch import note, switched_off
+from gridlstm.nn.kernels import fused, handwritten, plans
+from gridlstm.nn.kernels.plans import Plan
 
 
 def _rows_first(t: Tensor) -> Tensor:
     """(B, *index dims, d) -> (prod(index dims), B, d)."""
     return t.movedim(0, -2).reshape(-1, t.shape[0], t.shape[-1])
+
+def paper_forms(stack: LayerStack) -> tuple[bool, ...]:
+    """Per transform group: whether it uses the paper output form h = tanh(o m')."""
+    return tuple(entry[4][2] == "paper" for entry in stack.groups.values())
+
 
 def handwritten_blocker(
     stack: LayerStack,
@@ -107,9 +112,9 @@ def run(
         tops = [plan.top_rows[dim] for dim in output_dims]
         none = tops[0].new_empty(0)  # a 1-LSTM (K = 0) has no far-end cells
         picks = (torch.cat([*tops, *plan.last_rows]), torch.cat([none, *plan.last_rows]))
-        layout = handwritten.layout(plan, stack)
+        layout = plans.layout(plan, stack.layers, list(stack.groups))
         if use_fused:
-            rows = fused.run(layout, plan, static, params, picks, fused.paper_forms(stack), p)
+            rows = fused.run(layout, plan, static, params, picks, paper_forms(stack), p)
         else:
             rows = handwritten.run(layout, static, params, picks, p)
         h_rows, m_rows = rows.split([len(picks[0]), len(picks[1])])

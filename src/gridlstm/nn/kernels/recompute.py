@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from gridlstm.nn import dispatch
-from gridlstm.nn.gates import lstm_reference
+from gridlstm.nn.kernels.gates import lstm_reference
 
 if TYPE_CHECKING:
-    from gridlstm.nn.backends.hyperplane.handwritten import Layout
+    from gridlstm.nn.kernels.plans import Layout
 
 
 def differentiable_backward(
@@ -92,7 +92,7 @@ def hyperplane_reference(
 ) -> Tensor:
     """Every hyperplane step in recorded PyTorch ops with the forward's dropout ``noises``:
     the outputs (2, rows_out, B, d), or the rows ``picks`` (of h, then of m)."""
-    from gridlstm.nn.backends.hyperplane.handwritten import steps_forward
+    from gridlstm.nn.kernels.pytorch_steps import steps_forward
 
     forms = forms or ("standard",) * len(layout.transforms)
     out = steps_forward(layout, static.dtype, dropout, static, params, False, noises, forms)[0]

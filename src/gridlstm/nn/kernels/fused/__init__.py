@@ -2,7 +2,7 @@
 hyperplane step (gather, GEMM and LSTM arithmetic together) instead of the ~10 launches of
 the hand-written PyTorch step, which left the GPU launch-bound (docs/benchmarks.md). The
 scan's time recurrence (depth or no priority) uses the same kernels, one launch per time
-step (`gridlstm.nn.backends.fused.scan`).
+step (`gridlstm.nn.kernels.fused.scan`).
 
 It sits behind the PyTorch steps, which stay the reference and the fallback: the scheduler
 (`gridlstm.nn.backends.hyperplane.scheduler`) takes it for CUDA tensors in float32, bfloat16
@@ -30,9 +30,7 @@ from torch import Tensor
 from gridlstm.nn import dispatch
 
 if TYPE_CHECKING:
-    from gridlstm.nn.backends.hyperplane.handwritten import Layout
-    from gridlstm.nn.backends.hyperplane.per_op import LayerStack
-    from gridlstm.nn.backends.hyperplane.plans import Plan
+    from gridlstm.nn.kernels.plans import Layout, Plan
 
 ENV_SWITCH = "GRIDLSTM_TRITON"  # 0 / false / off / no: never use the fused step
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -45,7 +43,7 @@ interpreting = dispatch.interpreting
 def pytorch_steps() -> contextlib.AbstractContextManager[None]:
     """Deprecated: ``gridlstm.nn.dispatch.without("fused")`` (or ``dispatch.reference()``)."""
     warnings.warn(
-        "gridlstm.nn.backends.fused.pytorch_steps() is deprecated: use "
+        "gridlstm.nn.kernels.fused.pytorch_steps() is deprecated: use "
         "gridlstm.nn.dispatch.without('fused') or gridlstm.nn.dispatch.reference()",
         DeprecationWarning,
         stacklevel=2,
@@ -68,7 +66,7 @@ def blocker(t: Tensor) -> str | None:
     """Why the fused kernels do not apply to tensors like ``t`` (device, dtype, autocast,
     switched off, torch.compile or torch.func in use, Triton missing, failed probe); None if
     they do. The options are checked by
-    the caller: `gridlstm.nn.backends.hyperplane.handwritten_blocker` for the hyperplane
+    the caller: `gridlstm.nn.kernels.handwritten_blocker` for the hyperplane
     step, `gridlstm.nn.backends.scan.fused_layer` for the scan's recurrence."""
     reason = _blocker(t)
     dispatch.note("fused step", "fused", reason)
@@ -92,11 +90,6 @@ def _blocker(t: Tensor) -> str | None:
     return reason
 
 
-def paper_forms(stack: LayerStack) -> tuple[bool, ...]:
-    """Per transform group: whether it uses the paper output form h = tanh(o m')."""
-    return tuple(entry[4][2] == "paper" for entry in stack.groups.values())
-
-
 def run(
     layout: Layout,
     plan: Plan,
@@ -106,8 +99,8 @@ def run(
     paper: tuple[bool, ...],
     dropout: float = 0.0,
 ) -> Tensor:
-    """`gridlstm.nn.backends.hyperplane.handwritten.run`'s result through the fused step."""
-    from gridlstm.nn.backends.fused.steps import FusedSteps, sources
+    """`gridlstm.nn.kernels.handwritten.run`'s result through the fused step."""
+    from gridlstm.nn.kernels.fused.steps import FusedSteps, sources
 
     if plan.fused is None:
         plan.fused = sources(layout, static.device)
@@ -152,36 +145,61 @@ def probe_tolerance(dtype: torch.dtype, precision: str) -> float:
     return {"highest": 1e-4, "high": 5e-3}.get(precision, 3e-2)
 
 
-# The probe's networks: the hyperplane step tied and untied (3-LSTM), the scan's recurrence
-# (2-LSTM, paper output form).
+# The probe's cases: the hyperplane step of a 3-LSTM with per-layer weights (two transform
+# groups: the grid dimensions, then depth by priority) and with one block for all layers, in
+# the paper output form; the scan's recurrence in both forms.
 PROBES = (
-    {"grid_dims": 2, "tied": True, "backend": "hyperplane"},
-    {"grid_dims": 2, "tied": False, "backend": "hyperplane"},
-    {"grid_dims": 1, "output_form": "paper", "backend": "scan"},
+    {"kind": "steps", "layers": 2, "batched": True, "paper": False},
+    {"kind": "steps", "layers": 2, "batched": False, "paper": True},
+    {"kind": "recurrence", "paper": True},
+    {"kind": "recurrence", "paper": False},
 )
 
 
 def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: float) -> bool:
-    """A tiny network's output and gradients, fused against the PyTorch steps."""
-    from gridlstm.nn.grid import GridLSTM
+    """Outputs and gradients of the fused Functions against the PyTorch steps on random
+    weights and states, at the kernel level (no network is built)."""
+    from gridlstm.nn.kernels import plans, recompute
+    from gridlstm.nn.kernels.fused.scan import FusedRecurrence
+    from gridlstm.nn.kernels.fused.steps import FusedSteps, sources
+    from gridlstm.nn.kernels.pytorch_steps import steps_forward
 
     generator = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        net = GridLSTM(3, 4, num_layers=2, batch_first=True, **case)
-    net = net.to(device, dtype)
-    shape = (2, 3, 2, 3) if case["grid_dims"] == 2 else (2, 4, 3)
-    x = (torch.rand(*shape, generator=generator) - 0.5).to(device, dtype)
+
+    def rand(*shape: int) -> Tensor:
+        values = torch.rand(*shape, generator=generator) - 0.5
+        return values.to(device, dtype).requires_grad_()
+
+    d, batch = 4, 2
+    if case["kind"] == "recurrence":
+        inputs = (rand(3, batch, 4 * d), rand(batch, d), rand(batch, d), rand(d, 4 * d))
+        got = FusedRecurrence.apply(case["paper"], interpreting(), *inputs)
+        expected = recompute.recurrence_reference(*inputs, None, case["paper"])
+    else:
+        layers = case["layers"] if case["batched"] else 1
+        plan = plans.to_device(plans.plan([3, 2], case["layers"], case["batched"], [2], False),
+                               device)  # fmt: skip
+        layout = plans.layout(plan, layers, [(0, 1), (2,)])
+        weights = [rand(layers, 3 * d, len(g.dims) * 4 * d) for g in layout.transforms]
+        biases = [rand(layers, 1, len(g.dims) * 4 * d) for g in layout.transforms]
+        static = rand(2, layout.static_rows, batch, d)
+        paper = (case["paper"],) * len(layout.transforms)
+        forms = tuple("paper" if p else "standard" for p in paper)
+        params = (static, *weights, *biases)
+        got = (FusedSteps.apply(layout, sources(layout, device), paper, interpreting(), 0.0,
+                                *params),)  # fmt: skip
+        expected = (steps_forward(layout, dtype, 0.0, static, (*weights, *biases), False, None,
+                                  forms)[0],)  # fmt: skip
+        inputs = params
     results = []
-    for context in (contextlib.nullcontext(), dispatch.without("fused")):
-        with context:
-            out, _ = net(x)
-            grads = torch.autograd.grad(out.float().square().sum(), list(net.parameters()))
-        results.append([out, *grads])
+    for outputs in (got, expected):
+        loss = sum(o.float().square().sum() for o in outputs)
+        results.append([*outputs, *torch.autograd.grad(loss, inputs)])
     return all(
         torch.allclose(a.float(), b.float(), atol=tolerance, rtol=tolerance)
         for a, b in zip(*results, strict=True)
     )
 
 
-__all__ = ["ENV_SWITCH", "blocker", "interpreted", "interpreting", "missing", "paper_forms",
-           "probe", "probe_tolerance", "pytorch_steps", "run"]  # fmt: skip
+__all__ = ["ENV_SWITCH", "blocker", "interpreted", "interpreting", "missing", "probe",
+           "probe_tolerance", "pytorch_steps", "run"]  # fmt: skip

@@ -10,7 +10,7 @@ of the gate arithmetic over memory (docs/benchmarks.md).
 
 Applies to blocks whose every transform is a standard LSTM (output form ``standard``, no
 peepholes, no coupled gates), with or without biases, priority and dropout between layers,
-tied or per-layer weights. `gridlstm.nn.backends.hyperplane.handwritten_blocker` names what it does
+tied or per-layer weights. `gridlstm.nn.kernels.handwritten_blocker` names what it does
 not cover; the scheduler then runs the per-op steps. The two compute the same function
 (tests/test_handwritten.py: against the per-op steps, the float64 reference and
 `torch.autograd.gradcheck`).
@@ -25,71 +25,12 @@ priority dimension from H with the new hidden vectors of every dimension compute
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
-from gridlstm.nn.backends import native
-from gridlstm.nn.gates import lstm_reference
-
-if TYPE_CHECKING:
-    from gridlstm.nn.backends.hyperplane.per_op import LayerStack
-    from gridlstm.nn.backends.hyperplane.plans import Plan
-
-
-@dataclass(frozen=True)
-class Group:
-    """Dimensions a block computes from one H, as a slice when contiguous (cheap views)."""
-
-    dims: tuple[int, ...]
-
-    @property
-    def index(self) -> slice | list[int]:
-        first, last = self.dims[0], self.dims[-1]
-        if list(self.dims) == list(range(first, last + 1)):
-            return slice(first, last + 1)
-        return list(self.dims)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What the Function needs of a plan besides the tensors
-    (`gridlstm.nn.backends.hyperplane.Plan`)."""
-
-    dims: int  # D: grid dimensions + depth
-    groups: int  # row groups with their own weights (layers if per-layer, else 1)
-    slots: tuple[int, ...]  # R per step
-    starts: tuple[int, ...]  # first output row of each step, then the total
-    static_rows: int
-    index_h: tuple[Tensor, ...]  # per step: dimension-major picks of [all outputs; static]
-    index_m: tuple[Tensor, ...]
-    transforms: tuple[Group, ...]
-
-
-def _tanh(x: Tensor) -> Tensor:
-    """tanh(x), on a CPU in float32/64 as 2 sigmoid(2x) - 1: there torch's vectorised tanh
-    measured 8x slower than its sigmoid (65 against 8 us on 57k floats), and this form costs
-    two cheap passes. Not in 16-bit types, where near 0 it would keep only the absolute
-    precision of numbers near 1."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return torch.tanh(x)
-    if torch.is_grad_enabled() and x.requires_grad:  # recorded (double backward): no in-place
-        return torch.sigmoid(x * 2.0) * 2.0 - 1.0
-    return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-
-
-def _lstm(z: Tensor, m: Tensor, shape: tuple[int, ...]) -> tuple[Tensor, ...]:
-    """Standard LSTM arithmetic on z (groups, r * B, n * 4d) viewed per dimension and gate as
-    (n, 4, groups, r, B, d); m (n, groups, r, B, d). Returns h', m' and what backward needs."""
-    groups, r, batch, n, d = shape
-    gates = z.view(groups, r, batch, n, 4, d).permute(3, 4, 0, 1, 2, 5)
-    sig = torch.sigmoid(gates)  # i, f, o used; the g slot is unused
-    g = _tanh(gates[:, 2])
-    m_new = torch.addcmul(sig[:, 1] * m, sig[:, 0], g)
-    tanh_m = _tanh(m_new)
-    return sig[:, 3] * tanh_m, m_new, sig, g, tanh_m
+from gridlstm.nn.kernels import native
+from gridlstm.nn.kernels.plans import Layout
+from gridlstm.nn.kernels.pytorch_steps import steps_forward
 
 
 def _lstm_backward(
@@ -112,94 +53,6 @@ def _lstm_backward(
     return dz, dm * f
 
 
-def _depth_mask(layout: Layout, s: int, noise: Tensor) -> Tensor:
-    """Step ``s``'s dropout factors on its gathered depth h, (groups, r, B, d): ``noise``
-    (R_{s-1}, B, d) at the rows gathered from step s - 1's depth outputs, 1 where the depth
-    input is the network's input (layer 0, a static row)."""
-    D, G, R = layout.dims, layout.groups, layout.slots[s]
-    picks = layout.index_h[s][(D - 1) * R :]
-    first = layout.starts[s - 1] + (D - 1) * layout.slots[s - 1]  # step s-1's depth h rows
-    from_previous = picks < layout.starts[-1]
-    rows = torch.where(from_previous, picks - first, 0)
-    mask = torch.where(from_previous[:, None, None], noise.index_select(0, rows), 1.0)
-    return mask.view(G, R // G, *noise.shape[1:])
-
-
-def steps_forward(
-    layout: Layout,
-    gemm_dtype: torch.dtype,
-    dropout: float,
-    static: Tensor,
-    params: tuple,
-    keep: bool,
-    noises: list[Tensor] | None = None,
-    forms: tuple[str, ...] | None = None,
-) -> tuple[Tensor, list, list, list]:
-    """Every step of a plan in PyTorch: (outputs (2, rows_out, B, d), per step and group
-    what the hand-written backward reads (if ``keep``), dropout masks (if ``keep``), the
-    dropout noise per step). ``noises`` given (one per step but the last): that noise
-    instead of new draws. ``forms`` given (an output form per transform group): the gate
-    arithmetic of `gridlstm.nn.gates` in those forms instead of the hand-written one (the
-    double backward's reference, also for the fused step's paper form). Under autograd it is
-    an ordinary recorded computation."""
-    D, G = layout.dims, layout.groups
-    batch, d = static.shape[2], static.shape[3]
-    weights, biases = params[: len(layout.transforms)], params[len(layout.transforms) :]
-    cast = gemm_dtype != static.dtype  # autocast: GEMMs in its dtype, the rest not
-    gemm_weights = [w.to(gemm_dtype) for w in weights]
-    total = layout.starts[-1]
-    buffer = static.new_empty(2, total + static.shape[1], batch, d)
-    buffer[:, total:] = static
-    saved, masks, drawn, noise = [], [], [], None
-    for s, R in enumerate(layout.slots):
-        r, at = R // G, slice(layout.starts[s], layout.starts[s + 1])
-        h_in = buffer[0].index_select(0, layout.index_h[s]).view(D, G, r, batch, d)
-        m_in = buffer[1].index_select(0, layout.index_m[s]).view(D, G, r, batch, d)
-        if noise is not None:  # dropout on the depth h that layers pass up
-            mask = _depth_mask(layout, s, noise)
-            h_in[D - 1] *= mask
-            masks.append(mask if keep else None)
-        h_out, m_out = (
-            buffer[0, at].view(D, G, r, batch, d),
-            buffer[1, at].view(D, G, r, batch, d),
-        )
-        H = h_in.permute(1, 2, 3, 0, 4).reshape(G, r * batch, D * d)
-        per_group = []
-        for number, group in enumerate(layout.transforms):
-            w, b = gemm_weights[number], biases[number]
-            H_gemm = H.to(gemm_dtype)
-            if cast:
-                z = torch.bmm(H_gemm, w).to(static.dtype)
-                z = z if b is None else z + b
-            else:
-                z = torch.bmm(H, w) if b is None else torch.baddbmm(b, H, w)
-            m = m_in[group.index]
-            n = len(group.dims)
-            if forms is None:
-                h_new, m_new, sig, g, tanh_m = _lstm(z, m, (G, r, batch, n, d))
-            else:
-                gates = z.view(G, r, batch, n, 4 * d).permute(3, 0, 1, 2, 4)
-                h_new, m_new = lstm_reference(gates, m, (None,) * 3, False, forms[number])
-            h_out[group.index] = h_new
-            m_out[group.index] = m_new
-            if keep and forms is None:
-                per_group.append((H_gemm, m, sig, g, tanh_m))
-            if number + 1 < len(layout.transforms):  # later groups read the new h
-                H = H.view(G, r, batch, D, d).clone()
-                H[:, :, :, group.index] = h_new.permute(1, 2, 3, 0, 4)
-                H = H.view(G, r * batch, D * d)
-        saved.append(per_group)
-        if dropout > 0 and s + 1 < len(layout.slots):
-            if noises:
-                noise = noises[s]
-            else:
-                # Drawn as nn.Dropout draws for the per-op steps' outputs of this step (same
-                # shape and order), so on a CPU both paths drop the same units for a seed.
-                noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
-            drawn.append(noise)
-    return buffer[:, :total], saved, masks, drawn
-
-
 class HyperplaneSteps(torch.autograd.Function):
     """All steps of a plan: (static, weights..., biases...) -> every step's (h, m).
 
@@ -210,7 +63,7 @@ class HyperplaneSteps(torch.autograd.Function):
     (`Layout.index_*`) are global rows of it and the backward routes gradients with one
     `index_add_` per part into one gradient buffer of the same layout. Weights
     (groups, D * d, n * 4d) and biases (groups, 1, n * 4d) or None, one per transform
-    group, stacked and transposed as `gridlstm.nn.backends.hyperplane.LayerStack` does.
+    group, stacked and transposed as the hyperplane backend's ``LayerStack`` does.
     """
 
     @staticmethod
@@ -270,7 +123,7 @@ class HyperplaneSteps(torch.autograd.Function):
     def _double_backward(ctx, grad: Tensor) -> tuple:
         """The backward as a graph (create_graph=True): the forward again in recorded
         PyTorch ops, with the forward's dropout noise, differentiated."""
-        from gridlstm.nn.backends.recompute import differentiable_backward
+        from gridlstm.nn.kernels.recompute import differentiable_backward
 
         tensors = list(ctx.saved_tensors)
         count = len(ctx.layout.transforms)
@@ -353,7 +206,7 @@ def run(
     back to back, (len(picks[0]) + len(picks[1]), B, d). Under autocast the GEMMs run in its
     dtype and the LSTM arithmetic, the state and the outputs stay in the input's floating type
     (more precise than the per-op steps, whose gates autocast leaves in the GEMMs' dtype).
-    Without autocast, on a CPU, the native loop runs instead (`gridlstm.nn.backends.native`;
+    Without autocast, on a CPU, the native loop runs instead (`gridlstm.nn.kernels.native`;
     same function)."""
     device = static.device.type
     gemm_dtype = static.dtype
@@ -362,61 +215,8 @@ def run(
     if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
         gemm_dtype = torch.get_autocast_dtype(device)
     if gemm_dtype == static.dtype and native.applies(static, "hyperplane step"):
-        from gridlstm.nn.backends.native import functions  # needs the built library
+        from gridlstm.nn.kernels.native import functions  # needs the built library
 
         return functions.hyperplane_steps(layout, static, params, dropout, picks)
     out = HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
-
-
-def layout(plan: Plan, stack: LayerStack) -> Layout:
-    """The plan as `handwritten` reads it (built once per plan; the groups are the
-    network's, which does not change)."""
-    if plan.layout is None:
-        steps = plan.steps
-        D = len(steps[0].index["h"]) // steps[0].slots
-        starts = [0]
-        for step in steps:
-            starts.append(starts[-1] + D * step.slots)
-        static_at = [starts[-1]]
-        for step in steps:
-            static_at.append(static_at[-1] + len(step.static["h"]))
-        index: dict[str, list[Tensor]] = {"h": [], "m": []}
-        for number, step in enumerate(steps):
-            previous = D * steps[number - 1].slots if number else 0
-            for part, picks in step.index.items():  # rows of [previous outputs; static rows]
-                shift = torch.where(
-                    picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
-                )
-                index[part].append(picks + shift)
-        plan.layout = check_layout(Layout(
-            dims=D,
-            groups=stack.layers,
-            slots=tuple(step.slots for step in steps),
-            starts=tuple(starts),
-            static_rows=static_at[-1] - starts[-1],
-            index_h=tuple(index["h"]),
-            index_m=tuple(index["m"]),
-            transforms=tuple(Group(dims) for dims in stack.groups),
-        ))  # fmt: skip
-    return plan.layout
-
-
-def check_layout(layout: Layout) -> Layout:
-    """Every step's gather indices in range and of the right count, checked once per layout:
-    the native loop reads rows at these indices without bounds checks."""
-    rows = layout.starts[-1] + layout.static_rows
-    if len(layout.starts) != len(layout.slots) + 1:
-        raise ValueError("hyperplane layout: starts must hold one entry per step, then the total")
-    for s, R in enumerate(layout.slots):
-        for part, index in (("h", layout.index_h[s]), ("m", layout.index_m[s])):
-            if index.dtype != torch.int64 or index.numel() != layout.dims * R:
-                raise ValueError(
-                    f"hyperplane layout: step {s}'s {part} indices must be {layout.dims * R} "
-                    f"int64 rows, got {index.numel()} {index.dtype}"
-                )
-            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= rows):
-                raise ValueError(
-                    f"hyperplane layout: step {s}'s {part} indices leave the buffer's {rows} rows"
-                )
-    return layout

@@ -1,5 +1,5 @@
 """All hyperplane steps of a plan with the fused Triton step (`kernels`): the same function
-and layout as `gridlstm.nn.backends.hyperplane.handwritten.HyperplaneSteps`, one kernel
+and layout as `gridlstm.nn.kernels.handwritten.HyperplaneSteps`, one kernel
 launch per transform group and step in the forward.
 
 A block computes its transforms in groups (the non-priority dimensions from one H, then
@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from gridlstm.nn.backends import recompute
-from gridlstm.nn.backends.fused import kernels
-from gridlstm.nn.backends.hyperplane.handwritten import Layout, _depth_mask
+from gridlstm.nn.kernels import recompute
+from gridlstm.nn.kernels.fused import kernels
+from gridlstm.nn.kernels.plans import Layout, depth_mask
 
 BLOCK_M, BLOCK_D, BLOCK_K = 32, 32, 32
 
@@ -101,7 +101,7 @@ class FusedSteps(torch.autograd.Function):
             M = r * batch
             mask = None
             if noise is not None:  # as the hand-written steps draw and apply it
-                mask = _depth_mask(layout, s, noise).contiguous()
+                mask = depth_mask(layout, s, noise).contiguous()
                 masks.append(mask)
             for number in range(count):
                 w, b = weights[number], biases[number]

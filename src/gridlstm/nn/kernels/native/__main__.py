@@ -1,4 +1,4 @@
-"""``python -m gridlstm.nn.backends.native``: build (or load from the cache) the native CPU
+"""``python -m gridlstm.nn.kernels.native``: build (or load from the cache) the native CPU
 steps now and say what happened; exit status 1 if they are not available. CI runs it before
 the tests, so that the build time shows on its own line."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from gridlstm.nn.backends.native import build
+from gridlstm.nn.kernels.native import build
 
 
 def main() -> int:

@@ -18,13 +18,13 @@ import torch
 from torch import Tensor
 
 from gridlstm.nn import dispatch
-from gridlstm.nn.backends.native import build
+from gridlstm.nn.kernels.native import build
 
 
 def python_steps() -> contextlib.AbstractContextManager[None]:
     """Deprecated: ``gridlstm.nn.dispatch.without("native")`` (or ``dispatch.reference()``)."""
     warnings.warn(
-        "gridlstm.nn.backends.native.python_steps() is deprecated: use "
+        "gridlstm.nn.kernels.native.python_steps() is deprecated: use "
         "gridlstm.nn.dispatch.without('native') or gridlstm.nn.dispatch.reference()",
         DeprecationWarning,
         stacklevel=2,

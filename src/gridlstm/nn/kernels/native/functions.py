@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from gridlstm.nn.backends import recompute
-from gridlstm.nn.backends.native import build
-from gridlstm.nn.gates import lstm_reference
+from gridlstm.nn.kernels import recompute
+from gridlstm.nn.kernels.gates import lstm_reference
+from gridlstm.nn.kernels.native import build
 
 if TYPE_CHECKING:
-    from gridlstm.nn.backends.hyperplane.handwritten import Layout
+    from gridlstm.nn.kernels.plans import Layout
 
 if not build.load():
     raise ImportError(f"the native library is not available: {build.build_info()['reason']}")
@@ -84,7 +84,7 @@ torch.library.register_autograd(
 
 
 def lstm_gates(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor]:
-    """`gridlstm.nn.gates.lstm_reference` without peepholes or coupled gates, fused:
+    """`gridlstm.nn.kernels.gates.lstm_reference` without peepholes or coupled gates, fused:
     z (..., 4d) pre-activations and m (..., d) in one dtype, float32 or float64."""
     d = m.shape[-1]
     h, m_new, _ = ops.lstm_gates(z.reshape(-1, 4 * d), m.reshape(1, -1, d), paper)
@@ -100,7 +100,7 @@ def _flat_groups(layout: Layout) -> tuple[list[int], list[int]]:
 
 
 class NativeHyperplaneSteps(torch.autograd.Function):
-    """`gridlstm.nn.backends.hyperplane.handwritten.HyperplaneSteps` with its loop in C++:
+    """`gridlstm.nn.kernels.handwritten.HyperplaneSteps` with its loop in C++:
     same arguments (without the GEMM dtype: no autocast here), same result."""
 
     @staticmethod

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from gridlstm.nn.backends import recompute
-from gridlstm.nn.backends.fused import kernels
-from gridlstm.nn.backends.fused.steps import BLOCK_D, BLOCK_K, BLOCK_M, _precision, triton_cdiv
+from gridlstm.nn.kernels import recompute
+from gridlstm.nn.kernels.fused import kernels
+from gridlstm.nn.kernels.fused.steps import BLOCK_D, BLOCK_K, BLOCK_M, _precision, triton_cdiv
 
 
 class FusedRecurrence(torch.autograd.Function):

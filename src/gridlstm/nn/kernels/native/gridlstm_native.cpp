@@ -1,4 +1,4 @@
-// Native CPU steps for GridLSTM (gridlstm.nn.backends.native loads this file).
+// Native CPU steps for GridLSTM (gridlstm.nn.kernels.native loads this file).
 //
 // Three things, each the fused counterpart of a Python path that stays the reference:
 //  * lstm_gates / lstm_gates_backward: the LSTM arithmetic after the gate GEMM in one pass

@@ -1,4 +1,4 @@
-"""Triton source of the fused hyperplane step (`gridlstm.nn.backends.fused`).
+"""Triton source of the fused hyperplane step (`gridlstm.nn.kernels.fused`).
 
 Two kernels per transform group and step, no other launch in the forward:
 
@@ -12,7 +12,7 @@ Two kernels per transform group and step, no other launch in the forward:
   recomputed, cheaper than storing them), giving dz and the memory gradient that flows on.
 
 The GEMMs of the backward (dH = dz W^T per step, dW = H^T dz once over all steps) are cuBLAS
-calls in `gridlstm.nn.backends.fused.steps`.
+calls in `gridlstm.nn.kernels.fused.steps`.
 
 Kernels are plain functions here and compiled by `build` at first use: ``interpret=True``
 wraps them in Triton's interpreter, which runs them on CPU tensors (how the tests check them

@@ -7,6 +7,9 @@ of prod(sizes) * L. A plan holds, per step, the index tensors that gather every 
 incoming vectors (one `index_select` per part, h and m, for all dimensions at once) from the
 previous hyperplane's outputs and the static pools (boundary state, projected input, zeros).
 It is built once per grid shape; `gridlstm.nn.backends.hyperplane.scheduler` executes it.
+
+`Layout` is a plan as the step implementations read it (`layout` builds it once per plan):
+the hand-written PyTorch steps, the native loop and the fused Triton step share it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,38 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from gridlstm.nn.backends.fused.steps import Sources
-    from gridlstm.nn.backends.hyperplane.handwritten import Layout
+    from gridlstm.nn.kernels.fused.steps import Sources
+
+
+@dataclass(frozen=True)
+class Group:
+    """Dimensions a block computes from one H, as a slice when contiguous (cheap views)."""
+
+    dims: tuple[int, ...]
+
+    @property
+    def index(self) -> slice | list[int]:
+        first, last = self.dims[0], self.dims[-1]
+        if list(self.dims) == list(range(first, last + 1)):
+            return slice(first, last + 1)
+        return list(self.dims)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the Function needs of a plan besides the tensors
+    (`gridlstm.nn.backends.hyperplane.Plan`)."""
+
+    dims: int  # D: grid dimensions + depth
+    groups: int  # row groups with their own weights (layers if per-layer, else 1)
+    slots: tuple[int, ...]  # R per step
+    starts: tuple[int, ...]  # first output row of each step, then the total
+    static_rows: int
+    index_h: tuple[Tensor, ...]  # per step: dimension-major picks of [all outputs; static]
+    index_m: tuple[Tensor, ...]
+    transforms: tuple[Group, ...]
+
+
 
 
 @dataclass
@@ -229,3 +262,70 @@ def to_device(plan: Plan, device: torch.device) -> Plan:
             )
         )
     return Plan(moved, [move(t) for t in plan.top_rows], [move(t) for t in plan.last_rows])
+
+
+def depth_mask(layout: Layout, s: int, noise: Tensor) -> Tensor:
+    """Step ``s``'s dropout factors on its gathered depth h, (groups, r, B, d): ``noise``
+    (R_{s-1}, B, d) at the rows gathered from step s - 1's depth outputs, 1 where the depth
+    input is the network's input (layer 0, a static row)."""
+    D, G, R = layout.dims, layout.groups, layout.slots[s]
+    picks = layout.index_h[s][(D - 1) * R :]
+    first = layout.starts[s - 1] + (D - 1) * layout.slots[s - 1]  # step s-1's depth h rows
+    from_previous = picks < layout.starts[-1]
+    rows = torch.where(from_previous, picks - first, 0)
+    mask = torch.where(from_previous[:, None, None], noise.index_select(0, rows), 1.0)
+    return mask.view(G, R // G, *noise.shape[1:])
+
+
+def layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Layout:
+    """The plan as the steps read it, for ``layers`` row groups with their own weights (1
+    when the layers share a block) and the transform groups' dimensions (built once per
+    plan; the groups are the network's, which does not change)."""
+    if plan.layout is None:
+        steps = plan.steps
+        D = len(steps[0].index["h"]) // steps[0].slots
+        starts = [0]
+        for step in steps:
+            starts.append(starts[-1] + D * step.slots)
+        static_at = [starts[-1]]
+        for step in steps:
+            static_at.append(static_at[-1] + len(step.static["h"]))
+        index: dict[str, list[Tensor]] = {"h": [], "m": []}
+        for number, step in enumerate(steps):
+            previous = D * steps[number - 1].slots if number else 0
+            for part, picks in step.index.items():  # rows of [previous outputs; static rows]
+                shift = torch.where(
+                    picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
+                )
+                index[part].append(picks + shift)
+        plan.layout = check_layout(Layout(
+            dims=D,
+            groups=layers,
+            slots=tuple(step.slots for step in steps),
+            starts=tuple(starts),
+            static_rows=static_at[-1] - starts[-1],
+            index_h=tuple(index["h"]),
+            index_m=tuple(index["m"]),
+            transforms=tuple(Group(dims) for dims in groups),
+        ))  # fmt: skip
+    return plan.layout
+
+
+def check_layout(layout: Layout) -> Layout:
+    """Every step's gather indices in range and of the right count, checked once per layout:
+    the native loop reads rows at these indices without bounds checks."""
+    rows = layout.starts[-1] + layout.static_rows
+    if len(layout.starts) != len(layout.slots) + 1:
+        raise ValueError("hyperplane layout: starts must hold one entry per step, then the total")
+    for s, R in enumerate(layout.slots):
+        for part, index in (("h", layout.index_h[s]), ("m", layout.index_m[s])):
+            if index.dtype != torch.int64 or index.numel() != layout.dims * R:
+                raise ValueError(
+                    f"hyperplane layout: step {s}'s {part} indices must be {layout.dims * R} "
+                    f"int64 rows, got {index.numel()} {index.dtype}"
+                )
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= rows):
+                raise ValueError(
+                    f"hyperplane layout: step {s}'s {part} indices leave the buffer's {rows} rows"
+                )
+    return layout
