@@ -41,14 +41,17 @@ def test_cuda_graphs_are_left_out_without_grad():
     with torch.no_grad():
         assert compiled.mode_now("reduce-overhead") == "default"
         assert compiled.mode_now("max-autotune") == "max-autotune"
-        assert compiled.hyperplane_step("reduce-overhead") is compiled.hyperplane_step("default")
+        assert compiled.compiled_step(hyperplane.step, "reduce-overhead") is compiled.compiled_step(
+            hyperplane.step, "default"
+        )
     assert compiled.mode_now(None) is None
 
 
 def test_eager_networks_use_the_plain_step_functions():
-    assert compiled.scan_steps(None) is scan.STEPS
-    assert compiled.hyperplane_step(None) is hyperplane.step
-    assert compiled.hyperplane_step("default") is compiled.hyperplane_step("default")
+    assert compiled.compiled_steps(scan.STEPS, None) is scan.STEPS
+    assert compiled.compiled_step(hyperplane.step, None) is hyperplane.step
+    one = compiled.compiled_step(hyperplane.step, "default")
+    assert one is compiled.compiled_step(hyperplane.step, "default")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """The package's layout as docs/index.md states it: imports run one way (nn -> data -> tasks
--> run -> analysis -> commands), no import cycles, the pure-PyTorch layer free of Lightning and
-Hydra, the package root only packages and entry points, and long files say why."""
+-> run -> analysis -> commands), and inside `gridlstm.nn` from the kernels up (docs/model.md
+section 2.4); no import cycles, counting function-local and TYPE_CHECKING imports; the
+pure-PyTorch layer free of Lightning and Hydra, the package root only packages and entry
+points, and long files say why."""
 
 from __future__ import annotations
 
@@ -19,6 +21,17 @@ PACKAGE = SRC / "gridlstm"
 LAYERS = ["nn", "data", "tasks", "run", "analysis"]
 COMMANDS = {"train", "evaluate", "sample", "translate", "tables", "bench", "queue"}
 LONG = 400  # lines; a longer module states why in its docstring ("Longer than 400 lines")
+# Inside gridlstm.nn, lowest first: a module may import its own part and those before it.
+# The kernels import nothing above them (no block, backend or network); the backends reach
+# the network only through `gridlstm.nn.backends.base`.
+NN_PARTS = [
+    ("base", ("gridlstm.nn.dispatch", "gridlstm.nn.checks", "gridlstm.nn.precision")),
+    ("kernels", ("gridlstm.nn.kernels",)),
+    ("block", ("gridlstm.nn.block",)),
+    ("backends", ("gridlstm.nn.backends",)),
+    ("network", ("gridlstm.nn.grid", "gridlstm.nn.grid2d", "gridlstm.nn.graphs")),
+    ("models", ("gridlstm.nn.models", "gridlstm.nn.sizing")),
+]
 
 
 def module_name(path: Path) -> str:
@@ -37,14 +50,17 @@ def is_type_checking(node: ast.If) -> bool:
     )
 
 
-def imports(path: Path, known: set[str], top_level_only: bool) -> set[str]:
-    """The package's modules ``path`` imports (run-time imports only; with
-    ``top_level_only`` those executed when the module is imported)."""
+def imports(
+    path: Path, known: set[str], top_level_only: bool, type_checking: bool = False
+) -> set[str]:
+    """The package's modules ``path`` imports (run-time imports, and with ``type_checking``
+    those for type checkers too; with ``top_level_only`` only those executed when the module
+    is imported)."""
     found: set[str] = set()
 
     def visit(node: ast.AST, nested: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and is_type_checking(child):
+            if isinstance(child, ast.If) and is_type_checking(child) and not type_checking:
                 continue
             inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
@@ -88,9 +104,34 @@ def test_imports_run_one_way():
     assert not upward, upward
 
 
-def test_no_import_cycles():
+def nn_part(module: str) -> int:
+    """A module's place in `NN_PARTS` (the package ``gridlstm.nn`` itself: above them all)."""
+    for number, (_, prefixes) in enumerate(NN_PARTS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return number
+    assert module == "gridlstm.nn", f"{module}: add it to NN_PARTS"
+    return len(NN_PARTS)
+
+
+def test_inside_nn_imports_run_from_the_kernels_up():
     known = set(modules())
-    graph = {name: imports(path, known, top_level_only=True) for name, path in modules().items()}
+    upward = []
+    for name, path in modules().items():
+        if not name.startswith("gridlstm.nn"):
+            continue
+        for target in imports(path, known, top_level_only=False, type_checking=True):
+            if target.startswith("gridlstm.nn") and nn_part(target) > nn_part(name):
+                upward.append(f"{name} imports {target}")
+    assert not upward, upward
+
+
+def test_no_import_cycles():
+    """Counting every import: function-local ones and those for type checkers too."""
+    known = set(modules())
+    graph = {
+        name: imports(path, known, top_level_only=False, type_checking=True) - {name}
+        for name, path in modules().items()
+    }
     state: dict[str, int] = {}
     cycles = []
 

@@ -39,10 +39,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from gridlstm.nn.backends import compiled, fast, hyperplane, naive, scan
+from gridlstm.nn import backends
+from gridlstm.nn.backends import compiled, hyperplane
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
-from gridlstm.nn.kernels.lstm import kernel_agrees
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "fast", "scan", "hyperplane", "naive")
@@ -405,41 +405,8 @@ class GridLSTM(nn.Module):
             dim: (h_proj[i], m_proj[i] if m_proj is not None else None)
             for i, dim in enumerate(self.input_dims)
         }
-        backend = self.backend
-        if backend == "fast" and not kernel_agrees(x.device, x.dtype):
-            backend = "scan" if self.grid_dims == 1 else "hyperplane"
-        if backend == "fast":
-            output, final = fast.run(self, inputs, boundary, lengths)
-        elif backend == "scan":
-            h_depth, m_depth = inputs[self.depth]
-            if m_depth is None:
-                m_depth = torch.zeros_like(h_depth)
-            output, final = scan.run(
-                self.blocks,
-                self.dropout,
-                h_depth,
-                m_depth,
-                boundary[0],
-                self.output_dims,
-                valid,
-                compiled.scan_steps(self.compile_mode),
-            )
-        elif backend == "hyperplane":
-            sizes = list(x.shape[1:-1])
-            output, final = hyperplane.run(
-                self.blocks,
-                self._batched,
-                self.dropout,
-                self._plan(sizes, x.device),
-                sizes,
-                inputs,
-                boundary,
-                self.output_dims,
-                valid,
-                compiled.hyperplane_step(self.compile_mode),
-            )
-        else:
-            output, final = naive.run(self, x, inputs, boundary, valid)
+        call = backends.Call(x, inputs, boundary, valid, lengths)
+        output, final = backends.run(self.backend, self, call)
         if valid is not None:
             output = output * valid.unsqueeze(-1).to(output.dtype)
         if self.grid_dims == 1:
@@ -540,7 +507,7 @@ class GridLSTM(nn.Module):
     # translation meets thousands of (source, target) shapes, a bucketed epoch far fewer.
     max_plans = 256
 
-    def _plan(self, sizes: list[int], device: torch.device) -> hyperplane.Plan:
+    def plan_for(self, sizes: list[int], device: torch.device) -> hyperplane.Plan:
         """The hyperplane index plan for this grid shape, built once per shape and device
         while it stays among the `max_plans` most recently used."""
         key = (tuple(sizes), str(device))
@@ -551,7 +518,7 @@ class GridLSTM(nn.Module):
         # could not save for backward (an inference-mode forward, then a training step).
         with torch.inference_mode(False):
             plan = hyperplane.plan(
-                sizes, self.num_layers, self._batched, self.input_dims,
+                sizes, self.num_layers, self.batched, self.input_dims,
                 self.memory_proj is not None,
             )  # fmt: skip
             self._plans[key] = hyperplane.to_device(plan, device)
@@ -560,7 +527,7 @@ class GridLSTM(nn.Module):
         return self._plans[key]
 
     @property
-    def _batched(self) -> bool:
+    def batched(self) -> bool:
         """Per-layer weights: the hyperplane scheduler batches the layers' GEMMs."""
         return not self.tied and self.num_layers > 1
 

@@ -18,13 +18,10 @@ from typing import Any, TypeVar
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gridlstm.run import launch
+from gridlstm.run import cuda_graphs, launch
+from gridlstm.run.errors import ConfigError
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A bad config value or combination; the message is one line for the user."""
 
 
 def config_dir() -> Path | None:
@@ -154,7 +151,7 @@ def check_hardware(cfg: DictConfig) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from gridlstm.run import console, cuda_graphs
+    from gridlstm.run import console
 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))

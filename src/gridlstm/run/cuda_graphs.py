@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gridlstm.nn import GridLSTM, graphs
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 if TYPE_CHECKING:
     import lightning as L

@@ -1,8 +1,54 @@
-"""GridLSTM's backends, one module each; `gridlstm.nn.grid` picks one per call.
+"""GridLSTM's backends, one module each, all with one interface (`gridlstm.nn.backends.base`):
+``run(net, call) -> (output, final)``. `BACKENDS` is the one table that maps a backend's name
+to it, and `choose` the one place a call's backend is decided; inside a backend the step
+implementation (native, fused, hand-written, PyTorch) is chosen by the kernels and the
+switches of `gridlstm.nn.dispatch`, which records both choices (`dispatch.explain`).
 
-``fast`` (LSTM-kernel factorisation, `kernel` holds the private op), ``scan`` (per-layer time
-scan), ``hyperplane`` (anti-diagonal scheduler: plan, per-op and hand-written steps),
-``naive`` (one cell at a time, the reference order) and ``compiled`` (torch.compile of the
-scan and hyperplane per-step functions). All compute the same function (tests/test_grid.py
-against the float64 reference in tests/reference.py).
+``fast`` (LSTM-kernel factorisation), ``scan`` (per-layer time scan), ``hyperplane``
+(anti-diagonal scheduler: plan, per-op and hand-written steps), ``naive`` (one cell at a
+time, the reference order); ``compiled`` holds torch.compile of the scan and hyperplane
+per-step functions. All compute the same function (tests/test_grid.py against the float64
+reference in tests/reference.py; tests/test_equivalence.py at the edges).
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+
+from gridlstm.nn import dispatch
+from gridlstm.nn.backends import fast, hyperplane, naive, scan
+from gridlstm.nn.backends.base import Call, Network, Pair
+from gridlstm.nn.kernels.lstm import kernel_agrees
+
+BACKENDS: dict[str, Callable[[Network, Call], tuple[Tensor, list[Pair]]]] = {
+    "fast": fast.run,
+    "scan": scan.run,
+    "hyperplane": hyperplane.run,
+    "naive": naive.run,
+}
+
+
+def choose(backend: str, net: Network, x: Tensor) -> str:
+    """The backend that runs this call: ``backend`` (the network's, already checked against
+    its configuration), except that ``fast`` steps aside where our call of nn.LSTM's kernel
+    does not compute what nn.LSTM computes on this device and dtype (`kernel_agrees`)."""
+    if backend == "fast":
+        reason = None
+        if not kernel_agrees(x.device, x.dtype):
+            reason = f"nn.LSTM's kernel call disagrees with nn.LSTM ({x.device.type}, {x.dtype})"
+        dispatch.note("backend", "fast", reason)
+        if reason is None:
+            return backend
+        backend = "scan" if net.grid_dims == 1 else "hyperplane"
+    dispatch.note("backend", backend, None)
+    return backend
+
+
+def run(backend: str, net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
+    """``call`` on the backend `choose` picks."""
+    return BACKENDS[choose(backend, net, call.x)](net, call)
+
+
+__all__ = ["BACKENDS", "Call", "Network", "choose", "run"]

@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 import torch
 
-from gridlstm.nn.backends import hyperplane, scan
-
 MODES = ("default", "reduce-overhead", "max-autotune")
 _COMPILED: dict[tuple[Callable, str], Callable] = {}
 
@@ -47,16 +45,16 @@ def mode_now(mode: str | None) -> str | None:
     return mode
 
 
-def scan_steps(mode: str | None) -> dict[str, Callable]:
-    """The scan backend's step functions (`gridlstm.nn.backends.scan.STEPS`), compiled if
+def compiled_steps(steps: dict[str, Callable], mode: str | None) -> dict[str, Callable]:
+    """A backend's step functions (e.g. `gridlstm.nn.backends.scan.STEPS`), compiled if
     ``mode``."""
     mode = mode_now(mode)
     if mode is None:
-        return scan.STEPS
-    return {name: compiled(fn, mode) for name, fn in scan.STEPS.items()}
+        return steps
+    return {name: compiled(fn, mode) for name, fn in steps.items()}
 
 
-def hyperplane_step(mode: str | None) -> Callable:
-    """The hyperplane scheduler's step function (`gridlstm.nn.backends.hyperplane.step`)."""
+def compiled_step(step: Callable, mode: str | None) -> Callable:
+    """One step function (e.g. `gridlstm.nn.backends.hyperplane.step`), compiled if ``mode``."""
     mode = mode_now(mode)
-    return hyperplane.step if mode is None else compiled(hyperplane.step, mode)
+    return step if mode is None else compiled(step, mode)

@@ -8,18 +8,12 @@ configurations it covers: `GridLSTM.fast_path_blocker`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import LSTMTransform
 from gridlstm.nn.kernels.lstm import lstm_kernel
-
-if TYPE_CHECKING:
-    from gridlstm.nn.grid import GridLSTM
-
-Pair = tuple[Tensor, Tensor]
 
 
 def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: Tensor) -> Pair:
@@ -39,11 +33,10 @@ def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: T
     _, (h, m) = lstm_kernel(rows, *state, w[:, :d], w[:, d:], transform.bias)
     return h.reshape(shape), m.reshape(shape)
 
-def run(
-    net: GridLSTM, inputs: dict, boundary: list[Pair], lengths: Tensor | None
-) -> tuple[Tensor, list[Pair]]:
+def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
     """The fast backend: per layer one LSTM-kernel call over time plus one batched depth
     step (K = 1), or one kernel call over the layers (tied K = 0); docs/model.md 2.1."""
+    inputs, boundary, lengths = call.inputs, call.boundary, call.lengths
     d = net.hidden_size
     h_depth, m_depth = inputs[net.depth]
     if m_depth is None:

@@ -4,22 +4,17 @@ order, and a check on the hyperplane plan)."""
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from gridlstm.nn.grid import GridLSTM
-
-Pair = tuple[Tensor, Tensor]
+from gridlstm.nn.backends.base import Call, Network, Pair
 
 
-def run(
-    net: GridLSTM, x: Tensor, inputs: dict, boundary: list[Pair], valid: Tensor | None
-) -> tuple[Tensor, list[Pair]]:
+def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
     """Every cell (position p, layer l) one at a time, in lexicographic order; cell
     outputs kept in a dict (the reference order, and a check on the hyperplane plan)."""
+    x, inputs, boundary, valid = call.x, call.inputs, call.boundary, call.valid
     K, L, d = net.grid_dims, net.num_layers, net.hidden_size
     batch, sizes = x.shape[0], list(x.shape[1:-1])
     positions = list(itertools.product(*(range(s) for s in sizes)))

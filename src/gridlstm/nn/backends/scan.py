@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn.backends import compiled
+from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
 from gridlstm.nn.kernels import fused, native
-
-Pair = tuple[Tensor, Tensor]
 
 
 def weights(transform: nn.Module) -> tuple[Tensor, Tensor | None]:
@@ -228,7 +228,17 @@ def layer(
     return h_time, h_up, m_up, (h, m)
 
 
-def run(
+def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
+    """The scan backend on a network's forward (`gridlstm.nn.backends.base`)."""
+    h_depth, m_depth = call.inputs[net.depth]
+    if m_depth is None:
+        m_depth = torch.zeros_like(h_depth)
+    steps = compiled.compiled_steps(STEPS, net.compile_mode)
+    return layers(net.blocks, net.dropout, h_depth, m_depth, call.boundary[0],
+                  net.output_dims, call.valid, steps)  # fmt: skip
+
+
+def layers(
     blocks: nn.ModuleList,
     dropout: nn.Module,
     h_depth: Tensor,

@@ -17,13 +17,9 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from gridlstm.nn.kernels.fused.steps import Sources
 
 
 @dataclass(frozen=True)
@@ -329,3 +325,29 @@ def check_layout(layout: Layout) -> Layout:
                     f"hyperplane layout: step {s}'s {part} indices leave the buffer's {rows} rows"
                 )
     return layout
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Per step and group: the buffer rows each cell's H is gathered from (D * R,), and
+    each group's dimensions as a device tensor."""
+
+    h: tuple[tuple[Tensor, ...], ...]
+    dims: tuple[Tensor, ...]
+
+
+def sources(layout: Layout, device: torch.device) -> Sources:
+    """`Sources` of a layout: group 0 reads the step's gathered rows, a later group reads the
+    dimensions of the groups before it from this step's own output rows."""
+    per_step = []
+    for s, R in enumerate(layout.slots):
+        rows = layout.index_h[s].clone()
+        per_group = [rows.clone()]
+        for group in layout.transforms[:-1]:
+            for dim in group.dims:
+                start = layout.starts[s] + dim * R
+                rows[dim * R : (dim + 1) * R] = torch.arange(start, start + R, device=rows.device)
+            per_group.append(rows.clone())
+        per_step.append(tuple(t.to(device) for t in per_group))
+    dims = tuple(torch.tensor(g.dims, device=device) for g in layout.transforms)
+    return Sources(tuple(per_step), dims)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn.backends import compiled
+from gridlstm.nn.backends.base import Call, Network
 from gridlstm.nn.backends.hyperplane import per_op
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack
 from gridlstm.nn.dispatch import note, switched_off
@@ -55,7 +57,17 @@ def handwritten_blocker(
             return "the paper output form"
     return None
 
-def run(
+def run(net: Network, call: Call) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """The hyperplane backend on a network's forward (`gridlstm.nn.backends.base`)."""
+    sizes = list(call.x.shape[1:-1])
+    return execute(
+        net.blocks, net.batched, net.dropout, net.plan_for(sizes, call.x.device), sizes,
+        call.inputs, call.boundary, net.output_dims, call.valid,
+        compiled.compiled_step(per_op.step, net.compile_mode),
+    )  # fmt: skip
+
+
+def execute(
     blocks: nn.ModuleList,
     batched: bool,
     dropout: nn.Module,

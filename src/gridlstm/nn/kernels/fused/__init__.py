@@ -100,7 +100,8 @@ def run(
     dropout: float = 0.0,
 ) -> Tensor:
     """`gridlstm.nn.kernels.handwritten.run`'s result through the fused step."""
-    from gridlstm.nn.kernels.fused.steps import FusedSteps, sources
+    from gridlstm.nn.kernels.fused.steps import FusedSteps
+    from gridlstm.nn.kernels.plans import sources
 
     if plan.fused is None:
         plan.fused = sources(layout, static.device)
@@ -161,7 +162,8 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
     weights and states, at the kernel level (no network is built)."""
     from gridlstm.nn.kernels import plans, recompute
     from gridlstm.nn.kernels.fused.scan import FusedRecurrence
-    from gridlstm.nn.kernels.fused.steps import FusedSteps, sources
+    from gridlstm.nn.kernels.fused.steps import FusedSteps
+    from gridlstm.nn.kernels.plans import sources
     from gridlstm.nn.kernels.pytorch_steps import steps_forward
 
     generator = torch.Generator().manual_seed(0)
