@@ -387,3 +387,60 @@ def test_the_environment_variable_and_the_old_switches(monkeypatch):
         assert "switched off" in fused.blocker(x)
     with pytest.raises(ValueError, match="unknown step implementation"):
         dispatch.without("cuda")
+
+
+# ------------------------------------------------------------------ Lightning
+
+
+class _Regressor:
+    """A LightningModule around a GridLSTM (built lazily: Lightning is imported only here)."""
+
+    @staticmethod
+    def make(backend: str, grid_dims: int):  # noqa: ANN205
+        import lightning as L
+
+        class Regressor(L.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = GridLSTM(8, 64, 2, grid_dims, backend=backend, batch_first=True)
+
+            def loss(self, batch: tuple[Tensor]) -> Tensor:
+                return self.net(batch[0])[0].square().mean()
+
+            def training_step(self, batch: tuple[Tensor], _: int) -> Tensor:
+                return self.loss(batch)
+
+            def validation_step(self, batch: tuple[Tensor], _: int) -> None:
+                self.log("val", self.loss(batch))
+
+            def configure_optimizers(self) -> torch.optim.Optimizer:
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        return Regressor()
+
+
+@pytest.mark.skipif(not HAS_NATIVE, reason="the native library did not build here")
+@pytest.mark.parametrize(("backend", "shape"), [("scan", (64, 40, 8)),
+                                                ("hyperplane", (32, 12, 12, 8))])  # fmt: skip
+def test_lightning_validate_then_fit_trains_as_the_reference(backend, shape):
+    """``trainer.validate(model)`` (inference mode) then ``trainer.fit(model)`` at shapes
+    whose buffers the native steps pool (> 1 MiB): the fit runs and trains as the reference
+    steps train."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tests.conftest import quiet_trainer
+
+    grid_dims = len(shape) - 2
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    data = DataLoader(TensorDataset(x), batch_size=shape[0])
+    trained = []
+    for context in (contextlib.nullcontext(), dispatch.reference()):
+        torch.manual_seed(0)
+        model = _Regressor.make(backend, grid_dims)
+        with context:
+            trainer = quiet_trainer(max_steps=2, limit_val_batches=1)
+            trainer.validate(model, data, verbose=False)
+            trainer.fit(model, data, data)
+        trained.append([p.detach().clone() for p in model.parameters()])
+    for got, expected in zip(*trained, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)

@@ -302,3 +302,26 @@ def test_float32_dots_follow_torchs_tf32_setting():
             assert _precision(torch.bfloat16) == "tf32"  # Triton's default; only float32 cares
     finally:
         matmul.allow_tf32 = before
+
+
+def test_the_probe_follows_the_float32_matmul_precision(monkeypatch):
+    """Under TF32 the PyTorch steps themselves move by about 1e-3, so a 1e-4 probe would
+    switch the fused step off for the whole process: the tolerance follows the precision in
+    force, and each precision (and device) is probed once."""
+    tolerances: list[float] = []
+
+    def agrees(device, dtype, case, tolerance):
+        tolerances.append(tolerance)
+        return True
+
+    monkeypatch.setattr(fused, "_agrees", agrees)
+    monkeypatch.setattr(fused, "_PROBED", {})
+    before = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("highest", "high", "highest", "high"):
+            torch.set_float32_matmul_precision(precision)
+            assert fused.probe(torch.device("cpu"), torch.float32)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert tolerances == [1e-4] * len(fused.PROBES) + [5e-3] * len(fused.PROBES)
+    assert fused.probe_tolerance(torch.bfloat16, "highest") == 3e-2

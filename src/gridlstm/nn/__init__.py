@@ -1,5 +1,6 @@
 """Pure-PyTorch Grid LSTM modules (no Lightning, no Hydra)."""
 
+from gridlstm.nn import dispatch
 from gridlstm.nn.block import GridBlock, LSTMTransform, NonLSTMTransform
 from gridlstm.nn.grid import GridLSTM
 from gridlstm.nn.grid2d import Grid2dLSTM
@@ -34,6 +35,7 @@ __all__ = [
     "beam_search",
     "count_parameters",
     "detach_state",
+    "dispatch",
     "greedy",
 ]
 

@@ -8,7 +8,8 @@ It sits behind the PyTorch steps, which stay the reference and the fallback: the
 (`gridlstm.nn.backends.hyperplane.scheduler`) takes it for CUDA tensors in float32, bfloat16
 or float16 where every transform is an LSTM without peepholes or coupled gates (standard or
 paper output form), without sequence lengths, autocast or torch.compile, when Triton imports
-and a probe at first use (per device type and dtype) agrees with the PyTorch steps.
+and a probe at first use (per device, dtype and float32 matmul precision) agrees with the
+PyTorch steps.
 Otherwise, with ``GRIDLSTM_TRITON=0`` in the environment, or under `gridlstm.nn.dispatch`'
 switches, the PyTorch steps run; a failed probe says so once.
 
