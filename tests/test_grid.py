@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import contextlib
 
 import pytest
@@ -305,6 +307,30 @@ def test_wrong_state_and_input_shapes_are_rejected():
         net(torch.randn(3, IN, dtype=torch.float64))
     with pytest.raises(ValueError, match="features = input_size"):
         net(torch.randn(B, 3, 2, IN + 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("batch_first", "layout"),
+    [(False, "(time, batch, features), batch_first=False"), (True, "(batch, time, features)")],
+)
+def test_a_wrong_input_names_the_layout_the_user_chose(batch_first, layout):
+    """As nn.LSTM users expect: the message describes their own layout, not another one."""
+    net = GridLSTM(IN, D, 2, 1, batch_first=batch_first)
+    with pytest.raises(ValueError, match=re.escape(f"input must be 3-D {layout}")):
+        net(torch.randn(5, 2, IN + 1))
+
+
+def test_flatten_parameters_exists_and_changes_nothing():
+    """Code written for nn.LSTM calls it after loading or DataParallel."""
+    torch.manual_seed(0)
+    net = GridLSTM(IN, D, 2, 1, backend="fast")
+    x = torch.randn(5, 2, IN)
+    before = net(x)[0]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    assert net.flatten_parameters() is None
+    torch.testing.assert_close(net(x)[0], before, rtol=0, atol=0)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, state[key])
 
 
 @pytest.mark.parametrize(

@@ -416,3 +416,37 @@ def test_the_pool_releases_idle_buffers_and_keeps_referenced_ones():
     native.release_buffers()
     assert pool_bytes() > 0
     del held
+
+
+def test_the_native_ops_check_sizes_before_reading_memory():
+    """Raw pointers are read only after TORCH_CHECKs on shapes and dtypes: a wrong call is
+    an error naming the op, never a read out of bounds."""
+    ops = torch.ops.gridlstm
+    z, h0, w = torch.randn(3, 2, 16), torch.zeros(2, 4), torch.randn(4, 16)
+    with pytest.raises(RuntimeError, match="scan_forward: the input half must be"):
+        ops.scan_forward(torch.randn(3, 2, 12), h0, h0, w, None, False, True)
+    with pytest.raises(RuntimeError, match="scan_forward: the weight must be"):
+        ops.scan_forward(z, h0, h0, torch.randn(4, 12), None, False, True)
+    with pytest.raises(RuntimeError, match="scan_forward: real must be"):
+        ops.scan_forward(z, h0, h0, w, torch.ones(3, 2, 1), False, True)
+    with pytest.raises(RuntimeError, match="scan_forward: every tensor in one dtype"):
+        ops.scan_forward(z.double(), h0, h0, w, None, False, True)
+    m = torch.zeros(1, 5, 4)
+    with pytest.raises(RuntimeError, match="lstm_gates_backward: act must be"):
+        ops.lstm_gates_backward(m, m, torch.zeros(5, 4), m, m, False)
+
+
+def test_a_layout_with_indices_out_of_range_is_refused_once():
+    """The native hyperplane loop gathers rows at the plan's indices without bounds checks:
+    each layout is checked once, in Python, when it is built."""
+    from gridlstm.nn.kernels import plans
+
+    plan = plans.plan([2, 2], 2, False, [2], False)
+    layout = plans.layout(plan, 1, [(0, 1), (2,)])
+    assert plans.check_layout(layout) is layout
+    bad = list(layout.index_h)
+    bad[1] = bad[1].clone()
+    bad[1][0] = layout.starts[-1] + layout.static_rows  # one past the buffer
+    broken = plans.Layout(**{**layout.__dict__, "index_h": tuple(bad)})
+    with pytest.raises(ValueError, match="step 1's h indices leave the buffer"):
+        plans.check_layout(broken)

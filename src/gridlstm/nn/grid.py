@@ -45,7 +45,7 @@ from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "fast", "scan", "hyperplane", "naive")
+BACKENDS = ("auto", *backends.BACKENDS)  # the table in gridlstm.nn.backends, and "auto"
 Pair = tuple[Tensor, Tensor]
 
 
@@ -242,19 +242,12 @@ class GridLSTM(nn.Module):
         is refused, since it would compute a different function."""
         check_choice("backend", backend, BACKENDS)
         blockers = {"fast": self.fast_path_blocker(), "scan": self.scan_blocker()}
-        if blockers.get(backend):
-            others = [b for b in BACKENDS[1:] if b != backend and not blockers.get(b)]
-            raise ValueError(
-                f"backend={backend!r} does not apply: {blockers[backend]}; use "
-                + " or ".join(repr(b) for b in others)
-            )
-        if backend == "auto":
+        if self.grid_dims == 1 and 0 in self.priority and self.tied and not blockers["scan"]:
             # With time priority the scan runs both transforms inside its loop, which measured
             # slower than the hyperplane scheduler for tied networks (one GEMM for all layers
             # per hyperplane there) and faster for untied ones (docs/benchmarks.md).
-            if self.grid_dims == 1 and 0 in self.priority and self.tied and not blockers["scan"]:
-                blockers["scan"] = "tied time priority (slower than hyperplane there)"
-            backend = next(b for b in ("fast", "scan", "hyperplane") if not blockers.get(b))
+            blockers["scan"] = "tied time priority (slower than hyperplane there)", "auto only"
+        backend = backends.resolve(backend, blockers)
         self._backend = backend
 
     def _check_tied_state(

@@ -30,6 +30,30 @@ BACKENDS: dict[str, Callable[[Network, Call], tuple[Tensor, list[Pair]]]] = {
 }
 
 
+AUTO = ("fast", "scan", "hyperplane")  # auto's order: the first that applies
+
+
+def resolve(requested: str, blockers: dict[str, str | tuple[str, str] | None]) -> str:
+    """The backend a network runs: ``requested``, refused where its blocker (why it does not
+    apply to the network's configuration) says so, since it would compute a different
+    function; ``auto``: the first of `AUTO` that applies. A blocker given as (reason,
+    "auto only") only steers auto away (a slower choice, not a wrong one)."""
+    hard = {name: b for name, b in blockers.items() if b and not isinstance(b, tuple)}
+    if requested == "auto":
+        chosen = next(b for b in AUTO if not blockers.get(b))
+        for name in AUTO[: AUTO.index(chosen)]:
+            reason = blockers[name]
+            dispatch.note("auto backend", name, reason[0] if isinstance(reason, tuple) else reason)
+        return chosen
+    if requested in hard:
+        others = [b for b in BACKENDS if b != requested and b not in hard]
+        raise ValueError(
+            f"backend={requested!r} does not apply: {hard[requested]}; use "
+            + " or ".join(repr(b) for b in others)
+        )
+    return requested
+
+
 def choose(backend: str, net: Network, x: Tensor) -> str:
     """The backend that runs this call: ``backend`` (the network's, already checked against
     its configuration), except that ``fast`` steps aside where our call of nn.LSTM's kernel
@@ -51,4 +75,4 @@ def run(backend: str, net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
     return BACKENDS[choose(backend, net, call.x)](net, call)
 
 
-__all__ = ["BACKENDS", "Call", "Network", "choose", "run"]
+__all__ = ["AUTO", "BACKENDS", "Call", "Network", "choose", "resolve", "run"]

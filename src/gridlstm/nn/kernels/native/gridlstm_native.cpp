@@ -133,27 +133,57 @@ struct Rows {
 // exp within 20 units of the last place in float32 (ATen's inlined polynomial, 3x faster
 // than the 1-unit Sleef call here); float64 keeps the 1-unit exp. The polynomial clamps its
 // input, which would turn NaN into a number (sigmoid(NaN) near 0, tanh(NaN) = -1) and
-// exp(+-inf) into finite values (sigmoid(-inf) > 0, so 0 * inf memories would not give NaN):
-// NaN and the infinities get exp's own values back, so every NaN and inf pattern is the
-// PyTorch steps' one.
-template <typename T>
+// exp(+-inf) into finite values (sigmoid(-inf) > 0, so 0 * inf memories would not give NaN).
+// `Exact` gives NaN and the infinities exp's own values back, so every NaN and inf pattern
+// is the PyTorch steps' one; the gate loop takes it only for chunks with a value that is not
+// finite (`not_finite`), so finite inputs pay one check per chunk instead of three blends
+// per exp.
+template <typename T, bool Exact>
 inline Vec<T> exp_(const Vec<T>& x) {
-  const Vec<T> inf(std::numeric_limits<T>::infinity());
-  Vec<T> e = Vec<T>::blendv(x.exp_u20(), x, x.isnan());
-  e = Vec<T>::blendv(e, inf, x == inf);
-  return Vec<T>::blendv(e, Vec<T>(T(0)), x == inf.neg());
+  if constexpr (!Exact) {
+    return x.exp_u20();
+  } else {
+    const Vec<T> inf(std::numeric_limits<T>::infinity());
+    Vec<T> e = Vec<T>::blendv(x.exp_u20(), x, x.isnan());
+    e = Vec<T>::blendv(e, inf, x == inf);
+    return Vec<T>::blendv(e, Vec<T>(T(0)), x == inf.neg());
+  }
 }
 
-template <typename T>
+template <typename T, bool Exact>
 inline Vec<T> sigmoid(const Vec<T>& x) {
-  return (Vec<T>(T(1)) + exp_(x.neg())).reciprocal();
+  return (Vec<T>(T(1)) + exp_<T, Exact>(x.neg())).reciprocal();
 }
 
 // tanh as 2 sigmoid(2x) - 1, as the PyTorch steps compute it on a CPU: one exp, where the
 // vectorised tanh measured 3-4x slower (absolute error about one unit of the last place).
-template <typename T>
+template <typename T, bool Exact>
 inline Vec<T> tanh_(const Vec<T>& x) {
-  return Vec<T>(T(2)) / (Vec<T>(T(1)) + exp_(x * Vec<T>(T(-2)))) - Vec<T>(T(1));
+  return Vec<T>(T(2)) / (Vec<T>(T(1)) + exp_<T, Exact>(x * Vec<T>(T(-2)))) - Vec<T>(T(1));
+}
+
+// Whether any lane of the vectors is NaN or infinite: x - x is NaN exactly there, and a sum
+// keeps it. (Lanes past a partial load are zero.) From finite z and m no NaN can arise, and
+// an infinity only by overflow of m', whose tanh the fast exp gives exactly (+-1), so this
+// check on the inputs decides the whole chunk.
+template <typename T>
+inline bool not_finite(const Vec<T>& a, const Vec<T>& b, const Vec<T>& c, const Vec<T>& d,
+                       const Vec<T>& m) {
+  const Vec<T> probe = (a - a) + (b - b) + (c - c) + (d - d) + (m - m);
+  return probe.isnan().zero_mask() != (1 << Vec<T>::size()) - 1;
+}
+
+// One chunk of the gate arithmetic: h', m' and what the backward keeps.
+template <typename T, bool Exact>
+inline void gate_chunk(const Vec<T>& zi, const Vec<T>& zf, const Vec<T>& zg, const Vec<T>& zo,
+                       const Vec<T>& m, bool paper, Vec<T>* out) {
+  const auto i = sigmoid<T, Exact>(zi), f = sigmoid<T, Exact>(zf);
+  const auto g = tanh_<T, Exact>(zg), o = sigmoid<T, Exact>(zo);
+  const auto mnew = f * m + i * g;
+  const Vec<T> t = paper ? tanh_<T, Exact>(o * mnew) : tanh_<T, Exact>(mnew);
+  out[0] = paper ? t : o * t;  // h'
+  out[1] = mnew;
+  out[2] = i, out[3] = f, out[4] = g, out[5] = o, out[6] = t;
 }
 
 // Forward gate arithmetic for rows [begin, end): z rows (n*4d) at z_rows; m, h', m' per
@@ -175,21 +205,18 @@ void gates_forward(const T* z, Rows z_rows, const std::vector<const T*>& m,
         T* ar = act ? act + act_rows.at(row) * n * 5 * d + k * 5 * d : nullptr;
         for (int64_t j = 0; j < d; j += Vec<T>::size()) {
           const int64_t c = std::min<int64_t>(Vec<T>::size(), d - j);
-          auto i = sigmoid(Vec<T>::loadu(zr + j, c));
-          auto f = sigmoid(Vec<T>::loadu(zr + d + j, c));
-          auto g = tanh_(Vec<T>::loadu(zr + 2 * d + j, c));
-          auto o = sigmoid(Vec<T>::loadu(zr + 3 * d + j, c));
-          auto mnew = f * Vec<T>::loadu(mr + j, c) + i * g;
-          Vec<T> t = paper ? tanh_(o * mnew) : tanh_(mnew);
-          Vec<T> hnew = paper ? t : o * t;
-          hnew.store(hr + j, c);
-          mnew.store(mnr + j, c);
+          const auto zi = Vec<T>::loadu(zr + j, c), zf = Vec<T>::loadu(zr + d + j, c);
+          const auto zg = Vec<T>::loadu(zr + 2 * d + j, c), zo = Vec<T>::loadu(zr + 3 * d + j, c);
+          const auto mv = Vec<T>::loadu(mr + j, c);
+          Vec<T> out[7];
+          if (not_finite(zi, zf, zg, zo, mv))
+            gate_chunk<T, true>(zi, zf, zg, zo, mv, paper, out);
+          else
+            gate_chunk<T, false>(zi, zf, zg, zo, mv, paper, out);
+          out[0].store(hr + j, c);
+          out[1].store(mnr + j, c);
           if (ar) {
-            i.store(ar + j, c);
-            f.store(ar + d + j, c);
-            g.store(ar + 2 * d + j, c);
-            o.store(ar + 3 * d + j, c);
-            t.store(ar + 4 * d + j, c);
+            for (int q = 0; q < 5; ++q) out[2 + q].store(ar + q * d + j, c);
           }
         }
       }
