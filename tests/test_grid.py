@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import re
-
 import contextlib
+import re
 
 import pytest
 import torch
