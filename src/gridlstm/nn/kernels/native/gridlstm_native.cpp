@@ -179,7 +179,9 @@ inline void gate_chunk(const Vec<T>& zi, const Vec<T>& zf, const Vec<T>& zg, con
                        const Vec<T>& m, bool paper, Vec<T>* out) {
   const auto i = sigmoid<T, Exact>(zi), f = sigmoid<T, Exact>(zf);
   const auto g = tanh_<T, Exact>(zg), o = sigmoid<T, Exact>(zo);
-  const auto mnew = f * m + i * g;
+  // Spelled as the fused multiply-add the compiler chose for this expression before the
+  // loop was split into chunks: the same rounding whatever the compiler contracts.
+  const auto mnew = at::vec::fmadd(f, m, i * g);
   const Vec<T> t = paper ? tanh_<T, Exact>(o * mnew) : tanh_<T, Exact>(mnew);
   out[0] = paper ? t : o * t;  // h'
   out[1] = mnew;
