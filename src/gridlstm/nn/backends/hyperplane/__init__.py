@@ -1,7 +1,8 @@
 """The ``hyperplane`` backend: cells with equal coordinate sum run together.
 
-`plan` builds a grid shape's gather indices once; `scheduler.run` executes a plan with the
-hand-written steps (`handwritten`) where they apply, else the per-op steps (`per_op`).
+`plan` (`gridlstm.nn.kernels.plans`) builds a grid shape's gather indices once;
+`scheduler.run` executes a plan with the fused, native or hand-written steps
+(`gridlstm.nn.kernels`) where they apply, else the per-op steps (`per_op`).
 """
 
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack, per_op_steps, step

@@ -4,7 +4,7 @@
 //  * lstm_gates / lstm_gates_backward: the LSTM arithmetic after the gate GEMM in one pass
 //    (gridlstm.nn.block.lstm_pointwise without peepholes or coupled gates);
 //  * hyperplane_forward / hyperplane_backward: every step of a hyperplane plan (gather, GEMM,
-//    gates, scatter), the hand-written steps' loop (hyperplane/handwritten.py) in C++;
+//    gates, scatter), the hand-written steps' loop (kernels/handwritten.py) in C++;
 //  * scan_forward / scan_backward and scan_priority_forward / scan_priority_backward: a
 //    2-LSTM layer's time loop (backends/scan.py), without and with time priority.
 // The weight gradients are one GEMM per transform at the end over all steps' rows.
