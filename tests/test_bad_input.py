@@ -164,6 +164,10 @@ TRAIN = [
     ("hardware=gpu hardware.cuda_graphs=true",
      "cannot record under autocast (precision=bf16-mixed)",
      "hardware.precision=32-true"),  # fmt: skip
+    ("hardware=gpu hardware.precision=32-true hardware.cuda_graphs=true "
+     "+trainer.accumulate_grad_batches=2",
+     "with trainer.accumulate_grad_batches=2: graphed backwards do not accumulate",
+     "accumulate_grad_batches=1"),  # fmt: skip
     ("trainer.max_steps=-5", "trainer.max_steps=-5"),
     ("trainer.max_steps=0", "trainer.max_steps=0"),
     ("trainer.max_epochs=abc", "trainer.max_epochs=abc: give an integer"),
