@@ -106,12 +106,11 @@ def lstm_pointwise(
     Without peepholes or coupled gates, on a CPU, with z and m in one dtype, one fused
     native op computes it (`gridlstm.nn.kernels.native`); else `gridlstm.nn.kernels.gates`.
     """
+    p_i, p_f, p_o = peep
     if (
-        not coupled
-        and all(p is None for p in peep)
-        and z.dtype == m.dtype
-        and native.applies(z, "gates")
-    ):
+        p_i is None and p_f is None and p_o is None and not coupled
+        and z.dtype == m.dtype and native.applies(z, "gates")
+    ):  # fmt: skip
         from gridlstm.nn.kernels.native import functions  # needs the built library
 
         m = m.expand(z.shape[:-1] + m.shape[-1:])

@@ -85,6 +85,19 @@ def without(*names: str) -> contextlib.AbstractContextManager[None]:
     return _switched(frozenset(names))
 
 
+def deprecated(old: str, *names: str) -> contextlib.AbstractContextManager[None]:
+    """An old switch (``old``, its full name) that now means ``without(*names)``: kept for
+    one release, with a DeprecationWarning naming the new spelling."""
+    new = ", ".join(repr(name) for name in names)
+    warnings.warn(
+        f"{old}() is deprecated: use gridlstm.nn.dispatch.without({new}) "
+        "or gridlstm.nn.dispatch.reference()",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return without(*names)
+
+
 @contextlib.contextmanager
 def interpreted() -> Iterator[None]:
     """Run the fused steps on CPU tensors through Triton's interpreter (for tests)."""

@@ -242,12 +242,13 @@ class GridLSTM(nn.Module):
         is refused, since it would compute a different function."""
         check_choice("backend", backend, BACKENDS)
         blockers = {"fast": self.fast_path_blocker(), "scan": self.scan_blocker()}
-        if self.grid_dims == 1 and 0 in self.priority and self.tied and not blockers["scan"]:
+        slower = {}
+        if self.grid_dims == 1 and 0 in self.priority and self.tied:
             # With time priority the scan runs both transforms inside its loop, which measured
             # slower than the hyperplane scheduler for tied networks (one GEMM for all layers
             # per hyperplane there) and faster for untied ones (docs/benchmarks.md).
-            blockers["scan"] = "tied time priority (slower than hyperplane there)", "auto only"
-        backend = backends.resolve(backend, blockers)
+            slower["scan"] = "tied time priority (slower than hyperplane there)"
+        backend = backends.resolve(backend, blockers, slower)
         self._backend = backend
 
     def _check_tied_state(

@@ -33,22 +33,23 @@ BACKENDS: dict[str, Callable[[Network, Call], tuple[Tensor, list[Pair]]]] = {
 AUTO = ("fast", "scan", "hyperplane")  # auto's order: the first that applies
 
 
-def resolve(requested: str, blockers: dict[str, str | tuple[str, str] | None]) -> str:
+def resolve(
+    requested: str, blockers: dict[str, str | None], slower: dict[str, str] | None = None
+) -> str:
     """The backend a network runs: ``requested``, refused where its blocker (why it does not
     apply to the network's configuration) says so, since it would compute a different
-    function; ``auto``: the first of `AUTO` that applies. A blocker given as (reason,
-    "auto only") only steers auto away (a slower choice, not a wrong one)."""
-    hard = {name: b for name, b in blockers.items() if b and not isinstance(b, tuple)}
+    function; ``auto``: the first of `AUTO` that applies and is not in ``slower`` (backends
+    that apply but measured slower for this configuration, with why)."""
     if requested == "auto":
-        chosen = next(b for b in AUTO if not blockers.get(b))
+        passed = {name: why for name, why in blockers.items() if why} | (slower or {})
+        chosen = next(b for b in AUTO if b not in passed)
         for name in AUTO[: AUTO.index(chosen)]:
-            reason = blockers[name]
-            dispatch.note("auto backend", name, reason[0] if isinstance(reason, tuple) else reason)
+            dispatch.note("auto backend", name, passed[name])
         return chosen
-    if requested in hard:
-        others = [b for b in BACKENDS if b != requested and b not in hard]
+    if blockers.get(requested):
+        others = [b for b in BACKENDS if b != requested and not blockers.get(b)]
         raise ValueError(
-            f"backend={requested!r} does not apply: {hard[requested]}; use "
+            f"backend={requested!r} does not apply: {blockers[requested]}; use "
             + " or ".join(repr(b) for b in others)
         )
     return requested

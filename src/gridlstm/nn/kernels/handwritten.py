@@ -10,8 +10,8 @@ of the gate arithmetic over memory (docs/benchmarks.md).
 
 Applies to blocks whose every transform is a standard LSTM (output form ``standard``, no
 peepholes, no coupled gates), with or without biases, priority and dropout between layers,
-tied or per-layer weights. `gridlstm.nn.kernels.handwritten_blocker` names what it does
-not cover; the scheduler then runs the per-op steps. The two compute the same function
+tied or per-layer weights. The hyperplane scheduler's ``handwritten_blocker`` names what it
+does not cover; the scheduler then runs the per-op steps. The two compute the same function
 (tests/test_handwritten.py: against the per-op steps, the float64 reference and
 `torch.autograd.gradcheck`).
 
@@ -36,7 +36,8 @@ from gridlstm.nn.kernels.pytorch_steps import steps_forward
 def _lstm_backward(
     dh: Tensor, dm_new: Tensor, m: Tensor, sig: Tensor, g: Tensor, tanh_m: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Gradients of `_lstm`: (dz as (groups, r, B, n, 4, d) contiguous, dm)."""
+    """Gradients of `gridlstm.nn.kernels.pytorch_steps.lstm`: (dz as (groups, r, B, n, 4, d)
+    contiguous, dm)."""
     i, f, o = sig[:, 0], sig[:, 1], sig[:, 3]
     dm = torch.ops.aten.tanh_backward(dh * o, tanh_m).add_(dm_new)
     n, _, groups, r, batch, d = sig.shape

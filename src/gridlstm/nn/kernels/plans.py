@@ -38,8 +38,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Layout:
-    """What the Function needs of a plan besides the tensors
-    (`gridlstm.nn.backends.hyperplane.Plan`)."""
+    """What the step implementations need of a `Plan` besides the tensors."""
 
     dims: int  # D: grid dimensions + depth
     groups: int  # row groups with their own weights (layers if per-layer, else 1)
@@ -49,8 +48,6 @@ class Layout:
     index_h: tuple[Tensor, ...]  # per step: dimension-major picks of [all outputs; static]
     index_m: tuple[Tensor, ...]
     transforms: tuple[Group, ...]
-
-
 
 
 @dataclass

@@ -11,7 +11,6 @@ place into a tensor autograd needs: each step's outputs are new. This is the ste
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import torch
 from torch import Tensor, nn
@@ -136,10 +135,6 @@ def step(
 def per_op_steps() -> contextlib.AbstractContextManager[None]:
     """Deprecated: ``gridlstm.nn.dispatch.without("handwritten", "fused")`` runs the per-op
     steps (`step` under autograd) where the hand-written or fused ones would apply."""
-    warnings.warn(
-        "gridlstm.nn.backends.hyperplane.per_op_steps() is deprecated: use "
-        "gridlstm.nn.dispatch.without('handwritten', 'fused')",
-        DeprecationWarning,
-        stacklevel=2,
+    return dispatch.deprecated(
+        "gridlstm.nn.backends.hyperplane.per_op_steps", "handwritten", "fused"
     )
-    return dispatch.without("handwritten", "fused")

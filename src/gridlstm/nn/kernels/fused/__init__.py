@@ -43,13 +43,7 @@ interpreting = dispatch.interpreting
 
 def pytorch_steps() -> contextlib.AbstractContextManager[None]:
     """Deprecated: ``gridlstm.nn.dispatch.without("fused")`` (or ``dispatch.reference()``)."""
-    warnings.warn(
-        "gridlstm.nn.kernels.fused.pytorch_steps() is deprecated: use "
-        "gridlstm.nn.dispatch.without('fused') or gridlstm.nn.dispatch.reference()",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return dispatch.without("fused")
+    return dispatch.deprecated("gridlstm.nn.kernels.fused.pytorch_steps", "fused")
 
 
 def missing() -> str | None:
@@ -66,9 +60,9 @@ def missing() -> str | None:
 def blocker(t: Tensor) -> str | None:
     """Why the fused kernels do not apply to tensors like ``t`` (device, dtype, autocast,
     switched off, torch.compile or torch.func in use, Triton missing, failed probe); None if
-    they do. The options are checked by
-    the caller: `gridlstm.nn.kernels.handwritten_blocker` for the hyperplane
-    step, `gridlstm.nn.backends.scan.fused_layer` for the scan's recurrence."""
+    they do. The options are checked by the caller: the hyperplane scheduler's
+    ``handwritten_blocker`` for the hyperplane step, the scan's ``fused_layer`` for its
+    recurrence."""
     reason = _blocker(t)
     dispatch.note("fused step", "fused", reason)
     return reason
@@ -112,14 +106,13 @@ def run(
 
 def probe(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the fused step computes what the PyTorch steps compute on this device and
-    dtype: checked once per process, device and float32 matmul precision on a tiny tied and
-    an untied 3-LSTM (forward and gradients), so that a Triton or driver problem falls back
-    instead of training wrongly."""
+    dtype: checked once per process, device and float32 matmul precision on the `PROBES`
+    (forward and gradients, at the kernel level), so that a Triton or driver problem falls
+    back instead of training wrongly."""
     precision = torch.get_float32_matmul_precision()
     key = (str(device), dtype, precision)
     if key in _PROBED:
         return _PROBED[key]
-    _PROBED[key] = True  # the probe's own forward must take the fused step
     tolerance = probe_tolerance(dtype, precision)
     problem = "its results differ from the PyTorch steps'"
     try:

@@ -12,7 +12,6 @@ PyTorch steps instead, to compare or time both.
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import torch
 from torch import Tensor
@@ -23,13 +22,7 @@ from gridlstm.nn.kernels.native import build
 
 def python_steps() -> contextlib.AbstractContextManager[None]:
     """Deprecated: ``gridlstm.nn.dispatch.without("native")`` (or ``dispatch.reference()``)."""
-    warnings.warn(
-        "gridlstm.nn.kernels.native.python_steps() is deprecated: use "
-        "gridlstm.nn.dispatch.without('native') or gridlstm.nn.dispatch.reference()",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return dispatch.without("native")
+    return dispatch.deprecated("gridlstm.nn.kernels.native.python_steps", "native")
 
 
 def blocker(t: Tensor) -> str | None:
