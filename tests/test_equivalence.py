@@ -72,7 +72,8 @@ def register(path: Path) -> Path:
     return path
 
 
-register(Path("fast/kernel", "fast", 1))
+register(Path("fast/native-depth", "fast", 1, runs="native"))  # CPU default: GEMM + native gates
+register(Path("fast/kernel", "fast", 1, off=("native",)))  # the depth step in the kernel too
 register(Path("scan/native", "scan", 1, runs="native"))
 register(Path("scan/native/time-priority", "scan", 1, {"priority": "time"}, runs="native"))
 register(Path("scan/native/paper", "scan", 1, {"output_form": "paper"}, runs="native"))

@@ -38,6 +38,44 @@ def test_console_names_the_run_directory_first_and_prints_the_config(cli):
     assert "├── model" not in quiet.stdout
 
 
+def test_a_log_file_gets_plain_progress_lines(tmp_path):
+    """stdout to a file (Slurm, nohup): a line per interval with step, samples, loss, the
+    main metric, samples/s, elapsed and remaining time; no rich bar escape codes."""
+    log = tmp_path / "train.log"
+    with log.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *TINY, "logger=none", "print_config=false",
+             "trainer.max_steps=12", "callbacks.progress_bar.interval_s=0.001"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in log.read_text().splitlines() if line.startswith("step ")]
+    assert len(lines) >= 10, log.read_text()
+    pattern = (r"step (\d+)/12 \(\d+%\) · ([\d,]+) samples · train/loss [\d.e+-]+ · "
+               r"(val/acc [\d.e+-]+ · )?[\d,]+ samples/s · elapsed \d+:\d\d"
+               r"( · remaining \d+:\d\d)?")  # fmt: skip
+    for line in lines:
+        assert re.fullmatch(pattern, line), line
+    steps = [int(re.match(r"step (\d+)", line).group(1)) for line in lines]
+    assert steps == sorted(steps) and steps[-1] == 12
+    assert lines[-1].startswith("step 12/12 (100%) · 96 samples")  # batch 8
+    assert any("val/acc" in line for line in lines)  # after the first validation
+    assert "remaining" in lines[0] and "remaining" not in lines[-1]
+    assert "\x1b[" not in log.read_text()
+
+
+def test_progress_bar_is_rich_on_a_terminal_and_plain_elsewhere(monkeypatch):
+    from gridlstm.run.console import PlainProgressBar, progress_bar
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert isinstance(progress_bar("val/acc"), StepProgressBar)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    bar = progress_bar("val/acc", interval_s=5)
+    assert isinstance(bar, PlainProgressBar) and bar.interval_s == 5
+    with pytest.raises(ValueError, match="interval_s must be > 0 seconds, got 0"):
+        PlainProgressBar("val/acc", interval_s=0)
+
+
 def test_progress_title_counts_steps_not_negative_epochs():
     bar = StepProgressBar()
     trainer = SimpleNamespace(max_steps=8000, max_epochs=-1, global_step=750)
@@ -73,6 +111,49 @@ def test_auto_threads_take_the_free_cores_divided_among_processes(monkeypatch):
     for bad in (0, -1, "many", 1.5, True):
         with pytest.raises(ValueError, match="threads must be 'auto' or an integer >= 1"):
             threads.resolve(bad)
+
+
+class FakeProcess:
+    """psutil.Process with CPU times that advance by ``own`` seconds per call pair."""
+
+    def __init__(self, own: float) -> None:
+        self.calls, self.own = 0, own
+
+    def cpu_times(self) -> tuple[float, float]:
+        self.calls += 1
+        return (0.0, 0.0) if self.calls == 1 else (self.own, 0.0)
+
+
+def test_busy_cores_count_other_processes_on_our_cores_now(monkeypatch):
+    import psutil
+
+    # Per-core busy percentages over the sample: cores 0 and 2 are ours.
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [100.0, 90.0, 60.0, 0.0])
+    monkeypatch.setattr(threads, "_allowed_cpus", lambda: [0, 2])
+    monkeypatch.setattr(psutil, "Process", lambda: FakeProcess(own=0.0))
+    assert threads.sample_busy_cores(0.5) == pytest.approx(1.6)
+    assert threads.busy_cores() == 2  # 1.6 rounds to 2 busy cores
+    # This process's own CPU time over the sample (0.3 s of 0.5 s) is not another job's.
+    monkeypatch.setattr(psutil, "Process", lambda: FakeProcess(own=0.3))
+    assert threads.sample_busy_cores(0.5) == pytest.approx(1.0)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [10.0, 100.0, 20.0, 100.0])
+    monkeypatch.setattr(psutil, "Process", lambda: FakeProcess(own=0.0))
+    assert threads.busy_cores() == 0  # the other cores' load is not ours to avoid
+    monkeypatch.setattr(threads, "_allowed_cpus", lambda: None)  # no affinity: every core
+    assert threads.busy_cores() == 2
+
+
+def test_busy_cores_see_a_process_that_started_a_moment_ago():
+    """A load average would not: one spinning process adds ~0.02 to it in the first second."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert threads.sample_busy_cores(0.5) >= 0.7
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_bad_thread_setting_is_one_line(cli):

@@ -313,6 +313,31 @@ def test_gate_op_double_backward(paper):
     assert torch.autograd.gradgradcheck(f, (z, m))
 
 
+@pytest.mark.parametrize("used", ["h", "m"])
+def test_gate_op_gradients_when_one_output_is_unused(used):
+    """Backward gets None for an unused output (no zero gradient is made for it, nor for
+    the saved activations): first and second derivatives still match the arithmetic."""
+    from gridlstm.nn.kernels.gates import lstm_reference
+
+    torch.manual_seed(0)
+    z = torch.randn(5, 16, dtype=torch.float64, requires_grad=True)
+    m = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    pick = 0 if used == "h" else 1
+    ours = functions.lstm_gates(z, m, False)[pick].pow(2).sum()
+    reference = lstm_reference(z, m, (None, None, None), False, "standard")[pick].pow(2).sum()
+    grads = torch.autograd.grad(ours, (z, m), create_graph=True)
+    expected = torch.autograd.grad(reference, (z, m), create_graph=True)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    second = torch.autograd.grad(sum(g.sum() for g in grads), (z, m))
+    second_expected = torch.autograd.grad(sum(g.sum() for g in expected), (z, m))
+    for got, want in zip(second, second_expected, strict=True):
+        torch.testing.assert_close(got, want)
+    h, m_new = functions.lstm_gates(z, m, False)
+    (h if used == "h" else m_new).sum().backward()  # the non-differentiable path
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
 def test_cpu_autocast_keeps_the_pytorch_steps(native_runs):
     """Under CPU autocast the GEMMs run in its dtype, which the native loops do not: the
     PyTorch steps run, also where the input itself stays float32 (no input projection)."""

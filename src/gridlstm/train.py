@@ -11,14 +11,8 @@ names another. What a run does and writes: `gridlstm.run.training`.
 from __future__ import annotations
 
 import os
-
-# Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads steal the
-# cores that other jobs need (measured: docs/configuration.md, "CPU threads"). It must be set
-# before torch loads OpenMP; export OMP_WAIT_POLICY=ACTIVE to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
 CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"  # src/gridlstm/train.py -> conf/
 

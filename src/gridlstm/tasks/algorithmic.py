@@ -70,7 +70,7 @@ class AlgorithmicSequenceModule(TaskModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss = self._answer_loss(batch)
         self.count_samples(batch.shape[0])
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step("train/loss", loss, prog_bar=True)
         return loss
 
     def _evaluate(self, batch: Tensor, split: str) -> None:

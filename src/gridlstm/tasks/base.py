@@ -1,6 +1,7 @@
 """What every task module shares: the optimizer/scheduler from config, a count of the
-training samples seen (across all ranks, kept in checkpoints and logged), and the global
-gradient norm before clipping (``train/grad_norm``)."""
+training samples seen (across all ranks, kept in checkpoints and logged), the global
+gradient norm before clipping (``train/grad_norm``), and `TaskModule.log_step` for
+per-step training values."""
 
 from __future__ import annotations
 
@@ -16,15 +17,31 @@ class TaskModule(L.LightningModule):
 
     samples_seen: int = 0
 
+    def logs_this_step(self) -> bool:
+        """Whether Lightning writes this training step's values to the loggers (every
+        ``trainer.log_every_n_steps`` steps and when the trainer stops): Lightning's own
+        rule, read from its logger connector (private; if it moves, every step logs)."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
+    def log_step(self, name: str, value: Any, **kwargs: Any) -> None:
+        """``self.log`` of a per-step training value, only on the steps whose values
+        Lightning writes (`logs_this_step`): a ``self.log`` call costs about 0.7 ms of
+        Lightning's bookkeeping, and the default experiment's step logged four values,
+        about 10% of a 28 ms step, for values that were overwritten before any logger saw
+        them. The progress bar and ``metrics.json`` show the last written value."""
+        if self.logs_this_step():
+            self.log(name, value() if callable(value) else value, **kwargs)
+
     def count_samples(self, batch_size: int) -> None:
         self.samples_seen += batch_size * self.trainer.world_size
-        self.log("train/samples_seen", float(self.samples_seen))
+        self.log_step("train/samples_seen", float(self.samples_seen))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called after AMP unscaling and before clipping: the norm that clipping compares.
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if grads:
-            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
+            self.log_step("train/grad_norm", lambda: torch.nn.utils.get_total_norm(grads))
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())

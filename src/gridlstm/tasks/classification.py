@@ -48,7 +48,7 @@ class VectorClassificationModule(TaskModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss, _ = self._loss(batch)
         self.count_samples(batch.shape[0])
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step("train/loss", loss, prog_bar=True)
         return loss
 
     def _evaluate(self, batch: Tensor, split: str) -> None:

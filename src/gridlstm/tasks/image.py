@@ -48,7 +48,7 @@ class ImageClassificationModule(TaskModule):
         images, labels = batch
         loss = F.cross_entropy(self(images), labels)
         self.count_samples(images.shape[0])
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_step("train/loss", loss, prog_bar=True)
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:

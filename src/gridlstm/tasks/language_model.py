@@ -86,14 +86,14 @@ class LanguageModelModule(TaskModule):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         self.count_samples(batch.shape[0])
         self.chars_trained += targets.numel() * self.trainer.world_size
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/bpc", loss / math.log(2))
+        self.log_step("train/loss", loss, prog_bar=True)
+        self.log_step("train/bpc", loss / math.log(2))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         self.train_seconds += time.perf_counter() - self._step_start
         if self.train_seconds > 0:  # running mean over the fit, all ranks together
-            self.log("train/chars_per_s", self.chars_trained / self.train_seconds)
+            self.log_step("train/chars_per_s", self.chars_trained / self.train_seconds)
 
     # ------------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:

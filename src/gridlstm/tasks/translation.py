@@ -151,14 +151,14 @@ class TranslationModule(TaskModule):
         loss = losses[real].mean()
         self.count_samples(batch["src"].shape[0])
         self.tokens_trained += int(real.sum()) * self.trainer.world_size
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/ppl", torch.exp(loss.detach().clamp(max=50)))
+        self.log_step("train/loss", loss, prog_bar=True)
+        self.log_step("train/ppl", lambda: torch.exp(loss.detach().clamp(max=50)))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.train_seconds += time.perf_counter() - self._step_start
         if self.train_seconds > 0:  # target tokens per second, running mean over the fit
-            self.log("train/tokens_per_s", self.tokens_trained / self.train_seconds)
+            self.log_step("train/tokens_per_s", self.tokens_trained / self.train_seconds)
 
     # ------------------------------------------------------------------ evaluation
     def translate_batch(self, src: Tensor, src_lengths: Tensor, beam: int) -> list[str]:

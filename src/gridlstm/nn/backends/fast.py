@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import LSTMTransform
+from gridlstm.nn.kernels import native
 from gridlstm.nn.kernels.lstm import lstm_kernel
 
 
@@ -21,9 +22,12 @@ def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: T
 
     A standard LSTM depth transform is one step of an LSTM whose batch is every (b, t): input
     the new time hidden vector (W_ih = columns [0:d]), state the depth (h, m) (W_hh = columns
-    [d:2d]). Running it through the LSTM kernel (oneDNN / cuDNN) fuses the gate arithmetic.
+    [d:2d]). On a GPU the LSTM kernel (cuDNN) runs it and fuses the gate arithmetic. On a
+    CPU one GEMM and the native gate pass are 10-33% faster than oneDNN's one-step call,
+    forward + backward (docs/benchmarks.md, "Suite speed"), so the transform runs itself
+    there wherever the native steps apply.
     """
-    if not isinstance(transform, LSTMTransform):
+    if not isinstance(transform, LSTMTransform) or native.applies(h_depth, "fast depth step"):
         return transform(torch.cat([h_time, h_depth], -1), m_depth)
     d = h_depth.shape[-1]
     shape = h_depth.shape
@@ -32,6 +36,7 @@ def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: T
     w = transform.weight
     _, (h, m) = lstm_kernel(rows, *state, w[:, :d], w[:, d:], transform.bias)
     return h.reshape(shape), m.reshape(shape)
+
 
 def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
     """The fast backend: per layer one LSTM-kernel call over time plus one batched depth
