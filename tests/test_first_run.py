@@ -175,6 +175,36 @@ def test_a_run_shorter_than_one_epoch_still_validates_once(cli):
     assert len(points) == 1
 
 
+def test_training_values_are_logged_on_the_steps_lightning_writes(tmp_path, monkeypatch):
+    """Per-step values reach the CSV every log_every_n_steps steps with every key, and
+    ``self.log`` is not called on the steps whose values no logger would see."""
+    import lightning as L
+
+    from gridlstm.run.training import train
+    from tests.test_configs import compose_train
+
+    calls: list[str] = []
+    original = L.LightningModule.log
+
+    def spy(self, name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(L.LightningModule, "log", spy)
+    overrides = [o for o in TINY if not o.startswith("trainer.log_every_n_steps")]
+    cfg = compose_train([*overrides, "logger=csv", "trainer.log_every_n_steps=2",
+                         "print_config=false"], tmp_path)  # fmt: skip
+    metrics = train(cfg)
+    with (tmp_path / "csv" / "metrics.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [1, 3, 5]
+    for row in rows:
+        assert row["train/grad_norm"] and row["train/samples_seen"]
+    assert float(rows[-1]["train/samples_seen"]) == 6 * 8
+    assert calls.count("train/loss") == 3 and calls.count("train/grad_norm") == 3
+    assert metrics["train/loss"] == pytest.approx(float(rows[-1]["train/loss"]))
+
+
 @pytest.mark.parametrize(
     ("task", "model", "pattern"),
     [
