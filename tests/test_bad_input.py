@@ -291,6 +291,8 @@ BENCH = [
     (["compile=fast"], "compile=fast: choose default"),
     (["--device", "cuda"], "'--device': arguments are key=value", "write device=VALUE"),
     (["speed=max"], "unknown argument 'speed=max'; valid: device="),
+    (["presets=true", "preset_threads=0"], "preset_threads=0: thread counts >= 1, e.g. 1,2"),
+    (["presets=true", "device=cuda:0"], "device=cuda:0"),
 ]
 
 CASES = (

@@ -126,3 +126,36 @@ def test_the_peer_row_computes_our_time_priority_2_lstm():
             time.bias.copy_(t_cell.bias_ih + t_cell.bias_hh)
     x = torch.randn(2, 5, 6, dtype=torch.float64)
     torch.testing.assert_close(peer(x)[0], ours(x)[0])
+
+
+def test_preset_shapes_time_each_preset_against_an_lstm_of_its_shape():
+    """The presets section builds each preset's grid as train.py does, at the preset's batch
+    and length, with a comparison of the same width and depth; the FLOP ratios are the
+    architectures' (a 2-LSTM does two LSTM transforms per cell, the tied 1-LSTM half of a
+    stacked LSTM's input-and-hidden GEMM, the 3-LSTM three transforms over three inputs)."""
+    from gridlstm.analysis.preset_shapes import PRESETS, bench_presets
+    from tests.conftest import ROOT
+
+    rows = bench_presets(ROOT / "conf", threads=(1,), repeats=1, warmup=0)
+    assert list(rows) == list(PRESETS)
+    shapes = {name: (row["batch"], row["length"], row["layers"]) for name, row in rows.items()}
+    assert shapes == {
+        "default": (64, 9, 4),  # 2-digit addition: 10 tokens, the last only a target
+        "parity_cpu": (64, 1, 16),
+        "addition_cpu": (64, 12, 4),
+        "memorization_cpu": (64, 17, 4),
+        "text_cpu": (32, 100, 2),
+        "mnist_cpu": (64, 49, 2),  # 4x4 patches of a 28x28 image
+    }
+    assert rows["default"]["hidden"] == 128 and rows["default"]["comparison"] == "stacked_lstm"
+    assert rows["mnist_cpu"]["comparison"] == "nn.LSTM"
+    for name in ("default", "addition_cpu", "memorization_cpu", "text_cpu"):
+        assert rows[name]["flop_ratio"] == pytest.approx(2.0, rel=0.01), name
+    # Parity: 16 steps of 4d x d, plus the input projection, against 16 layers of 4d x 2d.
+    assert rows["parity_cpu"]["flop_ratio"] == pytest.approx(0.5, abs=0.01)
+    # MNIST 3-LSTM: 3 transforms of 4d x 3d per cell, plus the patch projection.
+    assert 4.5 <= rows["mnist_cpu"]["flop_ratio"] < 4.6
+    for row in rows.values():
+        timed = row["1_threads"]
+        assert timed["grid_ms"] > 0 and timed["comparison_ms"] > 0
+        assert timed["ratio"] == pytest.approx(timed["grid_ms"] / timed["comparison_ms"])

@@ -11,7 +11,9 @@ Times forward + backward, in one process:
 3. a 3-LSTM over an S x S grid with depth: the hyperplane scheduler against the naive
    per-cell reference (the speed-up), and the MNIST preset's 3-LSTM (seconds per step);
 4. translation at the ``translation_cpu`` preset's sizes: training target tokens/s of the
-   Reencoder and the attention LSTM baseline, and decoding sentences/s (greedy, beam 4).
+   Reencoder and the attention LSTM baseline, and decoding sentences/s (greedy, beam 4);
+5. with ``presets=true``, each CPU preset's training step against a stacked LSTM of its
+   shape, on 1 and 2 threads (`gridlstm.analysis.preset_shapes`).
 
 Longer than 400 lines because the four parts share their timing helpers, options and tables.
 """
@@ -358,7 +360,17 @@ class BenchConfig:
     compile: str | None = option(
         None, "also time the scan variants and MNIST with GridLSTM(compile=MODE)"
     )
+    presets: bool = option(False, "also time each CPU preset's training step against a "
+                           "stacked LSTM of its shape (gridlstm.analysis.preset_shapes)")
+    preset_threads: str = option("1,2", "presets: thread counts (comma-separated)")
     json: str | None = option(None, "also write the results here")
+
+
+def preset_conf() -> Path | None:
+    """The presets' config directory, found as train.py finds it."""
+    from gridlstm.train import conf_dir  # the one lookup (as the queue command uses it)
+
+    return conf_dir()
 
 
 def check(args: BenchConfig) -> None:
@@ -394,6 +406,12 @@ def check(args: BenchConfig) -> None:
     check_device(args.device)
     if torch.device(args.device).type not in ("cpu", "cuda"):
         raise ConfigError(f"device={args.device}: the benchmark runs on cpu, cuda or cuda:N")
+    counts = args.preset_threads.split(",")
+    if not all(c.strip().isdigit() and int(c) >= 1 for c in counts):
+        raise ConfigError(f"preset_threads={args.preset_threads}: thread counts >= 1, e.g. 1,2")
+    if args.presets and (args.device != "cpu" or preset_conf() is None):
+        raise ConfigError("presets=true: times the CPU presets, so device=cpu, from a checkout "
+                          "with conf/ (or GRIDLSTM_CONF set)")  # fmt: skip
     if args.json is not None:
         check_writable(Path(args.json).expanduser(), "json", file=True)
 
@@ -423,6 +441,11 @@ def run(args: BenchConfig) -> dict:
         results["mnist"] = bench_mnist(args, device, dtype)
     if not args.skip_translation:
         results["translation"] = bench_translation(args, device, dtype)
+    if args.presets:
+        from gridlstm.analysis.preset_shapes import bench_presets
+
+        counts = tuple(int(c) for c in args.preset_threads.split(","))
+        results["presets"] = bench_presets(preset_conf(), counts, args.repeats, args.warmup)
     results["targets"] = targets.check(results)
     print_results(results)
     if args.json:
@@ -448,6 +471,29 @@ def rate_table(title: str, rows: dict) -> Table:
         if peer:
             ratio = row.get("ratio_to_LSTMCell_loop")
             cells.append(f"{ratio:.2f}x" if ratio else "")
+        table.add_row(*cells)
+    return table
+
+
+def preset_table(presets: dict) -> Table:
+    """`gridlstm.analysis.preset_shapes` rows: ms per training step and grid / comparison."""
+    from rich.table import Table
+
+    counts = [key for key in next(iter(presets.values())) if key.endswith("_threads")]
+    table = Table(title="CPU presets: Lightning training step, grid vs a stacked LSTM of its shape")
+    columns = ["preset", "grid", "d", "L", "B", "T", "vs", "FLOP ratio"]
+    for key in counts:
+        n = key.split("_")[0]
+        columns += [f"grid ms ({n}t)", f"vs ms ({n}t)", f"ratio ({n}t)"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("preset", "grid", "vs") else "right")
+    for name, row in presets.items():
+        cells = [name, row["model"], str(row["hidden"]), str(row["layers"]), str(row["batch"]),
+                 str(row["length"]), row["comparison"], f"{row['flop_ratio']:.2f}"]  # fmt: skip
+        for key in counts:
+            timed = row[key]
+            cells += [f"{timed['grid_ms']:.1f}", f"{timed['comparison_ms']:.1f}",
+                      f"{timed['ratio']:.2f}x"]  # fmt: skip
         table.add_row(*cells)
     return table
 
@@ -540,6 +586,8 @@ def print_results(results: dict) -> None:
                 f"Reencoder training: native steps {tr['reencoder_native_speedup']:.2f}x the "
                 "PyTorch steps"
             )
+    if "presets" in results:
+        console.print(preset_table(results["presets"]))
     if results.get("targets"):
         title = f"GPU targets ({results['device']}; baselines: H100 fp32, per-op design)"
         table = Table(title=title)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-SAMPLE_SECONDS = 0.5  # long enough to see a busy core among bursty ones, short at start-up
+SAMPLE_SECONDS = 0.25  # a busy core is busy over any quarter second; short at start-up
 
 
 def available_cores() -> int:
