@@ -199,6 +199,7 @@ TRAIN = [
      "the checkpoint is of task=addition, this run is task=memorization"),  # fmt: skip
     ("callbacks.divergence.max_loss=-1", "max_loss must be a positive number"),
     ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
+    ("callbacks.progress_bar.interval_s=0", "interval_s must be > 0 seconds, got 0"),
 ]
 SAMPLE = [
     (["ckpt_path={last}", "length=0"], "length must be in [1, 10,000,000], got 0"),

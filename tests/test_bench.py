@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 
 from gridlstm import bench as command
 from gridlstm.analysis import benchmarks as bench
@@ -159,3 +161,7 @@ def test_preset_shapes_time_each_preset_against_an_lstm_of_its_shape():
         timed = row["1_threads"]
         assert timed["grid_ms"] > 0 and timed["comparison_ms"] > 0
         assert timed["ratio"] == pytest.approx(timed["grid_ms"] / timed["comparison_ms"])
+    console = Console(file=io.StringIO(), width=120)
+    console.print(bench.preset_table(rows))
+    printed = console.file.getvalue()
+    assert "mnist_cpu" in printed and "1t: grid/vs" in printed and "4.53x" in printed

@@ -142,18 +142,19 @@ def test_the_installed_train_command_finds_its_config_or_says_where_to_look(
     """``python -m gridlstm.train`` / ``gridlstm-train``: $GRIDLSTM_CONF, the checkout's
     conf/, ./conf, in that order; none of them is one line and exit 2."""
     from gridlstm import train as command
+    from gridlstm.run import conf as config
 
-    checkout = command.CHECKOUT_CONF
-    assert command.conf_dir() == checkout.resolve()
+    checkout = config.CHECKOUT_CONF
+    assert config.find_conf_dir() == checkout.resolve()
     mine = tmp_path / "myconf"
     mine.mkdir()
     (mine / "train.yaml").write_text("seed: 1\n")
     monkeypatch.setenv("GRIDLSTM_CONF", str(mine))
-    assert command.conf_dir() == mine.resolve()
+    assert config.find_conf_dir() == mine.resolve()
     monkeypatch.delenv("GRIDLSTM_CONF")
-    monkeypatch.setattr(command, "CHECKOUT_CONF", tmp_path / "nowhere")
+    monkeypatch.setattr(config, "CHECKOUT_CONF", tmp_path / "nowhere")
     monkeypatch.chdir(tmp_path)
-    assert command.conf_dir() is None
+    assert config.find_conf_dir() is None
     monkeypatch.setattr("sys.argv", ["gridlstm-train"])
     with pytest.raises(SystemExit) as stop:
         command.main()

@@ -153,11 +153,11 @@ def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
 def check_jobs(jobs: list[Job]) -> None:
     """Compose every job's config before any starts: a typo in the studies file is one
     ConfigError naming the job, not a failure found after the GPU's time has been spent."""
+    from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem
     from gridlstm.run.launch import register_resolvers
-    from gridlstm.train import conf_dir
 
-    conf = conf_dir()
+    conf = find_conf_dir()
     if conf is None:
         raise ConfigError("no conf/train.yaml found: run from the repository root")
     register_resolvers()

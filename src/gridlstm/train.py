@@ -10,18 +10,8 @@ names another. What a run does and writes: `gridlstm.run.training`.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"  # src/gridlstm/train.py -> conf/
-
-
-def conf_dir() -> Path | None:
-    """Where ``train.yaml`` lives: $GRIDLSTM_CONF, the source checkout's conf/, ./conf."""
-    candidates = [Path(os.environ["GRIDLSTM_CONF"])] if os.environ.get("GRIDLSTM_CONF") else []
-    candidates += [CHECKOUT_CONF, Path.cwd() / "conf"]
-    return next((c.resolve() for c in candidates if (c / "train.yaml").is_file()), None)
 
 
 def main(conf: Path | None = None) -> None:
@@ -30,11 +20,12 @@ def main(conf: Path | None = None) -> None:
     from omegaconf import DictConfig
 
     from gridlstm.run.arguments import renamed_options
+    from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem, output_dir_problem
     from gridlstm.run.launch import register_resolvers
     from gridlstm.run.sweeps import missing_plugin
 
-    conf = conf or conf_dir()
+    conf = conf or find_conf_dir()
     if conf is None:
         print("error: no conf/train.yaml found: run from the repository root or set "
               "GRIDLSTM_CONF=/path/to/conf", file=sys.stderr)  # fmt: skip

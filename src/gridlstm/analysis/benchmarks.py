@@ -38,6 +38,7 @@ from gridlstm.nn import GridLSTM, count_parameters, dispatch, graphs
 from gridlstm.nn.backends import compiled
 from gridlstm.nn.kernels.native import build as native_build
 from gridlstm.run.arguments import option
+from gridlstm.run.conf import find_conf_dir
 from gridlstm.run.config import ConfigError, check_device, check_writable
 
 if TYPE_CHECKING:
@@ -366,13 +367,6 @@ class BenchConfig:
     json: str | None = option(None, "also write the results here")
 
 
-def preset_conf() -> Path | None:
-    """The presets' config directory, found as train.py finds it."""
-    from gridlstm.train import conf_dir  # the one lookup (as the queue command uses it)
-
-    return conf_dir()
-
-
 def check(args: BenchConfig) -> None:
     """One `ConfigError` line for an option out of range, before anything is timed."""
     positive = (
@@ -409,7 +403,7 @@ def check(args: BenchConfig) -> None:
     counts = args.preset_threads.split(",")
     if not all(c.strip().isdigit() and int(c) >= 1 for c in counts):
         raise ConfigError(f"preset_threads={args.preset_threads}: thread counts >= 1, e.g. 1,2")
-    if args.presets and (args.device != "cpu" or preset_conf() is None):
+    if args.presets and (args.device != "cpu" or find_conf_dir() is None):
         raise ConfigError("presets=true: times the CPU presets, so device=cpu, from a checkout "
                           "with conf/ (or GRIDLSTM_CONF set)")  # fmt: skip
     if args.json is not None:
@@ -445,7 +439,7 @@ def run(args: BenchConfig) -> dict:
         from gridlstm.analysis.preset_shapes import bench_presets
 
         counts = tuple(int(c) for c in args.preset_threads.split(","))
-        results["presets"] = bench_presets(preset_conf(), counts, args.repeats, args.warmup)
+        results["presets"] = bench_presets(find_conf_dir(), counts, args.repeats, args.warmup)
     results["targets"] = targets.check(results)
     print_results(results)
     if args.json:
@@ -480,19 +474,18 @@ def preset_table(presets: dict) -> Table:
     from rich.table import Table
 
     counts = [key for key in next(iter(presets.values())) if key.endswith("_threads")]
-    table = Table(title="CPU presets: Lightning training step, grid vs a stacked LSTM of its shape")
-    columns = ["preset", "grid", "d", "L", "B", "T", "vs", "FLOP ratio"]
+    table = Table(title="CPU presets: training step (ms), grid vs an LSTM of its shape")
+    columns = ["preset", "d", "L", "B", "T", "vs", "FLOPs"]
     for key in counts:
-        n = key.split("_")[0]
-        columns += [f"grid ms ({n}t)", f"vs ms ({n}t)", f"ratio ({n}t)"]
+        columns += [f"{key.split('_')[0]}t: grid/vs", "ratio"]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("preset", "grid", "vs") else "right")
+        table.add_column(column, justify="left" if column in ("preset", "vs") else "right")
     for name, row in presets.items():
-        cells = [name, row["model"], str(row["hidden"]), str(row["layers"]), str(row["batch"]),
-                 str(row["length"]), row["comparison"], f"{row['flop_ratio']:.2f}"]  # fmt: skip
+        cells = [name, str(row["hidden"]), str(row["layers"]), str(row["batch"]),
+                 str(row["length"]), row["comparison"], f"{row['flop_ratio']:.2f}x"]  # fmt: skip
         for key in counts:
             timed = row[key]
-            cells += [f"{timed['grid_ms']:.1f}", f"{timed['comparison_ms']:.1f}",
+            cells += [f"{timed['grid_ms']:.1f}/{timed['comparison_ms']:.1f}",
                       f"{timed['ratio']:.2f}x"]  # fmt: skip
         table.add_row(*cells)
     return table

@@ -114,8 +114,9 @@ def corpus() -> Iterator[Path]:
 def compose_preset(conf: Path, overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(conf.resolve()), version_base=None):
         cfg = compose("train", overrides=[*overrides, "logger=none"])
-    with open_dict(cfg):
-        cfg.task.datamodule.pop("num_workers", None)
+    if "num_workers" in cfg.task.datamodule:  # one batch is read: no worker processes
+        with open_dict(cfg):
+            cfg.task.datamodule.num_workers = 0
     return cfg
 
 
@@ -151,6 +152,7 @@ def width_depth(module: L.LightningModule) -> tuple[int, int]:
 def first_inputs(net: nn.Module) -> Iterator[list]:
     """The positional inputs of ``net``'s first call inside the block."""
     seen: list = []
+
     def keep(_: nn.Module, args: tuple) -> None:
         if not seen:
             seen.append(tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args))

@@ -19,22 +19,10 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from gridlstm.run import cuda_graphs, launch
+from gridlstm.run.conf import config_dir
 from gridlstm.run.errors import ConfigError
 
 T = TypeVar("T")
-
-
-def config_dir() -> Path | None:
-    """The primary config directory of the running Hydra app (the repo's ``conf/``)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    for source in HydraConfig.get().runtime.config_sources:
-        if source.provider == "main" and source.schema == "file":
-            return Path(source.path)
-    return None
-
 
 def models_for(input_kind: str, conf: Path | None) -> list[str]:
     if conf is None:
