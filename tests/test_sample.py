@@ -3,6 +3,8 @@ and bad arguments or checkpoints give one clear line."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -120,6 +122,27 @@ def test_bad_checkpoint_files_and_unknown_prime_characters(tmp_path, char_checkp
     ckpt, _ = char_checkpoint
     with pytest.raises(SampleError, match=r"prime: characters 'Z' are not in the model's"):
         run(ckpt, "prime=Zgrid")
+
+
+def test_weights_that_disagree_with_the_stored_config_are_one_line(tmp_path, char_checkpoint):
+    """A checkpoint edited or mixed from two runs: a tensor of another shape, or a vocabulary
+    that does not match the embedding, is named before anything is sampled."""
+    ckpt, vocab = char_checkpoint
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    narrow = {**checkpoint, "state_dict": dict(checkpoint["state_dict"])}
+    weight = narrow["state_dict"]["model.embedding.weight"]
+    narrow["state_dict"]["model.embedding.weight"] = weight[:, :3]
+    torch.save(narrow, tmp_path / "narrow.ckpt")
+    stored, built = (weight.shape[0], 3), tuple(weight.shape)
+    with pytest.raises(SampleError, match=re.escape(
+            f"its weights do not fit the model its stored config builds (resized: "
+            f"model.embedding.weight (stored {stored}, built {built}))")):  # fmt: skip
+        run(tmp_path / "narrow.ckpt")
+    short = {**checkpoint, "hyper_parameters": dict(checkpoint["hyper_parameters"])}
+    short["hyper_parameters"]["vocab"] = vocab[:5]
+    torch.save(short, tmp_path / "short.ckpt")
+    with pytest.raises(SampleError, match=f"vocab holds 5 symbols but vocab_size is {len(vocab)}"):
+        run(tmp_path / "short.ckpt")
 
 
 def test_prime_is_kept_as_text():

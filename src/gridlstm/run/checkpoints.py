@@ -229,6 +229,24 @@ def hyper_parameters(checkpoint: Mapping[str, Any], path: str | Path) -> dict[st
     return hparams
 
 
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+    """Load ``weights`` into ``module``; a short description of any mismatch, else None."""
+    mine = module.state_dict()
+    resized = [k for k in weights if k in mine and mine[k].shape != weights[k].shape]
+    missing = [k for k in mine if k not in weights]
+    unexpected = [k for k in weights if k not in mine]
+    for what, keys in (("resized", resized), ("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            shapes = ""
+            if what == "resized":
+                stored, built = tuple(weights[keys[0]].shape), tuple(mine[keys[0]].shape)
+                shapes = f" (stored {stored}, built {built})"
+            return f"{what}: {keys[0]}{shapes}{more}"
+    module.load_state_dict(weights)
+    return None
+
+
 def load_module(
     path: str | Path,
     task: str,
@@ -248,8 +266,12 @@ def load_module(
         check(hparams)
     try:
         module = module_class(**hparams)
-        module.load_state_dict(checkpoint["state_dict"])
+        problem = load_weights(module, checkpoint.get("state_dict") or {})
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path}: cannot rebuild the model ({first})") from None
+    if problem:
+        raise CheckpointError(
+            f"{path}: its weights do not fit the model its stored config builds ({problem})"
+        )
     return module.eval()

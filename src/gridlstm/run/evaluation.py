@@ -105,20 +105,6 @@ def stored_data(cfg: DictConfig, hparams: dict[str, Any], overrides: list[str]) 
     return datamodule
 
 
-def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
-    """Load ``weights`` into ``module``; a short description of any mismatch, else None."""
-    mine = module.state_dict()
-    resized = [k for k in weights if k in mine and mine[k].shape != weights[k].shape]
-    missing = [k for k in mine if k not in weights]
-    unexpected = [k for k in weights if k not in mine]
-    for what, keys in (("resized", resized), ("missing", missing), ("unexpected", unexpected)):
-        if keys:
-            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-            return f"{what}: {keys[0]}{more}"
-    module.load_state_dict(weights)
-    return None
-
-
 def build_trainer(cfg: DictConfig, device: str | None = None) -> L.Trainer:
     """One process on the stored (or overridden) accelerator and precision, or one line.
     ``device`` (cpu, cuda, cuda:N) replaces the stored accelerator."""
@@ -173,7 +159,7 @@ def evaluate(
     hparams = checkpoints.hyper_parameters(checkpoint, ckpt)
     datamodule = build(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
     module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
-    if problem := load_weights(module, checkpoint["state_dict"]):
+    if problem := checkpoints.load_weights(module, checkpoint["state_dict"]):
         raise ConfigError(
             f"ckpt_path={ckpt}: its weights do not fit the model built from this config "
             f"({problem}); change only options that keep the model's shape"

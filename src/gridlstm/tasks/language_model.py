@@ -55,6 +55,8 @@ class LanguageModelModule(TaskModule):
         sample_length: int = 200,
     ) -> None:
         super().__init__()
+        if vocab is not None and len(vocab) != vocab_size:  # e.g. an edited checkpoint
+            raise ValueError(f"vocab holds {len(vocab)} symbols but vocab_size is {vocab_size}")
         self.save_hyperparameters()
         self.model = TokenSequenceModel(vocab_size, instantiate(net), dropout=output_dropout)
         self.num_parameters = count_parameters(self.model)
