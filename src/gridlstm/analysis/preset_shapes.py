@@ -6,7 +6,7 @@ work dominates; the presets train at small widths and short sequences, where fix
 per step do. So this part times what a preset's run does: Lightning training steps
 (forward, backward, gradient clipping at 1.0, Adam; no logger or callbacks), median over
 ``repeats`` steps after ``warmup``, on 1 and then 2 threads (or the counts asked for), in one
-process, the grid and its comparison alternating.
+process, the grid and then its comparison at each thread count.
 
 * The grid is the preset's own task module, built as ``train.py`` builds it (the preset's
   config, its width solved from ``param_budget``), on a batch of the preset's shape.

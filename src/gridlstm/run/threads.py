@@ -17,19 +17,17 @@ import os
 SAMPLE_SECONDS = 0.25  # a busy core is busy over any quarter second; short at start-up
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its affinity where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _allowed_cpus() -> list[int] | None:
+    """The cores this process may run on (its affinity), where the OS says."""
     try:
         return sorted(os.sched_getaffinity(0))
-    except AttributeError:
+    except AttributeError:  # not on Linux
         return None
+
+
+def available_cores() -> int:
+    cpus = _allowed_cpus()
+    return len(cpus) if cpus is not None else os.cpu_count() or 1
 
 
 def sample_busy_cores(seconds: float = SAMPLE_SECONDS) -> float:
