@@ -1,4 +1,4 @@
-"""The study queue (gridlstm.queue, scripts/gpu_studies.sh): jobs, deadline, resume."""
+"""The study queue (gridlstm.queue, gridlstm.analysis.study_queue): jobs, deadline, resume."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gridlstm import queue
+from gridlstm.analysis import study_queue
 from gridlstm.run.config import ConfigError
 from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
 
@@ -62,7 +63,7 @@ def offline(monkeypatch):
 def test_a_bad_studies_file_is_one_line_naming_the_study(tmp_path, study, message):
     path = write_studies(tmp_path / "s.yaml", {"mine": study})
     with pytest.raises(ConfigError, match="study 'mine'.*" + message.replace("[", r"\[")):
-        queue.load_studies(path)
+        study_queue.load_studies(path)
 
 
 def test_a_results_tag_that_is_not_a_folder_name_is_refused(tmp_path, capsys):
@@ -75,7 +76,7 @@ def test_a_results_tag_that_is_not_a_folder_name_is_refused(tmp_path, capsys):
 def test_two_studies_may_not_share_a_results_folder(tmp_path):
     path = write_studies(tmp_path / "s.yaml", {"a": {"claim": "x"}, "b": {"claim": "x"}})
     with pytest.raises(ConfigError, match="'a' and 'b' share claim 'x'"):
-        queue.load_studies(path)
+        study_queue.load_studies(path)
 
 
 def test_a_typo_in_a_job_is_refused_before_any_job_starts(tmp_path, capsys):
@@ -101,7 +102,7 @@ def test_jobs_are_the_grid_in_file_order_with_the_dry_run_overrides_and_the_envi
         "dry_run": ["trainer.max_steps=2"],
         "grid": {"model": ["grid2d", "stacked_lstm"], "model.net.num_layers": [1, 8]},
     }
-    jobs = queue.expand("s", study, tmp_path, dry_run=True)
+    jobs = study_queue.expand("s", study, tmp_path, dry_run=True)
     assert [j.name for j in jobs] == [
         "grid2d-num_layers1",
         "grid2d-num_layers8",
@@ -115,13 +116,13 @@ def test_jobs_are_the_grid_in_file_order_with_the_dry_run_overrides_and_the_envi
         "trainer.max_steps=2",
     ]
     assert jobs[1].run_dir == tmp_path / "s" / "grid2d-num_layers8"
-    assert queue.expand("s", study, tmp_path, dry_run=False)[0].overrides[1] == "model=grid2d"
+    assert study_queue.expand("s", study, tmp_path, dry_run=False)[0].overrides[1] == "model=grid2d"
     # Every study makes progress: one job of each study in turn.
     a, b = (
-        queue.expand("a", study, tmp_path, False),
-        queue.expand("b", {"claim": "d"}, tmp_path, False),
+        study_queue.expand("a", study, tmp_path, False),
+        study_queue.expand("b", {"claim": "d"}, tmp_path, False),
     )
-    assert [(j.study, j.name) for j in queue.interleave([a, b])][:3] == [
+    assert [(j.study, j.name) for j in study_queue.interleave([a, b])][:3] == [
         ("a", "grid2d-num_layers1"),
         ("b", "b"),
         ("a", "grid2d-num_layers8"),
@@ -150,8 +151,8 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     done = tmp_path / "runs" / "s" / "seed1"
     done.mkdir(parents=True)
     (done / "metrics.json").write_text(json.dumps({"status": "completed", "test/acc": 0.5}))
-    jobs = queue.expand("s", studies["s"], tmp_path / "runs", dry_run=False)
-    assert "resume=auto" in queue.Queue(jobs, 1, 0.0, 1).command(jobs[1])
+    jobs = study_queue.expand("s", studies["s"], tmp_path / "runs", dry_run=False)
+    assert "resume=auto" in study_queue.Queue(jobs, 1, 0.0, 1).command(jobs[1])
     run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start seed 2
     report = json.loads((tmp_path / "results" / "s" / "gpu" / "queue.json").read_text())
     assert [(j["job"], j["status"]) for j in report["jobs"]] == [
@@ -163,14 +164,14 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(queue, "MIN_START_S", 1)
+    monkeypatch.setattr(study_queue, "MIN_START_S", 1)
     long_run = {
         "long": {"claim": "long", "overrides": [*TINY_ADDITION, "trainer.max_steps=100000"]},
         "short": {"claim": "short", "overrides": [*TINY_ADDITION, "trainer.max_steps=4"]},
     }
     start = time.monotonic()
     run_queue(tmp_path, long_run, "minutes=0.6", "jobs=2")
-    assert time.monotonic() - start < 0.6 * 60 + queue.GRACE_S
+    assert time.monotonic() - start < 0.6 * 60 + study_queue.GRACE_S
     first = json.loads((tmp_path / "runs" / "long" / "long" / "metrics.json").read_text())
     assert first["status"] == "interrupted" and first["global_step"] > 0
     assert (tmp_path / "runs" / "long" / "long" / "checkpoints" / "last.ckpt").is_file()
@@ -218,7 +219,7 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
     while not first.is_file() and time.monotonic() < deadline:  # training is under way
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=queue.GRACE_S + 60)
+    out, _ = proc.communicate(timeout=study_queue.GRACE_S + 60)
     report = json.loads((tmp_path / "results" / "long" / "gpu" / "queue.json").read_text())
     assert [(j["job"], j["status"]) for j in report["jobs"]] == [
         ("seed1", "interrupted"),
@@ -252,13 +253,13 @@ def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
         timeout=1200,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    studies = queue.load_studies(ROOT / "scripts" / "gpu_studies.yaml")
+    studies = study_queue.load_studies(ROOT / "scripts" / "gpu_studies.yaml")
     for name, study in studies.items():
         out = tmp_path / "results" / study["claim"] / "gpu_dry_run"
         report = json.loads((out / "queue.json").read_text())
         assert report["dry_run"] is True
         assert {j["status"] for j in report["jobs"]} == {"completed"}, (name, report["jobs"])
-        assert len(report["jobs"]) == len(queue.expand(name, study, tmp_path, True))
+        assert len(report["jobs"]) == len(study_queue.expand(name, study, tmp_path, True))
         assert (out / "table.md").is_file()
 
 

@@ -19,6 +19,31 @@ def test_metrics_json_is_strict_and_records_the_status(tmp_path):
     assert runs.read_status(tmp_path) == "diverged"
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "missing"),
+        ("{", "malformed JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"status": "done"}', "status 'done' is not one of completed, interrupted"),
+    ],
+)
+def test_a_bad_record_is_named_once_and_read_as_none(tmp_path, text, problem):
+    if text is not None:
+        (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(runs.RecordError, match=problem):
+        runs.load_record(tmp_path)
+    assert runs.read_record(tmp_path) is None and runs.read_status(tmp_path) is None
+
+
+def test_a_record_without_a_status_is_a_completed_run(tmp_path):
+    """Written before statuses existed: every reader (resume, queue, sweeps, tables) takes
+    it as completed, because they all read through `runs.load_record`."""
+    (tmp_path / "metrics.json").write_text('{"test/acc": 1.0}')
+    assert runs.read_status(tmp_path) is runs.Status.COMPLETED
+    assert runs.load_record(tmp_path) == {"test/acc": 1.0, "status": "completed"}
+
+
 def test_a_failed_metrics_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     runs.write_metrics(tmp_path, {"status": "completed", "test/acc": 0.5})
     before = (tmp_path / "metrics.json").read_text()
@@ -26,7 +51,9 @@ def test_a_failed_metrics_write_leaves_the_previous_file_whole(tmp_path, monkeyp
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runs.os, "fsync", full_disk)
+    from gridlstm.data import files
+
+    monkeypatch.setattr(files.os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         runs.write_metrics(tmp_path, {"status": "completed", "test/acc": 0.9})
     assert (tmp_path / "metrics.json").read_text() == before

@@ -1,61 +1,20 @@
-"""A study queue: many ``train.py`` jobs side by side under one wall-clock deadline.
+"""Run the claims studies' jobs side by side under one wall-clock deadline, resumably.
 
     python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
         [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies] [results=docs/claims]
 
-Why not a Hydra multirun: a lent GPU machine is held for a fixed time, and whatever has not
-finished by then must be stopped so that a later session continues it. Each job here is its
-own ``train.py`` process in its own process group, in a stable run directory
-(``<runs>/<study>/<job>``) with ``resume=auto``. At the deadline each running job gets
-SIGTERM, which saves ``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the
-queue again continues it. A job whose run is ``completed`` is not started again.
-
-When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
-tables, curves and each job's ``metrics.json`` and overrides are copied to
-``<results>/<claim>/<tag>/`` (``tag=gpu`` by default; ``<tag>_dry_run/`` for a dry run; one
-study per claim), with ``queue.json`` saying what ran where, for how long, and with what
-status.
-
-The studies file (YAML) maps a study name to:
-
-* ``claim``: the folder under ``results`` (e.g. ``addition_depth``);
-* ``overrides``: ``key=value`` strings every job gets;
-* ``grid``: ``{key: [values]}``, one job per combination (in file order);
-* ``needs``: optional ``{override_key: description}`` of data files that must exist
-  (a missing one skips the study with one line, naming the override to set);
-* ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU),
-  after the grid's, so they win over it.
+The studies file's format and what the queue writes: `gridlstm.analysis.study_queue`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import json
-import os
-import platform
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from omegaconf import OmegaConf
 
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.config import ConfigError
-
-STUDY_KEYS = {"claim", "overrides", "grid", "needs", "dry_run"}
-GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
-MIN_START_S = 60  # a job is not started with less time than this left
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -71,305 +30,34 @@ class QueueConfig:
     tag: str = option("gpu", "results sub-folder: <results>/<claim>/<tag>/ (e.g. cpu)")
 
 
-@dataclass
-class Job:
-    study: str
-    name: str
-    overrides: list[str]
-    run_dir: Path
-    log: Path
-    status: str = "queued"
-    seconds: float = 0.0
-    returncode: int | None = None
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def job_name(combo: dict[str, Any]) -> str:
-    """A folder name from the swept values: ``model=grid2d, model.net.num_layers=4`` gives
-    ``grid2d-num_layers4`` (the model by name, other keys by their last part)."""
-    parts = [str(v) if k == "model" else f"{str(k).split('.')[-1]}{v}" for k, v in combo.items()]
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts)) or "job"
-
-
-def load_studies(path: Path) -> dict[str, dict[str, Any]]:
-    """The studies file, checked: one ConfigError naming the study and key that is wrong."""
-    if not path.is_file():
-        raise ConfigError(f"studies={path}: no such file")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
-    claims: dict[str, str] = {}
-    for name, study in raw.items():
-        if not isinstance(study, dict):
-            raise ConfigError(f"{path}: study {name!r} must be a mapping")
-        unknown = set(study) - STUDY_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{path}: study {name!r} has unknown keys {sorted(unknown)}; "
-                f"valid keys: {', '.join(sorted(STUDY_KEYS))}"
-            )
-        if not study.get("claim"):
-            raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
-        if study["claim"] in claims:
-            raise ConfigError(
-                f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
-                f"claim {study['claim']!r}; each study needs its own folder"
-            )
-        claims[study["claim"]] = name
-        grid = study.get("grid") or {}
-        if not isinstance(grid, dict) or any(
-            not isinstance(v, list) or not v for v in grid.values()
-        ):
-            raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
-    return raw
-
-
-def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
-    grid = study.get("grid") or {}
-    base = [os.path.expandvars(str(o)) for o in study.get("overrides") or []]  # $DATA paths
-    # The dry run's overrides come last: they win over the grid's (tiny sizes, on the CPU).
-    tiny = [os.path.expandvars(str(o)) for o in study.get("dry_run") or []] if dry_run else []
-    jobs = []
-    for values in itertools.product(*grid.values()) if grid else [()]:
-        combo = dict(zip(grid.keys(), values, strict=True))
-        job = job_name(combo) if combo else name
-        run_dir = runs / name / job
-        overrides = base + [f"{k}={v}" for k, v in combo.items()] + tiny
-        jobs.append(Job(name, job, overrides, run_dir, run_dir.parent / f"{job}.log"))
-    return jobs
-
-
-def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
-    """A line naming the data a study needs and lacks, or None."""
-    given = dict(o.split("=", 1) for o in overrides if "=" in o)
-    for key, what in (study.get("needs") or {}).items():
-        value = given.get(key, "")
-        if not value or "$" in value or not Path(value).expanduser().exists():
-            return f"needs {what} ({key}={value or '?'}: not found; set it in the environment)"
-    return None
-
-
-def check_jobs(jobs: list[Job]) -> None:
-    """Compose every job's config before any starts: a typo in the studies file is one
-    ConfigError naming the job, not a failure found after the GPU's time has been spent."""
-    from gridlstm.run.conf import find_conf_dir
-    from gridlstm.run.config import compose_problem
-    from gridlstm.run.launch import register_resolvers
-
-    conf = find_conf_dir()
-    if conf is None:
-        raise ConfigError("no conf/train.yaml found: run from the repository root")
-    register_resolvers()
-    for job in jobs:
-        if problem := compose_problem(job.overrides, conf):
-            raise ConfigError(f"{job.study}/{job.name}: {problem}")
-
-
-def read_status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-class Queue:
-    """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic())."""
-
-    def __init__(self, jobs: list[Job], slots: int, deadline: float, threads: int) -> None:
-        self.jobs, self.slots, self.deadline, self.threads = jobs, slots, deadline, threads
-        self.lock = threading.Lock()
-        self.procs: set[subprocess.Popen] = set()
-        self.stopped = False  # SIGTERM / Ctrl-C to the queue: stop the jobs, start no more
-
-    def command(self, job: Job) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "gridlstm.train",
-            *job.overrides,
-            f"hydra.run.dir={job.run_dir}",
-            "resume=auto",
-            "print_config=false",
-            f"hardware.threads={self.threads}",
-        ]
-
-    def run_one(self, job: Job) -> None:
-        if read_status(job.run_dir) == "completed":
-            job.status, job.note = "done earlier", "completed in an earlier queue run"
-            return
-        left = self.deadline - time.monotonic()
-        if self.stopped:
-            job.status, job.note = "not started", "the queue was stopped"
-            return
-        if left < MIN_START_S:
-            job.status, job.note = "not started", f"only {left:.0f} s left of the deadline"
-            return
-        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(self.threads)}
-        start = time.monotonic()
-        with job.log.open("a") as log:
-            log.write(f"$ {' '.join(self.command(job))}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                self.command(job),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-            with self.lock:
-                self.procs.add(proc)
-                if self.stopped:  # the stop came between the start and now
-                    os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=max(self.deadline - time.monotonic(), 1))
-            except subprocess.TimeoutExpired:
-                job.note = "stopped at the deadline (SIGTERM); resume=auto continues it"
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=GRACE_S)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    job.note = "killed after the deadline's grace period"
-            finally:
-                with self.lock:
-                    self.procs.discard(proc)
-        job.seconds, job.returncode = round(time.monotonic() - start, 1), proc.returncode
-        job.status = read_status(job.run_dir) or ("failed" if proc.returncode else "no metrics")
-        if job.status in ("failed", "no metrics") and (job.note or self.stopped):
-            # SIGTERM before train.py had set up its handler: nothing was trained or lost.
-            job.status, job.note = "not started", "stopped while starting up"
-        print(
-            f"[queue] {job.study}/{job.name}: {job.status} after {job.seconds:.0f} s"
-            + (f" ({job.note})" if job.note else ""),
-            flush=True,
-        )
-
-    def run(self) -> None:
-        with ThreadPoolExecutor(max_workers=self.slots) as pool:
-            list(pool.map(self.run_one, self.jobs))
-
-    def stop_all(self) -> None:
-        with self.lock:
-            self.stopped = True
-            for proc in self.procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-
-
-def interleave(groups: list[list[Job]]) -> list[Job]:
-    """One job of each study in turn, so that every study makes progress before the deadline."""
-    return [j for row in itertools.zip_longest(*groups) for j in row if j is not None]
-
-
-def device_name() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001  (a broken CUDA setup still gets a report)
-        pass
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
-def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
-    """Tables and per-job metrics of one study into ``out`` (replacing an earlier copy)."""
-    from gridlstm.analysis.tables import TableError, report
-
-    sweep = runs / name
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        report(sweep)
-    except TableError as error:
-        print(f"[queue] {name}: no table ({error})", flush=True)
-    for artefact in ("table.md", "table.csv", "table_seeds.csv", "curves.png"):
-        if (sweep / artefact).is_file():
-            shutil.copy2(sweep / artefact, out / artefact)
-    for job in jobs:
-        for part in ("metrics.json", ".hydra/overrides.yaml"):
-            if (job.run_dir / part).is_file():
-                target = out / "jobs" / job.name / Path(part).name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(job.run_dir / part, target)
-
-
-def run(argv: list[str]) -> None:
+def parse(argv: list[str]) -> QueueConfig:
     cfg, _ = arguments.parse(argv, QueueConfig)
     if not cfg.studies:
         raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
-    for key in ("jobs", "threads", "minutes"):
-        if getattr(cfg, key) <= 0 or (key != "minutes" and getattr(cfg, key) < 1):
+    for key in ("jobs", "threads"):
+        if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}={getattr(cfg, key)}: must be positive")
+    if cfg.minutes <= 0:
+        raise ConfigError(f"minutes={cfg.minutes}: must be positive")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.tag):
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
-    studies = load_studies(Path(cfg.studies))
-    chosen = [s for s in cfg.only.split(",") if s] or list(studies)
-    unknown = [s for s in chosen if s not in studies]
-    if unknown:
-        raise ConfigError(
-            f"only={cfg.only}: unknown studies {unknown}; choices: " + ", ".join(studies)
-        )
-    runs = Path(cfg.runs) / ("dry_run" if cfg.dry_run else "")
-    started = time.time()
-    deadline = time.monotonic() + cfg.minutes * 60
-    groups, skipped = {}, {}
-    for name in chosen:
-        jobs = expand(name, studies[name], runs, cfg.dry_run)
-        reason = missing_data(studies[name], jobs[0].overrides)
-        if reason:
-            skipped[name] = reason
-            print(f"[queue] {name}: skipped: {reason}", flush=True)
-        else:
-            groups[name] = jobs
-    check_jobs([j for js in groups.values() for j in js])
-    queue = Queue(interleave(list(groups.values())), cfg.jobs, deadline, cfg.threads)
-    print(
-        f"[queue] {len(queue.jobs)} jobs of {len(groups)} studies, {cfg.jobs} at a time, "
-        f"deadline {cfg.minutes:g} min, on {device_name()}",
-        flush=True,
-    )
-    # The jobs run in their own sessions (a terminal's Ctrl-C does not reach them): the queue
-    # passes SIGTERM and SIGINT on, and each job saves last.ckpt as at the deadline.
-    previous = {s: signal.signal(s, lambda *_: queue.stop_all()) for s in STOP_SIGNALS}
-    try:
-        queue.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    for name, jobs in groups.items():
-        claim = studies[name]["claim"]
-        out = Path(cfg.results) / claim / (f"{cfg.tag}_dry_run" if cfg.dry_run else cfg.tag)
-        collect(name, jobs, runs, out)
-        summary = {
-            "study": name,
-            "device": device_name(),
-            "dry_run": cfg.dry_run,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-            "deadline_minutes": cfg.minutes,
-            "jobs_side_by_side": cfg.jobs,
-            "jobs": [
-                {
-                    "job": j.name,
-                    "status": j.status,
-                    "seconds": j.seconds,
-                    "returncode": j.returncode,
-                    "note": j.note,
-                    "overrides": j.overrides,
-                }
-                for j in jobs
-            ],
-        }
-        (out / "queue.json").write_text(json.dumps(summary, indent=1) + "\n")
-        print(f"[queue] {name}: results in {out}", flush=True)
-    failed = [j for js in groups.values() for j in js if j.status in ("failed", "no metrics")]
-    print(
-        f"[queue] done in {time.time() - started:.0f} s; {len(failed)} failed"
-        + "".join(f"\n  {j.study}/{j.name}: see {j.log}" for j in failed)
-        + "".join(f"\n  {n}: skipped: {r}" for n, r in skipped.items()),
-        flush=True,
+    return cfg
+
+
+def run(argv: list[str]) -> None:
+    from gridlstm.analysis.study_queue import run_studies
+
+    cfg = parse(argv)
+    failed = run_studies(
+        Path(cfg.studies),
+        minutes=cfg.minutes,
+        jobs=cfg.jobs,
+        threads=cfg.threads,
+        only=[s for s in cfg.only.split(",") if s],
+        runs=Path(cfg.runs),
+        results=Path(cfg.results),
+        tag=cfg.tag,
+        dry_run=cfg.dry_run,
     )
     if failed:
         raise SystemExit(1)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from gridlstm.run.runs import COMPLETED
+
 THRESHOLD = "val/samples_to_threshold"
 
 
@@ -31,12 +33,12 @@ def summary(
         [{**{k: str(row.get(k, "")) for k in group_by}, **row} for row in rows]
     )  # fmt: skip
     if "status" not in frame:
-        frame["status"] = "completed"
-    frame["status"] = frame["status"].fillna("completed")
-    done = frame[frame["status"] == "completed"]
+        frame["status"] = COMPLETED
+    frame["status"] = frame["status"].fillna(COMPLETED)
+    done = frame[frame["status"] == COMPLETED]
     left_out = [
         f"job {row['job']}: {row['status']}" + (f" ({row['reason']})" if row.get("reason") else "")
-        for _, row in frame[frame["status"] != "completed"].iterrows()
+        for _, row in frame[frame["status"] != COMPLETED].iterrows()
     ]
     keys = group_by or ["_all"]
     if not group_by:

@@ -17,7 +17,6 @@ are also summarised, mean +- std and n (`gridlstm.analysis.aggregate`): a second
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.analysis import aggregate
+from gridlstm.run import runs
 from gridlstm.run.config import ConfigError, defuse
 
 # The paper's claims (docs/model.md section 3; [paper] only).
@@ -75,18 +75,7 @@ def read_config(path: Path) -> DictConfig:
 
 def read_job(job: Path) -> dict[str, Any]:
     """One row; raises ValueError naming the file that is missing or malformed."""
-    metrics_path = job / "metrics.json"
-    if not metrics_path.is_file():
-        raise ValueError(f"{metrics_path}: missing (the job did not finish?)")
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{metrics_path}: malformed JSON ({error.msg}, line {error.lineno})"
-        ) from None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{metrics_path}: expected a JSON object")
-    metrics.setdefault("status", "completed")  # written before runs recorded a status
+    metrics = runs.load_record(job)  # a RecordError (a ValueError) names the file
     config_path = job / ".hydra" / "config.yaml"
     if not config_path.is_file():
         raise ValueError(f"{config_path}: missing")
@@ -146,8 +135,7 @@ def columns(rows: list[dict[str, Any]]) -> list[str]:
             if column not in metric_columns and any(column in r for r in rows):
                 metric_columns.append(column)
     # Which runs were stopped early (interrupted, diverged) and why, when any was.
-    stopped = [c for c in STATUS_COLUMNS if any(r.get("status", "completed") != "completed"
-                                                for r in rows)]  # fmt: skip
+    stopped = [c for c in STATUS_COLUMNS if any(r["status"] != runs.COMPLETED for r in rows)]
     return (
         BASE_COLUMNS[:1]
         + swept_keys(rows)
@@ -255,7 +243,7 @@ def curves(
     groups: dict[str, list[list[tuple[float, float]]]] = {}
     for row in rows:
         xy = job_curve(sweep, row)
-        stopped = row.get("status", "completed") != "completed"
+        stopped = row["status"] != runs.COMPLETED
         if not xy or (stopped and group_by is not None):
             continue
         if group_by is None:

@@ -1,4 +1,5 @@
-"""Writing data files so that a failure never leaves a file that looks complete."""
+"""Writing files so that a failure never leaves a file that looks complete: the one atomic
+writer of the package (data downloads, translations, run records)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def partial_file(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
         try:
             yield out, partial
             out.flush()
+            os.fsync(out.fileno())  # the data is on disk before the rename makes it visible
         except BaseException:
             out.close()
             partial.unlink(missing_ok=True)
@@ -30,6 +32,13 @@ def partial_file(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
     # colleagues who share a data directory can read it.
     os.chmod(partial, 0o666 & ~current_umask())
     os.replace(partial, target)
+
+
+def write_atomic(target: Path, text: str) -> None:
+    """Replace ``target`` with ``text`` in one step: a kill mid-write leaves the old file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with partial_file(target) as (out, _):
+        out.write(text.encode("utf-8"))
 
 
 def current_umask() -> int:

@@ -12,24 +12,45 @@ and tables, requeued jobs and people must tell them apart without reading logs:
   holds the one-line error (the traceback is in the job's log) and the sweep went on.
 
 ``metrics.json`` is strict JSON (a non-finite value is written as null) and is replaced
-atomically, so a kill mid-write leaves the previous file whole.
+atomically, so a kill mid-write leaves the previous file whole. This module is its only reader
+and writer: train, evaluate, resume, the queue, sweeps and tables all go through
+`read_record` / `load_record` / `write_metrics`, so a record without a status (written
+before statuses existed) means ``completed`` everywhere.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gridlstm.data.files import current_umask
+from gridlstm.data.files import write_atomic
 from gridlstm.run import checkpoints
 from gridlstm.run.config import ConfigError
 
-COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
+RECORD = "metrics.json"
 RESUME_CHOICES = ("false", "auto")
+
+
+class Status(str, Enum):
+    """How a run ended (the ``status`` of its ``metrics.json``); compares equal to its text."""
+
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+COMPLETED, INTERRUPTED, DIVERGED, FAILED = Status
+
+
+class RecordError(ValueError):
+    """A run directory's ``metrics.json`` is missing or malformed (the message names it)."""
 
 
 def strict(value: Any) -> Any:
@@ -43,45 +64,54 @@ def strict(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
-    write_atomic(output_dir / "metrics.json", json.dumps(strict(metrics), indent=2) + "\n")
+    """Write the run's record (strict JSON, atomically, fsync'd before the rename)."""
+    write_atomic(output_dir / RECORD, json.dumps(strict(metrics), indent=2) + "\n")
 
 
-def read_status(output_dir: Path) -> str | None:
-    """The status of the run recorded in ``output_dir`` (None: no finished record)."""
-    path = output_dir / "metrics.json"
+def load_record(output_dir: Path) -> dict[str, Any]:
+    """The run's record with its ``status`` (a record written before statuses existed only
+    ever described a completed run), or a RecordError naming the file and the problem."""
+    path = output_dir / RECORD
+    if not path.is_file():
+        raise RecordError(f"{path}: missing (the job did not finish?)")
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: malformed JSON ({error.msg}, line {error.lineno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: unreadable ({error})") from None
     if not isinstance(record, dict):
+        raise RecordError(f"{path}: expected a JSON object")
+    status = record.get("status", COMPLETED.value)
+    try:
+        record["status"] = Status(status)
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise RecordError(f"{path}: status {status!r} is not one of {choices}") from None
+    return record
+
+
+def read_record(output_dir: Path) -> dict[str, Any] | None:
+    """`load_record`, or None where there is no usable record."""
+    try:
+        return load_record(output_dir)
+    except RecordError:
         return None
-    # metrics.json written before statuses existed only ever described completed runs.
-    return record.get("status", COMPLETED)
+
+
+def read_status(output_dir: Path) -> Status | None:
+    """The status of the run recorded in ``output_dir`` (None: no usable record)."""
+    record = read_record(output_dir)
+    return None if record is None else record["status"]
 
 
 def previous_wall_time(output_dir: Path) -> float:
     """Seconds the earlier, interrupted part of a run took (0 if unknown)."""
+    record = read_record(output_dir) or {}
     try:
-        record = json.loads((output_dir / "metrics.json").read_text())
         return float(record.get("wall_time_s") or 0.0)
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (TypeError, ValueError):
         return 0.0
 
 

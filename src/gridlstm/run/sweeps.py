@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+
+from gridlstm.run import runs
 
 # Command-line choices -> (the plugin's module, its pip package).
 PLUGINS = {
@@ -96,13 +97,10 @@ class SweepReport(Callback):
         counts: Counter[str] = Counter()
         failed = []
         for job in sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir()):
-            try:
-                record = json.loads((job / "metrics.json").read_text())
-                status = record.get("status", "completed")
-            except (OSError, ValueError, AttributeError):
-                record, status = {}, "no metrics.json"
+            record = runs.read_record(job) or {}
+            status = str(record.get("status", "no metrics.json"))
             counts[status] += 1
-            if status == "failed":
+            if status == runs.FAILED:
                 failed.append(f"  job {job.name}: {record.get('reason', '')}")
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         print(f"sweep {sweep}: {sum(counts.values())} jobs: {summary}", flush=True)

@@ -18,7 +18,6 @@ interruption, a failed sweep job) and each is a small function here, next to the
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -247,7 +246,7 @@ def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[s
     resume = requested_resume(cfg)
     auto = resume == "auto" and not cfg.get("ckpt_path")
     if auto and runs.read_status(output_dir) == runs.COMPLETED:
-        return None, json.loads((output_dir / "metrics.json").read_text())
+        return None, runs.read_record(output_dir)
     path = runs.resume_from(resume, cfg.get("ckpt_path"), output_dir, identity(cfg))
     if is_first_process():
         if path is not None:
