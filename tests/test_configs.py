@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from gridlstm.run.arguments import RENAMED_OPTIONS
 from gridlstm.run.config import models_for
-from gridlstm.run.launch import register_resolvers
+from gridlstm.run.hydra_runtime import register_resolvers
 from gridlstm.run.training import train
 from tests.conftest import CONF, task_overrides
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gridlstm.run import launch
+from gridlstm.run import hydra_runtime, launch
 from gridlstm.run.config import ConfigError, check_launch
 
 LAUNCH_VARS = (
@@ -28,7 +28,7 @@ def clean_env(monkeypatch):
 
 
 def test_run_ids_are_unique_within_one_second():
-    ids = {launch.run_id() for _ in range(50)}
+    ids = {hydra_runtime.run_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d_[0-9a-f]{6}", i) for i in ids)
 
@@ -44,14 +44,14 @@ def test_run_ids_are_unique_within_one_second():
 def test_externally_launched_ranks_share_the_launchers_id(monkeypatch, env, expected):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert launch.run_id() == launch.run_id() == expected
+    assert hydra_runtime.run_id() == hydra_runtime.run_id() == expected
 
 
 def test_slurm_batch_script_without_a_step_is_not_shared(monkeypatch):
     """Two runs in one sbatch script must not share (and overwrite) one directory."""
     monkeypatch.setenv("SLURM_JOB_ID", "991")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
-    assert launch.shared_run_id() is None
+    assert hydra_runtime.shared_run_id() is None
 
 
 def test_external_launch_without_a_shared_id_is_refused(monkeypatch):

@@ -14,7 +14,7 @@ from tests.test_configs import compose_train
 
 def built_parameters(overrides: list[str], tmp_path) -> int:
     """Parameters of the model that train.py would build (budget solved), on the meta device."""
-    from gridlstm.run.training import build_module
+    from gridlstm.run.build import build_module
 
     cfg = compose_train(overrides, tmp_path)
     with torch.device("meta"):
@@ -151,7 +151,7 @@ def budget_cases() -> list[tuple[str, int, str, list[str]]]:
 def test_param_budget_gives_every_model_the_budget_within_two_percent(
     tmp_path, experiment, budget, model, extra
 ):
-    from gridlstm.run.training import build_module
+    from gridlstm.run.build import build_module
     from tests.conftest import task_overrides
 
     task = compose_train([f"experiment={experiment}"]).task.name

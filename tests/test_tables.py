@@ -17,8 +17,7 @@ def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None,
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "config.yaml").write_text(
         f"model:\n  name: {model}\n  net:\n    num_layers: {layers}\n"
-        "    hidden_size: ${gridlstm_comparable_hidden:${model.name},${model.net.num_layers},"
-        "${oc.select:model.net.tied,false},32}\n"
+        "    hidden_size: ${oc.select:model.net.width,32}\n"
         f"    tied: true\ntask:\n  name: addition\n  datamodule:\n    digits: 3\n"
     )
     if metrics_text is not None:
@@ -62,7 +61,7 @@ def test_table_markdown_csv_and_plot(tmp_path, capsys):
     ]
     assert rows[0]["params"] == "2000" and rows[0]["size"] == "3"
     md = (sweep / "table.md").read_text()
-    # hidden resolved through the presets' resolver: tied grid, 2 layers, base 32 -> 32
+    # hidden resolved through OmegaConf's pure selection (a safe resolver)
     assert "| 0 | grid2d | 2 | 32 | True | 2000 | addition | 3 | 0.5000 |" in md
     assert rows[1]["hidden"] == "32"  # stacked LSTM at its base width
     assert "Paper: a tied 2-LSTM solves 15-digit addition" in md
@@ -148,7 +147,19 @@ def test_a_job_config_cannot_copy_the_environment_into_the_table(tmp_path, monke
         assert "hunter2-token" not in written
         assert "${oc.env:GRIDLSTM_TEST_SECRET}" in written  # shown as the text it is
     rows = list(csv.DictReader((sweep / "table.csv").open()))
-    assert rows[0]["hidden"] == "32"  # the suite's own resolver still resolves
+    assert rows[0]["hidden"] == "32"  # a pure selection still resolves
+
+
+def test_a_retired_resolver_in_a_saved_config_is_shown_as_its_text(tmp_path):
+    """``gridlstm_comparable_hidden`` (retired in 0.3) is no longer registered or run."""
+    sweep = tmp_path / "sweep"
+    make_job(sweep, "0", "grid2d", 2, 0.5)
+    config = sweep / "0" / ".hydra" / "config.yaml"
+    old = "${gridlstm_comparable_hidden:grid2d,2,true,32}"
+    config.write_text(config.read_text().replace("${oc.select:model.net.width,32}", old))
+    command.main([f"sweep={sweep}"])
+    rows = list(csv.DictReader((sweep / "table.csv").open()))
+    assert rows[0]["hidden"] == old
 
 
 def test_jobs_that_differ_only_in_seed_are_summarised_with_mean_std_and_n(tmp_path, capsys):

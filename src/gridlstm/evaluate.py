@@ -44,7 +44,7 @@ def parse(argv: list[str]) -> tuple[EvaluateConfig, list[str]]:
 def run(argv: list[str]) -> None:
     from gridlstm.run.console import quiet_third_party
     from gridlstm.run.evaluation import evaluate
-    from gridlstm.run.launch import register_resolvers, run_id
+    from gridlstm.run.hydra_runtime import register_resolvers, run_id
 
     quiet_third_party()
     register_resolvers()

@@ -26,7 +26,7 @@ class TablesConfig:
 
 def run(argv: list[str]) -> None:
     from gridlstm.analysis.tables import report
-    from gridlstm.run.launch import register_resolvers
+    from gridlstm.run.hydra_runtime import register_resolvers
 
     cfg, _ = arguments.parse(argv, TablesConfig)
     if not cfg.sweep:

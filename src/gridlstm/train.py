@@ -22,7 +22,7 @@ def main(conf: Path | None = None) -> None:
     from gridlstm.run.arguments import renamed_options
     from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem, output_dir_problem
-    from gridlstm.run.launch import register_resolvers
+    from gridlstm.run.hydra_runtime import register_resolvers
     from gridlstm.run.sweeps import missing_plugin
 
     conf = conf or find_conf_dir()

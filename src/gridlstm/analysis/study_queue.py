@@ -143,7 +143,7 @@ def check_jobs(jobs: list[Job]) -> None:
     ConfigError naming the job, not a failure found after the GPU's time has been spent."""
     from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem
-    from gridlstm.run.launch import register_resolvers
+    from gridlstm.run.hydra_runtime import register_resolvers
 
     conf = find_conf_dir()
     if conf is None:

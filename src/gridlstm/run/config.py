@@ -11,15 +11,12 @@ import difflib
 import os
 import re
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gridlstm.run import cuda_graphs, launch
-from gridlstm.run.conf import config_dir
+from gridlstm.run import cuda_graphs, hydra_runtime, launch
 from gridlstm.run.errors import ConfigError
 
 T = TypeVar("T")
@@ -39,7 +36,7 @@ def check_compatible(cfg: DictConfig, conf: Path | None = None) -> None:
     model_kind, task_kind = cfg.model.get("input_kind"), cfg.task.get("input_kind")
     if model_kind == task_kind:
         return
-    choices = ", ".join(models_for(task_kind, conf or config_dir())) or "none"
+    choices = ", ".join(models_for(task_kind, conf or hydra_runtime.config_dir())) or "none"
     raise ConfigError(
         f"model={cfg.model.name} takes {model_kind} input but task={cfg.task.name} provides "
         f"{task_kind} input; models for task={cfg.task.name}: {choices}"
@@ -47,23 +44,12 @@ def check_compatible(cfg: DictConfig, conf: Path | None = None) -> None:
 
 
 def check_launch() -> None:
-    if launch.externally_launched() and launch.shared_run_id() is None:
+    if launch.externally_launched() and hydra_runtime.shared_run_id() is None:
         raise ConfigError(
             "several processes were launched externally but they share no run id, so they "
             "would write to different directories; set GRIDLSTM_RUN_ID (same value on every "
             "rank), run under srun, or use torchrun --rdzv-id=<id> / --standalone"
         )
-
-
-def build(what: str, factory: Callable[[], T]) -> T:
-    """Call ``factory``; turn a constructor's ValueError into a one-line ConfigError."""
-    try:
-        return factory()
-    except InstantiationException as error:
-        cause = error.__cause__ if error.__cause__ is not None else error
-        raise ConfigError(f"{what}: {cause}") from error
-    except ValueError as error:
-        raise ConfigError(f"{what}: {error}") from error
 
 
 def _first_line(error: BaseException) -> str:
@@ -353,10 +339,10 @@ def compose_problem(argv: list[str], conf: Path) -> str | None:
     return None
 
 
-# Resolvers a saved config may call when a tool reads it back (tables, evaluate): the suite's
-# width formula and OmegaConf's pure selection. Anything else (oc.env, oc.decode, a resolver
-# of another program) stays literal text: a tool never copies the environment into its output.
-SAFE_RESOLVERS = frozenset({"gridlstm_comparable_hidden", "oc.select"})
+# Resolvers a saved config may call when a tool reads it back (tables, evaluate): OmegaConf's
+# pure selection. Anything else (oc.env, oc.decode, a resolver of another program or one this
+# suite retired) stays literal text: a tool never copies the environment into its output.
+SAFE_RESOLVERS = frozenset({"oc.select"})
 RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
 
 

@@ -13,15 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.run import checkpoints, runs
-from gridlstm.run.config import ConfigError, build, check_device, check_value_types
-from gridlstm.run.console import lightning_info_silenced
-from gridlstm.run.training import build_module
+from gridlstm.run.build import build_module, build_scoring_trainer, guarded
+from gridlstm.run.config import ConfigError, check_value_types
 
 SCORED = ("task", "model", "hardware")  # the config groups a re-score may override
 # What a re-score reads of the stored config; the rest (callbacks, loggers, launchers, a DDP
@@ -105,39 +102,6 @@ def stored_data(cfg: DictConfig, hparams: dict[str, Any], overrides: list[str]) 
     return datamodule
 
 
-def build_trainer(cfg: DictConfig, device: str | None = None) -> L.Trainer:
-    """One process on the stored (or overridden) accelerator and precision, or one line.
-    ``device`` (cpu, cuda, cuda:N) replaces the stored accelerator."""
-    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
-    accelerator = str(hardware.get("accelerator", "cpu"))
-    devices: int | list[int] = 1
-    if device is not None:
-        check_device(device)
-        kind, _, index = device.partition(":")
-        accelerator = "cpu" if kind == "cpu" else "gpu"
-        devices = [int(index)] if index else 1
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"hardware.accelerator={accelerator}: no CUDA GPU is available on this machine; "
-            "re-score with hardware.accelerator=cpu"
-        )
-    try:
-        with lightning_info_silenced():
-            return L.Trainer(
-                accelerator=accelerator,
-                devices=devices,
-                precision=hardware.get("precision", "32-true"),
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=False,
-                use_distributed_sampler=False,
-            )
-    except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"hardware: {first}") from None
-
-
 def evaluate(
     ckpt: Path, out: Path, overrides: list[str], device: str | None = None
 ) -> dict[str, Any]:
@@ -155,10 +119,11 @@ def evaluate(
     )
     check_value_types(cfg.model.get("net"), "model.net")
     check_value_types(cfg.task.get("datamodule"), "task.datamodule")
-    trainer = build_trainer(cfg, device)  # hardware first: its mistakes cost no data loading
+    # The hardware first: its mistakes cost no data loading.
+    trainer = build_scoring_trainer(cfg.hardware, device)
     hparams = checkpoints.hyper_parameters(checkpoint, ckpt)
-    datamodule = build(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
-    module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
+    datamodule = guarded(f"task={cfg.task.name}", lambda: stored_data(cfg, hparams, overrides))
+    module = guarded(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     if problem := checkpoints.load_weights(module, checkpoint["state_dict"]):
         raise ConfigError(
             f"ckpt_path={ckpt}: its weights do not fit the model built from this config "

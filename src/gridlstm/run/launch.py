@@ -3,10 +3,11 @@
 Two problems this module solves:
 
 * **Unique run directories.** ``${now:...}`` alone collides for two launches in the same
-  second. The ``gridlstm_run_id`` resolver adds a random suffix, except when several processes
-  were started together by an external launcher (``srun``, ``torchrun``): then every rank must
-  name the *same* directory, so the id comes from the launcher (``GRIDLSTM_RUN_ID``, SLURM's
-  job and step ids, or torchrun's rendezvous id).
+  second. The ``gridlstm_run_id`` resolver (`gridlstm.run.hydra_runtime.run_id`) adds a
+  random suffix, except when several processes were started together by an external launcher
+  (``srun``, ``torchrun``): then every rank must name the *same* directory, so the id comes
+  from the launcher (``GRIDLSTM_RUN_ID``, SLURM's job and step ids, or torchrun's rendezvous
+  id).
 
 * **DDP under a Hydra multirun.** Lightning's ``ddp`` strategy re-launches ``sys.argv`` for
   ranks > 0; under ``-m`` every child would re-run the whole sweep. `HydraDDPStrategy`
@@ -25,32 +26,19 @@ from __future__ import annotations
 
 import atexit
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-from omegaconf import OmegaConf
+
+from gridlstm.run import hydra_runtime
 
 CHILD_ENV = "GRIDLSTM_DDP_CHILD"
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-def shared_run_id() -> str | None:
-    """The id an external multi-process launcher gives all its ranks, if any."""
-    if os.environ.get("GRIDLSTM_RUN_ID"):
-        return os.environ["GRIDLSTM_RUN_ID"]
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_STEP_ID"):
-        return f"slurm-{os.environ['SLURM_JOB_ID']}.{os.environ['SLURM_STEP_ID']}"
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
-    if run_id and run_id != "none":
-        return f"torchrun-{run_id}"
-    return None
 
 
 def externally_launched() -> bool:
@@ -58,44 +46,13 @@ def externally_launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get(CHILD_ENV) != "1"
 
 
-def run_id() -> str:
-    """Directory name of a run or sweep: shared across externally launched ranks, else
-    ``YYYY-MM-DD/HH-MM-SS_<random>`` (unique even for launches in the same second)."""
-    shared = shared_run_id()
-    if shared:
-        return shared
-    return f"{datetime.now():%Y-%m-%d/%H-%M-%S}_{secrets.token_hex(3)}"
-
-
-def comparable_hidden(model: str, layers: int, tied: bool, base: int) -> int:
-    """Hidden size giving ``model`` about the recurrent weights of a ``layers``-layer stacked
-    LSTM with ``base`` units, for comparisons at equal parameter count (docs/model.md section 3).
-
-    Weights per d^2: stacked LSTM 8 L (4 gates over [h; x]), untied 2-LSTM 16 L (two
-    transforms over [h_time; h_depth] per block), tied 2-LSTM 16 (one block in all).
-    """
-    grid = str(model).startswith("grid2d")
-    per_d2 = (16 if tied else 16 * layers) if grid else 8 * layers
-    return max(1, round(base * (8 * layers / per_d2) ** 0.5))
-
-
-def register_resolvers() -> None:
-    # use_cache: Hydra copies the resolver cache into every job of a sweep, so all jobs of
-    # one multirun see the same id.
-    if not OmegaConf.has_resolver("gridlstm_run_id"):
-        OmegaConf.register_new_resolver("gridlstm_run_id", run_id, use_cache=True)
-    if not OmegaConf.has_resolver("gridlstm_comparable_hidden"):
-        OmegaConf.register_new_resolver("gridlstm_comparable_hidden", comparable_hidden)
-
-
 def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
     """The command that re-runs only the current Hydra job, for DDP rank ``local_rank``."""
-    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd, to_absolute_path
 
     import __main__
 
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = hydra_runtime.current()
     if __main__.__spec__ is None:
         command = [sys.executable, to_absolute_path(sys.argv[0])]
     else:
@@ -122,9 +79,7 @@ class _HydraJobLauncher(_SubprocessScriptLauncher):
     """Lightning's script launcher, re-running the current Hydra job instead of sys.argv."""
 
     def _call_children_scripts(self) -> None:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
+        if hydra_runtime.current() is None:
             return super()._call_children_scripts()
         self._check_can_spawn_children()
         self.procs = []

@@ -10,6 +10,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from gridlstm.run import hydra_runtime
+
 
 def wandb_has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -29,25 +31,6 @@ def wandb_mode(configured: str | None = None) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
-def hydra_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def hydra_job_names() -> tuple[str | None, str]:
-    """(group, name) for W&B: the sweep groups its jobs, each job is named by its overrides."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        sweep = os.path.relpath(hydra_cfg.sweep.dir, hydra_cfg.runtime.cwd)
-        return sweep, f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname or 'defaults'}"
-    return None, os.path.relpath(hydra_cfg.runtime.output_dir, hydra_cfg.runtime.cwd)
-
-
 def logger_configs(cfg: DictConfig) -> list[DictConfig]:
     """The configured loggers (``logger=none``: none)."""
     return [c for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
@@ -58,7 +41,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     for logger_cfg in logger_configs(cfg):
         if logger_cfg._target_.endswith("WandbLogger"):
             logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
-            group, name = hydra_job_names()
+            group, name = hydra_runtime.job_names()
             with open_dict(logger_cfg):
                 # Ours, not WandbLogger's: applied by watch_model once the model exists.
                 watch = (logger_cfg.pop("watch", None), logger_cfg.pop("watch_log_freq", 100))

@@ -28,23 +28,28 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from gridlstm.nn import GridLSTM
-from gridlstm.nn.sizing import width_for_budget
-from gridlstm.run import cuda_graphs, runs, sweeps, threads
+from gridlstm.run import cuda_graphs, hydra_runtime, runs, sweeps, threads
+from gridlstm.run.build import (
+    build_callbacks,
+    build_datamodule,
+    build_module,
+    build_trainer,
+    guarded,
+    processes_per_machine,
+)
 from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
-from gridlstm.run.config import ConfigError, build, check_compatible, check_launch, check_run
+from gridlstm.run.config import ConfigError, check_compatible, check_launch, check_run
 from gridlstm.run.console import print_config_tree, quiet_third_party
 from gridlstm.run.launch import CHILD_ENV, job_environment
 from gridlstm.run.loggers import (
     build_loggers,
     finish_wandb,
-    hydra_multirun,
     log_final_metrics,
     log_hyperparameters,
     logger_configs,
@@ -57,79 +62,6 @@ log = logging.getLogger(__name__)
 FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s", "train/tokens_per_s")
 
 
-def build_callbacks(cfg: DictConfig, has_logger: bool) -> tuple[list[Callback], list[str]]:
-    """The configured callbacks, and the names of those left out (they need a logger)."""
-    callbacks, skipped = [], []
-    for name, callback_cfg in (cfg.get("callbacks") or {}).items():
-        if callback_cfg is None:
-            continue
-        callback = instantiate(callback_cfg)
-        if isinstance(callback, LearningRateMonitor) and not has_logger:
-            skipped.append(name)
-            continue
-        callbacks.append(callback)
-    return callbacks, skipped
-
-
-def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> L.Trainer:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
-    hardware.pop("name", None)
-    hardware.pop("threads", None)
-    hardware.pop("cuda_graphs", None)  # applied to the model (`cuda_graphs.apply`)
-    if isinstance(hardware.get("strategy"), dict):
-        hardware["strategy"] = instantiate(hardware["strategy"])
-    kwargs.update(one_gpu_per_job(hardware))
-    return L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks)
-
-
-def build_module(
-    cfg: DictConfig, datamodule: L.LightningDataModule, net: dict[str, Any] | None = None
-) -> L.LightningModule:
-    """The task's LightningModule: backbone and optimizer configs, what the data says
-    (vocabulary, sizes) and the task's own module options (``task.module.*``). With a
-    ``param_budget``, the backbone's width is solved first (`solve_width`)."""
-    if net is None and cfg.get("param_budget"):
-        width, params = solve_width(cfg, datamodule)
-        log.info("param_budget=%s: hidden_size %d gives %d parameters", cfg.param_budget,
-                 width, params)  # fmt: skip
-        module = build_module(cfg, datamodule, net_at(cfg, width))
-        module.extra_metrics = {**getattr(module, "extra_metrics", {}), "hidden": width}
-        return module
-    options = OmegaConf.to_container(cfg.task.module, resolve=True)
-    module_class = get_class(options.pop("_target_"))
-    return module_class(
-        net=net or OmegaConf.to_container(cfg.model.net, resolve=True),
-        optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.optim.scheduler, resolve=True)
-        if cfg.optim.get("scheduler")
-        else None,
-        **datamodule.module_kwargs(),
-        **options,
-    )
-
-
-def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
-    """The backbone config with ``hidden_size=width`` (what follows it, e.g. an
-    ``input_size: ${.hidden_size}``, follows)."""
-    net = OmegaConf.to_container(cfg.model.net, resolve=False)
-    net["hidden_size"] = width
-    return OmegaConf.to_container(OmegaConf.create(net), resolve=True)
-
-
-def solve_width(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[int, int]:
-    """(hidden_size, parameters) of the whole model closest to ``param_budget``: the model is
-    built at candidate widths (on the meta device: shapes only), so every architecture, tying
-    mode and head is counted as it is, with no formula per model name."""
-    budget = cfg.param_budget
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"param_budget must be a number of parameters >= 1, got {budget!r}")
-    multiple = int(cfg.model.net.get("heads", 1) or 1)  # attention heads divide the width
-    return width_for_budget(
-        lambda width: build_module(cfg, datamodule, net_at(cfg, width)), budget, multiple
-    )
-
-
 def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     table = Table(title="Final metrics")
     table.add_column("metric")
@@ -138,40 +70,6 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
     Console().print(f"outputs: {output_dir}")
-
-
-def hydra_launcher() -> DictConfig | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().launcher if HydraConfig.initialized() else None
-
-
-def processes_per_machine(cfg: DictConfig) -> int:
-    """Training processes on this machine that divide its CPU cores: this run's (ddp_cpu: one
-    per device) times the jobs a parallel launcher runs side by side."""
-    hardware = cfg.hardware
-    devices = hardware.get("devices", 1)
-    own = 1
-    if hardware.get("accelerator") == "cpu" and isinstance(devices, int) and devices > 1:
-        own = devices
-    return own * sweeps.parallel_jobs(hydra_launcher())
-
-
-def one_gpu_per_job(hardware: dict[str, Any]) -> dict[str, Any]:
-    """Under a parallel local launcher, a one-GPU job takes GPU (job number mod GPUs) instead
-    of every job sharing GPU 0."""
-    import torch
-    from hydra.core.hydra_config import HydraConfig
-
-    if (
-        sweeps.parallel_jobs(hydra_launcher()) > 1
-        and hardware.get("accelerator") in ("gpu", "cuda")
-        and hardware.get("devices") == 1
-        and torch.cuda.is_available()
-    ):
-        job = int(HydraConfig.get().job.num)
-        hardware["devices"] = sweeps.gpu_for_job(job, torch.cuda.device_count())
-    return hardware
 
 
 def is_first_process() -> bool:
@@ -223,10 +121,8 @@ class SweepConfigError(ConfigError):
 
 
 def check_sweeper(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        sweeper = HydraConfig.get().sweeper
+    sweeper = hydra_runtime.sweeper()
+    if sweeper is not None:
         problem = sweeps.direction_problem(sweeper, cfg.task.monitor, cfg.task.monitor_mode)
         if problem:
             raise SweepConfigError(problem)
@@ -318,17 +214,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return finished
     if resume is not None and resume.is_relative_to(output_dir):
         start -= runs.previous_wall_time(output_dir)  # wall_time_s counts every part of a run
-    count = build(
+    requested = cfg.hardware.get("threads", "auto")
+    count = guarded(
         f"hardware={cfg.hardware.name}",
-        lambda: threads.apply(cfg.hardware.get("threads", "auto"), processes_per_machine(cfg)),
+        lambda: threads.apply(requested, processes_per_machine(cfg.hardware)),
     )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build(f"task={cfg.task.name}", lambda: instantiate(cfg.task.datamodule))
-    module = build(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
+    datamodule = guarded(f"task={cfg.task.name}", lambda: build_datamodule(cfg.task))
+    module = guarded(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     check_val_interval(cfg, datamodule)
     graphed = cuda_graphs.apply(cfg, module, datamodule)
     has_logger = bool(logger_configs(cfg))
-    callbacks, skipped = build(f"task={cfg.task.name}", lambda: build_callbacks(cfg, has_logger))
+    callbacks, skipped = guarded(
+        f"task={cfg.task.name}", lambda: build_callbacks(cfg.get("callbacks"), has_logger)
+    )
     # Everything that can refuse the config has run: only now the run's own output.
     if is_first_process():
         print(f"run directory: {output_dir}", flush=True)
@@ -348,9 +247,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [interrupt, RunState(identity(cfg), config)]
-    trainer = build_trainer(cfg, loggers, callbacks)
+    trainer = build_trainer(cfg.trainer, cfg.hardware, loggers, callbacks)
     log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
-    build("logger=wandb", lambda: watch_model(loggers, module))
+    guarded("logger=wandb", lambda: watch_model(loggers, module))
     sigusr1_as_sigterm()
 
     try:
@@ -448,7 +347,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     except ConfigError as error:
         exit_code = 2
         print(f"error: {error}", file=sys.stderr)
-        if hydra_multirun() and not isinstance(error, SweepConfigError):
+        if hydra_runtime.is_multirun() and not isinstance(error, SweepConfigError):
             return failed_job(cfg, str(error))
         raise SystemExit(2) from None
     except Stopped as stop:
@@ -457,13 +356,13 @@ def main(cfg: DictConfig) -> dict[str, Any]:
             runs.write_metrics(Path(cfg.paths.output_dir), stop.metrics)
         print(f"{stop.metrics['status']}: {stop.metrics['reason']}", file=sys.stderr)
         print(f"run directory: {cfg.paths.output_dir}", file=sys.stderr)
-        if stop.metrics["status"] == runs.DIVERGED and hydra_multirun():
+        if stop.metrics["status"] == runs.DIVERGED and hydra_runtime.is_multirun():
             return {**stop.metrics, cfg.task.monitor: worst_value(cfg)}  # the sweep goes on
         raise SystemExit(stop.exit_code) from None
     except Exception as error:
         exit_code = 1
         print(f"run failed; its directory: {cfg.paths.output_dir}", file=sys.stderr)
-        if hydra_multirun():
+        if hydra_runtime.is_multirun():
             log.exception("job failed")  # the traceback goes to the job's log
             lines = str(error).strip().splitlines()
             return failed_job(cfg, f"{type(error).__name__}: {lines[0] if lines else ''}")
