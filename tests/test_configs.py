@@ -12,7 +12,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from gridlstm.run.arguments import RENAMED_OPTIONS
 from gridlstm.run.config import models_for
 from gridlstm.run.hydra_runtime import register_resolvers
 from gridlstm.run.training import train
@@ -21,8 +20,7 @@ from tests.conftest import CONF, task_overrides
 register_resolvers()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
-RENAMED = {old for group, old in RENAMED_OPTIONS if group == "model"}  # aliases of others
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem not in RENAMED)
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 
 
@@ -94,15 +92,22 @@ def test_every_preset_logs_to_wandb_and_csv(tmp_path):
         assert set(cfg.logger) == {"wandb", "csv"}, preset
 
 
-def test_a_renamed_model_option_still_composes_the_same_with_a_note():
-    """``model=grid1d`` (the 1-LSTM's old name) is ``model=grid_1lstm``."""
-    from gridlstm.run.arguments import renamed_options
+def test_the_n_lstm_is_spelt_gridnd_everywhere():
+    """``model=gridNd`` is the paper's N-LSTM (N counts depth): GridLSTM(grid_dims=N - 1)."""
+    assert compose_train(["model=grid1d", "task=parity"]).model.net.grid_dims == 0
+    assert compose_train(["model=grid2d"]).model.net._target_ == "gridlstm.nn.Grid2dLSTM"
+    grid3d = compose_train(["model=grid3d", "task=mnist"]).model.net
+    assert grid3d._target_ == "gridlstm.nn.Grid3dImageEncoder"
 
-    old = compose_train(["model=grid1d", "task=parity"])
-    new = compose_train(["model=grid_1lstm", "task=parity"])
-    assert OmegaConf.to_container(old.model) == OmegaConf.to_container(new.model)
-    assert old.model.name == "grid_1lstm" and old.model.net.grid_dims == 0
-    assert renamed_options(["-m", "model=grid1d,tanh_net", "seed=1"]) == [
-        "note: model=grid1d is now model=grid_1lstm (the old name still works)"
-    ]
-    assert renamed_options(["model=grid_1lstm"]) == []
+
+def test_a_renamed_model_option_is_refused_with_the_new_name():
+    """``model=grid_1lstm`` (the 1-LSTM's name in 0.2) is refused naming ``model=grid1d``,
+    in a single run and in a sweep."""
+    from gridlstm.run.config import compose_problem
+
+    for argv in (["model=grid_1lstm", "task=parity"], ["-m", "model=tanh_net,grid_1lstm"]):
+        assert compose_problem(argv, CONF) == (
+            "model=grid_1lstm is now model=grid1d (renamed in 0.3: gridNd is the paper's "
+            "N-LSTM, N counting depth); use model=grid1d"
+        )
+    assert compose_problem(["model=grid1d", "task=parity"], CONF) is None

@@ -10,7 +10,6 @@ import ast
 import importlib
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -179,38 +178,11 @@ def test_long_modules_say_why():
     assert not unexplained, unexplained
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("gridlstm.callbacks", "gridlstm.run.callbacks"),
-        ("gridlstm.checkpoints", "gridlstm.run.checkpoints"),
-        ("gridlstm.nn.wavefront", "gridlstm.nn.backends.hyperplane"),
-        ("gridlstm.nn.image", "gridlstm.nn.models.image"),
-        ("gridlstm.aggregate", "gridlstm.analysis.aggregate"),
-    ],
-)
-def test_old_module_paths_still_import_with_a_deprecation_warning(old, new):
-    sys.modules.pop(old, None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new)
-    assert module.__spec__.name == new and module.__name__ == new  # the real module, untouched
-    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
-               for w in caught)  # fmt: skip
-
-
-def test_hydra_targets_at_old_paths_still_resolve():
-    """Saved configs name callbacks and strategies by the paths before the move."""
-    from hydra.utils import get_class
-
-    from gridlstm.run.callbacks import Divergence
-    from gridlstm.run.launch import HydraDDPStrategy
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert get_class("gridlstm.callbacks.Divergence") is Divergence
-        assert get_class("gridlstm.launch.HydraDDPStrategy") is HydraDDPStrategy
+def test_module_paths_from_before_0_2_are_gone():
+    """The 0.2 compatibility finder is retired: an old path is an ordinary import error."""
+    for old in ("gridlstm.callbacks", "gridlstm.nn.wavefront", "gridlstm.aggregate"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
 
 
 README = SRC.parent / "README.md"
@@ -234,20 +206,15 @@ def test_every_command_is_installed_as_a_console_script():
         assert callable(ep.load())
 
 
-def test_a_renamed_class_resolves_by_its_old_name_in_code_configs_and_checkpoints():
-    """``Grid3dLSTM`` (an image classifier, not ``GridLSTM(grid_dims=2)``) is now
-    ``Grid3dImageEncoder``; the old name still works everywhere it was written."""
-    from hydra.utils import get_class
-
+def test_a_checkpoint_naming_a_class_by_its_0_1_path_still_loads():
+    """``Grid3dLSTM`` (0.1) is ``Grid3dImageEncoder``: the loader's one map of old class
+    paths (`checkpoints.OLD_CLASS_PATHS`) keeps 0.1 checkpoints loadable; code and configs
+    use the new name only."""
     import gridlstm.nn
     from gridlstm.nn import Grid3dImageEncoder
     from gridlstm.run import checkpoints
 
-    with pytest.warns(DeprecationWarning, match="Grid3dLSTM is now Grid3dImageEncoder"):
-        assert gridlstm.nn.Grid3dLSTM is Grid3dImageEncoder
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert get_class("gridlstm.nn.Grid3dLSTM") is Grid3dImageEncoder
     allowed = checkpoints.suite_classes()["net"]
     for old in ("gridlstm.nn.Grid3dLSTM", "gridlstm.nn.image.Grid3dLSTM"):
         assert allowed[old] is Grid3dImageEncoder
+    assert not hasattr(gridlstm.nn, "Grid3dLSTM")

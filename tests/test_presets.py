@@ -181,7 +181,7 @@ STUDIES = {
     "claims_memorization_depth": ("memorization", "grid2d", {"stacked_lstm"},
                                   "model.net.num_layers"),  # fmt: skip
     "claims_mnist": ("mnist", "grid3d", {"mdlstm", "row_lstm", "cnn"}, None),
-    "claims_parity": ("parity", "grid_1lstm", {"tanh_net", "relu_net"}, "task.datamodule.bits"),
+    "claims_parity": ("parity", "grid1d", {"tanh_net", "relu_net"}, "task.datamodule.bits"),
 }
 
 

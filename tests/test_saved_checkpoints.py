@@ -1,17 +1,15 @@
-"""Checkpoints saved before the 0.2 layout move still load and evaluate, with the scores the
+"""Checkpoints saved by 0.1 still load and evaluate, with the scores the
 old code gave (tests/data: written by gridlstm 0.1.0, commit 74c940c; see its .json)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from gridlstm import evaluate
-from gridlstm.run import checkpoints
 
 DATA = Path(__file__).parent / "data"
 SAVED = DATA / "addition_stacked_lstm_v0.1.ckpt"
@@ -30,9 +28,12 @@ def test_a_checkpoint_saved_before_the_move_evaluates_as_it_did(tmp_path, monkey
     assert scores(tmp_path / "scores") == pytest.approx(expected, abs=1e-6)
 
 
-def test_old_defining_import_paths_in_a_checkpoint_still_load(tmp_path, monkeypatch):
-    """A stored ``_target_`` may name a class by the module that defined it before the move
-    (``gridlstm.nn.stacked.StackedLSTM``, now in ``gridlstm.nn.models.stacked``)."""
+def test_a_class_named_by_a_module_path_from_before_0_2_is_refused_naming_its_path(
+    tmp_path, monkeypatch, capsys
+):
+    """The 0.2 module aliases are retired: a stored ``_target_`` naming a class by the module
+    that defined it before the move (``gridlstm.nn.stacked.StackedLSTM``; the suite's
+    configs always named ``gridlstm.nn.StackedLSTM``) is one line naming the current path."""
     monkeypatch.chdir(tmp_path)
     checkpoint = torch.load(SAVED, weights_only=True)
     old = "gridlstm.nn.stacked.StackedLSTM"
@@ -40,12 +41,12 @@ def test_old_defining_import_paths_in_a_checkpoint_still_load(tmp_path, monkeypa
     checkpoint["gridlstm_config"]["model"]["net"]["_target_"] = old
     moved = tmp_path / "moved.ckpt"
     torch.save(checkpoint, moved)
-    assert checkpoints.suite_classes()["net"][old].__module__ == "gridlstm.nn.models.stacked"
-    evaluate.main([f"ckpt_path={moved}", f"out={tmp_path / 'scores'}"])
-    reference = tmp_path / "reference"
-    shutil.copy(SAVED, tmp_path / "saved.ckpt")
-    evaluate.main([f"ckpt_path={tmp_path / 'saved.ckpt'}", f"out={reference}"])
-    assert scores(tmp_path / "scores") == scores(reference)
+    with pytest.raises(SystemExit, match="2"):
+        evaluate.main([f"ckpt_path={moved}", f"out={tmp_path / 'scores'}"])
+    err = capsys.readouterr().err
+    assert f"_target_='{old}' is not one of the suite's net classes" in err
+    assert "(the suite's StackedLSTM is gridlstm.nn.StackedLSTM)" in err
+    assert err.count("\n") == 1 and not (tmp_path / "scores").exists()
 
 
 def test_evaluate_device_replaces_the_stored_accelerator(tmp_path, monkeypatch, capsys):

@@ -117,15 +117,15 @@ def test_bad_values_stop_before_training_and_spare_earlier_runs(cli, override, m
     ("overrides", "message"),
     [
         (
-            ["model=grid_1lstm"],
-            "error: model=grid_1lstm takes vector input but task=addition provides sequence input; "
+            ["model=grid1d"],
+            "error: model=grid1d takes vector input but task=addition provides sequence input; "
             "models for task=addition: grid2d, grid2d_coreylynch, grid2d_untied, stacked_gru, "
             "stacked_lstm, stacked_peephole_lstm",
         ),
         (
             ["task=parity"],
             "error: model=grid2d takes sequence input but task=parity provides vector input; "
-            "models for task=parity: grid_1lstm, relu_net, tanh_net",
+            "models for task=parity: grid1d, relu_net, tanh_net",
         ),
     ],
 )

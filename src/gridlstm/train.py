@@ -19,7 +19,6 @@ def main(conf: Path | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from gridlstm.run.arguments import renamed_options
     from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem, output_dir_problem
     from gridlstm.run.hydra_runtime import register_resolvers
@@ -35,8 +34,6 @@ def main(conf: Path | None = None) -> None:
     if problem := missing_plugin(argv) or output_dir_problem(argv) or compose_problem(argv, conf):
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    for note in renamed_options(argv):
-        print(note, file=sys.stderr)
 
     @hydra.main(version_base="1.3", config_path=str(conf), config_name="train")
     def run(cfg: DictConfig) -> float | None:

@@ -39,8 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gridlstm.nn import GridLSTM, dispatch
-from gridlstm.run.console import lightning_info_silenced, quiet_third_party
 from gridlstm.run.build import build_module
+from gridlstm.run.console import lightning_info_silenced, quiet_third_party
 
 # preset: overrides that pick its grid model (the sweep's deepest, where it sweeps depth)
 PRESETS: dict[str, list[str]] = {

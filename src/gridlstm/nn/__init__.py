@@ -38,6 +38,3 @@ __all__ = [
     "dispatch",
     "greedy",
 ]
-
-# Exported classes' names before 0.2 (old -> new) still resolve, with a DeprecationWarning.
-from gridlstm.nn.models.image import RENAMED, __getattr__  # noqa: E402, F401

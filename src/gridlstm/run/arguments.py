@@ -5,9 +5,9 @@ tables, bench) take ``key=value`` too, with the same names for the same things
 (``ckpt_path=``, ``out=``, ``device=``), checked against a dataclass of options before any
 work starts. Values stay strings until OmegaConf merges them into the dataclass, so
 ``prime=true`` stays the text 'true' and ``length=abc`` is refused naming the key.
-``--help`` prints the command's usage and every option with its default. Old names keep
-working with a one-line note: a command's renamed options (``ckpt=``) and train.py's renamed
-config-group options (``model=grid1d``, `RENAMED_OPTIONS`).
+``--help`` prints the command's usage and every option with its default. A command's renamed
+options (``ckpt=``) keep working; train.py's renamed config-group options are refused with
+the new name (`gridlstm.run.config.RENAMED_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -121,20 +121,3 @@ def run_command(
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-# Config-group options kept under an old name (a file that includes the new one): saved
-# commands still run, with a note. (group, old) -> new.
-RENAMED_OPTIONS = {("model", "grid1d"): "grid_1lstm"}
-
-
-def renamed_options(argv: list[str]) -> list[str]:
-    """One note per old option name on the command line (sweeps included)."""
-    notes = []
-    for arg in argv:
-        key, _, value = arg.lstrip("+~").partition("=")
-        for choice in value.split(","):
-            if (new := RENAMED_OPTIONS.get((key, choice.strip()))) is not None:
-                notes.append(f"note: {key}={choice.strip()} is now {key}={new} "
-                             "(the old name still works)")  # fmt: skip
-    return notes

@@ -31,8 +31,14 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm import MOVED
 from gridlstm.run.config import RESOLVER_CALL, SAFE_RESOLVERS, ConfigError, literal
+
+# Class paths that checkpoints written by 0.1 name, old -> new (the 3-LSTM image model was
+# renamed in 0.2; every other class a checkpoint names kept its path). Remove in 0.4.
+OLD_CLASS_PATHS = {
+    "gridlstm.nn.Grid3dLSTM": "gridlstm.nn.Grid3dImageEncoder",
+    "gridlstm.nn.image.Grid3dLSTM": "gridlstm.nn.Grid3dImageEncoder",
+}
 
 
 class CheckpointError(ConfigError):
@@ -47,13 +53,6 @@ def _classes(package: Any) -> dict[str, type]:
         if isinstance(getattr(package, name), type)
     }
     defined = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in exported.values()}
-    # Defining paths from before a module moved (`gridlstm.MOVED`): saved checkpoints keep them.
-    before_move = {
-        f"{old}.{name.removeprefix(new + '.')}": cls
-        for name, cls in defined.items()
-        for old, new in MOVED.items()
-        if name.startswith(new + ".") and "." not in name.removeprefix(new + ".")
-    }
     # ... and by the package that re-exports it (data/translation.py became a package).
     by_package = {
         f"{parent}.{cls.__qualname__}": cls
@@ -61,15 +60,9 @@ def _classes(package: Any) -> dict[str, type]:
         if (parent := cls.__module__.rpartition(".")[0]) in sys.modules
         and getattr(sys.modules[parent], cls.__qualname__, None) is cls
     }
-    known = {**before_move, **by_package, **defined, **exported}
-    # ... and by the names classes had before a rename (the package's RENAMED: old -> new).
-    renamed = {
-        f"{path.rpartition('.')[0]}.{old}": cls
-        for old, new in getattr(package, "RENAMED", {}).items()
-        for path, cls in known.items()
-        if path.rpartition(".")[2] == new
-    }
-    return {**renamed, **known}
+    known = {**by_package, **defined, **exported}
+    # ... and by the paths checkpoints written before a rename name.
+    return {**{old: known[new] for old, new in OLD_CLASS_PATHS.items() if new in known}, **known}
 
 
 def _subclasses(module: Any, base: type) -> dict[str, type]:
@@ -167,9 +160,12 @@ def _walk(node: Any, path: tuple[str, ...], targets: Mapping[tuple, str], what: 
             allowed = suite_classes()[kind]
             target = node["_target_"]
             if not isinstance(target, str) or target not in allowed:
+                name = str(target).rpartition(".")[2]
+                same = sorted((p for p, c in allowed.items() if c.__name__ == name), key=len)
+                hint = f" (the suite's {name} is {same[0]})" if same else ""
                 raise CheckpointError(
                     f"{what}: {where}._target_={target!r} is not one of the suite's {kind} "
-                    "classes; the checkpoint names something else, refusing to build it"
+                    f"classes{hint}; the checkpoint names something else, refusing to build it"
                 )
         for key, value in node.items():
             _walk(value, (*path, key), targets, what)

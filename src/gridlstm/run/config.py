@@ -315,11 +315,31 @@ def _one_line(text: str) -> str:
     return "; ".join(parts)
 
 
+# Config-group options renamed since 0.2, (group, old) -> new: refused with the new name, so
+# a saved command fails at once and says what to type. Remove in 0.4.
+RENAMED_OPTIONS = {("model", "grid_1lstm"): "grid1d"}
+
+
+def renamed_option_problem(argv: list[str]) -> str | None:
+    """A line naming an old config-group option on the command line (sweeps included)."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        for choice in value.split(","):
+            if (new := RENAMED_OPTIONS.get((key, choice.strip()))) is not None:
+                return (
+                    f"{key}={choice.strip()} is now {key}={new} (renamed in 0.3: gridNd is the "
+                    f"paper's N-LSTM, N counting depth); use {key}={new}"
+                )
+    return None
+
+
 def compose_problem(argv: list[str], conf: Path) -> str | None:
     """Hydra's own refusals (an unknown config-group option, a key that is not in the config,
     an override that does not parse) as one line, before Hydra would print them over several
-    lines with exit code 1. Sweeps (``-m``) and Hydra's flags (``--help``, ``--cfg``) are
-    left to Hydra."""
+    lines with exit code 1; a renamed option (`RENAMED_OPTIONS`) in any command line. Sweeps
+    (``-m``) and Hydra's flags (``--help``, ``--cfg``) are otherwise left to Hydra."""
+    if problem := renamed_option_problem(argv):
+        return problem
     if any(arg.startswith("-") for arg in argv):
         return None
     from hydra import compose, initialize_config_dir

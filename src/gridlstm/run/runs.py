@@ -28,7 +28,7 @@ from typing import Any
 
 from gridlstm.data.files import write_atomic
 from gridlstm.run import checkpoints
-from gridlstm.run.config import ConfigError
+from gridlstm.run.config import RENAMED_OPTIONS, ConfigError
 
 RECORD = "metrics.json"
 RESUME_CHOICES = ("false", "auto")
@@ -130,6 +130,7 @@ def check_checkpoint(path: Path, option: str, expected: dict[str, str]) -> None:
     saved = checkpoint.get("gridlstm_run") or {}
     for key, want in expected.items():
         have = saved.get(key)
+        have = RENAMED_OPTIONS.get((key, have), have)  # a run saved under a 0.2 name
         if have is not None and have != want:
             raise ConfigError(
                 f"{option}={path}: the checkpoint is of {key}={have}, this run is {key}={want}; "

@@ -12,7 +12,6 @@ that has seen the whole image. Patching and the directions are our choices (docs
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -193,15 +192,3 @@ class SmallCNN(nn.Module):
 
     def forward(self, images: Tensor, state: None = None) -> tuple[Tensor, None]:
         return self.features(images), None
-
-
-RENAMED = {"Grid3dLSTM": "Grid3dImageEncoder"}  # old name -> new name (0.2)
-
-
-def __getattr__(name: str) -> type:
-    """The classes' names before 0.2, with a DeprecationWarning."""
-    if name in RENAMED:
-        warnings.warn(f"{name} is now {RENAMED[name]}; the old name will be removed",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return globals()[RENAMED[name]]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
