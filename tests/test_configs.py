@@ -111,3 +111,6 @@ def test_a_renamed_model_option_is_refused_with_the_new_name():
             "N-LSTM, N counting depth); use model=grid1d"
         )
     assert compose_problem(["model=grid1d", "task=parity"], CONF) is None
+    assert compose_problem(["task=translation", "task.module.param_budget=5000"], CONF) == (
+        "task.module.param_budget is now param_budget (renamed in 0.3); use param_budget=5000"
+    )

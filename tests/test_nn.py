@@ -116,6 +116,14 @@ def test_greedy_continue_feeds_back_its_own_predictions():
     torch.testing.assert_close(generated, sequence[:, 6:])
 
 
+def test_token_model_refuses_a_backbone_that_is_not_over_one_sequence_dimension():
+    from gridlstm.nn import DeepFeedForward, GridLSTM
+
+    for backbone in (DeepFeedForward(8, 8), GridLSTM(8, 8, 2, grid_dims=0)):
+        with pytest.raises(ValueError, match="is not a sequence model"):
+            TokenSequenceModel(11, backbone)
+
+
 def test_token_model_refuses_a_time_major_backbone():
     with pytest.raises(ValueError, match="must be built with batch_first=True"):
         TokenSequenceModel(11, Grid2dLSTM(8, 8, 2))  # nn.LSTM's default: (T, B, F)

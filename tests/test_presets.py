@@ -8,7 +8,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from gridlstm.nn import count_parameters
 from tests.test_configs import compose_train
 
 
@@ -96,21 +95,34 @@ def test_mnist_presets_build_every_model_of_their_table(experiment, tmp_path):
         assert module.num_parameters > 0
 
 
+class TranslationData:
+    """What a translation data module gives its task module (`module_kwargs`), without a
+    corpus: vocabulary sizes, languages and (tiny, untrained) tokenizers."""
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int) -> None:
+        from tokenizers import Tokenizer, models
+
+        tokenizer = Tokenizer(models.BPE()).to_str()
+        self.kwargs = {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
+                       "src_tokenizer": tokenizer, "tgt_tokenizer": tokenizer,
+                       "src_lang": "zh", "tgt_lang": "en"}
+
+    def module_kwargs(self) -> dict:
+        return self.kwargs
+
+
 @pytest.mark.parametrize("experiment", ["translation_cpu", "translation_paper"])
 def test_translation_presets_give_every_model_the_same_parameter_budget(experiment, tmp_path):
-    from omegaconf import OmegaConf
-
-    from gridlstm.tasks.translation import build_net
+    """Through the one solver every task uses (`gridlstm.run.build.solve_width`)."""
+    from gridlstm.run.build import solve_width
 
     counts = {}
     for model in ("reencoder", "lstm_attention", "transformer"):
         cfg = compose_train([f"experiment={experiment}", f"model={model}"], tmp_path)
-        vocab = cfg.task.datamodule.src_vocab_size, cfg.task.datamodule.tgt_vocab_size
-        net = OmegaConf.to_container(cfg.model.net, resolve=True)
-        with torch.device("meta"):
-            built, _ = build_net(net, *vocab, cfg.task.module.param_budget)
-        counts[model] = count_parameters(built)
-    budget = cfg.task.module.param_budget
+        data = TranslationData(cfg.task.datamodule.src_vocab_size,
+                               cfg.task.datamodule.tgt_vocab_size)
+        _, counts[model] = solve_width(cfg, data)
+    budget = cfg.param_budget
     assert all(abs(c - budget) / budget < 0.02 for c in counts.values()), counts
     assert cfg.hydra.sweeper.params["model"].split(",") == list(counts)
 

@@ -66,6 +66,7 @@ def test_top_k_one_and_temperature_zero_are_greedy(char_checkpoint):
 
 class FixedLogits(nn.Module):
     input_size = hidden_size = 3
+    batch_first = True
 
     def forward(self, x, state=None):
         return x.new_zeros(*x.shape[:2], 3), state
@@ -174,14 +175,19 @@ def test_the_backbone_may_be_named_by_any_accepted_path_but_must_be_a_language_m
     name = exported.rpartition(".")[2]
     assert name == "Grid2dLSTM"
     defining = f"gridlstm.nn.grid2d.{name}"
-    for target, works in ((defining, True), ("gridlstm.nn.SmallCNN", False)):
-        checkpoint["hyper_parameters"]["net"]["_target_"] = target
-        path = tmp_path / f"{works}.ckpt"
-        torch.save(checkpoint, path)
-        if works:
-            assert run(path, "prime=grid ", "length=5", "seed=5") == run(
-                ckpt, "prime=grid ", "length=5", "seed=5"
-            )
-        else:
-            with pytest.raises(SampleError, match="is not a language-model backbone"):
-                run(path, "length=5")
+    net = checkpoint["hyper_parameters"]["net"]
+    checkpoint["hyper_parameters"]["net"] = {**net, "_target_": defining}
+    torch.save(checkpoint, tmp_path / "defining.ckpt")
+    assert run(tmp_path / "defining.ckpt", "prime=grid ", "length=5", "seed=5") == run(
+        ckpt, "prime=grid ", "length=5", "seed=5"
+    )
+    refusals = {  # the backbone: the one message each
+        "gridlstm.nn.GridLSTM": r"\(GridLSTM\) is not a sequence model",  # grid_dims=0 below
+        "gridlstm.nn.SmallCNN": "unexpected keyword argument 'input_size'",
+    }
+    for target, message in refusals.items():
+        extra = {"grid_dims": 0} if target.endswith("GridLSTM") else {}
+        checkpoint["hyper_parameters"]["net"] = {**net, "_target_": target, **extra}
+        torch.save(checkpoint, tmp_path / "other.ckpt")
+        with pytest.raises(SampleError, match=f"cannot rebuild the model .*{message}"):
+            run(tmp_path / "other.ckpt", "length=5")

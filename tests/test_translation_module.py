@@ -51,7 +51,40 @@ def test_dev_translations_are_logged_to_the_console_without_wandb(tmp_path, capl
 
 
 def test_only_the_suites_translation_models_are_built():
-    with pytest.raises(ValueError, match="'os.system' is not a translation model; allowed: "):
-        build_net({"_target_": "os.system", "command": "true"}, 10, 10, None)
-    net, solved = build_net({**NET, "hidden_size": 4}, 300, 300, 50_000)
-    assert solved == net.hidden_size and solved != 4
+    allowed = ("allowed: gridlstm.nn.AttentionSeq2Seq, gridlstm.nn.Reencoder, "
+               "gridlstm.nn.TransformerSeq2Seq")
+    for target in ("os.system", "gridlstm.nn.StackedLSTM", "gridlstm.nn.NoSuchModel"):
+        with pytest.raises(ValueError, match=f"'{target}' is not a translation model; {allowed}"):
+            build_net({"_target_": target, "command": "true"}, 10, 10)
+    assert build_net({**NET, "hidden_size": 4}, 300, 300).hidden_size == 4
+
+
+def test_a_0_2_translation_checkpoint_with_its_budget_among_the_module_options_still_loads(
+    tmp_path,
+):
+    """0.2 kept ``param_budget`` in the translation module's options and the unsolved width in
+    ``net``; the loader solves it again as training did (and the same weights load)."""
+    import torch
+
+    from gridlstm.run import checkpoints
+    from gridlstm.run.build import solve_width  # noqa: F401 - the solver 0.3 trains with
+
+    dm = TranslationDataModule(write_pairs(tmp_path / "p.tsv", 40), val_size=4, test_size=4,
+                               src_vocab_size=270, tgt_vocab_size=270, batch_size=8)  # fmt: skip
+    dm.setup("fit")
+    budget = 20_000
+    probe = checkpoints.budget_solved_in_0_2(
+        {"net": NET, "optimizer": ADAM, "param_budget": budget, **dm.module_kwargs()},
+        TranslationModule,
+    )
+    width = probe["net"]["hidden_size"]
+    assert "param_budget" not in probe and width != NET["hidden_size"]
+    module = TranslationModule({**NET, "hidden_size": width}, optimizer=ADAM,
+                               **dm.module_kwargs())  # fmt: skip
+    assert abs(module.num_parameters - budget) / budget < 0.05
+    path = tmp_path / "v0.2.ckpt"
+    hparams = {**dict(module.hparams), "net": NET, "param_budget": budget}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams,
+                "gridlstm_task": "translation"}, path)  # fmt: skip
+    loaded = checkpoints.load_module(path, "translation", TranslationModule, "not translation")
+    assert loaded.model.hidden_size == width

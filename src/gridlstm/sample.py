@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -32,11 +31,6 @@ class SampleConfig:
     top_k: int | None = option(None, "sample among the k likeliest characters (null: all)")
     seed: int = option(0, "the same seed gives the same text")
     device: str = option("cpu", "cpu, cuda or cuda:N")
-
-
-# Sequence backbones a language-model checkpoint may name (by any import path the checkpoint
-# loader accepts for them): its config is data, never code.
-BACKBONES = ("Grid2dLSTM", "GridLSTM", "StackedLSTM", "StackedGRU", "StackedCellLSTM")
 
 
 MAX_LENGTH = 10_000_000  # characters per call: the model samples one at a time
@@ -65,25 +59,15 @@ def parse_args(argv: list[str]) -> SampleConfig:
 
 def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
     """The language model in a checkpoint written by ``train.py`` (task=enwik8 or text),
-    opened through `gridlstm.run.checkpoints` (weights and plain data only; suite classes only)."""
-
-    def language_model_backbone(hparams: dict[str, Any]) -> None:
-        target = (hparams.get("net") or {}).get("_target_")
-        cls = checkpoints.suite_classes()["net"].get(target)
-        if cls is None or cls.__qualname__ not in BACKBONES:
-            allowed = ", ".join(f"gridlstm.nn.{name}" for name in sorted(BACKBONES))
-            raise checkpoints.CheckpointError(
-                f"{path}: model class {target!r} is not a language-model backbone of this "
-                f"suite; allowed: {allowed}"
-            )
-
+    opened through `gridlstm.run.checkpoints` (weights and plain data only; suite classes
+    only; the backbone must be a sequence model, `gridlstm.nn.TokenSequenceModel`'s rule)."""
     not_a_language_model = (
         f"{path} is not a language-model checkpoint (it has no vocabulary to sample from); "
         "use one from a run with task=enwik8 or task=text"
     )
     try:
         module = checkpoints.load_module(
-            path, TASK, LanguageModelModule, not_a_language_model, language_model_backbone
+            path, TASK, LanguageModelModule, not_a_language_model
         )
     except checkpoints.CheckpointError as error:
         raise SampleError(str(error)) from None

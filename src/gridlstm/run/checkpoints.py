@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from gridlstm.nn.sizing import width_for_budget
 from gridlstm.run.config import RESOLVER_CALL, SAFE_RESOLVERS, ConfigError, literal
 
 # Class paths that checkpoints written by 0.1 name, old -> new (the 3-LSTM image model was
@@ -39,6 +41,24 @@ OLD_CLASS_PATHS = {
     "gridlstm.nn.Grid3dLSTM": "gridlstm.nn.Grid3dImageEncoder",
     "gridlstm.nn.image.Grid3dLSTM": "gridlstm.nn.Grid3dImageEncoder",
 }
+
+
+def budget_solved_in_0_2(hparams: dict[str, Any], module_class: type) -> dict[str, Any]:
+    """0.2 translation checkpoints kept their ``param_budget`` among the module's options and
+    the unsolved width in ``net``; 0.3 solves the width before building (one solver for every
+    task) and stores it. Solved again here as 0.2 solved it: the whole model at candidate
+    widths. Remove in 0.4."""
+    budget = hparams.get("param_budget")
+    if not budget or not isinstance(hparams.get("net"), dict):
+        return hparams
+    rest = {k: v for k, v in hparams.items() if k != "param_budget"}
+    net = rest["net"]
+
+    def build(width: int) -> Any:
+        return module_class(**{**rest, "net": {**net, "hidden_size": width}})
+
+    width, _ = width_for_budget(build, int(budget), int(net.get("heads", 1) or 1))
+    return {**rest, "net": {**net, "hidden_size": width}}
 
 
 class CheckpointError(ConfigError):
@@ -261,9 +281,12 @@ def load_module(
     if check is not None:
         check(hparams)
     try:
+        hparams = budget_solved_in_0_2(hparams, module_class)
         module = module_class(**hparams)
         problem = load_weights(module, checkpoint.get("state_dict") or {})
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else None
+        error = cause or error  # Hydra's wrapper names the target; the cause says what failed
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path}: cannot rebuild the model ({first})") from None
     if problem:

@@ -318,12 +318,17 @@ def _one_line(text: str) -> str:
 # Config-group options renamed since 0.2, (group, old) -> new: refused with the new name, so
 # a saved command fails at once and says what to type. Remove in 0.4.
 RENAMED_OPTIONS = {("model", "grid_1lstm"): "grid1d"}
+# ... and config keys, old -> new (one parameter budget for every task).
+RENAMED_KEYS = {"task.module.param_budget": "param_budget"}
 
 
 def renamed_option_problem(argv: list[str]) -> str | None:
-    """A line naming an old config-group option on the command line (sweeps included)."""
+    """A line naming an old config-group option or key on the command line (sweeps
+    included)."""
     for arg in argv:
         key, _, value = arg.lstrip("+~").partition("=")
+        if (new_key := RENAMED_KEYS.get(key)) is not None:
+            return f"{key} is now {new_key} (renamed in 0.3); use {new_key}={value or 'N'}"
         for choice in value.split(","):
             if (new := RENAMED_OPTIONS.get((key, choice.strip()))) is not None:
                 return (

@@ -45,6 +45,9 @@ def saved_config(path: Path, checkpoint: dict[str, Any]) -> DictConfig:
         if not isinstance(stored, dict):
             raise ConfigError(f"{hydra_config}: not a config mapping")
     used = {key: stored[key] for key in USED if key in stored}
+    module = (used.get("task") or {}).get("module")
+    if isinstance(module, dict) and "param_budget" in module:  # 0.2's translation budget
+        used["param_budget"] = module.pop("param_budget") or used.get("param_budget")
     if isinstance(used.get("hardware"), dict):
         used["hardware"] = {k: v for k, v in used["hardware"].items() if k in HARDWARE_USED}
     what = f"ckpt_path={path}: the stored config"

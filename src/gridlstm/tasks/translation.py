@@ -5,12 +5,12 @@ output (byte-level BPE is lossless) and scores it against the raw reference sent
 sacrebleu's corpus BLEU (tokenizer ``13a``, or ``zh`` for a Chinese target) and chrF; the
 test split is decoded with ``test_beam``. ``val/bleu`` is the main metric. The tokenizers
 and the model config travel inside the checkpoint, so `gridlstm.translate` needs nothing
-else; the model class must be one of `MODELS` (a checkpoint is data, never code).
+else; the model must be a `gridlstm.nn.Seq2Seq` (the checkpoint loader admits only the suite's
+exported classes: a checkpoint is data, never code).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -22,23 +22,16 @@ from tokenizers import Tokenizer
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+import gridlstm.nn
 from gridlstm.data.translation import BOS, EOS, PAD, decode
 from gridlstm.nn import count_parameters
 from gridlstm.nn.models.decoding import decode as decode_ids
 from gridlstm.nn.models.decoding import max_length
-from gridlstm.nn.sizing import width_for_budget
+from gridlstm.nn.models.seq2seq import Seq2Seq
 from gridlstm.tasks.base import TaskModule
 from gridlstm.tasks.showcase import should_show, show_table
 
-log = logging.getLogger(__name__)
 TASK = "translation"  # marks checkpoints that gridlstm.translate accepts
-# The only classes a translation checkpoint may name (its config is data, not code).
-MODELS = {
-    "gridlstm.nn.Reencoder": "gridlstm.nn.models.reencoder.Reencoder",
-    "gridlstm.nn.AttentionSeq2Seq": "gridlstm.nn.models.seq2seq.AttentionSeq2Seq",
-    "gridlstm.nn.TransformerSeq2Seq": "gridlstm.nn.models.seq2seq.TransformerSeq2Seq",
-}
-MODELS.update({path: path for path in list(MODELS.values())})
 
 
 def bleu_tokenizer(lang: str) -> str:
@@ -53,36 +46,30 @@ def score(hypotheses: list[str], references: list[str], lang: str) -> dict[str, 
     return {"bleu": bleu.score, "chrf": chrf.score}
 
 
-def build_net(
-    net: dict[str, Any], src_vocab_size: int, tgt_vocab_size: int, param_budget: int | None
-) -> tuple[torch.nn.Module, int | None]:
-    """The backbone named by ``net`` (allow-listed), at the width that meets
-    ``param_budget`` when one is given."""
+def build_net(net: dict[str, Any], src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The encoder-decoder named by ``net``: a `gridlstm.nn.Seq2Seq` of the suite."""
     options = dict(net)
     target = options.pop("_target_", None)
-    if target not in MODELS:
-        allowed = ", ".join(sorted(k for k in MODELS if k.count(".") == 2))
+    try:
+        cls = get_class(target) if str(target).startswith("gridlstm.") else None
+    except (ImportError, ValueError, AttributeError):
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, Seq2Seq)):
+        allowed = ", ".join(
+            f"gridlstm.nn.{name}" for name in sorted(gridlstm.nn.__all__)
+            if isinstance(c := getattr(gridlstm.nn, name), type) and issubclass(c, Seq2Seq)
+            and c is not Seq2Seq
+        )
         raise ValueError(f"model class {target!r} is not a translation model; allowed: {allowed}")
-    cls = get_class(MODELS[target])
-
-    def make(width: int) -> torch.nn.Module:
-        return cls(src_vocab_size, tgt_vocab_size, **{**options, "hidden_size": width})
-
-    solved = None
-    if param_budget:
-        multiple = int(options.get("heads", 1)) if "Transformer" in target else 1
-        solved, _ = width_for_budget(make, int(param_budget), multiple)
-        options["hidden_size"] = solved
-    return cls(src_vocab_size, tgt_vocab_size, **options), solved
+    return cls(src_vocab_size, tgt_vocab_size, **options)
 
 
 class TranslationModule(TaskModule):
     """Args:
-    net: the model config (``_target_`` one of `MODELS`, plus its options).
+    net: the model config (``_target_`` a `gridlstm.nn.Seq2Seq`, plus its options; the
+        top-level ``param_budget`` solves its width before it gets here).
     src_vocab_size, tgt_vocab_size, src_tokenizer, tgt_tokenizer, src_lang, tgt_lang: from
         the data module (tokenizers as JSON strings, stored in checkpoints).
-    param_budget: if set, ``net.hidden_size`` is replaced by the width whose parameter count
-        is closest to it (fair comparisons between architectures).
     label_smoothing: of the training cross-entropy.
     beam, test_beam, length_penalty: decoding of the dev (every validation) and test sets.
     max_len_ratio, max_len_extra: decode at most ratio x source length + extra tokens.
@@ -100,7 +87,6 @@ class TranslationModule(TaskModule):
         tgt_lang: str,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
-        param_budget: int | None = None,
         label_smoothing: float = 0.0,
         beam: int = 1,
         test_beam: int = 4,
@@ -114,18 +100,10 @@ class TranslationModule(TaskModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.save_hyperparameters()
-        self.model, self.solved_hidden = build_net(
-            net, src_vocab_size, tgt_vocab_size, param_budget
-        )
+        self.model = build_net(net, src_vocab_size, tgt_vocab_size)
         self.src_tok = Tokenizer.from_str(src_tokenizer)
         self.tgt_tok = Tokenizer.from_str(tgt_tokenizer)
         self.num_parameters = count_parameters(self.model)
-        self.extra_metrics = {"hidden": self.solved_hidden} if self.solved_hidden else {}
-        if self.solved_hidden:
-            log.info(
-                "param_budget=%d: hidden_size=%d (%d parameters)",
-                param_budget, self.solved_hidden, self.num_parameters,
-            )  # fmt: skip
         self.val_nats, self.test_nats = MeanMetric(), MeanMetric()
         self.outputs: list[tuple[int, str, str, str]] = []
         self.tokens_trained, self.train_seconds, self._step_start = 0, 0.0, 0.0

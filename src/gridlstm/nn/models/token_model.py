@@ -38,9 +38,16 @@ class TokenSequenceModel(nn.Module):
         super().__init__()
         check_positive("vocab_size", vocab_size)
         check_probability("dropout", dropout)
-        if getattr(backbone, "batch_first", True) is not True:
+        name = type(backbone).__name__
+        if not hasattr(backbone, "batch_first") or getattr(backbone, "grid_dims", 1) != 1:
             raise ValueError(
-                f"the backbone ({type(backbone).__name__}) must be built with batch_first=True: "
+                f"the backbone ({name}) is not a sequence model: TokenSequenceModel needs one "
+                "with nn.LSTM's interface over one sequence dimension (Grid2dLSTM, "
+                "StackedLSTM, StackedGRU, StackedCellLSTM, GridLSTM(grid_dims=1))"
+            )
+        if backbone.batch_first is not True:
+            raise ValueError(
+                f"the backbone ({name}) must be built with batch_first=True: "
                 "TokenSequenceModel feeds it (batch, time, features)"
             )
         self.embedding = nn.Embedding(vocab_size, backbone.input_size)
