@@ -218,3 +218,57 @@ def test_a_checkpoint_naming_a_class_by_its_0_1_path_still_loads():
     for old in ("gridlstm.nn.Grid3dLSTM", "gridlstm.nn.image.Grid3dLSTM"):
         assert allowed[old] is Grid3dImageEncoder
     assert not hasattr(gridlstm.nn, "Grid3dLSTM")
+
+
+CONF = SRC.parent / "conf"
+
+
+def config_targets(group: str, key: str) -> dict[str, str]:
+    """{config option: the ``_target_`` at ``key``} of every file of a config group."""
+    from omegaconf import OmegaConf
+
+    found = {}
+    for path in sorted((CONF / group).glob("*.yaml")):
+        node = OmegaConf.select(OmegaConf.load(path), key)
+        if node is not None:
+            found[path.stem] = str(node)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("group", "key", "kind"),
+    [("task", "datamodule._target_", "datamodule"), ("task", "module._target_", "module"),
+     ("model", "net._target_", "net")],
+)  # fmt: skip
+def test_every_class_a_config_names_is_one_a_checkpoint_may_name(group, key, kind):
+    """The export rule: a data module, task module or backbone must be in its package's
+    ``__all__``, or the checkpoint loader (which admits only exported classes) refuses the
+    checkpoints of its runs."""
+    from gridlstm.run import checkpoints
+
+    allowed = checkpoints.suite_classes()[kind]
+    targets = config_targets(group, key)
+    assert targets
+    missing = {option: target for option, target in targets.items() if target not in allowed}
+    assert not missing, f"export these in their package's __all__: {missing}"
+
+
+def test_every_task_pairs_a_data_module_with_a_task_module_that_takes_its_contract():
+    """``module_kwargs()`` returns one `gridlstm.data.contracts` dictionary; the task module
+    names the same one (``DATA``) and takes each of its keys as an argument."""
+    import inspect
+    import typing
+
+    from hydra.utils import get_class
+
+    data, modules = config_targets("task", "datamodule._target_"), config_targets(
+        "task", "module._target_"
+    )
+    assert set(data) == set(modules)
+    for task, target in data.items():
+        contract = typing.get_type_hints(get_class(target).module_kwargs)["return"]
+        assert typing.is_typeddict(contract), f"task={task}: {target}.module_kwargs"
+        module = get_class(modules[task])
+        assert module.DATA is contract, f"task={task}: {modules[task]}.DATA"
+        parameters = inspect.signature(module).parameters
+        assert set(contract.__annotations__) <= set(parameters), f"task={task}"

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridlstm.data.contracts import SequenceProblems
 from gridlstm.data.synthetic import SyntheticDataModule
 from gridlstm.nn.checks import check_positive
 
@@ -93,7 +94,7 @@ class AdditionDataModule(SyntheticDataModule):
     def encode(self, problems: Tensor) -> Tensor:
         return encode(problems[:, : self.digits], problems[:, self.digits :], self.reverse)
 
-    def module_kwargs(self) -> dict[str, int]:
+    def module_kwargs(self) -> SequenceProblems:
         return {
             "vocab_size": self.vocab_size,
             "prompt_length": self.prompt_length,

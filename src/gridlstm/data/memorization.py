@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridlstm.data.contracts import SequenceProblems
 from gridlstm.data.synthetic import SyntheticDataModule
 from gridlstm.nn.checks import check_positive
 
@@ -58,7 +59,7 @@ class MemorizationDataModule(SyntheticDataModule):
         end = torch.full((count, 1), self.end, dtype=torch.long)
         return torch.cat([problems, separator, problems, end], dim=1)
 
-    def module_kwargs(self) -> dict[str, int]:
+    def module_kwargs(self) -> SequenceProblems:
         return {
             "vocab_size": self.vocab_size,
             "prompt_length": self.prompt_length,

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from gridlstm.data.contracts import Images
 from gridlstm.data.files import hf_load_dataset, one_fetcher, partial_file
 from gridlstm.data.position import ResumableLoader, resumable
 from gridlstm.data.synthetic import rank_and_world
@@ -228,7 +229,7 @@ class MNISTDataModule(L.LightningDataModule):
         """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardised."""
         return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1)
 
-    def module_kwargs(self) -> dict[str, Any]:
+    def module_kwargs(self) -> Images:
         return {"image_size": 28, "channels": 1, "num_classes": 10}
 
     def _dataset(self, split: str, rank: int = 0, world: int = 1) -> TensorDataset:

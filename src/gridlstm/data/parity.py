@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridlstm.data.contracts import BitVectors
 from gridlstm.data.synthetic import SyntheticDataModule
 from gridlstm.nn.checks import check_positive
 
@@ -39,5 +40,5 @@ class ParityDataModule(SyntheticDataModule):
     def encode(self, problems: Tensor) -> Tensor:
         return torch.cat([problems, problems.sum(1, keepdim=True) % 2], dim=1)
 
-    def module_kwargs(self) -> dict[str, Any]:
+    def module_kwargs(self) -> BitVectors:
         return {"input_size": self.bits, "num_classes": 2}

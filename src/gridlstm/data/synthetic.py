@@ -11,7 +11,7 @@ is decided on the raw problems.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning as L
@@ -138,8 +138,9 @@ class SyntheticDataModule(L.LightningDataModule):
         """Raw problems -> the rows the model sees."""
         raise NotImplementedError
 
-    def module_kwargs(self) -> dict[str, Any]:
-        """What the task's LightningModule needs to know about the data."""
+    def module_kwargs(self) -> Mapping[str, Any]:
+        """What the task's LightningModule needs to know about the data: one of the
+        contracts in `gridlstm.data.contracts`."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared machinery

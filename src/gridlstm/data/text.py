@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from gridlstm.data.contracts import Characters
 from gridlstm.data.position import ResumableLoader, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
@@ -226,7 +227,7 @@ class TextDataModule(L.LightningDataModule):
         vocab = module_kwargs.get("vocab")
         return {} if vocab is None else {"symbols": list(vocab)}
 
-    def module_kwargs(self) -> dict[str, Any]:
+    def module_kwargs(self) -> Characters:
         return {"vocab_size": self.vocab_size, "vocab": self.vocab}
 
     def train_dataloader(self) -> DataLoader:

@@ -17,6 +17,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 
+from gridlstm.data import contracts
 from gridlstm.nn import TokenSequenceModel, count_parameters
 from gridlstm.tasks.base import TaskModule
 
@@ -38,6 +39,8 @@ class AlgorithmicSequenceModule(TaskModule):
         optimizer: ``_partial_`` optimizer config; scheduler: optional ``_partial_`` LR
             scheduler config stepped every optimizer step.
     """
+
+    DATA = contracts.SequenceProblems  # what its data module gives it (`module_kwargs`)
 
     def __init__(
         self,

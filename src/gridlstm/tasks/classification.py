@@ -15,11 +15,14 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from gridlstm.data import contracts
 from gridlstm.nn import count_parameters
 from gridlstm.tasks.base import TaskModule
 
 
 class VectorClassificationModule(TaskModule):
+    DATA = contracts.BitVectors  # what its data module gives it (`module_kwargs`)
+
     def __init__(
         self,
         net: dict[str, Any],

@@ -15,12 +15,15 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from gridlstm.data import contracts
 from gridlstm.nn import count_parameters
 from gridlstm.tasks.base import TaskModule
 from gridlstm.tasks.showcase import should_show, show_images
 
 
 class ImageClassificationModule(TaskModule):
+    DATA = contracts.Images  # what its data module gives it (`module_kwargs`)
+
     def __init__(
         self,
         net: dict[str, Any],

@@ -22,6 +22,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from gridlstm.data import contracts
 from gridlstm.data.text import IGNORE, decode, encode
 from gridlstm.nn import TokenSequenceModel, count_parameters, detach_state
 from gridlstm.tasks.base import TaskModule
@@ -43,6 +44,8 @@ class LanguageModelModule(TaskModule):
             0 turns it off.
         optimizer, scheduler: ``_partial_`` configs (see `TaskModule`).
     """
+
+    DATA = contracts.Characters  # what its data module gives it (`module_kwargs`)
 
     def __init__(
         self,

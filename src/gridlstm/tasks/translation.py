@@ -23,6 +23,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 import gridlstm.nn
+from gridlstm.data import contracts
 from gridlstm.data.translation import BOS, EOS, PAD, decode
 from gridlstm.nn import count_parameters
 from gridlstm.nn.models.decoding import decode as decode_ids
@@ -56,8 +57,10 @@ def build_net(net: dict[str, Any], src_vocab_size: int, tgt_vocab_size: int) -> 
         cls = None
     if not (isinstance(cls, type) and issubclass(cls, Seq2Seq)):
         allowed = ", ".join(
-            f"gridlstm.nn.{name}" for name in sorted(gridlstm.nn.__all__)
-            if isinstance(c := getattr(gridlstm.nn, name), type) and issubclass(c, Seq2Seq)
+            f"gridlstm.nn.{name}"
+            for name in sorted(gridlstm.nn.__all__)
+            if isinstance(c := getattr(gridlstm.nn, name), type)
+            and issubclass(c, Seq2Seq)
             and c is not Seq2Seq
         )
         raise ValueError(f"model class {target!r} is not a translation model; allowed: {allowed}")
@@ -75,6 +78,8 @@ class TranslationModule(TaskModule):
     max_len_ratio, max_len_extra: decode at most ratio x source length + extra tokens.
     log_samples: translations shown per validation (W&B table, else the console log).
     """
+
+    DATA = contracts.SentencePairs  # what its data module gives it (`module_kwargs`)
 
     def __init__(
         self,

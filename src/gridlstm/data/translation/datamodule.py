@@ -14,6 +14,7 @@ import lightning as L
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
+from gridlstm.data.contracts import SentencePairs
 from gridlstm.data.position import ResumableLoader, epoch_of, resumable
 from gridlstm.data.synthetic import rank_and_world
 from gridlstm.data.translation.batching import BucketSampler, PairDataset, collate
@@ -154,7 +155,7 @@ class TranslationDataModule(L.LightningDataModule):
         what `module_kwargs` gave the model (its checkpoint's hyper-parameters)."""
         return {"tokenizers": [module_kwargs["src_tokenizer"], module_kwargs["tgt_tokenizer"]]}
 
-    def module_kwargs(self) -> dict[str, Any]:
+    def module_kwargs(self) -> SentencePairs:
         """What the translation module needs from the data (and stores in checkpoints)."""
         return {
             "src_vocab_size": self.vocab_sizes[0],
