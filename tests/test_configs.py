@@ -114,3 +114,12 @@ def test_a_renamed_model_option_is_refused_with_the_new_name():
     assert compose_problem(["task=translation", "task.module.param_budget=5000"], CONF) == (
         "task.module.param_budget is now param_budget (renamed in 0.3); use param_budget=5000"
     )
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_states_the_facts_its_tables_report(task, tmp_path):
+    """The tables read a task's size option and the paper's claim from the job's saved config
+    (conf/task/*.yaml), not from a list keyed by task name."""
+    cfg = compose_train([f"task={task}"], tmp_path)
+    assert cfg.task.size_option in cfg.task.datamodule, task
+    assert task == "text" or cfg.task.paper.endswith(".")

@@ -18,7 +18,8 @@ def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None,
     (job / ".hydra" / "config.yaml").write_text(
         f"model:\n  name: {model}\n  net:\n    num_layers: {layers}\n"
         "    hidden_size: ${oc.select:model.net.width,32}\n"
-        f"    tied: true\ntask:\n  name: addition\n  datamodule:\n    digits: 3\n"
+        f"    tied: true\ntask:\n  name: addition\n  size_option: digits\n"
+        "  paper: a tied 2-LSTM solves 15-digit addition\n  datamodule:\n    digits: 3\n"
     )
     if metrics_text is not None:
         (job / "metrics.json").write_text(metrics_text)
@@ -88,7 +89,8 @@ def test_language_model_sweep_gets_bits_per_char_columns_and_curves(tmp_path, ca
         (path / ".hydra").mkdir(parents=True)
         (path / ".hydra" / "config.yaml").write_text(
             f"model:\n  name: {model}\n  net:\n    num_layers: 3\n    hidden_size: 64\n"
-            "task:\n  name: enwik8\n  monitor: val/bpc\n  datamodule:\n    bptt: 100\n"
+            "task:\n  name: enwik8\n  monitor: val/bpc\n  size_option: bptt\n"
+            "  paper: a tied 2-LSTM reaches 1.47 bits/char\n  datamodule:\n    bptt: 100\n"
         )
         metrics = {"test/bpc": bpc, "val/bpc": bpc + 0.1, "train/chars_per_s": 5e4}
         (path / "metrics.json").write_text(json.dumps({**metrics, "params": 10, "samples_seen": 8}))

@@ -30,27 +30,6 @@ from gridlstm.analysis import aggregate
 from gridlstm.run import runs
 from gridlstm.run.config import ConfigError, defuse
 
-# The paper's claims (docs/model.md section 3; [paper] only).
-REFERENCE = {
-    "parity": "Paper: a tied 1-LSTM solves k-bit parity up to k = 250; deep tanh/ReLU nets fail.",
-    "addition": "Paper: a tied 2-LSTM solves 15-digit addition (training budget up to 5 million "
-    "samples) and significantly outperforms the standard LSTM.",
-    "memorization": "Paper: the 2-LSTM significantly outperforms the standard LSTM.",
-    "mnist": "Paper: a 3-LSTM reaches 0.32% test error on MNIST (50000 / 10000 / 10000).",
-    "translation": "Paper: the Reencoder (a 3-LSTM over target x source x depth) beats a "
-    "phrase-based system on Chinese -> English (IWSLT BTEC: 44,016 / 1,006 / 503 pairs).",
-    "enwik8": "Paper: a tied 2-LSTM reaches 1.47 bits/char on enwik8; same table [secondary]: "
-    "stacked LSTM 1.67, MRNN 1.60, GF-LSTM 1.58.",
-}
-TASK_SIZE = {
-    "parity": "bits",
-    "addition": "digits",
-    "memorization": "length",
-    "enwik8": "bptt",
-    "text": "bptt",
-    "mnist": "train_size",
-    "translation": "max_len",
-}
 BASE_COLUMNS = ["job", "model", "layers", "hidden", "tied", "params", "task", "size"]
 # By the task's main metric (task.monitor): the columns worth a table.
 METRIC_COLUMNS = {
@@ -91,7 +70,10 @@ def read_job(job: Path) -> dict[str, Any]:
             "hidden": metrics.get("hidden", net.get("hidden_size")),
             "tied": net.get("tied", ""),
             "task": task.name,
-            "size": task.datamodule.get(TASK_SIZE.get(task.name, ""), ""),
+            # Per-task facts live in conf/task/*.yaml (saved with every job's config).
+            "size_option": task.get("size_option", "size"),
+            "size": task.datamodule.get(task.get("size_option", ""), ""),
+            "paper": task.get("paper"),
             "monitor": task.get("monitor", "val/acc"),
             "monitor_mode": task.get("monitor_mode", "max"),
         }
@@ -165,11 +147,11 @@ def value(row: dict[str, Any], column: str) -> Any:
     return row[column] if column in row else row["overrides"].get(column)
 
 
-def markdown(rows: list[dict[str, Any]], tasks: set[str], extra: list[str] | None = None) -> str:
+def markdown(rows: list[dict[str, Any]], extra: list[str] | None = None) -> str:
     names = columns(rows) + (extra or [])
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_cell(value(row, c)) for c in names) + " |" for row in rows]
-    claims = [REFERENCE[t] for t in sorted(tasks) if t in REFERENCE]
+    claims = sorted({f"Paper: {row['paper']}" for row in rows if row.get("paper")})
     return "\n".join(lines + [""] + claims) + "\n"
 
 
@@ -247,7 +229,7 @@ def curves(
         if not xy or (stopped and group_by is not None):
             continue
         if group_by is None:
-            size = f"{TASK_SIZE.get(row['task'], 'size')}={row['size']}"
+            size = f"{row['size_option']}={row['size']}"
             label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']} {size}"
         else:
             label = " ".join(f"{k}={value(row, k)}" for k in group_by) or row["model"]
@@ -303,7 +285,7 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     rows, problems = build_tables(sweep)
     add_thresholds(sweep, rows, thresholds or [])
     extra = [threshold_column(t) for t in thresholds or []]
-    table = markdown(rows, {row["task"] for row in rows}, extra)
+    table = markdown(rows, extra)
     names = columns(rows) + extra
     swept = swept_keys(rows)
     written = ["table.md", "table.csv"]

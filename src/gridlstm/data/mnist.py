@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from gridlstm.data.contracts import Images
 from gridlstm.data.files import hf_load_dataset, one_fetcher, partial_file
 from gridlstm.data.position import ResumableLoader, resumable
-from gridlstm.data.synthetic import rank_and_world
+from gridlstm.data.shards import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
 
 log = logging.getLogger(__name__)

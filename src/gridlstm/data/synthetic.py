@@ -21,15 +21,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gridlstm.data.position import ResumableLoader, epoch_of, resumable
+from gridlstm.data.shards import rank_and_world
 from gridlstm.nn.checks import check_positive
 
 _SPLIT_STREAMS = {"val": 1, "test": 2, "pool": 3}
-
-
-def rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def keys(problems: Tensor) -> list[bytes]:

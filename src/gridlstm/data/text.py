@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gridlstm.data.contracts import Characters
 from gridlstm.data.position import ResumableLoader, resumable
-from gridlstm.data.synthetic import rank_and_world
+from gridlstm.data.shards import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
 
 SPLITS = ("train", "val", "test")

@@ -10,7 +10,8 @@ from gridlstm.nn.models.image import Grid3dImageEncoder, MDLSTMImage, RowLSTM, S
 from gridlstm.nn.models.reencoder import Reencoder
 from gridlstm.nn.models.seq2seq import AttentionSeq2Seq, Seq2Seq, TransformerSeq2Seq
 from gridlstm.nn.models.stacked import StackedGRU, StackedLSTM
-from gridlstm.nn.models.token_model import TokenSequenceModel, count_parameters, detach_state
+from gridlstm.nn.models.token_model import TokenSequenceModel, detach_state
+from gridlstm.nn.sizing import count_parameters
 
 __all__ = [
     "AttentionSeq2Seq",

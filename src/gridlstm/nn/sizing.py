@@ -13,7 +13,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gridlstm.nn.models.token_model import count_parameters
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters (shared tensors counted once)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def width_for_budget(

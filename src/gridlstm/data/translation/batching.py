@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from gridlstm.data.synthetic import rank_and_world
+from gridlstm.data.shards import rank_and_world
 from gridlstm.data.translation.tokenizers import BOS, EOS, PAD
 
 

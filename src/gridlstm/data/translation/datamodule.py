@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from gridlstm.data.contracts import SentencePairs
 from gridlstm.data.position import ResumableLoader, epoch_of, resumable
-from gridlstm.data.synthetic import rank_and_world
+from gridlstm.data.shards import rank_and_world
 from gridlstm.data.translation.batching import BucketSampler, PairDataset, collate
 from gridlstm.data.translation.readers import DataError, Pair, read_pairs, shuffle_split
 from gridlstm.data.translation.tokenizers import encode, train_tokenizer

@@ -104,8 +104,3 @@ class TokenSequenceModel(nn.Module):
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
         return torch.multinomial(probs, 1, generator=generator)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters (shared tensors counted once)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
