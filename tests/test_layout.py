@@ -18,7 +18,27 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gridlstm"
 # Lower layers first; a module may import its own layer and those before it.
 LAYERS = ["nn", "data", "tasks", "run", "analysis"]
-COMMANDS = {"train", "evaluate", "sample", "translate", "tables", "bench", "queue"}
+
+
+def declared_commands() -> set[str]:
+    """The commands pyproject.toml installs (``gridlstm-X = "gridlstm.X:main"``)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the installed metadata is pyproject's
+        from importlib.metadata import entry_points
+
+        scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    else:
+        with (SRC.parent / "pyproject.toml").open("rb") as file:
+            scripts = tomllib.load(file)["project"]["scripts"]
+    return {
+        name.removeprefix("gridlstm-")
+        for name, target in scripts.items()
+        if target.startswith("gridlstm.")
+    }
+
+
+COMMANDS = declared_commands()
 LONG = 400  # lines; a longer module states why in its docstring ("Longer than 400 lines")
 # Inside gridlstm.nn, lowest first: a module may import its own part and those before it.
 # The kernels import nothing above them (no block, backend or network); the backends reach
@@ -195,7 +215,10 @@ def test_the_readme_is_short_and_its_library_example_runs():
     exec(compile(example, "README.md", "exec"), {})  # noqa: S102 - our own README
 
 
-def test_every_command_is_installed_as_a_console_script():
+def test_every_command_is_installed_as_a_console_script_and_has_the_same_shape():
+    """pyproject's list is the installed one; each command is ``parse`` then ``run`` (which
+    calls one function of a layer) and ``main`` (``--help``, one-line errors), except
+    ``train``, which is Hydra's app."""
     from importlib.metadata import entry_points
 
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts")
@@ -204,6 +227,10 @@ def test_every_command_is_installed_as_a_console_script():
     for name, ep in scripts.items():
         assert ep.value == f"gridlstm.{name.removeprefix('gridlstm-')}:main"
         assert callable(ep.load())
+    assert "train" in COMMANDS and len(COMMANDS) >= 7
+    for command in COMMANDS - {"train"}:
+        module = importlib.import_module(f"gridlstm.{command}")
+        assert all(callable(getattr(module, f, None)) for f in ("parse", "run", "main")), command
 
 
 def test_a_checkpoint_naming_a_class_by_its_0_1_path_still_loads():

@@ -12,7 +12,7 @@ from torch import nn
 from gridlstm.data import AdditionDataModule, TextDataModule
 from gridlstm.nn import TokenSequenceModel
 from gridlstm.run.config import ConfigError
-from gridlstm.sample import SampleConfig, SampleError, main, parse_args, sample
+from gridlstm.sample import SampleConfig, SampleError, main, parse, sample
 from gridlstm.tasks import AlgorithmicSequenceModule, LanguageModelModule
 from tests.conftest import quiet_trainer, write_corpus
 
@@ -43,7 +43,7 @@ def char_checkpoint(tmp_path_factory):
 
 
 def run(ckpt, *args):
-    return sample(parse_args([f"ckpt_path={ckpt}", *args]))
+    return sample(parse([f"ckpt_path={ckpt}", *args]))
 
 
 def test_sampling_is_deterministic_for_a_seed_and_uses_the_checkpoint_vocabulary(
@@ -111,7 +111,7 @@ def test_a_checkpoint_from_another_task_is_refused_in_one_line(tmp_path, capsys)
 )
 def test_bad_arguments(args, message):
     with pytest.raises(ConfigError, match=message):
-        parse_args(args)
+        parse(args)
 
 
 def test_bad_checkpoint_files_and_unknown_prime_characters(tmp_path, char_checkpoint):
@@ -147,8 +147,8 @@ def test_weights_that_disagree_with_the_stored_config_are_one_line(tmp_path, cha
 
 
 def test_prime_is_kept_as_text():
-    assert parse_args(["ckpt_path=a", "prime=true"]).prime == "true"
-    assert parse_args(["ckpt_path=a", "prime=12", "top_k=null"]).top_k is None
+    assert parse(["ckpt_path=a", "prime=true"]).prime == "true"
+    assert parse(["ckpt_path=a", "prime=12", "top_k=null"]).top_k is None
 
 
 def test_a_checkpoint_naming_other_code_is_refused_and_never_runs_it(tmp_path, char_checkpoint):

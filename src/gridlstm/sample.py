@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
-
-from gridlstm.data.text import decode, encode
-from gridlstm.run import arguments, checkpoints
+from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.config import ConfigError, check_device
-from gridlstm.tasks.language_model import TASK, LanguageModelModule
 
 
 @dataclass
@@ -40,7 +35,7 @@ class SampleError(ConfigError):
     """A bad argument or checkpoint; the message is one line for the user."""
 
 
-def parse_args(argv: list[str]) -> SampleConfig:
+def parse(argv: list[str]) -> SampleConfig:
     """``key=value`` arguments (`gridlstm.run.arguments`), checked before any work."""
     cfg, _ = arguments.parse(argv, SampleConfig, aliases={"ckpt": "ckpt_path"})
     if not cfg.ckpt_path:
@@ -57,39 +52,24 @@ def parse_args(argv: list[str]) -> SampleConfig:
     return cfg
 
 
-def load_model(path: str | Path, device: str = "cpu") -> LanguageModelModule:
-    """The language model in a checkpoint written by ``train.py`` (task=enwik8 or text),
-    opened through `gridlstm.run.checkpoints` (weights and plain data only; suite classes
-    only; the backbone must be a sequence model, `gridlstm.nn.TokenSequenceModel`'s rule)."""
-    not_a_language_model = (
-        f"{path} is not a language-model checkpoint (it has no vocabulary to sample from); "
-        "use one from a run with task=enwik8 or task=text"
-    )
-    try:
-        module = checkpoints.load_module(
-            path, TASK, LanguageModelModule, not_a_language_model
-        )
-    except checkpoints.CheckpointError as error:
-        raise SampleError(str(error)) from None
-    return module.to(device)
-
-
 def sample(cfg: SampleConfig) -> str:
     """The prime followed by ``cfg.length`` sampled characters."""
-    module = load_model(cfg.ckpt_path, cfg.device)
-    vocab = module.hparams.vocab
+    from gridlstm.run.inference import sample_text
+
     try:
-        prime = encode(cfg.prime, vocab)
-    except ValueError as error:
-        raise SampleError(f"prime: {error}") from None
-    generator = torch.Generator(cfg.device).manual_seed(cfg.seed)
-    tokens = torch.tensor([prime], device=cfg.device)
-    generated = module.model.sample(tokens, cfg.length, cfg.temperature, cfg.top_k, generator)
-    return cfg.prime + decode(generated[0].tolist(), vocab)
+        return sample_text(
+            cfg.ckpt_path, cfg.prime, cfg.length, cfg.temperature, cfg.top_k, cfg.seed, cfg.device
+        )
+    except ConfigError as error:
+        raise SampleError(str(error)) from None
+
+
+def run(argv: list[str]) -> str:
+    return sample(parse(argv))
 
 
 def main(argv: list[str] | None = None) -> None:
-    text = arguments.run_command(argv, __doc__, SampleConfig, lambda a: sample(parse_args(a)))
+    text = arguments.run_command(argv, __doc__, SampleConfig, run)
     if text is not None:
         print(text)
 

@@ -24,10 +24,8 @@ class TablesConfig:
     )
 
 
-def run(argv: list[str]) -> None:
-    from gridlstm.analysis.tables import report
-    from gridlstm.run.hydra_runtime import register_resolvers
-
+def parse(argv: list[str]) -> tuple[Path, list[float]]:
+    """(the sweep directory, the extra thresholds)."""
     cfg, _ = arguments.parse(argv, TablesConfig)
     if not cfg.sweep:
         raise ConfigError("no sweep given: sweep=multirun/<date>/<time>_<id>")
@@ -37,8 +35,16 @@ def run(argv: list[str]) -> None:
         raise ConfigError(
             f"thresholds={cfg.thresholds}: numbers separated by commas, e.g. 0.9,0.99"
         ) from None
+    return Path(cfg.sweep).expanduser(), thresholds
+
+
+def run(argv: list[str]) -> None:
+    from gridlstm.analysis.tables import report
+    from gridlstm.run.hydra_runtime import register_resolvers
+
+    sweep, thresholds = parse(argv)
     register_resolvers()
-    report(Path(cfg.sweep).expanduser(), thresholds)
+    report(sweep, thresholds)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,14 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from gridlstm.data.files import partial_file
-from gridlstm.data.translation import tokens_to_tensor
-from gridlstm.run import arguments, checkpoints
+from gridlstm.data.files import write_atomic
+from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.config import ConfigError, check_device, check_writable
-from gridlstm.tasks.translation import TASK, TranslationModule, score
 
 
 @dataclass
@@ -43,7 +39,7 @@ class TranslateError(ConfigError):
     """A bad argument, file or checkpoint; the message is one line for the user."""
 
 
-def parse_args(argv: list[str]) -> TranslateConfig:
+def parse(argv: list[str]) -> TranslateConfig:
     """``key=value`` arguments (`gridlstm.run.arguments`), checked before any work."""
     cfg, _ = arguments.parse(argv, TranslateConfig, aliases={"ckpt": "ckpt_path"})
     if not cfg.ckpt_path:
@@ -59,6 +55,8 @@ def parse_args(argv: list[str]) -> TranslateConfig:
     check_device(cfg.device)
     if cfg.output:
         check_writable(Path(cfg.output), "output", file=True)
+        if Path(cfg.output).resolve() == Path(cfg.input).resolve():
+            raise TranslateError("output would overwrite the input file; choose another output")
     return cfg
 
 
@@ -74,58 +72,28 @@ def read_lines(path: str, what: str) -> list[str]:
         ) from None
 
 
-def load_model(path: str | Path, device: str = "cpu") -> TranslationModule:
-    """The translation model in a checkpoint written by ``train.py`` (task=translation),
-    opened through `gridlstm.run.checkpoints` (weights and plain data only; suite classes only)."""
-    not_translation = (
-        f"{path} is not a translation checkpoint; use one from a run with task=translation"
-    )
-    try:
-        module = checkpoints.load_module(path, TASK, TranslationModule, not_translation)
-    except checkpoints.CheckpointError as error:
-        raise TranslateError(str(error)) from None
-    return module.to(device)
+def run(argv: list[str]) -> None:
+    """Translate ``input`` to ``output`` (or stdout), scores to the other."""
+    from gridlstm.run.inference import translate_lines
 
-
-def translate(module: TranslationModule, sentences: list[str], cfg: TranslateConfig) -> list[str]:
-    """Translations in input order (batched by source length, which speeds up decoding)."""
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    out: list[str] = [""] * len(sentences)
-    module.hparams.length_penalty = cfg.length_penalty
-    for start in range(0, len(order), cfg.batch_size):
-        rows = order[start : start + cfg.batch_size]
-        src, lengths = tokens_to_tensor(module.src_tok, [sentences[i] for i in rows])
-        with torch.no_grad():
-            hyps = module.translate_batch(src.to(cfg.device), lengths.to(cfg.device), cfg.beam)
-        for i, hyp in zip(rows, hyps, strict=True):
-            out[i] = hyp if sentences[i].strip() else ""
-    return out
-
-
-def run(cfg: TranslateConfig) -> tuple[list[str], dict[str, float] | None]:
+    cfg = parse(argv)
     sentences = read_lines(cfg.input, "input")
     references = read_lines(cfg.reference, "reference") if cfg.reference else None
-    if references is not None and len(references) != len(sentences):
-        raise TranslateError(
-            f"reference has {len(references)} lines but input has {len(sentences)}"
+    try:
+        hypotheses, scores = translate_lines(
+            cfg.ckpt_path,
+            sentences,
+            references,
+            beam=cfg.beam,
+            length_penalty=cfg.length_penalty,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
         )
-    if cfg.output and Path(cfg.output).resolve() in {Path(cfg.input).resolve()}:
-        raise TranslateError("output would overwrite the input file; choose another output")
-    module = load_model(cfg.ckpt_path, cfg.device)
-    hypotheses = translate(module, sentences, cfg)
-    scores = score(hypotheses, references, module.hparams.tgt_lang) if references else None
-    return hypotheses, scores
-
-
-def translate_file(argv: list[str]) -> None:
-    """The command: translate ``input`` to ``output`` (or stdout), scores to the other."""
-    cfg = parse_args(argv)
-    hypotheses, scores = run(cfg)
+    except ConfigError as error:
+        raise TranslateError(str(error)) from None
     text = "".join(f"{line}\n" for line in hypotheses)
     if cfg.output:
-        target = Path(cfg.output)
-        with partial_file(target) as (out, _):  # never a half-written output file
-            out.write(text.encode("utf-8"))
+        write_atomic(Path(cfg.output), text)  # never a half-written output file
     else:
         sys.stdout.write(text)
     if scores:
@@ -134,7 +102,7 @@ def translate_file(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    arguments.run_command(argv, __doc__, TranslateConfig, translate_file)
+    arguments.run_command(argv, __doc__, TranslateConfig, run)
 
 
 if __name__ == "__main__":

@@ -26,24 +26,19 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from gridlstm.analysis import targets
 from gridlstm.nn import GridLSTM, count_parameters, dispatch, graphs
-from gridlstm.nn.backends import compiled
 from gridlstm.nn.kernels.native import build as native_build
-from gridlstm.run.arguments import option
 from gridlstm.run.conf import find_conf_dir
-from gridlstm.run.config import ConfigError, check_device, check_writable
 
 if TYPE_CHECKING:
     from rich.table import Table
-from gridlstm.nn.grid import BACKENDS
 
 
 def seconds_per_step(
@@ -109,7 +104,7 @@ def forward_backward(
 
 
 def against_lstm(
-    args: BenchConfig,
+    args: Any,
     nets: dict[str, nn.Module],
     device: torch.device,
     dtype: torch.dtype,
@@ -137,7 +132,7 @@ def against_lstm(
     return results, seconds
 
 
-def bench_grid2d(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+def bench_grid2d(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     d, layers = args.hidden, args.layers
     nets: dict[str, nn.Module] = {}
     for backend in args.backends.split(","):
@@ -175,7 +170,7 @@ class CellLoopGrid(nn.Module):
         return torch.stack(outputs, 1), None
 
 
-def bench_variants(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+def bench_variants(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     """2-LSTMs the LSTM kernel cannot run (time priority, the paper output form) on the
     backends that can, plus the per-cell peer, all against nn.LSTM at the same shape."""
     d, layers = args.hidden, args.layers
@@ -219,7 +214,7 @@ def native_steps(device: torch.device) -> bool:
     return device.type == "cpu" and not native_build.switched_off() and native_build.load()
 
 
-def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+def bench_mnist(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     """The MNIST preset's 3-LSTM (experiment=mnist_cpu: 4x4 patches -> 7x7 grid, 2 layers,
     32 units, batch 64, untied), forward + backward, on the hyperplane scheduler."""
     x = torch.randn(64, 7, 7, 16, device=device, dtype=dtype)
@@ -252,7 +247,7 @@ def bench_mnist(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> 
     return results
 
 
-def bench_grid3d(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+def bench_grid3d(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     size, d, layers, batch = args.grid_size, args.grid_hidden, args.grid_layers, args.grid_batch
     x = torch.randn(batch, size, size, d, device=device, dtype=dtype)
     nets = {}
@@ -275,7 +270,7 @@ def bench_grid3d(args: BenchConfig, device: torch.device, dtype: torch.dtype) ->
     return results
 
 
-def bench_translation(args: BenchConfig, device: torch.device, dtype: torch.dtype) -> dict:
+def bench_translation(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     """The translation_cpu preset's models (widths solved for 2.5M parameters with 4,000-token
     vocabularies) on random sentence pairs of Tatoeba's mean lengths. Untrained models never
     emit </s>, so decoding always runs to the length limit: a worst case, equal for all."""
@@ -334,85 +329,9 @@ def bench_translation(args: BenchConfig, device: torch.device, dtype: torch.dtyp
     return results
 
 
-@dataclass
-class BenchConfig:
-    device: str = option("cpu", "cpu, cuda or cuda:N")
-    dtype: str = option("float32", "float32 or bfloat16")
-    hidden: int = option(256, "2-LSTM: hidden size")
-    layers: int = option(3, "2-LSTM: layers")
-    batch: int = option(32, "2-LSTM: batch")
-    length: int = option(100, "2-LSTM: time steps")
-    backends: str = option("fast,hyperplane", "2-LSTM: backends to time (comma-separated)")
-    max_cells: int = option(2000, "skip per-cell backends above this many cells")
-    grid_size: int = option(14, "3-LSTM: S of the S x S grid")
-    grid_hidden: int = option(32, "3-LSTM: hidden size")
-    grid_layers: int = option(3, "3-LSTM: layers")
-    grid_batch: int = option(16, "3-LSTM: batch")
-    warmup: int = option(2, "untimed steps first")
-    repeats: int = option(10, "timed steps")
-    skip_grid3d: bool = option(False, "leave out the 3-LSTM")
-    skip_variants: bool = option(False, "leave out time priority and the paper output form")
-    skip_mnist: bool = option(False, "leave out the MNIST preset's 3-LSTM")
-    skip_translation: bool = option(False, "leave out translation")
-    tr_batch: int = option(64, "translation: pairs per batch")
-    tr_src_len: int = option(7, "translation: source tokens")
-    tr_tgt_len: int = option(9, "translation: target tokens")
-    tr_params: int = option(2_500_000, "translation: parameter budget")
-    compile: str | None = option(
-        None, "also time the scan variants and MNIST with GridLSTM(compile=MODE)"
-    )
-    presets: bool = option(False, "also time each CPU preset's training step against a "
-                           "stacked LSTM of its shape (gridlstm.analysis.preset_shapes)")
-    preset_threads: str = option("1,2", "presets: thread counts (comma-separated)")
-    json: str | None = option(None, "also write the results here")
-
-
-def check(args: BenchConfig) -> None:
-    """One `ConfigError` line for an option out of range, before anything is timed."""
-    positive = (
-        "hidden",
-        "layers",
-        "batch",
-        "length",
-        "grid_size",
-        "grid_hidden",
-        "grid_layers",
-        "grid_batch",
-        "repeats",
-        "tr_batch",
-        "tr_src_len",
-        "tr_tgt_len",
-        "tr_params",
-    )
-    for name in positive:
-        if getattr(args, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(args, name)}")
-    for name in ("warmup", "max_cells"):
-        if getattr(args, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(args, name)}")
-    if args.dtype not in ("float32", "bfloat16"):
-        raise ConfigError(f"dtype={args.dtype}: choose float32 or bfloat16")
-    if args.compile is not None and args.compile not in compiled.MODES:
-        raise ConfigError(f"compile={args.compile}: choose {', '.join(compiled.MODES)}")
-    timed = [b for b in BACKENDS if b != "auto"]
-    if not args.backends or set(args.backends.split(",")) - set(timed):
-        raise ConfigError(f"backends={args.backends}: choose from {', '.join(timed)}")
-    check_device(args.device)
-    if torch.device(args.device).type not in ("cpu", "cuda"):
-        raise ConfigError(f"device={args.device}: the benchmark runs on cpu, cuda or cuda:N")
-    counts = args.preset_threads.split(",")
-    if not all(c.strip().isdigit() and int(c) >= 1 for c in counts):
-        raise ConfigError(f"preset_threads={args.preset_threads}: thread counts >= 1, e.g. 1,2")
-    if args.presets and (args.device != "cpu" or find_conf_dir() is None):
-        raise ConfigError("presets=true: times the CPU presets, so device=cpu, from a checkout "
-                          "with conf/ (or GRIDLSTM_CONF set)")  # fmt: skip
-    if args.json is not None:
-        check_writable(Path(args.json).expanduser(), "json", file=True)
-
-
-def run(args: BenchConfig) -> dict:
-    """Time everything ``args`` asks for; print the tables (and write ``args.json``)."""
-    check(args)
+def run(args: Any) -> dict:
+    """Time everything ``args`` (the bench command's checked options,
+    `gridlstm.bench.BenchConfig`) asks for; print the tables (and write ``args.json``)."""
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
 
