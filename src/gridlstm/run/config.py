@@ -3,6 +3,10 @@
 Hydra itself rejects unknown config-group options (naming the available ones); this module adds
 what Hydra cannot know: which models fit which tasks, and the value checks done by the
 constructors of the data module and the backbone, reported with the config group they came from.
+Every check of a run's config lives here (the sweep's direction and the validation interval
+included), so that all of them run before the run's first line of output.
+
+Longer than 400 lines because it is the one home of those checks; each is a small function.
 """
 
 from __future__ import annotations
@@ -395,3 +399,58 @@ def resolved(cfg: DictConfig) -> DictConfig:
     """``cfg`` with its interpolations resolved once, for good: text that an escaped
     interpolation left behind (``${oc.env:...}`` from `defuse`) stays text afterwards."""
     return OmegaConf.create(literal(OmegaConf.to_container(cfg, resolve=True)))
+
+
+DIRECTIONS = {"max": "maximize", "min": "minimize"}
+
+
+def direction_problem(sweeper: Any, monitor: str, mode: str) -> str | None:
+    """A one-line message if an Optuna sweep optimises the task's metric the wrong way."""
+    if sweeper is None or "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return None
+    direction = sweeper.get("direction")
+    if isinstance(direction, str) and direction != DIRECTIONS.get(mode):
+        return (
+            f"hydra.sweeper.direction={direction}, but train.py returns {monitor}, which is "
+            f"best at its {mode}imum: set hydra.sweeper.direction={DIRECTIONS.get(mode)}"
+        )
+    return None
+
+
+class SweepConfigError(ConfigError):
+    """A mistake in the sweep itself: every job would fail, so the sweep stops at once."""
+
+
+def check_sweeper(cfg: DictConfig) -> None:
+    """An Optuna sweep must optimise the task's main metric in its direction."""
+    sweeper = hydra_runtime.sweeper()
+    if sweeper is not None:
+        problem = direction_problem(sweeper, cfg.task.monitor, cfg.task.monitor_mode)
+        if problem:
+            raise SweepConfigError(problem)
+
+
+def interval_message(cfg: DictConfig, batches: int) -> str:
+    return (
+        f"trainer.val_check_interval={cfg.trainer.val_check_interval}: an epoch of "
+        f"task={cfg.task.name} has {batches} training batches; use at most {batches}, a "
+        "fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null to count "
+        "batches across epochs"
+    )
+
+
+def check_val_interval(cfg: DictConfig, datamodule: Any) -> None:
+    """An integer ``val_check_interval`` longer than an epoch, refused before any output where
+    the data module knows its epoch (the synthetic tasks); Lightning finds the others once
+    the data is set up (`interval_problem`)."""
+    interval = cfg.trainer.get("val_check_interval")
+    batches = getattr(datamodule, "batches_per_epoch", None)
+    counted_per_epoch = cfg.trainer.get("check_val_every_n_epoch", 1) is not None
+    if (
+        isinstance(interval, int)
+        and not isinstance(interval, bool)
+        and isinstance(batches, int)
+        and counted_per_epoch
+        and interval > batches
+    ):
+        raise ConfigError(interval_message(cfg, batches))

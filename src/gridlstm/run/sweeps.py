@@ -69,22 +69,6 @@ def gpu_for_job(job_num: int, gpus: int) -> list[int]:
     return [job_num % gpus]
 
 
-DIRECTIONS = {"max": "maximize", "min": "minimize"}
-
-
-def direction_problem(sweeper: Any, monitor: str, mode: str) -> str | None:
-    """A one-line message if an Optuna sweep optimises the task's metric the wrong way."""
-    if sweeper is None or "optuna" not in str(sweeper.get("_target_", "")).lower():
-        return None
-    direction = sweeper.get("direction")
-    if isinstance(direction, str) and direction != DIRECTIONS.get(mode):
-        return (
-            f"hydra.sweeper.direction={direction}, but train.py returns {monitor}, which is "
-            f"best at its {mode}imum: set hydra.sweeper.direction={DIRECTIONS.get(mode)}"
-        )
-    return None
-
-
 class SweepReport(Callback):
     """After a sweep: how many jobs completed, diverged, were interrupted or failed (read
     from the jobs' ``metrics.json``), the failed ones with their reasons, and exit code 1

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gridlstm.nn import GridLSTM
-from gridlstm.run import cuda_graphs, hydra_runtime, runs, sweeps, threads
+from gridlstm.run import cuda_graphs, hydra_runtime, runs, threads
 from gridlstm.run.build import (
     build_callbacks,
     build_datamodule,
@@ -44,7 +44,16 @@ from gridlstm.run.build import (
     processes_per_machine,
 )
 from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
-from gridlstm.run.config import ConfigError, check_compatible, check_launch, check_run
+from gridlstm.run.config import (
+    ConfigError,
+    SweepConfigError,
+    check_compatible,
+    check_launch,
+    check_run,
+    check_sweeper,
+    check_val_interval,
+    interval_message,
+)
 from gridlstm.run.console import print_config_tree, quiet_third_party
 from gridlstm.run.launch import CHILD_ENV, job_environment
 from gridlstm.run.loggers import (
@@ -116,18 +125,6 @@ def identity(cfg: DictConfig) -> dict[str, str]:
     return {"task": str(cfg.task.name), "model": str(cfg.model.name)}
 
 
-class SweepConfigError(ConfigError):
-    """A mistake in the sweep itself: every job would fail, so the sweep stops at once."""
-
-
-def check_sweeper(cfg: DictConfig) -> None:
-    sweeper = hydra_runtime.sweeper()
-    if sweeper is not None:
-        problem = sweeps.direction_problem(sweeper, cfg.task.monitor, cfg.task.monitor_mode)
-        if problem:
-            raise SweepConfigError(problem)
-
-
 def requested_resume(cfg: DictConfig) -> str:
     """``resume`` as given; a SLURM job that was requeued (preempted, timed out) resumes
     automatically, whatever its command line said."""
@@ -174,29 +171,6 @@ def interval_problem(error: ValueError, trainer: L.Trainer, cfg: DictConfig) -> 
     if "`val_check_interval`" not in str(error):
         return None
     return interval_message(cfg, trainer.num_training_batches)
-
-
-def interval_message(cfg: DictConfig, batches: int) -> str:
-    return (
-        f"trainer.val_check_interval={cfg.trainer.val_check_interval}: an epoch of "
-        f"task={cfg.task.name} has {batches} training batches; use at most {batches}, a "
-        "fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null to count "
-        "batches across epochs"
-    )
-
-
-def check_val_interval(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
-    """An integer ``val_check_interval`` longer than an epoch, refused before any output where
-    the data module knows its epoch (the synthetic tasks); Lightning finds the others once
-    the data is set up (`interval_problem`)."""
-    interval = cfg.trainer.get("val_check_interval")
-    batches = getattr(datamodule, "batches_per_epoch", None)
-    counted_per_epoch = cfg.trainer.get("check_val_every_n_epoch", 1) is not None
-    if (
-        isinstance(interval, int) and not isinstance(interval, bool) and isinstance(batches, int)
-        and counted_per_epoch and interval > batches
-    ):  # fmt: skip
-        raise ConfigError(interval_message(cfg, batches))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
