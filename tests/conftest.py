@@ -97,8 +97,10 @@ def toy_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
 def write_pairs(path: Path, count: int = 60, seed: int = 0) -> Path:
     """Pairs in the Tatoeba export's format: English<TAB>Mandarin<TAB>attribution."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{en}\t{zh}\tCC-BY 2.0 (France) test #{i}" for i, (zh, en) in
-             enumerate(toy_pairs(count, seed))]  # fmt: skip
+    lines = [
+        f"{en}\t{zh}\tCC-BY 2.0 (France) test #{i}"
+        for i, (zh, en) in enumerate(toy_pairs(count, seed))
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

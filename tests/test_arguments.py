@@ -25,8 +25,12 @@ def test_values_are_typed_by_the_options_and_kept_as_text_where_text():
         ["ckpt_path=a.ckpt", "length=7", "top_k=null", "greedy=true", "prime=true"], Options
     )
     assert (cfg.ckpt_path, cfg.length, cfg.top_k, cfg.greedy, cfg.prime) == (
-        "a.ckpt", 7, None, True, "true"
-    )  # fmt: skip
+        "a.ckpt",
+        7,
+        None,
+        True,
+        "true",
+    )
     assert extra == []
 
 
@@ -47,8 +51,10 @@ def test_old_names_synonyms_and_extra_overrides(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--length", "5"], "'--length': arguments are key=value, as train.py's overrides; "
-         "write length=VALUE"),  # fmt: skip
+        (
+            ["--length", "5"],
+            "'--length': arguments are key=value, as train.py's overrides; write length=VALUE",
+        ),
         (["--colour"], "valid: ckpt_path=, length=, top_k=, greedy=, prime="),
         (["length"], "argument 'length' is not key=value"),
         (["=5"], "argument '=5' is not key=value"),

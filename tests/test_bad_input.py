@@ -93,28 +93,39 @@ def craft_checkpoints(last: Path, files: Path) -> None:
     lm("nested.ckpt", net={**lm_net, "input_size": payload})
     lm("deep.ckpt", net={**lm_net, "a": {"b": {"c": payload}}})
     lm("in_list.ckpt", net={**lm_net, "extra": [1, [payload]]})
-    lm("torch_load.ckpt", net={**lm_net, "input_size": {
-        "_target_": "torch.load", "f": evil, "weights_only": False}})  # fmt: skip
+    lm(
+        "torch_load.ckpt",
+        net={**lm_net, "input_size": {"_target_": "torch.load", "f": evil, "weights_only": False}},
+    )
     lm("pickle_loads.ckpt", net={**lm_net, "x": {"_target_": "pickle.loads", "data": "x"}})
     lm("interpolated.ckpt", net={**lm_net, "input_size": "${.payload}", "payload": payload})
     lm("resolver.ckpt", net={**lm_net, "input_size": "${oc.env:HOME}"})
     lm("args.ckpt", net={**lm_net, "_args_": [payload]})
     lm("optimizer.ckpt", optimizer={"_target_": "sentinel_payload.make", "_partial_": True})
-    translation("translation_nested.ckpt", net={
-        "_target_": "gridlstm.nn.Reencoder", "hidden_size": payload})  # fmt: skip
+    translation(
+        "translation_nested.ckpt", net={"_target_": "gridlstm.nn.Reencoder", "hidden_size": payload}
+    )
     config("crafted_config.ckpt", lambda c: c["task"]["datamodule"].update(_target_="os.remove"))
     config("config_nested.ckpt", lambda c: c["task"]["datamodule"].update(digits=payload))
     config("config_list.ckpt", lambda c: c["model"]["net"].update(extra=[payload]))
-    config("config_interpolation.ckpt", lambda c: c["task"].update(
-        payload=payload, datamodule="${task.payload}"))  # fmt: skip
-    config("config_unused_node.ckpt", lambda c: c.update(
-        x=payload, task={**c["task"], "datamodule": "${x}"}))  # fmt: skip
-    config("config_outside.ckpt", lambda c: c["task"]["datamodule"].update(
-        digits="${oc.env:HOME}"))  # fmt: skip
-    config("config_torch_load.ckpt", lambda c: c["optim"].update(optimizer={
-        "_target_": "torch.load", "f": evil, "weights_only": False}))  # fmt: skip
-    config("config_module.ckpt", lambda c: c["task"]["module"].update(
-        _target_="sentinel_payload.make"))  # fmt: skip
+    config(
+        "config_interpolation.ckpt",
+        lambda c: c["task"].update(payload=payload, datamodule="${task.payload}"),
+    )
+    config(
+        "config_unused_node.ckpt",
+        lambda c: c.update(x=payload, task={**c["task"], "datamodule": "${x}"}),
+    )
+    config("config_outside.ckpt", lambda c: c["task"]["datamodule"].update(digits="${oc.env:HOME}"))
+    config(
+        "config_torch_load.ckpt",
+        lambda c: c["optim"].update(
+            optimizer={"_target_": "torch.load", "f": evil, "weights_only": False}
+        ),
+    )
+    config(
+        "config_module.ckpt", lambda c: c["task"]["module"].update(_target_="sentinel_payload.make")
+    )
 
 
 def fill(text: str, places: dict[str, str]) -> str:
@@ -150,10 +161,14 @@ TRAIN = [
     ("task=text", "task=text: no text file given: set task.path"),
     ("task=text task.path={files}/missing.txt", "task=text: text file"),
     ("task=text task.path={files}/one_symbol.txt", "is one symbol ('z') repeated"),
-    ("task=translation model=reencoder task.path={files}/missing.tsv",
-     "missing.tsv does not exist"),  # fmt: skip
-    ("task=translation model=reencoder task.path={files}/handful.tsv",
-     "leaves no training pairs"),  # 8 pairs; the default held-out sizes take 2000  # fmt: skip
+    (
+        "task=translation model=reencoder task.path={files}/missing.tsv",
+        "missing.tsv does not exist",
+    ),
+    (
+        "task=translation model=reencoder task.path={files}/handful.tsv",
+        "leaves no training pairs",
+    ),  # 8 pairs; the default held-out sizes take 2000
     ("task=text task.path={files}/text.txt task.datamodule.vocab=word", "task=text: vocab"),
     ("task=text task.path={files}/text.txt task.datamodule.bptt=0", "task=text: bptt"),
     ("hardware=gpu", "hardware=gpu: no CUDA GPU is available"),
@@ -161,13 +176,17 @@ TRAIN = [
     ("hardware.devices=2", "hardware.devices=2: several processes", "hardware=ddp_cpu"),
     ("hardware.precision=17", "hardware=cpu / trainer: Precision 17 is invalid"),
     ("hardware.threads=0", "hardware=cpu: threads must be 'auto' or an integer >= 1"),
-    ("hardware=gpu hardware.cuda_graphs=true",
-     "cannot record under autocast (precision=bf16-mixed)",
-     "hardware.precision=32-true"),  # fmt: skip
-    ("hardware=gpu hardware.precision=32-true hardware.cuda_graphs=true "
-     "+trainer.accumulate_grad_batches=2",
-     "with trainer.accumulate_grad_batches=2: graphed backwards do not accumulate",
-     "accumulate_grad_batches=1"),  # fmt: skip
+    (
+        "hardware=gpu hardware.cuda_graphs=true",
+        "cannot record under autocast (precision=bf16-mixed)",
+        "hardware.precision=32-true",
+    ),
+    (
+        "hardware=gpu hardware.precision=32-true hardware.cuda_graphs=true "
+        "+trainer.accumulate_grad_batches=2",
+        "with trainer.accumulate_grad_batches=2: graphed backwards do not accumulate",
+        "accumulate_grad_batches=1",
+    ),
     ("trainer.max_steps=-5", "trainer.max_steps=-5"),
     ("trainer.max_steps=0", "trainer.max_steps=0"),
     ("trainer.max_epochs=abc", "trainer.max_epochs=abc: give an integer"),
@@ -195,8 +214,10 @@ TRAIN = [
     ("ckpt_path={files}/truncated.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={files}/pickled.ckpt", "ckpt_path=", "not a readable checkpoint"),
     ("ckpt_path={last} model=stacked_lstm", "the checkpoint is of model=grid2d"),
-    ("ckpt_path={last} task=memorization",
-     "the checkpoint is of task=addition, this run is task=memorization"),  # fmt: skip
+    (
+        "ckpt_path={last} task=memorization",
+        "the checkpoint is of task=addition, this run is task=memorization",
+    ),
     ("callbacks.divergence.max_loss=-1", "max_loss must be a positive number"),
     ("callbacks.divergence.skip_steps=-1", "skip_steps must be an integer >= 0"),
     ("callbacks.progress_bar.interval_s=0", "interval_s must be > 0 seconds, got 0"),
@@ -236,14 +257,20 @@ TRANSLATE = [
     (["ckpt_path={files}/truncated.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
     (["ckpt_path={last}", "beam=oops"], "beam"),
     (["speed=2"], "unknown argument 'speed=2'"),
-    (["ckpt_path={files}/translation_nested.ckpt", "input={files}/text.txt"],
-     "net.hidden_size._target_ is not allowed there"),  # fmt: skip
+    (
+        ["ckpt_path={files}/translation_nested.ckpt", "input={files}/text.txt"],
+        "net.hidden_size._target_ is not allowed there",
+    ),
     (["ckpt_path={files}/pickled.ckpt", "input={files}/text.txt"], "not a readable checkpoint"),
     (["ckpt_path={last}", "input={files}/text.txt", "device=tpu9"], "device=tpu9"),
-    (["ckpt_path={last}", "input={files}/text.txt", "length_penalty=nan"],
-     "length_penalty must be"),  # fmt: skip
-    (["ckpt_path={last}", "input={files}/text.txt", "output={files}/text.txt/out.en"],
-     "text.txt is not a writable directory"),  # fmt: skip
+    (
+        ["ckpt_path={last}", "input={files}/text.txt", "length_penalty=nan"],
+        "length_penalty must be",
+    ),
+    (
+        ["ckpt_path={last}", "input={files}/text.txt", "output={files}/text.txt/out.en"],
+        "text.txt is not a writable directory",
+    ),
 ]
 EVALUATE = [
     ([], "no checkpoint given: ckpt_path="),
@@ -308,8 +335,11 @@ CASES = (
 
 def test_there_are_at_least_sixty_cases_across_the_tools():
     assert len(CASES) >= 60 and {tool for tool, _, _ in CASES} >= {
-        "train", "sample", "tables", "bench"
-    }  # fmt: skip
+        "train",
+        "sample",
+        "tables",
+        "bench",
+    }
 
 
 def run_tool(tool: str, args: list[str], tmp_path: Path) -> int:

@@ -107,11 +107,15 @@ def test_max_loss_applies_to_the_unscaled_loss_under_a_gradient_scaler(level, di
 
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # what 16-mixed uses on CUDA
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
         callbacks=[Divergence(max_loss=1000)],
-    )  # fmt: skip
+    )
     if diverges:
         with pytest.raises(Diverged, match=r"train/loss is 20\d\d, above divergence.max_loss"):
             trainer.fit(_Regression(level))

@@ -14,11 +14,13 @@ ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 def config(**changes):
     tree = {
-        "task": {"datamodule": {"_target_": "gridlstm.data.AdditionDataModule", "digits": 3},
-                 "module": {"_target_": "gridlstm.tasks.AlgorithmicSequenceModule"}},
+        "task": {
+            "datamodule": {"_target_": "gridlstm.data.AdditionDataModule", "digits": 3},
+            "module": {"_target_": "gridlstm.tasks.AlgorithmicSequenceModule"},
+        },
         "model": {"net": dict(NET)},
         "optim": {"optimizer": dict(ADAM), "scheduler": None},
-    }  # fmt: skip
+    }
     tree.update(changes)
     return tree
 
@@ -32,20 +34,26 @@ def test_the_suites_own_config_passes_and_comes_back_as_plain_data():
     ("change", "message"),
     [
         ({"model": {"net": {**NET, "_target_": "os.system"}}}, "'os.system' is not one of"),
-        ({"model": {"net": {**NET, "x": {"_target_": "gridlstm.nn.GridLSTM"}}}},
-         "model.net.x._target_ is not allowed there"),  # suite classes only where they go
+        (
+            {"model": {"net": {**NET, "x": {"_target_": "gridlstm.nn.GridLSTM"}}}},
+            "model.net.x._target_ is not allowed there",
+        ),  # suite classes only where they go
         ({"model": {"net": {**NET, "x": [{"y": [ADAM]}]}}}, "x[0].y[0]._target_ is not allowed"),
         ({"model": {"net": {**NET, "_recursive_": True}}}, "_recursive_ is not allowed there"),
         ({"model": {"net": {**NET, "_partial_": True}}}, "_partial_ is not allowed there"),
         ({"callbacks": {"x": {"_target_": "gridlstm.nn.GridLSTM"}}}, "callbacks.x._target_"),
         ({"model": "${x}", "x": {"net": {**NET, "_target_": "builtins.exec"}}}, "'builtins.exec'"),
         ({"model": {"net": {**NET, "input_size": "${oc.env:HOME}"}}}, "resolver 'oc.env'"),
-        ({"model": {"net": {**NET, "input_size": "${oc.create:{_target_: os.system}}"}}},
-         "resolver 'oc.create'"),
+        (
+            {"model": {"net": {**NET, "input_size": "${oc.create:{_target_: os.system}}"}}},
+            "resolver 'oc.create'",
+        ),
         ({"model": {"net": {**NET, "input_size": "${..missing}"}}}, "cannot be read as a config"),
         ({"optim": {"optimizer": {**ADAM, "_target_": "torch.load"}}}, "'torch.load' is not one"),
-        ({"task": {"datamodule": {**NET}}}, "'gridlstm.nn.Grid2dLSTM' is not one of the suite's "
-         "datamodule classes"),  # a class of the suite, at the wrong position
+        (
+            {"task": {"datamodule": {**NET}}},
+            "'gridlstm.nn.Grid2dLSTM' is not one of the suite's datamodule classes",
+        ),  # a class of the suite, at the wrong position
     ],
 )
 def test_a_target_anywhere_else_is_refused(change, message):
@@ -74,8 +82,13 @@ def test_hyper_parameters_resolve_only_the_configs_and_keep_data_as_stored():
     """A tokenizer (JSON text) may hold '${' when the corpus does: it is data, never read as
     a config, while the backbone's config is resolved and checked."""
     tokenizer = '{"model": {"vocab": {"${x}": 5, "${oc.env:HOME}": 6}}}'
-    checkpoint = {"hyper_parameters": {"net": {**NET, "hidden_size": "${.input_size}"},
-                                       "optimizer": ADAM, "src_tokenizer": tokenizer}}  # fmt: skip
+    checkpoint = {
+        "hyper_parameters": {
+            "net": {**NET, "hidden_size": "${.input_size}"},
+            "optimizer": ADAM,
+            "src_tokenizer": tokenizer,
+        }
+    }
     hparams = checkpoints.hyper_parameters(checkpoint, "x.ckpt")
     assert hparams["src_tokenizer"] == tokenizer and hparams["net"]["hidden_size"] == 4
     checkpoint["hyper_parameters"]["vocab"] = [{"_target_": "gridlstm.nn.GridLSTM"}]

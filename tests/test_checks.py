@@ -102,8 +102,12 @@ def test_saved_configs_are_read_without_calling_foreign_resolvers(monkeypatch):
     from gridlstm.run.config import defuse, resolved
 
     monkeypatch.setenv("GRIDLSTM_TEST_SECRET", "hunter2-token")
-    raw = {"a": "${oc.env:GRIDLSTM_TEST_SECRET}", "b": ["x-${oc.decode:'1'}"], "c": "${a}",
-           "d": "${oc.select:e,7}"}  # fmt: skip
+    raw = {
+        "a": "${oc.env:GRIDLSTM_TEST_SECRET}",
+        "b": ["x-${oc.decode:'1'}"],
+        "c": "${a}",
+        "d": "${oc.select:e,7}",
+    }
     cfg = resolved(OmegaConf.create(defuse(raw)))  # what the evaluate tool does
     assert cfg.a == "${oc.env:GRIDLSTM_TEST_SECRET}" and cfg.c == cfg.a
     assert cfg.b[0] == "x-${oc.decode:'1'}" and cfg.d == 7

@@ -81,12 +81,11 @@ register(Path("scan/pytorch", "scan", 1, off=("native",)))
 register(Path("hyperplane/native", "hyperplane", 2, runs="native"))
 register(Path("hyperplane/native/1-lstm", "hyperplane", 0, {"tied": True}, runs="native"))
 register(Path("hyperplane/handwritten", "hyperplane", 2, off=("native",), runs="handwritten"))
-register(Path("hyperplane/per-op", "hyperplane", 2, off=("handwritten", "fused"),
-              runs="native"))  # fmt: skip  (the per-op steps with the native gate op)
+# The per-op steps with the native gate op.
+register(Path("hyperplane/per-op", "hyperplane", 2, off=("handwritten", "fused"), runs="native"))
 register(Path("naive/native-gates", "naive", 1, runs="native"))
 register(Path("hyperplane/fused", "hyperplane", 2, interpreted=True, runs="fused"))
-register(Path("scan/fused", "scan", 1, {"output_form": "paper"}, interpreted=True,
-              runs="fused"))  # fmt: skip
+register(Path("scan/fused", "scan", 1, {"output_form": "paper"}, interpreted=True, runs="fused"))
 
 DOUBLE = [p for p in PATHS if not p.interpreted]  # float64 cases (the fused steps: float32)
 
@@ -110,8 +109,9 @@ def networks(path: Path, dtype: torch.dtype) -> tuple[GridLSTM, GridLSTM]:
 
 
 def tolerance(dtype: torch.dtype) -> dict:
-    return {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5,
-                                                                            "atol": 1e-5}
+    return (
+        {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    )
 
 
 def outputs(net: GridLSTM, x: Tensor, state=None) -> list[Tensor]:  # noqa: ANN001
@@ -143,8 +143,17 @@ def assert_same(got: list, expected: list, dtype: torch.dtype) -> None:
 
 # ------------------------------------------------------------------ NaN and infinity
 
-EDGES = ["input:nan", "input:+inf", "input:-inf", "weight:nan", "weight:+inf", "weight:-inf",
-         "h0:nan", "m0:+inf", "m0:-inf"]  # fmt: skip
+EDGES = [
+    "input:nan",
+    "input:+inf",
+    "input:-inf",
+    "weight:nan",
+    "weight:+inf",
+    "weight:-inf",
+    "h0:nan",
+    "m0:+inf",
+    "m0:-inf",
+]
 VALUES = {"nan": float("nan"), "+inf": float("inf"), "-inf": -float("inf")}
 
 
@@ -193,8 +202,9 @@ def test_the_native_gate_op_keeps_nan_and_infinity():
     if not HAS_NATIVE:
         pytest.skip("the native library did not build here")
     for dtype in (torch.float32, torch.float64):
-        specials = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, 100.0, -100.0],
-                                dtype=dtype)  # fmt: skip
+        specials = torch.tensor(
+            [float("nan"), float("inf"), -float("inf"), 0.0, 100.0, -100.0], dtype=dtype
+        )
         z = specials.repeat(36)[: 6 * 4 * 6].view(6, 4 * 6)
         m = specials.roll(1).repeat(6).view(6, 6)
         for form in ("standard", "paper"):
@@ -223,8 +233,7 @@ def test_an_inference_mode_forward_then_a_training_step(path):
             outputs(net, x)
         return train(net)
 
-    assert_same(on_path(path, inference_then_train), on_reference(lambda: train(reference)),
-                dtype)  # fmt: skip
+    assert_same(on_path(path, inference_then_train), on_reference(lambda: train(reference)), dtype)
 
 
 def penalty_grads(model: GridLSTM, x: Tensor) -> list[Tensor]:
@@ -241,8 +250,11 @@ def test_an_input_gradient_penalty(path):
     dtype = torch.float32 if path.interpreted else torch.float64
     net, reference = networks(path, dtype)
     x = torch.randn(shape(path), dtype=dtype)
-    assert_same(on_path(path, lambda: penalty_grads(net, x)),
-                on_reference(lambda: penalty_grads(reference, x)), dtype)  # fmt: skip
+    assert_same(
+        on_path(path, lambda: penalty_grads(net, x)),
+        on_reference(lambda: penalty_grads(reference, x)),
+        dtype,
+    )
 
 
 def func_results(model: torch.nn.Module, x: Tensor, vmap: bool = True) -> list[Tensor]:
@@ -296,13 +308,19 @@ def test_non_contiguous_expanded_and_transposed_inputs_and_states(path):
         out = outputs(model, x, (h0, c0))
         return [*out, *torch.autograd.grad(out[0].square().sum(), list(model.parameters()))]
 
-    assert_same(on_path(path, lambda: run(net)), on_reference(lambda: run(reference)),
-                torch.float64)  # fmt: skip
+    assert_same(
+        on_path(path, lambda: run(net)), on_reference(lambda: run(reference)), torch.float64
+    )
 
 
-DTYPES = [(torch.float32, torch.float32), (torch.float64, torch.float32),
-          (torch.float32, torch.float64), (torch.bfloat16, torch.float32),
-          (torch.float32, torch.bfloat16), (torch.float64, torch.float64)]  # fmt: skip
+DTYPES = [
+    (torch.float32, torch.float32),
+    (torch.float64, torch.float32),
+    (torch.float32, torch.float64),
+    (torch.bfloat16, torch.float32),
+    (torch.float32, torch.bfloat16),
+    (torch.float64, torch.float64),
+]
 
 
 @pytest.mark.parametrize(("z_dtype", "m_dtype"), DTYPES)
@@ -358,8 +376,10 @@ def test_two_threads_keep_their_own_switches():
         except BaseException as error:  # noqa: BLE001
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=("ref", True)),
-               threading.Thread(target=work, args=("fast", False))]  # fmt: skip
+    threads = [
+        threading.Thread(target=work, args=("ref", True)),
+        threading.Thread(target=work, args=("fast", False)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -421,8 +441,9 @@ class _Regressor:
 
 
 @pytest.mark.skipif(not HAS_NATIVE, reason="the native library did not build here")
-@pytest.mark.parametrize(("backend", "shape"), [("scan", (64, 40, 8)),
-                                                ("hyperplane", (32, 12, 12, 8))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "shape"), [("scan", (64, 40, 8)), ("hyperplane", (32, 12, 12, 8))]
+)
 def test_lightning_validate_then_fit_trains_as_the_reference(backend, shape):
     """``trainer.validate(model)`` (inference mode) then ``trainer.fit(model)`` at shapes
     whose buffers the native steps pool (> 1 MiB): the fit runs and trains as the reference

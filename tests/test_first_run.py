@@ -44,16 +44,29 @@ def test_a_log_file_gets_plain_progress_lines(tmp_path):
     log = tmp_path / "train.log"
     with log.open("w") as out:
         done = subprocess.run(
-            [sys.executable, str(ROOT / "train.py"), *TINY, "logger=none", "print_config=false",
-             "trainer.max_steps=12", "callbacks.progress_bar.interval_s=0.001"],
-            cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *TINY,
+                "logger=none",
+                "print_config=false",
+                "trainer.max_steps=12",
+                "callbacks.progress_bar.interval_s=0.001",
+            ],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in log.read_text().splitlines() if line.startswith("step ")]
     assert len(lines) >= 10, log.read_text()
-    pattern = (r"step (\d+)/12 \(\d+%\) · ([\d,]+) samples · train/loss [\d.e+-]+ · "
-               r"(val/acc [\d.e+-]+ · )?[\d,]+ samples/s · elapsed \d+:\d\d"
-               r"( · remaining \d+:\d\d)?")  # fmt: skip
+    pattern = (
+        r"step (\d+)/12 \(\d+%\) · ([\d,]+) samples · train/loss [\d.e+-]+ · "
+        r"(val/acc [\d.e+-]+ · )?[\d,]+ samples/s · elapsed \d+:\d\d"
+        r"( · remaining \d+:\d\d)?"
+    )
     for line in lines:
         assert re.fullmatch(pattern, line), line
     steps = [int(re.match(r"step (\d+)", line).group(1)) for line in lines]
@@ -91,8 +104,9 @@ def test_thread_setting_reaches_torch(tmp_path):
 
     before = torch.get_num_threads()
     try:
-        cfg = compose_train([*TINY, "logger=none", "hardware.threads=3", "print_config=false"],
-                            tmp_path)  # fmt: skip
+        cfg = compose_train(
+            [*TINY, "logger=none", "hardware.threads=3", "print_config=false"], tmp_path
+        )
         train(cfg)
         assert torch.get_num_threads() == 3
     finally:
@@ -165,8 +179,9 @@ def test_bad_thread_setting_is_one_line(cli):
 
 def test_a_run_shorter_than_one_epoch_still_validates_once(cli):
     short = [o for o in TINY if not o.startswith(("trainer.max_steps", "task.datamodule.batches"))]
-    result = cli(*short, "task.datamodule.batches_per_epoch=10", "trainer.max_steps=4",
-                 "logger=csv")  # fmt: skip
+    result = cli(
+        *short, "task.datamodule.batches_per_epoch=10", "trainer.max_steps=4", "logger=csv"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = cli.cwd.glob("outputs/*/*")
     assert (run / "checkpoints" / "best-step4.ckpt").is_file()
@@ -192,8 +207,9 @@ def test_training_values_are_logged_on_the_steps_lightning_writes(tmp_path, monk
 
     monkeypatch.setattr(L.LightningModule, "log", spy)
     overrides = [o for o in TINY if not o.startswith("trainer.log_every_n_steps")]
-    cfg = compose_train([*overrides, "logger=csv", "trainer.log_every_n_steps=2",
-                         "print_config=false"], tmp_path)  # fmt: skip
+    cfg = compose_train(
+        [*overrides, "logger=csv", "trainer.log_every_n_steps=2", "print_config=false"], tmp_path
+    )
     metrics = train(cfg)
     with (tmp_path / "csv" / "metrics.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("train/loss")]
@@ -245,8 +261,9 @@ def test_every_tool_answers_help(tmp_path):
     """Each command's ``python -m`` entry (its ``__main__`` block), in one interpreter."""
     tools = ["sample", "tables", "bench", "translate", "evaluate", "train"]
     command = [sys.executable, "-c", HELP, *tools]
-    result = subprocess.run(command, cwd=tmp_path, env=offline_env(), capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        command, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [word for tool in tools for word in ("help:", tool)]
 
@@ -258,8 +275,12 @@ DOC_LINK = re.compile(r"docs/[\w./-]+\.(?:md|png|json|py)")
 
 
 def test_code_config_and_readme_refer_only_to_documents_in_the_repository():
-    files = [ROOT / "README.md", *ROOT.glob("src/**/*.py"), *ROOT.glob("conf/**/*.yaml"),
-             *ROOT.glob("docs/**/*.md")]  # fmt: skip
+    files = [
+        ROOT / "README.md",
+        *ROOT.glob("src/**/*.py"),
+        *ROOT.glob("conf/**/*.yaml"),
+        *ROOT.glob("docs/**/*.md"),
+    ]
     for path in files:
         text = path.read_text(encoding="utf-8")
         assert not OUTSIDE.search(text), (path, OUTSIDE.search(text).group(0))
@@ -270,8 +291,9 @@ def test_code_config_and_readme_refer_only_to_documents_in_the_repository():
 
 def test_the_text_cpu_data_command_works_in_a_fresh_clone(tmp_path):
     preset = (ROOT / "conf" / "experiment" / "text_cpu.yaml").read_text()
-    (command,) = [line.split("#", 1)[1].strip() for line in preset.splitlines()
-                  if "pydoc_data" in line]  # fmt: skip
+    (command,) = [
+        line.split("#", 1)[1].strip() for line in preset.splitlines() if "pydoc_data" in line
+    ]
     result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "pydoc_topics.txt").stat().st_size > 100_000

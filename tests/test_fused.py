@@ -24,9 +24,20 @@ pytest.importorskip("triton", reason="Triton ships with the CUDA builds of torch
 
 # Every case of the reference matrix (tests/test_grid.py) that the fused step covers; the
 # others (non-LSTM transforms, peepholes, coupled gates) fall back (test below).
-COVERED = ["plain", "no-priority", "time-priority", "two-priorities", "tied", "tie-depth-lstm",
-           "share-dims", "paper-form", "no-bias", "input-to-memory", "output-all-sides",
-           "input-on-grid-dim"]  # fmt: skip
+COVERED = [
+    "plain",
+    "no-priority",
+    "time-priority",
+    "two-priorities",
+    "tied",
+    "tie-depth-lstm",
+    "share-dims",
+    "paper-form",
+    "no-bias",
+    "input-to-memory",
+    "output-all-sides",
+    "input-on-grid-dim",
+]
 MATRIX = [
     (k, case)
     for k in (0, 1, 2)
@@ -87,8 +98,17 @@ def test_fused_step_matches_the_float64_reference(grid_dims, case, launches):
 SLOW = [c for c in MATRIX if c not in DEFAULT]
 
 # The scan's fused recurrence: 2-LSTM options without time priority.
-SCAN = ["plain", "no-priority", "tied", "tie-depth-lstm", "share-dims", "paper-form", "no-bias",
-        "input-to-memory", "output-all-sides"]  # fmt: skip
+SCAN = [
+    "plain",
+    "no-priority",
+    "tied",
+    "tie-depth-lstm",
+    "share-dims",
+    "paper-form",
+    "no-bias",
+    "input-to-memory",
+    "output-all-sides",
+]
 SCAN_DEFAULT = ["paper-form", "no-priority"]
 
 
@@ -142,8 +162,9 @@ def test_batched_layers_with_padding_slots_and_tiles_larger_than_one(launches, m
     x = torch.randn(7, 4, 3, IN)
     with dispatch.without("fused"):
         expected = flat_outputs(*net(x))
-        expected_grads = torch.autograd.grad(sum(t.square().sum() for t in expected),
-                                             list(net.parameters()))  # fmt: skip
+        expected_grads = torch.autograd.grad(
+            sum(t.square().sum() for t in expected), list(net.parameters())
+        )
     with fused.interpreted():
         got = flat_outputs(*net(x))
         grads = torch.autograd.grad(sum(t.square().sum() for t in got), list(net.parameters()))

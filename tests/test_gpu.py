@@ -110,8 +110,13 @@ def test_language_model_and_mnist_run_on_gpu_in_bf16(cli, tmp_path, task):
     from tests.conftest import task_overrides
 
     model = "grid2d" if task == "text" else "grid3d"
-    result = cli(f"task={task}", f"model={model}", *task_overrides(task, tmp_path),
-                 "hardware=gpu", "logger=none")  # fmt: skip
+    result = cli(
+        f"task={task}",
+        f"model={model}",
+        *task_overrides(task, tmp_path),
+        "hardware=gpu",
+        "logger=none",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
@@ -155,8 +160,13 @@ def test_reencoder_on_gpu_matches_cpu_and_decodes_incrementally():
 def test_translation_runs_on_gpu_in_bf16(cli, tmp_path):
     from tests.conftest import task_overrides
 
-    result = cli("task=translation", "model=reencoder", *task_overrides("translation", tmp_path),
-                 "hardware=gpu", "logger=none")  # fmt: skip
+    result = cli(
+        "task=translation",
+        "model=reencoder",
+        *task_overrides("translation", tmp_path),
+        "hardware=gpu",
+        "logger=none",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
@@ -178,9 +188,13 @@ def test_divergence_on_gpu_stops_with_exit_code_3_and_finite_checkpoints(cli):
     from tests.test_resume import ADDITION, metrics
 
     run = cli.cwd / "nan"
-    result = cli(*ADDITION, "hardware=gpu", f"hydra.run.dir={run}",
-                 "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
-                 "+callbacks.poison.step=8")  # fmt: skip
+    result = cli(
+        *ADDITION,
+        "hardware=gpu",
+        f"hydra.run.dir={run}",
+        "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
+        "+callbacks.poison.step=8",
+    )
     assert result.returncode == 3, result.stderr[-2000:]
     assert metrics(run)["status"] == "diverged"
     for path in (run / "checkpoints").glob("*.ckpt"):
@@ -229,8 +243,14 @@ def test_recurrent_kernels_under_autocast_run_in_the_asked_dtype(model, dtype):
 def test_compiled_and_fp16_runs_train_on_gpu(cli, tmp_path, task, model, extra):
     from tests.conftest import task_overrides
 
-    result = cli(f"task={task}", f"model={model}", *task_overrides(task, tmp_path),
-                 "hardware=gpu", "logger=none", *extra)  # fmt: skip
+    result = cli(
+        f"task={task}",
+        f"model={model}",
+        *task_overrides(task, tmp_path),
+        "hardware=gpu",
+        "logger=none",
+        *extra,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
@@ -243,7 +263,6 @@ def test_hand_written_hyperplane_steps_agree_with_the_per_op_ones_on_gpu(autocas
     """gridlstm.nn.kernels.handwritten on CUDA: outputs and weight gradients against
     the per-op steps in float32; under bf16 autocast, float32 outputs within bf16 rounding."""
     import contextlib
-
 
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, 2, backend="hyperplane").cuda()
@@ -359,14 +378,20 @@ def test_cuda_graphs_replay_the_eager_forward_and_backward(grid_dims):
                 state = tuple(t.detach() for t in final)
         losses.append(seen)
     assert len(dispatcher.graphs) == (2 if grid_dims == 1 else 1)
-    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4,
-                               atol=1e-6)  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4, atol=1e-6
+    )
     for a, b in zip(graphed.parameters(), eager.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_cuda_graphs_train_the_addition_task(cli):
-    result = cli(*TINY, "hardware=gpu", "hardware.precision=32-true", "hardware.cuda_graphs=true",
-                 "logger=none")  # fmt: skip
+    result = cli(
+        *TINY,
+        "hardware=gpu",
+        "hardware.precision=32-true",
+        "hardware.cuda_graphs=true",
+        "logger=none",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replay CUDA graphs" in result.stdout + result.stderr

@@ -14,9 +14,14 @@ from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
 
 
 def run_check(*args: str, env: dict | None = None, timeout: int = 120):
-    return subprocess.run(["bash", "scripts/gpu_check.sh", *args], cwd=ROOT,
-                          env=env or offline_env(), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        ["bash", "scripts/gpu_check.sh", *args],
+        cwd=ROOT,
+        env=env or offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -39,15 +44,18 @@ def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
     assert "pytest -m gpu: skipped in the dry run (it needs a CUDA device)" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert [(s["step"], s["exit"]) for s in summary["steps"]] == [
-        ("pytest_gpu", "skipped"), ("bench_float32", "0"), ("bench_bfloat16", "0"),
+        ("pytest_gpu", "skipped"),
+        ("bench_float32", "0"),
+        ("bench_bfloat16", "0"),
         ("smoke", "0"),
-    ]  # fmt: skip
+    ]
     targets = json.loads((out / "targets.json").read_text())
     assert targets["device"] == "cpu (dry run)"
     assert len(targets["float32"]) == len(targets["bfloat16"]) == 6
     for task in ("addition", "memorization", "parity", "enwik8", "mnist", "translation"):
-        report = json.loads((out / "smoke" / f"smoke_{task}" / "gpu_dry_run" / "queue.json")
-                            .read_text())  # fmt: skip
+        report = json.loads(
+            (out / "smoke" / f"smoke_{task}" / "gpu_dry_run" / "queue.json").read_text()
+        )
         assert {j["status"] for j in report["jobs"]} == {"completed"}, (task, report["jobs"])
 
 

@@ -41,9 +41,7 @@ def on_cpu(net: GridLSTM, max_shapes: int = graphs.MAX_SHAPES) -> graphs.Graphed
     return dispatcher
 
 
-@pytest.mark.parametrize(
-    ("grid_dims", "shape"), [(0, (3, 5)), (1, (6, 3, 5)), (2, (3, 4, 2, 5))]
-)
+@pytest.mark.parametrize(("grid_dims", "shape"), [(0, (3, 5)), (1, (6, 3, 5)), (2, (3, 4, 2, 5))])
 def test_graphed_forward_gives_the_eager_results_with_and_without_a_state(
     grid_dims, shape, recorded
 ):

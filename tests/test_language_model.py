@@ -22,8 +22,14 @@ ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 
 def grid_net(**options) -> dict:
-    return {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 10, "hidden_size": 10,
-            "num_layers": 3, "batch_first": True, **options}  # fmt: skip
+    return {
+        "_target_": "gridlstm.nn.Grid2dLSTM",
+        "input_size": 10,
+        "hidden_size": 10,
+        "num_layers": 3,
+        "batch_first": True,
+        **options,
+    }
 
 
 @pytest.mark.parametrize(
@@ -164,7 +170,7 @@ def test_train_command_writes_bpc_and_throughput_and_the_sampler_reads_its_check
             "prime=grid ",
             "length=30",
             "seed=3",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         env=offline_env(),
@@ -201,8 +207,11 @@ def test_a_grid_state_on_another_device_is_an_error_as_in_nn_lstm():
     net = Grid2dLSTM(3, 4, 1, batch_first=True)
     x = torch.randn(2, 5, 3)
     _, state = net(x)
-    moved = [tuple(t.to("meta") for t in pair) for pair in state] if isinstance(
-        state, list) else tuple(t.to("meta") for t in state)  # fmt: skip
+    moved = (
+        [tuple(t.to("meta") for t in pair) for pair in state]
+        if isinstance(state, list)
+        else tuple(t.to("meta") for t in state)
+    )
     with pytest.raises(RuntimeError, match="not at the same device"):
         net(x, moved)
     with pytest.raises(RuntimeError, match="not at the same device"):

@@ -175,17 +175,16 @@ def test_the_library_layer_needs_no_lightning_or_hydra():
         "import sys, gridlstm.nn, gridlstm.nn.backends.hyperplane; "
         "print(sorted(m for m in ('lightning', 'hydra', 'omegaconf') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_the_package_root_holds_only_packages_and_commands():
     loose = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
     assert loose == COMMANDS
-    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == {
-        *LAYERS
-    }
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == {*LAYERS}
 
 
 def test_long_modules_say_why():
@@ -221,8 +220,11 @@ def test_every_command_is_installed_as_a_console_script_and_has_the_same_shape()
     ``train``, which is Hydra's app."""
     from importlib.metadata import entry_points
 
-    scripts = {ep.name: ep for ep in entry_points(group="console_scripts")
-               if ep.name.startswith("gridlstm-")}  # fmt: skip
+    scripts = {
+        ep.name: ep
+        for ep in entry_points(group="console_scripts")
+        if ep.name.startswith("gridlstm-")
+    }
     assert set(scripts) == {f"gridlstm-{command}" for command in COMMANDS}
     for name, ep in scripts.items():
         assert ep.value == f"gridlstm.{name.removeprefix('gridlstm-')}:main"
@@ -264,9 +266,12 @@ def config_targets(group: str, key: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("group", "key", "kind"),
-    [("task", "datamodule._target_", "datamodule"), ("task", "module._target_", "module"),
-     ("model", "net._target_", "net")],
-)  # fmt: skip
+    [
+        ("task", "datamodule._target_", "datamodule"),
+        ("task", "module._target_", "module"),
+        ("model", "net._target_", "net"),
+    ],
+)
 def test_every_class_a_config_names_is_one_a_checkpoint_may_name(group, key, kind):
     """The export rule: a data module, task module or backbone must be in its package's
     ``__all__``, or the checkpoint loader (which admits only exported classes) refuses the
@@ -288,8 +293,9 @@ def test_every_task_pairs_a_data_module_with_a_task_module_that_takes_its_contra
 
     from hydra.utils import get_class
 
-    data, modules = config_targets("task", "datamodule._target_"), config_targets(
-        "task", "module._target_"
+    data, modules = (
+        config_targets("task", "datamodule._target_"),
+        config_targets("task", "module._target_"),
     )
     assert set(data) == set(modules)
     for task, target in data.items():

@@ -26,8 +26,13 @@ def test_text_cpu_preset_learns_a_corpus(cli, tmp_path):
     from tests.conftest import write_corpus
 
     corpus = write_corpus(tmp_path / "corpus.txt", 200_000)
-    result = cli("experiment=text_cpu", f"task.path={corpus}", "logger=none",
-                 "trainer.max_steps=600", timeout=1200)  # fmt: skip
+    result = cli(
+        "experiment=text_cpu",
+        f"task.path={corpus}",
+        "logger=none",
+        "trainer.max_steps=600",
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())
@@ -41,11 +46,15 @@ def test_mnist_cpu_preset_learns_generated_digits(cli, tmp_path):
 
     write_mnist(tmp_path / "mnist", train=3000, test=500)
     result = cli(
-        "experiment=mnist_cpu", f"task.datamodule.data_dir={tmp_path / 'mnist'}",
-        "task.datamodule.strict_sizes=false", "task.datamodule.val_size=500",
-        "task.datamodule.train_size=2500", "trainer.max_steps=400", "logger=none",
+        "experiment=mnist_cpu",
+        f"task.datamodule.data_dir={tmp_path / 'mnist'}",
+        "task.datamodule.strict_sizes=false",
+        "task.datamodule.val_size=500",
+        "task.datamodule.train_size=2500",
+        "trainer.max_steps=400",
+        "logger=none",
         timeout=1200,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = cli.cwd.glob("outputs/*/*/metrics.json")
     metrics = json.loads(path.read_text())

@@ -177,14 +177,18 @@ def test_directions_scan_from_different_corners():
 @pytest.mark.parametrize(
     ("factory", "message"),
     [
-        (lambda: Grid3dImageEncoder(28, 1, patch_size=5),
-         r"patch_size=5 .* \[1, 2, 4, 7, 14, 28\]"),  # fmt: skip
-        (lambda: Grid3dImageEncoder(28, 1, directions=3),
-         r"directions must be one of \[1, 2, 4\]; got 3"),  # fmt: skip
+        (
+            lambda: Grid3dImageEncoder(28, 1, patch_size=5),
+            r"patch_size=5 .* \[1, 2, 4, 7, 14, 28\]",
+        ),
+        (
+            lambda: Grid3dImageEncoder(28, 1, directions=3),
+            r"directions must be one of \[1, 2, 4\]; got 3",
+        ),
         (lambda: MDLSTMImage(28, 1, patch_size=3), r"patch_size=3 does not divide"),
         (lambda: SmallCNN(28, 1, num_layers=6), r"pools a 28x28 image to nothing"),
     ],
-)  # fmt: skip
+)
 def test_bad_model_settings(factory, message):
     with pytest.raises(ValueError, match=message):
         factory()

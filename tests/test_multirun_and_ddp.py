@@ -159,9 +159,13 @@ def test_ddp_cpu_translation_scores_every_sentence_once(cli, tmp_path):
 
     args = ["task=translation", "model=lstm_attention", *task_overrides("translation", tmp_path)]
     dm = TranslationDataModule(
-        tmp_path / "pairs.txt", val_size=6, test_size=6, src_vocab_size=280,
-        tgt_vocab_size=280, eval_batch_size=8,
-    )  # fmt: skip
+        tmp_path / "pairs.txt",
+        val_size=6,
+        test_size=6,
+        src_vocab_size=280,
+        tgt_vocab_size=280,
+        eval_batch_size=8,
+    )
     metrics, single = ddp_run_against_one_process(
         cli, [*args, "trainer.val_check_interval=2"], TranslationModule, dm
     )
@@ -179,8 +183,15 @@ def test_ddp_cpu_language_model_resume_restores_each_ranks_carried_state(cli, tm
     from tests.test_resume import final_numbers
 
     corpus = write_corpus(tmp_path / "corpus.txt", 3000)
-    args = ["task=text", f"task.path={corpus}", *TINY_LM, "trainer.val_check_interval=3",
-            "logger=none", "hardware=ddp_cpu", "hardware.threads=1"]  # fmt: skip
+    args = [
+        "task=text",
+        f"task.path={corpus}",
+        *TINY_LM,
+        "trainer.val_check_interval=3",
+        "logger=none",
+        "hardware=ddp_cpu",
+        "hardware.threads=1",
+    ]
     runs = {name: tmp_path / name for name in ("straight", "first", "resumed")}
     last = runs["first"] / "checkpoints" / "last.ckpt"
     for name, extra in [

@@ -23,8 +23,9 @@ from gridlstm.nn.kernels import native
 from gridlstm.nn.kernels.native import build
 
 if not build.load():  # the suite's CI builds it; elsewhere say why, visibly
-    pytest.skip(f"the native library did not build: {build.build_info()['reason']}",
-                allow_module_level=True)  # fmt: skip
+    pytest.skip(
+        f"the native library did not build: {build.build_info()['reason']}", allow_module_level=True
+    )
 
 from gridlstm.nn.kernels.native import functions  # noqa: E402 - needs the library
 
@@ -137,8 +138,9 @@ def test_scan_loops_agree_with_the_pytorch_loops(case, lengths, native_runs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("options", [{"output_form": "paper"}, {"priority": [0]}],
-                         ids=["paper-form", "time-priority"])  # fmt: skip
+@pytest.mark.parametrize(
+    "options", [{"output_form": "paper"}, {"priority": [0]}], ids=["paper-form", "time-priority"]
+)
 def test_scan_loops_gradcheck(options, native_runs):
     torch.manual_seed(0)
     net = GridLSTM(2, 2, 2, 1, backend="scan", batch_first=True, **options).double()
@@ -249,8 +251,13 @@ def test_parallel_first_uses_build_once_and_the_portable_build_agrees(tmp_path):
     )
     env = {**os.environ, "GRIDLSTM_NATIVE_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, "AVX2"], env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", script, "AVX2"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -258,8 +265,13 @@ def test_parallel_first_uses_build_once_and_the_portable_build_agrees(tmp_path):
     paths = {out.strip().splitlines()[-1] for out, _ in outs}
     assert len(paths) == 1
     if build.capability() == "AVX2":
-        portable = subprocess.run([sys.executable, "-c", script, "DEFAULT"], env=env,
-                                  capture_output=True, text=True, timeout=600)  # fmt: skip
+        portable = subprocess.run(
+            [sys.executable, "-c", script, "DEFAULT"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert portable.returncode == 0, portable.stderr
         assert "DEFAULT" in portable.stdout
 

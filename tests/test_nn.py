@@ -163,9 +163,13 @@ def test_priority_takes_the_same_forms_in_both_classes():
     assert gridlstm.__version__ == __import__("importlib.metadata").metadata.version("gridlstm")
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    ({"bidirectional": True}, "bidirectional=True is not supported"),
-    ({"proj_size": 2}, "proj_size=2 is not supported")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"bidirectional": True}, "bidirectional=True is not supported"),
+        ({"proj_size": 2}, "proj_size=2 is not supported"),
+    ],
+)
 def test_nn_lstm_options_a_grid_lstm_lacks_are_refused(option, message):
     from gridlstm.nn import Grid2dLSTM, GridLSTM
 
@@ -200,8 +204,10 @@ def test_packed_sequence_input_matches_each_sequence_run_alone(batch_first, enfo
     reference = torch.nn.LSTM(3, 5, 2, batch_first=batch_first).double()(packed)[0]
     assert isinstance(out, type(packed))
     assert torch.equal(out.batch_sizes, reference.batch_sizes)
-    for mine, theirs in ((out.sorted_indices, reference.sorted_indices),
-                         (out.unsorted_indices, reference.unsorted_indices)):  # fmt: skip
+    for mine, theirs in (
+        (out.sorted_indices, reference.sorted_indices),
+        (out.unsorted_indices, reference.unsorted_indices),
+    ):
         assert (mine is None and theirs is None) or torch.equal(mine, theirs)
     padded, lengths = pad_packed_sequence(out, batch_first=True)
     assert lengths.tolist() == steps

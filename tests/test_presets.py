@@ -65,8 +65,9 @@ def test_enwik8_paper_preset_compares_at_an_equal_parameter_budget(tmp_path):
     for model in ("grid2d", "stacked_lstm"):
         cfg = compose_train(["experiment=enwik8_paper", f"model={model}"], tmp_path)
         assert cfg.task.name == "enwik8" and cfg.task.datamodule.split == [0.9, 0.05, 0.05]
-        counts[model] = built_parameters(["experiment=enwik8_paper", f"model={model}", *data],
-                                         tmp_path)  # fmt: skip
+        counts[model] = built_parameters(
+            ["experiment=enwik8_paper", f"model={model}", *data], tmp_path
+        )
     # About the 16.8M parameters reported for the paper's tied 2-LSTM [secondary].
     assert min(counts.values()) > 16.0e6 and max(counts.values()) < 16.8e6, counts
     assert max(counts.values()) / min(counts.values()) < 1.01, counts
@@ -103,9 +104,14 @@ class TranslationData:
         from tokenizers import Tokenizer, models
 
         tokenizer = Tokenizer(models.BPE()).to_str()
-        self.kwargs = {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
-                       "src_tokenizer": tokenizer, "tgt_tokenizer": tokenizer,
-                       "src_lang": "zh", "tgt_lang": "en"}
+        self.kwargs = {
+            "src_vocab_size": src_vocab_size,
+            "tgt_vocab_size": tgt_vocab_size,
+            "src_tokenizer": tokenizer,
+            "tgt_tokenizer": tokenizer,
+            "src_lang": "zh",
+            "tgt_lang": "en",
+        }
 
     def module_kwargs(self) -> dict:
         return self.kwargs
@@ -119,8 +125,9 @@ def test_translation_presets_give_every_model_the_same_parameter_budget(experime
     counts = {}
     for model in ("reencoder", "lstm_attention", "transformer"):
         cfg = compose_train([f"experiment={experiment}", f"model={model}"], tmp_path)
-        data = TranslationData(cfg.task.datamodule.src_vocab_size,
-                               cfg.task.datamodule.tgt_vocab_size)
+        data = TranslationData(
+            cfg.task.datamodule.src_vocab_size, cfg.task.datamodule.tgt_vocab_size
+        )
         _, counts[model] = solve_width(cfg, data)
     budget = cfg.param_budget
     assert all(abs(c - budget) / budget < 0.02 for c in counts.values()), counts
@@ -171,8 +178,10 @@ def test_param_budget_gives_every_model_the_budget_within_two_percent(
     if task in ("text", "mnist"):
         data = [o for o in task_overrides(task, tmp_path) if o.startswith("task.")]
         data += ["task.datamodule.train_size=30"] if task == "mnist" else []
-    cfg = compose_train([f"experiment={experiment}", f"model={model}", *extra, *data,
-                         f"param_budget={budget}"], tmp_path)  # fmt: skip
+    cfg = compose_train(
+        [f"experiment={experiment}", f"model={model}", *extra, *data, f"param_budget={budget}"],
+        tmp_path,
+    )
     datamodule = instantiate(cfg.task.datamodule)
     module = build_module(cfg, datamodule)
     assert abs(module.num_parameters - budget) <= 0.02 * budget, (module.num_parameters, budget)
@@ -190,8 +199,12 @@ CLAIMS = sorted(p.stem for p in EXPERIMENTS.glob("claims_*") if p.stem not in PI
 STUDIES = {
     "claims_addition_depth": ("addition", "grid2d", {"stacked_lstm"}, "model.net.num_layers"),
     "claims_coreylynch": ("text", "grid2d_coreylynch", {"stacked_lstm"}, "model.net.num_layers"),
-    "claims_memorization_depth": ("memorization", "grid2d", {"stacked_lstm"},
-                                  "model.net.num_layers"),  # fmt: skip
+    "claims_memorization_depth": (
+        "memorization",
+        "grid2d",
+        {"stacked_lstm"},
+        "model.net.num_layers",
+    ),
     "claims_mnist": ("mnist", "grid3d", {"mdlstm", "row_lstm", "cnn"}, None),
     "claims_parity": ("parity", "grid1d", {"tanh_net", "relu_net"}, "task.datamodule.bits"),
 }

@@ -43,8 +43,13 @@ interrupted_parts: dict[Path, float] = {}  # wall time of each run's interrupted
 
 def interrupted_then_resumed(cli, args: list[str], step: int, name: str = "SIGTERM") -> Path:
     run = cli.cwd / "interrupted"
-    first = cli(*args, f"hydra.run.dir={run}", KILL, f"+callbacks.kill.step={step}",
-                f"+callbacks.kill.name={name}")  # fmt: skip
+    first = cli(
+        *args,
+        f"hydra.run.dir={run}",
+        KILL,
+        f"+callbacks.kill.step={step}",
+        f"+callbacks.kill.name={name}",
+    )
     code = {"SIGTERM": 143, "SIGINT": 130}[name]
     assert first.returncode == code, first.stderr[-2000:]
     record = metrics(run)
@@ -132,16 +137,17 @@ def _write(path: Path, content: bytes) -> Path:
     return path
 
 
-
-
 # Step 7 breaks the weights mid-epoch (caught at the next step); step 8 is the last of an
 # epoch, so a validation and a checkpoint follow at once (caught before them).
 @pytest.mark.parametrize("step", [pytest.param(7, marks=pytest.mark.slow), 8])
 def test_divergence_stops_at_the_step_and_keeps_the_last_good_checkpoint(cli, step):
     run = cli.cwd / "nan"
-    result = cli(*ADDITION, f"hydra.run.dir={run}",
-                 "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
-                 f"+callbacks.poison.step={step}")  # fmt: skip
+    result = cli(
+        *ADDITION,
+        f"hydra.run.dir={run}",
+        "+callbacks.poison._target_=tests.signals.InfiniteLearningRateAtStep",
+        f"+callbacks.poison.step={step}",
+    )
     assert result.returncode == 3, result.stderr[-2000:]
     assert f"training diverged at step {step}: the weights became non-finite" in result.stderr
     record = metrics(run)
@@ -165,10 +171,14 @@ def test_an_exploding_loss_is_divergence_and_the_wandb_run_is_marked_failed(cli)
 @pytest.mark.parametrize(("skip", "code"), [(2, 0), pytest.param(1, 3, marks=pytest.mark.slow)])
 def test_skip_steps_tolerates_a_bounded_number_of_bad_steps(cli, skip, code):
     run = cli.cwd / "spikes"
-    result = cli(*TINY, "logger=csv", f"hydra.run.dir={run}",
-                 f"callbacks.divergence.skip_steps={skip}",
-                 "+callbacks.nan._target_=tests.signals.NaNGradientAtSteps",
-                 "+callbacks.nan.steps=[2,4]")  # fmt: skip
+    result = cli(
+        *TINY,
+        "logger=csv",
+        f"hydra.run.dir={run}",
+        f"callbacks.divergence.skip_steps={skip}",
+        "+callbacks.nan._target_=tests.signals.NaNGradientAtSteps",
+        "+callbacks.nan.steps=[2,4]",
+    )
     assert result.returncode == code, result.stderr[-2000:]
     if code == 0:
         assert metrics(run)["status"] == "completed"
@@ -211,8 +221,13 @@ def test_resume_matches_for_shuffled_datasets(cli, tmp_path, task):
     """Shuffles (MNIST) and bucket orders (translation) are drawn from (seed, epoch), and a
     mid-epoch resume skips the batches already trained on."""
     model = {"mnist": "row_lstm", "translation": "lstm_attention"}[task]
-    args = [f"task={task}", f"model={model}", *task_overrides(task, tmp_path),
-            "trainer.max_steps=12", "logger=csv"]  # fmt: skip
+    args = [
+        f"task={task}",
+        f"model={model}",
+        *task_overrides(task, tmp_path),
+        "trainer.max_steps=12",
+        "logger=csv",
+    ]
     if task == "mnist":
         args += ["task.datamodule.val_size=10"]  # 50 train images: 6 batches of 8 per epoch
     straight = cli(*args, f"hydra.run.dir={cli.cwd / 'straight'}")
@@ -229,8 +244,13 @@ def test_resume_must_be_false_or_auto(cli):
 def test_sigusr1_outside_slurm_stops_like_sigterm(cli):
     """Schedulers other than SLURM send SIGUSR1 as their warning: it saves and stops."""
     run = cli.cwd / "usr1"
-    result = cli(*ADDITION, f"hydra.run.dir={run}", KILL, "+callbacks.kill.step=4",
-                 "+callbacks.kill.name=SIGUSR1")  # fmt: skip
+    result = cli(
+        *ADDITION,
+        f"hydra.run.dir={run}",
+        KILL,
+        "+callbacks.kill.step=4",
+        "+callbacks.kill.name=SIGUSR1",
+    )
     assert result.returncode == 143, result.stderr[-2000:]
     assert metrics(run)["status"] == "interrupted"
     assert (run / "checkpoints" / "last.ckpt").is_file()

@@ -73,11 +73,17 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable
     from gridlstm.tasks import AlgorithmicSequenceModule
     from tests.conftest import quiet_trainer
 
-    net = {"_target_": "gridlstm.nn.Grid2dLSTM", "input_size": 8, "hidden_size": 8,
-           "num_layers": 1, "batch_first": True}  # fmt: skip
+    net = {
+        "_target_": "gridlstm.nn.Grid2dLSTM",
+        "input_size": 8,
+        "hidden_size": 8,
+        "num_layers": 1,
+        "batch_first": True,
+    }
     adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
-    data = AdditionDataModule(digits=2, batch_size=8, batches_per_epoch=2, val_size=8,
-                              test_size=8, eval_batch_size=8)  # fmt: skip
+    data = AdditionDataModule(
+        digits=2, batch_size=8, batches_per_epoch=2, val_size=8, test_size=8, eval_batch_size=8
+    )
     module = AlgorithmicSequenceModule(net, optimizer=adam, **data.module_kwargs())
     trainer = quiet_trainer(max_steps=2, limit_val_batches=0)
     trainer.fit(module, datamodule=data)
@@ -110,8 +116,10 @@ def test_resume_choices_and_refusals(tmp_path):
     with pytest.raises(ConfigError, match="resume=yes: valid choices are false, auto"):
         runs.resume_from("yes", None, tmp_path, {})
     (tmp_path / "checkpoints").mkdir()
-    torch.save({"state_dict": {}, "gridlstm_run": {"task": "addition"}},
-               tmp_path / "checkpoints" / "last.ckpt")  # fmt: skip
+    torch.save(
+        {"state_dict": {}, "gridlstm_run": {"task": "addition"}},
+        tmp_path / "checkpoints" / "last.ckpt",
+    )
     with pytest.raises(ConfigError, match="holds checkpoints of an earlier run; continue it"):
         runs.resume_from(False, None, tmp_path, {"task": "addition"})
     found = runs.resume_from("auto", None, tmp_path, {"task": "addition"})

@@ -135,9 +135,13 @@ def test_weights_that_disagree_with_the_stored_config_are_one_line(tmp_path, cha
     narrow["state_dict"]["model.embedding.weight"] = weight[:, :3]
     torch.save(narrow, tmp_path / "narrow.ckpt")
     stored, built = (weight.shape[0], 3), tuple(weight.shape)
-    with pytest.raises(SampleError, match=re.escape(
+    with pytest.raises(
+        SampleError,
+        match=re.escape(
             f"its weights do not fit the model its stored config builds (resized: "
-            f"model.embedding.weight (stored {stored}, built {built}))")):  # fmt: skip
+            f"model.embedding.weight (stored {stored}, built {built}))"
+        ),
+    ):
         run(tmp_path / "narrow.ckpt")
     short = {**checkpoint, "hyper_parameters": dict(checkpoint["hyper_parameters"])}
     short["hyper_parameters"]["vocab"] = vocab[:5]
@@ -155,8 +159,11 @@ def test_a_checkpoint_naming_other_code_is_refused_and_never_runs_it(tmp_path, c
     ckpt, _ = char_checkpoint
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     marker = tmp_path / "written"
-    checkpoint["hyper_parameters"]["net"] = {"_target_": "pathlib.Path.write_text",
-                                             "self": str(marker), "data": "x"}  # fmt: skip
+    checkpoint["hyper_parameters"]["net"] = {
+        "_target_": "pathlib.Path.write_text",
+        "self": str(marker),
+        "data": "x",
+    }
     crafted = tmp_path / "crafted.ckpt"
     torch.save(checkpoint, crafted)
     with pytest.raises(SampleError, match="'pathlib.Path.write_text' is not one of the suite's"):

@@ -56,8 +56,9 @@ def test_evaluate_device_replaces_the_stored_accelerator(tmp_path, monkeypatch, 
     with pytest.raises(SystemExit, match="2"):
         evaluate.main([f"ckpt_path={SAVED}", "hardware.accelerator=gpu", f"out={tmp_path / 'a'}"])
     assert "no CUDA GPU is available" in capsys.readouterr().err
-    evaluate.main([f"ckpt_path={SAVED}", "hardware.accelerator=gpu", "device=cpu",
-                   f"out={tmp_path / 'b'}"])  # fmt: skip
+    evaluate.main(
+        [f"ckpt_path={SAVED}", "hardware.accelerator=gpu", "device=cpu", f"out={tmp_path / 'b'}"]
+    )
     assert (tmp_path / "b" / "metrics.json").is_file()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="2"):

@@ -180,6 +180,7 @@ class ShortFirst(PrefixTable):
 
 def exhaustive_best(table: PrefixTable, max_len: int, penalty: float) -> list[int]:
     """The best hypothesis by brute force over every token sequence up to ``max_len``."""
+
     def prob(prefix: tuple, token: int) -> float:
         return table.TABLE.get(prefix, table.OTHER)[[EOS, 3, 4, 5].index(token)]
 

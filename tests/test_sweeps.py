@@ -39,8 +39,14 @@ def test_parallel_launcher_runs_each_job_once_in_its_own_process(cli):
 @pytest.mark.slow  # 50 s; a SIGTERM'd run resuming stays in the default suite (test_resume.py)
 def test_submitit_local_sweep_survives_sigterm_and_resumes(cli):
     sweep = cli.cwd / "submitit"
-    common = ["-m", *ARGS, "trainer.max_steps=10", "hydra/launcher=local",
-              f"hydra.sweep.dir={sweep}", "seed=1,2"]  # fmt: skip
+    common = [
+        "-m",
+        *ARGS,
+        "trainer.max_steps=10",
+        "hydra/launcher=local",
+        f"hydra.sweep.dir={sweep}",
+        "seed=1,2",
+    ]
     first = cli(*common, *KILL)
     assert first.returncode != 0  # the jobs were stopped: the sweep says so
     assert statuses(sweep) == {"0": "interrupted", "1": "interrupted"}
@@ -55,9 +61,13 @@ def test_submitit_local_sweep_survives_sigterm_and_resumes(cli):
 
 def test_optuna_search_of_three_trials(cli):
     sweep = cli.cwd / "optuna"
-    result = cli(*ARGS, "hparams_search=addition_optuna", "hydra.sweeper.n_trials=3",
-                 "hydra.sweeper.sampler.n_startup_trials=2",
-                 f"hydra.sweep.dir={sweep}")  # fmt: skip
+    result = cli(
+        *ARGS,
+        "hparams_search=addition_optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert statuses(sweep) == {"0": "completed", "1": "completed", "2": "completed"}
     best = OmegaConf.load(sweep / "optimization_results.yaml")
@@ -67,8 +77,13 @@ def test_optuna_search_of_three_trials(cli):
 
 
 def test_optuna_direction_must_match_the_task_metric(cli):
-    result = cli(*ARGS, "hparams_search=addition_optuna", "hydra.sweeper.direction=minimize",
-                 "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={cli.cwd / 'wrong'}")  # fmt: skip
+    result = cli(
+        *ARGS,
+        "hparams_search=addition_optuna",
+        "hydra.sweeper.direction=minimize",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweep.dir={cli.cwd / 'wrong'}",
+    )
     assert result.returncode == 2
     assert "set hydra.sweeper.direction=maximize" in result.stderr
     assert "Traceback" not in result.stderr
@@ -120,9 +135,14 @@ def test_a_sweep_survives_an_invalid_and_a_crashing_job(cli):
     """Jobs 0 and 1 have an invalid config, job 2 trains, job 3 crashes at step 2: the sweep
     runs them all, records why, counts them at the end and exits 1."""
     sweep = cli.cwd / "mixed"
-    result = cli("-m", *ARGS, f"hydra.sweep.dir={sweep}",
-                 "+callbacks.crash._target_=tests.signals.RaiseAtStep",
-                 "model.net.num_layers=0,2", "+callbacks.crash.step=100,2")  # fmt: skip
+    result = cli(
+        "-m",
+        *ARGS,
+        f"hydra.sweep.dir={sweep}",
+        "+callbacks.crash._target_=tests.signals.RaiseAtStep",
+        "model.net.num_layers=0,2",
+        "+callbacks.crash.step=100,2",
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     records = {job: json.loads((sweep / job / "metrics.json").read_text()) for job in "0123"}
     invalid = {
@@ -143,10 +163,15 @@ def test_optuna_search_goes_on_when_trials_diverge(cli):
     """Diverged trials return the worst score (-inf when maximising): Optuna records them
     and the search finishes; the closing line counts them."""
     sweep = cli.cwd / "optuna_diverged"
-    result = cli(*ARGS, "hparams_search=addition_optuna", "hydra.sweeper.n_trials=2",
-                 "model.net.num_layers=1", "model.net.hidden_size=8",
-                 "hydra.sweeper.params={optim.optimizer.lr:'choice(1000000.0)'}",
-                 f"hydra.sweep.dir={sweep}")  # fmt: skip
+    result = cli(
+        *ARGS,
+        "hparams_search=addition_optuna",
+        "hydra.sweeper.n_trials=2",
+        "model.net.num_layers=1",
+        "model.net.hidden_size=8",
+        "hydra.sweeper.params={optim.optimizer.lr:'choice(1000000.0)'}",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert statuses(sweep) == {"0": "diverged", "1": "diverged"}
     assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == float("-inf")

@@ -273,18 +273,25 @@ def test_a_text_of_one_repeated_symbol_is_refused(tmp_path, vocab):
 def test_given_symbols_encode_another_file_with_the_trained_ids(tmp_path):
     """A re-score encodes with the model's vocabulary (gridlstm.evaluate passes the
     checkpoint's), not the ids sorted from the new file's own characters."""
-    trained = TextDataModule(write_corpus(tmp_path / "a.txt", 2000), vocab="char", bptt=8,
-                             batch_size=4)  # fmt: skip
+    trained = TextDataModule(
+        write_corpus(tmp_path / "a.txt", 2000), vocab="char", bptt=8, batch_size=4
+    )
     other = tmp_path / "b.txt"
     other.write_text("time and memory " * 60)  # fewer distinct characters: other sorted ids
     own = TextDataModule(other, vocab="char", bptt=8, batch_size=4)
-    given = TextDataModule(other, vocab="char", bptt=8, batch_size=4,
-                           **TextDataModule.stored_options(trained.module_kwargs()))  # fmt: skip
+    given = TextDataModule(
+        other,
+        vocab="char",
+        bptt=8,
+        batch_size=4,
+        **TextDataModule.stored_options(trained.module_kwargs()),
+    )
     assert given.vocab == trained.vocab and own.vocab != trained.vocab
     assert decode(given.tokens[:16].tolist(), trained.vocab) == "time and memory "
     (tmp_path / "c.txt").write_text("time and memory Z " * 60)
     with pytest.raises(ValueError, match="'Z' that are not in the model's vocabulary"):
-        TextDataModule(tmp_path / "c.txt", vocab="char", bptt=8, batch_size=4,
-                       symbols=trained.vocab)  # fmt: skip
+        TextDataModule(
+            tmp_path / "c.txt", vocab="char", bptt=8, batch_size=4, symbols=trained.vocab
+        )
     with pytest.raises(ValueError, match="symbols apply to vocab=char only"):
         TextDataModule(other, bptt=8, batch_size=4, symbols=trained.vocab)

@@ -69,8 +69,10 @@ def assert_one_line_error(result, *fragments: str) -> None:
         ("model=grid9d", ["Could not find 'model/grid9d'", "grid2d", "stacked_lstm"]),
         ("task=chess", ["Could not find 'task/chess'", "addition"]),
         ("hardware=tpu", ["Could not find 'hardware/tpu'", "ddp_cpu", "gpu"]),
-        ("model.net.widht=3", ["Could not override 'model.net.widht'", "+model.net.widht=3",
-                               "not in struct"]),  # fmt: skip
+        (
+            "model.net.widht=3",
+            ["Could not override 'model.net.widht'", "+model.net.widht=3", "not in struct"],
+        ),
         ("seed=1,2", ["Ambiguous value for argument 'seed=1,2'", "--multirun"]),
     ],
 )
@@ -88,8 +90,10 @@ def test_unknown_group_option_names_the_choices(cli, override, fragments):
     ("override", "message"),
     [  # as a user meets them; every value check in-process: tests/test_bad_input.py
         ("model.net.hidden_size=abc", "error: model.net.hidden_size=abc: expected an integer"),
-        ("task=enwik8 task.datamodule.download=false task.datamodule.data_dir=nowhere",
-         "error: task=enwik8:"),  # fmt: skip
+        (
+            "task=enwik8 task.datamodule.download=false task.datamodule.data_dir=nowhere",
+            "error: task=enwik8:",
+        ),
         ("hardware=gpu", "error: hardware=gpu: no CUDA GPU is available on this machine"),
     ],
 )

@@ -41,8 +41,14 @@ def write_handful(tmp_path):
 
 def overfit(tmp_path, model: str):
     data = write_handful(tmp_path)
-    args = [*OVERFIT, f"model={model}", f"task.path={data}", f"task.datamodule.val_path={data}",
-            f"task.datamodule.test_path={data}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    args = [
+        *OVERFIT,
+        f"model={model}",
+        f"task.path={data}",
+        f"task.datamodule.val_path={data}",
+        f"task.datamodule.test_path={data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     result = run_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -71,8 +77,9 @@ def test_the_baselines_overfit_a_handful_of_pairs_to_bleu_100(tmp_path, model):
 
 def translate(*args, cwd):
     command = [sys.executable, "-m", "gridlstm.translate", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=offline_env(), capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        command, cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=120
+    )
 
 
 def best_checkpoint(run):
@@ -87,15 +94,26 @@ def test_translate_reproduces_the_references_and_scores_like_sacrebleu(reencoder
     reference = tmp_path / "ref.en"
     reference.write_text("".join(f"{en}\n" for _, en in HANDFUL), encoding="utf-8")
     out = tmp_path / "out.en"
-    result = translate(f"ckpt_path={best_checkpoint(run)}", f"input={source}", f"output={out}",
-                       f"reference={reference}", "beam=3", cwd=tmp_path)  # fmt: skip
+    result = translate(
+        f"ckpt_path={best_checkpoint(run)}",
+        f"input={source}",
+        f"output={out}",
+        f"reference={reference}",
+        "beam=3",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     hypotheses = out.read_text(encoding="utf-8").splitlines()
     assert hypotheses == [en for _, en in HANDFUL]
     assert "BLEU 100.00" in result.stdout
     # Streaming to stdout (greedy), BLEU on stderr; our score() is sacrebleu's.
-    result = translate(f"ckpt_path={best_checkpoint(run)}", f"input={source}", "beam=1",
-                       f"reference={reference}", cwd=tmp_path)  # fmt: skip
+    result = translate(
+        f"ckpt_path={best_checkpoint(run)}",
+        f"input={source}",
+        "beam=1",
+        f"reference={reference}",
+        cwd=tmp_path,
+    )
     assert result.stdout.splitlines() == hypotheses
     assert "BLEU" in result.stderr
 
@@ -192,15 +210,15 @@ def test_translation_data_encodes_with_given_tokenizers(tmp_path):
     from tests.conftest import write_pairs
 
     path = write_pairs(tmp_path / "pairs.tsv", count=80)
-    options = dict(path=path, val_size=10, test_size=10, src_vocab_size=280,
-                   tgt_vocab_size=280)  # fmt: skip
+    options = dict(path=path, val_size=10, test_size=10, src_vocab_size=280, tgt_vocab_size=280)
     first = TranslationDataModule(**options, split_seed=0)
     other = TranslationDataModule(**options, split_seed=1)
     sentence = [toy_pairs(1, seed=9)[0][0]]
     ids = first.src_tokenizer.encode_batch(sentence)[0].ids
     assert other.src_tokenizer.encode_batch(sentence)[0].ids != ids  # why it matters
     kwargs = first.module_kwargs()
-    given = TranslationDataModule(**options, split_seed=1,
-                                  **TranslationDataModule.stored_options(kwargs))  # fmt: skip
+    given = TranslationDataModule(
+        **options, split_seed=1, **TranslationDataModule.stored_options(kwargs)
+    )
     assert given.src_tokenizer.encode_batch(sentence)[0].ids == ids
     assert given.module_kwargs() == {**kwargs}

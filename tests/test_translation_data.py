@@ -84,8 +84,9 @@ def test_max_len_drops_long_training_pairs_and_never_filters_dev_or_test(tmp_pat
     pairs = toy_pairs(40) + [("猫" * 60, "cats " * 40)] * 5
     path = tmp_path / "pairs.tsv"
     path.write_text("".join(f"{en}\t{zh}\n" for zh, en in pairs))
-    dm = TranslationDataModule(path, max_len=12, val_size=10, test_size=10, src_vocab_size=260,
-                               tgt_vocab_size=260)  # fmt: skip
+    dm = TranslationDataModule(
+        path, max_len=12, val_size=10, test_size=10, src_vocab_size=260, tgt_vocab_size=260
+    )
     sources = encode(dm.src_tokenizer, [p[0] for p in dm.pairs["train"]])
     targets = encode(dm.tgt_tokenizer, [p[1] for p in dm.pairs["train"]])
     long = [len(s) > 12 or len(t) > 12 for s, t in zip(sources, targets, strict=True)]
@@ -105,8 +106,9 @@ def test_batches_pad_and_shift_the_target():
 
 
 def test_evaluation_covers_every_pair_once(tmp_path):
-    dm = TranslationDataModule(write_pairs(tmp_path / "p.tsv", 60), **{**SMALL, "val_size": 13},
-                               eval_batch_size=4)  # fmt: skip
+    dm = TranslationDataModule(
+        write_pairs(tmp_path / "p.tsv", 60), **{**SMALL, "val_size": 13}, eval_batch_size=4
+    )
     seen = [i for batch in dm.val_dataloader() for i in batch["index"].tolist()]
     assert sorted(seen) == list(range(13))
 
@@ -134,7 +136,7 @@ def bad_tsv(tmp_path, text: str, name: str = "bad.tsv"):
             lambda p: write_pairs(p / "ok.tsv", 20),
             {"val_size": 10, "test_size": 10},
             "leaves no training pairs",
-        ),  # fmt: skip
+        ),
         (lambda p: write_pairs(p / "ok.tsv", 20), {"max_len": 1}, "max_len must be >= 2"),
         (lambda p: write_pairs(p / "ok.tsv", 20), {"max_len": 2}, "drops every training pair"),
         (lambda p: bad_tsv(p, ""), {}, "holds no sentence pairs"),

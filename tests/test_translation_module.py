@@ -19,8 +19,14 @@ ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 
 def small_run(tmp_path, **trainer):
-    dm = TranslationDataModule(write_pairs(tmp_path / "p.tsv", 40), val_size=4, test_size=4,
-                               src_vocab_size=270, tgt_vocab_size=270, batch_size=8)  # fmt: skip
+    dm = TranslationDataModule(
+        write_pairs(tmp_path / "p.tsv", 40),
+        val_size=4,
+        test_size=4,
+        src_vocab_size=270,
+        tgt_vocab_size=270,
+        batch_size=8,
+    )
     module = TranslationModule(NET, optimizer=ADAM, log_samples=2, **dm.module_kwargs())
     quiet_trainer(max_steps=4, num_sanity_val_steps=0, **trainer).fit(module, datamodule=dm)
     return module
@@ -51,8 +57,10 @@ def test_dev_translations_are_logged_to_the_console_without_wandb(tmp_path, capl
 
 
 def test_only_the_suites_translation_models_are_built():
-    allowed = ("allowed: gridlstm.nn.AttentionSeq2Seq, gridlstm.nn.Reencoder, "
-               "gridlstm.nn.TransformerSeq2Seq")
+    allowed = (
+        "allowed: gridlstm.nn.AttentionSeq2Seq, gridlstm.nn.Reencoder, "
+        "gridlstm.nn.TransformerSeq2Seq"
+    )
     for target in ("os.system", "gridlstm.nn.StackedLSTM", "gridlstm.nn.NoSuchModel"):
         with pytest.raises(ValueError, match=f"'{target}' is not a translation model; {allowed}"):
             build_net({"_target_": target, "command": "true"}, 10, 10)
@@ -69,8 +77,14 @@ def test_a_0_2_translation_checkpoint_with_its_budget_among_the_module_options_s
     from gridlstm.run import checkpoints
     from gridlstm.run.build import solve_width  # noqa: F401 - the solver 0.3 trains with
 
-    dm = TranslationDataModule(write_pairs(tmp_path / "p.tsv", 40), val_size=4, test_size=4,
-                               src_vocab_size=270, tgt_vocab_size=270, batch_size=8)  # fmt: skip
+    dm = TranslationDataModule(
+        write_pairs(tmp_path / "p.tsv", 40),
+        val_size=4,
+        test_size=4,
+        src_vocab_size=270,
+        tgt_vocab_size=270,
+        batch_size=8,
+    )
     dm.setup("fit")
     budget = 20_000
     probe = checkpoints.budget_solved_in_0_2(
@@ -79,12 +93,17 @@ def test_a_0_2_translation_checkpoint_with_its_budget_among_the_module_options_s
     )
     width = probe["net"]["hidden_size"]
     assert "param_budget" not in probe and width != NET["hidden_size"]
-    module = TranslationModule({**NET, "hidden_size": width}, optimizer=ADAM,
-                               **dm.module_kwargs())  # fmt: skip
+    module = TranslationModule({**NET, "hidden_size": width}, optimizer=ADAM, **dm.module_kwargs())
     assert abs(module.num_parameters - budget) / budget < 0.05
     path = tmp_path / "v0.2.ckpt"
     hparams = {**dict(module.hparams), "net": NET, "param_budget": budget}
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams,
-                "gridlstm_task": "translation"}, path)  # fmt: skip
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": hparams,
+            "gridlstm_task": "translation",
+        },
+        path,
+    )
     loaded = checkpoints.load_module(path, "translation", TranslationModule, "not translation")
     assert loaded.model.hidden_size == width

@@ -94,8 +94,10 @@ def check(args: BenchConfig) -> None:
     if not all(c.strip().isdigit() and int(c) >= 1 for c in counts):
         raise ConfigError(f"preset_threads={args.preset_threads}: thread counts >= 1, e.g. 1,2")
     if args.presets and (args.device != "cpu" or find_conf_dir() is None):
-        raise ConfigError("presets=true: times the CPU presets, so device=cpu, from a checkout "
-                          "with conf/ (or GRIDLSTM_CONF set)")  # fmt: skip
+        raise ConfigError(
+            "presets=true: times the CPU presets, so device=cpu, from a checkout "
+            "with conf/ (or GRIDLSTM_CONF set)"
+        )
     if args.json is not None:
         check_writable(Path(args.json).expanduser(), "json", file=True)
 

@@ -26,8 +26,11 @@ def main(conf: Path | None = None) -> None:
 
     conf = conf or find_conf_dir()
     if conf is None:
-        print("error: no conf/train.yaml found: run from the repository root or set "
-              "GRIDLSTM_CONF=/path/to/conf", file=sys.stderr)  # fmt: skip
+        print(
+            "error: no conf/train.yaml found: run from the repository root or set "
+            "GRIDLSTM_CONF=/path/to/conf",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     register_resolvers()
     argv = sys.argv[1:]

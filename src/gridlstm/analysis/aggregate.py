@@ -29,9 +29,7 @@ def summary(
     rows: list[dict[str, Any]], group_by: list[str], metrics: list[str]
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per cell (the ``group_by`` values); and the runs left out, one line each."""
-    frame = pd.DataFrame(
-        [{**{k: str(row.get(k, "")) for k in group_by}, **row} for row in rows]
-    )  # fmt: skip
+    frame = pd.DataFrame([{**{k: str(row.get(k, "")) for k in group_by}, **row} for row in rows])
     if "status" not in frame:
         frame["status"] = COMPLETED
     frame["status"] = frame["status"].fillna(COMPLETED)
@@ -70,8 +68,11 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
     header = [*group_by, "n"]
     shown = [m for m in metrics if f"{m} mean" in cells]
     header += shown
-    thresholds = [m for m in dict.fromkeys([THRESHOLD, *metrics])
-                  if is_threshold(m) and f"{m} median" in cells]  # fmt: skip
+    thresholds = [
+        m
+        for m in dict.fromkeys([THRESHOLD, *metrics])
+        if is_threshold(m) and f"{m} median" in cells
+    ]
     header += [f"{t} (median, reached/n)" for t in thresholds]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, cell in cells.iterrows():

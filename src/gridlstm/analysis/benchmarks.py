@@ -15,7 +15,7 @@ Times forward + backward, in one process:
 5. with ``presets=true``, each CPU preset's training step against a stacked LSTM of its
    shape, on 1 and 2 threads (`gridlstm.analysis.preset_shapes`).
 
-Longer than 400 lines because the four parts share their timing helpers, options and tables.
+Longer than 400 lines because the four parts share their timing helpers and tables.
 """
 
 from __future__ import annotations
@@ -187,9 +187,15 @@ def bench_variants(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
             )
         if args.compile:
             nets[f"{variant}/scan, compile={args.compile}"] = GridLSTM(
-                d, d, layers, grid_dims=1, backend="scan", batch_first=True,
-                compile=args.compile, **options,
-            )  # fmt: skip
+                d,
+                d,
+                layers,
+                grid_dims=1,
+                backend="scan",
+                batch_first=True,
+                compile=args.compile,
+                **options,
+            )
     nets["time-priority/LSTMCell loop"] = CellLoopGrid(d, layers)
     native = tuple(name for name in nets if "/scan" in name and "compile" not in name)
     native = native if native_steps(device) else ()
@@ -400,12 +406,21 @@ def preset_table(presets: dict) -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column in ("preset", "vs") else "right")
     for name, row in presets.items():
-        cells = [name, str(row["hidden"]), str(row["layers"]), str(row["batch"]),
-                 str(row["length"]), row["comparison"], f"{row['flop_ratio']:.2f}x"]  # fmt: skip
+        cells = [
+            name,
+            str(row["hidden"]),
+            str(row["layers"]),
+            str(row["batch"]),
+            str(row["length"]),
+            row["comparison"],
+            f"{row['flop_ratio']:.2f}x",
+        ]
         for key in counts:
             timed = row[key]
-            cells += [f"{timed['grid_ms']:.1f}/{timed['comparison_ms']:.1f}",
-                      f"{timed['ratio']:.2f}x"]  # fmt: skip
+            cells += [
+                f"{timed['grid_ms']:.1f}/{timed['comparison_ms']:.1f}",
+                f"{timed['ratio']:.2f}x",
+            ]
         table.add_row(*cells)
     return table
 

@@ -90,11 +90,18 @@ def seconds_per_step(module: L.LightningModule, batch: Any, steps: int, warmup: 
         quiet_third_party()
         warnings.filterwarnings("ignore", "You defined a `validation_step` but have no")
         trainer = L.Trainer(
-            accelerator="cpu", devices=1, max_steps=warmup + steps, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, gradient_clip_val=1.0, callbacks=[timer],
-            limit_val_batches=0, num_sanity_val_steps=0,
-        )  # fmt: skip
+            accelerator="cpu",
+            devices=1,
+            max_steps=warmup + steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            gradient_clip_val=1.0,
+            callbacks=[timer],
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
         loader = DataLoader([batch] * (warmup + steps), batch_size=None)
         trainer.fit(module, train_dataloaders=loader)
     return statistics.median(timer.seconds[warmup:])
@@ -203,9 +210,16 @@ def preset_pair(conf: Path, preset: str, text: Path) -> Pair:
     width, depth = width_depth(grid)
     row: dict[str, Any] = {"model": cfg.model.name, "hidden": width, "layers": depth}
     if cfg.task.input_kind == "sequence":
-        lstm_cfg = compose_preset(conf, [*overrides, "model=stacked_lstm", "param_budget=null",
-                                         f"model.net.hidden_size={width}",
-                                         f"model.net.num_layers={depth}"])  # fmt: skip
+        lstm_cfg = compose_preset(
+            conf,
+            [
+                *overrides,
+                "model=stacked_lstm",
+                "param_budget=null",
+                f"model.net.hidden_size={width}",
+                f"model.net.num_layers={depth}",
+            ],
+        )
         other, other_batch = build_module(lstm_cfg, datamodule), batch
         row.update(batch=batch.shape[0], length=batch.shape[1] - 1, comparison="stacked_lstm")
     else:
@@ -213,8 +227,9 @@ def preset_pair(conf: Path, preset: str, text: Path) -> Pair:
         size = batch[0].shape[0] if isinstance(batch, (tuple, list)) else batch.shape[0]
         other, other_batch = LSTMShape(width, depth), torch.randn(size, length, width)
         row.update(batch=size, length=length, comparison="nn.LSTM")
-    row.update(params=grid.num_parameters, comparison_params=sum(
-        p.numel() for p in other.parameters()))  # fmt: skip
+    row.update(
+        params=grid.num_parameters, comparison_params=sum(p.numel() for p in other.parameters())
+    )
     return row, grid, batch, other, other_batch
 
 

@@ -314,5 +314,4 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     print(table)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png "
-          f"({drawn} curves)")  # fmt: skip
+    print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)")

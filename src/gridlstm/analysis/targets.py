@@ -64,22 +64,49 @@ CPU_MNIST_S = 0.021  # the same step on 2 CPU cores (0.021-0.027 s)
 REENCODER_BEFORE = 10_569  # H100, fp32, training target tokens/s
 
 TARGETS = (
-    Target("MNIST 3-LSTM fwd+bwd >= 5x faster", "mnist: seconds (best of fused, graphs)",
-           MNIST_BEFORE_S / 5, False, _mnist_fused),
-    Target("MNIST 3-LSTM faster than 2 CPU cores", "mnist: seconds (best of fused, graphs)",
-           CPU_MNIST_S, False, _mnist_fused),
-    Target("time priority >= 0.30x nn.LSTM", "variants: time-priority/hyperplane",
-           0.30, True, _at(SHAPE_2D, "grid2d",
-                           _path("variants", "time-priority/hyperplane", "ratio_to_nn.LSTM"))),
-    Target("paper form >= 0.30x nn.LSTM", "variants: paper-form/hyperplane",
-           0.30, True, _at(SHAPE_2D, "grid2d",
-                           _path("variants", "paper-form/hyperplane", "ratio_to_nn.LSTM"))),
-    Target("3-LSTM 14x14x3 >= 50x naive", "grid3d: hyperplane_speedup",
-           50.0, True, _at({"grid": "14x14", "layers": 3}, "grid3d",
-                           _path("grid3d", "hyperplane_speedup"))),
-    Target("Reencoder training tokens/s >= 3x", "translation: reencoder train_tokens_per_s",
-           3 * REENCODER_BEFORE, True, _path("translation", "reencoder", "train_tokens_per_s")),
-)  # fmt: skip
+    Target(
+        "MNIST 3-LSTM fwd+bwd >= 5x faster",
+        "mnist: seconds (best of fused, graphs)",
+        MNIST_BEFORE_S / 5,
+        False,
+        _mnist_fused,
+    ),
+    Target(
+        "MNIST 3-LSTM faster than 2 CPU cores",
+        "mnist: seconds (best of fused, graphs)",
+        CPU_MNIST_S,
+        False,
+        _mnist_fused,
+    ),
+    Target(
+        "time priority >= 0.30x nn.LSTM",
+        "variants: time-priority/hyperplane",
+        0.30,
+        True,
+        _at(SHAPE_2D, "grid2d", _path("variants", "time-priority/hyperplane", "ratio_to_nn.LSTM")),
+    ),
+    Target(
+        "paper form >= 0.30x nn.LSTM",
+        "variants: paper-form/hyperplane",
+        0.30,
+        True,
+        _at(SHAPE_2D, "grid2d", _path("variants", "paper-form/hyperplane", "ratio_to_nn.LSTM")),
+    ),
+    Target(
+        "3-LSTM 14x14x3 >= 50x naive",
+        "grid3d: hyperplane_speedup",
+        50.0,
+        True,
+        _at({"grid": "14x14", "layers": 3}, "grid3d", _path("grid3d", "hyperplane_speedup")),
+    ),
+    Target(
+        "Reencoder training tokens/s >= 3x",
+        "translation: reencoder train_tokens_per_s",
+        3 * REENCODER_BEFORE,
+        True,
+        _path("translation", "reencoder", "train_tokens_per_s"),
+    ),
+)
 
 
 def check(results: dict) -> list[dict]:
@@ -90,8 +117,15 @@ def check(results: dict) -> list[dict]:
         met = None
         if value is not None:
             met = value >= target.goal if target.higher_is_better else value <= target.goal
-        rows.append({"target": target.name, "row": target.row, "goal": target.goal,
-                     "measured": value, "met": met})  # fmt: skip
+        rows.append(
+            {
+                "target": target.name,
+                "row": target.row,
+                "goal": target.goal,
+                "measured": value,
+                "met": met,
+            }
+        )
     return rows
 
 

@@ -206,7 +206,7 @@ class MNISTDataModule(L.LightningDataModule):
                 data_files={
                     k: [str(p)] if isinstance(p, (str, Path)) else list(map(str, p))
                     for k, p in files.items()
-                },  # fmt: skip
+                },
                 cache_dir=str(self.data_dir / "hf_cache"),
             ).with_format("numpy")
             arrays = []

@@ -108,9 +108,13 @@ def lstm_pointwise(
     """
     p_i, p_f, p_o = peep
     if (
-        p_i is None and p_f is None and p_o is None and not coupled
-        and z.dtype == m.dtype and native.applies(z, "gates")
-    ):  # fmt: skip
+        p_i is None
+        and p_f is None
+        and p_o is None
+        and not coupled
+        and z.dtype == m.dtype
+        and native.applies(z, "gates")
+    ):
         from gridlstm.nn.kernels.native import functions  # needs the built library
 
         m = m.expand(z.shape[:-1] + m.shape[-1:])

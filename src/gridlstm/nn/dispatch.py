@@ -40,8 +40,8 @@ _OFF: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
 _INTERPRET: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "gridlstm_interpret", default=False
 )
-_RECORD: contextvars.ContextVar[list[tuple[str, str, str | None]] | None] = (
-    contextvars.ContextVar("gridlstm_dispatch_record", default=None)
+_RECORD: contextvars.ContextVar[list[tuple[str, str, str | None]] | None] = contextvars.ContextVar(
+    "gridlstm_dispatch_record", default=None
 )
 _WARNED: set[str] = set()
 
@@ -150,5 +150,14 @@ def explain() -> Iterator[list[tuple[str, str, str | None]]]:
         _RECORD.reset(token)
 
 
-__all__ = ["ENV", "IMPLEMENTATIONS", "explain", "interpreted", "interpreting", "note",
-           "reference", "switched_off", "without"]  # fmt: skip
+__all__ = [
+    "ENV",
+    "IMPLEMENTATIONS",
+    "explain",
+    "interpreted",
+    "interpreting",
+    "note",
+    "reference",
+    "switched_off",
+    "without",
+]

@@ -111,8 +111,9 @@ class Graphed:
                     self.warned = True
                     log.warning(
                         "cuda_graphs: more than %d input shapes; the others run without graphs "
-                        "(graphs pay off only for fixed shapes)", self.max_shapes,
-                    )  # fmt: skip
+                        "(graphs pay off only for fixed shapes)",
+                        self.max_shapes,
+                    )
                 return type(self.net).forward(self.net, input, state, lengths)
             flat = _Flat(self.net, structure)
             samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in args)
@@ -120,12 +121,15 @@ class Graphed:
                 graphed = torch.cuda.make_graphed_callables(flat, samples)
             except RuntimeError as error:  # e.g. a host-to-device copy inside the step
                 self.failed = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-                log.warning("cuda_graphs: this network cannot be recorded (%s); it runs "
-                            "without graphs", self.failed)  # fmt: skip
+                log.warning(
+                    "cuda_graphs: this network cannot be recorded (%s); it runs without graphs",
+                    self.failed,
+                )
                 return type(self.net).forward(self.net, input, state, lengths)
             self.graphs[key] = (graphed, flat)
-            log.info("cuda_graphs: recorded the forward and backward for input %s",
-                     tuple(input.shape))  # fmt: skip
+            log.info(
+                "cuda_graphs: recorded the forward and backward for input %s", tuple(input.shape)
+            )
         graphed, flat = self.graphs[key]
         # The graph's outputs live in its static buffers, which the next replay overwrites:
         # copies (differentiable) are what the caller keeps, e.g. a carried state.

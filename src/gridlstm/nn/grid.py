@@ -70,7 +70,6 @@ def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
     return type(state)(_map_state(part, dim, method) for part in state)
 
 
-
 class GridLSTM(nn.Module):
     """A Grid LSTM network with the `torch.nn.LSTM` calling convention.
 
@@ -252,9 +251,15 @@ class GridLSTM(nn.Module):
         self._backend = backend
 
     def _check_tied_state(
-        self, state_dict: dict, prefix: str, _meta: dict, _strict: bool, _missing: list,
-        _unexpected: list, error_msgs: list[str],
-    ) -> None:  # fmt: skip
+        self,
+        state_dict: dict,
+        prefix: str,
+        _meta: dict,
+        _strict: bool,
+        _missing: list,
+        _unexpected: list,
+        error_msgs: list[str],
+    ) -> None:
         """A tied network holds one block (or one depth transform) under every layer's name:
         loading per-layer values that differ would silently keep only the last layer's. Such
         a state dict (e.g. from an untied network) is refused; the reverse (tied -> untied) is
@@ -426,8 +431,9 @@ class GridLSTM(nn.Module):
             output = output.index_select(0 if self.batch_first else 1, order)
             steps = steps.index_select(0, order.to(steps.device))
         data = pack_padded_sequence(output, steps, batch_first=self.batch_first).data
-        packed = PackedSequence(data, input.batch_sizes, input.sorted_indices,
-                                input.unsorted_indices)  # fmt: skip
+        packed = PackedSequence(
+            data, input.batch_sizes, input.sorted_indices, input.unsorted_indices
+        )
         return packed, final
 
     # ------------------------------------------------------------------ checks
@@ -435,8 +441,11 @@ class GridLSTM(nn.Module):
         expected = self.grid_dims + 2
         if input.dim() != expected or input.shape[-1] != self.input_size:
             if self.grid_dims == 1:  # the layout the user chose, as nn.LSTM names it
-                layout = "(batch, time, features)" if self.batch_first else (
-                    "(time, batch, features), batch_first=False")  # fmt: skip
+                layout = (
+                    "(batch, time, features)"
+                    if self.batch_first
+                    else ("(time, batch, features), batch_first=False")
+                )
             else:
                 layout = f"(batch, {self.grid_dims} grid dims, features)"
             raise ValueError(
@@ -512,9 +521,12 @@ class GridLSTM(nn.Module):
         # could not save for backward (an inference-mode forward, then a training step).
         with torch.inference_mode(False):
             plan = hyperplane.plan(
-                sizes, self.num_layers, self.batched, self.input_dims,
+                sizes,
+                self.num_layers,
+                self.batched,
+                self.input_dims,
                 self.memory_proj is not None,
-            )  # fmt: skip
+            )
             self._plans[key] = hyperplane.to_device(plan, device)
         while len(self._plans) > self.max_plans:
             self._plans.popitem(last=False)

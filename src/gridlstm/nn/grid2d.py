@@ -31,5 +31,6 @@ class Grid2dLSTM(GridLSTM):
         priority: str | int | Sequence[int | str] = "depth",
         **kwargs: Any,
     ) -> None:
-        super().__init__(input_size, hidden_size, num_layers, grid_dims=1, priority=priority,
-                         **kwargs)  # fmt: skip
+        super().__init__(
+            input_size, hidden_size, num_layers, grid_dims=1, priority=priority, **kwargs
+        )

@@ -73,8 +73,9 @@ def parse(
         if not sep or not key:
             raise ConfigError(f"argument {arg!r} is not key=value; valid: {valid}")
         if key in aliases:
-            print(f"note: {key}= is now {aliases[key]}= (the old name still works)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"note: {key}= is now {aliases[key]}= (the old name still works)", file=sys.stderr
+            )
             key = aliases[key]
         key = synonyms.get(key, key)
         if key in names:

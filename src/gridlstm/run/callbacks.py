@@ -163,8 +163,11 @@ class Divergence(Callback):
         self.skipped += 1
         log.warning(
             "step %d skipped (%s); %d of divergence.skip_steps=%d used",
-            trainer.global_step, problem, self.skipped, self.skip_steps,
-        )  # fmt: skip
+            trainer.global_step,
+            problem,
+            self.skipped,
+            self.skip_steps,
+        )
         for param in pl_module.parameters():
             param.grad = None  # the optimizer leaves parameters without gradients alone
 

@@ -207,9 +207,7 @@ def _resolved(tree: Mapping[str, Any], what: str) -> dict[str, Any]:
     return literal(resolved)
 
 
-def plain_tree(
-    tree: Mapping[str, Any], targets: Mapping[tuple, str], what: str
-) -> dict[str, Any]:
+def plain_tree(tree: Mapping[str, Any], targets: Mapping[tuple, str], what: str) -> dict[str, Any]:
     """A stored config resolved and checked (module docstring); a plain dict, or a
     CheckpointError."""
     if not isinstance(tree, Mapping):

@@ -25,6 +25,7 @@ from gridlstm.run.errors import ConfigError
 
 T = TypeVar("T")
 
+
 def models_for(input_kind: str, conf: Path | None) -> list[str]:
     if conf is None:
         return []
@@ -80,8 +81,9 @@ def check_trainer_options(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.{key}: not an argument of lightning.Trainer{hint}")
     for key in ("max_epochs", "min_epochs", "min_steps"):
         value = trainer.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < -1):  # fmt: skip
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < -1
+        ):
             raise ConfigError(f"trainer.{key}={value}: give an integer (-1: no limit) or null")
     steps, epochs = trainer.get("max_steps", -1), trainer.get("max_epochs")
     if isinstance(steps, bool) or not isinstance(steps, int) or (steps < 1 and steps != -1):
@@ -110,8 +112,9 @@ def check_trainer_options(cfg: DictConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"trainer.{key}={value}: give an integer >= 1")
     clip = trainer.get("gradient_clip_val")
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
-                             or clip < 0):  # fmt: skip
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0
+    ):
         raise ConfigError(
             f"trainer.gradient_clip_val={clip}: give a norm > 0, or 0 / null for no clipping"
         )
@@ -145,12 +148,16 @@ def check_hardware(cfg: DictConfig) -> None:
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"hardware={name}: Apple's MPS is not available here; use hardware=cpu")
     devices = hardware.get("devices", "auto")
-    valid_list = isinstance(devices, list) and devices and all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
-    )  # fmt: skip
-    valid_count = isinstance(devices, int) and not isinstance(devices, bool) and (
-        devices >= 1 or devices == -1
-    )  # fmt: skip
+    valid_list = (
+        isinstance(devices, list)
+        and devices
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    )
+    valid_count = (
+        isinstance(devices, int)
+        and not isinstance(devices, bool)
+        and (devices >= 1 or devices == -1)
+    )
     if not (valid_list or valid_count or devices == "auto"):
         raise ConfigError(
             f"hardware.devices={devices}: give a count >= 1, -1 (all), 'auto', or a list of "
@@ -167,8 +174,12 @@ def check_hardware(cfg: DictConfig) -> None:
         if isinstance(hardware.get("strategy"), dict):
             hardware["strategy"] = instantiate(hardware["strategy"])
         kwargs.update(hardware)
-        quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False)  # fmt: skip
+        quiet = dict(
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         with console.lightning_info_silenced():
             L.Trainer(**{**kwargs, **quiet})
     except Exception as error:  # noqa: BLE001 - Lightning raises several kinds

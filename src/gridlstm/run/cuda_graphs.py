@@ -48,9 +48,7 @@ def check(option: object, accelerator: str, hardware: dict, accumulate: int = 1)
         )
 
 
-def apply(
-    cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule
-) -> int:
+def apply(cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule) -> int:
     """With ``hardware.cuda_graphs=true``, every GridLSTM of the model replays CUDA graphs
     (`gridlstm.nn.graphs`); returns how many. Refused, before any work, for a task whose
     batch shapes vary and for a model without a GridLSTM."""
@@ -65,8 +63,7 @@ def apply(
     nets = [m for m in module.modules() if isinstance(m, GridLSTM)]
     if not nets:
         raise ConfigError(
-            f"hardware.cuda_graphs=true graphs GridLSTM backbones; model={cfg.model.name} has "
-            "none"
+            f"hardware.cuda_graphs=true graphs GridLSTM backbones; model={cfg.model.name} has none"
         )
     for net in nets:
         graphs.graphed(net)

@@ -212,8 +212,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for name in skipped:
         log.info("logger=none: skipping callback %s (it needs a logger)", name)
     backends = sorted({m.backend for m in module.modules() if isinstance(m, GridLSTM)})
-    log.info("model=%s: %d trainable parameters%s", cfg.model.name, module.num_parameters,
-             f" (GridLSTM backend {', '.join(backends)})" if backends else "")  # fmt: skip
+    log.info(
+        "model=%s: %d trainable parameters%s",
+        cfg.model.name,
+        module.num_parameters,
+        f" (GridLSTM backend {', '.join(backends)})" if backends else "",
+    )
     if graphed:
         log.info("hardware.cuda_graphs: %d GridLSTM(s) replay CUDA graphs per input shape", graphed)
 

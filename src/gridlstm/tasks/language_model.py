@@ -183,8 +183,9 @@ class LanguageModelModule(TaskModule):
             log.warning(
                 "the checkpoint carries the BPTT state of %d process(es), this run has %d: the "
                 "text streams are cut differently, so each starts from a fresh state",
-                len(states), world,
-            )  # fmt: skip
+                len(states),
+                world,
+            )
             return None
         return apply_to_collection(states[rank], Tensor, lambda t: t.to(self.device))
 

@@ -39,8 +39,9 @@ def show_images(
 ) -> None:
     loggers = wandb_loggers(module)
     for logger in loggers:
-        logger.log_image(key, images=[i.float().cpu() for i in images], caption=captions,
-                         step=module.global_step)  # fmt: skip
+        logger.log_image(
+            key, images=[i.float().cpu() for i in images], caption=captions, step=module.global_step
+        )
     if not loggers:
         log.info("%s: %s", key, "; ".join(captions))
 

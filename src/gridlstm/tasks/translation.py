@@ -120,9 +120,12 @@ class TranslationModule(TaskModule):
         logits = self(batch["src"], batch["src_lengths"], batch["tgt_in"])
         target = batch["tgt_out"].reshape(-1)
         losses = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), target, ignore_index=PAD,
-            reduction="none", label_smoothing=smoothing,
-        )  # fmt: skip
+            logits.reshape(-1, logits.shape[-1]).float(),
+            target,
+            ignore_index=PAD,
+            reduction="none",
+            label_smoothing=smoothing,
+        )
         return losses, target != PAD
 
     # ------------------------------------------------------------------ training

@@ -138,8 +138,10 @@ class TranslationDataModule(L.LightningDataModule):
             self.dropped = dropped
             log.info(
                 "translation: %d training pairs, %d dropped as longer than max_len=%d tokens",
-                len(keep), dropped, self.max_len,
-            )  # fmt: skip
+                len(keep),
+                dropped,
+                self.max_len,
+            )
             sources = [sources[i] for i in keep]
             targets = [targets[i] for i in keep]
             refs = [refs[i] for i in keep]

@@ -61,8 +61,7 @@ def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
             out_h[p, layer], out_m[p, layer] = h_new, m_new
 
     tops = [
-        torch.cat([out_h[(p, L - 1)][dim] for dim in net.output_dims], dim=-1)
-        for p in positions
+        torch.cat([out_h[(p, L - 1)][dim] for dim in net.output_dims], dim=-1) for p in positions
     ]
     output = torch.stack(tops, dim=1).reshape(batch, *sizes, -1)
     final = []

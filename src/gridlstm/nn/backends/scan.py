@@ -123,10 +123,20 @@ def native_layer(
     if priority:
         w_depth, b_depth = weights(depth)
         h_time, m_time, h_up, m_up = functions.NativeScanPriority.apply(
-            h_depth, w_depth[:, d:], b_depth, m_depth, h0, c0, w_depth[:, :d].t(),
-            w_time[:, :d].t(), w_time[:, d:].t(), b_time, real, paper,
+            h_depth,
+            w_depth[:, d:],
+            b_depth,
+            m_depth,
+            h0,
+            c0,
+            w_depth[:, :d].t(),
+            w_time[:, :d].t(),
+            w_time[:, d:].t(),
+            b_time,
+            real,
+            paper,
             depth.output_form == "paper",
-        )  # fmt: skip
+        )
         return h_time, h_up, m_up, (h_time[-1], m_time[-1])
     h_time, m_time = functions.NativeScan.apply(
         h_depth, w_time[:, d:], b_time, h0, c0, w_time[:, :d].t(), real, paper
@@ -210,9 +220,18 @@ def layer(
         hd_out, md_out = [], []
         for t in range(count):
             h, m, hd, md = steps["priority"](
-                time, depth, depth_in[t], m_steps[t], h, m,
-                w_depth_prev, w_time_prev, w_time_new, b_time, keeps[t],
-            )  # fmt: skip
+                time,
+                depth,
+                depth_in[t],
+                m_steps[t],
+                h,
+                m,
+                w_depth_prev,
+                w_time_prev,
+                w_time_new,
+                b_time,
+                keeps[t],
+            )
             hs.append(h)
             hd_out.append(hd)
             md_out.append(md)
@@ -234,8 +253,16 @@ def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
     if m_depth is None:
         m_depth = torch.zeros_like(h_depth)
     steps = compiled.compiled_steps(STEPS, net.compile_mode)
-    return layers(net.blocks, net.dropout, h_depth, m_depth, call.boundary[0],
-                  net.output_dims, call.valid, steps)  # fmt: skip
+    return layers(
+        net.blocks,
+        net.dropout,
+        h_depth,
+        m_depth,
+        call.boundary[0],
+        net.output_dims,
+        call.valid,
+        steps,
+    )
 
 
 def layers(

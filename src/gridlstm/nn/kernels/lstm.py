@@ -18,6 +18,7 @@ from gridlstm.nn.precision import autocast_kernel_dtype, quiet_relayout
 
 Pair = tuple[Tensor, Tensor]
 
+
 def vf_lstm(*args: object) -> tuple[Tensor, Tensor, Tensor]:
     """``torch._VF.lstm``, the private op behind nn.LSTM.forward (one place to call it)."""
     return torch._VF.lstm(*args)
@@ -70,6 +71,7 @@ def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
             )
         _KERNEL_AGREES[key] = agrees
     return _KERNEL_AGREES[key]
+
 
 def kernel_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor | None, packed: bool) -> list[Tensor]:
     """The LSTM kernel's weight list [w_ih, w_hh(, b_ih, b_hh)] from slices of a transform's

@@ -291,16 +291,18 @@ def layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Layout:
                     picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
                 )
                 index[part].append(picks + shift)
-        plan.layout = check_layout(Layout(
-            dims=D,
-            groups=layers,
-            slots=tuple(step.slots for step in steps),
-            starts=tuple(starts),
-            static_rows=static_at[-1] - starts[-1],
-            index_h=tuple(index["h"]),
-            index_m=tuple(index["m"]),
-            transforms=tuple(Group(dims) for dims in groups),
-        ))  # fmt: skip
+        plan.layout = check_layout(
+            Layout(
+                dims=D,
+                groups=layers,
+                slots=tuple(step.slots for step in steps),
+                starts=tuple(starts),
+                static_rows=static_at[-1] - starts[-1],
+                index_h=tuple(index["h"]),
+                index_m=tuple(index["m"]),
+                transforms=tuple(Group(dims) for dims in groups),
+            )
+        )
     return plan.layout
 
 

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 
 def differentiable_backward(
-    reference, inputs: tuple, needs: tuple[bool, ...], outputs_grad: tuple  # noqa: ANN001
+    reference,
+    inputs: tuple,
+    needs: tuple[bool, ...],
+    outputs_grad: tuple,  # noqa: ANN001
 ) -> list[Tensor | None]:
     """The gradients of ``reference(*inputs)`` (the PyTorch computation of a native op's
     outputs) for the inputs in ``needs``, as a graph (``create_graph=True``): the backward
@@ -29,9 +32,13 @@ def differentiable_backward(
     pairs = [(o, g) for o, g in zip(outputs, outputs_grad, strict=True) if g is not None]
     grads = iter(
         torch.autograd.grad(
-            [o for o, _ in pairs], wanted, [g for _, g in pairs],
-            create_graph=True, allow_unused=True, materialize_grads=True,
-        )  # fmt: skip
+            [o for o, _ in pairs],
+            wanted,
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
     )
     return [next(grads) if need else None for need in needs]
 
@@ -62,17 +69,29 @@ def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: A
 
 
 def scan_priority_reference(  # noqa: ANN201
-    h_depth, w_din, b_din, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time,  # noqa: ANN001
-    real, paper_time, paper_depth,  # noqa: ANN001
-):  # fmt: skip
+    h_depth,
+    w_din,
+    b_din,
+    m_depth,
+    h0,
+    c0,
+    w_depth_prev,
+    w_time_prev,
+    w_time_new,
+    b_time,  # noqa: ANN001
+    real,
+    paper_time,
+    paper_depth,  # noqa: ANN001
+):
     """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
     depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
     forms = ("paper" if paper_time else "standard", "paper" if paper_depth else "standard")
     none = (None, None, None)
     h, m, out = h0, c0, ([], [], [], [])
     for t in range(depth_in.shape[0]):
-        hd, md = lstm_reference(torch.addmm(depth_in[t], h, w_depth_prev), m_depth[t], none,
-                                False, forms[1])  # fmt: skip
+        hd, md = lstm_reference(
+            torch.addmm(depth_in[t], h, w_depth_prev), m_depth[t], none, False, forms[1]
+        )
         z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
         h_new, m_new = lstm_reference(torch.addmm(z, hd, w_time_new), m, none, False, forms[0])
         h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)

@@ -92,7 +92,7 @@ class Reencoder(Seq2Seq):
                     dropout=dropout,
                     batch_first=True,
                     **grid,
-                )  # fmt: skip
+                )
                 for _ in range(scans)
             ]
         )

@@ -81,8 +81,9 @@ class AttentionSeq2Seq(Seq2Seq):
         self.src_embed = nn.Embedding(src_vocab_size, d)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d)
         inner = dropout if num_layers > 1 else 0.0
-        self.encoder = nn.LSTM(d, d, num_layers, batch_first=True, bidirectional=True,
-                               dropout=inner)  # fmt: skip
+        self.encoder = nn.LSTM(
+            d, d, num_layers, batch_first=True, bidirectional=True, dropout=inner
+        )
         self.bridge = nn.Linear(2 * d, d)  # encoder outputs and final states -> d
         self.decoder = nn.LSTM(d, d, num_layers, batch_first=True, dropout=inner)
         self.score = nn.Linear(d, d, bias=False)
@@ -92,8 +93,9 @@ class AttentionSeq2Seq(Seq2Seq):
 
     def start(self, src: Tensor, src_lengths: Tensor) -> AttentionState:
         embedded = self.drop(self.src_embed(src))
-        packed = pack_padded_sequence(embedded, src_lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)  # fmt: skip
+        packed = pack_padded_sequence(
+            embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         out, (h, c) = run_rnn(self.encoder, packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
         memory = self.bridge(out)
@@ -165,9 +167,15 @@ class TransformerSeq2Seq(Seq2Seq):
         self.src_embed = nn.Embedding(src_vocab_size, d)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d)
         self.transformer = nn.Transformer(
-            d, heads, num_layers, num_layers, ff_mult * d, dropout,
-            batch_first=True, norm_first=True,
-        )  # fmt: skip
+            d,
+            heads,
+            num_layers,
+            num_layers,
+            ff_mult * d,
+            dropout,
+            batch_first=True,
+            norm_first=True,
+        )
         self.head = nn.Linear(d, tgt_vocab_size)
         position = torch.arange(max_positions)[:, None]
         freq = torch.exp(torch.arange(0, d, 2) * (-math.log(10000.0) / d))
@@ -186,8 +194,9 @@ class TransformerSeq2Seq(Seq2Seq):
 
     def start(self, src: Tensor, src_lengths: Tensor) -> TransformerState:
         mask = padding_mask(src_lengths, src.shape[1])
-        memory = self.transformer.encoder(self._embed(self.src_embed, src),
-                                          src_key_padding_mask=mask)  # fmt: skip
+        memory = self.transformer.encoder(
+            self._embed(self.src_embed, src), src_key_padding_mask=mask
+        )
         empty = src.new_zeros(src.shape[0], 0)
         return TransformerState(memory, mask, empty)
 
@@ -195,9 +204,12 @@ class TransformerSeq2Seq(Seq2Seq):
         steps = tgt_in.shape[1]
         causal = nn.Transformer.generate_square_subsequent_mask(steps, device=tgt_in.device)
         out = self.transformer.decoder(
-            self._embed(self.tgt_embed, tgt_in), state.memory, tgt_mask=causal,
-            tgt_is_causal=True, memory_key_padding_mask=state.mask,
-        )  # fmt: skip
+            self._embed(self.tgt_embed, tgt_in),
+            state.memory,
+            tgt_mask=causal,
+            tgt_is_causal=True,
+            memory_key_padding_mask=state.mask,
+        )
         return self.head(out)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:

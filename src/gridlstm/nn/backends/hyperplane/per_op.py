@@ -107,6 +107,7 @@ class LayerStack:
         h_new, m_new = lstm_pointwise(z, m, *options)
         return [(h_new[:, :, i].reshape(-1, d), m_new[:, :, i].reshape(-1, d)) for i in range(n)]
 
+
 def step(
     block: nn.Module,
     stack: LayerStack | None,

@@ -29,6 +29,7 @@ def _rows_first(t: Tensor) -> Tensor:
     """(B, *index dims, d) -> (prod(index dims), B, d)."""
     return t.movedim(0, -2).reshape(-1, t.shape[0], t.shape[-1])
 
+
 def paper_forms(stack: LayerStack) -> tuple[bool, ...]:
     """Per transform group: whether it uses the paper output form h = tanh(o m')."""
     return tuple(entry[4][2] == "paper" for entry in stack.groups.values())
@@ -57,14 +58,22 @@ def handwritten_blocker(
             return "the paper output form"
     return None
 
+
 def run(net: Network, call: Call) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """The hyperplane backend on a network's forward (`gridlstm.nn.backends.base`)."""
     sizes = list(call.x.shape[1:-1])
     return execute(
-        net.blocks, net.batched, net.dropout, net.plan_for(sizes, call.x.device), sizes,
-        call.inputs, call.boundary, net.output_dims, call.valid,
+        net.blocks,
+        net.batched,
+        net.dropout,
+        net.plan_for(sizes, call.x.device),
+        sizes,
+        call.inputs,
+        call.boundary,
+        net.output_dims,
+        call.valid,
         compiled.compiled_step(per_op.step, net.compile_mode),
-    )  # fmt: skip
+    )
 
 
 def execute(
@@ -111,9 +120,7 @@ def execute(
     # The fused Triton step (GPU) covers the paper output form too; the PyTorch one does not.
     options = handwritten_blocker(stack, dropout, valid, cells, paper_form=True)
     use_fused = (options or fused.blocker(some)) is None
-    hand = (
-        handwritten_blocker(stack, dropout, valid, cells) or switched_off("handwritten")
-    )
+    hand = handwritten_blocker(stack, dropout, valid, cells) or switched_off("handwritten")
     note("hyperplane steps", "handwritten", "the fused step ran" if use_fused else hand)
     if use_fused or hand is None:
         entries = list(stack.groups.values())

@@ -173,8 +173,9 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
         expected = recompute.recurrence_reference(*inputs, None, case["paper"])
     else:
         layers = case["layers"] if case["batched"] else 1
-        plan = plans.to_device(plans.plan([3, 2], case["layers"], case["batched"], [2], False),
-                               device)  # fmt: skip
+        plan = plans.to_device(
+            plans.plan([3, 2], case["layers"], case["batched"], [2], False), device
+        )
         layout = plans.layout(plan, layers, [(0, 1), (2,)])
         weights = [rand(layers, 3 * d, len(g.dims) * 4 * d) for g in layout.transforms]
         biases = [rand(layers, 1, len(g.dims) * 4 * d) for g in layout.transforms]
@@ -182,10 +183,12 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
         paper = (case["paper"],) * len(layout.transforms)
         forms = tuple("paper" if p else "standard" for p in paper)
         params = (static, *weights, *biases)
-        got = (FusedSteps.apply(layout, sources(layout, device), paper, interpreting(), 0.0,
-                                *params),)  # fmt: skip
-        expected = (steps_forward(layout, dtype, 0.0, static, (*weights, *biases), False, None,
-                                  forms)[0],)  # fmt: skip
+        got = (
+            FusedSteps.apply(layout, sources(layout, device), paper, interpreting(), 0.0, *params),
+        )
+        expected = (
+            steps_forward(layout, dtype, 0.0, static, (*weights, *biases), False, None, forms)[0],
+        )
         inputs = params
     results = []
     for outputs in (got, expected):
@@ -197,5 +200,14 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
     )
 
 
-__all__ = ["ENV_SWITCH", "blocker", "interpreted", "interpreting", "missing", "probe",
-           "probe_tolerance", "pytorch_steps", "run"]  # fmt: skip
+__all__ = [
+    "ENV_SWITCH",
+    "blocker",
+    "interpreted",
+    "interpreting",
+    "missing",
+    "probe",
+    "probe_tolerance",
+    "pytorch_steps",
+    "run",
+]

@@ -30,19 +30,39 @@ import triton.language as tl
 
 
 def step_forward(
-    buf_h, buf_m,  # the step buffer's h and m planes: rows of (B, d)
-    src_h, idx_m,  # int64 (D * R): buffer row of every cell's incoming h (per dim), its m
+    buf_h,
+    buf_m,  # the step buffer's h and m planes: rows of (B, d)
+    src_h,
+    idx_m,  # int64 (D * R): buffer row of every cell's incoming h (per dim), its m
     dims,  # int64 (n): the buffer dimension of each of the group's n transforms
-    w, bias,  # (G, D * d, n * 4d) and (G, 1, n * 4d) (bias unused without HAS_BIAS)
+    w,
+    bias,  # (G, D * d, n * 4d) and (G, 1, n * 4d) (bias unused without HAS_BIAS)
     z_in,  # (M, n * 4d): pre-activations added per row (the scan's input half; HAS_ZIN)
     drop,  # (G * M, d): dropout factors of the gathered depth h (HAS_DROP)
-    z_save, h_save,  # (G, M_all, n * 4d) and (G, M_all, D * d), offset to this step
-    out_start, M, B, d, R, r, KD, N4, stride_zg, stride_hg, depth,
-    HAS_BIAS: tl.constexpr, HAS_ZIN: tl.constexpr, HAS_DROP: tl.constexpr,
-    PAPER: tl.constexpr, SAVE: tl.constexpr,
-    SAVE_H: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
-):  # fmt: skip
+    z_save,
+    h_save,  # (G, M_all, n * 4d) and (G, M_all, D * d), offset to this step
+    out_start,
+    M,
+    B,
+    d,
+    R,
+    r,
+    KD,
+    N4,
+    stride_zg,
+    stride_hg,
+    depth,
+    HAS_BIAS: tl.constexpr,
+    HAS_ZIN: tl.constexpr,
+    HAS_DROP: tl.constexpr,
+    PAPER: tl.constexpr,
+    SAVE: tl.constexpr,
+    SAVE_H: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """One program: BLOCK_M cell rows (slot x batch) of one group (layer) times BLOCK_D units
     of one transform, all four gates. ``SAVE``: keep the pre-activations; ``SAVE_H``: the
     gathered H too (where the caller does not hold it already)."""
@@ -128,12 +148,25 @@ def step_forward(
 
 
 def step_backward(
-    z, buf_m, idx_m, dims,  # kept pre-activations (G, M, n * 4d); buffer m plane; as forward
-    dh, dm_out,  # (D, G, M, d): gradients of the step's h' and m' (all dimensions)
-    dz, dm_in,  # out: (G, M, n * 4d) and (D, G, M, d) (this group's dimensions written)
-    GM, M, B, d, R, r, N4,
-    PAPER: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
-):  # fmt: skip
+    z,
+    buf_m,
+    idx_m,
+    dims,  # kept pre-activations (G, M, n * 4d); buffer m plane; as forward
+    dh,
+    dm_out,  # (D, G, M, d): gradients of the step's h' and m' (all dimensions)
+    dz,
+    dm_in,  # out: (G, M, n * 4d) and (D, G, M, d) (this group's dimensions written)
+    GM,
+    M,
+    B,
+    d,
+    R,
+    r,
+    N4,
+    PAPER: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """One program: BLOCK_M rows (over all groups) times BLOCK_D units of one transform."""
     tiles_d = (d + BLOCK_D - 1) // BLOCK_D
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # over groups x M

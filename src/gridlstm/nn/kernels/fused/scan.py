@@ -45,12 +45,39 @@ class FusedRecurrence(torch.autograd.Function):
         for t in range(steps):
             at = rows[t : t + 1]
             run.step_forward[grid](
-                h, m, at, at, dims, w, w, time_in[t], h, z[t], h,
-                t + 1, batch, batch, d, 1, 1, d, n4, 0, 0, 0,
-                HAS_BIAS=False, HAS_ZIN=True, HAS_DROP=False, PAPER=paper, SAVE=True,
+                h,
+                m,
+                at,
+                at,
+                dims,
+                w,
+                w,
+                time_in[t],
+                h,
+                z[t],
+                h,
+                t + 1,
+                batch,
+                batch,
+                d,
+                1,
+                1,
+                d,
+                n4,
+                0,
+                0,
+                0,
+                HAS_BIAS=False,
+                HAS_ZIN=True,
+                HAS_DROP=False,
+                PAPER=paper,
+                SAVE=True,
                 SAVE_H=False,
-                PRECISION=_precision(dtype), BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
-            )  # fmt: skip
+                PRECISION=_precision(dtype),
+                BLOCK_M=BLOCK_M,
+                BLOCK_D=BLOCK_D,
+                BLOCK_K=BLOCK_K,
+            )
         ctx.paper, ctx.interpret, ctx.w_dtype = paper, interpret, w_prev.dtype
         ctx.save_for_backward(h, m, w, z, time_in_given, h0, c0, w_prev)
         return h[1:], m[1:]
@@ -63,8 +90,10 @@ class FusedRecurrence(torch.autograd.Function):
                 lambda x, h0, c0, w: recompute.recurrence_reference(
                     x, h0, c0, w.to(x.dtype), None, ctx.paper
                 ),
-                inputs, tuple(ctx.needs_input_grad[2:]), (grad_h, grad_m),
-            )  # fmt: skip
+                inputs,
+                tuple(ctx.needs_input_grad[2:]),
+                (grad_h, grad_m),
+            )
             return None, None, *grads
         return FusedRecurrence._backward(ctx, grad_h, grad_m)
 
@@ -88,10 +117,25 @@ class FusedRecurrence(torch.autograd.Function):
             dm = grad_m[t] + carry_m
             carry_m = torch.empty_like(dm)
             run.step_backward[grid](
-                z[t], m, rows[t : t + 1], rows[:1], dh, dm, dz[t], carry_m,
-                batch, batch, batch, d, 1, 1, n4,
-                PAPER=ctx.paper, BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
-            )  # fmt: skip
+                z[t],
+                m,
+                rows[t : t + 1],
+                rows[:1],
+                dh,
+                dm,
+                dz[t],
+                carry_m,
+                batch,
+                batch,
+                batch,
+                d,
+                1,
+                1,
+                n4,
+                PAPER=ctx.paper,
+                BLOCK_M=BLOCK_M,
+                BLOCK_D=BLOCK_D,
+            )
             carry_h = dz[t] @ w_t
         dw = (h[:steps].reshape(-1, d).t() @ dz.reshape(-1, n4)).to(ctx.w_dtype)
         return None, None, dz, carry_h, carry_m, dw

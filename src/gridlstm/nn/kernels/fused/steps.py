@@ -80,19 +80,39 @@ class FusedSteps(torch.autograd.Function):
                 n4 = w.shape[2]
                 grid = (G * triton_cdiv(M, BLOCK_M), (n4 // (4 * d)) * triton_cdiv(d, BLOCK_D))
                 run.step_forward[grid](
-                    buffer[0], buffer[1], where.h[s][number], layout.index_m[s],
-                    where.dims[number], w, w if b is None else b, buffer,
+                    buffer[0],
+                    buffer[1],
+                    where.h[s][number],
+                    layout.index_m[s],
+                    where.dims[number],
+                    w,
+                    w if b is None else b,
+                    buffer,
                     buffer if mask is None else mask,
                     z_all[number][:, at:] if save else buffer,
                     h_all[number][:, at:] if save else buffer,
-                    layout.starts[s], M, batch, d, R, r, D * d, n4,
-                    rows_all * n4, rows_all * D * d, D - 1,
-                    HAS_BIAS=b is not None, HAS_ZIN=False,
+                    layout.starts[s],
+                    M,
+                    batch,
+                    d,
+                    R,
+                    r,
+                    D * d,
+                    n4,
+                    rows_all * n4,
+                    rows_all * D * d,
+                    D - 1,
+                    HAS_BIAS=b is not None,
+                    HAS_ZIN=False,
                     HAS_DROP=mask is not None and gathers_depth[number],
-                    PAPER=paper[number], SAVE=save, SAVE_H=save,
+                    PAPER=paper[number],
+                    SAVE=save,
+                    SAVE_H=save,
                     PRECISION=_precision(static.dtype),
-                    BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
-                )  # fmt: skip
+                    BLOCK_M=BLOCK_M,
+                    BLOCK_D=BLOCK_D,
+                    BLOCK_K=BLOCK_K,
+                )
             at += M
             if dropout > 0 and s + 1 < len(layout.slots):
                 noise = static.new_empty(R, batch, d).bernoulli_(1 - dropout).div_(1 - dropout)
@@ -162,10 +182,25 @@ class FusedSteps(torch.autograd.Function):
                 dz = torch.empty_like(z)
                 grid = (triton_cdiv(G * M, BLOCK_M), (n4 // (4 * d)) * triton_cdiv(d, BLOCK_D))
                 run.step_backward[grid](
-                    z, buffer[1], layout.index_m[s], where.dims[number], dh, dm_out, dz, dm_in,
-                    G * M, M, batch, d, R, r, n4,
-                    PAPER=ctx.paper[number], BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D,
-                )  # fmt: skip
+                    z,
+                    buffer[1],
+                    layout.index_m[s],
+                    where.dims[number],
+                    dh,
+                    dm_out,
+                    dz,
+                    dm_in,
+                    G * M,
+                    M,
+                    batch,
+                    d,
+                    R,
+                    r,
+                    n4,
+                    PAPER=ctx.paper[number],
+                    BLOCK_M=BLOCK_M,
+                    BLOCK_D=BLOCK_D,
+                )
                 dz_all[number][:, ends[s] : ends[s + 1]] = dz
                 dH = torch.bmm(dz, weights[number].transpose(1, 2))
                 # This group's new h replaced the gathered one, which reaches the output

@@ -61,8 +61,13 @@ def flags(target: str) -> list[str]:
     ``-march=native``: a cache shared by nodes with different CPUs keys on them."""
     common = ["-O3", "-DNDEBUG"]
     if target == "AVX2":
-        return common + ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2",
-                         "-DCPU_CAPABILITY_AVX2"]  # fmt: skip
+        return common + [
+            "-mavx2",
+            "-mfma",
+            "-mf16c",
+            "-DCPU_CAPABILITY=AVX2",
+            "-DCPU_CAPABILITY_AVX2",
+        ]
     return common + ["-DCPU_CAPABILITY=DEFAULT"]
 
 
@@ -74,8 +79,14 @@ def cache_dir(target: str) -> Path:
     root = os.environ.get(ENV_CACHE) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gridlstm", "native"
     )
-    where = "\n".join([str(Path(torch.__file__).resolve().parent), sys.executable,
-                       sys.version, str(SOURCE.resolve())])  # fmt: skip
+    where = "\n".join(
+        [
+            str(Path(torch.__file__).resolve().parent),
+            sys.executable,
+            sys.version,
+            str(SOURCE.resolve()),
+        ]
+    )
     digest = hashlib.sha256(
         SOURCE.read_bytes() + " ".join(flags(target)).encode() + where.encode()
     ).hexdigest()

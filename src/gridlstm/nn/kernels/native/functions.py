@@ -63,9 +63,12 @@ def _gates_reference(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor]
     """The gate op's function in PyTorch, in its layout: z (M, n*4d), m (n, M, d)."""
     n, rows, d = m.shape
     h, m_new = lstm_reference(
-        z.view(rows, n, 4 * d), m.permute(1, 0, 2), (None, None, None), False,
+        z.view(rows, n, 4 * d),
+        m.permute(1, 0, 2),
+        (None, None, None),
+        False,
         "paper" if paper else "standard",
-    )  # fmt: skip
+    )
     return h.permute(1, 0, 2), m_new.permute(1, 0, 2)
 
 
@@ -73,18 +76,18 @@ def _gates_backward(ctx, dh: Tensor | None, dm_new: Tensor | None, _dact: None) 
     act, m, m_new, z = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a differentiable backward is wanted
         dz, dm = recompute.differentiable_backward(
-            lambda z_, m_: _gates_reference(z_, m_, ctx.paper), (z, m),
-            tuple(ctx.needs_input_grad[:2]), (dh, dm_new),
-        )  # fmt: skip
+            lambda z_, m_: _gates_reference(z_, m_, ctx.paper),
+            (z, m),
+            tuple(ctx.needs_input_grad[:2]),
+            (dh, dm_new),
+        )
         return dz, dm, None
     dh, dm_new = _zeros_if_none(dh, m), _zeros_if_none(dm_new, m)
     dz, dm = ops.lstm_gates_backward(dh, dm_new, act, m, m_new, ctx.paper)
     return dz.to(ctx.z_dtype), dm, None
 
 
-torch.library.register_autograd(
-    "gridlstm::lstm_gates", _gates_backward, setup_context=_gates_setup
-)
+torch.library.register_autograd("gridlstm::lstm_gates", _gates_backward, setup_context=_gates_setup)
 
 
 def lstm_gates(z: Tensor, m: Tensor, paper: bool) -> tuple[Tensor, Tensor]:
@@ -117,10 +120,20 @@ class NativeHyperplaneSteps(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         none = static.new_empty(0)
         rows, Hs, acts, m_all, noises = ops.hyperplane_forward(
-            static, weights, [none if b is None else b for b in biases],
-            list(layout.index_h), list(layout.index_m), list(layout.slots),
-            list(layout.starts), dims, sizes, layout.groups, dropout, keep, *picks,
-        )  # fmt: skip
+            static,
+            weights,
+            [none if b is None else b for b in biases],
+            list(layout.index_h),
+            list(layout.index_m),
+            list(layout.slots),
+            list(layout.starts),
+            dims,
+            sizes,
+            layout.groups,
+            dropout,
+            keep,
+            *picks,
+        )
         ctx.layout, ctx.count, ctx.picks, ctx.dropout = layout, count, picks, dropout
         ctx.has_bias = [int(b is not None) for b in biases]
         ctx.save_for_backward(*weights, *Hs, *acts, m_all, static, *biases, *noises)
@@ -147,10 +160,23 @@ class NativeHyperplaneSteps(torch.autograd.Function):
             return (None, None, None, *grads)
         dims, sizes = _flat_groups(layout)
         dstatic, dweights, dbiases = ops.hyperplane_backward(
-            grad, weights, Hs, acts, m_all, noise, list(layout.index_h), list(layout.index_m),
-            list(layout.slots), list(layout.starts), dims, sizes, layout.groups,
-            layout.static_rows, ctx.has_bias, *ctx.picks,
-        )  # fmt: skip
+            grad,
+            weights,
+            Hs,
+            acts,
+            m_all,
+            noise,
+            list(layout.index_h),
+            list(layout.index_m),
+            list(layout.slots),
+            list(layout.starts),
+            dims,
+            sizes,
+            layout.groups,
+            layout.static_rows,
+            ctx.has_bias,
+            *ctx.picks,
+        )
         dbiases = [db if has else None for db, has in zip(dbiases, ctx.has_bias, strict=True)]
         return (None, None, None, dstatic, *dweights, *dbiases)
 
@@ -200,9 +226,17 @@ class NativeScan(torch.autograd.Function):
             )
             return *grads, None, None
         dz, dh0, dc0, dw = ops.scan_backward(
-            _zeros_if_none(dhs, hs), _zeros_if_none(dms, ms), act, hs, ms, h0, c0, w_prev,
-            real, ctx.paper,
-        )  # fmt: skip
+            _zeros_if_none(dhs, hs),
+            _zeros_if_none(dms, ms),
+            act,
+            hs,
+            ms,
+            h0,
+            c0,
+            w_prev,
+            real,
+            ctx.paper,
+        )
         return *_input_half_backward(dz, h_depth, w_in, needs[:3]), dh0, dc0, dw, None, None
 
 
@@ -213,20 +247,57 @@ class NativeScanPriority(torch.autograd.Function):
 
     @staticmethod
     def forward(  # noqa: D102
-        ctx, h_depth, w_din, b_din, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new,
-        b_time, real, paper_time, paper_depth,
-    ):  # fmt: skip
+        ctx,
+        h_depth,
+        w_din,
+        b_din,
+        m_depth,
+        h0,
+        c0,
+        w_depth_prev,
+        w_time_prev,
+        w_time_new,
+        b_time,
+        real,
+        paper_time,
+        paper_depth,
+    ):
         keep = any(ctx.needs_input_grad)
         depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
         hs, ms, hds, mds, act_t, act_d = ops.scan_priority_forward(
-            depth_in, m_depth, h0, c0, w_depth_prev, w_time_prev, w_time_new, b_time, real,
-            paper_time, paper_depth, keep,
-        )  # fmt: skip
+            depth_in,
+            m_depth,
+            h0,
+            c0,
+            w_depth_prev,
+            w_time_prev,
+            w_time_new,
+            b_time,
+            real,
+            paper_time,
+            paper_depth,
+            keep,
+        )
         ctx.papers = (paper_time, paper_depth)
         ctx.save_for_backward(
-            act_t, act_d, hs, ms, hds, mds, h_depth, w_din, b_din, m_depth, h0, c0,
-            w_depth_prev, w_time_prev, w_time_new, b_time, real,
-        )  # fmt: skip
+            act_t,
+            act_d,
+            hs,
+            ms,
+            hds,
+            mds,
+            h_depth,
+            w_din,
+            b_din,
+            m_depth,
+            h0,
+            c0,
+            w_depth_prev,
+            w_time_prev,
+            w_time_new,
+            b_time,
+            real,
+        )
         return hs, ms, hds, mds
 
     @staticmethod
@@ -237,19 +308,45 @@ class NativeScanPriority(torch.autograd.Function):
         needs = tuple(ctx.needs_input_grad[:10])
         if torch.is_grad_enabled():  # create_graph=True
             grads = recompute.differentiable_backward(
-                lambda *x: recompute.scan_priority_reference(*x, real, *ctx.papers), inputs, needs,
+                lambda *x: recompute.scan_priority_reference(*x, real, *ctx.papers),
+                inputs,
+                needs,
                 (dhs, dms, dhds, dmds),
-            )  # fmt: skip
+            )
             return *grads, None, None, None
         h_depth, w_din, b_din, m_depth, h0, c0, w_dp, w_tp, w_tn, b_time = inputs
         grads = ops.scan_priority_backward(
-            _zeros_if_none(dhs, hs), _zeros_if_none(dms, ms), _zeros_if_none(dhds, hds),
-            _zeros_if_none(dmds, mds), act_t, act_d, hs, ms, hds, mds, h0, c0, m_depth,
-            w_dp, w_tp, w_tn, real, *ctx.papers,
-        )  # fmt: skip
+            _zeros_if_none(dhs, hs),
+            _zeros_if_none(dms, ms),
+            _zeros_if_none(dhds, hds),
+            _zeros_if_none(dmds, mds),
+            act_t,
+            act_d,
+            hs,
+            ms,
+            hds,
+            mds,
+            h0,
+            c0,
+            m_depth,
+            w_dp,
+            w_tp,
+            w_tn,
+            real,
+            *ctx.papers,
+        )
         d_in, d_m_depth, dh0, dc0, dw_dp, dw_tp, dw_tn, db_time = grads
         db_time = db_time if b_time is not None else None
         return (
             *_input_half_backward(d_in, h_depth, w_din, needs[:3]),
-            d_m_depth, dh0, dc0, dw_dp, dw_tp, dw_tn, db_time, None, None, None,
-        )  # fmt: skip
+            d_m_depth,
+            dh0,
+            dc0,
+            dw_dp,
+            dw_tp,
+            dw_tn,
+            db_time,
+            None,
+            None,
+            None,
+        )
