@@ -31,14 +31,15 @@ def wandb_mode(configured: str | None = None) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
-def logger_configs(cfg: DictConfig) -> list[DictConfig]:
-    """The configured loggers (``logger=none``: none)."""
-    return [c for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
+def logger_configs(logger: DictConfig | None) -> list[DictConfig]:
+    """The configured loggers (the ``logger`` group; ``logger=none``: none)."""
+    return [c for c in (logger or {}).values() if c is not None and "_target_" in c]
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
+def build_loggers(logger: DictConfig | None) -> list[Logger]:
+    """The loggers of the ``logger`` group (W&B offline without credentials)."""
     loggers = []
-    for logger_cfg in logger_configs(cfg):
+    for logger_cfg in logger_configs(logger):
         if logger_cfg._target_.endswith("WandbLogger"):
             logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
             group, name = hydra_runtime.job_names()

@@ -198,7 +198,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = guarded(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
     check_val_interval(cfg, datamodule)
     graphed = cuda_graphs.apply(cfg, module, datamodule)
-    has_logger = bool(logger_configs(cfg))
+    has_logger = bool(logger_configs(cfg.get("logger")))
     callbacks, skipped = guarded(
         f"task={cfg.task.name}", lambda: build_callbacks(cfg.get("callbacks"), has_logger)
     )
@@ -221,7 +221,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if graphed:
         log.info("hardware.cuda_graphs: %d GridLSTM(s) replay CUDA graphs per input shape", graphed)
 
-    loggers = build_loggers(cfg)
+    loggers = build_loggers(cfg.get("logger"))
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [interrupt, RunState(identity(cfg), config)]
@@ -305,13 +305,13 @@ def failed_job(cfg: DictConfig, reason: str) -> dict[str, Any]:
     record = {"status": runs.FAILED, "reason": reason}
     if is_first_process() and runs.read_status(output_dir) is None:  # never over a result
         runs.write_metrics(output_dir, record)
-    return {**record, str(cfg.task.get("monitor", "value")): worst_value(cfg)}
+    return {**record, str(cfg.task.get("monitor", "value")): worst_value(cfg.task)}
 
 
-def worst_value(cfg: DictConfig) -> float:
+def worst_value(task: DictConfig) -> float:
     """What a failed or diverged job returns to the sweeper: the worst possible score in the
     task's direction (Optuna accepts infinities; NaN makes hydra-optuna-sweeper 1.3 crash)."""
-    return -math.inf if cfg.task.get("monitor_mode", "max") == "max" else math.inf
+    return -math.inf if task.get("monitor_mode", "max") == "max" else math.inf
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
@@ -335,7 +335,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         print(f"{stop.metrics['status']}: {stop.metrics['reason']}", file=sys.stderr)
         print(f"run directory: {cfg.paths.output_dir}", file=sys.stderr)
         if stop.metrics["status"] == runs.DIVERGED and hydra_runtime.is_multirun():
-            return {**stop.metrics, cfg.task.monitor: worst_value(cfg)}  # the sweep goes on
+            return {**stop.metrics, cfg.task.monitor: worst_value(cfg.task)}  # the sweep goes on
         raise SystemExit(stop.exit_code) from None
     except Exception as error:
         exit_code = 1
