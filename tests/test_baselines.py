@@ -66,6 +66,39 @@ def test_gru_and_feed_forward_shapes_and_sizes():
     assert (DeepFeedForward(IN, D, 3, activation="relu")(torch.randn(B, IN))[0] >= 0).all()
     with pytest.raises(ValueError, match="activation must be one of 'tanh', 'relu'"):
         DeepFeedForward(IN, D, 2, activation="gelu")
+    with pytest.raises(ValueError, match="init must be one of 'standard', 'pytorch', 'xavier'"):
+        DeepFeedForward(IN, D, 2, init="orthogonal")
+
+
+@pytest.mark.parametrize(
+    ("activation", "init"),
+    [("tanh", "standard"), ("relu", "standard"), ("tanh", "xavier"), ("relu", "pytorch")],
+)
+def test_feed_forward_init_and_residual_keep_the_signal_through_depth(activation, init):
+    """The family's standard init keeps a deep net's activations at unit scale; PyTorch's
+    default shrinks them (the reason the parity study states its initialisation)."""
+    torch.manual_seed(0)
+    x = torch.randn(4096, 64)
+    net = DeepFeedForward(64, 64, 16, activation=activation, init=init)
+    scale = net(x)[0].pow(2).mean().sqrt().item()
+    if init == "pytorch":
+        assert scale < 0.2
+    else:
+        assert 0.4 < scale < 3.0
+        assert all(float(layer.bias.abs().sum()) == 0.0 for layer in net.layers)
+
+
+def test_a_residual_feed_forward_net_adds_each_layers_input_back():
+    torch.manual_seed(0)
+    plain = DeepFeedForward(IN, D, 3, activation="relu")
+    residual = DeepFeedForward(IN, D, 3, activation="relu", residual=True)
+    residual.load_state_dict(plain.state_dict())
+    x = torch.randn(B, IN)
+    h1 = torch.relu(plain.layers[0](x))
+    h2 = h1 + torch.relu(plain.layers[1](h1))
+    expected = h2 + torch.relu(plain.layers[2](h2))
+    torch.testing.assert_close(residual(x)[0], expected)
+    assert count_parameters(residual) == count_parameters(plain)
 
 
 def naive_mdlstm(x, linear, d):

@@ -103,3 +103,29 @@ def test_tied_one_lstm_learns_small_parity():
     accuracy = (module(pool[:, :-1].float()).argmax(-1) == pool[:, -1]).float().mean()
     assert accuracy == 1.0
     assert module.samples_seen == 300 * 32
+
+
+@pytest.mark.parametrize(
+    ("net", "macs"),
+    [
+        # k x d + (L - 1) x d x d + d x classes
+        (
+            {"_target_": "gridlstm.nn.DeepFeedForward", "num_layers": 4, "residual": True},
+            16 * 64 + 3 * 64 * 64 + 64 * 2,
+        ),
+        # the input projection k x d, then L applications of one LSTM transform (4d x d), head
+        (
+            {"_target_": "gridlstm.nn.GridLSTM", "num_layers": 4, "grid_dims": 0, "tied": True},
+            16 * 64 + 4 * 4 * 64 * 64 + 64 * 2,
+        ),
+    ],
+)
+def test_a_parity_run_records_the_multiply_adds_of_one_sample(net, macs, tmp_path):
+    """Parameters are matched across families, compute is not: metrics.json states both."""
+    data = ParityDataModule(bits=16, batch_size=8, batches_per_epoch=1, val_size=8, test_size=8)
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+    module = VectorClassificationModule(
+        {**net, "hidden_size": 64}, optimizer=adam, **data.module_kwargs()
+    )
+    quiet_trainer(max_steps=1, limit_val_batches=0).fit(module, datamodule=data)
+    assert module.extra_metrics["macs_per_sample"] == macs

@@ -204,3 +204,16 @@ def test_beam_search_stops_only_when_no_live_hypothesis_can_still_win(beam, pena
     assert found == [best]
     if penalty > 0:
         assert best == [3, 5]  # the case this table was made for
+
+
+def test_a_budget_no_width_reaches_is_refused_not_met_by_a_smaller_model():
+    """A one-layer net of 14 inputs has 17 d + 2 parameters: 281,600 needs d = 16,565, which
+    the solver reaches; a cap below it is an error naming the width, not a 139k model."""
+    from gridlstm.nn import DeepFeedForward
+
+    def build(width):
+        return torch.nn.Sequential(DeepFeedForward(14, width, 1), torch.nn.Linear(width, 2))
+
+    assert width_for_budget(build, 281_600)[0] == 16_565
+    with pytest.raises(ValueError, match="parameter budget 281600 needs a width above 8192"):
+        width_for_budget(build, 281_600, max_width=8192)

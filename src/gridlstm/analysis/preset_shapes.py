@@ -38,7 +38,8 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 from torch.utils.data import DataLoader
 
-from gridlstm.nn import GridLSTM, dispatch
+from gridlstm.nn import GridLSTM
+from gridlstm.nn.sizing import forward_flops
 from gridlstm.run.build import build_module
 from gridlstm.run.console import lightning_info_silenced, quiet_third_party
 
@@ -172,18 +173,8 @@ def first_inputs(net: nn.Module) -> Iterator[list]:
 
 
 def grid_flops(grid: nn.Module, inputs: tuple) -> int:
-    """Forward FLOPs of the grid on ``inputs``, counted by `torch.utils.flop_counter` on the
-    naive backend's PyTorch steps, where every GEMM is an op it sees (the other backends
-    compute the same GEMMs, some inside the LSTM kernel, which it does not count)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    backend, grid.backend = grid.backend, "naive"
-    try:
-        with torch.no_grad(), dispatch.reference(), FlopCounterMode(display=False) as counter:
-            grid(*inputs)
-    finally:
-        grid.backend = backend
-    return counter.get_total_flops()
+    """Forward FLOPs of the grid's GEMMs on ``inputs`` (`gridlstm.nn.sizing.forward_flops`)."""
+    return forward_flops(grid, *inputs)
 
 
 def lstm_flops(lstm: nn.LSTM, inputs: tuple) -> int:

@@ -39,6 +39,7 @@ METRIC_COLUMNS = {
     "bleu": ["test/bleu", "val/bleu", "test/chrf", "test/ppl", "train/tokens_per_s"],
 }
 TAIL_COLUMNS = ["samples_seen", "val/samples_to_threshold"]
+OPTIONAL_COLUMNS = ["macs_per_sample"]  # where the jobs record it (vector tasks)
 STATUS_COLUMNS = ["status", "reason"]
 
 
@@ -123,6 +124,7 @@ def columns(rows: list[dict[str, Any]]) -> list[str]:
         + swept_keys(rows)
         + BASE_COLUMNS[1:]
         + metric_columns
+        + [c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)]
         + (TAIL_COLUMNS + stopped)
     )
 

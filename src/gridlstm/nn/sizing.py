@@ -19,11 +19,36 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def forward_flops(module: nn.Module, *inputs: object) -> int:
+    """FLOPs of ``module``'s matrix products on ``inputs`` (2 per multiply-add), counted by
+    `torch.utils.flop_counter` with every `GridLSTM` inside on the naive backend's PyTorch
+    steps, where each GEMM is an op it sees (the other backends compute the same products,
+    some inside the LSTM kernel or the native steps, which it does not count). Elementwise
+    gate arithmetic is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gridlstm.nn import dispatch
+    from gridlstm.nn.grid import GridLSTM
+
+    grids = [m for m in module.modules() if isinstance(m, GridLSTM)]
+    backends = [grid.backend for grid in grids]
+    for grid in grids:
+        grid.backend = "naive"
+    try:
+        with torch.no_grad(), dispatch.reference(), FlopCounterMode(display=False) as counter:
+            module(*inputs)
+    finally:
+        for grid, backend in zip(grids, backends, strict=True):
+            grid.backend = backend
+    return counter.get_total_flops()
+
+
 def width_for_budget(
-    build: Callable[[int], nn.Module], budget: int, multiple: int = 1, max_width: int = 8192
+    build: Callable[[int], nn.Module], budget: int, multiple: int = 1, max_width: int = 65536
 ) -> tuple[int, int]:
     """(width, parameters) of ``build(width)`` closest to ``budget``; widths are multiples of
-    ``multiple`` (e.g. the attention heads)."""
+    ``multiple`` (e.g. the attention heads). A budget that even ``max_width`` does not reach
+    (a one-layer net of a few inputs) is a ValueError, not a smaller model."""
     if budget < 1:
         raise ValueError(f"parameter budget must be >= 1, got {budget}")
     lo, hi = 1, max_width // multiple  # in units of ``multiple``
@@ -41,5 +66,10 @@ def width_for_budget(
             lo = mid + 1
         else:
             hi = mid
+    if count(lo) < budget and abs(count(lo) - budget) > 0.02 * budget:
+        raise ValueError(
+            f"parameter budget {budget} needs a width above {max_width} (that width gives "
+            f"{count(lo)} parameters); use more layers or a smaller budget"
+        )
     best = min({max(1, lo - 1), lo}, key=lambda u: abs(count(u) - budget))
     return best * multiple, count(best)

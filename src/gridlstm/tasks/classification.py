@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import Tensor, nn
@@ -17,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from gridlstm.data import contracts
 from gridlstm.nn import count_parameters
+from gridlstm.nn.sizing import forward_flops
 from gridlstm.tasks.base import TaskModule
 
 
@@ -43,6 +45,13 @@ class VectorClassificationModule(TaskModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x)[0])
+
+    def on_fit_start(self) -> None:
+        """Record the multiply-adds one sample costs (the GEMMs of backbone and head), so that
+        a comparison at equal parameters also states the compute (``metrics.json``)."""
+        x = torch.zeros(1, self.hparams.input_size, device=self.device)
+        macs = forward_flops(self, x) // 2
+        self.extra_metrics = {**getattr(self, "extra_metrics", {}), "macs_per_sample": macs}
 
     def _loss(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         logits = self(rows[:, :-1].float())

@@ -18,6 +18,7 @@ from gridlstm.nn.block import ACTIVATIONS, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
 
 State = tuple[Tensor, Tensor]
+INITS = ("standard", "pytorch", "xavier", "kaiming")  # DeepFeedForward(init=...)
 
 
 class StackedCellLSTM(nn.Module):
@@ -77,22 +78,55 @@ class StackedCellLSTM(nn.Module):
 
 
 class DeepFeedForward(nn.Module):
-    """``num_layers`` fully connected layers with tanh or ReLU: (B, F) -> ((B, d), None)."""
+    """``num_layers`` fully connected layers with tanh or ReLU: (B, F) -> ((B, d), None).
+
+    Args:
+        activation: ``tanh`` or ``relu``.
+        init: the weights' initialisation: ``standard`` (the activation's standard:
+            ``xavier`` for tanh, ``kaiming`` for ReLU), ``pytorch`` (nn.Linear's default,
+            uniform with bound 1/sqrt(fan_in); the suite's default before 0.3), ``xavier``
+            (Glorot uniform with tanh's gain 5/3) or ``kaiming`` (He normal for ReLU,
+            fan_in). Biases start at zero except under ``pytorch``. Deep nets started at
+            ``pytorch``'s scale shrink their signal layer by layer, so a fair baseline uses
+            its family's standard.
+        residual: every layer after the first adds its input back (``x + f(W x + b)``), the
+            residual net a reader expects as the strong deep feed-forward baseline.
+    """
 
     def __init__(
-        self, input_size: int, hidden_size: int, num_layers: int = 1, *, activation: str = "tanh"
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        activation: str = "tanh",
+        init: str = "standard",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size, num_layers)
         check_choice("activation", activation, ("tanh", "relu"))
+        check_choice("init", init, INITS)
+        check_choice("residual", residual, (False, True))
         self.input_size, self.hidden_size, self.activation = input_size, hidden_size, activation
+        self.init, self.residual = init, residual
         sizes = [input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
+        if init == "standard":
+            init = "xavier" if activation == "tanh" else "kaiming"
+        if init != "pytorch":
+            for layer in self.layers:
+                if init == "xavier":
+                    nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain("tanh"))
+                else:
+                    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def forward(self, input: Tensor, state: None = None) -> tuple[Tensor, None]:
         x = input
-        for layer in self.layers:
-            x = ACTIVATIONS[self.activation](layer(x))
+        for number, layer in enumerate(self.layers):
+            y = ACTIVATIONS[self.activation](layer(x))
+            x = x + y if self.residual and number > 0 else y
         return x, None
 
 
