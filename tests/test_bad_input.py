@@ -302,7 +302,11 @@ EVALUATE = [
 TABLES = [
     (["sweep={files}/nowhere"], "not a directory"),
     (["sweep={files}/sweep"], "no job"),
-    ([], "no sweep given: sweep="),
+    ([], "give one of sweep=multirun/<date>/<time>_<id> or table=path/to/table.csv"),
+    (["sweep={files}/sweep", "table=t.csv"], "give one of sweep="),
+    (["table={files}/nowhere.csv"], "table= needs metric="),
+    (["table={files}/nowhere.csv", "metric=val/acc"], "nowhere.csv: no such file"),
+    (["table={files}/nowhere.csv", "metric=val/acc", "mode=best"], "mode=best: choose max"),
     (["{files}/sweep"], "argument '", "is not key=value; valid: sweep="),
 ]
 BENCH = [

@@ -1,9 +1,11 @@
 """Paper-shaped tables and curves from a sweep's jobs.
 
     python -m gridlstm.tables sweep=multirun/<date>/<time>_<id>    (or: gridlstm-tables ...)
+    python -m gridlstm.tables table=docs/claims/<claim>/table.csv metric=val/bpc mode=min
 
-Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv) into the sweep
-directory; what they hold: `gridlstm.analysis.tables`.
+Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv and verdicts.md)
+into the sweep directory; what they hold: `gridlstm.analysis.tables`. With ``table=``, only
+verdicts.md beside a table.csv it wrote before (`gridlstm.analysis.verdicts`: the rule).
 """
 
 from __future__ import annotations
@@ -22,29 +24,44 @@ class TablesConfig:
     thresholds: str = option(
         "", "also samples to these values of the main validation metric, e.g. 0.9,0.99"
     )
+    table: str = option("", "instead of a sweep: a table.csv to write verdicts.md beside")
+    metric: str = option("", "table=: the metric compared across cells, e.g. val/bpc")
+    mode: str = option("max", "table=: max or min, the metric's better direction")
+    within: str = option("", "table=: swept columns held fixed, e.g. task.datamodule.bits")
 
 
-def parse(argv: list[str]) -> tuple[Path, list[float]]:
-    """(the sweep directory, the extra thresholds)."""
+def parse(argv: list[str]) -> TablesConfig:
     cfg, _ = arguments.parse(argv, TablesConfig)
-    if not cfg.sweep:
-        raise ConfigError("no sweep given: sweep=multirun/<date>/<time>_<id>")
+    if bool(cfg.sweep) == bool(cfg.table):
+        raise ConfigError(
+            "give one of sweep=multirun/<date>/<time>_<id> or table=path/to/table.csv"
+        )
+    if cfg.table and not cfg.metric:
+        raise ConfigError("table= needs metric=, the column to compare (e.g. metric=val/acc)")
+    if cfg.mode not in ("max", "min"):
+        raise ConfigError(f"mode={cfg.mode}: choose max or min")
     try:
-        thresholds = [float(t) for t in str(cfg.thresholds).split(",") if t.strip()]
+        [float(t) for t in str(cfg.thresholds).split(",") if t.strip()]
     except ValueError:
         raise ConfigError(
             f"thresholds={cfg.thresholds}: numbers separated by commas, e.g. 0.9,0.99"
         ) from None
-    return Path(cfg.sweep).expanduser(), thresholds
+    return cfg
 
 
 def run(argv: list[str]) -> None:
-    from gridlstm.analysis.tables import report
+    from gridlstm.analysis.tables import report, verdicts_from_csv
     from gridlstm.run.hydra_runtime import register_resolvers
 
-    sweep, thresholds = parse(argv)
+    cfg = parse(argv)
+    if cfg.table:
+        within = [k for k in cfg.within.split(",") if k]
+        written = verdicts_from_csv(Path(cfg.table).expanduser(), cfg.metric, cfg.mode, within)
+        print(written.read_text() + f"wrote {written}")
+        return
     register_resolvers()
-    report(sweep, thresholds)
+    thresholds = [float(t) for t in str(cfg.thresholds).split(",") if t.strip()]
+    report(Path(cfg.sweep).expanduser(), thresholds)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm.analysis import aggregate
+from gridlstm.analysis import aggregate, verdicts
 from gridlstm.run import runs
 from gridlstm.run.config import ConfigError, defuse
 
@@ -307,6 +307,10 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
         )
         cells.to_csv(sweep / "table_seeds.csv", index=False)
         written.append("table_seeds.csv")
+        monitor, mode = rows[0]["monitor"], rows[0]["monitor_mode"]
+        comparisons = verdicts.compare(flat, group_by, monitor, mode)
+        (sweep / "verdicts.md").write_text(verdicts.markdown(comparisons, monitor, mode))
+        written.append("verdicts.md")
     (sweep / "table.md").write_text(table)
     with (sweep / "table.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=names)
@@ -317,3 +321,31 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)")
+
+
+def verdicts_from_csv(table: Path, metric: str, mode: str, within: list[str] | None = None) -> Path:
+    """``verdicts.md`` beside a ``table.csv`` this command wrote (e.g. one a claims page
+    keeps): the cells are its swept columns other than ``seed``; returns the path written."""
+    if not table.is_file():
+        raise TableError(f"table={table}: no such file")
+    with table.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        records = list(reader)
+    tail = BASE_COLUMNS[1:]
+    starts = [i for i in range(len(header)) if header[i : i + len(tail)] == tail]
+    if not header or header[0] != BASE_COLUMNS[0] or not starts:
+        raise TableError(f"table={table}: not a table.csv of python -m gridlstm.tables")
+    swept = header[1 : starts[0]]
+    if metric not in header:
+        choices = ", ".join(c for c in header if c.startswith(("val/", "test/")))
+        raise TableError(f"metric={metric}: not a column of {table}; columns: {choices}")
+    # Swept keys come first, so a key that is also a base column (model) keeps its value.
+    rows = [dict(reversed(list(zip(header, record, strict=True)))) for record in records]
+    group_by = [k for k in swept if k != "seed"]
+    out = table.parent / "verdicts.md"
+    unknown = [k for k in within or [] if k not in group_by]
+    if unknown:
+        raise TableError(f"within={','.join(unknown)}: not a swept column; choose from {group_by}")
+    out.write_text(verdicts.report(rows, group_by, metric, mode, within))
+    return out

@@ -1,0 +1,138 @@
+"""The rule a claims page states its verdicts by: a difference between two cells of a sweep is
+"beyond the seed spread" when Welch's t-test (two-sided, unequal variances, scipy) gives
+p < 0.05 over their completed runs; otherwise it is "within the seed spread", and with fewer
+than 2 runs in a cell the rule cannot decide.
+
+Why a stated test: with 3 seeds a gap of one or two standard deviations is common by chance,
+and a page that calls such a gap "shown" overstates it. `compare` writes, for a sweep's main
+metric, every cell's mean, std and n and the best cell against each other one; ``verdicts.md``
+(from ``python -m gridlstm.tables``) is the file a page quotes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from scipy import stats
+
+ALPHA = 0.05
+BEYOND, WITHIN, UNDECIDED = "beyond the seed spread", "within the seed spread", "cannot decide"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration's completed runs of a metric."""
+
+    name: str
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / self.n
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation (nan below 2 runs)."""
+        if self.n < 2:
+            return math.nan
+        return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (self.n - 1))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    best: Cell
+    other: Cell
+    t: float
+    p: float
+    verdict: str
+
+
+def welch(best: Cell, other: Cell, alpha: float = ALPHA) -> Comparison:
+    """Welch's two-sided t-test of ``best`` against ``other``, and the verdict under the rule.
+    Two cells whose runs are all identical differ beyond the spread only if their values do."""
+    if best.n < 2 or other.n < 2:
+        return Comparison(best, other, math.nan, math.nan, f"{UNDECIDED} (n < 2)")
+    if best.std == 0 and other.std == 0:
+        p = 1.0 if best.mean == other.mean else 0.0
+        return Comparison(best, other, math.nan, p, BEYOND if p < alpha else WITHIN)
+    t, p = stats.ttest_ind(best.values, other.values, equal_var=False)
+    return Comparison(best, other, float(t), float(p), BEYOND if p < alpha else WITHIN)
+
+
+def cells(rows: list[dict[str, Any]], group_by: list[str], metric: str) -> list[Cell]:
+    """The completed runs' ``metric`` per combination of ``group_by`` values (first-seen
+    order); runs without a finite value are left out."""
+    grouped: dict[str, list[float]] = {}
+    for row in rows:
+        if str(row.get("status", "completed")) != "completed":
+            continue
+        try:
+            value = float(row.get(metric))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            name = ", ".join(f"{k}={row.get(k, '')}" for k in group_by) or "all"
+            grouped.setdefault(name, []).append(value)
+    return [Cell(name, tuple(values)) for name, values in grouped.items()]
+
+
+def compare(
+    rows: list[dict[str, Any]], group_by: list[str], metric: str, mode: str
+) -> list[Comparison]:
+    """The best cell of ``metric`` (``mode`` max or min, by mean) against every other."""
+    found = [c for c in cells(rows, group_by, metric) if c.n]
+    if len(found) < 2:
+        return []
+    best = (max if mode == "max" else min)(found, key=lambda c: c.mean)
+    return [welch(best, other) for other in found if other is not best]
+
+
+def report(
+    rows: list[dict[str, Any]],
+    group_by: list[str],
+    metric: str,
+    mode: str,
+    within: list[str] | None = None,
+) -> str:
+    """`markdown` of `compare`, once per combination of the ``within`` keys' values (e.g. each
+    k of a parity sweep: cells are compared at the same task size only)."""
+    within = [k for k in within or [] if k in group_by]
+    if not within:
+        return markdown(compare(rows, group_by, metric, mode), metric, mode)
+    keys = [k for k in group_by if k not in within]
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        parts.setdefault(", ".join(f"{k}={row.get(k, '')}" for k in within), []).append(row)
+    return "\n".join(
+        f"## {name}\n\n" + markdown(compare(part, keys, metric, mode), metric, mode)
+        for name, part in parts.items()
+    )
+
+
+def markdown(comparisons: list[Comparison], metric: str, mode: str) -> str:
+    """The comparisons as the table a page quotes, with the rule stated above it."""
+    if not comparisons:
+        return f"No two cells of {metric} to compare.\n"
+    best = comparisons[0].best
+    lines = [
+        f"Best cell by mean {metric} ({mode}): **{best.name}**, "
+        f"{best.mean:.4f} +- {best.std:.4f} (n = {best.n}).",
+        "",
+        f"Rule: Welch's t-test, two-sided; p < {ALPHA} is beyond the seed spread.",
+        "",
+        f"| against | {metric} mean +- std | n | difference | t | p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        other = c.other
+        lines.append(
+            f"| {other.name} | {other.mean:.4f} +- {other.std:.4f} | {other.n} | "
+            f"{best.mean - other.mean:+.4f} | {c.t:.2f} | {c.p:.3g} | {c.verdict} |"
+        )
+    return "\n".join(lines) + "\n"
