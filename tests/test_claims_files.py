@@ -42,3 +42,62 @@ def test_every_file_a_claims_page_links_to_exists(page):
     links = re.findall(r"\]\(([^)#\s]+)", page.read_text())
     missing = [link for link in links if "://" not in link and not (page.parent / link).exists()]
     assert not missing, missing
+
+
+MEAN_STD = re.compile(r"(\d+\.\d+) \+- (\d+\.\d+)")
+
+
+def cell_stats(folder: Path) -> set[tuple[float, float]]:
+    """(mean, sample std) of every metric of every cell over seeds in ``folder`` and below:
+    from table_seeds.csv, and computed from table.csv where a sweep kept no seeds table."""
+    import csv
+    import statistics
+
+    found = set()
+    for table in folder.rglob("table_seeds.csv"):
+        for row in csv.DictReader(table.open()):
+            for key, mean in row.items():
+                std = row.get(key.removesuffix(" mean") + " std")
+                if key.endswith(" mean") and mean and std:
+                    found.add((float(mean), float(std)))
+    for table in folder.rglob("table.csv"):
+        with table.open(newline="") as handle:
+            header, *records = list(csv.reader(handle))
+        tail = ["model", "layers", "hidden"]
+        start = next(i for i in range(len(header)) if header[i : i + 3] == tail)
+        swept = [i for i in range(1, start) if header[i] != "seed"]
+        metrics = [i for i, name in enumerate(header) if name.startswith(("test/", "val/"))]
+        groups: dict[tuple, list[list[str]]] = {}
+        for record in records:
+            groups.setdefault(tuple(record[i] for i in swept), []).append(record)
+        for group in groups.values():
+            for i in metrics:
+                values = [float(r[i]) for r in group if r[i] not in ("", "None")]
+                if len(values) > 1:
+                    found.add((statistics.mean(values), statistics.stdev(values)))
+    return found
+
+
+def rounds_to(value: float, shown: str) -> bool:
+    places = len(shown.split(".")[1])
+    return abs(value - float(shown)) <= 0.5 * 10**-places + 1e-9
+
+
+@pytest.mark.parametrize(
+    "page", sorted(CLAIMS.rglob("README.md")), ids=lambda p: str(p.relative_to(CLAIMS))
+)
+def test_every_mean_and_std_on_a_claims_page_is_one_its_tables_give(page):
+    """A "mean +- std" on a page rounds a cell of its own folder's tables (a percentage: the
+    same x 100)."""
+    stats = cell_stats(page.parent)
+    text = page.read_text()
+    wrong = [
+        match.group(0)
+        for match in MEAN_STD.finditer(text)
+        if not any(
+            rounds_to(mean * scale, match.group(1)) and rounds_to(std * scale, match.group(2))
+            for mean, std in stats
+            for scale in (1, 100)
+        )
+    ]
+    assert not wrong, wrong
