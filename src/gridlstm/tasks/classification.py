@@ -46,9 +46,10 @@ class VectorClassificationModule(TaskModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x)[0])
 
-    def on_fit_start(self) -> None:
+    def on_fit_end(self) -> None:
         """Record the multiply-adds one sample costs (the GEMMs of backbone and head), so that
-        a comparison at equal parameters also states the compute (``metrics.json``)."""
+        a comparison at equal parameters also states the compute (``metrics.json``). At the
+        end of fit, so that the extra forward pass is not the first one hooks see."""
         x = torch.zeros(1, self.hparams.input_size, device=self.device)
         macs = forward_flops(self, x) // 2
         self.extra_metrics = {**getattr(self, "extra_metrics", {}), "macs_per_sample": macs}
