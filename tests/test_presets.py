@@ -212,10 +212,21 @@ STUDIES = {
 
 # Second-round studies: a family's configuration comes on the command line; they sweep seeds.
 ROUND2 = {"claims_parity_frontier": "parity"}
+# Third-round studies: their grids (and, in later stages, seeds) live in the study queue's
+# file, scripts/cpu_studies.yaml, which resumes them across sessions.
+QUEUED = {"claims_parity_sizes": "parity", "claims_addition_lengths": "addition"}
+
+
+def queued_study(experiment: str) -> dict:
+    from gridlstm.analysis.study_queue import load_studies
+
+    studies = load_studies(EXPERIMENTS.parents[1] / "scripts" / "cpu_studies.yaml")
+    (study,) = [s for s in studies.values() if f"experiment={experiment}" in s["overrides"]]
+    return study
 
 
 def test_there_is_a_claims_study_for_each_of_the_five_claims():
-    assert set(CLAIMS) == set(STUDIES) | set(ROUND2)
+    assert set(CLAIMS) == set(STUDIES) | set(ROUND2) | set(QUEUED)
     assert PILOTS == ["claims_addition_pilot", "claims_parity_pilot"]
 
 
@@ -251,7 +262,10 @@ def test_every_claims_study_sweeps_at_least_three_seeds_and_runs_fast_dev_run(ex
     from tests.conftest import task_overrides
 
     params = compose_train([f"experiment={experiment}"], tmp_path).hydra.sweeper.params
-    assert experiment in PILOTS or len(str(params["seed"]).split(",")) >= 3
+    if experiment in QUEUED:  # its grid is the queue's: one seed in the search stage
+        params = {k: ",".join(map(str, v)) for k, v in queued_study(experiment)["grid"].items()}
+        assert compose_train([f"experiment={experiment}"], tmp_path).task.name == QUEUED[experiment]
+    assert experiment in PILOTS or experiment in QUEUED or len(str(params["seed"]).split(",")) >= 3
     overrides = [f"experiment={experiment}", "debug=fast_dev_run", "hardware.threads=1"]
     if "model.net.num_layers" in params:
         deepest = max(int(n) for n in str(params["model.net.num_layers"]).split(","))

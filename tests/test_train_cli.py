@@ -129,7 +129,7 @@ def test_bad_values_stop_before_training_and_spare_earlier_runs(cli, override, m
         (
             ["task=parity"],
             "error: model=grid2d takes sequence input but task=parity provides vector input; "
-            "models for task=parity: grid1d, relu_net, tanh_net",
+            "models for task=parity: grid1d, relu_net, relu_resnet, tanh_net",
         ),
     ],
 )
