@@ -305,3 +305,17 @@ def test_every_task_pairs_a_data_module_with_a_task_module_that_takes_its_contra
         assert module.DATA is contract, f"task={task}: {modules[task]}.DATA"
         parameters = inspect.signature(module).parameters
         assert set(contract.__annotations__) <= set(parameters), f"task={task}"
+
+
+def test_commands_never_import_each_other():
+    """A command parses its arguments and calls a layer; what two commands share lives there."""
+    known = set(modules())
+    commands = {f"gridlstm.{c}" for c in COMMANDS}
+    crossing = [
+        f"{name} imports {target}"
+        for name, path in modules().items()
+        if name in commands
+        for target in imports(path, known, top_level_only=False, type_checking=True)
+        if target in commands - {name}
+    ]
+    assert not crossing, crossing
