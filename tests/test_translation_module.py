@@ -18,8 +18,8 @@ NET = {"_target_": "gridlstm.nn.Reencoder", "hidden_size": 8, "num_layers": 1}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 
 
-def small_run(tmp_path, **trainer):
-    dm = TranslationDataModule(
+def small_data(tmp_path) -> TranslationDataModule:
+    return TranslationDataModule(
         write_pairs(tmp_path / "p.tsv", 40),
         val_size=4,
         test_size=4,
@@ -27,6 +27,10 @@ def small_run(tmp_path, **trainer):
         tgt_vocab_size=270,
         batch_size=8,
     )
+
+
+def small_run(tmp_path, **trainer):
+    dm = small_data(tmp_path)
     module = TranslationModule(NET, optimizer=ADAM, log_samples=2, **dm.module_kwargs())
     quiet_trainer(max_steps=4, num_sanity_val_steps=0, **trainer).fit(module, datamodule=dm)
     return module
@@ -75,17 +79,8 @@ def test_a_0_2_translation_checkpoint_with_its_budget_among_the_module_options_s
     import torch
 
     from gridlstm.run import checkpoints
-    from gridlstm.run.build import solve_width  # noqa: F401 - the solver 0.3 trains with
 
-    dm = TranslationDataModule(
-        write_pairs(tmp_path / "p.tsv", 40),
-        val_size=4,
-        test_size=4,
-        src_vocab_size=270,
-        tgt_vocab_size=270,
-        batch_size=8,
-    )
-    dm.setup("fit")
+    dm = small_data(tmp_path)
     budget = 20_000
     probe = checkpoints.budget_solved_in_0_2(
         {"net": NET, "optimizer": ADAM, "param_budget": budget, **dm.module_kwargs()},

@@ -308,8 +308,7 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
         cells.to_csv(sweep / "table_seeds.csv", index=False)
         written.append("table_seeds.csv")
         monitor, mode = rows[0]["monitor"], rows[0]["monitor_mode"]
-        comparisons = verdicts.compare(flat, group_by, monitor, mode)
-        (sweep / "verdicts.md").write_text(verdicts.markdown(comparisons, monitor, mode))
+        (sweep / "verdicts.md").write_text(verdicts.report(flat, group_by, monitor, mode))
         written.append("verdicts.md")
     (sweep / "table.md").write_text(table)
     with (sweep / "table.csv").open("w", newline="") as handle:
