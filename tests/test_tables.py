@@ -205,6 +205,11 @@ def test_jobs_that_differ_only_in_seed_are_summarised_with_mean_std_and_n(tmp_pa
     assert [(r["model.net.num_layers"], r["seed"]) for r in rows][:2] == [("2", "1"), ("2", "2")]
     assert "logger" not in rows[0]  # the same for every job: not a column
     assert "(2 curves)" in out  # one mean curve with a band per depth
+    # the verdict rule over the main metric (val/acc): depth 2 (0.71 +- 0.2) against depth 4
+    # (the two completed runs), the diverged run left out
+    verdict = (sweep / "verdicts.md").read_text()
+    assert "Best cell by mean val/acc (max): **model.net.num_layers=2**" in verdict
+    assert "| model.net.num_layers=4 |" in verdict and "| 2 |" in verdict
 
 
 def test_a_cell_whose_runs_were_all_interrupted_is_shown_with_n_zero(tmp_path):
