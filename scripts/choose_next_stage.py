@@ -1,0 +1,33 @@
+"""Each family's configuration for a study's next stage, by the rule fixed before its search
+(`gridlstm.analysis.stages.FASTEST_THEN_BEST`), from the jobs the study queue copied:
+
+    python scripts/choose_next_stage.py docs/claims/parity_sizes/cpu model param_budget
+    python scripts/choose_next_stage.py docs/claims/addition_lengths/cpu model
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gridlstm.analysis.stages import choose, read_jobs
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or not (Path(argv[0]) / "jobs").is_dir():
+        raise SystemExit(__doc__)
+    folder, groups = Path(argv[0]), argv[1:]
+    rows = read_jobs(folder)
+    print(f"{len(rows)} completed jobs in {folder}")
+    for group, row in sorted(choose(rows, groups).items()):
+        print(
+            ", ".join(f"{g}={v}" for g, v in zip(groups, group, strict=True)),
+            f"-> model.net.num_layers={row.get('model.net.num_layers')}",
+            f"optim.optimizer.lr={row.get('optim.optimizer.lr')}",
+            f"(samples to 0.99: {row.get('val/samples_to_threshold')},",
+            f"val/acc {row.get('val/acc')}; job {row['job']})",
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

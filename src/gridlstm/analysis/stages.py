@@ -1,0 +1,71 @@
+"""From a search stage to the next: each family's configuration chosen by a rule fixed before
+the search ran (docs/claims/parity_sizes, docs/claims/addition_lengths).
+
+Why in code: a rule applied by hand drifts towards the family one hopes to see win. Here it
+is data: a list of (column, better direction) compared in order, a missing value counting as
+the worst, applied to the job records the study queue copied (``<results>/<claim>/<tag>/jobs/
+<job>/metrics.json`` with its ``overrides.yaml``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from gridlstm.run import runs
+
+# The search stages' rule: fewest samples to val 0.99, then highest val/acc, then fewer layers.
+FASTEST_THEN_BEST = (
+    ("val/samples_to_threshold", "min"),
+    ("val/acc", "max"),
+    ("model.net.num_layers", "min"),
+)
+
+
+def read_jobs(folder: Path) -> list[dict[str, Any]]:
+    """Every completed job the queue copied into ``folder/jobs``: its overrides (``key: value``
+    text) and its record."""
+    rows = []
+    for job in sorted(p for p in (folder / "jobs").iterdir() if p.is_dir()):
+        record = runs.read_record(job)
+        if record is None or record["status"] != runs.COMPLETED:
+            continue
+        listed = OmegaConf.to_container(OmegaConf.load(job / "overrides.yaml"))
+        overrides = dict(str(o).split("=", 1) for o in listed if "=" in str(o))
+        rows.append({"job": job.name, **overrides, **record})
+    return rows
+
+
+def number(value: Any) -> float | None:
+    try:
+        found = float(value)
+    except (TypeError, ValueError):
+        return None
+    return found if math.isfinite(found) else None
+
+
+def rank_key(row: dict[str, Any], rule: Sequence[tuple[str, str]]) -> tuple[float, ...]:
+    """Smaller is better, column by column; a missing value is the worst."""
+    key = []
+    for column, better in rule:
+        value = number(row.get(column))
+        key.append(math.inf if value is None else (value if better == "min" else -value))
+    return tuple(key)
+
+
+def choose(
+    rows: list[dict[str, Any]],
+    groups: Sequence[str],
+    rule: Sequence[tuple[str, str]] = FASTEST_THEN_BEST,
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The best row of each combination of ``groups`` (e.g. model and param_budget)."""
+    best: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in rows:
+        group = tuple(str(row.get(g, "")) for g in groups)
+        if group not in best or rank_key(row, rule) < rank_key(best[group], rule):
+            best[group] = row
+    return best

@@ -1,0 +1,57 @@
+"""The search stages' rule, as data: fewest samples to 0.99, then accuracy, then depth."""
+
+from __future__ import annotations
+
+import json
+
+from gridlstm.analysis.stages import choose, read_jobs
+
+
+def job(folder, name, overrides, **record):
+    path = folder / "jobs" / name
+    path.mkdir(parents=True)
+    (path / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (path / "metrics.json").write_text(json.dumps({"status": "completed", **record}))
+
+
+def test_each_family_and_budget_gets_its_fastest_then_best_then_shallowest_configuration(
+    tmp_path,
+):
+    def jobs(model, budget, *settings):
+        for layers, lr, record in settings:
+            overrides = [
+                f"model={model}",
+                f"param_budget={budget}",
+                f"model.net.num_layers={layers}",
+                f"optim.optimizer.lr={lr}",
+            ]
+            job(tmp_path, f"{model}-{budget}-{layers}-{lr}", overrides, **record)
+
+    solved = {"val/acc": 1.0}
+    jobs(
+        "grid1d",
+        100,
+        (4, 0.003, {"val/acc": 0.998, "val/samples_to_threshold": 96_000}),
+        (2, 0.003, {**solved, "val/samples_to_threshold": 160_000}),
+        (8, 0.001, {"val/acc": 0.5, "val/samples_to_threshold": None}),
+    )
+    # nobody solved: the highest accuracy, then fewer layers
+    jobs(
+        "tanh_net",
+        100,
+        (4, 0.001, {"val/acc": 0.6}),
+        (2, 0.003, {"val/acc": 0.6}),
+        (8, 0.003, {"val/acc": 0.55}),
+    )
+    jobs("tanh_net", 400, (16, 0.001, {"val/acc": 0.9}))
+    job(tmp_path, "diverged", ["model=tanh_net", "param_budget=400"], status="diverged")
+    chosen = choose(read_jobs(tmp_path), ["model", "param_budget"])
+    picked = {
+        group: (row["model.net.num_layers"], row["optim.optimizer.lr"])
+        for group, row in chosen.items()
+    }
+    assert picked == {
+        ("grid1d", "100"): ("4", "0.003"),  # fastest, though deeper
+        ("tanh_net", "100"): ("2", "0.003"),
+        ("tanh_net", "400"): ("16", "0.001"),
+    }
