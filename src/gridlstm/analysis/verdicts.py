@@ -12,10 +12,13 @@ metric, every cell's mean, std and n and the best cell against each other one; `
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from scipy import stats
+
+from gridlstm.run.runs import COMPLETED
 
 ALPHA = 0.05
 BEYOND, WITHIN, UNDECIDED = "beyond the seed spread", "within the seed spread", "cannot decide"
@@ -34,14 +37,12 @@ class Cell:
 
     @property
     def mean(self) -> float:
-        return sum(self.values) / self.n
+        return statistics.fmean(self.values)
 
     @property
     def std(self) -> float:
         """The sample standard deviation (nan below 2 runs)."""
-        if self.n < 2:
-            return math.nan
-        return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (self.n - 1))
+        return statistics.stdev(self.values) if self.n > 1 else math.nan
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def cells(rows: list[dict[str, Any]], group_by: list[str], metric: str) -> list[
     order); runs without a finite value are left out."""
     grouped: dict[str, list[float]] = {}
     for row in rows:
-        if str(row.get("status", "completed")) != "completed":
+        if row.get("status", COMPLETED) != COMPLETED:
             continue
         try:
             value = float(row.get(metric))
