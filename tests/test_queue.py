@@ -57,7 +57,7 @@ def offline(monkeypatch):
     [
         ({"overrides": []}, "needs a claim"),
         ({"claim": "c", "grid": {"seed": []}}, "grid must map keys to non-empty lists"),
-        ({"claim": "c", "runs": 3}, "unknown keys ['runs']; valid keys: claim, dry_run"),
+        ({"claim": "c", "runs": 3}, "unknown keys ['runs']; valid keys: cases, claim, dry_run"),
     ],
 )
 def test_a_bad_studies_file_is_one_line_naming_the_study(tmp_path, study, message):
@@ -160,6 +160,76 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
         ("seed2", "not started"),
     ]
     assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
+
+
+def test_cases_run_at_every_grid_value_first_value_first(tmp_path):
+    study = {
+        "claim": "c",
+        "cases": [{"model": "grid1d", "optim.optimizer.lr": 0.003}, {"model": "tanh_net"}],
+        "grid": {"task.datamodule.bits": [12, 14]},
+    }
+    jobs = study_queue.expand("s", study, tmp_path, dry_run=False)
+    assert [j.name for j in jobs] == [
+        "grid1d-lr0.003-bits12",
+        "tanh_net-bits12",
+        "grid1d-lr0.003-bits14",
+        "tanh_net-bits14",
+    ]
+    assert jobs[2].overrides == [
+        "model=grid1d",
+        "optim.optimizer.lr=0.003",
+        "task.datamodule.bits=14",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ({"cases": []}, "cases must be a non-empty list of mappings"),
+        ({"cases": [{}]}, "cases must be a non-empty list of mappings"),
+        ({"frontier": {"key": "bits"}}, "frontier needs exactly the keys below, key, metric"),
+        (
+            {"grid": {"seed": [1]}, "frontier": {"key": "bits", "metric": "val/acc", "below": 0.6}},
+            "frontier key 'bits' is not a grid key; grid keys: seed",
+        ),
+        (
+            {"grid": {"bits": [1]}, "frontier": {"key": "bits", "metric": "val/acc", "below": "x"}},
+            "frontier below='x': a number",
+        ),
+    ],
+)
+def test_a_bad_case_or_frontier_is_one_line_naming_the_study(tmp_path, study, message):
+    path = write_studies(tmp_path / "s.yaml", {"mine": {"claim": "c", **study}})
+    with pytest.raises(ConfigError, match="study 'mine'.*" + message):
+        study_queue.load_studies(path)
+
+
+def test_a_case_at_chance_is_not_run_at_harder_settings_the_others_are(tmp_path):
+    studies = {
+        "s": {
+            "claim": "s",
+            "overrides": TINY_ADDITION,
+            "cases": [{"seed": 1}, {"seed": 2}],
+            "grid": {"task.datamodule.digits": [2, 3, 4]},
+            "frontier": {"key": "task.datamodule.digits", "metric": "val/acc", "below": 0.6},
+        }
+    }
+    for job, acc in (("seed1-digits2", 0.5), ("seed2-digits2", 0.9)):
+        done = tmp_path / "runs" / "s" / job
+        done.mkdir(parents=True)
+        (done / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc": acc}))
+    run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start anything
+    report = json.loads((tmp_path / "results" / "s" / "gpu" / "queue.json").read_text())
+    assert [(j["job"], j["status"]) for j in report["jobs"]] == [
+        ("seed1-digits2", "done earlier"),
+        ("seed2-digits2", "done earlier"),
+        ("seed1-digits3", "past the frontier"),
+        ("seed2-digits3", "not started"),  # above the bar at 2 digits: it would run
+        ("seed1-digits4", "past the frontier"),
+        ("seed2-digits4", "not started"),
+    ]
+    note = report["jobs"][4]["note"]
+    assert note == "val/acc 0.500 < 0.6 at task.datamodule.digits=2"
 
 
 @pytest.mark.slow

@@ -19,6 +19,13 @@ The studies file (YAML) maps a study name to:
 * ``claim``: the folder under ``results`` (e.g. ``addition_depth``);
 * ``overrides``: ``key=value`` strings every job gets;
 * ``grid``: ``{key: [values]}``, one job per combination (in file order);
+* ``cases``: optional list of ``{key: value}`` settings (e.g. each family's chosen
+  configuration), each run at every grid combination: jobs go grid combination by grid
+  combination, every case at the first before any at the second;
+* ``frontier``: optional ``{key, metric, below}``, a rule for sweeps that go up in difficulty
+  (e.g. ``task.datamodule.bits``): a job is not started when the same case, at a smaller value
+  of ``key``, completed with ``metric`` below ``below`` (at chance there: a harder setting is
+  not run). Fixed before any result, it applies to every case alike;
 * ``needs``: optional ``{override_key: description}`` of data files that must exist
   (a missing one skips the study with one line, naming the override to set);
 * ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU),
@@ -50,12 +57,14 @@ from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
 from gridlstm.run.config import ConfigError
 
-STUDY_KEYS = {"claim", "overrides", "grid", "needs", "dry_run"}
+STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "dry_run"}
+FRONTIER_KEYS = {"key", "metric", "below"}
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
 MIN_START_S = 60  # a job is not started with less time than this left
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A job's state where it has no run record to speak for it.
 QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
+PAST_FRONTIER = "past the frontier"  # not run: the frontier rule
 FAILED_STATES = (run_records.FAILED, NO_RECORD)
 
 
@@ -71,6 +80,7 @@ class Job:
     returncode: int | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    combo: dict[str, Any] = field(default_factory=dict)  # the case's and grid's values
 
 
 def job_name(combo: dict[str, Any]) -> str:
@@ -110,7 +120,33 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
             not isinstance(v, list) or not v for v in grid.values()
         ):
             raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
+        cases = study.get("cases")
+        if cases is not None and (
+            not isinstance(cases, list)
+            or not cases
+            or any(not isinstance(c, dict) or not c for c in cases)
+        ):
+            raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
+        check_frontier(path, name, study.get("frontier"), grid)
     return raw
+
+
+def check_frontier(path: Path, name: str, frontier: Any, grid: dict[str, Any]) -> None:
+    if frontier is None:
+        return
+    if not isinstance(frontier, dict) or set(frontier) != FRONTIER_KEYS:
+        raise ConfigError(
+            f"{path}: study {name!r}: frontier needs exactly the keys "
+            f"{', '.join(sorted(FRONTIER_KEYS))} (e.g. key: task.datamodule.bits, "
+            "metric: val/acc, below: 0.6)"
+        )
+    if frontier["key"] not in grid:
+        raise ConfigError(
+            f"{path}: study {name!r}: frontier key {frontier['key']!r} is not a grid key; "
+            f"grid keys: {', '.join(grid) or 'none'}"
+        )
+    if isinstance(frontier["below"], bool) or not isinstance(frontier["below"], int | float):
+        raise ConfigError(f"{path}: study {name!r}: frontier below={frontier['below']!r}: a number")
 
 
 def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
@@ -120,12 +156,32 @@ def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[
     tiny = [os.path.expandvars(str(o)) for o in study.get("dry_run") or []] if dry_run else []
     jobs = []
     for values in itertools.product(*grid.values()) if grid else [()]:
-        combo = dict(zip(grid.keys(), values, strict=True))
-        job = job_name(combo) if combo else name
-        run_dir = runs / name / job
-        overrides = base + [f"{k}={v}" for k, v in combo.items()] + tiny
-        jobs.append(Job(name, job, overrides, run_dir, run_dir.parent / f"{job}.log"))
+        for case in study.get("cases") or [{}]:
+            combo = {**case, **dict(zip(grid.keys(), values, strict=True))}
+            job = job_name(combo) if combo else name
+            run_dir = runs / name / job
+            overrides = base + [f"{k}={v}" for k, v in combo.items()] + tiny
+            log = run_dir.parent / f"{job}.log"
+            jobs.append(Job(name, job, overrides, run_dir, log, combo=combo))
     return jobs
+
+
+def past_frontier(job: Job, jobs: list[Job], frontier: dict[str, Any]) -> str | None:
+    """Why ``job`` is past its case's frontier (a smaller value of the frontier key ended
+    below the bar), or None."""
+    key, metric, below = frontier["key"], frontier["metric"], float(frontier["below"])
+    case = {k: v for k, v in job.combo.items() if k != key}
+    for other in jobs:
+        same_case = {k: v for k, v in other.combo.items() if k != key} == case
+        if other.study != job.study or not same_case or other.combo[key] >= job.combo[key]:
+            continue
+        record = run_records.read_record(other.run_dir)
+        if record is None or record.get("status") != run_records.COMPLETED:
+            continue
+        value = record.get(metric)
+        if isinstance(value, int | float) and value < below:
+            return f"{metric} {value:.3f} < {below:g} at {key}={other.combo[key]}"
+    return None
 
 
 def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
@@ -157,8 +213,16 @@ def check_jobs(jobs: list[Job]) -> None:
 class Queue:
     """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic())."""
 
-    def __init__(self, jobs: list[Job], slots: int, deadline: float, threads: int) -> None:
+    def __init__(
+        self,
+        jobs: list[Job],
+        slots: int,
+        deadline: float,
+        threads: int,
+        frontiers: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.jobs, self.slots, self.deadline, self.threads = jobs, slots, deadline, threads
+        self.frontiers = frontiers or {}  # study -> its frontier rule
         self.lock = threading.Lock()
         self.procs: set[subprocess.Popen] = set()
         self.stopped = False  # SIGTERM / Ctrl-C to the queue: stop the jobs, start no more
@@ -178,6 +242,11 @@ class Queue:
     def run_one(self, job: Job) -> None:
         if run_records.read_status(job.run_dir) == run_records.COMPLETED:
             job.status, job.note = DONE_EARLIER, "completed in an earlier queue run"
+            return
+        frontier = self.frontiers.get(job.study)
+        if frontier and (reason := past_frontier(job, self.jobs, frontier)):
+            job.status, job.note = PAST_FRONTIER, reason
+            print(f"[queue] {job.study}/{job.name}: not run, {reason}", flush=True)
             return
         left = self.deadline - time.monotonic()
         if self.stopped:
@@ -312,7 +381,8 @@ def run_studies(
         else:
             groups[name] = expanded
     check_jobs([j for js in groups.values() for j in js])
-    queue = Queue(interleave(list(groups.values())), jobs, deadline, threads)
+    frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
+    queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers)
     print(
         f"[queue] {len(queue.jobs)} jobs of {len(groups)} studies, {jobs} at a time, "
         f"deadline {minutes:g} min, on {device_name()}",
