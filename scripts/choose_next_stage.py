@@ -1,5 +1,6 @@
 """Each family's configuration for a study's next stage, by the rule fixed before its search
-(`gridlstm.analysis.stages.FASTEST_THEN_BEST`), from the jobs the study queue copied:
+(`gridlstm.analysis.stages.FASTEST_THEN_BEST`), from the jobs the study queue copied; it
+prints the choices and the next stage's ``cases`` for the studies file:
 
     python scripts/choose_next_stage.py docs/claims/parity_sizes/cpu model param_budget
     python scripts/choose_next_stage.py docs/claims/addition_lengths/cpu model
@@ -10,7 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gridlstm.analysis.stages import choose, read_jobs
+import yaml
+
+from gridlstm.analysis.stages import as_cases, choose, read_jobs
 
 
 def main(argv: list[str]) -> None:
@@ -19,7 +22,8 @@ def main(argv: list[str]) -> None:
     folder, groups = Path(argv[0]), argv[1:]
     rows = read_jobs(folder)
     print(f"{len(rows)} completed jobs in {folder}")
-    for group, row in sorted(choose(rows, groups).items()):
+    chosen = choose(rows, groups)
+    for group, row in sorted(chosen.items()):
         print(
             ", ".join(f"{g}={v}" for g, v in zip(groups, group, strict=True)),
             f"-> model.net.num_layers={row.get('model.net.num_layers')}",
@@ -27,6 +31,8 @@ def main(argv: list[str]) -> None:
             f"(samples to 0.99: {row.get('val/samples_to_threshold')},",
             f"val/acc {row.get('val/acc')}; job {row['job']})",
         )
+    print("\n# the next stage's cases (scripts/cpu_studies.yaml):")
+    print(yaml.safe_dump({"cases": as_cases(chosen, groups)}, sort_keys=False), end="")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gridlstm.analysis.stages import choose, read_jobs
+from gridlstm.analysis.stages import as_cases, choose, read_jobs
 
 
 def job(folder, name, overrides, **record):
@@ -55,3 +55,25 @@ def test_each_family_and_budget_gets_its_fastest_then_best_then_shallowest_confi
         ("tanh_net", "100"): ("2", "0.003"),
         ("tanh_net", "400"): ("16", "0.001"),
     }
+
+
+def test_the_choices_become_the_next_stages_cases_typed_and_in_group_order(tmp_path):
+    for budget, layers in ((70400, 1), (17600, 8), (281600, 4)):
+        overrides = [
+            "model=relu_net",
+            f"param_budget={budget}",
+            f"model.net.num_layers={layers}",
+            "optim.optimizer.lr=0.003",
+        ]
+        job(tmp_path, f"relu-{budget}", overrides, **{"val/acc": 1.0})
+    groups = ["model", "param_budget"]
+    cases = as_cases(choose(read_jobs(tmp_path), groups), groups)
+    assert cases == [
+        {
+            "model": "relu_net",
+            "param_budget": b,
+            "model.net.num_layers": n,
+            "optim.optimizer.lr": 0.003,
+        }
+        for b, n in ((17600, 8), (70400, 1), (281600, 4))
+    ]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from gridlstm.run import runs
@@ -69,3 +70,26 @@ def choose(
         if group not in best or rank_key(row, rule) < rank_key(best[group], rule):
             best[group] = row
     return best
+
+
+# What a chosen configuration carries into the next stage, besides its group's keys.
+CHOSEN_KEYS = ("model.net.num_layers", "optim.optimizer.lr")
+
+
+def as_cases(
+    chosen: dict[tuple[str, ...], dict[str, Any]],
+    groups: Sequence[str],
+    keys: Sequence[str] = CHOSEN_KEYS,
+) -> list[dict[str, Any]]:
+    """The chosen rows as a studies file's ``cases`` (`gridlstm.analysis.study_queue`), in
+    group order (numbers by value), values typed as YAML would read them."""
+
+    def order(group: tuple[str, ...]) -> tuple[tuple[float, str], ...]:
+        return tuple((n, "") if (n := number(g)) is not None else (math.inf, g) for g in group)
+
+    cases = []
+    for group in sorted(chosen, key=order):
+        row = chosen[group]
+        case = dict(zip(groups, group, strict=True)) | {k: row.get(k) for k in keys}
+        cases.append({k: yaml.safe_load(str(v)) for k, v in case.items()})
+    return cases

@@ -1,0 +1,30 @@
+"""The parity frontier's table and figure from the jobs the study queue copied (a later
+folder's cells replace an earlier one's: the seeds stage over the one-seed frontier):
+
+    python scripts/frontier_figure.py docs/claims/parity_sizes/frontier \
+        docs/claims/parity_sizes/frontier/cpu [docs/claims/parity_sizes/seeds/cpu]
+
+writes frontier.csv and frontier.png into the first folder (the rule:
+`gridlstm.analysis.frontier`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gridlstm.analysis.frontier import frontiers, write
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in argv[1:]):
+        raise SystemExit(__doc__)
+    found = frontiers([Path(a) for a in argv[1:]])
+    for row in found:
+        print(row)
+    for path in write(found, Path(argv[0])):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

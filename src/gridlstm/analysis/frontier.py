@@ -1,0 +1,141 @@
+"""The frontier of a sweep that goes up in difficulty: per family and size, the largest
+setting solved (docs/claims/parity_sizes: the largest k of k-bit parity, against parameters
+and against multiply-adds per sample).
+
+Why a module: the page's figure and its numbers come from the jobs the study queue copied,
+by one rule fixed before the runs: a setting is solved when at least two thirds of its
+completed runs (1 of 1, 2 of 3) reach the bar on the test set. When a later stage (more
+seeds) ran the same cell, its runs replace the earlier stage's.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridlstm.analysis.stages import number, read_jobs
+
+SOLVED_SHARE = 2 / 3
+
+
+@dataclass(frozen=True)
+class Frontier:
+    family: str
+    size: str  # the group's size value, e.g. the parameter budget
+    largest_solved: int | None  # None: solved at no setting that ran
+    first_failed: int | None  # the smallest setting run and not solved
+    params: float | None  # mean parameter count of the runs at largest_solved
+    macs: float | None  # mean multiply-adds per sample there
+    runs: int  # runs at largest_solved
+
+
+def cells(
+    folders: Sequence[Path], family: str, size: str, key: str
+) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """Completed runs per (family, size, setting); a later folder's cell replaces an
+    earlier one's."""
+    found: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for folder in folders:
+        mine: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        for row in read_jobs(folder):
+            setting = number(row.get(key))
+            if setting is None:
+                continue
+            cell = (str(row.get(family)), str(row.get(size)), int(setting))
+            mine.setdefault(cell, []).append(row)
+        found.update(mine)
+    return found
+
+
+def solved(runs: list[dict[str, Any]], metric: str, bar: float) -> bool:
+    passed = sum((number(r.get(metric)) or -math.inf) >= bar for r in runs)
+    return passed >= SOLVED_SHARE * len(runs)
+
+
+def frontiers(
+    folders: Sequence[Path],
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+    metric: str = "test/acc",
+    bar: float = 0.99,
+) -> list[Frontier]:
+    by_group: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+    for (fam, sz, setting), runs in cells(folders, family, size, key).items():
+        by_group.setdefault((fam, sz), {})[setting] = runs
+    out = []
+    for (fam, sz), settings in sorted(
+        by_group.items(), key=lambda g: (g[0][0], number(g[0][1]) or 0)
+    ):
+        done = [s for s in sorted(settings) if solved(settings[s], metric, bar)]
+        failed = [s for s in sorted(settings) if s not in done]
+        best = max(done) if done else None
+        at = settings[best] if best is not None else []
+
+        def mean(column: str, at: list[dict[str, Any]] = at) -> float | None:
+            values = [v for r in at if (v := number(r.get(column))) is not None]
+            return statistics.fmean(values) if values else None
+
+        out.append(
+            Frontier(
+                fam,
+                sz,
+                best,
+                failed[0] if failed else None,
+                mean("params"),
+                mean("macs_per_sample"),
+                len(at),
+            )
+        )
+    return out
+
+
+def write(found: list[Frontier], out: Path, setting_name: str = "k") -> list[Path]:
+    """``frontier.csv`` and ``frontier.png`` (largest setting solved against parameters and
+    against multiply-adds, one line per family) into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "frontier.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "family",
+                "size",
+                "largest_solved",
+                "first_failed",
+                "params",
+                "macs_per_sample",
+                "runs",
+            ]
+        )
+        for row in found:
+            writer.writerow([getattr(row, name) for name in Frontier.__dataclass_fields__])
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for fam in sorted({r.family for r in found}):
+        mine = [r for r in found if r.family == fam and r.largest_solved is not None]
+        for ax, x in zip(axes, ("params", "macs"), strict=True):
+            points = sorted((getattr(r, x), r.largest_solved) for r in mine if getattr(r, x))
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=fam)
+    for ax, label in zip(axes, ("parameters", "multiply-adds per sample"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"largest {setting_name} solved")
+    axes[0].legend()
+    figure.tight_layout()
+    picture = out / "frontier.png"
+    figure.savefig(picture, dpi=120)
+    plt.close(figure)
+    return [table, picture]

@@ -1,0 +1,56 @@
+"""The frontier rule: a setting is solved when 2 of 3 runs (1 of 1) pass on test; a later
+stage's cell replaces the earlier one's."""
+
+from __future__ import annotations
+
+import csv
+
+from gridlstm.analysis.frontier import frontiers, write
+from tests.test_stages import job
+
+
+def runs(folder, model, budget, bits, accs, params=100, macs=1000):
+    for seed, acc in enumerate(accs, 1):
+        overrides = [
+            f"model={model}",
+            f"param_budget={budget}",
+            f"task.datamodule.bits={bits}",
+            f"seed={seed}",
+        ]
+        record = {"test/acc": acc, "params": params, "macs_per_sample": macs}
+        job(folder, f"{model}-{budget}-{bits}-{seed}", overrides, **record)
+
+
+def test_largest_solved_per_family_and_size_with_later_stages_replacing_cells(tmp_path):
+    one, seeds = tmp_path / "frontier", tmp_path / "seeds"
+    runs(one, "a", 400, 12, [1.0], params=410)
+    runs(one, "a", 400, 14, [0.995])
+    runs(one, "a", 400, 16, [0.5])
+    runs(seeds, "a", 400, 14, [1.0, 0.5, 0.5])  # 1 of 3: not solved after all
+    runs(one, "a", 100, 12, [1.0])
+    runs(one, "a", 100, 14, [1.0], params=101, macs=5000)
+    runs(one, "b", 100, 12, [1.0])
+    runs(one, "b", 100, 14, [0.6])
+    runs(seeds, "b", 100, 12, [1.0, 0.99, 0.5], params=99, macs=2000)  # 2 of 3
+    runs(one, "c", 100, 12, [0.5])
+    found = frontiers([one, seeds])
+    assert [(f.family, f.size, f.largest_solved, f.first_failed, f.runs) for f in found] == [
+        ("a", "100", 14, None, 1),
+        ("a", "400", 12, 14, 1),
+        ("b", "100", 12, 14, 3),
+        ("c", "100", None, 12, 0),
+    ]
+    assert (found[0].params, found[0].macs, found[1].params) == (101, 5000, 410)
+    assert (found[2].params, found[2].macs, found[3].params) == (99, 2000, None)
+    table, picture = write(found, tmp_path / "out")
+    rows = list(csv.DictReader(table.open()))
+    assert rows[1] == {
+        "family": "a",
+        "size": "400",
+        "largest_solved": "12",
+        "first_failed": "14",
+        "params": "410.0",
+        "macs_per_sample": "1000.0",
+        "runs": "1",
+    }
+    assert picture.stat().st_size > 0
