@@ -4,8 +4,8 @@ folder's cells replace an earlier one's: the seeds stage over the one-seed front
     python scripts/frontier_figure.py docs/claims/parity_sizes/frontier \
         docs/claims/parity_sizes/frontier/cpu [docs/claims/parity_sizes/seeds/cpu]
 
-writes frontier.csv and frontier.png into the first folder (the rule:
-`gridlstm.analysis.frontier`).
+writes frontier.csv and frontier.png into the first folder and prints the seeds stage's
+``cases`` (the rule: `gridlstm.analysis.frontier`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gridlstm.analysis.frontier import frontiers, write
+import yaml
+
+from gridlstm.analysis.frontier import frontiers, seed_cases, write
 
 
 def main(argv: list[str]) -> None:
@@ -24,6 +26,8 @@ def main(argv: list[str]) -> None:
         print(row)
     for path in write(found, Path(argv[0])):
         print(f"wrote {path}")
+    print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
+    print(yaml.safe_dump({"cases": seed_cases(found)}, sort_keys=False), end="")
 
 
 if __name__ == "__main__":

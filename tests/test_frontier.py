@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 
-from gridlstm.analysis.frontier import frontiers, write
+from gridlstm.analysis.frontier import frontiers, seed_cases, write
 from tests.test_stages import job
 
 
@@ -13,6 +13,7 @@ def runs(folder, model, budget, bits, accs, params=100, macs=1000):
     for seed, acc in enumerate(accs, 1):
         overrides = [
             f"model={model}",
+            "model.net.num_layers=4",
             f"param_budget={budget}",
             f"task.datamodule.bits={bits}",
             f"seed={seed}",
@@ -34,7 +35,7 @@ def test_largest_solved_per_family_and_size_with_later_stages_replacing_cells(tm
     runs(seeds, "b", 100, 12, [1.0, 0.99, 0.5], params=99, macs=2000)  # 2 of 3
     runs(one, "c", 100, 12, [0.5])
     found = frontiers([one, seeds])
-    assert [(f.family, f.size, f.largest_solved, f.first_failed, f.runs) for f in found] == [
+    assert [(f.family, f.size, f.largest_solved, f.after, f.runs) for f in found] == [
         ("a", "100", 14, None, 1),
         ("a", "400", 12, 14, 1),
         ("b", "100", 12, 14, 3),
@@ -48,9 +49,21 @@ def test_largest_solved_per_family_and_size_with_later_stages_replacing_cells(tm
         "family": "a",
         "size": "400",
         "largest_solved": "12",
-        "first_failed": "14",
+        "after": "14",
         "params": "410.0",
         "macs_per_sample": "1000.0",
         "runs": "1",
     }
     assert picture.stat().st_size > 0
+
+    # the seeds stage: the largest setting solved and the one after it, with the case's config
+    assert [
+        (c["model"], c["param_budget"], c["task.datamodule.bits"]) for c in seed_cases(found)
+    ] == [
+        ("a", 100, 14),
+        ("a", 400, 12),
+        ("a", 400, 14),
+        ("b", 100, 12),
+        ("b", 100, 14),
+        ("c", 100, 12),
+    ]

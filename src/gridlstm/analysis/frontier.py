@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.stages import number, read_jobs
+import yaml
+
+from gridlstm.analysis.stages import CHOSEN_KEYS, number, read_jobs
 
 SOLVED_SHARE = 2 / 3
 
@@ -28,10 +30,11 @@ class Frontier:
     family: str
     size: str  # the group's size value, e.g. the parameter budget
     largest_solved: int | None  # None: solved at no setting that ran
-    first_failed: int | None  # the smallest setting run and not solved
+    after: int | None  # the smallest setting run above largest_solved (all, if none solved)
     params: float | None  # mean parameter count of the runs at largest_solved
     macs: float | None  # mean multiply-adds per sample there
     runs: int  # runs at largest_solved
+    config: tuple[tuple[str, Any], ...] = ()  # the chosen configuration (CHOSEN_KEYS)
 
 
 def cells(
@@ -74,8 +77,9 @@ def frontiers(
         by_group.items(), key=lambda g: (g[0][0], number(g[0][1]) or 0)
     ):
         done = [s for s in sorted(settings) if solved(settings[s], metric, bar)]
-        failed = [s for s in sorted(settings) if s not in done]
         best = max(done) if done else None
+        above = [s for s in settings if best is None or s > best]
+        first = next(iter(settings.values()))[0]
         at = settings[best] if best is not None else []
 
         def mean(column: str, at: list[dict[str, Any]] = at) -> float | None:
@@ -87,10 +91,11 @@ def frontiers(
                 fam,
                 sz,
                 best,
-                failed[0] if failed else None,
+                min(above) if above else None,
                 mean("params"),
                 mean("macs_per_sample"),
                 len(at),
+                tuple((k, first.get(k)) for k in CHOSEN_KEYS),
             )
         )
     return out
@@ -113,14 +118,16 @@ def write(found: list[Frontier], out: Path, setting_name: str = "k") -> list[Pat
                 "family",
                 "size",
                 "largest_solved",
-                "first_failed",
+                "after",
                 "params",
                 "macs_per_sample",
                 "runs",
             ]
         )
         for row in found:
-            writer.writerow([getattr(row, name) for name in Frontier.__dataclass_fields__])
+            writer.writerow(
+                [getattr(row, name) for name in list(Frontier.__dataclass_fields__)[:-1]]
+            )
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for fam in sorted({r.family for r in found}):
         mine = [r for r in found if r.family == fam and r.largest_solved is not None]
@@ -139,3 +146,21 @@ def write(found: list[Frontier], out: Path, setting_name: str = "k") -> list[Pat
     figure.savefig(picture, dpi=120)
     plt.close(figure)
     return [table, picture]
+
+
+def seed_cases(
+    found: list[Frontier],
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+) -> list[dict[str, Any]]:
+    """The seeds stage's ``cases``: each family and size at its largest setting solved and at
+    the setting after it (at the smallest setting run, if it solved none)."""
+    cases = []
+    for row in found:
+        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        for setting in (row.largest_solved, row.after):
+            if setting is not None:
+                case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
+                cases.append(case)
+    return cases
