@@ -1,6 +1,7 @@
 """Each family's configuration for a study's next stage, by the rule fixed before its search
 (`gridlstm.analysis.stages.FASTEST_THEN_BEST`), from the jobs the study queue copied; it
-prints the choices and the next stage's ``cases`` for the studies file:
+prints the choices and the next stage's ``cases`` for the studies file, and writes them
+to ``<folder>/choices.md`` (the page's table):
 
     python scripts/choose_next_stage.py docs/claims/parity_sizes/cpu model param_budget
     python scripts/choose_next_stage.py docs/claims/addition_lengths/cpu model
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from gridlstm.analysis.stages import as_cases, choose, read_jobs
+from gridlstm.analysis.stages import as_cases, choices_markdown, choose, read_jobs
 
 
 def main(argv: list[str]) -> None:
@@ -31,6 +32,8 @@ def main(argv: list[str]) -> None:
             f"(samples to 0.99: {row.get('val/samples_to_threshold')},",
             f"val/acc {row.get('val/acc')}; job {row['job']})",
         )
+    (folder / "choices.md").write_text(choices_markdown(rows, groups))
+    print(f"wrote {folder / 'choices.md'}")
     print("\n# the next stage's cases (scripts/cpu_studies.yaml):")
     print(yaml.safe_dump({"cases": as_cases(chosen, groups)}, sort_keys=False), end="")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
 from gridlstm.analysis.tables import verdicts_from_csv
 
 CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims"
@@ -23,6 +24,15 @@ def test_a_committed_verdicts_md_is_regenerated_unchanged_from_its_table(verdict
     copy = tmp_path / "table.csv"
     copy.write_text((verdicts.parent / "table.csv").read_text())
     assert verdicts_from_csv(copy, metric, mode, within).read_text() == text
+
+
+@pytest.mark.parametrize(
+    "choices", sorted(CLAIMS.rglob("choices.md")), ids=lambda p: str(p.relative_to(CLAIMS))
+)
+def test_a_committed_choices_md_is_the_rule_applied_to_its_jobs_today(choices):
+    text = choices.read_text()
+    groups = text.removeprefix(CHOICES_HEAD).split(" (`", 1)[0].split(", ")
+    assert choices_markdown(read_jobs(choices.parent), groups) == text
 
 
 def test_every_claims_study_over_seeds_has_its_verdicts():

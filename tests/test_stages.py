@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gridlstm.analysis.stages import as_cases, choose, read_jobs
+from gridlstm.analysis.stages import as_cases, choices_markdown, choose, read_jobs
 
 
 def job(folder, name, overrides, **record):
@@ -55,6 +55,13 @@ def test_each_family_and_budget_gets_its_fastest_then_best_then_shallowest_confi
         ("tanh_net", "100"): ("2", "0.003"),
         ("tanh_net", "400"): ("16", "0.001"),
     }
+    table = choices_markdown(read_jobs(tmp_path), ["model", "param_budget"])
+    assert "(7)." in table.splitlines()[0]  # the diverged job is not counted
+    assert table.splitlines()[4:] == [
+        "| grid1d | 100 | 3 | 2 | num_layers 4, lr 0.003 | 96,000 | 0.998 | - | - | - |",
+        "| tanh_net | 100 | 3 | 0 | num_layers 2, lr 0.003 | - | 0.600 | - | - | - |",
+        "| tanh_net | 400 | 1 | 0 | num_layers 16, lr 0.001 | - | 0.900 | - | - | - |",
+    ]
 
 
 def test_the_choices_become_the_next_stages_cases_typed_and_in_group_order(tmp_path):

@@ -72,6 +72,11 @@ def choose(
     return best
 
 
+def _order(group: tuple[str, ...]) -> tuple[tuple[float, str], ...]:
+    """Group order: numbers by value, names alphabetically."""
+    return tuple((n, "") if (n := number(g)) is not None else (math.inf, g) for g in group)
+
+
 # What a chosen configuration carries into the next stage, besides its group's keys.
 CHOSEN_KEYS = ("model.net.num_layers", "optim.optimizer.lr")
 
@@ -84,12 +89,51 @@ def as_cases(
     """The chosen rows as a studies file's ``cases`` (`gridlstm.analysis.study_queue`), in
     group order (numbers by value), values typed as YAML would read them."""
 
-    def order(group: tuple[str, ...]) -> tuple[tuple[float, str], ...]:
-        return tuple((n, "") if (n := number(g)) is not None else (math.inf, g) for g in group)
-
     cases = []
-    for group in sorted(chosen, key=order):
+    for group in sorted(chosen, key=_order):
         row = chosen[group]
         case = dict(zip(groups, group, strict=True)) | {k: row.get(k) for k in keys}
         cases.append({k: yaml.safe_load(str(v)) for k, v in case.items()})
     return cases
+
+
+CHOICES_HEAD = "Choices by `FASTEST_THEN_BEST` per "
+
+
+def choices_markdown(rows: list[dict[str, Any]], groups: Sequence[str]) -> str:
+    """``choices.md``: per group, how many configurations ran and reached val/acc 0.99, and
+    the one the rule chose (a page cites this file; a test regenerates it)."""
+    chosen = choose(rows, groups)
+    head = [
+        *groups,
+        "ran",
+        "reached 0.99",
+        "chosen",
+        "samples to 0.99",
+        "val/acc",
+        "hidden",
+        "params",
+    ]
+    head += ["macs_per_sample"]
+    lines = [
+        CHOICES_HEAD + ", ".join(groups) + " (`gridlstm.analysis.stages`), over the completed "
+        f"jobs in jobs/ ({len(rows)}).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for group in sorted(chosen, key=_order):
+        mine = [r for r in rows if tuple(str(r.get(g, "")) for g in groups) == group]
+        reached = sum(number(r.get("val/samples_to_threshold")) is not None for r in mine)
+        row = chosen[group]
+        config = ", ".join(f"{k.split('.')[-1]} {row.get(k)}" for k in CHOSEN_KEYS)
+        cells = [*group, len(mine), reached, config]
+        cells += [_cell(row.get("val/samples_to_threshold")), _cell(row.get("val/acc"), "{:.3f}")]
+        cells += [_cell(row.get(c)) for c in ("hidden", "params", "macs_per_sample")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any, form: str = "{:,.0f}") -> str:
+    found = number(value)
+    return "-" if found is None else form.format(found)
