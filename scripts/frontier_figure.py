@@ -4,7 +4,7 @@ folder's cells replace an earlier one's: the seeds stage over the one-seed front
     python scripts/frontier_figure.py docs/claims/parity_sizes/frontier \
         docs/claims/parity_sizes/frontier/cpu [docs/claims/parity_sizes/seeds/cpu]
 
-writes frontier.csv and frontier.png into the first folder and prints the seeds stage's
+writes frontier.md, frontier.csv and frontier.png into the first folder and prints the seeds stage's
 ``cases`` (the rule: `gridlstm.analysis.frontier`).
 """
 
@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     found = frontiers([Path(a) for a in argv[1:]])
     for row in found:
         print(row)
-    for path in write(found, Path(argv[0])):
+    for path in write(found, Path(argv[0]), argv[1:]):
         print(f"wrote {path}")
     print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
     print(yaml.safe_dump({"cases": seed_cases(found)}, sort_keys=False), end="")

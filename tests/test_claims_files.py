@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gridlstm.analysis.frontier import SOURCES, frontiers, markdown
 from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
 from gridlstm.analysis.tables import verdicts_from_csv
 
@@ -33,6 +34,16 @@ def test_a_committed_choices_md_is_the_rule_applied_to_its_jobs_today(choices):
     text = choices.read_text()
     groups = text.removeprefix(CHOICES_HEAD).split(" (`", 1)[0].split(", ")
     assert choices_markdown(read_jobs(choices.parent), groups) == text
+
+
+@pytest.mark.parametrize(
+    "page", sorted(CLAIMS.rglob("frontier.md")), ids=lambda p: str(p.relative_to(CLAIMS))
+)
+def test_a_committed_frontier_md_is_the_rule_applied_to_its_sources_today(page):
+    text = page.read_text()
+    sources = text.removeprefix(SOURCES).split(" (later", 1)[0].split(", ")
+    root = CLAIMS.parents[1]
+    assert markdown(frontiers([root / s for s in sources]), sources) == text
 
 
 def test_every_claims_study_over_seeds_has_its_verdicts():

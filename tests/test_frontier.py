@@ -43,7 +43,11 @@ def test_largest_solved_per_family_and_size_with_later_stages_replacing_cells(tm
     ]
     assert (found[0].params, found[0].macs, found[1].params) == (101, 5000, 410)
     assert (found[2].params, found[2].macs, found[3].params) == (99, 2000, None)
-    table, picture = write(found, tmp_path / "out")
+    page, table, picture = write(found, tmp_path / "out", ["one", "seeds"])
+    assert page.read_text().splitlines()[0].startswith("From the jobs in: one, seeds (")
+    assert (
+        page.read_text().splitlines()[5] == "| a | 400 | 12 | 1 | 410 | 1,000 | 14 | num_layers 4 |"
+    )
     rows = list(csv.DictReader(table.open()))
     assert rows[1] == {
         "family": "a",

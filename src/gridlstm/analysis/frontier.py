@@ -101,15 +101,45 @@ def frontiers(
     return out
 
 
-def write(found: list[Frontier], out: Path, setting_name: str = "k") -> list[Path]:
-    """``frontier.csv`` and ``frontier.png`` (largest setting solved against parameters and
-    against multiply-adds, one line per family) into ``out``."""
+SOURCES = "From the jobs in: "
+
+
+def markdown(found: list[Frontier], sources: Sequence[str], setting_name: str = "k") -> str:
+    """``frontier.md``: the table a page cites, naming its sources (a test regenerates it)."""
+    head = ["family", "size", f"largest {setting_name} solved", "runs there", "params", "macs"]
+    head += [f"{setting_name} after", "configuration"]
+    lines = [
+        SOURCES + ", ".join(sources) + " (later folders' cells replace earlier ones; solved: "
+        f"at least {SOLVED_SHARE:.0%} of a cell's runs pass the bar on test).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in found:
+        config = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in row.config if v is not None)
+        cells = [row.family, row.size, row.largest_solved, row.runs]
+        cells += [_count(row.params), _count(row.macs), row.after, config]
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _count(value: float | None) -> str | None:
+    return None if value is None else f"{value:,.0f}"
+
+
+def write(
+    found: list[Frontier], out: Path, sources: Sequence[str] = (), setting_name: str = "k"
+) -> list[Path]:
+    """``frontier.md``, ``frontier.csv`` and ``frontier.png`` (largest setting solved against
+    parameters and against multiply-adds, one line per family) into ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    page = out / "frontier.md"
+    page.write_text(markdown(found, sources, setting_name))
     table = out / "frontier.csv"
     with table.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -145,7 +175,7 @@ def write(found: list[Frontier], out: Path, setting_name: str = "k") -> list[Pat
     picture = out / "frontier.png"
     figure.savefig(picture, dpi=120)
     plt.close(figure)
-    return [table, picture]
+    return [page, table, picture]
 
 
 def seed_cases(
