@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gridlstm.analysis.frontier import SOURCES, frontiers, markdown
-from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
+from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
+from gridlstm.analysis.study_queue import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv
 
 CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims"
@@ -44,6 +45,13 @@ def test_a_committed_frontier_md_is_the_rule_applied_to_its_sources_today(page):
     sources = text.removeprefix(SOURCES).split(" (later", 1)[0].split(", ")
     root = CLAIMS.parents[1]
     assert markdown(frontiers([root / s for s in sources]), sources) == text
+
+
+def test_the_parity_frontier_runs_the_configurations_the_search_rule_chose():
+    groups = ["model", "param_budget"]
+    chosen = as_cases(choose(read_jobs(CLAIMS / "parity_sizes" / "cpu"), groups), groups)
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    assert studies["parity_sizes_frontier"]["cases"] == chosen
 
 
 def test_every_claims_study_over_seeds_has_its_verdicts():
