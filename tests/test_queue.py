@@ -232,6 +232,28 @@ def test_a_case_at_chance_is_not_run_at_harder_settings_the_others_are(tmp_path)
     assert note == "val/acc 0.500 < 0.6 at task.datamodule.digits=2"
 
 
+def test_a_frontier_job_waits_for_its_cases_easier_job_still_running(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(study_queue, "POLL_S", 0.01)
+    study = {
+        "claim": "s",
+        "grid": {"task.datamodule.digits": [2, 3]},
+        "frontier": {"key": "task.datamodule.digits", "metric": "val/acc", "below": 0.6},
+    }
+    easy, hard = study_queue.expand("s", study, tmp_path, dry_run=False)
+    queue = study_queue.Queue([easy, hard], 2, time.monotonic() + 60, 1, {"s": study["frontier"]})
+    waiting = threading.Thread(target=queue.run_one, args=(hard,))
+    waiting.start()  # the easy job is still queued (running): the hard one must not start
+    time.sleep(0.3)
+    assert waiting.is_alive() and not hard.log.exists()
+    easy.run_dir.mkdir(parents=True)
+    (easy.run_dir / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc": 0.5}))
+    easy.status = "completed"
+    waiting.join(timeout=10)
+    assert hard.status == "past the frontier"
+
+
 @pytest.mark.slow
 def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_path, monkeypatch):
     monkeypatch.setattr(study_queue, "MIN_START_S", 1)

@@ -61,6 +61,7 @@ STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "dry_r
 FRONTIER_KEYS = {"key", "metric", "below"}
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
 MIN_START_S = 60  # a job is not started with less time than this left
+POLL_S = 2.0  # a frontier job waits this long between looks at its case's easier jobs
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A job's state where it has no run record to speak for it.
 QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
@@ -166,15 +167,23 @@ def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[
     return jobs
 
 
+def easier(job: Job, jobs: list[Job], key: str) -> list[Job]:
+    """The same case's jobs at smaller values of the frontier ``key``."""
+    case = {k: v for k, v in job.combo.items() if k != key}
+    return [
+        other
+        for other in jobs
+        if other.study == job.study
+        and {k: v for k, v in other.combo.items() if k != key} == case
+        and other.combo[key] < job.combo[key]
+    ]
+
+
 def past_frontier(job: Job, jobs: list[Job], frontier: dict[str, Any]) -> str | None:
     """Why ``job`` is past its case's frontier (a smaller value of the frontier key ended
     below the bar), or None."""
     key, metric, below = frontier["key"], frontier["metric"], float(frontier["below"])
-    case = {k: v for k, v in job.combo.items() if k != key}
-    for other in jobs:
-        same_case = {k: v for k, v in other.combo.items() if k != key} == case
-        if other.study != job.study or not same_case or other.combo[key] >= job.combo[key]:
-            continue
+    for other in easier(job, jobs, key):
         record = run_records.read_record(other.run_dir)
         if record is None or record.get("status") != run_records.COMPLETED:
             continue
@@ -244,6 +253,13 @@ class Queue:
             job.status, job.note = DONE_EARLIER, "completed in an earlier queue run"
             return
         frontier = self.frontiers.get(job.study)
+        if frontier:  # the same case's easier jobs decide first (they started before this one)
+            while (
+                not self.stopped
+                and time.monotonic() < self.deadline
+                and any(o.status == QUEUED for o in easier(job, self.jobs, frontier["key"]))
+            ):
+                time.sleep(POLL_S)
         if frontier and (reason := past_frontier(job, self.jobs, frontier)):
             job.status, job.note = PAST_FRONTIER, reason
             print(f"[queue] {job.study}/{job.name}: not run, {reason}", flush=True)
