@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run.runs import COMPLETED
 
 THRESHOLD = "val/samples_to_threshold"
@@ -74,7 +75,7 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
         if is_threshold(m) and f"{m} median" in cells
     ]
     header += [f"{t} (median, reached/n)" for t in thresholds]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for _, cell in cells.iterrows():
         # (iterrows turns an all-numeric row into floats: counts are cast back)
         n = int(cell["n"])
@@ -89,5 +90,5 @@ def markdown(cells: pd.DataFrame, metrics: list[str], group_by: list[str]) -> st
             median, reached = cell[f"{threshold} median"], cell[f"{threshold} reached"]
             shown_median = "-" if pd.isna(median) else f"{median:.0f}"
             row.append(f"{shown_median} ({int(reached)}/{n})")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(row)
+    return "\n".join(pipe_table(header, rows)) + "\n"

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import CHOSEN_KEYS, number, read_jobs
 
 SOLVED_SHARE = 2 / 3
@@ -112,15 +113,14 @@ def markdown(found: list[Frontier], sources: Sequence[str], setting_name: str = 
         SOURCES + ", ".join(sources) + " (later folders' cells replace earlier ones; solved: "
         f"at least {SOLVED_SHARE:.0%} of a cell's runs pass the bar on test).",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
+    table = []
     for row in found:
         config = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in row.config if v is not None)
         cells = [row.family, row.size, row.largest_solved, row.runs]
         cells += [_count(row.params), _count(row.macs), row.after, config]
-        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(["-" if c is None else c for c in cells])
+    return "\n".join(lines + pipe_table(head, table)) + "\n"
 
 
 def _count(value: float | None) -> str | None:

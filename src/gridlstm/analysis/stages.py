@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run import runs
 
 # The search stages' rule: fewest samples to val 0.99, then highest val/acc, then fewer layers.
@@ -119,9 +120,8 @@ def choices_markdown(rows: list[dict[str, Any]], groups: Sequence[str]) -> str:
         CHOICES_HEAD + ", ".join(groups) + " (`gridlstm.analysis.stages`), over the completed "
         f"jobs in jobs/ ({len(rows)}).",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
+    table = []
     for group in sorted(chosen, key=_order):
         mine = [r for r in rows if tuple(str(r.get(g, "")) for g in groups) == group]
         reached = sum(number(r.get("val/samples_to_threshold")) is not None for r in mine)
@@ -130,8 +130,8 @@ def choices_markdown(rows: list[dict[str, Any]], groups: Sequence[str]) -> str:
         cells = [*group, len(mine), reached, config]
         cells += [_cell(row.get("val/samples_to_threshold")), _cell(row.get("val/acc"), "{:.3f}")]
         cells += [_cell(row.get(c)) for c in ("hidden", "params", "macs_per_sample")]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(cells)
+    return "\n".join(lines + pipe_table(head, table)) + "\n"
 
 
 def _cell(value: Any, form: str = "{:,.0f}") -> str:

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.analysis import aggregate, verdicts
+from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run import runs
 from gridlstm.run.config import ConfigError, defuse
 
@@ -151,8 +152,7 @@ def value(row: dict[str, Any], column: str) -> Any:
 
 def markdown(rows: list[dict[str, Any]], extra: list[str] | None = None) -> str:
     names = columns(rows) + (extra or [])
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(_cell(value(row, c)) for c in names) + " |" for row in rows]
+    lines = pipe_table(names, ([_cell(value(row, c)) for c in names] for row in rows))
     claims = sorted({f"Paper: {row['paper']}" for row in rows if row.get("paper")})
     return "\n".join(lines + [""] + claims) + "\n"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from scipy import stats
 
+from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run.runs import COMPLETED
 
 ALPHA = 0.05
@@ -127,13 +128,14 @@ def markdown(comparisons: list[Comparison], metric: str, mode: str) -> str:
         "",
         f"Rule: Welch's t-test, two-sided; p < {ALPHA} is beyond the seed spread.",
         "",
-        f"| against | {metric} mean +- std | n | difference | t | p | verdict |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for c in comparisons:
-        other = c.other
-        lines.append(
-            f"| {other.name} | {other.mean:.4f} +- {other.std:.4f} | {other.n} | "
-            f"{best.mean - other.mean:+.4f} | {c.t:.2f} | {c.p:.3g} | {c.verdict} |"
-        )
+    head = ["against", f"{metric} mean +- std", "n", "difference", "t", "p", "verdict"]
+    lines += pipe_table(
+        head,
+        (
+            [c.other.name, f"{c.other.mean:.4f} +- {c.other.std:.4f}", c.other.n]
+            + [f"{best.mean - c.other.mean:+.4f}", f"{c.t:.2f}", f"{c.p:.3g}", c.verdict]
+            for c in comparisons
+        ),
+    )
     return "\n".join(lines) + "\n"
