@@ -232,26 +232,30 @@ def test_a_case_at_chance_is_not_run_at_harder_settings_the_others_are(tmp_path)
     assert note == "val/acc 0.500 < 0.6 at task.datamodule.digits=2"
 
 
-def test_a_frontier_job_waits_for_its_cases_easier_job_still_running(tmp_path, monkeypatch):
+def test_a_slot_takes_the_first_ready_job_a_frontier_job_waits_for_its_easier_one(
+    tmp_path, monkeypatch
+):
     import threading
 
     monkeypatch.setattr(study_queue, "POLL_S", 0.01)
     study = {
         "claim": "s",
+        "cases": [{"seed": 1}, {"seed": 2}],
         "grid": {"task.datamodule.digits": [2, 3]},
         "frontier": {"key": "task.datamodule.digits", "metric": "val/acc", "below": 0.6},
     }
-    easy, hard = study_queue.expand("s", study, tmp_path, dry_run=False)
-    queue = study_queue.Queue([easy, hard], 2, time.monotonic() + 60, 1, {"s": study["frontier"]})
-    waiting = threading.Thread(target=queue.run_one, args=(hard,))
-    waiting.start()  # the easy job is still queued (running): the hard one must not start
+    jobs = study_queue.expand("s", study, tmp_path, dry_run=False)
+    queue = study_queue.Queue(jobs, 2, time.monotonic() + 60, 1, {"s": study["frontier"]})
+    first, second = queue.next_job(), queue.next_job()  # both running now
+    assert [first.name, second.name] == ["seed1-digits2", "seed2-digits2"]
+    taken = []
+    waiting = threading.Thread(target=lambda: taken.append(queue.next_job()))
+    waiting.start()
     time.sleep(0.3)
-    assert waiting.is_alive() and not hard.log.exists()
-    easy.run_dir.mkdir(parents=True)
-    (easy.run_dir / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc": 0.5}))
-    easy.status = "completed"
+    assert waiting.is_alive()  # neither 3-digit job is ready while its 2-digit one runs
+    second.status = "completed"  # seed 2 finishes first: its harder job goes before seed 1's
     waiting.join(timeout=10)
-    assert hard.status == "past the frontier"
+    assert [j.name for j in taken] == ["seed2-digits3"]
 
 
 @pytest.mark.slow

@@ -61,7 +61,7 @@ STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "dry_r
 FRONTIER_KEYS = {"key", "metric", "below"}
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
 MIN_START_S = 60  # a job is not started with less time than this left
-POLL_S = 2.0  # a frontier job waits this long between looks at its case's easier jobs
+POLL_S = 2.0  # a slot with no ready job looks again after this long
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A job's state where it has no run record to speak for it.
 QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
@@ -235,6 +235,7 @@ class Queue:
         self.lock = threading.Lock()
         self.procs: set[subprocess.Popen] = set()
         self.stopped = False  # SIGTERM / Ctrl-C to the queue: stop the jobs, start no more
+        self.taken: set[int] = set()  # indices of the jobs a slot has taken
 
     def command(self, job: Job) -> list[str]:
         return [
@@ -253,13 +254,6 @@ class Queue:
             job.status, job.note = DONE_EARLIER, "completed in an earlier queue run"
             return
         frontier = self.frontiers.get(job.study)
-        if frontier:  # the same case's easier jobs decide first (they started before this one)
-            while (
-                not self.stopped
-                and time.monotonic() < self.deadline
-                and any(o.status == QUEUED for o in easier(job, self.jobs, frontier["key"]))
-            ):
-                time.sleep(POLL_S)
         if frontier and (reason := past_frontier(job, self.jobs, frontier)):
             job.status, job.note = PAST_FRONTIER, reason
             print(f"[queue] {job.study}/{job.name}: not run, {reason}", flush=True)
@@ -314,9 +308,38 @@ class Queue:
             flush=True,
         )
 
+    def ready(self, job: Job) -> bool:
+        """A frontier job is ready once its case's easier jobs have finished: they decide
+        whether it runs at all."""
+        frontier = self.frontiers.get(job.study)
+        if frontier is None:
+            return True
+        return all(o.status != QUEUED for o in easier(job, self.jobs, frontier["key"]))
+
+    def next_job(self) -> Job | None:
+        """The first job in order that no slot has taken and that is ready (a job waiting on
+        its case's easier one leaves the slot to the next ready job); None when all are
+        taken. Once the queue is stopped or past its deadline, the next job in order."""
+        while True:
+            with self.lock:
+                left = [i for i in range(len(self.jobs)) if i not in self.taken]
+                if not left:
+                    return None
+                ending = self.stopped or time.monotonic() >= self.deadline
+                found = next((i for i in left if ending or self.ready(self.jobs[i])), None)
+                if found is not None:
+                    self.taken.add(found)
+                    return self.jobs[found]
+            time.sleep(POLL_S)
+
+    def slot(self) -> None:
+        while (job := self.next_job()) is not None:
+            self.run_one(job)
+
     def run(self) -> None:
         with ThreadPoolExecutor(max_workers=self.slots) as pool:
-            list(pool.map(self.run_one, self.jobs))
+            for _ in range(self.slots):
+                pool.submit(self.slot)
 
     def stop_all(self) -> None:
         with self.lock:
