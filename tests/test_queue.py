@@ -258,6 +258,18 @@ def test_a_slot_takes_the_first_ready_job_a_frontier_job_waits_for_its_easier_on
     assert [j.name for j in taken] == ["seed2-digits3"]
 
 
+def test_an_error_in_a_slot_is_the_queues_not_lost(tmp_path, monkeypatch):
+    jobs = study_queue.expand("s", {"claim": "s", "grid": {"seed": [1, 2]}}, tmp_path, False)
+    queue = study_queue.Queue(jobs, 2, time.monotonic() + 60, 1)
+
+    def broken(job):
+        raise RuntimeError(f"broken {job.name}")
+
+    monkeypatch.setattr(queue, "run_one", broken)
+    with pytest.raises(RuntimeError, match="broken seed"):
+        queue.run()
+
+
 @pytest.mark.slow
 def test_deadline_stops_a_job_with_sigterm_and_the_next_queue_resumes_it(tmp_path, monkeypatch):
     monkeypatch.setattr(study_queue, "MIN_START_S", 1)

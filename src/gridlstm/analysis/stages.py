@@ -89,7 +89,6 @@ def as_cases(
 ) -> list[dict[str, Any]]:
     """The chosen rows as a studies file's ``cases`` (`gridlstm.analysis.study_queue`), in
     group order (numbers by value), values typed as YAML would read them."""
-
     cases = []
     for group in sorted(chosen, key=_order):
         row = chosen[group]
@@ -114,8 +113,8 @@ def choices_markdown(rows: list[dict[str, Any]], groups: Sequence[str]) -> str:
         "val/acc",
         "hidden",
         "params",
+        "macs_per_sample",
     ]
-    head += ["macs_per_sample"]
     lines = [
         CHOICES_HEAD + ", ".join(groups) + " (`gridlstm.analysis.stages`), over the completed "
         f"jobs in jobs/ ({len(rows)}).",

@@ -338,8 +338,9 @@ class Queue:
 
     def run(self) -> None:
         with ThreadPoolExecutor(max_workers=self.slots) as pool:
-            for _ in range(self.slots):
-                pool.submit(self.slot)
+            slots = [pool.submit(self.slot) for _ in range(self.slots)]
+        for slot in slots:
+            slot.result()  # a slot's error is the queue's, as with pool.map before
 
     def stop_all(self) -> None:
         with self.lock:
