@@ -221,7 +221,12 @@ def queued_study(experiment: str) -> dict:
     from gridlstm.analysis.study_queue import load_studies
 
     studies = load_studies(EXPERIMENTS.parents[1] / "scripts" / "cpu_studies.yaml")
-    (study,) = [s for s in studies.values() if f"experiment={experiment}" in s["overrides"]]
+    # the search stage: later stages run its chosen configurations as `cases`
+    (study,) = [
+        s
+        for s in studies.values()
+        if f"experiment={experiment}" in s["overrides"] and "cases" not in s
+    ]
     return study
 
 

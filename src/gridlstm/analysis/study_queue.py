@@ -8,6 +8,10 @@ own ``train.py`` process in its own process group, in a stable run directory
 SIGTERM, which saves ``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the
 queue again continues it. A job whose run is ``completed`` is not started again.
 
+Longer than 400 lines: the studies file's format (grid, cases, the frontier rule) and its
+checks sit beside the procedure that runs it, so that one file says what a study means; the
+format is the part to move out if it grows.
+
 When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
 tables, curves and each job's ``metrics.json`` and overrides are copied to
 ``<results>/<claim>/<tag>/`` (``tag=gpu`` by default; ``<tag>_dry_run/`` for a dry run; one
