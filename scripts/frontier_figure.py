@@ -1,5 +1,5 @@
-"""The parity frontier's table and figure from the jobs the study queue copied (a later
-folder's cells replace an earlier one's: the seeds stage over the one-seed frontier):
+"""The parity frontier's table and figure from the jobs the study queue copied (a cell's runs
+gather over the folders by seed: the seeds stage's seeds 2 and 3 beside the frontier's 1):
 
     python scripts/frontier_figure.py docs/claims/parity_sizes/frontier \
         docs/claims/parity_sizes/frontier/cpu [docs/claims/parity_sizes/seeds/cpu]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gridlstm.analysis.frontier import SOURCES, frontiers, markdown
+from gridlstm.analysis.frontier import frontiers, markdown, sources_of
 from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
 from gridlstm.analysis.study_queue import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv
@@ -42,7 +42,7 @@ def test_a_committed_choices_md_is_the_rule_applied_to_its_jobs_today(choices):
 )
 def test_a_committed_frontier_md_is_the_rule_applied_to_its_sources_today(page):
     text = page.read_text()
-    sources = text.removeprefix(SOURCES).split(" (later", 1)[0].split(", ")
+    sources = sources_of(text)
     root = CLAIMS.parents[1]
     assert markdown(frontiers([root / s for s in sources]), sources) == text
 

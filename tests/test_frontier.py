@@ -1,38 +1,42 @@
-"""The frontier rule: a setting is solved when 2 of 3 runs (1 of 1) pass on test; a later
-stage's cell replaces the earlier one's."""
+"""The frontier rule: a setting is solved when 2 of 3 runs (1 of 1) pass on test; a cell's
+runs gather over the stages by seed."""
 
 from __future__ import annotations
 
 import csv
 
-from gridlstm.analysis.frontier import frontiers, seed_cases, write
+from gridlstm.analysis.frontier import frontiers, seed_cases, sources_of, write
 from tests.test_stages import job
 
 
-def runs(folder, model, budget, bits, accs, params=100, macs=1000):
-    for seed, acc in enumerate(accs, 1):
+def runs(folder, model, budget, bits, accs, params=100, macs=1000, first_seed=None):
+    """One job per accuracy: seeds first_seed, first_seed + 1, ...; with no first_seed, one
+    job with no seed override (the seed of its experiment file, claims_parity_sizes: 1)."""
+    seeds = [None] if first_seed is None else range(first_seed, first_seed + len(accs))
+    for seed, acc in zip(seeds, accs, strict=True):
         overrides = [
+            "experiment=claims_parity_sizes",
             f"model={model}",
             "model.net.num_layers=4",
             f"param_budget={budget}",
             f"task.datamodule.bits={bits}",
-            f"seed={seed}",
-        ]
+        ] + ([] if seed is None else [f"seed={seed}"])
         record = {"test/acc": acc, "params": params, "macs_per_sample": macs}
         job(folder, f"{model}-{budget}-{bits}-{seed}", overrides, **record)
 
 
-def test_largest_solved_per_family_and_size_with_later_stages_replacing_cells(tmp_path):
+def test_largest_solved_per_family_and_size_with_runs_gathered_by_seed(tmp_path):
     one, seeds = tmp_path / "frontier", tmp_path / "seeds"
     runs(one, "a", 400, 12, [1.0], params=410)
     runs(one, "a", 400, 14, [0.995])
     runs(one, "a", 400, 16, [0.5])
-    runs(seeds, "a", 400, 14, [1.0, 0.5, 0.5])  # 1 of 3: not solved after all
+    runs(seeds, "a", 400, 14, [0.5, 0.5], first_seed=2)  # 1 of 3: not solved after all
     runs(one, "a", 100, 12, [1.0])
     runs(one, "a", 100, 14, [1.0], params=101, macs=5000)
-    runs(one, "b", 100, 12, [1.0])
+    runs(one, "b", 100, 12, [0.5])  # seed 1 (the experiment's) ...
     runs(one, "b", 100, 14, [0.6])
-    runs(seeds, "b", 100, 12, [1.0, 0.99, 0.5], params=99, macs=2000)  # 2 of 3
+    # ... rerun with seed 1 named: it replaces the first stage's run, 2 of 3
+    runs(seeds, "b", 100, 12, [1.0, 0.99, 0.5], params=99, macs=2000, first_seed=1)
     runs(one, "c", 100, 12, [0.5])
     found = frontiers([one, seeds])
     assert [(f.family, f.size, f.largest_solved, f.after, f.runs) for f in found] == [
@@ -45,6 +49,7 @@ def test_largest_solved_per_family_and_size_with_later_stages_replacing_cells(tm
     assert (found[2].params, found[2].macs, found[3].params) == (99, 2000, None)
     page, table, picture = write(found, tmp_path / "out", ["one", "seeds"])
     assert page.read_text().splitlines()[0].startswith("From the jobs in: one, seeds (")
+    assert sources_of(page.read_text()) == ["one", "seeds"]
     assert (
         page.read_text().splitlines()[5] == "| a | 400 | 12 | 1 | 410 | 1,000 | 14 | num_layers 4 |"
     )

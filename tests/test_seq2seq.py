@@ -215,5 +215,11 @@ def test_a_budget_no_width_reaches_is_refused_not_met_by_a_smaller_model():
         return torch.nn.Sequential(DeepFeedForward(14, width, 1), torch.nn.Linear(width, 2))
 
     assert width_for_budget(build, 281_600)[0] == 16_565
+    # the GPU parity study's depth-1 nets: 8.5M parameters over 64 bits, 126,866 units
+    wide = width_for_budget(
+        lambda width: torch.nn.Sequential(DeepFeedForward(64, width, 1), torch.nn.Linear(width, 2)),
+        8_500_000,
+    )
+    assert wide == (126_866, 67 * 126_866 + 2)
     with pytest.raises(ValueError, match="parameter budget 281600 needs a width above 8192"):
         width_for_budget(build, 281_600, max_width=8192)

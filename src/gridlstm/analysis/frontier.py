@@ -4,8 +4,9 @@ and against multiply-adds per sample).
 
 Why a module: the page's figure and its numbers come from the jobs the study queue copied,
 by one rule fixed before the runs: a setting is solved when at least two thirds of its
-completed runs (1 of 1, 2 of 3) reach the bar on the test set. When a later stage (more
-seeds) ran the same cell, its runs replace the earlier stage's.
+completed runs (1 of 1, 2 of 3) reach the bar on the test set. A cell's runs gather over
+the stages by seed: the seeds stage runs seeds 2 and 3 beside the frontier's seed 1, and a
+later stage's run of a seed replaces the earlier stage's run of that seed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import CHOSEN_KEYS, number, read_jobs
+from gridlstm.run.conf import find_conf_dir
 
 SOLVED_SHARE = 2 / 3
 
@@ -38,22 +40,38 @@ class Frontier:
     config: tuple[tuple[str, Any], ...] = ()  # the chosen configuration (CHOSEN_KEYS)
 
 
+def seed_of(row: dict[str, Any], conf_dir: Path | None) -> str:
+    """The seed a job ran with: its ``seed`` override, else the one its experiment file sets,
+    else train.yaml's (the queue copies the overrides, not the composed config)."""
+    if row.get("seed") is not None:
+        return str(row["seed"])
+    files = [f"experiment/{row['experiment']}.yaml"] if row.get("experiment") else []
+    for name in [*files, "train.yaml"]:
+        path = conf_dir / name if conf_dir else None
+        if (
+            path
+            and path.is_file()
+            and (seed := (yaml.safe_load(path.read_text()) or {}).get("seed")) is not None
+        ):
+            return str(seed)
+    return "default"
+
+
 def cells(
     folders: Sequence[Path], family: str, size: str, key: str
 ) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
-    """Completed runs per (family, size, setting); a later folder's cell replaces an
-    earlier one's."""
-    found: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    """Completed runs per (family, size, setting), gathered over the folders by seed (a later
+    folder's run of a seed replaces an earlier one's)."""
+    conf_dir = find_conf_dir()
+    found: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
     for folder in folders:
-        mine: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         for row in read_jobs(folder):
             setting = number(row.get(key))
             if setting is None:
                 continue
             cell = (str(row.get(family)), str(row.get(size)), int(setting))
-            mine.setdefault(cell, []).append(row)
-        found.update(mine)
-    return found
+            found.setdefault(cell, {})[seed_of(row, conf_dir)] = row
+    return {cell: list(by_seed.values()) for cell, by_seed in found.items()}
 
 
 def solved(runs: list[dict[str, Any]], metric: str, bar: float) -> bool:
@@ -110,7 +128,7 @@ def markdown(found: list[Frontier], sources: Sequence[str], setting_name: str = 
     head = ["family", "size", f"largest {setting_name} solved", "runs there", "params", "macs"]
     head += [f"{setting_name} after", "configuration"]
     lines = [
-        SOURCES + ", ".join(sources) + " (later folders' cells replace earlier ones; solved: "
+        SOURCES + ", ".join(sources) + " (a cell's runs gather over the folders by seed; solved: "
         f"at least {SOLVED_SHARE:.0%} of a cell's runs pass the bar on test).",
         "",
     ]
@@ -121,6 +139,11 @@ def markdown(found: list[Frontier], sources: Sequence[str], setting_name: str = 
         cells += [_count(row.params), _count(row.macs), row.after, config]
         table.append(["-" if c is None else c for c in cells])
     return "\n".join(lines + pipe_table(head, table)) + "\n"
+
+
+def sources_of(page: str) -> list[str]:
+    """The folders a ``frontier.md`` names on its first line (to regenerate it)."""
+    return page.splitlines()[0].removeprefix(SOURCES).split(" (", 1)[0].split(", ")
 
 
 def _count(value: float | None) -> str | None:

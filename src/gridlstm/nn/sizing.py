@@ -44,7 +44,7 @@ def forward_flops(module: nn.Module, *inputs: object) -> int:
 
 
 def width_for_budget(
-    build: Callable[[int], nn.Module], budget: int, multiple: int = 1, max_width: int = 65536
+    build: Callable[[int], nn.Module], budget: int, multiple: int = 1, max_width: int = 1 << 20
 ) -> tuple[int, int]:
     """(width, parameters) of ``build(width)`` closest to ``budget``; widths are multiples of
     ``multiple`` (e.g. the attention heads). A budget that even ``max_width`` does not reach
