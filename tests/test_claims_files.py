@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gridlstm.analysis.frontier import frontiers, markdown, sources_of
+from gridlstm.analysis.frontier import frontiers, markdown, seed_cases, sources_of
 from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
 from gridlstm.analysis.study_queue import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv
@@ -52,6 +52,38 @@ def test_the_parity_frontier_runs_the_configurations_the_search_rule_chose():
     chosen = as_cases(choose(read_jobs(CLAIMS / "parity_sizes" / "cpu"), groups), groups)
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     assert studies["parity_sizes_frontier"]["cases"] == chosen
+
+
+def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
+    """Stage 3's cases: each family and budget at its one-seed frontier and the k after it."""
+    found = frontiers([CLAIMS / "parity_sizes" / "frontier" / "cpu"])
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    assert studies["parity_sizes_seeds"]["cases"] == seed_cases(found)
+
+
+FAMILY_LABELS = {
+    "1-LSTM": "grid1d",
+    "tanh net": "tanh_net",
+    "residual ReLU net": "relu_resnet",
+    "ReLU net": "relu_net",
+}
+FRONTIER_LIST = re.compile(r"(residual ReLU net|ReLU net|tanh net|1-LSTM):? (\d+) / (\d+) / (\d+)")
+
+
+@pytest.mark.parametrize("page", ["parity_sizes/README.md", "README.md"], ids=str)
+def test_every_parity_frontier_quoted_on_a_page_is_the_one_its_table_gives(page):
+    """ "<family> a / b / c" (largest k solved at the three budgets) is frontier.csv's row."""
+    import csv
+
+    table = CLAIMS / "parity_sizes" / "frontier" / "frontier.csv"
+    largest: dict[str, list[tuple[float, str]]] = {}
+    for row in csv.DictReader(table.open()):
+        largest.setdefault(row["family"], []).append((float(row["size"]), row["largest_solved"]))
+    expected = {f: [k for _, k in sorted(rows)] for f, rows in largest.items()}
+    quoted = FRONTIER_LIST.findall((CLAIMS / page).read_text())
+    assert quoted, "the page quotes no frontier"
+    wrong = [q for q in quoted if list(q[1:]) != expected[FAMILY_LABELS[q[0]]]]
+    assert not wrong, (wrong, expected)
 
 
 def test_every_claims_study_over_seeds_has_its_verdicts():
