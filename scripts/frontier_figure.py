@@ -4,8 +4,9 @@ gather over the folders by seed: the seeds stage's seeds 2 and 3 beside the fron
     python scripts/frontier_figure.py docs/claims/parity_sizes/frontier \
         docs/claims/parity_sizes/frontier/cpu [docs/claims/parity_sizes/seeds/cpu]
 
-writes frontier.md, frontier.csv and frontier.png into the first folder and prints the seeds stage's
-``cases`` (the rule: `gridlstm.analysis.frontier`).
+writes frontier.md, frontier.csv, frontier.png and verdicts.md (the families' test accuracy
+at each budget and k that two or more ran, by the claims' rule) into the first folder, and
+prints the seeds stage's ``cases`` (the rule: `gridlstm.analysis.frontier`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from gridlstm.analysis.frontier import frontiers, seed_cases, write
+from gridlstm.analysis.frontier import frontiers, seed_cases, verdicts_markdown, write
 
 
 def main(argv: list[str]) -> None:
@@ -26,6 +27,9 @@ def main(argv: list[str]) -> None:
         print(row)
     for path in write(found, Path(argv[0]), argv[1:]):
         print(f"wrote {path}")
+    verdicts = Path(argv[0]) / "verdicts.md"
+    verdicts.write_text(verdicts_markdown([Path(a) for a in argv[1:]], argv[1:]))
+    print(f"wrote {verdicts}")
     print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
     print(yaml.safe_dump({"cases": seed_cases(found)}, sort_keys=False), end="")
 

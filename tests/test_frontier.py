@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 
-from gridlstm.analysis.frontier import frontiers, seed_cases, sources_of, write
+from gridlstm.analysis.frontier import frontiers, seed_cases, sources_of, verdicts_markdown, write
 from tests.test_stages import job
 
 
@@ -76,3 +76,35 @@ def test_largest_solved_per_family_and_size_with_runs_gathered_by_seed(tmp_path)
         ("b", 100, 14),
         ("c", 100, 12),
     ]
+
+
+def test_verdicts_compare_the_families_at_each_size_and_setting_two_of_them_ran(tmp_path):
+    one, seeds = tmp_path / "frontier", tmp_path / "seeds"
+    runs(one, "a", 100, 14, [1.0])
+    runs(seeds, "a", 100, 14, [0.998, 1.0], first_seed=2)
+    runs(one, "b", 100, 14, [0.55])
+    runs(seeds, "b", 100, 14, [0.51, 0.53], first_seed=2)
+    runs(one, "a", 100, 16, [0.5])  # only a ran k = 16: nothing to compare
+    runs(one, "c", 400, 14, [0.99])
+    runs(seeds, "c", 400, 14, [0.5, 0.98], first_seed=2)
+    runs(one, "b", 400, 14, [0.6])
+    runs(seeds, "b", 400, 14, [0.7, 0.9], first_seed=2)
+    text = verdicts_markdown([one, seeds], ["one", "seeds"])
+    lines = text.splitlines()
+    assert lines[0] == "From the jobs in: one, seeds (runs gathered by seed)."
+    sections = [line for line in lines if line.startswith("## ")]
+    assert sections == [
+        "## param_budget=100, task.datamodule.bits=14",
+        "## param_budget=400, task.datamodule.bits=14",
+    ]
+    # a: 3 seeds at ~1.0 against b's 3 at chance: beyond the spread; c against b: within it
+    assert "**model=a**, 0.9993 +- 0.0012 (n = 3)" in text
+    assert "| model=b | 0.5300 +- 0.0200 | 3 | +0.4693 |" in text
+    assert (
+        text.split("## param_budget=100")[1]
+        .split("\n## ")[0]
+        .rstrip()
+        .endswith("| beyond the seed spread |")
+    )
+    assert "**model=c**, 0.8233 +- 0.2801 (n = 3)" in text
+    assert text.rstrip().endswith("| within the seed spread |")

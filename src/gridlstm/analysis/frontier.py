@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from gridlstm.analysis import verdicts
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import CHOSEN_KEYS, number, read_jobs
 from gridlstm.run.conf import find_conf_dir
@@ -118,6 +119,33 @@ def frontiers(
             )
         )
     return out
+
+
+def verdicts_markdown(
+    folders: Sequence[Path],
+    sources: Sequence[str],
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+    metric: str = "test/acc",
+) -> str:
+    """Per size and setting that two or more families ran, their test accuracy compared by the
+    claims' rule (`gridlstm.analysis.verdicts`: Welch, p < 0.05): where one family solves a k
+    and another does not, whether the gap is beyond the seed spread."""
+    found = cells(folders, family, size, key)
+    ran: dict[tuple[str, int], set[str]] = {}
+    for fam, sz, setting in found:
+        ran.setdefault((sz, setting), set()).add(fam)
+    order = sorted(found, key=lambda c: (number(c[1]) or 0, c[2], c[0]))
+    rows = [
+        {**run, family: fam, size: sz, key: setting}
+        for fam, sz, setting in order
+        if len(ran[(sz, setting)]) > 1
+        for run in found[(fam, sz, setting)]
+    ]
+    head = SOURCES + ", ".join(sources) + " (runs gathered by seed).\n\n"
+    return head + verdicts.report(rows, [size, key, family], metric, "max", within=[size, key])
 
 
 SOURCES = "From the jobs in: "
