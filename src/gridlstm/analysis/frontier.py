@@ -209,17 +209,34 @@ def write(
             writer.writerow(
                 [getattr(row, name) for name in list(Frontier.__dataclass_fields__)[:-1]]
             )
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for fam in sorted({r.family for r in found}):
+    families = sorted({r.family for r in found})
+    # where two families share a point (the same network, or the same k), the later one's
+    # smaller marker and its own dashes keep the earlier one visible
+    styles = ["-", "--", ":", "-."]
+    for i, fam in enumerate(families):
         mine = [r for r in found if r.family == fam and r.largest_solved is not None]
         for ax, x in zip(axes, ("params", "macs"), strict=True):
             points = sorted((getattr(r, x), r.largest_solved) for r in mine if getattr(r, x))
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=fam)
+                ax.plot(
+                    *zip(*points, strict=True),
+                    marker="osD^v<>"[i % 7],
+                    markersize=max(4, 11 - 2 * i),
+                    linestyle=styles[i % len(styles)],
+                    label=fam,
+                )
     for ax, label in zip(axes, ("parameters", "multiply-adds per sample"), strict=True):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^4, 3x10^4 ... crowd the axis
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
+    sizes = sorted({n for r in found if (n := number(r.size)) is not None})
+    if sizes:  # the budgets, not each run's count (within 2% of it, and they would overlap)
+        axes[0].set_xticks(sizes)
     axes[0].set_ylabel(f"largest {setting_name} solved")
     axes[0].legend()
     figure.tight_layout()
