@@ -187,3 +187,67 @@ def test_every_mean_and_std_on_a_claims_page_is_one_its_tables_give(page):
         )
     ]
     assert not wrong, wrong
+
+
+# A claims page's large numbers (1,234 and up) and 3-decimal results come from the files of its
+# folder or of a claims folder it links to; the exceptions are settings a page states (from its
+# config, not from a run), listed here with where they come from.
+LARGE = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,]*\d)")
+DECIMAL = re.compile(r"(?<![\d.])\d+\.\d{3}(?!\d)")
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
+STATED = {
+    "addition_depth/README.md": {
+        "60,000": "round 1's parameter budget (param_budget)",
+        "2,450": "the step a stopped run's log names",
+    },
+    "addition_lengths/README.md": {
+        "1,024,000": "the search's sample budget (trainer.max_steps x batch)",
+        "100,000": "the unit of the compute estimate",
+    },
+    "coreylynch/README.md": {
+        "1,000": "training steps (trainer.max_steps)",
+        "0.001": "the learning rate coreylynch's README states",
+        "0.007": "the difference of two cells in the table above it",
+    },
+    "memorization_depth/README.md": {
+        "4,000": "training steps (trainer.max_steps)",
+        "16,000": "the validation interval in samples",
+        "1,000": "the test set's size",
+        "2,500": "the step by which the curves (curves.png) reached 1.0",
+    },
+    "parity/README.md": {
+        "1,449": "the width 8.5M parameters solve to (the GPU study; tests/test_seq2seq.py)",
+        "6,000": "training steps (trainer.max_steps)",
+        "1,000": "the test set's size",
+    },
+    "parity_sizes/README.md": {
+        "2,096": "round 2's training strings at k = 12: 4,096 less 2,000 held out",
+        "4,096": "the 2^12 strings of k = 12",
+        "100,000": "the unit of the compute estimate",
+    },
+}
+
+
+def numbers_in(folder: Path) -> set[float]:
+    found = set()
+    for path in folder.rglob("*"):
+        if path.suffix in (".md", ".csv", ".json", ".yaml") and path.name != "README.md":
+            found |= {float(n.replace(",", "")) for n in NUMBER.findall(path.read_text())}
+    return found
+
+
+@pytest.mark.parametrize(
+    "page",
+    sorted(p for p in CLAIMS.rglob("README.md") if p.parent != CLAIMS),
+    ids=lambda p: str(p.relative_to(CLAIMS)),
+)
+def test_every_large_or_three_decimal_number_on_a_claims_page_is_in_its_files(page):
+    text = page.read_text()
+    found = numbers_in(page.parent)
+    for linked in set(re.findall(r"\]\(\.\./([^)#\s/]+)/", text)):
+        found |= numbers_in(CLAIMS / linked)
+    stated = STATED.get(str(page.relative_to(CLAIMS)), {})
+    missing = [n for n in LARGE.findall(text) if float(n.replace(",", "")) not in found]
+    missing += [n for n in DECIMAL.findall(text) if not any(rounds_to(v, n) for v in found)]
+    assert sorted(set(missing) - set(stated)) == [], "not in the page's files"
+    assert sorted(set(stated) - set(missing)) == [], "listed as stated, but in the files"
