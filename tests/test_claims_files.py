@@ -12,6 +12,7 @@ from gridlstm.analysis.frontier import (
     SOURCES,
     frontiers,
     markdown,
+    missing_seeds,
     seed_cases,
     sources_of,
     verdicts_markdown,
@@ -80,6 +81,15 @@ def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
     found = frontiers([CLAIMS / "parity_sizes" / "frontier" / "cpu"])
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     assert studies["parity_sizes_seeds"]["cases"] == seed_cases(found)
+
+
+def test_the_parity_fill_stage_runs_the_seeds_missing_after_stages_2_and_3():
+    """Stage 4's cases: each seed missing at a frontier or the k after it over stages 2-3."""
+    parity = CLAIMS / "parity_sizes"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    grid = studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
+    done = [parity / "frontier" / "cpu", parity / "seeds" / "cpu"]
+    assert studies["parity_sizes_fill"]["cases"] == missing_seeds(done, grid)
 
 
 FAMILY_LABELS = {

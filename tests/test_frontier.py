@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import csv
 
-from gridlstm.analysis.frontier import frontiers, seed_cases, sources_of, verdicts_markdown, write
+from gridlstm.analysis.frontier import (
+    frontiers,
+    missing_seeds,
+    seed_cases,
+    sources_of,
+    verdicts_markdown,
+    write,
+)
 from tests.test_stages import job
 
 
@@ -108,3 +115,31 @@ def test_verdicts_compare_the_families_at_each_size_and_setting_two_of_them_ran(
     )
     assert "**model=c**, 0.8233 +- 0.2801 (n = 3)" in text
     assert text.rstrip().endswith("| within the seed spread |")
+
+
+def test_the_fill_stage_runs_each_seed_missing_at_a_frontier_and_the_setting_after(tmp_path):
+    """Seeds can move a frontier: the fill names the seeds still missing there."""
+    one, seeds = tmp_path / "frontier", tmp_path / "seeds"
+    runs(one, "a", 100, 12, [1.0])
+    runs(one, "a", 100, 14, [1.0])
+    runs(seeds, "a", 100, 14, [0.5, 0.6], first_seed=2)  # the frontier moves down to 12
+    runs(one, "a", 100, 16, [0.5])
+    runs(one, "b", 100, 12, [1.0])
+    runs(seeds, "b", 100, 12, [1.0, 1.0], first_seed=2)  # solved; the sweep stopped at 12
+    runs(one, "c", 100, 12, [1.0])
+    runs(seeds, "c", 100, 12, [1.0, 1.0], first_seed=2)
+    runs(one, "c", 100, 14, [0.5])
+    runs(seeds, "c", 100, 14, [0.5, 0.5], first_seed=2)  # c: done
+    found = [
+        (c["model"], c["task.datamodule.bits"], c["seed"])
+        for c in missing_seeds([one, seeds], settings=[12, 14, 16, 20])
+    ]
+    assert found == [("a", 12, 2), ("a", 12, 3), ("b", 14, 1), ("b", 14, 2), ("b", 14, 3)]
+    case = missing_seeds([one, seeds], settings=[12, 14])[0]
+    assert case == {
+        "model": "a",
+        "param_budget": 100,
+        "model.net.num_layers": 4,
+        "task.datamodule.bits": 12,
+        "seed": 2,
+    }

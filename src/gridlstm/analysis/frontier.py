@@ -262,3 +262,39 @@ def seed_cases(
                 case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
                 cases.append(case)
     return cases
+
+
+def missing_seeds(
+    folders: Sequence[Path],
+    settings: Sequence[int],
+    seeds: Sequence[int] = (1, 2, 3),
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+    metric: str = "test/acc",
+    bar: float = 0.99,
+) -> list[dict[str, Any]]:
+    """The fill stage's ``cases``: each seed that has not run at a family and size's frontier
+    or at the setting after it, over all the folders so far. Seeds can move a frontier (a k
+    solved by seed 1 alone may fail in 2 of 3 seeds), so the stages repeat this until it is
+    empty. Where no setting above the frontier ran (the sweep stopped below it), the setting
+    after is the next of ``settings`` (the sweep's grid)."""
+    found = frontiers(folders, family=family, size=size, key=key, metric=metric, bar=bar)
+    ran = cells(folders, family, size, key)
+    conf_dir = find_conf_dir()
+    cases = []
+    for row in found:
+        after = row.after
+        if after is None and row.largest_solved is not None:
+            after = next((s for s in sorted(settings) if s > row.largest_solved), None)
+        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        for setting in (row.largest_solved, after):
+            if setting is None:
+                continue
+            have = {seed_of(r, conf_dir) for r in ran.get((row.family, row.size, setting), [])}
+            for seed in seeds:
+                if str(seed) not in have:
+                    case = {family: row.family, size: yaml.safe_load(row.size), **config}
+                    cases.append({**case, key: setting, "seed": seed})
+    return cases
