@@ -10,6 +10,7 @@ import pytest
 
 from gridlstm.analysis.frontier import (
     SOURCES,
+    deciding_seeds,
     frontiers,
     markdown,
     missing_seeds,
@@ -90,6 +91,22 @@ def test_the_parity_fill_stage_runs_the_seeds_missing_after_stages_2_and_3():
     grid = studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
     done = [parity / "frontier" / "cpu", parity / "seeds" / "cpu"]
     assert studies["parity_sizes_fill"]["cases"] == missing_seeds(done, grid)
+    # the rule's second round, after the first: then every frontier has its 3 seeds
+    done.append(parity / "fill" / "cpu")
+    assert studies["parity_sizes_fill2"]["cases"] == missing_seeds(done, grid)
+    done.append(parity / "fill2" / "cpu")
+    assert missing_seeds(done, grid) == []
+
+
+def test_the_parity_deciding_stage_runs_seeds_4_to_6_where_the_1_lstm_stops_solving():
+    """Stage 5's cases: the rule's, run longest first (the order is the queue's, not the rule's)."""
+    parity = CLAIMS / "parity_sizes"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    done = [parity / s / "cpu" for s in ("frontier", "seeds", "fill", "fill2")]
+    expected = deciding_seeds(done, "grid1d", seeds=range(1, 7))
+    cases = studies["parity_sizes_decide"]["cases"]
+    assert len(cases) == len(expected)
+    assert all(case in expected for case in cases)
 
 
 FAMILY_LABELS = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 from gridlstm.analysis.frontier import (
+    deciding_seeds,
     frontiers,
     missing_seeds,
     seed_cases,
@@ -143,3 +144,26 @@ def test_the_fill_stage_runs_each_seed_missing_at_a_frontier_and_the_setting_aft
         "task.datamodule.bits": 12,
         "seed": 2,
     }
+
+
+def test_more_seeds_go_where_one_family_stops_solving_to_every_family_that_ran_there(tmp_path):
+    one, seeds = tmp_path / "frontier", tmp_path / "seeds"
+    runs(one, "lstm", 100, 12, [1.0, 1.0, 1.0], first_seed=1)
+    runs(one, "lstm", 100, 14, [1.0, 0.5, 0.5], first_seed=1)  # stops solving at 14
+    runs(one, "net", 100, 12, [1.0])
+    runs(one, "net", 100, 14, [1.0, 1.0, 0.99], first_seed=1)
+    runs(seeds, "net", 100, 16, [0.5])  # past 14: not asked
+    runs(one, "lstm", 400, 12, [1.0, 1.0], first_seed=1)
+    runs(one, "lstm", 400, 14, [0.5], first_seed=1)
+    runs(one, "net", 400, 20, [1.0])  # the net never ran 14 at 400: nothing to compare
+    found = [
+        (c["model"], c["param_budget"], c["task.datamodule.bits"], c["seed"])
+        for c in deciding_seeds([one, seeds], "lstm", seeds=range(1, 5))
+    ]
+    assert found == [
+        ("lstm", 100, 14, 4),
+        ("lstm", 400, 14, 2),
+        ("lstm", 400, 14, 3),
+        ("lstm", 400, 14, 4),
+        ("net", 100, 14, 4),
+    ]

@@ -298,3 +298,35 @@ def missing_seeds(
                     case = {family: row.family, size: yaml.safe_load(row.size), **config}
                     cases.append({**case, key: setting, "seed": seed})
     return cases
+
+
+def deciding_seeds(
+    folders: Sequence[Path],
+    against: str,
+    seeds: Sequence[int],
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+    metric: str = "test/acc",
+    bar: float = 0.99,
+) -> list[dict[str, Any]]:
+    """More seeds where 3 cannot decide: at each size, the setting after ``against``'s
+    frontier (where it stops solving), every family that ran it, each of ``seeds`` it has
+    not run, in that family's configuration. Its solved counts (1 of 3 against 3 of 3) and
+    its accuracies (bimodal: a seed solves or sits at chance) are what 3 seeds leave open."""
+    found = frontiers(folders, family=family, size=size, key=key, metric=metric, bar=bar)
+    ran = cells(folders, family, size, key)
+    conf_dir = find_conf_dir()
+    at = {row.size: row.after for row in found if row.family == against}
+    cases = []
+    for row in found:
+        setting = at.get(row.size)
+        runs = ran.get((row.family, row.size, setting)) if setting is not None else None
+        if not runs:
+            continue
+        have = {seed_of(r, conf_dir) for r in runs}
+        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
+        cases += [{**case, "seed": s} for s in seeds if str(s) not in have]
+    return cases
