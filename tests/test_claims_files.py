@@ -228,7 +228,6 @@ STATED = {
         "2,450": "the step a stopped run's log names",
     },
     "addition_lengths/README.md": {
-        "1,024,000": "the search's sample budget (trainer.max_steps x batch)",
         "100,000": "the unit of the compute estimate",
     },
     "coreylynch/README.md": {
