@@ -96,6 +96,13 @@ def test_the_parity_fill_stage_runs_the_seeds_missing_after_stages_2_and_3():
     assert studies["parity_sizes_fill2"]["cases"] == missing_seeds(done, grid)
     done.append(parity / "fill2" / "cpu")
     assert missing_seeds(done, grid) == []
+    # stage 5's seeds 4-6 moved the 1-LSTM's frontier at 70,400 to k = 14: a third fill
+    done.append(parity / "decide" / "cpu")
+    assert studies["parity_sizes_fill3"]["cases"] == missing_seeds(done, grid)
+    done.append(parity / "fill3" / "cpu")
+    assert studies["parity_sizes_fill4"]["cases"] == missing_seeds(done, grid)
+    done.append(parity / "fill4" / "cpu")
+    assert missing_seeds(done, grid) == []
 
 
 def test_the_parity_deciding_stage_runs_seeds_4_to_6_where_the_1_lstm_stops_solving():
@@ -243,13 +250,17 @@ STATED = {
     },
     "parity/README.md": {
         "1,449": "the width 8.5M parameters solve to (the GPU study; tests/test_seq2seq.py)",
-        "6,000": "training steps (trainer.max_steps)",
-        "1,000": "the test set's size",
+        # 6,000 (trainer.max_steps) and 1,000 (the test set's size) are also numbers of the
+        # linked parity_sizes folder's files, so they need no entry here
     },
     "parity_sizes/README.md": {
         "2,096": "round 2's training strings at k = 12: 4,096 less 2,000 held out",
         "4,096": "the 2^12 strings of k = 12",
         "100,000": "the unit of the compute estimate",
+        "1,250": "the fill stage's job seconds summed (fill/cpu/queue.json)",
+        "6,943": "stage 5's job seconds summed (decide/cpu/queue.json)",
+        "3,569": "stage 5's wall time (the queue's closing line)",
+        "7,178": "stage 3's wall time (the queue's closing line)",
     },
 }
 
