@@ -12,6 +12,7 @@ from gridlstm.analysis.frontier import (
     SOURCES,
     deciding_seeds,
     frontiers,
+    learning_rate_cases,
     markdown,
     missing_seeds,
     seed_cases,
@@ -114,6 +115,20 @@ def test_the_parity_deciding_stage_runs_seeds_4_to_6_where_the_1_lstm_stops_solv
     cases = studies["parity_sizes_decide"]["cases"]
     assert len(cases) == len(expected)
     assert all(case in expected for case in cases)
+
+
+def test_the_parity_learning_rate_check_runs_each_neighbour_of_each_chosen_rate():
+    """Stage 6's cases: at each family's k after its frontier (all stages so far), the
+    learning rates one step either side of its chosen one, in the search's grid extended by a
+    step beyond each edge."""
+    parity = CLAIMS / "parity_sizes"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    searched = sorted(studies["parity_sizes_search"]["grid"]["optim.optimizer.lr"])
+    assert searched == [0.0003, 0.001, 0.003]
+    grid = [0.0001, *searched, 0.01]
+    stages = ("frontier", "seeds", "fill", "fill2", "decide", "fill3", "fill4")
+    found = frontiers([parity / s / "cpu" for s in stages])
+    assert studies["parity_sizes_lr"]["cases"] == learning_rate_cases(found, grid)
 
 
 FAMILY_LABELS = {

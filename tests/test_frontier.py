@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from gridlstm.analysis.frontier import (
     deciding_seeds,
     frontiers,
+    learning_rate_cases,
     missing_seeds,
     seed_cases,
     sources_of,
@@ -167,3 +170,50 @@ def test_more_seeds_go_where_one_family_stops_solving_to_every_family_that_ran_t
         ("lstm", 400, 14, 4),
         ("net", 100, 14, 4),
     ]
+
+
+def test_the_learning_rate_check_tries_each_neighbour_of_the_chosen_rate_where_a_family_stops(
+    tmp_path,
+):
+    """One step down and one up in the grid, at the setting after the frontier; a choice at
+    the search's edge is tried beyond it; a family that never stopped solving is not asked."""
+
+    def lr_runs(model, lr, bits, accs):
+        for seed, acc in enumerate(accs, start=1):
+            overrides = [
+                f"model={model}",
+                "model.net.num_layers=4",
+                f"optim.optimizer.lr={lr}",
+                "param_budget=100",
+                f"task.datamodule.bits={bits}",
+                f"seed={seed}",
+            ]
+            job(tmp_path, f"{model}-{bits}-{seed}", overrides, **{"test/acc": acc})
+
+    lr_runs("edge", 0.003, 12, [1.0, 1.0, 1.0])
+    lr_runs("edge", 0.003, 14, [0.5, 0.5, 1.0])  # stops at 14
+    lr_runs("middle", 0.001, 12, [0.5, 0.5, 0.5])  # solves nothing: asked at 12
+    lr_runs("never", 0.001, 12, [1.0, 1.0, 1.0])  # no setting after it ran
+    grid = [0.01, 0.0001, 0.0003, 0.001, 0.003]  # any order
+    found = frontiers([tmp_path])
+    cases = learning_rate_cases(found, grid)
+    assert [(c["model"], c["optim.optimizer.lr"], c["task.datamodule.bits"]) for c in cases] == [
+        ("edge", 0.001, 14),
+        ("edge", 0.01, 14),
+        ("middle", 0.0003, 12),
+        ("middle", 0.003, 12),
+    ]
+    assert cases[0] == {
+        "model": "edge",
+        "param_budget": 100,
+        "model.net.num_layers": 4,
+        "optim.optimizer.lr": 0.001,
+        "task.datamodule.bits": 14,
+        "seed": 1,
+    }
+    assert [c["optim.optimizer.lr"] for c in learning_rate_cases(found, [0.001, 0.003])] == [
+        0.001,  # edge: the grid has no step above 0.003
+        0.003,  # middle: none below 0.001
+    ]
+    with pytest.raises(ValueError, match=r"edge at param_budget=100: learning rate 0.003 is not"):
+        learning_rate_cases(found, [0.0001, 0.001])

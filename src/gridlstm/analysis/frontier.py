@@ -330,3 +330,40 @@ def deciding_seeds(
         case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
         cases += [{**case, "seed": s} for s in seeds if str(s) not in have]
     return cases
+
+
+LR_KEY = "optim.optimizer.lr"
+
+
+def learning_rate_cases(
+    found: list[Frontier],
+    grid: Sequence[float],
+    seed: int = 1,
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+) -> list[dict[str, Any]]:
+    """The learning-rate check's ``cases``: each family and size at the setting after its
+    frontier (where it stops solving), its chosen configuration at the learning rates next to
+    its chosen one in ``grid`` (one step down, one step up), one seed. A configuration chosen
+    at an easy setting may not be the best at a hard one, and a choice at the edge of the
+    search's grid says the best may lie beyond it: ``grid`` extends the search's by a step
+    each way, so an edge choice is tried outside it."""
+    steps = sorted(grid)
+    cases = []
+    for row in found:
+        if row.after is None:
+            continue
+        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        chosen = config.get(LR_KEY)
+        if chosen not in steps:
+            raise ValueError(
+                f"{row.family} at {size}={row.size}: learning rate {chosen!r} is not in the "
+                f"grid {steps}"
+            )
+        at = steps.index(chosen)
+        for lr in steps[max(at - 1, 0) : at] + steps[at + 1 : at + 2]:
+            case = {family: row.family, size: yaml.safe_load(row.size), **config, LR_KEY: lr}
+            cases.append({**case, key: row.after, "seed": seed})
+    return cases
