@@ -78,6 +78,17 @@ def test_the_parity_frontier_runs_the_configurations_the_search_rule_chose():
     assert studies["parity_sizes_frontier"]["cases"] == chosen
 
 
+def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
+    """Stage 2 of addition across lengths: each family's choice by stage 1's rule."""
+    chosen = as_cases(choose(read_jobs(CLAIMS / "addition_lengths" / "cpu"), ["model"]), ["model"])
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    assert studies["addition_lengths_frontier"]["cases"] == chosen
+    assert studies["addition_lengths_frontier"]["grid"] == {
+        "task.datamodule.digits": [3, 5, 7],
+        "seed": [1, 2, 3],
+    }
+
+
 def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
     """Stage 3's cases: each family and budget at its one-seed frontier and the k after it."""
     found = frontiers([CLAIMS / "parity_sizes" / "frontier" / "cpu"])
@@ -251,6 +262,8 @@ STATED = {
     },
     "addition_lengths/README.md": {
         "100,000": "the unit of the compute estimate",
+        "5,562": "stage 1's job seconds summed (cpu/queue.json)",
+        "2,857": "stage 1's wall time (the queue's closing line)",
     },
     "coreylynch/README.md": {
         "1,000": "training steps (trainer.max_steps)",
