@@ -11,6 +11,7 @@ from gridlstm.analysis.frontier import (
     deciding_seeds,
     frontiers,
     learning_rate_cases,
+    learning_rate_followups,
     missing_seeds,
     seed_cases,
     sources_of,
@@ -217,3 +218,27 @@ def test_the_learning_rate_check_tries_each_neighbour_of_the_chosen_rate_where_a
     ]
     with pytest.raises(ValueError, match=r"edge at param_budget=100: learning rate 0.003 is not"):
         learning_rate_cases(found, [0.0001, 0.001])
+
+
+def test_a_learning_rate_that_solves_where_its_family_stopped_runs_two_more_seeds(tmp_path):
+    for model, lr, acc in (("a", 0.01, 0.995), ("a", 0.001, 0.5), ("b", 0.0001, 0.989)):
+        overrides = [
+            f"model={model}",
+            "param_budget=100",
+            "model.net.num_layers=4",
+            f"optim.optimizer.lr={lr}",
+            "task.datamodule.bits=14",
+            "seed=1",
+        ]
+        job(tmp_path, f"{model}-{lr}", overrides, **{"test/acc": acc})
+    assert learning_rate_followups(tmp_path) == [
+        {
+            "model": "a",
+            "param_budget": 100,
+            "model.net.num_layers": 4,
+            "optim.optimizer.lr": 0.01,
+            "task.datamodule.bits": 14,
+            "seed": seed,
+        }
+        for seed in (2, 3)
+    ]
