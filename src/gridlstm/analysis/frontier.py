@@ -40,6 +40,10 @@ class Frontier:
     runs: int  # runs at largest_solved
     config: tuple[tuple[str, Any], ...] = ()  # the chosen configuration (CHOSEN_KEYS)
 
+    def chosen(self) -> dict[str, Any]:
+        """The chosen configuration as a studies file's case keys, typed as YAML reads them."""
+        return {k: yaml.safe_load(str(v)) for k, v in self.config if v is not None}
+
 
 def seed_of(row: dict[str, Any], conf_dir: Path | None) -> str:
     """The seed a job ran with: its ``seed`` override, else the one its experiment file sets,
@@ -256,7 +260,7 @@ def seed_cases(
     the setting after it (at the smallest setting run, if it solved none)."""
     cases = []
     for row in found:
-        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        config = row.chosen()
         for setting in (row.largest_solved, row.after):
             if setting is not None:
                 case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
@@ -288,7 +292,7 @@ def missing_seeds(
         after = row.after
         if after is None and row.largest_solved is not None:
             after = next((s for s in sorted(settings) if s > row.largest_solved), None)
-        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        config = row.chosen()
         for setting in (row.largest_solved, after):
             if setting is None:
                 continue
@@ -326,7 +330,7 @@ def deciding_seeds(
         if not runs:
             continue
         have = {seed_of(r, conf_dir) for r in runs}
-        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        config = row.chosen()
         case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
         cases += [{**case, "seed": s} for s in seeds if str(s) not in have]
     return cases
@@ -355,7 +359,7 @@ def learning_rate_cases(
     for row in found:
         if row.after is None:
             continue
-        config = {k: yaml.safe_load(str(v)) for k, v in row.config if v is not None}
+        config = row.chosen()
         chosen = config.get(LR_KEY)
         if chosen not in steps:
             raise ValueError(
