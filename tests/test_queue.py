@@ -162,6 +162,64 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
 
 
+def test_a_job_completed_in_an_earlier_session_is_restored_from_the_results_folder(
+    tmp_path, capsys
+):
+    """A fresh checkout has no run directories, only the committed results: a completed job
+    there is not run again and stays in the study's table, with its earlier seconds; a copy
+    made under other overrides (the study changed) is not taken for the job."""
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1, 2, 3]}}}
+    out = tmp_path / "results" / "s" / "gpu"
+    for seed, overrides in (
+        (1, TINY_ADDITION),
+        (2, [*TINY_ADDITION[:-1], "task.datamodule.test_size=32"]),
+    ):
+        copy = out / "jobs" / f"seed{seed}"
+        copy.mkdir(parents=True)
+        record = {"status": "completed", "test/acc": 0.25 * seed, "samples_seen": 16}
+        (copy / "metrics.json").write_text(json.dumps(record))
+        listed = [*overrides, f"seed={seed}", "resume=auto", "hardware.threads=1"]
+        (copy / "overrides.yaml").write_text("".join(f"- {o}\n" for o in listed))
+    (out / "queue.json").write_text(json.dumps({"jobs": [{"job": "seed1", "seconds": 12.5}]}))
+    (out / "jobs" / "seed1" / "curve.csv").write_text("samples,value\n8,0.125\n16,0.25\n")
+    run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start a job
+    assert "(1 curves)" in capsys.readouterr().out  # the restored job's kept curve
+    report = json.loads((out / "queue.json").read_text())
+    assert [(j["job"], j["status"], j["seconds"]) for j in report["jobs"]] == [
+        ("seed1", "done earlier", 12.5),
+        ("seed2", "not started", 0.0),
+        ("seed3", "not started", 0.0),
+    ]
+    assert report["jobs"][0]["note"].startswith("restored from ")
+    assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
+    table = (out / "table.md").read_text()
+    assert "| seed1 |" in table and "0.2500" in table and "seed2" not in table
+    # the earlier copy of the changed job is left as it was
+    assert json.loads((out / "jobs" / "seed2" / "metrics.json").read_text())["test/acc"] == 0.5
+
+
+def test_the_results_keep_each_jobs_curve_from_its_log(tmp_path):
+    """What a later restore needs to draw the job's curve: (samples, val/acc) per validation."""
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1]}}}
+    (job,) = study_queue.expand("s", studies["s"], tmp_path / "runs", dry_run=False)
+    copy = tmp_path / "earlier" / "jobs" / job.name  # a record and overrides, as restored
+    copy.mkdir(parents=True)
+    (copy / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc": 0.5}))
+    (copy / "overrides.yaml").write_text("".join(f"- {o}\n" for o in job.overrides))
+    study_queue.restore([job], tmp_path / "earlier")
+    (job.run_dir / "csv").mkdir()
+    (job.run_dir / "csv" / "metrics.csv").write_text(
+        "step,train/samples_seen,val/acc\n0,8,\n1,16,\n1,,0.25\n3,32,\n3,,0.5\n"
+    )
+    out = tmp_path / "results"
+    study_queue.collect("s", [job], tmp_path / "runs", out)
+    assert (out / "jobs" / job.name / "curve.csv").read_text().splitlines() == [
+        "samples,value",
+        "16,0.25",
+        "32,0.5",
+    ]
+
+
 def test_cases_run_at_every_grid_value_first_value_first(tmp_path):
     study = {
         "claim": "c",

@@ -13,10 +13,11 @@ checks sit beside the procedure that runs it, so that one file says what a study
 format is the part to move out if it grows.
 
 When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
-tables, curves and each job's ``metrics.json`` and overrides are copied to
+tables, curves and each job's ``metrics.json``, overrides and curve are copied to
 ``<results>/<claim>/<tag>/`` (``tag=gpu`` by default; ``<tag>_dry_run/`` for a dry run; one
 study per claim), with ``queue.json`` saying what ran where, for how long, and with what
-status.
+status. Those copies are what a fresh clone resumes from (`restore`): a session's machine
+and its run directories go, the committed results stay.
 
 The studies file (YAML) maps a study name to:
 
@@ -223,6 +224,44 @@ def check_jobs(jobs: list[Job]) -> None:
             raise ConfigError(f"{job.study}/{job.name}: {problem}")
 
 
+def restore(jobs: list[Job], out: Path) -> None:
+    """Put back each job the results folder ``out`` holds as completed and this checkout's
+    run directories lack (an earlier session's, on another machine or a fresh clone): its
+    record, its overrides and its config composed again, so that the queue skips it and the
+    study's table keeps it, with the seconds the earlier ``queue.json`` gave it. A copy made
+    under other overrides (the study changed since) is another job's: that job runs."""
+    from hydra import compose, initialize_config_dir
+
+    from gridlstm.analysis.tables import CURVE
+    from gridlstm.run.conf import find_conf_dir
+
+    earlier = {}
+    with contextlib.suppress(OSError, ValueError):
+        earlier = {j["job"]: j for j in json.loads((out / "queue.json").read_text())["jobs"]}
+    for job in jobs:
+        copy = out / "jobs" / job.name
+        record = run_records.read_record(copy)
+        if record is None or record.get("status") != run_records.COMPLETED:
+            continue
+        if run_records.read_record(job.run_dir) is not None:
+            continue  # this checkout ran it: its own record wins
+        if not (copy / "overrides.yaml").is_file():
+            continue
+        listed = OmegaConf.to_container(OmegaConf.load(copy / "overrides.yaml"))
+        if [str(o) for o in listed][: len(job.overrides)] != job.overrides:
+            continue
+        with initialize_config_dir(config_dir=str(find_conf_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=job.overrides)
+        (job.run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, job.run_dir / ".hydra" / "config.yaml")
+        shutil.copy2(copy / "overrides.yaml", job.run_dir / ".hydra" / "overrides.yaml")
+        if (copy / CURVE).is_file():
+            shutil.copy2(copy / CURVE, job.run_dir / CURVE)
+        shutil.copy2(copy / "metrics.json", job.run_dir / "metrics.json")  # last: the record
+        job.note = f"restored from {copy}"
+        job.seconds = float(earlier.get(job.name, {}).get("seconds") or 0.0)
+
+
 class Queue:
     """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic())."""
 
@@ -255,7 +294,7 @@ class Queue:
 
     def run_one(self, job: Job) -> None:
         if run_records.read_status(job.run_dir) == run_records.COMPLETED:
-            job.status, job.note = DONE_EARLIER, "completed in an earlier queue run"
+            job.status, job.note = DONE_EARLIER, job.note or "completed in an earlier queue run"
             return
         frontier = self.frontiers.get(job.study)
         if frontier and (reason := past_frontier(job, self.jobs, frontier)):
@@ -370,9 +409,13 @@ def device_name() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def results_folder(results: Path, claim: str, tag: str, dry_run: bool) -> Path:
+    return results / claim / (f"{tag}_dry_run" if dry_run else tag)
+
+
 def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
     """Tables and per-job metrics of one study into ``out`` (replacing an earlier copy)."""
-    from gridlstm.analysis.tables import TableError, report
+    from gridlstm.analysis.tables import CURVE, TableError, job_curve, read_job, report, write_curve
 
     sweep = runs / name
     out.mkdir(parents=True, exist_ok=True)
@@ -384,11 +427,15 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
         if (sweep / artefact).is_file():
             shutil.copy2(sweep / artefact, out / artefact)
     for job in jobs:
-        for part in ("metrics.json", ".hydra/overrides.yaml"):
+        for part in ("metrics.json", ".hydra/overrides.yaml", CURVE):
             if (job.run_dir / part).is_file():
                 target = out / "jobs" / job.name / Path(part).name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(job.run_dir / part, target)
+        if (job.run_dir / "csv" / "metrics.csv").is_file():  # its curve, for a later restore
+            with contextlib.suppress(ValueError):
+                curve = job_curve(sweep, read_job(job.run_dir))
+                write_curve(out / "jobs" / job.name / CURVE, curve)
 
 
 def run_studies(
@@ -425,6 +472,8 @@ def run_studies(
         else:
             groups[name] = expanded
     check_jobs([j for js in groups.values() for j in js])
+    for name, group in groups.items():
+        restore(group, results_folder(results, studies[name]["claim"], tag, dry_run))
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
     queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers)
     print(
@@ -441,8 +490,7 @@ def run_studies(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for name, group in groups.items():
-        claim = studies[name]["claim"]
-        out = results / claim / (f"{tag}_dry_run" if dry_run else tag)
+        out = results_folder(results, studies[name]["claim"], tag, dry_run)
         collect(name, group, runs, out)
         summary = {
             "study": name,

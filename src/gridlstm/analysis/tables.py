@@ -171,10 +171,26 @@ def samples_from_step(logged: list[tuple[float, float]]):  # noqa: ANN201
     return lambda at: slope * at + intercept
 
 
+# A job's curve alone (samples seen, main validation metric): what the study queue keeps of a
+# CSV log beside a job's record, a few kilobytes instead of the whole log.
+CURVE = "curve.csv"
+
+
+def write_curve(path: Path, points: list[tuple[float, float]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["samples", "value"])
+        writer.writerows(points)
+
+
 def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
     """(training samples seen, main validation metric) at each validation of a job, from its
-    CSV log (empty without one)."""
+    CSV log, else from a kept ``curve.csv`` (empty without either)."""
     monitor, log = row["monitor"], sweep / row["job"] / "csv" / "metrics.csv"
+    kept = sweep / row["job"] / CURVE
+    if not log.is_file() and kept.is_file():
+        with kept.open() as handle:
+            return [(float(r["samples"]), float(r["value"])) for r in csv.DictReader(handle)]
     if not log.is_file():
         return []
     samples_at_step: list[tuple[float, float]] = []
