@@ -153,11 +153,15 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     (done / "metrics.json").write_text(json.dumps({"status": "completed", "test/acc": 0.5}))
     jobs = study_queue.expand("s", studies["s"], tmp_path / "runs", dry_run=False)
     assert "resume=auto" in study_queue.Queue(jobs, 1, 0.0, 1).command(jobs[1])
+    out = tmp_path / "results" / "s" / "gpu"
+    out.mkdir(parents=True)  # an earlier queue run's report: its cost stays on the record
+    earlier = [{"job": "seed1", "seconds": 30.0}, {"job": "seed2", "seconds": 4.5}]
+    (out / "queue.json").write_text(json.dumps({"jobs": earlier}))
     run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start seed 2
-    report = json.loads((tmp_path / "results" / "s" / "gpu" / "queue.json").read_text())
-    assert [(j["job"], j["status"]) for j in report["jobs"]] == [
-        ("seed1", "done earlier"),
-        ("seed2", "not started"),
+    report = json.loads((out / "queue.json").read_text())
+    assert [(j["job"], j["status"], j["seconds"]) for j in report["jobs"]] == [
+        ("seed1", "done earlier", 30.0),
+        ("seed2", "not started", 4.5),  # interrupted earlier: resuming adds to it
     ]
     assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
 
@@ -364,6 +368,9 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
         tmp_path / "s.yaml",
         {"long": {"claim": "long", "overrides": long, "grid": {"seed": [1, 2]}}},
     )
+    out = tmp_path / "results" / "long" / "gpu"
+    out.mkdir(parents=True)  # seed 1 ran 100 s in an earlier queue run: this run adds to it
+    (out / "queue.json").write_text(json.dumps({"jobs": [{"job": "seed1", "seconds": 100.0}]}))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -385,13 +392,14 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
     while not first.is_file() and time.monotonic() < deadline:  # training is under way
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=study_queue.GRACE_S + 60)
-    report = json.loads((tmp_path / "results" / "long" / "gpu" / "queue.json").read_text())
+    printed, _ = proc.communicate(timeout=study_queue.GRACE_S + 60)
+    report = json.loads((out / "queue.json").read_text())
     assert [(j["job"], j["status"]) for j in report["jobs"]] == [
         ("seed1", "interrupted"),
         ("seed2", "not started"),
-    ], out
+    ], printed
     assert report["jobs"][1]["note"] == "the queue was stopped"
+    assert report["jobs"][0]["seconds"] > 100.0
 
 
 @pytest.mark.slow

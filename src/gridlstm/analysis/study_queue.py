@@ -228,16 +228,13 @@ def restore(jobs: list[Job], out: Path) -> None:
     """Put back each job the results folder ``out`` holds as completed and this checkout's
     run directories lack (an earlier session's, on another machine or a fresh clone): its
     record, its overrides and its config composed again, so that the queue skips it and the
-    study's table keeps it, with the seconds the earlier ``queue.json`` gave it. A copy made
-    under other overrides (the study changed since) is another job's: that job runs."""
+    study's table keeps it. A copy made under other overrides (the study changed since) is
+    another job's: that job runs."""
     from hydra import compose, initialize_config_dir
 
     from gridlstm.analysis.tables import CURVE
     from gridlstm.run.conf import find_conf_dir
 
-    earlier = {}
-    with contextlib.suppress(OSError, ValueError):
-        earlier = {j["job"]: j for j in json.loads((out / "queue.json").read_text())["jobs"]}
     for job in jobs:
         copy = out / "jobs" / job.name
         record = run_records.read_record(copy)
@@ -259,7 +256,17 @@ def restore(jobs: list[Job], out: Path) -> None:
             shutil.copy2(copy / CURVE, job.run_dir / CURVE)
         shutil.copy2(copy / "metrics.json", job.run_dir / "metrics.json")  # last: the record
         job.note = f"restored from {copy}"
-        job.seconds = float(earlier.get(job.name, {}).get("seconds") or 0.0)
+
+
+def carry_seconds(jobs: list[Job], out: Path) -> None:
+    """Each job's seconds so far, from the results' earlier ``queue.json``: a job done in an
+    earlier queue run keeps its cost, and a resumed one adds this run's to it."""
+    earlier = {}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        earlier = {j["job"]: j for j in json.loads((out / "queue.json").read_text())["jobs"]}
+    for job in jobs:
+        with contextlib.suppress(TypeError, ValueError):
+            job.seconds = float(earlier.get(job.name, {}).get("seconds") or 0.0)
 
 
 class Queue:
@@ -339,14 +346,15 @@ class Queue:
             finally:
                 with self.lock:
                     self.procs.discard(proc)
-        job.seconds, job.returncode = round(time.monotonic() - start, 1), proc.returncode
+        elapsed = time.monotonic() - start
+        job.seconds, job.returncode = round(job.seconds + elapsed, 1), proc.returncode
         status = run_records.read_status(job.run_dir)
         job.status = status or (run_records.FAILED if proc.returncode else NO_RECORD)
         if job.status in FAILED_STATES and (job.note or self.stopped):
             # SIGTERM before train.py had set up its handler: nothing was trained or lost.
             job.status, job.note = NOT_STARTED, "stopped while starting up"
         print(
-            f"[queue] {job.study}/{job.name}: {job.status} after {job.seconds:.0f} s"
+            f"[queue] {job.study}/{job.name}: {job.status} after {elapsed:.0f} s"
             + (f" ({job.note})" if job.note else ""),
             flush=True,
         )
@@ -473,7 +481,9 @@ def run_studies(
             groups[name] = expanded
     check_jobs([j for js in groups.values() for j in js])
     for name, group in groups.items():
-        restore(group, results_folder(results, studies[name]["claim"], tag, dry_run))
+        out = results_folder(results, studies[name]["claim"], tag, dry_run)
+        restore(group, out)
+        carry_seconds(group, out)
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
     queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers)
     print(
