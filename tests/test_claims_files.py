@@ -13,6 +13,7 @@ from gridlstm.analysis.frontier import (
     deciding_seeds,
     frontiers,
     learning_rate_cases,
+    learning_rate_followups,
     markdown,
     missing_seeds,
     seed_cases,
@@ -140,6 +141,14 @@ def test_the_parity_learning_rate_check_runs_each_neighbour_of_each_chosen_rate(
     stages = ("frontier", "seeds", "fill", "fill2", "decide", "fill3", "fill4")
     found = frontiers([parity / s / "cpu" for s in stages])
     assert studies["parity_sizes_lr"]["cases"] == learning_rate_cases(found, grid)
+
+
+def test_the_parity_learning_rate_check_runs_two_more_seeds_where_a_rate_solved():
+    """Stage 6's next step: seeds 2 and 3 for each checked rate that solved, over the check's
+    committed jobs (as the check goes on, the rule names more: update the cases with it)."""
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    done = CLAIMS / "parity_sizes" / "lr" / "cpu"
+    assert studies["parity_sizes_lr_seeds"]["cases"] == learning_rate_followups(done)
 
 
 FAMILY_LABELS = {
