@@ -12,14 +12,13 @@ from gridlstm.analysis.frontier import (
     SOURCES,
     deciding_seeds,
     frontiers,
-    learning_rate_cases,
-    learning_rate_followups,
     markdown,
     missing_seeds,
     seed_cases,
     sources_of,
     verdicts_markdown,
 )
+from gridlstm.analysis.lr_check import learning_rate_cases, learning_rate_followups
 from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
 from gridlstm.analysis.study_queue import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv

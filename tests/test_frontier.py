@@ -10,13 +10,16 @@ import pytest
 from gridlstm.analysis.frontier import (
     deciding_seeds,
     frontiers,
-    learning_rate_cases,
-    learning_rate_followups,
     missing_seeds,
     seed_cases,
     sources_of,
     verdicts_markdown,
     write,
+)
+from gridlstm.analysis.lr_check import (
+    learning_rate_cases,
+    learning_rate_followups,
+    learning_rate_frontier_cases,
 )
 from tests.test_stages import job
 
@@ -242,3 +245,36 @@ def test_a_learning_rate_that_solves_where_its_family_stopped_runs_two_more_seed
         }
         for seed in (2, 3)
     ]
+
+
+def test_a_checked_rate_that_solved_goes_on_through_the_frontier_rule_in_that_rate(tmp_path):
+    """Its missing seeds at the setting it solved and at the next; the chosen rate's runs in
+    the same folders (the same family, size and setting) are another configuration's."""
+    check, seeds = tmp_path / "lr", tmp_path / "lr_seeds"
+
+    def at(folder, lr, bits, accs, first_seed=1):
+        for seed, acc in enumerate(accs, start=first_seed):
+            overrides = [
+                "model=a",
+                "param_budget=100",
+                "model.net.num_layers=4",
+                f"optim.optimizer.lr={lr}",
+                f"task.datamodule.bits={bits}",
+                f"seed={seed}",
+            ]
+            job(folder, f"{lr}-{bits}-{seed}", overrides, **{"test/acc": acc})
+
+    at(check, 0.001, 14, [1.0])  # solves where the chosen 0.003 stopped
+    at(seeds, 0.001, 14, [1.0, 0.5], first_seed=2)  # 2 of 3: the frontier moves with it
+    at(check, 0.003, 14, [0.5, 0.5, 0.5])  # the chosen rate's runs: not this rate's
+    at(check, 0.01, 14, [0.5])  # solved nothing: done
+    cases = learning_rate_frontier_cases([check, seeds], settings=[12, 14, 16, 20])
+    assert [(c["optim.optimizer.lr"], c["task.datamodule.bits"], c["seed"]) for c in cases] == [
+        (0.001, 16, 1),
+        (0.001, 16, 2),
+        (0.001, 16, 3),
+    ]
+    assert cases[0]["model.net.num_layers"] == 4
+    again = tmp_path / "again"  # a later folder's seed 2, at chance: 1 of 3, not moved
+    at(again, 0.001, 14, [0.5], first_seed=2)
+    assert learning_rate_frontier_cases([check, seeds, again], settings=[12, 14, 16, 20]) == []

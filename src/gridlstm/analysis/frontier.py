@@ -62,17 +62,30 @@ def seed_of(row: dict[str, Any], conf_dir: Path | None) -> str:
     return "default"
 
 
+def matches(row: dict[str, Any], match: dict[str, Any] | None) -> bool:
+    """Whether a job ran with each of ``match``'s values (numbers compared as numbers)."""
+    return all(
+        number(row.get(k)) == number(v) if number(v) is not None else str(row.get(k)) == str(v)
+        for k, v in (match or {}).items()
+    )
+
+
 def cells(
-    folders: Sequence[Path], family: str, size: str, key: str
+    folders: Sequence[Path],
+    family: str,
+    size: str,
+    key: str,
+    match: dict[str, Any] | None = None,
 ) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
     """Completed runs per (family, size, setting), gathered over the folders by seed (a later
-    folder's run of a seed replaces an earlier one's)."""
+    folder's run of a seed replaces an earlier one's); only the runs ``match`` names, if
+    given (e.g. one learning rate of several in a folder)."""
     conf_dir = find_conf_dir()
     found: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
     for folder in folders:
         for row in read_jobs(folder):
             setting = number(row.get(key))
-            if setting is None:
+            if setting is None or not matches(row, match):
                 continue
             cell = (str(row.get(family)), str(row.get(size)), int(setting))
             found.setdefault(cell, {})[seed_of(row, conf_dir)] = row
@@ -92,9 +105,10 @@ def frontiers(
     key: str = "task.datamodule.bits",
     metric: str = "test/acc",
     bar: float = 0.99,
+    match: dict[str, Any] | None = None,
 ) -> list[Frontier]:
     by_group: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
-    for (fam, sz, setting), runs in cells(folders, family, size, key).items():
+    for (fam, sz, setting), runs in cells(folders, family, size, key, match).items():
         by_group.setdefault((fam, sz), {})[setting] = runs
     out = []
     for (fam, sz), settings in sorted(
@@ -278,14 +292,17 @@ def missing_seeds(
     key: str = "task.datamodule.bits",
     metric: str = "test/acc",
     bar: float = 0.99,
+    match: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The fill stage's ``cases``: each seed that has not run at a family and size's frontier
     or at the setting after it, over all the folders so far. Seeds can move a frontier (a k
     solved by seed 1 alone may fail in 2 of 3 seeds), so the stages repeat this until it is
     empty. Where no setting above the frontier ran (the sweep stopped below it), the setting
     after is the next of ``settings`` (the sweep's grid)."""
-    found = frontiers(folders, family=family, size=size, key=key, metric=metric, bar=bar)
-    ran = cells(folders, family, size, key)
+    found = frontiers(
+        folders, family=family, size=size, key=key, metric=metric, bar=bar, match=match
+    )
+    ran = cells(folders, family, size, key, match)
     conf_dir = find_conf_dir()
     cases = []
     for row in found:
@@ -333,63 +350,4 @@ def deciding_seeds(
         config = row.chosen()
         case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
         cases += [{**case, "seed": s} for s in seeds if str(s) not in have]
-    return cases
-
-
-LR_KEY = "optim.optimizer.lr"
-
-
-def learning_rate_cases(
-    found: list[Frontier],
-    grid: Sequence[float],
-    seed: int = 1,
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str = "task.datamodule.bits",
-) -> list[dict[str, Any]]:
-    """The learning-rate check's ``cases``: each family and size at the setting after its
-    frontier (where it stops solving), its chosen configuration at the learning rates next to
-    its chosen one in ``grid`` (one step down, one step up), one seed. A configuration chosen
-    at an easy setting may not be the best at a hard one, and a choice at the edge of the
-    search's grid says the best may lie beyond it: ``grid`` extends the search's by a step
-    each way, so an edge choice is tried outside it."""
-    steps = sorted(grid)
-    cases = []
-    for row in found:
-        if row.after is None:
-            continue
-        config = row.chosen()
-        chosen = config.get(LR_KEY)
-        if chosen not in steps:
-            raise ValueError(
-                f"{row.family} at {size}={row.size}: learning rate {chosen!r} is not in the "
-                f"grid {steps}"
-            )
-        at = steps.index(chosen)
-        for lr in steps[max(at - 1, 0) : at] + steps[at + 1 : at + 2]:
-            case = {family: row.family, size: yaml.safe_load(row.size), **config, LR_KEY: lr}
-            cases.append({**case, key: row.after, "seed": seed})
-    return cases
-
-
-def learning_rate_followups(
-    folder: Path,
-    seeds: Sequence[int] = (2, 3),
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str = "task.datamodule.bits",
-    metric: str = "test/acc",
-    bar: float = 0.99,
-) -> list[dict[str, Any]]:
-    """The learning-rate check's next ``cases``: each of its jobs that solved its setting (one
-    seed), at ``seeds``. With 2 of 3 solving, that rate moves its family's frontier."""
-    cases = []
-    for row in read_jobs(folder):
-        if (number(row.get(metric)) or -math.inf) < bar:
-            continue
-        names = (family, size, *CHOSEN_KEYS, key)
-        case = {k: yaml.safe_load(str(row[k])) for k in names if row.get(k) is not None}
-        cases += [{**case, "seed": seed} for seed in seeds]
     return cases
