@@ -18,7 +18,7 @@ from gridlstm.analysis.frontier import (
     sources_of,
     verdicts_markdown,
 )
-from gridlstm.analysis.lr_check import learning_rate_cases, learning_rate_followups
+from gridlstm.analysis.lr_check import learning_rate_cases, learning_rate_frontier_cases
 from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
 from gridlstm.analysis.study_queue import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv
@@ -142,12 +142,17 @@ def test_the_parity_learning_rate_check_runs_each_neighbour_of_each_chosen_rate(
     assert studies["parity_sizes_lr"]["cases"] == learning_rate_cases(found, grid)
 
 
-def test_the_parity_learning_rate_check_runs_two_more_seeds_where_a_rate_solved():
-    """Stage 6's next step: seeds 2 and 3 for each checked rate that solved, over the check's
-    committed jobs (as the check goes on, the rule names more: update the cases with it)."""
+def test_the_parity_learning_rate_check_goes_on_where_a_rate_solved():
+    """Stage 6's next steps: where a checked rate solved, the frontier rule in that rate.
+    lr_seeds ran the first of them (seeds 2 and 3 where seed 1 solved); lr_frontier runs what
+    the rule names over both folders."""
+    parity = CLAIMS / "parity_sizes"
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
-    done = CLAIMS / "parity_sizes" / "lr" / "cpu"
-    assert studies["parity_sizes_lr_seeds"]["cases"] == learning_rate_followups(done)
+    grid = studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
+    first = learning_rate_frontier_cases([parity / "lr" / "cpu"], grid)
+    assert all(case in first for case in studies["parity_sizes_lr_seeds"]["cases"])
+    named = learning_rate_frontier_cases([parity / s / "cpu" for s in ("lr", "lr_seeds")], grid)
+    assert studies["parity_sizes_lr_frontier"]["cases"] == named
 
 
 FAMILY_LABELS = {

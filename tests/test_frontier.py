@@ -18,7 +18,6 @@ from gridlstm.analysis.frontier import (
 )
 from gridlstm.analysis.lr_check import (
     learning_rate_cases,
-    learning_rate_followups,
     learning_rate_frontier_cases,
 )
 from tests.test_stages import job
@@ -221,30 +220,6 @@ def test_the_learning_rate_check_tries_each_neighbour_of_the_chosen_rate_where_a
     ]
     with pytest.raises(ValueError, match=r"edge at param_budget=100: learning rate 0.003 is not"):
         learning_rate_cases(found, [0.0001, 0.001])
-
-
-def test_a_learning_rate_that_solves_where_its_family_stopped_runs_two_more_seeds(tmp_path):
-    for model, lr, acc in (("a", 0.01, 0.995), ("a", 0.001, 0.5), ("b", 0.0001, 0.989)):
-        overrides = [
-            f"model={model}",
-            "param_budget=100",
-            "model.net.num_layers=4",
-            f"optim.optimizer.lr={lr}",
-            "task.datamodule.bits=14",
-            "seed=1",
-        ]
-        job(tmp_path, f"{model}-{lr}", overrides, **{"test/acc": acc})
-    assert learning_rate_followups(tmp_path) == [
-        {
-            "model": "a",
-            "param_budget": 100,
-            "model.net.num_layers": 4,
-            "optim.optimizer.lr": 0.01,
-            "task.datamodule.bits": 14,
-            "seed": seed,
-        }
-        for seed in (2, 3)
-    ]
 
 
 def test_a_checked_rate_that_solved_goes_on_through_the_frontier_rule_in_that_rate(tmp_path):

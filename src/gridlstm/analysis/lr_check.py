@@ -57,28 +57,6 @@ def learning_rate_cases(
     return cases
 
 
-def learning_rate_followups(
-    folder: Path,
-    seeds: Sequence[int] = (2, 3),
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str = "task.datamodule.bits",
-    metric: str = "test/acc",
-    bar: float = 0.99,
-) -> list[dict[str, Any]]:
-    """The learning-rate check's next ``cases``: each of its jobs that solved its setting (one
-    seed), at ``seeds``. With 2 of 3 solving, that rate moves its family's frontier."""
-    cases = []
-    for row in read_jobs(folder):
-        if (number(row.get(metric)) or -math.inf) < bar:
-            continue
-        names = (family, size, *CHOSEN_KEYS, key)
-        case = {k: yaml.safe_load(str(row[k])) for k in names if row.get(k) is not None}
-        cases += [{**case, "seed": seed} for seed in seeds]
-    return cases
-
-
 def learning_rate_frontier_cases(
     folders: Sequence[Path],
     settings: Sequence[int],
