@@ -10,7 +10,6 @@ family alike, by rules fixed before its runs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import yaml
 
 from gridlstm.analysis.frontier import Frontier, frontiers, missing_seeds
-from gridlstm.analysis.stages import CHOSEN_KEYS, number, read_jobs
+from gridlstm.analysis.stages import number, read_jobs
 
 LR_KEY = "optim.optimizer.lr"
 
