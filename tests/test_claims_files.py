@@ -277,6 +277,7 @@ STATED = {
         "100,000": "the unit of the compute estimate",
         "5,562": "stage 1's job seconds summed (cpu/queue.json)",
         "2,857": "stage 1's wall time (the queue's closing line)",
+        "4,810": "stage 2's job seconds summed so far (frontier/cpu/queue.json)",
     },
     "coreylynch/README.md": {
         "1,000": "training steps (trainer.max_steps)",
@@ -302,6 +303,7 @@ STATED = {
         "6,943": "stage 5's job seconds summed (decide/cpu/queue.json)",
         "3,569": "stage 5's wall time (the queue's closing line)",
         "7,178": "stage 3's wall time (the queue's closing line)",
+        "3,740": "stage 6's job seconds summed so far (lr/cpu/queue.json)",
     },
 }
 
