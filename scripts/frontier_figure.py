@@ -8,6 +8,15 @@ writes frontier.md, frontier.csv, frontier.png and verdicts.md (the families' te
 at each budget and k that two or more ran, by the claims' rule) into the first folder, and
 prints the seeds stage's ``cases`` and the fill stage's (each seed still missing at a
 frontier or the k after it, over all the folders: the rule in `gridlstm.analysis.frontier`).
+
+With the learning-rate check's folders after ``--checked``:
+
+    python scripts/frontier_figure.py docs/claims/parity_sizes/frontier <chosen folders> \
+        --checked docs/claims/parity_sizes/lr/cpu docs/claims/parity_sizes/lr_seeds/cpu ...
+
+it writes best_rate.md, .csv, .png and best_rate_verdicts.md instead: each family and budget
+at the learning rate that solves the largest k (`gridlstm.analysis.lr_check`), and prints the
+next stage of the check (the seeds still missing in each solving rate).
 """
 
 from __future__ import annotations
@@ -18,11 +27,18 @@ from pathlib import Path
 import yaml
 
 from gridlstm.analysis.frontier import (
+    cells_verdicts,
     frontiers,
     missing_seeds,
     seed_cases,
     verdicts_markdown,
     write,
+)
+from gridlstm.analysis.lr_check import (
+    best_rate_cells,
+    best_rate_frontiers,
+    best_rate_intro,
+    learning_rate_frontier_cases,
 )
 
 STUDIES = Path(__file__).with_name("cpu_studies.yaml")
@@ -34,9 +50,30 @@ def bits_grid() -> list[int]:
     return studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
 
 
+def best_rate(out: Path, chosen: list[str], checked: list[str]) -> None:
+    """The frontier at each family and budget's best learning rate, and the check's next stage."""
+    found = best_rate_frontiers([Path(a) for a in chosen], [Path(a) for a in checked])
+    for row, rate in found:
+        print(row.family, row.size, row.largest_solved, "chosen" if rate is None else rate)
+    intro = best_rate_intro(chosen, checked)
+    for path in write([r for r, _ in found], out, name="best_rate", intro=intro):
+        print(f"wrote {path}")
+    runs = best_rate_cells([Path(a) for a in chosen], [Path(a) for a in checked], found)
+    verdicts = out / "best_rate_verdicts.md"
+    verdicts.write_text(cells_verdicts(runs, intro))
+    print(f"wrote {verdicts}")
+    named = learning_rate_frontier_cases([Path(a) for a in checked], bits_grid())
+    print("\n# the check's next stage (each seed still missing in a solving rate; none: done):")
+    print(yaml.safe_dump({"cases": named}, sort_keys=False), end="")
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in argv[1:]):
+    folders = [a for a in argv[1:] if a != "--checked"]
+    if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
         raise SystemExit(__doc__)
+    if "--checked" in argv:
+        at = argv.index("--checked")
+        return best_rate(Path(argv[0]), argv[1:at], argv[at + 1 :])
     found = frontiers([Path(a) for a in argv[1:]])
     for row in found:
         print(row)

@@ -17,6 +17,10 @@ from gridlstm.analysis.frontier import (
     write,
 )
 from gridlstm.analysis.lr_check import (
+    best_rate_cells,
+    best_rate_frontiers,
+    best_rate_intro,
+    best_rate_sources,
     learning_rate_cases,
     learning_rate_frontier_cases,
 )
@@ -253,3 +257,46 @@ def test_a_checked_rate_that_solved_goes_on_through_the_frontier_rule_in_that_ra
     again = tmp_path / "again"  # a later folder's seed 2, at chance: 1 of 3, not moved
     at(again, 0.001, 14, [0.5], first_seed=2)
     assert learning_rate_frontier_cases([check, seeds, again], settings=[12, 14, 16, 20]) == []
+
+
+def test_each_family_is_stated_at_the_rate_that_solves_the_largest_setting(tmp_path):
+    """A checked rate replaces the chosen one only where it solves a larger setting (a tie
+    keeps the chosen rate), and its runs are never pooled with another rate's."""
+    chosen, checked = tmp_path / "frontier", tmp_path / "lr"
+
+    def at(folder, model, lr, bits, accs):
+        for seed, acc in enumerate(accs, start=1):
+            overrides = [
+                f"model={model}",
+                "param_budget=100",
+                "model.net.num_layers=4",
+                f"optim.optimizer.lr={lr}",
+                f"task.datamodule.bits={bits}",
+                f"seed={seed}",
+            ]
+            record = {"test/acc": acc, "params": 100, "macs_per_sample": 10}
+            job(folder, f"{model}-{lr}-{bits}-{seed}", overrides, **record)
+
+    at(chosen, "a", 0.003, 12, [1.0, 1.0, 1.0])
+    at(chosen, "a", 0.003, 14, [1.0, 0.5, 0.5])  # chosen: stops at 14
+    at(checked, "a", 0.001, 14, [1.0, 1.0, 0.5])  # 2 of 3: 14 solved at 0.001
+    at(checked, "a", 0.001, 16, [0.5, 0.5, 0.5])
+    at(checked, "a", 0.01, 14, [0.5])
+    at(chosen, "b", 0.003, 14, [1.0, 1.0, 1.0])
+    at(checked, "b", 0.001, 14, [1.0])  # a tie: the chosen rate stays
+    at(chosen, "c", 0.001, 12, [1.0, 1.0, 1.0])
+    at(checked, "c", 0.0003, 14, [1.0, 0.5, 0.5])  # 1 of 3: not solved
+    found = best_rate_frontiers([chosen], [checked])
+    assert [(r.family, r.largest_solved, r.after, rate) for r, rate in found] == [
+        ("a", 14, 16, 0.001),
+        ("b", 14, None, None),
+        ("c", 12, None, None),
+    ]
+    assert found[0][0].chosen()["optim.optimizer.lr"] == 0.001
+    runs = best_rate_cells([chosen], [checked], found)
+    assert sorted(runs) == [("a", "100", 14), ("a", "100", 16), ("b", "100", 14), ("c", "100", 12)]
+    assert [r["test/acc"] for r in runs[("a", "100", 14)]] == [1.0, 1.0, 0.5]  # 0.001's alone
+    intro = best_rate_intro(["x/frontier", "x/seeds"], ["x/lr", "x/lr_seeds"])
+    assert best_rate_sources(intro) == (["x/frontier", "x/seeds"], ["x/lr", "x/lr_seeds"])
+    page, _, _ = write([r for r, _ in found], tmp_path / "out", name="best_rate", intro=intro)
+    assert page.name == "best_rate.md" and page.read_text().startswith(intro + "\n")

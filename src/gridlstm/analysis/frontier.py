@@ -151,7 +151,20 @@ def verdicts_markdown(
     """Per size and setting that two or more families ran, their test accuracy compared by the
     claims' rule (`gridlstm.analysis.verdicts`: Welch, p < 0.05): where one family solves a k
     and another does not, whether the gap is beyond the seed spread."""
-    found = cells(folders, family, size, key)
+    head = SOURCES + ", ".join(sources) + " (runs gathered by seed)."
+    return cells_verdicts(cells(folders, family, size, key), head, family, size, key, metric)
+
+
+def cells_verdicts(
+    found: dict[tuple[str, str, int], list[dict[str, Any]]],
+    head: str,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+    metric: str = "test/acc",
+) -> str:
+    """`verdicts_markdown` of cells already gathered (e.g. each family at its own rate), below
+    ``head`` (the line naming their sources)."""
     ran: dict[tuple[str, int], set[str]] = {}
     for fam, sz, setting in found:
         ran.setdefault((sz, setting), set()).add(fam)
@@ -162,19 +175,31 @@ def verdicts_markdown(
         if len(ran[(sz, setting)]) > 1
         for run in found[(fam, sz, setting)]
     ]
-    head = SOURCES + ", ".join(sources) + " (runs gathered by seed).\n\n"
-    return head + verdicts.report(rows, [size, key, family], metric, "max", within=[size, key])
+    return (
+        head
+        + "\n\n"
+        + verdicts.report(rows, [size, key, family], metric, "max", within=[size, key])
+    )
 
 
 SOURCES = "From the jobs in: "
 
 
-def markdown(found: list[Frontier], sources: Sequence[str], setting_name: str = "k") -> str:
-    """``frontier.md``: the table a page cites, naming its sources (a test regenerates it)."""
+def markdown(
+    found: list[Frontier],
+    sources: Sequence[str],
+    setting_name: str = "k",
+    intro: str | None = None,
+) -> str:
+    """``frontier.md``: the table a page cites, naming its sources (a test regenerates it);
+    ``intro`` replaces the first line that names them."""
     head = ["family", "size", f"largest {setting_name} solved", "runs there", "params", "macs"]
     head += [f"{setting_name} after", "configuration"]
     lines = [
-        SOURCES + ", ".join(sources) + " (a cell's runs gather over the folders by seed; solved: "
+        intro
+        or SOURCES
+        + ", ".join(sources)
+        + " (a cell's runs gather over the folders by seed; solved: "
         f"at least {SOLVED_SHARE:.0%} of a cell's runs pass the bar on test).",
         "",
     ]
@@ -197,19 +222,25 @@ def _count(value: float | None) -> str | None:
 
 
 def write(
-    found: list[Frontier], out: Path, sources: Sequence[str] = (), setting_name: str = "k"
+    found: list[Frontier],
+    out: Path,
+    sources: Sequence[str] = (),
+    setting_name: str = "k",
+    *,
+    name: str = "frontier",
+    intro: str | None = None,
 ) -> list[Path]:
-    """``frontier.md``, ``frontier.csv`` and ``frontier.png`` (largest setting solved against
-    parameters and against multiply-adds, one line per family) into ``out``."""
+    """``<name>.md``, ``.csv`` and ``.png`` (largest setting solved against parameters and
+    against multiply-adds, one line per family) into ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    page = out / "frontier.md"
-    page.write_text(markdown(found, sources, setting_name))
-    table = out / "frontier.csv"
+    page = out / f"{name}.md"
+    page.write_text(markdown(found, sources, setting_name, intro))
+    table = out / f"{name}.csv"
     with table.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
@@ -258,7 +289,7 @@ def write(
     axes[0].set_ylabel(f"largest {setting_name} solved")
     axes[0].legend()
     figure.tight_layout()
-    picture = out / "frontier.png"
+    picture = out / f"{name}.png"
     figure.savefig(picture, dpi=120)
     plt.close(figure)
     return [page, table, picture]

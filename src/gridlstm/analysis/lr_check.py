@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from gridlstm.analysis.frontier import Frontier, frontiers, missing_seeds
+from gridlstm.analysis.frontier import SOLVED_SHARE, Frontier, cells, frontiers, missing_seeds
 from gridlstm.analysis.stages import number, read_jobs
 
 LR_KEY = "optim.optimizer.lr"
@@ -71,9 +71,8 @@ def learning_rate_frontier_cases(
     frontier goes on in that rate: the seeds still missing at its largest setting solved and
     at the setting after it (`missing_seeds`, one rate at a time). A rate that solved
     nothing at its family's setting is done."""
-    rates = sorted({n for f in folders for r in read_jobs(f) if (n := number(r.get(LR_KEY)))})
     cases = []
-    for rate in rates:
+    for rate in rates_in(folders):
         match = {LR_KEY: rate}
         found = frontiers(
             folders, family=family, size=size, key=key, metric=metric, bar=bar, match=match
@@ -92,3 +91,78 @@ def learning_rate_frontier_cases(
         )
         cases += [c for c in named if (c[family], str(c[size])) in moved]
     return cases
+
+
+def rates_in(folders: Sequence[Path]) -> list[float]:
+    """The learning rates the folders' completed jobs ran with, smallest first."""
+    return sorted({n for f in folders for r in read_jobs(f) if (n := number(r.get(LR_KEY)))})
+
+
+def best_rate_frontiers(
+    chosen: Sequence[Path],
+    checked: Sequence[Path],
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+    metric: str = "test/acc",
+    bar: float = 0.99,
+) -> list[tuple[Frontier, float | None]]:
+    """Per family and size, the frontier at its best learning rate, with that rate (None: the
+    chosen configuration's): the chosen configuration's frontier (``chosen``'s jobs) or a
+    checked rate's (``checked``'s jobs at that rate alone), whichever solved the larger
+    setting. A tie keeps the chosen rate: the search chose it, and more stages stand behind
+    it. A checked rate's runs are never pooled with another rate's."""
+    options = dict(family=family, size=size, key=key, metric=metric, bar=bar)
+    best: dict[tuple[str, str], tuple[Frontier, float | None]] = {
+        (r.family, r.size): (r, None) for r in frontiers(chosen, **options)
+    }
+    for rate in rates_in(checked):
+        for row in frontiers(checked, match={LR_KEY: rate}, **options):
+            have = best.get((row.family, row.size))
+            if row.largest_solved is None:
+                continue
+            if have is None or (have[0].largest_solved or -1) < row.largest_solved:
+                best[(row.family, row.size)] = (row, rate)
+    return sorted(best.values(), key=lambda b: (b[0].family, number(b[0].size) or 0))
+
+
+def best_rate_cells(
+    chosen: Sequence[Path],
+    checked: Sequence[Path],
+    found: list[tuple[Frontier, float | None]],
+    *,
+    family: str = "model",
+    size: str = "param_budget",
+    key: str = "task.datamodule.bits",
+) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """Each family and size's runs at its best rate (`best_rate_frontiers`), every setting it
+    ran there: the cells a verdict compares across families."""
+    out = {}
+    for row, rate in found:
+        folders, match = (chosen, None) if rate is None else (checked, {LR_KEY: rate})
+        for cell, runs in cells(folders, family, size, key, match).items():
+            if cell[:2] == (row.family, row.size):
+                out[cell] = runs
+    return out
+
+
+CHECKED = "; checked learning rates from: "
+
+
+def best_rate_intro(chosen: Sequence[str], checked: Sequence[str]) -> str:
+    """The first line of a best-rate table: both kinds of source, for a test to re-read."""
+    return (
+        f"Chosen configurations from: {', '.join(chosen)}{CHECKED}{', '.join(checked)} "
+        "(each family and size at the rate that solves the largest setting, a tie keeping "
+        "the chosen one; a rate's runs gather over the folders by seed and are never pooled "
+        f"with another rate's; solved: at least {SOLVED_SHARE:.0%} of a cell's runs pass the "
+        "bar on test)."
+    )
+
+
+def best_rate_sources(text: str) -> tuple[list[str], list[str]]:
+    """The chosen and checked folders a best-rate table names on its first line."""
+    line = text.splitlines()[0].removeprefix("Chosen configurations from: ")
+    chosen, checked = line.split(" (", 1)[0].split(CHECKED)
+    return chosen.split(", "), checked.split(", ")
