@@ -179,6 +179,10 @@ def test_the_parity_learning_rate_check_goes_on_where_a_rate_solved():
     named = learning_rate_frontier_cases([parity / s / "cpu" for s in ("lr", "lr_seeds")], grid)
     # a subset: check jobs that completed after it was written name more (the next stage's)
     assert all(case in named for case in studies["parity_sizes_lr_frontier"]["cases"])
+    # the next stage: the rule over all three, after the check's last jobs
+    folders = [parity / s / "cpu" for s in ("lr", "lr_seeds", "lr_frontier")]
+    named = learning_rate_frontier_cases(folders, grid)
+    assert studies["parity_sizes_lr_frontier2"]["cases"] == named
 
 
 FAMILY_LABELS = {
