@@ -147,13 +147,14 @@ def best_rate_cells(
     return out
 
 
+CHOSEN = "Chosen configurations from: "
 CHECKED = "; checked learning rates from: "
 
 
 def best_rate_intro(chosen: Sequence[str], checked: Sequence[str]) -> str:
     """The first line of a best-rate table: both kinds of source, for a test to re-read."""
     return (
-        f"Chosen configurations from: {', '.join(chosen)}{CHECKED}{', '.join(checked)} "
+        f"{CHOSEN}{', '.join(chosen)}{CHECKED}{', '.join(checked)} "
         "(each family and size at the rate that solves the largest setting, a tie keeping "
         "the chosen one; a rate's runs gather over the folders by seed and are never pooled "
         f"with another rate's; solved: at least {SOLVED_SHARE:.0%} of a cell's runs pass the "
@@ -163,6 +164,6 @@ def best_rate_intro(chosen: Sequence[str], checked: Sequence[str]) -> str:
 
 def best_rate_sources(text: str) -> tuple[list[str], list[str]]:
     """The chosen and checked folders a best-rate table names on its first line."""
-    line = text.splitlines()[0].removeprefix("Chosen configurations from: ")
+    line = text.splitlines()[0].removeprefix(CHOSEN)
     chosen, checked = line.split(" (", 1)[0].split(CHECKED)
     return chosen.split(", "), checked.split(", ")
