@@ -96,3 +96,18 @@ def test_verdicts_md_is_written_beside_a_table_csv(tmp_path, capsys):
     assert "Best cell by mean val/bpc (min): **model=grid2d**, 1.8039" in text
     assert "| model=stacked_lstm | 1.8604 +- 0.0172 | 3 | -0.0566 | -2.42 | 0.098" in text
     assert text.rstrip().endswith(f"| {WITHIN} |")
+    # out=: a second verdicts file beside the same table (another metric), verdicts.md kept
+    command.main([f"table={table}", "metric=val/bpc", "mode=max", "out=verdicts_max.md"])
+    assert (tmp_path / "verdicts.md").read_text() == text
+    assert "(max): **model=stacked_lstm**" in (tmp_path / "verdicts_max.md").read_text()
+
+
+@pytest.mark.parametrize("out", ["../verdicts.md", "sub/verdicts.md", "verdicts.txt"])
+def test_out_must_be_a_markdown_file_name_beside_the_table(tmp_path, capsys, out):
+    table = tmp_path / "table.csv"
+    table.write_text("job,model,seed,model,layers,hidden,tied,params,task,size,val/bpc\n")
+    with pytest.raises(SystemExit) as raised:
+        command.main([f"table={table}", "metric=val/bpc", f"out={out}"])
+    assert raised.value.code != 0
+    assert f"out={out}: a file name ending in .md" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]

@@ -5,7 +5,8 @@
 
 Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv and verdicts.md)
 into the sweep directory; what they hold: `gridlstm.analysis.tables`. With ``table=``, only
-verdicts.md beside a table.csv it wrote before (`gridlstm.analysis.verdicts`: the rule).
+verdicts.md (or ``out=``) beside a table.csv it wrote before (the rule:
+`gridlstm.analysis.verdicts`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TablesConfig:
     metric: str = option("", "table=: the metric compared across cells, e.g. val/bpc")
     mode: str = option("max", "table=: max or min, the metric's better direction")
     within: str = option("", "table=: swept columns held fixed, e.g. task.datamodule.bits")
+    out: str = option("verdicts.md", "table=: the file written beside it, e.g. verdicts_acc.md")
 
 
 def parse(argv: list[str]) -> TablesConfig:
@@ -56,7 +58,8 @@ def run(argv: list[str]) -> None:
     cfg = parse(argv)
     if cfg.table:
         within = [k for k in cfg.within.split(",") if k]
-        written = verdicts_from_csv(Path(cfg.table).expanduser(), cfg.metric, cfg.mode, within)
+        table = Path(cfg.table).expanduser()
+        written = verdicts_from_csv(table, cfg.metric, cfg.mode, within, cfg.out)
         print(written.read_text() + f"wrote {written}")
         return
     register_resolvers()

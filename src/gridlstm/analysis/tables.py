@@ -338,9 +338,16 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)")
 
 
-def verdicts_from_csv(table: Path, metric: str, mode: str, within: list[str] | None = None) -> Path:
-    """``verdicts.md`` beside a ``table.csv`` this command wrote (e.g. one a claims page
-    keeps): the cells are its swept columns other than ``seed``; returns the path written."""
+def verdicts_from_csv(
+    table: Path,
+    metric: str,
+    mode: str,
+    within: list[str] | None = None,
+    name: str = "verdicts.md",
+) -> Path:
+    """``verdicts.md`` (or ``name``, so one table can hold verdicts on two metrics) beside a
+    ``table.csv`` this command wrote (e.g. one a claims page keeps): the cells are its swept
+    columns other than ``seed``; returns the path written."""
     if not table.is_file():
         raise TableError(f"table={table}: no such file")
     with table.open(newline="") as handle:
@@ -358,7 +365,9 @@ def verdicts_from_csv(table: Path, metric: str, mode: str, within: list[str] | N
     # Swept keys come first, so a key that is also a base column (model) keeps its value.
     rows = [dict(reversed(list(zip(header, record, strict=True)))) for record in records]
     group_by = [k for k in swept if k != "seed"]
-    out = table.parent / "verdicts.md"
+    if Path(name).name != name or not name.endswith(".md"):
+        raise TableError(f"out={name}: a file name ending in .md, written beside {table.name}")
+    out = table.parent / name
     unknown = [k for k in within or [] if k not in group_by]
     if unknown:
         raise TableError(f"within={','.join(unknown)}: not a swept column; choose from {group_by}")
