@@ -17,6 +17,15 @@ With the learning-rate check's folders after ``--checked``:
 it writes best_rate.md, .csv, .png and best_rate_verdicts.md instead: each family and budget
 at the learning rate that solves the largest k (`gridlstm.analysis.lr_check`), and prints the
 next stage of the check (the seeds still missing in each solving rate).
+
+For another task's frontier, ``--by SIZE,KEY`` names the columns a cell holds fixed besides the
+family (e.g. addition across lengths, one budget: ``--by experiment,task.datamodule.digits``);
+it prints each family's frontier and writes verdicts.md only (the figure and the stages'
+cases are parity's):
+
+    python scripts/frontier_figure.py docs/claims/addition_lengths/frontier \
+        docs/claims/addition_lengths/frontier/cpu docs/claims/addition_lengths/decide/cpu \
+        --by experiment,task.datamodule.digits
 """
 
 from __future__ import annotations
@@ -67,7 +76,29 @@ def best_rate(out: Path, chosen: list[str], checked: list[str]) -> None:
     print(yaml.safe_dump({"cases": named}, sort_keys=False), end="")
 
 
+def by_columns(out: Path, folders: list[str], by: str) -> None:
+    """Frontier and verdicts with cells by family x ``by``'s two columns (size, setting)."""
+    size, _, key = by.partition(",")
+    if not size or not key or "," in key:
+        raise SystemExit(
+            f"--by {by}: give two columns, SIZE,KEY (e.g. experiment,task.datamodule.digits)"
+        )
+    for row in frontiers([Path(a) for a in folders], size=size, key=key):
+        print(row.family, row.size, "largest solved:", row.largest_solved, "after:", row.after)
+    verdicts = out / "verdicts.md"
+    verdicts.write_text(verdicts_markdown([Path(a) for a in folders], folders, size=size, key=key))
+    print(f"wrote {verdicts}")
+
+
 def main(argv: list[str]) -> None:
+    if "--by" in argv:
+        at = argv.index("--by")
+        if at + 1 >= len(argv):
+            raise SystemExit(__doc__)
+        by, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+        if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in argv[1:]):
+            raise SystemExit(__doc__)
+        return by_columns(Path(argv[0]), argv[1:], by)
     folders = [a for a in argv[1:] if a != "--checked"]
     if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
         raise SystemExit(__doc__)
