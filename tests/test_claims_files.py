@@ -90,10 +90,12 @@ def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today
 
 @pytest.mark.parametrize("verdicts", FRONTIER_VERDICTS, ids=lambda p: str(p.relative_to(CLAIMS)))
 def test_a_committed_frontier_verdicts_md_is_regenerated_unchanged_from_its_jobs(verdicts):
+    """Its cells: family x the two columns its sections hold fixed (size, setting)."""
     text = verdicts.read_text()
     sources = sources_of(text)
+    size, key = re.search(r"^## (\S+?)=.*?, (\S+?)=", text, re.M).groups()
     root = CLAIMS.parents[1]
-    assert verdicts_markdown([root / s for s in sources], sources) == text
+    assert verdicts_markdown([root / s for s in sources], sources, size=size, key=key) == text
 
 
 def test_the_parity_frontier_runs_the_configurations_the_search_rule_chose():
@@ -112,6 +114,20 @@ def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
         "task.datamodule.digits": [3, 5, 7],
         "seed": [1, 2, 3],
     }
+
+
+def test_the_addition_deciding_stage_runs_the_seeds_the_rule_names():
+    """Stage 3 of addition across lengths, parity's stage 5 rule: at the length after the tied
+    grid's frontier, every family that ran it, each seed up to 6 it has not run."""
+    frontier = CLAIMS / "addition_lengths" / "frontier" / "cpu"
+    named = deciding_seeds(
+        [frontier], "grid2d", range(1, 7), size="experiment", key="task.datamodule.digits"
+    )
+    expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    cases = studies["addition_lengths_decide"]["cases"]
+    assert len(cases) == len(expected) == 9
+    assert all(case in expected for case in cases)
 
 
 def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
@@ -213,6 +229,23 @@ def test_every_parity_frontier_quoted_on_a_page_is_the_one_its_table_gives(page)
     assert not wrong, (wrong, expected)
 
 
+ADDITION_LENGTHS = re.compile(r"tied grid (\d+), untied grid (\d+), stacked LSTM (\d+) digits")
+
+
+@pytest.mark.parametrize("page", ["addition_lengths/README.md", "README.md"], ids=str)
+def test_every_addition_frontier_quoted_on_a_page_is_the_rule_applied_to_its_jobs(page):
+    """ "tied grid a, untied grid b, stacked LSTM c digits": each family's largest length
+    solved over stages 2 and 3, by the frontier rule (`gridlstm.analysis.frontier`)."""
+    addition = CLAIMS / "addition_lengths"
+    folders = [addition / "frontier" / "cpu", addition / "decide" / "cpu"]
+    found = frontiers(folders, size="experiment", key="task.datamodule.digits")
+    largest = {row.family: str(row.largest_solved) for row in found}
+    expected = (largest["grid2d"], largest["grid2d_untied"], largest["stacked_lstm"])
+    quoted = ADDITION_LENGTHS.findall((CLAIMS / page).read_text())
+    assert quoted, "the page quotes no frontier"
+    assert all(q == expected for q in quoted), (quoted, expected)
+
+
 def test_every_claims_study_over_seeds_has_its_verdicts():
     assert {p.parent.name for p in VERDICTS} >= {
         "addition_depth",
@@ -310,7 +343,7 @@ STATED = {
         "100,000": "the unit of the compute estimate",
         "5,562": "stage 1's job seconds summed (cpu/queue.json)",
         "2,857": "stage 1's wall time (the queue's closing line)",
-        "11,182": "stage 2's job seconds summed so far (frontier/cpu/queue.json)",
+        "18,584": "stage 2's job seconds summed (frontier/cpu/queue.json)",
     },
     "coreylynch/README.md": {
         "0.001": "the learning rate coreylynch's README states",
