@@ -108,6 +108,6 @@ def test_out_must_be_a_markdown_file_name_beside_the_table(tmp_path, capsys, out
     table.write_text("job,model,seed,model,layers,hidden,tied,params,task,size,val/bpc\n")
     with pytest.raises(SystemExit) as raised:
         command.main([f"table={table}", "metric=val/bpc", f"out={out}"])
-    assert raised.value.code != 0
+    assert raised.value.code == 2
     assert f"out={out}: a file name ending in .md" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
