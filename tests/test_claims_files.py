@@ -130,6 +130,21 @@ def test_the_addition_deciding_stage_runs_the_seeds_the_rule_names():
     assert all(case in expected for case in cases)
 
 
+def test_the_addition_learning_rate_check_runs_each_neighbour_of_each_chosen_rate():
+    """Stage 4 of addition across lengths, parity's stage 6 rule: at each family's length
+    after its frontier over stages 2 and 3, the rates one step either side of its chosen one,
+    in the search's grid extended by a step beyond each edge, seed 1."""
+    addition = CLAIMS / "addition_lengths"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    searched = sorted(studies["addition_lengths_search"]["grid"]["optim.optimizer.lr"])
+    assert searched == [0.0003, 0.001, 0.003]
+    by = dict(size="experiment", key="task.datamodule.digits")
+    found = frontiers([addition / s / "cpu" for s in ("frontier", "decide")], **by)
+    named = learning_rate_cases(found, [0.0001, *searched, 0.01], **by)
+    expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
+    assert studies["addition_lengths_lr"]["cases"] == expected
+
+
 def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
     """Stage 3's cases: each family and budget at its one-seed frontier and the k after it."""
     found = frontiers([CLAIMS / "parity_sizes" / "frontier" / "cpu"])
