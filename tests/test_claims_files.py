@@ -359,7 +359,7 @@ STATED = {
         "5,562": "stage 1's job seconds summed (cpu/queue.json)",
         "2,857": "stage 1's wall time (the queue's closing line)",
         "18,584": "stage 2's job seconds summed (frontier/cpu/queue.json)",
-        "7,914": "stage 3's job seconds summed so far (decide/cpu/queue.json)",
+        "15,176": "stage 3's job seconds summed (decide/cpu/queue.json)",
     },
     "coreylynch/README.md": {
         "0.001": "the learning rate coreylynch's README states",
