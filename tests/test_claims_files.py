@@ -143,6 +143,9 @@ def test_the_addition_learning_rate_check_runs_each_neighbour_of_each_chosen_rat
     named = learning_rate_cases(found, [0.0001, *searched, 0.01], **by)
     expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
     assert studies["addition_lengths_lr"]["cases"] == expected
+    # no checked rate solved 5 digits in seed 1: the rule in those rates names no more jobs
+    lengths = studies["addition_lengths_frontier"]["grid"]["task.datamodule.digits"]
+    assert learning_rate_frontier_cases([addition / "lr" / "cpu"], lengths, **by) == []
 
 
 def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
