@@ -157,6 +157,14 @@ TRAIN = [
     ("task.datamodule.batch_size=0", "task=addition: batch_size"),
     ("task.datamodule.val_size=0", "task=addition: val_size"),
     ("task.threshold=1.5", "task=addition: threshold must be in (0, 1]"),
+    (
+        "task.datamodule.feedback=echo",
+        "task=addition: feedback must be one of 'teacher', 'none'; got 'echo'",
+    ),
+    (
+        "task=parity model=grid1d +task.datamodule.feedback=none",
+        "task=parity has no answer to feed back; feedback applies to addition, memorization",
+    ),
     ("task=parity", "model=grid2d takes sequence input but task=parity"),
     ("task=text", "task=text: no text file given: set task.path"),
     ("task=text task.path={files}/missing.txt", "task=text: text file"),

@@ -28,6 +28,7 @@ def test_memorization_rows_copy_the_sequence():
         "prompt_length": 8,
         "answer_length": 8,
         "end_token": 10,
+        "blank_token": None,
     }
 
 

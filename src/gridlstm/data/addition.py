@@ -7,8 +7,10 @@ Layout of one example with ``digits = n`` (all rows have the same length, so no 
 
 Operands are uniform over [0, 10^n) written with leading zeros, the sum has n + 1 digits
 and ``.`` ends the answer [ours]. ``reverse=True`` writes every number least significant
-digit first [ours; off by default]. Digits are generated directly as digit tensors, so any
-n works (no integer overflow at n = 15 or beyond).
+digit first [ours; off by default]. ``feedback`` says what the model reads during the
+answer: the previous answer digit (``teacher``) or a blank (``none``, `gridlstm.data.feedback`).
+Digits are generated directly as digit tensors, so any n works (no integer overflow at n = 15
+or beyond).
 
 Validation and test sets are fixed by ``data_seed`` and disjoint from each other; training
 examples are drawn afresh every epoch (different per rank and worker) and never equal a
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridlstm.data import feedback as answers
 from gridlstm.data.contracts import SequenceProblems
 from gridlstm.data.synthetic import SyntheticDataModule
 from gridlstm.nn.checks import check_positive
@@ -72,15 +75,20 @@ class AdditionDataModule(SyntheticDataModule):
     Args:
         digits: number of digits of each operand (>= 1).
         reverse: write numbers least significant digit first.
+        feedback: ``teacher`` (the previous answer digit is read during the answer) or
+            ``none`` (a blank is read; the answer comes from the model's state).
         **kwargs: batch sizes, epoch length, held-out sizes, train_pool, seed
             (`SyntheticDataModule`).
     """
 
-    def __init__(self, digits: int = 3, reverse: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, digits: int = 3, reverse: bool = False, feedback: str = "teacher", **kwargs: Any
+    ) -> None:
         check_positive("digits", digits)
+        answers.check_feedback(feedback)
         super().__init__(**kwargs)
-        self.digits, self.reverse = digits, reverse
-        self.vocab_size = len(VOCAB)
+        self.digits, self.reverse, self.feedback = digits, reverse, feedback
+        self.vocab_size = answers.model_vocab_size(feedback, len(VOCAB))
         self.prompt_length = prompt_length(digits)
         self.answer_length = answer_length(digits)
         self.check_held_out_sizes(f"digits={digits}")
@@ -100,4 +108,5 @@ class AdditionDataModule(SyntheticDataModule):
             "prompt_length": self.prompt_length,
             "answer_length": self.answer_length,
             "end_token": EOS,
+            "blank_token": answers.blank_token(self.feedback, len(VOCAB)),
         }

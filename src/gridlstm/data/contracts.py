@@ -20,6 +20,7 @@ class SequenceProblems(TypedDict):
     prompt_length: int
     answer_length: int
     end_token: int
+    blank_token: int | None  # read during the answer instead of the previous token (feedback=none)
 
 
 class BitVectors(TypedDict):

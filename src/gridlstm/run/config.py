@@ -48,6 +48,32 @@ def check_compatible(cfg: DictConfig, conf: Path | None = None) -> None:
     )
 
 
+def tasks_with_option(option: str, conf: Path | None) -> list[str]:
+    """Task configs whose data module sets ``option`` (e.g. feedback: the tasks with an
+    answer)."""
+    if conf is None:
+        return []
+    return [
+        path.stem
+        for path in sorted((conf / "task").glob("*.yaml"))
+        if option in (OmegaConf.load(path).get("datamodule") or {})
+    ]
+
+
+def check_feedback_applies(cfg: DictConfig, conf: Path | None = None) -> None:
+    """``feedback`` (what is read during an answer) means nothing to a task without one."""
+    datamodule = cfg.task.get("datamodule") or {}
+    if "feedback" not in datamodule:
+        return
+    tasks = tasks_with_option("feedback", conf or hydra_runtime.config_dir())
+    if cfg.task.name in tasks:
+        return
+    raise ConfigError(
+        f"task.datamodule.feedback={datamodule.get('feedback')}: task={cfg.task.name} has no "
+        f"answer to feed back; feedback applies to {', '.join(tasks) or 'no task'}"
+    )
+
+
 def check_launch() -> None:
     if launch.externally_launched() and hydra_runtime.shared_run_id() is None:
         raise ConfigError(
@@ -280,6 +306,7 @@ def check_run(cfg: DictConfig) -> None:
     """Everything a run will hand to Lightning and torch, checked before any work."""
     check_value_types(cfg.model.get("net"), "model.net")
     check_value_types(cfg.task.get("datamodule"), "task.datamodule")
+    check_feedback_applies(cfg)
     check_seed(cfg)
     check_trainer_options(cfg)
     check_optimizer(cfg)

@@ -1,9 +1,17 @@
-"""Algorithmic sequence tasks (addition; later memorization): prompt -> answer.
+"""Algorithmic sequence tasks (addition, memorization): prompt -> answer.
 
-Training uses teacher forcing with the loss on answer positions only. Evaluation decodes
-greedily from the prompt, feeding back the model's own predictions (no teacher forcing), and
-scores whole answers (exact match) and single symbols (per-position accuracy). Positions
-after a prematurely generated end token count as wrong, so stopping early never scores.
+The loss is on answer positions only. What the model reads during the answer is the data's
+``feedback`` protocol (`gridlstm.data.feedback`):
+
+- teacher (no ``blank_token``): training feeds the true previous answer token; evaluation
+  decodes greedily from the prompt, feeding back the model's own predictions.
+- none (a ``blank_token``): the model reads blanks after the prompt, in training and
+  evaluation alike, and the answer is the argmax at the answer positions of that one pass:
+  the answer tokens never reach the model's input.
+
+Evaluation scores whole answers (exact match) and single symbols (per-position accuracy).
+Positions after a prematurely generated end token count as wrong, so stopping early never
+scores.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ class AlgorithmicSequenceModule(TaskModule):
         net: the backbone's config (a plain dict with ``_target_``); stored in checkpoints
             so they rebuild without Hydra's config files.
         vocab_size, prompt_length, answer_length, end_token: the task's layout.
+        blank_token: the token read during the answer (feedback=none), or None: the previous
+            answer token is read (feedback=teacher; checkpoints from before the option).
         optimizer: ``_partial_`` optimizer config; scheduler: optional ``_partial_`` LR
             scheduler config stepped every optimizer step.
     """
@@ -51,6 +61,7 @@ class AlgorithmicSequenceModule(TaskModule):
         end_token: int,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
+        blank_token: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -64,9 +75,23 @@ class AlgorithmicSequenceModule(TaskModule):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.model(tokens)[0]
 
-    def _answer_loss(self, batch: Tensor) -> Tensor:
-        """Teacher-forced cross-entropy on the answer positions only."""
-        logits = self(batch[:, :-1])[:, self.hparams.prompt_length - 1 :]
+    def inputs(self, batch: Tensor) -> Tensor:
+        """What the model reads for a batch of rows: the row shifted by one (the previous
+        answer token is fed back), or the prompt followed by blanks (feedback=none)."""
+        blank = self.hparams.get("blank_token")
+        if blank is None:
+            return batch[:, :-1]
+        prompt = batch[:, : self.hparams.prompt_length]
+        blanks = prompt.new_full((batch.shape[0], self.hparams.answer_length - 1), blank)
+        return torch.cat([prompt, blanks], dim=1)
+
+    def answer_logits(self, batch: Tensor) -> Tensor:
+        """Logits (batch, answer_length, vocab) at the answer positions, one pass."""
+        return self(self.inputs(batch))[:, self.hparams.prompt_length - 1 :]
+
+    def _answer_loss(self, batch: Tensor, logits: Tensor | None = None) -> Tensor:
+        """Cross-entropy on the answer positions only."""
+        logits = self.answer_logits(batch) if logits is None else logits
         targets = batch[:, self.hparams.prompt_length :]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
@@ -79,7 +104,11 @@ class AlgorithmicSequenceModule(TaskModule):
     def _evaluate(self, batch: Tensor, split: str) -> None:
         prompt = batch[:, : self.hparams.prompt_length]
         target = batch[:, self.hparams.prompt_length :]
-        generated = self.model.greedy_continue(prompt, self.hparams.answer_length)
+        logits = self.answer_logits(batch)
+        if self.hparams.get("blank_token") is None:
+            generated = self.model.greedy_continue(prompt, self.hparams.answer_length)
+        else:  # nothing is fed back: the single pass that the loss reads is the answer
+            generated = logits.argmax(-1)
         generated = mask_after_end(
             generated, target, self.hparams.end_token, self.hparams.vocab_size
         )
@@ -88,7 +117,7 @@ class AlgorithmicSequenceModule(TaskModule):
         loss = getattr(self, f"{split}_loss")
         acc(generated, target)
         digit_acc(generated[:, :-1], target[:, :-1])
-        loss(self._answer_loss(batch), weight=batch.shape[0])
+        loss(self._answer_loss(batch, logits), weight=batch.shape[0])
         self.log(f"{split}/acc", acc, prog_bar=True)
         self.log(f"{split}/digit_acc", digit_acc)
         self.log(f"{split}/loss", loss)
