@@ -268,3 +268,22 @@ def test_augmentation_applies_to_training_batches_only(tmp_path):
     plain = small(tmp_path)
     plain.trainer = SimpleNamespace(training=True)
     assert plain.on_after_batch_transfer(batch, 0) is batch
+
+
+def test_a_classifier_hidden_layer_sits_between_the_features_and_the_softmax():
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+    net = {"_target_": "gridlstm.nn.SmallCNN", "hidden_size": 4, "num_layers": 1}
+    plain = ImageClassificationModule(net, 28, 1, 10, adam)
+    wide = ImageClassificationModule(net, 28, 1, 10, adam, classifier_hidden=32)
+    features = plain.backbone.output_size
+    assert wide.num_parameters - plain.num_parameters == (features * 32 + 32) + (32 - features) * 10
+    images = torch.randn(3, 1, 28, 28)
+    assert wide(images).shape == (3, 10)
+    # ReLU: a unit that is negative for every input leaves the logits unchanged.
+    with torch.no_grad():
+        wide.hidden[0].bias[0] = -1e6
+        before = wide(images)
+        wide.head.weight[:, 0] += 100.0
+        torch.testing.assert_close(wide(images), before)
+    with pytest.raises(ValueError, match="classifier_hidden must be an integer >= 1"):
+        ImageClassificationModule(net, 28, 1, 10, adam, classifier_hidden=0)
