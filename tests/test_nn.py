@@ -230,3 +230,16 @@ def test_packed_sequence_refusals():
         GridLSTM(4, 5)(packed, lengths=torch.tensor([3, 2]))
     with pytest.raises(ValueError, match="grid_dims=1 only"):
         GridLSTM(4, 5, grid_dims=2)(packed)
+
+
+def test_embedding_std_sets_the_scale_of_the_vector_entering_the_bottom():
+    from gridlstm.nn import StackedLSTM, TokenSequenceModel
+
+    torch.manual_seed(0)
+    backbone = StackedLSTM(256, 8, 1, batch_first=True)
+    default = TokenSequenceModel(50, backbone).embedding.weight
+    small = TokenSequenceModel(50, backbone, embedding_std=0.05).embedding.weight
+    assert abs(default.std().item() - 1.0) < 0.05
+    assert abs(small.std().item() - 0.05) < 0.005
+    with pytest.raises(ValueError, match="embedding_std must be > 0"):
+        TokenSequenceModel(50, backbone, embedding_std=0.0)

@@ -46,6 +46,8 @@ class AlgorithmicSequenceModule(TaskModule):
         vocab_size, prompt_length, answer_length, end_token: the task's layout.
         blank_token: the token read during the answer (feedback=none), or None: the previous
             answer token is read (feedback=teacher; checkpoints from before the option).
+        embedding_std: the embedding's initial standard deviation (None: PyTorch's 1.0;
+            `TokenSequenceModel`).
         optimizer: ``_partial_`` optimizer config; scheduler: optional ``_partial_`` LR
             scheduler config stepped every optimizer step.
     """
@@ -62,10 +64,11 @@ class AlgorithmicSequenceModule(TaskModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         blank_token: int | None = None,
+        embedding_std: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = TokenSequenceModel(vocab_size, instantiate(net))
+        self.model = TokenSequenceModel(vocab_size, instantiate(net), embedding_std=embedding_std)
         self.num_parameters = count_parameters(self.model)
         for split in ("val", "test"):
             setattr(self, f"{split}_acc", MulticlassExactMatch(num_classes=vocab_size))

@@ -32,9 +32,19 @@ class TokenSequenceModel(nn.Module):
     backbone: the recurrent network (`Grid2dLSTM`, `StackedLSTM`, ...).
     dropout: on the backbone's output before the softmax head (the "output dropout" of
         char-rnn-style models; dropout between layers is the backbone's own option).
+    embedding_std: standard deviation of the embedding's normal initialisation; None keeps
+        PyTorch's (1.0). Why a knob: the embedding is the vector that enters the bottom of
+        the network, and in a tied grid it meets the same weights as every layer's hidden
+        vectors, which are much smaller (docs/model.md section 1.5).
     """
 
-    def __init__(self, vocab_size: int, backbone: nn.Module, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        backbone: nn.Module,
+        dropout: float = 0.0,
+        embedding_std: float | None = None,
+    ) -> None:
         super().__init__()
         check_positive("vocab_size", vocab_size)
         check_probability("dropout", dropout)
@@ -51,6 +61,10 @@ class TokenSequenceModel(nn.Module):
                 "TokenSequenceModel feeds it (batch, time, features)"
             )
         self.embedding = nn.Embedding(vocab_size, backbone.input_size)
+        if embedding_std is not None:
+            if not embedding_std > 0:
+                raise ValueError(f"embedding_std must be > 0 (or None), got {embedding_std!r}")
+            nn.init.normal_(self.embedding.weight, std=embedding_std)
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(getattr(backbone, "output_size", backbone.hidden_size), vocab_size)
