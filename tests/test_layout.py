@@ -48,7 +48,10 @@ NN_PARTS = [
     ("kernels", ("gridlstm.nn.kernels",)),
     ("block", ("gridlstm.nn.block",)),
     ("backends", ("gridlstm.nn.backends",)),
-    ("network", ("gridlstm.nn.grid", "gridlstm.nn.grid2d", "gridlstm.nn.graphs")),
+    (
+        "network",
+        ("gridlstm.nn.grid", "gridlstm.nn.grid2d", "gridlstm.nn.graphs", "gridlstm.nn.probe"),
+    ),
     ("models", ("gridlstm.nn.models", "gridlstm.nn.sizing")),
 ]
 
