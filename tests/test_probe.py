@@ -100,3 +100,34 @@ def test_a_run_with_the_probe_writes_every_layer_at_each_probed_step(tmp_path):
     assert all(float(r["value"]) > 0 for r in grads)
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "probe/depth_grad_norm/layer3" in header
+
+
+def write_probe(folder, rows) -> None:
+    folder.mkdir(parents=True)
+    with (folder / "probe.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "stat", "layer", "value"])
+        writer.writerows(rows)
+
+
+def test_the_figure_reads_every_layer_of_each_step_and_refuses_other_files(tmp_path):
+    from gridlstm.analysis.probe_figure import ProbeError, plot, read_probe
+
+    rows = [
+        (s, stat, layer, s + layer / 10)
+        for s in (0, 5)
+        for stat in ("depth_h_norm", "depth_grad_norm")
+        for layer in (2, 1, 3)
+    ]
+    write_probe(tmp_path / "run", rows)
+    probe = read_probe(tmp_path / "run")
+    assert sorted(probe) == [0, 5]
+    assert probe[5]["depth_h_norm"] == [5.1, 5.2, 5.3]  # in layer order, whatever the file's
+    plot({"run": tmp_path / "run"}, tmp_path / "out" / "probe.png")
+    assert (tmp_path / "out" / "probe.png").stat().st_size > 1000
+    with pytest.raises(ProbeError, match="no probe.csv"):
+        read_probe(tmp_path / "missing")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "probe.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ProbeError, match="expected step,stat,layer,value"):
+        read_probe(tmp_path / "other")

@@ -98,17 +98,40 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(cli):
     assert metrics(run)["status"] == "completed"
 
 
+def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under the run directory: its bytes and modification time."""
+    return {
+        str(p.relative_to(run)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run.rglob("*"))
+        if p.is_file()
+    }
+
+
 def test_a_completed_run_is_not_restarted_and_not_overwritten(cli, trained):
     run = trained
-    before = (run / "metrics.json").read_text()
-    checkpoints = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
+    before = snapshot(run)
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json"} <= set(before)
     again = cli(*TINY, "logger=csv", f"hydra.run.dir={run}", "resume=auto")  # a requeued job
     assert again.returncode == 0 and "holds a completed run; nothing to do" in again.stdout
-    fresh = cli(*TINY, "logger=csv", f"hydra.run.dir={run}")  # the directory reused by mistake
+    # The directory reused by mistake, with another model: refused, and the stored config
+    # still names the run's own model (Hydra used to rewrite it before the refusal).
+    fresh = cli(*TINY, "logger=csv", "model=stacked_lstm", f"hydra.run.dir={run}")
     assert fresh.returncode == 2 and "already holds a completed run" in fresh.stderr
     assert "Traceback" not in fresh.stderr
-    assert (run / "metrics.json").read_text() == before
-    assert {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == checkpoints
+    assert snapshot(run) == before
+
+
+def test_a_resume_that_would_change_what_the_run_trains_is_refused(cli, trained):
+    run = trained
+    before = snapshot(run)
+    other = cli(
+        *TINY, "logger=csv", "model.net.num_layers=3", f"hydra.run.dir={run}", "resume=auto"
+    )
+    assert other.returncode == 2, other.stderr[-2000:]
+    assert "holds a run with other settings: model.net.num_layers=2 (now 3)" in other.stderr
+    longer = cli(*TINY, "logger=csv", "trainer.max_steps=9", f"hydra.run.dir={run}", "resume=auto")
+    assert longer.returncode == 0 and "nothing to do" in longer.stdout  # how, not what: allowed
+    assert snapshot(run) == before
 
 
 def test_resume_auto_without_a_checkpoint_starts_fresh_and_says_so(cli):

@@ -176,3 +176,22 @@ def test_optuna_search_goes_on_when_trials_diverge(cli):
     assert statuses(sweep) == {"0": "diverged", "1": "diverged"}
     assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == float("-inf")
     assert "2 jobs: 2 diverged" in result.stdout
+
+
+def test_a_sweep_whose_jobs_are_refused_fails_and_spares_the_earlier_results(cli):
+    """Run again into the same sweep directory without resume=auto: each job holds a completed
+    run, so each is refused (naming hydra.sweep.dir, the option that chose it), the earlier
+    results stay byte for byte, and the sweep exits 1 counting them refused."""
+    sweep = cli.cwd / "again"
+    first = cli("-m", *ARGS, f"hydra.sweep.dir={sweep}", "seed=1,2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    stored = {p: p.read_bytes() for p in sorted(sweep.glob("[01]/**/*")) if p.is_file()}
+    assert any(p.name == "overrides.yaml" for p in stored)
+    second = cli("-m", *ARGS, "model=stacked_lstm", f"hydra.sweep.dir={sweep}", "seed=1,2")
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert "choose another hydra.sweep.dir" in second.stderr
+    assert f"sweep {sweep}: 2 jobs: 2 refused" in second.stdout
+    assert {p: p.read_bytes() for p in stored} == stored
+    # A later sweep that continues them (resume=auto, the same settings) is clean again.
+    third = cli("-m", *ARGS, f"hydra.sweep.dir={sweep}", "seed=1,2", "resume=auto")
+    assert third.returncode == 0 and "2 jobs: 2 completed" in third.stdout, third.stdout[-2000:]

@@ -138,6 +138,14 @@ def check_checkpoint(path: Path, option: str, expected: dict[str, str]) -> None:
             )
 
 
+def directory_option() -> str:
+    """The option that chose this job's directory: a sweep's jobs live under
+    ``hydra.sweep.dir``, a single run in ``hydra.run.dir``."""
+    from gridlstm.run import hydra_runtime
+
+    return "hydra.sweep.dir" if hydra_runtime.is_multirun() else "hydra.run.dir"
+
+
 def resume_from(
     cfg_resume: Any, ckpt_path: Any, output_dir: Path, expected: dict[str, str]
 ) -> Path | None:
@@ -162,12 +170,12 @@ def resume_from(
     if status == COMPLETED:
         raise ConfigError(
             f"run directory {output_dir} already holds a completed run; choose another "
-            "hydra.run.dir (or evaluate its checkpoints with python -m gridlstm.evaluate)"
+            f"{directory_option()} (or evaluate its checkpoints with python -m gridlstm.evaluate)"
         )
     if status is not None or found is not None:
         what = f"a {status} run" if status else "checkpoints of an earlier run"
         raise ConfigError(
             f"run directory {output_dir} already holds {what}; continue it with resume=auto, "
-            "or choose another hydra.run.dir"
+            f"or choose another {directory_option()}"
         )
     return None

@@ -6,12 +6,15 @@
   job (``hardware.threads=auto``) and, with one GPU per job, which GPU.
 * An Optuna search must optimise the task's main metric in its direction.
 * A sweep ends with one line counting its jobs by status, listing the failed ones, and a
-  non-zero exit code when any failed (`SweepReport`, a Hydra callback).
+  non-zero exit code when any failed (`SweepReport`, a Hydra callback). A job refused because
+  its directory holds an earlier result counts as failed: its refusal is recorded beside the
+  job directories (`REFUSED`), never in the directory it refused.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -20,6 +23,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from gridlstm.run import runs
+
+REFUSED = "refused_jobs.jsonl"  # in the sweep directory: one {"job", "reason"} per line
 
 # Command-line choices -> (the plugin's module, its pip package).
 PLUGINS = {
@@ -69,10 +74,29 @@ def gpu_for_job(job_num: int, gpus: int) -> list[int]:
     return [job_num % gpus]
 
 
+def record_refusal(job_dir: Path, reason: str) -> None:
+    """Note, in the sweep directory, that the job in ``job_dir`` was refused and why."""
+    line = json.dumps({"job": job_dir.name, "reason": reason})
+    with (job_dir.parent / REFUSED).open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def refusals(sweep: Path) -> dict[str, str]:
+    path = sweep / REFUSED
+    if not path.is_file():
+        return {}
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {entry["job"]: entry["reason"] for entry in entries}
+
+
 class SweepReport(Callback):
     """After a sweep: how many jobs completed, diverged, were interrupted or failed (read
     from the jobs' ``metrics.json``), the failed ones with their reasons, and exit code 1
     when any job failed."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        """A new sweep starts without the refusals of an earlier one in the same directory."""
+        (Path(str(config.hydra.sweep.dir)) / REFUSED).unlink(missing_ok=True)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
@@ -80,11 +104,17 @@ class SweepReport(Callback):
             return
         counts: Counter[str] = Counter()
         failed = []
-        for job in sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir()):
+        refused = refusals(sweep)
+        jobs = (
+            p for p in sweep.iterdir() if (p / ".hydra").is_dir() or (p / runs.RECORD).is_file()
+        )
+        for job in sorted(set(jobs) | {sweep / name for name in refused}):
             record = runs.read_record(job) or {}
             status = str(record.get("status", "no metrics.json"))
+            if job.name in refused:
+                status, record = "refused", {"reason": refused[job.name]}
             counts[status] += 1
-            if status == runs.FAILED:
+            if status in (runs.FAILED, "refused"):
                 failed.append(f"  job {job.name}: {record.get('reason', '')}")
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         print(f"sweep {sweep}: {sum(counts.values())} jobs: {summary}", flush=True)

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gridlstm.nn import GridLSTM
-from gridlstm.run import cuda_graphs, hydra_runtime, runs, threads
+from gridlstm.run import cuda_graphs, hydra_runtime, runs, stored_config, sweeps, threads
 from gridlstm.run.build import (
     build_callbacks,
     build_datamodule,
@@ -138,6 +138,13 @@ def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[s
     """(checkpoint to resume from or None, metrics of a run already completed or None)."""
     resume = requested_resume(cfg)
     auto = resume == "auto" and not cfg.get("ckpt_path")
+    if auto and (changes := stored_config.changed_settings(cfg, output_dir)):
+        listed = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if changes[4:] else "")
+        raise ConfigError(
+            f"resume=auto: {output_dir} holds a run with other settings: {listed}; "
+            "resume it with its own settings (a resume may change trainer, logger, hardware "
+            f"and callbacks), or choose another {runs.directory_option()}"
+        )
     if auto and runs.read_status(output_dir) == runs.COMPLETED:
         return None, runs.read_record(output_dir)
     path = runs.resume_from(resume, cfg.get("ckpt_path"), output_dir, identity(cfg))
@@ -204,6 +211,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     # Everything that can refuse the config has run: only now the run's own output.
     if is_first_process():
+        stored_config.save(cfg, output_dir)
         print(f"run directory: {output_dir}", flush=True)
         if cfg.get("print_config", True):
             print_config_tree(cfg)
@@ -305,6 +313,8 @@ def failed_job(cfg: DictConfig, reason: str) -> dict[str, Any]:
     record = {"status": runs.FAILED, "reason": reason}
     if is_first_process() and runs.read_status(output_dir) is None:  # never over a result
         runs.write_metrics(output_dir, record)
+    elif is_first_process():  # refused over an earlier result: said beside it, not in it
+        sweeps.record_refusal(output_dir, reason)
     return {**record, str(cfg.task.get("monitor", "value")): worst_value(cfg.task)}
 
 

@@ -1,0 +1,71 @@
+"""The run directory's ``.hydra/`` files, written by the suite once a run will go on.
+
+Why not Hydra's own: Hydra writes ``config.yaml``, ``hydra.yaml`` and ``overrides.yaml``
+into the run directory before the job's first line runs, so a run that is then refused (the
+directory holds a completed run, or a resume with other settings) would already have
+replaced the stored config of the run it refused. ``conf/train.yaml`` turns Hydra's writing
+off (``hydra.output_subdir: null``) and the training run writes the same three files, in
+Hydra's format, after every check has passed (`save`).
+
+``resume=auto`` reads the stored ``config.yaml`` back (`changed_settings`): a resume may
+change how a run is carried out (steps, loggers, hardware, callbacks) but not what it
+trains, so a change to the model, the task, the data, the optimiser or the seed is refused.
+A key the stored config does not have is a newer option, taken as unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+SUBDIR = ".hydra"
+# What a run trains: a resume that changes one of these is a different run.
+FIXED = ("model", "task", "optim", "seed", "param_budget")
+
+
+def save(cfg: DictConfig, output_dir: Path) -> None:
+    """``.hydra/config.yaml`` (the job's config), ``hydra.yaml`` and ``overrides.yaml``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    task_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    if "hydra" in task_cfg:  # configs composed with return_hydra_config (tests, tools)
+        with open_dict(task_cfg):
+            del task_cfg["hydra"]
+    folder = output_dir / SUBDIR
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {"config.yaml": task_cfg}
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        files["hydra.yaml"] = OmegaConf.create({"hydra": hydra_cfg})
+        files["overrides.yaml"] = hydra_cfg.overrides.task
+    for name, node in files.items():
+        (folder / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out |= _flat(value, f"{prefix}{key}.")
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
+    """``key=stored (now new)`` for every setting of `FIXED` a resume would change; empty
+    when the directory stores no config."""
+    path = output_dir / SUBDIR / "config.yaml"
+    if not path.is_file():
+        return []
+    stored = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    now = OmegaConf.to_container(cfg, resolve=False)
+    changes = []
+    for section in FIXED:
+        before = _flat(stored.get(section), f"{section}.")
+        after = _flat(now.get(section), f"{section}.")
+        for key in sorted(before):
+            if key in after and after[key] != before[key]:
+                changes.append(f"{key}={before[key]} (now {after[key]})")
+    return changes
