@@ -72,6 +72,16 @@ def test_sigterm_mid_epoch_then_resume_matches_the_uninterrupted_run(cli):
     assert expected["status"] == "completed" and expected["samples_seen"] == 80
     assert final_numbers(metrics(run)) == expected
     assert metrics(run)["wall_time_s"] > first_wall  # both parts counted
+    # The CSV history covers the whole run, once: the steps of the uninterrupted run.
+    assert logged_steps(run, "train/loss") == logged_steps(cli.cwd / "straight", "train/loss")
+    assert logged_steps(run, "train/loss")[0] < 4
+
+
+def logged_steps(run: Path, column: str) -> list[int]:
+    import csv
+
+    with (run / "csv" / "metrics.csv").open(newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle) if row.get(column)]
 
 
 @pytest.mark.slow  # the 2-process resume (tests/test_multirun_and_ddp.py) covers it too
@@ -277,3 +287,14 @@ def test_sigusr1_outside_slurm_stops_like_sigterm(cli):
     assert result.returncode == 143, result.stderr[-2000:]
     assert metrics(run)["status"] == "interrupted"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_resumed_run_logs_into_the_same_wandb_run(cli):
+    """Offline W&B: each part of the run writes an offline run folder, both under the id
+    the run directory stores, so `wandb sync` (resume="allow") joins them into one run."""
+    args = [*TINY, "trainer.max_steps=10", "logger=wandb_csv"]
+    run = interrupted_then_resumed(cli, args, step=4)
+    stored = (run / "wandb_run_id.txt").read_text().strip()
+    parts = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2, parts
+    assert all(part.name.endswith(f"-{stored}") for part in parts), (stored, parts)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
+import string
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
@@ -36,8 +39,27 @@ def logger_configs(logger: DictConfig | None) -> list[DictConfig]:
     return [c for c in (logger or {}).values() if c is not None and "_target_" in c]
 
 
-def build_loggers(logger: DictConfig | None) -> list[Logger]:
-    """The loggers of the ``logger`` group (W&B offline without credentials)."""
+WANDB_ID = "wandb_run_id.txt"  # in the run directory: the W&B run a resume continues
+
+
+def wandb_run_id(output_dir: Path | None) -> str | None:
+    """The W&B run id of this run directory, made and stored on its first start, so that
+    every later part (``resume=auto``, a requeued job) logs into the same W&B run."""
+    if output_dir is None:
+        return None
+    path = output_dir / WANDB_ID
+    if path.is_file():
+        return path.read_text().strip() or None
+    alphabet = string.ascii_lowercase + string.digits  # W&B's own run ids: 8 of these
+    run_id = "".join(secrets.choice(alphabet) for _ in range(8))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+def build_loggers(logger: DictConfig | None, output_dir: Path | None = None) -> list[Logger]:
+    """The loggers of the ``logger`` group (W&B offline without credentials). With the run
+    directory, the W&B run is the directory's own (`wandb_run_id`, ``resume="allow"``)."""
     loggers = []
     for logger_cfg in logger_configs(logger):
         if logger_cfg._target_.endswith("WandbLogger"):
@@ -50,6 +72,8 @@ def build_loggers(logger: DictConfig | None) -> list[Logger]:
                 logger_cfg.offline = logger_cfg.mode == "offline"
                 logger_cfg.group = logger_cfg.get("group") or group
                 logger_cfg.name = logger_cfg.get("name") or name
+                if logger_cfg.get("id") is None and (run_id := wandb_run_id(output_dir)):
+                    logger_cfg.id, logger_cfg.resume = run_id, "allow"
             logger = instantiate(logger_cfg)
             drop_unset_anonymous(logger)
             logger.gridlstm_watch = watch

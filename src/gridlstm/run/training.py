@@ -229,7 +229,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if graphed:
         log.info("hardware.cuda_graphs: %d GridLSTM(s) replay CUDA graphs per input shape", graphed)
 
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), output_dir if is_first_process() else None)
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [interrupt, RunState(identity(cfg), config)]
