@@ -466,3 +466,33 @@ def test_lightning_validate_then_fit_trains_as_the_reference(backend, shape):
         trained.append([p.detach().clone() for p in model.parameters()])
     for got, expected in zip(*trained, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", params(PATHS))
+def test_a_batch_of_no_rows_gives_empty_outputs_as_nn_lstm_does(path):
+    """Batch 0: empty output and state of the shapes a row would give, and a backward that
+    runs (zero gradients), as nn.LSTM's; no implementation is asked to run 0 rows."""
+    dtype = torch.float32 if path.interpreted else torch.float64
+    net, _ = networks(path, dtype)
+    with path.context():
+        out = outputs(net, torch.randn(shape(path, batch=0), dtype=dtype))
+        one = outputs(net, torch.randn(shape(path, batch=1), dtype=dtype))
+    for empty, row in zip(out, one, strict=True):
+        batch_at = 0 if empty is out[0] else 1  # states are (L, B, ...)
+        expected = list(row.shape)
+        expected[batch_at] = 0
+        assert list(empty.shape) == expected and empty.dtype == row.dtype
+    grads = torch.autograd.grad(out[0].sum(), list(net.parameters()), allow_unused=True)
+    assert all(g is None or not g.any() for g in grads)
+
+
+@pytest.mark.parametrize("path", params([p for p in PATHS if p.grid_dims > 0]))
+def test_a_grid_dimension_of_length_zero_is_nn_lstms_error(path):
+    dtype = torch.float32 if path.interpreted else torch.float64
+    net, _ = networks(path, dtype)
+    empty = list(shape(path))
+    empty[1] = 0
+    with path.context(), pytest.raises(RuntimeError, match="Expected sequence length to be"):
+        net(torch.randn(empty, dtype=dtype))
+    with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
+        torch.nn.LSTM(3, 4, batch_first=True)(torch.randn(2, 0, 3))

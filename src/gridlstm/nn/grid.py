@@ -393,6 +393,15 @@ class GridLSTM(nn.Module):
             output, final = self.forward(input.unsqueeze(at), _map_state(state, 1, "unsqueeze"))
             return output.squeeze(at), _map_state(final, 1, "squeeze")
         x = self._check_input(input)
+        batch_at = 1 if self.grid_dims == 1 and not self.batch_first else 0
+        sizes = [n for i, n in enumerate(x.shape[:-1]) if i != batch_at]
+        if 0 in sizes:  # nn.LSTM's error, for every grid dimension
+            raise RuntimeError(
+                f"Expected sequence length to be larger than 0 in GridLSTM: the input's grid "
+                f"sizes are {tuple(sizes)}"
+            )
+        if x.shape[batch_at] == 0:  # as nn.LSTM: empty output and state of the right shapes
+            return self._empty_batch(x, batch_at)
         if self.grid_dims == 1 and not self.batch_first:
             x = x.transpose(0, 1)
         valid = self._valid_steps(x, lengths)
@@ -415,6 +424,22 @@ class GridLSTM(nn.Module):
         elif self.grid_dims == 0:
             final = None
         return output, final
+
+    def _empty_batch(self, x: Tensor, batch_at: int):  # noqa: ANN202
+        """A batch of no rows: the network run on one zero row, cut to none. The outputs keep
+        every property of a real forward (dtypes under autocast, a graph to the parameters,
+        whose gradients are then zero) at the cost of one row; no backend handles 0 rows."""
+        one = x.new_zeros(*x.shape[:batch_at], 1, *x.shape[batch_at + 1 :])
+        output, final = self.forward(one)
+
+        def cut(part):  # noqa: ANN001, ANN202
+            if part is None:
+                return None
+            if isinstance(part, Tensor):
+                return part.narrow(1, 0, 0)  # states are (L, B, ...)
+            return type(part)(cut(p) for p in part)
+
+        return output.narrow(batch_at, 0, 0), cut(final)
 
     def _forward_packed(self, input: PackedSequence, state, lengths):  # noqa: ANN001, ANN202
         """nn.LSTM's packed calling convention on top of the padded one with ``lengths``."""
