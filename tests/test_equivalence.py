@@ -496,3 +496,26 @@ def test_a_grid_dimension_of_length_zero_is_nn_lstms_error(path):
         net(torch.randn(empty, dtype=dtype))
     with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
         torch.nn.LSTM(3, 4, batch_first=True)(torch.randn(2, 0, 3))
+
+
+AUTOCAST_CASES = [
+    (grid_dims, tied, backend)
+    for grid_dims in (0, 1, 2)
+    for tied in (False, True)
+    for backend in ("auto", "hyperplane", "naive", *(("fast", "scan") if grid_dims == 1 else ()))
+]
+
+
+@pytest.mark.parametrize(("grid_dims", "tied", "backend"), AUTOCAST_CASES)
+def test_cpu_autocast_runs_forward_and_backward_on_every_backend(grid_dims, tied, backend):
+    """bfloat16 autocast on a CPU: every backend, the 1-LSTM included, computes the float32
+    function within bfloat16's precision and differentiates it (issue 50 D3)."""
+    torch.manual_seed(0)
+    net = GridLSTM(3, 4, 2, grid_dims, batch_first=True, backend=backend, tied=tied)
+    x = torch.randn({0: (2, 3), 1: (2, 4, 3), 2: (2, 3, 2, 3)}[grid_dims])
+    reference = net(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)[0]
+    torch.testing.assert_close(out.float(), reference, atol=0.02, rtol=0.05)
+    grads = torch.autograd.grad(out.float().square().sum(), list(net.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)

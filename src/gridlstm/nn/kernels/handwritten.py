@@ -186,7 +186,8 @@ class HyperplaneSteps(torch.autograd.Function):
                     dweights[number] += torch.bmm(H.transpose(1, 2), dz)
                 else:
                     dweights[number].baddbmm_(H.transpose(1, 2), dz)
-                dH = torch.bmm(dz, weights[number].transpose(1, 2))
+                w = weights[number]  # in the GEMMs' dtype: autocast's, or the input's
+                dH = torch.bmm(dz.to(w.dtype), w.transpose(1, 2)).to(dh.dtype)
                 # This group's new h replaced the gathered one, which reaches the output
                 # only through H from here on.
                 dh[group.index] = 0.0

@@ -82,7 +82,7 @@ def steps_forward(
                 z = torch.bmm(H_gemm, w).to(static.dtype)
                 z = z if b is None else z + b
             else:
-                z = torch.bmm(H, w) if b is None else torch.baddbmm(b, H, w)
+                z = torch.bmm(H, w) if b is None else torch.baddbmm(b.to(H.dtype), H, w)
             m = m_in[group.index]
             n = len(group.dims)
             if forms is None:
