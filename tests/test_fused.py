@@ -346,3 +346,44 @@ def test_the_probe_follows_the_float32_matmul_precision(monkeypatch):
         torch.set_float32_matmul_precision(before)
     assert tolerances == [1e-4] * len(fused.PROBES) + [5e-3] * len(fused.PROBES)
     assert fused.probe_tolerance(torch.bfloat16, "highest") == 3e-2
+
+
+def test_the_fused_step_follows_tf32_whichever_api_set_it():
+    """After PyTorch's newer switch (``fp32_precision``), reading the legacy TF32 flags
+    raises; the fused step reads either without raising and still runs (issue 50 D1). In a
+    subprocess: the switch is process-wide."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from gridlstm.nn import GridLSTM, dispatch
+from gridlstm.nn.kernels.fused.matmul_precision import allows_tf32, float32_matmul_precision
+from gridlstm.nn.kernels.fused.steps import _precision
+assert not allows_tf32() and float32_matmul_precision() == "highest"
+assert _precision(torch.float32) == "ieee"
+torch.backends.cuda.matmul.fp32_precision = "tf32"
+try:
+    torch.backends.cuda.matmul.allow_tf32
+    raise SystemExit("the legacy flag no longer raises here: the test needs another trigger")
+except RuntimeError:
+    pass
+assert allows_tf32() and float32_matmul_precision() == "high"
+assert _precision(torch.float32) == "tf32"
+try:
+    import triton  # noqa: F401
+except ImportError:
+    print("ok (no triton)")
+    raise SystemExit(0)
+torch.manual_seed(0)
+net = GridLSTM(3, 4, 2, 2, batch_first=True, backend="hyperplane")
+with dispatch.interpreted(), dispatch.explain() as record:
+    out, _ = net(torch.randn(2, 3, 2, 3))
+ran = {implementation for _, implementation, reason in record if reason is None}
+assert "fused" in ran, record
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]

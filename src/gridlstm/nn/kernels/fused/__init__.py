@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from gridlstm.nn import dispatch
+from gridlstm.nn.kernels.fused.matmul_precision import float32_matmul_precision
 
 if TYPE_CHECKING:
     from gridlstm.nn.kernels.plans import Layout, Plan
@@ -109,7 +110,7 @@ def probe(device: torch.device, dtype: torch.dtype) -> bool:
     dtype: checked once per process, device and float32 matmul precision on the `PROBES`
     (forward and gradients, at the kernel level), so that a Triton or driver problem falls
     back instead of training wrongly."""
-    precision = torch.get_float32_matmul_precision()
+    precision = float32_matmul_precision()
     key = (str(device), dtype, precision)
     if key in _PROBED:
         return _PROBED[key]

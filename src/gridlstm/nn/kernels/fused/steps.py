@@ -20,6 +20,7 @@ from torch.autograd.function import once_differentiable
 
 from gridlstm.nn.kernels import recompute
 from gridlstm.nn.kernels.fused import kernels
+from gridlstm.nn.kernels.fused.matmul_precision import allows_tf32
 from gridlstm.nn.kernels.plans import Layout, Sources, depth_mask
 
 BLOCK_M, BLOCK_D, BLOCK_K = 32, 32, 32
@@ -29,7 +30,7 @@ def _precision(dtype: torch.dtype) -> str:
     """tl.dot's input precision: float32 GEMMs as torch runs them (IEEE unless
     torch.backends.cuda.matmul.allow_tf32 allows TF32); 16-bit types keep Triton's default
     (the setting concerns float32 operands only)."""
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+    if dtype == torch.float32 and not allows_tf32():
         return "ieee"
     return "tf32"
 
