@@ -519,3 +519,23 @@ def test_cpu_autocast_runs_forward_and_backward_on_every_backend(grid_dims, tied
     torch.testing.assert_close(out.float(), reference, atol=0.02, rtol=0.05)
     grads = torch.autograd.grad(out.float().square().sum(), list(net.parameters()))
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("path", params(PATHS))
+def test_an_inference_mode_forward_then_an_input_gradient_penalty(path):
+    """What an inference-mode forward caches (index plans and layouts) serves a later
+    double backward too (issue 50 D2)."""
+    dtype = torch.float32 if path.interpreted else torch.float64
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
+
+    def inference_then_penalty() -> list[Tensor]:
+        with torch.inference_mode():
+            outputs(net, x)
+        return penalty_grads(net, x)
+
+    assert_same(
+        on_path(path, inference_then_penalty),
+        on_reference(lambda: penalty_grads(reference, x)),
+        dtype,
+    )

@@ -270,39 +270,46 @@ def depth_mask(layout: Layout, s: int, noise: Tensor) -> Tensor:
     return mask.view(G, R // G, *noise.shape[1:])
 
 
+def _build_layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Layout:
+    steps = plan.steps
+    D = len(steps[0].index["h"]) // steps[0].slots
+    starts = [0]
+    for step in steps:
+        starts.append(starts[-1] + D * step.slots)
+    static_at = [starts[-1]]
+    for step in steps:
+        static_at.append(static_at[-1] + len(step.static["h"]))
+    index: dict[str, list[Tensor]] = {"h": [], "m": []}
+    for number, step in enumerate(steps):
+        previous = D * steps[number - 1].slots if number else 0
+        for part, picks in step.index.items():  # rows of [previous outputs; static rows]
+            shift = torch.where(
+                picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
+            )
+            index[part].append(picks + shift)
+    return check_layout(
+        Layout(
+            dims=D,
+            groups=layers,
+            slots=tuple(step.slots for step in steps),
+            starts=tuple(starts),
+            static_rows=static_at[-1] - starts[-1],
+            index_h=tuple(index["h"]),
+            index_m=tuple(index["m"]),
+            transforms=tuple(Group(dims) for dims in groups),
+        )
+    )
+
+
 def layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Layout:
     """The plan as the steps read it, for ``layers`` row groups with their own weights (1
     when the layers share a block) and the transform groups' dimensions (built once per
     plan; the groups are the network's, which does not change)."""
     if plan.layout is None:
-        steps = plan.steps
-        D = len(steps[0].index["h"]) // steps[0].slots
-        starts = [0]
-        for step in steps:
-            starts.append(starts[-1] + D * step.slots)
-        static_at = [starts[-1]]
-        for step in steps:
-            static_at.append(static_at[-1] + len(step.static["h"]))
-        index: dict[str, list[Tensor]] = {"h": [], "m": []}
-        for number, step in enumerate(steps):
-            previous = D * steps[number - 1].slots if number else 0
-            for part, picks in step.index.items():  # rows of [previous outputs; static rows]
-                shift = torch.where(
-                    picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
-                )
-                index[part].append(picks + shift)
-        plan.layout = check_layout(
-            Layout(
-                dims=D,
-                groups=layers,
-                slots=tuple(step.slots for step in steps),
-                starts=tuple(starts),
-                static_rows=static_at[-1] - starts[-1],
-                index_h=tuple(index["h"]),
-                index_m=tuple(index["m"]),
-                transforms=tuple(Group(dims) for dims in groups),
-            )
-        )
+        # Kept on the plan across calls: never made of inference tensors (a first forward
+        # under inference mode, then a training step that saves them for backward).
+        with torch.inference_mode(False):
+            plan.layout = _build_layout(plan, layers, groups)
     return plan.layout
 
 

@@ -100,7 +100,8 @@ def run(
     from gridlstm.nn.kernels.plans import sources
 
     if plan.fused is None:
-        plan.fused = sources(layout, static.device)
+        with torch.inference_mode(False):  # kept across calls: no inference tensors
+            plan.fused = sources(layout, static.device)
     out = FusedSteps.apply(layout, plan.fused, paper, interpreting(), dropout, static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
 
