@@ -69,3 +69,32 @@ def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
             if key in after and after[key] != before[key]:
                 changes.append(f"{key}={before[key]} (now {after[key]})")
     return changes
+
+
+def discard_if_fresh(output_dir: Path) -> None:
+    """Remove the run directory a refused run left behind, when this process made it and it
+    holds nothing but Hydra's empty log: a refused run leaves no trace, and never touches a
+    directory that was there before (one made earlier is older than this process)."""
+    import psutil
+
+    try:
+        started = psutil.Process().create_time()
+        if not output_dir.is_dir() or output_dir.stat().st_ctime < started - 1:
+            return
+        entries = list(output_dir.iterdir())
+        if any(e.is_dir() or e.suffix != ".log" or e.stat().st_size for e in entries):
+            return
+        for entry in entries:
+            entry.unlink()
+        output_dir.rmdir()
+        # outputs/<date>/ and outputs/ too, where this process made them and they are empty.
+        for parent in list(output_dir.parents)[:2]:
+            if (
+                parent == Path.cwd()
+                or parent.stat().st_ctime < started - 1
+                or any(parent.iterdir())
+            ):
+                break
+            parent.rmdir()
+    except OSError:
+        return

@@ -337,6 +337,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         print(f"error: {error}", file=sys.stderr)
         if hydra_runtime.is_multirun() and not isinstance(error, SweepConfigError):
             return failed_job(cfg, str(error))
+        if is_first_process():
+            stored_config.discard_if_fresh(Path(cfg.paths.output_dir))
         raise SystemExit(2) from None
     except Stopped as stop:
         exit_code = stop.exit_code
