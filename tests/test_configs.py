@@ -123,3 +123,30 @@ def test_every_task_states_the_facts_its_tables_report(task, tmp_path):
     cfg = compose_train([f"task={task}"], tmp_path)
     assert cfg.task.size_option in cfg.task.datamodule, task
     assert task == "text" or cfg.task.paper.endswith(".")
+
+
+def test_the_check_and_the_run_build_the_trainer_from_one_function(monkeypatch, tmp_path):
+    """A hardware key is turned into Trainer arguments in one place: the start-up check
+    tests exactly what the run builds (gridlstm.run.trainer_arguments)."""
+    from lightning.pytorch.strategies import Strategy
+
+    from gridlstm.run import build, config
+    from gridlstm.run import trainer_arguments as arguments
+
+    calls = []
+
+    def spy(trainer, hardware):  # noqa: ANN001, ANN202
+        calls.append(hardware.name)
+        return arguments.trainer_arguments(trainer, hardware)
+
+    monkeypatch.setattr(config, "trainer_arguments", spy)
+    monkeypatch.setattr(build, "trainer_arguments", spy)
+    cfg = compose_train(["hardware=cpu", "hardware.threads=1"], tmp_path)
+    config.check_hardware(cfg)
+    build.build_trainer(cfg.trainer, cfg.hardware, [], [])
+    assert calls == ["cpu", "cpu"]
+    kwargs = arguments.trainer_arguments(cfg.trainer, cfg.hardware)
+    assert not set(arguments.SUITE_KEYS) & set(kwargs)
+    assert kwargs["max_steps"] == cfg.trainer.max_steps and kwargs["accelerator"] == "cpu"
+    ddp = compose_train(["hardware=ddp_cpu"], tmp_path)
+    assert isinstance(arguments.trainer_arguments(ddp.trainer, ddp.hardware)["strategy"], Strategy)

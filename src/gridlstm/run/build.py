@@ -23,6 +23,7 @@ from gridlstm.nn.sizing import width_for_budget
 from gridlstm.run import hydra_runtime, sweeps
 from gridlstm.run.config import ConfigError, check_device
 from gridlstm.run.console import lightning_info_silenced
+from gridlstm.run.trainer_arguments import trainer_arguments
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,14 +56,7 @@ def build_trainer(
 ) -> L.Trainer:
     """The training Trainer: ``trainer`` options and the ``hardware`` group's accelerator,
     devices, precision and strategy."""
-    kwargs = OmegaConf.to_container(trainer, resolve=True)
-    hardware = OmegaConf.to_container(hardware_cfg, resolve=True)
-    hardware.pop("name", None)
-    hardware.pop("threads", None)
-    hardware.pop("cuda_graphs", None)  # applied to the model (`cuda_graphs.apply`)
-    if isinstance(hardware.get("strategy"), dict):
-        hardware["strategy"] = instantiate(hardware["strategy"])
-    kwargs.update(one_gpu_per_job(hardware))
+    kwargs = one_gpu_per_job(trainer_arguments(trainer, hardware_cfg))
     return L.Trainer(**kwargs, logger=loggers or False, callbacks=callbacks)
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gridlstm.run import cuda_graphs, hydra_runtime, launch
 from gridlstm.run.errors import ConfigError
+from gridlstm.run.trainer_arguments import trainer_arguments
 
 T = TypeVar("T")
 
@@ -156,7 +157,6 @@ def check_hardware(cfg: DictConfig) -> None:
     """The accelerator exists here, and the Trainer accepts hardware x trainer options."""
     import lightning as L
     import torch
-    from hydra.utils import instantiate
 
     from gridlstm.run import console
 
@@ -195,11 +195,8 @@ def check_hardware(cfg: DictConfig) -> None:
             f"hardware.devices={devices}: several processes need a strategy that starts them "
             "under Hydra; use hardware=ddp_cpu (CPU) or hardware=ddp (GPUs), or devices=1"
         )
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     try:
-        if isinstance(hardware.get("strategy"), dict):
-            hardware["strategy"] = instantiate(hardware["strategy"])
-        kwargs.update(hardware)
+        kwargs = trainer_arguments(cfg.trainer, cfg.hardware)
         quiet = dict(
             logger=False,
             enable_checkpointing=False,
