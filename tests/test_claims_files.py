@@ -414,3 +414,17 @@ def test_every_large_or_three_decimal_number_on_a_claims_page_is_in_its_files(pa
     missing += [n for n in DECIMAL.findall(text) if not any(rounds_to(v, n) for v in found)]
     assert sorted(set(missing) - set(stated)) == [], "not in the page's files"
     assert sorted(set(stated) - set(missing)) == [], "listed as stated, but in the files"
+
+
+def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
+    """docs/claims/deep_tied/priority_verdicts.md and .csv come from the jobs both stages
+    copied (scripts/deep_tied_verdicts.py), so the page's numbers are the runs'."""
+    import importlib.util
+
+    script = CLAIMS.parents[1] / "scripts" / "deep_tied_verdicts.py"
+    spec = importlib.util.spec_from_file_location("deep_tied_verdicts", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    md, table = module.render(CLAIMS / "deep_tied")
+    assert (CLAIMS / "deep_tied" / "priority_verdicts.md").read_text() == md
+    assert (CLAIMS / "deep_tied" / "priority_by_depth.csv").read_text() == table
