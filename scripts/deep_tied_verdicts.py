@@ -5,7 +5,8 @@ rule at each depth (Welch's t-test, `gridlstm.analysis.verdicts`):
     python scripts/deep_tied_verdicts.py docs/claims/deep_tied
 
 reads stage 1's runs (suspects/cpu: its seed-1 runs that change nothing but the priority)
-and stage 2's (priority/cpu), and writes priority_verdicts.md and priority_by_depth.csv into the folder.
+and stage 2's (priority/cpu), and writes priority_verdicts.md and priority_by_depth.csv into
+the folder.
 """
 
 from __future__ import annotations
