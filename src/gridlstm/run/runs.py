@@ -173,7 +173,11 @@ def resume_from(
             f"{directory_option()} (or evaluate its checkpoints with python -m gridlstm.evaluate)"
         )
     if status is not None or found is not None:
-        what = f"a {status} run" if status else "checkpoints of an earlier run"
+        what = (
+            f"{'an' if status[0] in 'aeiou' else 'a'} {status} run"
+            if status
+            else "checkpoints of an earlier run"
+        )
         raise ConfigError(
             f"run directory {output_dir} already holds {what}; continue it with resume=auto, "
             f"or choose another {directory_option()}"
