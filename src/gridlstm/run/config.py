@@ -15,6 +15,7 @@ import difflib
 import os
 import re
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,14 +28,16 @@ from gridlstm.run.trainer_arguments import trainer_arguments
 T = TypeVar("T")
 
 
-def models_for(input_kind: str, conf: Path | None) -> list[str]:
+def group_options(conf: Path | None, group: str, keep: Callable[[DictConfig], bool]) -> list[str]:
+    """The options of a config group whose file ``keep`` accepts (none without a conf)."""
     if conf is None:
         return []
-    names = []
-    for path in sorted((conf / "model").glob("*.yaml")):
-        if OmegaConf.load(path).get("input_kind") == input_kind:
-            names.append(path.stem)
-    return names
+    paths = sorted((conf / group).glob("*.yaml"))
+    return [path.stem for path in paths if keep(OmegaConf.load(path))]
+
+
+def models_for(input_kind: str, conf: Path | None) -> list[str]:
+    return group_options(conf, "model", lambda model: model.get("input_kind") == input_kind)
 
 
 def check_compatible(cfg: DictConfig, conf: Path | None = None) -> None:
@@ -52,13 +55,7 @@ def check_compatible(cfg: DictConfig, conf: Path | None = None) -> None:
 def tasks_with_option(option: str, conf: Path | None) -> list[str]:
     """Task configs whose data module sets ``option`` (e.g. feedback: the tasks with an
     answer)."""
-    if conf is None:
-        return []
-    return [
-        path.stem
-        for path in sorted((conf / "task").glob("*.yaml"))
-        if option in (OmegaConf.load(path).get("datamodule") or {})
-    ]
+    return group_options(conf, "task", lambda task: option in (task.get("datamodule") or {}))
 
 
 def check_feedback_applies(cfg: DictConfig, conf: Path | None = None) -> None:
