@@ -139,3 +139,18 @@ def test_a_stopped_run_records_the_width_its_param_budget_solved():
     trainer = SimpleNamespace(global_step=1)
     record = stopped("interrupted", "interrupted by SIGTERM at step 1", 143, trainer, module, 0.0)
     assert record.metrics["hidden"] == 124 and record.metrics["params"] == 251490
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("- a\n- b\n", "is not a mapping of settings"), ("model: [unclosed\n", "cannot be read")],
+)
+def test_a_damaged_stored_config_is_a_change_that_refuses_a_resume(tmp_path, text, message):
+    from omegaconf import OmegaConf
+
+    from gridlstm.run.stored_config import changed_settings
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(text)
+    changes = changed_settings(OmegaConf.create({"model": {"name": "grid2d"}}), tmp_path)
+    assert len(changes) == 1 and message in changes[0]

@@ -59,7 +59,12 @@ def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
     path = output_dir / SUBDIR / "config.yaml"
     if not path.is_file():
         return []
-    stored = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    try:  # a damaged or hand-edited file is a change too: never resume over it blindly
+        stored = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as error:  # noqa: BLE001 - YAML and OmegaConf raise several kinds
+        return [f"{path} cannot be read ({type(error).__name__})"]
+    if not isinstance(stored, dict):
+        return [f"{path} is not a mapping of settings"]
     now = OmegaConf.to_container(cfg, resolve=False)
     changes = []
     for section in FIXED:
