@@ -268,6 +268,33 @@ def test_every_tool_answers_help(tmp_path):
     assert result.stdout.split() == [word for tool in tools for word in ("help:", tool)]
 
 
+QUICK_HELP = """
+import contextlib, io, runpy, sys
+tool = sys.argv[1]
+sys.argv = [f"gridlstm.{tool}", "--help"]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        runpy.run_module(f"gridlstm.{tool}", run_name="__main__")
+    except SystemExit:
+        pass
+print(" ".join(sorted({"torch", "lightning", "wandb"} & set(sys.modules))))
+"""
+
+
+@pytest.mark.parametrize(
+    "tool", ["train", "evaluate", "sample", "translate", "tables", "bench", "queue"]
+)
+def test_help_imports_neither_torch_nor_lightning(tool, tmp_path):
+    """``--help`` answers in a fraction of a second: torch, Lightning and W&B load only when
+    a command starts its work (they take seconds to import)."""
+    command = [sys.executable, "-c", QUICK_HELP, tool]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"--help of {tool} imported {result.stdout.strip()}"
+
+
 OUTSIDE = re.compile(
     r"GRID_LSTM_SPEC|ARCHITECTURE\.md|\.\./shared|\bspec section|\bthe spec\b", re.I
 )

@@ -12,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from gridlstm.nn.backends import BACKENDS, compiled
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.conf import find_conf_dir
@@ -59,6 +56,10 @@ class BenchConfig:
 
 def check(args: BenchConfig) -> None:
     """One `ConfigError` line for an option out of range, before anything is timed."""
+    import torch  # here, not at the top: --help stays quick
+
+    from gridlstm.nn.backends import BACKENDS, compiled
+
     positive = (
         "hidden",
         "layers",

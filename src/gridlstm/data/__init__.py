@@ -1,19 +1,28 @@
-"""LightningDataModules, one per task."""
+"""LightningDataModules, one per task.
 
-from gridlstm.data.addition import AdditionDataModule
-from gridlstm.data.enwik8 import Enwik8DataModule
-from gridlstm.data.memorization import MemorizationDataModule
-from gridlstm.data.mnist import MNISTDataModule
-from gridlstm.data.parity import ParityDataModule
-from gridlstm.data.text import TextDataModule
-from gridlstm.data.translation import TranslationDataModule
+The classes load on first use (PEP 562), so that a command reaching `gridlstm.data.files`
+(``--help``, the sweep report) does not import Lightning and torch.
+"""
 
-__all__ = [
-    "AdditionDataModule",
-    "Enwik8DataModule",
-    "MemorizationDataModule",
-    "MNISTDataModule",
-    "ParityDataModule",
-    "TextDataModule",
-    "TranslationDataModule",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULES = {
+    "AdditionDataModule": "addition",
+    "Enwik8DataModule": "enwik8",
+    "MemorizationDataModule": "memorization",
+    "MNISTDataModule": "mnist",
+    "ParityDataModule": "parity",
+    "TextDataModule": "text",
+    "TranslationDataModule": "translation",
+}
+
+__all__ = list(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from gridlstm.run import cuda_graphs, hydra_runtime, launch
+from gridlstm.run import hydra_runtime
 from gridlstm.run.errors import ConfigError
 from gridlstm.run.trainer_arguments import trainer_arguments
 
@@ -73,6 +73,8 @@ def check_feedback_applies(cfg: DictConfig, conf: Path | None = None) -> None:
 
 
 def check_launch() -> None:
+    from gridlstm.run import launch  # Lightning: imported when a run starts, not for --help
+
     if launch.externally_launched() and hydra_runtime.shared_run_id() is None:
         raise ConfigError(
             "several processes were launched externally but they share no run id, so they "
@@ -155,7 +157,7 @@ def check_hardware(cfg: DictConfig) -> None:
     import lightning as L
     import torch
 
-    from gridlstm.run import console
+    from gridlstm.run import console, cuda_graphs
 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))

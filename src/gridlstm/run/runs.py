@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.data.files import write_atomic
-from gridlstm.run import checkpoints
 from gridlstm.run.config import RENAMED_OPTIONS, ConfigError
 
 RECORD = "metrics.json"
@@ -126,6 +125,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def check_checkpoint(path: Path, option: str, expected: dict[str, str]) -> None:
     """A readable Lightning checkpoint of the same task and model, or one ConfigError line.
     Lightning then loads it with ``weights_only=True`` and builds nothing from its config."""
+    from gridlstm.run import checkpoints  # torch: imported when a run starts
+
     checkpoint = checkpoints.read(path, option)
     saved = checkpoint.get("gridlstm_run") or {}
     for key, want in expected.items():
