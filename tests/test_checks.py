@@ -88,11 +88,21 @@ def test_an_output_directory_that_cannot_be_created_is_one_line(tmp_path):
     blocker.write_text("")
     message = output_dir_problem([f"hydra.run.dir={blocker}/run"], cwd=tmp_path)
     assert message == (
-        f"hydra.run.dir={blocker}/run: cannot create it (Not a directory); choose a directory "
-        "you can write to"
+        f"hydra.run.dir={blocker}/run: cannot be created ({blocker} is not a writable "
+        "directory); choose a place you can write to"
     )
     assert output_dir_problem([f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path) is None
     assert output_dir_problem(["seed=1"], cwd=tmp_path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # the check creates nothing
+
+
+def test_a_run_refused_before_hydra_leaves_no_run_directory(tmp_path):
+    """An override Hydra refuses (checked before Hydra starts) creates no hydra.run.dir."""
+    from tests.conftest import run_cli
+
+    result = run_cli(["+logger/nope@logger=x", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert result.returncode == 2 and "logger/nope" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_saved_configs_are_read_without_calling_foreign_resolvers(monkeypatch):
@@ -112,3 +122,29 @@ def test_saved_configs_are_read_without_calling_foreign_resolvers(monkeypatch):
     assert cfg.a == "${oc.env:GRIDLSTM_TEST_SECRET}" and cfg.c == cfg.a
     assert cfg.b[0] == "x-${oc.decode:'1'}" and cfg.d == 7
     assert "hunter2" not in OmegaConf.to_yaml(cfg)
+
+
+@pytest.mark.parametrize(
+    ("logger", "package", "extra"),
+    [("tensorboard", "tensorboard", "tensorboard"), ("mlflow", "mlflow", "mlflow")],
+)
+def test_a_logger_whose_package_is_missing_names_the_extra(
+    logger, package, extra, monkeypatch, tmp_path
+):
+    """Patched both ways: refused without the package (and tensorboardX), accepted with it."""
+    import importlib.util
+
+    from gridlstm.run.config import ConfigError, check_loggers
+
+    cfg = compose_train([f"logger={logger}"], tmp_path)
+    check_loggers(cfg)  # installed here (the dev extra)
+    found = importlib.util.find_spec
+    missing = {package, "tensorboardX"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else found(name, *a)
+    )
+    with pytest.raises(
+        ConfigError,
+        match=rf'logger={logger} needs the {package} package: pip install -e "\.\[{extra}\]"',
+    ):
+        check_loggers(cfg)

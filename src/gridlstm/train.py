@@ -3,7 +3,9 @@
     python train.py model=grid2d task=addition hardware=cpu      (the repository's entry)
     python -m gridlstm.train ...  or  gridlstm-train ...          (the same, installed)
 
-``--help`` lists the config groups and their options (Hydra's help); ``-m`` runs a sweep.
+``--help`` lists the config groups and their options (Hydra's help); ``-m`` runs a sweep;
+``dry_run=true`` checks every job of a run or sweep and prints what each would do
+(`gridlstm.run.dry_run`), writing nothing.
 The config directory is the source checkout's ``conf/``, else ``./conf``; ``GRIDLSTM_CONF``
 names another. What a run does and writes: `gridlstm.run.training`.
 """
@@ -19,6 +21,7 @@ def main(conf: Path | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from gridlstm.run import dry_run
     from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem, output_dir_problem
     from gridlstm.run.hydra_runtime import register_resolvers
@@ -34,9 +37,23 @@ def main(conf: Path | None = None) -> None:
         raise SystemExit(2)
     register_resolvers()
     argv = sys.argv[1:]
+    if dry := dry_run.requested(argv):
+        if isinstance(dry, str):
+            print(f"error: {dry}", file=sys.stderr)
+            raise SystemExit(2)
+        if problem := missing_plugin(argv):
+            print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        dry_run.main(argv, conf)
     if problem := missing_plugin(argv) or output_dir_problem(argv) or compose_problem(argv, conf):
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+
+    if not [arg for arg in argv if arg.startswith("-") and arg not in ("-m", "--multirun")]:
+        # A run (not --help, --cfg, ...): Lightning is imported before Hydra configures
+        # logging, so that its info lines ("GPU available: ...") keep Lightning's own handler
+        # and print once, not again through Hydra's.
+        import lightning.pytorch  # noqa: F401
 
     @hydra.main(version_base="1.3", config_path=str(conf), config_name="train")
     def run(cfg: DictConfig) -> float | None:

@@ -102,10 +102,10 @@ class Enwik8DataModule(TextDataModule):
 
     def resolve(self) -> Path:
         target = self.path
-        if not target.is_file():
-            with one_fetcher(target.parent, MEMBER):
-                return self._fetch()
-        return self._fetch()
+        if target.is_file() or not (self.download or target.with_suffix(".zip").is_file()):
+            return self._fetch()  # nothing to fetch or unpack: no lock, no directory made
+        with one_fetcher(target.parent, MEMBER):
+            return self._fetch()
 
     def _fetch(self) -> Path:
         target, archive = self.path, self.path.with_suffix(".zip")

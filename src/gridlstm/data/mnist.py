@@ -146,8 +146,9 @@ class MNISTDataModule(L.LightningDataModule):
     def _raw_files(self) -> Path:
         """Make sure the four raw IDX files are there (download or gunzip), and valid."""
         raw = self.data_dir / "MNIST" / "raw"
-        if all((raw / name).is_file() for name in FILES):
-            return self._fetch(raw)
+        gzipped = any((raw / f"{name}.gz").is_file() for name in FILES)
+        if all((raw / name).is_file() for name in FILES) or not (self.download or gzipped):
+            return self._fetch(raw)  # nothing to fetch or unpack: no lock, no directory made
         with one_fetcher(self.data_dir, "MNIST"):
             return self._fetch(raw)
 

@@ -298,8 +298,31 @@ def check_value_types(node: DictConfig | None, where: str) -> None:
         )
 
 
+# Lightning logger -> (modules it needs, any one of them; this suite's extra that installs one).
+LOGGER_PACKAGES = {
+    "TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "MLFlowLogger": (("mlflow",), "mlflow"),
+}
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    """A logger whose package is missing: one line naming the extra, before any work
+    (Lightning would fail once the Trainer starts)."""
+    import importlib.util
+
+    for name, logger in (cfg.get("logger") or {}).items():
+        target = str((logger or {}).get("_target_", ""))
+        for cls, (modules, extra) in LOGGER_PACKAGES.items():
+            if target.endswith(cls) and not any(importlib.util.find_spec(m) for m in modules):
+                raise ConfigError(
+                    f'logger={name} needs the {modules[0]} package: pip install -e ".[{extra}]" '
+                    "(or choose logger=csv, wandb, wandb_csv, none)"
+                )
+
+
 def check_run(cfg: DictConfig) -> None:
     """Everything a run will hand to Lightning and torch, checked before any work."""
+    check_loggers(cfg)
     check_value_types(cfg.model.get("net"), "model.net")
     check_value_types(cfg.task.get("datamodule"), "task.datamodule")
     check_feedback_applies(cfg)
@@ -320,13 +343,10 @@ def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
             continue
         given = True
         path = cwd / Path(value.strip("'\"")).expanduser()
-        try:  # Hydra creates this directory next anyway
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            return (
-                f"{key}={value}: cannot create it ({error.strerror}); choose a directory you "
-                "can write to"
-            )
+        try:  # nothing is created here: a refused run leaves no directory behind
+            check_writable(path, key)
+        except ConfigError as error:
+            return str(error)
     if not given and not os.access(cwd, os.W_OK | os.X_OK):
         return (
             f"runs are written under {cwd} (outputs/, multirun/), which is not writable; run "

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +148,7 @@ def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[s
         )
     if auto and runs.read_status(output_dir) == runs.COMPLETED:
         return None, runs.read_record(output_dir)
-    path = runs.resume_from(resume, cfg.get("ckpt_path"), output_dir, identity(cfg))
-    if is_first_process():
-        if path is not None:
-            print(f"resuming from {path}", flush=True)
-        elif resume == "auto":
-            print(f"resume=auto: no checkpoint in {output_dir}; starting fresh", flush=True)
-    return path, None
+    return runs.resume_from(resume, cfg.get("ckpt_path"), output_dir, identity(cfg)), None
 
 
 def stopped(
@@ -180,21 +175,38 @@ def interval_problem(error: ValueError, trainer: L.Trainer, cfg: DictConfig) -> 
     return interval_message(cfg, trainer.num_training_batches)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, then validate and test the best checkpoint; returns the final metrics."""
-    start = time.time()
-    quiet_third_party()
+@dataclass
+class Prepared:
+    """What the checks decided and built, before anything is written: a completed run
+    (``finished``), or the checkpoint to resume from (None: start fresh) and the parts."""
+
+    resume: Path | None = None
+    finished: dict[str, Any] | None = None
+    threads: int = 0
+    module: Any = None
+    datamodule: Any = None
+    callbacks: list[Callback] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    graphed: int = 0
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Every check a run makes and everything it builds before its first output: the config
+    checks, refuse / resume / start for its directory, the data, the model (a parameter
+    budget solved), the callbacks. Writes nothing; `gridlstm.run.dry_run` stops here."""
     output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("dry_run") not in (None, False):
+        raise ConfigError(
+            f"dry_run={cfg.dry_run}: a dry run is asked for on the command line "
+            "(python train.py ... dry_run=true); a config file cannot set it"
+        )
     check_launch()  # every check before the first line of output (the error comes alone)
     check_compatible(cfg)
     check_sweeper(cfg)
     check_run(cfg)
     resume, finished = choose_start(cfg, output_dir)
     if finished is not None:
-        print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)
-        return finished
-    if resume is not None and resume.is_relative_to(output_dir):
-        start -= runs.previous_wall_time(output_dir)  # wall_time_s counts every part of a run
+        return Prepared(finished=finished)
     requested = cfg.hardware.get("threads", "auto")
     count = guarded(
         f"hardware={cfg.hardware.name}",
@@ -209,8 +221,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks, skipped = guarded(
         f"task={cfg.task.name}", lambda: build_callbacks(cfg.get("callbacks"), has_logger)
     )
+    return Prepared(resume, None, count, module, datamodule, callbacks, skipped, graphed)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then validate and test the best checkpoint; returns the final metrics."""
+    start = time.time()
+    quiet_third_party()
+    output_dir = Path(cfg.paths.output_dir)
+    prepared = prepare(cfg)
+    if prepared.finished is not None:
+        print(f"resume=auto: {output_dir} holds a completed run; nothing to do", flush=True)
+        return prepared.finished
+    resume, count, module, datamodule = (
+        prepared.resume,
+        prepared.threads,
+        prepared.module,
+        prepared.datamodule,
+    )
+    callbacks, skipped, graphed = prepared.callbacks, prepared.skipped, prepared.graphed
+    if resume is not None and resume.is_relative_to(output_dir):
+        start -= runs.previous_wall_time(output_dir)  # wall_time_s counts every part of a run
     # Everything that can refuse the config has run: only now the run's own output.
     if is_first_process():
+        if resume is not None:
+            print(f"resuming from {resume}", flush=True)
+        elif requested_resume(cfg) == "auto" and not cfg.get("ckpt_path"):
+            print(f"resume=auto: no checkpoint in {output_dir}; starting fresh", flush=True)
         stored_config.save(cfg, output_dir)
         print(f"run directory: {output_dir}", flush=True)
         if cfg.get("print_config", True):
