@@ -298,3 +298,24 @@ def test_a_resumed_run_logs_into_the_same_wandb_run(cli):
     parts = sorted((run / "wandb").glob("offline-run-*"))
     assert len(parts) == 2, parts
     assert all(part.name.endswith(f"-{stored}") for part in parts), (stored, parts)
+
+
+def test_tensorboard_and_mlflow_keep_one_history_across_a_resume(cli):
+    """logger=tensorboard and logger=mlflow, offline (a local SQLite store): the resumed part
+    logs into the same MLflow run (its stored id) and beside the first part's TensorBoard
+    events, so each shows one curve over steps 1-10."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    args = [*TINY, "trainer.max_steps=10", "logger=[mlflow,tensorboard]"]
+    run = interrupted_then_resumed(cli, args, step=4)
+    run_id = (run / "mlflow_run_id.txt").read_text().strip()
+    client = MlflowClient(f"sqlite:///{cli.cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("gridlstm").experiment_id
+    assert [r.info.run_id for r in client.search_runs(experiment)] == [run_id]
+    steps = sorted({m.step for m in client.get_metric_history(run_id, "train/loss")})
+    assert steps[0] <= 2 and steps[-1] >= 9 and len(steps) >= 9, steps
+    events = EventMultiplexer().AddRunsFromDirectory(str(run / "tensorboard")).Reload()
+    (name,) = events.Runs()
+    tb_steps = sorted({e.step for e in events.Scalars(name, "train/loss")})
+    assert steps == tb_steps and len(list((run / "tensorboard").glob("events.out.*"))) == 2

@@ -167,3 +167,18 @@ def test_the_installed_train_command_finds_its_config_or_says_where_to_look(
         "error: no conf/train.yaml found: run from the repository root or set "
         "GRIDLSTM_CONF=/path/to/conf"
     )
+
+
+def test_debug_profiler_and_limit_presets(cli):
+    """debug=profiler ends the log with Lightning's profiler table over its 50 steps;
+    debug=limit trains 20 steps; neither keeps a logger."""
+    small = [o for o in TINY if not o.startswith("trainer.")] + ["print_config=false"]
+    result = cli(*small, "debug=profiler", "hydra.run.dir=profiler")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "FIT Profiler Report" in result.stdout + result.stderr
+    assert json.loads((cli.cwd / "profiler" / "metrics.json").read_text())["global_step"] == 50
+    result = cli(*small, "debug=limit", "hydra.run.dir=limit")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((cli.cwd / "limit" / "metrics.json").read_text())
+    assert record["global_step"] == 20
+    assert not (cli.cwd / "limit" / "csv").exists() and not (cli.cwd / "limit" / "wandb").exists()

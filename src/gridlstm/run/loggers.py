@@ -1,4 +1,5 @@
-"""Experiment loggers: W&B (offline unless told otherwise), CSV, or none."""
+"""Experiment loggers: W&B (offline unless told otherwise), CSV, TensorBoard, MLflow, or
+none. W&B and MLflow runs are the run directory's own: a resume continues them."""
 
 from __future__ import annotations
 
@@ -79,8 +80,34 @@ def build_loggers(logger: DictConfig | None, output_dir: Path | None = None) -> 
             logger.gridlstm_watch = watch
             loggers.append(logger)
             continue
+        if logger_cfg._target_.endswith("MLFlowLogger"):
+            loggers.append(mlflow_logger(logger_cfg, output_dir))
+            continue
         loggers.append(instantiate(logger_cfg))
     return loggers
+
+
+MLFLOW_ID = "mlflow_run_id.txt"  # in the run directory: the MLflow run a resume continues
+
+
+def mlflow_logger(logger_cfg: DictConfig, output_dir: Path | None) -> Logger:
+    """Lightning's MLFlowLogger named like the W&B run; with the run directory, a resume
+    logs into the run its first part created (the id is stored on the first start)."""
+    logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
+    path = None if output_dir is None else output_dir / MLFLOW_ID
+    with open_dict(logger_cfg):
+        group, name = hydra_runtime.job_names()
+        logger_cfg.run_name = logger_cfg.get("run_name") or name
+        if group is not None:
+            logger_cfg.tags = {"sweep": group, **(logger_cfg.get("tags") or {})}
+        if path is not None and path.is_file() and logger_cfg.get("run_id") is None:
+            logger_cfg.run_id = path.read_text().strip() or None
+    logger = instantiate(logger_cfg)
+    logger.gridlstm_resumed = logger_cfg.get("run_id") is not None
+    if path is not None and not path.is_file():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{logger.run_id}\n")  # creates the MLflow run now
+    return logger
 
 
 def drop_unset_anonymous(logger: WandbLogger) -> None:
@@ -113,7 +140,21 @@ def log_hyperparameters(loggers: list[Logger], cfg: DictConfig, extra: dict[str,
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams.update(extra)
     for logger in loggers:
-        logger.log_hyperparams(hparams)
+        if getattr(logger, "gridlstm_resumed", False):
+            logger.log_hyperparams(new_mlflow_params(logger, hparams))
+        else:
+            logger.log_hyperparams(hparams)
+
+
+def new_mlflow_params(logger: Logger, hparams: dict[str, Any]) -> dict[str, Any]:
+    """A resumed MLflow run keeps the parameters its first part logged (MLflow refuses to
+    change one; what a resume changed, e.g. ``resume=auto``, is in the run directory's
+    ``.hydra/``): only keys it has not seen are added."""
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+    flat = _flatten_dict(_convert_params(hparams), delimiter="/")
+    logged = logger.experiment.get_run(logger.run_id).data.params
+    return {key: value for key, value in flat.items() if key not in logged}
 
 
 def log_final_metrics(loggers: list[Logger], metrics: dict[str, Any]) -> None:
