@@ -509,13 +509,22 @@ AUTOCAST_CASES = [
 @pytest.mark.parametrize(("grid_dims", "tied", "backend"), AUTOCAST_CASES)
 def test_cpu_autocast_runs_forward_and_backward_on_every_backend(grid_dims, tied, backend):
     """bfloat16 autocast on a CPU: every backend, the 1-LSTM included, computes the float32
-    function within bfloat16's precision and differentiates it (issue 50 D3)."""
+    function within bfloat16's precision and differentiates it (issue 50 D3); output and
+    state come back in bfloat16 on every backend, as nn.LSTM's do (D8)."""
     torch.manual_seed(0)
     net = GridLSTM(3, 4, 2, grid_dims, batch_first=True, backend=backend, tied=tied)
     x = torch.randn({0: (2, 3), 1: (2, 4, 3), 2: (2, 3, 2, 3)}[grid_dims])
     reference = net(x)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = net(x)[0]
+        out, state = net(x)
+        lstm_out, lstm_state = torch.nn.LSTM(3, 4, batch_first=True)(x.view(2, -1, 3))
+    states = (
+        [] if state is None else [t for part in (state if grid_dims > 1 else [state]) for t in part]
+    )
+    assert {out.dtype, *(t.dtype for t in states)} == {
+        lstm_out.dtype,
+        *(t.dtype for t in lstm_state),
+    }
     torch.testing.assert_close(out.float(), reference, atol=0.02, rtol=0.05)
     grads = torch.autograd.grad(out.float().square().sum(), list(net.parameters()))
     assert all(torch.isfinite(g).all() for g in grads)

@@ -243,3 +243,30 @@ def test_embedding_std_sets_the_scale_of_the_vector_entering_the_bottom():
     assert abs(small.std().item() - 0.05) < 0.005
     with pytest.raises(ValueError, match="embedding_std must be > 0"):
         TokenSequenceModel(50, backbone, embedding_std=0.0)
+
+
+def test_hx_is_nn_lstms_keyword_for_the_state():
+    net = make(tied=True, priority="depth")
+    x = torch.randn(B, T, IN, dtype=torch.float64)
+    _, state = net(x)
+    assert torch.equal(net(x, hx=state)[0], net(x, state)[0])
+    assert not torch.equal(net(x, hx=state)[0], net(x)[0])  # the keyword is not ignored
+    with pytest.raises(TypeError, match="both state and hx"):
+        net(x, state, hx=state)
+
+
+def test_an_input_of_another_dtype_gets_nn_lstms_message():
+    """As nn.LSTM: a ValueError naming both dtypes and the two fixes, before any kernel runs
+    (a backend would otherwise fail with its own words); autocast is left to cast."""
+    net = make(tied=True, priority="depth").float()
+    reference = torch.nn.LSTM(IN, D)
+    x = torch.randn(B, T, IN, dtype=torch.float64)
+    with pytest.raises(ValueError) as theirs:
+        reference(x)
+    with pytest.raises(ValueError) as ours:
+        net(x)
+    assert str(ours.value) == str(theirs.value).replace("RNN input", "GridLSTM input")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x.to(torch.bfloat16))
+    h = torch.zeros(L, B, D)
+    assert net(x.float(), hx=(h, h))[0].dtype == torch.float32

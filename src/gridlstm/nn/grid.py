@@ -70,6 +70,25 @@ def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
     return type(state)(_map_state(part, dim, method) for part in state)
 
 
+def _autocast_dtype(output: Tensor, final, device_type: str):  # noqa: ANN001, ANN202
+    """Under autocast, the output and state in autocast's dtype on every backend, as
+    `nn.LSTM` returns them (an LSTM is one of autocast's lower-precision ops): the backends
+    differ in what they compute in (the fast path's kernel in bf16, the others' pointwise
+    steps in float32), not in what the caller gets. float32 tensors only, as autocast casts."""
+    if not torch.is_autocast_enabled(device_type):
+        return output, final
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(part):  # noqa: ANN001, ANN202
+        if part is None:
+            return None
+        if isinstance(part, Tensor):
+            return part.to(dtype) if part.dtype == torch.float32 else part
+        return type(part)(cast(p) for p in part)
+
+    return cast(output), cast(final)
+
+
 class GridLSTM(nn.Module):
     """A Grid LSTM network with the `torch.nn.LSTM` calling convention.
 
@@ -367,8 +386,9 @@ class GridLSTM(nn.Module):
         return None
 
     # ------------------------------------------------------------------ public API
-    def forward(self, input: Tensor, state=None, lengths: Tensor | None = None):  # noqa: ANN001, ANN201
-        """``output, state = net(input, state, lengths)``.
+    def forward(self, input: Tensor, state=None, lengths: Tensor | None = None, *, hx=None):  # noqa: ANN001, ANN201
+        """``output, state = net(input, state, lengths)``; ``hx=`` is `nn.LSTM`'s name for
+        ``state`` (code written for nn.LSTM passes it by keyword).
 
         Unbatched input (the shapes below without B; for K = 1 ``(T, F)``) gives unbatched
         output and state, as `nn.LSTM` does.
@@ -384,6 +404,10 @@ class GridLSTM(nn.Module):
         K >= 2: input (B, S_1..S_K, F) -> output (B, S_1..S_K, d * len(output_dims)); state a
         list with, per grid dimension k, (h, m) each (L, B, *sizes without S_k, d).
         """
+        if hx is not None:
+            if state is not None:
+                raise TypeError("GridLSTM.forward got both state and hx (the same argument)")
+            state = hx
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, state, lengths)
         if isinstance(input, Tensor) and input.dim() == self.grid_dims + 1:
@@ -423,7 +447,7 @@ class GridLSTM(nn.Module):
                 output = output.transpose(0, 1)
         elif self.grid_dims == 0:
             final = None
-        return output, final
+        return _autocast_dtype(output, final, x.device.type)
 
     def _empty_batch(self, x: Tensor, batch_at: int):  # noqa: ANN202
         """A batch of no rows: the network run on one zero row, cut to none. The outputs keep
@@ -463,6 +487,17 @@ class GridLSTM(nn.Module):
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, input: Tensor) -> Tensor:
+        weight = next(self.parameters(), None)
+        if (
+            weight is not None
+            and input.dtype != weight.dtype
+            and not torch._C._is_any_autocast_enabled()
+        ):  # nn.LSTM's check and words (its RNNBase.check_input), before any kernel's own error
+            raise ValueError(
+                f"GridLSTM input dtype ({input.dtype}) does not match weight dtype "
+                f"({weight.dtype}). Convert input: input.to({weight.dtype}), or convert model: "
+                f"model.to({input.dtype})"
+            )
         expected = self.grid_dims + 2
         if input.dim() != expected or input.shape[-1] != self.input_size:
             if self.grid_dims == 1:  # the layout the user chose, as nn.LSTM names it
