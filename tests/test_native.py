@@ -10,6 +10,7 @@ warning."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -391,6 +392,42 @@ def test_the_cache_key_holds_the_torch_install_and_the_interpreter(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(torch, "__file__", "/some/other/site-packages/torch/__init__.py")
     assert build.cache_dir("AVX2") != here
+
+
+def test_the_cache_key_holds_the_compiler_command(monkeypatch):
+    """CXX=c++ and CXX=g++ name one program on most machines but write two build commands:
+    two directories, each built once (sharing one rebuilt the library at every switch)."""
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv("CC", raising=False)
+    here = build.cache_dir("AVX2")
+    assert build.cache_dir("AVX2") == here  # stable
+    monkeypatch.setenv("CXX", "g++")
+    other = build.cache_dir("AVX2")
+    assert other != here
+    monkeypatch.setenv("CC", "gcc")
+    assert build.cache_dir("AVX2") not in (here, other)
+
+
+@pytest.mark.slow
+def test_two_environments_that_differ_in_the_compiler_never_rebuild(tmp_path):
+    """Four first uses in one cache, alternating CXX=c++ and CXX=g++: two builds, then each
+    environment finds its own library (built: False). About a minute (two compilations)."""
+    if shutil.which("g++") is None or shutil.which("c++") is None:
+        pytest.skip("needs both c++ and g++ on PATH")
+    script = (
+        "from gridlstm.nn.kernels.native import build\n"
+        "assert build.load(), build.build_info()\n"
+        "print(build.build_info()['built'])\n"
+    )
+    built = []
+    for compiler in ("c++", "g++", "c++", "g++"):
+        env = {**os.environ, "GRIDLSTM_NATIVE_CACHE": str(tmp_path), "CXX": compiler}
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        built.append(result.stdout.strip().splitlines()[-1])
+    assert built == ["True", "True", "False", "False"]
 
 
 def test_a_lock_left_by_a_killed_build_is_removed_under_our_lock(monkeypatch, tmp_path):

@@ -10,10 +10,12 @@ the others wait for it. The library registers its ops under ``torch.ops.gridlstm
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -71,11 +73,27 @@ def flags(target: str) -> list[str]:
     return common + ["-DCPU_CAPABILITY=DEFAULT"]
 
 
+@functools.cache
+def compiler_identity(command: str) -> str:
+    """The compiler as the build will run it: the command as written (torch writes it into
+    the build file, so ``c++`` and ``g++`` are two build commands even where they are one
+    program), the program it resolves to on PATH, and its version line."""
+    found = shutil.which(command)
+    resolved = str(Path(found).resolve()) if found else "not found"
+    try:
+        version = subprocess.run(
+            [found or command, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError):
+        version = []
+    return "\n".join([command, resolved, *version])
+
+
 def cache_dir(target: str) -> Path:
-    """One directory per (torch version and install, interpreter, capability, source text
-    and path): two environments with the same torch release would otherwise share one
-    directory, and each would rebuild the other's library (its build files name the
-    headers' and the interpreter's paths)."""
+    """One directory per build command: torch version and install, interpreter, capability,
+    source text and path, and the compilers the build reads from the environment (``CXX``,
+    ``CC``). Two environments that differ in any of these would otherwise share one directory
+    and each rebuild the other's library, on every first use, for as long as both are used."""
     root = os.environ.get(ENV_CACHE) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gridlstm", "native"
     )
@@ -85,6 +103,8 @@ def cache_dir(target: str) -> Path:
             sys.executable,
             sys.version,
             str(SOURCE.resolve()),
+            compiler_identity(os.environ.get("CXX", "c++")),
+            f"CC={os.environ.get('CC', '')}",
         ]
     )
     digest = hashlib.sha256(
@@ -127,6 +147,14 @@ def missing_tool() -> str | None:
     return None
 
 
+def library_stamp(directory: Path) -> int | None:
+    """The built library's modification time (None: not built there yet)."""
+    try:
+        return (directory / "gridlstm_native.so").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def load() -> bool:
     """Build (once per machine) and load the library; True if its ops are available. On
     failure one warning names the reason, once per process, and False is returned."""
@@ -140,7 +168,7 @@ def load() -> bool:
             from filelock import FileLock
 
             directory.mkdir(parents=True, exist_ok=True)
-            _STATE["built"] = not (directory / "gridlstm_native.so").exists()
+            before = library_stamp(directory)
             start = time.perf_counter()
             with FileLock(str(directory / "build.lock"), timeout=LOCK_TIMEOUT):
                 # torch's own build lock, left behind by a build that was killed: torch
@@ -155,6 +183,8 @@ def load() -> bool:
                     is_python_module=False,
                     verbose=False,
                 )
+            # Built (or rebuilt: ninja compiles again when its command changed), or found.
+            _STATE["built"] = before is None or library_stamp(directory) != before
             _STATE.update(seconds=time.perf_counter() - start, path=str(path))
         except Exception as error:  # noqa: BLE001 - any build failure means: fall back
             last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
