@@ -548,3 +548,44 @@ def test_an_inference_mode_forward_then_an_input_gradient_penalty(path):
         on_reference(lambda: penalty_grads(reference, x)),
         dtype,
     )
+
+
+# ------------------------------------------------------------------ forward-mode AD
+
+
+def dual_outputs(model: torch.nn.Module, x: Tensor, tangent: Tensor) -> list[Tensor]:
+    """Output and its tangent under forward-mode AD (dual tensors)."""
+    with torch.autograd.forward_ad.dual_level():
+        out = model(torch.autograd.forward_ad.make_dual(x, tangent))[0]
+        primal, derivative = torch.autograd.forward_ad.unpack_dual(out)
+    return [primal, derivative]
+
+
+@pytest.mark.parametrize("path", params(DOUBLE))
+def test_forward_mode_ad_gives_the_references_jvp(path):
+    """Dual tensors: the native and fused steps have no jvp and step aside, so every path's
+    tangent is the reference's Jacobian-vector product, computed there by reverse mode
+    (issue 50 D4)."""
+    net, reference = networks(path, torch.float64)
+    x = torch.randn(shape(path), dtype=torch.float64)
+    tangent = torch.randn_like(x)
+    expected = on_reference(
+        lambda: list(torch.autograd.functional.jvp(lambda i: reference(i)[0], x, tangent))
+    )
+    with path.context():
+        got = dual_outputs(net, x, tangent)
+    assert_same(got, expected, torch.float64)
+
+
+def test_forward_mode_ad_on_the_fast_kernel_fails_as_nn_lstm_does():
+    """In float32 on a CPU the fast backend's time step is nn.LSTM's oneDNN kernel, which
+    has no forward AD in PyTorch: the same error as nn.LSTM's, not one of ours."""
+    net = GridLSTM(3, 4, 2, 1, batch_first=True, backend="fast")
+    lstm = torch.nn.LSTM(3, 4, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    with pytest.raises(NotImplementedError) as from_lstm:
+        dual_outputs(lstm, x, torch.randn_like(x))
+    with pytest.raises(NotImplementedError) as from_net:
+        dual_outputs(net, x, torch.randn_like(x))
+    assert str(from_net.value) == str(from_lstm.value)
+    assert "forward AD" in str(from_net.value)

@@ -113,16 +113,26 @@ def interpreting() -> bool:
     return _INTERPRET.get()
 
 
+def forward_ad_active() -> bool:
+    """Whether forward-mode AD may be running (``torch.autograd.forward_ad.dual_level``
+    open): dual tensors reach the steps then, and only the PyTorch steps carry tangents.
+    PyTorch keeps the open level in a module variable with no public reader."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+
+
 def switched_off(name: str) -> str | None:
     """Why ``name`` must step aside whatever the tensors are (None if it need not): the
     switches above, a torch.func transform (the fast steps' autograd Functions and ops have
-    no batching or functorch rules), or torch.compile tracing (it traces the reference)."""
+    no batching or functorch rules), forward-mode AD (no jvp rules either), or torch.compile
+    tracing (it traces the reference)."""
     if name in (_OFF.get() or ()):
         return f"switched off (gridlstm.nn.dispatch: {sorted(_OFF.get() or ())})"
     if env_mode() == "reference":
         return f"{ENV}=reference"
     if torch._C._are_functorch_transforms_active():
         return "a torch.func transform (grad, vmap, jacrev...) is active"
+    if forward_ad_active():
+        return "forward-mode AD (a dual level is open; the native and fused steps have no jvp)"
     if torch.compiler.is_compiling():
         return "torch.compile traces the reference steps"
     return None
