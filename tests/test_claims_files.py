@@ -428,3 +428,23 @@ def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
     md, table = module.render(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "priority_verdicts.md").read_text() == md
     assert (CLAIMS / "deep_tied" / "priority_by_depth.csv").read_text() == table
+
+
+def starts_mid_run(curve: Path) -> bool:
+    """A curve whose first point lies more than three of its intervals into the run."""
+    import csv
+
+    rows = list(csv.reader(curve.open()))[1:]
+    if len(rows) < 2:
+        return False
+    first, second = float(rows[0][0]), float(rows[1][0])
+    return second > first > 3 * (second - first)
+
+
+def test_every_curve_cut_by_a_resume_is_marked_and_only_those():
+    """Curves copied before the CSV log continued across a resume lost their first part:
+    each carries a curve_cut.txt saying so (issue 49), and no complete curve does."""
+    curves = sorted(CLAIMS.parent.glob("**/curve*.csv"))
+    cut = {c for c in curves if starts_mid_run(c)}
+    marked = {m.with_name("curve.csv") for m in CLAIMS.parent.glob("**/curve_cut.txt")}
+    assert cut and cut == marked
