@@ -131,3 +131,26 @@ def test_the_figure_reads_every_layer_of_each_step_and_refuses_other_files(tmp_p
     (tmp_path / "other" / "probe.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ProbeError, match="expected step,stat,layer,value"):
         read_probe(tmp_path / "other")
+
+
+def test_a_resumed_probe_replaces_the_steps_it_repeats(tmp_path):
+    """A resume from a checkpoint at step 10 repeats steps 10 and 20: probe.csv keeps step 0
+    and holds each later step once, as the CSV log does."""
+    import csv
+
+    from gridlstm.run.depth_probe import DepthProbe
+
+    path = tmp_path / "probe.csv"
+    first = DepthProbe(every_n_steps=10, path=str(path))
+    for step in (0, 10, 20):
+        first.write(step, [(step, "forget", 1, 0.5)])
+    resumed = DepthProbe(every_n_steps=10, path=str(path))
+    for step in (10, 20, 30):
+        resumed.write(step, [(step, "forget", 1, 0.25)])
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["step"], r["value"]) for r in rows] == [
+        ("0", "0.5"),
+        ("10", "0.25"),
+        ("20", "0.25"),
+        ("30", "0.25"),
+    ]
