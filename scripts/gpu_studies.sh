@@ -2,7 +2,7 @@
 # The GPU study queue (issue: evidence for the paper's claims). Runs the studies of
 # scripts/gpu_studies.yaml side by side on one GPU within a deadline, each job preemption-safe
 # (resume=auto in multirun/gpu_studies/<study>/<job>), and copies tables and metrics to
-# docs/claims/<claim>/gpu/. Run it again on a later GPU session to continue.
+# docs/claims/<claim>/gpu/. Run it again in a later GPU allocation to continue.
 #   scripts/gpu_studies.sh [--dry-run] [minutes=40] [jobs=16] [only=addition15,parity]
 # Data: MNIST IDX files under $GRIDLSTM_DATA_DIR/mnist/MNIST/raw; the Tatoeba pairs file in
 # $GRIDLSTM_TRANSLATION_FILE. A study whose data is missing is skipped with one line.

@@ -231,7 +231,7 @@ STUDIES = {
 # Second-round studies: a family's configuration comes on the command line; they sweep seeds.
 ROUND2 = {"claims_parity_frontier": "parity"}
 # Third-round studies: their grids (and, in later stages, seeds) live in the study queue's
-# file, scripts/cpu_studies.yaml, which resumes them across sessions.
+# file, scripts/cpu_studies.yaml, which later runs of the queue resume.
 QUEUED = {"claims_parity_sizes": "parity", "claims_addition_lengths": "addition"}
 
 

@@ -166,7 +166,7 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
 
 
-def test_a_job_completed_in_an_earlier_session_is_restored_from_the_results_folder(
+def test_a_job_completed_in_an_earlier_queue_run_is_restored_from_the_results_folder(
     tmp_path, capsys
 ):
     """A fresh checkout has no run directories, only the committed results: a completed job

@@ -1,8 +1,9 @@
 """The study queue: many ``train.py`` jobs side by side under one wall-clock deadline
 (the procedure behind ``python -m gridlstm.queue``).
 
-Why not a Hydra multirun: a lent GPU machine is held for a fixed time, and whatever has not
-finished by then must be stopped so that a later session continues it. Each job here is its
+Why not a Hydra multirun: a GPU allocation (or a Slurm job) has a wall-clock limit, and
+whatever has not finished by then must be stopped so that a later run of the queue continues
+it. Each job here is its
 own ``train.py`` process in its own process group, in a stable run directory
 (``<runs>/<study>/<job>``) with ``resume=auto``. At the deadline each running job gets
 SIGTERM, which saves ``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the
@@ -16,8 +17,8 @@ When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) a
 tables, curves and each job's ``metrics.json``, overrides and curve are copied to
 ``<results>/<claim>/<tag>/`` (``tag=gpu`` by default; ``<tag>_dry_run/`` for a dry run; one
 study per claim), with ``queue.json`` saying what ran where, for how long, and with what
-status. Those copies are what a fresh clone resumes from (`restore`): a session's machine
-and its run directories go, the committed results stay.
+status. Those copies are what a fresh clone resumes from (`restore`): an allocation's
+machine and its run directories go, the results committed earlier stay.
 
 The studies file (YAML) maps a study name to:
 
@@ -226,7 +227,7 @@ def check_jobs(jobs: list[Job]) -> None:
 
 def restore(jobs: list[Job], out: Path) -> None:
     """Put back each job the results folder ``out`` holds as completed and this checkout's
-    run directories lack (an earlier session's, on another machine or a fresh clone): its
+    run directories lack (results committed earlier, on another machine or a fresh clone): its
     record, its overrides and its config composed again, so that the queue skips it and the
     study's table keeps it. A copy made under other overrides (the study changed since) is
     another job's: that job runs."""

@@ -120,11 +120,32 @@ def forward_ad_active() -> bool:
     return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
 
 
+def dispatch_mode() -> str | None:
+    """The active TorchDispatchMode's class name (FakeTensorMode for torch.export and shape
+    propagation, FlopCounterMode, a user's own), or None. The native and fused ops have no
+    fake kernels and no FLOP formulas: under any mode the PyTorch steps run, so that every
+    mode sees the same ops as on the reference path."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode, is_in_torch_dispatch_mode
+
+    if not is_in_torch_dispatch_mode():
+        return None
+    return type(_get_current_dispatch_mode()).__name__.lstrip("_")
+
+
+def fake_tensors(*tensors: object) -> bool:
+    """Whether a fake-tensor mode is active or any of ``tensors`` is a fake tensor: index
+    plans made now hold no values and must not be kept for later calls."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    fake = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
+    return fake is not None or any(isinstance(t, FakeTensor) for t in tensors)
+
+
 def switched_off(name: str) -> str | None:
     """Why ``name`` must step aside whatever the tensors are (None if it need not): the
     switches above, a torch.func transform (the fast steps' autograd Functions and ops have
-    no batching or functorch rules), forward-mode AD (no jvp rules either), or torch.compile
-    tracing (it traces the reference)."""
+    no batching or functorch rules), forward-mode AD (no jvp rules either), a dispatch mode
+    (`dispatch_mode`), or torch.compile tracing (it traces the reference)."""
     if name in (_OFF.get() or ()):
         return f"switched off (gridlstm.nn.dispatch: {sorted(_OFF.get() or ())})"
     if env_mode() == "reference":
@@ -133,6 +154,8 @@ def switched_off(name: str) -> str | None:
         return "a torch.func transform (grad, vmap, jacrev...) is active"
     if forward_ad_active():
         return "forward-mode AD (a dual level is open; the native and fused steps have no jvp)"
+    if mode := dispatch_mode():
+        return f"a dispatch mode is active ({mode}: the PyTorch steps are what it understands)"
     if torch.compiler.is_compiling():
         return "torch.compile traces the reference steps"
     return None

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from gridlstm.nn import backends
+from gridlstm.nn import backends, dispatch
 from gridlstm.nn.backends import compiled, hyperplane
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
@@ -574,6 +574,11 @@ class GridLSTM(nn.Module):
         """The hyperplane index plan for this grid shape, built once per shape and device
         while it stays among the `max_plans` most recently used."""
         key = (tuple(sizes), str(device))
+        if dispatch.fake_tensors():  # fake index tensors (no values): made for this call only
+            plan = hyperplane.plan(
+                sizes, self.num_layers, self.batched, self.input_dims, self.memory_proj is not None
+            )
+            return hyperplane.to_device(plan, device)
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from gridlstm.nn import dispatch
+
 
 @dataclass(frozen=True)
 class Group:
@@ -270,7 +272,9 @@ def depth_mask(layout: Layout, s: int, noise: Tensor) -> Tensor:
     return mask.view(G, R // G, *noise.shape[1:])
 
 
-def _build_layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Layout:
+def _build_layout(
+    plan: Plan, layers: int, groups: list[tuple[int, ...]], checked: bool = True
+) -> Layout:
     steps = plan.steps
     D = len(steps[0].index["h"]) // steps[0].slots
     starts = [0]
@@ -287,24 +291,25 @@ def _build_layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Lay
                 picks < previous, starts[max(number - 1, 0)], static_at[number] - previous
             )
             index[part].append(picks + shift)
-    return check_layout(
-        Layout(
-            dims=D,
-            groups=layers,
-            slots=tuple(step.slots for step in steps),
-            starts=tuple(starts),
-            static_rows=static_at[-1] - starts[-1],
-            index_h=tuple(index["h"]),
-            index_m=tuple(index["m"]),
-            transforms=tuple(Group(dims) for dims in groups),
-        )
+    built = Layout(
+        dims=D,
+        groups=layers,
+        slots=tuple(step.slots for step in steps),
+        starts=tuple(starts),
+        static_rows=static_at[-1] - starts[-1],
+        index_h=tuple(index["h"]),
+        index_m=tuple(index["m"]),
+        transforms=tuple(Group(dims) for dims in groups),
     )
+    return check_layout(built) if checked else built
 
 
 def layout(plan: Plan, layers: int, groups: list[tuple[int, ...]]) -> Layout:
     """The plan as the steps read it, for ``layers`` row groups with their own weights (1
     when the layers share a block) and the transform groups' dimensions (built once per
     plan; the groups are the network's, which does not change)."""
+    if dispatch.fake_tensors(*plan.steps[0].index.values()):  # no values to check or keep
+        return _build_layout(plan, layers, groups, checked=False)
     if plan.layout is None:
         # Kept on the plan across calls: never made of inference tensors (a first forward
         # under inference mode, then a training step that saves them for backward).
