@@ -396,3 +396,22 @@ def test_cuda_graphs_train_the_addition_task(cli):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replay CUDA graphs" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize(("grid_dims", "backend"), [(2, "hyperplane"), (1, "scan")])
+def test_fused_steps_run_on_the_tensors_gpu_not_the_current_one(grid_dims, backend):
+    """A model on cuda:1 while the current device is 0: the fused steps launch there (a
+    launch on GPU 0 would read another device's memory) and match the PyTorch steps."""
+    torch.manual_seed(0)
+    options = {"output_form": "paper"} if backend == "scan" else {}
+    net = GridLSTM(16, 32, 2, grid_dims, backend=backend, batch_first=True, **options)
+    net = net.to("cuda:1")
+    x = torch.randn(4, 6, 5, 16, device="cuda:1")[(slice(None), 0) if grid_dims == 1 else ...]
+    torch.cuda.set_device(0)
+    with dispatch.explain() as record:
+        got = net(x)[0]
+    assert ("fused step", "fused", None) in record
+    with dispatch.without("fused"):
+        expected = net(x)[0]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

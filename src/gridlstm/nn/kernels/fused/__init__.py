@@ -86,6 +86,13 @@ def _blocker(t: Tensor) -> str | None:
     return reason
 
 
+def launch_device(t: Tensor) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device, not the tensors': a model on ``cuda:1``
+    in a process whose current device is 0 would run its kernels on the wrong GPU. The
+    backward needs nothing: autograd runs it on the device of its inputs."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
 def run(
     layout: Layout,
     plan: Plan,
@@ -102,7 +109,8 @@ def run(
     if plan.fused is None:
         with torch.inference_mode(False):  # kept across calls: no inference tensors
             plan.fused = sources(layout, static.device)
-    out = FusedSteps.apply(layout, plan.fused, paper, interpreting(), dropout, static, *params)
+    with launch_device(static):
+        out = FusedSteps.apply(layout, plan.fused, paper, interpreting(), dropout, static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])
 
 

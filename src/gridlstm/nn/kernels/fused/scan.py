@@ -145,4 +145,7 @@ def recurrence(
     time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor, paper: bool, interpret: bool
 ) -> tuple[Tensor, Tensor]:
     """All time steps of one layer: (h (T, B, d), m (T, B, d))."""
-    return FusedRecurrence.apply(paper, interpret, time_in, h0, c0, w_prev)
+    from gridlstm.nn.kernels.fused import launch_device
+
+    with launch_device(time_in):
+        return FusedRecurrence.apply(paper, interpret, time_in, h0, c0, w_prev)
