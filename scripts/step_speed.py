@@ -1,0 +1,100 @@
+"""Seconds of training per 100,000 samples for each model at one shape, through the real loop.
+
+Why: a study's plan (which depths and lengths fit in a budget of core-hours) needs each
+family's cost at the study's own shape, measured the same way for every family: the
+LightningModule and data module the run builds, Lightning's training loop (forward, backward,
+Adam, gradient clipping), no validation, timed after a warm-up, in one process.
+
+    python scripts/step_speed.py experiment=deep_tied task.datamodule.batch_size=15 \
+        task.datamodule.digits=5 -- grid2d:1,2,4,8,16 grid2d_untied:1,2,4 stacked_lstm:1,2,4
+
+Overrides before ``--`` apply to every model; after it, ``model:depths``. One line per model
+and depth (parameters, seconds per 100k samples, the ratio to the stacked LSTM of the same
+depth where measured); ``threads=N`` (default 1) sets torch's threads.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
+    """(parameters, seconds per 100k samples) over ``steps`` optimizer steps after ``warmup``."""
+    import lightning as L
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from lightning.pytorch.callbacks import Callback
+
+    from gridlstm.run.build import build_datamodule, build_module
+    from gridlstm.run.console import lightning_info_silenced
+    from gridlstm.run.hydra_runtime import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "logger=none"])
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = build_datamodule(cfg.task)
+    module = build_module(cfg, datamodule)
+    batch = int(cfg.task.datamodule.batch_size)
+
+    class Clock(Callback):
+        start = 0.0
+
+        def on_train_batch_start(self, trainer, *_):  # noqa: ANN001, ANN002, D102
+            if trainer.global_step == warmup:
+                self.start = time.perf_counter()
+
+    clock = Clock()
+    with lightning_info_silenced():
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=warmup + steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+            callbacks=[clock],
+        )
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - clock.start
+    return module.num_parameters, seconds / (steps * batch) * 100_000
+
+
+def main(argv: list[str]) -> None:
+    import torch
+
+    threads = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("threads=")), 1)
+    argv = [a for a in argv if not a.startswith("threads=")]
+    split = argv.index("--")
+    common, models = argv[:split], argv[split + 1 :]
+    torch.set_num_threads(threads)
+    stacked: dict[int, float] = {}
+    rows = []
+    for spec in models:
+        model, depths = spec.split(":")
+        for depth in (int(d) for d in depths.split(",")):
+            params, seconds = measure(
+                [*common, f"model={model}", f"model.net.num_layers={depth}"], 60, 10
+            )
+            rows.append((model, depth, params, seconds))
+            if model == "stacked_lstm":
+                stacked[depth] = seconds
+            print(
+                f"{model} depth {depth}: {params:,} parameters, {seconds:.1f} s / 100k", flush=True
+            )
+    print(f"\n{threads} thread(s); ratios to the stacked LSTM of the same depth:")
+    for model, depth, params, seconds in rows:
+        ratio = f"{seconds / stacked[depth]:.2f}x" if depth in stacked else "-"
+        print(f"| {model} | {depth} | {params:,} | {seconds:.1f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
