@@ -317,3 +317,44 @@ def test_the_cpu_coreylynch_study_uses_the_settings_of_the_enwik8_preset(tmp_pat
         assert cfg.model.name == "grid2d_coreylynch" and cfg.model.net.tie_depth_lstm
     for key in ("model", "model.net.num_layers", "model.net.dropout"):
         assert full.hydra.sweeper.params[key] == cpu.hydra.sweeper.params[key]
+
+
+# The studies and CPU tables whose committed results ran with depth priority (the default of
+# model=grid2d until 2026-11-25) keep it, so each page's command reproduces its numbers.
+DEPTH_PRIORITY_PRESETS = [
+    "claims_addition_depth",
+    "claims_addition_lengths",
+    "claims_addition_pilot",
+    "claims_memorization_depth",
+    "addition_cpu",
+    "memorization_cpu",
+    "text_cpu",
+    "deep_tied",
+]
+
+
+@pytest.mark.parametrize("preset", DEPTH_PRIORITY_PRESETS)
+def test_presets_of_committed_results_keep_depth_priority(preset, tmp_path):
+    overrides = [f"experiment={preset}", "model=grid2d", "task.path=x.txt"]
+    if preset != "text_cpu":
+        overrides = overrides[:2]
+    assert compose_train(overrides, tmp_path).model.net.priority == "depth"
+    untied = compose_train([*overrides, "model=grid2d_untied"], tmp_path)
+    assert untied.model.net.priority == "depth"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "priority"),
+    [
+        ([], "none"),
+        (["model=grid2d_untied"], "none"),
+        (["model=grid2d_coreylynch"], "depth"),
+        (["experiment=addition_paper"], "none"),
+        (["grid2d_priority=time"], "time"),
+        (["experiment=addition_cpu", "model.net.priority=none"], "none"),
+    ],
+)
+def test_grid2d_defaults_to_priority_none(overrides, priority, tmp_path):
+    """model=grid2d's default since 2026-11-25 (docs/claims/deep_tied); a command-line
+    priority wins over a preset's grid2d_priority."""
+    assert compose_train(overrides, tmp_path).model.net.priority == priority
