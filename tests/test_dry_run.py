@@ -124,3 +124,14 @@ def test_a_bad_dry_run_switch_is_one_line(tmp_path, args, message):
     result = run_cli(args, tmp_path, timeout=120)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_with_cfg_job_points_to_the_dry_run(tmp_path):
+    """``-m ... --cfg job`` was Hydra's traceback; now one line naming dry_run=true."""
+    result = run_cli(["-m", "seed=1,2", "--cfg", "job"], tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --cfg shows one config and -m runs a sweep: check every job of the sweep with "
+        "dry_run=true (python train.py -m ... dry_run=true), or drop -m to see one config"
+    ]
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+ONE_CONFIG_FLAGS = ("--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+
+
+def mode_flags_problem(argv: list[str]) -> str | None:
+    """``-m`` with a flag that shows one config (Hydra ends that in a traceback)."""
+    if not any(arg in ("-m", "--multirun") for arg in argv):
+        return None
+    flag = next((arg for arg in argv if arg.split("=")[0] in ONE_CONFIG_FLAGS), None)
+    if flag is None:
+        return None
+    return (
+        f"{flag} shows one config and -m runs a sweep: check every job of the sweep with "
+        "dry_run=true (python train.py -m ... dry_run=true), or drop -m to see one config"
+    )
+
 
 def main(conf: Path | None = None) -> None:
     """Check the command line (one line, exit 2, before any work), then run Hydra."""
@@ -37,6 +52,9 @@ def main(conf: Path | None = None) -> None:
         raise SystemExit(2)
     register_resolvers()
     argv = sys.argv[1:]
+    if problem := mode_flags_problem(argv):
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     if dry := dry_run.requested(argv):
         if isinstance(dry, str):
             print(f"error: {dry}", file=sys.stderr)
