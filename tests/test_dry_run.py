@@ -135,3 +135,16 @@ def test_a_sweep_with_cfg_job_points_to_the_dry_run(tmp_path):
         "dry_run=true (python train.py -m ... dry_run=true), or drop -m to see one config"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_directory_and_an_override_that_does_not_parse(tmp_path, capsys):
+    """Found as the real run finds them: the job's directory cannot be created (refused, in
+    its job line), a sweep override Hydra cannot parse (one line, exit 2)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, lines = plan([*TINY, f"hydra.run.dir={blocker}/run"], capsys)
+    assert code == 2 and "refuse: hydra.run.dir=" in lines[0] and "cannot be created" in lines[0]
+    assert dry_run.run(["-m", "seed=1,,2)"], CONF) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

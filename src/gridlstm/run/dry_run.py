@@ -101,11 +101,13 @@ def without_download(cfg: DictConfig) -> bool:
 
 
 def plan_job(cfg: DictConfig, overrides: list[str], output_dir: Path) -> Plan:
-    from gridlstm.run import checkpoints
+    from gridlstm.run import checkpoints, runs
+    from gridlstm.run.config import check_writable
     from gridlstm.run.training import prepare
 
     downloads = without_download(cfg)
     try:
+        check_writable(output_dir, runs.directory_option())  # the real run creates it
         prepared = prepare(cfg)
     except ConfigError as error:
         if downloads and "download=false" in str(error):
@@ -154,7 +156,11 @@ def run(argv: list[str], conf: Path) -> int:
     from gridlstm.run.console import quiet_third_party
 
     quiet_third_party()
-    jobs = expand(overrides) if multirun else [overrides]
+    try:
+        jobs = expand(overrides) if multirun else [overrides]
+    except Exception as error:  # noqa: BLE001 - Hydra's parser: an override that does not parse
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
     plans, notes, sweep_dir = [], [], None
     for number, job in enumerate(jobs):
         if problem := compose_problem(job, conf):
