@@ -392,7 +392,9 @@ print("ok")
 def test_the_fused_steps_launch_under_the_tensors_cuda_device():
     """Triton launches on the current device: the fused entry points enter the tensors'
     device first (a no-op on the CPU and under the interpreter)."""
-    cpu = fused.launch_device(torch.zeros(1))
+    from gridlstm.nn.kernels.fused import steps
+
+    cpu = steps.launch_device(torch.zeros(1))
     assert not isinstance(cpu, torch.cuda.device)
-    on_gpu1 = fused.launch_device(types.SimpleNamespace(device=torch.device("cuda:1")))
+    on_gpu1 = steps.launch_device(types.SimpleNamespace(device=torch.device("cuda:1")))
     assert isinstance(on_gpu1, torch.cuda.device) and on_gpu1.idx == 1

@@ -358,3 +358,14 @@ def test_grid2d_defaults_to_priority_none(overrides, priority, tmp_path):
     """model=grid2d's default since 2026-11-25 (docs/claims/deep_tied); a command-line
     priority wins over a preset's grid2d_priority."""
     assert compose_train(overrides, tmp_path).model.net.priority == priority
+
+
+def test_the_width_solver_keeps_a_presets_priority(tmp_path):
+    """The parameter-budget solver builds candidate nets from model.net alone: a value the
+    net reads from the root (grid2d_priority) must keep the preset's, not fall back."""
+    from gridlstm.run.build import net_at
+
+    cfg = compose_train(["experiment=addition_cpu", "model=grid2d"], tmp_path)
+    net = net_at(cfg, 40)
+    assert net["priority"] == "depth" and net["hidden_size"] == 40 and net["input_size"] == 40
+    assert net_at(compose_train([], tmp_path), 40)["priority"] == "none"

@@ -8,6 +8,7 @@ Each builder takes the config sub-trees it reads.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gridlstm.nn.sizing import width_for_budget
 from gridlstm.run import hydra_runtime, sweeps
@@ -89,10 +90,12 @@ def build_module(
 
 def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
     """The backbone config with ``hidden_size=width`` (what follows it, e.g. an
-    ``input_size: ${.hidden_size}``, follows)."""
-    net = OmegaConf.to_container(cfg.model.net, resolve=False)
-    net["hidden_size"] = width
-    return OmegaConf.to_container(OmegaConf.create(net), resolve=True)
+    ``input_size: ${.hidden_size}``, follows), resolved inside the whole config, so that a
+    value the net reads from the root (``priority: ${grid2d_priority}``) keeps its source."""
+    copied = copy.deepcopy(cfg)
+    with open_dict(copied):
+        copied.model.net.hidden_size = width
+    return OmegaConf.to_container(copied.model.net, resolve=True)
 
 
 def solve_width(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[int, int]:

@@ -86,13 +86,6 @@ def _blocker(t: Tensor) -> str | None:
     return reason
 
 
-def launch_device(t: Tensor) -> contextlib.AbstractContextManager:
-    """Triton launches on the current CUDA device, not the tensors': a model on ``cuda:1``
-    in a process whose current device is 0 would run its kernels on the wrong GPU. The
-    backward needs nothing: autograd runs it on the device of its inputs."""
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
-
-
 def run(
     layout: Layout,
     plan: Plan,
@@ -103,7 +96,7 @@ def run(
     dropout: float = 0.0,
 ) -> Tensor:
     """`gridlstm.nn.kernels.handwritten.run`'s result through the fused step."""
-    from gridlstm.nn.kernels.fused.steps import FusedSteps
+    from gridlstm.nn.kernels.fused.steps import FusedSteps, launch_device
     from gridlstm.nn.kernels.plans import sources
 
     if plan.fused is None:

@@ -18,7 +18,14 @@ from torch.autograd.function import once_differentiable
 
 from gridlstm.nn.kernels import recompute
 from gridlstm.nn.kernels.fused import kernels
-from gridlstm.nn.kernels.fused.steps import BLOCK_D, BLOCK_K, BLOCK_M, _precision, triton_cdiv
+from gridlstm.nn.kernels.fused.steps import (
+    BLOCK_D,
+    BLOCK_K,
+    BLOCK_M,
+    _precision,
+    launch_device,
+    triton_cdiv,
+)
 
 
 class FusedRecurrence(torch.autograd.Function):
@@ -145,7 +152,5 @@ def recurrence(
     time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor, paper: bool, interpret: bool
 ) -> tuple[Tensor, Tensor]:
     """All time steps of one layer: (h (T, B, d), m (T, B, d))."""
-    from gridlstm.nn.kernels.fused import launch_device
-
     with launch_device(time_in):
         return FusedRecurrence.apply(paper, interpret, time_in, h0, c0, w_prev)

@@ -14,6 +14,8 @@ steps at the end (the forward kept every step's gathered H and pre-activations).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -33,6 +35,13 @@ def _precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and not allows_tf32():
         return "ieee"
     return "tf32"
+
+
+def launch_device(t: Tensor) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device, not the tensors': a model on ``cuda:1``
+    in a process whose current device is 0 would run its kernels on the wrong GPU. The
+    backward needs nothing: autograd runs it on the device of its inputs."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
 class FusedSteps(torch.autograd.Function):
