@@ -169,6 +169,7 @@ def test_the_installed_train_command_finds_its_config_or_says_where_to_look(
     )
 
 
+@pytest.mark.slow
 def test_debug_profiler_and_limit_presets(cli):
     """debug=profiler ends the log with Lightning's profiler table over its 50 steps;
     debug=limit trains 20 steps; neither keeps a logger."""
