@@ -148,3 +148,23 @@ def test_a_logger_whose_package_is_missing_names_the_extra(
         match=rf'logger={logger} needs the {package} package: pip install -e "\.\[{extra}\]"',
     ):
         check_loggers(cfg)
+
+
+def test_a_preset_knob_for_a_callback_the_group_no_longer_holds_is_refused(tmp_path):
+    """experiment=deep_tied sets callbacks.depth_probe.every_n_steps; with callbacks=solved
+    that entry is a bare dict, which Lightning met only when the run failed mid-fit."""
+    cfg = compose_train(["experiment=deep_tied", "callbacks=solved"], tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        check_run(cfg)
+    assert str(caught.value).startswith(
+        "callbacks.depth_probe sets every_n_steps but names no component (_target_)"
+    )
+    assert "~callbacks.depth_probe" in str(caught.value)
+    check_run(
+        compose_train(
+            ["experiment=deep_tied", "callbacks=solved", "~callbacks.depth_probe"], tmp_path
+        )
+    )
+    cfg = compose_train(["+logger.wandb2.project=x"], tmp_path)
+    with pytest.raises(ConfigError, match="logger.wandb2 sets project but names no component"):
+        check_run(cfg)

@@ -320,8 +320,30 @@ def check_loggers(cfg: DictConfig) -> None:
                 )
 
 
+def check_components(cfg: DictConfig) -> None:
+    """A callback or logger entry without ``_target_``: a preset sets a knob of a component
+    that the chosen group no longer holds (``experiment=deep_tied callbacks=solved`` keeps
+    ``callbacks.depth_probe.every_n_steps`` alone). Lightning would fail on it mid-run."""
+    for group in ("callbacks", "logger"):
+        for name, node in (cfg.get(group) or {}).items():
+            if node is None or (isinstance(node, DictConfig) and "_target_" in node):
+                continue
+            keys = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else node
+            whole = [
+                str(k)
+                for k, v in cfg[group].items()
+                if isinstance(v, DictConfig) and "_target_" in v
+            ]
+            raise ConfigError(
+                f"{group}.{name} sets {keys} but names no component (_target_): the chosen "
+                f"{group} group does not hold {name}; choose a {group} option that does, or "
+                f"drop it with ~{group}.{name} (the {group} here: {', '.join(whole) or 'none'})"
+            )
+
+
 def check_run(cfg: DictConfig) -> None:
     """Everything a run will hand to Lightning and torch, checked before any work."""
+    check_components(cfg)
     check_loggers(cfg)
     check_value_types(cfg.model.get("net"), "model.net")
     check_value_types(cfg.task.get("datamodule"), "task.datamodule")
