@@ -28,7 +28,7 @@ from gridlstm.analysis.lr_check import (
     learning_rate_frontier_cases,
 )
 from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
-from gridlstm.analysis.study_queue import load_studies
+from gridlstm.analysis.studies import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv
 
 CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims"

@@ -236,7 +236,7 @@ QUEUED = {"claims_parity_sizes": "parity", "claims_addition_lengths": "addition"
 
 
 def queued_study(experiment: str) -> dict:
-    from gridlstm.analysis.study_queue import load_studies
+    from gridlstm.analysis.studies import load_studies
 
     studies = load_studies(EXPERIMENTS.parents[1] / "scripts" / "cpu_studies.yaml")
     # the search stage: later stages run its chosen configurations as `cases`

@@ -1,4 +1,4 @@
-"""The study queue (gridlstm.queue, gridlstm.analysis.study_queue): jobs, deadline, resume."""
+"""The study queue (gridlstm.queue, gridlstm.analysis.studies): jobs, deadline, resume."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from gridlstm import queue
-from gridlstm.analysis import study_queue
+from gridlstm.analysis.studies import queue as study_queue
+from gridlstm.analysis.studies.executors import train_argv
 from gridlstm.run.config import ConfigError
 from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
 
@@ -152,7 +153,7 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     done.mkdir(parents=True)
     (done / "metrics.json").write_text(json.dumps({"status": "completed", "test/acc": 0.5}))
     jobs = study_queue.expand("s", studies["s"], tmp_path / "runs", dry_run=False)
-    assert "resume=auto" in study_queue.Queue(jobs, 1, 0.0, 1).command(jobs[1])
+    assert "resume=auto" in train_argv(jobs[1], threads=1)
     out = tmp_path / "results" / "s" / "gpu"
     out.mkdir(parents=True)  # an earlier queue run's report: its cost stays on the record
     earlier = [{"job": "seed1", "seconds": 30.0}, {"job": "seed2", "seconds": 4.5}]

@@ -2,8 +2,9 @@
 
     python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
         [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies] [results=docs/claims]
+        [launcher=local|slurm|submitit_local]
 
-The studies file's format and what the queue writes: `gridlstm.analysis.study_queue`.
+The studies file's format and what the queue writes: `gridlstm.analysis.studies`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class QueueConfig:
     results: str = option("docs/claims", "tables go to <results>/<claim>/gpu/")
     threads: int = option(1, "CPU threads per job")
     tag: str = option("gpu", "results sub-folder: <results>/<claim>/<tag>/ (e.g. cpu)")
+    launcher: str = option(
+        "local",
+        "where jobs run: local (this machine's processes), slurm or submitit_local "
+        "(submitit, conf/hydra/launcher), or another submitit launcher config",
+    )
 
 
 def parse(argv: list[str]) -> QueueConfig:
@@ -45,7 +51,7 @@ def parse(argv: list[str]) -> QueueConfig:
 
 
 def run(argv: list[str]) -> None:
-    from gridlstm.analysis.study_queue import run_studies
+    from gridlstm.analysis.studies import run_studies
 
     cfg = parse(argv)
     failed = run_studies(
@@ -58,6 +64,7 @@ def run(argv: list[str]) -> None:
         results=Path(cfg.results),
         tag=cfg.tag,
         dry_run=cfg.dry_run,
+        launcher=cfg.launcher,
     )
     if failed:
         raise SystemExit(1)

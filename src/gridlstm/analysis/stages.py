@@ -87,7 +87,7 @@ def as_cases(
     groups: Sequence[str],
     keys: Sequence[str] = CHOSEN_KEYS,
 ) -> list[dict[str, Any]]:
-    """The chosen rows as a studies file's ``cases`` (`gridlstm.analysis.study_queue`), in
+    """The chosen rows as a studies file's ``cases`` (`gridlstm.analysis.studies`), in
     group order (numbers by value), values typed as YAML would read them."""
     cases = []
     for group in sorted(chosen, key=_order):

@@ -1,17 +1,15 @@
-"""The study queue: many ``train.py`` jobs side by side under one wall-clock deadline
-(the procedure behind ``python -m gridlstm.queue``).
+"""The study queue: a study's jobs side by side under one wall-clock deadline (the procedure
+behind ``python -m gridlstm.queue``).
 
 Why not a Hydra multirun: a GPU allocation (or a Slurm job) has a wall-clock limit, and
 whatever has not finished by then must be stopped so that a later run of the queue continues
-it. Each job here is its
-own ``train.py`` process in its own process group, in a stable run directory
-(``<runs>/<study>/<job>``) with ``resume=auto``. At the deadline each running job gets
-SIGTERM, which saves ``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the
-queue again continues it. A job whose run is ``completed`` is not started again.
-
-Longer than 400 lines: the studies file's format (grid, cases, the frontier rule) and its
-checks sit beside the procedure that runs it, so that one file says what a study means; the
-format is the part to move out if it grows.
+it; and a study's stages (the frontier rule, restore from results committed earlier, the
+tables) sit around its jobs. Each job is ``train.py`` in a stable run directory
+(``<runs>/<study>/<job>``) with ``resume=auto``, started by an executor
+(`gridlstm.analysis.studies.executors`: this machine's processes, or submitit on a Slurm
+cluster). At the deadline each running job gets SIGTERM, which saves
+``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the queue again
+continues it. A job whose run is ``completed`` is not started again.
 
 When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
 tables, curves and each job's ``metrics.json``, overrides and curve are copied to
@@ -19,206 +17,66 @@ tables, curves and each job's ``metrics.json``, overrides and curve are copied t
 study per claim), with ``queue.json`` saying what ran where, for how long, and with what
 status. Those copies are what a fresh clone resumes from (`restore`): an allocation's
 machine and its run directories go, the results committed earlier stay.
-
-The studies file (YAML) maps a study name to:
-
-* ``claim``: the folder under ``results`` (e.g. ``addition_depth``);
-* ``overrides``: ``key=value`` strings every job gets;
-* ``grid``: ``{key: [values]}``, one job per combination (in file order);
-* ``cases``: optional list of ``{key: value}`` settings (e.g. each family's chosen
-  configuration), each run at every grid combination: jobs go grid combination by grid
-  combination, every case at the first before any at the second;
-* ``frontier``: optional ``{key, metric, below}``, a rule for sweeps that go up in difficulty
-  (e.g. ``task.datamodule.bits``): a job is not started when the same case, at a smaller value
-  of ``key``, completed with ``metric`` below ``below`` (at chance there: a harder setting is
-  not run). Fixed before any result, it applies to every case alike;
-* ``needs``: optional ``{override_key: description}`` of data files that must exist
-  (a missing one skips the study with one line, naming the override to set);
-* ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU),
-  after the grid's, so they win over it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from gridlstm.analysis.studies.executors import Executor, Handle, Processes, make_executor
+from gridlstm.analysis.studies.spec import (
+    DONE_EARLIER,
+    FAILED_STATES,
+    NO_RECORD,
+    NOT_STARTED,
+    PAST_FRONTIER,
+    QUEUED,
+    Job,
+    easier,
+    expand,
+    interleave,
+    load_studies,
+    missing_data,
+    past_frontier,
+)
 from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
 from gridlstm.run.config import ConfigError
 
-STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "dry_run"}
-FRONTIER_KEYS = {"key", "metric", "below"}
-GRACE_S = 120  # after SIGTERM: time to save last.ckpt before SIGKILL
+GRACE_S = 120  # after SIGTERM: time to save last.ckpt before the job is killed
 MIN_START_S = 60  # a job is not started with less time than this left
 POLL_S = 2.0  # a slot with no ready job looks again after this long
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# A job's state where it has no run record to speak for it.
-QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
-PAST_FRONTIER = "past the frontier"  # not run: the frontier rule
-FAILED_STATES = (run_records.FAILED, NO_RECORD)
 
 
-@dataclass
-class Job:
-    study: str
-    name: str
-    overrides: list[str]
-    run_dir: Path
-    log: Path
-    status: str = QUEUED  # a run's `Status`, or one of the queue's own states
-    seconds: float = 0.0
-    returncode: int | None = None
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    combo: dict[str, Any] = field(default_factory=dict)  # the case's and grid's values
+def conf_dir() -> Path:
+    from gridlstm.run.conf import find_conf_dir
 
-
-def job_name(combo: dict[str, Any]) -> str:
-    """A folder name from the swept values: ``model=grid2d, model.net.num_layers=4`` gives
-    ``grid2d-num_layers4`` (the model by name, other keys by their last part)."""
-    parts = [str(v) if k == "model" else f"{str(k).split('.')[-1]}{v}" for k, v in combo.items()]
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts)) or "job"
-
-
-def load_studies(path: Path) -> dict[str, dict[str, Any]]:
-    """The studies file, checked: one ConfigError naming the study and key that is wrong."""
-    if not path.is_file():
-        raise ConfigError(f"studies={path}: no such file")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
-    claims: dict[str, str] = {}
-    for name, study in raw.items():
-        if not isinstance(study, dict):
-            raise ConfigError(f"{path}: study {name!r} must be a mapping")
-        unknown = set(study) - STUDY_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{path}: study {name!r} has unknown keys {sorted(unknown)}; "
-                f"valid keys: {', '.join(sorted(STUDY_KEYS))}"
-            )
-        if not study.get("claim"):
-            raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
-        if study["claim"] in claims:
-            raise ConfigError(
-                f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
-                f"claim {study['claim']!r}; each study needs its own folder"
-            )
-        claims[study["claim"]] = name
-        grid = study.get("grid") or {}
-        if not isinstance(grid, dict) or any(
-            not isinstance(v, list) or not v for v in grid.values()
-        ):
-            raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
-        cases = study.get("cases")
-        if cases is not None and (
-            not isinstance(cases, list)
-            or not cases
-            or any(not isinstance(c, dict) or not c for c in cases)
-        ):
-            raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
-        check_frontier(path, name, study.get("frontier"), grid)
-    return raw
-
-
-def check_frontier(path: Path, name: str, frontier: Any, grid: dict[str, Any]) -> None:
-    if frontier is None:
-        return
-    if not isinstance(frontier, dict) or set(frontier) != FRONTIER_KEYS:
-        raise ConfigError(
-            f"{path}: study {name!r}: frontier needs exactly the keys "
-            f"{', '.join(sorted(FRONTIER_KEYS))} (e.g. key: task.datamodule.bits, "
-            "metric: val/acc, below: 0.6)"
-        )
-    if frontier["key"] not in grid:
-        raise ConfigError(
-            f"{path}: study {name!r}: frontier key {frontier['key']!r} is not a grid key; "
-            f"grid keys: {', '.join(grid) or 'none'}"
-        )
-    if isinstance(frontier["below"], bool) or not isinstance(frontier["below"], int | float):
-        raise ConfigError(f"{path}: study {name!r}: frontier below={frontier['below']!r}: a number")
-
-
-def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
-    grid = study.get("grid") or {}
-    base = [os.path.expandvars(str(o)) for o in study.get("overrides") or []]  # $DATA paths
-    # The dry run's overrides come last: they win over the grid's (tiny sizes, on the CPU).
-    tiny = [os.path.expandvars(str(o)) for o in study.get("dry_run") or []] if dry_run else []
-    jobs = []
-    for values in itertools.product(*grid.values()) if grid else [()]:
-        for case in study.get("cases") or [{}]:
-            combo = {**case, **dict(zip(grid.keys(), values, strict=True))}
-            job = job_name(combo) if combo else name
-            run_dir = runs / name / job
-            overrides = base + [f"{k}={v}" for k, v in combo.items()] + tiny
-            log = run_dir.parent / f"{job}.log"
-            jobs.append(Job(name, job, overrides, run_dir, log, combo=combo))
-    return jobs
-
-
-def easier(job: Job, jobs: list[Job], key: str) -> list[Job]:
-    """The same case's jobs at smaller values of the frontier ``key``."""
-    case = {k: v for k, v in job.combo.items() if k != key}
-    return [
-        other
-        for other in jobs
-        if other.study == job.study
-        and {k: v for k, v in other.combo.items() if k != key} == case
-        and other.combo[key] < job.combo[key]
-    ]
-
-
-def past_frontier(job: Job, jobs: list[Job], frontier: dict[str, Any]) -> str | None:
-    """Why ``job`` is past its case's frontier (a smaller value of the frontier key ended
-    below the bar), or None."""
-    key, metric, below = frontier["key"], frontier["metric"], float(frontier["below"])
-    for other in easier(job, jobs, key):
-        record = run_records.read_record(other.run_dir)
-        if record is None or record.get("status") != run_records.COMPLETED:
-            continue
-        value = record.get(metric)
-        if isinstance(value, int | float) and value < below:
-            return f"{metric} {value:.3f} < {below:g} at {key}={other.combo[key]}"
-    return None
-
-
-def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
-    """A line naming the data a study needs and lacks, or None."""
-    given = dict(o.split("=", 1) for o in overrides if "=" in o)
-    for key, what in (study.get("needs") or {}).items():
-        value = given.get(key, "")
-        if not value or "$" in value or not Path(value).expanduser().exists():
-            return f"needs {what} ({key}={value or '?'}: not found; set it in the environment)"
-    return None
+    conf = find_conf_dir()
+    if conf is None:
+        raise ConfigError("no conf/train.yaml found: run from the repository root")
+    return conf
 
 
 def check_jobs(jobs: list[Job]) -> None:
     """Compose every job's config before any starts: a typo in the studies file is one
     ConfigError naming the job, not a failure found after the GPU's time has been spent."""
-    from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem
     from gridlstm.run.hydra_runtime import register_resolvers
 
-    conf = find_conf_dir()
-    if conf is None:
-        raise ConfigError("no conf/train.yaml found: run from the repository root")
+    conf = conf_dir()
     register_resolvers()
     for job in jobs:
         if problem := compose_problem(job.overrides, conf):
@@ -271,7 +129,8 @@ def carry_seconds(jobs: list[Job], out: Path) -> None:
 
 
 class Queue:
-    """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic())."""
+    """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic()), each through its
+    study's executor (this machine's processes unless given)."""
 
     def __init__(
         self,
@@ -280,77 +139,66 @@ class Queue:
         deadline: float,
         threads: int,
         frontiers: dict[str, dict[str, Any]] | None = None,
+        executors: dict[str, Executor] | None = None,
     ) -> None:
         self.jobs, self.slots, self.deadline, self.threads = jobs, slots, deadline, threads
         self.frontiers = frontiers or {}  # study -> its frontier rule
+        self.executors = executors or {}  # study -> where its jobs run
         self.lock = threading.Lock()
-        self.procs: set[subprocess.Popen] = set()
+        self.handles: set[Handle] = set()
         self.stopped = False  # SIGTERM / Ctrl-C to the queue: stop the jobs, start no more
         self.taken: set[int] = set()  # indices of the jobs a slot has taken
 
-    def command(self, job: Job) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "gridlstm.train",
-            *job.overrides,
-            f"hydra.run.dir={job.run_dir}",
-            "resume=auto",
-            "print_config=false",
-            f"hardware.threads={self.threads}",
-        ]
+    def executor(self, job: Job) -> Executor:
+        return self.executors.get(job.study) or Processes()
 
-    def run_one(self, job: Job) -> None:
+    def skip(self, job: Job) -> bool:
+        """Whether ``job`` is not to start (completed earlier, past its frontier, stopped,
+        too little time left): its status and note say why."""
         if run_records.read_status(job.run_dir) == run_records.COMPLETED:
             job.status, job.note = DONE_EARLIER, job.note or "completed in an earlier queue run"
-            return
+            return True
         frontier = self.frontiers.get(job.study)
         if frontier and (reason := past_frontier(job, self.jobs, frontier)):
             job.status, job.note = PAST_FRONTIER, reason
             print(f"[queue] {job.study}/{job.name}: not run, {reason}", flush=True)
-            return
+            return True
         left = self.deadline - time.monotonic()
         if self.stopped:
             job.status, job.note = NOT_STARTED, "the queue was stopped"
-            return
+            return True
         if left < MIN_START_S:
             job.status, job.note = NOT_STARTED, f"only {left:.0f} s left of the deadline"
+            return True
+        return False
+
+    def run_one(self, job: Job) -> None:
+        if self.skip(job):
             return
         job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(self.threads)}
         start = time.monotonic()
-        with job.log.open("a") as log:
-            log.write(f"$ {' '.join(self.command(job))}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                self.command(job),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-            with self.lock:
-                self.procs.add(proc)
-                if self.stopped:  # the stop came between the start and now
-                    os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=max(self.deadline - time.monotonic(), 1))
-            except subprocess.TimeoutExpired:
+        handle = self.executor(job).start(job, self.threads)
+        with self.lock:
+            self.handles.add(handle)
+            if self.stopped:  # the stop came between the start and now
+                handle.stop()
+        try:
+            code = handle.wait(max(self.deadline - time.monotonic(), 1))
+            if code is None:
                 job.note = "stopped at the deadline (SIGTERM); resume=auto continues it"
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=GRACE_S)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    job.note = "killed after the deadline's grace period"
-            finally:
-                with self.lock:
-                    self.procs.discard(proc)
+                handle.stop()
+                code = handle.wait(GRACE_S)
+            if code is None:
+                handle.kill()
+                code = handle.wait(GRACE_S)
+                job.note = "killed after the deadline's grace period"
+        finally:
+            with self.lock:
+                self.handles.discard(handle)
         elapsed = time.monotonic() - start
-        job.seconds, job.returncode = round(job.seconds + elapsed, 1), proc.returncode
+        job.seconds, job.returncode = round(job.seconds + elapsed, 1), code
         status = run_records.read_status(job.run_dir)
-        job.status = status or (run_records.FAILED if proc.returncode else NO_RECORD)
+        job.status = status or (run_records.FAILED if code else NO_RECORD)
         if job.status in FAILED_STATES and (job.note or self.stopped):
             # SIGTERM before train.py had set up its handler: nothing was trained or lost.
             job.status, job.note = NOT_STARTED, "stopped while starting up"
@@ -397,14 +245,8 @@ class Queue:
     def stop_all(self) -> None:
         with self.lock:
             self.stopped = True
-            for proc in self.procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-
-
-def interleave(groups: list[list[Job]]) -> list[Job]:
-    """One job of each study in turn, so that every study makes progress before the deadline."""
-    return [j for row in itertools.zip_longest(*groups) for j in row if j is not None]
+            for handle in self.handles:
+                handle.stop()
 
 
 def device_name() -> str:
@@ -458,9 +300,11 @@ def run_studies(
     results: Path,
     tag: str,
     dry_run: bool,
+    launcher: str = "local",
 ) -> list[Job]:
     """Run the chosen studies (all when ``only`` is empty) until the deadline, then table
-    each into ``<results>/<claim>/<tag>/``; returns the jobs that failed."""
+    each into ``<results>/<claim>/<tag>/``; returns the jobs that failed. ``launcher`` says
+    where the jobs run (`gridlstm.analysis.studies.executors`)."""
     studies = load_studies(studies_file)
     chosen = only or list(studies)
     unknown = [s for s in chosen if s not in studies]
@@ -481,19 +325,24 @@ def run_studies(
         else:
             groups[name] = expanded
     check_jobs([j for js in groups.values() for j in js])
+    executors = {
+        name: make_executor(launcher, studies[name].get("launcher") or {}, conf_dir())
+        for name in groups
+    }
     for name, group in groups.items():
         out = results_folder(results, studies[name]["claim"], tag, dry_run)
         restore(group, out)
         carry_seconds(group, out)
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
-    queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers)
+    queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers, executors)
+    where = sorted({e.where() for e in executors.values()}) or [device_name()]
     print(
         f"[queue] {len(queue.jobs)} jobs of {len(groups)} studies, {jobs} at a time, "
-        f"deadline {minutes:g} min, on {device_name()}",
+        f"deadline {minutes:g} min, on {'; '.join(where)}",
         flush=True,
     )
-    # The jobs run in their own sessions (a terminal's Ctrl-C does not reach them): the queue
-    # passes SIGTERM and SIGINT on, and each job saves last.ckpt as at the deadline.
+    # The local jobs run in their own sessions (a terminal's Ctrl-C does not reach them): the
+    # queue passes SIGTERM and SIGINT on, and each job saves last.ckpt as at the deadline.
     previous = {s: signal.signal(s, lambda *_: queue.stop_all()) for s in STOP_SIGNALS}
     try:
         queue.run()
@@ -505,7 +354,8 @@ def run_studies(
         collect(name, group, runs, out)
         summary = {
             "study": name,
-            "device": device_name(),
+            "device": executors[name].where(),
+            "launcher": launcher,
             "dry_run": dry_run,
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
             "deadline_minutes": minutes,

@@ -1,0 +1,15 @@
+"""The claims studies: a studies file's jobs run under one wall-clock deadline, resumably,
+on this machine or a Slurm cluster, then tabled (``python -m gridlstm.queue``).
+
+* `spec`: the studies file's format and checks, and the jobs it expands to (grid, cases,
+  the frontier rule);
+* `queue`: the procedure (slots, deadline, stop, restore from results committed earlier,
+  tables and ``queue.json``); its entry is `run_studies`;
+* `executors`: where a job runs (``launcher=local``: this machine's processes;
+  ``launcher=slurm``: submitit, with the sweeps' launcher configs).
+"""
+
+from gridlstm.analysis.studies.queue import run_studies
+from gridlstm.analysis.studies.spec import expand, load_studies
+
+__all__ = ["expand", "load_studies", "run_studies"]

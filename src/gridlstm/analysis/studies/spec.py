@@ -1,0 +1,187 @@
+"""The studies file: its format, its checks, and the jobs it expands to.
+
+The studies file (YAML) maps a study name to:
+
+* ``claim``: the folder under ``results`` (e.g. ``addition_depth``);
+* ``overrides``: ``key=value`` strings every job gets;
+* ``grid``: ``{key: [values]}``, one job per combination (in file order);
+* ``cases``: optional list of ``{key: value}`` settings (e.g. each family's chosen
+  configuration), each run at every grid combination: jobs go grid combination by grid
+  combination, every case at the first before any at the second;
+* ``frontier``: optional ``{key, metric, below}``, a rule for sweeps that go up in difficulty
+  (e.g. ``task.datamodule.bits``): a job is not started when the same case, at a smaller value
+  of ``key``, completed with ``metric`` below ``below`` (at chance there: a harder setting is
+  not run). Fixed before any result, it applies to every case alike;
+* ``needs``: optional ``{override_key: description}`` of data files that must exist
+  (a missing one skips the study with one line, naming the override to set);
+* ``launcher``: optional ``{option: value}`` for a cluster launcher (``launcher=slurm``:
+  e.g. ``partition``, ``timeout_min``, ``gpus_per_node``), over the launcher config's own;
+  ignored by ``launcher=local``;
+* ``dry_run``: overrides added by ``dry_run=true`` (a few steps at tiny sizes, on the CPU),
+  after the grid's, so they win over it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from gridlstm.run import runs as run_records
+from gridlstm.run.config import ConfigError
+
+STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "launcher", "dry_run"}
+FRONTIER_KEYS = {"key", "metric", "below"}
+# A job's state where it has no run record to speak for it.
+QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
+PAST_FRONTIER = "past the frontier"  # not run: the frontier rule
+FAILED_STATES = (run_records.FAILED, NO_RECORD)
+
+
+@dataclass
+class Job:
+    study: str
+    name: str
+    overrides: list[str]
+    run_dir: Path
+    log: Path
+    status: str = QUEUED  # a run's `Status`, or one of the queue's own states
+    seconds: float = 0.0
+    returncode: int | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    combo: dict[str, Any] = field(default_factory=dict)  # the case's and grid's values
+
+
+def job_name(combo: dict[str, Any]) -> str:
+    """A folder name from the swept values: ``model=grid2d, model.net.num_layers=4`` gives
+    ``grid2d-num_layers4`` (the model by name, other keys by their last part)."""
+    parts = [str(v) if k == "model" else f"{str(k).split('.')[-1]}{v}" for k, v in combo.items()]
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts)) or "job"
+
+
+def load_studies(path: Path) -> dict[str, dict[str, Any]]:
+    """The studies file, checked: one ConfigError naming the study and key that is wrong."""
+    if not path.is_file():
+        raise ConfigError(f"studies={path}: no such file")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
+    claims: dict[str, str] = {}
+    for name, study in raw.items():
+        if not isinstance(study, dict):
+            raise ConfigError(f"{path}: study {name!r} must be a mapping")
+        unknown = set(study) - STUDY_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{path}: study {name!r} has unknown keys {sorted(unknown)}; "
+                f"valid keys: {', '.join(sorted(STUDY_KEYS))}"
+            )
+        if not study.get("claim"):
+            raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
+        if study["claim"] in claims:
+            raise ConfigError(
+                f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
+                f"claim {study['claim']!r}; each study needs its own folder"
+            )
+        claims[study["claim"]] = name
+        grid = study.get("grid") or {}
+        if not isinstance(grid, dict) or any(
+            not isinstance(v, list) or not v for v in grid.values()
+        ):
+            raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
+        cases = study.get("cases")
+        if cases is not None and (
+            not isinstance(cases, list)
+            or not cases
+            or any(not isinstance(c, dict) or not c for c in cases)
+        ):
+            raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
+        check_frontier(path, name, study.get("frontier"), grid)
+        if not isinstance(study.get("launcher") or {}, dict):
+            raise ConfigError(
+                f"{path}: study {name!r}: launcher must map launcher options to values "
+                "(e.g. partition: gpu, timeout_min: 240)"
+            )
+    return raw
+
+
+def check_frontier(path: Path, name: str, frontier: Any, grid: dict[str, Any]) -> None:
+    if frontier is None:
+        return
+    if not isinstance(frontier, dict) or set(frontier) != FRONTIER_KEYS:
+        raise ConfigError(
+            f"{path}: study {name!r}: frontier needs exactly the keys "
+            f"{', '.join(sorted(FRONTIER_KEYS))} (e.g. key: task.datamodule.bits, "
+            "metric: val/acc, below: 0.6)"
+        )
+    if frontier["key"] not in grid:
+        raise ConfigError(
+            f"{path}: study {name!r}: frontier key {frontier['key']!r} is not a grid key; "
+            f"grid keys: {', '.join(grid) or 'none'}"
+        )
+    if isinstance(frontier["below"], bool) or not isinstance(frontier["below"], int | float):
+        raise ConfigError(f"{path}: study {name!r}: frontier below={frontier['below']!r}: a number")
+
+
+def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
+    grid = study.get("grid") or {}
+    base = [os.path.expandvars(str(o)) for o in study.get("overrides") or []]  # $DATA paths
+    # The dry run's overrides come last: they win over the grid's (tiny sizes, on the CPU).
+    tiny = [os.path.expandvars(str(o)) for o in study.get("dry_run") or []] if dry_run else []
+    jobs = []
+    for values in itertools.product(*grid.values()) if grid else [()]:
+        for case in study.get("cases") or [{}]:
+            combo = {**case, **dict(zip(grid.keys(), values, strict=True))}
+            job = job_name(combo) if combo else name
+            run_dir = runs / name / job
+            overrides = base + [f"{k}={v}" for k, v in combo.items()] + tiny
+            log = run_dir.parent / f"{job}.log"
+            jobs.append(Job(name, job, overrides, run_dir, log, combo=combo))
+    return jobs
+
+
+def easier(job: Job, jobs: list[Job], key: str) -> list[Job]:
+    """The same case's jobs at smaller values of the frontier ``key``."""
+    case = {k: v for k, v in job.combo.items() if k != key}
+    return [
+        other
+        for other in jobs
+        if other.study == job.study
+        and {k: v for k, v in other.combo.items() if k != key} == case
+        and other.combo[key] < job.combo[key]
+    ]
+
+
+def past_frontier(job: Job, jobs: list[Job], frontier: dict[str, Any]) -> str | None:
+    """Why ``job`` is past its case's frontier (a smaller value of the frontier key ended
+    below the bar), or None."""
+    key, metric, below = frontier["key"], frontier["metric"], float(frontier["below"])
+    for other in easier(job, jobs, key):
+        record = run_records.read_record(other.run_dir)
+        if record is None or record.get("status") != run_records.COMPLETED:
+            continue
+        value = record.get(metric)
+        if isinstance(value, int | float) and value < below:
+            return f"{metric} {value:.3f} < {below:g} at {key}={other.combo[key]}"
+    return None
+
+
+def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
+    """A line naming the data a study needs and lacks, or None."""
+    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    for key, what in (study.get("needs") or {}).items():
+        value = given.get(key, "")
+        if not value or "$" in value or not Path(value).expanduser().exists():
+            return f"needs {what} ({key}={value or '?'}: not found; set it in the environment)"
+    return None
+
+
+def interleave(groups: list[list[Job]]) -> list[Job]:
+    """One job of each study in turn, so that every study makes progress before the deadline."""
+    return [j for row in itertools.zip_longest(*groups) for j in row if j is not None]
