@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
+import runpy
 import signal
 import subprocess
 import sys
@@ -65,6 +67,17 @@ class Executor(Protocol):
         """Where the jobs run, for ``queue.json``."""
 
 
+def device_name() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001  (a broken CUDA setup still gets a report)
+        pass
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
 class ProcessHandle:
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
@@ -104,8 +117,6 @@ class Processes:
         return ProcessHandle(proc)
 
     def where(self) -> str:
-        from gridlstm.analysis.studies.queue import device_name
-
         return device_name()
 
 
@@ -124,10 +135,10 @@ class TrainJob:
         os.chdir(self.cwd)
         os.environ.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(self.threads))
         sys.argv = ["gridlstm.train", *self.argv]
-        from gridlstm.train import main
-
         try:
-            main()
+            # As `python -m gridlstm.train` runs it (the command, not an import of it: the
+            # analysis layer sits below the commands).
+            runpy.run_module("gridlstm.train", run_name="__main__", alter_sys=True)
         except SystemExit as error:
             if self.requeued:  # submitit's own exit after a requeue: let it end the job
                 raise
@@ -226,8 +237,6 @@ class Submitit:
 
     def where(self) -> str:
         if self.cluster == "local":
-            from gridlstm.analysis.studies.queue import device_name
-
             return f"submitit local (launcher={self.name}) on {device_name()}"
         partition = self.options.get("partition")
         return f"Slurm through submitit (launcher={self.name}" + (

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import platform
 import shutil
 import signal
 import threading
@@ -35,7 +33,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from gridlstm.analysis.studies.executors import Executor, Handle, Processes, make_executor
+from gridlstm.analysis.studies.executors import (
+    Executor,
+    Handle,
+    Processes,
+    device_name,
+    make_executor,
+)
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
     FAILED_STATES,
@@ -247,17 +251,6 @@ class Queue:
             self.stopped = True
             for handle in self.handles:
                 handle.stop()
-
-
-def device_name() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001  (a broken CUDA setup still gets a report)
-        pass
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def results_folder(results: Path, claim: str, tag: str, dry_run: bool) -> Path:
