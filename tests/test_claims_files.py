@@ -284,6 +284,7 @@ def test_every_file_a_claims_page_links_to_exists(page):
 
 
 MEAN_STD = re.compile(r"(\d+\.\d+) \+- (\d+\.\d+)")
+PERCENT_MEAN_STD = re.compile(r"(\d+\.\d+)% \+- (\d+\.\d+)")
 
 
 def cell_stats(folder: Path) -> set[tuple[float, float]]:
@@ -322,7 +323,7 @@ def cell_stats(folder: Path) -> set[tuple[float, float]]:
 
 
 def rounds_to(value: float, shown: str) -> bool:
-    places = len(shown.split(".")[1])
+    places = len(shown.split(".")[1]) if "." in shown else 0
     return abs(value - float(shown)) <= 0.5 * 10**-places + 1e-9
 
 
@@ -343,6 +344,16 @@ def test_every_mean_and_std_on_a_claims_page_is_one_its_tables_give(page):
             for scale in (1, 100)
         )
     ]
+    # "2.60% +- 0.61": a rate in percent, or an error rate (1 - accuracy) in percent.
+    wrong += [
+        match.group(0)
+        for match in PERCENT_MEAN_STD.finditer(text)
+        if not any(
+            rounds_to(shown, match.group(1)) and rounds_to(std * 100, match.group(2))
+            for mean, std in stats
+            for shown in (mean * 100, (1 - mean) * 100)
+        )
+    ]
     assert not wrong, wrong
 
 
@@ -351,8 +362,14 @@ def test_every_mean_and_std_on_a_claims_page_is_one_its_tables_give(page):
 # config, not from a run), listed here with where they come from.
 LARGE = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,]*\d)")
 DECIMAL = re.compile(r"(?<![\d.])\d+\.\d{3}(?!\d)")
+TWO = re.compile(r"(?<![\d.])\d+\.\d{2}(?!\d|\.\d|%)")  # not a version (2.11.0), not a %
+PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)%")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 STATED = {
+    "README.md": {
+        "1,449": "the parity GPU study's width (parity/README.md says where it comes from)",
+        "4.61%": "the claim as coreylynch's README states it",
+    },
     "addition_depth/README.md": {
         "60,000": "round 1's parameter budget (param_budget)",
         "2,450": "the step a stopped run's log names",
@@ -367,6 +384,9 @@ STATED = {
     "coreylynch/README.md": {
         "0.001": "the learning rate coreylynch's README states",
         "0.007": "the difference of two cells in the table above it",
+        "0.77": "2.635 less 1.860: the difference of two cells of table_seeds.csv",
+        "2.42": "Welch's t of those two cells (table_seeds.csv; verdicts.md gives its p)",
+        "4.61%": "the claim as coreylynch's README states it",
     },
     "memorization_depth/README.md": {
         "4,000": "training steps (trainer.max_steps)",
@@ -400,18 +420,29 @@ def numbers_in(folder: Path) -> set[float]:
 
 
 @pytest.mark.parametrize(
-    "page",
-    sorted(p for p in CLAIMS.rglob("README.md") if p.parent != CLAIMS),
-    ids=lambda p: str(p.relative_to(CLAIMS)),
+    "page", sorted(CLAIMS.rglob("README.md")), ids=lambda p: str(p.relative_to(CLAIMS))
 )
-def test_every_large_or_three_decimal_number_on_a_claims_page_is_in_its_files(page):
+def test_every_result_number_on_a_claims_page_is_in_its_files(page):
+    """Large numbers (1,234 and up), 3- and 2-decimal numbers and percentages come from the
+    files of the page's folder or of a claims folder it links to (the claims README: every
+    claims folder); a percentage is a rate x 100 or an error rate (1 - accuracy) x 100.
+    "mean +- std" pairs are the test above's."""
     text = page.read_text()
-    found = numbers_in(page.parent)
-    for linked in set(re.findall(r"\]\(\.\./([^)#\s/]+)/", text)):
-        found |= numbers_in(CLAIMS / linked)
+    folders = [page.parent] if page.parent != CLAIMS else sorted(CLAIMS.iterdir())
+    found: set[float] = set()
+    for folder in folders + [CLAIMS / f for f in re.findall(r"\]\(\.\./([^)#\s/]+)/", text)]:
+        if folder.is_dir():
+            found |= numbers_in(folder)
     stated = STATED.get(str(page.relative_to(CLAIMS)), {})
     missing = [n for n in LARGE.findall(text) if float(n.replace(",", "")) not in found]
     missing += [n for n in DECIMAL.findall(text) if not any(rounds_to(v, n) for v in found)]
+    rest = PERCENT_MEAN_STD.sub(" ", MEAN_STD.sub(" ", text))
+    missing += [n for n in TWO.findall(rest) if not any(rounds_to(v, n) for v in found)]
+    missing += [
+        f"{n}%"
+        for n in PERCENT.findall(rest)
+        if not any(rounds_to(s, n) for v in found for s in (v, v * 100, (1 - v) * 100))
+    ]
     assert sorted(set(missing) - set(stated)) == [], "not in the page's files"
     assert sorted(set(stated) - set(missing)) == [], "listed as stated, but in the files"
 
