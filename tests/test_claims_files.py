@@ -368,11 +368,14 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 STATED = {
     "README.md": {
         "1,449": "the parity GPU study's width (parity/README.md says where it comes from)",
-        "4.61%": "the claim as coreylynch's README states it",
     },
     "addition_depth/README.md": {
         "60,000": "round 1's parameter budget (param_budget)",
         "2,450": "the step a stopped run's log names",
+        "1.15": "that stopped pilot run's training loss, from its log (files not kept)",
+        "0.79": "exploratory 3-digit runs whose files were not kept (the page says so)",
+        "6,000": "round 1's training steps (trainer.max_steps)",
+        "32,000": "round 1's validation interval in samples",
     },
     "addition_lengths/README.md": {
         "100,000": "the unit of the compute estimate",
@@ -385,8 +388,13 @@ STATED = {
         "0.001": "the learning rate coreylynch's README states",
         "0.007": "the difference of two cells in the table above it",
         "0.77": "2.635 less 1.860: the difference of two cells of table_seeds.csv",
-        "2.42": "Welch's t of those two cells (table_seeds.csv; verdicts.md gives its p)",
         "4.61%": "the claim as coreylynch's README states it",
+    },
+    "mnist/README.md": {
+        "0.60": "3.20 less 2.60: the difference of two cells of the table above it",
+        "0.86": "3.43 less 2.57: the difference of two cells of the table above it",
+        "1,000": "the validation and test sets' size (npm_subset.py)",
+        "2,500": "training steps (trainer.max_steps)",
     },
     "memorization_depth/README.md": {
         "4,000": "training steps (trainer.max_steps)",
@@ -411,11 +419,39 @@ STATED = {
 }
 
 
+CSV_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")  # a comma separates fields here
+
+
+def numbers_of(path: Path) -> set[float]:
+    """The numbers a results file holds (1,234 in text; each field of a CSV row)."""
+    pattern = CSV_NUMBER if path.suffix == ".csv" else NUMBER
+    return {float(n.replace(",", "")) for n in pattern.findall(path.read_text())}
+
+
 def numbers_in(folder: Path) -> set[float]:
     found = set()
     for path in folder.rglob("*"):
         if path.suffix in (".md", ".csv", ".json", ".yaml") and path.name != "README.md":
-            found |= {float(n.replace(",", "")) for n in NUMBER.findall(path.read_text())}
+            found |= numbers_of(path)
+    return found
+
+
+def linked_numbers(page: Path) -> set[float]:
+    """The numbers of what a page links to: a linked results file's own, and those of the
+    folder a link names or lies in (a results folder anywhere in docs/; docs/ and
+    docs/claims/ as a whole are not one)."""
+    docs = CLAIMS.parent.resolve()
+    found: set[float] = set()
+    for link in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+        target = (page.parent / link).resolve()
+        if "://" in link or not target.exists() or not target.is_relative_to(docs):
+            continue
+        results = target.suffix in (".md", ".csv", ".json", ".yaml") and target.name != "README.md"
+        if target.is_file() and results:  # not another page's prose
+            found |= numbers_of(target)
+        folder = target if target.is_dir() else target.parent
+        if folder not in (docs, CLAIMS.resolve()):
+            found |= numbers_in(folder)
     return found
 
 
@@ -429,8 +465,8 @@ def test_every_result_number_on_a_claims_page_is_in_its_files(page):
     "mean +- std" pairs are the test above's."""
     text = page.read_text()
     folders = [page.parent] if page.parent != CLAIMS else sorted(CLAIMS.iterdir())
-    found: set[float] = set()
-    for folder in folders + [CLAIMS / f for f in re.findall(r"\]\(\.\./([^)#\s/]+)/", text)]:
+    found = linked_numbers(page)
+    for folder in folders:
         if folder.is_dir():
             found |= numbers_in(folder)
     stated = STATED.get(str(page.relative_to(CLAIMS)), {})
