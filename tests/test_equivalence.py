@@ -400,14 +400,31 @@ def test_the_environment_variable_and_the_old_switches(monkeypatch):
     with pytest.warns(RuntimeWarning, match="not one of fast, reference"):
         assert native.applies(x)
     monkeypatch.delenv("GRIDLSTM_STEPS")
-    old = pytest.warns(DeprecationWarning, match=r"dispatch.without\('native'\)")
-    with old, native.python_steps():
+    with dispatch.without("native"):
         assert not native.applies(x)
-    old = pytest.warns(DeprecationWarning, match=r"dispatch.without\('fused'\)")
-    with old, fused.pytorch_steps():
+    with dispatch.without("fused"):
         assert "switched off" in fused.blocker(x)
     with pytest.raises(ValueError, match="unknown step implementation"):
         dispatch.without("cuda")
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "new"),
+    [
+        ("gridlstm.nn.kernels.native", "python_steps", "without('native')"),
+        ("gridlstm.nn.kernels.fused", "pytorch_steps", "without('fused')"),
+        ("gridlstm.nn.backends.hyperplane", "per_op_steps", "without('handwritten', 'fused')"),
+        ("gridlstm.nn.backends.hyperplane.per_op", "per_op_steps", "without('handwritten', "),
+    ],
+)
+def test_the_step_switches_removed_in_0_4_name_their_new_spelling(module, name, new):
+    import importlib
+
+    with pytest.raises(AttributeError) as caught:
+        getattr(importlib.import_module(module), name)
+    assert f"{module}.{name}() was removed in gridlstm 0.4: use" in str(caught.value)
+    assert f"gridlstm.nn.dispatch.{new}" in str(caught.value)
+    assert not hasattr(importlib.import_module(module), "no_such_switch")
 
 
 # ------------------------------------------------------------------ Lightning

@@ -122,10 +122,10 @@ def flat_outputs(output, final) -> list[torch.Tensor]:
 
 
 def applicable_backends(net: GridLSTM) -> list[str]:
-    """ "hyperplane/per-op": the hyperplane scheduler's per-op steps (`hyperplane.per_op_steps`),
-    which it otherwise runs only where `gridlstm.nn.kernels.handwritten` does not
-    apply; "/python": the PyTorch steps where the native ones would run
-    (`gridlstm.nn.kernels.native.python_steps`)."""
+    """ "hyperplane/per-op": the hyperplane scheduler's per-op steps
+    (`dispatch.without("handwritten", "fused")`), which it otherwise runs only where
+    `gridlstm.nn.kernels.handwritten` does not apply; "/python": the PyTorch steps where the
+    native ones would run (`dispatch.without("native")`)."""
     backends = ["naive", "hyperplane", "hyperplane/python", "hyperplane/per-op"]
     backends += ["scan", "scan/python"] if net.scan_blocker() is None else []
     return backends + (["fast"] if net.fast_path_blocker() is None else [])

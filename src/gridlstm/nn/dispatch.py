@@ -85,17 +85,26 @@ def without(*names: str) -> contextlib.AbstractContextManager[None]:
     return _switched(frozenset(names))
 
 
-def deprecated(old: str, *names: str) -> contextlib.AbstractContextManager[None]:
-    """An old switch (``old``, its full name) that now means ``without(*names)``: kept for
-    one release, with a DeprecationWarning naming the new spelling."""
-    new = ", ".join(repr(name) for name in names)
-    warnings.warn(
-        f"{old}() is deprecated: use gridlstm.nn.dispatch.without({new}) "
-        "or gridlstm.nn.dispatch.reference()",
-        DeprecationWarning,
-        stacklevel=3,
+def removed(module: str, name: str) -> AttributeError:
+    """The error for a step switch removed in 0.4 (deprecated in 0.3), naming its new
+    spelling; a module's ``__getattr__`` raises it."""
+    names = REMOVED.get(f"{module}.{name}")
+    if names is None:
+        return AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = ", ".join(repr(n) for n in names)
+    return AttributeError(
+        f"{module}.{name}() was removed in gridlstm 0.4: use "
+        f"gridlstm.nn.dispatch.without({new}) or gridlstm.nn.dispatch.reference()"
     )
-    return without(*names)
+
+
+# The step switches of 0.2 (deprecated in 0.3, removed in 0.4) and what each meant.
+REMOVED = {
+    "gridlstm.nn.kernels.native.python_steps": ("native",),
+    "gridlstm.nn.kernels.fused.pytorch_steps": ("fused",),
+    "gridlstm.nn.backends.hyperplane.per_op_steps": ("handwritten", "fused"),
+    "gridlstm.nn.backends.hyperplane.per_op.per_op_steps": ("handwritten", "fused"),
+}
 
 
 @contextlib.contextmanager

@@ -5,7 +5,8 @@
 (`gridlstm.nn.kernels`) where they apply, else the per-op steps (`per_op`).
 """
 
-from gridlstm.nn.backends.hyperplane.per_op import LayerStack, per_op_steps, step
+from gridlstm.nn import dispatch
+from gridlstm.nn.backends.hyperplane.per_op import LayerStack, step
 from gridlstm.nn.backends.hyperplane.scheduler import handwritten_blocker, run
 from gridlstm.nn.kernels.plans import Plan, plan, to_device
 
@@ -13,9 +14,12 @@ __all__ = [
     "LayerStack",
     "Plan",
     "handwritten_blocker",
-    "per_op_steps",
     "plan",
     "run",
     "step",
     "to_device",
 ]
+
+
+def __getattr__(name: str) -> object:
+    raise dispatch.removed(__name__, name)

@@ -10,8 +10,6 @@ place into a tensor autograd needs: each step's outputs are new. This is the ste
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor, nn
 
@@ -133,9 +131,5 @@ def step(
     return h_new, m_new
 
 
-def per_op_steps() -> contextlib.AbstractContextManager[None]:
-    """Deprecated: ``gridlstm.nn.dispatch.without("handwritten", "fused")`` runs the per-op
-    steps (`step` under autograd) where the hand-written or fused ones would apply."""
-    return dispatch.deprecated(
-        "gridlstm.nn.backends.hyperplane.per_op_steps", "handwritten", "fused"
-    )
+def __getattr__(name: str) -> object:
+    raise dispatch.removed(__name__, name)

@@ -20,7 +20,6 @@ machine without a GPU.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from typing import TYPE_CHECKING
@@ -42,9 +41,8 @@ interpreted = dispatch.interpreted
 interpreting = dispatch.interpreting
 
 
-def pytorch_steps() -> contextlib.AbstractContextManager[None]:
-    """Deprecated: ``gridlstm.nn.dispatch.without("fused")`` (or ``dispatch.reference()``)."""
-    return dispatch.deprecated("gridlstm.nn.kernels.fused.pytorch_steps", "fused")
+def __getattr__(name: str) -> object:
+    raise dispatch.removed(__name__, name)
 
 
 def missing() -> str | None:

@@ -11,8 +11,6 @@ PyTorch steps instead, to compare or time both.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
@@ -20,9 +18,8 @@ from gridlstm.nn import dispatch
 from gridlstm.nn.kernels.native import build
 
 
-def python_steps() -> contextlib.AbstractContextManager[None]:
-    """Deprecated: ``gridlstm.nn.dispatch.without("native")`` (or ``dispatch.reference()``)."""
-    return dispatch.deprecated("gridlstm.nn.kernels.native.python_steps", "native")
+def __getattr__(name: str) -> object:
+    raise dispatch.removed(__name__, name)
 
 
 def blocker(t: Tensor) -> str | None:
@@ -59,4 +56,4 @@ def release_buffers() -> int:
     return int(torch.ops.gridlstm.pool_release())
 
 
-__all__ = ["applies", "blocker", "python_steps", "release_buffers"]
+__all__ = ["applies", "blocker", "release_buffers"]
