@@ -154,3 +154,24 @@ def test_a_damaged_stored_config_is_a_change_that_refuses_a_resume(tmp_path, tex
     (tmp_path / ".hydra" / "config.yaml").write_text(text)
     changes = changed_settings(OmegaConf.create({"model": {"name": "grid2d"}}), tmp_path)
     assert len(changes) == 1 and message in changes[0]
+
+
+def test_a_resume_compares_what_an_interpolated_setting_resolves_to(tmp_path):
+    """model.net.priority is ${grid2d_priority}: a run stored with depth priority (written
+    before the default changed, as a literal, or through the root key) resumes under
+    grid2d_priority=depth and is refused under the default none, naming the values."""
+    from omegaconf import OmegaConf
+
+    from gridlstm.run.stored_config import changed_settings, save
+    from tests.test_configs import compose_train
+
+    now_depth = compose_train(["grid2d_priority=depth"], tmp_path)
+    now_none = compose_train([], tmp_path)
+    literal = OmegaConf.to_container(now_depth, resolve=False)
+    literal["model"]["net"]["priority"] = "depth"  # how a run from before 2026-11-25 stored it
+    for stored in (now_depth, OmegaConf.create(literal)):
+        save(stored, tmp_path / "run")
+        assert changed_settings(now_depth, tmp_path / "run") == []
+        assert changed_settings(now_none, tmp_path / "run") == [
+            "model.net.priority=depth (now none)"
+        ]

@@ -44,6 +44,17 @@ def save(cfg: DictConfig, output_dir: Path) -> None:
         (folder / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
 
 
+def _values(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with its interpolations resolved by the suite's safe rules (`config.defuse`:
+    another program's resolver stays text); as it is where they cannot be resolved."""
+    from gridlstm.run.config import defuse, resolved
+
+    try:
+        return OmegaConf.to_container(resolved(OmegaConf.create(defuse(raw))), resolve=False)
+    except Exception:  # noqa: BLE001 - a dangling interpolation: compare the text
+        return raw
+
+
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
@@ -65,7 +76,10 @@ def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
         return [f"{path} cannot be read ({type(error).__name__})"]
     if not isinstance(stored, dict):
         return [f"{path} is not a mapping of settings"]
-    now = OmegaConf.to_container(cfg, resolve=False)
+    # Compared as the run reads them: a key that points at another (model.net.priority:
+    # ${grid2d_priority}) by the value it resolves to, in each config's own root.
+    stored = _values(stored)
+    now = _values(OmegaConf.to_container(cfg, resolve=False))
     changes = []
     for section in FIXED:
         before = _flat(stored.get(section), f"{section}.")
