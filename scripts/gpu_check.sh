@@ -10,9 +10,10 @@
 #    a task whose data is missing is skipped with one line: set GRIDLSTM_DATA_DIR for
 #    mnist/ and enwik8/, GRIDLSTM_TRANSLATION_FILE for translation)
 #                                                 -> smoke/<task>/gpu/
-# Results go to docs/gpu_check/<device>/ (out=DIR to change), with summary.json: each
-# step's exit status and duration. A failed step does not stop the others; the exit status
-# is 1 if any failed.
+# Results go to docs/gpu_check/<device>/ (out=DIR to change), with check.json: the device,
+# each step's exit status and duration, every gpu test's outcome, the targets, the smoke
+# runs and a verdict (gridlstm.analysis.gpu_check). A failed step does not stop the others;
+# the exit status is 1 if any failed.
 # --dry-run: on the CPU, to check the script itself: skips step 1 (it needs CUDA, and says
 # so), runs the bench and the smoke runs at tiny sizes; results in multirun/gpu_check_dry_run.
 set -euo pipefail
@@ -25,7 +26,7 @@ for arg in "$@"; do
         --dry-run) dry=true ;;
         out=*) out="${arg#out=}" ;;
         minutes=*) minutes="${arg#minutes=}" ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg'; valid: --dry-run, out=DIR, minutes=N" >&2
            exit 2 ;;
     esac
@@ -71,7 +72,8 @@ if [[ "$dry" == true ]]; then
     step smoke python -m gridlstm.queue studies=scripts/gpu_check.yaml dry_run=true \
         minutes="$minutes" jobs=2 runs="$out/smoke_runs" results="$out/smoke"
 else
-    step pytest_gpu bash -c "set -o pipefail; python -m pytest -m gpu -q -ra 2>&1 | tee '$out/pytest.txt'"
+    step pytest_gpu bash -c "set -o pipefail; python -m pytest -m gpu -q -ra \
+        --junitxml='$out/pytest.xml' 2>&1 | tee '$out/pytest.txt'"
     step bench_float32 python -m gridlstm.bench device=cuda repeats=15 json="$out/bench_float32.json"
     step bench_bfloat16 python -m gridlstm.bench device=cuda repeats=15 dtype=bfloat16 \
         json="$out/bench_bfloat16.json"
@@ -79,22 +81,7 @@ else
         jobs=4 runs=multirun/gpu_check results="$out/smoke"
 fi
 
-python - "$out" "$device" "${steps[@]}" <<'EOF'
-import json, sys
-from pathlib import Path
-out, device, steps = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-targets = {}
-for dtype in ("float32", "bfloat16"):
-    bench = out / f"bench_{dtype}.json"
-    if bench.exists():
-        targets[dtype] = json.loads(bench.read_text()).get("targets", [])
-(out / "targets.json").write_text(json.dumps({"device": device, **targets}, indent=2) + "\n")
-rows = [dict(zip(("step", "exit", "seconds"), s.split())) for s in steps]
-summary = {"device": device, "steps": rows}
-(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-for row in rows:
-    print(f"{row['step']:>15}: exit {row['exit']:>7} ({row['seconds']} s)")
-EOF
+python -m gridlstm.analysis.gpu_check "$out" "$device" "${steps[@]}"
 for s in "${steps[@]}"; do
     read -r _ status _ <<< "$s"
     if [[ "$status" != 0 && "$status" != skipped ]]; then

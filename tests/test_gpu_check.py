@@ -49,6 +49,8 @@ def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
         ("bench_bfloat16", "0"),
         ("smoke", "0"),
     ]
+    check = json.loads((out / "check.json").read_text())
+    assert (check["verdict"], check["problems"]) == ("pass", []), check["problems"]
     targets = json.loads((out / "targets.json").read_text())
     assert targets["device"] == "cpu (dry run)"
     assert len(targets["float32"]) == len(targets["bfloat16"]) == 6
@@ -77,3 +79,64 @@ def test_an_unknown_argument_is_one_line_naming_the_valid_ones():
     assert done.stderr.strip() == (
         "gpu_check.sh: unknown argument '--dryrun'; valid: --dry-run, out=DIR, minutes=N"
     )
+
+
+def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(tmp_path):
+    """check.json from files in their real formats: pytest's own JUnit XML (a generated test
+    file with a pass, a failure and a skip), a bench JSON with its target rows, a smoke
+    queue.json."""
+    import sys
+
+    from gridlstm.analysis import gpu_check
+
+    out = tmp_path / "check"
+    out.mkdir()
+    (tmp_path / "test_matrix.py").write_text(
+        "import pytest\n"
+        "def test_row_passes(): pass\n"
+        "def test_row_fails(): assert False\n"
+        "@pytest.mark.skip(reason='no bf16')\n"
+        "def test_row_skipped(): pass\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_matrix.py",
+            f"--junitxml={out / 'pytest.xml'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    target = {"target": "fused step", "row": "r", "goal": 2.0, "measured": 1.5, "met": False}
+    (out / "bench_float32.json").write_text(json.dumps({"targets": [target]}))
+    (out / "smoke" / "smoke_parity" / "gpu").mkdir(parents=True)
+    (out / "smoke" / "smoke_parity" / "gpu" / "queue.json").write_text(
+        json.dumps({"jobs": [{"job": "smoke_parity", "status": "completed"}]})
+    )
+    gpu_check.main([str(out), "NVIDIA H100", "pytest_gpu 1 30", "bench_float32 0 60"])
+    check = json.loads((out / "check.json").read_text())
+    assert check["device"] == "NVIDIA H100"
+    assert check["tests"] == {
+        "test_matrix.py::test_row_passes": "passed",
+        "test_matrix.py::test_row_fails": "failed",
+        "test_matrix.py::test_row_skipped": "skipped",
+    }
+    assert check["smoke"] == {"smoke_parity": {"smoke_parity": "completed"}}
+    assert check["verdict"] == "fail"
+    assert check["problems"] == [
+        "step pytest_gpu exited 1",
+        "test test_matrix.py::test_row_fails failed",
+        "target fused step (float32) not met: 1.5 against 2.0",
+    ]
+    # The CPU dry run does not judge GPU targets; everything else passing gives "pass".
+    (out / "pytest.xml").unlink()
+    gpu_check.main([str(out), "cpu (dry run)", "pytest_gpu skipped 0", "bench_float32 0 60"])
+    check = json.loads((out / "check.json").read_text())
+    assert (check["verdict"], check["problems"], check["tests"]) == ("pass", [], {})
+    assert json.loads((out / "targets.json").read_text())["float32"] == [target]
