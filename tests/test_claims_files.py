@@ -402,6 +402,11 @@ STATED = {
         "1,000": "the test set's size",
         "2,500": "the step by which the curves (curves.png) reached 1.0",
     },
+    "paper_regime/README.md": {
+        "600,000": "stage 1's budget: trainer.max_steps=40000 at batch 15",
+        "1,500,000": "stage 2's budget, as its rule states it",
+        "1,000": "the validation and test sets' size (task.datamodule.val_size)",
+    },
     "parity/README.md": {
         "1,449": "the width 8.5M parameters solve to (the GPU study; tests/test_seq2seq.py)",
         # 6,000 (trainer.max_steps) and 1,000 (the test set's size) are also numbers of the
