@@ -403,7 +403,6 @@ STATED = {
         "2,500": "the step by which the curves (curves.png) reached 1.0",
     },
     "paper_regime/README.md": {
-        "600,000": "stage 1's budget: trainer.max_steps=40000 at batch 15",
         "1,500,000": "stage 2's budget, as its rule states it",
         "1,000": "the validation and test sets' size (task.datamodule.val_size)",
     },
