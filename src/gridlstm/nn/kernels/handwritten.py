@@ -219,6 +219,6 @@ def run(
     if gemm_dtype == static.dtype and native.applies(static, "hyperplane step"):
         from gridlstm.nn.kernels.native import functions  # needs the built library
 
-        return functions.hyperplane_steps(layout, static, params, dropout, picks)
+        return functions.hyperplane_steps(layout, static, params, picks, dropout)
     out = HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])

@@ -133,7 +133,7 @@ def execute(
         picks = (torch.cat([*tops, *plan.last_rows]), torch.cat([none, *plan.last_rows]))
         layout = plans.layout(plan, stack.layers, list(stack.groups))
         if use_fused:
-            rows = fused.run(layout, plan, static, params, picks, paper_forms(stack), p)
+            rows = fused.run(layout, static, params, picks, p, plan=plan, paper=paper_forms(stack))
         else:
             rows = handwritten.run(layout, static, params, picks, p)
         h_rows, m_rows = rows.split([len(picks[0]), len(picks[1])])

@@ -86,14 +86,17 @@ def _blocker(t: Tensor) -> str | None:
 
 def run(
     layout: Layout,
-    plan: Plan,
     static: Tensor,
     params: list,
     picks: tuple[Tensor, Tensor],
-    paper: tuple[bool, ...],
     dropout: float = 0.0,
+    *,
+    plan: Plan,
+    paper: tuple[bool, ...],
 ) -> Tensor:
-    """`gridlstm.nn.kernels.handwritten.run`'s result through the fused step."""
+    """`gridlstm.nn.kernels.handwritten.run`'s result through the fused step (its signature,
+    plus the plan's sources and each group's output form, which the fused step also
+    covers)."""
     from gridlstm.nn.kernels.fused.steps import FusedSteps, launch_device
     from gridlstm.nn.kernels.plans import sources
 

@@ -182,9 +182,14 @@ class NativeHyperplaneSteps(torch.autograd.Function):
 
 
 def hyperplane_steps(
-    layout: Layout, static: Tensor, params: list, dropout: float, picks: tuple[Tensor, Tensor]
+    layout: Layout,
+    static: Tensor,
+    params: list,
+    picks: tuple[Tensor, Tensor],
+    dropout: float = 0.0,
 ) -> Tensor:
-    """The output rows ``picks`` (of h, then of m), as `handwritten.run` returns them."""
+    """The output rows ``picks`` (of h, then of m), as `handwritten.run` returns them (the
+    same signature: every hyperplane step takes layout, static, params, picks, dropout)."""
     with torch.autocast("cpu", enabled=False):
         return NativeHyperplaneSteps.apply(layout, dropout, picks, static, *params)
 
