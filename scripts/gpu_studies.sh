@@ -12,14 +12,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
 dry=false
+cluster=false
 for arg in "$@"; do
     case "$arg" in
         --dry-run) dry=true; args+=("dry_run=true") ;;
+        launcher=local) args+=("$arg") ;;
+        launcher=*) cluster=true; args+=("$arg") ;;
         -h|--help) exec python -m gridlstm.queue --help ;;
         *) args+=("$arg") ;;
     esac
 done
-if [[ "$dry" == false ]] && ! python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+if [[ "$dry" == false && "$cluster" == false ]] && ! python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     echo "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU" >&2
     exit 2
 fi

@@ -457,6 +457,21 @@ def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
     )
 
 
+def test_gpu_studies_on_a_cluster_launcher_needs_no_gpu_where_the_queue_runs():
+    """launcher=slurm: the queue may run on a login node; the CUDA check is the jobs'. An
+    unknown launcher shows the check was passed on to the queue (one line, exit 2)."""
+    done = subprocess.run(
+        ["bash", "scripts/gpu_studies.sh", "launcher=slurmm", "minutes=1"],
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: launcher=slurmm: unknown; choices: local,")
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [("jobs=0", "jobs=0: must be positive"), ("minutes=-1", "minutes=-1.0: must be positive")],

@@ -317,11 +317,12 @@ def run_studies(
             print(f"[queue] {name}: skipped: {reason}", flush=True)
         else:
             groups[name] = expanded
-    check_jobs([j for js in groups.values() for j in js])
+    # Where the jobs run first (a bad launcher is one line at once), then every job composed.
     executors = {
         name: make_executor(launcher, studies[name].get("launcher") or {}, conf_dir())
         for name in groups
     }
+    check_jobs([j for js in groups.values() for j in js])
     for name, group in groups.items():
         out = results_folder(results, studies[name]["claim"], tag, dry_run)
         restore(group, out)
