@@ -290,6 +290,19 @@ def test_a_probe_that_disagrees_falls_back(monkeypatch):
         assert not fused.probe(torch.device("cpu"), torch.float32)
 
 
+def test_the_probe_catches_a_fault_only_dropout_or_a_second_tile_would_show(monkeypatch):
+    """The probe runs what real sizes run: dropout between layers (a fused step whose masks
+    scale wrongly is caught), more than one tile of units and inner-loop iterations."""
+    from gridlstm.nn.kernels.fused import steps
+
+    assert fused.PROBE_D > steps.BLOCK_D and 3 * fused.PROBE_D > steps.BLOCK_K
+    real_mask = steps.depth_mask
+    monkeypatch.setattr(steps, "depth_mask", lambda *a: real_mask(*a) * 0.5)
+    monkeypatch.setattr(fused, "_PROBED", {})
+    with fused.interpreted(), pytest.warns(RuntimeWarning, match="differ from the PyTorch"):
+        assert not fused.probe(torch.device("cpu"), torch.float32)
+
+
 def test_the_reencoder_with_dropout_trains_on_the_fused_step(launches):
     """The translation model (a 3-LSTM over target x source, dropout between layers as in the
     translation presets) takes the fused step, with the PyTorch steps' loss and gradients."""

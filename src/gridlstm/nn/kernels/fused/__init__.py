@@ -145,11 +145,15 @@ def probe_tolerance(dtype: torch.dtype, precision: str) -> float:
 
 
 # The probe's cases: the hyperplane step of a 3-LSTM with per-layer weights (two transform
-# groups: the grid dimensions, then depth by priority) and with one block for all layers, in
-# the paper output form; the scan's recurrence in both forms.
+# groups: the grid dimensions, then depth by priority), with dropout between layers, and with
+# one block for all layers in the paper output form; the scan's recurrence in both forms. At
+# d = 40 every kernel runs more than one tile of units (BLOCK_D = 32) and its inner loop over
+# the GEMM's reduction more than once (3 d = 120 > BLOCK_K = 32): the paths real sizes take.
+PROBE_D, PROBE_BATCH = 40, 2
 PROBES = (
-    {"kind": "steps", "layers": 2, "batched": True, "paper": False},
-    {"kind": "steps", "layers": 2, "batched": False, "paper": True},
+    {"kind": "steps", "layers": 2, "batched": True, "paper": False, "dropout": 0.0},
+    {"kind": "steps", "layers": 2, "batched": True, "paper": False, "dropout": 0.25},
+    {"kind": "steps", "layers": 2, "batched": False, "paper": True, "dropout": 0.0},
     {"kind": "recurrence", "paper": True},
     {"kind": "recurrence", "paper": False},
 )
@@ -170,7 +174,7 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
         values = torch.rand(*shape, generator=generator) - 0.5
         return values.to(device, dtype).requires_grad_()
 
-    d, batch = 4, 2
+    d, batch = PROBE_D, PROBE_BATCH
     if case["kind"] == "recurrence":
         inputs = (rand(3, batch, 4 * d), rand(batch, d), rand(batch, d), rand(d, 4 * d))
         got = FusedRecurrence.apply(case["paper"], interpreting(), *inputs)
@@ -187,12 +191,19 @@ def _agrees(device: torch.device, dtype: torch.dtype, case: dict, tolerance: flo
         paper = (case["paper"],) * len(layout.transforms)
         forms = tuple("paper" if p else "standard" for p in paper)
         params = (static, *weights, *biases)
-        got = (
-            FusedSteps.apply(layout, sources(layout, device), paper, interpreting(), 0.0, *params),
-        )
-        expected = (
-            steps_forward(layout, dtype, 0.0, static, (*weights, *biases), False, None, forms)[0],
-        )
+        p = case["dropout"]
+        # Both paths draw the dropout noise alike (shape and order): one seed, the same masks.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            got = (
+                FusedSteps.apply(
+                    layout, sources(layout, device), paper, interpreting(), p, *params
+                ),
+            )
+            torch.manual_seed(0)
+            expected = (
+                steps_forward(layout, dtype, p, static, (*weights, *biases), False, None, forms)[0],
+            )
         inputs = params
     results = []
     for outputs in (got, expected):
@@ -212,6 +223,5 @@ __all__ = [
     "missing",
     "probe",
     "probe_tolerance",
-    "pytorch_steps",
     "run",
 ]
