@@ -519,3 +519,50 @@ def test_every_curve_cut_by_a_resume_is_marked_and_only_those():
     cut = {c for c in curves if starts_mid_run(c)}
     marked = {m.with_name("curve.csv") for m in CLAIMS.parent.glob("**/curve_cut.txt")}
     assert cut and cut == marked
+
+
+def readme_blocks(text: str) -> list[str]:
+    """The README's table rows, one each, and its paragraphs."""
+    blocks, paragraph = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            blocks.append(line)
+        elif line.strip():
+            paragraph.append(line)
+            continue
+        if paragraph:
+            blocks.append("\n".join(paragraph))
+            paragraph = []
+    return blocks + ["\n".join(paragraph)]
+
+
+def test_every_result_number_in_the_readme_is_in_the_files_its_row_links_to():
+    """The root README summarises the pages: a number in a table row or paragraph comes from
+    the results files of the pages that row or paragraph links to (their folders, a linked
+    results file itself; default_experiment.md is a results page). Large, 3- and 2-decimal
+    numbers and percentages."""
+    root = CLAIMS.parents[1]
+    docs = (root / "docs").resolve()
+    missing = []
+    text = re.sub(r"Python >= \d+\.\d+", "", (root / "README.md").read_text())  # a version
+    for block in readme_blocks(text):
+        found: set[float] = set()
+        for link in re.findall(r"\]\(([^)#\s]+)", block):
+            target = (root / link).resolve()
+            if "://" in link or not target.exists() or not target.is_relative_to(docs):
+                continue
+            if target.is_file() and (target.name != "README.md" or target.parent == docs):
+                found |= numbers_of(target)
+            folder = target if target.is_dir() else target.parent
+            if folder != docs:
+                found |= numbers_in(folder)
+        rest = PERCENT_MEAN_STD.sub(" ", MEAN_STD.sub(" ", block))
+        missing += [n for n in LARGE.findall(block) if float(n.replace(",", "")) not in found]
+        missing += [n for n in DECIMAL.findall(block) if not any(rounds_to(v, n) for v in found)]
+        missing += [n for n in TWO.findall(rest) if not any(rounds_to(v, n) for v in found)]
+        missing += [
+            f"{n}%"
+            for n in PERCENT.findall(rest)
+            if not any(rounds_to(s, n) for v in found for s in (v, v * 100, (1 - v) * 100))
+        ]
+    assert missing == [], "not in the files the README's row or paragraph links to"
