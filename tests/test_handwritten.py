@@ -48,15 +48,19 @@ def outputs(net: GridLSTM, x: torch.Tensor, state=None) -> list[torch.Tensor]:
 
 @pytest.fixture
 def calls(monkeypatch) -> list[int]:
-    """Counts the runs of the hand-written Function."""
+    """Counts the runs of the hand-written steps (or the native loop, which computes the
+    same function where it applies): the kernel layer's hyperplane steps, not the per-op."""
+    from gridlstm.nn.kernels import ops
+
     count: list[int] = []
-    original = handwritten.run
+    original = ops.hyperplane_steps
 
-    def counting(*args, **kwargs):
+    def counting(choice, *args, **kwargs):
+        assert choice in ("handwritten", "native"), choice
         count.append(1)
-        return original(*args, **kwargs)
+        return original(choice, *args, **kwargs)
 
-    monkeypatch.setattr(handwritten, "run", counting)
+    monkeypatch.setattr(ops, "hyperplane_steps", counting)
     return count
 
 

@@ -28,8 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from gridlstm.nn.checks import check_choice, check_positive
-from gridlstm.nn.kernels import native
-from gridlstm.nn.kernels.gates import lstm_reference
+from gridlstm.nn.kernels import ops
 
 KINDS = ("lstm", "nonlstm")
 OUTPUT_FORMS = ("standard", "paper")
@@ -92,34 +91,10 @@ class LSTMTransform(nn.Module):
         return lstm_pointwise(self.gates(H), m, self.peepholes(), self.coupled, self.output_form)
 
 
-def lstm_pointwise(
-    z: Tensor,
-    m: Tensor,
-    peep: tuple[Tensor | None, Tensor | None, Tensor | None],
-    coupled: bool,
-    output_form: str,
-) -> tuple[Tensor, Tensor]:
-    """The LSTM arithmetic after the gate GEMM: z (..., G*d) pre-activations, m (..., d).
-
-    Shared by `LSTMTransform` and the layer-batched hyperplane scheduler, so the two cannot
-    drift apart. ``peep`` = (input, forget, output) peephole vectors, broadcastable to m.
-    Without peepholes or coupled gates, on a CPU, with z and m in one dtype, one fused
-    native op computes it (`gridlstm.nn.kernels.native`); else `gridlstm.nn.kernels.gates`.
-    """
-    p_i, p_f, p_o = peep
-    if (
-        p_i is None
-        and p_f is None
-        and p_o is None
-        and not coupled
-        and z.dtype == m.dtype
-        and native.applies(z, "gates")
-    ):
-        from gridlstm.nn.kernels.native import functions  # needs the built library
-
-        m = m.expand(z.shape[:-1] + m.shape[-1:])
-        return functions.lstm_gates(z, m, output_form == "paper")
-    return lstm_reference(z, m, peep, coupled, output_form)
+# The LSTM arithmetic after the gate GEMM, shared by `LSTMTransform` and the layer-batched
+# hyperplane scheduler so the two cannot drift apart: the kernel layer's op (native or
+# PyTorch, chosen there).
+lstm_pointwise = ops.gates
 
 
 class NonLSTMTransform(nn.Module):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import LSTMTransform
-from gridlstm.nn.kernels import native
+from gridlstm.nn.kernels import ops
 from gridlstm.nn.kernels.lstm import lstm_kernel
 
 
@@ -27,7 +27,7 @@ def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: T
     forward + backward (docs/benchmarks.md, "Suite speed"), so the transform runs itself
     there wherever the native steps apply.
     """
-    if not isinstance(transform, LSTMTransform) or native.applies(h_depth, "fast depth step"):
+    if not isinstance(transform, LSTMTransform) or ops.fast_depth_step_native(h_depth):
         return transform(torch.cat([h_time, h_depth], -1), m_depth)
     d = h_depth.shape[-1]
     shape = h_depth.shape

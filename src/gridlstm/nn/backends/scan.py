@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from gridlstm.nn.backends import compiled
 from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
-from gridlstm.nn.kernels import fused, native
+from gridlstm.nn.kernels import fused, ops
 
 
 def weights(transform: nn.Module) -> tuple[Tensor, Tensor | None]:
@@ -104,17 +104,35 @@ def plain_lstm(transform: nn.Module) -> bool:
     )
 
 
-def native_layer(
-    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
-    """`layer` with the time loop in C++ (`gridlstm.nn.kernels.native`), or None where it
-    does not apply (the PyTorch loop then runs)."""
+def native_options(block: GridBlock) -> str | None:
+    """What of a block the native time loops do not cover (None: all of it): a transform
+    with peepholes or coupled gates (the depth one too under time priority)."""
     time, depth = block.transforms[0], block.transforms[1]
     priority = stage(block, 1) < stage(block, 0)
-    if h_depth.shape[0] == 0 or not plain_lstm(time) or (priority and not plain_lstm(depth)):
-        return None
-    if not native.applies(h_depth, "scan recurrence"):
-        return None
+    if not plain_lstm(time) or (priority and not plain_lstm(depth)):
+        return "peepholes or coupled gates"
+    return None
+
+
+def fused_options(block: GridBlock, real: Tensor | None) -> str | None:
+    """What the fused recurrence does not cover (None: all of it): sequence lengths, time
+    priority, peepholes or coupled gates."""
+    if real is not None:
+        return "sequence lengths"
+    if stage(block, 1) < stage(block, 0):
+        return "time priority"
+    if not plain_lstm(block.transforms[0]):
+        return "peepholes or coupled gates"
+    return None
+
+
+def native_layer(
+    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Pair]:
+    """`layer` with the time loop in C++ (`gridlstm.nn.kernels.native`), where
+    `gridlstm.nn.kernels.ops.scan` chose it."""
+    time, depth = block.transforms[0], block.transforms[1]
+    priority = stage(block, 1) < stage(block, 0)
     from gridlstm.nn.kernels.native import functions  # needs the built library
 
     d = h_depth.shape[-1]
@@ -146,16 +164,11 @@ def native_layer(
 
 
 def fused_layer(
-    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, Pair] | None:
+    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Pair]:
     """`layer` with the time recurrence on the fused Triton step (a GPU;
-    `gridlstm.nn.kernels.fused.scan`), or None where it does not apply: time priority,
-    sequence lengths, peepholes or coupled gates, or tensors `fused.blocker` refuses."""
+    `gridlstm.nn.kernels.fused.scan`), where `gridlstm.nn.kernels.ops.scan` chose it."""
     time = block.transforms[0]
-    if real is not None or stage(block, 1) < stage(block, 0) or not plain_lstm(time):
-        return None
-    if h_depth.shape[0] == 0 or fused.blocker(h_depth) is not None:
-        return None
     from gridlstm.nn.kernels.fused import scan as fused_scan  # imports Triton
 
     d = h_depth.shape[-1]
@@ -197,11 +210,11 @@ def layer(
     is False keep the time state unchanged.
     """
     if steps is STEPS:
-        done = fused_layer(block, h_depth, m_depth, h0, c0, valid)
-        if done is None:
-            done = native_layer(block, h_depth, m_depth, h0, c0, valid)
-        if done is not None:
-            return done
+        choice = ops.scan(h_depth, fused_options(block, valid), native_options(block))
+        if choice == "fused":
+            return fused_layer(block, h_depth, m_depth, h0, c0)
+        if choice == "native":
+            return native_layer(block, h_depth, m_depth, h0, c0, valid)
     time, depth = block.transforms[0], block.transforms[1]
     d, count = h_depth.shape[-1], h_depth.shape[0]
     keeps = [None] * count if valid is None else valid.unbind(0)

@@ -9,6 +9,8 @@ share, importing nothing above them (no `GridLSTM`, no block, no backend).
 * `fused`: the Triton GPU steps (hyperplane step, scan recurrence);
 * `recompute`: differentiable backwards (double backward) through the PyTorch reference.
 
-The backends (`gridlstm.nn.backends`) call them; `gridlstm.nn.dispatch` holds the switches
-that make them step aside and the record of what ran.
+* `ops`: the entrance: per op the one function that picks among them and records why.
+
+The backends (`gridlstm.nn.backends`) go through `ops`; `gridlstm.nn.dispatch` holds the
+switches that make them step aside and the record of what ran.
 """

@@ -28,7 +28,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gridlstm.nn.kernels import native
 from gridlstm.nn.kernels.plans import Layout
 from gridlstm.nn.kernels.pytorch_steps import steps_forward
 
@@ -201,6 +200,15 @@ class HyperplaneSteps(torch.autograd.Function):
         return (None, None, None, dbuffer[:, total:], *dweights, *dbiases)
 
 
+def gemm_dtype(static: Tensor) -> torch.dtype:
+    """The dtype the hyperplane steps' GEMMs run in: autocast's (never for float64, which
+    autocast leaves alone, as on the per-op steps), else the state's."""
+    device = static.device.type
+    if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
+        return torch.get_autocast_dtype(device)
+    return static.dtype
+
+
 def run(
     layout: Layout, static: Tensor, params: list, picks: tuple[Tensor, Tensor], dropout: float = 0.0
 ) -> Tensor:
@@ -208,17 +216,7 @@ def run(
     back to back, (len(picks[0]) + len(picks[1]), B, d). Under autocast the GEMMs run in its
     dtype and the LSTM arithmetic, the state and the outputs stay in the input's floating type
     (more precise than the per-op steps, whose gates autocast leaves in the GEMMs' dtype).
-    Without autocast, on a CPU, the native loop runs instead (`gridlstm.nn.kernels.native`;
-    same function)."""
-    device = static.device.type
-    gemm_dtype = static.dtype
-    # Autocast casts float32 and 16-bit inputs of its GEMMs, never float64 ones: a float64
-    # network under autocast keeps float64, as on the per-op steps.
-    if torch.is_autocast_enabled(device) and static.dtype != torch.float64:
-        gemm_dtype = torch.get_autocast_dtype(device)
-    if gemm_dtype == static.dtype and native.applies(static, "hyperplane step"):
-        from gridlstm.nn.kernels.native import functions  # needs the built library
-
-        return functions.hyperplane_steps(layout, static, params, picks, dropout)
-    out = HyperplaneSteps.apply(layout, gemm_dtype, dropout, static, *params)
+    Which steps run (these, the native or the fused ones) is `gridlstm.nn.kernels.ops`'s
+    choice."""
+    out = HyperplaneSteps.apply(layout, gemm_dtype(static), dropout, static, *params)
     return torch.cat([out[0].index_select(0, picks[0]), out[1].index_select(0, picks[1])])

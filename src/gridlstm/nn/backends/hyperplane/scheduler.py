@@ -1,12 +1,12 @@
-"""Execute a hyperplane plan: the hand-written steps where they apply, else the per-op
+"""Execute a hyperplane plan: the kernel layer's steps where they apply, else the per-op
 steps one hyperplane at a time.
 
 Every step's static rows (boundary state, projected input, zeros) are gathered in one
 `index_select` per part before the loop. Where every transform is a standard LSTM, all steps
-go to `gridlstm.nn.kernels.handwritten` (one autograd Function with a
-hand-written backward; same plan, same function); `handwritten_blocker` names why not. On a
-GPU the fused Triton step (`gridlstm.nn.kernels.fused`, one launch per group and step) takes
-them instead, and the paper output form as well, where `fused.blocker` allows.
+go to one of the kernel layer's step implementations (`gridlstm.nn.kernels.ops.hyperplane`
+chooses: the fused Triton step on a GPU, which also covers the paper output form; the
+native loop on a CPU; the hand-written PyTorch steps); `handwritten_blocker` names what
+they do not cover.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from gridlstm.nn.backends import compiled
 from gridlstm.nn.backends.base import Call, Network
 from gridlstm.nn.backends.hyperplane import per_op
 from gridlstm.nn.backends.hyperplane.per_op import LayerStack
-from gridlstm.nn.dispatch import note, switched_off
-from gridlstm.nn.kernels import fused, handwritten, plans
+from gridlstm.nn.kernels import ops, plans
 from gridlstm.nn.kernels.plans import Plan
 
 
@@ -118,11 +117,12 @@ def execute(
         static_all[part] = pool.index_select(0, wanted)
 
     # The fused Triton step (GPU) covers the paper output form too; the PyTorch one does not.
-    options = handwritten_blocker(stack, dropout, valid, cells, paper_form=True)
-    use_fused = (options or fused.blocker(some)) is None
-    hand = handwritten_blocker(stack, dropout, valid, cells) or switched_off("handwritten")
-    note("hyperplane steps", "handwritten", "the fused step ran" if use_fused else hand)
-    if use_fused or hand is None:
+    choice = ops.hyperplane(
+        some,
+        handwritten_blocker(stack, dropout, valid, cells, paper_form=True),
+        handwritten_blocker(stack, dropout, valid, cells),
+    )
+    if choice is not None:
         entries = list(stack.groups.values())
         params = [e[2] for e in entries] + [e[3] for e in entries]
         static = torch.stack([static_all["h"], static_all["m"]])
@@ -132,10 +132,9 @@ def execute(
         none = tops[0].new_empty(0)  # a 1-LSTM (K = 0) has no far-end cells
         picks = (torch.cat([*tops, *plan.last_rows]), torch.cat([none, *plan.last_rows]))
         layout = plans.layout(plan, stack.layers, list(stack.groups))
-        if use_fused:
-            rows = fused.run(layout, static, params, picks, p, plan=plan, paper=paper_forms(stack))
-        else:
-            rows = handwritten.run(layout, static, params, picks, p)
+        rows = ops.hyperplane_steps(
+            choice, layout, static, params, picks, p, plan=plan, paper=paper_forms(stack)
+        )
         h_rows, m_rows = rows.split([len(picks[0]), len(picks[1])])
         counts = [len(t) for t in plan.last_rows]
         columns = list(h_rows.split([len(t) for t in tops] + [sum(counts)])[: len(tops)])

@@ -60,8 +60,8 @@ def blocker(t: Tensor) -> str | None:
     """Why the fused kernels do not apply to tensors like ``t`` (device, dtype, autocast,
     switched off, torch.compile or torch.func in use, Triton missing, failed probe); None if
     they do. The options are checked by the caller: the hyperplane scheduler's
-    ``handwritten_blocker`` for the hyperplane step, the scan's ``fused_layer`` for its
-    recurrence."""
+    ``handwritten_blocker`` for the hyperplane step, the scan's ``fused_options`` for its
+    recurrence; `gridlstm.nn.kernels.ops` asks both."""
     reason = _blocker(t)
     dispatch.note("fused step", "fused", reason)
     return reason
