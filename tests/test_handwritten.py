@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.backends import hyperplane
-from gridlstm.nn.kernels import handwritten, pytorch_steps
+from gridlstm.nn.kernels import pytorch_steps
 from gridlstm.nn.kernels.native import build
 
 
