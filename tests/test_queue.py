@@ -439,12 +439,12 @@ def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
         if "frontier" not in study:
             assert set(statuses.values()) == {"completed"}, (name, report["jobs"])
             continue
-        # Tiny runs end at chance: each case runs at the ladder's first step, and no further.
+        # Each case runs at the ladder's first step; tiny runs end near chance, so most stop
+        # there by the frontier rule (one that lands above its bar by luck goes on).
         key = study["frontier"]["key"]
         first = min(job.combo[key] for job in jobs)
-        for job in jobs:
-            wanted = "completed" if job.combo[key] == first else "past the frontier"
-            assert statuses[job.name] == wanted, (name, job.name, statuses[job.name])
+        assert set(statuses.values()) <= {"completed", "past the frontier"}, (name, statuses)
+        assert all(statuses[j.name] == "completed" for j in jobs if j.combo[key] == first)
         assert (out / "table.md").is_file()
 
 
