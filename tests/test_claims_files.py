@@ -403,6 +403,10 @@ STATED = {
         "2,500": "the step by which the curves (curves.png) reached 1.0",
     },
     "paper_regime/README.md": {
+        "7,505": "the queue's wall time (its closing line)",
+        "5,010": "the 2 x 2's job seconds summed (format/cpu/queue.json)",
+        "10,055": "the search's job seconds summed so far (cpu/queue.json)",
+        "1,782": "the depth-16 job's 1782.4 s (cpu/queue.json)",
         "1,500,000": "stage 2's budget, as its rule states it",
         "1,000": "the validation and test sets' size (task.datamodule.val_size)",
     },
