@@ -19,6 +19,7 @@ from gridlstm.run.console import StepProgressBar
 from tests.conftest import ROOT, TINY, offline_env, task_overrides
 
 
+@pytest.mark.slow  # 14 s; the default suite near 10 minutes on 2 cores
 def test_console_names_the_run_directory_first_and_prints_the_config(cli):
     result = cli(*TINY, "logger=none")
     assert result.returncode == 0, result.stderr[-3000:]

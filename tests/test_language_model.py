@@ -146,6 +146,7 @@ def test_a_tiny_model_learns_a_tiny_corpus(tmp_path):
     assert module.samples_seen == trainer.global_step * 8
 
 
+@pytest.mark.slow  # 13 s; the default suite near 10 minutes on 2 cores
 def test_train_command_writes_bpc_and_throughput_and_the_sampler_reads_its_checkpoint(
     cli, tmp_path
 ):

@@ -300,6 +300,7 @@ def test_a_resumed_run_logs_into_the_same_wandb_run(cli):
     assert all(part.name.endswith(f"-{stored}") for part in parts), (stored, parts)
 
 
+@pytest.mark.slow  # 22 s; the W&B resume test keeps the default suite near 10 minutes
 def test_tensorboard_and_mlflow_keep_one_history_across_a_resume(cli):
     """logger=tensorboard and logger=mlflow, offline (a local SQLite store): the resumed part
     logs into the same MLflow run (its stored id) and beside the first part's TensorBoard
