@@ -448,19 +448,24 @@ def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
         assert (out / "table.md").is_file()
 
 
-def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: the refusal is for machines without one")
-    done = subprocess.run(
-        ["bash", "scripts/gpu_studies.sh", "minutes=1"],
+def gpu_studies(*args: str) -> subprocess.CompletedProcess:
+    """scripts/gpu_studies.sh with ``args``, offline, its output captured."""
+    return subprocess.run(
+        ["bash", "scripts/gpu_studies.sh", *args],
         cwd=ROOT,
         env=offline_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    done = gpu_studies("minutes=1")
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "gpu_studies.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU"
@@ -470,14 +475,7 @@ def test_gpu_studies_refuses_to_run_for_real_without_a_gpu():
 def test_gpu_studies_on_a_cluster_launcher_needs_no_gpu_where_the_queue_runs():
     """launcher=slurm: the queue may run on a login node; the CUDA check is the jobs'. An
     unknown launcher shows the check was passed on to the queue (one line, exit 2)."""
-    done = subprocess.run(
-        ["bash", "scripts/gpu_studies.sh", "launcher=slurmm", "minutes=1"],
-        cwd=ROOT,
-        env=offline_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = gpu_studies("launcher=slurmm", "minutes=1")
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: launcher=slurmm: unknown; choices: local,")
 
