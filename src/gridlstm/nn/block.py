@@ -87,8 +87,13 @@ class LSTMTransform(nn.Module):
             return None, self.peep[0], self.peep[1]
         return self.peep[0], self.peep[1], self.peep[2]
 
+    def finish(self, z: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        """(h', m') from the pre-activations z (the GEMM already done, as the scan backend
+        does it for all time steps at once)."""
+        return lstm_pointwise(z, m, self.peepholes(), self.coupled, self.output_form)
+
     def forward(self, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-        return lstm_pointwise(self.gates(H), m, self.peepholes(), self.coupled, self.output_form)
+        return self.finish(self.gates(H), m)
 
 
 # The LSTM arithmetic after the gate GEMM, shared by `LSTMTransform` and the layer-batched
@@ -108,8 +113,12 @@ class NonLSTMTransform(nn.Module):
         self.activation = activation
         self.linear = nn.Linear(in_features, hidden_size, bias=bias)
 
+    def finish(self, z: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        """(h', m) from the pre-activations z: the memory passes through."""
+        return ACTIVATIONS[self.activation](z), m
+
     def forward(self, H: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-        return ACTIVATIONS[self.activation](self.linear(H)), m
+        return self.finish(self.linear(H), m)
 
 
 class GridBlock(nn.Module):

@@ -19,7 +19,9 @@ priority. Per layer:
 So a forward is L * T small sequential steps of a few ops each, against sum(sizes) + L - 1
 larger but far busier steps for the general hyperplane scheduler. On a CPU, where the
 transforms in the loop are LSTMs without peepholes or coupled gates, the loop runs in C++
-(`native_layer`, `gridlstm.nn.kernels.native`); the code here is its reference and fallback.
+(`native_layer`, `gridlstm.nn.kernels.native`); the PyTorch loop
+(`gridlstm.nn.kernels.time_loop`, which the native and fused scans' double backward
+recomputes too) is their reference and fallback.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from torch import Tensor, nn
 
 from gridlstm.nn.backends import compiled
 from gridlstm.nn.backends.base import Call, Network, Pair
-from gridlstm.nn.block import ACTIVATIONS, GridBlock, LSTMTransform, lstm_pointwise
-from gridlstm.nn.kernels import fused, ops
+from gridlstm.nn.block import GridBlock, LSTMTransform
+from gridlstm.nn.kernels import fused, ops, time_loop
+from gridlstm.nn.kernels.time_loop import STEPS
 
 
 def weights(transform: nn.Module) -> tuple[Tensor, Tensor | None]:
@@ -42,56 +45,10 @@ def weights(transform: nn.Module) -> tuple[Tensor, Tensor | None]:
     return transform.linear.weight, transform.linear.bias
 
 
-def finish(transform: nn.Module, z: Tensor, m: Tensor) -> Pair:
-    """A transform's output from its pre-activations z (the GEMM already done)."""
-    if isinstance(transform, LSTMTransform):
-        return lstm_pointwise(z, m, transform.peepholes(), transform.coupled, transform.output_form)
-    return ACTIVATIONS[transform.activation](z), m  # non-LSTM: the memory passes through
-
-
 def stage(block: GridBlock, dim: int) -> int:
     """When a block computes ``dim``: 0 with the non-priority dimensions, else 1 + its
     place in the priority list (`GridBlock.forward`)."""
     return 1 + block.priority.index(dim) if dim in block.priority else 0
-
-
-def recurrence_step(
-    time: nn.Module, z_in: Tensor, h: Tensor, m: Tensor, w_prev: Tensor, real: Tensor | None
-) -> Pair:
-    """One time step without time priority: the h_{t-1} half of the time transform's GEMM
-    added to its precomputed input half ``z_in``, then the gate arithmetic. Rows where
-    ``real`` (B, 1) is False keep the state (padding steps)."""
-    h_new, m_new = finish(time, torch.addmm(z_in, h, w_prev), m)
-    if real is not None:
-        h_new, m_new = torch.where(real, h_new, h), torch.where(real, m_new, m)
-    return h_new, m_new
-
-
-def priority_step(
-    time: nn.Module,
-    depth: nn.Module,
-    depth_in: Tensor,
-    m_depth: Tensor,
-    h: Tensor,
-    m: Tensor,
-    w_depth_prev: Tensor,
-    w_time_prev: Tensor,
-    w_time_new: Tensor,
-    b_time: Tensor | None,
-    real: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One time step with time priority: the depth transform first (it reads h_{t-1}),
-    then the time transform from h_{t-1} and the new depth vector. Returns (h, m, h_depth',
-    m_depth')."""
-    hd, md = finish(depth, torch.addmm(depth_in, h, w_depth_prev), m_depth)
-    z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
-    h_new, m_new = finish(time, torch.addmm(z, hd, w_time_new), m)
-    if real is not None:
-        h_new, m_new = torch.where(real, h_new, h), torch.where(real, m_new, m)
-    return h_new, m_new, hd, md
-
-
-STEPS = {"recurrence": recurrence_step, "priority": priority_step}
 
 
 def plain_lstm(transform: nn.Module) -> bool:
@@ -191,7 +148,7 @@ def depth_after_loop(
     h_read = h_time if reads_new else torch.cat([h0[None], h_time[:-1]])
     w_depth, b_depth = weights(block.transforms[1])
     z = nn.functional.linear(torch.cat([h_read, h_depth], -1), w_depth, b_depth)
-    return finish(block.transforms[1], z, m_depth)
+    return block.transforms[1].finish(z, m_depth)
 
 
 def layer(
@@ -216,48 +173,32 @@ def layer(
         if choice == "native":
             return native_layer(block, h_depth, m_depth, h0, c0, valid)
     time, depth = block.transforms[0], block.transforms[1]
-    d, count = h_depth.shape[-1], h_depth.shape[0]
-    keeps = [None] * count if valid is None else valid.unbind(0)
+    d = h_depth.shape[-1]
     w_time, b_time = weights(time)
-    h, m = h0, c0
-    hs: list[Tensor] = []
     if stage(block, 1) < stage(block, 0):  # time priority: both transforms in the loop
         w_depth, b_depth = weights(depth)
-        # What does not depend on h_{t-1}, for all steps at once (the depth transform's
-        # h_depth half and bias); unbind, not [t]: one backward node for all steps instead
-        # of a zero-filled (T, B, G) gradient per step.
-        depth_in = nn.functional.linear(h_depth, w_depth[:, d:], b_depth).unbind(0)
-        m_steps = m_depth.unbind(0)
-        w_depth_prev = w_depth[:, :d].t()
-        w_time_prev, w_time_new = w_time[:, :d].t(), w_time[:, d:].t()
-        hd_out, md_out = [], []
-        for t in range(count):
-            h, m, hd, md = steps["priority"](
-                time,
-                depth,
-                depth_in[t],
-                m_steps[t],
-                h,
-                m,
-                w_depth_prev,
-                w_time_prev,
-                w_time_new,
-                b_time,
-                keeps[t],
-            )
-            hs.append(h)
-            hd_out.append(hd)
-            md_out.append(md)
-        return torch.stack(hs), torch.stack(hd_out), torch.stack(md_out), (h, m)
-
-    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time).unbind(0)  # all steps
-    w_prev = w_time[:, :d].t()
-    for t in range(count):
-        h, m = steps["recurrence"](time, time_in[t], h, m, w_prev, keeps[t])
-        hs.append(h)
-    h_time = torch.stack(hs)
+        # What does not depend on h_{t-1}, for all steps at once: the depth transform's
+        # h_depth half and bias.
+        depth_in = nn.functional.linear(h_depth, w_depth[:, d:], b_depth)
+        step_weights = (w_depth[:, :d].t(), w_time[:, :d].t(), w_time[:, d:].t(), b_time)
+        h_time, m_time, h_up, m_up = time_loop.priority_recurrence(
+            time.finish,
+            depth.finish,
+            depth_in,
+            m_depth,
+            h0,
+            c0,
+            step_weights,
+            valid,
+            steps["priority"],
+        )
+        return h_time, h_up, m_up, (h_time[-1], m_time[-1])
+    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)  # all steps at once
+    h_time, m_time = time_loop.recurrence(
+        time.finish, time_in, h0, c0, w_time[:, :d].t(), valid, steps["recurrence"]
+    )
     h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
-    return h_time, h_up, m_up, (h, m)
+    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
 
 
 def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:

@@ -5,12 +5,14 @@ derivatives are the reference's. Pure PyTorch: importable without any built libr
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from gridlstm.nn import dispatch
+from gridlstm.nn.kernels import time_loop
 from gridlstm.nn.kernels.gates import lstm_reference
 
 if TYPE_CHECKING:
@@ -43,23 +45,21 @@ def differentiable_backward(
     return [next(grads) if need else None for need in needs]
 
 
-def _keep(real: Tensor | None, t: int, new: Tensor, old: Tensor) -> Tensor:
-    return new if real is None else torch.where(real[t], new, old)
+def reference_cell(paper: bool) -> time_loop.Cell:
+    """The plain LSTM arithmetic (no peepholes, not coupled) in the output form of a native
+    or fused scan: the cell its recomputation runs `gridlstm.nn.kernels.time_loop` with."""
+    return functools.partial(
+        lstm_reference,
+        peep=(None,) * 3,
+        coupled=False,
+        output_form="paper" if paper else "standard",
+    )
 
 
 def recurrence_reference(time_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
     """A 2-LSTM layer's time recurrence in PyTorch, from its input half ``time_in`` (T, B,
     4d): (hs, ms) each (T, B, d); rows where ``real`` (T, B, 1) is False keep the state."""
-    form = "paper" if paper else "standard"
-    h, m, hs, ms = h0, c0, [], []
-    for t in range(time_in.shape[0]):
-        h_new, m_new = lstm_reference(
-            torch.addmm(time_in[t], h, w_prev), m, (None,) * 3, False, form
-        )
-        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
-        hs.append(h)
-        ms.append(m)
-    return torch.stack(hs), torch.stack(ms)
+    return time_loop.recurrence(reference_cell(paper), time_in, h0, c0, w_prev, real)
 
 
 def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
@@ -85,19 +85,17 @@ def scan_priority_reference(  # noqa: ANN201
 ):
     """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
     depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
-    forms = ("paper" if paper_time else "standard", "paper" if paper_depth else "standard")
-    none = (None, None, None)
-    h, m, out = h0, c0, ([], [], [], [])
-    for t in range(depth_in.shape[0]):
-        hd, md = lstm_reference(
-            torch.addmm(depth_in[t], h, w_depth_prev), m_depth[t], none, False, forms[1]
-        )
-        z = h @ w_time_prev if b_time is None else torch.addmm(b_time, h, w_time_prev)
-        h_new, m_new = lstm_reference(torch.addmm(z, hd, w_time_new), m, none, False, forms[0])
-        h, m = _keep(real, t, h_new, h), _keep(real, t, m_new, m)
-        for values, x in zip(out, (h, m, hd, md), strict=True):
-            values.append(x)
-    return tuple(torch.stack(values) for values in out)
+    weights = (w_depth_prev, w_time_prev, w_time_new, b_time)
+    return time_loop.priority_recurrence(
+        reference_cell(paper_time),
+        reference_cell(paper_depth),
+        depth_in,
+        m_depth,
+        h0,
+        c0,
+        weights,
+        real,
+    )
 
 
 def hyperplane_reference(
