@@ -1,7 +1,9 @@
 """Each family's configuration for a study's next stage, by the rule fixed before its search
 (`gridlstm.analysis.stages.FASTEST_THEN_BEST`), from the jobs the study queue copied; it
-prints the choices and the next stage's ``cases`` for the studies file, and writes them
-to ``<folder>/choices.md`` (the page's table):
+prints the choices and the next stage's ``cases`` for the studies file, the edge rule's
+cases where a chosen rate sits at the end of the rates searched (`stages.edge_cases`; the
+searches that state that rule run them first), and writes the choices to
+``<folder>/choices.md`` (the page's table):
 
     python scripts/choose_next_stage.py docs/claims/parity_sizes/cpu model param_budget
     python scripts/choose_next_stage.py docs/claims/addition_lengths/cpu model
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from gridlstm.analysis.stages import as_cases, choices_markdown, choose, read_jobs
+from gridlstm.analysis.stages import as_cases, choices_markdown, choose, edge_cases, read_jobs
 
 
 def main(argv: list[str]) -> None:
@@ -36,6 +38,11 @@ def main(argv: list[str]) -> None:
     print(f"wrote {folder / 'choices.md'}")
     print("\n# the next stage's cases (scripts/cpu_studies.yaml):")
     print(yaml.safe_dump({"cases": as_cases(chosen, groups)}, sort_keys=False), end="")
+    edges = edge_cases(rows, chosen, groups)
+    if edges:
+        print("\n# first, where a search's edge rule applies: its chosen rate at the grid's end,")
+        print("# the rate beyond it (seed 1, the search's settings):")
+        print(yaml.safe_dump({"cases": edges}, sort_keys=False), end="")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gridlstm.analysis.stages import as_cases, choices_markdown, choose, read_jobs
+from gridlstm.analysis.stages import as_cases, choices_markdown, choose, edge_cases, read_jobs
 
 
 def job(folder, name, overrides, **record):
@@ -83,4 +83,35 @@ def test_the_choices_become_the_next_stages_cases_typed_and_in_group_order(tmp_p
             "optim.optimizer.lr": 0.003,
         }
         for b, n in ((17600, 8), (70400, 1), (281600, 4))
+    ]
+
+
+def test_a_rate_chosen_at_the_grids_edge_adds_the_rate_beyond_it_once(tmp_path):
+    def run(model, layers, lr, acc):
+        overrides = [f"model={model}", f"model.net.num_layers={layers}", f"optim.optimizer.lr={lr}"]
+        job(tmp_path, f"{model}-{layers}-{lr}", overrides, **{"val/acc": acc})
+
+    for lr, acc in ((0.0003, 0.2), (0.001, 0.5), (0.003, 0.9)):  # best at the top edge
+        run("stacked_lstm", 2, lr, acc)
+    for lr, acc in ((0.0003, 0.9), (0.001, 0.5), (0.003, 0.2)):  # best at the bottom edge
+        run("grid2d", 8, lr, acc)
+    for lr, acc in ((0.0003, 0.2), (0.001, 0.9), (0.003, 0.5)):  # inside: nothing to add
+        run("grid2d_untied", 4, lr, acc)
+    groups = ["model"]
+    rows = read_jobs(tmp_path)
+    assert edge_cases(rows, choose(rows, groups), groups) == [
+        {"model": "grid2d", "model.net.num_layers": 8, "optim.optimizer.lr": 0.0001},
+        {"model": "stacked_lstm", "model.net.num_layers": 2, "optim.optimizer.lr": 0.01},
+    ]
+    # once the neighbour ran (and lost), the rule names it no more
+    run("stacked_lstm", 2, 0.01, 0.1)
+    rows = read_jobs(tmp_path)
+    assert edge_cases(rows, choose(rows, groups), groups) == [
+        {"model": "grid2d", "model.net.num_layers": 8, "optim.optimizer.lr": 0.0001},
+    ]
+    # a neighbour that wins is a new edge: the next rate beyond it
+    run("grid2d", 8, 0.0001, 0.95)
+    rows = read_jobs(tmp_path)
+    assert edge_cases(rows, choose(rows, groups), groups) == [
+        {"model": "grid2d", "model.net.num_layers": 8, "optim.optimizer.lr": 3e-05},
     ]

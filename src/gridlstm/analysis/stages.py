@@ -136,3 +136,41 @@ def choices_markdown(rows: list[dict[str, Any]], groups: Sequence[str]) -> str:
 def _cell(value: Any, form: str = "{:,.0f}") -> str:
     found = number(value)
     return "-" if found is None else form.format(found)
+
+
+# Learning rates in half-decade steps: a search's grid is a run of three of them, and the
+# rate just beyond each end is the neighbour a choice at that end adds first.
+RATE_LADDER = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+RATE = "optim.optimizer.lr"
+
+
+def _on_ladder(rate: float) -> int:
+    for index, step in enumerate(RATE_LADDER):
+        if math.isclose(rate, step, rel_tol=1e-6):
+            return index
+    raise ValueError(f"learning rate {rate} is not on the ladder {RATE_LADDER}")
+
+
+def edge_cases(
+    rows: list[dict[str, Any]],
+    chosen: dict[tuple[str, ...], dict[str, Any]],
+    groups: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The search's edge rule: a group whose chosen rate is the lowest or highest rate its
+    search ran gets its chosen configuration at the ladder's next rate beyond that end
+    (3e-3 -> 1e-2, 3e-4 -> 1e-4), as ``cases``. Once that job ran the end moved: the rule
+    names a rate again only while the end keeps winning. Why: a best rate at the grid's edge
+    says only that the optimum may lie beyond it."""
+    cases = []
+    for group in sorted(chosen, key=_order):
+        mine = [r for r in rows if tuple(str(r.get(g, "")) for g in groups) == group]
+        rates = sorted({_on_ladder(float(r[RATE])) for r in mine if number(r.get(RATE))})
+        row = chosen[group]
+        at = _on_ladder(float(row[RATE]))
+        if len(rates) < 2 or at not in (rates[0], rates[-1]):
+            continue
+        beyond = at - 1 if at == rates[0] else at + 1
+        if not 0 <= beyond < len(RATE_LADDER):
+            continue
+        cases.append(as_cases({group: row}, groups)[0] | {RATE: RATE_LADDER[beyond]})
+    return cases
