@@ -86,10 +86,47 @@ def test_every_compatible_pair_runs_fast_dev_run(model, task, tmp_path):
 
 
 def test_every_preset_logs_to_wandb_and_csv(tmp_path):
-    """Curves for every preset: the table command reads the CSV logs, W&B the dashboards."""
-    for preset in sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")):
+    """Curves for every preset: the table command reads the CSV logs, W&B the dashboards.
+    (Not `default`, the root settings `python train.py` runs: W&B alone, as the README says.)"""
+    presets = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+    assert "default" in presets
+    for preset in presets:
         cfg = compose_train([f"experiment={preset}"], tmp_path)
-        assert set(cfg.logger) == {"wandb", "csv"}, preset
+        expected = {"wandb"} if preset == "default" else {"wandb", "csv"}
+        assert set(cfg.logger) == expected, preset
+
+
+def test_the_default_experiment_stops_once_solved_where_the_task_has_a_solved(tmp_path):
+    """`python train.py` (experiment `default`) stops at a validation above the task's
+    solved_above; a task with no "solved" is never stopped by it; a preset replaces it."""
+    cfg = compose_train([], tmp_path)
+    assert cfg.callbacks.solved.stopping_threshold == 0.9985
+    assert cfg.callbacks.solved.monitor == "val/acc" and cfg.callbacks.solved.mode == "max"
+    assert compose_train(["task=text"], tmp_path).callbacks.solved.stopping_threshold is None
+    assert "solved" not in compose_train(["experiment=addition_cpu"], tmp_path).callbacks
+    assert "solved" not in compose_train(["callbacks=default"], tmp_path).callbacks
+
+
+@pytest.mark.parametrize(("solved_above", "steps"), [(-1.0, 4), (1.0, 12)])
+def test_the_default_experiment_ends_at_the_first_validation_above_solved(
+    solved_above, steps, tmp_path
+):
+    """Above the task's solved_above at the first validation (step 4): the run ends there,
+    completed, and is tested; never above it (1.0: strictly above cannot happen): max_steps."""
+    small = [
+        "logger=none",
+        "model.net.hidden_size=8",
+        "model.net.num_layers=1",
+        "task.datamodule.batch_size=4",
+        "task.datamodule.batches_per_epoch=4",
+        "task.datamodule.val_size=8",
+        "task.datamodule.test_size=8",
+        "trainer.max_steps=12",
+        f"task.solved_above={solved_above}",
+    ]
+    metrics = train(compose_train(small, tmp_path))
+    assert (metrics["global_step"], metrics["status"]) == (steps, "completed")
+    assert "test/acc" in metrics
 
 
 def test_the_n_lstm_is_spelt_gridnd_everywhere():
