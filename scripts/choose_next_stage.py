@@ -7,6 +7,11 @@ searches that state that rule run them first), and writes the choices to
 
     python scripts/choose_next_stage.py docs/claims/parity_sizes/cpu model param_budget
     python scripts/choose_next_stage.py docs/claims/addition_lengths/cpu model
+    python scripts/choose_next_stage.py \
+        docs/claims/paper_regime/cpu,docs/claims/paper_regime/edge/cpu model
+
+Several folders (comma-separated): their jobs are ranked together (a search and its edge
+jobs); ``choices.md`` goes to the first.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from gridlstm.analysis.stages import as_cases, choices_markdown, choose, edge_ca
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 2 or not (Path(argv[0]) / "jobs").is_dir():
+    folders = [Path(f) for f in argv[0].split(",")] if argv else []
+    if len(argv) < 2 or not all((f / "jobs").is_dir() for f in folders):
         raise SystemExit(__doc__)
-    folder, groups = Path(argv[0]), argv[1:]
-    rows = read_jobs(folder)
-    print(f"{len(rows)} completed jobs in {folder}")
+    folder, groups = folders[0], argv[1:]
+    rows = [row for f in folders for row in read_jobs(f)]
+    print(f"{len(rows)} completed jobs in {', '.join(str(f) for f in folders)}")
     chosen = choose(rows, groups)
     for group, row in sorted(chosen.items()):
         print(

@@ -27,7 +27,14 @@ from gridlstm.analysis.lr_check import (
     learning_rate_cases,
     learning_rate_frontier_cases,
 )
-from gridlstm.analysis.stages import CHOICES_HEAD, as_cases, choices_markdown, choose, read_jobs
+from gridlstm.analysis.stages import (
+    CHOICES_HEAD,
+    as_cases,
+    choices_markdown,
+    choose,
+    edge_cases,
+    read_jobs,
+)
 from gridlstm.analysis.studies import load_studies
 from gridlstm.analysis.tables import verdicts_from_csv
 
@@ -103,6 +110,16 @@ def test_the_parity_frontier_runs_the_configurations_the_search_rule_chose():
     chosen = as_cases(choose(read_jobs(CLAIMS / "parity_sizes" / "cpu"), groups), groups)
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     assert studies["parity_sizes_frontier"]["cases"] == chosen
+
+
+def test_the_paper_regime_edge_study_runs_the_search_rules_edge_cases():
+    """Stage 1 of paper_regime chose two rates at the top of its grid: those configurations
+    run first at the rate beyond, with the search's own settings."""
+    rows = read_jobs(CLAIMS / "paper_regime" / "cpu")
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    edge, search = studies["paper_regime_edge"], studies["paper_regime_search"]
+    assert edge["cases"] == edge_cases(rows, choose(rows, ["model"]), ["model"])
+    assert edge["overrides"] == search["overrides"]
 
 
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
