@@ -120,6 +120,11 @@ def test_the_paper_regime_edge_study_runs_the_search_rules_edge_cases():
     edge, search = studies["paper_regime_edge"], studies["paper_regime_search"]
     assert edge["cases"] == edge_cases(rows, choose(rows, ["model"]), ["model"])
     assert edge["overrides"] == search["overrides"]
+    # the tied grid won at the rate beyond, again the top: the next step beyond it
+    rows += read_jobs(CLAIMS / "paper_regime" / "edge" / "cpu")
+    second = studies["paper_regime_edge2"]
+    assert second["cases"] == edge_cases(rows, choose(rows, ["model"]), ["model"])
+    assert second["overrides"] == search["overrides"]
 
 
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
@@ -422,7 +427,11 @@ STATED = {
     "paper_regime/README.md": {
         "7,505": "the queue's wall time (its closing line)",
         "5,010": "the 2 x 2's job seconds summed (format/cpu/queue.json)",
-        "10,055": "the search's job seconds summed so far (cpu/queue.json)",
+        "16,963": "the search's job seconds summed over both runs (cpu/queue.json)",
+        "3,581": "the search's second run's wall time (the queue's closing line)",
+        "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
+        "262,144": "16 d^2 x 4 layers, d = 64: the untied grid's multiply-adds per position",
+        "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
         "1,782": "the depth-16 job's 1782.4 s (cpu/queue.json)",
         "1,500,000": "stage 2's budget, as its rule states it",
         "1,000": "the validation and test sets' size (task.datamodule.val_size)",
