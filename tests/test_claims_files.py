@@ -127,6 +127,28 @@ def test_the_paper_regime_edge_study_runs_the_search_rules_edge_cases():
     assert second["overrides"] == search["overrides"]
 
 
+def test_the_paper_regime_frontier_runs_the_rules_choices_after_the_edge_steps():
+    """Stage 2 of paper_regime: each family's choice over the search and both edge steps,
+    with no edge left, at 3, 5 and 7 digits, seeds 1-3, under the frontier rule."""
+    regime = CLAIMS / "paper_regime"
+    rows = [r for f in ("cpu", "edge/cpu", "edge2/cpu") for r in read_jobs(regime / f)]
+    chosen = choose(rows, ["model"])
+    assert edge_cases(rows, chosen, ["model"]) == []
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    frontier = studies["paper_regime_frontier"]
+    assert frontier["cases"] == as_cases(chosen, ["model"])
+    assert frontier["grid"] == {"task.datamodule.digits": [3, 5, 7], "seed": [1, 2, 3]}
+    assert frontier["frontier"] == {
+        "key": "task.datamodule.digits",
+        "metric": "val/acc",
+        "below": 0.1,
+    }
+    search = studies["paper_regime_search"]["overrides"]
+    assert frontier["overrides"] == [
+        o if not o.startswith("trainer.max_steps=") else "trainer.max_steps=100000" for o in search
+    ]
+
+
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
     """Stage 2 of addition across lengths: each family's choice by stage 1's rule."""
     chosen = as_cases(choose(read_jobs(CLAIMS / "addition_lengths" / "cpu"), ["model"]), ["model"])
