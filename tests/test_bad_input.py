@@ -157,6 +157,11 @@ TRAIN = [
     ("task.datamodule.batch_size=0", "task=addition: batch_size"),
     ("task.datamodule.val_size=0", "task=addition: val_size"),
     ("task.threshold=1.5", "task=addition: threshold must be in (0, 1]"),
+    ("task.solved_above=abc", "task.solved_above=abc: expected a number or null"),
+    (
+        "callbacks.solved.stopping_threshold=high",
+        "callbacks.solved.stopping_threshold=high: expected a number or null",
+    ),
     (
         "task.datamodule.feedback=echo",
         "task=addition: feedback must be one of 'teacher', 'none'; got 'echo'",

@@ -341,9 +341,26 @@ def check_components(cfg: DictConfig) -> None:
             )
 
 
+def check_solved_above(cfg: DictConfig) -> None:
+    """``task.solved_above`` and any callback's ``stopping_threshold`` (callbacks=solved, the
+    default experiment): a number or null. Lightning would compare a text value with the
+    metric only at the first validation, after the work has started."""
+    values = [("task.solved_above", cfg.task.get("solved_above"))]
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and "stopping_threshold" in node:
+            values.append((f"callbacks.{name}.stopping_threshold", node.stopping_threshold))
+    for key, value in values:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(
+                f"{key}={value}: expected a number or null (the main metric {cfg.task.monitor} "
+                "above which callbacks=solved stops the run; null: never)"
+            )
+
+
 def check_run(cfg: DictConfig) -> None:
     """Everything a run will hand to Lightning and torch, checked before any work."""
     check_components(cfg)
+    check_solved_above(cfg)
     check_loggers(cfg)
     check_value_types(cfg.model.get("net"), "model.net")
     check_value_types(cfg.task.get("datamodule"), "task.datamodule")
