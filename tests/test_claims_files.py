@@ -422,7 +422,6 @@ STATED = {
         "32,000": "round 1's validation interval in samples",
     },
     "addition_lengths/README.md": {
-        "100,000": "the unit of the compute estimate",
         "5,562": "stage 1's job seconds summed (cpu/queue.json)",
         "2,857": "stage 1's wall time (the queue's closing line)",
         "18,584": "stage 2's job seconds summed (frontier/cpu/queue.json)",
@@ -451,6 +450,7 @@ STATED = {
         "5,010": "the 2 x 2's job seconds summed (format/cpu/queue.json)",
         "16,963": "the search's job seconds summed over both runs (cpu/queue.json)",
         "3,581": "the search's second run's wall time (the queue's closing line)",
+        "1,443": "stage 2's first run's wall time (the queue's closing line)",
         "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
         "262,144": "16 d^2 x 4 layers, d = 64: the untied grid's multiply-adds per position",
         "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
