@@ -59,6 +59,11 @@ def rank_key(row: dict[str, Any], rule: Sequence[tuple[str, str]]) -> tuple[floa
     return tuple(key)
 
 
+def group_of(row: dict[str, Any], groups: Sequence[str]) -> tuple[str, ...]:
+    """The row's values of ``groups`` (e.g. model and param_budget), as text."""
+    return tuple(str(row.get(g, "")) for g in groups)
+
+
 def choose(
     rows: list[dict[str, Any]],
     groups: Sequence[str],
@@ -67,7 +72,7 @@ def choose(
     """The best row of each combination of ``groups`` (e.g. model and param_budget)."""
     best: dict[tuple[str, ...], dict[str, Any]] = {}
     for row in rows:
-        group = tuple(str(row.get(g, "")) for g in groups)
+        group = group_of(row, groups)
         if group not in best or rank_key(row, rule) < rank_key(best[group], rule):
             best[group] = row
     return best
@@ -122,7 +127,7 @@ def choices_markdown(rows: list[dict[str, Any]], groups: Sequence[str]) -> str:
     ]
     table = []
     for group in sorted(chosen, key=_order):
-        mine = [r for r in rows if tuple(str(r.get(g, "")) for g in groups) == group]
+        mine = [r for r in rows if group_of(r, groups) == group]
         reached = sum(number(r.get("val/samples_to_threshold")) is not None for r in mine)
         row = chosen[group]
         config = ", ".join(f"{k.split('.')[-1]} {row.get(k)}" for k in CHOSEN_KEYS)
@@ -163,7 +168,7 @@ def edge_cases(
     says only that the optimum may lie beyond it."""
     cases = []
     for group in sorted(chosen, key=_order):
-        mine = [r for r in rows if tuple(str(r.get(g, "")) for g in groups) == group]
+        mine = [r for r in rows if group_of(r, groups) == group]
         rates = sorted({_on_ladder(float(r[RATE])) for r in mine if number(r.get(RATE))})
         row = chosen[group]
         at = _on_ladder(float(row[RATE]))
