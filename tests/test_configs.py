@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import torch
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
