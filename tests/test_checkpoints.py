@@ -44,9 +44,17 @@ def test_the_suites_own_config_passes_and_comes_back_as_plain_data():
         ({"callbacks": {"x": {"_target_": "gridlstm.nn.GridLSTM"}}}, "callbacks.x._target_"),
         ({"model": "${x}", "x": {"net": {**NET, "_target_": "builtins.exec"}}}, "'builtins.exec'"),
         ({"model": {"net": {**NET, "input_size": "${oc.env:HOME}"}}}, "resolver 'oc.env'"),
-        (
+        (  # oc.create is resolved (pure), and what it creates is checked like any node
             {"model": {"net": {**NET, "input_size": "${oc.create:{_target_: os.system}}"}}},
-            "resolver 'oc.create'",
+            "model.net.input_size._target_ is not allowed there",
+        ),
+        (
+            {"optim": {"optimizer": ADAM, "scheduler": "${oc.create:{_target_: os.system}}"}},
+            "'os.system' is not one of",
+        ),
+        (
+            {"optim": {"optimizer": ADAM, "scheduler": "${oc.create:{x: ${oc.env:HOME}}}"}},
+            "resolver 'oc.env'",
         ),
         ({"model": {"net": {**NET, "input_size": "${..missing}"}}}, "cannot be read as a config"),
         ({"optim": {"optimizer": {**ADAM, "_target_": "torch.load"}}}, "'torch.load' is not one"),
@@ -61,6 +69,22 @@ def test_a_target_anywhere_else_is_refused(change, message):
         plain_tree(config(**change), CONFIG_TARGETS, "cfg")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_default_experiments_scheduler_written_through_oc_create_comes_back_as_data():
+    """conf/experiment_task/default_addition.yaml writes its LinearLR through oc.create (so a
+    command-line scheduler replaces it whole): a stored run of it must still be readable."""
+    linear = (
+        "${oc.create:{_target_: torch.optim.lr_scheduler.LinearLR, _partial_: true, "
+        "end_factor: 0.2, total_iters: ${trainer.max_steps}}}"
+    )
+    tree = config(optim={"optimizer": dict(ADAM), "scheduler": linear}, trainer={"max_steps": 30})
+    assert plain_tree(tree, CONFIG_TARGETS, "cfg")["optim"]["scheduler"] == {
+        "_target_": "torch.optim.lr_scheduler.LinearLR",
+        "_partial_": True,
+        "end_factor": 0.2,
+        "total_iters": 30,
+    }
 
 
 def test_text_from_an_escaped_interpolation_stays_text():

@@ -107,6 +107,84 @@ def test_the_default_experiment_stops_once_solved_where_the_task_has_a_solved(tm
     assert "solved" not in compose_train(["callbacks=default"], tmp_path).callbacks
 
 
+def test_the_default_experiment_on_addition_decays_its_learning_rate_over_its_steps(tmp_path):
+    """`python train.py` (experiment `default`, task addition) runs at most 3,000 steps and
+    decays Adam's 3e-3 linearly to a fifth over the run's max_steps, stepped every optimizer
+    step: checked on the learning rate the real run logs (LearningRateMonitor, CSV)."""
+    cfg = compose_train([], tmp_path)
+    assert (cfg.trainer.max_steps, cfg.optim.optimizer.lr) == (3000, 0.003)
+    assert OmegaConf.to_container(cfg.optim.scheduler, resolve=True) == {
+        "_target_": "torch.optim.lr_scheduler.LinearLR",
+        "_partial_": True,
+        "start_factor": 1.0,
+        "end_factor": 0.2,
+        "total_iters": 3000,
+    }
+    small = [
+        "logger=csv",
+        "model.net.hidden_size=8",
+        "model.net.num_layers=1",
+        "task.datamodule.batch_size=4",
+        "task.datamodule.batches_per_epoch=5",
+        "task.datamodule.val_size=8",
+        "task.datamodule.test_size=8",
+        "trainer.max_steps=10",
+        "trainer.log_every_n_steps=1",
+        "task.solved_above=1.0",  # never stopped early
+    ]
+    train(compose_train(small, tmp_path))
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    lr = {}
+    for row in rows[1:]:
+        values = dict(zip(header, row.split(","), strict=True))
+        if values.get("lr-Adam"):
+            lr[int(values["step"])] = float(values["lr-Adam"])
+    assert lr[0] == pytest.approx(0.003)
+    assert lr[5] == pytest.approx(0.003 * (1 - 0.8 * 5 / 10))
+    assert lr[9] == pytest.approx(0.003 * (1 - 0.8 * 9 / 10))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["experiment=addition_cpu"], ["task=translation"], ["task=parity"], ["task=enwik8"]],
+    ids=["a preset", "translation", "parity", "enwik8"],
+)
+def test_only_the_default_experiment_on_addition_gets_the_decay_and_the_3000_steps(
+    overrides, tmp_path
+):
+    """A preset keeps its own budget and schedule; the default experiment on another task runs
+    the root's 5,000 steps at a constant rate (an overfit-to-BLEU-100 translation run needs
+    them), as before."""
+    cfg = compose_train(overrides, tmp_path)
+    assert cfg.optim.scheduler is None
+    root = OmegaConf.load(CONF / "trainer" / "default.yaml").max_steps
+    preset = CONF / "experiment" / f"{cfg.hydra.runtime.choices.experiment}.yaml"
+    stated = OmegaConf.load(preset).get("trainer", {}).get("max_steps", root)
+    assert cfg.trainer.max_steps == stated
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "optim.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7}",
+            {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 7},
+        ),
+        ("optim.scheduler=null", None),
+    ],
+    ids=["another scheduler", "none"],
+)
+def test_a_command_line_scheduler_replaces_the_default_experiments_whole(
+    override, expected, tmp_path
+):
+    """Not merged into LinearLR's keys (a StepLR given start_factor would not build)."""
+    cfg = compose_train([override], tmp_path)
+    scheduler = cfg.optim.scheduler
+    got = OmegaConf.to_container(scheduler, resolve=True) if scheduler is not None else None
+    assert got == expected
+
+
 @pytest.mark.parametrize(("solved_above", "steps"), [(-1.0, 4), (1.0, 12)])
 def test_the_default_experiment_ends_at_the_first_validation_above_solved(
     solved_above, steps, tmp_path

@@ -175,3 +175,21 @@ def test_a_resume_compares_what_an_interpolated_setting_resolves_to(tmp_path):
         assert changed_settings(now_none, tmp_path / "run") == [
             "model.net.priority=depth (now none)"
         ]
+
+
+def test_a_resume_judges_a_setting_derived_from_max_steps_as_the_stored_run_had_it(tmp_path):
+    """The default experiment's LinearLR runs over ${trainer.max_steps}: a longer max_steps
+    (which a resume may change) is not a change of the optimiser, since the checkpoint
+    restores the scheduler's own total_iters; another schedule or rate still is."""
+    from gridlstm.run.stored_config import changed_settings, save
+    from tests.test_configs import compose_train
+
+    save(compose_train([], tmp_path), tmp_path / "run")
+    assert (
+        changed_settings(compose_train(["trainer.max_steps=6000"], tmp_path), tmp_path / "run")
+        == []
+    )
+    assert changed_settings(
+        compose_train(["optim.optimizer.lr=0.001"], tmp_path), tmp_path / "run"
+    ) == ["optim.optimizer.lr=0.003 (now 0.001)"]
+    assert changed_settings(compose_train(["optim.scheduler=null"], tmp_path), tmp_path / "run")

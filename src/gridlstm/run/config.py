@@ -462,9 +462,11 @@ def compose_problem(argv: list[str], conf: Path) -> str | None:
 
 
 # Resolvers a saved config may call when a tool reads it back (tables, evaluate): OmegaConf's
-# pure selection. Anything else (oc.env, oc.decode, a resolver of another program or one this
-# suite retired) stays literal text: a tool never copies the environment into its output.
-SAFE_RESOLVERS = frozenset({"oc.select"})
+# pure selection and container creation (what oc.create builds is checked after resolution
+# like any stored node: `checkpoints.plain_tree`). Anything else (oc.env, oc.decode, a
+# resolver of another program or one this suite retired) stays literal text: a tool never
+# copies the environment into its output.
+SAFE_RESOLVERS = frozenset({"oc.select", "oc.create"})
 RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
 
 

@@ -23,6 +23,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 SUBDIR = ".hydra"
 # What a run trains: a resume that changes one of these is a different run.
 FIXED = ("model", "task", "optim", "seed", "param_budget")
+# What a resume may change (how the run is carried out). A FIXED value derived from one of these
+# is judged as the stored run had it.
+MAY_CHANGE = ("trainer", "logger", "hardware", "callbacks")
 
 
 def save(cfg: DictConfig, output_dir: Path) -> None:
@@ -55,15 +58,6 @@ def _values(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out |= _flat(value, f"{prefix}{key}.")
-        return out
-    return {prefix.rstrip("."): node}
-
-
 def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
     """``key=stored (now new)`` for every setting of `FIXED` a resume would change; empty
     when the directory stores no config."""
@@ -77,17 +71,31 @@ def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
     if not isinstance(stored, dict):
         return [f"{path} is not a mapping of settings"]
     # Compared as the run reads them: a key that points at another (model.net.priority:
-    # ${grid2d_priority}) by the value it resolves to, in each config's own root.
+    # ${grid2d_priority}) by the value it resolves to. The new settings are resolved beside
+    # the stored run's own values of what a resume may change: a value derived from one of
+    # them (the default experiment's LinearLR total_iters: ${trainer.max_steps}) is the
+    # stored run's, as the scheduler state the checkpoint restores is.
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    now = _values({**raw, **{key: stored[key] for key in MAY_CHANGE if key in stored}})
     stored = _values(stored)
-    now = _values(OmegaConf.to_container(cfg, resolve=False))
-    changes = []
+    changes: list[str] = []
     for section in FIXED:
-        before = _flat(stored.get(section), f"{section}.")
-        after = _flat(now.get(section), f"{section}.")
-        for key in sorted(before):
-            if key in after and after[key] != before[key]:
-                changes.append(f"{key}={before[key]} (now {after[key]})")
+        if section in stored and section in now:
+            changes += _differences(stored[section], now[section], section)
     return changes
+
+
+def _differences(before: Any, after: Any, where: str) -> list[str]:
+    """``key=before (now after)`` wherever the two trees differ; a key only ``after`` has
+    is a newer option (unchanged). A setting turned on or off (a scheduler: null against a
+    mapping) is a difference at its own key."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes: list[str] = []
+        for key in sorted(before, key=str):
+            if key in after:
+                changes += _differences(before[key], after[key], f"{where}.{key}")
+        return changes
+    return [] if before == after else [f"{where}={before} (now {after})"]
 
 
 def discard_if_fresh(output_dir: Path) -> None:
