@@ -453,7 +453,7 @@ STATED = {
         "1,443": "stage 2's first run's wall time (the queue's closing line)",
         "1,821": "stage 2's second run's wall time (the queue's closing line)",
         "3,484": "stage 2's third run's wall time (the queue's closing line)",
-        "2,255": "the tied grid's 5-digit seed 1 job, 2255.2 s (frontier/cpu/queue.json)",
+        "4,303": "stage 2's fourth run's wall time (the queue's closing line)",
         "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
         "262,144": "16 d^2 x 4 layers, d = 64: the untied grid's multiply-adds per position",
         "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
