@@ -3,6 +3,7 @@ and completes a ``fast_dev_run`` (in process, like lightning-hydra-template's te
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -133,13 +134,8 @@ def test_the_default_experiment_on_addition_decays_its_learning_rate_over_its_st
         "task.solved_above=1.0",  # never stopped early
     ]
     train(compose_train(small, tmp_path))
-    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    lr = {}
-    for row in rows[1:]:
-        values = dict(zip(header, row.split(","), strict=True))
-        if values.get("lr-Adam"):
-            lr[int(values["step"])] = float(values["lr-Adam"])
+    with (tmp_path / "csv" / "metrics.csv").open() as handle:
+        lr = {int(r["step"]): float(r["lr-Adam"]) for r in csv.DictReader(handle) if r["lr-Adam"]}
     assert lr[0] == pytest.approx(0.003)
     assert lr[5] == pytest.approx(0.003 * (1 - 0.8 * 5 / 10))
     assert lr[9] == pytest.approx(0.003 * (1 - 0.8 * 9 / 10))
