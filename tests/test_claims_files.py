@@ -149,6 +149,31 @@ def test_the_paper_regime_frontier_runs_the_rules_choices_after_the_edge_steps()
     ]
 
 
+def test_the_paper_regime_learning_rate_check_runs_each_neighbour_of_each_chosen_rate():
+    """Stage 3 of paper_regime, parity's stage 6 rule: at each family's length after its
+    stage-2 frontier, the rates one step either side of its chosen one, in the rates stage 1
+    and its edge steps ran extended by a step beyond each edge, seed 1, stage 2's settings."""
+    regime = CLAIMS / "paper_regime"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    ran = sorted(
+        {float(r["optim.optimizer.lr"]) for f in ("cpu", "edge/cpu", "edge2/cpu")
+         for r in read_jobs(regime / f)}
+    )
+    assert ran == [0.0003, 0.001, 0.003, 0.01, 0.03]
+    by = dict(size="experiment", key="task.datamodule.digits")
+    found = frontiers([regime / "frontier" / "cpu"], **by)
+    assert {r.family: (r.largest_solved, r.after) for r in found} == {
+        "grid2d": (None, 3),
+        "grid2d_untied": (5, 7),
+        "stacked_lstm": (3, 5),
+    }
+    named = learning_rate_cases(found, [0.0001, *ran, 0.1], **by)
+    expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
+    lr = studies["paper_regime_lr"]
+    assert lr["cases"] == expected
+    assert lr["overrides"] == studies["paper_regime_frontier"]["overrides"]
+
+
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
     """Stage 2 of addition across lengths: each family's choice by stage 1's rule."""
     chosen = as_cases(choose(read_jobs(CLAIMS / "addition_lengths" / "cpu"), ["model"]), ["model"])
