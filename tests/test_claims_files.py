@@ -156,8 +156,11 @@ def test_the_paper_regime_learning_rate_check_runs_each_neighbour_of_each_chosen
     regime = CLAIMS / "paper_regime"
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     ran = sorted(
-        {float(r["optim.optimizer.lr"]) for f in ("cpu", "edge/cpu", "edge2/cpu")
-         for r in read_jobs(regime / f)}
+        {
+            float(r["optim.optimizer.lr"])
+            for f in ("cpu", "edge/cpu", "edge2/cpu")
+            for r in read_jobs(regime / f)
+        }
     )
     assert ran == [0.0003, 0.001, 0.003, 0.01, 0.03]
     by = dict(size="experiment", key="task.datamodule.digits")
@@ -170,8 +173,26 @@ def test_the_paper_regime_learning_rate_check_runs_each_neighbour_of_each_chosen
     named = learning_rate_cases(found, [0.0001, *ran, 0.1], **by)
     expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
     lr = studies["paper_regime_lr"]
-    assert lr["cases"] == expected
+    # the same cases; the order is the queue's (the two families the paper compares first)
+    assert len(lr["cases"]) == len(expected) == 6
+    assert all(case in expected for case in lr["cases"])
     assert lr["overrides"] == studies["paper_regime_frontier"]["overrides"]
+
+
+def test_the_paper_regime_learning_rate_check_goes_on_where_a_rate_solved():
+    """Stage 3's follow-up: where a checked rate solved (the tied grid at 3e-3, 3 digits),
+    the frontier rule in that rate names the seeds missing there and at the length after."""
+    regime = CLAIMS / "paper_regime"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    lengths = studies["paper_regime_frontier"]["grid"]["task.datamodule.digits"]
+    by = dict(size="experiment", key="task.datamodule.digits")
+    named = learning_rate_frontier_cases([regime / "lr" / "cpu"], lengths, **by)
+    named = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
+    follow = studies["paper_regime_lr_seeds"]
+    # a subset: check jobs that completed after it was written may name more
+    assert len(follow["cases"]) == 5
+    assert all(case in named for case in follow["cases"])
+    assert follow["overrides"] == studies["paper_regime_frontier"]["overrides"]
 
 
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
