@@ -201,6 +201,8 @@ def test_the_default_experiment_ends_at_the_first_validation_above_solved(
     metrics = train(compose_train(small, tmp_path))
     assert (metrics["global_step"], metrics["status"]) == (steps, "completed")
     assert "test/acc" in metrics
+    # the record names the seed the run used, here the default's (no seed on the command line)
+    assert metrics["seed"] == compose_train(small, tmp_path).seed
 
 
 def test_the_n_lstm_is_spelt_gridnd_everywhere():

@@ -54,6 +54,9 @@ def interrupted_then_resumed(cli, args: list[str], step: int, name: str = "SIGTE
     assert first.returncode == code, first.stderr[-2000:]
     record = metrics(run)
     assert record["status"] == "interrupted" and record["global_step"] == step
+    # the record names the seed the run used: the command line's, else train.yaml's 1234
+    given = [a.split("=", 1)[1] for a in args if a.startswith("seed=")]
+    assert record["seed"] == int(given[-1] if given else 1234)
     interrupted_parts[run] = record["wall_time_s"]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert f"interrupted by {name} at step {step}" in first.stderr

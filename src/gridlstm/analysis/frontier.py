@@ -46,8 +46,9 @@ class Frontier:
 
 
 def seed_of(row: dict[str, Any], conf_dir: Path | None) -> str:
-    """The seed a job ran with: its ``seed`` override, else the one its experiment file sets,
-    else train.yaml's (the queue copies the overrides, not the composed config)."""
+    """The seed a job ran with: its ``seed`` override or record (``metrics.json`` holds it),
+    else the one its experiment file sets, else train.yaml's (for records written before
+    the seed was: the queue copies the overrides, not the composed config)."""
     if row.get("seed") is not None:
         return str(row["seed"])
     files = [f"experiment/{row['experiment']}.yaml"] if row.get("experiment") else []

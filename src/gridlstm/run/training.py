@@ -5,7 +5,8 @@ Run-output contract (docs/configuration.md, "Outputs"): every run writes into it
 output directory the composed config (``.hydra/``), ``checkpoints/last.ckpt`` and the best
 checkpoint, logs, and ``metrics.json``: a flat object with a ``status`` (`gridlstm.run.runs`),
 the final ``val/...`` and ``test/...`` metrics (measured on the best checkpoint) plus
-``params``, ``samples_seen`` and ``wall_time_s``.
+``params``, ``samples_seen``, ``wall_time_s`` and the ``seed`` it ran with (a studies file
+that sets no seed runs train.yaml's: the record says which).
 
 Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged; 128 + the
 signal number when interrupted (143 SIGTERM, 130 SIGINT), after saving
@@ -152,11 +153,18 @@ def choose_start(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, dict[s
 
 
 def stopped(
-    status: str, reason: str, exit_code: int, trainer: L.Trainer, module: Any, start: float
+    status: str,
+    reason: str,
+    exit_code: int,
+    trainer: L.Trainer,
+    module: Any,
+    start: float,
+    seed: int,
 ) -> Stopped:
     metrics = {
         "status": status,
         "reason": reason,
+        "seed": seed,
         "params": module.num_parameters,
         **getattr(module, "extra_metrics", {}),  # e.g. the width a param_budget solved
         "samples_seen": module.samples_seen,
@@ -279,7 +287,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics = evaluate_best(trainer, module, datamodule, callbacks)
     except Diverged as error:
-        raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start) from None
+        raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start, cfg.seed) from None
     except ValueError as error:
         problem = interval_problem(error, trainer, cfg)
         if problem is None:
@@ -293,9 +301,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"; resume with resume=auto from {interrupt.ckpt_path}" if trainer.global_step else ""
         )
         reason = f"interrupted by {interrupt.reason} at step {trainer.global_step}{saved}"
-        raise stopped(runs.INTERRUPTED, reason, 128 + number, trainer, module, start) from None
+        raise stopped(
+            runs.INTERRUPTED, reason, 128 + number, trainer, module, start, cfg.seed
+        ) from None
     metrics.update(
         status=runs.COMPLETED,
+        seed=cfg.seed,
         params=module.num_parameters,
         samples_seen=module.samples_seen,
         global_step=trainer.global_step,
