@@ -229,6 +229,22 @@ def test_a_renamed_model_option_is_refused_with_the_new_name():
     )
 
 
+@pytest.mark.parametrize(
+    "argv", [["~experiment"], ["experiment=null"], ["-m", "~experiment", "seed=1,2"]]
+)
+def test_removing_the_experiment_preset_is_refused_naming_the_presets(argv):
+    """train.yaml picks per-task settings by the preset's name: a run without one gets one
+    line naming the presets, not Hydra's interpolation error."""
+    from gridlstm.run.config import compose_problem
+
+    problem = compose_problem(argv, CONF)
+    arg = next(a for a in argv if "experiment" in a)
+    assert problem.startswith(f"{arg}: every run takes an experiment preset")
+    choices = problem.split("choices: ")[1].split(", ")
+    assert choices == sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+    assert {"default", "addition_paper", "deep_tied"} <= set(choices)
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_states_the_facts_its_tables_report(task, tmp_path):
     """The tables read a task's size option and the paper's claim from the job's saved config

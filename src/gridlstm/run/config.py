@@ -435,12 +435,28 @@ def renamed_option_problem(argv: list[str]) -> str | None:
     return None
 
 
+def preset_removed_problem(argv: list[str], conf: Path) -> str | None:
+    """A line for a command line that removes the experiment preset (``~experiment``,
+    ``experiment=null``): train.yaml picks the per-task settings by the preset's name
+    (``experiment_task: ${experiment}_${task}``), so a run needs one; Hydra's own message
+    names neither the cause nor the choices."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key == "~experiment" or (key.lstrip("+") == "experiment" and value in ("", "null")):
+            choices = ", ".join(sorted(p.stem for p in (conf / "experiment").glob("*.yaml")))
+            return (
+                f"{arg}: every run takes an experiment preset (experiment=default is the root "
+                f"settings, stopping once solved); choices: {choices}"
+            )
+    return None
+
+
 def compose_problem(argv: list[str], conf: Path) -> str | None:
     """Hydra's own refusals (an unknown config-group option, a key that is not in the config,
     an override that does not parse) as one line, before Hydra would print them over several
     lines with exit code 1; a renamed option (`RENAMED_OPTIONS`) in any command line. Sweeps
     (``-m``) and Hydra's flags (``--help``, ``--cfg``) are otherwise left to Hydra."""
-    if problem := renamed_option_problem(argv):
+    if problem := renamed_option_problem(argv) or preset_removed_problem(argv, conf):
         return problem
     if any(arg.startswith("-") for arg in argv):
         return None
