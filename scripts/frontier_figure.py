@@ -26,6 +26,13 @@ cases are parity's):
     python scripts/frontier_figure.py docs/claims/addition_lengths/frontier \
         docs/claims/addition_lengths/frontier/cpu docs/claims/addition_lengths/decide/cpu \
         --by experiment,task.datamodule.digits
+
+``--by`` with ``--checked`` writes best_rate.md and best_rate_verdicts.md (no figure) and
+prints the check's next stage over the settings the chosen runs covered:
+
+    python scripts/frontier_figure.py docs/claims/paper_regime/frontier \
+        docs/claims/paper_regime/frontier/cpu --checked docs/claims/paper_regime/lr/cpu \
+        docs/claims/paper_regime/lr_seeds/cpu --by experiment,task.datamodule.digits
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import yaml
 from gridlstm.analysis.frontier import (
     cells_verdicts,
     frontiers,
+    markdown,
     missing_seeds,
     seed_cases,
     verdicts_markdown,
@@ -49,6 +57,7 @@ from gridlstm.analysis.lr_check import (
     best_rate_intro,
     learning_rate_frontier_cases,
 )
+from gridlstm.analysis.stages import number, read_jobs
 
 STUDIES = Path(__file__).with_name("cpu_studies.yaml")
 
@@ -59,19 +68,38 @@ def bits_grid() -> list[int]:
     return studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
 
 
-def best_rate(out: Path, chosen: list[str], checked: list[str]) -> None:
-    """The frontier at each family and budget's best learning rate, and the check's next stage."""
-    found = best_rate_frontiers([Path(a) for a in chosen], [Path(a) for a in checked])
+def settings_in(folders: list[Path], key: str) -> list[int]:
+    """The settings the folders' completed jobs ran (the sweep's grid, for another task)."""
+    return sorted({int(v) for f in folders for r in read_jobs(f) if (v := number(r.get(key)))})
+
+
+def best_rate(
+    out: Path, chosen: list[str], checked: list[str], by: tuple[str, str] | None = None
+) -> None:
+    """The frontier at each family and size's best learning rate, its verdicts, and the
+    check's next stage. ``by`` (size, setting columns) for another task than parity: then the
+    table and the verdicts only (the figure is parity's), the grid the chosen runs covered."""
+    size, key = by or ("param_budget", "task.datamodule.bits")
+    options = dict(size=size, key=key)
+    chosen_paths, checked_paths = [Path(a) for a in chosen], [Path(a) for a in checked]
+    found = best_rate_frontiers(chosen_paths, checked_paths, **options)
     for row, rate in found:
         print(row.family, row.size, row.largest_solved, "chosen" if rate is None else rate)
     intro = best_rate_intro(chosen, checked)
-    for path in write([r for r, _ in found], out, name="best_rate", intro=intro):
-        print(f"wrote {path}")
-    runs = best_rate_cells([Path(a) for a in chosen], [Path(a) for a in checked], found)
+    if by is None:
+        for path in write([r for r, _ in found], out, name="best_rate", intro=intro):
+            print(f"wrote {path}")
+        grid = bits_grid()
+    else:
+        page = out / "best_rate.md"
+        page.write_text(markdown([r for r, _ in found], [], key.split(".")[-1], intro))
+        print(f"wrote {page}")
+        grid = settings_in(chosen_paths, key)
+    runs = best_rate_cells(chosen_paths, checked_paths, found, **options)
     verdicts = out / "best_rate_verdicts.md"
-    verdicts.write_text(cells_verdicts(runs, intro))
+    verdicts.write_text(cells_verdicts(runs, intro, size=size, key=key))
     print(f"wrote {verdicts}")
-    named = learning_rate_frontier_cases([Path(a) for a in checked], bits_grid())
+    named = learning_rate_frontier_cases(checked_paths, grid, **options)
     print("\n# the check's next stage (each seed still missing in a solving rate; none: done):")
     print(yaml.safe_dump({"cases": named}, sort_keys=False), end="")
 
@@ -96,8 +124,15 @@ def main(argv: list[str]) -> None:
         if at + 1 >= len(argv):
             raise SystemExit(__doc__)
         by, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
-        if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in argv[1:]):
+        folders = [a for a in argv[1:] if a != "--checked"]
+        if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
             raise SystemExit(__doc__)
+        if "--checked" in argv:
+            size, _, key = by.partition(",")
+            if not size or not key or "," in key:
+                raise SystemExit(f"--by {by}: give two columns, SIZE,KEY")
+            at = argv.index("--checked")
+            return best_rate(Path(argv[0]), argv[1:at], argv[at + 1 :], (size, key))
         return by_columns(Path(argv[0]), argv[1:], by)
     folders = [a for a in argv[1:] if a != "--checked"]
     if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):

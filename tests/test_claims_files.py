@@ -85,14 +85,20 @@ BEST_RATE = sorted(CLAIMS.rglob("best_rate.md"))
 def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today(page):
     """Each family and size at its best learning rate (`gridlstm.analysis.lr_check`)."""
     text = page.read_text()
+    committed = (page.parent / "best_rate_verdicts.md").read_text()
     chosen, checked = best_rate_sources(text)
     root = CLAIMS.parents[1]
     folders = [root / s for s in chosen], [root / s for s in checked]
-    found = best_rate_frontiers(*folders)
+    # the columns a cell holds fixed besides the family, as its verdicts' sections name them
+    size, key = re.search(r"^## (\S+?)=.*?, (\S+?)=", committed, re.M).groups()
+    setting = re.search(r"\| largest (\S+) solved \|", text).group(1)
+    found = best_rate_frontiers(*folders, size=size, key=key)
     intro = best_rate_intro(chosen, checked)
-    assert markdown([row for row, _ in found], [], intro=intro) == text
-    verdicts = cells_verdicts(best_rate_cells(*folders, found), intro)
-    assert (page.parent / "best_rate_verdicts.md").read_text() == verdicts
+    assert markdown([row for row, _ in found], [], setting, intro=intro) == text
+    verdicts = cells_verdicts(
+        best_rate_cells(*folders, found, size=size, key=key), intro, size=size, key=key
+    )
+    assert committed == verdicts
 
 
 @pytest.mark.parametrize("verdicts", FRONTIER_VERDICTS, ids=lambda p: str(p.relative_to(CLAIMS)))
