@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gridlstm.analysis.frontier import (
     SOURCES,
@@ -29,6 +30,7 @@ from gridlstm.analysis.lr_check import (
 )
 from gridlstm.analysis.stages import (
     CHOICES_HEAD,
+    CHOSEN_KEYS,
     as_cases,
     choices_markdown,
     choose,
@@ -199,6 +201,29 @@ def test_the_paper_regime_learning_rate_check_goes_on_where_a_rate_solved():
     assert len(follow["cases"]) == 5
     assert all(case in named for case in follow["cases"])
     assert follow["overrides"] == studies["paper_regime_frontier"]["overrides"]
+
+
+def test_the_paper_regime_deciding_stage_runs_seeds_4_to_6_at_each_familys_best_rate():
+    """Stage 4: at the length after the tied grid's best-rate frontier, every family that ran
+    it (at its best rate, as best_rate.md reads the folders), seeds 4-6."""
+    regime = CLAIMS / "paper_regime"
+    chosen = [regime / "frontier" / "cpu"]
+    checked = [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"]
+    by = dict(size="experiment", key="task.datamodule.digits")
+    found = best_rate_frontiers(chosen, checked, **by)
+    after = next(row.after for row, _ in found if row.family == "grid2d")
+    assert after == 5
+    expected = []
+    for (family, _, setting), runs in best_rate_cells(chosen, checked, found, **by).items():
+        if setting == after:
+            config = {k: yaml.safe_load(str(runs[0][k])) for k in CHOSEN_KEYS}
+            case = {"model": family, **config, "task.datamodule.digits": setting}
+            expected += [{**case, "seed": seed} for seed in (4, 5, 6)]
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    decide = studies["paper_regime_decide"]
+    assert len(decide["cases"]) == len(expected) == 9
+    assert all(case in expected for case in decide["cases"])
+    assert decide["overrides"] == studies["paper_regime_frontier"]["overrides"]
 
 
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
