@@ -137,8 +137,10 @@ def test_a_stopped_run_records_the_width_its_param_budget_solved():
 
     module = SimpleNamespace(num_parameters=251490, extra_metrics={"hidden": 124}, samples_seen=64)
     trainer = SimpleNamespace(global_step=1)
-    record = stopped("interrupted", "interrupted by SIGTERM at step 1", 143, trainer, module, 0.0)
+    reason = "interrupted by SIGTERM at step 1"
+    record = stopped("interrupted", reason, 143, trainer, module, 0.0, seed=7)
     assert record.metrics["hidden"] == 124 and record.metrics["params"] == 251490
+    assert record.metrics["seed"] == 7
 
 
 @pytest.mark.parametrize(
