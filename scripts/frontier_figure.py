@@ -104,13 +104,19 @@ def best_rate(
     print(yaml.safe_dump({"cases": named}, sort_keys=False), end="")
 
 
-def by_columns(out: Path, folders: list[str], by: str) -> None:
-    """Frontier and verdicts with cells by family x ``by``'s two columns (size, setting)."""
+def split_by(by: str) -> tuple[str, str]:
+    """``--by SIZE,KEY`` as its two columns."""
     size, _, key = by.partition(",")
     if not size or not key or "," in key:
         raise SystemExit(
             f"--by {by}: give two columns, SIZE,KEY (e.g. experiment,task.datamodule.digits)"
         )
+    return size, key
+
+
+def by_columns(out: Path, folders: list[str], by: str) -> None:
+    """Frontier and verdicts with cells by family x ``by``'s two columns (size, setting)."""
+    size, key = split_by(by)
     for row in frontiers([Path(a) for a in folders], size=size, key=key):
         print(row.family, row.size, "largest solved:", row.largest_solved, "after:", row.after)
     verdicts = out / "verdicts.md"
@@ -128,11 +134,8 @@ def main(argv: list[str]) -> None:
         if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
             raise SystemExit(__doc__)
         if "--checked" in argv:
-            size, _, key = by.partition(",")
-            if not size or not key or "," in key:
-                raise SystemExit(f"--by {by}: give two columns, SIZE,KEY")
             at = argv.index("--checked")
-            return best_rate(Path(argv[0]), argv[1:at], argv[at + 1 :], (size, key))
+            return best_rate(Path(argv[0]), argv[1:at], argv[at + 1 :], split_by(by))
         return by_columns(Path(argv[0]), argv[1:], by)
     folders = [a for a in argv[1:] if a != "--checked"]
     if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
