@@ -33,10 +33,20 @@ prints the check's next stage over the settings the chosen runs covered:
     python scripts/frontier_figure.py docs/claims/paper_regime/frontier \
         docs/claims/paper_regime/frontier/cpu --checked docs/claims/paper_regime/lr/cpu \
         docs/claims/paper_regime/lr_seeds/cpu --by experiment,task.datamodule.digits
+
+A deciding stage's folders after ``--more`` (further seeds run at each family's best rate once
+the check fixed it) also write best_rate_seeds_verdicts.md: the cells with those seeds joined at
+each family's rate, every pair of families compared (the rates stay the check's):
+
+    python scripts/frontier_figure.py docs/claims/paper_regime/frontier \
+        docs/claims/paper_regime/frontier/cpu --checked docs/claims/paper_regime/lr/cpu \
+        docs/claims/paper_regime/lr_seeds/cpu --more docs/claims/paper_regime/decide/cpu \
+        --by experiment,task.datamodule.digits
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -60,6 +70,7 @@ from gridlstm.analysis.lr_check import (
 from gridlstm.analysis.stages import number, read_jobs
 
 STUDIES = Path(__file__).with_name("cpu_studies.yaml")
+SEEDS_VERDICTS = "best_rate_seeds_verdicts.md"
 
 
 def bits_grid() -> list[int]:
@@ -74,11 +85,17 @@ def settings_in(folders: list[Path], key: str) -> list[int]:
 
 
 def best_rate(
-    out: Path, chosen: list[str], checked: list[str], by: tuple[str, str] | None = None
+    out: Path,
+    chosen: list[str],
+    checked: list[str],
+    by: tuple[str, str] | None = None,
+    more: list[str] | None = None,
 ) -> None:
     """The frontier at each family and size's best learning rate, its verdicts, and the
     check's next stage. ``by`` (size, setting columns) for another task than parity: then the
-    table and the verdicts only (the figure is parity's), the grid the chosen runs covered."""
+    table and the verdicts only (the figure is parity's), the grid the chosen runs covered.
+    ``more``: a deciding stage's folders (further seeds at each best rate), whose verdicts go
+    to best_rate_seeds_verdicts.md with every pair of families compared."""
     size, key = by or ("param_budget", "task.datamodule.bits")
     options = dict(size=size, key=key)
     chosen_paths, checked_paths = [Path(a) for a in chosen], [Path(a) for a in checked]
@@ -99,6 +116,13 @@ def best_rate(
     verdicts = out / "best_rate_verdicts.md"
     verdicts.write_text(cells_verdicts(runs, intro, size=size, key=key))
     print(f"wrote {verdicts}")
+    if more:
+        more_paths = [Path(a) for a in more]
+        runs = best_rate_cells(chosen_paths, checked_paths, found, more=more_paths, **options)
+        head = best_rate_intro(chosen, checked, more)
+        verdicts = out / SEEDS_VERDICTS
+        verdicts.write_text(cells_verdicts(runs, head, size=size, key=key, pairs=True))
+        print(f"wrote {verdicts}")
     named = learning_rate_frontier_cases(checked_paths, grid, **options)
     print("\n# the check's next stage (each seed still missing in a solving rate; none: done):")
     print(yaml.safe_dump({"cases": named}, sort_keys=False), end="")
@@ -124,36 +148,45 @@ def by_columns(out: Path, folders: list[str], by: str) -> None:
     print(f"wrote {verdicts}")
 
 
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("out", type=Path, help="the folder the tables are written to")
+    parser.add_argument("folders", nargs="+", help="the frontier's (chosen) job folders")
+    parser.add_argument("--checked", nargs="+", help="the learning-rate check's job folders")
+    parser.add_argument(
+        "--more", nargs="+", help="a deciding stage's folders: further seeds at each best rate"
+    )
+    parser.add_argument("--by", help="SIZE,KEY: the columns a cell holds fixed (not parity)")
+    args = parser.parse_args(argv)
+    named = args.folders + (args.checked or []) + (args.more or [])
+    if missing := [a for a in named if not (Path(a) / "jobs").is_dir()]:
+        parser.error(f"no jobs/ folder in {', '.join(missing)} (give the study's copied folders)")
+    if args.more and not args.checked:
+        parser.error("--more needs --checked (further seeds join each family's best rate)")
+    return args
+
+
 def main(argv: list[str]) -> None:
-    if "--by" in argv:
-        at = argv.index("--by")
-        if at + 1 >= len(argv):
-            raise SystemExit(__doc__)
-        by, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
-        folders = [a for a in argv[1:] if a != "--checked"]
-        if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
-            raise SystemExit(__doc__)
-        if "--checked" in argv:
-            at = argv.index("--checked")
-            return best_rate(Path(argv[0]), argv[1:at], argv[at + 1 :], split_by(by))
-        return by_columns(Path(argv[0]), argv[1:], by)
-    folders = [a for a in argv[1:] if a != "--checked"]
-    if len(argv) < 2 or not all((Path(a) / "jobs").is_dir() for a in folders):
-        raise SystemExit(__doc__)
-    if "--checked" in argv:
-        at = argv.index("--checked")
-        return best_rate(Path(argv[0]), argv[1:at], argv[at + 1 :])
-    found = frontiers([Path(a) for a in argv[1:]])
+    args = arguments(argv)
+    by = split_by(args.by) if args.by else None
+    if args.checked:
+        return best_rate(args.out, args.folders, args.checked, by, args.more)
+    if by:
+        return by_columns(args.out, args.folders, args.by)
+    found = frontiers([Path(a) for a in args.folders])
     for row in found:
         print(row)
-    for path in write(found, Path(argv[0]), argv[1:]):
+    for path in write(found, args.out, args.folders):
         print(f"wrote {path}")
-    verdicts = Path(argv[0]) / "verdicts.md"
-    verdicts.write_text(verdicts_markdown([Path(a) for a in argv[1:]], argv[1:]))
+    folders = [Path(a) for a in args.folders]
+    verdicts = args.out / "verdicts.md"
+    verdicts.write_text(verdicts_markdown(folders, args.folders))
     print(f"wrote {verdicts}")
     print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
     print(yaml.safe_dump({"cases": seed_cases(found)}, sort_keys=False), end="")
-    fill = missing_seeds([Path(a) for a in argv[1:]], bits_grid())
+    fill = missing_seeds(folders, bits_grid())
     print("\n# the fill stage's cases (each with its missing seed; none: every frontier is done):")
     print(yaml.safe_dump({"cases": fill}, sort_keys=False), end="")
 

@@ -88,7 +88,8 @@ def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today
     """Each family and size at its best learning rate (`gridlstm.analysis.lr_check`)."""
     text = page.read_text()
     committed = (page.parent / "best_rate_verdicts.md").read_text()
-    chosen, checked = best_rate_sources(text)
+    chosen, checked, more = best_rate_sources(text)
+    assert more == []  # the rates are the check's; further seeds go to the seeds verdicts
     root = CLAIMS.parents[1]
     folders = [root / s for s in chosen], [root / s for s in checked]
     # the columns a cell holds fixed besides the family, as its verdicts' sections name them
@@ -101,6 +102,15 @@ def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today
         best_rate_cells(*folders, found, size=size, key=key), intro, size=size, key=key
     )
     assert committed == verdicts
+    seeds = page.parent / "best_rate_seeds_verdicts.md"
+    if seeds.exists():  # a deciding stage's seeds, joined at each family's best rate
+        head = seeds.read_text().splitlines()[0]
+        assert best_rate_sources(head)[:2] == (chosen, checked)
+        more = [root / s for s in best_rate_sources(head)[2]]
+        assert more
+        cells_more = best_rate_cells(*folders, found, more=more, size=size, key=key)
+        expected = cells_verdicts(cells_more, head, size=size, key=key, pairs=True)
+        assert seeds.read_text() == expected
 
 
 @pytest.mark.parametrize("verdicts", FRONTIER_VERDICTS, ids=lambda p: str(p.relative_to(CLAIMS)))

@@ -297,6 +297,24 @@ def test_each_family_is_stated_at_the_rate_that_solves_the_largest_setting(tmp_p
     assert sorted(runs) == [("a", "100", 14), ("a", "100", 16), ("b", "100", 14), ("c", "100", 12)]
     assert [r["test/acc"] for r in runs[("a", "100", 14)]] == [1.0, 1.0, 0.5]  # 0.001's alone
     intro = best_rate_intro(["x/frontier", "x/seeds"], ["x/lr", "x/lr_seeds"])
-    assert best_rate_sources(intro) == (["x/frontier", "x/seeds"], ["x/lr", "x/lr_seeds"])
+    sources = (["x/frontier", "x/seeds"], ["x/lr", "x/lr_seeds"])
+    assert best_rate_sources(intro) == (*sources, [])
+    assert best_rate_sources(best_rate_intro(*sources, ["x/decide"])) == (*sources, ["x/decide"])
     page, _, _ = write([r for r, _ in found], tmp_path / "out", name="best_rate", intro=intro)
     assert page.name == "best_rate.md" and page.read_text().startswith(intro + "\n")
+
+    # a deciding stage: seeds 4-5 of every family, each at its own best rate, in one folder
+    # that also holds a run of family a at its chosen rate (0.003) and one of b at 0.001
+    decide = tmp_path / "decide"
+    for model, lr, acc in [("a", 0.001, 0.9), ("b", 0.003, 0.8), ("c", 0.001, 0.7)]:
+        for seed in (4, 5):
+            overrides = ["model=" + model, "param_budget=100", "model.net.num_layers=4"]
+            overrides += [f"optim.optimizer.lr={lr}", "task.datamodule.bits=14", f"seed={seed}"]
+            job(decide, f"{model}-{lr}-{seed}", overrides, **{"test/acc": acc, "params": 100})
+    at(decide, "a", 0.003, 14, [0.0])  # not a's best rate: stays out
+    at(decide, "b", 0.001, 14, [0.0])  # not b's chosen rate: stays out
+    more = best_rate_cells([chosen], [checked], found, more=[decide])
+    assert sorted(r["test/acc"] for r in more[("a", "100", 14)]) == [0.5, 0.9, 0.9, 1.0, 1.0]
+    assert sorted(r["test/acc"] for r in more[("b", "100", 14)]) == [0.8, 0.8, 1.0, 1.0, 1.0]
+    assert [r["test/acc"] for r in more[("c", "100", 14)]] == [0.7, 0.7]  # a setting of its own
+    assert more[("a", "100", 16)] == runs[("a", "100", 16)]

@@ -7,8 +7,10 @@ import csv
 import math
 
 import pytest
+from scipy import stats
 
 from gridlstm import tables as command
+from gridlstm.analysis import verdicts
 from gridlstm.analysis.verdicts import BEYOND, UNDECIDED, WITHIN, Cell, compare, welch
 
 
@@ -111,3 +113,25 @@ def test_out_must_be_a_markdown_file_name_beside_the_table(tmp_path, capsys, out
     assert raised.value.code == 2
     assert f"out={out}: a file name ending in .md" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
+def test_every_pair_is_compared_by_the_same_rule_the_better_cell_first():
+    """A claim about two cells neither of which is the best (the paper's tied grid against a
+    stacked LSTM, behind an untied grid) reads its p from the pairs table."""
+    values = {"tied": [0.97, 0.88, 0.07], "untied": [0.99, 0.69, 1.0], "stacked": [0.02, 0.03]}
+    rows = [{"model": m, "acc": v} for m, vs in values.items() for v in vs]
+    pairs = verdicts.pairwise(rows, ["model"], "acc", "max")
+    names = [(c.best.name, c.other.name) for c in pairs]
+    assert names == [
+        ("model=untied", "model=tied"),
+        ("model=untied", "model=stacked"),
+        ("model=tied", "model=stacked"),
+    ]
+    expected = stats.ttest_ind(values["tied"], values["stacked"], equal_var=False).pvalue
+    assert pairs[2].p == pytest.approx(expected)
+    text = verdicts.report(rows, ["model"], "acc", "max", pairs=True)
+    assert f"| model=tied | model=stacked | +{0.64 - 0.025:.4f} |" in text
+    assert f"{expected:.3g} | within the seed spread |" in text
+    assert "Every pair" not in verdicts.report(rows, ["model"], "acc", "max")
+    two = [r for r in rows if r["model"] != "untied"]
+    assert "Every pair" not in verdicts.report(two, ["model"], "acc", "max", pairs=True)

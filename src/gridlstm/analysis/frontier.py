@@ -163,9 +163,11 @@ def cells_verdicts(
     size: str = "param_budget",
     key: str = "task.datamodule.bits",
     metric: str = "test/acc",
+    pairs: bool = False,
 ) -> str:
     """`verdicts_markdown` of cells already gathered (e.g. each family at its own rate), below
-    ``head`` (the line naming their sources)."""
+    ``head`` (the line naming their sources); ``pairs``: every pair of families compared too
+    (`gridlstm.analysis.verdicts.pairwise`)."""
     ran: dict[tuple[str, int], set[str]] = {}
     for fam, sz, setting in found:
         ran.setdefault((sz, setting), set()).add(fam)
@@ -179,7 +181,7 @@ def cells_verdicts(
     return (
         head
         + "\n\n"
-        + verdicts.report(rows, [size, key, family], metric, "max", within=[size, key])
+        + verdicts.report(rows, [size, key, family], metric, "max", within=[size, key], pairs=pairs)
     )
 
 

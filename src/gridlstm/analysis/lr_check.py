@@ -16,7 +16,15 @@ from typing import Any
 
 import yaml
 
-from gridlstm.analysis.frontier import SOLVED_SHARE, Frontier, cells, frontiers, missing_seeds
+from gridlstm.analysis.frontier import (
+    SOLVED_SHARE,
+    Frontier,
+    cells,
+    find_conf_dir,
+    frontiers,
+    missing_seeds,
+    seed_of,
+)
 from gridlstm.analysis.stages import number, read_jobs
 
 LR_KEY = "optim.optimizer.lr"
@@ -132,29 +140,49 @@ def best_rate_cells(
     checked: Sequence[Path],
     found: list[tuple[Frontier, float | None]],
     *,
+    more: Sequence[Path] = (),
     family: str = "model",
     size: str = "param_budget",
     key: str = "task.datamodule.bits",
 ) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
     """Each family and size's runs at its best rate (`best_rate_frontiers`), every setting it
-    ran there: the cells a verdict compares across families."""
-    out = {}
+    ran there: the cells a verdict compares across families. ``more``: folders of further
+    seeds run at each family's best rate once it was fixed (a deciding stage); their runs join
+    a cell only at that family's rate (the checked one, or its chosen configuration's), by
+    seed, so a folder holding several families' rates never pools one rate into another's."""
+    out: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    conf_dir = find_conf_dir()
     for row, rate in found:
         folders, match = (chosen, None) if rate is None else (checked, {LR_KEY: rate})
-        for cell, runs in cells(folders, family, size, key, match).items():
+        at = rate if rate is not None else number(row.chosen().get(LR_KEY))
+        gathered = {
+            cell: {seed_of(r, conf_dir): r for r in runs}
+            for cell, runs in cells(folders, family, size, key, match).items()
+            if cell[:2] == (row.family, row.size)
+        }
+        if more and at is None:
+            raise ValueError(
+                f"{row.family} at {size}={row.size}: its chosen configuration names no "
+                f"{LR_KEY}, so the further seeds in {', '.join(map(str, more))} cannot be "
+                "matched to its rate"
+            )
+        for cell, runs in cells(more, family, size, key, {LR_KEY: at}).items():
             if cell[:2] == (row.family, row.size):
-                out[cell] = runs
+                gathered.setdefault(cell, {}).update({seed_of(r, conf_dir): r for r in runs})
+        out.update({cell: list(by_seed.values()) for cell, by_seed in gathered.items()})
     return out
 
 
 CHOSEN = "Chosen configurations from: "
 CHECKED = "; checked learning rates from: "
+MORE = "; further seeds at each best rate from: "
 
 
-def best_rate_intro(chosen: Sequence[str], checked: Sequence[str]) -> str:
-    """The first line of a best-rate table: both kinds of source, for a test to re-read."""
+def best_rate_intro(chosen: Sequence[str], checked: Sequence[str], more: Sequence[str] = ()) -> str:
+    """The first line of a best-rate table: every kind of source, for a test to re-read."""
+    further = f"{MORE}{', '.join(more)}" if more else ""
     return (
-        f"{CHOSEN}{', '.join(chosen)}{CHECKED}{', '.join(checked)} "
+        f"{CHOSEN}{', '.join(chosen)}{CHECKED}{', '.join(checked)}{further} "
         "(each family and size at the rate that solves the largest setting, a tie keeping "
         "the chosen one; a rate's runs gather over the folders by seed and are never pooled "
         f"with another rate's; solved: at least {SOLVED_SHARE:.0%} of a cell's runs pass the "
@@ -162,8 +190,10 @@ def best_rate_intro(chosen: Sequence[str], checked: Sequence[str]) -> str:
     )
 
 
-def best_rate_sources(text: str) -> tuple[list[str], list[str]]:
-    """The chosen and checked folders a best-rate table names on its first line."""
-    line = text.splitlines()[0].removeprefix(CHOSEN)
-    chosen, checked = line.split(" (", 1)[0].split(CHECKED)
-    return chosen.split(", "), checked.split(", ")
+def best_rate_sources(text: str) -> tuple[list[str], list[str], list[str]]:
+    """The chosen, checked and further-seed folders a best-rate table names on its first
+    line (the last empty where it names none)."""
+    line = text.splitlines()[0].removeprefix(CHOSEN).split(" (", 1)[0]
+    line, _, more = line.partition(MORE)
+    chosen, checked = line.split(CHECKED)
+    return chosen.split(", "), checked.split(", "), more.split(", ") if more else []

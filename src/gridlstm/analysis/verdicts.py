@@ -95,26 +95,45 @@ def compare(
     return [welch(best, other) for other in found if other is not best]
 
 
+def pairwise(
+    rows: list[dict[str, Any]], group_by: list[str], metric: str, mode: str
+) -> list[Comparison]:
+    """Every pair of cells, the better one by mean first (best pairs first). Why: a claim can
+    be about two cells of which neither is the best (the paper's tied grid against a stacked
+    LSTM, when an untied grid leads both); its test must be written, not worked out by hand."""
+    found = sorted(
+        (c for c in cells(rows, group_by, metric) if c.n),
+        key=lambda c: c.mean,
+        reverse=mode == "max",
+    )
+    return [welch(a, b) for i, a in enumerate(found) for b in found[i + 1 :]]
+
+
 def report(
     rows: list[dict[str, Any]],
     group_by: list[str],
     metric: str,
     mode: str,
     within: list[str] | None = None,
+    pairs: bool = False,
 ) -> str:
     """`markdown` of `compare`, once per combination of the ``within`` keys' values (e.g. each
-    k of a parity sweep: cells are compared at the same task size only)."""
+    k of a parity sweep: cells are compared at the same task size only); with ``pairs``, each
+    part also gets `pairs_markdown` of `pairwise` where it has more than two cells."""
+
+    def part(rows: list[dict[str, Any]], keys: list[str]) -> str:
+        text = markdown(compare(rows, keys, metric, mode), metric, mode)
+        every = pairwise(rows, keys, metric, mode) if pairs else []
+        return text + ("\n" + pairs_markdown(every, metric) if len(every) > 2 else "")
+
     within = [k for k in within or [] if k in group_by]
     if not within:
-        return markdown(compare(rows, group_by, metric, mode), metric, mode)
+        return part(rows, group_by)
     keys = [k for k in group_by if k not in within]
     parts: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         parts.setdefault(", ".join(f"{k}={row.get(k, '')}" for k in within), []).append(row)
-    return "\n".join(
-        f"## {name}\n\n" + markdown(compare(part, keys, metric, mode), metric, mode)
-        for name, part in parts.items()
-    )
+    return "\n".join(f"## {name}\n\n" + part(rows, keys) for name, rows in parts.items())
 
 
 def markdown(comparisons: list[Comparison], metric: str, mode: str) -> str:
@@ -135,6 +154,21 @@ def markdown(comparisons: list[Comparison], metric: str, mode: str) -> str:
         (
             [c.other.name, f"{c.other.mean:.4f} +- {c.other.std:.4f}", c.other.n]
             + [f"{best.mean - c.other.mean:+.4f}", f"{c.t:.2f}", f"{c.p:.3g}", c.verdict]
+            for c in comparisons
+        ),
+    )
+    return "\n".join(lines) + "\n"
+
+
+def pairs_markdown(comparisons: list[Comparison], metric: str) -> str:
+    """Every pair's comparison (`pairwise`) as a table, under the same rule."""
+    head = ["cell", "against", "difference", "t", "p", "verdict"]
+    lines = [f"Every pair, the higher mean {metric} first:", ""]
+    lines += pipe_table(
+        head,
+        (
+            [c.best.name, c.other.name, f"{c.best.mean - c.other.mean:+.4f}"]
+            + [f"{c.t:.2f}", f"{c.p:.3g}", c.verdict]
             for c in comparisons
         ),
     )
