@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from gridlstm.analysis.stages import as_cases, choices_markdown, choose, edge_cases, read_jobs
+from gridlstm.analysis.studies.spec import expand, load_studies
 
 
 def job(folder, name, overrides, **record):
@@ -115,3 +119,35 @@ def test_a_rate_chosen_at_the_grids_edge_adds_the_rate_beyond_it_once(tmp_path):
     assert edge_cases(rows, choose(rows, groups), groups) == [
         {"model": "grid2d", "model.net.num_layers": 8, "optim.optimizer.lr": 3e-05},
     ]
+
+
+def test_the_gpu_addition_study_gives_every_family_and_depth_its_own_rate(tmp_path):
+    """addition15's stage 1 (scripts/gpu_studies.yaml) runs three rates over 10x at every
+    family and depth, one seed; its stated rule (choose per family and depth) names one rate
+    per family and depth for seeds 2 and 3, and the edge rule's next rate where the choice
+    sits at an end of the three."""
+    root = Path(__file__).resolve().parents[1]
+    study = load_studies(root / "scripts" / "gpu_studies.yaml")["addition15"]
+    assert "seed=1" in study["overrides"]
+    rates = study["grid"]["optim.optimizer.lr"]
+    assert len(rates) == 3 and max(rates) / min(rates) == pytest.approx(10)
+    groups = ["model", "model.net.num_layers"]
+    combos = [j.combo for j in expand("addition15", study, tmp_path / "runs", False)]
+    for i, combo in enumerate(combos):
+        # the fastest rate: the highest for the tied grid, the middle one for the others
+        best = max(rates) if combo["model"] == "grid2d" else sorted(rates)[1]
+        samples = 100_000 if combo["optim.optimizer.lr"] == best else 200_000 + i
+        overrides = [f"{k}={v}" for k, v in combo.items()]
+        record = {"val/acc": 1.0, "val/samples_to_threshold": samples}
+        job(tmp_path, f"job{i}", overrides, **record)
+    rows = read_jobs(tmp_path)
+    chosen = choose(rows, groups)
+    cases = as_cases(chosen, groups)
+    depths = study["grid"]["model.net.num_layers"]
+    assert len(cases) == len(study["grid"]["model"]) * len(depths)
+    for case in cases:
+        expected = max(rates) if case["model"] == "grid2d" else sorted(rates)[1]
+        assert case["optim.optimizer.lr"] == expected
+    edges = edge_cases(rows, chosen, groups)
+    assert {(c["model"], c["optim.optimizer.lr"]) for c in edges} == {("grid2d", 0.01)}
+    assert len(edges) == len(depths)
