@@ -318,3 +318,17 @@ def test_each_family_is_stated_at_the_rate_that_solves_the_largest_setting(tmp_p
     assert sorted(r["test/acc"] for r in more[("b", "100", 14)]) == [0.8, 0.8, 1.0, 1.0, 1.0]
     assert [r["test/acc"] for r in more[("c", "100", 14)]] == [0.7, 0.7]  # a setting of its own
     assert more[("a", "100", 16)] == runs[("a", "100", 16)]
+
+
+def test_further_seeds_need_a_rate_to_join(tmp_path):
+    """A chosen configuration that names no learning rate (its preset's default) cannot take
+    a deciding stage's seeds: which rate they must match is unknown, so it says so."""
+    chosen, checked, decide = tmp_path / "frontier", tmp_path / "lr", tmp_path / "decide"
+    runs(chosen, "a", 100, 12, [1.0, 1.0, 1.0], first_seed=1)
+    runs(checked, "a", 100, 14, [0.5], first_seed=1)
+    runs(decide, "a", 100, 12, [1.0], first_seed=4)
+    found = best_rate_frontiers([chosen], [checked])
+    assert found[0][1] is None
+    assert len(best_rate_cells([chosen], [checked], found)[("a", "100", 12)]) == 3
+    with pytest.raises(ValueError, match="names no optim.optimizer.lr"):
+        best_rate_cells([chosen], [checked], found, more=[decide])

@@ -155,17 +155,17 @@ def best_rate_cells(
     for row, rate in found:
         folders, match = (chosen, None) if rate is None else (checked, {LR_KEY: rate})
         at = rate if rate is not None else number(row.chosen().get(LR_KEY))
-        gathered = {
-            cell: {seed_of(r, conf_dir): r for r in runs}
-            for cell, runs in cells(folders, family, size, key, match).items()
-            if cell[:2] == (row.family, row.size)
-        }
         if more and at is None:
             raise ValueError(
                 f"{row.family} at {size}={row.size}: its chosen configuration names no "
                 f"{LR_KEY}, so the further seeds in {', '.join(map(str, more))} cannot be "
                 "matched to its rate"
             )
+        gathered = {
+            cell: {seed_of(r, conf_dir): r for r in runs}
+            for cell, runs in cells(folders, family, size, key, match).items()
+            if cell[:2] == (row.family, row.size)
+        }
         for cell, runs in cells(more, family, size, key, {LR_KEY: at}).items():
             if cell[:2] == (row.family, row.size):
                 gathered.setdefault(cell, {}).update({seed_of(r, conf_dir): r for r in runs})

@@ -98,7 +98,7 @@ def compare(
 def pairwise(
     rows: list[dict[str, Any]], group_by: list[str], metric: str, mode: str
 ) -> list[Comparison]:
-    """Every pair of cells, the better one by mean first (best pairs first). Why: a claim can
+    """Every pair of cells, the better one by mean (``mode``) first. Why: a claim can
     be about two cells of which neither is the best (the paper's tied grid against a stacked
     LSTM, when an untied grid leads both); its test must be written, not worked out by hand."""
     found = sorted(
@@ -163,7 +163,7 @@ def markdown(comparisons: list[Comparison], metric: str, mode: str) -> str:
 def pairs_markdown(comparisons: list[Comparison], metric: str) -> str:
     """Every pair's comparison (`pairwise`) as a table, under the same rule."""
     head = ["cell", "against", "difference", "t", "p", "verdict"]
-    lines = [f"Every pair, the higher mean {metric} first:", ""]
+    lines = [f"Every pair, the better mean {metric} first:", ""]
     lines += pipe_table(
         head,
         (
