@@ -114,7 +114,7 @@ def best_rate(
         grid = settings_in(chosen_paths, key)
     runs = best_rate_cells(chosen_paths, checked_paths, found, **options)
     verdicts = out / "best_rate_verdicts.md"
-    verdicts.write_text(cells_verdicts(runs, intro, size=size, key=key))
+    verdicts.write_text(cells_verdicts(runs, intro, size=size, key=key, pairs=True))
     print(f"wrote {verdicts}")
     if more:
         more_paths = [Path(a) for a in more]

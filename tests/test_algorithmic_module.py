@@ -3,6 +3,7 @@ evaluation that never trains, and a model that can fit a tiny pool."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -99,3 +100,22 @@ def test_model_overfits_a_tiny_pool():
     end = module._answer_loss(dm.splits["pool"]).item()
     assert end < 0.1 * start, (start, end)
     assert module.samples_seen == 250 * 16
+
+
+@pytest.mark.parametrize("feedback", ["none", "teacher"])
+@pytest.mark.parametrize(("tied", "layers"), [(True, 3), (False, 2)])
+def test_an_addition_run_records_the_multiply_adds_of_one_problem(feedback, tied, layers):
+    """Every position of one problem's training pass: the input projection (e x d), one
+    2-LSTM block per layer (two LSTMs, each 4d x 2d: 16 d^2) and the head (d x vocab). A
+    tied grid's depth costs compute, not parameters: both are in metrics.json."""
+    dm = AdditionDataModule(
+        digits=3, batch_size=4, batches_per_epoch=1, val_size=4, test_size=4, feedback=feedback
+    )
+    kwargs = dm.module_kwargs()
+    net = {**NET, "num_layers": layers, "tied": tied}
+    module = AlgorithmicSequenceModule(net=net, optimizer=ADAM, **kwargs)
+    quiet_trainer(max_steps=1, limit_val_batches=0).fit(module, datamodule=dm)
+    positions = kwargs["prompt_length"] + kwargs["answer_length"] - 1
+    d, e, vocab = NET["hidden_size"], NET["input_size"], kwargs["vocab_size"]
+    expected = positions * (e * d + layers * 16 * d * d + d * vocab)
+    assert module.extra_metrics["macs_per_sample"] == expected

@@ -98,9 +98,8 @@ def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today
     found = best_rate_frontiers(*folders, size=size, key=key)
     intro = best_rate_intro(chosen, checked)
     assert markdown([row for row, _ in found], [], setting, intro=intro) == text
-    verdicts = cells_verdicts(
-        best_rate_cells(*folders, found, size=size, key=key), intro, size=size, key=key
-    )
+    cells = best_rate_cells(*folders, found, size=size, key=key)
+    verdicts = cells_verdicts(cells, intro, size=size, key=key, pairs=True)
     assert committed == verdicts
     seeds = page.parent / "best_rate_seeds_verdicts.md"
     if seeds.exists():  # a deciding stage's seeds, joined at each family's best rate

@@ -40,7 +40,7 @@ METRIC_COLUMNS = {
     "bleu": ["test/bleu", "val/bleu", "test/chrf", "test/ppl", "train/tokens_per_s"],
 }
 TAIL_COLUMNS = ["samples_seen", "val/samples_to_threshold"]
-OPTIONAL_COLUMNS = ["macs_per_sample"]  # where the jobs record it (vector tasks)
+OPTIONAL_COLUMNS = ["macs_per_sample"]  # where the jobs record it (vector, algorithmic tasks)
 STATUS_COLUMNS = ["status", "reason"]
 
 

@@ -88,6 +88,13 @@ class AlgorithmicSequenceModule(TaskModule):
         blanks = prompt.new_full((batch.shape[0], self.hparams.answer_length - 1), blank)
         return torch.cat([prompt, blanks], dim=1)
 
+    def on_fit_end(self) -> None:
+        """One problem's training pass (prompt and answer positions): the compute a deep tied
+        grid spends where its parameters do not grow (`TaskModule.record_macs`)."""
+        length = self.hparams.prompt_length + self.hparams.answer_length
+        row = torch.zeros(1, length, dtype=torch.long, device=self.device)
+        self.record_macs(self.inputs(row))
+
     def answer_logits(self, batch: Tensor) -> Tensor:
         """Logits (batch, answer_length, vocab) at the answer positions, one pass."""
         return self(self.inputs(batch))[:, self.hparams.prompt_length - 1 :]

@@ -1,7 +1,8 @@
 """What every task module shares: the optimizer/scheduler from config, a count of the
 training samples seen (across all ranks, kept in checkpoints and logged), the global
 gradient norm before clipping (``train/grad_norm``), and `TaskModule.log_step` for
-per-step training values."""
+per-step training values, and `TaskModule.record_macs` (the compute one sample costs, beside
+its parameter count in ``metrics.json``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+
+from gridlstm.nn.sizing import forward_flops
 
 
 class TaskModule(L.LightningModule):
@@ -33,6 +36,14 @@ class TaskModule(L.LightningModule):
         written value."""
         if self.logs_this_step():
             self.log(name, value() if callable(value) else value, **kwargs)
+
+    def record_macs(self, *sample: torch.Tensor) -> None:
+        """Record the multiply-adds of one forward pass over ``sample`` (one sample: the GEMMs
+        of backbone and head, `forward_flops`), so that a comparison at equal parameters or
+        equal width also states the compute (``metrics.json``: ``macs_per_sample``). Called
+        at the end of fit, so that the extra pass is not the first one hooks see."""
+        macs = forward_flops(self, *sample) // 2
+        self.extra_metrics = {**getattr(self, "extra_metrics", {}), "macs_per_sample": macs}
 
     def count_samples(self, batch_size: int) -> None:
         self.samples_seen += batch_size * self.trainer.world_size

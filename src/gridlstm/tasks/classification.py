@@ -18,7 +18,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from gridlstm.data import contracts
 from gridlstm.nn import count_parameters
-from gridlstm.nn.sizing import forward_flops
 from gridlstm.tasks.base import TaskModule
 
 
@@ -47,12 +46,7 @@ class VectorClassificationModule(TaskModule):
         return self.head(self.backbone(x)[0])
 
     def on_fit_end(self) -> None:
-        """Record the multiply-adds one sample costs (the GEMMs of backbone and head), so that
-        a comparison at equal parameters also states the compute (``metrics.json``). At the
-        end of fit, so that the extra forward pass is not the first one hooks see."""
-        x = torch.zeros(1, self.hparams.input_size, device=self.device)
-        macs = forward_flops(self, x) // 2
-        self.extra_metrics = {**getattr(self, "extra_metrics", {}), "macs_per_sample": macs}
+        self.record_macs(torch.zeros(1, self.hparams.input_size, device=self.device))
 
     def _loss(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         logits = self(rows[:, :-1].float())
