@@ -544,6 +544,8 @@ STATED = {
         "2,284": "stage 2's sixth run's wall time (the queue's closing line)",
         "1,898": "stage 3's first queue run's wall time (its closing line)",
         "4,991": "stage 3's third queue run's wall time (its closing line)",
+        "5,784": "stage 4's queue run's wall time (its closing line)",
+        "13,507": "stage 4's job seconds summed (decide/cpu/queue.json)",
         "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
         "262,144": "16 d^2 x 4 layers, d = 64: the untied grid's multiply-adds per position",
         "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
