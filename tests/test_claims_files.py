@@ -235,6 +235,31 @@ def test_the_paper_regime_deciding_stage_runs_seeds_4_to_6_at_each_familys_best_
     assert decide["overrides"] == studies["paper_regime_frontier"]["overrides"]
 
 
+def test_the_paper_regime_depth_stage_runs_every_searched_depth_the_verdict_left_out():
+    """Stage 5: at 5 digits, each depth stage 1 searched that stage 4 did not run, each
+    family at its best rate (best_rate.md's configuration), seed 1, stage 2's settings."""
+    regime = CLAIMS / "paper_regime"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    by = dict(size="experiment", key="task.datamodule.digits")
+    found = best_rate_frontiers(
+        [regime / "frontier" / "cpu"], [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"], **by
+    )
+    best = {row.family: row.chosen() for row, _ in found}
+    decided = {
+        (c["model"], c["model.net.num_layers"]) for c in studies["paper_regime_decide"]["cases"]
+    }
+    expected = [
+        {"model": case["model"], "model.net.num_layers": case["model.net.num_layers"]}
+        | {"optim.optimizer.lr": best[case["model"]]["optim.optimizer.lr"]}
+        for case in studies["paper_regime_search"]["cases"]
+        if (case["model"], case["model.net.num_layers"]) not in decided
+    ]
+    depths = studies["paper_regime_depths"]
+    assert depths["cases"] == expected and len(expected) == 8
+    overrides = studies["paper_regime_frontier"]["overrides"]
+    assert depths["overrides"] == overrides + ["task.datamodule.digits=5", "seed=1"]
+
+
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
     """Stage 2 of addition across lengths: each family's choice by stage 1's rule."""
     chosen = as_cases(choose(read_jobs(CLAIMS / "addition_lengths" / "cpu"), ["model"]), ["model"])
