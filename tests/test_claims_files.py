@@ -569,6 +569,7 @@ STATED = {
         "2,284": "stage 2's sixth run's wall time (the queue's closing line)",
         "1,898": "stage 3's first queue run's wall time (its closing line)",
         "4,991": "stage 3's third queue run's wall time (its closing line)",
+        "1,624": "stage 3's fourth queue run's wall time (its closing line)",
         "5,784": "stage 4's queue run's wall time (its closing line)",
         "13,507": "stage 4's job seconds summed (decide/cpu/queue.json)",
         "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
