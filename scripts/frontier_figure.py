@@ -132,15 +132,15 @@ def split_by(by: str) -> tuple[str, str]:
     """``--by SIZE,KEY`` as its two columns."""
     size, _, key = by.partition(",")
     if not size or not key or "," in key:
-        raise SystemExit(
-            f"--by {by}: give two columns, SIZE,KEY (e.g. experiment,task.datamodule.digits)"
+        raise argparse.ArgumentTypeError(
+            f"{by}: give two columns, SIZE,KEY (e.g. experiment,task.datamodule.digits)"
         )
     return size, key
 
 
-def by_columns(out: Path, folders: list[str], by: str) -> None:
+def by_columns(out: Path, folders: list[str], by: tuple[str, str]) -> None:
     """Frontier and verdicts with cells by family x ``by``'s two columns (size, setting)."""
-    size, key = split_by(by)
+    size, key = by
     for row in frontiers([Path(a) for a in folders], size=size, key=key):
         print(row.family, row.size, "largest solved:", row.largest_solved, "after:", row.after)
     verdicts = out / "verdicts.md"
@@ -158,7 +158,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--more", nargs="+", help="a deciding stage's folders: further seeds at each best rate"
     )
-    parser.add_argument("--by", help="SIZE,KEY: the columns a cell holds fixed (not parity)")
+    parser.add_argument(
+        "--by", type=split_by, help="SIZE,KEY: the columns a cell holds fixed (not parity)"
+    )
     args = parser.parse_args(argv)
     named = args.folders + (args.checked or []) + (args.more or [])
     if missing := [a for a in named if not (Path(a) / "jobs").is_dir()]:
@@ -170,10 +172,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = arguments(argv)
-    by = split_by(args.by) if args.by else None
     if args.checked:
-        return best_rate(args.out, args.folders, args.checked, by, args.more)
-    if by:
+        return best_rate(args.out, args.folders, args.checked, args.by, args.more)
+    if args.by:
         return by_columns(args.out, args.folders, args.by)
     found = frontiers([Path(a) for a in args.folders])
     for row in found:
