@@ -260,6 +260,42 @@ def test_the_paper_regime_depth_stage_runs_every_searched_depth_the_verdict_left
     assert depths["overrides"] == overrides + ["task.datamodule.digits=5", "seed=1"]
 
 
+def test_the_deep_tied_table_runs_what_stages_1_and_2_left_of_the_issues_table():
+    """Deep tied grids, stage 3: with stages 1 and 2's runs of the same settings, every row of
+    the issue's table over seeds 1-3, both priorities where a model has the choice, once."""
+    deep = CLAIMS / "deep_tied"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    table = studies["deep_tied_table"]
+    assert table["overrides"] == ["experiment=deep_tied"]
+    keys = ("model", "model.net.num_layers", "model.net.hidden_size", "model.net.priority")
+
+    def cell(case: dict) -> tuple:
+        return tuple(str(case.get(key, "")) for key in keys) + (str(case["seed"]),)
+
+    # the issue's rows: (model, depth, width); the 2-LSTMs with a choice of priority run both
+    rows = [("stacked_lstm", 2, ""), ("grid2d", 2, ""), ("grid2d", 4, ""), ("grid2d", 8, "")]
+    rows += [("grid2d", 8, 128), ("grid2d_coreylynch", 8, ""), ("grid2d_untied", 8, "")]
+    expected = set()
+    for model, depth, width in rows:
+        choices = ("depth", "none") if model in ("grid2d", "grid2d_untied") else ("",)
+        for priority in choices:
+            expected |= {(model, str(depth), str(width), priority, str(s)) for s in (1, 2, 3)}
+    done = []
+    for row in read_jobs(deep / "suspects" / "cpu") + read_jobs(deep / "priority" / "cpu"):
+        if any(key in row for key in ("model.net.forget_bias", "trainer.gradient_clip_val")):
+            continue
+        if "task.module.embedding_std" in row:
+            continue
+        if row["model"] == "grid2d":  # experiment=deep_tied's priority unless the job set one
+            row = {**row, "model.net.priority": row.get("model.net.priority", "depth")}
+        done.append(cell(row))
+    done = [c for c in done if c in expected]
+    planned = [cell(case) for case in table["cases"]]
+    assert len(set(done)) == len(done) and len(set(planned)) == len(planned)
+    assert not set(done) & set(planned)
+    assert set(done) | set(planned) == expected
+
+
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
     """Stage 2 of addition across lengths: each family's choice by stage 1's rule."""
     chosen = as_cases(choose(read_jobs(CLAIMS / "addition_lengths" / "cpu"), ["model"]), ["model"])
