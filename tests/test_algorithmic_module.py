@@ -119,3 +119,20 @@ def test_an_addition_run_records_the_multiply_adds_of_one_problem(feedback, tied
     d, e, vocab = NET["hidden_size"], NET["input_size"], kwargs["vocab_size"]
     expected = positions * (e * d + layers * 16 * d * d + d * vocab)
     assert module.extra_metrics["macs_per_sample"] == expected
+
+
+def test_a_stacked_lstm_run_records_the_multiply_adds_of_its_lstm_layers():
+    """The baseline's `nn.LSTM` runs fused in oneDNN (cuDNN on a GPU), one op FLOP counters
+    give 0: its count is the same per-position sum as the grid's, each layer 4d x (e + d)."""
+    dm = AdditionDataModule(
+        digits=3, batch_size=4, batches_per_epoch=1, val_size=4, test_size=4, feedback="none"
+    )
+    kwargs = dm.module_kwargs()
+    d, layers = 8, 2
+    net = {"_target_": "gridlstm.nn.StackedLSTM", "input_size": d, "hidden_size": d}
+    net |= {"batch_first": True}
+    module = AlgorithmicSequenceModule(net={**net, "num_layers": layers}, optimizer=ADAM, **kwargs)
+    quiet_trainer(max_steps=1, limit_val_batches=0).fit(module, datamodule=dm)
+    positions = kwargs["prompt_length"] + kwargs["answer_length"] - 1
+    expected = positions * (layers * 4 * d * (d + d) + d * kwargs["vocab_size"])
+    assert module.extra_metrics["macs_per_sample"] == expected

@@ -23,8 +23,12 @@ def forward_flops(module: nn.Module, *inputs: object) -> int:
     """FLOPs of ``module``'s matrix products on ``inputs`` (2 per multiply-add), counted by
     `torch.utils.flop_counter` with every `GridLSTM` inside on the naive backend's PyTorch
     steps, where each GEMM is an op it sees (the other backends compute the same products,
-    some inside the LSTM kernel or the native steps, which it does not count). Elementwise
-    gate arithmetic is not counted."""
+    some inside the LSTM kernel or the native steps, which it does not count). oneDNN and
+    cuDNN are off while it counts: their fused `nn.LSTM` (the stacked LSTM baseline) is one op
+    the counter gives 0 FLOPs, where PyTorch's own LSTM runs its GEMMs as ops it sees.
+    Elementwise gate arithmetic is not counted."""
+    import warnings
+
     from torch.utils.flop_counter import FlopCounterMode
 
     from gridlstm.nn import dispatch
@@ -35,8 +39,16 @@ def forward_flops(module: nn.Module, *inputs: object) -> int:
     for grid in grids:
         grid.backend = "naive"
     try:
-        with torch.no_grad(), dispatch.reference(), FlopCounterMode(display=False) as counter:
-            module(*inputs)
+        with warnings.catch_warnings():  # oneDNN's flags() warns, both ways, about Intel GPUs
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+            with (
+                torch.backends.mkldnn.flags(enabled=False),
+                torch.backends.cudnn.flags(enabled=False),
+                torch.no_grad(),
+                dispatch.reference(),
+                FlopCounterMode(display=False) as counter,
+            ):
+                module(*inputs)
     finally:
         for grid, backend in zip(grids, backends, strict=True):
             grid.backend = backend
