@@ -13,10 +13,12 @@ from gridlstm.analysis.frontier import (
     SOURCES,
     cells_verdicts,
     deciding_seeds,
+    find_conf_dir,
     frontiers,
     markdown,
     missing_seeds,
     seed_cases,
+    seed_of,
     sources_of,
     verdicts_markdown,
 )
@@ -294,6 +296,37 @@ def test_the_deep_tied_table_runs_what_stages_1_and_2_left_of_the_issues_table()
     assert len(set(done)) == len(done) and len(set(planned)) == len(planned)
     assert not set(done) & set(planned)
     assert set(done) | set(planned) == expected
+
+
+def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_its_familys():
+    """Stage 6: a stage-5 depth whose seed-1 test exact-match exceeds its family's stage-4
+    depth's seed-1 value (at its best rate, 5 digits) goes on to seeds 2-6."""
+    regime = CLAIMS / "paper_regime"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    chosen, checked = (
+        [regime / "frontier" / "cpu"],
+        [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"],
+    )
+    by = dict(size="experiment", key="task.datamodule.digits")
+    found = best_rate_frontiers(chosen, checked, **by)
+    seed_1 = {
+        family: float(next(r for r in runs if seed_of(r, find_conf_dir()) == "1")["test/acc"])
+        for (family, _, digits), runs in best_rate_cells(chosen, checked, found, **by).items()
+        if digits == 5
+    }
+    assert seed_1 == pytest.approx(
+        {"grid2d": 0.973, "grid2d_untied": 0.688, "stacked_lstm": 0.029}, abs=5e-4
+    )
+    keys = ("model", "model.net.num_layers", "optim.optimizer.lr")
+    done = {tuple(str(r[k]) for k in keys): r for r in read_jobs(regime / "depths" / "cpu")}
+    expected = []
+    for case in studies["paper_regime_depths"]["cases"]:
+        row = done.get(tuple(str(case[k]) for k in keys))
+        if row is not None and float(row["test/acc"]) > seed_1[case["model"]]:
+            expected += [{**case, "seed": seed} for seed in range(2, 7)]
+    stage = studies["paper_regime_depths_seeds"]
+    assert stage["cases"] == expected and expected
+    assert stage["overrides"] + ["seed=1"] == studies["paper_regime_depths"]["overrides"]
 
 
 def test_the_addition_frontier_runs_the_configurations_the_search_rule_chose():
