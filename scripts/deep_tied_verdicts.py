@@ -1,12 +1,14 @@
-"""Stage 2 of the deep tied investigation (docs/claims/deep_tied): the tied 2-LSTM's test
-exact-match by depth and priority, over the seeds both stages ran, with the claims' verdict
-rule at each depth (Welch's t-test, `gridlstm.analysis.verdicts`):
+"""Verdicts of the deep tied investigation (docs/claims/deep_tied), with the claims' rule
+(Welch's t-test, `gridlstm.analysis.verdicts`):
 
     python scripts/deep_tied_verdicts.py docs/claims/deep_tied
 
-reads stage 1's runs (suspects/cpu: its seed-1 runs that change nothing but the priority)
-and stage 2's (priority/cpu), and writes priority_verdicts.md and priority_by_depth.csv into
-the folder.
+* Stage 2: the tied 2-LSTM's test exact-match by depth and priority, over the seeds stages 1
+  (suspects/cpu: its seed-1 runs that change nothing but the priority) and 2 (priority/cpu)
+  ran: priority_verdicts.md and priority_by_depth.csv.
+* Stage 3: the issue's whole table, every model of stages 1-3 (table/cpu) that changes nothing
+  but model, width, depth and priority, with parameters and multiply-adds per sample:
+  table.md and table_verdicts.md (every pair of cells), once table/cpu exists.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import read_jobs
 from gridlstm.analysis.verdicts import cells, report
 
@@ -45,12 +48,112 @@ def render(folder: Path) -> tuple[str, str]:
     return head + text, "\n".join(lines) + "\n"
 
 
+TABLE_KEYS = ("model", "model.net.hidden_size", "model.net.num_layers", "model.net.priority")
+SHORT = ("model", "width", "depth", "priority")  # the verdicts' cell names
+# experiment=deep_tied's settings where a job left them alone: width 64 and, for the 2-LSTMs
+# with a choice, depth priority (coreylynch's grid always runs depth priority; the stacked
+# LSTM has none).
+WIDTH = "64"
+PRIORITY = {"grid2d": "depth", "grid2d_untied": "depth", "grid2d_coreylynch": "depth"}
+
+
+def table_rows(folder: Path) -> list[dict]:
+    """Stages 1-3's runs that differ from experiment=deep_tied in model, width, depth and
+    priority only, each with every key of `TABLE_KEYS` filled in."""
+    found = []
+    for stage in ("suspects", "priority", "table"):
+        for row in read_jobs(folder / stage / "cpu"):
+            if any(key in row for key in OTHER_CHANGES):
+                continue
+            found.append(
+                {
+                    **row,
+                    "model.net.hidden_size": str(row.get("model.net.hidden_size", WIDTH)),
+                    "model.net.priority": row.get(
+                        "model.net.priority", PRIORITY.get(row["model"], "-")
+                    ),
+                }
+            )
+    return found
+
+
+def multiply_adds(row: dict) -> int:
+    """``macs_per_sample`` as the job recorded it, or, for jobs run before runs recorded it,
+    counted the way a run does (`TaskModule.record_macs`) on the model composed from the
+    job's settings (priority changes the order of the products, not their number)."""
+    if row.get("macs_per_sample") is not None:
+        return int(row["macs_per_sample"])
+    from gridlstm.analysis.preset_shapes import compose_preset, data_for
+    from gridlstm.run.build import build_module
+
+    keys = ("model", "model.net.hidden_size", "model.net.num_layers")
+    overrides = ["experiment=deep_tied", *(f"{k}={row[k]}" for k in keys)]
+    cfg = compose_preset(Path(__file__).resolve().parents[1] / "conf", overrides)
+    module = build_module(cfg, data_for(cfg))
+    module.on_fit_end()
+    return int(module.extra_metrics["macs_per_sample"])
+
+
+def render_table(folder: Path) -> tuple[str, str]:
+    """(table.md, table_verdicts.md): each cell's seeds, parameters and multiply-adds, and
+    every pair of cells compared."""
+    found = table_rows(folder)
+    found.sort(
+        key=lambda r: (
+            r["model"] != "stacked_lstm",
+            r["model"],
+            int(r["model.net.hidden_size"]),
+            int(r["model.net.num_layers"]),
+            r["model.net.priority"],
+            int(r["seed"]),
+        )
+    )
+    by_cell: dict[tuple, list[dict]] = {}
+    for row in found:
+        by_cell.setdefault(tuple(row[k] for k in TABLE_KEYS), []).append(row)
+    counted: dict[tuple, int] = {}
+    lines = []
+    for cell, runs in by_cell.items():
+        shape = cell[:3]
+        recorded = [r for r in runs if r.get("macs_per_sample") is not None]
+        if shape not in counted:
+            counted[shape] = multiply_adds(recorded[0] if recorded else runs[0])
+        (params,) = {int(r["params"]) for r in runs}
+        values = [float(r["test/acc"]) for r in runs]
+        mean = sum(values) / len(values)
+        spread = next(c for c in cells(runs, list(TABLE_KEYS), "test/acc"))
+        lines.append(
+            [
+                *cell,
+                f"{params:,}",
+                f"{counted[shape]:,}",
+                ", ".join(f"{r['seed']}: {float(r['test/acc']):.3f}" for r in runs),
+                f"{mean:.4f} +- {spread.std:.4f}" if len(runs) > 1 else f"{mean:.4f}",
+            ]
+        )
+    head = ["model", "width", "depth", "priority", "parameters", "multiply-adds per sample"]
+    head += ["seed: test exact-match", "mean +- std"]
+    table = "# Deep tied grids, the issue's table (stages 1-3)\n\n" + "\n".join(
+        pipe_table(head, lines)
+    )
+    short = [
+        {**r, **{name: r[k] for name, k in zip(SHORT, TABLE_KEYS, strict=True)}} for r in found
+    ]
+    verdicts = report(short, list(SHORT), "test/acc", "max", pairs=True)
+    return table + "\n", "# Deep tied grids, every pair of cells (stages 1-3)\n\n" + verdicts
+
+
 def main(argv: list[str]) -> int:
     folder = Path(argv[0]) if argv else Path("docs/claims/deep_tied")
     md, table = render(folder)
     (folder / "priority_verdicts.md").write_text(md)
     (folder / "priority_by_depth.csv").write_text(table)
     print(f"wrote {folder / 'priority_verdicts.md'} and .csv")
+    if (folder / "table" / "cpu").is_dir():
+        md, verdicts = render_table(folder)
+        (folder / "table.md").write_text(md)
+        (folder / "table_verdicts.md").write_text(verdicts)
+        print(f"wrote {folder / 'table.md'} and table_verdicts.md")
     return 0
 
 
