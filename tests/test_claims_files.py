@@ -319,11 +319,13 @@ def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_
     )
     keys = ("model", "model.net.num_layers", "optim.optimizer.lr")
     done = {tuple(str(r[k]) for k in keys): r for r in read_jobs(regime / "depths" / "cpu")}
-    expected = []
+    named = []
     for case in studies["paper_regime_depths"]["cases"]:
         row = done.get(tuple(str(case[k]) for k in keys))
         if row is not None and float(row["test/acc"]) > seed_1[case["model"]]:
-            expected += [{**case, "seed": seed} for seed in range(2, 7)]
+            named.append(case)
+    # seed by seed, so that a deadline leaves every cell with as many seeds
+    expected = [{**case, "seed": seed} for seed in range(2, 7) for case in named]
     stage = studies["paper_regime_depths_seeds"]
     assert stage["cases"] == expected and expected
     assert stage["overrides"] + ["seed=1"] == studies["paper_regime_depths"]["overrides"]
