@@ -643,6 +643,10 @@ STATED = {
         "1,624": "stage 3's fourth queue run's wall time (its closing line)",
         "5,784": "stage 4's queue run's wall time (its closing line)",
         "13,507": "stage 4's job seconds summed (decide/cpu/queue.json)",
+        "1,203": "stage 5's first queue run's wall time (its closing line)",
+        "3,881": "stage 5's second queue run's wall time (its closing line)",
+        "9,477": "stage 5's job seconds summed (depths/cpu/queue.json)",
+        "4,265": "the depth-16 job's 4265.1 s (depths/cpu/queue.json)",
         "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
         "262,144": "16 d^2 x 4 layers, d = 64: the untied grid's multiply-adds per position",
         "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
@@ -742,6 +746,19 @@ def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
     md, table = module.render(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "priority_verdicts.md").read_text() == md
     assert (CLAIMS / "deep_tied" / "priority_by_depth.csv").read_text() == table
+
+
+def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jobs():
+    """docs/claims/paper_regime/depths_verdicts.md comes from stages 4-6's copied jobs
+    (scripts/paper_regime_depths.py), so the page's stage-5 and stage-6 numbers are the runs'."""
+    import importlib.util
+
+    script = CLAIMS.parents[1] / "scripts" / "paper_regime_depths.py"
+    spec = importlib.util.spec_from_file_location("paper_regime_depths", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    regime = CLAIMS / "paper_regime"
+    assert (regime / "depths_verdicts.md").read_text() == module.render(regime)
 
 
 def starts_mid_run(curve: Path) -> bool:
