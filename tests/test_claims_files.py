@@ -647,6 +647,8 @@ STATED = {
         "3,881": "stage 5's second queue run's wall time (its closing line)",
         "9,477": "stage 5's job seconds summed (depths/cpu/queue.json)",
         "4,265": "the depth-16 job's 4265.1 s (depths/cpu/queue.json)",
+        "3,724": "stage 6's second queue run's wall time (its closing line)",
+        "8,001": "stage 6's job seconds so far, 8000.6 (depths_seeds/cpu/queue.json)",
         "524,288": "16 d^2 x 8 layers, d = 64: the tied grid's multiply-adds per position",
         "262,144": "16 d^2 x 4 layers, d = 64: the untied grid's multiply-adds per position",
         "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
