@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -120,15 +121,16 @@ def render_table(folder: Path) -> tuple[str, str]:
             counted[shape] = multiply_adds(recorded[0] if recorded else runs[0])
         (params,) = {int(r["params"]) for r in runs}
         values = [float(r["test/acc"]) for r in runs]
-        mean = sum(values) / len(values)
-        spread = next(c for c in cells(runs, list(TABLE_KEYS), "test/acc"))
+        mean = statistics.mean(values)
         lines.append(
             [
                 *cell,
                 f"{params:,}",
                 f"{counted[shape]:,}",
                 ", ".join(f"{r['seed']}: {float(r['test/acc']):.3f}" for r in runs),
-                f"{mean:.4f} +- {spread.std:.4f}" if len(runs) > 1 else f"{mean:.4f}",
+                f"{mean:.4f} +- {statistics.stdev(values):.4f}"
+                if len(values) > 1
+                else f"{mean:.4f}",
             ]
         )
     head = ["model", "width", "depth", "priority", "parameters", "multiply-adds per sample"]
