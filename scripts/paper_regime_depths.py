@@ -82,7 +82,7 @@ def render(folder: Path) -> str:
                 f"{params:,}",
                 len(values),
                 ", ".join(f"{float(r['test/acc']):.3f}" for r in by_seed),
-                f"{statistics.mean(values):.4f}{spread}",
+                f"{means[(family, depth)]:.4f}{spread}",
                 "best" if best[family] == depth else "",
             ]
         )

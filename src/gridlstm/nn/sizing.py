@@ -8,6 +8,7 @@ the width, so a bisection needs about log2(max_width) builds.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -27,8 +28,6 @@ def forward_flops(module: nn.Module, *inputs: object) -> int:
     cuDNN are off while it counts: their fused `nn.LSTM` (the stacked LSTM baseline) is one op
     the counter gives 0 FLOPs, where PyTorch's own LSTM runs its GEMMs as ops it sees.
     Elementwise gate arithmetic is not counted."""
-    import warnings
-
     from torch.utils.flop_counter import FlopCounterMode
 
     from gridlstm.nn import dispatch
