@@ -829,3 +829,30 @@ def test_every_result_number_in_the_readme_is_in_the_files_its_row_links_to():
             if not any(rounds_to(s, n) for v in found for s in (v, v * 100, (1 - v) * 100))
         ]
     assert missing == [], "not in the files the README's row or paragraph links to"
+
+
+def test_every_study_of_a_2_lstm_names_its_priority():
+    """`model=grid2d`'s default priority changed once (depth to none, 2026-11-25): a study
+    that leaves it to the default would re-run under today's default, not the one its
+    committed results had. So each names it: an override, its experiment, or every case."""
+    conf = CLAIMS.parents[1] / "conf" / "experiment"
+    unnamed = []
+    for file in ("cpu_studies.yaml", "gpu_studies.yaml"):
+        studies = yaml.safe_load((CLAIMS.parents[1] / "scripts" / file).read_text())
+        for name, study in studies.items():
+            overrides = study.get("overrides", [])
+            cases = study.get("cases") or []
+            models = {c.get("model") for c in cases} | set(study.get("grid", {}).get("model", []))
+            models |= {o.split("=", 1)[1] for o in overrides if o.startswith("model=")}
+            if not models & {"grid2d", "grid2d_untied"}:
+                continue
+            experiments = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+            named = any(o.startswith("grid2d_priority=") for o in overrides)
+            named |= any(
+                "grid2d_priority" in yaml.safe_load((conf / f"{e}.yaml").read_text())
+                for e in experiments
+            )
+            named |= bool(cases) and all("model.net.priority" in c for c in cases)
+            if not named:
+                unnamed.append(f"{file}: {name}")
+    assert unnamed == []
