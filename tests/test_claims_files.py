@@ -856,3 +856,40 @@ def test_every_study_of_a_2_lstm_names_its_priority():
             if not named:
                 unnamed.append(f"{file}: {name}")
     assert unnamed == []
+
+
+def test_the_addition_depth_re_run_is_its_tied_grids_with_priority_none():
+    """addition_depth_none re-runs addition_depth2's tied-grid jobs, every setting the same
+    but the priority (none, the default since 2026-11-25); the stacked LSTM has none."""
+    studies = yaml.safe_load((CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml").read_text())
+    old, new = studies["addition_depth2"], studies["addition_depth_none"]
+    assert old["overrides"] == [
+        "grid2d_priority=depth" if o == "grid2d_priority=none" else o for o in new["overrides"]
+    ]
+    assert "grid2d_priority=none" in new["overrides"]
+    assert new["grid"] == {**old["grid"], "model": ["grid2d"]}
+    assert new["dry_run"] == old["dry_run"]
+
+
+def test_the_memorization_depth_re_run_is_its_tied_grids_with_priority_none():
+    """memorization_depth_none re-runs the sweep of experiment=claims_memorization_depth for
+    the tied grid (its depths and seeds), with priority none instead of the preset's depth."""
+    root = CLAIMS.parents[1]
+    studies = yaml.safe_load((root / "scripts" / "cpu_studies.yaml").read_text())
+    new = studies["memorization_depth_none"]
+    preset = yaml.safe_load(
+        (root / "conf" / "experiment" / "claims_memorization_depth.yaml").read_text()
+    )
+    assert preset["grid2d_priority"] == "depth"
+    assert new["overrides"] == [
+        "experiment=claims_memorization_depth",
+        "grid2d_priority=none",
+        "logger=csv",
+        "model=grid2d",
+    ]
+    sweep = preset["hydra"]["sweeper"]["params"]
+    assert "grid2d" in sweep["model"].split(",")
+    assert new["grid"] == {
+        "seed": [int(s) for s in str(sweep["seed"]).split(",")],
+        "model.net.num_layers": [int(d) for d in str(sweep["model.net.num_layers"]).split(",")],
+    }
