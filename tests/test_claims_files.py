@@ -615,6 +615,12 @@ STATED = {
         "0.77": "2.635 less 1.860: the difference of two cells of table_seeds.csv",
         "4.61%": "the claim as coreylynch's README states it",
     },
+    "deep_tied/README.md": {
+        "1,387": "stage 3's shortest width-128 job, 1387.3 s (table/cpu/queue.json)",
+        "1,682": "stage 3's longest width-128 job, 1681.9 s (table/cpu/queue.json)",
+        "4,435": "stage 3's second queue run's wall time (its closing line)",
+        "8,374": "stage 3's 11 completed jobs' seconds summed (table/cpu/queue.json)",
+    },
     "mnist/README.md": {
         "0.60": "3.20 less 2.60: the difference of two cells of the table above it",
         "0.86": "3.43 less 2.57: the difference of two cells of the table above it",
@@ -749,6 +755,20 @@ def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
     md, table = module.render(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "priority_verdicts.md").read_text() == md
     assert (CLAIMS / "deep_tied" / "priority_by_depth.csv").read_text() == table
+
+
+def test_the_deep_tied_table_is_regenerated_unchanged_from_its_jobs():
+    """docs/claims/deep_tied/table.md and table_verdicts.md come from stages 1-3's copied jobs
+    (scripts/deep_tied_verdicts.py), so the page's stage-3 numbers are the runs'."""
+    import importlib.util
+
+    script = CLAIMS.parents[1] / "scripts" / "deep_tied_verdicts.py"
+    spec = importlib.util.spec_from_file_location("deep_tied_verdicts", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table, verdicts = module.render_table(CLAIMS / "deep_tied")
+    assert (CLAIMS / "deep_tied" / "table.md").read_text() == table
+    assert (CLAIMS / "deep_tied" / "table_verdicts.md").read_text() == verdicts
 
 
 def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jobs():
