@@ -743,15 +743,22 @@ def test_every_result_number_on_a_claims_page_is_in_its_files(page):
     assert sorted(set(stated) - set(missing)) == [], "listed as stated, but in the files"
 
 
+def script_module(name: str):
+    """A script of scripts/ imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, CLAIMS.parents[1] / "scripts" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
     """docs/claims/deep_tied/priority_verdicts.md and .csv come from the jobs both stages
     copied (scripts/deep_tied_verdicts.py), so the page's numbers are the runs'."""
-    import importlib.util
-
-    script = CLAIMS.parents[1] / "scripts" / "deep_tied_verdicts.py"
-    spec = importlib.util.spec_from_file_location("deep_tied_verdicts", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module("deep_tied_verdicts")
     md, table = module.render(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "priority_verdicts.md").read_text() == md
     assert (CLAIMS / "deep_tied" / "priority_by_depth.csv").read_text() == table
@@ -760,12 +767,7 @@ def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
 def test_the_deep_tied_table_is_regenerated_unchanged_from_its_jobs():
     """docs/claims/deep_tied/table.md and table_verdicts.md come from stages 1-3's copied jobs
     (scripts/deep_tied_verdicts.py), so the page's stage-3 numbers are the runs'."""
-    import importlib.util
-
-    script = CLAIMS.parents[1] / "scripts" / "deep_tied_verdicts.py"
-    spec = importlib.util.spec_from_file_location("deep_tied_verdicts", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module("deep_tied_verdicts")
     table, verdicts = module.render_table(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "table.md").read_text() == table
     assert (CLAIMS / "deep_tied" / "table_verdicts.md").read_text() == verdicts
@@ -774,12 +776,7 @@ def test_the_deep_tied_table_is_regenerated_unchanged_from_its_jobs():
 def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jobs():
     """docs/claims/paper_regime/depths_verdicts.md comes from stages 4-6's copied jobs
     (scripts/paper_regime_depths.py), so the page's stage-5 and stage-6 numbers are the runs'."""
-    import importlib.util
-
-    script = CLAIMS.parents[1] / "scripts" / "paper_regime_depths.py"
-    spec = importlib.util.spec_from_file_location("paper_regime_depths", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module("paper_regime_depths")
     regime = CLAIMS / "paper_regime"
     assert (regime / "depths_verdicts.md").read_text() == module.render(regime)
 
