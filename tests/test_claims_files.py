@@ -855,7 +855,7 @@ def test_every_study_of_a_2_lstm_names_its_priority():
     conf = CLAIMS.parents[1] / "conf" / "experiment"
     unnamed = []
     for file in ("cpu_studies.yaml", "gpu_studies.yaml"):
-        studies = yaml.safe_load((CLAIMS.parents[1] / "scripts" / file).read_text())
+        studies = load_studies(CLAIMS.parents[1] / "scripts" / file)
         for name, study in studies.items():
             overrides = study.get("overrides", [])
             cases = study.get("cases") or []
@@ -878,7 +878,7 @@ def test_every_study_of_a_2_lstm_names_its_priority():
 def test_the_addition_depth_re_run_is_its_tied_grids_with_priority_none():
     """addition_depth_none re-runs addition_depth2's tied-grid jobs, every setting the same
     but the priority (none, the default since 2026-11-25); the stacked LSTM has none."""
-    studies = yaml.safe_load((CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml").read_text())
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     old, new = studies["addition_depth2"], studies["addition_depth_none"]
     assert old["overrides"] == [
         "grid2d_priority=depth" if o == "grid2d_priority=none" else o for o in new["overrides"]
@@ -892,7 +892,7 @@ def test_the_memorization_depth_re_run_is_its_tied_grids_with_priority_none():
     """memorization_depth_none re-runs the sweep of experiment=claims_memorization_depth for
     the tied grid (its depths and seeds), with priority none instead of the preset's depth."""
     root = CLAIMS.parents[1]
-    studies = yaml.safe_load((root / "scripts" / "cpu_studies.yaml").read_text())
+    studies = load_studies(root / "scripts" / "cpu_studies.yaml")
     new = studies["memorization_depth_none"]
     preset = yaml.safe_load(
         (root / "conf" / "experiment" / "claims_memorization_depth.yaml").read_text()
