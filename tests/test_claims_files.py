@@ -620,6 +620,9 @@ STATED = {
         "1,682": "stage 3's longest width-128 job, 1681.9 s (table/cpu/queue.json)",
         "4,435": "stage 3's second queue run's wall time (its closing line)",
         "8,374": "stage 3's 11 completed jobs' seconds summed (table/cpu/queue.json)",
+        "2,098": "stage 3's fourth queue run's wall time (its closing line)",
+        "1,648": "the fourth run's width-128 seed-3 job, its own seconds (the queue's log)",
+        "15,029": "stage 3's 17 jobs' seconds summed (table/cpu/queue.json)",
     },
     "mnist/README.md": {
         "0.60": "3.20 less 2.60: the difference of two cells of the table above it",
@@ -779,6 +782,20 @@ def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jo
     module = script_module("paper_regime_depths")
     regime = CLAIMS / "paper_regime"
     assert (regime / "depths_verdicts.md").read_text() == module.render(regime)
+
+
+@pytest.mark.parametrize("page", ["addition_depth", "memorization_depth"])
+def test_a_depth_pages_priority_none_verdicts_are_regenerated_unchanged(page: str):
+    """<page>/priority_none/verdicts.md comes from the page's table and the re-run's copied
+    jobs (scripts/priority_none_verdicts.py), so the restated verdicts are the runs'. A page
+    whose re-run has not run holds neither the jobs nor the file."""
+    folder = CLAIMS / page
+    rerun = folder / "priority_none"
+    assert rerun.joinpath("cpu", "jobs").is_dir() == rerun.joinpath("verdicts.md").is_file()
+    if not rerun.joinpath("verdicts.md").is_file():
+        return
+    module = script_module("priority_none_verdicts")
+    assert rerun.joinpath("verdicts.md").read_text() == module.render(folder)
 
 
 def starts_mid_run(curve: Path) -> bool:

@@ -338,16 +338,9 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)")
 
 
-def verdicts_from_csv(
-    table: Path,
-    metric: str,
-    mode: str,
-    within: list[str] | None = None,
-    name: str = "verdicts.md",
-) -> Path:
-    """``verdicts.md`` (or ``name``, so one table can hold verdicts on two metrics) beside a
-    ``table.csv`` this command wrote (e.g. one a claims page keeps): the cells are its swept
-    columns other than ``seed``; returns the path written."""
+def read_table_csv(table: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """The rows of a ``table.csv`` this command wrote, each a dict of its columns (the swept
+    keys' values win over a base column of the same name, e.g. model), and its swept keys."""
     if not table.is_file():
         raise TableError(f"table={table}: no such file")
     with table.open(newline="") as handle:
@@ -358,12 +351,25 @@ def verdicts_from_csv(
     starts = [i for i in range(len(header)) if header[i : i + len(tail)] == tail]
     if not header or header[0] != BASE_COLUMNS[0] or not starts:
         raise TableError(f"table={table}: not a table.csv of python -m gridlstm.tables")
-    swept = header[1 : starts[0]]
-    if metric not in header:
-        choices = ", ".join(c for c in header if c.startswith(("val/", "test/")))
-        raise TableError(f"metric={metric}: not a column of {table}; columns: {choices}")
     # Swept keys come first, so a key that is also a base column (model) keeps its value.
     rows = [dict(reversed(list(zip(header, record, strict=True)))) for record in records]
+    return rows, header[1 : starts[0]]
+
+
+def verdicts_from_csv(
+    table: Path,
+    metric: str,
+    mode: str,
+    within: list[str] | None = None,
+    name: str = "verdicts.md",
+) -> Path:
+    """``verdicts.md`` (or ``name``, so one table can hold verdicts on two metrics) beside a
+    ``table.csv`` this command wrote (e.g. one a claims page keeps): the cells are its swept
+    columns other than ``seed``; returns the path written."""
+    rows, swept = read_table_csv(table)
+    if rows and metric not in rows[0]:
+        choices = ", ".join(c for c in rows[0] if c.startswith(("val/", "test/")))
+        raise TableError(f"metric={metric}: not a column of {table}; columns: {choices}")
     group_by = [k for k in swept if k != "seed"]
     if Path(name).name != name or not name.endswith(".md"):
         raise TableError(f"out={name}: a file name ending in .md, written beside {table.name}")
