@@ -8,7 +8,7 @@ re-run study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_non
 The rule: the page's verdicts computed again with the re-run's tied-grid jobs
 (``<page>/priority_none/cpu/jobs``) in place of the depth-priority tied grid of the page's
 table, the stacked-LSTM jobs unchanged, by the claims' rule (Welch's test on validation
-exact-match, `gridlstm.analysis.verdicts`). Writes ``<page>/priority_none/verdicts.md``: each
+exact-match, `gridlstm.analysis.verdicts`). Writes ``<page>/priority_none/restated_verdicts.md``: each
 cell's seeds under both priorities, the restated verdicts, and (outside the rule, for the
 reader) each depth's two priorities compared.
 """
@@ -93,7 +93,7 @@ def seeds_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def render(page: Path) -> str:
-    """``priority_none/verdicts.md`` of ``page``."""
+    """``priority_none/restated_verdicts.md`` of ``page``."""
     original, rerun = page_rows(page), rerun_rows(page)
     if not rerun:
         raise SystemExit(f"{page}/priority_none/cpu: no completed job of the re-run")
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
         print(f"usage: priority_none_verdicts.py docs/claims/<{'|'.join(TABLES)}>")
         return 2
     page = Path(argv[0])
-    out = page / "priority_none" / "verdicts.md"
+    out = page / "priority_none" / "restated_verdicts.md"
     out.write_text(render(page))
     print(f"wrote {out}")
     return 0

@@ -601,7 +601,6 @@ STATED = {
         "1.15": "that stopped pilot run's training loss, from its log (files not kept)",
         "0.79": "exploratory 3-digit runs whose files were not kept (the page says so)",
         "6,000": "round 1's training steps (trainer.max_steps)",
-        "32,000": "round 1's validation interval in samples",
     },
     "addition_lengths/README.md": {
         "5,562": "stage 1's job seconds summed (cpu/queue.json)",
@@ -631,8 +630,10 @@ STATED = {
         "2,500": "training steps (trainer.max_steps)",
     },
     "memorization_depth/README.md": {
-        "4,000": "training steps (trainer.max_steps)",
-        "16,000": "the validation interval in samples",
+        "3,735": "the priority-none re-run's second queue run's wall time (its closing line)",
+        "7,223": "the priority-none re-run's 12 jobs' seconds summed (priority_none/cpu/queue.json)",
+        "1,237": "the re-run's shortest depth-8 job (wall_time_s of its metrics.json)",
+        "1,242": "the re-run's longest depth-8 job (wall_time_s of its metrics.json)",
         "1,000": "the test set's size",
         "2,500": "the step by which the curves (curves.png) reached 1.0",
     },
@@ -786,16 +787,15 @@ def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jo
 
 @pytest.mark.parametrize("page", ["addition_depth", "memorization_depth"])
 def test_a_depth_pages_priority_none_verdicts_are_regenerated_unchanged(page: str):
-    """<page>/priority_none/verdicts.md comes from the page's table and the re-run's copied
-    jobs (scripts/priority_none_verdicts.py), so the restated verdicts are the runs'. A page
-    whose re-run has not run holds neither the jobs nor the file."""
-    folder = CLAIMS / page
-    rerun = folder / "priority_none"
-    assert rerun.joinpath("cpu", "jobs").is_dir() == rerun.joinpath("verdicts.md").is_file()
-    if not rerun.joinpath("verdicts.md").is_file():
-        return
-    module = script_module("priority_none_verdicts")
-    assert rerun.joinpath("verdicts.md").read_text() == module.render(folder)
+    """<page>/priority_none/restated_verdicts.md comes from the page's table and the re-run's
+    copied jobs (scripts/priority_none_verdicts.py), so the restated verdicts are the runs'.
+    A page whose re-run has not run holds neither the jobs nor the file."""
+    rerun = CLAIMS / page / "priority_none"
+    restated = rerun / "restated_verdicts.md"
+    assert (rerun / "cpu" / "jobs").is_dir() == restated.is_file()
+    if restated.is_file():
+        module = script_module("priority_none_verdicts")
+        assert restated.read_text() == module.render(CLAIMS / page)
 
 
 def starts_mid_run(curve: Path) -> bool:
