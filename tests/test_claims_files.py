@@ -596,6 +596,9 @@ STATED = {
         "1,449": "the parity GPU study's width (parity/README.md says where it comes from)",
     },
     "addition_depth/README.md": {
+        "1,155": "the priority-none re-run's second queue run's wall time (its closing line)",
+        "1,924": "the priority-none re-run's third queue run's wall time (its closing line)",
+        "4,772": "the priority-none re-run's 12 jobs' seconds summed (priority_none/cpu/queue.json)",
         "60,000": "round 1's parameter budget (param_budget)",
         "2,450": "the step a stopped run's log names",
         "1.15": "that stopped pilot run's training loss, from its log (files not kept)",
