@@ -8,9 +8,9 @@ re-run study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_non
 The rule: the page's verdicts computed again with the re-run's tied-grid jobs
 (``<page>/priority_none/cpu/jobs``) in place of the depth-priority tied grid of the page's
 table, the stacked-LSTM jobs unchanged, by the claims' rule (Welch's test on validation
-exact-match, `gridlstm.analysis.verdicts`). Writes ``<page>/priority_none/restated_verdicts.md``: each
-cell's seeds under both priorities, the restated verdicts, and (outside the rule, for the
-reader) each depth's two priorities compared.
+exact-match, `gridlstm.analysis.verdicts`). Writes ``<page>/priority_none/restated_verdicts.md``:
+each cell's seeds under both priorities, the restated verdicts, and (outside the rule, for
+the reader) each depth's two priorities compared.
 """
 
 from __future__ import annotations

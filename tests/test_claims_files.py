@@ -598,7 +598,7 @@ STATED = {
     "addition_depth/README.md": {
         "1,155": "the priority-none re-run's second queue run's wall time (its closing line)",
         "1,924": "the priority-none re-run's third queue run's wall time (its closing line)",
-        "4,772": "the priority-none re-run's 12 jobs' seconds summed (priority_none/cpu/queue.json)",
+        "4,772": "the priority-none re-run's 12 jobs' seconds (priority_none/cpu/queue.json)",
         "60,000": "round 1's parameter budget (param_budget)",
         "2,450": "the step a stopped run's log names",
         "1.15": "that stopped pilot run's training loss, from its log (files not kept)",
@@ -634,7 +634,7 @@ STATED = {
     },
     "memorization_depth/README.md": {
         "3,735": "the priority-none re-run's second queue run's wall time (its closing line)",
-        "7,223": "the priority-none re-run's 12 jobs' seconds summed (priority_none/cpu/queue.json)",
+        "7,223": "the priority-none re-run's 12 jobs' seconds (priority_none/cpu/queue.json)",
         "1,237": "the re-run's shortest depth-8 job (wall_time_s of its metrics.json)",
         "1,242": "the re-run's longest depth-8 job (wall_time_s of its metrics.json)",
         "1,000": "the test set's size",
