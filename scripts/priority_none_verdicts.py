@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.markdown import pipe_table
-from gridlstm.analysis.stages import read_jobs
+from gridlstm.analysis.stages import number, read_jobs
 from gridlstm.analysis.tables import CURVE, read_table_csv, samples_to
 from gridlstm.analysis.verdicts import report
 
@@ -54,13 +54,6 @@ def rerun_rows(page: Path) -> list[dict[str, Any]]:
             row[SAMPLES] = samples_to(curve, THRESHOLD, "max")
         found.append({**row, "model": "grid2d", PRIORITY: "none"})
     return found
-
-
-def number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def seeds_table(rows: list[dict[str, Any]]) -> list[str]:
