@@ -338,9 +338,10 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
     print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)")
 
 
-def read_table_csv(table: Path) -> tuple[list[dict[str, str]], list[str]]:
+def read_table_csv(table: Path, metric: str = "") -> tuple[list[dict[str, str]], list[str]]:
     """The rows of a ``table.csv`` this command wrote, each a dict of its columns (the swept
-    keys' values win over a base column of the same name, e.g. model), and its swept keys."""
+    keys' values win over a base column of the same name, e.g. model), and its swept keys;
+    with ``metric``, refused unless its header has that column."""
     if not table.is_file():
         raise TableError(f"table={table}: no such file")
     with table.open(newline="") as handle:
@@ -351,6 +352,9 @@ def read_table_csv(table: Path) -> tuple[list[dict[str, str]], list[str]]:
     starts = [i for i in range(len(header)) if header[i : i + len(tail)] == tail]
     if not header or header[0] != BASE_COLUMNS[0] or not starts:
         raise TableError(f"table={table}: not a table.csv of python -m gridlstm.tables")
+    if metric and metric not in header:
+        choices = ", ".join(c for c in header if c.startswith(("val/", "test/")))
+        raise TableError(f"metric={metric}: not a column of {table}; columns: {choices}")
     # Swept keys come first, so a key that is also a base column (model) keeps its value.
     rows = [dict(reversed(list(zip(header, record, strict=True)))) for record in records]
     return rows, header[1 : starts[0]]
@@ -366,10 +370,7 @@ def verdicts_from_csv(
     """``verdicts.md`` (or ``name``, so one table can hold verdicts on two metrics) beside a
     ``table.csv`` this command wrote (e.g. one a claims page keeps): the cells are its swept
     columns other than ``seed``; returns the path written."""
-    rows, swept = read_table_csv(table)
-    if rows and metric not in rows[0]:
-        choices = ", ".join(c for c in rows[0] if c.startswith(("val/", "test/")))
-        raise TableError(f"metric={metric}: not a column of {table}; columns: {choices}")
+    rows, swept = read_table_csv(table, metric)
     group_by = [k for k in swept if k != "seed"]
     if Path(name).name != name or not name.endswith(".md"):
         raise TableError(f"out={name}: a file name ending in .md, written beside {table.name}")
