@@ -298,6 +298,49 @@ def test_the_deep_tied_table_runs_what_stages_1_and_2_left_of_the_issues_table()
     assert set(done) | set(planned) == expected
 
 
+def test_the_deep_tied_depths_stage_runs_what_stages_1_to_3_left_of_the_depth_axis():
+    """Deep tied grids, stage 4: with stages 1-3's runs of the same settings, every family at
+    width 64 over depths 1, 2, 4, 8, 16 and seeds 1-3, once, but for the cells the study says
+    it leaves out (the untied and depth-tied grids at depth 1 and 16); priority none for the
+    untied grid (its depth priority only at depth 8, stage 3), both for the tied grid."""
+    deep = CLAIMS / "deep_tied"
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    depths = studies["deep_tied_depths"]
+    assert depths["overrides"] == ["experiment=deep_tied"]
+    keys = ("model", "model.net.num_layers", "model.net.priority")
+    others = ("model.net.forget_bias", "trainer.gradient_clip_val", "task.module.embedding_std")
+
+    def cell(row: dict) -> tuple:
+        return tuple(str(row.get(key, "")) for key in keys) + (str(row["seed"]),)
+
+    expected = set()
+    for depth in (1, 2, 4, 8, 16):
+        for model, priorities in (
+            ("stacked_lstm", ("",)),
+            ("grid2d", ("depth", "none")),
+            ("grid2d_untied", ("none",)),
+            ("grid2d_coreylynch", ("",)),
+        ):
+            if model in ("grid2d_untied", "grid2d_coreylynch") and depth in (1, 16):
+                continue
+            for priority in priorities:
+                expected |= {(model, str(depth), priority, str(s)) for s in (1, 2, 3)}
+    done = []
+    for stage in ("suspects", "priority", "table"):
+        for row in read_jobs(deep / stage / "cpu"):
+            if any(key in row for key in others) or "model.net.hidden_size" in row:
+                continue
+            if row["model"] == "grid2d":  # experiment=deep_tied's priority unless set
+                row = {**row, "model.net.priority": row.get("model.net.priority", "depth")}
+            done.append(cell(row))
+    done = [c for c in done if c in expected]
+    planned = [cell(case) for case in depths["cases"]]
+    assert len(set(done)) == len(done) and len(set(planned)) == len(planned)
+    assert not set(done) & set(planned)
+    assert set(done) | set(planned) == expected
+    assert all("model.net.hidden_size" not in case for case in depths["cases"])
+
+
 def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_its_familys():
     """Stage 6: a stage-5 depth whose seed-1 test exact-match exceeds its family's stage-4
     depth's seed-1 value (at its best rate, 5 digits) goes on to seeds 2-6."""
