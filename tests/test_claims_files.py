@@ -641,7 +641,8 @@ STATED = {
     "addition_depth/README.md": {
         "1,155": "the priority-none re-run's second queue run's wall time (its closing line)",
         "1,924": "the priority-none re-run's third queue run's wall time (its closing line)",
-        "4,772": "the priority-none re-run's 12 jobs' seconds (priority_none/cpu/queue.json)",
+        "5,328": "the priority-none re-run's 12 jobs' seconds (priority_none/cpu/queue.json)",
+        "1,192": "seed 3's depth-8 job's seconds over its two parts (queue.json: 1191.6)",
         "60,000": "round 1's parameter budget (param_budget)",
         "2,450": "the step a stopped run's log names",
         "1.15": "that stopped pilot run's training loss, from its log (files not kept)",
