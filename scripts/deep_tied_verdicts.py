@@ -9,6 +9,9 @@
 * Stage 3: the issue's whole table, every model of stages 1-3 (table/cpu) that changes nothing
   but model, width, depth and priority, with parameters and multiply-adds per sample:
   table.md and table_verdicts.md (every pair of cells), once table/cpu exists.
+* Stage 4: the depth axis at width 64, every family (stages 1-4's runs, depths/cpu): one row
+  per family and priority, one column per depth, then each family's depths against each other:
+  depths_verdicts.md, once depths/cpu exists.
 """
 
 from __future__ import annotations
@@ -58,11 +61,16 @@ WIDTH = "64"
 PRIORITY = {"grid2d": "depth", "grid2d_untied": "depth", "grid2d_coreylynch": "depth"}
 
 
+STAGES = ("suspects", "priority", "table", "depths")
+
+
 def table_rows(folder: Path) -> list[dict]:
-    """Stages 1-3's runs that differ from experiment=deep_tied in model, width, depth and
+    """Stages 1-4's runs that differ from experiment=deep_tied in model, width, depth and
     priority only, each with every key of `TABLE_KEYS` filled in."""
     found = []
-    for stage in ("suspects", "priority", "table"):
+    for stage in STAGES:
+        if not (folder / stage / "cpu").is_dir():
+            continue
         for row in read_jobs(folder / stage / "cpu"):
             if any(key in row for key in OTHER_CHANGES):
                 continue
@@ -135,14 +143,58 @@ def render_table(folder: Path) -> tuple[str, str]:
         )
     head = ["model", "width", "depth", "priority", "parameters", "multiply-adds per sample"]
     head += ["seed: test exact-match", "mean +- std"]
-    table = "# Deep tied grids, the issue's table (stages 1-3)\n\n" + "\n".join(
+    table = "# Deep tied grids, the issue's table (stages 1-4)\n\n" + "\n".join(
         pipe_table(head, lines)
     )
     short = [
         {**r, **{name: r[k] for name, k in zip(SHORT, TABLE_KEYS, strict=True)}} for r in found
     ]
     verdicts = report(short, list(SHORT), "test/acc", "max", pairs=True)
-    return table + "\n", "# Deep tied grids, every pair of cells (stages 1-3)\n\n" + verdicts
+    return table + "\n", "# Deep tied grids, every pair of cells (stages 1-4)\n\n" + verdicts
+
+
+FAMILY = ("model", "priority")
+
+
+def render_depths(folder: Path) -> str:
+    """depths_verdicts.md: at width 64, each family's test exact-match by depth (mean +- std
+    over its seeds), then each family's depths compared with each other (every pair)."""
+    found = [
+        {**r, **{name: r[k] for name, k in zip(SHORT, TABLE_KEYS, strict=True)}}
+        for r in table_rows(folder)
+        if r["model.net.hidden_size"] == WIDTH
+    ]
+    depths = sorted({int(r["depth"]) for r in found})
+    families = sorted(
+        {tuple(r[k] for k in FAMILY) for r in found}, key=lambda f: (f[0] != "stacked_lstm", f)
+    )
+    lines = []
+    for family in families:
+        line = list(family)
+        for depth in depths:
+            values = [
+                float(r["test/acc"])
+                for r in found
+                if tuple(r[k] for k in FAMILY) == family and int(r["depth"]) == depth
+            ]
+            if not values:
+                line.append("")
+            elif len(values) == 1:
+                line.append(f"{values[0]:.4f} (n = 1)")
+            else:
+                mean, std = statistics.mean(values), statistics.stdev(values)
+                line.append(
+                    f"{mean:.4f} +- {std:.4f}" + (f" (n = {len(values)})" * (len(values) != 3))
+                )
+        lines.append(line)
+    head = ["model", "priority", *(f"depth {d}" for d in depths)]
+    text = "# Deep tied grids, test exact-match by depth at width 64 (stages 1-4)\n\n"
+    text += "Mean +- std over seeds 1-3 (n = 3 unless stated).\n\n"
+    text += "\n".join(pipe_table(head, lines)) + "\n\n"
+    text += report(
+        found, ["model", "priority", "depth"], "test/acc", "max", within=list(FAMILY), pairs=True
+    )
+    return text
 
 
 def main(argv: list[str]) -> int:
@@ -156,6 +208,9 @@ def main(argv: list[str]) -> int:
         (folder / "table.md").write_text(md)
         (folder / "table_verdicts.md").write_text(verdicts)
         print(f"wrote {folder / 'table.md'} and table_verdicts.md")
+    if (folder / "depths" / "cpu").is_dir():
+        (folder / "depths_verdicts.md").write_text(render_depths(folder))
+        print(f"wrote {folder / 'depths_verdicts.md'}")
     return 0
 
 

@@ -669,6 +669,10 @@ STATED = {
         "2,098": "stage 3's fourth queue run's wall time (its closing line)",
         "1,648": "the fourth run's width-128 seed-3 job, its own seconds (the queue's log)",
         "15,029": "stage 3's 17 jobs' seconds summed (table/cpu/queue.json)",
+        "5,069": "stage 4's second queue run's wall time (its closing line)",
+        "9,798": "stage 4's 30 jobs' seconds summed (depths/cpu/queue.json)",
+        "42,215": "stages 1-4's job seconds summed (the four queue.json files)",
+        "3,500": "an estimate: 2.5 times stage 3's width-128 job seconds (the page says so)",
     },
     "mnist/README.md": {
         "0.60": "3.20 less 2.60: the difference of two cells of the table above it",
@@ -822,6 +826,16 @@ def test_the_deep_tied_table_is_regenerated_unchanged_from_its_jobs():
     table, verdicts = module.render_table(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "table.md").read_text() == table
     assert (CLAIMS / "deep_tied" / "table_verdicts.md").read_text() == verdicts
+
+
+def test_the_deep_tied_depth_axis_is_regenerated_unchanged_from_its_jobs():
+    """docs/claims/deep_tied/depths_verdicts.md (each family's exact-match by depth at width
+    64, and its depths against each other) comes from stages 1-4's copied jobs."""
+    module = script_module("deep_tied_verdicts")
+    text = module.render_depths(CLAIMS / "deep_tied")
+    assert (CLAIMS / "deep_tied" / "depths_verdicts.md").read_text() == text
+    for model in ("stacked_lstm", "grid2d", "grid2d_untied", "grid2d_coreylynch"):
+        assert f"| {model} |" in text
 
 
 def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jobs():
