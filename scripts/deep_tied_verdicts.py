@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from gridlstm.analysis.markdown import pipe_table
@@ -86,6 +87,11 @@ def table_rows(folder: Path) -> list[dict]:
     return found
 
 
+def short_names(rows: Iterable[dict]) -> list[dict]:
+    """The rows with `SHORT`'s names beside `TABLE_KEYS`' (the verdicts' cell names)."""
+    return [{**r, **{n: r[k] for n, k in zip(SHORT, TABLE_KEYS, strict=True)}} for r in rows]
+
+
 def multiply_adds(row: dict) -> int:
     """``macs_per_sample`` as the job recorded it, or, for jobs run before runs recorded it,
     counted the way a run does (`TaskModule.record_macs`) on the model composed from the
@@ -146,10 +152,7 @@ def render_table(folder: Path) -> tuple[str, str]:
     table = "# Deep tied grids, the issue's table (stages 1-4)\n\n" + "\n".join(
         pipe_table(head, lines)
     )
-    short = [
-        {**r, **{name: r[k] for name, k in zip(SHORT, TABLE_KEYS, strict=True)}} for r in found
-    ]
-    verdicts = report(short, list(SHORT), "test/acc", "max", pairs=True)
+    verdicts = report(short_names(found), list(SHORT), "test/acc", "max", pairs=True)
     return table + "\n", "# Deep tied grids, every pair of cells (stages 1-4)\n\n" + verdicts
 
 
@@ -159,11 +162,7 @@ FAMILY = ("model", "priority")
 def render_depths(folder: Path) -> str:
     """depths_verdicts.md: at width 64, each family's test exact-match by depth (mean +- std
     over its seeds), then each family's depths compared with each other (every pair)."""
-    found = [
-        {**r, **{name: r[k] for name, k in zip(SHORT, TABLE_KEYS, strict=True)}}
-        for r in table_rows(folder)
-        if r["model.net.hidden_size"] == WIDTH
-    ]
+    found = short_names(r for r in table_rows(folder) if r["model.net.hidden_size"] == WIDTH)
     depths = sorted({int(r["depth"]) for r in found})
     families = sorted(
         {tuple(r[k] for k in FAMILY) for r in found}, key=lambda f: (f[0] != "stacked_lstm", f)
@@ -183,9 +182,8 @@ def render_depths(folder: Path) -> str:
                 line.append(f"{values[0]:.4f} (n = 1)")
             else:
                 mean, std = statistics.mean(values), statistics.stdev(values)
-                line.append(
-                    f"{mean:.4f} +- {std:.4f}" + (f" (n = {len(values)})" * (len(values) != 3))
-                )
+                n = "" if len(values) == 3 else f" (n = {len(values)})"
+                line.append(f"{mean:.4f} +- {std:.4f}{n}")
         lines.append(line)
     head = ["model", "priority", *(f"depth {d}" for d in depths)]
     text = "# Deep tied grids, test exact-match by depth at width 64 (stages 1-4)\n\n"
