@@ -262,10 +262,25 @@ def test_the_paper_regime_depth_stage_runs_every_searched_depth_the_verdict_left
     assert depths["overrides"] == overrides + ["task.datamodule.digits=5", "seed=1"]
 
 
+def deep_tied_runs(*stages: str) -> list[dict]:
+    """The deep_tied stages' copied jobs that change only model, width, depth and priority
+    from experiment=deep_tied (stage 1's other suspects left out), the tied grid's priority
+    filled in with the preset's (depth) where a job set none."""
+    others = ("model.net.forget_bias", "trainer.gradient_clip_val", "task.module.embedding_std")
+    runs = []
+    for stage in stages:
+        for row in read_jobs(CLAIMS / "deep_tied" / stage / "cpu"):
+            if any(key in row for key in others):
+                continue
+            if row["model"] == "grid2d":
+                row = {**row, "model.net.priority": row.get("model.net.priority", "depth")}
+            runs.append(row)
+    return runs
+
+
 def test_the_deep_tied_table_runs_what_stages_1_and_2_left_of_the_issues_table():
     """Deep tied grids, stage 3: with stages 1 and 2's runs of the same settings, every row of
     the issue's table over seeds 1-3, both priorities where a model has the choice, once."""
-    deep = CLAIMS / "deep_tied"
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     table = studies["deep_tied_table"]
     assert table["overrides"] == ["experiment=deep_tied"]
@@ -282,15 +297,7 @@ def test_the_deep_tied_table_runs_what_stages_1_and_2_left_of_the_issues_table()
         choices = ("depth", "none") if model in ("grid2d", "grid2d_untied") else ("",)
         for priority in choices:
             expected |= {(model, str(depth), str(width), priority, str(s)) for s in (1, 2, 3)}
-    done = []
-    for row in read_jobs(deep / "suspects" / "cpu") + read_jobs(deep / "priority" / "cpu"):
-        if any(key in row for key in ("model.net.forget_bias", "trainer.gradient_clip_val")):
-            continue
-        if "task.module.embedding_std" in row:
-            continue
-        if row["model"] == "grid2d":  # experiment=deep_tied's priority unless the job set one
-            row = {**row, "model.net.priority": row.get("model.net.priority", "depth")}
-        done.append(cell(row))
+    done = [cell(row) for row in deep_tied_runs("suspects", "priority")]
     done = [c for c in done if c in expected]
     planned = [cell(case) for case in table["cases"]]
     assert len(set(done)) == len(done) and len(set(planned)) == len(planned)
@@ -303,12 +310,10 @@ def test_the_deep_tied_depths_stage_runs_what_stages_1_to_3_left_of_the_depth_ax
     width 64 over depths 1, 2, 4, 8, 16 and seeds 1-3, once, but for the cells the study says
     it leaves out (the untied and depth-tied grids at depth 1 and 16); priority none for the
     untied grid (its depth priority only at depth 8, stage 3), both for the tied grid."""
-    deep = CLAIMS / "deep_tied"
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     depths = studies["deep_tied_depths"]
     assert depths["overrides"] == ["experiment=deep_tied"]
     keys = ("model", "model.net.num_layers", "model.net.priority")
-    others = ("model.net.forget_bias", "trainer.gradient_clip_val", "task.module.embedding_std")
 
     def cell(row: dict) -> tuple:
         return tuple(str(row.get(key, "")) for key in keys) + (str(row["seed"]),)
@@ -325,14 +330,8 @@ def test_the_deep_tied_depths_stage_runs_what_stages_1_to_3_left_of_the_depth_ax
                 continue
             for priority in priorities:
                 expected |= {(model, str(depth), priority, str(s)) for s in (1, 2, 3)}
-    done = []
-    for stage in ("suspects", "priority", "table"):
-        for row in read_jobs(deep / stage / "cpu"):
-            if any(key in row for key in others) or "model.net.hidden_size" in row:
-                continue
-            if row["model"] == "grid2d":  # experiment=deep_tied's priority unless set
-                row = {**row, "model.net.priority": row.get("model.net.priority", "depth")}
-            done.append(cell(row))
+    runs = deep_tied_runs("suspects", "priority", "table")
+    done = [cell(row) for row in runs if "model.net.hidden_size" not in row]
     done = [c for c in done if c in expected]
     planned = [cell(case) for case in depths["cases"]]
     assert len(set(done)) == len(done) and len(set(planned)) == len(planned)
