@@ -3,6 +3,7 @@ gives on its table.csv today, and every file a claims page links to exists."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -963,6 +964,35 @@ def test_the_addition_depth_re_run_is_its_tied_grids_with_priority_none():
     assert "grid2d_priority=none" in new["overrides"]
     assert new["grid"] == {**old["grid"], "model": ["grid2d"]}
     assert new["dry_run"] == old["dry_run"]
+
+
+def test_the_addition_lengths_re_run_is_its_grid_jobs_with_priority_none():
+    """addition_lengths_none(_decide) re-run the 2-LSTMs' jobs of stages 2 and 3 at 3 and 5
+    digits (each family's configuration, the same seeds), every setting the same but the
+    priority; the stacked LSTM (no priority) and stage 2's 7-digit jobs are not re-run."""
+    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+
+    def jobs(name: str) -> list[tuple]:
+        grid = studies[name].get("grid", {})
+        return sorted(
+            tuple(sorted({**case, **dict(zip(grid, values, strict=True))}.items()))
+            for case in studies[name]["cases"]
+            for values in itertools.product(*grid.values())
+        )
+
+    def rerun(job: tuple) -> bool:
+        found = dict(job)
+        return found["model"] != "stacked_lstm" and found["task.datamodule.digits"] in (3, 5)
+
+    for old, new in (
+        ("addition_lengths_frontier", "addition_lengths_none"),
+        ("addition_lengths_decide", "addition_lengths_none_decide"),
+    ):
+        before, after = studies[old], studies[new]
+        assert before["overrides"] == [o for o in after["overrides"] if o != "grid2d_priority=none"]
+        assert "grid2d_priority=none" in after["overrides"]
+        assert after["dry_run"] == before["dry_run"]
+        assert jobs(new) == [j for j in jobs(old) if rerun(j)]
 
 
 def test_the_memorization_depth_re_run_is_its_tied_grids_with_priority_none():
