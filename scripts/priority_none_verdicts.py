@@ -1,16 +1,20 @@
-"""A depth page's verdicts restated with the tied 2-LSTM run at priority none, by the rule its
-re-run study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_none``,
-``memorization_depth_none``):
+"""A page's verdicts restated with the 2-LSTMs run at priority none, by the rule its re-run
+study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_none``,
+``memorization_depth_none``, ``addition_lengths_none`` and ``addition_lengths_none_decide``):
 
     python scripts/priority_none_verdicts.py docs/claims/addition_depth
     python scripts/priority_none_verdicts.py docs/claims/memorization_depth
+    python scripts/priority_none_verdicts.py docs/claims/addition_lengths
 
-The rule: the page's verdicts computed again with the re-run's tied-grid jobs
-(``<page>/priority_none/cpu/jobs``) in place of the depth-priority tied grid of the page's
-table, the stacked-LSTM jobs unchanged, by the claims' rule (Welch's test on validation
-exact-match, `gridlstm.analysis.verdicts`). Writes ``<page>/priority_none/restated_verdicts.md``:
-each cell's seeds under both priorities, the restated verdicts, and (outside the rule, for
-the reader) each depth's two priorities compared.
+The rule: the page's verdicts computed again with the re-run's grid jobs
+(``<page>/priority_none*/cpu/jobs``) in place of the depth-priority grids of the page's runs,
+the stacked-LSTM jobs unchanged, by
+the claims' rule (Welch's test, `gridlstm.analysis.verdicts`). The depth pages compare every
+family and depth on validation exact-match; the lengths page compares the families at each
+length on test exact-match and, as its stage 2 did, on samples to validation 0.99. Writes
+``<page>/priority_none/restated_verdicts.md``: each cell's seeds under both priorities, the
+restated verdicts, the page's verdicts as they were, and (outside the rule, for the reader)
+each cell's two priorities compared.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,44 +31,77 @@ from gridlstm.analysis.stages import number, read_jobs
 from gridlstm.analysis.tables import CURVE, read_table_csv, samples_to
 from gridlstm.analysis.verdicts import report
 
-# page -> the table.csv its verdicts were computed from (the depth-priority tied grid).
-TABLES = {"addition_depth": "cpu/table.csv", "memorization_depth": "table.csv"}
-METRIC, THRESHOLD = "val/acc", 0.99  # the pages' metric; both tasks' threshold (conf/task)
-DEPTH, PRIORITY = "model.net.num_layers", "priority"
+METRIC, THRESHOLD = "val/acc", 0.99  # the depth pages' metric; every page's threshold (conf/task)
+DEPTH, DIGITS, PRIORITY = "model.net.num_layers", "task.datamodule.digits", "priority"
 SAMPLES = "val/samples_to_threshold"  # samples seen at validation 0.99 (None: not reached)
+GRIDS = ("grid2d", "grid2d_untied")  # the families with a priority
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where a page's runs are and how its verdicts read them."""
+
+    runs: tuple[str, ...]  # a table.csv, or the study folders its jobs were copied to
+    cell: str  # the column a family's cells differ in: depth, or the task's length
+    measures: tuple[tuple[str, str], ...]  # (metric, mode) of each verdict the page states
+    reruns: tuple[str, ...] = ("priority_none/cpu",)
+    by_length: bool = False  # cells compared at the same length only (a task size, not a design)
+
+
+PAGES = {
+    "addition_depth": Page(("cpu/table.csv",), DEPTH, ((METRIC, "max"),)),
+    "memorization_depth": Page(("table.csv",), DEPTH, ((METRIC, "max"),)),
+    "addition_lengths": Page(
+        ("frontier/cpu", "decide/cpu"),
+        DIGITS,
+        (("test/acc", "max"), (SAMPLES, "min")),
+        reruns=("priority_none/cpu", "priority_none_decide/cpu"),
+        by_length=True,
+    ),
+}
 
 
 def page_rows(page: Path) -> list[dict[str, Any]]:
-    """The page's completed jobs (its table.csv), each with the priority it ran."""
-    rows, _ = read_table_csv(page / TABLES[page.name])
+    """The page's completed jobs, each with the priority it ran (depth for the grids)."""
+    rows: list[dict[str, Any]] = []
+    for runs in PAGES[page.name].runs:
+        if runs.endswith(".csv"):
+            rows += read_table_csv(page / runs)[0]
+        else:
+            rows += read_jobs(page / runs)
     return [
-        {**row, PRIORITY: "depth" if row["model"] == "grid2d" else "-"}
+        {**row, PRIORITY: "depth" if row["model"] in GRIDS else "-"}
         for row in rows
         if row.get("status", "completed") in ("", "completed") and row.get(METRIC)
     ]
 
 
 def rerun_rows(page: Path) -> list[dict[str, Any]]:
-    """The re-run's completed tied-grid jobs, samples to 0.99 read from each job's curve."""
+    """The re-run's completed grid jobs, samples to 0.99 read from each job's curve."""
     found = []
-    for row in read_jobs(page / "priority_none" / "cpu"):
-        curve_file = page / "priority_none" / "cpu" / "jobs" / row["job"] / CURVE
-        if row.get(SAMPLES) is None and curve_file.is_file():
-            with curve_file.open() as handle:
-                curve = [(float(r["samples"]), float(r["value"])) for r in csv.DictReader(handle)]
-            row[SAMPLES] = samples_to(curve, THRESHOLD, "max")
-        found.append({**row, "model": "grid2d", PRIORITY: "none"})
+    for folder in PAGES[page.name].reruns:
+        if not (page / folder / "jobs").is_dir():
+            continue
+        for row in read_jobs(page / folder):
+            curve_file = page / folder / "jobs" / row["job"] / CURVE
+            if row.get(SAMPLES) is None and curve_file.is_file():
+                with curve_file.open() as handle:
+                    curve = [
+                        (float(r["samples"]), float(r["value"])) for r in csv.DictReader(handle)
+                    ]
+                row[SAMPLES] = samples_to(curve, THRESHOLD, "max")
+            found.append({"model": "grid2d", **row, PRIORITY: "none"})
     return found
 
 
-def seeds_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Each (model, depth, priority) cell: test and validation exact-match per seed, and the
+def seeds_table(rows: list[dict[str, Any]], cell: str) -> list[str]:
+    """Each (model, cell, priority) cell: test and validation exact-match per seed, and the
     median samples to validation 0.99 over the seeds that reached it."""
     cells: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: (r["model"], int(r[DEPTH]), r[PRIORITY], int(r["seed"]))):
-        cells.setdefault((row["model"], int(row[DEPTH]), row[PRIORITY]), []).append(row)
+    for row in sorted(rows, key=lambda r: (r["model"], int(r[cell]), r[PRIORITY], int(r["seed"]))):
+        cells.setdefault((row["model"], int(row[cell]), row[PRIORITY]), []).append(row)
     lines = []
-    for (model, depth, priority), runs in cells.items():
+    for (model, size, priority), runs in cells.items():
         test = [float(r["test/acc"]) for r in runs]
         val = [float(r[METRIC]) for r in runs]
         reached = [s for r in runs if (s := number(r.get(SAMPLES))) is not None]
@@ -71,7 +109,7 @@ def seeds_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             [
                 model,
-                depth,
+                size,
                 priority,
                 " / ".join(f"{r['seed']}: {float(r['test/acc']):.3f}" for r in runs),
                 f"{statistics.mean(test):.4f}",
@@ -80,39 +118,56 @@ def seeds_table(rows: list[dict[str, Any]]) -> list[str]:
                 + f" ({len(reached)}/{len(runs)})",
             ]
         )
-    head = ["model", "depth", "priority", "seed: test exact-match", "test mean"]
+    head = ["model", "depth" if cell == DEPTH else "digits", "priority"]
+    head += ["seed: test exact-match", "test mean"]
     head += ["val exact-match mean +- std", "samples to val 0.99: median (reached)"]
     return pipe_table(head, lines)
 
 
 def render(page: Path) -> str:
     """``priority_none/restated_verdicts.md`` of ``page``."""
+    spec = PAGES[page.name]
     original, rerun = page_rows(page), rerun_rows(page)
     if not rerun:
-        raise SystemExit(f"{page}/priority_none/cpu: no completed job of the re-run")
-    stacked = [r for r in original if r["model"] != "grid2d"]
-    tied_depth = [r for r in original if r["model"] == "grid2d"]
-    keys = ["model", DEPTH]
+        raise SystemExit(f"{page}/{spec.reruns[0]}: no completed job of the re-run")
+    stacked = [r for r in original if r["model"] not in GRIDS]
+    grids_depth = [r for r in original if r["model"] in GRIDS]
+    keys, within = ["model", spec.cell], [spec.cell] if spec.by_length else None
+    grids, grid, ran = (
+        ("the 2-LSTMs", "grid", "the grids")
+        if spec.by_length
+        else ("the tied 2-LSTM", "tied-grid", "the tied grid")
+    )
     parts = [
-        f"# {page.name}: the verdicts with the tied 2-LSTM at priority none\n",
-        "Every job of the page (depth priority for the tied grid) and of the re-run (priority "
-        "none), per seed:\n",
-        *seeds_table(original + rerun),
+        f"# {page.name}: the verdicts with {grids} at priority none\n",
+        f"Every job of the page (depth priority for {ran}) "
+        "and of the re-run (priority none), per seed:\n",
+        *seeds_table(original + rerun, spec.cell),
         "",
-        "## The restated verdicts (the rule: the re-run's tied-grid jobs in place of the "
-        "depth-priority ones, the stacked LSTM unchanged)\n",
-        report(stacked + rerun, keys, METRIC, "max", pairs=True),
-        "## The page's verdicts as they were (depth priority), for comparison\n",
-        report(stacked + tied_depth, keys, METRIC, "max"),
-        "## Outside the rule: the tied grid's two priorities at each depth\n",
-        report(tied_depth + rerun, ["model", PRIORITY, DEPTH], METRIC, "max", within=[DEPTH]),
+    ]
+    for metric, mode in spec.measures:
+        named = f" ({metric})" if len(spec.measures) > 1 else ""
+        parts += [
+            f"## The restated verdicts{named} (the rule: the re-run's {grid} jobs in place of the "
+            "depth-priority ones, the stacked LSTM unchanged)\n",
+            report(stacked + rerun, keys, metric, mode, within=within, pairs=True),
+            f"## The page's verdicts as they were{named} (depth priority), for comparison\n",
+            report(stacked + grids_depth, keys, metric, mode, within=within),
+        ]
+    where = "length" if spec.by_length else "depth"
+    parts += [
+        f"## Outside the rule: {'each grid' if spec.by_length else ran}'s two priorities at "
+        f"each {where}\n",
+        report(
+            grids_depth + rerun, ["model", PRIORITY, spec.cell], METRIC, "max", within=[spec.cell]
+        ),
     ]
     return "\n".join(parts)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or Path(argv[0]).name not in TABLES:
-        print(f"usage: priority_none_verdicts.py docs/claims/<{'|'.join(TABLES)}>")
+    if len(argv) != 1 or Path(argv[0]).name not in PAGES:
+        print(f"usage: priority_none_verdicts.py docs/claims/<{'|'.join(PAGES)}>")
         return 2
     page = Path(argv[0])
     out = page / "priority_none" / "restated_verdicts.md"

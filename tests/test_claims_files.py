@@ -799,13 +799,16 @@ def test_every_result_number_on_a_claims_page_is_in_its_files(page):
 
 
 def script_module(name: str):
-    """A script of scripts/ imported as a module (the scripts are not a package)."""
+    """A script of scripts/ imported as a module (the scripts are not a package); registered
+    in sys.modules as importing does, which dataclasses need."""
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location(
         name, CLAIMS.parents[1] / "scripts" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -846,8 +849,8 @@ def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jo
     assert (regime / "depths_verdicts.md").read_text() == module.render(regime)
 
 
-@pytest.mark.parametrize("page", ["addition_depth", "memorization_depth"])
-def test_a_depth_pages_priority_none_verdicts_are_regenerated_unchanged(page: str):
+@pytest.mark.parametrize("page", ["addition_depth", "memorization_depth", "addition_lengths"])
+def test_a_pages_priority_none_verdicts_are_regenerated_unchanged(page: str):
     """<page>/priority_none/restated_verdicts.md comes from the page's table and the re-run's
     copied jobs (scripts/priority_none_verdicts.py), so the restated verdicts are the runs'.
     A page whose re-run has not run holds neither the jobs nor the file."""
