@@ -146,7 +146,7 @@ def render(page: Path) -> str:
         "",
     ]
     for metric, mode in spec.measures:
-        named = f" ({metric})" if len(spec.measures) > 1 else ""
+        named = f" on {metric}" if len(spec.measures) > 1 else ""
         parts += [
             f"## The restated verdicts{named} (the rule: the re-run's {grid} jobs in place of the "
             "depth-priority ones, the stacked LSTM unchanged)\n",
