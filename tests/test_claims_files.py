@@ -654,6 +654,7 @@ STATED = {
         "2,857": "stage 1's wall time (the queue's closing line)",
         "18,584": "stage 2's job seconds summed (frontier/cpu/queue.json)",
         "15,176": "stage 3's job seconds summed (decide/cpu/queue.json)",
+        "2,798": "stage 5's six 3-digit jobs' seconds summed (priority_none/cpu/queue.json)",
     },
     "coreylynch/README.md": {
         "0.001": "the learning rate coreylynch's README states",
