@@ -8,10 +8,10 @@ study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_none``,
 
 The rule: the page's verdicts computed again with the re-run's grid jobs
 (``<page>/priority_none*/cpu/jobs``) in place of the depth-priority grids of the page's runs,
-the stacked-LSTM jobs unchanged, by
-the claims' rule (Welch's test, `gridlstm.analysis.verdicts`). The depth pages compare every
-family and depth on validation exact-match; the lengths page compares the families at each
-length on test exact-match and, as its stage 2 did, on samples to validation 0.99. Writes
+the stacked-LSTM jobs unchanged, by the claims' rule (Welch's test,
+`gridlstm.analysis.verdicts`). The depth pages compare every family and depth on validation
+exact-match; the lengths page compares the families at each length on test exact-match and,
+as its stage 2 did, on samples to validation 0.99. Writes
 ``<page>/priority_none/restated_verdicts.md``: each cell's seeds under both priorities, the
 restated verdicts, the page's verdicts as they were, and (outside the rule, for the reader)
 each cell's two priorities compared.
@@ -45,7 +45,11 @@ class Page:
     cell: str  # the column a family's cells differ in: depth, or the task's length
     measures: tuple[tuple[str, str], ...]  # (metric, mode) of each verdict the page states
     reruns: tuple[str, ...] = ("priority_none/cpu",)
-    by_length: bool = False  # cells compared at the same length only (a task size, not a design)
+
+    @property
+    def by_length(self) -> bool:
+        """Cells compared at the same length only: a task size, where depth is a design."""
+        return self.cell == DIGITS
 
 
 PAGES = {
@@ -56,7 +60,6 @@ PAGES = {
         DIGITS,
         (("test/acc", "max"), (SAMPLES, "min")),
         reruns=("priority_none/cpu", "priority_none_decide/cpu"),
-        by_length=True,
     ),
 }
 
