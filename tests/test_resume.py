@@ -60,6 +60,8 @@ def interrupted_then_resumed(cli, args: list[str], step: int, name: str = "SIGTE
     interrupted_parts[run] = record["wall_time_s"]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert f"interrupted by {name} at step {step}" in first.stderr
+    # the checkpoint is named from the working directory, a path true on any clone
+    assert "resume with resume=auto from interrupted/checkpoints/last.ckpt" in record["reason"]
     second = cli(*args, f"hydra.run.dir={run}", "resume=auto")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming from" in second.stdout

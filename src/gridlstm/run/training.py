@@ -83,6 +83,16 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     Console().print(f"outputs: {output_dir}")
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory where it lies below it. Why: an
+    interrupted run's reason is stored in its record and copied into study tables that are
+    committed; a path from the repository root stays true on every clone."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def is_first_process() -> bool:
     return os.environ.get(CHILD_ENV) != "1" and os.environ.get("RANK", "0") == "0"
 
@@ -298,7 +308,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise
         number = signal.SIGINT if interrupt.reason == "SIGINT" else signal.SIGTERM
         saved = (
-            f"; resume with resume=auto from {interrupt.ckpt_path}" if trainer.global_step else ""
+            f"; resume with resume=auto from {shown_path(interrupt.ckpt_path)}"
+            if trainer.global_step
+            else ""
         )
         reason = f"interrupted by {interrupt.reason} at step {trainer.global_step}{saved}"
         raise stopped(
