@@ -153,16 +153,21 @@ def render(page: Path) -> str:
         parts += [
             f"## The restated verdicts{named} (the rule: the re-run's {grid} jobs in place of the "
             "depth-priority ones, the stacked LSTM unchanged)\n",
-            report(stacked + rerun, keys, metric, mode, within=within, pairs=True),
+            report(stacked + rerun, keys, metric, mode, within=within, pairs=True, level=3),
             f"## The page's verdicts as they were{named} (depth priority), for comparison\n",
-            report(stacked + grids_depth, keys, metric, mode, within=within),
+            report(stacked + grids_depth, keys, metric, mode, within=within, level=3),
         ]
     where = "length" if spec.by_length else "depth"
     parts += [
         f"## Outside the rule: {'each grid' if spec.by_length else ran}'s two priorities at "
         f"each {where}\n",
         report(
-            grids_depth + rerun, ["model", PRIORITY, spec.cell], METRIC, "max", within=[spec.cell]
+            grids_depth + rerun,
+            ["model", PRIORITY, spec.cell],
+            METRIC,
+            "max",
+            within=[spec.cell],
+            level=3,
         ),
     ]
     return "\n".join(parts)

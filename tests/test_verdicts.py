@@ -135,3 +135,26 @@ def test_every_pair_is_compared_by_the_same_rule_the_better_cell_first():
     assert "Every pair" not in verdicts.report(rows, ["model"], "acc", "max")
     two = [r for r in rows if r["model"] != "untied"]
     assert "Every pair" not in verdicts.report(two, ["model"], "acc", "max", pairs=True)
+
+
+def test_a_report_within_a_key_compares_at_each_value_only_under_the_level_asked():
+    """Cells are compared at the same length only, each length under a heading one level
+    below the section a page nests the report in."""
+    rows = [
+        {"model": m, "digits": d, "acc": v}
+        for m, d, vs in [
+            ("tied", 3, [1.0, 0.99, 1.0]),
+            ("stacked", 3, [1.0, 1.0, 0.98]),
+            ("tied", 5, [0.9, 0.95, 0.97]),
+            ("stacked", 5, [0.01, 0.02, 0.03]),
+        ]
+        for v in vs
+    ]
+    text = verdicts.report(rows, ["model", "digits"], "acc", "max", within=["digits"], level=3)
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("#")] == ["### digits=3", "### digits=5"]
+    five = text[text.index("### digits=5") :]
+    p = stats.ttest_ind([0.9, 0.95, 0.97], [0.01, 0.02, 0.03], equal_var=False).pvalue
+    assert f"{p:.3g} | beyond the seed spread |" in five
+    assert "digits=3" not in five
+    assert "## digits=3" in verdicts.report(rows, ["model", "digits"], "acc", "max", ["digits"])

@@ -116,10 +116,13 @@ def report(
     mode: str,
     within: list[str] | None = None,
     pairs: bool = False,
+    level: int = 2,
 ) -> str:
     """`markdown` of `compare`, once per combination of the ``within`` keys' values (e.g. each
-    k of a parity sweep: cells are compared at the same task size only); with ``pairs``, each
-    part also gets `pairs_markdown` of `pairwise` where it has more than two cells."""
+    k of a parity sweep: cells are compared at the same task size only), each part under a
+    heading of ``level`` (deeper where a page nests the report in a section of its own); with
+    ``pairs``, each part also gets `pairs_markdown` of `pairwise` where it has more than two
+    cells."""
 
     def part(rows: list[dict[str, Any]], keys: list[str]) -> str:
         text = markdown(compare(rows, keys, metric, mode), metric, mode)
@@ -133,7 +136,8 @@ def report(
     parts: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         parts.setdefault(", ".join(f"{k}={row.get(k, '')}" for k in within), []).append(row)
-    return "\n".join(f"## {name}\n\n" + part(rows, keys) for name, rows in parts.items())
+    hashes = "#" * level
+    return "\n".join(f"{hashes} {name}\n\n" + part(rows, keys) for name, rows in parts.items())
 
 
 def markdown(comparisons: list[Comparison], metric: str, mode: str) -> str:
