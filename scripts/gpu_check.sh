@@ -1,32 +1,43 @@
 #!/usr/bin/env bash
-# The GPU check: run it first whenever a GPU machine is available (about 20 minutes).
-#   scripts/gpu_check.sh [--dry-run] [out=DIR] [minutes=8]
-# 1. python -m pytest -m gpu                      -> pytest.txt
+# The GPU check: run it first whenever a GPU machine is available (under 10 minutes: each
+# step has a time limit, so a short allocation still ends with check.json).
+#   scripts/gpu_check.sh [--dry-run] [out=DIR] [minutes=2]
+# 1. python -m pytest -m gpu (in parallel workers when pytest-xdist is installed; 200 s),
+#    with step 4 beside it
+#                                                 -> pytest.txt, pytest.xml
 # 2. python -m gridlstm.bench device=cuda, float32 and bfloat16, each with the GPU targets of
-#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets)
+#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; 70 s each)
 #                                                 -> bench_float32.json, bench_bfloat16.json,
 #                                                    targets.json
-# 3. a short paper-size training run of every task (scripts/gpu_check.yaml, gridlstm.queue;
-#    a task whose data is missing is skipped with one line: set GRIDLSTM_DATA_DIR for
-#    mnist/ and enwik8/, GRIDLSTM_TRANSLATION_FILE for translation)
+# 3. scripts/step_speed.py at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
+#    addition at batch 15 and 400 units, every family at depths 1-18; parity at k = 64,
+#    batch 128 and its parameter budget, depths 1, 4, 25 (55 s each): the seconds per 100k
+#    samples that the studies' GPU-hours are planned from
+#                                                 -> step_speed_addition15.txt,
+#                                                    step_speed_parity.txt
+# 4. a short paper-size training run of every task (scripts/gpu_check.yaml, gridlstm.queue,
+#    a deadline of `minutes`, at least 2; beside step 1, before the timed steps; a task whose
+#    data is missing is skipped with one line: set GRIDLSTM_DATA_DIR for mnist/ and enwik8/,
+#    GRIDLSTM_TRANSLATION_FILE for translation)
 #                                                 -> smoke/<task>/gpu/
 # Results go to docs/gpu_check/<device>/ (out=DIR to change), with check.json: the device,
 # each step's exit status and duration, every gpu test's outcome, the targets, the smoke
-# runs and a verdict (gridlstm.analysis.gpu_check). A failed step does not stop the others;
-# the exit status is 1 if any failed.
+# runs and a verdict (gridlstm.analysis.gpu_check). A failed or timed-out step (exit 124)
+# does not stop the others; the exit status is 1 if any failed.
 # --dry-run: on the CPU, to check the script itself: skips step 1 (it needs CUDA, and says
-# so), runs the bench and the smoke runs at tiny sizes; results in multirun/gpu_check_dry_run.
+# so), runs the bench, the step speeds and the smoke runs at tiny sizes; results in
+# multirun/gpu_check_dry_run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dry=false
 out=""
-minutes=8
+minutes=2
 for arg in "$@"; do
     case "$arg" in
         --dry-run) dry=true ;;
         out=*) out="${arg#out=}" ;;
         minutes=*) minutes="${arg#minutes=}" ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg'; valid: --dry-run, out=DIR, minutes=N" >&2
            exit 2 ;;
     esac
@@ -48,37 +59,64 @@ mkdir -p "$out"
 echo "gpu_check: $device -> $out"
 steps=()
 
-step() {  # step NAME COMMAND...: run it, record status and seconds, never stop the script
-    local name="$1" start status
-    shift
-    echo "== $name: $*"
+step() {  # step NAME SECONDS COMMAND...: run it for at most SECONDS (then exit 124), record
+    # its status and seconds, never stop the script
+    local name="$1" limit="$2" start status
+    shift 2
+    echo "== $name (at most $limit s): $*"
     start=$(date +%s)
     set +e
-    "$@"
+    timeout --kill-after=15 "$limit" "$@"
     status=$?
     set -e
     steps+=("$name $status $(( $(date +%s) - start ))")
     echo "== $name: exit $status after $(( $(date +%s) - start )) s"
 }
 
+# The GPU studies' shapes (scripts/gpu_studies.yaml): what their GPU-hours are planned from.
+addition15=(experiment=addition_paper hardware.precision=32-true)
+addition15_models=(grid2d:1,2,4,8,18 grid2d_untied:1,2,4,8,18 stacked_lstm:1,2,4,8,18)
+parity=(experiment=parity_paper hardware.precision=32-true param_budget=8500000
+        task.datamodule.bits=64)
+parity_models=(grid1d:1,4,25 tanh_net:1,4,25 relu_net:1,4,25 relu_resnet:1,4,25)
 if [[ "$dry" == true ]]; then
     echo "== pytest -m gpu: skipped in the dry run (it needs a CUDA device)"
     steps+=("pytest_gpu skipped 0")
     tiny=(device=cpu hidden=16 layers=2 batch=2 length=8 grid_size=4 grid_hidden=8
           grid_batch=2 repeats=1 warmup=0 tr_batch=2 tr_src_len=3 tr_tgt_len=3 tr_params=150000)
-    step bench_float32 python -m gridlstm.bench "${tiny[@]}" json="$out/bench_float32.json"
-    step bench_bfloat16 python -m gridlstm.bench "${tiny[@]}" dtype=bfloat16 skip_translation=true \
-        json="$out/bench_bfloat16.json"
-    step smoke python -m gridlstm.queue studies=scripts/gpu_check.yaml dry_run=true \
+    step bench_float32 600 python -m gridlstm.bench "${tiny[@]}" json="$out/bench_float32.json"
+    step bench_bfloat16 600 python -m gridlstm.bench "${tiny[@]}" dtype=bfloat16 \
+        skip_translation=true json="$out/bench_bfloat16.json"
+    step step_speed 600 bash -c "set -o pipefail; python scripts/step_speed.py steps=2 warmup=1 \
+        ${addition15[*]} hardware=cpu param_budget=4000 task.datamodule.digits=3 \
+        -- grid2d:1,2 stacked_lstm:1 2>&1 | tee '$out/step_speed_addition15.txt'"
+    step smoke 600 python -m gridlstm.queue studies=scripts/gpu_check.yaml dry_run=true \
         minutes="$minutes" jobs=2 runs="$out/smoke_runs" results="$out/smoke"
 else
-    step pytest_gpu bash -c "set -o pipefail; python -m pytest -m gpu -q -ra \
-        --junitxml='$out/pytest.xml' 2>&1 | tee '$out/pytest.txt'"
-    step bench_float32 python -m gridlstm.bench device=cuda repeats=15 json="$out/bench_float32.json"
-    step bench_bfloat16 python -m gridlstm.bench device=cuda repeats=15 dtype=bfloat16 \
+    workers=()
+    if python -c "import xdist" 2>/dev/null; then
+        workers=(-n 6)
+    fi
+    # The smoke runs beside the tests (neither is timed), both before the timed steps.
+    ( step smoke $(( minutes * 60 + 60 )) python -m gridlstm.queue studies=scripts/gpu_check.yaml \
+        minutes="$minutes" jobs=4 runs=multirun/gpu_check results="$out/smoke"
+      echo "${steps[-1]}" > "$out/smoke.step" ) &
+    smoke=$!
+    step pytest_gpu 200 bash -c "set -o pipefail; python -m pytest -m gpu -q -ra ${workers[*]} \
+        -p no:cacheprovider --junitxml='$out/pytest.xml' 2>&1 | tee '$out/pytest.txt'"
+    wait "$smoke" || true
+    steps+=("$(cat "$out/smoke.step" 2>/dev/null || echo "smoke 1 0")")
+    rm -f "$out/smoke.step"
+    step bench_float32 70 python -m gridlstm.bench device=cuda repeats=15 \
+        json="$out/bench_float32.json"
+    step bench_bfloat16 70 python -m gridlstm.bench device=cuda repeats=15 dtype=bfloat16 \
         json="$out/bench_bfloat16.json"
-    step smoke python -m gridlstm.queue studies=scripts/gpu_check.yaml minutes="$minutes" \
-        jobs=4 runs=multirun/gpu_check results="$out/smoke"
+    step step_speed 55 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 warmup=5 \
+        ${addition15[*]} hardware=gpu -- ${addition15_models[*]} 2>&1 \
+        | tee '$out/step_speed_addition15.txt'"
+    step step_speed_parity 55 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+        warmup=5 ${parity[*]} hardware=gpu -- ${parity_models[*]} 2>&1 \
+        | tee '$out/step_speed_parity.txt'"
 fi
 
 python -m gridlstm.analysis.gpu_check "$out" "$device" "${steps[@]}"

@@ -10,7 +10,10 @@ Adam, gradient clipping), no validation, timed after a warm-up, in one process.
 
 Overrides before ``--`` apply to every model; after it, ``model:depths``. One line per model
 and depth (parameters, seconds per 100k samples, the ratio to the stacked LSTM of the same
-depth where measured); ``threads=N`` (default 1) sets torch's threads.
+depth where measured); ``threads=N`` (default 1) sets torch's threads, ``steps=N`` and
+``warmup=N`` (60, 10) the timed and untimed optimizer steps. The run's ``hardware`` group
+picks the device and precision (``hardware=gpu hardware.precision=32-true`` times a GPU
+study's shape; the clock waits for the GPU's queued work at both ends).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
     """(parameters, seconds per 100k samples) over ``steps`` optimizer steps after ``warmup``."""
     import lightning as L
+    import torch
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from lightning.pytorch.callbacks import Callback
@@ -42,17 +46,26 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
     module = build_module(cfg, datamodule)
     batch = int(cfg.task.datamodule.batch_size)
 
+    cuda = cfg.hardware.accelerator == "gpu"
+
+    def now() -> float:
+        if cuda:  # CUDA runs asynchronously: time the work, not its queueing
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     class Clock(Callback):
         start = 0.0
 
         def on_train_batch_start(self, trainer, *_):  # noqa: ANN001, ANN002, D102
             if trainer.global_step == warmup:
-                self.start = time.perf_counter()
+                self.start = now()
 
     clock = Clock()
     with lightning_info_silenced():
         trainer = L.Trainer(
-            accelerator="cpu",
+            accelerator=cfg.hardware.accelerator,
+            devices=1,
+            precision=cfg.hardware.precision,
             max_steps=warmup + steps,
             limit_val_batches=0,
             num_sanity_val_steps=0,
@@ -64,15 +77,20 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
             callbacks=[clock],
         )
     trainer.fit(module, datamodule=datamodule)
-    seconds = time.perf_counter() - clock.start
+    seconds = now() - clock.start
     return module.num_parameters, seconds / (steps * batch) * 100_000
 
 
 def main(argv: list[str]) -> None:
     import torch
 
-    threads = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("threads=")), 1)
-    argv = [a for a in argv if not a.startswith("threads=")]
+    own = {"threads": 1, "steps": 60, "warmup": 10}  # ours, before any Hydra override
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in own:
+            own[key] = int(value)
+    argv = [a for a in argv if a.split("=", 1)[0] not in own]
+    threads = own["threads"]
     split = argv.index("--")
     common, models = argv[:split], argv[split + 1 :]
     torch.set_num_threads(threads)
@@ -82,7 +100,9 @@ def main(argv: list[str]) -> None:
         model, depths = spec.split(":")
         for depth in (int(d) for d in depths.split(",")):
             params, seconds = measure(
-                [*common, f"model={model}", f"model.net.num_layers={depth}"], 60, 10
+                [*common, f"model={model}", f"model.net.num_layers={depth}"],
+                own["steps"],
+                own["warmup"],
             )
             rows.append((model, depth, params, seconds))
             if model == "stacked_lstm":

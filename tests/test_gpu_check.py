@@ -47,8 +47,12 @@ def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
         ("pytest_gpu", "skipped"),
         ("bench_float32", "0"),
         ("bench_bfloat16", "0"),
+        ("step_speed", "0"),
         ("smoke", "0"),
     ]
+    speeds = (out / "step_speed_addition15.txt").read_text()
+    for model in ("grid2d depth 1", "grid2d depth 2", "stacked_lstm depth 1"):
+        assert f"{model}: " in speeds and " s / 100k" in speeds, speeds
     check = json.loads((out / "check.json").read_text())
     assert (check["verdict"], check["problems"]) == ("pass", []), check["problems"]
     targets = json.loads((out / "targets.json").read_text())
