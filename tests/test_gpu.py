@@ -53,9 +53,9 @@ def test_the_fast_path_hands_cudnn_one_weight_buffer(monkeypatch):
     import contextlib
     import warnings
 
-    from gridlstm.nn import grid
+    from gridlstm.nn.kernels import lstm
 
-    monkeypatch.setattr(grid, "quiet_relayout", contextlib.nullcontext)
+    monkeypatch.setattr(lstm, "quiet_relayout", contextlib.nullcontext)
     torch.manual_seed(0)
     net = GridLSTM(16, 32, 2, 1, batch_first=True, backend="fast").cuda()
     x = torch.randn(4, 10, 16, device="cuda")

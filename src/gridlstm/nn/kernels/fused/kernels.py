@@ -18,7 +18,12 @@ Kernels are plain functions here and compiled by `build` at first use: ``interpr
 wraps them in Triton's interpreter, which runs them on CPU tensors (how the tests check them
 on a machine without a GPU; `triton.jit` decides between the two when it decorates, so the
 choice cannot be a module-level decorator). The interpreter has no libdevice, so tanh is
-written through the sigmoid: tanh(x) = 2 sigmoid(2x) - 1.
+written through the sigmoid: tanh(x) = 2 sigmoid(2x) - 1. Its ``tl.dot`` of bfloat16 tiles
+returns garbage, and so does its product of two bfloat16 tensors (Triton 3.8's interpreter;
+float16 and float32 are right): the dropout factor multiplies in float32, and there
+(``UPCAST``) the GEMM tiles are cast to float32 first: a product of two bfloat16 numbers is
+exact in float32, so this is the function the GPU's bfloat16 dot computes (float32
+accumulation), up to the order of the sums.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ def step_forward(
     SAVE: tl.constexpr,
     SAVE_H: tl.constexpr,
     PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -96,16 +102,29 @@ def step_forward(
         if HAS_DROP:  # dropout on the depth h that layers pass up (dimension ``depth``)
             in_depth = both & ((ks // d) == depth)[None, :]
             drop_at = drop + (group * M + rows).to(tl.int64)[:, None] * d + (ks % d)[None, :]
-            x = x * tl.load(drop_at, mask=in_depth, other=1.0).to(x.dtype)
+            factor = tl.load(drop_at, mask=in_depth, other=1.0).to(tl.float32)
+            x = (x.to(tl.float32) * factor).to(x.dtype)  # rounded once, as torch's product
         if SAVE_H:  # the gathered H, once (by the programs of the first unit block)
             h_at = h_save + group.to(tl.int64) * stride_hg + rows[:, None] * KD + ks[None, :]
             tl.store(h_at, x, mask=both & (tl.program_id(1) == 0))
         w_at = w_group + ks[:, None] * N4 + units[None, :]
         w_ok = k_ok[:, None] & unit_ok[None, :]
-        acc_i += tl.dot(x, tl.load(w_at, mask=w_ok, other=0.0), input_precision=PRECISION)
-        acc_f += tl.dot(x, tl.load(w_at + d, mask=w_ok, other=0.0), input_precision=PRECISION)
-        acc_g += tl.dot(x, tl.load(w_at + 2 * d, mask=w_ok, other=0.0), input_precision=PRECISION)
-        acc_o += tl.dot(x, tl.load(w_at + 3 * d, mask=w_ok, other=0.0), input_precision=PRECISION)
+        w_i = tl.load(w_at, mask=w_ok, other=0.0)
+        w_f = tl.load(w_at + d, mask=w_ok, other=0.0)
+        w_g = tl.load(w_at + 2 * d, mask=w_ok, other=0.0)
+        w_o = tl.load(w_at + 3 * d, mask=w_ok, other=0.0)
+        if UPCAST:  # see the module's docstring: the same products, exact in float32
+            x = x.to(tl.float32)
+            w_i, w_f, w_g, w_o = (
+                w_i.to(tl.float32),
+                w_f.to(tl.float32),
+                w_g.to(tl.float32),
+                w_o.to(tl.float32),
+            )
+        acc_i += tl.dot(x, w_i, input_precision=PRECISION)
+        acc_f += tl.dot(x, w_f, input_precision=PRECISION)
+        acc_g += tl.dot(x, w_g, input_precision=PRECISION)
+        acc_o += tl.dot(x, w_o, input_precision=PRECISION)
     if HAS_BIAS:
         b_at = bias + group.to(tl.int64) * N4 + e * 4 * d + units
         acc_i += tl.load(b_at, mask=unit_ok, other=0.0).to(tl.float32)[None, :]

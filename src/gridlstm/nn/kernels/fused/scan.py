@@ -25,6 +25,7 @@ from gridlstm.nn.kernels.fused.steps import (
     _precision,
     launch_device,
     triton_cdiv,
+    upcast,
 )
 
 
@@ -80,7 +81,8 @@ class FusedRecurrence(torch.autograd.Function):
                 PAPER=paper,
                 SAVE=True,
                 SAVE_H=False,
-                PRECISION=_precision(dtype),
+                PRECISION=_precision(dtype, interpret),
+                UPCAST=upcast(dtype, interpret),
                 BLOCK_M=BLOCK_M,
                 BLOCK_D=BLOCK_D,
                 BLOCK_K=BLOCK_K,

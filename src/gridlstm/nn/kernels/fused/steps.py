@@ -28,13 +28,20 @@ from gridlstm.nn.kernels.plans import Layout, Sources, depth_mask
 BLOCK_M, BLOCK_D, BLOCK_K = 32, 32, 32
 
 
-def _precision(dtype: torch.dtype) -> str:
+def _precision(dtype: torch.dtype, interpret: bool = False) -> str:
     """tl.dot's input precision: float32 GEMMs as torch runs them (IEEE unless
     torch.backends.cuda.matmul.allow_tf32 allows TF32); 16-bit types keep Triton's default
-    (the setting concerns float32 operands only)."""
-    if dtype == torch.float32 and not allows_tf32():
+    (the setting concerns float32 operands only); tiles the interpreter casts up
+    (`upcast`) multiply in IEEE float32."""
+    if upcast(dtype, interpret) or (dtype == torch.float32 and not allows_tf32()):
         return "ieee"
     return "tf32"
+
+
+def upcast(dtype: torch.dtype, interpret: bool) -> bool:
+    """Whether the kernels cast their GEMM tiles to float32 first: bfloat16 in Triton's
+    interpreter, whose bfloat16 ``tl.dot`` is wrong (`gridlstm.nn.kernels.fused.kernels`)."""
+    return interpret and dtype == torch.bfloat16
 
 
 def launch_device(t: Tensor) -> contextlib.AbstractContextManager:
@@ -118,7 +125,8 @@ class FusedSteps(torch.autograd.Function):
                     PAPER=paper[number],
                     SAVE=save,
                     SAVE_H=save,
-                    PRECISION=_precision(static.dtype),
+                    PRECISION=_precision(static.dtype, interpret),
+                    UPCAST=upcast(static.dtype, interpret),
                     BLOCK_M=BLOCK_M,
                     BLOCK_D=BLOCK_D,
                     BLOCK_K=BLOCK_K,
