@@ -5,8 +5,9 @@ plus when the scheduler takes it and how it falls back.
 The kernels compute in float32 with IEEE dots here, so outputs are compared to the float64
 reference at 2e-6 and gradients at 2e-5 (float32 rounding over a few dozen cells); the 16-bit
 kernels are checked through the probe (the interpreter's bfloat16 arithmetic is worked
-around: `gridlstm.nn.kernels.fused.kernels`). The interpreter needs tens of ms per program: the shapes
-are tiny, a representative few cases run by default and the whole option matrix is `slow`.
+around: `gridlstm.nn.kernels.fused.kernels`). The interpreter needs tens of ms per program:
+the shapes are tiny, a representative few cases run by default and the whole option matrix
+is `slow`.
 GPU sizes and bf16 are in tests/test_gpu.py."""
 
 from __future__ import annotations
