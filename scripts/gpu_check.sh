@@ -6,7 +6,7 @@
 #    with step 4 beside it
 #                                                 -> pytest.txt, pytest.xml
 # 2. python -m gridlstm.bench device=cuda, float32 and bfloat16, each with the GPU targets of
-#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; 70 s each)
+#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; repeats=5, 90 s each)
 #                                                 -> bench_float32.json, bench_bfloat16.json,
 #                                                    targets.json
 # 3. scripts/step_speed.py at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
@@ -107,9 +107,9 @@ else
     wait "$smoke" || true
     steps+=("$(cat "$out/smoke.step" 2>/dev/null || echo "smoke 1 0")")
     rm -f "$out/smoke.step"
-    step bench_float32 70 python -m gridlstm.bench device=cuda repeats=15 \
+    step bench_float32 90 python -m gridlstm.bench device=cuda repeats=5 \
         json="$out/bench_float32.json"
-    step bench_bfloat16 70 python -m gridlstm.bench device=cuda repeats=15 dtype=bfloat16 \
+    step bench_bfloat16 90 python -m gridlstm.bench device=cuda repeats=5 dtype=bfloat16 \
         json="$out/bench_bfloat16.json"
     step step_speed 55 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 warmup=5 \
         ${addition15[*]} hardware=gpu -- ${addition15_models[*]} 2>&1 \
