@@ -2,19 +2,21 @@
 # The GPU check: run it first whenever a GPU machine is available (under 10 minutes: each
 # step has a time limit, so a short allocation still ends with check.json).
 #   scripts/gpu_check.sh [--dry-run] [out=DIR] [minutes=2]
-# 1. python -m pytest -m gpu (in parallel workers when pytest-xdist is installed; 200 s),
+# 1. python -m pytest -m gpu (in parallel workers when pytest-xdist is installed; 240 s),
 #    with step 4 beside it
 #                                                 -> pytest.txt, pytest.xml
 # 2. python -m gridlstm.bench device=cuda, float32 and bfloat16, each with the GPU targets of
-#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; repeats=5, 90 s each)
+#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; repeats=5, 80 s each)
 #                                                 -> bench_float32.json, bench_bfloat16.json,
 #                                                    targets.json
 # 3. scripts/step_speed.py at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
 #    addition at batch 15 and 400 units, every family at depths 1-18; parity at k = 64,
-#    batch 128 and its parameter budget, depths 1, 4, 25 (55 s each): the seconds per 100k
-#    samples that the studies' GPU-hours are planned from
+#    batch 128 and its parameter budget, depths 1, 4, 25; MNIST's four models at the paper
+#    preset (where $GRIDLSTM_DATA_DIR/mnist holds the IDX files; 50 s each): the seconds per
+#    100k samples that the studies' GPU-hours are planned from
 #                                                 -> step_speed_addition15.txt,
-#                                                    step_speed_parity.txt
+#                                                    step_speed_parity.txt,
+#                                                    step_speed_mnist.txt
 # 4. a short paper-size training run of every task (scripts/gpu_check.yaml, gridlstm.queue,
 #    a deadline of `minutes`, at least 2; beside step 1, before the timed steps; a task whose
 #    data is missing is skipped with one line: set GRIDLSTM_DATA_DIR for mnist/ and enwik8/,
@@ -37,7 +39,7 @@ for arg in "$@"; do
         --dry-run) dry=true ;;
         out=*) out="${arg#out=}" ;;
         minutes=*) minutes="${arg#minutes=}" ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg'; valid: --dry-run, out=DIR, minutes=N" >&2
            exit 2 ;;
     esac
@@ -102,21 +104,31 @@ else
         minutes="$minutes" jobs=4 runs=multirun/gpu_check results="$out/smoke"
       echo "${steps[-1]}" > "$out/smoke.step" ) &
     smoke=$!
-    step pytest_gpu 200 bash -c "set -o pipefail; python -m pytest -m gpu -q -ra ${workers[*]} \
+    step pytest_gpu 240 bash -c "set -o pipefail; python -m pytest -m gpu -q -ra ${workers[*]} \
         -p no:cacheprovider --junitxml='$out/pytest.xml' 2>&1 | tee '$out/pytest.txt'"
     wait "$smoke" || true
     steps+=("$(cat "$out/smoke.step" 2>/dev/null || echo "smoke 1 0")")
     rm -f "$out/smoke.step"
-    step bench_float32 90 python -m gridlstm.bench device=cuda repeats=5 \
+    step bench_float32 80 python -m gridlstm.bench device=cuda repeats=5 \
         json="$out/bench_float32.json"
-    step bench_bfloat16 90 python -m gridlstm.bench device=cuda repeats=5 dtype=bfloat16 \
+    step bench_bfloat16 80 python -m gridlstm.bench device=cuda repeats=5 dtype=bfloat16 \
         json="$out/bench_bfloat16.json"
-    step step_speed 55 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 warmup=5 \
+    step step_speed 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 warmup=5 \
         ${addition15[*]} hardware=gpu -- ${addition15_models[*]} 2>&1 \
         | tee '$out/step_speed_addition15.txt'"
-    step step_speed_parity 55 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+    step step_speed_parity 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
         warmup=5 ${parity[*]} hardware=gpu -- ${parity_models[*]} 2>&1 \
         | tee '$out/step_speed_parity.txt'"
+    mnist="${GRIDLSTM_DATA_DIR:-}/mnist"
+    if [[ -d "$mnist/MNIST/raw" ]]; then  # the MNIST study's shape, in its bf16 mixed precision
+        step step_speed_mnist 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+            warmup=5 experiment=mnist_paper task.datamodule.data_dir='$mnist' \
+            task.datamodule.download=false hardware=gpu -- grid3d_paper:4 mdlstm:4 row_lstm:4 \
+            cnn:4 2>&1 | tee '$out/step_speed_mnist.txt'"
+    else
+        echo "== step_speed_mnist: skipped (no MNIST IDX files under \$GRIDLSTM_DATA_DIR/mnist)"
+        steps+=("step_speed_mnist skipped 0")
+    fi
 fi
 
 python -m gridlstm.analysis.gpu_check "$out" "$device" "${steps[@]}"
