@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: run it first whenever a GPU machine is available (under 10 minutes: each
 # step has a time limit, so a short allocation still ends with check.json).
-#   scripts/gpu_check.sh [--dry-run] [out=DIR] [minutes=2]
+#   scripts/gpu_check.sh [--dry-run] [out=DIR] [minutes=2 (dry run: 8)]
 # 1. python -m pytest -m gpu (in parallel workers when pytest-xdist is installed; 240 s),
 #    with step 4 beside it
 #                                                 -> pytest.txt, pytest.xml
@@ -33,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dry=false
 out=""
-minutes=2
+minutes=""
 for arg in "$@"; do
     case "$arg" in
         --dry-run) dry=true ;;
@@ -44,6 +44,7 @@ for arg in "$@"; do
            exit 2 ;;
     esac
 done
+minutes="${minutes:-$([[ "$dry" == true ]] && echo 8 || echo 2)}"  # the dry run's tiny jobs share CPUs
 if [[ "$dry" == false ]] && ! python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     echo "gpu_check.sh: no CUDA device here; run on a GPU machine, or --dry-run on the CPU" >&2
     exit 2
