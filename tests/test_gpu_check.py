@@ -123,9 +123,22 @@ def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(
     (out / "smoke" / "smoke_parity" / "gpu" / "queue.json").write_text(
         json.dumps({"jobs": [{"job": "smoke_parity", "status": "completed"}]})
     )
+    (out / "step_speed_parity.txt").write_text(  # scripts/step_speed.py's lines, log between
+        "GPU available: True (cuda), used: True\n"
+        "grid1d depth 1: 8,501,285 parameters, 8.3 s / 100k\n"
+        "`Trainer.fit` stopped: `max_steps=25` reached.\n"
+        "grid1d depth 25: 8,501,285 parameters, 9.1 s / 100k\n"
+        "| grid1d | 1 | 8,501,285 | 8.3 | - |\n"
+    )
     gpu_check.main([str(out), "NVIDIA H100", "pytest_gpu 1 30", "bench_float32 0 60"])
     check = json.loads((out / "check.json").read_text())
     assert check["device"] == "NVIDIA H100"
+    assert check["step_speeds"] == {
+        "parity": [
+            {"model": "grid1d", "depth": 1, "parameters": 8501285, "seconds_per_100k": 8.3},
+            {"model": "grid1d", "depth": 25, "parameters": 8501285, "seconds_per_100k": 9.1},
+        ]
+    }
     assert check["tests"] == {
         "test_matrix.py::test_row_passes": "passed",
         "test_matrix.py::test_row_fails": "failed",
