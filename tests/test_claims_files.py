@@ -655,9 +655,6 @@ STATED = {
         "18,584": "stage 2's job seconds summed (frontier/cpu/queue.json)",
         "15,176": "stage 3's job seconds summed (decide/cpu/queue.json)",
         "2,798": "stage 5's six 3-digit jobs' seconds summed (priority_none/cpu/queue.json)",
-        "4,973": "stage 5's tied seed 5 at 5 digits, wall_time_s, both parts (metrics.json)",
-        "5,514": "stage 5's tied seed 1 at 5 digits, wall_time_s, both parts (metrics.json)",
-        "1,679": "stage 5's untied seed 6 at 5 digits, wall_time_s (its metrics.json)",
     },
     "coreylynch/README.md": {
         "0.001": "the learning rate coreylynch's README states",
