@@ -140,7 +140,7 @@ def probe_tolerance(dtype: torch.dtype, precision: str) -> float:
     under TF32 (precision ``high``) or bf16 passes (``medium``) keep about 10 or 8 bits of
     mantissa, so the PyTorch steps themselves move by about 1e-3 or 1e-2 there (elementwise).
     In 16 bits both paths round every stored h, m and gradient, in different orders, so they
-    are compared as whole tensors (`close`): 8 units in the last place of the tensor's
+    are compared as whole tensors (`close_16bit`): 8 units in the last place of the tensor's
     largest entry (measured: about 3 in bfloat16, 2 in float16 at the probe's sizes; a
     wrong kernel is off by the size of the entries)."""
     if dtype != torch.float32:
