@@ -12,8 +12,9 @@
 # 3. scripts/step_speed.py at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
 #    addition at batch 15 and 400 units, every family at depths 1-18; parity at k = 64,
 #    batch 128 and its parameter budget, depths 1, 4, 25; MNIST's four models at the paper
-#    preset (where $GRIDLSTM_DATA_DIR/mnist holds the IDX files; 50 s each): the seconds per
-#    100k samples that the studies' GPU-hours are planned from
+#    preset (on the IDX files in $GRIDLSTM_DATA_DIR/mnist, else on random pixels of their
+#    sizes; 50 s each): the seconds per 100k samples that the studies' GPU-hours are planned
+#    from
 #                                                 -> step_speed_addition15.txt,
 #                                                    step_speed_parity.txt,
 #                                                    step_speed_mnist.txt
@@ -39,7 +40,7 @@ for arg in "$@"; do
         --dry-run) dry=true ;;
         out=*) out="${arg#out=}" ;;
         minutes=*) minutes="${arg#minutes=}" ;;
-        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg'; valid: --dry-run, out=DIR, minutes=N" >&2
            exit 2 ;;
     esac
@@ -82,6 +83,7 @@ addition15_models=(grid2d:1,2,4,8,18 grid2d_untied:1,2,4,8,18 stacked_lstm:1,2,4
 parity=(experiment=parity_paper hardware.precision=32-true param_budget=8500000
         task.datamodule.bits=64)
 parity_models=(grid1d:1,4,25 tanh_net:1,4,25 relu_net:1,4,25 relu_resnet:1,4,25)
+mnist_models=(grid3d_paper:4 mdlstm:4 row_lstm:4 cnn:4)
 if [[ "$dry" == true ]]; then
     echo "== pytest -m gpu: skipped in the dry run (it needs a CUDA device)"
     steps+=("pytest_gpu skipped 0")
@@ -93,6 +95,10 @@ if [[ "$dry" == true ]]; then
     step step_speed 600 bash -c "set -o pipefail; python scripts/step_speed.py steps=2 warmup=1 \
         ${addition15[*]} hardware=cpu param_budget=4000 task.datamodule.digits=3 \
         -- grid2d:1,2 stacked_lstm:1 2>&1 | tee '$out/step_speed_addition15.txt'"
+    step step_speed_mnist 600 bash -c "set -o pipefail; python scripts/step_speed.py steps=2 \
+        warmup=1 experiment=mnist_paper synthetic_mnist=1 hardware=cpu model.net.hidden_size=8 \
+        task.module.classifier_hidden=16 task.datamodule.batch_size=4 -- grid3d_paper:1 cnn:1 \
+        2>&1 | tee '$out/step_speed_mnist.txt'"
     step smoke 600 python -m gridlstm.queue studies=scripts/gpu_check.yaml dry_run=true \
         minutes="$minutes" jobs=2 runs="$out/smoke_runs" results="$out/smoke"
 else
@@ -120,16 +126,16 @@ else
     step step_speed_parity 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
         warmup=5 ${parity[*]} hardware=gpu -- ${parity_models[*]} 2>&1 \
         | tee '$out/step_speed_parity.txt'"
+    # The MNIST study's shape, in its bf16 mixed precision: on the IDX files where
+    # $GRIDLSTM_DATA_DIR/mnist holds them, else on random pixels of the same sizes.
     mnist="${GRIDLSTM_DATA_DIR:-}/mnist"
-    if [[ -d "$mnist/MNIST/raw" ]]; then  # the MNIST study's shape, in its bf16 mixed precision
-        step step_speed_mnist 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
-            warmup=5 experiment=mnist_paper task.datamodule.data_dir='$mnist' \
-            task.datamodule.download=false hardware=gpu -- grid3d_paper:4 mdlstm:4 row_lstm:4 \
-            cnn:4 2>&1 | tee '$out/step_speed_mnist.txt'"
-    else
-        echo "== step_speed_mnist: skipped (no MNIST IDX files under \$GRIDLSTM_DATA_DIR/mnist)"
-        steps+=("step_speed_mnist skipped 0")
+    pixels=(synthetic_mnist=1)
+    if [[ -d "$mnist/MNIST/raw" ]]; then
+        pixels=(task.datamodule.data_dir="$mnist" task.datamodule.download=false)
     fi
+    step step_speed_mnist 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+        warmup=5 experiment=mnist_paper ${pixels[*]} hardware=gpu -- ${mnist_models[*]} 2>&1 \
+        | tee '$out/step_speed_mnist.txt'"
 fi
 
 python -m gridlstm.analysis.gpu_check "$out" "$device" "${steps[@]}"

@@ -13,12 +13,15 @@ and depth (parameters, seconds per 100k samples, the ratio to the stacked LSTM o
 depth where measured); ``threads=N`` (default 1) sets torch's threads, ``steps=N`` and
 ``warmup=N`` (60, 10) the timed and untimed optimizer steps. The run's ``hardware`` group
 picks the device and precision (``hardware=gpu hardware.precision=32-true`` times a GPU
-study's shape; the clock waits for the GPU's queued work at both ends).
+study's shape; the clock waits for the GPU's queued work at both ends). ``synthetic_mnist=1``
+times an MNIST preset without the real files: random pixels at the official sizes in a
+temporary ``data_dir`` (a step's time depends on the shapes only).
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,7 +87,7 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
 def main(argv: list[str]) -> None:
     import torch
 
-    own = {"threads": 1, "steps": 60, "warmup": 10}  # ours, before any Hydra override
+    own = {"threads": 1, "steps": 60, "warmup": 10, "synthetic_mnist": 0}  # before Hydra's
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in own:
@@ -94,6 +97,20 @@ def main(argv: list[str]) -> None:
     split = argv.index("--")
     common, models = argv[:split], argv[split + 1 :]
     torch.set_num_threads(threads)
+    if own["synthetic_mnist"]:
+        given = [a for a in common if a.split("=", 1)[0] == "task.datamodule.data_dir"]
+        if given:
+            print(
+                f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given[0]}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        scratch = tempfile.TemporaryDirectory(prefix="synthetic_mnist_")
+        from gridlstm.data.mnist import write_synthetic
+
+        write_synthetic(scratch.name)
+        common += [f"task.datamodule.data_dir={scratch.name}", "task.datamodule.download=false"]
+        print("MNIST pixels: synthetic, random at the official sizes (the time is the shapes')")
     stacked: dict[int, float] = {}
     rows = []
     for spec in models:

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import os
 import random
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
+
+from gridlstm.data.mnist import idx_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -133,11 +134,6 @@ def fake_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         row, col = divmod(int(label), 5)
         image[2 + 12 * row : 8 + 12 * row, 1 + 5 * col : 7 + 5 * col] = 250
     return images, labels
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    magic = 2051 if array.ndim == 3 else 2049
-    return struct.pack(f">i{array.ndim}i", magic, *array.shape) + array.tobytes()
 
 
 def write_mnist(root: Path, train: int = 120, test: int = 40, gz: bool = False) -> dict:

@@ -48,11 +48,17 @@ def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
         ("bench_float32", "0"),
         ("bench_bfloat16", "0"),
         ("step_speed", "0"),
+        ("step_speed_mnist", "0"),
         ("smoke", "0"),
     ]
-    speeds = (out / "step_speed_addition15.txt").read_text()
-    for model in ("grid2d depth 1", "grid2d depth 2", "stacked_lstm depth 1"):
-        assert f"{model}: " in speeds and " s / 100k" in speeds, speeds
+    rows = {
+        shape: [(r["model"], r["depth"]) for r in got]
+        for shape, got in json.loads((out / "check.json").read_text())["step_speeds"].items()
+    }
+    assert rows == {
+        "addition15": [("grid2d", 1), ("grid2d", 2), ("stacked_lstm", 1)],
+        "mnist": [("grid3d_paper", 1), ("cnn", 1)],  # synthetic pixels in the dry run
+    }
     check = json.loads((out / "check.json").read_text())
     assert (check["verdict"], check["problems"]) == ("pass", []), check["problems"]
     targets = json.loads((out / "targets.json").read_text())
@@ -157,3 +163,33 @@ def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(
     check = json.loads((out / "check.json").read_text())
     assert (check["verdict"], check["problems"], check["tests"]) == ("pass", [], {})
     assert json.loads((out / "targets.json").read_text())["float32"] == [target]
+
+
+def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files(tmp_path):
+    """The GPU check's MNIST step on a machine without MNIST's files: random pixels at the
+    official sizes in a temporary data_dir, one line per model that check.json reads."""
+    import sys
+
+    from gridlstm.analysis.gpu_check import step_speeds
+
+    env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
+    command = [sys.executable, "scripts/step_speed.py", "steps=1", "warmup=1", "synthetic_mnist=1"]
+    tiny = ["experiment=mnist_paper", "hardware=cpu", "task.datamodule.batch_size=4"]
+    done = subprocess.run(
+        [*command, *tiny, "--", "cnn:1"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MNIST pixels: synthetic" in done.stdout
+    (tmp_path / "step_speed_mnist.txt").write_text(done.stdout)
+    [row] = step_speeds(tmp_path)["mnist"]
+    assert (row["model"], row["depth"]) == ("cnn", 1) and row["seconds_per_100k"] > 0
+    assert not (tmp_path / "nothing_here").exists()  # nothing written where data would live
+    # Its own data_dir beside another one is a contradiction: refused before any work.
+    given = f"task.datamodule.data_dir={tmp_path}"
+    done = subprocess.run(
+        [*command, *tiny, given, "--", "cnn:1"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given}"
+    )

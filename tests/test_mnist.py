@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from gridlstm.data import MNISTDataModule
-from gridlstm.data.mnist import shift_images
+from gridlstm.data.mnist import idx_bytes, shift_images, write_synthetic
 from gridlstm.nn import Grid3dImageEncoder, MDLSTMImage, RowLSTM, SmallCNN
 from gridlstm.nn.models.image import to_patches
 from gridlstm.tasks import ImageClassificationModule
@@ -287,3 +288,30 @@ def test_a_classifier_hidden_layer_sits_between_the_features_and_the_softmax():
         torch.testing.assert_close(wide(images), before)
     with pytest.raises(ValueError, match="classifier_hidden must be an integer >= 1"):
         ImageClassificationModule(net, 28, 1, 10, adam, classifier_hidden=0)
+
+
+def test_synthetic_files_have_the_published_headers_and_load_at_the_official_sizes(tmp_path):
+    """scripts/step_speed.py's ``synthetic_mnist=1`` stand-ins: the bytes MNIST's own files
+    begin with (magic 0x803 / 0x801, 60000 = 0xEA60, 28 = 0x1C), loaded by torchvision's
+    reader with the official-size check on."""
+    raw = write_synthetic(tmp_path, seed=3)
+    head = (raw / "train-images-idx3-ubyte").read_bytes()[:16]
+    assert head == bytes.fromhex("00000803 0000ea60 0000001c 0000001c")
+    assert (raw / "t10k-labels-idx1-ubyte").read_bytes()[:8] == bytes.fromhex("00000801 00002710")
+    dm = MNISTDataModule(data_dir=tmp_path, download=False)  # strict_sizes: official counts
+    train_x, train_y = dm.splits["train"]
+    assert train_x.shape == (50_000, 28, 28) and len(dm.splits["test"][0]) == 10_000
+    assert set(train_y.unique().tolist()) == set(range(10))
+    assert int(train_x.max()) > 200  # random pixels over the byte range, not a blank image
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((2, 28, 28), dtype=np.float32), "got float32"),
+        (np.zeros((2, 28), dtype=np.uint8), r"got uint8 \(2, 28\)"),
+    ],
+)
+def test_idx_bytes_refuses_what_the_format_cannot_hold(array, message):
+    with pytest.raises(ValueError, match=message):
+        idx_bytes(array)

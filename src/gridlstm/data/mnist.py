@@ -63,6 +63,35 @@ def check_idx(path: Path, magic: int, dims: tuple[int, ...] | None = None) -> No
         )
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An unsigned-byte array as one IDX file: images (N x 28 x 28, magic 2051) or labels
+    (N, magic 2049), the format the published MNIST files use."""
+    if array.dtype != np.uint8 or array.ndim not in (1, 3):
+        raise ValueError(
+            f"IDX files here hold uint8 labels (N) or images (N x H x W), got "
+            f"{array.dtype} {array.shape}"
+        )
+    magic = 2051 if array.ndim == 3 else 2049
+    return struct.pack(f">i{array.ndim}i", magic, *array.shape) + array.tobytes()
+
+
+def write_synthetic(root: str | Path, seed: int = 0) -> Path:
+    """Random pixels and labels at MNIST's official sizes, as the four raw IDX files under
+    ``root/MNIST/raw`` (returned).
+
+    Why: a training step's time depends on the shapes only, so a machine without the real
+    files can still time the MNIST study's models (``scripts/step_speed.py
+    synthetic_mnist=1``). Never for accuracy: the labels are noise.
+    """
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, (magic, dims) in FILES.items():
+        high = 256 if magic == 2051 else 10
+        (raw / name).write_bytes(idx_bytes(rng.integers(0, high, dims, dtype=np.uint8)))
+    return raw
+
+
 def gunzip(archive: Path, target: Path) -> None:
     """Decompress through a temporary file renamed into place (never a half-written file)."""
     try:
