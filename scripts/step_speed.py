@@ -85,8 +85,6 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
 
 
 def main(argv: list[str]) -> None:
-    import torch
-
     own = {"threads": 1, "steps": 60, "warmup": 10, "synthetic_mnist": 0}  # before Hydra's
     for arg in argv:
         key, _, value = arg.partition("=")
@@ -96,15 +94,17 @@ def main(argv: list[str]) -> None:
     threads = own["threads"]
     split = argv.index("--")
     common, models = argv[:split], argv[split + 1 :]
+    given = [a for a in common if a.split("=", 1)[0] == "task.datamodule.data_dir"]
+    if own["synthetic_mnist"] and given:  # refused before the imports: no work started
+        print(
+            f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given[0]}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    import torch
+
     torch.set_num_threads(threads)
     if own["synthetic_mnist"]:
-        given = [a for a in common if a.split("=", 1)[0] == "task.datamodule.data_dir"]
-        if given:
-            print(
-                f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given[0]}",
-                file=sys.stderr,
-            )
-            sys.exit(2)
         scratch = tempfile.TemporaryDirectory(prefix="synthetic_mnist_")
         from gridlstm.data.mnist import write_synthetic
 

@@ -19,6 +19,19 @@ from gridlstm.data.mnist import idx_bytes
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (the default: ``-n auto``), each worker's torch takes its share of
+    the cores: workers that each spin a thread per core thrash. Subprocesses get one thread
+    (``offline_env``)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, (cores or 1) // int(workers)))
+
+
 # A tiny but complete run: a few steps of every loop.
 TINY = [
     "model.net.hidden_size=12",
