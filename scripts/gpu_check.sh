@@ -13,8 +13,8 @@
 #    addition at batch 15 and 400 units, every family at depths 1-18; parity at k = 64,
 #    batch 128 and its parameter budget, depths 1, 4, 25; MNIST's four models at the paper
 #    preset (on the IDX files in $GRIDLSTM_DATA_DIR/mnist, else on random pixels of their
-#    sizes; 50 s each): the seconds per 100k samples that the studies' GPU-hours are planned
-#    from
+#    sizes; 50 s each, MNIST 90 s): the seconds per 100k samples that the studies'
+#    GPU-hours are planned from
 #                                                 -> step_speed_addition15.txt,
 #                                                    step_speed_parity.txt,
 #                                                    step_speed_mnist.txt
@@ -133,7 +133,7 @@ else
     if [[ -d "$mnist/MNIST/raw" ]]; then
         pixels=(task.datamodule.data_dir="$mnist" task.datamodule.download=false)
     fi
-    step step_speed_mnist 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+    step step_speed_mnist 90 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
         warmup=5 experiment=mnist_paper ${pixels[*]} hardware=gpu -- ${mnist_models[*]} 2>&1 \
         | tee '$out/step_speed_mnist.txt'"
 fi
