@@ -102,7 +102,7 @@ if [[ "$dry" == true ]]; then
     step smoke 600 python -m gridlstm.queue studies=scripts/gpu_check.yaml dry_run=true \
         minutes="$minutes" jobs=2 runs="$out/smoke_runs" results="$out/smoke"
 else
-    workers=()
+    workers=(-o addopts=--strict-markers)  # without pytest-xdist, drop the default -n auto
     if python -c "import xdist" 2>/dev/null; then
         workers=(-n 6)
     fi
