@@ -131,7 +131,7 @@ else
     mnist="${GRIDLSTM_DATA_DIR:-}/mnist"
     pixels=(synthetic_mnist=1)
     if [[ -d "$mnist/MNIST/raw" ]]; then
-        pixels=(task.datamodule.data_dir="$mnist" task.datamodule.download=false)
+        pixels=("task.datamodule.data_dir='$mnist'" task.datamodule.download=false)
     fi
     step step_speed_mnist 90 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
         warmup=5 experiment=mnist_paper ${pixels[*]} hardware=gpu -- ${mnist_models[*]} 2>&1 \

@@ -64,7 +64,7 @@ def check_idx(path: Path, magic: int, dims: tuple[int, ...] | None = None) -> No
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """An unsigned-byte array as one IDX file: images (N x 28 x 28, magic 2051) or labels
+    """An unsigned-byte array as one IDX file: images (N x H x W, magic 2051) or labels
     (N, magic 2049), the format the published MNIST files use."""
     if array.dtype != np.uint8 or array.ndim not in (1, 3):
         raise ValueError(
