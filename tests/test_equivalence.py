@@ -9,7 +9,8 @@ The reference is the same network with the naive backend (one cell at a time) un
 
 The rule checked: same outputs, final states, gradients and NaN pattern (float32: 1e-5
 relative; float64: 1e-10), or the same error as the reference, raised before running. The
-fused Triton steps run here through Triton's CPU interpreter (float32, tiny shapes).
+fused Triton steps run here through Triton's CPU interpreter (tiny shapes): in float32, and in
+bfloat16 and float16 against the reference in the same dtype (the probe's 16-bit tolerance).
 """
 
 from __future__ import annotations
@@ -565,6 +566,87 @@ def test_an_inference_mode_forward_then_an_input_gradient_penalty(path):
         on_reference(lambda: penalty_grads(reference, x)),
         dtype,
     )
+
+
+# ------------------------------------------------------------------ the fused steps in 16 bits
+
+HALF = [torch.bfloat16, torch.float16]
+FUSED = [p for p in PATHS if p.interpreted]
+
+
+def assert_same_16bit(got: list, expected: list, dtype: torch.dtype) -> None:
+    """16 bits, where both sides round every stored value in their own order: the same dtype,
+    NaN pattern and infinities; the finite entries within the fused probe's 16-bit tolerance
+    (`fused.close_16bit`: 8 units in the last place of the tensor's largest entry)."""
+    tolerance = fused.probe_tolerance(dtype, "highest")
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == e.dtype == dtype
+        assert torch.equal(g.isnan(), e.isnan()), "NaN patterns differ"
+        infinite = e.isinf()
+        assert torch.equal(g.isinf(), infinite) and torch.equal(g[infinite], e[infinite])
+        finite = e.isfinite()
+        if finite.any():
+            assert fused.close_16bit(g[finite], e[finite], tolerance), (g, e)
+
+
+def half_params(cases: list) -> list:
+    return [
+        pytest.param(
+            *case, dtype, id=f"{case[0].name}-{case_id}{str(dtype)[6:]}", marks=case[0].marks()
+        )
+        for case, case_id in cases
+        for dtype in HALF
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "edge", "dtype"),
+    half_params(
+        [
+            ((p, edge), f"{edge}-")
+            for p in FUSED
+            for edge in EDGES
+            if p.grid_dims == 1 or edge.split(":")[0] in ("input", "weight")
+        ]
+    ),
+)
+def test_16_bit_fused_steps_propagate_nan_and_infinity_as_the_reference(path, edge, dtype):
+    """bfloat16 and float16, the GPU's training dtypes, through Triton's interpreter: the
+    fused steps keep the reference's NaN and infinity pattern in 16 bits too."""
+    net, reference = networks(path, dtype)
+    x, state = poisoned(path, edge, net, reference)
+    x = x.to(dtype)
+    state = None if state is None else tuple(t.to(dtype) for t in state)
+    with torch.no_grad():
+        expected = on_reference(lambda: outputs(reference, x, state))
+        got = on_path(path, lambda: outputs(net, x, state))
+    if edge.endswith("nan"):
+        assert expected[0].isnan().any()
+    assert_same_16bit(got, expected, dtype)
+
+
+@pytest.mark.parametrize(("path", "dtype"), half_params([((p,), "") for p in FUSED]))
+def test_16_bit_fused_steps_after_an_inference_forward_train_and_take_a_penalty(path, dtype):
+    """An inference-mode forward, then a training step's gradients and an input-gradient
+    penalty's (double backward), in 16 bits against the reference in the same dtype."""
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path)).to(dtype)
+
+    def train(model: GridLSTM) -> list[Tensor]:
+        out = outputs(model, x)
+        return [
+            out[0],
+            *torch.autograd.grad(out[0].float().square().sum(), list(model.parameters())),
+        ]
+
+    def inference_then_train_and_penalty() -> list[Tensor]:
+        with torch.inference_mode():
+            outputs(net, x)
+        return train(net) + penalty_grads(net, x)
+
+    expected = on_reference(lambda: train(reference) + penalty_grads(reference, x))
+    assert_same_16bit(on_path(path, inference_then_train_and_penalty), expected, dtype)
 
 
 # ------------------------------------------------------------------ forward-mode AD

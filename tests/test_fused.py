@@ -385,6 +385,20 @@ def test_the_probe_follows_the_float32_matmul_precision(monkeypatch):
     assert fused.probe_tolerance(torch.float16, "highest") == 8 * 2**-10
 
 
+def test_the_16_bit_comparison_scales_with_the_tensor_not_a_floor_of_one():
+    """Gradients of a small loss are small: 10% off must disagree at any size (a floor of 1
+    on the scale let bfloat16 gradients of size 1e-3 differ by 60 times their size), while a
+    few units in the last place of the largest entry agree."""
+    tolerance = fused.probe_tolerance(torch.bfloat16, "highest")
+    for size in (1e-3, 1.0, 50.0):
+        expected = torch.linspace(-size, size, 64).to(torch.bfloat16)
+        assert not fused.close_16bit(expected * 1.1, expected, tolerance)
+        nudged = expected.float() + 3 * 2**-7 * size * torch.sign(torch.randn(64))
+        assert fused.close_16bit(nudged.to(torch.bfloat16), expected, tolerance)
+    assert fused.close_16bit(torch.zeros(3), torch.zeros(3), tolerance)
+    assert not fused.close_16bit(torch.tensor([float("nan")]), torch.ones(1), tolerance)
+
+
 def test_the_fused_step_follows_tf32_whichever_api_set_it():
     """After PyTorch's newer switch (``fp32_precision``), reading the legacy TF32 flags
     raises; the fused step reads either without raising and still runs (issue 50 D1). In a
