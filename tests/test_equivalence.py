@@ -89,7 +89,10 @@ register(Path("naive/native-gates", "naive", 1, runs="native"))
 register(Path("hyperplane/fused", "hyperplane", 2, interpreted=True, runs="fused"))
 register(Path("scan/fused", "scan", 1, {"output_form": "paper"}, interpreted=True, runs="fused"))
 
-DOUBLE = [p for p in PATHS if not p.interpreted]  # float64 cases (the fused steps: float32)
+
+def precision(path: Path) -> torch.dtype:
+    """float64, or float32 for the fused steps (their kernels run float32 and 16 bits)."""
+    return torch.float32 if path.interpreted else torch.float64
 
 
 def params(paths: list[Path]) -> list:
@@ -222,7 +225,7 @@ def test_the_native_gate_op_keeps_nan_and_infinity():
 
 @pytest.mark.parametrize("path", params(PATHS))
 def test_an_inference_mode_forward_then_a_training_step(path):
-    dtype = torch.float32 if path.interpreted else torch.float64
+    dtype = precision(path)
     net, reference = networks(path, dtype)
     x = torch.randn(shape(path), dtype=dtype)
 
@@ -249,7 +252,7 @@ def penalty_grads(model: GridLSTM, x: Tensor) -> list[Tensor]:
 
 @pytest.mark.parametrize("path", params(PATHS))
 def test_an_input_gradient_penalty(path):
-    dtype = torch.float32 if path.interpreted else torch.float64
+    dtype = precision(path)
     net, reference = networks(path, dtype)
     x = torch.randn(shape(path), dtype=dtype)
     assert_same(
@@ -274,20 +277,21 @@ def func_results(model: torch.nn.Module, x: Tensor, vmap: bool = True) -> list[T
     return [*grads.values(), jac, mapped]
 
 
-@pytest.mark.parametrize("path", params(DOUBLE))
+@pytest.mark.parametrize("path", params(PATHS))
 def test_torch_func_transforms(path, monkeypatch):
     """The fast steps step aside under torch.func (grad, jacrev, vmap). The fast backend runs
     nn.LSTM's kernel, which has no vmap rule: there vmap raises what nn.LSTM raises. The
     network's first call is inside the transform (the kernel call's probe, made once per
     device and dtype, then runs there too)."""
     monkeypatch.setattr(lstm_kernel, "_KERNEL_AGREES", {})
-    net, reference = networks(path, torch.float64)
-    x = torch.randn(shape(path), dtype=torch.float64)
+    dtype = precision(path)
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
     vmap = path.backend != "fast"
     expected = on_reference(lambda: func_results(reference, x, vmap))
     with path.context():
         got = func_results(net, x, vmap)
-    assert_same(got, expected, torch.float64)
+    assert_same(got, expected, dtype)
     if not vmap:
         lstm = torch.nn.LSTM(3, 4, batch_first=True).double()
         with pytest.raises(RuntimeError) as from_lstm:
@@ -300,22 +304,21 @@ def test_torch_func_transforms(path, monkeypatch):
 # ------------------------------------------------------------------ layouts and dtypes
 
 
-@pytest.mark.parametrize("path", params([p for p in DOUBLE if p.grid_dims == 1]))
+@pytest.mark.parametrize("path", params([p for p in PATHS if p.grid_dims == 1]))
 def test_non_contiguous_expanded_and_transposed_inputs_and_states(path):
-    net, reference = networks(path, torch.float64)
+    dtype = precision(path)
+    net, reference = networks(path, dtype)
     torch.manual_seed(2)
-    x = torch.randn(4, 2, 3, dtype=torch.float64).transpose(0, 1)  # (B, T, F), strided
-    h0 = torch.randn(2, 1, 4, dtype=torch.float64).expand(2, 2, 4)  # one row for the batch
-    c0 = torch.randn(2, 4, 2, dtype=torch.float64).transpose(1, 2)  # (L, B, d), transposed
+    x = torch.randn(4, 2, 3, dtype=dtype).transpose(0, 1)  # (B, T, F), strided
+    h0 = torch.randn(2, 1, 4, dtype=dtype).expand(2, 2, 4)  # one row for the batch
+    c0 = torch.randn(2, 4, 2, dtype=dtype).transpose(1, 2)  # (L, B, d), transposed
     assert not (x.is_contiguous() or h0.is_contiguous() or c0.is_contiguous())
 
     def run(model: GridLSTM) -> list[Tensor]:
         out = outputs(model, x, (h0, c0))
         return [*out, *torch.autograd.grad(out[0].square().sum(), list(model.parameters()))]
 
-    assert_same(
-        on_path(path, lambda: run(net)), on_reference(lambda: run(reference)), torch.float64
-    )
+    assert_same(on_path(path, lambda: run(net)), on_reference(lambda: run(reference)), dtype)
 
 
 DTYPES = [
@@ -494,7 +497,7 @@ def test_lightning_validate_then_fit_trains_as_the_reference(backend, shape):
 def test_a_batch_of_no_rows_gives_empty_outputs_as_nn_lstm_does(path):
     """Batch 0: empty output and state of the shapes a row would give, and a backward that
     runs (zero gradients), as nn.LSTM's; no implementation is asked to run 0 rows."""
-    dtype = torch.float32 if path.interpreted else torch.float64
+    dtype = precision(path)
     net, _ = networks(path, dtype)
     with path.context():
         out = outputs(net, torch.randn(shape(path, batch=0), dtype=dtype))
@@ -510,7 +513,7 @@ def test_a_batch_of_no_rows_gives_empty_outputs_as_nn_lstm_does(path):
 
 @pytest.mark.parametrize("path", params([p for p in PATHS if p.grid_dims > 0]))
 def test_a_grid_dimension_of_length_zero_is_nn_lstms_error(path):
-    dtype = torch.float32 if path.interpreted else torch.float64
+    dtype = precision(path)
     net, _ = networks(path, dtype)
     empty = list(shape(path))
     empty[1] = 0
@@ -556,7 +559,7 @@ def test_cpu_autocast_runs_forward_and_backward_on_every_backend(grid_dims, tied
 def test_an_inference_mode_forward_then_an_input_gradient_penalty(path):
     """What an inference-mode forward caches (index plans and layouts) serves a later
     double backward too (issue 50 D2)."""
-    dtype = torch.float32 if path.interpreted else torch.float64
+    dtype = precision(path)
     net, reference = networks(path, dtype)
     x = torch.randn(shape(path), dtype=dtype)
 
@@ -664,20 +667,21 @@ def dual_outputs(model: torch.nn.Module, x: Tensor, tangent: Tensor) -> list[Ten
     return [primal, derivative]
 
 
-@pytest.mark.parametrize("path", params(DOUBLE))
+@pytest.mark.parametrize("path", params(PATHS))
 def test_forward_mode_ad_gives_the_references_jvp(path):
     """Dual tensors: the native and fused steps have no jvp and step aside, so every path's
     tangent is the reference's Jacobian-vector product, computed there by reverse mode
     (issue 50 D4)."""
-    net, reference = networks(path, torch.float64)
-    x = torch.randn(shape(path), dtype=torch.float64)
+    dtype = precision(path)
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
     tangent = torch.randn_like(x)
     expected = on_reference(
         lambda: list(torch.autograd.functional.jvp(lambda i: reference(i)[0], x, tangent))
     )
     with path.context():
         got = dual_outputs(net, x, tangent)
-    assert_same(got, expected, torch.float64)
+    assert_same(got, expected, dtype)
 
 
 def test_forward_mode_ad_on_the_fast_kernel_fails_as_nn_lstm_does():
@@ -697,7 +701,7 @@ def test_forward_mode_ad_on_the_fast_kernel_fails_as_nn_lstm_does():
 # ------------------------------------------------------------------ dispatch modes
 
 
-@pytest.mark.parametrize("path", params(DOUBLE))
+@pytest.mark.parametrize("path", params(PATHS))
 def test_fake_tensors_give_the_references_shapes_and_leave_no_fake_plan_behind(path):
     """Under FakeTensorMode (torch.export, shape propagation) every path runs: the native
     ops have no fake kernels and step aside, the hyperplane plans are made for the call only
@@ -705,25 +709,27 @@ def test_fake_tensors_give_the_references_shapes_and_leave_no_fake_plan_behind(p
     call afterwards still matches the reference (issue 50 D5)."""
     from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
-    net, reference = networks(path, torch.float64)
-    x = torch.randn(shape(path), dtype=torch.float64)
+    dtype = precision(path)
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
     expected = on_reference(lambda: outputs(reference, x))
     with FakeTensorMode(allow_non_fake_inputs=True) as mode, path.context():
         fake = outputs(net, mode.from_tensor(x))
     assert all(isinstance(t, FakeTensor) for t in fake)
     assert [(t.shape, t.dtype) for t in fake] == [(t.shape, t.dtype) for t in expected]
-    assert_same(on_path(path, lambda: outputs(net, x)), expected, torch.float64)
+    assert_same(on_path(path, lambda: outputs(net, x)), expected, dtype)
 
 
-@pytest.mark.parametrize("path", params(DOUBLE))
+@pytest.mark.parametrize("path", params(PATHS))
 def test_flop_counter_mode_counts_what_the_pytorch_steps_do(path):
     """FlopCounterMode sees the PyTorch steps on every path (the native ops have no FLOP
     formulas and step aside under a dispatch mode): forward + backward counts equal the
     path's own with the fast steps switched off (the native scan once counted 6.5k of 21.9k)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    net, _ = networks(path, torch.float64)
-    x = torch.randn(shape(path), dtype=torch.float64)
+    dtype = precision(path)
+    net, _ = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
 
     def count() -> int:
         with FlopCounterMode(display=False) as counter:
