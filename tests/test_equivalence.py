@@ -262,6 +262,30 @@ def test_an_input_gradient_penalty(path):
     )
 
 
+@pytest.mark.parametrize("frozen", ["half the weights", "every weight"])
+@pytest.mark.parametrize("path", params(PATHS))
+def test_frozen_weights_give_the_references_remaining_gradients(path, frozen):
+    """Fine-tuning with the first half of the parameters frozen, and a saliency map (every
+    weight frozen, the gradient with respect to the input): each step's autograd Function
+    sees only some of its inputs needing a gradient and must still return the right ones."""
+    dtype = precision(path)
+    net, reference = networks(path, dtype)
+    x = torch.randn(shape(path), dtype=dtype)
+    for model in (net, reference):
+        weights = list(model.parameters())
+        for p in weights if frozen == "every weight" else weights[: len(weights) // 2]:
+            p.requires_grad_(False)
+
+    def grads(model: GridLSTM) -> list[Tensor]:
+        inp = x.clone().requires_grad_(frozen == "every weight")
+        out = outputs(model, inp)[0]
+        wanted = [p for p in model.parameters() if p.requires_grad]
+        wanted += [inp] if inp.requires_grad else []
+        return [out, *torch.autograd.grad(out.square().sum(), wanted)]
+
+    assert_same(on_path(path, lambda: grads(net)), on_reference(lambda: grads(reference)), dtype)
+
+
 def func_results(model: torch.nn.Module, x: Tensor, vmap: bool = True) -> list[Tensor]:
     """torch.func.grad (functional_call over the parameters), jacrev and vmap."""
     weights = dict(model.named_parameters())
