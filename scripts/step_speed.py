@@ -20,6 +20,7 @@ temporary ``data_dir`` (a step's time depends on the shapes only).
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 import time
@@ -84,23 +85,33 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
     return module.num_parameters, seconds / (steps * batch) * 100_000
 
 
+def refuse(message: str) -> None:
+    """Bad command-line input: one line, exit 2, before any import or work."""
+    print(f"step_speed.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str]) -> None:
     own = {"threads": 1, "steps": 60, "warmup": 10, "synthetic_mnist": 0}  # before Hydra's
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in own:
+            low = 1 if key in ("threads", "steps") else 0
+            if not value.isdigit() or int(value) < low:
+                refuse(f"{arg}: {key} takes a whole number >= {low}")
             own[key] = int(value)
     argv = [a for a in argv if a.split("=", 1)[0] not in own]
     threads = own["threads"]
+    if "--" not in argv:
+        refuse("no '--' before the models: give [overrides] -- model:depth[,depth] ...")
     split = argv.index("--")
     common, models = argv[:split], argv[split + 1 :]
+    for spec in models:
+        if not re.fullmatch(r"[\w.]+:[1-9]\d*(,[1-9]\d*)*", spec):
+            refuse(f"{spec!r} after '--' is not model:depth[,depth] (e.g. grid2d:1,2,4)")
     given = [a for a in common if a.split("=", 1)[0] == "task.datamodule.data_dir"]
     if own["synthetic_mnist"] and given:  # refused before the imports: no work started
-        print(
-            f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given[0]}",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        refuse(f"synthetic_mnist=1 writes its own data_dir; drop {given[0]}")
     import torch
 
     torch.set_num_threads(threads)

@@ -193,3 +193,28 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
     assert done.stderr.strip() == (
         f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given}"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["steps=abc", "--", "cnn:1"], "steps=abc: steps takes a whole number >= 1"),
+        (["threads=0", "--", "cnn:1"], "threads=0: threads takes a whole number >= 1"),
+        (
+            ["experiment=mnist_paper", "cnn:1"],
+            "no '--' before the models: give [overrides] -- model:depth[,depth] ...",
+        ),
+        (["--", "cnn:0"], "'cnn:0' after '--' is not model:depth[,depth] (e.g. grid2d:1,2,4)"),
+    ],
+)
+def test_step_speed_refuses_bad_arguments_in_one_line_before_any_work(args, message):
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "scripts/step_speed.py", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr.strip(), done.stdout) == (
+        2,
+        f"step_speed.py: {message}",
+        "",
+    )
