@@ -621,27 +621,8 @@ def assert_same_16bit(got: list, expected: list, dtype: torch.dtype) -> None:
             assert fused.close_16bit(g[finite], e[finite], tolerance), (g, e)
 
 
-def half_params(cases: list) -> list:
-    return [
-        pytest.param(
-            *case, dtype, id=f"{case[0].name}-{case_id}{str(dtype)[6:]}", marks=case[0].marks()
-        )
-        for case, case_id in cases
-        for dtype in HALF
-    ]
-
-
-@pytest.mark.parametrize(
-    ("path", "edge", "dtype"),
-    half_params(
-        [
-            ((p, edge), f"{edge}-")
-            for p in FUSED
-            for edge in EDGES
-            if p.grid_dims == 1 or edge.split(":")[0] in ("input", "weight")
-        ]
-    ),
-)
+@pytest.mark.parametrize("dtype", HALF, ids=["bf16", "fp16"])
+@pytest.mark.parametrize(("path", "edge"), [c for c in EDGE_CASES if c.values[0].interpreted])
 def test_16_bit_fused_steps_propagate_nan_and_infinity_as_the_reference(path, edge, dtype):
     """bfloat16 and float16, the GPU's training dtypes, through Triton's interpreter: the
     fused steps keep the reference's NaN and infinity pattern in 16 bits too."""
@@ -657,7 +638,8 @@ def test_16_bit_fused_steps_propagate_nan_and_infinity_as_the_reference(path, ed
     assert_same_16bit(got, expected, dtype)
 
 
-@pytest.mark.parametrize(("path", "dtype"), half_params([((p,), "") for p in FUSED]))
+@pytest.mark.parametrize("dtype", HALF, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("path", params(FUSED))
 def test_16_bit_fused_steps_after_an_inference_forward_train_and_take_a_penalty(path, dtype):
     """An inference-mode forward, then a training step's gradients and an input-gradient
     penalty's (double backward), in 16 bits against the reference in the same dtype."""
