@@ -2,11 +2,17 @@
 
     python -m gridlstm.tables sweep=multirun/<date>/<time>_<id>    (or: gridlstm-tables ...)
     python -m gridlstm.tables table=docs/claims/<claim>/table.csv metric=val/bpc mode=min
+    python -m gridlstm.tables study=paper_regime      (or study=all)
+    python -m gridlstm.tables check=true
 
 Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv and verdicts.md)
 into the sweep directory; what they hold: `gridlstm.analysis.tables`. With ``table=``, only
 verdicts.md (or ``out=``) beside a table.csv it wrote before (the rule:
-`gridlstm.analysis.verdicts`).
+`gridlstm.analysis.verdicts`). With ``study=``, the generated parts of the evidence pages (a
+study page's answer, the claims summary, the README's evidence table) from the study's
+declaration and records; with ``check=true``, nothing is written: every generated part is
+rendered in memory and the first difference on each page is named (exit 1).
+The declarations and the page format: `gridlstm.analysis.evidence`, `gridlstm.analysis.pages`.
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ class TablesConfig:
     mode: str = option("max", "table=: max or min, the metric's better direction")
     within: str = option("", "table=: swept columns held fixed, e.g. task.datamodule.bits")
     out: str = option("verdicts.md", "table=: the file written beside it, e.g. verdicts_acc.md")
+    study: str = option("", "a declared study (docs/claims/<study>/study.yaml) or all: write its pages")
+    check: bool = option(False, "check every evidence page against its records; write nothing")
+    root: str = option(".", "study= and check=: the repository root the pages are under")
 
 
 def parse(argv: list[str]) -> TablesConfig:
     cfg, _ = arguments.parse(argv, TablesConfig)
-    if bool(cfg.sweep) == bool(cfg.table):
+    if sum(map(bool, (cfg.sweep, cfg.table, cfg.study, cfg.check))) != 1:
         raise ConfigError(
-            "give one of sweep=multirun/<date>/<time>_<id> or table=path/to/table.csv"
+            "give one of sweep=multirun/<date>/<time>_<id>, table=path/to/table.csv, "
+            "study=<name or all> or check=true"
         )
     if cfg.table and not cfg.metric:
         raise ConfigError("table= needs metric=, the column to compare (e.g. metric=val/acc)")
@@ -56,6 +66,9 @@ def run(argv: list[str]) -> None:
     from gridlstm.run.hydra_runtime import register_resolvers
 
     cfg = parse(argv)
+    if cfg.study or cfg.check:
+        evidence_pages(cfg)
+        return
     if cfg.table:
         within = [k for k in cfg.within.split(",") if k]
         table = Path(cfg.table).expanduser()
@@ -65,6 +78,21 @@ def run(argv: list[str]) -> None:
     register_resolvers()
     thresholds = [float(t) for t in str(cfg.thresholds).split(",") if t.strip()]
     report(Path(cfg.sweep).expanduser(), thresholds)
+
+
+def evidence_pages(cfg: TablesConfig) -> None:
+    from gridlstm.analysis import pages
+
+    root = Path(cfg.root).expanduser()
+    if cfg.check:
+        problems = pages.check(root)
+        if problems:
+            print("\n".join(problems))
+            raise SystemExit(1)
+        print("every evidence page matches its records")
+        return
+    for page in pages.write(root, cfg.study):
+        print(f"wrote {page}")
 
 
 def main(argv: list[str] | None = None) -> None:

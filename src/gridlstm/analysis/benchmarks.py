@@ -214,6 +214,17 @@ def bench_variants(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     return results
 
 
+def portable_build_info(info: dict[str, object]) -> dict[str, object]:
+    """The native build's record with its path cut to the cache entry (build key / file name).
+    Why: bench JSON files are committed, and the cache's absolute path names the machine that
+    wrote them, not anything a reader on another machine can use."""
+    out = dict(info)
+    if isinstance(out.get("path"), str):
+        path = Path(str(out["path"]))
+        out["path"] = f"{path.parent.name}/{path.name}"
+    return out
+
+
 def native_steps(device: torch.device) -> bool:
     """Whether the native CPU steps run here (then rows time them against the PyTorch
     steps)."""
@@ -350,7 +361,7 @@ def run(args: Any) -> dict:
         "dtype": args.dtype,
     }
     if native_steps(device):  # built (or loaded from the cache) here, before any timing
-        results["native_build"] = native_build.build_info()
+        results["native_build"] = portable_build_info(native_build.build_info())
     results["grid2d"] = bench_grid2d(args, device, dtype)
     if not args.skip_variants:
         results["variants"] = bench_variants(args, device, dtype)
