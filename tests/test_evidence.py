@@ -299,7 +299,9 @@ def git(root: Path, *args: str, date: str | None = None) -> None:
     )
 
 
-@pytest.mark.parametrize("started, late", [("2026-11-27 12:00:00", True), ("2026-11-29 12:00:00", False)])
+@pytest.mark.parametrize(
+    "started, late", [("2026-11-27 12:00:00", True), ("2026-11-29 12:00:00", False)]
+)
 def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, started, late):
     root = copy_study(tmp_path)
     path = declare(root, confirmatory([7, 8]))

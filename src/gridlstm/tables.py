@@ -36,7 +36,9 @@ class TablesConfig:
     mode: str = option("max", "table=: max or min, the metric's better direction")
     within: str = option("", "table=: swept columns held fixed, e.g. task.datamodule.bits")
     out: str = option("verdicts.md", "table=: the file written beside it, e.g. verdicts_acc.md")
-    study: str = option("", "a declared study (docs/claims/<study>/study.yaml) or all: write its pages")
+    study: str = option(
+        "", "a declared study (docs/claims/<study>/study.yaml) or all: write its pages"
+    )
     check: bool = option(False, "check every evidence page against its records; write nothing")
     root: str = option(".", "study= and check=: the repository root the pages are under")
 

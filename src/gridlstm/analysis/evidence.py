@@ -20,6 +20,7 @@ import math
 import re
 import statistics
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ TESTS = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U"}
 CLAIMS = ("addition", "memorization", "parity", "charlm", "mnist", "design")
 PROSE = ("statement", "protocol", "question", "cannot_say", "setup")
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
-CELL_KEYS = {"label", "where", "records"}
+CELL_KEYS = {"label", "where", "records", "defaults"}
 VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b", "words"}
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
@@ -53,6 +54,8 @@ class CellSpec:
     label: str
     where: dict[str, Any]
     records: tuple[str, ...]
+    # values a run had without naming them: an option a job's overrides predate (its default)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,9 @@ def _fail(path: Path, message: str) -> ConfigError:
 def _keys(path: Path, where: str, given: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise _fail(path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}")
+        raise _fail(
+            path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
+        )
 
 
 def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
@@ -164,7 +169,9 @@ def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
                 f"{where}: records {record!r} holds no jobs/ or table.csv "
                 f"(folders are relative to {path.parent})",
             )
-    return CellSpec(str(raw["label"]), dict(raw["where"]), tuple(found))
+    return CellSpec(
+        str(raw["label"]), dict(raw["where"]), tuple(found), dict(raw.get("defaults", {}))
+    )
 
 
 def _choice(path: Path, where: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -292,7 +299,11 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
     import csv
 
     with (folder / "table.csv").open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row.get("status", "completed") in ("", "completed")]
+        return [
+            row
+            for row in csv.DictReader(handle)
+            if row.get("status", "completed") in ("", "completed")
+        ]
 
 
 def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
@@ -301,7 +312,8 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
     values: dict[str, float] = {}
     compute: list[float] = []
     for record in spec.records:
-        for row in rows_of(study.folder / record):
+        for found in rows_of(study.folder / record):
+            row = {**spec.defaults, **found}
             if not matches(row, spec.where):
                 continue
             value = number(row.get(metric))
@@ -332,11 +344,18 @@ def test_p(test: str, a: Cell, b: Cell) -> float:
         return math.nan
     if test == "mannwhitney":
         return float(
-            stats.mannwhitneyu(list(a.values.values()), list(b.values.values()), alternative="two-sided").pvalue
+            stats.mannwhitneyu(
+                list(a.values.values()), list(b.values.values()), alternative="two-sided"
+            ).pvalue
         )
     from gridlstm.analysis.verdicts import Cell as WelchCell
 
-    return welch(WelchCell(a.label, tuple(a.values.values())), WelchCell(b.label, tuple(b.values.values()))).p
+    with warnings.catch_warnings():  # nearly equal cells: scipy warns, and p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return welch(
+            WelchCell(a.label, tuple(a.values.values())),
+            WelchCell(b.label, tuple(b.values.values())),
+        ).p
 
 
 def decide(a: Cell, b: Cell, p: float, alpha: float, mode: str, words: dict[str, str]) -> str:
@@ -355,7 +374,11 @@ def outcome(study: Study) -> Outcome:
     a = gather(study, verdict.a, verdict.metric)
     b = gather(study, verdict.b, verdict.metric)
     p = test_p(verdict.test, a, b)
-    ratio = statistics.fmean(a.compute) / statistics.fmean(b.compute) if a.compute and b.compute else math.nan
+    ratio = (
+        statistics.fmean(a.compute) / statistics.fmean(b.compute)
+        if a.compute and b.compute
+        else math.nan
+    )
     word = decide(a, b, p, verdict.alpha, verdict.mode, verdict.words)
     return Outcome(a, b, p, word, ratio, verdict.test, verdict.scope, verdict.metric_label)
 
@@ -419,7 +442,11 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
     """The confirmatory verdict once every declared seed of both arms completed, else None."""
     stage = study.confirmatory
     folder = study.folder / stage.records if stage else None
-    if stage is None or folder is None or not ((folder / "jobs").is_dir() or (folder / "table.csv").is_file()):
+    if (
+        stage is None
+        or folder is None
+        or not ((folder / "jobs").is_dir() or (folder / "table.csv").is_file())
+    ):
         return None
     cells = []
     for arm in ("a", "b"):
@@ -431,7 +458,11 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
         cells.append(cell)
     a, b = cells
     p = test_p(stage.test, a, b)
-    ratio = statistics.fmean(a.compute) / statistics.fmean(b.compute) if a.compute and b.compute else math.nan
+    ratio = (
+        statistics.fmean(a.compute) / statistics.fmean(b.compute)
+        if a.compute and b.compute
+        else math.nan
+    )
     word = decide(a, b, p, stage.alpha, stage.mode, stage.words)
     return Outcome(a, b, p, word, ratio, stage.test, "confirmatory", stage.metric)
 
@@ -469,7 +500,10 @@ def preregistration_problems(study: Study) -> list[str]:
     began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").timestamp()
     committed = first_commit_time(study.folder / DECLARATION, f"name: {stage.name}")
     if committed is None:
-        return [f"{study.folder / DECLARATION}: confirmatory {stage.name!r} is not committed, but its jobs began {started}"]
+        return [
+            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} is not committed, "
+            f"but its jobs began {started}"
+        ]
     if committed > began:
         return [
             f"{study.folder / DECLARATION}: confirmatory {stage.name!r} was committed after its "

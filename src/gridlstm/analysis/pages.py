@@ -55,7 +55,7 @@ def blocks(lines: list[str], page: Path) -> list[Block]:
     found = []
     open_at: tuple[str, int] | None = None
     for i, line in enumerate(lines):
-        if match := BEGIN.match(line.strip()):
+        if match := BEGIN.match(line.rstrip()):  # an indented marker is an example, not a part
             if open_at:
                 raise ConfigError(f"{page}:{i + 1}: a generated part opens inside another")
             if match.group(1) not in KINDS:
@@ -64,7 +64,7 @@ def blocks(lines: list[str], page: Path) -> list[Block]:
                     f"valid: {', '.join(KINDS)}"
                 )
             open_at = (match.group(1), i)
-        elif line.strip() == END:
+        elif line.rstrip() == END:
             if not open_at:
                 raise ConfigError(f"{page}:{i + 1}: '{END}' without its opening line")
             found.append(Block(open_at[0], open_at[1], i))
@@ -149,7 +149,7 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
     row = [
         f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
         study.prose.get("setup") or study.prose["protocol"],
-        f"{cell_text(shown.a)} vs {cell_text(shown.b)}",
+        f"{shown.metric}: {cell_text(shown.a)} vs {cell_text(shown.b)}",
         p_text(shown.p),
         ratio_text(shown.ratio),
         f"**{shown.word}** ({scope})",
@@ -299,9 +299,9 @@ def write(root: Path, only: str = "all") -> list[Path]:
     for page in pages(root):
         if not page.is_file():
             continue
-        if only != "all" and page.parent.name != only and page.name == "README.md":
-            if page.parent.parent.resolve() == (root / evidence.CLAIMS_DIR).resolve():
-                continue
+        another_study = page.parent.parent.resolve() == (root / evidence.CLAIMS_DIR).resolve()
+        if only != "all" and another_study and page.parent.name != only:
+            continue
         lines, fresh = regenerate(page, studies)
         if fresh != lines:
             page.write_text("\n".join(fresh) + "\n")
