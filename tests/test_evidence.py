@@ -300,14 +300,20 @@ def git(root: Path, *args: str, date: str | None = None) -> None:
 
 
 @pytest.mark.parametrize(
-    "started, late", [("2026-11-27 12:00:00", True), ("2026-11-29 12:00:00", False)]
+    "record, late",
+    [
+        ({"started": "2026-11-27 12:00:00"}, True),
+        ({"started": "2026-11-29 12:00:00"}, False),
+        # a later queue run rewrote "started"; the runs list keeps the first start
+        ({"started": "2026-11-29 12:00:00", "runs": [{"started": "2026-11-27 12:00:00"}]}, True),
+    ],
 )
-def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, started, late):
+def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, record, late):
     root = copy_study(tmp_path)
     path = declare(root, confirmatory([7, 8]))
     folder = root / "docs/claims" / STUDY / "confirm/cpu"
     folder.mkdir(parents=True)
-    (folder / "queue.json").write_text(json.dumps({"started": started}))
+    (folder / "queue.json").write_text(json.dumps(record))
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00")

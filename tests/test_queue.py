@@ -167,6 +167,20 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     assert not (tmp_path / "runs" / "s" / "seed1.log").exists()  # no process was started
 
 
+def test_queue_json_keeps_every_queue_runs_start_end_and_wall_time(tmp_path):
+    """queue.json is rewritten by each queue run; its runs list is appended to, so the first
+    start (what a confirmatory stage's pre-registration is checked against) survives."""
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1]}}}
+    out = tmp_path / "results" / "s" / "gpu"
+    out.mkdir(parents=True)  # a report written before runs were kept: its start is the first
+    (out / "queue.json").write_text(json.dumps({"started": "2026-01-02 03:04:05", "jobs": []}))
+    run_queue(tmp_path, studies, "minutes=0.01")
+    run_queue(tmp_path, studies, "minutes=0.01")
+    runs = json.loads((out / "queue.json").read_text())["runs"]
+    assert [r["started"] for r in runs][0] == "2026-01-02 03:04:05" and len(runs) == 3
+    assert all(r["jobs_started"] == 0 and r["wall_s"] >= 0 and r["ended"] for r in runs[1:])
+
+
 def test_a_job_completed_in_an_earlier_queue_run_is_restored_from_the_results_folder(
     tmp_path, capsys
 ):

@@ -494,9 +494,12 @@ def preregistration_problems(study: Study) -> list[str]:
     import json
     from datetime import datetime
 
-    started = json.loads(queue.read_text()).get("started")
-    if not started:
+    record = json.loads(queue.read_text())
+    starts = [r.get("started") for r in record.get("runs") or []] + [record.get("started")]
+    starts = sorted(s for s in starts if s)
+    if not starts:
         return []
+    started = starts[0]  # the first queue run's start: the later ones rewrite "started"
     began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").timestamp()
     committed = first_commit_time(study.folder / DECLARATION, f"name: {stage.name}")
     if committed is None:

@@ -132,6 +132,24 @@ def carry_seconds(jobs: list[Job], out: Path) -> None:
             job.seconds = float(earlier.get(job.name, {}).get("seconds") or 0.0)
 
 
+def queue_runs(out: Path, summary: dict, wall_s: float) -> list[dict]:
+    """Every queue run of the study so far, this one appended: its start, end, wall time and
+    how many jobs it started. Why: queue.json is rewritten by each run, and a record that kept
+    only the last start would hide when a study's first job began (what pre-registration is
+    checked against)."""
+    earlier: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        earlier = json.loads((out / "queue.json").read_text())
+    runs = list(earlier.get("runs") or [])
+    if not runs and earlier.get("started"):  # written before runs were kept: its one start
+        runs = [{"started": earlier["started"], "device": earlier.get("device")}]
+    ran = sum(1 for j in summary["jobs"] if j["status"] not in (DONE_EARLIER, NOT_STARTED))
+    end = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    this = {"started": summary["started"], "ended": end, "wall_s": round(wall_s, 1)}
+    this |= {"device": summary["device"], "launcher": summary["launcher"], "jobs_started": ran}
+    return [*runs, this]
+
+
 class Queue:
     """Runs jobs ``slots`` at a time until ``deadline`` (time.monotonic()), each through its
     study's executor (this machine's processes unless given)."""
@@ -366,6 +384,7 @@ def run_studies(
                 for j in group
             ],
         }
+        summary["runs"] = queue_runs(out, summary, time.time() - started)
         write_atomic(out / "queue.json", json.dumps(summary, indent=1) + "\n")
         print(f"[queue] {name}: results in {out}", flush=True)
     failed = [j for js in groups.values() for j in js if j.status in FAILED_STATES]
