@@ -345,3 +345,87 @@ def test_the_bench_records_the_native_build_without_the_machines_path():
     info = {"loaded": True, "path": "/home/someone/.cache/gridlstm/native/key-abc/lib.so"}
     assert portable_build_info(info) == {"loaded": True, "path": "key-abc/lib.so"}
     assert portable_build_info({"loaded": False, "reason": "no compiler"})["reason"]
+
+
+# --- select stages and the queue ------------------------------------------------------------
+
+
+def test_the_paper_regime_confirmatory_stage_is_declared_as_issue_72_designed_it():
+    """Ten fresh seeds, Mann-Whitney, alpha 0.05; the stacked LSTM at equal multiply-adds
+    (within 5% of the tied grid's: per-sample counts from the stage-6 records), its rate
+    chosen on validation by a stage whose seed the confirmatory stage does not use."""
+    study = evidence.load(ROOT / "docs/claims" / STUDY / "study.yaml")
+    stage = study.confirmatory
+    assert stage is not None and stage.test == "mannwhitney" and stage.alpha == 0.05
+    assert stage.seeds == tuple(range(7, 17)) and not set(stage.seeds) & evidence.used_seeds(study)
+    rows = [r for f in RECORDS for r in evidence.rows_of(study.folder / f)]
+    macs = {(r["model"], int(r["model.net.num_layers"])): int(r["macs_per_sample"]) for r in rows}
+    a, b = stage.a["overrides"], stage.b["overrides"]
+    batch = 15
+    compute_a = macs[("grid2d", 4)] * a["trainer.max_steps"] * batch
+    compute_b = macs[("stacked_lstm", 2)] * b["trainer.max_steps"] * batch
+    assert abs(compute_b / compute_a - 1) < 0.05
+    select = study.stages[0]
+    assert b["optim.optimizer.lr"] == {"chosen_by": select.name}
+    assert select.choose["metric"].startswith("val/")
+    assert {c["seed"] for c in select.cases}.isdisjoint(stage.seeds)
+    assert {c["optim.optimizer.lr"] for c in select.cases} == {0.0003, 0.001, 0.003}
+
+
+def test_the_queue_runs_a_declarations_stages_and_the_arm_that_waits_for_a_choice_later(tmp_path):
+    from gridlstm.analysis.studies.spec import load_studies
+
+    root = copy_study(tmp_path)
+    shutil.copy(ROOT / "docs/claims" / STUDY / "study.yaml", root / "docs/claims" / STUDY)
+    path = root / "docs/claims" / STUDY / "study.yaml"
+    queued = load_studies(path)
+    rate, confirm = queued[f"{STUDY}_equal_compute_rate"], queued[f"{STUDY}_equal_compute"]
+    assert rate["claim"] == f"{STUDY}/equal_compute/rate" and len(rate["cases"]) == 3
+    assert {c["model"] for c in confirm["cases"]} == {"grid2d"}  # the stacked arm waits
+    study = evidence.load(path)
+    values = {0.0003: 0.2, 0.001: 0.7, 0.003: 0.4}  # validation exact-match of each rate
+    for case in study.stages[0].cases:
+        job = path.parent / "equal_compute/rate/cpu/jobs" / f"lr{case['optim.optimizer.lr']}"
+        job.mkdir(parents=True)
+        listed = [f"{k}={v}" for k, v in case.items()]
+        (job / "overrides.yaml").write_text(yaml.safe_dump(listed))
+        record = {"status": "completed", "val/acc": values[case["optim.optimizer.lr"]]}
+        (job / "metrics.json").write_text(json.dumps(record | {"test/acc": 1 - record["val/acc"]}))
+    assert evidence.chosen(study, "equal_compute_rate") == 0.001  # by validation, not test
+    confirm = load_studies(path)[f"{STUDY}_equal_compute"]
+    stacked = [c for c in confirm["cases"] if c["model"] == "stacked_lstm"]
+    assert len(stacked) == 10 and {c["optim.optimizer.lr"] for c in stacked} == {0.001}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"choose": {"key": "optim.optimizer.lr", "metric": "test/acc"}},
+            "a rule chooses on validation",
+        ),
+        ({"kind": "frontier"}, "kind='frontier': choose one of select"),
+        ({"cases": []}, "a non-empty list"),
+    ],
+    ids=["test metric", "unknown kind", "no cases"],
+)
+def test_a_bad_stage_is_refused_in_one_line(tmp_path, change, message):
+    root = copy_study(tmp_path)
+    path = root / "docs/claims" / STUDY / "study.yaml"
+    raw = yaml.safe_load((ROOT / "docs/claims" / STUDY / "study.yaml").read_text())
+    raw["stages"][0].update(change)
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        evidence.load(path)
+
+
+def test_a_confirmatory_arm_reading_an_undeclared_stage_is_refused(tmp_path):
+    root = copy_study(tmp_path)
+    path = root / "docs/claims" / STUDY / "study.yaml"
+    raw = yaml.safe_load((ROOT / "docs/claims" / STUDY / "study.yaml").read_text())
+    raw["confirmatory"]["b"]["overrides"]["optim.optimizer.lr"] = {"chosen_by": "rate_typo"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        ConfigError, match="chosen_by names no declared stage; valid: equal_compute_rate"
+    ):
+        evidence.load(path)

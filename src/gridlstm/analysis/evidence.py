@@ -46,7 +46,17 @@ VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b",
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
 CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base"}
-STUDY_KEYS = {"claim", "source", "locator", "page", "verdict", "confirmatory", *PROSE}
+STUDY_KEYS = {"claim", "source", "locator", "page", "verdict", "confirmatory", "stages", *PROSE}
+STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
+STAGE_KINDS = ("select",)  # a designed grid whose rule then chooses one value on validation
+CHOOSE_KEYS = {"key", "metric", "mode"}
+DRY_RUN = [
+    "task.datamodule.batch_size=8",
+    "task.datamodule.batches_per_epoch=2",
+    "task.datamodule.val_size=16",
+    "task.datamodule.test_size=16",
+    "trainer.max_steps=4",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,20 @@ class Verdict:
     chosen_on: str
     stage: str = ""
     metric_label: str = ""  # how a page names the metric (e.g. test exact-match)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage that runs designed cases and then chooses one value by a rule on validation
+    (e.g. a family's learning rate at a new budget), for a later stage to use."""
+
+    name: str
+    kind: str
+    declared: str
+    records: str
+    base: tuple[str, ...]
+    cases: tuple[dict[str, Any], ...]
+    choose: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,7 @@ class Study:
     prose: dict[str, str]
     verdict: Verdict
     confirmatory: Confirmatory | None = None
+    stages: tuple[Stage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,6 +234,54 @@ def _verdict(path: Path, raw: Any) -> Verdict:
     )
 
 
+def _stages(path: Path, raw: Any) -> tuple[Stage, ...]:
+    if not isinstance(raw, list):
+        raise _fail(path, "stages: a list of stages (name, kind, declared, records, cases)")
+    found = []
+    for i, given in enumerate(raw):
+        where = f"stages[{i}]"
+        if not isinstance(given, dict):
+            raise _fail(path, f"{where}: a mapping (name, kind, declared, records, cases)")
+        _keys(path, where, given, STAGE_KEYS)
+        missing = sorted({"name", "kind", "declared", "records", "cases", "choose"} - set(given))
+        if missing:
+            raise _fail(path, f"{where}: missing {missing[0]}:")
+        choose = given["choose"]
+        if not isinstance(choose, dict) or set(choose) - CHOOSE_KEYS or "key" not in choose:
+            raise _fail(path, f"{where}.choose: key:, metric: and mode: (the rule)")
+        metric = str(choose.get("metric", "val/acc"))
+        if not metric.startswith("val/"):
+            raise _fail(
+                path,
+                f"{where}.choose.metric={metric}: a rule chooses on validation (a val/ metric); "
+                "the test split decides verdicts only",
+            )
+        cases = given["cases"]
+        if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases):
+            raise _fail(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
+        found.append(
+            Stage(
+                name=str(given["name"]),
+                kind=_choice(path, f"{where}.kind", given["kind"], STAGE_KINDS),
+                declared=str(given["declared"]),
+                records=str(given["records"]),
+                base=tuple(str(o) for o in given.get("base", [])),
+                cases=tuple(dict(c) for c in cases),
+                choose={
+                    "key": str(choose["key"]),
+                    "metric": metric,
+                    "mode": _choice(
+                        path, f"{where}.choose.mode", choose.get("mode", "max"), ("max", "min")
+                    ),
+                },
+            )
+        )
+    names = [stage.name for stage in found]
+    if len(set(names)) != len(names):
+        raise _fail(path, "stages: two stages share a name")
+    return tuple(found)
+
+
 def _confirmatory(path: Path, raw: Any) -> Confirmatory:
     if not isinstance(raw, dict):
         raise _fail(path, "confirmatory: a mapping (name, declared, test, alpha, seeds, a, b)")
@@ -275,6 +348,7 @@ def load(path: Path) -> Study:
         prose=prose,
         verdict=_verdict(path, raw["verdict"]),
         confirmatory=_confirmatory(path, raw["confirmatory"]) if "confirmatory" in raw else None,
+        stages=_stages(path, raw["stages"]) if "stages" in raw else (),
     )
     if study.confirmatory:
         check_confirmatory(path, study)
@@ -414,6 +488,15 @@ def check_confirmatory(path: Path, study: Study) -> None:
             f"confirmatory.seeds: seed {reused[0]} was used by an earlier stage of the study; "
             "a confirmatory stage needs fresh seeds",
         )
+    names = {s.name for s in study.stages}
+    for arm in ("a", "b"):
+        for key, value in getattr(stage, arm)["overrides"].items():
+            if isinstance(value, dict) and value.get("chosen_by") not in names:
+                raise _fail(
+                    path,
+                    f"confirmatory.{arm}.overrides.{key}: chosen_by names no declared stage; "
+                    f"valid: {', '.join(sorted(names)) or 'none declared'}",
+                )
     allowed = set(stage.factor) | set(stage.budget)
     a, b = stage.a["overrides"], stage.b["overrides"]
     for key in sorted(set(a) | set(b)):
@@ -426,16 +509,71 @@ def check_confirmatory(path: Path, study: Study) -> None:
             )
 
 
+def chosen(study: Study, name: str) -> Any | None:
+    """The value a select stage's rule chose (its ``choose.key`` in the completed run best on
+    its validation metric), or None until every one of its cases has completed."""
+    stage = next(s for s in study.stages if s.name == name)
+    folder = study.folder / stage.records
+    if not (folder / "jobs").is_dir():
+        return None
+    rows = rows_of(folder)
+    done = [r for r in rows if any(matches(r, case) for case in stage.cases)]
+    if len(done) < len(stage.cases):
+        return None
+    sign = 1 if stage.choose["mode"] == "max" else -1
+    best = max(done, key=lambda r: sign * (number(r.get(stage.choose["metric"])) or -math.inf))
+    return yaml.safe_load(str(best[stage.choose["key"]]))
+
+
+def arm_overrides(study: Study, arm: str) -> dict[str, Any] | None:
+    """A confirmatory arm's overrides with every ``chosen_by`` resolved (None while a stage it
+    reads has not chosen)."""
+    assert study.confirmatory is not None
+    out = {}
+    for key, value in getattr(study.confirmatory, arm)["overrides"].items():
+        if isinstance(value, dict):
+            value = chosen(study, value["chosen_by"])
+            if value is None:
+                return None
+        out[key] = value
+    return out
+
+
 def confirmatory_cases(study: Study) -> list[dict[str, Any]]:
-    """The confirmatory stage's jobs: each arm at each declared seed (the queue's cases)."""
+    """The confirmatory stage's jobs: each arm at each declared seed, an arm that waits on a
+    stage's choice once that choice is made (the queue's cases)."""
     stage = study.confirmatory
     if stage is None:
         return []
-    return [
-        {**getattr(stage, arm)["overrides"], "seed": seed}
-        for arm in ("a", "b")
-        for seed in stage.seeds
-    ]
+    arms = [arm_overrides(study, arm) for arm in ("a", "b")]
+    return [{**arm, "seed": seed} for arm in arms if arm is not None for seed in stage.seeds]
+
+
+def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
+    """The study's stages as the queue's studies (`gridlstm.analysis.studies.spec`): each
+    select stage's designed cases, and the confirmatory stage's cases its inputs allow now.
+    Results go to ``<results>/<study>/<records without its last folder>/<tag>``."""
+
+    def claim(records: str) -> str:
+        return f"{study.name}/{Path(records).parent.as_posix()}"
+
+    found = {}
+    for stage in study.stages:
+        found[f"{study.name}_{stage.name}"] = {
+            "claim": claim(stage.records),
+            "overrides": list(stage.base),
+            "cases": [dict(c) for c in stage.cases],
+            "dry_run": list(DRY_RUN),
+        }
+    confirm = study.confirmatory
+    if confirm is not None and (cases := confirmatory_cases(study)):
+        found[f"{study.name}_{confirm.name}"] = {
+            "claim": claim(confirm.records),
+            "overrides": list(confirm.base),
+            "cases": cases,
+            "dry_run": list(DRY_RUN),
+        }
+    return found
 
 
 def confirmatory_outcome(study: Study) -> Outcome | None:
@@ -450,8 +588,10 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
         return None
     cells = []
     for arm in ("a", "b"):
-        given = getattr(stage, arm)
-        spec = CellSpec(str(given["label"]), dict(given["overrides"]), (stage.records,))
+        given, overrides = getattr(stage, arm), arm_overrides(study, arm)
+        if overrides is None:
+            return None
+        spec = CellSpec(str(given["label"]), overrides, (stage.records,))
         cell = gather(study, spec, stage.metric)
         if {int(float(s)) for s in cell.values} != set(stage.seeds):
             return None

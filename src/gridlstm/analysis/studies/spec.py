@@ -69,7 +69,14 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
     """The studies file, checked: one ConfigError naming the study and key that is wrong."""
     if not path.is_file():
         raise ConfigError(f"studies={path}: no such file")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    if path.name == "study.yaml":  # a claims study's declaration: its stages, rules applied
+        from gridlstm.analysis import evidence
+
+        raw = evidence.queue_studies(evidence.load(path))
+        if not raw:
+            raise ConfigError(f"studies={path}: the declaration has no stage to run")
+    else:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
     claims: dict[str, str] = {}
