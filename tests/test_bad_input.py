@@ -315,7 +315,7 @@ EVALUATE = [
 TABLES = [
     (["sweep={files}/nowhere"], "not a directory"),
     (["sweep={files}/sweep"], "no job"),
-    ([], "give one of sweep=multirun/<date>/<time>_<id> or table=path/to/table.csv"),
+    ([], "give one of sweep=multirun/<date>/<time>_<id>, table=path/to/table.csv, study="),
     (["sweep={files}/sweep", "table=t.csv"], "give one of sweep="),
     (["table={files}/nowhere.csv"], "table= needs metric="),
     (["table={files}/nowhere.csv", "metric=val/acc"], "nowhere.csv: no such file"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridlstm.analysis import evidence, pages
+from gridlstm.analysis import confirmatory, declaration, evidence, pages
 from gridlstm.run.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ def test_the_command_exits_1_naming_the_page_on_a_difference(tmp_path):
 # --- confirmatory stages ---------------------------------------------------------------
 
 
-def confirmatory(seeds: list[int], b_extra: dict | None = None) -> dict:
+def confirmatory_stage(seeds: list[int], b_extra: dict | None = None) -> dict:
     arm = {"experiment": "deep_tied", "task.datamodule.digits": 5}
     return {
         "name": "equal_compute",
@@ -239,16 +239,16 @@ def declare(root: Path, stage: dict) -> Path:
 
 def test_a_confirmatory_stage_on_seeds_an_earlier_stage_used_is_refused(tmp_path):
     root = copy_study(tmp_path)
-    path = declare(root, confirmatory([6, 7, 8]))
+    path = declare(root, confirmatory_stage([6, 7, 8]))
     with pytest.raises(ConfigError, match="seed 6 was used by an earlier stage"):
-        evidence.load(path)
+        declaration.load(path)
 
 
 def test_confirmatory_arms_that_differ_beyond_the_factor_and_budget_are_refused(tmp_path):
     root = copy_study(tmp_path)
-    path = declare(root, confirmatory([7, 8, 9], {"optim.optimizer.lr": 0.001}))
+    path = declare(root, confirmatory_stage([7, 8, 9], {"optim.optimizer.lr": 0.001}))
     with pytest.raises(ConfigError, match="arms differ in optim.optimizer.lr"):
-        evidence.load(path)
+        declaration.load(path)
 
 
 def write_runs(folder: Path, values: dict[tuple[str, int], float], overrides: dict) -> None:
@@ -266,18 +266,18 @@ def test_a_run_confirmatory_stage_gives_the_answer_by_its_declared_test(tmp_path
     from scipy import stats
 
     root = copy_study(tmp_path)
-    stage = confirmatory([7, 8, 9, 10])
+    stage = confirmatory_stage([7, 8, 9, 10])
     path = declare(root, stage)
-    study = evidence.load(path)
-    assert evidence.confirmatory_outcome(study) is None  # declared, not run
+    study = declaration.load(path)
+    assert confirmatory.confirmatory_outcome(study) is None  # declared, not run
     assert "not yet run" in "\n".join(pages.answer(study))
-    assert len(evidence.confirmatory_cases(study)) == 8
+    assert len(confirmatory.confirmatory_cases(study)) == 8
     a = {7: 0.9, 8: 0.95, 9: 0.97, 10: 0.99}
     b = {7: 0.1, 8: 0.2, 9: 0.05, 10: 0.3}
     values = {("a", s): v for s, v in a.items()} | {("b", s): v for s, v in b.items()}
     arms = {"a": stage["a"]["overrides"], "b": stage["b"]["overrides"]}
     write_runs(root / "docs/claims" / STUDY / "confirm/cpu", values, arms)
-    found = evidence.confirmatory_outcome(evidence.load(path))
+    found = confirmatory.confirmatory_outcome(declaration.load(path))
     expected = stats.mannwhitneyu(list(a.values()), list(b.values()), alternative="two-sided")
     assert found is not None and found.p == pytest.approx(expected.pvalue)
     assert found.scope == "confirmatory" and found.ratio == pytest.approx(2.0)
@@ -310,14 +310,14 @@ def git(root: Path, *args: str, date: str | None = None) -> None:
 )
 def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, record, late):
     root = copy_study(tmp_path)
-    path = declare(root, confirmatory([7, 8]))
+    path = declare(root, confirmatory_stage([7, 8]))
     folder = root / "docs/claims" / STUDY / "confirm/cpu"
     folder.mkdir(parents=True)
     (folder / "queue.json").write_text(json.dumps(record))
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00")
-    problems = evidence.preregistration_problems(evidence.load(path))
+    problems = confirmatory.preregistration_problems(declaration.load(path))
     assert bool(problems) is late
     if late:
         assert "committed after its first job began" in problems[0]
@@ -354,10 +354,12 @@ def test_the_paper_regime_confirmatory_stage_is_declared_as_issue_72_designed_it
     """Ten fresh seeds, Mann-Whitney, alpha 0.05; the stacked LSTM at equal multiply-adds
     (within 5% of the tied grid's: per-sample counts from the stage-6 records), its rate
     chosen on validation by a stage whose seed the confirmatory stage does not use."""
-    study = evidence.load(ROOT / "docs/claims" / STUDY / "study.yaml")
+    study = declaration.load(ROOT / "docs/claims" / STUDY / "study.yaml")
     stage = study.confirmatory
     assert stage is not None and stage.test == "mannwhitney" and stage.alpha == 0.05
-    assert stage.seeds == tuple(range(7, 17)) and not set(stage.seeds) & evidence.used_seeds(study)
+    assert stage.seeds == tuple(range(7, 17)) and not set(stage.seeds) & confirmatory.used_seeds(
+        study
+    )
     rows = [r for f in RECORDS for r in evidence.rows_of(study.folder / f)]
     macs = {(r["model"], int(r["model.net.num_layers"])): int(r["macs_per_sample"]) for r in rows}
     a, b = stage.a["overrides"], stage.b["overrides"]
@@ -382,7 +384,7 @@ def test_the_queue_runs_a_declarations_stages_and_the_arm_that_waits_for_a_choic
     rate, confirm = queued[f"{STUDY}_equal_compute_rate"], queued[f"{STUDY}_equal_compute"]
     assert rate["claim"] == f"{STUDY}/equal_compute/rate" and len(rate["cases"]) == 3
     assert {c["model"] for c in confirm["cases"]} == {"grid2d"}  # the stacked arm waits
-    study = evidence.load(path)
+    study = declaration.load(path)
     values = {0.0003: 0.2, 0.001: 0.7, 0.003: 0.4}  # validation exact-match of each rate
     for case in study.stages[0].cases:
         job = path.parent / "equal_compute/rate/cpu/jobs" / f"lr{case['optim.optimizer.lr']}"
@@ -391,7 +393,7 @@ def test_the_queue_runs_a_declarations_stages_and_the_arm_that_waits_for_a_choic
         (job / "overrides.yaml").write_text(yaml.safe_dump(listed))
         record = {"status": "completed", "val/acc": values[case["optim.optimizer.lr"]]}
         (job / "metrics.json").write_text(json.dumps(record | {"test/acc": 1 - record["val/acc"]}))
-    assert evidence.chosen(study, "equal_compute_rate") == 0.001  # by validation, not test
+    assert confirmatory.chosen(study, "equal_compute_rate") == 0.001  # by validation, not test
     confirm = load_studies(path)[f"{STUDY}_equal_compute"]
     stacked = [c for c in confirm["cases"] if c["model"] == "stacked_lstm"]
     assert len(stacked) == 10 and {c["optim.optimizer.lr"] for c in stacked} == {0.001}
@@ -416,7 +418,7 @@ def test_a_bad_stage_is_refused_in_one_line(tmp_path, change, message):
     raw["stages"][0].update(change)
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=re.escape(message)):
-        evidence.load(path)
+        declaration.load(path)
 
 
 def test_a_confirmatory_arm_reading_an_undeclared_stage_is_refused(tmp_path):
@@ -428,4 +430,4 @@ def test_a_confirmatory_arm_reading_an_undeclared_stage_is_refused(tmp_path):
     with pytest.raises(
         ConfigError, match="chosen_by names no declared stage; valid: equal_compute_rate"
     ):
-        evidence.load(path)
+        declaration.load(path)

@@ -10,7 +10,7 @@ it. A declaration's free text holds no decimal number: results come from the rec
 
 A verdict is **exploratory** unless it comes from a **confirmatory** stage: one primary
 comparison, its test, alpha and seeds (never used by the study before), committed before its
-first job (`preregistration_problems`). Cells are chosen on validation; the verdict reads the
+first job (`gridlstm.analysis.confirmatory`). Cells are chosen on validation; the verdict reads the
 metric the declaration names (test, as a rule): `SELECTION_METRICS` says which split chose.
 """
 
@@ -19,13 +19,11 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from scipy import stats
 
 from gridlstm.analysis.frontier import matches, seed_of
@@ -86,40 +84,6 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Stage:
-    """A stage that runs designed cases and then chooses one value by a rule on validation
-    (e.g. a family's learning rate at a new budget), for a later stage to use."""
-
-    name: str
-    kind: str
-    declared: str
-    records: str
-    base: tuple[str, ...]
-    cases: tuple[dict[str, Any], ...]
-    choose: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Confirmatory:
-    """A pre-registered primary comparison: fixed (test, alpha, seeds, arms) before its runs."""
-
-    name: str
-    declared: str
-    test: str
-    alpha: float
-    metric: str
-    mode: str
-    seeds: tuple[int, ...]
-    factor: tuple[str, ...]
-    budget: tuple[str, ...]
-    records: str
-    base: tuple[str, ...]
-    a: dict[str, Any]
-    b: dict[str, Any]
-    words: dict[str, str]
-
-
-@dataclass(frozen=True)
 class Study:
     name: str
     folder: Path
@@ -128,8 +92,10 @@ class Study:
     locator: str
     prose: dict[str, str]
     verdict: Verdict
-    confirmatory: Confirmatory | None = None
-    stages: tuple[Stage, ...] = ()
+    # gridlstm.analysis.confirmatory's Confirmatory and Stages (typed loosely: that module
+    # builds on this one, not the other way round)
+    confirmatory: Any = None
+    stages: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,137 +200,6 @@ def _verdict(path: Path, raw: Any) -> Verdict:
     )
 
 
-def _stages(path: Path, raw: Any) -> tuple[Stage, ...]:
-    if not isinstance(raw, list):
-        raise _fail(path, "stages: a list of stages (name, kind, declared, records, cases)")
-    found = []
-    for i, given in enumerate(raw):
-        where = f"stages[{i}]"
-        if not isinstance(given, dict):
-            raise _fail(path, f"{where}: a mapping (name, kind, declared, records, cases)")
-        _keys(path, where, given, STAGE_KEYS)
-        missing = sorted({"name", "kind", "declared", "records", "cases", "choose"} - set(given))
-        if missing:
-            raise _fail(path, f"{where}: missing {missing[0]}:")
-        choose = given["choose"]
-        if not isinstance(choose, dict) or set(choose) - CHOOSE_KEYS or "key" not in choose:
-            raise _fail(path, f"{where}.choose: key:, metric: and mode: (the rule)")
-        metric = str(choose.get("metric", "val/acc"))
-        if not metric.startswith("val/"):
-            raise _fail(
-                path,
-                f"{where}.choose.metric={metric}: a rule chooses on validation (a val/ metric); "
-                "the test split decides verdicts only",
-            )
-        cases = given["cases"]
-        if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases):
-            raise _fail(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
-        found.append(
-            Stage(
-                name=str(given["name"]),
-                kind=_choice(path, f"{where}.kind", given["kind"], STAGE_KINDS),
-                declared=str(given["declared"]),
-                records=str(given["records"]),
-                base=tuple(str(o) for o in given.get("base", [])),
-                cases=tuple(dict(c) for c in cases),
-                choose={
-                    "key": str(choose["key"]),
-                    "metric": metric,
-                    "mode": _choice(
-                        path, f"{where}.choose.mode", choose.get("mode", "max"), ("max", "min")
-                    ),
-                },
-            )
-        )
-    names = [stage.name for stage in found]
-    if len(set(names)) != len(names):
-        raise _fail(path, "stages: two stages share a name")
-    return tuple(found)
-
-
-def _confirmatory(path: Path, raw: Any) -> Confirmatory:
-    if not isinstance(raw, dict):
-        raise _fail(path, "confirmatory: a mapping (name, declared, test, alpha, seeds, a, b)")
-    _keys(path, "confirmatory", raw, CONFIRMATORY_KEYS)
-    missing = sorted(CONFIRMATORY_KEYS - {"budget", "base", "mode"} - set(raw))
-    if missing:
-        raise _fail(path, f"confirmatory: missing {missing[0]}:")
-    seeds = tuple(int(s) for s in raw["seeds"])
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise _fail(path, "confirmatory.seeds: two or more distinct seeds")
-    arms = {}
-    for arm in ("a", "b"):
-        given = raw[arm]
-        if not isinstance(given, dict) or not isinstance(given.get("overrides"), dict):
-            raise _fail(path, f"confirmatory.{arm}: label: and overrides: {{key: value}}")
-        arms[arm] = given
-    return Confirmatory(
-        name=str(raw["name"]),
-        declared=str(raw["declared"]),
-        test=_choice(path, "confirmatory.test", raw["test"], tuple(TESTS)),
-        alpha=float(raw["alpha"]),
-        metric=str(raw["metric"]),
-        mode=_choice(path, "confirmatory.mode", raw.get("mode", "max"), ("max", "min")),
-        seeds=seeds,
-        factor=tuple(str(k) for k in raw["factor"]),
-        budget=tuple(str(k) for k in raw.get("budget", [])),
-        records=str(raw["records"]),
-        base=tuple(str(o) for o in raw.get("base", [])),
-        a=arms["a"],
-        b=arms["b"],
-        words=_words(path, "confirmatory.words", raw["words"]),
-    )
-
-
-def load(path: Path) -> Study:
-    """A study's declaration, checked: one `ConfigError` naming the file and the fix."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise _fail(path, f"not a readable YAML file ({error.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise _fail(path, "a mapping with claim, source, statement, protocol, verdict")
-    _keys(path, "study", raw, STUDY_KEYS)
-    for key in ("claim", "source", "statement", "protocol", "question", "cannot_say", "verdict"):
-        if key not in raw:
-            raise _fail(path, f"missing {key}:")
-    prose = {k: " ".join(str(raw.get(k, "")).split()) for k in PROSE}
-    for key, text in prose.items():
-        if found := DECIMAL.search(text):
-            raise _fail(
-                path,
-                f"{key} holds the number {found.group()}: results come from the records "
-                "(the verdict's cells), not from typed text",
-            )
-    source = _choice(path, "source", raw["source"], SOURCES)
-    if source == "secondary" and not raw.get("locator"):
-        raise _fail(path, "source: secondary needs locator: (a URL or owner/repository)")
-    study = Study(
-        name=path.parent.name,
-        folder=path.parent,
-        claim=_choice(path, "claim", raw["claim"], CLAIMS),
-        source=source,
-        locator=str(raw.get("locator", "")),
-        prose=prose,
-        verdict=_verdict(path, raw["verdict"]),
-        confirmatory=_confirmatory(path, raw["confirmatory"]) if "confirmatory" in raw else None,
-        stages=_stages(path, raw["stages"]) if "stages" in raw else (),
-    )
-    if study.confirmatory:
-        check_confirmatory(path, study)
-    return study
-
-
-def declarations(root: Path = CLAIMS_DIR) -> list[Path]:
-    return sorted(root.glob(f"*/{DECLARATION}"))
-
-
-def load_all(root: Path = CLAIMS_DIR) -> list[Study]:
-    """Every declared study, in the summary's order (by claim, then name)."""
-    found = [load(path) for path in declarations(root)]
-    return sorted(found, key=lambda s: (CLAIMS.index(s.claim), s.name))
-
-
 def rows_of(folder: Path) -> list[dict[str, Any]]:
     """A records folder's completed runs: its jobs (overrides and record) where the queue
     copied them, else the rows of its table.csv (a sweep's table)."""
@@ -412,7 +247,7 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
     return Cell(spec.label, values, tuple(compute) if complete else (), spec.records)
 
 
-def test_p(test: str, a: Cell, b: Cell) -> float:
+def p_value(test: str, a: Cell, b: Cell) -> float:
     """The two-sided p of ``test`` between the cells (nan below two runs a cell)."""
     if a.n < 2 or b.n < 2:
         return math.nan
@@ -447,7 +282,7 @@ def outcome(study: Study) -> Outcome:
     verdict = study.verdict
     a = gather(study, verdict.a, verdict.metric)
     b = gather(study, verdict.b, verdict.metric)
-    p = test_p(verdict.test, a, b)
+    p = p_value(verdict.test, a, b)
     ratio = (
         statistics.fmean(a.compute) / statistics.fmean(b.compute)
         if a.compute and b.compute
@@ -455,201 +290,3 @@ def outcome(study: Study) -> Outcome:
     )
     word = decide(a, b, p, verdict.alpha, verdict.mode, verdict.words)
     return Outcome(a, b, p, word, ratio, verdict.test, verdict.scope, verdict.metric_label)
-
-
-# --- confirmatory stages -------------------------------------------------------------------
-
-
-def used_seeds(study: Study) -> set[int]:
-    """Every seed any run of the study's records used (every jobs/ or table.csv below it)."""
-    seen: set[int] = set()
-    folders = {p.parents[2] for p in study.folder.rglob("jobs/*/metrics.json")}
-    folders |= {p.parent for p in study.folder.rglob("table.csv")}
-    confirm = study.folder / study.confirmatory.records if study.confirmatory else None
-    for folder in folders:
-        if confirm is not None and folder.resolve() == confirm.resolve():
-            continue
-        for row in rows_of(folder):
-            seed = number(row.get("seed"))
-            if seed is not None:
-                seen.add(int(seed))
-    return seen
-
-
-def check_confirmatory(path: Path, study: Study) -> None:
-    """Refuse a confirmatory stage whose seeds an earlier stage used, or whose arms differ in
-    more than the compared factor and the budget."""
-    stage = study.confirmatory
-    assert stage is not None
-    reused = sorted(set(stage.seeds) & used_seeds(study))
-    if reused:
-        raise _fail(
-            path,
-            f"confirmatory.seeds: seed {reused[0]} was used by an earlier stage of the study; "
-            "a confirmatory stage needs fresh seeds",
-        )
-    names = {s.name for s in study.stages}
-    for arm in ("a", "b"):
-        for key, value in getattr(stage, arm)["overrides"].items():
-            if isinstance(value, dict) and value.get("chosen_by") not in names:
-                raise _fail(
-                    path,
-                    f"confirmatory.{arm}.overrides.{key}: chosen_by names no declared stage; "
-                    f"valid: {', '.join(sorted(names)) or 'none declared'}",
-                )
-    allowed = set(stage.factor) | set(stage.budget)
-    a, b = stage.a["overrides"], stage.b["overrides"]
-    for key in sorted(set(a) | set(b)):
-        if key not in allowed and str(a.get(key)) != str(b.get(key)):
-            raise _fail(
-                path,
-                f"confirmatory: arms differ in {key} ({a.get(key)!r} against {b.get(key)!r}), "
-                f"which is neither the compared factor ({', '.join(stage.factor)}) nor the "
-                f"budget ({', '.join(stage.budget) or 'none named'})",
-            )
-
-
-def chosen(study: Study, name: str) -> Any | None:
-    """The value a select stage's rule chose (its ``choose.key`` in the completed run best on
-    its validation metric), or None until every one of its cases has completed."""
-    stage = next(s for s in study.stages if s.name == name)
-    folder = study.folder / stage.records
-    if not (folder / "jobs").is_dir():
-        return None
-    rows = rows_of(folder)
-    done = [r for r in rows if any(matches(r, case) for case in stage.cases)]
-    if len(done) < len(stage.cases):
-        return None
-    sign = 1 if stage.choose["mode"] == "max" else -1
-    best = max(done, key=lambda r: sign * (number(r.get(stage.choose["metric"])) or -math.inf))
-    return yaml.safe_load(str(best[stage.choose["key"]]))
-
-
-def arm_overrides(study: Study, arm: str) -> dict[str, Any] | None:
-    """A confirmatory arm's overrides with every ``chosen_by`` resolved (None while a stage it
-    reads has not chosen)."""
-    assert study.confirmatory is not None
-    out = {}
-    for key, value in getattr(study.confirmatory, arm)["overrides"].items():
-        if isinstance(value, dict):
-            value = chosen(study, value["chosen_by"])
-            if value is None:
-                return None
-        out[key] = value
-    return out
-
-
-def confirmatory_cases(study: Study) -> list[dict[str, Any]]:
-    """The confirmatory stage's jobs: each arm at each declared seed, an arm that waits on a
-    stage's choice once that choice is made (the queue's cases)."""
-    stage = study.confirmatory
-    if stage is None:
-        return []
-    arms = [arm_overrides(study, arm) for arm in ("a", "b")]
-    return [{**arm, "seed": seed} for arm in arms if arm is not None for seed in stage.seeds]
-
-
-def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
-    """The study's stages as the queue's studies (`gridlstm.analysis.studies.spec`): each
-    select stage's designed cases, and the confirmatory stage's cases its inputs allow now.
-    Results go to ``<results>/<study>/<records without its last folder>/<tag>``."""
-
-    def claim(records: str) -> str:
-        return f"{study.name}/{Path(records).parent.as_posix()}"
-
-    found = {}
-    for stage in study.stages:
-        found[f"{study.name}_{stage.name}"] = {
-            "claim": claim(stage.records),
-            "overrides": list(stage.base),
-            "cases": [dict(c) for c in stage.cases],
-            "dry_run": list(DRY_RUN),
-        }
-    confirm = study.confirmatory
-    if confirm is not None and (cases := confirmatory_cases(study)):
-        found[f"{study.name}_{confirm.name}"] = {
-            "claim": claim(confirm.records),
-            "overrides": list(confirm.base),
-            "cases": cases,
-            "dry_run": list(DRY_RUN),
-        }
-    return found
-
-
-def confirmatory_outcome(study: Study) -> Outcome | None:
-    """The confirmatory verdict once every declared seed of both arms completed, else None."""
-    stage = study.confirmatory
-    folder = study.folder / stage.records if stage else None
-    if (
-        stage is None
-        or folder is None
-        or not ((folder / "jobs").is_dir() or (folder / "table.csv").is_file())
-    ):
-        return None
-    cells = []
-    for arm in ("a", "b"):
-        given, overrides = getattr(stage, arm), arm_overrides(study, arm)
-        if overrides is None:
-            return None
-        spec = CellSpec(str(given["label"]), overrides, (stage.records,))
-        cell = gather(study, spec, stage.metric)
-        if {int(float(s)) for s in cell.values} != set(stage.seeds):
-            return None
-        cells.append(cell)
-    a, b = cells
-    p = test_p(stage.test, a, b)
-    ratio = (
-        statistics.fmean(a.compute) / statistics.fmean(b.compute)
-        if a.compute and b.compute
-        else math.nan
-    )
-    word = decide(a, b, p, stage.alpha, stage.mode, stage.words)
-    return Outcome(a, b, p, word, ratio, stage.test, "confirmatory", stage.metric)
-
-
-def first_commit_time(path: Path, needle: str) -> float | None:
-    """When ``needle`` first entered ``path`` in git history (unix time), or None outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "log", "--format=%ct", "-S", needle, "--", path.name],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return float(out[-1]) if out else None
-
-
-def preregistration_problems(study: Study) -> list[str]:
-    """A confirmatory stage must be committed before its first job started: its queue record's
-    start against the commit that added its name to the declaration."""
-    stage = study.confirmatory
-    if stage is None:
-        return []
-    queue = study.folder / stage.records / "queue.json"
-    if not queue.is_file():
-        return []
-    import json
-    from datetime import datetime
-
-    record = json.loads(queue.read_text())
-    starts = [r.get("started") for r in record.get("runs") or []] + [record.get("started")]
-    starts = sorted(s for s in starts if s)
-    if not starts:
-        return []
-    started = starts[0]  # the first queue run's start: the later ones rewrite "started"
-    began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").timestamp()
-    committed = first_commit_time(study.folder / DECLARATION, f"name: {stage.name}")
-    if committed is None:
-        return [
-            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} is not committed, "
-            f"but its jobs began {started}"
-        ]
-    if committed > began:
-        return [
-            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} was committed after its "
-            f"first job began ({started}); declare a new confirmatory stage and run it afresh"
-        ]
-    return []

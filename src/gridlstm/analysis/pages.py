@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridlstm.analysis import evidence
+from gridlstm.analysis import confirmatory, declaration, evidence
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run.errors import ConfigError
 
@@ -113,7 +113,7 @@ def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> 
 def answer(study: evidence.Study) -> list[str]:
     """A study page's opening, at most `ANSWER_WORDS` words."""
     found = evidence.outcome(study)
-    done = evidence.confirmatory_outcome(study)
+    done = confirmatory.confirmatory_outcome(study)
     shown = done or found
     tag = SOURCE_TAG[study.source]
     lines = [
@@ -141,7 +141,7 @@ def answer(study: evidence.Study) -> list[str]:
 
 def summary_row(study: evidence.Study, page: Path) -> list[str]:
     found = evidence.outcome(study)
-    done = evidence.confirmatory_outcome(study)
+    done = confirmatory.confirmatory_outcome(study)
     shown = done or found
     scope = shown.scope
     if study.confirmatory and done is None:
@@ -244,10 +244,10 @@ def untied_numbers(page: Path, lines: list[str], root: Path) -> list[str]:
 def check(root: Path = Path(".")) -> list[str]:
     """Every difference between the pages and their records, first per page: one line each
     naming the page, the line and the cell."""
-    studies = evidence.load_all(root / evidence.CLAIMS_DIR)
+    studies = declaration.load_all(root / evidence.CLAIMS_DIR)
     problems: list[str] = []
     for study in studies:
-        problems += evidence.preregistration_problems(study)
+        problems += confirmatory.preregistration_problems(study)
         page = study.folder / "README.md"
         if not page.is_file() or not any(
             b.kind == "answer" for b in blocks(page.read_text().splitlines(), page)
@@ -289,7 +289,7 @@ def _differing_cell(line: str, other: str) -> str:
 
 def write(root: Path, only: str = "all") -> list[Path]:
     """Render the generated parts of the pages (those of one study and the summaries, or all)."""
-    studies = evidence.load_all(root / evidence.CLAIMS_DIR)
+    studies = declaration.load_all(root / evidence.CLAIMS_DIR)
     names = {s.name for s in studies}
     if only != "all" and only not in names:
         raise ConfigError(

@@ -70,9 +70,9 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"studies={path}: no such file")
     if path.name == "study.yaml":  # a claims study's declaration: its stages, rules applied
-        from gridlstm.analysis import evidence
+        from gridlstm.analysis import confirmatory, declaration
 
-        raw = evidence.queue_studies(evidence.load(path))
+        raw = confirmatory.queue_studies(declaration.load(path))
         if not raw:
             raise ConfigError(f"studies={path}: the declaration has no stage to run")
     else:

@@ -1,0 +1,80 @@
+"""Reading a claims study's declaration (``docs/claims/<study>/study.yaml``): every part
+checked before any work, one `ConfigError` naming the file and the fix.
+
+Why a module of its own: the declaration joins the verdict (`gridlstm.analysis.evidence`)
+and the pre-registered stages (`gridlstm.analysis.confirmatory`), which do not import each
+other's readers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from gridlstm.analysis.confirmatory import check_confirmatory, parse_confirmatory, parse_stages
+from gridlstm.analysis.evidence import (
+    CLAIMS,
+    CLAIMS_DIR,
+    DECIMAL,
+    DECLARATION,
+    PROSE,
+    SOURCES,
+    STUDY_KEYS,
+    Study,
+    _choice,
+    _fail,
+    _keys,
+    _verdict,
+)
+
+
+def load(path: Path) -> Study:
+    """A study's declaration, checked: one `ConfigError` naming the file and the fix."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise _fail(path, f"not a readable YAML file ({error.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "a mapping with claim, source, statement, protocol, verdict")
+    _keys(path, "study", raw, STUDY_KEYS)
+    for key in ("claim", "source", "statement", "protocol", "question", "cannot_say", "verdict"):
+        if key not in raw:
+            raise _fail(path, f"missing {key}:")
+    prose = {k: " ".join(str(raw.get(k, "")).split()) for k in PROSE}
+    for key, text in prose.items():
+        if found := DECIMAL.search(text):
+            raise _fail(
+                path,
+                f"{key} holds the number {found.group()}: results come from the records "
+                "(the verdict's cells), not from typed text",
+            )
+    source = _choice(path, "source", raw["source"], SOURCES)
+    if source == "secondary" and not raw.get("locator"):
+        raise _fail(path, "source: secondary needs locator: (a URL or owner/repository)")
+    study = Study(
+        name=path.parent.name,
+        folder=path.parent,
+        claim=_choice(path, "claim", raw["claim"], CLAIMS),
+        source=source,
+        locator=str(raw.get("locator", "")),
+        prose=prose,
+        verdict=_verdict(path, raw["verdict"]),
+        confirmatory=parse_confirmatory(path, raw["confirmatory"])
+        if "confirmatory" in raw
+        else None,
+        stages=parse_stages(path, raw["stages"]) if "stages" in raw else (),
+    )
+    if study.confirmatory:
+        check_confirmatory(path, study)
+    return study
+
+
+def declarations(root: Path = CLAIMS_DIR) -> list[Path]:
+    return sorted(root.glob(f"*/{DECLARATION}"))
+
+
+def load_all(root: Path = CLAIMS_DIR) -> list[Study]:
+    """Every declared study, in the summary's order (by claim, then name)."""
+    found = [load(path) for path in declarations(root)]
+    return sorted(found, key=lambda s: (CLAIMS.index(s.claim), s.name))
