@@ -53,6 +53,7 @@ from pathlib import Path
 import yaml
 
 from gridlstm.analysis.frontier import (
+    AS_RAN,
     cells_verdicts,
     frontiers,
     markdown,
@@ -99,7 +100,7 @@ def best_rate(
     size, key = by or ("param_budget", "task.datamodule.bits")
     options = dict(size=size, key=key)
     chosen_paths, checked_paths = [Path(a) for a in chosen], [Path(a) for a in checked]
-    found = best_rate_frontiers(chosen_paths, checked_paths, **options)
+    found = best_rate_frontiers(chosen_paths, checked_paths, **options, metric=AS_RAN)
     for row, rate in found:
         print(row.family, row.size, row.largest_solved, "chosen" if rate is None else rate)
     intro = best_rate_intro(chosen, checked)
@@ -123,7 +124,7 @@ def best_rate(
         verdicts = out / SEEDS_VERDICTS
         verdicts.write_text(cells_verdicts(runs, head, size=size, key=key, pairs=True))
         print(f"wrote {verdicts}")
-    named = learning_rate_frontier_cases(checked_paths, grid, **options)
+    named = learning_rate_frontier_cases(checked_paths, grid, **options, metric=AS_RAN)
     print("\n# the check's next stage (each seed still missing in a solving rate; none: done):")
     print(yaml.safe_dump({"cases": named}, sort_keys=False), end="")
 
@@ -141,7 +142,7 @@ def split_by(by: str) -> tuple[str, str]:
 def by_columns(out: Path, folders: list[str], by: tuple[str, str]) -> None:
     """Frontier and verdicts with cells by family x ``by``'s two columns (size, setting)."""
     size, key = by
-    for row in frontiers([Path(a) for a in folders], size=size, key=key):
+    for row in frontiers([Path(a) for a in folders], size=size, key=key, metric=AS_RAN):
         print(row.family, row.size, "largest solved:", row.largest_solved, "after:", row.after)
     verdicts = out / "verdicts.md"
     verdicts.write_text(verdicts_markdown([Path(a) for a in folders], folders, size=size, key=key))
@@ -176,7 +177,7 @@ def main(argv: list[str]) -> None:
         return best_rate(args.out, args.folders, args.checked, args.by, args.more)
     if args.by:
         return by_columns(args.out, args.folders, args.by)
-    found = frontiers([Path(a) for a in args.folders])
+    found = frontiers([Path(a) for a in args.folders], metric=AS_RAN)
     for row in found:
         print(row)
     for path in write(found, args.out, args.folders):
@@ -187,7 +188,7 @@ def main(argv: list[str]) -> None:
     print(f"wrote {verdicts}")
     print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
     print(yaml.safe_dump({"cases": seed_cases(found)}, sort_keys=False), end="")
-    fill = missing_seeds(folders, bits_grid())
+    fill = missing_seeds(folders, bits_grid(), metric=AS_RAN)
     print("\n# the fill stage's cases (each with its missing seed; none: every frontier is done):")
     print(yaml.safe_dump({"cases": fill}, sort_keys=False), end="")
 

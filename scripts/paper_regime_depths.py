@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.frontier import cells
+from gridlstm.analysis.frontier import AS_RAN, cells
 from gridlstm.analysis.lr_check import LR_KEY, best_rate_cells, best_rate_frontiers
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.verdicts import report
@@ -32,7 +32,7 @@ def depth_cells(folder: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """(family, depth): the completed runs at 5 digits, one per seed."""
     chosen = [folder / "frontier" / "cpu"]
     checked = [folder / "lr" / "cpu", folder / "lr_seeds" / "cpu"]
-    found = best_rate_frontiers(chosen, checked, **BY)
+    found = best_rate_frontiers(chosen, checked, **BY, metric=AS_RAN)
     more = [folder / "decide" / "cpu"]
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for (family, _, digits), runs in best_rate_cells(

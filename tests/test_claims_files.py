@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from gridlstm.analysis.frontier import (
+    AS_RAN,
     SOURCES,
     cells_verdicts,
     deciding_seeds,
@@ -80,7 +81,7 @@ def test_a_committed_frontier_md_is_the_rule_applied_to_its_sources_today(page):
     text = page.read_text()
     sources = sources_of(text)
     root = CLAIMS.parents[1]
-    assert markdown(frontiers([root / s for s in sources]), sources) == text
+    assert markdown(frontiers([root / s for s in sources], metric=AS_RAN), sources) == text
 
 
 BEST_RATE = sorted(CLAIMS.rglob("best_rate.md"))
@@ -98,7 +99,7 @@ def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today
     # the columns a cell holds fixed besides the family, as its verdicts' sections name them
     size, key = re.search(r"^## (\S+?)=.*?, (\S+?)=", committed, re.M).groups()
     setting = re.search(r"\| largest (\S+) solved \|", text).group(1)
-    found = best_rate_frontiers(*folders, size=size, key=key)
+    found = best_rate_frontiers(*folders, size=size, key=key, metric=AS_RAN)
     intro = best_rate_intro(chosen, checked)
     assert markdown([row for row, _ in found], [], setting, intro=intro) == text
     cells = best_rate_cells(*folders, found, size=size, key=key)
@@ -184,7 +185,7 @@ def test_the_paper_regime_learning_rate_check_runs_each_neighbour_of_each_chosen
     )
     assert ran == [0.0003, 0.001, 0.003, 0.01, 0.03]
     by = dict(size="experiment", key="task.datamodule.digits")
-    found = frontiers([regime / "frontier" / "cpu"], **by)
+    found = frontiers([regime / "frontier" / "cpu"], **by, metric=AS_RAN)
     assert {r.family: (r.largest_solved, r.after) for r in found} == {
         "grid2d": (None, 3),
         "grid2d_untied": (5, 7),
@@ -206,7 +207,7 @@ def test_the_paper_regime_learning_rate_check_goes_on_where_a_rate_solved():
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     lengths = studies["paper_regime_frontier"]["grid"]["task.datamodule.digits"]
     by = dict(size="experiment", key="task.datamodule.digits")
-    named = learning_rate_frontier_cases([regime / "lr" / "cpu"], lengths, **by)
+    named = learning_rate_frontier_cases([regime / "lr" / "cpu"], lengths, **by, metric=AS_RAN)
     named = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
     follow = studies["paper_regime_lr_seeds"]
     # a subset: check jobs that completed after it was written may name more
@@ -222,7 +223,7 @@ def test_the_paper_regime_deciding_stage_runs_seeds_4_to_6_at_each_familys_best_
     chosen = [regime / "frontier" / "cpu"]
     checked = [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"]
     by = dict(size="experiment", key="task.datamodule.digits")
-    found = best_rate_frontiers(chosen, checked, **by)
+    found = best_rate_frontiers(chosen, checked, **by, metric=AS_RAN)
     after = next(row.after for row, _ in found if row.family == "grid2d")
     assert after == 5
     expected = []
@@ -245,7 +246,10 @@ def test_the_paper_regime_depth_stage_runs_every_searched_depth_the_verdict_left
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     by = dict(size="experiment", key="task.datamodule.digits")
     found = best_rate_frontiers(
-        [regime / "frontier" / "cpu"], [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"], **by
+        [regime / "frontier" / "cpu"],
+        [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"],
+        **by,
+        metric=AS_RAN,
     )
     best = {row.family: row.chosen() for row, _ in found}
     decided = {
@@ -351,7 +355,7 @@ def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_
         [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"],
     )
     by = dict(size="experiment", key="task.datamodule.digits")
-    found = best_rate_frontiers(chosen, checked, **by)
+    found = best_rate_frontiers(chosen, checked, **by, metric=AS_RAN)
     seed_1 = {
         family: float(next(r for r in runs if seed_of(r, find_conf_dir()) == "1")["test/acc"])
         for (family, _, digits), runs in best_rate_cells(chosen, checked, found, **by).items()
@@ -390,7 +394,12 @@ def test_the_addition_deciding_stage_runs_the_seeds_the_rule_names():
     grid's frontier, every family that ran it, each seed up to 6 it has not run."""
     frontier = CLAIMS / "addition_lengths" / "frontier" / "cpu"
     named = deciding_seeds(
-        [frontier], "grid2d", range(1, 7), size="experiment", key="task.datamodule.digits"
+        [frontier],
+        "grid2d",
+        range(1, 7),
+        size="experiment",
+        key="task.datamodule.digits",
+        metric=AS_RAN,
     )
     expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
@@ -408,18 +417,20 @@ def test_the_addition_learning_rate_check_runs_each_neighbour_of_each_chosen_rat
     searched = sorted(studies["addition_lengths_search"]["grid"]["optim.optimizer.lr"])
     assert searched == [0.0003, 0.001, 0.003]
     by = dict(size="experiment", key="task.datamodule.digits")
-    found = frontiers([addition / s / "cpu" for s in ("frontier", "decide")], **by)
+    found = frontiers([addition / s / "cpu" for s in ("frontier", "decide")], **by, metric=AS_RAN)
     named = learning_rate_cases(found, [0.0001, *searched, 0.01], **by)
     expected = [{k: v for k, v in case.items() if k != "experiment"} for case in named]
     assert studies["addition_lengths_lr"]["cases"] == expected
     # no checked rate solved 5 digits in seed 1: the rule in those rates names no more jobs
     lengths = studies["addition_lengths_frontier"]["grid"]["task.datamodule.digits"]
-    assert learning_rate_frontier_cases([addition / "lr" / "cpu"], lengths, **by) == []
+    assert (
+        learning_rate_frontier_cases([addition / "lr" / "cpu"], lengths, **by, metric=AS_RAN) == []
+    )
 
 
 def test_the_parity_seeds_stage_runs_the_cells_the_frontier_rule_gives():
     """Stage 3's cases: each family and budget at its one-seed frontier and the k after it."""
-    found = frontiers([CLAIMS / "parity_sizes" / "frontier" / "cpu"])
+    found = frontiers([CLAIMS / "parity_sizes" / "frontier" / "cpu"], metric=AS_RAN)
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     assert studies["parity_sizes_seeds"]["cases"] == seed_cases(found)
 
@@ -430,19 +441,19 @@ def test_the_parity_fill_stage_runs_the_seeds_missing_after_stages_2_and_3():
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     grid = studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
     done = [parity / "frontier" / "cpu", parity / "seeds" / "cpu"]
-    assert studies["parity_sizes_fill"]["cases"] == missing_seeds(done, grid)
+    assert studies["parity_sizes_fill"]["cases"] == missing_seeds(done, grid, metric=AS_RAN)
     # the rule's second round, after the first: then every frontier has its 3 seeds
     done.append(parity / "fill" / "cpu")
-    assert studies["parity_sizes_fill2"]["cases"] == missing_seeds(done, grid)
+    assert studies["parity_sizes_fill2"]["cases"] == missing_seeds(done, grid, metric=AS_RAN)
     done.append(parity / "fill2" / "cpu")
-    assert missing_seeds(done, grid) == []
+    assert missing_seeds(done, grid, metric=AS_RAN) == []
     # stage 5's seeds 4-6 moved the 1-LSTM's frontier at 70,400 to k = 14: a third fill
     done.append(parity / "decide" / "cpu")
-    assert studies["parity_sizes_fill3"]["cases"] == missing_seeds(done, grid)
+    assert studies["parity_sizes_fill3"]["cases"] == missing_seeds(done, grid, metric=AS_RAN)
     done.append(parity / "fill3" / "cpu")
-    assert studies["parity_sizes_fill4"]["cases"] == missing_seeds(done, grid)
+    assert studies["parity_sizes_fill4"]["cases"] == missing_seeds(done, grid, metric=AS_RAN)
     done.append(parity / "fill4" / "cpu")
-    assert missing_seeds(done, grid) == []
+    assert missing_seeds(done, grid, metric=AS_RAN) == []
 
 
 def test_the_parity_deciding_stage_runs_seeds_4_to_6_where_the_1_lstm_stops_solving():
@@ -450,7 +461,7 @@ def test_the_parity_deciding_stage_runs_seeds_4_to_6_where_the_1_lstm_stops_solv
     parity = CLAIMS / "parity_sizes"
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     done = [parity / s / "cpu" for s in ("frontier", "seeds", "fill", "fill2")]
-    expected = deciding_seeds(done, "grid1d", seeds=range(1, 7))
+    expected = deciding_seeds(done, "grid1d", seeds=range(1, 7), metric=AS_RAN)
     cases = studies["parity_sizes_decide"]["cases"]
     assert len(cases) == len(expected)
     assert all(case in expected for case in cases)
@@ -466,7 +477,7 @@ def test_the_parity_learning_rate_check_runs_each_neighbour_of_each_chosen_rate(
     assert searched == [0.0003, 0.001, 0.003]
     grid = [0.0001, *searched, 0.01]
     stages = ("frontier", "seeds", "fill", "fill2", "decide", "fill3", "fill4")
-    found = frontiers([parity / s / "cpu" for s in stages])
+    found = frontiers([parity / s / "cpu" for s in stages], metric=AS_RAN)
     assert studies["parity_sizes_lr"]["cases"] == learning_rate_cases(found, grid)
 
 
@@ -477,18 +488,20 @@ def test_the_parity_learning_rate_check_goes_on_where_a_rate_solved():
     parity = CLAIMS / "parity_sizes"
     studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
     grid = studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
-    first = learning_rate_frontier_cases([parity / "lr" / "cpu"], grid)
+    first = learning_rate_frontier_cases([parity / "lr" / "cpu"], grid, metric=AS_RAN)
     assert all(case in first for case in studies["parity_sizes_lr_seeds"]["cases"])
-    named = learning_rate_frontier_cases([parity / s / "cpu" for s in ("lr", "lr_seeds")], grid)
+    named = learning_rate_frontier_cases(
+        [parity / s / "cpu" for s in ("lr", "lr_seeds")], grid, metric=AS_RAN
+    )
     # a subset: check jobs that completed after it was written name more (the next stage's)
     assert all(case in named for case in studies["parity_sizes_lr_frontier"]["cases"])
     # the next stage: the rule over all three, after the check's last jobs
     folders = [parity / s / "cpu" for s in ("lr", "lr_seeds", "lr_frontier")]
-    named = learning_rate_frontier_cases(folders, grid)
+    named = learning_rate_frontier_cases(folders, grid, metric=AS_RAN)
     assert studies["parity_sizes_lr_frontier2"]["cases"] == named
     # after it, the rule names nothing: the check is done
     folders.append(parity / "lr_frontier2" / "cpu")
-    assert learning_rate_frontier_cases(folders, grid) == []
+    assert learning_rate_frontier_cases(folders, grid, metric=AS_RAN) == []
 
 
 FAMILY_LABELS = {
@@ -525,7 +538,7 @@ def test_every_addition_frontier_quoted_on_a_page_is_the_rule_applied_to_its_job
     solved over stages 2 and 3, by the frontier rule (`gridlstm.analysis.frontier`)."""
     addition = CLAIMS / "addition_lengths"
     folders = [addition / "frontier" / "cpu", addition / "decide" / "cpu"]
-    found = frontiers(folders, size="experiment", key="task.datamodule.digits")
+    found = frontiers(folders, size="experiment", key="task.datamodule.digits", metric=AS_RAN)
     largest = {row.family: str(row.largest_solved) for row in found}
     expected = (largest["grid2d"], largest["grid2d_untied"], largest["stacked_lstm"])
     quoted = ADDITION_LENGTHS.findall((CLAIMS / page).read_text())

@@ -24,7 +24,14 @@ from gridlstm.analysis.lr_check import (
     learning_rate_cases,
     learning_rate_frontier_cases,
 )
-from tests.test_stages import job
+from tests.test_stages import job as stage_job
+
+
+def job(folder, name, overrides, **record):
+    """A run whose validation and test accuracy agree, unless the test gives both."""
+    if "test/acc" in record:
+        record.setdefault("val/acc", record["test/acc"])
+    stage_job(folder, name, overrides, **record)
 
 
 def runs(folder, model, budget, bits, accs, params=100, macs=1000, first_seed=None):
@@ -332,3 +339,22 @@ def test_further_seeds_need_a_rate_to_join(tmp_path):
     assert len(best_rate_cells([chosen], [checked], found)[("a", "100", 12)]) == 3
     with pytest.raises(ValueError, match="names no optim.optimizer.lr"):
         best_rate_cells([chosen], [checked], found, more=[decide])
+
+
+def test_the_frontier_rules_choose_on_validation_unless_told_the_split_a_stage_ran_on(tmp_path):
+    """A rule that read the test split would choose with the numbers a verdict is decided on:
+    the rules' default is validation; `AS_RAN` restates the committed stages that chose on test."""
+    import inspect
+
+    from gridlstm.analysis import frontier, lr_check
+
+    folder = tmp_path / "stage"
+    for seed in (1, 2, 3):
+        overrides = ["model=a", "param_budget=100", "task.datamodule.bits=12", f"seed={seed}"]
+        job(folder, f"a-12-{seed}", overrides, **{"val/acc": 1.0, "test/acc": 0.5})
+    assert frontiers([folder])[0].largest_solved == 12  # validation solved it
+    assert frontiers([folder], metric=frontier.AS_RAN)[0].largest_solved is None
+    rules = [frontier.frontiers, frontier.missing_seeds, frontier.deciding_seeds]
+    rules += [lr_check.best_rate_frontiers, lr_check.learning_rate_frontier_cases]
+    for rule in rules:
+        assert inspect.signature(rule).parameters["metric"].default.startswith("val/"), rule

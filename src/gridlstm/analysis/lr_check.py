@@ -72,7 +72,7 @@ def learning_rate_frontier_cases(
     family: str = "model",
     size: str = "param_budget",
     key: str = "task.datamodule.bits",
-    metric: str = "test/acc",
+    metric: str = "val/acc",
     bar: float = 0.99,
 ) -> list[dict[str, Any]]:
     """Where a checked learning rate solved (the frontier rule: 2 of 3 seeds, 1 of 1), the
@@ -113,7 +113,7 @@ def best_rate_frontiers(
     family: str = "model",
     size: str = "param_budget",
     key: str = "task.datamodule.bits",
-    metric: str = "test/acc",
+    metric: str = "val/acc",
     bar: float = 0.99,
 ) -> list[tuple[Frontier, float | None]]:
     """Per family and size, the frontier at its best learning rate, with that rate (None: the
