@@ -279,3 +279,17 @@ def test_the_check_and_the_run_build_the_trainer_from_one_function(monkeypatch, 
     assert kwargs["max_steps"] == cfg.trainer.max_steps and kwargs["accelerator"] == "cpu"
     ddp = compose_train(["hardware=ddp_cpu"], tmp_path)
     assert isinstance(arguments.trainer_arguments(ddp.trainer, ddp.hardware)["strategy"], Strategy)
+
+
+def test_a_sweep_preset_without_m_says_so_and_what_m_would_run():
+    """`python train.py experiment=addition_cpu` runs one job of a six-job sweep: one line
+    says so before any work; with -m, or for a preset that is no sweep, nothing is said."""
+    from gridlstm.run.config import sweep_note
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    note = sweep_note(["experiment=addition_cpu"], conf)
+    assert note is not None and "\n" not in note
+    assert "6 jobs" in note and "python train.py -m experiment=addition_cpu" in note
+    assert sweep_note(["experiment=addition_cpu", "-m"], conf) is None
+    assert sweep_note([], conf) is None
+    assert sweep_note(["experiment=deep_tied"], conf) is None  # one run, no sweep

@@ -36,15 +36,22 @@ def write_studies(path: Path, studies: dict) -> Path:
     return path
 
 
-def run_queue(tmp_path: Path, studies: dict, *extra: str) -> None:
-    queue.main(
-        [
-            f"studies={write_studies(tmp_path / 'studies.yaml', studies)}",
-            f"runs={tmp_path / 'runs'}",
-            f"results={tmp_path / 'results'}",
-            *extra,
-        ]
-    )
+def run_queue(tmp_path: Path, studies: dict, *extra: str) -> int:
+    """The queue's exit code (0: it returned)."""
+    try:
+        queue.main(
+            [
+                f"studies={write_studies(tmp_path / 'studies.yaml', studies)}",
+                f"runs={tmp_path / 'runs'}",
+                f"results={tmp_path / 'results'}",
+                *extra,
+            ]
+        )
+    except SystemExit as stop:
+        if stop.code != 1:  # a refusal (exit 2) is the caller's to see
+            raise
+        return 1
+    return 0
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +165,7 @@ def test_a_completed_job_is_not_run_again_and_every_job_resumes(tmp_path):
     out.mkdir(parents=True)  # an earlier queue run's report: its cost stays on the record
     earlier = [{"job": "seed1", "seconds": 30.0}, {"job": "seed2", "seconds": 4.5}]
     (out / "queue.json").write_text(json.dumps({"jobs": earlier}))
-    run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start seed 2
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1  # no time to start seed 2
     report = json.loads((out / "queue.json").read_text())
     assert [(j["job"], j["status"], j["seconds"]) for j in report["jobs"]] == [
         ("seed1", "done earlier", 30.0),
@@ -174,8 +181,8 @@ def test_queue_json_keeps_every_queue_runs_start_end_and_wall_time(tmp_path):
     out = tmp_path / "results" / "s" / "gpu"
     out.mkdir(parents=True)  # a report written before runs were kept: its start is the first
     (out / "queue.json").write_text(json.dumps({"started": "2026-01-02 03:04:05", "jobs": []}))
-    run_queue(tmp_path, studies, "minutes=0.01")
-    run_queue(tmp_path, studies, "minutes=0.01")
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1  # started nothing
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1
     runs = json.loads((out / "queue.json").read_text())["runs"]
     assert [r["started"] for r in runs][0] == "2026-01-02 03:04:05" and len(runs) == 3
     assert all(r["jobs_started"] == 0 and r["wall_s"] >= 0 and r["ended"] for r in runs[1:])
@@ -201,7 +208,7 @@ def test_a_job_completed_in_an_earlier_queue_run_is_restored_from_the_results_fo
         (copy / "overrides.yaml").write_text("".join(f"- {o}\n" for o in listed))
     (out / "queue.json").write_text(json.dumps({"jobs": [{"job": "seed1", "seconds": 12.5}]}))
     (out / "jobs" / "seed1" / "curve.csv").write_text("samples,value\n8,0.125\n16,0.25\n")
-    run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start a job
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1  # too little time to start a job
     assert "(1 curves)" in capsys.readouterr().out  # the restored job's kept curve
     report = json.loads((out / "queue.json").read_text())
     assert [(j["job"], j["status"], j["seconds"]) for j in report["jobs"]] == [
@@ -295,7 +302,7 @@ def test_a_case_at_chance_is_not_run_at_harder_settings_the_others_are(tmp_path)
         done = tmp_path / "runs" / "s" / job
         done.mkdir(parents=True)
         (done / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc": acc}))
-    run_queue(tmp_path, studies, "minutes=0.01")  # too little time to start anything
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1  # too little time for anything
     report = json.loads((tmp_path / "results" / "s" / "gpu" / "queue.json").read_text())
     assert [(j["job"], j["status"]) for j in report["jobs"]] == [
         ("seed1-digits2", "done earlier"),

@@ -316,7 +316,8 @@ def test_tensorboard_and_mlflow_keep_one_history_across_a_resume(cli):
     args = [*TINY, "trainer.max_steps=10", "logger=[mlflow,tensorboard]"]
     run = interrupted_then_resumed(cli, args, step=4)
     run_id = (run / "mlflow_run_id.txt").read_text().strip()
-    client = MlflowClient(f"sqlite:///{cli.cwd / 'mlflow.db'}")
+    assert not (cli.cwd / "mlflow.db").exists() and not (cli.cwd / "mlruns").exists()
+    client = MlflowClient(f"sqlite:///{run / 'mlflow.db'}")  # the store is the run's own
     experiment = client.get_experiment_by_name("gridlstm").experiment_id
     assert [r.info.run_id for r in client.search_runs(experiment)] == [run_id]
     steps = sorted({m.step for m in client.get_metric_history(run_id, "train/loss")})

@@ -38,7 +38,7 @@ def main(conf: Path | None = None) -> None:
 
     from gridlstm.run import dry_run
     from gridlstm.run.conf import find_conf_dir
-    from gridlstm.run.config import compose_problem, output_dir_problem
+    from gridlstm.run.config import compose_problem, output_dir_problem, sweep_note
     from gridlstm.run.hydra_runtime import register_resolvers
     from gridlstm.run.sweeps import missing_plugin
 
@@ -66,6 +66,8 @@ def main(conf: Path | None = None) -> None:
     if problem := missing_plugin(argv) or output_dir_problem(argv) or compose_problem(argv, conf):
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if "-m" not in argv and "--multirun" not in argv and (note := sweep_note(argv, conf)):
+        print(note, file=sys.stderr)
 
     if not [arg for arg in argv if arg.startswith("-") and arg not in ("-m", "--multirun")]:
         # A run (not --help, --cfg, ...): Lightning is imported before Hydra configures

@@ -12,6 +12,7 @@ Longer than 400 lines because it is the one home of those checks; each is a smal
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import typing
@@ -475,6 +476,37 @@ def compose_problem(argv: list[str], conf: Path) -> str | None:
             message = message if first in message else f"{message} ({first})"
         return message
     return None
+
+
+def sweep_note(argv: list[str], conf: Path) -> str | None:
+    """One line where a sweep preset (one with ``hydra.sweeper.params``) runs without ``-m``:
+    Hydra then runs one job at the preset's defaults, which reads as the whole table
+    running. Why a note, not a refusal: one job of a preset is a fair thing to run."""
+    if any(arg.startswith("-") for arg in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(
+            config_dir=str(Path(conf).resolve()), version_base="1.3", job_name="train"
+        ):
+            cfg = compose("train", overrides=argv, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError):  # compose_problem's to name
+        return None
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    if not params:
+        return None
+    counts = [len(str(v).split(",")) if "(" not in str(v) else None for v in params.values()]
+    jobs = "" if None in counts else f": {math.prod(c for c in counts if c)} jobs"
+    swept = " x ".join(str(k) for k in params)
+    command = " ".join(["python train.py -m", *argv])
+    return (
+        f"note: this preset is a sweep over {swept}{jobs}, which runs with -m ({command}); "
+        "without -m, one job runs at the preset's defaults"
+    )
 
 
 # Resolvers a saved config may call when a tool reads it back (tables, evaluate): OmegaConf's

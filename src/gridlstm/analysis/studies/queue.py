@@ -387,11 +387,26 @@ def run_studies(
         summary["runs"] = queue_runs(out, summary, time.time() - started)
         write_atomic(out / "queue.json", json.dumps(summary, indent=1) + "\n")
         print(f"[queue] {name}: results in {out}", flush=True)
-    failed = [j for js in groups.values() for j in js if j.status in FAILED_STATES]
+    every = [j for js in groups.values() for j in js]
+    failed = [j for j in every if j.status in FAILED_STATES]
+    earlier = [j for j in every if j.status == DONE_EARLIER]
+    restored = sum(j.note.startswith("restored from") for j in earlier)
+    waiting = [j for j in every if j.status == NOT_STARTED]
+    passed = [j for j in every if j.status == PAST_FRONTIER]
+    ran = len(every) - len(earlier) - len(waiting) - len(passed)
     print(
-        f"[queue] done in {time.time() - started:.0f} s; {len(failed)} failed"
+        f"[queue] done in {time.time() - started:.0f} s: {ran} ran, {len(earlier)} done "
+        f"earlier ({restored} restored from the results), {len(passed)} past the frontier, "
+        f"{len(waiting)} not started, {len(failed)} failed"
         + "".join(f"\n  {j.study}/{j.name}: see {j.log}" for j in failed)
         + "".join(f"\n  {n}: skipped: {r}" for n, r in skipped.items()),
         flush=True,
     )
+    if waiting and not ran:  # the deadline left no time for any job: not a success
+        print(
+            f"[queue] started nothing: {len(waiting)} jobs wait and minutes={minutes} left "
+            f"too little time to start one (a job needs at least {MIN_START_S} s)",
+            flush=True,
+        )
+        return failed + waiting
     return failed
