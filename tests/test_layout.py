@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,22 @@ def test_module_paths_from_before_0_2_are_gone():
 
 
 README = SRC.parent / "README.md"
+
+
+def test_the_readmes_first_screen_is_the_quickstart_with_its_expected_output():
+    """A newcomer reaches install, `python train.py` with what it prints, and the tests
+    within the first 40 lines."""
+    first = README.read_text(encoding="utf-8").splitlines()[:40]
+    text = "\n".join(first)
+    for needed in ('pip install -e ".[dev]"', "python train.py", "test/acc", "python -m pytest"):
+        assert needed in text, needed
+
+
+def test_the_readmes_citation_names_the_packages_version():
+    pyproject = (SRC.parent / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)  # 3.10: no tomllib
+    cited = re.search(r"version = \{([^}]+)\}", README.read_text(encoding="utf-8"))
+    assert cited and cited.group(1) == version
 
 
 def test_the_readme_is_short_and_its_library_example_runs():
