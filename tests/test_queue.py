@@ -37,13 +37,16 @@ def write_studies(path: Path, studies: dict) -> Path:
 
 
 def run_queue(tmp_path: Path, studies: dict, *extra: str) -> int:
-    """The queue's exit code (0: it returned)."""
+    """The queue's exit code (0: it returned); results under ``gpu/`` unless ``tag=`` is given
+    (tag=auto is `test_the_results_folder_names_the_machine_the_jobs_ran_on`'s)."""
+    tag = [] if any(e.startswith("tag=") for e in extra) else ["tag=gpu"]
     try:
         queue.main(
             [
                 f"studies={write_studies(tmp_path / 'studies.yaml', studies)}",
                 f"runs={tmp_path / 'runs'}",
                 f"results={tmp_path / 'results'}",
+                *tag,
                 *extra,
             ]
         )
@@ -402,6 +405,7 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
             "jobs=1",
             f"runs={tmp_path / 'runs'}",
             f"results={tmp_path / 'results'}",
+            "tag=gpu",
         ],
         cwd=ROOT,
         env=offline_env(),
@@ -441,6 +445,7 @@ def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
             "jobs=2",
             f"runs={tmp_path / 'runs'}",
             f"results={tmp_path / 'results'}",
+            "tag=gpu",
         ],
         cwd=ROOT,
         env=env,
@@ -510,3 +515,17 @@ def test_a_queue_option_out_of_range_is_one_line(tmp_path, capsys, option, messa
         run_queue(tmp_path, {"a": {"claim": "x"}}, option)
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+@pytest.mark.parametrize(
+    "cuda, launcher, folder",
+    [(False, "local", "cpu"), (True, "local", "gpu"), (False, "slurm", "slurm")],
+)
+def test_the_results_folder_names_the_machine_the_jobs_ran_on(monkeypatch, cuda, launcher, folder):
+    """tag=auto (the default): a CPU run's records are not filed under gpu/."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    cfg = queue.parse(["studies=x.yaml", f"launcher={launcher}"])
+    assert cfg.tag == folder
+    assert cfg.results == "multirun/studies"  # outside docs/: publishing is results=docs/claims

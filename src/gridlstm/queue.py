@@ -1,8 +1,13 @@
 """Run the claims studies' jobs side by side under one wall-clock deadline, resumably.
 
     python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
-        [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies] [results=docs/claims]
-        [launcher=local|slurm|submitit_local]
+        [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies]
+        [results=multirun/studies] [tag=auto|cpu|gpu|...] [launcher=local|slurm|submitit_local]
+
+Results go outside docs/ by default, as sweeps do: publishing a study's records beside its
+page is an explicit step, ``results=docs/claims`` (a queue run never rewrites a committed
+record unless told to). ``tag=auto`` names the folder by where the jobs ran: ``gpu`` or
+``cpu`` on this machine (by its CUDA device), the launcher's name on a cluster.
 
 The studies file's format and what the queue writes: `gridlstm.analysis.studies`.
 """
@@ -26,9 +31,11 @@ class QueueConfig:
     dry_run: bool = option(False, "a few steps of every job at tiny sizes, on the CPU")
     only: str = option("", "comma-separated study names (default: all)")
     runs: str = option("multirun/gpu_studies", "run directories: <runs>/<study>/<job>")
-    results: str = option("docs/claims", "tables go to <results>/<claim>/gpu/")
+    results: str = option(
+        "multirun/studies", "tables go to <results>/<claim>/<tag>/ (docs/claims: publish)"
+    )
     threads: int = option(1, "CPU threads per job")
-    tag: str = option("gpu", "results sub-folder: <results>/<claim>/<tag>/ (e.g. cpu)")
+    tag: str = option("auto", "results sub-folder <results>/<claim>/<tag>/: auto, cpu, gpu, ...")
     launcher: str = option(
         "local",
         "where jobs run: local (this machine's processes), slurm or submitit_local "
@@ -47,7 +54,20 @@ def parse(argv: list[str]) -> QueueConfig:
         raise ConfigError(f"minutes={cfg.minutes}: must be positive")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.tag):
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
+    if cfg.tag == "auto":
+        cfg.tag = device_tag(cfg.launcher)
     return cfg
+
+
+def device_tag(launcher: str) -> str:
+    """The results folder's name for where the jobs run: this machine's kind (``gpu`` where
+    it has a CUDA device, else ``cpu``), or the cluster launcher's name (the jobs run on its
+    nodes, not here). Why: a CPU run's records under ``gpu/`` misstate their machine."""
+    if launcher != "local":
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", launcher)
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def run(argv: list[str]) -> None:
