@@ -2,12 +2,13 @@
 # The GPU study queue (issue: evidence for the paper's claims). Runs the studies of
 # scripts/gpu_studies.yaml side by side on one GPU within a deadline, each job preemption-safe
 # (resume=auto in multirun/gpu_studies/<study>/<job>), and copies tables and metrics to
-# docs/claims/<claim>/gpu/. Run it again in a later GPU allocation to continue.
+# multirun/studies/<claim>/gpu/ (results=docs/claims publishes them beside the claims pages,
+# and restores jobs committed there). Run it again in a later GPU allocation to continue.
 #   scripts/gpu_studies.sh [--dry-run] [minutes=40] [jobs=16] [only=addition15,parity]
 # Data: MNIST IDX files under $GRIDLSTM_DATA_DIR/mnist/MNIST/raw; the Tatoeba pairs file in
 # $GRIDLSTM_TRANSLATION_FILE. A study whose data is missing is skipped with one line.
 # --dry-run: every job for a few steps at tiny sizes on the CPU, results under
-# multirun/gpu_studies/dry_run and docs/claims/<claim>/gpu_dry_run/ (or results=DIR).
+# multirun/gpu_studies/dry_run and multirun/studies/<claim>/cpu_dry_run/ (or results=DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
