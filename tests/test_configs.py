@@ -293,3 +293,19 @@ def test_a_sweep_preset_without_m_says_so_and_what_m_would_run():
     assert sweep_note(["experiment=addition_cpu", "-m"], conf) is None
     assert sweep_note([], conf) is None
     assert sweep_note(["experiment=deep_tied"], conf) is None  # one run, no sweep
+
+
+def test_a_short_run_saves_its_one_checkpoint_without_lightnings_weights_only_note(
+    tmp_path, capfd, caplog
+):
+    """A run that never validated saves the checkpoint its test reads; Lightning printed
+    "weights_only was not set, defaulting to False" there, which reads as an unsafe load."""
+    import logging
+
+    overrides = ["task=addition", "debug=fast_dev_run", "hardware=cpu"]
+    small = [o for o in task_overrides("addition", tmp_path) if not o.startswith("trainer.")]
+    with caplog.at_level(logging.INFO):
+        train(compose_train(overrides + small, tmp_path))
+    out, err = capfd.readouterr()
+    assert "weights_only" not in out + err + caplog.text
+    assert list(tmp_path.rglob("best-step*.ckpt"))  # the one checkpoint fast_dev_run writes

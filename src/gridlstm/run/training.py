@@ -109,7 +109,9 @@ def validate_if_never_validated(
     log.info("no validation ran during training: validating once at step %d", trainer.global_step)
     trainer.validate(module, datamodule=datamodule, verbose=False)
     path = Path(callback.dirpath or ".") / f"best-step{trainer.global_step}.ckpt"
-    trainer.save_checkpoint(path)
+    # the whole checkpoint, as ModelCheckpoint writes it; said, so that Lightning does not
+    # print "weights_only was not set", which reads as a loading that is not safe
+    trainer.save_checkpoint(path, weights_only=False)
     return str(path)
 
 
