@@ -279,3 +279,16 @@ def test_thresholds_that_are_not_numbers_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "error: thresholds=0.9,high: numbers separated by commas, e.g. 0.9,0.99"
     )
+
+
+def test_a_swept_model_is_one_column(tmp_path, capsys):
+    """`model=` swept is the base `model` column, shown once (the table printed it twice)."""
+    sweep = tmp_path / "sweep"
+    for name, model, layers in (("0", "grid2d", 2), ("1", "stacked_lstm", 4)):
+        make_job(sweep, name, model, layers, 0.5)
+        overrides = [f"model={model}", f"model.net.num_layers={layers}"]
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
+    command.main([f"sweep={sweep}"])
+    header = (sweep / "table.csv").read_text().splitlines()[0].split(",")
+    assert header.count("model") == 1 and "model.net.num_layers" in header
+    assert capsys.readouterr().out.splitlines()[0].count("| model |") <= 1

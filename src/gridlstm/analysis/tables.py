@@ -120,9 +120,11 @@ def columns(rows: list[dict[str, Any]]) -> list[str]:
                 metric_columns.append(column)
     # Which runs were stopped early (interrupted, diverged) and why, when any was.
     stopped = [c for c in STATUS_COLUMNS if any(r["status"] != runs.COMPLETED for r in rows)]
+    # a swept key that is a base column (``model``) is shown once, as the base column
+    swept = [k for k in swept_keys(rows) if k not in BASE_COLUMNS]
     return (
         BASE_COLUMNS[:1]
-        + swept_keys(rows)
+        + swept
         + BASE_COLUMNS[1:]
         + metric_columns
         + [c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)]
