@@ -201,3 +201,44 @@ def test_a_job_killed_mid_run_is_resumed_by_a_second_queue_run(tmp_path):
     done = json.loads((run_dir / "metrics.json").read_text())
     assert done["status"] == "completed" and done["global_step"] == 400
     assert "resuming from" in (tmp_path / "runs" / "s" / "s.log").read_text()
+
+
+def test_launcher_slurm_where_slurm_is_absent_is_one_line_and_submits_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    """It was submitit's RuntimeError ("Could not detect srun") after 44 lines."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # the queue runs in this process: no srun, no sbatch
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION}}
+    with pytest.raises(SystemExit) as exit_:
+        run_queue(tmp_path, studies, "launcher=slurm", "minutes=5")
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: launcher=slurm: no Slurm on this machine (srun not found)")
+    assert "\n" not in error and "launcher=submitit_local" in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_launcher_option_on_the_command_line_reaches_the_submission(tmp_path, monkeypatch):
+    """launcher.partition=... as Hydra's hydra.launcher.partition=...: over the study's own."""
+    from gridlstm import queue
+
+    cfg, options = queue.parse_with_options(
+        ["studies=x.yaml", "launcher=slurm", "launcher.partition=a100", "launcher.timeout_min=30"]
+    )
+    assert options == {"partition": "a100", "timeout_min": 30}
+    with pytest.raises(ConfigError, match="launcher.partition: an option of a cluster launcher"):
+        queue.parse_with_options(["studies=x.yaml", "launcher.partition=a100"])
+    captured = {}
+    monkeypatch.setattr(
+        study_queue,
+        "make_executor",
+        lambda name, options, conf: (
+            captured.update(options) or (_ for _ in ()).throw(ConfigError("stop here"))
+        ),
+    )
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "launcher": {"partition": "cpu"}}}
+    with pytest.raises(SystemExit):
+        run_queue(tmp_path, studies, "launcher=slurm", "launcher.partition=a100")
+    assert captured == {"partition": "a100"}  # the command line wins over the study's

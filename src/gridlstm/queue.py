@@ -3,6 +3,7 @@
     python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
         [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies]
         [results=multirun/studies] [tag=auto|cpu|gpu|...] [launcher=local|slurm|submitit_local]
+        [launcher.partition=gpu launcher.timeout_min=240 ...]
 
 Results go outside docs/ by default, as sweeps do: publishing a study's records beside its
 page is an explicit step, ``results=docs/claims`` (a queue run never rewrites a committed
@@ -43,8 +44,34 @@ class QueueConfig:
     )
 
 
+LAUNCHER_OPTION = "launcher."  # launcher.partition=gpu: a cluster launcher's option
+
+
 def parse(argv: list[str]) -> QueueConfig:
-    cfg, _ = arguments.parse(argv, QueueConfig)
+    cfg, _ = parse_with_options(argv)
+    return cfg
+
+
+def parse_with_options(argv: list[str]) -> tuple[QueueConfig, dict[str, object]]:
+    """The queue's options and the cluster launcher's (``launcher.<option>=value``, as
+    Hydra's ``hydra.launcher.<option>``: they win over a study's ``launcher:`` mapping)."""
+    import yaml
+
+    cfg, extras = arguments.parse(
+        argv,
+        QueueConfig,
+        extra=lambda key: key.startswith(LAUNCHER_OPTION),
+        extra_help="launcher.<option>= (e.g. launcher.partition=gpu)",
+    )
+    options = {}
+    for arg in extras:
+        key, _, value = arg.partition("=")
+        options[key[len(LAUNCHER_OPTION) :]] = yaml.safe_load(value) if value else value
+    if options and cfg.launcher == "local":
+        raise ConfigError(
+            f"{extras[0].partition('=')[0]}: an option of a cluster launcher; give "
+            "launcher=slurm (or another submitit launcher), or leave it out"
+        )
     if not cfg.studies:
         raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
     for key in ("jobs", "threads"):
@@ -56,7 +83,7 @@ def parse(argv: list[str]) -> QueueConfig:
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
     if cfg.tag == "auto":
         cfg.tag = device_tag(cfg.launcher)
-    return cfg
+    return cfg, options
 
 
 def device_tag(launcher: str) -> str:
@@ -73,7 +100,7 @@ def device_tag(launcher: str) -> str:
 def run(argv: list[str]) -> None:
     from gridlstm.analysis.studies import run_studies
 
-    cfg = parse(argv)
+    cfg, options = parse_with_options(argv)
     failed = run_studies(
         Path(cfg.studies),
         minutes=cfg.minutes,
@@ -85,6 +112,7 @@ def run(argv: list[str]) -> None:
         tag=cfg.tag,
         dry_run=cfg.dry_run,
         launcher=cfg.launcher,
+        launcher_options=options,
     )
     if failed:
         raise SystemExit(1)

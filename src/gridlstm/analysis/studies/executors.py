@@ -291,7 +291,20 @@ def make_executor(name: str, study_options: dict[str, Any], conf: Path) -> Execu
             f"launcher={name}; options: {', '.join(sorted(options))}"
         )
     cluster = SUBMITIT_BASES[str(base_of(config_file(name, conf)))]
+    if cluster == "slurm" and (missing := no_slurm()):
+        raise ConfigError(
+            f"launcher={name}: no Slurm on this machine ({missing} not found); run the queue "
+            "on the cluster's login node or in a job of its own, or launcher=submitit_local "
+            "to try the Slurm code path here"
+        )
     return Submitit(name, cluster, {**options, **study_options})
+
+
+def no_slurm() -> str | None:
+    """The first Slurm command submitit needs that is not on PATH (None: Slurm is here)."""
+    import shutil
+
+    return next((c for c in ("srun", "sbatch") if shutil.which(c) is None), None)
 
 
 def launcher_options(name: str, conf: Path) -> dict[str, Any]:

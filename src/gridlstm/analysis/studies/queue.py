@@ -312,6 +312,7 @@ def run_studies(
     tag: str,
     dry_run: bool,
     launcher: str = "local",
+    launcher_options: dict[str, Any] | None = None,
 ) -> list[Job]:
     """Run the chosen studies (all when ``only`` is empty) until the deadline, then table
     each into ``<results>/<claim>/<tag>/``; returns the jobs that failed. ``launcher`` says
@@ -337,7 +338,11 @@ def run_studies(
             groups[name] = expanded
     # Where the jobs run first (a bad launcher is one line at once), then every job composed.
     executors = {
-        name: make_executor(launcher, studies[name].get("launcher") or {}, conf_dir())
+        name: make_executor(
+            launcher,
+            {**(studies[name].get("launcher") or {}), **(launcher_options or {})},
+            conf_dir(),
+        )
         for name in groups
     }
     check_jobs([j for js in groups.values() for j in js])
