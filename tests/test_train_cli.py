@@ -183,3 +183,21 @@ def test_debug_profiler_and_limit_presets(cli):
     record = json.loads((cli.cwd / "limit" / "metrics.json").read_text())
     assert record["global_step"] == 20
     assert not (cli.cwd / "limit" / "csv").exists() and not (cli.cwd / "limit" / "wandb").exists()
+
+
+def test_the_config_is_printed_short_by_default_and_whole_when_asked(cli):
+    """A 60-step run printed about 155 lines of config before its first step; now the groups
+    and the overrides (print_config=full: the tree; a bad value: one line, exit 2)."""
+    short = cli(*TINY, "logger=none")
+    assert short.returncode == 0, short.stderr
+    lines = short.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("config: "))
+    assert "model=" in lines[start] and "task=" in lines[start]
+    assert lines[start + 1].startswith("  overrides: ") and "logger=none" in lines[start + 1]
+    assert "print_config=full" in lines[start + 2]
+    assert "_target_" not in short.stdout  # no tree
+    full = cli(*TINY, "logger=none", "print_config=full")
+    assert full.returncode == 0 and "_target_" in full.stdout
+    bad = cli(*TINY, "print_config=tree")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "print_config=tree: choose one of short, full, false" in bad.stderr

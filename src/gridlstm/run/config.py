@@ -153,6 +153,17 @@ def check_seed(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={seed}: give an integer in [0, 2**32 - 1]")
 
 
+PRINT_CONFIG = ("short", "full", "false")
+
+
+def check_print_config(cfg: DictConfig) -> None:
+    value = cfg.get("print_config", "short")
+    if isinstance(value, bool):
+        return  # true: full (as before), false: nothing
+    if str(value) not in PRINT_CONFIG:
+        raise ConfigError(f"print_config={value}: choose one of {', '.join(PRINT_CONFIG)}")
+
+
 def check_hardware(cfg: DictConfig) -> None:
     """The accelerator exists here, and the Trainer accepts hardware x trainer options."""
     import lightning as L
@@ -367,6 +378,7 @@ def check_run(cfg: DictConfig) -> None:
     check_value_types(cfg.task.get("datamodule"), "task.datamodule")
     check_feedback_applies(cfg)
     check_seed(cfg)
+    check_print_config(cfg)
     check_trainer_options(cfg)
     check_optimizer(cfg)
     check_hardware(cfg)

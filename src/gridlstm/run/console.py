@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -67,6 +68,33 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in logger.filters):
             logger.addFilter(_DropTips())
+
+
+def print_config(cfg: DictConfig, output_dir: Path) -> None:
+    """``print_config``: ``short`` (the default: the config groups chosen and the command
+    line's overrides, a few lines), ``full`` or true (the composed config as a tree), false
+    (nothing). Why short by default: the whole tree is about 150 lines before the first step,
+    and it is saved in the run directory anyway."""
+    value = cfg.get("print_config", "short")
+    if value is False or str(value) == "false":
+        return
+    if value is True or str(value) == "full":
+        print_config_tree(cfg)
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    saved = output_dir / ".hydra" / "config.yaml"
+    try:
+        runtime = HydraConfig.get()
+        choices = {k: v for k, v in runtime.runtime.choices.items() if not k.startswith("hydra")}
+        overrides = list(runtime.overrides.task)
+    except ValueError:  # outside a Hydra job (tests, the API): nothing to summarise
+        choices, overrides = {}, []
+    groups = " ".join(f"{k}={v}" for k, v in choices.items() if v is not None)
+    print(f"config: {groups}" if groups else "config:", flush=True)
+    if overrides:
+        print(f"  overrides: {' '.join(overrides)}", flush=True)
+    print(f"  all of it: {saved} (print_config=full prints it)", flush=True)
 
 
 def print_config_tree(cfg: DictConfig, order: Sequence[str] = CONFIG_ORDER) -> None:

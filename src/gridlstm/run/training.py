@@ -56,7 +56,7 @@ from gridlstm.run.config import (
     check_val_interval,
     interval_message,
 )
-from gridlstm.run.console import print_config_tree, quiet_third_party
+from gridlstm.run.console import print_config, quiet_third_party
 from gridlstm.run.launch import CHILD_ENV, job_environment
 from gridlstm.run.loggers import (
     build_loggers,
@@ -270,8 +270,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(f"resume=auto: no checkpoint in {output_dir}; starting fresh", flush=True)
         stored_config.save(cfg, output_dir)
         print(f"run directory: {output_dir}", flush=True)
-        if cfg.get("print_config", True):
-            print_config_tree(cfg)
+        print_config(cfg, output_dir)
     log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
     log.info("seed: %d", cfg.seed)
     for name in skipped:
