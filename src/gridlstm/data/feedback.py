@@ -9,7 +9,7 @@ questions of the model.
   default].
 - ``none``: during the answer the model reads a blank token and must emit the whole answer
   from its state; training and evaluation are the same single pass, and the loss is on the
-  answer positions [secondary, unverified: a public Torch reconstruction of the paper's
+  answer positions [unverified: a public Torch addition script (no locator found) of the paper's
   15-digit task feeds blanks during the answer].
 
 The blank is one extra token after the task's own vocabulary, present only with
