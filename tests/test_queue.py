@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -529,3 +530,48 @@ def test_the_results_folder_names_the_machine_the_jobs_ran_on(monkeypatch, cuda,
     cfg = queue.parse(["studies=x.yaml", f"launcher={launcher}"])
     assert cfg.tag == folder
     assert cfg.results == "multirun/studies"  # outside docs/: publishing is results=docs/claims
+
+
+RULE = {"kind": "choice", "reads": ["s/gpu"], "groups": ["model"]}
+
+
+@pytest.mark.parametrize(
+    "rule, extra, message",
+    [
+        ({**RULE, "kind": "best"}, {}, "rule kind 'best' is unknown; valid: choice, edge"),
+        ({**RULE, "reads": ["other/gpu"]}, {}, "rule reads 'other/gpu', which no study"),
+        ({**RULE, "colour": 1}, {}, "rule option 'colour' is not one of choice's"),
+        (RULE, {"cases": [{"seed": 1}]}, "give cases (designed) or rule (chosen), not both"),
+    ],
+    ids=["unknown kind", "undeclared stage", "unknown option", "both"],
+)
+def test_a_bad_rule_is_one_line_naming_the_file_and_the_fix(tmp_path, rule, extra, message):
+    studies = {
+        "s": {"claim": "s", "overrides": TINY_ADDITION, "cases": [{"seed": 1}]},
+        "t": {"claim": "t", "overrides": TINY_ADDITION, "rule": rule, **extra},
+    }
+    path = write_studies(tmp_path / "studies.yaml", studies)
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        study_queue.load_studies(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_rule_waits_for_its_inputs_then_chooses_once_and_records_it(tmp_path, capsys):
+    """The queue applies a stage's rule once the stages it reads have records, writes the
+    choice beside the stage's results and reads that record afterwards."""
+    studies = {
+        "s": {"claim": "s", "overrides": TINY_ADDITION, "cases": [{"seed": 1}]},
+        "t": {"claim": "t", "overrides": TINY_ADDITION, "rule": RULE},
+    }
+    assert run_queue(tmp_path, studies, "only=t", "minutes=0.01") == 0
+    assert "t: skipped: its rule waits for the records of" in capsys.readouterr().out
+    read = tmp_path / "results" / "s" / "gpu" / "jobs" / "seed1"
+    read.mkdir(parents=True)
+    (read / "overrides.yaml").write_text("- model=grid2d\n- seed=1\n")
+    (read / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc": 1.0}))
+    run_queue(tmp_path, studies, "only=t", "minutes=0.01")
+    record = json.loads((tmp_path / "results" / "t" / "gpu" / "chosen.json").read_text())
+    assert record["rule"] == "choice" and [c["model"] for c in record["cases"]] == ["grid2d"]
+    (read / "metrics.json").unlink()  # the record stands: the choice is not remade
+    run_queue(tmp_path, studies, "only=t", "minutes=0.01")
+    assert json.loads((tmp_path / "results" / "t" / "gpu" / "chosen.json").read_text()) == record

@@ -33,6 +33,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from gridlstm.analysis.studies import rules
 from gridlstm.analysis.studies.executors import (
     Executor,
     Handle,
@@ -329,6 +330,14 @@ def run_studies(
     deadline = time.monotonic() + minutes * 60
     groups, skipped = {}, {}
     for name in chosen:
+        if studies[name].get("rule") is not None:
+            out = results_folder(results, studies[name]["claim"], tag, dry_run)
+            found = rules.resolve(name, studies[name], results, tag, out, write=not dry_run)
+            if isinstance(found, str):
+                skipped[name] = found
+                print(f"[queue] {name}: skipped: {found}", flush=True)
+                continue
+            studies[name] = {**studies[name], "cases": found}
         expanded = expand(name, studies[name], runs, dry_run)
         reason = missing_data(studies[name], expanded[0].overrides)
         if reason:

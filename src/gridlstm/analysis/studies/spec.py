@@ -8,6 +8,9 @@ The studies file (YAML) maps a study name to:
 * ``cases``: optional list of ``{key: value}`` settings (e.g. each family's chosen
   configuration), each run at every grid combination: jobs go grid combination by grid
   combination, every case at the first before any at the second;
+* ``rule``: instead of ``cases``, the rule that chooses them from earlier stages' records
+  (`gridlstm.analysis.studies.rules`): applied by the queue once its inputs exist, and
+  recorded in the stage's results folder;
 * ``frontier``: optional ``{key, metric, below}``, a rule for sweeps that go up in difficulty
   (e.g. ``task.datamodule.bits``): a job is not started when the same case, at a smaller value
   of ``key``, completed with ``metric`` below ``below`` (at chance there: a harder setting is
@@ -36,6 +39,7 @@ from gridlstm.run import runs as run_records
 from gridlstm.run.config import ConfigError
 
 STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "launcher", "dry_run"}
+STUDY_KEYS |= {"rule"}
 FRONTIER_KEYS = {"key", "metric", "below"}
 # A job's state where it has no run record to speak for it.
 QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
@@ -110,11 +114,20 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
         ):
             raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
         check_frontier(path, name, study.get("frontier"), grid)
+        if study.get("rule") is not None and cases is not None:
+            raise ConfigError(
+                f"{path}: study {name!r}: give cases (designed) or rule (chosen), not both"
+            )
         if not isinstance(study.get("launcher") or {}, dict):
             raise ConfigError(
                 f"{path}: study {name!r}: launcher must map launcher options to values "
                 "(e.g. partition: gpu, timeout_min: 240)"
             )
+    from gridlstm.analysis.studies import rules
+
+    for name, study in raw.items():
+        if study.get("rule") is not None:
+            rules.check(path, name, study["rule"], set(claims))
     return raw
 
 
