@@ -28,6 +28,7 @@ from gridlstm.analysis.lr_check import (
     best_rate_intro,
     best_rate_sources,
 )
+from gridlstm.analysis.reports import deep_tied, paper_regime_depths, priority_none
 from gridlstm.analysis.stages import (
     CHOICES_HEAD,
     CHOSEN_KEYS,
@@ -680,25 +681,10 @@ def test_every_result_number_on_a_claims_page_is_in_its_files(page):
     assert sorted(set(stated) - set(missing)) == [], "listed as stated, but in the files"
 
 
-def script_module(name: str):
-    """A script of scripts/ imported as a module (the scripts are not a package); registered
-    in sys.modules as importing does, which dataclasses need."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(
-        name, CLAIMS.parents[1] / "scripts" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
     """docs/claims/deep_tied/priority_verdicts.md and .csv come from the jobs both stages
-    copied (scripts/deep_tied_verdicts.py), so the page's numbers are the runs'."""
-    module = script_module("deep_tied_verdicts")
+    copied (gridlstm.analysis.reports.deep_tied), so the page's numbers are the runs'."""
+    module = deep_tied
     md, table = module.render(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "priority_verdicts.md").read_text() == md
     assert (CLAIMS / "deep_tied" / "priority_by_depth.csv").read_text() == table
@@ -706,8 +692,8 @@ def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
 
 def test_the_deep_tied_table_is_regenerated_unchanged_from_its_jobs():
     """docs/claims/deep_tied/table.md and table_verdicts.md come from stages 1-3's copied jobs
-    (scripts/deep_tied_verdicts.py), so the page's stage-3 numbers are the runs'."""
-    module = script_module("deep_tied_verdicts")
+    (gridlstm.analysis.reports.deep_tied), so the page's stage-3 numbers are the runs'."""
+    module = deep_tied
     table, verdicts = module.render_table(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "table.md").read_text() == table
     assert (CLAIMS / "deep_tied" / "table_verdicts.md").read_text() == verdicts
@@ -716,7 +702,7 @@ def test_the_deep_tied_table_is_regenerated_unchanged_from_its_jobs():
 def test_the_deep_tied_depth_axis_is_regenerated_unchanged_from_its_jobs():
     """docs/claims/deep_tied/depths_verdicts.md (each family's exact-match by depth at width
     64, and its depths against each other) comes from stages 1-4's copied jobs."""
-    module = script_module("deep_tied_verdicts")
+    module = deep_tied
     text = module.render_depths(CLAIMS / "deep_tied")
     assert (CLAIMS / "deep_tied" / "depths_verdicts.md").read_text() == text
     for model in ("stacked_lstm", "grid2d", "grid2d_untied", "grid2d_coreylynch"):
@@ -725,8 +711,9 @@ def test_the_deep_tied_depth_axis_is_regenerated_unchanged_from_its_jobs():
 
 def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jobs():
     """docs/claims/paper_regime/depths_verdicts.md comes from stages 4-6's copied jobs
-    (scripts/paper_regime_depths.py), so the page's stage-5 and stage-6 numbers are the runs'."""
-    module = script_module("paper_regime_depths")
+    (gridlstm.analysis.reports.paper_regime_depths): the stage-5 and stage-6 numbers are the
+    runs'."""
+    module = paper_regime_depths
     regime = CLAIMS / "paper_regime"
     assert (regime / "depths_verdicts.md").read_text() == module.render(regime)
 
@@ -734,13 +721,13 @@ def test_the_paper_regime_depth_verdicts_are_regenerated_unchanged_from_their_jo
 @pytest.mark.parametrize("page", ["addition_depth", "memorization_depth", "addition_lengths"])
 def test_a_pages_priority_none_verdicts_are_regenerated_unchanged(page: str):
     """<page>/priority_none/restated_verdicts.md comes from the page's table and the re-run's
-    copied jobs (scripts/priority_none_verdicts.py), so the restated verdicts are the runs'.
+    copied jobs (gridlstm.analysis.reports.priority_none), so the restated verdicts are the runs'.
     A page whose re-run has not run holds neither the jobs nor the file."""
     rerun = CLAIMS / page / "priority_none"
     restated = rerun / "restated_verdicts.md"
     assert (rerun / "cpu" / "jobs").is_dir() == restated.is_file()
     if restated.is_file():
-        module = script_module("priority_none_verdicts")
+        module = priority_none
         assert restated.read_text() == module.render(CLAIMS / page)
 
 

@@ -3,6 +3,7 @@
     python -m gridlstm.tables sweep=multirun/<date>/<time>_<id>    (or: gridlstm-tables ...)
     python -m gridlstm.tables table=docs/claims/<claim>/table.csv metric=val/bpc mode=min
     python -m gridlstm.tables study=paper_regime      (or study=all)
+    python -m gridlstm.tables report=deep_tied       (or report=all)
     python -m gridlstm.tables check=true
 
 Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv and verdicts.md)
@@ -39,16 +40,17 @@ class TablesConfig:
     study: str = option(
         "", "a declared study (docs/claims/<study>/study.yaml) or all: write its pages"
     )
+    report: str = option("", "a study's report beside its page (gridlstm.analysis.reports) or all")
     check: bool = option(False, "check every evidence page against its records; write nothing")
     root: str = option(".", "study= and check=: the repository root the pages are under")
 
 
 def parse(argv: list[str]) -> TablesConfig:
     cfg, _ = arguments.parse(argv, TablesConfig)
-    if sum(map(bool, (cfg.sweep, cfg.table, cfg.study, cfg.check))) != 1:
+    if sum(map(bool, (cfg.sweep, cfg.table, cfg.study, cfg.report, cfg.check))) != 1:
         raise ConfigError(
             "give one of sweep=multirun/<date>/<time>_<id>, table=path/to/table.csv, "
-            "study=<name or all> or check=true"
+            "study=<name or all>, report=<name or all> or check=true"
         )
     if cfg.table and not cfg.metric:
         raise ConfigError("table= needs metric=, the column to compare (e.g. metric=val/acc)")
@@ -68,7 +70,7 @@ def run(argv: list[str]) -> None:
     from gridlstm.run.hydra_runtime import register_resolvers
 
     cfg = parse(argv)
-    if cfg.study or cfg.check:
+    if cfg.study or cfg.check or cfg.report:
         evidence_pages(cfg)
         return
     if cfg.table:
@@ -92,6 +94,10 @@ def evidence_pages(cfg: TablesConfig) -> None:
             print("\n".join(problems))
             raise SystemExit(1)
         print("every evidence page matches its records")
+        return
+    if cfg.report:
+        for path in pages.write_reports(root, cfg.report):
+            print(f"wrote {path}")
         return
     for page in pages.write(root, cfg.study):
         print(f"wrote {page}")

@@ -270,6 +270,7 @@ def check(root: Path = Path(".")) -> list[str]:
             else:
                 problems.append(f"{page}: a generated part has the wrong number of lines")
         problems += untied_numbers(page, lines, root)
+    problems += report_problems(root)
     summary_page = root / SUMMARY_PAGE
     if summary_page.is_file():
         words = len(summary_page.read_text().split())
@@ -306,4 +307,35 @@ def write(root: Path, only: str = "all") -> list[Path]:
         if fresh != lines:
             page.write_text("\n".join(fresh) + "\n")
             written.append(page)
+    return written
+
+
+def report_problems(root: Path) -> list[str]:
+    """Each study report (`gridlstm.analysis.reports`) rendered again against its file."""
+    from gridlstm.analysis.reports import REPORTS
+
+    problems = []
+    for name, outputs in REPORTS.items():
+        for path, text in outputs(root / evidence.CLAIMS_DIR).items():
+            if not path.is_file() or path.read_text() != text:
+                problems.append(
+                    f"{path}: differs from its records (python -m gridlstm.tables report={name} "
+                    "rewrites it)"
+                )
+    return problems
+
+
+def write_reports(root: Path, only: str = "all") -> list[Path]:
+    """Write the study reports (one by name, or all) that differ from their files."""
+    from gridlstm.analysis.reports import REPORTS
+
+    if only != "all" and only not in REPORTS:
+        raise ConfigError(f"report={only}: no such report; valid: all, {', '.join(REPORTS)}")
+    written = []
+    for name, outputs in REPORTS.items():
+        if only in ("all", name):
+            for path, text in outputs(root / evidence.CLAIMS_DIR).items():
+                if not path.is_file() or path.read_text() != text:
+                    path.write_text(text)
+                    written.append(path)
     return written

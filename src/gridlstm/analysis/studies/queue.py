@@ -41,6 +41,7 @@ from gridlstm.analysis.studies.executors import (
     device_name,
     make_executor,
 )
+from gridlstm.analysis.studies.records import carry_seconds, queue_runs
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
     FAILED_STATES,
@@ -120,35 +121,6 @@ def restore(jobs: list[Job], out: Path) -> None:
             shutil.copy2(copy / CURVE, job.run_dir / CURVE)
         shutil.copy2(copy / "metrics.json", job.run_dir / "metrics.json")  # last: the record
         job.note = f"restored from {copy}"
-
-
-def carry_seconds(jobs: list[Job], out: Path) -> None:
-    """Each job's seconds so far, from the results' earlier ``queue.json``: a job done in an
-    earlier queue run keeps its cost, and a resumed one adds this run's to it."""
-    earlier = {}
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        earlier = {j["job"]: j for j in json.loads((out / "queue.json").read_text())["jobs"]}
-    for job in jobs:
-        with contextlib.suppress(TypeError, ValueError):
-            job.seconds = float(earlier.get(job.name, {}).get("seconds") or 0.0)
-
-
-def queue_runs(out: Path, summary: dict, wall_s: float) -> list[dict]:
-    """Every queue run of the study so far, this one appended: its start, end, wall time and
-    how many jobs it started. Why: queue.json is rewritten by each run, and a record that kept
-    only the last start would hide when a study's first job began (what pre-registration is
-    checked against)."""
-    earlier: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        earlier = json.loads((out / "queue.json").read_text())
-    runs = list(earlier.get("runs") or [])
-    if not runs and earlier.get("started"):  # written before runs were kept: its one start
-        runs = [{"started": earlier["started"], "device": earlier.get("device")}]
-    ran = sum(1 for j in summary["jobs"] if j["status"] not in (DONE_EARLIER, NOT_STARTED))
-    end = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-    this = {"started": summary["started"], "ended": end, "wall_s": round(wall_s, 1)}
-    this |= {"device": summary["device"], "launcher": summary["launcher"], "jobs_started": ran}
-    return [*runs, this]
 
 
 class Queue:

@@ -2,9 +2,7 @@
 study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_none``,
 ``memorization_depth_none``, ``addition_lengths_none`` and ``addition_lengths_none_decide``):
 
-    python scripts/priority_none_verdicts.py docs/claims/addition_depth
-    python scripts/priority_none_verdicts.py docs/claims/memorization_depth
-    python scripts/priority_none_verdicts.py docs/claims/addition_lengths
+    python -m gridlstm.tables report=priority_none    (every page below)
 
 The rule: the page's verdicts computed again with the re-run's grid jobs
 (``<page>/priority_none*/cpu/jobs``) in place of the depth-priority grids of the page's runs,
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,16 +170,10 @@ def render(page: Path) -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1 or Path(argv[0]).name not in PAGES:
-        print(f"usage: priority_none_verdicts.py docs/claims/<{'|'.join(PAGES)}>")
-        return 2
-    page = Path(argv[0])
-    out = page / "priority_none" / "restated_verdicts.md"
-    out.write_text(render(page))
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+def outputs(claims: Path) -> dict[Path, str]:
+    """``<page>/priority_none/restated_verdicts.md`` of every page whose re-run has run."""
+    return {
+        claims / name / "priority_none" / "restated_verdicts.md": render(claims / name)
+        for name in PAGES
+        if (claims / name / "priority_none" / "cpu" / "jobs").is_dir()
+    }

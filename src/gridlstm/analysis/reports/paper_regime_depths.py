@@ -3,7 +3,7 @@ stage 4's verdict? Every family at every depth it ran at 5 digits, each at its b
 the seeds run there, and the verdict restated between each family's best depth (by mean over
 its seeds) by the claims' rule (Welch's t-test, `gridlstm.analysis.verdicts`):
 
-    python scripts/paper_regime_depths.py docs/claims/paper_regime
+    python -m gridlstm.tables report=paper_regime_depths
 
 writes depths_verdicts.md into the folder. A family's stage-4 depth is its best-rate cell
 (`gridlstm.analysis.lr_check.best_rate_cells`: seeds 1-3 of the frontier and the rate check,
@@ -14,7 +14,6 @@ writes depths_verdicts.md into the folder. A family's stage-4 depth is its best-
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +112,9 @@ def render(folder: Path) -> str:
     return text + "\n" + "\n".join(by_family)
 
 
-def main(argv: list[str]) -> int:
-    folder = Path(argv[0]) if argv else Path("docs/claims/paper_regime")
-    (folder / "depths_verdicts.md").write_text(render(folder))
-    print(f"wrote {folder / 'depths_verdicts.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+def outputs(claims: Path) -> dict[Path, str]:
+    """``paper_regime/depths_verdicts.md``."""
+    folder = claims / "paper_regime"
+    if not (folder / "depths" / "cpu").is_dir() or not (folder / "frontier" / "cpu").is_dir():
+        return {}
+    return {folder / "depths_verdicts.md": render(folder)}

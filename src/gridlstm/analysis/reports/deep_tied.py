@@ -1,7 +1,7 @@
 """Verdicts of the deep tied investigation (docs/claims/deep_tied), with the claims' rule
 (Welch's t-test, `gridlstm.analysis.verdicts`):
 
-    python scripts/deep_tied_verdicts.py docs/claims/deep_tied
+    python -m gridlstm.tables report=deep_tied
 
 * Stage 2: the tied 2-LSTM's test exact-match by depth and priority, over the seeds stages 1
   (suspects/cpu: its seed-1 runs that change nothing but the priority) and 2 (priority/cpu)
@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import statistics
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -103,7 +102,9 @@ def multiply_adds(row: dict) -> int:
 
     keys = ("model", "model.net.hidden_size", "model.net.num_layers")
     overrides = ["experiment=deep_tied", *(f"{k}={row[k]}" for k in keys)]
-    cfg = compose_preset(Path(__file__).resolve().parents[1] / "conf", overrides)
+    from gridlstm.run.conf import find_conf_dir
+
+    cfg = compose_preset(find_conf_dir(), overrides)
     module = build_module(cfg, data_for(cfg))
     module.on_fit_end()
     return int(module.extra_metrics["macs_per_sample"])
@@ -195,22 +196,16 @@ def render_depths(folder: Path) -> str:
     return text
 
 
-def main(argv: list[str]) -> int:
-    folder = Path(argv[0]) if argv else Path("docs/claims/deep_tied")
+def outputs(claims: Path) -> dict[Path, str]:
+    """The files this report writes under ``claims/deep_tied``, with their text."""
+    folder = claims / "deep_tied"
+    if not (folder / "priority" / "cpu").is_dir():
+        return {}
     md, table = render(folder)
-    (folder / "priority_verdicts.md").write_text(md)
-    (folder / "priority_by_depth.csv").write_text(table)
-    print(f"wrote {folder / 'priority_verdicts.md'} and .csv")
+    found = {folder / "priority_verdicts.md": md, folder / "priority_by_depth.csv": table}
     if (folder / "table" / "cpu").is_dir():
         md, verdicts = render_table(folder)
-        (folder / "table.md").write_text(md)
-        (folder / "table_verdicts.md").write_text(verdicts)
-        print(f"wrote {folder / 'table.md'} and table_verdicts.md")
+        found |= {folder / "table.md": md, folder / "table_verdicts.md": verdicts}
     if (folder / "depths" / "cpu").is_dir():
-        (folder / "depths_verdicts.md").write_text(render_depths(folder))
-        print(f"wrote {folder / 'depths_verdicts.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+        found[folder / "depths_verdicts.md"] = render_depths(folder)
+    return found
