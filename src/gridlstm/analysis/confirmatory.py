@@ -78,6 +78,7 @@ class Confirmatory:
     a: dict[str, Any]
     b: dict[str, Any]
     words: dict[str, str]
+    prose: dict[str, str]  # its own question and cannot_say, shown once it has run
 
 
 def parse_stages(path: Path, raw: Any) -> tuple[Stage, ...]:
@@ -132,7 +133,9 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
     if not isinstance(raw, dict):
         raise _fail(path, "confirmatory: a mapping (name, declared, test, alpha, seeds, a, b)")
     _keys(path, "confirmatory", raw, CONFIRMATORY_KEYS)
-    missing = sorted(CONFIRMATORY_KEYS - {"budget", "base", "mode"} - set(raw))
+    missing = sorted(
+        CONFIRMATORY_KEYS - {"budget", "base", "mode", "question", "cannot_say"} - set(raw)
+    )
     if missing:
         raise _fail(path, f"confirmatory: missing {missing[0]}:")
     seeds = tuple(int(s) for s in raw["seeds"])
@@ -159,6 +162,7 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
         a=arms["a"],
         b=arms["b"],
         words=_words(path, "confirmatory.words", raw["words"]),
+        prose={k: " ".join(str(raw[k]).split()) for k in ("question", "cannot_say") if k in raw},
     )
 
 
@@ -305,7 +309,7 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
         if a.compute and b.compute
         else math.nan
     )
-    word = decide(a, b, p, stage.alpha, stage.mode, stage.words)
+    word = decide(a, b, p, stage.alpha, stage.mode, stage.words, stage.test)
     return Outcome(a, b, p, word, ratio, stage.test, "confirmatory", stage.metric)
 
 
@@ -351,4 +355,43 @@ def preregistration_problems(study: Study) -> list[str]:
             f"{study.folder / DECLARATION}: confirmatory {stage.name!r} was committed after its "
             f"first job began ({started}); declare a new confirmatory stage and run it afresh"
         ]
+    declared = block_at(study.folder / DECLARATION, began)
+    current = yaml.safe_load((study.folder / DECLARATION).read_text()).get("confirmatory")
+    if declared is not None and declared != current:
+        return [
+            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} changed after its first "
+            f"job began ({started}); declare a new confirmatory stage and run it afresh"
+        ]
     return []
+
+
+def block_at(path: Path, when: float) -> dict[str, Any] | None:
+    """The declaration's confirmatory block as last committed before ``when`` (None outside
+    git or before any commit)."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-list", "-1", f"--before={int(when)}", "HEAD", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not rev:
+            return None
+        prefix = subprocess.run(
+            ["git", "rev-parse", "--show-prefix"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        text = subprocess.run(
+            ["git", "show", f"{rev}:{prefix}{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return (yaml.safe_load(text) or {}).get("confirmatory")

@@ -43,7 +43,7 @@ CELL_KEYS = {"label", "where", "records", "defaults"}
 VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b", "words"}
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
-CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base"}
+CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base", "question", "cannot_say"}
 STUDY_KEYS = {"claim", "source", "locator", "page", "verdict", "confirmatory", "stages", *PROSE}
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
 STAGE_KINDS = ("select",)  # a designed grid whose rule then chooses one value on validation
@@ -267,12 +267,18 @@ def p_value(test: str, a: Cell, b: Cell) -> float:
         ).p
 
 
-def decide(a: Cell, b: Cell, p: float, alpha: float, mode: str, words: dict[str, str]) -> str:
+def decide(
+    a: Cell, b: Cell, p: float, alpha: float, mode: str, words: dict[str, str], test: str = "welch"
+) -> str:
+    """The verdict word: within the spread, or the better cell's, better by the statistic the
+    test compares (means for Welch's t, medians for Mann-Whitney's ranks)."""
     if math.isnan(p):
         return "cannot decide (fewer than two runs a cell)"
     if p >= alpha:
         return words["within"]
-    a_better = a.mean > b.mean if mode == "max" else a.mean < b.mean
+    centre = statistics.median if test == "mannwhitney" else statistics.fmean
+    first, second = centre(a.values.values()), centre(b.values.values())
+    a_better = first > second if mode == "max" else first < second
     return words["a"] if a_better else words["b"]
 
 
@@ -288,5 +294,5 @@ def outcome(study: Study) -> Outcome:
         if a.compute and b.compute
         else math.nan
     )
-    word = decide(a, b, p, verdict.alpha, verdict.mode, verdict.words)
+    word = decide(a, b, p, verdict.alpha, verdict.mode, verdict.words, verdict.test)
     return Outcome(a, b, p, word, ratio, verdict.test, verdict.scope, verdict.metric_label)

@@ -116,8 +116,9 @@ def answer(study: evidence.Study) -> list[str]:
     done = confirmatory.confirmatory_outcome(study)
     shown = done or found
     tag = SOURCE_TAG[study.source]
+    prose = {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
     lines = [
-        f"**Question.** {study.prose['question']}",
+        f"**Question.** {prose['question']}",
         "",
         f"**Protocol.** {study.prose['protocol']} Claim {tag}: {study.prose['statement']}.",
         "",
@@ -128,7 +129,7 @@ def answer(study: evidence.Study) -> list[str]:
         "",
         f"**How sure.** {_confirmatory_line(study, done)}",
         "",
-        f"**What it cannot say.** {study.prose['cannot_say']}",
+        f"**What it cannot say.** {prose['cannot_say']}",
     ]
     words = len(" ".join(lines).split())
     if words > ANSWER_WORDS:
