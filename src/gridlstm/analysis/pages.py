@@ -124,7 +124,7 @@ def answer(study: evidence.Study) -> list[str]:
         "",
         f"**Answer ({shown.scope}).** {cell_text(shown.a)} against {cell_text(shown.b)}, "
         f"{shown.metric}; {evidence.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
-        f"compute per run A/B {ratio_text(shown.ratio)}: **{shown.word}**. "
+        f"multiply-adds per run A/B {ratio_text(shown.ratio)}: **{shown.word}**. "
         f"Cells chosen on {study.verdict.chosen_on}.",
         "",
         f"**How sure.** {_confirmatory_line(study, done)}",
@@ -166,7 +166,7 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
 
 
 def summary(studies: list[evidence.Study], page: Path) -> list[str]:
-    head = ["claim", "setup", "the two cells (mean +- sd, n)", "p", "compute A/B", "verdict"]
+    head = ["claim", "setup", "the two cells (mean +- sd, n)", "p", "multiply-adds A/B", "verdict"]
     return pipe_table([*head, "page"], (summary_row(s, page) for s in studies))
 
 
