@@ -201,3 +201,25 @@ def test_the_config_is_printed_short_by_default_and_whole_when_asked(cli):
     bad = cli(*TINY, "print_config=tree")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert "print_config=tree: choose one of short, full, false" in bad.stderr
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_train_takes_the_names_every_command_shares(monkeypatch, cuda):
+    """README: every command takes device= and out=; train.py refused both (Hydra then
+    suggested +device=, the wrong fix). The device is checked as the other commands check it."""
+    from gridlstm.run.errors import ConfigError
+    from gridlstm.train import shared_names
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
+    assert shared_names(["device=cpu", "out=runs/a", "seed=3"]) == [
+        "hardware=cpu",
+        "hydra.run.dir=runs/a",
+        "seed=3",
+    ]
+    assert shared_names(["-m", "out=runs/s"]) == ["-m", "hydra.sweep.dir=runs/s"]
+    if cuda:
+        assert shared_names(["device=cuda:1"]) == ["hardware=gpu", "hardware.devices=[1]"]
+    else:
+        with pytest.raises(ConfigError, match="device=cuda: no CUDA device is available"):
+            shared_names(["device=cuda"])

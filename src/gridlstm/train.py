@@ -31,6 +31,30 @@ def mode_flags_problem(argv: list[str]) -> str | None:
     )
 
 
+def shared_names(argv: list[str]) -> list[str]:
+    """The names every command shares (``device=``, ``out=``) as this command's Hydra
+    overrides: ``device=cpu|cuda|cuda:N|mps`` is ``hardware=`` (and the GPU's index),
+    ``out=DIR`` the run directory (the sweep's with ``-m``). A device that is not here is
+    one line, as in the other commands."""
+    from gridlstm.run.config import check_device
+
+    sweep = any(arg in ("-m", "--multirun") for arg in argv)
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key == "device":
+            check_device(value)
+            kind, _, index = value.partition(":")
+            out.append(f"hardware={'gpu' if kind == 'cuda' else kind}")
+            if index:
+                out.append(f"hardware.devices=[{index}]")
+        elif sep and key == "out":
+            out.append(f"hydra.{'sweep' if sweep else 'run'}.dir={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def main(conf: Path | None = None) -> None:
     """Check the command line (one line, exit 2, before any work), then run Hydra."""
     import hydra
@@ -39,6 +63,7 @@ def main(conf: Path | None = None) -> None:
     from gridlstm.run import dry_run
     from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.config import compose_problem, output_dir_problem, sweep_note
+    from gridlstm.run.errors import ConfigError
     from gridlstm.run.hydra_runtime import register_resolvers
     from gridlstm.run.sweeps import missing_plugin
 
@@ -51,7 +76,12 @@ def main(conf: Path | None = None) -> None:
         )
         raise SystemExit(2)
     register_resolvers()
-    argv = sys.argv[1:]
+    try:
+        argv = shared_names(sys.argv[1:])
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    sys.argv[1:] = argv  # Hydra reads the command line itself
     if problem := mode_flags_problem(argv):
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
