@@ -112,3 +112,31 @@ def test_a_source_without_a_locator_is_tagged_unverified():
         for line in path.read_text().splitlines():
             if NO_LOCATOR.search(line):
                 assert "unverified" in line or "no locator" in line, (path.name, line)
+
+
+def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_budget():
+    """GPU-hours in conf/experiment/addition_paper.yaml: the step-speed file it names, at the
+    preset's budget (a job stops once solved: these are upper bounds)."""
+    root = Path(__file__).resolve().parents[1]
+    preset = (CONF / "experiment" / "addition_paper.yaml").read_text()
+    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
+    speeds = {
+        (m.group(1), int(m.group(2))): float(m.group(3))
+        for m in re.finditer(
+            r"^(\w+) depth (\d+): [\d,]+ parameters, ([\d.]+) s / 100k$",
+            (root / named).read_text(),
+            re.M,
+        )
+    }
+    cfg = compose_train(["experiment=addition_paper"], Path("."))
+    samples = cfg.trainer.max_steps * cfg.task.datamodule.batch_size
+    params = cfg.hydra.sweeper.params
+    models = str(params["model"]).split(",")
+    depths = [int(d) for d in str(params["model.net.num_layers"]).split(",")]
+    hours = lambda s: s * samples / 1e5 / 3600  # noqa: E731
+    alone = hours(speeds[("grid2d", cfg.model.net.num_layers)])
+    table = sum(hours(speeds[(m, d)]) for m in models for d in depths)
+    assert f"at most {alone:.1f} GPU-hours for the" in preset
+    assert f"at most {table:.1f}\n# for the table ({len(models) * len(depths)} jobs" in preset
+    page = MODEL_DOC.read_text()  # the preset's page says the same
+    assert f"at most {alone:.1f} GPU-hours" in page and f"at most {table:.1f} for the table" in page
