@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +36,8 @@ from gridlstm.analysis.evidence import (
     _fail,
     _keys,
     _words,
-    decide,
+    compare,
     gather,
-    p_value,
     rows_of,
 )
 from gridlstm.analysis.frontier import matches
@@ -303,14 +301,9 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
             return None
         cells.append(cell)
     a, b = cells
-    p = p_value(stage.test, a, b)
-    ratio = (
-        statistics.fmean(a.compute) / statistics.fmean(b.compute)
-        if a.compute and b.compute
-        else math.nan
-    )
-    word = decide(a, b, p, stage.alpha, stage.mode, stage.words, stage.test)
-    return Outcome(a, b, p, word, ratio, stage.test, "confirmatory", stage.metric)
+    label = study.verdict.metric_label if stage.metric == study.verdict.metric else stage.metric
+    found = compare(a, b, stage.test, stage.alpha, stage.mode, stage.words)
+    return found.labelled("confirmatory", label)
 
 
 def first_commit_time(path: Path, needle: str) -> float | None:

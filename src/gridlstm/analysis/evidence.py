@@ -20,7 +20,7 @@ import math
 import re
 import statistics
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,9 @@ class Outcome:
     scope: str
     metric: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def labelled(self, scope: str, metric: str) -> Outcome:
+        return replace(self, scope=scope, metric=metric)
 
 
 def _fail(path: Path, message: str) -> ConfigError:
@@ -283,16 +286,23 @@ def decide(
 
 
 def outcome(study: Study) -> Outcome:
-    """The study's answer: its confirmatory stage's, once every seed of both arms ran, else
-    its declared (exploratory) verdict."""
+    """The study's declared verdict (`gridlstm.analysis.confirmatory` gives a confirmatory
+    stage's, once it has run)."""
     verdict = study.verdict
     a = gather(study, verdict.a, verdict.metric)
     b = gather(study, verdict.b, verdict.metric)
-    p = p_value(verdict.test, a, b)
+    return compare(a, b, verdict.test, verdict.alpha, verdict.mode, verdict.words).labelled(
+        verdict.scope, verdict.metric_label
+    )
+
+
+def compare(a: Cell, b: Cell, test: str, alpha: float, mode: str, words: dict[str, str]) -> Outcome:
+    """Two cells under a stated test: p, the verdict word, the multiply-adds ratio."""
+    p = p_value(test, a, b)
     ratio = (
         statistics.fmean(a.compute) / statistics.fmean(b.compute)
         if a.compute and b.compute
         else math.nan
     )
-    word = decide(a, b, p, verdict.alpha, verdict.mode, verdict.words, verdict.test)
-    return Outcome(a, b, p, word, ratio, verdict.test, verdict.scope, verdict.metric_label)
+    word = decide(a, b, p, alpha, mode, words, test)
+    return Outcome(a, b, p, word, ratio, test, "", "")

@@ -131,13 +131,13 @@ def answer(study: evidence.Study) -> list[str]:
         "",
         f"**What it cannot say.** {prose['cannot_say']}",
     ]
-    words = len(" ".join(lines).split())
-    if words > ANSWER_WORDS:
-        raise ConfigError(
-            f"{study.folder / evidence.DECLARATION}: the page's answer is {words} words "
-            f"(at most {ANSWER_WORDS}); shorten question, protocol, statement or cannot_say"
-        )
-    return lines
+    return within(
+        study,
+        lines,
+        ANSWER_WORDS,
+        "the page's answer",
+        "question, protocol, statement or cannot_say",
+    )
 
 
 def summary_row(study: evidence.Study, page: Path) -> list[str]:
@@ -156,13 +156,18 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
         f"**{shown.word}** ({scope})",
         f"[{study.name}]({link(study, page)})",
     ]
-    words = len(" ".join(row).split())
-    if words > ROW_WORDS:
+    return within(study, row, ROW_WORDS, "its summary row", "statement or setup")
+
+
+def within(study: evidence.Study, parts: list[str], limit: int, what: str, fix: str) -> list[str]:
+    """``parts`` if their words fit ``limit``; else one line naming the declaration's fix."""
+    words = len(" ".join(parts).split())
+    if words > limit:
         raise ConfigError(
-            f"{study.folder / evidence.DECLARATION}: its summary row is {words} words (at most "
-            f"{ROW_WORDS}); shorten statement or setup"
+            f"{study.folder / evidence.DECLARATION}: {what} is {words} words (at most {limit}); "
+            f"shorten {fix}"
         )
-    return row
+    return parts
 
 
 def summary(studies: list[evidence.Study], page: Path) -> list[str]:
