@@ -243,7 +243,7 @@ def queued_study(experiment: str) -> dict:
     (study,) = [
         s
         for s in studies.values()
-        if f"experiment={experiment}" in s["overrides"] and "cases" not in s
+        if f"experiment={experiment}" in s["overrides"] and not {"cases", "rule"} & set(s)
     ]
     return study
 
