@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gridlstm.analysis.confirmatory import first_commit_time
 from gridlstm.analysis.frontier import (
     AS_RAN,
     SOURCES,
@@ -359,15 +360,9 @@ def test_every_stage_was_committed_before_its_first_job_began():
             if s
         )
         began = datetime.strptime(starts[0], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-        log = subprocess.run(
-            ["git", "log", "--format=%ct", "-S", f"{name}:", "--", "scripts/cpu_studies.yaml"],
-            cwd=CLAIMS.parents[1],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        assert log, f"{name}: never committed"
-        if float(log[-1]) > began.timestamp():
+        committed = first_commit_time(STUDIES_FILE, f"{name}:")
+        assert committed is not None, f"{name}: never committed"
+        if committed > began.timestamp():
             late.add(name)
     assert late == COMMITTED_AFTER_START
 

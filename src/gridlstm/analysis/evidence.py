@@ -28,6 +28,7 @@ from scipy import stats
 
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.stages import number, read_jobs
+from gridlstm.analysis.tables import read_table_csv
 from gridlstm.analysis.verdicts import welch
 from gridlstm.run.errors import ConfigError
 
@@ -130,7 +131,6 @@ class Outcome:
     test: str
     scope: str
     metric: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def labelled(self, scope: str, metric: str) -> Outcome:
         return replace(self, scope=scope, metric=metric)
@@ -208,14 +208,8 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
     copied them, else the rows of its table.csv (a sweep's table)."""
     if (folder / "jobs").is_dir():
         return read_jobs(folder)
-    import csv
-
-    with (folder / "table.csv").open(newline="") as handle:
-        return [
-            row
-            for row in csv.DictReader(handle)
-            if row.get("status", "completed") in ("", "completed")
-        ]
+    rows, _ = read_table_csv(folder / "table.csv")
+    return [row for row in rows if row.get("status", "completed") in ("", "completed")]
 
 
 def gather(study: Study, spec: CellSpec, metric: str) -> Cell:

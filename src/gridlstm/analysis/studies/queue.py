@@ -304,7 +304,7 @@ def run_studies(
     for name in chosen:
         if studies[name].get("rule") is not None:
             out = results_folder(results, studies[name]["claim"], tag, dry_run)
-            found = rules.resolve(name, studies[name], results, tag, out, write=not dry_run)
+            found = rules.resolve(name, studies[name], results, out, write=not dry_run)
             if isinstance(found, str):
                 skipped[name] = found
                 print(f"[queue] {name}: skipped: {found}", flush=True)

@@ -113,7 +113,7 @@ def record_of(folder: Path) -> dict[str, Any] | None:
 
 
 def resolve(
-    name: str, study: dict[str, Any], results: Path, tag: str, out: Path, write: bool
+    name: str, study: dict[str, Any], results: Path, out: Path, write: bool
 ) -> list[dict[str, Any]] | str:
     """The stage's cases: its record's, else the rule applied now (and recorded where
     ``write``); a reason (text) where an input has no records yet."""
