@@ -140,3 +140,27 @@ def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_b
     assert f"at most {table:.1f}\n# for the table ({len(models) * len(depths)} jobs" in preset
     page = MODEL_DOC.read_text()  # the preset's page says the same
     assert f"at most {alone:.1f} GPU-hours" in page and f"at most {table:.1f} for the table" in page
+
+
+def test_the_mnist_presets_stated_cost_is_its_measured_step_times_times_its_budget():
+    """GPU-hours in conf/experiment/mnist_paper.yaml: the step-speed file it names (the
+    preset's four models at depth 4), at the preset's budget."""
+    root = Path(__file__).resolve().parents[1]
+    preset = (CONF / "experiment" / "mnist_paper.yaml").read_text()
+    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
+    speeds = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r"^(\w+) depth 4: [\d,]+ parameters, ([\d.]+) s / 100k$",
+            (root / named).read_text(),
+            re.M,
+        )
+    }
+    cfg = compose_train(["experiment=mnist_paper"], Path("."))
+    samples = cfg.trainer.max_steps * cfg.task.datamodule.batch_size
+    models = str(cfg.hydra.sweeper.params["model"]).split(",")
+    hours = lambda s: s * samples / 1e5 / 3600  # noqa: E731
+    assert cfg.model.net.num_layers == 4 and set(speeds) == set(models)
+    assert f"at most {hours(speeds[cfg.model.name]):.1f} GPU-hours for the 3-LSTM" in preset
+    table = sum(map(hours, speeds.values()))
+    assert f"{samples:,}\n# samples) and at most {table:.1f} for the table" in preset
