@@ -27,6 +27,7 @@ from gridlstm.analysis.evidence import (
     _keys,
     _verdict,
 )
+from gridlstm.analysis.record_tables import parse_tables
 
 
 def load(path: Path) -> Study:
@@ -64,6 +65,7 @@ def load(path: Path) -> Study:
         if "confirmatory" in raw
         else None,
         stages=parse_stages(path, raw["stages"]) if "stages" in raw else (),
+        tables=parse_tables(path, raw["tables"]) if "tables" in raw else {},
     )
     if study.confirmatory:
         check_confirmatory(path, study)

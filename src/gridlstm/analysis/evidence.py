@@ -45,7 +45,17 @@ VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b",
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
 CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base", "question", "cannot_say"}
-STUDY_KEYS = {"claim", "source", "locator", "page", "verdict", "confirmatory", "stages", *PROSE}
+STUDY_KEYS = {
+    "claim",
+    "source",
+    "locator",
+    "page",
+    "verdict",
+    "confirmatory",
+    "stages",
+    "tables",
+    *PROSE,
+}
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
 STAGE_KINDS = ("select",)  # a designed grid whose rule then chooses one value on validation
 CHOOSE_KEYS = {"key", "metric", "mode"}
@@ -97,6 +107,7 @@ class Study:
     # builds on this one, not the other way round)
     confirmatory: Any = None
     stages: tuple[Any, ...] = ()
+    tables: dict[str, Any] = field(default_factory=dict)  # record_tables.TableSpec by name
 
 
 @dataclass(frozen=True)
