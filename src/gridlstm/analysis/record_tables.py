@@ -11,7 +11,7 @@ that differs::
     tables:
       seeds:
         records: [cpu]                       # folders beside study.yaml
-        where: {task.datamodule.digits: 3}   # optional: which runs
+        where: {task.datamodule.digits: 3}   # optional: which runs (a list: any of)
         rows: {model: model, model.net.num_layers: depth, hidden: width}
         names: {grid2d: tied 2-LSTM, stacked_lstm: stacked LSTM}
         columns:
@@ -140,6 +140,22 @@ def _format(x: float | None, digits: int) -> str:
     return f"{x:,.0f}" if _count(x) or digits == 0 else f"{x:.{digits}f}"
 
 
+def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
+    """``where:`` as the verdict's cells read it, and a list as "any of these values"."""
+    return all(
+        any(matches(row, {key: v}) for v in (wanted if isinstance(wanted, list) else [wanted]))
+        for key, wanted in where.items()
+    )
+
+
+def _key_text(value: str, names: dict[str, str]) -> str:
+    """A row's key as the page shows it: its name, else a count with separators."""
+    if value in names:
+        return names[value]
+    x = number(value)
+    return f"{x:,.0f}" if x is not None and _count(x) else value
+
+
 def _cell(runs: list[dict[str, Any]], column: Column) -> str:
     by_seed = sorted(runs, key=lambda r: _order(seed_of(r, None), {}))
     values = [number(r.get(column.metric)) for r in by_seed] if column.metric else []
@@ -174,9 +190,17 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
             raise _fail(folder / "study.yaml", f"tables.{spec.name}: no records folder {record}")
         for found in rows_of(folder / record):
             row = {**spec.defaults, **found}
-            if matches(row, spec.where):
+            if _matches(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in spec.rows)
-                groups.setdefault(key, []).append(row)
+                group = groups.setdefault(key, [])
+                if any(seed_of(r, None) == seed_of(row, None) for r in group):
+                    raise _fail(
+                        folder / "study.yaml",
+                        f"tables.{spec.name}: the row {', '.join(key)} has seed "
+                        f"{seed_of(row, None)} twice (again in {record}); narrow its where: "
+                        "or its records:",
+                    )
+                group.append(row)
     if not groups:
         raise _fail(
             folder / "study.yaml",
@@ -185,7 +209,7 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
     ordered = sorted(groups, key=lambda key: [_order(v, spec.names) for v in key])
     header = [*spec.rows.values(), *(c.label for c in spec.columns)]
     body = [
-        [*(spec.names.get(v, v) for v in key), *(_cell(groups[key], c) for c in spec.columns)]
+        [*(_key_text(v, spec.names) for v in key), *(_cell(groups[key], c) for c in spec.columns)]
         for key in ordered
     ]
     return pipe_table(header, body)
