@@ -22,8 +22,9 @@ that differs::
 Rows are ordered by the ``names`` order, then numerically; a column shows ``seeds`` (each
 seed's value, in seed order), ``mean_sd`` (mean +- sample std), ``mean``, ``n`` (runs),
 ``median_reached`` (the median over the runs that reached it, and how many did) or
-``value`` (a row's single run). Numbers have ``digits`` decimals (3 unless given); counts
-(samples, parameters) print with thousands separators.
+``value`` (a row's single run). Numbers have ``digits`` decimals (3 unless given), a rate
+with ``percent: true`` is shown x 100 with its %; counts (samples, parameters) print with
+thousands separators.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "n", "median_reached", "value")
 TABLE_KEYS = {"records", "where", "defaults", "rows", "names", "columns"}
-COLUMN_KEYS = {"metric", "show", "label", "digits"}
+COLUMN_KEYS = {"metric", "show", "label", "digits", "percent"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Column:
     show: str
     metric: str = ""
     digits: int = 3
+    percent: bool = False  # a rate shown as a percentage (x 100, with %)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
                     show=show,
                     metric=str(column.get("metric", "")),
                     digits=int(column.get("digits", 3)),
+                    percent=bool(column.get("percent", False)),
                 )
             )
         found[str(name)] = TableSpec(
@@ -159,6 +162,8 @@ def _key_text(value: str, names: dict[str, str]) -> str:
 def _cell(runs: list[dict[str, Any]], column: Column) -> str:
     by_seed = sorted(runs, key=lambda r: _order(seed_of(r, None), {}))
     values = [number(r.get(column.metric)) for r in by_seed] if column.metric else []
+    if column.percent:
+        values = [None if v is None else v * 100 for v in values]
     if column.show == "n":
         return str(len(runs))
     if column.show == "seeds":
@@ -177,9 +182,10 @@ def _cell(runs: list[dict[str, Any]], column: Column) -> str:
     if not reached:
         return "-"
     mean = statistics.fmean(reached)
+    unit = "%" if column.percent else ""
     if column.show == "mean" or len(reached) < 2:
-        return _format(mean, column.digits)
-    return f"{mean:.{column.digits}f} +- {statistics.stdev(reached):.{column.digits}f}"
+        return _format(mean, column.digits) + unit
+    return f"{mean:.{column.digits}f}{unit} +- {statistics.stdev(reached):.{column.digits}f}"
 
 
 def render(folder: Path, spec: TableSpec) -> list[str]:
