@@ -497,7 +497,8 @@ def test_every_mean_and_std_on_a_claims_page_is_one_its_tables_give(page):
 # folder or of a claims folder it links to; the exceptions are settings a page states (from its
 # config, not from a run), listed here with where they come from.
 LARGE = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,]*\d)")
-DECIMAL = re.compile(r"(?<![\d.])\d+\.\d{3}(?!\d)")
+DECIMAL = re.compile(r"(?<![\d.])\d+\.\d{3,}(?!\d)")  # 3 decimals or more (p-values too)
+THREE = re.compile(r"(?<![\d.])\d+\.\d{3}(?!\d)")
 TWO = re.compile(r"(?<![\d.])\d+\.\d{2}(?!\d|\.\d|%)")  # not a version (2.11.0), not a %
 PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)%")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
@@ -584,6 +585,7 @@ STATED = {
     },
     "parity/README.md": {
         "1,449": "the width 8.5M parameters solve to (the GPU study; tests/test_seq2seq.py)",
+        "0.9985": "callbacks=solved's threshold (conf/callbacks/solved.yaml)",
         # 6,000 (trainer.max_steps) and 1,000 (the test set's size) are also numbers of the
         # linked parity_sizes folder's files, so they need no entry here
     },
@@ -674,6 +676,46 @@ def test_every_result_number_on_a_claims_page_is_in_its_files(page):
     ]
     assert sorted(set(missing) - set(stated)) == [], "not in the page's files"
     assert sorted(set(stated) - set(missing)) == [], "listed as stated, but in the files"
+
+
+P_VALUE = re.compile(r"\bp\s*[=<>]\s*(\d+(?:\.\d+)?(?:e-?\d+)?)")
+
+
+def verdict_numbers(page: Path) -> set[float]:
+    """The numbers of the verdicts files (verdicts*.md / .csv) in the page's folder and in
+    each docs/ folder it links to: where a p-value comes from."""
+    docs = CLAIMS.parent.resolve()
+    folders = {page.parent.resolve()}
+    for link in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+        target = (page.parent / link).resolve()
+        if "://" not in link and target.exists() and target.is_relative_to(docs):
+            folders.add(target if target.is_dir() else target.parent)
+    found: set[float] = set()
+    for folder in folders - {docs, CLAIMS.resolve()}:
+        for path in folder.rglob("*verdicts*"):
+            found |= numbers_of(path)
+    return found
+
+
+def untied_p_values(text: str, page: Path) -> list[str]:
+    found = verdict_numbers(page)
+    return [p for p in P_VALUE.findall(text) if not any(rounds_to(v, p) for v in found)]
+
+
+@pytest.mark.parametrize(
+    "page", sorted(CLAIMS.rglob("README.md")), ids=lambda p: str(p.relative_to(CLAIMS))
+)
+def test_every_p_value_on_a_claims_page_is_one_of_its_verdicts_files(page):
+    """A p typed in a page's history comes from a verdicts file (the report's or a stage's),
+    not from any number of the folder: a p changed twentyfold is named."""
+    assert untied_p_values(hand_written(page), page) == []
+
+
+def test_a_p_value_changed_on_a_page_is_named():
+    page = CLAIMS / "deep_tied" / "README.md"
+    text = hand_written(page)
+    assert "p = 0.000162" in text
+    assert untied_p_values(text.replace("p = 0.000162", "p = 0.00324"), page) == ["0.00324"]
 
 
 def test_the_deep_tied_priority_table_is_regenerated_unchanged_from_its_jobs():
@@ -783,7 +825,8 @@ def test_every_result_number_in_the_readme_is_in_the_files_its_row_links_to():
                 found |= numbers_in(folder)
         rest = PERCENT_MEAN_STD.sub(" ", MEAN_STD.sub(" ", block))
         missing += [n for n in LARGE.findall(block) if float(n.replace(",", "")) not in found]
-        missing += [n for n in DECIMAL.findall(block) if not any(rounds_to(v, n) for v in found)]
+        # 3 decimals: the quickstart's expected output and the citation's arXiv id have more
+        missing += [n for n in THREE.findall(block) if not any(rounds_to(v, n) for v in found)]
         missing += [n for n in TWO.findall(rest) if not any(rounds_to(v, n) for v in found)]
         missing += [
             f"{n}%"
