@@ -90,7 +90,7 @@ def test_a_bad_column_is_refused_in_one_line_naming_the_table(tmp_path, change, 
             column.pop(key)
         else:
             column[key] = value
-    spec_file(root).write_text(yaml.safe_dump(raw))
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match="study.yaml: tables.seeds.columns") as error:
         declaration.load(spec_file(root))
     assert message in str(error.value) and "\n" not in str(error.value)
@@ -122,6 +122,35 @@ def test_a_one_run_column_over_several_runs_names_the_fix(tmp_path):
     root = copy_study(tmp_path)
     raw = yaml.safe_load(spec_file(root).read_text())
     raw["tables"]["seeds"]["columns"][0]["show"] = "value"
-    spec_file(root).write_text(yaml.safe_dump(raw))
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match="narrow the table's where: or add a key to its rows:"):
         pages.check(root)
+
+
+def test_an_across_table_spreads_one_keys_values_over_the_columns(tmp_path):
+    root = copy_study(tmp_path)
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["wide"] = {
+        "records": ["cpu"],
+        "rows": {"model": "model"},
+        "across": {"model.net.num_layers": "depth {}"},
+        "names": {"grid2d": "tied", "stacked_lstm": "stacked"},
+        "columns": [{"metric": "test/acc", "show": "mean"}],
+    }
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = declaration.load(spec_file(root))
+    lines = record_tables.render(study.folder, study.tables["wide"])
+    assert lines[0] == "| model | depth 1 | depth 2 | depth 4 | depth 8 |"
+    seeds = record_tables.render(study.folder, study.tables["seeds"])
+    mean = next(line for line in seeds if line.startswith("| stacked LSTM | 8 |")).split("|")[5]
+    assert lines[3].split("|")[5].strip() == mean.split("+-")[0].strip()  # stacked, depth 8
+
+
+@pytest.mark.parametrize("across", [{"a": "x", "b": "y {}"}, {"model.net.num_layers": "depth"}])
+def test_a_bad_across_is_refused_naming_the_form(tmp_path, across):
+    root = copy_study(tmp_path)
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["seeds"]["across"] = across
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"tables.seeds.across: one key and its header"):
+        declaration.load(spec_file(root))

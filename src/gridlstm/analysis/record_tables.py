@@ -19,7 +19,9 @@ that differs::
           - {metric: test/acc, show: mean_sd, label: mean +- std}
           - {metric: val/samples_to_threshold, show: median_reached, label: samples to val 0.99}
 
-Rows are ordered by the ``names`` order, then numerically; a column shows ``seeds`` (each
+``across: {model.net.num_layers: 'depth {}'}`` spreads one key's values over the columns
+(each column once per value). Rows are ordered by the ``names`` order, then numerically; a
+column shows ``seeds`` (each
 seed's value, in seed order), ``mean_sd`` (mean +- sample std), ``mean``, ``n`` (runs),
 ``median_reached`` (the median over the runs that reached it, and how many did) or
 ``value`` (a row's single run). Numbers have ``digits`` decimals (3 unless given), a rate
@@ -42,7 +44,7 @@ from gridlstm.analysis.stages import number
 from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "n", "median_reached", "value")
-TABLE_KEYS = {"records", "where", "defaults", "rows", "names", "columns"}
+TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns"}
 COLUMN_KEYS = {"metric", "show", "label", "digits", "percent"}
 
 
@@ -64,6 +66,7 @@ class TableSpec:
     where: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    across: tuple[str, str] = ("", "")  # a key whose values become columns, and their header
 
 
 def _fail(path: Path, message: str) -> ConfigError:
@@ -87,6 +90,17 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
         rows = spec["rows"]
         if not isinstance(rows, dict):
             raise _fail(path, f"{where}.rows: a mapping of record key to column header")
+        across = spec.get("across") or {}
+        if (
+            not isinstance(across, dict)
+            or len(across) > 1
+            or any("{}" not in str(v) for v in across.values())
+        ):
+            raise _fail(
+                path,
+                f"{where}.across: one key and its header with {{}} for the value, "
+                "e.g. {model.net.num_layers: 'depth {}'}",
+            )
         columns = []
         for i, column in enumerate(spec["columns"]):
             if not isinstance(column, dict):
@@ -121,6 +135,7 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
             where=dict(spec.get("where") or {}),
             defaults=dict(spec.get("defaults") or {}),
             names={str(k): str(v) for k, v in (spec.get("names") or {}).items()},
+            across=next(((str(k), str(v)) for k, v in across.items()), ("", "")),
         )
     return found
 
@@ -197,7 +212,7 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
         for found in rows_of(folder / record):
             row = {**spec.defaults, **found}
             if _matches(row, spec.where):
-                key = tuple(str(row.get(k, "")) for k in spec.rows)
+                key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])
                 if any(seed_of(r, None) == seed_of(row, None) for r in group):
                     raise _fail(
@@ -212,10 +227,31 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
             folder / "study.yaml",
             f"tables.{spec.name}: no completed run in {', '.join(spec.records)} matches its where:",
         )
-    ordered = sorted(groups, key=lambda key: [_order(v, spec.names) for v in key])
-    header = [*spec.rows.values(), *(c.label for c in spec.columns)]
+    order = lambda values: [_order(v, spec.names) for v in values]  # noqa: E731
+    ordered = sorted({key[:-1] for key in groups}, key=order)
+    spread = sorted({key[-1] for key in groups}, key=lambda v: order([v]))
+    head, columns = spec.across[1], spec.columns
+    header = [
+        *spec.rows.values(),
+        *(
+            c.label
+            if not head
+            else head.format(v)
+            if len(columns) == 1
+            else f"{head.format(v)}: {c.label}"
+            for v in spread
+            for c in columns
+        ),
+    ]
     body = [
-        [*(_key_text(v, spec.names) for v in key), *(_cell(groups[key], c) for c in spec.columns)]
+        [
+            *(_key_text(v, spec.names) for v in key),
+            *(
+                _cell(groups[(*key, v)], c) if (*key, v) in groups else ""
+                for v in spread
+                for c in columns
+            ),
+        ]
         for key in ordered
     ]
     return pipe_table(header, body)
