@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_layout import imports, layer, modules  # noqa: E402
+from tests.test_layout import imports, layer, modules
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
     class Clock(Callback):
         start = 0.0
 
-        def on_train_batch_start(self, trainer, *_):  # noqa: ANN001, ANN002, D102
+        def on_train_batch_start(self, trainer, *_):
             if trainer.global_step == warmup:
                 self.start = now()
 

@@ -74,7 +74,7 @@ def test_each_step_function_traces_as_one_graph_and_matches_eager(grid_dims, opt
     use_lengths = options.pop("lengths", False)
     traced = {}
 
-    def dynamo(fn, mode):  # noqa: ANN001, ANN202, ARG001
+    def dynamo(fn, mode):
         if fn not in traced:
             traced[fn] = torch.compile(fn, fullgraph=True, backend="eager")
         return traced[fn]

@@ -264,7 +264,7 @@ def test_the_check_and_the_run_build_the_trainer_from_one_function(monkeypatch, 
 
     calls = []
 
-    def spy(trainer, hardware):  # noqa: ANN001, ANN202
+    def spy(trainer, hardware):
         calls.append(hardware.name)
         return arguments.trainer_arguments(trainer, hardware)
 

@@ -119,12 +119,12 @@ def tolerance(dtype: torch.dtype) -> dict:
     )
 
 
-def outputs(net: GridLSTM, x: Tensor, state=None) -> list[Tensor]:  # noqa: ANN001
+def outputs(net: GridLSTM, x: Tensor, state=None) -> list[Tensor]:
     out, final = net(x, state)
     return [out, *([] if final is None else torch.utils._pytree.tree_leaves(final))]
 
 
-def on_path(path: Path, fn):  # noqa: ANN001, ANN201
+def on_path(path: Path, fn):
     """``fn()`` on the path, checking that the path's implementation ran."""
     with path.context(), dispatch.explain() as record:
         result = fn()
@@ -134,7 +134,7 @@ def on_path(path: Path, fn):  # noqa: ANN001, ANN201
     return result
 
 
-def on_reference(fn):  # noqa: ANN001, ANN201
+def on_reference(fn):
     with dispatch.reference():
         return fn()
 
@@ -162,7 +162,7 @@ EDGES = [
 VALUES = {"nan": float("nan"), "+inf": float("inf"), "-inf": -float("inf")}
 
 
-def poisoned(path: Path, edge: str, net: GridLSTM, reference: GridLSTM):  # noqa: ANN201
+def poisoned(path: Path, edge: str, net: GridLSTM, reference: GridLSTM):
     """The input and state with the edge value, and the weight (in both networks)."""
     where, value = edge.split(":")
     torch.manual_seed(1)
@@ -405,7 +405,7 @@ def test_two_threads_keep_their_own_switches():
                     net(x)
                 barrier.wait()  # both done before either leaves its switch
             seen[name] = {reason is None for choice, impl, reason in record if impl == "native"}
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             errors.append(error)
 
     threads = [
@@ -466,7 +466,7 @@ class _Regressor:
     """A LightningModule around a GridLSTM (built lazily: Lightning is imported only here)."""
 
     @staticmethod
-    def make(backend: str, grid_dims: int):  # noqa: ANN205
+    def make(backend: str, grid_dims: int):
         import lightning as L
 
         class Regressor(L.LightningModule):

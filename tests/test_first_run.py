@@ -202,7 +202,7 @@ def test_training_values_are_logged_on_the_steps_lightning_writes(tmp_path, monk
     calls: list[str] = []
     original = L.LightningModule.log
 
-    def spy(self, name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def spy(self, name, *args, **kwargs):
         calls.append(name)
         return original(self, name, *args, **kwargs)
 

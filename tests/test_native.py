@@ -28,7 +28,7 @@ if not build.load():  # the suite's CI builds it; elsewhere say why, visibly
         f"the native library did not build: {build.build_info()['reason']}", allow_module_level=True
     )
 
-from gridlstm.nn.kernels.native import functions  # noqa: E402 - needs the library
+from gridlstm.nn.kernels.native import functions
 
 NO_PEEPHOLES = (None, None, None)
 

@@ -92,7 +92,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable
     saved = {k: v.clone() for k, v in module.state_dict().items()}
     real_write = LocalFileOpener.write
 
-    def killed_mid_write(self, data):  # noqa: ANN001, ANN202
+    def killed_mid_write(self, data):
         real_write(self, data[: len(data) // 2])
         raise KeyboardInterrupt  # the process is stopped half way
 

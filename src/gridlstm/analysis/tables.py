@@ -159,7 +159,7 @@ def markdown(rows: list[dict[str, Any]], extra: list[str] | None = None) -> str:
     return "\n".join(lines + [""] + claims) + "\n"
 
 
-def samples_from_step(logged: list[tuple[float, float]]):  # noqa: ANN201
+def samples_from_step(logged: list[tuple[float, float]]):
     """Samples seen at any step, from the (step, samples) pairs the training log holds.
 
     Samples grow by the same batch every step, so the line through the logged pairs is

@@ -47,7 +47,7 @@ def current_umask() -> int:
     return mask
 
 
-def hf_load_dataset():  # noqa: ANN201 - datasets.load_dataset, imported on demand
+def hf_load_dataset():
     """Hugging Face ``datasets.load_dataset``; the package is an extra (``[hf]``) since only
     parquet / JSON-lines sources need it."""
     try:

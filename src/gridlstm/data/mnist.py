@@ -197,7 +197,7 @@ class MNISTDataModule(L.LightningDataModule):
 
             try:
                 MNIST(self.data_dir, train=True, download=True)
-            except Exception as error:  # noqa: BLE001 - torchvision raises several kinds
+            except Exception as error:
                 reason = " ".join(str(error).split())  # torchvision's message spans lines
                 if len(reason) > 200:
                     reason = reason[:200] + "..."

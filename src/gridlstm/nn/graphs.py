@@ -59,7 +59,7 @@ class _Flat(nn.Module):
         self.net, self.structure = net, structure
         self.out_structure: Any = None
 
-    def forward(self, input: Tensor, *state: Tensor) -> tuple[Tensor, ...]:  # noqa: A002
+    def forward(self, input: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         rebuilt, _ = _rebuild(list(state), self.structure)
         output, final = type(self.net).forward(self.net, input, rebuilt)
         tensors, self.out_structure = _flatten(final)
@@ -76,7 +76,7 @@ class Graphed:
         self.failed = ""  # why recording failed: then everything runs eagerly
         self.device_type = "cuda"  # where graphs are recorded (tests simulate them on "cpu")
 
-    def eager_reason(self, input: Any, lengths: Any) -> str | None:  # noqa: A002
+    def eager_reason(self, input: Any, lengths: Any) -> str | None:
         """Why this call runs eagerly (None: it replays or records a graph)."""
         if self.failed:
             return f"recording failed ({self.failed})"
@@ -99,7 +99,7 @@ class Graphed:
         inputs = tuple((tuple(t.shape), t.dtype, str(t.device), t.requires_grad) for t in args)
         return structure, inputs, params
 
-    def __call__(self, input: Tensor, state: Any = None, lengths: Any = None):  # noqa: A002, ANN204
+    def __call__(self, input: Tensor, state: Any = None, lengths: Any = None):
         if self.eager_reason(input, lengths) is not None:
             return type(self.net).forward(self.net, input, state, lengths)
         tensors, structure = _flatten(state)

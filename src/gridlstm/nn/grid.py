@@ -61,7 +61,7 @@ def compile_mode(option: bool | str | None) -> str | None:
     return option
 
 
-def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
+def _map_state(state, dim: int, method: str):
     """Add or drop the batch dimension of every tensor of a (nested) state."""
     if state is None:
         return None
@@ -70,7 +70,7 @@ def _map_state(state, dim: int, method: str):  # noqa: ANN001, ANN202
     return type(state)(_map_state(part, dim, method) for part in state)
 
 
-def _autocast_dtype(output: Tensor, final, device_type: str):  # noqa: ANN001, ANN202
+def _autocast_dtype(output: Tensor, final, device_type: str):
     """Under autocast, the output and state in autocast's dtype on every backend, as
     `nn.LSTM` returns them (an LSTM is one of autocast's lower-precision ops): the backends
     differ in what they compute in (the fast path's kernel in bf16, the others' pointwise
@@ -79,7 +79,7 @@ def _autocast_dtype(output: Tensor, final, device_type: str):  # noqa: ANN001, A
         return output, final
     dtype = torch.get_autocast_dtype(device_type)
 
-    def cast(part):  # noqa: ANN001, ANN202
+    def cast(part):
         if part is None:
             return None
         if isinstance(part, Tensor):
@@ -160,7 +160,7 @@ class GridLSTM(nn.Module):
         dropout: float = 0.0,
         batch_first: bool = False,
         backend: str = "auto",
-        compile: bool | str = False,  # noqa: A002 (the option's name in the configs)
+        compile: bool | str = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         bidirectional: bool = False,
@@ -386,7 +386,7 @@ class GridLSTM(nn.Module):
         return None
 
     # ------------------------------------------------------------------ public API
-    def forward(self, input: Tensor, state=None, lengths: Tensor | None = None, *, hx=None):  # noqa: ANN001, ANN201
+    def forward(self, input: Tensor, state=None, lengths: Tensor | None = None, *, hx=None):
         """``output, state = net(input, state, lengths)``; ``hx=`` is `nn.LSTM`'s name for
         ``state`` (code written for nn.LSTM passes it by keyword).
 
@@ -449,14 +449,14 @@ class GridLSTM(nn.Module):
             final = None
         return _autocast_dtype(output, final, x.device.type)
 
-    def _empty_batch(self, x: Tensor, batch_at: int):  # noqa: ANN202
+    def _empty_batch(self, x: Tensor, batch_at: int):
         """A batch of no rows: the network run on one zero row, cut to none. The outputs keep
         every property of a real forward (dtypes under autocast, a graph to the parameters,
         whose gradients are then zero) at the cost of one row; no backend handles 0 rows."""
         one = x.new_zeros(*x.shape[:batch_at], 1, *x.shape[batch_at + 1 :])
         output, final = self.forward(one)
 
-        def cut(part):  # noqa: ANN001, ANN202
+        def cut(part):
             if part is None:
                 return None
             if isinstance(part, Tensor):
@@ -465,7 +465,7 @@ class GridLSTM(nn.Module):
 
         return output.narrow(batch_at, 0, 0), cut(final)
 
-    def _forward_packed(self, input: PackedSequence, state, lengths):  # noqa: ANN001, ANN202
+    def _forward_packed(self, input: PackedSequence, state, lengths):
         """nn.LSTM's packed calling convention on top of the padded one with ``lengths``."""
         if self.grid_dims != 1:
             raise ValueError(
@@ -536,7 +536,7 @@ class GridLSTM(nn.Module):
             )
         return torch.arange(steps, device=x.device)[None, :] < lengths[:, None]
 
-    def _boundary(self, x: Tensor, state) -> list[Pair]:  # noqa: ANN001
+    def _boundary(self, x: Tensor, state) -> list[Pair]:
         """Incoming (h, m) per grid dimension, each (L, B, *sizes without k, d)."""
         batch, sizes = x.shape[0], list(x.shape[1:-1])
         shapes = [

@@ -51,21 +51,21 @@ def probe_depth(net: GridLSTM, loss_of_forward: Callable[[], Tensor]) -> dict[st
     sums: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in range(L)])
     depth_outputs: list[list[Tensor]] = [[] for _ in range(L)]
 
-    def before_block(block, args) -> None:  # noqa: ANN001
+    def before_block(block, args) -> None:
         layer = state["calls"] % L
         state.update(layer=layer, dim=0, block=block)
         state["calls"] += 1
         if layer == 0:
             sums["input_h_norm"][0].append(_mean_norm(args[0][1]))
 
-    def after_block(block, args, output) -> None:  # noqa: ANN001
+    def after_block(block, args, output) -> None:
         h_out = output[0]
         layer = state["layer"]
         sums["time_h_norm"][layer].append(_mean_norm(h_out[0]))
         sums["depth_h_norm"][layer].append(_mean_norm(h_out[1]))
         depth_outputs[layer].append(h_out[1])
 
-    def after_transform(transform, args, output) -> None:  # noqa: ANN001
+    def after_transform(transform, args, output) -> None:
         dim = state["block"].order[state["dim"]]
         state["dim"] += 1
         d = transform.hidden_size

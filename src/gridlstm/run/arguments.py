@@ -28,7 +28,7 @@ T = TypeVar("T")
 HELP = ("-h", "--help")
 
 
-def option(default: Any, help: str) -> Any:  # noqa: A002 (argparse's name)
+def option(default: Any, help: str) -> Any:
     """A dataclass field with the help line `usage` prints."""
     return dataclasses.field(default=default, metadata={"help": help})
 

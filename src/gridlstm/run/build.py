@@ -164,7 +164,7 @@ def build_scoring_trainer(hardware_cfg: DictConfig, device: str | None = None) -
                 enable_progress_bar=False,
                 use_distributed_sampler=False,
             )
-    except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
+    except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"hardware: {first}") from None
 

@@ -132,7 +132,7 @@ def read(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
         raise CheckpointError(f"{option}={path}: no such file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - truncated, not a torch file, or pickled code
+    except Exception as error:
         text = str(error).strip()
         reason = text.splitlines()[0][:160] if text else type(error).__name__
         raise CheckpointError(f"{option}={path}: not a readable checkpoint ({reason})") from None

@@ -216,7 +216,7 @@ def check_hardware(cfg: DictConfig) -> None:
         )
         with console.lightning_info_silenced():
             L.Trainer(**{**kwargs, **quiet})
-    except Exception as error:  # noqa: BLE001 - Lightning raises several kinds
+    except Exception as error:
         cause = error.__cause__ or error
         raise ConfigError(f"hardware={name} / trainer: {_first_line(cause)}") from None
 
@@ -266,12 +266,12 @@ def check_optimizer(cfg: DictConfig) -> None:
 
     try:
         optimizer = instantiate(cfg.optim.optimizer)([torch.nn.Parameter(torch.zeros(1))])
-    except Exception as error:  # noqa: BLE001 - any bad option gets one line
+    except Exception as error:
         raise ConfigError(f"optim.optimizer: {_first_line(error.__cause__ or error)}") from None
     if cfg.optim.get("scheduler"):
         try:
             instantiate(cfg.optim.scheduler)(optimizer)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise ConfigError(f"optim.scheduler: {_first_line(error.__cause__ or error)}") from None
 
 
@@ -299,7 +299,7 @@ def check_value_types(node: DictConfig | None, where: str) -> None:
         for base in reversed(cls.__mro__):  # a subclass's **options reach its bases' __init__
             if "__init__" in vars(base) and base.__module__.startswith("gridlstm."):
                 hints.update(typing.get_type_hints(base.__init__))
-    except Exception:  # noqa: BLE001 - an unknown target is reported where it is built
+    except Exception:
         return
     for key, value in OmegaConf.to_container(node, resolve=True).items():
         wanted = _scalar_type(hints.get(key))

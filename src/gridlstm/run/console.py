@@ -111,7 +111,7 @@ def print_config_tree(cfg: DictConfig, order: Sequence[str] = CONFIG_ORDER) -> N
                 if isinstance(value, DictConfig)
                 else str(value)
             )
-        except Exception:  # noqa: BLE001 - an unresolvable interpolation is shown as written
+        except Exception:
             text = OmegaConf.to_yaml(value) if isinstance(value, DictConfig) else str(value)
         branch.add(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
     Console().print(tree)

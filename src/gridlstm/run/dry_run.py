@@ -118,7 +118,7 @@ def plan_job(cfg: DictConfig, overrides: list[str], output_dir: Path) -> Plan:
                 "data first (task.datamodule.download=true)",
             )
         return Plan(overrides, "refuse:", str(error))
-    except Exception as error:  # noqa: BLE001 - the real run would crash here: say how
+    except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return Plan(overrides, "refuse:", f"{type(error).__name__}: {first}")
     if prepared.finished is not None:
@@ -158,7 +158,7 @@ def run(argv: list[str], conf: Path) -> int:
     quiet_third_party()
     try:
         jobs = expand(overrides) if multirun else [overrides]
-    except Exception as error:  # noqa: BLE001 - Hydra's parser: an override that does not parse
+    except Exception as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     plans, notes, sweep_dir = [], [], None

@@ -54,7 +54,7 @@ def _values(raw: dict[str, Any]) -> dict[str, Any]:
 
     try:
         return OmegaConf.to_container(resolved(OmegaConf.create(defuse(raw))), resolve=False)
-    except Exception:  # noqa: BLE001 - a dangling interpolation: compare the text
+    except Exception:
         return raw
 
 
@@ -66,7 +66,7 @@ def changed_settings(cfg: DictConfig, output_dir: Path) -> list[str]:
         return []
     try:  # a damaged or hand-edited file is a change too: never resume over it blindly
         stored = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as error:  # noqa: BLE001 - YAML and OmegaConf raise several kinds
+    except Exception as error:
         return [f"{path} cannot be read ({type(error).__name__})"]
     if not isinstance(stored, dict):
         return [f"{path} is not a mapping of settings"]

@@ -73,7 +73,7 @@ def device_name() -> str:
 
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001  (a broken CUDA setup still gets a report)
+    except Exception:
         pass
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
@@ -165,7 +165,7 @@ class SubmititHandle:
             time.sleep(min(POLL_S, max(end - time.monotonic(), 0.01)))
         try:
             code = int(self.job.result())
-        except Exception as error:  # noqa: BLE001  (the job's failure, told in its log)
+        except Exception as error:
             code = 1
             with self.log.open("a") as log:
                 log.write(f"[queue] submitit job {self.job.job_id} failed: {error}\n")

@@ -82,7 +82,7 @@ class BucketSampler(Sampler[list[int]]):
         usable = len(batches) - len(batches) % self.world  # equal counts on every rank
         return batches[self.rank : usable : self.world]
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         epoch = self.passes if self.epoch_of is None else self.epoch_of(self.passes)
         self.passes += 1
         return iter(self.batches(epoch))

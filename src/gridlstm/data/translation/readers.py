@@ -90,7 +90,7 @@ def read_hf(path: Path, kind: str, src: str, tgt: str) -> list[Pair]:
 
     try:
         data = load_dataset("json" if kind == "jsonl" else kind, data_files=str(path))["train"]
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets one line
+    except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{path}: not readable as {kind} ({first})") from None
     if "translation" not in data.column_names:

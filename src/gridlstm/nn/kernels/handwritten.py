@@ -67,7 +67,7 @@ class HyperplaneSteps(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # noqa: D102
+    def forward(
         ctx,
         layout: Layout,
         gemm_dtype: torch.dtype,
@@ -144,7 +144,7 @@ class HyperplaneSteps(torch.autograd.Function):
         return (None, None, None, *grads)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple:
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             return HyperplaneSteps._double_backward(ctx, grad)
         return HyperplaneSteps._backward(ctx, grad)

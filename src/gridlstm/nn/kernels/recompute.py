@@ -23,7 +23,7 @@ def differentiable_backward(
     reference,
     inputs: tuple,
     needs: tuple[bool, ...],
-    outputs_grad: tuple,  # noqa: ANN001
+    outputs_grad: tuple,
 ) -> list[Tensor | None]:
     """The gradients of ``reference(*inputs)`` (the PyTorch computation of a native op's
     outputs) for the inputs in ``needs``, as a graph (``create_graph=True``): the backward
@@ -56,19 +56,19 @@ def reference_cell(paper: bool) -> time_loop.Cell:
     )
 
 
-def recurrence_reference(time_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
+def recurrence_reference(time_in, h0, c0, w_prev, real, paper):
     """A 2-LSTM layer's time recurrence in PyTorch, from its input half ``time_in`` (T, B,
     4d): (hs, ms) each (T, B, d); rows where ``real`` (T, B, 1) is False keep the state."""
     return time_loop.recurrence(reference_cell(paper), time_in, h0, c0, w_prev, real)
 
 
-def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: ANN001, ANN201
+def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):
     """`NativeScan`'s function in PyTorch (the scan's PyTorch loop)."""
     time_in = torch.nn.functional.linear(h_depth, w_in, b_in)
     return recurrence_reference(time_in, h0, c0, w_prev, real, paper)
 
 
-def scan_priority_reference(  # noqa: ANN201
+def scan_priority_reference(
     h_depth,
     w_din,
     b_din,
@@ -78,10 +78,10 @@ def scan_priority_reference(  # noqa: ANN201
     w_depth_prev,
     w_time_prev,
     w_time_new,
-    b_time,  # noqa: ANN001
+    b_time,
     real,
     paper_time,
-    paper_depth,  # noqa: ANN001
+    paper_depth,
 ):
     """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
     depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)

@@ -33,7 +33,7 @@ class FusedRecurrence(torch.autograd.Function):
     """(time_in (T, B, 4d), h0, c0 (B, d), w_prev (d, 4d)) -> (h (T, B, d), m (T, B, d))."""
 
     @staticmethod
-    def forward(  # noqa: D102
+    def forward(
         ctx, paper: bool, interpret: bool, time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor
     ) -> tuple[Tensor, Tensor]:
         run = kernels.build(interpret)
@@ -92,7 +92,7 @@ class FusedRecurrence(torch.autograd.Function):
         return h[1:], m[1:]
 
     @staticmethod
-    def backward(ctx, grad_h: Tensor, grad_m: Tensor) -> tuple:  # noqa: D102
+    def backward(ctx, grad_h: Tensor, grad_m: Tensor) -> tuple:
         if torch.is_grad_enabled():  # create_graph=True: the PyTorch recurrence, recorded
             inputs = tuple(ctx.saved_tensors[4:])
             grads = recompute.differentiable_backward(

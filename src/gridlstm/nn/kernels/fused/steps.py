@@ -55,7 +55,7 @@ class FusedSteps(torch.autograd.Function):
     """(static, weights..., biases...) -> every step's (h, m), as `HyperplaneSteps`."""
 
     @staticmethod
-    def forward(  # noqa: D102
+    def forward(
         ctx,
         layout: Layout,
         where: Sources,
@@ -146,7 +146,7 @@ class FusedSteps(torch.autograd.Function):
         return buffer[:, :total]
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple:
         if not torch.is_grad_enabled():
             return FusedSteps._backward(ctx, grad)
         # create_graph=True: the PyTorch steps in the same output forms, recorded.

@@ -114,7 +114,7 @@ def cache_dir(target: str) -> Path:
     return Path(root) / tag
 
 
-def cpp_extension():  # noqa: ANN201 - the module
+def cpp_extension():
     """`torch.utils.cpp_extension`, imported without its log line about a missing CUDA
     runtime (irrelevant to a CPU build)."""
     logger = logging.getLogger("torch.utils.cpp_extension")
@@ -186,7 +186,7 @@ def load() -> bool:
             # Built (or rebuilt: ninja compiles again when its command changed), or found.
             _STATE["built"] = before is None or library_stamp(directory) != before
             _STATE.update(seconds=time.perf_counter() - start, path=str(path))
-        except Exception as error:  # noqa: BLE001 - any build failure means: fall back
+        except Exception as error:
             last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
             reason = f"its build failed in {directory} ({last[:200]})"
     _STATE["loaded"] = reason is None

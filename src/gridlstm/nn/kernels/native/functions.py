@@ -111,7 +111,7 @@ class NativeHyperplaneSteps(torch.autograd.Function):
     same arguments (without the GEMM dtype: no autocast here), same result."""
 
     @staticmethod
-    def forward(  # noqa: D102
+    def forward(
         ctx, layout: Layout, dropout: float, picks: tuple, static: Tensor, *params: Tensor | None
     ) -> Tensor:
         count = len(layout.transforms)
@@ -140,7 +140,7 @@ class NativeHyperplaneSteps(torch.autograd.Function):
         return rows
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple:
         layout, count = ctx.layout, ctx.count
         saved = list(ctx.saved_tensors)
         weights, Hs, acts = saved[:count], saved[count : 2 * count], saved[2 * count : 3 * count]
@@ -212,7 +212,7 @@ class NativeScan(torch.autograd.Function):
     h0/c0 (B, d), w_prev (d, 4d), real (T, B, 1) or None -> hs, ms (T, B, d)."""
 
     @staticmethod
-    def forward(ctx, h_depth, w_in, b_in, h0, c0, w_prev, real, paper):  # noqa: D102
+    def forward(ctx, h_depth, w_in, b_in, h0, c0, w_prev, real, paper):
         keep = any(ctx.needs_input_grad)
         z_in = torch.nn.functional.linear(h_depth, w_in, b_in)
         hs, ms, act = ops.scan_forward(z_in, h0, c0, w_prev, real, paper, keep)
@@ -221,7 +221,7 @@ class NativeScan(torch.autograd.Function):
         return hs, ms
 
     @staticmethod
-    def backward(ctx, dhs, dms):  # noqa: D102
+    def backward(ctx, dhs, dms):
         act, hs, ms, h_depth, w_in, b_in, h0, c0, w_prev, real = ctx.saved_tensors
         needs = tuple(ctx.needs_input_grad[:6])
         inputs = (h_depth, w_in, b_in, h0, c0, w_prev)
@@ -251,7 +251,7 @@ class NativeScanPriority(torch.autograd.Function):
     weights (d, 4d) -> hs, ms, hds, mds (T, B, d)."""
 
     @staticmethod
-    def forward(  # noqa: D102
+    def forward(
         ctx,
         h_depth,
         w_din,
@@ -306,7 +306,7 @@ class NativeScanPriority(torch.autograd.Function):
         return hs, ms, hds, mds
 
     @staticmethod
-    def backward(ctx, dhs, dms, dhds, dmds):  # noqa: D102
+    def backward(ctx, dhs, dms, dhds, dmds):
         saved = ctx.saved_tensors
         act_t, act_d, hs, ms, hds, mds = saved[:6]
         inputs, real = saved[6:16], saved[16]
