@@ -8,7 +8,7 @@ import pytest
 
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass

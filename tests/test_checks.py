@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from gridlstm.run.config import ConfigError, check_run
+from gridlstm.run.config import check_run
+from gridlstm.run.errors import ConfigError
 from tests.test_configs import compose_train
 
 CASES = [
@@ -134,7 +135,8 @@ def test_a_logger_whose_package_is_missing_names_the_extra(
     """Patched both ways: refused without the package (and tensorboardX), accepted with it."""
     import importlib.util
 
-    from gridlstm.run.config import ConfigError, check_loggers
+    from gridlstm.run.config import check_loggers
+    from gridlstm.run.errors import ConfigError
 
     cfg = compose_train([f"logger={logger}"], tmp_path)
     check_loggers(cfg)  # installed here (the dev extra)

@@ -17,8 +17,8 @@ import torch
 from omegaconf import OmegaConf
 
 from gridlstm.nn import GridLSTM, graphs
-from gridlstm.run.config import ConfigError
 from gridlstm.run.cuda_graphs import apply as apply_cuda_graphs
+from gridlstm.run.errors import ConfigError
 
 
 @pytest.fixture

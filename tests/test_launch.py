@@ -8,7 +8,8 @@ import re
 import pytest
 
 from gridlstm.run import hydra_runtime, launch
-from gridlstm.run.config import ConfigError, check_launch
+from gridlstm.run.config import check_launch
+from gridlstm.run.errors import ConfigError
 
 LAUNCH_VARS = (
     "GRIDLSTM_RUN_ID",

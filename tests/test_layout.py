@@ -201,6 +201,20 @@ def test_long_modules_say_why():
     assert not unexplained, unexplained
 
 
+def test_config_error_is_imported_from_where_it_is_defined():
+    """gridlstm.run.errors defines ConfigError; importing it through gridlstm.run.config
+    (which re-exports it) hides where it lives."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            through_config = (
+                isinstance(node, ast.ImportFrom) and node.module == "gridlstm.run.config"
+            )
+            if through_config and any(alias.name == "ConfigError" for alias in node.names):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert found == []
+
+
 def test_module_paths_from_before_0_2_are_gone():
     """The 0.2 compatibility finder is retired: an old path is an ordinary import error."""
     for old in ("gridlstm.callbacks", "gridlstm.nn.wavefront", "gridlstm.aggregate"):

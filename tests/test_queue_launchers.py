@@ -17,7 +17,7 @@ import pytest
 from gridlstm.analysis.studies import queue as study_queue
 from gridlstm.analysis.studies.executors import launcher_names, make_executor
 from gridlstm.analysis.studies.spec import expand
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 from tests.conftest import offline_env
 from tests.test_configs import CONF
 from tests.test_queue import TINY_ADDITION, run_queue

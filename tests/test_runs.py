@@ -109,7 +109,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable
 
 
 def test_resume_choices_and_refusals(tmp_path):
-    from gridlstm.run.config import ConfigError
+    from gridlstm.run.errors import ConfigError
 
     assert runs.resume_from("auto", None, tmp_path, {}) is None  # nothing yet: start fresh
     assert runs.resume_from(False, None, tmp_path, {}) is None

@@ -11,7 +11,7 @@ from torch import nn
 
 from gridlstm.data import AdditionDataModule, TextDataModule
 from gridlstm.nn import TokenSequenceModel
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 from gridlstm.sample import SampleConfig, SampleError, main, parse, sample
 from gridlstm.tasks import AlgorithmicSequenceModule, LanguageModelModule
 from tests.conftest import quiet_trainer, write_corpus

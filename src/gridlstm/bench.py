@@ -15,7 +15,8 @@ from pathlib import Path
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.conf import find_conf_dir
-from gridlstm.run.config import ConfigError, check_device, check_writable
+from gridlstm.run.config import check_device, check_writable
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass

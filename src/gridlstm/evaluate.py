@@ -17,7 +17,8 @@ from pathlib import Path
 
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
-from gridlstm.run.config import ConfigError, check_writable
+from gridlstm.run.config import check_writable
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass

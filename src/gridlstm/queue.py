@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
-from gridlstm.run.config import ConfigError, check_device
+from gridlstm.run.config import check_device
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass

@@ -20,7 +20,8 @@ from pathlib import Path
 from gridlstm.data.files import write_atomic
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
-from gridlstm.run.config import ConfigError, check_device, check_writable
+from gridlstm.run.config import check_device, check_writable
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass

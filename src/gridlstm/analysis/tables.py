@@ -29,7 +29,8 @@ from omegaconf.errors import OmegaConfBaseException
 from gridlstm.analysis import aggregate, verdicts
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run import runs
-from gridlstm.run.config import ConfigError, defuse
+from gridlstm.run.config import defuse
+from gridlstm.run.errors import ConfigError
 
 BASE_COLUMNS = ["job", "model", "layers", "hidden", "tied", "params", "task", "size"]
 # By the task's main metric (task.monitor): the columns worth a table.

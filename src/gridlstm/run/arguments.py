@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 T = TypeVar("T")
 HELP = ("-h", "--help")

@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gridlstm.nn.sizing import width_for_budget
 from gridlstm.run import hydra_runtime, sweeps
-from gridlstm.run.config import ConfigError, check_device
+from gridlstm.run.config import check_device
 from gridlstm.run.console import lightning_info_silenced
+from gridlstm.run.errors import ConfigError
 from gridlstm.run.trainer_arguments import trainer_arguments
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.nn.sizing import width_for_budget
-from gridlstm.run.config import RESOLVER_CALL, SAFE_RESOLVERS, ConfigError, literal
+from gridlstm.run.config import RESOLVER_CALL, SAFE_RESOLVERS, literal
+from gridlstm.run.errors import ConfigError
 
 # Class paths that checkpoints written by 0.1 name, old -> new (the 3-LSTM image model was
 # renamed in 0.2; every other class a checkpoint names kept its path). Remove in 0.4.

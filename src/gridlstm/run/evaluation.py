@@ -18,7 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gridlstm.run import checkpoints, runs
 from gridlstm.run.build import build_module, build_scoring_trainer, guarded
-from gridlstm.run.config import ConfigError, check_value_types
+from gridlstm.run.config import check_value_types
+from gridlstm.run.errors import ConfigError
 
 SCORED = ("task", "model", "hardware")  # the config groups a re-score may override
 # What a re-score reads of the stored config; the rest (callbacks, loggers, launchers, a DDP

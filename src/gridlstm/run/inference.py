@@ -16,7 +16,7 @@ import torch
 from gridlstm.data.text import decode, encode
 from gridlstm.data.translation import tokens_to_tensor
 from gridlstm.run import checkpoints
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 from gridlstm.tasks import language_model, translation
 from gridlstm.tasks.language_model import LanguageModelModule
 from gridlstm.tasks.translation import TranslationModule, score

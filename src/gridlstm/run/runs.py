@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.data.files import write_atomic
-from gridlstm.run.config import RENAMED_OPTIONS, ConfigError
+from gridlstm.run.config import RENAMED_OPTIONS
+from gridlstm.run.errors import ConfigError
 
 RECORD = "metrics.json"
 RESUME_CHOICES = ("false", "auto")

@@ -47,7 +47,6 @@ from gridlstm.run.build import (
 )
 from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
 from gridlstm.run.config import (
-    ConfigError,
     SweepConfigError,
     check_compatible,
     check_launch,
@@ -57,6 +56,7 @@ from gridlstm.run.config import (
     interval_message,
 )
 from gridlstm.run.console import print_config, quiet_third_party
+from gridlstm.run.errors import ConfigError
 from gridlstm.run.launch import CHILD_ENV, job_environment
 from gridlstm.run.loggers import (
     build_loggers,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gridlstm.analysis.studies.spec import Job
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 LOCAL = "local"  # the queue's own processes on this machine
 # submitit's executors by the Hydra launcher config each launcher config is built on.

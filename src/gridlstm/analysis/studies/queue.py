@@ -59,7 +59,7 @@ from gridlstm.analysis.studies.spec import (
 )
 from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before the job is killed
 MIN_START_S = 60  # a job is not started with less time than this left

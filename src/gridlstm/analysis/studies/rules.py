@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 VERSION = 1
 RECORD = "chosen.json"

@@ -36,7 +36,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.run import runs as run_records
-from gridlstm.run.config import ConfigError
+from gridlstm.run.errors import ConfigError
 
 STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "launcher", "dry_run"}
 STUDY_KEYS |= {"rule"}
