@@ -201,6 +201,21 @@ def test_long_modules_say_why():
     assert not unexplained, unexplained
 
 
+def test_the_architecture_page_names_every_module_and_script():
+    """docs/index.md's tree is where a new contributor finds a module: each module, package
+    and script is named there (a name in the tree's text, with what it is for)."""
+    root = SRC.parent
+    text = (root / "docs" / "index.md").read_text()
+    tree = text.split("```\nconf/", 1)[1].split("```", 1)[0]
+    words = set(re.findall(r"\w+", tree))
+    package = SRC / "gridlstm"
+    names = [p for p in package.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    names += [p for p in package.rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    missing = sorted(str(p.relative_to(package)) for p in names if p.stem not in words)
+    missing += sorted(p.name for p in (root / "scripts").iterdir() if p.name not in tree)
+    assert missing == []
+
+
 def test_config_error_is_imported_from_where_it_is_defined():
     """gridlstm.run.errors defines ConfigError; importing it through gridlstm.run.config
     (which re-exports it) hides where it lives."""
