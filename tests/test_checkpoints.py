@@ -137,3 +137,20 @@ def test_build_calls_the_allowed_class_with_plain_arguments():
     assert type(module).__name__ == "Grid2dLSTM"
     with pytest.raises(CheckpointError):
         checkpoints.build({"_target_": "os.system", "command": "true"}, "net")
+
+
+def test_weights_made_under_another_priority_are_one_line_naming_it():
+    """The suite's weight loader reports a grid's function-defining option like a shape
+    mismatch: one line, nothing loaded (nn.options_state)."""
+    import torch
+
+    from gridlstm.nn import GridLSTM
+    from gridlstm.run.checkpoints import load_weights
+
+    none = GridLSTM(3, 4, 2, 1, tied=True, priority="none")
+    depth = GridLSTM(3, 4, 2, 1, tied=True)
+    before = {k: v.clone() for k, v in depth.state_dict().items() if torch.is_tensor(v)}
+    problem = load_weights(depth, none.state_dict())
+    assert problem is not None and "priority" in problem and "\n" not in problem
+    assert all(torch.equal(depth.state_dict()[k], v) for k, v in before.items())
+    assert load_weights(GridLSTM(3, 4, 2, 1, tied=True, priority="none"), none.state_dict()) is None

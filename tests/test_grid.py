@@ -325,11 +325,11 @@ def test_flatten_parameters_exists_and_changes_nothing():
     net = GridLSTM(IN, D, 2, 1, backend="fast")
     x = torch.randn(5, 2, IN)
     before = net(x)[0]
-    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state = {k: v.clone() for k, v in net.state_dict().items() if torch.is_tensor(v)}
     assert net.flatten_parameters() is None
     torch.testing.assert_close(net(x)[0], before, rtol=0, atol=0)
     for key, value in net.state_dict().items():
-        assert torch.equal(value, state[key])
+        assert torch.equal(value, state[key]) if torch.is_tensor(value) else key == "_extra_state"
 
 
 @pytest.mark.parametrize(
@@ -414,7 +414,7 @@ def test_a_per_layer_state_dict_cannot_be_loaded_into_a_tied_network(mode):
     untied = GridLSTM(5, 4, 3, 1, batch_first=True)
     tied = GridLSTM(5, 4, 3, 1, batch_first=True, **{mode: True})
     assert set(untied.state_dict()) == set(tied.state_dict())  # every key "matches"
-    before = {k: v.clone() for k, v in tied.state_dict().items()}
+    before = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in tied.state_dict().items()}
     with pytest.raises(RuntimeError, match="shares it across layers"):
         tied.load_state_dict(untied.state_dict())
     # the reverse is a valid initialisation: an untied network that computes the tied one
@@ -660,3 +660,24 @@ def test_the_fast_path_hands_cuda_a_packed_buffer(monkeypatch):
     torch.testing.assert_close(got[0], expected[0])
     params = seen[0]
     assert len({p.untyped_storage().data_ptr() for p in params}) == 1
+
+
+def test_a_state_dict_made_under_another_function_defining_option_is_refused():
+    """A priority-none grid's weights loaded into a depth-priority grid reported "All keys
+    matched" and computed another function; the options now travel in the state dict
+    (``_extra_state``), a mismatch is one message naming the option, and a state dict from
+    before (no options) still loads, strict."""
+    none = GridLSTM(IN, D, 2, 1, tied=True, priority="none")
+    depth = GridLSTM(IN, D, 2, 1, tied=True)
+    with pytest.raises(RuntimeError, match=r"made with priority=\[\].*build the module"):
+        depth.load_state_dict(none.state_dict())
+    for key, other in (("output_form", "paper"), ("coupled", True)):
+        changed = GridLSTM(IN, D, 2, 1, tied=True, priority="none", **{key: other})
+        with pytest.raises(RuntimeError, match=f"made with {key}="):
+            changed.load_state_dict(none.state_dict())
+    old = {k: v for k, v in none.state_dict().items() if k != "_extra_state"}
+    assert str(depth.load_state_dict(old, strict=True)) == "<All keys matched successfully>"
+    again = GridLSTM(IN, D, 2, 1, tied=True, priority="none")
+    again.load_state_dict(none.state_dict())
+    x = torch.randn(5, 2, IN)
+    torch.testing.assert_close(again(x)[0], none(x)[0], rtol=0, atol=0)

@@ -45,7 +45,15 @@ LONG = 400  # lines; a longer module states why in its docstring ("Longer than 4
 # The kernels import nothing above them (no block, backend or network); the backends reach
 # the network only through `gridlstm.nn.backends.base`.
 NN_PARTS = [
-    ("base", ("gridlstm.nn.dispatch", "gridlstm.nn.checks", "gridlstm.nn.precision")),
+    (
+        "base",
+        (
+            "gridlstm.nn.dispatch",
+            "gridlstm.nn.checks",
+            "gridlstm.nn.precision",
+            "gridlstm.nn.options_state",
+        ),
+    ),
     ("kernels", ("gridlstm.nn.kernels",)),
     ("block", ("gridlstm.nn.block",)),
     ("backends", ("gridlstm.nn.backends",)),

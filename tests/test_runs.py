@@ -89,7 +89,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_loadable
     trainer.fit(module, datamodule=data)
     path = tmp_path / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(path)
-    saved = {k: v.clone() for k, v in module.state_dict().items()}
+    saved = {k: v.clone() for k, v in module.state_dict().items() if torch.is_tensor(v)}
     real_write = LocalFileOpener.write
 
     def killed_mid_write(self, data):

@@ -43,6 +43,7 @@ from gridlstm.nn import backends, dispatch
 from gridlstm.nn.backends import compiled, hyperplane
 from gridlstm.nn.block import GridBlock, LSTMTransform
 from gridlstm.nn.checks import check_choice, check_sizes
+from gridlstm.nn.options_state import FunctionOptions
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", *backends.BACKENDS)  # the table in gridlstm.nn.backends, and "auto"
@@ -89,7 +90,7 @@ def _autocast_dtype(output: Tensor, final, device_type: str):
     return cast(output), cast(final)
 
 
-class GridLSTM(nn.Module):
+class GridLSTM(FunctionOptions, nn.Module):
     """A Grid LSTM network with the `torch.nn.LSTM` calling convention.
 
     Args:
@@ -211,6 +212,16 @@ class GridLSTM(nn.Module):
                 activation=activation,
             )
 
+        self.remember_options(
+            priority=self.priority,
+            input_dims=self.input_dims,
+            output_dims=self.output_dims,
+            kinds=kinds,
+            output_form=output_form,
+            coupled=coupled,
+            activation=activation,
+            input_to_memory=input_to_memory,
+        )
         first = make()
         if tied:
             blocks = [first] * num_layers

@@ -247,7 +247,14 @@ def hyper_parameters(checkpoint: Mapping[str, Any], path: str | Path) -> dict[st
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
     """Load ``weights`` into ``module``; a short description of any mismatch, else None."""
     mine = module.state_dict()
-    resized = [k for k in weights if k in mine and mine[k].shape != weights[k].shape]
+    resized = [
+        k
+        for k in weights
+        if k in mine
+        and torch.is_tensor(mine[k])  # a module's extra state (its options) is not a tensor
+        and torch.is_tensor(weights[k])
+        and mine[k].shape != weights[k].shape
+    ]
     missing = [k for k in mine if k not in weights]
     unexpected = [k for k in weights if k not in mine]
     for what, keys in (("resized", resized), ("missing", missing), ("unexpected", unexpected)):
@@ -258,7 +265,10 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> s
                 stored, built = tuple(weights[keys[0]].shape), tuple(mine[keys[0]].shape)
                 shapes = f" (stored {stored}, built {built})"
             return f"{what}: {keys[0]}{shapes}{more}"
-    module.load_state_dict(weights)
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as error:  # e.g. weights made under another priority (nn.options_state)
+        return str(error).strip().splitlines()[-1].strip()
     return None
 
 
