@@ -292,18 +292,16 @@ def test_every_command_is_installed_as_a_console_script_and_has_the_same_shape()
         assert all(callable(getattr(module, f, None)) for f in ("parse", "run", "main")), command
 
 
-def test_a_checkpoint_naming_a_class_by_its_0_1_path_still_loads():
-    """``Grid3dLSTM`` (0.1) is ``Grid3dImageEncoder``: the loader's one map of old class
-    paths (`checkpoints.OLD_CLASS_PATHS`) keeps 0.1 checkpoints loadable; code and configs
-    use the new name only."""
+def test_nothing_is_left_to_remove_in_0_4():
+    """0.4 dropped the 0.1/0.2 shims (old class paths, the 0.2 translation budget, renamed
+    options): no module still promises a removal, and the old class name is gone."""
     import gridlstm.nn
-    from gridlstm.nn import Grid3dImageEncoder
     from gridlstm.run import checkpoints
 
-    allowed = checkpoints.suite_classes()["net"]
-    for old in ("gridlstm.nn.Grid3dLSTM", "gridlstm.nn.image.Grid3dLSTM"):
-        assert allowed[old] is Grid3dImageEncoder
     assert not hasattr(gridlstm.nn, "Grid3dLSTM")
+    assert "gridlstm.nn.Grid3dLSTM" not in checkpoints.suite_classes()["net"]
+    promised = [p.name for p in SRC.rglob("*.py") if "Remove in 0.4" in p.read_text()]
+    assert promised == []
 
 
 CONF = SRC.parent / "conf"

@@ -69,36 +69,3 @@ def test_only_the_suites_translation_models_are_built():
         with pytest.raises(ValueError, match=f"'{target}' is not a translation model; {allowed}"):
             build_net({"_target_": target, "command": "true"}, 10, 10)
     assert build_net({**NET, "hidden_size": 4}, 300, 300).hidden_size == 4
-
-
-def test_a_0_2_translation_checkpoint_with_its_budget_among_the_module_options_still_loads(
-    tmp_path,
-):
-    """0.2 kept ``param_budget`` in the translation module's options and the unsolved width in
-    ``net``; the loader solves it again as training did (and the same weights load)."""
-    import torch
-
-    from gridlstm.run import checkpoints
-
-    dm = small_data(tmp_path)
-    budget = 20_000
-    probe = checkpoints.budget_solved_in_0_2(
-        {"net": NET, "optimizer": ADAM, "param_budget": budget, **dm.module_kwargs()},
-        TranslationModule,
-    )
-    width = probe["net"]["hidden_size"]
-    assert "param_budget" not in probe and width != NET["hidden_size"]
-    module = TranslationModule({**NET, "hidden_size": width}, optimizer=ADAM, **dm.module_kwargs())
-    assert abs(module.num_parameters - budget) / budget < 0.05
-    path = tmp_path / "v0.2.ckpt"
-    hparams = {**dict(module.hparams), "net": NET, "param_budget": budget}
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            "hyper_parameters": hparams,
-            "gridlstm_task": "translation",
-        },
-        path,
-    )
-    loaded = checkpoints.load_module(path, "translation", TranslationModule, "not translation")
-    assert loaded.model.hidden_size == width

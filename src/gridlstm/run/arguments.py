@@ -6,8 +6,7 @@ tables, bench) take ``key=value`` too, with the same names for the same things
 work starts. Values stay strings until OmegaConf merges them into the dataclass, so
 ``prime=true`` stays the text 'true' and ``length=abc`` is refused naming the key.
 ``--help`` prints the command's usage and every option with its default. A command's renamed
-options (``ckpt=``) keep working; train.py's renamed config-group options are refused with
-the new name (`gridlstm.run.config.RENAMED_OPTIONS`).
+options (``ckpt=``) keep working.
 """
 
 from __future__ import annotations

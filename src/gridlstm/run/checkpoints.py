@@ -32,34 +32,8 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm.nn.sizing import width_for_budget
 from gridlstm.run.config import RESOLVER_CALL, SAFE_RESOLVERS, literal
 from gridlstm.run.errors import ConfigError
-
-# Class paths that checkpoints written by 0.1 name, old -> new (the 3-LSTM image model was
-# renamed in 0.2; every other class a checkpoint names kept its path). Remove in 0.4.
-OLD_CLASS_PATHS = {
-    "gridlstm.nn.Grid3dLSTM": "gridlstm.nn.Grid3dImageEncoder",
-    "gridlstm.nn.image.Grid3dLSTM": "gridlstm.nn.Grid3dImageEncoder",
-}
-
-
-def budget_solved_in_0_2(hparams: dict[str, Any], module_class: type) -> dict[str, Any]:
-    """0.2 translation checkpoints kept their ``param_budget`` among the module's options and
-    the unsolved width in ``net``; 0.3 solves the width before building (one solver for every
-    task) and stores it. Solved again here as 0.2 solved it: the whole model at candidate
-    widths. Remove in 0.4."""
-    budget = hparams.get("param_budget")
-    if not budget or not isinstance(hparams.get("net"), dict):
-        return hparams
-    rest = {k: v for k, v in hparams.items() if k != "param_budget"}
-    net = rest["net"]
-
-    def build(width: int) -> Any:
-        return module_class(**{**rest, "net": {**net, "hidden_size": width}})
-
-    width, _ = width_for_budget(build, int(budget), int(net.get("heads", 1) or 1))
-    return {**rest, "net": {**net, "hidden_size": width}}
 
 
 class CheckpointError(ConfigError):
@@ -81,9 +55,7 @@ def _classes(package: Any) -> dict[str, type]:
         if (parent := cls.__module__.rpartition(".")[0]) in sys.modules
         and getattr(sys.modules[parent], cls.__qualname__, None) is cls
     }
-    known = {**by_package, **defined, **exported}
-    # ... and by the paths checkpoints written before a rename name.
-    return {**{old: known[new] for old, new in OLD_CLASS_PATHS.items() if new in known}, **known}
+    return {**by_package, **defined, **exported}
 
 
 def _subclasses(module: Any, base: type) -> dict[str, type]:
@@ -290,7 +262,6 @@ def load_module(
     if check is not None:
         check(hparams)
     try:
-        hparams = budget_solved_in_0_2(hparams, module_class)
         module = module_class(**hparams)
         problem = load_weights(module, checkpoint.get("state_dict") or {})
     except (KeyError, TypeError, ValueError, RuntimeError, InstantiationException) as error:

@@ -425,29 +425,6 @@ def _one_line(text: str) -> str:
     return "; ".join(parts)
 
 
-# Config-group options renamed since 0.2, (group, old) -> new: refused with the new name, so
-# a saved command fails at once and says what to type. Remove in 0.4.
-RENAMED_OPTIONS = {("model", "grid_1lstm"): "grid1d"}
-# ... and config keys, old -> new (one parameter budget for every task).
-RENAMED_KEYS = {"task.module.param_budget": "param_budget"}
-
-
-def renamed_option_problem(argv: list[str]) -> str | None:
-    """A line naming an old config-group option or key on the command line (sweeps
-    included)."""
-    for arg in argv:
-        key, _, value = arg.lstrip("+~").partition("=")
-        if (new_key := RENAMED_KEYS.get(key)) is not None:
-            return f"{key} is now {new_key} (renamed in 0.3); use {new_key}={value or 'N'}"
-        for choice in value.split(","):
-            if (new := RENAMED_OPTIONS.get((key, choice.strip()))) is not None:
-                return (
-                    f"{key}={choice.strip()} is now {key}={new} (renamed in 0.3: gridNd is the "
-                    f"paper's N-LSTM, N counting depth); use {key}={new}"
-                )
-    return None
-
-
 def preset_removed_problem(argv: list[str], conf: Path) -> str | None:
     """A line for a command line that removes the experiment preset (``~experiment``,
     ``experiment=null``): train.yaml picks the per-task settings by the preset's name
@@ -467,9 +444,9 @@ def preset_removed_problem(argv: list[str], conf: Path) -> str | None:
 def compose_problem(argv: list[str], conf: Path) -> str | None:
     """Hydra's own refusals (an unknown config-group option, a key that is not in the config,
     an override that does not parse) as one line, before Hydra would print them over several
-    lines with exit code 1; a renamed option (`RENAMED_OPTIONS`) in any command line. Sweeps
-    (``-m``) and Hydra's flags (``--help``, ``--cfg``) are otherwise left to Hydra."""
-    if problem := renamed_option_problem(argv) or preset_removed_problem(argv, conf):
+    lines with exit code 1; a removed preset in any command line. Sweeps (``-m``) and
+    Hydra's flags (``--help``, ``--cfg``) are otherwise left to Hydra."""
+    if problem := preset_removed_problem(argv, conf):
         return problem
     if any(arg.startswith("-") for arg in argv):
         return None

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.data.files import write_atomic
-from gridlstm.run.config import RENAMED_OPTIONS
 from gridlstm.run.errors import ConfigError
 
 RECORD = "metrics.json"
@@ -132,7 +131,6 @@ def check_checkpoint(path: Path, option: str, expected: dict[str, str]) -> None:
     saved = checkpoint.get("gridlstm_run") or {}
     for key, want in expected.items():
         have = saved.get(key)
-        have = RENAMED_OPTIONS.get((key, have), have)  # a run saved under a 0.2 name
         if have is not None and have != want:
             raise ConfigError(
                 f"{option}={path}: the checkpoint is of {key}={have}, this run is {key}={want}; "
