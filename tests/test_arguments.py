@@ -59,6 +59,8 @@ def test_old_names_synonyms_and_extra_overrides(capsys):
         (["length"], "argument 'length' is not key=value"),
         (["=5"], "argument '=5' is not key=value"),
         (["colour=red"], "unknown argument 'colour=red'; valid: ckpt_path="),
+        (["lenght=5"], "unknown argument 'lenght=5'; did you mean length=? valid: ckpt_path="),
+        (["top-k=1"], "unknown argument 'top-k=1'; did you mean top_k=?"),
         (["length=many"], "length: Value 'many' of type 'str' could not be converted to Integer"),
         (["greedy=perhaps"], "greedy: "),
     ],
@@ -85,3 +87,16 @@ def test_a_config_error_ends_the_command_with_exit_code_2(capsys):
     with pytest.raises(SystemExit) as stop:
         arguments.run_command([], "doc", Options, body)
     assert stop.value.code == 2 and capsys.readouterr().err == "error: bad thing\n"
+
+
+def test_evaluate_takes_a_misspelt_option_for_a_typo_not_for_a_config_override():
+    """evaluate passes config overrides through (task.*, hardware=gpu); a bare key that is
+    neither an option nor a config group is refused with the closest option."""
+    from gridlstm import evaluate
+
+    with pytest.raises(
+        ConfigError, match=r"unknown argument 'ckpt_pth=x'; did you mean ckpt_path="
+    ):
+        evaluate.parse(["ckpt_pth=x"])
+    cfg, overrides = evaluate.parse(["ckpt_path=x", "hardware=cpu", "hardware.threads=1"])
+    assert cfg.ckpt_path == "x" and overrides == ["hardware=cpu", "hardware.threads=1"]

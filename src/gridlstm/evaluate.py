@@ -28,13 +28,20 @@ class EvaluateConfig:
     device: str | None = option(None, "cpu, cuda or cuda:N (default: the run's accelerator)")
 
 
+def config_groups() -> set[str]:
+    from gridlstm.run.conf import find_conf_dir
+
+    return {p.name for p in find_conf_dir().iterdir() if p.is_dir()}
+
+
 def parse(argv: list[str]) -> tuple[EvaluateConfig, list[str]]:
     """(options, config overrides); every other ``key=value`` is an override."""
     cfg, overrides = arguments.parse(
         argv,
         EvaluateConfig,
         synonyms={"hydra.run.dir": "out"},
-        extra=lambda key: True,
+        # a config override is a dotted key or a config group (hardware=gpu), not a typo
+        extra=lambda key: "." in key or key in config_groups(),
         extra_help="task.*=, model.*=, hardware.*=",
     )
     if not cfg.ckpt_path:

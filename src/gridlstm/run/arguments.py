@@ -12,6 +12,7 @@ options (``ckpt=``) keep working.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import types
 import typing
@@ -83,7 +84,9 @@ def parse(
         elif extra is not None and extra(key):
             extras.append(f"{key}={value}")
         else:
-            raise ConfigError(f"unknown argument {arg!r}; valid: {valid}")
+            close = difflib.get_close_matches(key, [*names, *aliases, *synonyms], n=1)
+            hint = f"did you mean {synonyms.get(close[0], close[0])}=? " if close else ""
+            raise ConfigError(f"unknown argument {arg!r}; {hint}valid: {valid}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
     except OmegaConfBaseException as error:

@@ -96,6 +96,22 @@ PARTIAL_KINDS = frozenset({"optimizer", "scheduler"})  # built later with the pa
 RESERVED = ("_args_", "_recursive_", "_convert_", "_partial_", "_target_")
 
 
+def not_torch_save(path: Path) -> str | None:
+    """Why a file cannot be a ``torch.save`` file (a zip archive, or a pickle before 1.6), read
+    from its first bytes: torch.load's own error for a text file is a bare number."""
+    with path.open("rb") as file:
+        head = file.read(16)
+    if not head:
+        return "an empty file, not a checkpoint"
+    if head.startswith((b"PK", b"\x80")):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a checkpoint (torch.save writes a zip archive)"
+    return f"a text file (it begins {text.splitlines()[0][:12]!r}), not a checkpoint"
+
+
 def read(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint as tensors and plain containers, or one `CheckpointError` line."""
     path = Path(path)
@@ -103,6 +119,8 @@ def read(path: str | Path, option: str = "ckpt_path") -> dict[str, Any]:
         raise CheckpointError(f"{option}={path}: a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{option}={path}: no such file")
+    if problem := not_torch_save(path):
+        raise CheckpointError(f"{option}={path}: {problem}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -255,7 +273,7 @@ def load_module(
     sample and translate): its checked hyper-parameters, ``check`` (a tool's own rule, may
     raise CheckpointError) before anything is built, then the stored weights; CPU, eval
     mode. ``not_this_task``: the message for a checkpoint of another task."""
-    checkpoint = read(path, "ckpt")
+    checkpoint = read(path, "ckpt_path")
     if checkpoint.get("gridlstm_task") != task:
         raise CheckpointError(not_this_task)
     hparams = hyper_parameters(checkpoint, path)
