@@ -304,3 +304,21 @@ def test_a_short_run_saves_its_one_checkpoint_without_lightnings_weights_only_no
     out, err = capfd.readouterr()
     assert "weights_only" not in out + err + caplog.text
     assert list(tmp_path.rglob("best-step*.ckpt"))  # the one checkpoint fast_dev_run writes
+
+
+@pytest.mark.parametrize(
+    "override", ["model=grid2d,[", "trainer.max_steps=range(1", "seed=choice(1,2"]
+)
+def test_a_sweep_override_hydra_cannot_parse_is_one_line_naming_it(override):
+    from gridlstm.run.config import compose_problem
+
+    problem = compose_problem(["-m", "seed=1,2", override], CONF)
+    assert problem is not None and problem.startswith(f"{override}: not a sweep override")
+    assert "\n" not in problem and "key=a,b,c" in problem
+
+
+def test_a_sweep_hydra_can_parse_is_left_to_hydra():
+    from gridlstm.run.config import compose_problem
+
+    argv = ["-m", "seed=1,2", "trainer.max_steps=range(1,3)", "hydra/launcher=basic"]
+    assert compose_problem(argv, CONF) is None

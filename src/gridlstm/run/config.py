@@ -441,12 +441,34 @@ def preset_removed_problem(argv: list[str], conf: Path) -> str | None:
     return None
 
 
+def sweep_syntax(argv: list[str]) -> str | None:
+    """A sweep's override that Hydra's grammar cannot parse (``seed=1,[``), as one line: Hydra
+    would print it over four lines with exit code 1 once the sweep starts."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as error:
+            first = _one_line(str(error)).split("See https://")[0].strip().rstrip(";")
+            return (
+                f"{override}: not a sweep override Hydra can parse ({first}); a sweep is "
+                "key=a,b,c, key=range(1,4) or key=choice(a,b)"
+            )
+    return None
+
+
 def compose_problem(argv: list[str], conf: Path) -> str | None:
     """Hydra's own refusals (an unknown config-group option, a key that is not in the config,
     an override that does not parse) as one line, before Hydra would print them over several
     lines with exit code 1; a removed preset in any command line. Sweeps (``-m``) and
     Hydra's flags (``--help``, ``--cfg``) are otherwise left to Hydra."""
     if problem := preset_removed_problem(argv, conf):
+        return problem
+    if any(arg in ("-m", "--multirun") for arg in argv) and (problem := sweep_syntax(argv)):
         return problem
     if any(arg.startswith("-") for arg in argv):
         return None
