@@ -170,3 +170,25 @@ def test_a_preset_knob_for_a_callback_the_group_no_longer_holds_is_refused(tmp_p
     cfg = compose_train(["+logger.wandb2.project=x"], tmp_path)
     with pytest.raises(ConfigError, match="logger.wandb2 sets project but names no component"):
         check_run(cfg)
+
+
+def test_a_place_where_mkdir_fails_is_one_line_though_permissions_allow_it(tmp_path, monkeypatch):
+    """/proc or a read-only mount: os.access says writable, mkdir fails; the check tries a
+    directory (and removes it) instead of trusting the permission bits."""
+    import errno
+    import tempfile
+
+    from gridlstm.run.config import check_writable
+
+    check_writable(tmp_path / "run", "hydra.run.dir")
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+
+    def read_only(*_, **__):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot be created \(making a directory in .* fails: Read-only file system\)",
+    ):
+        check_writable(tmp_path / "run", "hydra.run.dir")

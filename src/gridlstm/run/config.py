@@ -15,6 +15,7 @@ import difflib
 import math
 import os
 import re
+import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -257,6 +258,13 @@ def check_writable(path: Path, option: str, file: bool = False) -> None:
             f"{option}={path}: cannot be created ({parent} is not a writable directory); "
             "choose a place you can write to"
         )
+    try:  # permissions can say yes where mkdir fails (/proc, a read-only mount): try it
+        os.rmdir(tempfile.mkdtemp(prefix=".gridlstm-probe-", dir=parent))
+    except OSError as error:
+        raise ConfigError(
+            f"{option}={path}: cannot be created (making a directory in {parent} fails: "
+            f"{error.strerror}); choose a place you can write to"
+        ) from None
 
 
 def check_optimizer(cfg: DictConfig) -> None:
