@@ -154,3 +154,26 @@ def test_a_bad_across_is_refused_naming_the_form(tmp_path, across):
     spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match=r"tables.seeds.across: one key and its header"):
         declaration.load(spec_file(root))
+
+
+def test_median_and_runs_at_least_a_threshold(tmp_path):
+    """What a confirmatory arm reports beside mean +- sd: the median and the seeds solved."""
+    root = copy_study(tmp_path)
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["arms"] = {
+        "records": ["cpu"],
+        "where": {"model": "grid2d", "model.net.num_layers": 4},
+        "rows": {"model": "model"},
+        "columns": [
+            {"metric": "test/acc", "show": "median"},
+            {"metric": "test/acc", "show": "at_least", "threshold": 0.99, "label": "solved"},
+        ],
+    }
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = declaration.load(spec_file(root))
+    lines = record_tables.render(study.folder, study.tables["arms"])
+    assert lines[2] == "| grid2d | 0.997 | 2 of 3 |"  # seeds 0.997, 1.000, 0.091
+    raw["tables"]["arms"]["columns"][0]["threshold"] = 0.5
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError, match="threshold: goes with show at_least"):
+        declaration.load(spec_file(root))

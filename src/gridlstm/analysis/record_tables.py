@@ -22,7 +22,8 @@ that differs::
 ``across: {model.net.num_layers: 'depth {}'}`` spreads one key's values over the columns
 (each column once per value). Rows are ordered by the ``names`` order, then numerically; a
 column shows ``seeds`` (each
-seed's value, in seed order), ``mean_sd`` (mean +- sample std), ``mean``, ``n`` (runs),
+seed's value, in seed order), ``mean_sd`` (mean +- sample std), ``mean``, ``median``,
+``at_least`` (how many runs reach ``threshold``, e.g. solved at 0.99), ``n`` (runs),
 ``median_reached`` (the median over the runs that reached it, and how many did) or
 ``value`` (a row's single run). Numbers have ``digits`` decimals (3 unless given), a rate
 with ``percent: true`` is shown x 100 with its %; counts (samples, parameters) print with
@@ -43,9 +44,9 @@ from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
 from gridlstm.run.errors import ConfigError
 
-SHOWS = ("seeds", "mean_sd", "mean", "n", "median_reached", "value")
+SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")
 TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns"}
-COLUMN_KEYS = {"metric", "show", "label", "digits", "percent"}
+COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Column:
     metric: str = ""
     digits: int = 3
     percent: bool = False  # a rate shown as a percentage (x 100, with %)
+    threshold: float | None = None  # at_least: the value a run must reach to count
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
                 raise _fail(path, f"{where}.columns[{i}]: show {show!r}; valid: {', '.join(SHOWS)}")
             if show != "n" and not column.get("metric"):
                 raise _fail(path, f"{where}.columns[{i}]: show {show} needs a metric:")
+            if (show == "at_least") != (column.get("threshold") is not None):
+                raise _fail(path, f"{where}.columns[{i}]: threshold: goes with show at_least")
             columns.append(
                 Column(
                     label=str(column.get("label", column.get("metric", show))),
@@ -125,6 +129,9 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
                     metric=str(column.get("metric", "")),
                     digits=int(column.get("digits", 3)),
                     percent=bool(column.get("percent", False)),
+                    threshold=None
+                    if column.get("threshold") is None
+                    else float(column["threshold"]),
                 )
             )
         found[str(name)] = TableSpec(
@@ -194,8 +201,13 @@ def _cell(runs: list[dict[str, Any]], column: Column) -> str:
                 "runs: narrow the table's where: or add a key to its rows:"
             )
         return _format(values[0], column.digits)
+    if column.show == "at_least":
+        bar = column.threshold if column.threshold is not None else math.inf
+        return f"{sum(v >= bar for v in reached)} of {len(values)}"
     if not reached:
         return "-"
+    if column.show == "median":
+        return _format(statistics.median(reached), column.digits)
     mean = statistics.fmean(reached)
     unit = "%" if column.percent else ""
     if column.show == "mean" or len(reached) < 2:
