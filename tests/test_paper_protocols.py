@@ -142,6 +142,38 @@ def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_b
     assert f"at most {alone:.1f} GPU-hours" in page and f"at most {table:.1f} for the table" in page
 
 
+def step_speeds(preset: str) -> dict[tuple[str, int], float]:
+    """Seconds per 100k samples by (model, depth), from the step-speed file a preset names."""
+    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
+    text = (Path(__file__).resolve().parents[1] / named).read_text()
+    pattern = r"^(\w+) depth (\d+): [\d,]+ parameters, ([\d.]+) s / 100k$"
+    return {(m[1], int(m[2])): float(m[3]) for m in re.finditer(pattern, text, re.M)}
+
+
+def test_the_memorization_and_parity_presets_stated_costs_are_their_step_times(tmp_path):
+    """Like addition's: the alone job at its depth and the whole table (parity: every bits
+    value timed at the longest, an upper bound)."""
+    hours = lambda s, samples: s * samples / 1e5 / 3600  # noqa: E731
+    for name, alone, per in (
+        ("memorization_paper", ("grid2d", 18), 1),
+        ("parity_paper", ("grid1d", 50), 5),
+    ):
+        preset = (CONF / "experiment" / f"{name}.yaml").read_text()
+        speeds = step_speeds(preset)
+        cfg = compose_train([f"experiment={name}"], Path("."))
+        samples = cfg.trainer.max_steps * cfg.task.datamodule.batch_size
+        params = cfg.hydra.sweeper.params
+        grid = [
+            (m, int(d))
+            for m in str(params["model"]).split(",")
+            for d in str(params["model.net.num_layers"]).split(",")
+        ]
+        assert set(speeds) == set(grid), name
+        table = per * sum(hours(speeds[c], samples) for c in grid)
+        assert f"at most {hours(speeds[alone], samples):.1f} GPU-hours" in preset, name
+        assert f"at most {table:.1f} for the table" in preset, name
+
+
 def test_the_mnist_presets_stated_cost_is_its_measured_step_times_times_its_budget():
     """GPU-hours in conf/experiment/mnist_paper.yaml: the step-speed file it names (the
     preset's four models at depth 4), at the preset's budget."""
