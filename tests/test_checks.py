@@ -173,22 +173,23 @@ def test_a_preset_knob_for_a_callback_the_group_no_longer_holds_is_refused(tmp_p
 
 
 def test_a_place_where_mkdir_fails_is_one_line_though_permissions_allow_it(tmp_path, monkeypatch):
-    """/proc or a read-only mount: os.access says writable, mkdir fails; the check tries a
-    directory (and removes it) instead of trusting the permission bits."""
-    import errno
-    import tempfile
+    """/proc or a read-only mount: os.access says writable, mkdir fails; the check asks the
+    mount (and writes nothing: the parent's mtime stays)."""
+    import os
 
     from gridlstm.run.config import check_writable
 
+    before = tmp_path.stat().st_mtime_ns
     check_writable(tmp_path / "run", "hydra.run.dir")
-    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
-
-    def read_only(*_, **__):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
-    with pytest.raises(
-        ConfigError,
-        match=r"cannot be created \(making a directory in .* fails: Read-only file system\)",
-    ):
+    assert list(tmp_path.iterdir()) == [] and tmp_path.stat().st_mtime_ns == before
+    real = os.statvfs(tmp_path)
+    fields = [getattr(real, f) for f in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail")]
+    fields += [getattr(real, f) for f in ("f_files", "f_ffree", "f_favail")]
+    read_only = os.statvfs_result((*fields, real.f_flag | os.ST_RDONLY, real.f_namemax))
+    monkeypatch.setattr(os, "statvfs", lambda _: read_only)
+    with pytest.raises(ConfigError, match=r"cannot be created \(.* is on a read-only mount\)"):
         check_writable(tmp_path / "run", "hydra.run.dir")
+    if os.path.isdir("/proc/self"):  # Linux
+        monkeypatch.undo()
+        with pytest.raises(ConfigError, match="is on a kernel file system"):
+            check_writable("/proc/nope/run", "hydra.run.dir")

@@ -159,7 +159,7 @@ def test_resume_auto_without_a_checkpoint_starts_fresh_and_says_so(cli):
 
 @pytest.mark.parametrize(  # the other bad checkpoints in-process: tests/test_bad_input.py
     ("make", "message"),
-    [(lambda tmp: _write(tmp / "garbage.ckpt", b"not a checkpoint"), "not a readable")],
+    [(lambda tmp: _write(tmp / "garbage.ckpt", b"not a checkpoint"), "a text file")],
 )
 def test_bad_ckpt_path_is_one_line(cli, make, message):
     path = make(cli.cwd)

@@ -15,7 +15,6 @@ import difflib
 import math
 import os
 import re
-import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -258,13 +257,15 @@ def check_writable(path: Path, option: str, file: bool = False) -> None:
             f"{option}={path}: cannot be created ({parent} is not a writable directory); "
             "choose a place you can write to"
         )
-    try:  # permissions can say yes where mkdir fails (/proc, a read-only mount): try it
-        os.rmdir(tempfile.mkdtemp(prefix=".gridlstm-probe-", dir=parent))
-    except OSError as error:
+    # Permissions say yes where mkdir fails: a read-only mount, or a file system of the kernel's
+    # (/proc, /sys: no blocks). Asked of the mount, not tried: a refused run touches nothing.
+    mount = os.statvfs(parent) if hasattr(os, "statvfs") else None  # not on Windows
+    if mount and (mount.f_flag & os.ST_RDONLY or mount.f_blocks == 0):
+        what = "a read-only mount" if mount.f_flag & os.ST_RDONLY else "a kernel file system"
         raise ConfigError(
-            f"{option}={path}: cannot be created (making a directory in {parent} fails: "
-            f"{error.strerror}); choose a place you can write to"
-        ) from None
+            f"{option}={path}: cannot be created ({parent} is on {what}); choose a place you "
+            "can write to"
+        )
 
 
 def check_optimizer(cfg: DictConfig) -> None:
