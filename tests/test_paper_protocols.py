@@ -114,20 +114,19 @@ def test_a_source_without_a_locator_is_tagged_unverified():
                 assert "unverified" in line or "no locator" in line, (path.name, line)
 
 
+def step_speeds(preset: str) -> dict[tuple[str, int], float]:
+    """Seconds per 100k samples by (model, depth), from the step-speed file a preset names."""
+    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
+    text = (Path(__file__).resolve().parents[1] / named).read_text()
+    pattern = r"^(\w+) depth (\d+): [\d,]+ parameters, ([\d.]+) s / 100k$"
+    return {(m[1], int(m[2])): float(m[3]) for m in re.finditer(pattern, text, re.M)}
+
+
 def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_budget():
     """GPU-hours in conf/experiment/addition_paper.yaml: the step-speed file it names, at the
     preset's budget (a job stops once solved: these are upper bounds)."""
-    root = Path(__file__).resolve().parents[1]
     preset = (CONF / "experiment" / "addition_paper.yaml").read_text()
-    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
-    speeds = {
-        (m.group(1), int(m.group(2))): float(m.group(3))
-        for m in re.finditer(
-            r"^(\w+) depth (\d+): [\d,]+ parameters, ([\d.]+) s / 100k$",
-            (root / named).read_text(),
-            re.M,
-        )
-    }
+    speeds = step_speeds(preset)
     cfg = compose_train(["experiment=addition_paper"], Path("."))
     samples = cfg.trainer.max_steps * cfg.task.datamodule.batch_size
     params = cfg.hydra.sweeper.params
@@ -140,14 +139,6 @@ def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_b
     assert f"at most {table:.1f}\n# for the table ({len(models) * len(depths)} jobs" in preset
     page = MODEL_DOC.read_text()  # the preset's page says the same
     assert f"at most {alone:.1f} GPU-hours" in page and f"at most {table:.1f} for the table" in page
-
-
-def step_speeds(preset: str) -> dict[tuple[str, int], float]:
-    """Seconds per 100k samples by (model, depth), from the step-speed file a preset names."""
-    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
-    text = (Path(__file__).resolve().parents[1] / named).read_text()
-    pattern = r"^(\w+) depth (\d+): [\d,]+ parameters, ([\d.]+) s / 100k$"
-    return {(m[1], int(m[2])): float(m[3]) for m in re.finditer(pattern, text, re.M)}
 
 
 def test_the_memorization_and_parity_presets_stated_costs_are_their_step_times(tmp_path):
@@ -177,17 +168,8 @@ def test_the_memorization_and_parity_presets_stated_costs_are_their_step_times(t
 def test_the_mnist_presets_stated_cost_is_its_measured_step_times_times_its_budget():
     """GPU-hours in conf/experiment/mnist_paper.yaml: the step-speed file it names (the
     preset's four models at depth 4), at the preset's budget."""
-    root = Path(__file__).resolve().parents[1]
     preset = (CONF / "experiment" / "mnist_paper.yaml").read_text()
-    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
-    speeds = {
-        m.group(1): float(m.group(2))
-        for m in re.finditer(
-            r"^(\w+) depth 4: [\d,]+ parameters, ([\d.]+) s / 100k$",
-            (root / named).read_text(),
-            re.M,
-        )
-    }
+    speeds = {model: s for (model, depth), s in step_speeds(preset).items() if depth == 4}
     cfg = compose_train(["experiment=mnist_paper"], Path("."))
     samples = cfg.trainer.max_steps * cfg.task.datamodule.batch_size
     models = str(cfg.hydra.sweeper.params["model"]).split(",")
