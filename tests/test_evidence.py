@@ -271,7 +271,7 @@ def test_a_run_confirmatory_stage_gives_the_answer_by_its_declared_test(tmp_path
     path = declare(root, stage)
     study = declaration.load(path)
     assert confirmatory.confirmatory_outcome(study) is None  # declared, not run
-    assert "not yet run" in "\n".join(pages.answer(study))
+    assert "not yet complete" in "\n".join(pages.answer(study))
     assert len(confirmatory.confirmatory_cases(study)) == 8
     a = {7: 0.9, 8: 0.95, 9: 0.97, 10: 0.99}
     b = {7: 0.1, 8: 0.2, 9: 0.05, 10: 0.3}

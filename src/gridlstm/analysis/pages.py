@@ -114,7 +114,7 @@ def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> 
         f"({evidence.TESTS[stage.test]}, two-sided, alpha {stage.alpha:g}, {seeds})"
     )
     if done is None:
-        return f"Exploratory. {declared}: not yet run."
+        return f"Exploratory. {declared}: not yet complete."
     return f"{declared}: its word is the answer; everything else on this page is exploratory."
 
 
