@@ -31,7 +31,8 @@ class EvaluateConfig:
 def config_groups() -> set[str]:
     from gridlstm.run.conf import find_conf_dir
 
-    return {p.name for p in find_conf_dir().iterdir() if p.is_dir()}
+    conf = find_conf_dir()
+    return {p.name for p in conf.iterdir() if p.is_dir()} if conf else set()
 
 
 def parse(argv: list[str]) -> tuple[EvaluateConfig, list[str]]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import rows_of
+from gridlstm.analysis.evidence import _fail, rows_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
@@ -69,10 +69,6 @@ class TableSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     across: tuple[str, str] = ("", "")  # a key whose values become columns, and their header
-
-
-def _fail(path: Path, message: str) -> ConfigError:
-    return ConfigError(f"{path}: {message}")
 
 
 def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
