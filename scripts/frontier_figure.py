@@ -73,11 +73,13 @@ from gridlstm.analysis.stages import number, read_jobs
 STUDIES = Path(__file__).with_name("cpu_studies.yaml")
 SEEDS_VERDICTS = "best_rate_seeds_verdicts.md"
 
+BITS = "task.datamodule.bits"  # the setting parity's frontier runs over
+
 
 def bits_grid() -> list[int]:
     """The frontier sweep's k (the setting after a frontier where the sweep stopped below it)."""
     studies = yaml.safe_load(STUDIES.read_text())
-    return studies["parity_sizes_frontier"]["grid"]["task.datamodule.bits"]
+    return studies["parity_sizes_frontier"]["grid"][BITS]
 
 
 def settings_in(folders: list[Path], key: str) -> list[int]:
@@ -97,7 +99,7 @@ def best_rate(
     table and the verdicts only (the figure is parity's), the grid the chosen runs covered.
     ``more``: a deciding stage's folders (further seeds at each best rate), whose verdicts go
     to best_rate_seeds_verdicts.md with every pair of families compared."""
-    size, key = by or ("param_budget", "task.datamodule.bits")
+    size, key = by or ("param_budget", BITS)
     options = dict(size=size, key=key)
     chosen_paths, checked_paths = [Path(a) for a in chosen], [Path(a) for a in checked]
     found = best_rate_frontiers(chosen_paths, checked_paths, **options, metric=AS_RAN)
@@ -177,18 +179,18 @@ def main(argv: list[str]) -> None:
         return best_rate(args.out, args.folders, args.checked, args.by, args.more)
     if args.by:
         return by_columns(args.out, args.folders, args.by)
-    found = frontiers([Path(a) for a in args.folders], metric=AS_RAN)
+    found = frontiers([Path(a) for a in args.folders], key=BITS, metric=AS_RAN)
     for row in found:
         print(row)
     for path in write(found, args.out, args.folders):
         print(f"wrote {path}")
     folders = [Path(a) for a in args.folders]
     verdicts = args.out / "verdicts.md"
-    verdicts.write_text(verdicts_markdown(folders, args.folders))
+    verdicts.write_text(verdicts_markdown(folders, args.folders, key=BITS))
     print(f"wrote {verdicts}")
     print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
-    print(yaml.safe_dump({"cases": seed_cases(found)}, sort_keys=False), end="")
-    fill = missing_seeds(folders, bits_grid(), metric=AS_RAN)
+    print(yaml.safe_dump({"cases": seed_cases(found, key=BITS)}, sort_keys=False), end="")
+    fill = missing_seeds(folders, bits_grid(), key=BITS, metric=AS_RAN)
     print("\n# the fill stage's cases (each with its missing seed; none: every frontier is done):")
     print(yaml.safe_dump({"cases": fill}, sort_keys=False), end="")
 

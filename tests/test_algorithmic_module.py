@@ -18,6 +18,7 @@ NET = {
     "hidden_size": 24,
     "num_layers": 2,
     "batch_first": True,
+    "project_input": True,  # counted below: the input projection (e x d)
 }
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
 

@@ -148,7 +148,7 @@ def test_weights_made_under_another_priority_are_one_line_naming_it():
     from gridlstm.run.checkpoints import load_weights
 
     none = GridLSTM(3, 4, 2, 1, tied=True, priority="none")
-    depth = GridLSTM(3, 4, 2, 1, tied=True)
+    depth = GridLSTM(3, 4, 2, 1, tied=True, priority="depth")
     before = {k: v.clone() for k, v in depth.state_dict().items() if torch.is_tensor(v)}
     problem = load_weights(depth, none.state_dict())
     assert problem is not None and "priority" in problem and "\n" not in problem

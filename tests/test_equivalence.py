@@ -78,6 +78,7 @@ register(Path("fast/native-depth", "fast", 1, runs="native"))  # CPU default: GE
 register(Path("fast/kernel", "fast", 1, off=("native",)))  # the depth step in the kernel too
 register(Path("scan/native", "scan", 1, runs="native"))
 register(Path("scan/native/time-priority", "scan", 1, {"priority": "time"}, runs="native"))
+register(Path("scan/native/depth-priority", "scan", 1, {"priority": "depth"}, runs="native"))
 register(Path("scan/native/paper", "scan", 1, {"output_form": "paper"}, runs="native"))
 register(Path("scan/pytorch", "scan", 1, off=("native",)))
 register(Path("hyperplane/native", "hyperplane", 2, runs="native"))
@@ -425,15 +426,15 @@ def test_the_environment_variable_and_the_old_switches(monkeypatch):
         pytest.skip("the native library did not build here")
     x = torch.randn(2, 4, 3)
     monkeypatch.setenv("GRIDLSTM_STEPS", "reference")
-    assert not native.applies(x)
+    assert native.blocker(x) is not None
     monkeypatch.setenv("GRIDLSTM_STEPS", "fast")
-    assert native.applies(x)
+    assert native.blocker(x) is None
     monkeypatch.setenv("GRIDLSTM_STEPS", "sometimes")
     with pytest.warns(RuntimeWarning, match="not one of fast, reference"):
-        assert native.applies(x)
+        assert native.blocker(x) is None
     monkeypatch.delenv("GRIDLSTM_STEPS")
     with dispatch.without("native"):
-        assert not native.applies(x)
+        assert native.blocker(x) is not None
     with dispatch.without("fused"):
         assert "switched off" in fused.blocker(x)
     with pytest.raises(ValueError, match="unknown step implementation"):

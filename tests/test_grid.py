@@ -16,6 +16,8 @@ from gridlstm.nn import (
     count_parameters,
     dispatch,
 )
+from gridlstm.nn.backends import fast as fast_backend
+from gridlstm.nn.backends import scan as scan_backend
 from gridlstm.nn.kernels import lstm as kernel
 from tests.reference import reference_grid
 
@@ -127,8 +129,8 @@ def applicable_backends(net: GridLSTM) -> list[str]:
     `gridlstm.nn.kernels.handwritten` does not apply; "/python": the PyTorch steps where the
     native ones would run (`dispatch.without("native")`)."""
     backends = ["naive", "hyperplane", "hyperplane/python", "hyperplane/per-op"]
-    backends += ["scan", "scan/python"] if net.scan_blocker() is None else []
-    return backends + (["fast"] if net.fast_path_blocker() is None else [])
+    backends += ["scan", "scan/python"] if scan_backend.blocker(net) is None else []
+    return backends + (["fast"] if fast_backend.blocker(net) is None else [])
 
 
 def path(backend: str) -> contextlib.AbstractContextManager:
@@ -238,7 +240,7 @@ def test_gradcheck_on_tiny_shapes():
         net = GridLSTM(2, 2, 2, grid_dims, batch_first=True, **CASES[case]).double()
         x = torch.randn(1, *([2] * grid_dims), 2, dtype=torch.float64, requires_grad=True)
         for backend in (
-            ("hyperplane", "fast") if net.fast_path_blocker() is None else ("hyperplane",)
+            ("hyperplane", "fast") if fast_backend.blocker(net) is None else ("hyperplane",)
         ):
             net.backend = backend
             assert torch.autograd.gradcheck(lambda inp, net=net: net(inp)[0], (x,))
@@ -668,7 +670,7 @@ def test_a_state_dict_made_under_another_function_defining_option_is_refused():
     (``_extra_state``), a mismatch is one message naming the option, and a state dict from
     before (no options) still loads, strict."""
     none = GridLSTM(IN, D, 2, 1, tied=True, priority="none")
-    depth = GridLSTM(IN, D, 2, 1, tied=True)
+    depth = GridLSTM(IN, D, 2, 1, tied=True, priority="depth")
     with pytest.raises(RuntimeError, match=r"made with priority=\[\].*build the module"):
         depth.load_state_dict(none.state_dict())
     for key, other in (("output_form", "paper"), ("coupled", True)):
@@ -677,7 +679,52 @@ def test_a_state_dict_made_under_another_function_defining_option_is_refused():
             changed.load_state_dict(none.state_dict())
     old = {k: v for k, v in none.state_dict().items() if k != "_extra_state"}
     assert str(depth.load_state_dict(old, strict=True)) == "<All keys matched successfully>"
+    # Into a module off the older default (depth priority), an option-less state dict loads
+    # with a warning naming the option.
+    with pytest.warns(
+        UserWarning, match=r"carries no options.*priority=\[\] \(the older default: \[1\]\)"
+    ):
+        GridLSTM(IN, D, 2, 1, tied=True, priority="none").load_state_dict(old)
     again = GridLSTM(IN, D, 2, 1, tied=True, priority="none")
     again.load_state_dict(none.state_dict())
     x = torch.randn(5, 2, IN)
     torch.testing.assert_close(again(x)[0], none(x)[0], rtol=0, atol=0)
+
+
+def test_the_library_2lstm_defaults_are_the_suites():
+    """One default per idea: ``Grid2dLSTM(d, d, 8, tied=True)`` with its defaults is the
+    network ``model=grid2d`` builds for addition (priority none, the embedding as the input
+    projection), not the depth-priority grid docs/claims/deep_tied measured failing at depth
+    8: the suite's weights load into it strict, options included, and compute the same."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from gridlstm.nn import Grid2dLSTM
+    from gridlstm.run.hydra_runtime import register_resolvers
+    from tests.conftest import CONF
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            [
+                "task=addition",
+                "model=grid2d",
+                "model.net.hidden_size=16",
+                "model.net.num_layers=8",
+                "model.net.tied=true",
+            ],
+        )
+    grid = instantiate(cfg.model.net)
+    library = Grid2dLSTM(16, 16, 8, tied=True, batch_first=grid.batch_first)
+    assert library.priority == grid.priority == []
+    assert isinstance(library.input_proj, torch.nn.Identity)
+    library.load_state_dict(grid.state_dict(), strict=True)
+    x = torch.randn(3, 5, 16)
+    torch.testing.assert_close(library(x)[0], grid(x)[0], rtol=0, atol=0)
+    # Where the input's width differs, the projection is there; priority names still work.
+    assert isinstance(Grid2dLSTM(8, 16).input_proj, torch.nn.Linear)
+    assert Grid2dLSTM(16, 16, priority="depth").priority == [1]
+    assert GridLSTM(16, 16, grid_dims=2).priority == [2]  # K >= 2 keeps depth [ours]

@@ -291,14 +291,16 @@ def test_a_float64_network_under_autocast_keeps_float64(calls):
 
 
 def test_the_plan_cache_keeps_the_most_recently_used_shapes(monkeypatch):
+    from gridlstm.nn.kernels import plans
+
     built: list[tuple[int, ...]] = []
-    plan = hyperplane.plan
+    plan = plans.plan
 
     def counting(sizes, *args):
         built.append(tuple(sizes))
         return plan(sizes, *args)
 
-    monkeypatch.setattr(hyperplane, "plan", counting)
+    monkeypatch.setattr(plans, "plan", counting)
     net = GridLSTM(3, 4, 1, 2, backend="hyperplane")
     net.max_plans = 2
     for length in (2, 3, 2, 4, 2, 3):  # 3 was least recently used when 4 arrived

@@ -59,7 +59,13 @@ NN_PARTS = [
     ("backends", ("gridlstm.nn.backends",)),
     (
         "network",
-        ("gridlstm.nn.grid", "gridlstm.nn.grid2d", "gridlstm.nn.graphs", "gridlstm.nn.probe"),
+        (
+            "gridlstm.nn.calling",
+            "gridlstm.nn.grid",
+            "gridlstm.nn.grid2d",
+            "gridlstm.nn.graphs",
+            "gridlstm.nn.probe",
+        ),
     ),
     ("models", ("gridlstm.nn.models", "gridlstm.nn.sizing")),
 ]
@@ -154,6 +160,26 @@ def test_inside_nn_imports_run_from_the_kernels_up():
             if target.startswith("gridlstm.nn") and nn_part(target) > nn_part(name):
                 upward.append(f"{name} imports {target}")
     assert not upward, upward
+
+
+IMPLEMENTATIONS = ("native", "fused", "handwritten")  # gridlstm.nn.dispatch.IMPLEMENTATIONS
+
+
+def test_only_the_kernel_entrance_imports_the_step_implementations():
+    """Outside kernels/, a backend asks `gridlstm.nn.kernels.ops` which implementation runs
+    and ops runs it: no module imports kernels.native, kernels.fused or kernels.handwritten
+    itself (function-local imports counted; a native build's info for the bench excepted)."""
+    known = set(modules())
+    kernels = tuple(f"gridlstm.nn.kernels.{name}" for name in IMPLEMENTATIONS)
+    allowed = {"gridlstm.nn.kernels.native.build"}  # no step: the build's facts, for reports
+    found = []
+    for name, path in modules().items():
+        if name.startswith("gridlstm.nn.kernels") or name.startswith("gridlstm.nn.dispatch"):
+            continue
+        for target in imports(path, known, top_level_only=False):
+            if target.startswith(kernels) and target not in allowed:
+                found.append(f"{name} imports {target}")
+    assert not found, found
 
 
 def test_no_import_cycles():

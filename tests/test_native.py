@@ -161,14 +161,14 @@ def test_scan_loops_gradcheck(options, native_runs):
 
 def test_the_switches_turn_the_native_path_off(monkeypatch, native_runs):
     cpu = torch.zeros(1)
-    assert native.applies(cpu)
+    assert native.blocker(cpu) is None
     with dispatch.without("native"):
-        assert not native.applies(cpu)
-    assert native.applies(cpu)  # the context restores
-    assert not native.applies(cpu.bfloat16())  # not covered: the PyTorch steps
-    assert not native.applies(torch.zeros(1, device="meta"))
+        assert native.blocker(cpu) is not None
+    assert native.blocker(cpu) is None  # the context restores
+    assert native.blocker(cpu.bfloat16()) is not None  # not covered: the PyTorch steps
+    assert native.blocker(torch.zeros(1, device="meta")) is not None
     monkeypatch.setenv("GRIDLSTM_NATIVE", "0")
-    assert not native.applies(cpu)
+    assert native.blocker(cpu) is not None
     net = GridLSTM(3, 4, 2, 1, backend="scan", batch_first=True)
     net(torch.randn(2, 3, 3))
     assert native_runs == []
@@ -210,7 +210,7 @@ def test_a_missing_compiler_falls_back_with_one_line(monkeypatch, tmp_path):
     torch.manual_seed(0)
     net = GridLSTM(3, 4, 2, 2, backend="hyperplane").double()
     x = torch.randn(2, 3, 2, 3, dtype=torch.float64)
-    assert not native.applies(x)
+    assert native.blocker(x) is not None
     fallback = net(x)[0]
     monkeypatch.setattr(build, "_STATE", {"loaded": True})
     with dispatch.without("native"):
@@ -377,10 +377,10 @@ def test_an_unknown_switch_value_is_named_once_and_leaves_the_steps_on(monkeypat
     monkeypatch.setenv("GRIDLSTM_NATIVE", "maybe")
     monkeypatch.setattr(build, "_WARNED_SWITCH", set())
     with pytest.warns(RuntimeWarning, match=r"GRIDLSTM_NATIVE='maybe' is not one of 0, false"):
-        assert native.applies(torch.zeros(1))
+        assert native.blocker(torch.zeros(1)) is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once only
-        assert native.applies(torch.zeros(1))
+        assert native.blocker(torch.zeros(1)) is None
 
 
 def test_the_cache_key_holds_the_torch_install_and_the_interpreter(monkeypatch):

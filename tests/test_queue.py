@@ -542,8 +542,13 @@ RULE = {"kind": "choice", "reads": ["s/gpu"], "groups": ["model"]}
         ({**RULE, "reads": ["other/gpu"]}, {}, "rule reads 'other/gpu', which no study"),
         ({**RULE, "colour": 1}, {}, "rule option 'colour' is not one of choice's"),
         (RULE, {"cases": [{"seed": 1}]}, "give cases (designed) or rule (chosen), not both"),
+        (
+            {"kind": "fill", "reads": ["s/gpu"], "settings": [12]},
+            {},
+            "a fill rule needs key: the setting its frontier runs over",
+        ),
     ],
-    ids=["unknown kind", "undeclared stage", "unknown option", "both"],
+    ids=["unknown kind", "undeclared stage", "unknown option", "both", "no key"],
 )
 def test_a_bad_rule_is_one_line_naming_the_file_and_the_fix(tmp_path, rule, extra, message):
     studies = {
@@ -575,3 +580,21 @@ def test_a_rule_waits_for_its_inputs_then_chooses_once_and_records_it(tmp_path, 
     (read / "metrics.json").unlink()  # the record stands: the choice is not remade
     run_queue(tmp_path, studies, "only=t", "minutes=0.01")
     assert json.loads((tmp_path / "results" / "t" / "gpu" / "chosen.json").read_text()) == record
+
+
+def test_a_dry_runs_records_are_never_published():
+    """A dry run with results=docs/claims writes ``<tag>_dry_run/`` beside the study's page:
+    git ignores it, so running the documented commands leaves ``git status`` clean."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs the repository's git checkout")
+    folder = study_queue.results_folder(ROOT / "docs" / "claims", "paper_regime", "cpu", True)
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", str(folder / "queue.json")], cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, f"{folder} is not git-ignored"
+    kept = study_queue.results_folder(ROOT / "docs" / "claims", "paper_regime", "cpu", False)
+    done = subprocess.run(["git", "check-ignore", "-q", str(kept / "queue.json")], cwd=ROOT)
+    assert done.returncode == 1  # published records are not

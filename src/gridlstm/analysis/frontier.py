@@ -109,7 +109,7 @@ def frontiers(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "val/acc",
     bar: float = 0.99,
     match: dict[str, Any] | None = None,
@@ -152,22 +152,24 @@ def verdicts_markdown(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "test/acc",
 ) -> str:
     """Per size and setting that two or more families ran, their test accuracy compared by the
     claims' rule (`gridlstm.analysis.verdicts`: Welch, p < 0.05): where one family solves a k
     and another does not, whether the gap is beyond the seed spread."""
     head = SOURCES + ", ".join(sources) + " (runs gathered by seed)."
-    return cells_verdicts(cells(folders, family, size, key), head, family, size, key, metric)
+    found = cells(folders, family, size, key)
+    return cells_verdicts(found, head, family=family, size=size, key=key, metric=metric)
 
 
 def cells_verdicts(
     found: dict[tuple[str, str, int], list[dict[str, Any]]],
     head: str,
+    *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "test/acc",
     pairs: bool = False,
 ) -> str:
@@ -306,9 +308,10 @@ def write(
 
 def seed_cases(
     found: list[Frontier],
+    *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
 ) -> list[dict[str, Any]]:
     """The seeds stage's ``cases``: each family and size at its largest setting solved and at
     the setting after it (at the smallest setting run, if it solved none)."""
@@ -329,7 +332,7 @@ def missing_seeds(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "val/acc",
     bar: float = 0.99,
     match: dict[str, Any] | None = None,
@@ -368,7 +371,7 @@ def deciding_seeds(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "val/acc",
     bar: float = 0.99,
 ) -> list[dict[str, Any]]:

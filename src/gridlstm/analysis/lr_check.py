@@ -37,7 +37,7 @@ def learning_rate_cases(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
 ) -> list[dict[str, Any]]:
     """The learning-rate check's ``cases``: each family and size at the setting after its
     frontier (where it stops solving), its chosen configuration at the learning rates next to
@@ -71,7 +71,7 @@ def learning_rate_frontier_cases(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "val/acc",
     bar: float = 0.99,
 ) -> list[dict[str, Any]]:
@@ -112,7 +112,7 @@ def best_rate_frontiers(
     *,
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
     metric: str = "val/acc",
     bar: float = 0.99,
 ) -> list[tuple[Frontier, float | None]]:
@@ -143,7 +143,7 @@ def best_rate_cells(
     more: Sequence[Path] = (),
     family: str = "model",
     size: str = "param_budget",
-    key: str = "task.datamodule.bits",
+    key: str,
 ) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
     """Each family and size's runs at its best rate (`best_rate_frontiers`), every setting it
     ran there: the cells a verdict compares across families. ``more``: folders of further

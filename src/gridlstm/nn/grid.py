@@ -10,7 +10,7 @@ The output is the top depth hidden vector at every position. Along each grid dim
 (h, m) pairs flow in increasing index; the state is what enters at index 0 and leaves at the
 far end, per layer, so chunks of a sequence can be chained (truncated BPTT).
 
-Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_blocker`):
+Backends (``backend``; ``"auto"`` picks the first that applies, `gridlstm.nn.backends.resolve`):
 * ``fast``: exact factorisation (docs/model.md section 2). K = 1: per layer one cuDNN-able LSTM over
   time (`torch.nn.LSTM`'s kernel on the time transform's weights) plus one batched depth step
   for all time steps. K = 0 with one block for all layers: one LSTM kernel over L steps of
@@ -24,24 +24,23 @@ Backends (``backend``; ``"auto"`` picks the first that applies, see `fast_path_b
 * ``naive``: one cell at a time (the reference order).
 
 Longer than 400 lines because the constructor checks every option of the paper's variants
-with a message of its own, and the reasons a backend does not apply are spelled out here, next
-to the choice (as `torch.nn.modules.rnn` does); the backends themselves live in
-`gridlstm.nn.backends`.
+with a message of its own and the forward checks its input as `torch.nn.LSTM` does; what
+the backends know (when each applies, their plans) lives in `gridlstm.nn.backends`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
-from gridlstm.nn import backends, dispatch
-from gridlstm.nn.backends import compiled, hyperplane
-from gridlstm.nn.block import GridBlock, LSTMTransform
+from gridlstm.nn import backends, calling
+from gridlstm.nn.backends import compiled
+from gridlstm.nn.block import GridBlock
 from gridlstm.nn.checks import check_choice, check_sizes
 from gridlstm.nn.options_state import FunctionOptions
 
@@ -62,34 +61,6 @@ def compile_mode(option: bool | str | None) -> str | None:
     return option
 
 
-def _map_state(state, dim: int, method: str):
-    """Add or drop the batch dimension of every tensor of a (nested) state."""
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return getattr(state, method)(dim)
-    return type(state)(_map_state(part, dim, method) for part in state)
-
-
-def _autocast_dtype(output: Tensor, final, device_type: str):
-    """Under autocast, the output and state in autocast's dtype on every backend, as
-    `nn.LSTM` returns them (an LSTM is one of autocast's lower-precision ops): the backends
-    differ in what they compute in (the fast path's kernel in bf16, the others' pointwise
-    steps in float32), not in what the caller gets. float32 tensors only, as autocast casts."""
-    if not torch.is_autocast_enabled(device_type):
-        return output, final
-    dtype = torch.get_autocast_dtype(device_type)
-
-    def cast(part):
-        if part is None:
-            return None
-        if isinstance(part, Tensor):
-            return part.to(dtype) if part.dtype == torch.float32 else part
-        return type(part)(cast(p) for p in part)
-
-    return cast(output), cast(final)
-
-
 class GridLSTM(FunctionOptions, nn.Module):
     """A Grid LSTM network with the `torch.nn.LSTM` calling convention.
 
@@ -99,9 +70,12 @@ class GridLSTM(FunctionOptions, nn.Module):
         num_layers: L, blocks along depth.
         grid_dims: K, sequence/spatial dimensions of the input (0, 1, 2, ...).
         kinds: per dimension (K grid dims then depth) ``"lstm"`` or ``"nonlstm"``.
-        priority: ordered priority dimensions; ints or ``"depth"`` (default ``["depth"]``;
-            also one name as `Grid2dLSTM` takes it: ``"depth"``, ``"none"``, ``"time"``
-            [ours, as coreylynch/grid-lstm]); ``[]`` for none.
+        priority: ordered priority dimensions; ints or ``"depth"``, ``[]`` for none; also one
+            name: ``"depth"``, ``"none"``, ``"time"`` (K = 1). Default: none for a 2-LSTM
+            (K = 1) [ours, measured: a tied 2-LSTM at depth 8 with depth priority fell to
+            exact-match 0.079 on 3-digit addition where none kept 0.912, docs/claims/deep_tied;
+            coreylynch/grid-lstm and TensorFlow's Grid2LSTMCell prioritise depth], depth
+            otherwise [ours, as coreylynch].
         tied: one block for every layer ("tied along depth", paper 3.5 (a), docs/model.md 1.4).
         tie_depth_lstm: per-layer blocks whose depth transform is shared (paper 3.5 (b),
             docs/model.md 1.4, coreylynch's ``tie_weights``).
@@ -114,7 +88,10 @@ class GridLSTM(FunctionOptions, nn.Module):
         input_to_memory: also project the input into the incoming m of the input dimensions.
         project_input: False feeds the input itself as the incoming h (it must then have
             hidden_size features per input dimension), e.g. when an embedding already is
-            the projection.
+            the projection. Default: True, except for a 2-LSTM (K = 1) whose input already
+            has hidden_size features [ours: the suite's deep tied results were measured
+            without it; a linear map in front of the first block's own weights adds nothing
+            they cannot learn].
         dropout: on the depth hidden vector between layers.
         batch_first: K = 1 only: input and output are (B, T, F) instead of nn.LSTM's default
             time-major (T, B, F). The state is (L, B, d) either way, as in nn.LSTM.
@@ -144,7 +121,7 @@ class GridLSTM(FunctionOptions, nn.Module):
         grid_dims: int = 1,
         *,
         kinds: Sequence[str] | None = None,
-        priority: str | int | Sequence[int | str] = ("depth",),
+        priority: str | int | Sequence[int | str] | None = None,
         tied: bool = False,
         tie_depth_lstm: bool = False,
         share_dims: bool = False,
@@ -157,7 +134,7 @@ class GridLSTM(FunctionOptions, nn.Module):
         input_dims: Sequence[int | str] = ("depth",),
         output_dims: Sequence[int | str] = ("depth",),
         input_to_memory: bool = False,
-        project_input: bool = True,
+        project_input: bool | None = None,
         dropout: float = 0.0,
         batch_first: bool = False,
         backend: str = "auto",
@@ -192,36 +169,31 @@ class GridLSTM(FunctionOptions, nn.Module):
         self.num_layers, self.grid_dims = num_layers, grid_dims
         self.depth = grid_dims  # index of the depth dimension
         self.batch_first, self.tied, self.tie_depth_lstm = batch_first, tied, tie_depth_lstm
+        if priority is None:  # the measured default of a 2-LSTM, else depth [ours]
+            priority = "none" if grid_dims == 1 else "depth"
         self.priority = self._dims("priority", self._priority_list(priority), allow_empty=True)
         self.input_dims = self._dims("input_dims", input_dims)
         self.output_dims = self._dims("output_dims", output_dims)
 
-        def make(shared: dict[int, nn.Module] | None = None) -> GridBlock:
-            return GridBlock(
-                grid_dims + 1,
-                hidden_size,
-                kinds=kinds,
-                priority=self.priority,
-                share_dims=share_dims,
-                shared=shared,
-                output_form=output_form,
-                bias=bias,
-                forget_bias=forget_bias,
-                peephole=peephole,
-                coupled=coupled,
-                activation=activation,
-            )
-
+        block = {  # every block's options; those that define its function travel too
+            "priority": self.priority,
+            "kinds": kinds,
+            "output_form": output_form,
+            "coupled": coupled,
+            "activation": activation,
+        }
         self.remember_options(
-            priority=self.priority,
+            legacy={"priority": [self.depth]} if grid_dims == 1 else None,  # the 0.4 default
             input_dims=self.input_dims,
             output_dims=self.output_dims,
-            kinds=kinds,
-            output_form=output_form,
-            coupled=coupled,
-            activation=activation,
             input_to_memory=input_to_memory,
+            **block,
         )
+        block |= {"share_dims": share_dims, "bias": bias, "forget_bias": forget_bias}
+
+        def make(shared: dict[int, nn.Module] | None = None) -> GridBlock:
+            return GridBlock(grid_dims + 1, hidden_size, shared=shared, peephole=peephole, **block)
+
         first = make()
         if tied:
             blocks = [first] * num_layers
@@ -234,6 +206,8 @@ class GridLSTM(FunctionOptions, nn.Module):
         self.blocks = nn.ModuleList(blocks)
         # One projection per input dimension, computed as one GEMM.
         width = hidden_size * len(self.input_dims)
+        if project_input is None:  # the 2-LSTM's measured default; other grids project
+            project_input = grid_dims != 1 or input_size != width or input_to_memory
         if not project_input and input_size != width:
             raise ValueError(
                 f"project_input=False needs input_size = hidden_size x {len(self.input_dims)} "
@@ -244,9 +218,8 @@ class GridLSTM(FunctionOptions, nn.Module):
         self.input_proj = nn.Linear(input_size, width) if project_input else nn.Identity()
         self.memory_proj = nn.Linear(input_size, width) if input_to_memory else None
         self.dropout = nn.Dropout(dropout)
-        self._plans: OrderedDict[tuple, hyperplane.Plan] = OrderedDict()
 
-        self._register_load_state_dict_pre_hook(self._check_tied_state)
+        self._register_load_state_dict_pre_hook(functools.partial(calling.check_tied_state, self))
         self.backend = backend
         if device is not None or dtype is not None:  # nn.LSTM's factory arguments
             self.to(device=device, dtype=dtype)
@@ -270,52 +243,8 @@ class GridLSTM(FunctionOptions, nn.Module):
         """Assignable after construction (``auto`` re-picks); ``fast`` where it does not apply
         is refused, since it would compute a different function."""
         check_choice("backend", backend, BACKENDS)
-        blockers = {"fast": self.fast_path_blocker(), "scan": self.scan_blocker()}
-        slower = {}
-        if self.grid_dims == 1 and 0 in self.priority and self.tied:
-            # With time priority the scan runs both transforms inside its loop, which measured
-            # slower than the hyperplane scheduler for tied networks (one GEMM for all layers
-            # per hyperplane there) and faster for untied ones (docs/benchmarks.md).
-            slower["scan"] = "tied time priority (slower than hyperplane there)"
-        backend = backends.resolve(backend, blockers, slower)
+        backend = backends.resolve(backend, self)
         self._backend = backend
-
-    def _check_tied_state(
-        self,
-        state_dict: dict,
-        prefix: str,
-        _meta: dict,
-        _strict: bool,
-        _missing: list,
-        _unexpected: list,
-        error_msgs: list[str],
-    ) -> None:
-        """A tied network holds one block (or one depth transform) under every layer's name:
-        loading per-layer values that differ would silently keep only the last layer's. Such
-        a state dict (e.g. from an untied network) is refused; the reverse (tied -> untied) is
-        a valid initialisation and loads."""
-        shared = ""
-        if self.tied:
-            shared = "blocks.{}."
-        elif self.tie_depth_lstm:
-            shared = "blocks.{}.transforms." + str(self.depth) + "."
-        if not shared:
-            return
-        first = prefix + shared.format(0)
-        for key, value in state_dict.items():
-            if not key.startswith(first):
-                continue
-            rest = key[len(first) :]
-            for layer in range(1, self.num_layers):
-                other = state_dict.get(prefix + shared.format(layer) + rest)
-                if other is not None and not torch.equal(other, value):
-                    mode = "tied=True" if self.tied else "tie_depth_lstm=True"
-                    error_msgs.append(
-                        f"{prefix + shared.format(layer) + rest} differs from {key}, but this "
-                        f"network ({mode}) shares it across layers: the state dict comes from "
-                        "a network with per-layer weights"
-                    )
-                    return
 
     def extra_repr(self) -> str:
         params = sum(p.numel() for p in self.parameters())
@@ -361,41 +290,6 @@ class GridLSTM(FunctionOptions, nn.Module):
             raise ValueError(f"{option} must list distinct dimensions, got {list(dims)!r}")
         return resolved
 
-    def scan_blocker(self) -> str | None:
-        """Why the per-layer time scan (`gridlstm.nn.backends.scan`) does not apply (None if it
-        does)."""
-        if self.grid_dims != 1:
-            return "the scan runs the 2-LSTM (exactly one grid dimension)"
-        if self.input_dims != [self.depth]:
-            return "input projected onto a grid dimension"
-        return None
-
-    def fast_path_blocker(self) -> str | None:
-        """Why the exact fast path does not apply to this configuration (None if it does)."""
-        block = self.blocks[0]
-        if self.input_dims != [self.depth]:
-            return "input projected onto a grid dimension"
-        if self.grid_dims > 1:
-            return "more than one grid dimension needs the hyperplane scheduler"
-        if self.grid_dims == 0 and len(set(map(id, self.blocks))) > 1:
-            return "an untied 1-LSTM has a different block at every layer"
-        if self.grid_dims == 0 and self.dropout.p > 0:
-            return "dropout between the layers of a 1-LSTM"
-        lead = block.transforms[0]
-        if not isinstance(lead, LSTMTransform):
-            return "the first dimension is non-LSTM" if self.grid_dims else "non-LSTM depth"
-        if lead.output_form != "standard" or lead.peephole or lead.coupled:
-            return "paper output form, peepholes or coupled gates are not in the LSTM kernel"
-        if self.grid_dims == 1:
-            if 0 in self.priority:
-                return "time priority"
-            depth = block.transforms[1]
-            if isinstance(depth, LSTMTransform) and (
-                depth.output_form != "standard" or depth.peephole or depth.coupled
-            ):
-                return "paper output form, peepholes or coupled gates in the depth transform"
-        return None
-
     # ------------------------------------------------------------------ public API
     def forward(self, input: Tensor, state=None, lengths: Tensor | None = None, *, hx=None):
         """``output, state = net(input, state, lengths)``; ``hx=`` is `nn.LSTM`'s name for
@@ -420,14 +314,16 @@ class GridLSTM(FunctionOptions, nn.Module):
                 raise TypeError("GridLSTM.forward got both state and hx (the same argument)")
             state = hx
         if isinstance(input, PackedSequence):
-            return self._forward_packed(input, state, lengths)
+            return calling.forward_packed(self, input, state, lengths)
         if isinstance(input, Tensor) and input.dim() == self.grid_dims + 1:
             if lengths is not None:
                 raise ValueError("lengths needs batched input (one length per batch row)")
             at = 1 if self.grid_dims == 1 and not self.batch_first else 0
-            output, final = self.forward(input.unsqueeze(at), _map_state(state, 1, "unsqueeze"))
-            return output.squeeze(at), _map_state(final, 1, "squeeze")
-        x = self._check_input(input)
+            output, final = self.forward(
+                input.unsqueeze(at), calling.map_state(state, 1, "unsqueeze")
+            )
+            return output.squeeze(at), calling.map_state(final, 1, "squeeze")
+        x = calling.check_input(self, input)
         batch_at = 1 if self.grid_dims == 1 and not self.batch_first else 0
         sizes = [n for i, n in enumerate(x.shape[:-1]) if i != batch_at]
         if 0 in sizes:  # nn.LSTM's error, for every grid dimension
@@ -436,11 +332,11 @@ class GridLSTM(FunctionOptions, nn.Module):
                 f"sizes are {tuple(sizes)}"
             )
         if x.shape[batch_at] == 0:  # as nn.LSTM: empty output and state of the right shapes
-            return self._empty_batch(x, batch_at)
+            return calling.empty_batch(self, x, batch_at)
         if self.grid_dims == 1 and not self.batch_first:
             x = x.transpose(0, 1)
-        valid = self._valid_steps(x, lengths)
-        boundary = self._boundary(x, state)
+        valid = calling.valid_steps(self, x, lengths)
+        boundary = calling.boundary(self, x, state)
         d = self.hidden_size
         h_proj = self.input_proj(x).split(d, dim=-1)
         m_proj = self.memory_proj(x).split(d, dim=-1) if self.memory_proj is not None else None
@@ -458,160 +354,13 @@ class GridLSTM(FunctionOptions, nn.Module):
                 output = output.transpose(0, 1)
         elif self.grid_dims == 0:
             final = None
-        return _autocast_dtype(output, final, x.device.type)
-
-    def _empty_batch(self, x: Tensor, batch_at: int):
-        """A batch of no rows: the network run on one zero row, cut to none. The outputs keep
-        every property of a real forward (dtypes under autocast, a graph to the parameters,
-        whose gradients are then zero) at the cost of one row; no backend handles 0 rows."""
-        one = x.new_zeros(*x.shape[:batch_at], 1, *x.shape[batch_at + 1 :])
-        output, final = self.forward(one)
-
-        def cut(part):
-            if part is None:
-                return None
-            if isinstance(part, Tensor):
-                return part.narrow(1, 0, 0)  # states are (L, B, ...)
-            return type(part)(cut(p) for p in part)
-
-        return output.narrow(batch_at, 0, 0), cut(final)
-
-    def _forward_packed(self, input: PackedSequence, state, lengths):
-        """nn.LSTM's packed calling convention on top of the padded one with ``lengths``."""
-        if self.grid_dims != 1:
-            raise ValueError(
-                f"a PackedSequence is a batch of sequences: grid_dims=1 only (got {self.grid_dims})"
-            )
-        if lengths is not None:
-            raise ValueError("a PackedSequence carries its lengths; do not also pass lengths")
-        padded, steps = pad_packed_sequence(input, batch_first=self.batch_first)
-        output, final = self.forward(padded, state, lengths=steps)
-        order = input.sorted_indices  # None: the batch was packed already sorted
-        if order is not None:
-            output = output.index_select(0 if self.batch_first else 1, order)
-            steps = steps.index_select(0, order.to(steps.device))
-        data = pack_padded_sequence(output, steps, batch_first=self.batch_first).data
-        packed = PackedSequence(
-            data, input.batch_sizes, input.sorted_indices, input.unsorted_indices
-        )
-        return packed, final
-
-    # ------------------------------------------------------------------ checks
-    def _check_input(self, input: Tensor) -> Tensor:
-        weight = next(self.parameters(), None)
-        if (
-            weight is not None
-            and input.dtype != weight.dtype
-            and not torch._C._is_any_autocast_enabled()
-        ):  # nn.LSTM's check and words (its RNNBase.check_input), before any kernel's own error
-            raise ValueError(
-                f"GridLSTM input dtype ({input.dtype}) does not match weight dtype "
-                f"({weight.dtype}). Convert input: input.to({weight.dtype}), or convert model: "
-                f"model.to({input.dtype})"
-            )
-        expected = self.grid_dims + 2
-        if input.dim() != expected or input.shape[-1] != self.input_size:
-            if self.grid_dims == 1:  # the layout the user chose, as nn.LSTM names it
-                layout = (
-                    "(batch, time, features)"
-                    if self.batch_first
-                    else ("(time, batch, features), batch_first=False")
-                )
-            else:
-                layout = f"(batch, {self.grid_dims} grid dims, features)"
-            raise ValueError(
-                f"input must be {expected}-D {layout}, or {expected - 1}-D without the batch, "
-                f"with features = input_size = {self.input_size}; got shape "
-                f"{tuple(input.shape)}"
-            )
-        return input
+        return calling.autocast_dtype(output, final, x.device.type)
 
     def flatten_parameters(self) -> None:
         """`nn.LSTM.flatten_parameters`'s counterpart, so that code calling it (after
         loading, ``DataParallel`` or ``.to()``) keeps working. Nothing to do: the fast path
         packs its kernel weights per call (`gridlstm.nn.kernels.lstm.kernel_weights`)
         and the other backends read the parameters as they are."""
-
-    def _valid_steps(self, x: Tensor, lengths: Tensor | None) -> Tensor | None:
-        """(B, T) bool mask of real (non-padding) steps, or None."""
-        if lengths is None:
-            return None
-        if self.grid_dims != 1:
-            raise ValueError("lengths applies to one grid dimension (grid_dims=1) only")
-        lengths = torch.as_tensor(lengths, device=x.device)
-        steps = x.shape[1]
-        if lengths.shape != (x.shape[0],) or lengths.min() < 1 or lengths.max() > steps:
-            raise ValueError(
-                f"lengths must hold one length in [1, {steps}] per batch row ({x.shape[0]}), "
-                f"got {lengths.tolist()}"
-            )
-        return torch.arange(steps, device=x.device)[None, :] < lengths[:, None]
-
-    def _boundary(self, x: Tensor, state) -> list[Pair]:
-        """Incoming (h, m) per grid dimension, each (L, B, *sizes without k, d)."""
-        batch, sizes = x.shape[0], list(x.shape[1:-1])
-        shapes = [
-            (self.num_layers, batch, *sizes[:k], *sizes[k + 1 :], self.hidden_size)
-            for k in range(self.grid_dims)
-        ]
-        if state is None:
-            return [(x.new_zeros(s), x.new_zeros(s)) for s in shapes]
-        pairs = [state] if self.grid_dims == 1 else list(state)
-        if len(pairs) != self.grid_dims:
-            raise ValueError(
-                f"state must hold one (h, m) pair per grid dimension ({self.grid_dims})"
-            )
-        for k, (pair, shape) in enumerate(zip(pairs, shapes, strict=True)):
-            for name, tensor in zip(("h", "m"), pair, strict=True):
-                if tensor.device != x.device:  # nn.LSTM's error: never a silent copy
-                    raise RuntimeError(
-                        "Input and hidden tensors are not at the same device, found input "
-                        f"tensor at {x.device} and hidden tensor at {tensor.device}"
-                    )
-                if tuple(tensor.shape) != shape:
-                    raise ValueError(
-                        f"state {name} of grid dimension {k} must have shape {shape}, "
-                        f"got {tuple(tensor.shape)}"
-                    )
-        return [(h.to(x), m.to(x)) for h, m in pairs]
-
-    # ------------------------------------------------------------------ schedulers
-    # Plans kept per module, least recently used evicted first. A plan costs 5-68 ms to
-    # build and 9-367 kB to keep (7 x 7 to 50 x 50 grids, 2-core CPU, docs/model.md);
-    # translation meets thousands of (source, target) shapes, a bucketed epoch far fewer.
-    max_plans = 256
-
-    def plan_for(self, sizes: list[int], device: torch.device) -> hyperplane.Plan:
-        """The hyperplane index plan for this grid shape, built once per shape and device
-        while it stays among the `max_plans` most recently used."""
-        key = (tuple(sizes), str(device))
-        if dispatch.fake_tensors():  # fake index tensors (no values): made for this call only
-            plan = hyperplane.plan(
-                sizes, self.num_layers, self.batched, self.input_dims, self.memory_proj is not None
-            )
-            return hyperplane.to_device(plan, device)
-        if key in self._plans:
-            self._plans.move_to_end(key)
-            return self._plans[key]
-        # Kept across calls: never made of inference tensors, which a later training call
-        # could not save for backward (an inference-mode forward, then a training step).
-        with torch.inference_mode(False):
-            plan = hyperplane.plan(
-                sizes,
-                self.num_layers,
-                self.batched,
-                self.input_dims,
-                self.memory_proj is not None,
-            )
-            self._plans[key] = hyperplane.to_device(plan, device)
-        while len(self._plans) > self.max_plans:
-            self._plans.popitem(last=False)
-        return self._plans[key]
-
-    @property
-    def batched(self) -> bool:
-        """Per-layer weights: the hyperplane scheduler batches the layers' GEMMs."""
-        return not self.tied and self.num_layers > 1
 
 
 __all__ = ["GridLSTM"]

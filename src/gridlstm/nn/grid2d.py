@@ -17,9 +17,13 @@ class Grid2dLSTM(GridLSTM):
     ``batch_first=True``), state (h, m) of the time dimension per layer, each
     (num_layers, B, hidden_size).
 
-    ``priority``: ``"depth"`` (default [ours]: the depth LSTM reads the new time hidden
-    vector), ``"time"`` (the reverse) or ``"none"``, or a list as `GridLSTM` takes it (0:
-    time, ``"depth"``). Other options: see `GridLSTM`.
+    ``priority``: ``"none"`` (default [ours, measured]: both LSTMs read the previous
+    vectors), ``"depth"`` (the depth LSTM reads the new time hidden vector, as
+    coreylynch/grid-lstm and TensorFlow's Grid2LSTMCell do; it broke tied grids at depth 8 in
+    docs/claims/deep_tied), ``"time"`` (the reverse), or a list as `GridLSTM` takes it (0:
+    time, ``"depth"``). The input is projected only where ``input_size`` differs from
+    ``hidden_size``. These are the suite's ``model=grid2d`` defaults. Other options: see
+    `GridLSTM`.
     """
 
     def __init__(
@@ -28,7 +32,7 @@ class Grid2dLSTM(GridLSTM):
         hidden_size: int,
         num_layers: int = 1,
         *,
-        priority: str | int | Sequence[int | str] = "depth",
+        priority: str | int | Sequence[int | str] = "none",
         **kwargs: Any,
     ) -> None:
         super().__init__(

@@ -59,6 +59,11 @@ def check(path: Path, name: str, rule: Any, claims: set[str]) -> None:
             f"{path}: study {name!r}: rule option {unknown[0]!r} is not one of "
             f"{rule['kind']}'s: {', '.join(sorted(allowed))}"
         )
+    if "key" in allowed and not rule.get("key"):
+        raise ConfigError(
+            f"{path}: study {name!r}: a {rule['kind']} rule needs key: the setting its "
+            "frontier runs over (e.g. task.datamodule.bits, task.datamodule.digits)"
+        )
     reads = rule.get("reads")
     if not isinstance(reads, list) or not reads:
         raise ConfigError(f"{path}: study {name!r}: rule needs reads: [<claim>/<tag>, ...]")
@@ -91,7 +96,8 @@ def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
         else:
             cases = stages.edge_cases(rows, best, groups)
     elif kind == "frontier_seeds":
-        cases = frontier.seed_cases(frontier.frontiers(folders, **options))
+        by = {k: v for k, v in options.items() if k != "metric"}
+        cases = frontier.seed_cases(frontier.frontiers(folders, **options), **by)
     elif kind == "fill":
         cases = frontier.missing_seeds(folders, rule["settings"], **options)
     elif kind == "decide":

@@ -33,15 +33,16 @@ BACKENDS: dict[str, Callable[[Network, Call], tuple[Tensor, list[Pair]]]] = {
 AUTO = ("fast", "scan", "hyperplane")  # auto's order: the first that applies
 
 
-def resolve(
-    requested: str, blockers: dict[str, str | None], slower: dict[str, str] | None = None
-) -> str:
-    """The backend a network runs: ``requested``, refused where its blocker (why it does not
-    apply to the network's configuration) says so, since it would compute a different
-    function; ``auto``: the first of `AUTO` that applies and is not in ``slower`` (backends
-    that apply but measured slower for this configuration, with why)."""
+def resolve(requested: str, net: Network) -> str:
+    """The backend a network runs: ``requested``, refused where it does not apply to the
+    network's configuration (each backend's ``blocker``), since it would compute a different
+    function; ``auto``: the first of `AUTO` that applies and did not measure slower for it
+    (the scan's ``slower``)."""
+    blockers = {"fast": fast.blocker(net), "scan": scan.blocker(net)}
     if requested == "auto":
-        passed = {name: why for name, why in blockers.items() if why} | (slower or {})
+        passed = {name: why for name, why in blockers.items() if why}
+        if (why := scan.slower(net)) is not None:
+            passed.setdefault("scan", why)
         chosen = next(b for b in AUTO if b not in passed)
         for name in AUTO[: AUTO.index(chosen)]:
             dispatch.note("auto backend", name, passed[name])

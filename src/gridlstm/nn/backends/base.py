@@ -24,17 +24,12 @@ class Network(Protocol):
     depth: int
     blocks: nn.ModuleList
     dropout: nn.Dropout
+    priority: list[int]
+    input_dims: list[int]
     output_dims: list[int]
+    memory_proj: nn.Module | None
+    tied: bool
     compile_mode: str | None
-
-    @property
-    def batched(self) -> bool:
-        """Per-layer weights: the hyperplane scheduler batches the layers' GEMMs."""
-        ...
-
-    def plan_for(self, sizes: list[int], device: object) -> object:
-        """The hyperplane plan for a grid shape (cached by the network)."""
-        ...
 
 
 @dataclass(frozen=True)

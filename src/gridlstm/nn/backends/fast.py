@@ -3,7 +3,7 @@
 K = 1: per layer one LSTM over time (the time transform's weights in `torch.nn.LSTM`'s
 kernel) plus one batched depth step for all time steps. K = 0 with one block for all layers:
 one kernel call over L steps of zero input with h0 = the projected input. Which
-configurations it covers: `GridLSTM.fast_path_blocker`.
+configurations it covers: `blocker`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,34 @@ from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import LSTMTransform
 from gridlstm.nn.kernels import ops
 from gridlstm.nn.kernels.lstm import lstm_kernel
+
+
+def blocker(net: Network) -> str | None:
+    """Why the exact fast path does not apply to a network's configuration (None if it
+    does): the LSTM kernel computes the standard LSTM only, one block per call."""
+    block = net.blocks[0]
+    if net.input_dims != [net.depth]:
+        return "input projected onto a grid dimension"
+    if net.grid_dims > 1:
+        return "more than one grid dimension needs the hyperplane scheduler"
+    if net.grid_dims == 0 and len(set(map(id, net.blocks))) > 1:
+        return "an untied 1-LSTM has a different block at every layer"
+    if net.grid_dims == 0 and net.dropout.p > 0:
+        return "dropout between the layers of a 1-LSTM"
+    lead = block.transforms[0]
+    if not isinstance(lead, LSTMTransform):
+        return "the first dimension is non-LSTM" if net.grid_dims else "non-LSTM depth"
+    if lead.output_form != "standard" or lead.peephole or lead.coupled:
+        return "paper output form, peepholes or coupled gates are not in the LSTM kernel"
+    if net.grid_dims == 1:
+        if 0 in net.priority:
+            return "time priority"
+        depth = block.transforms[1]
+        if isinstance(depth, LSTMTransform) and (
+            depth.output_form != "standard" or depth.peephole or depth.coupled
+        ):
+            return "paper output form, peepholes or coupled gates in the depth transform"
+    return None
 
 
 def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: Tensor) -> Pair:

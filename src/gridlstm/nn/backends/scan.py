@@ -19,9 +19,9 @@ priority. Per layer:
 So a forward is L * T small sequential steps of a few ops each, against sum(sizes) + L - 1
 larger but far busier steps for the general hyperplane scheduler. On a CPU, where the
 transforms in the loop are LSTMs without peepholes or coupled gates, the loop runs in C++
-(`native_layer`, `gridlstm.nn.kernels.native`); the PyTorch loop
-(`gridlstm.nn.kernels.time_loop`, which the native and fused scans' double backward
-recomputes too) is their reference and fallback.
+(`gridlstm.nn.kernels.native`), on a GPU in Triton (`gridlstm.nn.kernels.fused`), as
+`gridlstm.nn.kernels.ops.scan` chooses; the PyTorch loop (`gridlstm.nn.kernels.time_loop`,
+which their double backward recomputes too) is their reference and fallback.
 """
 
 from __future__ import annotations
@@ -34,8 +34,27 @@ from torch import Tensor, nn
 from gridlstm.nn.backends import compiled
 from gridlstm.nn.backends.base import Call, Network, Pair
 from gridlstm.nn.block import GridBlock, LSTMTransform
-from gridlstm.nn.kernels import fused, ops, time_loop
+from gridlstm.nn.kernels import ops
 from gridlstm.nn.kernels.time_loop import STEPS
+
+
+def blocker(net: Network) -> str | None:
+    """Why the per-layer time scan does not apply to a network (None if it does)."""
+    if net.grid_dims != 1:
+        return "the scan runs the 2-LSTM (exactly one grid dimension)"
+    if net.input_dims != [net.depth]:
+        return "input projected onto a grid dimension"
+    return None
+
+
+def slower(net: Network) -> str | None:
+    """Why ``auto`` passes the scan over where it applies (None: it does not): with time
+    priority the scan runs both transforms inside its loop, which measured slower than the
+    hyperplane scheduler for tied networks (one GEMM for all layers per hyperplane there)
+    and faster for untied ones (docs/benchmarks.md)."""
+    if net.grid_dims == 1 and 0 in net.priority and net.tied:
+        return "tied time priority (slower than hyperplane there)"
+    return None
 
 
 def weights(transform: nn.Module) -> tuple[Tensor, Tensor | None]:
@@ -83,62 +102,6 @@ def fused_options(block: GridBlock, real: Tensor | None) -> str | None:
     return None
 
 
-def native_layer(
-    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor, real: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, Pair]:
-    """`layer` with the time loop in C++ (`gridlstm.nn.kernels.native`), where
-    `gridlstm.nn.kernels.ops.scan` chose it."""
-    time, depth = block.transforms[0], block.transforms[1]
-    priority = stage(block, 1) < stage(block, 0)
-    from gridlstm.nn.kernels.native import functions  # needs the built library
-
-    d = h_depth.shape[-1]
-    w_time, b_time = weights(time)
-    paper = time.output_form == "paper"
-    if priority:
-        w_depth, b_depth = weights(depth)
-        h_time, m_time, h_up, m_up = functions.NativeScanPriority.apply(
-            h_depth,
-            w_depth[:, d:],
-            b_depth,
-            m_depth,
-            h0,
-            c0,
-            w_depth[:, :d].t(),
-            w_time[:, :d].t(),
-            w_time[:, d:].t(),
-            b_time,
-            real,
-            paper,
-            depth.output_form == "paper",
-        )
-        return h_time, h_up, m_up, (h_time[-1], m_time[-1])
-    h_time, m_time = functions.NativeScan.apply(
-        h_depth, w_time[:, d:], b_time, h0, c0, w_time[:, :d].t(), real, paper
-    )
-    h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
-    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
-
-
-def fused_layer(
-    block: GridBlock, h_depth: Tensor, m_depth: Tensor, h0: Tensor, c0: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Pair]:
-    """`layer` with the time recurrence on the fused Triton step (a GPU;
-    `gridlstm.nn.kernels.fused.scan`), where `gridlstm.nn.kernels.ops.scan` chose it."""
-    time = block.transforms[0]
-    from gridlstm.nn.kernels.fused import scan as fused_scan  # imports Triton
-
-    d = h_depth.shape[-1]
-    w_time, b_time = weights(time)
-    time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)  # all steps at once
-    paper = time.output_form == "paper"
-    h_time, m_time = fused_scan.recurrence(
-        time_in, h0, c0, w_time[:, :d].t(), paper, fused.interpreting()
-    )
-    h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
-    return h_time, h_up, m_up, (h_time[-1], m_time[-1])
-
-
 def depth_after_loop(
     block: GridBlock, h_time: Tensor, h0: Tensor, h_depth: Tensor, m_depth: Tensor
 ) -> Pair:
@@ -162,17 +125,14 @@ def layer(
 ) -> tuple[Tensor, Tensor, Tensor, Pair]:
     """One layer over all time steps, time-major. h_depth, m_depth: (T, B, d) from below;
     h0, c0: (B, d); ``valid``: (T, B, 1) or None; ``steps``: `STEPS` or compiled versions.
+    The recurrence runs where `gridlstm.nn.kernels.ops.scan` chooses (C++, Triton or the
+    PyTorch loop); this layer only computes the GEMMs outside it.
 
     Returns (h_time (T, B, d), h_depth', m_depth', final time state). Steps where ``valid``
     is False keep the time state unchanged.
     """
-    if steps is STEPS:
-        choice = ops.scan(h_depth, fused_options(block, valid), native_options(block))
-        if choice == "fused":
-            return fused_layer(block, h_depth, m_depth, h0, c0)
-        if choice == "native":
-            return native_layer(block, h_depth, m_depth, h0, c0, valid)
     time, depth = block.transforms[0], block.transforms[1]
+    choice = ops.scan(h_depth, fused_options(block, valid), native_options(block), steps)
     d = h_depth.shape[-1]
     w_time, b_time = weights(time)
     if stage(block, 1) < stage(block, 0):  # time priority: both transforms in the loop
@@ -181,21 +141,30 @@ def layer(
         # h_depth half and bias.
         depth_in = nn.functional.linear(h_depth, w_depth[:, d:], b_depth)
         step_weights = (w_depth[:, :d].t(), w_time[:, :d].t(), w_time[:, d:].t(), b_time)
-        h_time, m_time, h_up, m_up = time_loop.priority_recurrence(
-            time.finish,
-            depth.finish,
+        h_time, m_time, h_up, m_up = ops.scan_priority(
+            choice,
             depth_in,
             m_depth,
             h0,
             c0,
             step_weights,
             valid,
-            steps["priority"],
+            cells=(time.finish, depth.finish),
+            papers=(time.output_form == "paper", depth.output_form == "paper"),
+            step=steps["priority"],
         )
         return h_time, h_up, m_up, (h_time[-1], m_time[-1])
     time_in = nn.functional.linear(h_depth, w_time[:, d:], b_time)  # all steps at once
-    h_time, m_time = time_loop.recurrence(
-        time.finish, time_in, h0, c0, w_time[:, :d].t(), valid, steps["recurrence"]
+    h_time, m_time = ops.scan_recurrence(
+        choice,
+        time_in,
+        h0,
+        c0,
+        w_time[:, :d].t(),
+        valid,
+        cell=time.finish,
+        paper=time.output_form == "paper",
+        step=steps["recurrence"],
     )
     h_up, m_up = depth_after_loop(block, h_time, h0, h_depth, m_depth)
     return h_time, h_up, m_up, (h_time[-1], m_time[-1])

@@ -62,40 +62,11 @@ def recurrence_reference(time_in, h0, c0, w_prev, real, paper):
     return time_loop.recurrence(reference_cell(paper), time_in, h0, c0, w_prev, real)
 
 
-def scan_reference(h_depth, w_in, b_in, h0, c0, w_prev, real, paper):
-    """`NativeScan`'s function in PyTorch (the scan's PyTorch loop)."""
-    time_in = torch.nn.functional.linear(h_depth, w_in, b_in)
-    return recurrence_reference(time_in, h0, c0, w_prev, real, paper)
-
-
-def scan_priority_reference(
-    h_depth,
-    w_din,
-    b_din,
-    m_depth,
-    h0,
-    c0,
-    w_depth_prev,
-    w_time_prev,
-    w_time_new,
-    b_time,
-    real,
-    paper_time,
-    paper_depth,
-):
-    """`NativeScanPriority`'s function in PyTorch (the scan's PyTorch loop)."""
-    depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
-    weights = (w_depth_prev, w_time_prev, w_time_new, b_time)
-    return time_loop.priority_recurrence(
-        reference_cell(paper_time),
-        reference_cell(paper_depth),
-        depth_in,
-        m_depth,
-        h0,
-        c0,
-        weights,
-        real,
-    )
+def priority_reference(depth_in, m_depth, h0, c0, weights, real, papers):
+    """A 2-LSTM layer's time-priority recurrence in PyTorch, from the depth transform's input
+    half ``depth_in`` (T, B, 4d): (hs, ms, hds, mds) each (T, B, d)."""
+    cells = [reference_cell(paper) for paper in papers]
+    return time_loop.priority_recurrence(*cells, depth_in, m_depth, h0, c0, weights, real)
 
 
 def hyperplane_reference(

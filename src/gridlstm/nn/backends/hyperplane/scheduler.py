@@ -11,11 +11,13 @@ they do not cover.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from gridlstm.nn import dispatch
 from gridlstm.nn.backends import compiled
 from gridlstm.nn.backends.base import Call, Network
 from gridlstm.nn.backends.hyperplane import per_op
@@ -58,14 +60,47 @@ def handwritten_blocker(
     return None
 
 
+# Plans kept per network, least recently used evicted first (a network's ``max_plans``
+# overrides). A plan costs 5-68 ms to build and 9-367 kB to keep (7 x 7 to 50 x 50 grids,
+# 2-core CPU, docs/model.md); translation meets thousands of (source, target) shapes, a
+# bucketed epoch far fewer.
+MAX_PLANS = 256
+
+
+def batched(net: Network) -> bool:
+    """Per-layer weights: the scheduler batches the layers' GEMMs."""
+    return not net.tied and net.num_layers > 1
+
+
+def plan_for(net: Network, sizes: list[int], device: torch.device) -> Plan:
+    """The index plan of a grid shape for a network, built once per shape and device while
+    it stays among the network's ``max_plans`` most recently used (kept on the network, in
+    ``_plans``, so that it goes where the network goes: a copy, a pickle)."""
+    build = (sizes, net.num_layers, batched(net), net.input_dims, net.memory_proj is not None)
+    if dispatch.fake_tensors():  # fake index tensors (no values): made for this call only
+        return plans.to_device(plans.plan(*build), device)
+    cache: OrderedDict[tuple, Plan] = net.__dict__.setdefault("_plans", OrderedDict())
+    key = (tuple(sizes), str(device))
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    # Kept across calls: never made of inference tensors, which a later training call
+    # could not save for backward (an inference-mode forward, then a training step).
+    with torch.inference_mode(False):
+        cache[key] = plans.to_device(plans.plan(*build), device)
+    while len(cache) > getattr(net, "max_plans", MAX_PLANS):
+        cache.popitem(last=False)
+    return cache[key]
+
+
 def run(net: Network, call: Call) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """The hyperplane backend on a network's forward (`gridlstm.nn.backends.base`)."""
     sizes = list(call.x.shape[1:-1])
     return execute(
         net.blocks,
-        net.batched,
+        batched(net),
         net.dropout,
-        net.plan_for(sizes, call.x.device),
+        plan_for(net, sizes, call.x.device),
         sizes,
         call.inputs,
         call.boundary,

@@ -61,13 +61,7 @@ def blocker(t: Tensor) -> str | None:
     switched off, torch.compile or torch.func in use, Triton missing, failed probe); None if
     they do. The options are checked by the caller: the hyperplane scheduler's
     ``handwritten_blocker`` for the hyperplane step, the scan's ``fused_options`` for its
-    recurrence; `gridlstm.nn.kernels.ops` asks both."""
-    reason = _blocker(t)
-    dispatch.note("fused step", "fused", reason)
-    return reason
-
-
-def _blocker(t: Tensor) -> str | None:
+    recurrence; `gridlstm.nn.kernels.ops` asks both and records the decision."""
     reason = dispatch.switched_off("fused")  # includes torch.compile and torch.func
     if reason is not None:
         return reason

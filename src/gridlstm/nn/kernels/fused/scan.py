@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gridlstm.nn.dispatch import interpreting
 from gridlstm.nn.kernels import recompute
 from gridlstm.nn.kernels.fused import kernels
 from gridlstm.nn.kernels.fused.steps import (
@@ -151,8 +152,12 @@ class FusedRecurrence(torch.autograd.Function):
 
 
 def recurrence(
-    time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor, paper: bool, interpret: bool
+    time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor, real: Tensor | None, paper: bool
 ) -> tuple[Tensor, Tensor]:
-    """All time steps of one layer: (h (T, B, d), m (T, B, d))."""
+    """All time steps of one layer: (h (T, B, d), m (T, B, d)) (`gridlstm.nn.kernels.ops.
+    scan_recurrence`'s signature; ``real`` must be None: `ops.scan` steps aside for sequence
+    lengths)."""
+    if real is not None:
+        raise ValueError("the fused recurrence runs no sequence lengths (real must be None)")
     with launch_device(time_in):
-        return FusedRecurrence.apply(paper, interpret, time_in, h0, c0, w_prev)
+        return FusedRecurrence.apply(paper, interpreting(), time_in, h0, c0, w_prev)

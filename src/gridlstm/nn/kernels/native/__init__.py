@@ -41,14 +41,6 @@ def blocker(t: Tensor) -> str | None:
     return None
 
 
-def applies(t: Tensor, choice: str = "native") -> bool:
-    """Whether the native steps run on tensors like ``t`` now (`blocker`); the decision is
-    recorded for `gridlstm.nn.dispatch.explain` under ``choice``."""
-    reason = blocker(t)
-    dispatch.note(choice, "native", reason)
-    return reason is None
-
-
 def release_buffers() -> int:
     """Free the idle buffers the native steps keep for reuse; returns the bytes freed."""
     if "loaded" not in build.build_info() or not build.build_info()["loaded"]:
@@ -56,4 +48,4 @@ def release_buffers() -> int:
     return int(torch.ops.gridlstm.pool_release())
 
 
-__all__ = ["applies", "blocker", "release_buffers"]
+__all__ = ["blocker", "release_buffers"]

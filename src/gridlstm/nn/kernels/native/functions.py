@@ -197,39 +197,30 @@ def hyperplane_steps(
 # ---------------------------------------------------------------- scan time loops
 
 
-def _input_half_backward(dz: Tensor, h_depth: Tensor, w_in: Tensor, needs: tuple) -> tuple:
-    """Gradients of z = linear(h_depth, w_in, b) (the loop's input half for every step)."""
-    flat = dz.reshape(-1, dz.shape[-1])
-    dx = dz @ w_in if needs[0] else None
-    dw = flat.t() @ h_depth.reshape(-1, h_depth.shape[-1]) if needs[1] else None
-    db = flat.sum(0) if needs[2] else None
-    return dx, dw, db
-
-
 class NativeScan(torch.autograd.Function):
-    """A 2-LSTM layer's time loop without time priority (`gridlstm.nn.backends.scan.layer`):
-    h_depth (T, B, d) with the time transform's input half w_in (4d, d) and bias b_in,
-    h0/c0 (B, d), w_prev (d, 4d), real (T, B, 1) or None -> hs, ms (T, B, d)."""
+    """A 2-LSTM layer's time loop without time priority, from its input half: time_in
+    (T, B, 4d), h0/c0 (B, d), w_prev (d, 4d), real (T, B, 1) or None -> hs, ms (T, B, d)."""
 
     @staticmethod
-    def forward(ctx, h_depth, w_in, b_in, h0, c0, w_prev, real, paper):
+    def forward(ctx, time_in, h0, c0, w_prev, real, paper):
         keep = any(ctx.needs_input_grad)
-        z_in = torch.nn.functional.linear(h_depth, w_in, b_in)
-        hs, ms, act = ops.scan_forward(z_in, h0, c0, w_prev, real, paper, keep)
+        hs, ms, act = ops.scan_forward(time_in, h0, c0, w_prev, real, paper, keep)
         ctx.paper = paper
-        ctx.save_for_backward(act, hs, ms, h_depth, w_in, b_in, h0, c0, w_prev, real)
+        ctx.save_for_backward(act, hs, ms, time_in, h0, c0, w_prev, real)
         return hs, ms
 
     @staticmethod
     def backward(ctx, dhs, dms):
-        act, hs, ms, h_depth, w_in, b_in, h0, c0, w_prev, real = ctx.saved_tensors
-        needs = tuple(ctx.needs_input_grad[:6])
-        inputs = (h_depth, w_in, b_in, h0, c0, w_prev)
+        act, hs, ms, *inputs, real = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
             grads = recompute.differentiable_backward(
-                lambda *x: recompute.scan_reference(*x, real, ctx.paper), inputs, needs, (dhs, dms)
+                lambda *x: recompute.recurrence_reference(*x, real, ctx.paper),
+                tuple(inputs),
+                tuple(ctx.needs_input_grad[:4]),
+                (dhs, dms),
             )
             return *grads, None, None
+        _, h0, c0, w_prev = inputs
         dz, dh0, dc0, dw = ops.scan_backward(
             _zeros_if_none(dhs, hs),
             _zeros_if_none(dms, ms),
@@ -242,84 +233,40 @@ class NativeScan(torch.autograd.Function):
             real,
             ctx.paper,
         )
-        return *_input_half_backward(dz, h_depth, w_in, needs[:3]), dh0, dc0, dw, None, None
+        return dz, dh0, dc0, dw, None, None
 
 
 class NativeScanPriority(torch.autograd.Function):
-    """A 2-LSTM layer's time loop with time priority: h_depth (T, B, d) with the depth
-    transform's input half w_din (4d, d) and bias b_din, m_depth (T, B, d), h0/c0 (B, d),
-    weights (d, 4d) -> hs, ms, hds, mds (T, B, d)."""
+    """A 2-LSTM layer's time loop with time priority, from the depth transform's input half:
+    depth_in (T, B, 4d), m_depth (T, B, d), h0/c0 (B, d), weights (w_depth_prev, w_time_prev,
+    w_time_new (d, 4d), b_time) -> hs, ms, hds, mds (T, B, d)."""
 
     @staticmethod
-    def forward(
-        ctx,
-        h_depth,
-        w_din,
-        b_din,
-        m_depth,
-        h0,
-        c0,
-        w_depth_prev,
-        w_time_prev,
-        w_time_new,
-        b_time,
-        real,
-        paper_time,
-        paper_depth,
-    ):
+    def forward(ctx, real, papers, depth_in, m_depth, h0, c0, *weights):
         keep = any(ctx.needs_input_grad)
-        depth_in = torch.nn.functional.linear(h_depth, w_din, b_din)
         hs, ms, hds, mds, act_t, act_d = ops.scan_priority_forward(
-            depth_in,
-            m_depth,
-            h0,
-            c0,
-            w_depth_prev,
-            w_time_prev,
-            w_time_new,
-            b_time,
-            real,
-            paper_time,
-            paper_depth,
-            keep,
+            depth_in, m_depth, h0, c0, *weights, real, *papers, keep
         )
-        ctx.papers = (paper_time, paper_depth)
+        ctx.papers = papers
         ctx.save_for_backward(
-            act_t,
-            act_d,
-            hs,
-            ms,
-            hds,
-            mds,
-            h_depth,
-            w_din,
-            b_din,
-            m_depth,
-            h0,
-            c0,
-            w_depth_prev,
-            w_time_prev,
-            w_time_new,
-            b_time,
-            real,
+            act_t, act_d, hs, ms, hds, mds, real, depth_in, m_depth, h0, c0, *weights
         )
         return hs, ms, hds, mds
 
     @staticmethod
     def backward(ctx, dhs, dms, dhds, dmds):
-        saved = ctx.saved_tensors
-        act_t, act_d, hs, ms, hds, mds = saved[:6]
-        inputs, real = saved[6:16], saved[16]
-        needs = tuple(ctx.needs_input_grad[:10])
+        act_t, act_d, hs, ms, hds, mds, real, *inputs = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
             grads = recompute.differentiable_backward(
-                lambda *x: recompute.scan_priority_reference(*x, real, *ctx.papers),
-                inputs,
-                needs,
+                lambda x, md, h0, c0, *w: recompute.priority_reference(
+                    x, md, h0, c0, w, real, ctx.papers
+                ),
+                tuple(inputs),
+                tuple(ctx.needs_input_grad[2:]),
                 (dhs, dms, dhds, dmds),
             )
-            return *grads, None, None, None
-        h_depth, w_din, b_din, m_depth, h0, c0, w_dp, w_tp, w_tn, b_time = inputs
+            return None, None, *grads
+        _, m_depth, h0, c0, w_dp, w_tp, w_tn, b_time = inputs
         grads = ops.scan_priority_backward(
             _zeros_if_none(dhs, hs),
             _zeros_if_none(dms, ms),
@@ -340,18 +287,26 @@ class NativeScanPriority(torch.autograd.Function):
             real,
             *ctx.papers,
         )
-        d_in, d_m_depth, dh0, dc0, dw_dp, dw_tp, dw_tn, db_time = grads
-        db_time = db_time if b_time is not None else None
-        return (
-            *_input_half_backward(d_in, h_depth, w_din, needs[:3]),
-            d_m_depth,
-            dh0,
-            dc0,
-            dw_dp,
-            dw_tp,
-            dw_tn,
-            db_time,
-            None,
-            None,
-            None,
-        )
+        *grads, db_time = grads
+        return None, None, *grads, db_time if b_time is not None else None
+
+
+def recurrence(
+    time_in: Tensor, h0: Tensor, c0: Tensor, w_prev: Tensor, real: Tensor | None, paper: bool
+) -> tuple[Tensor, Tensor]:
+    """The scan's recurrence in C++ (`gridlstm.nn.kernels.ops.scan_recurrence`'s signature)."""
+    return NativeScan.apply(time_in, h0, c0, w_prev, real, paper)
+
+
+def priority_recurrence(
+    depth_in: Tensor,
+    m_depth: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weights: tuple[Tensor, Tensor, Tensor, Tensor | None],
+    real: Tensor | None,
+    papers: tuple[bool, bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The scan's time-priority recurrence in C++ (`gridlstm.nn.kernels.ops.scan_priority`'s
+    signature)."""
+    return NativeScanPriority.apply(real, papers, depth_in, m_depth, h0, c0, *weights)
