@@ -335,3 +335,20 @@ def test_the_docs_list_every_option_of_every_config_group():
     for group in ("model", "task", "hardware", "logger", "experiment", "debug"):
         for option in sorted((ROOT / "conf" / group).glob("*.yaml")):
             assert f"`{option.stem}`" in table, f"{group}={option.stem} is not in the table"
+
+
+def test_lightning_prints_each_message_once_where_logging_was_configured_first():
+    """A parallel launcher's worker: Hydra configures the root logger before Lightning is
+    imported, and every Lightning line appeared twice (its package's handler and Hydra's)."""
+    code = """
+import logging, sys
+logging.basicConfig(stream=sys.stderr, format="[hydra] %(message)s", level=logging.INFO)
+import lightning  # noqa: F401
+from lightning.pytorch.utilities import rank_zero_info
+from gridlstm.run.console import quiet_third_party
+quiet_third_party()
+rank_zero_info("GPU available: False")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("GPU available: False") == 1, done.stderr

@@ -64,10 +64,24 @@ LIGHTNING_LOGGERS = (
 def quiet_third_party() -> None:
     for pattern, _why in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    one_line_per_message()
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in logger.filters):
             logger.addFilter(_DropTips())
+
+
+def one_line_per_message() -> None:
+    """Lightning's messages printed once, by Lightning's own plain handler, however the process
+    began. Lightning gives its loggers a handler (and stops them propagating) only when the
+    root logger has none at import; in a parallel launcher's worker Hydra has configured the
+    root first, so each message went to the ``lightning`` package's handler and to Hydra's:
+    every line twice. A single run looks the same either way now."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.StreamHandler())
+        logger.propagate = False
 
 
 def print_config(cfg: DictConfig, output_dir: Path) -> None:
