@@ -15,9 +15,10 @@
 #    preset (on the IDX files in $GRIDLSTM_DATA_DIR/mnist, else on random pixels of their
 #    sizes; 50 s each, MNIST 90 s): the seconds per 100k samples that the studies'
 #    GPU-hours are planned from
-#                                                 -> step_speed_addition15.txt,
-#                                                    step_speed_parity.txt,
-#                                                    step_speed_mnist.txt
+#                                                 -> step_speed_addition15.json,
+#                                                    step_speed_parity.json,
+#                                                    step_speed_mnist.json (the rows
+#                                                    check.json reads; .txt: each log)
 # 4. a short paper-size training run of every task (scripts/gpu_check.yaml, gridlstm.queue,
 #    a deadline of `minutes`, at least 2; beside step 1, before the timed steps; a task whose
 #    data is missing is skipped with one line: set GRIDLSTM_DATA_DIR for mnist/ and enwik8/,
@@ -92,10 +93,12 @@ if [[ "$dry" == true ]]; then
     step bench_float32 600 python -m gridlstm.bench "${tiny[@]}" json="$out/bench_float32.json"
     step bench_bfloat16 600 python -m gridlstm.bench "${tiny[@]}" dtype=bfloat16 \
         skip_translation=true json="$out/bench_bfloat16.json"
-    step step_speed 600 bash -c "set -o pipefail; python scripts/step_speed.py steps=2 warmup=1 \
+    step step_speed 600 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_addition15.json\" steps=2 warmup=1 \
         ${addition15[*]} hardware=cpu param_budget=4000 task.datamodule.digits=3 \
         -- grid2d:1,2 stacked_lstm:1 2>&1 | tee '$out/step_speed_addition15.txt'"
-    step step_speed_mnist 600 bash -c "set -o pipefail; python scripts/step_speed.py steps=2 \
+    step step_speed_mnist 600 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_mnist.json\" steps=2 \
         warmup=1 experiment=mnist_paper synthetic_mnist=1 hardware=cpu model.net.hidden_size=8 \
         task.module.classifier_hidden=16 task.datamodule.batch_size=4 -- grid3d_paper:1 cnn:1 \
         2>&1 | tee '$out/step_speed_mnist.txt'"
@@ -120,10 +123,12 @@ else
         json="$out/bench_float32.json"
     step bench_bfloat16 80 python -m gridlstm.bench device=cuda repeats=5 dtype=bfloat16 \
         json="$out/bench_bfloat16.json"
-    step step_speed 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 warmup=5 \
+    step step_speed 50 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_addition15.json\" steps=20 warmup=5 \
         ${addition15[*]} hardware=gpu -- ${addition15_models[*]} 2>&1 \
         | tee '$out/step_speed_addition15.txt'"
-    step step_speed_parity 50 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+    step step_speed_parity 50 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_parity.json\" steps=20 \
         warmup=5 ${parity[*]} hardware=gpu -- ${parity_models[*]} 2>&1 \
         | tee '$out/step_speed_parity.txt'"
     # The MNIST study's shape, in its bf16 mixed precision: on the IDX files where
@@ -133,7 +138,8 @@ else
     if [[ -d "$mnist/MNIST/raw" ]]; then
         pixels=("task.datamodule.data_dir='$mnist'" task.datamodule.download=false)
     fi
-    step step_speed_mnist 90 bash -c "set -o pipefail; python scripts/step_speed.py steps=20 \
+    step step_speed_mnist 90 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_mnist.json\" steps=20 \
         warmup=5 experiment=mnist_paper ${pixels[*]} hardware=gpu -- ${mnist_models[*]} 2>&1 \
         | tee '$out/step_speed_mnist.txt'"
 fi

@@ -15,11 +15,14 @@ depth where measured); ``threads=N`` (default 1) sets torch's threads, ``steps=N
 picks the device and precision (``hardware=gpu hardware.precision=32-true`` times a GPU
 study's shape; the clock waits for the GPU's queued work at both ends). ``synthetic_mnist=1``
 times an MNIST preset without the real files: random pixels at the official sizes in a
-temporary ``data_dir`` (a step's time depends on the shapes only).
+temporary ``data_dir`` (a step's time depends on the shapes only). ``json=PATH`` also writes
+the rows (model, depth, parameters, seconds per 100k) with the command's overrides, device and
+threads: what `gridlstm.analysis.gpu_check` and the presets' stated costs read.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tempfile
@@ -100,7 +103,10 @@ def main(argv: list[str]) -> None:
             if not value.isdigit() or int(value) < low:
                 refuse(f"{arg}: {key} takes a whole number >= {low}")
             own[key] = int(value)
-    argv = [a for a in argv if a.split("=", 1)[0] not in own]
+    written = [a.split("=", 1)[1] for a in argv if a.startswith("json=")]
+    if written and (not written[-1] or not Path(written[-1]).parent.is_dir()):
+        refuse(f"json={written[-1]}: give a file in an existing folder")
+    argv = [a for a in argv if a.split("=", 1)[0] not in (*own, "json")]
     threads = own["threads"]
     if "--" not in argv:
         refuse("no '--' before the models: give [overrides] -- model:depth[,depth] ...")
@@ -138,6 +144,27 @@ def main(argv: list[str]) -> None:
             print(
                 f"{model} depth {depth}: {params:,} parameters, {seconds:.1f} s / 100k", flush=True
             )
+    if written:
+        from gridlstm.analysis.studies.executors import device_name
+
+        Path(written[-1]).write_text(
+            json.dumps(
+                {
+                    "overrides": common,
+                    "device": device_name(),
+                    "threads": threads,
+                    "steps": own["steps"],
+                    "warmup": own["warmup"],
+                    "synthetic_mnist": bool(own["synthetic_mnist"]),
+                    "rows": [
+                        {"model": m, "depth": d, "parameters": p, "seconds_per_100k": round(t, 1)}
+                        for m, d, p, t in rows
+                    ],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     print(f"\n{threads} thread(s); ratios to the stacked LSTM of the same depth:")
     for model, depth, params, seconds in rows:
         ratio = f"{seconds / stacked[depth]:.2f}x" if depth in stacked else "-"

@@ -129,22 +129,16 @@ def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(
     (out / "smoke" / "smoke_parity" / "gpu" / "queue.json").write_text(
         json.dumps({"jobs": [{"job": "smoke_parity", "status": "completed"}]})
     )
-    (out / "step_speed_parity.txt").write_text(  # scripts/step_speed.py's lines, log between
-        "GPU available: True (cuda), used: True\n"
-        "grid1d depth 1: 8,501,285 parameters, 8.3 s / 100k\n"
-        "`Trainer.fit` stopped: `max_steps=25` reached.\n"
-        "grid1d depth 25: 8,501,285 parameters, 9.1 s / 100k\n"
-        "| grid1d | 1 | 8,501,285 | 8.3 | - |\n"
-    )
+    rows = [
+        {"model": "grid1d", "depth": 1, "parameters": 8501285, "seconds_per_100k": 8.3},
+        {"model": "grid1d", "depth": 25, "parameters": 8501285, "seconds_per_100k": 9.1},
+    ]  # scripts/step_speed.py's json=; its printed log beside it is not read
+    (out / "step_speed_parity.json").write_text(json.dumps({"device": "x", "rows": rows}))
+    (out / "step_speed_parity.txt").write_text("grid1d depth 1: 1 parameters, 1.0 s / 100k\n")
     gpu_check.main([str(out), "NVIDIA H100", "pytest_gpu 1 30", "bench_float32 0 60"])
     check = json.loads((out / "check.json").read_text())
     assert check["device"] == "NVIDIA H100"
-    assert check["step_speeds"] == {
-        "parity": [
-            {"model": "grid1d", "depth": 1, "parameters": 8501285, "seconds_per_100k": 8.3},
-            {"model": "grid1d", "depth": 25, "parameters": 8501285, "seconds_per_100k": 9.1},
-        ]
-    }
+    assert check["step_speeds"] == {"parity": rows}
     assert check["tests"] == {
         "test_matrix.py::test_row_passes": "passed",
         "test_matrix.py::test_row_fails": "failed",
@@ -174,13 +168,13 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
 
     env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
     command = [sys.executable, "scripts/step_speed.py", "steps=1", "warmup=1", "synthetic_mnist=1"]
+    command.append(f"json={tmp_path / 'step_speed_mnist.json'}")
     tiny = ["experiment=mnist_paper", "hardware=cpu", "task.datamodule.batch_size=4"]
     done = subprocess.run(
         [*command, *tiny, "--", "cnn:1"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MNIST pixels: synthetic" in done.stdout
-    (tmp_path / "step_speed_mnist.txt").write_text(done.stdout)
     [row] = step_speeds(tmp_path)["mnist"]
     assert (row["model"], row["depth"]) == ("cnn", 1) and row["seconds_per_100k"] > 0
     assert not (tmp_path / "nothing_here").exists()  # nothing written where data would live
@@ -205,6 +199,10 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
             "no '--' before the models: give [overrides] -- model:depth[,depth] ...",
         ),
         (["--", "cnn:0"], "'cnn:0' after '--' is not model:depth[,depth] (e.g. grid2d:1,2,4)"),
+        (
+            ["json=/no/such/folder/x.json", "--", "cnn:1"],
+            "json=/no/such/folder/x.json: give a file in an existing folder",
+        ),
     ],
 )
 def test_step_speed_refuses_bad_arguments_in_one_line_before_any_work(args, message):

@@ -4,6 +4,7 @@ source, and every ``*_paper`` preset has a table."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -116,10 +117,9 @@ def test_a_source_without_a_locator_is_tagged_unverified():
 
 def step_speeds(preset: str) -> dict[tuple[str, int], float]:
     """Seconds per 100k samples by (model, depth), from the step-speed file a preset names."""
-    named = re.search(r"\((docs/gpu_check/\S+\.txt):", preset).group(1)
-    text = (Path(__file__).resolve().parents[1] / named).read_text()
-    pattern = r"^(\w+) depth (\d+): [\d,]+ parameters, ([\d.]+) s / 100k$"
-    return {(m[1], int(m[2])): float(m[3]) for m in re.finditer(pattern, text, re.M)}
+    named = re.search(r"\((docs/gpu_check/\S+\.json):", preset).group(1)
+    rows = json.loads((Path(__file__).resolve().parents[1] / named).read_text())["rows"]
+    return {(r["model"], r["depth"]): r["seconds_per_100k"] for r in rows}
 
 
 def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_budget():

@@ -11,7 +11,7 @@ bench JSONs, the smoke runs' queue.json); this reads them back into one object:
   its measured value and whether it was met;
 * ``smoke``: each task's smoke runs and their statuses;
 * ``step_speeds``: each GPU study shape's seconds per 100k samples by model and depth, from
-  ``step_speed_<shape>.txt`` (what the studies' GPU-hours are planned from);
+  ``step_speed_<shape>.json`` (what the studies' GPU-hours are planned from);
 * ``verdict``: ``pass`` when every step exited 0 (or was skipped), no test failed and every
   timed target was met; else ``fail``, with ``problems`` naming each reason.
 """
@@ -19,7 +19,6 @@ bench JSONs, the smoke runs' queue.json); this reads them back into one object:
 from __future__ import annotations
 
 import json
-import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -40,30 +39,13 @@ def test_outcomes(junit: Path) -> dict[str, str]:
     return outcomes
 
 
-# One line of scripts/step_speed.py: "grid2d depth 4: 2,574,414 parameters, 310.6 s / 100k"
-SPEED_LINE = re.compile(r"^(\S+) depth (\d+): ([\d,]+) parameters, ([\d.]+) s / 100k$")
-
-
 def step_speeds(out: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each ``step_speed_<shape>.txt`` in ``out`` as rows of model, depth, parameters and
-    seconds per 100k samples (other lines of the log are skipped)."""
-    speeds = {}
-    for path in sorted(out.glob("step_speed_*.txt")):
-        rows = []
-        for line in path.read_text().splitlines():
-            match = SPEED_LINE.match(line.strip())
-            if match:
-                model, depth, params, seconds = match.groups()
-                rows.append(
-                    {
-                        "model": model,
-                        "depth": int(depth),
-                        "parameters": int(params.replace(",", "")),
-                        "seconds_per_100k": float(seconds),
-                    }
-                )
-        speeds[path.stem.removeprefix("step_speed_")] = rows
-    return speeds
+    """Each ``step_speed_<shape>.json`` in ``out`` (scripts/step_speed.py's ``json=``) as
+    rows of model, depth, parameters and seconds per 100k samples."""
+    return {
+        path.stem.removeprefix("step_speed_"): json.loads(path.read_text())["rows"]
+        for path in sorted(out.glob("step_speed_*.json"))
+    }
 
 
 def read_json(path: Path) -> Any:
