@@ -224,7 +224,7 @@ def test_a_launcher_option_on_the_command_line_reaches_the_submission(tmp_path, 
     """launcher.partition=... as Hydra's hydra.launcher.partition=...: over the study's own."""
     from gridlstm import queue
 
-    cfg, options = queue.parse_with_options(
+    cfg, options, _ = queue.parse_with_options(
         ["studies=x.yaml", "launcher=slurm", "launcher.partition=a100", "launcher.timeout_min=30"]
     )
     assert options == {"partition": "a100", "timeout_min": 30}
@@ -242,3 +242,63 @@ def test_a_launcher_option_on_the_command_line_reaches_the_submission(tmp_path, 
     with pytest.raises(SystemExit):
         run_queue(tmp_path, studies, "launcher=slurm", "launcher.partition=a100")
     assert captured == {"partition": "a100"}  # the command line wins over the study's
+
+
+@pytest.mark.slow
+def test_the_queue_itself_runs_as_a_submitit_job_and_returns_at_once(tmp_path, capsys):
+    """submit=submitit_local: the command submits the queue and returns; the queue job runs
+    the study to its table (the Slurm path is the same call with cluster=slurm)."""
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "cases": [{"seed": 1}]}}
+    started = time.monotonic()
+    assert run_queue(tmp_path, studies, "submit=submitit_local", "minutes=5") == 0
+    assert time.monotonic() - started < 60  # it did not wait for the queue
+    printed = capsys.readouterr().out
+    assert "[queue] submitted as submitit_local job " in printed and "until its deadline" in printed
+    queue_json = tmp_path / "results" / "s" / "gpu" / "queue.json"
+    deadline = time.monotonic() + 600
+    while not queue_json.is_file() and time.monotonic() < deadline:
+        time.sleep(2)
+    done = json.loads(queue_json.read_text())
+    assert [(j["job"], j["status"]) for j in done["jobs"]] == [("seed1", "completed")]
+    assert list((tmp_path / "runs" / ".submitit").glob("*/*_result.pkl"))  # submitit's job
+
+
+def test_a_queue_job_on_slurm_asks_for_no_gpu_and_the_deadline_plus_a_margin(
+    tmp_path, monkeypatch, capsys
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (
+        ("sbatch", f'cp "$1" {tmp_path}/script.sh\necho "Submitted batch job 77"'),
+        ("srun", "exit 1"),
+    ):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION}}
+    run_queue(
+        tmp_path, studies, "submit=slurm", "submit.partition=cpu", "launcher=slurm", "minutes=100"
+    )
+    script = (tmp_path / "script.sh").read_text()
+    for flag in ("#SBATCH --partition=cpu", "#SBATCH --time=120", "#SBATCH --cpus-per-task=2"):
+        assert flag in script, (flag, script)
+    assert "--gpus-per-node=1" not in script and "--job-name=gridlstm-queue" in script
+    assert "submitted as slurm job 77" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit.partition=cpu"], "submit.partition: an option of the queue's own job"),
+        (["submit=local"], "submit=local: the queue already runs here; submit=slurm"),
+        (["submit=slurmm"], "launcher=slurmm: unknown; choices: local, submitit_local, slurm"),
+    ],
+)
+def test_a_bad_submission_is_one_line_and_submits_nothing(tmp_path, capsys, args, message):
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION}}
+    with pytest.raises(SystemExit) as exit_:
+        run_queue(tmp_path, studies, *args)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {message}") and "\n" not in error, error
+    assert not (tmp_path / "runs").exists()

@@ -3,7 +3,11 @@
     python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
         [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies]
         [results=multirun/studies] [tag=auto|cpu|gpu|...] [launcher=local|slurm|submitit_local]
-        [launcher.partition=gpu launcher.timeout_min=240 ...]
+        [launcher.partition=gpu launcher.timeout_min=240 ...] [submit=slurm submit.partition=cpu]
+
+``submit=slurm`` submits the queue itself as one Slurm job (no GPU, 2 CPUs, the deadline plus
+20 minutes; ``submit.<option>=`` over those) and returns: the queue then runs in an
+allocation, not on a login node, and submits its jobs from there as ``launcher`` says.
 
 Results go outside docs/ by default, as sweeps do: publishing a study's records beside its
 page is an explicit step, ``results=docs/claims`` (a queue run never rewrites a committed
@@ -42,35 +46,56 @@ class QueueConfig:
         "where jobs run: local (this machine's processes), slurm or submitit_local "
         "(submitit, conf/hydra/launcher), or another submitit launcher config",
     )
+    submit: str = option(
+        "", "submit this queue itself as a job of this launcher (slurm, submitit_local)"
+    )
 
 
 LAUNCHER_OPTION = "launcher."  # launcher.partition=gpu: a cluster launcher's option
+SUBMIT_OPTION = "submit."  # submit.partition=cpu: the queue job's own
 
 
 def parse(argv: list[str]) -> QueueConfig:
-    cfg, _ = parse_with_options(argv)
+    cfg, _, _ = parse_with_options(argv)
     return cfg
 
 
-def parse_with_options(argv: list[str]) -> tuple[QueueConfig, dict[str, object]]:
-    """The queue's options and the cluster launcher's (``launcher.<option>=value``, as
-    Hydra's ``hydra.launcher.<option>``: they win over a study's ``launcher:`` mapping)."""
+def prefixed(extras: list[str], prefix: str) -> dict[str, object]:
+    """``<prefix><option>=value`` arguments as {option: value}, values read as YAML."""
     import yaml
 
+    found = {}
+    for arg in extras:
+        key, _, value = arg.partition("=")
+        if key.startswith(prefix):
+            found[key[len(prefix) :]] = yaml.safe_load(value) if value else value
+    return found
+
+
+def parse_with_options(
+    argv: list[str],
+) -> tuple[QueueConfig, dict[str, object], dict[str, object]]:
+    """The queue's options, the cluster launcher's (``launcher.<option>=value``, as Hydra's
+    ``hydra.launcher.<option>``: they win over a study's ``launcher:`` mapping) and the queue
+    job's own (``submit.<option>=value``)."""
     cfg, extras = arguments.parse(
         argv,
         QueueConfig,
-        extra=lambda key: key.startswith(LAUNCHER_OPTION),
-        extra_help="launcher.<option>= (e.g. launcher.partition=gpu)",
+        extra=lambda key: key.startswith((LAUNCHER_OPTION, SUBMIT_OPTION)),
+        extra_help="launcher.<option>= (e.g. launcher.partition=gpu), submit.<option>=",
     )
-    options = {}
-    for arg in extras:
-        key, _, value = arg.partition("=")
-        options[key[len(LAUNCHER_OPTION) :]] = yaml.safe_load(value) if value else value
+    options = prefixed(extras, LAUNCHER_OPTION)
+    submit_options = prefixed(extras, SUBMIT_OPTION)
     if options and cfg.launcher == "local":
         raise ConfigError(
-            f"{extras[0].partition('=')[0]}: an option of a cluster launcher; give "
-            "launcher=slurm (or another submitit launcher), or leave it out"
+            f"{next(a for a in extras if a.startswith(LAUNCHER_OPTION)).partition('=')[0]}: "
+            "an option of a cluster launcher; give launcher=slurm (or another submitit "
+            "launcher), or leave it out"
+        )
+    if submit_options and not cfg.submit:
+        raise ConfigError(
+            f"{next(a for a in extras if a.startswith(SUBMIT_OPTION)).partition('=')[0]}: an "
+            "option of the queue's own job; give submit=slurm, or leave it out"
         )
     if not cfg.studies:
         raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
@@ -83,7 +108,7 @@ def parse_with_options(argv: list[str]) -> tuple[QueueConfig, dict[str, object]]
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
     if cfg.tag == "auto":
         cfg.tag = device_tag(cfg.launcher)
-    return cfg, options
+    return cfg, options, submit_options
 
 
 def device_tag(launcher: str) -> str:
@@ -100,7 +125,9 @@ def device_tag(launcher: str) -> str:
 def run(argv: list[str]) -> None:
     from gridlstm.analysis.studies import run_studies
 
-    cfg, options = parse_with_options(argv)
+    cfg, options, submit_options = parse_with_options(argv)
+    if cfg.submit:
+        return submit(cfg, submit_options, argv)
     failed = run_studies(
         Path(cfg.studies),
         minutes=cfg.minutes,
@@ -116,6 +143,26 @@ def run(argv: list[str]) -> None:
     )
     if failed:
         raise SystemExit(1)
+
+
+def submit(cfg: QueueConfig, options: dict[str, object], argv: list[str]) -> None:
+    """The queue as one job of launcher ``cfg.submit`` (its studies file read and checked
+    first, so that a typo is refused here, not in the allocation)."""
+    from gridlstm.analysis.studies import load_studies
+    from gridlstm.analysis.studies.executors import submit_queue
+    from gridlstm.run.conf import find_conf_dir
+
+    load_studies(Path(cfg.studies))
+    conf = find_conf_dir()
+    if conf is None:
+        raise ConfigError("submit= needs conf/ (run from the checkout, or set GRIDLSTM_CONF)")
+    rest = [a for a in argv if not a.startswith(("submit=", SUBMIT_OPTION))]
+    job = submit_queue(cfg.submit, options, conf, rest, cfg.minutes, Path(cfg.runs))
+    print(
+        f"[queue] submitted as {cfg.submit} job {job.job_id}: it runs the queue until its "
+        f"deadline ({cfg.minutes:g} min); its output: {job.paths.stdout}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -153,6 +153,53 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(TrainJob(self.argv, self.cwd, self.threads))
 
 
+@dataclass
+class QueueJob:
+    """What the queue's own submitit job runs (``python -m gridlstm.queue submit=...``): the
+    same queue command, less ``submit``, in the submitting checkout, so that the queue lives
+    in an allocation until its deadline instead of on a login node."""
+
+    argv: list[str]
+    cwd: str
+
+    def __call__(self) -> int:
+        os.chdir(self.cwd)
+        from gridlstm.queue import run
+
+        try:
+            run(self.argv)
+        except SystemExit as error:
+            code = error.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
+        return 0
+
+
+# The queue job's own resources: it runs no training (its jobs are jobs of their own), so no
+# GPU and little memory; its time is the deadline plus a margin to table the results.
+QUEUE_JOB = {"gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 8, "max_num_timeout": 0}
+QUEUE_MARGIN_MIN = 20
+
+
+def submit_queue(
+    name: str, options: dict[str, Any], conf: Path, argv: list[str], minutes: float, runs: Path
+) -> Any:
+    """Submit the queue itself as one job of launcher ``name`` (options over `QUEUE_JOB`,
+    one ConfigError before anything is submitted); returns submitit's job."""
+    if name == LOCAL:
+        raise ConfigError(
+            "submit=local: the queue already runs here; submit=slurm (or another submitit "
+            f"launcher: {', '.join(launcher_names(conf)[1:])}) submits it as a job"
+        )
+    if name not in launcher_names(conf):
+        make_executor(name, {}, conf)  # the unknown launcher's one line
+    ours = {**QUEUE_JOB, "timeout_min": int(minutes) + QUEUE_MARGIN_MIN}
+    known = launcher_options(name, conf)
+    ours = {k: v for k, v in ours.items() if k in known}  # what this launcher has of them
+    executor = make_executor(name, {**ours, **options}, conf)
+    assert isinstance(executor, Submitit)
+    return executor.submit_call(QueueJob(argv, os.getcwd()), "gridlstm-queue", runs)
+
+
 class SubmititHandle:
     def __init__(self, job: Any, cluster: str, log: Path) -> None:
         self.job, self.cluster, self.log = job, cluster, log
@@ -216,6 +263,16 @@ class Submitit:
                 f"(launcher={self.name}); its files: {submitted.paths.folder}\n"
             )
         return SubmititHandle(submitted, self.cluster, job.log)
+
+    def submit_call(self, call: Any, name: str, runs: Path) -> Any:
+        """Any callable as one job (the queue's own: `submit_queue`), its files under
+        ``<runs>/.submitit/<job id>``."""
+        import submitit
+
+        folder = runs / ".submitit" / "%j"
+        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster, **self._init())
+        executor.update_parameters(name=name, **self._resources())
+        return executor.submit(call)
 
     def _init(self) -> dict[str, Any]:
         """As hydra-submitit-launcher builds its executor: max_num_timeout is an argument
