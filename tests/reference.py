@@ -1,4 +1,4 @@
-"""Independent naive per-cell Grid LSTM (docs/model.md, sections 1 and 3), for tests only.
+"""Independent naive per-cell Grid LSTM (docs/model.md, section 1), for tests only.
 
 Written straight from the block equations, one cell at a time, in float64, sharing no code
 with `gridlstm.nn`. Weights are given per layer and dimension as full matrices over

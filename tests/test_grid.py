@@ -1,5 +1,5 @@
 """`GridLSTM`: every backend against the independent per-cell float64 reference
-(tests/reference.py), outputs and gradients, over the options of docs/model.md, sections 1 and 3."""
+(tests/reference.py), outputs and gradients, over the options of docs/model.md, section 1."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The package's layout as docs/index.md states it: imports run one way (nn -> data -> tasks
--> run -> analysis -> commands), and inside `gridlstm.nn` from the kernels up (docs/model.md
-section 2.4); no import cycles, counting function-local and TYPE_CHECKING imports; the
+-> run -> analysis -> commands), and inside `gridlstm.nn` from the kernels up (docs/backends.md
+section 8); no import cycles, counting function-local and TYPE_CHECKING imports; the
 pure-PyTorch layer free of Lightning and Hydra, the package root only packages and entry
 points, and long files say why."""
 

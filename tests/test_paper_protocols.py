@@ -1,4 +1,4 @@
-"""The paper presets run the protocol their source tables state (docs/model.md section 3.2):
+"""The paper presets run the protocol their source tables state (docs/protocols.md section 2):
 every row with a config key is checked against the composed preset, every row names a
 source, and every ``*_paper`` preset has a table."""
 
@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tests.conftest import CONF
 from tests.test_configs import compose_train
 
-MODEL_DOC = Path(__file__).resolve().parents[1] / "docs" / "model.md"
+PROTOCOLS_DOC = Path(__file__).resolve().parents[1] / "docs" / "protocols.md"
 SOURCE = re.compile(r"\[(paper|ours|secondary|unverified)[^\]]*\]")
 SWEEP = "hydra.sweeper.params."
 
@@ -45,7 +45,7 @@ def source_tables(text: str) -> dict[str, list[dict[str, str]]]:
     return tables
 
 
-TABLES = source_tables(MODEL_DOC.read_text())
+TABLES = source_tables(PROTOCOLS_DOC.read_text())
 ROWS = [(preset, row) for preset, rows in TABLES.items() for row in rows if row["key"]]
 
 
@@ -137,7 +137,7 @@ def test_the_addition_presets_stated_cost_is_its_measured_step_times_times_its_b
     table = sum(hours(speeds[(m, d)]) for m in models for d in depths)
     assert f"at most {alone:.1f} GPU-hours for the" in preset
     assert f"at most {table:.1f}\n# for the table ({len(models) * len(depths)} jobs" in preset
-    page = MODEL_DOC.read_text()  # the preset's page says the same
+    page = PROTOCOLS_DOC.read_text()  # the preset's page says the same
     assert f"at most {alone:.1f} GPU-hours" in page and f"at most {table:.1f} for the table" in page
 
 

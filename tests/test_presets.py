@@ -41,7 +41,7 @@ def test_presets_give_comparable_parameter_counts(experiment, layers, tmp_path):
 
 @pytest.mark.parametrize("experiment", ["addition_paper", "memorization_paper"])
 def test_paper_presets_give_every_model_the_same_width(experiment, tmp_path):
-    """The paper's protocol compares at equal width (docs/model.md section 3.2): the untied
+    """The paper's protocol compares at equal width (docs/protocols.md section 2): the untied
     2-LSTM grows with depth, the tied one does not, and each run reports its parameters."""
     counts = {}
     for model in ("stacked_lstm", "grid2d_untied", "grid2d"):

@@ -1,4 +1,4 @@
-"""Integer addition (docs/model.md section 3): ``a + b =`` then the sum, digit by digit.
+"""Integer addition (docs/protocols.md): ``a + b =`` then the sum, digit by digit.
 
 Layout of one example with ``digits = n`` (all rows have the same length, so no padding):
 

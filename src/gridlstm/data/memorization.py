@@ -1,4 +1,4 @@
-"""Sequence memorization (docs/model.md section 3): read a random sequence, then reproduce it.
+"""Sequence memorization (docs/protocols.md): read a random sequence, then reproduce it.
 
 Layout with ``length = n`` and ``vocab`` tokens in all (the last two are special):
 
@@ -6,7 +6,7 @@ Layout with ``length = n`` and ``vocab`` tokens in all (the last two are special
     <-- prompt ------>  <-- answer ---->
 
 Symbols are uniform over the ``vocab - 2`` ordinary tokens [ours: 20 symbols from 64 by
-default, docs/model.md section 3]. Loss and scoring are on the answer only, like addition;
+default, docs/protocols.md]. Loss and scoring are on the answer only, like addition;
 ``feedback`` says what the model reads during the answer (`gridlstm.data.feedback`: the
 previous answer symbol, or a blank that is one more token after ``vocab``).
 """

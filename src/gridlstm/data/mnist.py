@@ -1,6 +1,6 @@
 """MNIST (``task=mnist``): torchvision's loader, or Hugging Face ``datasets`` parquet files.
 
-Split as in the paper (docs/model.md section 3): the official 60000 training images give 50000 for
+Split as in the paper (docs/protocols.md): the official 60000 training images give 50000 for
 training and the last 10000 for validation; the official 10000 test images are the test set.
 Pixels are scaled to [0, 1] and normalised with the training set's mean and std (0.1307,
 0.3081). Augmentation (random shifts) is off by default.

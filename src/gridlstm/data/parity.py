@@ -1,4 +1,4 @@
-"""k-bit parity (docs/model.md section 3): uniform random bit strings, label = XOR of the bits.
+"""k-bit parity (docs/protocols.md): uniform random bit strings, label = XOR of the bits.
 
 The whole string is one input vector ("enters as a whole through a single projection"),
 bits as 0.0 / 1.0 [ours]. Rows are the k bits followed by the label.

@@ -1,7 +1,7 @@
 """Character-level language modelling on any local text file (``task=text``).
 
 The corpus is split contiguously (train, then validation, then test; char-rnn's interleaved
-validation is a known flaw, docs/model.md section 4). Byte vocabulary (256 symbols, the file
+validation is a known flaw, docs/model.md section 3). Byte vocabulary (256 symbols, the file
 memory-mapped, never loaded into Python objects) by default; ``vocab="char"`` uses the file's
 distinct Unicode characters.
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 class SamplesToThreshold(Callback):
     """Training samples seen when the monitored validation metric first reached
-    ``threshold`` (docs/model.md section 3: "samples seen when validation accuracy first
+    ``threshold`` (docs/protocols.md: "samples seen when validation accuracy first
     reached X%").
 
     ``mode="max"``: reached when metric >= threshold, an accuracy in (0, 1]; ``mode="min"``:

@@ -4,7 +4,7 @@ Training: each batch is the next window of every stream (`gridlstm.data.text`); 
 backbone's time state is carried from batch to batch and detached every step, and reset at
 the start of every training epoch. Evaluation starts from a fresh state, carries it across
 the whole split, and reports bits/char = mean cross-entropy in nats / ln 2 over every target
-of the split (docs/model.md section 4), summed over ranks.
+of the split (docs/model.md section 3), summed over ranks.
 """
 
 from __future__ import annotations

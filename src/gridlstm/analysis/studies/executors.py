@@ -164,10 +164,9 @@ class QueueJob:
 
     def __call__(self) -> int:
         os.chdir(self.cwd)
-        from gridlstm.queue import run
-
-        try:
-            run(self.argv)
+        sys.argv = ["gridlstm.queue", *self.argv]
+        try:  # as `python -m gridlstm.queue` runs it (the analysis layer is below commands)
+            runpy.run_module("gridlstm.queue", run_name="__main__", alter_sys=True)
         except SystemExit as error:
             code = error.code
             return code if isinstance(code, int) else (0 if code is None else 1)

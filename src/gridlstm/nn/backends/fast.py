@@ -68,7 +68,7 @@ def depth_step(transform: nn.Module, h_time: Tensor, h_depth: Tensor, m_depth: T
 
 def run(net: Network, call: Call) -> tuple[Tensor, list[Pair]]:
     """The fast backend: per layer one LSTM-kernel call over time plus one batched depth
-    step (K = 1), or one kernel call over the layers (tied K = 0); docs/model.md 2.1."""
+    step (K = 1), or one kernel call over the layers (tied K = 0); docs/backends.md section 1."""
     inputs, boundary, lengths = call.inputs, call.boundary, call.lengths
     d = net.hidden_size
     h_depth, m_depth = inputs[net.depth]

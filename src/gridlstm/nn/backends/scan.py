@@ -1,4 +1,4 @@
-"""The layer-by-layer time scan for 2-LSTMs (backend ``scan``; docs/model.md section 2.3).
+"""The layer-by-layer time scan for 2-LSTMs (backend ``scan``; docs/backends.md section 3).
 
 The fast path hands each layer's time recurrence to `torch.nn.LSTM`'s kernel, which only
 computes the standard LSTM. This backend keeps the same factorisation, one layer at a time,

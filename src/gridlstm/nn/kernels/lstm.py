@@ -85,7 +85,7 @@ def kernel_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor | None, packed: bool
     buffer as it is. Given separate tensors it would warn on every call ("...call
     flatten_parameters()", a method GridLSTM does not have) and compact them into a buffer
     of its own. Either way one copy of the weights per call remains: a column slice of a
-    transform's weight is not contiguous (docs/model.md section 2.1).
+    transform's weight is not contiguous (docs/backends.md section 1).
     """
     tensors = [w_ih, w_hh] + ([bias, torch.zeros_like(bias)] if bias is not None else [])
     if not packed:

@@ -1,4 +1,4 @@
-"""Hyperplane (anti-diagonal) plans for N-D grids (docs/model.md section 2.2).
+"""Hyperplane (anti-diagonal) plans for N-D grids (docs/backends.md section 2).
 
 Cell (p, l) (grid position p, layer l) depends only on (p - e_k, l) and (p, l - 1), so all
 cells with sum(p) + l = s are independent, and all their inputs lie on hyperplane s - 1 or

@@ -6,7 +6,7 @@ whose cells hold C*p*p pixel values; the input enters at every spatial position 
 depth, paper section 3.4). A scan starts at one corner of the grid; with 2 or 4 scan
 directions (opposite corners, or all four) each direction has its own network, and the
 classifier reads the hidden vectors of the cells where the scans end, concatenated: the cell
-that has seen the whole image. Patching and the directions are our choices (docs/model.md section 3:
+that has seen the whole image. Patching and the directions are our choices (docs/protocols.md:
 "patching / scan directions not available").
 """
 
