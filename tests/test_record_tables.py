@@ -177,3 +177,29 @@ def test_median_and_runs_at_least_a_threshold(tmp_path):
     spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match="threshold: goes with show at_least"):
         declaration.load(spec_file(root))
+
+
+def test_defaults_given_only_where_their_where_matches(tmp_path):
+    """A model without the option shows '-' for it while the others show the value they ran
+    with by default: the first entry that sets a key wins; a malformed entry is one line."""
+    root = copy_study(tmp_path)
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["option"] = {
+        "records": ["cpu"],
+        "defaults": [
+            {"where": {"model": "stacked_lstm"}, "set": {"model.net.priority": "-"}},
+            {"set": {"model.net.priority": "depth"}},
+        ],
+        "where": {"model.net.num_layers": 4},
+        "rows": {"model": "model", "model.net.priority": "priority"},
+        "names": {"grid2d": "tied", "stacked_lstm": "stacked"},
+        "columns": [{"show": "n"}],
+    }
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = declaration.load(spec_file(root))
+    rows = record_tables.render(study.folder, study.tables["option"])[2:]
+    assert [row.split("|")[1:3] for row in rows] == [[" tied ", " depth "], [" stacked ", " - "]]
+    raw["tables"]["option"]["defaults"] = [{"where": {"model": "stacked_lstm"}}]
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"tables.option.defaults\[0\]: a mapping of key"):
+        declaration.load(spec_file(root))

@@ -25,7 +25,11 @@ column shows ``seeds`` (each
 seed's value, in seed order), ``mean_sd`` (mean +- sample std), ``mean``, ``median``,
 ``at_least`` (how many runs reach ``threshold``, e.g. solved at 0.99), ``n`` (runs),
 ``median_reached`` (the median over the runs that reached it, and how many did) or
-``value`` (a row's single run). Numbers have ``digits`` decimals (3 unless given), a rate
+``value`` (a row's single run). ``defaults:`` gives a value to runs whose overrides lack
+the key (what the run had by default); as a list of ``{where: ..., set: ...}`` entries it
+gives a value only to the runs each ``where`` matches (a model without the option shows
+``-``: ``{where: {model: stacked_lstm}, set: {model.net.priority: '-'}}``), the first entry
+that sets a key winning. Numbers have ``digits`` decimals (3 unless given), a rate
 with ``percent: true`` is shown x 100 with its %; counts (samples, parameters) print with
 thousands separators.
 """
@@ -66,9 +70,36 @@ class TableSpec:
     rows: dict[str, str]  # key -> header
     columns: tuple[Column, ...]
     where: dict[str, Any] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()  # (where, set) in order
     names: dict[str, str] = field(default_factory=dict)
     across: tuple[str, str] = ("", "")  # a key whose values become columns, and their header
+
+    def completed(self, found: dict[str, Any]) -> dict[str, Any]:
+        """A run's row with the defaults its overrides lack (the first entry that sets a key
+        and whose ``where`` the run matches wins)."""
+        given: dict[str, Any] = {}
+        for where, values in self.defaults:
+            if _matches(found, where):
+                given = {**values, **given}
+        return {**given, **found}
+
+
+def parse_defaults(path: Path, where: str, raw: Any) -> tuple:
+    """``defaults:`` as (where, set) pairs: a mapping is one pair that matches every run."""
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        return (({}, dict(raw)),)
+    entries = []
+    for i, entry in enumerate(raw if isinstance(raw, list) else [None]):
+        if not isinstance(entry, dict) or set(entry) - {"where", "set"} or "set" not in entry:
+            raise _fail(
+                path,
+                f"{where}.defaults[{i}]: a mapping of key to value, or a list of "
+                "{where: {...}, set: {...}} entries",
+            )
+        entries.append((dict(entry.get("where") or {}), dict(entry["set"])))
+    return tuple(entries)
 
 
 def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
@@ -136,7 +167,7 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
             rows={str(k): str(v) for k, v in rows.items()},
             columns=tuple(columns),
             where=dict(spec.get("where") or {}),
-            defaults=dict(spec.get("defaults") or {}),
+            defaults=parse_defaults(path, where, spec.get("defaults")),
             names={str(k): str(v) for k, v in (spec.get("names") or {}).items()},
             across=next(((str(k), str(v)) for k, v in across.items()), ("", "")),
         )
@@ -218,7 +249,7 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
         if not (folder / record).is_dir():
             raise _fail(folder / "study.yaml", f"tables.{spec.name}: no records folder {record}")
         for found in rows_of(folder / record):
-            row = {**spec.defaults, **found}
+            row = spec.completed(found)
             if _matches(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])

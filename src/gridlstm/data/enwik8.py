@@ -1,8 +1,8 @@
 """enwik8 (the Hutter Prize's first 10^8 bytes of English Wikipedia), ``task=enwik8``.
 
 The file comes from the official zip on Matt Mahoney's page and is verified against its
-published md5 before use. The standard split is contiguous 90M / 5M / 5M bytes (docs/model.md
-section 3, [ours; common convention]). Downloads land in temporary files that are renamed into place
+published md5 before use. The standard split is contiguous 90M / 5M / 5M bytes (docs/protocols.md
+section 1, [ours; common convention]). Downloads land in temporary files that are renamed into place
 only once verified, so an interrupted or corrupt download never leaves a file that looks
 valid. The Hugging Face hub's ``enwik8`` is a loading script that ``datasets`` >= 4 refuses,
 so it is not used.

@@ -5,16 +5,18 @@
 the grid dimensions are 0..K-1 in the order of the input's axes, depth is K.
 
 The input at every grid position enters at the bottom of depth through one linear projection
-into h (and, with ``input_to_memory``, a second one into m; otherwise the bottom m is 0).
+into h (none where ``project_input`` is False, the 2-LSTM's default when the input already
+has hidden_size features) and, with ``input_to_memory``, a second one into m (otherwise the
+bottom m is 0).
 The output is the top depth hidden vector at every position. Along each grid dimension the
 (h, m) pairs flow in increasing index; the state is what enters at index 0 and leaves at the
 far end, per layer, so chunks of a sequence can be chained (truncated BPTT).
 
 Backends (``backend``; ``"auto"`` picks the first that applies, `gridlstm.nn.backends.resolve`):
-* ``fast``: exact factorisation (docs/model.md section 2). K = 1: per layer one cuDNN-able LSTM over
-  time (`torch.nn.LSTM`'s kernel on the time transform's weights) plus one batched depth step
-  for all time steps. K = 0 with one block for all layers: one LSTM kernel over L steps of
-  zero input with h0 = the projected input.
+* ``fast``: exact factorisation (docs/backends.md section 1). K = 1: per layer one cuDNN-able
+  LSTM over time (`torch.nn.LSTM`'s kernel on the time transform's weights) plus one batched
+  depth step for all time steps. K = 0 with one block for all layers: one LSTM kernel over
+  L steps of zero input with h0 = the projected input.
 * ``scan`` (K = 1): the same per-layer factorisation with the time recurrence run step by
   step, so it covers what the kernel cannot (paper output form, peepholes, coupled gates,
   non-LSTM dimensions, time priority); see `gridlstm.nn.backends.scan`.
@@ -22,10 +24,6 @@ Backends (``backend``; ``"auto"`` picks the first that applies, `gridlstm.nn.bac
   sequential steps, each a few index gathers and one block call per layer on the hyperplane
   (one call in all when the layers share a block); see `gridlstm.nn.backends.hyperplane`.
 * ``naive``: one cell at a time (the reference order).
-
-Longer than 400 lines because the constructor checks every option of the paper's variants
-with a message of its own and the forward checks its input as `torch.nn.LSTM` does; what
-the backends know (when each applies, their plans) lives in `gridlstm.nn.backends`.
 """
 
 from __future__ import annotations
@@ -89,9 +87,9 @@ class GridLSTM(FunctionOptions, nn.Module):
         project_input: False feeds the input itself as the incoming h (it must then have
             hidden_size features per input dimension), e.g. when an embedding already is
             the projection. Default: True, except for a 2-LSTM (K = 1) whose input already
-            has hidden_size features [ours: the suite's deep tied results were measured
-            without it; a linear map in front of the first block's own weights adds nothing
-            they cannot learn].
+            has hidden_size x len(input_dims) features and no ``input_to_memory`` [ours: the
+            suite's deep tied results were measured without it; a linear map in front of the
+            first block's own weights adds nothing they cannot learn].
         dropout: on the depth hidden vector between layers.
         batch_first: K = 1 only: input and output are (B, T, F) instead of nn.LSTM's default
             time-major (T, B, F). The state is (L, B, d) either way, as in nn.LSTM.

@@ -62,7 +62,7 @@ def handwritten_blocker(
 
 # Plans kept per network, least recently used evicted first (a network's ``max_plans``
 # overrides). A plan costs 5-68 ms to build and 9-367 kB to keep (7 x 7 to 50 x 50 grids,
-# 2-core CPU, docs/model.md); translation meets thousands of (source, target) shapes, a
+# 2-core CPU, docs/backends.md section 2); translation meets thousands of (source, target) shapes, a
 # bucketed epoch far fewer.
 MAX_PLANS = 256
 
