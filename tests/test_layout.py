@@ -11,6 +11,7 @@ import importlib
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,17 @@ def test_only_the_kernel_entrance_imports_the_step_implementations():
         for target in imports(path, known, top_level_only=False):
             if target.startswith(kernels) and target not in allowed:
                 found.append(f"{name} imports {target}")
+    assert not found, found
+
+
+def test_no_script_imports_the_tests():
+    """Tools a user runs stand on the package alone (the tests are not installed)."""
+    found = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted((SRC.parent / "scripts").glob("*.py"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.match(r"\s*(from|import) tests\b", line)
+    ]
     assert not found, found
 
 
@@ -400,3 +412,50 @@ def test_commands_never_import_each_other():
         if target in commands - {name}
     ]
     assert not crossing, crossing
+
+
+# The package's shape for a review (python -m tests.test_layout): modules per package, import
+# arrows inside gridlstm.nn and gridlstm.run, circles and upward arrows, with the reader the
+# tests above enforce.
+def report() -> None:
+    found = modules()
+    known = set(found)
+    graph = {
+        n: imports(p, known, top_level_only=False, type_checking=True) - {n}
+        for n, p in found.items()
+    }
+    packages = Counter(".".join(n.split(".")[:2]) for n in found if n.count("."))
+    print("modules per package:")
+    for package, count in sorted(packages.items()):
+        print(f"  {package}: {count}")
+    for part in ("gridlstm.nn", "gridlstm.run"):
+        arrows = sum(
+            1 for n, ts in graph.items() if n.startswith(part) for t in ts if t.startswith(part)
+        )
+        print(f"import arrows inside {part}: {arrows}")
+    upward = [f"{n} -> {t}" for n, ts in graph.items() for t in ts if layer(t) > layer(n)]
+    print(f"upward arrows: {len(upward)}", *upward, sep="\n  ")
+    cycles = set()
+
+    def walk(node: str, stack: list[str]) -> None:
+        for nxt in graph[node]:
+            if nxt in stack:
+                ring = stack[stack.index(nxt) :]
+                start = ring.index(min(ring))
+                cycles.add(tuple(ring[start:] + ring[:start]))
+            elif len(stack) < 8:
+                walk(nxt, [*stack, nxt])
+
+    for name in graph:
+        walk(name, [name])
+    print(f"circles: {len(cycles)}", *(" -> ".join(c) for c in sorted(cycles)), sep="\n  ")
+    commands_importing = [
+        f"{n} -> {t}" for n, ts in graph.items() for t in ts if layer(n) == layer(t) == len(LAYERS)
+    ]
+    print(
+        f"commands importing commands: {len(commands_importing)}", *commands_importing, sep="\n  "
+    )
+
+
+if __name__ == "__main__":
+    report()
