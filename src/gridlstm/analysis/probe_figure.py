@@ -4,7 +4,7 @@ Why: whether a deep tied grid passes signal and gradient along depth is a curve 
 one figure puts several runs side by side (e.g. two priorities at one depth), each at its
 first and its last probed step.
 
-    python scripts/probe_figure.py out=docs/claims/deep_tied/probe.png \
+    python -m gridlstm.analysis.probe_figure out=docs/claims/deep_tied/probe.png \
         docs/claims/deep_tied/suspects/cpu/jobs/grid2d-num_layers8 ...
 """
 
@@ -70,3 +70,30 @@ def plot(runs: dict[str, Path], out: Path, stats: tuple[str, ...] = STATS) -> No
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+USAGE = "usage: python -m gridlstm.analysis.probe_figure out=FIGURE.png RUN_DIR [RUN_DIR ...]"
+
+
+def main(argv: list[str]) -> int:
+    """``out=FIGURE.png RUN_DIR [RUN_DIR ...]``: each run labelled by its folder name."""
+    import sys
+
+    outs = [a.split("=", 1)[1] for a in argv if a.startswith("out=")]
+    runs = [Path(a) for a in argv if not a.startswith("out=")]
+    if len(outs) != 1 or not runs:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        plot({run.name: run for run in runs}, Path(outs[0]))
+    except ProbeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {outs[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

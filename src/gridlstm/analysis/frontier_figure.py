@@ -1,7 +1,7 @@
 """The parity frontier's table and figure from the jobs the study queue copied (a cell's runs
 gather over the folders by seed: the seeds stage's seeds 2 and 3 beside the frontier's 1):
 
-    python scripts/frontier_figure.py docs/claims/parity_sizes/frontier \
+    python -m gridlstm.analysis.frontier_figure docs/claims/parity_sizes/frontier \
         docs/claims/parity_sizes/frontier/cpu [docs/claims/parity_sizes/seeds/cpu]
 
 writes frontier.md, frontier.csv, frontier.png and verdicts.md (the families' test accuracy
@@ -11,7 +11,7 @@ frontier or the k after it, over all the folders: the rule in `gridlstm.analysis
 
 With the learning-rate check's folders after ``--checked``:
 
-    python scripts/frontier_figure.py docs/claims/parity_sizes/frontier <chosen folders> \
+    python -m gridlstm.analysis.frontier_figure docs/claims/parity_sizes/frontier <chosen folders> \
         --checked docs/claims/parity_sizes/lr/cpu docs/claims/parity_sizes/lr_seeds/cpu ...
 
 it writes best_rate.md, .csv, .png and best_rate_verdicts.md instead: each family and budget
@@ -23,14 +23,14 @@ family (e.g. addition across lengths, one budget: ``--by experiment,task.datamod
 it prints each family's frontier and writes verdicts.md only (the figure and the stages'
 cases are parity's):
 
-    python scripts/frontier_figure.py docs/claims/addition_lengths/frontier \
+    python -m gridlstm.analysis.frontier_figure docs/claims/addition_lengths/frontier \
         docs/claims/addition_lengths/frontier/cpu docs/claims/addition_lengths/decide/cpu \
         --by experiment,task.datamodule.digits
 
 ``--by`` with ``--checked`` writes best_rate.md and best_rate_verdicts.md (no figure) and
 prints the check's next stage over the settings the chosen runs covered:
 
-    python scripts/frontier_figure.py docs/claims/paper_regime/frontier \
+    python -m gridlstm.analysis.frontier_figure docs/claims/paper_regime/frontier \
         docs/claims/paper_regime/frontier/cpu --checked docs/claims/paper_regime/lr/cpu \
         docs/claims/paper_regime/lr_seeds/cpu --by experiment,task.datamodule.digits
 
@@ -38,7 +38,7 @@ A deciding stage's folders after ``--more`` (further seeds run at each family's 
 the check fixed it) also write best_rate_seeds_verdicts.md: the cells with those seeds joined at
 each family's rate, every pair of families compared (the rates stay the check's):
 
-    python scripts/frontier_figure.py docs/claims/paper_regime/frontier \
+    python -m gridlstm.analysis.frontier_figure docs/claims/paper_regime/frontier \
         docs/claims/paper_regime/frontier/cpu --checked docs/claims/paper_regime/lr/cpu \
         docs/claims/paper_regime/lr_seeds/cpu --more docs/claims/paper_regime/decide/cpu \
         --by experiment,task.datamodule.digits
@@ -70,7 +70,6 @@ from gridlstm.analysis.lr_check import (
 )
 from gridlstm.analysis.stages import number, read_jobs
 
-STUDIES = Path(__file__).with_name("cpu_studies.yaml")
 SEEDS_VERDICTS = "best_rate_seeds_verdicts.md"
 
 BITS = "task.datamodule.bits"  # the setting parity's frontier runs over
@@ -78,7 +77,14 @@ BITS = "task.datamodule.bits"  # the setting parity's frontier runs over
 
 def bits_grid() -> list[int]:
     """The frontier sweep's k (the setting after a frontier where the sweep stopped below it)."""
-    studies = yaml.safe_load(STUDIES.read_text())
+    from gridlstm.run.conf import find_conf_dir
+
+    conf = find_conf_dir()
+    if conf is None:
+        raise SystemExit(
+            "the parity frontier's grid is in scripts/cpu_studies.yaml: run from a checkout"
+        )
+    studies = yaml.safe_load((conf.parent / "scripts" / "cpu_studies.yaml").read_text())
     return studies["parity_sizes_frontier"]["grid"][BITS]
 
 
@@ -153,7 +159,9 @@ def by_columns(out: Path, folders: list[str], by: tuple[str, str]) -> None:
 
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m gridlstm.analysis.frontier_figure",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("out", type=Path, help="the folder the tables are written to")
     parser.add_argument("folders", nargs="+", help="the frontier's (chosen) job folders")
