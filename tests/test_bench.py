@@ -51,13 +51,13 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
     # Where the native steps build, rows that have both paths time both.
     mnist = results["mnist"]
     if native_build.load():
-        speedup = mnist["seconds_python_steps"] / mnist["seconds"]
+        speedup = mnist["seconds_pytorch_steps"] / mnist["seconds"]
         assert mnist["native_speedup"] == pytest.approx(speedup)
-        python_3d = g3["grid3d/hyperplane, python steps"]["seconds"]
-        assert g3["python_steps_speedup"] == pytest.approx(naive / python_3d)
+        pytorch_3d = g3["grid3d/hyperplane, pytorch steps"]["seconds"]
+        assert g3["pytorch_steps_speedup"] == pytest.approx(naive / pytorch_3d)
         scan = results["variants"]["paper-form/scan"]
-        python_scan = results["variants"]["paper-form/scan, python steps"]
-        ratio = scan["tokens_per_s"] / python_scan["tokens_per_s"]
+        pytorch_scan = results["variants"]["paper-form/scan, pytorch steps"]
+        ratio = scan["tokens_per_s"] / pytorch_scan["tokens_per_s"]
         assert scan["native_speedup"] == pytest.approx(ratio)
         assert results["native_build"]["loaded"] is True
     else:

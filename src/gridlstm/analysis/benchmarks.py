@@ -62,14 +62,14 @@ def seconds_per_step(
     return {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
 
 
-def steps_context(per_op: bool = False, python: bool = False) -> contextlib.AbstractContextManager:
+def steps_context(per_op: bool = False, pytorch: bool = False) -> contextlib.AbstractContextManager:
     """``per_op``: the hyperplane scheduler's per-op steps instead of the hand-written ones
-    (``dispatch.without("handwritten", "fused")``); ``python``: the PyTorch steps where the
+    (``dispatch.without("handwritten", "fused")``); ``pytorch``: the PyTorch steps where the
     native (CPU) or the fused Triton (GPU) ones would run (`gridlstm.nn.kernels.native`,
     `gridlstm.nn.kernels.fused`)."""
     if per_op:
         return dispatch.without("handwritten", "fused")
-    if python:
+    if pytorch:
         return dispatch.without("native", "fused")
     return contextlib.nullcontext()
 
@@ -90,13 +90,13 @@ def graphed_copy(net: GridLSTM) -> GridLSTM:
 
 
 def forward_backward(
-    net: nn.Module, x: torch.Tensor, per_op: bool = False, python: bool = False
+    net: nn.Module, x: torch.Tensor, per_op: bool = False, pytorch: bool = False
 ) -> Callable[[], None]:
     """One forward + backward on the steps `steps_context` names."""
 
     def step() -> None:
         net.zero_grad(set_to_none=True)
-        with steps_context(per_op, python):
+        with steps_context(per_op, pytorch):
             output = net(x)[0]
             output.float().sum().backward()
 
@@ -108,19 +108,19 @@ def against_lstm(
     nets: dict[str, nn.Module],
     device: torch.device,
     dtype: torch.dtype,
-    python_rows: tuple[str, ...] = (),
+    pytorch_rows: tuple[str, ...] = (),
 ) -> tuple[dict, dict[str, float]]:
     """Time ``nets`` and an `nn.LSTM` of the same hidden size, layers, batch and length in
-    one round-robin; rows of tokens/s, parameters and the ratio to nn.LSTM. ``python_rows``:
-    nets also timed on the PyTorch steps (rows named "<name>, python steps")."""
+    one round-robin; rows of tokens/s, parameters and the ratio to nn.LSTM. ``pytorch_rows``:
+    nets also timed on the PyTorch steps (rows named "<name>, pytorch steps")."""
     d, layers, batch, length = args.hidden, args.layers, args.batch, args.length
     x = torch.randn(batch, length, d, device=device, dtype=dtype)
     nets = {"nn.LSTM": nn.LSTM(d, d, layers, batch_first=True), **nets}
     nets = {name: net.to(device, dtype) for name, net in nets.items()}
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
-    for name in python_rows:  # the same net again on the PyTorch steps
-        steps[f"{name}, python steps"] = forward_backward(nets[name], x, python=True)
-        nets[f"{name}, python steps"] = nets[name]
+    for name in pytorch_rows:  # the same net again on the PyTorch steps
+        steps[f"{name}, pytorch steps"] = forward_backward(nets[name], x, pytorch=True)
+        nets[f"{name}, pytorch steps"] = nets[name]
     seconds = seconds_per_step(steps, device, args.warmup, args.repeats)
     results: dict = {"hidden": d, "layers": layers, "batch": batch, "length": length}
     for name, net in nets.items():
@@ -209,14 +209,14 @@ def bench_variants(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
         native = tuple(name for name in nets if name.endswith(("/hyperplane", "/scan")))
         for name in native:
             nets[f"{name}, cuda graphs"] = graphed_copy(nets[name])
-    results, seconds = against_lstm(args, nets, device, dtype, python_rows=native)
+    results, seconds = against_lstm(args, nets, device, dtype, pytorch_rows=native)
     peer = seconds["time-priority/LSTMCell loop"]
     for name in results:
         if name.startswith("time-priority") and not name.endswith("loop"):
             results[name]["ratio_to_LSTMCell_loop"] = peer / seconds[name]
     for name in native:
         key = "fused_speedup" if gpu_rows(device) else "native_speedup"
-        results[name][key] = seconds[f"{name}, python steps"] / seconds[name]
+        results[name][key] = seconds[f"{name}, pytorch steps"] / seconds[name]
     return results
 
 
@@ -245,7 +245,7 @@ def bench_mnist(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     net = GridLSTM(16, 32, 2, grid_dims=2, backend="hyperplane").to(device, dtype)
     steps = {"mnist": forward_backward(net, x), "per-op": forward_backward(net, x, per_op=True)}
     if native_steps(device) or gpu_rows(device):
-        steps["python"] = forward_backward(net, x, python=True)
+        steps["pytorch"] = forward_backward(net, x, pytorch=True)
     if gpu_rows(device):
         steps["graphs"] = forward_backward(graphed_copy(net), x)
     results = {"grid": "7x7", "hidden": 32, "layers": 2, "batch": 64}
@@ -259,10 +259,10 @@ def bench_mnist(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     seconds = seconds_per_step(steps, device, 1, args.repeats)
     results["seconds"] = seconds["mnist"]
     results["seconds_per_op_steps"] = seconds["per-op"]
-    if "python" in seconds:
-        results["seconds_python_steps"] = seconds["python"]
+    if "pytorch" in seconds:
+        results["seconds_pytorch_steps"] = seconds["pytorch"]
         key = "fused_speedup" if gpu_rows(device) else "native_speedup"
-        results[key] = seconds["python"] / seconds["mnist"]
+        results[key] = seconds["pytorch"] / seconds["mnist"]
     if "graphs" in seconds:
         results["seconds_cuda_graphs"] = seconds["graphs"]
     if args.compile:
@@ -280,7 +280,7 @@ def bench_grid3d(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
     steps = {name: forward_backward(net, x) for name, net in nets.items()}
     steps["hyperplane, per-op steps"] = forward_backward(nets["hyperplane"], x, per_op=True)
     if native_steps(device) or gpu_rows(device):
-        steps["hyperplane, python steps"] = forward_backward(nets["hyperplane"], x, python=True)
+        steps["hyperplane, pytorch steps"] = forward_backward(nets["hyperplane"], x, pytorch=True)
     seconds = seconds_per_step(steps, device, 1, max(1, args.repeats // 2))
     results: dict = {"grid": f"{size}x{size}", "hidden": d, "layers": layers, "batch": batch}
     for name in steps:
@@ -288,8 +288,8 @@ def bench_grid3d(args: Any, device: torch.device, dtype: torch.dtype) -> dict:
         results[f"grid3d/{name}"] = {"seconds": seconds[name], "params": count_parameters(net)}
     results["hyperplane_speedup"] = seconds["naive"] / seconds["hyperplane"]
     results["per_op_speedup"] = seconds["naive"] / seconds["hyperplane, per-op steps"]
-    if "hyperplane, python steps" in seconds:
-        results["python_steps_speedup"] = seconds["naive"] / seconds["hyperplane, python steps"]
+    if "hyperplane, pytorch steps" in seconds:
+        results["pytorch_steps_speedup"] = seconds["naive"] / seconds["hyperplane, pytorch steps"]
     return results
 
 
@@ -316,16 +316,16 @@ def bench_translation(args: Any, device: torch.device, dtype: torch.dtype) -> di
         net = build(width).to(device, dtype)
         nets[name] = net
 
-        def step(net: nn.Module = net, python: bool = False) -> None:
+        def step(net: nn.Module = net, pytorch: bool = False) -> None:
             net.zero_grad(set_to_none=True)
-            with steps_context(python=python):
+            with steps_context(pytorch=pytorch):
                 logits = net(src, lengths, tgt)
                 loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), tgt.flatten())
                 loss.backward()
 
         train_steps[name] = step
         if name == "reencoder" and native_steps(device):
-            train_steps["reencoder, python steps"] = functools.partial(step, python=True)
+            train_steps["reencoder, pytorch steps"] = functools.partial(step, pytorch=True)
     seconds = seconds_per_step(train_steps, device, 1, max(1, args.repeats // 2))
     decode_len = 2 * src_len + 10  # the preset's limit: 2 x source + 10
     decode_steps = {}
@@ -345,9 +345,9 @@ def bench_translation(args: Any, device: torch.device, dtype: torch.dtype) -> di
             "beam4_sentences_per_s": batch / decode_seconds[f"{name}/beam4"],
         }
     results["reencoder_train_ratio"] = seconds["lstm_attention"] / seconds["reencoder"]
-    if "reencoder, python steps" in seconds:
+    if "reencoder, pytorch steps" in seconds:
         results["reencoder_native_speedup"] = (
-            seconds["reencoder, python steps"] / seconds["reencoder"]
+            seconds["reencoder, pytorch steps"] / seconds["reencoder"]
         )
     return results
 
@@ -473,13 +473,13 @@ def print_results(results: dict) -> None:
             )
             + (
                 f"; native steps {mnist['native_speedup']:.2f}x the PyTorch steps "
-                f"({mnist['seconds_python_steps']:.3f} s)"
+                f"({mnist['seconds_pytorch_steps']:.3f} s)"
                 if "native_speedup" in mnist
                 else ""
             )
             + (
                 f"; fused Triton step {mnist['fused_speedup']:.2f}x the PyTorch steps "
-                f"({mnist['seconds_python_steps']:.3f} s)"
+                f"({mnist['seconds_pytorch_steps']:.3f} s)"
                 if "fused_speedup" in mnist
                 else ""
             )
@@ -499,9 +499,9 @@ def print_results(results: dict) -> None:
             f"{g3['grid3d/hyperplane, per-op steps']['seconds']:.3f} s, "
             f"{g3['per_op_speedup']:.1f}x"
             + (
-                f"; PyTorch steps {g3['grid3d/hyperplane, python steps']['seconds']:.3f} s, "
-                f"{g3['python_steps_speedup']:.1f}x"
-                if "python_steps_speedup" in g3
+                f"; PyTorch steps {g3['grid3d/hyperplane, pytorch steps']['seconds']:.3f} s, "
+                f"{g3['pytorch_steps_speedup']:.1f}x"
+                if "pytorch_steps_speedup" in g3
                 else ""
             )
             + ")"
