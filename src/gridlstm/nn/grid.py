@@ -233,7 +233,8 @@ class GridLSTM(FunctionOptions, nn.Module):
 
     @property
     def backend(self) -> str:
-        """The backend in use: ``fast``, ``hyperplane`` or ``naive``."""
+        """The backend in use: one of `gridlstm.nn.backends.BACKENDS` (``fast``, ``scan``,
+        ``hyperplane``, ``naive``)."""
         return self._backend
 
     @backend.setter
@@ -241,8 +242,7 @@ class GridLSTM(FunctionOptions, nn.Module):
         """Assignable after construction (``auto`` re-picks); ``fast`` where it does not apply
         is refused, since it would compute a different function."""
         check_choice("backend", backend, BACKENDS)
-        backend = backends.resolve(backend, self)
-        self._backend = backend
+        self._backend = backends.resolve(backend, self)
 
     def extra_repr(self) -> str:
         params = sum(p.numel() for p in self.parameters())
