@@ -120,6 +120,12 @@ class Processes:
         return device_name()
 
 
+def exit_code(error: SystemExit) -> int:
+    """A command's exit status from its SystemExit, as the shell would see it."""
+    code = error.code
+    return code if isinstance(code, int) else (0 if code is None else 1)
+
+
 @dataclass
 class TrainJob:
     """What a submitit job runs: ``train.py`` in the worker's own process (no process below
@@ -142,8 +148,7 @@ class TrainJob:
         except SystemExit as error:
             if self.requeued:  # submitit's own exit after a requeue: let it end the job
                 raise
-            code = error.code
-            return code if isinstance(code, int) else (0 if code is None else 1)
+            return exit_code(error)
         return 0
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -168,8 +173,7 @@ class QueueJob:
         try:  # as `python -m gridlstm.queue` runs it (the analysis layer is below commands)
             runpy.run_module("gridlstm.queue", run_name="__main__", alter_sys=True)
         except SystemExit as error:
-            code = error.code
-            return code if isinstance(code, int) else (0 if code is None else 1)
+            return exit_code(error)
         return 0
 
 
