@@ -105,18 +105,24 @@ def test_a_slurm_launcher_without_the_plugin_names_the_extra(monkeypatch):
     assert launcher_names(CONF) == ["local", "submitit_local", "slurm"]
 
 
-def test_a_slurm_submission_has_the_launcher_configs_flags(tmp_path, monkeypatch):
-    """submitit's own Slurm executor writes the sbatch script; stand-ins for sbatch (keeps
-    the script) and srun (submitit looks for it) on PATH, as no cluster is here."""
+def fake_slurm(tmp_path: Path, monkeypatch, job_id: int) -> None:
+    """Stand-ins for sbatch (keeps the script in tmp_path/script.sh, answers ``job_id``) and
+    srun (submitit looks for it) on PATH, as no cluster is here."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in (
-        ("sbatch", f'cp "$1" {tmp_path}/script.sh\necho "Submitted batch job 4242"'),
+        ("sbatch", f'cp "$1" {tmp_path}/script.sh\necho "Submitted batch job {job_id}"'),
         ("srun", "exit 1"),
     ):
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_slurm_submission_has_the_launcher_configs_flags(tmp_path, monkeypatch):
+    """submitit's own Slurm executor writes the sbatch script; stand-ins for sbatch (keeps
+    the script) and srun (submitit looks for it) on PATH, as no cluster is here."""
+    fake_slurm(tmp_path, monkeypatch, 4242)
     study = {"claim": "s", "overrides": TINY_ADDITION}
     (job,) = expand("s", study, tmp_path / "runs", dry_run=False)
     job.run_dir.parent.mkdir(parents=True)
@@ -266,15 +272,7 @@ def test_the_queue_itself_runs_as_a_submitit_job_and_returns_at_once(tmp_path, c
 def test_a_queue_job_on_slurm_asks_for_no_gpu_and_the_deadline_plus_a_margin(
     tmp_path, monkeypatch, capsys
 ):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in (
-        ("sbatch", f'cp "$1" {tmp_path}/script.sh\necho "Submitted batch job 77"'),
-        ("srun", "exit 1"),
-    ):
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    fake_slurm(tmp_path, monkeypatch, 77)
     studies = {"s": {"claim": "s", "overrides": TINY_ADDITION}}
     run_queue(
         tmp_path, studies, "submit=slurm", "submit.partition=cpu", "launcher=slurm", "minutes=100"
