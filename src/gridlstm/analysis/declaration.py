@@ -50,6 +50,11 @@ def load(path: Path) -> Study:
                 f"{key} holds the number {found.group()}: results come from the records "
                 "(the verdict's cells), not from typed text",
             )
+    quoted = raw.get("quoted", {})
+    if not isinstance(quoted, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in quoted.values()
+    ):
+        raise _fail(path, "quoted: maps a name to a number the page quotes from its source")
     source = _choice(path, "source", raw["source"], SOURCES)
     if source == "secondary" and not raw.get("locator"):
         raise _fail(path, "source: secondary needs locator: (a URL or owner/repository)")

@@ -54,6 +54,7 @@ STUDY_KEYS = {
     "confirmatory",
     "stages",
     "tables",
+    "quoted",  # numbers the page quotes from its sources, for ties (gridlstm.analysis.ties)
     *PROSE,
 }
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
