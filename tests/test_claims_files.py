@@ -524,12 +524,6 @@ STATED = {
         "15,176": "stage 3's job seconds summed (decide/cpu/queue.json)",
         "2,798": "stage 5's six 3-digit jobs' seconds summed (priority_none/cpu/queue.json)",
     },
-    "coreylynch/README.md": {
-        "0.001": "the learning rate coreylynch's README states",
-        "0.007": "the difference of two cells in the table above it",
-        "0.77": "2.635 less 1.860: the difference of two cells of table_seeds.csv",
-        "4.61%": "the claim as coreylynch's README states it",
-    },
     "deep_tied/README.md": {
         "1,387": "stage 3's shortest width-128 job, 1387.3 s (table/cpu/queue.json)",
         "1,682": "stage 3's longest width-128 job, 1681.9 s (table/cpu/queue.json)",

@@ -82,6 +82,22 @@ def test_a_changed_or_broken_tie_is_named_with_its_line_and_cell(tmp_path, old, 
     assert len(problems) == 1 and f"{page}:3:" in problems[0] and message in problems[0], problems
 
 
+def test_a_verdicts_tables_row_is_tied_by_its_number(tmp_path):
+    verdicts = "Best: x.\n\n| against | mean +- std | p |\n|---|---|---|\n"
+    verdicts += "| a | 1.8604 +- 0.0172 | 0.0983 |\n"
+    page, _ = page_with(tmp_path, "")
+    (page.parent / "verdicts.md").write_text(verdicts)
+    tied = '[1.860 +- 0.017](verdicts.md "cell row 1: mean +- std"), '
+    tied += 'p = [0.098](verdicts.md "cell against=a: p")'
+    page.write_text(tied)
+    assert pages.tie_problems(page, [tied]) == []
+    wrong = tied.replace("[0.098]", "[0.98]")
+    (problem,) = pages.tie_problems(page, [wrong])
+    assert "the page says 0.98, the cell gives 0.0983" in problem
+    (problem,) = pages.tie_problems(page, [tied.replace("row 1", "row 2")])
+    assert "0 rows have 'row 2'" in problem
+
+
 def test_an_untied_number_in_a_rewritten_pages_history_is_refused(tmp_path):
     page, lines = page_with(tmp_path, GOOD + "\n## History\n\nStage 2 gave 0.975 (`lr=0.003`).\n")
     assert page.parent.name not in pages.NOTEBOOK_PAGES

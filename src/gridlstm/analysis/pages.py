@@ -50,7 +50,6 @@ RESULT_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.\d+(?!\d|\.\d)|\d{1,3}(?:,\d{3})+
 NOTEBOOK_PAGES = {
     "addition_depth",
     "addition_lengths",
-    "coreylynch",
     "deep_tied",
     "memorization_depth",
     "paper_regime",

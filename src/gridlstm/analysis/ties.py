@@ -10,9 +10,11 @@ target is the record and whose title names the cell, so a reader can click throu
     [4,000](../../../conf/experiment/claims_mnist.yaml "key trainer.max_steps")
     [2011 s](equal_compute2/confirm/cpu/queue.json "key jobs.0.seconds")
 
-``cell <key>=<value> ...: <column>[ +- <column>]`` picks the one row of a CSV file whose
-fields have those values and reads the named columns (a repeated header name: its first
-column); ``key <a.b.0.c>`` walks a JSON or YAML file. Each number shown is compared at the
+``cell <key>=<value> ...: <column>[ +- <column>]`` picks the one row of a CSV file (or of
+the first pipe table of a markdown file, such as a verdicts.md) whose fields have those
+values, ``cell row <n>: ...`` its n-th row, and reads the named columns (a repeated header
+name: its first column; a markdown cell may hold several numbers, "1.8604 +- 0.0172");
+``key <a.b.0.c>`` walks a JSON or YAML file. Each number shown is compared at the
 precision it is shown with: 0.9993 holds for 0.99934, not for 0.9996; 3.20% for 0.0320; 4,000
 for 4000 only. Several numbers are tied in one link only with as many columns.
 """
@@ -69,22 +71,45 @@ def agrees(value: float, shown: str) -> bool:
     return not math.isnan(value) and f"{value:.{decimals}f}" == f"{float(text):.{decimals}f}"
 
 
-def _csv_cells(path: Path, address: str) -> list[str]:
+def _rows(path: Path) -> list[list[str]]:
+    """A CSV file's rows, or those of a markdown file's first pipe table (its rule left out)."""
+    if path.suffix != ".md":
+        with path.open(newline="") as handle:
+            return list(csv.reader(handle))
+    table = []
+    for line in path.read_text().splitlines():
+        if line.startswith("|"):
+            table.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif table:
+            break
+    return table[:1] + table[2:]
+
+
+def _table_cells(path: Path, address: str) -> list[str]:
     selector, _, columns = address.removeprefix("cell ").partition(":")
-    wanted = dict(SELECTOR.findall(selector))
-    names = [c.strip() for c in columns.split(" +- ")]
-    with path.open(newline="") as handle:
-        header, *rows = list(csv.reader(handle))
-    index = {}
+    header, *rows = _rows(path) or [[]]
+    index: dict[str, int] = {}
     for i, name in enumerate(header):
         index.setdefault(name, i)
+    names = [columns.strip()] if columns.strip() in index else columns.split(" +- ")
+    names = [n.strip() for n in names]
+    if (numbered := re.fullmatch(r"\s*row (\d+)\s*", selector)) is not None:
+        n = int(numbered.group(1))
+        chosen = rows[n - 1 : n] if n >= 1 else []
+        wanted = {}
+    else:
+        wanted = dict(SELECTOR.findall(selector))
+        chosen = []
     missing = [k for k in [*wanted, *names] if k not in index]
     if missing or not names[0]:
         raise LookupError(f"no column {missing[0] if missing else ''!r}; columns: {header}")
-    chosen = [r for r in rows if all(_same(r[index[k]], v) for k, v in wanted.items())]
+    if not numbered:
+        chosen = [r for r in rows if all(_same(r[index[k]], v) for k, v in wanted.items())]
     if len(chosen) != 1:
         raise LookupError(f"{len(chosen)} rows have {selector.strip()!r} (one must)")
-    return [chosen[0][index[n]] for n in names]
+    return [n for name in names for n in SHOWN_NUMBER.findall(chosen[0][index[name]])] or [
+        chosen[0][index[name]] for name in names
+    ]
 
 
 def _same(field: str, wanted: str) -> bool:
@@ -117,7 +142,7 @@ def problem(tie: Tie, page: Path) -> str | None:
     if not path.is_file():
         return f"{where}: no such file"
     try:
-        cells = (_csv_cells if tie.address.startswith("cell ") else _key_cell)(path, tie.address)
+        cells = (_table_cells if tie.address.startswith("cell ") else _key_cell)(path, tie.address)
     except (LookupError, ValueError, yaml.YAMLError) as error:
         return f"{where}: {error}"
     shown = SHOWN_NUMBER.findall(tie.shown)
@@ -125,7 +150,8 @@ def problem(tie: Tie, page: Path) -> str | None:
         return f"{where}: shows {len(shown)} number(s) for {len(cells)} cell(s)"
     for number, cell in zip(shown, cells, strict=True):
         try:
-            value = float(cell)
+            value = float(cell.replace(",", "").removesuffix("%"))
+            value /= 100 if cell.endswith("%") else 1
         except ValueError:
             return f"{where}: the cell holds {cell!r}, not a number"
         if not agrees(value, number):
