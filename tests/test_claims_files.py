@@ -539,14 +539,6 @@ STATED = {
         "42,215": "stages 1-4's job seconds summed (the four queue.json files)",
         "3,500": "an estimate: 2.5 times stage 3's width-128 job seconds (the page says so)",
     },
-    "memorization_depth/README.md": {
-        "3,735": "the priority-none re-run's second queue run's wall time (its closing line)",
-        "7,223": "the priority-none re-run's 12 jobs' seconds (priority_none/cpu/queue.json)",
-        "1,237": "the re-run's shortest depth-8 job (wall_time_s of its metrics.json)",
-        "1,242": "the re-run's longest depth-8 job (wall_time_s of its metrics.json)",
-        "1,000": "the test set's size",
-        "2,500": "the step by which the curves (curves.png) reached 1.0",
-    },
     "paper_regime/README.md": {
         "7,505": "the queue's wall time (its closing line)",
         "5,010": "the 2 x 2's job seconds summed (format/cpu/queue.json)",

@@ -96,6 +96,11 @@ def test_a_verdicts_tables_row_is_tied_by_its_number(tmp_path):
     assert "the page says 0.98, the cell gives 0.0983" in problem
     (problem,) = pages.tie_problems(page, [tied.replace("row 1", "row 2")])
     assert "0 rows have 'row 2'" in problem
+    (page.parent / "verdicts.md").write_text(verdicts + "\n| x | p |\n|---|---|\n| b | 0.5 |\n")
+    second = '[0.5](verdicts.md "cell table 2 row 1: p")'
+    assert pages.tie_problems(page, [second]) == []
+    (problem,) = pages.tie_problems(page, [second.replace("table 2", "table 3")])
+    assert "no table 3: the file has 2" in problem
 
 
 def test_an_untied_number_in_a_rewritten_pages_history_is_refused(tmp_path):

@@ -51,7 +51,6 @@ NOTEBOOK_PAGES = {
     "addition_depth",
     "addition_lengths",
     "deep_tied",
-    "memorization_depth",
     "paper_regime",
     "parity",
     "parity_sizes",

@@ -12,7 +12,8 @@ target is the record and whose title names the cell, so a reader can click throu
 
 ``cell <key>=<value> ...: <column>[ +- <column>]`` picks the one row of a CSV file (or of
 the first pipe table of a markdown file, such as a verdicts.md) whose fields have those
-values, ``cell row <n>: ...`` its n-th row, and reads the named columns (a repeated header
+values, ``cell row <n>: ...`` its n-th row (``cell table 2 row 3: p``: a markdown file's second
+table), and reads the named columns (a repeated header
 name: its first column; a markdown cell may hold several numbers, "1.8604 +- 0.0172");
 ``key <a.b.0.c>`` walks a JSON or YAML file. Each number shown is compared at the
 precision it is shown with: 0.9993 holds for 0.99934, not for 0.9996; 3.20% for 0.0320; 4,000
@@ -71,23 +72,30 @@ def agrees(value: float, shown: str) -> bool:
     return not math.isnan(value) and f"{value:.{decimals}f}" == f"{float(text):.{decimals}f}"
 
 
-def _rows(path: Path) -> list[list[str]]:
-    """A CSV file's rows, or those of a markdown file's first pipe table (its rule left out)."""
+def _rows(path: Path, table: int) -> list[list[str]]:
+    """A CSV file's rows, or those of a markdown file's n-th pipe table (its rule left out)."""
     if path.suffix != ".md":
         with path.open(newline="") as handle:
             return list(csv.reader(handle))
-    table = []
+    tables: list[list[list[str]]] = []
+    previous = False
     for line in path.read_text().splitlines():
         if line.startswith("|"):
-            table.append([c.strip() for c in line.strip().strip("|").split("|")])
-        elif table:
-            break
-    return table[:1] + table[2:]
+            if not previous:
+                tables.append([])
+            tables[-1].append([c.strip() for c in line.strip().strip("|").split("|")])
+        previous = line.startswith("|")
+    if not 1 <= table <= len(tables):
+        raise LookupError(f"no table {table}: the file has {len(tables)}")
+    return tables[table - 1][:1] + tables[table - 1][2:]
 
 
 def _table_cells(path: Path, address: str) -> list[str]:
     selector, _, columns = address.removeprefix("cell ").partition(":")
-    header, *rows = _rows(path) or [[]]
+    table = 1
+    if (which := re.match(r"\s*table (\d+)", selector)) is not None:
+        table, selector = int(which.group(1)), selector[which.end() :]
+    header, *rows = _rows(path, table) or [[]]
     index: dict[str, int] = {}
     for i, name in enumerate(header):
         index.setdefault(name, i)
