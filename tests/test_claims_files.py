@@ -506,17 +506,6 @@ TWO = re.compile(r"(?<![\d.])\d+\.\d{2}(?!\d|\.\d|%)")  # not a version (2.11.0)
 PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)%")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 STATED = {
-    "addition_depth/README.md": {
-        "1,155": "the priority-none re-run's second queue run's wall time (its closing line)",
-        "1,924": "the priority-none re-run's third queue run's wall time (its closing line)",
-        "5,328": "the priority-none re-run's 12 jobs' seconds (priority_none/cpu/queue.json)",
-        "1,192": "seed 3's depth-8 job's seconds over its two parts (queue.json: 1191.6)",
-        "60,000": "round 1's parameter budget (param_budget)",
-        "2,450": "the step a stopped run's log names",
-        "1.15": "that stopped pilot run's training loss, from its log (files not kept)",
-        "0.79": "exploratory 3-digit runs whose files were not kept (the page says so)",
-        "6,000": "round 1's training steps (trainer.max_steps)",
-    },
     "addition_lengths/README.md": {
         "5,562": "stage 1's job seconds summed (cpu/queue.json)",
         "2,857": "stage 1's wall time (the queue's closing line)",

@@ -48,7 +48,6 @@ RESULT_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.\d+(?!\d|\.\d)|\d{1,3}(?:,\d{3})+
 # typed numbers checked only by membership (tests/test_claims_files.py); each leaves this set
 # when its history is rewritten with tied numbers and generated tables.
 NOTEBOOK_PAGES = {
-    "addition_depth",
     "addition_lengths",
     "deep_tied",
     "paper_regime",
@@ -259,12 +258,15 @@ def strict_lines(page: Path, lines: list[str], root: Path) -> list[int]:
         chosen = range(stop)
     else:
         chosen = range(len(lines))
-    in_code = False
+    in_code = indented = False
     found = []
     for i in chosen:
         if lines[i].startswith("```"):
             in_code = not in_code
-        if i not in inside and not in_code:
+        # an indented code block: four spaces after a blank line (or after its own lines)
+        previous = lines[i - 1] if i else ""
+        indented = lines[i].startswith("    ") and (indented or not previous.strip())
+        if i not in inside and not in_code and not indented:
             found.append(i)
     return found
 

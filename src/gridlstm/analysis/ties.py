@@ -12,7 +12,8 @@ target is the record and whose title names the cell, so a reader can click throu
 
 ``cell <key>=<value> ...: <column>[ +- <column>]`` picks the one row of a CSV file (or of
 the first pipe table of a markdown file, such as a verdicts.md) whose fields have those
-values, ``cell row <n>: ...`` its n-th row (``cell table 2 row 3: p``: a markdown file's second
+values (``against='model=grid2d, model.net.num_layers=4'``: a value with spaces),
+``cell row <n>: ...`` its n-th row (``cell table 2 row 3: p``: a markdown file's second
 table), and reads the named columns (a repeated header
 name: its first column; a markdown cell may hold several numbers, "1.8604 +- 0.0172");
 ``key <a.b.0.c>`` walks a JSON or YAML file. Each number shown is compared at the
@@ -35,7 +36,7 @@ import yaml
 # [shown](target "cell ..." | "key ...")
 TIE = re.compile(r'\[([^\]]+)\]\(([^)\s]+) "((?:cell|key) [^"]+)"\)')
 SHOWN_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?%?")
-SELECTOR = re.compile(r"(\S+?)=(\S+)")
+SELECTOR = re.compile(r"(\S+?)=(?:'([^']*)'|(\S+))")  # key=value or key='a value, with spaces'
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _rows(path: Path, table: int) -> list[list[str]]:
 
 
 def _table_cells(path: Path, address: str) -> list[str]:
-    selector, _, columns = address.removeprefix("cell ").partition(":")
+    selector, _, columns = address.removeprefix("cell ").rpartition(":")
     table = 1
     if (which := re.match(r"\s*table (\d+)", selector)) is not None:
         table, selector = int(which.group(1)), selector[which.end() :]
@@ -106,7 +107,7 @@ def _table_cells(path: Path, address: str) -> list[str]:
         chosen = rows[n - 1 : n] if n >= 1 else []
         wanted = {}
     else:
-        wanted = dict(SELECTOR.findall(selector))
+        wanted = {k: quoted or bare for k, quoted, bare in SELECTOR.findall(selector)}
         chosen = []
     missing = [k for k in [*wanted, *names] if k not in index]
     if missing or not names[0]:
