@@ -82,24 +82,24 @@ def test_a_changed_or_broken_tie_is_named_with_its_line_and_cell(tmp_path, old, 
     assert len(problems) == 1 and f"{page}:3:" in problems[0] and message in problems[0], problems
 
 
-def test_a_verdicts_tables_row_is_tied_by_its_number(tmp_path):
+def test_a_verdicts_tables_row_is_tied_by_its_values(tmp_path):
     verdicts = "Best: x.\n\n| against | mean +- std | p |\n|---|---|---|\n"
     verdicts += "| a | 1.8604 +- 0.0172 | 0.0983 |\n| b, c=1 | 1.9 +- 0.1 | 0.5 |\n"
     page, _ = page_with(tmp_path, "")
     (page.parent / "verdicts.md").write_text(verdicts)
-    tied = '[1.860 +- 0.017](verdicts.md "cell row 1: mean +- std"), '
+    tied = '[1.860 +- 0.017](verdicts.md "cell against=a: mean +- std"), '
     tied += 'p = [0.098](verdicts.md "cell against=a: p")'
     page.write_text(tied)
     assert pages.tie_problems(page, [tied]) == []
     wrong = tied.replace("[0.098]", "[0.98]")
     (problem,) = pages.tie_problems(page, [wrong])
     assert "the page says 0.98, the cell gives 0.0983" in problem
-    (problem,) = pages.tie_problems(page, [tied.replace("row 1", "row 3")])
-    assert "0 rows have 'row 3'" in problem
+    (problem,) = pages.tie_problems(page, [tied.replace("against=a:", "row 1:", 1)])
+    assert "no <key>=<value>" in problem  # a row is named by its values, not its position
     spaced = "[0.5](verdicts.md \"cell against='b, c=1': p\")"
     assert pages.tie_problems(page, [spaced]) == []
     (page.parent / "verdicts.md").write_text(verdicts + "\n| x | p |\n|---|---|\n| b | 0.7 |\n")
-    second = '[0.7](verdicts.md "cell table 2 row 1: p")'
+    second = '[0.7](verdicts.md "cell table 2 x=b: p")'
     assert pages.tie_problems(page, [second]) == []
     (problem,) = pages.tie_problems(page, [second.replace("table 2", "table 3")])
     assert "no table 3: the file has 2" in problem

@@ -13,8 +13,9 @@ target is the record and whose title names the cell, so a reader can click throu
 ``cell <key>=<value> ...: <column>[ +- <column>]`` picks the one row of a CSV file (or of
 the first pipe table of a markdown file, such as a verdicts.md) whose fields have those
 values (``against='model=grid2d, model.net.num_layers=4'``: a value with spaces),
-``cell row <n>: ...`` its n-th row (``cell table 2 row 3: p``: a markdown file's second
-table), and reads the named columns (a repeated header
+``cell table 2 <key>=<value>: p`` reads a markdown file's second table. A row is named
+by its values, never by its position: a row number would pass for another row that happens
+to hold the same value. It reads the named columns (a repeated header
 name: its first column; a markdown cell may hold several numbers, "1.8604 +- 0.0172");
 ``key <a.b.0.c>`` walks a JSON or YAML file. Each number shown is compared at the
 precision it is shown with: 0.9993 holds for 0.99934, not for 0.9996; 3.20% for 0.0320; 4,000
@@ -102,18 +103,12 @@ def _table_cells(path: Path, address: str) -> list[str]:
         index.setdefault(name, i)
     names = [columns.strip()] if columns.strip() in index else columns.split(" +- ")
     names = [n.strip() for n in names]
-    if (numbered := re.fullmatch(r"\s*row (\d+)\s*", selector)) is not None:
-        n = int(numbered.group(1))
-        chosen = rows[n - 1 : n] if n >= 1 else []
-        wanted = {}
-    else:
-        wanted = {k: quoted or bare for k, quoted, bare in SELECTOR.findall(selector)}
-        chosen = []
+    wanted = {k: quoted or bare for k, quoted, bare in SELECTOR.findall(selector)}
     missing = [k for k in [*wanted, *names] if k not in index]
-    if missing or not names[0]:
-        raise LookupError(f"no column {missing[0] if missing else ''!r}; columns: {header}")
-    if not numbered:
-        chosen = [r for r in rows if all(_same(r[index[k]], v) for k, v in wanted.items())]
+    if missing or not names[0] or not wanted:
+        what = f"no column {missing[0]!r}" if missing else "no <key>=<value> or no column"
+        raise LookupError(f"{what}; columns: {header}")
+    chosen = [r for r in rows if all(_same(r[index[k]], v) for k, v in wanted.items())]
     if len(chosen) != 1:
         raise LookupError(f"{len(chosen)} rows have {selector.strip()!r} (one must)")
     return [n for name in names for n in SHOWN_NUMBER.findall(chosen[0][index[name]])] or [
