@@ -557,12 +557,6 @@ STATED = {
         "1,782": "the depth-16 job's 1782.4 s (cpu/queue.json)",
         "1,000": "the validation and test sets' size (task.datamodule.val_size)",
     },
-    "parity/README.md": {
-        "1,449": "the width 8.5M parameters solve to (the GPU study; tests/test_seq2seq.py)",
-        "0.9985": "callbacks=solved's threshold (conf/callbacks/solved.yaml)",
-        # 6,000 (trainer.max_steps) and 1,000 (the test set's size) are also numbers of the
-        # linked parity_sizes folder's files, so they need no entry here
-    },
     "parity_sizes/README.md": {
         "2,096": "round 2's training strings at k = 12: 4,096 less 2,000 held out",
         "4,096": "the 2^12 strings of k = 12",
