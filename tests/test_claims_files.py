@@ -289,15 +289,6 @@ def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_
     assert stage["overrides"] + ["seed=1"] == studies["paper_regime_depths"]["overrides"]
 
 
-FAMILY_LABELS = {
-    "1-LSTM": "grid1d",
-    "tanh net": "tanh_net",
-    "residual ReLU net": "relu_resnet",
-    "ReLU net": "relu_net",
-}
-FRONTIER_LIST = re.compile(r"(residual ReLU net|ReLU net|tanh net|1-LSTM):? (\d+) / (\d+) / (\d+)")
-
-
 STUDIES_FILE = CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml"
 RULED = {n: s for n, s in load_studies(STUDIES_FILE).items() if s.get("rule")}
 
@@ -370,22 +361,6 @@ def test_every_stage_was_committed_before_its_first_job_began():
         if committed > began.timestamp():
             late.add(name)
     assert late == COMMITTED_AFTER_START
-
-
-@pytest.mark.parametrize("page", ["parity_sizes/README.md"], ids=str)
-def test_every_parity_frontier_quoted_on_a_page_is_the_one_its_table_gives(page):
-    """ "<family> a / b / c" (largest k solved at the three budgets) is frontier.csv's row."""
-    import csv
-
-    table = CLAIMS / "parity_sizes" / "frontier" / "frontier.csv"
-    largest: dict[str, list[tuple[float, str]]] = {}
-    for row in csv.DictReader(table.open()):
-        largest.setdefault(row["family"], []).append((float(row["size"]), row["largest_solved"]))
-    expected = {f: [k for _, k in sorted(rows)] for f, rows in largest.items()}
-    quoted = FRONTIER_LIST.findall((CLAIMS / page).read_text())
-    assert quoted, "the page quotes no frontier"
-    wrong = [q for q in quoted if list(q[1:]) != expected[FAMILY_LABELS[q[0]]]]
-    assert not wrong, (wrong, expected)
 
 
 ADDITION_LENGTHS = re.compile(r"tied grid (\d+), untied grid (\d+), stacked LSTM (\d+) digits")
@@ -556,15 +531,6 @@ STATED = {
         "131,072": "8 d^2 x 4 layers, d = 64: the stacked LSTM's multiply-adds per position",
         "1,782": "the depth-16 job's 1782.4 s (cpu/queue.json)",
         "1,000": "the validation and test sets' size (task.datamodule.val_size)",
-    },
-    "parity_sizes/README.md": {
-        "2,096": "round 2's training strings at k = 12: 4,096 less 2,000 held out",
-        "4,096": "the 2^12 strings of k = 12",
-        "100,000": "the unit of the compute estimate",
-        "1,250": "the fill stage's job seconds summed (fill/cpu/queue.json)",
-        "6,943": "stage 5's job seconds summed (decide/cpu/queue.json)",
-        "3,569": "stage 5's wall time (the queue's closing line)",
-        "7,178": "stage 3's wall time (the queue's closing line)",
     },
 }
 

@@ -51,7 +51,6 @@ NOTEBOOK_PAGES = {
     "addition_lengths",
     "deep_tied",
     "paper_regime",
-    "parity_sizes",
 }
 INLINE_CODE = re.compile(r"`[^`]*`")
 SOURCE_TAG = {"paper": "[paper]", "secondary": "[secondary]", "ours": "[ours]"}
