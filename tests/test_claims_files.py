@@ -481,13 +481,6 @@ TWO = re.compile(r"(?<![\d.])\d+\.\d{2}(?!\d|\.\d|%)")  # not a version (2.11.0)
 PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)%")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 STATED = {
-    "addition_lengths/README.md": {
-        "5,562": "stage 1's job seconds summed (cpu/queue.json)",
-        "2,857": "stage 1's wall time (the queue's closing line)",
-        "18,584": "stage 2's job seconds summed (frontier/cpu/queue.json)",
-        "15,176": "stage 3's job seconds summed (decide/cpu/queue.json)",
-        "2,798": "stage 5's six 3-digit jobs' seconds summed (priority_none/cpu/queue.json)",
-    },
     "deep_tied/README.md": {
         "1,387": "stage 3's shortest width-128 job, 1387.3 s (table/cpu/queue.json)",
         "1,682": "stage 3's longest width-128 job, 1681.9 s (table/cpu/queue.json)",
