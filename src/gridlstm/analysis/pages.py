@@ -48,7 +48,6 @@ RESULT_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.\d+(?!\d|\.\d)|\d{1,3}(?:,\d{3})+
 # typed numbers checked only by membership (tests/test_claims_files.py); each leaves this set
 # when its history is rewritten with tied numbers and generated tables.
 NOTEBOOK_PAGES = {
-    "deep_tied",
     "paper_regime",
 }
 INLINE_CODE = re.compile(r"`[^`]*`")
