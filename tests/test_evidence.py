@@ -108,10 +108,19 @@ def test_one_seeds_value_changed_in_the_records_fails_every_page_quoting_the_cel
     }
 
 
-def test_a_number_typed_into_a_pages_opening_is_refused(tmp_path):
+def test_a_tied_p_value_changed_in_a_pages_history_is_named_with_its_cell(tmp_path):
     root = copy_study(tmp_path)
     page = root / "docs" / "claims" / STUDY / "README.md"
-    edit(page, "Everything below is", "The tied grid has 67,854 parameters. Everything below is")
+    edit(page, "[0.0203](", "[0.0404](")
+    problem = only_problem(root, page)
+    assert "the page says 0.0404, the cell gives 0.0203" in problem
+    assert "best_rate_seeds_verdicts.md" in problem
+
+
+def test_a_number_typed_into_a_pages_prose_is_refused(tmp_path):
+    root = copy_study(tmp_path)
+    page = root / "docs" / "claims" / STUDY / "README.md"
+    edit(page, "## The protocol", "The tied grid has 67,854 parameters.\n\n## The protocol")
     assert "67,854 is typed" in only_problem(root, page)
 
 

@@ -203,3 +203,12 @@ def test_defaults_given_only_where_their_where_matches(tmp_path):
     spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match=r"tables.option.defaults\[0\]: a mapping of key"):
         declaration.load(spec_file(root))
+
+
+def test_a_median_of_sample_counts_between_two_runs_is_a_count():
+    """Two runs that reached the threshold after 840,105 and 880,110 samples: their median is
+    shown as a count (860,108), not as 860107.500."""
+    study = declaration.load(ROOT / "docs" / "claims" / "paper_regime" / "study.yaml")
+    lines = record_tables.render(study.folder, study.tables["frontier"])
+    row = next(line for line in lines if line.startswith("| 5 | untied 2-LSTM |"))
+    assert row.endswith("| 860,108 (2/3) |"), row

@@ -1,6 +1,6 @@
 """Numbers in a page's prose tied to their cells (`gridlstm.analysis.ties`): a tie that holds
 passes, any changed number is named with its page, line and cell, a tie naming what is not
-there is one line; and a page out of `NOTEBOOK_PAGES` holds no untied result number."""
+there is one line; and no page holds an untied result number."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_ties_that_hold_pass(tmp_path):
     page, lines = page_with(tmp_path, GOOD)
     assert len(ties.ties(lines)) == 3
     assert pages.tie_problems(page, lines) == []
-    assert pages.untied_numbers(page, lines, tmp_path) == []
+    assert pages.untied_numbers(page, lines) == []
 
 
 @pytest.mark.parametrize(
@@ -105,14 +105,13 @@ def test_a_verdicts_tables_row_is_tied_by_its_values(tmp_path):
     assert "no table 3: the file has 2" in problem
 
 
-def test_an_untied_number_in_a_rewritten_pages_history_is_refused(tmp_path):
+def test_an_untied_number_in_a_pages_history_is_refused(tmp_path):
     page, lines = page_with(tmp_path, GOOD + "\n## History\n\nStage 2 gave 0.975 (`lr=0.003`).\n")
-    assert page.parent.name not in pages.NOTEBOOK_PAGES
-    (problem,) = pages.untied_numbers(page, lines, tmp_path)
+    (problem,) = pages.untied_numbers(page, lines)
     assert ":7: the number 0.975 is typed" in problem and "tie it to its cell" in problem
 
 
 def test_a_version_or_a_command_is_not_a_result_number(tmp_path):
     text = "# x\n\ntorch 2.14.1, `mnist` 1.1.0, run `lr=0.003`; [a link](v1.5/x.md).\n"
     page, lines = page_with(tmp_path, text)
-    assert pages.untied_numbers(page, lines, tmp_path) == []
+    assert pages.untied_numbers(page, lines) == []

@@ -13,9 +13,9 @@ the study cannot say), ``summary`` (the claims table: one row per study) and ``t
 rendered from the declarations and records (`gridlstm.analysis.evidence`), so a number in
 them is the records' number or the check fails. Outside those parts a result number (a
 decimal, a count with thousands separators, a percentage) is tied to the cell it comes from
-(`gridlstm.analysis.ties`) or it is refused (`untied_numbers`): on the claims summary, the
-root README's Evidence section and every study page, except the history of the pages in
-`NOTEBOOK_PAGES`, whose numbers are still only checked by membership (a debt).
+(`gridlstm.analysis.ties`) or it is refused (`untied_numbers`), on the root README, the
+claims summary and every study page alike; code blocks and inline code (commands, settings)
+are not results.
 
 ``python -m gridlstm.tables check=true`` renders every part in memory and names the page,
 line and cell of the first difference.
@@ -38,18 +38,11 @@ END = "<!-- end generated -->"
 KINDS = ("answer", "summary", "table")
 ROOT_README = Path("README.md")
 SUMMARY_PAGE = evidence.CLAIMS_DIR / "README.md"
-EVIDENCE_HEADING = "## Evidence"
 ROW_WORDS = 60
 ANSWER_WORDS = 150
 SUMMARY_WORDS = 1000
 # a result-like number: a decimal, a count with thousands separators, a percentage
 RESULT_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.\d+(?!\d|\.\d)|\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?%)")
-# Study pages whose history (below the opening) is still the notebook it was written as, its
-# typed numbers checked only by membership (tests/test_claims_files.py); each leaves this set
-# when its history is rewritten with tied numbers and generated tables.
-NOTEBOOK_PAGES = {
-    "paper_regime",
-}
 INLINE_CODE = re.compile(r"`[^`]*`")
 SOURCE_TAG = {"paper": "[paper]", "secondary": "[secondary]", "ours": "[ours]"}
 
@@ -232,31 +225,15 @@ def regenerate(page: Path, studies: list[evidence.Study]) -> tuple[list[str], li
     return lines, out
 
 
-def strict_lines(page: Path, lines: list[str], root: Path) -> list[int]:
-    """The lines of a page that may hold no untied result number: the whole claims summary, a
-    study page (its opening only while it is in `NOTEBOOK_PAGES`), the root README's Evidence
-    section; generated parts and code blocks excluded."""
+def strict_lines(page: Path, lines: list[str]) -> list[int]:
+    """The lines of a page that may hold no untied result number: all but its generated parts
+    and its code blocks."""
     inside = set()
     for block in blocks(lines, page):
         inside |= set(range(block.start, block.end + 1))
-    if page.resolve() == (root / SUMMARY_PAGE).resolve():
-        chosen = range(len(lines))
-    elif page.resolve() == (root / ROOT_README).resolve():
-        start = next((i for i, line in enumerate(lines) if line.strip() == EVIDENCE_HEADING), None)
-        if start is None:
-            return []
-        stop = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        chosen = range(start, stop)
-    elif page.parent.name in NOTEBOOK_PAGES:
-        stop = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
-        chosen = range(stop)
-    else:
-        chosen = range(len(lines))
     in_code = indented = False
     found = []
-    for i in chosen:
+    for i in range(len(lines)):
         if lines[i].startswith("```"):
             in_code = not in_code
         # an indented code block: four spaces after a blank line (or after its own lines)
@@ -267,9 +244,9 @@ def strict_lines(page: Path, lines: list[str], root: Path) -> list[int]:
     return found
 
 
-def untied_numbers(page: Path, lines: list[str], root: Path) -> list[str]:
+def untied_numbers(page: Path, lines: list[str]) -> list[str]:
     problems = []
-    for i in strict_lines(page, lines, root):
+    for i in strict_lines(page, lines):
         text = INLINE_CODE.sub("", ties.without_ties(lines[i]))  # a command is not a result
         text = re.sub(r"\]\([^)]*\)", "]", text)  # nor is a link's target
         if match := RESULT_NUMBER.search(text):
@@ -314,7 +291,7 @@ def check(root: Path = Path(".")) -> list[str]:
                     break
             else:
                 problems.append(f"{page}: a generated part has the wrong number of lines")
-        problems += untied_numbers(page, lines, root)
+        problems += untied_numbers(page, lines)
         problems += tie_problems(page, lines)
     problems += report_problems(root)
     summary_page = root / SUMMARY_PAGE

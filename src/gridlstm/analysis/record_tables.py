@@ -219,7 +219,10 @@ def _cell(runs: list[dict[str, Any]], column: Column) -> str:
         return " / ".join(_format(v, column.digits) for v in values)
     reached = [v for v in values if v is not None]
     if column.show == "median_reached":
-        shown = _format(statistics.median(reached), column.digits) if reached else "-"
+        # a median of counts (samples) is a count, even halfway between two of them
+        counts = all(_count(v) for v in reached)
+        median = statistics.median(reached) if reached else None
+        shown = _format(median, 0 if counts else column.digits) if reached else "-"
         return f"{shown} ({len(reached)}/{len(values)})"
     if column.show == "value":
         if len(values) != 1:
