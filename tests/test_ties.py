@@ -115,3 +115,12 @@ def test_a_version_or_a_command_is_not_a_result_number(tmp_path):
     text = "# x\n\ntorch 2.14.1, `mnist` 1.1.0, run `lr=0.003`; [a link](v1.5/x.md).\n"
     page, lines = page_with(tmp_path, text)
     assert pages.untied_numbers(page, lines) == []
+
+
+def test_a_tie_shown_in_code_is_an_example_not_a_tie(tmp_path):
+    example = '[0.5](gone.csv "cell a=b: p")'
+    text = f"# x\n\nWrite `{example}`.\n\n    {example}\n"
+    page, lines = page_with(tmp_path, text)
+    assert pages.tie_problems(page, lines) == []
+    (problem,) = pages.tie_problems(page, [f"Prose: {example}"])
+    assert "no such file" in problem

@@ -259,8 +259,11 @@ def untied_numbers(page: Path, lines: list[str]) -> list[str]:
 
 
 def tie_problems(page: Path, lines: list[str]) -> list[str]:
-    """Each number tied in the page's prose against its cell (`gridlstm.analysis.ties`)."""
-    return [p for tie in ties.ties(lines) if (p := ties.problem(tie, page))]
+    """Each number tied in the page's prose against its cell (`gridlstm.analysis.ties`); a tie
+    shown as an example, in code, is not one."""
+    prose = set(strict_lines(page, lines))
+    shown = [INLINE_CODE.sub("", line) if i in prose else "" for i, line in enumerate(lines)]
+    return [p for tie in ties.ties(shown) if (p := ties.problem(tie, page))]
 
 
 def check(root: Path = Path(".")) -> list[str]:
