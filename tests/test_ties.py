@@ -13,7 +13,7 @@ from gridlstm.analysis import pages, ties
 
 TABLE = (
     "model,n,test/acc mean,test/acc std,params\n"
-    "grid2d,3,0.99934,0.00121,67854\nlstm,3,0.2307,0.3123,1000\n"
+    "grid2d,3,0.99934,0.00121,67854\nlstm,3,0.2307,0.3123,1000\nshort,3\n"
 )
 
 
@@ -69,11 +69,12 @@ def test_ties_that_hold_pass(tmp_path):
         ("[67,854]", "[68,854]", "the page says 68,854"),
         ("[2,011 s]", "[2,111 s]", "the page says 2,111"),
         ("model=grid2d: params", "model=stacked: params", "0 rows have 'model=stacked'"),
-        ("model=grid2d: params", "n=3: params", "2 rows have 'n=3'"),
+        ("model=grid2d: params", "n=3: params", "3 rows have 'n=3'"),
         ("model=grid2d: params", "model=grid2d: width", "no column 'width'"),
         ("jobs.0.seconds", "jobs.1.seconds", "no key '1'"),
         ("(queue.json", "(gone.json", "no such file"),
         ("[67,854]", "[67,854 and 3]", "shows 2 number(s) for 1 cell(s)"),
+        ("model=grid2d: params", "model=short: params", "list index out of range"),
     ],
 )
 def test_a_changed_or_broken_tie_is_named_with_its_line_and_cell(tmp_path, old, new, message):

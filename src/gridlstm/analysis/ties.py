@@ -147,7 +147,7 @@ def problem(tie: Tie, page: Path) -> str | None:
         return f"{where}: no such file"
     try:
         cells = (_table_cells if tie.address.startswith("cell ") else _key_cell)(path, tie.address)
-    except (LookupError, ValueError, yaml.YAMLError) as error:
+    except (LookupError, ValueError, yaml.YAMLError) as error:  # IndexError too: a short row
         return f"{where}: {error}"
     shown = SHOWN_NUMBER.findall(tie.shown)
     if len(shown) != len(cells):
