@@ -729,7 +729,7 @@ def test_fake_tensors_give_the_references_shapes_and_leave_no_fake_plan_behind(p
 
 @pytest.mark.parametrize("path", params(PATHS))
 def test_flop_counter_mode_counts_what_the_pytorch_steps_do(path):
-    """FlopCounterMode sees the PyTorch steps on every path (the native ops have no FLOP
+    """FlopCounterMode sees the per-op steps on every path (the native ops have no FLOP
     formulas and step aside under a dispatch mode): forward + backward counts equal the
     path's own with the fast steps switched off (the native scan once counted 6.5k of 21.9k)."""
     from torch.utils.flop_counter import FlopCounterMode

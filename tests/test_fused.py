@@ -223,7 +223,7 @@ def test_switch_and_missing_triton_are_named(monkeypatch, probe_result):
 
 @pytest.mark.parametrize("priority", [["depth"], ["depth", 0]], ids=["depth", "depth-then-0"])
 def test_dropout_between_layers_drops_the_units_the_pytorch_steps_drop(priority, launches):
-    """Dropout on the depth h passed up: the fused step draws the masks as the hand-written
+    """Dropout on the depth h passed up: the fused step draws the masks as the handwritten
     steps do, so for a seed both drop the same units and agree, outputs and gradients
     (including a priority order in which a later group reads the new depth h, unmasked)."""
     torch.manual_seed(0)

@@ -344,7 +344,7 @@ def test_fused_triton_step_at_real_sizes_matches_the_pytorch_steps(dtype, option
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_scan_recurrence_on_gpu_matches_the_pytorch_steps(dtype, monkeypatch):
     """The scan's time recurrence on the fused step (paper form, d 128, T 50, B 16), against
-    the PyTorch loop in float32; bf16 within its rounding."""
+    the per-op loop in float32; bf16 within its rounding."""
     from gridlstm.nn.kernels.fused import scan
 
     torch.manual_seed(0)

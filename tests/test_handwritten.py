@@ -1,4 +1,4 @@
-"""`gridlstm.nn.kernels.handwritten`: the hyperplane steps with a hand-written backward.
+"""`gridlstm.nn.kernels.handwritten`: the hyperplane steps with a handwritten backward.
 
 The reference matrix (tests/test_grid.py) checks it against the float64 reference over every
 option; here: `gradcheck` with respect to the weights as well as the inputs, agreement with
@@ -20,7 +20,7 @@ from gridlstm.nn.kernels.native import build
 
 @pytest.fixture(autouse=True, params=["native", "python"])
 def steps(request) -> str:
-    """Which loop the hand-written steps run: the native one or the PyTorch one."""
+    """Which loop the handwritten steps run: the native one or the PyTorch one."""
     if request.param == "python":
         with dispatch.without("native"):
             yield "python"
@@ -48,7 +48,7 @@ def outputs(net: GridLSTM, x: torch.Tensor, state=None) -> list[torch.Tensor]:
 
 @pytest.fixture
 def calls(monkeypatch) -> list[int]:
-    """Counts the runs of the hand-written steps (or the native loop, which computes the
+    """Counts the runs of the handwritten steps (or the native loop, which computes the
     same function where it applies): the kernel layer's hyperplane steps, not the per-op."""
     from gridlstm.nn.kernels import ops
 
@@ -86,7 +86,7 @@ def test_gradcheck_inputs_state_and_weights(grid_dims, options, calls):
         return [out, *(t for pair in pairs for t in pair)]
 
     assert torch.autograd.gradcheck(f, (x, *params))
-    assert calls, "the hand-written steps did not run"
+    assert calls, "the handwritten steps did not run"
 
 
 CASES = {
@@ -167,7 +167,7 @@ def test_sequence_lengths_run_the_per_op_steps(calls):
 )
 def test_dropout_drops_what_the_per_op_steps_drop(grid_dims, options, calls):
     """Dropout on the depth h between layers: for one seed both paths drop the same units
-    (the hand-written steps draw as nn.Dropout does), so outputs and gradients agree; the
+    (the handwritten steps draw as nn.Dropout does), so outputs and gradients agree; the
     top outputs are not dropped, and in eval mode nothing is."""
     torch.manual_seed(0)
     net = GridLSTM(3, 4, 3, grid_dims, dropout=0.4, backend="hyperplane", **options).double()
@@ -278,7 +278,7 @@ def test_saved_tensor_hooks_see_every_activation(calls, steps):
 
 
 def test_a_float64_network_under_autocast_keeps_float64(calls):
-    """Autocast leaves float64 GEMMs alone (torch's rule): the hand-written steps too, as the
+    """Autocast leaves float64 GEMMs alone (torch's rule): the handwritten steps too, as the
     per-op steps do."""
     torch.manual_seed(0)
     net = GridLSTM(5, 8, 2, 2, backend="hyperplane").double()

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gridlstm"
@@ -295,16 +296,21 @@ def test_the_readmes_first_screen_is_the_quickstart_with_its_expected_output():
         assert needed in text, needed
 
 
-def test_the_readmes_citation_names_the_packages_version():
+def test_the_citation_file_names_the_packages_version_and_the_paper():
+    """CITATION.cff (the Citation File Format GitHub reads) is valid YAML with the
+    package's version and the paper as the preferred citation; the README links it."""
     pyproject = (SRC.parent / "pyproject.toml").read_text()
     version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)  # 3.10: no tomllib
-    cited = re.search(r"version = \{([^}]+)\}", README.read_text(encoding="utf-8"))
-    assert cited and cited.group(1) == version
+    cff = yaml.safe_load((SRC.parent / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and str(cff["version"]) == version
+    paper = cff["preferred-citation"]
+    assert paper["title"] == "Grid Long Short-Term Memory" and paper["year"] == 2016
+    assert "](CITATION.cff)" in README.read_text(encoding="utf-8")
 
 
 def test_the_readme_is_short_and_its_library_example_runs():
     text = README.read_text(encoding="utf-8")
-    assert text.count("\n") < 175
+    assert text.count("\n") <= 160
     example = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(example, "README.md", "exec"), {})
 

@@ -1,8 +1,8 @@
 """`gridlstm.nn.kernels.native`: the C++ gate op and loops against the PyTorch steps.
 
-The reference matrix (tests/test_grid.py) and the hand-written tests (tests/test_handwritten.py)
+The reference matrix (tests/test_grid.py) and the handwritten tests (tests/test_handwritten.py)
 run the native path too; here: the op itself (gradcheck, `torch.library.opcheck`, agreement
-with `lstm_pointwise`), the scan loops against the PyTorch loops to 1e-12 in float64, that the
+with `lstm_pointwise`), the scan loops against the per-op loops to 1e-12 in float64, that the
 native path is the one that ran, and the switches: the environment variable, `python_steps`,
 the capability probe both ways, and a missing compiler or failed build falling back with one
 warning."""

@@ -118,9 +118,17 @@ def test_a_version_or_a_command_is_not_a_result_number(tmp_path):
     assert pages.untied_numbers(page, lines) == []
 
 
+def test_an_indented_line_is_prose_not_code(tmp_path):
+    """Four spaces after a blank line would make a markdown code block, but a list item's
+    continuation reads the same: only fenced blocks are code, so no number slips through."""
+    page, lines = page_with(tmp_path, GOOD + "\n- Stage 2:\n\n    gave 0.975.\n")
+    (problem,) = pages.untied_numbers(page, lines)
+    assert ":7: the number 0.975 is typed" in problem
+
+
 def test_a_tie_shown_in_code_is_an_example_not_a_tie(tmp_path):
     example = '[0.5](gone.csv "cell a=b: p")'
-    text = f"# x\n\nWrite `{example}`.\n\n    {example}\n"
+    text = f"# x\n\nWrite `{example}`.\n\n- a list item:\n\n  ```\n  {example}\n  ```\n"
     page, lines = page_with(tmp_path, text)
     assert pages.tie_problems(page, lines) == []
     (problem,) = pages.tie_problems(page, [f"Prose: {example}"])

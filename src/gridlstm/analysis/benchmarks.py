@@ -63,7 +63,7 @@ def seconds_per_step(
 
 
 def steps_context(per_op: bool = False, pytorch: bool = False) -> contextlib.AbstractContextManager:
-    """``per_op``: the hyperplane scheduler's per-op steps instead of the hand-written ones
+    """``per_op``: the hyperplane scheduler's per-op steps instead of the handwritten ones
     (``dispatch.without("handwritten", "fused")``); ``pytorch``: the PyTorch steps where the
     native (CPU) or the fused Triton (GPU) ones would run (`gridlstm.nn.kernels.native`,
     `gridlstm.nn.kernels.fused`)."""

@@ -227,19 +227,17 @@ def regenerate(page: Path, studies: list[evidence.Study]) -> tuple[list[str], li
 
 def strict_lines(page: Path, lines: list[str]) -> list[int]:
     """The lines of a page that may hold no untied result number: all but its generated parts
-    and its code blocks."""
+    and its fenced code blocks. An indented line counts as prose: a list item's continuation
+    looks like an indented code block, and a number must not slip through as either."""
     inside = set()
     for block in blocks(lines, page):
         inside |= set(range(block.start, block.end + 1))
-    in_code = indented = False
+    in_code = False
     found = []
     for i in range(len(lines)):
-        if lines[i].startswith("```"):
+        if lines[i].lstrip().startswith("```"):
             in_code = not in_code
-        # an indented code block: four spaces after a blank line (or after its own lines)
-        previous = lines[i - 1] if i else ""
-        indented = lines[i].startswith("    ") and (indented or not previous.strip())
-        if i not in inside and not in_code and not indented:
+        elif i not in inside and not in_code:
             found.append(i)
     return found
 

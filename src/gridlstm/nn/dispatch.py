@@ -1,17 +1,25 @@
-"""Which step implementation may run: the one switch for the PyTorch reference steps, and a
+"""Which step implementation may run: the one switch for the per-op reference steps, and a
 record of what ran and why.
 
-Every backend has a PyTorch reference (the per-op steps, the scan's PyTorch loop, the gate
-arithmetic of `gridlstm.nn.kernels.gates`) and may hand its steps to a faster implementation:
+The step paths, each one word in code, bench rows, dispatch notes, docs and tests:
 
+* ``per-op`` (`per_op` in code): PyTorch ops recorded by autograd, the reference every other
+  path is tested against: the hyperplane's per-op steps
+  (`gridlstm.nn.backends.hyperplane.per_op`), the scan's per-op loop
+  (`gridlstm.nn.kernels.time_loop`), the gate arithmetic of `gridlstm.nn.kernels.gates`;
+* ``handwritten``: the hyperplane's steps in PyTorch with a handwritten backward
+  (`gridlstm.nn.kernels.handwritten`);
 * ``native``: the C++ steps on a CPU (`gridlstm.nn.kernels.native`);
-* ``fused``: the Triton steps on a GPU (`gridlstm.nn.kernels.fused`);
-* ``handwritten``: the hyperplane's PyTorch steps with a hand-written backward.
+* ``fused``: the Triton steps on a GPU (`gridlstm.nn.kernels.fused`).
 
-Each computes the reference's function or steps aside before it runs. ``with reference():``
-or ``GRIDLSTM_STEPS=reference`` in the environment makes all of them step aside;
-``with without("native"):`` only the ones named (to compare or time two paths). Both are
-context-local (`contextvars`): two threads or asyncio tasks each keep their own mode.
+"The PyTorch steps" names the two written in PyTorch (per-op, or handwritten where it
+applies): what runs when the native or fused steps step aside.
+
+Each faster path computes the reference's function or steps aside before it runs. ``with
+reference():`` or ``GRIDLSTM_STEPS=reference`` in the environment makes all of them step aside
+(the per-op steps everywhere); ``with without("native"):`` only the ones named (to compare or
+time two paths). Both are context-local (`contextvars`): two threads or asyncio tasks each keep
+their own mode.
 
 ``with explain() as record:`` collects, for every choice made inside it, which
 implementation ran and why each other one stepped aside (also logged at DEBUG level on
@@ -73,7 +81,7 @@ def _switched(off: frozenset[str]) -> Iterator[None]:
 
 
 def reference() -> contextlib.AbstractContextManager[None]:
-    """Run the PyTorch reference steps everywhere inside (nestable, context-local)."""
+    """Run the per-op reference steps everywhere inside (nestable, context-local)."""
     return _switched(frozenset(IMPLEMENTATIONS))
 
 
@@ -124,7 +132,7 @@ def interpreting() -> bool:
 
 def forward_ad_active() -> bool:
     """Whether forward-mode AD may be running (``torch.autograd.forward_ad.dual_level``
-    open): dual tensors reach the steps then, and only the PyTorch steps carry tangents.
+    open): dual tensors reach the steps then, and only the per-op steps carry tangents.
     PyTorch keeps the open level in a module variable with no public reader."""
     return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
 
@@ -132,7 +140,7 @@ def forward_ad_active() -> bool:
 def dispatch_mode() -> str | None:
     """The active TorchDispatchMode's class name (FakeTensorMode for torch.export and shape
     propagation, FlopCounterMode, a user's own), or None. The native and fused ops have no
-    fake kernels and no FLOP formulas: under any mode the PyTorch steps run, so that every
+    fake kernels and no FLOP formulas: under any mode the per-op steps run, so that every
     mode sees the same ops as on the reference path."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode, is_in_torch_dispatch_mode
 
@@ -164,7 +172,7 @@ def switched_off(name: str) -> str | None:
     if forward_ad_active():
         return "forward-mode AD (a dual level is open; the native and fused steps have no jvp)"
     if mode := dispatch_mode():
-        return f"a dispatch mode is active ({mode}: the PyTorch steps are what it understands)"
+        return f"a dispatch mode is active ({mode}: the per-op steps are what it understands)"
     if torch.compiler.is_compiling():
         return "torch.compile traces the reference steps"
     return None

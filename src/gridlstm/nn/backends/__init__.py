@@ -1,11 +1,11 @@
 """GridLSTM's backends, one module each, all with one interface (`gridlstm.nn.backends.base`):
 ``run(net, call) -> (output, final)``. `BACKENDS` is the one table that maps a backend's name
 to it, and `choose` the one place a call's backend is decided; inside a backend the step
-implementation (native, fused, hand-written, PyTorch) is chosen by the kernels and the
+implementation (native, fused, handwritten, PyTorch) is chosen by the kernels and the
 switches of `gridlstm.nn.dispatch`, which records both choices (`dispatch.explain`).
 
 ``fast`` (LSTM-kernel factorisation), ``scan`` (per-layer time scan), ``hyperplane``
-(anti-diagonal scheduler: plan, per-op and hand-written steps), ``naive`` (one cell at a
+(anti-diagonal scheduler: plan, per-op and handwritten steps), ``naive`` (one cell at a
 time, the reference order); ``compiled`` holds torch.compile of the scan and hyperplane
 per-step functions. All compute the same function (tests/test_grid.py against the float64
 reference in tests/reference.py; tests/test_equivalence.py at the edges).

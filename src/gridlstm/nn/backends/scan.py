@@ -20,7 +20,7 @@ So a forward is L * T small sequential steps of a few ops each, against sum(size
 larger but far busier steps for the general hyperplane scheduler. On a CPU, where the
 transforms in the loop are LSTMs without peepholes or coupled gates, the loop runs in C++
 (`gridlstm.nn.kernels.native`), on a GPU in Triton (`gridlstm.nn.kernels.fused`), as
-`gridlstm.nn.kernels.ops.scan` chooses; the PyTorch loop (`gridlstm.nn.kernels.time_loop`,
+`gridlstm.nn.kernels.ops.scan` chooses; the per-op loop (`gridlstm.nn.kernels.time_loop`,
 which their double backward recomputes too) is their reference and fallback.
 """
 
@@ -126,7 +126,7 @@ def layer(
     """One layer over all time steps, time-major. h_depth, m_depth: (T, B, d) from below;
     h0, c0: (B, d); ``valid``: (T, B, 1) or None; ``steps``: `STEPS` or compiled versions.
     The recurrence runs where `gridlstm.nn.kernels.ops.scan` chooses (C++, Triton or the
-    PyTorch loop); this layer only computes the GEMMs outside it.
+    per-op loop); this layer only computes the GEMMs outside it.
 
     Returns (h_time (T, B, d), h_depth', m_depth', final time state). Steps where ``valid``
     is False keep the time state unchanged.

@@ -3,7 +3,7 @@ share, importing nothing above them (no `GridLSTM`, no block, no backend).
 
 * `gates`: the PyTorch reference LSTM arithmetic after the gate GEMM;
 * `plans`: the hyperplane step layout (gather indices per anti-diagonal), `Layout`;
-* `handwritten`: the hyperplane steps in PyTorch with a hand-written backward;
+* `handwritten`: the hyperplane steps in PyTorch with a handwritten backward;
 * `lstm`: `torch.nn.LSTM`'s own kernel (oneDNN / cuDNN) on slices of a transform's weight;
 * `native`: the C++ CPU steps (gate op, hyperplane loop, scan time loops);
 * `fused`: the Triton GPU steps (hyperplane step, scan recurrence);

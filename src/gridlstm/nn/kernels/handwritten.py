@@ -1,4 +1,4 @@
-"""The hyperplane scheduler's steps as one autograd Function with a hand-written backward.
+"""The hyperplane scheduler's steps as one autograd Function with a handwritten backward.
 
 The forward runs without autograd and keeps, per step and group, only what the backward
 needs; the backward walks the steps in reverse with a few large ops each (one GEMM for the

@@ -10,7 +10,7 @@ sit together:
 * `gates`: the LSTM arithmetic after the gate GEMM: the native op (a plain LSTM on a CPU),
   else `gridlstm.nn.kernels.gates.lstm_reference`;
 * `hyperplane`: every step of a hyperplane plan: ``fused``, ``native``, ``handwritten``
-  (the PyTorch steps with a hand-written backward), or None (the backend's per-op steps);
+  (the PyTorch steps with a handwritten backward), or None (the backend's per-op steps);
   `hyperplane_steps` runs the choice;
 * `scan`: a 2-LSTM layer's time recurrence: ``fused``, ``native`` or None (the PyTorch
   loop, `gridlstm.nn.kernels.time_loop`); `scan_recurrence` and `scan_priority` run the
@@ -55,7 +55,7 @@ def hyperplane(static: Tensor, fused_options: str | None, options: str | None) -
     """Which implementation runs a hyperplane plan's steps on states like ``static``:
     ``fused`` (a GPU; ``fused_options`` None: the plan's options are covered, the paper
     output form included), ``native`` (a CPU, no autocast), ``handwritten`` (``options``
-    None: the hand-written backward covers them), or None: the per-op steps."""
+    None: the handwritten backward covers them), or None: the per-op steps."""
     fused_reason = fused_options or fused.blocker(static)
     dispatch.note("hyperplane", "fused", fused_reason)
     if fused_reason is None:
@@ -100,12 +100,12 @@ def scan(
     steps: Mapping[str, Callable] = time_loop.STEPS,
 ) -> str | None:
     """Which implementation runs a 2-LSTM layer's time recurrence on inputs like ``h_depth``
-    (T, B, d): ``fused`` (a GPU), ``native`` (a CPU), or None: the PyTorch loop (also where
+    (T, B, d): ``fused`` (a GPU), ``native`` (a CPU), or None: the per-op loop (also where
     ``steps`` are compiled ones: torch.compile traces that loop). Each ``*_options`` is why
     the layer's options exclude that path (None: covered)."""
-    if h_depth.shape[0] == 0:  # no time step: the PyTorch loop's own message
+    if h_depth.shape[0] == 0:  # no time step: the per-op loop's own message
         return None
-    compiled = None if steps is time_loop.STEPS else "compiled steps (the PyTorch loop's)"
+    compiled = None if steps is time_loop.STEPS else "compiled steps (the per-op loop's)"
     fused_reason = compiled or fused_options or fused.blocker(h_depth)
     dispatch.note("scan", "fused", fused_reason)
     if fused_reason is None:
@@ -130,7 +130,7 @@ def scan_recurrence(
     """A 2-LSTM layer's time recurrence (depth or no priority) from its input half
     ``time_in`` (T, B, 4d), by the implementation `scan` chose: (hs, ms) each (T, B, d).
     Every implementation takes (time_in, h0, c0, w_prev, real) after the GEMM; the fast ones
-    compute the plain LSTM in the output form ``paper`` says, the PyTorch loop ``cell``."""
+    compute the plain LSTM in the output form ``paper`` says, the per-op loop ``cell``."""
     if choice == "fused":
         from gridlstm.nn.kernels.fused import scan as fused_scan  # imports Triton
 
@@ -157,7 +157,7 @@ def scan_priority(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """A 2-LSTM layer's time recurrence with time priority from the depth transform's input
     half ``depth_in`` (T, B, 4d): (hs, ms, h_depth', m_depth'), by the implementation `scan`
-    chose (``native`` or None: the PyTorch loop; the fused step has no time priority).
+    chose (``native`` or None: the per-op loop; the fused step has no time priority).
     ``weights``: (w_depth_prev, w_time_prev, w_time_new, b_time); ``cells`` and ``papers``:
     (time, depth)."""
     if choice == "native":
@@ -165,7 +165,7 @@ def scan_priority(
 
         return functions.priority_recurrence(depth_in, m_depth, h0, c0, weights, real, papers)
     if choice is not None:
-        raise ValueError(f"no {choice!r} time-priority recurrence: native or the PyTorch loop")
+        raise ValueError(f"no {choice!r} time-priority recurrence: native or the per-op loop")
     return time_loop.priority_recurrence(*cells, depth_in, m_depth, h0, c0, weights, real, step)
 
 

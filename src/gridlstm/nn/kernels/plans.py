@@ -9,7 +9,7 @@ previous hyperplane's outputs and the static pools (boundary state, projected in
 It is built once per grid shape; `gridlstm.nn.backends.hyperplane.scheduler` executes it.
 
 `Layout` is a plan as the step implementations read it (`layout` builds it once per plan):
-the hand-written PyTorch steps, the native loop and the fused Triton step share it.
+the handwritten PyTorch steps, the native loop and the fused Triton step share it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,14 @@
-"""The hyperplane steps' forward in PyTorch: the hand-written steps' forward
+"""The hyperplane steps' forward in PyTorch: the handwritten steps' forward
 (`gridlstm.nn.kernels.handwritten`) and, recorded under autograd with the reference gate
-arithmetic, the recomputation a double backward differentiates (`gridlstm.nn.kernels.recompute`)."""
+arithmetic, the recomputation a double backward differentiates (`gridlstm.nn.kernels.recompute`).
+Its own module because both import it and recompute is imported by the handwritten steps.
+
+Why the hyperplane step is written in PyTorch twice, here and as the per-op step
+(`gridlstm.nn.backends.hyperplane.per_op`): the per-op step goes through the block's modules,
+so it covers every option (peepholes, coupled gates, non-LSTM dimensions) and autograd
+records it; this one works on the plan's stacked weights in one layout and keeps the gate
+activations the handwritten backward reads, which the modules do not expose. The equivalence
+tests hold the two to one function."""
 
 from __future__ import annotations
 
@@ -46,10 +54,10 @@ def steps_forward(
     forms: tuple[str, ...] | None = None,
 ) -> tuple[Tensor, list, list, list]:
     """Every step of a plan in PyTorch: (outputs (2, rows_out, B, d), per step and group
-    what the hand-written backward reads (if ``keep``), dropout masks (if ``keep``), the
+    what the handwritten backward reads (if ``keep``), dropout masks (if ``keep``), the
     dropout noise per step). ``noises`` given (one per step but the last): that noise
     instead of new draws. ``forms`` given (an output form per transform group): the gate
-    arithmetic of `gridlstm.nn.kernels.gates` in those forms instead of the hand-written one (the
+    arithmetic of `gridlstm.nn.kernels.gates` in those forms instead of the handwritten one (the
     double backward's reference, also for the fused step's paper form). Under autograd it is
     an ordinary recorded computation."""
     D, G = layout.dims, layout.groups

@@ -1,7 +1,7 @@
-"""A 2-LSTM layer's time recurrence in PyTorch, written once.
+"""A 2-LSTM layer's time recurrence in PyTorch (the scan's per-op loop), written once.
 
 Two callers need the same loop: the scan backend where no native or fused step runs (its
-PyTorch path, the reference), and the double backward of the native and fused scans, which
+per-op loop, the reference), and the double backward of the native and fused scans, which
 recomputes their forward in recorded PyTorch ops and differentiates that
 (`gridlstm.nn.kernels.recompute`). Both go through the functions here, so the function the
 fast scans are checked against and the one their second derivatives come from cannot drift

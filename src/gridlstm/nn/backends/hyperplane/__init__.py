@@ -1,7 +1,7 @@
 """The ``hyperplane`` backend: cells with equal coordinate sum run together.
 
 `plan` (`gridlstm.nn.kernels.plans`) builds a grid shape's gather indices once;
-`scheduler.run` executes a plan with the fused, native or hand-written steps
+`scheduler.run` executes a plan with the fused, native or handwritten steps
 (`gridlstm.nn.kernels`) where they apply, else the per-op steps (`per_op`).
 """
 

@@ -5,7 +5,7 @@ per-layer weights the hyperplane is laid out as (layer, slot), every layer padde
 number of slots (empty slots read zeros), and each transform is one batched GEMM
 (`torch.baddbmm`) over the layers' stacked weights (`LayerStack`). Nothing is written in
 place into a tensor autograd needs: each step's outputs are new. This is the step that
-``compile`` compiles and the fallback wherever the hand-written steps do not apply.
+``compile`` compiles and the fallback wherever the handwritten steps do not apply.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Every step's static rows (boundary state, projected input, zeros) are gathered i
 `index_select` per part before the loop. Where every transform is a standard LSTM, all steps
 go to one of the kernel layer's step implementations (`gridlstm.nn.kernels.ops.hyperplane`
 chooses: the fused Triton step on a GPU, which also covers the paper output form; the
-native loop on a CPU; the hand-written PyTorch steps); `handwritten_blocker` names what
+native loop on a CPU; the handwritten PyTorch steps); `handwritten_blocker` names what
 they do not cover.
 """
 

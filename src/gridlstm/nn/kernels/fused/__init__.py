@@ -1,6 +1,6 @@
 """The fused Triton hyperplane step: on a GPU, one kernel launch per transform group and
 hyperplane step (gather, GEMM and LSTM arithmetic together) instead of the ~10 launches of
-the hand-written PyTorch step, which left the GPU launch-bound (docs/benchmarks.md). The
+the handwritten PyTorch step, which left the GPU launch-bound (docs/benchmarks.md). The
 scan's time recurrence (depth or no priority) uses the same kernels, one launch per time
 step (`gridlstm.nn.kernels.fused.scan`).
 

@@ -89,7 +89,7 @@ class FusedSteps(torch.autograd.Function):
             r = R // G
             M = r * batch
             mask = None
-            if noise is not None:  # as the hand-written steps draw and apply it
+            if noise is not None:  # as the handwritten steps draw and apply it
                 mask = depth_mask(layout, s, noise).contiguous()
                 masks.append(mask)
             for number in range(count):
