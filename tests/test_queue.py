@@ -430,6 +430,15 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
 
 
 @pytest.mark.slow
+def test_a_dry_run_of_a_study_without_tiny_overrides_is_refused(tmp_path):
+    """Without its dry_run: list a "dry run" would train every job at full size (it once
+    did, for a quarter of an hour): refused in one line naming the study."""
+    study = {"claim": "c", "overrides": ["model=grid2d"], "cases": [{"seed": 1}]}
+    with pytest.raises(ConfigError, match="study 's' has no dry_run: overrides"):
+        study_queue.expand("s", study, tmp_path, dry_run=True)
+    assert study_queue.expand("s", study, tmp_path, dry_run=False)
+
+
 def test_gpu_studies_dry_run_runs_every_study_on_the_cpu(tmp_path):
     """scripts/gpu_studies.sh --dry-run: every job of every study for a few steps."""
     write_mnist(tmp_path / "data" / "mnist", train=60, test=20)

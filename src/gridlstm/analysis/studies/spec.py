@@ -153,6 +153,13 @@ def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[
     grid = study.get("grid") or {}
     base = [os.path.expandvars(str(o)) for o in study.get("overrides") or []]  # $DATA paths
     # The dry run's overrides come last: they win over the grid's (tiny sizes, on the CPU).
+    if dry_run and not study.get("dry_run"):
+        # without its tiny overrides a dry run would run every job at full size
+        raise ConfigError(
+            f"study {name!r} has no dry_run: overrides (a few steps at tiny sizes), so "
+            "dry_run=true would run its jobs at full size; add them to the study, or leave "
+            "it out with only=<other studies>"
+        )
     tiny = [os.path.expandvars(str(o)) for o in study.get("dry_run") or []] if dry_run else []
     jobs = []
     for values in itertools.product(*grid.values()) if grid else [()]:
