@@ -124,6 +124,10 @@ def test_a_committed_frontier_verdicts_md_is_regenerated_unchanged_from_its_jobs
     assert verdicts_markdown([root / s for s in sources], sources, size=size, key=key) == text
 
 
+# The five stages below ran from cases pasted into scripts/cpu_studies.yaml before a stage's
+# cases could be a rule the queue applies (`gridlstm.analysis.studies.rules`). Writing rules for
+# them now would record choices the queue never made, so each keeps a named test that derives
+# its cases from the records it read; every later stage is a rule, checked per rule kind below.
 def test_the_paper_regime_deciding_stage_runs_seeds_4_to_6_at_each_familys_best_rate():
     """Stage 4: at the length after the tied grid's best-rate frontier, every family that ran
     it (at its best rate, as best_rate.md reads the folders), seeds 4-6."""

@@ -50,9 +50,11 @@ def copy_study(tmp_path: Path) -> Path:
     its cells read), the claims summary and a README with an Evidence section."""
     source = ROOT / "docs" / "claims" / STUDY
     target = tmp_path / "docs" / "claims" / STUDY
-    # the records of its verdict, tables and reports; not the confirmatory stage's, whose
-    # pre-registration is read from git (this copy has none)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("equal_compute*"))
+    # the records of its verdict, tables and reports; the confirmatory stage's without their
+    # queue.json, whose start the pre-registration check holds against git (this copy has none)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("equal_compute_v1*"))
+    for queue in target.glob("equal_compute2/**/queue.json"):
+        queue.unlink()
     shutil.copy(source / "README.md", target / "README.md")
     # the settings the page's prose ties numbers to (gridlstm.analysis.ties)
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
@@ -82,7 +84,7 @@ def only_problem(root: Path, page: Path) -> str:
 def test_a_changed_p_value_on_a_page_is_named_with_its_line(tmp_path):
     root = copy_study(tmp_path)
     page = root / "docs" / "claims" / STUDY / "README.md"
-    edit(page, "p = 0.00204", "p = 0.0404")
+    edit(page, "p = 0.00359", "p = 0.0404")
     problem = only_problem(root, page)
     assert re.search(r"README\.md:\d+: differs", problem) and "0.0404" in problem
 
@@ -90,25 +92,34 @@ def test_a_changed_p_value_on_a_page_is_named_with_its_line(tmp_path):
 def test_a_mean_swapped_in_the_summary_is_named_by_its_cell(tmp_path):
     root = copy_study(tmp_path)
     summary = root / "docs" / "claims" / "README.md"
-    edit(summary, "0.9752 +- 0.0208", "0.2307 +- 0.3123")
+    edit(summary, "0.6228 +- 0.3304", "0.9316 +- 0.0714")
     problem = only_problem(root, summary)
-    assert "0.2307 +- 0.3123" in problem and "0.9752 +- 0.0208" in problem
+    assert "0.9316 +- 0.0714" in problem and "0.6228 +- 0.3304" in problem
 
 
 def test_one_seeds_value_changed_in_the_records_fails_every_page_quoting_the_cell(tmp_path):
+    """A confirmatory seed: the answer, its table and both summaries; an exploratory seed: the
+    page's table and the study's report (the answer is the confirmatory one)."""
     root = copy_study(tmp_path)
-    job = root / "docs" / "claims" / STUDY / "depths_seeds/cpu/jobs"
-    record = job / "grid2d-num_layers4-lr0.003-seed5" / "metrics.json"
-    data = json.loads(record.read_text())
-    data["test/acc"] = 0.5
-    record.write_text(json.dumps(data))
-    problems = pages.check(root)
-    named = {p.split(":")[0] for p in problems}
-    assert named == {
+    folder = root / "docs" / "claims" / STUDY
+
+    def changed(record: Path) -> set[str]:
+        kept = record.read_text()
+        record.write_text(json.dumps({**json.loads(kept), "test/acc": 0.5}))
+        problems = pages.check(root)
+        record.write_text(kept)
+        return {p.split(":")[0] for p in problems}
+
+    confirm = folder / "equal_compute2/confirm/cpu/jobs"
+    assert changed(confirm / "grid2d-num_layers4-lr0.003-max_steps100000-seed20/metrics.json") == {
         str(root / "README.md"),
         str(root / "docs/claims/README.md"),
-        str(root / "docs/claims" / STUDY / "README.md"),
-        str(root / "docs/claims" / STUDY / "depths_verdicts.md"),  # the study's report
+        str(folder / "README.md"),
+    }
+    explored = folder / "depths_seeds/cpu/jobs/grid2d-num_layers4-lr0.003-seed5/metrics.json"
+    assert changed(explored) == {
+        str(folder / "README.md"),
+        str(folder / "depths_verdicts.md"),  # the study's report
     }
 
 
@@ -204,7 +215,7 @@ def test_the_command_refuses_an_unknown_study_in_one_line_and_writes_nothing(tmp
 def test_the_command_exits_1_naming_the_page_on_a_difference(tmp_path):
     root = copy_study(tmp_path)
     page = root / "docs" / "claims" / STUDY / "README.md"
-    edit(page, "p = 0.00204", "p = 0.0404")
+    edit(page, "p = 0.00359", "p = 0.0404")
     done = subprocess.run(
         [sys.executable, "-m", "gridlstm.tables", "check=true", f"root={root}"],
         capture_output=True,
@@ -397,6 +408,7 @@ def test_the_queue_runs_a_declarations_stages_and_the_arm_that_waits_for_a_choic
     root = copy_study(tmp_path)
     shutil.copy(ROOT / "docs/claims" / STUDY / "study.yaml", root / "docs/claims" / STUDY)
     path = root / "docs/claims" / STUDY / "study.yaml"
+    shutil.rmtree(path.parent / "equal_compute2")  # as before its first job
     queued = load_studies(path)
     rate, confirm = queued[f"{STUDY}_equal_compute_rate2"], queued[f"{STUDY}_equal_compute2"]
     assert rate["claim"] == f"{STUDY}/equal_compute2/rate" and len(rate["cases"]) == 3
@@ -462,6 +474,12 @@ def test_a_confirmatory_block_changed_after_its_first_job_is_named(tmp_path):
     git(root, "add", ".")
     git(root, "commit", "-qm", "declare", date="2026-11-27T12:00:00")
     assert confirmatory.preregistration_problems(declaration.load(path)) == []
+    described = {**confirmatory_stage([7, 8]), "protocol": "What ran.", "setup": "5 digits"}
+    declare(root, described)  # a description of what ran may be written after the runs
+    assert confirmatory.preregistration_problems(declaration.load(path)) == []
+    declare(root, {**described, "question": "Another question?"})  # the question may not
+    problems = confirmatory.preregistration_problems(declaration.load(path))
+    assert problems and "changed after its first job began" in problems[0]
     declare(root, confirmatory_stage([7, 8], {"trainer.max_steps": 1}))  # after the start
     problems = confirmatory.preregistration_problems(declaration.load(path))
     assert problems and "changed after its first job began" in problems[0]
@@ -476,3 +494,18 @@ def test_mann_whitney_decides_its_direction_by_medians():
     assert a.mean > b.mean
     assert evidence.decide(a, b, 0.01, 0.05, "max", words, "mannwhitney") == "b wins"
     assert evidence.decide(a, b, 0.01, 0.05, "max", words, "welch") == "a wins"
+
+
+def test_a_refused_page_leaves_every_page_as_it_was(tmp_path):
+    """The summaries are rendered before the study's page: an answer over its word limit
+    must not leave the README's row rewritten and the page not (it once did)."""
+    root = copy_study(tmp_path)
+    path = root / "docs/claims" / STUDY / "study.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["confirmatory"]["setup"] = "a new setup for the summary row"
+    raw["confirmatory"]["protocol"] = " ".join(["Why?"] * (pages.ANSWER_WORDS + 1))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    before = {p: p.read_text() for p in root.rglob("*.md")}
+    with pytest.raises(ConfigError, match="the page's answer is"):
+        pages.write(root, STUDY)
+    assert {p: p.read_text() for p in root.rglob("*.md")} == before

@@ -79,6 +79,8 @@ def test_one_seeds_record_changed_fails_the_table_that_shows_it(tmp_path):
         ({"show": "best"}, "show 'best'; valid: seeds, mean_sd"),
         ({"metric": None}, "show mean_sd needs a metric:"),
         ({"colour": "red"}, "unknown key 'colour'"),
+        ({"at_samples": 0}, "at_samples: a whole number of samples >= 1, got 0"),
+        ({"at_samples": "1e6"}, "at_samples: a whole number of samples >= 1, got '1e6'"),
     ],
 )
 def test_a_bad_column_is_refused_in_one_line_naming_the_table(tmp_path, change, message):
@@ -212,3 +214,29 @@ def test_a_median_of_sample_counts_between_two_runs_is_a_count():
     lines = record_tables.render(study.folder, study.tables["frontier"])
     row = next(line for line in lines if line.startswith("| 5 | untied 2-LSTM |"))
     assert row.endswith("| 860,108 (2/3) |"), row
+
+
+def test_a_column_at_samples_reads_each_jobs_curve_at_its_last_validation_by_then(tmp_path):
+    """Two arms at equal samples where one ran longer: the value of the job's curve at the
+    last validation at or before N samples; a job without a curve shows '-'."""
+    root = copy_study(tmp_path)
+    jobs = root / "docs" / "claims" / STUDY / "cpu" / "jobs"
+    expected = {}
+    for job in sorted(jobs.iterdir()):
+        if job.name.endswith("grid2d-num_layers4"):
+            seed = int(job.name.split("-")[0].removeprefix("seed"))
+            points = [(40_000 * k, seed / 10 + k / 100) for k in range(1, 6)]
+            text = "samples,value\n" + "".join(f"{s},{v}\n" for s, v in points)
+            (job / "curve.csv").write_text(text)
+            expected[seed] = points[2][1]  # 120,000 <= 150,000 < 160,000
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["seeds"]["columns"] = [
+        {"metric": "val/acc", "show": "seeds", "at_samples": 150_000, "label": "at 150k"}
+    ]
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = declaration.load(spec_file(root))
+    lines = record_tables.render(study.folder, study.tables["seeds"])
+    row = next(line for line in lines if line.startswith("| tied 2-LSTM | 4 |"))
+    assert " / ".join(f"{expected[s]:.3f}" for s in sorted(expected)) in row
+    other = next(line for line in lines if line.startswith("| tied 2-LSTM | 2 |"))
+    assert other.endswith("| - / - / - |")  # no curve recorded

@@ -43,6 +43,12 @@ from gridlstm.analysis.evidence import (
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
 
+# prose a confirmatory stage may declare for itself, shown in place of the study's once it ran
+CONFIRMATORY_PROSE = ("question", "cannot_say", "protocol", "setup", "chosen_on")
+# the prose that describes what was run (checkable against the design) and so may be written
+# after the runs; the question, what it cannot say, the test, arms, seeds and words may not
+DESCRIPTIVE = ("protocol", "setup", "chosen_on")
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -76,7 +82,7 @@ class Confirmatory:
     a: dict[str, Any]
     b: dict[str, Any]
     words: dict[str, str]
-    prose: dict[str, str]  # its own question and cannot_say, shown once it has run
+    prose: dict[str, str]  # its own CONFIRMATORY_PROSE, shown once it has run
 
 
 def parse_stages(path: Path, raw: Any) -> tuple[Stage, ...]:
@@ -131,9 +137,7 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
     if not isinstance(raw, dict):
         raise _fail(path, "confirmatory: a mapping (name, declared, test, alpha, seeds, a, b)")
     _keys(path, "confirmatory", raw, CONFIRMATORY_KEYS)
-    missing = sorted(
-        CONFIRMATORY_KEYS - {"budget", "base", "mode", "question", "cannot_say"} - set(raw)
-    )
+    missing = sorted(CONFIRMATORY_KEYS - {"budget", "base", "mode", *CONFIRMATORY_PROSE} - set(raw))
     if missing:
         raise _fail(path, f"confirmatory: missing {missing[0]}:")
     seeds = tuple(int(s) for s in raw["seeds"])
@@ -160,7 +164,7 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
         a=arms["a"],
         b=arms["b"],
         words=_words(path, "confirmatory.words", raw["words"]),
-        prose={k: " ".join(str(raw[k]).split()) for k in ("question", "cannot_say") if k in raw},
+        prose={k: " ".join(str(raw[k]).split()) for k in CONFIRMATORY_PROSE if k in raw},
     )
 
 
@@ -215,7 +219,8 @@ def check_confirmatory(path: Path, study: Study) -> None:
 
 def chosen(study: Study, name: str) -> Any | None:
     """The value a select stage's rule chose (its ``choose.key`` in the completed run best on
-    its validation metric), or None until every one of its cases has completed."""
+    its validation metric), or None until every one of its cases has completed. A tie goes to
+    the case listed first (paper_regime's rate stage tied two rates exactly)."""
     stage = next(s for s in study.stages if s.name == name)
     folder = study.folder / stage.records
     if not (folder / "jobs").is_dir():
@@ -224,6 +229,8 @@ def chosen(study: Study, name: str) -> Any | None:
     done = [r for r in rows if any(matches(r, case) for case in stage.cases)]
     if len(done) < len(stage.cases):
         return None
+    listed = lambda r: next(i for i, c in enumerate(stage.cases) if matches(r, c))  # noqa: E731
+    done.sort(key=listed)  # max() keeps the first of equals: the case listed first
     sign = 1 if stage.choose["mode"] == "max" else -1
     best = max(done, key=lambda r: sign * (number(r.get(stage.choose["metric"])) or -math.inf))
     return yaml.safe_load(str(best[stage.choose["key"]]))
@@ -350,12 +357,19 @@ def preregistration_problems(study: Study) -> list[str]:
         ]
     declared = block_at(study.folder / DECLARATION, began)
     current = yaml.safe_load((study.folder / DECLARATION).read_text()).get("confirmatory")
-    if declared is not None and declared != current:
+    if declared is not None and _design(declared) != _design(current):
         return [
             f"{study.folder / DECLARATION}: confirmatory {stage.name!r} changed after its first "
             f"job began ({started}); declare a new confirmatory stage and run it afresh"
         ]
     return []
+
+
+def _design(block: Any) -> Any:
+    """A confirmatory block less its `DESCRIPTIVE` prose: what may not change once it ran."""
+    if not isinstance(block, dict):
+        return block
+    return {k: v for k, v in block.items() if k not in DESCRIPTIVE}
 
 
 def block_at(path: Path, when: float) -> dict[str, Any] | None:

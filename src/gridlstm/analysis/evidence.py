@@ -45,6 +45,7 @@ VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b",
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
 CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base", "question", "cannot_say"}
+CONFIRMATORY_KEYS |= {"protocol", "setup", "chosen_on"}  # its own, shown once it has run
 STUDY_KEYS = {
     "claim",
     "source",

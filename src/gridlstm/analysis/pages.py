@@ -117,7 +117,13 @@ def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> 
     )
     if done is None:
         return f"Exploratory. {declared}: not yet complete."
-    return f"{declared}: its word is the answer; everything else on this page is exploratory."
+    return f"{declared}: its word is the answer; the rest is exploratory."
+
+
+def shown_prose(study: evidence.Study, done: evidence.Outcome | None) -> dict[str, str]:
+    """The study's prose, with its confirmatory stage's own (question, protocol, setup, ...)
+    in place once that stage's outcome is the answer."""
+    return {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
 
 
 def answer(study: evidence.Study) -> list[str]:
@@ -126,16 +132,16 @@ def answer(study: evidence.Study) -> list[str]:
     done = confirmatory.confirmatory_outcome(study)
     shown = done or found
     tag = SOURCE_TAG[study.source]
-    prose = {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
+    prose = shown_prose(study, done)
     lines = [
         f"**Question.** {prose['question']}",
         "",
-        f"**Protocol.** {study.prose['protocol']} Claim {tag}: {study.prose['statement']}.",
+        f"**Protocol.** {prose['protocol']} Claim {tag}: {study.prose['statement']}.",
         "",
         f"**Answer ({shown.scope}).** {cell_text(shown.a)} against {cell_text(shown.b)}, "
         f"{shown.metric}; {evidence.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
         f"multiply-adds per run A/B {ratio_text(shown.ratio)}: **{shown.word}**. "
-        f"Cells chosen on {study.verdict.chosen_on}.",
+        f"Cells chosen on {prose.get('chosen_on', study.verdict.chosen_on)}.",
         "",
         f"**How sure.** {_confirmatory_line(study, done)}",
         "",
@@ -157,9 +163,10 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
     scope = shown.scope
     if study.confirmatory and done is None:
         scope += "; confirmatory declared, not run"
+    prose = shown_prose(study, done)
     row = [
         f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
-        study.prose.get("setup") or study.prose["protocol"],
+        prose.get("setup") or prose["protocol"],
         f"{shown.metric}: {cell_text(shown.a)} vs {cell_text(shown.b)}",
         p_text(shown.p),
         ratio_text(shown.ratio),
@@ -320,7 +327,7 @@ def write(root: Path, only: str = "all") -> list[Path]:
         raise ConfigError(
             f"study={only}: no such declared study; valid: all, {', '.join(sorted(names))}"
         )
-    written = []
+    changed = []  # every page rendered before any is written: a refusal changes no page
     for page in pages(root):
         if not page.is_file():
             continue
@@ -329,9 +336,10 @@ def write(root: Path, only: str = "all") -> list[Path]:
             continue
         lines, fresh = regenerate(page, studies)
         if fresh != lines:
-            page.write_text("\n".join(fresh) + "\n")
-            written.append(page)
-    return written
+            changed.append((page, fresh))
+    for page, fresh in changed:
+        page.write_text("\n".join(fresh) + "\n")
+    return [page for page, _ in changed]
 
 
 def report_problems(root: Path) -> list[str]:

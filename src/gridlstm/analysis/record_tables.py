@@ -31,7 +31,9 @@ gives a value only to the runs each ``where`` matches (a model without the optio
 ``-``: ``{where: {model: stacked_lstm}, set: {model.net.priority: '-'}}``), the first entry
 that sets a key winning. Numbers have ``digits`` decimals (3 unless given), a rate
 with ``percent: true`` is shown x 100 with its %; counts (samples, parameters) print with
-thousands separators.
+thousands separators. ``at_samples: N`` reads a column's metric (the task's monitor, as
+each job's ``curve.csv`` records it at every validation) at the last validation at or before
+N samples instead of the run's end: two arms compared at equal samples where one ran longer.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")
 TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns"}
-COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold"}
+COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold", "at_samples"}
+CURVE = "curve.csv"  # a job's monitored metric at each validation: samples,value
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class Column:
     digits: int = 3
     percent: bool = False  # a rate shown as a percentage (x 100, with %)
     threshold: float | None = None  # at_least: the value a run must reach to count
+    # the metric (the task's monitor) read from each job's curve at the last validation at
+    # or before this many samples, instead of its final record
+    at_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,7 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
                     threshold=None
                     if column.get("threshold") is None
                     else float(column["threshold"]),
+                    at_samples=_at_samples(path, f"{where}.columns[{i}]", column),
                 )
             )
         found[str(name)] = TableSpec(
@@ -180,6 +187,29 @@ def _order(value: Any, names: dict[str, str]) -> tuple[int, float, str]:
         return (0, float(list(names).index(text)), "")
     x = number(value)
     return (1, x if x is not None else math.inf, text)
+
+
+def _at_samples(path: Path, where: str, column: dict[str, Any]) -> int | None:
+    value = column.get("at_samples")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(path, f"{where}: at_samples: a whole number of samples >= 1, got {value!r}")
+    return value
+
+
+def curve_at(run: dict[str, Any], samples: int) -> float | None:
+    """The run's curve value at its last validation at or before ``samples`` (None: no curve,
+    or none that early)."""
+    path = run.get(CURVE)
+    if path is None or not Path(path).is_file():
+        return None
+    found = None
+    for line in Path(path).read_text().splitlines()[1:]:
+        at, value = line.split(",")[:2]
+        if float(at) <= samples:
+            found = number(value)
+    return found
 
 
 def _count(x: float) -> bool:
@@ -210,7 +240,10 @@ def _key_text(value: str, names: dict[str, str]) -> str:
 
 def _cell(runs: list[dict[str, Any]], column: Column) -> str:
     by_seed = sorted(runs, key=lambda r: _order(seed_of(r, None), {}))
-    values = [number(r.get(column.metric)) for r in by_seed] if column.metric else []
+    if column.at_samples is not None:
+        values = [curve_at(r, column.at_samples) for r in by_seed]
+    else:
+        values = [number(r.get(column.metric)) for r in by_seed] if column.metric else []
     if column.percent:
         values = [None if v is None else v * 100 for v in values]
     if column.show == "n":
@@ -253,6 +286,8 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
             raise _fail(folder / "study.yaml", f"tables.{spec.name}: no records folder {record}")
         for found in rows_of(folder / record):
             row = spec.completed(found)
+            if "job" in found:  # a queue-copied job: its curve beside its record
+                row[CURVE] = folder / record / "jobs" / str(found["job"]) / CURVE
             if _matches(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])
