@@ -509,3 +509,21 @@ def test_a_refused_page_leaves_every_page_as_it_was(tmp_path):
     with pytest.raises(ConfigError, match="the page's answer is"):
         pages.write(root, STUDY)
     assert {p: p.read_text() for p in root.rglob("*.md")} == before
+
+
+def test_a_select_stage_tie_goes_to_the_case_listed_first(tmp_path):
+    """paper_regime's rate stage tied two rates exactly: the first listed wins, whatever
+    order the job folders sort in."""
+    root = copy_study(tmp_path)
+    path = root / "docs/claims" / STUDY / "study.yaml"
+    shutil.rmtree(path.parent / "equal_compute2")
+    study = declaration.load(path)
+    values = {0.0003: 0.2, 0.001: 0.7, 0.003: 0.7}
+    for i, case in enumerate(study.stages[0].cases):
+        name = f"{9 - i}-lr{case['optim.optimizer.lr']}"  # folders sort in reverse
+        job = path.parent / "equal_compute2/rate/cpu/jobs" / name
+        job.mkdir(parents=True)
+        (job / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={v}" for k, v in case.items()]))
+        record = {"status": "completed", "val/digit_acc": values[case["optim.optimizer.lr"]]}
+        (job / "metrics.json").write_text(json.dumps(record))
+    assert confirmatory.chosen(study, "equal_compute_rate2") == 0.001
