@@ -43,10 +43,9 @@ from gridlstm.analysis.evidence import (
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
 
-# prose a confirmatory stage may declare for itself, shown in place of the study's once it ran
+# a confirmatory stage's own prose, shown once it ran; the DESCRIPTIVE part says what ran (so
+# it may be written after the runs), the question and what it cannot say may not change
 CONFIRMATORY_PROSE = ("question", "cannot_say", "protocol", "setup", "chosen_on")
-# the prose that describes what was run (checkable against the design) and so may be written
-# after the runs; the question, what it cannot say, the test, arms, seeds and words may not
 DESCRIPTIVE = ("protocol", "setup", "chosen_on")
 
 
@@ -219,8 +218,8 @@ def check_confirmatory(path: Path, study: Study) -> None:
 
 def chosen(study: Study, name: str) -> Any | None:
     """The value a select stage's rule chose (its ``choose.key`` in the completed run best on
-    its validation metric), or None until every one of its cases has completed. A tie goes to
-    the case listed first (paper_regime's rate stage tied two rates exactly)."""
+    its validation metric), or None until every one of its cases has completed; a tie goes to
+    the case listed first."""
     stage = next(s for s in study.stages if s.name == name)
     folder = study.folder / stage.records
     if not (folder / "jobs").is_dir():
@@ -229,8 +228,7 @@ def chosen(study: Study, name: str) -> Any | None:
     done = [r for r in rows if any(matches(r, case) for case in stage.cases)]
     if len(done) < len(stage.cases):
         return None
-    listed = lambda r: next(i for i, c in enumerate(stage.cases) if matches(r, c))  # noqa: E731
-    done.sort(key=listed)  # max() keeps the first of equals: the case listed first
+    done.sort(key=lambda r: next(i for i, c in enumerate(stage.cases) if matches(r, c)))
     sign = 1 if stage.choose["mode"] == "max" else -1
     best = max(done, key=lambda r: sign * (number(r.get(stage.choose["metric"])) or -math.inf))
     return yaml.safe_load(str(best[stage.choose["key"]]))
@@ -367,9 +365,7 @@ def preregistration_problems(study: Study) -> list[str]:
 
 def _design(block: Any) -> Any:
     """A confirmatory block less its `DESCRIPTIVE` prose: what may not change once it ran."""
-    if not isinstance(block, dict):
-        return block
-    return {k: v for k, v in block.items() if k not in DESCRIPTIVE}
+    return {k: v for k, v in block.items() if k not in DESCRIPTIVE} if block else block
 
 
 def block_at(path: Path, when: float) -> dict[str, Any] | None:
