@@ -48,12 +48,13 @@ from gridlstm.analysis.evidence import _fail, rows_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
+from gridlstm.analysis.tables import job_curve
 from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")
 TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns"}
 COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold", "at_samples"}
-CURVE = "curve.csv"  # a job's monitored metric at each validation: samples,value
+JOBS = "_jobs"  # a queue-copied run's jobs folder, where its curve is (tables.job_curve)
 
 
 @dataclass(frozen=True)
@@ -201,15 +202,8 @@ def _at_samples(path: Path, where: str, column: dict[str, Any]) -> int | None:
 def curve_at(run: dict[str, Any], samples: int) -> float | None:
     """The run's curve value at its last validation at or before ``samples`` (None: no curve,
     or none that early)."""
-    path = run.get(CURVE)
-    if path is None or not Path(path).is_file():
-        return None
-    found = None
-    for line in Path(path).read_text().splitlines()[1:]:
-        at, value = line.split(",")[:2]
-        if float(at) <= samples:
-            found = number(value)
-    return found
+    points = job_curve(run[JOBS], run) if JOBS in run else []
+    return next((value for at, value in reversed(points) if at <= samples), None)
 
 
 def _count(x: float) -> bool:
@@ -287,7 +281,7 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
         for found in rows_of(folder / record):
             row = spec.completed(found)
             if "job" in found:  # a queue-copied job: its curve beside its record
-                row[CURVE] = folder / record / "jobs" / str(found["job"]) / CURVE
+                row[JOBS] = folder / record / "jobs"
             if _matches(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])

@@ -189,8 +189,7 @@ def write_curve(path: Path, points: list[tuple[float, float]]) -> None:
 def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
     """(training samples seen, main validation metric) at each validation of a job, from its
     CSV log, else from a kept ``curve.csv`` (empty without either)."""
-    monitor, log = row["monitor"], sweep / row["job"] / "csv" / "metrics.csv"
-    kept = sweep / row["job"] / CURVE
+    log, kept = sweep / row["job"] / "csv" / "metrics.csv", sweep / row["job"] / CURVE
     if not log.is_file() and kept.is_file():
         with kept.open() as handle:
             return [(float(r["samples"]), float(r["value"])) for r in csv.DictReader(handle)]
@@ -202,8 +201,8 @@ def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
         for record in csv.DictReader(handle):
             if record.get("train/samples_seen"):
                 samples_at_step.append((float(record["step"]), float(record["train/samples_seen"])))
-            if record.get(monitor):
-                points.append((float(record["step"]), float(record[monitor])))
+            if record.get(row["monitor"]):
+                points.append((float(record["step"]), float(record[row["monitor"]])))
     to_samples = samples_from_step(samples_at_step)
     return [(round(to_samples(step)), value) for step, value in points] if to_samples else []
 
