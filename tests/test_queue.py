@@ -228,6 +228,24 @@ def test_a_job_completed_in_an_earlier_queue_run_is_restored_from_the_results_fo
     assert json.loads((out / "jobs" / "seed2" / "metrics.json").read_text())["test/acc"] == 0.5
 
 
+def test_a_study_complete_before_the_run_leaves_its_records_as_they_were(tmp_path, capsys):
+    """The documented command re-run on a committed, complete study: every job restored,
+    nothing started, and its records (queue.json included) not rewritten: git stays clean."""
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1]}}}
+    out = tmp_path / "results" / "s" / "gpu"
+    copy = out / "jobs" / "seed1"
+    copy.mkdir(parents=True)
+    record = {"status": "completed", "test/acc": 0.5, "samples_seen": 16}
+    (copy / "metrics.json").write_text(json.dumps(record))
+    listed = [*TINY_ADDITION, "seed=1", "resume=auto", "hardware.threads=1"]
+    (copy / "overrides.yaml").write_text("".join(f"- {o}\n" for o in listed))
+    (out / "queue.json").write_text(json.dumps({"jobs": [{"job": "seed1", "seconds": 3.0}]}))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert run_queue(tmp_path, studies, "minutes=5") == 0
+    assert "s: complete before this run" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_the_results_keep_each_jobs_curve_from_its_log(tmp_path):
     """What a later restore needs to draw the job's curve: (samples, val/acc) per validation."""
     studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1]}}}

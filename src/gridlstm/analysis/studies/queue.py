@@ -349,6 +349,12 @@ def run_studies(
             signal.signal(sig, handler)
     for name, group in groups.items():
         out = results_folder(results, studies[name]["claim"], tag, dry_run)
+        if (out / "queue.json").is_file() and all(
+            j.status == DONE_EARLIER and (out / "jobs" / j.name / "metrics.json").is_file()
+            for j in group
+        ):  # complete before this run, every record already there: nothing to rewrite
+            print(f"[queue] {name}: complete before this run; {out} left as it was", flush=True)
+            continue
         collect(name, group, runs, out)
         summary = {
             "study": name,
