@@ -41,7 +41,7 @@ from gridlstm.analysis.studies.executors import (
     device_name,
     make_executor,
 )
-from gridlstm.analysis.studies.records import carry_seconds, queue_runs
+from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
     FAILED_STATES,
@@ -339,8 +339,7 @@ def run_studies(
         f"deadline {minutes:g} min, on {'; '.join(where)}",
         flush=True,
     )
-    # The local jobs run in their own sessions (a terminal's Ctrl-C does not reach them): the
-    # queue passes SIGTERM and SIGINT on, and each job saves last.ckpt as at the deadline.
+    # Local jobs run in their own sessions: the queue passes SIGTERM/SIGINT on (last.ckpt saved).
     previous = {s: signal.signal(s, lambda *_: queue.stop_all()) for s in STOP_SIGNALS}
     try:
         queue.run()
@@ -349,11 +348,8 @@ def run_studies(
             signal.signal(sig, handler)
     for name, group in groups.items():
         out = results_folder(results, studies[name]["claim"], tag, dry_run)
-        if (out / "queue.json").is_file() and all(
-            j.status == DONE_EARLIER and (out / "jobs" / j.name / "metrics.json").is_file()
-            for j in group
-        ):  # complete before this run, every record already there: nothing to rewrite
-            print(f"[queue] {name}: complete before this run; {out} left as it was", flush=True)
+        if complete_before(group, out):  # its results are left as they were
+            print(f"[queue] {name}: complete before this run; {out} unchanged", flush=True)
             continue
         collect(name, group, runs, out)
         summary = {

@@ -11,6 +11,17 @@ from pathlib import Path
 from gridlstm.analysis.studies.spec import DONE_EARLIER, NOT_STARTED, Job
 
 
+def complete_before(jobs: list[Job], out: Path) -> bool:
+    """Whether the study was complete before this queue run: every job done earlier with its
+    record already in ``out``. Its results are then left as they were (a re-run of the
+    publishing command must not rewrite a committed queue.json)."""
+    done = all(
+        j.status == DONE_EARLIER and (out / "jobs" / j.name / "metrics.json").is_file()
+        for j in jobs
+    )
+    return done and (out / "queue.json").is_file()
+
+
 def carry_seconds(jobs: list[Job], out: Path) -> None:
     """Each job's seconds so far, from the results' earlier ``queue.json``: a job done in an
     earlier queue run keeps its cost, and a resumed one adds this run's to it."""
