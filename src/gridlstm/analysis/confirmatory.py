@@ -24,7 +24,9 @@ import yaml
 from gridlstm.analysis.evidence import (
     CHOOSE_KEYS,
     CONFIRMATORY_KEYS,
+    CONFIRMATORY_PROSE,
     DECLARATION,
+    DESCRIPTIVE,
     DRY_RUN,
     STAGE_KEYS,
     STAGE_KINDS,
@@ -42,11 +44,6 @@ from gridlstm.analysis.evidence import (
 )
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
-
-# a confirmatory stage's own prose, shown once it ran; the DESCRIPTIVE part says what ran (so
-# it may be written after the runs), the question and what it cannot say may not change
-CONFIRMATORY_PROSE = ("question", "cannot_say", "protocol", "setup", "chosen_on")
-DESCRIPTIVE = ("protocol", "setup", "chosen_on")
 
 
 @dataclass(frozen=True)

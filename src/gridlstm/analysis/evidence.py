@@ -45,7 +45,11 @@ VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b",
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
 CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base", "question", "cannot_say"}
-CONFIRMATORY_KEYS |= {"protocol", "setup", "chosen_on"}  # its own, shown once it has run
+# a confirmatory stage's own prose, shown once it ran; the DESCRIPTIVE part says what ran (so
+# it may be written after the runs), the question and what it cannot say may not change
+CONFIRMATORY_PROSE = ("question", "cannot_say", "protocol", "setup", "chosen_on")
+DESCRIPTIVE = ("protocol", "setup", "chosen_on")
+CONFIRMATORY_KEYS |= set(CONFIRMATORY_PROSE)
 STUDY_KEYS = {
     "claim",
     "source",
