@@ -278,6 +278,12 @@ def check(root: Path = Path(".")) -> list[str]:
     problems: list[str] = []
     for study in studies:
         problems += confirmatory.preregistration_problems(study)
+        problems += [
+            f"{study.folder / spec.figure[0]}: tables.{spec.name}'s figure is missing "
+            f"(python -m gridlstm.tables study={study.name} draws it)"
+            for spec in study.tables.values()
+            if spec.figure[0] and not (study.folder / spec.figure[0]).is_file()
+        ]
         page = study.folder / "README.md"
         if not page.is_file() or not any(
             b.kind == "answer" for b in blocks(page.read_text().splitlines(), page)
@@ -339,7 +345,14 @@ def write(root: Path, only: str = "all") -> list[Path]:
             changed.append((page, fresh))
     for page, fresh in changed:
         page.write_text("\n".join(fresh) + "\n")
-    return [page for page, _ in changed]
+    drawn = [
+        record_tables.draw_figure(s.folder, spec)
+        for s in studies
+        if only in ("all", s.name)
+        for spec in s.tables.values()
+        if spec.figure[0]
+    ]
+    return [page for page, _ in changed] + [path for path in drawn if path]
 
 
 def report_problems(root: Path) -> list[str]:

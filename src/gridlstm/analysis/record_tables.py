@@ -34,6 +34,9 @@ with ``percent: true`` is shown x 100 with its %; counts (samples, parameters) p
 thousands separators. ``at_samples: N`` reads a column's metric (the task's monitor, as
 each job's ``curve.csv`` records it at every validation) at the last validation at or before
 N samples instead of the run's end: two arms compared at equal samples where one ran longer.
+``figure: {file: curves.png, label: validation exact-match}`` also draws the rows' curves
+(each row's seeds: mean and band; against samples and, where recorded, multiply-adds) into
+that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from gridlstm.analysis.tables import job_curve
 from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")
-TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns"}
+TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns", "figure"}
 COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold", "at_samples"}
 JOBS = "_jobs"  # a queue-copied run's jobs folder, where its curve is (tables.job_curve)
 
@@ -80,6 +83,8 @@ class TableSpec:
     defaults: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()  # (where, set) in order
     names: dict[str, str] = field(default_factory=dict)
     across: tuple[str, str] = ("", "")  # a key whose values become columns, and their header
+    # (file, y label): a PNG beside study.yaml, the rows' validation curves (curve_figure)
+    figure: tuple[str, str] = ("", "")
 
     def completed(self, found: dict[str, Any]) -> dict[str, Any]:
         """A run's row with the defaults its overrides lack (the first entry that sets a key
@@ -178,8 +183,28 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
             defaults=parse_defaults(path, where, spec.get("defaults")),
             names={str(k): str(v) for k, v in (spec.get("names") or {}).items()},
             across=next(((str(k), str(v)) for k, v in across.items()), ("", "")),
+            figure=_figure(path, where, spec.get("figure")),
         )
     return found
+
+
+def _figure(path: Path, where: str, value: Any) -> tuple[str, str]:
+    if value is None:
+        return ("", "")
+    file = str(value.get("file", "")) if isinstance(value, dict) else ""
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"file", "label"}
+        or not file.endswith(".png")
+        or Path(file).is_absolute()
+        or ".." in Path(file).parts
+    ):
+        raise _fail(
+            path,
+            f"{where}.figure: {{file: <name>.png inside the study's folder, label: <the curves' "
+            f"metric>}}, got {value!r}",
+        )
+    return (file, str(value["label"]))
 
 
 def _order(value: Any, names: dict[str, str]) -> tuple[int, float, str]:
@@ -188,6 +213,10 @@ def _order(value: Any, names: dict[str, str]) -> tuple[int, float, str]:
         return (0, float(list(names).index(text)), "")
     x = number(value)
     return (1, x if x is not None else math.inf, text)
+
+
+def _orders(values: tuple[str, ...] | list[str], names: dict[str, str]) -> list[tuple]:
+    return [_order(v, names) for v in values]
 
 
 def _at_samples(path: Path, where: str, column: dict[str, Any]) -> int | None:
@@ -272,8 +301,8 @@ def _cell(runs: list[dict[str, Any]], column: Column) -> str:
     return f"{mean:.{column.digits}f}{unit} +- {statistics.stdev(reached):.{column.digits}f}"
 
 
-def render(folder: Path, spec: TableSpec) -> list[str]:
-    """The table's markdown lines from the study's records (``folder``: the study's)."""
+def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The table's runs by row (and ``across`` value): one run per seed in each."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for record in spec.records:
         if not (folder / record).is_dir():
@@ -298,7 +327,40 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
             folder / "study.yaml",
             f"tables.{spec.name}: no completed run in {', '.join(spec.records)} matches its where:",
         )
-    order = lambda values: [_order(v, spec.names) for v in values]  # noqa: E731
+    return groups
+
+
+def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
+    """The table's ``figure``: each row's validation curves over its seeds (mean and band),
+    against samples and multiply-adds (`gridlstm.analysis.curve_figure`). Returns its path,
+    or None where the file already holds this figure (a re-run leaves git clean)."""
+    import tempfile
+
+    from gridlstm.analysis import curve_figure
+
+    series = []
+    for key, runs in sorted(
+        groups_of(folder, spec).items(), key=lambda kv: _orders(kv[0], spec.names)
+    ):
+        curves = [c for r in runs if (c := job_curve(r[JOBS], r) if JOBS in r else [])]
+        macs = {number(r.get("macs_per_sample")) for r in runs}
+        label = ", ".join(_key_text(v, spec.names) for v in key if v)
+        series.append(curve_figure.Series(label, curves, macs.pop() if len(macs) == 1 else None))
+    out = folder / spec.figure[0]
+    ylabel = f"{spec.figure[1]} (mean +- std over seeds)"
+    with tempfile.TemporaryDirectory() as scratch:
+        drawn = Path(scratch) / out.name
+        curve_figure.draw(series, drawn, ylabel, f"{folder.name}: {spec.name}", banded=True)
+        if out.is_file() and out.read_bytes() == drawn.read_bytes():
+            return None
+        out.write_bytes(drawn.read_bytes())
+    return out
+
+
+def render(folder: Path, spec: TableSpec) -> list[str]:
+    """The table's markdown lines from the study's records (``folder``: the study's)."""
+    groups = groups_of(folder, spec)
+    order = lambda values: _orders(values, spec.names)  # noqa: E731
     ordered = sorted({key[:-1] for key in groups}, key=order)
     spread = sorted({key[-1] for key in groups}, key=lambda v: order([v]))
     head, columns = spec.across[1], spec.columns

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm.analysis import aggregate, verdicts
+from gridlstm.analysis import aggregate, curve_figure, verdicts
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run import runs
 from gridlstm.run.config import defuse
@@ -231,18 +231,12 @@ def add_thresholds(sweep: Path, rows: list[dict[str, Any]], thresholds: list[flo
 
 def curves(
     sweep: Path, rows: list[dict[str, Any]], out: Path, group_by: list[str] | None = None
-) -> int:
-    """Plot the main validation metric against train/samples_seen: one curve per job, or,
-    when jobs differ in seed (``group_by``: the other swept keys), the mean over each cell's
-    seeds with a +-1 std band. Returns the number of curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    monitors = sorted({row["monitor"] for row in rows})
-    groups: dict[str, list[list[tuple[float, float]]]] = {}
+) -> tuple[int, int]:
+    """Plot the main validation metric against train/samples_seen (and, where every job
+    records its multiply-adds a sample, against multiply-adds: `curve_figure`): one curve per
+    job, or, when jobs differ in seed (``group_by``: the other swept keys), the mean over each
+    cell's seeds with a +-1 std band. Returns (curves, panels)."""
+    groups: dict[str, curve_figure.Series] = {}
     for row in rows:
         xy = job_curve(sweep, row)
         stopped = row["status"] != runs.COMPLETED
@@ -253,31 +247,15 @@ def curves(
             label = f"{row['job']}: {row['model']} L={row['layers']} d={row['hidden']} {size}"
         else:
             label = " ".join(f"{k}={value(row, k)}" for k in group_by) or row["model"]
-        groups.setdefault(label, []).append(xy)
-    for label, members in groups.items():
-        if group_by is None:
-            axes.plot(*zip(*members[0], strict=True), marker=".", label=label)
-            continue
-        by_x: dict[float, list[float]] = {}
-        for xy in members:
-            for x, y in xy:
-                by_x.setdefault(x, []).append(y)
-        xs = sorted(x for x, ys in by_x.items() if len(ys) == len(members))  # every seed
-        if not xs:
-            continue
-        mean = np.array([np.mean(by_x[x]) for x in xs])
-        std = np.array([np.std(by_x[x], ddof=1) if len(by_x[x]) > 1 else 0.0 for x in xs])
-        axes.plot(xs, mean, marker=".", label=f"{label} (n={len(members)})")
-        axes.fill_between(xs, mean - std, mean + std, alpha=0.2)
-    axes.set_xlabel("training samples seen")
-    axes.set_ylabel(", ".join(monitors) + (" (mean +- std over seeds)" if group_by else ""))
-    axes.set_title(sweep.name)
-    if groups:
-        axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
-    return len(groups)
+        macs = row.get("macs_per_sample")
+        series = groups.setdefault(label, curve_figure.Series(label, [], macs))
+        series.members.append(xy)
+        if series.macs_per_sample != macs:  # a cell's jobs disagree: no per-mac axis for it
+            series.macs_per_sample = None
+    series = list(groups.values())
+    ylabel = ", ".join(sorted({row["monitor"] for row in rows}))
+    ylabel += " (mean +- std over seeds)" if group_by else ""
+    return curve_figure.draw(series, out, ylabel, sweep.name, banded=group_by is not None)
 
 
 def build_tables(sweep: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -333,11 +311,14 @@ def report(sweep: Path, thresholds: list[float] | None = None) -> None:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
         writer.writerows({c: value(row, c) for c in names} for row in rows)
-    drawn = curves(sweep, rows, sweep / "curves.png", group_by)
+    drawn, panels = curves(sweep, rows, sweep / "curves.png", group_by)
     print(table)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    print(f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)")
+    print(
+        f"wrote {sweep / 'table.md'}, {', '.join(written[1:])} and curves.png ({drawn} curves)"
+        + (" against samples and multiply-adds" if panels == 2 else "")
+    )
 
 
 def read_table_csv(table: Path, metric: str = "") -> tuple[list[dict[str, str]], list[str]]:

@@ -1,0 +1,81 @@
+"""A sweep's learning curves as one figure: against samples and, where every curve's job
+recorded its multiply-adds a sample, against multiply-adds beside it.
+
+Why the second panel: families compared at equal samples do unequal work (a tied grid at
+depth 4 does about four times a depth-2 stacked LSTM's multiply-adds a sample), so a curve
+that leads per sample may trail per multiply-add. Both x-axes in one figure, with the same
+y-axis, let a reader see which budget a comparison is fair in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+Curve = list[tuple[float, float]]  # (training samples seen, validation metric)
+
+
+@dataclass
+class Series:
+    """One line of the figure: a job's curve, or a cell's seeds (a mean with a +-1 std band)."""
+
+    label: str
+    members: list[Curve]
+    macs_per_sample: float | None = None  # None: not recorded by some job of the series
+
+
+def mean_band(members: list[Curve]) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """The members' mean and sample std at every x some member validated at, once every
+    member has started. A member that stopped earlier keeps its last value: a job stops early
+    only once solved, and dropping it would end (or bias) the cell's curve at its best seed."""
+    xs = sorted({x for curve in members for x, _ in curve})
+    xs = [x for x in xs if all(curve and curve[0][0] <= x for curve in members)]
+    at = [[next(y for cx, y in reversed(curve) if cx <= x) for curve in members] for x in xs]
+    mean = np.array([np.mean(ys) for ys in at])
+    std = np.array([np.std(ys, ddof=1) if len(ys) > 1 else 0.0 for ys in at])
+    return xs, mean, std
+
+
+def draw(series: list[Series], out: Path, ylabel: str, title: str, banded: bool) -> tuple[int, int]:
+    """Write the figure to ``out``; returns (curves drawn, panels: 1 or 2). ``banded``: each
+    series is a cell of seeds (mean and band), else one job (its first member)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [s for s in series if s.members and (not banded or mean_band(s.members)[0])]
+    per_mac = bool(shown) and all(s.macs_per_sample for s in shown)
+    panels = 2 if per_mac else 1
+    columns = 1 if len(shown) <= 6 else 2
+    legend = (0.22 * -(-len(shown) // columns) + 0.25) if shown else 0.0  # inches, below
+    height = 4.5 + legend
+    figure, axes = plt.subplots(
+        1, panels, figsize=(6.5 * panels, height), sharey=True, squeeze=False
+    )
+    for s in shown:
+        if banded:
+            xs, mean, std = mean_band(s.members)
+            label = f"{s.label} (n={len(s.members)})"
+        else:
+            xs, ys = zip(*s.members[0], strict=True)
+            mean, std, label = np.array(ys), None, s.label
+        for panel, scale in zip(axes[0], [1.0, s.macs_per_sample or 1.0], strict=False):
+            x = np.array(xs, dtype=float) * scale
+            (line,) = panel.plot(x, mean, marker=".", label=label)
+            if std is not None:
+                panel.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
+    axes[0][0].set_xlabel("training samples seen")
+    axes[0][0].set_ylabel(ylabel)
+    if per_mac:
+        axes[0][1].set_xlabel("multiply-adds (samples x multiply-adds a sample)")
+    figure.suptitle(title)
+    if shown:  # below the panels, so long labels are not cut off
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small")
+    figure.tight_layout(rect=(0, legend / height, 1, 1))
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return len(shown), panels

@@ -1,0 +1,101 @@
+"""Learning curves against samples and multiply-adds (`gridlstm.analysis.curve_figure`): the
+sweep table's curves.png and a study table's declared figure, drawn from records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from matplotlib import image
+
+from gridlstm import tables as command
+from gridlstm.analysis import curve_figure, declaration, pages
+from gridlstm.run.errors import ConfigError
+from tests.test_tables import make_job
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = "addition_depth"
+PANEL_PIXELS = 780  # one panel's width: 6.5 inches at 120 dpi
+
+
+def test_a_seed_that_stopped_early_keeps_its_last_value_in_the_cells_mean():
+    """A job stops early only once solved: the cell's curve goes on to its longest seed's end
+    with the solved seed at its last value, not ending (or jumping) where it stopped."""
+    solved = [(1.0, 0.2), (2.0, 1.0)]
+    still = [(1.0, 0.0), (2.0, 0.2), (3.0, 0.4)]
+    xs, mean, std = curve_figure.mean_band([solved, still])
+    assert xs == [1.0, 2.0, 3.0]
+    assert mean.tolist() == pytest.approx([0.1, 0.6, 0.7])
+    assert std[0] == pytest.approx(0.1414, abs=1e-4)
+    late = [(2.0, 0.5)]  # starts later: x = 1 is left out (not every seed has begun)
+    assert curve_figure.mean_band([solved, late])[0] == [2.0]
+
+
+@pytest.mark.parametrize(("macs", "panels"), [((10.0, 40.0), 2), ((10.0, None), 1)])
+def test_the_multiply_adds_panel_is_drawn_only_where_every_curve_records_it(
+    tmp_path, macs, panels
+):
+    curve = [(1.0, 0.1), (2.0, 0.5)]
+    series = [curve_figure.Series(f"arm {i}", [curve], m) for i, m in enumerate(macs)]
+    out = tmp_path / "f.png"
+    assert curve_figure.draw(series, out, "val/acc", "t", banded=True) == (2, panels)
+    assert image.imread(out).shape[1] == PANEL_PIXELS * panels  # side by side
+
+
+def test_a_sweep_table_draws_both_panels_when_its_jobs_record_multiply_adds(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for name, layers in (("0", 2), ("1", 4)):
+        make_job(sweep, name, "grid2d", layers, 0.5)
+        record = json.loads((sweep / name / "metrics.json").read_text())
+        (sweep / name / "metrics.json").write_text(json.dumps(record | {"macs_per_sample": 99}))
+    command.main([f"sweep={sweep}"])
+    assert "(2 curves) against samples and multiply-adds" in capsys.readouterr().out
+
+
+def study_with_figure(tmp_path: Path, figure: object) -> Path:
+    """A copy of a committed study whose seeds table declares ``figure``, each job with a
+    curve.csv as the queue keeps it."""
+    folder = tmp_path / "docs" / "claims" / STUDY
+    shutil.copytree(ROOT / "docs" / "claims" / STUDY, folder)
+    for job in (folder / "cpu" / "jobs").iterdir():
+        (job / "curve.csv").write_text("samples,value\n1000,0.1\n2000,0.4\n")
+        record = json.loads((job / "metrics.json").read_text())
+        (job / "metrics.json").write_text(json.dumps(record | {"macs_per_sample": 1000}))
+    raw = yaml.safe_load((folder / "study.yaml").read_text())
+    raw["tables"]["seeds"]["figure"] = figure
+    (folder / "study.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return tmp_path
+
+
+def test_a_declared_figure_is_drawn_by_the_publishing_command_and_checked(tmp_path):
+    figure = {"file": "cpu/curves_compute.png", "label": "validation exact-match"}
+    root = study_with_figure(tmp_path, figure)
+    out = root / "docs" / "claims" / STUDY / "cpu" / "curves_compute.png"
+    missing = [p for p in pages.check(root) if "figure is missing" in p]
+    assert missing == [
+        f"{out}: tables.seeds's figure is missing (python -m gridlstm.tables study={STUDY} "
+        "draws it)"
+    ]
+    assert out in pages.write(root, STUDY)
+    assert image.imread(out).shape[1] == 2 * PANEL_PIXELS  # every job records multiply-adds
+    assert pages.write(root, STUDY) == []  # drawn again, the same bytes: nothing rewritten
+    assert not [p for p in pages.check(root) if "figure is missing" in p]
+
+
+@pytest.mark.parametrize(
+    "figure",
+    [
+        "curves.png",  # no label
+        {"file": "../elsewhere.png", "label": "x"},
+        {"file": "curves.svg", "label": "x"},
+        {"file": "curves.png", "label": "x", "dpi": 300},
+    ],
+)
+def test_a_bad_figure_is_refused_in_one_line_naming_the_form(tmp_path, figure):
+    root = study_with_figure(tmp_path, figure)
+    with pytest.raises(ConfigError, match=r"tables\.seeds\.figure: \{file: <name>\.png") as err:
+        declaration.load(root / "docs" / "claims" / STUDY / "study.yaml")
+    assert "\n" not in str(err.value)
