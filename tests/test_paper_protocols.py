@@ -101,9 +101,10 @@ NO_LOCATOR = re.compile(
 
 
 def test_a_source_without_a_locator_is_tagged_unverified():
-    """Two accounts used earlier (a Torch 15-digit addition script, a student replication
-    report) have no locator: a knob resting on them says [unverified], in the tables and in
-    the presets' own comments; and no row credits the paper with what no source holds."""
+    """Accounts named without a locator (a Torch reconstruction, a student report) make a knob
+    [unverified], in the tables and in the presets' own comments; and no row credits the paper
+    with what no source holds. The two such accounts used earlier now have locators (a
+    student project's addition and MNIST scripts: `test_every_secondary_script_has_its_address`)."""
     for preset, rows in TABLES.items():
         for row in rows:
             if NO_LOCATOR.search(row["source"]):
@@ -113,6 +114,19 @@ def test_a_source_without_a_locator_is_tagged_unverified():
         for line in path.read_text().splitlines():
             if NO_LOCATOR.search(line):
                 assert "unverified" in line or "no locator" in line, (path.name, line)
+
+
+def test_every_secondary_script_has_its_address():
+    """A knob tagged [secondary: the MNIST script] rests on a file the protocols page links at
+    a fixed commit; the MNIST preset's knobs that the script fixes carry that tag."""
+    text = PROTOCOLS_DOC.read_text()
+    assert re.search(
+        r"\(https://github\.com/davidbuniat/GridLSTM/blob/[0-9a-f]{40}/src/train_mnist_rnn\.lua\)",
+        text,
+    )
+    tagged = {row["knob"] for row in TABLES["mnist_paper"] if "the MNIST script" in row["source"]}
+    assert {"units per block", "2x2 patches", "of 0-4 pixels"} <= tagged, tagged
+    assert not [r for r in TABLES["mnist_paper"] if "student replication report" in r["source"]]
 
 
 def step_speeds(preset: str) -> dict[tuple[str, int], float]:
