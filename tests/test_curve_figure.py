@@ -35,9 +35,7 @@ def test_a_seed_that_stopped_early_keeps_its_last_value_in_the_cells_mean():
 
 
 @pytest.mark.parametrize(("macs", "panels"), [((10.0, 40.0), 2), ((10.0, None), 1)])
-def test_the_multiply_adds_panel_is_drawn_only_where_every_curve_records_it(
-    tmp_path, macs, panels
-):
+def test_the_multiply_adds_panel_is_drawn_only_where_every_curve_records_it(tmp_path, macs, panels):
     curve = [(1.0, 0.1), (2.0, 0.5)]
     series = [curve_figure.Series(f"arm {i}", [curve], m) for i, m in enumerate(macs)]
     out = tmp_path / "f.png"
@@ -99,3 +97,37 @@ def test_a_bad_figure_is_refused_in_one_line_naming_the_form(tmp_path, figure):
     with pytest.raises(ConfigError, match=r"tables\.seeds\.figure: \{file: <name>\.png") as err:
         declaration.load(root / "docs" / "claims" / STUDY / "study.yaml")
     assert "\n" not in str(err.value)
+
+
+def test_the_publishing_command_logs_each_table_and_the_answer_to_wandb_offline(
+    tmp_path, monkeypatch, capsys
+):
+    """The real W&B client, offline: one run per study, each declared table as a wandb.Table
+    with the page's rows, the declared figure as an image."""
+    from gridlstm.analysis import evidence, record_tables, wandb_tables
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    figure = {"file": "cpu/curves_compute.png", "label": "validation exact-match"}
+    root = study_with_figure(tmp_path / "repo", figure)
+    logs = tmp_path / "logs"
+    command.main([f"study={STUDY}", f"root={root}", "wandb=evidence-test", f"wandb_dir={logs}"])
+    assert f"logged {STUDY} to W&B (offline)" in capsys.readouterr().out
+    (run,) = (logs / "wandb").glob("offline-run-*")
+    (logged,) = (run / "files" / "media" / "table" / "tables").glob("seeds_*.table.json")
+    study = declaration.load(root / "docs" / "claims" / STUDY / "study.yaml")
+    lines = record_tables.render(study.folder, study.tables["seeds"])
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    columns, rows = cells[0], cells[2:]  # the page's header and rows, the rule left out
+    assert json.loads(logged.read_text()) == {"columns": columns, "data": rows}
+    assert list((run / "files" / "media" / "images" / "figures").glob("seeds_*.png"))
+    summary = wandb_tables.answer_summary(study)
+    assert summary["verdict"] == evidence.outcome(study).word and 0 <= summary["p"] <= 1
+
+
+def test_wandb_without_a_study_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit, match="2"):
+        command.main(["check=true", "wandb=p"])
+    err = capsys.readouterr().err.strip()
+    assert "wandb=p logs the evidence pages' tables: give it with study=" in err
+    assert "\n" not in err

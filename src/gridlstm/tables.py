@@ -3,6 +3,8 @@
     python -m gridlstm.tables sweep=multirun/<date>/<time>_<id>    (or: gridlstm-tables ...)
     python -m gridlstm.tables table=docs/claims/<claim>/table.csv metric=val/bpc mode=min
     python -m gridlstm.tables study=paper_regime      (or study=all)
+    python -m gridlstm.tables study=all wandb=gridlstm   (the pages, then W&B: offline unless
+                                                          credentials exist)
     python -m gridlstm.tables report=deep_tied       (or report=all)
     python -m gridlstm.tables check=true
 
@@ -43,6 +45,10 @@ class TablesConfig:
     report: str = option("", "a study's report beside its page (gridlstm.analysis.reports) or all")
     check: bool = option(False, "check every evidence page against its records; write nothing")
     root: str = option(".", "study= and check=: the repository root the pages are under")
+    wandb: str = option(
+        "", "study=: also log each study's answer, tables and figures to this W&B project"
+    )
+    wandb_dir: str = option(".", "wandb=: the folder W&B writes under (its wandb/ folder)")
 
 
 def parse(argv: list[str]) -> TablesConfig:
@@ -51,6 +57,10 @@ def parse(argv: list[str]) -> TablesConfig:
         raise ConfigError(
             "give one of sweep=multirun/<date>/<time>_<id>, table=path/to/table.csv, "
             "study=<name or all>, report=<name or all> or check=true"
+        )
+    if cfg.wandb and not cfg.study:
+        raise ConfigError(
+            f"wandb={cfg.wandb} logs the evidence pages' tables: give it with study=<name or all>"
         )
     if cfg.table and not cfg.metric:
         raise ConfigError("table= needs metric=, the column to compare (e.g. metric=val/acc)")
@@ -101,6 +111,16 @@ def evidence_pages(cfg: TablesConfig) -> None:
         return
     for page in pages.write(root, cfg.study):
         print(f"wrote {page}")
+    if cfg.wandb:
+        from gridlstm.analysis import declaration, evidence, wandb_tables
+        from gridlstm.run.loggers import wandb_mode
+
+        for study in declaration.load_all(root / evidence.CLAIMS_DIR):
+            if cfg.study in ("all", study.name):
+                where = wandb_tables.log_study(
+                    study, cfg.wandb, wandb_mode(), Path(cfg.wandb_dir).expanduser()
+                )
+                print(f"logged {study.name} to W&B ({wandb_mode()}): {where}")
 
 
 def main(argv: list[str] | None = None) -> None:
