@@ -240,3 +240,29 @@ def test_a_column_at_samples_reads_each_jobs_curve_at_its_last_validation_by_the
     assert " / ".join(f"{expected[s]:.3f}" for s in sorted(expected)) in row
     other = next(line for line in lines if line.startswith("| tied 2-LSTM | 2 |"))
     assert other.endswith("| - / - / - |")  # no curve recorded
+
+
+def test_a_column_times_another_record_number_gives_multiply_adds(tmp_path):
+    """Samples to a threshold times multiply-adds a sample: what each run spent to get there;
+    a run lacking either number has none (shown in the reached count)."""
+    root = copy_study(tmp_path)
+    jobs = root / "docs" / "claims" / STUDY / "cpu" / "jobs"
+    spent = []
+    for job in sorted(jobs.iterdir()):
+        if job.name.endswith("grid2d-num_layers4"):
+            record = json.loads((job / "metrics.json").read_text())
+            if record.get("val/samples_to_threshold"):
+                record["macs_per_sample"] = 1000
+                spent.append(record["val/samples_to_threshold"] * 1000)
+                (job / "metrics.json").write_text(json.dumps(record))
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["seeds"]["columns"] = [
+        {"metric": "val/samples_to_threshold", "times": "macs_per_sample", "show": "median_reached"}
+    ]
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = declaration.load(spec_file(root))
+    lines = record_tables.render(study.folder, study.tables["seeds"])
+    row = next(line for line in lines if line.startswith("| tied 2-LSTM | 4 |"))
+    assert spent and row.endswith(f"| {statistics.median(spent):,.0f} ({len(spent)}/3) |"), row
+    other = next(line for line in lines if line.startswith("| tied 2-LSTM | 2 |"))
+    assert other.endswith("| - (0/3) |")  # no multiply-adds recorded

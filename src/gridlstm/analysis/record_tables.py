@@ -34,6 +34,8 @@ with ``percent: true`` is shown x 100 with its %; counts (samples, parameters) p
 thousands separators. ``at_samples: N`` reads a column's metric (the task's monitor, as
 each job's ``curve.csv`` records it at every validation) at the last validation at or before
 N samples instead of the run's end: two arms compared at equal samples where one ran longer.
+``times: macs_per_sample`` multiplies each run's value by another of its record's numbers
+(samples to a threshold times multiply-adds a sample: the multiply-adds it took).
 ``figure: {file: curves.png, label: validation exact-match}`` also draws the rows' curves
 (each row's seeds: mean and band; against samples and, where recorded, multiply-adds) into
 that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`).
@@ -56,7 +58,7 @@ from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")
 TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns", "figure"}
-COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold", "at_samples"}
+COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold", "at_samples", "times"}
 JOBS = "_jobs"  # a queue-copied run's jobs folder, where its curve is (tables.job_curve)
 
 
@@ -71,6 +73,7 @@ class Column:
     # the metric (the task's monitor) read from each job's curve at the last validation at
     # or before this many samples, instead of its final record
     at_samples: int | None = None
+    times: str = ""  # each run's value multiplied by this record key's (samples x macs)
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
                     if column.get("threshold") is None
                     else float(column["threshold"]),
                     at_samples=_at_samples(path, f"{where}.columns[{i}]", column),
+                    times=str(column.get("times", "")),
                 )
             )
         found[str(name)] = TableSpec(
@@ -267,6 +271,11 @@ def _cell(runs: list[dict[str, Any]], column: Column) -> str:
         values = [curve_at(r, column.at_samples) for r in by_seed]
     else:
         values = [number(r.get(column.metric)) for r in by_seed] if column.metric else []
+    if column.times:  # a run without either number has none
+        scale = [number(r.get(column.times)) for r in by_seed]
+        values = [
+            None if v is None or k is None else v * k for v, k in zip(values, scale, strict=True)
+        ]
     if column.percent:
         values = [None if v is None else v * 100 for v in values]
     if column.show == "n":
