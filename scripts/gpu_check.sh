@@ -24,10 +24,11 @@
 #    data is missing is skipped with one line: set GRIDLSTM_DATA_DIR for mnist/ and enwik8/,
 #    GRIDLSTM_TRANSLATION_FILE for translation)
 #                                                 -> smoke/<task>/gpu/
-# Results go to docs/gpu_check/<device>/ (out=DIR to change), with check.json: the device,
-# each step's exit status and duration, every gpu test's outcome, the targets, the smoke
-# runs and a verdict (gridlstm.analysis.gpu_check). A failed or timed-out step (exit 124)
-# does not stop the others; the exit status is 1 if any failed.
+# Results go to multirun/gpu_check/<device>/ (git-ignored; out=docs/gpu_check/<device>
+# publishes them, replacing that folder's smoke/), with check.json: the device, each step's
+# exit status and duration, every gpu test's outcome, the targets, the smoke runs and a
+# verdict (gridlstm.analysis.gpu_check). A failed or timed-out step (exit 124) does not
+# stop the others; the exit status is 1 if any failed.
 # --dry-run: on the CPU, to check the script itself: skips step 1 (it needs CUDA, and says
 # so), runs the bench, the step speeds and the smoke runs at tiny sizes; results in
 # multirun/gpu_check_dry_run.
@@ -41,7 +42,7 @@ for arg in "$@"; do
         --dry-run) dry=true ;;
         out=*) out="${arg#out=}" ;;
         minutes=*) minutes="${arg#minutes=}" ;;
-        -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg'; valid: --dry-run, out=DIR, minutes=N" >&2
            exit 2 ;;
     esac
@@ -58,7 +59,7 @@ if [[ "$dry" == true ]]; then
 else
     device="$(python -c 'import torch; print(torch.cuda.get_device_name(0))')"
     slug="$(echo "$device" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9\n' '_' | sed 's/__*/_/g; s/_$//')"
-    out="${out:-docs/gpu_check/$slug}"
+    out="${out:-multirun/gpu_check/$slug}"
 fi
 mkdir -p "$out"
 echo "gpu_check: $device -> $out"
@@ -109,9 +110,13 @@ else
     if python -c "import xdist" 2>/dev/null; then
         workers=(-n 6)
     fi
-    # The smoke runs beside the tests (neither is timed), both before the timed steps.
+    # The smoke runs beside the tests (neither is timed), both before the timed steps; fresh
+    # each time: in new run folders, and without an earlier check's records in $out/smoke
+    # (the queue would restore those instead of running the jobs).
+    rm -rf "$out/smoke"
     ( step smoke $(( minutes * 60 + 60 )) python -m gridlstm.queue studies=scripts/gpu_check.yaml \
-        minutes="$minutes" jobs=4 runs=multirun/gpu_check results="$out/smoke"
+        minutes="$minutes" jobs=4 runs="multirun/gpu_check_runs/$(date +%Y%m%d-%H%M%S)" \
+        results="$out/smoke"
       echo "${steps[-1]}" > "$out/smoke.step" ) &
     smoke=$!
     step pytest_gpu 240 bash -c "set -o pipefail; python -m pytest -m gpu -q -ra ${workers[*]} \

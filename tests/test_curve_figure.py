@@ -79,8 +79,22 @@ def test_a_declared_figure_is_drawn_by_the_publishing_command_and_checked(tmp_pa
     ]
     assert out in pages.write(root, STUDY)
     assert image.imread(out).shape[1] == 2 * PANEL_PIXELS  # every job records multiply-adds
-    assert pages.write(root, STUDY) == []  # drawn again, the same bytes: nothing rewritten
+    assert pages.write(root, STUDY) == []  # the same curves: not redrawn
     assert not [p for p in pages.check(root) if "figure is missing" in p]
+    # the file says what it shows (not the bytes: another matplotlib draws other bytes)
+    shown = curve_figure.drawn_fingerprint(out)
+    assert shown and "Software" not in image_text(out)
+    job = next((root / "docs" / "claims" / STUDY / "cpu" / "jobs").iterdir())
+    (job / "curve.csv").write_text("samples,value\n1000,0.1\n2000,0.9\n")
+    assert pages.write(root, STUDY) == [out]  # a record changed: redrawn
+    assert curve_figure.drawn_fingerprint(out) != shown
+
+
+def image_text(path: Path) -> dict[str, str]:
+    from PIL import Image
+
+    with Image.open(path) as png:
+        return dict(png.text)
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,16 @@ y-axis, let a reader see which budget a comparison is fair in.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 Curve = list[tuple[float, float]]  # (training samples seen, validation metric)
+VERSION = 1  # of the drawing below: raise it when a change should redraw committed figures
+FINGERPRINT = "gridlstm-fingerprint"  # the PNG text key that holds `fingerprint`
 
 
 @dataclass
@@ -38,9 +42,37 @@ def mean_band(members: list[Curve]) -> tuple[list[float], np.ndarray, np.ndarray
     return xs, mean, std
 
 
-def draw(series: list[Series], out: Path, ylabel: str, title: str, banded: bool) -> tuple[int, int]:
+def fingerprint(series: list[Series], ylabel: str, title: str) -> str:
+    """What a drawn figure shows, as a short hash (with the drawing code's `VERSION`): kept in
+    the PNG, so a figure of unchanged data is not redrawn (another matplotlib draws other
+    bytes, and a publishing command must leave git clean)."""
+    shown = [(s.label, s.members, s.macs_per_sample) for s in series]
+    text = json.dumps([VERSION, ylabel, title, shown], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def drawn_fingerprint(path: Path) -> str | None:
+    """The fingerprint a figure file was drawn with (None: not one of ours, or no file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.text.get(FINGERPRINT)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        return None
+
+
+def draw(
+    series: list[Series],
+    out: Path,
+    ylabel: str,
+    title: str,
+    banded: bool,
+    fingerprint: str | None = None,
+) -> tuple[int, int]:
     """Write the figure to ``out``; returns (curves drawn, panels: 1 or 2). ``banded``: each
-    series is a cell of seeds (mean and band), else one job (its first member)."""
+    series is a cell of seeds (mean and band), else one job (its first member).
+    ``fingerprint`` is kept in the PNG (`drawn_fingerprint`); no software or date is."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,6 +108,7 @@ def draw(series: list[Series], out: Path, ylabel: str, title: str, banded: bool)
         handles, labels = axes[0][0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small")
     figure.tight_layout(rect=(0, legend / height, 1, 1))
-    figure.savefig(out, dpi=120)
+    metadata = {"Software": None, FINGERPRINT: fingerprint} if fingerprint else {"Software": None}
+    figure.savefig(out, dpi=120, metadata=metadata)
     plt.close(figure)
     return len(shown), panels

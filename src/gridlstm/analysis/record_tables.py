@@ -342,9 +342,7 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
 def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
     """The table's ``figure``: each row's validation curves over its seeds (mean and band),
     against samples and multiply-adds (`gridlstm.analysis.curve_figure`). Returns its path,
-    or None where the file already holds this figure (a re-run leaves git clean)."""
-    import tempfile
-
+    or None where the file already shows these curves (a re-run leaves git clean)."""
     from gridlstm.analysis import curve_figure
 
     series = []
@@ -356,13 +354,11 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
         label = ", ".join(_key_text(v, spec.names) for v in key if v)
         series.append(curve_figure.Series(label, curves, macs.pop() if len(macs) == 1 else None))
     out = folder / spec.figure[0]
-    ylabel = f"{spec.figure[1]} (mean +- std over seeds)"
-    with tempfile.TemporaryDirectory() as scratch:
-        drawn = Path(scratch) / out.name
-        curve_figure.draw(series, drawn, ylabel, f"{folder.name}: {spec.name}", banded=True)
-        if out.is_file() and out.read_bytes() == drawn.read_bytes():
-            return None
-        out.write_bytes(drawn.read_bytes())
+    ylabel, title = f"{spec.figure[1]} (mean +- std over seeds)", f"{folder.name}: {spec.name}"
+    drawn = curve_figure.fingerprint(series, ylabel, title)
+    if curve_figure.drawn_fingerprint(out) == drawn:
+        return None
+    curve_figure.draw(series, out, ylabel, title, banded=True, fingerprint=drawn)
     return out
 
 

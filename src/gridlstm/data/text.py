@@ -45,7 +45,11 @@ def read_corpus(
     """
     check_choice("vocab", vocab, VOCABS)
     if not path.is_file():
-        raise ValueError(f"text file {str(path)!r} does not exist (or is not a file)")
+        raise ValueError(
+            f"text file {str(path)!r} does not exist (or is not a file); give task.path=<any "
+            "text file> (experiment=text_cpu's file: the one-line command in "
+            "conf/experiment/text_cpu.yaml)"
+        )
     if path.stat().st_size == 0:
         raise ValueError(f"text file {str(path)!r} is empty")
     if vocab == "byte":
