@@ -216,3 +216,52 @@ def test_step_speed_refuses_bad_arguments_in_one_line_before_any_work(args, mess
         f"step_speed.py: {message}",
         "",
     )
+
+
+def fake_gpu_env(tmp_path) -> tuple[dict, object]:
+    """A PATH whose `python` says a CUDA device named "Fake GPU 1" is there and logs every
+    other call instead of running it: the script's own choices (where results go, what the
+    smoke step is given) without a GPU."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "calls.log"
+    (shim / "python").write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> "{log}"\n'
+        'case "$*" in *get_device_name*) echo "Fake GPU 1" ;; esac\n'
+    )
+    (shim / "python").chmod(0o755)
+    env = offline_env()
+    return {**env, "PATH": f"{shim}:{env['PATH']}"}, log
+
+
+def test_on_a_gpu_results_go_to_an_ignored_folder_unless_published(tmp_path):
+    """Run as documented, the check leaves git clean: its default folder is under multirun/
+    (git-ignored), not docs/; publishing is out=docs/gpu_check/<device>."""
+    env, log = fake_gpu_env(tmp_path)
+    default = ROOT / "multirun" / "gpu_check" / "fake_gpu_1"
+    try:
+        done = run_check(env=env)
+        assert done.returncode == 0, done.stderr
+        assert "gpu_check: Fake GPU 1 -> multirun/gpu_check/fake_gpu_1" in done.stdout
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(default)], cwd=ROOT)
+        assert ignored.returncode == 0
+    finally:
+        import shutil
+
+        shutil.rmtree(default, ignore_errors=True)
+    assert "gridlstm.analysis.gpu_check multirun/gpu_check/fake_gpu_1 Fake GPU 1" in (
+        log.read_text()
+    )
+
+
+def test_the_smoke_step_runs_afresh_instead_of_restoring_an_earlier_checks_records(tmp_path):
+    env, log = fake_gpu_env(tmp_path)
+    out = tmp_path / "published"
+    (out / "smoke" / "smoke_parity" / "gpu").mkdir(parents=True)
+    (out / "smoke" / "smoke_parity" / "gpu" / "queue.json").write_text("{}")
+    done = run_check(f"out={out}", env=env)
+    assert done.returncode == 0, done.stderr
+    assert not (out / "smoke").exists()  # the queue would have restored these, not run them
+    (queue,) = [c for c in log.read_text().splitlines() if "gridlstm.queue" in c]
+    assert f"results={out}/smoke" in queue and "runs=multirun/gpu_check_runs/" in queue
