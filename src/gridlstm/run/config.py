@@ -169,11 +169,12 @@ def check_hardware(cfg: DictConfig) -> None:
     import lightning as L
     import torch
 
-    from gridlstm.run import console, cuda_graphs
+    from gridlstm.run import console, cuda_graphs, denormals
 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))
     hardware.pop("threads", None)
+    denormals.check(hardware.pop("flush_denormal", False))
     accelerator = str(hardware.get("accelerator", "auto"))
     accumulate = cfg.get("trainer", {}).get("accumulate_grad_batches", 1)
     cuda_graphs.check(hardware.pop("cuda_graphs", False), accelerator, hardware, accumulate)

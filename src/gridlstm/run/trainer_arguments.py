@@ -13,8 +13,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 # The hardware group's own keys, applied by the suite rather than passed to the Trainer:
-# the config's name, CPU threads (gridlstm.run.threads), CUDA graphs (gridlstm.run.cuda_graphs).
-SUITE_KEYS = ("name", "threads", "cuda_graphs")
+# the config's name, CPU threads (gridlstm.run.threads), CUDA graphs (gridlstm.run.cuda_graphs),
+# flushing subnormal floats (gridlstm.run.denormals).
+SUITE_KEYS = ("name", "threads", "cuda_graphs", "flush_denormal")
 
 
 def trainer_arguments(trainer: DictConfig, hardware: DictConfig) -> dict[str, Any]:

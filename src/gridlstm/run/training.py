@@ -36,7 +36,15 @@ from rich.console import Console
 from rich.table import Table
 
 from gridlstm.nn import GridLSTM
-from gridlstm.run import cuda_graphs, hydra_runtime, runs, stored_config, sweeps, threads
+from gridlstm.run import (
+    cuda_graphs,
+    denormals,
+    hydra_runtime,
+    runs,
+    stored_config,
+    sweeps,
+    threads,
+)
 from gridlstm.run.build import (
     build_callbacks,
     build_datamodule,
@@ -208,6 +216,7 @@ class Prepared:
     callbacks: list[Callback] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     graphed: int = 0
+    denormals: str = ""  # what the run does with subnormal floats (gridlstm.run.denormals)
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -232,6 +241,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         f"hardware={cfg.hardware.name}",
         lambda: threads.apply(requested, processes_per_machine(cfg.hardware)),
     )
+    flush = denormals.apply(cfg.hardware.get("flush_denormal", False))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = guarded(f"task={cfg.task.name}", lambda: build_datamodule(cfg.task))
     module = guarded(f"model={cfg.model.name}", lambda: build_module(cfg, datamodule))
@@ -241,7 +251,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     callbacks, skipped = guarded(
         f"task={cfg.task.name}", lambda: build_callbacks(cfg.get("callbacks"), has_logger)
     )
-    return Prepared(resume, None, count, module, datamodule, callbacks, skipped, graphed)
+    return Prepared(resume, None, count, module, datamodule, callbacks, skipped, graphed, flush)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -272,6 +282,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"run directory: {output_dir}", flush=True)
         print_config(cfg, output_dir)
     log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
+    log.info(prepared.denormals)
     log.info("seed: %d", cfg.seed)
     for name in skipped:
         log.info("logger=none: skipping callback %s (it needs a logger)", name)
