@@ -3,8 +3,8 @@
 Why: a deep tied net whose memories decay through many layers (a forget gate below one, applied
 at every layer) can fill its activations and gradients with subnormal numbers, which x86 CPUs
 compute in microcode, many times slower. Measured (docs/configuration.md, "Subnormal numbers"):
-one seed of the tied 1-LSTM at depth 64 took 345 ms a training step against 40 ms with
-flushing, while another seed of the same shape took 57 ms either way. Flushing changes only
+the tied 1-LSTM at depth 64 took 345 to 1044 ms a training step with them, 31 to 41 ms with
+flushing, once its runs had filled with them. Flushing changes only
 values below about 1.2e-38 (float32's smallest normal number) to zero. Off by default, so that
 a run resumed from an earlier checkpoint computes what it computed before.
 """
