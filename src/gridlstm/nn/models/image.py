@@ -7,7 +7,7 @@ depth, paper section 3.4). A scan starts at one corner of the grid; with 2 or 4 
 directions (opposite corners, or all four) each direction has its own network, and the
 classifier reads the hidden vectors of the cells where the scans end, concatenated: the cell
 that has seen the whole image. The directions and the end-cell features are our choices;
-2x2 patches follow a student's public reconstruction (docs/protocols.md, section 2).
+patches of 2 pixels follow a student's public script (docs/protocols.md, section 2).
 """
 
 from __future__ import annotations
