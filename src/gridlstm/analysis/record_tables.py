@@ -364,6 +364,11 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
 
 def render(folder: Path, spec: TableSpec) -> list[str]:
     """The table's markdown lines from the study's records (``folder``: the study's)."""
+    return pipe_table(*cells(folder, spec))
+
+
+def cells(folder: Path, spec: TableSpec) -> tuple[list[str], list[list[str]]]:
+    """The table's header and rows, as the page shows them."""
     groups = groups_of(folder, spec)
     order = lambda values: _orders(values, spec.names)  # noqa: E731
     ordered = sorted({key[:-1] for key in groups}, key=order)
@@ -392,4 +397,4 @@ def render(folder: Path, spec: TableSpec) -> list[str]:
         ]
         for key in ordered
     ]
-    return pipe_table(header, body)
+    return header, body

@@ -17,15 +17,6 @@ from typing import Any
 from gridlstm.analysis import confirmatory, evidence, record_tables
 
 
-def table_rows(lines: list[str]) -> tuple[list[str], list[list[str]]]:
-    """A rendered pipe table's header and rows."""
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split(" | ")]
-
-    return cells(lines[0]), [cells(line) for line in lines[2:]]
-
-
 def answer_summary(study: evidence.Study) -> dict[str, Any]:
     """The page's answer as numbers: the deciding outcome (the confirmatory one once run)."""
     done = confirmatory.confirmatory_outcome(study)
@@ -66,7 +57,7 @@ def log_study(study: evidence.Study, project: str, mode: str, directory: Path) -
     )
     try:
         for name, spec in study.tables.items():
-            columns, data = table_rows(record_tables.render(study.folder, spec))
+            columns, data = record_tables.cells(study.folder, spec)
             run.log({f"tables/{name}": wandb.Table(columns=columns, data=data)})
             if spec.figure[0] and (study.folder / spec.figure[0]).is_file():
                 run.log({f"figures/{name}": wandb.Image(str(study.folder / spec.figure[0]))})
