@@ -447,6 +447,46 @@ def test_sigterm_to_the_queue_stops_its_jobs_resumably_and_starts_no_more(tmp_pa
     assert report["jobs"][0]["seconds"] > 100.0
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_job_its_task_refuses_at_full_size_is_refused_before_any_job_starts(
+    tmp_path, capsys, dry_run
+):
+    """Parity at k = 8 has 256 distinct strings, too few for 500 validation and 500 test
+    strings. The dry run's tiny held-out sets hid it (a real queue once started and failed
+    such a job): the queue now builds each synthetic task's data at full size first."""
+    parity = [
+        "task=parity",
+        "model=grid1d",
+        "logger=csv",
+        "task.datamodule.val_size=500",
+        "task.datamodule.test_size=500",
+    ]
+    tiny = ["task.datamodule.val_size=16", "task.datamodule.test_size=16", "trainer.max_steps=2"]
+    studies = {
+        "fine": {
+            "claim": "f",
+            "overrides": parity,
+            "grid": {"task.datamodule.bits": [12]},
+            "dry_run": tiny,
+        },
+        "small": {
+            "claim": "s",
+            "overrides": parity,
+            "grid": {"task.datamodule.bits": [12, 8]},
+            "dry_run": tiny,
+        },
+    }
+    with pytest.raises(SystemExit) as stop:
+        run_queue(tmp_path, studies, f"dry_run={str(dry_run).lower()}")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: small/bits8: task=parity: val_size + test_size = 1000 is more than half of "
+        "the 256 distinct problems with bits=8; lower them or make the task larger"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_a_dry_run_of_a_study_without_tiny_overrides_is_refused(tmp_path):
     """Without its dry_run: list a "dry run" would train every job at full size (it once

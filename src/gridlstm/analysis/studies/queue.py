@@ -41,6 +41,7 @@ from gridlstm.analysis.studies.executors import (
     device_name,
     make_executor,
 )
+from gridlstm.analysis.studies.preflight import check_jobs, conf_dir
 from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
@@ -65,28 +66,6 @@ GRACE_S = 120  # after SIGTERM: time to save last.ckpt before the job is killed
 MIN_START_S = 60  # a job is not started with less time than this left
 POLL_S = 2.0  # a slot with no ready job looks again after this long
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def conf_dir() -> Path:
-    from gridlstm.run.conf import find_conf_dir
-
-    conf = find_conf_dir()
-    if conf is None:
-        raise ConfigError("no conf/train.yaml found: run from the repository root")
-    return conf
-
-
-def check_jobs(jobs: list[Job]) -> None:
-    """Compose every job's config before any starts: a typo in the studies file is one
-    ConfigError naming the job, not a failure found after the GPU's time has been spent."""
-    from gridlstm.run.config import compose_problem
-    from gridlstm.run.hydra_runtime import register_resolvers
-
-    conf = conf_dir()
-    register_resolvers()
-    for job in jobs:
-        if problem := compose_problem(job.overrides, conf):
-            raise ConfigError(f"{job.study}/{job.name}: {problem}")
 
 
 def restore(jobs: list[Job], out: Path) -> None:
@@ -326,7 +305,8 @@ def run_studies(
         )
         for name in groups
     }
-    check_jobs([j for js in groups.values() for j in js])
+    full = [j for n in groups for j in expand(n, studies[n], runs, False)] if dry_run else None
+    check_jobs([j for js in groups.values() for j in js], full)
     for name, group in groups.items():
         out = results_folder(results, studies[name]["claim"], tag, dry_run)
         restore(group, out)
