@@ -26,6 +26,7 @@ from typing import Any
 
 from scipy import stats
 
+from gridlstm.analysis.counted_macs import macs_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.stages import number, read_jobs
 from gridlstm.analysis.tables import read_table_csv
@@ -250,6 +251,8 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
                 )
             values[seed] = value
             macs, samples = number(row.get("macs_per_sample")), number(row.get("samples_seen"))
+            if macs is None and "job" in found:  # a job run before runs recorded them
+                macs = macs_of(study.folder / record / "jobs" / str(found["job"]))
             if macs is not None and samples is not None:
                 compute.append(macs * samples)
     if not values:

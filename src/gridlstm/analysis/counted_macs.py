@@ -1,0 +1,61 @@
+"""Multiply-adds per sample for a committed job that ran before runs recorded them.
+
+Why: a claims row's compute ratio (multiply-adds per run, A over B) read "not recorded" for
+studies whose jobs ran before `TaskModule.record_macs` existed, although the count is a
+function of the network alone. It is counted again the way a run counts it, on the model
+composed from the job's own overrides, and kept only when that model has the parameter
+count the job recorded: a preset whose defaults changed since the run builds another
+network, and then the count stays unknown rather than wrong.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from gridlstm.run import runs
+
+
+def macs_of(job: Path) -> float | None:
+    """Multiply-adds per sample of the completed job in folder ``job`` (a results folder's
+    ``jobs/<name>``): as recorded, else counted again; None where neither can be had."""
+    record = runs.read_record(job)
+    if record is None:
+        return None
+    if record.get("macs_per_sample") is not None:
+        return float(record["macs_per_sample"])
+    if not (job / "overrides.yaml").is_file() or record.get("params") is None:
+        return None
+    listed = OmegaConf.to_container(OmegaConf.load(job / "overrides.yaml"))
+    shape = tuple(str(o) for o in listed if not str(o).startswith("seed="))  # seeds share it
+    counted = _count(shape)
+    if counted is None or counted[1] != int(record["params"]):
+        return None
+    return float(counted[0])
+
+
+@cache
+def _count(overrides: tuple[str, ...]) -> tuple[int, int] | None:
+    """(multiply-adds per sample, parameters) of the model these overrides compose, or None
+    where they no longer compose or its task does not count multiply-adds."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from gridlstm.analysis.preset_shapes import compose_preset, data_for
+    from gridlstm.run.build import build_module
+    from gridlstm.run.conf import find_conf_dir
+    from gridlstm.run.errors import ConfigError
+
+    conf = find_conf_dir()
+    if conf is None:
+        return None
+    try:
+        cfg = compose_preset(conf, list(overrides))
+        module = build_module(cfg, data_for(cfg))
+    except (HydraException, OmegaConfBaseException, ConfigError, ValueError):
+        return None
+    module.on_fit_end()
+    macs = getattr(module, "extra_metrics", {}).get("macs_per_sample")
+    return None if macs is None else (int(macs), int(module.num_parameters))
