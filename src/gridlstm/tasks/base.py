@@ -2,7 +2,12 @@
 training samples seen (across all ranks, kept in checkpoints and logged), the global
 gradient norm before clipping (``train/grad_norm``), and `TaskModule.log_step` for
 per-step training values, and `TaskModule.record_macs` (the compute one sample costs, beside
-its parameter count in ``metrics.json``)."""
+its parameter count in ``metrics.json``).
+
+Two names for the network a task holds, one meaning each: ``self.backbone`` is the configured
+``model.net`` where the task puts its own head on it (classification, image); ``self.model``
+is a whole network built around that net (`TokenSequenceModel`: embedding, net and head; the
+translation encoder-decoder). Checkpoint keys are these names, so they stay as they are."""
 
 from __future__ import annotations
 
