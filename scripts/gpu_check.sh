@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: run it first whenever a GPU machine is available (under 10 minutes: each
+# The GPU check: run it first whenever a GPU machine is available (about 11 minutes: each
 # step has a time limit, so a short allocation still ends with check.json).
 #   scripts/gpu_check.sh [--dry-run] [out=DIR] [minutes=2 (dry run: 8)]
 # 1. python -m pytest -m gpu (in parallel workers when pytest-xdist is installed; 240 s),
@@ -13,11 +13,13 @@
 #    addition at batch 15 and 400 units, every family at depths 1-18; parity at k = 64,
 #    batch 128 and its parameter budget, depths 1, 4, 25; MNIST's four models at the paper
 #    preset (on the IDX files in $GRIDLSTM_DATA_DIR/mnist, else on random pixels of their
-#    sizes; 50 s each, MNIST 90 s): the seconds per 100k samples that the studies'
-#    GPU-hours are planned from
+#    sizes); the enwik8 paper preset's two models (on $GRIDLSTM_DATA_DIR/enwik8/enwik8, else
+#    on random bytes; 50 s each, MNIST 90 s, enwik8 60 s): the seconds per 100k samples that
+#    the studies' GPU-hours and the presets' stated costs are planned from
 #                                                 -> step_speed_addition15.json,
 #                                                    step_speed_parity.json,
-#                                                    step_speed_mnist.json (the rows
+#                                                    step_speed_mnist.json,
+#                                                    step_speed_enwik8.json (the rows
 #                                                    check.json reads; .txt: each log)
 # 4. a short paper-size training run of every task (scripts/gpu_check.yaml, gridlstm.queue,
 #    a deadline of `minutes`, at least 2; beside step 1, before the timed steps; a task whose
@@ -86,6 +88,7 @@ parity=(experiment=parity_paper hardware.precision=32-true param_budget=8500000
         task.datamodule.bits=64)
 parity_models=(grid1d:1,4,25 tanh_net:1,4,25 relu_net:1,4,25 relu_resnet:1,4,25)
 mnist_models=(grid3d_paper:4 mdlstm:4 row_lstm:4 cnn:4)
+enwik8_models=(grid2d:3 stacked_lstm:3)  # conf/experiment/enwik8_paper.yaml's sweep, its depth
 if [[ "$dry" == true ]]; then
     echo "== pytest -m gpu: skipped in the dry run (it needs a CUDA device)"
     steps+=("pytest_gpu skipped 0")
@@ -103,6 +106,10 @@ if [[ "$dry" == true ]]; then
         warmup=1 experiment=mnist_paper synthetic_mnist=1 hardware=cpu model.net.hidden_size=8 \
         task.module.classifier_hidden=16 task.datamodule.batch_size=4 -- grid3d_paper:1 cnn:1 \
         2>&1 | tee '$out/step_speed_mnist.txt'"
+    step step_speed_enwik8 600 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_enwik8.json\" steps=2 warmup=1 experiment=enwik8_paper \
+        synthetic_enwik8=1 hardware=cpu param_budget=20000 task.datamodule.batch_size=4 \
+        task.datamodule.bptt=16 -- grid2d:1 stacked_lstm:1 2>&1 | tee '$out/step_speed_enwik8.txt'"
     step smoke 600 python -m gridlstm.queue studies=scripts/gpu_check.yaml dry_run=true \
         minutes="$minutes" jobs=2 runs="$out/smoke_runs" results="$out/smoke"
 else
@@ -147,6 +154,17 @@ else
         json=\"$out/step_speed_mnist.json\" steps=20 \
         warmup=5 experiment=mnist_paper ${pixels[*]} hardware=gpu -- ${mnist_models[*]} 2>&1 \
         | tee '$out/step_speed_mnist.txt'"
+    # The enwik8 paper preset's shape (its two models at their depth): on the file where
+    # $GRIDLSTM_DATA_DIR/enwik8 holds it, else on random bytes (a step's time is the shapes').
+    text="${GRIDLSTM_DATA_DIR:-}/enwik8"
+    bytes=(synthetic_enwik8=1)
+    if [[ -f "$text/enwik8" ]]; then
+        bytes=("task.datamodule.data_dir='$text'" task.datamodule.download=false)
+    fi
+    step step_speed_enwik8 60 bash -c "set -o pipefail; python scripts/step_speed.py \
+        json=\"$out/step_speed_enwik8.json\" steps=10 \
+        warmup=3 experiment=enwik8_paper ${bytes[*]} hardware=gpu -- ${enwik8_models[*]} 2>&1 \
+        | tee '$out/step_speed_enwik8.txt'"
 fi
 
 python -m gridlstm.analysis.gpu_check "$out" "$device" "${steps[@]}"

@@ -15,7 +15,8 @@ depth where measured); ``threads=N`` (default 1) sets torch's threads, ``steps=N
 picks the device and precision (``hardware=gpu hardware.precision=32-true`` times a GPU
 study's shape; the clock waits for the GPU's queued work at both ends). ``synthetic_mnist=1``
 times an MNIST preset without the real files: random pixels at the official sizes in a
-temporary ``data_dir`` (a step's time depends on the shapes only). ``json=PATH`` also writes
+temporary ``data_dir`` (a step's time depends on the shapes only); ``synthetic_enwik8=1`` the
+same for an enwik8 preset (random bytes). ``json=PATH`` also writes
 the rows (model, depth, parameters, seconds per 100k) with the command's overrides, device and
 threads: what `gridlstm.analysis.gpu_check` and the presets' stated costs read.
 """
@@ -88,6 +89,33 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[int, float]:
     return module.num_parameters, seconds / (steps * batch) * 100_000
 
 
+def _mnist_writer():
+    from gridlstm.data.mnist import write_synthetic
+
+    return write_synthetic
+
+
+def _enwik8_writer():
+    from gridlstm.data.enwik8 import write_synthetic
+
+    return write_synthetic
+
+
+# option -> (the writer of stand-in files into a data_dir, overrides to read them, the line said)
+SYNTHETIC = {
+    "synthetic_mnist": (
+        _mnist_writer,
+        [],
+        "MNIST pixels: synthetic, random at the official sizes (the time is the shapes')",
+    ),
+    "synthetic_enwik8": (
+        _enwik8_writer,
+        ["task.datamodule.md5=null"],
+        "enwik8 bytes: synthetic, random (the time is the shapes')",
+    ),
+}
+
+
 def refuse(message: str) -> None:
     """Bad command-line input: one line, exit 2, before any import or work."""
     print(f"step_speed.py: {message}", file=sys.stderr)
@@ -95,7 +123,7 @@ def refuse(message: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    own = {"threads": 1, "steps": 60, "warmup": 10, "synthetic_mnist": 0}  # before Hydra's
+    own = {"threads": 1, "steps": 60, "warmup": 10, "synthetic_mnist": 0, "synthetic_enwik8": 0}
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in own:
@@ -116,25 +144,30 @@ def main(argv: list[str]) -> None:
         if not re.fullmatch(r"[\w.]+:[1-9]\d*(,[1-9]\d*)*", spec):
             refuse(f"{spec!r} after '--' is not model:depth[,depth] (e.g. grid2d:1,2,4)")
     given = [a for a in common if a.split("=", 1)[0] == "task.datamodule.data_dir"]
-    if own["synthetic_mnist"] and given:  # refused before the imports: no work started
-        refuse(f"synthetic_mnist=1 writes its own data_dir; drop {given[0]}")
+    synthetic = [k for k in SYNTHETIC if own[k]]
+    if len(synthetic) > 1:
+        refuse(f"{synthetic[0]}=1 and {synthetic[1]}=1: give one (each times its own task)")
+    if synthetic and given:  # refused before the imports: no work started
+        refuse(f"{synthetic[0]}=1 writes its own data_dir; drop {given[0]}")
     import torch
 
     torch.set_num_threads(threads)
-    if own["synthetic_mnist"]:
-        scratch = tempfile.TemporaryDirectory(prefix="synthetic_mnist_")
-        from gridlstm.data.mnist import write_synthetic
-
-        write_synthetic(scratch.name)
-        common += [f"task.datamodule.data_dir={scratch.name}", "task.datamodule.download=false"]
-        print("MNIST pixels: synthetic, random at the official sizes (the time is the shapes')")
+    stand_in: list[str] = []
+    if synthetic:
+        scratch = tempfile.TemporaryDirectory(prefix=f"{synthetic[0]}_")
+        write, extra, said = SYNTHETIC[synthetic[0]]
+        write()(scratch.name)
+        # the stand-in files' place: measured with, not recorded (the temporary folder is gone)
+        stand_in = [f"task.datamodule.data_dir={scratch.name}", "task.datamodule.download=false"]
+        stand_in += extra
+        print(said)
     stacked: dict[int, float] = {}
     rows = []
     for spec in models:
         model, depths = spec.split(":")
         for depth in (int(d) for d in depths.split(",")):
             params, seconds = measure(
-                [*common, f"model={model}", f"model.net.num_layers={depth}"],
+                [*common, *stand_in, f"model={model}", f"model.net.num_layers={depth}"],
                 own["steps"],
                 own["warmup"],
             )
@@ -155,7 +188,7 @@ def main(argv: list[str]) -> None:
                     "threads": threads,
                     "steps": own["steps"],
                     "warmup": own["warmup"],
-                    "synthetic_mnist": bool(own["synthetic_mnist"]),
+                    **{key: bool(own[key]) for key in SYNTHETIC},
                     "rows": [
                         {"model": m, "depth": d, "parameters": p, "seconds_per_100k": round(t, 1)}
                         for m, d, p, t in rows

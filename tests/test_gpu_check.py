@@ -49,6 +49,7 @@ def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
         ("bench_bfloat16", "0"),
         ("step_speed", "0"),
         ("step_speed_mnist", "0"),
+        ("step_speed_enwik8", "0"),
         ("smoke", "0"),
     ]
     rows = {
@@ -58,6 +59,7 @@ def test_dry_run_runs_every_step_and_writes_the_summary_and_targets(tmp_path):
     assert rows == {
         "addition15": [("grid2d", 1), ("grid2d", 2), ("stacked_lstm", 1)],
         "mnist": [("grid3d_paper", 1), ("cnn", 1)],  # synthetic pixels in the dry run
+        "enwik8": [("grid2d", 1), ("stacked_lstm", 1)],  # random bytes in the dry run
     }
     check = json.loads((out / "check.json").read_text())
     assert (check["verdict"], check["problems"]) == ("pass", []), check["problems"]
@@ -189,6 +191,38 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
     )
 
 
+def test_step_speed_times_the_enwik8_preset_on_synthetic_bytes_without_the_file(tmp_path):
+    """The enwik8 preset's step time (what its stated cost needs) on a machine without the
+    100 MB file: random bytes in a temporary data_dir, read with md5=null; the record keeps
+    the command's overrides, not the temporary folder's path."""
+    import sys
+
+    from gridlstm.analysis.gpu_check import step_speeds
+
+    env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
+    command = [sys.executable, "scripts/step_speed.py", "steps=1", "warmup=1"]
+    command += ["synthetic_enwik8=1", f"json={tmp_path / 'step_speed_enwik8.json'}"]
+    tiny = ["experiment=enwik8_paper", "hardware=cpu", "param_budget=20000"]
+    tiny += ["task.datamodule.batch_size=4", "task.datamodule.bptt=16"]
+    done = subprocess.run(
+        [*command, *tiny, "--", "stacked_lstm:1"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "enwik8 bytes: synthetic" in done.stdout
+    [row] = step_speeds(tmp_path)["enwik8"]
+    assert (row["model"], row["depth"]) == ("stacked_lstm", 1) and row["seconds_per_100k"] > 0
+    record = json.loads((tmp_path / "step_speed_enwik8.json").read_text())
+    assert record["overrides"] == tiny and record["synthetic_enwik8"] is True
+    assert not (tmp_path / "nothing_here").exists()
+    both = [*command, "synthetic_mnist=1", *tiny, "--", "stacked_lstm:1"]
+    done = subprocess.run(both, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "step_speed.py: synthetic_mnist=1 and synthetic_enwik8=1: give one (each times its own "
+        "task)"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -265,3 +299,26 @@ def test_the_smoke_step_runs_afresh_instead_of_restoring_an_earlier_checks_recor
     assert not (out / "smoke").exists()  # the queue would have restored these, not run them
     (queue,) = [c for c in log.read_text().splitlines() if "gridlstm.queue" in c]
     assert f"results={out}/smoke" in queue and "runs=multirun/gpu_check_runs/" in queue
+
+
+@pytest.mark.parametrize("has_file", [False, True])
+def test_the_enwik8_step_time_reads_the_file_where_there_is_one_else_random_bytes(
+    tmp_path, has_file
+):
+    """The enwik8 paper preset's cost needs its step time at the preset's shape: its two
+    models at depth 3 on the GPU, on $GRIDLSTM_DATA_DIR/enwik8/enwik8 where it is."""
+    env, log = fake_gpu_env(tmp_path)
+    data = tmp_path / "data"
+    if has_file:
+        (data / "enwik8").mkdir(parents=True)
+        (data / "enwik8" / "enwik8").write_bytes(b"text")
+    done = run_check(f"out={tmp_path / 'out'}", env={**env, "GRIDLSTM_DATA_DIR": str(data)})
+    assert done.returncode == 0, done.stderr
+    (call,) = [c for c in log.read_text().splitlines() if "experiment=enwik8_paper" in c]
+    assert call.endswith("hardware=gpu -- grid2d:3 stacked_lstm:3")
+    assert f"json={tmp_path / 'out'}/step_speed_enwik8.json" in call
+    if has_file:
+        assert f"task.datamodule.data_dir={data / 'enwik8'} task.datamodule.download=false" in call
+        assert "synthetic" not in call
+    else:
+        assert "synthetic_enwik8=1" in call and "data_dir" not in call

@@ -70,6 +70,22 @@ def extract_verified(archive: Path, target: Path, md5: str | None) -> None:
         raise ValueError(f"{archive} is not the enwik8 zip ({error})") from None
 
 
+def write_synthetic(root: str | Path, size: int = 4_000_000, seed: int = 0) -> Path:
+    """``size`` random bytes as ``root/enwik8`` (returned): the file a data module reads with
+    ``md5=null``.
+
+    Why: a training step's time depends on the shapes only (byte vocabulary, batch, BPTT), so
+    a machine without the 100 MB file can still time the enwik8 preset's models
+    (``scripts/step_speed.py synthetic_enwik8=1``). Never for bits/char: the bytes are noise.
+    """
+    import numpy as np
+
+    target = Path(root) / MEMBER
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return target
+
+
 def download(url: str, archive: Path) -> None:
     """Fetch ``url`` to ``archive`` through a temporary file (renamed when complete)."""
     log.info("downloading %s to %s", url, archive)
