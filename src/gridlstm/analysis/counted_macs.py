@@ -2,10 +2,13 @@
 
 Why: a claims row's compute ratio (multiply-adds per run, A over B) read "not recorded" for
 studies whose jobs ran before `TaskModule.record_macs` existed, although the count is a
-function of the network alone. It is counted again the way a run counts it, on the model
-composed from the job's own overrides, and kept only when that model has the parameter
-count the job recorded: a preset whose defaults changed since the run builds another
-network, and then the count stays unknown rather than wrong.
+function of the network and the task's size. It is counted again the way a run counts it,
+on the model composed from the job's own overrides, and kept only when the overrides name
+the task's size (its ``size_option``, e.g. ``task.datamodule.digits``) and the model has the
+parameter count the job recorded. A preset whose defaults changed since the run builds
+another network: its parameters show a changed width, but not a changed length (an
+addition preset's default went from 5 digits to 3, and a job that relied on it would be
+counted a third too low), so then the count stays unknown rather than wrong.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def macs_of(job: Path) -> float | None:
 @cache
 def _count(overrides: tuple[str, ...]) -> tuple[int, int] | None:
     """(multiply-adds per sample, parameters) of the model these overrides compose, or None
-    where they no longer compose or its task does not count multiply-adds."""
+    where they no longer compose, leave the task's size to a preset's default, or its task
+    does not count multiply-adds."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -55,6 +59,9 @@ def _count(overrides: tuple[str, ...]) -> tuple[int, int] | None:
         cfg = compose_preset(conf, list(overrides))
         module = build_module(cfg, data_for(cfg))
     except (HydraException, OmegaConfBaseException, ConfigError, ValueError):
+        return None
+    size = f"task.datamodule.{cfg.task.get('size_option')}="
+    if not any(o.startswith((size, f"+{size}", f"++{size}")) for o in overrides):
         return None
     module.on_fit_end()
     macs = getattr(module, "extra_metrics", {}).get("macs_per_sample")
