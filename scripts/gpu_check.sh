@@ -9,7 +9,7 @@
 #    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; repeats=5, 80 s each)
 #                                                 -> bench_float32.json, bench_bfloat16.json,
 #                                                    targets.json
-# 3. scripts/step_speed.py at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
+# 3. python -m gridlstm.bench steps at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
 #    addition at batch 15 and 400 units, every family at depths 1-18; parity at k = 64,
 #    batch 128 and its parameter budget, depths 1, 4, 25; MNIST's four models at the paper
 #    preset (on the IDX files in $GRIDLSTM_DATA_DIR/mnist, else on random pixels of their
@@ -97,16 +97,16 @@ if [[ "$dry" == true ]]; then
     step bench_float32 600 python -m gridlstm.bench "${tiny[@]}" json="$out/bench_float32.json"
     step bench_bfloat16 600 python -m gridlstm.bench "${tiny[@]}" dtype=bfloat16 \
         skip_translation=true json="$out/bench_bfloat16.json"
-    step step_speed 600 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed 600 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_addition15.json\" steps=2 warmup=1 \
         ${addition15[*]} hardware=cpu param_budget=4000 task.datamodule.digits=3 \
         -- grid2d:1,2 stacked_lstm:1 2>&1 | tee '$out/step_speed_addition15.txt'"
-    step step_speed_mnist 600 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed_mnist 600 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_mnist.json\" steps=2 \
         warmup=1 experiment=mnist_paper synthetic_mnist=1 hardware=cpu model.net.hidden_size=8 \
         task.module.classifier_hidden=16 task.datamodule.batch_size=4 -- grid3d_paper:1 cnn:1 \
         2>&1 | tee '$out/step_speed_mnist.txt'"
-    step step_speed_enwik8 600 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed_enwik8 600 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_enwik8.json\" steps=2 warmup=1 experiment=enwik8_paper \
         synthetic_enwik8=1 hardware=cpu param_budget=20000 task.datamodule.batch_size=4 \
         task.datamodule.bptt=16 -- grid2d:1 stacked_lstm:1 2>&1 | tee '$out/step_speed_enwik8.txt'"
@@ -135,11 +135,11 @@ else
         json="$out/bench_float32.json"
     step bench_bfloat16 80 python -m gridlstm.bench device=cuda repeats=5 dtype=bfloat16 \
         json="$out/bench_bfloat16.json"
-    step step_speed 50 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed 50 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_addition15.json\" steps=20 warmup=5 \
         ${addition15[*]} hardware=gpu -- ${addition15_models[*]} 2>&1 \
         | tee '$out/step_speed_addition15.txt'"
-    step step_speed_parity 50 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed_parity 50 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_parity.json\" steps=20 \
         warmup=5 ${parity[*]} hardware=gpu -- ${parity_models[*]} 2>&1 \
         | tee '$out/step_speed_parity.txt'"
@@ -150,7 +150,7 @@ else
     if [[ -d "$mnist/MNIST/raw" ]]; then
         pixels=("task.datamodule.data_dir='$mnist'" task.datamodule.download=false)
     fi
-    step step_speed_mnist 90 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed_mnist 90 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_mnist.json\" steps=20 \
         warmup=5 experiment=mnist_paper ${pixels[*]} hardware=gpu -- ${mnist_models[*]} 2>&1 \
         | tee '$out/step_speed_mnist.txt'"
@@ -161,7 +161,7 @@ else
     if [[ -f "$text/enwik8" ]]; then
         bytes=("task.datamodule.data_dir='$text'" task.datamodule.download=false)
     fi
-    step step_speed_enwik8 60 bash -c "set -o pipefail; python scripts/step_speed.py \
+    step step_speed_enwik8 60 bash -c "set -o pipefail; python -m gridlstm.bench steps \
         json=\"$out/step_speed_enwik8.json\" steps=10 \
         warmup=3 experiment=enwik8_paper ${bytes[*]} hardware=gpu -- ${enwik8_models[*]} 2>&1 \
         | tee '$out/step_speed_enwik8.txt'"

@@ -134,7 +134,7 @@ def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(
     rows = [
         {"model": "grid1d", "depth": 1, "parameters": 8501285, "seconds_per_100k": 8.3},
         {"model": "grid1d", "depth": 25, "parameters": 8501285, "seconds_per_100k": 9.1},
-    ]  # scripts/step_speed.py's json=; its printed log beside it is not read
+    ]  # gridlstm.bench steps' json=; its printed log beside it is not read
     (out / "step_speed_parity.json").write_text(json.dumps({"device": "x", "rows": rows}))
     (out / "step_speed_parity.txt").write_text("grid1d depth 1: 1 parameters, 1.0 s / 100k\n")
     gpu_check.main([str(out), "NVIDIA H100", "pytest_gpu 1 30", "bench_float32 0 60"])
@@ -169,7 +169,8 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
     from gridlstm.analysis.gpu_check import step_speeds
 
     env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
-    command = [sys.executable, "scripts/step_speed.py", "steps=1", "warmup=1", "synthetic_mnist=1"]
+    command = [sys.executable, "-m", "gridlstm.bench", "steps", "steps=1", "warmup=1"]
+    command.append("synthetic_mnist=1")
     command.append(f"json={tmp_path / 'step_speed_mnist.json'}")
     tiny = ["experiment=mnist_paper", "hardware=cpu", "task.datamodule.batch_size=4"]
     done = subprocess.run(
@@ -187,7 +188,7 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"step_speed.py: synthetic_mnist=1 writes its own data_dir; drop {given}"
+        f"gridlstm.bench steps: synthetic_mnist=1 writes its own data_dir; drop {given}"
     )
 
 
@@ -200,7 +201,7 @@ def test_step_speed_times_the_enwik8_preset_on_synthetic_bytes_without_the_file(
     from gridlstm.analysis.gpu_check import step_speeds
 
     env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
-    command = [sys.executable, "scripts/step_speed.py", "steps=1", "warmup=1"]
+    command = [sys.executable, "-m", "gridlstm.bench", "steps", "steps=1", "warmup=1"]
     command += ["synthetic_enwik8=1", f"json={tmp_path / 'step_speed_enwik8.json'}"]
     tiny = ["experiment=enwik8_paper", "hardware=cpu", "param_budget=20000"]
     tiny += ["task.datamodule.batch_size=4", "task.datamodule.bptt=16"]
@@ -218,8 +219,8 @@ def test_step_speed_times_the_enwik8_preset_on_synthetic_bytes_without_the_file(
     done = subprocess.run(both, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "step_speed.py: synthetic_mnist=1 and synthetic_enwik8=1: give one (each times its own "
-        "task)"
+        "gridlstm.bench steps: synthetic_mnist=1 and synthetic_enwik8=1: give one (each times "
+        "its own task)"
     )
 
 
@@ -239,15 +240,19 @@ def test_step_speed_times_the_enwik8_preset_on_synthetic_bytes_without_the_file(
         ),
     ],
 )
-def test_step_speed_refuses_bad_arguments_in_one_line_before_any_work(args, message):
+@pytest.mark.parametrize(
+    "command", [["-m", "gridlstm.bench", "steps"], ["scripts/step_speed.py"]], ids=["mode", "old"]
+)
+def test_step_speed_refuses_bad_arguments_in_one_line_before_any_work(args, message, command):
+    """The benchmark's steps mode, and the script path earlier records name, alike."""
     import sys
 
     done = subprocess.run(
-        [sys.executable, "scripts/step_speed.py", *args], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, *command, *args], cwd=ROOT, capture_output=True, text=True
     )
     assert (done.returncode, done.stderr.strip(), done.stdout) == (
         2,
-        f"step_speed.py: {message}",
+        f"gridlstm.bench steps: {message}",
         "",
     )
 

@@ -2,13 +2,16 @@
 the MNIST 3-LSTM and translation, forward + backward in one process.
 
     python -m gridlstm.bench [device=cuda] [repeats=15] [json=out.json]    (or: gridlstm-bench)
+    python -m gridlstm.bench steps [overrides] -- model:depth[,depth] ...   (step times)
 
-What each part times and why: `gridlstm.analysis.benchmarks`; measured numbers:
-docs/benchmarks.md.
+What each part times and why: `gridlstm.analysis.benchmarks`; the `steps` mode (seconds of
+training per 100k samples at a run's shape, through the real loop, as JSON the GPU check
+reads): `gridlstm.analysis.step_speed`; measured numbers: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +120,12 @@ def run(argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["steps"]:  # Hydra overrides and models, not this command's options
+        from gridlstm.analysis.step_speed import main as steps
+
+        steps(given[1:])
+        return None
     return arguments.run_command(argv, __doc__, BenchConfig, run)
 
 
