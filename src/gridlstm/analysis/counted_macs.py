@@ -33,17 +33,20 @@ def macs_of(job: Path) -> float | None:
         return None
     listed = OmegaConf.to_container(OmegaConf.load(job / "overrides.yaml"))
     shape = tuple(str(o) for o in listed if not str(o).startswith("seed="))  # seeds share it
-    counted = _count(shape)
+    counted = count(shape)
     if counted is None or counted[1] != int(record["params"]):
         return None
+    size = f"task.datamodule.{counted[2]}="
+    if not any(o.startswith((size, f"+{size}", f"++{size}")) for o in shape):
+        return None  # the length came from a preset's default, which may have changed
     return float(counted[0])
 
 
 @cache
-def _count(overrides: tuple[str, ...]) -> tuple[int, int] | None:
-    """(multiply-adds per sample, parameters) of the model these overrides compose, or None
-    where they no longer compose, leave the task's size to a preset's default, or its task
-    does not count multiply-adds."""
+def count(overrides: tuple[str, ...]) -> tuple[int, int, str] | None:
+    """(multiply-adds per sample, parameters, the task's size option) of the model these
+    overrides compose today, counted as a run counts them; None where they no longer
+    compose or the task does not count multiply-adds."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -60,9 +63,8 @@ def _count(overrides: tuple[str, ...]) -> tuple[int, int] | None:
         module = build_module(cfg, data_for(cfg))
     except (HydraException, OmegaConfBaseException, ConfigError, ValueError):
         return None
-    size = f"task.datamodule.{cfg.task.get('size_option')}="
-    if not any(o.startswith((size, f"+{size}", f"++{size}")) for o in overrides):
-        return None
     module.on_fit_end()
     macs = getattr(module, "extra_metrics", {}).get("macs_per_sample")
-    return None if macs is None else (int(macs), int(module.num_parameters))
+    if macs is None:
+        return None
+    return int(macs), int(module.num_parameters), str(cfg.task.get("size_option"))

@@ -93,21 +93,19 @@ def short_names(rows: Iterable[dict]) -> list[dict]:
 
 def multiply_adds(row: dict) -> int:
     """``macs_per_sample`` as the job recorded it, or, for jobs run before runs recorded it,
-    counted the way a run does (`TaskModule.record_macs`) on the model composed from the
-    job's settings (priority changes the order of the products, not their number)."""
+    counted the way a run does (`gridlstm.analysis.counted_macs.count`) on the model composed
+    from the job's settings (priority changes the order of the products, not their number)."""
     if row.get("macs_per_sample") is not None:
         return int(row["macs_per_sample"])
-    from gridlstm.analysis.preset_shapes import compose_preset, data_for
-    from gridlstm.run.build import build_module
+    from gridlstm.analysis.counted_macs import count
 
     keys = ("model", "model.net.hidden_size", "model.net.num_layers")
-    overrides = ["experiment=deep_tied", *(f"{k}={row[k]}" for k in keys)]
-    from gridlstm.run.conf import find_conf_dir
-
-    cfg = compose_preset(find_conf_dir(), overrides)
-    module = build_module(cfg, data_for(cfg))
-    module.on_fit_end()
-    return int(module.extra_metrics["macs_per_sample"])
+    counted = count(("experiment=deep_tied", *(f"{k}={row[k]}" for k in keys)))
+    if counted is None:
+        raise ValueError(
+            f"no multiply-adds count for {row.get('job')}: its settings do not compose"
+        )
+    return counted[0]
 
 
 def render_table(folder: Path) -> tuple[str, str]:
