@@ -164,14 +164,31 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
     )
 
 
+def first_start(records: Path) -> str | None:
+    """When a records folder's first queue run began ("%Y-%m-%d %H:%M:%S", so that strings
+    sort by time): queue.json's runs, or its one "started" if written before runs were kept;
+    the later runs rewrite "started"."""
+    queue = records / "queue.json"
+    if not queue.is_file():
+        return None
+    record = json.loads(queue.read_text())
+    starts = [r.get("started") for r in record.get("runs") or []] + [record.get("started")]
+    return min((s for s in starts if s), default=None)
+
+
 def used_seeds(study: Study) -> set[int]:
-    """Every seed any run of the study's records used (every jobs/ or table.csv below it)."""
+    """Every seed an earlier run of the study's records used (every jobs/ or table.csv below
+    it). A folder whose first run began after the confirmatory stage's first job is a later
+    arm reported beside it (on its seeds, by design), not an earlier use."""
     seen: set[int] = set()
     folders = {p.parents[2] for p in study.folder.rglob("jobs/*/metrics.json")}
     folders |= {p.parent for p in study.folder.rglob("table.csv")}
     confirm = study.folder / study.confirmatory.records if study.confirmatory else None
+    began = first_start(confirm) if confirm is not None else None
     for folder in folders:
         if confirm is not None and folder.resolve() == confirm.resolve():
+            continue
+        if began is not None and (first_start(folder) or "") > began:
             continue
         for row in rows_of(folder):
             seed = number(row.get("seed"))
@@ -308,16 +325,16 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
     return found.labelled("confirmatory", label)
 
 
+def _git(path: Path, *args: str) -> str:
+    """A git command's output, run in ``path``'s folder (raises outside git)."""
+    done = subprocess.run(["git", *args], cwd=path.parent, capture_output=True, check=True)
+    return done.stdout.decode()
+
+
 def first_commit_time(path: Path, needle: str) -> float | None:
     """When ``needle`` first entered ``path`` in git history (unix time), or None outside git."""
     try:
-        out = subprocess.run(
-            ["git", "log", "--format=%ct", "-S", needle, "--", path.name],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        out = _git(path, "log", "--format=%ct", "-S", needle, "--", path.name).split()
     except (OSError, subprocess.CalledProcessError):
         return None
     return float(out[-1]) if out else None
@@ -329,15 +346,9 @@ def preregistration_problems(study: Study) -> list[str]:
     stage = study.confirmatory
     if stage is None:
         return []
-    queue = study.folder / stage.records / "queue.json"
-    if not queue.is_file():
+    started = first_start(study.folder / stage.records)
+    if started is None:
         return []
-    record = json.loads(queue.read_text())
-    starts = [r.get("started") for r in record.get("runs") or []] + [record.get("started")]
-    starts = sorted(s for s in starts if s)
-    if not starts:
-        return []
-    started = starts[0]  # the first queue run's start: the later ones rewrite "started"
     began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").timestamp()
     committed = first_commit_time(study.folder / DECLARATION, f"name: {stage.name}")
     if committed is None:
@@ -369,29 +380,11 @@ def block_at(path: Path, when: float) -> dict[str, Any] | None:
     """The declaration's confirmatory block as last committed before ``when`` (None outside
     git or before any commit)."""
     try:
-        rev = subprocess.run(
-            ["git", "rev-list", "-1", f"--before={int(when)}", "HEAD", "--", path.name],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        if not rev:
+        rev = _git(path, "rev-list", "-1", f"--before={int(when)}", "HEAD", "--", path.name)
+        if not rev.strip():
             return None
-        prefix = subprocess.run(
-            ["git", "rev-parse", "--show-prefix"],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        text = subprocess.run(
-            ["git", "show", f"{rev}:{prefix}{path.name}"],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        prefix = _git(path, "rev-parse", "--show-prefix").strip()
+        text = _git(path, "show", f"{rev.strip()}:{prefix}{path.name}")
     except (OSError, subprocess.CalledProcessError):
         return None
     return (yaml.safe_load(text) or {}).get("confirmatory")
