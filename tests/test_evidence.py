@@ -53,8 +53,7 @@ def copy_study(tmp_path: Path) -> Path:
     # the records of its verdict, tables and reports; the confirmatory stage's without their
     # queue.json, whose start the pre-registration check holds against git (this copy has none)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("equal_compute_v1*"))
-    for queue in target.glob("equal_compute2/**/queue.json"):
-        queue.unlink()
+    (target / "equal_compute2/confirm/cpu/queue.json").unlink()
     shutil.copy(source / "README.md", target / "README.md")
     # the settings the page's prose ties numbers to (gridlstm.analysis.ties)
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
@@ -271,18 +270,15 @@ def test_a_confirmatory_stage_on_seeds_an_earlier_stage_used_is_refused(tmp_path
 
 def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_use(tmp_path):
     """A secondary arm reported beside the confirmatory stage runs on its seeds by design; a
-    folder whose first run began before the confirmatory's first job is still an earlier use."""
+    folder whose first run began by the stage's declared day is still an earlier use."""
     root = copy_study(tmp_path)
-    path = declare(root, confirmatory_stage([7, 8]))
-    study = root / "docs" / "claims" / STUDY
-    (study / "confirm/cpu").mkdir(parents=True)
-    (study / "confirm/cpu/queue.json").write_text(json.dumps({"started": "2026-11-28 12:00:00"}))
-    later = study / "secondary/cpu"
+    path = declare(root, confirmatory_stage([7, 8]))  # declared 2026-11-27
+    later = root / "docs" / "claims" / STUDY / "secondary/cpu"
     write_runs(later, {("a", 7): 0.5}, {"a": {"model": "grid2d"}})
     runs = {"started": "2026-11-30 09:00:00", "runs": [{"started": "2026-11-29 09:00:00"}]}
     (later / "queue.json").write_text(json.dumps(runs))
     assert 7 not in confirmatory.used_seeds(declaration.load(path))
-    runs["runs"].insert(0, {"started": "2026-11-28 11:59:59"})  # its first run: before
+    runs["runs"].insert(0, {"started": "2026-11-27 23:59:59"})  # its first run: that day
     (later / "queue.json").write_text(json.dumps(runs))
     with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
         declaration.load(path)

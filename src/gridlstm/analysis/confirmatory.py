@@ -178,17 +178,16 @@ def first_start(records: Path) -> str | None:
 
 def used_seeds(study: Study) -> set[int]:
     """Every seed an earlier run of the study's records used (every jobs/ or table.csv below
-    it). A folder whose first run began after the confirmatory stage's first job is a later
-    arm reported beside it (on its seeds, by design), not an earlier use."""
+    it). A folder whose first run began on a day after the confirmatory stage's declared day
+    cannot have shaped its design: a later arm reported beside it (on its seeds, by design)."""
     seen: set[int] = set()
     folders = {p.parents[2] for p in study.folder.rglob("jobs/*/metrics.json")}
     folders |= {p.parent for p in study.folder.rglob("table.csv")}
-    confirm = study.folder / study.confirmatory.records if study.confirmatory else None
-    began = first_start(confirm) if confirm is not None else None
+    stage = study.confirmatory
     for folder in folders:
-        if confirm is not None and folder.resolve() == confirm.resolve():
+        if stage is not None and folder.resolve() == (study.folder / stage.records).resolve():
             continue
-        if began is not None and (first_start(folder) or "") > began:
+        if stage is not None and (first_start(folder) or "")[:10] > stage.declared:
             continue
         for row in rows_of(folder):
             seed = number(row.get("seed"))

@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from gridlstm.analysis.reports import deep_tied, paper_regime_depths, priority_none
+from gridlstm.analysis.reports import (
+    deep_tied,
+    paper_regime_depths,
+    priority_none,
+    secondary_arms,
+)
 
 REPORTS: dict[str, Callable[[Path], dict[Path, str]]] = {
     "deep_tied": deep_tied.outputs,
     "paper_regime_depths": paper_regime_depths.outputs,
     "priority_none": priority_none.outputs,
+    "secondary_arms": secondary_arms.outputs,
 }
