@@ -8,11 +8,12 @@ import shutil
 import statistics
 from pathlib import Path
 
+import yaml
 from scipy import stats
 
 from gridlstm.analysis import declaration, pages
 from gridlstm.analysis.evidence import rows_of
-from gridlstm.analysis.reports.secondary_arms import Arm, render
+from gridlstm.analysis.reports.secondary_arms import ARMS, Arm, render
 from tests.test_evidence import ROOT, STUDY, write_runs
 
 ARM = Arm("A, priority depth", "a", {"grid2d_priority": "depth"}, "arm/cpu", "a_queue_study")
@@ -72,3 +73,25 @@ def test_an_arm_short_of_the_stages_seeds_shows_its_count_only(tmp_path):
 
 def test_the_committed_report_matches_its_records():
     assert not [p for p in pages.report_problems(ROOT) if "secondary_arms" in p]
+
+
+def test_each_declared_arm_is_its_confirmatory_arm_with_its_knob_changed():
+    """The queue's file runs each arm: the stage's base and the changed arm's overrides with
+    the arm's knob and nothing else, on the stage's seeds (an arm that differed in more would
+    not say what its knob does)."""
+    for name, arms in ARMS.items():
+        study = declaration.load(ROOT / "docs" / "claims" / name / "study.yaml")
+        stage = study.confirmatory
+        queue = yaml.safe_load((ROOT / "scripts" / "cpu_studies.yaml").read_text())
+        for arm in arms:
+            declared = queue[arm.queue]
+            expected = dict(o.split("=", 1) for o in stage.base if "=" in o)
+            expected |= {k: str(v) for k, v in getattr(stage, arm.changes)["overrides"].items()}
+            expected |= {k: str(v) for k, v in arm.knob.items()}
+            got = dict(o.split("=", 1) for o in declared["overrides"] if "=" in o)
+            assert got == expected, arm.queue
+            assert [o for o in declared["overrides"] if "=" not in o] == [
+                o for o in stage.base if "=" not in o
+            ]
+            assert [c["seed"] for c in declared["cases"]] == list(stage.seeds)
+            assert declared["claim"] == f"{name}/{Path(arm.records).parent.as_posix()}"

@@ -45,6 +45,13 @@ ARMS: dict[str, tuple[Arm, ...]] = {
             "equal_compute2/depth_priority/cpu",
             "paper_regime_depth_priority",
         ),
+        Arm(
+            "untied 2-LSTM, depth 4",
+            "a",
+            {"model": "grid2d_untied"},
+            "equal_compute2/untied/cpu",
+            "paper_regime_untied",
+        ),
     ),
 }
 
