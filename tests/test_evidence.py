@@ -270,7 +270,8 @@ def test_a_confirmatory_stage_on_seeds_an_earlier_stage_used_is_refused(tmp_path
 
 def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_use(tmp_path):
     """A secondary arm reported beside the confirmatory stage runs on its seeds by design; a
-    folder whose first run began by the stage's declared day is still an earlier use."""
+    folder whose first run began before the stage's first job (before it has run: by its
+    declared day) is still an earlier use."""
     root = copy_study(tmp_path)
     path = declare(root, confirmatory_stage([7, 8]))  # declared 2026-11-27
     later = root / "docs" / "claims" / STUDY / "secondary/cpu"
@@ -282,6 +283,17 @@ def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_
     (later / "queue.json").write_text(json.dumps(runs))
     with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
         declaration.load(path)
+    # once the stage has run, its first job is the line: before it, an earlier use
+    own = root / "docs" / "claims" / STUDY / "confirm/cpu"
+    own.mkdir(parents=True)
+    (own / "queue.json").write_text(json.dumps({"started": "2026-11-29 10:00:00"}))
+    runs["runs"] = [{"started": "2026-11-29 09:59:59"}]
+    (later / "queue.json").write_text(json.dumps(runs))
+    with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
+        declaration.load(path)
+    runs["runs"] = [{"started": "2026-11-29 10:00:01"}]
+    (later / "queue.json").write_text(json.dumps(runs))
+    assert 7 not in confirmatory.used_seeds(declaration.load(path))
 
 
 def test_confirmatory_arms_that_differ_beyond_the_factor_and_budget_are_refused(tmp_path):

@@ -178,16 +178,17 @@ def first_start(records: Path) -> str | None:
 
 def used_seeds(study: Study) -> set[int]:
     """Every seed an earlier run of the study's records used (every jobs/ or table.csv below
-    it). A folder whose first run began on a day after the confirmatory stage's declared day
-    cannot have shaped its design: a later arm reported beside it (on its seeds, by design)."""
+    it). A folder whose first run began after the confirmatory stage's first job (before it
+    ran, or with no record of its runs: after its declared day) cannot have shaped it: a later
+    arm reported beside it, on its seeds by design."""
     seen: set[int] = set()
     folders = {p.parents[2] for p in study.folder.rglob("jobs/*/metrics.json")}
     folders |= {p.parent for p in study.folder.rglob("table.csv")}
     stage = study.confirmatory
+    own = (study.folder / stage.records).resolve() if stage else None
+    since = stage and (first_start(study.folder / stage.records) or f"{stage.declared} 23:59:59")
     for folder in folders:
-        if stage is not None and folder.resolve() == (study.folder / stage.records).resolve():
-            continue
-        if stage is not None and (first_start(folder) or "")[:10] > stage.declared:
+        if folder.resolve() == own or (since and (first_start(folder) or "") > since):
             continue
         for row in rows_of(folder):
             seed = number(row.get("seed"))
