@@ -6,14 +6,13 @@ checked cell by cell by `python -m gridlstm.tables check=true` (tests/test_evide
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gridlstm.analysis.confirmatory import first_commit_time
+from gridlstm.analysis.confirmatory import first_commit_time, first_start
 from gridlstm.analysis.frontier import (
     AS_RAN,
     SOURCES,
@@ -347,17 +346,11 @@ def test_every_stage_was_committed_before_its_first_job_began():
         pytest.skip("needs the repository's whole git history (not a shallow clone or export)")
     late = set()
     for name, study in load_studies(STUDIES_FILE).items():
-        queue = CLAIMS / study["claim"] / "cpu" / "queue.json"
-        if not queue.is_file():
+        started = first_start(CLAIMS / study["claim"] / "cpu")
+        if started is None:
             continue
-        record = json.loads(queue.read_text())
-        starts = sorted(
-            s
-            for s in [*(r.get("started") for r in record.get("runs") or []), record.get("started")]
-            if s
-        )
-        began = datetime.strptime(starts[0], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-        committed = first_commit_time(STUDIES_FILE, f"{name}:")
+        began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        committed = first_commit_time(STUDIES_FILE, f"^{name}:")
         assert committed is not None, f"{name}: never committed"
         if committed > began.timestamp():
             late.add(name)

@@ -50,10 +50,12 @@ def copy_study(tmp_path: Path) -> Path:
     its cells read), the claims summary and a README with an Evidence section."""
     source = ROOT / "docs" / "claims" / STUDY
     target = tmp_path / "docs" / "claims" / STUDY
-    # the records of its verdict, tables and reports; the confirmatory stage's without their
-    # queue.json, whose start the pre-registration check holds against git (this copy has none)
+    # the records of its verdict, tables and reports, and its declaration committed before
+    # the confirmatory stage's first job (the pre-registration check holds that start to git)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("equal_compute_v1*"))
-    (target / "equal_compute2/confirm/cpu/queue.json").unlink()
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", f"docs/claims/{STUDY}/study.yaml")
+    git(tmp_path, "commit", "-qm", "declare", date="2026-11-27T12:00:00")
     shutil.copy(source / "README.md", target / "README.md")
     # the settings the page's prose ties numbers to (gridlstm.analysis.ties)
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
@@ -269,31 +271,27 @@ def test_a_confirmatory_stage_on_seeds_an_earlier_stage_used_is_refused(tmp_path
 
 
 def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_use(tmp_path):
-    """A secondary arm reported beside the confirmatory stage runs on its seeds by design; a
-    folder whose first run began before the stage's first job (before it has run: by its
-    declared day) is still an earlier use."""
+    """A secondary arm reported beside the confirmatory stage runs on its seeds by design. The
+    line is the stage's first job: before it has run every folder counts, and so does one
+    whose first run began before that job, or only restored jobs run at another time."""
     root = copy_study(tmp_path)
-    path = declare(root, confirmatory_stage([7, 8]))  # declared 2026-11-27
+    path = declare(root, confirmatory_stage([7, 8]))
     later = root / "docs" / "claims" / STUDY / "secondary/cpu"
     write_runs(later, {("a", 7): 0.5}, {"a": {"model": "grid2d"}})
-    runs = {"started": "2026-11-30 09:00:00", "runs": [{"started": "2026-11-29 09:00:00"}]}
-    (later / "queue.json").write_text(json.dumps(runs))
-    assert 7 not in confirmatory.used_seeds(declaration.load(path))
-    runs["runs"].insert(0, {"started": "2026-11-27 23:59:59"})  # its first run: that day
-    (later / "queue.json").write_text(json.dumps(runs))
+    first = {"started": "2026-11-29 10:00:01", "jobs_started": 1}
+    (later / "queue.json").write_text(json.dumps({"started": "2026-11-30", "runs": [first]}))
     with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
-        declaration.load(path)
-    # once the stage has run, its first job is the line: before it, an earlier use
+        declaration.load(path)  # the stage has not run
     own = root / "docs" / "claims" / STUDY / "confirm/cpu"
     own.mkdir(parents=True)
-    (own / "queue.json").write_text(json.dumps({"started": "2026-11-29 10:00:00"}))
-    runs["runs"] = [{"started": "2026-11-29 09:59:59"}]
-    (later / "queue.json").write_text(json.dumps(runs))
-    with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
-        declaration.load(path)
-    runs["runs"] = [{"started": "2026-11-29 10:00:01"}]
-    (later / "queue.json").write_text(json.dumps(runs))
+    began = {"started": "2026-11-29 10:00:00", "runs": [{"started": "2026-11-29 10:00:00"}]}
+    began["runs"][0]["jobs_started"] = 2
+    (own / "queue.json").write_text(json.dumps(began))
     assert 7 not in confirmatory.used_seeds(declaration.load(path))
+    for run in ({**first, "jobs_started": 0}, {**first, "started": "2026-11-29 09:59:59"}):
+        (later / "queue.json").write_text(json.dumps({"runs": [run, first]}))
+        with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
+            declaration.load(path)
 
 
 def test_confirmatory_arms_that_differ_beyond_the_factor_and_budget_are_refused(tmp_path):

@@ -20,28 +20,32 @@ ARM = Arm("A, priority depth", "a", {"grid2d_priority": "depth"}, "arm/cpu", "a_
 
 
 def study_copy(tmp_path) -> Path:
-    """The study's declaration and records, without its own secondary arm and without the
-    queue's records of when each ran: nothing here starts after its declared day but the new
-    arm."""
+    """The study's declaration and records (their queue records too: when each began), less
+    its own secondary arms."""
     source, folder = ROOT / "docs" / "claims" / STUDY, tmp_path / STUDY
-    skip = shutil.ignore_patterns("queue.json", "depth_priority", "equal_compute_v1*", "*.png")
+    skip = shutil.ignore_patterns("depth_priority", "untied", "equal_compute_v1*", "*.png")
     shutil.copytree(source, folder, ignore=skip)
     return folder
 
 
-def arm_a(folder) -> dict:
+def arm_a(folder) -> tuple[dict, dict[int, float]]:
+    """Arm A's settings as its jobs ran them (the stage's base and the arm's overrides), and
+    its test exact-match by seed."""
     study = declaration.load(folder / "study.yaml")
-    base = study.confirmatory.a["overrides"]
-    rows = rows_of(folder / study.confirmatory.records)
-    return base, {int(r["seed"]): float(r["test/acc"]) for r in rows if r["model"] == "grid2d"}
+    stage = study.confirmatory
+    settings = dict(o.split("=", 1) for o in stage.base if "=" in o and o[0] not in "~+")
+    settings |= stage.a["overrides"]
+    rows = rows_of(folder / stage.records)
+    return settings, {int(r["seed"]): float(r["test/acc"]) for r in rows if r["model"] == "grid2d"}
 
 
-def write_arm(folder, seeds: list[int]) -> dict[int, float]:
-    base, _ = arm_a(folder)
+def write_arm(folder, seeds: list[int], **changed) -> dict[int, float]:
+    settings, _ = arm_a(folder)
     values = {seed: 0.5 + seed / 100 for seed in seeds}
-    overrides = {"a": {**base, "grid2d_priority": "depth"}}
+    overrides = {"a": {**settings, "grid2d_priority": "depth", **changed}}
     write_runs(folder / ARM.records, {("a", s): v for s, v in values.items()}, overrides)
-    later = {"started": "2026-12-01 09:00:00"}  # after the stage's declared day
+    # its first run started its jobs after the confirmatory stage's first job
+    later = {"runs": [{"started": "2026-12-01 09:00:00", "jobs_started": len(seeds)}]}
     (folder / ARM.records / "queue.json").write_text(json.dumps(later))
     return values
 
@@ -58,40 +62,56 @@ def test_a_complete_arm_gets_the_stages_test_and_no_verdict_word(tmp_path):
     text = render(folder, (ARM,))
     row = row_of(text)
     p = stats.mannwhitneyu(list(values.values()), list(a.values()), alternative="two-sided").pvalue
-    assert row[2:4] == ["10", "10"]
-    assert row[4] == f"{statistics.median(values.values()):.3f}"
-    assert row[5] == f"{statistics.median(a.values()):.3f}"
-    assert row[8] == f"{p:.3g}" and "Mann-Whitney U" in text
+    assert row[2] == "10" and row[8] == "complete"
+    assert row[3] == f"{statistics.median(values.values()):.3f}"
+    assert row[4] == f"{statistics.median(a.values()):.3f}"
+    assert row[7] == f"{p:.3g}" and "Mann-Whitney U" in text
     assert not any(word in text for word in ("shown", "contradicted", "beyond the seed spread"))
 
 
 def test_an_arm_short_of_the_stages_seeds_shows_its_count_only(tmp_path):
     folder = study_copy(tmp_path)
     write_arm(folder, [18, 19, 20])
-    assert row_of(render(folder, (ARM,)))[2:9] == ["3", "10", "-", "-", "-", "-", "-"]
+    assert row_of(render(folder, (ARM,)))[2:9] == ["3", "-", "-", "-", "-", "-", "3 of 10"]
+
+
+def test_runs_on_other_test_problems_are_not_the_arm(tmp_path):
+    """The stage's base settings are part of each cell: an arm run on other held-out problems
+    is not compared with the stage's arm."""
+    folder = study_copy(tmp_path)
+    write_arm(folder, list(range(18, 28)), **{"task.datamodule.data_seed": 1})
+    assert row_of(render(folder, (ARM,)))[2:9] == ["0", "-", "-", "-", "-", "-", "0 of 10"]
 
 
 def test_the_committed_report_matches_its_records():
     assert not [p for p in pages.report_problems(ROOT) if "secondary_arms" in p]
 
 
-def test_each_declared_arm_is_its_confirmatory_arm_with_its_knob_changed():
-    """The queue's file runs each arm: the stage's base and the changed arm's overrides with
-    the arm's knob and nothing else, on the stage's seeds (an arm that differed in more would
-    not say what its knob does)."""
+def test_each_declared_arm_is_its_confirmatory_arm_with_one_knob_changed():
+    """The queue's file runs each arm as the stage's base and the changed arm's overrides with
+    one knob set to another value, and nothing else, on the stage's seeds; its recorded jobs
+    ran that (an arm that differed in more would not say what its knob does)."""
+    queue = yaml.safe_load((ROOT / "scripts" / "cpu_studies.yaml").read_text())
     for name, arms in ARMS.items():
-        study = declaration.load(ROOT / "docs" / "claims" / name / "study.yaml")
-        stage = study.confirmatory
-        queue = yaml.safe_load((ROOT / "scripts" / "cpu_studies.yaml").read_text())
+        folder = ROOT / "docs" / "claims" / name
+        stage = declaration.load(folder / "study.yaml").confirmatory
         for arm in arms:
             declared = queue[arm.queue]
-            expected = dict(o.split("=", 1) for o in stage.base if "=" in o)
-            expected |= {k: str(v) for k, v in getattr(stage, arm.changes)["overrides"].items()}
-            expected |= {k: str(v) for k, v in arm.knob.items()}
-            got = dict(o.split("=", 1) for o in declared["overrides"] if "=" in o)
-            assert got == expected, arm.queue
-            assert [o for o in declared["overrides"] if "=" not in o] == [
-                o for o in stage.base if "=" not in o
-            ]
-            assert [c["seed"] for c in declared["cases"]] == list(stage.seeds)
+            assert set(declared) <= {"claim", "overrides", "cases", "dry_run"}, arm.queue
+            assert declared["cases"] == [{"seed": seed} for seed in stage.seeds]
             assert declared["claim"] == f"{name}/{Path(arm.records).parent.as_posix()}"
+            given = getattr(stage, arm.changes)["overrides"]
+            assert not any(isinstance(v, dict) for v in given.values()), "a chosen value"
+            settings = [o for o in stage.base if "=" not in o or o[0] in "~+"]
+            unchanged = dict(o.split("=", 1) for o in stage.base if o not in settings) | {
+                k: str(v) for k, v in given.items()
+            }
+            ((knob, value),) = arm.knob.items()
+            assert str(unchanged.get(knob, "")) != str(value), f"{arm.queue}: knob unchanged"
+            expected = {**unchanged, knob: str(value)}
+            overrides = declared["overrides"]
+            assert [o for o in overrides if "=" not in o or o[0] in "~+"] == settings
+            assert dict(o.split("=", 1) for o in overrides if o not in settings) == expected
+            for job in sorted((folder / arm.records / "jobs").glob("*/overrides.yaml")):
+                ran = yaml.safe_load(job.read_text())
+                assert ran[: len(overrides)] == overrides, job

@@ -164,31 +164,37 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
     )
 
 
-def first_start(records: Path) -> str | None:
-    """When a records folder's first queue run began ("%Y-%m-%d %H:%M:%S", so that strings
-    sort by time): queue.json's runs, or its one "started" if written before runs were kept;
-    the later runs rewrite "started"."""
+def first_start(records: Path, ran_jobs: bool = False) -> str | None:
+    """When a records folder's first queue run began, as the queue wrote it (its machine's
+    clock, "%Y-%m-%d %H:%M:%S": strings sort by time); queue.json's runs, or its one "started"
+    if written before runs were kept. With ``ran_jobs``, None unless that run started jobs:
+    a folder first filled with jobs found done or restored ran them at some other time."""
     queue = records / "queue.json"
     if not queue.is_file():
         return None
     record = json.loads(queue.read_text())
-    starts = [r.get("started") for r in record.get("runs") or []] + [record.get("started")]
-    return min((s for s in starts if s), default=None)
+    runs = [r for r in record.get("runs") or [] if r.get("started")]
+    runs.sort(key=lambda r: str(r["started"]))
+    runs = runs or ([{"started": record["started"]}] if record.get("started") else [])
+    if not runs or (ran_jobs and not runs[0].get("jobs_started")):
+        return None
+    return str(runs[0]["started"])
 
 
 def used_seeds(study: Study) -> set[int]:
     """Every seed an earlier run of the study's records used (every jobs/ or table.csv below
-    it). A folder whose first run began after the confirmatory stage's first job (before it
-    ran, or with no record of its runs: after its declared day) cannot have shaped it: a later
-    arm reported beside it, on its seeds by design."""
+    it). A folder whose first run started its jobs after the confirmatory stage's first job
+    cannot have shaped it (its design is fixed from then: `preregistration_problems`): an arm
+    reported beside it, on its seeds by design. Before the stage has run, every folder counts."""
     seen: set[int] = set()
     folders = {p.parents[2] for p in study.folder.rglob("jobs/*/metrics.json")}
     folders |= {p.parent for p in study.folder.rglob("table.csv")}
-    stage = study.confirmatory
-    own = (study.folder / stage.records).resolve() if stage else None
-    since = stage and (first_start(study.folder / stage.records) or f"{stage.declared} 23:59:59")
+    own = study.folder / study.confirmatory.records if study.confirmatory else None
+    since = first_start(own, ran_jobs=True) if own else None
     for folder in folders:
-        if folder.resolve() == own or (since and (first_start(folder) or "") > since):
+        if own and folder.resolve() == own.resolve():
+            continue
+        if since and (first_start(folder, ran_jobs=True) or "") > since:
             continue
         for row in rows_of(folder):
             seed = number(row.get("seed"))
@@ -331,10 +337,11 @@ def _git(path: Path, *args: str) -> str:
     return done.stdout.decode()
 
 
-def first_commit_time(path: Path, needle: str) -> float | None:
-    """When ``needle`` first entered ``path`` in git history (unix time), or None outside git."""
+def first_commit_time(path: Path, line: str) -> float | None:
+    """When a line matching ``line`` (a regex: anchor it, so that a name is not found inside a
+    longer one) first entered ``path`` in git history (unix time), or None outside git."""
     try:
-        out = _git(path, "log", "--format=%ct", "-S", needle, "--", path.name).split()
+        out = _git(path, "log", "--format=%ct", "-G", line, "--", path.name).split()
     except (OSError, subprocess.CalledProcessError):
         return None
     return float(out[-1]) if out else None
@@ -346,11 +353,14 @@ def preregistration_problems(study: Study) -> list[str]:
     stage = study.confirmatory
     if stage is None:
         return []
-    started = first_start(study.folder / stage.records)
+    folder = study.folder / stage.records
+    started = first_start(folder)
     if started is None:
+        if (folder / "jobs").is_dir() or (folder / "table.csv").is_file():
+            return [f"{folder}: records without queue.json, whose start the declaration is held to"]
         return []
     began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").timestamp()
-    committed = first_commit_time(study.folder / DECLARATION, f"name: {stage.name}")
+    committed = first_commit_time(study.folder / DECLARATION, f"^ *name: *{stage.name} *$")
     if committed is None:
         return [
             f"{study.folder / DECLARATION}: confirmatory {stage.name!r} is not committed, "

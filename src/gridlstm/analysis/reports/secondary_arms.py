@@ -21,8 +21,17 @@ from typing import Any
 
 from gridlstm.analysis import declaration
 from gridlstm.analysis.confirmatory import arm_overrides
-from gridlstm.analysis.evidence import DECLARATION, TESTS, Cell, CellSpec, gather, p_value
+from gridlstm.analysis.evidence import (
+    DECLARATION,
+    TESTS,
+    Cell,
+    CellSpec,
+    Study,
+    gather,
+    p_value,
+)
 from gridlstm.analysis.markdown import pipe_table
+from gridlstm.run.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -60,36 +69,51 @@ def _median(cell: Cell) -> str:
     return f"{statistics.median(cell.values.values()):.3f}"
 
 
+def _cell(study: Study, label: str, where: dict[str, Any], records: str) -> Cell | None:
+    """The completed runs of ``where`` in ``records``; None where none has completed."""
+    if not (study.folder / records).is_dir():
+        return None
+    try:
+        return gather(study, CellSpec(label, where, (records,)), study.confirmatory.metric)
+    except ConfigError as error:
+        if "matches no completed run" in str(error):
+            return None
+        raise
+
+
 def render(folder: Path, arms: tuple[Arm, ...]) -> str:
-    """The comparison table of each arm that has records against the arm it changes."""
+    """The comparison table of each arm against the arm it changes."""
     study = declaration.load(folder / DECLARATION)
     stage = study.confirmatory
     assert stage is not None, f"{folder}: secondary arms need a confirmatory stage"
+    # the stage's base settings too: a run on other test problems or sizes is not this arm
+    base = dict(o.split("=", 1) for o in stage.base if "=" in o and o[0] not in "~+")
+    seeds = set(stage.seeds)
     rows = []
     for arm in arms:
-        if not (folder / arm.records).is_dir():
-            continue
-        base = arm_overrides(study, arm.changes)
-        assert base is not None, f"{folder}: arm {arm.changes} waits on a stage's choice"
+        given = arm_overrides(study, arm.changes)
+        assert given is not None, f"{folder}: arm {arm.changes} waits on a stage's choice"
         label = getattr(stage, arm.changes)["label"]
-        against = gather(study, CellSpec(label, base, (stage.records,)), stage.metric)
-        own = gather(study, CellSpec(arm.label, {**base, **arm.knob}, (arm.records,)), stage.metric)
-        row = [arm.label, label, own.n, against.n]
-        if set(map(int, own.values)) != set(stage.seeds):  # not yet run on every seed
-            row += ["-"] * 5
-        else:
-            p = p_value(stage.test, own, against)
-            row += [_median(own), _median(against), f"{own.mean:.4f}", f"{against.mean:.4f}"]
-            row += [f"{p:.3g}"]
-        rows.append(row + [f"`{arm.queue}`"])
-    head = ["arm", "against", "n", "n against", "median", "median against", "mean"]
-    head += ["mean against", "p", "declared in scripts/cpu_studies.yaml"]
+        against = _cell(study, label, {**base, **given}, stage.records)
+        own = _cell(study, arm.label, {**base, **given, **arm.knob}, arm.records)
+        ran = {int(float(s)) for s in own.values} if own else set()
+        row: list[Any] = [arm.label, label, len(ran)]
+        if own is None or against is None or ran != seeds or set(map(int, against.values)) != seeds:
+            state = "seeds other than the stage's" if ran - seeds else f"{len(ran)} of {len(seeds)}"
+            rows.append(row + ["-"] * 5 + [state, f"`{arm.queue}`"])
+            continue
+        p = p_value(stage.test, own, against)
+        row += [_median(own), _median(against), f"{own.mean:.4f}", f"{against.mean:.4f}"]
+        rows.append(row + [f"{p:.3g}", "complete", f"`{arm.queue}`"])
+    head = ["arm", "against", "n", "median", "median against", "mean", "mean against", "p"]
+    head += ["seeds run", "declared in scripts/cpu_studies.yaml"]
     lines = [
         f"# Secondary arms of the confirmatory stage `{stage.name}`",
         "",
-        f"Each arm against the arm it changes on {stage.metric}, by the stage's own test "
-        f"({TESTS[stage.test]}, two-sided); reported, not deciding: no verdict word. An arm "
-        "not yet run on every seed of the stage shows its count and nothing else.",
+        f"Each arm against the arm it changes on {stage.metric}, over the stage's seeds "
+        f"({min(seeds)} to {max(seeds)}) and base settings, by the stage's own test "
+        f"({TESTS[stage.test]}, two-sided, unpaired); reported, not deciding: no verdict "
+        "word. An arm not yet run on every seed shows how many have run and nothing else.",
         "",
         *pipe_table(head, rows),
     ]
@@ -102,7 +126,7 @@ def outputs(claims: Path) -> dict[Path, str]:
     for name, arms in ARMS.items():
         folder = claims / name
         if not any((folder / arm.records).is_dir() for arm in arms):
-            continue
+            continue  # no arm has run: no file
         study = declaration.load(folder / DECLARATION)
         assert study.confirmatory is not None
         beside = (folder / study.confirmatory.records).parent.parent  # past <stage>/<tag>
