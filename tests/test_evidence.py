@@ -99,7 +99,8 @@ def test_a_mean_swapped_in_the_summary_is_named_by_its_cell(tmp_path):
 
 
 def test_one_seeds_value_changed_in_the_records_fails_every_page_quoting_the_cell(tmp_path):
-    """A confirmatory seed: the answer, its table and both summaries; an exploratory seed: the
+    """A confirmatory seed: the answer, its table, both summaries and the secondary arms'
+    report; an exploratory seed: the
     page's table and the study's report (the answer is the confirmatory one)."""
     root = copy_study(tmp_path)
     folder = root / "docs" / "claims" / STUDY
@@ -116,6 +117,7 @@ def test_one_seeds_value_changed_in_the_records_fails_every_page_quoting_the_cel
         str(root / "README.md"),
         str(root / "docs/claims/README.md"),
         str(folder / "README.md"),
+        str(folder / "equal_compute2/secondary_arms.md"),  # arm A beside its secondary arms
     }
     explored = folder / "depths_seeds/cpu/jobs/grid2d-num_layers4-lr0.003-seed5/metrics.json"
     assert changed(explored) == {
