@@ -13,7 +13,7 @@ from scipy import stats
 
 from gridlstm.analysis import declaration, pages
 from gridlstm.analysis.evidence import rows_of
-from gridlstm.analysis.reports.secondary_arms import ARMS, Arm, render
+from gridlstm.analysis.reports.secondary_arms import ARMS, Arm, base_settings, render
 from tests.test_evidence import ROOT, STUDY, write_runs
 
 ARM = Arm("A, priority depth", "a", {"grid2d_priority": "depth"}, "arm/cpu", "a_queue_study")
@@ -33,8 +33,7 @@ def arm_a(folder) -> tuple[dict, dict[int, float]]:
     its test exact-match by seed."""
     study = declaration.load(folder / "study.yaml")
     stage = study.confirmatory
-    settings = dict(o.split("=", 1) for o in stage.base if "=" in o and o[0] not in "~+")
-    settings |= stage.a["overrides"]
+    settings = base_settings(stage) | stage.a["overrides"]
     rows = rows_of(folder / stage.records)
     return settings, {int(r["seed"]): float(r["test/acc"]) for r in rows if r["model"] == "grid2d"}
 

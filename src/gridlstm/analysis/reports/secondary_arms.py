@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis import declaration
-from gridlstm.analysis.confirmatory import arm_overrides
+from gridlstm.analysis.confirmatory import Confirmatory, arm_overrides
 from gridlstm.analysis.evidence import (
     DECLARATION,
     TESTS,
@@ -65,6 +65,15 @@ ARMS: dict[str, tuple[Arm, ...]] = {
 }
 
 
+def base_settings(stage: Confirmatory) -> dict[str, str]:
+    """The stage's base overrides that set a value (key=value; not ~removals or +additions)."""
+    return dict(o.split("=", 1) for o in stage.base if "=" in o and o[0] not in "~+")
+
+
+def _seeds(cell: Cell | None) -> set[int]:
+    return {int(float(s)) for s in cell.values} if cell else set()
+
+
 def _median(cell: Cell) -> str:
     return f"{statistics.median(cell.values.values()):.3f}"
 
@@ -87,7 +96,7 @@ def render(folder: Path, arms: tuple[Arm, ...]) -> str:
     stage = study.confirmatory
     assert stage is not None, f"{folder}: secondary arms need a confirmatory stage"
     # the stage's base settings too: a run on other test problems or sizes is not this arm
-    base = dict(o.split("=", 1) for o in stage.base if "=" in o and o[0] not in "~+")
+    base = base_settings(stage)
     seeds = set(stage.seeds)
     rows = []
     for arm in arms:
@@ -96,9 +105,9 @@ def render(folder: Path, arms: tuple[Arm, ...]) -> str:
         label = getattr(stage, arm.changes)["label"]
         against = _cell(study, label, {**base, **given}, stage.records)
         own = _cell(study, arm.label, {**base, **given, **arm.knob}, arm.records)
-        ran = {int(float(s)) for s in own.values} if own else set()
+        ran, full = _seeds(own), _seeds(against)
         row: list[Any] = [arm.label, label, len(ran)]
-        if own is None or against is None or ran != seeds or set(map(int, against.values)) != seeds:
+        if own is None or against is None or ran != seeds or full != seeds:
             state = "seeds other than the stage's" if ran - seeds else f"{len(ran)} of {len(seeds)}"
             rows.append(row + ["-"] * 5 + [state, f"`{arm.queue}`"])
             continue
