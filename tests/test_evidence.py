@@ -55,7 +55,7 @@ def copy_study(tmp_path: Path) -> Path:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("equal_compute_v1*"))
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", f"docs/claims/{STUDY}/study.yaml")
-    git(tmp_path, "commit", "-qm", "declare", date="2026-11-27T12:00:00")
+    git(tmp_path, "commit", "-qm", "declare", date="2026-11-27T12:00:00+00:00")
     shutil.copy(source / "README.md", target / "README.md")
     # the settings the page's prose ties numbers to (gridlstm.analysis.ties)
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
@@ -290,7 +290,13 @@ def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_
     began["runs"][0]["jobs_started"] = 2
     (own / "queue.json").write_text(json.dumps(began))
     assert 7 not in confirmatory.used_seeds(declaration.load(path))
-    for run in ({**first, "jobs_started": 0}, {**first, "started": "2026-11-29 09:59:59"}):
+    # times with their machine's offset: 10:00:01 UTC (after the stage's first job) and
+    # 09:00:01 UTC (before it), which compared as strings would order the other way round
+    west = {**first, "started": "2026-11-29 05:00:01-05:00"}
+    (later / "queue.json").write_text(json.dumps({"runs": [west]}))
+    assert 7 not in confirmatory.used_seeds(declaration.load(path))
+    east = {**first, "started": "2026-11-29 10:00:01+01:00"}
+    for run in ({**first, "jobs_started": 0}, {**first, "started": "2026-11-29 09:59:59"}, east):
         (later / "queue.json").write_text(json.dumps({"runs": [run, first]}))
         with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
             declaration.load(path)
@@ -358,6 +364,9 @@ def git(root: Path, *args: str, date: str | None = None) -> None:
         ({"started": "2026-11-29 12:00:00"}, False),
         # a later queue run rewrote "started"; the runs list keeps the first start
         ({"started": "2026-11-29 12:00:00", "runs": [{"started": "2026-11-27 12:00:00"}]}, True),
+        # times with the queue machine's offset: 11:30 and 12:30 UTC against a 12:00 UTC commit
+        ({"started": "2026-11-28 12:30:00+01:00"}, True),
+        ({"started": "2026-11-28 11:30:00-01:00"}, False),
     ],
 )
 def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, record, late):
@@ -368,7 +377,7 @@ def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, r
     (folder / "queue.json").write_text(json.dumps(record))
     git(root, "init", "-q")
     git(root, "add", ".")
-    git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00")
+    git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00+00:00")
     problems = confirmatory.preregistration_problems(declaration.load(path))
     assert bool(problems) is late
     if late:
