@@ -98,6 +98,16 @@ def test_a_mean_swapped_in_the_summary_is_named_by_its_cell(tmp_path):
     assert "0.9316 +- 0.0714" in problem and "0.6228 +- 0.3304" in problem
 
 
+def test_a_summary_row_names_the_test_its_p_comes_from(tmp_path):
+    """The confirmatory row's p is Mann-Whitney U's (its stage's test), not the exploratory
+    verdict's Welch; a row claiming the other test is a difference."""
+    root = copy_study(tmp_path)
+    summary = root / "docs" / "claims" / "README.md"
+    assert "| 0.00359 (Mann-Whitney) |" in summary.read_text()
+    edit(summary, "| 0.00359 (Mann-Whitney) |", "| 0.00359 (Welch) |")
+    assert "(Mann-Whitney)" in only_problem(root, summary)
+
+
 def test_one_seeds_value_changed_in_the_records_fails_every_page_quoting_the_cell(tmp_path):
     """A confirmatory seed: the answer, its table, both summaries and the secondary arms'
     report; an exploratory seed: the
