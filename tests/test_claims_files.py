@@ -336,7 +336,6 @@ def test_every_stage_was_committed_before_its_first_job_began():
     """From git (the commit that added the study's entry) and the records (the earliest
     queue run start in its queue.json)."""
     import subprocess
-    from datetime import datetime, timezone
 
     root = CLAIMS.parents[1]
     shallow = subprocess.run(
@@ -349,10 +348,9 @@ def test_every_stage_was_committed_before_its_first_job_began():
         started = first_start(CLAIMS / study["claim"] / "cpu")
         if started is None:
             continue
-        began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
         committed = first_commit_time(STUDIES_FILE, f"^{name}:")
         assert committed is not None, f"{name}: never committed"
-        if committed > began.timestamp():
+        if committed > started.timestamp():
             late.add(name)
     assert late == COMMITTED_AFTER_START
 

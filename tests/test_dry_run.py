@@ -79,6 +79,24 @@ def test_a_sweep_is_one_line_per_job_and_a_refused_job_names_the_sweep_dir(
     assert snapshot(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["0"]
 
 
+def test_a_presets_own_sweep_is_expanded_as_hydras_basic_sweeper_does():
+    """``-m experiment=addition_cpu`` runs the preset's ``hydra.sweeper.params`` (3 models x 2
+    depths); the command line's value of a key the preset sweeps wins, as in Hydra."""
+    try:
+        jobs = dry_run.expand(["experiment=addition_cpu"], CONF)
+        assert len(jobs) == 6 and jobs[0] == [
+            "model=stacked_lstm",
+            "model.net.num_layers=2",
+            "experiment=addition_cpu",
+        ]
+        jobs = dry_run.expand(["experiment=addition_cpu", "model=grid2d", "seed=1,2"], CONF)
+        assert [j[:2] for j in jobs[:2]] == [["model=grid2d", "model.net.num_layers=2"]] * 2
+        assert len(jobs) == 4 and [j[-1] for j in jobs[:2]] == ["seed=1", "seed=2"]
+        assert len(dry_run.expand(["seed=1,2,3"], CONF)) == 3  # no preset sweep: the line's
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def test_resume_auto_says_from_which_step_and_a_completed_run_needs_nothing(
     earlier,
     tmp_path,

@@ -55,7 +55,7 @@ def copy_study(tmp_path: Path) -> Path:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("equal_compute_v1*"))
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", f"docs/claims/{STUDY}/study.yaml")
-    git(tmp_path, "commit", "-qm", "declare", date="2026-11-27T12:00:00")
+    git(tmp_path, "commit", "-qm", "declare", date="2026-11-27T12:00:00+00:00")
     shutil.copy(source / "README.md", target / "README.md")
     # the settings the page's prose ties numbers to (gridlstm.analysis.ties)
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
@@ -96,6 +96,16 @@ def test_a_mean_swapped_in_the_summary_is_named_by_its_cell(tmp_path):
     edit(summary, "0.6228 +- 0.3304", "0.9316 +- 0.0714")
     problem = only_problem(root, summary)
     assert "0.9316 +- 0.0714" in problem and "0.6228 +- 0.3304" in problem
+
+
+def test_a_summary_row_names_the_test_its_p_comes_from(tmp_path):
+    """The confirmatory row's p is Mann-Whitney U's (its stage's test), not the exploratory
+    verdict's Welch; a row claiming the other test is a difference."""
+    root = copy_study(tmp_path)
+    summary = root / "docs" / "claims" / "README.md"
+    assert "| 0.00359 (Mann-Whitney) |" in summary.read_text()
+    edit(summary, "| 0.00359 (Mann-Whitney) |", "| 0.00359 (Welch) |")
+    assert "(Mann-Whitney)" in only_problem(root, summary)
 
 
 def test_one_seeds_value_changed_in_the_records_fails_every_page_quoting_the_cell(tmp_path):
@@ -290,7 +300,13 @@ def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_
     began["runs"][0]["jobs_started"] = 2
     (own / "queue.json").write_text(json.dumps(began))
     assert 7 not in confirmatory.used_seeds(declaration.load(path))
-    for run in ({**first, "jobs_started": 0}, {**first, "started": "2026-11-29 09:59:59"}):
+    # times with their machine's offset: 10:00:01 UTC (after the stage's first job) and
+    # 09:00:01 UTC (before it), which compared as strings would order the other way round
+    west = {**first, "started": "2026-11-29 05:00:01-05:00"}
+    (later / "queue.json").write_text(json.dumps({"runs": [west]}))
+    assert 7 not in confirmatory.used_seeds(declaration.load(path))
+    east = {**first, "started": "2026-11-29 10:00:01+01:00"}
+    for run in ({**first, "jobs_started": 0}, {**first, "started": "2026-11-29 09:59:59"}, east):
         (later / "queue.json").write_text(json.dumps({"runs": [run, first]}))
         with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
             declaration.load(path)
@@ -358,6 +374,9 @@ def git(root: Path, *args: str, date: str | None = None) -> None:
         ({"started": "2026-11-29 12:00:00"}, False),
         # a later queue run rewrote "started"; the runs list keeps the first start
         ({"started": "2026-11-29 12:00:00", "runs": [{"started": "2026-11-27 12:00:00"}]}, True),
+        # times with the queue machine's offset: 11:30 and 12:30 UTC against a 12:00 UTC commit
+        ({"started": "2026-11-28 12:30:00+01:00"}, True),
+        ({"started": "2026-11-28 11:30:00-01:00"}, False),
     ],
 )
 def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, record, late):
@@ -368,7 +387,7 @@ def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, r
     (folder / "queue.json").write_text(json.dumps(record))
     git(root, "init", "-q")
     git(root, "add", ".")
-    git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00")
+    git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00+00:00")
     problems = confirmatory.preregistration_problems(declaration.load(path))
     assert bool(problems) is late
     if late:

@@ -15,6 +15,7 @@ import pytest
 from gridlstm import queue
 from gridlstm.analysis.studies import queue as study_queue
 from gridlstm.analysis.studies.executors import train_argv
+from gridlstm.analysis.studies.records import moment, stamp
 from gridlstm.run.errors import ConfigError
 from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
 
@@ -190,6 +191,29 @@ def test_queue_json_keeps_every_queue_runs_start_end_and_wall_time(tmp_path):
     runs = json.loads((out / "queue.json").read_text())["runs"]
     assert [r["started"] for r in runs][0] == "2026-01-02 03:04:05" and len(runs) == 3
     assert all(r["jobs_started"] == 0 and r["wall_s"] >= 0 and r["ended"] for r in runs[1:])
+    for run in runs[1:]:  # this machine's clock with its offset: it orders across time zones
+        assert abs(moment(run["ended"]).timestamp() - time.time()) < 600
+        assert moment(run["started"]) <= moment(run["ended"])
+
+
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="time.tzset is Unix-only")
+@pytest.mark.parametrize(  # POSIX zone strings: no time-zone database needed
+    "zone, offset", [("UTC0", "+00:00"), ("WST+5", "-05:00"), ("EST-5:30", "+05:30")]
+)
+def test_a_record_time_names_its_offset_and_reads_back_as_the_same_instant(
+    monkeypatch, zone, offset
+):
+    """Pre-registration orders runs written on machines in different zones; a time written
+    before records kept an offset (all of them on UTC clocks) reads as UTC on every machine."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        written = stamp(1_764_340_000.0)
+        assert written.endswith(offset) and moment(written).timestamp() == 1_764_340_000.0
+        assert moment("2025-11-28 14:26:40").timestamp() == 1_764_340_000.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_a_job_completed_in_an_earlier_queue_run_is_restored_from_the_results_folder(

@@ -44,6 +44,7 @@ from gridlstm.analysis.evidence import (
 )
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
+from gridlstm.analysis.studies.records import moment
 
 
 @dataclass(frozen=True)
@@ -164,21 +165,21 @@ def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
     )
 
 
-def first_start(records: Path, ran_jobs: bool = False) -> str | None:
-    """When a records folder's first queue run began, as the queue wrote it (its machine's
-    clock, "%Y-%m-%d %H:%M:%S": strings sort by time); queue.json's runs, or its one "started"
-    if written before runs were kept. With ``ran_jobs``, None unless that run started jobs:
-    a folder first filled with jobs found done or restored ran them at some other time."""
+def first_start(records: Path, ran_jobs: bool = False) -> datetime | None:
+    """When a records folder's first queue run began (`moment`: zones compared); queue.json's
+    runs, or its one "started" if written before runs were kept. With ``ran_jobs``, None unless
+    that run started jobs: a folder first filled with jobs found done or restored ran them at
+    some other time."""
     queue = records / "queue.json"
     if not queue.is_file():
         return None
     record = json.loads(queue.read_text())
     runs = [r for r in record.get("runs") or [] if r.get("started")]
-    runs.sort(key=lambda r: str(r["started"]))
+    runs.sort(key=lambda r: moment(r["started"]))
     runs = runs or ([{"started": record["started"]}] if record.get("started") else [])
     if not runs or (ran_jobs and not runs[0].get("jobs_started")):
         return None
-    return str(runs[0]["started"])
+    return moment(runs[0]["started"])
 
 
 def used_seeds(study: Study) -> set[int]:
@@ -192,9 +193,8 @@ def used_seeds(study: Study) -> set[int]:
     own = study.folder / study.confirmatory.records if study.confirmatory else None
     since = first_start(own, ran_jobs=True) if own else None
     for folder in folders:
-        if own and folder.resolve() == own.resolve():
-            continue
-        if since and (first_start(folder, ran_jobs=True) or "") > since:
+        later = first_start(folder, ran_jobs=True)
+        if (own and folder.resolve() == own.resolve()) or (since and later and later > since):
             continue
         for row in rows_of(folder):
             seed = number(row.get("seed"))
@@ -359,7 +359,7 @@ def preregistration_problems(study: Study) -> list[str]:
         if (folder / "jobs").is_dir() or (folder / "table.csv").is_file():
             return [f"{folder}: records without queue.json, whose start the declaration is held to"]
         return []
-    began = datetime.strptime(started, "%Y-%m-%d %H:%M:%S").timestamp()
+    began = started.timestamp()
     committed = first_commit_time(study.folder / DECLARATION, f"^ *name: *{stage.name} *$")
     if committed is None:
         return [

@@ -38,6 +38,7 @@ DECLARATION = "study.yaml"
 SOURCES = ("paper", "secondary", "ours")
 SCOPES = ("exploratory", "confirmatory")
 TESTS = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U"}
+SHORT_TESTS = {"welch": "Welch", "mannwhitney": "Mann-Whitney"}  # a summary row's p column
 CLAIMS = ("addition", "memorization", "parity", "charlm", "mnist", "design")
 PROSE = ("statement", "protocol", "question", "cannot_say", "setup")
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")

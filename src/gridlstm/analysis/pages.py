@@ -168,7 +168,7 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
         f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
         prose.get("setup") or prose["protocol"],
         f"{shown.metric}: {cell_text(shown.a)} vs {cell_text(shown.b)}",
-        p_text(shown.p),
+        f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
         ratio_text(shown.ratio),
         f"**{shown.word}** ({scope})",
         f"[{study.name}]({link(study, page)})",
@@ -188,8 +188,8 @@ def within(study: evidence.Study, parts: list[str], limit: int, what: str, fix: 
 
 
 def summary(studies: list[evidence.Study], page: Path) -> list[str]:
-    head = ["claim", "setup", "the two cells (mean +- sd, n)", "p", "multiply-adds A/B", "verdict"]
-    return pipe_table([*head, "page"], (summary_row(s, page) for s in studies))
+    head = ["claim", "setup", "the two cells (mean +- sd, n)", "p (test)", "multiply-adds A/B"]
+    return pipe_table([*head, "verdict", "page"], (summary_row(s, page) for s in studies))
 
 
 def render(block: Block, page: Path, studies: list[evidence.Study]) -> list[str]:

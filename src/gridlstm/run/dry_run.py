@@ -51,12 +51,26 @@ class Plan:
         return f"job {number} [{shown or 'defaults'}]: {self.outcome} {self.detail}".rstrip()
 
 
-def expand(argv: list[str]) -> list[list[str]]:
-    """The overrides of each job, in the order Hydra's basic sweeper runs them."""
+def expand(argv: list[str], conf: Path) -> list[list[str]]:
+    """The overrides of each job, in the order Hydra's basic sweeper runs them: the config's
+    own sweep (``hydra.sweeper.params``, as a preset such as ``experiment=addition_cpu`` sets
+    it, read from the config composed without the command line's sweeps) first, the command
+    line's after it and winning for a key both name."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(argv)
+    from gridlstm.run.config import compose_problem
+
+    parser = OverridesParser.create()
+    fixed = [o.input_line or "" for o in parser.parse_overrides(argv) if not o.is_sweep_override()]
+    params: dict = {}
+    if compose_problem(fixed, conf) is None:  # else each job names its own problem
+        cfg = compose_job(conf, fixed)
+        sweep = cfg.hydra.sweeper.get("params")
+        if sweep and note_for_sweeper(cfg) is None:  # the basic sweeper's, not a search space
+            params = OmegaConf.to_container(sweep)
+    lines = [f"{key}={value}" for key, value in params.items()] + argv
+    parsed = parser.parse_overrides(lines)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
@@ -157,7 +171,7 @@ def run(argv: list[str], conf: Path) -> int:
 
     quiet_third_party()
     try:
-        jobs = expand(overrides) if multirun else [overrides]
+        jobs = expand(overrides, conf) if multirun else [overrides]
     except Exception as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ from gridlstm.analysis.studies.executors import (
     make_executor,
 )
 from gridlstm.analysis.studies.preflight import check_jobs, conf_dir
-from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs
+from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs, stamp
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
     FAILED_STATES,
@@ -337,7 +337,7 @@ def run_studies(
             "device": executors[name].where(),
             "launcher": launcher,
             "dry_run": dry_run,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+            "started": stamp(started),
             "deadline_minutes": minutes,
             "jobs_side_by_side": jobs,
             "jobs": [

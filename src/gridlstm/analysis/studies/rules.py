@@ -22,10 +22,10 @@ chose on test accuracy before 2026-11-27 say ``metric: test/acc`` in their rule.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+from gridlstm.analysis.studies.records import stamp
 from gridlstm.run.errors import ConfigError
 
 VERSION = 1
@@ -140,7 +140,7 @@ def resolve(
             "rule": rule["kind"],
             "version": VERSION,
             "reads": list(rule["reads"]),
-            "chosen": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "chosen": stamp(),
             "cases": cases,
         }
         (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
