@@ -44,7 +44,7 @@ from gridlstm.analysis.evidence import (
 )
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
-from gridlstm.analysis.studies.records import moment
+from gridlstm.analysis.studies.clock import moment
 
 
 @dataclass(frozen=True)

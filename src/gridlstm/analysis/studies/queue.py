@@ -34,6 +34,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.analysis.studies import rules
+from gridlstm.analysis.studies.clock import stamp
 from gridlstm.analysis.studies.executors import (
     Executor,
     Handle,
@@ -42,7 +43,7 @@ from gridlstm.analysis.studies.executors import (
     make_executor,
 )
 from gridlstm.analysis.studies.preflight import check_jobs, conf_dir
-from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs, stamp
+from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
     FAILED_STATES,

@@ -1,15 +1,14 @@
 """What a queue run keeps of earlier ones in a study's ``queue.json``: each job's seconds so far
 and every queue run's start, end and wall time (appended, never overwritten), each time with
-its UTC offset."""
+its UTC offset (`clock`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+from gridlstm.analysis.studies.clock import stamp
 from gridlstm.analysis.studies.spec import DONE_EARLIER, NOT_STARTED, Job
 
 
@@ -51,18 +50,3 @@ def queue_runs(out: Path, summary: dict, wall_s: float) -> list[dict]:
     this = {"started": summary["started"], "ended": end, "wall_s": round(wall_s, 1)}
     this |= {"device": summary["device"], "launcher": summary["launcher"], "jobs_started": ran}
     return [*runs, this]
-
-
-def stamp(seconds: float | None = None) -> str:
-    """A record's time: the machine's clock with its UTC offset ("2026-11-28 15:00:42+00:00").
-    Why the offset: pre-registration orders a study's runs by these times, and a study may run
-    on machines in different time zones (a workstation, then a cluster)."""
-    when = datetime.fromtimestamp(time.time() if seconds is None else seconds, tz=timezone.utc)
-    return when.astimezone().isoformat(sep=" ", timespec="seconds")
-
-
-def moment(text: str) -> datetime:
-    """A record's time as an aware datetime. A time without an offset was written before the
-    records kept one, on machines whose clock was UTC: it reads as UTC on every machine."""
-    when = datetime.fromisoformat(str(text))
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)

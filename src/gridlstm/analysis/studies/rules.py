@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.studies.records import stamp
+from gridlstm.analysis.studies.clock import stamp
 from gridlstm.run.errors import ConfigError
 
 VERSION = 1
