@@ -1,6 +1,6 @@
 """The time a study's records write (`queue.json`'s runs, a select stage's ``chosen.json``)
-and read back: the machine's clock with its UTC offset, compared as instants. Why: pre-
-registration orders a study's runs by these times, and a study may run on machines in
+and read back: the machine's clock with its UTC offset, compared as instants. Why:
+pre-registration orders a study's runs by these times, and a study may run on machines in
 different time zones (a workstation, then a cluster)."""
 
 from __future__ import annotations
