@@ -189,10 +189,19 @@ def note(choice: str, implementation: str, reason: str | None) -> None:
         log.debug("%s: %s %s", choice, implementation, "ran" if reason is None else reason)
 
 
+class _Unique(list):
+    """A record that keeps each choice once (a training run makes the same ones every step)."""
+
+    def append(self, item: tuple[str, str, str | None]) -> None:
+        if item not in self:
+            super().append(item)
+
+
 @contextlib.contextmanager
-def explain() -> Iterator[list[tuple[str, str, str | None]]]:
-    """Collect (choice, implementation, why it stepped aside or None if it ran) inside."""
-    record: list[tuple[str, str, str | None]] = []
+def explain(unique: bool = False) -> Iterator[list[tuple[str, str, str | None]]]:
+    """Collect (choice, implementation, why it stepped aside or None if it ran) inside;
+    ``unique=True`` keeps each once (a whole run's record stays small)."""
+    record: list[tuple[str, str, str | None]] = _Unique() if unique else []
     token = _RECORD.set(record)
     try:
         yield record

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from typing import Any
 
@@ -271,3 +272,49 @@ class RunState(Callback):
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+STOP_ENV = "GRIDLSTM_STOP_AFTER_STEPS"  # a re-run's steps=N: stop after N steps, schedule unchanged
+
+
+def fingerprint_steps(step: int, every: int) -> bool:
+    """The steps a fingerprint keeps: 1, 10, 100, then every ``every``."""
+    return step in (1, 10, 100) or step % every == 0
+
+
+class Fingerprint(Callback):
+    """The training loss at fixed optimizer steps (`fingerprint_steps`), to full precision:
+    a record's short trace of its training that a re-run compares step by step (where two
+    runs part, not only whether their final scores agree). Kept in checkpoints, so a resumed
+    run's fingerprint is whole. One host sync every ``every`` steps.
+
+    With ``GRIDLSTM_STOP_AFTER_STEPS=N`` in the environment the run stops after step N
+    (`gridlstm.rerun`'s ``steps=``): unlike a smaller ``trainer.max_steps`` it leaves a
+    schedule that depends on ``max_steps`` as it was."""
+
+    def __init__(self, every: int = 1000) -> None:
+        self.every = every
+        self.loss: dict[int, float] = {}
+        stop = os.environ.get(STOP_ENV, "").strip()
+        self.stop_after = int(stop) if stop.isdigit() and int(stop) > 0 else None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        step = trainer.global_step
+        if fingerprint_steps(step, self.every) and step not in self.loss:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if isinstance(loss, Tensor):
+                self.loss[step] = float(loss.detach().float().cpu())
+        if self.stop_after is not None and step >= self.stop_after:
+            trainer.should_stop = True
+
+    def record(self) -> dict[str, Any]:
+        """``metrics.json``'s ``fingerprint`` entry: {"every", "train/loss": {step: loss}}."""
+        return {"every": self.every, "train/loss": {str(k): v for k, v in sorted(self.loss.items())}}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"every": self.every, "loss": dict(self.loss)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.loss = {int(k): float(v) for k, v in state_dict.get("loss", {}).items()}

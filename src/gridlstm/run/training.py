@@ -6,7 +6,9 @@ output directory the composed config (``.hydra/``), ``checkpoints/last.ckpt`` an
 checkpoint, logs, and ``metrics.json``: a flat object with a ``status`` (`gridlstm.run.runs`),
 the final ``val/...`` and ``test/...`` metrics (measured on the best checkpoint) plus
 ``params``, ``samples_seen``, ``wall_time_s`` and the ``seed`` it ran with (a studies file
-that sets no seed runs train.yaml's: the record says which).
+that sets no seed runs train.yaml's: the record says which), and two entries that are not
+metrics: ``fingerprint`` (the training loss at fixed steps, `callbacks.Fingerprint`) and
+``provenance`` (the code, versions and machine that made it, `gridlstm.run.provenance`).
 
 Exit codes: 0 completed; 2 a bad config (one line, before any work); 3 diverged; 128 + the
 signal number when interrupted (143 SIGTERM, 130 SIGINT), after saving
@@ -35,11 +37,12 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gridlstm.nn import GridLSTM
+from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.run import (
     cuda_graphs,
     denormals,
     hydra_runtime,
+    provenance,
     runs,
     stored_config,
     sweeps,
@@ -53,7 +56,13 @@ from gridlstm.run.build import (
     guarded,
     processes_per_machine,
 )
-from gridlstm.run.callbacks import Diverged, InterruptCheckpoint, RunState, SamplesToThreshold
+from gridlstm.run.callbacks import (
+    Diverged,
+    Fingerprint,
+    InterruptCheckpoint,
+    RunState,
+    SamplesToThreshold,
+)
 from gridlstm.run.config import (
     SweepConfigError,
     check_compatible,
@@ -79,6 +88,8 @@ log = logging.getLogger(__name__)
 
 # Last logged training values kept in metrics.json (chars_per_s is a running mean).
 FINAL_TRAIN_METRICS = ("train/loss", "train/bpc", "train/chars_per_s", "train/tokens_per_s")
+# Entries of metrics.json that are not metrics: never printed nor logged (gridlstm.run.provenance).
+RECORD_ONLY = ("fingerprint", "provenance")
 
 
 def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
@@ -86,6 +97,8 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
+        if key in RECORD_ONLY:
+            continue
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
     Console().print(f"outputs: {output_dir}")
@@ -180,6 +193,7 @@ def stopped(
     module: Any,
     start: float,
     seed: int,
+    record: dict[str, Any],
 ) -> Stopped:
     metrics = {
         "status": status,
@@ -190,6 +204,7 @@ def stopped(
         "samples_seen": module.samples_seen,
         "global_step": trainer.global_step,
         "wall_time_s": round(time.time() - start, 2),
+        **record,
     }
     return Stopped(metrics, exit_code)
 
@@ -299,17 +314,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg.get("logger"), output_dir if is_first_process() else None)
     interrupt = InterruptCheckpoint(str(output_dir / "checkpoints"))
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks += [interrupt, RunState(identity(cfg), config)]
+    fingerprint = Fingerprint()
+    callbacks += [interrupt, RunState(identity(cfg), config), fingerprint]
     trainer = build_trainer(cfg.trainer, cfg.hardware, loggers, callbacks)
     log_hyperparameters(loggers, cfg, {"params": module.num_parameters})
     guarded("logger=wandb", lambda: watch_model(loggers, module))
     sigusr1_as_sigterm()
 
+    def record() -> dict[str, Any]:  # what made the run, and its training's fingerprint
+        return made_by(trainer, output_dir, choices, fingerprint)
+
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        metrics = evaluate_best(trainer, module, datamodule, callbacks)
+        with dispatch.explain(unique=True) as choices:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+            metrics = evaluate_best(trainer, module, datamodule, callbacks)
     except Diverged as error:
-        raise stopped(runs.DIVERGED, str(error), 3, trainer, module, start, cfg.seed) from None
+        raise stopped(
+            runs.DIVERGED, str(error), 3, trainer, module, start, cfg.seed, record()
+        ) from None
     except ValueError as error:
         problem = interval_problem(error, trainer, cfg)
         if problem is None:
@@ -326,7 +348,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         reason = f"interrupted by {interrupt.reason} at step {trainer.global_step}{saved}"
         raise stopped(
-            runs.INTERRUPTED, reason, 128 + number, trainer, module, start, cfg.seed
+            runs.INTERRUPTED, reason, 128 + number, trainer, module, start, cfg.seed, record()
         ) from None
     metrics.update(
         status=runs.COMPLETED,
@@ -338,9 +360,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     if trainer.is_global_zero:
         log_final_metrics(loggers, metrics)
+        metrics.update(record())  # in the record, not sent to the loggers as metrics
         runs.write_metrics(output_dir, metrics)
         print_summary(metrics, output_dir)
     return metrics
+
+
+def made_by(
+    trainer: L.Trainer,
+    output_dir: Path,
+    choices: list[tuple[str, str, str | None]],
+    fingerprint: Fingerprint,
+) -> dict[str, Any]:
+    """The record's ``fingerprint`` and ``provenance`` entries (`gridlstm.run.provenance`)."""
+    cuda = trainer.strategy.root_device.type == "cuda"
+    return {
+        "fingerprint": fingerprint.record(),
+        "provenance": provenance.collect(output_dir, uses_cuda=cuda, steps=choices),
+    }
 
 
 def evaluate_best(
