@@ -4,6 +4,11 @@
         [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies]
         [results=multirun/studies] [tag=auto|cpu|gpu|...] [launcher=local|slurm|submitit_local]
         [launcher.partition=gpu launcher.timeout_min=240 ...] [submit=slurm submit.partition=cpu]
+        [code=pinned|head|<commit>|checkout] [allow_dirty=true]
+
+Every job of a stage runs one commit: a snapshot of it under ``<runs>/.code/`` that the jobs
+import, so that editing, committing or switching branches while they run or wait changes
+nothing they run (`gridlstm.analysis.studies.pins`); ``queue.json`` records the commit.
 
 ``submit=slurm`` submits the queue itself as one Slurm job (no GPU, 2 CPUs, the deadline plus
 20 minutes; ``submit.<option>=`` over those) and returns: the queue then runs in an
@@ -48,6 +53,14 @@ class QueueConfig:
     )
     submit: str = option(
         "", "submit this queue itself as a job of this launcher (slurm, submitit_local)"
+    )
+    code: str = option(
+        "pinned",
+        "which code the jobs run: pinned (the stage's pinned commit; HEAD for a new stage), "
+        "head, a commit, or checkout (the checkout as it is; not for results in docs/)",
+    )
+    allow_dirty: bool = option(
+        False, "publish (results= in docs/) with uncommitted source changes (recorded)"
     )
 
 
@@ -140,6 +153,8 @@ def run(argv: list[str]) -> None:
         dry_run=cfg.dry_run,
         launcher=cfg.launcher,
         launcher_options=options,
+        code=cfg.code,
+        allow_dirty=cfg.allow_dirty,
     )
     if failed:
         raise SystemExit(1)

@@ -26,15 +26,17 @@ def conf_dir() -> Path:
     return conf
 
 
-def check_jobs(jobs: list[Job], full_size: list[Job] | None = None) -> None:
+def check_jobs(
+    jobs: list[Job], full_size: list[Job] | None = None, conf: Path | None = None
+) -> None:
     """Compose every job's config, and build each synthetic task's data module at full size
     (``full_size``: the same jobs without a dry run's tiny overrides; default ``jobs``). A
     problem is one ConfigError naming the job, not a failure found after the GPU's time has
-    been spent."""
+    been spent. ``conf``: the configs the jobs compose from (their snapshot's)."""
     from gridlstm.run.config import compose_problem
     from gridlstm.run.hydra_runtime import register_resolvers
 
-    conf = conf_dir()
+    conf = conf or conf_dir()
     register_resolvers()
     for job in jobs:
         if problem := compose_problem(job.overrides, conf):

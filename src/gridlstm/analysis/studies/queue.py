@@ -33,7 +33,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from gridlstm.analysis.studies import rules
+from gridlstm.analysis.studies import pins, rules
 from gridlstm.analysis.studies.clock import stamp
 from gridlstm.analysis.studies.executors import (
     Executor,
@@ -69,7 +69,7 @@ POLL_S = 2.0  # a slot with no ready job looks again after this long
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def restore(jobs: list[Job], out: Path) -> None:
+def restore(jobs: list[Job], out: Path, conf: Path | None = None) -> None:
     """Put back each job the results folder ``out`` holds as completed and this checkout's
     run directories lack (results committed earlier, on another machine or a fresh clone): its
     record, its overrides and its config composed again, so that the queue skips it and the
@@ -92,7 +92,7 @@ def restore(jobs: list[Job], out: Path) -> None:
         listed = OmegaConf.to_container(OmegaConf.load(copy / "overrides.yaml"))
         if [str(o) for o in listed][: len(job.overrides)] != job.overrides:
             continue
-        with initialize_config_dir(config_dir=str(find_conf_dir()), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(conf or find_conf_dir()), version_base="1.3"):
             cfg = compose("train", overrides=job.overrides)
         (job.run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, job.run_dir / ".hydra" / "config.yaml")
@@ -253,6 +253,12 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
                 write_curve(out / "jobs" / job.name / CURVE, curve)
 
 
+def describe(pin: pins.Pin) -> str:
+    if pin.snapshot is None:
+        return "the checkout as it is (code=checkout)"
+    return f"commit {pin.commit[:12]} ({pin.how}) from its snapshot {pin.snapshot}"
+
+
 def run_studies(
     studies_file: Path,
     *,
@@ -266,10 +272,13 @@ def run_studies(
     dry_run: bool,
     launcher: str = "local",
     launcher_options: dict[str, Any] | None = None,
+    code: str = pins.PINNED,
+    allow_dirty: bool = False,
 ) -> list[Job]:
     """Run the chosen studies (all when ``only`` is empty) until the deadline, then table
     each into ``<results>/<claim>/<tag>/``; returns the jobs that failed. ``launcher`` says
-    where the jobs run (`gridlstm.analysis.studies.executors`)."""
+    where the jobs run (`gridlstm.analysis.studies.executors`); ``code`` which code they run
+    (`gridlstm.analysis.studies.pins`: a dry run runs the checkout)."""
     studies = load_studies(studies_file)
     chosen = only or list(studies)
     unknown = [s for s in chosen if s not in studies]
@@ -306,12 +315,28 @@ def run_studies(
         )
         for name in groups
     }
-    full = [j for n in groups for j in expand(n, studies[n], runs, False)] if dry_run else None
-    check_jobs([j for js in groups.values() for j in js], full)
+    outs = {n: results_folder(results, studies[n]["claim"], tag, dry_run) for n in groups}
+    pinned = pins.choose(
+        code_option=pins.CHECKOUT if dry_run else code,
+        allow_dirty=allow_dirty,
+        results=results,
+        outs=outs,
+        studies_file=studies_file,
+        claims=[studies[n]["claim"] for n in groups],
+        runs=runs,
+    )
     for name, group in groups.items():
-        out = results_folder(results, studies[name]["claim"], tag, dry_run)
-        restore(group, out)
-        carry_seconds(group, out)
+        snapshot = pinned[name].snapshot
+        conf = snapshot / "conf" if snapshot else None
+        for job in group:
+            job.snapshot = snapshot
+        full = expand(name, studies[name], runs, False) if dry_run else None
+        check_jobs(group, full, conf)
+    for name, group in groups.items():
+        snapshot = pinned[name].snapshot
+        restore(group, outs[name], snapshot / "conf" if snapshot else None)
+        carry_seconds(group, outs[name])
+        print(f"[queue] {name}: runs {describe(pinned[name])}", flush=True)
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
     queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers, executors)
     where = sorted({e.where() for e in executors.values()}) or [device_name()]
@@ -341,6 +366,7 @@ def run_studies(
             "started": stamp(started),
             "deadline_minutes": minutes,
             "jobs_side_by_side": jobs,
+            "code": pinned[name].record(),
             "jobs": [
                 {
                     "job": j.name,

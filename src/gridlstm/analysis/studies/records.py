@@ -49,4 +49,5 @@ def queue_runs(out: Path, summary: dict, wall_s: float) -> list[dict]:
     end = stamp()
     this = {"started": summary["started"], "ended": end, "wall_s": round(wall_s, 1)}
     this |= {"device": summary["device"], "launcher": summary["launcher"], "jobs_started": ran}
+    this |= {"commit": summary["code"]["commit"]} if "code" in summary else {}
     return [*runs, this]

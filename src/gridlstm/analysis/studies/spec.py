@@ -60,6 +60,7 @@ class Job:
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     combo: dict[str, Any] = field(default_factory=dict)  # the case's and grid's values
+    snapshot: Path | None = None  # the pinned code it runs (None: the checkout as it is)
 
 
 def job_name(combo: dict[str, Any]) -> str:
