@@ -18,7 +18,6 @@ Exit codes: 0 identical (or within ``tolerance``), 1 it differs or the run faile
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -156,6 +155,10 @@ def run(argv: list[str]) -> None:
     differs = provenance.differences(record.get("provenance") or {}, here)
     if not record.get("provenance"):
         differs = ["the record names no machine or versions (written before records did)"]
+    if ((record.get("provenance") or {}).get("code") or {}).get("dirty"):
+        differs.append(
+            "the record ran with uncommitted changes (its provenance.diff), not in this re-run"
+        )
     summary = {
         "record": str(folder),
         "commit": commit,

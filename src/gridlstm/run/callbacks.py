@@ -311,7 +311,8 @@ class Fingerprint(Callback):
 
     def record(self) -> dict[str, Any]:
         """``metrics.json``'s ``fingerprint`` entry: {"every", "train/loss": {step: loss}}."""
-        return {"every": self.every, "train/loss": {str(k): v for k, v in sorted(self.loss.items())}}
+        losses = {str(k): v for k, v in sorted(self.loss.items())}
+        return {"every": self.every, "train/loss": losses}
 
     def state_dict(self) -> dict[str, Any]:
         return {"every": self.every, "loss": dict(self.loss)}

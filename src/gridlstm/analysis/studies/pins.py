@@ -100,7 +100,8 @@ def choose(
             f"({code.PACKAGE_DIR}), so no commit can be pinned; run from a clone, or "
             "code=checkout to run this copy as it is (not for results= in docs/)"
         )
-    changed = code.changed_files(root, (*code.SOURCE_PATHS, *declarations(root, studies_file, claims)))
+    declared = declarations(root, studies_file, claims)
+    changed = code.changed_files(root, (*code.SOURCE_PATHS, *declared))
     if changed and publishing and not allow_dirty:
         listed = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if changed[5:] else "")
         raise ConfigError(
@@ -126,7 +127,8 @@ def choose(
                 "code=head to move the stage to this checkout's HEAD (recorded)"
             )
         pins[name] = Pin(commit, None, how, allow_dirty)
-    snapshots = {c: code.make_snapshot(root, c, runs / ".code") for c in {p.commit for p in pins.values()}}
+    commits = {p.commit for p in pins.values()}
+    snapshots = {c: code.make_snapshot(root, c, runs / ".code") for c in commits}
     for pin in pins.values():
         pin.snapshot = snapshots[pin.commit]
     if changed and not publishing:
