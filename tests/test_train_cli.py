@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,19 @@ def test_single_run_writes_metrics_and_loadable_checkpoints(cli):
         logged = [row for row in csv.DictReader(handle) if row.get("val/acc")]
     assert len(logged) == 2 and not any(row.get("test/acc") for row in logged)
     assert "Final metrics" in result.stdout
+    # What made it (gridlstm.run.provenance): in the record, never on the console.
+    made = metrics["provenance"]
+    assert re.fullmatch(r"[0-9a-f]{40}|no commit", made["code"]["commit"])
+    assert isinstance(made["code"]["dirty"], bool)
+    if made["code"]["dirty"]:  # the diff beside the record, its hash in it
+        diff = (run / "provenance.diff").read_text()
+        assert hashlib.sha256(diff.encode()).hexdigest() == made["code"]["diff_sha256"]
+    assert set(made["versions"]) == {"python", "torch", "lightning", "numpy", "gridlstm"}
+    assert made["machine"]["cpu"] and made["machine"]["threads"] >= 1
+    assert made["step_paths"] and made["imported_from"].endswith("gridlstm")
+    assert made["command"][0] == "train.py" and "logger=csv" in made["command"]
+    assert metrics["fingerprint"]["train/loss"].keys() == {"1"}  # 6 steps: step 1 only
+    assert "provenance" not in result.stdout and "fingerprint" not in result.stdout
 
 
 def test_stacked_lstm_runs_through_the_cli(cli):

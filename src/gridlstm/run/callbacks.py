@@ -318,4 +318,7 @@ class Fingerprint(Callback):
         return {"every": self.every, "loss": dict(self.loss)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.loss = {int(k): float(v) for k, v in state_dict.get("loss", {}).items()}
+        """Merged under what this run has recorded: testing the best checkpoint after fit
+        loads its (older) state, which must not drop the later steps."""
+        restored = {int(k): float(v) for k, v in state_dict.get("loss", {}).items()}
+        self.loss = {**restored, **self.loss}

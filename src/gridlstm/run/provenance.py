@@ -94,10 +94,11 @@ def gpu_driver() -> str | None:
     return None
 
 
-def code_entry(output_dir: Path | None) -> dict[str, Any]:
+def code_entry(output_dir: Path | None, running: code.Code | None = None) -> dict[str, Any]:
     """The commit, the dirty flag and, when dirty, the diff's hash (the diff itself is written
-    to ``output_dir/provenance.diff``)."""
-    running = code.current()
+    to ``output_dir/provenance.diff``). ``running``: read when the run started (a commit made
+    while it trains is not the code it imported)."""
+    running = running or code.current()
     entry: dict[str, Any] = {"commit": running.commit, "dirty": running.dirty}
     if running.dirty:
         entry["diff_sha256"] = code.digest(running.diff)
@@ -125,10 +126,11 @@ def collect(
     *,
     uses_cuda: bool = False,
     steps: list[tuple[str, str, str | None]] | None = None,
+    running: code.Code | None = None,
 ) -> dict[str, Any]:
     """The run's ``provenance`` entry (writes the diff beside the record where dirty)."""
     return {
-        "code": code_entry(output_dir),
+        "code": code_entry(output_dir, running),
         "versions": versions(),
         "machine": machine(uses_cuda),
         "step_paths": steps_entry(steps or []),

@@ -39,6 +39,7 @@ from rich.table import Table
 
 from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.run import (
+    code,
     cuda_graphs,
     denormals,
     hydra_runtime,
@@ -272,6 +273,7 @@ def prepare(cfg: DictConfig) -> Prepared:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; returns the final metrics."""
     start = time.time()
+    running = code.current()  # the code this process imported, before anything can change it
     quiet_third_party()
     output_dir = Path(cfg.paths.output_dir)
     prepared = prepare(cfg)
@@ -322,7 +324,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     sigusr1_as_sigterm()
 
     def record() -> dict[str, Any]:  # what made the run, and its training's fingerprint
-        return made_by(trainer, output_dir, choices, fingerprint)
+        return made_by(trainer, output_dir, choices, fingerprint, running)
 
     try:
         with dispatch.explain(unique=True) as choices:
@@ -371,13 +373,12 @@ def made_by(
     output_dir: Path,
     choices: list[tuple[str, str, str | None]],
     fingerprint: Fingerprint,
+    running: code.Code,
 ) -> dict[str, Any]:
     """The record's ``fingerprint`` and ``provenance`` entries (`gridlstm.run.provenance`)."""
     cuda = trainer.strategy.root_device.type == "cuda"
-    return {
-        "fingerprint": fingerprint.record(),
-        "provenance": provenance.collect(output_dir, uses_cuda=cuda, steps=choices),
-    }
+    made = provenance.collect(output_dir, uses_cuda=cuda, steps=choices, running=running)
+    return {"fingerprint": fingerprint.record(), "provenance": made}
 
 
 def evaluate_best(
