@@ -36,6 +36,7 @@ TINY_JOB = [
     "task.datamodule.val_size=16",
     "task.datamodule.test_size=16",
     "trainer.max_steps=10",
+    "trainer.log_every_n_steps=1",
     "hardware.threads=1",
 ]
 
