@@ -283,7 +283,7 @@ print(" ".join(sorted({"torch", "lightning", "wandb"} & set(sys.modules))))
 
 
 @pytest.mark.parametrize(
-    "tool", ["train", "evaluate", "sample", "translate", "tables", "bench", "queue"]
+    "tool", ["train", "evaluate", "sample", "translate", "tables", "bench", "queue", "rerun"]
 )
 def test_help_imports_neither_torch_nor_lightning(tool, tmp_path):
     """``--help`` answers in a fraction of a second: torch, Lightning and W&B load only when

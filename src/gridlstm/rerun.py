@@ -28,7 +28,6 @@ from omegaconf import OmegaConf
 
 from gridlstm.run import arguments, code, provenance, runs
 from gridlstm.run.arguments import option
-from gridlstm.run.callbacks import STOP_ENV
 from gridlstm.run.errors import ConfigError
 from gridlstm.run.reproduce import compare
 
@@ -127,6 +126,8 @@ def run(argv: list[str]) -> None:
     if threads.isdigit():
         env["OMP_NUM_THREADS"] = threads  # as the queue ran it
     if cfg.steps:
+        from gridlstm.run.callbacks import STOP_ENV  # Lightning: imported once work starts
+
         env[STOP_ENV] = str(cfg.steps)
     run_dir = out / "run"
     command = [sys.executable, "-m", "gridlstm.train", *overrides, f"hydra.run.dir={run_dir}"]
