@@ -266,3 +266,47 @@ def test_a_column_times_another_record_number_gives_multiply_adds(tmp_path):
     assert spent and row.endswith(f"| {statistics.median(spent):,.0f} ({len(spent)}/3) |"), row
     other = next(line for line in lines if line.startswith("| tied 2-LSTM | 2 |"))
     assert other.endswith("| - (0/3) |")  # no multiply-adds recorded
+
+
+def test_a_tables_code_line_names_its_commits_and_never_guesses_an_old_records():
+    def run(commit=None, dirty=False):
+        return {"provenance": {"code": {"commit": commit, "dirty": dirty}}} if commit else {}
+
+    a, b = "a" * 40, "b" * 40
+    assert record_tables.code_line([run(a), run(a)]) == f"Code: every run at commit {a[:12]}."
+    assert record_tables.code_line([{}, {}]).startswith("Code: commit not recorded")
+    mixed = record_tables.code_line([run(a), run(a), run(b, dirty=True), {}])
+    assert mixed == (
+        f"Code: the runs span 3 versions of the code: {a[:12]} (2 runs); {b[:12]} + "
+        "uncommitted changes (1 run); commit not recorded (1 run, written before records "
+        "named their code)."
+    )
+
+
+def test_a_pages_reruns_table_is_each_reruns_own_verdict(tmp_path):
+    from gridlstm.analysis import reruns
+
+    with pytest.raises(ConfigError, match="a reruns part needs"):
+        reruns.render(tmp_path)
+    folder = tmp_path / "reruns" / "seed18"
+    folder.mkdir(parents=True)
+    (folder / "rerun.json").write_text(
+        json.dumps(
+            {
+                "record": str(tmp_path / "stage" / "cpu" / "jobs" / "seed18"),
+                "commit": "c" * 40,
+                "code": "code=head",
+                "steps": 3000,
+                "verdict": "identical: 6 fingerprint steps, 1 validations and 0 final metrics",
+                "machine_and_versions": ["torch 2.6.0 -> 2.7.1"],
+            }
+        )
+    )
+    assert reruns.render(tmp_path)[2] == (
+        "| [seed18](reruns/seed18/rerun.json) | `stage/cpu/jobs/seed18` | cccccccccccc "
+        "(code=head) | the first 3,000 steps | identical: 6 fingerprint steps, 1 validations "
+        "and 0 final metrics | torch 2.6.0 -> 2.7.1 |"
+    )
+    (folder / "rerun.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a re-run's record"):
+        reruns.render(tmp_path)
