@@ -210,7 +210,12 @@ def render(block: Block, page: Path, studies: list[evidence.Study]) -> list[str]
                 f"{study.folder / evidence.DECLARATION}; declared: "
                 f"{', '.join(study.tables) or 'none'}"
             )
-        return record_tables.render(study.folder, study.tables[block.name])
+        spec = study.tables[block.name]
+        return [
+            *record_tables.render(study.folder, spec),
+            "",
+            record_tables.code_of(study.folder, spec),
+        ]
     if block.kind == "reruns":
         return reruns.render(study.folder)
     return answer(study)

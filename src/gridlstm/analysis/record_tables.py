@@ -364,10 +364,13 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
 
 
 def render(folder: Path, spec: TableSpec) -> list[str]:
-    """The table's markdown lines from the study's records (``folder``: the study's), then
-    the line that says which code made them (`code_line`)."""
-    runs = [run for group in groups_of(folder, spec).values() for run in group]
-    return [*pipe_table(*cells(folder, spec)), "", code_line(runs)]
+    """The table's markdown lines from the study's records (``folder``: the study's)."""
+    return pipe_table(*cells(folder, spec))
+
+
+def code_of(folder: Path, spec: TableSpec) -> str:
+    """The line under a page's table that says which code made its runs (`code_line`)."""
+    return code_line([run for group in groups_of(folder, spec).values() for run in group])
 
 
 def commit_of(run: dict[str, Any]) -> str | None:
