@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gridlstm.data.addition import EOS, VOCAB, AdditionDataModule
-from gridlstm.data.synthetic import ProblemStream, keys
+from gridlstm.data.synthetic import keys
 
 
 def parse(row: torch.Tensor, digits: int, reverse: bool) -> tuple[int, int, int]:
@@ -119,20 +119,3 @@ def test_the_training_seed_moves_only_the_training_stream():
     legacy = AdditionDataModule(digits=5, val_size=50, test_size=50, seed=7)  # data_seed=None
     legacy.setup()
     assert torch.equal(legacy.splits["val"], first.splits["val"])
-
-
-def test_a_draw_equal_to_a_held_out_problem_is_replaced_without_shifting_the_stream():
-    """``data_seed`` chooses the held-out problems and nothing else: a training draw that
-    collides with one is replaced from a generator of its own, the other draws unchanged."""
-    dm = AdditionDataModule(digits=3, val_size=10, test_size=10, batches_per_epoch=4, seed=7)
-    dm.setup()
-    free = list(ProblemStream(dm, set(), None))
-    raw = torch.cat([free[2][:, :3], free[2][:, 4:7]], 1)
-    forced = {keys(raw[5:6])[0]}  # the third batch's sixth problem is held out
-    streamed = list(ProblemStream(dm, forced, None))
-    for i, (a, b) in enumerate(zip(free, streamed, strict=True)):
-        if i != 2:
-            assert torch.equal(a, b), i
-    changed = (free[2] != streamed[2]).any(dim=1)
-    assert changed.tolist() == [j == 5 for j in range(len(changed))]
-    assert not problems(streamed[2], 3) & forced

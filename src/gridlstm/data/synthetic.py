@@ -37,10 +37,7 @@ class ProblemStream(IterableDataset):
 
     Each pass is seeded by (seed, epoch, rank, worker), so ranks and workers see different
     data, reruns with the same seed see the same data, and a resumed run continues the
-    stream it was reading (`gridlstm.data.position`). A draw equal to a held-out problem is
-    replaced from a generator of its own, so the rest of the stream is the same whatever the
-    held-out problems are: ``data_seed`` chooses them and nothing else (until 2026-11-28 the
-    replacement came from the stream's generator and shifted every later draw).
+    stream it was reading (`gridlstm.data.position`).
     """
 
     def __init__(
@@ -65,9 +62,7 @@ class ProblemStream(IterableDataset):
         epoch = epoch_of(source, self.passes)
         state = np.random.SeedSequence([source.seed, epoch, self._stream_id()])
         self.passes += 1
-        first, second = state.generate_state(2)
-        generator = torch.Generator().manual_seed(int(first))
-        replacements = torch.Generator().manual_seed(int(second))
+        generator = torch.Generator().manual_seed(int(state.generate_state(1)[0]))
         for _ in range(len(self)):
             if self.pool is not None:
                 index = torch.randint(0, len(self.pool), (source.batch_size,), generator=generator)
@@ -75,7 +70,7 @@ class ProblemStream(IterableDataset):
                 continue
             problems = source.sample(source.batch_size, generator)
             while held_out := [i for i, k in enumerate(keys(problems)) if k in self.exclude]:
-                problems[held_out] = source.sample(len(held_out), replacements)
+                problems[held_out] = source.sample(len(held_out), generator)
             yield source.encode(problems)
 
 
