@@ -273,9 +273,11 @@ def test_a_tables_code_line_names_its_commits_and_never_guesses_an_old_records()
         return {"provenance": {"code": {"commit": commit, "dirty": dirty}}} if commit else {}
 
     a, b = "a" * 40, "b" * 40
-    assert record_tables.code_line([run(a), run(a)]) == f"Code: every run at commit {a[:12]}."
-    assert record_tables.code_line([{}, {}]).startswith("Code: commit not recorded")
-    mixed = record_tables.code_line([run(a), run(a), run(b, dirty=True), {}])
+    from gridlstm.analysis.made_by import code_line
+
+    assert code_line([run(a), run(a)]) == f"Code: every run at commit {a[:12]}."
+    assert code_line([{}, {}]).startswith("Code: commit not recorded")
+    mixed = code_line([run(a), run(a), run(b, dirty=True), {}])
     assert mixed == (
         f"Code: the runs span 3 versions of the code: {a[:12]} (2 runs); {b[:12]} + "
         "uncommitted changes (1 run); commit not recorded (1 run, written before records "

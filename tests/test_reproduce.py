@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from gridlstm import rerun
+from gridlstm.analysis.reproduce import compare
 from gridlstm.analysis.studies import pins
 from gridlstm.run import code, provenance
 from gridlstm.run.callbacks import STOP_ENV, Fingerprint, fingerprint_steps
 from gridlstm.run.errors import ConfigError
-from gridlstm.run.reproduce import compare
 from tests.conftest import ROOT, offline_env
 
 TINY_JOB = [

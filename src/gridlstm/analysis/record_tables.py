@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -366,42 +365,6 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
 def render(folder: Path, spec: TableSpec) -> list[str]:
     """The table's markdown lines from the study's records (``folder``: the study's)."""
     return pipe_table(*cells(folder, spec))
-
-
-def code_of(folder: Path, spec: TableSpec) -> str:
-    """The line under a page's table that says which code made its runs (`code_line`)."""
-    return code_line([run for group in groups_of(folder, spec).values() for run in group])
-
-
-def commit_of(run: dict[str, Any]) -> str | None:
-    """The commit a run's record names (`gridlstm.run.provenance`), with "+ changes" where
-    tracked files differed from it; None for a record written before records named it."""
-    made = (run.get("provenance") or {}).get("code") or {}
-    commit = made.get("commit")
-    if not commit:
-        return None
-    return f"{str(commit)[:12]}{' + uncommitted changes' if made.get('dirty') else ''}"
-
-
-def code_line(runs: list[dict[str, Any]]) -> str:
-    """Which code made a table's runs: one commit, several (each with its count: a table
-    whose runs span commits says so), or "commit not recorded" for older records (never
-    guessed from the times the commits were made)."""
-    found = Counter(commit_of(r) for r in runs)
-    old = found.pop(None, 0)
-    parts = [f"{commit} ({n} run{'s' if n > 1 else ''})" for commit, n in found.most_common()]
-    if old:
-        parts.append(
-            f"commit not recorded ({old} run{'s' if old > 1 else ''}, written before "
-            "records named their code)"
-        )
-    if len(found) == 1 and not old:
-        return f"Code: every run at commit {next(iter(found))}."
-    if not found:
-        return (
-            "Code: commit not recorded (the records were written before records named their code)."
-        )
-    return f"Code: the runs span {len(parts)} versions of the code: {'; '.join(parts)}."
 
 
 def cells(folder: Path, spec: TableSpec) -> tuple[list[str], list[list[str]]]:

@@ -10,12 +10,15 @@ composes its configs from there, whatever happens to the checkout meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +149,25 @@ def environment(snapshot: Path, base: dict[str, str] | None = None) -> dict[str,
     env.pop("GRIDLSTM_CONF", None)
     env[ENV] = str(snapshot.resolve())
     return env
+
+
+_SWITCH_LOCK = threading.Lock()  # callers in threads share one environment
+
+
+@contextlib.contextmanager
+def pinned_environment(snapshot: Path | None) -> Iterator[None]:
+    """The snapshot's environment (`gridlstm.run.code.environment`) while a job is submitted:
+    sbatch and submitit's local controller pass the submitting process's environment on, so
+    the worker unpickles and runs the job from the snapshot."""
+    if snapshot is None:
+        yield
+        return
+    with _SWITCH_LOCK:
+        before = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(environment(snapshot, before))
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(before)

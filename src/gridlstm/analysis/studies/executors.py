@@ -19,9 +19,7 @@ import runpy
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,28 +206,6 @@ def submit_queue(
     return executor.submit_call(QueueJob(argv, os.getcwd()), "gridlstm-queue", runs)
 
 
-SUBMIT_LOCK = threading.Lock()  # slots submit from threads; the environment is the process's
-
-
-@contextlib.contextmanager
-def pinned_environment(snapshot: Path | None) -> Iterator[None]:
-    """The snapshot's environment (`gridlstm.run.code.environment`) while a job is submitted:
-    sbatch and submitit's local controller pass the submitting process's environment on, so
-    the worker unpickles and runs the job from the snapshot."""
-    if snapshot is None:
-        yield
-        return
-    with SUBMIT_LOCK:
-        before = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(code.environment(snapshot, before))
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(before)
-
-
 class SubmititHandle:
     def __init__(self, job: Any, cluster: str, log: Path) -> None:
         self.job, self.cluster, self.log = job, cluster, log
@@ -285,7 +261,7 @@ class Submitit:
         executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster, **self._init())
         executor.update_parameters(name=f"{job.study}/{job.name}", **self._resources())
         call = TrainJob(train_argv(job, threads), os.getcwd(), threads)
-        with pinned_environment(job.snapshot):  # the job's process imports the snapshot
+        with code.pinned_environment(job.snapshot):  # the job's process imports the snapshot
             submitted = executor.submit(call)
         with job.log.open("a") as log:
             log.write(

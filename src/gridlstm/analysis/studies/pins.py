@@ -40,6 +40,16 @@ class Pin:
     how: str
     allow_dirty: bool = False
 
+    @property
+    def conf(self) -> Path | None:
+        """The configs the stage's jobs compose from (None: the checkout's)."""
+        return self.snapshot / "conf" if self.snapshot else None
+
+    def describe(self) -> str:
+        if self.snapshot is None:
+            return "the checkout as it is (code=checkout)"
+        return f"commit {self.commit[:12]} ({self.how}) from its snapshot {self.snapshot}"
+
     def record(self) -> dict[str, object]:
         """``queue.json``'s ``code`` entry."""
         return {"commit": self.commit, "how": self.how, "allow_dirty": self.allow_dirty}

@@ -253,12 +253,6 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
                 write_curve(out / "jobs" / job.name / CURVE, curve)
 
 
-def describe(pin: pins.Pin) -> str:
-    if pin.snapshot is None:
-        return "the checkout as it is (code=checkout)"
-    return f"commit {pin.commit[:12]} ({pin.how}) from its snapshot {pin.snapshot}"
-
-
 def run_studies(
     studies_file: Path,
     *,
@@ -325,18 +319,15 @@ def run_studies(
         claims=[studies[n]["claim"] for n in groups],
         runs=runs,
     )
-    for name, group in groups.items():
-        snapshot = pinned[name].snapshot
-        conf = snapshot / "conf" if snapshot else None
+    for name, group in groups.items():  # each job composed from the configs it will run
         for job in group:
-            job.snapshot = snapshot
+            job.snapshot = pinned[name].snapshot
         full = expand(name, studies[name], runs, False) if dry_run else None
-        check_jobs(group, full, conf)
+        check_jobs(group, full, pinned[name].conf)
     for name, group in groups.items():
-        snapshot = pinned[name].snapshot
-        restore(group, outs[name], snapshot / "conf" if snapshot else None)
+        restore(group, outs[name], pinned[name].conf)
         carry_seconds(group, outs[name])
-        print(f"[queue] {name}: runs {describe(pinned[name])}", flush=True)
+        print(f"[queue] {name}: runs {pinned[name].describe()}", flush=True)
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
     queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers, executors)
     where = sorted({e.where() for e in executors.values()}) or [device_name()]
