@@ -26,6 +26,8 @@ def test_a_checkpoint_saved_before_the_move_evaluates_as_it_did(tmp_path, monkey
     expected.pop("made_by")
     evaluate.main([f"ckpt_path={SAVED}", f"out={tmp_path / 'scores'}"])
     assert scores(tmp_path / "scores") == pytest.approx(expected, abs=1e-6)
+    made = json.loads((tmp_path / "scores" / "metrics.json").read_text())["provenance"]
+    assert made["code"]["commit"] and made["versions"]["torch"] and made["machine"]["cpu"]
 
 
 def test_a_class_named_by_a_module_path_from_before_0_2_is_refused_naming_its_path(

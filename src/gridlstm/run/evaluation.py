@@ -16,7 +16,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gridlstm.run import checkpoints, runs
+from gridlstm.nn import dispatch
+from gridlstm.run import checkpoints, code, provenance, runs
 from gridlstm.run.build import build_module, build_scoring_trainer, guarded
 from gridlstm.run.config import check_value_types
 from gridlstm.run.errors import ConfigError
@@ -134,8 +135,10 @@ def evaluate(
             f"({problem}); change only options that keep the model's shape"
         )
     out.mkdir(parents=True, exist_ok=True)
-    val = trainer.validate(module, datamodule=datamodule, verbose=False)
-    test = trainer.test(module, datamodule=datamodule, verbose=False)
+    running = code.current()
+    with dispatch.explain(unique=True) as choices:
+        val = trainer.validate(module, datamodule=datamodule, verbose=False)
+        test = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = {
         "status": runs.COMPLETED,
         **val[0],
@@ -144,6 +147,12 @@ def evaluate(
         "overrides": overrides,
         "params": module.num_parameters,
         "wall_time_s": round(time.time() - start, 2),
+        "provenance": provenance.collect(
+            out,
+            uses_cuda=trainer.strategy.root_device.type == "cuda",
+            steps=choices,
+            running=running,
+        ),
     }
     OmegaConf.save(cfg, out / "config.yaml")
     runs.write_metrics(out, metrics)

@@ -242,7 +242,13 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
         if (sweep / artefact).is_file():
             shutil.copy2(sweep / artefact, out / artefact)
     for job in jobs:
-        for part in ("metrics.json", ".hydra/overrides.yaml", CURVE, "probe.csv"):
+        for part in (
+            "metrics.json",
+            ".hydra/overrides.yaml",
+            CURVE,
+            "probe.csv",
+            "provenance.diff",
+        ):
             if (job.run_dir / part).is_file():
                 target = out / "jobs" / job.name / Path(part).name
                 target.parent.mkdir(parents=True, exist_ok=True)
