@@ -306,6 +306,8 @@ def test_a_queue_runs_every_job_from_the_commit_it_pinned(repo, tmp_path):
         made = record["provenance"]
         assert made["code"] == {"commit": first, "dirty": False, "snapshot": str(snapshot)}, seed
         assert Path(made["imported_from"]).is_relative_to(snapshot)
+        assert made["versions"]["torch"] and made["machine"]["cpu"]
+        assert record["fingerprint"]["train/loss"].keys() == {"1", "10"}
     report = json.loads((tmp_path / "res/s/cpu/queue.json").read_text())
     assert report["code"] == {"commit": first, "how": "HEAD", "allow_dirty": False}
     assert report["runs"][-1]["commit"] == first
