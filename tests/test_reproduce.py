@@ -130,6 +130,18 @@ def test_the_cpu_model_comes_from_the_os_else_the_platform(monkeypatch):
     assert provenance.cpu_model() == "riscv64"
 
 
+@pytest.mark.parametrize("flags", ["fpu avx2", "fpu avx2 avx512f avx512_bf16"])
+def test_the_cpu_kind_names_family_model_and_avx512_both_ways(monkeypatch, flags):
+    info = (
+        f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        f"model name\t: AMD EPYC\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
+    )
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: info)
+    wide = "with" if "avx512f" in flags else "without"
+    assert provenance.cpu_kind() == f"AuthenticAMD family 26 model 2, {wide} AVX-512"
+    assert provenance.cpu_model() == "AMD EPYC"
+
+
 @pytest.mark.parametrize("cuda", [False, True])
 def test_the_gpu_is_recorded_where_the_run_used_cuda(monkeypatch, cuda):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
@@ -190,6 +202,14 @@ def test_compare_finds_the_first_step_and_validation_that_differ():
     result = compare(old, later, [(80, 0.1)], [(80, 0.1)])
     assert result.first_step == 10 and result.verdict().startswith("differs from step 10")
     assert result.largest == 0.25 and result.largest_key == "test/acc"
+    unreached = compare(
+        {"val/samples_to_threshold": None}, {"val/samples_to_threshold": 80}, [], []
+    )
+    assert unreached.unmeasured == ["val/samples_to_threshold"] and not unreached.within(1.0)
+    assert unreached.verdict().endswith(
+        "val/samples_to_threshold changed to or from null (0 "
+        "fingerprint steps, 0 validations and 1 final metrics compared)"
+    )
     curve = compare({"test/acc": 0.5}, {"test/acc": 0.5}, [(80, 0.1)], [(80, 0.2)])
     assert curve.verdict().startswith("differs from the validation at 80 samples")
     short = compare(old, later, [], [], steps=5)  # the first 5 steps: step 1 only

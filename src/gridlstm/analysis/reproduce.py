@@ -7,7 +7,6 @@ expected to agree to the last bit, so any difference is a finding, reported wher
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -42,10 +41,23 @@ class Comparison:
     largest: float = 0.0
     largest_key: str = ""
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    unmeasured: list[str] = field(default_factory=list)  # changed, not two numbers (null, text)
 
     @property
     def identical(self) -> bool:
         return self.first_step is None and self.first_validation is None and not self.changed
+
+    def within(self, tolerance: float) -> bool:
+        """Whether it reproduces: no step or validation differs, every final metric within
+        ``tolerance`` (and none changed to or from null)."""
+        same = self.first_step is None and self.first_validation is None
+        return same and not self.unmeasured and self.largest <= tolerance
+
+    def finals(self) -> str:
+        found = f"largest final difference {self.largest:.3g} in {self.largest_key or '-'}"
+        if self.unmeasured:
+            found += f"; {', '.join(self.unmeasured)} changed to or from null"
+        return found
 
     def verdict(self, tolerance: float = 0.0) -> str:
         """One line: identical / same within X / differs from step K."""
@@ -58,19 +70,14 @@ class Comparison:
         if self.first_step is not None:
             return (
                 f"differs from step {self.first_step} (the first fingerprint step that differs;"
-                f" largest final difference {self.largest:.3g} in {self.largest_key or '-'})"
+                f" {self.finals()})"
             )
         if self.first_validation is not None:
-            return (
-                f"differs from the validation at {self.first_validation:,.0f} samples "
-                f"(largest final difference {self.largest:.3g} in {self.largest_key or '-'})"
-            )
-        if self.largest <= tolerance or not math.isfinite(self.largest):
+            at = f"{self.first_validation:,.0f}"
+            return f"differs from the validation at {at} samples ({self.finals()})"
+        if self.within(tolerance):
             return f"same within {self.largest:.3g} ({self.largest_key}): {compared} compared"
-        return (
-            f"differs in final metrics only: largest difference {self.largest:.3g} in "
-            f"{self.largest_key} ({compared} compared)"
-        )
+        return f"differs in final metrics only: {self.finals()} ({compared} compared)"
 
 
 def losses(record: dict[str, Any]) -> dict[int, float]:
@@ -106,10 +113,10 @@ def compare(
         if other == value:
             continue
         result.changed[key] = (value, other)
-        if isinstance(value, (int, float)) and isinstance(other, (int, float)):
-            gap = abs(float(value) - float(other))
-        else:
-            gap = math.inf
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, other)):
+            result.unmeasured.append(key)
+            continue
+        gap = abs(float(value) - float(other))
         if gap > result.largest or not result.largest_key:
             result.largest, result.largest_key = gap, key
     return result
@@ -201,12 +208,29 @@ def rerun(cfg: Any) -> None:
     if code_ != 0 or again is None:
         print(f"[rerun] the run failed (exit {code_}); see {out}/rerun.log", flush=True)
         raise SystemExit(1)
-    result = compare(record, again, curve_of(folder), curve_of(run_dir), cfg.steps or None)
-    verdict = result.verdict(cfg.tolerance)
+    if not report(folder, record, run_dir, out, commit, how, cfg.steps, cfg.tolerance):
+        raise SystemExit(1)
+
+
+def report(
+    folder: Path,
+    record: dict[str, Any],
+    run_dir: Path,
+    out: Path,
+    commit: str,
+    how: str,
+    steps: int,
+    tolerance: float,
+) -> bool:
+    """Compare the re-run in ``run_dir`` with the record in ``folder``, write ``rerun.json``
+    into ``out`` and print the verdict; whether it reproduces."""
+    again = runs.load_record(run_dir)
+    result = compare(record, again, curve_of(folder), curve_of(run_dir), steps or None)
+    verdict = result.verdict(tolerance)
     if result.steps == result.validations == result.metrics == 0:
         verdict = (
             f"nothing compared: the record has no fingerprint and no validation in the first "
-            f"{cfg.steps} steps; give more steps= (or none: the whole run)"
+            f"{steps} steps; give more steps= (or none: the whole run)"
         )
     here = again.get("provenance") or provenance.collect()
     differs = provenance.differences(record.get("provenance") or {}, here)
@@ -220,7 +244,7 @@ def rerun(cfg: Any) -> None:
         "record": str(folder),
         "commit": commit,
         "code": how,
-        "steps": cfg.steps or None,
+        "steps": steps or None,
         "verdict": verdict,
         "identical": result.identical,
         "fingerprint_steps": result.steps,
@@ -235,6 +259,4 @@ def rerun(cfg: Any) -> None:
     (out / RESULT).write_text(json.dumps(runs.strict(summary), indent=1) + "\n")
     print(f"[rerun] {verdict}", flush=True)
     print(f"[rerun] machine and versions: {'; '.join(summary['machine_and_versions'])}", flush=True)
-    same = result.first_step is None and result.first_validation is None
-    if not (same and result.largest <= cfg.tolerance) or verdict.startswith("nothing"):
-        raise SystemExit(1)
+    return result.within(tolerance) and not verdict.startswith("nothing")

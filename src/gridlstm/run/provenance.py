@@ -60,11 +60,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_kind() -> str:
+    """Vendor, family and model numbers and whether the CPU has AVX-512 (``/proc/cpuinfo``):
+    a VM may name every CPU "AMD EPYC", and two of them round matrix products differently
+    (AVX2 or AVX-512 kernels), which a re-run's first differing step shows."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if not key.strip() and fields:
+                break  # the first processor's block is enough
+            fields.setdefault(key.strip(), value.strip())
+    if "cpu family" not in fields:
+        return platform.machine() or "unknown"
+    wide = "avx512f" in fields.get("flags", "").split()
+    return (
+        f"{fields.get('vendor_id', '?')} family {fields['cpu family']} model "
+        f"{fields.get('model', '?')}, {'with' if wide else 'without'} AVX-512"
+    )
+
+
 def machine(uses_cuda: bool) -> dict[str, Any]:
     import torch
 
     found: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
