@@ -211,7 +211,7 @@ def test_compare_finds_the_first_step_and_validation_that_differ():
         "fingerprint steps, 0 validations and 1 final metrics compared)"
     )
     curve = compare({"test/acc": 0.5}, {"test/acc": 0.5}, [(80, 0.1)], [(80, 0.2)])
-    assert curve.verdict().startswith("differs from the validation at 80 samples")
+    assert curve.verdict().startswith("differs from the record at the validation at 80 samples")
     short = compare(old, later, [], [], steps=5)  # the first 5 steps: step 1 only
     assert short.identical and short.steps == 1
 

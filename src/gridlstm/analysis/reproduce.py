@@ -74,7 +74,7 @@ class Comparison:
             )
         if self.first_validation is not None:
             at = f"{self.first_validation:,.0f}"
-            return f"differs from the validation at {at} samples ({self.finals()})"
+            return f"differs from the record at the validation at {at} samples ({self.finals()})"
         if self.within(tolerance):
             return f"same within {self.largest:.3g} ({self.largest_key}): {compared} compared"
         return f"differs in final metrics only: {self.finals()} ({compared} compared)"
