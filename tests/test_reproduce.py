@@ -23,18 +23,11 @@ from gridlstm.run import code, provenance
 from gridlstm.run.callbacks import STOP_ENV, Fingerprint, fingerprint_steps
 from gridlstm.run.errors import ConfigError
 from tests.conftest import ROOT, offline_env
+from tests.test_queue import TINY_ADDITION
 
-TINY_JOB = [
-    "task=addition",
-    "model=stacked_lstm",
-    "logger=csv",
-    "model.net.hidden_size=8",
-    "model.net.num_layers=1",
-    "task.datamodule.digits=2",
-    "task.datamodule.batch_size=8",
+TINY_JOB = [  # the queue tests' tiny job: 2 epochs of 5 steps, every step logged, one thread
+    *(o for o in TINY_ADDITION if not o.startswith("task.datamodule.batches_per_epoch")),
     "task.datamodule.batches_per_epoch=5",
-    "task.datamodule.val_size=16",
-    "task.datamodule.test_size=16",
     "trainer.max_steps=10",
     "trainer.log_every_n_steps=1",
     "hardware.threads=1",
