@@ -263,12 +263,8 @@ def test_outside_a_checkout_a_queue_needs_code_checkout(monkeypatch, tmp_path):
     monkeypatch.setattr(code, "checkout_root", lambda *a: None)
     common = dict(allow_dirty=False, outs={"s": tmp_path / "o"}, studies_file=tmp_path / "s.yaml")
     with pytest.raises(ConfigError, match="code=checkout to run this copy as it is"):
-        pins.choose(
-            code_option="pinned", results=tmp_path / "r", claims=["s"], runs=tmp_path, **common
-        )
-    found = pins.choose(
-        code_option="checkout", results=tmp_path / "r", claims=["s"], runs=tmp_path, **common
-    )
+        pins.choose(code_option="pinned", results=tmp_path / "r", claims=["s"], **common)
+    found = pins.choose(code_option="checkout", results=tmp_path / "r", claims=["s"], **common)
     assert found["s"].snapshot is None
 
 

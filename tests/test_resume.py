@@ -34,7 +34,7 @@ def final_numbers(record: dict) -> dict:
     return {
         k: v
         for k, v in record.items()
-        if not k.startswith(("wall_time", "train/chars", "train/tokens"))
+        if not k.startswith(("wall_time", "train/chars", "train/tokens", "provenance"))
     }
 
 

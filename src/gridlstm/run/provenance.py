@@ -115,6 +115,15 @@ def gpu_driver() -> str | None:
     return None
 
 
+def shown(path: str | Path) -> str:
+    """``path`` relative to the working directory where it lies below it: a record committed
+    beside a page must not name one machine's file system."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def code_entry(output_dir: Path | None, running: code.Code | None = None) -> dict[str, Any]:
     """The commit, the dirty flag and, when dirty, the diff's hash (the diff itself is written
     to ``output_dir/provenance.diff``). ``running``: read when the run started (a commit made
@@ -129,7 +138,7 @@ def code_entry(output_dir: Path | None, running: code.Code | None = None) -> dic
             write_atomic(output_dir / DIFF, running.diff)
             entry["diff"] = DIFF
     if running.snapshot:
-        entry["snapshot"] = running.snapshot
+        entry["snapshot"] = shown(running.snapshot)
     return entry
 
 
@@ -155,7 +164,7 @@ def collect(
         "versions": versions(),
         "machine": machine(uses_cuda),
         "step_paths": steps_entry(steps or []),
-        "imported_from": str(PACKAGE_DIR),
+        "imported_from": shown(PACKAGE_DIR),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
     }
 

@@ -194,7 +194,7 @@ def stopped(
     module: Any,
     start: float,
     seed: int,
-    record: dict[str, Any],
+    record: dict[str, Any] | None = None,
 ) -> Stopped:
     metrics = {
         "status": status,
@@ -205,7 +205,7 @@ def stopped(
         "samples_seen": module.samples_seen,
         "global_step": trainer.global_step,
         "wall_time_s": round(time.time() - start, 2),
-        **record,
+        **(record or {}),
     }
     return Stopped(metrics, exit_code)
 

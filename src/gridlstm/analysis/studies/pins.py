@@ -90,7 +90,6 @@ def choose(
     outs: dict[str, Path],
     studies_file: Path,
     claims: list[str],
-    runs: Path,
 ) -> dict[str, Pin]:
     """Each study's `Pin` (``outs``: study -> its results folder); a ConfigError (one line,
     nothing started) for a dirty tree in a publishing run, a commit not in this clone, or a
@@ -137,10 +136,6 @@ def choose(
                 "code=head to move the stage to this checkout's HEAD (recorded)"
             )
         pins[name] = Pin(commit, None, how, allow_dirty)
-    commits = {p.commit for p in pins.values()}
-    snapshots = {c: code.make_snapshot(root, c, runs / ".code") for c in commits}
-    for pin in pins.values():
-        pin.snapshot = snapshots[pin.commit]
     if changed and not publishing:
         print(
             f"[queue] note: uncommitted changes to {', '.join(changed[:3])}"
@@ -149,3 +144,12 @@ def choose(
             flush=True,
         )
     return pins
+
+
+def make_snapshots(pins: dict[str, Pin], runs: Path) -> None:
+    """Each pinned commit's snapshot under ``<runs>/.code/`` (after every check has passed:
+    a refused queue run writes nothing)."""
+    root = code.checkout_root()
+    for pin in pins.values():
+        if pin.commit != CHECKOUT and root is not None:
+            pin.snapshot = code.make_snapshot(root, pin.commit, runs / ".code")

@@ -241,14 +241,9 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
     for artefact in ("table.md", "table.csv", "table_seeds.csv", "curves.png"):
         if (sweep / artefact).is_file():
             shutil.copy2(sweep / artefact, out / artefact)
+    kept = ("metrics.json", ".hydra/overrides.yaml", CURVE, "probe.csv", "provenance.diff")
     for job in jobs:
-        for part in (
-            "metrics.json",
-            ".hydra/overrides.yaml",
-            CURVE,
-            "probe.csv",
-            "provenance.diff",
-        ):
+        for part in kept:
             if (job.run_dir / part).is_file():
                 target = out / "jobs" / job.name / Path(part).name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -323,14 +318,13 @@ def run_studies(
         outs=outs,
         studies_file=studies_file,
         claims=[studies[n]["claim"] for n in groups],
-        runs=runs,
     )
-    for name, group in groups.items():  # each job composed from the configs it will run
+    for name, group in groups.items():
+        check_jobs(group, expand(name, studies[name], runs, False) if dry_run else None)
+    pins.make_snapshots(pinned, runs)
+    for name, group in groups.items():
         for job in group:
             job.snapshot = pinned[name].snapshot
-        full = expand(name, studies[name], runs, False) if dry_run else None
-        check_jobs(group, full, pinned[name].conf)
-    for name, group in groups.items():
         restore(group, outs[name], pinned[name].conf)
         carry_seconds(group, outs[name])
         print(f"[queue] {name}: runs {pinned[name].describe()}", flush=True)
