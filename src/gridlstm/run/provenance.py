@@ -116,8 +116,8 @@ def gpu_driver() -> str | None:
 
 
 def shown(path: str | Path) -> str:
-    """``path`` relative to the working directory where it lies below it: a record committed
-    beside a page must not name one machine's file system."""
+    """``path`` relative to the working directory where it lies below it: a record (a path in
+    it, an interrupted run's reason) is committed beside a page and must hold on every clone."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:

@@ -105,16 +105,6 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     Console().print(f"outputs: {output_dir}")
 
 
-def shown_path(path: str | Path) -> str:
-    """``path`` relative to the working directory where it lies below it. Why: an
-    interrupted run's reason is stored in its record and copied into study tables that are
-    committed; a path from the repository root stays true on every clone."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def is_first_process() -> bool:
     return os.environ.get(CHILD_ENV) != "1" and os.environ.get("RANK", "0") == "0"
 
@@ -344,7 +334,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise
         number = signal.SIGINT if interrupt.reason == "SIGINT" else signal.SIGTERM
         saved = (
-            f"; resume with resume=auto from {shown_path(interrupt.ckpt_path)}"
+            f"; resume with resume=auto from {provenance.shown(interrupt.ckpt_path)}"
             if trainer.global_step
             else ""
         )
