@@ -99,6 +99,22 @@ def test_a_package_inside_a_checkout_that_is_not_its_source_has_no_commit(repo, 
         shutil.rmtree(repo / ".venv")
 
 
+def test_a_process_records_the_code_it_read_first_not_the_checkout_of_a_later_job(repo):
+    """A sweep's jobs run in one process: an edit made mid-sweep is not what later jobs ran."""
+    package = repo / "src" / "gridlstm"
+    code.running.cache_clear()
+    first = code.running(package)
+    init = package / "__init__.py"
+    before = init.read_text()
+    init.write_text(before + "# an edit mid-sweep\n")
+    try:
+        assert code.current(package).dirty
+        assert code.running(package) == first and not first.dirty
+    finally:
+        init.write_text(before)
+        code.running.cache_clear()
+
+
 def test_a_dirty_checkout_records_its_diff_beside_the_record_and_its_hash_in_it(repo, tmp_path):
     package = repo / "src" / "gridlstm"
     assert code.current(package) == code.Code(git(repo, "rev-parse", "HEAD"), False)

@@ -11,6 +11,7 @@ composes its configs from there, whatever happens to the checkout meanwhile.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -90,6 +91,14 @@ def current(package_dir: Path = PACKAGE_DIR) -> Code:
     commit = str(git(root, "rev-parse", "HEAD") or "").strip() or NO_COMMIT
     diff = str(git(root, "diff", "HEAD", "--no-color", "--no-ext-diff") or "")
     return Code(commit, bool(diff), diff)
+
+
+@functools.cache
+def running(package_dir: Path = PACKAGE_DIR) -> Code:
+    """`current` as this process first read it. A sweep's jobs run one after another in one
+    process (Hydra's basic launcher) on the code it imported at its start; a later job must
+    not record what the checkout holds by then (an edit or a commit made mid-sweep)."""
+    return current(package_dir)
 
 
 def digest(text: str) -> str:

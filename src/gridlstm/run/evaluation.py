@@ -135,7 +135,7 @@ def evaluate(
             f"({problem}); change only options that keep the model's shape"
         )
     out.mkdir(parents=True, exist_ok=True)
-    running = code.current()
+    running = code.running()
     with dispatch.explain(unique=True) as choices:
         val = trainer.validate(module, datamodule=datamodule, verbose=False)
         test = trainer.test(module, datamodule=datamodule, verbose=False)

@@ -263,7 +263,7 @@ def prepare(cfg: DictConfig) -> Prepared:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; returns the final metrics."""
     start = time.time()
-    running = code.current()  # the code this process imported, before anything can change it
+    running = code.running()  # the code this process imported, before anything can change it
     quiet_third_party()
     output_dir = Path(cfg.paths.output_dir)
     prepared = prepare(cfg)
