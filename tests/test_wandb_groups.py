@@ -41,7 +41,9 @@ def test_a_submitit_job_and_its_requeued_copy_run_in_the_studys_group(tmp_path, 
     monkeypatch.setattr(os, "environ", environment)  # the job changes its process's
     monkeypatch.setattr(os, "chdir", lambda _: None)
     monkeypatch.setattr(
-        runpy, "run_module", lambda *a, **k: seen.update(os.environ)  # the job's train.py
+        runpy,
+        "run_module",
+        lambda *a, **k: seen.update(os.environ),  # the job's train.py
     )
     call = executors.TrainJob(["seed=1"], str(tmp_path), 1, "paper_regime/equal_samples")
     assert call() == 0 and seen[executors.WANDB_GROUP] == "paper_regime/equal_samples"
