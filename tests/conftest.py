@@ -167,6 +167,41 @@ def write_mnist(root: Path, train: int = 120, test: int = 40, gz: bool = False) 
     return files
 
 
+def write_sequences(path: Path, count: int = 80, seed: int = 0, step: bool = False) -> Path:
+    """A CSV of token sequences (3 to 9 steps): the label is whether token 3 occurs an odd
+    number of times (``step``: after each step)."""
+    rng = np.random.default_rng(seed)
+    lines = ["sequence,label"]
+    for _ in range(count):
+        tokens = rng.integers(0, 6, rng.integers(3, 10))
+        odd = np.cumsum(tokens == 3) % 2
+        label = " ".join(map(str, odd)) if step else str(odd[-1])
+        lines.append(f"{' '.join(map(str, tokens))},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_image_folder(root: Path, per_class: int = 12, size: int = 16, seed: int = 0) -> Path:
+    """PNG images in class folders (root/<class>/<n>.png): bright squares in one class,
+    bright discs in the other, at random places and sizes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for name in ("disc", "square"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            r = int(rng.integers(2, size // 3))
+            cx, cy = rng.integers(r, size - r, 2)
+            inside = (
+                (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+                if name == "disc"
+                else (abs(xx - cx) <= r) & (abs(yy - cy) <= r)
+            )
+            Image.fromarray((inside * 255).astype(np.uint8)).save(root / name / f"{n}.png")
+    return root
+
+
 def task_overrides(task: str, tmp_path: Path) -> list[str]:
     """Small sizes for ``task``, with the data files it reads generated under tmp_path."""
     if task == "text":
@@ -191,6 +226,21 @@ def task_overrides(task: str, tmp_path: Path) -> list[str]:
             "task.datamodule.val_size=20",
             "task.datamodule.batch_size=8",
             "task.datamodule.eval_batch_size=10",
+            "trainer.max_steps=4",
+        ]
+    if task == "sequences":
+        return [
+            "model.net.hidden_size=8",
+            f"task.datamodule.data_files={write_sequences(tmp_path / 'sequences.csv')}",
+            "task.datamodule.batch_size=8",
+            "trainer.max_steps=4",
+        ]
+    if task == "images":
+        return [
+            "model.net.hidden_size=8",
+            f"task.datamodule.root={write_image_folder(tmp_path / 'images')}",
+            "task.datamodule.image_size=16",
+            "task.datamodule.batch_size=8",
             "trainer.max_steps=4",
         ]
     small = [o for o in TINY if not o.startswith("task.datamodule.digits")]

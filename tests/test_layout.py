@@ -1,4 +1,4 @@
-"""The package's layout as docs/index.md states it: imports run one way (nn -> data -> tasks
+"""The package's layout as docs/contributing.md states it: imports run one way (nn -> data -> tasks
 -> run -> analysis -> commands), and inside `gridlstm.nn` from the kernels up (docs/backends.md
 section 8); no import cycles, counting function-local and TYPE_CHECKING imports; the
 pure-PyTorch layer free of Lightning and Hydra, the package root only packages and entry
@@ -249,10 +249,10 @@ def test_long_modules_say_why():
 
 
 def test_the_architecture_page_names_every_module_and_script():
-    """docs/index.md's tree is where a new contributor finds a module: each module, package
+    """docs/contributing.md's tree is where a new contributor finds a module: each module, package
     and script is named there (a name in the tree's text, with what it is for)."""
     root = SRC.parent
-    text = (root / "docs" / "index.md").read_text()
+    text = (root / "docs" / "contributing.md").read_text()
     tree = text.split("```\nconf/", 1)[1].split("```", 1)[0]
     words = set(re.findall(r"\w+", tree))
     package = SRC / "gridlstm"

@@ -224,7 +224,8 @@ def render(block: Block, page: Path, studies: list[evidence.Study]) -> list[str]
 def pages(root: Path = Path(".")) -> list[Path]:
     """Every page that may hold generated parts."""
     claims = root / evidence.CLAIMS_DIR
-    return [root / ROOT_README, claims / "README.md", *sorted(claims.glob("*/README.md"))]
+    home = root / "docs" / "index.md"  # the docs site's home page shows the summary too
+    return [root / ROOT_README, home, claims / "README.md", *sorted(claims.glob("*/README.md"))]
 
 
 def regenerate(page: Path, studies: list[evidence.Study]) -> tuple[list[str], list[str]]:

@@ -15,6 +15,8 @@ _MODULES = {
     "MemorizationDataModule": "memorization",
     "MNISTDataModule": "mnist",
     "ParityDataModule": "parity",
+    "SequenceFilesDataModule": "sequences",
+    "ImageFolderDataModule": "image_folder",
     "TextDataModule": "text",
     "TranslationDataModule": "translation",
 }

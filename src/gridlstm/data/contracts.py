@@ -54,3 +54,13 @@ class SentencePairs(TypedDict):
     tgt_tokenizer: str
     src_lang: str
     tgt_lang: str
+
+
+class LabelledSequences(TypedDict):
+    """A user's sequences with one class a sequence or a step (``task=sequences``)."""
+
+    inputs: str  # tokens (ids, embedded) | features (numbers, projected)
+    target: str  # sequence | step
+    input_size: int  # the vocabulary (tokens) or the features a step
+    num_classes: int
+    max_length: int  # the longest sequence in the data (for the compute of one sample)

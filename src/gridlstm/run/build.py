@@ -122,6 +122,20 @@ def processes_per_machine(hardware: DictConfig) -> int:
     return own * sweeps.parallel_jobs(hydra_runtime.launcher())
 
 
+def unused_gpu(hardware: DictConfig) -> str | None:
+    """One line when a CUDA GPU is visible and the run trains on the CPU: a job given a GPU
+    node (a Slurm allocation) with ``hardware=cpu`` would otherwise hold the GPU and train on
+    the node's CPU without a word. None where there is nothing to say."""
+    if hardware.get("accelerator") != "cpu" or not torch.cuda.is_available():
+        return None
+    count = torch.cuda.device_count()
+    return (
+        f"hardware={hardware.get('name', 'cpu')}: training on the CPU although {count} CUDA "
+        f"GPU(s) are visible ({torch.cuda.get_device_name(0)}); hardware=gpu trains on one, "
+        "hardware=ddp on all"
+    )
+
+
 def one_gpu_per_job(hardware: dict[str, Any]) -> dict[str, Any]:
     """Under a parallel local launcher, a one-GPU job takes GPU (job number mod GPUs) instead
     of every job sharing GPU 0."""

@@ -169,7 +169,7 @@ def check_hardware(cfg: DictConfig) -> None:
     import lightning as L
     import torch
 
-    from gridlstm.run import console, cuda_graphs, denormals
+    from gridlstm.run import console, cuda_graphs, denormals, hydra_runtime
 
     hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
     name = hardware.pop("name", cfg.hardware.get("name"))
@@ -178,11 +178,14 @@ def check_hardware(cfg: DictConfig) -> None:
     accelerator = str(hardware.get("accelerator", "auto"))
     accumulate = cfg.get("trainer", {}).get("accumulate_grad_batches", 1)
     cuda_graphs.check(hardware.pop("cuda_graphs", False), accelerator, hardware, accumulate)
+    on_the_node = False  # the GPUs are the cluster node's, checked there by the job itself
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"hardware={name}: no CUDA GPU is available on this machine "
-            "(torch.cuda.is_available() is False); use hardware=cpu"
-        )
+        if not hydra_runtime.submits_to_cluster():
+            raise ConfigError(
+                f"hardware={name}: no CUDA GPU is available on this machine "
+                "(torch.cuda.is_available() is False); use hardware=cpu"
+            )
+        on_the_node = True
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"hardware={name}: Apple's MPS is not available here; use hardware=cpu")
     devices = hardware.get("devices", "auto")
@@ -209,6 +212,8 @@ def check_hardware(cfg: DictConfig) -> None:
         )
     try:
         kwargs = trainer_arguments(cfg.trainer, cfg.hardware)
+        if on_the_node:  # the options are checked here as far as this machine can
+            kwargs.update(accelerator="cpu", devices=1)
         quiet = dict(
             logger=False,
             enable_checkpointing=False,

@@ -66,6 +66,14 @@ def launcher() -> Any | None:
     return None if hydra_cfg is None else hydra_cfg.launcher
 
 
+def submits_to_cluster() -> bool:
+    """True where this process only prepares jobs that a cluster launcher (submitit's Slurm
+    launcher) runs on other machines, as a dry run on a login node does; False inside a
+    Slurm allocation, where the job itself runs and can see its GPUs."""
+    target = str((launcher() or {}).get("_target_", ""))
+    return target.endswith("SlurmLauncher") and not os.environ.get("SLURM_JOB_ID")
+
+
 def sweeper() -> Any | None:
     """The sweeper's config (None outside Hydra)."""
     hydra_cfg = current()

@@ -56,6 +56,7 @@ from gridlstm.run.build import (
     build_trainer,
     guarded,
     processes_per_machine,
+    unused_gpu,
 )
 from gridlstm.run.callbacks import (
     Diverged,
@@ -288,6 +289,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         stored_config.save(cfg, output_dir)
         print(f"run directory: {output_dir}", flush=True)
         print_config(cfg, output_dir)
+    if is_first_process() and (line := unused_gpu(cfg.hardware)):
+        log.warning(line)
     log.info("CPU threads: %d (hardware.threads=%s)", count, cfg.hardware.get("threads", "auto"))
     log.info(prepared.denormals)
     log.info("seed: %d", cfg.seed)

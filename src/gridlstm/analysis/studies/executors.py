@@ -37,6 +37,11 @@ POLL_S = 1.0  # how often a submitit job's state is read while waiting
 QUEUE_OWNED = {"_target_", "submitit_folder", "name"}
 
 
+# W&B's own variable for wandb.init's group: a study's jobs share one group (a sweep's jobs
+# already share theirs, `gridlstm.run.loggers`); a group the user set is kept.
+WANDB_GROUP = "WANDB_RUN_GROUP"
+
+
 def train_argv(job: Job, threads: int) -> list[str]:
     """The overrides a job's ``train.py`` runs with."""
     return [
@@ -109,6 +114,7 @@ class Processes:
     def start(self, job: Job, threads: int) -> Handle:
         command = [sys.executable, "-m", "gridlstm.train", *train_argv(job, threads)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+        env.setdefault(WANDB_GROUP, job.study)
         if job.snapshot is not None:  # the stage's pinned code, not the checkout's
             env = code.environment(job.snapshot, env)
         with job.log.open("a") as log:
@@ -138,11 +144,14 @@ class TrainJob:
     argv: list[str]
     cwd: str
     threads: int
+    group: str = ""  # the study: the W&B group of its jobs
     requeued: bool = False
 
     def __call__(self) -> int:
         os.chdir(self.cwd)
         os.environ.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(self.threads))
+        if self.group:
+            os.environ.setdefault(WANDB_GROUP, self.group)
         sys.argv = ["gridlstm.train", *self.argv]
         try:
             # As `python -m gridlstm.train` runs it (the command, not an import of it: the
@@ -158,7 +167,8 @@ class TrainJob:
         import submitit
 
         self.requeued = True
-        return submitit.helpers.DelayedSubmission(TrainJob(self.argv, self.cwd, self.threads))
+        again = TrainJob(self.argv, self.cwd, self.threads, self.group)
+        return submitit.helpers.DelayedSubmission(again)
 
 
 @dataclass
@@ -260,7 +270,7 @@ class Submitit:
         folder = job.run_dir.parent / ".submitit" / "%j"
         executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster, **self._init())
         executor.update_parameters(name=f"{job.study}/{job.name}", **self._resources())
-        call = TrainJob(train_argv(job, threads), os.getcwd(), threads)
+        call = TrainJob(train_argv(job, threads), os.getcwd(), threads, job.study)
         with code.pinned_environment(job.snapshot):  # the job's process imports the snapshot
             submitted = executor.submit(call)
         with job.log.open("a") as log:
