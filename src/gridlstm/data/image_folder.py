@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from gridlstm.data.contracts import Images
 from gridlstm.data.position import ResumableLoader, resumable
 from gridlstm.data.shards import rank_and_world
+from gridlstm.data.splits import check_fraction, cut
 from gridlstm.nn.checks import check_choice, check_positive
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
@@ -91,9 +91,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         check_choice("channels", channels, (1, 3))
         check_positive("batch_size", batch_size)
         check_positive("eval_batch_size", eval_batch_size)
-        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 < value < 1:
-                raise ValueError(f"{name}={value}: give a fraction between 0 and 1")
+        check_fraction("val_fraction", val_fraction)
+        check_fraction("test_fraction", test_fraction)
         self.root, self.image_size, self.channels = Path(str(root)), image_size, channels
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.seed = num_workers, seed
@@ -135,20 +134,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         if not missing:
             return splits
         images, labels = splits["train"]
-        order = torch.from_numpy(np.random.default_rng(seed).permutation(len(images)))
-        start = 0
-        for split in missing:
-            count = max(1, round(fractions[split] * len(images)))
-            chosen = order[start : start + count]
-            splits[split] = (images[chosen], labels[chosen])
-            start += count
-        if start >= len(images):
-            raise ValueError(
-                f"{self.root}: {len(images)} images leave none for training after "
-                f"{', '.join(missing)} (val_fraction / test_fraction)"
-            )
-        rest = order[start:].sort().values
-        splits["train"] = (images[rest], labels[rest])
+        chosen, rest = cut(len(images), {s: fractions[s] for s in missing}, seed, str(self.root))
+        for split, rows in {**chosen, "train": rest}.items():
+            splits[split] = (images[rows], labels[rows])
         return splits
 
     def module_kwargs(self) -> Images:

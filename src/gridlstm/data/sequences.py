@@ -35,6 +35,7 @@ from gridlstm.data.sequence_files import (
     read_hf_split,
 )
 from gridlstm.data.shards import rank_and_world
+from gridlstm.data.splits import check_fraction, cut
 from gridlstm.nn.checks import check_choice, check_positive
 
 SPLITS = ("train", "validation", "test")
@@ -115,9 +116,8 @@ class SequenceFilesDataModule(L.LightningDataModule):
         check_choice("target", target, TARGETS)
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             check_positive(name, value)
-        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 < value < 1:
-                raise ValueError(f"{name}={value}: give a fraction between 0 and 1")
+        check_fraction("val_fraction", val_fraction)
+        check_fraction("test_fraction", test_fraction)
         if (data_files is None) == (hf_dataset is None):
             raise ValueError(
                 "give your data as task.datamodule.data_files=<file or {train: ...}> or "
@@ -164,20 +164,13 @@ class SequenceFilesDataModule(L.LightningDataModule):
         if not missing:
             return given
         train = given["train"]
-        order = np.random.default_rng(data_seed).permutation(len(train))
         fractions = {"validation": val_fraction, "test": test_fraction}
-        splits, start = dict(given), 0
-        for split in missing:
-            count = max(1, round(fractions[split] * len(train)))
-            splits[split] = train.take(order[start : start + count].tolist())
-            start += count
-        if start >= len(train):
-            raise ValueError(
-                f"{train.source}: {len(train)} rows leave none for training after "
-                f"{', '.join(missing)} (val_fraction / test_fraction)"
-            )
-        splits["train"] = train.take(sorted(order[start:].tolist()))
-        return splits
+        chosen, rest = cut(len(train), {s: fractions[s] for s in missing}, data_seed, train.source)
+        return {
+            **given,
+            **{s: train.take(rows) for s, rows in chosen.items()},
+            "train": train.take(rest),
+        }
 
     @staticmethod
     def _check_lengths(tables: dict[str, Table], max_length: int | None) -> None:
