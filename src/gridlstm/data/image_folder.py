@@ -17,10 +17,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from gridlstm.data.contracts import Images
-from gridlstm.data.position import ResumableLoader, resumable
+from gridlstm.data.position import shuffled_loader
 from gridlstm.data.shards import rank_and_world
 from gridlstm.data.splits import check_fraction, cut
 from gridlstm.nn.checks import check_choice, check_positive
@@ -152,13 +152,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         return TensorDataset(scaled, labels[rank::world])
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = rank_and_world()
-        dataset = self._dataset("train")
-        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed)
-        loader = ResumableLoader(
-            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers
+        return shuffled_loader(
+            self._dataset("train"), self, self.batch_size, self.seed, num_workers=self.num_workers
         )
-        return resumable(loader, self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         rank, world = rank_and_world()

@@ -22,11 +22,11 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from gridlstm.data.contracts import Images
 from gridlstm.data.files import hf_load_dataset, one_fetcher, partial_file
-from gridlstm.data.position import ResumableLoader, resumable
+from gridlstm.data.position import shuffled_loader
 from gridlstm.data.shards import rank_and_world
 from gridlstm.nn.checks import check_choice, check_positive
 
@@ -267,19 +267,14 @@ class MNISTDataModule(L.LightningDataModule):
         return TensorDataset(self.normalise(images[rank::world]), labels[rank::world].long())
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = rank_and_world()
-        dataset = self._dataset("train")
-        # Lightning calls set_epoch on it with the trainer's epoch: a new shuffle every epoch,
-        # drawn from (seed, epoch), so a resumed run shuffles as the uninterrupted one did.
-        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed)
-        loader = ResumableLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
+        return shuffled_loader(
+            self._dataset("train"),
+            self,
+            self.batch_size,
+            self.seed,
             drop_last=True,
             num_workers=self.num_workers,
         )
-        return resumable(loader, self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         # Each rank scores a disjoint slice, every image once (no padding duplicates).

@@ -59,3 +59,20 @@ class ResumableLoader(DataLoader):
 def resumable(loader: ResumableLoader, datamodule: L.LightningDataModule) -> ResumableLoader:
     loader.position = lambda: batches_done(datamodule)
     return loader
+
+
+def shuffled_loader(
+    dataset: Any, datamodule: L.LightningDataModule, batch_size: int, seed: int, **kwargs: Any
+) -> ResumableLoader:
+    """The training loader of a finite dataset: each rank its share, shuffled anew every epoch.
+    Lightning calls ``set_epoch`` on the sampler with the trainer's epoch, so the shuffle is
+    drawn from (seed, epoch) and a resumed run shuffles as the uninterrupted one did.
+    ``kwargs`` go to the DataLoader (``drop_last``, ``collate_fn``, ``num_workers``)."""
+    from torch.utils.data import DistributedSampler
+
+    from gridlstm.data.shards import rank_and_world
+
+    rank, world = rank_and_world()
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=seed)
+    loader = ResumableLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+    return resumable(loader, datamodule)

@@ -21,10 +21,10 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from gridlstm.data.contracts import LabelledSequences
-from gridlstm.data.position import ResumableLoader, resumable
+from gridlstm.data.position import shuffled_loader
 from gridlstm.data.sequence_files import (
     INPUTS,
     TARGETS,
@@ -226,18 +226,10 @@ class SequenceFilesDataModule(L.LightningDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = rank_and_world()
         dataset = _Rows(self.splits["train"])
-        # set_epoch with the trainer's epoch: a new shuffle each epoch from (seed, epoch).
-        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed)
-        loader = ResumableLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=pad,
-            num_workers=self.num_workers,
+        return shuffled_loader(
+            dataset, self, self.batch_size, self.seed, collate_fn=pad, num_workers=self.num_workers
         )
-        return resumable(loader, self)
 
     def _eval_loader(self, split: str) -> DataLoader:
         rank, world = rank_and_world()  # each rank a disjoint slice, every row once
