@@ -119,3 +119,25 @@ def test_the_training_seed_moves_only_the_training_stream():
     legacy = AdditionDataModule(digits=5, val_size=50, test_size=50, seed=7)  # data_seed=None
     legacy.setup()
     assert torch.equal(legacy.splits["val"], first.splits["val"])
+
+
+def test_a_draw_equal_to_a_held_out_problem_is_replaced_without_shifting_the_stream():
+    """data_seed chooses the held-out problems and nothing else: a training draw that equals
+    one is replaced from a generator of its own, so every other draw stays where it was."""
+    digits = 5
+
+    def stream(held_out: set[bytes]) -> list[torch.Tensor]:
+        dm = AdditionDataModule(digits=digits, val_size=10, test_size=10, batches_per_epoch=5)
+        dm.setup()
+        dm._held_out = held_out  # the stream reads the held-out keys from here
+        return list(dm.train_dataloader())
+
+    free = stream(set())
+    collision = free[2][5:6]  # the third batch's sixth problem, made a held-out problem
+    forced = stream(problems(collision, digits))
+    assert [torch.equal(a, b) for a, b in zip(free, forced, strict=True)] == [
+        True, True, False, True, True
+    ]  # fmt: skip
+    changed = (free[2] != forced[2]).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [5]
+    assert not problems(forced[2], digits) & problems(collision, digits)

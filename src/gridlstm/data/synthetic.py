@@ -62,7 +62,11 @@ class ProblemStream(IterableDataset):
         epoch = epoch_of(source, self.passes)
         state = np.random.SeedSequence([source.seed, epoch, self._stream_id()])
         self.passes += 1
-        generator = torch.Generator().manual_seed(int(state.generate_state(1)[0]))
+        # A draw equal to a held-out problem is replaced from a generator of its own, so the
+        # rest of the stream does not depend on which problems are held out (data_seed).
+        first, second = (int(word) for word in state.generate_state(2))
+        generator = torch.Generator().manual_seed(first)
+        replacements = torch.Generator().manual_seed(second)
         for _ in range(len(self)):
             if self.pool is not None:
                 index = torch.randint(0, len(self.pool), (source.batch_size,), generator=generator)
@@ -70,7 +74,7 @@ class ProblemStream(IterableDataset):
                 continue
             problems = source.sample(source.batch_size, generator)
             while held_out := [i for i, k in enumerate(keys(problems)) if k in self.exclude]:
-                problems[held_out] = source.sample(len(held_out), generator)
+                problems[held_out] = source.sample(len(held_out), replacements)
             yield source.encode(problems)
 
 
