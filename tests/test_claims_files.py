@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridlstm.analysis.confirmatory import first_commit_time, first_start
+from gridlstm.analysis.confirmatory import first_start
 from gridlstm.analysis.frontier import (
     AS_RAN,
     SOURCES,
@@ -30,6 +30,7 @@ from gridlstm.analysis.lr_check import (
     best_rate_intro,
     best_rate_sources,
 )
+from gridlstm.analysis.preregistration import first_commit_time
 from gridlstm.analysis.stages import (
     CHOICES_HEAD,
     CHOSEN_KEYS,

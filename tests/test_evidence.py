@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridlstm.analysis import confirmatory, declaration, evidence, pages
+from gridlstm.analysis import confirmatory, declaration, evidence, pages, preregistration
 from gridlstm.run.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,10 +388,41 @@ def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, r
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "declare", date="2026-11-28T12:00:00+00:00")
-    problems = confirmatory.preregistration_problems(declaration.load(path))
+    problems = preregistration.preregistration_problems(declaration.load(path))
     assert bool(problems) is late
     if late:
         assert "committed after its first job began" in problems[0]
+
+
+@pytest.mark.parametrize("where", ["shallow clone", "export"])
+def test_pre_registration_without_git_history_is_not_verified_rather_than_violated(
+    tmp_path, where
+):
+    """A declaration committed after its first job is named where the history is at hand; a
+    shallow clone or an export cannot date it, and says so instead (one line, no problem)."""
+    root = copy_study(tmp_path / "full")
+    path = declare(root, confirmatory_stage([7, 8]))
+    folder = root / "docs/claims" / STUDY / "confirm/cpu"
+    folder.mkdir(parents=True)
+    (folder / "queue.json").write_text(json.dumps({"started": "2026-11-27 12:00:00"}))
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "declare late", date="2026-11-28T12:00:00+00:00")
+    assert "committed after its first job began" in (
+        preregistration.preregistration_problems(declaration.load(path))[0]
+    )
+    assert preregistration.unverifiable(declaration.load(path)) is None
+    copy = tmp_path / "copy"
+    if where == "shallow clone":
+        git(tmp_path, "clone", "-q", "--depth", "1", root.as_uri(), str(copy))
+        assert (copy / ".git").is_dir()
+    else:
+        shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".git"))
+    study = declaration.load(copy / "docs/claims" / STUDY / "study.yaml")
+    assert preregistration.preregistration_problems(study) == []
+    line = preregistration.unverifiable(study)
+    assert line and "pre-registration of confirmatory 'equal_compute' not verified" in line
+    assert ("shallow clone" in line) is (where == "shallow clone")
+    assert preregistration.unverified(copy) == [line]
 
 
 # --- records that travel ------------------------------------------------------------------
@@ -519,15 +550,15 @@ def test_a_confirmatory_block_changed_after_its_first_job_is_named(tmp_path):
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "declare", date="2026-11-27T12:00:00")
-    assert confirmatory.preregistration_problems(declaration.load(path)) == []
+    assert preregistration.preregistration_problems(declaration.load(path)) == []
     described = {**confirmatory_stage([7, 8]), "protocol": "What ran.", "setup": "5 digits"}
     declare(root, described)  # a description of what ran may be written after the runs
-    assert confirmatory.preregistration_problems(declaration.load(path)) == []
+    assert preregistration.preregistration_problems(declaration.load(path)) == []
     declare(root, {**described, "question": "Another question?"})  # the question may not
-    problems = confirmatory.preregistration_problems(declaration.load(path))
+    problems = preregistration.preregistration_problems(declaration.load(path))
     assert problems and "changed after its first job began" in problems[0]
     declare(root, confirmatory_stage([7, 8], {"trainer.max_steps": 1}))  # after the start
-    problems = confirmatory.preregistration_problems(declaration.load(path))
+    problems = preregistration.preregistration_problems(declaration.load(path))
     assert problems and "changed after its first job began" in problems[0]
 
 

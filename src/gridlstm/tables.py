@@ -95,11 +95,13 @@ def run(argv: list[str]) -> None:
 
 
 def evidence_pages(cfg: TablesConfig) -> None:
-    from gridlstm.analysis import pages
+    from gridlstm.analysis import pages, preregistration
 
     root = Path(cfg.root).expanduser()
     if cfg.check:
         problems = pages.check(root)
+        for line in preregistration.unverified(root):
+            print(line)  # pre-registration without git history: not a problem, not checked
         if problems:
             print("\n".join(problems))
             raise SystemExit(1)

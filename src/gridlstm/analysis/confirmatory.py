@@ -5,15 +5,14 @@ Why a module of its own: what makes a confirmatory test trustworthy is checked h
 written on a page. Its seeds are fresh (`used_seeds`), its arms differ only in the compared
 factor and the budget (`check_confirmatory`), an arm that waits for a choice runs once the
 choice is made (`confirmatory_cases`, `queue_studies`: the queue runs a declaration's stages
-with the rules applied), and its declaration was committed before its first job began
-(`preregistration_problems`, from git and the queue's record of every run).
+with the rules applied); that its declaration was committed before its first job began is
+`gridlstm.analysis.preregistration`'s.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +24,6 @@ from gridlstm.analysis.evidence import (
     CHOOSE_KEYS,
     CONFIRMATORY_KEYS,
     CONFIRMATORY_PROSE,
-    DECLARATION,
-    DESCRIPTIVE,
     DRY_RUN,
     STAGE_KEYS,
     STAGE_KINDS,
@@ -329,72 +326,3 @@ def confirmatory_outcome(study: Study) -> Outcome | None:
     label = study.verdict.metric_label if stage.metric == study.verdict.metric else stage.metric
     found = compare(a, b, stage.test, stage.alpha, stage.mode, stage.words)
     return found.labelled("confirmatory", label)
-
-
-def _git(path: Path, *args: str) -> str:
-    """A git command's output, run in ``path``'s folder (raises outside git)."""
-    done = subprocess.run(["git", *args], cwd=path.parent, capture_output=True, check=True)
-    return done.stdout.decode()
-
-
-def first_commit_time(path: Path, line: str) -> float | None:
-    """When a line matching ``line`` (a regex: anchor it, so that a name is not found inside a
-    longer one) first entered ``path`` in git history (unix time), or None outside git."""
-    try:
-        out = _git(path, "log", "--format=%ct", "-G", line, "--", path.name).split()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return float(out[-1]) if out else None
-
-
-def preregistration_problems(study: Study) -> list[str]:
-    """A confirmatory stage must be committed before its first job started: its queue record's
-    start against the commit that added its name to the declaration."""
-    stage = study.confirmatory
-    if stage is None:
-        return []
-    folder = study.folder / stage.records
-    started = first_start(folder)
-    if started is None:
-        if (folder / "jobs").is_dir() or (folder / "table.csv").is_file():
-            return [f"{folder}: records without queue.json, whose start the declaration is held to"]
-        return []
-    began = started.timestamp()
-    committed = first_commit_time(study.folder / DECLARATION, f"^ *name: *{stage.name} *$")
-    if committed is None:
-        return [
-            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} is not committed, "
-            f"but its jobs began {started}"
-        ]
-    if committed > began:
-        return [
-            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} was committed after its "
-            f"first job began ({started}); declare a new confirmatory stage and run it afresh"
-        ]
-    declared = block_at(study.folder / DECLARATION, began)
-    current = yaml.safe_load((study.folder / DECLARATION).read_text()).get("confirmatory")
-    if declared is not None and _design(declared) != _design(current):
-        return [
-            f"{study.folder / DECLARATION}: confirmatory {stage.name!r} changed after its first "
-            f"job began ({started}); declare a new confirmatory stage and run it afresh"
-        ]
-    return []
-
-
-def _design(block: Any) -> Any:
-    """A confirmatory block less its `DESCRIPTIVE` prose: what may not change once it ran."""
-    return {k: v for k, v in block.items() if k not in DESCRIPTIVE} if block else block
-
-
-def block_at(path: Path, when: float) -> dict[str, Any] | None:
-    """The declaration's confirmatory block as last committed before ``when`` (None outside
-    git or before any commit)."""
-    try:
-        rev = _git(path, "rev-list", "-1", f"--before={int(when)}", "HEAD", "--", path.name)
-        if not rev.strip():
-            return None
-        prefix = _git(path, "rev-parse", "--show-prefix").strip()
-        text = _git(path, "show", f"{rev.strip()}:{prefix}{path.name}")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return (yaml.safe_load(text) or {}).get("confirmatory")

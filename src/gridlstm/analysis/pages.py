@@ -31,6 +31,7 @@ from pathlib import Path
 from gridlstm.analysis import confirmatory, declaration, evidence, record_tables, ties
 from gridlstm.analysis.made_by import code_of
 from gridlstm.analysis.markdown import pipe_table
+from gridlstm.analysis.preregistration import preregistration_problems
 from gridlstm.analysis.reruns import render as reruns_table
 from gridlstm.run.errors import ConfigError
 
@@ -286,7 +287,7 @@ def check(root: Path = Path(".")) -> list[str]:
     studies = declaration.load_all(root / evidence.CLAIMS_DIR)
     problems: list[str] = []
     for study in studies:
-        problems += confirmatory.preregistration_problems(study)
+        problems += preregistration_problems(study)
         problems += [
             f"{study.folder / spec.figure[0]}: tables.{spec.name}'s figure is missing "
             f"(python -m gridlstm.tables study={study.name} draws it)"
