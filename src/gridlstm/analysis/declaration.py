@@ -71,6 +71,7 @@ def load(path: Path) -> Study:
         else None,
         stages=parse_stages(path, raw["stages"]) if "stages" in raw else (),
         tables=parse_tables(path, raw["tables"]) if "tables" in raw else {},
+        superseded_by=str(raw.get("superseded_by", "")),
     )
     if study.confirmatory:
         check_confirmatory(path, study)
@@ -84,4 +85,12 @@ def declarations(root: Path = CLAIMS_DIR) -> list[Path]:
 def load_all(root: Path = CLAIMS_DIR) -> list[Study]:
     """Every declared study, in the summary's order (by claim, then name)."""
     found = [load(path) for path in declarations(root)]
+    names = {study.name for study in found}
+    for study in found:
+        if study.superseded_by and study.superseded_by not in names - {study.name}:
+            raise _fail(
+                study.folder / DECLARATION,
+                f"superseded_by: {study.superseded_by!r} is no other declared study; valid: "
+                f"{', '.join(sorted(names - {study.name}))}",
+            )
     return sorted(found, key=lambda s: (CLAIMS.index(s.claim), s.name))

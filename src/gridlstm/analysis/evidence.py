@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ STUDY_KEYS = {
     "stages",
     "tables",
     "quoted",  # numbers the page quotes from its sources, for ties (gridlstm.analysis.ties)
+    "superseded_by",  # the study whose row answers this one's question since (its summary says)
     *PROSE,
 }
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
@@ -116,6 +116,7 @@ class Study:
     confirmatory: Any = None
     stages: tuple[Any, ...] = ()
     tables: dict[str, Any] = field(default_factory=dict)  # record_tables.TableSpec by name
+    superseded_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,10 @@ class Cell:
 
     label: str
     values: dict[str, float]
-    compute: tuple[float, ...]
+    compute: tuple[float, ...]  # multiply-adds per run (empty where any run lacks them)
     sources: tuple[str, ...]
+    params: tuple[float, ...] = ()  # per run, as compute
+    samples: tuple[float, ...] = ()
 
     @property
     def n(self) -> int:
@@ -236,6 +239,8 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
     copied into two stages would count twice)."""
     values: dict[str, float] = {}
     compute: list[float] = []
+    params: list[float] = []
+    samples_seen: list[float] = []
     for record in spec.records:
         for found in rows_of(study.folder / record):
             row = {**spec.defaults, **found}
@@ -256,13 +261,26 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
                 macs = macs_of(study.folder / record / "jobs" / str(found["job"]))
             if macs is not None and samples is not None:
                 compute.append(macs * samples)
+            if (count := number(row.get("params"))) is not None:
+                params.append(count)
+            if samples is not None:
+                samples_seen.append(samples)
     if not values:
         raise ConfigError(
             f"{study.folder / DECLARATION}: cell {spec.label!r} matches no completed run with "
             f"{metric} in {', '.join(spec.records)}; check its where: against the jobs"
         )
-    complete = len(compute) == len(values)
-    return Cell(spec.label, values, tuple(compute) if complete else (), spec.records)
+    def complete(per_run: list[float]) -> tuple[float, ...]:
+        return tuple(per_run) if len(per_run) == len(values) else ()
+
+    return Cell(
+        spec.label,
+        values,
+        complete(compute),
+        spec.records,
+        complete(params),
+        complete(samples_seen),
+    )
 
 
 def p_value(test: str, a: Cell, b: Cell) -> float:
@@ -277,12 +295,9 @@ def p_value(test: str, a: Cell, b: Cell) -> float:
         )
     from gridlstm.analysis.verdicts import Cell as WelchCell
 
-    with warnings.catch_warnings():  # nearly equal cells: scipy warns, and p is still right
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return welch(
-            WelchCell(a.label, tuple(a.values.values())),
-            WelchCell(b.label, tuple(b.values.values())),
-        ).p
+    return welch(
+        WelchCell(a.label, tuple(a.values.values())), WelchCell(b.label, tuple(b.values.values()))
+    ).p
 
 
 def decide(

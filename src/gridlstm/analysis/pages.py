@@ -22,15 +22,12 @@ line and cell of the first difference.
 
 from __future__ import annotations
 
-import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridlstm.analysis import confirmatory, declaration, evidence, record_tables, ties
+from gridlstm.analysis import answers, declaration, evidence, record_tables, ties
 from gridlstm.analysis.made_by import code_of
-from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.preregistration import preregistration_problems
 from gridlstm.analysis.reruns import render as reruns_table
 from gridlstm.run.errors import ConfigError
@@ -40,13 +37,10 @@ END = "<!-- end generated -->"
 KINDS = ("answer", "summary", "table", "reruns")
 ROOT_README = Path("README.md")
 SUMMARY_PAGE = evidence.CLAIMS_DIR / "README.md"
-ROW_WORDS = 60
-ANSWER_WORDS = 150
 SUMMARY_WORDS = 1000
 # a result-like number: a decimal, a count with thousands separators, a percentage
 RESULT_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.\d+(?!\d|\.\d)|\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?%)")
 INLINE_CODE = re.compile(r"`[^`]*`")
-SOURCE_TAG = {"paper": "[paper]", "secondary": "[secondary]", "ours": "[ours]"}
 
 
 @dataclass(frozen=True)
@@ -86,117 +80,9 @@ def blocks(lines: list[str], page: Path) -> list[Block]:
     return found
 
 
-def value(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.4f}"
-
-
-def p_text(p: float) -> str:
-    return "-" if math.isnan(p) else f"{p:.3g}"
-
-
-def cell_text(cell: evidence.Cell) -> str:
-    sd = "" if cell.n < 2 else f" +- {value(cell.sd)}"
-    return f"{cell.label}: {value(cell.mean)}{sd} (n={cell.n})"
-
-
-def ratio_text(ratio: float) -> str:
-    return "not recorded" if math.isnan(ratio) else f"{ratio:.2f}x"
-
-
-def link(study: evidence.Study, page: Path) -> str:
-    target = study.folder / "README.md"
-    return Path(os.path.relpath(target, page.parent)).as_posix()
-
-
-def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> str:
-    stage = study.confirmatory
-    if stage is None:
-        return "Exploratory: no confirmatory stage (its test and fresh seeds fixed first) yet."
-    seeds = f"seeds {min(stage.seeds)}-{max(stage.seeds)}"
-    declared = (
-        f"Confirmatory stage `{stage.name}` declared {stage.declared} "
-        f"({evidence.TESTS[stage.test]}, two-sided, alpha {stage.alpha:g}, {seeds})"
-    )
-    if done is None:
-        return f"Exploratory. {declared}: not yet complete."
-    return f"{declared}: its word is the answer; the rest is exploratory."
-
-
-def shown_prose(study: evidence.Study, done: evidence.Outcome | None) -> dict[str, str]:
-    """The study's prose, with its confirmatory stage's own (question, protocol, setup, ...)
-    in place once that stage's outcome is the answer."""
-    return {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
-
-
-def answer(study: evidence.Study) -> list[str]:
-    """A study page's opening, at most `ANSWER_WORDS` words."""
-    found = evidence.outcome(study)
-    done = confirmatory.confirmatory_outcome(study)
-    shown = done or found
-    tag = SOURCE_TAG[study.source]
-    prose = shown_prose(study, done)
-    lines = [
-        f"**Question.** {prose['question']}",
-        "",
-        f"**Protocol.** {prose['protocol']} Claim {tag}: {study.prose['statement']}.",
-        "",
-        f"**Answer ({shown.scope}).** {cell_text(shown.a)} against {cell_text(shown.b)}, "
-        f"{shown.metric}; {evidence.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
-        f"multiply-adds per run A/B {ratio_text(shown.ratio)}: **{shown.word}**. "
-        f"Cells chosen on {prose.get('chosen_on', study.verdict.chosen_on)}.",
-        "",
-        f"**How sure.** {_confirmatory_line(study, done)}",
-        "",
-        f"**What it cannot say.** {prose['cannot_say']}",
-    ]
-    return within(
-        study,
-        lines,
-        ANSWER_WORDS,
-        "the page's answer",
-        "question, protocol, statement or cannot_say",
-    )
-
-
-def summary_row(study: evidence.Study, page: Path) -> list[str]:
-    found = evidence.outcome(study)
-    done = confirmatory.confirmatory_outcome(study)
-    shown = done or found
-    scope = shown.scope
-    if study.confirmatory and done is None:
-        scope += "; confirmatory declared, not run"
-    prose = shown_prose(study, done)
-    row = [
-        f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
-        prose.get("setup") or prose["protocol"],
-        f"{shown.metric}: {cell_text(shown.a)} vs {cell_text(shown.b)}",
-        f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
-        ratio_text(shown.ratio),
-        f"**{shown.word}** ({scope})",
-        f"[{study.name}]({link(study, page)})",
-    ]
-    return within(study, row, ROW_WORDS, "its summary row", "statement or setup")
-
-
-def within(study: evidence.Study, parts: list[str], limit: int, what: str, fix: str) -> list[str]:
-    """``parts`` if their words fit ``limit``; else one line naming the declaration's fix."""
-    words = len(" ".join(parts).split())
-    if words > limit:
-        raise ConfigError(
-            f"{study.folder / evidence.DECLARATION}: {what} is {words} words (at most {limit}); "
-            f"shorten {fix}"
-        )
-    return parts
-
-
-def summary(studies: list[evidence.Study], page: Path) -> list[str]:
-    head = ["claim", "setup", "the two cells (mean +- sd, n)", "p (test)", "multiply-adds A/B"]
-    return pipe_table([*head, "verdict", "page"], (summary_row(s, page) for s in studies))
-
-
 def render(block: Block, page: Path, studies: list[evidence.Study]) -> list[str]:
     if block.kind == "summary":
-        return summary(studies, page)
+        return answers.summary(studies, page)
     named = {s.folder.resolve(): s for s in studies}
     study = named.get(page.parent.resolve())
     if study is None:
@@ -219,7 +105,7 @@ def render(block: Block, page: Path, studies: list[evidence.Study]) -> list[str]
         ]
     if block.kind == "reruns":
         return reruns_table(study.folder)
-    return answer(study)
+    return answers.answer(study)
 
 
 def pages(root: Path = Path(".")) -> list[Path]:

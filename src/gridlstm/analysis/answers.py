@@ -1,0 +1,165 @@
+"""What a study page's answer and its claims summary row say: the verdict's cells, test, p
+and word, with what else differs between the cells and which way a result leans.
+
+Why a module of its own: these sentences are the evidence a reader takes away, so their
+wording rules (a word limit, the lean of a "not shown", a superseded row, the sizes that
+differ beyond the compared factor) live in one place, apart from the machinery that finds
+and checks generated parts (`gridlstm.analysis.pages`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+
+from gridlstm.analysis import confirmatory, evidence
+from gridlstm.analysis.markdown import pipe_table
+from gridlstm.run.errors import ConfigError
+
+ROW_WORDS = 60
+ANSWER_WORDS = 150
+BEYOND = 1.5  # a size that differs more than this between a row's cells is named in it
+SOURCE_TAG = {"paper": "[paper]", "secondary": "[secondary]", "ours": "[ours]"}
+
+
+def value(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.4f}"
+
+
+def p_text(p: float) -> str:
+    return "-" if math.isnan(p) else f"{p:.3g}"
+
+
+def cell_text(cell: evidence.Cell) -> str:
+    sd = "" if cell.n < 2 else f" +- {value(cell.sd)}"
+    return f"{cell.label}: {value(cell.mean)}{sd} (n={cell.n})"
+
+
+def ratio_text(ratio: float) -> str:
+    return "not recorded" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
+def link(study: evidence.Study, page: Path) -> str:
+    target = study.folder / "README.md"
+    return Path(os.path.relpath(target, page.parent)).as_posix()
+
+
+def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> str:
+    stage = study.confirmatory
+    if stage is None:
+        return "Exploratory: no confirmatory stage (its test and fresh seeds fixed first) yet."
+    seeds = f"seeds {min(stage.seeds)}-{max(stage.seeds)}"
+    declared = (
+        f"Confirmatory stage `{stage.name}` declared {stage.declared} "
+        f"({evidence.TESTS[stage.test]}, two-sided, alpha {stage.alpha:g}, {seeds})"
+    )
+    if done is None:
+        return f"Exploratory. {declared}: not yet complete."
+    return f"{declared}: its word is the answer; the rest is exploratory."
+
+
+def shown_prose(study: evidence.Study, done: evidence.Outcome | None) -> dict[str, str]:
+    """The study's prose, with its confirmatory stage's own (question, protocol, setup, ...)
+    in place once that stage's outcome is the answer."""
+    return {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
+
+
+def answer(study: evidence.Study) -> list[str]:
+    """A study page's opening, at most `ANSWER_WORDS` words."""
+    found = evidence.outcome(study)
+    done = confirmatory.confirmatory_outcome(study)
+    shown = done or found
+    tag = SOURCE_TAG[study.source]
+    prose = shown_prose(study, done)
+    lines = [
+        f"**Question.** {prose['question']}",
+        "",
+        f"**Protocol.** {prose['protocol']} Claim {tag}: {study.prose['statement']}.",
+        "",
+        f"**Answer ({shown.scope}).** {cell_text(shown.a)} against {cell_text(shown.b)}, "
+        f"{shown.metric}; {evidence.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
+        f"multiply-adds per run A/B {ratio_text(shown.ratio)}: **{shown.word}**"
+        f"{lean(study, shown, done)}. "
+        f"Cells chosen on {prose.get('chosen_on', study.verdict.chosen_on)}.",
+        "",
+        f"**How sure.** {_confirmatory_line(study, done)}",
+        "",
+        f"**What it cannot say.** {prose['cannot_say']}",
+    ]
+    return within(
+        study,
+        lines,
+        ANSWER_WORDS,
+        "the page's answer",
+        "question, protocol, statement or cannot_say",
+    )
+
+
+def summary_row(study: evidence.Study, page: Path) -> list[str]:
+    found = evidence.outcome(study)
+    done = confirmatory.confirmatory_outcome(study)
+    shown = done or found
+    scope = shown.scope
+    if study.confirmatory and done is None:
+        scope += "; confirmatory declared, not run"
+    if study.superseded_by:
+        later = study.folder.parent / study.superseded_by / "README.md"
+        target = Path(os.path.relpath(later, page.parent)).as_posix()
+        scope += f"; superseded by [{study.superseded_by}]({target})"
+    prose = shown_prose(study, done)
+    row = [
+        f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
+        prose.get("setup") or prose["protocol"],
+        f"{shown.metric}: {cell_text(shown.a)} vs {cell_text(shown.b)}",
+        f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
+        also_differs(shown.a, shown.b),
+        f"**{shown.word}**{lean(study, shown, done)} ({scope})",
+        f"[{study.name}]({link(study, page)})",
+    ]
+    return within(study, row, ROW_WORDS, "its summary row", "statement or setup")
+
+
+def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome | None) -> str:
+    """Which cell a result within the spread leans to, by the centre its test compares (the
+    mean for Welch's t, the median for Mann-Whitney's ranks); empty for any other word."""
+    rule = study.confirmatory if done and study.confirmatory else study.verdict
+    if shown.word != rule.words["within"] or math.isnan(shown.p):
+        return ""
+    centre = statistics.median if shown.test == "mannwhitney" else statistics.fmean
+    a, b = centre(shown.a.values.values()), centre(shown.b.values.values())
+    if a == b:
+        return ", level"
+    return f", leans to {(shown.a if (a > b) == (rule.mode == 'max') else shown.b).label}"
+
+
+def also_differs(a: evidence.Cell, b: evidence.Cell) -> str:
+    """What differs between the cells beyond the compared factor by more than `BEYOND`
+    (parameters, samples seen, multiply-adds per run; mean A over mean B)."""
+    found = []
+    sizes = (("parameters", a.params, b.params), ("samples", a.samples, b.samples))
+    for name, first, second in (*sizes, ("multiply-adds", a.compute, b.compute)):
+        if not (first and second):
+            found.append(f"{name} not recorded")
+            continue
+        ratio = statistics.fmean(first) / statistics.fmean(second)
+        if max(ratio, 1 / ratio) > BEYOND:
+            found.append(f"{name} {ratio:.2f}x")
+    return "; ".join(found) or f"nothing over {BEYOND:g}x"
+
+
+def within(study: evidence.Study, parts: list[str], limit: int, what: str, fix: str) -> list[str]:
+    """``parts`` if their words fit ``limit``; else one line naming the declaration's fix."""
+    words = len(" ".join(parts).split())
+    if words > limit:
+        raise ConfigError(
+            f"{study.folder / evidence.DECLARATION}: {what} is {words} words (at most {limit}); "
+            f"shorten {fix}"
+        )
+    return parts
+
+
+def summary(studies: list[evidence.Study], page: Path) -> list[str]:
+    head = ["claim", "setup", "the two cells (mean +- sd, n)", "p (test)", "also differs, A/B"]
+    return pipe_table([*head, "verdict", "page"], (summary_row(s, page) for s in studies))
