@@ -395,9 +395,7 @@ def test_a_confirmatory_stage_committed_after_its_first_job_is_named(tmp_path, r
 
 
 @pytest.mark.parametrize("where", ["shallow clone", "export"])
-def test_pre_registration_without_git_history_is_not_verified_rather_than_violated(
-    tmp_path, where
-):
+def test_pre_registration_without_git_history_is_not_verified_rather_than_violated(tmp_path, where):
     """A declaration committed after its first job is named where the history is at hand; a
     shallow clone or an export cannot date it, and says so instead (one line, no problem)."""
     root = copy_study(tmp_path / "full")
@@ -407,8 +405,9 @@ def test_pre_registration_without_git_history_is_not_verified_rather_than_violat
     (folder / "queue.json").write_text(json.dumps({"started": "2026-11-27 12:00:00"}))
     git(root, "add", ".")
     git(root, "commit", "-qm", "declare late", date="2026-11-28T12:00:00+00:00")
-    assert "committed after its first job began" in (
-        preregistration.preregistration_problems(declaration.load(path))[0]
+    assert (
+        "committed after its first job began"
+        in (preregistration.preregistration_problems(declaration.load(path))[0])
     )
     assert preregistration.unverifiable(declaration.load(path)) is None
     copy = tmp_path / "copy"

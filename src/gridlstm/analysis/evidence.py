@@ -270,6 +270,7 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
             f"{study.folder / DECLARATION}: cell {spec.label!r} matches no completed run with "
             f"{metric} in {', '.join(spec.records)}; check its where: against the jobs"
         )
+
     def complete(per_run: list[float]) -> tuple[float, ...]:
         return tuple(per_run) if len(per_run) == len(values) else ()
 
