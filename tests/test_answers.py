@@ -63,7 +63,7 @@ def test_sizes_that_differ_beyond_one_and_a_half_times_are_named():
     assert answers.also_differs(a, fewer) == "samples 3.33x; multiply-adds 20.00x"
     assert answers.also_differs(a, a) == "nothing over 1.5x"
     unrecorded = cell("d", [1.0, 1.0], params=[300, 300], samples=[100, 100])
-    assert answers.also_differs(a, unrecorded) == "multiply-adds not recorded"
+    assert answers.also_differs(a, unrecorded) == "multiply-adds unrecorded"
 
 
 def two_studies(tmp_path: Path, superseded_by: str) -> Path:

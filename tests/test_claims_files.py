@@ -1,7 +1,8 @@
-"""The claims studies' records and rules: every verdicts.md is what the verdict rule gives on
-its table.csv today, every stage's cases are what its rule chooses, every rule was committed
-before its stage began, and every file a claims page links to exists. The pages' numbers are
-checked cell by cell by `python -m gridlstm.tables check=true` (tests/test_evidence.py)."""
+"""The claims studies' records and rules: every stage's cases are what its rule chooses, every
+rule was committed before its stage began, and every file a claims page links to exists. The
+pages' numbers and every derived table beside them (table.md, verdicts.md, choices.md, ...)
+are checked by `python -m gridlstm.tables check=true` (tests/test_evidence.py,
+tests/test_derived.py)."""
 
 from __future__ import annotations
 
@@ -15,113 +16,23 @@ import yaml
 from gridlstm.analysis.confirmatory import first_start
 from gridlstm.analysis.frontier import (
     AS_RAN,
-    SOURCES,
-    cells_verdicts,
     find_conf_dir,
     frontiers,
-    markdown,
     seed_of,
-    sources_of,
-    verdicts_markdown,
 )
 from gridlstm.analysis.lr_check import (
     best_rate_cells,
     best_rate_frontiers,
-    best_rate_intro,
-    best_rate_sources,
 )
 from gridlstm.analysis.preregistration import first_commit_time
 from gridlstm.analysis.stages import (
-    CHOICES_HEAD,
     CHOSEN_KEYS,
-    choices_markdown,
     read_jobs,
 )
 from gridlstm.analysis.studies import load_studies, rules
 from gridlstm.analysis.studies.spec import expand
-from gridlstm.analysis.tables import verdicts_from_csv
 
 CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims"
-VERDICTS = sorted(CLAIMS.rglob("verdicts*.md"))  # verdicts.md, verdicts_<metric>.md
-# a frontier's verdicts come from the jobs its first line names, the others from table.csv
-FRONTIER_VERDICTS = [v for v in VERDICTS if v.read_text().startswith(SOURCES)]
-FIRST = re.compile(r"Best cell by mean (\S+) \((max|min)\)")
-
-
-@pytest.mark.parametrize(
-    "verdicts",
-    [v for v in VERDICTS if v not in FRONTIER_VERDICTS],
-    ids=lambda p: str(p.relative_to(CLAIMS)),
-)
-def test_a_committed_verdicts_md_is_regenerated_unchanged_from_its_table(verdicts, tmp_path):
-    text = verdicts.read_text()
-    metric, mode = FIRST.search(text).groups()
-    within = re.findall(r"^## (\S+?)=", text, re.M)[:1]
-    copy = tmp_path / "table.csv"
-    copy.write_text((verdicts.parent / "table.csv").read_text())
-    assert verdicts_from_csv(copy, metric, mode, within, verdicts.name).read_text() == text
-
-
-@pytest.mark.parametrize(
-    "choices", sorted(CLAIMS.rglob("choices.md")), ids=lambda p: str(p.relative_to(CLAIMS))
-)
-def test_a_committed_choices_md_is_the_rule_applied_to_its_jobs_today(choices):
-    text = choices.read_text()
-    groups = text.removeprefix(CHOICES_HEAD).split(" (`", 1)[0].split(", ")
-    assert choices_markdown(read_jobs(choices.parent), groups) == text
-
-
-@pytest.mark.parametrize(
-    "page", sorted(CLAIMS.rglob("frontier.md")), ids=lambda p: str(p.relative_to(CLAIMS))
-)
-def test_a_committed_frontier_md_is_the_rule_applied_to_its_sources_today(page):
-    text = page.read_text()
-    sources = sources_of(text)
-    root = CLAIMS.parents[1]
-    found = frontiers([root / s for s in sources], key="task.datamodule.bits", metric=AS_RAN)
-    assert markdown(found, sources) == text
-
-
-BEST_RATE = sorted(CLAIMS.rglob("best_rate.md"))
-
-
-@pytest.mark.parametrize("page", BEST_RATE, ids=lambda p: str(p.relative_to(CLAIMS)))
-def test_a_committed_best_rate_table_and_its_verdicts_are_the_rule_applied_today(page):
-    """Each family and size at its best learning rate (`gridlstm.analysis.lr_check`)."""
-    text = page.read_text()
-    committed = (page.parent / "best_rate_verdicts.md").read_text()
-    chosen, checked, more = best_rate_sources(text)
-    assert more == []  # the rates are the check's; further seeds go to the seeds verdicts
-    root = CLAIMS.parents[1]
-    folders = [root / s for s in chosen], [root / s for s in checked]
-    # the columns a cell holds fixed besides the family, as its verdicts' sections name them
-    size, key = re.search(r"^## (\S+?)=.*?, (\S+?)=", committed, re.M).groups()
-    setting = re.search(r"\| largest (\S+) solved \|", text).group(1)
-    found = best_rate_frontiers(*folders, size=size, key=key, metric=AS_RAN)
-    intro = best_rate_intro(chosen, checked)
-    assert markdown([row for row, _ in found], [], setting, intro=intro) == text
-    cells = best_rate_cells(*folders, found, size=size, key=key)
-    verdicts = cells_verdicts(cells, intro, size=size, key=key, pairs=True)
-    assert committed == verdicts
-    seeds = page.parent / "best_rate_seeds_verdicts.md"
-    if seeds.exists():  # a deciding stage's seeds, joined at each family's best rate
-        head = seeds.read_text().splitlines()[0]
-        assert best_rate_sources(head)[:2] == (chosen, checked)
-        more = [root / s for s in best_rate_sources(head)[2]]
-        assert more
-        cells_more = best_rate_cells(*folders, found, more=more, size=size, key=key)
-        expected = cells_verdicts(cells_more, head, size=size, key=key, pairs=True)
-        assert seeds.read_text() == expected
-
-
-@pytest.mark.parametrize("verdicts", FRONTIER_VERDICTS, ids=lambda p: str(p.relative_to(CLAIMS)))
-def test_a_committed_frontier_verdicts_md_is_regenerated_unchanged_from_its_jobs(verdicts):
-    """Its cells: family x the two columns its sections hold fixed (size, setting)."""
-    text = verdicts.read_text()
-    sources = sources_of(text)
-    size, key = re.search(r"^## (\S+?)=.*?, (\S+?)=", text, re.M).groups()
-    root = CLAIMS.parents[1]
-    assert verdicts_markdown([root / s for s in sources], sources, size=size, key=key) == text
 
 
 # The five stages below ran from cases pasted into scripts/cpu_studies.yaml before a stage's
@@ -374,7 +285,7 @@ def test_every_addition_frontier_quoted_on_a_page_is_the_rule_applied_to_its_job
 
 
 def test_every_claims_study_over_seeds_has_its_verdicts():
-    assert {p.parent.name for p in VERDICTS} >= {
+    assert {p.parent.name for p in CLAIMS.rglob("verdicts*.md")} >= {
         "addition_depth",
         "coreylynch",
         "memorization_depth",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridlstm.analysis import confirmatory, declaration, evidence, pages, preregistration
+from gridlstm.analysis import answers, confirmatory, declaration, evidence, pages, preregistration
 from gridlstm.run.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -338,7 +338,7 @@ def test_a_run_confirmatory_stage_gives_the_answer_by_its_declared_test(tmp_path
     path = declare(root, stage)
     study = declaration.load(path)
     assert confirmatory.confirmatory_outcome(study) is None  # declared, not run
-    assert "not yet complete" in "\n".join(pages.answer(study))
+    assert "not yet complete" in "\n".join(answers.answer(study))
     assert len(confirmatory.confirmatory_cases(study)) == 8
     a = {7: 0.9, 8: 0.95, 9: 0.97, 10: 0.99}
     b = {7: 0.1, 8: 0.2, 9: 0.05, 10: 0.3}
@@ -579,7 +579,7 @@ def test_a_refused_page_leaves_every_page_as_it_was(tmp_path):
     path = root / "docs/claims" / STUDY / "study.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["confirmatory"]["setup"] = "a new setup for the summary row"
-    raw["confirmatory"]["protocol"] = " ".join(["Why?"] * (pages.ANSWER_WORDS + 1))
+    raw["confirmatory"]["protocol"] = " ".join(["Why?"] * (answers.ANSWER_WORDS + 1))
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     before = {p: p.read_text() for p in root.rglob("*.md")}
     with pytest.raises(ConfigError, match="the page's answer is"):

@@ -141,7 +141,7 @@ def also_differs(a: evidence.Cell, b: evidence.Cell) -> str:
     sizes = (("parameters", a.params, b.params), ("samples", a.samples, b.samples))
     for name, first, second in (*sizes, ("multiply-adds", a.compute, b.compute)):
         if not (first and second):
-            found.append(f"{name} not recorded")
+            found.append(f"{name} unrecorded")
             continue
         ratio = statistics.fmean(first) / statistics.fmean(second)
         if max(ratio, 1 / ratio) > BEYOND:

@@ -158,29 +158,29 @@ class Outcome:
         return replace(self, scope=scope, metric=metric)
 
 
-def _fail(path: Path, message: str) -> ConfigError:
+def refusal(path: Path, message: str) -> ConfigError:
     return ConfigError(f"{path}: {message}")
 
 
-def _keys(path: Path, where: str, given: dict[str, Any], allowed: set[str]) -> None:
+def check_keys(path: Path, where: str, given: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise _fail(
+        raise refusal(
             path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
         )
 
 
 def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
     if not isinstance(raw, dict) or "label" not in raw or "where" not in raw:
-        raise _fail(path, f"{where}: a cell needs label: and where: {{column: value}}")
-    _keys(path, where, raw, CELL_KEYS)
+        raise refusal(path, f"{where}: a cell needs label: and where: {{column: value}}")
+    check_keys(path, where, raw, CELL_KEYS)
     found = [str(r) for r in raw.get("records", records)]
     if not found:
-        raise _fail(path, f"{where}: no records: name the folders its runs are in")
+        raise refusal(path, f"{where}: no records: name the folders its runs are in")
     for record in found:
         folder = path.parent / record
         if not (folder / "jobs").is_dir() and not (folder / "table.csv").is_file():
-            raise _fail(
+            raise refusal(
                 path,
                 f"{where}: records {record!r} holds no jobs/ or table.csv "
                 f"(folders are relative to {path.parent})",
@@ -190,35 +190,35 @@ def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
     )
 
 
-def _choice(path: Path, where: str, value: Any, choices: tuple[str, ...]) -> str:
+def one_of(path: Path, where: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise _fail(path, f"{where}={value!r}: choose one of {', '.join(choices)}")
+        raise refusal(path, f"{where}={value!r}: choose one of {', '.join(choices)}")
     return str(value)
 
 
-def _words(path: Path, where: str, raw: Any) -> dict[str, str]:
+def verdict_words(path: Path, where: str, raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict) or set(raw) != {"a", "b", "within"}:
-        raise _fail(path, f"{where}: words needs exactly a:, b: and within: (the verdict words)")
+        raise refusal(path, f"{where}: words needs exactly a:, b: and within: (the verdict words)")
     return {k: str(v) for k, v in raw.items()}
 
 
-def _verdict(path: Path, raw: Any) -> Verdict:
+def parse_verdict(path: Path, raw: Any) -> Verdict:
     if not isinstance(raw, dict):
-        raise _fail(path, "verdict: a mapping with metric, mode, test, a, b, words")
-    _keys(path, "verdict", raw, VERDICT_KEYS)
+        raise refusal(path, "verdict: a mapping with metric, mode, test, a, b, words")
+    check_keys(path, "verdict", raw, VERDICT_KEYS)
     for key in ("metric", "a", "b", "words", "chosen_on"):
         if key not in raw:
-            raise _fail(path, f"verdict: missing {key}:")
+            raise refusal(path, f"verdict: missing {key}:")
     records = [str(r) for r in raw.get("records", [])]
     return Verdict(
-        scope=_choice(path, "verdict.scope", raw.get("scope", "exploratory"), SCOPES),
+        scope=one_of(path, "verdict.scope", raw.get("scope", "exploratory"), SCOPES),
         metric=str(raw["metric"]),
-        mode=_choice(path, "verdict.mode", raw.get("mode", "max"), ("max", "min")),
-        test=_choice(path, "verdict.test", raw.get("test", "welch"), tuple(TESTS)),
+        mode=one_of(path, "verdict.mode", raw.get("mode", "max"), ("max", "min")),
+        test=one_of(path, "verdict.test", raw.get("test", "welch"), tuple(TESTS)),
         alpha=float(raw.get("alpha", 0.05)),
         a=_cell(path, "verdict.a", raw["a"], records),
         b=_cell(path, "verdict.b", raw["b"], records),
-        words=_words(path, "verdict.words", raw["words"]),
+        words=verdict_words(path, "verdict.words", raw["words"]),
         chosen_on=str(raw["chosen_on"]),
         stage=str(raw.get("stage", "")),
         metric_label=str(raw.get("metric_label", raw["metric"])),

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridlstm.analysis import answers, declaration, evidence, record_tables, ties
+from gridlstm.analysis import answers, declaration, derived, evidence, record_tables, ties
 from gridlstm.analysis.made_by import code_of
 from gridlstm.analysis.preregistration import preregistration_problems
 from gridlstm.analysis.reruns import render as reruns_table
@@ -203,7 +203,9 @@ def check(root: Path = Path(".")) -> list[str]:
                 problems.append(f"{page}: a generated part has the wrong number of lines")
         problems += untied_numbers(page, lines)
         problems += tie_problems(page, lines)
-    problems += report_problems(root)
+    reports = rendered_reports(root)
+    problems += report_problems(root, reports)
+    problems += derived.problems(root / evidence.CLAIMS_DIR, {p.resolve() for p in reports})
     summary_page = root / SUMMARY_PAGE
     if summary_page.is_file():
         words = len(summary_page.read_text().split())
@@ -251,19 +253,26 @@ def write(root: Path, only: str = "all") -> list[Path]:
     return [page for page, _ in changed] + [path for path in drawn if path]
 
 
-def report_problems(root: Path) -> list[str]:
-    """Each study report (`gridlstm.analysis.reports`) rendered again against its file."""
+def rendered_reports(root: Path) -> dict[Path, tuple[str, str]]:
+    """Each study report's files (`gridlstm.analysis.reports`) as its records give them:
+    path -> (report, text)."""
     from gridlstm.analysis.reports import REPORTS
 
-    problems = []
-    for name, outputs in REPORTS.items():
-        for path, text in outputs(root / evidence.CLAIMS_DIR).items():
-            if not path.is_file() or path.read_text() != text:
-                problems.append(
-                    f"{path}: differs from its records (python -m gridlstm.tables report={name} "
-                    "rewrites it)"
-                )
-    return problems
+    claims = root / evidence.CLAIMS_DIR
+    return {
+        path: (name, text)
+        for name, outputs in REPORTS.items()
+        for path, text in outputs(claims).items()
+    }
+
+
+def report_problems(root: Path, rendered: dict[Path, tuple[str, str]] | None = None) -> list[str]:
+    """Each study report rendered again against its file."""
+    return [
+        f"{path}: differs from its records (python -m gridlstm.tables report={name} rewrites it)"
+        for path, (name, text) in (rendered or rendered_reports(root)).items()
+        if not path.is_file() or path.read_text() != text
+    ]
 
 
 def write_reports(root: Path, only: str = "all") -> list[Path]:
