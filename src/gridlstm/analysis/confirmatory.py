@@ -33,9 +33,9 @@ from gridlstm.analysis.evidence import (
     Study,
     check_keys,
     compare,
+    fail,
     gather,
     one_of,
-    refusal,
     rows_of,
     verdict_words,
 )
@@ -81,29 +81,29 @@ class Confirmatory:
 
 def parse_stages(path: Path, raw: Any) -> tuple[Stage, ...]:
     if not isinstance(raw, list):
-        raise refusal(path, "stages: a list of stages (name, kind, declared, records, cases)")
+        raise fail(path, "stages: a list of stages (name, kind, declared, records, cases)")
     found = []
     for i, given in enumerate(raw):
         where = f"stages[{i}]"
         if not isinstance(given, dict):
-            raise refusal(path, f"{where}: a mapping (name, kind, declared, records, cases)")
+            raise fail(path, f"{where}: a mapping (name, kind, declared, records, cases)")
         check_keys(path, where, given, STAGE_KEYS)
         missing = sorted({"name", "kind", "declared", "records", "cases", "choose"} - set(given))
         if missing:
-            raise refusal(path, f"{where}: missing {missing[0]}:")
+            raise fail(path, f"{where}: missing {missing[0]}:")
         choose = given["choose"]
         if not isinstance(choose, dict) or set(choose) - CHOOSE_KEYS or "key" not in choose:
-            raise refusal(path, f"{where}.choose: key:, metric: and mode: (the rule)")
+            raise fail(path, f"{where}.choose: key:, metric: and mode: (the rule)")
         metric = str(choose.get("metric", "val/acc"))
         if not metric.startswith("val/"):
-            raise refusal(
+            raise fail(
                 path,
                 f"{where}.choose.metric={metric}: a rule chooses on validation (a val/ metric); "
                 "the test split decides verdicts only",
             )
         cases = given["cases"]
         if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases):
-            raise refusal(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
+            raise fail(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
         found.append(
             Stage(
                 name=str(given["name"]),
@@ -123,25 +123,25 @@ def parse_stages(path: Path, raw: Any) -> tuple[Stage, ...]:
         )
     names = [stage.name for stage in found]
     if len(set(names)) != len(names):
-        raise refusal(path, "stages: two stages share a name")
+        raise fail(path, "stages: two stages share a name")
     return tuple(found)
 
 
 def parse_confirmatory(path: Path, raw: Any) -> Confirmatory:
     if not isinstance(raw, dict):
-        raise refusal(path, "confirmatory: a mapping (name, declared, test, alpha, seeds, a, b)")
+        raise fail(path, "confirmatory: a mapping (name, declared, test, alpha, seeds, a, b)")
     check_keys(path, "confirmatory", raw, CONFIRMATORY_KEYS)
     missing = sorted(CONFIRMATORY_KEYS - {"budget", "base", "mode", *CONFIRMATORY_PROSE} - set(raw))
     if missing:
-        raise refusal(path, f"confirmatory: missing {missing[0]}:")
+        raise fail(path, f"confirmatory: missing {missing[0]}:")
     seeds = tuple(int(s) for s in raw["seeds"])
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise refusal(path, "confirmatory.seeds: two or more distinct seeds")
+        raise fail(path, "confirmatory.seeds: two or more distinct seeds")
     arms = {}
     for arm in ("a", "b"):
         given = raw[arm]
         if not isinstance(given, dict) or not isinstance(given.get("overrides"), dict):
-            raise refusal(path, f"confirmatory.{arm}: label: and overrides: {{key: value}}")
+            raise fail(path, f"confirmatory.{arm}: label: and overrides: {{key: value}}")
         arms[arm] = given
     return Confirmatory(
         name=str(raw["name"]),
@@ -207,7 +207,7 @@ def check_confirmatory(path: Path, study: Study) -> None:
     assert stage is not None
     reused = sorted(set(stage.seeds) & used_seeds(study))
     if reused:
-        raise refusal(
+        raise fail(
             path,
             f"confirmatory.seeds: seed {reused[0]} was used by an earlier stage of the study; "
             "a confirmatory stage needs fresh seeds",
@@ -216,7 +216,7 @@ def check_confirmatory(path: Path, study: Study) -> None:
     for arm in ("a", "b"):
         for key, value in getattr(stage, arm)["overrides"].items():
             if isinstance(value, dict) and value.get("chosen_by") not in names:
-                raise refusal(
+                raise fail(
                     path,
                     f"confirmatory.{arm}.overrides.{key}: chosen_by names no declared stage; "
                     f"valid: {', '.join(sorted(names)) or 'none declared'}",
@@ -225,7 +225,7 @@ def check_confirmatory(path: Path, study: Study) -> None:
     a, b = stage.a["overrides"], stage.b["overrides"]
     for key in sorted(set(a) | set(b)):
         if key not in allowed and str(a.get(key)) != str(b.get(key)):
-            raise refusal(
+            raise fail(
                 path,
                 f"confirmatory: arms differ in {key} ({a.get(key)!r} against {b.get(key)!r}), "
                 f"which is neither the compared factor ({', '.join(stage.factor)}) nor the "

@@ -23,9 +23,9 @@ from gridlstm.analysis.evidence import (
     STUDY_KEYS,
     Study,
     check_keys,
+    fail,
     one_of,
     parse_verdict,
-    refusal,
 )
 from gridlstm.analysis.record_tables import parse_tables
 
@@ -35,17 +35,17 @@ def load(path: Path) -> Study:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise refusal(path, f"not a readable YAML file ({error.__class__.__name__})") from None
+        raise fail(path, f"not a readable YAML file ({error.__class__.__name__})") from None
     if not isinstance(raw, dict):
-        raise refusal(path, "a mapping with claim, source, statement, protocol, verdict")
+        raise fail(path, "a mapping with claim, source, statement, protocol, verdict")
     check_keys(path, "study", raw, STUDY_KEYS)
     for key in ("claim", "source", "statement", "protocol", "question", "cannot_say", "verdict"):
         if key not in raw:
-            raise refusal(path, f"missing {key}:")
+            raise fail(path, f"missing {key}:")
     prose = {k: " ".join(str(raw.get(k, "")).split()) for k in PROSE}
     for key, text in prose.items():
         if found := DECIMAL.search(text):
-            raise refusal(
+            raise fail(
                 path,
                 f"{key} holds the number {found.group()}: results come from the records "
                 "(the verdict's cells), not from typed text",
@@ -54,10 +54,10 @@ def load(path: Path) -> Study:
     if not isinstance(quoted, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in quoted.values()
     ):
-        raise refusal(path, "quoted: maps a name to a number the page quotes from its source")
+        raise fail(path, "quoted: maps a name to a number the page quotes from its source")
     source = one_of(path, "source", raw["source"], SOURCES)
     if source == "secondary" and not raw.get("locator"):
-        raise refusal(path, "source: secondary needs locator: (a URL or owner/repository)")
+        raise fail(path, "source: secondary needs locator: (a URL or owner/repository)")
     study = Study(
         name=path.parent.name,
         folder=path.parent,
@@ -88,7 +88,7 @@ def load_all(root: Path = CLAIMS_DIR) -> list[Study]:
     names = {study.name for study in found}
     for study in found:
         if study.superseded_by and study.superseded_by not in names - {study.name}:
-            raise refusal(
+            raise fail(
                 study.folder / DECLARATION,
                 f"superseded_by: {study.superseded_by!r} is no other declared study; valid: "
                 f"{', '.join(sorted(names - {study.name}))}",

@@ -158,29 +158,29 @@ class Outcome:
         return replace(self, scope=scope, metric=metric)
 
 
-def refusal(path: Path, message: str) -> ConfigError:
+def fail(path: Path, message: str) -> ConfigError:
     return ConfigError(f"{path}: {message}")
 
 
 def check_keys(path: Path, where: str, given: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise refusal(
+        raise fail(
             path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
         )
 
 
 def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
     if not isinstance(raw, dict) or "label" not in raw or "where" not in raw:
-        raise refusal(path, f"{where}: a cell needs label: and where: {{column: value}}")
+        raise fail(path, f"{where}: a cell needs label: and where: {{column: value}}")
     check_keys(path, where, raw, CELL_KEYS)
     found = [str(r) for r in raw.get("records", records)]
     if not found:
-        raise refusal(path, f"{where}: no records: name the folders its runs are in")
+        raise fail(path, f"{where}: no records: name the folders its runs are in")
     for record in found:
         folder = path.parent / record
         if not (folder / "jobs").is_dir() and not (folder / "table.csv").is_file():
-            raise refusal(
+            raise fail(
                 path,
                 f"{where}: records {record!r} holds no jobs/ or table.csv "
                 f"(folders are relative to {path.parent})",
@@ -192,23 +192,23 @@ def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
 
 def one_of(path: Path, where: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise refusal(path, f"{where}={value!r}: choose one of {', '.join(choices)}")
+        raise fail(path, f"{where}={value!r}: choose one of {', '.join(choices)}")
     return str(value)
 
 
 def verdict_words(path: Path, where: str, raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict) or set(raw) != {"a", "b", "within"}:
-        raise refusal(path, f"{where}: words needs exactly a:, b: and within: (the verdict words)")
+        raise fail(path, f"{where}: words needs exactly a:, b: and within: (the verdict words)")
     return {k: str(v) for k, v in raw.items()}
 
 
 def parse_verdict(path: Path, raw: Any) -> Verdict:
     if not isinstance(raw, dict):
-        raise refusal(path, "verdict: a mapping with metric, mode, test, a, b, words")
+        raise fail(path, "verdict: a mapping with metric, mode, test, a, b, words")
     check_keys(path, "verdict", raw, VERDICT_KEYS)
     for key in ("metric", "a", "b", "words", "chosen_on"):
         if key not in raw:
-            raise refusal(path, f"verdict: missing {key}:")
+            raise fail(path, f"verdict: missing {key}:")
     records = [str(r) for r in raw.get("records", [])]
     return Verdict(
         scope=one_of(path, "verdict.scope", raw.get("scope", "exploratory"), SCOPES),

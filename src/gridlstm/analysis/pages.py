@@ -231,7 +231,7 @@ def write(root: Path, only: str = "all") -> list[Path]:
         raise ConfigError(
             f"study={only}: no such declared study; valid: all, {', '.join(sorted(names))}"
         )
-    changed = []  # every page rendered before any is written: a refusal changes no page
+    changed = []  # every page rendered before any is written: a fail changes no page
     for page in pages(root):
         if not page.is_file():
             continue

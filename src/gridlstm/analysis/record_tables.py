@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import refusal, rows_of
+from gridlstm.analysis.evidence import fail, rows_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
@@ -108,7 +108,7 @@ def parse_defaults(path: Path, where: str, raw: Any) -> tuple:
     entries = []
     for i, entry in enumerate(raw if isinstance(raw, list) else [None]):
         if not isinstance(entry, dict) or set(entry) - {"where", "set"} or "set" not in entry:
-            raise refusal(
+            raise fail(
                 path,
                 f"{where}.defaults[{i}]: a mapping of key to value, or a list of "
                 "{where: {...}, set: {...}} entries",
@@ -120,27 +120,27 @@ def parse_defaults(path: Path, where: str, raw: Any) -> tuple:
 def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
     """The ``tables:`` of a declaration, checked: one `ConfigError` naming the table."""
     if not isinstance(raw, dict):
-        raise refusal(path, "tables: a mapping of table name to records, rows and columns")
+        raise fail(path, "tables: a mapping of table name to records, rows and columns")
     found = {}
     for name, spec in raw.items():
         where = f"tables.{name}"
         if not isinstance(spec, dict):
-            raise refusal(path, f"{where}: a mapping with records, rows and columns")
+            raise fail(path, f"{where}: a mapping with records, rows and columns")
         if unknown := sorted(set(spec) - TABLE_KEYS):
-            raise refusal(path, f"{where}: unknown key {unknown[0]!r}; valid: {sorted(TABLE_KEYS)}")
+            raise fail(path, f"{where}: unknown key {unknown[0]!r}; valid: {sorted(TABLE_KEYS)}")
         for key in ("records", "rows", "columns"):
             if not spec.get(key):
-                raise refusal(path, f"{where}: missing {key}:")
+                raise fail(path, f"{where}: missing {key}:")
         rows = spec["rows"]
         if not isinstance(rows, dict):
-            raise refusal(path, f"{where}.rows: a mapping of record key to column header")
+            raise fail(path, f"{where}.rows: a mapping of record key to column header")
         across = spec.get("across") or {}
         if (
             not isinstance(across, dict)
             or len(across) > 1
             or any("{}" not in str(v) for v in across.values())
         ):
-            raise refusal(
+            raise fail(
                 path,
                 f"{where}.across: one key and its header with {{}} for the value, "
                 "e.g. {model.net.num_layers: 'depth {}'}",
@@ -148,24 +148,22 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
         columns = []
         for i, column in enumerate(spec["columns"]):
             if not isinstance(column, dict):
-                raise refusal(
+                raise fail(
                     path, f"{where}.columns[{i}]: a mapping of {', '.join(sorted(COLUMN_KEYS))}"
                 )
             if unknown := sorted(set(column) - COLUMN_KEYS):
-                raise refusal(
+                raise fail(
                     path,
                     f"{where}.columns[{i}]: unknown key {unknown[0]!r} (a comma in a label "
                     f"needs quotes); valid: {', '.join(sorted(COLUMN_KEYS))}",
                 )
             show = str(column.get("show", ""))
             if show not in SHOWS:
-                raise refusal(
-                    path, f"{where}.columns[{i}]: show {show!r}; valid: {', '.join(SHOWS)}"
-                )
+                raise fail(path, f"{where}.columns[{i}]: show {show!r}; valid: {', '.join(SHOWS)}")
             if show != "n" and not column.get("metric"):
-                raise refusal(path, f"{where}.columns[{i}]: show {show} needs a metric:")
+                raise fail(path, f"{where}.columns[{i}]: show {show} needs a metric:")
             if (show == "at_least") != (column.get("threshold") is not None):
-                raise refusal(path, f"{where}.columns[{i}]: threshold: goes with show at_least")
+                raise fail(path, f"{where}.columns[{i}]: threshold: goes with show at_least")
             columns.append(
                 Column(
                     label=str(column.get("label", column.get("metric", show))),
@@ -205,7 +203,7 @@ def _figure(path: Path, where: str, value: Any) -> tuple[str, str]:
         or Path(file).is_absolute()
         or ".." in Path(file).parts
     ):
-        raise refusal(
+        raise fail(
             path,
             f"{where}.figure: {{file: <name>.png inside the study's folder, label: <the curves' "
             f"metric>}}, got {value!r}",
@@ -230,7 +228,7 @@ def _at_samples(path: Path, where: str, column: dict[str, Any]) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise refusal(path, f"{where}: at_samples: a whole number of samples >= 1, got {value!r}")
+        raise fail(path, f"{where}: at_samples: a whole number of samples >= 1, got {value!r}")
     return value
 
 
@@ -317,7 +315,7 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for record in spec.records:
         if not (folder / record).is_dir():
-            raise refusal(folder / "study.yaml", f"tables.{spec.name}: no records folder {record}")
+            raise fail(folder / "study.yaml", f"tables.{spec.name}: no records folder {record}")
         for found in rows_of(folder / record):
             row = spec.completed(found)
             if "job" in found:  # a queue-copied job: its curve beside its record
@@ -326,7 +324,7 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])
                 if any(seed_of(r, None) == seed_of(row, None) for r in group):
-                    raise refusal(
+                    raise fail(
                         folder / "study.yaml",
                         f"tables.{spec.name}: the row {', '.join(key)} has seed "
                         f"{seed_of(row, None)} twice (again in {record}); narrow its where: "
@@ -334,7 +332,7 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
                     )
                 group.append(row)
     if not groups:
-        raise refusal(
+        raise fail(
             folder / "study.yaml",
             f"tables.{spec.name}: no completed run in {', '.join(spec.records)} matches its where:",
         )
