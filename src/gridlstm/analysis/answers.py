@@ -41,9 +41,9 @@ def ratio_text(ratio: float) -> str:
     return "not recorded" if math.isnan(ratio) else f"{ratio:.2f}x"
 
 
-def link(study: evidence.Study, page: Path) -> str:
-    target = study.folder / "README.md"
-    return Path(os.path.relpath(target, page.parent)).as_posix()
+def link(folder: Path, page: Path) -> str:
+    """A study's page (the README.md in ``folder``) as a link from ``page``."""
+    return Path(os.path.relpath(folder / "README.md", page.parent)).as_posix()
 
 
 def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> str:
@@ -105,9 +105,8 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
     if study.confirmatory and done is None:
         scope += "; confirmatory declared, not run"
     if study.superseded_by:
-        later = study.folder.parent / study.superseded_by / "README.md"
-        target = Path(os.path.relpath(later, page.parent)).as_posix()
-        scope += f"; superseded by [{study.superseded_by}]({target})"
+        later = link(study.folder.parent / study.superseded_by, page)
+        scope += f"; superseded by [{study.superseded_by}]({later})"
     prose = shown_prose(study, done)
     row = [
         f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
@@ -116,7 +115,7 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
         f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
         also_differs(shown.a, shown.b),
         f"**{shown.word}**{lean(study, shown, done)} ({scope})",
-        f"[{study.name}]({link(study, page)})",
+        f"[{study.name}]({link(study.folder, page)})",
     ]
     return within(study, row, ROW_WORDS, "its summary row", "statement or setup")
 
@@ -127,7 +126,7 @@ def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome 
     rule = study.confirmatory if done and study.confirmatory else study.verdict
     if shown.word != rule.words["within"] or math.isnan(shown.p):
         return ""
-    centre = statistics.median if shown.test == "mannwhitney" else statistics.fmean
+    centre = evidence.centre_of(shown.test)
     a, b = centre(shown.a.values.values()), centre(shown.b.values.values())
     if a == b:
         return ", level"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,11 @@ def p_value(test: str, a: Cell, b: Cell) -> float:
     ).p
 
 
+def centre_of(test: str) -> Callable[[Iterable[float]], float]:
+    """The centre a test compares: medians for Mann-Whitney's ranks, else means (Welch's t)."""
+    return statistics.median if test == "mannwhitney" else statistics.fmean
+
+
 def decide(
     a: Cell, b: Cell, p: float, alpha: float, mode: str, words: dict[str, str], test: str = "welch"
 ) -> str:
@@ -310,7 +316,7 @@ def decide(
         return "cannot decide (fewer than two runs a cell)"
     if p >= alpha:
         return words["within"]
-    centre = statistics.median if test == "mannwhitney" else statistics.fmean
+    centre = centre_of(test)
     first, second = centre(a.values.values()), centre(b.values.values())
     a_better = first > second if mode == "max" else first < second
     return words["a"] if a_better else words["b"]
