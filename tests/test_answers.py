@@ -50,7 +50,7 @@ def test_a_not_shown_row_names_the_cell_ahead_by_its_tests_centre(mode, test, ah
 def test_only_a_not_shown_row_leans_and_equal_cells_are_level():
     a, b = cell("a", [1.0, 0.9]), cell("b", [0.2, 0.1])
     assert answers.lean(study(), outcome(a, b, "shown", 0.001), None) == ""
-    assert answers.lean(study(), outcome(a, a, "not shown", 1.0), None) == ", level"
+    assert answers.lean(study(), outcome(a, a, "not shown", 1.0), None) == ", neither ahead"
     assert answers.lean(study(), outcome(a, b, "not shown", math.nan), None) == ""
 
 

@@ -129,7 +129,7 @@ def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome 
     centre = evidence.centre_of(shown.test)
     a, b = centre(shown.a.values.values()), centre(shown.b.values.values())
     if a == b:
-        return ", level"
+        return ", neither ahead"
     return f", leans to {(shown.a if (a > b) == (rule.mode == 'max') else shown.b).label}"
 
 
