@@ -38,15 +38,12 @@ from gridlstm.analysis.lr_check import (
     best_rate_intro,
     best_rate_sources,
 )
+from gridlstm.analysis.markdown import cells, differing_cell
 from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
 from gridlstm.analysis.tables import TableError, read_table_csv
 
 BEST = re.compile(r"^(?:Best cell by mean (\S+) \((max|min)\)|No two cells of (\S+) to compare)")
 OVER_SEEDS = "## Over seeds"
-
-
-def _row(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def _table(lines: list[str], start: int) -> list[int]:
@@ -72,8 +69,7 @@ def _shown(cell: str, recorded: str) -> bool:
 def _first_difference(path: Path, shown: list[str], wanted: list[str], offset: int) -> list[str]:
     for i, (line, want) in enumerate(zip(shown, wanted, strict=False)):
         if line != want:
-            cells = [(a, b) for a, b in zip(_row(line), _row(want), strict=False) if a != b]
-            said, given = cells[0] if cells else (line.strip(), want.strip())
+            said, given = differing_cell(line, want), differing_cell(want, line)
             return [
                 f"{path}:{offset + i + 1}: differs from its records: the file says {said!r}, "
                 f"the records give {given!r}"
@@ -87,22 +83,22 @@ def table_md(path: Path, root: Path) -> list[str]:
     """A sweep's table.md against its table.csv (and the seeds aggregated from it)."""
     lines = path.read_text().splitlines()
     try:
-        rows, swept = read_table_csv(path.parent / "table.csv")
+        rows, _ = read_table_csv(path.parent / "table.csv")
     except TableError as error:
         return [f"{path}: {error}"]
     first = _table(lines, 0)
     with (path.parent / "table.csv").open(newline="") as handle:
         records = list(csv.reader(handle))
-    if not first or _row(lines[first[0]]) != records[0]:
+    if not first or cells(lines[first[0]]) != records[0]:
         return [f"{path}:{(first or [0])[0] + 1}: its columns are not table.csv's"]
     body = first[2:]
     if len(body) != len(records) - 1:
         return [f"{path}:{first[0] + 1}: {len(body)} rows where table.csv has {len(rows)}"]
     for i, recorded in zip(body, records[1:], strict=True):
-        cells = _row(lines[i])
-        if len(cells) != len(recorded):
-            return [f"{path}:{i + 1}: {len(cells)} cells where table.csv has {len(recorded)}"]
-        for cell, value in zip(cells, recorded, strict=True):
+        shown = cells(lines[i])
+        if len(shown) != len(recorded):
+            return [f"{path}:{i + 1}: {len(shown)} cells where table.csv has {len(recorded)}"]
+        for cell, value in zip(shown, recorded, strict=True):
             if not _shown(cell, value):
                 return [
                     f"{path}:{i + 1}: differs from its records: the file says {cell!r}, "
@@ -111,11 +107,11 @@ def table_md(path: Path, root: Path) -> list[str]:
     if OVER_SEEDS not in lines:
         return []
     seeds = _table(lines, lines.index(OVER_SEEDS))
-    head = _row(lines[seeds[0]])
+    head = cells(lines[seeds[0]])
     group_by = head[: head.index("n")]
     metrics = [h.removesuffix(" (median, reached/n)") for h in head[len(group_by) + 1 :]]
-    cells, _ = aggregate.summary(rows, group_by, metrics)
-    wanted = aggregate.markdown(cells, metrics, group_by).splitlines()
+    seeds_summary, _ = aggregate.summary(rows, group_by, metrics)
+    wanted = aggregate.markdown(seeds_summary, metrics, group_by).splitlines()
     return _first_difference(path, [lines[i] for i in seeds], wanted, seeds[0])
 
 
@@ -176,8 +172,8 @@ def best_rate(path: Path, root: Path) -> list[str]:
     intro = best_rate_intro(chosen, checked)
     wanted = markdown([row for row, _ in found], [], setting.group(1), intro=intro)
     problems = _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
-    cells = best_rate_cells(*folders, found, size=size, key=key)
-    again = cells_verdicts(cells, intro, size=size, key=key, pairs=True)
+    rate_cells = best_rate_cells(*folders, found, size=size, key=key)
+    again = cells_verdicts(rate_cells, intro, size=size, key=key, pairs=True)
     problems += _first_difference(beside, committed.splitlines(), again.splitlines(), 0)
     seeds = path.parent / "best_rate_seeds_verdicts.md"
     if seeds.is_file():  # a deciding stage's seeds, joined at each family's best rate

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from gridlstm.analysis import answers, declaration, derived, evidence, record_tables, ties
 from gridlstm.analysis.made_by import code_of
+from gridlstm.analysis.markdown import differing_cell
 from gridlstm.analysis.preregistration import preregistration_problems
 from gridlstm.analysis.reruns import render as reruns_table
 from gridlstm.run.errors import ConfigError
@@ -194,8 +195,8 @@ def check(root: Path = Path(".")) -> list[str]:
                 if shown != wanted:
                     problems.append(
                         f"{page}:{i + 1}: differs from its records: the page says "
-                        f"{_differing_cell(shown, wanted)!r}, the records give "
-                        f"{_differing_cell(wanted, shown)!r} "
+                        f"{differing_cell(shown, wanted)!r}, the records give "
+                        f"{differing_cell(wanted, shown)!r} "
                         "(python -m gridlstm.tables study=all rewrites it)"
                     )
                     break
@@ -212,15 +213,6 @@ def check(root: Path = Path(".")) -> list[str]:
         if words > SUMMARY_WORDS:
             problems.append(f"{summary_page}: {words} words (at most {SUMMARY_WORDS})")
     return problems
-
-
-def _differing_cell(line: str, other: str) -> str:
-    """The first table cell (or, outside a table, the first word) in which the lines differ."""
-    sep = "|" if line.lstrip().startswith("|") else " "
-    for a, b in zip(line.split(sep), other.split(sep), strict=False):
-        if a != b:
-            return a.strip()
-    return line.strip()
 
 
 def write(root: Path, only: str = "all") -> list[Path]:

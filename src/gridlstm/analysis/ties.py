@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from gridlstm.analysis.markdown import cells
+
 # [shown](target "cell ..." | "key ...")
 TIE = re.compile(r'\[([^\]]+)\]\(([^)\s]+) "((?:cell|key) [^"]+)"\)')
 SHOWN_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?%?")
@@ -85,7 +87,7 @@ def _rows(path: Path, table: int) -> list[list[str]]:
         if line.startswith("|"):
             if not previous:
                 tables.append([])
-            tables[-1].append([c.strip() for c in line.strip().strip("|").split("|")])
+            tables[-1].append(cells(line))
         previous = line.startswith("|")
     if not 1 <= table <= len(tables):
         raise LookupError(f"no table {table}: the file has {len(tables)}")
