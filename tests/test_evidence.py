@@ -534,7 +534,7 @@ def test_a_confirmatory_arm_reading_an_undeclared_stage_is_refused(tmp_path):
     raw["confirmatory"]["b"]["overrides"]["optim.optimizer.lr"] = {"chosen_by": "rate_typo"}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(
-        ConfigError, match="chosen_by names no declared stage; valid: equal_compute_rate2"
+        ConfigError, match="chosen_by names no declared select stage; valid: equal_compute_rate2"
     ):
         declaration.load(path)
 

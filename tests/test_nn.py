@@ -63,6 +63,17 @@ def test_forget_bias_initialisation():
     assert torch.all((stacked.bias_ih_l1 + stacked.bias_hh_l1)[D : 2 * D] == 2.5)
 
 
+def test_stacked_lstm_forget_bias_none_keeps_nn_lstm_initialisation():
+    """forget_bias=None: every parameter as `torch.nn.LSTM` draws it from the same seed."""
+    torch.manual_seed(3)
+    stacked = StackedLSTM(IN, D, 2, forget_bias=None, batch_first=True)
+    torch.manual_seed(3)
+    reference = torch.nn.LSTM(IN, D, 2, batch_first=True)
+    for name, param in reference.named_parameters():
+        torch.testing.assert_close(getattr(stacked, name), param, rtol=0, atol=0)
+    assert stacked.bias_ih_l0[D : 2 * D].abs().max() <= D**-0.5  # uniform, not 1.0
+
+
 def test_stacked_lstm_is_nn_lstm():
     torch.manual_seed(0)
     stacked = StackedLSTM(IN, D, L, batch_first=True)

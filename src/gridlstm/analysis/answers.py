@@ -13,6 +13,7 @@ import math
 import os
 import statistics
 from pathlib import Path
+from typing import Any
 
 from gridlstm.analysis import confirmatory, evidence
 from gridlstm.analysis.markdown import pipe_table
@@ -46,18 +47,27 @@ def link(folder: Path, page: Path) -> str:
     return Path(os.path.relpath(folder / "README.md", page.parent)).as_posix()
 
 
-def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> str:
-    stage = study.confirmatory
-    if stage is None:
-        return "Exploratory: no confirmatory stage (its test and fresh seeds fixed first) yet."
+def _declared(stage: Any, test: bool = True) -> str:
+    """A confirmatory stage's declaration in brief (its test left out where the answer beside
+    it already names it)."""
     seeds = f"seeds {min(stage.seeds)}-{max(stage.seeds)}"
-    declared = (
-        f"Confirmatory stage `{stage.name}` declared {stage.declared} "
-        f"({evidence.TESTS[stage.test]}, two-sided, alpha {stage.alpha:g}, {seeds})"
-    )
+    named = f"{evidence.SHORT_TESTS[stage.test]}, " if test else ""
+    declared = f"Confirmatory stage `{stage.name}` declared {stage.declared}"
+    return f"{declared} ({named}alpha {stage.alpha:g}, {seeds})"
+
+
+def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> str:
+    stages = confirmatory.confirmatory_stages(study)
+    if not stages:
+        return "Exploratory: no confirmatory stage (its test and fresh seeds fixed first) yet."
+    first, *later = stages
     if done is None:
-        return f"Exploratory. {declared}: not yet complete."
-    return f"{declared}: its word is the answer; the rest is exploratory."
+        line = f"Exploratory. {_declared(first)}: not yet complete."
+    else:
+        line = f"{_declared(first, test=False)}: its word is the answer; the rest is exploratory."
+    pending = [s for s in later if confirmatory.confirmatory_outcome(study, s) is None]
+    more = (f"`{s.name}` ({evidence.SHORT_TESTS[s.test]}): pending." for s in pending)
+    return " ".join([line, *more])
 
 
 def shown_prose(study: evidence.Study, done: evidence.Outcome | None) -> dict[str, str]:
@@ -104,6 +114,9 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
     scope = shown.scope
     if study.confirmatory and done is None:
         scope += "; confirmatory declared, not run"
+    for stage in confirmatory.confirmatory_stages(study)[1:]:
+        if confirmatory.confirmatory_outcome(study, stage) is None:
+            scope += f"; `{stage.name}` declared, not run"
     if study.superseded_by:
         later = link(study.folder.parent / study.superseded_by, page)
         scope += f"; superseded by [{study.superseded_by}]({later})"
@@ -121,16 +134,15 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
 
 
 def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome | None) -> str:
-    """Which cell a result within the spread leans to, by the centre its test compares (the
-    mean for Welch's t, the median for Mann-Whitney's ranks); empty for any other word."""
+    """Which cell a result within the spread leans to, by what its test compares
+    (`evidence.ahead`); empty for any other word."""
     rule = study.confirmatory if done and study.confirmatory else study.verdict
     if shown.word != rule.words["within"] or math.isnan(shown.p):
         return ""
-    centre = evidence.centre_of(shown.test)
-    a, b = centre(shown.a.values.values()), centre(shown.b.values.values())
-    if a == b:
+    side = evidence.ahead(shown.a, shown.b, shown.test, rule.mode)
+    if side == 0:
         return ", neither ahead"
-    return f", leans to {(shown.a if (a > b) == (rule.mode == 'max') else shown.b).label}"
+    return f", leans to {(shown.a if side > 0 else shown.b).label}"
 
 
 def also_differs(a: evidence.Cell, b: evidence.Cell) -> str:

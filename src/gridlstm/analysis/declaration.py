@@ -12,7 +12,12 @@ from pathlib import Path
 
 import yaml
 
-from gridlstm.analysis.confirmatory import check_confirmatory, parse_confirmatory, parse_stages
+from gridlstm.analysis.confirmatory import check_confirmatory
+from gridlstm.analysis.declared_stages import (
+    confirmatory_stages,
+    parse_confirmatory,
+    parse_stages,
+)
 from gridlstm.analysis.evidence import (
     CLAIMS,
     CLAIMS_DIR,
@@ -73,8 +78,12 @@ def load(path: Path) -> Study:
         tables=parse_tables(path, raw["tables"]) if "tables" in raw else {},
         superseded_by=str(raw.get("superseded_by", "")),
     )
-    if study.confirmatory:
-        check_confirmatory(path, study)
+    stages = confirmatory_stages(study)
+    names = [s.name for s in stages] + [s.name for s in study.stages if s not in stages]
+    if len(set(names)) != len(names):
+        raise fail(path, "confirmatory and stages: two stages share a name")
+    for stage in stages:
+        check_confirmatory(path, study, stage)
     return study
 
 

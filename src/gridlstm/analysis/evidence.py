@@ -26,6 +26,7 @@ from typing import Any
 
 from scipy import stats
 
+from gridlstm.analysis import survival
 from gridlstm.analysis.counted_macs import macs_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.stages import number, read_jobs
@@ -37,8 +38,9 @@ CLAIMS_DIR = Path("docs/claims")
 DECLARATION = "study.yaml"
 SOURCES = ("paper", "secondary", "ours")
 SCOPES = ("exploratory", "confirmatory")
-TESTS = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U"}
-SHORT_TESTS = {"welch": "Welch", "mannwhitney": "Mann-Whitney"}  # a summary row's p column
+TESTS = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U", "logrank": "log-rank test"}
+# a summary row's p column
+SHORT_TESTS = {"welch": "Welch", "mannwhitney": "Mann-Whitney", "logrank": "log-rank"}
 CLAIMS = ("addition", "memorization", "parity", "charlm", "mnist", "design")
 PROSE = ("statement", "protocol", "question", "cannot_say", "setup")
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
@@ -47,6 +49,9 @@ VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b",
 VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
 CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
 CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base", "question", "cannot_say"}
+# a time-to-threshold metric: a run without it counts as censored at this recorded value
+CONFIRMATORY_KEYS |= {"censored_at", "secondary"}
+SECONDARY_KEYS = {"label", "changes", "knob", "records"}  # an arm with one knob changed
 # a confirmatory stage's own prose, shown once it ran; the DESCRIPTIVE part says what ran (so
 # it may be written after the runs), the question and what it cannot say may not change
 CONFIRMATORY_PROSE = ("question", "cannot_say", "protocol", "setup", "chosen_on")
@@ -66,7 +71,9 @@ STUDY_KEYS = {
     *PROSE,
 }
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
-STAGE_KINDS = ("select",)  # a designed grid whose rule then chooses one value on validation
+# select: a designed grid whose rule then chooses one value on validation; confirmatory: a
+# pre-registered comparison (the keys of a study's confirmatory: block)
+STAGE_KINDS = ("select", "confirmatory")
 CHOOSE_KEYS = {"key", "metric", "mode"}
 DRY_RUN = [
     "task.datamodule.batch_size=8",
@@ -130,6 +137,15 @@ class Cell:
     sources: tuple[str, ...]
     params: tuple[float, ...] = ()  # per run, as compute
     samples: tuple[float, ...] = ()
+    # a time-to-threshold metric: whether each seed's run reached it (False: censored, its
+    # value the recorded `censored_at`); None: every value is an observation
+    reached: dict[str, bool] | None = None
+
+    def times(self) -> tuple[list[float], list[bool]]:
+        """(values, reached) in seed order, for `gridlstm.analysis.survival`."""
+        seeds = list(self.values)
+        reached = self.reached or {}
+        return [self.values[s] for s in seeds], [reached.get(s, True) for s in seeds]
 
     @property
     def n(self) -> int:
@@ -235,10 +251,12 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
     return [row for row in rows if row.get("status", "completed") in ("", "completed")]
 
 
-def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
+def gather(study: Study, spec: CellSpec, metric: str, censored_at: str = "") -> Cell:
     """The cell's runs over its records, one per seed; a seed found twice is refused (a job
-    copied into two stages would count twice)."""
+    copied into two stages would count twice). With ``censored_at``, a run without ``metric``
+    (a threshold never reached) counts at that recorded value, censored."""
     values: dict[str, float] = {}
+    reached: dict[str, bool] = {}
     compute: list[float] = []
     params: list[float] = []
     samples_seen: list[float] = []
@@ -248,6 +266,9 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
             if not matches(row, spec.where):
                 continue
             value = number(row.get(metric))
+            got = value is not None
+            if not got and censored_at:
+                value = number(row.get(censored_at))
             if value is None:
                 continue
             seed = seed_of(row, None)
@@ -256,7 +277,7 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
                     f"{study.folder / DECLARATION}: cell {spec.label!r} has seed {seed} twice "
                     f"(in {record}); narrow its where: or its records:"
                 )
-            values[seed] = value
+            values[seed], reached[seed] = value, got
             macs, samples = number(row.get("macs_per_sample")), number(row.get("samples_seen"))
             if macs is None and "job" in found:  # a job run before runs recorded them
                 macs = macs_of(study.folder / record / "jobs" / str(found["job"]))
@@ -282,6 +303,7 @@ def gather(study: Study, spec: CellSpec, metric: str) -> Cell:
         spec.records,
         complete(params),
         complete(samples_seen),
+        reached if censored_at else None,
     )
 
 
@@ -289,6 +311,8 @@ def p_value(test: str, a: Cell, b: Cell) -> float:
     """The two-sided p of ``test`` between the cells (nan below two runs a cell)."""
     if a.n < 2 or b.n < 2:
         return math.nan
+    if test == "logrank":
+        return survival.logrank(a.times(), b.times())
     if test == "mannwhitney":
         return float(
             stats.mannwhitneyu(
@@ -307,19 +331,30 @@ def centre_of(test: str) -> Callable[[Iterable[float]], float]:
     return statistics.median if test == "mannwhitney" else statistics.fmean
 
 
+def ahead(a: Cell, b: Cell, test: str, mode: str) -> int:
+    """1 where A is ahead, -1 where B is, 0 for neither, by what the test compares: means
+    for Welch's t, medians for Mann-Whitney's ranks, for the log-rank test which arm reaches
+    the threshold sooner (`gridlstm.analysis.survival.sooner`)."""
+    if test == "logrank":
+        return survival.sooner(a.times(), b.times())
+    centre = centre_of(test)
+    first, second = centre(a.values.values()), centre(b.values.values())
+    if first == second:
+        return 0
+    return 1 if (first > second) == (mode == "max") else -1
+
+
 def decide(
     a: Cell, b: Cell, p: float, alpha: float, mode: str, words: dict[str, str], test: str = "welch"
 ) -> str:
-    """The verdict word: within the spread, or the better cell's, better by the statistic the
-    test compares (means for Welch's t, medians for Mann-Whitney's ranks)."""
+    """The verdict word: within the spread, or the word of the cell ahead (`ahead`)."""
     if math.isnan(p):
+        if test == "logrank" and a.n > 1 and b.n > 1:
+            return "cannot decide (no run of either arm reached the threshold)"
         return "cannot decide (fewer than two runs a cell)"
     if p >= alpha:
         return words["within"]
-    centre = centre_of(test)
-    first, second = centre(a.values.values()), centre(b.values.values())
-    a_better = first > second if mode == "max" else first < second
-    return words["a"] if a_better else words["b"]
+    return words["a"] if ahead(a, b, test, mode) > 0 else words["b"]
 
 
 def outcome(study: Study) -> Outcome:

@@ -18,6 +18,7 @@ import yaml
 
 from gridlstm.analysis import declaration
 from gridlstm.analysis.confirmatory import first_start
+from gridlstm.analysis.declared_stages import Confirmatory, confirmatory_stages
 from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION, DESCRIPTIVE, Study
 
 
@@ -49,11 +50,8 @@ def first_commit_time(path: Path, line: str) -> float | None:
     return float(out[-1]) if out else None
 
 
-def _started(study: Study) -> tuple[Path, Any] | None:
-    """The confirmatory stage's records folder and its first queue run's start, if it ran."""
-    stage = study.confirmatory
-    if stage is None:
-        return None
+def _started(study: Study, stage: Confirmatory) -> tuple[Path, Any]:
+    """A confirmatory stage's records folder and its first queue run's start (None: not run)."""
     folder = study.folder / stage.records
     return folder, first_start(folder)
 
@@ -61,15 +59,16 @@ def _started(study: Study) -> tuple[Path, Any] | None:
 def unverifiable(study: Study) -> str | None:
     """One line where the study has a confirmatory stage that ran but git cannot date its
     declaration here; None where the check can be made (or there is nothing to check)."""
-    found = _started(study)
-    if found is None or found[1] is None:
+    ran = [s.name for s in confirmatory_stages(study) if _started(study, s)[1] is not None]
+    if not ran:
         return None
     why = missing_history(study.folder / DECLARATION)
     if why is None:
         return None
+    names = ", ".join(repr(name) for name in ran)
     return (
-        f"{study.folder / DECLARATION}: pre-registration of confirmatory "
-        f"{study.confirmatory.name!r} not verified: {why}"
+        f"{study.folder / DECLARATION}: pre-registration of confirmatory {names} not "
+        f"verified: {why}"
     )
 
 
@@ -80,14 +79,15 @@ def unverified(root: Path) -> list[str]:
 
 
 def preregistration_problems(study: Study) -> list[str]:
-    """A confirmatory stage must be committed before its first job started: its queue record's
-    start against the commit that added its name to the declaration. Nothing where the history
-    is not at hand (`unverifiable` says so)."""
-    found = _started(study)
-    if found is None:
-        return []
-    folder, started = found
-    name = study.confirmatory.name
+    """Each confirmatory stage must be committed before its first job started: its queue
+    record's start against the commit that added its name to the declaration, and its design
+    then against now. Nothing where the history is not at hand (`unverifiable` says so)."""
+    return [line for stage in confirmatory_stages(study) for line in _problems(study, stage)]
+
+
+def _problems(study: Study, stage: Confirmatory) -> list[str]:
+    folder, started = _started(study, stage)
+    name = stage.name
     if started is None:
         if (folder / "jobs").is_dir() or (folder / "table.csv").is_file():
             return [f"{folder}: records without queue.json, whose start the declaration is held to"]
@@ -96,7 +96,7 @@ def preregistration_problems(study: Study) -> list[str]:
     if missing_history(path) is not None:
         return []
     began = started.timestamp()
-    committed = first_commit_time(path, f"^ *name: *{name} *$")
+    committed = first_commit_time(path, f"^[- ]*name: *{name} *$")
     if committed is None:
         return [f"{path}: confirmatory {name!r} is not committed, but its jobs began {started}"]
     if committed > began:
@@ -104,8 +104,8 @@ def preregistration_problems(study: Study) -> list[str]:
             f"{path}: confirmatory {name!r} was committed after its first job began "
             f"({started}); declare a new confirmatory stage and run it afresh"
         ]
-    declared = block_at(path, began)
-    current = yaml.safe_load(path.read_text()).get("confirmatory")
+    declared = block_at(path, began, name)
+    current = block_named(yaml.safe_load(path.read_text()), name)
     if declared is not None and _design(declared) != _design(current):
         return [
             f"{path}: confirmatory {name!r} changed after its first job began ({started}); "
@@ -119,9 +119,17 @@ def _design(block: Any) -> Any:
     return {k: v for k, v in block.items() if k not in DESCRIPTIVE} if block else block
 
 
-def block_at(path: Path, when: float) -> dict[str, Any] | None:
-    """The declaration's confirmatory block as last committed before ``when`` (None outside
-    git or before any commit)."""
+def block_named(raw: Any, name: str) -> dict[str, Any] | None:
+    """The confirmatory block called ``name`` in a declaration's text: its ``confirmatory:``
+    block, or a ``stages:`` entry of kind confirmatory."""
+    raw = raw if isinstance(raw, dict) else {}
+    blocks = [raw.get("confirmatory")] + list(raw.get("stages") or [])
+    return next((b for b in blocks if isinstance(b, dict) and b.get("name") == name), None)
+
+
+def block_at(path: Path, when: float, name: str) -> dict[str, Any] | None:
+    """The confirmatory block ``name`` as last committed before ``when`` (None outside git,
+    before any commit or before the block was there)."""
     try:
         rev = _git(path, "rev-list", "-1", f"--before={int(when)}", "HEAD", "--", path.name)
         if not rev.strip():
@@ -130,4 +138,4 @@ def block_at(path: Path, when: float) -> dict[str, Any] | None:
         text = _git(path, "show", f"{rev.strip()}:{prefix}{path.name}")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return (yaml.safe_load(text) or {}).get("confirmatory")
+    return block_named(yaml.safe_load(text), name)

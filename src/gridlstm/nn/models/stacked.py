@@ -14,6 +14,11 @@ from gridlstm.nn.precision import run_rnn
 class StackedLSTM(nn.LSTM):
     """`torch.nn.LSTM` (cuDNN on GPU) with a configurable forget-gate bias init.
 
+    ``forget_bias``: the forget gate's bias at initialisation (input side; the hidden side's
+    forget rows start at zero), 1.0 by default as the suite's blocks have it; ``None`` keeps
+    `torch.nn.LSTM`'s own initialisation of every bias, uniform(+-1/sqrt(hidden_size)). Why a
+    knob: how fast the stacked LSTM learns long tasks rests partly on it.
+
     Same interface as `Grid2dLSTM`: ``forward(input, state) -> (output, (h_n, c_n))``.
     """
 
@@ -24,7 +29,7 @@ class StackedLSTM(nn.LSTM):
         num_layers: int = 1,
         *,
         dropout: float = 0.0,
-        forget_bias: float = 1.0,
+        forget_bias: float | None = 1.0,
         batch_first: bool = False,
     ) -> None:
         check_sizes(input_size, hidden_size, num_layers, dropout)
@@ -35,6 +40,8 @@ class StackedLSTM(nn.LSTM):
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=batch_first,
         )
+        if forget_bias is None:
+            return
         with torch.no_grad():
             for layer in range(num_layers):
                 getattr(self, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size].fill_(forget_bias)
