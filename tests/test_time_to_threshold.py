@@ -220,3 +220,44 @@ def test_a_stage_under_stages_is_held_to_its_commit_and_its_design(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     problems = preregistration.preregistration_problems(declaration.load(path))
     assert len(problems) == 1 and "changed after its first job began" in problems[0]
+
+
+def test_two_completed_stages_answer_each_on_its_axis_and_get_a_summary_row_each(tmp_path):
+    from gridlstm.analysis import answers
+
+    path = study(tmp_path, stage())
+    raw = yaml.safe_load(path.read_text())
+    first = {k: v for k, v in stage().items() if k not in ("kind", "censored_at", "secondary")}
+    first |= {"name": "equal_compute", "test": "welch", "metric": "test/acc", "mode": "max"}
+    first |= {"seeds": [13, 14, 15], "records": "compute/cpu"}
+    raw["confirmatory"] = first
+    raw["axes"] = {"equal_compute": "equal multiply-adds", "equal_samples": "equal samples"}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    toy = declaration.load(path)
+    assert len(answers.rows_by_axis(toy, tmp_path / "summary.md")) == 1  # nothing completed
+    for arm, values in {"a": [0.2, 0.3, 0.25], "b": [0.9, 0.95, 0.92]}.items():
+        for seed, value in zip([13, 14, 15], values, strict=True):
+            overrides = {**ARMS[arm], "seed": seed}
+            job(path.parent / "compute/cpu", f"{arm}-{seed}", overrides, {"test/acc": value})
+    run_primary(path, {"a": [100, 200, 300, 400, 500, None], "b": [900] + [None] * 5})
+    toy = declaration.load(path)
+    text = "\n".join(answers.answer(toy))
+    assert "At equal multiply-adds: tied: 0.2500 +- 0.0500 (n=3)" in text
+    assert "At equal samples: tied: 5 of 6 solved, median 300 against stacked: 1 of 6" in text
+    # each stage's own word: B ahead at equal compute (Welch), A sooner at equal samples
+    assert "p = 0.000268: **lstm sooner**. At equal samples" in text
+    assert text.endswith("much") and "p = 0.00959: **grid sooner**." in text
+    assert text.count("**Answer (confirmatory).**") == 1
+    rows = answers.rows_by_axis(toy, tmp_path / "summary.md")
+    assert [row[1].split(":")[0] for row in rows] == ["at equal multiply-adds", "at equal samples"]
+    assert rows[1][5] == "**grid sooner** (confirmatory, at equal samples)"
+    assert rows[1][2].startswith("samples to the validation threshold: tied: 5 of 6 solved")
+
+
+def test_an_axis_for_an_undeclared_stage_is_refused(tmp_path):
+    path = study(tmp_path, stage())
+    raw = yaml.safe_load(path.read_text())
+    raw["axes"] = {"equal_flops": "equal multiply-adds"}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError, match="axes: equal_flops is no confirmatory stage; valid: eq"):
+        declaration.load(path)

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis import confirmatory, evidence
+from gridlstm.analysis import confirmatory, evidence, survival
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run.errors import ConfigError
 
@@ -23,6 +23,7 @@ ROW_WORDS = 60
 ANSWER_WORDS = 150
 BEYOND = 1.5  # a size that differs more than this between a row's cells is named in it
 SOURCE_TAG = {"paper": "[paper]", "secondary": "[secondary]", "ours": "[ours]"}
+METRIC_WORDS = {"val/samples_to_threshold": "samples to the validation threshold"}
 
 
 def value(x: float) -> str:
@@ -34,6 +35,13 @@ def p_text(p: float) -> str:
 
 
 def cell_text(cell: evidence.Cell) -> str:
+    """A cell as a row shows it: mean +- sd (n), or for a time to a threshold with runs
+    that never reached it, how many did and the Kaplan-Meier median."""
+    if cell.reached is not None:
+        times, reached = cell.times()
+        found = survival.median(times, reached)
+        median = "median not reached" if math.isinf(found) else f"median {found:,.0f}"
+        return f"{cell.label}: {sum(reached)} of {cell.n} solved, {median}"
     sd = "" if cell.n < 2 else f" +- {value(cell.sd)}"
     return f"{cell.label}: {value(cell.mean)}{sd} (n={cell.n})"
 
@@ -76,8 +84,53 @@ def shown_prose(study: evidence.Study, done: evidence.Outcome | None) -> dict[st
     return {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
 
 
+def completed(study: evidence.Study) -> list[tuple[Any, evidence.Outcome]]:
+    """Each confirmatory stage that has completed, with its outcome, in declaration order."""
+    stages = confirmatory.confirmatory_stages(study)
+    found = [(s, confirmatory.confirmatory_outcome(study, s)) for s in stages]
+    return [(stage, outcome) for stage, outcome in found if outcome is not None]
+
+
+def axis(study: evidence.Study, stage: Any) -> str:
+    """What a confirmatory stage holds equal (the study's ``axes:``), else its name."""
+    return study.axes.get(stage.name, f"stage {stage.name}")
+
+
+def axis_sentence(study: evidence.Study, stage: Any, shown: evidence.Outcome) -> str:
+    """One confirmatory stage's answer on its axis: cells, test, p and word."""
+    metric = METRIC_WORDS.get(shown.metric, shown.metric)
+    return (
+        f"At {axis(study, stage)}: {cell_text(shown.a)} against {cell_text(shown.b)}, "
+        f"{metric}; {evidence.TESTS[shown.test]}, p = {p_text(shown.p)}: "
+        f"**{shown.word}**{lean_by(stage, shown)}."
+    )
+
+
+def answer_by_axis(study: evidence.Study, done: list[tuple[Any, evidence.Outcome]]) -> list[str]:
+    """The opening of a study with two or more completed confirmatory stages: one answer a
+    stage, each on its axis, under the study's own question."""
+    names = ", ".join(f"`{stage.name}` ({stage.declared})" for stage, _ in done)
+    return [
+        f"**Question.** {study.prose['question']}",
+        "",
+        f"**Protocol.** {study.prose['protocol']} Claim {SOURCE_TAG[study.source]}: "
+        f"{study.prose['statement']}.",
+        "",
+        "**Answer (confirmatory).** "
+        + " ".join(axis_sentence(study, stage, shown) for stage, shown in done),
+        "",
+        f"**How sure.** Each word is a confirmatory stage's, declared before its runs "
+        f"({names}, two-sided, alpha {done[0][0].alpha:g}); the rest is exploratory.",
+        "",
+        f"**What it cannot say.** {study.prose['cannot_say']}",
+    ]
+
+
 def answer(study: evidence.Study) -> list[str]:
     """A study page's opening, at most `ANSWER_WORDS` words."""
+    if len(done := completed(study)) > 1:
+        lines = answer_by_axis(study, done)
+        return within(study, lines, ANSWER_WORDS, "the page's answer", "question or cannot_say")
     found = evidence.outcome(study)
     done = confirmatory.confirmatory_outcome(study)
     shown = done or found
@@ -105,6 +158,29 @@ def answer(study: evidence.Study) -> list[str]:
         "the page's answer",
         "question, protocol, statement or cannot_say",
     )
+
+
+def rows_by_axis(study: evidence.Study, page: Path) -> list[list[str]]:
+    """A study's summary rows: one a completed confirmatory stage where two or more have
+    completed (each saying its axis), else the one row of `summary_row`."""
+    done = completed(study)
+    if len(done) < 2:
+        return [summary_row(study, page)]
+    rows = []
+    for stage, shown in done:
+        setup = stage.prose.get("setup") or study.prose.get("setup") or study.prose["protocol"]
+        row = [
+            f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
+            f"at {axis(study, stage)}: {setup}",
+            f"{METRIC_WORDS.get(shown.metric, shown.metric)}: {cell_text(shown.a)} vs "
+            f"{cell_text(shown.b)}",
+            f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
+            also_differs(shown.a, shown.b),
+            f"**{shown.word}**{lean_by(stage, shown)} (confirmatory, at {axis(study, stage)})",
+            f"[{study.name}]({link(study.folder, page)})",
+        ]
+        rows.append(within(study, row, ROW_WORDS, "its summary row", "statement or setup"))
+    return rows
 
 
 def summary_row(study: evidence.Study, page: Path) -> list[str]:
@@ -136,7 +212,11 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
 def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome | None) -> str:
     """Which cell a result within the spread leans to, by what its test compares
     (`evidence.ahead`); empty for any other word."""
-    rule = study.confirmatory if done and study.confirmatory else study.verdict
+    return lean_by(study.confirmatory if done and study.confirmatory else study.verdict, shown)
+
+
+def lean_by(rule: Any, shown: evidence.Outcome) -> str:
+    """`lean` under ``rule`` (a verdict or a confirmatory stage: its words and mode)."""
     if shown.word != rule.words["within"] or math.isnan(shown.p):
         return ""
     side = evidence.ahead(shown.a, shown.b, shown.test, rule.mode)
@@ -173,4 +253,5 @@ def within(study: evidence.Study, parts: list[str], limit: int, what: str, fix: 
 
 def summary(studies: list[evidence.Study], page: Path) -> list[str]:
     head = ["claim", "setup", "the two cells (mean +- sd, n)", "p (test)", "also differs, A/B"]
-    return pipe_table([*head, "verdict", "page"], (summary_row(s, page) for s in studies))
+    rows = (row for study in studies for row in rows_by_axis(study, page))
+    return pipe_table([*head, "verdict", "page"], rows)

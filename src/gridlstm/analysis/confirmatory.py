@@ -25,6 +25,7 @@ from gridlstm.analysis.declared_stages import (
     Confirmatory,
     Secondary,
     confirmatory_stages,
+    run_stages,
     select_stages,
 )
 from gridlstm.analysis.evidence import (
@@ -204,8 +205,8 @@ def secondary_cases(study: Study, stage: Confirmatory, arm: Secondary) -> list[d
 
 def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
     """The study's stages as the queue's studies (`gridlstm.analysis.studies.spec`): each
-    select stage's designed cases, each confirmatory stage's cases its inputs allow now, and
-    its secondary arms once it is complete. Results go to
+    designed or select stage's cases (and grid), each confirmatory stage's cases its inputs
+    allow now, and its secondary arms once it is complete. Results go to
     ``<results>/<study>/<records without its last folder>/<tag>``."""
 
     def entry(records: str, base: tuple[str, ...], cases: list[dict[str, Any]]) -> dict:
@@ -213,9 +214,13 @@ def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
         return {"claim": claim, "overrides": list(base), "cases": cases, "dry_run": list(DRY_RUN)}
 
     found = {}
-    for stage in select_stages(study):
+    for stage in run_stages(study):
         cases = [dict(c) for c in stage.cases]
         found[f"{study.name}_{stage.name}"] = entry(stage.records, stage.base, cases)
+        if stage.grid:
+            found[f"{study.name}_{stage.name}"]["grid"] = dict(stage.grid)
+        if not cases:
+            del found[f"{study.name}_{stage.name}"]["cases"]
     for confirm in confirmatory_stages(study):
         if cases := confirmatory_cases(study, confirm):
             found[f"{study.name}_{confirm.name}"] = entry(confirm.records, confirm.base, cases)

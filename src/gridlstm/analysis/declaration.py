@@ -63,6 +63,8 @@ def load(path: Path) -> Study:
     source = one_of(path, "source", raw["source"], SOURCES)
     if source == "secondary" and not raw.get("locator"):
         raise fail(path, "source: secondary needs locator: (a URL or owner/repository)")
+    stages = parse_stages(path, raw["stages"]) if "stages" in raw else ()
+    planned = frozenset(str(stage.records) for stage in stages)
     study = Study(
         name=path.parent.name,
         folder=path.parent,
@@ -70,13 +72,14 @@ def load(path: Path) -> Study:
         source=source,
         locator=str(raw.get("locator", "")),
         prose=prose,
-        verdict=parse_verdict(path, raw["verdict"]),
+        verdict=parse_verdict(path, raw["verdict"], planned),
         confirmatory=parse_confirmatory(path, raw["confirmatory"])
         if "confirmatory" in raw
         else None,
-        stages=parse_stages(path, raw["stages"]) if "stages" in raw else (),
+        stages=stages,
         tables=parse_tables(path, raw["tables"]) if "tables" in raw else {},
         superseded_by=str(raw.get("superseded_by", "")),
+        axes={str(k): " ".join(str(v).split()) for k, v in (raw.get("axes") or {}).items()},
     )
     stages = confirmatory_stages(study)
     names = [s.name for s in stages] + [s.name for s in study.stages if s not in stages]
@@ -84,6 +87,9 @@ def load(path: Path) -> Study:
         raise fail(path, "confirmatory and stages: two stages share a name")
     for stage in stages:
         check_confirmatory(path, study, stage)
+    if unknown := sorted(set(study.axes) - {s.name for s in stages}):
+        valid = ", ".join(s.name for s in stages) or "none declared"
+        raise fail(path, f"axes: {unknown[0]} is no confirmatory stage; valid: {valid}")
     return study
 
 

@@ -8,7 +8,7 @@ once declared (`gridlstm.analysis.confirmatory`: fresh seeds, the queue's cases,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ from gridlstm.analysis.evidence import (
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage that runs designed cases and then chooses one value by a rule on validation
-    (e.g. a family's learning rate at a new budget), for a later stage to use."""
+    """A stage that runs designed cases (``kind: designed``), and for ``kind: select`` then
+    chooses one value by a rule on validation (e.g. a family's learning rate at a new budget)
+    for a later stage to use."""
 
     name: str
     kind: str
@@ -39,7 +40,8 @@ class Stage:
     records: str
     base: tuple[str, ...]
     cases: tuple[dict[str, Any], ...]
-    choose: dict[str, str]
+    choose: dict[str, str]  # empty for a designed stage
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # each case at each combination
 
 
 @dataclass(frozen=True)
@@ -76,56 +78,74 @@ class Secondary:
     records: str
 
 
-def parse_stages(path: Path, raw: Any) -> tuple[Stage, ...]:
+def parse_stages(path: Path, raw: Any) -> tuple[Stage | Confirmatory, ...]:
     if not isinstance(raw, list):
-        raise fail(path, "stages: a list of stages (name, kind, declared, records, cases)")
-    found = []
+        raise fail(path, "stages: a list of stages (name, kind, records, cases)")
+    found: list[Stage | Confirmatory] = []
     for i, given in enumerate(raw):
         where = f"stages[{i}]"
         if not isinstance(given, dict):
-            raise fail(path, f"{where}: a mapping (name, kind, declared, records, cases)")
+            raise fail(path, f"{where}: a mapping (name, kind, records, cases)")
         if given.get("kind") == "confirmatory":
             rest = {k: v for k, v in given.items() if k != "kind"}
             found.append(parse_confirmatory(path, rest, where))
-            continue
-        check_keys(path, where, given, STAGE_KEYS)
-        missing = sorted({"name", "kind", "declared", "records", "cases", "choose"} - set(given))
-        if missing:
-            raise fail(path, f"{where}: missing {missing[0]}:")
-        choose = given["choose"]
-        if not isinstance(choose, dict) or set(choose) - CHOOSE_KEYS or "key" not in choose:
-            raise fail(path, f"{where}.choose: key:, metric: and mode: (the rule)")
-        metric = str(choose.get("metric", "val/acc"))
-        if not metric.startswith("val/"):
-            raise fail(
-                path,
-                f"{where}.choose.metric={metric}: a rule chooses on validation (a val/ metric); "
-                "the test split decides verdicts only",
-            )
-        cases = given["cases"]
-        if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases):
-            raise fail(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
-        found.append(
-            Stage(
-                name=str(given["name"]),
-                kind=one_of(path, f"{where}.kind", given["kind"], STAGE_KINDS),
-                declared=str(given["declared"]),
-                records=str(given["records"]),
-                base=tuple(str(o) for o in given.get("base", [])),
-                cases=tuple(dict(c) for c in cases),
-                choose={
-                    "key": str(choose["key"]),
-                    "metric": metric,
-                    "mode": one_of(
-                        path, f"{where}.choose.mode", choose.get("mode", "max"), ("max", "min")
-                    ),
-                },
-            )
-        )
+        else:
+            found.append(parse_stage(path, where, given))
     names = [stage.name for stage in found]
     if len(set(names)) != len(names):
         raise fail(path, "stages: two stages share a name")
     return tuple(found)
+
+
+def parse_stage(path: Path, where: str, given: dict[str, Any]) -> Stage:
+    """A designed stage (its cases, or a grid of them, as declared) or a select stage (its
+    cases, then a rule that chooses one value on validation)."""
+    check_keys(path, where, given, STAGE_KEYS)
+    kind = one_of(path, f"{where}.kind", given.get("kind"), STAGE_KINDS)
+    needed = {"name", "kind", "records"} | (
+        {"declared", "cases", "choose"} if kind == "select" else set()
+    )
+    if missing := sorted(needed - set(given)):
+        raise fail(path, f"{where}: missing {missing[0]}:")
+    cases, grid = given.get("cases"), given.get("grid") or {}
+    if cases is not None and (
+        not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases)
+    ):
+        raise fail(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise fail(path, f"{where}.grid: {{key: [values]}}, one job per combination")
+    if not (cases or grid):
+        raise fail(path, f"{where}: cases: or grid: (the jobs it runs)")
+    if kind == "designed":
+        if "choose" in given:
+            raise fail(path, f"{where}.choose: a designed stage chooses nothing (kind: select)")
+        choose: dict[str, str] = {}
+    else:
+        choose = parse_choose(path, where, given["choose"])
+    return Stage(
+        name=str(given["name"]),
+        kind=kind,
+        declared=str(given.get("declared", "")),
+        records=str(given["records"]),
+        base=tuple(str(o) for o in given.get("base", [])),
+        cases=tuple(dict(c) for c in cases or []),
+        choose=choose,
+        grid={str(k): list(v) for k, v in grid.items()},
+    )
+
+
+def parse_choose(path: Path, where: str, choose: Any) -> dict[str, str]:
+    if not isinstance(choose, dict) or set(choose) - CHOOSE_KEYS or "key" not in choose:
+        raise fail(path, f"{where}.choose: key:, metric: and mode: (the rule)")
+    metric = str(choose.get("metric", "val/acc"))
+    if not metric.startswith("val/"):
+        raise fail(
+            path,
+            f"{where}.choose.metric={metric}: a rule chooses on validation (a val/ metric); "
+            "the test split decides verdicts only",
+        )
+    mode = one_of(path, f"{where}.choose.mode", choose.get("mode", "max"), ("max", "min"))
+    return {"key": str(choose["key"]), "metric": metric, "mode": mode}
 
 
 def parse_secondary(path: Path, where: str, raw: Any) -> tuple[Secondary, ...]:
@@ -198,5 +218,11 @@ def confirmatory_stages(study: Study) -> list[Confirmatory]:
     return first + [s for s in study.stages if isinstance(s, Confirmatory)]
 
 
-def select_stages(study: Study) -> list[Stage]:
+def run_stages(study: Study) -> list[Stage]:
+    """The study's designed and select stages, in file order."""
     return [s for s in study.stages if isinstance(s, Stage)]
+
+
+def select_stages(study: Study) -> list[Stage]:
+    """The stages whose rule chooses a value a later stage reads (``chosen_by``)."""
+    return [s for s in run_stages(study) if s.kind == "select"]

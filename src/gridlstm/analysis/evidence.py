@@ -68,12 +68,14 @@ STUDY_KEYS = {
     "tables",
     "quoted",  # numbers the page quotes from its sources, for ties (gridlstm.analysis.ties)
     "superseded_by",  # the study whose row answers this one's question since (its summary says)
+    "axes",  # what each confirmatory stage holds equal (its answer and summary row say)
     *PROSE,
 }
-STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "choose"}
-# select: a designed grid whose rule then chooses one value on validation; confirmatory: a
-# pre-registered comparison (the keys of a study's confirmatory: block)
-STAGE_KINDS = ("select", "confirmatory")
+STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "grid", "choose"}
+# designed: cases (or a grid of them) run as declared; select: designed cases whose rule then
+# chooses one value on validation; confirmatory: a pre-registered comparison (the keys of a
+# study's confirmatory: block)
+STAGE_KINDS = ("designed", "select", "confirmatory")
 CHOOSE_KEYS = {"key", "metric", "mode"}
 DRY_RUN = [
     "task.datamodule.batch_size=8",
@@ -125,6 +127,7 @@ class Study:
     stages: tuple[Any, ...] = ()
     tables: dict[str, Any] = field(default_factory=dict)  # record_tables.TableSpec by name
     superseded_by: str = ""
+    axes: dict[str, str] = field(default_factory=dict)  # confirmatory stage: what it holds equal
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,9 @@ def check_keys(path: Path, where: str, given: dict[str, Any], allowed: set[str])
         )
 
 
-def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
+def _cell(
+    path: Path, where: str, raw: Any, records: list[str], planned: frozenset[str]
+) -> CellSpec:
     if not isinstance(raw, dict) or "label" not in raw or "where" not in raw:
         raise fail(path, f"{where}: a cell needs label: and where: {{column: value}}")
     check_keys(path, where, raw, CELL_KEYS)
@@ -196,6 +201,8 @@ def _cell(path: Path, where: str, raw: Any, records: list[str]) -> CellSpec:
         raise fail(path, f"{where}: no records: name the folders its runs are in")
     for record in found:
         folder = path.parent / record
+        if record in planned:  # a declared stage's records, before it has run
+            continue
         if not (folder / "jobs").is_dir() and not (folder / "table.csv").is_file():
             raise fail(
                 path,
@@ -219,7 +226,9 @@ def verdict_words(path: Path, where: str, raw: Any) -> dict[str, str]:
     return {k: str(v) for k, v in raw.items()}
 
 
-def parse_verdict(path: Path, raw: Any) -> Verdict:
+def parse_verdict(path: Path, raw: Any, planned: frozenset[str] = frozenset()) -> Verdict:
+    """The declaration's verdict; its cells' records must exist unless ``planned`` (the
+    records of the study's declared stages) names them."""
     if not isinstance(raw, dict):
         raise fail(path, "verdict: a mapping with metric, mode, test, a, b, words")
     check_keys(path, "verdict", raw, VERDICT_KEYS)
@@ -233,8 +242,8 @@ def parse_verdict(path: Path, raw: Any) -> Verdict:
         mode=one_of(path, "verdict.mode", raw.get("mode", "max"), ("max", "min")),
         test=one_of(path, "verdict.test", raw.get("test", "welch"), tuple(TESTS)),
         alpha=float(raw.get("alpha", 0.05)),
-        a=_cell(path, "verdict.a", raw["a"], records),
-        b=_cell(path, "verdict.b", raw["b"], records),
+        a=_cell(path, "verdict.a", raw["a"], records, planned),
+        b=_cell(path, "verdict.b", raw["b"], records, planned),
         words=verdict_words(path, "verdict.words", raw["words"]),
         chosen_on=str(raw["chosen_on"]),
         stage=str(raw.get("stage", "")),
