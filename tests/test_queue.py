@@ -14,8 +14,8 @@ import pytest
 
 from gridlstm import queue
 from gridlstm.analysis.studies import queue as study_queue
-from gridlstm.analysis.studies.clock import moment, stamp
 from gridlstm.analysis.studies.executors import train_argv
+from gridlstm.run.clock import moment, stamp
 from gridlstm.run.errors import ConfigError
 from tests.conftest import ROOT, offline_env, write_mnist, write_pairs
 

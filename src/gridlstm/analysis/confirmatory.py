@@ -41,7 +41,7 @@ from gridlstm.analysis.evidence import (
 )
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
-from gridlstm.analysis.studies.clock import moment
+from gridlstm.run.clock import moment
 from gridlstm.run.errors import ConfigError
 
 

@@ -34,7 +34,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.analysis.studies import pins, rules
-from gridlstm.analysis.studies.clock import stamp
 from gridlstm.analysis.studies.executors import (
     Executor,
     Handle,
@@ -61,6 +60,7 @@ from gridlstm.analysis.studies.spec import (
 )
 from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
+from gridlstm.run.clock import stamp
 from gridlstm.run.errors import ConfigError
 
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before the job is killed

@@ -8,8 +8,8 @@ import contextlib
 import json
 from pathlib import Path
 
-from gridlstm.analysis.studies.clock import stamp
 from gridlstm.analysis.studies.spec import DONE_EARLIER, NOT_STARTED, Job
+from gridlstm.run.clock import stamp
 
 
 def complete_before(jobs: list[Job], out: Path) -> bool:

@@ -25,7 +25,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.studies.clock import stamp
+from gridlstm.analysis import frontier, lr_check, stages
+from gridlstm.run.clock import stamp
 from gridlstm.run.errors import ConfigError
 
 VERSION = 1
@@ -83,8 +84,6 @@ def _frontier_options(rule: dict[str, Any]) -> dict[str, Any]:
 
 def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
     """The cases ``rule`` chooses from the records in ``folders``."""
-    from gridlstm.analysis import frontier, lr_check, stages
-
     kind = rule["kind"]
     options = _frontier_options(rule)
     if kind in ("choice", "edge"):

@@ -35,6 +35,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from gridlstm.analysis import confirmatory, declaration
+from gridlstm.analysis.studies import rules
 from gridlstm.run import runs as run_records
 from gridlstm.run.errors import ConfigError
 
@@ -75,8 +77,6 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"studies={path}: no such file")
     if path.name == "study.yaml":  # a claims study's declaration: its stages, rules applied
-        from gridlstm.analysis import confirmatory, declaration
-
         raw = confirmatory.queue_studies(declaration.load(path))
         if not raw:
             raise ConfigError(f"studies={path}: the declaration has no stage to run")
@@ -124,8 +124,6 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
                 f"{path}: study {name!r}: launcher must map launcher options to values "
                 "(e.g. partition: gpu, timeout_min: 240)"
             )
-    from gridlstm.analysis.studies import rules
-
     for name, study in raw.items():
         if study.get("rule") is not None:
             rules.check(path, name, study["rule"], set(claims))
