@@ -109,7 +109,7 @@ def axis_sentence(study: evidence.Study, stage: Any, shown: evidence.Outcome) ->
 def answer_by_axis(study: evidence.Study, done: list[tuple[Any, evidence.Outcome]]) -> list[str]:
     """The opening of a study with two or more completed confirmatory stages: one answer a
     stage, each on its axis, under the study's own question."""
-    names = ", ".join(f"`{stage.name}` ({stage.declared})" for stage, _ in done)
+    names = "; ".join(f"`{s.name}` {s.declared}, alpha {s.alpha:g}" for s, _ in done)
     return [
         f"**Question.** {study.prose['question']}",
         "",
@@ -120,7 +120,7 @@ def answer_by_axis(study: evidence.Study, done: list[tuple[Any, evidence.Outcome
         + " ".join(axis_sentence(study, stage, shown) for stage, shown in done),
         "",
         f"**How sure.** Each word is a confirmatory stage's, declared before its runs "
-        f"({names}, two-sided, alpha {done[0][0].alpha:g}); the rest is exploratory.",
+        f"({names}; two-sided); the rest is exploratory.",
         "",
         f"**What it cannot say.** {study.prose['cannot_say']}",
     ]
