@@ -32,6 +32,7 @@ from gridlstm.analysis.evidence import (
     DRY_RUN,
     Cell,
     CellSpec,
+    NoRuns,
     Outcome,
     Study,
     compare,
@@ -42,7 +43,6 @@ from gridlstm.analysis.evidence import (
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.stages import number
 from gridlstm.run.clock import moment
-from gridlstm.run.errors import ConfigError
 
 
 def first_start(records: Path, ran_jobs: bool = False) -> datetime | None:
@@ -209,18 +209,17 @@ def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
     allow now, and its secondary arms once it is complete. Results go to
     ``<results>/<study>/<records without its last folder>/<tag>``."""
 
-    def entry(records: str, base: tuple[str, ...], cases: list[dict[str, Any]]) -> dict:
+    def entry(
+        records: str, base: tuple[str, ...], cases: list[dict[str, Any]], grid: dict | None = None
+    ) -> dict:
         claim = f"{study.name}/{Path(records).parent.as_posix()}"
-        return {"claim": claim, "overrides": list(base), "cases": cases, "dry_run": list(DRY_RUN)}
+        found = {"claim": claim, "overrides": list(base), "dry_run": list(DRY_RUN)}
+        return found | ({"cases": cases} if cases else {}) | ({"grid": grid} if grid else {})
 
     found = {}
     for stage in run_stages(study):
         cases = [dict(c) for c in stage.cases]
-        found[f"{study.name}_{stage.name}"] = entry(stage.records, stage.base, cases)
-        if stage.grid:
-            found[f"{study.name}_{stage.name}"]["grid"] = dict(stage.grid)
-        if not cases:
-            del found[f"{study.name}_{stage.name}"]["cases"]
+        found[f"{study.name}_{stage.name}"] = entry(stage.records, stage.base, cases, stage.grid)
     for confirm in confirmatory_stages(study):
         if cases := confirmatory_cases(study, confirm):
             found[f"{study.name}_{confirm.name}"] = entry(confirm.records, confirm.base, cases)
@@ -244,10 +243,8 @@ def arm_cells(study: Study, stage: Confirmatory) -> tuple[Cell, Cell] | None:
         spec = CellSpec(str(given["label"]), overrides, (stage.records,))
         try:
             cell = gather(study, spec, stage.metric, stage.censored_at)
-        except ConfigError as error:
-            if "matches no completed run" in str(error):
-                return None
-            raise
+        except NoRuns:
+            return None
         if {int(float(s)) for s in cell.values} != set(stage.seeds):
             return None
         cells.append(cell)

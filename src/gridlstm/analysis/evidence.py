@@ -260,6 +260,10 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
     return [row for row in rows if row.get("status", "completed") in ("", "completed")]
 
 
+class NoRuns(ConfigError):
+    """A cell that matches no completed run (yet): a stage still running catches it."""
+
+
 def gather(study: Study, spec: CellSpec, metric: str, censored_at: str = "") -> Cell:
     """The cell's runs over its records, one per seed; a seed found twice is refused (a job
     copied into two stages would count twice). With ``censored_at``, a run without ``metric``
@@ -297,7 +301,7 @@ def gather(study: Study, spec: CellSpec, metric: str, censored_at: str = "") -> 
             if samples is not None:
                 samples_seen.append(samples)
     if not values:
-        raise ConfigError(
+        raise NoRuns(
             f"{study.folder / DECLARATION}: cell {spec.label!r} matches no completed run with "
             f"{metric} in {', '.join(spec.records)}; check its where: against the jobs"
         )

@@ -26,12 +26,12 @@ from gridlstm.analysis.evidence import (
     TESTS,
     Cell,
     CellSpec,
+    NoRuns,
     Study,
     gather,
     p_value,
 )
 from gridlstm.analysis.markdown import pipe_table
-from gridlstm.run.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,8 @@ def _cell(study: Study, label: str, where: dict[str, Any], records: str) -> Cell
         return None
     try:
         return gather(study, CellSpec(label, where, (records,)), study.confirmatory.metric)
-    except ConfigError as error:
-        if "matches no completed run" in str(error):
-            return None
-        raise
+    except NoRuns:
+        return None
 
 
 def render(folder: Path, arms: tuple[Arm, ...]) -> str:
