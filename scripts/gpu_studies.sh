@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU study queue (issue: evidence for the paper's claims). Runs the studies of
-# scripts/gpu_studies.yaml side by side on one GPU within a deadline, each job preemption-safe
+# The GPU study queue. Runs the stages scripts/gpu_studies.yaml names (the GPU-sized stages
+# of the claims studies) side by side on one GPU within a deadline, each job preemption-safe
 # (resume=auto in multirun/gpu_studies/<study>/<job>), and copies tables and metrics to
 # multirun/studies/<claim>/gpu/ (results=docs/claims publishes them beside the claims pages,
 # and restores jobs committed there). Run it again in a later GPU allocation to continue.
-#   scripts/gpu_studies.sh [--dry-run] [minutes=40] [jobs=16] [only=addition15,parity]
+#   scripts/gpu_studies.sh [--dry-run] [minutes=40] [jobs=16]
+#       [only=addition_depth_paper15,parity_paper]
 # Data: MNIST IDX files under $GRIDLSTM_DATA_DIR/mnist/MNIST/raw; the Tatoeba pairs file in
 # $GRIDLSTM_TRANSLATION_FILE. A study whose data is missing is skipped with one line.
 # --dry-run: every job for a few steps at tiny sizes on the CPU, results under

@@ -35,7 +35,15 @@ from gridlstm.analysis.studies.spec import expand
 CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims"
 
 
-# The five stages below ran from cases pasted into scripts/cpu_studies.yaml before a stage's
+def declared_stages() -> dict[str, dict]:
+    """Every declared study's stages as the queue reads them (``<study>_<stage>``)."""
+    found = {}
+    for path in sorted(CLAIMS.glob("*/study.yaml")):
+        found |= load_studies(path)
+    return found
+
+
+# The five stages below ran from cases pasted into the studies' stages before a stage's
 # cases could be a rule the queue applies (`gridlstm.analysis.studies.rules`). Writing rules for
 # them now would record choices the queue never made, so each keeps a named test that derives
 # its cases from the records it read; every later stage is a rule, checked per rule kind below.
@@ -55,7 +63,7 @@ def test_the_paper_regime_deciding_stage_runs_seeds_4_to_6_at_each_familys_best_
             config = {k: yaml.safe_load(str(runs[0][k])) for k in CHOSEN_KEYS}
             case = {"model": family, **config, "task.datamodule.digits": setting}
             expected += [{**case, "seed": seed} for seed in (4, 5, 6)]
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    studies = declared_stages()
     decide = studies["paper_regime_decide"]
     assert len(decide["cases"]) == len(expected) == 9
     assert all(case in expected for case in decide["cases"])
@@ -66,7 +74,7 @@ def test_the_paper_regime_depth_stage_runs_every_searched_depth_the_verdict_left
     """Stage 5: at 5 digits, each depth stage 1 searched that stage 4 did not run, each
     family at its best rate (best_rate.md's configuration), seed 1, stage 2's settings."""
     regime = CLAIMS / "paper_regime"
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    studies = declared_stages()
     by = dict(size="experiment", key="task.datamodule.digits")
     found = best_rate_frontiers(
         [regime / "frontier" / "cpu"],
@@ -109,7 +117,7 @@ def deep_tied_runs(*stages: str) -> list[dict]:
 def test_the_deep_tied_table_runs_what_stages_1_and_2_left_of_the_issues_table():
     """Deep tied grids, stage 3: with stages 1 and 2's runs of the same settings, every row of
     the issue's table over seeds 1-3, both priorities where a model has the choice, once."""
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    studies = declared_stages()
     table = studies["deep_tied_table"]
     assert table["overrides"] == ["experiment=deep_tied"]
     keys = ("model", "model.net.num_layers", "model.net.hidden_size", "model.net.priority")
@@ -138,7 +146,7 @@ def test_the_deep_tied_depths_stage_runs_what_stages_1_to_3_left_of_the_depth_ax
     width 64 over depths 1, 2, 4, 8, 16 and seeds 1-3, once, but for the cells the study says
     it leaves out (the untied and depth-tied grids at depth 1 and 16); priority none for the
     untied grid (its depth priority only at depth 8, stage 3), both for the tied grid."""
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    studies = declared_stages()
     depths = studies["deep_tied_depths"]
     assert depths["overrides"] == ["experiment=deep_tied"]
     keys = ("model", "model.net.num_layers", "model.net.priority")
@@ -172,7 +180,7 @@ def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_
     """Stage 6: a stage-5 depth whose seed-1 test exact-match exceeds its family's stage-4
     depth's seed-1 value (at its best rate, 5 digits) goes on to seeds 2-6."""
     regime = CLAIMS / "paper_regime"
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    studies = declared_stages()
     chosen, checked = (
         [regime / "frontier" / "cpu"],
         [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"],
@@ -201,8 +209,7 @@ def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_
     assert stage["overrides"] + ["seed=1"] == studies["paper_regime_depths"]["overrides"]
 
 
-STUDIES_FILE = CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml"
-RULED = {n: s for n, s in load_studies(STUDIES_FILE).items() if s.get("rule")}
+RULED = {n: s for n, s in declared_stages().items() if s.get("rule")}
 
 
 @pytest.mark.parametrize("kind", sorted(rules.KINDS))
@@ -228,6 +235,23 @@ def test_each_rule_kind_gives_today_what_each_of_its_stages_recorded_and_ran(kin
         assert ran and ran <= planned, (name, sorted(ran - planned))
 
 
+# The stages' jobs were declared in scripts/cpu_studies.yaml (until 2026-11-29), under these
+# names where they differ from ``<study>_<stage>``.
+STUDIES_FILE = CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml"
+FORMER_NAMES = {
+    "addition_depth_depths": "addition_depth2",
+    "addition_depth_priority_none": "addition_depth_none",
+    "memorization_depth_priority_none": "memorization_depth_none",
+    "addition_lengths_priority_none": "addition_lengths_none",
+    "addition_lengths_priority_none_decide": "addition_lengths_none_decide",
+    "parity_sizes_deep_tied": "parity_deep_tied",
+    "parity_sizes_deep_tied_70400": "parity_deep_tied_cut",
+    "parity_sizes_deep_tied_70400_flushed": "parity_deep_tied_cut2",
+    "parity_sizes_deep_tied_70400_flushed2": "parity_deep_tied_cut3",
+    "parity_sizes_deep_tied_70400_rate": "parity_deep_tied_rate",
+}
+
+
 # Stages whose studies-file entry was committed after their queue run began (the first start
 # the records keep; queue.json kept only the last until 2026-11-27, so the true first may be
 # earlier). Each is exploratory, and its rule (the function) was committed before; the entry
@@ -245,8 +269,8 @@ COMMITTED_AFTER_START = {
 
 
 def test_every_stage_was_committed_before_its_first_job_began():
-    """From git (the commit that added the study's entry) and the records (the earliest
-    queue run start in its queue.json)."""
+    """From git (the commit that added the stage: to its study.yaml, or earlier to the former
+    studies file) and the records (the earliest queue run start in its queue.json)."""
     import subprocess
 
     root = CLAIMS.parents[1]
@@ -256,12 +280,24 @@ def test_every_stage_was_committed_before_its_first_job_began():
     if shallow.returncode != 0 or shallow.stdout.strip() == "true":
         pytest.skip("needs the repository's whole git history (not a shallow clone or export)")
     late = set()
-    for name, study in load_studies(STUDIES_FILE).items():
+    gpu = load_studies(root / "scripts" / "gpu_studies.yaml")  # records under <claim>/gpu
+    for name, study in declared_stages().items():
+        if name in gpu:
+            continue
         started = first_start(CLAIMS / study["claim"] / "cpu")
         if started is None:
             continue
-        committed = first_commit_time(STUDIES_FILE, f"^{name}:")
-        assert committed is not None, f"{name}: never committed"
+        declared = max(
+            (p for p in CLAIMS.glob("*/study.yaml") if name.startswith(f"{p.parent.name}_")),
+            key=lambda p: len(p.parent.name),
+        )
+        stage = name.removeprefix(f"{declared.parent.name}_")
+        times = [
+            first_commit_time(STUDIES_FILE, f"^{FORMER_NAMES.get(name, name)}:"),
+            first_commit_time(declared, f"^[ -]*name: {stage}$"),
+        ]
+        assert any(times), f"{name}: never committed"
+        committed = min(t for t in times if t is not None)
         if committed > started.timestamp():
             late.add(name)
     assert late == COMMITTED_AFTER_START
@@ -330,8 +366,10 @@ def test_every_study_of_a_2_lstm_names_its_priority():
     committed results had. So each names it: an override, its experiment, or every case."""
     conf = CLAIMS.parents[1] / "conf" / "experiment"
     unnamed = []
-    for file in ("cpu_studies.yaml", "gpu_studies.yaml"):
-        studies = load_studies(CLAIMS.parents[1] / "scripts" / file)
+    for file, studies in (
+        ("study.yaml", declared_stages()),
+        ("gpu_studies.yaml", load_studies(CLAIMS.parents[1] / "scripts" / "gpu_studies.yaml")),
+    ):
         for name, study in studies.items():
             overrides = study.get("overrides", [])
             cases = study.get("cases") or []
@@ -354,8 +392,8 @@ def test_every_study_of_a_2_lstm_names_its_priority():
 def test_the_addition_depth_re_run_is_its_tied_grids_with_priority_none():
     """addition_depth_none re-runs addition_depth2's tied-grid jobs, every setting the same
     but the priority (none, the default since 2026-11-25); the stacked LSTM has none."""
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
-    old, new = studies["addition_depth2"], studies["addition_depth_none"]
+    studies = declared_stages()
+    old, new = studies["addition_depth_depths"], studies["addition_depth_priority_none"]
     assert old["overrides"] == [
         "grid2d_priority=depth" if o == "grid2d_priority=none" else o for o in new["overrides"]
     ]
@@ -368,7 +406,7 @@ def test_the_addition_lengths_re_run_is_its_grid_jobs_with_priority_none():
     """addition_lengths_none(_decide) re-run the 2-LSTMs' jobs of stages 2 and 3 at 3 and 5
     digits (each family's configuration, the same seeds), every setting the same but the
     priority; the stacked LSTM (no priority) and stage 2's 7-digit jobs are not re-run."""
-    studies = load_studies(CLAIMS.parents[1] / "scripts" / "cpu_studies.yaml")
+    studies = declared_stages()
 
     def jobs(name: str) -> list[tuple]:
         grid = studies[name].get("grid", {})
@@ -385,8 +423,8 @@ def test_the_addition_lengths_re_run_is_its_grid_jobs_with_priority_none():
         return found["model"] != "stacked_lstm" and found["task.datamodule.digits"] in (3, 5)
 
     for old, new in (
-        ("addition_lengths_frontier", "addition_lengths_none"),
-        ("addition_lengths_decide", "addition_lengths_none_decide"),
+        ("addition_lengths_frontier", "addition_lengths_priority_none"),
+        ("addition_lengths_decide", "addition_lengths_priority_none_decide"),
     ):
         before, after = studies[old], studies[new]
         assert before["overrides"] == [o for o in after["overrides"] if o != "grid2d_priority=none"]
@@ -399,8 +437,8 @@ def test_the_memorization_depth_re_run_is_its_tied_grids_with_priority_none():
     """memorization_depth_none re-runs the sweep of experiment=claims_memorization_depth for
     the tied grid (its depths and seeds), with priority none instead of the preset's depth."""
     root = CLAIMS.parents[1]
-    studies = load_studies(root / "scripts" / "cpu_studies.yaml")
-    new = studies["memorization_depth_none"]
+    studies = declared_stages()
+    new = studies["memorization_depth_priority_none"]
     preset = yaml.safe_load(
         (root / "conf" / "experiment" / "claims_memorization_depth.yaml").read_text()
     )

@@ -230,15 +230,18 @@ STUDIES = {
 
 # Second-round studies: a family's configuration comes on the command line; they sweep seeds.
 ROUND2 = {"claims_parity_frontier": "parity"}
-# Third-round studies: their grids (and, in later stages, seeds) live in the study queue's
-# file, scripts/cpu_studies.yaml, which later runs of the queue resume.
+# Third-round studies: their grids (and, in later stages, seeds) live in their study.yaml's
+# stages, which later runs of the study queue resume.
 QUEUED = {"claims_parity_sizes": "parity", "claims_addition_lengths": "addition"}
 
 
 def queued_study(experiment: str) -> dict:
     from gridlstm.analysis.studies import load_studies
 
-    studies = load_studies(EXPERIMENTS.parents[1] / "scripts" / "cpu_studies.yaml")
+    claims = EXPERIMENTS.parents[1] / "docs" / "claims"
+    studies = {}
+    for path in sorted(claims.glob("*/study.yaml")):
+        studies |= load_studies(path)
     # the search stage: later stages run its chosen configurations as `cases`
     (study,) = [
         s

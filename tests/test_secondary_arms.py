@@ -14,6 +14,7 @@ from scipy import stats
 from gridlstm.analysis import declaration, pages
 from gridlstm.analysis.evidence import rows_of
 from gridlstm.analysis.reports.secondary_arms import ARMS, Arm, base_settings, render
+from gridlstm.analysis.studies import load_studies
 from tests.test_evidence import ROOT, STUDY, write_runs
 
 ARM = Arm("A, priority depth", "a", {"grid2d_priority": "depth"}, "arm/cpu", "a_queue_study")
@@ -87,15 +88,16 @@ def test_the_committed_report_matches_its_records():
 
 
 def test_each_declared_arm_is_its_confirmatory_arm_with_one_knob_changed():
-    """The queue's file runs each arm as the stage's base and the changed arm's overrides with
-    one knob set to another value, and nothing else, on the stage's seeds; its recorded jobs
-    ran that (an arm that differed in more would not say what its knob does)."""
-    queue = yaml.safe_load((ROOT / "scripts" / "cpu_studies.yaml").read_text())
+    """The study runs each arm (a stage of its study.yaml) as the stage's base and the changed
+    arm's overrides with one knob set to another value, and nothing else, on the stage's
+    seeds; its recorded jobs ran that (an arm that differed in more would not say what its
+    knob does)."""
     for name, arms in ARMS.items():
         folder = ROOT / "docs" / "claims" / name
         stage = declaration.load(folder / "study.yaml").confirmatory
+        queue = load_studies(folder / "study.yaml")
         for arm in arms:
-            declared = queue[arm.queue]
+            declared = queue[f"{name}_{arm.queue}"]
             assert set(declared) <= {"claim", "overrides", "cases", "dry_run"}, arm.queue
             assert declared["cases"] == [{"seed": seed} for seed in stage.seeds]
             assert declared["claim"] == f"{name}/{Path(arm.records).parent.as_posix()}"

@@ -122,12 +122,12 @@ def test_a_rate_chosen_at_the_grids_edge_adds_the_rate_beyond_it_once(tmp_path):
 
 
 def test_the_gpu_addition_study_gives_every_family_and_depth_its_own_rate(tmp_path):
-    """addition15's stage 1 (scripts/gpu_studies.yaml) runs three rates over 10x at every
-    family and depth, one seed; its stated rule (choose per family and depth) names one rate
-    per family and depth for seeds 2 and 3, and the edge rule's next rate where the choice
-    sits at an end of the three."""
+    """addition_depth's GPU stage paper15 (scripts/gpu_studies.yaml) runs three rates over
+    10x at every family and depth, one seed; its stated rule (choose per family and depth)
+    names one rate per family and depth for seeds 2 and 3, and the edge rule's next rate
+    where the choice sits at an end of the three."""
     root = Path(__file__).resolve().parents[1]
-    study = load_studies(root / "scripts" / "gpu_studies.yaml")["addition15"]
+    study = load_studies(root / "scripts" / "gpu_studies.yaml")["addition_depth_paper15"]
     assert "seed=1" in study["overrides"]
     rates = study["grid"]["optim.optimizer.lr"]
     assert len(rates) == 3 and max(rates) / min(rates) == pytest.approx(10)

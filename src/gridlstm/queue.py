@@ -1,7 +1,8 @@
 """Run the claims studies' jobs side by side under one wall-clock deadline, resumably.
 
-    python -m gridlstm.queue studies=scripts/gpu_studies.yaml [minutes=40] [jobs=16]
-        [dry_run=true] [only=addition15,parity] [runs=multirun/gpu_studies]
+    python -m gridlstm.queue study=paper_regime [only=equal_samples] [minutes=40] [jobs=16]
+    python -m gridlstm.queue studies=scripts/gpu_studies.yaml [only=parity_paper]
+        [dry_run=true] [runs=multirun/gpu_studies]
         [results=multirun/studies] [tag=auto|cpu|gpu|...] [launcher=local|slurm|submitit_local]
         [launcher.partition=gpu launcher.timeout_min=240 ...] [submit=slurm submit.partition=cpu]
         [code=pinned|head|<commit>|checkout] [allow_dirty=true]
@@ -28,6 +29,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.errors import ConfigError
@@ -35,11 +37,12 @@ from gridlstm.run.errors import ConfigError
 
 @dataclass
 class QueueConfig:
-    studies: str = option("", "the studies file (YAML), e.g. scripts/gpu_studies.yaml")
+    study: str = option("", "a declared study (docs/claims/<study>/study.yaml): its stages")
+    studies: str = option("", "a machine profile or studies file, e.g. scripts/gpu_studies.yaml")
     minutes: float = option(40.0, "wall-clock deadline for the whole queue")
     jobs: int = option(16, "jobs side by side")
     dry_run: bool = option(False, "a few steps of every job at tiny sizes, on the CPU")
-    only: str = option("", "comma-separated study names (default: all)")
+    only: str = option("", "comma-separated stages (default: all), e.g. frontier,seeds")
     runs: str = option("multirun/gpu_studies", "run directories: <runs>/<study>/<job>")
     results: str = option(
         "multirun/studies", "tables go to <results>/<claim>/<tag>/ (docs/claims: publish)"
@@ -110,8 +113,13 @@ def parse_with_options(
             f"{next(a for a in extras if a.startswith(SUBMIT_OPTION)).partition('=')[0]}: an "
             "option of the queue's own job; give submit=slurm, or leave it out"
         )
-    if not cfg.studies:
-        raise ConfigError("no studies file given: studies=scripts/gpu_studies.yaml")
+    if bool(cfg.study) == bool(cfg.studies):
+        raise ConfigError(
+            "give study=<a declared study> (e.g. study=paper_regime) or studies=<a profile> "
+            "(e.g. studies=scripts/gpu_studies.yaml), one of the two"
+        )
+    if cfg.study:
+        cfg.studies, cfg.only = declared(cfg.study, cfg.only)
     for key in ("jobs", "threads"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}={getattr(cfg, key)}: must be positive")
@@ -122,6 +130,17 @@ def parse_with_options(
     if cfg.tag == "auto":
         cfg.tag = device_tag(cfg.launcher)
     return cfg, options, submit_options
+
+
+def declared(study: str, only: str) -> tuple[str, str]:
+    """``study=``'s declaration, and ``only=``'s stages as the queue names them
+    (``<study>_<stage>``; a full name is kept)."""
+    path = CLAIMS_DIR / study / DECLARATION
+    if not path.is_file():
+        valid = ", ".join(p.parent.name for p in sorted(CLAIMS_DIR.glob(f"*/{DECLARATION}")))
+        raise ConfigError(f"study={study}: no {path}; declared studies: {valid or 'none here'}")
+    stages = [s if s.startswith(f"{study}_") else f"{study}_{s}" for s in only.split(",") if s]
+    return str(path), ",".join(stages)
 
 
 def device_tag(launcher: str) -> str:

@@ -209,17 +209,24 @@ def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
     allow now, and its secondary arms once it is complete. Results go to
     ``<results>/<study>/<records without its last folder>/<tag>``."""
 
-    def entry(
-        records: str, base: tuple[str, ...], cases: list[dict[str, Any]], grid: dict | None = None
-    ) -> dict:
-        claim = f"{study.name}/{Path(records).parent.as_posix()}"
-        found = {"claim": claim, "overrides": list(base), "dry_run": list(DRY_RUN)}
-        return found | ({"cases": cases} if cases else {}) | ({"grid": grid} if grid else {})
+    def entry(records: str, base: tuple[str, ...], cases: list[dict[str, Any]]) -> dict:
+        folder = Path(records).parent.as_posix()
+        claim = study.name if folder == "." else f"{study.name}/{folder}"
+        found = {"claim": claim, "overrides": list(base)}
+        found["dry_run"] = list(study.dry_run or DRY_RUN)  # the study's tiny sizes, if it says
+        return found | ({"cases": cases} if cases else {})
 
     found = {}
     for stage in run_stages(study):
-        cases = [dict(c) for c in stage.cases]
-        found[f"{study.name}_{stage.name}"] = entry(stage.records, stage.base, cases, stage.grid)
+        made = entry(stage.records, stage.base, [dict(c) for c in stage.cases])
+        made["dry_run"] += stage.dry_run
+        made |= {"grid": stage.grid} if stage.grid else {}
+        made |= stage.queue
+        rule = stage.queue.get("rule")
+        if isinstance(rule, dict) and isinstance(rule.get("reads"), list):
+            # its reads are records under the study's folder, as a stage's records: are
+            made["rule"] = {**rule, "reads": [f"{study.name}/{r}" for r in rule["reads"]]}
+        found[f"{study.name}_{stage.name}"] = made
     for confirm in confirmatory_stages(study):
         if cases := confirmatory_cases(study, confirm):
             found[f"{study.name}_{confirm.name}"] = entry(confirm.records, confirm.base, cases)

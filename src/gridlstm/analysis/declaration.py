@@ -64,6 +64,8 @@ def load(path: Path) -> Study:
     if source == "secondary" and not raw.get("locator"):
         raise fail(path, "source: secondary needs locator: (a URL or owner/repository)")
     stages = parse_stages(path, raw["stages"]) if "stages" in raw else ()
+    if not isinstance(raw.get("dry_run", []), list):
+        raise fail(path, "dry_run: a list of overrides, a dry run's sizes for this task")
     planned = frozenset(str(stage.records) for stage in stages)
     study = Study(
         name=path.parent.name,
@@ -80,6 +82,7 @@ def load(path: Path) -> Study:
         tables=parse_tables(path, raw["tables"]) if "tables" in raw else {},
         superseded_by=str(raw.get("superseded_by", "")),
         axes={str(k): " ".join(str(v).split()) for k, v in (raw.get("axes") or {}).items()},
+        dry_run=tuple(str(o) for o in raw.get("dry_run", [])),
     )
     stages = confirmatory_stages(study)
     names = [s.name for s in stages] + [s.name for s in study.stages if s not in stages]

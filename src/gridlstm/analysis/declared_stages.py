@@ -32,7 +32,8 @@ from gridlstm.analysis.evidence import (
 class Stage:
     """A stage that runs designed cases (``kind: designed``), and for ``kind: select`` then
     chooses one value by a rule on validation (e.g. a family's learning rate at a new budget)
-    for a later stage to use."""
+    for a later stage to use; or (``kind: rule``) the cases a rule chooses from earlier
+    stages' records, applied by the queue once they exist."""
 
     name: str
     kind: str
@@ -42,6 +43,9 @@ class Stage:
     cases: tuple[dict[str, Any], ...]
     choose: dict[str, str]  # empty for a designed stage
     grid: dict[str, list[Any]] = field(default_factory=dict)  # each case at each combination
+    # the queue's own keys as declared (rule, frontier, needs, launcher: studies.spec)
+    queue: dict[str, Any] = field(default_factory=dict)
+    dry_run: tuple[str, ...] = ()  # added by dry_run=true to the study's (or DRY_RUN)
 
 
 @dataclass(frozen=True)
@@ -91,20 +95,23 @@ def parse_stages(path: Path, raw: Any) -> tuple[Stage | Confirmatory, ...]:
             found.append(parse_confirmatory(path, rest, where))
         else:
             found.append(parse_stage(path, where, given))
-    names = [stage.name for stage in found]
-    if len(set(names)) != len(names):
-        raise fail(path, "stages: two stages share a name")
+    for key in ("name", "records"):
+        values = [getattr(stage, key) for stage in found]
+        if twice := sorted({v for v in values if values.count(v) > 1}):
+            raise fail(path, f"stages: two stages share {key} {twice[0]!r}")
     return tuple(found)
 
 
 def parse_stage(path: Path, where: str, given: dict[str, Any]) -> Stage:
-    """A designed stage (its cases, or a grid of them, as declared) or a select stage (its
-    cases, then a rule that chooses one value on validation)."""
+    """A designed stage (its cases, or a grid of them, as declared), a select stage (its
+    cases, then a rule that chooses one value on validation) or a rule stage (the cases a
+    rule chooses from earlier stages' records)."""
     check_keys(path, where, given, STAGE_KEYS)
     kind = one_of(path, f"{where}.kind", given.get("kind"), STAGE_KINDS)
-    needed = {"name", "kind", "records"} | (
-        {"declared", "cases", "choose"} if kind == "select" else set()
-    )
+    needed = {"name", "kind", "records"} | {
+        "select": {"declared", "cases", "choose"},
+        "rule": {"rule"},
+    }.get(kind, set())
     if missing := sorted(needed - set(given)):
         raise fail(path, f"{where}: missing {missing[0]}:")
     cases, grid = given.get("cases"), given.get("grid") or {}
@@ -114,14 +121,17 @@ def parse_stage(path: Path, where: str, given: dict[str, Any]) -> Stage:
         raise fail(path, f"{where}.cases: a non-empty list of {{key: value}} (designed)")
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise fail(path, f"{where}.grid: {{key: [values]}}, one job per combination")
-    if not (cases or grid):
+    if kind == "rule" and cases is not None:
+        raise fail(path, f"{where}: a rule stage's cases come from its rule: no cases:")
+    if kind != "rule" and "rule" in given:
+        raise fail(path, f"{where}.rule: only a rule stage (kind: rule) has one")
+    if kind != "rule" and not (cases or grid):
         raise fail(path, f"{where}: cases: or grid: (the jobs it runs)")
-    if kind == "designed":
-        if "choose" in given:
-            raise fail(path, f"{where}.choose: a designed stage chooses nothing (kind: select)")
-        choose: dict[str, str] = {}
-    else:
-        choose = parse_choose(path, where, given["choose"])
+    if kind != "select" and "choose" in given:
+        raise fail(path, f"{where}.choose: only a select stage chooses a value (kind: select)")
+    dry_run = given.get("dry_run") or []
+    if not isinstance(dry_run, list):
+        raise fail(path, f"{where}.dry_run: a list of overrides (e.g. task.datamodule.bits=8)")
     return Stage(
         name=str(given["name"]),
         kind=kind,
@@ -129,8 +139,10 @@ def parse_stage(path: Path, where: str, given: dict[str, Any]) -> Stage:
         records=str(given["records"]),
         base=tuple(str(o) for o in given.get("base", [])),
         cases=tuple(dict(c) for c in cases or []),
-        choose=choose,
+        choose=parse_choose(path, where, given["choose"]) if kind == "select" else {},
         grid={str(k): list(v) for k, v in grid.items()},
+        queue={k: given[k] for k in ("rule", "frontier", "needs", "launcher") if k in given},
+        dry_run=tuple(str(o) for o in dry_run),
     )
 
 

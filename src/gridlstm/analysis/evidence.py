@@ -69,13 +69,15 @@ STUDY_KEYS = {
     "quoted",  # numbers the page quotes from its sources, for ties (gridlstm.analysis.ties)
     "superseded_by",  # the study whose row answers this one's question since (its summary says)
     "axes",  # what each confirmatory stage holds equal (its answer and summary row say)
+    "dry_run",  # a dry run's tiny sizes for this study's task, in place of DRY_RUN
     *PROSE,
 }
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "grid", "choose"}
+STAGE_KEYS |= {"rule", "frontier", "needs", "launcher", "dry_run"}  # the queue's (studies.spec)
 # designed: cases (or a grid of them) run as declared; select: designed cases whose rule then
-# chooses one value on validation; confirmatory: a pre-registered comparison (the keys of a
-# study's confirmatory: block)
-STAGE_KINDS = ("designed", "select", "confirmatory")
+# chooses one value on validation; rule: cases a rule chooses from earlier stages' records
+# (studies.rules); confirmatory: a pre-registered comparison (a confirmatory: block's keys)
+STAGE_KINDS = ("designed", "select", "rule", "confirmatory")
 CHOOSE_KEYS = {"key", "metric", "mode"}
 DRY_RUN = [
     "task.datamodule.batch_size=8",
@@ -128,6 +130,7 @@ class Study:
     tables: dict[str, Any] = field(default_factory=dict)  # record_tables.TableSpec by name
     superseded_by: str = ""
     axes: dict[str, str] = field(default_factory=dict)  # confirmatory stage: what it holds equal
+    dry_run: tuple[str, ...] = ()  # its stages' dry-run sizes, in place of DRY_RUN
 
 
 @dataclass(frozen=True)

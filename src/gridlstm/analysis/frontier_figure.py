@@ -52,6 +52,7 @@ from pathlib import Path
 
 import yaml
 
+from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION
 from gridlstm.analysis.frontier import (
     AS_RAN,
     cells_verdicts,
@@ -77,15 +78,11 @@ BITS = "task.datamodule.bits"  # the setting parity's frontier runs over
 
 def bits_grid() -> list[int]:
     """The frontier sweep's k (the setting after a frontier where the sweep stopped below it)."""
-    from gridlstm.run.conf import find_conf_dir
-
-    conf = find_conf_dir()
-    if conf is None:
-        raise SystemExit(
-            "the parity frontier's grid is in scripts/cpu_studies.yaml: run from a checkout"
-        )
-    studies = yaml.safe_load((conf.parent / "scripts" / "cpu_studies.yaml").read_text())
-    return studies["parity_sizes_frontier"]["grid"][BITS]
+    declared = CLAIMS_DIR / "parity_sizes" / DECLARATION
+    if not declared.is_file():
+        raise SystemExit(f"the parity frontier's grid is in {declared}: run from a checkout")
+    stages = yaml.safe_load(declared.read_text())["stages"]
+    return next(s for s in stages if s["name"] == "frontier")["grid"][BITS]
 
 
 def settings_in(folders: list[Path], key: str) -> list[int]:
@@ -196,7 +193,7 @@ def main(argv: list[str]) -> None:
     verdicts = args.out / "verdicts.md"
     verdicts.write_text(verdicts_markdown(folders, args.folders, key=BITS))
     print(f"wrote {verdicts}")
-    print("\n# the seeds stage's cases (scripts/cpu_studies.yaml):")
+    print("\n# the seeds stage's cases (docs/claims/parity_sizes/study.yaml):")
     print(yaml.safe_dump({"cases": seed_cases(found, key=BITS)}, sort_keys=False), end="")
     fill = missing_seeds(folders, bits_grid(), key=BITS, metric=AS_RAN)
     print("\n# the fill stage's cases (each with its missing seed; none: every frontier is done):")

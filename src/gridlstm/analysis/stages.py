@@ -221,7 +221,7 @@ def main(argv: list[str]) -> None:
         )
     (folder / "choices.md").write_text(choices_markdown(rows, groups))
     print(f"wrote {folder / 'choices.md'}")
-    print("\n# the next stage's cases (scripts/cpu_studies.yaml):")
+    print("\n# the next stage's cases (its study.yaml):")
     print(yaml.safe_dump({"cases": as_cases(chosen, groups)}, sort_keys=False), end="")
     edges = edge_cases(rows, chosen, groups)
     if edges:

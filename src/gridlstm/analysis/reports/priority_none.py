@@ -1,6 +1,6 @@
 """A page's verdicts restated with the 2-LSTMs run at priority none, by the rule its re-run
-study fixed before it ran (scripts/cpu_studies.yaml: ``addition_depth_none``,
-``memorization_depth_none``, ``addition_lengths_none`` and ``addition_lengths_none_decide``):
+study fixed before it ran (each page's study.yaml, stages ``priority_none`` and, for
+addition_lengths, ``priority_none_decide``):
 
     python -m gridlstm.tables report=priority_none    (every page below)
 

@@ -7,8 +7,8 @@ test gave, so this file holds p and no verdict word.
 
 writes ``secondary_arms.md`` beside the confirmatory stage's folder (its records are
 ``<folder>/<stage>/<tag>``) once an arm has records.
-Why a report and not a declaration: an arm is declared in the queue's file
-(scripts/cpu_studies.yaml) with its reporting rule before its runs; the study's
+Why a report and not a declaration: an arm is declared as a stage of the
+study's study.yaml with its reporting rule before its runs; the study's
 declaration holds the one comparison whose word is the answer.
 """
 
@@ -42,7 +42,7 @@ class Arm:
     changes: str  # "a" or "b"
     knob: dict[str, Any]  # the overrides that differ from that arm's
     records: str  # beside study.yaml
-    queue: str  # its study in scripts/cpu_studies.yaml, where its rule is declared
+    queue: str  # its stage in study.yaml, where its rule is declared
 
 
 ARMS: dict[str, tuple[Arm, ...]] = {
@@ -52,14 +52,14 @@ ARMS: dict[str, tuple[Arm, ...]] = {
             "a",
             {"grid2d_priority": "depth"},
             "equal_compute2/depth_priority/cpu",
-            "paper_regime_depth_priority",
+            "depth_priority",
         ),
         Arm(
             "untied 2-LSTM, depth 4",
             "a",
             {"model": "grid2d_untied"},
             "equal_compute2/untied/cpu",
-            "paper_regime_untied",
+            "untied",
         ),
     ),
 }
@@ -113,7 +113,7 @@ def render(folder: Path, arms: tuple[Arm, ...]) -> str:
         row += [_median(own), _median(against), f"{own.mean:.4f}", f"{against.mean:.4f}"]
         rows.append(row + [f"{p:.3g}", "complete", f"`{arm.queue}`"])
     head = ["arm", "against", "n", "median", "median against", "mean", "mean against", "p"]
-    head += ["seeds run", "declared in scripts/cpu_studies.yaml"]
+    head += ["seeds run", "declared in study.yaml as stage"]
     lines = [
         f"# Secondary arms of the confirmatory stage `{stage.name}`",
         "",

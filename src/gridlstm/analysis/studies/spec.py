@@ -1,6 +1,11 @@
-"""The studies file: its format, its checks, and the jobs it expands to.
+"""The queue's studies: where they come from, their checks, and the jobs they expand to.
 
-The studies file (YAML) maps a study name to:
+A claims study's stages are declared in its ``docs/claims/<study>/study.yaml`` (``stages:``;
+`gridlstm.analysis.declared_stages`), each read as one of the queue's studies named
+``<study>_<stage>``. A machine profile (e.g. scripts/gpu_studies.yaml) lists the stages sized
+for one kind of machine, ``<study>: [<stage>, ...]``, and may hold studies of its own.
+
+A study of the queue (a plain studies file maps names to these) has:
 
 * ``claim``: the folder under ``results`` (e.g. ``addition_depth``);
 * ``overrides``: ``key=value`` strings every job gets;
@@ -36,6 +41,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.analysis import confirmatory, declaration
+from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION
 from gridlstm.analysis.studies import rules
 from gridlstm.run import runs as run_records
 from gridlstm.run.errors import ConfigError
@@ -73,17 +79,20 @@ def job_name(combo: dict[str, Any]) -> str:
 
 
 def load_studies(path: Path) -> dict[str, dict[str, Any]]:
-    """The studies file, checked: one ConfigError naming the study and key that is wrong."""
+    """The studies of a declaration, a machine profile or a plain studies file, checked: one
+    ConfigError naming the study and key that is wrong."""
     if not path.is_file():
         raise ConfigError(f"studies={path}: no such file")
-    if path.name == "study.yaml":  # a claims study's declaration: its stages, rules applied
-        raw = confirmatory.queue_studies(declaration.load(path))
-        if not raw:
-            raise ConfigError(f"studies={path}: the declaration has no stage to run")
+    declared: set[str] = set()  # studies read from declarations (checked there)
+    if path.name == DECLARATION:
+        raw = declared_studies(path)
+        declared = set(raw)
     else:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
+    if path.name != DECLARATION and isinstance(raw, dict):
+        raw, declared = profile(path, raw)
     claims: dict[str, str] = {}
     for name, study in raw.items():
         if not isinstance(study, dict):
@@ -96,38 +105,70 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
             )
         if not study.get("claim"):
             raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
-        if study["claim"] in claims:
+        if study["claim"] in claims and name not in declared:
             raise ConfigError(
                 f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
                 f"claim {study['claim']!r}; each study needs its own folder"
             )
         claims[study["claim"]] = name
-        grid = study.get("grid") or {}
-        if not isinstance(grid, dict) or any(
-            not isinstance(v, list) or not v for v in grid.values()
-        ):
-            raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
-        cases = study.get("cases")
-        if cases is not None and (
-            not isinstance(cases, list)
-            or not cases
-            or any(not isinstance(c, dict) or not c for c in cases)
-        ):
-            raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
-        check_frontier(path, name, study.get("frontier"), grid)
-        if study.get("rule") is not None and cases is not None:
-            raise ConfigError(
-                f"{path}: study {name!r}: give cases (designed) or rule (chosen), not both"
-            )
-        if not isinstance(study.get("launcher") or {}, dict):
-            raise ConfigError(
-                f"{path}: study {name!r}: launcher must map launcher options to values "
-                "(e.g. partition: gpu, timeout_min: 240)"
-            )
+        check_study(path, name, study)
     for name, study in raw.items():
         if study.get("rule") is not None:
             rules.check(path, name, study["rule"], set(claims))
     return raw
+
+
+def profile(path: Path, raw: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """A machine profile's lines ``<study>: [<stage>, ...]`` as the declared stages they
+    name (in file order, among any studies of its own), and the names that are declared."""
+    found, declared = {}, set()
+    # the checkout the profile is in (scripts/ beside docs/claims/), else the working directory
+    root = next((d for d in path.resolve().parents if (d / CLAIMS_DIR).is_dir()), Path())
+    for study, given in raw.items():
+        if not isinstance(given, list):
+            found[study] = given
+            continue
+        stages = declared_studies(root / CLAIMS_DIR / study / DECLARATION)
+        for stage in given:
+            if f"{study}_{stage}" not in stages:
+                choices = ", ".join(n.removeprefix(f"{study}_") for n in stages)
+                raise ConfigError(f"{path}: {study}: no stage {stage!r}; stages: {choices}")
+            found[f"{study}_{stage}"] = stages[f"{study}_{stage}"]
+            declared.add(f"{study}_{stage}")
+    return found, declared
+
+
+def declared_studies(path: Path) -> dict[str, dict[str, Any]]:
+    """A declaration's stages as the queue's studies (its rules applied where they can be)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such declaration (docs/claims/<study>/study.yaml)")
+    found = confirmatory.queue_studies(declaration.load(path))
+    if not found:
+        raise ConfigError(f"studies={path}: the declaration has no stage to run")
+    return found
+
+
+def check_study(path: Path, name: str, study: dict[str, Any]) -> None:
+    grid = study.get("grid") or {}
+    if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
+    cases = study.get("cases")
+    if cases is not None and (
+        not isinstance(cases, list)
+        or not cases
+        or any(not isinstance(c, dict) or not c for c in cases)
+    ):
+        raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
+    check_frontier(path, name, study.get("frontier"), grid)
+    if study.get("rule") is not None and cases is not None:
+        raise ConfigError(
+            f"{path}: study {name!r}: give cases (designed) or rule (chosen), not both"
+        )
+    if not isinstance(study.get("launcher") or {}, dict):
+        raise ConfigError(
+            f"{path}: study {name!r}: launcher must map launcher options to values "
+            "(e.g. partition: gpu, timeout_min: 240)"
+        )
 
 
 def check_frontier(path: Path, name: str, frontier: Any, grid: dict[str, Any]) -> None:
