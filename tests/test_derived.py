@@ -5,6 +5,7 @@ tests/test_evidence.py's `test_the_landed_pages_match_their_records`.)"""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -87,3 +88,20 @@ def test_a_table_md_whose_rows_are_not_its_csvs_is_named(root):
         assert "rows where table.csv has" in derived.table_md(path, root)[0]
     finally:
         path.write_text(original)
+
+
+def test_a_table_whose_runs_have_not_reached_the_threshold_yet_passes(tmp_path):
+    """A stage published mid-way (every job interrupted, none at validation 0.99 yet): its
+    table.csv has an empty samples-to-threshold column, which the summary the queue wrote
+    never had; the check reads it as the queue did."""
+    from gridlstm import tables as command
+    from tests.test_tables import make_job
+
+    sweep = tmp_path / "sweep"
+    for seed in (1, 2):
+        stopped = {"status": "interrupted", "reason": "SIGTERM", "samples_seen": 640 * seed}
+        make_job(sweep, str(seed), "grid2d", 4, None, metrics_text=json.dumps(stopped))
+        (sweep / str(seed) / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+    command.main([f"sweep={sweep}"])
+    assert "val/samples_to_threshold" in (sweep / "table.csv").read_text()
+    assert derived.table_md(sweep / "table.md", tmp_path) == []
