@@ -199,7 +199,7 @@ def test_arms_capped_differently_are_refused(tmp_path):
 
 
 def test_two_stages_with_one_name_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="share a name"):
+    with pytest.raises(ConfigError, match="two stages share name .equal_samples."):
         declaration.load(study(tmp_path, [stage(), stage(records="other/cpu")]))
 
 
