@@ -6,7 +6,7 @@
 #    with step 4 beside it
 #                                                 -> pytest.txt, pytest.xml
 # 2. python -m gridlstm.bench device=cuda, float32 and bfloat16, each with the GPU targets of
-#    the fused Triton step and CUDA graphs (gridlstm.analysis.targets; repeats=5, 80 s each)
+#    the fused Triton step and CUDA graphs (gridlstm.benchmarks.targets; repeats=5, 80 s each)
 #                                                 -> bench_float32.json, bench_bfloat16.json,
 #                                                    targets.json
 # 3. python -m gridlstm.bench steps at the GPU studies' shapes (scripts/gpu_studies.yaml): 15-digit
@@ -29,7 +29,7 @@
 # Results go to multirun/gpu_check/<device>/ (git-ignored; out=docs/gpu_check/<device>
 # publishes them, replacing that folder's smoke/), with check.json: the device, each step's
 # exit status and duration, every gpu test's outcome, the targets, the smoke runs and a
-# verdict (gridlstm.analysis.gpu_check). A failed or timed-out step (exit 124) does not
+# verdict (gridlstm.benchmarks.gpu_check). A failed or timed-out step (exit 124) does not
 # stop the others; the exit status is 1 if any failed.
 # --dry-run: on the CPU, to check the script itself: skips step 1 (it needs CUDA, and says
 # so), runs the bench, the step speeds and the smoke runs at tiny sizes; results in
@@ -167,7 +167,7 @@ else
         | tee '$out/step_speed_enwik8.txt'"
 fi
 
-python -m gridlstm.analysis.gpu_check "$out" "$device" "${steps[@]}"
+python -m gridlstm.benchmarks.gpu_check "$out" "$device" "${steps[@]}"
 for s in "${steps[@]}"; do
     read -r _ status _ <<< "$s"
     if [[ "$status" != 0 && "$status" != skipped ]]; then

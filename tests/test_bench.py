@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from gridlstm import bench as command
-from gridlstm.analysis import benchmarks as bench
+from gridlstm.benchmarks import backends, suite
 from gridlstm.nn.kernels.native import build as native_build
 
 
@@ -81,7 +81,7 @@ def test_bench_writes_json_with_ratios(tmp_path, capsys):
 
 
 def test_targets_read_their_rows_at_their_sizes_and_say_whether_they_are_met():
-    from gridlstm.analysis import targets
+    from gridlstm.benchmarks import targets
 
     results = {
         "grid2d": dict(targets.SHAPE_2D),
@@ -118,7 +118,7 @@ def test_the_peer_row_computes_our_time_priority_2_lstm():
     from gridlstm.nn import GridLSTM
 
     torch.manual_seed(0)
-    peer = bench.CellLoopGrid(6, 3).double()
+    peer = backends.CellLoopGrid(6, 3).double()
     ours = GridLSTM(6, 6, 3, 1, priority=[0], project_input=False, batch_first=True).double()
     with torch.no_grad():
         for layer, block in enumerate(ours.blocks):
@@ -137,7 +137,7 @@ def test_preset_shapes_time_each_preset_against_an_lstm_of_its_shape():
     and length, with a comparison of the same width and depth; the FLOP ratios are the
     architectures' (a 2-LSTM does two LSTM transforms per cell, the tied 1-LSTM half of a
     stacked LSTM's input-and-hidden GEMM, the 3-LSTM three transforms over three inputs)."""
-    from gridlstm.analysis.preset_shapes import PRESETS, bench_presets
+    from gridlstm.benchmarks.preset_shapes import PRESETS, bench_presets
     from tests.conftest import ROOT
 
     rows = bench_presets(ROOT / "conf", threads=(1,), repeats=1, warmup=0)
@@ -164,6 +164,6 @@ def test_preset_shapes_time_each_preset_against_an_lstm_of_its_shape():
         assert timed["grid_ms"] > 0 and timed["comparison_ms"] > 0
         assert timed["ratio"] == pytest.approx(timed["grid_ms"] / timed["comparison_ms"])
     console = Console(file=io.StringIO(), width=120)
-    console.print(bench.preset_table(rows))
+    console.print(suite.preset_table(rows))
     printed = console.file.getvalue()
     assert "mnist_cpu" in printed and "1t: grid/vs" in printed and "4.53x" in printed

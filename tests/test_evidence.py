@@ -440,7 +440,7 @@ def test_no_committed_record_or_page_holds_an_absolute_path():
 
 
 def test_the_bench_records_the_native_build_without_the_machines_path():
-    from gridlstm.analysis.benchmarks import portable_build_info
+    from gridlstm.benchmarks.backends import portable_build_info
 
     info = {"loaded": True, "path": "/home/someone/.cache/gridlstm/native/key-abc/lib.so"}
     assert portable_build_info(info) == {"loaded": True, "path": "key-abc/lib.so"}

@@ -99,7 +99,7 @@ def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(
     queue.json."""
     import sys
 
-    from gridlstm.analysis import gpu_check
+    from gridlstm.benchmarks import gpu_check
 
     out = tmp_path / "check"
     out.mkdir()
@@ -166,7 +166,7 @@ def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files
     official sizes in a temporary data_dir, one line per model that check.json reads."""
     import sys
 
-    from gridlstm.analysis.gpu_check import step_speeds
+    from gridlstm.benchmarks.gpu_check import step_speeds
 
     env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
     command = [sys.executable, "-m", "gridlstm.bench", "steps", "steps=1", "warmup=1"]
@@ -198,7 +198,7 @@ def test_step_speed_times_the_enwik8_preset_on_synthetic_bytes_without_the_file(
     the command's overrides, not the temporary folder's path."""
     import sys
 
-    from gridlstm.analysis.gpu_check import step_speeds
+    from gridlstm.benchmarks.gpu_check import step_speeds
 
     env = {**offline_env(), "GRIDLSTM_DATA_DIR": str(tmp_path / "nothing_here")}
     command = [sys.executable, "-m", "gridlstm.bench", "steps", "steps=1", "warmup=1"]
@@ -289,7 +289,7 @@ def test_on_a_gpu_results_go_to_an_ignored_folder_unless_published(tmp_path):
         import shutil
 
         shutil.rmtree(default, ignore_errors=True)
-    assert "gridlstm.analysis.gpu_check multirun/gpu_check/fake_gpu_1 Fake GPU 1" in (
+    assert "gridlstm.benchmarks.gpu_check multirun/gpu_check/fake_gpu_1 Fake GPU 1" in (
         log.read_text()
     )
 

@@ -1,8 +1,8 @@
-"""The package's layout as docs/contributing.md states it: imports run one way (nn -> data -> tasks
--> run -> analysis -> commands), and inside `gridlstm.nn` from the kernels up (docs/backends.md
-section 8); no import cycles, counting function-local and TYPE_CHECKING imports; the
-pure-PyTorch layer free of Lightning and Hydra, the package root only packages and entry
-points, and long files say why."""
+"""The package's layout as docs/contributing.md states it: imports run one way (nn -> data ->
+tasks -> run -> benchmarks -> analysis -> commands), and inside `gridlstm.nn` from the kernels
+up (docs/backends.md section 8); no import cycles, counting function-local and TYPE_CHECKING
+imports; the pure-PyTorch layer free of Lightning and Hydra, the package root only packages
+and entry points, and long files say why."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import yaml
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gridlstm"
 # Lower layers first; a module may import its own layer and those before it.
-LAYERS = ["nn", "data", "tasks", "run", "analysis"]
+LAYERS = ["nn", "data", "tasks", "run", "benchmarks", "analysis"]
 
 
 def declared_commands() -> set[str]:

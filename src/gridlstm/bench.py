@@ -4,9 +4,9 @@ the MNIST 3-LSTM and translation, forward + backward in one process.
     python -m gridlstm.bench [device=cuda] [repeats=15] [json=out.json]    (or: gridlstm-bench)
     python -m gridlstm.bench steps [overrides] -- model:depth[,depth] ...   (step times)
 
-What each part times and why: `gridlstm.analysis.benchmarks`; the `steps` mode (seconds of
+What each part times and why: `gridlstm.benchmarks`; the `steps` mode (seconds of
 training per 100k samples at a run's shape, through the real loop, as JSON the GPU check
-reads): `gridlstm.analysis.step_speed`; measured numbers: docs/benchmarks.md.
+reads): `gridlstm.benchmarks.step_speed`; measured numbers: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class BenchConfig:
     presets: bool = option(
         False,
         "also time each CPU preset's training step against a "
-        "stacked LSTM of its shape (gridlstm.analysis.preset_shapes)",
+        "stacked LSTM of its shape (gridlstm.benchmarks.preset_shapes)",
     )
     preset_threads: str = option("1,2", "presets: thread counts (comma-separated)")
     json: str | None = option(None, "also write the results here")
@@ -114,7 +114,7 @@ def parse(argv: list[str]) -> BenchConfig:
 
 
 def run(argv: list[str]) -> dict:
-    from gridlstm.analysis.benchmarks import run as bench
+    from gridlstm.benchmarks.suite import run as bench
 
     return bench(parse(argv))
 
@@ -122,7 +122,7 @@ def run(argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> dict | None:
     given = sys.argv[1:] if argv is None else argv
     if given[:1] == ["steps"]:  # Hydra overrides and models, not this command's options
-        from gridlstm.analysis.step_speed import main as steps
+        from gridlstm.benchmarks.step_speed import main as steps
 
         steps(given[1:])
         return None

@@ -50,7 +50,7 @@ def count(overrides: tuple[str, ...]) -> tuple[int, int, str] | None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from gridlstm.analysis.preset_shapes import compose_preset, data_for
+    from gridlstm.benchmarks.preset_shapes import compose_preset, data_for
     from gridlstm.run.build import build_module
     from gridlstm.run.conf import find_conf_dir
     from gridlstm.run.errors import ConfigError

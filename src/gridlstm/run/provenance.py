@@ -80,6 +80,18 @@ def cpu_kind() -> str:
     )
 
 
+def device_name() -> str:
+    """Where jobs run, in a line: the first GPU's name, else the CPU and its cores."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:
+        pass
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
 def machine(uses_cuda: bool) -> dict[str, Any]:
     import torch
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import runpy
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 from gridlstm.analysis.studies.spec import Job
 from gridlstm.run import code
 from gridlstm.run.errors import ConfigError
+from gridlstm.run.provenance import device_name
 
 LOCAL = "local"  # the queue's own processes on this machine
 # submitit's executors by the Hydra launcher config each launcher config is built on.
@@ -71,17 +71,6 @@ class Executor(Protocol):
 
     def where(self) -> str:
         """Where the jobs run, for ``queue.json``."""
-
-
-def device_name() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except Exception:
-        pass
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 class ProcessHandle:

@@ -38,7 +38,6 @@ from gridlstm.analysis.studies.executors import (
     Executor,
     Handle,
     Processes,
-    device_name,
     make_executor,
 )
 from gridlstm.analysis.studies.preflight import check_jobs, conf_dir
@@ -62,6 +61,7 @@ from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
 from gridlstm.run.clock import stamp
 from gridlstm.run.errors import ConfigError
+from gridlstm.run.provenance import device_name
 
 GRACE_S = 120  # after SIGTERM: time to save last.ckpt before the job is killed
 MIN_START_S = 60  # a job is not started with less time than this left

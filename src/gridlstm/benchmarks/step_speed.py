@@ -20,7 +20,7 @@ times an MNIST preset without the real files: random pixels at the official size
 temporary ``data_dir`` (a step's time depends on the shapes only); ``synthetic_enwik8=1`` the
 same for an enwik8 preset (random bytes). ``json=PATH`` also writes
 the rows (model, depth, parameters, seconds per 100k) with the command's overrides, device and
-threads: what `gridlstm.analysis.gpu_check` and the presets' stated costs read.
+threads: what `gridlstm.benchmarks.gpu_check` and the presets' stated costs read.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> None:
                 f"{model} depth {depth}: {params:,} parameters, {seconds:.1f} s / 100k", flush=True
             )
     if written:
-        from gridlstm.analysis.studies.executors import device_name
+        from gridlstm.run.provenance import device_name
 
         Path(written[-1]).write_text(
             json.dumps(

@@ -7,7 +7,7 @@ bench JSONs, the smoke runs' queue.json); this reads them back into one object:
 * ``device`` and each step's exit status and seconds;
 * ``tests``: every ``-m gpu`` test by id with its outcome (passed, failed, error, skipped),
   from pytest's JUnit XML report: the equivalence matrix's rows on CUDA among them;
-* ``targets``: the bench's speed targets per dtype (`gridlstm.analysis.targets`), each with
+* ``targets``: the bench's speed targets per dtype (`gridlstm.benchmarks.targets`), each with
   its measured value and whether it was met;
 * ``smoke``: each task's smoke runs and their statuses;
 * ``step_speeds``: each GPU study shape's seconds per 100k samples by model and depth, from
@@ -92,7 +92,7 @@ def summarize(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m gridlstm.analysis.gpu_check OUT DEVICE "step exit seconds"...``: writes
+    """``python -m gridlstm.benchmarks.gpu_check OUT DEVICE "step exit seconds"...``: writes
     ``OUT/check.json`` (and ``OUT/targets.json``, ``OUT/summary.json`` as before)."""
     out, device, *raw = argv if argv is not None else sys.argv[1:]
     out_dir = Path(out)
