@@ -29,10 +29,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION
+from gridlstm.analysis.studies.spec import declared_study
 from gridlstm.run import arguments
 from gridlstm.run.arguments import option
 from gridlstm.run.errors import ConfigError
+from gridlstm.run.provenance import results_tag
 
 
 @dataclass
@@ -76,18 +77,6 @@ def parse(argv: list[str]) -> QueueConfig:
     return cfg
 
 
-def prefixed(extras: list[str], prefix: str) -> dict[str, object]:
-    """``<prefix><option>=value`` arguments as {option: value}, values read as YAML."""
-    import yaml
-
-    found = {}
-    for arg in extras:
-        key, _, value = arg.partition("=")
-        if key.startswith(prefix):
-            found[key[len(prefix) :]] = yaml.safe_load(value) if value else value
-    return found
-
-
 def parse_with_options(
     argv: list[str],
 ) -> tuple[QueueConfig, dict[str, object], dict[str, object]]:
@@ -100,26 +89,33 @@ def parse_with_options(
         extra=lambda key: key.startswith((LAUNCHER_OPTION, SUBMIT_OPTION)),
         extra_help="launcher.<option>= (e.g. launcher.partition=gpu), submit.<option>=",
     )
-    options = prefixed(extras, LAUNCHER_OPTION)
-    submit_options = prefixed(extras, SUBMIT_OPTION)
-    if options and cfg.launcher == "local":
-        raise ConfigError(
-            f"{next(a for a in extras if a.startswith(LAUNCHER_OPTION)).partition('=')[0]}: "
-            "an option of a cluster launcher; give launcher=slurm (or another submitit "
-            "launcher), or leave it out"
-        )
-    if submit_options and not cfg.submit:
-        raise ConfigError(
-            f"{next(a for a in extras if a.startswith(SUBMIT_OPTION)).partition('=')[0]}: an "
-            "option of the queue's own job; give submit=slurm, or leave it out"
-        )
+    options = arguments.prefixed(extras, LAUNCHER_OPTION)
+    submit_options = arguments.prefixed(extras, SUBMIT_OPTION)
+    for found, prefix, given, fix in (
+        (
+            options,
+            LAUNCHER_OPTION,
+            cfg.launcher != "local",
+            "an option of a cluster launcher; "
+            "give launcher=slurm (or another submitit launcher), or leave it out",
+        ),
+        (
+            submit_options,
+            SUBMIT_OPTION,
+            bool(cfg.submit),
+            "an option of the queue's own job; give submit=slurm, or leave it out",
+        ),
+    ):
+        if found and not given:
+            first = next(a for a in extras if a.startswith(prefix)).partition("=")[0]
+            raise ConfigError(f"{first}: {fix}")
     if bool(cfg.study) == bool(cfg.studies):
         raise ConfigError(
             "give study=<a declared study> (e.g. study=paper_regime) or studies=<a profile> "
             "(e.g. studies=scripts/gpu_studies.yaml), one of the two"
         )
     if cfg.study:
-        cfg.studies, cfg.only = declared(cfg.study, cfg.only)
+        cfg.studies, cfg.only = declared_study(cfg.study, cfg.only)
     for key in ("jobs", "threads"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}={getattr(cfg, key)}: must be positive")
@@ -128,30 +124,8 @@ def parse_with_options(
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.tag):
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
     if cfg.tag == "auto":
-        cfg.tag = device_tag(cfg.launcher)
+        cfg.tag = results_tag(cfg.launcher)
     return cfg, options, submit_options
-
-
-def declared(study: str, only: str) -> tuple[str, str]:
-    """``study=``'s declaration, and ``only=``'s stages as the queue names them
-    (``<study>_<stage>``; a full name is kept)."""
-    path = CLAIMS_DIR / study / DECLARATION
-    if not path.is_file():
-        valid = ", ".join(p.parent.name for p in sorted(CLAIMS_DIR.glob(f"*/{DECLARATION}")))
-        raise ConfigError(f"study={study}: no {path}; declared studies: {valid or 'none here'}")
-    stages = [s if s.startswith(f"{study}_") else f"{study}_{s}" for s in only.split(",") if s]
-    return str(path), ",".join(stages)
-
-
-def device_tag(launcher: str) -> str:
-    """The results folder's name for where the jobs run: this machine's kind (``gpu`` where
-    it has a CUDA device, else ``cpu``), or the cluster launcher's name (the jobs run on its
-    nodes, not here). Why: a CPU run's records under ``gpu/`` misstate their machine."""
-    if launcher != "local":
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", launcher)
-    import torch
-
-    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def run(argv: list[str]) -> None:

@@ -19,6 +19,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -124,3 +125,13 @@ def run_command(
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def prefixed(extras: list[str], prefix: str) -> dict[str, object]:
+    """``<prefix><option>=value`` arguments as {option: value}, values read as YAML."""
+    found = {}
+    for arg in extras:
+        key, _, value = arg.partition("=")
+        if key.startswith(prefix):
+            found[key[len(prefix) :]] = yaml.safe_load(value) if value else value
+    return found

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -90,6 +91,17 @@ def device_name() -> str:
     except Exception:
         pass
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def results_tag(launcher: str) -> str:
+    """The results folder's name for where the jobs run: this machine's kind (``gpu`` where
+    it has a CUDA device, else ``cpu``), or the cluster launcher's name (the jobs run on its
+    nodes, not here). Why: a CPU run's records under ``gpu/`` misstate their machine."""
+    if launcher != "local":
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", launcher)
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def machine(uses_cuda: bool) -> dict[str, Any]:

@@ -13,10 +13,11 @@ continues it. A job whose run is ``completed`` is not started again.
 
 When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
 tables, curves and each job's ``metrics.json``, overrides and curve are copied to
-``<results>/<claim>/<tag>/`` (``tag=gpu`` by default; ``<tag>_dry_run/`` for a dry run; one
-study per claim), with ``queue.json`` saying what ran where, for how long, and with what
-status. Those copies are what a fresh clone resumes from (`restore`): an allocation's
-machine and its run directories go, the results committed earlier stay.
+``<results>/<claim>/<tag>/`` (``tag=auto`` by default: cpu, gpu or the launcher;
+``<tag>_dry_run/`` for a dry run; one study per claim), with ``queue.json`` saying what ran
+where, for how long, and with what status. Those copies are what a fresh clone resumes
+from (`restore`): an allocation's machine and its run directories go, the results committed
+earlier stay.
 """
 
 from __future__ import annotations

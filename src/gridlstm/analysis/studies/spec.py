@@ -252,3 +252,14 @@ def missing_data(study: dict[str, Any], overrides: list[str]) -> str | None:
 def interleave(groups: list[list[Job]]) -> list[Job]:
     """One job of each study in turn, so that every study makes progress before the deadline."""
     return [j for row in itertools.zip_longest(*groups) for j in row if j is not None]
+
+
+def declared_study(study: str, only: str) -> tuple[str, str]:
+    """``study=``'s declaration, and ``only=``'s stages as the queue names them
+    (``<study>_<stage>``; a full name is kept)."""
+    path = CLAIMS_DIR / study / DECLARATION
+    if not path.is_file():
+        valid = ", ".join(p.parent.name for p in sorted(CLAIMS_DIR.glob(f"*/{DECLARATION}")))
+        raise ConfigError(f"study={study}: no {path}; declared studies: {valid or 'none here'}")
+    stages = [s if s.startswith(f"{study}_") else f"{study}_{s}" for s in only.split(",") if s]
+    return str(path), ",".join(stages)
