@@ -1,8 +1,9 @@
-"""The claims studies: a studies file's jobs run under one wall-clock deadline, resumably,
-on this machine or a Slurm cluster, then tabled (``python -m gridlstm.queue``).
+"""The claims studies: a study's declared stages (or a machine profile's, or a plain studies
+file's) run under one wall-clock deadline, resumably, on this machine or a Slurm cluster,
+then tabled (``python -m gridlstm.queue``).
 
-* `spec`: the studies file's format and checks, and the jobs it expands to (grid, cases,
-  the frontier rule);
+* `spec`: where the queue's studies come from and their checks, and the jobs they expand to
+  (grid, cases, the frontier rule);
 * `queue`: the procedure (slots, deadline, stop, restore from results committed earlier,
   tables and ``queue.json``); its entry is `run_studies`;
 * `executors`: where a job runs (``launcher=local``: this machine's processes;
