@@ -83,15 +83,13 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
     ConfigError naming the study and key that is wrong."""
     if not path.is_file():
         raise ConfigError(f"studies={path}: no such file")
-    declared: set[str] = set()  # studies read from declarations (checked there)
     if path.name == DECLARATION:
         raw = declared_studies(path)
-        declared = set(raw)
+        declared = set(raw)  # studies read from declarations (checked there)
     else:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
-    if path.name != DECLARATION and isinstance(raw, dict):
+        if not isinstance(raw, dict) or not raw:
+            raise ConfigError(f"studies={path}: expected a mapping of study names to studies")
         raw, declared = profile(path, raw)
     claims: dict[str, str] = {}
     for name, study in raw.items():
