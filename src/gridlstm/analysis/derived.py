@@ -41,6 +41,7 @@ from gridlstm.analysis.lr_check import (
 from gridlstm.analysis.markdown import cells, differing_cell
 from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
 from gridlstm.analysis.tables import TableError, read_table_csv
+from gridlstm.run.runs import COMPLETED
 
 BEST = re.compile(r"^(?:Best cell by mean (\S+) \((max|min)\)|No two cells of (\S+) to compare)")
 OVER_SEEDS = "## Over seeds"
@@ -110,9 +111,11 @@ def table_md(path: Path, root: Path) -> list[str]:
     head = cells(lines[seeds[0]])
     group_by = head[: head.index("n")]
     metrics = [h.removesuffix(" (median, reached/n)") for h in head[len(group_by) + 1 :]]
-    # a threshold no job reached is an empty column of table.csv, but no key of the records
-    # the queue summarised (no column): read as those were
-    rows = [{k: v for k, v in r.items() if v != "" or not aggregate.is_threshold(k)} for r in rows]
+    # table.csv always has the samples-to-threshold column, but the queue's summary has it
+    # only where a record has the key: a completed run's (None where never reached), never an
+    # interrupted one's; so a table of interrupted runs only reads it as absent
+    if not any(r.get("status", COMPLETED) == COMPLETED for r in rows):
+        rows = [{k: v for k, v in r.items() if not aggregate.is_threshold(k)} for r in rows]
     seeds_summary, _ = aggregate.summary(rows, group_by, metrics)
     wanted = aggregate.markdown(seeds_summary, metrics, group_by).splitlines()
     return _first_difference(path, [lines[i] for i in seeds], wanted, seeds[0])
