@@ -13,6 +13,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.utils._python_dispatch import _disable_current_modes
 
 from gridlstm.nn import dispatch
 from gridlstm.nn.precision import autocast_kernel_dtype, quiet_relayout
@@ -51,7 +52,14 @@ def kernel_agrees(device: torch.device, dtype: torch.dtype) -> bool:
         h0 = torch.zeros(1, 2, 4, device=device, dtype=dtype)
         tolerance = 1e-4 if dtype in (torch.float32, torch.float64) else 3e-2
         try:
-            with torch.no_grad(), torch.autocast(device.type, enabled=False), quiet_relayout():
+            # The probe is not the caller's work: outside any dispatch mode, so that a
+            # FlopCounterMode around a first forward does not count it.
+            with (
+                _disable_current_modes(),
+                torch.no_grad(),
+                torch.autocast(device.type, enabled=False),
+                quiet_relayout(),
+            ):
                 expected, (h_n, c_n) = torch.func.functional_call(reference, weights, (x, (h0, h0)))
                 bias = weights["bias_ih_l0"] + weights["bias_hh_l0"]
                 ours, (h_k, c_k) = lstm_kernel(
