@@ -13,7 +13,7 @@ from scipy import stats
 
 from gridlstm.analysis import declaration, pages
 from gridlstm.analysis.evidence import rows_of
-from gridlstm.analysis.reports.secondary_arms import ARMS, Arm, base_settings, render
+from gridlstm.analysis.reports.secondary_arms import Arm, base_settings, render, stage_of
 from gridlstm.analysis.studies import load_studies
 from tests.test_evidence import ROOT, STUDY, write_runs
 
@@ -50,6 +50,12 @@ def write_arm(folder, seeds: list[int], **changed) -> dict[int, float]:
     return values
 
 
+def rendered(folder) -> str:
+    """The report of `ARM` against the study's confirmatory block."""
+    study = declaration.load(folder / "study.yaml")
+    return render(study, study.confirmatory, (ARM,))
+
+
 def row_of(text: str) -> list[str]:
     line = next(line for line in text.splitlines() if line.startswith(f"| {ARM.label} |"))
     return [cell.strip() for cell in line.strip("|").split("|")]
@@ -59,7 +65,7 @@ def test_a_complete_arm_gets_the_stages_test_and_no_verdict_word(tmp_path):
     folder = study_copy(tmp_path)
     values = write_arm(folder, list(range(18, 28)))
     _, a = arm_a(folder)
-    text = render(folder, (ARM,))
+    text = rendered(folder)
     row = row_of(text)
     p = stats.mannwhitneyu(list(values.values()), list(a.values()), alternative="two-sided").pvalue
     assert row[2] == "10" and row[8] == "complete"
@@ -72,7 +78,7 @@ def test_a_complete_arm_gets_the_stages_test_and_no_verdict_word(tmp_path):
 def test_an_arm_short_of_the_stages_seeds_shows_its_count_only(tmp_path):
     folder = study_copy(tmp_path)
     write_arm(folder, [18, 19, 20])
-    assert row_of(render(folder, (ARM,)))[2:9] == ["3", "-", "-", "-", "-", "-", "3 of 10"]
+    assert row_of(rendered(folder))[2:9] == ["3", "-", "-", "-", "-", "-", "3 of 10"]
 
 
 def test_runs_on_other_test_problems_are_not_the_arm(tmp_path):
@@ -80,7 +86,7 @@ def test_runs_on_other_test_problems_are_not_the_arm(tmp_path):
     is not compared with the stage's arm."""
     folder = study_copy(tmp_path)
     write_arm(folder, list(range(18, 28)), **{"task.datamodule.data_seed": 1})
-    assert row_of(render(folder, (ARM,)))[2:9] == ["0", "-", "-", "-", "-", "-", "0 of 10"]
+    assert row_of(rendered(folder))[2:9] == ["0", "-", "-", "-", "-", "-", "0 of 10"]
 
 
 def test_the_committed_report_matches_its_records():
@@ -88,15 +94,17 @@ def test_the_committed_report_matches_its_records():
 
 
 def test_each_declared_arm_is_its_confirmatory_arm_with_one_knob_changed():
-    """The study runs each arm (a stage of its study.yaml) as the stage's base and the changed
-    arm's overrides with one knob set to another value, and nothing else, on the stage's
-    seeds; its recorded jobs ran that (an arm that differed in more would not say what its
+    """The study runs each report's arm (a stage of its study.yaml) as the stage's base and
+    the changed arm's overrides with one knob set to another value, and nothing else, on the
+    stage's seeds; its recorded jobs ran that (an arm that differed in more would not say what its
     knob does)."""
-    for name, arms in ARMS.items():
-        folder = ROOT / "docs" / "claims" / name
-        stage = declaration.load(folder / "study.yaml").confirmatory
-        queue = load_studies(folder / "study.yaml")
-        for arm in arms:
+    name = STUDY
+    folder = ROOT / "docs" / "claims" / name
+    study = declaration.load(folder / "study.yaml")
+    queue = load_studies(folder / "study.yaml")
+    for entry in (e for e in study.reports.values() if e["kind"] == "secondary_arms"):
+        stage = stage_of(study, entry.get("stage", ""))
+        for arm in (Arm.declared(given) for given in entry.get("arms", [])):
             declared = queue[f"{name}_{arm.queue}"]
             assert set(declared) <= {"claim", "overrides", "cases", "dry_run"}, arm.queue
             assert declared["cases"] == [{"seed": seed} for seed in stage.seeds]

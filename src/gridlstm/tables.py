@@ -42,7 +42,7 @@ class TablesConfig:
     study: str = option(
         "", "a declared study (docs/claims/<study>/study.yaml) or all: write its pages"
     )
-    report: str = option("", "a study's report beside its page (gridlstm.analysis.reports) or all")
+    report: str = option("", "a study whose reports: (study.yaml) to write beside its page, or all")
     check: bool = option(False, "check every evidence page against its records; write nothing")
     root: str = option(".", "study= and check=: the repository root the pages are under")
     wandb: str = option(

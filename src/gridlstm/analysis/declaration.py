@@ -33,6 +33,7 @@ from gridlstm.analysis.evidence import (
     parse_verdict,
 )
 from gridlstm.analysis.record_tables import parse_tables
+from gridlstm.analysis.reports import parse_reports
 
 
 def load(path: Path) -> Study:
@@ -80,6 +81,7 @@ def load(path: Path) -> Study:
         else None,
         stages=stages,
         tables=parse_tables(path, raw["tables"]) if "tables" in raw else {},
+        reports=parse_reports(path, raw["reports"]) if "reports" in raw else {},
         superseded_by=str(raw.get("superseded_by", "")),
         axes={str(k): " ".join(str(v).split()) for k, v in (raw.get("axes") or {}).items()},
         dry_run=tuple(str(o) for o in raw.get("dry_run", [])),

@@ -66,6 +66,7 @@ STUDY_KEYS = {
     "confirmatory",
     "stages",
     "tables",
+    "reports",  # what its tables: cannot state (gridlstm.analysis.reports)
     "quoted",  # numbers the page quotes from its sources, for ties (gridlstm.analysis.ties)
     "superseded_by",  # the study whose row answers this one's question since (its summary says)
     "axes",  # what each confirmatory stage holds equal (its answer and summary row say)
@@ -128,6 +129,7 @@ class Study:
     confirmatory: Any = None
     stages: tuple[Any, ...] = ()
     tables: dict[str, Any] = field(default_factory=dict)  # record_tables.TableSpec by name
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # gridlstm...reports
     superseded_by: str = ""
     axes: dict[str, str] = field(default_factory=dict)  # confirmatory stage: what it holds equal
     dry_run: tuple[str, ...] = ()  # its stages' dry-run sizes, in place of DRY_RUN

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridlstm.analysis import answers, declaration, derived, evidence, record_tables, ties
+from gridlstm.analysis import answers, declaration, derived, evidence, record_tables, reports, ties
 from gridlstm.analysis.made_by import code_of
 from gridlstm.analysis.markdown import differing_cell
 from gridlstm.analysis.preregistration import preregistration_problems
@@ -246,15 +246,12 @@ def write(root: Path, only: str = "all") -> list[Path]:
 
 
 def rendered_reports(root: Path) -> dict[Path, tuple[str, str]]:
-    """Each study report's files (`gridlstm.analysis.reports`) as its records give them:
-    path -> (report, text)."""
-    from gridlstm.analysis.reports import REPORTS
-
-    claims = root / evidence.CLAIMS_DIR
+    """Each study's declared reports (`gridlstm.analysis.reports`) as its records give them:
+    path -> (study, text)."""
     return {
-        path: (name, text)
-        for name, outputs in REPORTS.items()
-        for path, text in outputs(claims).items()
+        path: (study.name, text)
+        for study in declaration.load_all(root / evidence.CLAIMS_DIR)
+        for path, text in reports.outputs(study).items()
     }
 
 
@@ -268,16 +265,24 @@ def report_problems(root: Path, rendered: dict[Path, tuple[str, str]] | None = N
 
 
 def write_reports(root: Path, only: str = "all") -> list[Path]:
-    """Write the study reports (one by name, or all) that differ from their files."""
-    from gridlstm.analysis.reports import REPORTS
-
-    if only != "all" and only not in REPORTS:
-        raise ConfigError(f"report={only}: no such report; valid: all, {', '.join(REPORTS)}")
+    """Write the declared reports (of one study, or all) that differ from their files."""
+    studies = declaration.load_all(root / evidence.CLAIMS_DIR)
+    names = [s.name for s in studies if s.reports]
+    if only != "all" and only not in names:
+        raise ConfigError(
+            f"report={only}: no study declares reports: of that name; valid: all, "
+            + ", ".join(names)
+        )
+    rendered = {  # every report rendered before any is written: a fail changes no file
+        path: text
+        for study in studies
+        if only in ("all", study.name)
+        for path, text in reports.outputs(study).items()
+    }
     written = []
-    for name, outputs in REPORTS.items():
-        if only in ("all", name):
-            for path, text in outputs(root / evidence.CLAIMS_DIR).items():
-                if not path.is_file() or path.read_text() != text:
-                    path.write_text(text)
-                    written.append(path)
+    for path, text in rendered.items():
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
     return written

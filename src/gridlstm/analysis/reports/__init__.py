@@ -1,24 +1,89 @@
-"""Reports a claims study writes beside its page that its declaration cannot (yet) state as
-two cells: a table of every depth, the restated verdicts of a re-run. Each module's
-``outputs(claims_dir)`` gives the files and their text; ``python -m gridlstm.tables
-report=<name>`` writes them and ``check=true`` compares them with the committed ones.
+"""Reports: files a study writes beside its page that its ``tables:`` cannot state as one
+table of cells (the verdicts of every pair of cells, a secondary arm against its arm, a page's
+verdicts restated after a re-run). Each is declared in the study's study.yaml under
+``reports:`` as one of the kinds below, with the records it reads and the files it writes;
+the kinds hold no study's names, stages or prose:
+
+    reports:
+      priority_none:
+        kind: restated_verdicts
+        file: priority_none/restated_verdicts.md
+        needs: [priority_none/cpu/jobs]   # no file until these exist (optional)
+        ...                               # the kind's keys: KINDS[kind].required, .optional
+
+``python -m gridlstm.tables report=<study>|all`` writes them and ``check=true`` compares
+them with the committed files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from gridlstm.analysis.reports import (
-    deep_tied,
-    paper_regime_depths,
-    priority_none,
-    secondary_arms,
-)
+from gridlstm.analysis.evidence import Study, check_keys, fail
+from gridlstm.analysis.reports import best_depth, cell_table, restated, secondary_arms
 
-REPORTS: dict[str, Callable[[Path], dict[Path, str]]] = {
-    "deep_tied": deep_tied.outputs,
-    "paper_regime_depths": paper_regime_depths.outputs,
-    "priority_none": priority_none.outputs,
-    "secondary_arms": secondary_arms.outputs,
+COMMON = {"kind", "needs"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A report kind: its renderer (the study, the entry's keys -> file: text) and its keys."""
+
+    outputs: Callable[[Study, dict[str, Any]], dict[Path, str]]
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+    check: Callable[[dict[str, Any]], None] | None = None  # ValueError: what is wrong
+
+
+def _kind(module: Any) -> Kind:
+    check = getattr(module, "check", None)
+    return Kind(module.outputs, frozenset(module.REQUIRED), frozenset(module.OPTIONAL), check)
+
+
+KINDS = {
+    "secondary_arms": _kind(secondary_arms),
+    "restated_verdicts": _kind(restated),
+    "seed_verdicts": Kind(cell_table.seed_outputs, cell_table.SEED_REQUIRED, cell_table.OPTIONAL),
+    "cell_table": _kind(cell_table),
+    "depth_pivot": Kind(cell_table.pivot_outputs, cell_table.PIVOT_REQUIRED, cell_table.OPTIONAL),
+    "best_depth": _kind(best_depth),
 }
+
+
+def parse_reports(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
+    """A declaration's ``reports:``, each entry's kind and keys checked (one error naming the
+    file and the key)."""
+    if not isinstance(raw, dict):
+        raise fail(path, "reports: a mapping of name -> {kind, ...its keys}")
+    found = {}
+    for name, given in raw.items():
+        where = f"reports.{name}"
+        if not isinstance(given, dict) or "kind" not in given:
+            raise fail(path, f"{where}: a mapping with kind: ({', '.join(KINDS)})")
+        if given["kind"] not in KINDS:
+            raise fail(path, f"{where}.kind={given['kind']!r}: choose one of {', '.join(KINDS)}")
+        kind = KINDS[given["kind"]]
+        check_keys(path, where, given, set(COMMON | kind.required | kind.optional))
+        if missing := sorted(kind.required - set(given)):
+            raise fail(path, f"{where}: missing {missing[0]}: (a {given['kind']} report needs it)")
+        if not isinstance(given.get("needs", []), list):
+            raise fail(path, f"{where}.needs: a list of folders under the study's")
+        try:
+            if kind.check:
+                kind.check(given)
+        except (ValueError, TypeError, KeyError) as error:
+            raise fail(path, f"{where}: {error}") from None
+        found[str(name)] = dict(given)
+    return found
+
+
+def outputs(study: Study) -> dict[Path, str]:
+    """Every declared report's files whose records exist, with their text."""
+    found: dict[Path, str] = {}
+    for entry in study.reports.values():
+        if all((study.folder / need).exists() for need in entry.get("needs", [])):
+            found |= KINDS[entry["kind"]].outputs(study, entry)
+    return found

@@ -1,8 +1,9 @@
 """A page's verdicts restated with the 2-LSTMs run at priority none, by the rule its re-run
-study fixed before it ran (each page's study.yaml, stages ``priority_none`` and, for
-addition_lengths, ``priority_none_decide``):
-
-    python -m gridlstm.tables report=priority_none    (every page below)
+study fixed before it ran. Declared as a report (kind ``restated_verdicts``) in the page's
+study.yaml: ``runs`` (the page's table.csv files or record folders), ``cell`` (the column a
+family's cells differ in: depth, or the task's length, where cells compare at one length
+only), ``measures`` (each verdict's metric and mode), ``reruns`` (the re-run's record
+folders) and ``file``.
 
 The rule: the page's verdicts computed again with the re-run's grid jobs
 (``<page>/priority_none*/cpu/jobs``) in place of the depth-priority grids of the page's runs,
@@ -10,7 +11,7 @@ the stacked-LSTM jobs unchanged, by the claims' rule (Welch's test,
 `gridlstm.analysis.verdicts`). The depth pages compare every family and depth on validation
 exact-match; the lengths page compares the families at each length on test exact-match and,
 as its stage 2 did, on samples to validation 0.99. Writes
-``<page>/priority_none/restated_verdicts.md``: each cell's seeds under both priorities, the
+``file``: each cell's seeds under both priorities, the
 restated verdicts, the page's verdicts as they were, and (outside the rule, for the reader)
 each cell's two priorities compared.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridlstm.analysis.evidence import Study
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number, read_jobs
 from gridlstm.analysis.tables import CURVE, read_table_csv, samples_to
@@ -34,6 +36,10 @@ SAMPLES = "val/samples_to_threshold"  # samples seen at validation 0.99 (None: n
 GRIDS = ("grid2d", "grid2d_untied")  # the families with a priority
 
 
+REQUIRED = {"file", "runs", "cell", "measures", "reruns"}
+OPTIONAL: set[str] = set()
+
+
 @dataclass(frozen=True)
 class Page:
     """Where a page's runs are and how its verdicts read them."""
@@ -41,30 +47,34 @@ class Page:
     runs: tuple[str, ...]  # a table.csv, or the study folders its jobs were copied to
     cell: str  # the column a family's cells differ in: depth, or the task's length
     measures: tuple[tuple[str, str], ...]  # (metric, mode) of each verdict the page states
-    reruns: tuple[str, ...] = ("priority_none/cpu",)
+    reruns: tuple[str, ...]
 
     @property
     def by_length(self) -> bool:
         """Cells compared at the same length only: a task size, where depth is a design."""
         return self.cell == DIGITS
 
-
-PAGES = {
-    "addition_depth": Page(("cpu/table.csv",), DEPTH, ((METRIC, "max"),)),
-    "memorization_depth": Page(("table.csv",), DEPTH, ((METRIC, "max"),)),
-    "addition_lengths": Page(
-        ("frontier/cpu", "decide/cpu"),
-        DIGITS,
-        (("test/acc", "max"), (SAMPLES, "min")),
-        reruns=("priority_none/cpu", "priority_none_decide/cpu"),
-    ),
-}
+    @classmethod
+    def declared(cls, entry: dict[str, Any]) -> Page:
+        """The report's keys, as read from study.yaml."""
+        measures = tuple((str(m["metric"]), str(m["mode"])) for m in entry["measures"])
+        return cls(tuple(entry["runs"]), str(entry["cell"]), measures, tuple(entry["reruns"]))
 
 
-def page_rows(page: Path) -> list[dict[str, Any]]:
+def check(entry: dict[str, Any]) -> None:
+    """The entry read as a `Page` (a ValueError says what is wrong)."""
+    for key in ("runs", "reruns", "measures"):
+        if not isinstance(entry[key], list) or not entry[key]:
+            raise ValueError(f"{key}: a list")
+    for measure in entry["measures"]:
+        if not isinstance(measure, dict) or measure.get("mode") not in ("max", "min"):
+            raise ValueError("measures: each {metric: <metric>, mode: max or min}")
+
+
+def page_rows(page: Path, spec: Page) -> list[dict[str, Any]]:
     """The page's completed jobs, each with the priority it ran (depth for the grids)."""
     rows: list[dict[str, Any]] = []
-    for runs in PAGES[page.name].runs:
+    for runs in spec.runs:
         if runs.endswith(".csv"):
             rows += read_table_csv(page / runs)[0]
         else:
@@ -76,10 +86,10 @@ def page_rows(page: Path) -> list[dict[str, Any]]:
     ]
 
 
-def rerun_rows(page: Path) -> list[dict[str, Any]]:
+def rerun_rows(page: Path, spec: Page) -> list[dict[str, Any]]:
     """The re-run's completed grid jobs, samples to 0.99 read from each job's curve."""
     found = []
-    for folder in PAGES[page.name].reruns:
+    for folder in spec.reruns:
         if not (page / folder / "jobs").is_dir():
             continue
         for row in read_jobs(page / folder):
@@ -124,10 +134,9 @@ def seeds_table(rows: list[dict[str, Any]], cell: str) -> list[str]:
     return pipe_table(head, lines)
 
 
-def render(page: Path) -> str:
-    """``priority_none/restated_verdicts.md`` of ``page``."""
-    spec = PAGES[page.name]
-    original, rerun = page_rows(page), rerun_rows(page)
+def render(page: Path, spec: Page) -> str:
+    """The restated verdicts of the page in folder ``page``."""
+    original, rerun = page_rows(page, spec), rerun_rows(page, spec)
     if not rerun:
         raise SystemExit(f"{page}/{spec.reruns[0]}: no completed job of the re-run")
     stacked = [r for r in original if r["model"] not in GRIDS]
@@ -170,10 +179,6 @@ def render(page: Path) -> str:
     return "\n".join(parts)
 
 
-def outputs(claims: Path) -> dict[Path, str]:
-    """``<page>/priority_none/restated_verdicts.md`` of every page whose re-run has run."""
-    return {
-        claims / name / "priority_none" / "restated_verdicts.md": render(claims / name)
-        for name in PAGES
-        if (claims / name / "priority_none" / "cpu" / "jobs").is_dir()
-    }
+def outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
+    """The report's file."""
+    return {study.folder / entry["file"]: render(study.folder, Page.declared(entry))}

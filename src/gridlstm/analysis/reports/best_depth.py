@@ -1,14 +1,11 @@
-"""Stages 5 and 6 of the paper's regime (docs/claims/paper_regime): would another depth change
-stage 4's verdict? Every family at every depth it ran at 5 digits, each at its best rate, over
-the seeds run there, and the verdict restated between each family's best depth (by mean over
-its seeds) by the claims' rule (Welch's t-test, `gridlstm.analysis.verdicts`):
-
-    python -m gridlstm.tables report=paper_regime_depths
-
-writes depths_verdicts.md into the folder. A family's stage-4 depth is its best-rate cell
-(`gridlstm.analysis.lr_check.best_rate_cells`: seeds 1-3 of the frontier and the rate check,
-4-6 of stage 4); the other depths are stage 5's seed 1 (depths/cpu) and stage 6's seeds 2-6
-(depths_seeds/cpu). Stage 5 ran each family at its best rate, so the cells share it.
+"""Would another depth change a verdict between families, each chosen at its best learning
+rate? Every family at every depth it ran at one task size, each at its best rate, over the
+seeds run there, and the verdict restated between each family's best depth (by mean over its
+seeds) by the claims' rule (Welch's t-test, `gridlstm.analysis.verdicts`). Declared as a
+report (kind ``best_depth``): ``size`` (the task-size key and the value compared at),
+``chosen``, ``checked`` and ``more`` (the stages whose runs give each family's best-rate cell:
+`gridlstm.analysis.lr_check.best_rate_cells`), ``depths`` (the stages that ran the other
+depths, at each family's best rate), ``title``, ``intro`` and ``file``.
 """
 
 from __future__ import annotations
@@ -17,42 +14,43 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from gridlstm.analysis.evidence import Study
 from gridlstm.analysis.frontier import AS_RAN, cells
 from gridlstm.analysis.lr_check import LR_KEY, best_rate_cells, best_rate_frontiers
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.verdicts import report
 
-DIGITS = 5
-BY = dict(size="experiment", key="task.datamodule.digits")
 DEPTH = "model.net.num_layers"
+REQUIRED = {"file", "size", "chosen", "checked", "more", "depths", "title", "intro"}
+OPTIONAL: set[str] = set()
 
 
-def depth_cells(folder: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
-    """(family, depth): the completed runs at 5 digits, one per seed."""
-    chosen = [folder / "frontier" / "cpu"]
-    checked = [folder / "lr" / "cpu", folder / "lr_seeds" / "cpu"]
-    found = best_rate_frontiers(chosen, checked, **BY, metric=AS_RAN)
-    more = [folder / "decide" / "cpu"]
+def depth_cells(folder: Path, entry: dict[str, Any]) -> dict[tuple[str, int], list[dict]]:
+    """(family, depth): the completed runs at the compared size, one per seed."""
+    (key, size), by = next(iter(entry["size"].items())), {"size": "experiment"}
+    chosen, checked = [folder / f for f in entry["chosen"]], [folder / f for f in entry["checked"]]
+    found = best_rate_frontiers(chosen, checked, **by, key=key, metric=AS_RAN)
+    more = [folder / f for f in entry["more"]]
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for (family, _, digits), runs in best_rate_cells(
-        chosen, checked, found, more=more, **BY
+    for (family, _, at), runs in best_rate_cells(
+        chosen, checked, found, more=more, **by, key=key
     ).items():
-        if digits == DIGITS:
+        if at == size:
             (depth,) = {int(r[DEPTH]) for r in runs}
             out[(family, depth)] = runs
-    stages = [folder / stage / "cpu" for stage in ("depths", "depths_seeds")]
-    stages = [stage for stage in stages if (stage / "jobs").is_dir()]  # stage 6 may not have run
-    for (family, depth, digits), runs in cells(stages, "model", DEPTH, BY["key"]).items():
-        if digits == DIGITS:
+    stages = [folder / f for f in entry["depths"]]
+    stages = [stage for stage in stages if (stage / "jobs").is_dir()]  # a stage yet to run
+    for (family, depth, at), runs in cells(stages, "model", DEPTH, key).items():
+        if at == size:
             if (family, int(depth)) in out:
-                raise ValueError(f"{family} at depth {depth} ran in stage 4 and in stages 5-6")
+                raise ValueError(f"{family} at depth {depth} ran in two stages: {folder}")
             out[(family, int(depth))] = runs
     return out
 
 
-def render(folder: Path) -> str:
-    """depths_verdicts.md: every cell, each family's best depth, and the verdicts."""
-    found = depth_cells(folder)
+def render(folder: Path, entry: dict[str, Any]) -> str:
+    """Every cell, each family's best depth, and the verdicts."""
+    found = depth_cells(folder, entry)
     means = {
         cell: statistics.mean(float(r["test/acc"]) for r in runs) for cell, runs in found.items()
     }
@@ -88,12 +86,9 @@ def render(folder: Path) -> str:
     head = ["family", "depth", "rate", "parameters", "seeds", "test exact-match by seed"]
     head += ["mean +- std", "the family's best depth"]
     lines = [
-        f"# The paper's regime at {DIGITS} digits: every depth run (stages 4-6)",
+        f"# {entry['title']}",
         "",
-        "Each family at its best rate; a cell's runs gather over the stages by seed. Stage 4's",
-        "depth has seeds 1-6; another depth has stage 5's seed 1 and stage 6's seeds 2-6 where",
-        "stage 5's rule sent it on (its seed 1 above the family's stage-4 depth's seed 1).",
-        "A family's best depth: the best mean among its depths run over all its seeds.",
+        *entry["intro"],
         "",
         *pipe_table(head, rows),
         "",
@@ -112,9 +107,6 @@ def render(folder: Path) -> str:
     return text + "\n" + "\n".join(by_family)
 
 
-def outputs(claims: Path) -> dict[Path, str]:
-    """``paper_regime/depths_verdicts.md``."""
-    folder = claims / "paper_regime"
-    if not (folder / "depths" / "cpu").is_dir() or not (folder / "frontier" / "cpu").is_dir():
-        return {}
-    return {folder / "depths_verdicts.md": render(folder)}
+def outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
+    """The report's file."""
+    return {study.folder / entry["file"]: render(study.folder, entry)}
