@@ -90,6 +90,32 @@ def test_a_declared_figure_is_drawn_by_the_publishing_command_and_checked(tmp_pa
     assert curve_figure.drawn_fingerprint(out) != shown
 
 
+def test_a_cap_is_marked_on_both_panels_and_changes_what_the_figure_shows(tmp_path, monkeypatch):
+    """The cap is a dashed line at the budget in samples, and on the multiply-adds panel at
+    each series' own budget (samples x its multiply-adds a sample); a figure without one
+    keeps the fingerprint it had before caps existed."""
+    import matplotlib.axes
+
+    marked: list[float] = []
+    original = matplotlib.axes.Axes.axvline
+
+    def axvline(self, x=0, *args, **kwargs):
+        marked.append(x)
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", axvline)
+    curve = [(1.0, 0.1), (2.0, 0.5)]
+    series = [curve_figure.Series("a", [curve], 10.0), curve_figure.Series("b", [curve], 40.0)]
+    curve_figure.draw(series, tmp_path / "f.png", "val/acc", "t", banded=True, cap=3.0)
+    assert sorted(marked) == [3.0, 3.0, 30.0, 120.0]
+    plain = curve_figure.fingerprint(series, "val/acc", "t")
+    assert plain == curve_figure.fingerprint(series, "val/acc", "t", None)
+    assert plain != curve_figure.fingerprint(series, "val/acc", "t", 3.0)
+    root = study_with_figure(tmp_path / "repo", {"file": "c.png", "label": "x", "cap": 3000})
+    spec = declaration.load(root / "docs" / "claims" / STUDY / "study.yaml").tables["seeds"]
+    assert spec.figure == ("c.png", "x", 3000)
+
+
 def image_text(path: Path) -> dict[str, str]:
     from PIL import Image
 
@@ -104,6 +130,9 @@ def image_text(path: Path) -> dict[str, str]:
         {"file": "../elsewhere.png", "label": "x"},
         {"file": "curves.svg", "label": "x"},
         {"file": "curves.png", "label": "x", "dpi": 300},
+        {"file": "curves.png", "label": "x", "cap": 0},
+        {"file": "curves.png", "label": "x", "cap": "3M"},
+        {"file": "curves.png", "label": "x", "cap": True},
     ],
 )
 def test_a_bad_figure_is_refused_in_one_line_naming_the_form(tmp_path, figure):

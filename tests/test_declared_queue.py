@@ -97,7 +97,7 @@ def test_a_profile_names_declared_stages_in_its_order_among_studies_of_its_own(t
 def test_the_queue_takes_a_study_by_name_and_its_stages_by_their_names(tmp_path, monkeypatch):
     declare(tmp_path, RULE_STAGE)
     monkeypatch.chdir(tmp_path)
-    cfg = queue.parse(["study=toy", "only=frontier,toy_explore"])
+    cfg, _, _ = queue.parse(["study=toy", "only=frontier,toy_explore"])
     assert Path(cfg.studies) == Path("docs/claims/toy/study.yaml")
     assert cfg.only == "toy_frontier,toy_explore"
     with pytest.raises(ConfigError, match="study=toi: no docs/claims/toi/study.yaml; declared"):

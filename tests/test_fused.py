@@ -348,15 +348,15 @@ def test_the_reencoder_with_dropout_trains_on_the_fused_step(launches):
 
 def test_float32_dots_follow_torchs_tf32_setting():
     """float32 GEMMs in the kernel are as precise as torch's: IEEE unless TF32 is allowed."""
-    from gridlstm.nn.kernels.fused.steps import _precision
+    from gridlstm.nn.kernels.fused.steps import dot_precision
 
     matmul = torch.backends.cuda.matmul  # a settings object: set and restored by hand
     before = matmul.allow_tf32
     try:
         for allowed, expected in ((False, "ieee"), (True, "tf32")):
             matmul.allow_tf32 = allowed
-            assert _precision(torch.float32) == expected
-            assert _precision(torch.bfloat16) == "tf32"  # Triton's default; only float32 cares
+            assert dot_precision(torch.float32) == expected
+            assert dot_precision(torch.bfloat16) == "tf32"  # Triton's default; only float32 cares
     finally:
         matmul.allow_tf32 = before
 
@@ -410,9 +410,9 @@ def test_the_fused_step_follows_tf32_whichever_api_set_it():
 import torch
 from gridlstm.nn import GridLSTM, dispatch
 from gridlstm.nn.kernels.fused.matmul_precision import allows_tf32, float32_matmul_precision
-from gridlstm.nn.kernels.fused.steps import _precision
+from gridlstm.nn.kernels.fused.steps import dot_precision
 assert not allows_tf32() and float32_matmul_precision() == "highest"
-assert _precision(torch.float32) == "ieee"
+assert dot_precision(torch.float32) == "ieee"
 torch.backends.cuda.matmul.fp32_precision = "tf32"
 try:
     torch.backends.cuda.matmul.allow_tf32
@@ -420,7 +420,7 @@ try:
 except RuntimeError:
     pass
 assert allows_tf32() and float32_matmul_precision() == "high"
-assert _precision(torch.float32) == "tf32"
+assert dot_precision(torch.float32) == "tf32"
 try:
     import triton  # noqa: F401
 except ImportError:

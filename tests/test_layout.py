@@ -277,6 +277,20 @@ def test_config_error_is_imported_from_where_it_is_defined():
     assert found == []
 
 
+def test_no_private_name_is_imported_from_another_module():
+    """A leading underscore says "this module's own": a name another module needs is public
+    (`_kind` imported across modules would hide that two modules share it)."""
+    found = [
+        f"{path.relative_to(SRC)}:{node.lineno}: {alias.name}"
+        for path in sorted(SRC.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gridlstm")
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert found == []
+
+
 def test_module_paths_from_before_0_2_are_gone():
     """The 0.2 compatibility finder is retired: an old path is an ordinary import error."""
     for old in ("gridlstm.callbacks", "gridlstm.nn.wavefront", "gridlstm.aggregate"):

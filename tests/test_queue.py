@@ -646,7 +646,7 @@ def test_the_results_folder_names_the_machine_the_jobs_ran_on(monkeypatch, cuda,
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    cfg = queue.parse(["studies=x.yaml", f"launcher={launcher}"])
+    cfg, _, _ = queue.parse(["studies=x.yaml", f"launcher={launcher}"])
     assert cfg.tag == folder
     assert cfg.results == "multirun/studies"  # outside docs/: publishing is results=docs/claims
 

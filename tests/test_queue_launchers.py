@@ -230,12 +230,12 @@ def test_a_launcher_option_on_the_command_line_reaches_the_submission(tmp_path, 
     """launcher.partition=... as Hydra's hydra.launcher.partition=...: over the study's own."""
     from gridlstm import queue
 
-    cfg, options, _ = queue.parse_with_options(
+    cfg, options, _ = queue.parse(
         ["studies=x.yaml", "launcher=slurm", "launcher.partition=a100", "launcher.timeout_min=30"]
     )
     assert options == {"partition": "a100", "timeout_min": 30}
     with pytest.raises(ConfigError, match="launcher.partition: an option of a cluster launcher"):
-        queue.parse_with_options(["studies=x.yaml", "launcher.partition=a100"])
+        queue.parse(["studies=x.yaml", "launcher.partition=a100"])
     captured = {}
     monkeypatch.setattr(
         study_queue,

@@ -7,20 +7,15 @@
         [launcher.partition=gpu launcher.timeout_min=240 ...] [submit=slurm submit.partition=cpu]
         [code=pinned|head|<commit>|checkout] [allow_dirty=true]
 
-Every job of a stage runs one commit: a snapshot of it under ``<runs>/.code/`` that the jobs
-import, so that editing, committing or switching branches while they run or wait changes
-nothing they run (`gridlstm.analysis.studies.pins`); ``queue.json`` records the commit.
+Every job of a stage runs one commit, from a snapshot under ``<runs>/.code/``
+(`gridlstm.analysis.studies.pins`): editing or switching branches while jobs run or wait
+changes nothing they run. ``submit=slurm`` submits the queue itself as one Slurm job (no GPU,
+2 CPUs, the deadline plus 20 minutes; ``submit.<option>=`` over those), which runs the queue
+in an allocation, not on a login node, and submits its jobs from there as ``launcher`` says.
 
-``submit=slurm`` submits the queue itself as one Slurm job (no GPU, 2 CPUs, the deadline plus
-20 minutes; ``submit.<option>=`` over those) and returns: the queue then runs in an
-allocation, not on a login node, and submits its jobs from there as ``launcher`` says.
-
-Results go outside docs/ by default, as sweeps do: publishing a study's records beside its
-page is an explicit step, ``results=docs/claims`` (a queue run never rewrites a committed
-record unless told to). ``tag=auto`` names the folder by where the jobs ran: ``gpu`` or
-``cpu`` on this machine (by its CUDA device), the launcher's name on a cluster.
-
-The studies file's format and what the queue writes: `gridlstm.analysis.studies`.
+Results go outside docs/ unless ``results=docs/claims`` publishes them beside the page;
+``tag=auto`` names their folder by where the jobs ran (``gpu``, ``cpu``, a launcher's name).
+The stages' format and what the queue writes: `gridlstm.analysis.studies`.
 """
 
 from __future__ import annotations
@@ -45,9 +40,7 @@ class QueueConfig:
     dry_run: bool = option(False, "a few steps of every job at tiny sizes, on the CPU")
     only: str = option("", "comma-separated stages (default: all), e.g. frontier,seeds")
     runs: str = option("multirun/gpu_studies", "run directories: <runs>/<study>/<job>")
-    results: str = option(
-        "multirun/studies", "tables go to <results>/<claim>/<tag>/ (docs/claims: publish)"
-    )
+    results: str = option("multirun/studies", "tables: <results>/<claim>/<tag>/ (docs/claims)")
     threads: int = option(1, "CPU threads per job")
     tag: str = option("auto", "results sub-folder <results>/<claim>/<tag>/: auto, cpu, gpu, ...")
     launcher: str = option(
@@ -68,18 +61,11 @@ class QueueConfig:
     )
 
 
-LAUNCHER_OPTION = "launcher."  # launcher.partition=gpu: a cluster launcher's option
-SUBMIT_OPTION = "submit."  # submit.partition=cpu: the queue job's own
+# launcher.partition=gpu: a cluster launcher's option; submit.partition=cpu: the queue job's
+LAUNCHER_OPTION, SUBMIT_OPTION = "launcher.", "submit."
 
 
-def parse(argv: list[str]) -> QueueConfig:
-    cfg, _, _ = parse_with_options(argv)
-    return cfg
-
-
-def parse_with_options(
-    argv: list[str],
-) -> tuple[QueueConfig, dict[str, object], dict[str, object]]:
+def parse(argv: list[str]) -> tuple[QueueConfig, dict[str, object], dict[str, object]]:
     """The queue's options, the cluster launcher's (``launcher.<option>=value``, as Hydra's
     ``hydra.launcher.<option>``: they win over a study's ``launcher:`` mapping) and the queue
     job's own (``submit.<option>=value``)."""
@@ -91,24 +77,16 @@ def parse_with_options(
     )
     options = arguments.prefixed(extras, LAUNCHER_OPTION)
     submit_options = arguments.prefixed(extras, SUBMIT_OPTION)
-    for found, prefix, given, fix in (
-        (
-            options,
-            LAUNCHER_OPTION,
-            cfg.launcher != "local",
-            "an option of a cluster launcher; "
-            "give launcher=slurm (or another submitit launcher), or leave it out",
-        ),
-        (
-            submit_options,
-            SUBMIT_OPTION,
-            bool(cfg.submit),
-            "an option of the queue's own job; give submit=slurm, or leave it out",
-        ),
-    ):
-        if found and not given:
-            first = next(a for a in extras if a.startswith(prefix)).partition("=")[0]
-            raise ConfigError(f"{first}: {fix}")
+    if options and cfg.launcher == "local":
+        raise ConfigError(
+            f"{LAUNCHER_OPTION}{next(iter(options))}: an option of a cluster launcher; give "
+            "launcher=slurm (or another submitit launcher), or leave it out"
+        )
+    if submit_options and not cfg.submit:
+        raise ConfigError(
+            f"{SUBMIT_OPTION}{next(iter(submit_options))}: an option of the queue's own job; "
+            "give submit=slurm, or leave it out"
+        )
     if bool(cfg.study) == bool(cfg.studies):
         raise ConfigError(
             "give study=<a declared study> (e.g. study=paper_regime) or studies=<a profile> "
@@ -116,22 +94,17 @@ def parse_with_options(
         )
     if cfg.study:
         cfg.studies, cfg.only = declared_study(cfg.study, cfg.only)
-    for key in ("jobs", "threads"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key}={getattr(cfg, key)}: must be positive")
-    if cfg.minutes <= 0:
-        raise ConfigError(f"minutes={cfg.minutes}: must be positive")
+    arguments.positive(cfg, "jobs", "threads", "minutes")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.tag):
         raise ConfigError(f"tag={cfg.tag!r}: a folder name (letters, digits, _ . -)")
-    if cfg.tag == "auto":
-        cfg.tag = results_tag(cfg.launcher)
+    cfg.tag = results_tag(cfg.launcher) if cfg.tag == "auto" else cfg.tag
     return cfg, options, submit_options
 
 
 def run(argv: list[str]) -> None:
     from gridlstm.analysis.studies import run_studies
 
-    cfg, options, submit_options = parse_with_options(argv)
+    cfg, options, submit_options = parse(argv)
     if cfg.submit:
         return submit(cfg, submit_options, argv)
     failed = run_studies(
@@ -154,18 +127,13 @@ def run(argv: list[str]) -> None:
 
 
 def submit(cfg: QueueConfig, options: dict[str, object], argv: list[str]) -> None:
-    """The queue as one job of launcher ``cfg.submit`` (its studies file read and checked
-    first, so that a typo is refused here, not in the allocation)."""
+    """The queue as one job of launcher ``cfg.submit`` (its studies read and checked first,
+    so that a typo is refused here, not in the allocation)."""
     from gridlstm.analysis.studies import load_studies
     from gridlstm.analysis.studies.executors import submit_queue
-    from gridlstm.run.conf import find_conf_dir
 
     load_studies(Path(cfg.studies))
-    conf = find_conf_dir()
-    if conf is None:
-        raise ConfigError("submit= needs conf/ (run from the checkout, or set GRIDLSTM_CONF)")
-    rest = [a for a in argv if not a.startswith(("submit=", SUBMIT_OPTION))]
-    job = submit_queue(cfg.submit, options, conf, rest, cfg.minutes, Path(cfg.runs))
+    job = submit_queue(cfg.submit, options, argv, cfg.minutes, Path(cfg.runs))
     print(
         f"[queue] submitted as {cfg.submit} job {job.job_id}: it runs the queue until its "
         f"deadline ({cfg.minutes:g} min); its output: {job.paths.stdout}",

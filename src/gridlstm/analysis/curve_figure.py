@@ -42,12 +42,13 @@ def mean_band(members: list[Curve]) -> tuple[list[float], np.ndarray, np.ndarray
     return xs, mean, std
 
 
-def fingerprint(series: list[Series], ylabel: str, title: str) -> str:
+def fingerprint(series: list[Series], ylabel: str, title: str, cap: float | None = None) -> str:
     """What a drawn figure shows, as a short hash (with the drawing code's `VERSION`): kept in
     the PNG, so a figure of unchanged data is not redrawn (another matplotlib draws other
     bytes, and a publishing command must leave git clean)."""
     shown = [(s.label, s.members, s.macs_per_sample) for s in series]
-    text = json.dumps([VERSION, ylabel, title, shown], sort_keys=True, default=str)
+    marked = [cap] if cap is not None else []  # a figure without a cap hashes as before
+    text = json.dumps([VERSION, ylabel, title, shown, *marked], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -69,10 +70,12 @@ def draw(
     title: str,
     banded: bool,
     fingerprint: str | None = None,
+    cap: float | None = None,
 ) -> tuple[int, int]:
     """Write the figure to ``out``; returns (curves drawn, panels: 1 or 2). ``banded``: each
     series is a cell of seeds (mean and band), else one job (its first member).
-    ``fingerprint`` is kept in the PNG (`drawn_fingerprint`); no software or date is."""
+    ``fingerprint`` is kept in the PNG (`drawn_fingerprint`); no software or date is. ``cap``:
+    the runs' budget in samples, a dashed line (per series on the multiply-adds panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +102,9 @@ def draw(
             (line,) = panel.plot(x, mean, marker=".", label=label)
             if std is not None:
                 panel.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
-    axes[0][0].set_xlabel("training samples seen")
+            if cap is not None:
+                panel.axvline(cap * scale, linestyle="--", linewidth=1, color=line.get_color())
+    axes[0][0].set_xlabel("training samples seen" + (" (dashed: the cap)" if cap else ""))
     axes[0][0].set_ylabel(ylabel)
     if per_mac:
         axes[0][1].set_xlabel("multiply-adds (samples x multiply-adds a sample)")

@@ -16,6 +16,7 @@ from gridlstm.analysis.evidence import (
     CHOOSE_KEYS,
     CONFIRMATORY_KEYS,
     CONFIRMATORY_PROSE,
+    QUEUE_KEYS,
     SECONDARY_KEYS,
     STAGE_KEYS,
     STAGE_KINDS,
@@ -141,7 +142,7 @@ def parse_stage(path: Path, where: str, given: dict[str, Any]) -> Stage:
         cases=tuple(dict(c) for c in cases or []),
         choose=parse_choose(path, where, given["choose"]) if kind == "select" else {},
         grid={str(k): list(v) for k, v in grid.items()},
-        queue={k: given[k] for k in ("rule", "frontier", "needs", "launcher") if k in given},
+        queue={k: given[k] for k in QUEUE_KEYS if k in given},
         dry_run=tuple(str(o) for o in dry_run),
     )
 

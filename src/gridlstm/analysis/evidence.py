@@ -31,6 +31,7 @@ from gridlstm.analysis.counted_macs import macs_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.stages import number, read_jobs
 from gridlstm.analysis.tables import read_table_csv
+from gridlstm.analysis.verdicts import Cell as WelchCell
 from gridlstm.analysis.verdicts import welch
 from gridlstm.run.errors import ConfigError
 
@@ -74,7 +75,8 @@ STUDY_KEYS = {
     *PROSE,
 }
 STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "grid", "choose"}
-STAGE_KEYS |= {"rule", "frontier", "needs", "launcher", "dry_run"}  # the queue's (studies.spec)
+QUEUE_KEYS = ("rule", "frontier", "needs", "launcher")  # the queue's own (studies.spec)
+STAGE_KEYS |= {*QUEUE_KEYS, "dry_run"}
 # designed: cases (or a grid of them) run as declared; select: designed cases whose rule then
 # chooses one value on validation; rule: cases a rule chooses from earlier stages' records
 # (studies.rules); confirmatory: a pre-registered comparison (a confirmatory: block's keys)
@@ -337,8 +339,6 @@ def p_value(test: str, a: Cell, b: Cell) -> float:
                 list(a.values.values()), list(b.values.values()), alternative="two-sided"
             ).pvalue
         )
-    from gridlstm.analysis.verdicts import Cell as WelchCell
-
     return welch(
         WelchCell(a.label, tuple(a.values.values())), WelchCell(b.label, tuple(b.values.values()))
     ).p

@@ -38,7 +38,8 @@ N samples instead of the run's end: two arms compared at equal samples where one
 (samples to a threshold times multiply-adds a sample: the multiply-adds it took).
 ``figure: {file: curves.png, label: validation exact-match}`` also draws the rows' curves
 (each row's seeds: mean and band; against samples and, where recorded, multiply-adds) into
-that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`).
+that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`);
+``cap: N`` marks the runs' budget of N samples (on the multiply-adds panel, each row's).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import fail, rows_of
+from gridlstm.analysis.evidence import check_keys, fail, rows_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
@@ -86,8 +87,8 @@ class TableSpec:
     defaults: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()  # (where, set) in order
     names: dict[str, str] = field(default_factory=dict)
     across: tuple[str, str] = ("", "")  # a key whose values become columns, and their header
-    # (file, y label): a PNG beside study.yaml, the rows' validation curves (curve_figure)
-    figure: tuple[str, str] = ("", "")
+    # (file, y label, cap): a PNG beside study.yaml, the rows' curves (curve_figure)
+    figure: tuple[str, str, float | None] = ("", "", None)
 
     def completed(self, found: dict[str, Any]) -> dict[str, Any]:
         """A run's row with the defaults its overrides lack (the first entry that sets a key
@@ -126,8 +127,7 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
         where = f"tables.{name}"
         if not isinstance(spec, dict):
             raise fail(path, f"{where}: a mapping with records, rows and columns")
-        if unknown := sorted(set(spec) - TABLE_KEYS):
-            raise fail(path, f"{where}: unknown key {unknown[0]!r}; valid: {sorted(TABLE_KEYS)}")
+        check_keys(path, where, spec, TABLE_KEYS)
         for key in ("records", "rows", "columns"):
             if not spec.get(key):
                 raise fail(path, f"{where}: missing {key}:")
@@ -192,23 +192,20 @@ def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
     return found
 
 
-def _figure(path: Path, where: str, value: Any) -> tuple[str, str]:
+def _figure(path: Path, where: str, value: Any) -> tuple[str, str, float | None]:
     if value is None:
-        return ("", "")
-    file = str(value.get("file", "")) if isinstance(value, dict) else ""
-    if (
-        not isinstance(value, dict)
-        or set(value) != {"file", "label"}
-        or not file.endswith(".png")
-        or Path(file).is_absolute()
-        or ".." in Path(file).parts
-    ):
+        return ("", "", None)
+    given = value if isinstance(value, dict) else {}
+    file, cap = Path(str(given.get("file", ""))), given.get("cap", 1)
+    keys = {"file", "label"} <= set(given) <= {"file", "label", "cap"}
+    inside = file.suffix == ".png" and not file.is_absolute() and ".." not in file.parts
+    if not (keys and inside and type(cap) in (int, float) and cap > 0):
         raise fail(
             path,
             f"{where}.figure: {{file: <name>.png inside the study's folder, label: <the curves' "
-            f"metric>}}, got {value!r}",
+            f"metric>, optionally cap: <samples>}}, got {value!r}",
         )
-    return (file, str(value["label"]))
+    return (str(file), str(given["label"]), given.get("cap"))
 
 
 def _order(value: Any, names: dict[str, str]) -> tuple[int, float, str]:
@@ -355,10 +352,11 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
         series.append(curve_figure.Series(label, curves, macs.pop() if len(macs) == 1 else None))
     out = folder / spec.figure[0]
     ylabel, title = f"{spec.figure[1]} (mean +- std over seeds)", f"{folder.name}: {spec.name}"
-    drawn = curve_figure.fingerprint(series, ylabel, title)
+    cap = spec.figure[2]
+    drawn = curve_figure.fingerprint(series, ylabel, title, cap)
     if curve_figure.drawn_fingerprint(out) == drawn:
         return None
-    curve_figure.draw(series, out, ylabel, title, banded=True, fingerprint=drawn)
+    curve_figure.draw(series, out, ylabel, title, banded=True, fingerprint=drawn, cap=cap)
     return out
 
 

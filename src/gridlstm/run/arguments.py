@@ -127,6 +127,13 @@ def run_command(
         raise SystemExit(2) from None
 
 
+def positive(cfg: Any, *names: str) -> None:
+    """Refuse a zero or negative value of any of the options ``names``, naming it."""
+    for name in names:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name}={getattr(cfg, name)}: must be positive")
+
+
 def prefixed(extras: list[str], prefix: str) -> dict[str, object]:
     """``<prefix><option>=value`` arguments as {option: value}, values read as YAML."""
     found = {}

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from gridlstm.analysis.studies.spec import Job
 from gridlstm.run import code
+from gridlstm.run.conf import find_conf_dir
 from gridlstm.run.errors import ConfigError
 from gridlstm.run.provenance import device_name
 
@@ -186,10 +187,15 @@ QUEUE_MARGIN_MIN = 20
 
 
 def submit_queue(
-    name: str, options: dict[str, Any], conf: Path, argv: list[str], minutes: float, runs: Path
+    name: str, options: dict[str, Any], argv: list[str], minutes: float, runs: Path
 ) -> Any:
-    """Submit the queue itself as one job of launcher ``name`` (options over `QUEUE_JOB`,
-    one ConfigError before anything is submitted); returns submitit's job."""
+    """Submit the queue itself, run with ``argv`` less its ``submit`` options, as one job of
+    launcher ``name`` (options over `QUEUE_JOB`, one ConfigError before anything is
+    submitted); returns submitit's job."""
+    conf = find_conf_dir()
+    if conf is None:
+        raise ConfigError("submit= needs conf/ (run from the checkout, or set GRIDLSTM_CONF)")
+    argv = [a for a in argv if not a.startswith(("submit=", "submit."))]
     if name == LOCAL:
         raise ConfigError(
             "submit=local: the queue already runs here; submit=slurm (or another submitit "

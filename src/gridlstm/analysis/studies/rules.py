@@ -1,17 +1,18 @@
 """A stage's cases chosen by a rule the queue runs, not pasted by a person.
 
-A study in a studies file may name a ``rule`` instead of ``cases``::
+A stage of a study.yaml (``kind: rule``) names a ``rule`` instead of ``cases``::
 
-    paper_regime_frontier:
-      claim: paper_regime/frontier
-      rule: {kind: choice, reads: [paper_regime/cpu, paper_regime/edge/cpu], groups: [model]}
+    - name: frontier
+      kind: rule
+      records: frontier/cpu
+      rule: {kind: choice, reads: [cpu, edge/cpu], groups: [model]}
 
-``reads`` are results folders (``<claim>/<tag>`` under the queue's ``results``) of stages
-declared in the same file. The first queue run whose inputs are all there applies the rule
+``reads`` are results folders of the study's earlier stages (under the study's folder, as
+its ``records:`` are). The first queue run whose inputs are all there applies the rule
 and records what it chose in the stage's results folder (``chosen.json``: the rule, its
 version, what it read and the cases); every later run reads that record, so a choice made
 once is never silently remade on more records. A rule is committed before its inputs exist
-(the studies file is), and the test per rule kind (tests/test_claims_files.py) applies each
+(its study.yaml is), and the test per rule kind (tests/test_claims_files.py) applies each
 recorded rule to the committed records again.
 
 The kinds wrap the frontier and stage rules of `gridlstm.analysis.stages`, `.frontier` and

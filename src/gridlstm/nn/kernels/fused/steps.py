@@ -28,7 +28,7 @@ from gridlstm.nn.kernels.plans import Layout, Sources, depth_mask
 BLOCK_M, BLOCK_D, BLOCK_K = 32, 32, 32
 
 
-def _precision(dtype: torch.dtype, interpret: bool = False) -> str:
+def dot_precision(dtype: torch.dtype, interpret: bool = False) -> str:
     """tl.dot's input precision: float32 GEMMs as torch runs them (IEEE unless
     torch.backends.cuda.matmul.allow_tf32 allows TF32); 16-bit types keep Triton's default
     (the setting concerns float32 operands only); tiles the interpreter casts up
@@ -125,7 +125,7 @@ class FusedSteps(torch.autograd.Function):
                     PAPER=paper[number],
                     SAVE=save,
                     SAVE_H=save,
-                    PRECISION=_precision(static.dtype, interpret),
+                    PRECISION=dot_precision(static.dtype, interpret),
                     UPCAST=upcast(static.dtype, interpret),
                     BLOCK_M=BLOCK_M,
                     BLOCK_D=BLOCK_D,
