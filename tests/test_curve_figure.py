@@ -147,7 +147,7 @@ def test_the_publishing_command_logs_each_table_and_the_answer_to_wandb_offline(
 ):
     """The real W&B client, offline: one run per study, each declared table as a wandb.Table
     with the page's rows, the declared figure as an image."""
-    from gridlstm.analysis import evidence, record_tables, wandb_tables
+    from gridlstm.analysis import evidence, record_tables, wandb_log
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -164,7 +164,7 @@ def test_the_publishing_command_logs_each_table_and_the_answer_to_wandb_offline(
     columns, rows = cells[0], cells[2:]  # the page's header and rows, the rule left out
     assert json.loads(logged.read_text()) == {"columns": columns, "data": rows}
     assert list((run / "files" / "media" / "images" / "figures").glob("seeds_*.png"))
-    summary = wandb_tables.answer_summary(study)
+    summary = wandb_log.answer_summary(study)
     assert summary["verdict"] == evidence.outcome(study).word and 0 <= summary["p"] <= 1
 
 

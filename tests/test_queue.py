@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gridlstm import queue
-from gridlstm.analysis.studies import queue as study_queue
+from gridlstm.analysis.studies import runner as study_queue
 from gridlstm.analysis.studies.executors import train_argv
 from gridlstm.run.clock import moment, stamp
 from gridlstm.run.errors import ConfigError

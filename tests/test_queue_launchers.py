@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gridlstm.analysis.studies import queue as study_queue
+from gridlstm.analysis.studies import runner as study_queue
 from gridlstm.analysis.studies.executors import launcher_names, make_executor
 from gridlstm.analysis.studies.spec import expand
 from gridlstm.run.errors import ConfigError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gridlstm import tables as command
-from gridlstm.analysis import tables
+from gridlstm.analysis import sweep_report as tables
 
 
 def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None, metrics_text=None):

@@ -9,7 +9,7 @@
     python -m gridlstm.tables check=true
 
 Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv and verdicts.md)
-into the sweep directory; what they hold: `gridlstm.analysis.tables`. With ``table=``, only
+into the sweep directory; what they hold: `gridlstm.analysis.sweep_report`. With ``table=``, only
 verdicts.md (or ``out=``) beside a table.csv it wrote before (the rule:
 `gridlstm.analysis.verdicts`). With ``study=``, the generated parts of the evidence pages (a
 study page's answer, the claims summary, the README's evidence table) from the study's
@@ -76,7 +76,7 @@ def parse(argv: list[str]) -> TablesConfig:
 
 
 def run(argv: list[str]) -> None:
-    from gridlstm.analysis.tables import report, verdicts_from_csv
+    from gridlstm.analysis.sweep_report import report, verdicts_from_csv
     from gridlstm.run.hydra_runtime import register_resolvers
 
     cfg = parse(argv)
@@ -114,12 +114,12 @@ def evidence_pages(cfg: TablesConfig) -> None:
     for page in pages.write(root, cfg.study):
         print(f"wrote {page}")
     if cfg.wandb:
-        from gridlstm.analysis import declaration, evidence, wandb_tables
+        from gridlstm.analysis import declaration, evidence, wandb_log
         from gridlstm.run.loggers import wandb_mode
 
         for study in declaration.load_all(root / evidence.CLAIMS_DIR):
             if cfg.study in ("all", study.name):
-                where = wandb_tables.log_study(
+                where = wandb_log.log_study(
                     study, cfg.wandb, wandb_mode(), Path(cfg.wandb_dir).expanduser()
                 )
                 print(f"logged {study.name} to W&B ({wandb_mode()}): {where}")

@@ -9,7 +9,7 @@ the kinds below (`KINDS`), or a study report (`gridlstm.analysis.reports`, check
 records (``table.csv``, ``metrics.json``, ``curve.csv``, ``queue.json``) are the sources and
 stay as written.
 
-A ``table.md`` (`gridlstm.analysis.tables.report`) is compared cell by cell: its first table
+A ``table.md`` (`gridlstm.analysis.sweep_report.report`) is compared cell by cell: its first table
 against ``table.csv`` (a number shown at 4 decimals, as the table prints it, or as the
 override was written) and its "Over seeds" table against the seeds aggregated again from
 ``table.csv``. The others are rendered again in full by the code that wrote them.
@@ -40,7 +40,7 @@ from gridlstm.analysis.lr_check import (
 )
 from gridlstm.analysis.markdown import cells, differing_cell
 from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
-from gridlstm.analysis.tables import TableError, read_table_csv
+from gridlstm.analysis.sweep_report import TableError, read_table_csv
 from gridlstm.run.runs import COMPLETED
 
 BEST = re.compile(r"^(?:Best cell by mean (\S+) \((max|min)\)|No two cells of (\S+) to compare)")

@@ -30,7 +30,7 @@ from gridlstm.analysis import survival
 from gridlstm.analysis.counted_macs import macs_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.stages import number, read_jobs
-from gridlstm.analysis.tables import read_table_csv
+from gridlstm.analysis.sweep_report import read_table_csv
 from gridlstm.analysis.verdicts import Cell as WelchCell
 from gridlstm.analysis.verdicts import welch
 from gridlstm.run.errors import ConfigError

@@ -54,7 +54,7 @@ from gridlstm.analysis.evidence import check_keys, fail, rows_of
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
-from gridlstm.analysis.tables import job_curve
+from gridlstm.analysis.sweep_report import job_curve
 from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")

@@ -136,7 +136,7 @@ def overrides_of(folder: Path) -> list[str]:
 
 def curve_of(folder: Path) -> list[tuple[float, float]]:
     """The record's validation curve: its kept ``curve.csv``, else its CSV log."""
-    from gridlstm.analysis.tables import job_curve, read_job
+    from gridlstm.analysis.sweep_report import job_curve, read_job
 
     try:
         return job_curve(folder.parent, read_job(folder))

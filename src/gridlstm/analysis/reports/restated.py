@@ -27,7 +27,7 @@ from typing import Any
 from gridlstm.analysis.evidence import Study
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number, read_jobs
-from gridlstm.analysis.tables import CURVE, read_table_csv, samples_to
+from gridlstm.analysis.sweep_report import CURVE, read_table_csv, samples_to
 from gridlstm.analysis.verdicts import report
 
 METRIC, THRESHOLD = "val/acc", 0.99  # the depth pages' metric; every page's threshold (conf/task)

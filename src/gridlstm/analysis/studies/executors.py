@@ -2,7 +2,7 @@
 (``launcher=slurm``, ``launcher=submitit_local``, or any ``conf/hydra/launcher`` config built
 on ``submitit_slurm`` / ``submitit_local``): the same launcher configs the sweeps use.
 
-The queue (`gridlstm.analysis.studies.queue`) sees one interface: ``start(job)`` gives a
+The queue (`gridlstm.analysis.studies.runner`) sees one interface: ``start(job)`` gives a
 handle that it waits on with a timeout, stops gracefully (SIGTERM: the run saves
 ``checkpoints/last.ckpt`` and ends ``interrupted``; a later run of the queue resumes it) and,
 after a grace period, kills. Each job is ``train.py`` with ``resume=auto`` in its own run

@@ -11,7 +11,7 @@ cluster). At the deadline each running job gets SIGTERM, which saves
 ``checkpoints/last.ckpt`` and marks the run ``interrupted``; running the queue again
 continues it. A job whose run is ``completed`` is not started again.
 
-When the queue ends, each study's jobs are tabled (`gridlstm.analysis.tables`) and the
+When the queue ends, each study's jobs are tabled (`gridlstm.analysis.sweep_report`) and the
 tables, curves and each job's ``metrics.json``, overrides and curve are copied to
 ``<results>/<claim>/<tag>/`` (``tag=auto`` by default: cpu, gpu or the launcher;
 ``<tag>_dry_run/`` for a dry run; one study per claim), with ``queue.json`` saying what ran
@@ -34,6 +34,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from gridlstm.analysis import sweep_report
 from gridlstm.analysis.studies import pins, rules
 from gridlstm.analysis.studies.executors import (
     Executor,
@@ -58,6 +59,7 @@ from gridlstm.analysis.studies.spec import (
     missing_data,
     past_frontier,
 )
+from gridlstm.analysis.sweep_report import CURVE
 from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
 from gridlstm.run.clock import stamp
@@ -78,7 +80,6 @@ def restore(jobs: list[Job], out: Path, conf: Path | None = None) -> None:
     another job's: that job runs."""
     from hydra import compose, initialize_config_dir
 
-    from gridlstm.analysis.tables import CURVE
     from gridlstm.run.conf import find_conf_dir
 
     for job in jobs:
@@ -231,13 +232,11 @@ def results_folder(results: Path, claim: str, tag: str, dry_run: bool) -> Path:
 
 def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
     """Tables and per-job metrics of one study into ``out`` (replacing an earlier copy)."""
-    from gridlstm.analysis.tables import CURVE, TableError, job_curve, read_job, report, write_curve
-
     sweep = runs / name
     out.mkdir(parents=True, exist_ok=True)
     try:
-        report(sweep)
-    except TableError as error:
+        sweep_report.report(sweep)
+    except sweep_report.TableError as error:
         print(f"[queue] {name}: no table ({error})", flush=True)
     for artefact in ("table.md", "table.csv", "table_seeds.csv", "curves.png"):
         if (sweep / artefact).is_file():
@@ -251,8 +250,8 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
                 shutil.copy2(job.run_dir / part, target)
         if (job.run_dir / "csv" / "metrics.csv").is_file():  # its curve, for a later restore
             with contextlib.suppress(ValueError):
-                curve = job_curve(sweep, read_job(job.run_dir))
-                write_curve(out / "jobs" / job.name / CURVE, curve)
+                curve = sweep_report.job_curve(sweep, sweep_report.read_job(job.run_dir))
+                sweep_report.write_curve(out / "jobs" / job.name / CURVE, curve)
 
 
 def run_studies(
