@@ -20,15 +20,13 @@ from gridlstm.analysis.frontier import (
     frontiers,
     seed_of,
 )
+from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.lr_check import (
     best_rate_cells,
     best_rate_frontiers,
 )
 from gridlstm.analysis.preregistration import first_commit_time
-from gridlstm.analysis.stages import (
-    CHOSEN_KEYS,
-    read_jobs,
-)
+from gridlstm.analysis.stages import CHOSEN_KEYS
 from gridlstm.analysis.studies import load_studies, rules
 from gridlstm.analysis.studies.spec import expand
 

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gridlstm.analysis import answers, confirmatory, declaration, evidence, pages, preregistration
+from gridlstm.analysis import (
+    answers,
+    confirmatory,
+    declaration,
+    evidence,
+    job_records,
+    pages,
+    preregistration,
+)
 from gridlstm.run.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -462,7 +470,7 @@ def test_the_paper_regime_confirmatory_stage_is_declared_as_issue_72_designed_it
     assert stage.seeds == tuple(range(18, 28)) and not set(stage.seeds) & confirmatory.used_seeds(
         study
     )
-    rows = [r for f in RECORDS for r in evidence.rows_of(study.folder / f)]
+    rows = [r for f in RECORDS for r in job_records.rows_of(study.folder / f)]
     macs = {(r["model"], int(r["model.net.num_layers"])): int(r["macs_per_sample"]) for r in rows}
     a, b = stage.a["overrides"], stage.b["overrides"]
     batch = 15

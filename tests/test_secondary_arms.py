@@ -12,7 +12,7 @@ import yaml
 from scipy import stats
 
 from gridlstm.analysis import declaration, pages
-from gridlstm.analysis.evidence import rows_of
+from gridlstm.analysis.job_records import rows_of
 from gridlstm.analysis.reports.secondary_arms import Arm, base_settings, render, stage_of
 from gridlstm.analysis.studies import load_studies
 from tests.test_evidence import ROOT, STUDY, write_runs

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gridlstm.analysis.stages import as_cases, choices_markdown, choose, edge_cases, read_jobs
+from gridlstm.analysis.job_records import read_jobs
+from gridlstm.analysis.stages import as_cases, choices_markdown, choose, edge_cases
 from gridlstm.analysis.studies.spec import expand, load_studies
 
 

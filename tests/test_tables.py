@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gridlstm import tables as command
-from gridlstm.analysis import sweep_report as tables
+from gridlstm.analysis import job_records
 
 
 def make_job(sweep: Path, name: str, model: str, layers: int, acc: float | None, metrics_text=None):
@@ -111,11 +111,11 @@ def test_language_model_sweep_gets_bits_per_char_columns_and_curves(tmp_path, ca
 
 def test_samples_at_validation_steps_come_from_the_logged_training_steps():
     # Batch 32: samples = 32 * (step + 1); validation ran at steps no training row logged.
-    to_samples = tables.samples_from_step([(24.0, 800.0), (49.0, 1600.0), (74.0, 2400.0)])
+    to_samples = job_records.samples_from_step([(24.0, 800.0), (49.0, 1600.0), (74.0, 2400.0)])
     assert to_samples(130.0) == pytest.approx(32 * 131)
     assert to_samples(60.0) == pytest.approx(32 * 61)
-    assert tables.samples_from_step([(9.0, 640.0)])(99.0) == pytest.approx(6400)
-    assert tables.samples_from_step([]) is None
+    assert job_records.samples_from_step([(9.0, 640.0)])(99.0) == pytest.approx(6400)
+    assert job_records.samples_from_step([]) is None
 
 
 def test_stopped_jobs_show_their_status_and_reason(tmp_path, capsys):

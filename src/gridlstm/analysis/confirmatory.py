@@ -38,9 +38,9 @@ from gridlstm.analysis.evidence import (
     compare,
     fail,
     gather,
-    rows_of,
 )
 from gridlstm.analysis.frontier import matches
+from gridlstm.analysis.job_records import rows_of
 from gridlstm.analysis.stages import number
 from gridlstm.run.clock import moment
 

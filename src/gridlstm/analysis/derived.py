@@ -32,6 +32,7 @@ from gridlstm.analysis.frontier import (
     sources_of,
     verdicts_markdown,
 )
+from gridlstm.analysis.job_records import TableError, read_jobs, read_table_csv
 from gridlstm.analysis.lr_check import (
     best_rate_cells,
     best_rate_frontiers,
@@ -39,8 +40,7 @@ from gridlstm.analysis.lr_check import (
     best_rate_sources,
 )
 from gridlstm.analysis.markdown import cells, differing_cell
-from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown, read_jobs
-from gridlstm.analysis.sweep_report import TableError, read_table_csv
+from gridlstm.analysis.stages import CHOICES_HEAD, choices_markdown
 from gridlstm.run.runs import COMPLETED
 
 BEST = re.compile(r"^(?:Best cell by mean (\S+) \((max|min)\)|No two cells of (\S+) to compare)")

@@ -29,8 +29,8 @@ from scipy import stats
 from gridlstm.analysis import survival
 from gridlstm.analysis.counted_macs import macs_of
 from gridlstm.analysis.frontier import matches, seed_of
-from gridlstm.analysis.stages import number, read_jobs
-from gridlstm.analysis.sweep_report import read_table_csv
+from gridlstm.analysis.job_records import rows_of
+from gridlstm.analysis.stages import number
 from gridlstm.analysis.verdicts import Cell as WelchCell
 from gridlstm.analysis.verdicts import welch
 from gridlstm.run.errors import ConfigError
@@ -256,15 +256,6 @@ def parse_verdict(path: Path, raw: Any, planned: frozenset[str] = frozenset()) -
         stage=str(raw.get("stage", "")),
         metric_label=str(raw.get("metric_label", raw["metric"])),
     )
-
-
-def rows_of(folder: Path) -> list[dict[str, Any]]:
-    """A records folder's completed runs: its jobs (overrides and record) where the queue
-    copied them, else the rows of its table.csv (a sweep's table)."""
-    if (folder / "jobs").is_dir():
-        return read_jobs(folder)
-    rows, _ = read_table_csv(folder / "table.csv")
-    return [row for row in rows if row.get("status", "completed") in ("", "completed")]
 
 
 class NoRuns(ConfigError):

@@ -22,8 +22,9 @@ from typing import Any
 import yaml
 
 from gridlstm.analysis import verdicts
+from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.markdown import pipe_table
-from gridlstm.analysis.stages import CHOSEN_KEYS, number, read_jobs
+from gridlstm.analysis.stages import CHOSEN_KEYS, number
 from gridlstm.run.conf import find_conf_dir
 
 SOLVED_SHARE = 2 / 3

@@ -63,13 +63,14 @@ from gridlstm.analysis.frontier import (
     verdicts_markdown,
     write,
 )
+from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.lr_check import (
     best_rate_cells,
     best_rate_frontiers,
     best_rate_intro,
     learning_rate_frontier_cases,
 )
-from gridlstm.analysis.stages import number, read_jobs
+from gridlstm.analysis.stages import number
 
 SEEDS_VERDICTS = "best_rate_seeds_verdicts.md"
 

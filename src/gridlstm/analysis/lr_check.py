@@ -25,7 +25,8 @@ from gridlstm.analysis.frontier import (
     missing_seeds,
     seed_of,
 )
-from gridlstm.analysis.stages import number, read_jobs
+from gridlstm.analysis.job_records import read_jobs
+from gridlstm.analysis.stages import number
 
 LR_KEY = "optim.optimizer.lr"
 

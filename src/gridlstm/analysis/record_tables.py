@@ -50,11 +50,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import check_keys, fail, rows_of
+from gridlstm.analysis.evidence import check_keys, fail
 from gridlstm.analysis.frontier import matches, seed_of
+from gridlstm.analysis.job_records import job_curve, rows_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
-from gridlstm.analysis.sweep_report import job_curve
 from gridlstm.run.errors import ConfigError
 
 SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from gridlstm.analysis.job_records import job_curve, read_job
 from gridlstm.analysis.reruns import RESULT
 from gridlstm.run import code, provenance, runs
 from gridlstm.run.errors import ConfigError
@@ -136,7 +137,6 @@ def overrides_of(folder: Path) -> list[str]:
 
 def curve_of(folder: Path) -> list[tuple[float, float]]:
     """The record's validation curve: its kept ``curve.csv``, else its CSV log."""
-    from gridlstm.analysis.sweep_report import job_curve, read_job
 
     try:
         return job_curve(folder.parent, read_job(folder))

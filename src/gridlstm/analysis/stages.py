@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
 
+from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.markdown import pipe_table
-from gridlstm.run import runs
 
 # The search stages' rule: fewest samples to val 0.99, then highest val/acc, then fewer layers.
 FASTEST_THEN_BEST = (
@@ -26,20 +25,6 @@ FASTEST_THEN_BEST = (
     ("val/acc", "max"),
     ("model.net.num_layers", "min"),
 )
-
-
-def read_jobs(folder: Path) -> list[dict[str, Any]]:
-    """Every completed job the queue copied into ``folder/jobs``: its overrides (``key: value``
-    text) and its record."""
-    rows = []
-    for job in sorted(p for p in (folder / "jobs").iterdir() if p.is_dir()):
-        record = runs.read_record(job)
-        if record is None or record["status"] != runs.COMPLETED:
-            continue
-        listed = OmegaConf.to_container(OmegaConf.load(job / "overrides.yaml"))
-        overrides = dict(str(o).split("=", 1) for o in listed if "=" in str(o))
-        rows.append({"job": job.name, **overrides, **record})
-    return rows
 
 
 def number(value: Any) -> float | None:

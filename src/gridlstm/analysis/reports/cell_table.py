@@ -24,8 +24,8 @@ from typing import Any
 
 from gridlstm.analysis.counted_macs import count
 from gridlstm.analysis.evidence import Study
+from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.markdown import pipe_table
-from gridlstm.analysis.stages import read_jobs
 from gridlstm.analysis.verdicts import cells, report
 
 OPTIONAL = frozenset({"where", "exclude", "defaults", "model_defaults", "mode", "within"})

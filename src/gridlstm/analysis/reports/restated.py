@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.evidence import Study
+from gridlstm.analysis.job_records import CURVE, read_jobs, read_table_csv, samples_to
 from gridlstm.analysis.markdown import pipe_table
-from gridlstm.analysis.stages import number, read_jobs
-from gridlstm.analysis.sweep_report import CURVE, read_table_csv, samples_to
+from gridlstm.analysis.stages import number
 from gridlstm.analysis.verdicts import report
 
 METRIC, THRESHOLD = "val/acc", 0.99  # the depth pages' metric; every page's threshold (conf/task)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis import frontier, lr_check, stages
+from gridlstm.analysis.job_records import read_jobs
 from gridlstm.run.clock import stamp
 from gridlstm.run.errors import ConfigError
 
@@ -88,7 +89,7 @@ def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
     kind = rule["kind"]
     options = _frontier_options(rule)
     if kind in ("choice", "edge"):
-        rows = [row for folder in folders for row in stages.read_jobs(folder)]
+        rows = [row for folder in folders for row in read_jobs(folder)]
         groups = list(rule["groups"])
         best = stages.choose(rows, groups)
         if kind == "choice":

@@ -35,6 +35,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.analysis import sweep_report
+from gridlstm.analysis.job_records import CURVE, job_curve, read_job, write_curve
 from gridlstm.analysis.studies import pins, rules
 from gridlstm.analysis.studies.executors import (
     Executor,
@@ -59,7 +60,6 @@ from gridlstm.analysis.studies.spec import (
     missing_data,
     past_frontier,
 )
-from gridlstm.analysis.sweep_report import CURVE
 from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
 from gridlstm.run.clock import stamp
@@ -250,8 +250,8 @@ def collect(name: str, jobs: list[Job], runs: Path, out: Path) -> None:
                 shutil.copy2(job.run_dir / part, target)
         if (job.run_dir / "csv" / "metrics.csv").is_file():  # its curve, for a later restore
             with contextlib.suppress(ValueError):
-                curve = sweep_report.job_curve(sweep, sweep_report.read_job(job.run_dir))
-                sweep_report.write_curve(out / "jobs" / job.name / CURVE, curve)
+                curve = job_curve(sweep, read_job(job.run_dir))
+                write_curve(out / "jobs" / job.name / CURVE, curve)
 
 
 def run_studies(

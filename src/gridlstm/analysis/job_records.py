@@ -1,0 +1,185 @@
+"""A finished job's record as the evidence reads it, in one place: a sweep job's run
+directory (`read_job`: its ``metrics.json`` through `gridlstm.run.runs` and its saved config),
+a study's copied jobs (`read_jobs`: the record and ``overrides.yaml``), a sweep's
+``table.csv`` (`read_table_csv`), either of the last two (`rows_of`), and a job's learning
+curve (`job_curve`: its CSV log, else the ``curve.csv`` a copy keeps).
+
+Why one module: the sweep tables, the study queue, the rules that choose stages, the verdicts
+and the pages' checks all read these files; each reading them its own way would let two of
+them disagree about the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gridlstm.run import runs
+from gridlstm.run.config import defuse
+from gridlstm.run.errors import ConfigError
+
+# a sweep table.csv's first columns (`gridlstm.analysis.sweep_report` writes them)
+BASE_COLUMNS = ["job", "model", "layers", "hidden", "tied", "params", "task", "size"]
+
+
+class TableError(ConfigError):
+    """The directory holds no usable job."""
+
+
+def read_config(path: Path) -> DictConfig:
+    """A job's saved config, with every interpolation through an unsafe resolver escaped."""
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return OmegaConf.create(defuse(raw))
+
+
+def read_job(job: Path) -> dict[str, Any]:
+    """One row; raises ValueError naming the file that is missing or malformed."""
+    metrics = runs.load_record(job)  # a RecordError (a ValueError) names the file
+    config_path = job / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise ValueError(f"{config_path}: missing")
+    try:
+        # The saved config keeps interpolations, some through the suite's resolvers.
+        cfg = read_config(config_path)
+        net, task = cfg.model.net, cfg.task
+        row = {
+            "job": job.name,
+            "model": cfg.model.name,
+            "layers": net.get("num_layers"),
+            # A width solved for a parameter budget is in metrics.json, not in the config.
+            "hidden": metrics.get("hidden", net.get("hidden_size")),
+            "tied": net.get("tied", ""),
+            "task": task.name,
+            # Per-task facts live in conf/task/*.yaml (saved with every job's config).
+            "size_option": task.get("size_option", "size"),
+            "size": task.datamodule.get(task.get("size_option", ""), ""),
+            "paper": task.get("paper"),
+            "monitor": task.get("monitor", "val/acc"),
+            "monitor_mode": task.get("monitor_mode", "max"),
+        }
+    except OmegaConfBaseException as error:
+        raise ValueError(f"{config_path}: {error}") from None
+    row["overrides"] = read_overrides(job / ".hydra" / "overrides.yaml")
+    return {**metrics, **row}
+
+
+def read_overrides(path: Path) -> dict[str, str]:
+    """The job's command-line overrides as {key: value} (``+``/``~`` prefixes dropped)."""
+    if not path.is_file():
+        return {}
+    try:
+        listed = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except OmegaConfBaseException:
+        return {}
+    found = {}
+    for item in listed if isinstance(listed, list) else []:
+        key, sep, value = str(item).partition("=")
+        if sep and not key.startswith("hydra"):
+            found[key.lstrip("+~")] = value
+    return found
+
+
+def read_jobs(folder: Path) -> list[dict[str, Any]]:
+    """Every completed job the queue copied into ``folder/jobs``: its overrides (``key: value``
+    text) and its record."""
+    rows = []
+    for job in sorted(p for p in (folder / "jobs").iterdir() if p.is_dir()):
+        record = runs.read_record(job)
+        if record is None or record["status"] != runs.COMPLETED:
+            continue
+        listed = OmegaConf.to_container(OmegaConf.load(job / "overrides.yaml"))
+        overrides = dict(str(o).split("=", 1) for o in listed if "=" in str(o))
+        rows.append({"job": job.name, **overrides, **record})
+    return rows
+
+
+def rows_of(folder: Path) -> list[dict[str, Any]]:
+    """A records folder's completed runs: its jobs (overrides and record) where the queue
+    copied them, else the rows of its table.csv (a sweep's table)."""
+    if (folder / "jobs").is_dir():
+        return read_jobs(folder)
+    rows, _ = read_table_csv(folder / "table.csv")
+    return [row for row in rows if row.get("status", "completed") in ("", "completed")]
+
+
+def samples_from_step(logged: list[tuple[float, float]]):
+    """Samples seen at any step, from the (step, samples) pairs the training log holds.
+
+    Samples grow by the same batch every step, so the line through the logged pairs is
+    exact; validation steps rarely coincide with logged training steps."""
+    if not logged:
+        return None
+    if len({step for step, _ in logged}) == 1:
+        step, samples = logged[0]
+        return lambda at: samples * (at + 1) / (step + 1)
+    slope, intercept = np.polyfit(*zip(*logged, strict=True), 1)
+    return lambda at: slope * at + intercept
+
+
+# A job's curve alone (samples seen, main validation metric): what the study queue keeps of a
+# CSV log beside a job's record, a few kilobytes instead of the whole log.
+CURVE = "curve.csv"
+
+
+def write_curve(path: Path, points: list[tuple[float, float]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["samples", "value"])
+        writer.writerows(points)
+
+
+def job_curve(sweep: Path, row: dict[str, Any]) -> list[tuple[float, float]]:
+    """(training samples seen, main validation metric) at each validation of a job, from its
+    CSV log, else from a kept ``curve.csv`` (empty without either)."""
+    log, kept = sweep / row["job"] / "csv" / "metrics.csv", sweep / row["job"] / CURVE
+    if not log.is_file() and kept.is_file():
+        with kept.open() as handle:
+            return [(float(r["samples"]), float(r["value"])) for r in csv.DictReader(handle)]
+    if not log.is_file():
+        return []
+    samples_at_step: list[tuple[float, float]] = []
+    points = []
+    with log.open() as handle:
+        for record in csv.DictReader(handle):
+            if record.get("train/samples_seen"):
+                samples_at_step.append((float(record["step"]), float(record["train/samples_seen"])))
+            if record.get(row["monitor"]):
+                points.append((float(record["step"]), float(record[row["monitor"]])))
+    to_samples = samples_from_step(samples_at_step)
+    return [(round(to_samples(step)), value) for step, value in points] if to_samples else []
+
+
+def samples_to(curve: list[tuple[float, float]], threshold: float, mode: str) -> float | None:
+    """Training samples seen at the first validation where the metric reached ``threshold``
+    (>= for mode max, <= for min); None if it never did."""
+    for samples, metric in curve:
+        if (metric >= threshold) if mode == "max" else (metric <= threshold):
+            return samples
+    return None
+
+
+def read_table_csv(table: Path, metric: str = "") -> tuple[list[dict[str, str]], list[str]]:
+    """The rows of a ``table.csv`` this command wrote, each a dict of its columns (the swept
+    keys' values win over a base column of the same name, e.g. model), and its swept keys;
+    with ``metric``, refused unless its header has that column."""
+    if not table.is_file():
+        raise TableError(f"table={table}: no such file")
+    with table.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        records = list(reader)
+    tail = BASE_COLUMNS[1:]
+    starts = [i for i in range(len(header)) if header[i : i + len(tail)] == tail]
+    if not header or header[0] != BASE_COLUMNS[0] or not starts:
+        raise TableError(f"table={table}: not a table.csv of python -m gridlstm.tables")
+    if metric and metric not in header:
+        choices = ", ".join(c for c in header if c.startswith(("val/", "test/")))
+        raise TableError(f"metric={metric}: not a column of {table}; columns: {choices}")
+    # Swept keys come first, so a key that is also a base column (model) keeps its value.
+    rows = [dict(reversed(list(zip(header, record, strict=True)))) for record in records]
+    return rows, header[1 : starts[0]]
