@@ -108,8 +108,46 @@ def test_a_time_to_threshold_arm_gets_the_log_rank_test_and_kaplan_meier_medians
             },
             "reports.r: measures: each {metric: <metric>, mode: max or min}",
         ),
+        (
+            {
+                "r": {
+                    "kind": "restated_verdicts",
+                    "file": "x.md",
+                    "runs": ["cpu"],
+                    "reruns": ["rerun/cpu"],
+                    "cell": "depth",
+                    "measures": [{"metric": "val/acc", "mode": "max"}],
+                }
+            },
+            "reports.r: cell='depth': choose model.net.num_layers or task.datamodule.digits",
+        ),
+        (
+            {
+                "r": {
+                    "kind": "seed_verdicts",
+                    "file": "v.md",
+                    "table": "v.csv",
+                    "records": ["cpu"],
+                    "keys": ["model"],
+                    "metric": "test/acc",
+                    "title": "t",
+                    "compose": ["experiment=x"],
+                }
+            },
+            "reports.r: unknown key 'compose'",
+        ),
     ],
-    ids=["kind", "unknown key", "missing key", "bad arm", "needs", "not a mapping", "mode"],
+    ids=[
+        "kind",
+        "unknown key",
+        "missing key",
+        "bad arm",
+        "needs",
+        "not a mapping",
+        "mode",
+        "cell",
+        "another kind's key",
+    ],
 )
 def test_a_bad_report_is_refused_in_one_line_naming_file_and_key(tmp_path, given, message):
     path = declare(tmp_path, given)

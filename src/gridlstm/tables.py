@@ -5,7 +5,7 @@
     python -m gridlstm.tables study=paper_regime      (or study=all)
     python -m gridlstm.tables study=all wandb=gridlstm   (the pages, then W&B: offline unless
                                                           credentials exist)
-    python -m gridlstm.tables report=deep_tied       (or report=all)
+    python -m gridlstm.tables report=deep_tied       (its study.yaml reports:; or report=all)
     python -m gridlstm.tables check=true
 
 Writes table.md, table.csv, curves.png (and, over seeds, table_seeds.csv and verdicts.md)

@@ -2,7 +2,7 @@
 table of cells (the verdicts of every pair of cells, a secondary arm against its arm, a page's
 verdicts restated after a re-run). Each is declared in the study's study.yaml under
 ``reports:`` as one of the kinds below, with the records it reads and the files it writes;
-the kinds hold no study's names, stages or prose:
+the kinds hold no study's stages, files or prose (each module's docstring lists its keys):
 
     reports:
       priority_none:
@@ -46,9 +46,13 @@ def _kind(module: Any) -> Kind:
 KINDS = {
     "secondary_arms": _kind(secondary_arms),
     "restated_verdicts": _kind(restated),
-    "seed_verdicts": Kind(cell_table.seed_outputs, cell_table.SEED_REQUIRED, cell_table.OPTIONAL),
+    "seed_verdicts": Kind(
+        cell_table.seed_outputs, cell_table.SEED_REQUIRED, cell_table.SEED_OPTIONAL
+    ),
     "cell_table": _kind(cell_table),
-    "depth_pivot": Kind(cell_table.pivot_outputs, cell_table.PIVOT_REQUIRED, cell_table.OPTIONAL),
+    "depth_pivot": Kind(
+        cell_table.pivot_outputs, cell_table.PIVOT_REQUIRED, cell_table.PIVOT_OPTIONAL
+    ),
     "best_depth": _kind(best_depth),
 }
 

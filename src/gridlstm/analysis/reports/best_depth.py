@@ -5,7 +5,8 @@ seeds) by the claims' rule (Welch's t-test, `gridlstm.analysis.verdicts`). Decla
 report (kind ``best_depth``): ``size`` (the task-size key and the value compared at),
 ``chosen``, ``checked`` and ``more`` (the stages whose runs give each family's best-rate cell:
 `gridlstm.analysis.lr_check.best_rate_cells`), ``depths`` (the stages that ran the other
-depths, at each family's best rate), ``title``, ``intro`` and ``file``.
+depths, at each family's best rate), ``title``, ``intro`` (a string, or a list of lines) and
+``file``. Depth is ``model.net.num_layers``; the cells compare test exact-match.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def render(folder: Path, entry: dict[str, Any]) -> str:
     lines = [
         f"# {entry['title']}",
         "",
-        *entry["intro"],
+        *([entry["intro"]] if isinstance(entry["intro"], str) else entry["intro"]),
         "",
         *pipe_table(head, rows),
         "",

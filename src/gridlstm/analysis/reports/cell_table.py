@@ -13,6 +13,17 @@ The runs (each kind's ``records``): the completed jobs of those folders, less th
 key of ``exclude`` (a change that is not this comparison's); a key a job left alone takes its
 value from ``model_defaults`` (by model) or ``defaults``; ``where`` then keeps the runs whose
 keys have those values. ``names`` gives the verdicts' short name of each of ``keys``.
+
+Keys of every kind: ``file``, ``records``, ``keys``, ``metric`` (``mode``: max unless min),
+``title``; optional ``exclude``, ``defaults``, ``model_defaults``, ``where``, ``intro`` (text
+under the title: a string, or a list of lines). ``seed_verdicts`` adds ``table`` and
+optionally ``within`` (keys held fixed: cells compared at each of their values).
+``cell_table`` adds ``names``, ``verdicts_file``, ``verdicts_title``, ``metric_label`` (the
+seeds column's header), ``shape_keys`` (the keys that fix the multiply-adds a sample) and
+optionally ``compose`` (a preset the multiply-adds of a job that did not record them are
+counted on) and ``first`` (the ``keys[0]`` value listed first). ``depth_pivot`` adds
+``names``, ``family`` (the short names of the row keys, a list) and ``depth`` (the short name
+of the column key), optionally ``first`` and ``n`` (the usual seed count, left unstated).
 """
 
 from __future__ import annotations
@@ -28,13 +39,12 @@ from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.verdicts import cells, report
 
-OPTIONAL = frozenset({"where", "exclude", "defaults", "model_defaults", "mode", "within"})
-OPTIONAL |= {"first", "intro", "compose", "n"}
-SEED_REQUIRED = frozenset({"file", "table", "records", "keys", "metric", "title"})
-REQUIRED = {"file", "verdicts_file", "records", "keys", "names", "metric", "metric_label"}
-REQUIRED |= {"title", "verdicts_title", "shape_keys"}
-PIVOT_REQUIRED = frozenset({"file", "records", "keys", "names", "metric", "title"})
-PIVOT_REQUIRED |= {"family", "depth"}
+COMMON = frozenset({"file", "records", "keys", "metric", "title"})
+READ = frozenset({"exclude", "defaults", "model_defaults", "where", "mode", "intro"})
+SEED_REQUIRED, SEED_OPTIONAL = COMMON | {"table"}, READ | {"within"}
+REQUIRED = COMMON | {"names", "verdicts_file", "verdicts_title", "metric_label", "shape_keys"}
+OPTIONAL = READ | {"compose", "first"}
+PIVOT_REQUIRED, PIVOT_OPTIONAL = COMMON | {"names", "family", "depth"}, READ | {"first", "n"}
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -59,6 +69,13 @@ def rows(study: Study, entry: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def intro(entry: dict[str, Any]) -> str:
+    """The text under the title: ``intro`` as one string or a list of lines, then a blank."""
+    given = entry.get("intro") or []
+    lines = [given] if isinstance(given, str) else list(given)
+    return "".join(f"{line}\n" for line in lines) + ("\n" if lines else "")
+
+
 def _order(value: Any) -> tuple[int, Any]:
     """Numbers by value, before words."""
     text = str(value)
@@ -81,7 +98,7 @@ def seed_outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
         lines.append(f'"{cell.name}",{cell.n},{cell.mean:.4f},{cell.std:.4f},{values}')
     text = report(found, keys, metric, mode, within=entry.get("within"))
     return {
-        study.folder / entry["file"]: f"# {entry['title']}\n\n" + text,
+        study.folder / entry["file"]: f"# {entry['title']}\n\n" + intro(entry) + text,
         study.folder / entry["table"]: "\n".join(lines) + "\n",
     }
 
@@ -137,9 +154,9 @@ def outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
         )
     head = [*entry["names"], "parameters", "multiply-adds per sample"]
     head += [f"seed: {entry['metric_label']}", "mean +- std"]
-    table = f"# {entry['title']}\n\n" + "\n".join(pipe_table(head, lines))
-    names = list(entry["names"])
-    verdicts = report(short_names(entry, found), names, metric, "max", pairs=True)
+    table = f"# {entry['title']}\n\n" + intro(entry) + "\n".join(pipe_table(head, lines))
+    names, mode = list(entry["names"]), entry.get("mode", "max")
+    verdicts = report(short_names(entry, found), names, metric, mode, pairs=True)
     return {
         study.folder / entry["file"]: table + "\n",
         study.folder / entry["verdicts_file"]: f"# {entry['verdicts_title']}\n\n" + verdicts,
@@ -175,7 +192,7 @@ def pivot_outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
                 line.append(f"{mean:.4f} +- {std:.4f}{n}")
         lines.append(line)
     head = [*family, *(f"{depth} {d}" for d in depths)]
-    text = f"# {entry['title']}\n\n" + (f"{entry['intro']}\n\n" if entry.get("intro") else "")
+    text = f"# {entry['title']}\n\n" + intro(entry)
     text += "\n".join(pipe_table(head, lines)) + "\n\n"
     keys = [*family, depth]
     text += report(found, keys, metric, entry.get("mode", "max"), within=family, pairs=True)

@@ -1,9 +1,10 @@
 """A page's verdicts restated with the 2-LSTMs run at priority none, by the rule its re-run
 study fixed before it ran. Declared as a report (kind ``restated_verdicts``) in the page's
-study.yaml: ``runs`` (the page's table.csv files or record folders), ``cell`` (the column a
-family's cells differ in: depth, or the task's length, where cells compare at one length
-only), ``measures`` (each verdict's metric and mode), ``reruns`` (the re-run's record
-folders) and ``file``.
+study.yaml: ``runs`` (the page's table.csv files or record folders), ``cell`` (the key a
+family's cells differ in: ``model.net.num_layers``, or ``task.datamodule.digits``, where
+cells compare at one length only), ``measures`` (each verdict's ``{metric, mode}``),
+``reruns`` (the re-run's record folders) and ``file``. The re-run is of the 2-LSTMs
+(`GRIDS`) at priority none; the depth pages' metric is validation exact-match.
 
 The rule: the page's verdicts computed again with the re-run's grid jobs
 (``<page>/priority_none*/cpu/jobs``) in place of the depth-priority grids of the page's runs,
@@ -63,6 +64,8 @@ class Page:
 
 def check(entry: dict[str, Any]) -> None:
     """The entry read as a `Page` (a ValueError says what is wrong)."""
+    if entry["cell"] not in (DEPTH, DIGITS):
+        raise ValueError(f"cell={entry['cell']!r}: choose {DEPTH} or {DIGITS}")
     for key in ("runs", "reruns", "measures"):
         if not isinstance(entry[key], list) or not entry[key]:
             raise ValueError(f"{key}: a list")

@@ -4,7 +4,9 @@ stage's own test. Reported, never deciding: the confirmatory verdict stays what 
 test gave, so this file holds p and no verdict word. Declared as a report (kind
 ``secondary_arms``): ``stage`` (default: the ``confirmatory:`` block) and ``file``; the arms
 are the stage's own ``secondary:`` and any ``arms:`` of the report (an arm declared as a stage
-of its own, after a block whose design cannot change).
+of its own, after a block whose design cannot change), each with ``label``, ``changes`` (a or
+b), ``knob`` ({key: value}), ``records`` and ``stage`` (its stage in study.yaml, where its jobs
+are declared; not the confirmatory ``stage`` the report reads).
 """
 
 from __future__ import annotations
