@@ -143,6 +143,48 @@ def test_imports_run_one_way():
     assert not upward, upward
 
 
+# Inside the evidence engine (gridlstm.analysis), lowest first; a module may import its own
+# part and those before it (a module not listed is refused, so a new one gets a place).
+EVIDENCE_PARTS = [
+    # what a job left behind, read, tested and drawn; no study in sight
+    ("records", ("job_records", "markdown", "survival", "counted_macs", "curve_figure",
+                 "probe_figure", "studies.pins", "aggregate", "verdicts", "ties", "reruns")),
+    # rules that choose a stage's cases from records, and a sweep's tables
+    ("choose", ("stages", "frontier", "lr_check", "sweep_report", "reproduce",
+                "studies.rules")),
+    # a study's declaration, its stages, tables, reports and answers
+    ("declare", ("evidence", "declared_stages", "confirmatory", "record_tables", "reports",
+                 "made_by", "answers", "wandb_log", "derived", "declaration",
+                 "preregistration", "frontier_figure")),
+    # the pages and their check; the queue that runs a declaration's jobs
+    ("publish", ("pages", "studies.spec", "studies.executors", "studies.preflight",
+                 "studies.records", "studies.runner", "studies")),
+]  # fmt: skip
+
+
+def evidence_part(module: str) -> int:
+    """The part of `EVIDENCE_PARTS` a module of gridlstm.analysis is in."""
+    inner = module.removeprefix("gridlstm.analysis").lstrip(".")
+    for i, (_, names) in enumerate(EVIDENCE_PARTS):
+        if any(inner == n or inner.startswith(f"{n}.") for n in names):
+            return i
+    raise AssertionError(f"{module}: not placed in EVIDENCE_PARTS (tests/test_layout.py)")
+
+
+def test_inside_the_evidence_engine_imports_run_one_way():
+    """No upward arrow inside gridlstm.analysis: records, then the rules that choose, then
+    the declarations, then the pages and the queue."""
+    known = set(modules())
+    inside = {n: p for n, p in modules().items() if n.startswith("gridlstm.analysis.")}
+    upward = [
+        f"{name} imports {target}"
+        for name, path in inside.items()
+        for target in imports(path, known, top_level_only=False)
+        if target.startswith("gridlstm.analysis.") and evidence_part(target) > evidence_part(name)
+    ]
+    assert not upward, upward
+
+
 def nn_part(module: str) -> int:
     """A module's place in `NN_PARTS` (the package ``gridlstm.nn`` itself: above them all)."""
     for number, (_, prefixes) in enumerate(NN_PARTS):
