@@ -204,7 +204,7 @@ def check(root: Path = Path(".")) -> list[str]:
                 problems.append(f"{page}: a generated part has the wrong number of lines")
         problems += untied_numbers(page, lines)
         problems += tie_problems(page, lines)
-    reports = rendered_reports(root)
+    reports = rendered_reports(root, studies)
     problems += report_problems(root, reports)
     problems += derived.problems(root / evidence.CLAIMS_DIR, {p.resolve() for p in reports})
     summary_page = root / SUMMARY_PAGE
@@ -245,12 +245,12 @@ def write(root: Path, only: str = "all") -> list[Path]:
     return [page for page, _ in changed] + [path for path in drawn if path]
 
 
-def rendered_reports(root: Path) -> dict[Path, tuple[str, str]]:
+def rendered_reports(root: Path, studies: list | None = None) -> dict[Path, tuple[str, str]]:
     """Each study's declared reports (`gridlstm.analysis.reports`) as its records give them:
-    path -> (study, text)."""
+    path -> (study, text); ``studies``: the declarations, where already read."""
     return {
         path: (study.name, text)
-        for study in declaration.load_all(root / evidence.CLAIMS_DIR)
+        for study in studies or declaration.load_all(root / evidence.CLAIMS_DIR)
         for path, text in reports.outputs(study).items()
     }
 

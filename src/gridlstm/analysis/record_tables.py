@@ -95,7 +95,7 @@ class TableSpec:
         and whose ``where`` the run matches wins)."""
         given: dict[str, Any] = {}
         for where, values in self.defaults:
-            if _matches(found, where):
+            if matches_where(found, where):
                 given = {**values, **given}
         return {**given, **found}
 
@@ -246,7 +246,7 @@ def _format(x: float | None, digits: int) -> str:
     return f"{x:,.0f}" if _count(x) or digits == 0 else f"{x:.{digits}f}"
 
 
-def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
+def matches_where(row: dict[str, Any], where: dict[str, Any]) -> bool:
     """``where:`` as the verdict's cells read it, and a list as "any of these values"."""
     return all(
         any(matches(row, {key: v}) for v in (wanted if isinstance(wanted, list) else [wanted]))
@@ -317,7 +317,7 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
             row = spec.completed(found)
             if "job" in found:  # a queue-copied job: its curve beside its record
                 row[JOBS] = folder / record / "jobs"
-            if _matches(row, spec.where):
+            if matches_where(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])
                 if any(seed_of(r, None) == seed_of(row, None) for r in group):

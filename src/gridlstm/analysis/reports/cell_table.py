@@ -37,6 +37,7 @@ from gridlstm.analysis.counted_macs import count
 from gridlstm.analysis.evidence import Study
 from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.markdown import pipe_table
+from gridlstm.analysis.record_tables import matches_where
 from gridlstm.analysis.verdicts import cells, report
 
 COMMON = frozenset({"file", "records", "keys", "metric", "title"})
@@ -45,10 +46,6 @@ SEED_REQUIRED, SEED_OPTIONAL = COMMON | {"table"}, READ | {"within"}
 REQUIRED = COMMON | {"names", "verdicts_file", "verdicts_title", "metric_label", "shape_keys"}
 OPTIONAL = READ | {"compose", "first"}
 PIVOT_REQUIRED, PIVOT_OPTIONAL = COMMON | {"names", "family", "depth"}, READ | {"first", "n"}
-
-
-def _matches(value: Any, wanted: Any) -> bool:
-    return str(value) in [str(w) for w in (wanted if isinstance(wanted, list) else [wanted])]
 
 
 def rows(study: Study, entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,7 +61,7 @@ def rows(study: Study, entry: dict[str, Any]) -> list[dict[str, Any]]:
             own = by_model.get(row.get("model"), {})
             filled = {k: str(row.get(k, own.get(k, v))) for k, v in {**defaults, **own}.items()}
             row = {**row, **filled}
-            if all(_matches(row.get(k), v) for k, v in entry.get("where", {}).items()):
+            if matches_where(row, entry.get("where", {})):
                 found.append(row)
     return found
 
