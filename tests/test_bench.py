@@ -167,3 +167,44 @@ def test_preset_shapes_time_each_preset_against_an_lstm_of_its_shape():
     console.print(suite.preset_table(rows))
     printed = console.file.getvalue()
     assert "mnist_cpu" in printed and "1t: grid/vs" in printed and "4.53x" in printed
+
+
+@pytest.mark.parametrize(
+    ("op", "found"),
+    [
+        ("aten::mm", "matmul"),
+        ("aten::addmm_", "matmul"),
+        ("aten::bmm", "matmul"),
+        ("gridlstm::scan_forward", "gates"),
+        ("gridlstm::lstm_gates_backward", "gates"),
+        ("aten::sigmoid", "gates"),
+        ("aten::mkldnn_rnn_layer_backward", "rnn kernel"),
+        ("aten::cat", "movement"),
+        ("aten::copy_", "movement"),
+        ("autograd::engine::evaluate_function: MmBackward0", "other ops"),
+    ],
+)
+def test_profile_puts_each_op_in_its_part(op, found):
+    from gridlstm.benchmarks.profile_split import part
+
+    assert part(op) == found
+
+
+def test_profile_splits_a_shape_and_refuses_an_unknown_one(tmp_path, capsys):
+    from gridlstm.benchmarks.profile_split import PARTS
+
+    out = tmp_path / "split.json"
+    command.main(["profile", "shapes=grid3d", "repeats=1", f"json={out}"])
+    found = json.loads(out.read_text())["grid3d"]
+    assert found["matmul"] > 0 and found["seconds"] > 0
+    # The parts add up to the profiled step (what no op accounts for is "outside ops").
+    assert sum(found[p] for p in PARTS) == pytest.approx(found["profiled_seconds"], rel=0.05)
+    assert "| 3-LSTM 14x14 x 3 layers (hyperplane) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        command.main(["profile", "shapes=grid3d,lstm2", f"json={tmp_path / 'bad.json'}"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: shapes=grid3d,lstm2: choose from paper, time, tied, default, lstm, grid3d"
+    )
+    assert not (tmp_path / "bad.json").exists()

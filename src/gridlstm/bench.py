@@ -3,10 +3,13 @@ the MNIST 3-LSTM and translation, forward + backward in one process.
 
     python -m gridlstm.bench [device=cuda] [repeats=15] [json=out.json]    (or: gridlstm-bench)
     python -m gridlstm.bench steps [overrides] -- model:depth[,depth] ...   (step times)
+    python -m gridlstm.bench profile [shapes=paper,lstm] [repeats=5]    (where the time goes)
 
 What each part times and why: `gridlstm.benchmarks`; the `steps` mode (seconds of
 training per 100k samples at a run's shape, through the real loop, as JSON the GPU check
-reads): `gridlstm.benchmarks.step_speed`; measured numbers: docs/benchmarks.md.
+reads): `gridlstm.benchmarks.step_speed`; the ``profile`` mode (each op's self time in
+matrix products, gate arithmetic, data movement and the rest):
+`gridlstm.benchmarks.profile_split`; measured numbers: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -125,6 +128,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         from gridlstm.benchmarks.step_speed import main as steps
 
         steps(given[1:])
+        return None
+    if given[:1] == ["profile"]:  # where the time goes, per benchmark shape
+        from gridlstm.benchmarks.profile_split import main as profile
+
+        profile(given[1:])
         return None
     return arguments.run_command(argv, __doc__, BenchConfig, run)
 

@@ -4,8 +4,11 @@ Built with `torch.utils.cpp_extension.load` into a cache directory, not at insta
 ``pip install -e ".[dev]"`` then needs nothing but a C++ compiler at run time, a failed or
 impossible build costs only speed (the PyTorch steps run), and the library always matches
 the torch it runs against (the cache key holds torch's version, the CPU's vector
-instruction set and the source's hash). A file lock makes parallel sweep jobs build once and
-the others wait for it. The library registers its ops under ``torch.ops.gridlstm``.
+instruction set and the source's hash). The instruction set is the widest the CPU runs
+(AVX-512, AVX2 or none, as ATen builds its own kernels), unless ``GRIDLSTM_NATIVE_ISA``
+forces a narrower one or the compiler lacks the flags. A file lock makes parallel sweep
+jobs build once and the others wait for it. The library registers its ops under
+``torch.ops.gridlstm``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 SOURCE = Path(__file__).with_name("gridlstm_native.cpp")
 ENV_SWITCH = "GRIDLSTM_NATIVE"  # 0 / false / off: never build or use the native steps
 ENV_CACHE = "GRIDLSTM_NATIVE_CACHE"  # where builds go (default ~/.cache/gridlstm/native)
+ENV_ISA = "GRIDLSTM_NATIVE_ISA"  # auto / avx512 / avx2 / default: which build to load
 LOCK_TIMEOUT = 900.0  # seconds to wait for another process's build
 
 _STATE: dict[str, object] = {}  # "loaded": bool, "reason": str, "seconds": float, "path": str
@@ -51,26 +55,91 @@ def switched_off() -> bool:
     return value in OFF
 
 
-def capability() -> str:
-    """The vector instruction set the build targets: AVX2 where the CPU has it (AVX-512 CPUs
-    too), else the portable build (ATen's generic vectors, compiled without -m flags)."""
+ISAS = ("AVX512", "AVX2", "DEFAULT")  # the builds, widest first
+ISA_FLAGS = {  # ATen's own flags and defines for each of its CPU_CAPABILITY builds
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c"],
+    "DEFAULT": [],
+}
+_WARNED_ISA: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One warning line per distinct message and process (sweeps import this many times)."""
+    if message not in _WARNED_ISA:
+        _WARNED_ISA.add(message)
+        warnings.warn(f"gridlstm: {message}", RuntimeWarning, stacklevel=4)
+
+
+def cpu_capability() -> str:
+    """The widest build this CPU runs, from torch's own probe (which ``ATEN_CPU_CAPABILITY``
+    lowers): AVX-512 where ATen would use it, AVX2, else the portable build."""
     found = torch.backends.cpu.get_cpu_capability()
-    return "AVX2" if found in ("AVX2", "AVX512") else "DEFAULT"
+    return found if found in ("AVX512", "AVX2") else "DEFAULT"
+
+
+def requested() -> str | None:
+    """The build ``GRIDLSTM_NATIVE_ISA`` asks for (None: unset or ``auto``, the widest the
+    CPU runs). Forcing a narrower one compares the builds on one machine; a value that names
+    no build leaves the choice automatic, with one warning naming the choices."""
+    value = os.environ.get(ENV_ISA, "").strip()
+    if value.lower() in ("", "auto"):
+        return None
+    if value.upper() in ISAS:
+        return value.upper()
+    choices = ", ".join(isa.lower() for isa in ISAS)
+    warn_once(f"{ENV_ISA}={value!r} is not one of auto, {choices}; the widest build the CPU runs")
+    return None
+
+
+@functools.cache
+def compiler_accepts(compiler: str, target: str) -> bool:
+    """Whether ``compiler`` compiles with a build's instruction-set flags (an old compiler
+    may not know AVX-512's). A compiler that is not there counts as accepting: `missing_tool`
+    names that problem."""
+    if not ISA_FLAGS[target] or shutil.which(compiler) is None:
+        return True
+    command = [compiler, *ISA_FLAGS[target], "-x", "c++", "-c", "-o", os.devnull, "-"]
+    try:
+        done = subprocess.run(
+            command, input=b"int main() { return 0; }\n", capture_output=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def capability() -> str:
+    """The build to load: the widest the CPU runs (`cpu_capability`), or the narrower one
+    ``GRIDLSTM_NATIVE_ISA`` forces, stepping down where the compiler lacks its flags. A forced
+    build the CPU cannot run is never built (its code would stop the process with an illegal
+    instruction): one warning names the build taken instead."""
+    have, wanted = cpu_capability(), requested()
+    target = have
+    if wanted is not None and ISAS.index(wanted) < ISAS.index(have):
+        warn_once(
+            f"{ENV_ISA}={wanted.lower()}: this CPU runs at most {have}; the native CPU steps "
+            f"use the {have} build"
+        )
+    elif wanted is not None:
+        target = wanted
+    compiler = os.environ.get("CXX", "c++")
+    while not compiler_accepts(compiler, target):
+        narrower = ISAS[ISAS.index(target) + 1]
+        warn_once(
+            f"the C++ compiler ({compiler!r}) does not accept the {target} flags "
+            f"({' '.join(ISA_FLAGS[target])}); the native CPU steps use the {narrower} build"
+        )
+        target = narrower
+    return target
 
 
 def flags(target: str) -> list[str]:
     """Compiler flags for a `capability`. Explicit instruction sets rather than
     ``-march=native``: a cache shared by nodes with different CPUs keys on them."""
-    common = ["-O3", "-DNDEBUG"]
-    if target == "AVX2":
-        return common + [
-            "-mavx2",
-            "-mfma",
-            "-mf16c",
-            "-DCPU_CAPABILITY=AVX2",
-            "-DCPU_CAPABILITY_AVX2",
-        ]
-    return common + ["-DCPU_CAPABILITY=DEFAULT"]
+    defines = [f"-DCPU_CAPABILITY={target}"]
+    defines += [f"-DCPU_CAPABILITY_{target}"] if target != "DEFAULT" else []
+    return ["-O3", "-DNDEBUG", *ISA_FLAGS[target], *defines]
 
 
 @functools.cache
@@ -185,7 +254,7 @@ def load() -> bool:
                 )
             # Built (or rebuilt: ninja compiles again when its command changed), or found.
             _STATE["built"] = before is None or library_stamp(directory) != before
-            _STATE.update(seconds=time.perf_counter() - start, path=str(path))
+            _STATE.update(seconds=time.perf_counter() - start, path=str(path), isa=target)
         except Exception as error:
             last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
             reason = f"its build failed in {directory} ({last[:200]})"
@@ -202,5 +271,6 @@ def load() -> bool:
 
 
 def build_info() -> dict[str, object]:
-    """What `load` did: loaded, built (or found in the cache), seconds, path or reason."""
+    """What `load` did: loaded, built (or found in the cache), seconds, path and the build's
+    instruction set (isa), or the reason."""
     return dict(_STATE)
