@@ -104,3 +104,25 @@ def test_the_queue_takes_a_study_by_name_and_its_stages_by_their_names(tmp_path,
         queue.parse(["study=toi"])
     with pytest.raises(ConfigError, match="one of the two"):
         queue.parse(["study=toy", "studies=scripts/gpu_studies.yaml"])
+
+
+def test_only_names_a_stage_that_waits_and_why_or_the_declared_stages(tmp_path, monkeypatch):
+    """A confirmatory stage or secondary arm that cannot run yet is not "unknown": the
+    refusal says what it waits for (here the declaration alone, without its records)."""
+    folder = tmp_path / "docs" / "claims" / "paper_regime"
+    folder.mkdir(parents=True)
+    source = Path(__file__).parents[1] / "docs" / "claims" / "paper_regime" / "study.yaml"
+    (folder / "study.yaml").write_text(source.read_text())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        queue.parse(["study=paper_regime", "only=default_bias"])
+    assert str(error.value) == (
+        "only=default_bias: default_bias is a secondary arm of stage equal_samples: it runs "
+        "once both arms have completed every declared seed (10 each); nothing was run"
+    )
+    with pytest.raises(ConfigError) as error:
+        queue.parse(["study=paper_regime", "only=serch"])
+    assert str(error.value).startswith(
+        "only=serch: no such stage in docs/claims/paper_regime/study.yaml; stages: "
+        "equal_compute_rate2, search, format,"
+    )

@@ -161,6 +161,28 @@ def test_check_json_reads_every_step_test_target_and_smoke_run_into_one_verdict(
     assert json.loads((out / "targets.json").read_text())["float32"] == [target]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "OUT and DEVICE are required"),
+        (["{out}", "H100", "pytest 0"], "'pytest 0' is not 'STEP EXIT SECONDS'"),
+        (["{out}/absent", "H100"], "is not a folder (scripts/gpu_check.sh writes it)"),
+    ],
+)
+def test_check_json_refuses_bad_arguments_in_one_line_writing_nothing(
+    tmp_path, capsys, args, message
+):
+    from gridlstm.benchmarks import gpu_check
+
+    with pytest.raises(SystemExit) as exit_:
+        gpu_check.main([a.format(out=tmp_path) for a in args])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and error.count("\n") == 0
+    assert error.endswith('OUT DEVICE ["STEP EXIT SECONDS" ...]')
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_step_speed_times_the_mnist_preset_on_synthetic_pixels_without_the_files(tmp_path):
     """The GPU check's MNIST step on a machine without MNIST's files: random pixels at the
     official sizes in a temporary data_dir, one line per model that check.json reads."""

@@ -237,6 +237,25 @@ def queue_studies(study: Study) -> dict[str, dict[str, Any]]:
     return found
 
 
+def waiting_stages(study: Study) -> dict[str, str]:
+    """The declared confirmatory stages and secondary arms `queue_studies` leaves out for
+    now, by queue name, each with why (so that ``only=`` can say it rather than "unknown")."""
+    waiting = {}
+    for confirm in confirmatory_stages(study):
+        if not confirmatory_cases(study, confirm):
+            waiting[f"{study.name}_{confirm.name}"] = (
+                f"stage {confirm.name} waits for the choice its arms read"
+            )
+        for arm in confirm.secondary:
+            if not secondary_cases(study, confirm, arm):
+                name = Path(arm.records).parent.name
+                waiting[f"{study.name}_{name}"] = (
+                    f"{name} is a secondary arm of stage {confirm.name}: it runs once both "
+                    f"arms have completed every declared seed ({len(confirm.seeds)} each)"
+                )
+    return waiting
+
+
 def arm_cells(study: Study, stage: Confirmatory) -> tuple[Cell, Cell] | None:
     """The stage's two arms once every declared seed of both completed, else None."""
     folder = study.folder / stage.records

@@ -94,9 +94,22 @@ def summarize(
 def main(argv: list[str] | None = None) -> None:
     """``python -m gridlstm.benchmarks.gpu_check OUT DEVICE "step exit seconds"...``: writes
     ``OUT/check.json`` (and ``OUT/targets.json``, ``OUT/summary.json`` as before)."""
-    out, device, *raw = argv if argv is not None else sys.argv[1:]
-    out_dir = Path(out)
-    steps = [(n, s, int(sec)) for n, s, sec in (r.split() for r in raw)]
+    given = argv if argv is not None else sys.argv[1:]
+    usage = 'usage: python -m gridlstm.benchmarks.gpu_check OUT DEVICE ["STEP EXIT SECONDS" ...]'
+    steps = [r.split() for r in given[2:]]
+    bad = [r for r, s in zip(given[2:], steps, strict=True) if len(s) != 3 or not s[2].isdigit()]
+    if len(given) < 2 or bad or not Path(given[0]).is_dir():
+        why = (
+            "OUT and DEVICE are required"
+            if len(given) < 2
+            else f"{bad[0]!r} is not 'STEP EXIT SECONDS'"
+            if bad
+            else f"OUT={given[0]} is not a folder (scripts/gpu_check.sh writes it)"
+        )
+        print(f"error: {why}; {usage}", file=sys.stderr)
+        raise SystemExit(2)
+    out_dir, device = Path(given[0]), given[1]
+    steps = [(n, s, int(sec)) for n, s, sec in steps]
     check = summarize(out_dir, device, steps, judge_targets=not device.startswith("cpu"))
     (out_dir / "check.json").write_text(json.dumps(check, indent=1) + "\n")
     (out_dir / "targets.json").write_text(

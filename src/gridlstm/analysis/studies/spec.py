@@ -260,4 +260,15 @@ def declared_study(study: str, only: str) -> tuple[str, str]:
         valid = ", ".join(p.parent.name for p in sorted(CLAIMS_DIR.glob(f"*/{DECLARATION}")))
         raise ConfigError(f"study={study}: no {path}; declared studies: {valid or 'none here'}")
     stages = [s if s.startswith(f"{study}_") else f"{study}_{s}" for s in only.split(",") if s]
+    if stages:  # refused here, naming stages as the declaration does
+        declared = declaration.load(path)
+        runnable = confirmatory.queue_studies(declared)
+        waiting = confirmatory.waiting_stages(declared)
+        for name in stages:
+            short = name.removeprefix(f"{study}_")
+            if name in waiting:
+                raise ConfigError(f"only={short}: {waiting[name]}; nothing was run")
+            if name not in runnable:
+                names = ", ".join(n.removeprefix(f"{study}_") for n in runnable)
+                raise ConfigError(f"only={short}: no such stage in {path}; stages: {names}")
     return str(path), ",".join(stages)
