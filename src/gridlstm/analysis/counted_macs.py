@@ -16,8 +16,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from gridlstm.analysis.job_records import overrides_list
 from gridlstm.run import runs
 
 
@@ -31,8 +30,8 @@ def macs_of(job: Path) -> float | None:
         return float(record["macs_per_sample"])
     if not (job / "overrides.yaml").is_file() or record.get("params") is None:
         return None
-    listed = OmegaConf.to_container(OmegaConf.load(job / "overrides.yaml"))
-    shape = tuple(str(o) for o in listed if not str(o).startswith("seed="))  # seeds share it
+    listed = overrides_list(job / "overrides.yaml")
+    shape = tuple(o for o in listed if not o.startswith("seed="))  # seeds share it
     counted = count(shape)
     if counted is None or counted[1] != int(record["params"]):
         return None

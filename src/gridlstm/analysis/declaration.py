@@ -32,6 +32,7 @@ from gridlstm.analysis.evidence import (
     one_of,
     parse_verdict,
 )
+from gridlstm.analysis.job_records import load_yaml
 from gridlstm.analysis.record_tables import parse_tables
 from gridlstm.analysis.reports import parse_reports
 
@@ -39,7 +40,7 @@ from gridlstm.analysis.reports import parse_reports
 def load(path: Path) -> Study:
     """A study's declaration, checked: one `ConfigError` naming the file and the fix."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise fail(path, f"not a readable YAML file ({error.__class__.__name__})") from None
     if not isinstance(raw, dict):

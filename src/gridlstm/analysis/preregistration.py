@@ -14,12 +14,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gridlstm.analysis import declaration
 from gridlstm.analysis.confirmatory import first_start
 from gridlstm.analysis.declared_stages import Confirmatory, confirmatory_stages
 from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION, DESCRIPTIVE, Study
+from gridlstm.analysis.job_records import load_yaml
 
 
 def _git(path: Path, *args: str) -> str:
@@ -105,7 +104,7 @@ def _problems(study: Study, stage: Confirmatory) -> list[str]:
             f"({started}); declare a new confirmatory stage and run it afresh"
         ]
     declared = block_at(path, began, name)
-    current = block_named(yaml.safe_load(path.read_text()), name)
+    current = block_named(load_yaml(path.read_text()), name)
     if declared is not None and _design(declared) != _design(current):
         return [
             f"{path}: confirmatory {name!r} changed after its first job began ({started}); "
@@ -138,4 +137,4 @@ def block_at(path: Path, when: float, name: str) -> dict[str, Any] | None:
         text = _git(path, "show", f"{rev.strip()}:{prefix}{path.name}")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return block_named(yaml.safe_load(text), name)
+    return block_named(load_yaml(text), name)

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from gridlstm.analysis.job_records import job_curve, read_job
+from gridlstm.analysis.job_records import job_curve, overrides_list, read_job
 from gridlstm.analysis.reruns import RESULT
 from gridlstm.run import code, provenance, runs
 from gridlstm.run.errors import ConfigError
@@ -126,10 +124,8 @@ def compare(
 def overrides_of(folder: Path) -> list[str]:
     for path in (folder / "overrides.yaml", folder / ".hydra" / "overrides.yaml"):
         if path.is_file():
-            listed = OmegaConf.to_container(OmegaConf.load(path))
-            if not isinstance(listed, list):
-                raise ConfigError(f"{path}: expected a list of overrides")
-            return [str(o) for o in listed if str(o).split("=")[0].lstrip("+~") not in DROPPED]
+            listed = overrides_list(path)
+            return [o for o in listed if o.split("=")[0].lstrip("+~") not in DROPPED]
     raise ConfigError(
         f"{folder}: no overrides.yaml (nor .hydra/overrides.yaml): not a job record folder"
     )

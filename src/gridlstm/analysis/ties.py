@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from gridlstm.analysis.job_records import load_yaml
 from gridlstm.analysis.markdown import cells
 
 # [shown](target "cell ..." | "key ...")
@@ -129,7 +130,7 @@ def _same(field: str, wanted: str) -> bool:
 
 def _key_cell(path: Path, address: str) -> list[str]:
     data: Any = (
-        json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        json.loads(path.read_text()) if path.suffix == ".json" else load_yaml(path.read_text())
     )
     for part in address.removeprefix("key ").strip().split("."):
         if isinstance(data, list) and part.isdigit() and int(part) < len(data):

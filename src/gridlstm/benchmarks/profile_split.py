@@ -38,7 +38,9 @@ from gridlstm.run.config import check_writable
 from gridlstm.run.errors import ConfigError
 
 PARTS = ("matmul", "gates", "movement", "rnn kernel", "other ops", "outside ops")
-MATMUL = {"mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "addbmm", "matmul", "linear", "addmv"}
+MATMUL = {
+    "mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "addbmm", "matmul", "linear", "addmv",
+}  # fmt: skip
 MOVEMENT = {
     "copy_", "cat", "stack", "select", "slice", "narrow", "index", "index_select", "clone",
     "contiguous", "empty", "empty_strided", "zeros", "zeros_like", "zero_", "fill_",

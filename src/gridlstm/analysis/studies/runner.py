@@ -35,7 +35,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.analysis import sweep_report
-from gridlstm.analysis.job_records import CURVE, job_curve, read_job, write_curve
+from gridlstm.analysis.job_records import CURVE, job_curve, overrides_list, read_job, write_curve
 from gridlstm.analysis.studies import pins, rules
 from gridlstm.analysis.studies.executors import (
     Executor,
@@ -91,8 +91,7 @@ def restore(jobs: list[Job], out: Path, conf: Path | None = None) -> None:
             continue  # this checkout ran it: its own record wins
         if not (copy / "overrides.yaml").is_file():
             continue
-        listed = OmegaConf.to_container(OmegaConf.load(copy / "overrides.yaml"))
-        if [str(o) for o in listed][: len(job.overrides)] != job.overrides:
+        if overrides_list(copy / "overrides.yaml")[: len(job.overrides)] != job.overrides:
             continue
         with initialize_config_dir(config_dir=str(conf or find_conf_dir()), version_base="1.3"):
             cfg = compose("train", overrides=job.overrides)
