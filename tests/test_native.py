@@ -361,7 +361,7 @@ def test_the_pool_keeps_at_most_512_mib_and_64_buffers():
 
 def test_an_unknown_switch_value_is_named_once_and_leaves_the_steps_on(monkeypatch):
     monkeypatch.setenv("GRIDLSTM_NATIVE", "maybe")
-    monkeypatch.setattr(build, "_WARNED_SWITCH", set())
+    monkeypatch.setattr(build, "_WARNED", set())
     with pytest.warns(RuntimeWarning, match=r"GRIDLSTM_NATIVE='maybe' is not one of 0, false"):
         assert native.blocker(torch.zeros(1)) is None
     with warnings.catch_warnings():

@@ -24,7 +24,7 @@ PROBES = [("AVX512", "AVX512"), ("AVX2", "AVX2"), ("DEFAULT", "DEFAULT"), ("NO A
 def cpu(monkeypatch):
     """Set what torch's probe reports; the compiler accepts every build unless told."""
     monkeypatch.delenv(build.ENV_ISA, raising=False)
-    monkeypatch.setattr(build, "_WARNED_ISA", set())
+    monkeypatch.setattr(build, "_WARNED", set())
     monkeypatch.setattr(build, "compiler_accepts", lambda compiler, target: True)
 
     def has(found: str) -> None:

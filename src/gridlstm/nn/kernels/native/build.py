@@ -37,20 +37,24 @@ _STATE: dict[str, object] = {}  # "loaded": bool, "reason": str, "seconds": floa
 
 OFF = ("0", "false", "off", "no")
 ON = ("", "1", "true", "on", "yes")
-_WARNED_SWITCH: set[str] = set()
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One warning line per distinct message and process (sweeps import this many times)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(f"gridlstm: {message}", RuntimeWarning, stacklevel=4)
 
 
 def switched_off() -> bool:
     """Whether the environment variable turns the native steps off. A value that is neither
     on nor off leaves them on, with one warning naming the choices."""
     value = os.environ.get(ENV_SWITCH, "").strip().lower()
-    if value not in OFF + ON and value not in _WARNED_SWITCH:
-        _WARNED_SWITCH.add(value)
-        warnings.warn(
-            f"gridlstm: {ENV_SWITCH}={value!r} is not one of {', '.join(OFF + ON[1:])}; "
-            "the native CPU steps stay on",
-            RuntimeWarning,
-            stacklevel=3,
+    if value not in OFF + ON:
+        warn_once(
+            f"{ENV_SWITCH}={value!r} is not one of {', '.join(OFF + ON[1:])}; "
+            "the native CPU steps stay on"
         )
     return value in OFF
 
@@ -61,14 +65,6 @@ ISA_FLAGS = {  # ATen's own flags and defines for each of its CPU_CAPABILITY bui
     "AVX2": ["-mavx2", "-mfma", "-mf16c"],
     "DEFAULT": [],
 }
-_WARNED_ISA: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    """One warning line per distinct message and process (sweeps import this many times)."""
-    if message not in _WARNED_ISA:
-        _WARNED_ISA.add(message)
-        warnings.warn(f"gridlstm: {message}", RuntimeWarning, stacklevel=4)
 
 
 def cpu_capability() -> str:
