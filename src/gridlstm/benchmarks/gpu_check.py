@@ -98,14 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     usage = 'usage: python -m gridlstm.benchmarks.gpu_check OUT DEVICE ["STEP EXIT SECONDS" ...]'
     steps = [r.split() for r in given[2:]]
     bad = [r for r, s in zip(given[2:], steps, strict=True) if len(s) != 3 or not s[2].isdigit()]
-    if len(given) < 2 or bad or not Path(given[0]).is_dir():
-        why = (
-            "OUT and DEVICE are required"
-            if len(given) < 2
-            else f"{bad[0]!r} is not 'STEP EXIT SECONDS'"
-            if bad
-            else f"OUT={given[0]} is not a folder (scripts/gpu_check.sh writes it)"
-        )
+    why = None
+    if len(given) < 2:
+        why = "OUT and DEVICE are required"
+    elif bad:
+        why = f"{bad[0]!r} is not 'STEP EXIT SECONDS'"
+    elif not Path(given[0]).is_dir():
+        why = f"OUT={given[0]} is not a folder (scripts/gpu_check.sh writes it)"
+    if why is not None:
         print(f"error: {why}; {usage}", file=sys.stderr)
         raise SystemExit(2)
     out_dir, device = Path(given[0]), given[1]
