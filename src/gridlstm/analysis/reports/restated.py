@@ -19,14 +19,13 @@ each cell's two priorities compared.
 
 from __future__ import annotations
 
-import csv
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.evidence import Study
-from gridlstm.analysis.job_records import CURVE, read_jobs, read_table_csv, samples_to
+from gridlstm.analysis.job_records import job_curve, read_jobs, read_table_csv, samples_to
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
 from gridlstm.analysis.verdicts import report
@@ -96,13 +95,8 @@ def rerun_rows(page: Path, spec: Page) -> list[dict[str, Any]]:
         if not (page / folder / "jobs").is_dir():
             continue
         for row in read_jobs(page / folder):
-            curve_file = page / folder / "jobs" / row["job"] / CURVE
-            if row.get(SAMPLES) is None and curve_file.is_file():
-                with curve_file.open() as handle:
-                    curve = [
-                        (float(r["samples"]), float(r["value"])) for r in csv.DictReader(handle)
-                    ]
-                row[SAMPLES] = samples_to(curve, THRESHOLD, "max")
+            if row.get(SAMPLES) is None:  # recorded before runs logged it: from the curve
+                row[SAMPLES] = samples_to(job_curve(page / folder / "jobs", row), THRESHOLD, "max")
             found.append({"model": "grid2d", **row, PRIORITY: "none"})
     return found
 
