@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import json
 import os
 import random
+import select
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -256,10 +261,83 @@ def offline_env() -> dict[str, str]:
     return env
 
 
+PER_TEST = "PYTEST_CURRENT_TEST"  # set by pytest for each test; nothing reads it at import
+
+
+class Zygote:
+    """This worker's warm interpreter (tests/zygote.py), started on first use; ``run`` is
+    ``subprocess.run`` of ``python train.py ARGS`` forked from it. Set
+    GRIDLSTM_TEST_FRESH_INTERPRETER=1 to start every run in a fresh interpreter instead."""
+
+    started: Zygote | None = None
+    failed = False
+
+    def __init__(self) -> None:
+        self.env = offline_env()
+        self.same = {k: v for k, v in self.env.items() if k != PER_TEST}
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "zygote.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self.env,
+            bufsize=0,  # unbuffered: select() below sees every line not yet read
+        )
+        first = self._answer()
+        if "preamble" not in first:
+            self.process.kill()
+            raise RuntimeError(f"tests/zygote.py: {first.get('unsafe', first)}")
+        self.preamble = first["preamble"]
+
+    def _answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("tests/zygote.py ended")
+        return json.loads(line)
+
+    @classmethod
+    def get(cls, env: dict[str, str]) -> Zygote | None:
+        """The warm interpreter, where it can stand in for a fresh one with ``env``."""
+        if cls.failed or os.environ.get("GRIDLSTM_TEST_FRESH_INTERPRETER") == "1":
+            return None
+        if cls.started is None:
+            try:
+                cls.started = Zygote()
+            except (OSError, RuntimeError) as error:
+                cls.failed = True
+                print(f"tests: fresh interpreters for train.py ({error})", file=sys.stderr)
+                return None
+        same = {k: v for k, v in env.items() if k != PER_TEST}
+        return cls.started if same == cls.started.same else None
+
+    def run(
+        self, args: list[str], cwd: Path, env: dict[str, str], timeout: int
+    ) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory() as scratch:
+            out, err = Path(scratch, "out"), Path(scratch, "err")
+            request = {"argv": args, "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+            pid = self._answer()["pid"]
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            if not ready:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            rc = self._answer()["rc"]
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        command = [sys.executable, str(ROOT / "train.py"), *args]
+        if not ready:
+            raise subprocess.TimeoutExpired(command, timeout, stdout, self.preamble + stderr)
+        return subprocess.CompletedProcess(command, rc, stdout, self.preamble + stderr)
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 300, prefix: list[str] | None = None):
+    """``python train.py ARGS`` in ``cwd``, offline, as `subprocess.run` gives it."""
+    env = offline_env()
+    if prefix is None and (zygote := Zygote.get(env)) is not None:
+        return zygote.run(args, cwd, env, timeout)
     command = [*(prefix or [sys.executable]), str(ROOT / "train.py"), *args]
     return subprocess.run(
-        command, cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=timeout
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -1,0 +1,45 @@
+"""The warm interpreter the tests fork train.py runs from (tests/zygote.py) gives what a
+fresh interpreter gives: exit code, stdout and stderr; a run past its timeout is killed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, TINY, Zygote, offline_env, run_cli
+
+
+def test_a_forked_run_answers_as_a_fresh_interpreter(tmp_path):
+    zygote = Zygote.get(offline_env())
+    assert zygote is not None, "the tests would start every train.py run fresh"
+    args = [*TINY, "print_config=tree", f"hydra.run.dir={tmp_path / 'run'}"]
+    forked = zygote.run(args, tmp_path, offline_env(), timeout=120)
+    fresh = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (forked.returncode, forked.stdout, forked.stderr) == (
+        fresh.returncode,
+        fresh.stdout,
+        fresh.stderr,
+    )
+    assert forked.returncode == 2 and "print_config=tree" in forked.stderr
+
+
+def test_a_run_past_its_timeout_is_killed_and_the_next_run_works(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_cli([*TINY, "trainer.max_steps=100000", "logger=none"], tmp_path, timeout=1)
+    again = run_cli([*TINY, "print_config=tree"], tmp_path)
+    assert again.returncode == 2, again.stderr
+
+
+def test_another_environment_gets_a_fresh_interpreter(monkeypatch):
+    assert Zygote.get(offline_env()) is not None
+    monkeypatch.setenv("GRIDLSTM_SOMETHING_READ_AT_IMPORT", "1")
+    assert Zygote.get(offline_env()) is None
