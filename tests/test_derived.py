@@ -68,6 +68,25 @@ def test_a_one_digit_edit_in_a_derived_table_is_named_with_its_line(root, name, 
         path.write_text(original)
 
 
+@pytest.mark.parametrize("name", ["frontier", "best_rate"])
+def test_a_one_digit_edit_in_a_frontiers_csv_is_named_with_its_line(root, name):
+    """The parity page ties its numbers to frontier.csv and best_rate.csv: the check of the
+    .md beside renders them again from the same frontiers."""
+    folder = root / "docs" / "claims" / "parity_sizes" / "frontier"
+    table, page = folder / f"{name}.csv", folder / f"{name}.md"
+    check = derived.kind_of(page)
+    assert check(page, root) == []
+    original = table.read_bytes()
+    lines = original.decode().split("\r\n")
+    lines[2] = lines[2].replace(",3", ",4", 1)  # a run count, the row's last cell
+    try:
+        table.write_bytes("\r\n".join(lines).encode())
+        found = check(page, root)
+        assert found and found[0].startswith(f"{table}:3: differs from its records"), found
+    finally:
+        table.write_bytes(original)
+
+
 def test_a_markdown_file_no_check_knows_is_named(tmp_path):
     claims = tmp_path / "docs" / "claims"
     (claims / "study").mkdir(parents=True)

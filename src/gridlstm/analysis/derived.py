@@ -27,6 +27,7 @@ from gridlstm.analysis.frontier import (
     AS_RAN,
     SOURCES,
     cells_verdicts,
+    csv_text,
     frontiers,
     markdown,
     sources_of,
@@ -154,12 +155,22 @@ def choices(path: Path, root: Path) -> list[str]:
     return _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
 
 
+def _csv_beside(path: Path, found: list) -> list[str]:
+    """The frontier's ``.csv`` beside its ``.md``, where there is one (a page ties to it)."""
+    table = path.with_suffix(".csv")
+    if not table.is_file():
+        return []
+    shown = table.read_bytes().decode().splitlines()
+    return _first_difference(table, shown, csv_text(found).splitlines(), 0)
+
+
 def frontier_md(path: Path, root: Path) -> list[str]:
     """A difficulty ladder's frontier: the rule applied to the jobs its first line names."""
     text = path.read_text()
     sources = sources_of(text)
     found = frontiers([root / s for s in sources], key="task.datamodule.bits", metric=AS_RAN)
-    return _first_difference(path, text.splitlines(), markdown(found, sources).splitlines(), 0)
+    wanted = markdown(found, sources).splitlines()
+    return _first_difference(path, text.splitlines(), wanted, 0) + _csv_beside(path, found)
 
 
 def best_rate(path: Path, root: Path) -> list[str]:
@@ -178,6 +189,7 @@ def best_rate(path: Path, root: Path) -> list[str]:
     intro = best_rate_intro(chosen, checked)
     wanted = markdown([row for row, _ in found], [], setting.group(1), intro=intro)
     problems = _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
+    problems += _csv_beside(path, [row for row, _ in found])
     rate_cells = best_rate_cells(*folders, found, size=size, key=key)
     again = cells_verdicts(rate_cells, intro, size=size, key=key, pairs=True)
     problems += _first_difference(beside, committed.splitlines(), again.splitlines(), 0)

@@ -2,7 +2,7 @@
 setting solved (docs/claims/parity_sizes: the largest k of k-bit parity, against parameters
 and against multiply-adds per sample).
 
-Why a module: the page's figure and its numbers come from the jobs the study queue copied,
+Why a module: the page's tables and numbers come from the jobs the study queue copied,
 by one rule fixed before the runs: a setting is solved when at least two thirds of its
 completed runs (1 of 1, 2 of 3) reach the bar on the test set. A cell's runs gather over
 the stages by seed: the seeds stage runs seeds 2 and 3 beside the frontier's seed 1, and a
@@ -12,6 +12,7 @@ later stage's run of a seed replaces the earlier stage's run of that seed.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 from collections.abc import Sequence
@@ -233,78 +234,17 @@ def _count(value: float | None) -> str | None:
     return None if value is None else f"{value:,.0f}"
 
 
-def write(
-    found: list[Frontier],
-    out: Path,
-    sources: Sequence[str] = (),
-    setting_name: str = "k",
-    *,
-    name: str = "frontier",
-    intro: str | None = None,
-) -> list[Path]:
-    """``<name>.md``, ``.csv`` and ``.png`` (largest setting solved against parameters and
-    against multiply-adds, one line per family) into ``out``."""
-    import matplotlib
+CSV_HEAD = ("family", "size", "largest_solved", "after", "params", "macs_per_sample", "runs")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / f"{name}.md"
-    page.write_text(markdown(found, sources, setting_name, intro))
-    table = out / f"{name}.csv"
-    with table.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "family",
-                "size",
-                "largest_solved",
-                "after",
-                "params",
-                "macs_per_sample",
-                "runs",
-            ]
-        )
-        for row in found:
-            writer.writerow(
-                [getattr(row, name) for name in list(Frontier.__dataclass_fields__)[:-1]]
-            )
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    families = sorted({r.family for r in found})
-    # where two families share a point (the same network, or the same k), the later one's
-    # smaller marker and its own dashes keep the earlier one visible
-    styles = ["-", "--", ":", "-."]
-    for i, fam in enumerate(families):
-        mine = [r for r in found if r.family == fam and r.largest_solved is not None]
-        for ax, x in zip(axes, ("params", "macs"), strict=True):
-            points = sorted((getattr(r, x), r.largest_solved) for r in mine if getattr(r, x))
-            if points:
-                ax.plot(
-                    *zip(*points, strict=True),
-                    marker="osD^v<>"[i % 7],
-                    markersize=max(4, 11 - 2 * i),
-                    linestyle=styles[i % len(styles)],
-                    label=fam,
-                )
-    for ax, label in zip(axes, ("parameters", "multiply-adds per sample"), strict=True):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^4, 3x10^4 ... crowd the axis
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    sizes = sorted({n for r in found if (n := number(r.size)) is not None})
-    if sizes:  # the budgets, not each run's count (within 2% of it, and they would overlap)
-        axes[0].set_xticks(sizes)
-    axes[0].set_ylabel(f"largest {setting_name} solved")
-    axes[0].legend()
-    figure.tight_layout()
-    picture = out / f"{name}.png"
-    figure.savefig(picture, dpi=120)
-    plt.close(figure)
-    return [page, table, picture]
+def csv_text(found: list[Frontier]) -> str:
+    """``frontier.csv`` beside ``frontier.md`` (a page ties its numbers to these cells)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEAD)
+    for row in found:
+        writer.writerow([getattr(row, f) for f in list(Frontier.__dataclass_fields__)[:-1]])
+    return out.getvalue()
 
 
 def seed_cases(
