@@ -155,7 +155,7 @@ EVIDENCE_PARTS = [
     # a study's declaration, its stages, tables, reports and answers
     ("declare", ("evidence", "declared_stages", "confirmatory", "record_tables", "reports",
                  "made_by", "answers", "wandb_log", "derived", "declaration",
-                 "preregistration", "frontier_figure")),
+                 "preregistration")),
     # the pages and their check; the queue that runs a declaration's jobs
     ("publish", ("pages", "studies.spec", "studies.executors", "studies.preflight",
                  "studies.records", "studies.runner", "studies")),
