@@ -89,14 +89,25 @@ def build_module(
     )
 
 
-def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
-    """The backbone config with ``hidden_size=width`` (what follows it, e.g. an
+def nets_at(cfg: DictConfig) -> Callable[[int], dict[str, Any]]:
+    """``width -> `` the backbone config with ``hidden_size=width`` (what follows it, e.g. an
     ``input_size: ${.hidden_size}``, follows), resolved inside the whole config, so that a
-    value the net reads from the root (``priority: ${grid2d_priority}``) keeps its source."""
+    value the net reads from the root (``priority: ${grid2d_priority}``) keeps its source.
+    One copy of the config serves every width: copying a composed config (Hydra's part
+    included) took most of a budget's width search."""
     copied = copy.deepcopy(cfg)
-    with open_dict(copied):
-        copied.model.net.hidden_size = width
-    return OmegaConf.to_container(copied.model.net, resolve=True)
+
+    def at(width: int) -> dict[str, Any]:
+        with open_dict(copied):
+            copied.model.net.hidden_size = width
+        return OmegaConf.to_container(copied.model.net, resolve=True)
+
+    return at
+
+
+def net_at(cfg: DictConfig, width: int) -> dict[str, Any]:
+    """`nets_at` for one width."""
+    return nets_at(cfg)(width)
 
 
 def solve_width(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[int, int]:
@@ -107,8 +118,9 @@ def solve_width(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[int
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"param_budget must be a number of parameters >= 1, got {budget!r}")
     multiple = int(cfg.model.net.get("heads", 1) or 1)  # attention heads divide the width
+    at = nets_at(cfg)
     return width_for_budget(
-        lambda width: build_module(cfg, datamodule, net_at(cfg, width)), budget, multiple
+        lambda width: build_module(cfg, datamodule, at(width)), budget, multiple
     )
 
 
