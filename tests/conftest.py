@@ -294,6 +294,11 @@ class Zygote:
             raise RuntimeError("tests/zygote.py ended")
         return json.loads(line)
 
+    @staticmethod
+    def _kill(pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
     @classmethod
     def get(cls, env: dict[str, str]) -> Zygote | None:
         """The warm interpreter, where it can stand in for a fresh one with ``env``."""
@@ -318,10 +323,14 @@ class Zygote:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
             pid = self._answer()["pid"]
-            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            try:
+                ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            except BaseException:  # interrupted (Ctrl-C, pytest-timeout): as subprocess.run
+                self._kill(pid)
+                self._answer()  # its exit, so that the next run reads its own answers
+                raise
             if not ready:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                self._kill(pid)
             rc = self._answer()["rc"]
             stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
         command = [sys.executable, str(ROOT / "train.py"), *args]

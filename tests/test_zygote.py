@@ -3,6 +3,7 @@ fresh interpreter gives: exit code, stdout and stderr; a run past its timeout is
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 
@@ -43,3 +44,21 @@ def test_another_environment_gets_a_fresh_interpreter(monkeypatch):
     assert Zygote.get(offline_env()) is not None
     monkeypatch.setenv("GRIDLSTM_SOMETHING_READ_AT_IMPORT", "1")
     assert Zygote.get(offline_env()) is None
+
+
+def test_an_interrupted_run_is_killed_and_the_next_run_works(tmp_path, monkeypatch):
+    """Ctrl-C or pytest-timeout inside a run: the child is killed (as subprocess.run kills
+    its child), and its exit is read so that the next run gets its own answers."""
+    zygote = Zygote.get(offline_env())
+    real = select.select
+
+    def interrupted(*args):
+        real(*args[:3], 2)  # the child is running by now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(select, "select", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        zygote.run([*TINY, "trainer.max_steps=100000", "logger=none"], tmp_path, offline_env(), 60)
+    monkeypatch.setattr(select, "select", real)
+    again = run_cli([*TINY, "print_config=tree"], tmp_path)
+    assert again.returncode == 2, again.stderr
