@@ -252,8 +252,10 @@ def task_overrides(task: str, tmp_path: Path) -> list[str]:
     return TINY if task == "addition" else small
 
 
-def offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_"))}
+def offline_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (this process's environment now) made offline, one thread, importable."""
+    given = os.environ if environ is None else environ
+    env = {k: v for k, v in given.items() if not k.startswith(("WANDB_", "HYDRA_"))}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
     env.pop("PL_GLOBAL_SEED", None)
     # Launcher plugins start jobs in fresh interpreters (submitit): they import tests.signals.
@@ -261,7 +263,17 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-PER_TEST = "PYTEST_CURRENT_TEST"  # set by pytest for each test; nothing reads it at import
+# The environment before any test changed it: the zygote's, whichever test starts it.
+SESSION_ENVIRON = dict(os.environ)
+# Variables a library (or the interpreter) may read when it is imported: a run may differ from
+# the zygote in others (PATH, which the native build extends in-process, a port), which its
+# child reads from its own environment, but not in these.
+READ_AT_IMPORT = ("GRIDLSTM_", "PYTHON", "OMP_", "MKL_", "KMP_", "LD_", "TORCH", "CUDA", "NCCL")
+READ_AT_IMPORT += ("WANDB_", "HYDRA_", "PL_", "LIGHTNING", "TF_", "XLA")
+
+
+def read_at_import(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(READ_AT_IMPORT)}
 
 
 class Zygote:
@@ -273,8 +285,8 @@ class Zygote:
     failed = False
 
     def __init__(self) -> None:
-        self.env = offline_env()
-        self.same = {k: v for k, v in self.env.items() if k != PER_TEST}
+        self.env = offline_env(SESSION_ENVIRON)
+        self.same = read_at_import(self.env)
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "zygote.py")],
             stdin=subprocess.PIPE,
@@ -311,8 +323,7 @@ class Zygote:
                 cls.failed = True
                 print(f"tests: fresh interpreters for train.py ({error})", file=sys.stderr)
                 return None
-        same = {k: v for k, v in env.items() if k != PER_TEST}
-        return cls.started if same == cls.started.same else None
+        return cls.started if read_at_import(env) == cls.started.same else None
 
     def run(
         self, args: list[str], cwd: Path, env: dict[str, str], timeout: int

@@ -7,8 +7,8 @@ forks a child that becomes ``python train.py ARGS`` in the request's folder and 
 its own pid, file descriptors, ``__main__``, exit code and interpreter shutdown (atexit,
 threads joined), as a fresh interpreter's. What it cannot give: what a module does when it
 is imported (its import-time output is replayed, see ``preamble``), and environment variables
-read at import time, so `tests.conftest.run_cli` sends here only the environment the zygote
-started with, and runs anything else as a real subprocess.
+read at import time, so `tests.conftest.run_cli` sends here only runs whose such variables
+(`tests.conftest.READ_AT_IMPORT`) are the zygote's, and runs others as a real subprocess.
 
 Protocol, one JSON line each way on stdin/stdout: ``{"preamble": text}`` once after the
 imports (or ``{"unsafe": reason}``, then exit), then per request ``{"argv", "cwd", "env",
