@@ -265,11 +265,10 @@ def offline_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 # The environment before any test changed it: the zygote's, whichever test starts it.
 SESSION_ENVIRON = dict(os.environ)
-# Variables a library (or the interpreter) may read when it is imported: a run may differ from
-# the zygote in others (PATH, which the native build extends in-process, a port), which its
-# child reads from its own environment, but not in these.
-READ_AT_IMPORT = ("GRIDLSTM_", "PYTHON", "OMP_", "MKL_", "KMP_", "LD_", "TORCH", "CUDA", "NCCL")
-READ_AT_IMPORT += ("WANDB_", "HYDRA_", "PL_", "LIGHTNING", "TF_", "XLA")
+# Variables the interpreter, a thread pool or the suite may read when loaded: a run may differ
+# from the zygote in others (PATH, which the native build extends in-process; PL_SEED_WORKERS,
+# which an in-process seed_everything sets), which its child reads from its own environment.
+READ_AT_IMPORT = ("GRIDLSTM_", "PYTHON", "OMP_", "MKL_", "KMP_", "LD_", "CUDA")
 
 
 def read_at_import(env: dict[str, str]) -> dict[str, str]:

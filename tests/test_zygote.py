@@ -10,18 +10,18 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY, Zygote, offline_env, run_cli
+from tests.conftest import ROOT, SESSION_ENVIRON, TINY, Zygote, offline_env, run_cli
 
 
 def test_a_forked_run_answers_as_a_fresh_interpreter(tmp_path):
-    zygote = Zygote.get(offline_env())
+    zygote = Zygote.get(offline_env(SESSION_ENVIRON))
     assert zygote is not None, "the tests would start every train.py run fresh"
     args = [*TINY, "print_config=tree", f"hydra.run.dir={tmp_path / 'run'}"]
-    forked = zygote.run(args, tmp_path, offline_env(), timeout=120)
+    forked = zygote.run(args, tmp_path, offline_env(SESSION_ENVIRON), timeout=120)
     fresh = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=tmp_path,
-        env=offline_env(),
+        env=offline_env(SESSION_ENVIRON),
         capture_output=True,
         text=True,
         timeout=300,
@@ -45,19 +45,19 @@ def test_another_environment_gets_a_fresh_interpreter(monkeypatch):
     """A test that sets a variable before its first run gets a fresh interpreter, and the
     zygote (started with the session's environment, whoever asks first) serves the others."""
     monkeypatch.setattr(Zygote, "started", None)
-    monkeypatch.setenv("GRIDLSTM_SOMETHING_READ_AT_IMPORT", "1")
-    assert Zygote.get(offline_env()) is None
-    monkeypatch.delenv("GRIDLSTM_SOMETHING_READ_AT_IMPORT")
-    assert Zygote.get(offline_env()) is not None
-    # one read when the run needs it (the native build puts ninja on PATH in-process)
-    monkeypatch.setenv("PATH", "/somewhere" + os.pathsep + os.environ["PATH"])
-    assert Zygote.get(offline_env()) is not None
+    assert Zygote.get(offline_env({**SESSION_ENVIRON, "GRIDLSTM_READ_AT_IMPORT": "1"})) is None
+    assert Zygote.get(offline_env(SESSION_ENVIRON)) is not None
+    # ones read when the run needs them: the native build puts ninja on PATH in-process, an
+    # in-process seed_everything(workers=True) sets PL_SEED_WORKERS
+    path = "/somewhere" + os.pathsep + SESSION_ENVIRON["PATH"]
+    changed = {**SESSION_ENVIRON, "PATH": path, "PL_SEED_WORKERS": "1"}
+    assert Zygote.get(offline_env(changed)) is not None
 
 
 def test_an_interrupted_run_is_killed_and_the_next_run_works(tmp_path, monkeypatch):
     """Ctrl-C or pytest-timeout inside a run: the child is killed (as subprocess.run kills
     its child), and its exit is read so that the next run gets its own answers."""
-    zygote = Zygote.get(offline_env())
+    zygote = Zygote.get(offline_env(SESSION_ENVIRON))
     real = select.select
 
     def interrupted(*args):
@@ -66,7 +66,7 @@ def test_an_interrupted_run_is_killed_and_the_next_run_works(tmp_path, monkeypat
 
     monkeypatch.setattr(select, "select", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        zygote.run([*TINY, "trainer.max_steps=100000", "logger=none"], tmp_path, offline_env(), 60)
+        zygote.run([*TINY, "trainer.max_steps=100000", "logger=none"], tmp_path, zygote.env, 60)
     monkeypatch.setattr(select, "select", real)
     again = run_cli([*TINY, "print_config=tree"], tmp_path)
     assert again.returncode == 2, again.stderr
