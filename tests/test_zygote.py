@@ -7,6 +7,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -70,3 +71,14 @@ def test_an_interrupted_run_is_killed_and_the_next_run_works(tmp_path, monkeypat
     monkeypatch.setattr(select, "select", real)
     again = run_cli([*TINY, "print_config=tree"], tmp_path)
     assert again.returncode == 2, again.stderr
+
+
+def test_a_temporary_folder_made_at_import_is_seen():
+    """The zygote refuses to serve when its imports made a folder that each child would
+    remove at exit (W&B's media folder did, and later runs' images had nowhere to go)."""
+    from tests.zygote import import_time_folders
+
+    before = import_time_folders()
+    with tempfile.TemporaryDirectory() as folder:
+        assert import_time_folders() == [*before, folder]
+    assert import_time_folders() == before

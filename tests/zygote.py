@@ -22,10 +22,13 @@ import os
 import runpy
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRELOAD = ("torch", "lightning", "hydra", "omegaconf", "wandb", "gridlstm.run.training")
+# Not W&B: `import wandb` makes its media staging folder, which every child would remove at
+# its exit (under the next child's images); a child imports it as a fresh interpreter does.
+PRELOAD = ("torch", "lightning", "hydra", "omegaconf", "gridlstm.run.training")
 
 
 def _line() -> dict | None:
@@ -51,6 +54,18 @@ def _threads() -> int:
         return -1
 
 
+def import_time_folders() -> list[str]:
+    """Temporary folders this process removes at exit (`tempfile.TemporaryDirectory`): a
+    forked child inherits the duty and would remove them at its own exit, from under the
+    zygote's later children."""
+    registry = getattr(weakref.finalize, "_registry", {})
+    return [
+        str(info.args[0])
+        for info in list(registry.values())
+        if getattr(info.func, "__self__", None) is tempfile.TemporaryDirectory
+    ]
+
+
 def serve() -> dict | None:
     """Import, then answer requests; returns in a forked child, with its request."""
     protocol = os.dup(1)
@@ -67,6 +82,8 @@ def serve() -> dict | None:
         unsafe = "output on stdout while importing" if os.lseek(printed.fileno(), 0, 1) else ""
     if _threads() != 1:
         unsafe = f"{_threads()} threads after the imports"
+    if folders := import_time_folders():
+        unsafe = f"temporary folders made while importing, a child would remove: {folders}"
     if unsafe:
         _say({"unsafe": unsafe})
         return None
