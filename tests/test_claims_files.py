@@ -16,6 +16,7 @@ import yaml
 from gridlstm.analysis.confirmatory import first_start
 from gridlstm.analysis.frontier import (
     AS_RAN,
+    Ladder,
     find_conf_dir,
     frontiers,
     seed_of,
@@ -51,12 +52,12 @@ def test_the_paper_regime_deciding_stage_runs_seeds_4_to_6_at_each_familys_best_
     regime = CLAIMS / "paper_regime"
     chosen = [regime / "frontier" / "cpu"]
     checked = [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"]
-    by = dict(size="experiment", key="task.datamodule.digits")
-    found = best_rate_frontiers(chosen, checked, **by, metric=AS_RAN)
+    ladder = Ladder("task.datamodule.digits", size="experiment", metric=AS_RAN)
+    found = best_rate_frontiers(chosen, checked, ladder)
     after = next(row.after for row, _ in found if row.family == "grid2d")
     assert after == 5
     expected = []
-    for (family, _, setting), runs in best_rate_cells(chosen, checked, found, **by).items():
+    for (family, _, setting), runs in best_rate_cells(chosen, checked, found, ladder).items():
         if setting == after:
             config = {k: yaml.safe_load(str(runs[0][k])) for k in CHOSEN_KEYS}
             case = {"model": family, **config, "task.datamodule.digits": setting}
@@ -73,12 +74,10 @@ def test_the_paper_regime_depth_stage_runs_every_searched_depth_the_verdict_left
     family at its best rate (best_rate.md's configuration), seed 1, stage 2's settings."""
     regime = CLAIMS / "paper_regime"
     studies = declared_stages()
-    by = dict(size="experiment", key="task.datamodule.digits")
     found = best_rate_frontiers(
         [regime / "frontier" / "cpu"],
         [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"],
-        **by,
-        metric=AS_RAN,
+        Ladder("task.datamodule.digits", size="experiment", metric=AS_RAN),
     )
     best = {row.family: row.chosen() for row, _ in found}
     decided = {
@@ -183,11 +182,11 @@ def test_the_paper_regime_sixth_stage_runs_seeds_2_to_6_of_each_depth_that_beat_
         [regime / "frontier" / "cpu"],
         [regime / "lr" / "cpu", regime / "lr_seeds" / "cpu"],
     )
-    by = dict(size="experiment", key="task.datamodule.digits")
-    found = best_rate_frontiers(chosen, checked, **by, metric=AS_RAN)
+    ladder = Ladder("task.datamodule.digits", size="experiment", metric=AS_RAN)
+    found = best_rate_frontiers(chosen, checked, ladder)
     seed_1 = {
         family: float(next(r for r in runs if seed_of(r, find_conf_dir()) == "1")["test/acc"])
-        for (family, _, digits), runs in best_rate_cells(chosen, checked, found, **by).items()
+        for (family, _, digits), runs in best_rate_cells(chosen, checked, found, ladder).items()
         if digits == 5
     }
     assert seed_1 == pytest.approx(
@@ -310,7 +309,7 @@ def test_every_addition_frontier_quoted_on_a_page_is_the_rule_applied_to_its_job
     solved over stages 2 and 3, by the frontier rule (`gridlstm.analysis.frontier`)."""
     addition = CLAIMS / "addition_lengths"
     folders = [addition / "frontier" / "cpu", addition / "decide" / "cpu"]
-    found = frontiers(folders, size="experiment", key="task.datamodule.digits", metric=AS_RAN)
+    found = frontiers(folders, Ladder("task.datamodule.digits", size="experiment", metric=AS_RAN))
     largest = {row.family: str(row.largest_solved) for row in found}
     expected = (largest["grid2d"], largest["grid2d_untied"], largest["stacked_lstm"])
     quoted = ADDITION_LENGTHS.findall((CLAIMS / page).read_text())

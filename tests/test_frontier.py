@@ -9,6 +9,8 @@ import io
 import pytest
 
 from gridlstm.analysis.frontier import (
+    AS_RAN,
+    Ladder,
     csv_text,
     deciding_seeds,
     frontiers,
@@ -29,6 +31,7 @@ from gridlstm.analysis.lr_check import (
 from tests.test_stages import job as stage_job
 
 KEY = "task.datamodule.bits"  # the setting these frontiers run over
+LADDER = Ladder(KEY)
 
 
 def job(folder, name, overrides, **record):
@@ -67,7 +70,7 @@ def test_largest_solved_per_family_and_size_with_runs_gathered_by_seed(tmp_path)
     # ... rerun with seed 1 named: it replaces the first stage's run, 2 of 3
     runs(seeds, "b", 100, 12, [1.0, 0.99, 0.5], params=99, macs=2000, first_seed=1)
     runs(one, "c", 100, 12, [0.5])
-    found = frontiers([one, seeds], key=KEY)
+    found = frontiers([one, seeds], LADDER)
     assert [(f.family, f.size, f.largest_solved, f.after, f.runs) for f in found] == [
         ("a", "100", 14, None, 1),
         ("a", "400", 12, 14, 1),
@@ -94,7 +97,7 @@ def test_largest_solved_per_family_and_size_with_runs_gathered_by_seed(tmp_path)
     # the seeds stage: the largest setting solved and the one after it, with the case's config
     assert [
         (c["model"], c["param_budget"], c["task.datamodule.bits"])
-        for c in seed_cases(found, key=KEY)
+        for c in seed_cases(found, LADDER)
     ] == [
         ("a", 100, 14),
         ("a", 400, 12),
@@ -116,7 +119,7 @@ def test_verdicts_compare_the_families_at_each_size_and_setting_two_of_them_ran(
     runs(seeds, "c", 400, 14, [0.5, 0.98], first_seed=2)
     runs(one, "b", 400, 14, [0.6])
     runs(seeds, "b", 400, 14, [0.7, 0.9], first_seed=2)
-    text = verdicts_markdown([one, seeds], ["one", "seeds"], key=KEY)
+    text = verdicts_markdown([one, seeds], ["one", "seeds"], Ladder(KEY, metric=AS_RAN))
     lines = text.splitlines()
     assert lines[0] == "From the jobs in: one, seeds (runs gathered by seed)."
     sections = [line for line in lines if line.startswith("## ")]
@@ -152,10 +155,10 @@ def test_the_fill_stage_runs_each_seed_missing_at_a_frontier_and_the_setting_aft
     runs(seeds, "c", 100, 14, [0.5, 0.5], first_seed=2)  # c: done
     found = [
         (c["model"], c["task.datamodule.bits"], c["seed"])
-        for c in missing_seeds([one, seeds], settings=[12, 14, 16, 20], key=KEY)
+        for c in missing_seeds([one, seeds], [12, 14, 16, 20], LADDER)
     ]
     assert found == [("a", 12, 2), ("a", 12, 3), ("b", 14, 1), ("b", 14, 2), ("b", 14, 3)]
-    case = missing_seeds([one, seeds], settings=[12, 14], key=KEY)[0]
+    case = missing_seeds([one, seeds], [12, 14], LADDER)[0]
     assert case == {
         "model": "a",
         "param_budget": 100,
@@ -177,7 +180,7 @@ def test_more_seeds_go_where_one_family_stops_solving_to_every_family_that_ran_t
     runs(one, "net", 400, 20, [1.0])  # the net never ran 14 at 400: nothing to compare
     found = [
         (c["model"], c["param_budget"], c["task.datamodule.bits"], c["seed"])
-        for c in deciding_seeds([one, seeds], "lstm", seeds=range(1, 5), key=KEY)
+        for c in deciding_seeds([one, seeds], "lstm", range(1, 5), LADDER)
     ]
     assert found == [
         ("lstm", 100, 14, 4),
@@ -211,8 +214,8 @@ def test_the_learning_rate_check_tries_each_neighbour_of_the_chosen_rate_where_a
     lr_runs("middle", 0.001, 12, [0.5, 0.5, 0.5])  # solves nothing: asked at 12
     lr_runs("never", 0.001, 12, [1.0, 1.0, 1.0])  # no setting after it ran
     grid = [0.01, 0.0001, 0.0003, 0.001, 0.003]  # any order
-    found = frontiers([tmp_path], key=KEY)
-    cases = learning_rate_cases(found, grid, key=KEY)
+    found = frontiers([tmp_path], LADDER)
+    cases = learning_rate_cases(found, grid, LADDER)
     assert [(c["model"], c["optim.optimizer.lr"], c["task.datamodule.bits"]) for c in cases] == [
         ("edge", 0.001, 14),
         ("edge", 0.01, 14),
@@ -228,13 +231,13 @@ def test_the_learning_rate_check_tries_each_neighbour_of_the_chosen_rate_where_a
         "seed": 1,
     }
     assert [
-        c["optim.optimizer.lr"] for c in learning_rate_cases(found, [0.001, 0.003], key=KEY)
+        c["optim.optimizer.lr"] for c in learning_rate_cases(found, [0.001, 0.003], LADDER)
     ] == [
         0.001,  # edge: the grid has no step above 0.003
         0.003,  # middle: none below 0.001
     ]
     with pytest.raises(ValueError, match=r"edge at param_budget=100: learning rate 0.003 is not"):
-        learning_rate_cases(found, [0.0001, 0.001], key=KEY)
+        learning_rate_cases(found, [0.0001, 0.001], LADDER)
 
 
 def test_a_checked_rate_that_solved_goes_on_through_the_frontier_rule_in_that_rate(tmp_path):
@@ -258,7 +261,7 @@ def test_a_checked_rate_that_solved_goes_on_through_the_frontier_rule_in_that_ra
     at(seeds, 0.001, 14, [1.0, 0.5], first_seed=2)  # 2 of 3: the frontier moves with it
     at(check, 0.003, 14, [0.5, 0.5, 0.5])  # the chosen rate's runs: not this rate's
     at(check, 0.01, 14, [0.5])  # solved nothing: done
-    cases = learning_rate_frontier_cases([check, seeds], settings=[12, 14, 16, 20], key=KEY)
+    cases = learning_rate_frontier_cases([check, seeds], [12, 14, 16, 20], LADDER)
     assert [(c["optim.optimizer.lr"], c["task.datamodule.bits"], c["seed"]) for c in cases] == [
         (0.001, 16, 1),
         (0.001, 16, 2),
@@ -267,10 +270,7 @@ def test_a_checked_rate_that_solved_goes_on_through_the_frontier_rule_in_that_ra
     assert cases[0]["model.net.num_layers"] == 4
     again = tmp_path / "again"  # a later folder's seed 2, at chance: 1 of 3, not moved
     at(again, 0.001, 14, [0.5], first_seed=2)
-    assert (
-        learning_rate_frontier_cases([check, seeds, again], settings=[12, 14, 16, 20], key=KEY)
-        == []
-    )
+    assert learning_rate_frontier_cases([check, seeds, again], [12, 14, 16, 20], LADDER) == []
 
 
 def test_each_family_is_stated_at_the_rate_that_solves_the_largest_setting(tmp_path):
@@ -300,14 +300,14 @@ def test_each_family_is_stated_at_the_rate_that_solves_the_largest_setting(tmp_p
     at(checked, "b", 0.001, 14, [1.0])  # a tie: the chosen rate stays
     at(chosen, "c", 0.001, 12, [1.0, 1.0, 1.0])
     at(checked, "c", 0.0003, 14, [1.0, 0.5, 0.5])  # 1 of 3: not solved
-    found = best_rate_frontiers([chosen], [checked], key=KEY)
+    found = best_rate_frontiers([chosen], [checked], LADDER)
     assert [(r.family, r.largest_solved, r.after, rate) for r, rate in found] == [
         ("a", 14, 16, 0.001),
         ("b", 14, None, None),
         ("c", 12, None, None),
     ]
     assert found[0][0].chosen()["optim.optimizer.lr"] == 0.001
-    runs = best_rate_cells([chosen], [checked], found, key=KEY)
+    runs = best_rate_cells([chosen], [checked], found, LADDER)
     assert sorted(runs) == [("a", "100", 14), ("a", "100", 16), ("b", "100", 14), ("c", "100", 12)]
     assert [r["test/acc"] for r in runs[("a", "100", 14)]] == [1.0, 1.0, 0.5]  # 0.001's alone
     intro = best_rate_intro(["x/frontier", "x/seeds"], ["x/lr", "x/lr_seeds"])
@@ -326,7 +326,7 @@ def test_each_family_is_stated_at_the_rate_that_solves_the_largest_setting(tmp_p
             job(decide, f"{model}-{lr}-{seed}", overrides, **{"test/acc": acc, "params": 100})
     at(decide, "a", 0.003, 14, [0.0])  # not a's best rate: stays out
     at(decide, "b", 0.001, 14, [0.0])  # not b's chosen rate: stays out
-    more = best_rate_cells([chosen], [checked], found, more=[decide], key=KEY)
+    more = best_rate_cells([chosen], [checked], found, LADDER, more=[decide])
     assert sorted(r["test/acc"] for r in more[("a", "100", 14)]) == [0.5, 0.9, 0.9, 1.0, 1.0]
     assert sorted(r["test/acc"] for r in more[("b", "100", 14)]) == [0.8, 0.8, 1.0, 1.0, 1.0]
     assert [r["test/acc"] for r in more[("c", "100", 14)]] == [0.7, 0.7]  # a setting of its own
@@ -340,27 +340,19 @@ def test_further_seeds_need_a_rate_to_join(tmp_path):
     runs(chosen, "a", 100, 12, [1.0, 1.0, 1.0], first_seed=1)
     runs(checked, "a", 100, 14, [0.5], first_seed=1)
     runs(decide, "a", 100, 12, [1.0], first_seed=4)
-    found = best_rate_frontiers([chosen], [checked], key=KEY)
+    found = best_rate_frontiers([chosen], [checked], LADDER)
     assert found[0][1] is None
-    assert len(best_rate_cells([chosen], [checked], found, key=KEY)[("a", "100", 12)]) == 3
+    assert len(best_rate_cells([chosen], [checked], found, LADDER)[("a", "100", 12)]) == 3
     with pytest.raises(ValueError, match="names no optim.optimizer.lr"):
-        best_rate_cells([chosen], [checked], found, more=[decide], key=KEY)
+        best_rate_cells([chosen], [checked], found, LADDER, more=[decide])
 
 
 def test_the_frontier_rules_choose_on_validation_unless_told_the_split_a_stage_ran_on(tmp_path):
     """A rule that read the test split would choose with the numbers a verdict is decided on:
     the rules' default is validation; `AS_RAN` restates the committed stages that chose on test."""
-    import inspect
-
-    from gridlstm.analysis import frontier, lr_check
-
     folder = tmp_path / "stage"
     for seed in (1, 2, 3):
         overrides = ["model=a", "param_budget=100", "task.datamodule.bits=12", f"seed={seed}"]
         job(folder, f"a-12-{seed}", overrides, **{"val/acc": 1.0, "test/acc": 0.5})
-    assert frontiers([folder], key=KEY)[0].largest_solved == 12  # validation solved it
-    assert frontiers([folder], metric=frontier.AS_RAN, key=KEY)[0].largest_solved is None
-    rules = [frontier.frontiers, frontier.missing_seeds, frontier.deciding_seeds]
-    rules += [lr_check.best_rate_frontiers, lr_check.learning_rate_frontier_cases]
-    for rule in rules:
-        assert inspect.signature(rule).parameters["metric"].default.startswith("val/"), rule
+    assert frontiers([folder], LADDER)[0].largest_solved == 12  # validation solved it
+    assert frontiers([folder], Ladder(KEY, metric=AS_RAN))[0].largest_solved is None

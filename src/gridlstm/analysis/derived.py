@@ -26,6 +26,7 @@ from gridlstm.analysis import aggregate, verdicts
 from gridlstm.analysis.frontier import (
     AS_RAN,
     SOURCES,
+    Ladder,
     cells_verdicts,
     csv_text,
     frontiers,
@@ -143,7 +144,8 @@ def frontier_verdicts(path: Path, root: Path) -> list[str]:
     if found is None:
         return [f"{path}: no '## <size>=..., <setting>=...' section to read its cells from"]
     size, key = found.groups()
-    wanted = verdicts_markdown([root / s for s in sources], sources, size=size, key=key)
+    ladder = Ladder(key, size=size, metric=AS_RAN)
+    wanted = verdicts_markdown([root / s for s in sources], sources, ladder)
     return _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
 
 
@@ -168,7 +170,7 @@ def frontier_md(path: Path, root: Path) -> list[str]:
     """A difficulty ladder's frontier: the rule applied to the jobs its first line names."""
     text = path.read_text()
     sources = sources_of(text)
-    found = frontiers([root / s for s in sources], key="task.datamodule.bits", metric=AS_RAN)
+    found = frontiers([root / s for s in sources], Ladder("task.datamodule.bits", metric=AS_RAN))
     wanted = markdown(found, sources).splitlines()
     return _first_difference(path, text.splitlines(), wanted, 0) + _csv_beside(path, found)
 
@@ -185,20 +187,20 @@ def best_rate(path: Path, root: Path) -> list[str]:
     if found_keys is None or setting is None:
         return [f"{path}: its verdicts' sections or its 'largest <setting> solved' column missing"]
     size, key = found_keys.groups()
-    found = best_rate_frontiers(*folders, size=size, key=key, metric=AS_RAN)
+    ladder = Ladder(key, size=size, metric=AS_RAN)
+    found = best_rate_frontiers(*folders, ladder)
     intro = best_rate_intro(chosen, checked)
     wanted = markdown([row for row, _ in found], [], setting.group(1), intro=intro)
     problems = _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
     problems += _csv_beside(path, [row for row, _ in found])
-    rate_cells = best_rate_cells(*folders, found, size=size, key=key)
-    again = cells_verdicts(rate_cells, intro, size=size, key=key, pairs=True)
+    again = cells_verdicts(best_rate_cells(*folders, found, ladder), intro, ladder, pairs=True)
     problems += _first_difference(beside, committed.splitlines(), again.splitlines(), 0)
     seeds = path.parent / "best_rate_seeds_verdicts.md"
     if seeds.is_file():  # a deciding stage's seeds, joined at each family's best rate
         head = seeds.read_text().splitlines()[0]
         more = [root / s for s in best_rate_sources(head)[2]]
-        cells_more = best_rate_cells(*folders, found, more=more, size=size, key=key)
-        wanted_seeds = cells_verdicts(cells_more, head, size=size, key=key, pairs=True)
+        cells_more = best_rate_cells(*folders, found, ladder, more)
+        wanted_seeds = cells_verdicts(cells_more, head, ladder, pairs=True)
         problems += _first_difference(
             seeds, seeds.read_text().splitlines(), wanted_seeds.splitlines(), 0
         )

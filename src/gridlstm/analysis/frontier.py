@@ -38,6 +38,27 @@ AS_RAN = "test/acc"
 
 
 @dataclass(frozen=True)
+class Ladder:
+    """How a sweep that goes up in difficulty reads: per ``family`` and ``size`` group, the
+    setting ``key`` (k of k-bit parity) rises, and a run passes where ``metric`` >= ``bar``."""
+
+    key: str
+    family: str = "model"
+    size: str = "param_budget"
+    metric: str = "val/acc"
+    bar: float = 0.99
+
+    def case(self, row: Frontier, setting: int | None) -> dict[str, Any]:
+        """A job at ``setting`` in a frontier row's family, size and chosen configuration."""
+        return {
+            self.family: row.family,
+            self.size: yaml.safe_load(row.size),
+            **row.chosen(),
+            self.key: setting,
+        }
+
+
+@dataclass(frozen=True)
 class Frontier:
     family: str
     size: str  # the group's size value, e.g. the parameter budget
@@ -80,11 +101,7 @@ def matches(row: dict[str, Any], match: dict[str, Any] | None) -> bool:
 
 
 def cells(
-    folders: Sequence[Path],
-    family: str,
-    size: str,
-    key: str,
-    match: dict[str, Any] | None = None,
+    folders: Sequence[Path], ladder: Ladder, match: dict[str, Any] | None = None
 ) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
     """Completed runs per (family, size, setting), gathered over the folders by seed (a later
     folder's run of a seed replaces an earlier one's); only the runs ``match`` names, if
@@ -93,10 +110,10 @@ def cells(
     found: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
     for folder in folders:
         for row in read_jobs(folder):
-            setting = number(row.get(key))
+            setting = number(row.get(ladder.key))
             if setting is None or not matches(row, match):
                 continue
-            cell = (str(row.get(family)), str(row.get(size)), int(setting))
+            cell = (str(row.get(ladder.family)), str(row.get(ladder.size)), int(setting))
             found.setdefault(cell, {})[seed_of(row, conf_dir)] = row
     return {cell: list(by_seed.values()) for cell, by_seed in found.items()}
 
@@ -107,23 +124,16 @@ def solved(runs: list[dict[str, Any]], metric: str, bar: float) -> bool:
 
 
 def frontiers(
-    folders: Sequence[Path],
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "val/acc",
-    bar: float = 0.99,
-    match: dict[str, Any] | None = None,
+    folders: Sequence[Path], ladder: Ladder, match: dict[str, Any] | None = None
 ) -> list[Frontier]:
     by_group: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
-    for (fam, sz, setting), runs in cells(folders, family, size, key, match).items():
+    for (fam, sz, setting), runs in cells(folders, ladder, match).items():
         by_group.setdefault((fam, sz), {})[setting] = runs
     out = []
     for (fam, sz), settings in sorted(
         by_group.items(), key=lambda g: (g[0][0], number(g[0][1]) or 0)
     ):
-        done = [s for s in sorted(settings) if solved(settings[s], metric, bar)]
+        done = [s for s in sorted(settings) if solved(settings[s], ladder.metric, ladder.bar)]
         best = max(done) if done else None
         above = [s for s in settings if best is None or s > best]
         first = next(iter(settings.values()))[0]
@@ -148,36 +158,25 @@ def frontiers(
     return out
 
 
-def verdicts_markdown(
-    folders: Sequence[Path],
-    sources: Sequence[str],
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "test/acc",
-) -> str:
-    """Per size and setting that two or more families ran, their test accuracy compared by the
-    claims' rule (`gridlstm.analysis.verdicts`: Welch, p < 0.05): where one family solves a k
-    and another does not, whether the gap is beyond the seed spread."""
+def verdicts_markdown(folders: Sequence[Path], sources: Sequence[str], ladder: Ladder) -> str:
+    """Per size and setting that two or more families ran, their ``ladder.metric`` (test
+    accuracy, on the pages) compared by the claims' rule (`gridlstm.analysis.verdicts`: Welch,
+    p < 0.05): where one family solves a k and another does not, whether the gap is beyond
+    the seed spread."""
     head = SOURCES + ", ".join(sources) + " (runs gathered by seed)."
-    found = cells(folders, family, size, key)
-    return cells_verdicts(found, head, family=family, size=size, key=key, metric=metric)
+    return cells_verdicts(cells(folders, ladder), head, ladder)
 
 
 def cells_verdicts(
     found: dict[tuple[str, str, int], list[dict[str, Any]]],
     head: str,
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "test/acc",
+    ladder: Ladder,
     pairs: bool = False,
 ) -> str:
     """`verdicts_markdown` of cells already gathered (e.g. each family at its own rate), below
     ``head`` (the line naming their sources); ``pairs``: every pair of families compared too
     (`gridlstm.analysis.verdicts.pairwise`)."""
+    family, size, key = ladder.family, ladder.size, ladder.key
     ran: dict[tuple[str, int], set[str]] = {}
     for fam, sz, setting in found:
         ran.setdefault((sz, setting), set()).add(fam)
@@ -191,7 +190,9 @@ def cells_verdicts(
     return (
         head
         + "\n\n"
-        + verdicts.report(rows, [size, key, family], metric, "max", within=[size, key], pairs=pairs)
+        + verdicts.report(
+            rows, [size, key, family], ladder.metric, "max", within=[size, key], pairs=pairs
+        )
     )
 
 
@@ -247,35 +248,22 @@ def csv_text(found: list[Frontier]) -> str:
     return out.getvalue()
 
 
-def seed_cases(
-    found: list[Frontier],
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-) -> list[dict[str, Any]]:
+def seed_cases(found: list[Frontier], ladder: Ladder) -> list[dict[str, Any]]:
     """The seeds stage's ``cases``: each family and size at its largest setting solved and at
     the setting after it (at the smallest setting run, if it solved none)."""
-    cases = []
-    for row in found:
-        config = row.chosen()
-        for setting in (row.largest_solved, row.after):
-            if setting is not None:
-                case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
-                cases.append(case)
-    return cases
+    return [
+        ladder.case(row, setting)
+        for row in found
+        for setting in (row.largest_solved, row.after)
+        if setting is not None
+    ]
 
 
 def missing_seeds(
     folders: Sequence[Path],
     settings: Sequence[int],
+    ladder: Ladder,
     seeds: Sequence[int] = (1, 2, 3),
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "val/acc",
-    bar: float = 0.99,
     match: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The fill stage's ``cases``: each seed that has not run at a family and size's frontier
@@ -283,45 +271,31 @@ def missing_seeds(
     solved by seed 1 alone may fail in 2 of 3 seeds), so the stages repeat this until it is
     empty. Where no setting above the frontier ran (the sweep stopped below it), the setting
     after is the next of ``settings`` (the sweep's grid)."""
-    found = frontiers(
-        folders, family=family, size=size, key=key, metric=metric, bar=bar, match=match
-    )
-    ran = cells(folders, family, size, key, match)
+    ran = cells(folders, ladder, match)
     conf_dir = find_conf_dir()
     cases = []
-    for row in found:
+    for row in frontiers(folders, ladder, match):
         after = row.after
         if after is None and row.largest_solved is not None:
             after = next((s for s in sorted(settings) if s > row.largest_solved), None)
-        config = row.chosen()
         for setting in (row.largest_solved, after):
             if setting is None:
                 continue
             have = {seed_of(r, conf_dir) for r in ran.get((row.family, row.size, setting), [])}
-            for seed in seeds:
-                if str(seed) not in have:
-                    case = {family: row.family, size: yaml.safe_load(row.size), **config}
-                    cases.append({**case, key: setting, "seed": seed})
+            case = ladder.case(row, setting)
+            cases += [{**case, "seed": seed} for seed in seeds if str(seed) not in have]
     return cases
 
 
 def deciding_seeds(
-    folders: Sequence[Path],
-    against: str,
-    seeds: Sequence[int],
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "val/acc",
-    bar: float = 0.99,
+    folders: Sequence[Path], against: str, seeds: Sequence[int], ladder: Ladder
 ) -> list[dict[str, Any]]:
     """More seeds where 3 cannot decide: at each size, the setting after ``against``'s
     frontier (where it stops solving), every family that ran it, each of ``seeds`` it has
     not run, in that family's configuration. Its solved counts (1 of 3 against 3 of 3) and
     its accuracies (bimodal: a seed solves or sits at chance) are what 3 seeds leave open."""
-    found = frontiers(folders, family=family, size=size, key=key, metric=metric, bar=bar)
-    ran = cells(folders, family, size, key)
+    found = frontiers(folders, ladder)
+    ran = cells(folders, ladder)
     conf_dir = find_conf_dir()
     at = {row.size: row.after for row in found if row.family == against}
     cases = []
@@ -331,7 +305,5 @@ def deciding_seeds(
         if not runs:
             continue
         have = {seed_of(r, conf_dir) for r in runs}
-        config = row.chosen()
-        case = {family: row.family, size: yaml.safe_load(row.size), **config, key: setting}
-        cases += [{**case, "seed": s} for s in seeds if str(s) not in have]
+        cases += [{**ladder.case(row, setting), "seed": s} for s in seeds if str(s) not in have]
     return cases

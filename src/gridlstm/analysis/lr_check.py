@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gridlstm.analysis.frontier import (
     SOLVED_SHARE,
     Frontier,
+    Ladder,
     cells,
     find_conf_dir,
     frontiers,
@@ -32,13 +31,7 @@ LR_KEY = "optim.optimizer.lr"
 
 
 def learning_rate_cases(
-    found: list[Frontier],
-    grid: Sequence[float],
-    seed: int = 1,
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
+    found: list[Frontier], grid: Sequence[float], ladder: Ladder, seed: int = 1
 ) -> list[dict[str, Any]]:
     """The learning-rate check's ``cases``: each family and size at the setting after its
     frontier (where it stops solving), its chosen configuration at the learning rates next to
@@ -51,30 +44,23 @@ def learning_rate_cases(
     for row in found:
         if row.after is None:
             continue
-        config = row.chosen()
-        chosen = config.get(LR_KEY)
+        chosen = row.chosen().get(LR_KEY)
         if chosen not in steps:
             raise ValueError(
-                f"{row.family} at {size}={row.size}: learning rate {chosen!r} is not in the "
-                f"grid {steps}"
+                f"{row.family} at {ladder.size}={row.size}: learning rate {chosen!r} is not in "
+                f"the grid {steps}"
             )
         at = steps.index(chosen)
         for lr in steps[max(at - 1, 0) : at] + steps[at + 1 : at + 2]:
-            case = {family: row.family, size: yaml.safe_load(row.size), **config, LR_KEY: lr}
-            cases.append({**case, key: row.after, "seed": seed})
+            cases.append({**ladder.case(row, row.after), LR_KEY: lr, "seed": seed})
     return cases
 
 
 def learning_rate_frontier_cases(
     folders: Sequence[Path],
     settings: Sequence[int],
+    ladder: Ladder,
     seeds: Sequence[int] = (1, 2, 3),
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "val/acc",
-    bar: float = 0.99,
 ) -> list[dict[str, Any]]:
     """Where a checked learning rate solved (the frontier rule: 2 of 3 seeds, 1 of 1), the
     frontier goes on in that rate: the seeds still missing at its largest setting solved and
@@ -83,22 +69,10 @@ def learning_rate_frontier_cases(
     cases = []
     for rate in rates_in(folders):
         match = {LR_KEY: rate}
-        found = frontiers(
-            folders, family=family, size=size, key=key, metric=metric, bar=bar, match=match
-        )
+        found = frontiers(folders, ladder, match)
         moved = {(r.family, r.size) for r in found if r.largest_solved is not None}
-        named = missing_seeds(
-            folders,
-            settings,
-            seeds,
-            family=family,
-            size=size,
-            key=key,
-            metric=metric,
-            bar=bar,
-            match=match,
-        )
-        cases += [c for c in named if (c[family], str(c[size])) in moved]
+        named = missing_seeds(folders, settings, ladder, seeds, match)
+        cases += [c for c in named if (c[ladder.family], str(c[ladder.size])) in moved]
     return cases
 
 
@@ -108,26 +82,18 @@ def rates_in(folders: Sequence[Path]) -> list[float]:
 
 
 def best_rate_frontiers(
-    chosen: Sequence[Path],
-    checked: Sequence[Path],
-    *,
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
-    metric: str = "val/acc",
-    bar: float = 0.99,
+    chosen: Sequence[Path], checked: Sequence[Path], ladder: Ladder
 ) -> list[tuple[Frontier, float | None]]:
     """Per family and size, the frontier at its best learning rate, with that rate (None: the
     chosen configuration's): the chosen configuration's frontier (``chosen``'s jobs) or a
     checked rate's (``checked``'s jobs at that rate alone), whichever solved the larger
     setting. A tie keeps the chosen rate: the search chose it, and more stages stand behind
     it. A checked rate's runs are never pooled with another rate's."""
-    options = dict(family=family, size=size, key=key, metric=metric, bar=bar)
     best: dict[tuple[str, str], tuple[Frontier, float | None]] = {
-        (r.family, r.size): (r, None) for r in frontiers(chosen, **options)
+        (r.family, r.size): (r, None) for r in frontiers(chosen, ladder)
     }
     for rate in rates_in(checked):
-        for row in frontiers(checked, match={LR_KEY: rate}, **options):
+        for row in frontiers(checked, ladder, {LR_KEY: rate}):
             have = best.get((row.family, row.size))
             if row.largest_solved is None:
                 continue
@@ -140,11 +106,8 @@ def best_rate_cells(
     chosen: Sequence[Path],
     checked: Sequence[Path],
     found: list[tuple[Frontier, float | None]],
-    *,
+    ladder: Ladder,
     more: Sequence[Path] = (),
-    family: str = "model",
-    size: str = "param_budget",
-    key: str,
 ) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
     """Each family and size's runs at its best rate (`best_rate_frontiers`), every setting it
     ran there: the cells a verdict compares across families. ``more``: folders of further
@@ -158,16 +121,16 @@ def best_rate_cells(
         at = rate if rate is not None else number(row.chosen().get(LR_KEY))
         if more and at is None:
             raise ValueError(
-                f"{row.family} at {size}={row.size}: its chosen configuration names no "
+                f"{row.family} at {ladder.size}={row.size}: its chosen configuration names no "
                 f"{LR_KEY}, so the further seeds in {', '.join(map(str, more))} cannot be "
                 "matched to its rate"
             )
         gathered = {
             cell: {seed_of(r, conf_dir): r for r in runs}
-            for cell, runs in cells(folders, family, size, key, match).items()
+            for cell, runs in cells(folders, ladder, match).items()
             if cell[:2] == (row.family, row.size)
         }
-        for cell, runs in cells(more, family, size, key, {LR_KEY: at}).items():
+        for cell, runs in cells(more, ladder, {LR_KEY: at}).items():
             if cell[:2] == (row.family, row.size):
                 gathered.setdefault(cell, {}).update({seed_of(r, conf_dir): r for r in runs})
         out.update({cell: list(by_seed.values()) for cell, by_seed in gathered.items()})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.evidence import Study
-from gridlstm.analysis.frontier import AS_RAN, cells
+from gridlstm.analysis.frontier import AS_RAN, Ladder, cells
 from gridlstm.analysis.lr_check import LR_KEY, best_rate_cells, best_rate_frontiers
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.verdicts import report
@@ -28,20 +28,19 @@ OPTIONAL: set[str] = set()
 
 def depth_cells(folder: Path, entry: dict[str, Any]) -> dict[tuple[str, int], list[dict]]:
     """(family, depth): the completed runs at the compared size, one per seed."""
-    (key, size), by = next(iter(entry["size"].items())), {"size": "experiment"}
+    (key, size) = next(iter(entry["size"].items()))
+    ladder = Ladder(key, size="experiment", metric=AS_RAN)
     chosen, checked = [folder / f for f in entry["chosen"]], [folder / f for f in entry["checked"]]
-    found = best_rate_frontiers(chosen, checked, **by, key=key, metric=AS_RAN)
+    found = best_rate_frontiers(chosen, checked, ladder)
     more = [folder / f for f in entry["more"]]
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for (family, _, at), runs in best_rate_cells(
-        chosen, checked, found, more=more, **by, key=key
-    ).items():
+    for (family, _, at), runs in best_rate_cells(chosen, checked, found, ladder, more).items():
         if at == size:
             (depth,) = {int(r[DEPTH]) for r in runs}
             out[(family, depth)] = runs
     stages = [folder / f for f in entry["depths"]]
     stages = [stage for stage in stages if (stage / "jobs").is_dir()]  # a stage yet to run
-    for (family, depth, at), runs in cells(stages, "model", DEPTH, key).items():
+    for (family, depth, at), runs in cells(stages, Ladder(key, size=DEPTH)).items():
         if at == size:
             if (family, int(depth)) in out:
                 raise ValueError(f"{family} at depth {depth} ran in two stages: {folder}")

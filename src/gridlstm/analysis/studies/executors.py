@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gridlstm.analysis.studies.spec import Job
 from gridlstm.run import code
@@ -54,27 +54,11 @@ def train_argv(job: Job, threads: int) -> list[str]:
     ]
 
 
-class Handle(Protocol):
-    def wait(self, timeout: float) -> int | None:
-        """The job's exit code once it has ended, None if still running after ``timeout``."""
-
-    def stop(self) -> None:
-        """Ask the job to stop as at a time limit (SIGTERM: it saves ``last.ckpt``)."""
-
-    def kill(self) -> None:
-        """End the job now."""
-
-
-class Executor(Protocol):
-    name: str
-
-    def start(self, job: Job, threads: int) -> Handle: ...
-
-    def where(self) -> str:
-        """Where the jobs run, for ``queue.json``."""
-
-
 class ProcessHandle:
+    """A started job, as the queue holds either kind: ``wait`` (its exit code, None while it
+    runs past ``timeout``), ``stop`` (SIGTERM, as at a time limit: it saves ``last.ckpt``)
+    and ``kill``."""
+
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
 
@@ -97,11 +81,12 @@ class ProcessHandle:
 
 class Processes:
     """Each job its own ``train.py`` process in its own process group (a terminal's Ctrl-C
-    reaches the queue, which passes the stop on as SIGTERM), its output in ``<job>.log``."""
+    reaches the queue, which passes the stop on as SIGTERM), its output in ``<job>.log``;
+    ``where`` (as `Submitit`'s) names the machine for ``queue.json``."""
 
     name = LOCAL
 
-    def start(self, job: Job, threads: int) -> Handle:
+    def start(self, job: Job, threads: int) -> ProcessHandle:
         command = [sys.executable, "-m", "gridlstm.train", *train_argv(job, threads)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
         env.setdefault(WANDB_GROUP, job.study)
@@ -259,7 +244,7 @@ class Submitit:
     def __init__(self, name: str, cluster: str, options: dict[str, Any]) -> None:
         self.name, self.cluster, self.options = name, cluster, options
 
-    def start(self, job: Job, threads: int) -> Handle:
+    def start(self, job: Job, threads: int) -> SubmititHandle:
         import submitit
 
         folder = job.run_dir.parent / ".submitit" / "%j"
@@ -388,3 +373,7 @@ def launcher_options(name: str, conf: Path) -> dict[str, Any]:
     options = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     kept = {k: v for k, v in options.items() if k not in QUEUE_OWNED}
     return OmegaConf.to_container(OmegaConf.create(kept), resolve=True)
+
+
+Executor = Processes | Submitit
+Handle = ProcessHandle | SubmititHandle

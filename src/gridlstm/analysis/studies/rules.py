@@ -80,14 +80,11 @@ def check(path: Path, name: str, rule: Any, claims: set[str]) -> None:
         raise ConfigError(f"{path}: study {name!r}: rule match: choose one of {', '.join(MATCHES)}")
 
 
-def _frontier_options(rule: dict[str, Any]) -> dict[str, Any]:
-    return {k: rule[k] for k in FRONTIER_KEYS if k in rule}
-
-
 def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
     """The cases ``rule`` chooses from the records in ``folders``."""
     kind = rule["kind"]
-    options = _frontier_options(rule)
+    if kind not in ("choice", "edge"):
+        ladder = frontier.Ladder(**{k: rule[k] for k in FRONTIER_KEYS if k in rule})
     if kind in ("choice", "edge"):
         rows = [row for folder in folders for row in read_jobs(folder)]
         groups = list(rule["groups"])
@@ -97,19 +94,17 @@ def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
         else:
             cases = stages.edge_cases(rows, best, groups)
     elif kind == "frontier_seeds":
-        by = {k: v for k, v in options.items() if k != "metric"}
-        cases = frontier.seed_cases(frontier.frontiers(folders, **options), **by)
+        cases = frontier.seed_cases(frontier.frontiers(folders, ladder), ladder)
     elif kind == "fill":
-        cases = frontier.missing_seeds(folders, rule["settings"], **options)
+        cases = frontier.missing_seeds(folders, rule["settings"], ladder)
     elif kind == "decide":
         seeds = range(rule["seeds"][0], rule["seeds"][1] + 1)
-        cases = frontier.deciding_seeds(folders, rule["against"], seeds, **options)
+        cases = frontier.deciding_seeds(folders, rule["against"], seeds, ladder)
     elif kind == "learning_rate":
-        found = frontier.frontiers(folders, **options)
-        by = {k: v for k, v in options.items() if k != "metric"}
-        cases = lr_check.learning_rate_cases(found, rule["rates"], **by)
+        found = frontier.frontiers(folders, ladder)
+        cases = lr_check.learning_rate_cases(found, rule["rates"], ladder)
     else:
-        cases = lr_check.learning_rate_frontier_cases(folders, rule["settings"], **options)
+        cases = lr_check.learning_rate_frontier_cases(folders, rule["settings"], ladder)
     drop = set(rule.get("drop") or [])
     return [{k: v for k, v in case.items() if k not in drop} for case in cases]
 
