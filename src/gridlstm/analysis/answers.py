@@ -106,58 +106,50 @@ def axis_sentence(study: evidence.Study, stage: Any, shown: evidence.Outcome) ->
     )
 
 
-def answer_by_axis(study: evidence.Study, done: list[tuple[Any, evidence.Outcome]]) -> list[str]:
-    """The opening of a study with two or more completed confirmatory stages: one answer a
-    stage, each on its axis, under the study's own question."""
-    names = "; ".join(f"`{s.name}` {s.declared}, alpha {s.alpha:g}" for s, _ in done)
+def opening(study: evidence.Study, prose: dict[str, str], said: str, sure: str) -> list[str]:
+    """A page's opening around its answer (``said``) and how sure it is (``sure``)."""
     return [
-        f"**Question.** {study.prose['question']}",
+        f"**Question.** {prose['question']}",
         "",
-        f"**Protocol.** {study.prose['protocol']} Claim {SOURCE_TAG[study.source]}: "
+        f"**Protocol.** {prose['protocol']} Claim {SOURCE_TAG[study.source]}: "
         f"{study.prose['statement']}.",
         "",
-        "**Answer (confirmatory).** "
-        + " ".join(axis_sentence(study, stage, shown) for stage, shown in done),
+        said,
         "",
-        f"**How sure.** Each word is a confirmatory stage's, declared before its runs "
-        f"({names}; two-sided); the rest is exploratory.",
+        f"**How sure.** {sure}",
         "",
-        f"**What it cannot say.** {study.prose['cannot_say']}",
+        f"**What it cannot say.** {prose['cannot_say']}",
     ]
 
 
 def answer(study: evidence.Study) -> list[str]:
-    """A study page's opening, at most `ANSWER_WORDS` words."""
+    """A study page's opening, at most `ANSWER_WORDS` words: with two or more completed
+    confirmatory stages, one answer a stage, each on its axis, under the study's question."""
+    fix = "question, protocol, statement or cannot_say"
     if len(done := completed(study)) > 1:
-        lines = answer_by_axis(study, done)
-        return within(study, lines, ANSWER_WORDS, "the page's answer", "question or cannot_say")
-    found = evidence.outcome(study)
-    done = confirmatory.confirmatory_outcome(study)
-    shown = done or found
-    tag = SOURCE_TAG[study.source]
-    prose = shown_prose(study, done)
-    lines = [
-        f"**Question.** {prose['question']}",
-        "",
-        f"**Protocol.** {prose['protocol']} Claim {tag}: {study.prose['statement']}.",
-        "",
+        names = "; ".join(f"`{s.name}` {s.declared}, alpha {s.alpha:g}" for s, _ in done)
+        said = " ".join(axis_sentence(study, stage, shown) for stage, shown in done)
+        sure = f"Each word is a confirmatory stage's, declared before its runs ({names}; "
+        lines = opening(
+            study,
+            study.prose,
+            f"**Answer (confirmatory).** {said}",
+            f"{sure}two-sided); the rest is exploratory.",
+        )
+        return within(study, lines, ANSWER_WORDS, "the page's answer", fix)
+    found = evidence.outcome(study)  # its cells checked, whichever is shown
+    confirmed = confirmatory.confirmatory_outcome(study)
+    shown = confirmed or found
+    prose = shown_prose(study, confirmed)
+    said = (
         f"**Answer ({shown.scope}).** {cell_text(shown.a)} against {cell_text(shown.b)}, "
         f"{shown.metric}; {evidence.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
         f"multiply-adds per run A/B {ratio_text(shown.ratio)}: **{shown.word}**"
-        f"{lean(study, shown, done)}. "
-        f"Cells chosen on {prose.get('chosen_on', study.verdict.chosen_on)}.",
-        "",
-        f"**How sure.** {_confirmatory_line(study, done)}",
-        "",
-        f"**What it cannot say.** {prose['cannot_say']}",
-    ]
-    return within(
-        study,
-        lines,
-        ANSWER_WORDS,
-        "the page's answer",
-        "question, protocol, statement or cannot_say",
+        f"{lean(study, shown, confirmed)}. "
+        f"Cells chosen on {prose.get('chosen_on', study.verdict.chosen_on)}."
     )
+    lines = opening(study, prose, said, _confirmatory_line(study, confirmed))
+    return within(study, lines, ANSWER_WORDS, "the page's answer", fix)
 
 
 def rows_by_axis(study: evidence.Study, page: Path) -> list[list[str]]:
@@ -169,22 +161,30 @@ def rows_by_axis(study: evidence.Study, page: Path) -> list[list[str]]:
     rows = []
     for stage, shown in done:
         setup = stage.prose.get("setup") or study.prose.get("setup") or study.prose["protocol"]
-        row = [
-            f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
-            f"at {axis(study, stage)}: {setup}",
-            f"{METRIC_WORDS.get(shown.metric, shown.metric)}: {cell_text(shown.a)} vs "
-            f"{cell_text(shown.b)}",
-            f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
-            also_differs(shown.a, shown.b),
-            f"**{shown.word}**{lean_by(stage, shown)} (confirmatory, at {axis(study, stage)})",
-            f"[{study.name}]({link(study.folder, page)})",
-        ]
-        rows.append(within(study, row, ROW_WORDS, "its summary row", "statement or setup"))
+        word = f"**{shown.word}**{lean_by(stage, shown)} (confirmatory, at {axis(study, stage)})"
+        rows.append(row(study, page, f"at {axis(study, stage)}: {setup}", shown, word))
     return rows
 
 
+def row(
+    study: evidence.Study, page: Path, setup: str, shown: evidence.Outcome, word: str
+) -> list[str]:
+    """A summary row: the claim, its setup, the cells, p, what else differs, the word."""
+    cells = f"{cell_text(shown.a)} vs {cell_text(shown.b)}"
+    found = [
+        f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
+        setup,
+        f"{METRIC_WORDS.get(shown.metric, shown.metric)}: {cells}",
+        f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
+        also_differs(shown.a, shown.b),
+        word,
+        f"[{study.name}]({link(study.folder, page)})",
+    ]
+    return within(study, found, ROW_WORDS, "its summary row", "statement or setup")
+
+
 def summary_row(study: evidence.Study, page: Path) -> list[str]:
-    found = evidence.outcome(study)
+    found = evidence.outcome(study)  # its cells checked, whichever is shown
     done = confirmatory.confirmatory_outcome(study)
     shown = done or found
     scope = shown.scope
@@ -197,16 +197,8 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
         later = link(study.folder.parent / study.superseded_by, page)
         scope += f"; superseded by [{study.superseded_by}]({later})"
     prose = shown_prose(study, done)
-    row = [
-        f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
-        prose.get("setup") or prose["protocol"],
-        f"{shown.metric}: {cell_text(shown.a)} vs {cell_text(shown.b)}",
-        f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
-        also_differs(shown.a, shown.b),
-        f"**{shown.word}**{lean(study, shown, done)} ({scope})",
-        f"[{study.name}]({link(study.folder, page)})",
-    ]
-    return within(study, row, ROW_WORDS, "its summary row", "statement or setup")
+    word = f"**{shown.word}**{lean(study, shown, done)} ({scope})"
+    return row(study, page, prose.get("setup") or prose["protocol"], shown, word)
 
 
 def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome | None) -> str:
