@@ -12,7 +12,6 @@ with the rules applied); that its declaration was committed before its first job
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from datetime import datetime
@@ -43,6 +42,7 @@ from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.job_records import rows_of
 from gridlstm.analysis.stages import number
 from gridlstm.run.clock import moment
+from gridlstm.run.runs import RECORD, read_record
 
 
 def first_start(records: Path, ran_jobs: bool = False) -> datetime | None:
@@ -88,10 +88,8 @@ def recorded(study: Study) -> set[str]:
     """What the study's jobs record (every key of their metrics.json files), so that a stage
     is refused a metric no job writes; empty where no job has run yet."""
     found: set[str] = set()
-    for path in study.folder.rglob("jobs/*/metrics.json"):
-        with contextlib.suppress(OSError, ValueError):
-            record = json.loads(path.read_text())
-            found |= set(record) if isinstance(record, dict) else set()
+    for path in study.folder.rglob(f"jobs/*/{RECORD}"):
+        found |= set(read_record(path.parent) or {})
     return found
 
 
