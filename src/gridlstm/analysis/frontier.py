@@ -29,11 +29,10 @@ from gridlstm.analysis.stages import CHOSEN_KEYS, number
 from gridlstm.run.conf import find_conf_dir
 
 SOLVED_SHARE = 2 / 3
-# The frontier rules choose on validation by default (`frontiers`, `missing_seeds`,
-# `deciding_seeds`, the learning-rate rules): a choice read off the test split would reuse the
-# numbers a verdict is decided on. The stages committed before 2026-11-27 chose on test
-# accuracy as they ran; their tests and the pages that restate them pass AS_RAN, and a
-# frontier reported as a result (frontier.md, best_rate.md) is reported on it too.
+# The frontier rules choose on validation by default (`Ladder.metric`): a choice read off the
+# test split would reuse the numbers a verdict is decided on. The stages committed before
+# 2026-11-27 chose on test accuracy as they ran; their tests and the pages that restate them
+# read AS_RAN, and a frontier reported as a result (frontier.md, best_rate.md) is too.
 AS_RAN = "test/acc"
 
 

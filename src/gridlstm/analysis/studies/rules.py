@@ -83,8 +83,7 @@ def check(path: Path, name: str, rule: Any, claims: set[str]) -> None:
 def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
     """The cases ``rule`` chooses from the records in ``folders``."""
     kind = rule["kind"]
-    if kind not in ("choice", "edge"):
-        ladder = frontier.Ladder(**{k: rule[k] for k in FRONTIER_KEYS if k in rule})
+    drop = set(rule.get("drop") or [])
     if kind in ("choice", "edge"):
         rows = [row for folder in folders for row in read_jobs(folder)]
         groups = list(rule["groups"])
@@ -93,7 +92,9 @@ def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
             cases = stages.as_cases(best, groups)
         else:
             cases = stages.edge_cases(rows, best, groups)
-    elif kind == "frontier_seeds":
+        return [{k: v for k, v in case.items() if k not in drop} for case in cases]
+    ladder = frontier.Ladder(**{k: rule[k] for k in FRONTIER_KEYS if k in rule})
+    if kind == "frontier_seeds":
         cases = frontier.seed_cases(frontier.frontiers(folders, ladder), ladder)
     elif kind == "fill":
         cases = frontier.missing_seeds(folders, rule["settings"], ladder)
@@ -105,7 +106,6 @@ def apply(rule: dict[str, Any], folders: list[Path]) -> list[dict[str, Any]]:
         cases = lr_check.learning_rate_cases(found, rule["rates"], ladder)
     else:
         cases = lr_check.learning_rate_frontier_cases(folders, rule["settings"], ladder)
-    drop = set(rule.get("drop") or [])
     return [{k: v for k, v in case.items() if k not in drop} for case in cases]
 
 
