@@ -69,7 +69,7 @@ def test_a_stage_whose_records_are_the_studys_folder_is_named_by_the_study(tmp_p
         ({"rule": {**RULE_STAGE["rule"], "reads": ["nowhere/cpu"]}}, "which no study of the file"),
         ({"rule": {**RULE_STAGE["rule"], "kind": "guess"}}, "rule kind 'guess' is unknown"),
         ({"frontier": {"key": "seed", "metric": "val/acc", "below": 0.6}}, "not a grid key"),
-        ({"dry_run": "task.datamodule.bits=4"}, "dry_run: a list of overrides"),
+        ({"dry_run": "task.datamodule.bits=4"}, "stages[1].dry_run: a list, not"),
         ({"records": "explore/cpu"}, "two stages share records 'explore/cpu'"),
     ],
     ids=lambda v: str(v)[:40],

@@ -173,7 +173,7 @@ def test_writing_the_pages_twice_changes_nothing(tmp_path):
     "change, message",
     [
         ({"colour": "red"}, "unknown key 'colour'"),
-        ({"question": "Is 0.97 enough?"}, "question holds the number 0.97"),
+        ({"question": "Is 0.97 enough?"}, "question: holds the number 0.97"),
         ({"source": "blog"}, "source='blog': choose one of paper, secondary, ours"),
         ({"source": "secondary"}, "secondary needs locator"),
         ({"claim": "vision"}, "claim='vision': choose one of"),
@@ -472,14 +472,14 @@ def test_the_paper_regime_confirmatory_stage_is_declared_as_issue_72_designed_it
     )
     rows = [r for f in RECORDS for r in job_records.rows_of(study.folder / f)]
     macs = {(r["model"], int(r["model.net.num_layers"])): int(r["macs_per_sample"]) for r in rows}
-    a, b = stage.a["overrides"], stage.b["overrides"]
+    a, b = stage.a.overrides, stage.b.overrides
     batch = 15
     compute_a = macs[("grid2d", 4)] * a["trainer.max_steps"] * batch
     compute_b = macs[("stacked_lstm", 2)] * b["trainer.max_steps"] * batch
     assert abs(compute_b / compute_a - 1) < 0.05
     select = study.stages[0]
     assert b["optim.optimizer.lr"] == {"chosen_by": select.name}
-    assert select.choose["metric"].startswith("val/")
+    assert select.choose.metric.startswith("val/")
     # held-out problems of its own: no stage that chose a cell saw them
     assert "task.datamodule.data_seed=20261127" in stage.base
     assert not any("data_seed" in o for o in select.base)

@@ -153,7 +153,7 @@ EVIDENCE_PARTS = [
     ("choose", ("stages", "frontier", "lr_check", "sweep_report", "reproduce",
                 "studies.rules")),
     # a study's declaration, its stages, tables, reports and answers
-    ("declare", ("evidence", "declared_stages", "confirmatory", "record_tables", "reports",
+    ("declare", ("declared", "evidence", "confirmatory", "record_tables", "reports",
                  "made_by", "answers", "wandb_log", "derived", "declaration",
                  "preregistration")),
     # the pages and their check; the queue that runs a declaration's jobs

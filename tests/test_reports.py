@@ -94,7 +94,7 @@ def test_a_time_to_threshold_arm_gets_the_log_rank_test_and_kaplan_meier_medians
         ({"r": {"kind": "secondary_arms"}}, "reports.r: missing file:"),
         ({"r": {**REPORT, "arms": [{"label": "x"}]}}, "reports.r: an arm has exactly"),
         ({"r": {**REPORT, "needs": "samples"}}, "reports.r.needs: a list of folders"),
-        (["r"], "reports: a mapping of name"),
+        (["r"], "reports: a mapping, not"),
         (
             {
                 "r": {

@@ -34,7 +34,7 @@ def arm_a(folder) -> tuple[dict, dict[int, float]]:
     its test exact-match by seed."""
     study = declaration.load(folder / "study.yaml")
     stage = study.confirmatory
-    settings = base_settings(stage) | stage.a["overrides"]
+    settings = base_settings(stage) | stage.a.overrides
     rows = rows_of(folder / stage.records)
     return settings, {int(r["seed"]): float(r["test/acc"]) for r in rows if r["model"] == "grid2d"}
 
@@ -109,7 +109,7 @@ def test_each_declared_arm_is_its_confirmatory_arm_with_one_knob_changed():
             assert set(declared) <= {"claim", "overrides", "cases", "dry_run"}, arm.queue
             assert declared["cases"] == [{"seed": seed} for seed in stage.seeds]
             assert declared["claim"] == f"{name}/{Path(arm.records).parent.as_posix()}"
-            given = getattr(stage, arm.changes)["overrides"]
+            given = getattr(stage, arm.changes).overrides
             assert not any(isinstance(v, dict) for v in given.values()), "a chosen value"
             settings = [o for o in stage.base if "=" not in o or o[0] in "~+"]
             unchanged = dict(o.split("=", 1) for o in stage.base if o not in settings) | {

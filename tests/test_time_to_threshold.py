@@ -178,7 +178,7 @@ def test_the_secondary_arm_runs_once_the_primary_jobs_are_done(tmp_path):
         ({"mode": "max"}, "the log-rank test goes with a time to a threshold"),
         ({"metric": "val/solved_at"}, "val/solved_at is not recorded by the study's jobs"),
         ({"seeds": [2, 7]}, "seed 2 was used by an earlier stage"),
-        ({"secondary": [{"label": "x", "changes": "c"}]}, "exactly changes, knob, label, records"),
+        ({"secondary": [{"label": "x", "changes": "c"}]}, "changes='c': choose one of a, b"),
         ({"tiebreak": "a"}, "unknown key 'tiebreak'"),
     ],
     ids=["no censoring", "max", "unrecorded metric", "used seed", "bad arm", "unknown key"],

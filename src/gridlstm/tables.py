@@ -114,10 +114,10 @@ def evidence_pages(cfg: TablesConfig) -> None:
     for page in pages.write(root, cfg.study):
         print(f"wrote {page}")
     if cfg.wandb:
-        from gridlstm.analysis import declaration, evidence, wandb_log
+        from gridlstm.analysis import declaration, declared, wandb_log
         from gridlstm.run.loggers import wandb_mode
 
-        for study in declaration.load_all(root / evidence.CLAIMS_DIR):
+        for study in declaration.load_all(root / declared.CLAIMS_DIR):
             if cfg.study in ("all", study.name):
                 where = wandb_log.log_study(
                     study, cfg.wandb, wandb_mode(), Path(cfg.wandb_dir).expanduser()

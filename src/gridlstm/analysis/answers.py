@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis import confirmatory, evidence, survival
+from gridlstm.analysis import confirmatory, declared, evidence, survival
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.run.errors import ConfigError
 
@@ -59,12 +59,12 @@ def _declared(stage: Any, test: bool = True) -> str:
     """A confirmatory stage's declaration in brief (its test left out where the answer beside
     it already names it)."""
     seeds = f"seeds {min(stage.seeds)}-{max(stage.seeds)}"
-    named = f"{evidence.SHORT_TESTS[stage.test]}, " if test else ""
-    declared = f"Confirmatory stage `{stage.name}` declared {stage.declared}"
-    return f"{declared} ({named}alpha {stage.alpha:g}, {seeds})"
+    named = f"{declared.SHORT_TESTS[stage.test]}, " if test else ""
+    said = f"Confirmatory stage `{stage.name}` declared {stage.declared}"
+    return f"{said} ({named}alpha {stage.alpha:g}, {seeds})"
 
 
-def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> str:
+def _confirmatory_line(study: declared.Study, done: evidence.Outcome | None) -> str:
     stages = confirmatory.confirmatory_stages(study)
     if not stages:
         return "Exploratory: no confirmatory stage (its test and fresh seeds fixed first) yet."
@@ -74,39 +74,39 @@ def _confirmatory_line(study: evidence.Study, done: evidence.Outcome | None) -> 
     else:
         line = f"{_declared(first, test=False)}: its word is the answer; the rest is exploratory."
     pending = [s for s in later if confirmatory.confirmatory_outcome(study, s) is None]
-    more = (f"`{s.name}` ({evidence.SHORT_TESTS[s.test]}): pending." for s in pending)
+    more = (f"`{s.name}` ({declared.SHORT_TESTS[s.test]}): pending." for s in pending)
     return " ".join([line, *more])
 
 
-def shown_prose(study: evidence.Study, done: evidence.Outcome | None) -> dict[str, str]:
+def shown_prose(study: declared.Study, done: evidence.Outcome | None) -> dict[str, str]:
     """The study's prose, with its confirmatory stage's own (question, protocol, setup, ...)
     in place once that stage's outcome is the answer."""
     return {**study.prose, **(study.confirmatory.prose if done and study.confirmatory else {})}
 
 
-def completed(study: evidence.Study) -> list[tuple[Any, evidence.Outcome]]:
+def completed(study: declared.Study) -> list[tuple[Any, evidence.Outcome]]:
     """Each confirmatory stage that has completed, with its outcome, in declaration order."""
     stages = confirmatory.confirmatory_stages(study)
     found = [(s, confirmatory.confirmatory_outcome(study, s)) for s in stages]
     return [(stage, outcome) for stage, outcome in found if outcome is not None]
 
 
-def axis(study: evidence.Study, stage: Any) -> str:
+def axis(study: declared.Study, stage: Any) -> str:
     """What a confirmatory stage holds equal (the study's ``axes:``), else its name."""
     return study.axes.get(stage.name, f"stage {stage.name}")
 
 
-def axis_sentence(study: evidence.Study, stage: Any, shown: evidence.Outcome) -> str:
+def axis_sentence(study: declared.Study, stage: Any, shown: evidence.Outcome) -> str:
     """One confirmatory stage's answer on its axis: cells, test, p and word."""
     metric = METRIC_WORDS.get(shown.metric, shown.metric)
     return (
         f"At {axis(study, stage)}: {cell_text(shown.a)} against {cell_text(shown.b)}, "
-        f"{metric}; {evidence.TESTS[shown.test]}, p = {p_text(shown.p)}: "
+        f"{metric}; {declared.TESTS[shown.test]}, p = {p_text(shown.p)}: "
         f"**{shown.word}**{lean_by(stage, shown)}."
     )
 
 
-def opening(study: evidence.Study, prose: dict[str, str], said: str, sure: str) -> list[str]:
+def opening(study: declared.Study, prose: dict[str, str], said: str, sure: str) -> list[str]:
     """A page's opening around its answer (``said``) and how sure it is (``sure``)."""
     return [
         f"**Question.** {prose['question']}",
@@ -122,7 +122,7 @@ def opening(study: evidence.Study, prose: dict[str, str], said: str, sure: str) 
     ]
 
 
-def answer(study: evidence.Study) -> list[str]:
+def answer(study: declared.Study) -> list[str]:
     """A study page's opening, at most `ANSWER_WORDS` words: with two or more completed
     confirmatory stages, one answer a stage, each on its axis, under the study's question."""
     fix = "question, protocol, statement or cannot_say"
@@ -143,7 +143,7 @@ def answer(study: evidence.Study) -> list[str]:
     prose = shown_prose(study, confirmed)
     said = (
         f"**Answer ({shown.scope}).** {cell_text(shown.a)} against {cell_text(shown.b)}, "
-        f"{shown.metric}; {evidence.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
+        f"{shown.metric}; {declared.TESTS[shown.test]}, two-sided, p = {p_text(shown.p)}; "
         f"multiply-adds per run A/B {ratio_text(shown.ratio)}: **{shown.word}**"
         f"{lean(study, shown, confirmed)}. "
         f"Cells chosen on {prose.get('chosen_on', study.verdict.chosen_on)}."
@@ -152,7 +152,7 @@ def answer(study: evidence.Study) -> list[str]:
     return within(study, lines, ANSWER_WORDS, "the page's answer", fix)
 
 
-def rows_by_axis(study: evidence.Study, page: Path) -> list[list[str]]:
+def rows_by_axis(study: declared.Study, page: Path) -> list[list[str]]:
     """A study's summary rows: one a completed confirmatory stage where two or more have
     completed (each saying its axis), else the one row of `summary_row`."""
     done = completed(study)
@@ -167,7 +167,7 @@ def rows_by_axis(study: evidence.Study, page: Path) -> list[list[str]]:
 
 
 def row(
-    study: evidence.Study, page: Path, setup: str, shown: evidence.Outcome, word: str
+    study: declared.Study, page: Path, setup: str, shown: evidence.Outcome, word: str
 ) -> list[str]:
     """A summary row: the claim, its setup, the cells, p, what else differs, the word."""
     cells = f"{cell_text(shown.a)} vs {cell_text(shown.b)}"
@@ -175,7 +175,7 @@ def row(
         f"{study.prose['statement']} {SOURCE_TAG[study.source]}",
         setup,
         f"{METRIC_WORDS.get(shown.metric, shown.metric)}: {cells}",
-        f"{p_text(shown.p)} ({evidence.SHORT_TESTS[shown.test]})",
+        f"{p_text(shown.p)} ({declared.SHORT_TESTS[shown.test]})",
         also_differs(shown.a, shown.b),
         word,
         f"[{study.name}]({link(study.folder, page)})",
@@ -183,7 +183,7 @@ def row(
     return within(study, found, ROW_WORDS, "its summary row", "statement or setup")
 
 
-def summary_row(study: evidence.Study, page: Path) -> list[str]:
+def summary_row(study: declared.Study, page: Path) -> list[str]:
     found = evidence.outcome(study)  # its cells checked, whichever is shown
     done = confirmatory.confirmatory_outcome(study)
     shown = done or found
@@ -201,7 +201,7 @@ def summary_row(study: evidence.Study, page: Path) -> list[str]:
     return row(study, page, prose.get("setup") or prose["protocol"], shown, word)
 
 
-def lean(study: evidence.Study, shown: evidence.Outcome, done: evidence.Outcome | None) -> str:
+def lean(study: declared.Study, shown: evidence.Outcome, done: evidence.Outcome | None) -> str:
     """Which cell a result within the spread leans to, by what its test compares
     (`evidence.ahead`); empty for any other word."""
     return lean_by(study.confirmatory if done and study.confirmatory else study.verdict, shown)
@@ -232,18 +232,18 @@ def also_differs(a: evidence.Cell, b: evidence.Cell) -> str:
     return "; ".join(found) or f"nothing over {BEYOND:g}x"
 
 
-def within(study: evidence.Study, parts: list[str], limit: int, what: str, fix: str) -> list[str]:
+def within(study: declared.Study, parts: list[str], limit: int, what: str, fix: str) -> list[str]:
     """``parts`` if their words fit ``limit``; else one line naming the declaration's fix."""
     words = len(" ".join(parts).split())
     if words > limit:
         raise ConfigError(
-            f"{study.folder / evidence.DECLARATION}: {what} is {words} words (at most {limit}); "
+            f"{study.folder / declared.DECLARATION}: {what} is {words} words (at most {limit}); "
             f"shorten {fix}"
         )
     return parts
 
 
-def summary(studies: list[evidence.Study], page: Path) -> list[str]:
+def summary(studies: list[declared.Study], page: Path) -> list[str]:
     head = ["claim", "setup", "the two cells (mean +- sd, n)", "p (test)", "also differs, A/B"]
     rows = (row for study in studies for row in rows_by_axis(study, page))
     return pipe_table([*head, "verdict", "page"], rows)

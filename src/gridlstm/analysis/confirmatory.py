@@ -1,5 +1,5 @@
 """What a claims study's pre-registered stages do once declared (`gridlstm.analysis.
-declared_stages`): the select stages choose a value on validation for a later stage, and each
+declared`): the select stages choose a value on validation for a later stage, and each
 confirmatory stage's word is a verdict of the study.
 
 Why a module of its own: what makes a confirmatory test trustworthy is checked here, not
@@ -20,24 +20,18 @@ from typing import Any
 
 import yaml
 
-from gridlstm.analysis.declared_stages import (
+from gridlstm.analysis.declared import (
+    DRY_RUN,
+    CellSpec,
     Confirmatory,
     Secondary,
+    Study,
     confirmatory_stages,
+    fail,
     run_stages,
     select_stages,
 )
-from gridlstm.analysis.evidence import (
-    DRY_RUN,
-    Cell,
-    CellSpec,
-    NoRuns,
-    Outcome,
-    Study,
-    compare,
-    fail,
-    gather,
-)
+from gridlstm.analysis.evidence import Cell, NoRuns, Outcome, compare, gather
 from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.job_records import rows_of
 from gridlstm.analysis.stages import number
@@ -109,7 +103,7 @@ def check_confirmatory(path: Path, study: Study, stage: Confirmatory | None = No
         )
     names = {s.name for s in select_stages(study)}
     for arm in ("a", "b"):
-        for key, value in getattr(stage, arm)["overrides"].items():
+        for key, value in getattr(stage, arm).overrides.items():
             if isinstance(value, dict) and value.get("chosen_by") not in names:
                 raise fail(
                     path,
@@ -118,7 +112,7 @@ def check_confirmatory(path: Path, study: Study, stage: Confirmatory | None = No
                 )
     budget = () if stage.censored_at else stage.budget
     allowed = set(stage.factor) | set(budget)
-    a, b = stage.a["overrides"], stage.b["overrides"]
+    a, b = stage.a.overrides, stage.b.overrides
     for key in sorted(set(a) | set(b)):
         if key not in allowed and str(a.get(key)) != str(b.get(key)):
             why = (
@@ -154,9 +148,11 @@ def chosen(study: Study, name: str) -> Any | None:
     if len(done) < len(stage.cases):
         return None
     done.sort(key=lambda r: next(i for i, c in enumerate(stage.cases) if matches(r, c)))
-    sign = 1 if stage.choose["mode"] == "max" else -1
-    best = max(done, key=lambda r: sign * (number(r.get(stage.choose["metric"])) or -math.inf))
-    return yaml.safe_load(str(best[stage.choose["key"]]))
+    rule = stage.choose
+    assert rule is not None
+    sign = 1 if rule.mode == "max" else -1
+    best = max(done, key=lambda r: sign * (number(r.get(rule.metric)) or -math.inf))
+    return yaml.safe_load(str(best[rule.key]))
 
 
 def as_override(value: Any) -> Any:
@@ -172,7 +168,7 @@ def arm_overrides(
     stage = stage or study.confirmatory
     assert stage is not None
     out = {}
-    for key, value in getattr(stage, arm)["overrides"].items():
+    for key, value in getattr(stage, arm).overrides.items():
         if isinstance(value, dict):
             value = chosen(study, value["chosen_by"])
             if value is None:
@@ -264,7 +260,7 @@ def arm_cells(study: Study, stage: Confirmatory) -> tuple[Cell, Cell] | None:
         given, overrides = getattr(stage, arm), arm_overrides(study, arm, stage)
         if overrides is None:
             return None
-        spec = CellSpec(str(given["label"]), overrides, (stage.records,))
+        spec = CellSpec(label=given.label, where=overrides, records=(stage.records,))
         try:
             cell = gather(study, spec, stage.metric, stage.censored_at)
         except NoRuns:

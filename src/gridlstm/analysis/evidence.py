@@ -17,124 +17,21 @@ metric the declaration names (test, as a rule): `SELECTION_METRICS` says which s
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, replace
 
 from scipy import stats
 
 from gridlstm.analysis import survival
 from gridlstm.analysis.counted_macs import macs_of
+from gridlstm.analysis.declared import DECLARATION, CellSpec, Study
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.job_records import rows_of
 from gridlstm.analysis.stages import number
 from gridlstm.analysis.verdicts import Cell as WelchCell
 from gridlstm.analysis.verdicts import welch
 from gridlstm.run.errors import ConfigError
-
-CLAIMS_DIR = Path("docs/claims")
-DECLARATION = "study.yaml"
-SOURCES = ("paper", "secondary", "ours")
-SCOPES = ("exploratory", "confirmatory")
-TESTS = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U", "logrank": "log-rank test"}
-# a summary row's p column
-SHORT_TESTS = {"welch": "Welch", "mannwhitney": "Mann-Whitney", "logrank": "log-rank"}
-CLAIMS = ("addition", "memorization", "parity", "charlm", "mnist", "design")
-PROSE = ("statement", "protocol", "question", "cannot_say", "setup")
-DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
-CELL_KEYS = {"label", "where", "records", "defaults"}
-VERDICT_KEYS = {"scope", "metric", "mode", "test", "alpha", "records", "a", "b", "words"}
-VERDICT_KEYS |= {"chosen_on", "stage", "metric_label"}
-CONFIRMATORY_KEYS = {"name", "declared", "test", "alpha", "metric", "mode", "seeds", "factor"}
-CONFIRMATORY_KEYS |= {"budget", "records", "a", "b", "words", "base", "question", "cannot_say"}
-# a time-to-threshold metric: a run without it counts as censored at this recorded value
-CONFIRMATORY_KEYS |= {"censored_at", "secondary"}
-SECONDARY_KEYS = {"label", "changes", "knob", "records"}  # an arm with one knob changed
-# a confirmatory stage's own prose, shown once it ran; the DESCRIPTIVE part says what ran (so
-# it may be written after the runs), the question and what it cannot say may not change
-CONFIRMATORY_PROSE = ("question", "cannot_say", "protocol", "setup", "chosen_on")
-DESCRIPTIVE = ("protocol", "setup", "chosen_on")
-CONFIRMATORY_KEYS |= set(CONFIRMATORY_PROSE)
-STUDY_KEYS = {
-    "claim",
-    "source",
-    "locator",
-    "page",
-    "verdict",
-    "confirmatory",
-    "stages",
-    "tables",
-    "reports",  # what its tables: cannot state (gridlstm.analysis.reports)
-    "quoted",  # numbers the page quotes from its sources, for ties (gridlstm.analysis.ties)
-    "superseded_by",  # the study whose row answers this one's question since (its summary says)
-    "axes",  # what each confirmatory stage holds equal (its answer and summary row say)
-    "dry_run",  # a dry run's tiny sizes for this study's task, in place of DRY_RUN
-    *PROSE,
-}
-STAGE_KEYS = {"name", "kind", "declared", "records", "base", "cases", "grid", "choose"}
-QUEUE_KEYS = ("rule", "frontier", "needs", "launcher")  # the queue's own (studies.spec)
-STAGE_KEYS |= {*QUEUE_KEYS, "dry_run"}
-# designed: cases (or a grid of them) run as declared; select: designed cases whose rule then
-# chooses one value on validation; rule: cases a rule chooses from earlier stages' records
-# (studies.rules); confirmatory: a pre-registered comparison (a confirmatory: block's keys)
-STAGE_KINDS = ("designed", "select", "rule", "confirmatory")
-CHOOSE_KEYS = {"key", "metric", "mode"}
-DRY_RUN = [
-    "task.datamodule.batch_size=8",
-    "task.datamodule.batches_per_epoch=2",
-    "task.datamodule.val_size=16",
-    "task.datamodule.test_size=16",
-    "trainer.max_steps=4",
-]
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    label: str
-    where: dict[str, Any]
-    records: tuple[str, ...]
-    # values a run had without naming them: an option a job's overrides predate (its default)
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The comparison a study's answer rests on, and the words for its three outcomes."""
-
-    scope: str
-    metric: str
-    mode: str
-    test: str
-    alpha: float
-    a: CellSpec
-    b: CellSpec
-    words: dict[str, str]
-    chosen_on: str
-    stage: str = ""
-    metric_label: str = ""  # how a page names the metric (e.g. test exact-match)
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    folder: Path
-    claim: str
-    source: str
-    locator: str
-    prose: dict[str, str]
-    verdict: Verdict
-    # gridlstm.analysis.confirmatory's Confirmatory and Stages (typed loosely: that module
-    # builds on this one, not the other way round)
-    confirmatory: Any = None
-    stages: tuple[Any, ...] = ()
-    tables: dict[str, Any] = field(default_factory=dict)  # record_tables.TableSpec by name
-    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # gridlstm...reports
-    superseded_by: str = ""
-    axes: dict[str, str] = field(default_factory=dict)  # confirmatory stage: what it holds equal
-    dry_run: tuple[str, ...] = ()  # its stages' dry-run sizes, in place of DRY_RUN
 
 
 @dataclass(frozen=True)
@@ -183,79 +80,6 @@ class Outcome:
 
     def labelled(self, scope: str, metric: str) -> Outcome:
         return replace(self, scope=scope, metric=metric)
-
-
-def fail(path: Path, message: str) -> ConfigError:
-    return ConfigError(f"{path}: {message}")
-
-
-def check_keys(path: Path, where: str, given: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise fail(
-            path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
-        )
-
-
-def _cell(
-    path: Path, where: str, raw: Any, records: list[str], planned: frozenset[str]
-) -> CellSpec:
-    if not isinstance(raw, dict) or "label" not in raw or "where" not in raw:
-        raise fail(path, f"{where}: a cell needs label: and where: {{column: value}}")
-    check_keys(path, where, raw, CELL_KEYS)
-    found = [str(r) for r in raw.get("records", records)]
-    if not found:
-        raise fail(path, f"{where}: no records: name the folders its runs are in")
-    for record in found:
-        folder = path.parent / record
-        if record in planned:  # a declared stage's records, before it has run
-            continue
-        if not (folder / "jobs").is_dir() and not (folder / "table.csv").is_file():
-            raise fail(
-                path,
-                f"{where}: records {record!r} holds no jobs/ or table.csv "
-                f"(folders are relative to {path.parent})",
-            )
-    return CellSpec(
-        str(raw["label"]), dict(raw["where"]), tuple(found), dict(raw.get("defaults", {}))
-    )
-
-
-def one_of(path: Path, where: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise fail(path, f"{where}={value!r}: choose one of {', '.join(choices)}")
-    return str(value)
-
-
-def verdict_words(path: Path, where: str, raw: Any) -> dict[str, str]:
-    if not isinstance(raw, dict) or set(raw) != {"a", "b", "within"}:
-        raise fail(path, f"{where}: words needs exactly a:, b: and within: (the verdict words)")
-    return {k: str(v) for k, v in raw.items()}
-
-
-def parse_verdict(path: Path, raw: Any, planned: frozenset[str] = frozenset()) -> Verdict:
-    """The declaration's verdict; its cells' records must exist unless ``planned`` (the
-    records of the study's declared stages) names them."""
-    if not isinstance(raw, dict):
-        raise fail(path, "verdict: a mapping with metric, mode, test, a, b, words")
-    check_keys(path, "verdict", raw, VERDICT_KEYS)
-    for key in ("metric", "a", "b", "words", "chosen_on"):
-        if key not in raw:
-            raise fail(path, f"verdict: missing {key}:")
-    records = [str(r) for r in raw.get("records", [])]
-    return Verdict(
-        scope=one_of(path, "verdict.scope", raw.get("scope", "exploratory"), SCOPES),
-        metric=str(raw["metric"]),
-        mode=one_of(path, "verdict.mode", raw.get("mode", "max"), ("max", "min")),
-        test=one_of(path, "verdict.test", raw.get("test", "welch"), tuple(TESTS)),
-        alpha=float(raw.get("alpha", 0.05)),
-        a=_cell(path, "verdict.a", raw["a"], records, planned),
-        b=_cell(path, "verdict.b", raw["b"], records, planned),
-        words=verdict_words(path, "verdict.words", raw["words"]),
-        chosen_on=str(raw["chosen_on"]),
-        stage=str(raw.get("stage", "")),
-        metric_label=str(raw.get("metric_label", raw["metric"])),
-    )
 
 
 class NoRuns(ConfigError):

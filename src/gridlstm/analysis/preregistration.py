@@ -16,8 +16,14 @@ from typing import Any
 
 from gridlstm.analysis import declaration
 from gridlstm.analysis.confirmatory import first_start
-from gridlstm.analysis.declared_stages import Confirmatory, confirmatory_stages
-from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION, DESCRIPTIVE, Study
+from gridlstm.analysis.declared import (
+    CLAIMS_DIR,
+    DECLARATION,
+    DESCRIPTIVE,
+    Confirmatory,
+    Study,
+    confirmatory_stages,
+)
 from gridlstm.analysis.job_records import load_yaml
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import check_keys, fail
+from gridlstm.analysis.declared import check_keys, fail
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.job_records import job_curve, rows_of
 from gridlstm.analysis.markdown import pipe_table

@@ -14,10 +14,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis import confirmatory, evidence, record_tables
+from gridlstm.analysis import confirmatory, declared, evidence, record_tables
 
 
-def answer_summary(study: evidence.Study) -> dict[str, Any]:
+def answer_summary(study: declared.Study) -> dict[str, Any]:
     """The page's answer as numbers: the deciding outcome (the confirmatory one once run)."""
     done = confirmatory.confirmatory_outcome(study)
     shown = done or evidence.outcome(study)
@@ -42,7 +42,7 @@ def answer_summary(study: evidence.Study) -> dict[str, Any]:
     }
 
 
-def log_study(study: evidence.Study, project: str, mode: str, directory: Path) -> str:
+def log_study(study: declared.Study, project: str, mode: str, directory: Path) -> str:
     """One W&B run for ``study``; returns its run directory."""
     import wandb
 

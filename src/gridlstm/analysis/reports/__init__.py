@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import Study, check_keys, fail
+from gridlstm.analysis.declared import Study, check_keys, fail
 from gridlstm.analysis.reports import best_depth, cell_table, restated, secondary_arms
 
 COMMON = {"kind", "needs"}

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import Study
+from gridlstm.analysis.declared import Study
 from gridlstm.analysis.frontier import AS_RAN, Ladder, cells
 from gridlstm.analysis.lr_check import LR_KEY, best_rate_cells, best_rate_frontiers
 from gridlstm.analysis.markdown import pipe_table

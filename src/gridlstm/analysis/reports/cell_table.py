@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.counted_macs import count
-from gridlstm.analysis.evidence import Study
+from gridlstm.analysis.declared import Study
 from gridlstm.analysis.job_records import read_jobs
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.record_tables import matches_where

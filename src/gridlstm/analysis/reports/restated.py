@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.evidence import Study
+from gridlstm.analysis.declared import Study
 from gridlstm.analysis.job_records import job_curve, read_jobs, read_table_csv, samples_to
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number

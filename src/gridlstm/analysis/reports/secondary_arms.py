@@ -19,16 +19,8 @@ from typing import Any
 
 from gridlstm.analysis import survival
 from gridlstm.analysis.confirmatory import Confirmatory, arm_overrides, as_override
-from gridlstm.analysis.declared_stages import confirmatory_stages
-from gridlstm.analysis.evidence import (
-    TESTS,
-    Cell,
-    CellSpec,
-    NoRuns,
-    Study,
-    gather,
-    p_value,
-)
+from gridlstm.analysis.declared import TESTS, CellSpec, Study, confirmatory_stages
+from gridlstm.analysis.evidence import Cell, NoRuns, gather, p_value
 from gridlstm.analysis.markdown import pipe_table
 
 
@@ -92,7 +84,12 @@ def _cell(study: Study, stage: Confirmatory, label: str, where: dict, records: s
     if not (study.folder / records).is_dir():
         return None
     try:
-        return gather(study, CellSpec(label, where, (records,)), stage.metric, stage.censored_at)
+        return gather(
+            study,
+            CellSpec(label=label, where=where, records=(records,)),
+            stage.metric,
+            stage.censored_at,
+        )
     except NoRuns:
         return None
 
@@ -125,7 +122,7 @@ def render(study: Study, stage: Confirmatory, arms: tuple[Arm, ...]) -> str:
     for arm in arms:
         given = arm_overrides(study, arm.changes, stage)
         assert given is not None, f"{study.name}: arm {arm.changes} waits on a stage's choice"
-        label = getattr(stage, arm.changes)["label"]
+        label = getattr(stage, arm.changes).label
         against = _cell(study, stage, label, {**base, **given}, stage.records)
         knob = {k: as_override(v) for k, v in arm.knob.items()}  # null as the job ran it
         own = _cell(study, stage, arm.label, {**base, **given, **knob}, arm.records)

@@ -1,7 +1,7 @@
 """The queue's studies: where they come from, their checks, and the jobs they expand to.
 
 A claims study's stages are declared in its ``docs/claims/<study>/study.yaml`` (``stages:``;
-`gridlstm.analysis.declared_stages`), each read as one of the queue's studies named
+`gridlstm.analysis.declared`), each read as one of the queue's studies named
 ``<study>_<stage>``. A machine profile (e.g. scripts/gpu_studies.yaml) lists the stages sized
 for one kind of machine, ``<study>: [<stage>, ...]``, and may hold studies of its own.
 
@@ -41,7 +41,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from gridlstm.analysis import confirmatory, declaration
-from gridlstm.analysis.evidence import CLAIMS_DIR, DECLARATION
+from gridlstm.analysis.declared import CLAIMS_DIR, DECLARATION
 from gridlstm.analysis.studies import rules
 from gridlstm.run import runs as run_records
 from gridlstm.run.errors import ConfigError
