@@ -113,7 +113,11 @@ def test_a_cap_is_marked_on_both_panels_and_changes_what_the_figure_shows(tmp_pa
     assert plain != curve_figure.fingerprint(series, "val/acc", "t", 3.0)
     root = study_with_figure(tmp_path / "repo", {"file": "c.png", "label": "x", "cap": 3000})
     spec = declaration.load(root / "docs" / "claims" / STUDY / "study.yaml").tables["seeds"]
-    assert spec.figure == ("c.png", "x", 3000)
+    assert spec.figure and (spec.figure.file, spec.figure.label, spec.figure.cap) == (
+        "c.png",
+        "x",
+        3000,
+    )
 
 
 def image_text(path: Path) -> dict[str, str]:
@@ -124,22 +128,22 @@ def image_text(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "figure",
+    "figure, message",
     [
-        "curves.png",  # no label
-        {"file": "../elsewhere.png", "label": "x"},
-        {"file": "curves.svg", "label": "x"},
-        {"file": "curves.png", "label": "x", "dpi": 300},
-        {"file": "curves.png", "label": "x", "cap": 0},
-        {"file": "curves.png", "label": "x", "cap": "3M"},
-        {"file": "curves.png", "label": "x", "cap": True},
+        ("curves.png", "figure: a mapping, not 'curves.png'"),  # no label
+        ({"file": "../elsewhere.png", "label": "x"}, "figure: file: <name>.png inside the"),
+        ({"file": "curves.svg", "label": "x"}, "figure: file: <name>.png inside the"),
+        ({"file": "curves.png", "label": "x", "dpi": 300}, "unknown key 'dpi'; valid: cap"),
+        ({"file": "curves.png", "label": "x", "cap": 0}, "figure.cap: more than 0, not 0"),
+        ({"file": "curves.png", "label": "x", "cap": "3M"}, "figure.cap: a number, not '3M'"),
+        ({"file": "curves.png", "label": "x", "cap": True}, "figure.cap: a number, not True"),
     ],
 )
-def test_a_bad_figure_is_refused_in_one_line_naming_the_form(tmp_path, figure):
+def test_a_bad_figure_is_refused_in_one_line_naming_the_form(tmp_path, figure, message):
     root = study_with_figure(tmp_path, figure)
-    with pytest.raises(ConfigError, match=r"tables\.seeds\.figure: \{file: <name>\.png") as err:
+    with pytest.raises(ConfigError, match=r"tables\.seeds\.figure") as err:
         declaration.load(root / "docs" / "claims" / STUDY / "study.yaml")
-    assert "\n" not in str(err.value)
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_publishing_command_logs_each_table_and_the_answer_to_wandb_offline(

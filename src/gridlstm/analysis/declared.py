@@ -84,6 +84,13 @@ def _three_words(words: dict[str, str]) -> dict[str, str]:
     return words
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"a number, not {value}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]  # YAML's true is no number here
 Squashed = Annotated[str, AfterValidator(_squash)]
 Prose = Annotated[str, AfterValidator(_squash), AfterValidator(_untyped)]
 Words = Annotated[dict[str, str], AfterValidator(_three_words)]
@@ -355,18 +362,15 @@ FORMS = {
     "float_type": "a number",
     "float_parsing": "a number",
     "too_short": "a non-empty list",
+    "model_type": "a mapping",
 }
 
 
-def _choices(expected: str) -> str:
-    return expected.replace("'", "").replace(" or ", ", ")
-
-
-def explain(error: ValidationError) -> str:
+def explain(error: ValidationError, within: str = "") -> str:
     """The first problem of a declaration as one line: where (``stages[2].choose.metric``),
-    then what is wrong and what is valid."""
+    then what is wrong and what is valid; ``within``: the key the validated part is under."""
     first = error.errors(include_url=False)[0]
-    parts: list[str] = []
+    parts: list[str] = [within] if within else []
     for i, part in enumerate(first["loc"]):
         if isinstance(part, int):
             parts.append(f"[{part}]")
@@ -377,12 +381,16 @@ def explain(error: ValidationError) -> str:
     if kind == "missing":
         parent, _, key = where.rpartition(".")
         return f"{parent or 'study'}: missing {key}:"
-    if kind == "literal_error":
-        return f"{where}={first['input']!r}: choose one of {_choices(ctx['expected'])}"
     if kind == "union_tag_invalid":
-        return f"{where}.kind={ctx['tag']!r}: choose one of {_choices(ctx['expected_tags'])}"
+        where, given = f"{where}.kind", repr(ctx["tag"])
+    if kind in ("literal_error", "union_tag_invalid"):
+        choices = (ctx.get("expected") or ctx["expected_tags"]).replace("'", "")
+        return f"{where}={given}: choose one of {choices.replace(' or ', ', ')}"
     if kind == "union_tag_not_found":
         return f"{where}: missing kind: (one of {', '.join(STAGE_KINDS)})"
+    if kind in ("greater_than", "greater_than_equal"):
+        bound = f"more than {ctx['gt']}" if "gt" in ctx else f"at least {ctx['ge']}"
+        return f"{where}: {bound}, not {given}"
     if kind in FORMS:
         return f"{where}: {FORMS[kind]}, not {given}"
     message = first["msg"].removeprefix("Value error, ")

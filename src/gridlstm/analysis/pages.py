@@ -176,10 +176,10 @@ def check(root: Path = Path(".")) -> list[str]:
     for study in studies:
         problems += preregistration_problems(study)
         problems += [
-            f"{study.folder / spec.figure[0]}: tables.{spec.name}'s figure is missing "
+            f"{study.folder / spec.figure.file}: tables.{spec.name}'s figure is missing "
             f"(python -m gridlstm.tables study={study.name} draws it)"
             for spec in study.tables.values()
-            if spec.figure[0] and not (study.folder / spec.figure[0]).is_file()
+            if spec.figure and not (study.folder / spec.figure.file).is_file()
         ]
         page = study.folder / "README.md"
         if not page.is_file() or not any(
@@ -240,7 +240,7 @@ def write(root: Path, only: str = "all") -> list[Path]:
         for s in studies
         if only in ("all", s.name)
         for spec in s.tables.values()
-        if spec.figure[0]
+        if spec.figure
     ]
     return [page for page, _ in changed] + [path for path in drawn if path]
 

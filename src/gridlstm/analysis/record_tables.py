@@ -46,166 +46,125 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from gridlstm.analysis.declared import check_keys, fail
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from gridlstm.analysis.declared import Declared, Number, explain, fail
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.job_records import job_curve, rows_of
 from gridlstm.analysis.markdown import pipe_table
 from gridlstm.analysis.stages import number
 from gridlstm.run.errors import ConfigError
 
-SHOWS = ("seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value")
-TABLE_KEYS = {"records", "where", "defaults", "rows", "across", "names", "columns", "figure"}
-COLUMN_KEYS = {"metric", "show", "label", "digits", "percent", "threshold", "at_samples", "times"}
+Show = Literal["seeds", "mean_sd", "mean", "median", "at_least", "n", "median_reached", "value"]
 JOBS = "_jobs"  # a queue-copied run's jobs folder, where its curve is (tables.job_curve)
 
 
-@dataclass(frozen=True)
-class Column:
-    label: str
-    show: str
+class Column(Declared):
+    show: Show
     metric: str = ""
+    label: str = ""  # the metric's name (or the show's) unless given
     digits: int = 3
     percent: bool = False  # a rate shown as a percentage (x 100, with %)
-    threshold: float | None = None  # at_least: the value a run must reach to count
+    threshold: Number | None = None  # at_least: the value a run must reach to count
     # the metric (the task's monitor) read from each job's curve at the last validation at
     # or before this many samples, instead of its final record
-    at_samples: int | None = None
+    at_samples: Annotated[StrictInt, Field(ge=1)] | None = None
     times: str = ""  # each run's value multiplied by this record key's (samples x macs)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _label(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "label" not in data:
+            return {**data, "label": data.get("metric") or data.get("show", "")}
+        return data
 
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    records: tuple[str, ...]
-    rows: dict[str, str]  # key -> header
-    columns: tuple[Column, ...]
-    where: dict[str, Any] = field(default_factory=dict)
-    defaults: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()  # (where, set) in order
-    names: dict[str, str] = field(default_factory=dict)
-    across: tuple[str, str] = ("", "")  # a key whose values become columns, and their header
-    # (file, y label, cap): a PNG beside study.yaml, the rows' curves (curve_figure)
-    figure: tuple[str, str, float | None] = ("", "", None)
+    @model_validator(mode="after")
+    def _form(self) -> Column:
+        if self.show != "n" and not self.metric:
+            raise ValueError(f"show {self.show} needs a metric:")
+        if (self.show == "at_least") != (self.threshold is not None):
+            raise ValueError("threshold: goes with show at_least")
+        return self
+
+
+class Default(Declared):
+    """Values a run had without naming them, for the runs ``where`` matches (all: empty)."""
+
+    where: dict[str, Any] = {}
+    set: dict[str, Any]
+
+
+class Figure(Declared):
+    """The rows' curves drawn into ``file`` (a PNG beside study.yaml; `curve_figure`)."""
+
+    file: str
+    label: str  # the curves' metric
+    cap: Annotated[Number, Field(gt=0)] | None = None  # the runs' budget in samples, marked
+
+    @model_validator(mode="after")
+    def _inside(self) -> Figure:
+        file = Path(self.file)
+        if file.suffix != ".png" or file.is_absolute() or ".." in file.parts:
+            raise ValueError(f"file: <name>.png inside the study's folder, not {self.file!r}")
+        return self
+
+
+def _defaults(raw: Any) -> Any:
+    return [{"set": raw}] if isinstance(raw, dict) else raw or []
+
+
+def _across(raw: Any) -> Any:
+    if not raw:
+        return ("", "")
+    if not isinstance(raw, dict) or len(raw) > 1 or "{}" not in str(*raw.values()):
+        raise ValueError(
+            "one key and its header with {} for the value, e.g. {model.net.num_layers: 'depth {}'}"
+        )
+    return next(iter(raw.items()))
+
+
+class TableSpec(Declared):
+    name: str = ""  # its key under tables:
+    records: Annotated[tuple[str, ...], Field(min_length=1)]
+    rows: Annotated[dict[str, str], Field(min_length=1)]  # key -> header
+    columns: Annotated[tuple[Column, ...], Field(min_length=1)]
+    where: dict[str, Any] | list[dict[str, Any]] = {}
+    defaults: Annotated[tuple[Default, ...], BeforeValidator(_defaults)] = ()  # first wins
+    names: dict[str, str] = {}
+    # a key whose values become columns, and their header
+    across: Annotated[tuple[str, str], BeforeValidator(_across)] = ("", "")
+    figure: Figure | None = None
 
     def completed(self, found: dict[str, Any]) -> dict[str, Any]:
         """A run's row with the defaults its overrides lack (the first entry that sets a key
         and whose ``where`` the run matches wins)."""
         given: dict[str, Any] = {}
-        for where, values in self.defaults:
-            if matches_where(found, where):
-                given = {**values, **given}
+        for entry in self.defaults:
+            if matches_where(found, entry.where):
+                given = {**entry.set, **given}
         return {**given, **found}
 
 
-def parse_defaults(path: Path, where: str, raw: Any) -> tuple:
-    """``defaults:`` as (where, set) pairs: a mapping is one pair that matches every run."""
-    if raw is None:
-        return ()
-    if isinstance(raw, dict):
-        return (({}, dict(raw)),)
-    entries = []
-    for i, entry in enumerate(raw if isinstance(raw, list) else [None]):
-        if not isinstance(entry, dict) or set(entry) - {"where", "set"} or "set" not in entry:
-            raise fail(
-                path,
-                f"{where}.defaults[{i}]: a mapping of key to value, or a list of "
-                "{where: {...}, set: {...}} entries",
-            )
-        entries.append((dict(entry.get("where") or {}), dict(entry["set"])))
-    return tuple(entries)
+TABLES = TypeAdapter(dict[str, TableSpec])
 
 
 def parse_tables(path: Path, raw: Any) -> dict[str, TableSpec]:
     """The ``tables:`` of a declaration, checked: one `ConfigError` naming the table."""
-    if not isinstance(raw, dict):
-        raise fail(path, "tables: a mapping of table name to records, rows and columns")
-    found = {}
-    for name, spec in raw.items():
-        where = f"tables.{name}"
-        if not isinstance(spec, dict):
-            raise fail(path, f"{where}: a mapping with records, rows and columns")
-        check_keys(path, where, spec, TABLE_KEYS)
-        for key in ("records", "rows", "columns"):
-            if not spec.get(key):
-                raise fail(path, f"{where}: missing {key}:")
-        rows = spec["rows"]
-        if not isinstance(rows, dict):
-            raise fail(path, f"{where}.rows: a mapping of record key to column header")
-        across = spec.get("across") or {}
-        if (
-            not isinstance(across, dict)
-            or len(across) > 1
-            or any("{}" not in str(v) for v in across.values())
-        ):
-            raise fail(
-                path,
-                f"{where}.across: one key and its header with {{}} for the value, "
-                "e.g. {model.net.num_layers: 'depth {}'}",
-            )
-        columns = []
-        for i, column in enumerate(spec["columns"]):
-            if not isinstance(column, dict):
-                raise fail(
-                    path, f"{where}.columns[{i}]: a mapping of {', '.join(sorted(COLUMN_KEYS))}"
-                )
-            if unknown := sorted(set(column) - COLUMN_KEYS):
-                raise fail(
-                    path,
-                    f"{where}.columns[{i}]: unknown key {unknown[0]!r} (a comma in a label "
-                    f"needs quotes); valid: {', '.join(sorted(COLUMN_KEYS))}",
-                )
-            show = str(column.get("show", ""))
-            if show not in SHOWS:
-                raise fail(path, f"{where}.columns[{i}]: show {show!r}; valid: {', '.join(SHOWS)}")
-            if show != "n" and not column.get("metric"):
-                raise fail(path, f"{where}.columns[{i}]: show {show} needs a metric:")
-            if (show == "at_least") != (column.get("threshold") is not None):
-                raise fail(path, f"{where}.columns[{i}]: threshold: goes with show at_least")
-            columns.append(
-                Column(
-                    label=str(column.get("label", column.get("metric", show))),
-                    show=show,
-                    metric=str(column.get("metric", "")),
-                    digits=int(column.get("digits", 3)),
-                    percent=bool(column.get("percent", False)),
-                    threshold=None
-                    if column.get("threshold") is None
-                    else float(column["threshold"]),
-                    at_samples=_at_samples(path, f"{where}.columns[{i}]", column),
-                    times=str(column.get("times", "")),
-                )
-            )
-        found[str(name)] = TableSpec(
-            name=str(name),
-            records=tuple(str(r) for r in spec["records"]),
-            rows={str(k): str(v) for k, v in rows.items()},
-            columns=tuple(columns),
-            where=dict(spec.get("where") or {}),
-            defaults=parse_defaults(path, where, spec.get("defaults")),
-            names={str(k): str(v) for k, v in (spec.get("names") or {}).items()},
-            across=next(((str(k), str(v)) for k, v in across.items()), ("", "")),
-            figure=_figure(path, where, spec.get("figure")),
-        )
-    return found
-
-
-def _figure(path: Path, where: str, value: Any) -> tuple[str, str, float | None]:
-    if value is None:
-        return ("", "", None)
-    given = value if isinstance(value, dict) else {}
-    file, cap = Path(str(given.get("file", ""))), given.get("cap", 1)
-    keys = {"file", "label"} <= set(given) <= {"file", "label", "cap"}
-    inside = file.suffix == ".png" and not file.is_absolute() and ".." not in file.parts
-    if not (keys and inside and type(cap) in (int, float) and cap > 0):
-        raise fail(
-            path,
-            f"{where}.figure: {{file: <name>.png inside the study's folder, label: <the curves' "
-            f"metric>, optionally cap: <samples>}}, got {value!r}",
-        )
-    return (str(file), str(given["label"]), given.get("cap"))
+    named = {k: {**v, "name": k} for k, v in raw.items()} if isinstance(raw, dict) else raw
+    try:
+        return TABLES.validate_python(named)
+    except ValidationError as error:
+        raise fail(path, explain(error, "tables")) from None
 
 
 def _order(value: Any, names: dict[str, str]) -> tuple[int, float, str]:
@@ -218,15 +177,6 @@ def _order(value: Any, names: dict[str, str]) -> tuple[int, float, str]:
 
 def _orders(values: tuple[str, ...] | list[str], names: dict[str, str]) -> list[tuple]:
     return [_order(v, names) for v in values]
-
-
-def _at_samples(path: Path, where: str, column: dict[str, Any]) -> int | None:
-    value = column.get("at_samples")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise fail(path, f"{where}: at_samples: a whole number of samples >= 1, got {value!r}")
-    return value
 
 
 def curve_at(run: dict[str, Any], samples: int) -> float | None:
@@ -350,9 +300,10 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
         macs = {number(r.get("macs_per_sample")) for r in runs}
         label = ", ".join(_key_text(v, spec.names) for v in key if v)
         series.append(curve_figure.Series(label, curves, macs.pop() if len(macs) == 1 else None))
-    out = folder / spec.figure[0]
-    ylabel, title = f"{spec.figure[1]} (mean +- std over seeds)", f"{folder.name}: {spec.name}"
-    cap = spec.figure[2]
+    assert spec.figure is not None
+    out = folder / spec.figure.file
+    ylabel, title = f"{spec.figure.label} (mean +- std over seeds)", f"{folder.name}: {spec.name}"
+    cap = spec.figure.cap
     drawn = curve_figure.fingerprint(series, ylabel, title, cap)
     if curve_figure.drawn_fingerprint(out) == drawn:
         return None

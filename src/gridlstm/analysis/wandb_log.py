@@ -59,8 +59,8 @@ def log_study(study: declared.Study, project: str, mode: str, directory: Path) -
         for name, spec in study.tables.items():
             columns, data = record_tables.cells(study.folder, spec)
             run.log({f"tables/{name}": wandb.Table(columns=columns, data=data)})
-            if spec.figure[0] and (study.folder / spec.figure[0]).is_file():
-                run.log({f"figures/{name}": wandb.Image(str(study.folder / spec.figure[0]))})
+            if spec.figure and (study.folder / spec.figure.file).is_file():
+                run.log({f"figures/{name}": wandb.Image(str(study.folder / spec.figure.file))})
         run.summary.update(answer_summary(study))
     finally:
         run.finish()
