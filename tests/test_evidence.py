@@ -522,7 +522,7 @@ def test_the_queue_runs_a_declarations_stages_and_the_arm_that_waits_for_a_choic
             "a rule chooses on validation",
         ),
         ({"kind": "frontier"}, "kind='frontier': choose one of designed, select"),
-        ({"cases": []}, "a non-empty list"),
+        ({"cases": []}, "cases: empty; at least 1 needed"),
     ],
     ids=["test metric", "unknown kind", "no cases"],
 )

@@ -68,9 +68,9 @@ def offline(monkeypatch):
 @pytest.mark.parametrize(
     ("study", "message"),
     [
-        ({"overrides": []}, "needs a claim"),
-        ({"claim": "c", "grid": {"seed": []}}, "grid must map keys to non-empty lists"),
-        ({"claim": "c", "runs": 3}, "unknown keys ['runs']; valid keys: cases, claim, dry_run"),
+        ({"overrides": []}, "missing claim:"),
+        ({"claim": "c", "grid": {"seed": []}}, "grid.seed: empty; at least 1 needed"),
+        ({"claim": "c", "runs": 3}, "unknown key 'runs'; valid: cases, claim, dry_run"),
     ],
 )
 def test_a_bad_studies_file_is_one_line_naming_the_study(tmp_path, study, message):
@@ -315,16 +315,16 @@ def test_cases_run_at_every_grid_value_first_value_first(tmp_path):
 @pytest.mark.parametrize(
     ("study", "message"),
     [
-        ({"cases": []}, "cases must be a non-empty list of mappings"),
-        ({"cases": [{}]}, "cases must be a non-empty list of mappings"),
-        ({"frontier": {"key": "bits"}}, "frontier needs exactly the keys below, key, metric"),
+        ({"cases": []}, "cases: empty; at least 1 needed"),
+        ({"cases": [{}]}, r"cases\[0\]: empty; at least 1 needed"),
+        ({"frontier": {"key": "bits"}}, "frontier: missing metric:"),
         (
             {"grid": {"seed": [1]}, "frontier": {"key": "bits", "metric": "val/acc", "below": 0.6}},
             "frontier key 'bits' is not a grid key; grid keys: seed",
         ),
         (
             {"grid": {"bits": [1]}, "frontier": {"key": "bits", "metric": "val/acc", "below": "x"}},
-            "frontier below='x': a number",
+            "frontier.below: a number, not 'x'",
         ),
     ],
 )

@@ -361,7 +361,6 @@ FORMS = {
     "int_parsing": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
-    "too_short": "a non-empty list",
     "model_type": "a mapping",
 }
 
@@ -380,7 +379,7 @@ def explain(error: ValidationError, within: str = "") -> str:
     kind, ctx, given = first["type"], first.get("ctx") or {}, repr(first.get("input"))[:60]
     if kind == "missing":
         parent, _, key = where.rpartition(".")
-        return f"{parent or 'study'}: missing {key}:"
+        return f"{parent}: missing {key}:" if parent else f"missing {key}:"
     if kind == "union_tag_invalid":
         where, given = f"{where}.kind", repr(ctx["tag"])
     if kind in ("literal_error", "union_tag_invalid"):
@@ -388,6 +387,8 @@ def explain(error: ValidationError, within: str = "") -> str:
         return f"{where}={given}: choose one of {choices.replace(' or ', ', ')}"
     if kind == "union_tag_not_found":
         return f"{where}: missing kind: (one of {', '.join(STAGE_KINDS)})"
+    if kind == "too_short":
+        return f"{where}: empty; at least {ctx['min_length']} needed"
     if kind in ("greater_than", "greater_than_equal"):
         bound = f"more than {ctx['gt']}" if "gt" in ctx else f"at least {ctx['ge']}"
         return f"{where}: {bound}, not {given}"

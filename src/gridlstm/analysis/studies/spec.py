@@ -36,23 +36,56 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from omegaconf import OmegaConf
+from pydantic import Field, ValidationError, model_validator
 
 from gridlstm.analysis import confirmatory, declaration
-from gridlstm.analysis.declared import CLAIMS_DIR, DECLARATION
+from gridlstm.analysis.declared import CLAIMS_DIR, DECLARATION, Declared, Number, explain
 from gridlstm.analysis.studies import rules
 from gridlstm.run import runs as run_records
 from gridlstm.run.errors import ConfigError
 
-STUDY_KEYS = {"claim", "overrides", "grid", "cases", "frontier", "needs", "launcher", "dry_run"}
-STUDY_KEYS |= {"rule"}
-FRONTIER_KEYS = {"key", "metric", "below"}
 # A job's state where it has no run record to speak for it.
 QUEUED, DONE_EARLIER, NOT_STARTED, NO_RECORD = "queued", "done earlier", "not started", "no metrics"
 PAST_FRONTIER = "past the frontier"  # not run: the frontier rule
 FAILED_STATES = (run_records.FAILED, NO_RECORD)
+
+
+class Frontier(Declared):
+    key: str
+    metric: str
+    below: Number
+
+
+NonEmpty = Field(min_length=1)
+
+
+class QueueStudy(Declared):
+    """One study of the queue, as a studies file or a declaration's stage gives it (the keys
+    are this module's docstring's); read for its checks, run from the mapping as given."""
+
+    claim: Annotated[str, NonEmpty]
+    overrides: tuple[str, ...] = ()
+    grid: dict[str, Annotated[list[Any], NonEmpty]] = {}
+    cases: Annotated[tuple[Annotated[dict[str, Any], NonEmpty], ...], NonEmpty] | None = None
+    rule: dict[str, Any] | None = None
+    frontier: Frontier | None = None
+    needs: dict[str, str] | None = None
+    launcher: dict[str, Any] | None = None  # e.g. partition: gpu, timeout_min: 240
+    dry_run: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _together(self) -> QueueStudy:
+        if self.rule is not None and self.cases is not None:
+            raise ValueError("give cases (designed) or rule (chosen), not both")
+        if self.frontier and self.frontier.key not in self.grid:
+            raise ValueError(
+                f"frontier key {self.frontier.key!r} is not a grid key; grid keys: "
+                f"{', '.join(self.grid) or 'none'}"
+            )
+        return self
 
 
 @dataclass
@@ -93,23 +126,16 @@ def load_studies(path: Path) -> dict[str, dict[str, Any]]:
         raw, declared = profile(path, raw)
     claims: dict[str, str] = {}
     for name, study in raw.items():
-        if not isinstance(study, dict):
-            raise ConfigError(f"{path}: study {name!r} must be a mapping")
-        unknown = set(study) - STUDY_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{path}: study {name!r} has unknown keys {sorted(unknown)}; "
-                f"valid keys: {', '.join(sorted(STUDY_KEYS))}"
-            )
-        if not study.get("claim"):
-            raise ConfigError(f"{path}: study {name!r} needs a claim (its results folder)")
+        try:
+            QueueStudy.model_validate(study)
+        except ValidationError as error:
+            raise ConfigError(f"{path}: study {name!r}: {explain(error)}") from None
         if study["claim"] in claims and name not in declared:
             raise ConfigError(
                 f"{path}: studies {claims[study['claim']]!r} and {name!r} share "
                 f"claim {study['claim']!r}; each study needs its own folder"
             )
         claims[study["claim"]] = name
-        check_study(path, name, study)
     for name, study in raw.items():
         if study.get("rule") is not None:
             rules.check(path, name, study["rule"], set(claims))
@@ -144,47 +170,6 @@ def declared_studies(path: Path) -> dict[str, dict[str, Any]]:
     if not found:
         raise ConfigError(f"studies={path}: the declaration has no stage to run")
     return found
-
-
-def check_study(path: Path, name: str, study: dict[str, Any]) -> None:
-    grid = study.get("grid") or {}
-    if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
-        raise ConfigError(f"{path}: study {name!r}: grid must map keys to non-empty lists")
-    cases = study.get("cases")
-    if cases is not None and (
-        not isinstance(cases, list)
-        or not cases
-        or any(not isinstance(c, dict) or not c for c in cases)
-    ):
-        raise ConfigError(f"{path}: study {name!r}: cases must be a non-empty list of mappings")
-    check_frontier(path, name, study.get("frontier"), grid)
-    if study.get("rule") is not None and cases is not None:
-        raise ConfigError(
-            f"{path}: study {name!r}: give cases (designed) or rule (chosen), not both"
-        )
-    if not isinstance(study.get("launcher") or {}, dict):
-        raise ConfigError(
-            f"{path}: study {name!r}: launcher must map launcher options to values "
-            "(e.g. partition: gpu, timeout_min: 240)"
-        )
-
-
-def check_frontier(path: Path, name: str, frontier: Any, grid: dict[str, Any]) -> None:
-    if frontier is None:
-        return
-    if not isinstance(frontier, dict) or set(frontier) != FRONTIER_KEYS:
-        raise ConfigError(
-            f"{path}: study {name!r}: frontier needs exactly the keys "
-            f"{', '.join(sorted(FRONTIER_KEYS))} (e.g. key: task.datamodule.bits, "
-            "metric: val/acc, below: 0.6)"
-        )
-    if frontier["key"] not in grid:
-        raise ConfigError(
-            f"{path}: study {name!r}: frontier key {frontier['key']!r} is not a grid key; "
-            f"grid keys: {', '.join(grid) or 'none'}"
-        )
-    if isinstance(frontier["below"], bool) or not isinstance(frontier["below"], int | float):
-        raise ConfigError(f"{path}: study {name!r}: frontier below={frontier['below']!r}: a number")
 
 
 def expand(name: str, study: dict[str, Any], runs: Path, dry_run: bool) -> list[Job]:
