@@ -190,6 +190,14 @@ def test_a_bad_time_to_threshold_stage_is_refused_in_one_line(tmp_path, changes,
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_date_declared_without_quotes_reads_as_the_quoted_one(tmp_path):
+    path = study(tmp_path, stage())
+    path.write_text(path.read_text().replace("'2026-11-29'", "2026-11-29"))
+    assert "declared: 2026-11-29\n" in path.read_text()
+    (found,) = declaration.load(path).stages
+    assert found.declared == "2026-11-29"
+
+
 def test_arms_capped_differently_are_refused(tmp_path):
     given = stage(budget=["trainer.max_steps"])
     given["a"]["overrides"]["trainer.max_steps"] = 100

@@ -11,6 +11,7 @@ after, by `gridlstm.analysis.declaration`.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -91,6 +92,8 @@ def _not_bool(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_not_bool)]  # YAML's true is no number here
+# a date as declared: YAML reads an unquoted 2026-11-29 as a date, a quoted one as text
+Day = Annotated[str, BeforeValidator(lambda v: v.isoformat() if isinstance(v, date) else v)]
 Squashed = Annotated[str, AfterValidator(_squash)]
 Prose = Annotated[str, AfterValidator(_squash), AfterValidator(_untyped)]
 Words = Annotated[dict[str, str], AfterValidator(_three_words)]
@@ -178,7 +181,7 @@ class Confirmatory(Declared):
 
     kind: Literal["confirmatory"] = "confirmatory"
     name: str
-    declared: str
+    declared: Day
     test: Test
     alpha: float
     metric: str
@@ -245,7 +248,7 @@ class Stage(Declared):
 
     name: str
     kind: Literal["designed", "select", "rule"]
-    declared: str = ""
+    declared: Day = ""
     records: str
     base: Texts = ()
     cases: Annotated[tuple[dict[str, Any], ...], Field(min_length=1)] = ()
