@@ -12,7 +12,6 @@ with the rules applied); that its declaration was committed before its first job
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from gridlstm.analysis.declared import (
 )
 from gridlstm.analysis.evidence import Cell, NoRuns, Outcome, compare, gather
 from gridlstm.analysis.frontier import matches
-from gridlstm.analysis.job_records import rows_of
+from gridlstm.analysis.job_records import read_queue, rows_of
 from gridlstm.analysis.stages import number
 from gridlstm.run.clock import moment
 from gridlstm.run.runs import RECORD, read_record
@@ -44,10 +43,7 @@ def first_start(records: Path, ran_jobs: bool = False) -> datetime | None:
     runs, or its one "started" if written before runs were kept. With ``ran_jobs``, None unless
     that run started jobs: a folder first filled with jobs found done or restored ran them at
     some other time."""
-    queue = records / "queue.json"
-    if not queue.is_file():
-        return None
-    record = json.loads(queue.read_text())
+    record = read_queue(records)
     runs = [r for r in record.get("runs") or [] if r.get("started")]
     runs.sort(key=lambda r: moment(r["started"]))
     runs = runs or ([{"started": record["started"]}] if record.get("started") else [])

@@ -59,13 +59,6 @@ def fail(path: Path, message: str) -> ConfigError:
     return ConfigError(f"{path}: {message}")
 
 
-def check_keys(path: Path, where: str, given: dict[str, Any], allowed: set[str]) -> None:
-    if unknown := sorted(set(given) - allowed):
-        raise fail(
-            path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
-        )
-
-
 def _squash(text: str) -> str:
     return " ".join(text.split())
 

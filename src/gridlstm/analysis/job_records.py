@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,23 @@ def read_job(job: Path) -> dict[str, Any]:
         raise ValueError(f"{config_path}: {error}") from None
     row["overrides"] = read_overrides(job / ".hydra" / "overrides.yaml")
     return {**metrics, **row}
+
+
+QUEUE = "queue.json"  # a study's results: its jobs' seconds and every queue run (studies.records)
+
+
+def read_queue(results: Path) -> dict[str, Any]:
+    """A study's results folder's ``queue.json`` ({} where there is none yet)."""
+    path = results / QUEUE
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: not a readable queue record ({error})") from None
+    if not isinstance(found, dict):
+        raise ConfigError(f"{path}: not a queue record (a JSON object)")
+    return found
 
 
 def load_yaml(text: str) -> Any:

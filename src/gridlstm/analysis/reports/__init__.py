@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridlstm.analysis.declared import Study, check_keys, fail
+from gridlstm.analysis.declared import Study, fail
 from gridlstm.analysis.reports import best_depth, cell_table, restated, secondary_arms
 
 COMMON = {"kind", "needs"}
@@ -70,7 +70,11 @@ def parse_reports(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
         if given["kind"] not in KINDS:
             raise fail(path, f"{where}.kind={given['kind']!r}: choose one of {', '.join(KINDS)}")
         kind = KINDS[given["kind"]]
-        check_keys(path, where, given, set(COMMON | kind.required | kind.optional))
+        allowed = COMMON | kind.required | kind.optional
+        if unknown := sorted(set(given) - allowed):
+            raise fail(
+                path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
+            )
         if missing := sorted(kind.required - set(given)):
             raise fail(path, f"{where}: missing {missing[0]}: (a {given['kind']} report needs it)")
         if not isinstance(given.get("needs", []), list):

@@ -18,10 +18,10 @@ source (``src/``, ``conf/``, ``train.py``) and the study's declaration unless
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridlstm.analysis.job_records import read_queue
 from gridlstm.run import code
 from gridlstm.run.errors import ConfigError
 
@@ -58,7 +58,7 @@ class Pin:
 def earlier_commit(out: Path) -> str | None:
     """The commit a stage's earlier queue runs pinned (its results' ``queue.json``), or None."""
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-        found = json.loads((out / "queue.json").read_text()).get("code", {}).get("commit")
+        found = read_queue(out).get("code", {}).get("commit")
         return found if found and found != CHECKOUT else None
     return None
 

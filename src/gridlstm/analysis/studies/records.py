@@ -8,7 +8,9 @@ import contextlib
 import json
 from pathlib import Path
 
+from gridlstm.analysis.job_records import QUEUE, read_queue
 from gridlstm.analysis.studies.spec import DONE_EARLIER, NOT_STARTED, Job
+from gridlstm.data.files import write_atomic
 from gridlstm.run.clock import stamp
 
 
@@ -20,7 +22,7 @@ def complete_before(jobs: list[Job], out: Path) -> bool:
         j.status == DONE_EARLIER and (out / "jobs" / j.name / "metrics.json").is_file()
         for j in jobs
     )
-    return done and (out / "queue.json").is_file()
+    return done and (out / QUEUE).is_file()
 
 
 def carry_seconds(jobs: list[Job], out: Path) -> None:
@@ -28,7 +30,7 @@ def carry_seconds(jobs: list[Job], out: Path) -> None:
     earlier queue run keeps its cost, and a resumed one adds this run's to it."""
     earlier = {}
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        earlier = {j["job"]: j for j in json.loads((out / "queue.json").read_text())["jobs"]}
+        earlier = {j["job"]: j for j in read_queue(out)["jobs"]}
     for job in jobs:
         with contextlib.suppress(TypeError, ValueError):
             job.seconds = float(earlier.get(job.name, {}).get("seconds") or 0.0)
@@ -40,8 +42,8 @@ def queue_runs(out: Path, summary: dict, wall_s: float) -> list[dict]:
     only the last start would hide when a study's first job began (what pre-registration is
     checked against)."""
     earlier: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        earlier = json.loads((out / "queue.json").read_text())
+    with contextlib.suppress(ValueError):  # an unreadable record: this run's alone
+        earlier = read_queue(out)
     runs = list(earlier.get("runs") or [])
     if not runs and earlier.get("started"):  # written before runs were kept: its one start
         runs = [{"started": earlier["started"], "device": earlier.get("device")}]
@@ -51,3 +53,9 @@ def queue_runs(out: Path, summary: dict, wall_s: float) -> list[dict]:
     this |= {"device": summary["device"], "launcher": summary["launcher"], "jobs_started": ran}
     this |= {"commit": summary["code"]["commit"]} if "code" in summary else {}
     return [*runs, this]
+
+
+def write_queue(out: Path, summary: dict) -> None:
+    """The study's ``queue.json``, written whole or not at all (a stopped queue leaves the
+    last complete one)."""
+    write_atomic(out / QUEUE, json.dumps(summary, indent=1) + "\n")

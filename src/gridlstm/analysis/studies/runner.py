@@ -23,7 +23,6 @@ earlier stay.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import signal
 import threading
@@ -36,7 +35,7 @@ from omegaconf import OmegaConf
 
 from gridlstm.analysis import sweep_report
 from gridlstm.analysis.job_records import CURVE, job_curve, overrides_list, read_job, write_curve
-from gridlstm.analysis.studies import pins, rules
+from gridlstm.analysis.studies import pins, records, rules
 from gridlstm.analysis.studies.executors import (
     Executor,
     Handle,
@@ -44,7 +43,6 @@ from gridlstm.analysis.studies.executors import (
     make_executor,
 )
 from gridlstm.analysis.studies.preflight import check_jobs, conf_dir
-from gridlstm.analysis.studies.records import carry_seconds, complete_before, queue_runs
 from gridlstm.analysis.studies.spec import (
     DONE_EARLIER,
     FAILED_STATES,
@@ -60,7 +58,6 @@ from gridlstm.analysis.studies.spec import (
     missing_data,
     past_frontier,
 )
-from gridlstm.data.files import write_atomic
 from gridlstm.run import runs as run_records
 from gridlstm.run.clock import stamp
 from gridlstm.run.errors import ConfigError
@@ -325,7 +322,7 @@ def run_studies(
         for job in group:
             job.snapshot = pinned[name].snapshot
         restore(group, outs[name], pinned[name].conf)
-        carry_seconds(group, outs[name])
+        records.carry_seconds(group, outs[name])
         print(f"[queue] {name}: runs {pinned[name].describe()}", flush=True)
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
     queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers, executors)
@@ -344,7 +341,7 @@ def run_studies(
             signal.signal(sig, handler)
     for name, group in groups.items():
         out = results_folder(results, studies[name]["claim"], tag, dry_run)
-        if complete_before(group, out):  # its results are left as they were
+        if records.complete_before(group, out):  # its results are left as they were
             print(f"[queue] {name}: complete before this run; {out} unchanged", flush=True)
             continue
         collect(name, group, runs, out)
@@ -369,8 +366,8 @@ def run_studies(
                 for j in group
             ],
         }
-        summary["runs"] = queue_runs(out, summary, time.time() - started)
-        write_atomic(out / "queue.json", json.dumps(summary, indent=1) + "\n")
+        summary["runs"] = records.queue_runs(out, summary, time.time() - started)
+        records.write_queue(out, summary)
         print(f"[queue] {name}: results in {out}", flush=True)
     every = [j for js in groups.values() for j in js]
     failed = [j for j in every if j.status in FAILED_STATES]
