@@ -181,7 +181,7 @@ def test_writing_the_pages_twice_changes_nothing(tmp_path):
         ({"verdict.a.records": ["stage9/cpu"]}, "records 'stage9/cpu' holds no jobs/"),
         ({"verdict.a.where": {"model": "grid3d"}}, "matches no completed run"),
         ({"verdict.a.records": ["depths/cpu", "depths/cpu"]}, "has seed 1 twice"),
-        ({"verdict.words": {"a": "shown"}}, "words needs exactly a:, b: and within:"),
+        ({"verdict.words": {"a": "shown"}}, "verdict.words: missing b: the verdict's words are"),
     ],
     ids=lambda v: str(v)[:40],
 )

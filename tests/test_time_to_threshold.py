@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -196,6 +197,23 @@ def test_a_date_declared_without_quotes_reads_as_the_quoted_one(tmp_path):
     assert "declared: 2026-11-29\n" in path.read_text()
     (found,) = declaration.load(path).stages
     assert found.declared == "2026-11-29"
+
+
+@pytest.mark.parametrize(
+    "written, message",
+    [
+        ("declared: yesterday", "stages[0].declared: a date, YYYY-MM-DD, not 'yesterday'"),
+        ("declared: 2026-13-01", "not a readable YAML file: month must be in 1..12"),
+        ("declared: [2026-11-29", "not a readable YAML file: line "),
+    ],
+    ids=["not a date", "no such month", "unclosed list"],
+)
+def test_a_bad_date_or_broken_yaml_is_one_line_naming_where(tmp_path, written, message):
+    path = study(tmp_path, stage())
+    path.write_text(path.read_text().replace("declared: '2026-11-29'", written))
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        declaration.load(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
 def test_arms_capped_differently_are_refused(tmp_path):

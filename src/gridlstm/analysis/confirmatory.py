@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from gridlstm.analysis.declared import (
-    DRY_RUN,
     CellSpec,
     Confirmatory,
     Secondary,
@@ -36,6 +35,15 @@ from gridlstm.analysis.job_records import read_queue, rows_of
 from gridlstm.analysis.stages import number
 from gridlstm.run.clock import moment
 from gridlstm.run.runs import RECORD, read_record
+
+# a dry run's sizes for a study that declares none of its own (dry_run: in study.yaml)
+DRY_RUN = (
+    "task.datamodule.batch_size=8",
+    "task.datamodule.batches_per_epoch=2",
+    "task.datamodule.val_size=16",
+    "task.datamodule.test_size=16",
+    "trainer.max_steps=4",
+)
 
 
 def first_start(records: Path, ran_jobs: bool = False) -> datetime | None:

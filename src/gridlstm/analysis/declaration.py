@@ -32,8 +32,11 @@ def load(path: Path) -> Study:
     """A study's declaration, checked: one `ConfigError` naming the file and the fix."""
     try:
         raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise fail(path, f"not a readable YAML file ({error.__class__.__name__})") from None
+    except (OSError, yaml.YAMLError, ValueError) as error:  # ValueError: a date like 2026-13-01
+        mark = getattr(error, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        why = getattr(error, "problem", None) or error
+        raise fail(path, f"not a readable YAML file: {at}{why}") from None
     if not isinstance(raw, dict):
         raise fail(path, "a mapping with claim, source, statement, protocol, verdict")
     try:

@@ -46,13 +46,6 @@ DESCRIPTIVE = ("protocol", "setup", "chosen_on")
 STAGE_KINDS = ("designed", "select", "rule", "confirmatory")
 QUEUE_KEYS = ("rule", "frontier", "needs", "launcher")  # the queue's own (studies.spec)
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
-DRY_RUN = (
-    "task.datamodule.batch_size=8",
-    "task.datamodule.batches_per_epoch=2",
-    "task.datamodule.val_size=16",
-    "task.datamodule.test_size=16",
-    "trainer.max_steps=4",
-)
 
 
 def fail(path: Path, message: str) -> ConfigError:
@@ -73,9 +66,20 @@ def _untyped(text: str) -> str:
 
 
 def _three_words(words: dict[str, str]) -> dict[str, str]:
-    if set(words) != {"a", "b", "within"}:
-        raise ValueError("words needs exactly a:, b: and within: (the verdict words)")
+    if odd := sorted({"a", "b", "within"} ^ set(words)):
+        what = "missing" if odd[0] not in words else "unknown"
+        raise ValueError(f"{what} {odd[0]}: the verdict's words are exactly a, b and within")
     return words
+
+
+def _day(value: Any) -> Any:
+    """YAML reads an unquoted 2026-11-29 as a date, a quoted one as text: either is one day."""
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        return date.fromisoformat(str(value)).isoformat() if value != "" else value
+    except ValueError:
+        raise ValueError(f"a date, YYYY-MM-DD, not {value!r}") from None
 
 
 def _not_bool(value: Any) -> Any:
@@ -85,8 +89,7 @@ def _not_bool(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_not_bool)]  # YAML's true is no number here
-# a date as declared: YAML reads an unquoted 2026-11-29 as a date, a quoted one as text
-Day = Annotated[str, BeforeValidator(lambda v: v.isoformat() if isinstance(v, date) else v)]
+Day = Annotated[str, BeforeValidator(_day)]
 Squashed = Annotated[str, AfterValidator(_squash)]
 Prose = Annotated[str, AfterValidator(_squash), AfterValidator(_untyped)]
 Words = Annotated[dict[str, str], AfterValidator(_three_words)]
