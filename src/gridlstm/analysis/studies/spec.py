@@ -67,23 +67,23 @@ class QueueStudy(Declared):
     are this module's docstring's); read for its checks, run from the mapping as given."""
 
     claim: Annotated[str, NonEmpty]
-    overrides: tuple[str, ...] = ()
-    grid: dict[str, Annotated[list[Any], NonEmpty]] = {}
+    overrides: tuple[str, ...] | None = None  # (an empty key in YAML: None, as none given)
+    grid: dict[str, Annotated[list[Any], NonEmpty]] | None = None
     cases: Annotated[tuple[Annotated[dict[str, Any], NonEmpty], ...], NonEmpty] | None = None
     rule: dict[str, Any] | None = None
     frontier: Frontier | None = None
     needs: dict[str, str] | None = None
     launcher: dict[str, Any] | None = None  # e.g. partition: gpu, timeout_min: 240
-    dry_run: tuple[str, ...] = ()
+    dry_run: tuple[str, ...] | None = None
 
     @model_validator(mode="after")
     def _together(self) -> QueueStudy:
         if self.rule is not None and self.cases is not None:
             raise ValueError("give cases (designed) or rule (chosen), not both")
-        if self.frontier and self.frontier.key not in self.grid:
+        if self.frontier and self.frontier.key not in (self.grid or {}):
             raise ValueError(
                 f"frontier key {self.frontier.key!r} is not a grid key; grid keys: "
-                f"{', '.join(self.grid) or 'none'}"
+                f"{', '.join(self.grid or {}) or 'none'}"
             )
         return self
 
