@@ -86,6 +86,12 @@ def test_a_results_tag_that_is_not_a_folder_name_is_refused(tmp_path, capsys):
     assert "tag='../up': a folder name" in capsys.readouterr().err
 
 
+def test_an_empty_key_in_a_studies_file_reads_as_none_given(tmp_path):
+    given = {"claim": "c", "overrides": None, "grid": None, "dry_run": None}
+    study = study_queue.load_studies(write_studies(tmp_path / "s.yaml", {"mine": given}))["mine"]
+    assert [j.overrides for j in study_queue.expand("mine", study, tmp_path, False)] == [[]]
+
+
 def test_two_studies_may_not_share_a_results_folder(tmp_path):
     path = write_studies(tmp_path / "s.yaml", {"a": {"claim": "x"}, "b": {"claim": "x"}})
     with pytest.raises(ConfigError, match="'a' and 'b' share claim 'x'"):
