@@ -97,7 +97,8 @@ Texts = tuple[str, ...]
 
 
 class Declared(BaseModel):
-    """A part of a declaration: read-only, and a key it does not know is refused by name."""
+    """A part of a declaration: read-only, and a key it does not know is refused by name with
+    the valid ones (pydantic's ``extra="forbid"`` would refuse it without naming them)."""
 
     model_config = ConfigDict(frozen=True, coerce_numbers_to_str=True)
 
