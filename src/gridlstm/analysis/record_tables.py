@@ -138,7 +138,7 @@ class TableSpec(Declared):
     records: Annotated[tuple[str, ...], Field(min_length=1)]
     rows: Annotated[dict[str, str], Field(min_length=1)]  # key -> header
     columns: Annotated[tuple[Column, ...], Field(min_length=1)]
-    where: dict[str, Any] | list[dict[str, Any]] = {}
+    where: dict[str, Any] = {}  # a value that is a list: any of its values
     defaults: Annotated[tuple[Default, ...], BeforeValidator(_defaults)] = ()  # first wins
     names: dict[str, str] = {}
     # a key whose values become columns, and their header
