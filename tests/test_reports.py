@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,79 @@ from tests.test_time_to_threshold import ARMS, SEEDS, job, run_primary, stage, s
 
 ARM_FILE = "samples/secondary_arms.md"
 REPORT = {"kind": "secondary_arms", "stage": "equal_samples", "file": ARM_FILE}
+
+
+VERDICTS = {"kind": "verdicts", "file": "v.md", "table": "depths", "metric": "test/acc"}
+VERDICTS["title"] = "Depths"
+DEPTHS = {  # (model, depth): test/acc by seed
+    ("grid2d", 1): [0.50, 0.52, 0.51],
+    ("grid2d", 4): [0.90, 0.92, 0.91],
+    ("grid2d", 8): [0.99],  # the best mean, on one seed: not its family's best depth
+    ("stacked_lstm", 1): [0.20, 0.25, 0.22],
+    ("stacked_lstm", 2): [0.30, 0.31, 0.29],
+}
+
+
+def depth_study(tmp_path: Path, reports_given: dict) -> Path:
+    """The toy study with the runs of `DEPTHS`, a table of them and ``reports_given``."""
+    path = declare(tmp_path, reports_given)
+    for (model, depth), values in DEPTHS.items():
+        for seed, value in enumerate(values, start=1):
+            settings = {"model": model, "model.net.num_layers": depth, "seed": seed}
+            record = {"test/acc": value, "seed": seed}
+            job(path.parent / "depths/cpu", f"{model}-{depth}-{seed}", settings, record)
+    raw = yaml.safe_load(path.read_text())
+    raw["tables"] = {
+        "depths": {
+            "records": ["depths/cpu"],
+            "rows": {"model": "family", "model.net.num_layers": "depth"},
+            "names": {"grid2d": "tied 2-LSTM"},
+            "columns": [{"metric": "test/acc", "show": "mean_sd"}],
+        }
+    }
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def verdicts_text(path: Path) -> str:
+    ((file, text),) = reports.outputs(declaration.load(path)).items()
+    assert file == path.parent / "v.md"
+    return text
+
+
+def test_verdicts_between_a_tables_rows_name_cells_by_its_headers(tmp_path):
+    text = verdicts_text(depth_study(tmp_path, {"v": {**VERDICTS, "within": ["model"]}}))
+    assert text.startswith("# Depths\n\n## family=grid2d\n")
+    assert "**depth=8**, 0.9900 +- nan (n = 1)" in text  # the best mean, whatever its seeds
+    p = stats.ttest_ind(DEPTHS["stacked_lstm", 2], DEPTHS["stacked_lstm", 1], equal_var=False)
+    row = f"| depth=1 | 0.2233 +- 0.0252 | 3 | +0.0767 | {p.statistic:.2f} | {p.pvalue:.3g} |"
+    assert row in text
+    # rows are compared within a family only
+    assert "family=stacked_lstm" in text and "family=grid2d, depth" not in text
+
+
+def test_each_familys_best_cell_is_the_best_mean_over_its_most_seeded_cells(tmp_path):
+    given = {**VERDICTS, "best_of": ["model"], "cells": ["model", "model.net.num_layers"]}
+    text = verdicts_text(depth_study(tmp_path, {"v": given}))
+    # grid2d at depth 8 has the best mean on one seed; depth 4 is the best of three seeds
+    assert "**family=grid2d, depth=4**, 0.9100 +- 0.0100 (n = 3)" in text
+    assert "| family=stacked_lstm, depth=2 |" in text
+    assert "depth=8" not in text and "depth=1" not in text
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"table": "nope"}, "reads table 'nope', which tables: does not declare; valid: depths"),
+        ({"cells": ["seed"]}, "'seed' is not a key of table depths's rows; valid: model, "),
+        ({"cells": ["model"]}, "two rows of table depths are the cell grid2d: add the key"),
+    ],
+    ids=["table", "key", "cell"],
+)
+def test_a_verdicts_report_naming_what_its_table_lacks_is_refused(tmp_path, change, message):
+    path = depth_study(tmp_path, {"v": {**VERDICTS, **change}})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        reports.outputs(declaration.load(path))
 
 
 def declare(tmp_path: Path, given: dict) -> Path:
@@ -124,17 +198,23 @@ def test_a_time_to_threshold_arm_gets_the_log_rank_test_and_kaplan_meier_medians
         (
             {
                 "r": {
-                    "kind": "seed_verdicts",
+                    "kind": "verdicts",
                     "file": "v.md",
-                    "table": "v.csv",
-                    "records": ["cpu"],
-                    "keys": ["model"],
+                    "table": "depths",
                     "metric": "test/acc",
                     "title": "t",
                     "compose": ["experiment=x"],
                 }
             },
             "reports.r: unknown key 'compose'",
+        ),
+        (
+            {"r": {**VERDICTS, "within": ["model"], "best_of": ["model"]}},
+            "reports.r: within: and best_of: do not go together",
+        ),
+        (
+            {"r": {**VERDICTS, "mode": "most"}},
+            "reports.r: mode='most': choose one of max, min",
         ),
     ],
     ids=[
@@ -147,6 +227,8 @@ def test_a_time_to_threshold_arm_gets_the_log_rank_test_and_kaplan_meier_medians
         "mode",
         "cell",
         "another kind's key",
+        "within and best_of",
+        "verdicts mode",
     ],
 )
 def test_a_bad_report_is_refused_in_one_line_naming_file_and_key(tmp_path, given, message):

@@ -286,6 +286,11 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
     return groups
 
 
+def ordered_groups(folder: Path, spec: TableSpec) -> list[tuple[tuple[str, ...], list[dict]]]:
+    """`groups_of` in the table's row order."""
+    return sorted(groups_of(folder, spec).items(), key=lambda kv: _orders(kv[0], spec.names))
+
+
 def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
     """The table's ``figure``: each row's validation curves over its seeds (mean and band),
     against samples and multiply-adds (`gridlstm.analysis.curve_figure`). Returns its path,
@@ -293,9 +298,7 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
     from gridlstm.analysis import curve_figure
 
     series = []
-    for key, runs in sorted(
-        groups_of(folder, spec).items(), key=lambda kv: _orders(kv[0], spec.names)
-    ):
+    for key, runs in ordered_groups(folder, spec):
         curves = [c for r in runs if (c := job_curve(r[JOBS], r) if JOBS in r else [])]
         macs = {number(r.get("macs_per_sample")) for r in runs}
         label = ", ".join(_key_text(v, spec.names) for v in key if v)

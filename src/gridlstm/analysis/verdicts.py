@@ -70,6 +70,11 @@ def welch(best: Cell, other: Cell, alpha: float = ALPHA) -> Comparison:
     return Comparison(best, other, float(t), float(p), BEYOND if p < alpha else WITHIN)
 
 
+def cell_name(row: dict[str, Any], group_by: list[str]) -> str:
+    """A cell's name: its keys' values (``depth=4, priority=none``)."""
+    return ", ".join(f"{k}={row.get(k, '')}" for k in group_by) or "all"
+
+
 def cells(rows: list[dict[str, Any]], group_by: list[str], metric: str) -> list[Cell]:
     """The completed runs' ``metric`` per combination of ``group_by`` values (first-seen
     order); runs without a finite value are left out."""
@@ -82,8 +87,7 @@ def cells(rows: list[dict[str, Any]], group_by: list[str], metric: str) -> list[
         except (TypeError, ValueError):
             continue
         if math.isfinite(value):
-            name = ", ".join(f"{k}={row.get(k, '')}" for k in group_by) or "all"
-            grouped.setdefault(name, []).append(value)
+            grouped.setdefault(cell_name(row, group_by), []).append(value)
     return [Cell(name, tuple(values)) for name, values in grouped.items()]
 
 

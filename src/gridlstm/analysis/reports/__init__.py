@@ -1,6 +1,6 @@
 """Reports: files a study writes beside its page that its ``tables:`` cannot state as one
-table of cells (the verdicts of every pair of cells, a secondary arm against its arm, a page's
-verdicts restated after a re-run). Each is declared in the study's study.yaml under
+table of cells (the verdicts between a declared table's rows, a secondary arm against its
+arm, a page's verdicts restated after a re-run). Each is declared in the study's study.yaml under
 ``reports:`` as one of the kinds below, with the records it reads and the files it writes;
 the kinds hold no study's stages, files or prose (each module's docstring lists its keys):
 
@@ -9,7 +9,7 @@ the kinds hold no study's stages, files or prose (each module's docstring lists 
         kind: restated_verdicts
         file: priority_none/restated_verdicts.md
         needs: [priority_none/cpu/jobs]   # no file until these exist (optional)
-        ...                               # the kind's keys: KINDS[kind].required, .optional
+        ...                               # the kind's keys: KINDS[kind].REQUIRED, .OPTIONAL
 
 ``python -m gridlstm.tables report=<study>|all`` writes them and ``check=true`` compares
 them with the committed files.
@@ -17,43 +17,25 @@ them with the committed files.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.declared import Study, fail
-from gridlstm.analysis.reports import best_depth, cell_table, restated, secondary_arms
+from gridlstm.analysis.reports import (
+    cell_table,
+    restated,
+    secondary_arms,
+    table_verdicts,
+)
 
 COMMON = {"kind", "needs"}
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A report kind: its renderer (the study, the entry's keys -> file: text) and its keys."""
-
-    outputs: Callable[[Study, dict[str, Any]], dict[Path, str]]
-    required: frozenset[str]
-    optional: frozenset[str] = frozenset()
-    check: Callable[[dict[str, Any]], None] | None = None  # ValueError: what is wrong
-
-
-def _kind(module: Any) -> Kind:
-    check = getattr(module, "check", None)
-    return Kind(module.outputs, frozenset(module.REQUIRED), frozenset(module.OPTIONAL), check)
-
-
-KINDS = {
-    "secondary_arms": _kind(secondary_arms),
-    "restated_verdicts": _kind(restated),
-    "seed_verdicts": Kind(
-        cell_table.seed_outputs, cell_table.SEED_REQUIRED, cell_table.SEED_OPTIONAL
-    ),
-    "cell_table": _kind(cell_table),
-    "depth_pivot": Kind(
-        cell_table.pivot_outputs, cell_table.PIVOT_REQUIRED, cell_table.PIVOT_OPTIONAL
-    ),
-    "best_depth": _kind(best_depth),
+# Each kind's module: outputs(study, entry) -> {path: text}, its REQUIRED and OPTIONAL keys,
+# and optionally check(entry), raising ValueError naming what is wrong.
+KINDS: dict[str, Any] = {
+    "secondary_arms": secondary_arms,
+    "restated_verdicts": restated,
+    "cell_table": cell_table,
+    "verdicts": table_verdicts,
 }
 
 
@@ -70,18 +52,18 @@ def parse_reports(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
         if given["kind"] not in KINDS:
             raise fail(path, f"{where}.kind={given['kind']!r}: choose one of {', '.join(KINDS)}")
         kind = KINDS[given["kind"]]
-        allowed = COMMON | kind.required | kind.optional
+        allowed = COMMON | kind.REQUIRED | kind.OPTIONAL
         if unknown := sorted(set(given) - allowed):
             raise fail(
                 path, f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
             )
-        if missing := sorted(kind.required - set(given)):
+        if missing := sorted(kind.REQUIRED - set(given)):
             raise fail(path, f"{where}: missing {missing[0]}: (a {given['kind']} report needs it)")
         if not isinstance(given.get("needs", []), list):
             raise fail(path, f"{where}.needs: a list of folders under the study's")
         try:
-            if kind.check:
-                kind.check(given)
+            if check := getattr(kind, "check", None):
+                check(given)
         except (ValueError, TypeError, KeyError) as error:
             raise fail(path, f"{where}: {error}") from None
         found[str(name)] = dict(given)
