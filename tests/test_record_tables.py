@@ -312,3 +312,36 @@ def test_a_pages_reruns_table_is_each_reruns_own_verdict(tmp_path):
     (folder / "rerun.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a re-run's record"):
         reruns.render(tmp_path)
+
+
+def test_runs_without_recorded_multiply_adds_get_them_counted_on_the_composed_model(
+    tmp_path, monkeypatch
+):
+    """``count_macs``: a run that recorded its multiply-adds keeps them; one that did not gets
+    the count of the model its preset and row keys compose, by seed-free shape."""
+    root = copy_study(tmp_path)
+    jobs = root / "docs" / "claims" / STUDY / "cpu" / "jobs"
+    for job in jobs.iterdir():
+        if job.name.endswith("grid2d-num_layers2"):
+            record = json.loads((job / "metrics.json").read_text())
+            (job / "metrics.json").write_text(json.dumps({**record, "macs_per_sample": 7}))
+    asked = []
+
+    def count(overrides):
+        asked.append(overrides)
+        return (int(overrides[-1].split("=")[1]) * 1000, 0, "digits")
+
+    monkeypatch.setattr(record_tables, "count", count)
+    raw = yaml.safe_load(spec_file(root).read_text())
+    raw["tables"]["seeds"]["count_macs"] = {
+        "compose": ["experiment=x"],
+        "keys": ["model", "model.net.num_layers"],
+    }
+    raw["tables"]["seeds"]["columns"] = [{"metric": "macs_per_sample", "show": "median"}]
+    spec_file(root).write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = declaration.load(spec_file(root))
+    lines = record_tables.render(study.folder, study.tables["seeds"])
+    assert next(x for x in lines if x.startswith("| tied 2-LSTM | 2 |")).endswith("| 7.000 |")
+    assert next(x for x in lines if x.startswith("| tied 2-LSTM | 4 |")).endswith("| 4,000 |")
+    assert ("experiment=x", "model=grid2d", "model.net.num_layers=4") in asked
+    assert not any(o[-1] == "model.net.num_layers=2" and o[1] == "model=grid2d" for o in asked)

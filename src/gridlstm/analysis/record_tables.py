@@ -36,6 +36,9 @@ each job's ``curve.csv`` records it at every validation) at the last validation 
 N samples instead of the run's end: two arms compared at equal samples where one ran longer.
 ``times: macs_per_sample`` multiplies each run's value by another of its record's numbers
 (samples to a threshold times multiply-adds a sample: the multiply-adds it took).
+``count_macs: {compose: [experiment=deep_tied], keys: [model, model.net.num_layers]}`` gives
+runs made before runs recorded ``macs_per_sample`` the count of the model those overrides
+compose (`gridlstm.analysis.counted_macs`).
 ``figure: {file: curves.png, label: validation exact-match}`` also draws the rows' curves
 (each row's seeds: mean and band; against samples and, where recorded, multiply-adds) into
 that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`);
@@ -58,6 +61,7 @@ from pydantic import (
     model_validator,
 )
 
+from gridlstm.analysis.counted_macs import count
 from gridlstm.analysis.declared import Declared, Number, explain, fail
 from gridlstm.analysis.frontier import matches, seed_of
 from gridlstm.analysis.job_records import job_curve, rows_of
@@ -104,6 +108,15 @@ class Default(Declared):
     set: dict[str, Any]
 
 
+class CountMacs(Declared):
+    """Multiply-adds per sample for runs made before runs recorded them: counted the way a
+    run counts them (`gridlstm.analysis.counted_macs.count`) on the model ``compose`` and the
+    run's ``keys`` give (``macs_per_sample``, as a column's metric)."""
+
+    compose: tuple[str, ...]  # a preset's overrides, e.g. [experiment=deep_tied]
+    keys: Annotated[tuple[str, ...], Field(min_length=1)]  # the row keys fixing its shape
+
+
 class Figure(Declared):
     """The rows' curves drawn into ``file`` (a PNG beside study.yaml; `curve_figure`)."""
 
@@ -144,6 +157,7 @@ class TableSpec(Declared):
     # a key whose values become columns, and their header
     across: Annotated[tuple[str, str], BeforeValidator(_across)] = ("", "")
     figure: Figure | None = None
+    count_macs: CountMacs | None = None
 
     def completed(self, found: dict[str, Any]) -> dict[str, Any]:
         """A run's row with the defaults its overrides lack (the first entry that sets a key
@@ -267,6 +281,9 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
             row = spec.completed(found)
             if "job" in found:  # a queue-copied job: its curve beside its record
                 row[JOBS] = folder / record / "jobs"
+            if spec.count_macs and row.get("macs_per_sample") is None:
+                given = (*spec.count_macs.compose, *(f"{k}={row[k]}" for k in spec.count_macs.keys))
+                row["macs_per_sample"] = (count(given) or (None,))[0]
             if matches_where(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])

@@ -22,7 +22,6 @@ from typing import Any
 
 from gridlstm.analysis.declared import Study, fail
 from gridlstm.analysis.reports import (
-    cell_table,
     restated,
     secondary_arms,
     table_verdicts,
@@ -34,7 +33,6 @@ COMMON = {"kind", "needs"}
 KINDS: dict[str, Any] = {
     "secondary_arms": secondary_arms,
     "restated_verdicts": restated,
-    "cell_table": cell_table,
     "verdicts": table_verdicts,
 }
 
