@@ -80,6 +80,26 @@ def test_each_familys_best_cell_is_the_best_mean_over_its_most_seeded_cells(tmp_
     assert "depth=8" not in text and "depth=1" not in text
 
 
+def test_parts_share_one_file_each_with_its_own_rows_metric_and_mode(tmp_path):
+    """A page's verdicts restated: several verdicts over one table, each part under its
+    heading with the report's keys and its own; the table itself under the title. Cells held
+    fixed (``within``) need not name the cell."""
+    given = {**VERDICTS, "show_table": True, "cells": ["model.net.num_layers"]}
+    given["within"] = ["model"]
+    given["parts"] = [
+        {"heading": "Shallow", "where": {"model.net.num_layers": ["1", "2"]}},
+        {"heading": "Least", "mode": "min", "where": {"model": "stacked_lstm"}},
+    ]
+    text = verdicts_text(depth_study(tmp_path, {"v": given}))
+    head, shallow, least = text.split("\n## ")
+    assert "| family | depth | test/acc |" in head  # the declared table, as the page shows it
+    assert "| tied 2-LSTM | 4 | 0.910 +- 0.010 |" in head
+    assert shallow.startswith("Shallow\n\n### family=grid2d\n")
+    assert "**depth=2**, 0.3000" in shallow and "depth=4" not in shallow
+    assert least.startswith("Least\n\n### family=stacked_lstm\n")
+    assert "(min): **depth=1**, 0.2233" in least and "grid2d" not in least
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -170,31 +190,10 @@ def test_a_time_to_threshold_arm_gets_the_log_rank_test_and_kaplan_meier_medians
         ({"r": {**REPORT, "needs": "samples"}}, "reports.r.needs: a list of folders"),
         (["r"], "reports: a mapping, not"),
         (
-            {
-                "r": {
-                    "kind": "restated_verdicts",
-                    "file": "x.md",
-                    "runs": ["cpu"],
-                    "reruns": ["rerun/cpu"],
-                    "cell": "model.net.num_layers",
-                    "measures": [{"metric": "val/acc", "mode": "most"}],
-                }
-            },
-            "reports.r: measures: each {metric: <metric>, mode: max or min}",
+            {"r": {**VERDICTS, "parts": [{"heading": "h", "colour": "red"}]}},
+            "reports.r: parts: unknown key 'colour'; valid: heading, best_of, cells",
         ),
-        (
-            {
-                "r": {
-                    "kind": "restated_verdicts",
-                    "file": "x.md",
-                    "runs": ["cpu"],
-                    "reruns": ["rerun/cpu"],
-                    "cell": "depth",
-                    "measures": [{"metric": "val/acc", "mode": "max"}],
-                }
-            },
-            "reports.r: cell='depth': choose model.net.num_layers or task.datamodule.digits",
-        ),
+        ({"r": {**VERDICTS, "parts": [{"where": {}}]}}, "reports.r: parts: each part needs a"),
         (
             {
                 "r": {
@@ -224,8 +223,8 @@ def test_a_time_to_threshold_arm_gets_the_log_rank_test_and_kaplan_meier_medians
         "bad arm",
         "needs",
         "not a mapping",
-        "mode",
-        "cell",
+        "part's key",
+        "part's heading",
         "another kind's key",
         "within and best_of",
         "verdicts mode",

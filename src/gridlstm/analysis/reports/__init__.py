@@ -1,12 +1,12 @@
 """Reports: files a study writes beside its page that its ``tables:`` cannot state as one
-table of cells (the verdicts between a declared table's rows, a secondary arm against its
-arm, a page's verdicts restated after a re-run). Each is declared in the study's study.yaml under
-``reports:`` as one of the kinds below, with the records it reads and the files it writes;
-the kinds hold no study's stages, files or prose (each module's docstring lists its keys):
+table of cells (the verdicts between a declared table's rows; a secondary arm against its
+arm). Each is declared in the study's study.yaml under ``reports:`` as one of the kinds
+below, with the records it reads and the files it writes; the kinds hold no study's stages,
+files or prose (each module's docstring lists its keys):
 
     reports:
       priority_none:
-        kind: restated_verdicts
+        kind: verdicts
         file: priority_none/restated_verdicts.md
         needs: [priority_none/cpu/jobs]   # no file until these exist (optional)
         ...                               # the kind's keys: KINDS[kind].REQUIRED, .OPTIONAL
@@ -22,7 +22,6 @@ from typing import Any
 
 from gridlstm.analysis.declared import Study, fail
 from gridlstm.analysis.reports import (
-    restated,
     secondary_arms,
     table_verdicts,
 )
@@ -32,7 +31,6 @@ COMMON = {"kind", "needs"}
 # and optionally check(entry), raising ValueError naming what is wrong.
 KINDS: dict[str, Any] = {
     "secondary_arms": secondary_arms,
-    "restated_verdicts": restated,
     "verdicts": table_verdicts,
 }
 

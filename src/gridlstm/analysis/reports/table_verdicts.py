@@ -14,6 +14,9 @@ t-test, `gridlstm.analysis.verdicts`). Declared as a report (kind ``verdicts``):
       best_of: [model]            # optional: only each group's best cell (best mean of those
                                   # with the group's most runs), compared with each other
       pairs: true                 # optional: every pair too, where there are more than two
+      show_table: true            # optional: the table itself under the title
+      parts:                      # optional: several verdicts in one file, each under its
+        - {heading: ..., where: ...}  # heading; a part's keys replace the report's own
 
 Why over a declared table: the page shows the table and the file its verdicts, so both read
 the same runs by the same rows and cannot disagree about a cell. A cell is named by the
@@ -26,19 +29,31 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.declared import Study
-from gridlstm.analysis.record_tables import matches_where, ordered_groups
+from gridlstm.analysis.record_tables import matches_where, ordered_groups, render
 from gridlstm.analysis.verdicts import cell_name, cells, report
 from gridlstm.run.errors import ConfigError
 
 REQUIRED = {"file", "table", "title", "metric"}
-OPTIONAL = {"intro", "mode", "cells", "where", "within", "best_of", "pairs"}
+PART = {"metric", "mode", "cells", "where", "within", "best_of", "pairs"}
+OPTIONAL = PART | {"intro", "show_table", "parts"}
 
 
 def check(entry: dict[str, Any]) -> None:
-    if entry.get("mode", "max") not in ("max", "min"):
-        raise ValueError(f"mode={entry['mode']!r}: choose one of max, min")
-    if entry.get("within") and entry.get("best_of"):
-        raise ValueError("within: and best_of: do not go together (one file, one way to group)")
+    parts = entry.get("parts", [])
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise ValueError("parts: a list of {heading: ..., and any of " + ", ".join(sorted(PART)))
+    for part in parts:
+        if unknown := sorted(set(part) - PART - {"heading"}):
+            raise ValueError(
+                f"parts: unknown key {unknown[0]!r}; valid: heading, {', '.join(sorted(PART))}"
+            )
+        if "heading" not in part:
+            raise ValueError("parts: each part needs a heading:")
+    for part in [entry, *({**entry, **p} for p in parts)]:
+        if part.get("mode", "max") not in ("max", "min"):
+            raise ValueError(f"mode={part['mode']!r}: choose one of max, min")
+        if part.get("within") and part.get("best_of"):
+            raise ValueError("within: and best_of: do not go together (one way to group)")
 
 
 def _headers(spec: Any) -> dict[str, str]:
@@ -58,7 +73,8 @@ def runs_by_cell(study: Study, entry: dict[str, Any]) -> tuple[list[dict[str, An
         )
     spec = study.tables[entry["table"]]
     headers = _headers(spec)
-    named = list(entry.get("cells") or headers)
+    within = [k for k in entry.get("within", []) if k not in (entry.get("cells") or headers)]
+    named = [*within, *(entry.get("cells") or headers)]  # a cell's keys, those held first
     asked = [*named, *entry.get("within", []), *entry.get("best_of", [])]
     if unknown := [k for k in asked if k not in headers]:
         raise ConfigError(
@@ -99,16 +115,25 @@ def best_cells(
     return kept
 
 
-def outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
-    """The report's file: its title, intro and the verdicts."""
+def verdicts(study: Study, entry: dict[str, Any], level: int) -> str:
+    """One part's verdicts (the report's own keys with the part's)."""
     found, names = runs_by_cell(study, entry)
     metric, mode = entry["metric"], entry.get("mode", "max")
     headers = _headers(study.tables[entry["table"]])
     if groups := [headers[k] for k in entry.get("best_of", [])]:
         found = best_cells(found, names, metric, mode, groups)
     within = [headers[k] for k in entry.get("within", [])]
-    text = report(found, names, metric, mode, within=within, pairs=entry.get("pairs", False))
+    return report(found, names, metric, mode, within, entry.get("pairs", False), level)
+
+
+def outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
+    """The report's file: its title, intro, the table where asked, and the verdicts."""
     given = entry.get("intro") or []
-    intro = "".join(f"{line}\n" for line in ([given] if isinstance(given, str) else given))
-    head = f"# {entry['title']}\n\n" + intro + ("\n" if intro else "")
-    return {study.folder / entry["file"]: head + text}
+    lines = [f"# {entry['title']}", "", *([given] if isinstance(given, str) else given)]
+    if entry.get("show_table"):
+        lines += ["", *render(study.folder, study.tables[entry["table"]])]
+    head = "\n".join(lines).rstrip("\n") + "\n\n"
+    if not entry.get("parts"):
+        return {study.folder / entry["file"]: head + verdicts(study, entry, 2)}
+    parts = [f"## {p['heading']}\n\n" + verdicts(study, {**entry, **p}, 3) for p in entry["parts"]]
+    return {study.folder / entry["file"]: head + "\n".join(parts)}
