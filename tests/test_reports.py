@@ -250,10 +250,14 @@ def test_reports_are_written_by_study_and_a_refused_name_writes_nothing(tmp_path
     assert not (path.parent / ARM_FILE).exists()
     assert pages.write_reports(root, "toy") == [path.parent / ARM_FILE]
     assert pages.report_problems(root) == []
-    (path.parent / ARM_FILE).write_text((path.parent / ARM_FILE).read_text().replace("6", "7"))
+    text = (path.parent / ARM_FILE).read_text().splitlines()
+    line = next(i for i, x in enumerate(text) if "6" in x and x.startswith("|"))
+    text[line] = text[line].replace("6", "7", 1)
+    (path.parent / ARM_FILE).write_text("\n".join(text) + "\n")
     (problem,) = pages.report_problems(root)
-    assert problem.startswith(f"{path.parent / ARM_FILE}: differs from its records")
-    assert "report=toy rewrites it" in problem
+    # named by its line and cell, as every derived table is
+    assert problem.startswith(f"{path.parent / ARM_FILE}:{line + 1}: differs from its records")
+    assert "the file says" in problem and "report=toy rewrites it" in problem
     with pytest.raises(SystemExit) as ended:
         tables.main(["report=nope", f"root={root}"])
     assert ended.value.code == 2 and "report=nope" in capsys.readouterr().err

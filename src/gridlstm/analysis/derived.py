@@ -69,16 +69,23 @@ def _shown(cell: str, recorded: str) -> bool:
         return False
 
 
-def _first_difference(path: Path, shown: list[str], wanted: list[str], offset: int) -> list[str]:
+def first_difference(
+    path: Path, shown: list[str], wanted: list[str], offset: int = 0, fix: str = ""
+) -> list[str]:
+    """The first line where a file differs from what its records render, naming the cell
+    (``fix``: the command that rewrites it, said after)."""
+    after = f" ({fix})" if fix else ""
     for i, (line, want) in enumerate(zip(shown, wanted, strict=False)):
         if line != want:
             said, given = differing_cell(line, want), differing_cell(want, line)
             return [
                 f"{path}:{offset + i + 1}: differs from its records: the file says {said!r}, "
-                f"the records give {given!r}"
+                f"the records give {given!r}{after}"
             ]
     if len(shown) != len(wanted):
-        return [f"{path}:{offset + 1}: {len(shown)} lines where its records give {len(wanted)}"]
+        return [
+            f"{path}:{offset + 1}: {len(shown)} lines where its records give {len(wanted)}{after}"
+        ]
     return []
 
 
@@ -120,7 +127,7 @@ def table_md(path: Path, root: Path) -> list[str]:
         rows = [{k: v for k, v in r.items() if not aggregate.is_threshold(k)} for r in rows]
     seeds_summary, _ = aggregate.summary(rows, group_by, metrics)
     wanted = aggregate.markdown(seeds_summary, metrics, group_by).splitlines()
-    return _first_difference(path, [lines[i] for i in seeds], wanted, seeds[0])
+    return first_difference(path, [lines[i] for i in seeds], wanted, seeds[0])
 
 
 def table_verdicts(path: Path, root: Path) -> list[str]:
@@ -133,7 +140,7 @@ def table_verdicts(path: Path, root: Path) -> list[str]:
     within = re.findall(r"^## (\S+?)=", text, re.M)[:1]
     rows, swept = read_table_csv(path.parent / "table.csv")
     wanted = verdicts.report(rows, [k for k in swept if k != "seed"], metric, mode, within)
-    return _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
+    return first_difference(path, text.splitlines(), wanted.splitlines(), 0)
 
 
 def frontier_verdicts(path: Path, root: Path) -> list[str]:
@@ -146,7 +153,7 @@ def frontier_verdicts(path: Path, root: Path) -> list[str]:
     size, key = found.groups()
     ladder = Ladder(key, size=size, metric=AS_RAN)
     wanted = verdicts_markdown([root / s for s in sources], sources, ladder)
-    return _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
+    return first_difference(path, text.splitlines(), wanted.splitlines(), 0)
 
 
 def choices(path: Path, root: Path) -> list[str]:
@@ -154,7 +161,7 @@ def choices(path: Path, root: Path) -> list[str]:
     text = path.read_text()
     groups = text.removeprefix(CHOICES_HEAD).split(" (`", 1)[0].split(", ")
     wanted = choices_markdown(read_jobs(path.parent), groups)
-    return _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
+    return first_difference(path, text.splitlines(), wanted.splitlines(), 0)
 
 
 def _csv_beside(path: Path, found: list) -> list[str]:
@@ -163,7 +170,7 @@ def _csv_beside(path: Path, found: list) -> list[str]:
     if not table.is_file():
         return []
     shown = table.read_bytes().decode().splitlines()
-    return _first_difference(table, shown, csv_text(found).splitlines(), 0)
+    return first_difference(table, shown, csv_text(found).splitlines(), 0)
 
 
 def frontier_md(path: Path, root: Path) -> list[str]:
@@ -172,7 +179,7 @@ def frontier_md(path: Path, root: Path) -> list[str]:
     sources = sources_of(text)
     found = frontiers([root / s for s in sources], Ladder("task.datamodule.bits", metric=AS_RAN))
     wanted = markdown(found, sources).splitlines()
-    return _first_difference(path, text.splitlines(), wanted, 0) + _csv_beside(path, found)
+    return first_difference(path, text.splitlines(), wanted, 0) + _csv_beside(path, found)
 
 
 def best_rate(path: Path, root: Path) -> list[str]:
@@ -191,17 +198,17 @@ def best_rate(path: Path, root: Path) -> list[str]:
     found = best_rate_frontiers(*folders, ladder)
     intro = best_rate_intro(chosen, checked)
     wanted = markdown([row for row, _ in found], [], setting.group(1), intro=intro)
-    problems = _first_difference(path, text.splitlines(), wanted.splitlines(), 0)
+    problems = first_difference(path, text.splitlines(), wanted.splitlines(), 0)
     problems += _csv_beside(path, [row for row, _ in found])
     again = cells_verdicts(best_rate_cells(*folders, found, ladder), intro, ladder, pairs=True)
-    problems += _first_difference(beside, committed.splitlines(), again.splitlines(), 0)
+    problems += first_difference(beside, committed.splitlines(), again.splitlines(), 0)
     seeds = path.parent / "best_rate_seeds_verdicts.md"
     if seeds.is_file():  # a deciding stage's seeds, joined at each family's best rate
         head = seeds.read_text().splitlines()[0]
         more = [root / s for s in best_rate_sources(head)[2]]
         cells_more = best_rate_cells(*folders, found, ladder, more)
         wanted_seeds = cells_verdicts(cells_more, head, ladder, pairs=True)
-        problems += _first_difference(
+        problems += first_difference(
             seeds, seeds.read_text().splitlines(), wanted_seeds.splitlines(), 0
         )
     return problems

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from gridlstm.analysis import answers, declaration, declared, derived, record_tables, reports, ties
 from gridlstm.analysis.made_by import code_of
-from gridlstm.analysis.markdown import differing_cell
 from gridlstm.analysis.preregistration import preregistration_problems
 from gridlstm.analysis.reruns import render as reruns_table
 from gridlstm.run.errors import ConfigError
@@ -190,18 +189,9 @@ def check(root: Path = Path(".")) -> list[str]:
         if not page.is_file():
             continue
         lines, fresh = regenerate(page, studies)
-        if lines != fresh:
-            for i, (shown, wanted) in enumerate(zip(lines, fresh, strict=False)):
-                if shown != wanted:
-                    problems.append(
-                        f"{page}:{i + 1}: differs from its records: the page says "
-                        f"{differing_cell(shown, wanted)!r}, the records give "
-                        f"{differing_cell(wanted, shown)!r} "
-                        "(python -m gridlstm.tables study=all rewrites it)"
-                    )
-                    break
-            else:
-                problems.append(f"{page}: a generated part has the wrong number of lines")
+        problems += derived.first_difference(
+            page, lines, fresh, fix="python -m gridlstm.tables study=all rewrites it"
+        )
         problems += untied_numbers(page, lines)
         problems += tie_problems(page, lines)
     reports = rendered_reports(root, studies)
@@ -256,11 +246,16 @@ def rendered_reports(root: Path, studies: list | None = None) -> dict[Path, tupl
 
 
 def report_problems(root: Path, rendered: dict[Path, tuple[str, str]] | None = None) -> list[str]:
-    """Each study report rendered again against its file."""
+    """Each study report rendered again against its file: the first differing line and cell."""
     return [
-        f"{path}: differs from its records (python -m gridlstm.tables report={name} rewrites it)"
+        problem
         for path, (name, text) in (rendered or rendered_reports(root)).items()
-        if not path.is_file() or path.read_text() != text
+        for problem in derived.first_difference(
+            path,
+            path.read_text().splitlines() if path.is_file() else [],
+            text.splitlines(),
+            fix=f"python -m gridlstm.tables report={name} rewrites it",
+        )
     ]
 
 
