@@ -62,7 +62,10 @@ def verdicts_text(path: Path) -> str:
 
 def test_verdicts_between_a_tables_rows_name_cells_by_its_headers(tmp_path):
     text = verdicts_text(depth_study(tmp_path, {"v": {**VERDICTS, "within": ["model"]}}))
-    assert text.startswith("# Depths\n\n## family=grid2d\n")
+    assert text.startswith(
+        "# Depths\n\nA cell is a row of the study's table `depths` (study.yaml), named by its "
+        "headers and the runs' own values (grid2d: tied 2-LSTM).\n\n## family=grid2d\n"
+    )
     assert "**depth=8**, 0.9900 +- nan (n = 1)" in text  # the best mean, whatever its seeds
     p = stats.ttest_ind(DEPTHS["stacked_lstm", 2], DEPTHS["stacked_lstm", 1], equal_var=False)
     row = f"| depth=1 | 0.2233 +- 0.0252 | 3 | +0.0767 | {p.statistic:.2f} | {p.pvalue:.3g} |"

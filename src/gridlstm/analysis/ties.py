@@ -12,7 +12,7 @@ target is the record and whose title names the cell, so a reader can click throu
 
 ``cell <key>=<value> ...: <column>[ +- <column>]`` picks the one row of a CSV file (or of
 the first pipe table of a markdown file, such as a verdicts.md) whose fields have those
-values (``against='model=grid2d, model.net.num_layers=4'``: a value with spaces),
+values (``against='model=grid2d, depth=4'``: a value with spaces),
 ``cell table 2 <key>=<value>: p`` reads a markdown file's second table. A row is named
 by its values, never by its position: a row number would pass for another row that happens
 to hold the same value. It reads the named columns (a repeated header

@@ -62,16 +62,21 @@ def _headers(spec: Any) -> dict[str, str]:
     return {**spec.rows, **({across: head.replace("{}", "").strip()} if across else {})}
 
 
+def table_of(study: Study, entry: dict[str, Any]) -> Any:
+    """The declared table the report reads (a `record_tables.TableSpec`)."""
+    if entry["table"] not in study.tables:
+        raise ConfigError(
+            f"{study.folder / 'study.yaml'}: reports: a verdicts report reads table "
+            f"{entry['table']!r}, which tables: does not declare; valid: {', '.join(study.tables)}"
+        )
+    return study.tables[entry["table"]]
+
+
 def runs_by_cell(study: Study, entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """Each run of the table's rows as ``{header: value, ..., metric: value}``, and the headers
     that name a cell."""
     where = study.folder / "study.yaml"
-    if entry["table"] not in study.tables:
-        raise ConfigError(
-            f"{where}: reports: a verdicts report reads table {entry['table']!r}, which "
-            f"tables: does not declare; valid: {', '.join(study.tables)}"
-        )
-    spec = study.tables[entry["table"]]
+    spec = table_of(study, entry)
     headers = _headers(spec)
     within = [k for k in entry.get("within", []) if k not in (entry.get("cells") or headers)]
     named = [*within, *(entry.get("cells") or headers)]  # a cell's keys, those held first
@@ -129,9 +134,18 @@ def verdicts(study: Study, entry: dict[str, Any], level: int) -> str:
 def outputs(study: Study, entry: dict[str, Any]) -> dict[Path, str]:
     """The report's file: its title, intro, the table where asked, and the verdicts."""
     given = entry.get("intro") or []
-    lines = [f"# {entry['title']}", "", *([given] if isinstance(given, str) else given)]
+    spec = table_of(study, entry)
+    named = ", ".join(f"{raw}: {shown}" for raw, shown in spec.names.items() if raw != shown)
+    lines = [
+        f"# {entry['title']}",
+        "",
+        f"A cell is a row of the study's table `{spec.name}` (study.yaml), named by its "
+        "headers and the runs' own values" + (f" ({named})." if named else "."),
+        "",
+        *([given] if isinstance(given, str) else given),
+    ]
     if entry.get("show_table"):
-        lines += ["", *render(study.folder, study.tables[entry["table"]])]
+        lines += ["", *render(study.folder, spec)]
     head = "\n".join(lines).rstrip("\n") + "\n\n"
     if not entry.get("parts"):
         return {study.folder / entry["file"]: head + verdicts(study, entry, 2)}
