@@ -329,7 +329,9 @@ def test_runs_without_recorded_multiply_adds_get_them_counted_on_the_composed_mo
 
     def count(overrides):
         asked.append(overrides)
-        return (int(overrides[-1].split("=")[1]) * 1000, 0, "digits")
+        depth = int(overrides[-1].split("=")[1])
+        params = 150733 if depth != 8 else 1  # depth 8: the preset builds another width now
+        return (depth * 1000, params, "digits")
 
     monkeypatch.setattr(record_tables, "count", count)
     raw = yaml.safe_load(spec_file(root).read_text())
@@ -343,5 +345,6 @@ def test_runs_without_recorded_multiply_adds_get_them_counted_on_the_composed_mo
     lines = record_tables.render(study.folder, study.tables["seeds"])
     assert next(x for x in lines if x.startswith("| tied 2-LSTM | 2 |")).endswith("| 7.000 |")
     assert next(x for x in lines if x.startswith("| tied 2-LSTM | 4 |")).endswith("| 4,000 |")
+    assert next(x for x in lines if x.startswith("| tied 2-LSTM | 8 |")).endswith("| - |")
     assert ("experiment=x", "model=grid2d", "model.net.num_layers=4") in asked
     assert not any(o[-1] == "model.net.num_layers=2" and o[1] == "model=grid2d" for o in asked)

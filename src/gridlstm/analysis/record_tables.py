@@ -282,8 +282,7 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
             if "job" in found:  # a queue-copied job: its curve beside its record
                 row[JOBS] = folder / record / "jobs"
             if spec.count_macs and row.get("macs_per_sample") is None:
-                given = (*spec.count_macs.compose, *(f"{k}={row[k]}" for k in spec.count_macs.keys))
-                row["macs_per_sample"] = (count(given) or (None,))[0]
+                row["macs_per_sample"] = counted_macs(spec.count_macs, row)
             if matches_where(row, spec.where):
                 key = tuple(str(row.get(k, "")) for k in [*spec.rows, spec.across[0]])
                 group = groups.setdefault(key, [])
@@ -306,6 +305,15 @@ def groups_of(folder: Path, spec: TableSpec) -> dict[tuple[str, ...], list[dict[
 def ordered_groups(folder: Path, spec: TableSpec) -> list[tuple[tuple[str, ...], list[dict]]]:
     """`groups_of` in the table's row order."""
     return sorted(groups_of(folder, spec).items(), key=lambda kv: _orders(kv[0], spec.names))
+
+
+def counted_macs(spec: CountMacs, row: dict[str, Any]) -> int | None:
+    """The run's multiply-adds a sample counted on the model ``spec`` composes, kept only
+    where that model has the parameters the run recorded (a preset's width changed since
+    would count another network; None then, never a wrong count)."""
+    found = count((*spec.compose, *(f"{k}={row[k]}" for k in spec.keys)))
+    params = number(row.get("params"))
+    return found[0] if found and params is not None and int(params) == found[1] else None
 
 
 def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
