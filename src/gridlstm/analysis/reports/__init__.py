@@ -21,10 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.declared import Study, fail
-from gridlstm.analysis.reports import (
-    secondary_arms,
-    table_verdicts,
-)
+from gridlstm.analysis.reports import secondary_arms, table_verdicts
 
 COMMON = {"kind", "needs"}
 # Each kind's module: outputs(study, entry) -> {path: text}, its REQUIRED and OPTIONAL keys,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis.declared import Study
-from gridlstm.analysis.record_tables import matches_where, ordered_groups, render
+from gridlstm.analysis.record_tables import TableSpec, matches_where, ordered_groups, render
 from gridlstm.analysis.verdicts import cell_name, cells, report
 from gridlstm.run.errors import ConfigError
 
@@ -39,9 +39,12 @@ OPTIONAL = PART | {"intro", "show_table", "parts"}
 
 
 def check(entry: dict[str, Any]) -> None:
+    """The entry's parts and each part's keys as the report reads them (ValueError: what)."""
     parts = entry.get("parts", [])
     if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
-        raise ValueError("parts: a list of {heading: ..., and any of " + ", ".join(sorted(PART)))
+        raise ValueError(
+            "parts: a list of {heading: ...}, each with any of " + ", ".join(sorted(PART))
+        )
     for part in parts:
         if unknown := sorted(set(part) - PART - {"heading"}):
             raise ValueError(
@@ -56,13 +59,13 @@ def check(entry: dict[str, Any]) -> None:
             raise ValueError("within: and best_of: do not go together (one way to group)")
 
 
-def _headers(spec: Any) -> dict[str, str]:
+def _headers(spec: TableSpec) -> dict[str, str]:
     """Each row key's header, and the ``across`` key's without its ``{}``."""
     across, head = spec.across
     return {**spec.rows, **({across: head.replace("{}", "").strip()} if across else {})}
 
 
-def table_of(study: Study, entry: dict[str, Any]) -> Any:
+def table_of(study: Study, entry: dict[str, Any]) -> TableSpec:
     """The declared table the report reads (a `record_tables.TableSpec`)."""
     if entry["table"] not in study.tables:
         raise ConfigError(
