@@ -36,9 +36,9 @@ each job's ``curve.csv`` records it at every validation) at the last validation 
 N samples instead of the run's end: two arms compared at equal samples where one ran longer.
 ``times: macs_per_sample`` multiplies each run's value by another of its record's numbers
 (samples to a threshold times multiply-adds a sample: the multiply-adds it took).
-``count_macs: {compose: [experiment=deep_tied], keys: [model, model.net.num_layers]}`` gives
-runs made before runs recorded ``macs_per_sample`` the count of the model those overrides
-compose (`gridlstm.analysis.counted_macs`).
+``count_macs: {compose: [experiment=x, task.datamodule.digits=3], keys: [model]}`` gives runs
+made before runs recorded ``macs_per_sample`` the count of the model those overrides compose
+(`gridlstm.analysis.counted_macs`; ``compose`` names the task's size).
 ``figure: {file: curves.png, label: validation exact-match}`` also draws the rows' curves
 (each row's seeds: mean and band; against samples and, where recorded, multiply-adds) into
 that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`);
@@ -113,7 +113,9 @@ class CountMacs(Declared):
     run counts them (`gridlstm.analysis.counted_macs.count`) on the model ``compose`` and the
     run's ``keys`` give (``macs_per_sample``, as a column's metric)."""
 
-    compose: tuple[str, ...]  # a preset's overrides, e.g. [experiment=deep_tied]
+    compose: tuple[
+        str, ...
+    ]  # a preset and the task's size: [experiment=x, task.datamodule.digits=3]
     keys: Annotated[tuple[str, ...], Field(min_length=1)]  # the row keys fixing its shape
 
 
@@ -309,11 +311,15 @@ def ordered_groups(folder: Path, spec: TableSpec) -> list[tuple[tuple[str, ...],
 
 def counted_macs(spec: CountMacs, row: dict[str, Any]) -> int | None:
     """The run's multiply-adds a sample counted on the model ``spec`` composes, kept only
-    where that model has the parameters the run recorded (a preset's width changed since
-    would count another network; None then, never a wrong count)."""
-    found = count((*spec.compose, *(f"{k}={row[k]}" for k in spec.keys)))
-    params = number(row.get("params"))
-    return found[0] if found and params is not None and int(params) == found[1] else None
+    where the overrides name the task's size and the model has the parameters the run
+    recorded, as `counted_macs.macs_of` keeps them: a preset changed since would count
+    another network (a width shows in the parameters, a length only where it is named)."""
+    given = (*spec.compose, *(f"{k}={row[k]}" for k in spec.keys))
+    found = count(given)
+    if found is None or number(row.get("params")) != found[1]:
+        return None
+    size = f"task.datamodule.{found[2]}="
+    return found[0] if any(o.lstrip("+").startswith(size) for o in given) else None
 
 
 def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
