@@ -106,9 +106,9 @@ def test_parts_share_one_file_each_with_its_own_rows_metric_and_mode(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"table": "nope"}, "reads table 'nope', which tables: does not declare; valid: depths"),
-        ({"cells": ["seed"]}, "'seed' is not a key of table depths's rows; valid: model, "),
-        ({"cells": ["model"]}, "two rows of table depths are the cell grid2d: add the key"),
+        ({"table": "nope"}, "reports.v: reads table 'nope', which tables: does not declare; "),
+        ({"cells": ["seed"]}, "reports.v: 'seed' is not a key of table depths's rows; valid: "),
+        ({"cells": ["model"]}, "reports.v: two rows of table depths are the cell grid2d: add"),
     ],
     ids=["table", "key", "cell"],
 )

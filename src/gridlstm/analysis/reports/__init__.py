@@ -59,7 +59,7 @@ def parse_reports(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
                 check(given)
         except (ValueError, TypeError, KeyError) as error:
             raise fail(path, f"{where}: {error}") from None
-        found[str(name)] = dict(given)
+        found[str(name)] = {**given, table_verdicts.NAME: str(name)}  # named in its errors
     return found
 
 

@@ -33,6 +33,7 @@ from gridlstm.analysis.record_tables import TableSpec, matches_where, ordered_gr
 from gridlstm.analysis.verdicts import cell_name, cells, report
 from gridlstm.run.errors import ConfigError
 
+NAME = "_name"  # the entry's name under reports: (`reports.parse_reports` adds it), for errors
 REQUIRED = {"file", "table", "title", "metric"}
 PART = {"metric", "mode", "cells", "where", "within", "best_of", "pairs"}
 OPTIONAL = PART | {"intro", "show_table", "parts"}
@@ -65,12 +66,17 @@ def _headers(spec: TableSpec) -> dict[str, str]:
     return {**spec.rows, **({across: head.replace("{}", "").strip()} if across else {})}
 
 
+def _where(study: Study, entry: dict[str, Any]) -> str:
+    """Where an error is: the study's file and the report's entry."""
+    return f"{study.folder / 'study.yaml'}: reports.{entry.get(NAME)}"
+
+
 def table_of(study: Study, entry: dict[str, Any]) -> TableSpec:
     """The declared table the report reads (a `record_tables.TableSpec`)."""
     if entry["table"] not in study.tables:
         raise ConfigError(
-            f"{study.folder / 'study.yaml'}: reports: a verdicts report reads table "
-            f"{entry['table']!r}, which tables: does not declare; valid: {', '.join(study.tables)}"
+            f"{_where(study, entry)}: reads table {entry['table']!r}, which tables: does not "
+            f"declare; valid: {', '.join(study.tables)}"
         )
     return study.tables[entry["table"]]
 
@@ -78,7 +84,7 @@ def table_of(study: Study, entry: dict[str, Any]) -> TableSpec:
 def runs_by_cell(study: Study, entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """Each run of the table's rows as ``{header: value, ..., metric: value}``, and the headers
     that name a cell."""
-    where = study.folder / "study.yaml"
+    where = _where(study, entry)
     spec = table_of(study, entry)
     headers = _headers(spec)
     within = [k for k in entry.get("within", []) if k not in (entry.get("cells") or headers)]
@@ -86,7 +92,7 @@ def runs_by_cell(study: Study, entry: dict[str, Any]) -> tuple[list[dict[str, An
     asked = [*named, *entry.get("within", []), *entry.get("best_of", [])]
     if unknown := [k for k in asked if k not in headers]:
         raise ConfigError(
-            f"{where}: reports: {unknown[0]!r} is not a key of table {spec.name}'s rows; "
+            f"{where}: {unknown[0]!r} is not a key of table {spec.name}'s rows; "
             f"valid: {', '.join(headers)}"
         )
     found, seen = [], {}
@@ -97,7 +103,7 @@ def runs_by_cell(study: Study, entry: dict[str, Any]) -> tuple[list[dict[str, An
         name = tuple(values[k] for k in named)
         if seen.setdefault(name, key) != key:
             raise ConfigError(
-                f"{where}: reports: two rows of table {spec.name} are the cell "
+                f"{where}: two rows of table {spec.name} are the cell "
                 f"{', '.join(name)}: add the key they differ in to cells:"
             )
         cell = {headers[k]: values[k] for k in named}
