@@ -285,6 +285,23 @@ def test_a_tables_code_line_names_its_commits_and_never_guesses_an_old_records()
     )
 
 
+def test_a_tables_machine_line_names_each_cpu_and_versions_with_its_count():
+    from gridlstm.analysis.made_by import machine_line
+
+    def run(kind, torch="2.14.1"):
+        box = {"cpu": "Xeon", "cpu_kind": kind, "cores": 2, "threads": 1}
+        return {"provenance": {"machine": box, "versions": {"torch": torch, "lightning": "2.6"}}}
+
+    one = "Xeon (Intel, with AVX-512), 2 cores, 1 thread a run; torch 2.14.1, lightning 2.6"
+    avx2 = run("AMD, AVX2")
+    assert machine_line([run("Intel, with AVX-512")] * 2) == f"Machine: every run on {one}."
+    assert machine_line([{}, {}]) == ""  # the code line says these records are old
+    mixed = machine_line([run("Intel, with AVX-512")] * 2 + [avx2, run("AMD, AVX2", "2.9"), {}])
+    assert mixed.startswith("Machine: the runs span 4 machines or versions: Xeon (Intel, ")
+    assert "(2 runs); Xeon (AMD, AVX2), 2 cores" in mixed and "torch 2.9" in mixed
+    assert mixed.endswith("; not recorded (1 run).")
+
+
 def test_a_pages_reruns_table_is_each_reruns_own_verdict(tmp_path):
     from gridlstm.analysis import reruns
 
