@@ -268,8 +268,9 @@ def test_two_completed_stages_answer_each_on_its_axis_and_get_a_summary_row_each
     run_primary(path, {"a": [100, 200, 300, 400, 500, None], "b": [900] + [None] * 5})
     toy = declaration.load(path)
     text = "\n".join(answers.answer(toy))
-    assert "At equal multiply-adds: tied: 0.2500 +- 0.0500 (n=3)" in text
-    assert "At equal samples: tied: 5 of 6 solved, median 300 against stacked: 1 of 6" in text
+    assert "At equal multiply-adds, test/acc: tied: 0.2500 +- 0.0500 (n=3); stacked:" in text
+    assert "At equal samples, samples to solve: tied: 5 of 6 solved, median 300; stacked: 1" in text
+    assert "(`equal_compute` 2026-11-29; `equal_samples` 2026-11-29; alpha 0.05, two-sided)" in text
     # each stage's own word: B ahead at equal compute (Welch), A sooner at equal samples
     assert "p = 0.000268: **lstm sooner**. At equal samples" in text
     assert text.endswith("much") and "p = 0.00959: **grid sooner**." in text
@@ -277,7 +278,19 @@ def test_two_completed_stages_answer_each_on_its_axis_and_get_a_summary_row_each
     rows = answers.rows_by_axis(toy, tmp_path / "summary.md")
     assert [row[1].split(":")[0] for row in rows] == ["at equal multiply-adds", "at equal samples"]
     assert rows[1][5] == "**grid sooner** (confirmatory, at equal samples)"
-    assert rows[1][2].startswith("samples to the validation threshold: tied: 5 of 6 solved")
+    assert rows[1][2].startswith("samples to solve: tied: 5 of 6 solved")
+
+
+def test_several_confirmatory_words_say_a_shared_alpha_once_and_differing_ones_each():
+    from types import SimpleNamespace as Stage
+
+    from gridlstm.analysis.answers import declared_before
+
+    one, two = Stage(name="x", declared="2026-11-27", alpha=0.05), Stage(name="y", declared="d")
+    said = declared_before([one, Stage(**vars(two), alpha=0.05)])
+    assert "(`x` 2026-11-27; `y` d; alpha 0.05, two-sided)" in said
+    said = declared_before([one, Stage(**vars(two), alpha=0.01)])
+    assert "(`x` 2026-11-27, alpha 0.05; `y` d, alpha 0.01; two-sided)" in said
 
 
 def test_an_axis_for_an_undeclared_stage_is_refused(tmp_path):

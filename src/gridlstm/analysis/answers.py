@@ -23,7 +23,7 @@ ROW_WORDS = 60
 ANSWER_WORDS = 150
 BEYOND = 1.5  # a size that differs more than this between a row's cells is named in it
 SOURCE_TAG = {"paper": "[paper]", "secondary": "[secondary]", "ours": "[ours]"}
-METRIC_WORDS = {"val/samples_to_threshold": "samples to the validation threshold"}
+METRIC_WORDS = {"val/samples_to_threshold": "samples to solve"}
 
 
 def value(x: float) -> str:
@@ -100,9 +100,24 @@ def axis_sentence(study: declared.Study, stage: Any, shown: evidence.Outcome) ->
     """One confirmatory stage's answer on its axis: cells, test, p and word."""
     metric = METRIC_WORDS.get(shown.metric, shown.metric)
     return (
-        f"At {axis(study, stage)}: {cell_text(shown.a)} against {cell_text(shown.b)}, "
-        f"{metric}; {declared.TESTS[shown.test]}, p = {p_text(shown.p)}: "
+        f"At {axis(study, stage)}, {metric}: {cell_text(shown.a)}; {cell_text(shown.b)}; "
+        f"{declared.TESTS[shown.test]}, p = {p_text(shown.p)}: "
         f"**{shown.word}**{lean_by(stage, shown)}."
+    )
+
+
+def declared_before(stages: list[Any]) -> str:
+    """How sure an answer of several confirmatory words is: each stage's declaration date,
+    and the alpha once where the stages share it."""
+    alphas = {stage.alpha for stage in stages}
+    each = len(alphas) > 1
+    names = "; ".join(
+        f"`{s.name}` {s.declared}" + (f", alpha {s.alpha:g}" if each else "") for s in stages
+    )
+    alpha = "" if each else f"alpha {alphas.pop():g}, "
+    return (
+        f"Each word is a confirmatory stage's, declared before its runs ({names}; {alpha}"
+        "two-sided); the rest is exploratory."
     )
 
 
@@ -127,15 +142,9 @@ def answer(study: declared.Study) -> list[str]:
     confirmatory stages, one answer a stage, each on its axis, under the study's question."""
     fix = "question, protocol, statement or cannot_say"
     if len(done := completed(study)) > 1:
-        names = "; ".join(f"`{s.name}` {s.declared}, alpha {s.alpha:g}" for s, _ in done)
         said = " ".join(axis_sentence(study, stage, shown) for stage, shown in done)
-        sure = f"Each word is a confirmatory stage's, declared before its runs ({names}; "
-        lines = opening(
-            study,
-            study.prose,
-            f"**Answer (confirmatory).** {said}",
-            f"{sure}two-sided); the rest is exploratory.",
-        )
+        sure = declared_before([stage for stage, _ in done])
+        lines = opening(study, study.prose, f"**Answer (confirmatory).** {said}", sure)
         return within(study, lines, ANSWER_WORDS, "the page's answer", fix)
     found = evidence.outcome(study)  # its cells checked, whichever is shown
     confirmed = confirmatory.confirmatory_outcome(study)
