@@ -26,12 +26,30 @@ def test_a_seed_that_stopped_early_keeps_its_last_value_in_the_cells_mean():
     with the solved seed at its last value, not ending (or jumping) where it stopped."""
     solved = [(1.0, 0.2), (2.0, 1.0)]
     still = [(1.0, 0.0), (2.0, 0.2), (3.0, 0.4)]
-    xs, mean, std = curve_figure.mean_band([solved, still])
+    xs, mean = curve_figure.mean_curve([solved, still])
     assert xs == [1.0, 2.0, 3.0]
     assert mean.tolist() == pytest.approx([0.1, 0.6, 0.7])
-    assert std[0] == pytest.approx(0.1414, abs=1e-4)
     late = [(2.0, 0.5)]  # starts later: x = 1 is left out (not every seed has begun)
-    assert curve_figure.mean_band([solved, late])[0] == [2.0]
+    assert curve_figure.mean_curve([solved, late])[0] == [2.0]
+
+
+def test_a_cells_seeds_are_drawn_each_beside_its_mean_on_both_panels(tmp_path, monkeypatch):
+    """Seeds that leave a plateau at different times spread bimodally: each is drawn (thin),
+    not summarised by a band that a bounded metric's mean +- std would push past 1."""
+    import matplotlib.axes
+
+    drawn: list[list[float]] = []
+    original = matplotlib.axes.Axes.plot
+
+    def plot(self, x, y, *args, **kwargs):
+        drawn.append(list(y))
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    seeds = [[(1.0, 0.0), (2.0, 1.0)], [(1.0, 0.0), (2.0, 0.0)]]
+    series = [curve_figure.Series("arm", seeds, 10.0)]
+    assert curve_figure.draw(series, tmp_path / "f.png", "val/acc", "t", banded=True) == (1, 2)
+    assert drawn == [[0.0, 0.5], [0.0, 1.0], [0.0, 0.0]] * 2  # mean, then each seed; 2 panels
 
 
 @pytest.mark.parametrize(("macs", "panels"), [((10.0, 40.0), 2), ((10.0, None), 1)])

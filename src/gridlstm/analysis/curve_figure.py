@@ -17,29 +17,29 @@ from pathlib import Path
 import numpy as np
 
 Curve = list[tuple[float, float]]  # (training samples seen, validation metric)
-VERSION = 1  # of the drawing below: raise it when a change should redraw committed figures
+VERSION = 2  # of the drawing below: raise it when a change should redraw committed figures
 FINGERPRINT = "gridlstm-fingerprint"  # the PNG text key that holds `fingerprint`
 
 
 @dataclass
 class Series:
-    """One line of the figure: a job's curve, or a cell's seeds (a mean with a +-1 std band)."""
+    """One line of the figure: a job's curve, or a cell's seeds (their mean, and each seed's
+    own curve drawn thin: runs that leave a plateau at different times make a bimodal spread,
+    which a mean +- std band would draw outside the metric's range)."""
 
     label: str
     members: list[Curve]
     macs_per_sample: float | None = None  # None: not recorded by some job of the series
 
 
-def mean_band(members: list[Curve]) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """The members' mean and sample std at every x some member validated at, once every
-    member has started. A member that stopped earlier keeps its last value: a job stops early
-    only once solved, and dropping it would end (or bias) the cell's curve at its best seed."""
+def mean_curve(members: list[Curve]) -> tuple[list[float], np.ndarray]:
+    """The members' mean at every x some member validated at, once every member has started.
+    A member that stopped earlier keeps its last value: a job stops early only once solved,
+    and dropping it would end (or bias) the cell's curve at its best seed."""
     xs = sorted({x for curve in members for x, _ in curve})
     xs = [x for x in xs if all(curve and curve[0][0] <= x for curve in members)]
     at = [[next(y for cx, y in reversed(curve) if cx <= x) for curve in members] for x in xs]
-    mean = np.array([np.mean(ys) for ys in at])
-    std = np.array([np.std(ys, ddof=1) if len(ys) > 1 else 0.0 for ys in at])
-    return xs, mean, std
+    return xs, np.array([np.mean(ys) for ys in at])
 
 
 def fingerprint(series: list[Series], ylabel: str, title: str, cap: float | None = None) -> str:
@@ -73,7 +73,8 @@ def draw(
     cap: float | None = None,
 ) -> tuple[int, int]:
     """Write the figure to ``out``; returns (curves drawn, panels: 1 or 2). ``banded``: each
-    series is a cell of seeds (mean and band), else one job (its first member).
+    series is a cell of seeds (its mean, each seed thin beside it), else one job (its first
+    member).
     ``fingerprint`` is kept in the PNG (`drawn_fingerprint`); no software or date is. ``cap``:
     the runs' budget in samples, a dashed line (per series on the multiply-adds panel)."""
     import matplotlib
@@ -81,7 +82,7 @@ def draw(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [s for s in series if s.members and (not banded or mean_band(s.members)[0])]
+    shown = [s for s in series if s.members and (not banded or mean_curve(s.members)[0])]
     per_mac = bool(shown) and all(s.macs_per_sample for s in shown)
     panels = 2 if per_mac else 1
     columns = 1 if len(shown) <= 6 else 2
@@ -92,16 +93,18 @@ def draw(
     )
     for s in shown:
         if banded:
-            xs, mean, std = mean_band(s.members)
-            label = f"{s.label} (n={len(s.members)})"
+            xs, mean = mean_curve(s.members)
+            label, seeds = f"{s.label} (n={len(s.members)})", s.members
         else:
             xs, ys = zip(*s.members[0], strict=True)
-            mean, std, label = np.array(ys), None, s.label
+            mean, label, seeds = np.array(ys), s.label, []
         for panel, scale in zip(axes[0], [1.0, s.macs_per_sample or 1.0], strict=False):
             x = np.array(xs, dtype=float) * scale
             (line,) = panel.plot(x, mean, marker=".", label=label)
-            if std is not None:
-                panel.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
+            for seed in seeds:
+                sx, sy = zip(*seed, strict=True)
+                thin = {"linewidth": 0.7, "alpha": 0.35, "color": line.get_color()}
+                panel.plot(np.array(sx, dtype=float) * scale, sy, **thin)
             if cap is not None:
                 panel.axvline(cap * scale, linestyle="--", linewidth=1, color=line.get_color())
     axes[0][0].set_xlabel("training samples seen" + (" (dashed: the cap)" if cap else ""))

@@ -40,8 +40,9 @@ N samples instead of the run's end: two arms compared at equal samples where one
 made before runs recorded ``macs_per_sample`` the count of the model those overrides compose
 (`gridlstm.analysis.counted_macs`; ``compose`` names the task's size).
 ``figure: {file: curves.png, label: validation exact-match}`` also draws the rows' curves
-(each row's seeds: mean and band; against samples and, where recorded, multiply-adds) into
-that file beside study.yaml when the page is written (`gridlstm.analysis.curve_figure`);
+(each row's seeds: their mean, each seed thin; against samples and, where recorded,
+multiply-adds) into that file beside study.yaml when the page is written
+(`gridlstm.analysis.curve_figure`);
 ``cap: N`` marks the runs' budget of N samples (on the multiply-adds panel, each row's).
 """
 
@@ -323,7 +324,7 @@ def counted_macs(spec: CountMacs, row: dict[str, Any]) -> int | None:
 
 
 def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
-    """The table's ``figure``: each row's validation curves over its seeds (mean and band),
+    """The table's ``figure``: each row's validation curves (its seeds' mean, each seed thin),
     against samples and multiply-adds (`gridlstm.analysis.curve_figure`). Returns its path,
     or None where the file already shows these curves (a re-run leaves git clean)."""
     from gridlstm.analysis import curve_figure
@@ -336,7 +337,8 @@ def draw_figure(folder: Path, spec: TableSpec) -> Path | None:
         series.append(curve_figure.Series(label, curves, macs.pop() if len(macs) == 1 else None))
     assert spec.figure is not None
     out = folder / spec.figure.file
-    ylabel, title = f"{spec.figure.label} (mean +- std over seeds)", f"{folder.name}: {spec.name}"
+    ylabel = f"{spec.figure.label} (mean over seeds; each seed thin)"
+    title = f"{folder.name}: {spec.name}"
     cap = spec.figure.cap
     drawn = curve_figure.fingerprint(series, ylabel, title, cap)
     if curve_figure.drawn_fingerprint(out) == drawn:

@@ -122,8 +122,8 @@ def curves(
 ) -> tuple[int, int]:
     """Plot the main validation metric against train/samples_seen (and, where every job
     records its multiply-adds a sample, against multiply-adds: `curve_figure`): one curve per
-    job, or, when jobs differ in seed (``group_by``: the other swept keys), the mean over each
-    cell's seeds with a +-1 std band. Returns (curves, panels)."""
+    job, or, when jobs differ in seed (``group_by``: the other swept keys), each cell's mean
+    over its seeds, each seed thin beside it. Returns (curves, panels)."""
     groups: dict[str, curve_figure.Series] = {}
     for row in rows:
         xy = job_curve(sweep, row)
@@ -142,7 +142,7 @@ def curves(
             series.macs_per_sample = None
     series = list(groups.values())
     ylabel = ", ".join(sorted({row["monitor"] for row in rows}))
-    ylabel += " (mean +- std over seeds)" if group_by else ""
+    ylabel += " (mean over seeds; each seed thin)" if group_by else ""
     return curve_figure.draw(series, out, ylabel, sweep.name, banded=group_by is not None)
 
 
