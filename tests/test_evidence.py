@@ -589,7 +589,7 @@ def test_a_refused_page_leaves_every_page_as_it_was(tmp_path):
     path = root / "docs/claims" / STUDY / "study.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["confirmatory"]["setup"] = "a new setup for the summary row"
-    raw["confirmatory"]["protocol"] = " ".join(["Why?"] * (answers.ANSWER_WORDS + 1))
+    raw["protocol"] = " ".join(["Why?"] * (answers.ANSWER_WORDS + 1))  # both stages shown
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     before = {p: p.read_text() for p in root.rglob("*.md")}
     with pytest.raises(ConfigError, match="the page's answer is"):

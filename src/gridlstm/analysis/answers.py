@@ -141,12 +141,12 @@ def answer(study: declared.Study) -> list[str]:
     """A study page's opening, at most `ANSWER_WORDS` words: with two or more completed
     confirmatory stages, one answer a stage, each on its axis, under the study's question."""
     fix = "question, protocol, statement or cannot_say"
+    found = evidence.outcome(study)  # the verdict's cells checked, whichever is shown
     if len(done := completed(study)) > 1:
         said = " ".join(axis_sentence(study, stage, shown) for stage, shown in done)
         sure = declared_before([stage for stage, _ in done])
         lines = opening(study, study.prose, f"**Answer (confirmatory).** {said}", sure)
         return within(study, lines, ANSWER_WORDS, "the page's answer", fix)
-    found = evidence.outcome(study)  # its cells checked, whichever is shown
     confirmed = confirmatory.confirmatory_outcome(study)
     shown = confirmed or found
     prose = shown_prose(study, confirmed)
@@ -167,6 +167,7 @@ def rows_by_axis(study: declared.Study, page: Path) -> list[list[str]]:
     done = completed(study)
     if len(done) < 2:
         return [summary_row(study, page)]
+    evidence.outcome(study)  # the verdict's cells checked, though another answer is shown
     rows = []
     for stage, shown in done:
         setup = stage.prose.get("setup") or study.prose.get("setup") or study.prose["protocol"]
