@@ -300,3 +300,14 @@ def test_an_axis_for_an_undeclared_stage_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match="axes: equal_flops is no confirmatory stage; valid: eq"):
         declaration.load(path)
+
+
+def test_the_log_rank_power_by_simulation_grows_with_the_gap_and_is_seeded():
+    from gridlstm.analysis.survival import power
+
+    span, cap = (1.8e6, 2.8e6), 3e6
+    none = power((0.3, 0.3), span, cap, trials=400)
+    some = power((0.6, 0.2), span, cap, trials=400)
+    large = power((0.9, 0.0), span, cap, trials=400)
+    assert none < 0.1 < some < large and large > 0.9
+    assert some == power((0.6, 0.2), span, cap, trials=400)  # the same seed, the same number
