@@ -320,6 +320,20 @@ def test_an_arm_run_after_the_confirmatory_stage_on_its_seeds_is_not_an_earlier_
             declaration.load(path)
 
 
+def test_a_re_score_of_a_runs_checkpoint_is_not_a_use_of_its_seed(tmp_path):
+    """`gridlstm.evaluate` re-scores a run's checkpoint (its record names the ckpt_path): it
+    trains nothing, so a folder of re-scores beside a stage is no earlier use of its seeds."""
+    root = copy_study(tmp_path)
+    path = declare(root, confirmatory_stage([7, 8]))
+    rescored = root / "docs" / "claims" / STUDY / "last_checkpoint"
+    write_runs(rescored, {("a", 7): 0.5}, {"a": {"model": "grid2d"}})
+    record = rescored / "jobs" / "a-seed7" / "metrics.json"
+    with pytest.raises(ConfigError, match="seed 7 was used by an earlier stage"):
+        declaration.load(path)  # a run's record: a use
+    record.write_text(json.dumps(json.loads(record.read_text()) | {"ckpt_path": "x/last.ckpt"}))
+    assert 7 not in confirmatory.used_seeds(declaration.load(path))
+
+
 def test_confirmatory_arms_that_differ_beyond_the_factor_and_budget_are_refused(tmp_path):
     root = copy_study(tmp_path)
     path = declare(root, confirmatory_stage([7, 8, 9], {"optim.optimizer.lr": 0.001}))

@@ -34,7 +34,7 @@ from gridlstm.analysis.frontier import matches
 from gridlstm.analysis.job_records import read_queue, rows_of
 from gridlstm.analysis.stages import number
 from gridlstm.run.clock import moment
-from gridlstm.run.runs import RECORD, read_record
+from gridlstm.run.runs import RECORD, RESCORED, read_record
 
 # a dry run's sizes for a study that declares none of its own (dry_run: in study.yaml)
 DRY_RUN = (
@@ -64,7 +64,9 @@ def used_seeds(study: Study, stage: Confirmatory | None = None) -> set[int]:
     """Every seed an earlier run of the study's records used (every jobs/ or table.csv below
     it). A folder whose first run started its jobs after the confirmatory stage's first job
     cannot have shaped it (its design is fixed from then: `preregistration_problems`): an arm
-    reported beside it, on its seeds by design. Before the stage has run, every folder counts."""
+    reported beside it, on its seeds by design. Before the stage has run, every folder counts.
+    A re-score of a run's checkpoint (`gridlstm.evaluate`'s record, which names its
+    ``ckpt_path``) is not a run: its seed is the scored run's."""
     stage = stage or study.confirmatory
     seen: set[int] = set()
     folders = {p.parents[2] for p in study.folder.rglob("jobs/*/metrics.json")}
@@ -77,7 +79,7 @@ def used_seeds(study: Study, stage: Confirmatory | None = None) -> set[int]:
             continue
         for row in rows_of(folder):
             seed = number(row.get("seed"))
-            if seed is not None:
+            if seed is not None and not row.get(RESCORED):  # a re-score trains nothing
                 seen.add(int(seed))
     return seen
 

@@ -143,7 +143,7 @@ def evaluate(
         "status": runs.COMPLETED,
         **val[0],
         **test[0],
-        "ckpt_path": str(ckpt),
+        runs.RESCORED: str(ckpt),
         "overrides": overrides,
         "params": module.num_parameters,
         "wall_time_s": round(time.time() - start, 2),

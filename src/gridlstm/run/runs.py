@@ -30,6 +30,7 @@ from gridlstm.data.files import write_atomic
 from gridlstm.run.errors import ConfigError
 
 RECORD = "metrics.json"
+RESCORED = "ckpt_path"  # the key a re-score's record (gridlstm.evaluate) names its checkpoint by
 RESUME_CHOICES = ("false", "auto")
 
 
