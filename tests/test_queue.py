@@ -202,6 +202,23 @@ def test_queue_json_keeps_every_queue_runs_start_end_and_wall_time(tmp_path):
         assert moment(run["started"]) <= moment(run["ended"])
 
 
+def test_a_queue_run_stopped_before_it_wrote_queue_json_is_listed_by_the_next(tmp_path):
+    """A killed queue (a lost machine) writes no queue.json; its start, noted in the runs
+    folder before any job, is listed by the next run that ends, jobs started unknown."""
+    studies = {"s": {"claim": "s", "overrides": TINY_ADDITION, "grid": {"seed": [1]}}}
+    folder = tmp_path / "runs" / "s"
+    folder.mkdir(parents=True)
+    killed = "2026-01-01 00:00:00+00:00"
+    (folder / "queue_starts.jsonl").write_text(json.dumps({"started": killed}) + "\n")
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1
+    assert run_queue(tmp_path, studies, "minutes=0.01") == 1
+    runs = json.loads((tmp_path / "results/s/gpu/queue.json").read_text())["runs"]
+    assert len(runs) == 3 and runs[0]["started"] == killed and runs[0]["jobs_started"] is None
+    assert runs[0]["ended"] is None and "stopped" in runs[0]["note"]
+    assert all(r["ended"] and "note" not in r for r in runs[1:])  # each ended run once
+    assert len((folder / "queue_starts.jsonl").read_text().splitlines()) == 3  # noted first
+
+
 @pytest.mark.skipif(not hasattr(time, "tzset"), reason="time.tzset is Unix-only")
 @pytest.mark.parametrize(  # POSIX zone strings: no time-zone database needed
     "zone, offset", [("UTC0", "+00:00"), ("WST+5", "-05:00"), ("EST-5:30", "+05:30")]

@@ -323,6 +323,7 @@ def run_studies(
             job.snapshot = pinned[name].snapshot
         restore(group, outs[name], pinned[name].conf)
         records.carry_seconds(group, outs[name])
+        records.note_start(runs / name, stamp(started))
         print(f"[queue] {name}: runs {pinned[name].describe()}", flush=True)
     frontiers = {n: studies[n]["frontier"] for n in groups if studies[n].get("frontier")}
     queue = Queue(interleave(list(groups.values())), jobs, deadline, threads, frontiers, executors)
@@ -366,7 +367,7 @@ def run_studies(
                 for j in group
             ],
         }
-        summary["runs"] = records.queue_runs(out, summary, time.time() - started)
+        summary["runs"] = records.queue_runs(out, summary, time.time() - started, runs / name)
         records.write_queue(out, summary)
         print(f"[queue] {name}: results in {out}", flush=True)
     every = [j for js in groups.values() for j in js]
