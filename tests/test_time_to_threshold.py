@@ -311,3 +311,25 @@ def test_the_log_rank_power_by_simulation_grows_with_the_gap_and_is_seeded():
     large = power((0.9, 0.0), span, cap, trials=400)
     assert none < 0.1 < some < large and large > 0.9
     assert some == power((0.6, 0.2), span, cap, trials=400)  # the same seed, the same number
+
+
+def test_an_axis_answer_within_the_spread_says_its_lean_is_within_chance_and_no_median():
+    """Fewer than half solved in each arm: no median to give; a "not shown" names the arm
+    its rule leans to, and says that lean is within chance."""
+    from types import SimpleNamespace
+
+    from gridlstm.analysis import answers, evidence
+
+    def cell(label, solved):
+        times = {str(s): (100.0 * (s + 1) if s < solved else 900.0) for s in range(10)}
+        reached = {str(s): s < solved for s in range(10)}
+        return evidence.Cell(label, times, (), (), reached=reached)
+
+    words = {"a": "shown", "b": "contradicted", "within": "not shown"}
+    stage = SimpleNamespace(name="s", words=words, mode="min")
+    shown = evidence.Outcome(
+        cell("grid", 4), cell("lstm", 2), 0.3, "not shown", math.nan, "logrank", "", "x"
+    )
+    said = answers.axis_sentence(SimpleNamespace(axes={"s": "equal samples"}), stage, shown)
+    assert "grid: 4 of 10 solved; lstm: 2 of 10 solved;" in said
+    assert said.endswith("**not shown**, leans to grid (within chance).")

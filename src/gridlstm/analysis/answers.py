@@ -37,11 +37,11 @@ def p_text(p: float) -> str:
 def cell_text(cell: evidence.Cell) -> str:
     """A cell as a row shows it: mean +- sd (n), or for a time to a threshold with runs
     that never reached it, how many did and the Kaplan-Meier median."""
-    if cell.reached is not None:
+    if cell.reached is not None:  # fewer than half solved: no median to give
         times, reached = cell.times()
         found = survival.median(times, reached)
-        median = "median not reached" if math.isinf(found) else f"median {found:,.0f}"
-        return f"{cell.label}: {sum(reached)} of {cell.n} solved, {median}"
+        median = "" if math.isinf(found) else f", median {found:,.0f}"
+        return f"{cell.label}: {sum(reached)} of {cell.n} solved{median}"
     sd = "" if cell.n < 2 else f" +- {value(cell.sd)}"
     return f"{cell.label}: {value(cell.mean)}{sd} (n={cell.n})"
 
@@ -99,10 +99,11 @@ def axis(study: declared.Study, stage: Any) -> str:
 def axis_sentence(study: declared.Study, stage: Any, shown: evidence.Outcome) -> str:
     """One confirmatory stage's answer on its axis: cells, test, p and word."""
     metric = METRIC_WORDS.get(shown.metric, shown.metric)
+    lean = lean_by(stage, shown)
     return (
         f"At {axis(study, stage)}, {metric}: {cell_text(shown.a)}; {cell_text(shown.b)}; "
         f"{declared.TESTS[shown.test]}, p = {p_text(shown.p)}: "
-        f"**{shown.word}**{lean_by(stage, shown)}."
+        f"**{shown.word}**{lean}{' (within chance)' if lean else ''}."
     )
 
 
@@ -116,8 +117,8 @@ def declared_before(stages: list[Any]) -> str:
     )
     alpha = "" if each else f"alpha {alphas.pop():g}, "
     return (
-        f"Each word is a confirmatory stage's, declared before its runs ({names}; {alpha}"
-        "two-sided); the rest is exploratory."
+        f"Each bold verdict is confirmatory, fixed before its runs ({names}; {alpha}"
+        "two-sided); everything else is exploratory."
     )
 
 
