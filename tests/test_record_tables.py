@@ -276,6 +276,9 @@ def test_a_tables_code_line_names_its_commits_and_never_guesses_an_old_records()
     from gridlstm.analysis.made_by import code_line
 
     assert code_line([run(a), run(a)]) == f"Code: every run at commit {a[:12]}."
+    rescored = [{**run(a), "ckpt_path": "x/last.ckpt"}] * 2  # gridlstm.evaluate's records
+    assert code_line(rescored) == f"Code: every re-score at commit {a[:12]}."
+    assert code_line([*rescored, run(a)]) == f"Code: every run at commit {a[:12]}."
     assert code_line([{}, {}]).startswith("Code: commit not recorded")
     mixed = code_line([run(a), run(a), run(b, dirty=True), {}])
     assert mixed == (

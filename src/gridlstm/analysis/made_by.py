@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gridlstm.analysis import record_tables
+from gridlstm.run.runs import RESCORED
 
 
 def code_of(folder: Path, spec: record_tables.TableSpec) -> str:
@@ -29,6 +30,12 @@ def commit_of(run: dict[str, Any]) -> str | None:
     return f"{str(commit)[:12]}{' + uncommitted changes' if made.get('dirty') else ''}"
 
 
+def noun(runs: list[dict[str, Any]]) -> str:
+    """What a table's records are: training runs, or re-scores of their checkpoints
+    (`gridlstm.evaluate`, whose record names the checkpoint) where every record is one."""
+    return "re-score" if runs and all(r.get(RESCORED) for r in runs) else "run"
+
+
 def code_line(runs: list[dict[str, Any]]) -> str:
     """Which code made a table's runs: one commit, several (each with its count: a table
     whose runs span commits says so), or "commit not recorded" for older records (never
@@ -42,7 +49,7 @@ def code_line(runs: list[dict[str, Any]]) -> str:
             "records named their code)"
         )
     if len(found) == 1 and not old:
-        return f"Code: every run at commit {next(iter(found))}."
+        return f"Code: every {noun(runs)} at commit {next(iter(found))}."
     if not found:
         return (
             "Code: commit not recorded (the records were written before records named their code)."
@@ -72,7 +79,7 @@ def machine_line(runs: list[dict[str, Any]]) -> str:
     if not found:
         return ""
     if len(found) == 1 and not old:
-        return f"Machine: every run on {next(iter(found))}."
+        return f"Machine: every {noun(runs)} on {next(iter(found))}."
     parts = [f"{box} ({n} run{'s' if n > 1 else ''})" for box, n in found.most_common()]
     if old:
         parts.append(f"not recorded ({old} run{'s' if old > 1 else ''})")
