@@ -289,9 +289,12 @@ def test_every_stage_was_committed_before_its_first_job_began():
             key=lambda p: len(p.parent.name),
         )
         stage = name.removeprefix(f"{declared.parent.name}_")
+        records = study["claim"].removeprefix(f"{declared.parent.name}/")
         times = [
             first_commit_time(STUDIES_FILE, f"^{FORMER_NAMES.get(name, name)}:"),
             first_commit_time(declared, f"^[ -]*name: {stage}$"),
+            # a confirmatory stage's secondary arm is declared by its records folder
+            first_commit_time(declared, rf"^\s*records: {re.escape(records)}/cpu$"),
         ]
         assert any(times), f"{name}: never committed"
         committed = min(t for t in times if t is not None)
