@@ -118,6 +118,22 @@ def test_samples_at_validation_steps_come_from_the_logged_training_steps():
     assert job_records.samples_from_step([]) is None
 
 
+def test_samples_at_validation_steps_are_exact_across_a_resume():
+    # Batch 15: samples = 15 * (step + 1) until a resume, after which the log names each
+    # step one later for the same samples (15 * step); one line through all pairs is off.
+    before = [(s, 15.0 * (s + 1)) for s in (24.0, 49.0, 74.0)]
+    after = [(s, 15.0 * s) for s in (100.0, 125.0, 150.0)]
+    to_samples = job_records.samples_from_step(before + after)
+    assert to_samples(60.0) == 15 * 61
+    assert to_samples(140.0) == 15 * 140
+    assert to_samples(160.0) == 15 * 160  # past the last pair: its segment's line
+    assert to_samples(90.0) == 15 * 91  # between the sides of the resume: before it
+    assert to_samples(10.0) == 15 * 11  # before the first
+    assert job_records.samples_from_step([(24.0, 375.0), (24.0, 380.0), (49.0, 755.0)])(
+        30.0
+    ) == pytest.approx(380 + 15 * 6)  # a step logged twice: its last value
+
+
 def test_stopped_jobs_show_their_status_and_reason(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     make_job(sweep, "0", "grid2d", 2, 0.5)

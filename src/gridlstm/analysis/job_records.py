@@ -11,13 +11,13 @@ them disagree about the same run.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import functools
 import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -152,15 +152,26 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
 def samples_from_step(logged: list[tuple[float, float]]):
     """Samples seen at any step, from the (step, samples) pairs the training log holds.
 
-    Samples grow by the same batch every step, so the line through the logged pairs is
-    exact; validation steps rarely coincide with logged training steps."""
+    Validation steps rarely coincide with logged training steps, so a step's samples come
+    from the last pair logged at or before it (the first, before any), going on at the rate
+    of the two pairs that end there: samples grow by the same batch every step, but a run
+    resumed from a checkpoint logs its steps one later than before for the same samples
+    (Lightning's logging step and the restored step differ by one), so one line through
+    every pair, or through pairs on both sides of a resume, is off by a few samples."""
     if not logged:
         return None
-    if len({step for step, _ in logged}) == 1:
-        step, samples = logged[0]
+    known = sorted(dict(logged).items())  # a step logged twice: its last value
+    if len(known) == 1:
+        ((step, samples),) = known
         return lambda at: samples * (at + 1) / (step + 1)
-    slope, intercept = np.polyfit(*zip(*logged, strict=True), 1)
-    return lambda at: slope * at + intercept
+    steps = [step for step, _ in known]
+
+    def at_step(at: float) -> float:
+        last = max(bisect.bisect_right(steps, at) - 1, 0)  # the pair it goes on from
+        (x0, y0), (x1, y1) = known[max(last - 1, 0)], known[max(last, 1)]
+        return known[last][1] + (y1 - y0) * (at - known[last][0]) / (x1 - x0)
+
+    return at_step
 
 
 # A job's curve alone (samples seen, main validation metric): what the study queue keeps of a
