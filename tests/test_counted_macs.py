@@ -48,6 +48,10 @@ def test_a_job_without_its_multiply_adds_gets_the_count_its_run_made(cli, monkey
     OmegaConf.save(OmegaConf.create(unsized), job / "overrides.yaml")
     (job / "metrics.json").write_text(json.dumps(older))
     assert counted_macs.macs_of(job) is None
+    # ... unless the declaration names it (a verdict cell's defaults: what the run had)
+    given = {"task.datamodule.digits": 3, "model.net.priority": "default"}  # only task.* used
+    assert counted_macs.macs_of(job, given) == record["macs_per_sample"]
+    assert counted_macs.macs_of(job, {"task.datamodule.digits": 2}) != record["macs_per_sample"]
     OmegaConf.save(OmegaConf.create([*TINY, "model.net.hidden_sise=8"]), job / "overrides.yaml")
     (job / "metrics.json").write_text(json.dumps(older))
     assert counted_macs.macs_of(job) is None

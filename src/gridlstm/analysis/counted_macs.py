@@ -15,14 +15,20 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from gridlstm.analysis.job_records import overrides_list
 from gridlstm.run import runs
 
+TASK = "task.datamodule."  # where a task's size option is (its ``size_option``)
 
-def macs_of(job: Path) -> float | None:
+
+def macs_of(job: Path, defaults: dict[str, Any] | None = None) -> float | None:
     """Multiply-adds per sample of the completed job in folder ``job`` (a results folder's
-    ``jobs/<name>``): as recorded, else counted again; None where neither can be had."""
+    ``jobs/<name>``): as recorded, else counted again; None where neither can be had.
+    ``defaults``: what the run had without naming it (a verdict cell's ``defaults:``); its
+    ``task.datamodule.*`` values count where the overrides lack them (the task's size,
+    stated in the declaration as a table's ``count_macs: {compose: ...}`` states it)."""
     record = runs.read_record(job)
     if record is None:
         return None
@@ -31,11 +37,15 @@ def macs_of(job: Path) -> float | None:
     if not (job / "overrides.yaml").is_file() or record.get("params") is None:
         return None
     listed = overrides_list(job / "overrides.yaml")
-    shape = tuple(o for o in listed if not o.startswith("seed="))  # seeds share it
+    named = {o.split("=", 1)[0].lstrip("+") for o in listed}
+    task = [
+        f"{k}={v}" for k, v in (defaults or {}).items() if k.startswith(TASK) and k not in named
+    ]
+    shape = tuple(o for o in [*listed, *task] if not o.startswith("seed="))  # seeds share it
     counted = count(shape)
     if counted is None or counted[1] != int(record["params"]):
         return None
-    size = f"task.datamodule.{counted[2]}="
+    size = f"{TASK}{counted[2]}="
     if not any(o.startswith((size, f"+{size}", f"++{size}")) for o in shape):
         return None  # the length came from a preset's default, which may have changed
     return float(counted[0])

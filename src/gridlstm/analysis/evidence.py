@@ -115,7 +115,7 @@ def gather(study: Study, spec: CellSpec, metric: str, censored_at: str = "") -> 
             values[seed], reached[seed] = value, got
             macs, samples = number(row.get("macs_per_sample")), number(row.get("samples_seen"))
             if macs is None and "job" in found:  # a job run before runs recorded them
-                macs = macs_of(study.folder / record / "jobs" / str(found["job"]))
+                macs = macs_of(study.folder / record / "jobs" / str(found["job"]), spec.defaults)
             if macs is not None and samples is not None:
                 compute.append(macs * samples)
             if (count := number(row.get("params"))) is not None:
