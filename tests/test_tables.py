@@ -126,6 +126,7 @@ def test_samples_at_validation_steps_are_exact_across_a_resume():
     to_samples = job_records.samples_from_step(before + after)
     assert to_samples(60.0) == 15 * 61
     assert to_samples(140.0) == 15 * 140
+    assert to_samples(110.0) == 15 * 110  # after the resume's first pair
     assert to_samples(160.0) == 15 * 160  # past the last pair: its segment's line
     assert to_samples(90.0) == 15 * 91  # between the sides of the resume: before it
     assert to_samples(10.0) == 15 * 11  # before the first

@@ -15,6 +15,8 @@ import bisect
 import csv
 import functools
 import json
+import statistics
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +154,12 @@ def rows_of(folder: Path) -> list[dict[str, Any]]:
 def samples_from_step(logged: list[tuple[float, float]]):
     """Samples seen at any step, from the (step, samples) pairs the training log holds.
 
-    Validation steps rarely coincide with logged training steps, so a step's samples come
-    from the last pair logged at or before it (the first, before any), going on at the rate
-    of the two pairs that end there: samples grow by the same batch every step, but a run
-    resumed from a checkpoint logs its steps one later than before for the same samples
+    Validation steps rarely coincide with logged training steps, so a step's samples go on
+    from the last pair logged at or before it (the first, before any) at the batch's rate,
+    the median rate between logged pairs: samples grow by the same batch every step, but a
+    run resumed from a checkpoint logs its steps one later than before for the same samples
     (Lightning's logging step and the restored step differ by one), so one line through
-    every pair, or through pairs on both sides of a resume, is off by a few samples."""
+    every pair, or the rate across a resume, is off by a few samples."""
     if not logged:
         return None
     known = sorted(dict(logged).items())  # a step logged twice: its last value
@@ -165,11 +167,11 @@ def samples_from_step(logged: list[tuple[float, float]]):
         ((step, samples),) = known
         return lambda at: samples * (at + 1) / (step + 1)
     steps = [step for step, _ in known]
+    rate = statistics.median((y1 - y0) / (x1 - x0) for (x0, y0), (x1, y1) in pairwise(known))
 
     def at_step(at: float) -> float:
-        last = max(bisect.bisect_right(steps, at) - 1, 0)  # the pair it goes on from
-        (x0, y0), (x1, y1) = known[max(last - 1, 0)], known[max(last, 1)]
-        return known[last][1] + (y1 - y0) * (at - known[last][0]) / (x1 - x0)
+        step, samples = known[max(bisect.bisect_right(steps, at) - 1, 0)]
+        return samples + rate * (at - step)
 
     return at_step
 
