@@ -37,10 +37,10 @@ def p_text(p: float) -> str:
 def cell_text(cell: evidence.Cell) -> str:
     """A cell as a row shows it: mean +- sd (n), or for a time to a threshold with runs
     that never reached it, how many did and the Kaplan-Meier median."""
-    if cell.reached is not None:  # fewer than half solved: no median to give
+    if cell.reached is not None:
         times, reached = cell.times()
         found = survival.median(times, reached)
-        median = "" if math.isinf(found) else f", median {found:,.0f}"
+        median = "" if math.isinf(found) else f", median {found:,.0f}"  # inf: under half solved
         return f"{cell.label}: {sum(reached)} of {cell.n} solved{median}"
     sd = "" if cell.n < 2 else f" +- {value(cell.sd)}"
     return f"{cell.label}: {value(cell.mean)}{sd} (n={cell.n})"
